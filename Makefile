@@ -1,0 +1,51 @@
+# One command per job. `make demo` and `make test` work from a clean clone:
+# they create the virtual environment and install what the project needs.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SYSSTAMP := $(VENV)/.system-packages
+NETWORK ?= solo
+
+.PHONY: demo test check lint types bench soak clean system
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# System packages the tests and the launcher use (etcd for the replicated
+# ordering service). Installed only when missing; we run as root here.
+$(SYSSTAMP): | $(STAMP)
+	@if ! command -v etcd >/dev/null 2>&1; then \
+		echo "installing etcd-server (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; \
+	fi
+	touch $(SYSSTAMP)
+
+system: $(SYSSTAMP)
+
+demo: $(STAMP) $(SYSSTAMP)
+	$(BIN)/python -m sharechain.demo --network $(NETWORK)
+
+test: $(STAMP) $(SYSSTAMP)
+	$(BIN)/pytest -m "not soak" -p no:cacheprovider
+
+soak: $(STAMP) $(SYSSTAMP)
+	$(BIN)/pytest -m soak -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+check: lint types test
+
+bench: $(STAMP) $(SYSSTAMP)
+	$(BIN)/python -m sharechain.bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

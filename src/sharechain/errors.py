@@ -1,0 +1,78 @@
+"""The exception tree of sharechain.
+
+Every error a user can meet derives from one root and says what to do::
+
+    SharechainError                 catch-all for anything sharechain raises
+    ├── ConfigError                 bad data directory, key file, genesis or settings
+    ├── EncodingError               bytes that are not canonical CBOR of the expected shape
+    ├── InvalidSignatureError       a signature did not verify (forged, wrong key, tampered)
+    ├── DecryptionError             ciphertext could not be opened; deliberately opaque
+    ├── IntegrityError              stored or received data fails its digest or Merkle check
+    ├── ChainError                  the ledger is broken: bad link, root, signature or replay
+    ├── TransactionRejectedError    a submitted transaction was recorded as invalid
+    ├── NotFoundError               an id (transaction, dataset, grant, block) does not exist
+    ├── AccessDeniedError           the chain does not allow this organisation to do this
+    └── OrderingError               the ordering service could not append a block
+
+Transaction rejections inside blocks are validation *codes*, not exceptions;
+`TransactionRejectedError` surfaces such a code to the sender who asked.
+"""
+
+from __future__ import annotations
+
+
+class SharechainError(Exception):
+    """Root of every error sharechain raises on purpose."""
+
+
+class ConfigError(SharechainError):
+    """A data directory, key file, genesis file or setting is missing or wrong."""
+
+
+class EncodingError(SharechainError):
+    """Bytes are not the canonical encoding of the expected record."""
+
+
+class InvalidSignatureError(SharechainError):
+    """A signature does not verify under the given public key."""
+
+
+class DecryptionError(SharechainError):
+    """Ciphertext could not be decrypted; why is deliberately not said."""
+
+    def __init__(self, message: str = "decryption failed: wrong key or corrupted data") -> None:
+        super().__init__(message)
+
+
+class IntegrityError(SharechainError):
+    """Data does not match the digest or Merkle root it should have."""
+
+
+class ChainError(SharechainError):
+    """The ledger fails verification; carries the first bad height when known."""
+
+    def __init__(self, message: str, height: int | None = None) -> None:
+        super().__init__(message)
+        self.height = height
+
+
+class TransactionRejectedError(SharechainError):
+    """A transaction was committed with a validation code other than valid."""
+
+    def __init__(self, code: str, reason: str, tx_id: bytes | None = None) -> None:
+        super().__init__(f"transaction rejected ({code}): {reason}")
+        self.code = code
+        self.reason = reason
+        self.tx_id = tx_id
+
+
+class NotFoundError(SharechainError):
+    """The thing asked for does not exist on this node."""
+
+
+class AccessDeniedError(SharechainError):
+    """The chain's rules do not allow the caller to do this."""
+
+
+class OrderingError(SharechainError):
+    """The ordering service could not order or append a block."""

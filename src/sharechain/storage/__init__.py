@@ -1,0 +1,1 @@
+"""sharechain.storage"""
