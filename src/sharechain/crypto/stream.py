@@ -1,0 +1,496 @@
+"""Streaming authenticated encryption of payloads: the data plane's AEAD.
+
+A payload of any size is cut into fixed-size *segments* and each segment is
+sealed with AES-256-GCM. The nonce of a segment is its index and a flag saying
+whether it is the last one, so a reader notices any segment that was dropped,
+repeated, moved or cut off, and anything appended after the last one (the
+STREAM construction of Hoang, Reyhanitabar, Rogaway and Vizár, 2015). Only two
+segments are ever held in memory, whatever the payload's size.
+
+Layout (all integers big-endian; see ``docs/data-plane.md``)::
+
+    header   version (1) | key epoch (8) | segment size (4) | salt (32)   = 45 bytes
+    segment  AES-256-GCM(subkey, nonce(i, last), plaintext_i, aad=header) = len_i + 16
+
+The data key is never used with AES-GCM directly: every stream derives its own
+``subkey = HKDF-SHA256(ikm=data key, salt=salt, info=label || header)`` from a
+fresh 256-bit salt, so one data key can seal any number of streams without a
+random-nonce birthday bound, and the per-segment nonce can be the plain counter
+``0^7 || index (4) || last (1)``. The header is also the associated data of every
+segment, so a changed version, epoch, segment size or salt fails like a flipped
+bit in the data would.
+
+Sealing and opening both produce :class:`StreamDigests`: SHA-256 of the
+plaintext, SHA-256 of the whole ciphertext (header included, hence equal to the
+blob store's address of it) and the RFC 6962 Merkle root over the SHA-256 of
+each ciphertext segment, which lets a single segment be proved to belong to a
+registered payload. The three digests run on worker threads (hashlib releases
+the GIL), overlapping the reading, sealing and writing of the next segment.
+
+Decryption authenticates each segment before writing it; a failure raises the
+single opaque :class:`~sharechain.errors.DecryptionError`. Segments written
+before a failure were authentic but the stream as a whole is not: write to a
+temporary place and keep the output only when decryption returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from sharechain.errors import ConfigError, DecryptionError, IntegrityError
+
+__all__ = [
+    "DEFAULT_SEGMENT_SIZE",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "KEY_SIZE",
+    "MAX_SEGMENT_SIZE",
+    "TAG_SIZE",
+    "Digest",
+    "StreamDigests",
+    "StreamHeader",
+    "decrypt_bytes",
+    "decrypt_stream",
+    "encrypt_bytes",
+    "encrypt_stream",
+    "inclusion_proof",
+    "merkle_root",
+    "parse_header",
+    "segment_digests",
+    "segment_offset",
+    "verify_inclusion",
+]
+
+Digest = bytes
+"""A 32-byte SHA-256 digest."""
+
+FORMAT_VERSION: Final = 1
+DEFAULT_SEGMENT_SIZE: Final = 1 << 20
+MAX_SEGMENT_SIZE: Final = 1 << 24
+"""Upper bound on the segment size, so a forged header cannot make a reader allocate much."""
+KEY_SIZE: Final = 32
+TAG_SIZE: Final = 16
+SALT_SIZE: Final = 32
+MAX_SEGMENTS: Final = 1 << 32
+"""The index is four bytes in the nonce; at 1 MiB segments this caps a stream at 4 PiB."""
+
+_HEADER = struct.Struct(">BQI32s")
+HEADER_SIZE: Final = _HEADER.size
+_KDF_LABEL = b"sharechain/stream/v1/aes-256-gcm"
+_NONCE_PAD = bytes(7)
+_SLOTS = 2
+"""Segments in flight: one being read and sealed while the previous one is still hashed."""
+_PARALLEL_MIN_SEGMENT = 64 * 1024
+"""Below this segment size, handing hashes to threads costs more than it saves."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHeader:
+    """The authenticated header at the start of every sealed stream."""
+
+    version: int
+    """Format version; only ``FORMAT_VERSION`` is understood."""
+    epoch: int
+    """Key epoch of the dataset whose data key sealed the stream (unsigned 64-bit)."""
+    segment_size: int
+    """Plaintext bytes per segment; every segment but the last is exactly this long."""
+    salt: bytes
+    """32 random bytes from which the per-stream subkey is derived."""
+
+    def encode(self) -> bytes:
+        """The 45 header bytes as they appear on the wire."""
+        return _HEADER.pack(self.version, self.epoch, self.segment_size, self.salt)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDigests:
+    """What the chain records about a sealed payload; identical when sealing and opening."""
+
+    plaintext_sha256: Digest
+    """SHA-256 of the plaintext."""
+    ciphertext_sha256: Digest
+    """SHA-256 of the whole sealed stream, header included (its blob address)."""
+    segment_root: Digest
+    """RFC 6962 Merkle root over the SHA-256 of each ciphertext segment, tag included."""
+    size: int
+    """Plaintext length in bytes."""
+    segment_count: int
+    """Number of segments; at least 1 (an empty payload is one empty final segment)."""
+
+
+def parse_header(data: bytes) -> StreamHeader:
+    """Decode a stream header; raises `DecryptionError` if it is not one this version reads."""
+    if len(data) != HEADER_SIZE:
+        raise DecryptionError()
+    version, epoch, segment_size, salt = _HEADER.unpack(data)
+    if version != FORMAT_VERSION or not 1 <= segment_size <= MAX_SEGMENT_SIZE:
+        raise DecryptionError()
+    return StreamHeader(version, epoch, segment_size, salt)
+
+
+def segment_offset(segment_size: int, index: int) -> int:
+    """Byte offset of segment ``index`` in a sealed stream (for range reads)."""
+    return HEADER_SIZE + index * (segment_size + TAG_SIZE)
+
+
+# --- sealing and opening ----------------------------------------------------------------------
+
+
+def encrypt_stream(
+    key: bytes,
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    epoch: int,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> StreamDigests:
+    """Seal everything ``src`` yields into ``dst`` under the 32-byte data ``key``."""
+    _check_key(key)
+    if not 0 <= epoch < 1 << 64:
+        raise ConfigError(f"key epoch must fit in 64 unsigned bits, got {epoch}")
+    if not 1 <= segment_size <= MAX_SEGMENT_SIZE:
+        raise ConfigError(f"segment size must be in 1..{MAX_SEGMENT_SIZE}, got {segment_size}")
+    salt = rng(SALT_SIZE)
+    if len(salt) != SALT_SIZE:
+        raise ConfigError(f"rng returned {len(salt)} bytes, expected {SALT_SIZE}")
+    header = StreamHeader(FORMAT_VERSION, epoch, segment_size, salt).encode()
+    aead = AESGCM(_subkey(key, header))
+    _write_all(dst, header)
+    # One spare byte per read: finding one more byte is how a segment learns it is not last.
+    plain = [bytearray(segment_size + 1) for _ in range(_SLOTS)]
+    sealed = [bytearray(segment_size + TAG_SIZE) for _ in range(_SLOTS)]
+    with _Digester(header, parallel=segment_size >= _PARALLEL_MIN_SEGMENT) as digester:
+        carry: int | None = None
+        index = 0
+        last = False
+        while not last:
+            slot = index % _SLOTS
+            digester.drain(keep=_SLOTS - 1)
+            got = _fill(src, plain[slot], carry)
+            last = got <= segment_size
+            length = got if last else segment_size
+            carry = None if last else plain[slot][segment_size]
+            if index >= MAX_SEGMENTS:
+                raise ConfigError("payload too large for this segment size: use larger segments")
+            pt = memoryview(plain[slot])[:length]
+            ct = memoryview(sealed[slot])[: length + TAG_SIZE]
+            aead.encrypt_into(_nonce(index, last), pt, header, ct)
+            _write_all(dst, ct)
+            digester.add(pt, ct)
+            index += 1
+        return digester.finish()
+
+
+def decrypt_stream(
+    key: bytes, src: BinaryIO, dst: BinaryIO, *, expected_epoch: int | None = None
+) -> StreamDigests:
+    """Open a sealed stream from ``src`` into ``dst``; any tampering raises `DecryptionError`.
+
+    ``expected_epoch``, when given, must match the header's key epoch.
+    """
+    _check_key(key)
+    header = _read_exact(src, HEADER_SIZE)
+    parsed = parse_header(header)
+    if expected_epoch is not None and parsed.epoch != expected_epoch:
+        raise DecryptionError()
+    aead = AESGCM(_subkey(key, header))
+    chunk = parsed.segment_size + TAG_SIZE
+    sealed = [bytearray(chunk + 1) for _ in range(_SLOTS)]
+    plain = [bytearray(parsed.segment_size) for _ in range(_SLOTS)]
+    with _Digester(header, parallel=parsed.segment_size >= _PARALLEL_MIN_SEGMENT) as digester:
+        carry: int | None = None
+        index = 0
+        last = False
+        while not last:
+            slot = index % _SLOTS
+            digester.drain(keep=_SLOTS - 1)
+            got = _fill(src, sealed[slot], carry)
+            last = got <= chunk
+            length = got if last else chunk
+            carry = None if last else sealed[slot][chunk]
+            if length < TAG_SIZE or index >= MAX_SEGMENTS:
+                raise DecryptionError()
+            ct = memoryview(sealed[slot])[:length]
+            pt = memoryview(plain[slot])[: length - TAG_SIZE]
+            try:
+                aead.decrypt_into(_nonce(index, last), ct, header, pt)
+            except InvalidTag:
+                pt[:] = bytes(len(pt))  # never leave unauthenticated plaintext lying around
+                raise DecryptionError() from None
+            _write_all(dst, pt)
+            digester.add(pt, ct)
+            index += 1
+        return digester.finish()
+
+
+def encrypt_bytes(
+    key: bytes,
+    plaintext: bytes,
+    *,
+    epoch: int,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> tuple[bytes, StreamDigests]:
+    """Seal a small in-memory payload; returns the sealed bytes and their digests."""
+    out = io.BytesIO()
+    digests = encrypt_stream(
+        key, io.BytesIO(plaintext), out, epoch=epoch, segment_size=segment_size, rng=rng
+    )
+    return out.getvalue(), digests
+
+
+def decrypt_bytes(key: bytes, ciphertext: bytes, *, expected_epoch: int | None = None) -> bytes:
+    """Open a small in-memory sealed payload; raises `DecryptionError` on any tampering."""
+    out = io.BytesIO()
+    decrypt_stream(key, io.BytesIO(ciphertext), out, expected_epoch=expected_epoch)
+    return out.getvalue()
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) != KEY_SIZE:
+        raise ConfigError(f"data key must be {KEY_SIZE} bytes, got {len(key)}")
+
+
+def _subkey(key: bytes, header: bytes) -> bytes:
+    salt = header[-SALT_SIZE:]
+    hkdf = HKDF(hashes.SHA256(), KEY_SIZE, salt=salt, info=_KDF_LABEL + header)
+    return hkdf.derive(key)
+
+
+def _nonce(index: int, last: bool) -> bytes:
+    return _NONCE_PAD + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+def _fill(src: BinaryIO, buf: bytearray, carry: int | None) -> int:
+    """Fill ``buf`` from ``src`` (after the carried byte, if any); returns the bytes held."""
+    view = memoryview(buf)
+    pos = 0
+    if carry is not None:
+        buf[0] = carry
+        pos = 1
+    readinto = getattr(src, "readinto", None)
+    while pos < len(buf):
+        if readinto is not None:
+            got = readinto(view[pos:])
+        else:
+            data = src.read(len(buf) - pos)
+            got = len(data)
+            view[pos : pos + got] = data
+        if not got:
+            break
+        pos += got
+    return pos
+
+
+def _read_exact(src: BinaryIO, size: int) -> bytes:
+    buf = bytearray(size)
+    if _fill(src, buf, None) != size:
+        raise DecryptionError()
+    return bytes(buf)
+
+
+def _write_all(dst: BinaryIO, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = dst.write(view)
+        # Buffered writers always write everything; raw ones may report less.
+        view = view[len(view) if written is None else written :]
+
+
+# --- digests ------------------------------------------------------------------------------------
+
+
+def _sha256(data: memoryview) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class _Digester:
+    """Hashes plaintext, the ciphertext stream and each ciphertext segment.
+
+    With ``parallel``, each of the three runs on its own single-thread executor, so the
+    updates of one hash stay in order while the three hashes and the main thread's
+    reading, sealing and writing overlap. The first segment is always hashed inline, so a
+    payload of one segment never starts a thread.
+    """
+
+    def __init__(self, header: bytes, *, parallel: bool) -> None:
+        self._plain = hashlib.sha256()
+        self._cipher = hashlib.sha256(header)
+        self._tree = _TreeBuilder()
+        self._parallel = parallel
+        self._lanes: tuple[ThreadPoolExecutor, ...] = ()
+        self._inflight: deque[tuple[Future[None], Future[None], Future[bytes]]] = deque()
+        self._size = 0
+        self._count = 0
+
+    def __enter__(self) -> _Digester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lane in self._lanes:
+            lane.shutdown(wait=True)
+
+    def add(self, plaintext: memoryview, ciphertext: memoryview) -> None:
+        """Hash one segment; its buffers must stay untouched until `drain` has waited for it."""
+        self._size += len(plaintext)
+        self._count += 1
+        if not self._parallel or self._count == 1:
+            self._plain.update(plaintext)
+            self._cipher.update(ciphertext)
+            self._tree.push(_sha256(ciphertext))
+            return
+        if not self._lanes:
+            self._lanes = tuple(ThreadPoolExecutor(1, "sharechain-digest") for _ in range(3))
+        plain, cipher, leaves = self._lanes
+        self._inflight.append(
+            (
+                plain.submit(self._plain.update, plaintext),
+                cipher.submit(self._cipher.update, ciphertext),
+                leaves.submit(_sha256, ciphertext),
+            )
+        )
+
+    def drain(self, *, keep: int) -> None:
+        """Wait until at most ``keep`` segments are still being hashed."""
+        while len(self._inflight) > keep:
+            plain, cipher, leaf = self._inflight.popleft()
+            plain.result()
+            cipher.result()
+            self._tree.push(leaf.result())
+
+    def finish(self) -> StreamDigests:
+        self.drain(keep=0)
+        return StreamDigests(
+            plaintext_sha256=self._plain.digest(),
+            ciphertext_sha256=self._cipher.digest(),
+            segment_root=self._tree.root(),
+            size=self._size,
+            segment_count=self._count,
+        )
+
+
+# --- segment Merkle tree (RFC 6962 / RFC 9162 section 2.1) -------------------------------------
+
+
+def _leaf(segment_digest: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + segment_digest).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+class _TreeBuilder:
+    """Builds an RFC 6962 root leaf by leaf, keeping only O(log n) perfect subtrees."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []
+
+    def push(self, segment_digest: bytes) -> None:
+        size, node = 1, _leaf(segment_digest)
+        while self._stack and self._stack[-1][0] == size:
+            left_size, left = self._stack.pop()
+            size, node = left_size + size, _node(left, node)
+        self._stack.append((size, node))
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return hashlib.sha256(b"").digest()
+        # The RFC 6962 tree splits at the largest power of two: folding the perfect
+        # subtrees from the right reproduces exactly that shape.
+        node = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            node = _node(left, node)
+        return node
+
+
+def merkle_root(segment_digests: Sequence[Digest]) -> Digest:
+    """RFC 6962 root over the given segment digests (SHA-256 of each ciphertext segment)."""
+    builder = _TreeBuilder()
+    for digest in segment_digests:
+        builder.push(digest)
+    return builder.root()
+
+
+def inclusion_proof(segment_digests: Sequence[Digest], index: int) -> tuple[Digest, ...]:
+    """The RFC 9162 audit path of segment ``index``, nearest sibling first."""
+    if not 0 <= index < len(segment_digests):
+        raise IntegrityError(f"segment {index} is not in a stream of {len(segment_digests)}")
+    path: list[bytes] = []
+    leaves = segment_digests
+    while len(leaves) > 1:
+        split = 1 << ((len(leaves) - 1).bit_length() - 1)
+        if index < split:
+            path.append(merkle_root(leaves[split:]))
+            leaves = leaves[:split]
+        else:
+            path.append(merkle_root(leaves[:split]))
+            leaves = leaves[split:]
+            index -= split
+    return tuple(reversed(path))
+
+
+def verify_inclusion(
+    segment: bytes, index: int, count: int, proof: Sequence[Digest], root: Digest
+) -> None:
+    """Check that ciphertext ``segment`` is segment ``index`` of ``count`` under ``root``.
+
+    Follows RFC 9162 section 2.1.3.2; raises `IntegrityError` when the proof fails.
+    """
+    if not 0 <= index < count:
+        raise IntegrityError(f"segment {index} cannot be in a stream of {count} segments")
+    fn, sn = index, count - 1
+    node = _leaf(hashlib.sha256(segment).digest())
+    for sibling in proof:
+        if sn == 0:
+            raise IntegrityError(f"inclusion proof of segment {index} is too long")
+        if fn & 1 or fn == sn:
+            node = _node(sibling, node)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            node = _node(node, sibling)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or node != root:
+        raise IntegrityError(f"segment {index} does not match the segment root")
+
+
+def segment_digests(src: BinaryIO) -> tuple[Digest, ...]:
+    """SHA-256 of each ciphertext segment of a sealed stream, read without the key.
+
+    Used to build inclusion proofs; says nothing about authenticity (the root does,
+    once compared with the one on the chain). A malformed stream raises `IntegrityError`.
+    """
+    try:
+        parsed = parse_header(_read_exact(src, HEADER_SIZE))
+    except DecryptionError:
+        raise IntegrityError("not a sealed sharechain stream") from None
+    chunk = parsed.segment_size + TAG_SIZE
+    digests: list[bytes] = []
+    buf = bytearray(chunk)
+    while True:
+        got = _fill(src, buf, None)
+        if got < TAG_SIZE and (got or not digests):
+            raise IntegrityError("sealed stream ends inside a segment")
+        if got == 0:
+            break
+        digests.append(hashlib.sha256(memoryview(buf)[:got]).digest())
+        if got < chunk:
+            break
+    return tuple(digests)
