@@ -1,1 +1,40 @@
-"""sharechain.ledger"""
+"""The ledger: transactions, blocks, Merkle proofs, stores and validation.
+
+The ledger knows nothing of data sharing; it runs whatever `ContractRegistry`
+it is given.
+"""
+
+from sharechain.ledger.blocks import Block, BlockHeader, TxResult, decode_block, encode_block
+from sharechain.ledger.chain import Execution, Ledger, VerifyReport, verify_chain
+from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
+from sharechain.ledger.genesis import Genesis, genesis_block
+from sharechain.ledger.identities import Organisation
+from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
+from sharechain.ledger.store import Store
+from sharechain.ledger.transactions import SignedTransaction, Transaction, sign_transaction
+
+__all__ = [
+    "Block",
+    "BlockContext",
+    "BlockHeader",
+    "ContractRegistry",
+    "Execution",
+    "Genesis",
+    "Ledger",
+    "Organisation",
+    "Reject",
+    "SignedTransaction",
+    "State",
+    "Store",
+    "Transaction",
+    "TxProof",
+    "TxResult",
+    "VerifyReport",
+    "decode_block",
+    "encode_block",
+    "genesis_block",
+    "prove_tx",
+    "sign_transaction",
+    "verify_chain",
+    "verify_tx_proof",
+]

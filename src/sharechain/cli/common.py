@@ -1,0 +1,83 @@
+"""Shared pieces of the command line: options, output, error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from sharechain.errors import SharechainError
+from sharechain.node.datadir import default_data_dir
+from sharechain.node.embedded import Embedded
+
+__all__ = [
+    "AsOrg",
+    "DataDirOpt",
+    "JsonOpt",
+    "console",
+    "emit_json",
+    "fail",
+    "open_embedded",
+    "resolve_data_dir",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        "-d",
+        help="Data directory (default: $SHARECHAIN_HOME or ~/.sharechain).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+AsOrg = Annotated[str, typer.Option("--as", help="Act as this organisation (its key signs).")]
+
+
+def resolve_data_dir(path: Path | None) -> Path:
+    return path if path is not None else default_data_dir()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def open_embedded(path: Path | None) -> Iterator[Embedded]:
+    """Open the data directory, turning sharechain errors into clear exits."""
+    with handle_errors():
+        emb = Embedded(resolve_data_dir(path))
+    try:
+        with handle_errors():
+            yield emb
+    finally:
+        emb.close()
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    try:
+        yield
+    except SharechainError as exc:
+        fail(str(exc))
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False)
+
+
+Registrar = Callable[[typer.Typer], None]

@@ -1,0 +1,43 @@
+"""`sharechain`: the command line.
+
+Every command takes `--data-dir` and `--json`. Command groups live in their
+own modules and register themselves here through `COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="sharechain",
+    help="A consortium blockchain for governed data sharing between organisations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """A consortium blockchain for governed data sharing between organisations."""
+
+
+# Each module defines `register(app)`; keep one line per module.
+COMMAND_MODULES = (
+    "sharechain.cli.init_cmd",
+    "sharechain.cli.notary_cmd",
+    "sharechain.cli.chain_cmd",
+    "sharechain.cli.bench_cmd",
+)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,211 @@
+"""Blocks: ordered batches of transactions with their validation codes.
+
+A block header is the canonical CBOR map
+
+    {height, prev_hash, tx_root, state_delta_hash, timestamp, orderer}
+
+and the block hash is `SHA-256(header bytes)`. The orderer signs
+`b"sharechain/block/v1\\0" || header bytes`. `tx_root` is the RFC 6962 Merkle
+root of the transaction ids; `state_delta_hash` commits to every transaction's
+validation result and to every state write of the block (see `delta_hash`), so
+a peer that re-executes the block and gets a different outcome notices.
+
+Invalid transactions stay in the block with their code and change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sharechain.codec import decode, decode_trusted, encode
+from sharechain.crypto.signing import SigningKey
+from sharechain.errors import EncodingError
+from sharechain.ledger.merkle import Hash, merkle_root
+
+__all__ = [
+    "BLOCK_DOMAIN",
+    "GENESIS_PREV_HASH",
+    "Block",
+    "BlockHeader",
+    "TxResult",
+    "computed_tx_root",
+    "decode_block",
+    "decode_header",
+    "delta_hash",
+    "encode_block",
+    "make_block",
+    "sign_header",
+]
+
+BLOCK_DOMAIN = b"sharechain/block/v1\x00"
+GENESIS_PREV_HASH: Hash = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    """The validation outcome of one transaction in a block."""
+
+    code: str
+    """`valid`, or why not (`bad_signature`, `replay`, `denied`, ...)."""
+    reason: str
+    """A human-readable explanation the sender can read back; empty when valid."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    """The signed summary of a block."""
+
+    height: int
+    """Position in the chain; genesis is 0."""
+    prev_hash: Hash
+    """Hash of the previous block's header (32 zero bytes for genesis)."""
+    tx_root: Hash
+    """RFC 6962 Merkle root of the transaction ids in block order."""
+    state_delta_hash: Hash
+    """Commitment to the block's validation results and state writes."""
+    timestamp: int
+    """Block time in milliseconds since the Unix epoch; the contracts' only clock."""
+    orderer: str
+    """Id of the organisation that ordered and signed the block."""
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "prev_hash": self.prev_hash,
+            "tx_root": self.tx_root,
+            "state_delta_hash": self.state_delta_hash,
+            "timestamp": self.timestamp,
+            "orderer": self.orderer,
+        }
+
+    def encoded(self) -> bytes:
+        return encode(self.to_map())
+
+    def hash(self) -> Hash:
+        return hashlib.sha256(self.encoded()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A header, its orderer signature, the transactions and their results."""
+
+    header: BlockHeader
+    """The signed header."""
+    signature: bytes
+    """The orderer's Ed25519 signature over `BLOCK_DOMAIN || header bytes`."""
+    txs: tuple[bytes, ...]
+    """Raw transaction envelopes in block order."""
+    results: tuple[TxResult, ...]
+    """One validation result per transaction."""
+    tx_ids: tuple[bytes, ...]
+    """SHA-256 of each envelope (derived from `txs`)."""
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def hash(self) -> Hash:
+        return self.header.hash()
+
+
+def sign_header(header: BlockHeader, key: SigningKey) -> bytes:
+    return key.sign(BLOCK_DOMAIN, header.encoded())
+
+
+def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) -> Hash:
+    """`SHA-256(CBOR({"results": [[code, reason], ...], "writes": [[key, value|null], ...]}))`.
+
+    Writes are sorted by key; a value is the stored CBOR bytes, `null` a deletion.
+    """
+    return hashlib.sha256(
+        encode(
+            {
+                "results": [[r.code, r.reason] for r in results],
+                "writes": [[k, writes[k]] for k in sorted(writes)],
+            }
+        )
+    ).digest()
+
+
+def make_block(
+    header: BlockHeader, signature: bytes, txs: Sequence[bytes], results: Sequence[TxResult]
+) -> Block:
+    ids = tuple(hashlib.sha256(t).digest() for t in txs)
+    return Block(header, signature, tuple(txs), tuple(results), ids)
+
+
+def encode_block(block: Block) -> bytes:
+    return encode(
+        {
+            "header": block.header.to_map(),
+            "signature": block.signature,
+            "txs": list(block.txs),
+            "results": [[r.code, r.reason] for r in block.results],
+        }
+    )
+
+
+def _hash_field(h: Mapping[str, Any], name: str) -> bytes:
+    v = h.get(name)
+    if not isinstance(v, bytes) or len(v) != 32:
+        raise EncodingError(f"block header field {name!r} must be 32 bytes")
+    return v
+
+
+def _int_field(h: Mapping[str, Any], name: str) -> int:
+    v = h.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise EncodingError(f"block header field {name!r} must be a non-negative integer")
+    return v
+
+
+def decode_header(h: Any) -> BlockHeader:
+    if not isinstance(h, dict) or set(h) != {
+        "height",
+        "prev_hash",
+        "tx_root",
+        "state_delta_hash",
+        "timestamp",
+        "orderer",
+    }:
+        raise EncodingError("block header has missing or unknown fields")
+    if not isinstance(h["orderer"], str):
+        raise EncodingError("block header field 'orderer' must be text")
+    return BlockHeader(
+        _int_field(h, "height"),
+        _hash_field(h, "prev_hash"),
+        _hash_field(h, "tx_root"),
+        _hash_field(h, "state_delta_hash"),
+        _int_field(h, "timestamp"),
+        h["orderer"],
+    )
+
+
+def decode_block(data: bytes, *, check_canonical: bool = True) -> Block:
+    """Parse a block, raising `EncodingError` for anything malformed."""
+    value = decode(data) if check_canonical else decode_trusted(data)
+    if not isinstance(value, dict) or set(value) != {"header", "signature", "txs", "results"}:
+        raise EncodingError("block must be a map of header, signature, txs, results")
+    header = decode_header(value["header"])
+    txs, results, sig = value["txs"], value["results"], value["signature"]
+    if not isinstance(sig, bytes):
+        raise EncodingError("block signature must be a byte string")
+    if not isinstance(txs, list) or not all(isinstance(t, bytes) for t in txs):
+        raise EncodingError("block txs must be a list of byte strings")
+    if (
+        not isinstance(results, list)
+        or len(results) != len(txs)
+        or not all(
+            isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r)
+            for r in results
+        )
+    ):
+        raise EncodingError("block results must be one [code, reason] per transaction")
+    return make_block(header, sig, txs, [TxResult(c, r) for c, r in results])
+
+
+def computed_tx_root(block: Block) -> Hash:
+    return merkle_root(block.tx_ids)

@@ -1,0 +1,435 @@
+"""The ledger's orchestrator: execute, validate and commit blocks.
+
+`execute_block` is the state transition: it runs each transaction of a block
+through the validation pipeline (encoding, known and active sender, current
+key, signature, replay, contract) and returns the validation results and state
+writes. The orderer uses it to build a block (`Ledger.build_block`); every
+peer uses it again to check a block it receives (`Ledger.validate_block`),
+which must reproduce the block's results and `state_delta_hash` exactly.
+`verify_chain` replays the whole chain from genesis into a fresh store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sharechain.codec import encode
+from sharechain.crypto.signing import SigningKey, verify, verify_many
+from sharechain.errors import ChainError, EncodingError, InvalidSignatureError
+from sharechain.ledger import validation as v
+from sharechain.ledger.blocks import (
+    BLOCK_DOMAIN,
+    GENESIS_PREV_HASH,
+    Block,
+    BlockHeader,
+    TxResult,
+    decode_block,
+    delta_hash,
+    encode_block,
+    make_block,
+    sign_header,
+)
+from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject
+from sharechain.ledger.genesis import GENESIS_TYPE, apply_genesis
+from sharechain.ledger.identities import Organisation, org_from_value, org_key
+from sharechain.ledger.merkle import merkle_root
+from sharechain.ledger.state import BlockState, TxState
+from sharechain.ledger.store import Head, Store
+from sharechain.ledger.transactions import SignedTransaction, decode_transaction
+
+__all__ = [
+    "Execution",
+    "Ledger",
+    "VerifyReport",
+    "execute_block",
+    "next_state_root",
+    "verify_chain",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """The outcome of running a block's transactions against state."""
+
+    results: tuple[TxResult, ...]
+    """Validation result per transaction."""
+    writes: dict[str, bytes | None]
+    """Encoded state writes (None deletes)."""
+    history: list[tuple[str, int, bytes]]
+    """History-index rows: (key, tx index, tx id)."""
+    tx_rows: list[tuple[bytes, int, str, str, str]]
+    """Transaction-index rows: (id, index, type, sender, code)."""
+    delta_hash: bytes
+    """`state_delta_hash` of these results and writes."""
+    parsed: tuple[SignedTransaction | None, ...]
+    """Decoded transactions (None where the envelope did not decode)."""
+
+
+def next_state_root(prev_root: bytes, state_delta_hash: bytes) -> bytes:
+    """The running state root: `SHA-256(prev_root || state_delta_hash)`."""
+    return hashlib.sha256(prev_root + state_delta_hash).digest()
+
+
+def _parse(raw: bytes) -> SignedTransaction | None:
+    try:
+        return decode_transaction(raw)
+    except EncodingError:
+        return None
+
+
+def execute_block(
+    store: Store,
+    registry: ContractRegistry,
+    raw_txs: Sequence[bytes],
+    ctx: BlockContext,
+    parsed: Sequence[SignedTransaction | None] | None = None,
+) -> Execution:
+    """Run the validation pipeline and the contracts over `raw_txs`."""
+    txs = list(parsed) if parsed is not None else [_parse(r) for r in raw_txs]
+    state = BlockState(store)
+
+    if ctx.height == 0:
+        return _execute_genesis(state, raw_txs, txs)
+
+    # Verify every signature made with the sender's key as of block start in
+    # parallel; the rare transaction signed with a key rotated in this very
+    # block is checked on its own below.
+    start_keys: dict[str, Organisation | None] = {}
+    checks: list[tuple[bytes, bytes, bytes]] = []
+    check_index: dict[int, int] = {}
+    for i, stx in enumerate(txs):
+        if stx is None:
+            continue
+        sender = stx.tx.sender
+        if sender not in start_keys:
+            value = state.get(org_key(sender))
+            start_keys[sender] = None if value is None else org_from_value(value)
+        org = start_keys[sender]
+        if org is not None and org.sign_key_id == stx.key_id:
+            check_index[i] = len(checks)
+            checks.append((org.sign_key, stx.signature, stx.signed_message))
+    # All at once, before execution: worker threads verifying while this
+    # thread runs contracts would fight it for the GIL between C calls.
+    sig_ok = verify_many(checks)
+    known = store.known_txs([s.id for s in txs if s is not None])
+
+    results: list[TxResult] = []
+    history: list[tuple[str, int, bytes]] = []
+    tx_rows: list[tuple[bytes, int, str, str, str]] = []
+    seen: set[bytes] = set()
+    handlers = registry.handlers
+    orgs: dict[str, Organisation | None] = {}
+    for i, stx in enumerate(txs):
+        if stx is None:
+            result = TxResult(v.BAD_ENCODING, v.CODES[v.BAD_ENCODING])
+            tx_rows.append((hashlib.sha256(raw_txs[i]).digest(), i, "", "", result.code))
+            results.append(result)
+            continue
+        result = _check_and_apply(
+            state,
+            handlers,
+            orgs,
+            stx,
+            BlockContext(ctx.height, ctx.timestamp, ctx.orderer, i),
+            sig_ok[check_index[i]] if i in check_index else None,
+            stx.id in known or stx.id in seen,
+            history,
+        )
+        seen.add(stx.id)
+        results.append(result)
+        tx_rows.append((stx.id, i, stx.tx.type, stx.tx.sender, result.code))
+
+    writes = state.encoded_writes()
+    return Execution(
+        tuple(results), writes, history, tx_rows, delta_hash(results, writes), tuple(txs)
+    )
+
+
+def _sender(
+    state: BlockState, orgs: dict[str, Organisation | None], sender: str
+) -> Organisation | None:
+    # Organisation records change rarely; re-read one only after a transaction
+    # of this block wrote it (key rotation, removal).
+    key = org_key(sender)
+    if sender not in orgs or key in state.writes:
+        value = state.get(key)
+        orgs[sender] = None if value is None else org_from_value(value)
+    return orgs[sender]
+
+
+def _check_and_apply(
+    state: BlockState,
+    handlers: Any,
+    orgs: dict[str, Organisation | None],
+    stx: SignedTransaction,
+    ctx: BlockContext,
+    presig: bool | None,
+    replayed: bool,
+    history: list[tuple[str, int, bytes]],
+) -> TxResult:
+    org = _sender(state, orgs, stx.tx.sender)
+    if org is None:
+        return TxResult(v.UNKNOWN_SENDER, f"no organisation {stx.tx.sender!r} on the chain")
+    if not org.active:
+        return TxResult(v.SENDER_REMOVED, f"{org.id} was removed from the consortium")
+    if stx.key_id != org.sign_key_id:
+        return TxResult(
+            v.STALE_KEY, f"signed with key {stx.key_id.hex()[:16]}, not {org.id}'s current key"
+        )
+    if presig is not None and org.sign_key_id == stx.key_id:
+        sig_ok = presig
+    else:
+        try:
+            verify(org.sign_key, stx.signature, b"", stx.signed_message)
+            sig_ok = True
+        except InvalidSignatureError:
+            sig_ok = False
+    if not sig_ok:
+        return TxResult(v.BAD_SIGNATURE, v.CODES[v.BAD_SIGNATURE])
+    if replayed:
+        return TxResult(v.REPLAY, f"transaction {stx.id.hex()} is already on the chain")
+    handler = handlers.get(stx.tx.type)
+    if handler is None or stx.tx.type == GENESIS_TYPE:
+        return TxResult(v.UNKNOWN_TYPE, f"no contract handles transaction type {stx.tx.type!r}")
+    tx_state = TxState(state)
+    try:
+        handler(tx_state, stx, ctx)
+    except Reject as rej:
+        history.extend((k, ctx.index, stx.id) for k in dict.fromkeys(tx_state.touched))
+        return TxResult(rej.code, rej.reason)
+    except (KeyError, TypeError, ValueError, EncodingError) as exc:
+        return TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
+    history.extend((k, ctx.index, stx.id) for k in tx_state.commit())
+    return TxResult(v.VALID, "")
+
+
+def _execute_genesis(
+    state: BlockState, raw_txs: Sequence[bytes], txs: Sequence[SignedTransaction | None]
+) -> Execution:
+    if len(txs) != 1 or txs[0] is None or txs[0].tx.type != GENESIS_TYPE:
+        raise ChainError("the genesis block must hold exactly one genesis transaction", 0)
+    stx = txs[0]
+    tx_state = TxState(state)
+    apply_genesis(tx_state, stx.tx.payload)
+    keys = tx_state.commit()
+    results = (TxResult(v.VALID, ""),)
+    writes = state.encoded_writes()
+    return Execution(
+        results,
+        writes,
+        [(k, 0, stx.id) for k in keys],
+        [(stx.id, 0, GENESIS_TYPE, stx.tx.sender, v.VALID)],
+        delta_hash(results, writes),
+        (stx,),
+    )
+
+
+class Ledger:
+    """A peer's chain: its store and the contracts it runs."""
+
+    def __init__(self, store: Store, registry: ContractRegistry) -> None:
+        self.store = store
+        self.registry = registry
+
+    @property
+    def head(self) -> Head | None:
+        return self.store.head()
+
+    @property
+    def height(self) -> int:
+        head = self.store.head()
+        return -1 if head is None else head.height
+
+    def organisation(self, org: str) -> Organisation | None:
+        value = BlockState(self.store).get(org_key(org))
+        return None if value is None else org_from_value(value)
+
+    def build_block(
+        self, raw_txs: Sequence[bytes], *, orderer: str, key: SigningKey, timestamp: int
+    ) -> tuple[Block, Execution]:
+        """Order `raw_txs` into the next block, signed by `orderer`."""
+        head = self.store.head()
+        if head is None:
+            raise ChainError("the chain has no genesis block; run `sharechain init` first")
+        ts = max(timestamp, head.timestamp)
+        ex = execute_block(
+            self.store, self.registry, raw_txs, BlockContext(head.height + 1, ts, orderer)
+        )
+        ids = [hashlib.sha256(r).digest() for r in raw_txs]
+        header = BlockHeader(
+            head.height + 1, head.hash, merkle_root(ids), ex.delta_hash, ts, orderer
+        )
+        return make_block(header, sign_header(header, key), raw_txs, ex.results), ex
+
+    def validate_block(self, block: Block) -> Execution:
+        """Check `block` extends this chain and re-execute it; raises `ChainError`."""
+        h = block.header
+        head = self.store.head()
+        if head is None:
+            if h.height != 0:
+                raise ChainError(f"block {h.height} arrived before genesis", h.height)
+            return _validate_genesis(self.store, self.registry, block)
+        if h.height != head.height + 1:
+            raise ChainError(
+                f"block {h.height} does not follow height {head.height} (missing or reordered)",
+                h.height,
+            )
+        if h.prev_hash != head.hash:
+            raise ChainError(
+                f"block {h.height}: prev_hash does not match block {head.height}", h.height
+            )
+        if h.timestamp < head.timestamp:
+            raise ChainError(f"block {h.height}: timestamp goes backwards", h.height)
+        orderer = self.organisation(h.orderer)
+        if orderer is None or not orderer.active:
+            raise ChainError(
+                f"block {h.height}: orderer {h.orderer!r} is not an active organisation", h.height
+            )
+        try:
+            verify(orderer.sign_key, block.signature, BLOCK_DOMAIN, h.encoded())
+        except InvalidSignatureError:
+            raise ChainError(
+                f"block {h.height}: orderer signature does not verify", h.height
+            ) from None
+        if merkle_root(block.tx_ids) != h.tx_root:
+            raise ChainError(f"block {h.height}: tx_root does not match its transactions", h.height)
+        ex = execute_block(
+            self.store, self.registry, block.txs, BlockContext(h.height, h.timestamp, h.orderer)
+        )
+        if ex.results != block.results:
+            first = next(
+                i for i, (a, b) in enumerate(zip(ex.results, block.results, strict=True)) if a != b
+            )
+            raise ChainError(
+                f"block {h.height}: transaction {first} re-executes to "
+                f"{ex.results[first].code!r}, the block says {block.results[first].code!r}",
+                h.height,
+            )
+        if ex.delta_hash != h.state_delta_hash:
+            raise ChainError(
+                f"block {h.height}: re-execution gives a different state_delta_hash", h.height
+            )
+        return ex
+
+    def commit(
+        self, block: Block, execution: Execution | None = None, data: bytes | None = None
+    ) -> None:
+        """Validate (unless the caller built the block) and commit atomically."""
+        ex = execution if execution is not None else self.validate_block(block)
+        head = self.store.head()
+        prev_root = GENESIS_PREV_HASH if head is None else head.state_root
+        self.store.commit_block(
+            height=block.height,
+            block_hash=block.hash(),
+            state_root=next_state_root(prev_root, block.header.state_delta_hash),
+            timestamp=block.header.timestamp,
+            data=data if data is not None else encode_block(block),
+            txs=ex.tx_rows,
+            writes=ex.writes,
+            history=ex.history,
+        )
+
+
+def _validate_genesis(store: Store, registry: ContractRegistry, block: Block) -> Execution:
+    h = block.header
+    if h.prev_hash != GENESIS_PREV_HASH or block.signature != b"" or h.orderer != "":
+        raise ChainError("genesis block: prev_hash must be zero and it carries no signature", 0)
+    if merkle_root(block.tx_ids) != h.tx_root:
+        raise ChainError("genesis block: tx_root does not match its transaction", 0)
+    ex = execute_block(store, registry, block.txs, BlockContext(0, h.timestamp, ""))
+    if ex.delta_hash != h.state_delta_hash or ex.results != block.results:
+        raise ChainError("genesis block: re-execution gives a different state_delta_hash", 0)
+    return ex
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of verifying a chain from genesis."""
+
+    ok: bool
+    """True when every block verified and the stored state matches the replay."""
+    height: int
+    """Height of the last block that verified (-1 if none)."""
+    transactions: int
+    """Number of transactions verified."""
+    bad_height: int | None = None
+    """First height that failed, if any."""
+    reason: str = ""
+    """Why it failed."""
+    state_root: bytes = b""
+    """State root after the last verified block."""
+
+
+def verify_chain(
+    store: Store,
+    registry: ContractRegistry,
+    *,
+    genesis_hash: bytes | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    scratch: Path | str = ":memory:",
+) -> VerifyReport:
+    """Re-verify and re-execute every block of `store` into a fresh store.
+
+    Checks hash links, orderer signatures, Merkle roots, every transaction
+    signature, every validation code and `state_delta_hash`, the stored
+    hashes and state roots, and finally that the stored world state and
+    indexes equal the replayed ones (catching a tampered database row).
+    """
+    replay = Ledger(Store(scratch, durable=False), registry)
+    head = store.head()
+    total = -1 if head is None else head.height
+    count, height = 0, -1
+    try:
+        for height, data in store.iter_blocks():
+            expected_height = replay.height + 1
+            if height != expected_height:
+                raise ChainError(f"block {expected_height} is missing", expected_height)
+            try:
+                block = decode_block(data)
+            except EncodingError as exc:
+                raise ChainError(f"block {height} does not decode: {exc}", height) from None
+            if block.height != height:
+                raise ChainError(f"block stored at {height} says it is {block.height}", height)
+            if height == 0 and genesis_hash is not None and block.hash() != genesis_hash:
+                raise ChainError("genesis block is not the consortium's genesis", 0)
+            replay.commit(block, data=data)
+            mine, theirs = replay.store.block_meta(height), store.block_meta(height)
+            if mine != theirs:
+                raise ChainError(f"block {height}: stored hash or state root is wrong", height)
+            count += len(block.txs)
+            if progress is not None:
+                progress(height, total)
+        if head is not None and height != head.height:
+            raise ChainError(f"blocks after {height} are missing", height + 1)
+        _compare_indexes(store, replay.store)
+    except ChainError as exc:
+        last = replay.height
+        return VerifyReport(
+            False, last, count, exc.height if exc.height is not None else last + 1, str(exc)
+        )
+    finally:
+        rhead = replay.store.head()
+        replay.store.close()
+    return VerifyReport(True, height, count, state_root=rhead.state_root if rhead else b"")
+
+
+def _digest_rows(store: Store, query: str) -> bytes:
+    h = hashlib.sha256()
+    with store._lock:  # a consistent read of our own store
+        for row in store._db.execute(query):
+            h.update(encode(list(row)))
+    return h.digest()
+
+
+def _compare_indexes(store: Store, replay: Store) -> None:
+    for name, query in (
+        ("world state", "SELECT key, value FROM state ORDER BY key"),
+        ("transaction index", "SELECT id, height, idx, type, sender, code FROM txs ORDER BY id"),
+        ("history index", "SELECT key, height, idx, tx_id FROM history ORDER BY key, height, idx"),
+    ):
+        if _digest_rows(store, query) != _digest_rows(replay, query):
+            raise ChainError(f"the stored {name} differs from the replayed chain", None)

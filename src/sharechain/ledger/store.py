@@ -1,0 +1,286 @@
+"""The peer's SQLite store: blocks, world state and the history index.
+
+One database file (WAL mode) holds:
+
+- `blocks`: every block's bytes, its hash and the running state root;
+- `txs`: where each transaction id sits (height, index) and its code;
+- `state`: the world state, key to canonical CBOR value;
+- `history`: for each state key, every transaction that wrote or touched it,
+  so provenance and audit trails are index lookups, not scans.
+
+A block and all its writes commit in one SQLite transaction, so a crash leaves
+the store at height h or h+1, never in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sharechain.errors import ChainError, ConfigError
+
+__all__ = ["Head", "HistoryEntry", "Store", "TxLocation"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    state_root BLOB NOT NULL,
+    timestamp INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS txs (
+    id BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    code TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    key TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    tx_id BLOB NOT NULL,
+    PRIMARY KEY (key, height, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The tip of the stored chain."""
+
+    height: int
+    """Height of the last committed block."""
+    hash: bytes
+    """Its header hash."""
+    state_root: bytes
+    """Running hash over every block's state delta hash up to this block."""
+    timestamp: int
+    """Its block time (ms)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    """Where a transaction was committed."""
+
+    height: int
+    """Block height."""
+    index: int
+    """Position in the block."""
+    code: str
+    """Its validation code."""
+    type: str
+    """Transaction type."""
+    sender: str
+    """Sending organisation."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One transaction that concerned a state key."""
+
+    height: int
+    """Block height."""
+    index: int
+    """Position in the block."""
+    tx_id: bytes
+    """The transaction id."""
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix + "\U0010ffff"
+
+
+class Store:
+    """A peer's SQLite database. Thread-safe for one writer and many readers."""
+
+    def __init__(self, path: Path | str, *, durable: bool = True) -> None:
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is fsynced at every block commit, so a power cut loses nothing.
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+            self._db.execute("PRAGMA cache_size=-65536")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"cannot open the ledger database {self.path}: {exc}; if the file is "
+                "damaged, restore it or re-sync the node from its peers"
+            ) from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- reads -------------------------------------------------------------
+
+    def head(self) -> Head | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT height, hash, state_root, timestamp FROM blocks "
+                "ORDER BY height DESC LIMIT 1"
+            ).fetchone()
+        return Head(*row) if row else None
+
+    def block_bytes(self, height: int) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM blocks WHERE height=?", (height,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def block_meta(self, height: int) -> Head | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT height, hash, state_root, timestamp FROM blocks WHERE height=?",
+                (height,),
+            ).fetchone()
+        return Head(*row) if row else None
+
+    def iter_blocks(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Blocks from `start` in order, fetched in pages so memory stays bounded."""
+        h = start
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT height, data FROM blocks WHERE height>=? ORDER BY height LIMIT 256",
+                    (h,),
+                ).fetchall()
+            if not rows:
+                return
+            for height, data in rows:
+                yield height, bytes(data)
+            h = rows[-1][0] + 1
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE key>=? AND key<? ORDER BY key",
+                (prefix, _prefix_end(prefix)),
+            ).fetchall()
+        return [(k, bytes(v)) for k, v in rows]
+
+    def known_txs(self, ids: Sequence[bytes]) -> set[bytes]:
+        """Which of `ids` are already committed (replay detection)."""
+        found: set[bytes] = set()
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT id FROM txs WHERE id IN ({marks})"
+                found.update(bytes(r[0]) for r in self._db.execute(q, chunk))
+        return found
+
+    def tx_location(self, tx_id: bytes) -> TxLocation | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT height, idx, code, type, sender FROM txs WHERE id=?", (tx_id,)
+            ).fetchone()
+        return TxLocation(*row) if row else None
+
+    def history(self, key: str, limit: int = 10_000) -> list[HistoryEntry]:
+        """Every transaction that wrote or touched `key`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT height, idx, tx_id FROM history WHERE key=? ORDER BY height, idx LIMIT ?",
+                (key, limit),
+            ).fetchall()
+        return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
+
+    def history_prefix(self, prefix: str, limit: int = 10_000) -> list[HistoryEntry]:
+        """Distinct transactions that touched any key under `prefix`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT height, idx, tx_id FROM history WHERE key>=? AND key<? "
+                "ORDER BY height, idx LIMIT ?",
+                (prefix, _prefix_end(prefix), limit),
+            ).fetchall()
+        return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
+
+    def meta(self, name: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def set_meta(self, name: str, value: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    # -- the one write path --------------------------------------------------
+
+    def commit_block(
+        self,
+        *,
+        height: int,
+        block_hash: bytes,
+        state_root: bytes,
+        timestamp: int,
+        data: bytes,
+        txs: Iterable[tuple[bytes, int, str, str, str]],
+        writes: Mapping[str, bytes | None],
+        history: Iterable[tuple[str, int, bytes]],
+    ) -> None:
+        """Commit one block and everything it changes, atomically.
+
+        `txs` rows are (id, index, type, sender, code); `history` rows are
+        (key, index, tx id). Refuses a height that does not extend the head,
+        which also stops two processes from committing the same height.
+        """
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT MAX(height) FROM blocks").fetchone()
+                expected = 0 if row[0] is None else row[0] + 1
+                if height != expected:
+                    raise ChainError(
+                        f"block {height} does not extend the stored chain (next is {expected})",
+                        height,
+                    )
+                db.execute(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+                    (height, block_hash, state_root, timestamp, data),
+                )
+                db.executemany(
+                    "INSERT INTO txs VALUES (?, ?, ?, ?, ?, ?)",
+                    ((i, height, x, t, s, c) for i, x, t, s, c in txs),
+                )
+                puts = [(k, v) for k, v in writes.items() if v is not None]
+                dels = [(k,) for k, v in writes.items() if v is None]
+                if puts:
+                    db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", puts)
+                if dels:
+                    db.executemany("DELETE FROM state WHERE key=?", dels)
+                db.executemany(
+                    "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)",
+                    ((k, height, i, t) for k, i, t in history),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            row = self._db.execute("PRAGMA quick_check").fetchone()
+        return str(row[0])

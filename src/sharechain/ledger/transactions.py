@@ -1,0 +1,156 @@
+"""Signed transactions: the only way anything changes on the ledger.
+
+A transaction body is `{type, sender, nonce, created_at, payload}`. The sender
+signs `b"sharechain/tx/v1\\0" || body` with its current Ed25519 key, where
+`body` is the canonical CBOR of the map. The envelope that travels and is
+stored in blocks is the canonical CBOR array
+
+    [1, body: bstr, key_id: bstr(32), signature: bstr(64)]
+
+and the transaction id is `SHA-256(envelope)`. Keeping the body as a byte
+string means every node verifies the signature over exactly the bytes that
+were signed, and the strict canonical check on decoding means nobody can
+re-encode an envelope into a second id for the same transaction (replay).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sharechain.codec import decode, decode_trusted, encode
+from sharechain.crypto.signing import SigningKey
+from sharechain.errors import EncodingError
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "NONCE_SIZE",
+    "TX_DOMAIN",
+    "SignedTransaction",
+    "Transaction",
+    "TxId",
+    "decode_transaction",
+    "sign_transaction",
+]
+
+TxId = bytes
+"""SHA-256 of a signed transaction envelope."""
+
+TX_DOMAIN = b"sharechain/tx/v1\x00"
+ENVELOPE_VERSION = 1
+NONCE_SIZE = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """What the sender asks the ledger to do."""
+
+    type: str
+    """The contract operation, e.g. `notary.record`."""
+    sender: str
+    """Id of the sending organisation."""
+    nonce: bytes
+    """16 random bytes that make every transaction unique."""
+    created_at: int
+    """Sender's clock in ms since the Unix epoch (informational: contracts use block time)."""
+    payload: Mapping[str, Any]
+    """Operation arguments, checked by the contract."""
+
+    def body_bytes(self) -> bytes:
+        return encode(
+            {
+                "type": self.type,
+                "sender": self.sender,
+                "nonce": self.nonce,
+                "created_at": self.created_at,
+                "payload": dict(self.payload),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTransaction:
+    """A transaction with its signature, as it travels and as blocks hold it."""
+
+    tx: Transaction
+    """The signed body, decoded."""
+    body: bytes
+    """The exact body bytes the signature covers."""
+    key_id: bytes
+    """SHA-256 of the public key that signed."""
+    signature: bytes
+    """Ed25519 signature over `TX_DOMAIN || body`."""
+    raw: bytes
+    """The canonical envelope."""
+    id: TxId
+    """SHA-256 of `raw`."""
+
+    @property
+    def signed_message(self) -> bytes:
+        return TX_DOMAIN + self.body
+
+
+def sign_transaction(
+    signer: SigningKey,
+    type: str,
+    sender: str,
+    payload: Mapping[str, Any],
+    *,
+    now: Callable[[], float] = time.time,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> SignedTransaction:
+    """Build and sign a transaction from `sender` with `signer`."""
+    tx = Transaction(type, sender, rng(NONCE_SIZE), int(now() * 1000), payload)
+    body = tx.body_bytes()
+    signature = signer.sign(TX_DOMAIN, body)
+    raw = encode([ENVELOPE_VERSION, body, signer.key_id, signature])
+    return SignedTransaction(tx, body, signer.key_id, signature, raw, hashlib.sha256(raw).digest())
+
+
+def _str(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise EncodingError(f"transaction field {name!r} must be a non-empty text string")
+    return value
+
+
+def decode_transaction(raw: bytes) -> SignedTransaction:
+    """Parse an envelope, raising `EncodingError` for anything malformed."""
+    envelope = decode(raw)
+    if (
+        not isinstance(envelope, list)
+        or len(envelope) != 4
+        or envelope[0] != ENVELOPE_VERSION
+        or not all(isinstance(x, bytes) for x in envelope[1:])
+    ):
+        raise EncodingError("transaction envelope must be [1, body, key_id, signature]")
+    _, body_bytes, key_id, signature = envelope
+    # The body need not be re-checked for canonical form: the signature covers
+    # these exact bytes and the (canonical) envelope fixes the id.
+    try:
+        body = decode_trusted(body_bytes)
+    except Exception as exc:
+        raise EncodingError(f"transaction body is not valid CBOR: {exc}") from None
+    if not isinstance(body, dict) or set(body) != {
+        "type",
+        "sender",
+        "nonce",
+        "created_at",
+        "payload",
+    }:
+        raise EncodingError(
+            "transaction body must be a map of type, sender, nonce, created_at, payload"
+        )
+    nonce, created_at, payload = body["nonce"], body["created_at"], body["payload"]
+    if not isinstance(nonce, bytes) or len(nonce) != NONCE_SIZE:
+        raise EncodingError(f"transaction nonce must be {NONCE_SIZE} bytes")
+    if not isinstance(created_at, int) or isinstance(created_at, bool) or created_at < 0:
+        raise EncodingError("transaction created_at must be a non-negative integer")
+    if not isinstance(payload, dict):
+        raise EncodingError("transaction payload must be a map")
+    tx = Transaction(_str(body, "type"), _str(body, "sender"), nonce, created_at, payload)
+    return SignedTransaction(tx, body_bytes, key_id, signature, raw, hashlib.sha256(raw).digest())

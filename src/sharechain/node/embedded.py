@@ -1,0 +1,134 @@
+"""The embedded default: a whole development consortium in one data directory.
+
+No server, no extra service. Each call that changes the chain takes the data
+directory's lock, orders one block with the solo orderer in this process and
+commits it, so several commands run at once on one directory simply wait for
+each other; nothing is corrupted or lost. Reads need no lock (SQLite WAL).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sharechain.contracts import default_registry
+from sharechain.crypto.keyfile import OrgKeys
+from sharechain.errors import ChainError, ConfigError, TransactionRejectedError
+from sharechain.ledger.blocks import decode_block
+from sharechain.ledger.chain import Ledger
+from sharechain.ledger.contract import ContractRegistry
+from sharechain.ledger.store import Store
+from sharechain.ledger.transactions import SignedTransaction, sign_transaction
+from sharechain.node.datadir import DataDir
+from sharechain.ordering.solo import Receipt, order_block
+
+__all__ = ["Embedded"]
+
+
+class Embedded:
+    """A data directory opened for reading and for submitting transactions."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        registry: ContractRegistry | None = None,
+        now: Callable[[], float] = time.time,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.datadir = DataDir.open(path)
+        self.registry = registry or default_registry()
+        self.now = now
+        self.rng = rng
+        self.store = Store(self.datadir.db_path)
+        self.ledger = Ledger(self.store, self.registry)
+        self._keys: dict[str, OrgKeys] = {}
+        if self.store.head() is None:
+            with self.locked():
+                if self.store.head() is None:
+                    self._commit_genesis()
+        self._check_genesis()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Embedded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _commit_genesis(self) -> None:
+        data = self.datadir.genesis_bytes()
+        block = decode_block(data)
+        if block.hash() != self.datadir.genesis_hash:
+            raise ConfigError("genesis.cbor does not match the genesis hash in consortium.json")
+        self.ledger.commit(block, data=data)
+
+    def _check_genesis(self) -> None:
+        meta = self.store.block_meta(0)
+        if meta is None or meta.hash != self.datadir.genesis_hash:
+            raise ChainError(
+                f"{self.datadir.db_path} holds a different chain than this consortium's genesis",
+                0,
+            )
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the data directory's block-production lock (waits for other processes)."""
+        fd = os.open(self.datadir.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def keys(self, org: str) -> OrgKeys:
+        if org not in self._keys:
+            self._keys[org] = self.datadir.keys(org)
+        return self._keys[org]
+
+    def sign(self, org: str, type: str, payload: Mapping[str, Any]) -> SignedTransaction:
+        return sign_transaction(
+            self.keys(org).signing, type, org, payload, now=self.now, rng=self.rng
+        )
+
+    def submit_raw(self, raws: Sequence[bytes], *, orderer: str) -> list[Receipt]:
+        """Order `raws` into one block, signed by `orderer`'s key, and commit it."""
+        with self.locked():
+            _, _, receipts = order_block(
+                self.ledger,
+                list(raws),
+                orderer=orderer,
+                key=self.keys(orderer).signing,
+                now=self.now,
+            )
+        return receipts
+
+    def submit(
+        self, org: str, type: str, payload: Mapping[str, Any], *, check: bool = True
+    ) -> Receipt:
+        """Sign as `org`, order and commit; raise `TransactionRejectedError` unless valid."""
+        stx = self.sign(org, type, payload)
+        (receipt,) = self.submit_raw([stx.raw], orderer=self._orderer_for(org))
+        if check and not receipt.ok:
+            raise TransactionRejectedError(receipt.code, receipt.reason, receipt.tx_id)
+        return receipt
+
+    def _orderer_for(self, org: str) -> str:
+        # The sender orders its own block when it may; a removed organisation's
+        # transaction is still ordered (and recorded as refused) by another.
+        me = self.ledger.organisation(org)
+        if me is not None and me.active:
+            return org
+        for other in self.datadir.held_orgs():
+            o = self.ledger.organisation(other)
+            if o is not None and o.active:
+                return other
+        raise ConfigError("no active organisation's key is held here to order blocks")
