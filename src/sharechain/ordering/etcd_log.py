@@ -1,0 +1,563 @@
+"""An append-only log of opaque block bytes kept in an etcd cluster.
+
+In the `etcd` ordering mode the consortium's etcd cluster is the one place
+that decides which block comes at which height. This module only moves
+bytes: it neither encodes nor verifies blocks (the ledger does both).
+
+Keys, under a configurable prefix (default `sharechain/`)::
+
+    <prefix>blocks/00000000000000000000   block at height 0
+    <prefix>blocks/00000000000000000001   block at height 1, ...
+    <prefix>head                          decimal height of the newest block
+
+Heights are zero-padded to 20 digits so etcd's byte order is height order
+and a range read returns blocks in sequence.
+
+No forks. `append(h, data)` is one etcd transaction: "if `blocks/h` has
+never been created, and `blocks/h-1` exists, then put `blocks/h` and set
+`head` to h". etcd runs transactions one at a time on a replicated log, so
+of two writers racing for the same height exactly one succeeds; the other
+gets False and must re-read the chain. The second condition keeps the log
+contiguous, so `head` only ever grows.
+
+Following the log. `watch(h)` first reads what already exists with paged
+range reads, then subscribes to etcd's watch stream from the revision the
+last read saw. Any trouble (an endpoint going away, etcd cancelling the
+watch because the revision was compacted, an idle stream) simply repeats
+"range reads from the next height, then watch": since heights are counted
+locally, nothing is skipped and nothing is yielded twice.
+
+Transport: etcd's JSON gateway (`/v3/...`, keys and values in base64) over
+HTTP with httpx, so no gRPC dependency. Every call tries the endpoints in
+turn until one answers or `timeout` passes, then raises OrderingError.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from sharechain.errors import OrderingError
+
+__all__ = [
+    "DEFAULT_MAX_BLOCK_BYTES",
+    "ETCD_DEFAULT_MAX_REQUEST_BYTES",
+    "EndpointStatus",
+    "EtcdLog",
+]
+
+ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864
+"""etcd's default `--max-request-bytes` (1.5 MiB): the largest write it accepts."""
+
+DEFAULT_MAX_BLOCK_BYTES = ETCD_DEFAULT_MAX_REQUEST_BYTES - 4096
+"""Largest block `append` sends by default: etcd's limit minus room for keys and framing."""
+
+Json = dict[str, Any]
+
+_BLOCK_DIGITS = 20
+# gRPC status codes that mean "this member cannot serve now, another may":
+# CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE.
+_RETRYABLE_CODES = frozenset({1, 2, 4, 10, 14})
+_MAX_BACKOFF = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """Health of one etcd endpoint, as `network status` shows it."""
+
+    endpoint: str
+    """The client URL asked."""
+    reachable: bool
+    """Whether the member answered the status request."""
+    name: str = ""
+    """Member name from the cluster's member list ("" if unknown)."""
+    member_id: int = 0
+    """etcd's id of the member that answered."""
+    leader_id: int = 0
+    """Id of the leader this member follows (0: it knows of no leader)."""
+    is_leader: bool = False
+    """Whether this member is the Raft leader."""
+    raft_index: int = 0
+    """Index of the member's last Raft log entry."""
+    raft_term: int = 0
+    """Raft term the member is in."""
+    db_size: int = 0
+    """Size of the member's database file in bytes."""
+    version: str = ""
+    """etcd server version."""
+    error: str = ""
+    """Why the member did not answer ("" when reachable)."""
+
+
+class EtcdLog:
+    """The block log in etcd: append, read, follow. Thread-safe.
+
+    `endpoints` are client URLs (`http://host:port`) of the members.
+    `timeout` bounds each public call (all endpoints and retries included);
+    `max_block_bytes` must not exceed the members' `--max-request-bytes`
+    minus a few KiB. `page_size` is how many blocks one range read returns,
+    which bounds memory while reading. `watch_idle_timeout` is how long a
+    quiet watch stream is trusted before it is re-established. `clock`
+    (monotonic seconds) is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        prefix: str = "sharechain/",
+        timeout: float = 10.0,
+        *,
+        max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+        page_size: int = 8,
+        watch_idle_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not endpoints:
+            raise OrderingError("no etcd endpoints given; pass the members' client URLs")
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self._endpoints = tuple(url.rstrip("/") for url in endpoints)
+        self._prefix = prefix.encode()
+        self._blocks = self._prefix + b"blocks/"
+        self._blocks_end = _prefix_end(self._blocks)
+        self._head_key = self._prefix + b"head"
+        self._timeout = timeout
+        # One member may hang (no quorum) while another could answer; do not
+        # let a single attempt eat the whole budget.
+        self._attempt_timeout = max(1.0, timeout / 2)
+        self._max_block_bytes = max_block_bytes
+        self._page_size = page_size
+        self._idle_timeout = watch_idle_timeout
+        self._clock = clock
+        self._clients = tuple(httpx.Client() for _ in self._endpoints)
+        self._preferred = 0
+
+    # -- lifecycle -------------------------------------------------------
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The client URLs this log talks to."""
+        return self._endpoints
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        for client in self._clients:
+            client.close()
+
+    def __enter__(self) -> EtcdLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------
+
+    def append(self, height: int, data: bytes) -> bool:
+        """Put `data` at `height` unless that height is taken; True if the log now holds it.
+
+        Returns False when another writer's block already sits at `height`:
+        re-read the chain and build on it. Also True when the same bytes are
+        already there (a retried append whose first reply was lost). Raises
+        OrderingError if `height - 1` is still empty, if `data` exceeds
+        `max_block_bytes`, or if no quorum answers within the timeout; in the
+        last case the write may still land later, so read the height back
+        before building another block for it.
+        """
+        if height < 0:
+            raise ValueError(f"height must be >= 0, got {height}")
+        if len(data) > self._max_block_bytes:
+            raise OrderingError(
+                f"block at height {height} is {len(data)} bytes, above the limit of "
+                f"{self._max_block_bytes} bytes; cut smaller blocks, or raise etcd's "
+                "--max-request-bytes on every member and pass max_block_bytes accordingly"
+            )
+        key = _b64(self._block_key(height))
+        compare: list[Json] = [
+            {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+        ]
+        failure: list[Json] = [{"request_range": {"key": key}}]
+        if height > 0:
+            previous = _b64(self._block_key(height - 1))
+            compare.append(
+                {"key": previous, "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+            )
+        success: list[Json] = [
+            {"request_put": {"key": key, "value": _b64(data)}},
+            {"request_put": {"key": _b64(self._head_key), "value": _b64(str(height).encode())}},
+        ]
+        reply = self._post(
+            "/v3/kv/txn", {"compare": compare, "success": success, "failure": failure}
+        )
+        if reply.get("succeeded"):
+            return True
+        responses = reply.get("responses") or [{}]
+        existing = _kvs(responses[0].get("response_range", {}))
+        if existing:
+            return _unb64(existing[0].get("value", "")) == data
+        raise OrderingError(
+            f"cannot append height {height}: height {height - 1} is not in the log yet "
+            f"(head is {self.head()}); append heights in order"
+        )
+
+    # -- reading ---------------------------------------------------------
+
+    def get(self, height: int) -> bytes | None:
+        """The block bytes at `height`, or None if nothing is there yet."""
+        if height < 0:
+            return None
+        kvs = _kvs(self._post("/v3/kv/range", {"key": _b64(self._block_key(height))}))
+        return _unb64(kvs[0].get("value", "")) if kvs else None
+
+    def head(self) -> int:
+        """Height of the newest block, -1 if the log is empty."""
+        kvs = _kvs(self._post("/v3/kv/range", {"key": _b64(self._head_key)}))
+        return int(_unb64(kvs[0].get("value", ""))) if kvs else -1
+
+    def range(self, start: int, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Yield (height, bytes) for heights start <= h < end (to the head if end is None).
+
+        Reads `page_size` blocks per request, so memory stays bounded.
+        """
+        next_height = max(start, 0)
+        while end is None or next_height < end:
+            page, more, _ = self._range_page(next_height, end)
+            for height, data in page:
+                yield height, data
+                next_height = height + 1
+            if not more or not page:
+                return
+
+    def watch(
+        self, from_height: int, stop: threading.Event | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """Yield (height, bytes) from `from_height` on, in order, forever or until `stop` is set.
+
+        Catches up with range reads, then follows etcd's watch stream. It
+        recovers by itself from compaction, idle or broken streams and dead
+        endpoints; it raises OrderingError only when no endpoint answers a
+        catch-up read within the timeout (call it again with the next height
+        to resume). Never yields a gap or the same height twice.
+        """
+        if from_height < 0:
+            raise ValueError(f"from_height must be >= 0, got {from_height}")
+        stop = stop if stop is not None else threading.Event()
+        next_height = from_height
+        failures = 0
+        while not stop.is_set():
+            # Catch up: everything up to the revision of the last page read.
+            revision = 0
+            gap = False
+            while not stop.is_set():
+                page, more, revision = self._range_page(next_height, None)
+                for height, data in page:
+                    if height != next_height:
+                        gap = True  # cannot happen with `append`; wait for the hole to fill
+                        break
+                    yield height, data
+                    next_height += 1
+                if gap or not more:
+                    break
+            if gap:
+                stop.wait(min(self._idle_timeout, _MAX_BACKOFF))
+                continue
+            # Follow: events after that revision.
+            endpoint = self._preferred
+            stream = self._open_watch(endpoint, next_height, revision + 1)
+            outcome = ""
+            try:
+                while not stop.is_set():
+                    try:
+                        message = stream.messages.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    if isinstance(message, _StreamEnd):
+                        outcome = message.reason
+                        break
+                    events, outcome = _watch_events(message)
+                    for height, data in self._decode_events(events):
+                        if height < next_height:
+                            continue
+                        if height > next_height:
+                            outcome = "gap"
+                            break
+                        failures = 0
+                        yield height, data
+                        next_height += 1
+                    if outcome:
+                        break
+            finally:
+                stream.close()
+            if stop.is_set() or outcome in ("idle", "compacted", "gap"):
+                continue
+            # The endpoint failed: prefer the next one and back off a little.
+            self._preferred = (endpoint + 1) % len(self._endpoints)
+            failures += 1
+            stop.wait(min(_MAX_BACKOFF, 0.02 * 2**failures))
+
+    # -- status ----------------------------------------------------------
+
+    def status(self) -> tuple[EndpointStatus, ...]:
+        """Ask every endpoint for its health, leader, Raft index and database size."""
+        replies: list[Json | str] = []
+        attempt = min(self._timeout, 2.0)
+        for client, url in zip(self._clients, self._endpoints, strict=True):
+            try:
+                reply = client.post(f"{url}/v3/maintenance/status", json={}, timeout=attempt)
+            except httpx.HTTPError as exc:
+                replies.append(_describe(exc))
+                continue
+            answer = _json_or_error(reply)
+            if isinstance(answer, dict) and reply.status_code != 200:
+                answer = str(answer.get("message") or answer)
+            replies.append(answer)
+        names: dict[int, str] = {}
+        with contextlib.suppress(OrderingError):
+            members = self._post("/v3/cluster/member/list", {}).get("members", [])
+            names = {int(m.get("ID", 0)): str(m.get("name", "")) for m in members}
+        statuses = []
+        for url, answer in zip(self._endpoints, replies, strict=True):
+            if isinstance(answer, str):
+                statuses.append(EndpointStatus(endpoint=url, reachable=False, error=answer))
+                continue
+            member_id = int(answer.get("header", {}).get("member_id", 0))
+            leader_id = int(answer.get("leader", 0))
+            statuses.append(
+                EndpointStatus(
+                    endpoint=url,
+                    reachable=True,
+                    name=names.get(member_id, ""),
+                    member_id=member_id,
+                    leader_id=leader_id,
+                    is_leader=member_id != 0 and member_id == leader_id,
+                    raft_index=int(answer.get("raftIndex", 0)),
+                    raft_term=int(answer.get("raftTerm", 0)),
+                    db_size=int(answer.get("dbSize", 0)),
+                    version=str(answer.get("version", "")),
+                )
+            )
+        return tuple(statuses)
+
+    # -- internals -------------------------------------------------------
+
+    def _block_key(self, height: int) -> bytes:
+        return self._blocks + str(height).zfill(_BLOCK_DIGITS).encode()
+
+    def _height_of(self, key: bytes) -> int:
+        return int(key[len(self._blocks) :])
+
+    def _range_page(self, start: int, end: int | None) -> tuple[list[tuple[int, bytes]], bool, int]:
+        """One range read: (blocks, more follow, revision the read saw)."""
+        range_end = self._blocks_end if end is None else self._block_key(end)
+        reply = self._post(
+            "/v3/kv/range",
+            {
+                "key": _b64(self._block_key(start)),
+                "range_end": _b64(range_end),
+                "limit": str(self._page_size),
+            },
+        )
+        page = [
+            (self._height_of(_unb64(kv["key"])), _unb64(kv.get("value", ""))) for kv in _kvs(reply)
+        ]
+        revision = int(reply.get("header", {}).get("revision", 0))
+        return page, bool(reply.get("more")), revision
+
+    def _decode_events(self, events: list[Json]) -> Iterator[tuple[int, bytes]]:
+        for event in events:
+            if event.get("type", "PUT") != "PUT":
+                continue  # `append` never deletes; a manual delete must not look like a block
+            kv = event.get("kv", {})
+            yield self._height_of(_unb64(kv["key"])), _unb64(kv.get("value", ""))
+
+    def _open_watch(self, endpoint: int, height: int, revision: int) -> _WatchStream:
+        body = {
+            "create_request": {
+                "key": _b64(self._block_key(height)),
+                "range_end": _b64(self._blocks_end),
+                "start_revision": str(revision),
+            }
+        }
+        return _WatchStream(f"{self._endpoints[endpoint]}/v3/watch", body, self._idle_timeout)
+
+    def _post(self, path: str, body: Json) -> Json:
+        """POST to the first endpoint that answers, within the timeout."""
+        deadline = self._clock() + self._timeout
+        failures: dict[str, str] = {}
+        backoff = 0.02
+        count = len(self._endpoints)
+        while True:
+            for offset in range(count):
+                index = (self._preferred + offset) % count
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                url = self._endpoints[index]
+                try:
+                    reply = self._clients[index].post(
+                        url + path, json=body, timeout=min(remaining, self._attempt_timeout)
+                    )
+                except httpx.HTTPError as exc:
+                    failures[url] = _describe(exc)
+                    continue
+                payload = _json_or_error(reply)
+                if isinstance(payload, str):
+                    failures[url] = payload
+                    continue
+                if reply.status_code == 200:
+                    self._preferred = index
+                    return payload
+                code = int(payload.get("code", 2))
+                message = str(payload.get("message") or payload.get("error") or reply.text[:200])
+                if code in _RETRYABLE_CODES:
+                    failures[url] = message
+                    continue
+                raise _refusal(url, code, message)
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                tried = "; ".join(f"{url}: {why}" for url, why in failures.items())
+                raise OrderingError(
+                    f"no etcd quorum answered {path} within {self._timeout:.1f}s "
+                    f"(tried {tried or 'nothing'}); check that a majority of the etcd members "
+                    "are running and reachable, then retry"
+                )
+            time.sleep(min(backoff, remaining))
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+
+class _StreamEnd:
+    """Marker the reader thread queues when the watch stream is over."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _WatchStream:
+    """One watch HTTP stream read by a daemon thread into a small queue.
+
+    A thread, so that `watch` can notice `stop` while the stream is silent;
+    a bounded queue, so a slow consumer holds back the socket, not memory.
+    """
+
+    def __init__(self, url: str, body: Json, idle_timeout: float) -> None:
+        self.messages: queue.Queue[Json | _StreamEnd] = queue.Queue(maxsize=4)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(url, body, idle_timeout), name="etcd-watch", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Ask the reader to stop; it exits at its next message or idle timeout."""
+        self._closed.set()
+
+    def _put(self, item: Json | _StreamEnd) -> bool:
+        while not self._closed.is_set():
+            try:
+                self.messages.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, url: str, body: Json, idle_timeout: float) -> None:
+        timeout = httpx.Timeout(idle_timeout, connect=min(idle_timeout, 2.0))
+        # Ask etcd to end the stream if this member loses its leader, rather
+        # than leave us on a member that silently falls behind.
+        headers = {"Grpc-Metadata-hasleader": "true"}
+        reason = "stream closed by the server"
+        try:
+            with (
+                httpx.Client(timeout=timeout) as client,
+                client.stream("POST", url, json=body, headers=headers) as reply,
+            ):
+                if reply.status_code != 200:
+                    reason = f"watch refused with HTTP {reply.status_code}"
+                else:
+                    for line in reply.iter_lines():
+                        if self._closed.is_set():
+                            return
+                        if line.strip() and not self._put(json.loads(line)):
+                            return
+        except httpx.ReadTimeout:
+            reason = "idle"
+        except (httpx.HTTPError, ValueError) as exc:
+            reason = _describe(exc)
+        self._put(_StreamEnd(reason))
+
+
+def _watch_events(message: Json) -> tuple[list[Json], str]:
+    """Events of one watch message and why the stream should be re-established ("" if not)."""
+    result = message.get("result")
+    if not isinstance(result, dict):
+        return [], f"watch error: {message.get('error', message)}"
+    if result.get("canceled"):
+        if int(result.get("compact_revision", 0)):
+            return [], "compacted"
+        return [], f"watch cancelled: {result.get('cancel_reason', 'no reason given')}"
+    return list(result.get("events", [])), ""
+
+
+def _refusal(url: str, code: int, message: str) -> OrderingError:
+    if "too large" in message or "larger than max" in message:
+        return OrderingError(
+            f"etcd at {url} refused the request as too large ({message}); cut smaller blocks, "
+            "or raise --max-request-bytes on every member and max_block_bytes to match"
+        )
+    if "space exceeded" in message:
+        return OrderingError(
+            f"etcd at {url} is out of space ({message}); raise --quota-backend-bytes, "
+            "defragment, and disarm the NOSPACE alarm"
+        )
+    return OrderingError(f"etcd at {url} refused the request: {message} (gRPC code {code})")
+
+
+def _json_or_error(reply: httpx.Response) -> Json | str:
+    try:
+        payload = reply.json()
+    except ValueError:
+        return f"HTTP {reply.status_code}, not JSON: {reply.text[:200]!r}"
+    if not isinstance(payload, dict):
+        return f"HTTP {reply.status_code}, unexpected JSON: {str(payload)[:200]}"
+    return payload
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _kvs(reply: Json) -> list[Json]:
+    return list(reply.get("kvs", []))
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with `prefix`."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return b"\x00"  # etcd's "to the end of the keyspace"
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
