@@ -8,10 +8,12 @@ Every error a user can meet derives from one root and says what to do::
     ├── InvalidSignatureError       a signature did not verify (forged, wrong key, tampered)
     ├── DecryptionError             ciphertext could not be opened; deliberately opaque
     ├── IntegrityError              stored or received data fails its digest or Merkle check
+    ├── InsufficientSharesError     fewer key shares than the threshold: collect more
     ├── ChainError                  the ledger is broken: bad link, root, signature or replay
     ├── TransactionRejectedError    a submitted transaction was recorded as invalid
     ├── NotFoundError               an id (transaction, dataset, grant, block) does not exist
     ├── AccessDeniedError           the chain does not allow this organisation to do this
+    ├── AuthenticationError         an API request's signature is missing, expired, replayed or forged
     └── OrderingError               the ordering service could not append a block
 
 Transaction rejections inside blocks are validation *codes*, not exceptions;
@@ -48,6 +50,10 @@ class IntegrityError(SharechainError):
     """Data does not match the digest or Merkle root it should have."""
 
 
+class InsufficientSharesError(SharechainError):
+    """Fewer distinct key shares than the threshold were given; ask more share holders."""
+
+
 class ChainError(SharechainError):
     """The ledger fails verification; carries the first bad height when known."""
 
@@ -72,6 +78,10 @@ class NotFoundError(SharechainError):
 
 class AccessDeniedError(SharechainError):
     """The chain's rules do not allow the caller to do this."""
+
+
+class AuthenticationError(SharechainError):
+    """An API request is not signed by a current consortium key, or its signature is stale."""
 
 
 class OrderingError(SharechainError):
