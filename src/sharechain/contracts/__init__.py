@@ -1,11 +1,13 @@
 """The data-sharing state machine: pure, deterministic contracts.
 
-`default_registry()` is every contract a sharechain node runs.
+`default_registry()` is every contract a sharechain node runs: the notary,
+membership, datasets, access requests, grants and risk control. See
+docs/contracts.md for every transaction type, who may send it and its codes.
 """
 
 from __future__ import annotations
 
-from sharechain.contracts import notary
+from sharechain.contracts import access, datasets, grants, membership, notary, risk
 from sharechain.ledger.contract import ContractRegistry
 
 __all__ = ["default_registry"]
@@ -13,4 +15,7 @@ __all__ = ["default_registry"]
 
 def default_registry() -> ContractRegistry:
     """All contracts, keyed by transaction type."""
-    return notary.registry()
+    registry = notary.registry()
+    for module in (membership, datasets, access, grants, risk):
+        registry = registry.merged(module.registry())
+    return registry

@@ -1,0 +1,236 @@
+"""Sharing policies: who must approve access to a dataset, and on what terms.
+
+A policy travels with its dataset (set at registration, changed by the owner
+with `dataset.policy`). It says:
+
+- who approves: by default the owner *and* one supervisor (joint approval);
+  or any `k` of a named set of organisations;
+- auto-approval rules: CEL expressions over `request`, `requester` and
+  `dataset`; when one is true the grant is issued with the request, no vote;
+- allowed purposes, the maximum duration of a grant and its maximum number of
+  key releases (uses);
+- the masking profile a grantee must apply, by the dataset's classification.
+
+Policies are plain maps on the chain and in YAML files; `policy_from_mapping`
+is the one parser and gives a clear error for anything wrong. CEL rules are
+compiled when the policy is parsed, so a bad rule is refused at registration
+with the parser's message. Evaluation sees only the variables passed in (no
+clock, no I/O), so every peer gets the same answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+
+__all__ = [
+    "CLASSIFICATIONS",
+    "JOINT",
+    "K_OF_N",
+    "Approval",
+    "Policy",
+    "PolicyError",
+    "auto_approved",
+    "compile_rule",
+    "parse_duration",
+    "policy_from_mapping",
+    "policy_to_value",
+]
+
+CLASSIFICATIONS = ("public", "internal", "confidential", "secret")
+JOINT = "owner+supervisor"
+K_OF_N = "k-of-n"
+DAY_MS = 86_400_000
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS, "w": 7 * DAY_MS}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+# Functions a rule may call: CEL operators and the standard library. Anything
+# else (a host function, an extension) is refused at registration.
+_STD_FUNCS = frozenset(
+    [
+        "size",
+        "contains",
+        "startsWith",
+        "endsWith",
+        "matches",
+        "has",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "type",
+        "dyn",
+        "exists",
+        "all",
+        "exists_one",
+        "map",
+        "filter",
+        "lowerAscii",
+        "upperAscii",
+    ]
+)
+
+
+class PolicyError(ValueError):
+    """A policy map is malformed; the message says which field and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """Who must approve a request."""
+
+    mode: str = JOINT
+    """`owner+supervisor` (the owner and one supervisor) or `k-of-n`."""
+    k: int = 2
+    """For `k-of-n`: how many of `of` must approve."""
+    of: tuple[str, ...] = ()
+    """For `k-of-n`: the organisations whose approvals count."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The terms under which a dataset is shared."""
+
+    approval: Approval = Approval()
+    """Who must approve."""
+    auto_approve: tuple[str, ...] = ()
+    """CEL rules; a request that satisfies any one is granted at once."""
+    purposes: tuple[str, ...] = ()
+    """Allowed purposes; empty allows any purpose."""
+    max_duration: int = 30 * DAY_MS
+    """Longest grant in ms of block time."""
+    max_uses: int = 0
+    """Most key releases per grant; 0 means unlimited."""
+    masking: tuple[tuple[str, str], ...] = ()
+    """(classification, masking profile) pairs: the profile a grantee must apply."""
+
+    def masking_for(self, classification: str) -> str:
+        return dict(self.masking).get(classification, "")
+
+
+def parse_duration(value: Any, field: str = "duration") -> int:
+    """Milliseconds from an integer (ms) or text like `30d`, `12h`, `90m`, `45s`."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m and int(m.group(1)) > 0:
+            return int(m.group(1)) * _UNITS[m.group(2)]
+    raise PolicyError(f"{field} must be a positive number of ms or text like 30d, 12h, 90m")
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_rule(source: str) -> Any:
+    """Compile a CEL rule; raises `PolicyError` with the parser's message."""
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise PolicyError(f"auto_approve rule {source!r} does not parse: {exc}") from None
+    bad = [f for f in program.functions() if not (f.startswith(("_", "@", "!")) or f in _STD_FUNCS)]
+    if bad:
+        raise PolicyError(
+            f"auto_approve rule {source!r} calls {', '.join(sorted(bad))}; only CEL's "
+            "standard functions are allowed"
+        )
+    return program
+
+
+def _names(value: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise PolicyError(f"{field} must be a list of non-empty names")
+    return tuple(value)
+
+
+def _approval(value: Any) -> Approval:
+    if value is None:
+        return Approval()
+    if isinstance(value, str):
+        if value != JOINT:
+            raise PolicyError(f"approval must be {JOINT!r} or a map {{any: K, of: [ORG, ...]}}")
+        return Approval()
+    if not isinstance(value, Mapping) or set(value) - {"any", "of", "require"}:
+        raise PolicyError("approval must be a map with `require` or with `any` and `of`")
+    if "require" in value:
+        return _approval(value["require"])
+    of = _names(value.get("of"), "approval.of")
+    k = value.get("any")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(of):
+        raise PolicyError(f"approval.any must be an integer from 1 to {len(of)} (len of `of`)")
+    if len(set(of)) != len(of):
+        raise PolicyError("approval.of lists an organisation twice")
+    return Approval(K_OF_N, k, of)
+
+
+_FIELDS = {"approval", "auto_approve", "purposes", "max_duration", "max_uses", "masking"}
+
+
+def policy_from_mapping(m: Mapping[str, Any] | None) -> Policy:
+    """Parse and validate a policy map (from the chain or a YAML file)."""
+    if m is None:
+        return Policy()
+    if not isinstance(m, Mapping):
+        raise PolicyError("a policy must be a map")
+    unknown = set(m) - _FIELDS
+    if unknown:
+        raise PolicyError(
+            f"unknown policy field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"expected some of {', '.join(sorted(_FIELDS))}"
+        )
+    rules = _names(m.get("auto_approve", []), "auto_approve")
+    for rule in rules:
+        compile_rule(rule)
+    max_uses = m.get("max_uses", 0)
+    if not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 0:
+        raise PolicyError("max_uses must be a non-negative integer (0: unlimited)")
+    masking = m.get("masking", {})
+    if not isinstance(masking, Mapping):
+        raise PolicyError("masking must be a map from classification to masking profile")
+    for cls, profile in masking.items():
+        if cls not in CLASSIFICATIONS:
+            raise PolicyError(f"masking: {cls!r} is not one of {', '.join(CLASSIFICATIONS)}")
+        if not isinstance(profile, str) or not profile:
+            raise PolicyError(f"masking.{cls} must name a masking profile")
+    return Policy(
+        approval=_approval(m.get("approval")),
+        auto_approve=rules,
+        purposes=_names(m.get("purposes", []), "purposes"),
+        max_duration=parse_duration(m.get("max_duration", 30 * DAY_MS), "max_duration"),
+        max_uses=max_uses,
+        masking=tuple(sorted(masking.items())),
+    )
+
+
+def policy_to_value(p: Policy) -> dict[str, Any]:
+    """The canonical map of a policy (what the chain stores)."""
+    approval: Any = (
+        JOINT if p.approval.mode == JOINT else {"any": p.approval.k, "of": list(p.approval.of)}
+    )
+    return {
+        "approval": approval,
+        "auto_approve": list(p.auto_approve),
+        "purposes": list(p.purposes),
+        "max_duration": p.max_duration,
+        "max_uses": p.max_uses,
+        "masking": dict(p.masking),
+    }
+
+
+def auto_approved(p: Policy, variables: Mapping[str, Any]) -> str | None:
+    """The first rule that holds for `variables`, or None.
+
+    A rule that fails to evaluate (missing field, type error) does not hold:
+    auto-approval must be earned, never granted by accident.
+    """
+    for rule in p.auto_approve:
+        try:
+            if compile_rule(rule).execute(dict(variables)) is True:
+                return rule
+        except Exception:  # any evaluation error means "no" (see docstring)
+            continue
+    return None

@@ -1,0 +1,315 @@
+"""Queries over a peer's store: catalogue, inbox, grants, audit trails, lineage.
+
+Read-only and index-driven: records are point reads (`dataset/<id>`), lists
+are prefix scans of the `idx/` keys, and audit trails come from the ledger's
+history index (every transaction that touched a key), so none of them scans
+the chain. Each audit entry carries an RFC 9162 inclusion proof of its
+transaction in its block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sharechain.contracts import keys as k
+from sharechain.contracts.access import AccessRequest, request_from_value
+from sharechain.contracts.datasets import Dataset, dataset_from_value
+from sharechain.contracts.grants import Grant, grant_from_value, grant_status
+from sharechain.contracts.membership import Proposal, proposal_from_value
+from sharechain.contracts.risk import Alert, alert_from_value
+from sharechain.errors import NotFoundError
+from sharechain.ledger.blocks import Block, decode_block
+from sharechain.ledger.identities import Organisation, org_from_value
+from sharechain.ledger.merkle import inclusion_proof
+from sharechain.ledger.proofs import TxProof
+from sharechain.ledger.state import StateReader
+from sharechain.ledger.store import HistoryEntry, Store
+
+__all__ = [
+    "AuditEntry",
+    "GrantView",
+    "Lineage",
+    "alerts",
+    "audit",
+    "catalogue",
+    "dataset",
+    "grant",
+    "grants",
+    "inbox",
+    "lineage",
+    "organisations",
+    "proposals",
+    "request",
+    "requests",
+    "resolve",
+]
+
+KINDS = ("dataset", "request", "grant", "proposal", "alert")
+
+
+def resolve(store: Store, kind: str, prefix: str) -> str:
+    """The full id of the `kind` whose hex id starts with `prefix` (unique)."""
+    prefix = prefix.lower()
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+        raise NotFoundError(f"{prefix!r} is not a hex {kind} id or id prefix")
+    found = [key.split("/", 1)[1] for key, _ in store.scan(f"{kind}/{prefix}")[:2]]
+    if not found:
+        raise NotFoundError(f"no {kind} id starts with {prefix}")
+    if len(found) > 1:
+        raise NotFoundError(f"{prefix} is the prefix of several {kind} ids; give more digits")
+    return found[0]
+
+
+def _get(store: Store, key: str) -> Any:
+    value = StateReader(store).get(key)
+    if value is None:
+        raise NotFoundError(f"no {key.replace('/', ' ', 1)}")
+    return value
+
+
+def dataset(store: Store, ds: str) -> Dataset:
+    return dataset_from_value(_get(store, k.dataset_key(ds)))
+
+
+def request(store: Store, rid: str) -> AccessRequest:
+    return request_from_value(_get(store, k.request_key(rid)))
+
+
+def _ids(store: Store, kind: str, owner: str) -> list[str]:
+    prefix = k.idx(kind, owner)
+    return [key[len(prefix) :] for key, _ in store.scan(prefix)]
+
+
+def catalogue(
+    store: Store,
+    *,
+    owner: str | None = None,
+    tag: str | None = None,
+    classification: str | None = None,
+    text: str | None = None,
+    include_inactive: bool = False,
+) -> list[Dataset]:
+    """Datasets matching every filter given, in id order."""
+    sets = [
+        set(_ids(store, kind, value))
+        for kind, value in (("ds-owner", owner), ("ds-tag", tag), ("ds-class", classification))
+        if value
+    ]
+    reader = StateReader(store)
+    if sets:
+        ids = sorted(set.intersection(*sets))
+        values: Iterable[Any] = (reader.get(k.dataset_key(i)) for i in ids)
+    else:
+        values = (v for _, v in reader.scan("dataset/"))
+    needle = (text or "").lower()
+    out = []
+    for v in values:
+        if v is None or (not include_inactive and v["status"] != "active"):
+            continue
+        hay = " ".join([v["title"], v["description"], *v["tags"]]).lower()
+        if needle in hay:
+            out.append(dataset_from_value(v))
+    return out
+
+
+def inbox(store: Store, org: str) -> list[AccessRequest]:
+    """Open requests `org` may approve or reject."""
+    value = StateReader(store).get(f"org/{org}")
+    boxes = [org]
+    if value is not None and "supervisor" in org_from_value(value).roles:
+        boxes.append(k.SUPERVISOR_INBOX)
+    ids = sorted({i for box in boxes for i in _ids(store, "inbox", box)})
+    return [r for r in (request(store, i) for i in ids) if r.requester != org]
+
+
+def requests(store: Store, *, org: str | None = None, ds: str | None = None) -> list[AccessRequest]:
+    """Requests sent by `org` or made for dataset `ds`."""
+    ids = _ids(store, "req-by-org", org) if org else _ids(store, "req-by-ds", ds or "")
+    return [request(store, i) for i in ids]
+
+
+@dataclass(frozen=True, slots=True)
+class GrantView:
+    """A grant with its effective status at the chain's head."""
+
+    grant: Grant
+    """The grant record."""
+    status: str
+    """`active`, `revoked`, `expired`, `suspended` or `used_up` at the head's block time."""
+
+
+def _view(store: Store, value: Any) -> GrantView:
+    head = store.head()
+    now = head.timestamp if head else 0
+    suspended = StateReader(store).get(k.suspended_key(value["grantee"])) is not None
+    return GrantView(grant_from_value(value), grant_status(value, now, suspended))
+
+
+def grant(store: Store, gid: str) -> GrantView:
+    return _view(store, _get(store, k.grant_key(gid)))
+
+
+def grants(store: Store, *, org: str | None = None, ds: str | None = None) -> list[GrantView]:
+    """Grants held by `org`, or given on dataset `ds`."""
+    ids = _ids(store, "grants-by-org", org) if org else _ids(store, "grants-by-ds", ds or "")
+    return [grant(store, i) for i in ids]
+
+
+def alerts(store: Store, *, open_only: bool = True) -> list[Alert]:
+    reader = StateReader(store)
+    if open_only:
+        values = [reader.get(k.alert_key(i)) for i in _ids(store, "alerts-open", "all")]
+    else:
+        values = [v for _, v in reader.scan("alert/")]
+    return sorted((alert_from_value(v) for v in values), key=lambda a: (a.height, a.id))
+
+
+def organisations(store: Store) -> list[Organisation]:
+    return [org_from_value(v) for _, v in StateReader(store).scan("org/")]
+
+
+def proposals(store: Store) -> list[Proposal]:
+    return [proposal_from_value(v) for _, v in StateReader(store).scan("proposal/")]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One transaction in an audit trail."""
+
+    tx_id: bytes
+    """The transaction id."""
+    height: int
+    """Block height."""
+    index: int
+    """Position in the block."""
+    timestamp: int
+    """Block time (ms)."""
+    type: str
+    """Transaction type."""
+    sender: str
+    """Sending organisation."""
+    code: str
+    """Validation code (refused attempts are in the trail too)."""
+    reason: str
+    """Why it was refused; empty when valid."""
+    proof: TxProof | None
+    """Inclusion proof of the transaction in its block."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tx_id": self.tx_id.hex(),
+            "height": self.height,
+            "index": self.index,
+            "timestamp": self.timestamp,
+            "type": self.type,
+            "sender": self.sender,
+            "code": self.code,
+            "reason": self.reason,
+            "proof": None if self.proof is None else self.proof.to_json(),
+        }
+
+
+def _entries(store: Store, rows: Iterable[HistoryEntry], proofs: bool) -> list[AuditEntry]:
+    blocks: dict[int, Block] = {}
+    out = []
+    for row in sorted(set(rows), key=lambda r: (r.height, r.index)):
+        loc = store.tx_location(row.tx_id)
+        if loc is None:  # pragma: no cover - history rows always have a tx row
+            continue
+        if row.height not in blocks:
+            data = store.block_bytes(row.height)
+            assert data is not None
+            blocks[row.height] = decode_block(data, check_canonical=False)
+        block = blocks[row.height]
+        proof = None
+        if proofs:
+            path = inclusion_proof(block.tx_ids, row.index)
+            proof = TxProof(
+                row.tx_id,
+                row.height,
+                row.index,
+                len(block.tx_ids),
+                tuple(path),
+                block.header,
+                loc.code,
+            )
+        out.append(
+            AuditEntry(
+                row.tx_id,
+                row.height,
+                row.index,
+                block.header.timestamp,
+                loc.type,
+                loc.sender,
+                loc.code,
+                block.results[row.index].reason,
+                proof,
+            )
+        )
+    return out
+
+
+def audit(
+    store: Store,
+    *,
+    ds: str | None = None,
+    grant_id: str | None = None,
+    org: str | None = None,
+    proofs: bool = True,
+    limit: int = 10_000,
+) -> list[AuditEntry]:
+    """The audit trail of a dataset, a grant (with its request) or an organisation."""
+    if ds is not None:
+        dataset(store, ds)
+        rows = store.history(k.dataset_key(ds), limit)
+    elif grant_id is not None:
+        g = grant(store, grant_id).grant
+        rows = store.history(k.request_key(g.request), limit) + store.history(
+            k.grant_key(grant_id), limit
+        )
+    elif org is not None:
+        _get(store, f"org/{org}")
+        rows = store.history(f"org/{org}", limit)
+    else:
+        raise ValueError("audit needs a dataset, a grant or an organisation")
+    return _entries(store, rows, proofs)
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """A dataset's lineage graph: versions and derivations around it."""
+
+    root: str
+    """The dataset asked about."""
+    nodes: tuple[Dataset, ...]
+    """Every dataset reachable through parents, children and versions."""
+    edges: tuple[tuple[str, str, str], ...]
+    """(from, to, kind): kind `derived` (parent to child) or `version` (old to new)."""
+
+
+def lineage(store: Store, ds: str, *, depth: int = 64) -> Lineage:
+    """Ancestors and descendants of `ds`, through derivations and versions."""
+    seen: dict[str, Dataset] = {}
+    edges: set[tuple[str, str, str]] = set()
+    frontier = [ds]
+    for _ in range(depth):
+        nxt: list[str] = []
+        for i in frontier:
+            if i in seen:
+                continue
+            d = seen[i] = dataset(store, i)
+            links = [(p, i, "derived") for p in d.parents if p not in (d.previous,)]
+            links += [(i, c, "derived") for c in _ids(store, "children", i)]
+            if d.previous:
+                links.append((d.previous, i, "version"))
+            if d.next:
+                links.append((i, d.next, "version"))
+            for a, b, kind in links:
+                edges.add((a, b, kind))
+                nxt.extend(x for x in (a, b) if x not in seen)
+        if not nxt:
+            break
+        frontier = nxt
+    return Lineage(ds, tuple(seen[i] for i in sorted(seen)), tuple(sorted(edges)))
