@@ -12,13 +12,13 @@ which must reproduce the block's results and `state_delta_hash` exactly.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sharechain.codec import encode
-from sharechain.crypto.signing import SigningKey, verify, verify_many
+from sharechain.crypto.signing import SigningKey, key_id, verify, verify_many
 from sharechain.errors import ChainError, EncodingError, InvalidSignatureError
 from sharechain.ledger import validation as v
 from sharechain.ledger.blocks import (
@@ -27,7 +27,6 @@ from sharechain.ledger.blocks import (
     Block,
     BlockHeader,
     TxResult,
-    decode_block,
     delta_hash,
     encode_block,
     make_block,
@@ -81,40 +80,59 @@ def _parse(raw: bytes) -> SignedTransaction | None:
         return None
 
 
+Presigned = tuple[bytes, bool] | None
+"""A signature checked ahead of execution: (public key used, verified?), or None."""
+
+
+def presign(state: BlockState, txs: Sequence[SignedTransaction | None]) -> list[Presigned]:
+    """Verify, in parallel over all cores, each signature made with the sender's
+    key as of block start.
+
+    The rare transaction signed with a key rotated in this very block (or by an
+    organisation admitted in it) is left as None and checked on its own during
+    execution. Done before execution: worker threads verifying while this
+    thread runs contracts would fight it for the GIL between C calls.
+    """
+    keys: dict[str, bytes | None] = {}
+    checks: list[tuple[bytes, bytes, bytes]] = []
+    where: list[int] = []
+    for i, stx in enumerate(txs):
+        if stx is None:
+            continue
+        sender = stx.tx.sender
+        if sender not in keys:
+            value = state.get(org_key(sender))
+            keys[sender] = None if value is None else org_from_value(value).sign_key
+        public = keys[sender]
+        if public is not None and key_id(public) == stx.key_id:
+            where.append(i)
+            checks.append((public, stx.signature, stx.signed_message))
+    out: list[Presigned] = [None] * len(txs)
+    for i, check, ok in zip(where, checks, verify_many(checks), strict=True):
+        out[i] = (check[0], ok)
+    return out
+
+
 def execute_block(
     store: Store,
     registry: ContractRegistry,
     raw_txs: Sequence[bytes],
     ctx: BlockContext,
     parsed: Sequence[SignedTransaction | None] | None = None,
+    presigned: Sequence[Presigned] | None = None,
 ) -> Execution:
-    """Run the validation pipeline and the contracts over `raw_txs`."""
+    """Run the validation pipeline and the contracts over `raw_txs`.
+
+    `presigned` carries signature checks already done (see `presign`); a
+    check made with a key that is no longer the sender's is done again.
+    """
     txs = list(parsed) if parsed is not None else [_parse(r) for r in raw_txs]
     state = BlockState(store)
 
     if ctx.height == 0:
         return _execute_genesis(state, raw_txs, txs)
 
-    # Verify every signature made with the sender's key as of block start in
-    # parallel; the rare transaction signed with a key rotated in this very
-    # block is checked on its own below.
-    start_keys: dict[str, Organisation | None] = {}
-    checks: list[tuple[bytes, bytes, bytes]] = []
-    check_index: dict[int, int] = {}
-    for i, stx in enumerate(txs):
-        if stx is None:
-            continue
-        sender = stx.tx.sender
-        if sender not in start_keys:
-            value = state.get(org_key(sender))
-            start_keys[sender] = None if value is None else org_from_value(value)
-        org = start_keys[sender]
-        if org is not None and org.sign_key_id == stx.key_id:
-            check_index[i] = len(checks)
-            checks.append((org.sign_key, stx.signature, stx.signed_message))
-    # All at once, before execution: worker threads verifying while this
-    # thread runs contracts would fight it for the GIL between C calls.
-    sig_ok = verify_many(checks)
+    sigs = list(presigned) if presigned is not None else presign(state, txs)
     known = store.known_txs([s.id for s in txs if s is not None])
 
     results: list[TxResult] = []
@@ -135,7 +153,7 @@ def execute_block(
             orgs,
             stx,
             BlockContext(ctx.height, ctx.timestamp, ctx.orderer, i),
-            sig_ok[check_index[i]] if i in check_index else None,
+            sigs[i],
             stx.id in known or stx.id in seen,
             history,
         )
@@ -167,7 +185,7 @@ def _check_and_apply(
     orgs: dict[str, Organisation | None],
     stx: SignedTransaction,
     ctx: BlockContext,
-    presig: bool | None,
+    presig: Presigned,
     replayed: bool,
     history: list[tuple[str, int, bytes]],
 ) -> TxResult:
@@ -180,8 +198,8 @@ def _check_and_apply(
         return TxResult(
             v.STALE_KEY, f"signed with key {stx.key_id.hex()[:16]}, not {org.id}'s current key"
         )
-    if presig is not None and org.sign_key_id == stx.key_id:
-        sig_ok = presig
+    if presig is not None and presig[0] == org.sign_key:
+        sig_ok = presig[1]
     else:
         try:
             verify(org.sign_key, stx.signature, b"", stx.signed_message)
@@ -265,7 +283,12 @@ class Ledger:
         )
         return make_block(header, sign_header(header, key), raw_txs, ex.results), ex
 
-    def validate_block(self, block: Block) -> Execution:
+    def validate_block(
+        self,
+        block: Block,
+        presigned: Sequence[Presigned] | None = None,
+        parsed: Sequence[SignedTransaction | None] | None = None,
+    ) -> Execution:
         """Check `block` extends this chain and re-execute it; raises `ChainError`."""
         h = block.header
         head = self.store.head()
@@ -298,7 +321,12 @@ class Ledger:
         if merkle_root(block.tx_ids) != h.tx_root:
             raise ChainError(f"block {h.height}: tx_root does not match its transactions", h.height)
         ex = execute_block(
-            self.store, self.registry, block.txs, BlockContext(h.height, h.timestamp, h.orderer)
+            self.store,
+            self.registry,
+            block.txs,
+            BlockContext(h.height, h.timestamp, h.orderer),
+            parsed=parsed,
+            presigned=presigned,
         )
         if ex.results != block.results:
             first = next(
@@ -379,33 +407,42 @@ def verify_chain(
     hashes and state roots, and finally that the stored world state and
     indexes equal the replayed ones (catching a tampered database row).
     """
+    # The pipeline module builds on this one; import it here, not at the top.
+    from sharechain.ledger.pipeline import commit_stream, start_workers
+
     replay = Ledger(Store(scratch, durable=False), registry)
     head = store.head()
+    if head is not None and head.height >= 16:  # long enough to repay starting workers
+        start_workers()
     total = -1 if head is None else head.height
-    count, height = 0, -1
-    try:
+    count = 0
+
+    def stored_blocks() -> Iterator[bytes]:
+        expected = 0
         for height, data in store.iter_blocks():
-            expected_height = replay.height + 1
-            if height != expected_height:
-                raise ChainError(f"block {expected_height} is missing", expected_height)
-            try:
-                block = decode_block(data)
-            except EncodingError as exc:
-                raise ChainError(f"block {height} does not decode: {exc}", height) from None
-            if block.height != height:
-                raise ChainError(f"block stored at {height} says it is {block.height}", height)
+            if height != expected:
+                raise ChainError(f"block {expected} is missing", expected)
+            expected = height + 1
+            yield data
+
+    try:
+        for block in commit_stream(replay, stored_blocks()):
+            height = block.height
             if height == 0 and genesis_hash is not None and block.hash() != genesis_hash:
                 raise ChainError("genesis block is not the consortium's genesis", 0)
-            replay.commit(block, data=data)
-            mine, theirs = replay.store.block_meta(height), store.block_meta(height)
-            if mine != theirs:
+            if replay.store.block_meta(height) != store.block_meta(height):
                 raise ChainError(f"block {height}: stored hash or state root is wrong", height)
             count += len(block.txs)
             if progress is not None:
                 progress(height, total)
-        if head is not None and height != head.height:
-            raise ChainError(f"blocks after {height} are missing", height + 1)
+        if head is not None and replay.height != head.height:
+            raise ChainError(f"blocks after {replay.height} are missing", replay.height + 1)
         _compare_indexes(store, replay.store)
+    except EncodingError as exc:
+        last = replay.height
+        return VerifyReport(
+            False, last, count, last + 1, f"block {last + 1} does not decode: {exc}"
+        )
     except ChainError as exc:
         last = replay.height
         return VerifyReport(
@@ -414,7 +451,13 @@ def verify_chain(
     finally:
         rhead = replay.store.head()
         replay.store.close()
-    return VerifyReport(True, height, count, state_root=rhead.state_root if rhead else b"")
+    return VerifyReport(
+        True, replay_height(rhead), count, state_root=rhead.state_root if rhead else b""
+    )
+
+
+def replay_height(head: Head | None) -> int:
+    return -1 if head is None else head.height
 
 
 def _digest_rows(store: Store, query: str) -> bytes:
