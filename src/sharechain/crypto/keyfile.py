@@ -111,6 +111,8 @@ def load_keys(path: Path) -> OrgKeys:
         )
     try:
         body = json.loads(path.read_text())
+        if not isinstance(body, dict):
+            raise ValueError("the file does not hold a JSON object")
         if body.get("version") != KEYFILE_VERSION:
             raise ValueError(f"unsupported key file version {body.get('version')!r}")
         seed = bytes.fromhex(body["ed25519_seed"])

@@ -12,6 +12,7 @@ which must reproduce the block's results and `state_delta_hash` exactly.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -410,8 +411,11 @@ def verify_chain(
     # The pipeline module builds on this one; import it here, not at the top.
     from sharechain.ledger.pipeline import commit_stream, start_workers
 
+    try:
+        head = store.head()
+    except sqlite3.DatabaseError as exc:
+        return _damaged(exc, -1, 0)
     replay = Ledger(Store(scratch, durable=False), registry)
-    head = store.head()
     if head is not None and head.height >= 16:  # long enough to repay starting workers
         start_workers()
     total = -1 if head is None else head.height
@@ -438,6 +442,11 @@ def verify_chain(
         if head is not None and replay.height != head.height:
             raise ChainError(f"blocks after {replay.height} are missing", replay.height + 1)
         _compare_indexes(store, replay.store)
+        check = store.integrity_check()
+        if check != "ok":
+            raise ChainError(f"the database file is damaged (SQLite quick_check: {check})", None)
+    except sqlite3.DatabaseError as exc:
+        return _damaged(exc, replay.height, count)
     except EncodingError as exc:
         last = replay.height
         return VerifyReport(
@@ -445,14 +454,27 @@ def verify_chain(
         )
     except ChainError as exc:
         last = replay.height
-        return VerifyReport(
-            False, last, count, exc.height if exc.height is not None else last + 1, str(exc)
-        )
+        # A block stored at the wrong place names its own height; the first bad
+        # height is the first one that did not verify.
+        bad = last + 1 if exc.height is None else min(exc.height, last + 1)
+        return VerifyReport(False, last, count, bad, str(exc))
     finally:
         rhead = replay.store.head()
         replay.store.close()
     return VerifyReport(
         True, replay_height(rhead), count, state_root=rhead.state_root if rhead else b""
+    )
+
+
+def _damaged(exc: sqlite3.DatabaseError, last: int, count: int) -> VerifyReport:
+    # A damaged database file must give a report, not a traceback: the damage
+    # may sit where no block row shows it (the schema, an index, a text column).
+    return VerifyReport(
+        False,
+        last,
+        count,
+        last + 1,
+        f"the database file is damaged ({exc}); restore it or re-sync from peers",
     )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import cbor2
 
-from sharechain.errors import EncodingError
+from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.chain import Ledger, Presigned
@@ -147,8 +147,21 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[Block]:
     pooled = bool(_pool) and _lock.acquire(blocking=False)
     pending: _Pending | None = None
     try:
-        for data in blocks:
-            nxt = _dispatch(ledger, decode_block(data), data, pooled)
+        source = iter(blocks)
+        while True:
+            try:
+                data = next(source)
+                block = decode_block(data)
+            except StopIteration:
+                break
+            except (ChainError, EncodingError):
+                # The block read ahead is bad (or missing): settle the pending one
+                # first, so the error names the first bad height, not the one before.
+                if pending is not None:
+                    done, pending = pending, None
+                    yield _finish(ledger, done)
+                raise
+            nxt = _dispatch(ledger, block, data, pooled)
             if pending is not None:
                 done, pending = pending, None
                 yield _finish(ledger, done)

@@ -118,7 +118,8 @@ class Store:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            # A damaged schema page can surface as a text decoding error.
             raise ConfigError(
                 f"cannot open the ledger database {self.path}: {exc}; if the file is "
                 "damaged, restore it or re-sync the node from its peers"
@@ -269,8 +270,10 @@ class Store:
                 )
                 # Rows go in key order: B-tree inserts then touch each page
                 # once per block instead of once per row (3x faster commits).
+                # OR IGNORE: a replayed transaction (code `replay`) has the id of
+                # one already indexed; the index keeps pointing at the original.
                 db.executemany(
-                    "INSERT INTO txs VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)",
                     sorted((i, height, x, t, s, c) for i, x, t, s, c in txs),
                 )
                 puts = sorted((k, v) for k, v in writes.items() if v is not None)
