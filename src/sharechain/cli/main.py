@@ -21,7 +21,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """A consortium blockchain for governed data sharing between organisations."""
@@ -33,6 +32,8 @@ COMMAND_MODULES = (
     "sharechain.cli.notary_cmd",
     "sharechain.cli.chain_cmd",
     "sharechain.cli.bench_cmd",
+    "sharechain.cli.node_cmd",
+    "sharechain.cli.network_cmd",
 )
 
 for _name in COMMAND_MODULES:

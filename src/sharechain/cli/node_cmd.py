@@ -1,0 +1,106 @@
+"""`sharechain node`: run an organisation's node, repair its store, ask a node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sharechain.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    command_group,
+    console,
+    emit_json,
+    fail,
+    handle_errors,
+    resolve_data_dir,
+)
+from sharechain.node.service import NodeConfig, repair_store
+
+__all__ = ["node_app", "register"]
+
+node_app = command_group("node", "Run an organisation's node (REST API, ordering, replication).")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not host:
+        fail(f"--listen must be HOST:PORT, e.g. 127.0.0.1:8601, not {value!r}")
+    return host, int(port)
+
+
+@node_app.command("start")
+def start(
+    org: Annotated[str, typer.Option("--org", help="The organisation this node belongs to.")],
+    data_dir: DataDirOpt = None,
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve the API on.")] = (
+        "127.0.0.1:8601"
+    ),
+    ordering: Annotated[str, typer.Option(help="solo or etcd.")] = "solo",
+    etcd_endpoints: Annotated[
+        str, typer.Option(help="etcd: comma-separated client URLs of the members.")
+    ] = "",
+    etcd_prefix: Annotated[str, typer.Option(help="etcd: key prefix of the chain.")] = (
+        "sharechain/"
+    ),
+    orderer_url: Annotated[
+        str | None, typer.Option(help="solo: URL of the ordering node (omit on the orderer).")
+    ] = None,
+    peer: Annotated[
+        list[str] | None, typer.Option("--peer", help="ORG=URL of another node (repeatable).")
+    ] = None,
+    max_block_txs: Annotated[int, typer.Option(help="Most transactions per block.")] = 2000,
+    max_block_bytes: Annotated[int, typer.Option(help="Largest block in bytes.")] = 1_500_000,
+    max_wait_ms: Annotated[int, typer.Option(help="Longest wait before cutting a block.")] = 20,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip re-verifying the store on start.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Start a node: verify its store, join the ordering service, serve the /v1 API."""
+    from sharechain.node.server import run_node
+
+    host, port = _listen(listen)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] serving on {host}, not only on loopback")
+    peers = []
+    for item in peer or []:
+        name, sep, url = item.partition("=")
+        if not sep or not url:
+            fail(f"--peer must be ORG=URL, not {item!r}")
+        peers.append((name, url))
+    with handle_errors():
+        config = NodeConfig(
+            data_dir=resolve_data_dir(data_dir),
+            org=org,
+            ordering=ordering,
+            orderer_url=orderer_url,
+            etcd_endpoints=tuple(e for e in etcd_endpoints.split(",") if e),
+            etcd_prefix=etcd_prefix,
+            peers=tuple(peers),
+            max_block_txs=max_block_txs,
+            max_block_bytes=max_block_bytes,
+            max_wait=max_wait_ms / 1000,
+            verify_on_start=not no_verify,
+        )
+        run_node(config, host, port, log_level=log_level)
+
+
+@node_app.command("repair")
+def repair(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Move a node's (tampered) ledger aside; its next start re-syncs from its peers."""
+    path: Path = resolve_data_dir(data_dir)
+    with handle_errors():
+        moved = repair_store(path)
+    if json_out:
+        emit_json({"moved_to": None if moved is None else str(moved)})
+    elif moved is None:
+        console.print(f"no ledger in {path}; nothing to repair")
+    else:
+        console.print(f"ledger moved to {moved}; start the node again to re-sync it from its peers")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(node_app)

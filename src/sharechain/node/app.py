@@ -1,0 +1,331 @@
+"""The node's REST API (FastAPI): `/v1/...`, described by its OpenAPI document.
+
+Unauthenticated: `GET /v1/health` (liveness), `GET /v1/ready` (readiness,
+503 with the reason when the node refuses to serve) and `GET /metrics`
+(Prometheus). Everything else under `/v1` must be signed by an
+organisation's key (RFC 9421, see `sharechain.node.auth`); the signer's
+roles on the chain decide what it may read (see `sharechain.node.queries`).
+
+Errors are JSON `{"error": kind, "detail": text}`: 400 malformed input, 401
+unauthenticated (missing, expired, replayed or forged signature), 403 not
+allowed for this organisation, 404 not found, 413 too large, 503 the node or
+its ordering service cannot serve now. Bad input never yields a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sharechain.codec import encode
+from sharechain.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    ChainError,
+    ConfigError,
+    EncodingError,
+    IntegrityError,
+    InvalidSignatureError,
+    NotFoundError,
+    OrderingError,
+    SharechainError,
+    TransactionRejectedError,
+)
+from sharechain.ledger.blocks import decode_block
+from sharechain.ledger.proofs import prove_tx
+from sharechain.ledger.transactions import decode_transaction
+from sharechain.node.deps import Auth
+from sharechain.node.service import Node
+
+__all__ = ["API_VERSION", "MAX_BODY_BYTES", "create_app"]
+
+log = logging.getLogger("sharechain.node.api")
+
+API_VERSION = "1.0.0"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_TXS_PER_REQUEST = 20_000
+ACCEPT_SIGNATURE = 'sig1=("@method" "@authority" "@path" "@query" "content-digest");alg="ed25519"'
+OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/openapi.json", "/docs"})
+
+_STATUS: dict[type[SharechainError], tuple[int, str]] = {
+    AuthenticationError: (401, "unauthenticated"),
+    AccessDeniedError: (403, "forbidden"),
+    NotFoundError: (404, "not_found"),
+    EncodingError: (400, "bad_request"),
+    InvalidSignatureError: (400, "bad_request"),
+    TransactionRejectedError: (409, "rejected"),
+    IntegrityError: (502, "integrity"),
+    OrderingError: (503, "unavailable"),
+    ChainError: (503, "unavailable"),
+    ConfigError: (503, "unavailable"),
+}
+
+
+def _error(
+    status: int, kind: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
+
+
+class SubmitBody(BaseModel):
+    """Signed transaction envelopes to order (hex), many per request."""
+
+    txs: list[Annotated[str, Field(max_length=2_000_000)]] = Field(
+        ..., min_length=1, max_length=MAX_TXS_PER_REQUEST
+    )
+    wait: bool = Field(True, description="Wait until the transactions are committed here.")
+    timeout: float = Field(30.0, ge=0.0, le=300.0, description="Longest wait in seconds.")
+
+
+def create_app(node: Node) -> FastAPI:
+    """The API of `node` (which the caller starts and stops)."""
+    app = FastAPI(
+        title="sharechain node",
+        version=API_VERSION,
+        description=(
+            "REST API of one organisation's sharechain node. Requests under /v1 (except "
+            "health and ready) carry an RFC 9421 HTTP Message Signature made with the "
+            "organisation's Ed25519 key: Signature-Input covering @method, @authority, @path, "
+            "@query and content-digest, with created, expires, nonce, keyid=<org id>, "
+            'alg="ed25519".'
+        ),
+    )
+    app.state.node = node
+
+    @app.middleware("http")
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        if node.problem is not None and request.url.path not in OPEN_PATHS:
+            return _error(503, "quarantined", node.problem)
+        return await call_next(request)
+
+    @app.exception_handler(SharechainError)
+    async def sharechain_error(request: Request, exc: SharechainError) -> JSONResponse:
+        for cls in type(exc).__mro__:
+            if cls in _STATUS:
+                status, kind = _STATUS[cls]
+                break
+        else:
+            status, kind = 400, "bad_request"
+        headers = None
+        if status == 401:
+            headers = {"Accept-Signature": ACCEPT_SIGNATURE}
+        return _error(status, kind, str(exc), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {
+                "error": "bad_request",
+                "detail": "the request does not match the API",
+                "errors": errors,
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http", str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return _error(500, "internal", f"internal error ({type(exc).__name__}); see the node log")
+
+    # -- operations ---------------------------------------------------------
+
+    @app.get("/v1/health", tags=["operations"])
+    def health() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "org": node.org}
+
+    @app.get("/v1/ready", tags=["operations"], responses={503: {"description": "not ready"}})
+    def ready() -> JSONResponse:
+        """Readiness: 200 when the node serves and commits, 503 with the reason when not."""
+        body = {
+            "ready": node.ready,
+            "caught_up": node.caught_up,
+            "height": node.ledger.height if node.problem is None else -1,
+            "problem": node.problem,
+            "halted": node.halted,
+        }
+        return JSONResponse(body, status_code=200 if node.ready else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics (text exposition format)."""
+        return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/status", tags=["operations"])
+    def status(who: Auth) -> dict[str, Any]:
+        """Height, head, peers and this node's latest attestations."""
+        return node.status()
+
+    # -- transactions ---------------------------------------------------------
+
+    @app.post("/v1/txs", tags=["transactions"], responses={202: {"description": "queued"}})
+    async def submit(body: SubmitBody, who: Auth) -> JSONResponse:
+        """Submit signed transactions (many per request); with `wait`, return receipts."""
+        raws: list[bytes] = []
+        for i, text in enumerate(body.txs):
+            try:
+                raw = bytes.fromhex(text)
+                decode_transaction(raw)
+            except (ValueError, EncodingError) as exc:
+                raise EncodingError(
+                    f"transaction {i} is not a signed envelope in hex: {exc}"
+                ) from None
+            raws.append(raw)
+        if node.forward is not None:
+            futures = await run_in_threadpool(node.submit, raws)
+        else:
+            futures = node.submit(raws)
+        if not body.wait:
+            ids = [hashlib.sha256(r).hexdigest() for r in raws]
+            return JSONResponse({"tx_ids": ids, "receipts": []}, status_code=202)
+        try:
+            receipts = await asyncio.wait_for(
+                asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), body.timeout
+            )
+        except TimeoutError:
+            raise OrderingError(
+                f"not committed within {body.timeout:.1f}s; the transactions stay queued, "
+                "ask GET /v1/txs/{id} later"
+            ) from None
+        return JSONResponse(
+            {
+                "receipts": [
+                    {
+                        "tx_id": r.tx_id.hex(),
+                        "height": r.height,
+                        "index": r.index,
+                        "code": r.code,
+                        "reason": r.reason,
+                    }
+                    for r in receipts
+                ]
+            }
+        )
+
+    @app.get("/v1/txs/{tx_id}", tags=["transactions"])
+    def tx(tx_id: str, who: Auth) -> dict[str, Any]:
+        """Where a transaction was committed and its validation code."""
+        info = node.tx_info(_hex32(tx_id))
+        if info is None:
+            raise NotFoundError(f"transaction {tx_id} is not committed on this node")
+        return info
+
+    @app.get("/v1/txs/{tx_id}/proof", tags=["transactions"])
+    def proof(tx_id: str, who: Auth) -> dict[str, Any]:
+        """RFC 9162 inclusion proof of a transaction in its block, with the block header."""
+        return prove_tx(node.store, _hex32(tx_id)).to_json()
+
+    # -- blocks --------------------------------------------------------------------
+
+    @app.get("/v1/blocks", tags=["blocks"])
+    def blocks(
+        who: Auth,
+        start: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Block headers from `start` on."""
+        out: list[dict[str, Any]] = []
+        for _, data in node.store.iter_blocks(start):
+            if len(out) >= limit:
+                break
+            out.append(_block_json(data, with_txs=False))
+        return {"height": node.ledger.height, "blocks": out}
+
+    @app.get("/v1/blocks/{height}", tags=["blocks"])
+    def block(height: Annotated[int, Path(ge=0, le=2**62)], who: Auth) -> dict[str, Any]:
+        """One block: header, orderer signature, transaction ids and results."""
+        data = node.store.block_bytes(height)
+        if data is None:
+            raise NotFoundError(f"no block {height} on this node (height {node.ledger.height})")
+        return _block_json(data, with_txs=True)
+
+    @app.get("/v1/sync/blocks", tags=["blocks"], response_class=Response)
+    def sync_blocks(
+        who: Auth,
+        start: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=256)] = 64,
+        wait: Annotated[float, Query(ge=0.0, le=30.0)] = 0.0,
+    ) -> Response:
+        """Raw blocks from `start` (a CBOR array of block encodings), long-polled up to `wait` s."""
+        if wait > 0 and node.ledger.height < start:
+            node.wait_height(start, wait)
+        out: list[bytes] = []
+        size = 0
+        for _, data in node.store.iter_blocks(start):
+            if len(out) >= limit or (out and size + len(data) > 32 * 1024 * 1024):
+                break
+            out.append(data)
+            size += len(data)
+        return Response(encode(out), media_type="application/cbor")
+
+    # -- attestations ------------------------------------------------------------------
+
+    @app.get("/v1/attestations", tags=["attestations"])
+    def attestations(who: Auth, since: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict[str, Any]:
+        """This node's recent signed attestations (height, block hash, state root)."""
+        return {"org": node.org, "attestations": [a.to_json() for a in node.book.own(since)]}
+
+    @app.get("/v1/attestations/status", tags=["attestations"])
+    def attestation_status(who: Auth) -> dict[str, Any]:
+        """Which peers agree with this node's chain, and any conflict seen."""
+        return node.attestation_status()
+
+    from sharechain.node import queries  # the data-sharing read endpoints
+
+    queries.register(app, node)
+    return app
+
+
+def _hex32(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise EncodingError(f"{text[:80]!r} is not a 64-digit hex id")
+    return value
+
+
+def _block_json(data: bytes, *, with_txs: bool) -> dict[str, Any]:
+    block = decode_block(data, check_canonical=False)
+    h = block.header
+    out: dict[str, Any] = {
+        "height": h.height,
+        "hash": block.hash().hex(),
+        "prev_hash": h.prev_hash.hex(),
+        "tx_root": h.tx_root.hex(),
+        "state_delta_hash": h.state_delta_hash.hex(),
+        "timestamp": h.timestamp,
+        "orderer": h.orderer,
+        "signature": block.signature.hex(),
+        "tx_count": len(block.txs),
+    }
+    if with_txs:
+        out["txs"] = [
+            {"tx_id": t.hex(), "code": r.code, "reason": r.reason}
+            for t, r in zip(block.tx_ids, block.results, strict=True)
+        ]
+    return out

@@ -1,0 +1,365 @@
+"""Signed API requests: HTTP Message Signatures (RFC 9421) with Ed25519.
+
+Every request to a node's `/v1` API is signed by an organisation's Ed25519
+key. The signer covers the method, the authority, the path, the query and,
+when there is a body, its `Content-Digest` (RFC 9530, SHA-256); the
+signature parameters carry `created`, `expires`, a random `nonce`, the
+organisation id as `keyid` and `alg="ed25519"`::
+
+    Content-Digest: sha-256=:<base64 of SHA-256(body)>:
+    Signature-Input: sig1=("@method" "@authority" "@path" "@query" \
+        "content-digest");created=1700000000;expires=1700000060;\
+        nonce="...";keyid="hospital-a";alg="ed25519"
+    Signature: sig1=:<base64 Ed25519 signature of the signature base>:
+
+The node checks the signature with the organisation's *current* key as the
+chain records it (so a removed organisation or a rotated-out key is refused
+at once), refuses signatures that are not yet valid, expired, or valid for
+longer than `MAX_VALIDITY`, and remembers every nonce until its signature
+expires so a captured request cannot be replayed. Ed25519 signs the
+signature base itself, as RFC 9421 section 3.3.6 says, so any conforming
+implementation can produce or check these signatures.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sharechain.crypto.signing import SigningKey, verify
+from sharechain.errors import AuthenticationError, InvalidSignatureError
+
+__all__ = [
+    "MAX_SKEW",
+    "MAX_VALIDITY",
+    "REQUIRED_COMPONENTS",
+    "NonceCache",
+    "SignedRequest",
+    "content_digest",
+    "sign_request",
+    "signature_base",
+    "verify_request",
+]
+
+REQUIRED_COMPONENTS = ("@method", "@authority", "@path", "@query")
+"""Components every signature must cover (plus `content-digest` when there is a body)."""
+MAX_VALIDITY = 300
+"""Longest accepted lifetime of a signature (`expires - created`), in seconds."""
+MAX_SKEW = 30
+"""How far in the future `created` may be (clock skew between organisations), in seconds."""
+DEFAULT_VALIDITY = 60
+LABEL = "sig1"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """The outcome of a verified request signature."""
+
+    org: str
+    """The organisation whose key signed (the `keyid` parameter)."""
+    created: int
+    """When it was signed (Unix seconds)."""
+    expires: int
+    """When the signature stops being valid (Unix seconds)."""
+    nonce: str
+    """The signer's random nonce, remembered until `expires`."""
+
+
+def content_digest(body: bytes) -> str:
+    """The RFC 9530 `Content-Digest` field value of `body` (SHA-256)."""
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+
+
+def _path_and_query(target: str) -> tuple[str, str]:
+    parts = urlsplit(target)
+    return parts.path or "/", "?" + parts.query
+
+
+def signature_base(components: Mapping[str, str], covered: tuple[str, ...], params: str) -> bytes:
+    """The RFC 9421 signature base: one line per covered component, then the parameters."""
+    lines = [f'"{name}": {components[name]}' for name in covered]
+    lines.append(f'"@signature-params": {params}')
+    return "\n".join(lines).encode()
+
+
+def _params(covered: tuple[str, ...], created: int, expires: int, nonce: str, keyid: str) -> str:
+    inner = " ".join(f'"{c}"' for c in covered)
+    return (
+        f'({inner});created={created};expires={expires};nonce="{nonce}";'
+        f'keyid="{keyid}";alg="ed25519"'
+    )
+
+
+def sign_request(
+    key: SigningKey,
+    org: str,
+    method: str,
+    authority: str,
+    target: str,
+    body: bytes = b"",
+    *,
+    validity: int = DEFAULT_VALIDITY,
+    now: Callable[[], float] = time.time,
+    rng: Callable[[int], bytes] = os.urandom,
+) -> dict[str, str]:
+    """The headers that sign a request to `target` (path and query) on `authority`."""
+    path, query = _path_and_query(target)
+    components = {
+        "@method": method.upper(),
+        "@authority": authority.lower(),
+        "@path": path,
+        "@query": query,
+    }
+    headers: dict[str, str] = {}
+    covered: tuple[str, ...] = REQUIRED_COMPONENTS
+    if body:
+        headers["Content-Digest"] = components["content-digest"] = content_digest(body)
+        covered = (*covered, "content-digest")
+    created = int(now())
+    nonce = base64.urlsafe_b64encode(rng(16)).decode().rstrip("=")
+    params = _params(covered, created, created + validity, nonce, org)
+    signature = key.sign(b"", signature_base(components, covered, params))
+    headers["Signature-Input"] = f"{LABEL}={params}"
+    headers["Signature"] = f"{LABEL}=:{base64.b64encode(signature).decode()}:"
+    return headers
+
+
+class NonceCache:
+    """Nonces seen while their signatures are valid; refuses a second use. Thread-safe."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._seen: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self._max = max_entries
+        self._next_prune = 0
+
+    def check_and_add(self, org: str, nonce: str, expires: int, now: int) -> None:
+        with self._lock:
+            if now >= self._next_prune or len(self._seen) >= self._max:
+                self._seen = {k: e for k, e in self._seen.items() if e > now}
+                self._next_prune = now + 10
+                if len(self._seen) >= self._max:
+                    raise AuthenticationError(
+                        "too many signed requests in flight; retry in a few seconds"
+                    )
+            if (org, nonce) in self._seen:
+                raise AuthenticationError(
+                    f"replayed request: nonce {nonce!r} of {org} was already used; "
+                    "sign every request afresh"
+                )
+            self._seen[(org, nonce)] = expires
+
+
+# -- a strict parser for the few RFC 8941 structured-field shapes used here --
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+
+    def fail(self, what: str) -> AuthenticationError:
+        return AuthenticationError(f"malformed signature header: {what} at offset {self.i}")
+
+    def peek(self) -> str:
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def expect(self, ch: str) -> None:
+        if self.peek() != ch:
+            raise self.fail(f"expected {ch!r}")
+        self.i += 1
+
+    def key(self) -> str:
+        start = self.i
+        while self.peek() and (
+            self.peek().islower() or self.peek().isdigit() or self.peek() in "_-.*"
+        ):
+            self.i += 1
+        if start == self.i:
+            raise self.fail("expected a key")
+        return self.s[start : self.i]
+
+    def string(self) -> str:
+        self.expect('"')
+        out: list[str] = []
+        while True:
+            ch = self.peek()
+            if not ch:
+                raise self.fail("unterminated string")
+            self.i += 1
+            if ch == '"':
+                return "".join(out)
+            if ch == "\\":
+                ch = self.peek()
+                if ch not in ('"', "\\"):
+                    raise self.fail("bad escape")
+                self.i += 1
+            elif not (" " <= ch <= "~"):
+                raise self.fail("non-ASCII character in string")
+            out.append(ch)
+
+    def bare(self) -> str | int | bytes:
+        ch = self.peek()
+        if ch == '"':
+            return self.string()
+        if ch == ":":
+            self.i += 1
+            end = self.s.find(":", self.i)
+            if end < 0:
+                raise self.fail("unterminated byte sequence")
+            raw, self.i = self.s[self.i : end], end + 1
+            try:
+                return base64.b64decode(raw, validate=True)
+            except ValueError:
+                raise self.fail("bad base64") from None
+        if ch == "-" or ch.isdigit():
+            start = self.i
+            self.i += 1
+            while self.peek().isdigit():
+                self.i += 1
+            if self.i - start > 16:
+                raise self.fail("integer too long")
+            return int(self.s[start : self.i])
+        raise self.fail("expected a string, integer or byte sequence")
+
+    def params(self) -> dict[str, str | int | bytes]:
+        out: dict[str, str | int | bytes] = {}
+        while self.peek() == ";":
+            self.i += 1
+            name = self.key()
+            self.expect("=")
+            out[name] = self.bare()
+        return out
+
+    def dictionary(self, inner: bool) -> dict[str, tuple[object, dict[str, str | int | bytes]]]:
+        out: dict[str, tuple[object, dict[str, str | int | bytes]]] = {}
+        while True:
+            while self.peek() == " ":
+                self.i += 1
+            name = self.key()
+            self.expect("=")
+            value: object
+            if inner:
+                self.expect("(")
+                items: list[str] = []
+                while self.peek() != ")":
+                    if not self.peek():
+                        raise self.fail("unterminated inner list")
+                    items.append(self.string())
+                    if self.peek() == " ":
+                        self.i += 1
+                self.i += 1
+                value = tuple(items)
+            else:
+                value = self.bare()
+            out[name] = (value, self.params())
+            while self.peek() == " ":
+                self.i += 1
+            if not self.peek():
+                return out
+            self.expect(",")
+
+
+def _one(
+    header: str | None, what: str, inner: bool
+) -> dict[str, tuple[object, dict[str, str | int | bytes]]]:
+    if not header:
+        raise AuthenticationError(
+            f"the request is not signed (no {what} header); sign it with the organisation's "
+            "key as RFC 9421 describes (the sharechain client does this)"
+        )
+    if len(header) > 4096:
+        raise AuthenticationError(f"{what} header too long")
+    return _Parser(header).dictionary(inner)
+
+
+def verify_request(
+    *,
+    method: str,
+    authority: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    public_key: Callable[[str], bytes | None],
+    nonces: NonceCache,
+    now: Callable[[], float] = time.time,
+) -> SignedRequest:
+    """Check a request's signature; raise `AuthenticationError` saying why it is refused.
+
+    `headers` must be case-insensitive (lower-case names are looked up);
+    `public_key(org)` returns the organisation's current signing key from
+    the chain, or None when it is unknown or not active.
+    """
+    inputs = _one(headers.get("signature-input"), "Signature-Input", inner=True)
+    signatures = _one(headers.get("signature"), "Signature", inner=False)
+    label = next(iter(inputs))
+    if label not in signatures:
+        raise AuthenticationError(f"no Signature for the label {label!r} of Signature-Input")
+    covered_obj, params = inputs[label]
+    covered = tuple(str(c) for c in covered_obj)  # type: ignore[attr-defined]  # inner lists are tuples
+    signature = signatures[label][0]
+    if not isinstance(signature, bytes):
+        raise AuthenticationError("Signature must be a byte sequence (:base64:)")
+    missing = [c for c in REQUIRED_COMPONENTS if c not in covered]
+    if body and "content-digest" not in covered:
+        missing.append("content-digest")
+    if missing:
+        raise AuthenticationError(f"the signature must cover {', '.join(missing)}")
+    created, expires, nonce, org = (
+        params.get("created"),
+        params.get("expires"),
+        params.get("nonce"),
+        params.get("keyid"),
+    )
+    if not isinstance(created, int) or not isinstance(expires, int):
+        raise AuthenticationError("signature parameters created and expires are required")
+    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 128:
+        raise AuthenticationError("signature parameter nonce is required (16-128 characters)")
+    if not isinstance(org, str) or not org:
+        raise AuthenticationError("signature parameter keyid must name the organisation")
+    if params.get("alg", "ed25519") != "ed25519":
+        raise AuthenticationError('only alg="ed25519" is accepted')
+    t = int(now())
+    if created > t + MAX_SKEW:
+        raise AuthenticationError(f"signature created in the future ({created - t} s ahead)")
+    if expires <= t:
+        raise AuthenticationError(f"signature expired {t - expires + 1} s ago; sign afresh")
+    if expires - created > MAX_VALIDITY or expires <= created:
+        raise AuthenticationError(
+            f"signature lifetime must be between 1 and {MAX_VALIDITY} seconds"
+        )
+    path, query = _path_and_query(target)
+    components = {
+        "@method": method.upper(),
+        "@authority": authority.lower(),
+        "@path": path,
+        "@query": query,
+    }
+    if "content-digest" in covered:
+        digest = headers.get("content-digest", "")
+        if digest != content_digest(body):
+            raise AuthenticationError("Content-Digest does not match the request body")
+        components["content-digest"] = digest
+    unknown = [c for c in covered if c not in components]
+    if unknown:
+        raise AuthenticationError(f"cannot cover components {unknown}")
+    key = public_key(org)
+    if key is None:
+        raise AuthenticationError(f"{org!r} is not an active organisation of this consortium")
+    raw_params = headers["signature-input"].split("=", 1)[1].strip()
+    if "," in raw_params:
+        raise AuthenticationError("send exactly one signature per request")
+    try:
+        verify(key, signature, b"", signature_base(components, covered, raw_params))
+    except InvalidSignatureError:
+        raise AuthenticationError(
+            f"the request signature does not verify under {org}'s current key"
+        ) from None
+    nonces.check_and_add(org, nonce, expires, t)
+    return SignedRequest(org, created, expires, nonce)

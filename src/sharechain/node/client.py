@@ -1,0 +1,233 @@
+"""A Python client of a node's REST API (httpx), signing every request.
+
+`NodeClient(url, keys)` signs each request with the organisation's key
+(RFC 9421, see `sharechain.node.auth`) and turns error replies back into
+sharechain exceptions: 401 into `AuthenticationError`, 403 into
+`AccessDeniedError`, 404 into `NotFoundError`, 503 into `OrderingError`,
+anything else into `SharechainError`, each with the node's explanation.
+Pass `transport=` (e.g. `httpx.MockTransport` or an ASGI transport) to test
+without sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from sharechain.codec import decode
+from sharechain.crypto.signing import SigningKey
+from sharechain.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    EncodingError,
+    NotFoundError,
+    OrderingError,
+    SharechainError,
+    TransactionRejectedError,
+)
+from sharechain.node.attest import Attestation
+from sharechain.node.auth import sign_request
+from sharechain.ordering.solo import Receipt
+
+__all__ = ["NodeClient", "SignatureAuth"]
+
+
+class SignatureAuth(httpx.Auth):
+    """httpx authentication that signs each request as `org` (RFC 9421, Ed25519)."""
+
+    requires_request_body = True
+
+    def __init__(
+        self,
+        org: str,
+        key: SigningKey,
+        *,
+        now: Callable[[], float] = time.time,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.org = org
+        self._key = key
+        self._now = now
+        self._rng = rng
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        headers = sign_request(
+            self._key,
+            self.org,
+            request.method,
+            request.url.netloc.decode("ascii"),
+            request.url.raw_path.decode("ascii"),
+            request.content,
+            now=self._now,
+            rng=self._rng,
+        )
+        request.headers.update(headers)
+        yield request
+
+
+_ERRORS: dict[int, type[SharechainError]] = {
+    401: AuthenticationError,
+    403: AccessDeniedError,
+    404: NotFoundError,
+    503: OrderingError,
+}
+
+
+def _raise_for(reply: httpx.Response) -> None:
+    if reply.is_success:
+        return
+    try:
+        body = reply.json()
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+    except ValueError:
+        detail = reply.text[:500]
+    message = detail if isinstance(detail, str) else str(detail)
+    cls = _ERRORS.get(reply.status_code, SharechainError)
+    raise cls(
+        f"{reply.request.method} {reply.request.url.path}: HTTP {reply.status_code}: {message}"
+    )
+
+
+def _receipt(value: dict[str, Any]) -> Receipt:
+    return Receipt(
+        bytes.fromhex(value["tx_id"]),
+        int(value["height"]),
+        int(value["index"]),
+        str(value["code"]),
+        str(value.get("reason", "")),
+    )
+
+
+class NodeClient:
+    """A signed HTTP client of one node."""
+
+    def __init__(
+        self,
+        base_url: str,
+        org: str,
+        key: SigningKey,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.org = org
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=SignatureAuth(org, key, now=now),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _get(self, path: str, **params: Any) -> Any:
+        reply = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        _raise_for(reply)
+        return reply.json()
+
+    # -- operations ---------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        reply = self._http.get("/v1/health", auth=None)
+        _raise_for(reply)
+        body: dict[str, Any] = reply.json()
+        return body
+
+    def ready(self) -> dict[str, Any]:
+        """The readiness document; raises `OrderingError` (503) when the node is not ready."""
+        reply = self._http.get("/v1/ready", auth=None)
+        _raise_for(reply)
+        body: dict[str, Any] = reply.json()
+        return body
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._get("/v1/status")
+        return body
+
+    def submit(
+        self, raws: Sequence[bytes], *, wait: bool = True, timeout: float = 30.0
+    ) -> list[Receipt]:
+        """Submit signed transactions; with `wait`, return their receipts once committed."""
+        reply = self._http.post(
+            "/v1/txs",
+            json={"txs": [r.hex() for r in raws], "wait": wait, "timeout": timeout},
+            timeout=timeout + 10.0,
+        )
+        _raise_for(reply)
+        body = reply.json()
+        return [_receipt(r) for r in body.get("receipts", [])]
+
+    def submit_checked(self, raw: bytes, *, timeout: float = 30.0) -> Receipt:
+        """Submit one transaction and raise `TransactionRejectedError` unless it is valid."""
+        (receipt,) = self.submit([raw], timeout=timeout)
+        if not receipt.ok:
+            raise TransactionRejectedError(receipt.code, receipt.reason, receipt.tx_id)
+        return receipt
+
+    def tx(self, tx_id: bytes) -> dict[str, Any]:
+        body: dict[str, Any] = self._get(f"/v1/txs/{tx_id.hex()}")
+        return body
+
+    def proof(self, tx_id: bytes) -> dict[str, Any]:
+        body: dict[str, Any] = self._get(f"/v1/txs/{tx_id.hex()}/proof")
+        return body
+
+    def blocks(self, start: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        body = self._get("/v1/blocks", start=start, limit=limit)
+        return list(body["blocks"])
+
+    def block(self, height: int) -> dict[str, Any]:
+        body: dict[str, Any] = self._get(f"/v1/blocks/{height}")
+        return body
+
+    def sync_blocks(self, start: int, *, limit: int = 64, wait: float = 0.0) -> list[bytes]:
+        """Raw block bytes from `start` on (long-polls up to `wait` s when there are none)."""
+        reply = self._http.get(
+            "/v1/sync/blocks",
+            params={"start": start, "limit": limit, "wait": wait},
+            timeout=wait + 30.0,
+        )
+        _raise_for(reply)
+        try:
+            value = decode(reply.content)
+        except EncodingError as exc:
+            raise SharechainError(f"{self.base_url} sent malformed blocks: {exc}") from None
+        if not isinstance(value, list) or not all(isinstance(b, bytes) for b in value):
+            raise SharechainError(f"{self.base_url} sent malformed blocks")
+        return value
+
+    def attestations(self, since: int = 0) -> list[Attestation]:
+        body = self._get("/v1/attestations", since=since)
+        return [Attestation.from_json(a) for a in body["attestations"]]
+
+    def attestation_status(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._get("/v1/attestations/status")
+        return body
+
+    def metrics(self) -> str:
+        reply = self._http.get("/metrics", auth=None)
+        _raise_for(reply)
+        return reply.text
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """GET any API path (e.g. query endpoints) and return the decoded JSON."""
+        return self._get(path, **params)

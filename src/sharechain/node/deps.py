@@ -1,0 +1,59 @@
+"""The caller of an API request: who signed it, with which roles on the chain.
+
+`Auth` is the FastAPI dependency every signed endpoint takes; it verifies
+the request's RFC 9421 signature against the node's view of the chain.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from sharechain.errors import AccessDeniedError
+from sharechain.node.auth import verify_request
+from sharechain.node.service import Node
+
+__all__ = ["Auth", "Caller", "authenticate"]
+
+
+class Caller(BaseModel):
+    """The authenticated organisation behind a request."""
+
+    org: str
+    """The organisation whose current key signed the request."""
+    roles: tuple[str, ...]
+    """Its roles on the chain (`member`, `supervisor`, `admin`)."""
+
+    def require(self, role: str, what: str) -> None:
+        if role not in self.roles:
+            raise AccessDeniedError(
+                f"{what} needs the {role} role; {self.org} has {list(self.roles)}"
+            )
+
+    @property
+    def supervisor(self) -> bool:
+        return "supervisor" in self.roles
+
+
+async def authenticate(request: Request) -> Caller:
+    """Verify the request's signature; raises `AuthenticationError` (401) saying why not."""
+    node: Node = request.app.state.node
+    body = await request.body()
+    path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    signed = verify_request(
+        method=request.method,
+        authority=request.headers.get("host", ""),
+        target=f"{path.decode('latin-1')}?{query.decode('latin-1')}",
+        headers=request.headers,
+        body=body,
+        public_key=node.public_key,
+        nonces=node.nonces,
+        now=node.now,
+    )
+    return Caller(org=signed.org, roles=node.roles(signed.org))
+
+
+Auth = Annotated[Caller, Depends(authenticate)]

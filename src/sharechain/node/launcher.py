@@ -1,0 +1,334 @@
+"""A local consortium on one machine: one node process per organisation, etcd members.
+
+`LocalNetwork` lays out a network directory and runs it::
+
+    <dir>/network.json          what runs where (the network file); the CLI reads it
+    <dir>/consortium/           genesis and every organisation's keys (development only)
+    <dir>/nodes/<org>/          each node's own data directory (its key only)
+    <dir>/etcd/                 etcd members' data (ordering=etcd)
+    <dir>/logs/<org>.log        each node's log; etcd members log to etcd/m<i>.log
+
+Nodes listen on 127.0.0.1 only. In `solo` mode the first organisation's node
+orders and the others follow it; in `etcd` mode three etcd members form the
+ordering service and every node appends to it. The same class backs
+`sharechain network up/down/status` (through `sharechain.node.supervisor`)
+and the multi-process tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from sharechain.crypto.keyfile import OrgKeys
+from sharechain.errors import ConfigError
+from sharechain.node.client import NodeClient
+from sharechain.node.datadir import DataDir, OrgSpec, init_consortium
+from sharechain.ordering.etcd_process import EtcdCluster, free_ports
+
+__all__ = ["NETWORK_FILE", "LocalNetwork", "NodeSpec", "default_orgs", "node_data_dir"]
+
+NETWORK_FILE = "network.json"
+_MEMBER_NAMES = ("hospital-a", "hospital-b", "bank-c", "pharma-d", "insurer-e", "lab-f")
+
+
+def default_orgs(count: int) -> tuple[OrgSpec, ...]:
+    """`count` organisations: members, then one supervisor (`regulator`); all admins."""
+    if count < 2:
+        raise ConfigError("a network needs at least 2 organisations (members and a supervisor)")
+    members = [
+        _MEMBER_NAMES[i] if i < len(_MEMBER_NAMES) else f"member-{i + 1}" for i in range(count - 1)
+    ]
+    return (
+        *(OrgSpec(m, ("member", "admin")) for m in members),
+        OrgSpec("regulator", ("member", "supervisor", "admin")),
+    )
+
+
+def node_data_dir(source: Path, dest: Path, org: str) -> Path:
+    """A node's data directory: the consortium's genesis and config, and only `org`'s key."""
+    dd = DataDir.open(source)
+    (dest / "keys").mkdir(parents=True, exist_ok=True)
+    for name in ("consortium.json", "genesis.cbor"):
+        if not (dest / name).exists():
+            shutil.copyfile(source / name, dest / name)
+    key = dest / "keys" / f"{org}.key"
+    if not key.exists():
+        shutil.copyfile(dd.key_path(org), key)
+        os.chmod(key, 0o600)
+    return dest
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """Where one organisation's node lives and listens."""
+
+    org: str
+    """The organisation."""
+    port: int
+    """Its API port on 127.0.0.1."""
+    data_dir: Path
+    """Its data directory."""
+    log_path: Path
+    """Its log file."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class LocalNetwork:
+    """A network directory and the processes that run it."""
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        orgs: int = 4,
+        ordering: str = "solo",
+        python: str = sys.executable,
+        node_options: Sequence[str] = (),
+    ) -> None:
+        self.base = base
+        self.python = python
+        self.node_options = tuple(node_options)
+        spec_file = base / NETWORK_FILE
+        if spec_file.exists():
+            body = json.loads(spec_file.read_text())
+            self.ordering = body["ordering"]
+            self.nodes = tuple(
+                NodeSpec(n["org"], n["port"], Path(n["data_dir"]), Path(n["log"]))
+                for n in body["nodes"]
+            )
+            etcd_ports = body.get("etcd_base_port")
+        else:
+            if ordering not in ("solo", "etcd"):
+                raise ConfigError(f"--ordering must be solo or etcd, not {ordering!r}")
+            self.ordering = ordering
+            specs = default_orgs(orgs)
+            init_consortium(base / "consortium", specs, consortium="local-network")
+            ports = free_ports(len(specs))
+            self.nodes = tuple(
+                NodeSpec(
+                    s.id,
+                    port,
+                    node_data_dir(base / "consortium", base / "nodes" / s.id, s.id),
+                    base / "logs" / f"{s.id}.log",
+                )
+                for s, port in zip(specs, ports, strict=True)
+            )
+            etcd_ports = _consecutive_free_ports(6) if ordering == "etcd" else None
+        self.etcd: EtcdCluster | None = None
+        if self.ordering == "etcd":
+            self.etcd = EtcdCluster(base / "etcd", members=3, base_port=etcd_ports)
+        self._etcd_base_port = etcd_ports
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+        self.write_file(state="created")
+
+    # -- the network file -----------------------------------------------------
+
+    def write_file(self, *, state: str, error: str = "") -> None:
+        body: dict[str, Any] = {
+            "version": 1,
+            "state": state,
+            "error": error,
+            "ordering": self.ordering,
+            "dir": str(self.base),
+            "consortium_dir": str(self.base / "consortium"),
+            "supervisor_pid": os.getpid() if state == "up" else None,
+            "nodes": [
+                {
+                    "org": n.org,
+                    "port": n.port,
+                    "url": n.url,
+                    "data_dir": str(n.data_dir),
+                    "log": str(n.log_path),
+                    "pid": self._procs[n.org].pid if n.org in self._procs else None,
+                }
+                for n in self.nodes
+            ],
+            "etcd_base_port": self._etcd_base_port,
+            "etcd_endpoints": list(self.etcd.endpoints) if self.etcd else [],
+        }
+        tmp = self.base / (NETWORK_FILE + ".tmp")
+        tmp.write_text(json.dumps(body, indent=2) + "\n")
+        os.replace(tmp, self.base / NETWORK_FILE)
+
+    def spec(self, org: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.org == org:
+                return n
+        raise ConfigError(f"no organisation {org!r} in this network")
+
+    def keys(self, org: str) -> OrgKeys:
+        return DataDir.open(self.base / "consortium").keys(org)
+
+    def client(self, org: str, timeout: float = 30.0) -> NodeClient:
+        """A client of `org`'s node, signing as `org`."""
+        return NodeClient(self.spec(org).url, org, self.keys(org).signing, timeout=timeout)
+
+    # -- processes ----------------------------------------------------------------
+
+    def node_command(self, node: NodeSpec) -> list[str]:
+        cmd = [
+            self.python,
+            "-m",
+            "sharechain.node",
+            "start",
+            "--data-dir",
+            str(node.data_dir),
+            "--org",
+            node.org,
+            "--listen",
+            f"127.0.0.1:{node.port}",
+            "--ordering",
+            self.ordering,
+        ]
+        for peer in self.nodes:
+            if peer.org != node.org:
+                cmd += ["--peer", f"{peer.org}={peer.url}"]
+        if self.ordering == "etcd" and self.etcd is not None:
+            cmd += ["--etcd-endpoints", ",".join(self.etcd.endpoints)]
+            cmd += ["--max-block-bytes", str(self.etcd.max_request_bytes - 64 * 1024)]
+        elif node.org != self.nodes[0].org:
+            cmd += ["--orderer-url", self.nodes[0].url]
+        return cmd + list(self.node_options)
+
+    def start_node(self, org: str) -> None:
+        node = self.spec(org)
+        if org in self._procs and self._procs[org].poll() is None:
+            return
+        self._close_log(org)
+        node.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = node.log_path.open("ab")
+        self._logs[org] = log
+        self._procs[org] = subprocess.Popen(
+            self.node_command(node),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop_node(self, org: str, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`."""
+        proc = self._procs.pop(org, None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self._close_log(org)
+
+    def kill_node(self, org: str) -> None:
+        """SIGKILL, as a crash would."""
+        proc = self._procs.pop(org, None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        self._close_log(org)
+
+    def is_running(self, org: str) -> bool:
+        proc = self._procs.get(org)
+        return proc is not None and proc.poll() is None
+
+    def _close_log(self, org: str) -> None:
+        log = self._logs.pop(org, None)
+        if log is not None:
+            log.close()
+
+    def up(self, timeout: float = 90.0) -> None:
+        """Start etcd (if used) and every node; wait until all are ready and caught up."""
+        try:
+            if self.etcd is not None:
+                self.etcd.start(timeout=30.0)
+            for node in self.nodes:
+                self.start_node(node.org)
+            self.wait_ready(timeout=timeout)
+        except BaseException:
+            self.down()
+            raise
+        self.write_file(state="up")
+
+    def wait_ready(self, orgs: Sequence[str] | None = None, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(orgs or [n.org for n in self.nodes])
+        with httpx.Client(timeout=2.0) as http:
+            while pending:
+                org = pending[0]
+                proc = self._procs.get(org)
+                if proc is not None and proc.poll() is not None:
+                    raise ConfigError(
+                        f"node {org} exited with code {proc.returncode}; "
+                        f"see {self.spec(org).log_path}"
+                    )
+                try:
+                    reply = http.get(self.spec(org).url + "/v1/ready")
+                    if reply.status_code == 200 and reply.json().get("caught_up"):
+                        pending.pop(0)
+                        continue
+                    why = reply.text[:300]
+                except httpx.HTTPError as exc:
+                    why = str(exc)
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"node {org} not ready after {timeout:.0f}s ({why}); "
+                        f"see {self.spec(org).log_path}"
+                    )
+                time.sleep(0.1)
+
+    def down(self) -> None:
+        """Stop every node (SIGTERM, they finish their blocks), then the etcd members."""
+        for node in reversed(self.nodes):
+            proc = self._procs.get(node.org)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for node in reversed(self.nodes):
+            self.stop_node(node.org)
+        if self.etcd is not None:
+            self.etcd.stop()
+        self.write_file(state="down")
+
+    def __enter__(self) -> LocalNetwork:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """A base port with `count` consecutive free ports above it (etcd wants fixed ports)."""
+    for _ in range(50):
+        (base,) = free_ports(1)
+        if base + count > 65535:
+            continue
+        try:
+            socks = []
+            import socket
+
+            for p in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise ConfigError("could not find free consecutive ports for etcd on 127.0.0.1")

@@ -1,0 +1,81 @@
+"""Prometheus metrics of one node, in a registry of its own.
+
+A registry per node (not the process-global default) so that several nodes
+can live in one test process without clashing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["NodeMetrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMetrics:
+    """The metrics a node exports at `/metrics`."""
+
+    registry: CollectorRegistry
+    """The node's own registry."""
+    height: Gauge
+    """Height of the last committed block."""
+    block_commit_seconds: Histogram
+    """Time to validate (when received) and commit one block."""
+    tx_latency_seconds: Histogram
+    """Submit-to-commit latency of transactions submitted to this node."""
+    transactions: Counter
+    """Committed transactions by validation code."""
+    blocks_appended: Counter
+    """Blocks this node appended to the ordering service, by outcome (won, lost)."""
+    peer_height: Gauge
+    """Each peer's height as last reported."""
+    attestation_conflicts: Gauge
+    """Number of conflicting attestations seen (non-zero: the node has stopped committing)."""
+    ready: Gauge
+    """1 when the node serves its API, 0 when it refuses (tampered store, conflict)."""
+
+    @classmethod
+    def create(cls) -> NodeMetrics:
+        r = CollectorRegistry(auto_describe=True)
+        return cls(
+            r,
+            Gauge("sharechain_block_height", "Height of the last committed block", registry=r),
+            Histogram(
+                "sharechain_block_commit_seconds",
+                "Time to validate and commit one block",
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            Histogram(
+                "sharechain_tx_commit_latency_seconds",
+                "Submit-to-commit latency of transactions submitted to this node",
+                buckets=_LATENCY_BUCKETS,
+                registry=r,
+            ),
+            Counter(
+                "sharechain_transactions",
+                "Committed transactions by validation code",
+                ["code"],
+                registry=r,
+            ),
+            Counter(
+                "sharechain_blocks_appended",
+                "Blocks offered to the ordering service by this node, by outcome",
+                ["outcome"],
+                registry=r,
+            ),
+            Gauge("sharechain_peer_height", "Peer heights as last reported", ["peer"], registry=r),
+            Gauge(
+                "sharechain_attestation_conflicts",
+                "Conflicting attestations seen (non-zero stops commits)",
+                registry=r,
+            ),
+            Gauge("sharechain_ready", "1 when the node serves its API", registry=r),
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

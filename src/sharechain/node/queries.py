@@ -1,0 +1,185 @@
+"""Read endpoints of the data-sharing state: thin wrappers of `contracts.queries`.
+
+Authorisation by role, decided from the caller's record on the chain:
+
+- every member reads the catalogue, any dataset record, the organisations
+  and its own inbox;
+- a member reads the requests it sent or that concern its datasets, the
+  grants it holds or gave, and the audit trails of its own datasets, of its
+  grants and of itself;
+- a supervisor reads every request, grant, audit trail and risk alert.
+
+Anything else is a 403 that says which role is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query
+
+from sharechain.contracts import queries as q
+from sharechain.errors import AccessDeniedError
+from sharechain.node.deps import Auth, Caller
+from sharechain.node.service import Node
+
+__all__ = ["jsonable", "register"]
+
+_Text = Annotated[str | None, Query(max_length=256)]
+
+
+def jsonable(value: Any) -> Any:
+    """Records as JSON: dataclasses to objects, bytes to hex, tuples to lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
+
+
+def register(app: FastAPI, node: Node) -> None:
+    """Add the query endpoints to `app`."""
+    store = node.store
+
+    def supervisor(who: Caller) -> bool:
+        return who.supervisor
+
+    def deny(who: Caller, what: str) -> AccessDeniedError:
+        return AccessDeniedError(
+            f"{who.org} may not read {what}: members read their own requests, grants and "
+            "trails; a supervisor reads every one"
+        )
+
+    @app.get("/v1/organisations", tags=["queries"])
+    def organisations(who: Auth) -> dict[str, Any]:
+        """The consortium's organisations, their roles and public keys."""
+        return {"organisations": jsonable(q.organisations(store))}
+
+    @app.get("/v1/catalogue", tags=["queries"])
+    def catalogue(
+        who: Auth,
+        owner: _Text = None,
+        tag: _Text = None,
+        classification: _Text = None,
+        text: _Text = None,
+        include_inactive: bool = False,
+    ) -> dict[str, Any]:
+        """Datasets matching every filter given."""
+        found = q.catalogue(
+            store,
+            owner=owner,
+            tag=tag,
+            classification=classification,
+            text=text,
+            include_inactive=include_inactive,
+        )
+        return {"datasets": jsonable(found)}
+
+    @app.get("/v1/datasets/{ds}", tags=["queries"])
+    def dataset(ds: str, who: Auth) -> dict[str, Any]:
+        """One dataset (id or unique hex prefix)."""
+        return {"dataset": jsonable(q.dataset(store, q.resolve(store, "dataset", ds)))}
+
+    @app.get("/v1/inbox", tags=["queries"])
+    def inbox(who: Auth) -> dict[str, Any]:
+        """Open requests the caller may approve or reject."""
+        return {"requests": jsonable(q.inbox(store, who.org))}
+
+    @app.get("/v1/requests", tags=["queries"])
+    def requests(
+        who: Auth,
+        org: _Text = None,
+        dataset: _Text = None,
+    ) -> dict[str, Any]:
+        """Requests sent by `org` (default: the caller) or made for `dataset`."""
+        if dataset is not None:
+            ds = q.dataset(store, q.resolve(store, "dataset", dataset))
+            if not supervisor(who) and ds.owner != who.org:
+                found = [r for r in q.requests(store, ds=ds.id) if r.requester == who.org]
+            else:
+                found = q.requests(store, ds=ds.id)
+        else:
+            org = org or who.org
+            if org != who.org and not supervisor(who):
+                raise deny(who, f"the requests of {org}")
+            found = q.requests(store, org=org)
+        return {"requests": jsonable(found)}
+
+    @app.get("/v1/requests/{rid}", tags=["queries"])
+    def request(rid: str, who: Auth) -> dict[str, Any]:
+        """One access request."""
+        req = q.request(store, q.resolve(store, "request", rid))
+        if not supervisor(who) and who.org not in (req.requester, req.owner):
+            raise deny(who, f"request {req.id}")
+        return {"request": jsonable(req)}
+
+    @app.get("/v1/grants", tags=["queries"])
+    def grants(
+        who: Auth,
+        org: _Text = None,
+        dataset: _Text = None,
+    ) -> dict[str, Any]:
+        """Grants held by `org` (default: the caller) or given on `dataset`."""
+        if dataset is not None:
+            ds = q.dataset(store, q.resolve(store, "dataset", dataset))
+            found = q.grants(store, ds=ds.id)
+            if not supervisor(who) and ds.owner != who.org:
+                found = [g for g in found if g.grant.grantee == who.org]
+        else:
+            org = org or who.org
+            if org != who.org and not supervisor(who):
+                raise deny(who, f"the grants of {org}")
+            found = q.grants(store, org=org)
+        return {"grants": jsonable(found)}
+
+    @app.get("/v1/grants/{gid}", tags=["queries"])
+    def grant(gid: str, who: Auth) -> dict[str, Any]:
+        """One grant with its effective status."""
+        view = q.grant(store, q.resolve(store, "grant", gid))
+        if not supervisor(who) and who.org not in (view.grant.grantee, view.grant.owner):
+            raise deny(who, f"grant {view.grant.id}")
+        return {"grant": jsonable(view)}
+
+    @app.get("/v1/audit", tags=["queries"])
+    def audit(
+        who: Auth,
+        dataset: _Text = None,
+        grant: _Text = None,
+        org: _Text = None,
+        proofs: bool = True,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> dict[str, Any]:
+        """The audit trail of a dataset, a grant or an organisation, with inclusion proofs."""
+        if dataset is not None:
+            ds = q.dataset(store, q.resolve(store, "dataset", dataset))
+            if not supervisor(who) and ds.owner != who.org:
+                raise deny(who, f"the audit trail of dataset {ds.id}")
+            entries = q.audit(store, ds=ds.id, proofs=proofs, limit=limit)
+        elif grant is not None:
+            view = q.grant(store, q.resolve(store, "grant", grant))
+            if not supervisor(who) and who.org not in (view.grant.grantee, view.grant.owner):
+                raise deny(who, f"the audit trail of grant {view.grant.id}")
+            entries = q.audit(store, grant_id=view.grant.id, proofs=proofs, limit=limit)
+        else:
+            org = org or who.org
+            if org != who.org and not supervisor(who):
+                raise deny(who, f"the audit trail of {org}")
+            entries = q.audit(store, org=org, proofs=proofs, limit=limit)
+        return {"entries": [e.to_json() for e in entries]}
+
+    @app.get("/v1/alerts", tags=["queries"])
+    def alerts(who: Auth, open_only: bool = True) -> dict[str, Any]:
+        """Risk alerts (supervisors only)."""
+        if not supervisor(who):
+            raise deny(who, "risk alerts")
+        return {"alerts": jsonable(q.alerts(store, open_only=open_only))}
+
+    @app.get("/v1/lineage/{ds}", tags=["queries"])
+    def lineage(ds: str, who: Auth) -> dict[str, Any]:
+        """Ancestors and descendants of a dataset."""
+        return {"lineage": jsonable(q.lineage(store, q.resolve(store, "dataset", ds)))}

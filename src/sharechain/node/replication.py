@@ -1,0 +1,320 @@
+"""The loops that order and replicate blocks between nodes.
+
+- `builder`: cuts the node's queue into blocks by size or time. In `solo`
+  mode it commits them directly; in `etcd` mode it appends each one to the
+  log at `head + 1` with compare-and-set (`EtcdLog.append`) and commits it
+  only if it won. On losing, it waits for the winner's block to arrive
+  through the watch and puts back the transactions the winner did not hold.
+- `etcd_watcher`: follows the etcd log from the local height (catching up
+  first, also after compaction) and commits each block after validating it.
+- `follower`: in `solo` mode, long-polls the orderer's `/v1/sync/blocks`.
+- `peer_poller`: asks each peer for its status every `poll_interval`
+  seconds: heights for the metrics, attestations for fork detection.
+
+Every loop is bounded by the node's stop event and backs off on errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+import httpx
+
+from sharechain.errors import ChainError, EncodingError, OrderingError, SharechainError
+from sharechain.ledger.blocks import decode_block, encode_block
+from sharechain.node.attest import Attestation
+from sharechain.node.client import NodeClient
+from sharechain.node.service import Node
+from sharechain.ordering.etcd_log import EtcdLog
+
+__all__ = ["apply_remote", "catch_up_from_peers", "start_roles"]
+
+log = logging.getLogger("sharechain.node")
+
+_LOST_RACE_WAIT = 10.0
+
+
+def start_roles(node: Node) -> None:
+    """Start the loops the node's configuration asks for."""
+    cfg = node.config
+    if cfg.ordering == "etcd":
+        etcd = EtcdLog(
+            cfg.etcd_endpoints,
+            prefix=cfg.etcd_prefix,
+            timeout=5.0,
+            max_block_bytes=cfg.max_block_bytes,
+            page_size=16,
+            watch_idle_timeout=2.0,
+        )
+        node.on_close(etcd.close)
+        _ensure_genesis_in_log(node, etcd)
+        node.spawn("etcd-watch", lambda: _etcd_watcher(node, etcd))
+        node.spawn("builder", lambda: _builder(node, etcd))
+    elif cfg.orderer_url is None:
+        catch_up_from_peers(node)
+        node.caught_up = True
+        node.spawn("builder", lambda: _builder(node, None))
+    else:
+        upstream = NodeClient(cfg.orderer_url, node.org, node.keys.signing, timeout=30.0)
+        node.on_close(upstream.close)
+        forwarder = NodeClient(cfg.orderer_url, node.org, node.keys.signing, timeout=30.0)
+        node.on_close(forwarder.close)
+
+        def forward(raws: Sequence[bytes]) -> None:
+            try:
+                forwarder.submit(list(raws), wait=False)
+            except httpx.HTTPError as exc:
+                raise OrderingError(
+                    f"the orderer at {cfg.orderer_url} is unreachable ({exc}); retry later"
+                ) from None
+
+        node.forward = forward
+        node.spawn("follower", lambda: _follower(node, upstream))
+    if cfg.peers:
+        node.spawn("peer-poller", lambda: _peer_poller(node))
+
+
+# -- committing what arrives -------------------------------------------------------
+
+
+def apply_remote(node: Node, height: int, data: bytes) -> bool:
+    """Validate and commit a block received from elsewhere; False if already held.
+
+    A block at a height we hold with a different hash is a fork: the node halts.
+    """
+    with node.commit_lock:
+        if node.halted is not None:
+            return False
+        head = node.ledger.height
+        if height <= head:
+            meta = node.store.block_meta(height)
+            try:
+                block = decode_block(data)
+            except EncodingError:
+                return False
+            if meta is not None and block.hash() != meta.hash:
+                node.halt(
+                    f"fork: the ordering service holds a different block at height {height} "
+                    "than this node committed"
+                )
+            return False
+        if height != head + 1:
+            return False
+        try:
+            block = decode_block(data)
+            if block.height != height:
+                raise ChainError(f"block stored at {height} says it is {block.height}", height)
+            node.commit(block, data)
+        except (EncodingError, ChainError) as exc:
+            node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
+            return False
+        return True
+
+
+def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
+    """Fetch and commit blocks from peers until none is ahead (used before ordering)."""
+    for org, url in node.config.peers:
+        client = NodeClient(url, node.org, node.keys.signing, timeout=10.0)
+        try:
+            for _ in range(100_000):
+                blocks = client.sync_blocks(node.ledger.height + 1, limit=limit)
+                if not blocks:
+                    break
+                for data in blocks:
+                    if not apply_remote(node, node.ledger.height + 1, data):
+                        break
+        except (httpx.HTTPError, SharechainError) as exc:
+            log.info("catch-up from %s skipped: %s", org, exc)
+        finally:
+            client.close()
+
+
+# -- building blocks -----------------------------------------------------------------
+
+
+def _take_batch(node: Node) -> list[bytes]:
+    cfg = node.config
+    budget = cfg.max_block_bytes - 4096
+    with node.queue_cond:
+        first_wait_until: float | None = None
+        while not node.stop_event.is_set():
+            if node.queue:
+                now = time.monotonic()
+                if first_wait_until is None:
+                    first_wait_until = now + cfg.max_wait
+                if len(node.queue) >= cfg.max_block_txs or now >= first_wait_until:
+                    break
+                node.queue_cond.wait(first_wait_until - now)
+            else:
+                first_wait_until = None
+                node.queue_cond.wait(0.5)
+        batch: list[bytes] = []
+        size = 0
+        while node.queue and len(batch) < cfg.max_block_txs:
+            nxt = len(node.queue[0]) + 8
+            if batch and size + nxt > budget:
+                break
+            batch.append(node.queue.popleft())
+            size += nxt
+        return batch
+
+
+def _requeue(node: Node, raws: list[bytes]) -> None:
+    with node.queue_cond:
+        node.queue.extendleft(reversed(raws))
+        node.queue_cond.notify()
+
+
+def _builder(node: Node, etcd: EtcdLog | None) -> None:
+    while not node.stop_event.is_set():
+        batch = _take_batch(node)
+        if not batch:
+            continue
+        if node.halted is not None:
+            node.fail(batch, OrderingError(f"the node stopped committing: {node.halted}"))
+            continue
+        try:
+            if etcd is None:
+                with node.commit_lock:
+                    block, ex = node.ledger.build_block(
+                        batch,
+                        orderer=node.org,
+                        key=node.keys.signing,
+                        timestamp=int(node.now() * 1000),
+                    )
+                    node.commit(block, encode_block(block), ex)
+            else:
+                _order_on_etcd(node, etcd, batch)
+        except OrderingError as exc:
+            log.warning("ordering failed: %s", exc)
+            node.fail(batch, exc)
+        except SharechainError as exc:
+            log.exception("block building failed")
+            node.fail(batch, OrderingError(f"block building failed: {exc}"))
+
+
+def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
+    with node.commit_lock:
+        block, ex = node.ledger.build_block(
+            batch, orderer=node.org, key=node.keys.signing, timestamp=int(node.now() * 1000)
+        )
+    data = encode_block(block)
+    if len(data) > node.config.max_block_bytes and len(batch) > 1:
+        half = len(batch) // 2
+        _requeue(node, batch[half:])
+        _order_on_etcd(node, etcd, batch[:half])
+        return
+    node.last_appended = (block.height, data, block, ex)
+    if etcd.append(block.height, data):
+        node.metrics.blocks_appended.labels("won").inc()
+        with node.commit_lock:
+            if node.ledger.height == block.height - 1 and node.halted is None:
+                node.commit(block, data, ex)
+        return
+    node.metrics.blocks_appended.labels("lost").inc()
+    # Another node's block took this height: it reaches us through the watch.
+    if not node.wait_height(block.height, _LOST_RACE_WAIT):
+        log.warning("lost height %d and its block did not arrive in time", block.height)
+    rest = node.still_pending(batch)
+    if rest:
+        _requeue(node, rest)
+
+
+def _ensure_genesis_in_log(node: Node, etcd: EtcdLog) -> None:
+    genesis = node.datadir.genesis_bytes()
+    for attempt in range(60):
+        try:
+            if not etcd.append(0, genesis):
+                raise ChainError(
+                    f"the etcd log under prefix {node.config.etcd_prefix!r} belongs to another "
+                    "consortium (different genesis block); use another --etcd-prefix",
+                    0,
+                )
+            return
+        except OrderingError:
+            if attempt == 59 or node.stop_event.wait(0.5):
+                raise
+
+
+def _etcd_watcher(node: Node, etcd: EtcdLog) -> None:
+    failures = 0
+    while not node.stop_event.is_set() and node.halted is None:
+        start = node.ledger.height + 1
+        try:
+            if etcd.head() < start:
+                node.caught_up = True
+            for height, data in etcd.watch(start, stop=node.stop_event):
+                failures = 0
+                mine = node.last_appended
+                if mine is not None and mine[0] == height and mine[1] == data:
+                    # Our own block: executed when we built it, no need to re-validate.
+                    with node.commit_lock:
+                        if node.ledger.height == height - 1 and node.halted is None:
+                            node.commit(mine[2], data, mine[3])
+                        continue
+                apply_remote(node, height, data)
+                if node.halted is not None:
+                    return
+                if not node.caught_up:
+                    with contextlib.suppress(OrderingError):
+                        node.caught_up = etcd.head() <= node.ledger.height
+        except OrderingError as exc:
+            failures += 1
+            log.warning("etcd watch interrupted: %s", exc)
+            node.stop_event.wait(min(2.0, 0.1 * 2**failures))
+
+
+def _follower(node: Node, upstream: NodeClient) -> None:
+    failures = 0
+    while not node.stop_event.is_set() and node.halted is None:
+        try:
+            blocks = upstream.sync_blocks(node.ledger.height + 1, limit=64, wait=2.0)
+        except (httpx.HTTPError, SharechainError) as exc:
+            failures += 1
+            if failures in (1, 10) or failures % 100 == 0:
+                log.warning("cannot reach the orderer: %s", exc)
+            node.stop_event.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))
+            continue
+        failures = 0
+        if not blocks:
+            node.caught_up = True
+        for data in blocks:
+            if not apply_remote(node, node.ledger.height + 1, data):
+                break
+
+
+def _peer_poller(node: Node) -> None:
+    clients = {
+        org: NodeClient(
+            url, node.org, node.keys.signing, timeout=max(2.0, node.config.poll_interval)
+        )
+        for org, url in node.config.peers
+    }
+    try:
+        while not node.stop_event.wait(node.config.poll_interval):
+            for org, client in clients.items():
+                try:
+                    status = client.status()
+                except (httpx.HTTPError, SharechainError) as exc:
+                    node.peer_errors[org] = str(exc)[:300]
+                    continue
+                node.peer_errors.pop(org, None)
+                height = int(status.get("height", -1))
+                node.peer_heights[org] = height
+                node.metrics.peer_height.labels(org).set(height)
+                for value in status.get("attestations", []):
+                    try:
+                        att = Attestation.from_json(value)
+                    except EncodingError:
+                        continue
+                    if att.org != org:
+                        continue  # a node speaks for its own organisation only
+                    conflict = node.book.receive(att, node.public_key(att.org))
+                    if conflict is not None:
+                        node.on_conflict(conflict)
+    finally:
+        for client in clients.values():
+            client.close()

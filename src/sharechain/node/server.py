@@ -1,0 +1,90 @@
+"""Serving a node: uvicorn in the foreground (`sharechain node start`) or in a thread (tests).
+
+`run_node` starts the node's loops, then serves its API until SIGTERM or
+SIGINT, then stops the node cleanly: the loops end, waiting submitters get
+an error, and the store is closed after the last commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+
+from sharechain.node.app import create_app
+from sharechain.node.service import Node, NodeConfig
+
+__all__ = ["ServerThread", "run_node"]
+
+
+def _config(node: Node, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(node),
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        limit_concurrency=2048,
+        backlog=2048,
+    )
+
+
+def run_node(config: NodeConfig, host: str, port: int, *, log_level: str = "info") -> None:
+    """Run a node in the foreground until a signal stops it."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    node = Node(config)
+    try:
+        node.start()
+        cfg = _config(node, log_level)
+        cfg.host, cfg.port = host, port
+        uvicorn.Server(cfg).run()
+    finally:
+        node.stop()
+
+
+class ServerThread:
+    """A node's API served by uvicorn in a background thread on 127.0.0.1 (tests, benches)."""
+
+    def __init__(self, node: Node, port: int = 0) -> None:
+        self.node = node
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(_config(node, "warning"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

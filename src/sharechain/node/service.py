@@ -1,0 +1,426 @@
+"""A running organisation's node: its ledger, its ordering role, its peers.
+
+`Node` owns the peer's store and ledger and the one commit path every block
+goes through (`_commit`), whichever way it arrived: built here, streamed from
+the solo orderer, or read from the etcd log. Every block received is fully
+validated before it is committed; after each commit the node signs an
+attestation and wakes whoever waits for the transactions it holds.
+
+Ordering roles (see `sharechain.node.replication` for the loops):
+
+- `solo` orderer: submissions queue here; a builder thread cuts blocks by
+  size or time, executes, signs and commits them.
+- `solo` follower: submissions are forwarded to the orderer; blocks stream
+  from it (`/v1/sync/blocks`, long-polled) and are validated and committed.
+- `etcd`: every node batches its own submissions, builds a block on its head
+  and appends it to the etcd log with compare-and-set; all nodes commit
+  blocks from the log's watch stream. A node that loses the race for a
+  height re-queues its transactions that the winner's block does not hold.
+
+On start the node re-verifies its whole store (`verify_chain`); a store that
+fails is quarantined: the API answers 503 with the reason until the store is
+repaired (`sharechain node repair` moves it aside; the next start re-syncs
+from the peers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sharechain.contracts import default_registry
+from sharechain.errors import ChainError, ConfigError, OrderingError, SharechainError
+from sharechain.ledger.blocks import Block, decode_block
+from sharechain.ledger.chain import Execution, Ledger, verify_chain
+from sharechain.ledger.contract import ContractRegistry
+from sharechain.ledger.store import Store
+from sharechain.node.attest import AttestationBook, Conflict
+from sharechain.node.auth import NonceCache
+from sharechain.node.datadir import DataDir
+from sharechain.node.metrics import NodeMetrics
+from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
+from sharechain.ordering.solo import Receipt
+
+__all__ = ["ORDERING_MODES", "Node", "NodeConfig"]
+
+log = logging.getLogger("sharechain.node")
+
+ORDERING_MODES = ("solo", "etcd")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """How a node runs."""
+
+    data_dir: Path
+    """The organisation's data directory (consortium.json, genesis, its key, ledger.db)."""
+    org: str
+    """The organisation this node belongs to; its key signs blocks, attestations, requests."""
+    ordering: str = "solo"
+    """`solo` or `etcd`."""
+    orderer_url: str | None = None
+    """solo only: URL of the ordering node to follow; None means this node orders."""
+    etcd_endpoints: tuple[str, ...] = ()
+    """etcd only: client URLs of the etcd members."""
+    etcd_prefix: str = "sharechain/"
+    """etcd only: key prefix of this consortium's log."""
+    peers: tuple[tuple[str, str], ...] = ()
+    """(organisation, URL) of the other nodes: attestations, heights, catch-up."""
+    max_block_txs: int = 2000
+    """Cut a block at this many transactions..."""
+    max_wait: float = 0.02
+    """...or when the oldest queued transaction has waited this long (seconds)."""
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
+    """Largest block (bytes) this node builds; must fit one etcd request."""
+    verify_on_start: bool = True
+    """Re-verify the whole store on start and quarantine it if it fails."""
+    poll_interval: float = 1.0
+    """Seconds between asking peers for their heights and attestations."""
+
+    def __post_init__(self) -> None:
+        if self.ordering not in ORDERING_MODES:
+            raise ConfigError(f"--ordering must be one of {ORDERING_MODES}, not {self.ordering!r}")
+        if self.ordering == "etcd" and not self.etcd_endpoints:
+            raise ConfigError("--ordering etcd needs --etcd-endpoints URL[,URL...]")
+
+
+class Node:
+    """One organisation's peer. Thread-safe; `start()` then `stop()`."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        registry: ContractRegistry | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.org = config.org
+        self.now = now
+        self.datadir = DataDir.open(config.data_dir)
+        self.keys = self.datadir.keys(config.org)
+        self.registry = registry or default_registry()
+        self.store = Store(self.datadir.db_path)
+        self.ledger = Ledger(self.store, self.registry)
+        self.metrics = NodeMetrics.create()
+        self.nonces = NonceCache()
+        self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
+        self.problem: str | None = None
+        """Why the store is quarantined (None when it verified)."""
+        self.halted: str | None = None
+        """Why the node stopped committing (a conflicting attestation or a bad block)."""
+        self.caught_up = False
+        """True once the node has caught up with its ordering service after start."""
+        self.peer_heights: dict[str, int] = {}
+        self.peer_errors: dict[str, str] = {}
+        self.stop_event = threading.Event()
+        self.commit_lock = threading.Lock()
+        self.new_block = threading.Condition()
+        self.queue: deque[bytes] = deque()
+        self.queue_cond = threading.Condition()
+        self._waiters: dict[bytes, Future[Receipt]] = {}
+        self._submitted: dict[bytes, float] = {}
+        self._wlock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._closers: list[Callable[[], None]] = []
+        self.forward: Callable[[Sequence[bytes]], None] | None = None
+        """solo follower: sends submissions to the orderer (None: queue them here)."""
+        self.last_appended: tuple[int, bytes, Block, Execution] | None = None
+        """etcd: the block this node last appended, so the watch need not re-validate it."""
+        self._ensure_genesis()
+
+    # -- life cycle -----------------------------------------------------------
+
+    def _ensure_genesis(self) -> None:
+        if self.store.head() is None:
+            data = self.datadir.genesis_bytes()
+            block = decode_block(data)
+            if block.hash() != self.datadir.genesis_hash:
+                raise ConfigError("genesis.cbor does not match the genesis hash in consortium.json")
+            self.ledger.commit(block, data=data)
+        meta = self.store.block_meta(0)
+        if meta is None or meta.hash != self.datadir.genesis_hash:
+            raise ChainError(f"{self.datadir.db_path} holds another consortium's chain", 0)
+
+    @property
+    def is_orderer(self) -> bool:
+        return self.config.ordering == "solo" and self.config.orderer_url is None
+
+    def start(self) -> None:
+        """Verify the store, then start the ordering role and the peer poller."""
+        from sharechain.node import replication  # the loops; imported here to keep layers flat
+
+        if self.config.verify_on_start:
+            report = verify_chain(self.store, self.registry, genesis_hash=self.datadir.genesis_hash)
+            if not report.ok:
+                self.problem = (
+                    f"the block store failed verification at height {report.bad_height}: "
+                    f"{report.reason}. This node refuses to serve until it is repaired: stop it, "
+                    f"run `sharechain node repair --data-dir {self.config.data_dir}` and start "
+                    "it again to re-sync from its peers"
+                )
+                log.error("ALERT %s", self.problem)
+                self.metrics.ready.set(0)
+                return
+        head = self.ledger.height
+        self.metrics.height.set(head)
+        if head >= 0:
+            meta = self.store.head()
+            if meta is not None:
+                self.book.attest(meta)
+        replication.start_roles(self)
+        self.metrics.ready.set(1)
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"{self.org}-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        self._closers.append(closer)
+
+    def stop(self) -> None:
+        """Stop the loops, fail whatever still waits, close connections and the store."""
+        self.stop_event.set()
+        with self.queue_cond:
+            self.queue_cond.notify_all()
+        with self.new_block:
+            self.new_block.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        for closer in self._closers:
+            closer()
+        with self._wlock:
+            waiting, self._waiters = self._waiters, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(
+                    OrderingError("the node stopped before the transaction committed")
+                )
+        with self.commit_lock:
+            self.store.close()
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None and self.halted is None and not self.stop_event.is_set()
+
+    def public_key(self, org: str) -> bytes | None:
+        """The current signing key of an active organisation, from the chain."""
+        found = self.ledger.organisation(org)
+        return found.sign_key if found is not None and found.active else None
+
+    def roles(self, org: str) -> tuple[str, ...]:
+        found = self.ledger.organisation(org)
+        return found.roles if found is not None and found.active else ()
+
+    def halt(self, reason: str) -> None:
+        """Stop committing for good (until an operator intervenes) and raise an alert."""
+        if self.halted is None:
+            self.halted = reason
+            self.metrics.ready.set(0)
+            log.error("ALERT node %s stopped committing: %s", self.org, reason)
+
+    def on_conflict(self, conflict: Conflict) -> None:
+        self.metrics.attestation_conflicts.set(len(self.book.conflicts))
+        disagree = sorted({c.peer for c in self.book.conflicts})
+        self.halt(
+            f"conflicting attestation: {conflict.describe()}; peers that disagree with this "
+            f"node: {', '.join(disagree)}"
+        )
+
+    # -- submitting -------------------------------------------------------------
+
+    def submit(self, raws: Sequence[bytes]) -> list[Future[Receipt]]:
+        """Queue signed transactions; each future resolves when its block commits here."""
+        if not self.ready:
+            raise OrderingError(self.problem or self.halted or "the node is stopping")
+        ids = [hashlib.sha256(r).digest() for r in raws]
+        known = self.store.known_txs(ids)
+        futures: list[Future[Receipt]] = []
+        fresh: list[bytes] = []
+        t = time.monotonic()
+        with self._wlock:
+            for raw, tx_id in zip(raws, ids, strict=True):
+                fut = self._waiters.get(tx_id)
+                if fut is None:
+                    fut = Future()
+                    if tx_id in known:
+                        fut.set_result(self.receipt(tx_id))
+                    else:
+                        self._waiters[tx_id] = fut
+                        self._submitted[tx_id] = t
+                        fresh.append(raw)
+                futures.append(fut)
+        if fresh:
+            if self.forward is not None:
+                try:
+                    self.forward(fresh)
+                except SharechainError:
+                    self._drop([hashlib.sha256(r).digest() for r in fresh])
+                    raise
+            else:
+                with self.queue_cond:
+                    self.queue.extend(fresh)
+                    self.queue_cond.notify()
+        return futures
+
+    def _drop(self, ids: Sequence[bytes]) -> None:
+        with self._wlock:
+            for tx_id in ids:
+                self._waiters.pop(tx_id, None)
+                self._submitted.pop(tx_id, None)
+
+    def fail(self, raws: Sequence[bytes], exc: BaseException) -> None:
+        """Fail the waiters of `raws` (the ordering service refused them)."""
+        with self._wlock:
+            for raw in raws:
+                tx_id = hashlib.sha256(raw).digest()
+                fut = self._waiters.pop(tx_id, None)
+                self._submitted.pop(tx_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+
+    def still_pending(self, raws: Sequence[bytes]) -> list[bytes]:
+        with self._wlock:
+            return [r for r in raws if hashlib.sha256(r).digest() in self._waiters]
+
+    def receipt(self, tx_id: bytes) -> Receipt:
+        """The receipt of a committed transaction (NotFoundError-free: caller checked)."""
+        info = self.tx_info(tx_id)
+        if info is None:
+            raise ChainError(f"transaction {tx_id.hex()} vanished from the store")
+        return Receipt(tx_id, info["height"], info["index"], info["code"], info["reason"])
+
+    def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
+        loc = self.store.tx_location(tx_id)
+        if loc is None:
+            return None
+        data = self.store.block_bytes(loc.height)
+        reason = ""
+        if data is not None and loc.code != "valid":
+            reason = decode_block(data, check_canonical=False).results[loc.index].reason
+        return {
+            "tx_id": tx_id.hex(),
+            "height": loc.height,
+            "index": loc.index,
+            "code": loc.code,
+            "reason": reason,
+            "type": loc.type,
+            "sender": loc.sender,
+        }
+
+    # -- the one commit path ------------------------------------------------------
+
+    def commit(self, block: Block, data: bytes, execution: Execution | None = None) -> None:
+        """Validate (unless built here) and commit `block`; caller holds `commit_lock`."""
+        if self.halted is not None:
+            raise ChainError(f"not committing: {self.halted}", block.height)
+        started = time.perf_counter()
+        ex = execution if execution is not None else self.ledger.validate_block(block)
+        self.ledger.commit(block, ex, data)
+        self.metrics.block_commit_seconds.observe(time.perf_counter() - started)
+        head = self.store.head()
+        assert head is not None  # we just committed
+        self.metrics.height.set(head.height)
+        counts: dict[str, int] = {}
+        for r in block.results:
+            counts[r.code] = counts.get(r.code, 0) + 1
+        for code, n in counts.items():
+            self.metrics.transactions.labels(code).inc(n)
+        self.book.attest(head)
+        now = time.monotonic()
+        resolved: list[tuple[Future[Receipt], Receipt]] = []
+        with self._wlock:
+            if self._waiters:
+                for i, (tx_id, r) in enumerate(zip(block.tx_ids, block.results, strict=True)):
+                    fut = self._waiters.pop(tx_id, None)
+                    if fut is not None:
+                        resolved.append((fut, Receipt(tx_id, block.height, i, r.code, r.reason)))
+                        t0 = self._submitted.pop(tx_id, None)
+                        if t0 is not None:
+                            self.metrics.tx_latency_seconds.observe(now - t0)
+        for fut, receipt in resolved:
+            if not fut.done():
+                fut.set_result(receipt)
+        with self.new_block:
+            self.new_block.notify_all()
+        conflict = self.book.recheck()
+        if conflict is not None:
+            self.on_conflict(conflict)
+
+    def wait_height(self, height: int, timeout: float) -> bool:
+        """Wait until the local head reaches `height`; False on timeout or stop."""
+        deadline = time.monotonic() + timeout
+        with self.new_block:
+            while self.ledger.height < height:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.stop_event.is_set():
+                    return False
+                self.new_block.wait(min(remaining, 0.5))
+        return True
+
+    def status(self) -> dict[str, Any]:
+        head = self.store.head()
+        return {
+            "org": self.org,
+            "ordering": self.config.ordering,
+            "role": "orderer" if self.is_orderer else "peer",
+            "height": -1 if head is None else head.height,
+            "head_hash": "" if head is None else head.hash.hex(),
+            "state_root": "" if head is None else head.state_root.hex(),
+            "ready": self.ready,
+            "caught_up": self.caught_up,
+            "problem": self.problem,
+            "halted": self.halted,
+            "queued": len(self.queue),
+            "peers": {
+                org: {"height": self.peer_heights.get(org), "error": self.peer_errors.get(org)}
+                for org, _ in self.config.peers
+            },
+            "attestations": [a.to_json() for a in self.book.own()[-16:]],
+        }
+
+    def attestation_status(self) -> dict[str, Any]:
+        return {
+            "org": self.org,
+            "height": self.ledger.height,
+            "ok": not self.book.conflicts,
+            "halted": self.halted,
+            "peers": [
+                {"org": p.org, "height": p.height, "checked": p.checked, "agrees": p.agrees}
+                for p in self.book.peers()
+            ],
+            "conflicts": [
+                {"peer": c.peer, "height": c.height, "detail": c.describe()}
+                for c in self.book.conflicts
+            ],
+        }
+
+
+def repair_store(data_dir: Path, *, now: Callable[[], float] = time.time) -> Path | None:
+    """Move a node's ledger aside so its next start re-syncs from the peers.
+
+    Returns where the old database went (None if there was none). Nothing is
+    deleted: the tampered copy stays for the investigation.
+    """
+    dd = DataDir.open(data_dir)
+    db = dd.db_path
+    if not db.exists():
+        return None
+    target = db.with_name(f"{db.name}.quarantined-{int(now())}")
+    db.rename(target)
+    for suffix in ("-wal", "-shm"):
+        side = db.with_name(db.name + suffix)
+        if side.exists():
+            side.rename(target.with_name(target.name + suffix))
+    return target
