@@ -434,3 +434,32 @@ def test_two_gib_round_trip_in_bounded_memory(tmp_path: Path) -> None:
     assert report["size"] == report["opened_size"] == total_mib << 20
     assert report["maxrss_kib"] < 200 * 1024, report
     assert report["encrypt_s"] + report["decrypt_s"] < 40, report
+
+
+def test_without_digests_the_stream_is_identical_and_still_authenticated() -> None:
+    key = bytes(range(32))
+    data = bytes(range(256)) * 1000
+    salt = bytes(32)
+    sealed, digests = encrypt_bytes(key, data, epoch=3, segment_size=4096, rng=lambda n: salt)
+    out = io.BytesIO()
+    assert (
+        encrypt_stream(
+            key,
+            io.BytesIO(data),
+            out,
+            epoch=3,
+            segment_size=4096,
+            rng=lambda n: salt,
+            digests=False,
+        )
+        is None
+    )
+    assert out.getvalue() == sealed
+    plain = io.BytesIO()
+    assert decrypt_stream(key, io.BytesIO(sealed), plain, digests=False) is None
+    assert plain.getvalue() == data
+    assert digests.size == len(data)
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 1
+    with pytest.raises(DecryptionError):
+        decrypt_stream(key, io.BytesIO(bytes(tampered)), io.BytesIO(), digests=False)

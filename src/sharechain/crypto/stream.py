@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Literal, overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -149,6 +149,28 @@ def segment_offset(segment_size: int, index: int) -> int:
 # --- sealing and opening ----------------------------------------------------------------------
 
 
+@overload
+def encrypt_stream(
+    key: bytes,
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    epoch: int,
+    segment_size: int = ...,
+    rng: Callable[[int], bytes] = ...,
+    digests: Literal[True] = ...,
+) -> StreamDigests: ...
+@overload
+def encrypt_stream(
+    key: bytes,
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    epoch: int,
+    segment_size: int = ...,
+    rng: Callable[[int], bytes] = ...,
+    digests: Literal[False],
+) -> None: ...
 def encrypt_stream(
     key: bytes,
     src: BinaryIO,
@@ -157,8 +179,13 @@ def encrypt_stream(
     epoch: int,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     rng: Callable[[int], bytes] = os.urandom,
-) -> StreamDigests:
-    """Seal everything ``src`` yields into ``dst`` under the 32-byte data ``key``."""
+    digests: bool = True,
+) -> StreamDigests | None:
+    """Seal everything ``src`` yields into ``dst`` under the 32-byte data ``key``.
+
+    With ``digests=False`` no SHA-256 is computed and nothing is returned: for callers
+    that record no fingerprints (the AEAD benchmark, scratch copies).
+    """
     _check_key(key)
     if not 0 <= epoch < 1 << 64:
         raise ConfigError(f"key epoch must fit in 64 unsigned bits, got {epoch}")
@@ -173,7 +200,8 @@ def encrypt_stream(
     # One spare byte per read: finding one more byte is how a segment learns it is not last.
     plain = [bytearray(segment_size + 1) for _ in range(_SLOTS)]
     sealed = [bytearray(segment_size + TAG_SIZE) for _ in range(_SLOTS)]
-    with _Digester(header, parallel=segment_size >= _PARALLEL_MIN_SEGMENT) as digester:
+    parallel = segment_size >= _PARALLEL_MIN_SEGMENT
+    with _Digester(header, parallel=parallel, enabled=digests) as digester:
         carry: int | None = None
         index = 0
         last = False
@@ -195,12 +223,37 @@ def encrypt_stream(
         return digester.finish()
 
 
+@overload
 def decrypt_stream(
-    key: bytes, src: BinaryIO, dst: BinaryIO, *, expected_epoch: int | None = None
-) -> StreamDigests:
+    key: bytes,
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    expected_epoch: int | None = ...,
+    digests: Literal[True] = ...,
+) -> StreamDigests: ...
+@overload
+def decrypt_stream(
+    key: bytes,
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    expected_epoch: int | None = ...,
+    digests: Literal[False],
+) -> None: ...
+def decrypt_stream(
+    key: bytes,
+    src: BinaryIO,
+    dst: BinaryIO,
+    *,
+    expected_epoch: int | None = None,
+    digests: bool = True,
+) -> StreamDigests | None:
     """Open a sealed stream from ``src`` into ``dst``; any tampering raises `DecryptionError`.
 
-    ``expected_epoch``, when given, must match the header's key epoch.
+    ``expected_epoch``, when given, must match the header's key epoch. With
+    ``digests=False`` nothing is hashed and nothing returned (authenticity still holds:
+    every segment's tag is checked; only the fingerprints are skipped).
     """
     _check_key(key)
     header = _read_exact(src, HEADER_SIZE)
@@ -211,7 +264,8 @@ def decrypt_stream(
     chunk = parsed.segment_size + TAG_SIZE
     sealed = [bytearray(chunk + 1) for _ in range(_SLOTS)]
     plain = [bytearray(parsed.segment_size) for _ in range(_SLOTS)]
-    with _Digester(header, parallel=parsed.segment_size >= _PARALLEL_MIN_SEGMENT) as digester:
+    parallel = parsed.segment_size >= _PARALLEL_MIN_SEGMENT
+    with _Digester(header, parallel=parallel, enabled=digests) as digester:
         carry: int | None = None
         index = 0
         last = False
@@ -327,7 +381,8 @@ class _Digester:
     payload of one segment never starts a thread.
     """
 
-    def __init__(self, header: bytes, *, parallel: bool) -> None:
+    def __init__(self, header: bytes, *, parallel: bool, enabled: bool = True) -> None:
+        self._enabled = enabled
         self._plain = hashlib.sha256()
         self._cipher = hashlib.sha256(header)
         self._tree = _TreeBuilder()
@@ -348,6 +403,8 @@ class _Digester:
         """Hash one segment; its buffers must stay untouched until `drain` has waited for it."""
         self._size += len(plaintext)
         self._count += 1
+        if not self._enabled:
+            return
         if not self._parallel or self._count == 1:
             self._plain.update(plaintext)
             self._cipher.update(ciphertext)
@@ -372,8 +429,10 @@ class _Digester:
             cipher.result()
             self._tree.push(leaf.result())
 
-    def finish(self) -> StreamDigests:
+    def finish(self) -> StreamDigests | None:
         self.drain(keep=0)
+        if not self._enabled:
+            return None
         return StreamDigests(
             plaintext_sha256=self._plain.digest(),
             ciphertext_sha256=self._cipher.digest(),
