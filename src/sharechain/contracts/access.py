@@ -1,8 +1,8 @@
 """Access requests: ask, approve, reject; a grant when the policy is met.
 
 A member asks for a dataset for a purpose and a duration
-(`access.request`). The dataset's policy, copied into the request so later
-policy changes do not move the goalposts, says who must approve:
+(`access.request`). The dataset's policy says who must approve (the rule is
+copied into the request, so a later policy change does not move the goalposts):
 
 - `owner+supervisor`: the owner and one supervisor other than the owner;
 - `k-of-n`: any `k` of the named organisations.
@@ -140,9 +140,8 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         "justification": justification,
         "status": "open",
         "approvals": [],
-        "rejections": [],
         "grant": "",
-        "policy": pol,
+        "approval": pol["approval"],
         "masking": dict(pol["masking"]).get(ds["classification"], ""),
         "max_uses": pol["max_uses"],
         "inbox": inbox,
@@ -154,7 +153,7 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     f.add_index(state, idx("req-by-org", me.id, rid))
     f.add_index(state, idx("req-by-ds", ds_id, rid))
     risk.count(state, me.id, risk.REQUESTS, stx, ctx)
-    rule = auto_approved(
+    rule = pol["auto_approve"] and auto_approved(
         policy_from_mapping(pol),
         {
             "request": {
@@ -173,7 +172,7 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             },
         },
     )
-    if rule is not None:
+    if rule:
         req["grant"] = grants.issue(state, req, [], rule, stx, ctx)
         close_request(state, req, "granted", f"auto-approved by rule {rule}", ctx, "policy")
         return
@@ -186,7 +185,7 @@ def _capacity(req: dict[str, Any], me: Organisation) -> str:
     """In what capacity `me` may approve or reject `req`; refuses if none."""
     if me.id == req["requester"]:
         raise Reject(DENIED, "a requester cannot approve or reject its own request")
-    approval = req["policy"]["approval"]
+    approval = req["approval"]
     if approval == JOINT:
         if me.id == req["owner"]:
             return "owner"
@@ -208,7 +207,7 @@ def _open(state: State, stx: SignedTransaction) -> dict[str, Any]:
 
 
 def _satisfied(req: dict[str, Any]) -> bool:
-    approval = req["policy"]["approval"]
+    approval = req["approval"]
     got = [a["as"] for a in req["approvals"]]
     if approval == JOINT:
         return "owner" in got and "supervisor" in got
