@@ -1,0 +1,72 @@
+"""A node that sees a conflicting attestation halts; a tampered store is quarantined."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import httpx
+import pytest
+from node_helpers import Consortium, Running, run_node, shutdown
+from test_replication import _records, _same_head, wait_until
+
+from sharechain.errors import OrderingError
+from sharechain.ledger.store import Head
+from sharechain.node.attest import sign_attestation
+from sharechain.node.service import repair_store
+
+
+def test_conflicting_attestation_halts_commits_and_names_the_peer(orderer: Running) -> None:
+    with orderer.client() as client:
+        client.submit(_records(orderer.consortium, "hospital-a", 5))
+        node = orderer.node
+        head = node.store.head()
+        assert head is not None
+        lie = Head(head.height, head.hash, b"\x01" * 32, head.timestamp)
+        att = sign_attestation("bank-b", orderer.consortium.keys("bank-b").signing, lie)
+        conflict = node.book.receive(att, node.public_key("bank-b"))
+        assert conflict is not None
+        node.on_conflict(conflict)
+        status = client.attestation_status()
+        assert not status["ok"] and status["conflicts"][0]["peer"] == "bank-b"
+        assert "bank-b" in (node.halted or "")
+        with pytest.raises(OrderingError, match="conflicting attestation"):
+            client.submit(_records(orderer.consortium, "hospital-a", 1, tag=9))
+    with httpx.Client(base_url=orderer.url) as http:
+        assert http.get("/v1/ready").status_code == 503
+    # An attestation signed with the wrong key proves nothing and is ignored.
+    forged = sign_attestation("regulator", orderer.consortium.keys("bank-b").signing, lie)
+    assert node.book.receive(forged, node.public_key("regulator")) is None
+
+
+def test_tampered_store_is_quarantined_then_resynced(
+    consortium: Consortium, orderer: Running
+) -> None:
+    follower = run_node(consortium, "bank-b", orderer_url=orderer.url)
+    with orderer.client() as client:
+        for tag in range(3):
+            client.submit(_records(consortium, "hospital-a", 10, tag=tag))
+    wait_until(lambda: _same_head([orderer, follower]))
+    shutdown(follower)
+    db = consortium.node_dir("bank-b") / "ledger.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE state SET value = x'a0' WHERE key = 'org/hospital-a'")
+    conn.close()
+    tampered = run_node(consortium, "bank-b", orderer_url=orderer.url)
+    try:
+        assert tampered.node.problem is not None
+        assert "failed verification" in tampered.node.problem
+        with tampered.client() as client, pytest.raises(OrderingError, match="repair"):
+            client.status()
+        with httpx.Client(base_url=tampered.url) as http:
+            ready = http.get("/v1/ready")
+            assert ready.status_code == 503 and "repair" in ready.json()["problem"]
+    finally:
+        shutdown(tampered)
+    moved = repair_store(consortium.node_dir("bank-b"))
+    assert moved is not None and moved.exists()
+    repaired = run_node(consortium, "bank-b", orderer_url=orderer.url)
+    try:
+        assert repaired.node.problem is None
+        wait_until(lambda: _same_head([orderer, repaired]))
+    finally:
+        shutdown(repaired)
