@@ -1,0 +1,224 @@
+"""Sealing files into a node's blob store and opening them back, in bounded memory.
+
+The file-level half of the data plane, under `node.sharing`: where
+`crypto.stream` seals one stream into another, this module decides where the
+bytes go so that each byte crosses the disk once each way:
+
+- `seal_file` seals a file straight into the blob store's `.incoming` area and,
+  once sealed, renames it to its address (the ciphertext digest the seal just
+  computed), so the blob store does not read and hash the ciphertext again;
+- `open_to_file` opens a sealed payload into a temporary file next to the
+  destination and renames it into place only when the whole stream was authentic;
+- `reseal` moves a payload to a new key (rotation) without writing its plaintext
+  anywhere: one thread opens the old ciphertext into a pipe, the caller's thread
+  seals from the pipe.
+
+Progress callbacks receive byte counts as the input is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+from sharechain.crypto.stream import (
+    DEFAULT_SEGMENT_SIZE,
+    StreamDigests,
+    decrypt_stream,
+    encrypt_bytes,
+    encrypt_stream,
+)
+from sharechain.storage.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["Source", "open_to_file", "reseal", "seal_bytes", "seal_file"]
+
+Progress = Callable[[int], None]
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a sealed payload is: a blob file, or bytes carried on the chain."""
+
+    path: Path | None = None
+    """The blob file, when the payload is off the chain."""
+    data: bytes = b""
+    """The sealed bytes, when the payload is on the chain."""
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        if self.path is None:
+            yield io.BytesIO(self.data)
+            return
+        with self.path.open("rb", buffering=0) as f:
+            yield cast(BinaryIO, f)
+
+
+class _Counting(io.RawIOBase):
+    """A reader that reports how many bytes went through it."""
+
+    def __init__(self, inner: BinaryIO, progress: Progress | None) -> None:
+        self._inner = inner
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        got = self._inner.readinto(buffer)  # type: ignore[attr-defined]  # raw files and BytesIO have it
+        got = got or 0
+        if got and self._progress is not None:
+            self._progress(got)
+        return int(got)
+
+
+def _counting(inner: BinaryIO, progress: Progress | None) -> BinaryIO:
+    return cast(BinaryIO, _Counting(inner, progress))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _incoming(store: BlobStore) -> Iterator[tuple[Path, BinaryIO]]:
+    """A fresh `.incoming` file of the store; removed unless the caller adopted it."""
+    tmp = store.root / ".incoming" / f"{os.urandom(16).hex()}.part"
+    try:
+        with tmp.open("xb", buffering=0) as out:
+            yield tmp, cast(BinaryIO, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _adopt(store: BlobStore, tmp: Path, out: BinaryIO, digest: bytes) -> None:
+    """Make the sealed file `tmp` the blob named `digest`: durable, then atomic rename."""
+    os.fsync(out.fileno())
+    final = store.path(digest)
+    new_shard = not final.parent.exists()
+    final.parent.mkdir(exist_ok=True)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if new_shard:
+        _fsync_dir(store.root)
+
+
+def seal_bytes(
+    key: bytes, plaintext: bytes, epoch: int, segment_size: int, rng: Callable[[int], bytes]
+) -> tuple[bytes, StreamDigests]:
+    """Seal a small payload in memory (it will travel on the chain)."""
+    return encrypt_bytes(key, plaintext, epoch=epoch, segment_size=segment_size, rng=rng)
+
+
+def seal_file(
+    store: BlobStore,
+    key: bytes,
+    source: Path,
+    epoch: int,
+    segment_size: int,
+    rng: Callable[[int], bytes],
+    progress: Progress | None,
+) -> StreamDigests:
+    """Seal `source` into the blob store; the blob's address is the ciphertext digest."""
+    with source.open("rb", buffering=0) as raw, _incoming(store) as (tmp, out):
+        src = _counting(cast(BinaryIO, raw), progress)
+        digests = encrypt_stream(key, src, out, epoch=epoch, segment_size=segment_size, rng=rng)
+        _adopt(store, tmp, out, digests.ciphertext_sha256)
+    return digests
+
+
+def open_to_file(
+    source: Source, key: bytes, epoch: int, out: Path, *, progress: Progress | None
+) -> StreamDigests:
+    """Open the sealed payload into `out`; nothing is left at `out` if any segment fails."""
+    tmp = out.with_name(f".{out.name}.{os.urandom(8).hex()}.part")
+    try:
+        with source.open() as sealed, tmp.open("xb", buffering=0) as dst:
+            digests = decrypt_stream(
+                key, _counting(sealed, progress), cast(BinaryIO, dst), expected_epoch=epoch
+            )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digests
+
+
+def reseal(
+    source: Source,
+    old_key: bytes,
+    old_epoch: int,
+    new_key: bytes,
+    new_epoch: int,
+    store: BlobStore,
+    rng: Callable[[int], bytes],
+    progress: Progress | None,
+) -> tuple[bytes, StreamDigests]:
+    """Seal the payload again under `new_key`; returns (inline bytes or b"", digests).
+
+    An on-chain payload stays on the chain (returned as bytes); a blob becomes a new
+    blob. The plaintext only ever crosses a pipe between two threads.
+    """
+    read_fd, write_fd = os.pipe()
+    with contextlib.suppress(OSError):  # a larger pipe is only an optimisation (Linux)
+        fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+    failure: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            with source.open() as sealed, open(write_fd, "wb", buffering=0) as pipe:
+                decrypt_stream(
+                    old_key,
+                    _counting(sealed, progress),
+                    cast(BinaryIO, pipe),
+                    expected_epoch=old_epoch,
+                    digests=False,
+                )
+        except BrokenPipeError:  # the sealing side failed first and says why
+            pass
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=opener, name="sharechain-reseal", daemon=True)
+    worker.start()
+    try:
+        with open(read_fd, "rb", buffering=0) as pipe:
+            plain = cast(BinaryIO, pipe)
+            if source.path is None:
+                sealed = io.BytesIO()
+                digests = encrypt_stream(new_key, plain, sealed, epoch=new_epoch, rng=rng)
+                result = sealed.getvalue()
+            else:
+                with _incoming(store) as (tmp, out):
+                    digests = encrypt_stream(
+                        new_key,
+                        plain,
+                        out,
+                        epoch=new_epoch,
+                        segment_size=DEFAULT_SEGMENT_SIZE,
+                        rng=rng,
+                    )
+                    worker.join()
+                    if failure:
+                        raise failure[0]
+                    _adopt(store, tmp, out, digests.ciphertext_sha256)
+                result = b""
+    finally:
+        worker.join()
+    if failure:
+        raise failure[0]
+    return result, digests

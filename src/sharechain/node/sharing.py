@@ -1,0 +1,616 @@
+"""The data plane's orchestrator: publish, release keys, fetch, rotate, revoke, purge.
+
+These functions tie the sealed payloads (`crypto.stream`), the key wraps
+(`crypto.hpke`), the key shares (`crypto.shamir`), the blob store and the
+per-organisation vaults to the chain. The chain is the gate in every custody
+mode: a custodian's node wraps a key for a grantee only as part of a
+`grant.key-release` transaction, and delivers the wrapped key only once the
+chain has accepted that transaction (a refused one is recorded with its code,
+and the wrap is thrown away).
+
+- `publish`: seal a file under a fresh data key (blob store, or on the chain
+  itself when it is small), keep the key per custody mode, and register the
+  dataset with its first key epoch in one block.
+- `release_key`: one custodian's node releases its key (or share) for a grant.
+- `fetch`: the grantee has the custodians release, rebuilds the key, opens the
+  payload into a temporary file, checks every digest against the chain, moves
+  it into place and signs a read receipt.
+- `rotate` / `revoke`: move a dataset to a new key epoch (re-seal under a new
+  key, new custody material, old key and blob destroyed).
+- `purge`: record the purge, then destroy every key, share, delivery and blob.
+
+Each function takes an `Embedded` data directory and the organisation(s) acting;
+each organisation's key material is touched only through its own `Vault` and
+`Inbox`. Decisions are written down in docs/sharing.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from sharechain.codec import encode
+from sharechain.contracts import queries
+from sharechain.contracts.datasets import Dataset
+from sharechain.contracts.epochs import EPOCH, KeyEpoch, current_epoch, epoch_from_value
+from sharechain.contracts.keys import dataset_key
+from sharechain.crypto import shamir
+from sharechain.crypto.hpke import unwrap_key, wrap_key
+from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE, StreamDigests
+from sharechain.errors import (
+    AccessDeniedError,
+    ConfigError,
+    InsufficientSharesError,
+    IntegrityError,
+    NotFoundError,
+    TransactionRejectedError,
+)
+from sharechain.ledger.blocks import decode_block
+from sharechain.ledger.state import StateReader
+from sharechain.ledger.transactions import decode_transaction
+from sharechain.node import sealing
+from sharechain.node.embedded import Embedded
+from sharechain.node.vault import Access, Inbox, Vault, record
+from sharechain.storage.blobs import BlobStore
+
+__all__ = [
+    "CUSTODY_MODES",
+    "DEFAULT_INLINE_LIMIT",
+    "Fetched",
+    "KeyRelease",
+    "Published",
+    "Purged",
+    "Revoked",
+    "Rotated",
+    "current_key_epoch",
+    "fetch",
+    "publish",
+    "purge",
+    "release_key",
+    "revoke",
+    "rotate",
+]
+
+CUSTODY_MODES: Final = ("owner", "supervisor", "threshold")
+DEFAULT_INLINE_LIMIT: Final = 64 * 1024
+"""Payloads up to this size (plaintext bytes) travel sealed on the chain, not as blobs."""
+NOTHING_WRAPPED: Final = bytes(32)
+"""The `wrapped_key_digest` of a release attempt for which the custodian had no key left."""
+_RELEASE_LABEL = "sharechain/release/v1"
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just processed (for progress bars)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A dataset registered with its sealed payload and key custody."""
+
+    dataset: str
+    """The new dataset id."""
+    epoch: int
+    """Its key epoch (1)."""
+    digests: StreamDigests
+    """Fingerprints recorded on the chain."""
+    custody: str
+    """Custody mode."""
+    holders: tuple[str, ...]
+    """Organisations holding the key or its shares."""
+    threshold: int
+    """Shares needed (threshold custody), else 1."""
+    inline: bool
+    """Whether the sealed payload travels on the chain instead of the blob store."""
+    tx_id: bytes
+    """The `dataset.register` transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRelease:
+    """A key (or share) released by one custodian under a grant, accepted by the chain."""
+
+    grant: str
+    """The grant."""
+    custodian: str
+    """The organisation that released."""
+    to: str
+    """The grantee."""
+    epoch: int
+    """Key epoch of the released key."""
+    session: str
+    """Fetch session (the shares of one threshold fetch count as one use)."""
+    wrapped_digest: bytes
+    """SHA-256 of the wrapped key, as recorded on the chain."""
+    tx_id: bytes
+    """The `grant.key-release` transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A payload fetched, decrypted and verified against the chain."""
+
+    grant: str
+    """The grant used."""
+    dataset: str
+    """The dataset."""
+    epoch: int
+    """Key epoch of the payload opened."""
+    path: Path
+    """Where the plaintext now is."""
+    digests: StreamDigests
+    """Fingerprints computed while opening (equal to the chain's)."""
+    releases: tuple[KeyRelease, ...]
+    """The key releases it took."""
+    read_tx: bytes
+    """The read receipt (`grant.read`) signed by the grantee."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    """A dataset moved to a new key epoch."""
+
+    dataset: str
+    """The dataset."""
+    epoch: int
+    """The new key epoch."""
+    ciphertext_digest: bytes
+    """Digest of the newly sealed payload."""
+    tx_id: bytes
+    """The `dataset.epoch` transaction."""
+    destroyed: int
+    """Vault entries of the old epoch destroyed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """A revoked grant and the key rotation that followed."""
+
+    grant: str
+    """The grant."""
+    tx_id: bytes
+    """The `grant.revoke` transaction."""
+    rotated: Rotated
+    """The new key epoch of the dataset."""
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """A dataset crypto-shredded."""
+
+    dataset: str
+    """The dataset."""
+    tx_id: bytes
+    """The `dataset.purge` transaction (the record that stays)."""
+    keys_destroyed: int
+    """Vault entries destroyed across organisations."""
+    blobs_deleted: int
+    """Blobs deleted."""
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def _vault(emb: Embedded, org: str) -> Vault:
+    return Vault(emb.datadir.path, emb.keys(org))
+
+
+def _inbox(emb: Embedded, org: str) -> Inbox:
+    return Inbox(emb.datadir.path, org)
+
+
+def _blobs(emb: Embedded) -> BlobStore:
+    return BlobStore(emb.datadir.blob_dir)
+
+
+def _release_context(ds: str, epoch: int, grant: str, session: str, custodian: str) -> bytes:
+    return encode([_RELEASE_LABEL, ds, epoch, grant, session, custodian])
+
+
+def current_key_epoch(emb: Embedded, ds: str) -> KeyEpoch:
+    """The dataset's current key epoch; `NotFoundError` if the data plane never sealed it."""
+    found = current_epoch(StateReader(emb.store), ds)
+    if found is None:
+        raise NotFoundError(
+            f"dataset {ds} has no key epoch on the chain: it was registered without a "
+            "payload (publish files with `sharechain dataset publish`)"
+        )
+    return found
+
+
+def _encryption_key(emb: Embedded, org: str) -> bytes:
+    for o in queries.organisations(emb.store):
+        if o.id == org:
+            if not o.active:
+                raise AccessDeniedError(f"{org} is no longer an active member")
+            return bytes(o.enc_key)
+    raise NotFoundError(f"{org} is not an organisation of this consortium")
+
+
+def _rejected(receipt_code: str, reason: str, tx_id: bytes) -> TransactionRejectedError:
+    return TransactionRejectedError(receipt_code, reason, tx_id)
+
+
+def _plan_custody(
+    emb: Embedded,
+    owner: str,
+    custody: str,
+    holders: Sequence[str] | None,
+    threshold: int | None,
+) -> tuple[tuple[str, ...], int]:
+    """Who holds the key (or its shares) and how many shares rebuild it."""
+    if custody not in CUSTODY_MODES:
+        raise ConfigError(f"custody must be one of {', '.join(CUSTODY_MODES)}, not {custody!r}")
+    active = [o for o in queries.organisations(emb.store) if o.active]
+    if custody == "owner":
+        return (owner,), 1
+    if custody == "supervisor":
+        chosen = tuple(holders or ())
+        if not chosen:
+            sup = [o.id for o in active if o.has_role("supervisor") and o.id != owner]
+            if not sup:
+                raise ConfigError("supervisor custody needs an active supervisor besides the owner")
+            chosen = (sup[0],)
+        return chosen, 1
+    chosen = tuple(holders or (o.id for o in active if o.id != owner))
+    if owner in chosen:
+        raise ConfigError("in threshold custody the owner holds no share (it keeps the key)")
+    if len(chosen) < 2:
+        raise ConfigError("threshold custody needs at least two share holders besides the owner")
+    t = threshold if threshold is not None else max(2, len(chosen) // 2 + 1)
+    if not 2 <= t <= len(chosen):
+        raise ConfigError(f"threshold must be 2..{len(chosen)} for {len(chosen)} holders, got {t}")
+    return chosen, t
+
+
+def _store_custody(
+    emb: Embedded, owner: str, ds: str, epoch: int, key: bytes, holders: Sequence[str], t: int
+) -> None:
+    """The owner keeps the key; custodians get the key (or one share each) in their vaults."""
+    _vault(emb, owner).put(ds, epoch, "key", key)
+    if t > 1:
+        for holder, share in zip(holders, shamir.split(key, t, len(holders), emb.rng), strict=True):
+            _vault(emb, holder).put(ds, epoch, "share", share.encode())
+    else:
+        for holder in holders:
+            if holder != owner:
+                _vault(emb, holder).put(ds, epoch, "key", key)
+
+
+def _destroy_custody(emb: Embedded, ds: str, epoch: int | None, orgs: Sequence[str]) -> int:
+    return sum(_vault(emb, org).destroy(ds, epoch) for org in dict.fromkeys(orgs))
+
+
+def _epoch_payload(
+    ds: str, epoch: int, digests: StreamDigests, custody: str, holders: Sequence[str], t: int
+) -> dict[str, Any]:
+    return {
+        "dataset": ds,
+        "epoch": epoch,
+        "ciphertext_digest": digests.ciphertext_sha256,
+        "segment_root": digests.segment_root,
+        "custody": custody,
+        "holders": list(holders),
+        "threshold": t,
+    }
+
+
+# --- publish ------------------------------------------------------------------------------------
+
+
+def publish(
+    emb: Embedded,
+    owner: str,
+    source: Path,
+    *,
+    title: str,
+    description: str = "",
+    tags: Sequence[str] = (),
+    classification: str = "internal",
+    schema: Sequence[tuple[str, str]] = (),
+    policy: Mapping[str, Any] | None = None,
+    custody: str = "owner",
+    holders: Sequence[str] | None = None,
+    threshold: int | None = None,
+    inline_limit: int | None = None,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    progress: Progress | None = None,
+) -> Published:
+    """Seal `source` and register it as a dataset of `owner`; one block records both."""
+    holders_, t = _plan_custody(emb, owner, custody, holders, threshold)
+    limit = int(emb.datadir.settings.get("inline_limit", DEFAULT_INLINE_LIMIT))
+    limit = limit if inline_limit is None else inline_limit
+    key = emb.rng(KEY_SIZE)
+    epoch = 1
+    store = _blobs(emb)
+    inline = b""
+    if source.stat().st_size <= limit:
+        inline, digests = sealing.seal_bytes(key, source.read_bytes(), epoch, segment_size, emb.rng)
+        if progress:
+            progress(digests.size)
+    else:
+        digests = sealing.seal_file(store, key, source, epoch, segment_size, emb.rng, progress)
+    register = {
+        "title": title,
+        "description": description,
+        "tags": list(tags),
+        "schema": [[c, ty] for c, ty in schema],
+        "classification": classification,
+        "plaintext_digest": digests.plaintext_sha256,
+        "ciphertext_digest": digests.ciphertext_sha256,
+        "size": digests.size,
+        "segment_root": digests.segment_root,
+        "custody": custody,
+        "holders": list(holders_),
+    }
+    if policy is not None:
+        register["policy"] = dict(policy)
+    reg_tx = emb.sign(owner, "dataset.register", register)
+    ds = hashlib.sha256(b"dataset\x000\x00" + reg_tx.id).hexdigest()  # contracts' derive_id
+    epoch_body = _epoch_payload(ds, epoch, digests, custody, holders_, t)
+    epoch_body["reason"] = "published"
+    if inline:
+        epoch_body["inline"] = inline
+    epoch_tx = emb.sign(owner, EPOCH, epoch_body)
+    try:
+        _store_custody(emb, owner, ds, epoch, key, holders_, t)
+        receipts = emb.submit_raw([reg_tx.raw, epoch_tx.raw], orderer=owner)
+        for r in receipts:
+            if not r.ok:
+                raise _rejected(r.code, r.reason, r.tx_id)
+    except BaseException:
+        _destroy_custody(emb, ds, None, (owner, *holders_))
+        if not inline:
+            store.delete(digests.ciphertext_sha256)
+        raise
+    return Published(ds, epoch, digests, custody, holders_, t, bool(inline), reg_tx.id)
+
+
+# --- key release and fetch ----------------------------------------------------------------------
+
+
+def release_key(emb: Embedded, custodian: str, grant: str, *, to: str, session: str) -> KeyRelease:
+    """`custodian`'s node releases its key (or share) of the grant's dataset to `to`.
+
+    The node wraps its secret to `to`'s encryption key with the dataset, epoch, grant,
+    session and custodian bound into the wrap, and submits `grant.key-release` with the
+    wrap's digest. The chain checks the grant on its copy (grantee, revoked, expired,
+    suspended, used up) and records the outcome either way; the wrap reaches `to`'s
+    inbox only when the chain accepted it. A refusal raises `AccessDeniedError` carrying
+    the chain's code and reason.
+    """
+    view = queries.grant(emb.store, grant)
+    ds = view.grant.dataset
+    epoch = current_key_epoch(emb, ds)
+    if custodian not in epoch.holders:
+        raise AccessDeniedError(
+            f"{custodian} holds no key of dataset {ds}; ask one of {', '.join(epoch.holders)}"
+        )
+    recipient = _encryption_key(emb, to)
+    kind = "share" if epoch.threshold > 1 else "key"
+    vault = _vault(emb, custodian)
+    wrapped = b""
+    if vault.has(ds, epoch.epoch, kind):
+        context = _release_context(ds, epoch.epoch, grant, session, custodian)
+        wrapped = wrap_key(vault.get(ds, epoch.epoch, kind), recipient, context=context)
+    digest = hashlib.sha256(wrapped).digest() if wrapped else NOTHING_WRAPPED
+    payload = {
+        "grant": grant,
+        "to": to,
+        "epoch": epoch.epoch,
+        "wrapped_key_digest": digest,
+        "session": session,
+    }
+    receipt = emb.submit(custodian, "grant.key-release", payload, check=False)
+    if not receipt.ok:
+        raise AccessDeniedError(
+            f"{custodian} did not release the key of grant {grant} to {to}: the chain refused "
+            f"({receipt.code}: {receipt.reason}); the refusal is recorded in block "
+            f"{receipt.height}"
+        )
+    if not wrapped:
+        raise AccessDeniedError(
+            f"{custodian} no longer holds the key of dataset {ds} at epoch {epoch.epoch} "
+            "(destroyed by a purge); nothing was released"
+        )
+    _inbox(emb, to).deliver(ds, epoch.epoch, grant, session, custodian, wrapped)
+    return KeyRelease(grant, custodian, to, epoch.epoch, session, digest, receipt.tx_id)
+
+
+def _chain_wrapped_digest(emb: Embedded, tx_id: bytes) -> bytes:
+    """The wrapped-key digest the committed key-release transaction `tx_id` carries."""
+    loc = emb.store.tx_location(tx_id)
+    data = None if loc is None else emb.store.block_bytes(loc.height)
+    if loc is None or data is None:
+        raise NotFoundError(f"key release {tx_id.hex()} is not on this node's chain")
+    raw = decode_block(data, check_canonical=False).txs[loc.index]
+    digest = decode_transaction(raw).tx.payload["wrapped_key_digest"]
+    assert isinstance(digest, bytes)
+    return digest
+
+
+def _collect(emb: Embedded, grantee: str, ds: str, release: KeyRelease) -> bytes:
+    """Take a release from the grantee's inbox, check it against the chain, unwrap it."""
+    wrapped = _inbox(emb, grantee).collect(
+        ds, release.epoch, release.grant, release.session, release.custodian
+    )
+    if hashlib.sha256(wrapped).digest() != _chain_wrapped_digest(emb, release.tx_id):
+        raise IntegrityError(
+            f"the key delivered by {release.custodian} is not the one its release on the "
+            "chain names; fetch again"
+        )
+    context = _release_context(ds, release.epoch, release.grant, release.session, release.custodian)
+    return unwrap_key(wrapped, emb.keys(grantee).encryption_private, context=context)
+
+
+def _obtain_key(
+    emb: Embedded,
+    grantee: str,
+    grant: str,
+    epoch: KeyEpoch,
+    offline: frozenset[str],
+) -> tuple[bytes, tuple[KeyRelease, ...]]:
+    """Have the custodians release; rebuild the data key from what they gave."""
+    session = emb.rng(16).hex()
+    releases: list[KeyRelease] = []
+    secrets: list[bytes] = []
+    for custodian in epoch.holders:
+        if len(secrets) >= epoch.threshold:
+            break
+        if custodian in offline:
+            continue
+        try:
+            release = release_key(emb, custodian, grant, to=grantee, session=session)
+        except AccessDeniedError:
+            _inbox(emb, grantee).clear(epoch.dataset, grant, session)
+            raise
+        releases.append(release)
+        secrets.append(_collect(emb, grantee, epoch.dataset, release))
+    _inbox(emb, grantee).clear(epoch.dataset, grant, session)
+    if len(secrets) < epoch.threshold:
+        raise InsufficientSharesError(
+            f"only {len(secrets)} of the {epoch.threshold} key shares needed for dataset "
+            f"{epoch.dataset} could be released (offline: {', '.join(sorted(offline))}); "
+            "retry when more holders are online"
+        )
+    if epoch.threshold == 1:
+        return secrets[0], tuple(releases)
+    return shamir.combine([shamir.Share.decode(s) for s in secrets]), tuple(releases)
+
+
+def _check_digests(ds: Dataset, epoch: KeyEpoch, got: StreamDigests) -> None:
+    checks = (
+        ("plaintext digest", ds.plaintext_digest, got.plaintext_sha256),
+        ("ciphertext digest", epoch.ciphertext_digest, got.ciphertext_sha256),
+        ("segment root", epoch.segment_root, got.segment_root),
+    )
+    for name, want, have in checks:
+        if want != have:
+            raise IntegrityError(
+                f"the {name} of dataset {ds.id} is {have.hex()}, not {want.hex()} as the chain "
+                "records; the payload was altered, nothing was kept"
+            )
+    if got.size != ds.size:
+        raise IntegrityError(f"dataset {ds.id} opened to {got.size} bytes, not {ds.size}")
+
+
+def fetch(
+    emb: Embedded,
+    grantee: str,
+    grant: str,
+    out: Path,
+    *,
+    progress: Progress | None = None,
+    offline: frozenset[str] = frozenset(),
+) -> Fetched:
+    """Obtain the key under `grant`, open the payload into `out`, verify, sign a read receipt.
+
+    `offline` names organisations whose nodes do not answer (a threshold fetch then
+    asks the other holders). Nothing is written at `out` unless every check passes.
+    """
+    view = queries.grant(emb.store, grant)
+    ds = queries.dataset(emb.store, view.grant.dataset)
+    epoch = current_key_epoch(emb, ds.id)
+    key, releases = _obtain_key(emb, grantee, grant, epoch, offline)
+    try:
+        digests = sealing.open_to_file(
+            _source(emb, epoch), key, epoch.epoch, out, progress=progress
+        )
+    finally:
+        del key
+    record(Access(grantee, "decrypt", "plaintext", ds.id, epoch.epoch, ds.plaintext_digest))
+    try:
+        _check_digests(ds, epoch, digests)
+    except IntegrityError:
+        out.unlink(missing_ok=True)
+        raise
+    receipt = emb.submit(grantee, "grant.read", {"grant": grant, "digest": ds.plaintext_digest})
+    return Fetched(grant, ds.id, epoch.epoch, out, digests, releases, receipt.tx_id)
+
+
+def _source(emb: Embedded, epoch: KeyEpoch) -> sealing.Source:
+    if epoch.inline:
+        return sealing.Source(data=epoch.inline)
+    path = _blobs(emb).path(epoch.ciphertext_digest)
+    if not path.is_file():
+        raise NotFoundError(
+            f"the sealed payload of dataset {epoch.dataset} (epoch {epoch.epoch}, blob "
+            f"{epoch.ciphertext_digest.hex()}) is not in {emb.datadir.blob_dir}"
+        )
+    return sealing.Source(path=path)
+
+
+# --- rotation, revocation, purge ----------------------------------------------------------------
+
+
+def rotate(
+    emb: Embedded,
+    owner: str,
+    dataset: str,
+    *,
+    reason: str = "rotation",
+    progress: Progress | None = None,
+) -> Rotated:
+    """Re-seal the dataset under a fresh key as its next key epoch; destroy the old one."""
+    ds = queries.dataset(emb.store, dataset)
+    if ds.owner != owner:
+        raise AccessDeniedError(f"only the owner ({ds.owner}) rotates the keys of {dataset}")
+    old = current_key_epoch(emb, dataset)
+    old_key = _vault(emb, owner).get(dataset, old.epoch, "key")
+    new_key = emb.rng(KEY_SIZE)
+    new_epoch = old.epoch + 1
+    store = _blobs(emb)
+    inline, digests = sealing.reseal(
+        _source(emb, old), old_key, old.epoch, new_key, new_epoch, store, emb.rng, progress
+    )
+    if digests.plaintext_sha256 != ds.plaintext_digest:
+        raise IntegrityError(f"dataset {dataset}'s payload no longer matches its plaintext digest")
+    body = _epoch_payload(dataset, new_epoch, digests, ds.custody, old.holders, old.threshold)
+    body["reason"] = reason
+    if inline:
+        body["inline"] = inline
+    orgs = (owner, *old.holders)
+    try:
+        _store_custody(emb, owner, dataset, new_epoch, new_key, old.holders, old.threshold)
+        receipt = emb.submit(owner, EPOCH, body)
+    except BaseException:
+        _destroy_custody(emb, dataset, new_epoch, orgs)
+        if not inline:
+            store.delete(digests.ciphertext_sha256)
+        raise
+    destroyed = _destroy_custody(emb, dataset, old.epoch, orgs)
+    _clear_inboxes(emb, dataset)
+    if not old.inline:
+        store.delete(old.ciphertext_digest)
+    return Rotated(dataset, new_epoch, digests.ciphertext_sha256, receipt.tx_id, destroyed)
+
+
+def revoke(emb: Embedded, by: str, grant: str, *, reason: str = "") -> Revoked:
+    """Revoke `grant` (as its dataset's owner or a supervisor), then rotate the key epoch.
+
+    The rotation is the owner's node's work; on the embedded default it runs here.
+    """
+    view = queries.grant(emb.store, grant)
+    receipt = emb.submit(by, "grant.revoke", {"grant": grant, "reason": reason})
+    rotated = rotate(emb, view.grant.owner, view.grant.dataset, reason=f"grant {grant} revoked")
+    return Revoked(grant, receipt.tx_id, rotated)
+
+
+def _clear_inboxes(emb: Embedded, dataset: str) -> None:
+    for org in emb.datadir.held_orgs():
+        _inbox(emb, org).clear(dataset)
+
+
+def purge(emb: Embedded, by: str, dataset: str, *, reason: str = "") -> Purged:
+    """Record the purge on the chain, then destroy every key, share and blob of the dataset."""
+    receipt = emb.submit(by, "dataset.purge", {"dataset": dataset, "reason": reason})
+    reader = StateReader(emb.store)
+    epochs = [epoch_from_value(v) for _, v in reader.scan(f"epoch/{dataset}/")]
+    destroyed = _destroy_custody(emb, dataset, None, emb.datadir.held_orgs())
+    _clear_inboxes(emb, dataset)
+    store = _blobs(emb)
+    deleted = sum(store.delete(e.ciphertext_digest) for e in epochs if not e.inline)
+    if reader.get(dataset_key(dataset)) is None:  # pragma: no cover - the purge just found it
+        raise NotFoundError(f"no dataset {dataset}")
+    return Purged(dataset, receipt.tx_id, destroyed, deleted)
