@@ -39,12 +39,21 @@ class BlockState(StateReader):
     def __init__(self, store: Any) -> None:
         super().__init__(store)
         self.writes: dict[str, Any] = {}
+        # Committed bytes read during this block (None: absent). The store does
+        # not change while a block executes, and contracts re-read the same few
+        # keys (the sender, the dataset, settings) many times per block. Bytes,
+        # not decoded values, so a handler mutating what it read changes nothing.
+        self._raw: dict[str, bytes | None] = {}
 
     def get(self, key: str) -> Any | None:
         if key in self.writes:
             v = self.writes[key]
             return None if v is _DELETED else v
-        return super().get(key)
+        if key in self._raw:
+            raw = self._raw[key]
+        else:
+            raw = self._raw[key] = self._store.get(key)
+        return None if raw is None else decode_trusted(raw)
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         merged = dict(super().scan(prefix))
