@@ -174,7 +174,9 @@ def _key_release(state: State, stx: SignedTransaction, ctx: BlockContext) -> Non
     to = f.text(p, "to", limit=64)
     epoch = f.integer(p, "epoch")
     wrapped = f.digest(p, "wrapped_key_digest")
-    session = f.text(p, "session", required=False, limit=128) or stx.id.hex()
+    # Shares of one threshold release name a common session and count once;
+    # a release without a session is a use of its own and needs no marker.
+    session = f.text(p, "session", required=False, limit=128)
     v = _load(state, stx)
     ds = state.get(dataset_key(v["dataset"]))
     assert ds is not None  # a grant's dataset record is never deleted
@@ -188,11 +190,12 @@ def _key_release(state: State, stx: SignedTransaction, ctx: BlockContext) -> Non
     if to != v["grantee"]:
         raise Reject(WRONG_GRANTEE, f"grant {v['id']} is for {v['grantee']}, not {to}")
     session_key = f"keyrel/{v['id']}/{session}"
-    new_session = state.get(session_key) is None
+    new_session = not session or state.get(session_key) is None
     _check(state, v, ctx, counting=new_session)
     if new_session:
         v["uses"] += 1
-        state.put(session_key, {"epoch": epoch, "height": ctx.height})
+        if session:
+            state.put(session_key, {"epoch": epoch, "height": ctx.height})
         risk.count(state, v["grantee"], risk.KEY_RELEASES, stx, ctx)
     v["last_release"] = {
         "by": me.id,
