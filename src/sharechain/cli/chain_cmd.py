@@ -149,10 +149,12 @@ def verify(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
             highlight=False,
         )
     else:
+        where = "" if report.bad_height is None else f" at height {report.bad_height}"
+        verified = (
+            f"blocks 0 to {report.height} verified" if report.height >= 0 else "no block verified"
+        )
         err_console.print(
-            f"[bold red]chain broken at height {report.bad_height}[/]: {report.reason}\n"
-            f"blocks 0 to {report.height} verified",
-            highlight=False,
+            f"[bold red]chain broken{where}[/]: {report.reason}\n{verified}", highlight=False
         )
     if not report.ok:
         raise typer.Exit(1)
@@ -167,25 +169,27 @@ def export(
     """Write every block as one JSON line (format: docs/format.md); the chain is checked first."""
     tmp = out.with_name(out.name + ".tmp")
     blocks = 0
+    broken: ChainError | None = None
     try:
         with (
             _opened(data_dir) as emb,
             _progress("exporting blocks", not json_out) as progress,
             tmp.open("w", encoding="utf-8") as f,
         ):
-            for record in export_records(emb.store, emb.registry, progress=progress):
-                f.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
-                blocks += 1
-    except ChainError as exc:
-        tmp.unlink(missing_ok=True)
-        fail(f"not exported: {exc}; run `sharechain chain verify` for details", 1)
+            try:
+                for record in export_records(emb.store, emb.registry, progress=progress):
+                    f.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
+                    blocks += 1
+            except ChainError as exc:
+                broken = exc
+        if broken is None:
+            os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         fail(f"cannot write {out}: {exc.strerror or exc}")
-    except BaseException:
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
+    if broken is not None:
+        fail(f"not exported: {broken}; run `sharechain chain verify` for details", 1)
     if json_out:
         emit_json({"out": str(out), "blocks": blocks})
     else:

@@ -157,8 +157,9 @@ def _hash_field(h: Mapping[str, Any], name: str) -> bytes:
 
 def _int_field(h: Mapping[str, Any], name: str) -> int:
     v = h.get(name)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise EncodingError(f"block header field {name!r} must be a non-negative integer")
+    # Heights and times are stored as SQLite INTEGERs, so they must fit in 63 bits.
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**63:
+        raise EncodingError(f"block header field {name!r} must be an integer in [0, 2^63)")
     return v
 
 

@@ -412,9 +412,21 @@ def verify_chain(
     from sharechain.ledger.pipeline import commit_stream, start_workers
 
     try:
+        # Page-level damage (a bad cell, a NULL in a NOT NULL column) would make
+        # rows read back as the wrong types; find it before trusting any row.
+        check = store.integrity_check()
         head = store.head()
     except sqlite3.DatabaseError as exc:
         return _damaged(exc, -1, 0)
+    if check != "ok":
+        return VerifyReport(
+            False,
+            -1,
+            0,
+            None,
+            f"the database file is damaged (SQLite quick_check: {check.splitlines()[-1]}); "
+            "restore it or re-sync from peers",
+        )
     replay = Ledger(Store(scratch, durable=False), registry)
     if head is not None and head.height >= 16:  # long enough to repay starting workers
         start_workers()
@@ -442,9 +454,6 @@ def verify_chain(
         if head is not None and replay.height != head.height:
             raise ChainError(f"blocks after {replay.height} are missing", replay.height + 1)
         _compare_indexes(store, replay.store)
-        check = store.integrity_check()
-        if check != "ok":
-            raise ChainError(f"the database file is damaged (SQLite quick_check: {check})", None)
     except sqlite3.DatabaseError as exc:
         return _damaged(exc, replay.height, count)
     except EncodingError as exc:

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from sharechain.errors import ChainError, ConfigError
@@ -104,6 +105,24 @@ def _prefix_end(prefix: str) -> str:
     return prefix + "\U0010ffff"
 
 
+@lru_cache(maxsize=1)
+def _expected_tables() -> dict[str, str]:
+    db = sqlite3.connect(":memory:")
+    db.executescript(_SCHEMA)
+    tables = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
+    db.close()
+    return tables
+
+
+def _check_schema(db: sqlite3.Connection) -> None:
+    # A flipped byte in the schema page can rename a column or change a type;
+    # SQLite would then read NULLs or fail deep inside a query. Refuse up front.
+    found = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
+    damaged = sorted(n for n, sql in _expected_tables().items() if found.get(n) != sql)
+    if damaged:
+        raise sqlite3.DatabaseError(f"the schema of table(s) {', '.join(damaged)} is damaged")
+
+
 class Store:
     """A peer's SQLite database. Thread-safe for one writer and many readers."""
 
@@ -118,6 +137,7 @@ class Store:
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(_SCHEMA)
+            _check_schema(self._db)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             # A damaged schema page can surface as a text decoding error.
             raise ConfigError(
