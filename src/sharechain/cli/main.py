@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "sharechain.cli.bench_cmd",
     "sharechain.cli.node_cmd",
     "sharechain.cli.network_cmd",
+    "sharechain.cli.sharing_cmd",  # after dataset_cmd and grant_cmd: it joins their groups
 )
 
 for _name in COMMAND_MODULES:

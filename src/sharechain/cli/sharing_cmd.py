@@ -1,0 +1,324 @@
+"""`sharechain dataset publish | rotate-key | purge`, `sharechain fetch`, `sharechain grant revoke`.
+
+The data plane's commands on the embedded default (one data directory holds
+the whole development consortium): publishing seals a file and registers it,
+fetching obtains the key under a grant and opens the payload with every digest
+checked, revoking moves the dataset to a new key epoch, purging shreds it.
+They join the `dataset` and `grant` command groups whichever module creates
+those groups first (see `_group`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from sharechain.cli.common import (
+    AsOrg,
+    DataDirOpt,
+    JsonOpt,
+    command_group,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    open_embedded,
+)
+from sharechain.contracts import queries
+from sharechain.contracts.policies import PolicyError, policy_from_mapping
+from sharechain.node import sharing
+from sharechain.node.embedded import Embedded
+
+__all__ = ["load_policy", "register"]
+
+
+def load_policy(path: Path) -> dict[str, Any]:
+    """Read a policy YAML file and check it with the contracts' parser."""
+    try:
+        body = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        fail(f"cannot read policy file {path}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        fail(f"{path} is not valid YAML: {exc}")
+    if not isinstance(body, dict):
+        fail(f"{path} must hold a mapping (approval:, purposes:, ...); see docs/policies.md")
+    try:
+        policy_from_mapping(body)
+    except PolicyError as exc:
+        fail(f"policy {path}: {exc}")
+    return body
+
+
+def _csv_schema(path: Path) -> tuple[tuple[str, str], ...]:
+    """The columns of a CSV file's header line, typed `string` (what requests may name)."""
+    if path.suffix.lower() != ".csv":
+        return ()
+    with path.open("r", encoding="utf-8", errors="replace") as f:
+        header = f.readline().strip()
+    names = [c.strip() for c in header.split(",") if c.strip()]
+    return tuple((n, "string") for n in dict.fromkeys(names))
+
+
+@contextmanager
+def _bar(label: str, total: int, quiet: bool) -> Iterator[sharing.Progress | None]:
+    if quiet:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _dataset_id(emb: Embedded, prefix: str) -> str:
+    return queries.resolve(emb.store, "dataset", prefix)
+
+
+def _grant_id(emb: Embedded, prefix: str) -> str:
+    return queries.resolve(emb.store, "grant", prefix)
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def publish_cmd(
+    file: Annotated[Path, typer.Argument(help="The file to share.", exists=True, dir_okay=False)],
+    as_org: AsOrg,
+    title: Annotated[str, typer.Option("--title", help="Short name in the catalogue.")],
+    description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Catalogue tag (repeat).")] = None,
+    classification: Annotated[
+        str, typer.Option("--classification", help="public, internal, confidential or secret.")
+    ] = "internal",
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy YAML file (docs/policies.md).")
+    ] = None,
+    custody: Annotated[
+        str, typer.Option("--custody", help="Who holds the key: owner, supervisor or threshold.")
+    ] = "owner",
+    holder: Annotated[
+        list[str] | None,
+        typer.Option("--holder", help="Key holder (repeat); default chosen by custody mode."),
+    ] = None,
+    threshold: Annotated[
+        int | None, typer.Option("--threshold", help="Shares needed (threshold custody).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Seal FILE under a fresh key and register it as a dataset."""
+    body = load_policy(policy) if policy is not None else None
+    with open_embedded(data_dir) as emb, _bar("sealing", file.stat().st_size, json_out) as tick:
+        pub = sharing.publish(
+            emb,
+            as_org,
+            file,
+            title=title,
+            description=description,
+            tags=tuple(tag or ()),
+            classification=classification,
+            schema=_csv_schema(file),
+            policy=body,
+            custody=custody,
+            holders=holder,
+            threshold=threshold,
+            progress=tick,
+        )
+    value = {
+        "dataset": pub.dataset,
+        "epoch": pub.epoch,
+        "custody": pub.custody,
+        "holders": list(pub.holders),
+        "threshold": pub.threshold,
+        "on_chain": pub.inline,
+        "size": pub.digests.size,
+        "plaintext_sha256": pub.digests.plaintext_sha256.hex(),
+        "ciphertext_sha256": pub.digests.ciphertext_sha256.hex(),
+        "segment_root": pub.digests.segment_root.hex(),
+        "tx_id": pub.tx_id.hex(),
+    }
+    if json_out:
+        emit_json(value)
+        return
+    console.print(_table(f"published {title}", [(k, str(v)) for k, v in value.items()]))
+
+
+def rotate_cmd(
+    dataset: Annotated[str, typer.Argument(help="Dataset id (or unique prefix).")],
+    as_org: AsOrg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Move a dataset to a new key epoch: re-seal under a fresh key, destroy the old one."""
+    with open_embedded(data_dir) as emb:
+        ds = _dataset_id(emb, dataset)
+        rot = sharing.rotate(emb, as_org, ds, reason="rotation")
+    value = {"dataset": ds, "epoch": rot.epoch, "tx_id": rot.tx_id.hex()}
+    if json_out:
+        emit_json(value | {"old_entries_destroyed": rot.destroyed})
+        return
+    console.print(f"dataset {ds} is now at key epoch {rot.epoch}; old keys destroyed")
+
+
+def purge_cmd(
+    dataset: Annotated[str, typer.Argument(help="Dataset id (or unique prefix).")],
+    as_org: AsOrg,
+    reason: Annotated[str, typer.Option("--reason", help="Recorded with the purge.")] = "",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Crypto-shred a dataset: every key, share and blob destroyed; the record stays."""
+    with open_embedded(data_dir) as emb:
+        ds = _dataset_id(emb, dataset)
+        if not yes and not typer.confirm(f"destroy every key and blob of dataset {ds}?"):
+            fail("nothing purged", code=1)
+        done = sharing.purge(emb, as_org, ds, reason=reason)
+    value = {
+        "dataset": ds,
+        "tx_id": done.tx_id.hex(),
+        "keys_destroyed": done.keys_destroyed,
+        "blobs_deleted": done.blobs_deleted,
+    }
+    if json_out:
+        emit_json(value)
+        return
+    console.print(
+        f"dataset {ds} purged: {done.keys_destroyed} key entries and {done.blobs_deleted} "
+        "blob(s) destroyed; the purge record stays on the chain"
+    )
+
+
+def fetch_cmd(
+    grant: Annotated[str, typer.Argument(help="Grant id (or unique prefix).")],
+    as_org: AsOrg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the data.")],
+    offline: Annotated[
+        list[str] | None,
+        typer.Option("--offline", help="Treat this organisation's node as down (repeat)."),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Obtain the key under GRANT, decrypt, check every digest, sign the read receipt."""
+    with open_embedded(data_dir) as emb:
+        gid = _grant_id(emb, grant)
+        ds = queries.dataset(emb.store, queries.grant(emb.store, gid).grant.dataset)
+        with _bar("fetching", ds.size, json_out) as tick:
+            got = sharing.fetch(
+                emb,
+                as_org,
+                gid,
+                output,
+                progress=None if tick is None else _plain(tick, ds.size),
+                offline=frozenset(offline or ()),
+            )
+    value = {
+        "grant": gid,
+        "dataset": got.dataset,
+        "epoch": got.epoch,
+        "path": str(got.path),
+        "size": got.digests.size,
+        "plaintext_sha256": got.digests.plaintext_sha256.hex(),
+        "released_by": [r.custodian for r in got.releases],
+        "read_receipt": got.read_tx.hex(),
+    }
+    if json_out:
+        emit_json(value)
+        return
+    console.print(_table("fetched and verified", [(k, str(v)) for k, v in value.items()]))
+
+
+def _plain(tick: sharing.Progress, size: int) -> sharing.Progress:
+    """Progress over ciphertext bytes, shown as plaintext bytes (capped at the size)."""
+    seen = [0]
+
+    def advance(n: int) -> None:
+        step = min(n, size - seen[0])
+        seen[0] += n
+        if step > 0:
+            tick(step)
+
+    return advance
+
+
+def revoke_cmd(
+    grant: Annotated[str, typer.Argument(help="Grant id (or unique prefix).")],
+    as_org: AsOrg,
+    reason: Annotated[str, typer.Option("--reason", help="Recorded with the revocation.")] = "",
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke a grant and move its dataset to a new key epoch."""
+    with open_embedded(data_dir) as emb:
+        gid = _grant_id(emb, grant)
+        done = sharing.revoke(emb, as_org, gid, reason=reason)
+    value = {
+        "grant": gid,
+        "tx_id": done.tx_id.hex(),
+        "dataset": done.rotated.dataset,
+        "new_epoch": done.rotated.epoch,
+    }
+    if json_out:
+        emit_json(value)
+        return
+    console.print(
+        f"grant {gid} revoked; dataset {done.rotated.dataset} moved to key epoch "
+        f"{done.rotated.epoch} (keys of earlier epochs open nothing new)"
+    )
+
+
+def _group(root: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The root's `name` group, created here if no module registered it yet."""
+    for info in root.registered_groups:
+        group = info.typer_instance
+        if group is not None and (info.name or group.info.name) == name:
+            return group
+    group = command_group(name, help)
+    root.add_typer(group, name=name)
+    return group
+
+
+def _has_command(group: typer.Typer, name: str) -> bool:
+    return any(
+        (c.name or (c.callback.__name__ if c.callback else "")) == name
+        for c in group.registered_commands
+    )
+
+
+def register(root: typer.Typer) -> None:
+    dataset = _group(root, "dataset", "Publish, describe, rotate and purge datasets.")
+    dataset.command("publish")(publish_cmd)
+    dataset.command("rotate-key")(rotate_cmd)
+    if not _has_command(dataset, "purge"):
+        dataset.command("purge")(purge_cmd)
+    grant = _group(root, "grant", "Grants: list, show, revoke.")
+    if not _has_command(grant, "revoke"):
+        grant.command("revoke")(revoke_cmd)
+    root.command("fetch")(fetch_cmd)
