@@ -34,6 +34,12 @@ COMMAND_MODULES = (
     "sharechain.cli.bench_cmd",
     "sharechain.cli.node_cmd",
     "sharechain.cli.network_cmd",
+    "sharechain.cli.org_cmd",
+    "sharechain.cli.dataset_cmd",
+    "sharechain.cli.request_cmd",
+    "sharechain.cli.grant_cmd",
+    "sharechain.cli.audit_cmd",
+    "sharechain.cli.alerts_cmd",
     "sharechain.cli.sharing_cmd",  # after dataset_cmd and grant_cmd: it joins their groups
 )
 

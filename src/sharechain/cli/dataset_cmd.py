@@ -1,0 +1,333 @@
+"""`sharechain dataset register|version|derive|retire|purge|list|show|lineage`.
+
+Datasets are described on the chain by their digests and metadata; the
+encrypted payloads come with the data plane. Ids may be given as a unique hex
+prefix. Every command takes `--json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from sharechain.cli.common import (
+    AsOrg,
+    DataDirOpt,
+    JsonOpt,
+    command_group,
+    console,
+    emit_json,
+    fail,
+    open_embedded,
+)
+from sharechain.contracts import datasets as ds_contract
+from sharechain.contracts import queries
+from sharechain.contracts._fields import derive_id
+from sharechain.contracts.policies import PolicyError, policy_from_mapping
+from sharechain.contracts.views import to_json
+from sharechain.node.embedded import Embedded
+from sharechain.ordering.solo import Receipt
+
+__all__ = ["hex_digest", "register", "report", "resolve"]
+
+IdArg = Annotated[str, typer.Argument(help="Dataset id (or a unique prefix of it).")]
+Title = Annotated[str | None, typer.Option(help="Short name.")]
+Description = Annotated[str | None, typer.Option(help="Free-text description.")]
+Tags = Annotated[list[str] | None, typer.Option("--tag", help="Catalogue tag (repeatable).")]
+Columns = Annotated[
+    list[str] | None, typer.Option("--column", help="Schema column NAME:TYPE (repeatable).")
+]
+Classification = Annotated[
+    str | None, typer.Option(help="public, internal, confidential or secret.")
+]
+Plain = Annotated[str, typer.Option("--plaintext-digest", help="SHA-256 of the plaintext (hex).")]
+Cipher = Annotated[
+    str, typer.Option("--ciphertext-digest", help="SHA-256 of the ciphertext (hex).")
+]
+Size = Annotated[int, typer.Option(help="Plaintext size in bytes.")]
+SegRoot = Annotated[
+    str, typer.Option("--segment-root", help="Merkle root of the ciphertext segments (hex).")
+]
+Custody = Annotated[str | None, typer.Option(help="owner, supervisor or threshold.")]
+Holders = Annotated[
+    list[str] | None, typer.Option("--holder", help="Organisation holding the key (repeatable).")
+]
+PolicyFile = Annotated[
+    Path | None, typer.Option("--policy", help="Sharing policy as a YAML file (docs/policies.md).")
+]
+
+
+def hex_digest(text: str, name: str, *, optional: bool = False) -> bytes:
+    if optional and not text:
+        return b""
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        fail(f"{name} must be a SHA-256 digest: 64 hexadecimal digits")
+    return value
+
+
+def resolve(emb: Embedded, kind: str, prefix: str) -> str:
+    return queries.resolve(emb.store, kind, prefix)
+
+
+def report(receipt: Receipt, json_out: bool, message: str, **ids: str) -> None:
+    """Print what a submitted transaction did."""
+    if json_out:
+        emit_json({"tx_id": receipt.tx_id.hex(), "height": receipt.height, **ids})
+        return
+    extra = "".join(f"\n{k.replace('_', ' ')}: [bold]{v}[/]" for k, v in ids.items())
+    console.print(
+        f"{message}{extra}\ntransaction {receipt.tx_id.hex()} in block {receipt.height}",
+        highlight=False,
+    )
+
+
+def load_policy(path: Path | None) -> Any:
+    if path is None:
+        return None
+    try:
+        value = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        fail(f"cannot read policy file {path}: {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        fail(f"policy file {path} is not valid YAML: {exc}")
+    try:
+        policy_from_mapping(value)
+    except PolicyError as exc:
+        fail(f"policy file {path}: {exc}")
+    return value
+
+
+def _describe(
+    title: str | None,
+    description: str | None,
+    tags: list[str] | None,
+    columns: list[str] | None,
+    classification: str | None,
+    custody: str | None,
+    holders: list[str] | None,
+    policy: Path | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    schema = []
+    for col in columns or []:
+        name, sep, typ = col.partition(":")
+        if not sep or not name or not typ:
+            fail(f"--column {col!r}: give NAME:TYPE, e.g. patient_id:string")
+        schema.append([name, typ])
+    for key, value in (
+        ("title", title),
+        ("description", description),
+        ("tags", tags),
+        ("schema", schema or None),
+        ("classification", classification),
+        ("custody", custody),
+        ("holders", holders),
+        ("policy", load_policy(policy)),
+    ):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _content(plain: str, cipher: str, size: int, segment_root: str) -> dict[str, Any]:
+    return {
+        "plaintext_digest": hex_digest(plain, "--plaintext-digest"),
+        "ciphertext_digest": hex_digest(cipher, "--ciphertext-digest"),
+        "size": size,
+        "segment_root": hex_digest(segment_root, "--segment-root", optional=True),
+    }
+
+
+def register_cmd(
+    as_org: AsOrg,
+    title: Annotated[str, typer.Option(help="Short name.")],
+    plaintext_digest: Plain,
+    ciphertext_digest: Cipher,
+    size: Size,
+    description: Description = None,
+    tag: Tags = None,
+    column: Columns = None,
+    classification: Classification = None,
+    segment_root: SegRoot = "",
+    custody: Custody = None,
+    holder: Holders = None,
+    policy: PolicyFile = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a dataset: its digests, metadata and sharing policy."""
+    payload = _describe(title, description, tag, column, classification, custody, holder, policy)
+    payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
+    with open_embedded(data_dir) as emb:
+        r = emb.submit(as_org, ds_contract.REGISTER, payload)
+    report(r, json_out, f"{as_org} registered {title!r}", dataset=derive_id("dataset", r.tx_id))
+
+
+def version_cmd(
+    dataset: IdArg,
+    as_org: AsOrg,
+    plaintext_digest: Plain,
+    ciphertext_digest: Cipher,
+    size: Size,
+    title: Title = None,
+    description: Description = None,
+    tag: Tags = None,
+    column: Columns = None,
+    classification: Classification = None,
+    segment_root: SegRoot = "",
+    custody: Custody = None,
+    holder: Holders = None,
+    policy: PolicyFile = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a new version of a dataset (unset metadata is inherited)."""
+    payload = _describe(title, description, tag, column, classification, custody, holder, policy)
+    payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
+    with open_embedded(data_dir) as emb:
+        payload["dataset"] = resolve(emb, "dataset", dataset)
+        r = emb.submit(as_org, ds_contract.VERSION, payload)
+    report(r, json_out, "new version registered", dataset=derive_id("dataset", r.tx_id))
+
+
+def derive_cmd(
+    as_org: AsOrg,
+    parent: Annotated[list[str], typer.Option("--parent", help="A parent dataset (repeatable).")],
+    transformation: Annotated[str, typer.Option(help="How the data was derived.")],
+    title: Annotated[str, typer.Option(help="Short name.")],
+    plaintext_digest: Plain,
+    ciphertext_digest: Cipher,
+    size: Size,
+    description: Description = None,
+    tag: Tags = None,
+    column: Columns = None,
+    classification: Classification = None,
+    segment_root: SegRoot = "",
+    custody: Custody = None,
+    holder: Holders = None,
+    policy: PolicyFile = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a dataset derived from parents (its lineage)."""
+    payload = _describe(title, description, tag, column, classification, custody, holder, policy)
+    payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
+    payload["transformation"] = transformation
+    with open_embedded(data_dir) as emb:
+        payload["parents"] = [resolve(emb, "dataset", p) for p in parent]
+        r = emb.submit(as_org, ds_contract.DERIVE, payload)
+    report(r, json_out, "derived dataset registered", dataset=derive_id("dataset", r.tx_id))
+
+
+def retire_cmd(
+    dataset: IdArg, as_org: AsOrg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Retire a dataset: no new requests; existing grants stay."""
+    with open_embedded(data_dir) as emb:
+        ds = resolve(emb, "dataset", dataset)
+        r = emb.submit(as_org, ds_contract.RETIRE, {"dataset": ds})
+    report(r, json_out, f"dataset {ds} retired", dataset=ds)
+
+
+def purge_cmd(
+    dataset: IdArg,
+    as_org: AsOrg,
+    reason: Annotated[str, typer.Option(help="Why (kept on the chain).")] = "",
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Purge a dataset: every grant revoked; the record of the purge stays."""
+    with open_embedded(data_dir) as emb:
+        ds = resolve(emb, "dataset", dataset)
+        r = emb.submit(as_org, ds_contract.PURGE, {"dataset": ds, "reason": reason})
+    report(r, json_out, f"dataset {ds} purged", dataset=ds)
+
+
+def list_cmd(
+    owner: Annotated[str | None, typer.Option(help="Only this owner's datasets.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only datasets with this tag.")] = None,
+    classification: Classification = None,
+    text: Annotated[str | None, typer.Option(help="Text in title, description or tags.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include retired, old and purged.")] = False,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The dataset catalogue, filtered."""
+    with open_embedded(data_dir) as emb:
+        found = queries.catalogue(
+            emb.store,
+            owner=owner,
+            tag=tag,
+            classification=classification,
+            text=text,
+            include_inactive=all_,
+        )
+    if json_out:
+        emit_json(to_json(found))
+        return
+    table = Table(title=f"{len(found)} dataset(s)")
+    for col in ("id", "owner", "title", "class", "tags", "v", "status"):
+        table.add_column(col)
+    for d in found:
+        table.add_row(
+            d.id[:12],
+            d.owner,
+            d.title,
+            d.classification,
+            ", ".join(d.tags),
+            str(d.version),
+            d.status,
+        )
+    console.print(table)
+
+
+def show_cmd(dataset: IdArg, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """One dataset's record, policy included."""
+    with open_embedded(data_dir) as emb:
+        d = queries.dataset(emb.store, resolve(emb, "dataset", dataset))
+    value = to_json(d)
+    if json_out:
+        emit_json(value)
+        return
+    table = Table(title=d.title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, v in value.items():
+        table.add_row(key, v if isinstance(v, str) else yaml.safe_dump(v, sort_keys=True).strip())
+    console.print(table)
+
+
+def lineage_cmd(dataset: IdArg, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """The lineage graph: parents, derived datasets and versions."""
+    with open_embedded(data_dir) as emb:
+        graph = queries.lineage(emb.store, resolve(emb, "dataset", dataset))
+    if json_out:
+        emit_json(to_json(graph))
+        return
+    names = {n.id: f"{n.title} ({n.id[:12]}, v{n.version}, {n.status})" for n in graph.nodes}
+    console.print(f"lineage of {names[graph.root]}", highlight=False)
+    for a, b, kind in graph.edges:
+        console.print(f"  {names[a]} --{kind}--> {names[b]}", highlight=False)
+    if not graph.edges:
+        console.print("  no parents, derived datasets or other versions", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    group = command_group("dataset", "Datasets: register, version, derive, retire, list, show.")
+    group.command("register")(register_cmd)
+    group.command("version")(version_cmd)
+    group.command("derive")(derive_cmd)
+    group.command("retire")(retire_cmd)
+    group.command("purge")(purge_cmd)
+    group.command("list")(list_cmd)
+    group.command("show")(show_cmd)
+    group.command("lineage")(lineage_cmd)
+    app.add_typer(group)

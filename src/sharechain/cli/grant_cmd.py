@@ -1,0 +1,74 @@
+"""`sharechain grant list|revoke`: the grants access requests earned."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sharechain.cli.common import (
+    AsOrg,
+    DataDirOpt,
+    JsonOpt,
+    command_group,
+    console,
+    emit_json,
+    fail,
+    open_embedded,
+)
+from sharechain.cli.dataset_cmd import report, resolve
+from sharechain.contracts import grants, queries
+from sharechain.contracts.views import iso, to_json
+
+__all__ = ["register"]
+
+
+def list_cmd(
+    org: Annotated[str | None, typer.Option(help="Grants held by this organisation.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Grants on this dataset.")] = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """An organisation's grants, or a dataset's, with their status at the head."""
+    with open_embedded(data_dir) as emb:
+        if org:
+            found = queries.grants(emb.store, org=org)
+        elif dataset:
+            found = queries.grants(emb.store, ds=resolve(emb, "dataset", dataset))
+        else:
+            fail("give --org ORG or --dataset ID")
+    if json_out:
+        emit_json(to_json(found))
+        return
+    table = Table(title=f"{len(found)} grant(s)")
+    for col in ("id", "dataset", "grantee", "purpose", "expires", "uses", "status"):
+        table.add_column(col)
+    for v in found:
+        g = v.grant
+        uses = f"{g.uses}/{g.max_uses or '∞'}"
+        table.add_row(
+            g.id[:12], g.dataset[:12], g.grantee, g.purpose, iso(g.expires_at), uses, v.status
+        )
+    console.print(table)
+
+
+def revoke_cmd(
+    grant: Annotated[str, typer.Argument(help="Grant id (or a unique prefix).")],
+    as_org: AsOrg,
+    reason: Annotated[str, typer.Option(help="Why (kept on the chain).")] = "",
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Revoke a grant (the dataset's owner or a supervisor)."""
+    with open_embedded(data_dir) as emb:
+        gid = resolve(emb, "grant", grant)
+        r = emb.submit(as_org, grants.REVOKE, {"grant": gid, "reason": reason})
+    report(r, json_out, f"{as_org} revoked grant {gid[:12]}", grant=gid)
+
+
+def register(app: typer.Typer) -> None:
+    group = command_group("grant", "Grants: list, revoke.")
+    group.command("list")(list_cmd)
+    group.command("revoke")(revoke_cmd)
+    app.add_typer(group)

@@ -1,0 +1,151 @@
+"""`sharechain request create|approve|reject|list`: access requests.
+
+`request list --as ORG` is ORG's inbox (open requests it may decide);
+`--mine` lists the requests ORG sent. A grant is issued by the approval that
+completes the policy, in the same block.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sharechain.cli.common import (
+    AsOrg,
+    DataDirOpt,
+    JsonOpt,
+    command_group,
+    console,
+    emit_json,
+    fail,
+    open_embedded,
+)
+from sharechain.cli.dataset_cmd import report, resolve
+from sharechain.contracts import access, queries
+from sharechain.contracts._fields import derive_id
+from sharechain.contracts.policies import PolicyError, parse_duration
+from sharechain.contracts.views import to_json
+
+__all__ = ["register"]
+
+ReqArg = Annotated[str, typer.Argument(help="Request id (or a unique prefix of it).")]
+
+
+def create_cmd(
+    dataset: Annotated[str, typer.Argument(help="Dataset id (or a unique prefix).")],
+    as_org: AsOrg,
+    purpose: Annotated[str, typer.Option(help="Why the data is needed, e.g. treatment.")],
+    duration: Annotated[str, typer.Option(help="How long, e.g. 7d, 12h, 90m.")] = "1d",
+    field: Annotated[
+        list[str] | None, typer.Option("--field", help="Only this column (repeatable).")
+    ] = None,
+    justification: Annotated[str, typer.Option(help="Free text for the approvers.")] = "",
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ask for access to a dataset."""
+    try:
+        ms = parse_duration(duration)
+    except PolicyError as exc:
+        fail(f"--duration: {exc}")
+    with open_embedded(data_dir) as emb:
+        ds = resolve(emb, "dataset", dataset)
+        payload = {
+            "dataset": ds,
+            "purpose": purpose,
+            "duration": ms,
+            "fields": field or [],
+            "justification": justification,
+        }
+        r = emb.submit(as_org, access.REQUEST, payload)
+        rid = derive_id("request", r.tx_id)
+        req = queries.request(emb.store, rid)
+    ids = {"request": rid, "status": req.status}
+    if req.grant:
+        ids["grant"] = req.grant
+    report(r, json_out, f"{as_org} requested dataset {ds[:12]}", **ids)
+
+
+def _decide(
+    kind: str,
+    request: str,
+    as_org: str,
+    payload: dict[str, str],
+    data_dir: DataDirOpt,
+    json_out: bool,
+) -> None:
+    with open_embedded(data_dir) as emb:
+        rid = resolve(emb, "request", request)
+        r = emb.submit(as_org, kind, {"request": rid, **payload})
+        req = queries.request(emb.store, rid)
+    ids = {"request": rid, "status": req.status}
+    if req.grant:
+        ids["grant"] = req.grant
+    verb = "approved" if kind == access.APPROVE else "rejected"
+    report(r, json_out, f"{as_org} {verb} request {rid[:12]}", **ids)
+
+
+def approve_cmd(
+    request: ReqArg, as_org: AsOrg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Approve a request (as the owner, a supervisor or a named approver)."""
+    _decide(access.APPROVE, request, as_org, {}, data_dir, json_out)
+
+
+def reject_cmd(
+    request: ReqArg,
+    as_org: AsOrg,
+    reason: Annotated[str, typer.Option(help="Why (the requester reads it).")] = "",
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Reject a request."""
+    _decide(access.REJECT, request, as_org, {"reason": reason}, data_dir, json_out)
+
+
+def list_cmd(
+    as_org: Annotated[
+        str | None, typer.Option("--as", help="The inbox of this organisation.")
+    ] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="Requests --as sent instead.")] = False,
+    dataset: Annotated[str | None, typer.Option(help="Requests for this dataset.")] = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """An approver's inbox, an organisation's requests, or a dataset's."""
+    with open_embedded(data_dir) as emb:
+        if dataset:
+            found = queries.requests(emb.store, ds=resolve(emb, "dataset", dataset))
+        elif as_org and mine:
+            found = queries.requests(emb.store, org=as_org)
+        elif as_org:
+            found = queries.inbox(emb.store, as_org)
+        else:
+            fail("give --as ORG (its inbox), --as ORG --mine, or --dataset ID")
+    if json_out:
+        emit_json(to_json(found))
+        return
+    table = Table(title=f"{len(found)} request(s)")
+    for col in ("id", "dataset", "requester", "purpose", "status", "approvals"):
+        table.add_column(col)
+    for q in found:
+        table.add_row(
+            q.id[:12],
+            q.dataset[:12],
+            q.requester,
+            q.purpose,
+            q.status,
+            ", ".join(f"{o} ({a})" for o, a in q.approvals),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    group = command_group("request", "Access requests: create, approve, reject, list.")
+    group.command("create")(create_cmd)
+    group.command("approve")(approve_cmd)
+    group.command("reject")(reject_cmd)
+    group.command("list")(list_cmd)
+    app.add_typer(group)
