@@ -298,6 +298,7 @@ def step_revoke(story: Story) -> None:
         "key and blob destroyed, so a key kept from before opens nothing",
     )
     done = sharing.revoke(story.emb, "hospital-a", story.grant, reason="study finished")
+    assert done.rotated is not None  # the dataset was sealed by the data plane
     story.console.print(f"grant revoked; dataset now at key epoch {done.rotated.epoch}")
     story.outcomes["revoke"] = "ok"
 

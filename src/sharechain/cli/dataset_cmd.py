@@ -29,6 +29,7 @@ from sharechain.contracts import queries
 from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, policy_from_mapping
 from sharechain.contracts.views import to_json
+from sharechain.node import sharing
 from sharechain.node.embedded import Embedded
 from sharechain.ordering.solo import Receipt
 
@@ -248,6 +249,7 @@ def purge_cmd(
     with open_embedded(data_dir) as emb:
         ds = resolve(emb, "dataset", dataset)
         r = emb.submit(as_org, ds_contract.PURGE, {"dataset": ds, "reason": reason})
+        sharing.shred(emb, ds)  # data plane: every key, share and blob destroyed
     report(r, json_out, f"dataset {ds} purged", dataset=ds)
 
 

@@ -20,6 +20,7 @@ from sharechain.cli.common import (
 from sharechain.cli.dataset_cmd import report, resolve
 from sharechain.contracts import grants, queries
 from sharechain.contracts.views import iso, to_json
+from sharechain.node import sharing
 
 __all__ = ["register"]
 
@@ -64,6 +65,7 @@ def revoke_cmd(
     with open_embedded(data_dir) as emb:
         gid = resolve(emb, "grant", grant)
         r = emb.submit(as_org, grants.REVOKE, {"grant": gid, "reason": reason})
+        sharing.rotate_after_revoke(emb, gid)  # data plane: the dataset moves to a new key epoch
     report(r, json_out, f"{as_org} revoked grant {gid[:12]}", grant=gid)
 
 

@@ -1,11 +1,12 @@
-"""`sharechain dataset publish | rotate-key | purge`, `sharechain fetch`, `sharechain grant revoke`.
+"""`sharechain dataset publish | rotate-key` and `sharechain fetch`: the data plane's commands.
 
-The data plane's commands on the embedded default (one data directory holds
-the whole development consortium): publishing seals a file and registers it,
-fetching obtains the key under a grant and opens the payload with every digest
-checked, revoking moves the dataset to a new key epoch, purging shreds it.
-They join the `dataset` and `grant` command groups whichever module creates
-those groups first (see `_group`).
+On the embedded default (one data directory holds the whole development
+consortium): publishing seals a file and registers it; fetching obtains the key
+under a grant and opens the payload with every digest checked; rotating moves a
+dataset to a new key epoch. `grant revoke` and `dataset purge` (in grant_cmd and
+dataset_cmd) call `sharing.rotate_after_revoke` and `sharing.shred` so that they
+also rotate and shred. These commands join the `dataset` group whichever module
+creates it first (see `_group`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -35,32 +35,14 @@ from sharechain.cli.common import (
     console,
     emit_json,
     err_console,
-    fail,
     open_embedded,
 )
+from sharechain.cli.dataset_cmd import load_policy
 from sharechain.contracts import queries
-from sharechain.contracts.policies import PolicyError, policy_from_mapping
 from sharechain.node import sharing
 from sharechain.node.embedded import Embedded
 
-__all__ = ["load_policy", "register"]
-
-
-def load_policy(path: Path) -> dict[str, Any]:
-    """Read a policy YAML file and check it with the contracts' parser."""
-    try:
-        body = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        fail(f"cannot read policy file {path}: {exc.strerror}")
-    except yaml.YAMLError as exc:
-        fail(f"{path} is not valid YAML: {exc}")
-    if not isinstance(body, dict):
-        fail(f"{path} must hold a mapping (approval:, purposes:, ...); see docs/policies.md")
-    try:
-        policy_from_mapping(body)
-    except PolicyError as exc:
-        fail(f"policy {path}: {exc}")
-    return body
+__all__ = ["register"]
 
 
 def _csv_schema(path: Path) -> tuple[tuple[str, str], ...]:
@@ -133,7 +115,7 @@ def publish_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Seal FILE under a fresh key and register it as a dataset."""
-    body = load_policy(policy) if policy is not None else None
+    body = load_policy(policy)
     with open_embedded(data_dir) as emb, _bar("sealing", file.stat().st_size, json_out) as tick:
         pub = sharing.publish(
             emb,
@@ -184,35 +166,6 @@ def rotate_cmd(
         emit_json(value | {"old_entries_destroyed": rot.destroyed})
         return
     console.print(f"dataset {ds} is now at key epoch {rot.epoch}; old keys destroyed")
-
-
-def purge_cmd(
-    dataset: Annotated[str, typer.Argument(help="Dataset id (or unique prefix).")],
-    as_org: AsOrg,
-    reason: Annotated[str, typer.Option("--reason", help="Recorded with the purge.")] = "",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    data_dir: DataDirOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Crypto-shred a dataset: every key, share and blob destroyed; the record stays."""
-    with open_embedded(data_dir) as emb:
-        ds = _dataset_id(emb, dataset)
-        if not yes and not typer.confirm(f"destroy every key and blob of dataset {ds}?"):
-            fail("nothing purged", code=1)
-        done = sharing.purge(emb, as_org, ds, reason=reason)
-    value = {
-        "dataset": ds,
-        "tx_id": done.tx_id.hex(),
-        "keys_destroyed": done.keys_destroyed,
-        "blobs_deleted": done.blobs_deleted,
-    }
-    if json_out:
-        emit_json(value)
-        return
-    console.print(
-        f"dataset {ds} purged: {done.keys_destroyed} key entries and {done.blobs_deleted} "
-        "blob(s) destroyed; the purge record stays on the chain"
-    )
 
 
 def fetch_cmd(
@@ -268,32 +221,6 @@ def _plain(tick: sharing.Progress, size: int) -> sharing.Progress:
     return advance
 
 
-def revoke_cmd(
-    grant: Annotated[str, typer.Argument(help="Grant id (or unique prefix).")],
-    as_org: AsOrg,
-    reason: Annotated[str, typer.Option("--reason", help="Recorded with the revocation.")] = "",
-    data_dir: DataDirOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Revoke a grant and move its dataset to a new key epoch."""
-    with open_embedded(data_dir) as emb:
-        gid = _grant_id(emb, grant)
-        done = sharing.revoke(emb, as_org, gid, reason=reason)
-    value = {
-        "grant": gid,
-        "tx_id": done.tx_id.hex(),
-        "dataset": done.rotated.dataset,
-        "new_epoch": done.rotated.epoch,
-    }
-    if json_out:
-        emit_json(value)
-        return
-    console.print(
-        f"grant {gid} revoked; dataset {done.rotated.dataset} moved to key epoch "
-        f"{done.rotated.epoch} (keys of earlier epochs open nothing new)"
-    )
-
-
 def _group(root: typer.Typer, name: str, help: str) -> typer.Typer:
     """The root's `name` group, created here if no module registered it yet."""
     for info in root.registered_groups:
@@ -305,20 +232,8 @@ def _group(root: typer.Typer, name: str, help: str) -> typer.Typer:
     return group
 
 
-def _has_command(group: typer.Typer, name: str) -> bool:
-    return any(
-        (c.name or (c.callback.__name__ if c.callback else "")) == name
-        for c in group.registered_commands
-    )
-
-
 def register(root: typer.Typer) -> None:
     dataset = _group(root, "dataset", "Publish, describe, rotate and purge datasets.")
     dataset.command("publish")(publish_cmd)
     dataset.command("rotate-key")(rotate_cmd)
-    if not _has_command(dataset, "purge"):
-        dataset.command("purge")(purge_cmd)
-    grant = _group(root, "grant", "Grants: list, show, revoke.")
-    if not _has_command(grant, "revoke"):
-        grant.command("revoke")(revoke_cmd)
     root.command("fetch")(fetch_cmd)

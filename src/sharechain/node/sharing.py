@@ -36,7 +36,6 @@ from sharechain.codec import encode
 from sharechain.contracts import queries
 from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.epochs import EPOCH, KeyEpoch, current_epoch, epoch_from_value
-from sharechain.contracts.keys import dataset_key
 from sharechain.crypto import shamir
 from sharechain.crypto.hpke import unwrap_key, wrap_key
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE, StreamDigests
@@ -72,6 +71,8 @@ __all__ = [
     "release_key",
     "revoke",
     "rotate",
+    "rotate_after_revoke",
+    "shred",
 ]
 
 CUSTODY_MODES: Final = ("owner", "supervisor", "threshold")
@@ -171,8 +172,8 @@ class Revoked:
     """The grant."""
     tx_id: bytes
     """The `grant.revoke` transaction."""
-    rotated: Rotated
-    """The new key epoch of the dataset."""
+    rotated: Rotated | None
+    """The new key epoch of the dataset (None if the data plane never sealed it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -587,14 +588,24 @@ def rotate(
 
 
 def revoke(emb: Embedded, by: str, grant: str, *, reason: str = "") -> Revoked:
-    """Revoke `grant` (as its dataset's owner or a supervisor), then rotate the key epoch.
-
-    The rotation is the owner's node's work; on the embedded default it runs here.
-    """
-    view = queries.grant(emb.store, grant)
+    """Revoke `grant` (as its dataset's owner or a supervisor), then rotate the key epoch."""
     receipt = emb.submit(by, "grant.revoke", {"grant": grant, "reason": reason})
-    rotated = rotate(emb, view.grant.owner, view.grant.dataset, reason=f"grant {grant} revoked")
-    return Revoked(grant, receipt.tx_id, rotated)
+    return Revoked(grant, receipt.tx_id, rotate_after_revoke(emb, grant))
+
+
+def rotate_after_revoke(emb: Embedded, grant: str) -> Rotated | None:
+    """What the owner's node does once a revocation is on the chain: a new key epoch.
+
+    On the embedded default it runs in the revoking command. Returns None for a dataset
+    the data plane never sealed (registered with digests only) or no longer active.
+    """
+    g = queries.grant(emb.store, grant).grant
+    if g.status != "revoked":
+        raise AccessDeniedError(f"grant {grant} is not revoked; revoke it first")
+    ds = queries.dataset(emb.store, g.dataset)
+    if ds.status != "active" or current_epoch(StateReader(emb.store), ds.id) is None:
+        return None
+    return rotate(emb, g.owner, g.dataset, reason=f"grant {grant} revoked")
 
 
 def _clear_inboxes(emb: Embedded, dataset: str) -> None:
@@ -605,12 +616,23 @@ def _clear_inboxes(emb: Embedded, dataset: str) -> None:
 def purge(emb: Embedded, by: str, dataset: str, *, reason: str = "") -> Purged:
     """Record the purge on the chain, then destroy every key, share and blob of the dataset."""
     receipt = emb.submit(by, "dataset.purge", {"dataset": dataset, "reason": reason})
+    destroyed, deleted = shred(emb, dataset)
+    return Purged(dataset, receipt.tx_id, destroyed, deleted)
+
+
+def shred(emb: Embedded, dataset: str) -> tuple[int, int]:
+    """Destroy every key, share, delivery and blob of a purged dataset (crypto-shredding).
+
+    Each organisation's node does this for its own vault once the purge is on the chain;
+    on the embedded default every organisation held here does it now. Returns (vault
+    entries destroyed, blobs deleted).
+    """
+    if queries.dataset(emb.store, dataset).status != "purged":
+        raise AccessDeniedError(f"dataset {dataset} is not purged on the chain; purge it first")
     reader = StateReader(emb.store)
     epochs = [epoch_from_value(v) for _, v in reader.scan(f"epoch/{dataset}/")]
     destroyed = _destroy_custody(emb, dataset, None, emb.datadir.held_orgs())
     _clear_inboxes(emb, dataset)
     store = _blobs(emb)
     deleted = sum(store.delete(e.ciphertext_digest) for e in epochs if not e.inline)
-    if reader.get(dataset_key(dataset)) is None:  # pragma: no cover - the purge just found it
-        raise NotFoundError(f"no dataset {dataset}")
-    return Purged(dataset, receipt.tx_id, destroyed, deleted)
+    return destroyed, deleted

@@ -1,0 +1,404 @@
+"""The data plane end to end on the embedded default: publish, release, fetch, rotate, purge."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sharechain.contracts import queries
+from sharechain.contracts._fields import derive_id
+from sharechain.crypto.hpke import unwrap_key
+from sharechain.crypto.stream import HEADER_SIZE, TAG_SIZE
+from sharechain.errors import AccessDeniedError, DecryptionError, IntegrityError, NotFoundError
+from sharechain.ledger.state import StateReader
+from sharechain.node import sealing, sharing, vault
+from sharechain.node.datadir import OrgSpec, init_consortium
+from sharechain.node.embedded import Embedded
+from sharechain.storage.blobs import BlobStore
+
+ORGS = (
+    OrgSpec("hospital-a", ("member", "admin")),
+    OrgSpec("hospital-b", ("member", "admin")),
+    OrgSpec("insurer", ("member",)),
+    OrgSpec("regulator", ("member", "supervisor", "admin")),
+)
+DAY = 86_400_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def emb(tmp_path: Path, clock: Clock) -> Iterator[Embedded]:
+    init_consortium(tmp_path / "c", ORGS, now=clock)
+    e = Embedded(tmp_path / "c", now=clock)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def payload(tmp_path: Path) -> Path:
+    path = tmp_path / "records.csv"
+    path.write_bytes(os.urandom(150_000))
+    return path
+
+
+def grant_for(emb: Embedded, ds: str, org: str = "insurer") -> str:
+    r = emb.submit(org, "access.request", {"dataset": ds, "purpose": "research", "duration": DAY})
+    rid = derive_id("request", r.tx_id)
+    emb.submit("hospital-a", "access.approve", {"request": rid})
+    return derive_id("grant", emb.submit("regulator", "access.approve", {"request": rid}).tx_id)
+
+
+def publish(emb: Embedded, src: Path, **kw: Any) -> sharing.Published:
+    return sharing.publish(emb, "hospital-a", src, title="records", **kw)
+
+
+def codes(emb: Embedded, ds: str) -> list[tuple[str, str]]:
+    return [(e.type, e.code) for e in queries.audit(emb.store, ds=ds, proofs=False)]
+
+
+def blob_path(emb: Embedded, pub: sharing.Published) -> Path:
+    return BlobStore(emb.datadir.blob_dir).path(pub.digests.ciphertext_sha256)
+
+
+@pytest.mark.parametrize("custody", ["owner", "supervisor", "threshold"])
+def test_round_trip_in_every_custody_mode(
+    emb: Embedded, payload: Path, tmp_path: Path, custody: str
+) -> None:
+    pub = publish(emb, payload, custody=custody)
+    gid = grant_for(emb, pub.dataset)
+    got = sharing.fetch(emb, "insurer", gid, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == payload.read_bytes()
+    assert got.digests == pub.digests
+    expected = {"owner": ["hospital-a"], "supervisor": ["regulator"]}.get(custody)
+    assert [r.custodian for r in got.releases] == (expected or ["hospital-b", "insurer"])
+    g = queries.grant(emb.store, gid).grant
+    assert (g.uses, g.reads) == (1, 1)  # threshold shares of one session count once
+    assert ("grant.read", "valid") in codes(emb, pub.dataset)
+    assert not any(Path(emb.datadir.path, "inbox").rglob("*.*"))  # deliveries consumed
+
+
+def test_small_payload_travels_on_the_chain(emb: Embedded, tmp_path: Path) -> None:
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"glucose,5.4\n" * 100)
+    pub = publish(emb, small)
+    assert pub.inline
+    assert not BlobStore(emb.datadir.blob_dir).has(pub.digests.ciphertext_sha256)
+    epoch = sharing.current_key_epoch(emb, pub.dataset)
+    assert hashlib.sha256(epoch.inline).digest() == pub.digests.ciphertext_sha256
+    gid = grant_for(emb, pub.dataset)
+    sharing.fetch(emb, "insurer", gid, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == small.read_bytes()
+
+
+def test_inline_limit_is_configurable(emb: Embedded, payload: Path) -> None:
+    assert publish(emb, payload, inline_limit=1 << 20).inline
+    assert not publish(emb, payload, inline_limit=0).inline
+
+
+def test_wrong_key_opens_nothing_and_leaves_no_file(
+    emb: Embedded, payload: Path, tmp_path: Path
+) -> None:
+    pub = publish(emb, payload)
+    out = tmp_path / "out"
+    with pytest.raises(DecryptionError):
+        sealing.open_to_file(
+            sealing.Source(path=blob_path(emb, pub)), os.urandom(32), 1, out, progress=None
+        )
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_non_grantee_is_refused_and_the_refusal_is_recorded(
+    emb: Embedded, payload: Path, tmp_path: Path
+) -> None:
+    pub = publish(emb, payload)
+    gid = grant_for(emb, pub.dataset)
+    with pytest.raises(AccessDeniedError, match="wrong_grantee"):
+        sharing.fetch(emb, "hospital-b", gid, tmp_path / "out")
+    assert ("grant.key-release", "wrong_grantee") in codes(emb, pub.dataset)
+    assert not (tmp_path / "out").exists()
+    assert not any(Path(emb.datadir.path, "inbox").rglob("*.*"))
+
+
+def test_expired_grant_is_refused(
+    emb: Embedded, payload: Path, tmp_path: Path, clock: Clock
+) -> None:
+    pub = publish(emb, payload)
+    gid = grant_for(emb, pub.dataset)
+    clock.t += 2 * DAY / 1000
+    with pytest.raises(AccessDeniedError, match="expired"):
+        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
+    assert ("grant.key-release", "expired") in codes(emb, pub.dataset)
+
+
+def test_revoked_grant_is_refused_and_the_dataset_moves_to_a_new_epoch(
+    emb: Embedded, payload: Path, tmp_path: Path
+) -> None:
+    pub = publish(emb, payload, custody="threshold")
+    gid = grant_for(emb, pub.dataset)
+    done = sharing.revoke(emb, "hospital-a", gid, reason="study over")
+    assert done.rotated.epoch == 2
+    with pytest.raises(AccessDeniedError, match="revoked"):
+        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
+    assert ("grant.key-release", "revoked") in codes(emb, pub.dataset)
+    assert ("dataset.epoch", "valid") in codes(emb, pub.dataset)
+
+
+def test_used_up_grant_is_refused(emb: Embedded, payload: Path, tmp_path: Path) -> None:
+    pub = publish(emb, payload, policy={"max_uses": 1})
+    gid = grant_for(emb, pub.dataset)
+    sharing.fetch(emb, "insurer", gid, tmp_path / "one")
+    with pytest.raises(AccessDeniedError, match="used_up"):
+        sharing.fetch(emb, "insurer", gid, tmp_path / "two")
+    assert ("grant.key-release", "used_up") in codes(emb, pub.dataset)
+
+
+def _segments(data: bytes, size: int) -> list[bytes]:
+    body = data[HEADER_SIZE:]
+    step = size + TAG_SIZE
+    return [body[i : i + step] for i in range(0, len(body), step)]
+
+
+@pytest.mark.parametrize("damage", ["tampered", "truncated", "reordered"])
+def test_damaged_ciphertext_is_refused_without_read_receipt(
+    emb: Embedded, payload: Path, tmp_path: Path, damage: str
+) -> None:
+    pub = publish(emb, payload, inline_limit=0, segment_size=16_384)
+    gid = grant_for(emb, pub.dataset)
+    blob = blob_path(emb, pub)
+    data = blob.read_bytes()
+    segs = _segments(data, 16_384)
+    if damage == "tampered":
+        bad = bytearray(data)
+        bad[HEADER_SIZE + 100] ^= 1
+        forged = bytes(bad)
+    elif damage == "truncated":
+        forged = data[:HEADER_SIZE] + b"".join(segs[:-1])
+    else:
+        forged = data[:HEADER_SIZE] + b"".join([segs[1], segs[0], *segs[2:]])
+    blob.chmod(0o644)
+    blob.write_bytes(forged)
+    out = tmp_path / "out"
+    with pytest.raises(DecryptionError):
+        sharing.fetch(emb, "insurer", gid, out)
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+    assert queries.grant(emb.store, gid).grant.reads == 0
+
+
+def test_registered_digest_mismatch_is_an_integrity_error(
+    emb: Embedded, payload: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub = publish(emb, payload)
+    gid = grant_for(emb, pub.dataset)
+    real = queries.dataset
+
+    def lying(store: Any, ds: str) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(real(store, ds), plaintext_digest=bytes(32))
+
+    monkeypatch.setattr(queries, "dataset", lying)
+    with pytest.raises(IntegrityError, match="plaintext digest"):
+        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_replayed_key_release_is_refused(emb: Embedded, payload: Path) -> None:
+    pub = publish(emb, payload)
+    gid = grant_for(emb, pub.dataset)
+    first = sharing.release_key(emb, "hospital-a", gid, to="insurer", session="s1")
+    inbox = vault.Inbox(emb.datadir.path, "insurer")
+    old = inbox.collect(pub.dataset, 1, gid, "s1", "hospital-a")
+    # The signed release transaction itself cannot be committed twice.
+    loc = emb.store.tx_location(first.tx_id)
+    assert loc is not None
+    from sharechain.ledger.blocks import decode_block
+
+    data = emb.store.block_bytes(loc.height)
+    assert data is not None
+    raw = decode_block(data).txs[loc.index]
+    (again,) = emb.submit_raw([raw], orderer="hospital-a")
+    assert not again.ok
+    # A wrapped key from one session replayed into another is refused.
+    second = sharing.release_key(emb, "hospital-a", gid, to="insurer", session="s2")
+    inbox.deliver(pub.dataset, 1, gid, "s2", "hospital-a", old)
+    with pytest.raises(IntegrityError, match="not the one its release on the chain names"):
+        sharing._collect(emb, "insurer", pub.dataset, second)
+    context = sharing._release_context(pub.dataset, 1, gid, "s2", "hospital-a")
+    with pytest.raises(DecryptionError):
+        unwrap_key(old, emb.keys("insurer").encryption_private, context=context)
+
+
+def test_threshold_supervisor_never_holds_the_key_or_plaintext(
+    emb: Embedded, payload: Path, tmp_path: Path
+) -> None:
+    with vault.watch() as seen:
+        pub = publish(emb, payload, custody="threshold", holders=("hospital-b", "regulator"))
+        gid = grant_for(emb, pub.dataset)
+        # The owner is offline: the two share holders suffice.
+        sharing.fetch(emb, "insurer", gid, tmp_path / "out", offline=frozenset({"hospital-a"}))
+        sharing.rotate(emb, "hospital-a", pub.dataset)
+    assert (tmp_path / "out").read_bytes() == payload.read_bytes()
+    keys = {
+        hashlib.sha256(
+            vault.Vault(emb.datadir.path, emb.keys("hospital-a")).get(pub.dataset, 2, "key")
+        ).digest()
+    }
+    keys |= {
+        a.material_sha256
+        for a in seen
+        if a.org == "hospital-a" and a.kind == "key" and a.operation == "put"
+    }
+    plaintext = hashlib.sha256(payload.read_bytes()).digest()
+    regulator = [a for a in seen if a.org == "regulator"]
+    assert regulator and {a.kind for a in regulator} <= {"share", "key"}
+    assert all(a.kind == "share" for a in regulator if a.operation in ("put", "get"))
+    assert not any(a.material_sha256 in keys | {plaintext} for a in regulator)
+    # On disk: the regulator's vault holds 67-byte shares, and its inbox nothing.
+    regulator_keys = emb.keys("regulator")
+    for ds, ep, kind in vault.Vault(emb.datadir.path, regulator_keys).entries():
+        secret = vault.Vault(emb.datadir.path, regulator_keys).get(ds, ep, kind)
+        assert kind == "share" and len(secret) == 67
+        assert hashlib.sha256(secret).digest() not in keys
+    assert not any((emb.datadir.path / "inbox" / "regulator").rglob("*.*"))
+    decrypted_by = {a.org for a in seen if a.kind == "plaintext"}
+    assert decrypted_by == {"insurer"}
+
+
+def test_an_old_epoch_key_opens_nothing_published_after_it(
+    emb: Embedded, payload: Path, tmp_path: Path
+) -> None:
+    pub = publish(emb, payload)
+    owner = vault.Vault(emb.datadir.path, emb.keys("hospital-a"))
+    old_key = owner.get(pub.dataset, 1, "key")
+    rot = sharing.rotate(emb, "hospital-a", pub.dataset)
+    assert rot.epoch == 2 and rot.ciphertext_digest != pub.digests.ciphertext_sha256
+    assert not owner.has(pub.dataset, 1, "key") and owner.has(pub.dataset, 2, "key")
+    store = BlobStore(emb.datadir.blob_dir)
+    assert not store.has(pub.digests.ciphertext_sha256)
+    with pytest.raises(DecryptionError):
+        sealing.open_to_file(
+            sealing.Source(path=store.path(rot.ciphertext_digest)),
+            old_key,
+            2,
+            tmp_path / "out",
+            progress=None,
+        )
+    gid = grant_for(emb, pub.dataset)
+    got = sharing.fetch(emb, "insurer", gid, tmp_path / "new")
+    assert got.epoch == 2 and (tmp_path / "new").read_bytes() == payload.read_bytes()
+
+
+def test_purge_shreds_keys_and_blobs_and_keeps_the_record(
+    emb: Embedded, payload: Path, tmp_path: Path
+) -> None:
+    pub = publish(emb, payload, custody="threshold")
+    gid = grant_for(emb, pub.dataset)
+    done = sharing.purge(emb, "hospital-a", pub.dataset, reason="consent withdrawn")
+    assert done.keys_destroyed == 4 and done.blobs_deleted == 1  # owner key + 3 shares
+    for org in ("hospital-a", "hospital-b", "insurer", "regulator"):
+        assert not vault.Vault(emb.datadir.path, emb.keys(org)).entries()
+    assert not BlobStore(emb.datadir.blob_dir).has(pub.digests.ciphertext_sha256)
+    assert queries.dataset(emb.store, pub.dataset).status == "purged"
+    assert ("dataset.purge", "valid") in codes(emb, pub.dataset)
+    with pytest.raises(AccessDeniedError, match="revoked"):
+        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
+
+
+def test_purge_by_a_non_owner_destroys_nothing(emb: Embedded, payload: Path) -> None:
+    from sharechain.errors import TransactionRejectedError
+
+    pub = publish(emb, payload)
+    with pytest.raises(TransactionRejectedError, match="denied"):
+        sharing.purge(emb, "insurer", pub.dataset)
+    assert vault.Vault(emb.datadir.path, emb.keys("hospital-a")).has(pub.dataset, 1, "key")
+    assert BlobStore(emb.datadir.blob_dir).has(pub.digests.ciphertext_sha256)
+
+
+def test_threshold_fetch_with_too_few_holders_online_says_so(
+    emb: Embedded, payload: Path, tmp_path: Path
+) -> None:
+    from sharechain.errors import InsufficientSharesError
+
+    pub = publish(emb, payload, custody="threshold", holders=("hospital-b", "regulator"))
+    gid = grant_for(emb, pub.dataset)
+    with pytest.raises(InsufficientSharesError, match="1 of the 2"):
+        sharing.fetch(emb, "insurer", gid, tmp_path / "out", offline=frozenset({"regulator"}))
+
+
+def test_a_dataset_registered_without_the_data_plane_has_no_epoch(emb: Embedded) -> None:
+    body = {
+        "title": "bare",
+        "plaintext_digest": bytes(32),
+        "ciphertext_digest": bytes(32),
+        "size": 1,
+    }
+    ds = derive_id("dataset", emb.submit("hospital-a", "dataset.register", body).tx_id)
+    assert StateReader(emb.store).get(f"epoch/{ds}/000000000001") is None
+    with pytest.raises(NotFoundError, match="no key epoch"):
+        sharing.current_key_epoch(emb, ds)
+
+
+LARGE = textwrap.dedent(
+    """
+    import os, resource, sys
+    from pathlib import Path
+    from sharechain.contracts._fields import derive_id
+    from sharechain.node import sharing
+    from sharechain.node.datadir import OrgSpec, init_consortium
+    from sharechain.node.embedded import Embedded
+
+    root = Path(sys.argv[1])
+    orgs = [OrgSpec("hospital-a", ("member", "admin")), OrgSpec("insurer", ("member",)),
+            OrgSpec("regulator", ("member", "supervisor", "admin"))]
+    init_consortium(root / "c", orgs)
+    src = root / "big"
+    block = os.urandom(1 << 20)
+    with src.open("wb") as f:
+        for _ in range(int(sys.argv[2])):
+            f.write(block)
+    emb = Embedded(root / "c")
+    pub = sharing.publish(emb, "hospital-a", src, title="big")
+    r = emb.submit("insurer", "access.request",
+                   {"dataset": pub.dataset, "purpose": "x", "duration": 3600000})
+    rid = derive_id("request", r.tx_id)
+    emb.submit("hospital-a", "access.approve", {"request": rid})
+    g = derive_id("grant", emb.submit("regulator", "access.approve", {"request": rid}).tx_id)
+    got = sharing.fetch(emb, "insurer", g, root / "out")
+    assert got.digests.plaintext_sha256 == pub.digests.plaintext_sha256
+    assert (root / "out").stat().st_size == src.stat().st_size
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_gib_round_trip_through_publish_and_fetch_in_bounded_memory(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LARGE, str(tmp_path), "2048"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=280,
+    )
+    peak_mib = int(done.stdout.split()[-1]) / 1024
+    assert peak_mib < 200, peak_mib
