@@ -156,3 +156,16 @@ def test_reject_and_cancel_close_the_request(net: Net) -> None:
     rid2 = derive_id("request", net.request(ds).tx_id)
     net.ok("hospital-b", "access.cancel", {"request": rid2})
     assert queries.request(net.store, rid2).status == "cancelled"
+
+
+def test_every_yaml_example_in_the_docs_parses() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "docs" / "policies.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        policy_from_mapping(yaml.safe_load(block))
