@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,13 @@ class Clock:
     @property
     def ms(self) -> int:
         return int(self.t * 1000)
+
+    def at_ms(self, ms: int) -> None:
+        """Set the clock so that the next block's time is exactly `ms`."""
+        t = ms / 1000
+        while int(t * 1000) < ms:  # float division may land a hair below
+            t = math.nextafter(t, math.inf)
+        self.t = t
 
 
 def digest(label: str) -> bytes:

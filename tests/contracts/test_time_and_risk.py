@@ -18,11 +18,13 @@ def test_grant_expires_exactly_at_its_block_time(net: Net, clock: Clock) -> None
     gid = net.granted(ds)
     grant = net.state(f"grant/{gid}")
     assert grant["expires_at"] == grant["issued_at"] + HOUR
-    clock.t = (grant["expires_at"] - 1) / 1000  # one millisecond before expiry
+    clock.at_ms(grant["expires_at"] - 1)  # one millisecond before expiry
     assert net.release(gid).code == "valid"
+    assert net.store.head().timestamp == grant["expires_at"] - 1  # type: ignore[union-attr]
     assert queries.grant(net.store, gid).status == "active"
-    clock.t = grant["expires_at"] / 1000  # the expiry instant itself
+    clock.at_ms(grant["expires_at"])  # the expiry instant itself
     r = net.release(gid)
+    assert net.store.head().timestamp == grant["expires_at"]  # type: ignore[union-attr]
     assert r.code == "expired"
     assert str(grant["expires_at"]) in r.reason
     assert queries.grant(net.store, gid).status == "expired"
@@ -87,9 +89,9 @@ def test_counters_restart_in_each_window(
     net = make_net({"risk": {"max_requests": 2, "window": HOUR}})
     ds = net.register()
     start = clock.ms - clock.ms % HOUR
-    clock.t = (start + HOUR - 10) / 1000  # near the end of a window
+    clock.at_ms(start + HOUR - 10)  # near the end of a window
     _requests(net, ds, 2)
-    clock.t = (start + HOUR) / 1000  # the next window begins exactly here
+    clock.at_ms(start + HOUR)  # the next window begins exactly here
     _requests(net, ds, 2)
     assert queries.alerts(net.store) == []
     _requests(net, ds, 1)
