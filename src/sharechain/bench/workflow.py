@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -151,11 +150,10 @@ def run(
         peer.store.close()
     return {
         "workflow_tx_per_s": round(txs / elapsed),
-        "transactions": txs,
-        "blocks": len(timed_blocks),
-        "seconds": round(elapsed, 3),
-        "state_roots_match": same,
-        "cpus": os.cpu_count(),
+        "workflow_transactions": txs,
+        "workflow_blocks": len(timed_blocks),
+        "workflow_seconds": round(elapsed, 3),
+        "workflow_state_roots_match": same,
     }
 
 
