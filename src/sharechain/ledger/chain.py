@@ -162,6 +162,8 @@ def execute_block(
         results.append(result)
         tx_rows.append((stx.id, i, stx.tx.type, stx.tx.sender, result.code))
 
+    if registry.unindexed:
+        history = [h for h in history if not h[0].startswith(registry.unindexed)]
     writes = state.encoded_writes()
     return Execution(
         tuple(results), writes, history, tx_rows, delta_hash(results, writes), tuple(txs)

@@ -67,9 +67,14 @@ class ContractRegistry:
 
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     """Handler per transaction type."""
+    unindexed: tuple[str, ...] = ()
+    """State-key prefixes left out of the history index: derived data (secondary
+    indexes, counters) whose own trail nobody asks for. Their writes still
+    commit and still count in `state_delta_hash`."""
 
     def merged(self, other: ContractRegistry) -> ContractRegistry:
         clash = set(self.handlers) & set(other.handlers)
         if clash:
             raise ValueError(f"transaction types registered twice: {sorted(clash)}")
-        return ContractRegistry({**self.handlers, **other.handlers})
+        unindexed = tuple(sorted(set(self.unindexed) | set(other.unindexed)))
+        return ContractRegistry({**self.handlers, **other.handlers}, unindexed)
