@@ -23,6 +23,7 @@ from sharechain.contracts import grants, risk
 from sharechain.contracts.codes import BAD_PAYLOAD, BAD_STATE, DENIED, DUPLICATE
 from sharechain.contracts.keys import (
     SUPERVISOR_INBOX,
+    UNINDEXED,
     close_request,
     dataset_key,
     idx,
@@ -253,5 +254,6 @@ def _cancel(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 
 def registry() -> ContractRegistry:
     return ContractRegistry(
-        {REQUEST: _request, APPROVE: _approve, REJECT: _reject, CANCEL: _cancel}
+        {REQUEST: _request, APPROVE: _approve, REJECT: _reject, CANCEL: _cancel},
+        unindexed=UNINDEXED,
     )

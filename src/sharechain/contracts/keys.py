@@ -24,7 +24,9 @@ every query is a point read or a prefix scan:
 | `idx/grants-by-ds/<dataset>/<grant>` | grants by dataset |
 | `idx/alerts-open/<alert>` | open alerts |
 
-The history index of the ledger then gives audit trails: every transaction
+Index keys, counters and key-release session markers are derived data: they
+are left out of the ledger's history index (`UNINDEXED`). The history index
+of the ledger gives audit trails: every transaction
 that concerns a dataset touches `dataset/<id>`, every one that concerns a
 grant touches `grant/<id>`, and every one an organisation sends or receives a
 grant by touches `org/<id>`.
@@ -37,6 +39,8 @@ from typing import Any
 from sharechain.ledger.contract import BlockContext, State
 
 SUPERVISOR_INBOX = "@supervisor"
+UNINDEXED = ("idx/", "risk/count/", "keyrel/")
+"""Derived keys kept out of the ledger's history index (see `ContractRegistry.unindexed`)."""
 
 
 def dataset_key(ds: str) -> str:
