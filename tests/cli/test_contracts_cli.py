@@ -164,3 +164,18 @@ def test_alerts_list_and_clear(tmp_path: Path) -> None:
     js("alerts", "clear", "-d", d, alert["id"][:8], "--as", "regulator", "--note", "drill")
     assert js("alerts", "list", "-d", d) == []
     assert js("alerts", "list", "-d", d, "--all")[0]["status"] == "cleared"
+
+
+def test_request_duration_in_days(d: Path) -> None:
+    ds = _register(d)
+    rid = js("request", "create", "-d", d, ds[:10], "--as", "hospital-b", "--purpose",
+             "treatment", "--days", "30")["request"]  # fmt: skip
+    js("request", "approve", "-d", d, rid[:8], "--as", "hospital-a")
+    gid = js("request", "approve", "-d", d, rid[:8], "--as", "regulator")["grant"]
+    (grant,) = [g for g in js("grant", "list", "-d", d, "--org", "hospital-b") if g["id"] == gid]
+    assert grant["expires_at"] - grant["issued_at"] == 30 * 86_400_000
+    both = run("request", "create", "-d", d, ds[:10], "--as", "hospital-b", "--purpose", "x",
+               "--days", "3", "--duration", "3d", code=2)  # fmt: skip
+    assert "either --duration or --days" in both
+    assert "--days" in run("request", "create", "-d", d, ds[:10], "--as", "hospital-b",
+                           "--purpose", "x", "--days", "0", code=2)  # fmt: skip

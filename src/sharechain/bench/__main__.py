@@ -16,6 +16,7 @@ from typing import Any
 BENCHMARKS = (
     "sharechain.bench.ledger",
     "sharechain.bench.workflow",
+    "sharechain.bench.audit_size",
     "sharechain.bench.aead",
     "sharechain.bench.share",
     "sharechain.bench.network",

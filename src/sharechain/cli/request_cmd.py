@@ -37,7 +37,12 @@ def create_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset id (or a unique prefix).")],
     as_org: AsOrg,
     purpose: Annotated[str, typer.Option(help="Why the data is needed, e.g. treatment.")],
-    duration: Annotated[str, typer.Option(help="How long, e.g. 7d, 12h, 90m.")] = "1d",
+    duration: Annotated[
+        str | None, typer.Option(help="How long, e.g. 7d, 12h, 90m (default 1d).")
+    ] = None,
+    days: Annotated[
+        int | None, typer.Option("--days", min=1, help="How long, in days (same as --duration Nd).")
+    ] = None,
     field: Annotated[
         list[str] | None, typer.Option("--field", help="Only this column (repeatable).")
     ] = None,
@@ -46,8 +51,10 @@ def create_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Ask for access to a dataset."""
+    if duration is not None and days is not None:
+        fail("give either --duration or --days, not both")
     try:
-        ms = parse_duration(duration)
+        ms = parse_duration(f"{days}d" if days is not None else duration or "1d")
     except PolicyError as exc:
         fail(f"--duration: {exc}")
     with open_embedded(data_dir) as emb:
