@@ -66,10 +66,11 @@ def test_removal_cancels_requests_and_revokes_grants(net: Net) -> None:
     assert queries.inbox(net.store, "hospital-a") == []
     r = net.send("clinic-c", "notary.record", {"digest": b"\1" * 32})
     assert r.code == "sender_removed"
-    audit = [e.type for e in queries.audit(net.store, org="clinic-c")]
-    # the trail ends with the vote that removed it; the ledger refuses what it signs
-    # after that before any contract runs (see docs/contracts.md, "Audit trails")
-    assert "org.propose" in audit and audit[-1] == "org.vote"
+    audit = [(e.type, e.code) for e in queries.audit(net.store, org="clinic-c")]
+    # the trail holds the vote that removed it, then the refused attempt: the
+    # ledger files refusals made before any contract runs under the sender
+    assert ("org.propose", "valid") in audit and audit[-2] == ("org.vote", "valid")
+    assert audit[-1] == ("notary.record", "sender_removed")
 
 
 def test_key_rotation_retires_the_old_key(net: Net) -> None:
@@ -77,6 +78,10 @@ def test_key_rotation_retires_the_old_key(net: Net) -> None:
     r = net.send_with(old.signing, "clinic-c", "notary.record", {"digest": b"\2" * 32})
     assert r.code == "stale_key"
     net.ok("clinic-c", "notary.record", {"digest": b"\3" * 32})  # the new key signs
+    trail = queries.audit(net.store, org="clinic-c")
+    stale = [e for e in trail if e.code == "stale_key"]
+    assert [e.tx_id for e in stale] == [r.tx_id]
+    assert stale[0].proof is not None and stale[0].proof.tx_id == r.tx_id
 
 
 def test_key_rotation_needs_proof_of_the_new_key(net: Net) -> None:

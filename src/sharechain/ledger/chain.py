@@ -182,16 +182,14 @@ def _sender(
     return orgs[sender]
 
 
-def _check_and_apply(
+def _admit(
     state: BlockState,
-    handlers: Any,
     orgs: dict[str, Organisation | None],
     stx: SignedTransaction,
-    ctx: BlockContext,
     presig: Presigned,
     replayed: bool,
-    history: list[tuple[str, int, bytes]],
-) -> TxResult:
+) -> TxResult | None:
+    """The ledger's own checks, before any contract runs; None when all pass."""
     org = _sender(state, orgs, stx.tx.sender)
     if org is None:
         return TxResult(v.UNKNOWN_SENDER, f"no organisation {stx.tx.sender!r} on the chain")
@@ -213,9 +211,28 @@ def _check_and_apply(
         return TxResult(v.BAD_SIGNATURE, v.CODES[v.BAD_SIGNATURE])
     if replayed:
         return TxResult(v.REPLAY, f"transaction {stx.id.hex()} is already on the chain")
+    return None
+
+
+def _check_and_apply(
+    state: BlockState,
+    handlers: Any,
+    orgs: dict[str, Organisation | None],
+    stx: SignedTransaction,
+    ctx: BlockContext,
+    presig: Presigned,
+    replayed: bool,
+    history: list[tuple[str, int, bytes]],
+) -> TxResult:
+    refused = _admit(state, orgs, stx, presig, replayed)
     handler = handlers.get(stx.tx.type)
-    if handler is None or stx.tx.type == GENESIS_TYPE:
-        return TxResult(v.UNKNOWN_TYPE, f"no contract handles transaction type {stx.tx.type!r}")
+    if refused is None and (handler is None or stx.tx.type == GENESIS_TYPE):
+        refused = TxResult(v.UNKNOWN_TYPE, f"no contract handles transaction type {stx.tx.type!r}")
+    if refused is not None:
+        # No contract ran, so nothing touched a key; file the refusal under the
+        # sender it claims to be, so the organisation's audit trail shows it.
+        history.append((org_key(stx.tx.sender), ctx.index, stx.id))
+        return refused
     tx_state = TxState(state)
     try:
         handler(tx_state, stx, ctx)
@@ -223,6 +240,7 @@ def _check_and_apply(
         history.extend((k, ctx.index, stx.id) for k in dict.fromkeys(tx_state.touched))
         return TxResult(rej.code, rej.reason)
     except (KeyError, TypeError, ValueError, EncodingError) as exc:
+        history.append((org_key(stx.tx.sender), ctx.index, stx.id))
         return TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
     history.extend((k, ctx.index, stx.id) for k in tx_state.commit())
     return TxResult(v.VALID, "")
