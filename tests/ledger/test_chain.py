@@ -242,9 +242,10 @@ def test_replay_within_a_block_and_across_blocks(kit: Kit) -> None:
 
 
 # A test-only stand-in for key rotation: the ledger's stale_key check is generic
-# (it compares the envelope's key id with `org/<id>`), so any contract that
-# rewrites the record exercises it. Replace with contracts/membership.py's
-# rotation once that lands.
+# (it compares the envelope's key id with the `org/<id>` record), and the
+# ledger layer must not depend on contracts, so a tiny contract that rewrites
+# the record exercises it here. The real rotation (`org.rotate-key`, signed
+# with the old key, proving the new one) is tested in tests/contracts.
 ROTATE = "test.rotate_key"
 
 
