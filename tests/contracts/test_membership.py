@@ -73,6 +73,19 @@ def test_removal_cancels_requests_and_revokes_grants(net: Net) -> None:
     assert audit[-1] == ("notary.record", "sender_removed")
 
 
+def test_removal_cancels_requests_for_its_own_datasets(net: Net) -> None:
+    ds = net.register("clinic-c")
+    first = derive_id("request", net.request(ds, "hospital-b").tx_id)
+    net.ok("clinic-c", "access.approve", {"request": first})
+    gid = derive_id("grant", net.ok("regulator", "access.approve", {"request": first}).tx_id)
+    rid = derive_id("request", net.request(ds, "insurer-d").tx_id)
+    net.remove("clinic-c")
+    req = queries.request(net.store, rid)
+    assert req.status == "cancelled"
+    assert queries.inbox(net.store, "regulator") == []
+    assert queries.grant(net.store, gid).status == "active"  # lawfully granted before
+
+
 def test_key_rotation_retires_the_old_key(net: Net) -> None:
     old = net.rotate("clinic-c")
     r = net.send_with(old.signing, "clinic-c", "notary.record", {"digest": b"\2" * 32})

@@ -8,10 +8,10 @@ to be removed not counted) the proposal executes in that transaction; when
 enough admins vote no that it can no longer pass, it fails.
 
 Removal marks the organisation's `org/<id>` record `removed` (the ledger then
-refuses everything it signs), cancels its open requests and revokes its
-grants. Key rotation (`org.rotate-key`) is signed with the current key and
-carries a proof of possession of the new one; from the next transaction on the
-old key signs nothing valid.
+refuses everything it signs), cancels its open requests and those for its
+own datasets, and revokes its grants. Key rotation (`org.rotate-key`) is
+signed with the current key and carries a proof of possession of the new one;
+from the next transaction on the old key signs nothing valid.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sharechain.codec import encode
 from sharechain.contracts import _fields as f
 from sharechain.contracts.codes import BAD_PAYLOAD, BAD_STATE, DENIED, DUPLICATE, NOT_FOUND
 from sharechain.contracts.governance import governance
-from sharechain.contracts.keys import cancel_requests, proposal_key, revoke_grants
+from sharechain.contracts.keys import cancel_requests, index_items, proposal_key, revoke_grants
 from sharechain.crypto.signing import verify
 from sharechain.errors import InvalidSignatureError
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
@@ -201,6 +201,12 @@ def _execute(state: State, value: dict[str, Any], ctx: BlockContext) -> None:
     by = f"proposal {value['id']}"
     cancel_requests(state, "req-by-org", target, f"{target} was removed", ctx, by)
     revoke_grants(state, "grants-by-org", target, by, f"{target} was removed", ctx)
+    # Requests for its own datasets can no longer gather the owner's approval.
+    # Grants already issued on them stay: that sharing was approved lawfully.
+    for ds in index_items(state, "ds-owner", target):
+        cancel_requests(
+            state, "req-by-ds", ds, f"{target}, the dataset's owner, was removed", ctx, by
+        )
 
 
 def _rotate(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
