@@ -13,7 +13,7 @@ Every error a user can meet derives from one root and says what to do::
     ├── TransactionRejectedError    a submitted transaction was recorded as invalid
     ├── NotFoundError               an id (transaction, dataset, grant, block) does not exist
     ├── AccessDeniedError           the chain does not allow this organisation to do this
-    ├── AuthenticationError         an API request's signature is missing, expired, replayed or forged
+    ├── AuthenticationError         an API request's signature is missing, expired or forged
     └── OrderingError               the ordering service could not append a block
 
 Transaction rejections inside blocks are validation *codes*, not exceptions;
