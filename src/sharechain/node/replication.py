@@ -197,10 +197,18 @@ def _builder(node: Node, etcd: EtcdLog | None) -> None:
 
 
 def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
+    # Building on a head the log has already passed is wasted work: catch up first.
+    log_head = etcd.head()
+    if log_head > node.ledger.height:
+        _requeue(node, batch)
+        node.wait_height(log_head, _LOST_RACE_WAIT)
+        return
     with node.commit_lock:
+        started = time.perf_counter()
         block, ex = node.ledger.build_block(
             batch, orderer=node.org, key=node.keys.signing, timestamp=int(node.now() * 1000)
         )
+        build_seconds = time.perf_counter() - started
     data = encode_block(block)
     if len(data) > node.config.max_block_bytes and len(batch) > 1:
         half = len(batch) // 2
@@ -213,6 +221,11 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
         with node.commit_lock:
             if node.ledger.height == block.height - 1 and node.halted is None:
                 node.commit(block, data, ex)
+        # Fairness: the peers must validate this block before they can append theirs
+        # (we need not), so give them about that long; otherwise the last winner
+        # keeps winning and the others' transactions wait. Meanwhile our queue grows
+        # and the next block is bigger, so throughput does not suffer.
+        node.stop_event.wait(min(build_seconds, 0.5))
         return
     node.metrics.blocks_appended.labels("lost").inc()
     # Another node's block took this height: it reaches us through the watch.

@@ -8,7 +8,8 @@ bytes go so that each byte crosses the disk once each way:
   once sealed, renames it to its address (the ciphertext digest the seal just
   computed), so the blob store does not read and hash the ciphertext again;
 - `open_to_file` opens a sealed payload into a temporary file next to the
-  destination and renames it into place only when the whole stream was authentic;
+  destination and renames it into place only when the whole stream was authentic
+  and its digests passed the caller's check (against the chain);
 - `reseal` moves a payload to a new key (rotation) without writing its plaintext
   anywhere: one thread opens the old ciphertext into a pipe, the caller's thread
   seals from the pipe.
@@ -38,13 +39,15 @@ from sharechain.crypto.stream import (
 from sharechain.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["Source", "open_to_file", "reseal", "seal_bytes", "seal_file"]
 
 Progress = Callable[[int], None]
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_FLUSH_EVERY = 64 << 20
+"""While a blob is written, hand each this many bytes to the disk in the background."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,68 @@ class _Counting(io.RawIOBase):
 
 def _counting(inner: BinaryIO, progress: Progress | None) -> BinaryIO:
     return cast(BinaryIO, _Counting(inner, progress))
+
+
+class _EarlyFlush(io.RawIOBase):
+    """A writer that flushes what it has written to disk on a background thread.
+
+    Without it the fsync that makes a blob durable would wait for the whole blob to
+    reach the disk after sealing; with it the disk works while the seal hashes, and the
+    final fsync only waits for the tail.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._fd = out.fileno()
+        self._unflushed = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._failure: OSError | None = None
+        self._thread: threading.Thread | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        written = self._out.write(data)
+        self._unflushed += written
+        if self._unflushed >= _FLUSH_EVERY:
+            self._unflushed = 0
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sharechain-flush")
+                self._thread.start()
+            self._wake.set()  # wakes coalesce: a slow disk is not asked twice at once
+        return written
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                self._failure = exc
+                return
+
+    def stop(self) -> None:
+        """Wait for the background flush; re-raise its error, which a later fsync may not see."""
+        if self._thread is not None:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+
+@contextlib.contextmanager
+def _flushing(out: BinaryIO) -> Iterator[BinaryIO]:
+    writer = _EarlyFlush(out)
+    try:
+        yield cast(BinaryIO, writer)
+    finally:
+        writer.stop()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -137,21 +202,41 @@ def seal_file(
     """Seal `source` into the blob store; the blob's address is the ciphertext digest."""
     with source.open("rb", buffering=0) as raw, _incoming(store) as (tmp, out):
         src = _counting(cast(BinaryIO, raw), progress)
-        digests = encrypt_stream(key, src, out, epoch=epoch, segment_size=segment_size, rng=rng)
+        with _flushing(out) as dst:
+            digests = encrypt_stream(key, src, dst, epoch=epoch, segment_size=segment_size, rng=rng)
         _adopt(store, tmp, out, digests.ciphertext_sha256)
     return digests
 
 
 def open_to_file(
-    source: Source, key: bytes, epoch: int, out: Path, *, progress: Progress | None
+    source: Source,
+    key: bytes,
+    epoch: int,
+    out: Path,
+    *,
+    progress: Progress | None,
+    check: Callable[[StreamDigests], None] | None = None,
 ) -> StreamDigests:
-    """Open the sealed payload into `out`; nothing is left at `out` if any segment fails."""
+    """Open the sealed payload into `out`; nothing is left at `out` if any segment fails.
+
+    `check`, when given, sees the digests before the file is renamed into place and
+    raises to refuse them (then nothing is left at `out` either). It must compare
+    `segment_root` with a trusted record: with a check, the whole-stream SHA-256 is
+    not computed (`ciphertext_sha256` comes back empty), since a matching segment root
+    already pins every byte of the stream.
+    """
     tmp = out.with_name(f".{out.name}.{os.urandom(8).hex()}.part")
     try:
         with source.open() as sealed, tmp.open("xb", buffering=0) as dst:
             digests = decrypt_stream(
-                key, _counting(sealed, progress), cast(BinaryIO, dst), expected_epoch=epoch
+                key,
+                _counting(sealed, progress),
+                cast(BinaryIO, dst),
+                expected_epoch=epoch,
+                ciphertext_sha256=check is None,
             )
+        if check is not None:
+            check(digests)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
