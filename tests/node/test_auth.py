@@ -32,7 +32,7 @@ def _verify(
         headers=lower,
         body=body,
         public_key=lambda org: key if org == "hospital-a" else None,
-        nonces=nonces or NonceCache(),
+        nonces=nonces or NonceCache(now=lambda: now - 30),
         now=lambda: now,
     )
     return signed.org
@@ -75,12 +75,22 @@ def test_expired_future_and_replayed_signatures_are_refused() -> None:
         _verify(headers, now=1_700_000_061.0)
     with pytest.raises(AuthenticationError, match="future"):
         _verify(headers, now=1_699_999_900.0)
-    nonces = NonceCache()
+    nonces = NonceCache(now=lambda: 1_699_999_990.0)
     _verify(headers, nonces=nonces)
     with pytest.raises(AuthenticationError, match="replayed"):
         _verify(headers, nonces=nonces)
     with pytest.raises(AuthenticationError, match="lifetime"):
         _verify(_sign(validity=3600))
+
+
+def test_a_request_signed_before_the_node_started_is_refused() -> None:
+    # The nonce cache is in memory: after a restart it cannot know which nonces
+    # the previous process saw, so it refuses anything signed before it started.
+    headers = _sign(now=1_700_000_000.0)
+    restarted = NonceCache(now=lambda: 1_700_000_001.0)
+    with pytest.raises(AuthenticationError, match="before this node started"):
+        _verify(headers, now=1_700_000_002.0, nonces=restarted)
+    assert _verify(_sign(now=1_700_000_002.0), now=1_700_000_002.0, nonces=restarted)
 
 
 def test_forged_tampered_unknown_and_malformed_are_refused() -> None:

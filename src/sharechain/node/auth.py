@@ -131,15 +131,30 @@ def sign_request(
 
 
 class NonceCache:
-    """Nonces seen while their signatures are valid; refuses a second use. Thread-safe."""
+    """Nonces seen while their signatures are valid; refuses a second use. Thread-safe.
 
-    def __init__(self, max_entries: int = 1_000_000) -> None:
+    The cache lives in memory, so it also refuses signatures created before it
+    was: a request captured before a node restarted cannot be replayed to the
+    new process, whose cache never saw its nonce.
+    """
+
+    def __init__(
+        self, max_entries: int = 1_000_000, *, now: Callable[[], float] = time.time
+    ) -> None:
+        self.not_before = int(now())
         self._seen: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._max = max_entries
         self._next_prune = 0
 
-    def check_and_add(self, org: str, nonce: str, expires: int, now: int) -> None:
+    def check_and_add(
+        self, org: str, nonce: str, expires: int, now: int, created: int | None = None
+    ) -> None:
+        if created is not None and created < self.not_before:
+            raise AuthenticationError(
+                "signature created before this node started (it may have been used "
+                "already); sign the request afresh"
+            )
         with self._lock:
             if now >= self._next_prune or len(self._seen) >= self._max:
                 self._seen = {k: e for k, e in self._seen.items() if e > now}
@@ -361,5 +376,5 @@ def verify_request(
         raise AuthenticationError(
             f"the request signature does not verify under {org}'s current key"
         ) from None
-    nonces.check_and_add(org, nonce, expires, t)
+    nonces.check_and_add(org, nonce, expires, t, created)
     return SignedRequest(org, created, expires, nonce)
