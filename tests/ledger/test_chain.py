@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from conftest import T0, Kit, org_keys
+from ledger_kit import T0, Kit, org_keys
 
 from sharechain.contracts import notary
 from sharechain.crypto.signing import SigningKey

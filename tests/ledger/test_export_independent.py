@@ -18,9 +18,9 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import Kit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from ledger_kit import Kit
 
 from sharechain.contracts import notary
 from sharechain.crypto.signing import SigningKey

@@ -9,7 +9,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import Kit
+from ledger_kit import Kit
 
 from sharechain.errors import IntegrityError, NotFoundError
 from sharechain.ledger.proofs import prove_tx, verify_tx_proof

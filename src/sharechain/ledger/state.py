@@ -18,6 +18,20 @@ __all__ = ["BlockState", "StateReader", "TxState"]
 _DELETED = object()
 
 
+def _overlay(
+    below: Iterator[tuple[str, Any]], writes: dict[str, Any], prefix: str
+) -> Iterator[tuple[str, Any]]:
+    """`below` (a prefix scan) with `writes` laid over it, in key order."""
+    merged = dict(below)
+    for k, v in writes.items():
+        if k.startswith(prefix):
+            if v is _DELETED:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+    return iter(sorted(merged.items()))
+
+
 class StateReader:
     """Read-only state: committed values, decoded. Base of the overlays."""
 
@@ -56,15 +70,7 @@ class BlockState(StateReader):
         return None if raw is None else decode_trusted(raw)
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        merged = dict(super().scan(prefix))
-        for k, v in self.writes.items():
-            if k.startswith(prefix):
-                if v is _DELETED:
-                    merged.pop(k, None)
-                else:
-                    merged[k] = v
-        for k in sorted(merged):
-            yield k, merged[k]
+        return _overlay(super().scan(prefix), self.writes, prefix)
 
     def encoded_writes(self) -> dict[str, bytes | None]:
         return {k: None if v is _DELETED else encode(v) for k, v in self.writes.items()}
@@ -96,15 +102,7 @@ class TxState:
         self.touched.append(key)
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
-        merged = dict(self._block.scan(prefix))
-        for k, v in self.writes.items():
-            if k.startswith(prefix):
-                if v is _DELETED:
-                    merged.pop(k, None)
-                else:
-                    merged[k] = v
-        for k in sorted(merged):
-            yield k, merged[k]
+        return _overlay(self._block.scan(prefix), self.writes, prefix)
 
     def commit(self) -> list[str]:
         """Fold the writes into the block; returns the keys this transaction concerned."""
