@@ -290,8 +290,13 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/v1/attestations/status", tags=["attestations"])
     def attestation_status(who: Auth) -> dict[str, Any]:
-        """Which peers agree with this node's chain, and any conflict seen."""
-        return node.attestation_status()
+        """Which peers agree with this node's chain (and each one's latest attestation)."""
+        body = node.attestation_status()
+        latest = {p.org: p.latest for p in node.book.peers()}
+        for peer in body["peers"]:
+            att = latest.get(peer["org"])
+            peer["latest"] = None if att is None else att.to_json()
+        return body
 
     from sharechain.node import queries  # the data-sharing read endpoints
 

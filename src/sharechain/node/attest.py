@@ -131,6 +131,8 @@ class PeerView:
     """Highest height of its attestations we compared with our own chain (-1 if none)."""
     agrees: bool
     """False once any of its attestations conflicted with ours."""
+    latest: Attestation | None = None
+    """Its highest attestation received (signature checked), compared or not yet."""
 
 
 class AttestationBook:
@@ -171,7 +173,8 @@ class AttestationBook:
             return None
         with self._lock:
             view = self._peers.get(att.org, PeerView(att.org, -1, -1, True))
-            view = PeerView(att.org, max(view.height, att.height), view.checked, view.agrees)
+            latest = att if view.latest is None or att.height >= view.latest.height else view.latest
+            view = PeerView(att.org, latest.height, view.checked, view.agrees, latest)
             self._peers[att.org] = view
             pending = self._pending.setdefault(att.org, {})
             pending[att.height] = att
@@ -195,7 +198,7 @@ class AttestationBook:
                     view = self._peers[peer]
                     agrees = att.block_hash == ours.hash and att.state_root == ours.state_root
                     self._peers[peer] = PeerView(
-                        peer, view.height, max(view.checked, h), view.agrees and agrees
+                        peer, view.height, max(view.checked, h), view.agrees and agrees, view.latest
                     )
                     if not agrees:
                         found = Conflict(peer, h, att, ours.hash, ours.state_root)

@@ -20,7 +20,9 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query
 
 from sharechain.contracts import queries as q
-from sharechain.errors import AccessDeniedError
+from sharechain.contracts.notary import notary_record, record_key
+from sharechain.errors import AccessDeniedError, EncodingError, NotFoundError
+from sharechain.ledger.state import StateReader
 from sharechain.node.deps import Auth, Caller
 from sharechain.node.service import Node
 
@@ -183,3 +185,47 @@ def register(app: FastAPI, node: Node) -> None:
     def lineage(ds: str, who: Auth) -> dict[str, Any]:
         """Ancestors and descendants of a dataset."""
         return {"lineage": jsonable(q.lineage(store, q.resolve(store, "dataset", ds)))}
+
+    # Read by the command line's node mode (`sharechain ... --node URL`).
+
+    @app.get("/v1/chain", tags=["queries"])
+    def chain(who: Auth) -> dict[str, Any]:
+        """The consortium, its genesis hash, the head and the number of transactions."""
+        head = store.head()
+        if head is None:
+            raise NotFoundError("the ledger holds no blocks yet")
+        return {
+            "consortium": node.datadir.consortium,
+            "genesis_hash": node.datadir.genesis_hash.hex(),
+            "height": head.height,
+            "head_hash": head.hash.hex(),
+            "head_timestamp": head.timestamp,
+            "state_root": head.state_root.hex(),
+            "transactions": store.tx_count(),
+        }
+
+    @app.get("/v1/ids/{kind}/{prefix}", tags=["queries"])
+    def full_id(kind: str, prefix: str, who: Auth) -> dict[str, Any]:
+        """The full id of a dataset, request, grant, proposal or alert from a unique prefix."""
+        if kind not in q.KINDS:
+            raise NotFoundError(f"no kind of record {kind!r}; one of {', '.join(q.KINDS)}")
+        return {"id": q.resolve(store, kind, prefix)}
+
+    @app.get("/v1/proposals", tags=["queries"])
+    def proposals(who: Auth) -> dict[str, Any]:
+        """Membership proposals and their votes."""
+        return {"proposals": jsonable(q.proposals(store))}
+
+    @app.get("/v1/notary/{digest}", tags=["queries"])
+    def notary(digest: str, who: Auth) -> dict[str, Any]:
+        """The notary record of a SHA-256 digest (hex), with its endorsements."""
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise EncodingError(f"{digest[:80]!r} is not a SHA-256 digest (64 hex digits)")
+        value = StateReader(store).get(record_key(raw))
+        if value is None:
+            raise NotFoundError(f"no notary record of {raw.hex()}")
+        return {"record": jsonable(notary_record(value))}
