@@ -21,27 +21,26 @@ and the wrap is thrown away).
 
 Each function takes an `Embedded` data directory and the organisation(s) acting;
 each organisation's key material is touched only through its own `Vault` and
-`Inbox`. Decisions are written down in docs/sharing.md.
+`Inbox`. The per-organisation steps are also public functions over one
+organisation's keys, its vault and a chain view (a `Store`): `plan_custody`,
+`custody_material`, `wrap_release`, `open_release`, `combine_secrets`,
+`check_digests`. A node (`sharechain.node.delivery`) and a remote client
+(`sharechain.node.remote_sharing`) run the same steps over the REST API.
+Decisions are written down in docs/sharing.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from sharechain.codec import encode
 from sharechain.contracts import queries
-from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.epochs import EPOCH, KeyEpoch, current_epoch, epoch_from_value
-from sharechain.crypto import shamir
-from sharechain.crypto.hpke import unwrap_key, wrap_key
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE, StreamDigests
 from sharechain.errors import (
     AccessDeniedError,
-    ConfigError,
     InsufficientSharesError,
     IntegrityError,
     NotFoundError,
@@ -51,6 +50,23 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import decode_transaction
 from sharechain.node import sealing
+from sharechain.node.custody import (
+    CUSTODY_MODES,
+    KeyRelease,
+    check_digests,
+    combine_secrets,
+    custody_material,
+    dataset_id,
+    encryption_key,
+    epoch_payload,
+    key_epoch,
+    open_release,
+    plan_custody,
+    register_payload,
+    release_context,
+    release_payload,
+    wrap_release,
+)
 from sharechain.node.embedded import Embedded
 from sharechain.node.vault import Access, Inbox, Vault, record
 from sharechain.storage.blobs import BlobStore
@@ -75,12 +91,8 @@ __all__ = [
     "shred",
 ]
 
-CUSTODY_MODES: Final = ("owner", "supervisor", "threshold")
 DEFAULT_INLINE_LIMIT: Final = 64 * 1024
 """Payloads up to this size (plaintext bytes) travel sealed on the chain, not as blobs."""
-NOTHING_WRAPPED: Final = bytes(32)
-"""The `wrapped_key_digest` of a release attempt for which the custodian had no key left."""
-_RELEASE_LABEL = "sharechain/release/v1"
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just processed (for progress bars)."""
@@ -106,26 +118,6 @@ class Published:
     """Whether the sealed payload travels on the chain instead of the blob store."""
     tx_id: bytes
     """The `dataset.register` transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRelease:
-    """A key (or share) released by one custodian under a grant, accepted by the chain."""
-
-    grant: str
-    """The grant."""
-    custodian: str
-    """The organisation that released."""
-    to: str
-    """The grantee."""
-    epoch: int
-    """Key epoch of the released key."""
-    session: str
-    """Fetch session (the shares of one threshold fetch count as one use)."""
-    wrapped_digest: bytes
-    """SHA-256 of the wrapped key, as recorded on the chain."""
-    tx_id: bytes
-    """The `grant.key-release` transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,28 +197,16 @@ def _blobs(emb: Embedded) -> BlobStore:
     return BlobStore(emb.datadir.blob_dir)
 
 
-def _release_context(ds: str, epoch: int, grant: str, session: str, custodian: str) -> bytes:
-    return encode([_RELEASE_LABEL, ds, epoch, grant, session, custodian])
+_release_context = release_context
 
 
 def current_key_epoch(emb: Embedded, ds: str) -> KeyEpoch:
     """The dataset's current key epoch; `NotFoundError` if the data plane never sealed it."""
-    found = current_epoch(StateReader(emb.store), ds)
-    if found is None:
-        raise NotFoundError(
-            f"dataset {ds} has no key epoch on the chain: it was registered without a "
-            "payload (publish files with `sharechain dataset publish`)"
-        )
-    return found
+    return key_epoch(emb.store, ds)
 
 
 def _encryption_key(emb: Embedded, org: str) -> bytes:
-    for o in queries.organisations(emb.store):
-        if o.id == org:
-            if not o.active:
-                raise AccessDeniedError(f"{org} is no longer an active member")
-            return bytes(o.enc_key)
-    raise NotFoundError(f"{org} is not an organisation of this consortium")
+    return encryption_key(queries.organisations(emb.store), org)
 
 
 def _rejected(receipt_code: str, reason: str, tx_id: bytes) -> TransactionRejectedError:
@@ -240,29 +220,7 @@ def _plan_custody(
     holders: Sequence[str] | None,
     threshold: int | None,
 ) -> tuple[tuple[str, ...], int]:
-    """Who holds the key (or its shares) and how many shares rebuild it."""
-    if custody not in CUSTODY_MODES:
-        raise ConfigError(f"custody must be one of {', '.join(CUSTODY_MODES)}, not {custody!r}")
-    active = [o for o in queries.organisations(emb.store) if o.active]
-    if custody == "owner":
-        return (owner,), 1
-    if custody == "supervisor":
-        chosen = tuple(holders or ())
-        if not chosen:
-            sup = [o.id for o in active if o.has_role("supervisor") and o.id != owner]
-            if not sup:
-                raise ConfigError("supervisor custody needs an active supervisor besides the owner")
-            chosen = (sup[0],)
-        return chosen, 1
-    chosen = tuple(holders or (o.id for o in active if o.id != owner))
-    if owner in chosen:
-        raise ConfigError("in threshold custody the owner holds no share (it keeps the key)")
-    if len(chosen) < 2:
-        raise ConfigError("threshold custody needs at least two share holders besides the owner")
-    t = threshold if threshold is not None else max(2, len(chosen) // 2 + 1)
-    if not 2 <= t <= len(chosen):
-        raise ConfigError(f"threshold must be 2..{len(chosen)} for {len(chosen)} holders, got {t}")
-    return chosen, t
+    return plan_custody(queries.organisations(emb.store), owner, custody, holders, threshold)
 
 
 def _store_custody(
@@ -270,31 +228,12 @@ def _store_custody(
 ) -> None:
     """The owner keeps the key; custodians get the key (or one share each) in their vaults."""
     _vault(emb, owner).put(ds, epoch, "key", key)
-    if t > 1:
-        for holder, share in zip(holders, shamir.split(key, t, len(holders), emb.rng), strict=True):
-            _vault(emb, holder).put(ds, epoch, "share", share.encode())
-    else:
-        for holder in holders:
-            if holder != owner:
-                _vault(emb, holder).put(ds, epoch, "key", key)
+    for holder, kind, secret in custody_material(key, owner, holders, t, emb.rng):
+        _vault(emb, holder).put(ds, epoch, kind, secret)
 
 
 def _destroy_custody(emb: Embedded, ds: str, epoch: int | None, orgs: Sequence[str]) -> int:
     return sum(_vault(emb, org).destroy(ds, epoch) for org in dict.fromkeys(orgs))
-
-
-def _epoch_payload(
-    ds: str, epoch: int, digests: StreamDigests, custody: str, holders: Sequence[str], t: int
-) -> dict[str, Any]:
-    return {
-        "dataset": ds,
-        "epoch": epoch,
-        "ciphertext_digest": digests.ciphertext_sha256,
-        "segment_root": digests.segment_root,
-        "custody": custody,
-        "holders": list(holders),
-        "threshold": t,
-    }
 
 
 # --- publish ------------------------------------------------------------------------------------
@@ -332,24 +271,20 @@ def publish(
             progress(digests.size)
     else:
         digests = sealing.seal_file(store, key, source, epoch, segment_size, emb.rng, progress)
-    register = {
-        "title": title,
-        "description": description,
-        "tags": list(tags),
-        "schema": [[c, ty] for c, ty in schema],
-        "classification": classification,
-        "plaintext_digest": digests.plaintext_sha256,
-        "ciphertext_digest": digests.ciphertext_sha256,
-        "size": digests.size,
-        "segment_root": digests.segment_root,
-        "custody": custody,
-        "holders": list(holders_),
-    }
-    if policy is not None:
-        register["policy"] = dict(policy)
+    register = register_payload(
+        digests,
+        title=title,
+        description=description,
+        tags=tags,
+        classification=classification,
+        schema=schema,
+        policy=policy,
+        custody=custody,
+        holders=holders_,
+    )
     reg_tx = emb.sign(owner, "dataset.register", register)
-    ds = hashlib.sha256(b"dataset\x000\x00" + reg_tx.id).hexdigest()  # contracts' derive_id
-    epoch_body = _epoch_payload(ds, epoch, digests, custody, holders_, t)
+    ds = dataset_id(reg_tx.id)
+    epoch_body = epoch_payload(ds, epoch, digests, custody, holders_, t)
     epoch_body["reason"] = "published"
     if inline:
         epoch_body["inline"] = inline
@@ -384,25 +319,11 @@ def release_key(emb: Embedded, custodian: str, grant: str, *, to: str, session: 
     view = queries.grant(emb.store, grant)
     ds = view.grant.dataset
     epoch = current_key_epoch(emb, ds)
-    if custodian not in epoch.holders:
-        raise AccessDeniedError(
-            f"{custodian} holds no key of dataset {ds}; ask one of {', '.join(epoch.holders)}"
-        )
-    recipient = _encryption_key(emb, to)
-    kind = "share" if epoch.threshold > 1 else "key"
-    vault = _vault(emb, custodian)
-    wrapped = b""
-    if vault.has(ds, epoch.epoch, kind):
-        context = _release_context(ds, epoch.epoch, grant, session, custodian)
-        wrapped = wrap_key(vault.get(ds, epoch.epoch, kind), recipient, context=context)
-    digest = hashlib.sha256(wrapped).digest() if wrapped else NOTHING_WRAPPED
-    payload = {
-        "grant": grant,
-        "to": to,
-        "epoch": epoch.epoch,
-        "wrapped_key_digest": digest,
-        "session": session,
-    }
+    wrapped = wrap_release(
+        _vault(emb, custodian), _encryption_key(emb, to), epoch, grant=grant, session=session
+    )
+    payload = release_payload(grant, to, epoch.epoch, wrapped, session)
+    digest = payload["wrapped_key_digest"]
     receipt = emb.submit(custodian, "grant.key-release", payload, check=False)
     if not receipt.ok:
         raise AccessDeniedError(
@@ -436,13 +357,8 @@ def _collect(emb: Embedded, grantee: str, ds: str, release: KeyRelease) -> bytes
     wrapped = _inbox(emb, grantee).collect(
         ds, release.epoch, release.grant, release.session, release.custodian
     )
-    if hashlib.sha256(wrapped).digest() != _chain_wrapped_digest(emb, release.tx_id):
-        raise IntegrityError(
-            f"the key delivered by {release.custodian} is not the one its release on the "
-            "chain names; fetch again"
-        )
-    context = _release_context(ds, release.epoch, release.grant, release.session, release.custodian)
-    return unwrap_key(wrapped, emb.keys(grantee).encryption_private, context=context)
+    chain_digest = _chain_wrapped_digest(emb, release.tx_id)
+    return open_release(wrapped, emb.keys(grantee), release, ds, chain_digest)
 
 
 def _obtain_key(
@@ -475,26 +391,7 @@ def _obtain_key(
             f"{epoch.dataset} could be released (offline: {', '.join(sorted(offline))}); "
             "retry when more holders are online"
         )
-    if epoch.threshold == 1:
-        return secrets[0], tuple(releases)
-    return shamir.combine([shamir.Share.decode(s) for s in secrets]), tuple(releases)
-
-
-def _check_digests(ds: Dataset, epoch: KeyEpoch, got: StreamDigests) -> None:
-    # No whole-ciphertext digest here: the segment root pins every segment and the tags
-    # pin the header, so a matching root means the stream is the registered one.
-    checks = (
-        ("plaintext digest", ds.plaintext_digest, got.plaintext_sha256),
-        ("segment root", epoch.segment_root, got.segment_root),
-    )
-    for name, want, have in checks:
-        if want != have:
-            raise IntegrityError(
-                f"the {name} of dataset {ds.id} is {have.hex()}, not {want.hex()} as the chain "
-                "records; the payload was altered, nothing was kept"
-            )
-    if got.size != ds.size:
-        raise IntegrityError(f"dataset {ds.id} opened to {got.size} bytes, not {ds.size}")
+    return combine_secrets(secrets, epoch.threshold), tuple(releases)
 
 
 def fetch(
@@ -518,7 +415,7 @@ def fetch(
 
     def check(got: StreamDigests) -> None:  # before the plaintext is renamed into place
         record(Access(grantee, "decrypt", "plaintext", ds.id, epoch.epoch, ds.plaintext_digest))
-        _check_digests(ds, epoch, got)
+        check_digests(ds, epoch, got)
 
     try:
         opened = sealing.open_to_file(
@@ -569,7 +466,7 @@ def rotate(
     )
     if digests.plaintext_sha256 != ds.plaintext_digest:
         raise IntegrityError(f"dataset {dataset}'s payload no longer matches its plaintext digest")
-    body = _epoch_payload(dataset, new_epoch, digests, ds.custody, old.holders, old.threshold)
+    body = epoch_payload(dataset, new_epoch, digests, ds.custody, old.holders, old.threshold)
     body["reason"] = reason
     if inline:
         body["inline"] = inline

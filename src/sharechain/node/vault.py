@@ -49,7 +49,9 @@ __all__ = [
     "Inbox",
     "Vault",
     "record",
+    "vault_context",
     "watch",
+    "wrap_for_vault",
 ]
 
 VAULT_DIR: Final = "vault"
@@ -97,6 +99,25 @@ def record(access: Access) -> None:
         seen.append(access)
 
 
+def vault_context(org: str, dataset: str, epoch: int, kind: str) -> bytes:
+    """The HPKE context binding a vault entry to its slot (organisation, dataset, epoch, kind)."""
+    if kind not in KINDS:
+        raise ValueError(f"vault entries are {KINDS}, not {kind!r}")
+    return encode([_VAULT_LABEL, org, dataset, epoch, kind])
+
+
+def wrap_for_vault(
+    secret: bytes, org: str, encryption_public: bytes, dataset: str, epoch: int, kind: str
+) -> bytes:
+    """Wrap `secret` as a vault entry of `org` (which alone can open it).
+
+    Over the network an owner wraps each custodian's key or share this way and sends
+    it to the custodian's node, which stores it with `Vault.put_wrapped`: the secret
+    never crosses the network, nor any node but its custodian's, in the clear.
+    """
+    return wrap_key(secret, encryption_public, context=vault_context(org, dataset, epoch, kind))
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Write atomically, readable by this user only."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -127,15 +148,40 @@ class Vault:
         return self.root / dataset / f"{epoch:012d}.{kind}"
 
     def _context(self, dataset: str, epoch: int, kind: str) -> bytes:
-        return encode([_VAULT_LABEL, self.org, dataset, epoch, kind])
+        return vault_context(self.org, dataset, epoch, kind)
 
     def put(self, dataset: str, epoch: int, kind: str, secret: bytes) -> None:
         """Keep `secret` (a data key or an encoded share) for `dataset` at `epoch`."""
-        wrapped = wrap_key(
-            secret, self._keys.encryption_public, context=self._context(dataset, epoch, kind)
+        wrapped = wrap_for_vault(
+            secret, self.org, self._keys.encryption_public, dataset, epoch, kind
         )
         _write_private(self._path(dataset, epoch, kind), wrapped)
         record(Access(self.org, "put", kind, dataset, epoch, hashlib.sha256(secret).digest()))
+
+    def put_wrapped(self, dataset: str, epoch: int, kind: str, wrapped: bytes) -> None:
+        """Keep an entry another organisation wrapped for this slot (`wrap_for_vault`).
+
+        It is opened once before it is kept, so a wrap for another organisation or
+        another slot is refused (`DecryptionError`) instead of stored.
+        """
+        secret = unwrap_key(
+            wrapped, self._keys.encryption_private, context=self._context(dataset, epoch, kind)
+        )
+        _write_private(self._path(dataset, epoch, kind), wrapped)
+        record(Access(self.org, "put", kind, dataset, epoch, hashlib.sha256(secret).digest()))
+
+    def get_wrapped(self, dataset: str, epoch: int, kind: str) -> bytes:
+        """The entry as stored (wrapped to this organisation); `NotFoundError` if none.
+
+        For the organisation's own tools, which hold its private key: a node hands its
+        own organisation the wrapped entry, never the secret.
+        """
+        try:
+            return self._path(dataset, epoch, kind).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"{self.org} holds no {kind} of dataset {dataset} at key epoch {epoch}"
+            ) from None
 
     def get(self, dataset: str, epoch: int, kind: str) -> bytes:
         """The secret kept for `dataset` at `epoch`; `NotFoundError` if there is none."""
