@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from sharechain.crypto import stream
 from sharechain.crypto.stream import (
     HEADER_SIZE,
+    MAX_SEGMENT_SIZE,
     TAG_SIZE,
     StreamDigests,
     decrypt_bytes,
@@ -33,6 +36,9 @@ from sharechain.crypto.stream import (
     verify_inclusion,
 )
 from sharechain.errors import ConfigError, DecryptionError, IntegrityError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -150,10 +156,10 @@ def test_short_reads_give_the_same_stream(wrap: Callable[[bytes], object]) -> No
     data = os.urandom(5 * SEG + 3)
     expected, _ = seal(data)
     out = io.BytesIO()
-    encrypt_stream(KEY, wrap(data), out, epoch=7, segment_size=SEG, rng=fixed_rng)  # type: ignore[arg-type]  # duck-typed sources
+    encrypt_stream(KEY, wrap(data), out, epoch=7, segment_size=SEG, rng=fixed_rng)  # type: ignore[call-overload]  # duck-typed sources
     assert out.getvalue() == expected
     back = io.BytesIO()
-    decrypt_stream(KEY, wrap(expected), back)  # type: ignore[arg-type]  # duck-typed sources
+    decrypt_stream(KEY, wrap(expected), back)  # type: ignore[call-overload]  # duck-typed sources
     assert back.getvalue() == data
 
 
@@ -293,7 +299,7 @@ def test_bad_parameters_are_config_errors(kwargs: dict[str, object], message: st
     args.update(kwargs)
     key = args.pop("key")
     with pytest.raises(ConfigError, match=message):
-        encrypt_stream(key, io.BytesIO(b"x"), io.BytesIO(), **args)  # type: ignore[arg-type]  # table-driven
+        encrypt_stream(key, io.BytesIO(b"x"), io.BytesIO(), **args)  # type: ignore[call-overload]  # table-driven
 
 
 def test_decrypt_with_short_key_is_config_error() -> None:
@@ -463,3 +469,124 @@ def test_without_digests_the_stream_is_identical_and_still_authenticated() -> No
     tampered[-1] ^= 1
     with pytest.raises(DecryptionError):
         decrypt_stream(key, io.BytesIO(bytes(tampered)), io.BytesIO(), digests=False)
+
+
+# --- the threaded pipeline ----------------------------------------------------------------------
+
+PIPE_SEG = 64 * 1024  # the smallest segment size that takes the threaded path
+
+
+def seal_both_ways(
+    data: bytes, monkeypatch: pytest.MonkeyPatch, **kw: bool
+) -> tuple[tuple[bytes, StreamDigests], tuple[bytes, StreamDigests]]:
+    """Seal `data` serially and through the threads; returns both results."""
+    results = []
+    for threshold in (MAX_SEGMENT_SIZE + 1, 1):  # serial, then threaded
+        monkeypatch.setattr(stream, "_PARALLEL_MIN_SEGMENT", threshold)
+        results.append(seal(data, segment_size=PIPE_SEG))
+    return results[0], results[1]
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, PIPE_SEG - 1, PIPE_SEG, PIPE_SEG + 1, 3 * PIPE_SEG, 40 * PIPE_SEG + 777],
+)
+def test_threaded_pipeline_matches_the_serial_one(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 40 segments wrap around the 16 reusable slots more than twice.
+    data = os.urandom(size)
+    (serial, serial_digests), (threaded, threaded_digests) = seal_both_ways(data, monkeypatch)
+    assert threaded == serial
+    assert threaded_digests == serial_digests
+    assert threaded_digests.plaintext_sha256 == hashlib.sha256(data).digest()
+    assert threaded_digests.ciphertext_sha256 == hashlib.sha256(threaded).digest()
+    assert threaded_digests.segment_root == merkle_root(segment_digests(io.BytesIO(threaded)))
+    for threshold in (MAX_SEGMENT_SIZE + 1, 1):
+        monkeypatch.setattr(stream, "_PARALLEL_MIN_SEGMENT", threshold)
+        out = io.BytesIO()
+        assert decrypt_stream(KEY, io.BytesIO(threaded), out) == threaded_digests
+        assert out.getvalue() == data
+
+
+@settings(max_examples=15, deadline=None)
+@given(size=st.integers(0, 20 * PIPE_SEG))
+def test_threaded_round_trip_property(size: int) -> None:
+    data = os.urandom(size)
+    sealed, digests = seal(data, segment_size=PIPE_SEG)
+    assert digests.ciphertext_sha256 == hashlib.sha256(sealed).digest()
+    out = io.BytesIO()
+    opened = decrypt_stream(KEY, io.BytesIO(sealed), out, ciphertext_sha256=False)
+    assert out.getvalue() == data
+    assert opened.plaintext_sha256 == digests.plaintext_sha256 == hashlib.sha256(data).digest()
+    assert opened.segment_root == digests.segment_root
+    assert (opened.size, opened.segment_count) == (digests.size, digests.segment_count)
+
+
+def test_opening_without_the_whole_stream_digest_leaves_it_empty() -> None:
+    data = os.urandom(5 * PIPE_SEG + 9)
+    sealed, digests = seal(data, segment_size=PIPE_SEG)
+    opened = decrypt_stream(KEY, io.BytesIO(sealed), io.BytesIO(), ciphertext_sha256=False)
+    assert opened.ciphertext_sha256 == b""
+    assert opened == dataclasses.replace(digests, ciphertext_sha256=b"")
+
+
+@pytest.mark.parametrize("whole_stream", [True, False])
+@pytest.mark.parametrize("segment", [0, 1, 17, 39])
+def test_threaded_open_rejects_a_tampered_segment(segment: int, whole_stream: bool) -> None:
+    data = os.urandom(40 * PIPE_SEG)
+    sealed = bytearray(seal(data, segment_size=PIPE_SEG)[0])
+    sealed[segment_offset(PIPE_SEG, segment) + 5] ^= 0x01
+    out = io.BytesIO()
+    with pytest.raises(DecryptionError):
+        decrypt_stream(KEY, io.BytesIO(bytes(sealed)), out, ciphertext_sha256=whole_stream)
+    # Only the authentic segments before the bad one were written, in order.
+    assert out.getvalue() == data[: segment * PIPE_SEG]
+
+
+def test_threaded_open_rejects_reordered_and_truncated_streams() -> None:
+    sealed, _ = seal(os.urandom(20 * PIPE_SEG + 3), segment_size=PIPE_SEG)
+    header, segs = segments(sealed, PIPE_SEG)
+    for forged in (
+        header + b"".join(segs[:-1]),
+        header + b"".join([*segs[:5], segs[6], segs[5], *segs[7:]]),
+        header + b"".join([*segs[:9], segs[8], *segs[9:]]),
+    ):
+        with pytest.raises(DecryptionError):
+            decrypt_stream(KEY, io.BytesIO(forged), io.BytesIO(), ciphertext_sha256=False)
+
+
+class FailingSink(io.RawIOBase):
+    """A destination whose disk fills up after `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        data = memoryview(data)
+        if self.written + len(data) > self.limit:
+            raise OSError(28, "No space left on device")
+        self.written += len(data)
+        return len(data)
+
+
+@pytest.mark.parametrize("direction", ["seal", "open"])
+def test_a_write_failure_on_the_writer_thread_reaches_the_caller(direction: str) -> None:
+    data = os.urandom(30 * PIPE_SEG)
+    sealed, _ = seal(data, segment_size=PIPE_SEG)
+    sink = cast(BinaryIO, FailingSink(limit=10 * PIPE_SEG))
+    with pytest.raises(OSError, match="No space left"):
+        if direction == "seal":
+            encrypt_stream(KEY, io.BytesIO(data), sink, epoch=7, segment_size=PIPE_SEG)
+        else:
+            decrypt_stream(KEY, io.BytesIO(sealed), sink)
+
+
+def test_slots_in_flight_are_bounded() -> None:
+    assert stream._slot_count(1 << 20) == 16
+    assert stream._slot_count(PIPE_SEG) == 16
+    assert stream._slot_count(MAX_SEGMENT_SIZE) == 2  # 2 x 16 MiB, as before

@@ -8,7 +8,9 @@ checked, the read receipt. The baseline, measured in the same run on the same
 disk, is the time `cp` takes for the file plus twice the time AES-256-GCM needs
 for 1 GiB at the speed `openssl speed -evp aes-256-gcm` reports (one seal, one
 open). `share_1gib_ratio` is the first over the second; the target is 3 or less.
-Peak memory is the ru_maxrss of the subprocess that does the work.
+Peak memory is the ru_maxrss of the subprocess that does the work. The machine's
+one-minute load average before and after the run is reported too: on a shared
+machine both sides of the ratio slow down, but not by the same factor.
 
 Run ``python -m sharechain.bench.share``.
 """
@@ -82,6 +84,7 @@ def _cp_seconds(src: Path, dst: Path) -> float:
 
 def run(size_mib: int = SIZE_MIB) -> dict[str, float]:
     """Measure publish + fetch of `size_mib` MiB and the cp + AES baseline."""
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="sharechain-bench-share-") as tmp:
         root = Path(tmp)
         src = root / "payload"
@@ -107,6 +110,8 @@ def run(size_mib: int = SIZE_MIB) -> dict[str, float]:
         "share_cp_s": round(cp, 3),
         "share_1gib_ratio": round(got["total"] / baseline, 3) if baseline else 0.0,
         "share_peak_rss_mib": round(got["rss_kib"] / 1024, 1),
+        "share_load_1m_before": round(load_before, 2),
+        "share_load_1m_after": round(os.getloadavg()[0], 2),
     }
 
 

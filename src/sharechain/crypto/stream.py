@@ -4,8 +4,8 @@ A payload of any size is cut into fixed-size *segments* and each segment is
 sealed with AES-256-GCM. The nonce of a segment is its index and a flag saying
 whether it is the last one, so a reader notices any segment that was dropped,
 repeated, moved or cut off, and anything appended after the last one (the
-STREAM construction of Hoang, Reyhanitabar, Rogaway and Vizár, 2015). Only two
-segments are ever held in memory, whatever the payload's size.
+STREAM construction of Hoang, Reyhanitabar, Rogaway and Vizár, 2015). At most 16
+segments (and 16 MiB beyond two) are held in memory, whatever the payload's size.
 
 Layout (all integers big-endian; see ``docs/data-plane.md``)::
 
@@ -24,8 +24,10 @@ Sealing and opening both produce :class:`StreamDigests`: SHA-256 of the
 plaintext, SHA-256 of the whole ciphertext (header included, hence equal to the
 blob store's address of it) and the RFC 6962 Merkle root over the SHA-256 of
 each ciphertext segment, which lets a single segment be proved to belong to a
-registered payload. The three digests run on worker threads (hashlib releases
-the GIL), overlapping the reading, sealing and writing of the next segment.
+registered payload. Writing and the two running digests run on worker threads
+(hashlib and file writes release the GIL), overlapping the reading, sealing and
+segment hashing of the next segments. An opener that checks the segment root
+against a trusted record may skip the whole-stream digest (``ciphertext_sha256=False``).
 
 Decryption authenticates each segment before writing it; a failure raises the
 single opaque :class:`~sharechain.errors.DecryptionError`. Segments written
@@ -91,8 +93,10 @@ _HEADER = struct.Struct(">BQI32s")
 HEADER_SIZE: Final = _HEADER.size
 _KDF_LABEL = b"sharechain/stream/v1/aes-256-gcm"
 _NONCE_PAD = bytes(7)
-_SLOTS = 2
-"""Segments in flight: one being read and sealed while the previous one is still hashed."""
+_MAX_SLOTS = 16
+"""At most this many segments in flight: one being read and sealed, the others being hashed."""
+_IN_FLIGHT_BYTES = 16 << 20
+"""Plaintext bytes in flight at most (beyond the minimum of two segments), bounding memory."""
 _PARALLEL_MIN_SEGMENT = 64 * 1024
 """Below this segment size, handing hashes to threads costs more than it saves."""
 
@@ -122,7 +126,9 @@ class StreamDigests:
     plaintext_sha256: Digest
     """SHA-256 of the plaintext."""
     ciphertext_sha256: Digest
-    """SHA-256 of the whole sealed stream, header included (its blob address)."""
+    """SHA-256 of the whole sealed stream, header included (its blob address).
+
+    Empty when the stream was opened with ``ciphertext_sha256=False``."""
     segment_root: Digest
     """RFC 6962 Merkle root over the SHA-256 of each ciphertext segment, tag included."""
     size: int
@@ -198,16 +204,17 @@ def encrypt_stream(
     aead = AESGCM(_subkey(key, header))
     _write_all(dst, header)
     # One spare byte per read: finding one more byte is how a segment learns it is not last.
-    plain = [bytearray(segment_size + 1) for _ in range(_SLOTS)]
-    sealed = [bytearray(segment_size + TAG_SIZE) for _ in range(_SLOTS)]
+    plain = _Buffers(segment_size + 1)
+    sealed = _Buffers(segment_size + TAG_SIZE)
+    slots = _slot_count(segment_size)
     parallel = segment_size >= _PARALLEL_MIN_SEGMENT
-    with _Digester(header, parallel=parallel, enabled=digests) as digester:
+    with _Pipeline(dst, header, parallel=parallel, digests=digests) as pipeline:
         carry: int | None = None
         index = 0
         last = False
         while not last:
-            slot = index % _SLOTS
-            digester.drain(keep=_SLOTS - 1)
+            slot = index % slots
+            pipeline.drain(keep=slots - 1)
             got = _fill(src, plain[slot], carry)
             last = got <= segment_size
             length = got if last else segment_size
@@ -217,10 +224,9 @@ def encrypt_stream(
             pt = memoryview(plain[slot])[:length]
             ct = memoryview(sealed[slot])[: length + TAG_SIZE]
             aead.encrypt_into(_nonce(index, last), pt, header, ct)
-            _write_all(dst, ct)
-            digester.add(pt, ct)
+            pipeline.add(pt, ct, out=ct)
             index += 1
-        return digester.finish()
+        return pipeline.finish()
 
 
 @overload
@@ -231,6 +237,7 @@ def decrypt_stream(
     *,
     expected_epoch: int | None = ...,
     digests: Literal[True] = ...,
+    ciphertext_sha256: bool = ...,
 ) -> StreamDigests: ...
 @overload
 def decrypt_stream(
@@ -240,6 +247,7 @@ def decrypt_stream(
     *,
     expected_epoch: int | None = ...,
     digests: Literal[False],
+    ciphertext_sha256: bool = ...,
 ) -> None: ...
 def decrypt_stream(
     key: bytes,
@@ -248,12 +256,19 @@ def decrypt_stream(
     *,
     expected_epoch: int | None = None,
     digests: bool = True,
+    ciphertext_sha256: bool = True,
 ) -> StreamDigests | None:
     """Open a sealed stream from ``src`` into ``dst``; any tampering raises `DecryptionError`.
 
     ``expected_epoch``, when given, must match the header's key epoch. With
     ``digests=False`` nothing is hashed and nothing returned (authenticity still holds:
     every segment's tag is checked; only the fingerprints are skipped).
+
+    With ``ciphertext_sha256=False`` the SHA-256 of the whole stream is not computed (one
+    pass of three) and the record's ``ciphertext_sha256`` is empty. For callers that
+    compare ``segment_root`` with a trusted record: a matching root pins every segment,
+    and the header is pinned by the segments' tags (it is their associated data and keys
+    their subkey), so the stream is the one whose whole-stream digest that record names.
     """
     _check_key(key)
     header = _read_exact(src, HEADER_SIZE)
@@ -262,16 +277,19 @@ def decrypt_stream(
         raise DecryptionError()
     aead = AESGCM(_subkey(key, header))
     chunk = parsed.segment_size + TAG_SIZE
-    sealed = [bytearray(chunk + 1) for _ in range(_SLOTS)]
-    plain = [bytearray(parsed.segment_size) for _ in range(_SLOTS)]
+    sealed = _Buffers(chunk + 1)
+    plain = _Buffers(parsed.segment_size)
+    slots = _slot_count(parsed.segment_size)
     parallel = parsed.segment_size >= _PARALLEL_MIN_SEGMENT
-    with _Digester(header, parallel=parallel, enabled=digests) as digester:
+    with _Pipeline(
+        dst, header, parallel=parallel, digests=digests, whole_stream=ciphertext_sha256
+    ) as pipeline:
         carry: int | None = None
         index = 0
         last = False
         while not last:
-            slot = index % _SLOTS
-            digester.drain(keep=_SLOTS - 1)
+            slot = index % slots
+            pipeline.drain(keep=slots - 1)
             got = _fill(src, sealed[slot], carry)
             last = got <= chunk
             length = got if last else chunk
@@ -285,10 +303,9 @@ def decrypt_stream(
             except InvalidTag:
                 pt[:] = bytes(len(pt))  # never leave unauthenticated plaintext lying around
                 raise DecryptionError() from None
-            _write_all(dst, pt)
-            digester.add(pt, ct)
+            pipeline.add(pt, ct, out=pt)  # only once authenticated
             index += 1
-        return digester.finish()
+        return pipeline.finish()
 
 
 def encrypt_bytes(
@@ -312,6 +329,24 @@ def decrypt_bytes(key: bytes, ciphertext: bytes, *, expected_epoch: int | None =
     out = io.BytesIO()
     decrypt_stream(key, io.BytesIO(ciphertext), out, expected_epoch=expected_epoch)
     return out.getvalue()
+
+
+def _slot_count(segment_size: int) -> int:
+    """Segments in flight: enough to keep the hashing threads busy, within a memory bound."""
+    return max(2, min(_MAX_SLOTS, _IN_FLIGHT_BYTES // segment_size))
+
+
+class _Buffers:
+    """Reusable segment buffers, allocated on first use (a one-segment payload needs one)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._buffers: list[bytearray] = []
+
+    def __getitem__(self, slot: int) -> bytearray:
+        while len(self._buffers) <= slot:
+            self._buffers.append(bytearray(self._size))
+        return self._buffers[slot]
 
 
 def _check_key(key: bytes) -> None:
@@ -372,70 +407,79 @@ def _sha256(data: memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-class _Digester:
-    """Hashes plaintext, the ciphertext stream and each ciphertext segment.
+class _Pipeline:
+    """Writes each segment's output and hashes plaintext, ciphertext stream and segment.
 
-    With ``parallel``, each of the three runs on its own single-thread executor, so the
-    updates of one hash stay in order while the three hashes and the main thread's
-    reading, sealing and writing overlap. The first segment is always hashed inline, so a
-    payload of one segment never starts a thread.
+    With ``parallel``, the writes and the two running hashes (the whole ciphertext stream
+    only with ``whole_stream``) each have a single-thread executor, so each stays in order
+    while all overlap the caller's reading, sealing and segment hashing. The first segment
+    is done inline: a payload of one segment never starts a thread.
     """
 
-    def __init__(self, header: bytes, *, parallel: bool, enabled: bool = True) -> None:
-        self._enabled = enabled
+    def __init__(
+        self,
+        dst: BinaryIO,
+        header: bytes,
+        *,
+        parallel: bool,
+        digests: bool = True,
+        whole_stream: bool = True,
+    ) -> None:
+        self._dst = dst
+        self._digests = digests
         self._plain = hashlib.sha256()
-        self._cipher = hashlib.sha256(header)
+        self._cipher = hashlib.sha256(header) if whole_stream else None
         self._tree = _TreeBuilder()
         self._parallel = parallel
         self._lanes: tuple[ThreadPoolExecutor, ...] = ()
-        self._inflight: deque[tuple[Future[None], Future[None], Future[bytes]]] = deque()
+        self._inflight: deque[tuple[Future[None], ...]] = deque()
         self._size = 0
         self._count = 0
 
-    def __enter__(self) -> _Digester:
+    def __enter__(self) -> _Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # On failure too: no write may land after the caller has given up on `dst`.
         for lane in self._lanes:
             lane.shutdown(wait=True)
 
-    def add(self, plaintext: memoryview, ciphertext: memoryview) -> None:
-        """Hash one segment; its buffers must stay untouched until `drain` has waited for it."""
+    def add(self, plaintext: memoryview, ciphertext: memoryview, *, out: memoryview) -> None:
+        """Write ``out`` and hash one segment; the buffers stay untouched until `drain`."""
         self._size += len(plaintext)
         self._count += 1
-        if not self._enabled:
-            return
         if not self._parallel or self._count == 1:
-            self._plain.update(plaintext)
-            self._cipher.update(ciphertext)
-            self._tree.push(_sha256(ciphertext))
+            _write_all(self._dst, out)
+            if self._digests:
+                self._plain.update(plaintext)
+                if self._cipher is not None:
+                    self._cipher.update(ciphertext)
+                self._tree.push(_sha256(ciphertext))
             return
         if not self._lanes:
-            self._lanes = tuple(ThreadPoolExecutor(1, "sharechain-digest") for _ in range(3))
-        plain, cipher, leaves = self._lanes
-        self._inflight.append(
-            (
-                plain.submit(self._plain.update, plaintext),
-                cipher.submit(self._cipher.update, ciphertext),
-                leaves.submit(_sha256, ciphertext),
-            )
-        )
+            self._lanes = tuple(ThreadPoolExecutor(1, "sharechain-stream") for _ in range(3))
+        writer, plain, cipher = self._lanes
+        jobs = [writer.submit(_write_all, self._dst, out)]
+        if self._digests:
+            jobs.append(plain.submit(self._plain.update, plaintext))
+            if self._cipher is not None:
+                jobs.append(cipher.submit(self._cipher.update, ciphertext))
+            self._tree.push(_sha256(ciphertext))
+        self._inflight.append(tuple(jobs))
 
     def drain(self, *, keep: int) -> None:
-        """Wait until at most ``keep`` segments are still being hashed."""
+        """Wait until at most ``keep`` segments are still being written or hashed."""
         while len(self._inflight) > keep:
-            plain, cipher, leaf = self._inflight.popleft()
-            plain.result()
-            cipher.result()
-            self._tree.push(leaf.result())
+            for job in self._inflight.popleft():
+                job.result()
 
     def finish(self) -> StreamDigests | None:
         self.drain(keep=0)
-        if not self._enabled:
+        if not self._digests:
             return None
         return StreamDigests(
             plaintext_sha256=self._plain.digest(),
-            ciphertext_sha256=self._cipher.digest(),
+            ciphertext_sha256=b"" if self._cipher is None else self._cipher.digest(),
             segment_root=self._tree.root(),
             size=self._size,
             segment_count=self._count,
