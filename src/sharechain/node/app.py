@@ -301,6 +301,9 @@ def create_app(node: Node) -> FastAPI:
     from sharechain.node import queries  # the data-sharing read endpoints
 
     queries.register(app, node)
+    from sharechain.node import delivery  # blobs, custody and key releases between nodes
+
+    app.include_router(delivery.router)
     return app
 
 

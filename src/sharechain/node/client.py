@@ -34,7 +34,7 @@ from sharechain.node.attest import Attestation
 from sharechain.node.auth import sign_request
 from sharechain.ordering.solo import Receipt
 
-__all__ = ["NodeClient", "SignatureAuth"]
+__all__ = ["NodeClient", "SignatureAuth", "raise_for_reply"]
 
 
 class SignatureAuth(httpx.Auth):
@@ -93,6 +93,10 @@ def _raise_for(reply: httpx.Response) -> None:
     )
 
 
+raise_for_reply = _raise_for
+"""Turn an error reply into the sharechain exception its status means (for callers of `http`)."""
+
+
 def _receipt(value: dict[str, Any]) -> Receipt:
     return Receipt(
         bytes.fromhex(value["tx_id"]),
@@ -127,6 +131,11 @@ class NodeClient:
 
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def http(self) -> httpx.Client:
+        """The signed httpx client, for streamed and ranged requests (the data plane)."""
+        return self._http
 
     def __enter__(self) -> NodeClient:
         return self

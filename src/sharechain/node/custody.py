@@ -39,6 +39,7 @@ __all__ = [
     "NOTHING_WRAPPED",
     "KeyRelease",
     "check_digests",
+    "check_opened",
     "combine_secrets",
     "custody_material",
     "dataset_id",
@@ -270,17 +271,24 @@ def combine_secrets(secrets: Sequence[bytes], threshold: int) -> bytes:
 
 def check_digests(ds: Dataset, epoch: KeyEpoch, got: StreamDigests) -> None:
     """Raise `IntegrityError` unless an opened payload is the one the chain records."""
+    check_opened(ds.id, ds.plaintext_digest, ds.size, epoch, got)
+
+
+def check_opened(
+    dataset: str, plaintext_digest: bytes, size: int, epoch: KeyEpoch, got: StreamDigests
+) -> None:
+    """`check_digests` given the dataset record's fields (as a remote client reads them)."""
     # No whole-ciphertext digest here: the segment root pins every segment and the tags
     # pin the header, so a matching root means the stream is the registered one.
     checks = (
-        ("plaintext digest", ds.plaintext_digest, got.plaintext_sha256),
+        ("plaintext digest", plaintext_digest, got.plaintext_sha256),
         ("segment root", epoch.segment_root, got.segment_root),
     )
     for name, want, have in checks:
         if want != have:
             raise IntegrityError(
-                f"the {name} of dataset {ds.id} is {have.hex()}, not {want.hex()} as the chain "
+                f"the {name} of dataset {dataset} is {have.hex()}, not {want.hex()} as the chain "
                 "records; the payload was altered, nothing was kept"
             )
-    if got.size != ds.size:
-        raise IntegrityError(f"dataset {ds.id} opened to {got.size} bytes, not {ds.size}")
+    if got.size != size:
+        raise IntegrityError(f"dataset {dataset} opened to {got.size} bytes, not {size}")

@@ -1,0 +1,467 @@
+"""Blob delivery and key custody between organisations' nodes (REST API).
+
+On a network each organisation's node keeps its own blob store (sealed
+payloads, named by their SHA-256) and its own vault (key material wrapped to
+its own X25519 key). This router lets the nodes serve the data plane to each
+other's organisations, with the chain as the gate for every decision:
+
+- `GET`/`HEAD /v1/blobs/{digest}` streams a sealed payload, with single
+  `Range: bytes=a-b` requests (206 and `Content-Range`; 416 when the range is
+  outside the blob) so a download resumes from the byte it reached. The ETag
+  is the digest. Only the dataset's owner, its custodians, and organisations
+  holding an active grant on a dataset whose current key epoch is this blob
+  may read it (the bytes are ciphertext, but who downloads what is still
+  limited to who may). The client checks the digest, not the node.
+- `PUT /v1/blobs/{digest}?offset=&final=` receives a blob in chunks (each
+  request is signed, so each is at most 64 MiB); a chunk at the wrong offset
+  is answered 409 with the bytes received so far, so an upload resumes too.
+  The last chunk is hashed with the rest, and a blob whose bytes do not match
+  its name is discarded (422). Accepted from this node's own organisation,
+  or from the owner of a dataset whose current epoch names the blob when this
+  node's organisation is one of its custodians (replicas, so a grantee can
+  fetch while the owner is offline).
+- `DELETE /v1/blobs/{digest}`: the owner drops a blob no current epoch uses.
+- `PUT /v1/custody/{dataset}/{epoch}/{kind}`: the owner deposits this
+  organisation's key (or share), already wrapped by the owner to this
+  organisation's vault slot (`vault.wrap_for_vault`), so the secret is never
+  in the clear outside its custodian's node. A slot is written once.
+- `GET`/`DELETE /v1/custody/...`: the organisation itself reads its wrapped
+  entry (its tools rotate keys with it); the owner destroys entries of epochs
+  the chain has moved past (or of a purged dataset).
+- `POST /v1/grants/{grant}/key-release`: this node, as a custodian, checks
+  the grant on its own copy of the chain, wraps its key or share to the
+  requester, submits `grant.key-release` (so the outcome is on the chain
+  either way) and returns the wrap only when the chain accepted it, that is
+  only to the grantee. A refusal is 403 with the chain's `code` and reason.
+- `GET /v1/datasets/{dataset}/epoch`: the dataset's current key epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from sharechain.contracts import queries
+from sharechain.contracts.epochs import KeyEpoch, epoch_from_value
+from sharechain.contracts.keys import dataset_key
+from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
+from sharechain.ledger.state import StateReader
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.custody import encryption_key, key_epoch, release_payload, wrap_release
+from sharechain.node.deps import Auth, Caller
+from sharechain.node.queries import jsonable
+from sharechain.node.service import Node
+from sharechain.node.vault import KINDS, Vault
+from sharechain.storage.blobs import BlobStore, parse_digest
+
+__all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "ReleaseBody", "router"]
+
+CHUNK: Final = 1 << 20
+"""Bytes read from disk per step while streaming a blob."""
+MAX_UPLOAD_CHUNK: Final = 32 << 20
+"""Largest chunk one `PUT /v1/blobs` request may carry (requests are signed whole)."""
+RELEASE_TIMEOUT: Final = 30.0
+"""Seconds a key release waits for its transaction to commit."""
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_Digest = Annotated[str, PathParam(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")]
+_Id = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]
+_upload_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+router = APIRouter(tags=["data plane"])
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(_node)]
+
+
+class ReleaseBody(BaseModel):
+    """A grantee's request for a custodian's key (or share)."""
+
+    session: str = Field(..., min_length=8, max_length=128, pattern="^[0-9A-Za-z_-]+$")
+    """Fetch session: the shares of one threshold fetch share it and count as one use."""
+
+
+class CustodyBody(BaseModel):
+    """A vault entry wrapped by the owner for this node's organisation (hex)."""
+
+    wrapped: str = Field(..., min_length=2, max_length=8192, pattern="^[0-9a-f]+$")
+
+
+def _blobs(node: Node) -> BlobStore:
+    return BlobStore(node.datadir.blob_dir)
+
+
+def _vault(node: Node) -> Vault:
+    return Vault(node.datadir.path, node.keys)
+
+
+def _current_epochs(node: Node) -> dict[str, KeyEpoch]:
+    """Every dataset's current key epoch on this node's chain (dataset -> epoch)."""
+    current: dict[str, KeyEpoch] = {}
+    for _, value in StateReader(node.store).scan("epoch/"):
+        e = epoch_from_value(value)  # keys sort by epoch: the last one seen is current
+        current[e.dataset] = e
+    return current
+
+
+def _naming(node: Node, digest: bytes) -> list[KeyEpoch]:
+    """Current epochs of active datasets whose sealed payload is the blob `digest`."""
+    found = []
+    for e in _current_epochs(node).values():
+        named = e.ciphertext_digest == digest and not e.inline
+        if named and queries.dataset(node.store, e.dataset).status == "active":
+            found.append(e)
+    return found
+
+
+def _may_read(node: Node, who: Caller, digest: bytes) -> None:
+    """Raise `AccessDeniedError` unless `who` may download the blob `digest`."""
+    if who.org == node.org:
+        return
+    epochs = _naming(node, digest)
+    for e in epochs:
+        if who.org == e.by or who.org in e.holders:
+            return
+    held = queries.grants(node.store, org=who.org)
+    granted = {g.grant.dataset for g in held}
+    active = {g.grant.dataset for g in held if g.status == "active"}
+    for e in epochs:
+        if e.dataset in active:
+            return
+    if not epochs:
+        raise AccessDeniedError(
+            f"{who.org} may not read blob {digest.hex()}: no current key epoch of an active "
+            "dataset on this node's chain names it"
+        )
+    names = ", ".join(e.dataset for e in epochs)
+    why = "its grant is no longer active" if granted & {e.dataset for e in epochs} else "no grant"
+    raise AccessDeniedError(
+        f"{who.org} may not read blob {digest.hex()} (dataset {names}): {why}; only the owner, "
+        "its custodians and holders of an active grant may"
+    )
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) of a single `bytes=` range, None for the whole blob.
+
+    Raises `ValueError` when the range cannot be satisfied (answered 416).
+    """
+    if header is None:
+        return None
+    m = _RANGE.fullmatch(header.strip())
+    if m is None:
+        raise ValueError(f"only one `bytes=first-last` range is served, not {header[:80]!r}")
+    first, last = m.group(1), m.group(2)
+    if first == "" and last == "":
+        raise ValueError("empty range")
+    if first == "":
+        suffix = int(last)
+        if suffix == 0:
+            raise ValueError("a zero-length suffix range selects nothing")
+        return max(0, size - suffix), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if start >= size or end <= start:
+        raise ValueError(f"range {header} is outside the blob of {size} bytes")
+    return start, end
+
+
+def _stream(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with path.open("rb", buffering=0) as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            data = f.read(min(CHUNK, left))
+            if not data:
+                return
+            left -= len(data)
+            yield data
+
+
+@router.api_route("/v1/blobs/{digest}", methods=["GET", "HEAD"], response_model=None)
+def get_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Response:
+    """A sealed payload (whole, or one byte range), to those the chain allows."""
+    raw = bytes.fromhex(parse_digest(digest))
+    _may_read(node, who, raw)
+    path = _blobs(node).path(raw)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise NotFoundError(f"blob {digest} is not stored on {node.org}'s node") from None
+    headers = {"ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
+    try:
+        span = _parse_range(request.headers.get("range"), size)
+    except ValueError as exc:
+        return JSONResponse(
+            {"error": "range_not_satisfiable", "detail": str(exc), "size": size},
+            status_code=416,
+            headers={**headers, "Content-Range": f"bytes */{size}"},
+        )
+    start, end = span or (0, size)
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if span is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        _stream(path, start, end),
+        status_code=status,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+def _upload_lock(digest: str) -> threading.Lock:
+    with _locks_guard:
+        return _upload_locks.setdefault(digest, threading.Lock())
+
+
+def _may_write(node: Node, who: Caller, digest: bytes) -> None:
+    if who.org == node.org:
+        return
+    for e in _naming(node, digest):
+        if who.org == e.by and node.org in e.holders:
+            return
+    raise AccessDeniedError(
+        f"{who.org} may not store blob {digest.hex()} on {node.org}'s node: a node takes "
+        "blobs from its own organisation, and replicas from the owner of a dataset whose "
+        "current key epoch names the blob and lists this organisation as a custodian"
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _adopt(store: BlobStore, part: Path, digest: bytes) -> None:
+    """Make the received file the blob `digest` once its bytes hash to that name."""
+    h = hashlib.sha256()
+    with part.open("rb", buffering=0) as f:
+        while data := f.read(CHUNK):
+            h.update(data)
+        os.fsync(f.fileno())
+    if h.digest() != digest:
+        part.unlink(missing_ok=True)
+        raise ValueError(
+            f"the bytes received hash to {h.hexdigest()}, not {digest.hex()}; nothing was kept, "
+            "upload again from offset 0"
+        )
+    final = store.path(digest)
+    final.parent.mkdir(exist_ok=True)
+    os.replace(part, final)
+    _fsync_dir(final.parent)
+
+
+@router.put("/v1/blobs/{digest}", response_model=None)
+async def put_blob(
+    digest: _Digest,
+    request: Request,
+    who: Auth,
+    node: NodeDep,
+    offset: int = 0,
+    final: bool = True,
+) -> JSONResponse:
+    """Receive a blob, or one chunk of it at `offset`; `final` marks the last chunk."""
+    raw = bytes.fromhex(parse_digest(digest))
+    _may_write(node, who, raw)
+    body = await request.body()  # already read (and digest-checked) by the signature check
+    if len(body) > MAX_UPLOAD_CHUNK:
+        return JSONResponse(
+            {"error": "too_large", "detail": f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"},
+            status_code=413,
+        )
+    store = _blobs(node)
+    if store.has(raw):
+        return JSONResponse({"digest": digest, "stored": True, "size": store.size(raw)})
+    part = store.root / ".incoming" / f"upload-{digest}.part"
+    with _upload_lock(digest):
+        have = part.stat().st_size if part.exists() else 0
+        if offset != have:
+            return JSONResponse(
+                {
+                    "error": "conflict",
+                    "detail": f"this node holds {have} bytes of blob {digest}; send from there",
+                    "received": have,
+                },
+                status_code=409,
+            )
+        part.parent.mkdir(parents=True, exist_ok=True)
+        with part.open("ab") as f:
+            f.write(body)
+        if not final:
+            return JSONResponse({"digest": digest, "stored": False, "received": have + len(body)})
+        try:
+            _adopt(store, part, raw)
+        except ValueError as exc:
+            return JSONResponse({"error": "digest_mismatch", "detail": str(exc)}, status_code=422)
+    return JSONResponse({"digest": digest, "stored": True, "size": store.size(raw)})
+
+
+@router.delete("/v1/blobs/{digest}")
+def delete_blob(digest: _Digest, who: Auth, node: NodeDep) -> dict[str, Any]:
+    """Delete a blob no current key epoch uses (after a rotation or a purge)."""
+    raw = bytes.fromhex(parse_digest(digest))
+    if _naming(node, raw):
+        raise AccessDeniedError(f"blob {digest} is the current payload of a dataset; rotate first")
+    if who.org != node.org:
+        owners = {
+            v["by"]
+            for _, v in StateReader(node.store).scan("epoch/")
+            if v["ciphertext_digest"] == raw
+        }
+        if who.org not in owners:
+            raise AccessDeniedError(f"only the owner of blob {digest}'s dataset may delete it")
+    return {"digest": digest, "deleted": _blobs(node).delete(raw)}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise NotFoundError(f"vault entries are {' or '.join(KINDS)}, not {kind!r}")
+
+
+@router.put("/v1/custody/{dataset}/{epoch}/{kind}")
+def put_custody(
+    dataset: _Id, epoch: int, kind: str, body: CustodyBody, who: Auth, node: NodeDep
+) -> dict[str, Any]:
+    """Keep this organisation's key or share of a dataset's epoch, wrapped by the owner."""
+    _check_kind(kind)
+    on_chain = StateReader(node.store).get(f"epoch/{dataset}/{epoch:012d}")
+    if on_chain is not None:
+        e = epoch_from_value(on_chain)
+        if who.org != e.by or (node.org not in e.holders and node.org != e.by):
+            raise AccessDeniedError(
+                f"only the owner ({e.by}) deposits keys of dataset {dataset}, and only with "
+                f"its custodians ({', '.join(e.holders)})"
+            )
+    vault = _vault(node)
+    if vault.has(dataset, epoch, kind):
+        raise AccessDeniedError(
+            f"{node.org} already holds a {kind} of dataset {dataset} at epoch {epoch}; "
+            "vault slots are written once"
+        )
+    vault.put_wrapped(dataset, epoch, kind, bytes.fromhex(body.wrapped))
+    return {"org": node.org, "dataset": dataset, "epoch": epoch, "kind": kind, "stored": True}
+
+
+@router.get("/v1/custody/{dataset}/{epoch}/{kind}")
+def get_custody(dataset: _Id, epoch: int, kind: str, who: Auth, node: NodeDep) -> dict[str, Any]:
+    """This organisation's own vault entry, still wrapped to its key (for its own tools)."""
+    _check_kind(kind)
+    if who.org != node.org:
+        raise AccessDeniedError(f"only {node.org} reads its own vault")
+    return {"wrapped": _vault(node).get_wrapped(dataset, epoch, kind).hex()}
+
+
+@router.delete("/v1/custody/{dataset}")
+def delete_custody(
+    dataset: _Id, who: Auth, node: NodeDep, epoch: int | None = None
+) -> dict[str, Any]:
+    """Destroy this node's entries of a dataset: an epoch the chain moved past, or all.
+
+    Allowed to this organisation, and to the dataset's owner for epochs before the
+    current one or for a purged dataset (crypto-shredding).
+    """
+    if who.org != node.org:
+        reader = StateReader(node.store)
+        ds = reader.get(dataset_key(dataset))
+        current = key_epoch(node.store, dataset) if ds is not None else None
+        if ds is None or current is None or who.org != ds["owner"]:
+            raise AccessDeniedError(f"only the owner of dataset {dataset} destroys its keys")
+        if ds["status"] != "purged" and (epoch is None or epoch >= current.epoch):
+            raise AccessDeniedError(
+                f"epoch {epoch} of dataset {dataset} is still current; rotate or purge first"
+            )
+    return {"org": node.org, "destroyed": _vault(node).destroy(dataset, epoch)}
+
+
+@router.get("/v1/datasets/{dataset}/epoch")
+def get_epoch(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
+    """The dataset's current key epoch: digests, custody, holders, threshold."""
+    return {
+        "epoch": jsonable(key_epoch(node.store, queries.resolve(node.store, "dataset", dataset)))
+    }
+
+
+@router.post("/v1/grants/{grant}/key-release", response_model=None)
+def key_release(
+    grant: _Id, body: ReleaseBody, who: Auth, node: NodeDep
+) -> dict[str, Any] | JSONResponse:
+    """Release this custodian's key (or share) of the grant's dataset to the requester.
+
+    The wrap is made for the requester; the chain decides (`grant.key-release`) and the
+    wrap is returned only if it accepted, so only the grantee ever receives one.
+    """
+    view = queries.grant(node.store, grant)
+    epoch = key_epoch(node.store, view.grant.dataset)
+    recipient = encryption_key(queries.organisations(node.store), who.org)
+    wrapped = wrap_release(_vault(node), recipient, epoch, grant=grant, session=body.session)
+    payload = release_payload(grant, who.org, epoch.epoch, wrapped, body.session)
+    stx = sign_transaction(node.keys.signing, "grant.key-release", node.org, payload, now=node.now)
+    (future,) = node.submit([stx.raw])
+    try:
+        receipt = future.result(timeout=RELEASE_TIMEOUT)
+    except FutureTimeout:
+        raise OrderingError(
+            f"the key release was not committed within {RELEASE_TIMEOUT:.0f}s; ask again"
+        ) from None
+    where = {"tx_id": receipt.tx_id.hex(), "height": receipt.height, "index": receipt.index}
+    if not receipt.ok:
+        return JSONResponse(
+            {
+                "error": "forbidden",
+                "code": receipt.code,
+                "reason": receipt.reason,
+                "detail": (
+                    f"{node.org} did not release the key of grant {grant} to {who.org}: the "
+                    f"chain refused ({receipt.code}: {receipt.reason}); the refusal is recorded "
+                    f"in block {receipt.height}"
+                ),
+                **where,
+            },
+            status_code=403,
+        )
+    if not wrapped:
+        return JSONResponse(
+            {
+                "error": "no_key",
+                "code": "no_key",
+                "detail": (
+                    f"{node.org} no longer holds the key of dataset {epoch.dataset} at epoch "
+                    f"{epoch.epoch} (destroyed by a purge); nothing was released"
+                ),
+                **where,
+            },
+            status_code=409,
+        )
+    return {
+        "grant": grant,
+        "dataset": epoch.dataset,
+        "epoch": epoch.epoch,
+        "custodian": node.org,
+        "to": who.org,
+        "session": body.session,
+        "wrapped": wrapped.hex(),
+        **where,
+    }
