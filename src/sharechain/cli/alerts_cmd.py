@@ -11,13 +11,17 @@ from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
-    open_embedded,
 )
-from sharechain.cli.dataset_cmd import report, resolve
-from sharechain.contracts import queries, risk
+from sharechain.cli.dataset_cmd import report
+from sharechain.cli.remote import Target, open_backend
+from sharechain.contracts import risk
 from sharechain.contracts.views import iso, to_json
 
 __all__ = ["register"]
@@ -27,10 +31,14 @@ def list_cmd(
     all_: Annotated[bool, typer.Option("--all", help="Cleared alerts too.")] = False,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
-    """Open risk alerts (or all of them)."""
-    with open_embedded(data_dir) as emb:
-        found = queries.alerts(emb.store, open_only=not all_)
+    """Open risk alerts (or all of them; a node shows them to supervisors)."""
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        found = chain.alerts(open_only=not all_)
     if json_out:
         emit_json(to_json(found))
         return
@@ -56,11 +64,14 @@ def clear_cmd(
     note: Annotated[str, typer.Option(help="Why it is cleared.")] = "",
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Clear an alert (a supervisor); lifts its suspension."""
-    with open_embedded(data_dir) as emb:
-        aid = resolve(emb, "alert", alert)
-        r = emb.submit(as_org, risk.CLEAR, {"alert": aid, "note": note})
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        aid = chain.resolve("alert", alert)
+        r = chain.submit(as_org, risk.CLEAR, {"alert": aid, "note": note})
     report(r, json_out, f"{as_org} cleared alert {aid[:12]}", alert=aid)
 
 

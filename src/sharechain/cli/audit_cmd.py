@@ -13,12 +13,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sharechain.cli.common import DataDirOpt, JsonOpt, console, emit_json, fail, open_embedded
-from sharechain.cli.dataset_cmd import resolve
-from sharechain.contracts import queries
+from sharechain.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
+    console,
+    emit_json,
+    fail,
+)
+from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts.views import iso, to_json
-from sharechain.errors import IntegrityError
-from sharechain.ledger.proofs import verify_tx_proof
 
 __all__ = ["register"]
 
@@ -31,22 +38,21 @@ def audit(
     org: Annotated[str | None, typer.Option("--org", help="An organisation's trail.")] = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
-    """The audit trail of a dataset, a grant or an organisation."""
+    """The audit trail of a dataset, a grant or an organisation (every proof verified)."""
     if sum(x is not None for x in (dataset, grant, org)) != 1:
         fail("give exactly one of DATASET, --grant ID or --org ORG")
-    with open_embedded(data_dir) as emb:
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
         if dataset is not None:
-            entries = queries.audit(emb.store, ds=resolve(emb, "dataset", dataset))
+            entries = chain.audit(ds=chain.resolve("dataset", dataset))
         elif grant is not None:
-            entries = queries.audit(emb.store, grant_id=resolve(emb, "grant", grant))
+            entries = chain.audit(grant_id=chain.resolve("grant", grant))
         else:
-            entries = queries.audit(emb.store, org=org)
-        for e in entries:
-            meta = emb.store.block_meta(e.height)
-            if e.proof is None or meta is None:
-                raise IntegrityError(f"no proof for transaction {e.tx_id.hex()}")
-            verify_tx_proof(e.proof, meta.hash)
+            entries = chain.audit(org=org)
     if json_out:
         emit_json([{**to_json(e), "proof_verified": True} for e in entries])
         return

@@ -20,9 +20,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sharechain.cli import agreement
+from sharechain.cli.agreement import AttestationReport
+from sharechain.cli.backend import Backend, ChainInfo
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
@@ -31,12 +38,10 @@ from sharechain.cli.common import (
     open_embedded,
 )
 from sharechain.cli.notary_cmd import iso_time, parse_tx_id
-from sharechain.errors import ChainError, IntegrityError
-from sharechain.ledger.chain import verify_chain
+from sharechain.cli.remote import Target, connect, node_errors, open_backend
+from sharechain.errors import ChainError
+from sharechain.ledger.chain import VerifyReport, verify_chain
 from sharechain.ledger.export import export_records
-from sharechain.ledger.identities import org_from_value
-from sharechain.ledger.proofs import prove_tx, verify_tx_proof
-from sharechain.ledger.state import StateReader
 from sharechain.node.embedded import Embedded
 
 __all__ = ["register"]
@@ -50,6 +55,19 @@ def _opened(data_dir: Path | None) -> Iterator[Embedded]:
     try:
         with open_embedded(data_dir) as emb:
             yield emb
+    except sqlite3.DatabaseError as exc:
+        fail(
+            f"the ledger database is damaged ({exc}); restore ledger.db from a backup "
+            "or re-sync the node from its peers"
+        )
+
+
+@contextmanager
+def _opened_backend(data_dir: Path | None, target: Target, as_org: str | None) -> Iterator[Backend]:
+    """`open_backend`, with a damaged database file a clear error as in `_opened`."""
+    try:
+        with open_backend(data_dir, target, as_org) as chain:
+            yield chain
     except sqlite3.DatabaseError as exc:
         fail(
             f"the ledger database is damaged ({exc}); restore ledger.db from a backup "
@@ -78,39 +96,52 @@ def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]
         yield update
 
 
+def info_json(info: ChainInfo) -> dict[str, Any]:
+    """`chain info --json`: the same document in both modes."""
+    return {
+        "consortium": info.consortium,
+        "data_dir": info.data_dir,
+        "node": info.node,
+        "genesis_hash": info.genesis_hash.hex(),
+        "height": info.height,
+        "head_hash": info.head_hash.hex(),
+        "head_time": iso_time(info.head_timestamp),
+        "state_root": info.state_root.hex(),
+        "transactions": info.transactions,
+        "organisations": {
+            o.id: {
+                "roles": list(o.roles),
+                "status": o.status,
+                "sign_key_id": o.sign_key_id.hex(),
+            }
+            for o in info.organisations
+        },
+    }
+
+
 @app.command("info")
-def info(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+def info(
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
     """Consortium, height, head hash, state root, transaction count and organisations."""
-    with _opened(data_dir) as emb:
-        head = emb.store.head()
-        if head is None:
-            fail("the ledger holds no blocks yet")
-        orgs = [org_from_value(v) for _, v in StateReader(emb.store).scan("org/")]
-        report: dict[str, Any] = {
-            "consortium": emb.datadir.consortium,
-            "data_dir": str(emb.datadir.path),
-            "genesis_hash": emb.datadir.genesis_hash.hex(),
-            "height": head.height,
-            "head_hash": head.hash.hex(),
-            "head_time": iso_time(head.timestamp),
-            "state_root": head.state_root.hex(),
-            "transactions": emb.store.tx_count(),
-            "organisations": {
-                o.id: {
-                    "roles": list(o.roles),
-                    "status": o.status,
-                    "sign_key_id": o.sign_key_id.hex(),
-                }
-                for o in orgs
-            },
-        }
+    target = Target(node, network, key)
+    with _opened_backend(data_dir, target, as_org) as chain:
+        found = chain.chain_info()
+    report = info_json(found)
     if json_out:
         emit_json(report)
         return
     table = Table(title=f"consortium {report['consortium']!r}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    for name in ("data_dir", "genesis_hash", "height", "head_hash", "head_time", "state_root"):
+    where = ("node", report["node"]) if report["node"] else ("data_dir", report["data_dir"])
+    table.add_row(where[0].replace("_", " "), str(where[1]))
+    for name in ("genesis_hash", "height", "head_hash", "head_time", "state_root"):
         table.add_row(name.replace("_", " "), str(report[name]))
     table.add_row("transactions", str(report["transactions"]))
     console.print(table)
@@ -119,18 +150,66 @@ def info(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     orgs_table.add_column("roles")
     orgs_table.add_column("status")
     orgs_table.add_column("signing key id")
-    for o in orgs:
+    for o in found.organisations:
         orgs_table.add_row(o.id, ", ".join(o.roles), o.status, o.sign_key_id.hex()[:16] + "...")
     console.print(orgs_table)
 
 
+def _local_attestations(emb: Embedded, height: int) -> AttestationReport:
+    node = agreement.read_node_file(emb.datadir.path)
+    if node is None:
+        return agreement.not_applicable(height)
+    return agreement.compare_with_peers(emb.store, node, emb.datadir.keys(node.org))
+
+
+def _remote_verification(
+    data_dir: Path | None, target: Target, as_org: str | None
+) -> tuple[VerifyReport, AttestationReport]:
+    """What the node says of its own store (verified on start) and of its peers."""
+    client, _ = connect(data_dir, target, as_org)
+    try:
+        with node_errors(client.base_url):
+            status = client.status()
+            chain = client.get_json("/v1/chain")
+            attest = client.attestation_status()
+    finally:
+        client.close()
+    problem = status.get("problem") or status.get("halted")
+    report = VerifyReport(
+        ok=problem is None,
+        height=int(status["height"]),
+        transactions=int(chain["transactions"]),
+        bad_height=None,
+        reason=str(problem or ""),
+        state_root=bytes.fromhex(status["state_root"]),
+    )
+    return report, agreement.from_node_status(client.base_url, attest)
+
+
 @app.command("verify")
-def verify(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
-    """Re-verify the whole chain from genesis; exit 0 when intact, 1 naming the first bad height."""
-    with _opened(data_dir) as emb, _progress("verifying blocks", not json_out) as progress:
-        report = verify_chain(
-            emb.store, emb.registry, genesis_hash=emb.datadir.genesis_hash, progress=progress
-        )
+def verify(
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
+    """Re-verify the whole chain from genesis and report the peers' attestations.
+
+    Exit 0 when intact and no peer disagrees; 1 naming the first bad height or
+    the conflicting peers. With --node/--network, the node reports the
+    verification of its store (done on start) and its comparison with its peers.
+    """
+    target = Target(node, network, key)
+    if target.remote:
+        report, attest = _remote_verification(data_dir, target, as_org)
+    else:
+        with _opened(data_dir) as emb, _progress("verifying blocks", not json_out) as progress:
+            report = verify_chain(
+                emb.store, emb.registry, genesis_hash=emb.datadir.genesis_hash, progress=progress
+            )
+            attest = _local_attestations(emb, report.height)
     if json_out:
         emit_json(
             {
@@ -140,6 +219,7 @@ def verify(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
                 "bad_height": report.bad_height,
                 "reason": report.reason,
                 "state_root": report.state_root.hex(),
+                "attestations": attest.to_json(),
             }
         )
     elif report.ok:
@@ -156,8 +236,23 @@ def verify(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
         err_console.print(
             f"[bold red]chain broken{where}[/]: {report.reason}\n{verified}", highlight=False
         )
-    if not report.ok:
+    if not json_out:
+        _print_attestations(attest)
+    if not report.ok or not attest.ok:
         raise typer.Exit(1)
+
+
+def _print_attestations(attest: AttestationReport) -> None:
+    if not attest.applicable:
+        console.print(f"attestations: {attest.source}", highlight=False)
+        return
+    console.print(f"attestations ({attest.source}, our height {attest.height}):", highlight=False)
+    for p in attest.peers:
+        console.print(f"  {p.describe()}", highlight=False)
+    if not attest.peers:
+        console.print("  no peers", highlight=False)
+    for c in attest.conflicts:
+        err_console.print(f"[bold red]CONFLICT[/]: {c}", highlight=False)
 
 
 @app.command("export")
@@ -201,15 +296,15 @@ def proof(
     tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
     """The RFC 9162 inclusion proof of a transaction in its block, verified before it is shown."""
     target = parse_tx_id(tx_id)
-    with _opened(data_dir) as emb:
-        p = prove_tx(emb.store, target)
-        meta = emb.store.block_meta(p.height)
-        if meta is None:
-            raise IntegrityError(f"block {p.height} is missing from the store")
-        verify_tx_proof(p, meta.hash)
+    with _opened_backend(data_dir, Target(node, network, key), as_org) as chain:
+        p = chain.proof(target)
     if json_out:
         emit_json(p.to_json())
         return
@@ -222,7 +317,7 @@ def proof(
     table.add_row("audit path", "\n".join(x.hex() for x in p.audit_path) or "(empty: one leaf)")
     table.add_row("tx root", p.header.tx_root.hex())
     table.add_row("block hash", p.header_hash.hex())
-    table.add_row("verified", "yes, against the stored block hash")
+    table.add_row("verified", "yes, against the chain's block hash")
     console.print(table)
 
 

@@ -20,6 +20,10 @@ __all__ = [
     "AsOrg",
     "DataDirOpt",
     "JsonOpt",
+    "KeyOpt",
+    "NetworkOpt",
+    "NodeOpt",
+    "SignerOpt",
     "console",
     "emit_json",
     "fail",
@@ -41,6 +45,36 @@ DataDirOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 AsOrg = Annotated[str, typer.Option("--as", help="Act as this organisation (its key signs).")]
+SignerOpt = Annotated[
+    str | None,
+    typer.Option("--as", help="With --node/--network: the organisation signing the requests."),
+]
+NodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--node",
+        envvar="SHARECHAIN_NODE",
+        help="Run against this node's API (URL) instead of the embedded data directory.",
+        show_default=False,
+    ),
+]
+NetworkOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--network",
+        envvar="SHARECHAIN_NETWORK",
+        help="Run against a node of this network file (from `sharechain network up`).",
+        show_default=False,
+    ),
+]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="With --node/--network: the signing organisation's key file.",
+        show_default=False,
+    ),
+]
 
 
 def resolve_data_dir(path: Path | None) -> Path:

@@ -18,12 +18,17 @@ from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
     fail,
     open_embedded,
 )
+from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts import datasets as ds_contract
 from sharechain.contracts import queries
 from sharechain.contracts._fields import derive_id
@@ -163,12 +168,15 @@ def register_cmd(
     policy: PolicyFile = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Register a dataset: its digests, metadata and sharing policy."""
     payload = _describe(title, description, tag, column, classification, custody, holder, policy)
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
-    with open_embedded(data_dir) as emb:
-        r = emb.submit(as_org, ds_contract.REGISTER, payload)
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        r = chain.submit(as_org, ds_contract.REGISTER, payload)
     report(r, json_out, f"{as_org} registered {title!r}", dataset=derive_id("dataset", r.tx_id))
 
 
@@ -189,13 +197,16 @@ def version_cmd(
     policy: PolicyFile = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Register a new version of a dataset (unset metadata is inherited)."""
     payload = _describe(title, description, tag, column, classification, custody, holder, policy)
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
-    with open_embedded(data_dir) as emb:
-        payload["dataset"] = resolve(emb, "dataset", dataset)
-        r = emb.submit(as_org, ds_contract.VERSION, payload)
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        payload["dataset"] = chain.resolve("dataset", dataset)
+        r = chain.submit(as_org, ds_contract.VERSION, payload)
     report(r, json_out, "new version registered", dataset=derive_id("dataset", r.tx_id))
 
 
@@ -217,24 +228,33 @@ def derive_cmd(
     policy: PolicyFile = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Register a dataset derived from parents (its lineage)."""
     payload = _describe(title, description, tag, column, classification, custody, holder, policy)
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
     payload["transformation"] = transformation
-    with open_embedded(data_dir) as emb:
-        payload["parents"] = [resolve(emb, "dataset", p) for p in parent]
-        r = emb.submit(as_org, ds_contract.DERIVE, payload)
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        payload["parents"] = [chain.resolve("dataset", p) for p in parent]
+        r = chain.submit(as_org, ds_contract.DERIVE, payload)
     report(r, json_out, "derived dataset registered", dataset=derive_id("dataset", r.tx_id))
 
 
 def retire_cmd(
-    dataset: IdArg, as_org: AsOrg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+    dataset: IdArg,
+    as_org: AsOrg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Retire a dataset: no new requests; existing grants stay."""
-    with open_embedded(data_dir) as emb:
-        ds = resolve(emb, "dataset", dataset)
-        r = emb.submit(as_org, ds_contract.RETIRE, {"dataset": ds})
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        ds = chain.resolve("dataset", dataset)
+        r = chain.submit(as_org, ds_contract.RETIRE, {"dataset": ds})
     report(r, json_out, f"dataset {ds} retired", dataset=ds)
 
 
@@ -261,11 +281,14 @@ def list_cmd(
     all_: Annotated[bool, typer.Option("--all", help="Include retired, old and purged.")] = False,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
     """The dataset catalogue, filtered."""
-    with open_embedded(data_dir) as emb:
-        found = queries.catalogue(
-            emb.store,
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        found = chain.catalogue(
             owner=owner,
             tag=tag,
             classification=classification,
@@ -291,10 +314,18 @@ def list_cmd(
     console.print(table)
 
 
-def show_cmd(dataset: IdArg, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+def show_cmd(
+    dataset: IdArg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
     """One dataset's record, policy included."""
-    with open_embedded(data_dir) as emb:
-        d = queries.dataset(emb.store, resolve(emb, "dataset", dataset))
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        d = chain.dataset(chain.resolve("dataset", dataset))
     value = to_json(d)
     if json_out:
         emit_json(value)
@@ -302,15 +333,23 @@ def show_cmd(dataset: IdArg, data_dir: DataDirOpt = None, json_out: JsonOpt = Fa
     table = Table(title=d.title, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    for key, v in value.items():
-        table.add_row(key, v if isinstance(v, str) else yaml.safe_dump(v, sort_keys=True).strip())
+    for name, v in value.items():
+        table.add_row(name, v if isinstance(v, str) else yaml.safe_dump(v, sort_keys=True).strip())
     console.print(table)
 
 
-def lineage_cmd(dataset: IdArg, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+def lineage_cmd(
+    dataset: IdArg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
     """The lineage graph: parents, derived datasets and versions."""
-    with open_embedded(data_dir) as emb:
-        graph = queries.lineage(emb.store, resolve(emb, "dataset", dataset))
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        graph = chain.lineage(chain.resolve("dataset", dataset))
     if json_out:
         emit_json(to_json(graph))
         return

@@ -11,6 +11,10 @@ from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
@@ -18,7 +22,8 @@ from sharechain.cli.common import (
     open_embedded,
 )
 from sharechain.cli.dataset_cmd import report, resolve
-from sharechain.contracts import grants, queries
+from sharechain.cli.remote import Target, open_backend
+from sharechain.contracts import grants
 from sharechain.contracts.views import iso, to_json
 from sharechain.node import sharing
 
@@ -30,13 +35,17 @@ def list_cmd(
     dataset: Annotated[str | None, typer.Option(help="Grants on this dataset.")] = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
     """An organisation's grants, or a dataset's, with their status at the head."""
-    with open_embedded(data_dir) as emb:
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
         if org:
-            found = queries.grants(emb.store, org=org)
+            found = chain.grants(org=org)
         elif dataset:
-            found = queries.grants(emb.store, ds=resolve(emb, "dataset", dataset))
+            found = chain.grants(ds=chain.resolve("dataset", dataset))
         else:
             fail("give --org ORG or --dataset ID")
     if json_out:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sharechain.cli.agreement import NodeFile, write_node_file
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -85,6 +86,12 @@ def start(
             max_wait=max_wait_ms / 1000,
             verify_on_start=not no_verify,
         )
+        if (config.data_dir / "consortium.json").exists():
+            # Lets `sharechain chain verify --data-dir` compare this ledger with the peers.
+            url_host = f"[{host}]" if ":" in host else host
+            write_node_file(
+                config.data_dir, NodeFile(org, f"http://{url_host}:{port}", tuple(peers))
+            )
         run_node(config, host, port, log_level=log_level)
 
 

@@ -20,16 +20,17 @@ from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
     console,
     emit_json,
     fail,
-    open_embedded,
 )
-from sharechain.contracts.notary import ENDORSE, RECORD, NotaryRecord, notary_record, record_key
-from sharechain.errors import IntegrityError
-from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
-from sharechain.ledger.state import StateReader
-from sharechain.node.embedded import Embedded
+from sharechain.cli.remote import Target, open_backend
+from sharechain.contracts.notary import ENDORSE, RECORD, NotaryRecord
+from sharechain.ledger.proofs import TxProof
 
 __all__ = ["file_digest", "iso_time", "parse_tx_id", "register"]
 
@@ -78,11 +79,14 @@ def notarize(
     note: Annotated[str, typer.Option(help="What the file is (free text).")] = "",
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Record a file's SHA-256 on the chain."""
     digest = file_digest(file)
-    with open_embedded(data_dir) as emb:
-        receipt = emb.submit(as_org, RECORD, {"digest": digest, "note": note})
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        receipt = chain.submit(as_org, RECORD, {"digest": digest, "note": note})
     if json_out:
         emit_json({"tx_id": receipt.tx_id.hex(), "height": receipt.height, "digest": digest.hex()})
         return
@@ -98,11 +102,14 @@ def endorse(
     as_org: AsOrg,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Countersign another organisation's notary record."""
     target = parse_tx_id(tx_id)
-    with open_embedded(data_dir) as emb:
-        receipt = emb.submit(as_org, ENDORSE, {"record": target})
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        receipt = chain.submit(as_org, ENDORSE, {"record": target})
     if json_out:
         emit_json({"tx_id": receipt.tx_id.hex(), "height": receipt.height, "record": target.hex()})
         return
@@ -111,16 +118,6 @@ def endorse(
         f"transaction [bold]{receipt.tx_id.hex()}[/] in block [bold]{receipt.height}[/]",
         highlight=False,
     )
-
-
-def _proven(emb: Embedded, tx_id: bytes) -> TxProof:
-    """The inclusion proof of `tx_id`, verified against the stored block hash."""
-    proof = prove_tx(emb.store, tx_id)
-    meta = emb.store.block_meta(proof.height)
-    if meta is None:
-        raise IntegrityError(f"block {proof.height} is missing from the store")
-    verify_tx_proof(proof, meta.hash)
-    return proof
 
 
 def _check_json(rec: NotaryRecord, proof: TxProof, endorsement_proofs: list[TxProof]) -> Any:
@@ -153,12 +150,16 @@ def check(
     file: FileArg,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
     """Check a file against the chain: exit 0 if recorded (with proof), 1 if not."""
     digest = file_digest(file)
-    with open_embedded(data_dir) as emb:
-        value = StateReader(emb.store).get(record_key(digest))
-        if value is None:
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        rec = chain.notary(digest)
+        if rec is None:
             if json_out:
                 emit_json({"recorded": False, "digest": digest.hex()})
             else:
@@ -168,9 +169,8 @@ def check(
                     highlight=False,
                 )
             raise typer.Exit(1)
-        rec = notary_record(value)
-        proof = _proven(emb, rec.tx_id)
-        endorsement_proofs = [_proven(emb, e.tx_id) for e in rec.endorsements]
+        proof = chain.proof(rec.tx_id)
+        endorsement_proofs = [chain.proof(e.tx_id) for e in rec.endorsements]
     if json_out:
         emit_json(_check_json(rec, proof, endorsement_proofs))
         return

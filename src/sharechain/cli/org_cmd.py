@@ -17,22 +17,27 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sharechain.cli.backend import Backend, EmbeddedBackend
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
     fail,
     open_embedded,
 )
-from sharechain.cli.dataset_cmd import report, resolve
-from sharechain.contracts import membership, queries
+from sharechain.cli.dataset_cmd import report
+from sharechain.cli.remote import Target, open_backend
+from sharechain.contracts import membership
 from sharechain.contracts._fields import derive_id
 from sharechain.contracts.views import to_json
 from sharechain.crypto.keyfile import OrgKeys
-from sharechain.node.embedded import Embedded
 
 __all__ = ["register"]
 
@@ -48,17 +53,17 @@ def _hex_key(text: str, name: str) -> bytes:
 
 
 def _submit_proposal(
-    emb: Embedded, as_org: str, payload: dict[str, Any], json_out: bool, message: str
+    chain: Backend, as_org: str, payload: dict[str, Any], json_out: bool, message: str
 ) -> str:
-    r = emb.submit(as_org, membership.PROPOSE, payload)
+    r = chain.submit(as_org, membership.PROPOSE, payload)
     pid = derive_id("proposal", r.tx_id)
-    status = queries_status(emb, pid)
+    status = queries_status(chain, pid)
     report(r, json_out, message, proposal=pid, status=status)
     return status
 
 
-def queries_status(emb: Embedded, pid: str) -> str:
-    return next(p.status for p in queries.proposals(emb.store) if p.id == pid)
+def queries_status(chain: Backend, pid: str) -> str:
+    return next(p.status for p in chain.proposals() if p.id == pid)
 
 
 def propose_cmd(
@@ -96,7 +101,8 @@ def propose_cmd(
         if keys is not None:
             emb.datadir.save_keys(keys)  # before submitting: a passed vote must find its key
         try:
-            _submit_proposal(emb, as_org, payload, json_out, f"{as_org} proposed to admit {org}")
+            chain = EmbeddedBackend(emb)
+            _submit_proposal(chain, as_org, payload, json_out, f"{as_org} proposed to admit {org}")
         except BaseException:
             if keys is not None:
                 os.unlink(emb.datadir.key_path(org))
@@ -108,11 +114,14 @@ def remove_cmd(
     as_org: AsOrg,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Propose to remove an organisation (its requests are cancelled, grants revoked)."""
-    with open_embedded(data_dir) as emb:
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
         payload = {"action": "remove", "org": org}
-        _submit_proposal(emb, as_org, payload, json_out, f"{as_org} proposed to remove {org}")
+        _submit_proposal(chain, as_org, payload, json_out, f"{as_org} proposed to remove {org}")
 
 
 def vote_cmd(
@@ -121,12 +130,15 @@ def vote_cmd(
     no: Annotated[bool, typer.Option("--no", help="Vote against.")] = False,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Vote on a membership proposal (admins)."""
-    with open_embedded(data_dir) as emb:
-        pid = resolve(emb, "proposal", proposal)
-        r = emb.submit(as_org, membership.VOTE, {"proposal": pid, "approve": not no})
-        status = queries_status(emb, pid)
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        pid = chain.resolve("proposal", proposal)
+        r = chain.submit(as_org, membership.VOTE, {"proposal": pid, "approve": not no})
+        status = queries_status(chain, pid)
     side = "against" if no else "for"
     report(r, json_out, f"{as_org} voted {side} proposal {pid[:12]}", proposal=pid, status=status)
 
@@ -151,11 +163,18 @@ def rotate_cmd(as_org: AsOrg, data_dir: DataDirOpt = None, json_out: JsonOpt = F
     )
 
 
-def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+def list_cmd(
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
     """Organisations and membership proposals."""
-    with open_embedded(data_dir) as emb:
-        orgs = queries.organisations(emb.store)
-        props = queries.proposals(emb.store)
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        orgs = chain.organisations()
+        props = chain.proposals()
     if json_out:
         emit_json(
             {

@@ -16,14 +16,17 @@ from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
     command_group,
     console,
     emit_json,
     fail,
-    open_embedded,
 )
-from sharechain.cli.dataset_cmd import report, resolve
-from sharechain.contracts import access, queries
+from sharechain.cli.dataset_cmd import report
+from sharechain.cli.remote import Target, open_backend
+from sharechain.contracts import access
 from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, parse_duration
 from sharechain.contracts.views import to_json
@@ -49,6 +52,9 @@ def create_cmd(
     justification: Annotated[str, typer.Option(help="Free text for the approvers.")] = "",
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Ask for access to a dataset."""
     if duration is not None and days is not None:
@@ -57,8 +63,8 @@ def create_cmd(
         ms = parse_duration(f"{days}d" if days is not None else duration or "1d")
     except PolicyError as exc:
         fail(f"--duration: {exc}")
-    with open_embedded(data_dir) as emb:
-        ds = resolve(emb, "dataset", dataset)
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        ds = chain.resolve("dataset", dataset)
         payload = {
             "dataset": ds,
             "purpose": purpose,
@@ -66,9 +72,9 @@ def create_cmd(
             "fields": field or [],
             "justification": justification,
         }
-        r = emb.submit(as_org, access.REQUEST, payload)
+        r = chain.submit(as_org, access.REQUEST, payload)
         rid = derive_id("request", r.tx_id)
-        req = queries.request(emb.store, rid)
+        req = chain.request(rid)
     ids = {"request": rid, "status": req.status}
     if req.grant:
         ids["grant"] = req.grant
@@ -82,11 +88,12 @@ def _decide(
     payload: dict[str, str],
     data_dir: DataDirOpt,
     json_out: bool,
+    target: Target,
 ) -> None:
-    with open_embedded(data_dir) as emb:
-        rid = resolve(emb, "request", request)
-        r = emb.submit(as_org, kind, {"request": rid, **payload})
-        req = queries.request(emb.store, rid)
+    with open_backend(data_dir, target, as_org) as chain:
+        rid = chain.resolve("request", request)
+        r = chain.submit(as_org, kind, {"request": rid, **payload})
+        req = chain.request(rid)
     ids = {"request": rid, "status": req.status}
     if req.grant:
         ids["grant"] = req.grant
@@ -95,10 +102,16 @@ def _decide(
 
 
 def approve_cmd(
-    request: ReqArg, as_org: AsOrg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+    request: ReqArg,
+    as_org: AsOrg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Approve a request (as the owner, a supervisor or a named approver)."""
-    _decide(access.APPROVE, request, as_org, {}, data_dir, json_out)
+    _decide(access.APPROVE, request, as_org, {}, data_dir, json_out, Target(node, network, key))
 
 
 def reject_cmd(
@@ -107,9 +120,13 @@ def reject_cmd(
     reason: Annotated[str, typer.Option(help="Why (the requester reads it).")] = "",
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Reject a request."""
-    _decide(access.REJECT, request, as_org, {"reason": reason}, data_dir, json_out)
+    target = Target(node, network, key)
+    _decide(access.REJECT, request, as_org, {"reason": reason}, data_dir, json_out, target)
 
 
 def list_cmd(
@@ -120,15 +137,18 @@ def list_cmd(
     dataset: Annotated[str | None, typer.Option(help="Requests for this dataset.")] = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """An approver's inbox, an organisation's requests, or a dataset's."""
-    with open_embedded(data_dir) as emb:
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
         if dataset:
-            found = queries.requests(emb.store, ds=resolve(emb, "dataset", dataset))
+            found = chain.requests(ds=chain.resolve("dataset", dataset))
         elif as_org and mine:
-            found = queries.requests(emb.store, org=as_org)
+            found = chain.requests(org=as_org)
         elif as_org:
-            found = queries.inbox(emb.store, as_org)
+            found = chain.inbox(as_org)
         else:
             fail("give --as ORG (its inbox), --as ORG --mine, or --dataset ID")
     if json_out:

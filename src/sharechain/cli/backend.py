@@ -1,0 +1,220 @@
+"""What the commands talk to: the embedded data directory or a node's API.
+
+A command asks a `Backend` for records (`Dataset`, `GrantView`, `AuditEntry`,
+...) and submits signed transactions through it; it never knows which kind
+it holds, so the two modes print the same tables and the same JSON. This
+module defines the seam and the embedded side (`EmbeddedBackend`, a thin
+wrapper of `Embedded` that behaves exactly as the commands always did); the
+node side is `sharechain.cli.remote.RemoteBackend`.
+
+Every proof a backend returns has been verified against the block hash of
+the chain it read (the local store, or the node's block at that height).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sharechain.contracts import queries
+from sharechain.contracts.access import AccessRequest
+from sharechain.contracts.datasets import Dataset
+from sharechain.contracts.membership import Proposal
+from sharechain.contracts.notary import NotaryRecord, notary_record, record_key
+from sharechain.contracts.queries import AuditEntry, GrantView, Lineage
+from sharechain.contracts.risk import Alert
+from sharechain.errors import IntegrityError
+from sharechain.ledger.identities import Organisation
+from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
+from sharechain.ledger.state import StateReader
+from sharechain.node.embedded import Embedded
+from sharechain.ordering.solo import Receipt
+
+__all__ = ["Backend", "ChainInfo", "EmbeddedBackend"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainInfo:
+    """What `chain info` shows."""
+
+    consortium: str
+    """Consortium name."""
+    genesis_hash: bytes
+    """Hash of block 0."""
+    height: int
+    """Height of the head."""
+    head_hash: bytes
+    """The head's header hash."""
+    head_timestamp: int
+    """The head's block time (ms)."""
+    state_root: bytes
+    """Running state root at the head."""
+    transactions: int
+    """Transactions on the chain, refused ones included."""
+    organisations: tuple[Organisation, ...]
+    """Every organisation ever admitted."""
+    data_dir: str | None
+    """The data directory read (embedded), else None."""
+    node: str | None
+    """The node's URL (node mode), else None."""
+
+
+class Backend(Protocol):
+    """The chain as the commands see it (see the module docstring)."""
+
+    def submit(self, org: str, type: str, payload: Mapping[str, Any]) -> Receipt:
+        """Sign as `org`, submit, wait for the commit; raise unless the code is valid."""
+        ...
+
+    def resolve(self, kind: str, prefix: str) -> str:
+        """The full id of a dataset, request, grant, proposal or alert from a unique prefix."""
+        ...
+
+    def chain_info(self) -> ChainInfo: ...
+
+    def proof(self, tx_id: bytes) -> TxProof:
+        """A transaction's inclusion proof, verified against the chain's block hash."""
+        ...
+
+    def notary(self, digest: bytes) -> NotaryRecord | None: ...
+
+    def organisations(self) -> list[Organisation]: ...
+
+    def proposals(self) -> list[Proposal]: ...
+
+    def catalogue(
+        self,
+        *,
+        owner: str | None,
+        tag: str | None,
+        classification: str | None,
+        text: str | None,
+        include_inactive: bool,
+    ) -> list[Dataset]: ...
+
+    def dataset(self, ds: str) -> Dataset: ...
+
+    def lineage(self, ds: str) -> Lineage: ...
+
+    def request(self, rid: str) -> AccessRequest: ...
+
+    def requests(self, *, org: str | None = None, ds: str | None = None) -> list[AccessRequest]: ...
+
+    def inbox(self, org: str) -> list[AccessRequest]: ...
+
+    def grants(self, *, org: str | None = None, ds: str | None = None) -> list[GrantView]: ...
+
+    def alerts(self, *, open_only: bool) -> list[Alert]: ...
+
+    def audit(
+        self, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
+    ) -> list[AuditEntry]:
+        """An audit trail, every entry's proof verified."""
+        ...
+
+
+class EmbeddedBackend:
+    """The embedded default: reads the local store, orders blocks in this process."""
+
+    def __init__(self, emb: Embedded) -> None:
+        self.emb = emb
+        self.store = emb.store
+
+    def submit(self, org: str, type: str, payload: Mapping[str, Any]) -> Receipt:
+        return self.emb.submit(org, type, payload)
+
+    def resolve(self, kind: str, prefix: str) -> str:
+        return queries.resolve(self.store, kind, prefix)
+
+    def chain_info(self) -> ChainInfo:
+        head = self.store.head()
+        if head is None:
+            raise IntegrityError("the ledger holds no blocks yet")
+        return ChainInfo(
+            self.emb.datadir.consortium,
+            self.emb.datadir.genesis_hash,
+            head.height,
+            head.hash,
+            head.timestamp,
+            head.state_root,
+            self.store.tx_count(),
+            tuple(queries.organisations(self.store)),
+            str(self.emb.datadir.path),
+            None,
+        )
+
+    def proof(self, tx_id: bytes) -> TxProof:
+        p = prove_tx(self.store, tx_id)
+        self._verify(p)
+        return p
+
+    def _verify(self, p: TxProof) -> None:
+        meta = self.store.block_meta(p.height)
+        if meta is None:
+            raise IntegrityError(f"block {p.height} is missing from the store")
+        verify_tx_proof(p, meta.hash)
+
+    def notary(self, digest: bytes) -> NotaryRecord | None:
+        value = StateReader(self.store).get(record_key(digest))
+        return None if value is None else notary_record(value)
+
+    def organisations(self) -> list[Organisation]:
+        return queries.organisations(self.store)
+
+    def proposals(self) -> list[Proposal]:
+        return queries.proposals(self.store)
+
+    def catalogue(
+        self,
+        *,
+        owner: str | None,
+        tag: str | None,
+        classification: str | None,
+        text: str | None,
+        include_inactive: bool,
+    ) -> list[Dataset]:
+        return queries.catalogue(
+            self.store,
+            owner=owner,
+            tag=tag,
+            classification=classification,
+            text=text,
+            include_inactive=include_inactive,
+        )
+
+    def dataset(self, ds: str) -> Dataset:
+        return queries.dataset(self.store, ds)
+
+    def lineage(self, ds: str) -> Lineage:
+        return queries.lineage(self.store, ds)
+
+    def request(self, rid: str) -> AccessRequest:
+        return queries.request(self.store, rid)
+
+    def requests(self, *, org: str | None = None, ds: str | None = None) -> list[AccessRequest]:
+        return queries.requests(self.store, org=org, ds=ds)
+
+    def inbox(self, org: str) -> list[AccessRequest]:
+        return queries.inbox(self.store, org)
+
+    def grants(self, *, org: str | None = None, ds: str | None = None) -> list[GrantView]:
+        return queries.grants(self.store, org=org, ds=ds)
+
+    def alerts(self, *, open_only: bool) -> list[Alert]:
+        return queries.alerts(self.store, open_only=open_only)
+
+    def audit(
+        self, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
+    ) -> list[AuditEntry]:
+        entries = queries.audit(self.store, ds=ds, grant_id=grant_id, org=org)
+        verify_entries(entries, self._verify)
+        return entries
+
+
+def verify_entries(entries: Sequence[AuditEntry], check: Callable[[TxProof], None]) -> None:
+    """Run `check(proof)` on every entry's proof; an entry without one is an error."""
+    for e in entries:
+        if e.proof is None:
+            raise IntegrityError(f"no proof for transaction {e.tx_id.hex()}")
+        check(e.proof)

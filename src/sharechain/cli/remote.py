@@ -1,0 +1,373 @@
+"""Node mode of the command line: the same commands against a node's REST API.
+
+`--node URL` (or `$SHARECHAIN_NODE`) talks to one node; `--network FILE`
+(or `$SHARECHAIN_NETWORK`, the `network.json` of `sharechain network up`, or
+its directory) picks the node of the signing organisation from the network
+file and its key from the network's consortium directory. Without either the
+command runs on the embedded default, exactly as before.
+
+Who signs: `--as ORG` with ORG's key file from `--data-dir` (or `--key
+FILE`); a query command without `--as` signs as the organisation of
+`--key FILE`, as the only organisation whose key the data directory holds,
+or (with a network file) as the first node's organisation. Transactions are
+signed here and submitted through `POST /v1/txs`; queries use the node's
+read endpoints and their answers are decoded back into the same records the
+embedded default reads, so both modes print the same output.
+
+Errors: an unreachable node names the URL and what to do; the node's own
+explanation of a 401 or 403 is printed as it is; never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sharechain.cli.backend import Backend, ChainInfo, EmbeddedBackend, verify_entries
+from sharechain.cli.common import fail, handle_errors, open_embedded, resolve_data_dir
+from sharechain.codec import decode
+from sharechain.contracts.access import AccessRequest
+from sharechain.contracts.datasets import Dataset
+from sharechain.contracts.membership import Proposal
+from sharechain.contracts.notary import NotaryRecord
+from sharechain.contracts.queries import AuditEntry, GrantView, Lineage
+from sharechain.contracts.risk import Alert
+from sharechain.crypto.keyfile import OrgKeys, load_keys
+from sharechain.errors import ConfigError, NotFoundError, SharechainError
+from sharechain.ledger.blocks import decode_header
+from sharechain.ledger.identities import Organisation
+from sharechain.ledger.proofs import TxProof, verify_tx_proof
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.client import NodeClient
+from sharechain.node.datadir import DataDir
+from sharechain.node.launcher import NETWORK_FILE
+from sharechain.ordering.solo import Receipt
+
+__all__ = [
+    "RemoteBackend",
+    "Target",
+    "connect",
+    "from_jsonable",
+    "node_errors",
+    "open_backend",
+    "proof_from_json",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a command runs: the embedded default, a node, or a network file's node."""
+
+    node: str | None = None
+    """`--node URL`."""
+    network: Path | None = None
+    """`--network FILE` (a `network.json` or the directory holding it)."""
+    key: Path | None = None
+    """`--key FILE`: the signing organisation's key file."""
+
+    @property
+    def remote(self) -> bool:
+        return self.node is not None or self.network is not None
+
+
+# -- records from the node's JSON ------------------------------------------------
+
+
+def from_jsonable(tp: Any, value: Any) -> Any:
+    """Rebuild a record of type `tp` from its JSON (`sharechain.node.queries.jsonable`).
+
+    Hex strings become bytes and lists become tuples where the record's field
+    types say so; nested records are rebuilt the same way.
+    """
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SharechainError(f"the node sent {type(value).__name__}, not a {tp.__name__}")
+        hints = typing.get_type_hints(tp)
+        return tp(
+            **{
+                f.name: from_jsonable(hints[f.name], value[f.name])
+                for f in dataclasses.fields(tp)
+                if f.name in value
+            }
+        )
+    origin = typing.get_origin(tp)
+    if tp is bytes:
+        return bytes.fromhex(value)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_jsonable(args[0], v) for v in value)
+        return tuple(from_jsonable(a, v) for a, v in zip(args, value, strict=True))
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return from_jsonable(inner, value)
+    return value
+
+
+def proof_from_json(value: Mapping[str, Any]) -> TxProof:
+    """An inclusion proof from its JSON (`TxProof.to_json`); the header comes from its CBOR."""
+    return TxProof(
+        bytes.fromhex(value["tx_id"]),
+        int(value["height"]),
+        int(value["leaf_index"]),
+        int(value["tree_size"]),
+        tuple(bytes.fromhex(p) for p in value["audit_path"]),
+        decode_header(decode(bytes.fromhex(value["header_cbor"]))),
+        str(value["code"]),
+    )
+
+
+def _entry(value: Mapping[str, Any]) -> AuditEntry:
+    proof = value.get("proof")
+    return AuditEntry(
+        bytes.fromhex(value["tx_id"]),
+        int(value["height"]),
+        int(value["index"]),
+        int(value["timestamp"]),
+        str(value["type"]),
+        str(value["sender"]),
+        str(value["code"]),
+        str(value["reason"]),
+        None if proof is None else proof_from_json(proof),
+    )
+
+
+class RemoteBackend:
+    """A node's REST API seen as a `Backend`, signing as one organisation."""
+
+    def __init__(self, client: NodeClient, keys: OrgKeys) -> None:
+        self.client = client
+        self.keys = keys
+        self._hashes: dict[int, bytes] = {}
+
+    @property
+    def url(self) -> str:
+        return self.client.base_url
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self.client.get_json(path, **params)
+
+    def submit(self, org: str, type: str, payload: Mapping[str, Any]) -> Receipt:
+        if org != self.keys.org:
+            raise ConfigError(f"this command signs as {self.keys.org}, not {org}")
+        stx = sign_transaction(self.keys.signing, type, org, payload)
+        return self.client.submit_checked(stx.raw)
+
+    def resolve(self, kind: str, prefix: str) -> str:
+        body = self._get(f"/v1/ids/{quote(kind, safe='')}/{quote(prefix, safe='')}")
+        return str(body["id"])
+
+    def chain_info(self) -> ChainInfo:
+        body = self._get("/v1/chain")
+        return ChainInfo(
+            str(body["consortium"]),
+            bytes.fromhex(body["genesis_hash"]),
+            int(body["height"]),
+            bytes.fromhex(body["head_hash"]),
+            int(body["head_timestamp"]),
+            bytes.fromhex(body["state_root"]),
+            int(body["transactions"]),
+            tuple(self.organisations()),
+            None,
+            self.url,
+        )
+
+    def _block_hash(self, height: int) -> bytes:
+        if height not in self._hashes:
+            self._hashes[height] = bytes.fromhex(self.client.block(height)["hash"])
+        return self._hashes[height]
+
+    def _verify(self, p: TxProof) -> None:
+        verify_tx_proof(p, self._block_hash(p.height))
+
+    def proof(self, tx_id: bytes) -> TxProof:
+        p = proof_from_json(self.client.proof(tx_id))
+        self._verify(p)
+        return p
+
+    def notary(self, digest: bytes) -> NotaryRecord | None:
+        try:
+            body = self._get(f"/v1/notary/{digest.hex()}")
+        except NotFoundError:
+            return None
+        rec: NotaryRecord = from_jsonable(NotaryRecord, body["record"])
+        return rec
+
+    def organisations(self) -> list[Organisation]:
+        return [
+            from_jsonable(Organisation, o) for o in self._get("/v1/organisations")["organisations"]
+        ]
+
+    def proposals(self) -> list[Proposal]:
+        return [from_jsonable(Proposal, p) for p in self._get("/v1/proposals")["proposals"]]
+
+    def catalogue(
+        self,
+        *,
+        owner: str | None,
+        tag: str | None,
+        classification: str | None,
+        text: str | None,
+        include_inactive: bool,
+    ) -> list[Dataset]:
+        body = self._get(
+            "/v1/catalogue",
+            owner=owner,
+            tag=tag,
+            classification=classification,
+            text=text,
+            include_inactive=include_inactive,
+        )
+        return [from_jsonable(Dataset, d) for d in body["datasets"]]
+
+    def dataset(self, ds: str) -> Dataset:
+        d: Dataset = from_jsonable(
+            Dataset, self._get(f"/v1/datasets/{quote(ds, safe='')}")["dataset"]
+        )
+        return d
+
+    def lineage(self, ds: str) -> Lineage:
+        graph: Lineage = from_jsonable(
+            Lineage, self._get(f"/v1/lineage/{quote(ds, safe='')}")["lineage"]
+        )
+        return graph
+
+    def request(self, rid: str) -> AccessRequest:
+        req: AccessRequest = from_jsonable(
+            AccessRequest, self._get(f"/v1/requests/{quote(rid, safe='')}")["request"]
+        )
+        return req
+
+    def requests(self, *, org: str | None = None, ds: str | None = None) -> list[AccessRequest]:
+        body = self._get("/v1/requests", org=org, dataset=ds)
+        return [from_jsonable(AccessRequest, r) for r in body["requests"]]
+
+    def inbox(self, org: str) -> list[AccessRequest]:
+        if org != self.keys.org:
+            raise ConfigError(f"a node shows the inbox of the signer ({self.keys.org}), not {org}")
+        return [from_jsonable(AccessRequest, r) for r in self._get("/v1/inbox")["requests"]]
+
+    def grants(self, *, org: str | None = None, ds: str | None = None) -> list[GrantView]:
+        body = self._get("/v1/grants", org=org, dataset=ds)
+        return [from_jsonable(GrantView, g) for g in body["grants"]]
+
+    def alerts(self, *, open_only: bool) -> list[Alert]:
+        body = self._get("/v1/alerts", open_only=open_only)
+        return [from_jsonable(Alert, a) for a in body["alerts"]]
+
+    def audit(
+        self, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
+    ) -> list[AuditEntry]:
+        body = self._get("/v1/audit", dataset=ds, grant=grant_id, org=org, proofs=True)
+        entries = [_entry(e) for e in body["entries"]]
+        verify_entries(entries, self._verify)
+        return entries
+
+
+# -- connecting ------------------------------------------------------------------
+
+
+def _load_network(path: Path) -> dict[str, Any]:
+    import json
+
+    file = path / NETWORK_FILE if path.is_dir() else path
+    if not file.exists():
+        fail(f"no network file {file}; start a network with `sharechain network up`")
+    try:
+        body: dict[str, Any] = json.loads(file.read_text())
+        body["nodes"] = list(body["nodes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        fail(f"{file} is not a network file ({exc})")
+    if body.get("state") != "up":
+        fail(
+            f"the network in {file.parent} is {body.get('state', 'not up')}; "
+            "start it with `sharechain network up`"
+        )
+    return body
+
+
+def _keys(target: Target, key_dir: Path, org: str | None) -> OrgKeys:
+    """The signer's keys: `--key FILE`, or `org`'s key file in `key_dir`."""
+    if target.key is not None:
+        keys = load_keys(target.key)
+        if org is not None and keys.org != org:
+            fail(f"key file {target.key} belongs to {keys.org}, not {org}")
+        return keys
+    dd = DataDir.open(key_dir)
+    if org is None:
+        held = dd.held_orgs()
+        if len(held) != 1:
+            fail(
+                "say which organisation signs the requests to the node: --as ORG "
+                f"(keys held in {key_dir / 'keys'}: {', '.join(held) or 'none'}) or --key FILE"
+            )
+        org = held[0]
+    return dd.keys(org)
+
+
+def connect(
+    data_dir: Path | None, target: Target, as_org: str | None
+) -> tuple[NodeClient, OrgKeys]:
+    """A signed client of the node `target` names, and the signer's keys."""
+    with handle_errors():
+        if target.network is not None:
+            net = _load_network(target.network)
+            nodes = {str(n["org"]): str(n["url"]) for n in net["nodes"]}
+            first = str(net["nodes"][0]["org"])
+            org = as_org
+            if org is None and target.key is None:
+                org = first
+            keys = _keys(target, Path(net["consortium_dir"]), org)
+            url = target.node or nodes.get(keys.org, nodes[first])
+        else:
+            assert target.node is not None
+            keys = _keys(target, resolve_data_dir(data_dir), as_org)
+            url = target.node
+    return NodeClient(url, keys.org, keys.signing, timeout=30.0), keys
+
+
+@contextmanager
+def node_errors(url: str) -> Iterator[None]:
+    """An unreachable node or a refusal becomes a clear message and a non-zero exit."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        fail(
+            f"cannot reach the node at {url} ({type(exc).__name__}: {exc or 'no answer'}); "
+            "is it running? Check with `sharechain network status` (or start it with "
+            "`sharechain network up` / `sharechain node start`)"
+        )
+    except SharechainError as exc:
+        fail(f"the node at {url} refused: {exc}" if _refusal(exc) else str(exc))
+
+
+def _refusal(exc: SharechainError) -> bool:
+    return "HTTP 401" in str(exc) or "HTTP 403" in str(exc)
+
+
+@contextmanager
+def open_backend(
+    data_dir: Path | None, target: Target, as_org: str | None = None
+) -> Iterator[Backend]:
+    """The embedded data directory, or the node `target` names signing as `as_org`."""
+    if not target.remote:
+        with open_embedded(data_dir) as emb:
+            yield EmbeddedBackend(emb)
+        return
+    client, keys = connect(data_dir, target, as_org)
+    try:
+        with node_errors(client.base_url):
+            yield RemoteBackend(client, keys)
+    finally:
+        client.close()
