@@ -1,47 +1,135 @@
-"""Benchmark: signed transactions through the API, committed on 4 peers ordered by 3 etcd members.
+"""Benchmark: signed workflow transactions through the API, committed on 4 peers ordered by etcd.
 
 `python -m sharechain.bench.network` starts a local network (4 node processes,
-3 etcd members, all on 127.0.0.1), pre-signs notary transactions for every
-organisation, and has one client thread per organisation submit batches
-through its own node's `/v1/txs` (one signed HTTP request per batch, waiting
-for the receipts). Throughput counts transactions committed on *all four*
-peers between the first submission and the moment the slowest peer reached
-the final height; latency is per transaction, from its batch's submission to
-its receipt from the node it was submitted to (the commit on that node).
+3 etcd members, all on 127.0.0.1) and runs the regulated data-sharing flow of
+`bench/workflow.py` through it: a member requests another member's dataset,
+the owner and the supervisor (`regulator`) approve (the second approval
+issues the grant), the owner releases the key to the grantee, and the grantee
+signs a read receipt. Every transaction is pre-signed (ids of requests and
+grants derive from the signed bytes) and submitted by its signer's client
+through the signer's own node, one signed HTTP request per batch.
+
+Each step can only be submitted once the previous one is committed, so the
+clients form a closed loop: `clients_per_org` client threads per
+organisation each keep one batch of at most `batch` ready transactions in
+flight, and a receipt makes the workflow's next step ready for the
+organisation that signs it.
+
+Figures:
+
+- `network_tx_per_s`: workflow transactions committed on *all four* peers,
+  per second of wall time from the first submission until the slowest peer
+  reached the final height.
+- `network_p99_ms`, `network_p50_ms`: per transaction, from the submission of
+  its batch to the moment the last of the four peers committed its block
+  (each node reports the wall-clock commit time of its recent heights in
+  `/v1/status`; all processes share the machine's clock).
+- `receipt_p99_ms`: submission to the receipt from the node it went to.
+- `cpu_seconds`: CPU time of each node, the etcd members and this process
+  (the clients) during the run, to see where the two cores went.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sharechain.contracts._fields import derive_id
+from sharechain.crypto.keyfile import OrgKeys
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import LocalNetwork
 
 __all__ = ["run"]
 
+SUPERVISOR = "regulator"
+STAGES = 5
+GOVERNANCE = {"risk": {"max_requests": 10**9, "max_key_releases": 10**9}}
+"""Risk thresholds above the benchmark's rates: no alert suspends the flow."""
 
-def _presign(net: LocalNetwork, org: str, count: int, tag: int) -> list[bytes]:
-    key = net.keys(org).signing
-    return [
-        sign_transaction(
-            key, "notary.record", org, {"digest": tag.to_bytes(4, "big") + i.to_bytes(28, "big")}
-        ).raw
-        for i in range(count)
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One pre-signed workflow transaction."""
+
+    workflow: int
+    """Index of its workflow."""
+    stage: int
+    """0 request, 1 owner approval, 2 supervisor approval, 3 key release, 4 read receipt."""
+    org: str
+    """Who signs and submits it."""
+    raw: bytes
+    """The signed envelope."""
+
+
+def _digest(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def _register(keys: OrgKeys, org: str, n: int) -> bytes:
+    return sign_transaction(
+        keys.signing,
+        "dataset.register",
+        org,
+        {
+            "title": f"{org} dataset {n}",
+            "tags": ["bench"],
+            "plaintext_digest": _digest(n),
+            "ciphertext_digest": _digest(n + 1),
+            "size": 1 << 20,
+        },
+    ).raw
+
+
+def _workflow(
+    w: int, keys: dict[str, OrgKeys], owner: str, member: str, dataset: str, n: int
+) -> list[_Step]:
+    def sign(org: str, type: str, payload: dict[str, Any]) -> bytes:
+        return sign_transaction(keys[org].signing, type, org, payload).raw
+
+    req = sign(
+        member,
+        "access.request",
+        {"dataset": dataset, "purpose": "treatment", "duration": 86_400_000},
+    )
+    rid = derive_id("request", hashlib.sha256(req).digest())
+    approve2 = sign(SUPERVISOR, "access.approve", {"request": rid})
+    gid = derive_id("grant", hashlib.sha256(approve2).digest())
+    raws = [
+        (member, req),
+        (owner, sign(owner, "access.approve", {"request": rid})),
+        (SUPERVISOR, approve2),
+        (
+            owner,
+            sign(
+                owner,
+                "grant.key-release",
+                {"grant": gid, "to": member, "epoch": 1, "wrapped_key_digest": _digest(7)},
+            ),
+        ),
+        (member, sign(member, "grant.read", {"grant": gid, "digest": _digest(n)})),
     ]
+    return [_Step(w, s, org, raw) for s, (org, raw) in enumerate(raws)]
 
 
 def run(
     *,
-    txs: int = 40_000,
-    batch: int = 500,
+    workflows: int = 8_000,
+    batch: int = 100,
     clients_per_org: int = 2,
+    max_wait_ms: int = 50,
+    max_block_txs: int = 2_000,
+    datasets_per_owner: int = 50,
     base: Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns `network_tx_per_s`, `network_p99_ms` and details."""
@@ -50,67 +138,179 @@ def run(
             (base or Path(tmp)) / "net",
             orgs=4,
             ordering="etcd",
+            governance=GOVERNANCE,
             node_options=(
                 "--log-level",
                 "warning",
                 "--max-wait-ms",
-                "20",
+                str(max_wait_ms),
                 "--max-block-txs",
-                "4000",
+                str(max_block_txs),
                 "--no-verify",
             ),
         )
         net.up(timeout=90)
         try:
-            return _measure(net, txs, batch, clients_per_org)
+            result = _measure(net, workflows, batch, clients_per_org, datasets_per_owner)
         finally:
             net.down()
+    result |= {"max_wait_ms": max_wait_ms, "max_block_txs": max_block_txs}
+    return result
 
 
-def _measure(net: LocalNetwork, txs: int, batch: int, clients_per_org: int) -> dict[str, Any]:
+def _setup(net: LocalNetwork, workflows: int, per_owner: int) -> list[list[_Step]]:
+    """Register the datasets (not timed) and pre-sign every workflow."""
     orgs = [n.org for n in net.nodes]
-    workers = [(org, k) for org in orgs for k in range(clients_per_org)]
-    per_worker = txs // len(workers)
-    work = {(org, k): _presign(net, org, per_worker, tag=i) for i, (org, k) in enumerate(workers)}
-    latencies: list[float] = []
+    members = [o for o in orgs if o != SUPERVISOR]
+    keys = {o: net.keys(o) for o in orgs}
+    datasets: dict[str, list[str]] = {}
+    for owner in members:
+        raws = [_register(keys[owner], owner, n) for n in range(per_owner)]
+        with net.client(owner, timeout=60) as client:
+            receipts = client.submit(raws, timeout=60)
+        if {r.code for r in receipts} != {"valid"}:
+            raise RuntimeError(f"dataset registration refused: {receipts[0]}")
+        datasets[owner] = [derive_id("dataset", hashlib.sha256(r).digest()) for r in raws]
+    flows = []
+    for w in range(workflows):
+        owner = members[w % len(members)]
+        member = members[(w + 1 + (w // len(members)) % (len(members) - 1)) % len(members)]
+        n = (w // len(members)) % per_owner
+        flows.append(_workflow(w, keys, owner, member, datasets[owner][n], n))
+    return flows
+
+
+class _Board:
+    """Ready steps per organisation; a receipt makes the next step ready."""
+
+    def __init__(self, flows: list[list[_Step]], orgs: Iterable[str]) -> None:
+        self.flows = flows
+        self.ready: dict[str, list[deque[_Step]]] = {
+            o: [deque() for _ in range(STAGES)] for o in orgs
+        }
+        self.left = sum(len(f) for f in flows)
+        self.cond = threading.Condition()
+        for flow in flows:
+            self.ready[flow[0].org][0].append(flow[0])
+
+    def take(self, org: str, limit: int) -> list[_Step] | None:
+        """Up to `limit` ready steps of `org`, later stages first; None when all are done."""
+        with self.cond:
+            while True:
+                out: list[_Step] = []
+                for stage in reversed(self.ready[org]):
+                    while stage and len(out) < limit:
+                        out.append(stage.popleft())
+                if out:
+                    return out
+                if self.left <= 0:
+                    return None
+                self.cond.wait(0.5)
+
+    def done(self, steps: list[_Step], failed: bool) -> None:
+        with self.cond:
+            for step in steps:
+                self.left -= STAGES - step.stage if failed else 1
+                if not failed and step.stage + 1 < STAGES:
+                    nxt = self.flows[step.workflow][step.stage + 1]
+                    self.ready[nxt.org][nxt.stage].append(nxt)
+            self.cond.notify_all()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids(net: LocalNetwork) -> dict[str, int]:
+    info = json.loads((net.base / "network.json").read_text())
+    pids = {n["org"]: n["pid"] for n in info["nodes"] if n.get("pid")}
+    if net.etcd is not None:
+        for i, proc in enumerate(net.etcd._procs):  # read-only look at the member processes
+            if proc is not None:
+                pids[f"etcd-{i}"] = proc.pid
+    pids["clients"] = os.getpid()
+    return pids
+
+
+def _measure(
+    net: LocalNetwork, workflows: int, batch: int, clients_per_org: int, per_owner: int
+) -> dict[str, Any]:
+    orgs = [n.org for n in net.nodes]
+    flows = _setup(net, workflows, per_owner)
+    board = _Board(flows, orgs)
+    submitted: list[tuple[float, float, int]] = []  # (submit time, receipt time, height)
     codes: dict[str, int] = {}
     lock = threading.Lock()
     errors: list[str] = []
+    commits: dict[str, dict[int, float]] = {o: {} for o in orgs}
+    stop_polling = threading.Event()
 
-    def worker(org: str, k: int) -> None:
-        raws = work[(org, k)]
-        with net.client(org, timeout=60) as client:
-            for i in range(0, len(raws), batch):
-                chunk = raws[i : i + batch]
-                t0 = time.perf_counter()
+    def poll_commits() -> None:
+        clients = {o: net.client(o, timeout=10) for o in orgs}
+        try:
+            while True:
+                for org, client in clients.items():
+                    for height, at in client.status().get("commits", []):
+                        commits[org][int(height)] = float(at)
+                if stop_polling.wait(0.5):
+                    break
+        finally:
+            for client in clients.values():
+                client.close()
+
+    def worker(org: str) -> None:
+        with net.client(org, timeout=90) as client:
+            while (steps := board.take(org, batch)) is not None:
+                t0 = time.time()
                 try:
-                    receipts = client.submit(chunk, timeout=60)
+                    receipts = client.submit([s.raw for s in steps], timeout=60)
                 except Exception as exc:  # a failed batch is reported, not fatal
                     errors.append(f"{org}: {exc}")
+                    board.done(steps, failed=True)
                     continue
-                dt = time.perf_counter() - t0
+                t1 = time.time()
                 with lock:
-                    latencies.extend([dt] * len(receipts))
                     for r in receipts:
                         codes[r.code] = codes.get(r.code, 0) + 1
+                        submitted.append((t0, t1, r.height))
+                board.done(steps, failed=False)
 
+    pids = _pids(net)
     with net.client(orgs[0]) as c:
         start_height = int(c.status()["height"])
-    threads = [threading.Thread(target=worker, args=w) for w in workers]
-    started = time.perf_counter()
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    poller = threading.Thread(target=poll_commits, daemon=True)
+    threads = [
+        threading.Thread(target=worker, args=(org,)) for org in orgs for _ in range(clients_per_org)
+    ]
+    started = time.time()
+    poller.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     with net.client(orgs[0]) as c:
         final = int(c.status()["height"])
-    # Wait until every peer holds the final height (bounded).
     deadline = time.monotonic() + 60
     for org in orgs:
         with net.client(org) as c:
             while int(c.status()["height"]) < final and time.monotonic() < deadline:
                 time.sleep(0.01)
-    elapsed = time.perf_counter() - started
+    stop_polling.set()
+    poller.join()
+    cpu = {name: round(_cpu_seconds(pid) - cpu_before[name], 1) for name, pid in pids.items()}
+    all_peers = {
+        h: max(commits[o][h] for o in orgs)
+        for h in commits[orgs[0]]
+        if all(h in commits[o] for o in orgs)
+    }
+    elapsed = time.time() - started if not all_peers else max(all_peers.values()) - started
+    latencies = sorted(all_peers[h] - t0 for t0, _, h in submitted if h in all_peers)
+    receipt = sorted(t1 - t0 for t0, t1, _ in submitted)
     races = {}
     for org in orgs:
         with net.client(org) as c:
@@ -121,25 +321,38 @@ def _measure(net: LocalNetwork, txs: int, batch: int, clients_per_org: int) -> d
             if line.startswith("sharechain_blocks_appended_total")
         ]
     committed = sum(codes.values())
-    latencies.sort()
-    p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
     return {
         "network_tx_per_s": round(committed / elapsed, 1),
-        "network_p99_ms": round(p99 * 1000, 1),
-        "network_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "network_p99_ms": _ms(_pct(latencies, 0.99)),
+        "network_p50_ms": _ms(_pct(latencies, 0.5)),
+        "receipt_p99_ms": _ms(_pct(receipt, 0.99)),
+        "receipt_p50_ms": _ms(statistics.median(receipt)) if receipt else None,
+        "latency_samples": len(latencies),
         "transactions": committed,
-        "valid": codes.get("valid", 0),
+        "codes": codes,
         "blocks": final - start_height,
         "seconds": round(elapsed, 2),
         "batch": batch,
-        "clients": len(workers),
+        "clients": len(threads),
         "errors": errors[:5],
-        "appends_won_lost": races,
+        "appends_won": races,
+        "cpu_seconds": cpu,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "peers": len(orgs),
         "etcd_members": 3,
     }
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    return values[int(q * (len(values) - 1))] if values else None
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
 if __name__ == "__main__":
-    txs = int(sys.argv[1]) if len(sys.argv) > 1 else 40_000
-    print(json.dumps(run(txs=txs), indent=2))
+    # Positional integers: workflows, batch, clients_per_org, max_wait_ms, max_block_txs.
+    names = ("workflows", "batch", "clients_per_org", "max_wait_ms", "max_block_txs")
+    options: dict[str, Any] = dict(zip(names, (int(a) for a in sys.argv[1:]), strict=False))
+    print(json.dumps(run(**options), indent=2))

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -99,6 +99,7 @@ class LocalNetwork:
         ordering: str = "solo",
         python: str = sys.executable,
         node_options: Sequence[str] = (),
+        governance: Mapping[str, Any] | None = None,
     ) -> None:
         self.base = base
         self.python = python
@@ -117,7 +118,9 @@ class LocalNetwork:
                 raise ConfigError(f"--ordering must be solo or etcd, not {ordering!r}")
             self.ordering = ordering
             specs = default_orgs(orgs)
-            init_consortium(base / "consortium", specs, consortium="local-network")
+            init_consortium(
+                base / "consortium", specs, consortium="local-network", governance=governance
+            )
             ports = free_ports(len(specs))
             self.nodes = tuple(
                 NodeSpec(

@@ -1,12 +1,21 @@
 """The loops that order and replicate blocks between nodes.
 
-- `builder`: cuts the node's queue into blocks by size or time. In `solo`
-  mode it commits them directly; in `etcd` mode it appends each one to the
-  log at `head + 1` with compare-and-set (`EtcdLog.append`) and commits it
-  only if it won. On losing, it waits for the winner's block to arrive
+- `builder`: cuts the node's queue into batches by size or time. In `solo`
+  mode it commits them as blocks directly. In `etcd` mode the leader (see
+  `elector`) appends each block to the log at `head + 1` with
+  compare-and-set (`EtcdLog.append`) and commits it if it won; on losing
+  (two nodes believed they led), it waits for the winner's block to arrive
   through the watch and puts back the transactions the winner did not hold.
+  Other nodes forward each batch to the leader and wait for its answer, so
+  the leader's "no etcd quorum" reaches their submitters; a batch whose
+  leader died is queued again and goes to the next leader.
+- `elector` (etcd): holds or watches the leader key (`etcd_lease.Election`):
+  the leader renews its lease every TTL/4; the others read the key every
+  0.2 s and campaign when it is gone, so a dead leader is replaced within
+  about the TTL (2 s).
 - `etcd_watcher`: follows the etcd log from the local height (catching up
-  first, also after compaction) and commits each block after validating it.
+  first, also after compaction) and commits each block after validating it
+  (except the leader's own blocks, which it executed when it built them).
 - `follower`: in `solo` mode, long-polls the orderer's `/v1/sync/blocks`.
 - `peer_poller`: asks each peer for its status every `poll_interval`
   seconds: heights for the metrics, attestations for fork detection.
@@ -20,6 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -28,6 +38,7 @@ from sharechain.ledger.blocks import decode_block, encode_block
 from sharechain.node.attest import Attestation
 from sharechain.node.client import NodeClient
 from sharechain.node.service import Node
+from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
 
 __all__ = ["apply_remote", "catch_up_from_peers", "start_roles"]
@@ -35,6 +46,11 @@ __all__ = ["apply_remote", "catch_up_from_peers", "start_roles"]
 log = logging.getLogger("sharechain.node")
 
 _LOST_RACE_WAIT = 10.0
+_FOLLOW_POLL = 0.2
+"""Seconds between a follower's reads of the leader key."""
+_FORWARD_TIMEOUT = 30.0
+_ELECTION_PATIENCE = 3.0
+"""Seconds the leader key may stay unreadable before batches with no leader fail."""
 
 
 def start_roles(node: Node) -> None:
@@ -51,8 +67,15 @@ def start_roles(node: Node) -> None:
         )
         node.on_close(etcd.close)
         _ensure_genesis_in_log(node, etcd)
+        # Lease renewals must not queue behind slow appends, and must give up
+        # well within the TTL: a connection of their own, a short timeout.
+        election = Election(
+            EtcdLog(cfg.etcd_endpoints, prefix=cfg.etcd_prefix, timeout=2.0, page_size=1)
+        )
+        node.on_close(election.log.close)
         node.spawn("etcd-watch", lambda: _etcd_watcher(node, etcd))
-        node.spawn("builder", lambda: _builder(node, etcd))
+        node.spawn("elector", lambda: _elector(node, election))
+        node.spawn("builder", lambda: _etcd_builder(node, etcd))
     elif cfg.orderer_url is None:
         catch_up_from_peers(node)
         node.caught_up = True
@@ -176,24 +199,131 @@ def _builder(node: Node, etcd: EtcdLog | None) -> None:
         if node.halted is not None:
             node.fail(batch, OrderingError(f"the node stopped committing: {node.halted}"))
             continue
-        try:
-            if etcd is None:
-                with node.commit_lock:
-                    block, ex = node.ledger.build_block(
-                        batch,
-                        orderer=node.org,
-                        key=node.keys.signing,
-                        timestamp=int(node.now() * 1000),
+        _build(node, etcd, batch)
+
+
+def _build(node: Node, etcd: EtcdLog | None, batch: list[bytes]) -> None:
+    try:
+        if etcd is None:
+            with node.commit_lock:
+                block, ex = node.ledger.build_block(
+                    batch,
+                    orderer=node.org,
+                    key=node.keys.signing,
+                    timestamp=int(node.now() * 1000),
+                )
+                node.commit(block, encode_block(block), ex)
+        else:
+            _order_on_etcd(node, etcd, batch)
+    except OrderingError as exc:
+        log.warning("ordering failed: %s", exc)
+        node.fail(batch, exc)
+    except SharechainError as exc:
+        log.exception("block building failed")
+        node.fail(batch, OrderingError(f"block building failed: {exc}"))
+
+
+def _etcd_builder(node: Node, etcd: EtcdLog) -> None:
+    """etcd mode: build blocks while leading, otherwise forward batches to the leader."""
+    peers = dict(node.config.peers)
+    clients: dict[str, NodeClient] = {}
+    # A few batches in flight to the leader at once: each waits for its commit there.
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{node.org}-forward")
+    try:
+        while not node.stop_event.is_set():
+            batch = _take_batch(node)
+            if not batch:
+                continue
+            if node.halted is not None:
+                node.fail(batch, OrderingError(f"the node stopped committing: {node.halted}"))
+                continue
+            leader = node.leader
+            if leader is not None and (leader.org == node.org or leader.org not in peers):
+                # Not knowing where the leader listens, append ourselves: the
+                # compare-and-set keeps that safe, it only risks losing races.
+                _build(node, etcd, batch)
+            elif leader is not None:
+                client = clients.get(leader.org)
+                if client is None:
+                    client = NodeClient(
+                        peers[leader.org], node.org, node.keys.signing, timeout=_FORWARD_TIMEOUT
                     )
-                    node.commit(block, encode_block(block), ex)
-            else:
-                _order_on_etcd(node, etcd, batch)
-        except OrderingError as exc:
-            log.warning("ordering failed: %s", exc)
-            node.fail(batch, exc)
-        except SharechainError as exc:
-            log.exception("block building failed")
-            node.fail(batch, OrderingError(f"block building failed: {exc}"))
+                    clients[leader.org] = client
+                pool.submit(_forward, node, client, leader.org, batch)
+            elif node.election_error is not None:
+                node.fail(batch, OrderingError(node.election_error))
+            else:  # an election is under way
+                _requeue(node, batch)
+                node.stop_event.wait(0.05)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for client in clients.values():
+            client.close()
+
+
+def _forward(node: Node, client: NodeClient, leader: str, batch: list[bytes]) -> None:
+    """Send a batch to the leader and wait until it is committed there."""
+    try:
+        client.submit(batch, wait=True, timeout=_FORWARD_TIMEOUT)
+        return
+    except OrderingError as exc:
+        if "quorum" in str(exc):
+            # The leader could not reach etcd: what we would have seen ourselves.
+            node.fail(node.still_pending(batch), OrderingError(str(exc)))
+            return
+        problem = str(exc)
+    except (httpx.HTTPError, SharechainError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    # The leader died, stopped or stepped down: try again, with whoever leads next.
+    log.info("forwarding %d transactions to %s failed (%s); retrying", len(batch), leader, problem)
+    if not node.stop_event.wait(0.2):
+        rest = node.still_pending(batch)
+        if rest:
+            _requeue(node, rest)
+
+
+def _elector(node: Node, election: Election) -> None:
+    """Hold the leader key while this node leads; otherwise watch it and campaign when free."""
+    lease = 0
+    renewed = 0.0
+    failing_since: float | None = None
+    try:
+        while not node.stop_event.is_set():
+            leading = node.leader is not None and node.leader.org == node.org
+            try:
+                if leading:
+                    if election.keep_alive(lease) > 0:
+                        renewed = time.monotonic()
+                    else:
+                        log.warning("leader lease %x expired; stepping down", lease)
+                        node.leader, lease = None, 0
+                else:
+                    holder = election.current()
+                    if holder is None or (holder.org == node.org and holder.lease != lease):
+                        lease = election.grant()
+                        holder = election.campaign(node.org, lease)
+                        renewed = time.monotonic()
+                        if holder is not None and holder.org == node.org:
+                            log.info("%s leads block building (lease %x)", node.org, lease)
+                    node.leader = holder
+                node.election_error, failing_since = None, None
+            except OrderingError as exc:
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since > _ELECTION_PATIENCE:
+                    # Submitters with no leader to go to get this error, not a silent wait.
+                    node.election_error = str(exc)
+                if leading and now - renewed > election.ttl:
+                    log.warning("cannot renew the leader lease (%s); stepping down", exc)
+                    node.leader, lease = None, 0
+                # A follower keeps the leader it knew: forwarding shows whether it lives.
+            node.stop_event.wait(election.ttl / 4 if leading else _FOLLOW_POLL)
+    finally:
+        if lease and node.leader is not None and node.leader.org == node.org:
+            # Hand over at once on a clean stop instead of after the TTL.
+            node.leader = None
+            with contextlib.suppress(OrderingError):
+                election.revoke(lease)
 
 
 def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
@@ -221,11 +351,7 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
         with node.commit_lock:
             if node.ledger.height == block.height - 1 and node.halted is None:
                 node.commit(block, data, ex)
-        # Fairness: the peers must validate this block before they can append theirs
-        # (we need not), so give them about that long; otherwise the last winner
-        # keeps winning and the others' transactions wait. Meanwhile our queue grows
-        # and the next block is bigger, so throughput does not suffer.
-        node.stop_event.wait(min(build_seconds, 0.5))
+        log.debug("built block %d (%d txs) in %.3fs", block.height, len(batch), build_seconds)
         return
     node.metrics.blocks_appended.labels("lost").inc()
     # Another node's block took this height: it reaches us through the watch.
@@ -268,6 +394,8 @@ def _etcd_watcher(node: Node, etcd: EtcdLog) -> None:
                         if node.ledger.height == height - 1 and node.halted is None:
                             node.commit(mine[2], data, mine[3])
                         continue
+                if height <= node.ledger.height and node.store.block_bytes(height) == data:
+                    continue  # committed already (the leader's own blocks): nothing to check
                 apply_remote(node, height, data)
                 if node.halted is not None:
                     return

@@ -12,10 +12,13 @@ Ordering roles (see `sharechain.node.replication` for the loops):
   size or time, executes, signs and commits them.
 - `solo` follower: submissions are forwarded to the orderer; blocks stream
   from it (`/v1/sync/blocks`, long-polled) and are validated and committed.
-- `etcd`: every node batches its own submissions, builds a block on its head
-  and appends it to the etcd log with compare-and-set; all nodes commit
-  blocks from the log's watch stream. A node that loses the race for a
-  height re-queues its transactions that the winner's block does not hold.
+- `etcd`: one node, the holder of the etcd leader lease
+  (`sharechain.ordering.etcd_lease`), builds blocks and appends them to the
+  etcd log with compare-and-set; the others batch their submissions and
+  forward them to it. All nodes commit blocks from the log's watch stream.
+  Should two nodes both believe they lead, the compare-and-set still lets
+  only one block in per height; the loser re-queues its transactions that
+  the winner's block does not hold.
 
 On start the node re-verifies its whole store (`verify_chain`); a store that
 fails is quarantined: the API answers 503 with the reason until the store is
@@ -46,6 +49,7 @@ from sharechain.node.attest import AttestationBook, Conflict
 from sharechain.node.auth import NonceCache
 from sharechain.node.datadir import DataDir
 from sharechain.node.metrics import NodeMetrics
+from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
 from sharechain.ordering.solo import Receipt
 
@@ -135,6 +139,12 @@ class Node:
         """solo follower: sends submissions to the orderer (None: queue them here)."""
         self.last_appended: tuple[int, bytes, Block, Execution] | None = None
         """etcd: the block this node last appended, so the watch need not re-validate it."""
+        self.leader: Leader | None = None
+        """etcd: who holds the leader lease, as last seen (None: nobody, or not known yet)."""
+        self.election_error: str | None = None
+        """etcd: why the leader key could not be read or renewed (None when it could)."""
+        self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
+        """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
 
     # -- life cycle -----------------------------------------------------------
@@ -332,6 +342,7 @@ class Node:
         head = self.store.head()
         assert head is not None  # we just committed
         self.metrics.height.set(head.height)
+        self.commit_times.append((head.height, self.now()))
         counts: dict[str, int] = {}
         for r in block.results:
             counts[r.code] = counts.get(r.code, 0) + 1
@@ -375,6 +386,7 @@ class Node:
             "org": self.org,
             "ordering": self.config.ordering,
             "role": "orderer" if self.is_orderer else "peer",
+            "leader": None if self.leader is None else self.leader.org,
             "height": -1 if head is None else head.height,
             "head_hash": "" if head is None else head.hash.hex(),
             "state_root": "" if head is None else head.state_root.hex(),
@@ -388,6 +400,7 @@ class Node:
                 for org, _ in self.config.peers
             },
             "attestations": [a.to_json() for a in self.book.own()[-16:]],
+            "commits": [[h, round(t, 4)] for h, t in list(self.commit_times)],
         }
 
     def attestation_status(self) -> dict[str, Any]:

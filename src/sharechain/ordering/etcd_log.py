@@ -149,6 +149,19 @@ class EtcdLog:
         """The client URLs this log talks to."""
         return self._endpoints
 
+    @property
+    def prefix(self) -> bytes:
+        """The key prefix of this log (`blocks/`, `head` and any other keys live under it)."""
+        return self._prefix
+
+    def call(self, path: str, body: Json) -> Json:
+        """One JSON-gateway request (`/v3/...`) with this log's failover and timeout.
+
+        For helpers that keep other keys under the prefix (`etcd_lease`).
+        Raises OrderingError when no quorum answers or etcd refuses.
+        """
+        return self._post(path, body)
+
     def close(self) -> None:
         """Close the HTTP connections."""
         for client in self._clients:

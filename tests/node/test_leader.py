@@ -1,0 +1,135 @@
+"""etcd mode: one leader builds blocks, the others forward; the lease moves when it dies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from node_helpers import Consortium, Running, shutdown
+
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.server import ServerThread
+from sharechain.node.service import Node, NodeConfig
+from sharechain.ordering.etcd_lease import Election, Leader
+from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_process import EtcdCluster, free_ports
+
+ORGS = ("hospital-a", "bank-b", "regulator")
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.05)
+
+
+def _records(consortium: Consortium, org: str, n: int, tag: int) -> list[bytes]:
+    key = consortium.keys(org).signing
+    return [
+        sign_transaction(key, "notary.record", org, {"digest": bytes([tag, i % 256]) * 16}).raw
+        for i in range(n)
+    ]
+
+
+def _won(running: Running, outcome: str = "won") -> float:
+    value = running.node.metrics.registry.get_sample_value(
+        "sharechain_blocks_appended_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
+    with EtcdCluster(tmp_path / "etcd", members=3) as running:
+        yield running
+
+
+def test_election_campaign_keepalive_takeover_and_expiry(cluster: EtcdCluster) -> None:
+    with EtcdLog(cluster.endpoints, prefix="election-test/") as log:
+        election = Election(log, ttl=1)
+        assert election.current() is None
+        first = election.grant()
+        assert election.campaign("hospital-a", first) == Leader("hospital-a", first)
+        # Another organisation finds the key taken and learns who holds it.
+        other = election.grant()
+        assert election.campaign("bank-b", other) == Leader("hospital-a", first)
+        assert election.keep_alive(first) >= 1
+        # The same organisation restarted (new lease) takes its own key over at once.
+        again = election.grant()
+        assert election.campaign("hospital-a", again) == Leader("hospital-a", again)
+        # Revoking the lease frees the key; an expired lease cannot be renewed.
+        election.revoke(again)
+        assert election.current() is None
+        assert election.campaign("bank-b", other) == Leader("bank-b", other)
+        time.sleep(3.5)  # no keepalive: etcd ends the lease and deletes the key
+        assert election.keep_alive(other) == 0
+        assert election.current() is None
+
+
+def _start(
+    consortium: Consortium, cluster: EtcdCluster, ports: dict[str, int], org: str
+) -> Running:
+    peers = tuple((o, f"http://127.0.0.1:{p}") for o, p in ports.items() if o != org)
+    node = Node(
+        NodeConfig(
+            data_dir=consortium.node_dir(org),
+            org=org,
+            ordering="etcd",
+            etcd_endpoints=cluster.endpoints,
+            peers=peers,
+            max_wait=0.01,
+            max_block_txs=50,
+            poll_interval=0.5,
+        )
+    )
+    node.start()
+    return Running(node, ServerThread(node, port=ports[org]).start(), consortium)
+
+
+def test_only_the_leader_builds_and_a_new_one_takes_over(
+    consortium: Consortium, cluster: EtcdCluster
+) -> None:
+    ports = dict(zip(ORGS, free_ports(len(ORGS)), strict=True))
+    nodes = {org: _start(consortium, cluster, ports, org) for org in ORGS}
+    try:
+        wait_until(lambda: all(r.node.leader is not None for r in nodes.values()))
+        leaders = {r.node.leader for r in nodes.values()}
+        assert len(leaders) == 1
+        (leader,) = leaders
+        assert leader is not None
+        # Every organisation submits through its own node; only the leader appends.
+        for i, (org, running) in enumerate(nodes.items()):
+            with running.client() as client:
+                receipts = client.submit(_records(consortium, org, 60, tag=i))
+            assert {r.code for r in receipts} == {"valid"}
+        wait_until(lambda: len({r.node.ledger.height for r in nodes.values()}) == 1)
+        height = nodes[leader.org].node.ledger.height
+        assert _won(nodes[leader.org]) == height  # every block after genesis
+        assert all(
+            _won(r) == 0 and _won(r, "lost") == 0 for o, r in nodes.items() if o != leader.org
+        )
+
+        # The leader stops: its lease is revoked, another node leads, submissions go on.
+        shutdown(nodes.pop(leader.org))
+        wait_until(
+            lambda: all(
+                r.node.leader is not None and r.node.leader.org != leader.org
+                for r in nodes.values()
+            ),
+            timeout=10,
+        )
+        for i, (org, running) in enumerate(nodes.items()):
+            with running.client() as client:
+                receipts = client.submit(_records(consortium, org, 30, tag=10 + i))
+            assert {r.code for r in receipts} == {"valid"}
+        wait_until(lambda: len({r.node.store.head() for r in nodes.values()}) == 1)
+        new_leader = next(iter(nodes.values())).node.leader
+        assert new_leader is not None
+        assert _won(nodes[new_leader.org]) > 0
+    finally:
+        for running in nodes.values():
+            shutdown(running)
