@@ -11,7 +11,7 @@
   leader died is queued again and goes to the next leader.
 - `elector` (etcd): holds or watches the leader key (`etcd_lease.Election`):
   the leader renews its lease every TTL/4; the others read the key every
-  0.2 s and campaign when it is gone, so a dead leader is replaced within
+  0.5 s and campaign when it is gone, so a dead leader is replaced within
   about the TTL (2 s).
 - `etcd_watcher`: follows the etcd log from the local height (catching up
   first, also after compaction) and commits each block after validating it
@@ -46,7 +46,7 @@ __all__ = ["apply_remote", "catch_up_from_peers", "start_roles"]
 log = logging.getLogger("sharechain.node")
 
 _LOST_RACE_WAIT = 10.0
-_FOLLOW_POLL = 0.2
+_FOLLOW_POLL = 0.5
 """Seconds between a follower's reads of the leader key."""
 _FORWARD_TIMEOUT = 30.0
 _ELECTION_PATIENCE = 3.0
@@ -162,17 +162,16 @@ def _take_batch(node: Node) -> list[bytes]:
     cfg = node.config
     budget = cfg.max_block_bytes - 4096
     with node.queue_cond:
-        first_wait_until: float | None = None
         while not node.stop_event.is_set():
             if node.queue:
+                # Cut by the age of the oldest queued transaction, not by when we
+                # looked: what queued up while the last block was built goes at once.
                 now = time.monotonic()
-                if first_wait_until is None:
-                    first_wait_until = now + cfg.max_wait
-                if len(node.queue) >= cfg.max_block_txs or now >= first_wait_until:
+                cut_at = node.queued_at + cfg.max_wait
+                if len(node.queue) >= cfg.max_block_txs or now >= cut_at:
                     break
-                node.queue_cond.wait(first_wait_until - now)
+                node.queue_cond.wait(cut_at - now)
             else:
-                first_wait_until = None
                 node.queue_cond.wait(0.5)
         batch: list[bytes] = []
         size = 0
@@ -182,11 +181,14 @@ def _take_batch(node: Node) -> list[bytes]:
                 break
             batch.append(node.queue.popleft())
             size += nxt
+        if node.queue:
+            node.queued_at = time.monotonic()  # the rest is younger than the batch
         return batch
 
 
 def _requeue(node: Node, raws: list[bytes]) -> None:
     with node.queue_cond:
+        node.queued_at = time.monotonic() - node.config.max_wait  # these waited already
         node.queue.extendleft(reversed(raws))
         node.queue_cond.notify()
 
@@ -328,7 +330,11 @@ def _elector(node: Node, election: Election) -> None:
 
 def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
     # Building on a head the log has already passed is wasted work: catch up first.
-    log_head = etcd.head()
+    # (Not needed right after appending our own block at our height: a leader
+    # that keeps winning saves a round trip per block.)
+    mine, head = node.last_appended, node.store.head()
+    in_step = mine is not None and head is not None and mine[2].hash() == head.hash
+    log_head = node.ledger.height if in_step else etcd.head()
     if log_head > node.ledger.height:
         _requeue(node, batch)
         node.wait_height(log_head, _LOST_RACE_WAIT)

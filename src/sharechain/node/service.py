@@ -130,6 +130,8 @@ class Node:
         self.new_block = threading.Condition()
         self.queue: deque[bytes] = deque()
         self.queue_cond = threading.Condition()
+        self.queued_at = 0.0
+        """Monotonic time the oldest transaction in `queue` arrived (blocks are cut by its age)."""
         self._waiters: dict[bytes, Future[Receipt]] = {}
         self._submitted: dict[bytes, float] = {}
         self._wlock = threading.Lock()
@@ -280,6 +282,8 @@ class Node:
                     raise
             else:
                 with self.queue_cond:
+                    if not self.queue:
+                        self.queued_at = t
                     self.queue.extend(fresh)
                     self.queue_cond.notify()
         return futures
