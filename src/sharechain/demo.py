@@ -12,7 +12,9 @@ the story.
 
 Each step is a function of a `Story` (the data directory and what happened so
 far) calling the library, so the same story can later run over the REST API.
-Run ``python -m sharechain.demo --network solo [--data-dir DIR] [--rows N]``.
+Run ``python -m sharechain.demo --network solo [--data-dir DIR] [--rows N]``;
+``--network etcd`` plays the same story over HTTP on a local network of four
+node processes and three etcd members (`sharechain.demo_network`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 from rich.panel import Panel
@@ -137,7 +140,17 @@ class Story:
     """Step name to outcome (`ok`, `refused: ...`), for tests and the summary."""
 
 
-def _say(story: Story, title: str, body: str) -> None:
+class Narrated(Protocol):
+    """Anything narrating to a console (the solo `Story`, the network story)."""
+
+    @property
+    def console(self) -> Console: ...
+
+    @property
+    def outcomes(self) -> dict[str, str]: ...
+
+
+def _say(story: Narrated, title: str, body: str) -> None:
     story.console.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=True))
 
 
@@ -372,18 +385,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=5000, help="patient records to generate")
     args = parser.parse_args(argv)
     console = Console()
-    if args.network != "solo":
-        console.print(
-            "[bold red]error:[/] the demo over --network etcd is not available yet: "
-            "run with --network solo (the embedded default)"
-        )
-        return 2
     started = time.perf_counter()
+    run: Callable[[Path, Console, int], Narrated]
+    if args.network == "etcd":
+        from sharechain.demo_network import run_network_story  # node processes and etcd
+
+        run = run_network_story
+    else:
+        run = run_story
     if args.data_dir is not None:
-        story = run_story(args.data_dir, console, args.rows)
+        story = run(args.data_dir, console, args.rows)
     else:
         with tempfile.TemporaryDirectory(prefix="sharechain-demo-") as tmp:
-            story = run_story(Path(tmp), console, args.rows)
+            story = run(Path(tmp), console, args.rows)
     expected = {
         "intruder": "refused",
         "fetch_after_revoke": "refused",

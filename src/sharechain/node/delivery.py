@@ -194,9 +194,19 @@ def _stream(path: Path, start: int, end: int) -> Iterator[bytes]:
             yield data
 
 
-@router.api_route("/v1/blobs/{digest}", methods=["GET", "HEAD"], response_model=None)
+@router.get("/v1/blobs/{digest}", response_model=None)
 def get_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Response:
     """A sealed payload (whole, or one byte range), to those the chain allows."""
+    return _serve_blob(digest, request, who, node)
+
+
+@router.head("/v1/blobs/{digest}", response_model=None)
+def head_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Response:
+    """The headers `GET` would send (size, ETag, Content-Range), without the bytes."""
+    return _serve_blob(digest, request, who, node)
+
+
+def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Response:
     raw = bytes.fromhex(parse_digest(digest))
     _may_read(node, who, raw)
     path = _blobs(node).path(raw)
