@@ -195,16 +195,14 @@ def create_app(node: Node) -> FastAPI:
                 ) from None
             raws.append(raw)
         if node.forward is not None:
-            futures = await run_in_threadpool(node.submit, raws)
+            batch = await run_in_threadpool(node.submit_batch, raws)
         else:
-            futures = node.submit(raws)
+            batch = node.submit_batch(raws)
         if not body.wait:
             ids = [hashlib.sha256(r).hexdigest() for r in raws]
             return JSONResponse({"tx_ids": ids, "receipts": []}, status_code=202)
         try:
-            receipts = await asyncio.wait_for(
-                asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), body.timeout
-            )
+            receipts = await asyncio.wait_for(asyncio.wrap_future(batch), body.timeout)
         except TimeoutError:
             raise OrderingError(
                 f"not committed within {body.timeout:.1f}s; the transactions stay queued, "

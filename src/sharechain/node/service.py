@@ -132,7 +132,7 @@ class Node:
         self.queue_cond = threading.Condition()
         self.queued_at = 0.0
         """Monotonic time the oldest transaction in `queue` arrived (blocks are cut by its age)."""
-        self._waiters: dict[bytes, Future[Receipt]] = {}
+        self._waiters: dict[bytes, list[tuple[_Wait, int]]] = {}
         self._submitted: dict[bytes, float] = {}
         self._wlock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -212,11 +212,10 @@ class Node:
             closer()
         with self._wlock:
             waiting, self._waiters = self._waiters, {}
-        for fut in waiting.values():
-            if not fut.done():
-                fut.set_exception(
-                    OrderingError("the node stopped before the transaction committed")
-                )
+        stopped = OrderingError("the node stopped before the transaction committed")
+        for entries in waiting.values():
+            for wait, _ in entries:
+                wait.fail(stopped)
         with self.commit_lock:
             self.store.close()
 
@@ -254,25 +253,46 @@ class Node:
 
     def submit(self, raws: Sequence[bytes]) -> list[Future[Receipt]]:
         """Queue signed transactions; each future resolves when its block commits here."""
+        batch = self.submit_batch(raws)
+        futures: list[Future[Receipt]] = [Future() for _ in raws]
+
+        def settle(done: Future[list[Receipt]]) -> None:
+            exc = done.exception()
+            for i, fut in enumerate(futures):
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(done.result()[i])
+
+        batch.add_done_callback(settle)
+        return futures
+
+    def submit_batch(self, raws: Sequence[bytes]) -> Future[list[Receipt]]:
+        """Queue signed transactions; the future resolves once all of them committed here.
+
+        One future per batch rather than per transaction: at thousands of
+        transactions per second, per-transaction futures (and their wake-ups
+        of the API's event loop) cost the leader as much CPU as building blocks.
+        """
         if not self.ready:
             raise OrderingError(self.problem or self.halted or "the node is stopping")
         ids = [hashlib.sha256(r).digest() for r in raws]
         known = self.store.known_txs(ids)
-        futures: list[Future[Receipt]] = []
+        wait = _Wait(len(raws))
         fresh: list[bytes] = []
         t = time.monotonic()
         with self._wlock:
-            for raw, tx_id in zip(raws, ids, strict=True):
-                fut = self._waiters.get(tx_id)
-                if fut is None:
-                    fut = Future()
-                    if tx_id in known:
-                        fut.set_result(self.receipt(tx_id))
-                    else:
-                        self._waiters[tx_id] = fut
-                        self._submitted[tx_id] = t
-                        fresh.append(raw)
-                futures.append(fut)
+            for i, (raw, tx_id) in enumerate(zip(raws, ids, strict=True)):
+                entries = self._waiters.get(tx_id)
+                if entries is not None:
+                    entries.append((wait, i))
+                elif tx_id in known:
+                    if wait.settle(i, self.receipt(tx_id)):
+                        wait.finish()  # nothing else can reach this new waiter yet
+                else:
+                    self._waiters[tx_id] = [(wait, i)]
+                    self._submitted[tx_id] = t
+                    fresh.append(raw)
         if fresh:
             if self.forward is not None:
                 try:
@@ -286,7 +306,7 @@ class Node:
                         self.queued_at = t
                     self.queue.extend(fresh)
                     self.queue_cond.notify()
-        return futures
+        return wait.future
 
     def _drop(self, ids: Sequence[bytes]) -> None:
         with self._wlock:
@@ -296,13 +316,15 @@ class Node:
 
     def fail(self, raws: Sequence[bytes], exc: BaseException) -> None:
         """Fail the waiters of `raws` (the ordering service refused them)."""
+        failed: list[_Wait] = []
         with self._wlock:
             for raw in raws:
                 tx_id = hashlib.sha256(raw).digest()
-                fut = self._waiters.pop(tx_id, None)
+                entries = self._waiters.pop(tx_id, None)
                 self._submitted.pop(tx_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(exc)
+                failed.extend(wait for wait, _ in entries or ())
+        for wait in failed:
+            wait.fail(exc)
 
     def still_pending(self, raws: Sequence[bytes]) -> list[bytes]:
         with self._wlock:
@@ -354,19 +376,19 @@ class Node:
             self.metrics.transactions.labels(code).inc(n)
         self.book.attest(head)
         now = time.monotonic()
-        resolved: list[tuple[Future[Receipt], Receipt]] = []
+        complete: list[_Wait] = []
         with self._wlock:
             if self._waiters:
                 for i, (tx_id, r) in enumerate(zip(block.tx_ids, block.results, strict=True)):
-                    fut = self._waiters.pop(tx_id, None)
-                    if fut is not None:
-                        resolved.append((fut, Receipt(tx_id, block.height, i, r.code, r.reason)))
+                    entries = self._waiters.pop(tx_id, None)
+                    if entries is not None:
+                        receipt = Receipt(tx_id, block.height, i, r.code, r.reason)
+                        complete.extend(w for w, index in entries if w.settle(index, receipt))
                         t0 = self._submitted.pop(tx_id, None)
                         if t0 is not None:
                             self.metrics.tx_latency_seconds.observe(now - t0)
-        for fut, receipt in resolved:
-            if not fut.done():
-                fut.set_result(receipt)
+        for wait in complete:
+            wait.finish()
         with self.new_block:
             self.new_block.notify_all()
         conflict = self.book.recheck()
@@ -422,6 +444,36 @@ class Node:
                 for c in self.book.conflicts
             ],
         }
+
+
+class _Wait:
+    """The receipts one submission waits for; its future resolves when the last one arrives."""
+
+    __slots__ = ("future", "left", "receipts")
+
+    def __init__(self, count: int) -> None:
+        self.future: Future[list[Receipt]] = Future()
+        self.receipts: list[Receipt | None] = [None] * count
+        self.left = count
+        if count == 0:
+            self.future.set_result([])
+
+    def settle(self, index: int, receipt: Receipt) -> bool:
+        """Record a receipt (under the node's lock); True when that was the last one."""
+        if self.receipts[index] is not None:
+            return False
+        self.receipts[index] = receipt
+        self.left -= 1
+        return self.left == 0
+
+    def finish(self) -> None:
+        """Resolve the future (outside the node's lock: callbacks may call the node)."""
+        if not self.future.done():
+            self.future.set_result([r for r in self.receipts if r is not None])
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
 
 
 def repair_store(data_dir: Path, *, now: Callable[[], float] = time.time) -> Path | None:
