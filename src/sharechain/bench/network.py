@@ -126,7 +126,7 @@ def run(
     *,
     workflows: int = 8_000,
     batch: int = 100,
-    clients_per_org: int = 3,
+    clients_per_org: int = 2,
     max_wait_ms: int = 20,
     max_block_txs: int = 2_000,
     datasets_per_owner: int = 50,
