@@ -86,8 +86,11 @@ def test_verify_damaged_database_file(chain: tuple[Path, list[str]]) -> None:
     db = d / "ledger.db"
     sqlite3.connect(db).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
     raw = bytearray(db.read_bytes())
-    data = sqlite3.connect(db).execute("SELECT data FROM blocks WHERE height=2").fetchone()[0]
-    page = raw.find(data) // 4096 * 4096
+    conn = sqlite3.connect(db)
+    data = conn.execute("SELECT data FROM blocks WHERE height=2").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    page = raw.find(data) // size * size
     assert page > 0
     raw[page : page + 8] = b"\xff" * 8  # the b-tree page header of the page holding block 2
     db.write_bytes(bytes(raw))
