@@ -12,6 +12,13 @@ Peak memory is the ru_maxrss of the subprocess that does the work. The machine's
 one-minute load average before and after the run is reported too: on a shared
 machine both sides of the ratio slow down, but not by the same factor.
 
+Both sides are the best of two runs. On this virtual machine, writing a new
+1 GiB file costs a second or more of system time when the page cache must
+take fresh memory from the host, and much less when it reuses pages freed by
+the previous run (a first `cp` measured 1.98 s, a second 0.29 s), so timing a
+cold publish+fetch against a warm `cp` would measure the host, not sharechain.
+The first (cold) publish+fetch is reported as `share_1gib_first_s`.
+
 Run ``python -m sharechain.bench.share``.
 """
 
@@ -92,15 +99,18 @@ def run(size_mib: int = SIZE_MIB) -> dict[str, float]:
         cp = min(_cp_seconds(src, root / "copy") for _ in range(2))
         openssl = openssl_aes256gcm_mib_s(seconds=1)
         aes = 2 * size_mib / openssl if openssl else 0.0
-        done = subprocess.run(
-            [sys.executable, "-c", _WORKER, str(root / "work"), str(src)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=900,
-        )
-        got = json.loads(done.stdout.strip().splitlines()[-1])
-        shutil.rmtree(root / "work", ignore_errors=True)
+        runs = []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-c", _WORKER, str(root / "work"), str(src)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=900,
+            )
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            shutil.rmtree(root / "work", ignore_errors=True)
+    got = min(runs, key=lambda r: float(r["total"]))
     baseline = cp + aes
     return {
         "share_1gib_s": round(got["total"], 3),
@@ -109,7 +119,8 @@ def run(size_mib: int = SIZE_MIB) -> dict[str, float]:
         "share_baseline_s": round(baseline, 3),
         "share_cp_s": round(cp, 3),
         "share_1gib_ratio": round(got["total"] / baseline, 3) if baseline else 0.0,
-        "share_peak_rss_mib": round(got["rss_kib"] / 1024, 1),
+        "share_1gib_first_s": round(runs[0]["total"], 3),
+        "share_peak_rss_mib": round(max(r["rss_kib"] for r in runs) / 1024, 1),
         "share_load_1m_before": round(load_before, 2),
         "share_load_1m_after": round(os.getloadavg()[0], 2),
     }
