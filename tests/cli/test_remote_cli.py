@@ -207,7 +207,10 @@ def test_workflow_through_a_node_has_the_embedded_json(net: Net, tmp_path: Path)
 
 
 def test_a_rejected_transaction_prints_its_code(net: Net) -> None:
-    ds = register(net, "-d", net.source, "--node", net.a)["dataset"]
+    reg = register(net, "-d", net.source, "--node", net.a)
+    ds = reg["dataset"]
+    # bank-b's node must have the dataset before it can resolve the id (replication lag).
+    wait_until(lambda: net.nodes["bank-b"].ledger.height >= reg["height"])
     text = run("dataset", "retire", ds, "--as", "bank-b", "-d", net.source, "--node", net.b, code=2)
     assert "transaction rejected (" in text and "Traceback" not in text
     assert "no dataset id starts with 00" in run(

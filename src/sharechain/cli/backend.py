@@ -7,6 +7,12 @@ module defines the seam and the embedded side (`EmbeddedBackend`, a thin
 wrapper of `Embedded` that behaves exactly as the commands always did); the
 node side is `sharechain.cli.remote.RemoteBackend`.
 
+The data plane (publish, fetch, rotate, the rotation after a revocation and
+the shredding after a purge) goes through the same seam: `sharechain.node.
+sharing` on the embedded default, `sharechain.node.remote_sharing` and
+`remote_purge` against the nodes (`sharechain.cli.remote_plane`); both give
+the same records (`Published`, `Fetched`, `Rotated`, `PurgeReport`).
+
 Every proof a backend returns has been verified against the block hash of
 the chain it read (the local store, or the node's block at that height).
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from sharechain.contracts import queries
@@ -28,10 +35,54 @@ from sharechain.errors import IntegrityError
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
 from sharechain.ledger.state import StateReader
+from sharechain.node import sharing
 from sharechain.node.embedded import Embedded
+from sharechain.node.remote_purge import NodeShred, PurgeReport
+from sharechain.node.sharing import Fetched, Published, Rotated
 from sharechain.ordering.solo import Receipt
 
-__all__ = ["Backend", "ChainInfo", "EmbeddedBackend"]
+__all__ = ["Backend", "ChainInfo", "EmbeddedBackend", "Listing", "Progress"]
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just processed (progress bars)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """How `dataset publish` describes a file in the catalogue and who keeps its key."""
+
+    title: str
+    """Short name in the catalogue."""
+    description: str = ""
+    """Free text."""
+    tags: tuple[str, ...] = ()
+    """Catalogue tags."""
+    classification: str = "internal"
+    """public, internal, confidential or secret."""
+    schema: tuple[tuple[str, str], ...] = ()
+    """Columns a request may name, (name, type)."""
+    policy: Mapping[str, Any] | None = None
+    """The sharing policy (docs/policies.md), None for the default."""
+    custody: str = "owner"
+    """owner, supervisor or threshold."""
+    holders: tuple[str, ...] | None = None
+    """Key holders; None to let the custody mode choose."""
+    threshold: int | None = None
+    """Shares needed under threshold custody; None for the default."""
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of `sharing.publish` / `remote_sharing.publish_remote`."""
+        return {
+            "title": self.title,
+            "description": self.description,
+            "tags": self.tags,
+            "classification": self.classification,
+            "schema": self.schema,
+            "policy": self.policy,
+            "custody": self.custody,
+            "holders": self.holders,
+            "threshold": self.threshold,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +162,34 @@ class Backend(Protocol):
         self, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
     ) -> list[AuditEntry]:
         """An audit trail, every entry's proof verified."""
+        ...
+
+    def grant(self, gid: str) -> GrantView: ...
+
+    # -- the data plane -------------------------------------------------------------
+
+    def publish(
+        self, org: str, source: Path, listing: Listing, progress: Progress | None
+    ) -> Published:
+        """Seal `source` as `org`, keep its key per custody, register it with epoch 1."""
+        ...
+
+    def rotate(self, org: str, ds: str, *, reason: str) -> Rotated:
+        """Move `ds` to a new key epoch as its owner `org`; the old keys and blob destroyed."""
+        ...
+
+    def rotate_after_revoke(self, org: str, gid: str) -> Rotated | None:
+        """After `org` revoked `gid`: a new key epoch (None if the data plane never sealed it)."""
+        ...
+
+    def fetch(
+        self, org: str, gid: str, out: Path, *, offline: frozenset[str], progress: Progress | None
+    ) -> Fetched:
+        """Have the custodians release under `gid`, open into `out`, check, sign the read."""
+        ...
+
+    def shred(self, org: str, ds: str, purge_tx: bytes) -> PurgeReport:
+        """After the purge `purge_tx` committed: destroy the keys and blobs of `ds`."""
         ...
 
 
@@ -210,6 +289,31 @@ class EmbeddedBackend:
         entries = queries.audit(self.store, ds=ds, grant_id=grant_id, org=org)
         verify_entries(entries, self._verify)
         return entries
+
+    def grant(self, gid: str) -> GrantView:
+        return queries.grant(self.store, gid)
+
+    def publish(
+        self, org: str, source: Path, listing: Listing, progress: Progress | None
+    ) -> Published:
+        return sharing.publish(self.emb, org, source, progress=progress, **listing.options())
+
+    def rotate(self, org: str, ds: str, *, reason: str) -> Rotated:
+        return sharing.rotate(self.emb, org, ds, reason=reason)
+
+    def rotate_after_revoke(self, org: str, gid: str) -> Rotated | None:
+        # One process holds every organisation's keys: the owner's rotation runs here.
+        return sharing.rotate_after_revoke(self.emb, gid)
+
+    def fetch(
+        self, org: str, gid: str, out: Path, *, offline: frozenset[str], progress: Progress | None
+    ) -> Fetched:
+        return sharing.fetch(self.emb, org, gid, out, progress=progress, offline=offline)
+
+    def shred(self, org: str, ds: str, purge_tx: bytes) -> PurgeReport:
+        destroyed, deleted = sharing.shred(self.emb, ds)
+        here = NodeShred(org, str(self.emb.datadir.path), destroyed, deleted)
+        return PurgeReport(ds, purge_tx, (here,))
 
 
 def verify_entries(entries: Sequence[AuditEntry], check: Callable[[TxProof], None]) -> None:

@@ -26,7 +26,6 @@ from sharechain.cli.common import (
     console,
     emit_json,
     fail,
-    open_embedded,
 )
 from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts import datasets as ds_contract
@@ -34,7 +33,6 @@ from sharechain.contracts import queries
 from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, policy_from_mapping
 from sharechain.contracts.views import to_json
-from sharechain.node import sharing
 from sharechain.node.embedded import Embedded
 from sharechain.ordering.solo import Receipt
 
@@ -264,12 +262,15 @@ def purge_cmd(
     reason: Annotated[str, typer.Option(help="Why (kept on the chain).")] = "",
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
-    """Purge a dataset: every grant revoked; the record of the purge stays."""
-    with open_embedded(data_dir) as emb:
-        ds = resolve(emb, "dataset", dataset)
-        r = emb.submit(as_org, ds_contract.PURGE, {"dataset": ds, "reason": reason})
-        sharing.shred(emb, ds)  # data plane: every key, share and blob destroyed
+    """Purge a dataset: every grant revoked, its keys and blobs destroyed; the record stays."""
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        ds = chain.resolve("dataset", dataset)
+        r = chain.submit(as_org, ds_contract.PURGE, {"dataset": ds, "reason": reason})
+        chain.shred(as_org, ds, r.tx_id)  # data plane: every key, share and blob destroyed
     report(r, json_out, f"dataset {ds} purged", dataset=ds)
 
 

@@ -19,13 +19,11 @@ from sharechain.cli.common import (
     console,
     emit_json,
     fail,
-    open_embedded,
 )
-from sharechain.cli.dataset_cmd import report, resolve
+from sharechain.cli.dataset_cmd import report
 from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts import grants
 from sharechain.contracts.views import iso, to_json
-from sharechain.node import sharing
 
 __all__ = ["register"]
 
@@ -69,12 +67,15 @@ def revoke_cmd(
     reason: Annotated[str, typer.Option(help="Why (kept on the chain).")] = "",
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
-    """Revoke a grant (the dataset's owner or a supervisor)."""
-    with open_embedded(data_dir) as emb:
-        gid = resolve(emb, "grant", grant)
-        r = emb.submit(as_org, grants.REVOKE, {"grant": gid, "reason": reason})
-        sharing.rotate_after_revoke(emb, gid)  # data plane: the dataset moves to a new key epoch
+    """Revoke a grant (the dataset's owner or a supervisor); the dataset gets a new key epoch."""
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        gid = chain.resolve("grant", grant)
+        r = chain.submit(as_org, grants.REVOKE, {"grant": gid, "reason": reason})
+        chain.rotate_after_revoke(as_org, gid)  # data plane: the dataset moves to a new epoch
     report(r, json_out, f"{as_org} revoked grant {gid[:12]}", grant=gid)
 
 

@@ -14,6 +14,10 @@ signed here and submitted through `POST /v1/txs`; queries use the node's
 read endpoints and their answers are decoded back into the same records the
 embedded default reads, so both modes print the same output.
 
+The data plane (`dataset publish`, `fetch`, `dataset rotate-key`, `grant
+revoke`, `dataset purge`) also reaches the other organisations' nodes (their
+custodians); `sharechain.cli.remote_plane` says how they are found.
+
 Errors: an unreachable node names the URL and what to do; the node's own
 explanation of a 401 or 403 is printed as it is; never a traceback.
 """
@@ -32,8 +36,16 @@ from urllib.parse import quote
 
 import httpx
 
-from sharechain.cli.backend import Backend, ChainInfo, EmbeddedBackend, verify_entries
+from sharechain.cli.backend import (
+    Backend,
+    ChainInfo,
+    EmbeddedBackend,
+    Listing,
+    Progress,
+    verify_entries,
+)
 from sharechain.cli.common import fail, handle_errors, open_embedded, resolve_data_dir
+from sharechain.cli.remote_plane import RemotePlane, known_nodes
 from sharechain.codec import decode
 from sharechain.contracts.access import AccessRequest
 from sharechain.contracts.datasets import Dataset
@@ -50,6 +62,8 @@ from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.client import NodeClient
 from sharechain.node.datadir import DataDir
 from sharechain.node.launcher import NETWORK_FILE
+from sharechain.node.remote_purge import PurgeReport
+from sharechain.node.sharing import Fetched, Published, Rotated
 from sharechain.ordering.solo import Receipt
 
 __all__ = [
@@ -146,10 +160,20 @@ def _entry(value: Mapping[str, Any]) -> AuditEntry:
 class RemoteBackend:
     """A node's REST API seen as a `Backend`, signing as one organisation."""
 
-    def __init__(self, client: NodeClient, keys: OrgKeys) -> None:
+    def __init__(
+        self,
+        client: NodeClient,
+        keys: OrgKeys,
+        *,
+        nodes: Mapping[str, str] | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
         self._hashes: dict[int, bytes] = {}
+        self._nodes = nodes
+        self._data_dir = data_dir
+        self._plane: RemotePlane | None = None
 
     @property
     def url(self) -> str:
@@ -274,6 +298,41 @@ class RemoteBackend:
         verify_entries(entries, self._verify)
         return entries
 
+    def grant(self, gid: str) -> GrantView:
+        view: GrantView = from_jsonable(
+            GrantView, self._get(f"/v1/grants/{quote(gid, safe='')}")["grant"]
+        )
+        return view
+
+    # -- the data plane (sharechain.cli.remote_plane) ---------------------------------
+
+    def _data_plane(self, org: str) -> RemotePlane:
+        if org != self.keys.org:
+            raise ConfigError(f"this command signs as {self.keys.org}, not {org}")
+        if self._plane is None:
+            nodes = known_nodes(self.client, self._nodes, self._data_dir)
+            self._plane = RemotePlane(self.client, self.keys, nodes)
+        return self._plane
+
+    def publish(
+        self, org: str, source: Path, listing: Listing, progress: Progress | None
+    ) -> Published:
+        return self._data_plane(org).publish(source, listing, progress)
+
+    def rotate(self, org: str, ds: str, *, reason: str) -> Rotated:
+        return self._data_plane(org).rotate(ds, reason=reason)
+
+    def rotate_after_revoke(self, org: str, gid: str) -> Rotated | None:
+        return self._data_plane(org).rotate_after_revoke(self.grant(gid).grant)
+
+    def fetch(
+        self, org: str, gid: str, out: Path, *, offline: frozenset[str], progress: Progress | None
+    ) -> Fetched:
+        return self._data_plane(org).fetch(gid, out, offline=offline, progress=progress)
+
+    def shred(self, org: str, ds: str, purge_tx: bytes) -> PurgeReport:
+        return self._data_plane(org).shred(ds, purge_tx)
+
 
 # -- connecting ------------------------------------------------------------------
 
@@ -343,6 +402,7 @@ def node_errors(url: str) -> Iterator[None]:
     try:
         yield
     except httpx.TransportError as exc:
+        url = _where(exc, url)
         fail(
             f"cannot reach the node at {url} ({type(exc).__name__}: {exc or 'no answer'}); "
             "is it running? Check with `sharechain network status` (or start it with "
@@ -350,6 +410,15 @@ def node_errors(url: str) -> Iterator[None]:
         )
     except SharechainError as exc:
         fail(f"the node at {url} refused: {exc}" if _refusal(exc) else str(exc))
+
+
+def _where(exc: httpx.TransportError, default: str) -> str:
+    """The node a failed request went to (a custodian's, not always the command's node)."""
+    try:
+        u = exc.request.url
+    except RuntimeError:  # raised before a request was made
+        return default
+    return f"{u.scheme}://{u.netloc.decode('ascii')}"
 
 
 def _refusal(exc: SharechainError) -> bool:
@@ -366,8 +435,13 @@ def open_backend(
             yield EmbeddedBackend(emb)
         return
     client, keys = connect(data_dir, target, as_org)
+    nodes = None
+    if target.network is not None:
+        with handle_errors():
+            listed = _load_network(target.network)["nodes"]
+        nodes = {str(n["org"]): str(n["url"]) for n in listed}
     try:
         with node_errors(client.base_url):
-            yield RemoteBackend(client, keys)
+            yield RemoteBackend(client, keys, nodes=nodes, data_dir=data_dir)
     finally:
         client.close()

@@ -1,12 +1,14 @@
 """`sharechain dataset publish | rotate-key` and `sharechain fetch`: the data plane's commands.
 
-On the embedded default (one data directory holds the whole development
-consortium): publishing seals a file and registers it; fetching obtains the key
-under a grant and opens the payload with every digest checked; rotating moves a
-dataset to a new key epoch. `grant revoke` and `dataset purge` (in grant_cmd and
-dataset_cmd) call `sharing.rotate_after_revoke` and `sharing.shred` so that they
-also rotate and shred. These commands join the `dataset` group whichever module
-creates it first (see `_group`).
+Publishing seals a file and registers it; fetching obtains the key under a
+grant and opens the payload with every digest checked; rotating moves a dataset
+to a new key epoch. `grant revoke` and `dataset purge` (in grant_cmd and
+dataset_cmd) also rotate and shred. All of them run on the embedded default
+(one data directory holds the whole development consortium, `sharing`) or
+against the nodes with `--node` / `--network` (`remote_sharing`, the
+custodians' nodes found as `sharechain.cli.remote_plane` says), through the
+`Backend` seam, with the same output. These commands join the `dataset` group
+whichever module creates it first (see `_group`).
 """
 
 from __future__ import annotations
@@ -27,20 +29,24 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from sharechain.cli.backend import Listing
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
     command_group,
     console,
     emit_json,
     err_console,
-    open_embedded,
+    fail,
 )
 from sharechain.cli.dataset_cmd import load_policy
-from sharechain.contracts import queries
+from sharechain.cli.remote import Target, open_backend
 from sharechain.node import sharing
-from sharechain.node.embedded import Embedded
+from sharechain.node.remote_sharing import ReleaseRefusedError
 
 __all__ = ["register"]
 
@@ -70,14 +76,6 @@ def _bar(label: str, total: int, quiet: bool) -> Iterator[sharing.Progress | Non
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
-
-
-def _dataset_id(emb: Embedded, prefix: str) -> str:
-    return queries.resolve(emb.store, "dataset", prefix)
-
-
-def _grant_id(emb: Embedded, prefix: str) -> str:
-    return queries.resolve(emb.store, "grant", prefix)
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -113,25 +111,27 @@ def publish_cmd(
     ] = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Seal FILE under a fresh key and register it as a dataset."""
-    body = load_policy(policy)
-    with open_embedded(data_dir) as emb, _bar("sealing", file.stat().st_size, json_out) as tick:
-        pub = sharing.publish(
-            emb,
-            as_org,
-            file,
-            title=title,
-            description=description,
-            tags=tuple(tag or ()),
-            classification=classification,
-            schema=_csv_schema(file),
-            policy=body,
-            custody=custody,
-            holders=holder,
-            threshold=threshold,
-            progress=tick,
-        )
+    listing = Listing(
+        title=title,
+        description=description,
+        tags=tuple(tag or ()),
+        classification=classification,
+        schema=_csv_schema(file),
+        policy=load_policy(policy),
+        custody=custody,
+        holders=None if holder is None else tuple(holder),
+        threshold=threshold,
+    )
+    with (
+        open_backend(data_dir, Target(node, network, key), as_org) as chain,
+        _bar("sealing", file.stat().st_size, json_out) as tick,
+    ):
+        pub = chain.publish(as_org, file, listing, tick)
     value = {
         "dataset": pub.dataset,
         "epoch": pub.epoch,
@@ -156,11 +156,14 @@ def rotate_cmd(
     as_org: AsOrg,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Move a dataset to a new key epoch: re-seal under a fresh key, destroy the old one."""
-    with open_embedded(data_dir) as emb:
-        ds = _dataset_id(emb, dataset)
-        rot = sharing.rotate(emb, as_org, ds, reason="rotation")
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        ds = chain.resolve("dataset", dataset)
+        rot = chain.rotate(as_org, ds, reason="rotation")
     value = {"dataset": ds, "epoch": rot.epoch, "tx_id": rot.tx_id.hex()}
     if json_out:
         emit_json(value | {"old_entries_destroyed": rot.destroyed})
@@ -178,20 +181,25 @@ def fetch_cmd(
     ] = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Obtain the key under GRANT, decrypt, check every digest, sign the read receipt."""
-    with open_embedded(data_dir) as emb:
-        gid = _grant_id(emb, grant)
-        ds = queries.dataset(emb.store, queries.grant(emb.store, gid).grant.dataset)
+    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+        gid = chain.resolve("grant", grant)
+        ds = chain.dataset(chain.grant(gid).grant.dataset)
         with _bar("fetching", ds.size, json_out) as tick:
-            got = sharing.fetch(
-                emb,
-                as_org,
-                gid,
-                output,
-                progress=None if tick is None else _plain(tick, ds.size),
-                offline=frozenset(offline or ()),
-            )
+            try:
+                got = chain.fetch(
+                    as_org,
+                    gid,
+                    output,
+                    offline=frozenset(offline or ()),
+                    progress=None if tick is None else _plain(tick, ds.size),
+                )
+            except ReleaseRefusedError as exc:  # a custodian's node: the chain's code first
+                fail(f"key release refused ({exc.code}) by {exc.custodian}'s node {exc}")
     value = {
         "grant": gid,
         "dataset": got.dataset,

@@ -34,6 +34,13 @@ other's organisations, with the chain as the gate for every decision:
   either way) and returns the wrap only when the chain accepted it, that is
   only to the grantee. A refusal is 403 with the chain's `code` and reason.
 - `GET /v1/datasets/{dataset}/epoch`: the dataset's current key epoch.
+- `POST /v1/datasets/{dataset}/shred`: once the purge of the dataset is on
+  this node's chain, destroy its vault entries and blobs here
+  (`sharechain.node.shredding`); any later request about a purged dataset
+  (its epoch, custody, blobs, a key release) shreds lazily first, so a node
+  that missed the call still shreds.
+- `GET /v1/peers`: this node's organisation and its peers' URLs, so an
+  organisation's tools given one node can reach the custodians' nodes.
 """
 
 from __future__ import annotations
@@ -62,6 +69,11 @@ from sharechain.node.custody import encryption_key, key_epoch, release_payload, 
 from sharechain.node.deps import Auth, Caller
 from sharechain.node.queries import jsonable
 from sharechain.node.service import Node
+from sharechain.node.shredding import (
+    purged_naming,
+    shred_here,
+    shred_if_purged,
+)
 from sharechain.node.vault import KINDS, Vault
 from sharechain.storage.blobs import BlobStore, parse_digest
 
@@ -109,6 +121,17 @@ def _blobs(node: Node) -> BlobStore:
 
 def _vault(node: Node) -> Vault:
     return Vault(node.datadir.path, node.keys)
+
+
+def _lazy_shred(node: Node, dataset: str) -> bool:
+    """Shred what is left here of `dataset` if this chain says it is purged; is it purged?"""
+    return shred_if_purged(node.store, _vault(node), _blobs(node), dataset)
+
+
+def _lazy_shred_blob(node: Node, digest: bytes) -> None:
+    """The lazy path for a blob request: shred the purged datasets that named the blob."""
+    for dataset in purged_naming(node.store, digest):
+        _lazy_shred(node, dataset)
 
 
 def _current_epochs(node: Node) -> dict[str, KeyEpoch]:
@@ -208,6 +231,7 @@ def head_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Re
 
 def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Response:
     raw = bytes.fromhex(parse_digest(digest))
+    _lazy_shred_blob(node, raw)
     _may_read(node, who, raw)
     path = _blobs(node).path(raw)
     try:
@@ -295,6 +319,7 @@ async def put_blob(
 ) -> JSONResponse:
     """Receive a blob, or one chunk of it at `offset`; `final` marks the last chunk."""
     raw = bytes.fromhex(parse_digest(digest))
+    _lazy_shred_blob(node, raw)
     _may_write(node, who, raw)
     body = await request.body()  # already read (and digest-checked) by the signature check
     if len(body) > MAX_UPLOAD_CHUNK:
@@ -357,6 +382,8 @@ def put_custody(
 ) -> dict[str, Any]:
     """Keep this organisation's key or share of a dataset's epoch, wrapped by the owner."""
     _check_kind(kind)
+    if _lazy_shred(node, dataset):
+        raise AccessDeniedError(f"dataset {dataset} is purged; this node keeps no keys of it")
     on_chain = StateReader(node.store).get(f"epoch/{dataset}/{epoch:012d}")
     if on_chain is not None:
         e = epoch_from_value(on_chain)
@@ -381,6 +408,7 @@ def get_custody(dataset: _Id, epoch: int, kind: str, who: Auth, node: NodeDep) -
     _check_kind(kind)
     if who.org != node.org:
         raise AccessDeniedError(f"only {node.org} reads its own vault")
+    _lazy_shred(node, dataset)
     return {"wrapped": _vault(node).get_wrapped(dataset, epoch, kind).hex()}
 
 
@@ -393,6 +421,7 @@ def delete_custody(
     Allowed to this organisation, and to the dataset's owner for epochs before the
     current one or for a purged dataset (crypto-shredding).
     """
+    _lazy_shred(node, dataset)
     if who.org != node.org:
         reader = StateReader(node.store)
         ds = reader.get(dataset_key(dataset))
@@ -409,9 +438,35 @@ def delete_custody(
 @router.get("/v1/datasets/{dataset}/epoch")
 def get_epoch(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
     """The dataset's current key epoch: digests, custody, holders, threshold."""
+    ds = queries.resolve(node.store, "dataset", dataset)
+    _lazy_shred(node, ds)
+    return {"epoch": jsonable(key_epoch(node.store, ds))}
+
+
+@router.post("/v1/datasets/{dataset}/shred")
+def shred(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
+    """Destroy this node's keys, shares and blobs of a dataset the chain records as purged.
+
+    Any member may ask (the dataset's owner does, after its purge committed): the node
+    deletes nothing unless the purge is on its own chain (403 otherwise), and a repeated
+    call destroys nothing more.
+    """
+    ds = queries.resolve(node.store, "dataset", dataset)
+    done = shred_here(node.store, (_vault(node),), _blobs(node), ds)
     return {
-        "epoch": jsonable(key_epoch(node.store, queries.resolve(node.store, "dataset", dataset)))
+        "org": node.org,
+        "dataset": ds,
+        "purged": True,
+        "destroyed": done.destroyed,
+        "blobs_deleted": done.blobs_deleted,
+        "height": node.ledger.height,
     }
+
+
+@router.get("/v1/peers")
+def peers(who: Auth, node: NodeDep) -> dict[str, Any]:
+    """This node's organisation and its peers' URLs (where their nodes serve this API)."""
+    return {"org": node.org, "peers": dict(node.config.peers)}
 
 
 @router.post("/v1/grants/{grant}/key-release", response_model=None)
@@ -424,6 +479,7 @@ def key_release(
     wrap is returned only if it accepted, so only the grantee ever receives one.
     """
     view = queries.grant(node.store, grant)
+    _lazy_shred(node, view.grant.dataset)  # a purged dataset's key is gone before we look
     epoch = key_epoch(node.store, view.grant.dataset)
     recipient = encryption_key(queries.organisations(node.store), who.org)
     wrapped = wrap_release(_vault(node), recipient, epoch, grant=grant, session=body.session)

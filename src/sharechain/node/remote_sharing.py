@@ -80,6 +80,7 @@ from sharechain.storage.blobs import BlobStore
 __all__ = [
     "UPLOAD_CHUNK",
     "ReleaseRefusedError",
+    "committed_tx",
     "download_blob",
     "fetch_remote",
     "key_epoch_of",
@@ -102,9 +103,14 @@ Progress = Callable[[int], None]
 class ReleaseRefusedError(AccessDeniedError):
     """A custodian's node refused to release its key; `code` is the chain's validation code."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: str, reason: str = "", custodian: str = "") -> None:
         super().__init__(message)
         self.code = code
+        """The chain's code (`revoked`, `expired`, ...), or `no_key` / `denied`."""
+        self.reason = reason
+        """The chain's reason, when the chain refused."""
+        self.custodian = custodian
+        """The custodian whose node refused."""
 
 
 # --- reading the chain through a node ---------------------------------------------------------
@@ -162,6 +168,9 @@ def _committed_tx(client: NodeClient, tx_id: bytes) -> tuple[dict[str, Any], Sig
     (raw_block,) = client.sync_blocks(int(info["height"]), limit=1)
     raw = decode_block(raw_block, check_canonical=False).txs[int(info["index"])]
     return info, decode_transaction(raw)
+
+
+committed_tx = _committed_tx
 
 
 def _submit(client: NodeClient, stxs: Sequence[SignedTransaction]) -> list[bytes]:
@@ -404,6 +413,7 @@ def publish_remote(
 
 
 def _release(
+    holder: str,
     custodian: NodeClient,
     own: NodeClient,
     keys: OrgKeys,
@@ -411,12 +421,15 @@ def _release(
     dataset: str,
     session: str,
 ) -> tuple[KeyRelease, bytes]:
-    """Ask one custodian's node to release; check the wrap on our own node's chain; open it."""
+    """Ask `holder`'s node to release; check the wrap on our own node's chain; open it."""
     reply = custodian.http.post(f"/v1/grants/{grant}/key-release", json={"session": session})
     if reply.status_code in (403, 409):
         body = reply.json()
         raise ReleaseRefusedError(
-            f"{custodian.base_url}: {body.get('detail', body)}", str(body.get("code", "denied"))
+            f"{custodian.base_url}: {body.get('detail', body)}",
+            str(body.get("code", "denied")),
+            str(body.get("reason", "")),
+            holder,
         )
     raise_for_reply(reply)
     got = reply.json()
@@ -477,21 +490,24 @@ def fetch_remote(
     for org in epoch.holders:
         if len(secrets) >= epoch.threshold:
             break
-        if org in offline or org not in clients:
-            unreachable.append(org)
+        if org in offline:
+            unreachable.append(f"{org} (treated as offline)")
+            continue
+        if org not in clients:
+            unreachable.append(f"{org} (no address of its node is known)")
             continue
         try:
-            release, secret = _release(clients[org], own, keys, grant, dataset, session)
-        except httpx.TransportError:
-            unreachable.append(org)
+            release, secret = _release(org, clients[org], own, keys, grant, dataset, session)
+        except httpx.TransportError as exc:
+            unreachable.append(f"{org}'s node at {clients[org].base_url} ({type(exc).__name__})")
             continue
         releases.append(release)
         secrets.append(secret)
     if len(secrets) < epoch.threshold:
         raise InsufficientSharesError(
             f"only {len(secrets)} of the {epoch.threshold} keys or shares needed for dataset "
-            f"{dataset} could be released (not reachable: {', '.join(unreachable) or 'none'}); "
-            "retry when more holders are online"
+            f"{dataset} could be released; could not reach custodian "
+            f"{'; '.join(unreachable) or 'none'}; retry when more holders are online"
         )
     key = combine_secrets(secrets, epoch.threshold)
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sharechain.contracts import queries
-from sharechain.contracts.epochs import EPOCH, KeyEpoch, current_epoch, epoch_from_value
+from sharechain.contracts.epochs import EPOCH, KeyEpoch, current_epoch
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE, StreamDigests
 from sharechain.errors import (
     AccessDeniedError,
@@ -68,6 +68,7 @@ from sharechain.node.custody import (
     wrap_release,
 )
 from sharechain.node.embedded import Embedded
+from sharechain.node.shredding import shred_here
 from sharechain.node.vault import Access, Inbox, Vault, record
 from sharechain.storage.blobs import BlobStore
 
@@ -526,12 +527,7 @@ def shred(emb: Embedded, dataset: str) -> tuple[int, int]:
     on the embedded default every organisation held here does it now. Returns (vault
     entries destroyed, blobs deleted).
     """
-    if queries.dataset(emb.store, dataset).status != "purged":
-        raise AccessDeniedError(f"dataset {dataset} is not purged on the chain; purge it first")
-    reader = StateReader(emb.store)
-    epochs = [epoch_from_value(v) for _, v in reader.scan(f"epoch/{dataset}/")]
-    destroyed = _destroy_custody(emb, dataset, None, emb.datadir.held_orgs())
+    vaults = [_vault(emb, org) for org in emb.datadir.held_orgs()]
+    done = shred_here(emb.store, vaults, _blobs(emb), dataset)
     _clear_inboxes(emb, dataset)
-    store = _blobs(emb)
-    deleted = sum(store.delete(e.ciphertext_digest) for e in epochs if not e.inline)
-    return destroyed, deleted
+    return done.destroyed, done.blobs_deleted

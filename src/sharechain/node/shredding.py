@@ -1,0 +1,109 @@
+"""Crypto-shredding: what one organisation's node destroys once a dataset is purged.
+
+A `dataset.purge` on the chain revokes every grant and keeps the dataset's
+record, marked purged, for audit. The payload must then become unreadable
+everywhere: every node destroys, in its own vault and blob store, the keys,
+shares and sealed blobs of every key epoch of the dataset. A payload carried
+on the chain (inline) stays in the blocks, but without a key it is noise.
+
+A node shreds when it is asked to (`POST /v1/datasets/{id}/shred`, which the
+owner's tools call on each node after the purge committed) and, lazily, on
+any later request that concerns the dataset, so a node that was offline
+during the purge shreds the first time anybody asks it for the dataset. In
+both cases the node checks the purge on *its own* copy of the chain first:
+nothing is deleted because a caller says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sharechain.contracts.epochs import epoch_from_value, epoch_prefix
+from sharechain.contracts.keys import dataset_key
+from sharechain.errors import AccessDeniedError
+from sharechain.ledger.state import StateReader
+from sharechain.ledger.store import Store
+from sharechain.node.vault import Vault
+from sharechain.storage.blobs import BlobStore
+
+__all__ = [
+    "Shredded",
+    "is_purged",
+    "payload_digests",
+    "purged_naming",
+    "require_purged",
+    "shred_here",
+    "shred_if_purged",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Shredded:
+    """What was destroyed of a purged dataset in one place (a node, or the embedded default)."""
+
+    dataset: str
+    """The purged dataset."""
+    destroyed: int
+    """Vault entries (keys and shares) destroyed."""
+    blobs_deleted: int
+    """Sealed blobs deleted."""
+
+
+def is_purged(store: Store, dataset: str) -> bool:
+    """Whether this chain copy records `dataset` as purged."""
+    value = StateReader(store).get(dataset_key(dataset))
+    return value is not None and value["status"] == "purged"
+
+
+def require_purged(store: Store, dataset: str) -> None:
+    """Raise `AccessDeniedError` unless the purge of `dataset` is on this chain copy."""
+    if not is_purged(store, dataset):
+        raise AccessDeniedError(
+            f"dataset {dataset} is not purged on this node's chain; purge it first "
+            "(`dataset.purge`), or wait until this node has committed the purge"
+        )
+
+
+def payload_digests(store: Store, dataset: str) -> tuple[bytes, ...]:
+    """The blob digests of every key epoch of `dataset` (inline payloads have none)."""
+    epochs = (epoch_from_value(v) for _, v in StateReader(store).scan(epoch_prefix(dataset)))
+    return tuple(dict.fromkeys(e.ciphertext_digest for e in epochs if not e.inline))
+
+
+def purged_naming(store: Store, digest: bytes) -> tuple[str, ...]:
+    """Purged datasets one of whose key epochs named the blob `digest`."""
+    found = []
+    for _, v in StateReader(store).scan("epoch/"):
+        e = epoch_from_value(v)
+        if e.ciphertext_digest == digest and not e.inline and is_purged(store, e.dataset):
+            found.append(e.dataset)
+    return tuple(dict.fromkeys(found))
+
+
+def shred_here(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str) -> Shredded:
+    """Destroy the dataset's entries in `vaults` and its blobs in `blobs`, once purged.
+
+    `vaults` are the organisations held here: one on a node, every organisation of
+    the consortium on the embedded default. Idempotent: a second call destroys 0.
+    """
+    require_purged(store, dataset)
+    destroyed = sum(v.destroy(dataset) for v in vaults)
+    deleted = sum(blobs.delete(d) for d in payload_digests(store, dataset))
+    return Shredded(dataset, destroyed, deleted)
+
+
+def shred_if_purged(store: Store, vault: Vault, blobs: BlobStore, dataset: str) -> bool:
+    """The lazy path: shred what is left of `dataset` here if the chain says it is purged.
+
+    Cheap when there is nothing to do (no purge, or nothing left); returns whether the
+    dataset is purged.
+    """
+    if not is_purged(store, dataset):
+        return False
+    left = (vault.root / dataset).exists() or any(
+        blobs.has(d) for d in payload_digests(store, dataset)
+    )
+    if left:
+        shred_here(store, (vault,), blobs, dataset)
+    return True
