@@ -265,7 +265,7 @@ def create_app(node: Node) -> FastAPI:
         who: Auth,
         start: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=256)] = 64,
-        wait: Annotated[float, Query(ge=0.0, le=30.0)] = 0.0,
+        wait: Annotated[float, Query(ge=0.0, le=10.0)] = 0.0,
     ) -> Response:
         """Raw blocks from `start` (a CBOR array of block encodings), long-polled up to `wait` s."""
         if wait > 0 and node.ledger.height < start:
