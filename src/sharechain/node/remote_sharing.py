@@ -30,7 +30,6 @@ offline: a threshold fetch asks the next holder, a download the next node.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 import time
@@ -52,14 +51,13 @@ from sharechain.errors import (
     InsufficientSharesError,
     IntegrityError,
     NotFoundError,
-    OrderingError,
-    SharechainError,
     TransactionRejectedError,
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.node import sealing
+from sharechain.node.blob_transfer import UPLOAD_CHUNK, Progress, download_blob, upload_blob
 from sharechain.node.client import NodeClient, raise_for_reply
 from sharechain.node.custody import (
     KeyRelease,
@@ -90,14 +88,8 @@ __all__ = [
     "upload_blob",
 ]
 
-UPLOAD_CHUNK: Final = 16 << 20
-"""Bytes per `PUT /v1/blobs` request."""
-RESUMES: Final = 8
-"""How many times one download resumes after a dropped connection before it gives up."""
 CHAIN_WAIT: Final = 30.0
 """Seconds to wait for a node to commit a transaction another node committed."""
-
-Progress = Callable[[int], None]
 
 
 class ReleaseRefusedError(AccessDeniedError):
@@ -189,107 +181,6 @@ def _peer(clients: Mapping[str, NodeClient], org: str) -> NodeClient:
 
 
 # --- blobs --------------------------------------------------------------------------------------
-
-
-def upload_blob(
-    client: NodeClient, digest: bytes, path: Path, *, chunk: int = UPLOAD_CHUNK
-) -> None:
-    """Store the blob at `path` (named `digest`) on `client`'s node, in resumable chunks."""
-    size = path.stat().st_size
-    url = f"/v1/blobs/{digest.hex()}"
-    offset = 0
-    with path.open("rb") as f:
-        for _ in range(size // chunk + 2 * RESUMES + 2):  # bounded: every turn makes progress
-            f.seek(offset)
-            data = f.read(chunk)
-            final = offset + len(data) >= size
-            reply = client.http.put(
-                url,
-                params={"offset": offset, "final": str(final).lower()},
-                content=data,
-                headers={"content-type": "application/octet-stream"},
-            )
-            if reply.status_code == 409:  # the node has another amount: continue from there
-                offset = int(reply.json()["received"])
-                continue
-            if reply.status_code == 422:
-                raise IntegrityError(f"{client.base_url}: {reply.json()['detail']}")
-            raise_for_reply(reply)
-            if reply.json()["stored"]:
-                return
-            offset += len(data)
-    raise OrderingError(f"uploading blob {digest.hex()} to {client.base_url} made no progress")
-
-
-def _download_from(
-    client: NodeClient, digest: bytes, dest: Path, progress: Progress | None
-) -> None:
-    """Download into `dest`, resuming with `Range` after a dropped connection; check SHA-256."""
-    h = hashlib.sha256()
-    reached = 0
-    size: int | None = None
-    drops = 0
-    with dest.open("wb") as f:
-        while size is None or reached < size:
-            headers = {"Range": f"bytes={reached}-"} if reached else {}
-            try:
-                with client.http.stream(
-                    "GET", f"/v1/blobs/{digest.hex()}", headers=headers
-                ) as reply:
-                    if not reply.is_success:
-                        reply.read()
-                        raise_for_reply(reply)
-                    if reached and reply.status_code != 206:  # range ignored: start over
-                        f.seek(0)
-                        f.truncate()
-                        h, reached = hashlib.sha256(), 0
-                    total = reply.headers.get("content-range", "").rpartition("/")[2]
-                    size = int(total) if total.isdigit() else int(reply.headers["content-length"])
-                    for data in reply.iter_bytes():
-                        f.write(data)
-                        h.update(data)
-                        reached += len(data)
-                        if progress is not None:
-                            progress(len(data))
-            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
-                drops += 1
-                if drops > RESUMES:
-                    raise OrderingError(
-                        f"the download of blob {digest.hex()} from {client.base_url} broke off "
-                        f"{drops} times (last: {exc}); try again later"
-                    ) from None
-            if size is not None and reached > size:
-                break
-    if h.digest() != digest or reached != size:
-        dest.unlink(missing_ok=True)
-        raise IntegrityError(
-            f"the blob {client.base_url} sent hashes to {h.hexdigest()} ({reached} bytes), not "
-            f"{digest.hex()} as the chain records; it was discarded"
-        )
-
-
-def download_blob(
-    sources: Sequence[NodeClient], digest: bytes, dest: Path, *, progress: Progress | None = None
-) -> NodeClient:
-    """Download the blob `digest` from the first source that has it intact; returns it.
-
-    A source that is offline, refuses, lacks the blob or sends bytes that do not hash
-    to `digest` is skipped; when none succeeds, the first `IntegrityError` (altered
-    bytes) is raised, else the first error.
-    """
-    errors: list[SharechainError] = []
-    for client in sources:
-        try:
-            _download_from(client, digest, dest, progress)
-            return client
-        except httpx.TransportError as exc:
-            errors.append(OrderingError(f"{client.base_url} does not answer ({exc})"))
-        except SharechainError as exc:
-            errors.append(exc)
-        dest.unlink(missing_ok=True)
-    # A node that sent altered bytes matters more than one that had nothing to send.
-    altered = [e for e in errors if isinstance(e, IntegrityError)]
-    raise (altered or errors or [NotFoundError(f"no node to download {digest.hex()} from")])[0]
 
 
 # --- custody ------------------------------------------------------------------------------------
