@@ -159,10 +159,18 @@ def custody_material(
 
 
 def epoch_payload(
-    ds: str, epoch: int, digests: StreamDigests, custody: str, holders: Sequence[str], t: int
+    ds: str,
+    epoch: int,
+    digests: StreamDigests,
+    custody: str,
+    holders: Sequence[str],
+    t: int,
+    *,
+    reason: str,
+    inline: bytes = b"",
 ) -> dict[str, Any]:
-    """The body of a `dataset.epoch` transaction (add `reason` and, if small, `inline`)."""
-    return {
+    """The body of a `dataset.epoch` transaction; `inline` is a small sealed payload."""
+    body: dict[str, Any] = {
         "dataset": ds,
         "epoch": epoch,
         "ciphertext_digest": digests.ciphertext_sha256,
@@ -170,7 +178,11 @@ def epoch_payload(
         "custody": custody,
         "holders": list(holders),
         "threshold": t,
+        "reason": reason,
     }
+    if inline:
+        body["inline"] = inline
+    return body
 
 
 def register_payload(

@@ -267,11 +267,9 @@ def publish_remote(
     key = rng(KEY_SIZE)
     with _workdir() as work:
         store = BlobStore(work / "blobs")
-        inline = b""
-        if source.stat().st_size <= inline_limit:
-            inline, digests = sealing.seal_bytes(key, source.read_bytes(), 1, segment_size, rng)
-        else:
-            digests = sealing.seal_file(store, key, source, 1, segment_size, rng, progress)
+        inline, digests = sealing.seal_source(
+            store, key, source, 1, segment_size, rng, progress, inline_limit
+        )
         register = register_payload(
             digests,
             title=title,
@@ -285,10 +283,9 @@ def publish_remote(
         )
         reg = sign_transaction(keys.signing, "dataset.register", owner, register, now=now, rng=rng)
         ds = dataset_id(reg.id)
-        body = epoch_payload(ds, 1, digests, custody, holders_, t)
-        body["reason"] = "published"
-        if inline:
-            body["inline"] = inline
+        body = epoch_payload(
+            ds, 1, digests, custody, holders_, t, reason="published", inline=inline
+        )
         ep = sign_transaction(keys.signing, EPOCH, owner, body, now=now, rng=rng)
         _deposit(client, peers, orgs, ds, 1, key, holders_, t, rng)
         blob = store.path(digests.ciphertext_sha256)
@@ -474,10 +471,16 @@ def rotate_remote(
         )
         if digests.plaintext_sha256 != bytes.fromhex(record["plaintext_digest"]):
             raise IntegrityError(f"dataset {dataset}'s payload no longer matches its digest")
-        body = epoch_payload(dataset, new, digests, old.custody, old.holders, old.threshold)
-        body["reason"] = reason
-        if inline:
-            body["inline"] = inline
+        body = epoch_payload(
+            dataset,
+            new,
+            digests,
+            old.custody,
+            old.holders,
+            old.threshold,
+            reason=reason,
+            inline=inline,
+        )
         ep = sign_transaction(keys.signing, EPOCH, owner, body, now=now, rng=rng)
         _deposit(client, peers, orgs, dataset, new, new_key, old.holders, old.threshold, rng)
         blob = store.path(digests.ciphertext_sha256)

@@ -190,6 +190,26 @@ def seal_bytes(
     return encrypt_bytes(key, plaintext, epoch=epoch, segment_size=segment_size, rng=rng)
 
 
+def seal_source(
+    store: BlobStore,
+    key: bytes,
+    source: Path,
+    epoch: int,
+    segment_size: int,
+    rng: Callable[[int], bytes],
+    progress: Progress | None,
+    inline_limit: int,
+) -> tuple[bytes, StreamDigests]:
+    """Seal `source`: in memory when it is at most `inline_limit` bytes (the sealed
+    bytes are returned to travel on the chain), else into the blob store (b"")."""
+    if source.stat().st_size <= inline_limit:
+        inline, digests = seal_bytes(key, source.read_bytes(), epoch, segment_size, rng)
+        if progress is not None:
+            progress(digests.size)
+        return inline, digests
+    return b"", seal_file(store, key, source, epoch, segment_size, rng, progress)
+
+
 def seal_file(
     store: BlobStore,
     key: bytes,

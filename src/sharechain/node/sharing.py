@@ -265,13 +265,9 @@ def publish(
     key = emb.rng(KEY_SIZE)
     epoch = 1
     store = _blobs(emb)
-    inline = b""
-    if source.stat().st_size <= limit:
-        inline, digests = sealing.seal_bytes(key, source.read_bytes(), epoch, segment_size, emb.rng)
-        if progress:
-            progress(digests.size)
-    else:
-        digests = sealing.seal_file(store, key, source, epoch, segment_size, emb.rng, progress)
+    inline, digests = sealing.seal_source(
+        store, key, source, epoch, segment_size, emb.rng, progress, limit
+    )
     register = register_payload(
         digests,
         title=title,
@@ -285,10 +281,9 @@ def publish(
     )
     reg_tx = emb.sign(owner, "dataset.register", register)
     ds = dataset_id(reg_tx.id)
-    epoch_body = epoch_payload(ds, epoch, digests, custody, holders_, t)
-    epoch_body["reason"] = "published"
-    if inline:
-        epoch_body["inline"] = inline
+    epoch_body = epoch_payload(
+        ds, epoch, digests, custody, holders_, t, reason="published", inline=inline
+    )
     epoch_tx = emb.sign(owner, EPOCH, epoch_body)
     try:
         _store_custody(emb, owner, ds, epoch, key, holders_, t)
@@ -467,10 +462,16 @@ def rotate(
     )
     if digests.plaintext_sha256 != ds.plaintext_digest:
         raise IntegrityError(f"dataset {dataset}'s payload no longer matches its plaintext digest")
-    body = epoch_payload(dataset, new_epoch, digests, ds.custody, old.holders, old.threshold)
-    body["reason"] = reason
-    if inline:
-        body["inline"] = inline
+    body = epoch_payload(
+        dataset,
+        new_epoch,
+        digests,
+        ds.custody,
+        old.holders,
+        old.threshold,
+        reason=reason,
+        inline=inline,
+    )
     orgs = (owner, *old.holders)
     try:
         _store_custody(emb, owner, dataset, new_epoch, new_key, old.holders, old.threshold)
