@@ -387,7 +387,8 @@ def test_segment_digests_reject_malformed_streams() -> None:
 
 LARGE_SCRIPT = textwrap.dedent(
     """
-    import hashlib, json, os, random, resource, sys, time
+    import hashlib, json, os, random, sys, time
+    from sharechain.bench.memory import peak_rss_kib
     from sharechain.crypto.stream import decrypt_stream, encrypt_stream
 
     root = sys.argv[1]
@@ -418,7 +419,7 @@ LARGE_SCRIPT = textwrap.dedent(
         "opened_size": os.path.getsize(os.path.join(root, "opened")),
         "encrypt_s": middle - start,
         "decrypt_s": end - middle,
-        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "maxrss_kib": peak_rss_kib(),
     }))
     """
 )

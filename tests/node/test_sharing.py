@@ -360,7 +360,7 @@ def test_a_dataset_registered_without_the_data_plane_has_no_epoch(emb: Embedded)
 
 LARGE = textwrap.dedent(
     """
-    import os, resource, sys
+    import os, sys
     from pathlib import Path
     from sharechain.contracts._fields import derive_id
     from sharechain.node import sharing
@@ -386,7 +386,8 @@ LARGE = textwrap.dedent(
     got = sharing.fetch(emb, "insurer", g, root / "out")
     assert got.digests.plaintext_sha256 == pub.digests.plaintext_sha256
     assert (root / "out").stat().st_size == src.stat().st_size
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    from sharechain.bench.memory import peak_rss_kib
+    print(peak_rss_kib())
     """
 )
 

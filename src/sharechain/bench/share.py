@@ -8,7 +8,7 @@ checked, the read receipt. The baseline, measured in the same run on the same
 disk, is the time `cp` takes for the file plus twice the time AES-256-GCM needs
 for 1 GiB at the speed `openssl speed -evp aes-256-gcm` reports (one seal, one
 open). `share_1gib_ratio` is the first over the second; the target is 3 or less.
-Peak memory is the ru_maxrss of the subprocess that does the work. The machine's
+Peak memory is the peak resident set (`VmHWM`) of the subprocess that does the work. The machine's
 one-minute load average before and after the run is reported too: on a shared
 machine both sides of the ratio slow down, but not by the same factor.
 
@@ -43,8 +43,9 @@ SIZE_MIB = 1024
 
 _WORKER = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     from pathlib import Path
+    from sharechain.bench.memory import peak_rss_kib
     from sharechain.contracts._fields import derive_id
     from sharechain.node import sharing
     from sharechain.node.datadir import OrgSpec, init_consortium
@@ -67,7 +68,7 @@ _WORKER = textwrap.dedent(
     sharing.fetch(emb, "insurer", g, root / "out")
     t3 = time.perf_counter()
     print(json.dumps({"publish": t1 - t0, "fetch": t3 - t2, "total": (t1 - t0) + (t3 - t2),
-                      "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "rss_kib": peak_rss_kib()}))
     """
 )
 
