@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from sharechain.cli.common import (
     AsOrg,
@@ -16,8 +15,8 @@ from sharechain.cli.common import (
     NodeOpt,
     SignerOpt,
     command_group,
-    console,
     emit_json,
+    print_table,
 )
 from sharechain.cli.dataset_cmd import report
 from sharechain.cli.remote import Target, open_backend
@@ -42,20 +41,22 @@ def list_cmd(
     if json_out:
         emit_json(to_json(found))
         return
-    table = Table(title=f"{len(found)} alert(s)")
-    for col in ("id", "org", "kind", "count", "window start", "suspends", "status"):
-        table.add_column(col)
-    for a in found:
-        table.add_row(
-            a.id[:12],
-            a.org,
-            a.kind,
-            f"{a.count} > {a.threshold}",
-            iso(a.window_start),
-            "yes" if a.suspends else "no",
-            a.status,
-        )
-    console.print(table)
+    print_table(
+        f"{len(found)} alert(s)",
+        ("id", "org", "kind", "count", "window start", "suspends", "status"),
+        (
+            (
+                a.id[:12],
+                a.org,
+                a.kind,
+                f"{a.count} > {a.threshold}",
+                iso(a.window_start),
+                "yes" if a.suspends else "no",
+                a.status,
+            )
+            for a in found
+        ),
+    )
 
 
 def clear_cmd(

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from sharechain.cli.common import (
     DataDirOpt,
@@ -20,9 +19,9 @@ from sharechain.cli.common import (
     NetworkOpt,
     NodeOpt,
     SignerOpt,
-    console,
     emit_json,
     fail,
+    print_table,
 )
 from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts.views import iso, to_json
@@ -56,13 +55,21 @@ def audit(
     if json_out:
         emit_json([{**to_json(e), "proof_verified": True} for e in entries])
         return
-    table = Table(title=f"{len(entries)} transaction(s), every inclusion proof verified")
-    for col in ("height", "time", "sender", "type", "code", "tx"):
-        table.add_column(col)
-    for e in entries:
-        code = e.code if e.code == "valid" else f"[red]{e.code}[/]: {e.reason}"
-        table.add_row(str(e.height), iso(e.timestamp), e.sender, e.type, code, e.tx_id.hex()[:16])
-    console.print(table)
+    print_table(
+        f"{len(entries)} transaction(s), every inclusion proof verified",
+        ("height", "time", "sender", "type", "code", "tx"),
+        (
+            (
+                str(e.height),
+                iso(e.timestamp),
+                e.sender,
+                e.type,
+                e.code if e.code == "valid" else f"[red]{e.code}[/]: {e.reason}",
+                e.tx_id.hex()[:16],
+            )
+            for e in entries
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from sharechain.errors import SharechainError
 from sharechain.node.datadir import default_data_dir
@@ -28,6 +29,7 @@ __all__ = [
     "emit_json",
     "fail",
     "open_embedded",
+    "print_table",
     "resolve_data_dir",
 ]
 
@@ -88,6 +90,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Print a listing as a rich table: one column per name, one row per record."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from sharechain.cli.common import (
     console,
     emit_json,
     fail,
+    print_table,
 )
 from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts import datasets as ds_contract
@@ -299,20 +300,22 @@ def list_cmd(
     if json_out:
         emit_json(to_json(found))
         return
-    table = Table(title=f"{len(found)} dataset(s)")
-    for col in ("id", "owner", "title", "class", "tags", "v", "status"):
-        table.add_column(col)
-    for d in found:
-        table.add_row(
-            d.id[:12],
-            d.owner,
-            d.title,
-            d.classification,
-            ", ".join(d.tags),
-            str(d.version),
-            d.status,
-        )
-    console.print(table)
+    print_table(
+        f"{len(found)} dataset(s)",
+        ("id", "owner", "title", "class", "tags", "v", "status"),
+        (
+            (
+                d.id[:12],
+                d.owner,
+                d.title,
+                d.classification,
+                ", ".join(d.tags),
+                str(d.version),
+                d.status,
+            )
+            for d in found
+        ),
+    )
 
 
 def show_cmd(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from sharechain.cli.common import (
     AsOrg,
@@ -16,9 +15,9 @@ from sharechain.cli.common import (
     NodeOpt,
     SignerOpt,
     command_group,
-    console,
     emit_json,
     fail,
+    print_table,
 )
 from sharechain.cli.dataset_cmd import report
 from sharechain.cli.remote import Target, open_backend
@@ -49,16 +48,22 @@ def list_cmd(
     if json_out:
         emit_json(to_json(found))
         return
-    table = Table(title=f"{len(found)} grant(s)")
-    for col in ("id", "dataset", "grantee", "purpose", "expires", "uses", "status"):
-        table.add_column(col)
-    for v in found:
-        g = v.grant
-        uses = f"{g.uses}/{g.max_uses or '∞'}"
-        table.add_row(
-            g.id[:12], g.dataset[:12], g.grantee, g.purpose, iso(g.expires_at), uses, v.status
-        )
-    console.print(table)
+    print_table(
+        f"{len(found)} grant(s)",
+        ("id", "dataset", "grantee", "purpose", "expires", "uses", "status"),
+        (
+            (
+                v.grant.id[:12],
+                v.grant.dataset[:12],
+                v.grant.grantee,
+                v.grant.purpose,
+                iso(v.grant.expires_at),
+                f"{v.grant.uses}/{v.grant.max_uses or '∞'}",
+                v.status,
+            )
+            for v in found
+        ),
+    )
 
 
 def revoke_cmd(

@@ -15,7 +15,6 @@ import os
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from sharechain.cli.backend import Backend, EmbeddedBackend
 from sharechain.cli.common import (
@@ -31,6 +30,7 @@ from sharechain.cli.common import (
     emit_json,
     fail,
     open_embedded,
+    print_table,
 )
 from sharechain.cli.dataset_cmd import report
 from sharechain.cli.remote import Target, open_backend
@@ -183,12 +183,14 @@ def list_cmd(
             }
         )
         return
-    table = Table(title=f"{len(orgs)} organisation(s)")
-    for col in ("id", "roles", "status", "since", "key id"):
-        table.add_column(col)
-    for o in orgs:
-        table.add_row(o.id, ", ".join(o.roles), o.status, str(o.since), o.sign_key_id.hex()[:16])
-    console.print(table)
+    print_table(
+        f"{len(orgs)} organisation(s)",
+        ("id", "roles", "status", "since", "key id"),
+        (
+            (o.id, ", ".join(o.roles), o.status, str(o.since), o.sign_key_id.hex()[:16])
+            for o in orgs
+        ),
+    )
     for p in props:
         console.print(
             f"proposal {p.id[:12]}: {p.action} {p.org} by {p.proposer}, {p.status} "

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from sharechain.cli.common import (
     AsOrg,
@@ -20,9 +19,9 @@ from sharechain.cli.common import (
     NetworkOpt,
     NodeOpt,
     command_group,
-    console,
     emit_json,
     fail,
+    print_table,
 )
 from sharechain.cli.dataset_cmd import report
 from sharechain.cli.remote import Target, open_backend
@@ -154,19 +153,21 @@ def list_cmd(
     if json_out:
         emit_json(to_json(found))
         return
-    table = Table(title=f"{len(found)} request(s)")
-    for col in ("id", "dataset", "requester", "purpose", "status", "approvals"):
-        table.add_column(col)
-    for q in found:
-        table.add_row(
-            q.id[:12],
-            q.dataset[:12],
-            q.requester,
-            q.purpose,
-            q.status,
-            ", ".join(f"{o} ({a})" for o, a in q.approvals),
-        )
-    console.print(table)
+    print_table(
+        f"{len(found)} request(s)",
+        ("id", "dataset", "requester", "purpose", "status", "approvals"),
+        (
+            (
+                q.id[:12],
+                q.dataset[:12],
+                q.requester,
+                q.purpose,
+                q.status,
+                ", ".join(f"{o} ({a})" for o, a in q.approvals),
+            )
+            for q in found
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:
