@@ -37,6 +37,7 @@ from sharechain.crypto.stream import (
     encrypt_stream,
 )
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.direct import DirectReader, DirectWriter
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -64,8 +65,13 @@ class Source:
         if self.path is None:
             yield io.BytesIO(self.data)
             return
-        with self.path.open("rb", buffering=0) as f:
+        with DirectReader(self.path) as f:
             yield cast(BinaryIO, f)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the sealed payload."""
+        return len(self.data) if self.path is None else self.path.stat().st_size
 
 
 class _Counting(io.RawIOBase):
@@ -144,8 +150,12 @@ class _EarlyFlush(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def _flushing(out: BinaryIO) -> Iterator[BinaryIO]:
-    writer = _EarlyFlush(out)
+def _flushing(out: DirectWriter) -> Iterator[BinaryIO]:
+    """`out` itself when it writes with direct I/O, else `out` flushed as it goes."""
+    if out.direct:
+        yield cast(BinaryIO, out)
+        return
+    writer = _EarlyFlush(cast(BinaryIO, out))
     try:
         yield cast(BinaryIO, writer)
     finally:
@@ -161,18 +171,22 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _incoming(store: BlobStore) -> Iterator[tuple[Path, BinaryIO]]:
-    """A fresh `.incoming` file of the store; removed unless the caller adopted it."""
+def _incoming(store: BlobStore, expected_size: int) -> Iterator[tuple[Path, DirectWriter]]:
+    """A fresh `.incoming` file of the store; removed unless the caller adopted it.
+
+    About `expected_size` bytes will be written: large blobs bypass the page cache.
+    """
     tmp = store.root / ".incoming" / f"{os.urandom(16).hex()}.part"
     try:
-        with tmp.open("xb", buffering=0) as out:
-            yield tmp, cast(BinaryIO, out)
+        with DirectWriter(tmp, expected_size=expected_size) as out:
+            yield tmp, out
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _adopt(store: BlobStore, tmp: Path, out: BinaryIO, digest: bytes) -> None:
+def _adopt(store: BlobStore, tmp: Path, out: DirectWriter, digest: bytes) -> None:
     """Make the sealed file `tmp` the blob named `digest`: durable, then atomic rename."""
+    out.finish()
     os.fsync(out.fileno())
     final = store.path(digest)
     new_shard = not final.parent.exists()
@@ -220,7 +234,8 @@ def seal_file(
     progress: Progress | None,
 ) -> StreamDigests:
     """Seal `source` into the blob store; the blob's address is the ciphertext digest."""
-    with source.open("rb", buffering=0) as raw, _incoming(store) as (tmp, out):
+    size = source.stat().st_size
+    with source.open("rb", buffering=0) as raw, _incoming(store, size) as (tmp, out):
         src = _counting(cast(BinaryIO, raw), progress)
         with _flushing(out) as dst:
             digests = encrypt_stream(key, src, dst, epoch=epoch, segment_size=segment_size, rng=rng)
@@ -247,7 +262,10 @@ def open_to_file(
     """
     tmp = out.with_name(f".{out.name}.{os.urandom(8).hex()}.part")
     try:
-        with source.open() as sealed, tmp.open("xb", buffering=0) as dst:
+        with (
+            source.open() as sealed,
+            DirectWriter(tmp, expected_size=source.size, mode=0o600) as dst,
+        ):
             digests = decrypt_stream(
                 key,
                 _counting(sealed, progress),
@@ -255,8 +273,10 @@ def open_to_file(
                 expected_epoch=epoch,
                 ciphertext_sha256=check is None,
             )
-        if check is not None:
-            check(digests)
+            dst.finish()
+            if check is not None:
+                check(digests)
+            os.fsync(dst.fileno())  # durable before it takes the name
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -308,11 +328,11 @@ def reseal(
                 digests = encrypt_stream(new_key, plain, sealed, epoch=new_epoch, rng=rng)
                 result = sealed.getvalue()
             else:
-                with _incoming(store) as (tmp, out):
+                with _incoming(store, source.size) as (tmp, out):
                     digests = encrypt_stream(
                         new_key,
                         plain,
-                        out,
+                        cast(BinaryIO, out),
                         epoch=new_epoch,
                         segment_size=DEFAULT_SEGMENT_SIZE,
                         rng=rng,
