@@ -24,9 +24,9 @@ Sealing and opening both produce :class:`StreamDigests`: SHA-256 of the
 plaintext, SHA-256 of the whole ciphertext (header included, hence equal to the
 blob store's address of it) and the RFC 6962 Merkle root over the SHA-256 of
 each ciphertext segment, which lets a single segment be proved to belong to a
-registered payload. Writing and the two running digests run on worker threads
-(hashlib and file writes release the GIL), overlapping the reading, sealing and
-segment hashing of the next segments. An opener that checks the segment root
+registered payload. Writing, the two running digests and the segment digests run
+on worker threads (hashlib and file writes release the GIL), overlapping the
+reading and sealing of the next segments. An opener that checks the segment root
 against a trusted record may skip the whole-stream digest (``ciphertext_sha256=False``).
 
 Decryption authenticates each segment before writing it; a failure raises the
@@ -410,10 +410,11 @@ def _sha256(data: memoryview) -> bytes:
 class _Pipeline:
     """Writes each segment's output and hashes plaintext, ciphertext stream and segment.
 
-    With ``parallel``, the writes and the two running hashes (the whole ciphertext stream
-    only with ``whole_stream``) each have a single-thread executor, so each stays in order
-    while all overlap the caller's reading, sealing and segment hashing. The first segment
-    is done inline: a payload of one segment never starts a thread.
+    With ``parallel``, the writes, the two running hashes (the whole ciphertext stream
+    only with ``whole_stream``) and the segment digests each have a single-thread
+    executor, so each stays in order while all overlap the caller's reading and sealing;
+    segment digests enter the Merkle tree in order as their slots drain. The first
+    segment is done inline: a payload of one segment never starts a thread.
     """
 
     def __init__(
@@ -432,7 +433,9 @@ class _Pipeline:
         self._tree = _TreeBuilder()
         self._parallel = parallel
         self._lanes: tuple[ThreadPoolExecutor, ...] = ()
-        self._inflight: deque[tuple[Future[None], ...]] = deque()
+        # Per segment in flight: its segment digest (to push into the tree in order)
+        # and the write and running-hash jobs that must finish before its slot is reused.
+        self._inflight: deque[tuple[Future[bytes] | None, tuple[Future[None], ...]]] = deque()
         self._size = 0
         self._count = 0
 
@@ -457,21 +460,25 @@ class _Pipeline:
                 self._tree.push(_sha256(ciphertext))
             return
         if not self._lanes:
-            self._lanes = tuple(ThreadPoolExecutor(1, "sharechain-stream") for _ in range(3))
-        writer, plain, cipher = self._lanes
+            self._lanes = tuple(ThreadPoolExecutor(1, "sharechain-stream") for _ in range(4))
+        writer, plain, cipher, segments = self._lanes
         jobs = [writer.submit(_write_all, self._dst, out)]
+        segment: Future[bytes] | None = None
         if self._digests:
             jobs.append(plain.submit(self._plain.update, plaintext))
             if self._cipher is not None:
                 jobs.append(cipher.submit(self._cipher.update, ciphertext))
-            self._tree.push(_sha256(ciphertext))
-        self._inflight.append(tuple(jobs))
+            segment = segments.submit(_sha256, ciphertext)
+        self._inflight.append((segment, tuple(jobs)))
 
     def drain(self, *, keep: int) -> None:
         """Wait until at most ``keep`` segments are still being written or hashed."""
         while len(self._inflight) > keep:
-            for job in self._inflight.popleft():
+            segment, jobs = self._inflight.popleft()
+            for job in jobs:
                 job.result()
+            if segment is not None:
+                self._tree.push(segment.result())
 
     def finish(self) -> StreamDigests | None:
         self.drain(keep=0)
