@@ -44,6 +44,7 @@ from sharechain.errors import (
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
 from sharechain.ledger.transactions import decode_transaction
+from sharechain.node import upkeep
 from sharechain.node.deps import Auth
 from sharechain.node.service import Node
 
@@ -176,8 +177,8 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/v1/status", tags=["operations"])
     def status(who: Auth) -> dict[str, Any]:
-        """Height, head, peers and this node's latest attestations."""
-        return node.status()
+        """Height, head, peers, latest attestations and the data plane's upkeep."""
+        return {**node.status(), "data_plane": upkeep.status(node)}
 
     # -- transactions ---------------------------------------------------------
 
@@ -302,6 +303,7 @@ def create_app(node: Node) -> FastAPI:
     from sharechain.node import delivery  # blobs, custody and key releases between nodes
 
     app.include_router(delivery.router)
+    upkeep.attach(node)  # shreds on commit, fetches missing blobs (stops with the node)
     return app
 
 

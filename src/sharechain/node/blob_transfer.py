@@ -11,16 +11,18 @@ discarded. `download_blob` tries each node that may hold a copy in turn.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, BinaryIO, Final
 
 import httpx
 
 from sharechain.errors import IntegrityError, NotFoundError, OrderingError, SharechainError
 from sharechain.node.client import NodeClient, raise_for_reply
+from sharechain.storage.blobs import BlobStore
 
-__all__ = ["RESUMES", "UPLOAD_CHUNK", "Progress", "download_blob", "upload_blob"]
+__all__ = ["RESUMES", "UPLOAD_CHUNK", "Progress", "download_blob", "install", "upload_blob"]
 
 UPLOAD_CHUNK: Final = 16 << 20
 """Bytes per `PUT /v1/blobs` request."""
@@ -60,21 +62,46 @@ def upload_blob(
     raise OrderingError(f"uploading blob {digest.hex()} to {client.base_url} made no progress")
 
 
+def _hash_existing(f: BinaryIO) -> tuple[Any, int]:
+    """SHA-256 state and length of what a partial download already holds."""
+    h = hashlib.sha256()
+    f.seek(0)
+    while data := f.read(1 << 20):
+        h.update(data)
+    return h, f.tell()
+
+
 def _download_from(
-    client: NodeClient, digest: bytes, dest: Path, progress: Progress | None
+    client: NodeClient, digest: bytes, dest: Path, progress: Progress | None, resume: bool
 ) -> None:
-    """Download into `dest`, resuming with `Range` after a dropped connection; check SHA-256."""
+    """Download into `dest`, resuming with `Range` after a dropped connection; check SHA-256.
+
+    With `resume`, bytes already in `dest` (an earlier, interrupted download of the
+    same blob) are kept and the download continues after them.
+    """
     h = hashlib.sha256()
     reached = 0
     size: int | None = None
     drops = 0
-    with dest.open("wb") as f:
+    with dest.open("r+b" if resume and dest.exists() else "wb") as f:
+        if resume:
+            h, reached = _hash_existing(f)
         while size is None or reached < size:
             headers = {"Range": f"bytes={reached}-"} if reached else {}
             try:
                 with client.http.stream(
                     "GET", f"/v1/blobs/{digest.hex()}", headers=headers
                 ) as reply:
+                    if reply.status_code == 416 and reached:  # what we hold is all, or too much
+                        reply.read()
+                        total = reply.headers.get("content-range", "").rpartition("/")[2]
+                        if total.isdigit() and int(total) == reached:
+                            size = reached
+                            break
+                        f.seek(0)
+                        f.truncate()
+                        h, reached = hashlib.sha256(), 0
+                        continue
                     if not reply.is_success:
                         reply.read()
                         raise_for_reply(reply)
@@ -108,24 +135,62 @@ def _download_from(
 
 
 def download_blob(
-    sources: Sequence[NodeClient], digest: bytes, dest: Path, *, progress: Progress | None = None
+    sources: Sequence[NodeClient],
+    digest: bytes,
+    dest: Path,
+    *,
+    progress: Progress | None = None,
+    resume: bool = False,
 ) -> NodeClient:
     """Download the blob `digest` from the first source that has it intact; returns it.
 
     A source that is offline, refuses, lacks the blob or sends bytes that do not hash
     to `digest` is skipped; when none succeeds, the first `IntegrityError` (altered
-    bytes) is raised, else the first error.
+    bytes) is raised, else the first error. With `resume`, the bytes already in
+    `dest` are kept and continued (from any source: the blob is named by its
+    digest), and bytes received before a failure stay for the next try; altered
+    bytes are always discarded.
     """
     errors: list[SharechainError] = []
     for client in sources:
         try:
-            _download_from(client, digest, dest, progress)
+            _download_from(client, digest, dest, progress, resume)
             return client
         except httpx.TransportError as exc:
             errors.append(OrderingError(f"{client.base_url} does not answer ({exc})"))
+        except IntegrityError as exc:
+            errors.append(exc)
+            dest.unlink(missing_ok=True)
+            continue
         except SharechainError as exc:
             errors.append(exc)
-        dest.unlink(missing_ok=True)
+        if not resume:
+            dest.unlink(missing_ok=True)
     # A node that sent altered bytes matters more than one that had nothing to send.
     altered = [e for e in errors if isinstance(e, IntegrityError)]
     raise (altered or errors or [NotFoundError(f"no node to download {digest.hex()} from")])[0]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def install(store: BlobStore, part: Path, digest: bytes) -> None:
+    """Make the checked file `part` the blob `digest` of `store`: durable, then renamed.
+
+    The caller has checked that the bytes hash to `digest`. A crash leaves the whole
+    blob under its name or nothing there (the `.part` file at worst).
+    """
+    with part.open("rb") as f:
+        os.fsync(f.fileno())
+    final = store.path(digest)
+    created = not final.parent.exists()
+    final.parent.mkdir(exist_ok=True)
+    os.replace(part, final)
+    _fsync_dir(final.parent)
+    if created:
+        _fsync_dir(store.root)

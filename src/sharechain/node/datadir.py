@@ -95,6 +95,11 @@ class DataDir:
         return self.path / "blobs"
 
     @property
+    def shred_marker(self) -> Path:
+        """Present while the embedded default shreds what a block purged (see `Embedded`)."""
+        return self.path / "shred-pending"
+
+    @property
     def lock_path(self) -> Path:
         return self.path / "lock"
 

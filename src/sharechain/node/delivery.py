@@ -154,29 +154,18 @@ def _naming(node: Node, digest: bytes) -> list[KeyEpoch]:
 
 
 def _may_read(node: Node, who: Caller, digest: bytes) -> None:
-    """Raise `AccessDeniedError` unless `who` may download the blob `digest`."""
-    if who.org == node.org:
+    """Raise `AccessDeniedError` unless `who` may download the blob `digest`.
+
+    Every node keeps a replica of the current blob of every active dataset
+    (`sharechain.node.upkeep`), so every active organisation may read those; the
+    bytes are ciphertext and the chain gates the key. Other blobs (old epochs,
+    purged or retired datasets) only the node's own organisation reads.
+    """
+    if who.org == node.org or _naming(node, digest):
         return
-    epochs = _naming(node, digest)
-    for e in epochs:
-        if who.org == e.by or who.org in e.holders:
-            return
-    held = queries.grants(node.store, org=who.org)
-    granted = {g.grant.dataset for g in held}
-    active = {g.grant.dataset for g in held if g.status == "active"}
-    for e in epochs:
-        if e.dataset in active:
-            return
-    if not epochs:
-        raise AccessDeniedError(
-            f"{who.org} may not read blob {digest.hex()}: no current key epoch of an active "
-            "dataset on this node's chain names it"
-        )
-    names = ", ".join(e.dataset for e in epochs)
-    why = "its grant is no longer active" if granted & {e.dataset for e in epochs} else "no grant"
     raise AccessDeniedError(
-        f"{who.org} may not read blob {digest.hex()} (dataset {names}): {why}; only the owner, "
-        "its custodians and holders of an active grant may"
+        f"{who.org} may not read blob {digest.hex()}: no current key epoch of an active "
+        "dataset on this node's chain names it"
     )
 
 
@@ -272,12 +261,12 @@ def _may_write(node: Node, who: Caller, digest: bytes) -> None:
     if who.org == node.org:
         return
     for e in _naming(node, digest):
-        if who.org == e.by and node.org in e.holders:
+        if who.org == e.by:
             return
     raise AccessDeniedError(
         f"{who.org} may not store blob {digest.hex()} on {node.org}'s node: a node takes "
-        "blobs from its own organisation, and replicas from the owner of a dataset whose "
-        "current key epoch names the blob and lists this organisation as a custodian"
+        "blobs from its own organisation, and replicas from the owner of an active dataset "
+        "whose current key epoch names the blob"
     )
 
 

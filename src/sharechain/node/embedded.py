@@ -4,6 +4,13 @@ No server, no extra service. Each call that changes the chain takes the data
 directory's lock, orders one block with the solo orderer in this process and
 commits it, so several commands run at once on one directory simply wait for
 each other; nothing is corrupted or lost. Reads need no lock (SQLite WAL).
+
+Post-commit hook: a block holding a valid `dataset.purge` is followed, still
+under the lock, by the shredding of the dataset (every vault entry, inbox
+delivery and blob of it held here), whichever command submitted it. A marker
+file (`shred-pending`) is written before such a block is ordered and removed
+after the shredding, so a process that died in between leaves it behind and
+the next `Embedded` opened on the directory finishes the job.
 """
 
 from __future__ import annotations
@@ -17,17 +24,24 @@ from pathlib import Path
 from typing import Any
 
 from sharechain.contracts import default_registry
+from sharechain.contracts.datasets import PURGE
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ChainError, ConfigError, TransactionRejectedError
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.store import Store
-from sharechain.ledger.transactions import SignedTransaction, sign_transaction
+from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.node.datadir import DataDir
+from sharechain.node.shredding import Shredded, leftovers, shred_committed
+from sharechain.node.vault import Inbox, Vault
 from sharechain.ordering.solo import Receipt, order_block
+from sharechain.storage.blobs import BlobStore
 
 __all__ = ["Embedded"]
+
+_PURGE_MARK = PURGE.encode()
+"""How a purge shows in a transaction's raw bytes (a cheap test before decoding)."""
 
 
 class Embedded:
@@ -53,6 +67,9 @@ class Embedded:
                 if self.store.head() is None:
                     self._commit_genesis()
         self._check_genesis()
+        if self.datadir.shred_marker.exists():
+            with self.locked():
+                self._finish_shredding()
 
     def close(self) -> None:
         self.store.close()
@@ -100,8 +117,14 @@ class Embedded:
         )
 
     def submit_raw(self, raws: Sequence[bytes], *, orderer: str) -> list[Receipt]:
-        """Order `raws` into one block, signed by `orderer`'s key, and commit it."""
+        """Order `raws` into one block, signed by `orderer`'s key, and commit it.
+
+        A valid purge in the block is shredded before this returns (the hook above).
+        """
+        purging = any(_PURGE_MARK in raw for raw in raws)
         with self.locked():
+            if purging:
+                self.datadir.shred_marker.touch()
             _, _, receipts = order_block(
                 self.ledger,
                 list(raws),
@@ -109,7 +132,32 @@ class Embedded:
                 key=self.keys(orderer).signing,
                 now=self.now,
             )
+            if purging:
+                for raw, receipt in zip(raws, receipts, strict=True):
+                    if receipt.ok and _PURGE_MARK in raw:
+                        stx = decode_transaction(raw)
+                        if stx.tx.type == PURGE:
+                            self.shred(str(stx.tx.payload["dataset"]))
+                self.datadir.shred_marker.unlink(missing_ok=True)
         return receipts
+
+    def shred(self, dataset: str) -> Shredded:
+        """Destroy what is held here of `dataset`, purged on this chain (the commit hook).
+
+        The counts are also reported by the next `shredding.shred_here` of it.
+        """
+        vaults = [Vault(self.datadir.path, self.keys(org)) for org in self.datadir.held_orgs()]
+        done = shred_committed(self.store, vaults, BlobStore(self.datadir.blob_dir), dataset)
+        for org in self.datadir.held_orgs():
+            Inbox(self.datadir.path, org).clear(dataset)
+        return done
+
+    def _finish_shredding(self) -> None:
+        """A process died between a purge's commit and its shredding: finish it (locked)."""
+        vaults = [Vault(self.datadir.path, self.keys(org)) for org in self.datadir.held_orgs()]
+        for dataset in leftovers(self.store, vaults, BlobStore(self.datadir.blob_dir)):
+            self.shred(dataset)
+        self.datadir.shred_marker.unlink(missing_ok=True)
 
     def submit(
         self, org: str, type: str, payload: Mapping[str, Any], *, check: bool = True

@@ -6,16 +6,24 @@ everywhere: every node destroys, in its own vault and blob store, the keys,
 shares and sealed blobs of every key epoch of the dataset. A payload carried
 on the chain (inline) stays in the blocks, but without a key it is noise.
 
-A node shreds when it is asked to (`POST /v1/datasets/{id}/shred`, which the
-owner's tools call on each node after the purge committed) and, lazily, on
-any later request that concerns the dataset, so a node that was offline
-during the purge shreds the first time anybody asks it for the dataset. In
-both cases the node checks the purge on *its own* copy of the chain first:
-nothing is deleted because a caller says so.
+A node shreds by itself as soon as it commits the purge (its upkeep thread,
+`sharechain.node.upkeep`, follows every commit; the embedded default shreds
+in the command that committed the block). Should the process die between the
+commit and the shredding, it finishes the job when it starts again
+(`leftovers` finds purged datasets whose material is still here). A node
+also shreds when asked (`POST /v1/datasets/{id}/shred`) and, lazily, on any
+later request that concerns the dataset. Every path checks the purge on *its
+own* copy of the chain first: nothing is deleted because a caller says so.
+
+Counts: what the commit hook destroyed is remembered in memory until the next
+explicit shred of the dataset here reports it (`shred_here`), so the owner's
+`dataset purge` still says how many keys and blobs each node destroyed even
+when the node had already done it by itself; a later call reports 0.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,9 +38,11 @@ from sharechain.storage.blobs import BlobStore
 __all__ = [
     "Shredded",
     "is_purged",
+    "leftovers",
     "payload_digests",
     "purged_naming",
     "require_purged",
+    "shred_committed",
     "shred_here",
     "shred_if_purged",
 ]
@@ -81,16 +91,68 @@ def purged_naming(store: Store, digest: bytes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+_unreported: dict[tuple[str, str], Shredded] = {}
+"""(store path, dataset) -> what `shred_committed` destroyed and no `shred_here` reported yet."""
+_unreported_lock = threading.Lock()
+
+
+def _destroy(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str) -> Shredded:
+    require_purged(store, dataset)
+    destroyed = sum(v.destroy(dataset) for v in vaults)
+    deleted = sum(blobs.delete(d) for d in payload_digests(store, dataset))
+    return Shredded(dataset, destroyed, deleted)
+
+
 def shred_here(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str) -> Shredded:
     """Destroy the dataset's entries in `vaults` and its blobs in `blobs`, once purged.
 
     `vaults` are the organisations held here: one on a node, every organisation of
     the consortium on the embedded default. Idempotent: a second call destroys 0.
+    The result includes what the commit hook destroyed here and nobody was told yet.
     """
-    require_purged(store, dataset)
-    destroyed = sum(v.destroy(dataset) for v in vaults)
-    deleted = sum(blobs.delete(d) for d in payload_digests(store, dataset))
-    return Shredded(dataset, destroyed, deleted)
+    done = _destroy(store, vaults, blobs, dataset)
+    with _unreported_lock:
+        before = _unreported.pop((store.path, dataset), None)
+    if before is None:
+        return done
+    return Shredded(
+        dataset, done.destroyed + before.destroyed, done.blobs_deleted + before.blobs_deleted
+    )
+
+
+def shred_committed(
+    store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str
+) -> Shredded:
+    """The commit hook: shred `dataset` (purged on this chain) and remember the counts.
+
+    Returns what this call destroyed; the counts also wait for the next `shred_here`
+    of the dataset (the owner's tools ask each node after a purge).
+    """
+    done = _destroy(store, vaults, blobs, dataset)
+    if done.destroyed or done.blobs_deleted:
+        with _unreported_lock:
+            key = (store.path, dataset)
+            before = _unreported.get(key, Shredded(dataset, 0, 0))
+            _unreported[key] = Shredded(
+                dataset,
+                before.destroyed + done.destroyed,
+                before.blobs_deleted + done.blobs_deleted,
+            )
+    return done
+
+
+def leftovers(store: Store, vaults: Sequence[Vault], blobs: BlobStore) -> tuple[str, ...]:
+    """Purged datasets of which keys, shares or blobs are still here (an interrupted shred)."""
+    found = []
+    for _, value in StateReader(store).scan("dataset/"):
+        if value.get("status") != "purged":
+            continue
+        ds = str(value["id"])
+        if any((v.root / ds).exists() for v in vaults) or any(
+            blobs.has(d) for d in payload_digests(store, ds)
+        ):
+            found.append(ds)
+    return tuple(found)
 
 
 def shred_if_purged(store: Store, vault: Vault, blobs: BlobStore, dataset: str) -> bool:

@@ -1,0 +1,311 @@
+"""A node fetching the blobs it should keep from its peers, in the background.
+
+`sharechain.node.upkeep` queues a `FetchJob` when the node commits a key
+epoch whose blob it lacks (or finds one missing on start). One thread per
+node works through the queue:
+
+- the download goes through `sharechain.node.blob_transfer`: streamed,
+  resumed with `Range` after a dropped connection, and the whole blob must
+  hash to the digest the chain records or it is discarded. The bytes land in
+  `blobs/.incoming/fetch-<digest>.part`, so a fetch interrupted by a failure
+  or a restart continues from the bytes it has;
+- sources are the node's peers (`--peer ORG=URL`): the dataset's owner
+  first, then its custodians, then the others; the request is signed by this
+  node's organisation, which the serving node allows because every node
+  keeps a replica (`docs/api.md`);
+- a failed attempt is retried after 1, 2, 4, ... seconds (at most 60) up to
+  `ATTEMPTS` times; then the job is marked failed (visible in the status and
+  metrics) until the node restarts or commits a new epoch of the dataset;
+- a fetch waits while the owner's tools are uploading the same blob to this
+  node (`PUT /v1/blobs`), and is dropped when the blob arrives by that road,
+  when the dataset is purged or when its epoch is superseded. A blob is
+  installed only while it is still wanted, under the upkeep's lock, so a
+  purge that commits during a download leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from sharechain.contracts.epochs import KeyEpoch
+from sharechain.errors import SharechainError
+from sharechain.node.blob_transfer import download_blob, install
+from sharechain.node.client import NodeClient
+from sharechain.node.service import Node
+from sharechain.storage.blobs import BlobStore
+
+__all__ = ["ATTEMPTS", "GRACE", "BlobFetcher", "FetchJob"]
+
+log = logging.getLogger("sharechain.node.blob_fetch")
+
+ATTEMPTS: Final = 8
+"""Attempts per blob before the job is marked failed."""
+BACKOFF_FIRST: Final = 1.0
+"""Seconds before the first retry; doubled at each further one."""
+BACKOFF_MAX: Final = 60.0
+"""Longest wait between attempts."""
+GRACE: Final = 2.0
+"""Seconds a fetch waits after the commit: the owner's tools push replicas themselves."""
+UPLOAD_IDLE: Final = 5.0
+"""An upload of the same blob to this node that wrote within this many seconds is live."""
+TIMEOUT: Final = 30.0
+"""HTTP timeout of one request to a peer."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchJob:
+    """A blob this node should keep and lacks."""
+
+    digest: bytes
+    """The blob (SHA-256 of the sealed payload, as the chain records it)."""
+    dataset: str
+    """The dataset whose current epoch names it."""
+    epoch: int
+    """That epoch."""
+    owner: str
+    """The dataset's owner: its node is asked first."""
+    holders: tuple[str, ...]
+    """The custodians: their nodes are asked next."""
+
+    @classmethod
+    def of(cls, epoch: KeyEpoch) -> FetchJob:
+        return cls(epoch.ciphertext_digest, epoch.dataset, epoch.epoch, epoch.by, epoch.holders)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """Where one job stands (mutable, guarded by the fetcher's lock)."""
+
+    job: FetchJob
+    state: str = "queued"
+    """queued, fetching, waiting (for a retry), failed, done."""
+    attempts: int = 0
+    received: int = 0
+    """Bytes downloaded by the current or last attempt (resumed bytes included)."""
+    due: float = 0.0
+    """Monotonic time of the next attempt."""
+    error: str = ""
+    source: str = ""
+    """The peer that served it (done) or was being asked."""
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "digest": self.job.digest.hex(),
+            "dataset": self.job.dataset,
+            "epoch": self.job.epoch,
+            "state": self.state,
+            "attempts": self.attempts,
+            "received": self.received,
+            "source": self.source,
+            "error": self.error,
+            "retry_in": round(max(0.0, self.due - now), 1) if self.state == "waiting" else None,
+        }
+
+
+class _Stopped(Exception):
+    """The node is stopping: abandon the download (its bytes stay for the next start)."""
+
+
+class BlobFetcher:
+    """The fetch queue of one node and the loop that works through it (`run`)."""
+
+    def __init__(
+        self,
+        node: Node,
+        blobs: BlobStore,
+        lock: threading.Lock,
+        *,
+        wanted: Callable[[bytes], KeyEpoch | None],
+        on_bytes: Callable[[int], None],
+        on_outcome: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node = node
+        self.blobs = blobs
+        self.install_lock = lock
+        self.wanted = wanted
+        self.on_bytes = on_bytes
+        self.on_outcome = on_outcome
+        self.clock = clock
+        self._jobs: dict[bytes, _Progress] = {}
+        self._done: deque[_Progress] = deque(maxlen=16)
+        self._done_count = 0
+        self._cond = threading.Condition()
+
+    # -- the queue --------------------------------------------------------------
+
+    def queue(self, job: FetchJob, *, delay: float = GRACE) -> None:
+        """Fetch `job`'s blob after `delay` seconds (a failed job starts afresh)."""
+        with self._cond:
+            found = self._jobs.get(job.digest)
+            if found is not None and found.state != "failed":
+                return
+            self._jobs[job.digest] = _Progress(job, due=self.clock() + delay)
+            self._cond.notify()
+        log.info(
+            "%s: blob %s of dataset %s epoch %d is missing here; fetching it from the peers",
+            self.node.org,
+            job.digest.hex()[:16],
+            job.dataset,
+            job.epoch,
+        )
+
+    def forget(self, dataset: str) -> None:
+        """Drop the jobs of `dataset` (purged)."""
+        with self._cond:
+            for digest in [d for d, p in self._jobs.items() if p.job.dataset == dataset]:
+                if self._jobs[digest].state != "fetching":
+                    del self._jobs[digest]
+
+    def counts(self) -> dict[str, int]:
+        with self._cond:
+            states = [p.state for p in self._jobs.values()]
+        return {s: states.count(s) for s in ("queued", "fetching", "waiting", "failed")} | {
+            "queued": states.count("queued") + states.count("waiting"),
+            "done": self._done_count,
+        }
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        with self._cond:
+            jobs = [p.to_json(now) for p in self._jobs.values()]
+            done = [p.to_json(now) for p in self._done]
+        return {**self.counts(), "jobs": jobs, "recent": done}
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self.node.stop_event.is_set():
+            progress = self._next_due()
+            if progress is not None:
+                try:
+                    self._attempt(progress)
+                except _Stopped:
+                    return
+                except Exception as exc:  # a bug must not end the loop for good
+                    log.exception("%s: fetching blob failed unexpectedly", self.node.org)
+                    self._retry(progress, f"{type(exc).__name__}: {exc}")
+
+    def _next_due(self) -> _Progress | None:
+        with self._cond:
+            waiting = [p for p in self._jobs.values() if p.state in ("queued", "waiting")]
+            now = self.clock()
+            due = [p for p in waiting if p.due <= now]
+            if due:
+                p = min(due, key=lambda p: p.due)
+                p.state = "fetching"
+                return p
+            wait = min((p.due - now for p in waiting), default=0.5)
+            self._cond.wait(min(max(wait, 0.01), 0.5))
+        return None
+
+    def _finish(self, p: _Progress, state: str, error: str = "") -> None:
+        with self._cond:
+            p.state, p.error = state, error
+            if state == "failed":
+                return
+            self._jobs.pop(p.job.digest, None)
+            if state == "done":
+                self._done.append(p)
+                self._done_count += 1
+
+    def _retry(self, p: _Progress, error: str) -> None:
+        if p.attempts >= ATTEMPTS:
+            log.error(
+                "%s: gave up fetching blob %s of dataset %s after %d attempts: %s",
+                self.node.org,
+                p.job.digest.hex()[:16],
+                p.job.dataset,
+                p.attempts,
+                error,
+            )
+            self._finish(p, "failed", error)
+            self.on_outcome("failed")
+            return
+        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (p.attempts - 1))
+        log.warning(
+            "%s: fetching blob %s (attempt %d) failed: %s; retrying in %.0f s",
+            self.node.org,
+            p.job.digest.hex()[:16],
+            p.attempts,
+            error,
+            delay,
+        )
+        with self._cond:
+            p.state, p.error, p.due = "waiting", error, self.clock() + delay
+        self.on_outcome("retry")
+
+    def _upload_live(self, digest: bytes) -> bool:
+        part = self.blobs.root / ".incoming" / f"upload-{digest.hex()}.part"
+        try:
+            return time.time() - part.stat().st_mtime < UPLOAD_IDLE
+        except FileNotFoundError:
+            return False
+
+    def _sources(self, job: FetchJob) -> list[tuple[str, str]]:
+        peers = dict(self.node.config.peers)
+        order = (job.owner, *job.holders, *peers)
+        return [(org, peers[org]) for org in dict.fromkeys(order) if org in peers]
+
+    def _attempt(self, p: _Progress) -> None:
+        job = p.job
+        if self.blobs.has(job.digest) or self.wanted(job.digest) is None:
+            self._finish(p, "dropped")  # arrived by an upload, or no longer current
+            return
+        if self._upload_live(job.digest):
+            with self._cond:  # the owner's tools are pushing it: look again later
+                p.state, p.due = "queued", self.clock() + UPLOAD_IDLE
+            return
+        sources = self._sources(job)
+        p.attempts += 1
+        if not sources:
+            self._retry(p, "this node knows no peers to fetch from (start it with --peer)")
+            return
+        part = self.blobs.root / ".incoming" / f"fetch-{job.digest.hex()}.part"
+        clients = [
+            NodeClient(url, self.node.org, self.node.keys.signing, timeout=TIMEOUT)
+            for _, url in sources
+        ]
+        p.received = part.stat().st_size if part.exists() else 0
+
+        def progress(n: int) -> None:
+            if self.node.stop_event.is_set():
+                raise _Stopped
+            p.received += n
+            self.on_bytes(n)
+
+        try:
+            with self._cond:
+                p.source = ", ".join(org for org, _ in sources)
+            served = download_blob(clients, job.digest, part, progress=progress, resume=True)
+        except (SharechainError, httpx.HTTPError, OSError) as exc:
+            self._retry(p, f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            for c in clients:
+                c.close()
+        with self.install_lock:
+            if self.wanted(job.digest) is None:  # purged or superseded meanwhile
+                part.unlink(missing_ok=True)
+                self._finish(p, "dropped")
+                return
+            install(self.blobs, part, job.digest)
+        p.source = next(org for org, url in sources if url == served.base_url)
+        log.info(
+            "%s: fetched blob %s of dataset %s (%d bytes) from %s",
+            self.node.org,
+            job.digest.hex()[:16],
+            job.dataset,
+            p.received,
+            p.source,
+        )
+        self._finish(p, "done")
+        self.on_outcome("done")
