@@ -19,6 +19,7 @@ from test_replication import wait_until
 from sharechain.contracts._fields import derive_id
 from sharechain.errors import AccessDeniedError, IntegrityError
 from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.blob_transfer import download_blob
 from sharechain.node.client import NodeClient
 from sharechain.node.datadir import init_consortium
 from sharechain.node.remote_sharing import (
@@ -182,8 +183,10 @@ class DropFirstDownload(httpx.HTTPTransport):
 def test_fetch_resumes_after_a_dropped_connection_and_verifies(net: Net) -> None:
     pub, src = net.publish("big.bin", 3 * 1024 * 1024 + 17, custody="supervisor")
     assert not pub.inline and pub.holders == (SUPERVISOR,)
-    # The blob is on the owner's node and copied to the custodian's.
+    # The blob is on the owner's node and copied to the custodian's; the grantee's node
+    # fetches its own replica, and the grantee downloads from it first.
     assert net.blob(OWNER, pub).read_bytes() == net.blob(SUPERVISOR, pub).read_bytes()
+    wait_until(lambda: net.blob(GRANTEE, pub).exists())
     gid = net.grant(pub.dataset)
     transport = DropFirstDownload(limit=1_000_000)
     clients = net.clients(GRANTEE, transport=transport)
@@ -342,3 +345,68 @@ def test_custody_slots_are_written_once_and_only_by_the_owner(net: Net) -> None:
             from sharechain.node.client import raise_for_reply
 
             raise_for_reply(c.http.delete(f"/v1/custody/{pub.dataset}", params={"epoch": 1}))
+
+
+class RecordRanges(httpx.HTTPTransport):
+    """Loopback transport that notes the Range header of every blob download."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.startswith("/v1/blobs/"):
+            self.ranges.append(request.headers.get("range"))
+        return super().handle_request(request)
+
+
+def test_a_resumed_download_continues_after_the_bytes_it_holds(net: Net) -> None:
+    pub, _ = net.publish("resume.bin", 2_000_000, custody="owner")
+    digest, blob = pub.digests.ciphertext_sha256, net.blob(OWNER, pub).read_bytes()
+    part = net.work / "resume.part"
+    part.write_bytes(blob[:700_000])  # an earlier attempt stopped here
+    transport = RecordRanges()
+    key = net.consortium.keys(OWNER).signing
+    with NodeClient(net.nodes[OWNER].url, OWNER, key, transport=transport) as c:
+        download_blob([c], digest, part, resume=True)
+        assert part.read_bytes() == blob and transport.ranges == ["bytes=700000-"]
+        download_blob([c], digest, part, resume=True)  # all there already: 416, kept
+        assert part.read_bytes() == blob and transport.ranges[-1] == f"bytes={len(blob)}-"
+        part.write_bytes(b"x" * 700_000)  # bytes that are not the blob's: all discarded
+        with pytest.raises(IntegrityError, match="discarded"):
+            download_blob([c], digest, part, resume=True)
+    assert not part.exists()
+
+
+def test_a_blob_fetch_retries_with_backoff_then_gives_up(net: Net) -> None:
+    import itertools
+    import threading
+
+    from sharechain.node.blob_fetch import ATTEMPTS, BlobFetcher, FetchJob
+
+    node = net.nodes[OWNER].node  # the orderer: it has no peers to fetch from
+    pub, _ = net.publish("lonely.bin", 100_000, custody="owner")
+    ticks = itertools.count(0, 1000)  # every job is due at once: no real waiting
+    outcomes: list[str] = []
+    fetcher = BlobFetcher(
+        node,
+        BlobStore(net.work / "empty-store"),
+        threading.Lock(),
+        wanted=lambda d: None if d != pub.digests.ciphertext_sha256 else object(),  # type: ignore[return-value,arg-type]  # any epoch
+        on_bytes=lambda n: None,
+        on_outcome=outcomes.append,
+        clock=lambda: float(next(ticks)),
+    )
+    job = FetchJob(pub.digests.ciphertext_sha256, pub.dataset, 1, OWNER, (OWNER,))
+    fetcher.queue(job, delay=0.0)
+    for _ in range(ATTEMPTS):
+        progress = fetcher._next_due()
+        assert progress is not None
+        fetcher._attempt(progress)
+    assert outcomes == ["retry"] * (ATTEMPTS - 1) + ["failed"]
+    (failed,) = fetcher.status()["jobs"]
+    assert failed["state"] == "failed" and failed["attempts"] == ATTEMPTS
+    assert "knows no peers" in failed["error"]
+    assert fetcher._next_due() is None  # a failed job waits for a restart or a new epoch
+    fetcher.queue(job, delay=0.0)
+    assert fetcher.counts()["queued"] == 1

@@ -83,7 +83,7 @@ def _download_from(
     reached = 0
     size: int | None = None
     drops = 0
-    with dest.open("r+b" if resume and dest.exists() else "wb") as f:
+    with dest.open("r+b" if resume and dest.exists() else "w+b") as f:
         if resume:
             h, reached = _hash_existing(f)
         while size is None or reached < size:

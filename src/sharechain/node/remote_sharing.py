@@ -408,7 +408,8 @@ def fetch_remote(
         if epoch.inline:
             src = sealing.Source(data=epoch.inline)
         else:
-            order = [epoch.by, *epoch.holders, *(o for o in clients if o != epoch.by)]
+            # Our own node first (it keeps a replica), then the owner's and the custodians'.
+            order = [me, epoch.by, *epoch.holders, *clients]
             sources = [
                 clients[o] for o in dict.fromkeys(order) if o in clients and o not in offline
             ]
