@@ -1,0 +1,70 @@
+"""The embedded default's post-commit hook: a committed purge is shredded in the same call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sharechain.node import sharing
+from sharechain.node.datadir import DataDir, OrgSpec, init_consortium
+from sharechain.node.embedded import Embedded
+from sharechain.node.vault import Vault
+from sharechain.ordering.solo import order_block
+from sharechain.storage.blobs import BlobStore
+
+ORGS = (
+    OrgSpec("hospital-a", ("member", "admin")),
+    OrgSpec("insurer", ("member",)),
+    OrgSpec("regulator", ("member", "supervisor", "admin")),
+)
+
+
+def _published(tmp_path: Path) -> tuple[Path, sharing.Published]:
+    init_consortium(tmp_path / "c", ORGS)
+    src = tmp_path / "records.csv"
+    src.write_bytes(os.urandom(150_000))
+    with Embedded(tmp_path / "c") as emb:
+        pub = sharing.publish(emb, "hospital-a", src, title="records", custody="threshold")
+    return tmp_path / "c", pub
+
+
+def _held(path: Path, pub: sharing.Published) -> tuple[int, bool]:
+    """(vault entries over every organisation, blob present), without opening `Embedded`."""
+    dd = DataDir.open(path)
+    entries = sum(len(Vault(path, dd.keys(o.id)).entries()) for o in ORGS)
+    return entries, BlobStore(path / "blobs").has(pub.digests.ciphertext_sha256)
+
+
+def test_a_purge_submitted_any_way_is_shredded_when_it_commits(tmp_path: Path) -> None:
+    path, pub = _published(tmp_path)
+    assert _held(path, pub) == (3, True)  # the owner's key and two shares; the blob
+    with Embedded(path) as emb:  # not `sharing.purge`: just the transaction
+        receipt = emb.submit("regulator", "dataset.purge", {"dataset": pub.dataset})
+        assert receipt.ok
+        assert not emb.datadir.shred_marker.exists()
+    assert _held(path, pub) == (0, False)
+    with Embedded(path) as emb:  # the owner's report still counts what the hook destroyed
+        assert sharing.shred(emb, pub.dataset) == (3, 1)
+        assert sharing.shred(emb, pub.dataset) == (0, 0)
+
+
+def test_a_refused_purge_shreds_nothing(tmp_path: Path) -> None:
+    path, pub = _published(tmp_path)
+    with Embedded(path) as emb:
+        assert not emb.submit("insurer", "dataset.purge", {"dataset": pub.dataset}, check=False).ok
+        assert not emb.datadir.shred_marker.exists()
+    assert _held(path, pub) == (3, True)
+
+
+def test_a_crash_between_commit_and_shredding_is_finished_on_open(tmp_path: Path) -> None:
+    path, pub = _published(tmp_path)
+    with Embedded(path) as emb:
+        # What a process killed right after the commit leaves: the purge on the chain,
+        # the marker, and every key and blob still on disk.
+        emb.datadir.shred_marker.touch()
+        stx = emb.sign("hospital-a", "dataset.purge", {"dataset": pub.dataset})
+        order_block(emb.ledger, [stx.raw], orderer="hospital-a", key=emb.keys("hospital-a").signing)
+    assert _held(path, pub) == (3, True)
+    with Embedded(path) as emb:  # the next command on the directory finishes the job
+        assert not emb.datadir.shred_marker.exists()
+    assert _held(path, pub) == (0, False)
