@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -39,9 +39,12 @@ from sharechain.cli.common import (
 )
 from sharechain.cli.notary_cmd import iso_time, parse_tx_id
 from sharechain.cli.remote import Target, connect, node_errors, open_backend
+from sharechain.contracts import default_registry
 from sharechain.errors import ChainError
 from sharechain.ledger.chain import VerifyReport, verify_chain
 from sharechain.ledger.export import export_records
+from sharechain.ledger.store import Head, Store
+from sharechain.node.client import NodeClient
 from sharechain.node.embedded import Embedded
 
 __all__ = ["register"]
@@ -255,24 +258,86 @@ def _print_attestations(attest: AttestationReport) -> None:
         err_console.print(f"[bold red]CONFLICT[/]: {c}", highlight=False)
 
 
+class _NodeBlocks:
+    """A node's chain, read the way `export_records` reads a store: head and blocks in order.
+
+    Blocks come from `GET /v1/sync/blocks` (raw, as the node stores them) up to the
+    head the node had when the export began, so the file is one consistent prefix.
+    """
+
+    def __init__(self, client: NodeClient) -> None:
+        self.client = client
+        self.height = int(client.status()["height"])
+
+    def head(self) -> Head | None:
+        meta = self.client.block(self.height) if self.height >= 0 else None
+        if meta is None:
+            return None
+        return Head(self.height, bytes.fromhex(meta["hash"]), b"", int(meta["timestamp"]))
+
+    def iter_blocks(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        h = start
+        while h <= self.height:
+            page = self.client.sync_blocks(h, limit=64)
+            if not page:
+                raise ChainError(f"the node sent no block {h} (its head was {self.height})", h)
+            for data in page:
+                if h > self.height:
+                    return
+                yield h, data
+                h += 1
+
+
+@contextmanager
+def _export_source(
+    data_dir: Path | None, target: Target, as_org: str | None
+) -> Iterator[Callable[[Callable[[int, int], None]], Iterator[dict[str, Any]]]]:
+    """Export records of the embedded ledger, or of a node's chain (replayed and checked here).
+
+    An unreachable or refusing node becomes a clear error; a chain that does not
+    verify raises `ChainError` from the records, as on the embedded default.
+    """
+    if not target.remote:
+        with _opened(data_dir) as emb:
+            yield lambda progress: export_records(emb.store, emb.registry, progress=progress)
+        return
+    client, _ = connect(data_dir, target, as_org)
+    try:
+        with node_errors(client.base_url):
+            # export_records reads only head() and iter_blocks(): the node answers both.
+            chain = cast(Store, _NodeBlocks(client))
+            yield lambda progress: export_records(chain, default_registry(), progress=progress)
+    finally:
+        client.close()
+
+
 @app.command("export")
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSON Lines file to write.")],
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
-    """Write every block as one JSON line (format: docs/format.md); the chain is checked first."""
+    """Write every block as one JSON line (format: docs/format.md); the chain is checked first.
+
+    With --node/--network the blocks come from the node and are replayed and checked
+    here, as on the embedded default; the file is the same.
+    """
+    target = Target(node, network, key)
     tmp = out.with_name(out.name + ".tmp")
     blocks = 0
     broken: ChainError | None = None
     try:
         with (
-            _opened(data_dir) as emb,
+            _export_source(data_dir, target, as_org) as records,
             _progress("exporting blocks", not json_out) as progress,
             tmp.open("w", encoding="utf-8") as f,
         ):
             try:
-                for record in export_records(emb.store, emb.registry, progress=progress):
+                for record in records(progress):
                     f.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
                     blocks += 1
             except ChainError as exc:

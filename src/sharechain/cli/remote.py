@@ -71,6 +71,8 @@ __all__ = [
     "Target",
     "connect",
     "from_jsonable",
+    "key_dir",
+    "network_data_dir",
     "node_errors",
     "open_backend",
     "proof_from_json",
@@ -373,6 +375,26 @@ def _keys(target: Target, key_dir: Path, org: str | None) -> OrgKeys:
             )
         org = held[0]
     return dd.keys(org)
+
+
+def key_dir(data_dir: Path | None, target: Target) -> Path:
+    """Where node mode keeps key files: the network's consortium directory or `--data-dir`."""
+    if target.network is not None:
+        with handle_errors():
+            return Path(_load_network(target.network)["consortium_dir"])
+    return resolve_data_dir(data_dir)
+
+
+def network_data_dir(target: Target, org: str) -> Path | None:
+    """The data directory of `org`'s node in the network file of `target` (None without one)."""
+    if target.network is None:
+        return None
+    with handle_errors():
+        listed = _load_network(target.network)["nodes"]
+    for n in listed:
+        if n.get("org") == org and n.get("data_dir"):
+            return Path(str(n["data_dir"]))
+    return None
 
 
 def connect(
