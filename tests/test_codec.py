@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -114,3 +115,82 @@ def test_any_single_byte_change_never_decodes_to_the_same_value(
         return
     # If it still decodes canonically it is a different value (bytes identify values).
     assert encode(other) == bytes(raw) != encode(value)
+
+
+# `encode` takes a plain-mode fast path for the ledger's own value types; it
+# must give exactly cbor2's canonical bytes for every value, those included.
+_any_scalars = _scalars | st.floats(allow_nan=False) | st.integers(-(2**70), 2**70)
+_any_keys = st.text(max_size=30) | st.integers(-5, 5) | st.binary(max_size=3)
+_any_values = st.recursive(
+    _any_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=30), inner, max_size=6)
+        | st.dictionaries(_any_keys, inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_any_values)
+def test_fast_path_equals_cbor2_canonical(value: Any) -> None:
+    assert encode(value) == cbor2.dumps(value, canonical=True)
+
+
+def test_fast_path_leaves_the_value_unchanged() -> None:
+    inner = {"z": [1, {"b": 2, "a": 3}], "a": b"x"}
+    value = {"long-key": inner, "k": (1, 2)}
+    before = repr(value)
+    assert encode(value).hex() == (  # keys at every level in canonical order
+        "a2616b820102686c6f6e672d6b6579a261614178617a8201a2616103616202"
+    )
+    assert repr(value) == before  # keys re-ordered in a copy, never in place
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.5,  # floats: shortest form only in canonical mode
+        {"a": 1.0},
+        {1: "x", "a": "y"},  # non-text keys
+        {b"k": 1},
+        frozenset({1, 2}),
+        cbor2.CBORTag(1, 5),
+    ],
+)
+def test_values_outside_the_fast_path_still_encode_canonically(value: Any) -> None:
+    assert encode(value) == cbor2.dumps(value, canonical=True)
+
+
+def test_cycles_raise_encoding_error() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(EncodingError):
+        encode(loop)
+
+
+def _old_rule_accepts(data: bytes) -> bool:
+    """The documented rule: decodes, and cbor2's canonical re-encoding is the same bytes."""
+    try:
+        return bool(cbor2.dumps(cbor2.loads(data), canonical=True) == data)
+    except Exception:
+        return False
+
+
+@settings(max_examples=500, deadline=None)
+@given(_any_values, st.data())
+def test_decode_accepts_exactly_what_the_format_rule_accepts(
+    value: Any, data: st.DataObject
+) -> None:
+    raw = bytearray(cbor2.dumps(value, canonical=data.draw(st.booleans())))
+    for _ in range(data.draw(st.integers(0, 2))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    try:
+        decode(bytes(raw))
+        accepted = True
+    except EncodingError:
+        accepted = False
+    assert accepted == _old_rule_accepts(bytes(raw))
