@@ -9,6 +9,15 @@ from typing import Any
 import pytest
 from contracts_kit import Clock, Net
 
+from sharechain.ledger import state
+
+
+@pytest.fixture(autouse=True)
+def _check_state_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fail any block whose handlers changed a value they read in place (values
+    # read are shared within a block, see ledger/state.py).
+    monkeypatch.setattr(state, "CHECK_READS", True)
+
 
 @pytest.fixture
 def clock() -> Clock:

@@ -14,6 +14,7 @@ from typing import Any
 from sharechain.contracts.codes import BAD_PAYLOAD, DENIED, NOT_FOUND
 from sharechain.ledger.contract import Reject, State
 from sharechain.ledger.identities import Organisation, org_from_value, org_key
+from sharechain.ledger.state import derived
 
 MAX_TEXT = 4096
 MAX_ITEMS = 256
@@ -79,7 +80,7 @@ def load(state: State, key: str, what: str) -> Any:
 
 def organisation(state: State, org: str) -> Organisation | None:
     value = state.get(org_key(org))
-    return None if value is None else org_from_value(value)
+    return None if value is None else derived(value, org_from_value)
 
 
 def sender(state: State, org: str) -> Organisation:

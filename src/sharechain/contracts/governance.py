@@ -29,6 +29,7 @@ from typing import Any
 
 from sharechain.ledger.contract import State
 from sharechain.ledger.genesis import GOVERNANCE_KEY
+from sharechain.ledger.state import derived
 
 __all__ = ["Governance", "RiskSettings", "governance", "governance_from_mapping"]
 
@@ -99,4 +100,5 @@ def governance_from_mapping(m: Mapping[str, Any]) -> Governance:
 
 
 def governance(state: State) -> Governance:
-    return governance_from_mapping(state.get(GOVERNANCE_KEY) or {})
+    value = state.get(GOVERNANCE_KEY)
+    return governance_from_mapping({}) if value is None else derived(value, governance_from_mapping)

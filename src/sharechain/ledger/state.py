@@ -4,18 +4,32 @@
 layers one transaction's writes over the block, so a rejected transaction is
 dropped whole. Values are kept decoded while the block runs and encoded once
 at commit; the encoded writes are what `state_delta_hash` commits to.
+
+Values read are shared, not copied: a committed value is decoded once per
+block and every later read of the key gets the same object, as a value
+written earlier in the block always did. Handlers therefore never change a
+value they read in place; they copy it (`dict(value)`) and replace nested
+values rather than mutate them. `CHECK_READS` (on in the test suite) checks
+this at the end of every block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from sharechain.codec import decode_trusted, encode
 
-__all__ = ["BlockState", "StateReader", "TxState"]
+__all__ = ["BlockState", "StateReader", "TxState", "derived"]
+
+T = TypeVar("T")
 
 _DELETED = object()
+_ABSENT = object()
+
+CHECK_READS = False
+"""Re-encode every value read at the end of a block and fail if a handler changed
+one in place (a debugging aid: it costs an encode per key read)."""
 
 
 def _overlay(
@@ -53,27 +67,35 @@ class BlockState(StateReader):
     def __init__(self, store: Any) -> None:
         super().__init__(store)
         self.writes: dict[str, Any] = {}
-        # Committed bytes read during this block (None: absent). The store does
-        # not change while a block executes, and contracts re-read the same few
-        # keys (the sender, the dataset, settings) many times per block. Bytes,
-        # not decoded values, so a handler mutating what it read changes nothing.
-        self._raw: dict[str, bytes | None] = {}
+        # Committed values read during this block, decoded (_ABSENT: no such
+        # key). The store does not change while a block executes, and contracts
+        # re-read the same few keys (the sender, the dataset, settings) many
+        # times per block.
+        self._read: dict[str, Any] = {}
 
     def get(self, key: str) -> Any | None:
-        if key in self.writes:
-            v = self.writes[key]
-            return None if v is _DELETED else v
-        if key in self._raw:
-            raw = self._raw[key]
-        else:
-            raw = self._raw[key] = self._store.get(key)
-        return None if raw is None else decode_trusted(raw)
+        v = self.writes.get(key, _ABSENT)
+        if v is _ABSENT:
+            v = self._read.get(key, _ABSENT)
+            if v is _ABSENT:
+                raw = self._store.get(key)
+                v = self._read[key] = None if raw is None else decode_trusted(raw)
+            return v
+        return None if v is _DELETED else v
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         return _overlay(super().scan(prefix), self.writes, prefix)
 
     def encoded_writes(self) -> dict[str, bytes | None]:
+        if CHECK_READS:
+            self._check_reads()
         return {k: None if v is _DELETED else encode(v) for k, v in self.writes.items()}
+
+    def _check_reads(self) -> None:
+        for key, value in self._read.items():
+            raw = self._store.get(key)
+            if (None if raw is None else encode(value)) != raw:
+                raise AssertionError(f"a contract changed the value of {key!r} it read, in place")
 
 
 class TxState:
@@ -110,3 +132,28 @@ class TxState:
         keys = list(self.writes)
         keys.extend(k for k in self.touched if k not in self.writes)
         return keys
+
+
+_derived: dict[tuple[int, Callable[[Any], Any]], tuple[Any, Any]] = {}
+_MAX_DERIVED = 256
+
+
+def derived(value: Any, parse: Callable[[Any], T]) -> T:
+    """`parse(value)`, computed once per value object.
+
+    Within a block every read of a key returns the same object, so a record
+    parsed on each use (the sender's organisation, the governance settings) is
+    parsed once per block. The entry keeps `value` alive, so its id cannot be
+    reused by another object while the entry stands; values read are never
+    changed in place (see the module docstring), so the result stays right.
+    """
+    key = (id(value), parse)
+    hit = _derived.get(key)
+    if hit is not None and hit[0] is value:
+        result: T = hit[1]
+        return result
+    result = parse(value)
+    if len(_derived) >= _MAX_DERIVED:
+        _derived.clear()
+    _derived[key] = (value, result)
+    return result
