@@ -302,9 +302,16 @@ class Store:
                     sorted((i, height, x, t, s, c) for i, x, t, s, c in txs),
                 )
                 puts = sorted((k, v) for k, v in writes.items() if v is not None)
-                dels = [(k,) for k, v in writes.items() if v is None]
+                dels = sorted((k,) for k, v in writes.items() if v is None)
                 if puts:
-                    db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", puts)
+                    # An upsert rewrites the value in place; REPLACE would delete
+                    # the row and insert it again under a new rowid, touching
+                    # the key index twice.
+                    db.executemany(
+                        "INSERT INTO state (key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        puts,
+                    )
                 if dels:
                     db.executemany("DELETE FROM state WHERE key=?", dels)
                 db.executemany(
