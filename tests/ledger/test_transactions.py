@@ -14,6 +14,7 @@ from sharechain.crypto.signing import SigningKey
 from sharechain.errors import EncodingError
 from sharechain.ledger.transactions import (
     TX_DOMAIN,
+    _split_envelope,
     decode_transaction,
     sign_transaction,
 )
@@ -141,3 +142,72 @@ def test_flipped_byte_changes_id_or_fails_to_decode(data: st.DataObject) -> None
     except EncodingError:
         return
     assert stx.id != hashlib.sha256(_tx()).digest()
+
+
+def _general_decode(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """The envelope as the general rule reads it: canonical CBOR [1, bstr, bstr, bstr]."""
+    try:
+        value = cbor2.loads(raw)
+        if cbor2.dumps(value, canonical=True) != raw:
+            return None
+    except Exception:
+        return None
+    if (
+        isinstance(value, list)
+        and len(value) == 4
+        and value[0] == 1
+        and all(isinstance(x, bytes) for x in value[1:])
+    ):
+        return value[1], value[2], value[3]
+    return None
+
+
+def _decoded(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
+    try:
+        stx = decode_transaction(raw)
+    except EncodingError:
+        return None
+    return stx.body, stx.key_id, stx.signature
+
+
+@pytest.mark.parametrize("size", [0, 23, 24, 255, 256, 65535, 65536])
+def test_envelope_body_lengths_at_every_head_size(size: int) -> None:
+    # The body byte string's length head changes size at 24, 256 and 65536.
+    body = cbor2.dumps({**GOOD_BODY, "payload": {"pad": b"\x00" * size}}, canonical=True)
+    raw = _envelope(body)
+    stx = decode_transaction(raw)
+    assert (stx.body, stx.key_id, stx.signature) == _general_decode(raw)
+    assert _split_envelope(raw) == (_general_decode(raw) if len(body) < 65536 else None)
+    assert stx.id == hashlib.sha256(raw).digest()
+
+
+@pytest.mark.parametrize(("key_len", "sig_len"), [(0, 0), (31, 64), (32, 63), (33, 64), (32, 65)])
+def test_envelopes_with_odd_key_or_signature_lengths_still_decode(
+    key_len: int, sig_len: int
+) -> None:
+    # Any byte strings decode (the ledger then says stale_key or bad_signature).
+    raw = _envelope(GOOD_BODY, b"k" * key_len, b"s" * sig_len or None)
+    stx = decode_transaction(raw)
+    assert len(stx.key_id) == key_len
+    assert (stx.body, stx.key_id, stx.signature) == _general_decode(raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_envelope_parsing_agrees_with_the_general_rule(data: st.DataObject) -> None:
+    """Whatever bytes arrive: decoded iff the format's rule accepts them, to the same parts."""
+    pad = data.draw(st.integers(0, 300))
+    raw = bytearray(_envelope({**GOOD_BODY, "payload": {"p": b"\x00" * pad}}))
+    for _ in range(data.draw(st.integers(0, 3))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw)))] + data.draw(st.binary(max_size=3))
+    general = _general_decode(bytes(raw))
+    # The in-place reading never accepts what the rule refuses, nor reads other parts.
+    assert _split_envelope(bytes(raw)) in (None, general)
+    got = _decoded(bytes(raw))
+    if general is None:
+        assert got is None
+    elif got is not None:  # a malformed body is refused after the envelope
+        assert got == general

@@ -94,7 +94,7 @@ def presign(state: BlockState, txs: Sequence[SignedTransaction | None]) -> list[
     execution. Done before execution: worker threads verifying while this
     thread runs contracts would fight it for the GIL between C calls.
     """
-    keys: dict[str, bytes | None] = {}
+    keys: dict[str, tuple[bytes, bytes] | None] = {}  # sender -> (key, key id)
     checks: list[tuple[bytes, bytes, bytes]] = []
     where: list[int] = []
     for i, stx in enumerate(txs):
@@ -103,11 +103,12 @@ def presign(state: BlockState, txs: Sequence[SignedTransaction | None]) -> list[
         sender = stx.tx.sender
         if sender not in keys:
             value = state.get(org_key(sender))
-            keys[sender] = None if value is None else org_from_value(value).sign_key
-        public = keys[sender]
-        if public is not None and key_id(public) == stx.key_id:
+            public = None if value is None else org_from_value(value).sign_key
+            keys[sender] = None if public is None else (public, key_id(public))
+        known = keys[sender]
+        if known is not None and known[1] == stx.key_id:
             where.append(i)
-            checks.append((public, stx.signature, stx.signed_message))
+            checks.append((known[0], stx.signature, stx.signed_message))
     out: list[Presigned] = [None] * len(txs)
     for i, check, ok in zip(where, checks, verify_many(checks), strict=True):
         out[i] = (check[0], ok)
@@ -141,7 +142,7 @@ def execute_block(
     tx_rows: list[tuple[bytes, int, str, str, str]] = []
     seen: set[bytes] = set()
     handlers = registry.handlers
-    orgs: dict[str, Organisation | None] = {}
+    orgs: dict[str, _Sender | None] = {}
     for i, stx in enumerate(txs):
         if stx is None:
             result = TxResult(v.BAD_ENCODING, v.CODES[v.BAD_ENCODING])
@@ -170,32 +171,38 @@ def execute_block(
     )
 
 
-def _sender(
-    state: BlockState, orgs: dict[str, Organisation | None], sender: str
-) -> Organisation | None:
+_Sender = tuple[Organisation, bytes]
+"""A sender's record and the id of its current key."""
+
+_VALID = TxResult(v.VALID, "")
+
+
+def _sender(state: BlockState, orgs: dict[str, _Sender | None], sender: str) -> _Sender | None:
     # Organisation records change rarely; re-read one only after a transaction
     # of this block wrote it (key rotation, removal).
     key = org_key(sender)
     if sender not in orgs or key in state.writes:
         value = state.get(key)
-        orgs[sender] = None if value is None else org_from_value(value)
+        org = None if value is None else org_from_value(value)
+        orgs[sender] = None if org is None else (org, org.sign_key_id)
     return orgs[sender]
 
 
 def _admit(
     state: BlockState,
-    orgs: dict[str, Organisation | None],
+    orgs: dict[str, _Sender | None],
     stx: SignedTransaction,
     presig: Presigned,
     replayed: bool,
 ) -> TxResult | None:
     """The ledger's own checks, before any contract runs; None when all pass."""
-    org = _sender(state, orgs, stx.tx.sender)
-    if org is None:
+    found = _sender(state, orgs, stx.tx.sender)
+    if found is None:
         return TxResult(v.UNKNOWN_SENDER, f"no organisation {stx.tx.sender!r} on the chain")
+    org, current_key_id = found
     if not org.active:
         return TxResult(v.SENDER_REMOVED, f"{org.id} was removed from the consortium")
-    if stx.key_id != org.sign_key_id:
+    if stx.key_id != current_key_id:
         return TxResult(
             v.STALE_KEY, f"signed with key {stx.key_id.hex()[:16]}, not {org.id}'s current key"
         )
@@ -217,7 +224,7 @@ def _admit(
 def _check_and_apply(
     state: BlockState,
     handlers: Any,
-    orgs: dict[str, Organisation | None],
+    orgs: dict[str, _Sender | None],
     stx: SignedTransaction,
     ctx: BlockContext,
     presig: Presigned,
@@ -243,7 +250,7 @@ def _check_and_apply(
         history.append((org_key(stx.tx.sender), ctx.index, stx.id))
         return TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
     history.extend((k, ctx.index, stx.id) for k in tx_state.commit())
-    return TxResult(v.VALID, "")
+    return _VALID
 
 
 def _execute_genesis(

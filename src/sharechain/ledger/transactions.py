@@ -118,8 +118,46 @@ def _str(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def decode_transaction(raw: bytes) -> SignedTransaction:
-    """Parse an envelope, raising `EncodingError` for anything malformed."""
+_BODY_KEYS = frozenset({"type", "sender", "nonce", "created_at", "payload"})
+_KEY_ID_HEAD = b"\x58\x20"  # bstr(32)
+_SIGNATURE_HEAD = b"\x58\x40"  # bstr(64)
+
+
+def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(body, key id, signature) if `raw` is the canonical envelope of a 32-byte key
+    id and a 64-byte signature, else None (then the general decoder decides).
+
+    That envelope's bytes are fixed: `84 01`, the body as a byte string with its
+    length in shortest form, `58 20` and the key id, `58 40` and the signature.
+    Reading them in place gives what decoding and the canonical check would,
+    without building the list and encoding it again.
+    """
+    if len(raw) < 103 or raw[0] != 0x84 or raw[1] != 0x01:
+        return None
+    head = raw[2]
+    if head < 0x58:
+        n, start = head - 0x40, 3
+        if n < 0:
+            return None
+    elif head == 0x58:
+        n, start = raw[3], 4
+        if n < 24:
+            return None
+    elif head == 0x59:
+        n, start = int.from_bytes(raw[3:5], "big"), 5
+        if n < 0x100:
+            return None
+    else:  # bodies of 64 KiB and more take the general path
+        return None
+    end = start + n
+    if len(raw) != end + 100 or raw[end : end + 2] != _KEY_ID_HEAD:
+        return None
+    if raw[end + 34 : end + 36] != _SIGNATURE_HEAD:
+        return None
+    return raw[start:end], raw[end + 2 : end + 34], raw[end + 36 :]
+
+
+def _decode_envelope(raw: bytes) -> tuple[bytes, bytes, bytes]:
     envelope = decode(raw)
     if (
         not isinstance(envelope, list)
@@ -128,20 +166,20 @@ def decode_transaction(raw: bytes) -> SignedTransaction:
         or not all(isinstance(x, bytes) for x in envelope[1:])
     ):
         raise EncodingError("transaction envelope must be [1, body, key_id, signature]")
-    _, body_bytes, key_id, signature = envelope
+    return envelope[1], envelope[2], envelope[3]
+
+
+def decode_transaction(raw: bytes) -> SignedTransaction:
+    """Parse an envelope, raising `EncodingError` for anything malformed."""
+    parts = _split_envelope(raw)
+    body_bytes, key_id, signature = parts if parts is not None else _decode_envelope(raw)
     # The body need not be re-checked for canonical form: the signature covers
     # these exact bytes and the (canonical) envelope fixes the id.
     try:
         body = decode_trusted(body_bytes)
     except Exception as exc:
         raise EncodingError(f"transaction body is not valid CBOR: {exc}") from None
-    if not isinstance(body, dict) or set(body) != {
-        "type",
-        "sender",
-        "nonce",
-        "created_at",
-        "payload",
-    }:
+    if not isinstance(body, dict) or body.keys() != _BODY_KEYS:
         raise EncodingError(
             "transaction body must be a map of type, sender, nonce, created_at, payload"
         )
