@@ -160,3 +160,29 @@ def test_roles_decide_what_a_caller_reads(orderer: Running) -> None:
         assert sup.get("/v1/alerts").status_code == 200
         trail = sup.get("/v1/audit", params={"org": "hospital-a"})
         assert trail.status_code == 200 and trail.json()["entries"][0]["height"] == 0
+
+
+def test_a_rotated_key_is_refused_from_the_next_request_on(orderer: Running) -> None:
+    from sharechain.contracts import membership
+    from sharechain.crypto.keyfile import OrgKeys
+    from sharechain.ledger.transactions import sign_transaction
+    from sharechain.node.client import NodeClient
+
+    old = orderer.consortium.keys("bank-b").signing
+    new = OrgKeys.generate("bank-b")
+    msg = membership.rotation_message("bank-b", new.signing.public_key, new.encryption_public)
+    payload = {
+        "sign_key": new.signing.public_key,
+        "enc_key": new.encryption_public,
+        "proof": new.signing.sign(membership.ROTATE_DOMAIN, msg),
+    }
+    with NodeClient(orderer.url, "bank-b", old) as client:
+        client.status()  # the node has looked bank-b's key up (and may remember it)
+        (receipt,) = client.submit(
+            [sign_transaction(old, membership.ROTATE, "bank-b", payload).raw]
+        )
+        assert receipt.code == "valid"
+        with pytest.raises(AuthenticationError, match="does not verify"):
+            client.status()
+    with NodeClient(orderer.url, "bank-b", new.signing) as client:
+        assert client.status()["height"] == receipt.height

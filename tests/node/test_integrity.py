@@ -70,3 +70,28 @@ def test_tampered_store_is_quarantined_then_resynced(
         wait_until(lambda: _same_head([orderer, repaired]))
     finally:
         shutdown(repaired)
+
+
+def test_an_attestation_served_poll_after_poll_is_filed_once(orderer: Running) -> None:
+    with orderer.client() as client:
+        client.submit(_records(orderer.consortium, "hospital-a", 3))
+    node = orderer.node
+    head = node.store.head()
+    assert head is not None
+    bank = orderer.consortium.keys("bank-b").signing
+    lie = Head(head.height, head.hash, b"\x02" * 32, head.timestamp)
+    att = sign_attestation("bank-b", bank, lie)
+    first = node.book.receive(att, node.public_key("bank-b"))
+    assert first is not None and first.peer == "bank-b"
+    # The same attestation again (every poll returns the latest few): no second conflict.
+    assert node.book.receive(att, node.public_key("bank-b")) is None
+    assert len(node.book.conflicts) == 1
+    # One with the same height but another statement is checked afresh: forged is ignored.
+    other = Head(head.height, head.hash, b"\x03" * 32, head.timestamp)
+    forged = sign_attestation("bank-b", orderer.consortium.keys("regulator").signing, other)
+    assert node.book.receive(forged, node.public_key("bank-b")) is None
+    assert len(node.book.conflicts) == 1
+    signed = sign_attestation("bank-b", bank, other)
+    second = node.book.receive(signed, node.public_key("bank-b"))
+    assert second is not None and second.theirs == signed
+    assert len(node.book.conflicts) == 2

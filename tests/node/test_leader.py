@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from node_helpers import Consortium, Running, shutdown
+from node_helpers import Consortium, Running, run_node, shutdown
 
+from sharechain.ledger.blocks import encode_block
 from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.replication import apply_remote
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
 from sharechain.ordering.etcd_lease import Election, Leader
@@ -133,3 +135,52 @@ def test_only_the_leader_builds_and_a_new_one_takes_over(
     finally:
         for running in nodes.values():
             shutdown(running)
+
+
+def test_a_leader_holding_the_log_pauses_its_watch_and_resumes_on_a_foreign_block(
+    consortium: Consortium, cluster: EtcdCluster
+) -> None:
+    running = run_node(
+        consortium,
+        "hospital-a",
+        ordering="etcd",
+        etcd_endpoints=cluster.endpoints,
+        max_wait=0.01,
+        max_block_txs=50,
+    )
+    outsider = Node(NodeConfig(data_dir=consortium.node_dir("bank-b"), org="bank-b"))
+    try:
+        node = running.node
+        wait_until(lambda: node.leader is not None and node.leader.org == "hospital-a")
+        with running.client() as client:
+            receipts = client.submit(_records(consortium, "hospital-a", 20, tag=1))
+        assert {r.code for r in receipts} == {"valid"}
+        # Every block in the log is one the leader appended and committed: its watch rests.
+        wait_until(lambda: node.log_is_mine and node.watch_paused)
+        head = node.ledger.height
+
+        # Another writer (a leader that has not noticed it was replaced) appends a block.
+        for h in range(1, head + 1):
+            data = node.store.block_bytes(h)
+            assert data is not None and apply_remote(outsider, h, data)
+        block, _ = outsider.ledger.build_block(
+            _records(consortium, "bank-b", 5, tag=2),
+            orderer="bank-b",
+            key=consortium.keys("bank-b").signing,
+            timestamp=int(time.time() * 1000),
+        )
+        with EtcdLog(cluster.endpoints) as log:
+            assert log.append(head + 1, encode_block(block))
+
+        # The leader's next append loses that height; it commits the foreign block
+        # from the resumed watch and puts its transactions in the block after.
+        with running.client() as client:
+            receipts = client.submit(_records(consortium, "hospital-a", 10, tag=3))
+        assert {r.code for r in receipts} == {"valid"}
+        assert {r.height for r in receipts} == {head + 2}
+        foreign = node.store.block_meta(head + 1)
+        assert foreign is not None and foreign.hash == block.hash()
+        assert _won(running, "lost") == 1
+    finally:
+        outsider.store.close()
+        shutdown(running)

@@ -145,6 +145,9 @@ class AttestationBook:
         self._lock = threading.Lock()
         self._own: list[Attestation] = []
         self._pending: dict[str, dict[int, Attestation]] = {}
+        self._received: dict[str, dict[int, Attestation]] = {}
+        """Each peer's recent attestations whose signature checked: a peer serves the same
+        ones poll after poll, and checking each again cost more than the polling itself."""
         self._peers: dict[str, PeerView] = {}
         self.conflicts: list[Conflict] = []
 
@@ -167,11 +170,19 @@ class AttestationBook:
         """
         if att.org == self.org or public_key is None:
             return None
+        with self._lock:
+            if self._received.get(att.org, {}).get(att.height) == att:
+                return None  # seen, checked and filed already
         try:
             verify_attestation(att, public_key)
         except InvalidSignatureError:
             return None
         with self._lock:
+            received = self._received.setdefault(att.org, {})
+            received[att.height] = att
+            if len(received) > 2 * _KEEP:
+                for h in sorted(received)[:-_KEEP]:
+                    del received[h]
             view = self._peers.get(att.org, PeerView(att.org, -1, -1, True))
             latest = att if view.latest is None or att.height >= view.latest.height else view.latest
             view = PeerView(att.org, latest.height, view.checked, view.agrees, latest)

@@ -16,6 +16,11 @@
 - `etcd_watcher`: follows the etcd log from the local height (catching up
   first, also after compaction) and commits each block after validating it
   (except the leader's own blocks, which it executed when it built them).
+  While this node leads and its last append won the head of the log, the
+  watch pauses: every block up to the head is one it committed itself, and
+  reading them back cost it (and etcd, which serialises each event once per
+  watcher) CPU for nothing. A lost race, a failed append, a peer reporting a
+  greater height or another leader resumes it.
 - `follower`: in `solo` mode, long-polls the orderer's `/v1/sync/blocks`.
 - `peer_poller`: asks each peer for its status every `poll_interval`
   seconds: heights for the metrics, attestations for fork detection.
@@ -51,6 +56,8 @@ _FOLLOW_POLL = 0.5
 _FORWARD_TIMEOUT = 30.0
 _ELECTION_PATIENCE = 3.0
 """Seconds the leader key may stay unreadable before batches with no leader fail."""
+_PAUSE_POLL = 0.05
+"""Seconds between a paused watch's checks whether it must resume."""
 
 
 def start_roles(node: Node) -> None:
@@ -307,6 +314,8 @@ def _elector(node: Node, election: Election) -> None:
                         renewed = time.monotonic()
                         if holder is not None and holder.org == node.org:
                             log.info("%s leads block building (lease %x)", node.org, lease)
+                    if holder is None or holder.org != node.org:
+                        node.log_is_mine = False
                     node.leader = holder
                 node.election_error, failing_since = None, None
             except OrderingError as exc:
@@ -336,6 +345,7 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
     in_step = mine is not None and head is not None and mine[2].hash() == head.hash
     log_head = node.ledger.height if in_step else etcd.head()
     if log_head > node.ledger.height:
+        node.log_is_mine = False
         _requeue(node, batch)
         node.wait_height(log_head, _LOST_RACE_WAIT)
         return
@@ -352,13 +362,20 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
         _order_on_etcd(node, etcd, batch[:half])
         return
     node.last_appended = (block.height, data, block, ex)
-    if etcd.append(block.height, data):
+    try:
+        won = etcd.append(block.height, data)
+    except OrderingError:
+        node.log_is_mine = False  # the block may have landed: the watch finds out
+        raise
+    if won:
         node.metrics.blocks_appended.labels("won").inc()
         with node.commit_lock:
             if node.ledger.height == block.height - 1 and node.halted is None:
                 node.commit(block, data, ex)
+            node.log_is_mine = node.ledger.height == block.height
         log.debug("built block %d (%d txs) in %.3fs", block.height, len(batch), build_seconds)
         return
+    node.log_is_mine = False
     node.metrics.blocks_appended.labels("lost").inc()
     # Another node's block took this height: it reaches us through the watch.
     if not node.wait_height(block.height, _LOST_RACE_WAIT):
@@ -384,14 +401,38 @@ def _ensure_genesis_in_log(node: Node, etcd: EtcdLog) -> None:
                 raise
 
 
+class _Paused:
+    """The watch's stop flag: the node stops, or the log holds nothing it did not commit."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def is_set(self) -> bool:
+        node = self.node
+        if node.stop_event.is_set():
+            return True
+        leader = node.leader
+        return node.log_is_mine and leader is not None and leader.org == node.org
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.node.stop_event.wait(timeout)
+        return self.is_set()
+
+
 def _etcd_watcher(node: Node, etcd: EtcdLog) -> None:
     failures = 0
+    paused = _Paused(node)
     while not node.stop_event.is_set() and node.halted is None:
+        if paused.is_set():
+            node.watch_paused = True
+            node.stop_event.wait(_PAUSE_POLL)
+            continue
+        node.watch_paused = False
         start = node.ledger.height + 1
         try:
             if etcd.head() < start:
                 node.caught_up = True
-            for height, data in etcd.watch(start, stop=node.stop_event):
+            for height, data in etcd.watch(start, stop=paused):
                 failures = 0
                 mine = node.last_appended
                 if mine is not None and mine[0] == height and mine[1] == data:
@@ -450,6 +491,8 @@ def _peer_poller(node: Node) -> None:
                     continue
                 node.peer_errors.pop(org, None)
                 height = int(status.get("height", -1))
+                if height > node.ledger.height:
+                    node.log_is_mine = False  # somebody appended past us: watch again
                 node.peer_heights[org] = height
                 node.metrics.peer_height.labels(org).set(height)
                 for value in status.get("attestations", []):

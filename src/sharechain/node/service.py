@@ -44,6 +44,7 @@ from sharechain.errors import ChainError, ConfigError, OrderingError, Sharechain
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.chain import Execution, Ledger, verify_chain
 from sharechain.ledger.contract import ContractRegistry
+from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.store import Store
 from sharechain.node.attest import AttestationBook, Conflict
 from sharechain.node.auth import NonceCache
@@ -58,6 +59,7 @@ __all__ = ["ORDERING_MODES", "Node", "NodeConfig"]
 log = logging.getLogger("sharechain.node")
 
 ORDERING_MODES = ("solo", "etcd")
+_MAX_CACHED_ORGS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +143,20 @@ class Node:
         """solo follower: sends submissions to the orderer (None: queue them here)."""
         self.last_appended: tuple[int, bytes, Block, Execution] | None = None
         """etcd: the block this node last appended, so the watch need not re-validate it."""
+        self.log_is_mine = False
+        """etcd: True while this node leads and its last append won the head of the log:
+        it committed every block up to there itself, so its watch can pause."""
+        self.watch_paused = False
+        """etcd: True while the watch rests (see `log_is_mine`)."""
         self.leader: Leader | None = None
         """etcd: who holds the leader lease, as last seen (None: nobody, or not known yet)."""
         self.election_error: str | None = None
         """etcd: why the leader key could not be read or renewed (None when it could)."""
+        self._orgs: dict[str, Organisation | None] = {}
+        """Organisation records read since the last block that wrote one (every signed
+        request looks its signer up; reading the store would wait for a commit's fsync)."""
+        self._orgs_generation = 0
+        self._orgs_lock = threading.Lock()
         self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
         """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
@@ -227,12 +239,34 @@ class Node:
 
     def public_key(self, org: str) -> bytes | None:
         """The current signing key of an active organisation, from the chain."""
-        found = self.ledger.organisation(org)
+        found = self.organisation(org)
         return found.sign_key if found is not None and found.active else None
 
     def roles(self, org: str) -> tuple[str, ...]:
-        found = self.ledger.organisation(org)
+        found = self.organisation(org)
         return found.roles if found is not None and found.active else ()
+
+    def organisation(self, org: str) -> Organisation | None:
+        """An organisation's record as of the last commit (None if unknown)."""
+        with self._orgs_lock:
+            if org in self._orgs:
+                return self._orgs[org]
+            generation = self._orgs_generation
+        found = self.ledger.organisation(org)
+        with self._orgs_lock:
+            # A block that wrote organisations while we read may have made `found` stale.
+            if generation == self._orgs_generation:
+                if len(self._orgs) >= _MAX_CACHED_ORGS:  # unknown ids must not grow it forever
+                    self._orgs.clear()
+                self._orgs[org] = found
+        return found
+
+    def _forget_organisations(self, writes: dict[str, bytes | None]) -> None:
+        prefix = org_key("")
+        if any(key.startswith(prefix) for key in writes):
+            with self._orgs_lock:
+                self._orgs_generation += 1
+                self._orgs.clear()
 
     def halt(self, reason: str) -> None:
         """Stop committing for good (until an operator intervenes) and raise an alert."""
@@ -364,6 +398,7 @@ class Node:
         started = time.perf_counter()
         ex = execution if execution is not None else self.ledger.validate_block(block)
         self.ledger.commit(block, ex, data)
+        self._forget_organisations(ex.writes)
         self.metrics.block_commit_seconds.observe(time.perf_counter() - started)
         head = self.store.head()
         assert head is not None  # we just committed

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -54,6 +54,7 @@ __all__ = [
     "ETCD_DEFAULT_MAX_REQUEST_BYTES",
     "EndpointStatus",
     "EtcdLog",
+    "StopFlag",
 ]
 
 ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864
@@ -69,6 +70,14 @@ _BLOCK_DIGITS = 20
 # CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE.
 _RETRYABLE_CODES = frozenset({1, 2, 4, 10, 14})
 _MAX_BACKOFF = 0.5
+
+
+class StopFlag(Protocol):
+    """What ends a `watch`: a `threading.Event`, or any object that answers the same two calls."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,9 +269,7 @@ class EtcdLog:
             if not more or not page:
                 return
 
-    def watch(
-        self, from_height: int, stop: threading.Event | None = None
-    ) -> Iterator[tuple[int, bytes]]:
+    def watch(self, from_height: int, stop: StopFlag | None = None) -> Iterator[tuple[int, bytes]]:
         """Yield (height, bytes) from `from_height` on, in order, forever or until `stop` is set.
 
         Catches up with range reads, then follows etcd's watch stream. It
@@ -274,6 +281,8 @@ class EtcdLog:
         if from_height < 0:
             raise ValueError(f"from_height must be >= 0, got {from_height}")
         stop = stop if stop is not None else threading.Event()
+        # `stop` is polled (every 0.1 s while the stream is silent), so it may
+        # be a condition computed on the fly, not only an event someone sets.
         next_height = from_height
         failures = 0
         while not stop.is_set():
