@@ -28,7 +28,7 @@ import cbor2
 
 from sharechain.errors import EncodingError
 
-__all__ = ["decode", "decode_trusted", "encode"]
+__all__ = ["decode", "decode_trusted", "encode", "head"]
 
 
 class _NotPlain(Exception):
@@ -52,6 +52,15 @@ def _head(major: int, n: int) -> bytes:
 _UINT, _NINT, _BYTES, _TEXT, _ARRAY, _MAP = (
     tuple(_head(major << 5, n) for n in range(256)) for major in range(6)
 )
+_HEADS = (_UINT, _NINT, _BYTES, _TEXT, _ARRAY, _MAP)
+
+
+def head(major: int, n: int) -> bytes:
+    """The canonical head of a CBOR item: major type 0-5 and its argument `n`
+    (the value, or the length in bytes or items), for writing an item in pieces."""
+    return _HEADS[major][n] if n < 0x100 else _head(major << 5, n)
+
+
 _U64 = 1 << 64
 
 _plans: dict[tuple[Any, ...], tuple[tuple[bytes, str], ...]] = {}

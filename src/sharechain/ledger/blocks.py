@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sharechain.codec import decode, decode_trusted, encode
+from sharechain.codec import decode, decode_trusted, encode, head
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import EncodingError
 from sharechain.ledger.merkle import Hash, merkle_root
@@ -115,19 +115,34 @@ def sign_header(header: BlockHeader, key: SigningKey) -> bytes:
     return key.sign(BLOCK_DOMAIN, header.encoded())
 
 
+_VALID_RESULT = encode(["valid", ""])
+
+
 def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) -> Hash:
     """`SHA-256(CBOR({"results": [[code, reason], ...], "writes": [[key, value|null], ...]}))`.
 
     Writes are sorted by key; a value is the stored CBOR bytes, `null` a deletion.
+    The map is written in pieces (thousands of small pairs per block), in
+    canonical key order: `writes` (6 bytes) before `results` (7).
     """
-    return hashlib.sha256(
-        encode(
-            {
-                "results": [[r.code, r.reason] for r in results],
-                "writes": [[k, writes[k]] for k in sorted(writes)],
-            }
-        )
-    ).digest()
+    out = [b"\xa2", encode("writes"), head(4, len(writes))]
+    append = out.append
+    for key in sorted(writes):  # str order is code point order, that is UTF-8 byte order
+        value = writes[key]
+        k = key.encode()
+        append(b"\x82")
+        append(head(3, len(k)))
+        append(k)
+        if value is None:
+            append(b"\xf6")
+        else:
+            append(head(2, len(value)))
+            append(value)
+    append(encode("results"))
+    append(head(4, len(results)))
+    for r in results:
+        append(_VALID_RESULT if r.code == "valid" and not r.reason else encode([r.code, r.reason]))
+    return hashlib.sha256(b"".join(out)).digest()
 
 
 def make_block(

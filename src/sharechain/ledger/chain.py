@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject
 from sharechain.ledger.genesis import GENESIS_TYPE, apply_genesis
 from sharechain.ledger.identities import Organisation, org_from_value, org_key
 from sharechain.ledger.merkle import merkle_root
-from sharechain.ledger.state import BlockState, TxState
+from sharechain.ledger.state import BlockState, RecentValues, TxState
 from sharechain.ledger.store import Head, Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction
 
@@ -67,6 +67,9 @@ class Execution:
     """`state_delta_hash` of these results and writes."""
     parsed: tuple[SignedTransaction | None, ...]
     """Decoded transactions (None where the envelope did not decode)."""
+    after: dict[str, Any] = field(default_factory=dict)
+    """Every key the block read or wrote, decoded, as of its end (None: absent);
+    the ledger keeps them for the next block (`RecentValues`)."""
 
 
 def next_state_root(prev_root: bytes, state_delta_hash: bytes) -> bytes:
@@ -122,14 +125,16 @@ def execute_block(
     ctx: BlockContext,
     parsed: Sequence[SignedTransaction | None] | None = None,
     presigned: Sequence[Presigned] | None = None,
+    recent: dict[str, Any] | None = None,
 ) -> Execution:
     """Run the validation pipeline and the contracts over `raw_txs`.
 
     `presigned` carries signature checks already done (see `presign`); a
     check made with a key that is no longer the sender's is done again.
+    `recent` holds decoded values of the store as it is now (`RecentValues`).
     """
     txs = list(parsed) if parsed is not None else [_parse(r) for r in raw_txs]
-    state = BlockState(store)
+    state = BlockState(store, recent)
 
     if ctx.height == 0:
         return _execute_genesis(state, raw_txs, txs)
@@ -167,7 +172,13 @@ def execute_block(
         history = [h for h in history if not h[0].startswith(registry.unindexed)]
     writes = state.encoded_writes()
     return Execution(
-        tuple(results), writes, history, tx_rows, delta_hash(results, writes), tuple(txs)
+        tuple(results),
+        writes,
+        history,
+        tx_rows,
+        delta_hash(results, writes),
+        tuple(txs),
+        state.after(),
     )
 
 
@@ -249,7 +260,8 @@ def _check_and_apply(
     except (KeyError, TypeError, ValueError, EncodingError) as exc:
         history.append((org_key(stx.tx.sender), ctx.index, stx.id))
         return TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
-    history.extend((k, ctx.index, stx.id) for k in tx_state.commit())
+    index, tx_id = ctx.index, stx.id
+    history.extend([(k, index, tx_id) for k in tx_state.commit()])
     return _VALID
 
 
@@ -280,6 +292,7 @@ class Ledger:
     def __init__(self, store: Store, registry: ContractRegistry) -> None:
         self.store = store
         self.registry = registry
+        self._recent = RecentValues()
 
     @property
     def head(self) -> Head | None:
@@ -303,7 +316,11 @@ class Ledger:
             raise ChainError("the chain has no genesis block; run `sharechain init` first")
         ts = max(timestamp, head.timestamp)
         ex = execute_block(
-            self.store, self.registry, raw_txs, BlockContext(head.height + 1, ts, orderer)
+            self.store,
+            self.registry,
+            raw_txs,
+            BlockContext(head.height + 1, ts, orderer),
+            recent=self._recent.at(head.height),
         )
         ids = [hashlib.sha256(r).digest() for r in raw_txs]
         header = BlockHeader(
@@ -355,6 +372,7 @@ class Ledger:
             BlockContext(h.height, h.timestamp, h.orderer),
             parsed=parsed,
             presigned=presigned,
+            recent=self._recent.at(head.height),
         )
         if ex.results != block.results:
             first = next(
@@ -388,6 +406,7 @@ class Ledger:
             writes=ex.writes,
             history=ex.history,
         )
+        self._recent.advance(block.height, ex.after)
 
 
 def _validate_genesis(store: Store, registry: ContractRegistry, block: Block) -> Execution:

@@ -16,11 +16,12 @@ this at the end of every block.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any, TypeVar
 
 from sharechain.codec import decode_trusted, encode
 
-__all__ = ["BlockState", "StateReader", "TxState", "derived"]
+__all__ = ["BlockState", "RecentValues", "StateReader", "TxState", "derived"]
 
 T = TypeVar("T")
 
@@ -61,27 +62,78 @@ class StateReader:
             yield key, decode_trusted(raw)
 
 
+class RecentValues:
+    """Committed values of the keys the last blocks read or wrote, decoded.
+
+    Consecutive blocks concern the same records: a request written in one
+    block is approved in the next, a grant issued in one is used in the next.
+    The ledger keeps what each block read and wrote, as of the height it
+    committed, and the next block reads from here before the store; no SQLite
+    read and no decoding for those keys. The values are only ever used for
+    the block right after `height`, and the ledger checks that height against
+    the store's head, so a store that another process advanced is never
+    shadowed. At most `limit` keys, the oldest dropped first.
+    """
+
+    def __init__(self, limit: int = 16384) -> None:
+        self.height = -1
+        """The height these values are as of (-1: none yet)."""
+        self._values: dict[str, Any] = {}
+        self._limit = limit
+
+    def at(self, height: int) -> dict[str, Any] | None:
+        """The values, if they are those of the store at `height`."""
+        return self._values if self.height == height and self._values else None
+
+    def advance(self, height: int, after: dict[str, Any]) -> None:
+        """Block `height` committed; `after` holds keys it read or wrote, as of its end."""
+        values = self._values
+        if self.height != height - 1:
+            values.clear()
+        values.update(after)
+        excess = len(values) - self._limit
+        if excess > 0:  # first inserted, first dropped (a hot key is re-read once)
+            for key in list(islice(values, excess)):
+                del values[key]
+        self.height = height
+
+    def clear(self) -> None:
+        self._values.clear()
+        self.height = -1
+
+
 class BlockState(StateReader):
     """The store plus the writes of the transactions committed so far in a block."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, recent: dict[str, Any] | None = None) -> None:
         super().__init__(store)
         self.writes: dict[str, Any] = {}
-        # Committed values read during this block, decoded (_ABSENT: no such
+        # Committed values read during this block, decoded (None: no such
         # key). The store does not change while a block executes, and contracts
         # re-read the same few keys (the sender, the dataset, settings) many
         # times per block.
         self._read: dict[str, Any] = {}
+        self._recent = recent if recent is not None else {}
 
     def get(self, key: str) -> Any | None:
         v = self.writes.get(key, _ABSENT)
         if v is _ABSENT:
             v = self._read.get(key, _ABSENT)
             if v is _ABSENT:
-                raw = self._store.get(key)
-                v = self._read[key] = None if raw is None else decode_trusted(raw)
+                v = self._recent.get(key, _ABSENT)
+                if v is _ABSENT:
+                    raw = self._store.get(key)
+                    v = None if raw is None else decode_trusted(raw)
+                self._read[key] = v
             return v
         return None if v is _DELETED else v
+
+    def after(self) -> dict[str, Any]:
+        """Every key this block read or wrote, with its value at the block's end (None: absent)."""
+        out = dict(self._read)
+        for k, v in self.writes.items():
+            out[k] = None if v is _DELETED else v
+        return out
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         return _overlay(super().scan(prefix), self.writes, prefix)
