@@ -410,3 +410,35 @@ def test_a_blob_fetch_retries_with_backoff_then_gives_up(net: Net) -> None:
     assert fetcher._next_due() is None  # a failed job waits for a restart or a new epoch
     fetcher.queue(job, delay=0.0)
     assert fetcher.counts()["queued"] == 1
+
+
+def test_chunked_upload_resumes_and_checks_the_digest(net: Net) -> None:
+    import hashlib
+
+    from sharechain.node import uploads
+
+    data = os.urandom(3_000_000)
+    digest = hashlib.sha256(data).hexdigest()
+    key = net.consortium.keys(OWNER).signing
+    url = f"/v1/blobs/{digest}"
+
+    def put(c: NodeClient, offset: int, body: bytes, final: bool) -> httpx.Response:
+        params = {"offset": offset, "final": str(final).lower()}
+        return c.http.put(url, params=params, content=body)
+
+    with NodeClient(net.nodes[OWNER].url, OWNER, key) as c:
+        assert put(c, 0, data[:1_000_000], False).json()["received"] == 1_000_000
+        skipped = put(c, 2_000_000, data[2_000_000:], True)  # a chunk went missing
+        assert skipped.status_code == 409 and skipped.json()["received"] == 1_000_000
+        for session in list(uploads._sessions.values()):  # as after a restart: only the
+            session.close(discard=False)  # part file is left
+        uploads._sessions.clear()
+        assert put(c, 1_000_000, data[1_000_000:2_000_000], False).json()["received"] == 2_000_000
+        done = put(c, 2_000_000, data[2_000_000:], True).json()
+        assert done["stored"] and done["size"] == len(data)
+        assert BlobStore(net.nodes[OWNER].node.datadir.blob_dir).read_bytes(digest) == data
+        other = hashlib.sha256(b"y" * 10).hexdigest()  # bytes that are not what the name says
+        bad = c.http.put(f"/v1/blobs/{other}", params={"offset": 0}, content=b"x" * 10)
+        assert bad.status_code == 422 and bad.json()["error"] == "digest_mismatch"
+        assert not BlobStore(net.nodes[OWNER].node.datadir.blob_dir).has(other)
+        assert not list((net.nodes[OWNER].node.datadir.blob_dir / ".incoming").glob("upload-*"))

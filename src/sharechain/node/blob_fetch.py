@@ -40,6 +40,7 @@ from sharechain.errors import SharechainError
 from sharechain.node.blob_transfer import download_blob, install
 from sharechain.node.client import NodeClient
 from sharechain.node.service import Node
+from sharechain.node.uploads import part_path
 from sharechain.storage.blobs import BlobStore
 
 __all__ = ["ATTEMPTS", "GRACE", "BlobFetcher", "FetchJob"]
@@ -244,9 +245,8 @@ class BlobFetcher:
         self.on_outcome("retry")
 
     def _upload_live(self, digest: bytes) -> bool:
-        part = self.blobs.root / ".incoming" / f"upload-{digest.hex()}.part"
         try:
-            return time.time() - part.stat().st_mtime < UPLOAD_IDLE
+            return time.time() - part_path(self.blobs, digest).stat().st_mtime < UPLOAD_IDLE
         except FileNotFoundError:
             return False
 

@@ -2,7 +2,10 @@
 
 Uploads go in resumable chunks (`PUT /v1/blobs/{digest}?offset=&final=`): a
 node that holds a different amount answers 409 with what it has, and the
-upload continues from there. Downloads stream `GET /v1/blobs/{digest}` and,
+upload continues from there. Every chunk is a signed request with its
+Content-Digest; the next one is prepared while the current one travels, and
+the node writes and hashes a chunk while it receives the next
+(`sharechain.node.uploads`). Downloads stream `GET /v1/blobs/{digest}` and,
 after a dropped connection, resume with a `Range` request from the byte
 reached; the whole blob must hash to the digest the chain records, or it is
 discarded. `download_blob` tries each node that may hold a copy in turn.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -35,30 +39,50 @@ Progress = Callable[[int], None]
 def upload_blob(
     client: NodeClient, digest: bytes, path: Path, *, chunk: int = UPLOAD_CHUNK
 ) -> None:
-    """Store the blob at `path` (named `digest`) on `client`'s node, in resumable chunks."""
+    """Store the blob at `path` (named `digest`) on `client`'s node, in resumable chunks.
+
+    Each chunk is a signed request (RFC 9421, with its Content-Digest). The next
+    chunk is read, hashed and signed on a helper thread while the current one is
+    in flight, so the client's hashing overlaps the transfer and the node's work.
+    """
     size = path.stat().st_size
     url = f"/v1/blobs/{digest.hex()}"
-    offset = 0
-    with path.open("rb") as f:
-        for _ in range(size // chunk + 2 * RESUMES + 2):  # bounded: every turn makes progress
-            f.seek(offset)
-            data = f.read(chunk)
-            final = offset + len(data) >= size
-            reply = client.http.put(
-                url,
-                params={"offset": offset, "final": str(final).lower()},
-                content=data,
-                headers={"content-type": "application/octet-stream"},
-            )
-            if reply.status_code == 409:  # the node has another amount: continue from there
-                offset = int(reply.json()["received"])
-                continue
-            if reply.status_code == 422:
-                raise IntegrityError(f"{client.base_url}: {reply.json()['detail']}")
-            raise_for_reply(reply)
-            if reply.json()["stored"]:
-                return
-            offset += len(data)
+    fd = os.open(path, os.O_RDONLY)
+
+    def prepare(offset: int) -> tuple[httpx.Request, int, bool]:
+        data = os.pread(fd, chunk, offset)
+        final = offset + len(data) >= size
+        request = client.signed(
+            "PUT",
+            url,
+            params={"offset": offset, "final": str(final).lower()},
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
+        return request, len(data), final
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="upload-prepare") as pool:
+            offset = 0
+            ahead = pool.submit(prepare, offset)
+            for _ in range(size // chunk + 2 * RESUMES + 2):  # bounded: every turn progresses
+                request, sent, final = ahead.result()
+                if not final:
+                    ahead = pool.submit(prepare, offset + sent)  # speculative: the usual case
+                reply = client.http.send(request, auth=None)
+                if reply.status_code == 409:  # the node has another amount: continue from there
+                    offset = int(reply.json()["received"])
+                    ahead.result()  # drop the speculative chunk
+                    ahead = pool.submit(prepare, offset)
+                    continue
+                if reply.status_code == 422:
+                    raise IntegrityError(f"{client.base_url}: {reply.json()['detail']}")
+                raise_for_reply(reply)
+                if reply.json()["stored"]:
+                    return
+                offset += sent
+    finally:
+        os.close(fd)
     raise OrderingError(f"uploading blob {digest.hex()} to {client.base_url} made no progress")
 
 

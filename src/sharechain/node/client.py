@@ -122,9 +122,10 @@ class NodeClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.org = org
+        self._auth = SignatureAuth(org, key, now=now)
         self._http = httpx.Client(
             base_url=self.base_url,
-            auth=SignatureAuth(org, key, now=now),
+            auth=self._auth,
             timeout=timeout,
             transport=transport,
         )
@@ -136,6 +137,16 @@ class NodeClient:
     def http(self) -> httpx.Client:
         """The signed httpx client, for streamed and ranged requests (the data plane)."""
         return self._http
+
+    def signed(self, method: str, url: str, **kwargs: Any) -> httpx.Request:
+        """A request built and signed now; send it with `http.send(request, auth=None)`.
+
+        Lets a caller prepare (read, hash, sign) the next upload chunk on another
+        thread while the previous one is in flight. Send it within the signature's
+        lifetime (60 s).
+        """
+        request = self._http.build_request(method, url, **kwargs)
+        return next(self._auth.auth_flow(request))
 
     def __enter__(self) -> NodeClient:
         return self

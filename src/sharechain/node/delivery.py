@@ -8,18 +8,18 @@ other's organisations, with the chain as the gate for every decision:
 - `GET`/`HEAD /v1/blobs/{digest}` streams a sealed payload, with single
   `Range: bytes=a-b` requests (206 and `Content-Range`; 416 when the range is
   outside the blob) so a download resumes from the byte it reached. The ETag
-  is the digest. Only the dataset's owner, its custodians, and organisations
-  holding an active grant on a dataset whose current key epoch is this blob
-  may read it (the bytes are ciphertext, but who downloads what is still
-  limited to who may). The client checks the digest, not the node.
+  is the digest. Any member may read the current blob of an active dataset
+  (every node keeps a replica; the bytes are ciphertext and the chain gates
+  the key); other blobs only the node's own organisation. The client checks
+  the digest, not the node.
 - `PUT /v1/blobs/{digest}?offset=&final=` receives a blob in chunks (each
-  request is signed, so each is at most 64 MiB); a chunk at the wrong offset
+  request is signed, so each is at most 32 MiB); a chunk at the wrong offset
   is answered 409 with the bytes received so far, so an upload resumes too.
-  The last chunk is hashed with the rest, and a blob whose bytes do not match
-  its name is discarded (422). Accepted from this node's own organisation,
-  or from the owner of a dataset whose current epoch names the blob when this
-  node's organisation is one of its custodians (replicas, so a grantee can
-  fetch while the owner is offline).
+  The chunks are written and hashed as they arrive (`sharechain.node.uploads`)
+  and a blob whose bytes do not match its name is discarded (422). Accepted
+  from this node's own organisation, or from the owner of an active dataset
+  whose current epoch names the blob (a replica: every node keeps one, so a
+  grantee can fetch while the owner is offline).
 - `DELETE /v1/blobs/{digest}`: the owner drops a blob no current epoch uses.
 - `PUT /v1/custody/{dataset}/{epoch}/{kind}`: the owner deposits this
   organisation's key (or share), already wrapped by the owner to this
@@ -45,10 +45,7 @@ other's organisations, with the chain as the gate for every decision:
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import threading
 from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -74,6 +71,7 @@ from sharechain.node.shredding import (
     shred_here,
     shred_if_purged,
 )
+from sharechain.node.uploads import receive_chunk
 from sharechain.node.vault import KINDS, Vault
 from sharechain.storage.blobs import BlobStore, parse_digest
 
@@ -88,8 +86,6 @@ RELEASE_TIMEOUT: Final = 30.0
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _Digest = Annotated[str, PathParam(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")]
 _Id = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]
-_upload_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 
 router = APIRouter(tags=["data plane"])
 
@@ -252,11 +248,6 @@ def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Respo
     )
 
 
-def _upload_lock(digest: str) -> threading.Lock:
-    with _locks_guard:
-        return _upload_locks.setdefault(digest, threading.Lock())
-
-
 def _may_write(node: Node, who: Caller, digest: bytes) -> None:
     if who.org == node.org:
         return
@@ -268,33 +259,6 @@ def _may_write(node: Node, who: Caller, digest: bytes) -> None:
         "blobs from its own organisation, and replicas from the owner of an active dataset "
         "whose current key epoch names the blob"
     )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _adopt(store: BlobStore, part: Path, digest: bytes) -> None:
-    """Make the received file the blob `digest` once its bytes hash to that name."""
-    h = hashlib.sha256()
-    with part.open("rb", buffering=0) as f:
-        while data := f.read(CHUNK):
-            h.update(data)
-        os.fsync(f.fileno())
-    if h.digest() != digest:
-        part.unlink(missing_ok=True)
-        raise ValueError(
-            f"the bytes received hash to {h.hexdigest()}, not {digest.hex()}; nothing was kept, "
-            "upload again from offset 0"
-        )
-    final = store.path(digest)
-    final.parent.mkdir(exist_ok=True)
-    os.replace(part, final)
-    _fsync_dir(final.parent)
 
 
 @router.put("/v1/blobs/{digest}", response_model=None)
@@ -319,28 +283,8 @@ async def put_blob(
     store = _blobs(node)
     if store.has(raw):
         return JSONResponse({"digest": digest, "stored": True, "size": store.size(raw)})
-    part = store.root / ".incoming" / f"upload-{digest}.part"
-    with _upload_lock(digest):
-        have = part.stat().st_size if part.exists() else 0
-        if offset != have:
-            return JSONResponse(
-                {
-                    "error": "conflict",
-                    "detail": f"this node holds {have} bytes of blob {digest}; send from there",
-                    "received": have,
-                },
-                status_code=409,
-            )
-        part.parent.mkdir(parents=True, exist_ok=True)
-        with part.open("ab") as f:
-            f.write(body)
-        if not final:
-            return JSONResponse({"digest": digest, "stored": False, "received": have + len(body)})
-        try:
-            _adopt(store, part, raw)
-        except ValueError as exc:
-            return JSONResponse({"error": "digest_mismatch", "detail": str(exc)}, status_code=422)
-    return JSONResponse({"digest": digest, "stored": True, "size": store.size(raw)})
+    reply = await receive_chunk(store, raw, offset, body, final)
+    return JSONResponse(reply.body, status_code=reply.status)
 
 
 @router.delete("/v1/blobs/{digest}")

@@ -1,0 +1,215 @@
+"""Receiving a blob in chunks: one session per blob, written and hashed as it arrives.
+
+`PUT /v1/blobs/{digest}?offset=&final=` carries one chunk per request. Each
+request is signed whole (RFC 9421 with a `Content-Digest` the node checks
+before the handler runs), and the blob's name is the SHA-256 of all its
+bytes, so the node must also hash the whole blob before it keeps it.
+
+How the time is spent matters here. Profiled, the first version did
+everything on the server's event loop and in series: each chunk was written
+there, and the final chunk re-read and re-hashed the whole blob (and
+flushed it to disk) before answering, while the client sat waiting and then
+hashed its next chunk while the server sat idle. Now:
+
+- one session per blob keeps the part file open, the running SHA-256 and the
+  offset received; a chunk is handed to the session's writer thread and
+  answered at once, so the node receives (and checks the signature of) the
+  next chunk while the previous one is written and hashed. At most two
+  chunks per upload are in memory;
+- every `FLUSH_EVERY` bytes the part file is flushed to disk on another
+  thread, so the `fsync` before the rename only waits for the tail;
+- the final chunk waits for the writes and compares the running digest with
+  the name: a match is installed (fsync, rename, fsync of the directory), a
+  mismatch discards everything (422, upload again from 0);
+- a node restarted in the middle of an upload has no session: the next chunk
+  rebuilds it from the part file (hashing what is there once), so an upload
+  still resumes where it stopped (409 says where).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi.concurrency import run_in_threadpool
+
+from sharechain.node.blob_transfer import install
+from sharechain.storage.blobs import BlobStore
+
+__all__ = ["FLUSH_EVERY", "Reply", "part_path", "receive_chunk"]
+
+FLUSH_EVERY: Final = 64 << 20
+"""Bytes written between background flushes of a part file."""
+IDLE: Final = 600.0
+"""Seconds after which an abandoned session is closed (its part file stays for resuming)."""
+
+_sessions: dict[str, _Session] = {}
+_sessions_guard = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the node answers to one chunk."""
+
+    status: int
+    """HTTP status: 200, 409 (wrong offset), 422 (digest mismatch), 503 (write failed)."""
+    body: dict[str, Any]
+    """The JSON body."""
+
+
+class _Session:
+    """One blob being received: its part file, running hash and writer thread."""
+
+    def __init__(self, store: BlobStore, digest: bytes) -> None:
+        self.store = store
+        self.digest = digest
+        self.part = part_path(store, digest)
+        self.lock = asyncio.Lock()
+        self.file: Any = None
+        self.hash: Any = hashlib.sha256()
+        self.received = 0
+        """Bytes accepted (handed to the writer)."""
+        self.written = 0
+        self.flushed = 0
+        self.pending: Future[None] | None = None
+        self.flushing: Future[None] | None = None
+        self.used = time.monotonic()
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="blob-upload")
+        self.flusher = ThreadPoolExecutor(1, thread_name_prefix="blob-flush")
+
+    def open(self) -> None:
+        """Open (or reopen, after a restart) the part file; hash what it already holds."""
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        self.file = self.part.open("a+b")
+        self.file.seek(0)
+        while data := self.file.read(1 << 20):
+            self.hash.update(data)
+        self.received = self.written = self.flushed = self.file.tell()
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hash.update(data)
+        self.written += len(data)
+        if self.written - self.flushed >= FLUSH_EVERY and (
+            self.flushing is None or self.flushing.done()
+        ):
+            self.file.flush()
+            self.flushed = self.written
+            self.flushing = self.flusher.submit(os.fdatasync, self.file.fileno())
+
+    def finish(self) -> bool:
+        """Flush, compare with the name, install or discard; True when installed."""
+        self.file.flush()
+        if self.flushing is not None:
+            self.flushing.result()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        if self.hash.digest() != self.digest:
+            self.part.unlink(missing_ok=True)
+            return False
+        install(self.store, self.part, self.digest)
+        return True
+
+    def close(self, *, discard: bool) -> None:
+        if self.file is not None and not self.file.closed:
+            self.file.close()
+        if discard:
+            self.part.unlink(missing_ok=True)
+        self.writer.shutdown(wait=False)
+        self.flusher.shutdown(wait=False)
+
+
+def _session(store: BlobStore, digest: bytes) -> tuple[_Session, bool]:
+    key = str(store.root / digest.hex())
+    now = time.monotonic()
+    with _sessions_guard:
+        found = _sessions.get(key)
+        if found is not None:
+            found.used = now
+            return found, False
+        for k, old in list(_sessions.items()):
+            if now - old.used > IDLE and not old.lock.locked():
+                del _sessions[k]
+                old.close(discard=False)
+        session = _sessions[key] = _Session(store, digest)
+        return session, True
+
+
+def _end(session: _Session, *, discard: bool) -> None:
+    with _sessions_guard:
+        _sessions.pop(str(session.store.root / session.digest.hex()), None)
+    session.close(discard=discard)
+
+
+async def receive_chunk(
+    store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
+) -> Reply:
+    """Accept one chunk of the blob `digest` at `offset` (see the module docstring)."""
+    name = digest.hex()
+    session, new = _session(store, digest)
+    async with session.lock:
+        if new or session.file is None:
+            await run_in_threadpool(session.open)
+        try:
+            if session.pending is not None:  # the previous chunk: written, or its error
+                await asyncio.wrap_future(session.pending)
+                session.pending = None
+        except OSError as exc:
+            _end(session, discard=True)
+            return Reply(
+                503,
+                {
+                    "error": "unavailable",
+                    "detail": f"writing blob {name} failed ({exc}); upload again from offset 0",
+                },
+            )
+        if offset != session.received:
+            return Reply(
+                409,
+                {
+                    "error": "conflict",
+                    "detail": f"this node holds {session.received} bytes of blob {name}; "
+                    "send from there",
+                    "received": session.received,
+                },
+            )
+        session.pending = session.writer.submit(session.write, body)
+        session.received += len(body)
+        if not final:
+            return Reply(200, {"digest": name, "stored": False, "received": session.received})
+        try:
+            await asyncio.wrap_future(session.pending)
+            session.pending = None
+            kept = await run_in_threadpool(session.finish)
+        except OSError as exc:
+            _end(session, discard=True)
+            return Reply(
+                503,
+                {
+                    "error": "unavailable",
+                    "detail": f"writing blob {name} failed ({exc}); upload again from offset 0",
+                },
+            )
+        _end(session, discard=not kept)
+        if not kept:
+            return Reply(
+                422,
+                {
+                    "error": "digest_mismatch",
+                    "detail": f"the bytes received do not hash to {name}; nothing was kept, "
+                    "upload again from offset 0",
+                },
+            )
+        return Reply(200, {"digest": name, "stored": True, "size": store.size(digest)})
+
+
+def part_path(store: BlobStore, digest: bytes) -> Path:
+    """Where an upload of `digest` collects its bytes (the blob fetcher waits while it grows)."""
+    return store.root / ".incoming" / f"upload-{digest.hex()}.part"
