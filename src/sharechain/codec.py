@@ -158,12 +158,16 @@ def decode_trusted(data: bytes) -> Any:
     return cbor2.loads(data)
 
 
-def decode(data: bytes) -> Any:
-    """Decode `data`, raising `EncodingError` unless it is canonical CBOR."""
+def decode(data: bytes, *, canonical: bool = True) -> Any:
+    """Decode `data`, raising `EncodingError` unless it is canonical CBOR.
+
+    With `canonical=False` any well-formed CBOR decodes: for callers that check
+    canonical form themselves, more cheaply than re-encoding the whole value.
+    """
     try:
         value = cbor2.loads(data)
     except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError) as exc:
         raise EncodingError(f"not valid CBOR: {exc}") from exc
-    if encode(value) != data:
+    if canonical and encode(value) != data:
         raise EncodingError("CBOR is not in canonical (deterministic) form")
     return value

@@ -7,6 +7,8 @@ from typing import Any
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sharechain.crypto.signing import SigningKey, verify
 from sharechain.errors import EncodingError, InvalidSignatureError
@@ -127,3 +129,76 @@ def test_decode_header_rejects_missing_fields() -> None:
     del m["tx_root"]
     with pytest.raises(EncodingError, match="missing"):
         decode_header(m)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_decode_block_accepts_exactly_the_canonical_encodings(data: st.DataObject) -> None:
+    # The canonical check re-encodes the parsed block in pieces; it must accept
+    # what `cbor2.dumps(cbor2.loads(b), canonical=True) == b` accepts, no more.
+    m = _block_map()
+    m["txs"] = data.draw(st.lists(st.binary(max_size=300), max_size=4))
+    m["results"] = [
+        [data.draw(st.sampled_from(["valid", "replay", ""])), data.draw(st.text(max_size=30))]
+        for _ in m["txs"]
+    ]
+    raw = bytearray(cbor2.dumps(m, canonical=data.draw(st.booleans())))
+    for _ in range(data.draw(st.integers(0, 2))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    try:
+        value = cbor2.loads(bytes(raw))
+        canonical = cbor2.dumps(value, canonical=True) == bytes(raw)
+    except Exception:
+        canonical = False
+    try:
+        block = decode_block(bytes(raw))
+    except EncodingError:
+        return
+    assert canonical
+    assert encode_block(block) == bytes(raw)
+
+
+_results = st.lists(
+    st.tuples(st.sampled_from(["valid", "replay", "bad_payload"]), st.text(max_size=300)),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    _results,
+    st.dictionaries(st.text(max_size=300), st.none() | st.binary(max_size=300), max_size=8),
+)
+def test_delta_hash_is_the_canonical_cbor_of_the_documented_map(
+    results: list[tuple[str, str]], writes: dict[str, bytes | None]
+) -> None:
+    expected = cbor2.dumps(
+        {
+            "results": [list(r) for r in results],
+            "writes": [[k, writes[k]] for k in sorted(writes, key=lambda k: k.encode())],
+        },
+        canonical=True,
+    )
+    got = delta_hash([TxResult(c, r) for c, r in results], writes)
+    assert got == hashlib.sha256(expected).digest()
+
+
+@settings(max_examples=200, deadline=None)
+@given(_results, st.binary(max_size=70), st.data())
+def test_encode_block_is_the_canonical_cbor_of_the_documented_map(
+    results: list[tuple[str, str]], signature: bytes, data: st.DataObject
+) -> None:
+    txs = [data.draw(st.binary(max_size=300)) for _ in results]
+    block = make_block(HEADER, signature, txs, [TxResult(c, r) for c, r in results])
+    expected = cbor2.dumps(
+        {
+            "header": HEADER.to_map(),
+            "signature": signature,
+            "txs": txs,
+            "results": [list(r) for r in results],
+        },
+        canonical=True,
+    )
+    assert encode_block(block) == expected
+    assert decode_block(expected) == block

@@ -16,11 +16,11 @@ Invalid transactions stay in the block with their code and change nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sharechain.codec import decode, decode_trusted, encode, head
+from sharechain.codec import decode, encode, head
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import EncodingError
 from sharechain.ledger.merkle import Hash, merkle_root
@@ -28,6 +28,7 @@ from sharechain.ledger.merkle import Hash, merkle_root
 __all__ = [
     "BLOCK_DOMAIN",
     "GENESIS_PREV_HASH",
+    "VALID",
     "Block",
     "BlockHeader",
     "TxResult",
@@ -115,7 +116,17 @@ def sign_header(header: BlockHeader, key: SigningKey) -> bytes:
     return key.sign(BLOCK_DOMAIN, header.encoded())
 
 
-_VALID_RESULT = encode(["valid", ""])
+VALID = TxResult("valid", "")
+"""The result of an applied transaction (one shared record: most results are this one)."""
+
+_VALID_CBOR = encode(["valid", ""])
+
+
+def _put_results(results: Sequence[TxResult], append: Callable[[bytes], None]) -> None:
+    """Append the CBOR of `[[code, reason], ...]`."""
+    append(head(4, len(results)))
+    for r in results:
+        append(_VALID_CBOR if r is VALID or r == VALID else encode([r.code, r.reason]))
 
 
 def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) -> Hash:
@@ -139,9 +150,7 @@ def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) 
             append(head(2, len(value)))
             append(value)
     append(encode("results"))
-    append(head(4, len(results)))
-    for r in results:
-        append(_VALID_RESULT if r.code == "valid" and not r.reason else encode([r.code, r.reason]))
+    _put_results(results, append)
     return hashlib.sha256(b"".join(out)).digest()
 
 
@@ -153,14 +162,20 @@ def make_block(
 
 
 def encode_block(block: Block) -> bytes:
-    return encode(
-        {
-            "header": block.header.to_map(),
-            "signature": block.signature,
-            "txs": list(block.txs),
-            "results": [[r.code, r.reason] for r in block.results],
-        }
-    )
+    """`CBOR({"header", "signature", "txs", "results"})`, written in pieces in
+    canonical key order: `txs`, `header`, `results`, `signature`."""
+    out = [b"\xa4", encode("txs"), head(4, len(block.txs))]
+    append = out.append
+    for tx in block.txs:
+        append(head(2, len(tx)))
+        append(tx)
+    append(encode("header"))
+    append(block.header.encoded())
+    append(encode("results"))
+    _put_results(block.results, append)
+    append(encode("signature"))
+    append(encode(block.signature))
+    return b"".join(out)
 
 
 def _hash_field(h: Mapping[str, Any], name: str) -> bytes:
@@ -201,8 +216,12 @@ def decode_header(h: Any) -> BlockHeader:
 
 
 def decode_block(data: bytes, *, check_canonical: bool = True) -> Block:
-    """Parse a block, raising `EncodingError` for anything malformed."""
-    value = decode(data) if check_canonical else decode_trusted(data)
+    """Parse a block, raising `EncodingError` for anything malformed.
+
+    The canonical check encodes the parsed block again and compares: a value
+    that passes the checks below is exactly the map `encode_block` writes.
+    """
+    value = decode(data, canonical=False)
     if not isinstance(value, dict) or set(value) != {"header", "signature", "txs", "results"}:
         raise EncodingError("block must be a map of header, signature, txs, results")
     header = decode_header(value["header"])
@@ -220,7 +239,11 @@ def decode_block(data: bytes, *, check_canonical: bool = True) -> Block:
         )
     ):
         raise EncodingError("block results must be one [code, reason] per transaction")
-    return make_block(header, sig, txs, [TxResult(c, r) for c, r in results])
+    parsed = [VALID if c == "valid" and r == "" else TxResult(c, r) for c, r in results]
+    block = make_block(header, sig, txs, parsed)
+    if check_canonical and encode_block(block) != data:
+        raise EncodingError("CBOR is not in canonical (deterministic) form")
+    return block
 
 
 def computed_tx_root(block: Block) -> Hash:

@@ -25,6 +25,7 @@ from sharechain.ledger import validation as v
 from sharechain.ledger.blocks import (
     BLOCK_DOMAIN,
     GENESIS_PREV_HASH,
+    VALID,
     Block,
     BlockHeader,
     TxResult,
@@ -185,8 +186,6 @@ def execute_block(
 _Sender = tuple[Organisation, bytes]
 """A sender's record and the id of its current key."""
 
-_VALID = TxResult(v.VALID, "")
-
 
 def _sender(state: BlockState, orgs: dict[str, _Sender | None], sender: str) -> _Sender | None:
     # Organisation records change rarely; re-read one only after a transaction
@@ -262,7 +261,7 @@ def _check_and_apply(
         return TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
     index, tx_id = ctx.index, stx.id
     history.extend([(k, index, tx_id) for k in tx_state.commit()])
-    return _VALID
+    return VALID
 
 
 def _execute_genesis(
@@ -274,7 +273,7 @@ def _execute_genesis(
     tx_state = TxState(state)
     apply_genesis(tx_state, stx.tx.payload)
     keys = tx_state.commit()
-    results = (TxResult(v.VALID, ""),)
+    results = (VALID,)
     writes = state.encoded_writes()
     return Execution(
         results,
