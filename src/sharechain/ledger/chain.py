@@ -11,9 +11,11 @@ which must reproduce the block's results and `state_delta_hash` exactly.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,26 @@ def presign(state: BlockState, txs: Sequence[SignedTransaction | None]) -> list[
     return out
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a block executes or commits.
+
+    A block allocates a few hundred thousand containers that live until it
+    commits; the collector would run hundreds of times meanwhile and walk
+    them again each time (about a tenth of the CPU per transaction). Nothing
+    here makes reference cycles, so reference counting frees it all the same;
+    the collector resumes afterwards (and stays off if it was off).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def execute_block(
     store: Store,
     registry: ContractRegistry,
@@ -134,6 +156,19 @@ def execute_block(
     check made with a key that is no longer the sender's is done again.
     `recent` holds decoded values of the store as it is now (`RecentValues`).
     """
+    with _collector_paused():
+        return _execute(store, registry, raw_txs, ctx, parsed, presigned, recent)
+
+
+def _execute(
+    store: Store,
+    registry: ContractRegistry,
+    raw_txs: Sequence[bytes],
+    ctx: BlockContext,
+    parsed: Sequence[SignedTransaction | None] | None,
+    presigned: Sequence[Presigned] | None,
+    recent: dict[str, Any] | None,
+) -> Execution:
     txs = list(parsed) if parsed is not None else [_parse(r) for r in raw_txs]
     state = BlockState(store, recent)
 
@@ -395,17 +430,18 @@ class Ledger:
         ex = execution if execution is not None else self.validate_block(block)
         head = self.store.head()
         prev_root = GENESIS_PREV_HASH if head is None else head.state_root
-        self.store.commit_block(
-            height=block.height,
-            block_hash=block.hash(),
-            state_root=next_state_root(prev_root, block.header.state_delta_hash),
-            timestamp=block.header.timestamp,
-            data=data if data is not None else encode_block(block),
-            txs=ex.tx_rows,
-            writes=ex.writes,
-            history=ex.history,
-        )
-        self._recent.advance(block.height, ex.after)
+        with _collector_paused():
+            self.store.commit_block(
+                height=block.height,
+                block_hash=block.hash(),
+                state_root=next_state_root(prev_root, block.header.state_delta_hash),
+                timestamp=block.header.timestamp,
+                data=data if data is not None else encode_block(block),
+                txs=ex.tx_rows,
+                writes=ex.writes,
+                history=ex.history,
+            )
+            self._recent.advance(block.height, ex.after)
 
 
 def _validate_genesis(store: Store, registry: ContractRegistry, block: Block) -> Execution:
