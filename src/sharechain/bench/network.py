@@ -256,7 +256,9 @@ def _measure(
                 for org, client in clients.items():
                     for height, at in client.status().get("commits", []):
                         commits[org][int(height)] = float(at)
-                if stop_polling.wait(0.5):
+                # Nodes keep their last 64 commit times: every second is often enough,
+                # and each poll costs the node a signed request.
+                if stop_polling.wait(1.0):
                     break
         finally:
             for client in clients.values():

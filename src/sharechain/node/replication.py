@@ -165,16 +165,18 @@ def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
 # -- building blocks -----------------------------------------------------------------
 
 
-def _take_batch(node: Node) -> list[bytes]:
+def _take_batch(node: Node, max_wait: float | None = None) -> list[bytes]:
+    """The next batch: once `max_block_txs` are queued or the oldest waited `max_wait` s."""
     cfg = node.config
     budget = cfg.max_block_bytes - 4096
+    wait = cfg.max_wait if max_wait is None else max_wait
     with node.queue_cond:
         while not node.stop_event.is_set():
             if node.queue:
                 # Cut by the age of the oldest queued transaction, not by when we
                 # looked: what queued up while the last block was built goes at once.
                 now = time.monotonic()
-                cut_at = node.queued_at + cfg.max_wait
+                cut_at = node.queued_at + wait
                 if len(node.queue) >= cfg.max_block_txs or now >= cut_at:
                     break
                 node.queue_cond.wait(cut_at - now)
@@ -240,7 +242,11 @@ def _etcd_builder(node: Node, etcd: EtcdLog) -> None:
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{node.org}-forward")
     try:
         while not node.stop_event.is_set():
-            batch = _take_batch(node)
+            # Batches go to a leader as they come: it cuts blocks itself, and waiting
+            # here too only added `max_wait` to the latency of 3 transactions in 4.
+            leader = node.leader
+            forwarding = leader is not None and leader.org != node.org and leader.org in peers
+            batch = _take_batch(node, 0.0 if forwarding else None)
             if not batch:
                 continue
             if node.halted is not None:
