@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 from sharechain.errors import ChainError, ConfigError
@@ -100,6 +101,9 @@ class HistoryEntry:
     """Position in the block."""
     tx_id: bytes
     """The transaction id."""
+
+
+_first = itemgetter(0)
 
 
 def _prefix_end(prefix: str) -> str:
@@ -297,12 +301,12 @@ class Store:
                 # once per block instead of once per row (3x faster commits).
                 # OR IGNORE: a replayed transaction (code `replay`) has the id of
                 # one already indexed; the index keeps pointing at the original.
-                db.executemany(
-                    "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)",
-                    sorted((i, height, x, t, s, c) for i, x, t, s, c in txs),
-                )
-                puts = sorted((k, v) for k, v in writes.items() if v is not None)
-                dels = sorted((k,) for k, v in writes.items() if v is None)
+                tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
+                tx_rows.sort(key=_first)  # ids are unique: no need to compare further
+                db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
+                keys = sorted(writes)
+                puts = [(k, writes[k]) for k in keys if writes[k] is not None]
+                dels = [(k,) for k in keys if writes[k] is None]
                 if puts:
                     # An upsert rewrites the value in place; REPLACE would delete
                     # the row and insert it again under a new rowid, touching
@@ -314,10 +318,9 @@ class Store:
                     )
                 if dels:
                     db.executemany("DELETE FROM state WHERE key=?", dels)
-                db.executemany(
-                    "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)",
-                    sorted((k, height, i, t) for k, i, t in history),
-                )
+                rows = [(k, height, i, t) for k, i, t in history]
+                rows.sort(key=_first)  # stable: a key's rows keep their block order
+                db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
