@@ -442,3 +442,31 @@ def test_chunked_upload_resumes_and_checks_the_digest(net: Net) -> None:
         assert bad.status_code == 422 and bad.json()["error"] == "digest_mismatch"
         assert not BlobStore(net.nodes[OWNER].node.datadir.blob_dir).has(other)
         assert not list((net.nodes[OWNER].node.datadir.blob_dir / ".incoming").glob("upload-*"))
+
+
+def test_streamed_upload_is_named_at_the_end_and_only_by_the_node_itself(net: Net) -> None:
+    import hashlib
+
+    from sharechain.node.blob_transfer import StreamingUpload
+
+    data = os.urandom(2_500_000)
+    digest = hashlib.sha256(data).digest()
+    key = net.consortium.keys(OWNER).signing
+    store = BlobStore(net.nodes[OWNER].node.datadir.blob_dir)
+    with NodeClient(net.nodes[OWNER].url, OWNER, key) as c:
+        upload = StreamingUpload(c, chunk=1_000_000)
+        for i in range(0, len(data), 300_000):  # as a sealer produces it
+            upload.write(data[i : i + 300_000])
+        upload.finish(digest)
+        assert store.read_bytes(digest) == data
+        wrong = StreamingUpload(c, chunk=1_000_000)
+        wrong.write(b"z" * 1_500_000)
+        with pytest.raises(IntegrityError, match="do not hash"):
+            wrong.finish(hashlib.sha256(b"other").digest())
+        unnamed = c.http.put("/v1/uploads/" + "ab" * 16, params={"final": "true"}, content=b"x")
+        assert unnamed.status_code == 400 and "names the digest" in unnamed.json()["detail"]
+    other = net.consortium.keys(GRANTEE).signing
+    with NodeClient(net.nodes[OWNER].url, GRANTEE, other) as c:
+        refused = c.http.put("/v1/uploads/" + "cd" * 16, params={"offset": 0}, content=b"x")
+    assert refused.status_code == 403 and "streams uploads to its own node" in refused.text
+    assert not list((store.root / ".incoming").glob("upload-id-*"))

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +28,15 @@ from sharechain.errors import IntegrityError, NotFoundError, OrderingError, Shar
 from sharechain.node.client import NodeClient, raise_for_reply
 from sharechain.storage.blobs import BlobStore
 
-__all__ = ["RESUMES", "UPLOAD_CHUNK", "Progress", "download_blob", "install", "upload_blob"]
+__all__ = [
+    "RESUMES",
+    "UPLOAD_CHUNK",
+    "Progress",
+    "StreamingUpload",
+    "download_blob",
+    "install",
+    "upload_blob",
+]
 
 UPLOAD_CHUNK: Final = 16 << 20
 """Bytes per `PUT /v1/blobs` request."""
@@ -84,6 +94,95 @@ def upload_blob(
     finally:
         os.close(fd)
     raise OrderingError(f"uploading blob {digest.hex()} to {client.base_url} made no progress")
+
+
+class StreamingUpload:
+    """Send bytes to a node while they are produced: the digest is named at the end.
+
+    `write` (from the producer) collects chunks for a sender thread, which puts
+    each with `PUT /v1/uploads/{id}?offset=` (signed, with its Content-Digest);
+    `finish(digest)` sends the rest and names the blob, which the node installs
+    only if the bytes hash to it. At most `depth` chunks wait in memory: a slow
+    node slows the producer. A failure of the sender is raised by the next
+    `write` or by `finish`; nothing is kept on the node then.
+    """
+
+    def __init__(self, client: NodeClient, *, chunk: int = UPLOAD_CHUNK, depth: int = 2) -> None:
+        self.client = client
+        self.chunk = chunk
+        self.id = os.urandom(16).hex()
+        self._buffer = bytearray()
+        self._queue: queue.Queue[tuple[bytes, bytes | None] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._stored = False
+        self._offset = 0
+        self._thread = threading.Thread(target=self._send_all, name="stream-upload", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._error is not None:
+            raise self._error
+        self._buffer += data
+        while len(self._buffer) >= self.chunk:
+            self._put((bytes(self._buffer[: self.chunk]), None))
+            del self._buffer[: self.chunk]
+        return len(data)
+
+    def _put(self, item: tuple[bytes, bytes | None] | None) -> None:
+        while self._error is None:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise self._error
+
+    def finish(self, digest: bytes) -> None:
+        """Send what is left, name the blob `digest`; raise unless the node stored it."""
+        self._put((bytes(self._buffer), digest))
+        self._buffer = bytearray()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if not self._stored:
+            raise OrderingError(f"{self.client.base_url} did not store the streamed blob")
+
+    def abort(self) -> None:
+        """Stop sending (the producer failed); the node drops the partial upload later."""
+        if self._thread.is_alive():
+            self._error = self._error or OrderingError("upload aborted")
+            self._thread.join()
+
+    def _send_all(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    if self._error is not None:
+                        return
+                    continue
+                if item is None:
+                    return
+                data, digest = item
+                params: dict[str, str | int] = {"offset": self._offset, "final": "false"}
+                if digest is not None:
+                    params |= {"final": "true", "digest": digest.hex()}
+                reply = self.client.http.put(
+                    f"/v1/uploads/{self.id}",
+                    params=params,
+                    content=data,
+                    headers={"content-type": "application/octet-stream"},
+                )
+                if reply.status_code == 422:
+                    raise IntegrityError(f"{self.client.base_url}: {reply.json()['detail']}")
+                raise_for_reply(reply)
+                self._offset += len(data)
+                if digest is not None:
+                    self._stored = bool(reply.json()["stored"])
+                    return
+        except BaseException as exc:  # handed to the producer, which raises it
+            self._error = exc
 
 
 def _hash_existing(f: BinaryIO) -> tuple[Any, int]:

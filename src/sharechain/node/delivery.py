@@ -51,7 +51,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -71,7 +71,7 @@ from sharechain.node.shredding import (
     shred_here,
     shred_if_purged,
 )
-from sharechain.node.uploads import receive_chunk
+from sharechain.node.uploads import receive_chunk, receive_streamed
 from sharechain.node.vault import KINDS, Vault
 from sharechain.storage.blobs import BlobStore, parse_digest
 
@@ -86,6 +86,7 @@ RELEASE_TIMEOUT: Final = 30.0
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _Digest = Annotated[str, PathParam(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")]
 _Id = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]
+_Upload = Annotated[str, PathParam(min_length=16, max_length=64, pattern="^[0-9a-f]+$")]
 
 router = APIRouter(tags=["data plane"])
 
@@ -284,6 +285,36 @@ async def put_blob(
     if store.has(raw):
         return JSONResponse({"digest": digest, "stored": True, "size": store.size(raw)})
     reply = await receive_chunk(store, raw, offset, body, final)
+    return JSONResponse(reply.body, status_code=reply.status)
+
+
+@router.put("/v1/uploads/{upload}", response_model=None)
+async def put_streamed(
+    upload: _Upload,
+    request: Request,
+    who: Auth,
+    node: NodeDep,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    final: bool = False,
+    digest: Annotated[str | None, Query(min_length=64, max_length=64)] = None,
+) -> JSONResponse:
+    """Receive a blob while its owner's tools still seal it; the final chunk names its digest.
+
+    Only from this node's own organisation (replicas name their digest up front).
+    """
+    if who.org != node.org:
+        raise AccessDeniedError(
+            f"only {node.org} streams uploads to its own node; {who.org} sends a replica "
+            "with PUT /v1/blobs/{digest}"
+        )
+    raw = None if digest is None else bytes.fromhex(parse_digest(digest))
+    body = await request.body()  # already read (and digest-checked) by the signature check
+    if len(body) > MAX_UPLOAD_CHUNK:
+        return JSONResponse(
+            {"error": "too_large", "detail": f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"},
+            status_code=413,
+        )
+    reply = await receive_streamed(_blobs(node), upload, raw, offset, body, final)
     return JSONResponse(reply.body, status_code=reply.status)
 
 

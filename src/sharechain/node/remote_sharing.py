@@ -5,12 +5,14 @@ own tools do here with its keys and signed clients of the nodes
 (`NodeClient`), each node keeping its own blob store and vault
 (`sharechain.node.delivery` serves them):
 
-- `publish_remote`: seal the file locally under a fresh data key, deposit
-  the key material (the owner's own key in its own node's vault; the
-  custodians' keys or shares, each wrapped by the owner to the custodian's
-  vault slot, in their nodes), upload the sealed blob to the owner's node,
+- `publish_remote`: seal the file locally under a fresh data key while
+  streaming the sealed bytes to the owner's node (`PUT /v1/uploads/{id}`,
+  the last chunk names the digest), deposit the key material (the owner's
+  own key in its own node's vault; the custodians' keys or shares, each
+  wrapped by the owner to the custodian's vault slot, in their nodes),
   register the dataset with its first key epoch, then copy the blob to the
-  custodians' nodes so the grantee can fetch while the owner is offline.
+  custodians' nodes (every other node fetches its replica by itself) so the
+  grantee can fetch while the owner is offline.
 - `fetch_remote`: ask the custodians' nodes to release (each checks the
   grant on its own chain and records the release there), check every wrap
   against the release transaction on the grantee's own node, rebuild the
@@ -30,13 +32,14 @@ offline: a threshold fetch asks the next holder, a download the next node.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final, cast
 
 import httpx
 
@@ -44,7 +47,7 @@ from sharechain.contracts.epochs import EPOCH, KeyEpoch
 from sharechain.contracts.grants import KEY_RELEASE
 from sharechain.crypto.hpke import unwrap_key
 from sharechain.crypto.keyfile import OrgKeys
-from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE, StreamDigests
+from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE, StreamDigests, encrypt_stream
 from sharechain.errors import (
     AccessDeniedError,
     ConfigError,
@@ -57,7 +60,13 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.node import sealing
-from sharechain.node.blob_transfer import UPLOAD_CHUNK, Progress, download_blob, upload_blob
+from sharechain.node.blob_transfer import (
+    UPLOAD_CHUNK,
+    Progress,
+    StreamingUpload,
+    download_blob,
+    upload_blob,
+)
 from sharechain.node.client import NodeClient, raise_for_reply
 from sharechain.node.custody import (
     KeyRelease,
@@ -235,6 +244,70 @@ def _workdir() -> Iterator[Path]:
         yield Path(tmp)
 
 
+class _Tee(io.RawIOBase):
+    """Where the sealed stream goes while sealing: the upload, and a local copy if wanted."""
+
+    def __init__(self, upload: StreamingUpload, copy: BinaryIO | None) -> None:
+        self.upload = upload
+        self.copy = copy
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.copy is not None:
+            self.copy.write(data)
+        return self.upload.write(data)
+
+
+class _Counting(io.RawIOBase):
+    """The plaintext being sealed, reporting each read to a progress bar."""
+
+    def __init__(self, inner: io.FileIO, progress: Progress | None) -> None:
+        self.inner = inner
+        self.progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        got = self.inner.readinto(buffer)
+        if got and self.progress is not None:
+            self.progress(got)
+        return got or 0
+
+
+def _seal_uploading(
+    client: NodeClient,
+    key: bytes,
+    source: Path,
+    segment_size: int,
+    rng: Callable[[int], bytes],
+    progress: Progress | None,
+    keep: Path | None,
+) -> StreamDigests:
+    """Seal `source` (epoch 1) and stream it to the owner's node while sealing.
+
+    The sealed bytes are sent as they are produced (`StreamingUpload`), so the upload
+    overlaps the sealing instead of following it; the node installs the blob once the
+    last chunk names its digest and the bytes match. `keep` receives a local copy
+    (for the custodians' replicas), None when no other node needs one pushed.
+    """
+    upload = StreamingUpload(client)
+    try:
+        with contextlib.ExitStack() as stack:
+            raw = stack.enter_context(source.open("rb", buffering=0))
+            copy = stack.enter_context(keep.open("wb")) if keep is not None else None
+            src = cast(BinaryIO, _Counting(raw, progress))
+            dst = cast(BinaryIO, _Tee(upload, copy))
+            digests = encrypt_stream(key, src, dst, epoch=1, segment_size=segment_size, rng=rng)
+        upload.finish(digests.ciphertext_sha256)
+    except BaseException:
+        upload.abort()
+        raise
+    return digests
+
+
 def publish_remote(
     client: NodeClient,
     keys: OrgKeys,
@@ -267,9 +340,16 @@ def publish_remote(
     key = rng(KEY_SIZE)
     with _workdir() as work:
         store = BlobStore(work / "blobs")
-        inline, digests = sealing.seal_source(
-            store, key, source, 1, segment_size, rng, progress, inline_limit
-        )
+        streamed = source.stat().st_size > inline_limit
+        blob = work / "sealed"
+        if streamed:  # sealed and uploaded to the owner's node at once
+            keep = blob if any(h != owner for h in holders_) else None
+            inline, digests = b"", _seal_uploading(client, key, source, segment_size, rng,
+                                                   progress, keep)  # fmt: skip
+        else:
+            inline, digests = sealing.seal_source(
+                store, key, source, 1, segment_size, rng, progress, inline_limit
+            )
         register = register_payload(
             digests,
             title=title,
@@ -288,9 +368,6 @@ def publish_remote(
         )
         ep = sign_transaction(keys.signing, EPOCH, owner, body, now=now, rng=rng)
         _deposit(client, peers, orgs, ds, 1, key, holders_, t, rng)
-        blob = store.path(digests.ciphertext_sha256)
-        if not inline:
-            upload_blob(client, digests.ciphertext_sha256, blob)
         _submit(client, [reg, ep])
         if not inline:
             _replicate(peers, holders_, owner, ep.id, digests.ciphertext_sha256, blob)

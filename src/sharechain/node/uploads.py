@@ -24,6 +24,12 @@ hashed its next chunk while the server sat idle. Now:
 - a node restarted in the middle of an upload has no session: the next chunk
   rebuilds it from the part file (hashing what is there once), so an upload
   still resumes where it stopped (409 says where).
+
+Streamed uploads (`PUT /v1/uploads/{id}?offset=&final=&digest=`) use the same
+sessions for an owner's tools that send the sealed payload while sealing it,
+before its digest is known: the final chunk names the digest, checked the
+same way. Only the node's own organisation may stream (replicas name their
+digest).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from fastapi.concurrency import run_in_threadpool
 from sharechain.node.blob_transfer import install
 from sharechain.storage.blobs import BlobStore
 
-__all__ = ["FLUSH_EVERY", "Reply", "part_path", "receive_chunk"]
+__all__ = ["FLUSH_EVERY", "Reply", "part_path", "receive_chunk", "receive_streamed"]
 
 FLUSH_EVERY: Final = 64 << 20
 """Bytes written between background flushes of a part file."""
@@ -67,10 +73,11 @@ class Reply:
 class _Session:
     """One blob being received: its part file, running hash and writer thread."""
 
-    def __init__(self, store: BlobStore, digest: bytes) -> None:
+    def __init__(self, store: BlobStore, name: str) -> None:
         self.store = store
-        self.digest = digest
-        self.part = part_path(store, digest)
+        self.name = name
+        """The blob's digest in hex, or `id-<upload id>` for a streamed upload."""
+        self.part = store.root / ".incoming" / f"upload-{name}.part"
         self.lock = asyncio.Lock()
         self.file: Any = None
         self.hash: Any = hashlib.sha256()
@@ -104,17 +111,20 @@ class _Session:
             self.flushed = self.written
             self.flushing = self.flusher.submit(os.fdatasync, self.file.fileno())
 
-    def finish(self) -> bool:
-        """Flush, compare with the name, install or discard; True when installed."""
+    def finish(self, digest: bytes) -> bool:
+        """Flush, compare with `digest`, install under it or discard; True when installed."""
         self.file.flush()
         if self.flushing is not None:
             self.flushing.result()
         os.fsync(self.file.fileno())
         self.file.close()
-        if self.hash.digest() != self.digest:
+        if self.hash.digest() != digest:
             self.part.unlink(missing_ok=True)
             return False
-        install(self.store, self.part, self.digest)
+        if self.store.has(digest):  # arrived by another road meanwhile: same bytes
+            self.part.unlink(missing_ok=True)
+        else:
+            install(self.store, self.part, digest)
         return True
 
     def close(self, *, discard: bool) -> None:
@@ -126,8 +136,8 @@ class _Session:
         self.flusher.shutdown(wait=False)
 
 
-def _session(store: BlobStore, digest: bytes) -> tuple[_Session, bool]:
-    key = str(store.root / digest.hex())
+def _session(store: BlobStore, name: str) -> tuple[_Session, bool]:
+    key = str(store.root / name)
     now = time.monotonic()
     with _sessions_guard:
         found = _sessions.get(key)
@@ -137,14 +147,14 @@ def _session(store: BlobStore, digest: bytes) -> tuple[_Session, bool]:
         for k, old in list(_sessions.items()):
             if now - old.used > IDLE and not old.lock.locked():
                 del _sessions[k]
-                old.close(discard=False)
-        session = _sessions[key] = _Session(store, digest)
+                old.close(discard=old.name.startswith("id-"))  # a streamed one cannot resume
+        session = _sessions[key] = _Session(store, name)
         return session, True
 
 
 def _end(session: _Session, *, discard: bool) -> None:
     with _sessions_guard:
-        _sessions.pop(str(session.store.root / session.digest.hex()), None)
+        _sessions.pop(str(session.store.root / session.name), None)
     session.close(discard=discard)
 
 
@@ -152,8 +162,28 @@ async def receive_chunk(
     store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
 ) -> Reply:
     """Accept one chunk of the blob `digest` at `offset` (see the module docstring)."""
-    name = digest.hex()
-    session, new = _session(store, digest)
+    return await _receive(store, digest.hex(), digest, offset, body, final)
+
+
+async def receive_streamed(
+    store: BlobStore, upload: str, digest: bytes | None, offset: int, body: bytes, final: bool
+) -> Reply:
+    """Accept one chunk of the streamed upload `upload`; the final one names the digest.
+
+    For an owner's tools that upload while they seal (the digest is known only at
+    the end). The bytes are checked against `digest` just the same; a streamed
+    upload cannot be resumed by another process (its id is random): start afresh.
+    """
+    if final and digest is None:
+        return Reply(400, {"error": "bad_request", "detail": "the final chunk names the digest"})
+    return await _receive(store, f"id-{upload}", digest, offset, body, final)
+
+
+async def _receive(
+    store: BlobStore, session_name: str, digest: bytes | None, offset: int, body: bytes, final: bool
+) -> Reply:
+    session, new = _session(store, session_name)
+    name = digest.hex() if digest is not None else session_name
     async with session.lock:
         if new or session.file is None:
             await run_in_threadpool(session.open)
@@ -187,7 +217,8 @@ async def receive_chunk(
         try:
             await asyncio.wrap_future(session.pending)
             session.pending = None
-            kept = await run_in_threadpool(session.finish)
+            assert digest is not None  # named by the route, or required with final
+            kept = await run_in_threadpool(session.finish, digest)
         except OSError as exc:
             _end(session, discard=True)
             return Reply(
@@ -207,7 +238,7 @@ async def receive_chunk(
                     "upload again from offset 0",
                 },
             )
-        return Reply(200, {"digest": name, "stored": True, "size": store.size(digest)})
+        return Reply(200, {"digest": digest.hex(), "stored": True, "size": store.size(digest)})
 
 
 def part_path(store: BlobStore, digest: bytes) -> Path:
