@@ -55,6 +55,8 @@ FLUSH_EVERY: Final = 64 << 20
 """Bytes written between background flushes of a part file."""
 IDLE: Final = 600.0
 """Seconds after which an abandoned session is closed (its part file stays for resuming)."""
+MAX_SESSIONS: Final = 64
+"""Open sessions per process; beyond, the least recently used idle ones are closed."""
 
 _sessions: dict[str, _Session] = {}
 _sessions_guard = threading.Lock()
@@ -144,9 +146,12 @@ def _session(store: BlobStore, name: str) -> tuple[_Session, bool]:
         if found is not None:
             found.used = now
             return found, False
-        for k, old in list(_sessions.items()):
-            if now - old.used > IDLE and not old.lock.locked():
+        by_age = sorted(_sessions.items(), key=lambda kv: kv[1].used)
+        excess = len(by_age) - MAX_SESSIONS + 1
+        for k, old in by_age:
+            if (now - old.used > IDLE or excess > 0) and not old.lock.locked():
                 del _sessions[k]
+                excess -= 1
                 old.close(discard=old.name.startswith("id-"))  # a streamed one cannot resume
         session = _sessions[key] = _Session(store, name)
         return session, True
