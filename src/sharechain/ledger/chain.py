@@ -427,21 +427,26 @@ class Ledger:
         self, block: Block, execution: Execution | None = None, data: bytes | None = None
     ) -> None:
         """Validate (unless the caller built the block) and commit atomically."""
+        # One pause over both; the collector runs after `_commit` returned and
+        # freed the execution, so it has little left to walk.
+        with _collector_paused():
+            self._commit(block, execution, data)
+
+    def _commit(self, block: Block, execution: Execution | None, data: bytes | None) -> None:
         ex = execution if execution is not None else self.validate_block(block)
         head = self.store.head()
         prev_root = GENESIS_PREV_HASH if head is None else head.state_root
-        with _collector_paused():
-            self.store.commit_block(
-                height=block.height,
-                block_hash=block.hash(),
-                state_root=next_state_root(prev_root, block.header.state_delta_hash),
-                timestamp=block.header.timestamp,
-                data=data if data is not None else encode_block(block),
-                txs=ex.tx_rows,
-                writes=ex.writes,
-                history=ex.history,
-            )
-            self._recent.advance(block.height, ex.after)
+        self.store.commit_block(
+            height=block.height,
+            block_hash=block.hash(),
+            state_root=next_state_root(prev_root, block.header.state_delta_hash),
+            timestamp=block.header.timestamp,
+            data=data if data is not None else encode_block(block),
+            txs=ex.tx_rows,
+            writes=ex.writes,
+            history=ex.history,
+        )
+        self._recent.advance(block.height, ex.after)
 
 
 def _validate_genesis(store: Store, registry: ContractRegistry, block: Block) -> Execution:

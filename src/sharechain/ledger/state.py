@@ -141,7 +141,10 @@ class BlockState(StateReader):
     def encoded_writes(self) -> dict[str, bytes | None]:
         if CHECK_READS:
             self._check_reads()
-        return {k: None if v is _DELETED else encode(v) for k, v in self.writes.items()}
+        # In key order: the delta hash and the store sort them again, and an
+        # already sorted list sorts in one pass.
+        writes = self.writes
+        return {k: None if (v := writes[k]) is _DELETED else encode(v) for k in sorted(writes)}
 
     def _check_reads(self) -> None:
         for key, value in self._read.items():
