@@ -156,16 +156,18 @@ class BlockState(StateReader):
 class TxState:
     """One transaction's view: its own writes over the block's."""
 
+    __slots__ = ("_block", "touched", "writes")
+
     def __init__(self, block: BlockState) -> None:
         self._block = block
         self.writes: dict[str, Any] = {}
         self.touched: list[str] = []
 
     def get(self, key: str) -> Any | None:
-        if key in self.writes:
-            v = self.writes[key]
-            return None if v is _DELETED else v
-        return self._block.get(key)
+        v = self.writes.get(key, _ABSENT)
+        if v is _ABSENT:
+            return self._block.get(key)
+        return None if v is _DELETED else v
 
     def put(self, key: str, value: Any) -> None:
         if value is None:

@@ -111,13 +111,6 @@ def sign_transaction(
     return SignedTransaction(tx, body, signer.key_id, signature, raw, hashlib.sha256(raw).digest())
 
 
-def _str(body: Mapping[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise EncodingError(f"transaction field {name!r} must be a non-empty text string")
-    return value
-
-
 _BODY_KEYS = frozenset({"type", "sender", "nonce", "created_at", "payload"})
 _KEY_ID_HEAD = b"\x58\x20"  # bstr(32)
 _SIGNATURE_HEAD = b"\x58\x40"  # bstr(64)
@@ -183,12 +176,17 @@ def decode_transaction(raw: bytes) -> SignedTransaction:
         raise EncodingError(
             "transaction body must be a map of type, sender, nonce, created_at, payload"
         )
+    kind, sender = body["type"], body["sender"]
     nonce, created_at, payload = body["nonce"], body["created_at"], body["payload"]
+    if not isinstance(kind, str) or not kind:
+        raise EncodingError("transaction field 'type' must be a non-empty text string")
+    if not isinstance(sender, str) or not sender:
+        raise EncodingError("transaction field 'sender' must be a non-empty text string")
     if not isinstance(nonce, bytes) or len(nonce) != NONCE_SIZE:
         raise EncodingError(f"transaction nonce must be {NONCE_SIZE} bytes")
     if not isinstance(created_at, int) or isinstance(created_at, bool) or created_at < 0:
         raise EncodingError("transaction created_at must be a non-negative integer")
     if not isinstance(payload, dict):
         raise EncodingError("transaction payload must be a map")
-    tx = Transaction(_str(body, "type"), _str(body, "sender"), nonce, created_at, payload)
+    tx = Transaction(kind, sender, nonce, created_at, payload)
     return SignedTransaction(tx, body_bytes, key_id, signature, raw, hashlib.sha256(raw).digest())
