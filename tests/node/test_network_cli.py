@@ -44,6 +44,10 @@ def test_network_up_status_down_keeps_the_chain(tmp_path: Path) -> None:
         rows = json.loads(status.stdout)["nodes"]
         assert all(r["ready"] for r in rows)
         assert {r["attestations"] for r in rows} == {"ok"}
+        idle = {"fetching": 0, "failed": 0, "fetched": 0, "shredded": 0}
+        assert all(r["data_plane"] == idle for r in rows)  # nothing to fetch or shred yet
+        table = _cli("network", "status", "--dir", str(base))
+        assert "blobs" in table.stdout and "shredded" in table.stdout
     finally:
         down = _cli("network", "down", "--dir", str(base))
     assert down.returncode == 0, down.stderr

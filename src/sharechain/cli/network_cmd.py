@@ -159,6 +159,7 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
                 attestations="ok" if att["ok"] else "CONFLICT",
                 halted=st["halted"],
                 problem=st["problem"],
+                data_plane=_data_plane(st.get("data_plane")),
             )
         except (SharechainError, OSError) as exc:
             row.update(height=None, ready=False, error=str(exc)[:200])
@@ -184,9 +185,11 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
         emit_json({"state": net["state"], "nodes": rows, "etcd": etcd_rows})
         return
     table = Table(title=f"network {net['dir']} ({net['ordering']}, {net['state']})")
-    for col in ("organisation", "height", "ready", "head", "state root", "attestations"):
+    columns = ("organisation", "height", "ready", "head", "state root", "attestations", "blobs")
+    for col in columns:
         table.add_column(col)
     for r in rows:
+        dp = r.get("data_plane") or {}
         table.add_row(
             r["org"],
             str(r.get("height")),
@@ -194,11 +197,30 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
             r.get("head", ""),
             r.get("state_root", ""),
             r.get("attestations", r.get("error", "")),
+            (
+                f"{dp['fetching']} fetching, {dp['failed']} failed, {dp['fetched']} fetched, "
+                f"{dp['shredded']} shredded"
+                if dp
+                else ""
+            ),
         )
     console.print(table)
     for e in etcd_rows:
         health = "leader" if e["leader"] else ("up" if e["reachable"] else f"DOWN {e['error']}")
         console.print(f"etcd {e['endpoint']}: {health}")
+
+
+def _data_plane(body: Any) -> dict[str, int] | None:
+    """The node's own data-plane upkeep in brief (None from a node that has none)."""
+    if not isinstance(body, dict):
+        return None
+    fetch = body.get("blob_fetch", {})
+    return {
+        "fetching": int(fetch.get("queued", 0)) + int(fetch.get("fetching", 0)),
+        "failed": int(fetch.get("failed", 0)),
+        "fetched": int(fetch.get("done", 0)),
+        "shredded": len(body.get("shredded", [])),
+    }
 
 
 @network_app.command("down")
