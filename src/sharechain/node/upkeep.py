@@ -38,6 +38,7 @@ from prometheus_client import Counter, Gauge
 
 from sharechain.contracts.datasets import PURGE
 from sharechain.contracts.epochs import EPOCH, KeyEpoch, epoch_from_value, epoch_prefix
+from sharechain.errors import SharechainError
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
@@ -185,7 +186,10 @@ class Upkeep:
                     continue
                 head = node.ledger.height
                 for height in range(self.followed + 1, head + 1):
-                    self._look_at(height)
+                    try:
+                        self._look_at(height)
+                    except (SharechainError, OSError):  # one bad block must not stop the rest
+                        log.exception("%s: the upkeep could not act on block %d", node.org, height)
                     self.followed = height
         except Exception:  # the loop must not die silently; a restart reconciles
             if not node.stop_event.is_set():

@@ -190,9 +190,9 @@ async def _receive(
     session, new = _session(store, session_name)
     name = digest.hex() if digest is not None else session_name
     async with session.lock:
-        if new or session.file is None:
-            await run_in_threadpool(session.open)
         try:
+            if new or session.file is None:
+                await run_in_threadpool(session.open)
             if session.pending is not None:  # the previous chunk: written, or its error
                 await asyncio.wrap_future(session.pending)
                 session.pending = None
