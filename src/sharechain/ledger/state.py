@@ -75,7 +75,7 @@ class RecentValues:
     shadowed. At most `limit` keys, the oldest dropped first.
     """
 
-    def __init__(self, limit: int = 16384) -> None:
+    def __init__(self, limit: int = 8192) -> None:
         self.height = -1
         """The height these values are as of (-1: none yet)."""
         self._values: dict[str, Any] = {}
