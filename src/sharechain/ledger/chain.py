@@ -127,9 +127,9 @@ def _collector_paused() -> Iterator[None]:
 
     A block allocates a few hundred thousand containers that live until it
     commits; the collector would run hundreds of times meanwhile and walk
-    them again each time (about a tenth of the CPU per transaction). Nothing
-    here makes reference cycles, so reference counting frees it all the same;
-    the collector resumes afterwards (and stays off if it was off).
+    them again each time (about a tenth of the CPU per transaction).
+    Reference counting still frees what the block drops; any cycle waits for
+    the collector, which resumes afterwards (and stays off if it was off).
     """
     if not gc.isenabled():
         yield
