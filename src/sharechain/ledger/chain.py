@@ -425,14 +425,17 @@ class Ledger:
 
     def commit(
         self, block: Block, execution: Execution | None = None, data: bytes | None = None
-    ) -> None:
-        """Validate (unless the caller built the block) and commit atomically."""
-        # One pause over both; the collector runs after `_commit` returned and
-        # freed the execution, so it has little left to walk.
-        with _collector_paused():
-            self._commit(block, execution, data)
+    ) -> Execution:
+        """Validate (unless the caller built the block) and commit atomically.
 
-    def _commit(self, block: Block, execution: Execution | None, data: bytes | None) -> None:
+        Returns the execution committed. Validating here rather than calling
+        `validate_block` first keeps validation and commit under one pause of the
+        garbage collector, which then runs once the execution's objects are freed.
+        """
+        with _collector_paused():
+            return self._commit(block, execution, data)
+
+    def _commit(self, block: Block, execution: Execution | None, data: bytes | None) -> Execution:
         ex = execution if execution is not None else self.validate_block(block)
         head = self.store.head()
         prev_root = GENESIS_PREV_HASH if head is None else head.state_root
@@ -447,6 +450,7 @@ class Ledger:
             history=ex.history,
         )
         self._recent.advance(block.height, ex.after)
+        return ex
 
 
 def _validate_genesis(store: Store, registry: ContractRegistry, block: Block) -> Execution:

@@ -396,8 +396,7 @@ class Node:
         if self.halted is not None:
             raise ChainError(f"not committing: {self.halted}", block.height)
         started = time.perf_counter()
-        ex = execution if execution is not None else self.ledger.validate_block(block)
-        self.ledger.commit(block, ex, data)
+        ex = self.ledger.commit(block, execution, data)
         self._forget_organisations(ex.writes)
         self.metrics.block_commit_seconds.observe(time.perf_counter() - started)
         head = self.store.head()
