@@ -294,14 +294,6 @@ def download_blob(
     raise (altered or errors or [NotFoundError(f"no node to download {digest.hex()} from")])[0]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def install(store: BlobStore, part: Path, digest: bytes) -> None:
     """Make the checked file `part` the blob `digest` of `store`: durable, then renamed.
 
@@ -310,10 +302,4 @@ def install(store: BlobStore, part: Path, digest: bytes) -> None:
     """
     with part.open("rb") as f:
         os.fsync(f.fileno())
-    final = store.path(digest)
-    created = not final.parent.exists()
-    final.parent.mkdir(exist_ok=True)
-    os.replace(part, final)
-    _fsync_dir(final.parent)
-    if created:
-        _fsync_dir(store.root)
+    store.adopt(part, digest)

@@ -162,14 +162,6 @@ def _flushing(out: DirectWriter) -> Iterator[BinaryIO]:
         writer.stop()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _incoming(store: BlobStore, expected_size: int) -> Iterator[tuple[Path, DirectWriter]]:
     """A fresh `.incoming` file of the store; removed unless the caller adopted it.
@@ -188,13 +180,7 @@ def _adopt(store: BlobStore, tmp: Path, out: DirectWriter, digest: bytes) -> Non
     """Make the sealed file `tmp` the blob named `digest`: durable, then atomic rename."""
     out.finish()
     os.fsync(out.fileno())
-    final = store.path(digest)
-    new_shard = not final.parent.exists()
-    final.parent.mkdir(exist_ok=True)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-    if new_shard:
-        _fsync_dir(store.root)
+    store.adopt(tmp, digest)
 
 
 def seal_bytes(

@@ -128,17 +128,27 @@ class BlobStore:
                     _write_all(out, view[:got])
                 os.fsync(out.fileno())
             name = digest.hexdigest()
-            final = self.path(name)
-            created_shard = not final.parent.exists()
-            final.parent.mkdir(exist_ok=True)
-            os.replace(fd_path, final)
+            self.adopt(fd_path, name)
         except BaseException:
             fd_path.unlink(missing_ok=True)
             raise
+        return name
+
+    def adopt(self, part: Path, digest: str | bytes) -> None:
+        """Make `part`, already durable (fsynced) and hashing to `digest`, that blob.
+
+        An atomic rename into the shard directory, which is then flushed (and the
+        root, when the shard is new): a crash leaves the whole blob under its name or
+        nothing there. Writers that hash while they write (sealing, uploads, peer
+        downloads) write to `.incoming` and end here.
+        """
+        final = self.path(digest)
+        created_shard = not final.parent.exists()
+        final.parent.mkdir(exist_ok=True)
+        os.replace(part, final)
         _fsync_dir(final.parent)
         if created_shard:
             _fsync_dir(self.root)
-        return name
 
     def put_bytes(self, data: bytes) -> BlobDigest:
         """Store ``data``; returns its digest."""
