@@ -260,23 +260,6 @@ class _Tee(io.RawIOBase):
         return self.upload.write(data)
 
 
-class _Counting(io.RawIOBase):
-    """The plaintext being sealed, reporting each read to a progress bar."""
-
-    def __init__(self, inner: io.FileIO, progress: Progress | None) -> None:
-        self.inner = inner
-        self.progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        got = self.inner.readinto(buffer)
-        if got and self.progress is not None:
-            self.progress(got)
-        return got or 0
-
-
 def _seal_uploading(
     client: NodeClient,
     key: bytes,
@@ -298,7 +281,7 @@ def _seal_uploading(
         with contextlib.ExitStack() as stack:
             raw = stack.enter_context(source.open("rb", buffering=0))
             copy = stack.enter_context(keep.open("wb")) if keep is not None else None
-            src = cast(BinaryIO, _Counting(raw, progress))
+            src = sealing.counting(cast(BinaryIO, raw), progress)
             dst = cast(BinaryIO, _Tee(upload, copy))
             digests = encrypt_stream(key, src, dst, epoch=1, segment_size=segment_size, rng=rng)
         upload.finish(digests.ciphertext_sha256)

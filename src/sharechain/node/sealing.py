@@ -42,7 +42,7 @@ from sharechain.storage.direct import DirectReader, DirectWriter
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
-__all__ = ["Source", "open_to_file", "reseal", "seal_bytes", "seal_file"]
+__all__ = ["Source", "counting", "open_to_file", "reseal", "seal_bytes", "seal_file"]
 
 Progress = Callable[[int], None]
 _PIPE_SIZE = 1 << 20
@@ -92,7 +92,8 @@ class _Counting(io.RawIOBase):
         return int(got)
 
 
-def _counting(inner: BinaryIO, progress: Progress | None) -> BinaryIO:
+def counting(inner: BinaryIO, progress: Progress | None) -> BinaryIO:
+    """`inner`, reporting each read's byte count to `progress` (when given)."""
     return cast(BinaryIO, _Counting(inner, progress))
 
 
@@ -222,7 +223,7 @@ def seal_file(
     """Seal `source` into the blob store; the blob's address is the ciphertext digest."""
     size = source.stat().st_size
     with source.open("rb", buffering=0) as raw, _incoming(store, size) as (tmp, out):
-        src = _counting(cast(BinaryIO, raw), progress)
+        src = counting(cast(BinaryIO, raw), progress)
         with _flushing(out) as dst:
             digests = encrypt_stream(key, src, dst, epoch=epoch, segment_size=segment_size, rng=rng)
         _adopt(store, tmp, out, digests.ciphertext_sha256)
@@ -254,7 +255,7 @@ def open_to_file(
         ):
             digests = decrypt_stream(
                 key,
-                _counting(sealed, progress),
+                counting(sealed, progress),
                 cast(BinaryIO, dst),
                 expected_epoch=epoch,
                 ciphertext_sha256=check is None,
@@ -294,7 +295,7 @@ def reseal(
             with source.open() as sealed, open(write_fd, "wb", buffering=0) as pipe:
                 decrypt_stream(
                     old_key,
-                    _counting(sealed, progress),
+                    counting(sealed, progress),
                     cast(BinaryIO, pipe),
                     expected_epoch=old_epoch,
                     digests=False,
