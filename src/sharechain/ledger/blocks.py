@@ -129,6 +129,11 @@ def _put_results(results: Sequence[TxResult], append: Callable[[bytes], None]) -
         append(_VALID_CBOR if r is VALID or r == VALID else encode([r.code, r.reason]))
 
 
+# Heads of a [key, value] pair with its key's text head, and of byte strings, by length.
+_PAIR_KEY_HEADS = tuple(b"\x82" + head(3, n) for n in range(0x100))
+_BYTES_HEADS = tuple(head(2, n) for n in range(0x100))
+
+
 def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) -> Hash:
     """`SHA-256(CBOR({"results": [[code, reason], ...], "writes": [[key, value|null], ...]}))`.
 
@@ -141,13 +146,14 @@ def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) 
     for key in sorted(writes):  # str order is code point order, that is UTF-8 byte order
         value = writes[key]
         k = key.encode()
-        append(b"\x82")
-        append(head(3, len(k)))
+        n = len(k)
+        append(_PAIR_KEY_HEADS[n] if n < 0x100 else b"\x82" + head(3, n))
         append(k)
         if value is None:
             append(b"\xf6")
         else:
-            append(head(2, len(value)))
+            n = len(value)
+            append(_BYTES_HEADS[n] if n < 0x100 else head(2, n))
             append(value)
     append(encode("results"))
     _put_results(results, append)

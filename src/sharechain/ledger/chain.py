@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +183,7 @@ def _execute(
     tx_rows: list[tuple[bytes, int, str, str, str]] = []
     seen: set[bytes] = set()
     handlers = registry.handlers
+    unindexed = registry.unindexed
     orgs: dict[str, _Sender | None] = {}
     for i, stx in enumerate(txs):
         if stx is None:
@@ -199,13 +200,12 @@ def _execute(
             sigs[i],
             stx.id in known or stx.id in seen,
             history,
+            unindexed,
         )
         seen.add(stx.id)
         results.append(result)
         tx_rows.append((stx.id, i, stx.tx.type, stx.tx.sender, result.code))
 
-    if registry.unindexed:
-        history = [h for h in history if not h[0].startswith(registry.unindexed)]
     writes = state.encoded_writes()
     return Execution(
         tuple(results),
@@ -275,7 +275,9 @@ def _check_and_apply(
     presig: Presigned,
     replayed: bool,
     history: list[tuple[str, int, bytes]],
+    unindexed: tuple[str, ...],
 ) -> TxResult:
+    """Admit and run one transaction; appends its history rows, less the `unindexed` keys."""
     refused = _admit(state, orgs, stx, presig, replayed)
     handler = handlers.get(stx.tx.type)
     if refused is None and (handler is None or stx.tx.type == GENESIS_TYPE):
@@ -283,20 +285,21 @@ def _check_and_apply(
     if refused is not None:
         # No contract ran, so nothing touched a key; file the refusal under the
         # sender it claims to be, so the organisation's audit trail shows it.
-        history.append((org_key(stx.tx.sender), ctx.index, stx.id))
-        return refused
-    tx_state = TxState(state)
-    try:
-        handler(tx_state, stx, ctx)
-    except Reject as rej:
-        history.extend((k, ctx.index, stx.id) for k in dict.fromkeys(tx_state.touched))
-        return TxResult(rej.code, rej.reason)
-    except (KeyError, TypeError, ValueError, EncodingError) as exc:
-        history.append((org_key(stx.tx.sender), ctx.index, stx.id))
-        return TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
+        keys: Iterable[str] = (org_key(stx.tx.sender),)
+    else:
+        tx_state = TxState(state)
+        try:
+            handler(tx_state, stx, ctx)
+        except Reject as rej:
+            keys, refused = dict.fromkeys(tx_state.touched), TxResult(rej.code, rej.reason)
+        except (KeyError, TypeError, ValueError, EncodingError) as exc:
+            keys = (org_key(stx.tx.sender),)
+            refused = TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
+        else:
+            keys = tx_state.commit()
     index, tx_id = ctx.index, stx.id
-    history.extend([(k, index, tx_id) for k in tx_state.commit()])
-    return VALID
+    history.extend([(k, index, tx_id) for k in keys if not k.startswith(unindexed)])
+    return VALID if refused is None else refused
 
 
 def _execute_genesis(

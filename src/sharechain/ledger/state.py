@@ -185,9 +185,10 @@ class TxState:
 
     def commit(self) -> list[str]:
         """Fold the writes into the block; returns the keys this transaction concerned."""
-        self._block.writes.update(self.writes)
-        keys = list(self.writes)
-        keys.extend(k for k in self.touched if k not in self.writes)
+        writes = self.writes
+        self._block.writes.update(writes)
+        keys = list(writes)
+        keys += [k for k in self.touched if k not in writes]
         return keys
 
 
