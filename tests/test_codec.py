@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sharechain import codec
 from sharechain.codec import decode, decode_trusted, encode
 from sharechain.errors import EncodingError
 
@@ -162,6 +163,17 @@ def test_fast_path_leaves_the_value_unchanged() -> None:
 )
 def test_values_outside_the_fast_path_still_encode_canonically(value: Any) -> None:
     assert encode(value) == cbor2.dumps(value, canonical=True)
+
+
+def test_remembered_texts_encode_the_same_and_stay_bounded() -> None:
+    texts = [f"text-{i}" for i in range(codec._MAX_TEXTS + 10)]
+    first = [encode({"k": [t]}) for t in texts]
+    assert first[0].hex() == "a1616b8166746578742d30"
+    assert [encode({"k": [t]}) for t in texts] == first  # now partly from the cache
+    assert len(codec._texts) <= codec._MAX_TEXTS
+    long = "\u00e9" * 200  # 400 bytes: a 2-byte length head, and not remembered
+    assert encode({"a": long}) == cbor2.dumps({"a": long}, canonical=True)
+    assert long not in codec._texts
 
 
 def test_cycles_raise_encoding_error() -> None:

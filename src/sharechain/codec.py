@@ -14,14 +14,16 @@ Fast path. cbor2's encoder costs several microseconds per map, twice that in
 canonical mode. For the values the ledger handles (maps with text keys,
 lists, text, bytes, integers below 2^64 in size, booleans, null) `encode`
 writes the CBOR itself: each map's keys in canonical order (remembered per
-key set) and every head in its shortest form, which is the whole of RFC 8949
-deterministic encoding for these types. Anything else (floats, other key
+key set; the encodings of short texts are remembered too) and every head in
+its shortest form, which is the whole of RFC 8949 deterministic encoding for
+these types. Anything else (floats, other key
 types, tags, sets, big integers, subclasses) goes through cbor2's canonical
 mode. `tests/test_codec.py` checks the two agree on random values.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import cbor2
@@ -35,6 +37,11 @@ class _NotPlain(Exception):
     """The value holds something only cbor2's canonical mode encodes."""
 
 
+_PACK16 = struct.Struct(">BH").pack
+_PACK32 = struct.Struct(">BI").pack
+_PACK64 = struct.Struct(">BQ").pack
+
+
 def _head(major: int, n: int) -> bytes:
     """A CBOR head: major type (already shifted) and argument, shortest form."""
     if n < 24:
@@ -42,10 +49,10 @@ def _head(major: int, n: int) -> bytes:
     if n < 0x100:
         return bytes((major | 24, n))
     if n < 0x10000:
-        return bytes((major | 25,)) + n.to_bytes(2, "big")
+        return _PACK16(major | 25, n)
     if n < 0x100000000:
-        return bytes((major | 26,)) + n.to_bytes(4, "big")
-    return bytes((major | 27,)) + n.to_bytes(8, "big")
+        return _PACK32(major | 26, n)
+    return _PACK64(major | 27, n)
 
 
 # Heads of arguments below 256, per major type: the common case is a lookup.
@@ -79,29 +86,54 @@ def _plan(keys: tuple[Any, ...]) -> tuple[tuple[bytes, str], ...]:
     return plan
 
 
+_texts: dict[str, bytes] = {}
+"""Short text -> its encoding. The records written repeat a few thousand texts
+block after block (ids, organisations, statuses, field values), so most are a lookup."""
+_MAX_TEXTS = 8192
+_MAX_TEXT_CACHED = 128
+
+
 def _text(value: str) -> bytes:
     b = value.encode()
     n = len(b)
     return (_TEXT[n] if n < 0x100 else _head(0x60, n)) + b
 
 
+def _new_text(value: str) -> bytes:
+    """`_text(value)`, remembered in `_texts` (forgotten all at once when full)."""
+    encoded = _text(value)
+    if len(value) <= _MAX_TEXT_CACHED:
+        if len(_texts) >= _MAX_TEXTS:
+            _texts.clear()
+        _texts[value] = encoded
+    return encoded
+
+
 def _write(value: Any, out: list[bytes]) -> None:
+    append = out.append
     kind = type(value)
     if kind is dict:
         n = len(value)
-        out.append(_MAP[n] if n < 0x100 else _head(0xA0, n))
+        append(_MAP[n] if n < 0x100 else _head(0xA0, n))
         keys = tuple(value)
         plan = _plans.get(keys)
         if plan is None:
             plan = _plan(keys)
         for key_bytes, key in plan:
-            out.append(key_bytes)
-            _item(value[key], out)
+            append(key_bytes)
+            item = value[key]
+            if type(item) is str:  # the most common item, inline
+                append(_texts.get(item) or _new_text(item))
+            else:
+                _item(item, out)
     elif kind is list or kind is tuple:
         n = len(value)
-        out.append(_ARRAY[n] if n < 0x100 else _head(0x80, n))
+        append(_ARRAY[n] if n < 0x100 else _head(0x80, n))
         for item in value:
-            _item(item, out)
+            if type(item) is str:
+                append(_texts.get(item) or _new_text(item))
+            else:
+                _item(item, out)
     else:
         _item(value, out)
 
@@ -110,10 +142,7 @@ def _item(value: Any, out: list[bytes]) -> None:
     # Scalars inline, containers through `_write`: most items of a record are scalars.
     kind = type(value)
     if kind is str:
-        b = value.encode()
-        n = len(b)
-        out.append(_TEXT[n] if n < 0x100 else _head(0x60, n))
-        out.append(b)
+        out.append(_texts.get(value) or _new_text(value))
     elif kind is int:
         if 0 <= value < 0x100:
             out.append(_UINT[value])
