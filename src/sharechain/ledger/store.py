@@ -9,7 +9,10 @@ One database file (WAL mode) holds:
   so provenance and audit trails are index lookups, not scans.
 
 A block and all its writes commit in one SQLite transaction, so a crash leaves
-the store at height h or h+1, never in between.
+the store at height h or h+1, never in between. A node with a backlog of
+blocks may commit several in one transaction (`Store.group`): a crash then
+leaves it at h or h+k, still never inside a block, and the COMMIT (with its
+WAL writes and fsync, the largest part of a commit's cost) is paid once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
@@ -154,6 +158,10 @@ class Store:
                 "damaged, restore it or re-sync the node from its peers"
             ) from exc
         self._lock = threading.RLock()
+        self._grouped = False
+        """True while `group` holds a transaction open (its thread holds `_lock`)."""
+        self._spoiled: BaseException | None = None
+        """Why a block of the open group failed half-written (the group must roll back)."""
 
     def close(self) -> None:
         with self._lock:
@@ -284,47 +292,110 @@ class Store:
         """
         with self._lock:
             db = self._db
+            if self._grouped:
+                # No savepoint per block: SQLite would copy every page the block
+                # changes into a sub-journal (it cost more than grouping saves).
+                # A refused height is refused before anything is written, so the
+                # group may go on; a block that failed half-written spoils it.
+                self._check_extends(height)
+                try:
+                    self._write_block(
+                        height, block_hash, state_root, timestamp, data, txs, writes, history
+                    )
+                except BaseException as exc:
+                    self._spoiled = exc
+                    raise
+                return
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT MAX(height) FROM blocks").fetchone()
-                expected = 0 if row[0] is None else row[0] + 1
-                if height != expected:
-                    raise ChainError(
-                        f"block {height} does not extend the stored chain (next is {expected})",
-                        height,
-                    )
-                db.execute(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
-                    (height, block_hash, state_root, timestamp, data),
+                self._check_extends(height)
+                self._write_block(
+                    height, block_hash, state_root, timestamp, data, txs, writes, history
                 )
-                # Rows go in key order: B-tree inserts then touch each page
-                # once per block instead of once per row (3x faster commits).
-                # OR IGNORE: a replayed transaction (code `replay`) has the id of
-                # one already indexed; the index keeps pointing at the original.
-                tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
-                tx_rows.sort(key=_first)  # ids are unique: no need to compare further
-                db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
-                keys = sorted(writes)
-                puts = [(k, writes[k]) for k in keys if writes[k] is not None]
-                dels = [(k,) for k in keys if writes[k] is None]
-                if puts:
-                    # An upsert rewrites the value in place; REPLACE would delete
-                    # the row and insert it again under a new rowid, touching
-                    # the key index twice.
-                    db.executemany(
-                        "INSERT INTO state (key, value) VALUES (?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                        puts,
-                    )
-                if dels:
-                    db.executemany("DELETE FROM state WHERE key=?", dels)
-                rows = [(k, height, i, t) for k, i, t in history]
-                rows.sort(key=_first)  # stable: a key's rows keep their block order
-                db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
-                db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            db.execute("COMMIT")
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Commit every block committed inside (by this thread) in one SQLite transaction.
+
+        The COMMIT comes when the `with` block ends, and nothing of the group
+        is kept if it raises. A block refused by `commit_block` for its height
+        (ChainError) wrote nothing: catch that error inside the group to keep
+        the blocks before it. Any other failure of `commit_block` rolls the
+        whole group back when it ends, and the group raises that failure
+        again even if it was caught. Other threads wait for the store's lock
+        until the group ends, so no reader sees a block before it is
+        durable. Groups do not nest.
+        """
+        with self._lock:
+            if self._grouped:
+                raise RuntimeError("Store.group() does not nest")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            self._grouped = True
+            try:
+                yield
+                if self._spoiled is not None:
+                    raise self._spoiled
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                self._grouped, self._spoiled = False, None
+
+    def _check_extends(self, height: int) -> None:
+        row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        expected = 0 if row[0] is None else row[0] + 1
+        if height != expected:
+            raise ChainError(
+                f"block {height} does not extend the stored chain (next is {expected})", height
+            )
+
+    def _write_block(
+        self,
+        height: int,
+        block_hash: bytes,
+        state_root: bytes,
+        timestamp: int,
+        data: bytes,
+        txs: Iterable[tuple[bytes, int, str, str, str]],
+        writes: Mapping[str, bytes | None],
+        history: Iterable[tuple[str, int, bytes]],
+    ) -> None:
+        db = self._db
+        db.execute(
+            "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+            (height, block_hash, state_root, timestamp, data),
+        )
+        # Rows go in key order: B-tree inserts then touch each page
+        # once per block instead of once per row (3x faster commits).
+        # OR IGNORE: a replayed transaction (code `replay`) has the id of
+        # one already indexed; the index keeps pointing at the original.
+        tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
+        tx_rows.sort(key=_first)  # ids are unique: no need to compare further
+        db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
+        keys = sorted(writes)
+        puts = [(k, writes[k]) for k in keys if writes[k] is not None]
+        dels = [(k,) for k in keys if writes[k] is None]
+        if puts:
+            # An upsert rewrites the value in place; REPLACE would delete
+            # the row and insert it again under a new rowid, touching
+            # the key index twice.
+            db.executemany(
+                "INSERT INTO state (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                puts,
+            )
+        if dels:
+            db.executemany("DELETE FROM state WHERE key=?", dels)
+        rows = [(k, height, i, t) for k, i, t in history]
+        rows.sort(key=_first)  # stable: a key's rows keep their block order
+        db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,14 +41,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from sharechain.errors import ChainError, EncodingError, OrderingError, SharechainError
-from sharechain.ledger.blocks import decode_block, encode_block
+from sharechain.ledger.blocks import Block, decode_block, encode_block
+from sharechain.ledger.chain import Execution
 from sharechain.node.attest import Attestation
 from sharechain.node.client import NodeClient
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
 
-__all__ = ["apply_remote", "catch_up_from_peers", "start_roles"]
+__all__ = ["apply_remote", "apply_remote_blocks", "catch_up_from_peers", "start_roles"]
 
 log = logging.getLogger("sharechain.node")
 
@@ -58,6 +61,11 @@ _ELECTION_PATIENCE = 3.0
 """Seconds the leader key may stay unreadable before batches with no leader fail."""
 _PAUSE_POLL = 0.05
 """Seconds between a paused watch's checks whether it must resume."""
+_GROUP_BLOCKS = 4
+"""At most this many blocks of a backlog commit in one store transaction..."""
+_GROUP_TXS = 2000
+"""...and a group takes no block once it holds this many transactions (receipts of
+its first block wait for the whole group)."""
 
 
 def start_roles(node: Node) -> None:
@@ -115,33 +123,77 @@ def apply_remote(node: Node, height: int, data: bytes) -> bool:
 
     A block at a height we hold with a different hash is a fork: the node halts.
     """
+    return apply_remote_blocks(node, [(height, data)]) == 1
+
+
+def apply_remote_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> int:
+    """Validate and commit consecutive blocks received from elsewhere; how many it committed.
+
+    Blocks we hold already are checked for a fork (the node halts on one) and
+    skipped. The rest are committed `_GROUP_BLOCKS` (or `_GROUP_TXS`
+    transactions) at a time, each group in one store transaction. An invalid
+    block halts the node after the blocks before it are committed.
+    """
+    committed = 0
     with node.commit_lock:
-        if node.halted is not None:
-            return False
-        head = node.ledger.height
-        if height <= head:
-            meta = node.store.block_meta(height)
+        group: list[tuple[Block, bytes, Execution | None]] = []
+        txs = 0
+        for height, data in blocks:
+            if node.halted is not None:
+                break
+            head = node.ledger.height + len(group)
+            if height <= head:
+                if not group:
+                    _check_held(node, height, data)
+                continue
+            if height != head + 1:
+                break
             try:
                 block = decode_block(data)
-            except EncodingError:
-                return False
-            if meta is not None and block.hash() != meta.hash:
-                node.halt(
-                    f"fork: the ordering service holds a different block at height {height} "
-                    "than this node committed"
-                )
-            return False
-        if height != head + 1:
-            return False
-        try:
-            block = decode_block(data)
-            if block.height != height:
-                raise ChainError(f"block stored at {height} says it is {block.height}", height)
-            node.commit(block, data)
-        except (EncodingError, ChainError) as exc:
-            node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
-            return False
-        return True
+                if block.height != height:
+                    raise ChainError(f"block stored at {height} says it is {block.height}", height)
+            except (EncodingError, ChainError) as exc:
+                committed += _commit_group(node, group)
+                group = []
+                if node.halted is None:
+                    _invalid(node, height, exc)
+                break
+            group.append((block, data, None))
+            txs += len(block.txs)
+            if len(group) >= _GROUP_BLOCKS or txs >= _GROUP_TXS:
+                committed += _commit_group(node, group)
+                group, txs = [], 0
+        committed += _commit_group(node, group)
+    return committed
+
+
+def _check_held(node: Node, height: int, data: bytes) -> None:
+    meta = node.store.block_meta(height)
+    try:
+        block = decode_block(data)
+    except EncodingError:
+        return
+    if meta is not None and block.hash() != meta.hash:
+        node.halt(
+            f"fork: the ordering service holds a different block at height {height} "
+            "than this node committed"
+        )
+
+
+def _commit_group(node: Node, group: list[tuple[Block, bytes, Execution | None]]) -> int:
+    """Commit a group (caller holds `commit_lock`); halts on an invalid block."""
+    if not group or node.halted is not None:
+        return 0
+    before = node.ledger.height
+    try:
+        node.commit_many(group)
+    except ChainError as exc:
+        _invalid(node, node.ledger.height + 1, exc)  # the blocks before it are committed
+    return node.ledger.height - before
+
+
+def _invalid(node: Node, height: int, exc: Exception) -> None:
+    node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
 
 
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
@@ -150,12 +202,10 @@ def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
         client = NodeClient(url, node.org, node.keys.signing, timeout=10.0)
         try:
             for _ in range(100_000):
-                blocks = client.sync_blocks(node.ledger.height + 1, limit=limit)
-                if not blocks:
+                start = node.ledger.height + 1
+                blocks = client.sync_blocks(start, limit=limit)
+                if not blocks or apply_remote_blocks(node, list(enumerate(blocks, start))) == 0:
                     break
-                for data in blocks:
-                    if not apply_remote(node, node.ledger.height + 1, data):
-                        break
         except (httpx.HTTPError, SharechainError) as exc:
             log.info("catch-up from %s skipped: %s", org, exc)
         finally:
@@ -425,6 +475,89 @@ class _Paused:
         return self.is_set()
 
 
+class _Backlog:
+    """The etcd watch, read ahead on a thread of its own.
+
+    The watcher then sees which blocks are already waiting when it is free to
+    commit, and commits them together (`apply_remote_blocks`) instead of one
+    transaction (and one fsync) each. The read-ahead is bounded by a small
+    queue. The watch ends when the node pauses or stops it, or on `close`.
+    """
+
+    def __init__(self, node: Node, etcd: EtcdLog, start: int, paused: _Paused) -> None:
+        self._paused = paused
+        self._closed = threading.Event()
+        self._items: queue.Queue[tuple[int, bytes] | _WatchEnd] = queue.Queue(
+            maxsize=2 * _GROUP_BLOCKS
+        )
+        self._end: _WatchEnd | None = None
+        threading.Thread(
+            target=self._run, args=(etcd, start), name=f"{node.org}-etcd-read", daemon=True
+        ).start()
+
+    def is_set(self) -> bool:
+        """The watch's stop flag (see `StopFlag`)."""
+        return self._closed.is_set() or self._paused.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._paused.wait(timeout)
+        return self.is_set()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def take(self, limit: int) -> list[tuple[int, bytes]] | None:
+        """The next block and up to `limit - 1` more already read; None once the watch ended.
+
+        Raises the OrderingError that ended the watch.
+        """
+        items: list[tuple[int, bytes]] = []
+        while self._end is None and len(items) < limit:
+            try:
+                item = self._items.get(timeout=0.1) if not items else self._items.get_nowait()
+            except queue.Empty:
+                if items or self._closed.is_set():
+                    break
+                continue
+            if isinstance(item, _WatchEnd):
+                self._end = item
+            else:
+                items.append(item)
+        if items:
+            return items
+        if self._end is not None and self._end.error is not None:
+            raise self._end.error
+        return None
+
+    def _run(self, etcd: EtcdLog, start: int) -> None:
+        try:
+            for item in etcd.watch(start, stop=self):
+                if not self._put(item):
+                    return
+        except OrderingError as exc:
+            self._put(_WatchEnd(exc))
+            return
+        self._put(_WatchEnd(None))
+
+    def _put(self, item: tuple[int, bytes] | _WatchEnd) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+class _WatchEnd:
+    """Queued by `_Backlog` when the watch ends; `error` is why, if it failed."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: OrderingError | None) -> None:
+        self.error = error
+
+
 def _etcd_watcher(node: Node, etcd: EtcdLog) -> None:
     failures = 0
     paused = _Paused(node)
@@ -438,34 +571,49 @@ def _etcd_watcher(node: Node, etcd: EtcdLog) -> None:
         try:
             if etcd.head() < start:
                 node.caught_up = True
-            for height, data in etcd.watch(start, stop=paused):
-                failures = 0
-                mine = node.last_appended
-                if mine is not None and mine[0] == height and mine[1] == data:
-                    # Our own block: executed when we built it, no need to re-validate.
-                    with node.commit_lock:
-                        if node.ledger.height == height - 1 and node.halted is None:
-                            node.commit(mine[2], data, mine[3])
-                        continue
-                if height <= node.ledger.height and node.store.block_bytes(height) == data:
-                    continue  # committed already (the leader's own blocks): nothing to check
-                apply_remote(node, height, data)
-                if node.halted is not None:
-                    return
-                if not node.caught_up:
-                    with contextlib.suppress(OrderingError):
-                        node.caught_up = etcd.head() <= node.ledger.height
+            backlog = _Backlog(node, etcd, start, paused)
+            try:
+                while (ready := backlog.take(_GROUP_BLOCKS)) is not None:
+                    failures = 0
+                    _apply_watched(node, ready)
+                    if node.halted is not None:
+                        return
+                    if not node.caught_up:
+                        with contextlib.suppress(OrderingError):
+                            node.caught_up = etcd.head() <= node.ledger.height
+            finally:
+                backlog.close()
         except OrderingError as exc:
             failures += 1
             log.warning("etcd watch interrupted: %s", exc)
             node.stop_event.wait(min(2.0, 0.1 * 2**failures))
 
 
+def _apply_watched(node: Node, ready: list[tuple[int, bytes]]) -> None:
+    """Commit blocks read from the log: ours as built, others validated, in groups."""
+    remote: list[tuple[int, bytes]] = []
+    for height, data in ready:
+        mine = node.last_appended
+        if mine is not None and mine[0] == height and mine[1] == data:
+            # Our own block: executed when we built it, no need to re-validate.
+            apply_remote_blocks(node, remote)
+            remote = []
+            with node.commit_lock:
+                if node.ledger.height == height - 1 and node.halted is None:
+                    node.commit(mine[2], data, mine[3])
+            continue
+        if not remote and height <= node.ledger.height and node.store.block_bytes(height) == data:
+            continue  # committed already (the leader's own blocks): nothing to check
+        remote.append((height, data))
+    apply_remote_blocks(node, remote)
+
+
 def _follower(node: Node, upstream: NodeClient) -> None:
     failures = 0
     while not node.stop_event.is_set() and node.halted is None:
+        start = node.ledger.height + 1
         try:
-            blocks = upstream.sync_blocks(node.ledger.height + 1, limit=64, wait=2.0)
+            blocks = upstream.sync_blocks(start, limit=64, wait=2.0)
         except (httpx.HTTPError, SharechainError) as exc:
             failures += 1
             if failures in (1, 10) or failures % 100 == 0:
@@ -475,9 +623,7 @@ def _follower(node: Node, upstream: NodeClient) -> None:
         failures = 0
         if not blocks:
             node.caught_up = True
-        for data in blocks:
-            if not apply_remote(node, node.ledger.height + 1, data):
-                break
+        apply_remote_blocks(node, list(enumerate(blocks, start)))
 
 
 def _peer_poller(node: Node) -> None:

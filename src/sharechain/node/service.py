@@ -28,6 +28,7 @@ from the peers).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -393,14 +394,46 @@ class Node:
 
     def commit(self, block: Block, data: bytes, execution: Execution | None = None) -> None:
         """Validate (unless built here) and commit `block`; caller holds `commit_lock`."""
+        self.commit_many([(block, data, execution)])
+
+    def commit_many(self, blocks: Sequence[tuple[Block, bytes, Execution | None]]) -> None:
+        """Validate (each block unless built here) and commit `blocks` in one store transaction.
+
+        Caller holds `commit_lock`. Each block is validated against the ones
+        before it, inside the transaction. Nothing is announced (receipts,
+        attestations, metrics) before the transaction is durable. If a block
+        fails, the blocks before it are committed and announced, then its
+        `ChainError` is raised. Readers of the store wait while a group of
+        several blocks validates and commits.
+        """
         if self.halted is not None:
-            raise ChainError(f"not committing: {self.halted}", block.height)
-        started = time.perf_counter()
-        ex = self.ledger.commit(block, execution, data)
+            raise ChainError(
+                f"not committing: {self.halted}", blocks[0][0].height if blocks else None
+            )
+        done: list[tuple[Block, Execution, float]] = []
+        failure: ChainError | None = None
+        # One block alone commits by itself: a group holds the store's lock
+        # (readers wait) while it validates, not only while it writes.
+        with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
+            for block, data, execution in blocks:
+                started = time.perf_counter()
+                try:
+                    ex = self.ledger.commit(block, execution, data)
+                except ChainError as exc:
+                    failure = exc
+                    break
+                done.append((block, ex, time.perf_counter() - started))
+        for block, ex, seconds in done:
+            self._announce(block, ex, seconds)
+        if failure is not None:
+            raise failure
+
+    def _announce(self, block: Block, ex: Execution, seconds: float) -> None:
+        """Tell everyone a durable block is here: metrics, attestation, receipts, waiters."""
         self._forget_organisations(ex.writes)
-        self.metrics.block_commit_seconds.observe(time.perf_counter() - started)
-        head = self.store.head()
-        assert head is not None  # we just committed
+        self.metrics.block_commit_seconds.observe(seconds)
+        head = self.store.block_meta(block.height)
+        assert head is not None  # committed
         self.metrics.height.set(head.height)
         self.commit_times.append((head.height, self.now()))
         counts: dict[str, int] = {}
