@@ -101,6 +101,11 @@ def _block_map(**over: Any) -> dict[str, Any]:
         _block_map(results=[]),
         _block_map(results=[["valid"]]),
         _block_map(results=[["valid", 1]]),
+        _block_map(results=[[1, ""]]),
+        _block_map(results=[["valid", "", ""]]),
+        _block_map(results=[{"valid": 1, "x": 2}]),  # unpacks to two texts, but not a list
+        _block_map(results=["va"]),
+        _block_map(txs=[b"t", 1], results=[["valid", ""], ["valid", ""]]),
         _block_map(signature="sig"),
         _block_map(header={**HEADER.to_map(), "prev_hash": b"\x01" * 31}),
         _block_map(header={**HEADER.to_map(), "height": -1}),

@@ -68,6 +68,12 @@ def test_sign_and_decode() -> None:
     assert cbor2.loads(stx.body) == {**GOOD_BODY, "payload": {"digest": bytes(32), "note": "x"}}
 
 
+def test_decode_with_the_id_already_computed() -> None:
+    raw = _tx()
+    stx = decode_transaction(raw, tx_id=hashlib.sha256(raw).digest())
+    assert stx == decode_transaction(raw)
+
+
 def test_nonce_makes_ids_unique() -> None:
     a = sign_transaction(KEY, "t", "hospital-a", {}, now=lambda: 1.0, rng=lambda n: b"\x01" * n)
     b = sign_transaction(KEY, "t", "hospital-a", {}, now=lambda: 1.0, rng=lambda n: b"\x02" * n)

@@ -16,8 +16,10 @@ Invalid transactions stay in the block with their code and change nothing.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from sharechain.codec import decode, encode, head
@@ -121,17 +123,24 @@ VALID = TxResult("valid", "")
 
 _VALID_CBOR = encode(["valid", ""])
 
+# Heads of a [key, value] pair with its key's text head, and of byte strings, by length.
+_PAIR_KEY_HEADS = tuple(b"\x82" + head(3, n) for n in range(0x100))
+_BYTES_HEADS = tuple(head(2, n) for n in range(0x100))
+_BYTES_HEAD16 = struct.Struct(">BH").pack  # with 0x59: a byte string of 256 B to 64 KiB
+
+
+def _bytes_head(n: int) -> bytes:
+    """The head of a byte string of `n` bytes (envelopes and values: mostly 256 B - 64 KiB)."""
+    if n < 0x100:
+        return _BYTES_HEADS[n]
+    return _BYTES_HEAD16(0x59, n) if n < 0x10000 else head(2, n)
+
 
 def _put_results(results: Sequence[TxResult], append: Callable[[bytes], None]) -> None:
     """Append the CBOR of `[[code, reason], ...]`."""
     append(head(4, len(results)))
     for r in results:
         append(_VALID_CBOR if r is VALID or r == VALID else encode([r.code, r.reason]))
-
-
-# Heads of a [key, value] pair with its key's text head, and of byte strings, by length.
-_PAIR_KEY_HEADS = tuple(b"\x82" + head(3, n) for n in range(0x100))
-_BYTES_HEADS = tuple(head(2, n) for n in range(0x100))
 
 
 def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) -> Hash:
@@ -152,8 +161,7 @@ def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) 
         if value is None:
             append(b"\xf6")
         else:
-            n = len(value)
-            append(_BYTES_HEADS[n] if n < 0x100 else head(2, n))
+            append(_bytes_head(len(value)))
             append(value)
     append(encode("results"))
     _put_results(results, append)
@@ -163,7 +171,8 @@ def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) 
 def make_block(
     header: BlockHeader, signature: bytes, txs: Sequence[bytes], results: Sequence[TxResult]
 ) -> Block:
-    ids = tuple(hashlib.sha256(t).digest() for t in txs)
+    sha256 = hashlib.sha256
+    ids = tuple([sha256(t).digest() for t in txs])
     return Block(header, signature, tuple(txs), tuple(results), ids)
 
 
@@ -173,7 +182,7 @@ def encode_block(block: Block) -> bytes:
     out = [b"\xa4", encode("txs"), head(4, len(block.txs))]
     append = out.append
     for tx in block.txs:
-        append(head(2, len(tx)))
+        append(_bytes_head(len(tx)))
         append(tx)
     append(encode("header"))
     append(block.header.encoded())
@@ -221,6 +230,15 @@ def decode_header(h: Any) -> BlockHeader:
     )
 
 
+def _decode_result(r: Any) -> TxResult:
+    if not isinstance(r, list) or len(r) != 2:
+        raise EncodingError("block results must be one [code, reason] per transaction")
+    code, reason = r
+    if not isinstance(code, str) or not isinstance(reason, str):
+        raise EncodingError("block results must be one [code, reason] per transaction")
+    return VALID if code == "valid" and reason == "" else TxResult(code, reason)
+
+
 def decode_block(data: bytes, *, check_canonical: bool = True) -> Block:
     """Parse a block, raising `EncodingError` for anything malformed.
 
@@ -234,19 +252,11 @@ def decode_block(data: bytes, *, check_canonical: bool = True) -> Block:
     txs, results, sig = value["txs"], value["results"], value["signature"]
     if not isinstance(sig, bytes):
         raise EncodingError("block signature must be a byte string")
-    if not isinstance(txs, list) or not all(isinstance(t, bytes) for t in txs):
+    if not isinstance(txs, list) or not all(map(isinstance, txs, repeat(bytes))):
         raise EncodingError("block txs must be a list of byte strings")
-    if (
-        not isinstance(results, list)
-        or len(results) != len(txs)
-        or not all(
-            isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r)
-            for r in results
-        )
-    ):
+    if not isinstance(results, list) or len(results) != len(txs):
         raise EncodingError("block results must be one [code, reason] per transaction")
-    parsed = [VALID if c == "valid" and r == "" else TxResult(c, r) for c, r in results]
-    block = make_block(header, sig, txs, parsed)
+    block = make_block(header, sig, txs, [_decode_result(r) for r in results])
     if check_canonical and encode_block(block) != data:
         raise EncodingError("CBOR is not in canonical (deterministic) form")
     return block

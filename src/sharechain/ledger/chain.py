@@ -80,9 +80,9 @@ def next_state_root(prev_root: bytes, state_delta_hash: bytes) -> bytes:
     return hashlib.sha256(prev_root + state_delta_hash).digest()
 
 
-def _parse(raw: bytes) -> SignedTransaction | None:
+def _parse(raw: bytes, tx_id: bytes | None = None) -> SignedTransaction | None:
     try:
-        return decode_transaction(raw)
+        return decode_transaction(raw, tx_id=tx_id)
     except EncodingError:
         return None
 
@@ -402,6 +402,8 @@ class Ledger:
             ) from None
         if merkle_root(block.tx_ids) != h.tx_root:
             raise ChainError(f"block {h.height}: tx_root does not match its transactions", h.height)
+        if parsed is None:  # with the ids the block has computed already
+            parsed = [_parse(raw, i) for raw, i in zip(block.txs, block.tx_ids, strict=True)]
         ex = execute_block(
             self.store,
             self.registry,

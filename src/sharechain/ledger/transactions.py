@@ -162,8 +162,12 @@ def _decode_envelope(raw: bytes) -> tuple[bytes, bytes, bytes]:
     return envelope[1], envelope[2], envelope[3]
 
 
-def decode_transaction(raw: bytes) -> SignedTransaction:
-    """Parse an envelope, raising `EncodingError` for anything malformed."""
+def decode_transaction(raw: bytes, *, tx_id: TxId | None = None) -> SignedTransaction:
+    """Parse an envelope, raising `EncodingError` for anything malformed.
+
+    `tx_id` is the envelope's id when the caller has hashed it already (a
+    block's `tx_ids`); it must be `SHA-256(raw)`.
+    """
     parts = _split_envelope(raw)
     body_bytes, key_id, signature = parts if parts is not None else _decode_envelope(raw)
     # The body need not be re-checked for canonical form: the signature covers
@@ -189,4 +193,6 @@ def decode_transaction(raw: bytes) -> SignedTransaction:
     if not isinstance(payload, dict):
         raise EncodingError("transaction payload must be a map")
     tx = Transaction(kind, sender, nonce, created_at, payload)
-    return SignedTransaction(tx, body_bytes, key_id, signature, raw, hashlib.sha256(raw).digest())
+    if tx_id is None:
+        tx_id = hashlib.sha256(raw).digest()
+    return SignedTransaction(tx, body_bytes, key_id, signature, raw, tx_id)
