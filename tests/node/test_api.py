@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import httpx
+import pytest
 from node_helpers import Running
 
+from sharechain.codec import decode, encode
+from sharechain.crypto.signing import SigningKey
 from sharechain.ledger.merkle import verify_inclusion
 from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.client import NodeClient
 
 
 def _record(running: Running, org: str, n: int) -> list[bytes]:
@@ -65,7 +72,151 @@ def test_bad_input_is_a_client_error(orderer: Running) -> None:
         assert http.post("/v1/txs", json={"txs": ["a0"]}).status_code == 400
         assert http.post("/v1/txs", json={"nope": 1}).status_code == 422
         assert http.post("/v1/txs", content=b"{not json").status_code == 422
+        assert http.post("/v1/txs", json={"txs": ["00"], "timeout": -1}).status_code == 422
         assert http.get("/v1/txs/xyz").status_code == 400
         assert http.get("/v1/txs/" + "00" * 32).status_code == 404
         assert http.get("/v1/blocks/99").status_code == 404
         assert http.get("/v1/blocks", params={"limit": 0}).status_code == 422
+
+
+# -- POST /v1/txs in CBOR --------------------------------------------------------
+
+CBOR = {"Content-Type": "application/cbor", "Accept": "application/cbor"}
+
+
+def test_client_submits_in_cbor_and_reads_cbor_receipts(orderer: Running) -> None:
+    sent: list[str] = []
+    with orderer.client("bank-b") as client:
+        client.http.event_hooks["request"].append(
+            lambda r: sent.append(r.headers.get("content-type", ""))
+        )
+        raws = _record(orderer, "bank-b", 20)
+        receipts = client.submit(raws)
+        assert sent == ["application/cbor"]
+        assert [r.tx_id for r in receipts] == [hashlib.sha256(r).digest() for r in raws]
+        assert {r.code for r in receipts} == {"valid"} and receipts[0].height >= 1
+        # The same batch again, in JSON: the same receipts, answered from the chain.
+        reply = client.http.post("/v1/txs", json={"txs": [r.hex() for r in raws]})
+        assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
+        again = reply.json()["receipts"]
+        assert [(bytes.fromhex(r["tx_id"]), r["height"], r["index"], r["code"]) for r in again] == [
+            (r.tx_id, r.height, r.index, r.code) for r in receipts
+        ]
+
+
+def test_cbor_body_and_answer_are_negotiated_separately(orderer: Running) -> None:
+    with orderer.client("bank-b") as client:
+        raws = _record(orderer, "bank-b", 3)
+        body = encode({"txs": raws, "timeout": 20})
+        reply = client.http.post("/v1/txs", content=body, headers=CBOR)
+        assert reply.headers["content-type"] == "application/cbor"
+        rows = decode(reply.content, canonical=False)["receipts"]
+        assert [row[0] for row in rows] == [hashlib.sha256(r).digest() for r in raws]
+        assert [row[3:] for row in rows] == [["valid", ""]] * 3
+        # A CBOR body without Accept: application/cbor gets JSON receipts.
+        reply = client.http.post(
+            "/v1/txs", content=body, headers={"Content-Type": "application/cbor"}
+        )
+        assert reply.json()["receipts"][0]["tx_id"] == rows[0][0].hex()
+        # Without waiting: 202 and the ids.
+        more = _record(orderer, "bank-b", 2)
+        reply = client.http.post(
+            "/v1/txs", content=encode({"txs": more, "wait": False}), headers=CBOR
+        )
+        assert reply.status_code == 202
+        assert decode(reply.content)["tx_ids"] == [hashlib.sha256(r).digest() for r in more]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff\x00", "is not valid CBOR"),
+        (b"\x9f\x01", "is not valid CBOR"),  # an indefinite array cut short
+        (encode([1, 2]), "must be a map"),
+        (encode({"wait": True}), "txs must be an array"),
+        (encode({"txs": []}), "txs must be an array"),
+        (encode({"txs": "ab"}), "txs must be an array"),
+        (encode({"txs": [b"\x84", "text"]}), "transaction 1 must be a byte string"),
+        (encode({"txs": [b"x"], "wait": 1}), "wait must be true or false"),
+        (encode({"txs": [b"x"], "timeout": 301}), "timeout must be"),
+        (encode({"txs": [b"x"], "timeout": float("nan")}), "timeout must be"),
+        (encode({"txs": [b"x"], "timeout": True}), "timeout must be"),
+        (encode({"txs": [b"\x84\x01"]}), "transaction 0 is not a signed envelope"),
+    ],
+)
+def test_malformed_cbor_bodies_are_400_saying_why(
+    orderer: Running, body: bytes, message: str
+) -> None:
+    with orderer.client("bank-b") as client:
+        reply = client.http.post("/v1/txs", content=body, headers=CBOR)
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"] == "bad_request" and message in reply.json()["detail"]
+
+
+def test_a_bad_envelope_is_named_by_its_index(orderer: Running) -> None:
+    good = _record(orderer, "bank-b", 2)
+    with orderer.client("bank-b") as client:
+        reply = client.http.post(
+            "/v1/txs", content=encode({"txs": [*good, good[0][:-1]]}), headers=CBOR
+        )
+        assert reply.status_code == 400 and "transaction 2 " in reply.json()["detail"]
+        reply = client.http.post("/v1/txs", json={"txs": [good[0].hex(), "0102"]})
+        assert reply.status_code == 400 and "transaction 1 " in reply.json()["detail"]
+
+
+def test_an_envelope_whose_body_is_no_transaction_is_kept_as_bad_encoding(
+    orderer: Running,
+) -> None:
+    # The API checks the envelope's framing only; the ledger judges the body.
+    raw = encode([1, b"\xa1\x61a\x01", bytes(32), bytes(64)])
+    with orderer.client("bank-b") as client:
+        (receipt,) = client.submit([raw])
+    assert receipt.code == "bad_encoding" and receipt.tx_id == hashlib.sha256(raw).digest()
+
+
+def test_other_media_types_are_415(orderer: Running) -> None:
+    with orderer.client("bank-b") as client:
+        reply = client.http.post(
+            "/v1/txs", content=b"txs=00", headers={"Content-Type": "text/plain"}
+        )
+        assert reply.status_code == 415
+        assert "application/json or application/cbor" in reply.json()["detail"]
+
+
+def test_the_signature_covers_the_cbor_body(orderer: Running) -> None:
+    raws = _record(orderer, "bank-b", 2)
+    body = encode({"txs": raws})
+    with orderer.client("bank-b") as client:
+        signed = client.signed("POST", "/v1/txs", content=body, headers=CBOR)
+        tampered = bytearray(body)
+        tampered[-1] ^= 1  # the last signature byte of the last envelope
+        forged = httpx.Request("POST", signed.url, headers=signed.headers, content=bytes(tampered))
+        reply = client.http.send(forged, auth=None)
+        assert reply.status_code == 401 and "Content-Digest" in reply.json()["detail"]
+        assert client.http.send(signed, auth=None).status_code == 200
+
+
+def test_client_falls_back_to_json_for_a_node_without_cbor() -> None:
+    """A node of an earlier release answers a CBOR body 422; the client then speaks JSON."""
+    seen: list[str] = []
+
+    def older_node(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["content-type"])
+        if request.headers["content-type"] != "application/json":
+            return httpx.Response(422, json={"error": "bad_request", "detail": "no match"})
+        txs = json.loads(request.content)["txs"]
+        receipts = [
+            {"tx_id": hashlib.sha256(bytes.fromhex(t)).hexdigest(), "height": 4, "index": i}
+            | {"code": "valid", "reason": ""}
+            for i, t in enumerate(txs)
+        ]
+        return httpx.Response(200, json={"receipts": receipts})
+
+    key = SigningKey.from_seed(bytes(32))
+    with NodeClient(
+        "http://old", "hospital-a", key, transport=httpx.MockTransport(older_node)
+    ) as client:
+        first = client.submit([b"\x01" * 110])
+        second = client.submit([b"\x02" * 110])
+    assert seen == ["application/cbor", "application/json", "application/json"]
+    assert first[0].tx_id == hashlib.sha256(b"\x01" * 110).digest() and second[0].height == 4

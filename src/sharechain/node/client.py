@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from sharechain.codec import decode
+from sharechain.codec import decode, encode
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import (
     AccessDeniedError,
@@ -97,6 +97,9 @@ raise_for_reply = _raise_for
 """Turn an error reply into the sharechain exception its status means (for callers of `http`)."""
 
 
+_CBOR = "application/cbor"
+
+
 def _receipt(value: dict[str, Any]) -> Receipt:
     return Receipt(
         bytes.fromhex(value["tx_id"]),
@@ -105,6 +108,17 @@ def _receipt(value: dict[str, Any]) -> Receipt:
         str(value["code"]),
         str(value.get("reason", "")),
     )
+
+
+def _cbor_receipts(reply: httpx.Response) -> list[Receipt]:
+    """The receipts of a CBOR answer: `{receipts: [[tx_id, height, index, code, reason]]}`."""
+    try:
+        rows = decode(reply.content, canonical=False)["receipts"]
+        return [Receipt(t, h, i, c, r) for t, h, i, c, r in rows]
+    except (EncodingError, KeyError, TypeError, ValueError) as exc:
+        raise SharechainError(
+            f"{reply.request.url.host} sent malformed receipts: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 class NodeClient:
@@ -122,6 +136,8 @@ class NodeClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.org = org
+        self._cbor_submit = True
+        """Submit batches as CBOR; cleared when the node predates CBOR submissions."""
         self._auth = SignatureAuth(org, key, now=now)
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -186,7 +202,26 @@ class NodeClient:
     def submit(
         self, raws: Sequence[bytes], *, wait: bool = True, timeout: float = 30.0
     ) -> list[Receipt]:
-        """Submit signed transactions; with `wait`, return their receipts once committed."""
+        """Submit signed transactions; with `wait`, return their receipts once committed.
+
+        The batch goes as CBOR, envelopes as byte strings, and the receipts come
+        back in CBOR: half the bytes of hex in JSON and less work at both ends.
+        A node that predates CBOR submissions refuses the body (415 or 422)
+        before it queues anything; this client then speaks JSON to it.
+        """
+        if self._cbor_submit:
+            reply = self._http.post(
+                "/v1/txs",
+                content=encode({"txs": list(raws), "wait": wait, "timeout": timeout}),
+                headers={"Content-Type": _CBOR, "Accept": _CBOR},
+                timeout=timeout + 10.0,
+            )
+            if reply.status_code not in (415, 422):
+                _raise_for(reply)
+                if reply.headers.get("content-type", "").startswith(_CBOR):
+                    return _cbor_receipts(reply)
+                return [_receipt(r) for r in reply.json().get("receipts", [])]
+            self._cbor_submit = False
         reply = self._http.post(
             "/v1/txs",
             json={"txs": [r.hex() for r in raws], "wait": wait, "timeout": timeout},
