@@ -95,3 +95,69 @@ def test_not_a_database_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(ConfigError, match=str(path)):
         Store(path)
+
+
+_KEYS = {
+    "dataset/1": b"d1",
+    "id": b"a",
+    "idw": b"b",
+    "idx": b"c",
+    "idx/ds-owner/org/1": b"\x01",
+    "idx/ds-owner/org/2": b"\x01",
+    "idx/inbox/org/r": b"\x01",
+    "idx0": b"d",
+    "idy/1": b"e",
+}
+
+
+def _reads(store: Store) -> dict[str, object]:
+    prefixes = ("", "i", "id", "idx", "idx/", "idx/ds-owner/", "idx0", "idy", "dataset/")
+    out: dict[str, object] = {p: store.scan(p) for p in prefixes}
+    out.update({k: store.get(k) for k in (*_KEYS, "idx/none", "none")})
+    return out
+
+
+def test_index_keys_live_in_their_own_table_and_read_as_before(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db")
+    _commit(store, 0, writes=_KEYS)
+    _commit(store, 1, writes={"idx/inbox/org/r": None, "idx/inbox/org/s": b"\x01", "idw": None})
+    expected = dict(_KEYS)
+    del expected["idx/inbox/org/r"], expected["idw"]
+    expected["idx/inbox/org/s"] = b"\x01"
+    assert store.scan("") == sorted(expected.items())
+    assert store.scan("idx") == [(k, v) for k, v in sorted(expected.items()) if k.startswith("idx")]
+    assert store.scan("idx/inbox/") == [("idx/inbox/org/s", b"\x01")]
+    assert store.get("idx/inbox/org/r") is None and store.get("idx/inbox/org/s") == b"\x01"
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        in_state = [k for (k,) in db.execute("SELECT key FROM state ORDER BY key")]
+        in_idx = [k for (k,) in db.execute("SELECT key FROM state_idx ORDER BY key")]
+    db.close()
+    assert in_idx == ["idx/ds-owner/org/1", "idx/ds-owner/org/2", "idx/inbox/org/s"]
+    assert in_state == ["dataset/1", "id", "idx", "idx0", "idy/1"]
+
+
+def test_a_store_of_the_old_layout_moves_its_index_keys_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    store = Store(path)
+    _commit(store, 0, writes=_KEYS)
+    before = _reads(store)
+    store.close()
+    # The layout before `state_idx`: every key in `state`, no `state_idx` table.
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO state (key, value) SELECT key, value FROM state_idx")
+        db.execute("DROP TABLE state_idx")
+    db.close()
+    store = Store(path)
+    assert _reads(store) == before
+    with sqlite3.connect(path) as db:
+        left = db.execute("SELECT COUNT(*) FROM state WHERE key LIKE 'idx/%'").fetchone()[0]
+        moved = db.execute("SELECT COUNT(*) FROM state_idx").fetchone()[0]
+    db.close()
+    assert (left, moved) == (0, 3)
+    _commit(store, 1, writes={"idx/ds-owner/org/1": None})
+    assert store.scan("idx/ds-owner/") == [("idx/ds-owner/org/2", b"\x01")]
+    store.close()
+    assert Store(path).scan("idx/") == [
+        ("idx/ds-owner/org/2", b"\x01"),
+        ("idx/inbox/org/r", b"\x01"),
+    ]

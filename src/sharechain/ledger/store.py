@@ -4,7 +4,12 @@ One database file (WAL mode) holds:
 
 - `blocks`: every block's bytes, its hash and the running state root;
 - `txs`: where each transaction id sits (height, index) and its code;
-- `state`: the world state, key to canonical CBOR value;
+- `state`: the world state, key to canonical CBOR value, except...
+- `state_idx`: ...the keys under `idx/` (the contracts' secondary indexes:
+  long keys, one-byte values, written and deleted by the thousand). A table
+  of their own keyed by the key alone stores each key once, where `state`
+  stores it twice (its rows and its key index); reads, scans and commits
+  route by prefix, so the split shows nowhere else;
 - `history`: for each state key, every transaction that wrote or touched it,
   so provenance and audit trails are index lookups, not scans.
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +57,10 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT NOT NULL UNIQUE,
     value BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state_idx (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     key TEXT NOT NULL,
     height INTEGER NOT NULL,
@@ -109,6 +119,10 @@ class HistoryEntry:
 
 _first = itemgetter(0)
 
+INDEX_PREFIX = "idx/"
+"""Keys under this prefix live in the `state_idx` table."""
+_INDEX_END = "idx0"  # the first string after every key under `idx/` ('0' follows '/')
+
 
 def _prefix_end(prefix: str) -> str:
     return prefix + "\U0010ffff"
@@ -132,6 +146,23 @@ def _check_schema(db: sqlite3.Connection) -> None:
         raise sqlite3.DatabaseError(f"the schema of table(s) {', '.join(damaged)} is damaged")
 
 
+def _move_index_keys(db: sqlite3.Connection) -> None:
+    # A store written before `state_idx` existed keeps its index keys in
+    # `state`: move them, in one transaction, the first time it is opened.
+    where = "FROM state WHERE key>=? AND key<?"
+    bounds = (INDEX_PREFIX, _INDEX_END)
+    if db.execute(f"SELECT 1 {where} LIMIT 1", bounds).fetchone() is None:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"INSERT INTO state_idx (key, value) SELECT key, value {where}", bounds)
+        db.execute(f"DELETE {where}", bounds)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 class Store:
     """A peer's SQLite database. Thread-safe for one writer and many readers."""
 
@@ -151,6 +182,7 @@ class Store:
             self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(_SCHEMA)
             _check_schema(self._db)
+            _move_index_keys(self._db)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             # A damaged schema page can surface as a text decoding error.
             raise ConfigError(
@@ -206,16 +238,27 @@ class Store:
             h = rows[-1][0] + 1
 
     def get(self, key: str) -> bytes | None:
+        if key.startswith(INDEX_PREFIX):
+            query = "SELECT value FROM state_idx WHERE key=?"
+        else:
+            query = "SELECT value FROM state WHERE key=?"
         with self._lock:
-            row = self._db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+            row = self._db.execute(query, (key,)).fetchone()
         return bytes(row[0]) if row else None
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Every (key, value) whose key starts with `prefix`, in key order."""
+        if prefix.startswith(INDEX_PREFIX):
+            query = "SELECT key, value FROM state_idx WHERE key>=?1 AND key<?2 ORDER BY key"
+        elif INDEX_PREFIX.startswith(prefix):  # "", "i", ...: both tables
+            query = (
+                "SELECT key, value FROM state WHERE key>=?1 AND key<?2 UNION ALL "
+                "SELECT key, value FROM state_idx WHERE key>=?1 AND key<?2 ORDER BY key"
+            )
+        else:
+            query = "SELECT key, value FROM state WHERE key>=?1 AND key<?2 ORDER BY key"
         with self._lock:
-            rows = self._db.execute(
-                "SELECT key, value FROM state WHERE key>=? AND key<? ORDER BY key",
-                (prefix, _prefix_end(prefix)),
-            ).fetchall()
+            rows = self._db.execute(query, (prefix, _prefix_end(prefix))).fetchall()
         return [(k, bytes(v)) for k, v in rows]
 
     def known_txs(self, ids: Sequence[bytes]) -> set[bytes]:
@@ -380,19 +423,22 @@ class Store:
         tx_rows.sort(key=_first)  # ids are unique: no need to compare further
         db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
         keys = sorted(writes)
-        puts = [(k, writes[k]) for k in keys if writes[k] is not None]
-        dels = [(k,) for k in keys if writes[k] is None]
-        if puts:
-            # An upsert rewrites the value in place; REPLACE would delete
-            # the row and insert it again under a new rowid, touching
-            # the key index twice.
-            db.executemany(
-                "INSERT INTO state (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                puts,
-            )
-        if dels:
-            db.executemany("DELETE FROM state WHERE key=?", dels)
+        # Index keys sort together: one slice of the sorted keys.
+        lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, _INDEX_END)
+        for table, part in (("state", keys[:lo] + keys[hi:]), ("state_idx", keys[lo:hi])):
+            puts = [(k, v) for k in part if (v := writes[k]) is not None]
+            dels = [(k,) for k in part if writes[k] is None]
+            if puts:
+                # An upsert rewrites the value in place; REPLACE would delete
+                # the row and insert it again under a new rowid, touching
+                # the key index twice.
+                db.executemany(
+                    f"INSERT INTO {table} (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    puts,
+                )
+            if dels:
+                db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
         rows = [(k, height, i, t) for k, i, t in history]
         rows.sort(key=_first)  # stable: a key's rows keep their block order
         db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
