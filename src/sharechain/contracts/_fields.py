@@ -85,11 +85,12 @@ def organisation(state: State, org: str) -> Organisation | None:
 
 def sender(state: State, org: str) -> Organisation:
     """The sending organisation (the ledger already checked it is active)."""
-    me = organisation(state, org)
-    if me is None:  # pragma: no cover - the ledger refuses unknown senders first
+    key = org_key(org)
+    value = state.get(key)
+    if value is None:  # pragma: no cover - the ledger refuses unknown senders first
         raise Reject(DENIED, f"{org} is not a member")
-    state.touch(org_key(org))
-    return me
+    state.touch(key)
+    return derived(value, org_from_value)
 
 
 def require_role(org: Organisation, role: str, doing: str) -> None:

@@ -184,7 +184,7 @@ def _execute(
     seen: set[bytes] = set()
     handlers = registry.handlers
     unindexed = registry.unindexed
-    orgs: dict[str, _Sender | None] = {}
+    orgs: _Senders = {}
     for i, stx in enumerate(txs):
         if stx is None:
             result = TxResult(v.BAD_ENCODING, v.CODES[v.BAD_ENCODING])
@@ -222,20 +222,25 @@ _Sender = tuple[Organisation, bytes]
 """A sender's record and the id of its current key."""
 
 
-def _sender(state: BlockState, orgs: dict[str, _Sender | None], sender: str) -> _Sender | None:
+_Senders = dict[str, tuple[str, _Sender | None]]
+"""Senders seen in a block: sender -> (its state key, its record or None)."""
+
+
+def _sender(state: BlockState, orgs: _Senders, sender: str) -> _Sender | None:
     # Organisation records change rarely; re-read one only after a transaction
     # of this block wrote it (key rotation, removal).
-    key = org_key(sender)
-    if sender not in orgs or key in state.writes:
+    seen = orgs.get(sender)
+    if seen is None or seen[0] in state.writes:
+        key = org_key(sender) if seen is None else seen[0]
         value = state.get(key)
         org = None if value is None else org_from_value(value)
-        orgs[sender] = None if org is None else (org, org.sign_key_id)
-    return orgs[sender]
+        seen = orgs[sender] = (key, None if org is None else (org, org.sign_key_id))
+    return seen[1]
 
 
 def _admit(
     state: BlockState,
-    orgs: dict[str, _Sender | None],
+    orgs: _Senders,
     stx: SignedTransaction,
     presig: Presigned,
     replayed: bool,
@@ -269,7 +274,7 @@ def _admit(
 def _check_and_apply(
     state: BlockState,
     handlers: Any,
-    orgs: dict[str, _Sender | None],
+    orgs: _Senders,
     stx: SignedTransaction,
     ctx: BlockContext,
     presig: Presigned,

@@ -25,7 +25,6 @@ __all__ = ["BlockState", "RecentValues", "StateReader", "TxState", "derived"]
 
 T = TypeVar("T")
 
-_DELETED = object()
 _ABSENT = object()
 
 CHECK_READS = False
@@ -36,11 +35,11 @@ one in place (a debugging aid: it costs an encode per key read)."""
 def _overlay(
     below: Iterator[tuple[str, Any]], writes: dict[str, Any], prefix: str
 ) -> Iterator[tuple[str, Any]]:
-    """`below` (a prefix scan) with `writes` laid over it, in key order."""
+    """`below` (a prefix scan) with `writes` (None: deleted) laid over it, in key order."""
     merged = dict(below)
     for k, v in writes.items():
         if k.startswith(prefix):
-            if v is _DELETED:
+            if v is None:
                 merged.pop(k, None)
             else:
                 merged[k] = v
@@ -108,6 +107,7 @@ class BlockState(StateReader):
     def __init__(self, store: Any, recent: dict[str, Any] | None = None) -> None:
         super().__init__(store)
         self.writes: dict[str, Any] = {}
+        """Values written by the block's transactions so far; None deletes the key."""
         # Committed values read during this block, decoded (None: no such
         # key). The store does not change while a block executes, and contracts
         # re-read the same few keys (the sender, the dataset, settings) many
@@ -125,15 +125,11 @@ class BlockState(StateReader):
                     raw = self._store.get(key)
                     v = None if raw is None else decode_trusted(raw)
                 self._read[key] = v
-            return v
-        return None if v is _DELETED else v
+        return v
 
     def after(self) -> dict[str, Any]:
         """Every key this block read or wrote, with its value at the block's end (None: absent)."""
-        out = dict(self._read)
-        for k, v in self.writes.items():
-            out[k] = None if v is _DELETED else v
-        return out
+        return {**self._read, **self.writes}
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         return _overlay(super().scan(prefix), self.writes, prefix)
@@ -144,7 +140,7 @@ class BlockState(StateReader):
         # In key order: the delta hash and the store sort them again, and an
         # already sorted list sorts in one pass.
         writes = self.writes
-        return {k: None if (v := writes[k]) is _DELETED else encode(v) for k in sorted(writes)}
+        return {k: None if (v := writes[k]) is None else encode(v) for k in sorted(writes)}
 
     def _check_reads(self) -> None:
         for key, value in self._read.items():
@@ -161,13 +157,12 @@ class TxState:
     def __init__(self, block: BlockState) -> None:
         self._block = block
         self.writes: dict[str, Any] = {}
+        """This transaction's writes; None deletes the key (`put` refuses None)."""
         self.touched: list[str] = []
 
     def get(self, key: str) -> Any | None:
         v = self.writes.get(key, _ABSENT)
-        if v is _ABSENT:
-            return self._block.get(key)
-        return None if v is _DELETED else v
+        return self._block.get(key) if v is _ABSENT else v
 
     def put(self, key: str, value: Any) -> None:
         if value is None:
@@ -175,7 +170,7 @@ class TxState:
         self.writes[key] = value
 
     def delete(self, key: str) -> None:
-        self.writes[key] = _DELETED
+        self.writes[key] = None
 
     def touch(self, key: str) -> None:
         self.touched.append(key)
