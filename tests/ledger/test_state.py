@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from ledger_kit import Kit
 
+from sharechain.codec import encode
 from sharechain.contracts import notary
 from sharechain.ledger import state
 from sharechain.ledger.blocks import decode_block
@@ -130,3 +131,35 @@ def test_derived_parses_once_per_value_object() -> None:
 def test_derived_organisation_is_the_parsed_record(kit: Kit) -> None:
     value = state.StateReader(kit.store).get("org/hospital-a")
     assert derived(value, org_from_value) == org_from_value(value)
+
+
+class _Rows:
+    """A store holding a few encoded rows (what the overlays read through)."""
+
+    def __init__(self, rows: dict[str, Any]) -> None:
+        self.rows = {k: encode(v) for k, v in rows.items()}
+
+    def get(self, key: str) -> bytes | None:
+        return self.rows.get(key)
+
+    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        return sorted((k, v) for k, v in self.rows.items() if k.startswith(prefix))
+
+
+def test_deletes_hide_the_key_in_every_view_and_commit_as_none() -> None:
+    block = state.BlockState(_Rows({"a/1": 1, "a/2": 2, "b/1": 3}))
+    tx = state.TxState(block)
+    tx.delete("a/1")
+    tx.put("a/3", 4)
+    assert tx.get("a/1") is None and block.get("a/1") == 1  # not committed yet
+    assert list(tx.scan("a/")) == [("a/2", 2), ("a/3", 4)]
+    with pytest.raises(ValueError):
+        tx.put("a/2", None)
+    assert tx.commit() == ["a/1", "a/3"]
+    assert block.get("a/1") is None
+    assert list(block.scan("a/")) == [("a/2", 2), ("a/3", 4)]
+    again = state.TxState(block)
+    again.put("a/1", 5)  # written again after the delete
+    assert again.get("a/1") == 5 and block.get("a/1") is None
+    assert block.encoded_writes() == {"a/1": None, "a/3": b"\x04"}
+    assert block.after() == {"a/1": None, "a/3": 4}
