@@ -491,9 +491,10 @@ class _Backlog:
             maxsize=2 * _GROUP_BLOCKS
         )
         self._end: _WatchEnd | None = None
-        threading.Thread(
+        self._reader = threading.Thread(
             target=self._run, args=(etcd, start), name=f"{node.org}-etcd-read", daemon=True
-        ).start()
+        )
+        self._reader.start()
 
     def is_set(self) -> bool:
         """The watch's stop flag (see `StopFlag`)."""
@@ -504,12 +505,15 @@ class _Backlog:
         return self.is_set()
 
     def close(self) -> None:
+        """Stop reading; returns once the reader is done with the log (it polls every 0.1 s)."""
         self._closed.set()
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout=30)
 
     def take(self, limit: int) -> list[tuple[int, bytes]] | None:
         """The next block and up to `limit - 1` more already read; None once the watch ended.
 
-        Raises the OrderingError that ended the watch.
+        Raises what ended the watch (an OrderingError, or anything unexpected).
         """
         items: list[tuple[int, bytes]] = []
         while self._end is None and len(items) < limit:
@@ -534,7 +538,7 @@ class _Backlog:
             for item in etcd.watch(start, stop=self):
                 if not self._put(item):
                     return
-        except OrderingError as exc:
+        except BaseException as exc:  # handed to the watcher, which raises it
             self._put(_WatchEnd(exc))
             return
         self._put(_WatchEnd(None))
@@ -554,7 +558,7 @@ class _WatchEnd:
 
     __slots__ = ("error",)
 
-    def __init__(self, error: OrderingError | None) -> None:
+    def __init__(self, error: BaseException | None) -> None:
         self.error = error
 
 
