@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import httpx
@@ -10,7 +11,7 @@ from node_helpers import Running
 
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import AuthenticationError
-from sharechain.node.auth import NonceCache, sign_request, verify_request
+from sharechain.node.auth import NonceCache, sign_request, signature_base, verify_request
 
 KEY = SigningKey.from_seed(bytes(range(32)))
 
@@ -110,6 +111,37 @@ def test_forged_tampered_unknown_and_malformed_are_refused() -> None:
     partial["Signature-Input"] = headers["Signature-Input"].replace(' "@query"', "")
     with pytest.raises(AuthenticationError, match="must cover @query"):
         _verify(partial)
+
+
+def test_structured_field_strings_with_escapes_and_their_faults() -> None:
+    # Signers need no escapes, but RFC 8941 strings may carry them: they must still
+    # parse (and be signed as sent), and malformed ones be refused with the reason.
+    covered = ("@method", "@authority", "@path", "@query")
+    params = (
+        '("@method" "@authority" "@path" "@query");created=1700000000;expires=1700000060;'
+        'nonce="a \\"quoted\\" nonce \\\\ 0123";keyid="hospital-a";alg="ed25519"'
+    )
+    components = {
+        "@method": "GET",
+        "@authority": "127.0.0.1:8000",
+        "@path": "/v1/status",
+        "@query": "?",
+    }
+    signature = KEY.sign(b"", signature_base(components, covered, params))
+    headers = {
+        "Signature-Input": f"sig1={params}",
+        "Signature": f"sig1=:{base64.b64encode(signature).decode()}:",
+    }
+    assert _verify(headers) == "hospital-a"
+    for bad, reason in [
+        (params.replace("a \\", "\u00e9 \\"), "non-ASCII"),
+        (params.replace("\\\\", "\\n"), "bad escape"),
+        (params.split(";nonce")[0] + ';nonce="open', "unterminated string"),
+    ]:
+        with pytest.raises(AuthenticationError, match=reason):
+            _verify({**headers, "Signature-Input": f"sig1={bad}"})
+    with pytest.raises(AuthenticationError, match="expected a key"):
+        _verify({**headers, "Signature-Input": f"Sig1={params}"})
 
 
 def test_api_answers_401_with_a_clear_body(orderer: Running) -> None:

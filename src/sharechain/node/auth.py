@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -173,6 +174,11 @@ class NonceCache:
 
 # -- a strict parser for the few RFC 8941 structured-field shapes used here --
 
+# Keys and strings without escapes (all that signers send) are matched whole:
+# reading them a character at a time was a third of the cost of a verification.
+_KEY = re.compile(r"[a-z0-9_\-.*]+")
+_PLAIN_STRING = re.compile(r'"([ !#-\[\]-~]*)"')
+
 
 class _Parser:
     def __init__(self, text: str) -> None:
@@ -191,16 +197,17 @@ class _Parser:
         self.i += 1
 
     def key(self) -> str:
-        start = self.i
-        while self.peek() and (
-            self.peek().islower() or self.peek().isdigit() or self.peek() in "_-.*"
-        ):
-            self.i += 1
-        if start == self.i:
+        m = _KEY.match(self.s, self.i)
+        if m is None:
             raise self.fail("expected a key")
-        return self.s[start : self.i]
+        self.i = m.end()
+        return m.group()
 
     def string(self) -> str:
+        m = _PLAIN_STRING.match(self.s, self.i)
+        if m is not None:
+            self.i = m.end()
+            return m.group(1)
         self.expect('"')
         out: list[str] = []
         while True:
