@@ -16,6 +16,9 @@
 - `etcd_watcher`: follows the etcd log from the local height (catching up
   first, also after compaction) and commits each block after validating it
   (except the leader's own blocks, which it executed when it built them).
+  The log is read ahead on a thread of its own, so a node that fell behind
+  sees its backlog and commits up to 4 blocks in one store transaction
+  (`apply_remote_blocks`): one COMMIT and one fsync instead of four.
   While this node leads and its last append won the head of the log, the
   watch pauses: every block up to the head is one it committed itself, and
   reading them back cost it (and etcd, which serialises each event once per
