@@ -31,19 +31,40 @@ def test_a_group_commits_its_blocks_together(tmp_path: Path) -> None:
     assert reopened.head().height == 2  # type: ignore[union-attr]
 
 
-def test_other_threads_do_not_see_a_group_before_it_commits(tmp_path: Path) -> None:
+def test_other_threads_read_the_last_commit_while_a_group_is_open(tmp_path: Path) -> None:
     store = Store(tmp_path / "l.db")
     _commit(store, 0)
-    seen: list[int] = []
-    reader = threading.Thread(target=lambda: seen.append(store.head().height))  # type: ignore[union-attr]
+    seen: list[object] = []
+
+    def read() -> None:
+        head = store.head()
+        seen.append((head.height if head else None, store.get("k/1"), store.scan("k/")))
+
     with store.group():
         _commit(store, 1)
+        reader = threading.Thread(target=read)
         reader.start()
-        reader.join(0.2)
-        assert reader.is_alive() and not seen  # waits for the store's lock
+        reader.join(5)  # does not wait for the group
+        assert not reader.is_alive()
         _commit(store, 2)
-    reader.join(5)
-    assert seen == [2]
+    read()
+    assert seen == [
+        (0, None, [("k/0", b"v0")]),
+        (2, b"v1", [("k/0", b"v0"), ("k/1", b"v1"), ("k/2", b"v2")]),
+    ]
+
+
+def test_a_write_from_another_thread_waits_for_the_group(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db")
+    _commit(store, 0)
+    writer = threading.Thread(target=lambda: store.set_meta("m", b"1"))
+    with store.group():
+        _commit(store, 1)
+        writer.start()
+        writer.join(0.2)
+        assert writer.is_alive()
+    writer.join(5)
+    assert store.meta("m") == b"1" and store.head().height == 1  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("exit_inside", "height"), [(True, 0), (False, 2)])

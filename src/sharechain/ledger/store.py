@@ -194,29 +194,57 @@ class Store:
         """True while `group` holds a transaction open (its thread holds `_lock`)."""
         self._spoiled: BaseException | None = None
         """Why a block of the open group failed half-written (the group must roll back)."""
+        self._group_thread: int | None = None
+        """The thread that holds a group open (None: no group)."""
+        self._side: sqlite3.Connection | None = None
+        """Other threads' reads while a group is open (opened the first time one is)."""
+        self._side_lock = threading.RLock()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._side_lock:
             self._db.close()
+            if self._side is not None:
+                self._side.close()
+
+    def _reader(self) -> tuple[sqlite3.Connection, threading.RLock]:
+        """The connection a read made on this thread goes through, and its lock.
+
+        While a group is open, other threads read through a second connection:
+        they see the store as last committed, and do not wait for the group.
+        """
+        owner = self._group_thread
+        if owner is None or owner == threading.get_ident() or self.path == ":memory:":
+            return self._db, self._lock
+        with self._side_lock:
+            if self._side is None:
+                side = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+                side.execute("PRAGMA query_only=1")
+                self._side = side
+            return self._side, self._side_lock
 
     # -- reads -------------------------------------------------------------
 
     def head(self) -> Head | None:
-        with self._lock:
-            row = self._db.execute(
+        db, lock = self._reader()
+        with lock:
+            row = db.execute(
                 "SELECT height, hash, state_root, timestamp FROM blocks "
                 "ORDER BY height DESC LIMIT 1"
             ).fetchone()
         return Head(*row) if row else None
 
     def block_bytes(self, height: int) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT data FROM blocks WHERE height=?", (height,)).fetchone()
+        db, lock = self._reader()
+        with lock:
+            row = db.execute("SELECT data FROM blocks WHERE height=?", (height,)).fetchone()
         return bytes(row[0]) if row else None
 
     def block_meta(self, height: int) -> Head | None:
-        with self._lock:
-            row = self._db.execute(
+        db, lock = self._reader()
+        with lock:
+            row = db.execute(
                 "SELECT height, hash, state_root, timestamp FROM blocks WHERE height=?",
                 (height,),
             ).fetchone()
@@ -226,8 +254,9 @@ class Store:
         """Blocks from `start` in order, fetched in pages so memory stays bounded."""
         h = start
         while True:
-            with self._lock:
-                rows = self._db.execute(
+            db, lock = self._reader()
+            with lock:
+                rows = db.execute(
                     "SELECT height, data FROM blocks WHERE height>=? ORDER BY height LIMIT 256",
                     (h,),
                 ).fetchall()
@@ -242,8 +271,9 @@ class Store:
             query = "SELECT value FROM state_idx WHERE key=?"
         else:
             query = "SELECT value FROM state WHERE key=?"
-        with self._lock:
-            row = self._db.execute(query, (key,)).fetchone()
+        db, lock = self._reader()
+        with lock:
+            row = db.execute(query, (key,)).fetchone()
         return bytes(row[0]) if row else None
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
@@ -257,38 +287,43 @@ class Store:
             )
         else:
             query = "SELECT key, value FROM state WHERE key>=?1 AND key<?2 ORDER BY key"
-        with self._lock:
-            rows = self._db.execute(query, (prefix, _prefix_end(prefix))).fetchall()
+        db, lock = self._reader()
+        with lock:
+            rows = db.execute(query, (prefix, _prefix_end(prefix))).fetchall()
         return [(k, bytes(v)) for k, v in rows]
 
     def known_txs(self, ids: Sequence[bytes]) -> set[bytes]:
         """Which of `ids` are already committed (replay detection)."""
         found: set[bytes] = set()
-        with self._lock:
+        db, lock = self._reader()
+        with lock:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 q = f"SELECT id FROM txs WHERE id IN ({marks})"
-                found.update(bytes(r[0]) for r in self._db.execute(q, chunk))
+                found.update(bytes(r[0]) for r in db.execute(q, chunk))
         return found
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
-        with self._lock:
-            row = self._db.execute(
+        db, lock = self._reader()
+        with lock:
+            row = db.execute(
                 "SELECT height, idx, code, type, sender FROM txs WHERE id=?", (tx_id,)
             ).fetchone()
         return TxLocation(*row) if row else None
 
     def tx_count(self) -> int:
         """Number of committed transactions (valid or not), genesis included."""
-        with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM txs").fetchone()
+        db, lock = self._reader()
+        with lock:
+            row = db.execute("SELECT COUNT(*) FROM txs").fetchone()
         return int(row[0])
 
     def history(self, key: str, limit: int = 10_000) -> list[HistoryEntry]:
         """Every transaction that wrote or touched `key`, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        db, lock = self._reader()
+        with lock:
+            rows = db.execute(
                 "SELECT height, idx, tx_id FROM history WHERE key=? ORDER BY height, idx LIMIT ?",
                 (key, limit),
             ).fetchall()
@@ -296,8 +331,9 @@ class Store:
 
     def history_prefix(self, prefix: str, limit: int = 10_000) -> list[HistoryEntry]:
         """Distinct transactions that touched any key under `prefix`, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        db, lock = self._reader()
+        with lock:
+            rows = db.execute(
                 "SELECT DISTINCT height, idx, tx_id FROM history WHERE key>=? AND key<? "
                 "ORDER BY height, idx LIMIT ?",
                 (prefix, _prefix_end(prefix), limit),
@@ -305,8 +341,9 @@ class Store:
         return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
 
     def meta(self, name: str) -> bytes | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        db, lock = self._reader()
+        with lock:
+            row = db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
         return bytes(row[0]) if row else None
 
     def set_meta(self, name: str, value: bytes) -> None:
@@ -369,9 +406,11 @@ class Store:
         (ChainError) wrote nothing: catch that error inside the group to keep
         the blocks before it. Any other failure of `commit_block` rolls the
         whole group back when it ends, and the group raises that failure
-        again even if it was caught. Other threads wait for the store's lock
-        until the group ends, so no reader sees a block before it is
-        durable. Groups do not nest.
+        again even if it was caught. Meanwhile other threads read through a
+        second connection: they see the store as last committed (no block
+        before it is durable) without waiting for the group; a write from
+        another thread (`set_meta`, `commit_block`) waits for it. Groups do
+        not nest.
         """
         with self._lock:
             if self._grouped:
@@ -379,6 +418,7 @@ class Store:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             self._grouped = True
+            self._group_thread = threading.get_ident()
             try:
                 yield
                 if self._spoiled is not None:
@@ -389,7 +429,7 @@ class Store:
                     db.execute("ROLLBACK")
                 raise
             finally:
-                self._grouped, self._spoiled = False, None
+                self._grouped, self._spoiled, self._group_thread = False, None, None
 
     def _check_extends(self, height: int) -> None:
         row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
