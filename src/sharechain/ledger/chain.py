@@ -602,6 +602,7 @@ def _digest_rows(store: Store, query: str) -> bytes:
 def _compare_indexes(store: Store, replay: Store) -> None:
     for name, query in (
         ("world state", "SELECT key, value FROM state ORDER BY key"),
+        ("index keys", "SELECT key, value FROM state_idx ORDER BY key"),
         ("transaction index", "SELECT id, height, idx, type, sender, code FROM txs ORDER BY id"),
         ("history index", "SELECT key, height, idx, tx_id FROM history ORDER BY key, height, idx"),
     ):
