@@ -350,14 +350,19 @@ def create_app(node: Node) -> FastAPI:
         responses={
             200: _RECEIPTS_DOC,
             202: {"description": "queued (`wait` false): the transaction ids"},
+            400: {"description": "a malformed CBOR body, or an envelope that is not one"},
             415: {"description": "a body neither JSON nor CBOR"},
+            422: {"description": "a JSON body that does not match SubmitBody"},
         },
     )
     async def submit(request: Request, who: Auth) -> Response:
         """Submit signed transactions (many per request); with `wait`, return receipts.
 
         The body is JSON (`txs` in hex) or `application/cbor` (`txs` as byte
-        strings); the answer is CBOR when the request accepts it.
+        strings); the answer is CBOR when the request accepts it. Each
+        envelope must be framed as `[1, body, key id, signature]` (else 400,
+        naming the first that is not); a body that is no transaction is
+        committed with the code `bad_encoding`, like any invalid transaction.
         """
         sub = _submission(request.headers.get("content-type", ""), await request.body())
         raws = sub.raws
