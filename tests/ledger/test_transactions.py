@@ -14,9 +14,9 @@ from sharechain.crypto.signing import SigningKey
 from sharechain.errors import EncodingError
 from sharechain.ledger.transactions import (
     TX_DOMAIN,
-    _split_envelope,
     decode_transaction,
     sign_transaction,
+    split_envelope,
 )
 
 KEY = SigningKey.from_seed(bytes(range(32)))
@@ -183,7 +183,7 @@ def test_envelope_body_lengths_at_every_head_size(size: int) -> None:
     raw = _envelope(body)
     stx = decode_transaction(raw)
     assert (stx.body, stx.key_id, stx.signature) == _general_decode(raw)
-    assert _split_envelope(raw) == (_general_decode(raw) if len(body) < 65536 else None)
+    assert split_envelope(raw) == (_general_decode(raw) if len(body) < 65536 else None)
     assert stx.id == hashlib.sha256(raw).digest()
 
 
@@ -211,7 +211,7 @@ def test_envelope_parsing_agrees_with_the_general_rule(data: st.DataObject) -> N
         raw = raw[: data.draw(st.integers(0, len(raw)))] + data.draw(st.binary(max_size=3))
     general = _general_decode(bytes(raw))
     # The in-place reading never accepts what the rule refuses, nor reads other parts.
-    assert _split_envelope(bytes(raw)) in (None, general)
+    assert split_envelope(bytes(raw)) in (None, general)
     got = _decoded(bytes(raw))
     if general is None:
         assert got is None

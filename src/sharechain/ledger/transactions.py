@@ -35,6 +35,7 @@ __all__ = [
     "TxId",
     "decode_transaction",
     "sign_transaction",
+    "split_envelope",
 ]
 
 TxId = bytes
@@ -116,7 +117,7 @@ _KEY_ID_HEAD = b"\x58\x20"  # bstr(32)
 _SIGNATURE_HEAD = b"\x58\x40"  # bstr(64)
 
 
-def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
+def split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     """(body, key id, signature) if `raw` is the canonical envelope of a 32-byte key
     id and a 64-byte signature, else None (then the general decoder decides).
 
@@ -168,7 +169,7 @@ def decode_transaction(raw: bytes, *, tx_id: TxId | None = None) -> SignedTransa
     `tx_id` is the envelope's id when the caller has hashed it already (a
     block's `tx_ids`); it must be `SHA-256(raw)`.
     """
-    parts = _split_envelope(raw)
+    parts = split_envelope(raw)
     body_bytes, key_id, signature = parts if parts is not None else _decode_envelope(raw)
     # The body need not be re-checked for canonical form: the signature covers
     # these exact bytes and the (canonical) envelope fixes the id.

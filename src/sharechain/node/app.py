@@ -52,9 +52,7 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-
-# `_split_envelope` reads the canonical envelope's framing in place: the admission check.
-from sharechain.ledger.transactions import _split_envelope, decode_transaction
+from sharechain.ledger.transactions import decode_transaction, split_envelope
 from sharechain.node import upkeep
 from sharechain.node.deps import Auth
 from sharechain.node.service import Node
@@ -247,7 +245,7 @@ def _admit(raws: Sequence[bytes]) -> None:
     receipt.
     """
     for i, raw in enumerate(raws):
-        if _split_envelope(raw) is None:
+        if split_envelope(raw) is None:
             try:
                 decode_transaction(raw)
             except EncodingError as exc:
