@@ -128,7 +128,7 @@ def _workflow(
 def run(
     *,
     workflows: int = 8_000,
-    batch: int = 150,
+    batch: int = 180,
     clients_per_org: int = 2,
     max_wait_ms: int = 20,
     max_block_txs: int = 2_000,
