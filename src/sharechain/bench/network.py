@@ -128,9 +128,9 @@ def _workflow(
 def run(
     *,
     workflows: int = 8_000,
-    batch: int = 180,
+    batch: int = 150,
     clients_per_org: int = 2,
-    max_wait_ms: int = 20,
+    max_wait_ms: int = 60,
     max_block_txs: int = 2_000,
     datasets_per_owner: int = 50,
     base: Path | None = None,
