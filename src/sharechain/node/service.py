@@ -403,8 +403,8 @@ class Node:
         before it, inside the transaction. Nothing is announced (receipts,
         attestations, metrics) before the transaction is durable. If a block
         fails, the blocks before it are committed and announced, then its
-        `ChainError` is raised. Readers of the store wait while a group of
-        several blocks validates and commits.
+        `ChainError` is raised. Meanwhile other threads read the store as last
+        committed (`Store.group`).
         """
         if self.halted is not None:
             raise ChainError(
@@ -412,8 +412,7 @@ class Node:
             )
         done: list[tuple[Block, Execution, float]] = []
         failure: ChainError | None = None
-        # One block alone commits by itself: a group holds the store's lock
-        # (readers wait) while it validates, not only while it writes.
+        # One block alone needs no group: `commit_block` is one transaction already.
         with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
             for block, data, execution in blocks:
                 started = time.perf_counter()
