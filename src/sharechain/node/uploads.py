@@ -163,6 +163,18 @@ def _end(session: _Session, *, discard: bool) -> None:
     session.close(discard=discard)
 
 
+def _write_failed(session: _Session, name: str, exc: OSError) -> Reply:
+    """Drop a session whose bytes could not be written; the uploader starts again."""
+    _end(session, discard=True)
+    return Reply(
+        503,
+        {
+            "error": "unavailable",
+            "detail": f"writing blob {name} failed ({exc}); upload again from offset 0",
+        },
+    )
+
+
 async def receive_chunk(
     store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
 ) -> Reply:
@@ -197,14 +209,7 @@ async def _receive(
                 await asyncio.wrap_future(session.pending)
                 session.pending = None
         except OSError as exc:
-            _end(session, discard=True)
-            return Reply(
-                503,
-                {
-                    "error": "unavailable",
-                    "detail": f"writing blob {name} failed ({exc}); upload again from offset 0",
-                },
-            )
+            return _write_failed(session, name, exc)
         if offset != session.received:
             return Reply(
                 409,
@@ -225,14 +230,7 @@ async def _receive(
             assert digest is not None  # named by the route, or required with final
             kept = await run_in_threadpool(session.finish, digest)
         except OSError as exc:
-            _end(session, discard=True)
-            return Reply(
-                503,
-                {
-                    "error": "unavailable",
-                    "detail": f"writing blob {name} failed ({exc}); upload again from offset 0",
-                },
-            )
+            return _write_failed(session, name, exc)
         _end(session, discard=not kept)
         if not kept:
             return Reply(
