@@ -24,19 +24,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sharechain.codec import decode, encode
+from sharechain.codec import encode
 from sharechain.errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -52,10 +49,17 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.ledger.transactions import decode_transaction, split_envelope
 from sharechain.node import upkeep
 from sharechain.node.deps import Auth
 from sharechain.node.service import Node
+from sharechain.node.submissions import (
+    CBOR,
+    RECEIPTS_DOC,
+    SUBMIT_DOC,
+    accepts_cbor,
+    admit,
+    parse_submission,
+)
 
 __all__ = ["API_VERSION", "MAX_BODY_BYTES", "create_app"]
 
@@ -63,9 +67,6 @@ log = logging.getLogger("sharechain.node.api")
 
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 64 * 1024 * 1024
-MAX_TXS_PER_REQUEST = 20_000
-MAX_TX_BYTES = 1_000_000
-CBOR = "application/cbor"
 ACCEPT_SIGNATURE = 'sig1=("@method" "@authority" "@path" "@query" "content-digest");alg="ed25519"'
 OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/openapi.json", "/docs"})
 
@@ -121,139 +122,6 @@ class _Guard:
         if self.node.problem is not None and scope.get("path", "") not in OPEN_PATHS:
             return _error(503, "quarantined", self.node.problem)
         return None
-
-
-class SubmitBody(BaseModel):
-    """Signed transaction envelopes to order (hex), many per request."""
-
-    txs: list[Annotated[str, Field(max_length=2 * MAX_TX_BYTES)]] = Field(
-        ..., min_length=1, max_length=MAX_TXS_PER_REQUEST
-    )
-    wait: bool = Field(True, description="Wait until the transactions are committed here.")
-    timeout: float = Field(30.0, ge=0.0, le=300.0, description="Longest wait in seconds.")
-
-
-_SUBMIT_CBOR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": (
-        "The JSON form's fields, with each envelope a CBOR byte string instead of hex. "
-        "Any well-formed CBOR map will do (it need not be canonical)."
-    ),
-    "required": ["txs"],
-    "properties": {
-        "txs": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": MAX_TXS_PER_REQUEST,
-            "items": {"type": "string", "format": "binary", "maxLength": MAX_TX_BYTES},
-        },
-        "wait": {"type": "boolean", "default": True},
-        "timeout": {"type": "number", "minimum": 0, "maximum": 300, "default": 30},
-    },
-}
-_SUBMIT_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": SubmitBody.model_json_schema()},
-            CBOR: {"schema": _SUBMIT_CBOR_SCHEMA},
-        },
-    },
-}
-_RECEIPTS_DOC: dict[str, Any] = {
-    "description": (
-        "Receipts in submission order. JSON: `{receipts: [{tx_id (hex), height, index, "
-        "code, reason}]}`. CBOR (when the request accepts application/cbor): "
-        "`{receipts: [[tx_id (bytes), height, index, code, reason]]}`."
-    ),
-    "content": {"application/json": {}, CBOR: {}},
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Submission:
-    """A `POST /v1/txs` body, whichever media type it came in."""
-
-    raws: tuple[bytes, ...]
-    """The envelopes, in the order their receipts answer."""
-    wait: bool
-    """Answer with receipts once committed (else 202 with the ids at once)."""
-    timeout: float
-    """Longest wait in seconds."""
-
-
-def _media_type(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
-
-
-def _submission(content_type: str, body: bytes) -> _Submission:
-    """Parse a submission; 400 (CBOR), 422 (JSON, as FastAPI would) or 415 when it is not one."""
-    kind = _media_type(content_type)
-    if kind == CBOR:
-        return _cbor_submission(body)
-    if kind in ("", "application/json") or kind.endswith("+json"):
-        try:
-            parsed = SubmitBody.model_validate_json(body)
-        except ValidationError as exc:
-            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-            raise RequestValidationError(errors) from None
-        raws: list[bytes] = []
-        for i, text in enumerate(parsed.txs):
-            try:
-                raws.append(bytes.fromhex(text))
-            except ValueError as exc:
-                raise EncodingError(
-                    f"transaction {i} is not a signed envelope in hex: {exc}"
-                ) from None
-        return _Submission(tuple(raws), parsed.wait, parsed.timeout)
-    raise StarletteHTTPException(
-        415, f"POST /v1/txs takes application/json or {CBOR}, not {content_type!r}"
-    )
-
-
-def _cbor_submission(body: bytes) -> _Submission:
-    try:
-        value = decode(body, canonical=False)
-    except EncodingError as exc:
-        raise EncodingError(f"the request body is {exc}") from None  # "not valid CBOR: ..."
-    if not isinstance(value, dict):
-        raise EncodingError("the CBOR body must be a map with txs, wait and timeout")
-    txs, wait, timeout = value.get("txs"), value.get("wait", True), value.get("timeout", 30.0)
-    if not isinstance(txs, list) or not 1 <= len(txs) <= MAX_TXS_PER_REQUEST:
-        raise EncodingError(f"txs must be an array of 1 to {MAX_TXS_PER_REQUEST} byte strings")
-    for i, raw in enumerate(txs):
-        if type(raw) is not bytes or len(raw) > MAX_TX_BYTES:
-            raise EncodingError(
-                f"transaction {i} must be a byte string of at most {MAX_TX_BYTES} bytes"
-            )
-    if type(wait) is not bool:
-        raise EncodingError("wait must be true or false")
-    if type(timeout) not in (int, float) or not 0.0 <= timeout <= 300.0:
-        raise EncodingError("timeout must be a number of seconds from 0 to 300")
-    return _Submission(tuple(txs), wait, float(timeout))
-
-
-def _admit(raws: Sequence[bytes]) -> None:
-    """Refuse (400, naming the index) an envelope that is not framed as a signed transaction.
-
-    The canonical framing (`[1, body, 32-byte key id, 64-byte signature]`) is
-    checked in place; anything else goes through the full decoder, which names
-    the fault. The body itself is left to the ledger: at each hop decoding it
-    cost the API a quarter of its time per transaction, and a body that does
-    not decode is kept in its block with the code `bad_encoding`, as any
-    transaction that fails validation is, so the submitter learns it from the
-    receipt.
-    """
-    for i, raw in enumerate(raws):
-        if split_envelope(raw) is None:
-            try:
-                decode_transaction(raw)
-            except EncodingError as exc:
-                raise EncodingError(f"transaction {i} is not a signed envelope: {exc}") from None
-
-
-def _accepts_cbor(accept: str) -> bool:
-    return any(_media_type(part) == CBOR for part in accept.split(","))
 
 
 def create_app(node: Node) -> FastAPI:
@@ -344,9 +212,9 @@ def create_app(node: Node) -> FastAPI:
     @app.post(
         "/v1/txs",
         tags=["transactions"],
-        openapi_extra=_SUBMIT_DOC,
+        openapi_extra=SUBMIT_DOC,
         responses={
-            200: _RECEIPTS_DOC,
+            200: RECEIPTS_DOC,
             202: {"description": "queued (`wait` false): the transaction ids"},
             400: {"description": "a malformed CBOR body, or an envelope that is not one"},
             415: {"description": "a body neither JSON nor CBOR"},
@@ -362,10 +230,10 @@ def create_app(node: Node) -> FastAPI:
         naming the first that is not); a body that is no transaction is
         committed with the code `bad_encoding`, like any invalid transaction.
         """
-        sub = _submission(request.headers.get("content-type", ""), await request.body())
+        sub = parse_submission(request.headers.get("content-type", ""), await request.body())
         raws = sub.raws
-        _admit(raws)
-        cbor = _accepts_cbor(request.headers.get("accept", ""))
+        admit(raws)
+        cbor = accepts_cbor(request.headers.get("accept", ""))
         if node.forward is not None:
             batch = await run_in_threadpool(node.submit_batch, raws)
         else:
