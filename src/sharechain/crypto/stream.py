@@ -24,10 +24,12 @@ Sealing and opening both produce :class:`StreamDigests`: SHA-256 of the
 plaintext, SHA-256 of the whole ciphertext (header included, hence equal to the
 blob store's address of it) and the RFC 6962 Merkle root over the SHA-256 of
 each ciphertext segment, which lets a single segment be proved to belong to a
-registered payload. Writing, the two running digests and the segment digests run
-on worker threads (hashlib and file writes release the GIL), overlapping the
-reading and sealing of the next segments. An opener that checks the segment root
-against a trusted record may skip the whole-stream digest (``ciphertext_sha256=False``).
+registered payload (`sharechain.crypto.segment_tree`). Writing, the two running
+digests and the segment digests run on worker threads (`sharechain.crypto._pipeline`;
+hashing and file writes release the GIL), overlapping the reading and sealing of the
+next segments; the digests are computed two streams at a time
+(`sharechain.crypto.digests`). An opener that checks the segment root against a
+trusted record may skip the whole-stream digest (``ciphertext_sha256=False``).
 
 Decryption authenticates each segment before writing it; a failure raises the
 single opaque :class:`~sharechain.errors.DecryptionError`. Segments written
@@ -41,9 +43,7 @@ import hashlib
 import io
 import os
 import struct
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal, overload
 
@@ -52,6 +52,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sharechain.crypto._pipeline import Pipeline, Totals, write_all
+from sharechain.crypto.segment_tree import (
+    Digest,
+    inclusion_proof,
+    merkle_root,
+    verify_inclusion,
+)
 from sharechain.errors import ConfigError, DecryptionError, IntegrityError
 
 __all__ = [
@@ -75,9 +82,6 @@ __all__ = [
     "segment_offset",
     "verify_inclusion",
 ]
-
-Digest = bytes
-"""A 32-byte SHA-256 digest."""
 
 FORMAT_VERSION: Final = 1
 DEFAULT_SEGMENT_SIZE: Final = 1 << 20
@@ -202,13 +206,13 @@ def encrypt_stream(
         raise ConfigError(f"rng returned {len(salt)} bytes, expected {SALT_SIZE}")
     header = StreamHeader(FORMAT_VERSION, epoch, segment_size, salt).encode()
     aead = AESGCM(_subkey(key, header))
-    _write_all(dst, header)
+    write_all(dst, header)
     # One spare byte per read: finding one more byte is how a segment learns it is not last.
     plain = _Buffers(segment_size + 1)
     sealed = _Buffers(segment_size + TAG_SIZE)
     slots = _slot_count(segment_size)
     parallel = segment_size >= _PARALLEL_MIN_SEGMENT
-    with _Pipeline(dst, header, parallel=parallel, digests=digests) as pipeline:
+    with Pipeline(dst, header, parallel=parallel, digests=digests) as pipeline:
         carry: int | None = None
         index = 0
         last = False
@@ -226,7 +230,7 @@ def encrypt_stream(
             aead.encrypt_into(_nonce(index, last), pt, header, ct)
             pipeline.add(pt, ct, out=ct)
             index += 1
-        return pipeline.finish()
+        return _record(pipeline.finish())
 
 
 @overload
@@ -281,7 +285,7 @@ def decrypt_stream(
     plain = _Buffers(parsed.segment_size)
     slots = _slot_count(parsed.segment_size)
     parallel = parsed.segment_size >= _PARALLEL_MIN_SEGMENT
-    with _Pipeline(
+    with Pipeline(
         dst, header, parallel=parallel, digests=digests, whole_stream=ciphertext_sha256
     ) as pipeline:
         carry: int | None = None
@@ -305,7 +309,7 @@ def decrypt_stream(
                 raise DecryptionError() from None
             pipeline.add(pt, ct, out=pt)  # only once authenticated
             index += 1
-        return pipeline.finish()
+        return _record(pipeline.finish())
 
 
 def encrypt_bytes(
@@ -349,6 +353,10 @@ class _Buffers:
         return self._buffers[slot]
 
 
+def _record(totals: Totals | None) -> StreamDigests | None:
+    return None if totals is None else StreamDigests(*totals)
+
+
 def _check_key(key: bytes) -> None:
     if len(key) != KEY_SIZE:
         raise ConfigError(f"data key must be {KEY_SIZE} bytes, got {len(key)}")
@@ -390,195 +398,6 @@ def _read_exact(src: BinaryIO, size: int) -> bytes:
     if _fill(src, buf, None) != size:
         raise DecryptionError()
     return bytes(buf)
-
-
-def _write_all(dst: BinaryIO, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = dst.write(view)
-        # Buffered writers always write everything; raw ones may report less.
-        view = view[len(view) if written is None else written :]
-
-
-# --- digests ------------------------------------------------------------------------------------
-
-
-def _sha256(data: memoryview) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
-class _Pipeline:
-    """Writes each segment's output and hashes plaintext, ciphertext stream and segment.
-
-    With ``parallel``, the writes, the two running hashes (the whole ciphertext stream
-    only with ``whole_stream``) and the segment digests each have a single-thread
-    executor, so each stays in order while all overlap the caller's reading and sealing;
-    segment digests enter the Merkle tree in order as their slots drain. The first
-    segment is done inline: a payload of one segment never starts a thread.
-    """
-
-    def __init__(
-        self,
-        dst: BinaryIO,
-        header: bytes,
-        *,
-        parallel: bool,
-        digests: bool = True,
-        whole_stream: bool = True,
-    ) -> None:
-        self._dst = dst
-        self._digests = digests
-        self._plain = hashlib.sha256()
-        self._cipher = hashlib.sha256(header) if whole_stream else None
-        self._tree = _TreeBuilder()
-        self._parallel = parallel
-        self._lanes: tuple[ThreadPoolExecutor, ...] = ()
-        # Per segment in flight: its segment digest (to push into the tree in order)
-        # and the write and running-hash jobs that must finish before its slot is reused.
-        self._inflight: deque[tuple[Future[bytes] | None, tuple[Future[None], ...]]] = deque()
-        self._size = 0
-        self._count = 0
-
-    def __enter__(self) -> _Pipeline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # On failure too: no write may land after the caller has given up on `dst`.
-        for lane in self._lanes:
-            lane.shutdown(wait=True)
-
-    def add(self, plaintext: memoryview, ciphertext: memoryview, *, out: memoryview) -> None:
-        """Write ``out`` and hash one segment; the buffers stay untouched until `drain`."""
-        self._size += len(plaintext)
-        self._count += 1
-        if not self._parallel or self._count == 1:
-            _write_all(self._dst, out)
-            if self._digests:
-                self._plain.update(plaintext)
-                if self._cipher is not None:
-                    self._cipher.update(ciphertext)
-                self._tree.push(_sha256(ciphertext))
-            return
-        if not self._lanes:
-            self._lanes = tuple(ThreadPoolExecutor(1, "sharechain-stream") for _ in range(4))
-        writer, plain, cipher, segments = self._lanes
-        jobs = [writer.submit(_write_all, self._dst, out)]
-        segment: Future[bytes] | None = None
-        if self._digests:
-            jobs.append(plain.submit(self._plain.update, plaintext))
-            if self._cipher is not None:
-                jobs.append(cipher.submit(self._cipher.update, ciphertext))
-            segment = segments.submit(_sha256, ciphertext)
-        self._inflight.append((segment, tuple(jobs)))
-
-    def drain(self, *, keep: int) -> None:
-        """Wait until at most ``keep`` segments are still being written or hashed."""
-        while len(self._inflight) > keep:
-            segment, jobs = self._inflight.popleft()
-            for job in jobs:
-                job.result()
-            if segment is not None:
-                self._tree.push(segment.result())
-
-    def finish(self) -> StreamDigests | None:
-        self.drain(keep=0)
-        if not self._digests:
-            return None
-        return StreamDigests(
-            plaintext_sha256=self._plain.digest(),
-            ciphertext_sha256=b"" if self._cipher is None else self._cipher.digest(),
-            segment_root=self._tree.root(),
-            size=self._size,
-            segment_count=self._count,
-        )
-
-
-# --- segment Merkle tree (RFC 6962 / RFC 9162 section 2.1) -------------------------------------
-
-
-def _leaf(segment_digest: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + segment_digest).digest()
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-class _TreeBuilder:
-    """Builds an RFC 6962 root leaf by leaf, keeping only O(log n) perfect subtrees."""
-
-    def __init__(self) -> None:
-        self._stack: list[tuple[int, bytes]] = []
-
-    def push(self, segment_digest: bytes) -> None:
-        size, node = 1, _leaf(segment_digest)
-        while self._stack and self._stack[-1][0] == size:
-            left_size, left = self._stack.pop()
-            size, node = left_size + size, _node(left, node)
-        self._stack.append((size, node))
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return hashlib.sha256(b"").digest()
-        # The RFC 6962 tree splits at the largest power of two: folding the perfect
-        # subtrees from the right reproduces exactly that shape.
-        node = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            node = _node(left, node)
-        return node
-
-
-def merkle_root(segment_digests: Sequence[Digest]) -> Digest:
-    """RFC 6962 root over the given segment digests (SHA-256 of each ciphertext segment)."""
-    builder = _TreeBuilder()
-    for digest in segment_digests:
-        builder.push(digest)
-    return builder.root()
-
-
-def inclusion_proof(segment_digests: Sequence[Digest], index: int) -> tuple[Digest, ...]:
-    """The RFC 9162 audit path of segment ``index``, nearest sibling first."""
-    if not 0 <= index < len(segment_digests):
-        raise IntegrityError(f"segment {index} is not in a stream of {len(segment_digests)}")
-    path: list[bytes] = []
-    leaves = segment_digests
-    while len(leaves) > 1:
-        split = 1 << ((len(leaves) - 1).bit_length() - 1)
-        if index < split:
-            path.append(merkle_root(leaves[split:]))
-            leaves = leaves[:split]
-        else:
-            path.append(merkle_root(leaves[:split]))
-            leaves = leaves[split:]
-            index -= split
-    return tuple(reversed(path))
-
-
-def verify_inclusion(
-    segment: bytes, index: int, count: int, proof: Sequence[Digest], root: Digest
-) -> None:
-    """Check that ciphertext ``segment`` is segment ``index`` of ``count`` under ``root``.
-
-    Follows RFC 9162 section 2.1.3.2; raises `IntegrityError` when the proof fails.
-    """
-    if not 0 <= index < count:
-        raise IntegrityError(f"segment {index} cannot be in a stream of {count} segments")
-    fn, sn = index, count - 1
-    node = _leaf(hashlib.sha256(segment).digest())
-    for sibling in proof:
-        if sn == 0:
-            raise IntegrityError(f"inclusion proof of segment {index} is too long")
-        if fn & 1 or fn == sn:
-            node = _node(sibling, node)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            node = _node(node, sibling)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0 or node != root:
-        raise IntegrityError(f"segment {index} does not match the segment root")
 
 
 def segment_digests(src: BinaryIO) -> tuple[Digest, ...]:
