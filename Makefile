@@ -9,7 +9,7 @@ NETWORK ?= solo
 
 .PHONY: demo test check lint types bench soak clean system
 
-$(STAMP): pyproject.toml src/sharechain/crypto/_sha256x.c
+$(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -7,13 +7,17 @@ per-stream key derivation, nonces, buffer handling) with
 ``openssl speed -evp aes-256-gcm`` at 1 MiB blocks, which does no hashing either.
 ``aead_with_digests_mib_s`` is the same stream computing the three SHA-256 digests
 the chain records (plaintext, whole ciphertext, each segment for the Merkle root):
-what publishing and fetching actually pay per byte.
+what publishing and fetching actually pay per byte. ``sha256_mib_s`` is hashlib's
+SHA-256 of one 256 MiB buffer, ``sha256_pair_mib_s`` the bytes per second of two
+hashed side by side (`sharechain.crypto.digests.sha256_pair`), which is how the
+stream takes its digests.
 
 Run ``python -m sharechain.bench.aead`` to print the figures as JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -23,6 +27,7 @@ import subprocess
 import time
 from typing import BinaryIO, cast
 
+from sharechain.crypto.digests import sha256_pair
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, decrypt_stream, encrypt_stream
 
 __all__ = ["openssl_aes256gcm_mib_s", "run"]
@@ -81,6 +86,20 @@ def _best_mib_s(action: io.BytesIO, seal: bool, key: bytes, *, digests: bool) ->
     return best
 
 
+def _sha256_mib_s(data: memoryview) -> tuple[float, float]:
+    """Best MiB/s of hashlib on one buffer and of the paired SHA-256 on its two halves."""
+    one = pair = 0.0
+    half = len(data) // 2
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        hashlib.sha256(data).digest()
+        one = max(one, PAYLOAD_MIB / (time.perf_counter() - start))
+        start = time.perf_counter()
+        sha256_pair(data[:half], data[half:])
+        pair = max(pair, PAYLOAD_MIB / (time.perf_counter() - start))
+    return one, pair
+
+
 def run() -> dict[str, float]:
     """Measure sealing and opening throughput and compare with OpenSSL."""
     key = os.urandom(32)
@@ -93,8 +112,11 @@ def run() -> dict[str, float]:
     with_digests = min(
         _best_mib_s(plain, True, key, digests=True), _best_mib_s(sealed, False, key, digests=True)
     )
+    sha_one, sha_pair = _sha256_mib_s(plain.getbuffer())
     openssl = openssl_aes256gcm_mib_s()
     return {
+        "sha256_mib_s": round(sha_one, 1),
+        "sha256_pair_mib_s": round(sha_pair, 1),
         "aead_encrypt_mib_s": round(encrypt, 1),
         "aead_decrypt_mib_s": round(decrypt, 1),
         "aead_with_digests_mib_s": round(with_digests, 1),

@@ -17,7 +17,8 @@ Both sides are the best of two runs. On this virtual machine, writing a new
 take fresh memory from the host, and much less when it reuses pages freed by
 the previous run (a first `cp` measured 1.98 s, a second 0.29 s), so timing a
 cold publish+fetch against a warm `cp` would measure the host, not sharechain.
-The first (cold) publish+fetch is reported as `share_1gib_first_s`.
+The first (cold) publish+fetch is reported as `share_1gib_first_s`. Dirty pages
+that earlier benchmarks left are written back (``sync``) before anything is timed.
 
 Run ``python -m sharechain.bench.share``.
 """
@@ -92,6 +93,7 @@ def _cp_seconds(src: Path, dst: Path) -> float:
 
 def run(size_mib: int = SIZE_MIB) -> dict[str, float]:
     """Measure publish + fetch of `size_mib` MiB and the cp + AES baseline."""
+    os.sync()  # what earlier benchmarks left to write back would compete for the disk
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="sharechain-bench-share-") as tmp:
         root = Path(tmp)

@@ -221,7 +221,8 @@ static void state_digest(const shax_state *s, uint8_t out[32]) {
 /* --- the Sha256 type ------------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD shax_state state;
+    PyObject_HEAD
+    shax_state state;
     int busy; /* set while a call hashes without the GIL */
 } Sha256Object;
 
@@ -249,19 +250,31 @@ static int claim(Sha256Object *h) {
     return 0;
 }
 
+/* No object exists on a CPU without the instructions, so no method can reach them. */
+static PyObject *Sha256_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    if (require_accelerated() < 0)
+        return NULL;
+    Sha256Object *self = (Sha256Object *)PyType_GenericNew(type, args, kwds);
+    if (self) {
+        state_init(&self->state);
+        self->busy = 0;
+    }
+    return (PyObject *)self;
+}
+
 static int Sha256_init(Sha256Object *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"data", NULL};
     Py_buffer data = {0};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|y*:Sha256", kwlist, &data))
         return -1;
-    if (require_accelerated() < 0) {
+    if (claim(self) < 0) {
         PyBuffer_Release(&data);
         return -1;
     }
     state_init(&self->state);
-    self->busy = 0;
     if (data.buf)
         state_update1(&self->state, data.buf, (size_t)data.len);
+    self->busy = 0;
     PyBuffer_Release(&data);
     return 0;
 }
@@ -275,7 +288,8 @@ static PyObject *Sha256_update(Sha256Object *self, PyObject *arg) {
         return NULL;
     }
     if (data.len >= GIL_MINSIZE) {
-        Py_BEGIN_ALLOW_THREADS state_update1(&self->state, data.buf, (size_t)data.len);
+        Py_BEGIN_ALLOW_THREADS
+        state_update1(&self->state, data.buf, (size_t)data.len);
         Py_END_ALLOW_THREADS
     } else {
         state_update1(&self->state, data.buf, (size_t)data.len);
@@ -315,14 +329,14 @@ static PyTypeObject Sha256Type = {
     .tp_doc = "A running SHA-256, like hashlib.sha256, that update2 can advance in pairs.",
     .tp_basicsize = sizeof(Sha256Object),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
+    .tp_new = Sha256_new,
     .tp_init = (initproc)Sha256_init,
     .tp_methods = Sha256_methods,
 };
 
 /* --- module functions ------------------------------------------------------------------ */
 
-static PyObject *shax_update2(PyObject *module, PyObject *args) {
+static PyObject *shax_update2(PyObject *Py_UNUSED(module), PyObject *args) {
     Sha256Object *a, *b;
     Py_buffer da, db;
     if (!PyArg_ParseTuple(args, "O!y*O!y*:update2", &Sha256Type, &a, &da, &Sha256Type, &b, &db))
@@ -338,9 +352,10 @@ static PyObject *shax_update2(PyObject *module, PyObject *args) {
         a->busy = 0;
         goto done;
     }
-    Py_BEGIN_ALLOW_THREADS state_update2(&a->state, da.buf, (size_t)da.len, &b->state, db.buf,
-                                         (size_t)db.len);
-    Py_END_ALLOW_THREADS a->busy = 0;
+    Py_BEGIN_ALLOW_THREADS
+    state_update2(&a->state, da.buf, (size_t)da.len, &b->state, db.buf, (size_t)db.len);
+    Py_END_ALLOW_THREADS
+    a->busy = 0;
     b->busy = 0;
     result = Py_None;
     Py_INCREF(result);
@@ -350,7 +365,7 @@ done:
     return result;
 }
 
-static PyObject *shax_sha256_pair(PyObject *module, PyObject *args) {
+static PyObject *shax_sha256_pair(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer x, y;
     if (!PyArg_ParseTuple(args, "y*y*:sha256_pair", &x, &y))
         return NULL;
@@ -360,10 +375,12 @@ static PyObject *shax_sha256_pair(PyObject *module, PyObject *args) {
         uint8_t dx[32], dy[32];
         state_init(&sx);
         state_init(&sy);
-        Py_BEGIN_ALLOW_THREADS state_update2(&sx, x.buf, (size_t)x.len, &sy, y.buf, (size_t)y.len);
+        Py_BEGIN_ALLOW_THREADS
+        state_update2(&sx, x.buf, (size_t)x.len, &sy, y.buf, (size_t)y.len);
         state_digest(&sx, dx);
         state_digest(&sy, dy);
-        Py_END_ALLOW_THREADS result = Py_BuildValue("(y#y#)", dx, (Py_ssize_t)32, dy, (Py_ssize_t)32);
+        Py_END_ALLOW_THREADS
+        result = Py_BuildValue("(y#y#)", dx, (Py_ssize_t)32, dy, (Py_ssize_t)32);
     }
     PyBuffer_Release(&x);
     PyBuffer_Release(&y);
@@ -378,8 +395,12 @@ static PyMethodDef shax_methods[] = {
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef shax_module = {
-    PyModuleDef_HEAD_INIT, "_sha256x",
-    "SHA-256 of two streams at once with the x86 SHA extensions.", -1, shax_methods};
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_sha256x",
+    .m_doc = "SHA-256 of two streams at once with the x86 SHA extensions.",
+    .m_size = -1,
+    .m_methods = shax_methods,
+};
 
 PyMODINIT_FUNC PyInit__sha256x(void) {
     accelerated = cpu_has_sha();

@@ -1,0 +1,21 @@
+"""The one C extension; everything else is declared in pyproject.toml.
+
+`sharechain.crypto._sha256x` hashes two SHA-256 streams at once with the x86 SHA
+instructions (see `sharechain.crypto.digests`). It is optional: without a C compiler
+or the Python headers the install goes on and hashing uses hashlib. (Declared here
+rather than under ``[tool.setuptools.ext-modules]``, which setuptools still calls
+experimental and warns about at every install.)
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "sharechain.crypto._sha256x",
+            sources=["src/sharechain/crypto/_sha256x.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    ]
+)
