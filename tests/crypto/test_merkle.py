@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharechain.errors import IntegrityError
-from sharechain.ledger.merkle import (
+from sharechain.crypto.merkle import (
     EMPTY_ROOT,
     inclusion_proof,
     leaf_hash,
@@ -20,6 +19,7 @@ from sharechain.ledger.merkle import (
     root_from_proof,
     verify_inclusion,
 )
+from sharechain.errors import IntegrityError
 
 VEC = json.loads((Path(__file__).parent.parent / "vectors" / "rfc6962_tree.json").read_text())
 LEAVES = [bytes.fromhex(x) for x in VEC["leaves"]]
@@ -175,3 +175,17 @@ def test_path_element_of_wrong_length() -> None:
     path = inclusion_proof(leaves, 0)
     with pytest.raises(IntegrityError, match="32 bytes"):
         verify_inclusion(b"a", 0, 2, [path[0][:31]], merkle_root(leaves))
+
+
+def test_the_ledger_and_the_data_plane_share_one_tree() -> None:
+    from sharechain.crypto import segment_tree
+    from sharechain.ledger import merkle as ledger_merkle
+
+    assert ledger_merkle.merkle_root is merkle_root
+    assert ledger_merkle.verify_inclusion is verify_inclusion
+    digests = [hashlib.sha256(bytes([i])).digest() for i in range(5)]
+    assert segment_tree.merkle_root(digests) == merkle_root(digests)
+    builder = segment_tree.TreeBuilder()
+    for d in digests:
+        builder.push(d)
+    assert builder.root() == merkle_root(digests)
