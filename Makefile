@@ -48,4 +48,5 @@ bench: $(STAMP) $(SYSSTAMP)
 	$(BIN)/python -m sharechain.bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build
+	rm -f src/sharechain/crypto/_sha256x*.so
