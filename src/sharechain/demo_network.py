@@ -33,10 +33,10 @@ from rich.table import Table
 from sharechain.contracts import default_registry
 from sharechain.contracts._fields import derive_id
 from sharechain.crypto.keyfile import OrgKeys
+from sharechain.crypto.merkle import verify_inclusion
 from sharechain.demo import ORGS, POLICY, _kv, _say, synthetic_patients
 from sharechain.errors import IntegrityError, SharechainError
 from sharechain.ledger.chain import verify_chain
-from sharechain.ledger.merkle import verify_inclusion
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.client import NodeClient

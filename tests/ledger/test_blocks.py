@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sharechain.crypto.merkle import merkle_root
 from sharechain.crypto.signing import SigningKey, verify
 from sharechain.errors import EncodingError, InvalidSignatureError
 from sharechain.ledger.blocks import (
@@ -24,7 +25,6 @@ from sharechain.ledger.blocks import (
     make_block,
     sign_header,
 )
-from sharechain.ledger.merkle import merkle_root
 
 KEY = SigningKey.from_seed(b"\x05" * 32)
 HEADER = BlockHeader(3, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1_700_000_000_000, "hospital-a")

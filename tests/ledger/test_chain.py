@@ -20,6 +20,7 @@ import pytest
 from ledger_kit import T0, Kit, org_keys
 
 from sharechain.contracts import notary
+from sharechain.crypto.merkle import merkle_root
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import ChainError, ConfigError, EncodingError
 from sharechain.ledger import validation as v
@@ -27,7 +28,6 @@ from sharechain.ledger.blocks import Block, BlockHeader, make_block, sign_header
 from sharechain.ledger.chain import Ledger, next_state_root, verify_chain
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
 from sharechain.ledger.identities import org_from_value, org_key, org_to_value
-from sharechain.ledger.merkle import merkle_root
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction
 

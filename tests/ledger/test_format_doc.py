@@ -7,10 +7,10 @@ from pathlib import Path
 
 from sharechain.contracts import notary
 from sharechain.crypto.keyfile import OrgKeys
+from sharechain.crypto.merkle import inclusion_proof, merkle_root
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
-from sharechain.ledger.merkle import inclusion_proof, merkle_root
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 

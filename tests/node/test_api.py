@@ -10,8 +10,8 @@ import pytest
 from node_helpers import Running
 
 from sharechain.codec import decode, encode
+from sharechain.crypto.merkle import verify_inclusion
 from sharechain.crypto.signing import SigningKey
-from sharechain.ledger.merkle import verify_inclusion
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.client import NodeClient
 

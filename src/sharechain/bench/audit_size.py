@@ -26,8 +26,8 @@ from typing import Any
 from sharechain.codec import encode
 from sharechain.contracts import queries
 from sharechain.contracts.policies import Policy, policy_to_value
+from sharechain.crypto.merkle import merkle_root
 from sharechain.ledger.blocks import BlockHeader, TxResult, encode_block, make_block
-from sharechain.ledger.merkle import merkle_root
 from sharechain.ledger.store import Store
 
 __all__ = ["build", "run"]

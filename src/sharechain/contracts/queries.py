@@ -21,10 +21,10 @@ from sharechain.contracts.datasets import Dataset, dataset_from_value
 from sharechain.contracts.grants import Grant, grant_from_value, grant_status
 from sharechain.contracts.membership import Proposal, proposal_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
+from sharechain.crypto.merkle import inclusion_proof
 from sharechain.errors import NotFoundError
 from sharechain.ledger.blocks import BlockHeader, decode_header
 from sharechain.ledger.identities import Organisation, org_from_value
-from sharechain.ledger.merkle import inclusion_proof
 from sharechain.ledger.proofs import TxProof
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import HistoryEntry, Store

@@ -5,7 +5,7 @@ The Merkle Tree Hash (RFC 9162 section 2.1.1) of a list of leaves: a leaf is
 the left subtree always holding the largest power of two smaller than the number
 of leaves. An inclusion proof is the audit path of section 2.1.3, so any standard
 verifier can check it. Two trees use it: a block's `tx_root` over its transaction
-ids (`sharechain.ledger.merkle`, which re-exports this module) and a sealed
+ids (`sharechain.ledger.blocks`, proved by `sharechain.ledger.proofs`) and a sealed
 stream's segment root over its segments' digests (`sharechain.crypto.segment_tree`).
 """
 

@@ -23,9 +23,9 @@ from itertools import repeat
 from typing import Any
 
 from sharechain.codec import decode, encode, head
+from sharechain.crypto.merkle import Hash, merkle_root
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import EncodingError
-from sharechain.ledger.merkle import Hash, merkle_root
 
 __all__ = [
     "BLOCK_DOMAIN",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sharechain.codec import encode
+from sharechain.crypto.merkle import merkle_root
 from sharechain.crypto.signing import SigningKey, key_id, verify, verify_many
 from sharechain.errors import ChainError, EncodingError, InvalidSignatureError
 from sharechain.ledger import validation as v
@@ -39,7 +40,6 @@ from sharechain.ledger.blocks import (
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject
 from sharechain.ledger.genesis import GENESIS_TYPE, apply_genesis
 from sharechain.ledger.identities import Organisation, org_from_value, org_key
-from sharechain.ledger.merkle import merkle_root
 from sharechain.ledger.state import BlockState, RecentValues, TxState
 from sharechain.ledger.store import Head, Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sharechain.codec import encode
+from sharechain.crypto.merkle import merkle_root
 from sharechain.ledger.blocks import GENESIS_PREV_HASH, Block, BlockHeader, TxResult, make_block
 from sharechain.ledger.contract import State
 from sharechain.ledger.identities import (
@@ -23,7 +24,6 @@ from sharechain.ledger.identities import (
     org_key,
     org_to_value,
 )
-from sharechain.ledger.merkle import merkle_root
 from sharechain.ledger.transactions import ENVELOPE_VERSION, NONCE_SIZE, Transaction
 
 __all__ = [

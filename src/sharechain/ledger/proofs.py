@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.codec import encode
+from sharechain.crypto.merkle import inclusion_proof, verify_inclusion
 from sharechain.errors import IntegrityError, NotFoundError
 from sharechain.ledger.blocks import BlockHeader, decode_block
-from sharechain.ledger.merkle import inclusion_proof, verify_inclusion
 from sharechain.ledger.store import Store
 
 __all__ = ["TxProof", "prove_tx", "verify_tx_proof"]
