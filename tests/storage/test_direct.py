@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 from pathlib import Path
@@ -117,3 +118,44 @@ def test_reader_closed_early_stops_its_read_ahead(tmp_path: Path) -> None:
     assert reader.closed
     if reader._thread is not None:
         assert not reader._thread.is_alive()
+
+
+def _smaps_flags(address: int) -> list[str]:
+    """The VmFlags of the mapping of this process that holds `address`."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and all(c in "0123456789abcdef-" for c in head):
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start <= address < end
+        elif inside and line.startswith("VmFlags:"):
+            return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc")
+def test_io_buffers_are_huge_page_aligned_and_advised() -> None:
+    buf = direct._IOBuffer(CHUNK)
+    try:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buf.view))
+        assert len(buf.view) == CHUNK
+        assert address % direct._HUGE_PAGE == 0
+        flags = _smaps_flags(address)
+        assert "hg" in flags  # MADV_HUGEPAGE took on the whole buffer
+        assert "sh" not in flags  # private: huge pages do not back shared anonymous memory
+        buf.view[:] = b"\x5a" * CHUNK
+        assert buf.view[CHUNK - 1] == 0x5A
+    finally:
+        buf.close()
+
+
+def test_io_buffer_closes_while_a_slice_is_alive() -> None:
+    buf = direct._IOBuffer(CHUNK)
+    piece = buf.view[:10]
+    buf.close()  # no BufferError: the memory is freed with the last slice instead
+    piece[0] = 1
+    assert piece[0] == 1
+    assert not buf._map.closed
+    del piece
+    buf._map.close()  # nothing holds it any more
+    assert buf._map.closed
