@@ -141,7 +141,8 @@ def test_io_buffers_are_huge_page_aligned_and_advised() -> None:
         assert len(buf.view) == CHUNK
         assert address % direct._HUGE_PAGE == 0
         flags = _smaps_flags(address)
-        assert "hg" in flags  # MADV_HUGEPAGE took on the whole buffer
+        if Path("/sys/kernel/mm/transparent_hugepage").exists():
+            assert "hg" in flags  # MADV_HUGEPAGE took on the whole buffer
         assert "sh" not in flags  # private: huge pages do not back shared anonymous memory
         buf.view[:] = b"\x5a" * CHUNK
         assert buf.view[CHUNK - 1] == 0x5A

@@ -84,7 +84,9 @@ class _IOBuffer:
         start = -address % _HUGE_PAGE
         advice = getattr(mmap, "MADV_HUGEPAGE", None)
         if advice is not None:
-            self._map.madvise(advice, start, size)
+            # EINVAL where the kernel was built without transparent huge pages.
+            with contextlib.suppress(OSError):
+                self._map.madvise(advice, start, size)
         self.view = memoryview(self._map)[start : start + size]
 
     def close(self) -> None:
