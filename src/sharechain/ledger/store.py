@@ -370,32 +370,39 @@ class Store:
         (key, index, tx id). Refuses a height that does not extend the head,
         which also stops two processes from committing the same height.
         """
-        with self._lock:
+        with self._lock, self._block_transaction(height):
             db = self._db
-            if self._grouped:
-                # No savepoint per block: SQLite would copy every page the block
-                # changes into a sub-journal (it cost more than grouping saves).
-                # A refused height is refused before anything is written, so the
-                # group may go on; a block that failed half-written spoils it.
-                self._check_extends(height)
-                try:
-                    self._write_block(
-                        height, block_hash, state_root, timestamp, data, txs, writes, history
+            db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+                (height, block_hash, state_root, timestamp, data),
+            )
+            # Rows go in key order: B-tree inserts then touch each page
+            # once per block instead of once per row (3x faster commits).
+            # OR IGNORE: a replayed transaction (code `replay`) has the id of
+            # one already indexed; the index keeps pointing at the original.
+            tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
+            tx_rows.sort(key=_first)  # ids are unique: no need to compare further
+            db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
+            keys = sorted(writes)
+            # Index keys sort together: one slice of the sorted keys.
+            lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, _INDEX_END)
+            for table, part in (("state", keys[:lo] + keys[hi:]), ("state_idx", keys[lo:hi])):
+                puts = [(k, v) for k in part if (v := writes[k]) is not None]
+                dels = [(k,) for k in part if writes[k] is None]
+                if puts:
+                    # An upsert rewrites the value in place; REPLACE would delete
+                    # the row and insert it again under a new rowid, touching
+                    # the key index twice.
+                    db.executemany(
+                        f"INSERT INTO {table} (key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        puts,
                     )
-                except BaseException as exc:
-                    self._spoiled = exc
-                    raise
-                return
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                self._check_extends(height)
-                self._write_block(
-                    height, block_hash, state_root, timestamp, data, txs, writes, history
-                )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                if dels:
+                    db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
+            rows = [(k, height, i, t) for k, i, t in history]
+            rows.sort(key=_first)  # stable: a key's rows keep their block order
+            db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
 
     @contextmanager
     def group(self) -> Iterator[None]:
@@ -439,49 +446,33 @@ class Store:
                 f"block {height} does not extend the stored chain (next is {expected})", height
             )
 
-    def _write_block(
-        self,
-        height: int,
-        block_hash: bytes,
-        state_root: bytes,
-        timestamp: int,
-        data: bytes,
-        txs: Iterable[tuple[bytes, int, str, str, str]],
-        writes: Mapping[str, bytes | None],
-        history: Iterable[tuple[str, int, bytes]],
-    ) -> None:
+    @contextmanager
+    def _block_transaction(self, height: int) -> Iterator[None]:
+        """Where one block's writes go: the open group, or a transaction of their own.
+
+        Either way the height is checked first, inside the transaction.
+        """
         db = self._db
-        db.execute(
-            "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
-            (height, block_hash, state_root, timestamp, data),
-        )
-        # Rows go in key order: B-tree inserts then touch each page
-        # once per block instead of once per row (3x faster commits).
-        # OR IGNORE: a replayed transaction (code `replay`) has the id of
-        # one already indexed; the index keeps pointing at the original.
-        tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
-        tx_rows.sort(key=_first)  # ids are unique: no need to compare further
-        db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
-        keys = sorted(writes)
-        # Index keys sort together: one slice of the sorted keys.
-        lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, _INDEX_END)
-        for table, part in (("state", keys[:lo] + keys[hi:]), ("state_idx", keys[lo:hi])):
-            puts = [(k, v) for k in part if (v := writes[k]) is not None]
-            dels = [(k,) for k in part if writes[k] is None]
-            if puts:
-                # An upsert rewrites the value in place; REPLACE would delete
-                # the row and insert it again under a new rowid, touching
-                # the key index twice.
-                db.executemany(
-                    f"INSERT INTO {table} (key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    puts,
-                )
-            if dels:
-                db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
-        rows = [(k, height, i, t) for k, i, t in history]
-        rows.sort(key=_first)  # stable: a key's rows keep their block order
-        db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
+        if self._grouped:
+            # No savepoint per block: SQLite would copy every page the block
+            # changes into a sub-journal (it cost more than grouping saves).
+            # A refused height is refused before anything is written, so the
+            # group may go on; a block that failed half-written spoils it.
+            self._check_extends(height)
+            try:
+                yield
+            except BaseException as exc:
+                self._spoiled = exc
+                raise
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_extends(height)
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def integrity_check(self) -> str:
         with self._lock:
