@@ -8,7 +8,7 @@ from rich.console import Console
 
 from sharechain import demo
 from sharechain.contracts import queries
-from sharechain.node.embedded import Embedded
+from sharechain.sharing.embedded import Embedded
 
 
 def test_the_demo_story_holds(tmp_path: Path) -> None:

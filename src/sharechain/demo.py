@@ -40,9 +40,9 @@ from sharechain.contracts._fields import derive_id
 from sharechain.errors import SharechainError
 from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.proofs import verify_tx_proof
-from sharechain.node import sharing
-from sharechain.node.datadir import OrgSpec, init_consortium
-from sharechain.node.embedded import Embedded
+from sharechain.sharing import local as sharing
+from sharechain.sharing.embedded import Embedded
+from sharechain.storage.datadir import OrgSpec, init_consortium
 
 __all__ = ["ORGS", "POLICY", "Story", "main", "run_story", "synthetic_patients"]
 

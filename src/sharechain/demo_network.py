@@ -3,7 +3,7 @@
 The same story as the embedded demo (`sharechain.demo`), but each
 organisation runs its own node process with its own ledger, blob store and
 vault, three etcd members order the blocks, and every step goes through the
-REST API with signed requests (`sharechain.node.remote_sharing`):
+REST API with signed requests (`sharechain.sharing.remote`):
 
 hospital-a publishes under threshold custody (its node keeps the sealed blob
 and copies it to the share holders' nodes); the insurer asks; the regulator
@@ -30,6 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from sharechain.api.client import NodeClient
 from sharechain.contracts import default_registry
 from sharechain.contracts._fields import derive_id
 from sharechain.crypto.keyfile import OrgKeys
@@ -39,11 +40,10 @@ from sharechain.errors import IntegrityError, SharechainError
 from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.client import NodeClient
-from sharechain.node.datadir import DataDir, init_consortium
 from sharechain.node.launcher import NETWORK_FILE, LocalNetwork, node_data_dir
-from sharechain.node.remote_sharing import fetch_remote, publish_remote, revoke_remote
 from sharechain.ordering.etcd_process import free_ports
+from sharechain.sharing.remote import fetch_remote, publish_remote, revoke_remote
+from sharechain.storage.datadir import DataDir, init_consortium
 
 __all__ = ["NetStory", "create_network", "run_network_story"]
 

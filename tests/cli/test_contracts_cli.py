@@ -149,7 +149,7 @@ def test_membership_and_alerts(d: Path) -> None:
 
 
 def test_alerts_list_and_clear(tmp_path: Path) -> None:
-    from sharechain.node.datadir import OrgSpec, init_consortium
+    from sharechain.storage.datadir import OrgSpec, init_consortium
 
     d = tmp_path / "risky"
     orgs = [OrgSpec("hospital-a", ("member",)), OrgSpec("regulator", ("member", "supervisor"))]

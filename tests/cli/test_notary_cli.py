@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sharechain.cli.main import app
 from sharechain.ledger.chain import verify_chain
-from sharechain.node.embedded import Embedded
+from sharechain.sharing.embedded import Embedded
 
 runner = CliRunner()
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sharechain.cli.agreement import NodeFile, write_node_file
 from sharechain.cli.main import app
-from sharechain.node.datadir import OrgSpec, init_consortium
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
+from sharechain.sharing.agreement import NodeFile, write_node_file
+from sharechain.storage.datadir import OrgSpec, init_consortium
 
 runner = CliRunner()
 

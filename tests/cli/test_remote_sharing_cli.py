@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from test_remote_cli import ORGS, js, run, shape, wait_until
 
-from sharechain.node.client import NodeClient
-from sharechain.node.datadir import DataDir, init_consortium
+from sharechain.api.client import NodeClient
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
-from sharechain.node.vault import VAULT_DIR
 from sharechain.ordering.etcd_process import free_ports
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.datadir import DataDir, init_consortium
+from sharechain.storage.vault import VAULT_DIR
 
 OWNER, GRANTEE, SUPERVISOR = "hospital-a", "bank-b", "regulator"
 DEAD = "http://127.0.0.1:9"

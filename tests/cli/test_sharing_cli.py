@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from sharechain.cli.main import app
 from sharechain.contracts._fields import derive_id
-from sharechain.node import sharing
-from sharechain.node.datadir import OrgSpec, init_consortium
-from sharechain.node.embedded import Embedded
+from sharechain.sharing import local as sharing
+from sharechain.sharing.embedded import Embedded
+from sharechain.storage.datadir import OrgSpec, init_consortium
 
 ORGS = (
     OrgSpec("hospital-a", ("member", "admin")),

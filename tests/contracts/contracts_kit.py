@@ -13,9 +13,9 @@ from sharechain.contracts.membership import ROTATE_DOMAIN, rotation_message
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.signing import SigningKey
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.datadir import OrgSpec, init_consortium
-from sharechain.node.embedded import Embedded
 from sharechain.ordering.solo import Receipt
+from sharechain.sharing.embedded import Embedded
+from sharechain.storage.datadir import OrgSpec, init_consortium
 
 T0 = 1_700_000_000.0  # genesis time, seconds
 

@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 
 from sharechain.ledger.chain import verify_chain
-from sharechain.node.datadir import OrgSpec, init_consortium
-from sharechain.node.embedded import Embedded
+from sharechain.sharing.embedded import Embedded
+from sharechain.storage.datadir import OrgSpec, init_consortium
 
 CHILD = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
     from sharechain.contracts.notary import RECORD
-    from sharechain.node.embedded import Embedded
+    from sharechain.sharing.embedded import Embedded
 
     emb = Embedded(Path(sys.argv[1]))
     orgs = ["hospital-a", "hospital-b", "regulator"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
 
-from sharechain.node.datadir import init_consortium
+from sharechain.storage.datadir import init_consortium
 
 
 @pytest.fixture

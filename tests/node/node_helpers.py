@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sharechain.api.client import NodeClient
 from sharechain.crypto.keyfile import OrgKeys
-from sharechain.node.client import NodeClient
-from sharechain.node.datadir import DataDir, OrgSpec
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
+from sharechain.storage.datadir import DataDir, OrgSpec
 
 ORGS = (
     OrgSpec("hospital-a", ("member", "admin")),

@@ -9,11 +9,11 @@ import httpx
 import pytest
 from node_helpers import Running
 
+from sharechain.api.client import NodeClient
 from sharechain.codec import decode, encode
 from sharechain.crypto.merkle import verify_inclusion
 from sharechain.crypto.signing import SigningKey
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.client import NodeClient
 
 
 def _record(running: Running, org: str, n: int) -> list[bytes]:

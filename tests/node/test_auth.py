@@ -9,9 +9,9 @@ import httpx
 import pytest
 from node_helpers import Running
 
+from sharechain.api.auth import NonceCache, sign_request, signature_base, verify_request
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import AuthenticationError
-from sharechain.node.auth import NonceCache, sign_request, signature_base, verify_request
 
 KEY = SigningKey.from_seed(bytes(range(32)))
 
@@ -152,7 +152,7 @@ def test_api_answers_401_with_a_clear_body(orderer: Running) -> None:
         assert "not signed" in reply.json()["detail"]
         assert "Accept-Signature" in reply.headers
     stranger = SigningKey.from_seed(os.urandom(32))
-    from sharechain.node.client import NodeClient
+    from sharechain.api.client import NodeClient
 
     with (
         NodeClient(orderer.url, "hospital-a", stranger) as client,
@@ -195,10 +195,10 @@ def test_roles_decide_what_a_caller_reads(orderer: Running) -> None:
 
 
 def test_a_rotated_key_is_refused_from_the_next_request_on(orderer: Running) -> None:
+    from sharechain.api.client import NodeClient
     from sharechain.contracts import membership
     from sharechain.crypto.keyfile import OrgKeys
     from sharechain.ledger.transactions import sign_transaction
-    from sharechain.node.client import NodeClient
 
     old = orderer.consortium.keys("bank-b").signing
     new = OrgKeys.generate("bank-b")

@@ -16,20 +16,20 @@ import pytest
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
 from test_replication import wait_until
 
+from sharechain.api.client import NodeClient
+from sharechain.api.transfer import download_blob
 from sharechain.contracts._fields import derive_id
 from sharechain.errors import AccessDeniedError, IntegrityError
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.blob_transfer import download_blob
-from sharechain.node.client import NodeClient
-from sharechain.node.datadir import init_consortium
-from sharechain.node.remote_sharing import (
+from sharechain.sharing.local import Published
+from sharechain.sharing.remote import (
     ReleaseRefusedError,
     fetch_remote,
     publish_remote,
     revoke_remote,
 )
-from sharechain.node.sharing import Published
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.datadir import init_consortium
 
 OWNER, GRANTEE, SUPERVISOR = "hospital-a", "bank-b", "regulator"
 
@@ -342,7 +342,7 @@ def test_custody_slots_are_written_once_and_only_by_the_owner(net: Net) -> None:
         again = c.http.put(path, json={"wrapped": "00" * 80})
         assert again.status_code == 403 and "written once" in again.json()["detail"]
         with pytest.raises(AccessDeniedError, match="still current"):
-            from sharechain.node.client import raise_for_reply
+            from sharechain.api.client import raise_for_reply
 
             raise_for_reply(c.http.delete(f"/v1/custody/{pub.dataset}", params={"epoch": 1}))
 
@@ -447,7 +447,7 @@ def test_chunked_upload_resumes_and_checks_the_digest(net: Net) -> None:
 def test_streamed_upload_is_named_at_the_end_and_only_by_the_node_itself(net: Net) -> None:
     import hashlib
 
-    from sharechain.node.blob_transfer import StreamingUpload
+    from sharechain.api.transfer import StreamingUpload
 
     data = os.urandom(2_500_000)
     digest = hashlib.sha256(data).digest()

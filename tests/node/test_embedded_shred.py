@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sharechain.node import sharing
-from sharechain.node.datadir import DataDir, OrgSpec, init_consortium
-from sharechain.node.embedded import Embedded
-from sharechain.node.vault import Vault
 from sharechain.ordering.solo import order_block
+from sharechain.sharing import local as sharing
+from sharechain.sharing.embedded import Embedded
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
+from sharechain.storage.vault import Vault
 
 ORGS = (
     OrgSpec("hospital-a", ("member", "admin")),

@@ -19,8 +19,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from node_helpers import Running, run_node, shutdown
 
+from sharechain.api.auth import sign_request
 from sharechain.crypto.signing import SigningKey
-from sharechain.node.auth import sign_request
 
 
 class _Sign(requests.auth.AuthBase):
@@ -54,7 +54,7 @@ def _cbor(ctx: Any, value: Any) -> bytes:
 def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     from node_helpers import ORGS, Consortium
 
-    from sharechain.node.datadir import init_consortium
+    from sharechain.storage.datadir import init_consortium
 
     base = tmp_path_factory.mktemp("fuzz")
     init_consortium(base / "consortium", ORGS, consortium="fuzz")

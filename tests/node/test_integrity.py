@@ -10,8 +10,8 @@ from node_helpers import Consortium, Running, run_node, shutdown
 from test_replication import _records, _same_head, wait_until
 
 from sharechain.errors import OrderingError
+from sharechain.ledger.attestations import sign_attestation
 from sharechain.ledger.store import Head
-from sharechain.node.attest import sign_attestation
 from sharechain.node.service import repair_store
 
 

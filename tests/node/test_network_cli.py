@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sharechain.api.client import NodeClient
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.client import NodeClient
-from sharechain.node.datadir import DataDir
+from sharechain.storage.datadir import DataDir
 
 
 def _cli(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:

@@ -19,10 +19,11 @@ from sharechain.crypto.hpke import unwrap_key
 from sharechain.crypto.stream import HEADER_SIZE, TAG_SIZE
 from sharechain.errors import AccessDeniedError, DecryptionError, IntegrityError, NotFoundError
 from sharechain.ledger.state import StateReader
-from sharechain.node import sealing, sharing, vault
-from sharechain.node.datadir import OrgSpec, init_consortium
-from sharechain.node.embedded import Embedded
+from sharechain.sharing import local as sharing
+from sharechain.sharing.embedded import Embedded
+from sharechain.storage import sealing, vault
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.datadir import OrgSpec, init_consortium
 
 ORGS = (
     OrgSpec("hospital-a", ("member", "admin")),
@@ -363,9 +364,9 @@ LARGE = textwrap.dedent(
     import os, sys
     from pathlib import Path
     from sharechain.contracts._fields import derive_id
-    from sharechain.node import sharing
-    from sharechain.node.datadir import OrgSpec, init_consortium
-    from sharechain.node.embedded import Embedded
+    from sharechain.sharing import local as sharing
+    from sharechain.storage.datadir import OrgSpec, init_consortium
+    from sharechain.sharing.embedded import Embedded
 
     root = Path(sys.argv[1])
     orgs = [OrgSpec("hospital-a", ("member", "admin")), OrgSpec("insurer", ("member",)),

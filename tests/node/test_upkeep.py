@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from sharechain.api.client import NodeClient
 from sharechain.contracts._fields import derive_id
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.client import NodeClient
 from sharechain.node.launcher import LocalNetwork
-from sharechain.node.remote_sharing import fetch_remote, publish_remote
-from sharechain.node.sharing import Published
-from sharechain.node.vault import VAULT_DIR
+from sharechain.sharing.local import Published
+from sharechain.sharing.remote import fetch_remote, publish_remote
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.vault import VAULT_DIR
 
 ORDERER, OWNER, GRANTEE, SUPERVISOR = "hospital-a", "hospital-b", "bank-c", "regulator"
 

@@ -10,7 +10,7 @@ import pytest
 
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import DecryptionError, NotFoundError
-from sharechain.node.vault import Inbox, Vault, watch
+from sharechain.storage.vault import Inbox, Vault, watch
 
 DS = "ab" * 32
 

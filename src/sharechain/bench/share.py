@@ -48,9 +48,9 @@ _WORKER = textwrap.dedent(
     from pathlib import Path
     from sharechain.bench.memory import peak_rss_kib
     from sharechain.contracts._fields import derive_id
-    from sharechain.node import sharing
-    from sharechain.node.datadir import OrgSpec, init_consortium
-    from sharechain.node.embedded import Embedded
+    from sharechain.sharing import local as sharing
+    from sharechain.storage.datadir import OrgSpec, init_consortium
+    from sharechain.sharing.embedded import Embedded
 
     root, src = Path(sys.argv[1]), Path(sys.argv[2])
     orgs = [OrgSpec("hospital-a", ("member", "admin")), OrgSpec("insurer", ("member",)),

@@ -20,9 +20,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sharechain.cli import agreement
-from sharechain.cli.agreement import AttestationReport
-from sharechain.cli.backend import Backend, ChainInfo
+from sharechain.api.client import NodeClient
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -44,8 +42,10 @@ from sharechain.errors import ChainError
 from sharechain.ledger.chain import VerifyReport, verify_chain
 from sharechain.ledger.export import export_records
 from sharechain.ledger.store import Head, Store
-from sharechain.node.client import NodeClient
-from sharechain.node.embedded import Embedded
+from sharechain.sharing import agreement
+from sharechain.sharing.agreement import AttestationReport
+from sharechain.sharing.backend import Backend, ChainInfo
+from sharechain.sharing.embedded import Embedded
 
 __all__ = ["register"]
 

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sharechain.errors import SharechainError
-from sharechain.node.datadir import default_data_dir
-from sharechain.node.embedded import Embedded
+from sharechain.sharing.embedded import Embedded
+from sharechain.storage.datadir import default_data_dir
 
 __all__ = [
     "AsOrg",

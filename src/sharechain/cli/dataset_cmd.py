@@ -34,8 +34,8 @@ from sharechain.contracts import queries
 from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, policy_from_mapping
 from sharechain.contracts.views import to_json
-from sharechain.node.embedded import Embedded
 from sharechain.ordering.solo import Receipt
+from sharechain.sharing.embedded import Embedded
 
 __all__ = ["hex_digest", "register", "report", "resolve"]
 

@@ -15,8 +15,8 @@ from sharechain.cli.common import (
     handle_errors,
     resolve_data_dir,
 )
-from sharechain.node.datadir import OrgSpec, init_consortium
-from sharechain.node.embedded import Embedded
+from sharechain.sharing.embedded import Embedded
+from sharechain.storage.datadir import OrgSpec, init_consortium
 
 __all__ = ["register"]
 

@@ -21,8 +21,8 @@ from rich.table import Table
 
 from sharechain.cli.common import JsonOpt, command_group, console, emit_json, fail, handle_errors
 from sharechain.errors import SharechainError
-from sharechain.node.datadir import DataDir
 from sharechain.node.launcher import NETWORK_FILE
+from sharechain.storage.datadir import DataDir
 
 __all__ = ["load_network", "network_client", "register"]
 
@@ -43,7 +43,7 @@ def load_network(base: Path) -> dict[str, Any]:
 
 def network_client(net: dict[str, Any], org: str | None = None) -> Any:
     """A signed client of `org`'s node (default: the first node) from a network file."""
-    from sharechain.node.client import NodeClient
+    from sharechain.api.client import NodeClient
 
     nodes = {n["org"]: n for n in net["nodes"]}
     name = org or net["nodes"][0]["org"]

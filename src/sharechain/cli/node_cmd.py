@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from sharechain.cli.agreement import NodeFile, write_node_file
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -19,6 +18,7 @@ from sharechain.cli.common import (
     resolve_data_dir,
 )
 from sharechain.node.service import NodeConfig, repair_store
+from sharechain.sharing.agreement import NodeFile, write_node_file
 
 __all__ = ["node_app", "register"]
 
@@ -111,3 +111,7 @@ def repair(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(node_app)
+
+
+if __name__ == "__main__":  # `python -m sharechain.cli.node_cmd start ...` (the launcher)
+    node_app(prog_name="sharechain node")

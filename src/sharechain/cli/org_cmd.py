@@ -23,7 +23,6 @@ from typing import Annotated, Any
 
 import typer
 
-from sharechain.cli.backend import Backend, EmbeddedBackend
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
@@ -47,7 +46,8 @@ from sharechain.contracts._fields import derive_id
 from sharechain.contracts.views import to_json
 from sharechain.crypto.keyfile import OrgKeys, save_keys
 from sharechain.errors import SharechainError
-from sharechain.node.datadir import DataDir
+from sharechain.sharing.backend import Backend, EmbeddedBackend
+from sharechain.storage.datadir import DataDir
 
 __all__ = ["register"]
 

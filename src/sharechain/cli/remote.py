@@ -16,7 +16,7 @@ embedded default reads, so both modes print the same output.
 
 The data plane (`dataset publish`, `fetch`, `dataset rotate-key`, `grant
 revoke`, `dataset purge`) also reaches the other organisations' nodes (their
-custodians); `sharechain.cli.remote_plane` says how they are found.
+custodians); `sharechain.sharing.remote_plane` says how they are found.
 
 Errors: an unreachable node names the URL and what to do; the node's own
 explanation of a 401 or 403 is printed as it is; never a traceback.
@@ -36,16 +36,8 @@ from urllib.parse import quote
 
 import httpx
 
-from sharechain.cli.backend import (
-    Backend,
-    ChainInfo,
-    EmbeddedBackend,
-    Listing,
-    Progress,
-    verify_entries,
-)
-from sharechain.cli.common import fail, handle_errors, open_embedded, resolve_data_dir
-from sharechain.cli.remote_plane import RemotePlane, known_nodes
+from sharechain.api.client import NodeClient
+from sharechain.cli.common import err_console, fail, handle_errors, open_embedded, resolve_data_dir
 from sharechain.codec import decode
 from sharechain.contracts.access import AccessRequest
 from sharechain.contracts.datasets import Dataset
@@ -59,12 +51,20 @@ from sharechain.ledger.blocks import decode_header
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof, verify_tx_proof
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.client import NodeClient
-from sharechain.node.datadir import DataDir
 from sharechain.node.launcher import NETWORK_FILE
-from sharechain.node.remote_purge import PurgeReport
-from sharechain.node.sharing import Fetched, Published, Rotated
 from sharechain.ordering.solo import Receipt
+from sharechain.sharing.backend import (
+    Backend,
+    ChainInfo,
+    EmbeddedBackend,
+    Listing,
+    Progress,
+    verify_entries,
+)
+from sharechain.sharing.local import Fetched, Published, Rotated
+from sharechain.sharing.remote_plane import RemotePlane, known_nodes
+from sharechain.sharing.remote_purge import PurgeReport
+from sharechain.storage.datadir import DataDir
 
 __all__ = [
     "RemoteBackend",
@@ -306,14 +306,16 @@ class RemoteBackend:
         )
         return view
 
-    # -- the data plane (sharechain.cli.remote_plane) ---------------------------------
+    # -- the data plane (sharechain.sharing.remote_plane) ---------------------------------
 
     def _data_plane(self, org: str) -> RemotePlane:
         if org != self.keys.org:
             raise ConfigError(f"this command signs as {self.keys.org}, not {org}")
         if self._plane is None:
             nodes = known_nodes(self.client, self._nodes, self._data_dir)
-            self._plane = RemotePlane(self.client, self.keys, nodes)
+            self._plane = RemotePlane(
+                self.client, self.keys, nodes, lambda m: err_console.print(m, highlight=False)
+            )
         return self._plane
 
     def publish(

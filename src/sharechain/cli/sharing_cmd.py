@@ -6,7 +6,7 @@ to a new key epoch. `grant revoke` and `dataset purge` (in grant_cmd and
 dataset_cmd) also rotate and shred. All of them run on the embedded default
 (one data directory holds the whole development consortium, `sharing`) or
 against the nodes with `--node` / `--network` (`remote_sharing`, the
-custodians' nodes found as `sharechain.cli.remote_plane` says), through the
+custodians' nodes found as `sharechain.sharing.remote_plane` says), through the
 `Backend` seam, with the same output. These commands join the `dataset` group
 whichever module creates it first (see `_group`).
 """
@@ -29,7 +29,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sharechain.cli.backend import Listing
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
@@ -45,8 +44,9 @@ from sharechain.cli.common import (
 )
 from sharechain.cli.dataset_cmd import load_policy
 from sharechain.cli.remote import Target, open_backend
-from sharechain.node import sharing
-from sharechain.node.remote_sharing import ReleaseRefusedError
+from sharechain.sharing import local as sharing
+from sharechain.sharing.backend import Listing
+from sharechain.sharing.remote import ReleaseRefusedError
 
 __all__ = ["register"]
 

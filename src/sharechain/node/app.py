@@ -3,7 +3,7 @@
 Unauthenticated: `GET /v1/health` (liveness), `GET /v1/ready` (readiness,
 503 with the reason when the node refuses to serve) and `GET /metrics`
 (Prometheus). Everything else under `/v1` must be signed by an
-organisation's key (RFC 9421, see `sharechain.node.auth`); the signer's
+organisation's key (RFC 9421, see `sharechain.api.auth`); the signer's
 roles on the chain decide what it may read (see `sharechain.node.queries`).
 
 Errors are JSON `{"error": kind, "detail": text}`: 400 malformed input, 401

@@ -4,7 +4,7 @@
 epoch whose blob it lacks (or finds one missing on start). One thread per
 node works through the queue:
 
-- the download goes through `sharechain.node.blob_transfer`: streamed,
+- the download goes through `sharechain.api.transfer`: streamed,
   resumed with `Range` after a dropped connection, and the whole blob must
   hash to the digest the chain records or it is discarded. The bytes land in
   `blobs/.incoming/fetch-<digest>.part`, so a fetch interrupted by a failure
@@ -35,10 +35,10 @@ from typing import Any, Final
 
 import httpx
 
+from sharechain.api.client import NodeClient
+from sharechain.api.transfer import download_blob, install
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.errors import SharechainError
-from sharechain.node.blob_transfer import download_blob, install
-from sharechain.node.client import NodeClient
 from sharechain.node.service import Node
 from sharechain.node.uploads import part_path
 from sharechain.storage.blobs import BlobStore

@@ -36,7 +36,7 @@ other's organisations, with the chain as the gate for every decision:
 - `GET /v1/datasets/{dataset}/epoch`: the dataset's current key epoch.
 - `POST /v1/datasets/{dataset}/shred`: once the purge of the dataset is on
   this node's chain, destroy its vault entries and blobs here
-  (`sharechain.node.shredding`); any later request about a purged dataset
+  (`sharechain.sharing.shredding`); any later request about a purged dataset
   (its epoch, custody, blobs, a key release) shreds lazily first, so a node
   that missed the call still shreds.
 - `GET /v1/peers`: this node's organisation and its peers' URLs, so an
@@ -62,18 +62,18 @@ from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.custody import encryption_key, key_epoch, release_payload, wrap_release
 from sharechain.node.deps import Auth, Caller
 from sharechain.node.queries import jsonable
 from sharechain.node.service import Node
-from sharechain.node.shredding import (
+from sharechain.node.uploads import receive_chunk, receive_streamed
+from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release
+from sharechain.sharing.shredding import (
     purged_naming,
     shred_here,
     shred_if_purged,
 )
-from sharechain.node.uploads import receive_chunk, receive_streamed
-from sharechain.node.vault import KINDS, Vault
 from sharechain.storage.blobs import BlobStore, parse_digest
+from sharechain.storage.vault import KINDS, Vault
 
 __all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "ReleaseBody", "router"]
 

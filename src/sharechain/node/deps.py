@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from sharechain.api.auth import verify_request
 from sharechain.errors import AccessDeniedError
-from sharechain.node.auth import verify_request
 from sharechain.node.service import Node
 
 __all__ = ["Auth", "Caller", "authenticate"]

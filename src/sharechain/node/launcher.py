@@ -31,11 +31,11 @@ from typing import IO, Any
 
 import httpx
 
+from sharechain.api.client import NodeClient
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError
-from sharechain.node.client import NodeClient
-from sharechain.node.datadir import DataDir, OrgSpec, init_consortium
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
+from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 __all__ = [
     "NETWORK_FILE",
@@ -206,7 +206,7 @@ class LocalNetwork:
         cmd = [
             self.python,
             "-m",
-            "sharechain.node",
+            "sharechain.cli.node_cmd",
             "start",
             "--data-dir",
             str(node.data_dir),

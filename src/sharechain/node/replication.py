@@ -43,11 +43,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from sharechain.api.client import NodeClient
 from sharechain.errors import ChainError, EncodingError, OrderingError, SharechainError
+from sharechain.ledger.attestations import Attestation
 from sharechain.ledger.blocks import Block, decode_block, encode_block
 from sharechain.ledger.chain import Execution
-from sharechain.node.attest import Attestation
-from sharechain.node.client import NodeClient
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog

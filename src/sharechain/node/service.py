@@ -40,20 +40,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sharechain.api.auth import NonceCache
 from sharechain.contracts import default_registry
 from sharechain.errors import ChainError, ConfigError, OrderingError, SharechainError
+from sharechain.ledger.attestations import AttestationBook, Conflict
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.chain import Execution, Ledger, verify_chain
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.store import Store
-from sharechain.node.attest import AttestationBook, Conflict
-from sharechain.node.auth import NonceCache
-from sharechain.node.datadir import DataDir
 from sharechain.node.metrics import NodeMetrics
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
 from sharechain.ordering.solo import Receipt
+from sharechain.storage.datadir import DataDir
 
 __all__ = ["ORDERING_MODES", "Node", "NodeConfig"]
 

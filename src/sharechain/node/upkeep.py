@@ -5,7 +5,7 @@ The chain decides; each node then acts on its own disk. A thread per node
 looks at two kinds of valid transactions:
 
 - `dataset.purge`: the node shreds the dataset at once (its vault entries and
-  blobs, `sharechain.node.shredding`), without waiting to be asked.
+  blobs, `sharechain.sharing.shredding`), without waiting to be asked.
 - `dataset.epoch`: the dataset's sealed payload is now the blob the epoch
   names. Every node keeps a replica of the current blob of every active
   dataset (nothing in the design ties blobs to particular nodes, and a
@@ -45,9 +45,9 @@ from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
 from sharechain.node.blob_fetch import BlobFetcher, FetchJob
 from sharechain.node.service import Node
-from sharechain.node.shredding import is_purged, leftovers, shred_committed
-from sharechain.node.vault import Vault
+from sharechain.sharing.shredding import is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.vault import Vault
 
 __all__ = ["ShredRecord", "Upkeep", "attach", "current_blobs", "status", "upkeep_of"]
 

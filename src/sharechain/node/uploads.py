@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from fastapi.concurrency import run_in_threadpool
 
-from sharechain.node.blob_transfer import install
+from sharechain.api.transfer import install
 from sharechain.storage.blobs import BlobStore
 
 __all__ = ["FLUSH_EVERY", "Reply", "part_path", "receive_chunk", "receive_streamed"]

@@ -9,8 +9,8 @@ node side is `sharechain.cli.remote.RemoteBackend`.
 
 The data plane (publish, fetch, rotate, the rotation after a revocation and
 the shredding after a purge) goes through the same seam: `sharechain.node.
-sharing` on the embedded default, `sharechain.node.remote_sharing` and
-`remote_purge` against the nodes (`sharechain.cli.remote_plane`); both give
+sharing` on the embedded default, `sharechain.sharing.remote` and
+`remote_purge` against the nodes (`sharechain.sharing.remote_plane`); both give
 the same records (`Published`, `Fetched`, `Rotated`, `PurgeReport`).
 
 Every proof a backend returns has been verified against the block hash of
@@ -35,11 +35,11 @@ from sharechain.errors import IntegrityError
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
 from sharechain.ledger.state import StateReader
-from sharechain.node import sharing
-from sharechain.node.embedded import Embedded
-from sharechain.node.remote_purge import NodeShred, PurgeReport
-from sharechain.node.sharing import Fetched, Published, Rotated
 from sharechain.ordering.solo import Receipt
+from sharechain.sharing import local as sharing
+from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.local import Fetched, Published, Rotated
+from sharechain.sharing.remote_purge import NodeShred, PurgeReport
 
 __all__ = ["Backend", "ChainInfo", "EmbeddedBackend", "Listing", "Progress"]
 

@@ -24,8 +24,8 @@ from typing import Any, BinaryIO, Final
 
 import httpx
 
+from sharechain.api.client import NodeClient, raise_for_reply
 from sharechain.errors import IntegrityError, NotFoundError, OrderingError, SharechainError
-from sharechain.node.client import NodeClient, raise_for_reply
 from sharechain.storage.blobs import BlobStore
 
 __all__ = [

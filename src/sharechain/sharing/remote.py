@@ -1,6 +1,6 @@
 """The data plane over the network: publish, fetch, rotate and revoke through nodes.
 
-What `sharechain.node.sharing` does on the embedded default, an organisation's
+What `sharechain.sharing.local` does on the embedded default, an organisation's
 own tools do here with its keys and signed clients of the nodes
 (`NodeClient`), each node keeping its own blob store and vault
 (`sharechain.node.delivery` serves them):
@@ -43,6 +43,14 @@ from typing import Any, BinaryIO, Final, cast
 
 import httpx
 
+from sharechain.api.client import NodeClient, raise_for_reply
+from sharechain.api.transfer import (
+    UPLOAD_CHUNK,
+    Progress,
+    StreamingUpload,
+    download_blob,
+    upload_blob,
+)
 from sharechain.contracts.epochs import EPOCH, KeyEpoch
 from sharechain.contracts.grants import KEY_RELEASE
 from sharechain.crypto.hpke import unwrap_key
@@ -59,16 +67,7 @@ from sharechain.errors import (
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
-from sharechain.node import sealing
-from sharechain.node.blob_transfer import (
-    UPLOAD_CHUNK,
-    Progress,
-    StreamingUpload,
-    download_blob,
-    upload_blob,
-)
-from sharechain.node.client import NodeClient, raise_for_reply
-from sharechain.node.custody import (
+from sharechain.sharing.custody import (
     KeyRelease,
     check_opened,
     combine_secrets,
@@ -80,9 +79,10 @@ from sharechain.node.custody import (
     plan_custody,
     register_payload,
 )
-from sharechain.node.sharing import DEFAULT_INLINE_LIMIT, Fetched, Published, Revoked, Rotated
-from sharechain.node.vault import vault_context, wrap_for_vault
+from sharechain.sharing.local import DEFAULT_INLINE_LIMIT, Fetched, Published, Revoked, Rotated
+from sharechain.storage import sealing
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.vault import vault_context, wrap_for_vault
 
 __all__ = [
     "UPLOAD_CHUNK",

@@ -11,7 +11,7 @@ keeps its own vault and blobs, so the owner's (or a supervisor's) tools:
    checks the purge on its own chain before it deletes anything.
 
 A node that cannot be reached is named in the result; it shreds lazily on the
-first later request about the dataset (`sharechain.node.shredding`), and a
+first later request about the dataset (`sharechain.sharing.shredding`), and a
 key release for the dataset is refused by the chain anyway (every grant was
 revoked).
 """
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from sharechain.api.client import NodeClient, raise_for_reply
 from sharechain.contracts.datasets import PURGE
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import SharechainError
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.client import NodeClient, raise_for_reply
-from sharechain.node.remote_sharing import committed_tx
+from sharechain.sharing.remote import committed_tx
 
 __all__ = ["NodeShred", "PurgeReport", "purge_remote", "shred_remote"]
 

@@ -1,7 +1,7 @@
 """Do the peers agree with this ledger? The attestation part of `chain verify`.
 
 Each node signs `(height, block hash, state root)` after every commit
-(`sharechain.node.attest`). `chain verify` reports, per peer, the latest
+(`sharechain.ledger.attestations`). `chain verify` reports, per peer, the latest
 attestation it signed and whether it matches our chain at that height:
 
 - the embedded default holds one ledger and has no peers: not applicable;
@@ -23,12 +23,12 @@ from typing import Any
 
 import httpx
 
+from sharechain.api.client import NodeClient
 from sharechain.contracts import queries
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import InvalidSignatureError, SharechainError
+from sharechain.ledger.attestations import Attestation, Conflict, verify_attestation
 from sharechain.ledger.store import Store
-from sharechain.node.attest import Attestation, Conflict, verify_attestation
-from sharechain.node.client import NodeClient
 
 __all__ = [
     "NODE_FILE",

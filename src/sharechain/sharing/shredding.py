@@ -32,8 +32,8 @@ from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
-from sharechain.node.vault import Vault
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.vault import Vault
 
 __all__ = [
     "Shredded",

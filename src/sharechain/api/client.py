@@ -1,7 +1,7 @@
 """A Python client of a node's REST API (httpx), signing every request.
 
 `NodeClient(url, keys)` signs each request with the organisation's key
-(RFC 9421, see `sharechain.node.auth`) and turns error replies back into
+(RFC 9421, see `sharechain.api.auth`) and turns error replies back into
 sharechain exceptions: 401 into `AuthenticationError`, 403 into
 `AccessDeniedError`, 404 into `NotFoundError`, 503 into `OrderingError`,
 anything else into `SharechainError`, each with the node's explanation.
@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from sharechain.api.auth import sign_request
 from sharechain.codec import decode, encode
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import (
@@ -32,8 +33,7 @@ from sharechain.errors import (
     SharechainError,
     TransactionRejectedError,
 )
-from sharechain.node.attest import Attestation
-from sharechain.node.auth import sign_request
+from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
 __all__ = ["NodeClient", "SignatureAuth", "raise_for_reply"]

@@ -18,27 +18,32 @@ the node the command talks to. Every client is signed as the signer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from sharechain.cli.agreement import read_node_file
-from sharechain.cli.backend import Listing, Progress
-from sharechain.cli.common import err_console, resolve_data_dir
+from sharechain.api.client import NodeClient
 from sharechain.contracts.grants import Grant
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, NotFoundError
-from sharechain.node.client import NodeClient
-from sharechain.node.remote_purge import PurgeReport, shred_remote
-from sharechain.node.remote_sharing import (
+from sharechain.sharing.agreement import read_node_file
+from sharechain.sharing.backend import Listing, Progress
+from sharechain.sharing.local import Fetched, Published, Rotated
+from sharechain.sharing.remote import (
     fetch_remote,
     key_epoch_of,
     publish_remote,
     rotate_remote,
 )
-from sharechain.node.sharing import Fetched, Published, Rotated
+from sharechain.sharing.remote_purge import PurgeReport, shred_remote
+from sharechain.storage.datadir import default_data_dir
 
 __all__ = ["RemotePlane", "known_nodes"]
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
 
 
 def known_nodes(
@@ -50,7 +55,7 @@ def known_nodes(
     try:
         body = client.get_json("/v1/peers")
     except NotFoundError:  # a node from before /v1/peers: its node.json, if this is its dir
-        found = read_node_file(resolve_data_dir(data_dir))
+        found = read_node_file(data_dir if data_dir is not None else default_data_dir())
         if found is None:
             return {}
         return {found.org: client.base_url, **dict(found.peers)}
@@ -60,7 +65,15 @@ def known_nodes(
 class RemotePlane:
     """The data plane of one signer over the nodes it knows."""
 
-    def __init__(self, client: NodeClient, keys: OrgKeys, nodes: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        client: NodeClient,
+        keys: OrgKeys,
+        nodes: Mapping[str, str],
+        warn: Callable[[str], None] = _stderr,
+    ) -> None:
+        self.warn = warn
+        """Where notes and warnings for the operator go (rich markup allowed)."""
         self.client = client
         """The node the command talks to."""
         self.keys = keys
@@ -124,11 +137,10 @@ class RemotePlane:
         if self.keys.org != epoch.by:
             # Only the owner's tools hold the data key; a supervisor's revocation is still
             # enforced by the chain (every release under the grant is refused).
-            err_console.print(
+            self.warn(
                 f"[yellow]note:[/] the key epoch of dataset {g.dataset} was not rotated: only "
                 f"its owner ({epoch.by}) can; run `sharechain dataset rotate-key {g.dataset} "
-                f"--as {epoch.by}` with its node",
-                highlight=False,
+                f"--as {epoch.by}` with its node"
             )
             return None
         return self.rotate(g.dataset, reason=f"grant {gid} revoked")
@@ -143,9 +155,8 @@ class RemotePlane:
         with self._clients(self.client) as clients:
             report = shred_remote(clients, ds, purge_tx)
         for n in report.unreached:
-            err_console.print(
+            self.warn(
                 f"[yellow]warning:[/] {n.org}'s node at {n.url} did not shred dataset {ds} now "
-                f"({n.error}); it shreds on its next request about the dataset",
-                highlight=False,
+                f"({n.error}); it shreds on its next request about the dataset"
             )
         return report

@@ -25,7 +25,7 @@ each organisation's key material is touched only through its own `Vault` and
 organisation's keys, its vault and a chain view (a `Store`): `plan_custody`,
 `custody_material`, `wrap_release`, `open_release`, `combine_secrets`,
 `check_digests`. A node (`sharechain.node.delivery`) and a remote client
-(`sharechain.node.remote_sharing`) run the same steps over the REST API.
+(`sharechain.sharing.remote`) run the same steps over the REST API.
 Decisions are written down in docs/sharing.md.
 """
 
@@ -49,8 +49,7 @@ from sharechain.errors import (
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import decode_transaction
-from sharechain.node import sealing
-from sharechain.node.custody import (
+from sharechain.sharing.custody import (
     CUSTODY_MODES,
     KeyRelease,
     check_digests,
@@ -67,10 +66,11 @@ from sharechain.node.custody import (
     release_payload,
     wrap_release,
 )
-from sharechain.node.embedded import Embedded
-from sharechain.node.shredding import shred_here
-from sharechain.node.vault import Access, Inbox, Vault, record
+from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.shredding import shred_here
+from sharechain.storage import sealing
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.vault import Access, Inbox, Vault, record
 
 __all__ = [
     "CUSTODY_MODES",

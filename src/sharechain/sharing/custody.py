@@ -5,11 +5,11 @@ organisation performs with its own keys, its own vault and its copy of the
 chain (a `Store`), written once and used by both ways of running the data
 plane:
 
-- on the embedded default, `sharechain.node.sharing` plays every organisation
+- on the embedded default, `sharechain.sharing.local` plays every organisation
   in one process, calling these for each in turn;
 - on a network, a node (`sharechain.node.delivery`) runs the custodian's
   steps when a grantee asks through the REST API, and the organisation's own
-  tools (`sharechain.node.remote_sharing`) run the owner's and the grantee's.
+  tools (`sharechain.sharing.remote`) run the owner's and the grantee's.
 
 Nothing here performs I/O beyond the vault it is handed.
 """
@@ -32,7 +32,7 @@ from sharechain.errors import AccessDeniedError, ConfigError, IntegrityError, No
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
-from sharechain.node.vault import Vault
+from sharechain.storage.vault import Vault
 
 __all__ = [
     "CUSTODY_MODES",

@@ -32,11 +32,11 @@ from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
-from sharechain.node.datadir import DataDir
-from sharechain.node.shredding import Shredded, leftovers, shred_committed
-from sharechain.node.vault import Inbox, Vault
 from sharechain.ordering.solo import Receipt, order_block
+from sharechain.sharing.shredding import Shredded, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.datadir import DataDir
+from sharechain.storage.vault import Inbox, Vault
 
 __all__ = ["Embedded"]
 

@@ -1,0 +1,1 @@
+"""The one wire: RFC 9421 request signing and checking, the codec, the client."""

@@ -1,0 +1,1 @@
+"""The data plane, written once over small ports; local and remote adapters."""
