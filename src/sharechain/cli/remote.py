@@ -24,9 +24,6 @@ explanation of a 401 or 403 is printed as it is; never a traceback.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,8 +34,9 @@ from urllib.parse import quote
 import httpx
 
 from sharechain.api.client import NodeClient
+from sharechain.api.wire import entry_from_json as _entry
+from sharechain.api.wire import from_jsonable, proof_from_json
 from sharechain.cli.common import err_console, fail, handle_errors, open_embedded, resolve_data_dir
-from sharechain.codec import decode
 from sharechain.contracts.access import AccessRequest
 from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.membership import Proposal
@@ -47,7 +45,6 @@ from sharechain.contracts.queries import AuditEntry, GrantView, Lineage
 from sharechain.contracts.risk import Alert
 from sharechain.crypto.keyfile import OrgKeys, load_keys
 from sharechain.errors import ConfigError, NotFoundError, SharechainError
-from sharechain.ledger.blocks import decode_header
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof, verify_tx_proof
 from sharechain.ledger.transactions import sign_transaction
@@ -70,12 +67,10 @@ __all__ = [
     "RemoteBackend",
     "Target",
     "connect",
-    "from_jsonable",
     "key_dir",
     "network_data_dir",
     "node_errors",
     "open_backend",
-    "proof_from_json",
 ]
 
 
@@ -93,70 +88,6 @@ class Target:
     @property
     def remote(self) -> bool:
         return self.node is not None or self.network is not None
-
-
-# -- records from the node's JSON ------------------------------------------------
-
-
-def from_jsonable(tp: Any, value: Any) -> Any:
-    """Rebuild a record of type `tp` from its JSON (`sharechain.node.queries.jsonable`).
-
-    Hex strings become bytes and lists become tuples where the record's field
-    types say so; nested records are rebuilt the same way.
-    """
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise SharechainError(f"the node sent {type(value).__name__}, not a {tp.__name__}")
-        hints = typing.get_type_hints(tp)
-        return tp(
-            **{
-                f.name: from_jsonable(hints[f.name], value[f.name])
-                for f in dataclasses.fields(tp)
-                if f.name in value
-            }
-        )
-    origin = typing.get_origin(tp)
-    if tp is bytes:
-        return bytes.fromhex(value)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_jsonable(args[0], v) for v in value)
-        return tuple(from_jsonable(a, v) for a, v in zip(args, value, strict=True))
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return from_jsonable(inner, value)
-    return value
-
-
-def proof_from_json(value: Mapping[str, Any]) -> TxProof:
-    """An inclusion proof from its JSON (`TxProof.to_json`); the header comes from its CBOR."""
-    return TxProof(
-        bytes.fromhex(value["tx_id"]),
-        int(value["height"]),
-        int(value["leaf_index"]),
-        int(value["tree_size"]),
-        tuple(bytes.fromhex(p) for p in value["audit_path"]),
-        decode_header(decode(bytes.fromhex(value["header_cbor"]))),
-        str(value["code"]),
-    )
-
-
-def _entry(value: Mapping[str, Any]) -> AuditEntry:
-    proof = value.get("proof")
-    return AuditEntry(
-        bytes.fromhex(value["tx_id"]),
-        int(value["height"]),
-        int(value["index"]),
-        int(value["timestamp"]),
-        str(value["type"]),
-        str(value["sender"]),
-        str(value["code"]),
-        str(value["reason"]),
-        None if proof is None else proof_from_json(proof),
-    )
 
 
 class RemoteBackend:

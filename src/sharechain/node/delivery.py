@@ -56,6 +56,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from sharechain.api.wire import jsonable
 from sharechain.contracts import queries
 from sharechain.contracts.epochs import KeyEpoch, epoch_from_value
 from sharechain.contracts.keys import dataset_key
@@ -63,7 +64,6 @@ from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.deps import Auth, Caller
-from sharechain.node.queries import jsonable
 from sharechain.node.service import Node
 from sharechain.node.uploads import receive_chunk, receive_streamed
 from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release

@@ -14,11 +14,11 @@ Anything else is a 403 that says which role is needed.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
 
+from sharechain.api.wire import jsonable
 from sharechain.contracts import queries as q
 from sharechain.contracts.notary import notary_record, record_key
 from sharechain.errors import AccessDeniedError, EncodingError, NotFoundError
@@ -26,22 +26,9 @@ from sharechain.ledger.state import StateReader
 from sharechain.node.deps import Auth, Caller
 from sharechain.node.service import Node
 
-__all__ = ["jsonable", "register"]
+__all__ = ["register"]
 
 _Text = Annotated[str | None, Query(max_length=256)]
-
-
-def jsonable(value: Any) -> Any:
-    """Records as JSON: dataclasses to objects, bytes to hex, tuples to lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    return value
 
 
 def register(app: FastAPI, node: Node) -> None:
