@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c
 	touch $(STAMP)
 
 # System packages the tests and the launcher use (etcd for the replicated
-# ordering service). Installed only when missing; we run as root here.
+# ordering service, libsodium for the ristretto255 group). Installed only
+# when missing; we run as root here.
 $(SYSSTAMP): | $(STAMP)
 	@if ! command -v etcd >/dev/null 2>&1; then \
 		echo "installing etcd-server (Debian package)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; \
+	fi
+	@if ! ldconfig -p | grep -q libsodium.so; then \
+		echo "installing libsodium23 (Debian package, ristretto255 for PSI and range proofs)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsodium23 >/dev/null; \
 	fi
 	touch $(SYSSTAMP)
 
