@@ -245,10 +245,10 @@ def start(
     private_key = rng(32)
     public_key = X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw()
     others = [p for p in session.participants if p != me]
-    split = shamir.split(private_key, session.threshold, len(others), rng)
-    shares = tuple(
-        KeyShare(me, holder, s.encode()) for holder, s in zip(others, split, strict=True)
-    )
+    shares: tuple[KeyShare, ...] = ()
+    if session.max_dropouts:  # nobody may drop out: nothing to recover, nothing to share
+        split = shamir.split(private_key, session.threshold, len(others), rng)
+        shares = tuple(KeyShare(me, to, s.encode()) for to, s in zip(others, split, strict=True))
     return ParticipantState(session, me, private_key), Announcement(me, public_key, shares)
 
 
