@@ -10,7 +10,7 @@ from sharechain.errors import ConfigError, IntegrityError
 
 
 def test_second_generator_is_the_documented_hash_and_not_g() -> None:
-    assert pedersen.H == r255.hash_to_group(pedersen.H_MESSAGE, pedersen.H_DST)
+    assert r255.hash_to_group(pedersen.H_MESSAGE, pedersen.H_DST) == pedersen.H
     assert pedersen.H not in (r255.GENERATOR, r255.IDENTITY)
 
 

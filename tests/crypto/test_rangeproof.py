@@ -52,7 +52,7 @@ def test_every_modified_byte_is_refused() -> None:
 
 
 def test_proof_is_bound_to_context_commitment_and_range() -> None:
-    commitment, opening, proof = rangeproof.prove_value(77, 8, CONTEXT)
+    commitment, _, proof = rangeproof.prove_value(77, 8, CONTEXT)
     with pytest.raises(rangeproof.InvalidProofError, match="does not verify"):
         rangeproof.verify(commitment, proof, b"session-7/bank-b", 8)
     other, _ = pedersen.commit(77)

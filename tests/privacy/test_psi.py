@@ -1,4 +1,4 @@
-"""Tests of the PSI protocol steps: exact intersections, normalisation, caps, what the holder sees."""
+"""Tests of the PSI steps: exact intersections, normalisation, caps, what the holder sees."""
 
 from __future__ import annotations
 
