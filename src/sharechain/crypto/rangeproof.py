@@ -47,6 +47,7 @@ __all__ = [
     "proof_size",
     "prove",
     "prove_value",
+    "session_context",
     "verify",
 ]
 
@@ -62,6 +63,22 @@ class InvalidProofError(SharechainError):
 
     Refuse the value it was meant to support; the prover must send a new proof.
     """
+
+
+def session_context(session_id: bytes, participant: str, index: int) -> bytes:
+    """The context of a value's proof in a joint computation: session, participant, position.
+
+    Length-prefixed so that no two different triples give the same bytes; a
+    contract and the aggregator both derive it, so it lives here.
+    """
+    name = participant.encode()
+    return (
+        len(session_id).to_bytes(2, "big")
+        + session_id
+        + len(name).to_bytes(2, "big")
+        + name
+        + index.to_bytes(4, "big")
+    )
 
 
 def proof_size(bits: int) -> int:

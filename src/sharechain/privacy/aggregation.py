@@ -200,14 +200,7 @@ def from_fixed(value: int, scale: int) -> Decimal:
 
 
 def _context(session: Session, participant: str, index: int) -> bytes:
-    sid, name = session.session_id, participant.encode()
-    return (
-        len(sid).to_bytes(2, "big")
-        + sid
-        + len(name).to_bytes(2, "big")
-        + name
-        + index.to_bytes(4, "big")
-    )
+    return rangeproof.session_context(session.session_id, participant, index)
 
 
 def _pair_masks(
