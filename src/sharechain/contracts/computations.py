@@ -1,0 +1,320 @@
+"""Joint computations on the chain: PSI and secure-aggregation sessions, governed like requests.
+
+The private inputs never touch the chain; what it records is who computed what
+with whom, under which limits, with which result size, and who received it::
+
+    proposed --every party accepts (and a supervisor approves, if asked)--> open
+    open     --each party commits its input (digest, size, proofs)-------> open
+    open     --the proposer records the result----------------------------> done
+    done     --each party acknowledges it (receipt)
+    proposed | open --a party or a supervisor rejects--> rejected
+    proposed | open --anyone involved, after the deadline--> expired
+
+A PSI session has two parties: the proposer is the client (it learns the
+intersection) and the other the holder. The client's set size is capped by the
+session (`max_set_size`): the OPRF lets a client test any element it holds, so
+the cap, the supervisor's approval and the risk counters (every proposal counts
+like an access request, and a suspended organisation cannot propose) are the
+defence against probing. An aggregation session has three or more parties; the
+proposer aggregates. Each party commits the SHA-256 of its Pedersen commitments;
+for vectors of up to `MAX_CHECKED_VALUES` values it may also put the commitments
+and their range proofs in the transaction, and the contract checks them (the
+proof context is `rangeproof.session_context(session id, party, position)`).
+A result records the intersection size, or the contributors and a digest of
+the sums; it is refused if more parties dropped out than the session allows.
+
+State: ``computation/<id>``, the session and everything recorded about it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from sharechain.contracts import _fields as f
+from sharechain.contracts import risk
+from sharechain.contracts.codes import (
+    BAD_PAYLOAD,
+    BAD_STATE,
+    DENIED,
+    DUPLICATE,
+    EXPIRED,
+    SUSPENDED,
+)
+from sharechain.crypto import rangeproof
+from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
+from sharechain.ledger.transactions import SignedTransaction
+
+__all__ = [
+    "ACCEPT",
+    "APPROVE",
+    "CLOSE",
+    "COMMIT",
+    "MAX_CHECKED_VALUES",
+    "PROPOSE",
+    "RECEIPT",
+    "REJECT",
+    "RESULT",
+    "computation_key",
+    "registry",
+]
+
+PROPOSE = "computation.propose"
+ACCEPT = "computation.accept"
+APPROVE = "computation.approve"
+REJECT = "computation.reject"
+COMMIT = "computation.commit"
+RESULT = "computation.result"
+RECEIPT = "computation.receipt"
+CLOSE = "computation.close"
+
+MAX_PARTIES = 64
+MAX_CHECKED_VALUES = 16
+MAX_DURATION = 7 * 24 * 3_600_000
+MAX_LENGTH = 1_000_000
+
+
+def computation_key(session: str) -> str:
+    return f"computation/{session}"
+
+
+def _flag(p: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = p.get(name, default)
+    if not isinstance(value, bool):
+        raise Reject(BAD_PAYLOAD, f"{name} must be true or false")
+    return value
+
+
+def _limits(p: Mapping[str, Any], kind: str, parties: tuple[str, ...]) -> dict[str, int]:
+    n = len(parties)
+    if kind == "psi":
+        if n != 2:
+            raise Reject(BAD_PAYLOAD, "a PSI session has exactly two parties: client and holder")
+        return {"max_set_size": f.integer(p, "max_set_size", low=1)}
+    if kind != "aggregate":
+        raise Reject(BAD_PAYLOAD, "kind must be 'psi' or 'aggregate'")
+    if n < 3:
+        raise Reject(BAD_PAYLOAD, "an aggregation session needs at least three parties")
+    length = f.integer(p, "length", low=1)
+    bits = f.integer(p, "bits", default=32, low=1)
+    dropouts = f.integer(p, "max_dropouts", default=0)
+    if length > MAX_LENGTH or bits > rangeproof.MAX_BITS or n << bits > 1 << 64:
+        raise Reject(BAD_PAYLOAD, "length or bits too large (the sums must fit in 64 bits)")
+    if dropouts > n - 3:
+        raise Reject(BAD_PAYLOAD, f"max_dropouts must be at most {n - 3}: three must remain")
+    return {"length": length, "bits": bits, "max_dropouts": dropouts}
+
+
+def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    p, me = stx.tx.payload, stx.tx.sender
+    f.sender(state, me)
+    if risk.is_suspended(state, me):
+        raise Reject(SUSPENDED, f"{me} is suspended by a risk alert: no new computations")
+    kind = f.text(p, "kind", limit=16)
+    parties = f.texts(p, "parties", limit=MAX_PARTIES)
+    if len(set(parties)) != len(parties) or not parties or parties[0] != me:
+        raise Reject(BAD_PAYLOAD, "parties must be distinct and start with the proposer")
+    for party in parties:
+        org = f.organisation(state, party)
+        if org is None or not org.active:
+            raise Reject(DENIED, f"{party} is not an active member")
+    limits = _limits(p, kind, parties)
+    duration = f.integer(p, "duration", low=1)
+    if duration > MAX_DURATION:
+        raise Reject(BAD_PAYLOAD, f"duration must be at most {MAX_DURATION} ms")
+    session = f.derive_id("computation", stx.id)
+    state.touch(computation_key(session))
+    state.put(
+        computation_key(session),
+        {
+            "id": session,
+            "kind": kind,
+            "proposer": me,
+            "parties": list(parties),
+            "purpose": f.text(p, "purpose"),
+            "limits": limits,
+            "approval_required": _flag(p, "supervisor_approval", True),
+            "approved_by": "",
+            "accepted": [me],
+            "status": "proposed",
+            "deadline": ctx.timestamp + duration,
+            "commits": {},
+            "result": None,
+            "receipts": [],
+            "height": ctx.height,
+            "timestamp": ctx.timestamp,
+            "tx_id": stx.id,
+        },
+    )
+    # A session is a look at other members' data: it counts like an access request.
+    risk.count(state, me, risk.REQUESTS, stx, ctx)
+
+
+def _load(
+    state: State, stx: SignedTransaction, ctx: BlockContext, *statuses: str
+) -> dict[str, Any]:
+    session = f.object_id(stx.tx.payload, "session")
+    value = dict(f.load(state, computation_key(session), "computation"))
+    if value["status"] not in statuses:
+        raise Reject(BAD_STATE, f"computation {session} is {value['status']}")
+    if value["status"] in ("proposed", "open") and ctx.timestamp > value["deadline"]:
+        raise Reject(EXPIRED, f"computation {session} passed its deadline: close it")
+    return value
+
+
+def _party(value: Mapping[str, Any], org: str, doing: str) -> None:
+    if org not in value["parties"]:
+        raise Reject(DENIED, f"only a party of computation {value['id']} may {doing}")
+
+
+def _open_if_ready(value: dict[str, Any]) -> None:
+    ready = set(value["accepted"]) == set(value["parties"])
+    if ready and (value["approved_by"] or not value["approval_required"]):
+        value["status"] = "open"
+
+
+def _accept(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    value = _load(state, stx, ctx, "proposed")
+    me = stx.tx.sender
+    _party(value, me, "accept it")
+    if me in value["accepted"]:
+        raise Reject(DUPLICATE, f"{me} already accepted computation {value['id']}")
+    value["accepted"] = [*value["accepted"], me]
+    _open_if_ready(value)
+    state.put(computation_key(value["id"]), value)
+
+
+def _approve(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    f.require_role(f.sender(state, stx.tx.sender), "supervisor", "approve computations")
+    value = _load(state, stx, ctx, "proposed")
+    if not value["approval_required"] or value["approved_by"]:
+        raise Reject(DUPLICATE, f"computation {value['id']} needs no (further) approval")
+    value["approved_by"] = stx.tx.sender
+    _open_if_ready(value)
+    state.put(computation_key(value["id"]), value)
+
+
+def _reject(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    value = _load(state, stx, ctx, "proposed", "open")
+    me = f.sender(state, stx.tx.sender)
+    if me.id not in value["parties"]:
+        f.require_role(me, "supervisor", "reject another members' computation")
+    value["status"] = "rejected"
+    value["rejected"] = {"by": me.id, "reason": f.text(stx.tx.payload, "reason", required=False)}
+    state.put(computation_key(value["id"]), value)
+
+
+def _check_proofs(value: Mapping[str, Any], me: str, p: Mapping[str, Any], digest: bytes) -> None:
+    commitments, proofs = p.get("commitments"), p.get("proofs")
+    if commitments is None and proofs is None:
+        return
+    length, bits = value["limits"]["length"], value["limits"]["bits"]
+    if length > MAX_CHECKED_VALUES:
+        raise Reject(BAD_PAYLOAD, f"the chain checks proofs of at most {MAX_CHECKED_VALUES} values")
+    if (
+        not isinstance(commitments, list | tuple)
+        or not isinstance(proofs, list | tuple)
+        or not len(commitments) == len(proofs) == length
+        or not all(isinstance(x, bytes) for x in (*commitments, *proofs))
+    ):
+        raise Reject(BAD_PAYLOAD, f"commitments and proofs must be {length} byte strings each")
+    if hashlib.sha256(b"".join(commitments)).digest() != digest:
+        raise Reject(BAD_PAYLOAD, "digest is not the SHA-256 of the commitments")
+    session = bytes.fromhex(value["id"])
+    for i, (commitment, proof) in enumerate(zip(commitments, proofs, strict=True)):
+        try:
+            rangeproof.verify(commitment, proof, rangeproof.session_context(session, me, i), bits)
+        except rangeproof.InvalidProofError as exc:
+            raise Reject(BAD_PAYLOAD, f"value {i}: {exc}") from None
+
+
+def _commit(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    value = _load(state, stx, ctx, "open")
+    p, me = stx.tx.payload, stx.tx.sender
+    _party(value, me, "commit an input")
+    if me in value["commits"]:
+        raise Reject(DUPLICATE, f"{me} already committed its input; a second one is refused")
+    digest = f.digest(p, "digest")
+    size = f.integer(p, "size")
+    limits = value["limits"]
+    if value["kind"] == "psi" and me == value["proposer"] and size > limits["max_set_size"]:
+        raise Reject(
+            DENIED, f"a set of {size} is over this session's cap of {limits['max_set_size']}"
+        )
+    if value["kind"] == "aggregate":
+        if size != limits["length"]:
+            raise Reject(BAD_PAYLOAD, f"this session takes {limits['length']} values per party")
+        _check_proofs(value, me, p, digest)
+    entry = {"digest": digest, "size": size, "height": ctx.height, "tx_id": stx.id}
+    value["commits"] = {**value["commits"], me: entry}
+    state.put(computation_key(value["id"]), value)
+
+
+def _result(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    value = _load(state, stx, ctx, "open")
+    p, me = stx.tx.payload, stx.tx.sender
+    if me != value["proposer"]:
+        raise Reject(DENIED, "only the proposer (client or aggregator) records the result")
+    committed = value["commits"]
+    if value["kind"] == "psi":
+        if len(committed) != 2:
+            raise Reject(BAD_STATE, "both parties must commit before a PSI result")
+        found = f.integer(p, "intersection_size")
+        if found > min(c["size"] for c in committed.values()):
+            raise Reject(BAD_PAYLOAD, "the intersection cannot be larger than either set")
+        result: dict[str, Any] = {"intersection_size": found}
+    else:
+        contributors = f.texts(p, "contributors", limit=MAX_PARTIES)
+        if set(contributors) != set(committed) or len(contributors) != len(committed):
+            raise Reject(BAD_PAYLOAD, "contributors must be exactly the parties that committed")
+        dropped = len(value["parties"]) - len(contributors)
+        if dropped > value["limits"]["max_dropouts"]:
+            raise Reject(BAD_STATE, f"{dropped} parties dropped out: the session has no result")
+        result = {"contributors": list(contributors), "sums_digest": f.digest(p, "sums_digest")}
+    value["status"] = "done"
+    value["result"] = {**result, "height": ctx.height, "timestamp": ctx.timestamp}
+    state.put(computation_key(value["id"]), value)
+
+
+def _receipt(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    value = _load(state, stx, ctx, "done")
+    me = stx.tx.sender
+    _party(value, me, "acknowledge its result")
+    if me in value["receipts"]:
+        raise Reject(DUPLICATE, f"{me} already acknowledged this result")
+    value["receipts"] = [*value["receipts"], me]
+    state.put(computation_key(value["id"]), value)
+
+
+def _close(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    session = f.object_id(stx.tx.payload, "session")
+    value = dict(f.load(state, computation_key(session), "computation"))
+    me = f.sender(state, stx.tx.sender)
+    if me.id not in value["parties"]:
+        f.require_role(me, "supervisor", "close another members' computation")
+    if value["status"] not in ("proposed", "open"):
+        raise Reject(BAD_STATE, f"computation {session} is {value['status']}")
+    if ctx.timestamp <= value["deadline"]:
+        raise Reject(
+            BAD_STATE, f"computation {session} runs until {value['deadline']} (block time)"
+        )
+    missing = [p for p in value["parties"] if p not in value["commits"]]
+    value["status"] = "expired"
+    value["expired"] = {"by": me.id, "without_input": missing, "height": ctx.height}
+    state.put(computation_key(session), value)
+
+
+def registry() -> ContractRegistry:
+    return ContractRegistry(
+        {
+            PROPOSE: _propose,
+            ACCEPT: _accept,
+            APPROVE: _approve,
+            REJECT: _reject,
+            COMMIT: _commit,
+            RESULT: _result,
+            RECEIPT: _receipt,
+            CLOSE: _close,
+        }
+    )
