@@ -87,7 +87,7 @@ def test_holder_view_does_not_contain_the_client_elements() -> None:
         assert oprf.evaluate(key, data)[: psi.TAG_SIZE] not in view
     # The same set blinded twice shares nothing: sessions cannot be linked.
     assert not set(first.blinded) & set(second.blinded)
-    assert len(view) == 4 + 32 * len(client)
+    assert len(view) == 1 + 4 + 32 * len(client)
 
 
 def test_caps_are_enforced_before_any_work() -> None:
@@ -110,6 +110,8 @@ def test_hostile_or_mismatched_messages_are_refused() -> None:
     with pytest.raises(EncodingError, match="another size"):
         psi.PsiRequest.decode(request.encode()[:-1])
     with pytest.raises(EncodingError, match="truncated"):
-        psi.PsiResponse.decode(b"\x00")
+        psi.PsiResponse.decode(b"\x01\x00")
+    with pytest.raises(EncodingError, match="version 1"):
+        psi.PsiRequest.decode(b"\x02" + request.encode()[1:])
     with pytest.raises(EncodingError, match="case rule"):
         psi.normalise("a", "upper")  # type: ignore[arg-type]  # a wrong rule on purpose

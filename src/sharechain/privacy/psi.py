@@ -57,6 +57,7 @@ __all__ = [
 TAG_SIZE: Final = 16
 CaseRule = Literal["fold", "exact"]
 _COUNT = 4
+_VERSION = b"\x01"
 
 
 class PsiLimitError(SharechainError):
@@ -83,14 +84,13 @@ class PsiRequest:
     """The blinded OPRF inputs, 32 bytes each; uniformly random to the holder."""
 
     def encode(self) -> bytes:
-        """``count (4) | blinded elements``."""
-        return len(self.blinded).to_bytes(_COUNT, "big") + b"".join(self.blinded)
+        """``version (1) | count (4) | blinded elements``."""
+        return _VERSION + len(self.blinded).to_bytes(_COUNT, "big") + b"".join(self.blinded)
 
     @classmethod
     def decode(cls, data: bytes) -> PsiRequest:
         """Parse; every element is checked when the holder evaluates it."""
-        items = _split(data, r255.POINT_SIZE, "PSI request")
-        return cls(items)
+        return cls(_split(_unversioned(data, "PSI request"), r255.POINT_SIZE, "PSI request"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +103,14 @@ class PsiResponse:
     """`TAG_SIZE`-byte prefixes of the holder's OPRF outputs, sorted."""
 
     def encode(self) -> bytes:
-        """``count (4) | evaluated | count (4) | tags``."""
-        head = len(self.evaluated).to_bytes(_COUNT, "big") + b"".join(self.evaluated)
+        """``version (1) | count (4) | evaluated | count (4) | tags``."""
+        head = _VERSION + len(self.evaluated).to_bytes(_COUNT, "big") + b"".join(self.evaluated)
         return head + len(self.tags).to_bytes(_COUNT, "big") + b"".join(self.tags)
 
     @classmethod
     def decode(cls, data: bytes) -> PsiResponse:
         """Parse the two length-prefixed lists."""
+        data = _unversioned(data, "PSI response")
         if len(data) < _COUNT:
             raise EncodingError("PSI response is truncated")
         cut = _COUNT + int.from_bytes(data[:_COUNT], "big") * r255.POINT_SIZE
@@ -137,6 +138,12 @@ class PsiResult:
     """The client's elements (its own spelling) that the holder also has, in the client's order."""
     holder_set_size: int
     """How many distinct elements the holder has."""
+
+
+def _unversioned(data: bytes, what: str) -> bytes:
+    if data[:1] != _VERSION:
+        raise EncodingError(f"{what} is not in wire format version {_VERSION[0]}")
+    return data[1:]
 
 
 def _split(data: bytes, size: int, what: str) -> tuple[bytes, ...]:
