@@ -184,3 +184,11 @@ def test_proof_contexts_bind_session_participant_and_position() -> None:
         rangeproof.verify(
             sub.commitments[0], sub.proofs[0], ag._context(session, "bank-a", 1), session.bits
         )
+
+
+def test_a_hostile_mask_key_is_refused_clearly() -> None:
+    session = ag.Session(b"s9", NAMES[:3], length=1, max_dropouts=0, bits=8)
+    states, announcements = setup(session)
+    hostile = replace(announcements[1], public_key=bytes(32))  # low order: all-zero secret
+    with pytest.raises(ag.AggregationError, match="bank-b's mask public key"):
+        ag.submit(states["bank-a"], [announcements[0], hostile, announcements[2]], [1])

@@ -207,9 +207,14 @@ def _pair_masks(
     session: Session, private_key: bytes, me: str, peer: str, peer_public: bytes
 ) -> tuple[list[int], list[int]]:
     """The masks ``me`` shares with ``peer``, signed for ``me``: + if ``me`` comes first."""
-    secret = X25519PrivateKey.from_private_bytes(private_key).exchange(
-        X25519PublicKey.from_public_bytes(peer_public)
-    )
+    try:
+        secret = X25519PrivateKey.from_private_bytes(private_key).exchange(
+            X25519PublicKey.from_public_bytes(peer_public)
+        )
+    except ValueError:  # wrong length, or a low-order point giving an all-zero secret
+        raise AggregationError(
+            f"{peer}'s mask public key is not a usable X25519 key: the session cannot proceed"
+        ) from None
     first, second = sorted((me, peer), key=session.participants.index)
     info = _PAIR_INFO + b"".join(
         len(n.encode()).to_bytes(2, "big") + n.encode() for n in (first, second)
