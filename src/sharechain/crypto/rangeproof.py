@@ -107,11 +107,12 @@ def _challenge(
 
 def _lowest_bit_commitment(commitment: bytes, upper: list[bytes]) -> bytes:
     """``C_0 = C - sum_{i>=1} 2^i C_i`` by Horner's rule (additions only)."""
-    acc = r255.IDENTITY
-    for point in reversed(upper):
-        acc = r255.add(acc, point)
-        acc = r255.add(acc, acc)
-    return r255.sub(commitment, acc)
+    if not upper:
+        return commitment
+    acc = upper[-1]
+    for point in reversed(upper[:-1]):
+        acc = r255.add(r255.add(acc, acc), point)
+    return r255.sub(commitment, r255.add(acc, acc))
 
 
 def _announce(s: r255.Scalar, c: r255.Scalar, y: bytes) -> bytes:
