@@ -54,8 +54,30 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 
+from sharechain.api.data_plane import (
+    BlobDeleted,
+    BlobStored,
+    ChunkReceived,
+    CustodyBody,
+    CustodyDestroyed,
+    CustodyEntry,
+    CustodyStored,
+    KeyRelease,
+    PeerList,
+    ReleaseBody,
+    Shredded,
+)
+from sharechain.api.models import EpochReply
+from sharechain.api.problems import (
+    SIGNED_ERRORS,
+    ErrorBody,
+    NoKey,
+    OffsetConflict,
+    RangeRefused,
+    ReleaseRefused,
+    error_responses,
+)
 from sharechain.api.wire import jsonable
 from sharechain.contracts import queries
 from sharechain.contracts.epochs import KeyEpoch, epoch_from_value
@@ -65,7 +87,7 @@ from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.deps import Auth, Caller
 from sharechain.node.service import Node
-from sharechain.node.uploads import receive_chunk, receive_streamed
+from sharechain.node.uploads import Uploads
 from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release
 from sharechain.sharing.shredding import (
     purged_naming,
@@ -75,7 +97,7 @@ from sharechain.sharing.shredding import (
 from sharechain.storage.blobs import BlobStore, parse_digest
 from sharechain.storage.vault import KINDS, Vault
 
-__all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "ReleaseBody", "router"]
+__all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "router"]
 
 CHUNK: Final = 1 << 20
 """Bytes read from disk per step while streaming a blob."""
@@ -88,7 +110,7 @@ _Digest = Annotated[str, PathParam(min_length=64, max_length=64, pattern="^[0-9a
 _Id = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]
 _Upload = Annotated[str, PathParam(min_length=16, max_length=64, pattern="^[0-9a-f]+$")]
 
-router = APIRouter(tags=["data plane"])
+router = APIRouter(tags=["data plane"], responses=SIGNED_ERRORS)
 
 
 def _node(request: Request) -> Node:
@@ -96,20 +118,58 @@ def _node(request: Request) -> Node:
     return node
 
 
+def _uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.uploads
+    return uploads
+
+
 NodeDep = Annotated[Node, Depends(_node)]
+UploadsDep = Annotated[Uploads, Depends(_uploads)]
 
-
-class ReleaseBody(BaseModel):
-    """A grantee's request for a custodian's key (or share)."""
-
-    session: str = Field(..., min_length=8, max_length=128, pattern="^[0-9A-Za-z_-]+$")
-    """Fetch session: the shares of one threshold fetch share it and count as one use."""
-
-
-class CustodyBody(BaseModel):
-    """A vault entry wrapped by the owner for this node's organisation (hex)."""
-
-    wrapped: str = Field(..., min_length=2, max_length=8192, pattern="^[0-9a-f]+$")
+_BLOB = {"schema": {"type": "string", "format": "binary"}}
+_BLOB_HEADERS = {
+    "ETag": {"description": "The digest, quoted", "schema": {"type": "string"}},
+    "Content-Range": {
+        "description": "With 206: `bytes first-last/size`",
+        "schema": {"type": "string"},
+    },
+}
+_BLOB_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The whole sealed payload",
+        "content": {"application/octet-stream": _BLOB},
+        "headers": _BLOB_HEADERS,
+    },
+    206: {
+        "description": "The byte range asked for",
+        "content": {"application/octet-stream": _BLOB},
+        "headers": _BLOB_HEADERS,
+    },
+    **error_responses(416, s416=RangeRefused),
+}
+_UPLOAD_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": BlobStored | ChunkReceived,
+        "description": "The chunk is accepted (`stored` once the blob is complete)",
+    },
+    **error_responses(
+        409,
+        413,
+        422,
+        503,
+        s409=OffsetConflict,
+        s413=f"a chunk over {MAX_UPLOAD_CHUNK} bytes",
+        s422="the bytes do not hash to the digest (`digest_mismatch`: nothing was kept), "
+        "or parameters that do not match the API",
+        s503="writing the chunk failed; upload again from offset 0",
+    ),
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 def _blobs(node: Node) -> BlobStore:
@@ -203,13 +263,15 @@ def _stream(path: Path, start: int, end: int) -> Iterator[bytes]:
             yield data
 
 
-@router.get("/v1/blobs/{digest}", response_model=None)
+@router.get("/v1/blobs/{digest}", response_model=None, response_class=Response, responses=_BLOB_DOC)
 def get_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Response:
     """A sealed payload (whole, or one byte range), to those the chain allows."""
     return _serve_blob(digest, request, who, node)
 
 
-@router.head("/v1/blobs/{digest}", response_model=None)
+@router.head(
+    "/v1/blobs/{digest}", response_model=None, response_class=Response, responses=_BLOB_DOC
+)
 def head_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Response:
     """The headers `GET` would send (size, ETag, Content-Range), without the bytes."""
     return _serve_blob(digest, request, who, node)
@@ -228,8 +290,9 @@ def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Respo
     try:
         span = _parse_range(request.headers.get("range"), size)
     except ValueError as exc:
+        refusal = RangeRefused(error="range_not_satisfiable", detail=str(exc), size=size)
         return JSONResponse(
-            {"error": "range_not_satisfiable", "detail": str(exc), "size": size},
+            refusal.model_dump(),
             status_code=416,
             headers={**headers, "Content-Range": f"bytes */{size}"},
         )
@@ -262,12 +325,15 @@ def _may_write(node: Node, who: Caller, digest: bytes) -> None:
     )
 
 
-@router.put("/v1/blobs/{digest}", response_model=None)
+@router.put(
+    "/v1/blobs/{digest}", response_model=None, responses=_UPLOAD_DOC, openapi_extra=_UPLOAD_BODY
+)
 async def put_blob(
     digest: _Digest,
     request: Request,
     who: Auth,
     node: NodeDep,
+    uploads: UploadsDep,
     offset: int = 0,
     final: bool = True,
 ) -> JSONResponse:
@@ -277,23 +343,35 @@ async def put_blob(
     _may_write(node, who, raw)
     body = await request.body()  # already read (and digest-checked) by the signature check
     if len(body) > MAX_UPLOAD_CHUNK:
-        return JSONResponse(
-            {"error": "too_large", "detail": f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"},
-            status_code=413,
-        )
+        return _too_large()
     store = _blobs(node)
     if store.has(raw):
-        return JSONResponse({"digest": digest, "stored": True, "size": store.size(raw)})
-    reply = await receive_chunk(store, raw, offset, body, final)
-    return JSONResponse(reply.body, status_code=reply.status)
+        return JSONResponse(
+            BlobStored(digest=digest, stored=True, size=store.size(raw)).model_dump()
+        )
+    reply = await uploads.receive_chunk(store, raw, offset, body, final)
+    return JSONResponse(reply.body.model_dump(), status_code=reply.status)
 
 
-@router.put("/v1/uploads/{upload}", response_model=None)
+def _too_large() -> JSONResponse:
+    refusal = ErrorBody(
+        error="too_large", detail=f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"
+    )
+    return JSONResponse(refusal.model_dump(), status_code=413)
+
+
+@router.put(
+    "/v1/uploads/{upload}",
+    response_model=None,
+    responses={**_UPLOAD_DOC, **error_responses(400, s400="the final chunk names no digest")},
+    openapi_extra=_UPLOAD_BODY,
+)
 async def put_streamed(
     upload: _Upload,
     request: Request,
     who: Auth,
     node: NodeDep,
+    uploads: UploadsDep,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     final: bool = False,
     digest: Annotated[str | None, Query(min_length=64, max_length=64)] = None,
@@ -310,15 +388,12 @@ async def put_streamed(
     raw = None if digest is None else bytes.fromhex(parse_digest(digest))
     body = await request.body()  # already read (and digest-checked) by the signature check
     if len(body) > MAX_UPLOAD_CHUNK:
-        return JSONResponse(
-            {"error": "too_large", "detail": f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"},
-            status_code=413,
-        )
-    reply = await receive_streamed(_blobs(node), upload, raw, offset, body, final)
-    return JSONResponse(reply.body, status_code=reply.status)
+        return _too_large()
+    reply = await uploads.receive_streamed(_blobs(node), upload, raw, offset, body, final)
+    return JSONResponse(reply.body.model_dump(), status_code=reply.status)
 
 
-@router.delete("/v1/blobs/{digest}")
+@router.delete("/v1/blobs/{digest}", response_model=BlobDeleted)
 def delete_blob(digest: _Digest, who: Auth, node: NodeDep) -> dict[str, Any]:
     """Delete a blob no current key epoch uses (after a rotation or a purge)."""
     raw = bytes.fromhex(parse_digest(digest))
@@ -340,7 +415,7 @@ def _check_kind(kind: str) -> None:
         raise NotFoundError(f"vault entries are {' or '.join(KINDS)}, not {kind!r}")
 
 
-@router.put("/v1/custody/{dataset}/{epoch}/{kind}")
+@router.put("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyStored)
 def put_custody(
     dataset: _Id, epoch: int, kind: str, body: CustodyBody, who: Auth, node: NodeDep
 ) -> dict[str, Any]:
@@ -366,7 +441,7 @@ def put_custody(
     return {"org": node.org, "dataset": dataset, "epoch": epoch, "kind": kind, "stored": True}
 
 
-@router.get("/v1/custody/{dataset}/{epoch}/{kind}")
+@router.get("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyEntry)
 def get_custody(dataset: _Id, epoch: int, kind: str, who: Auth, node: NodeDep) -> dict[str, Any]:
     """This organisation's own vault entry, still wrapped to its key (for its own tools)."""
     _check_kind(kind)
@@ -376,7 +451,7 @@ def get_custody(dataset: _Id, epoch: int, kind: str, who: Auth, node: NodeDep) -
     return {"wrapped": _vault(node).get_wrapped(dataset, epoch, kind).hex()}
 
 
-@router.delete("/v1/custody/{dataset}")
+@router.delete("/v1/custody/{dataset}", response_model=CustodyDestroyed)
 def delete_custody(
     dataset: _Id, who: Auth, node: NodeDep, epoch: int | None = None
 ) -> dict[str, Any]:
@@ -399,7 +474,7 @@ def delete_custody(
     return {"org": node.org, "destroyed": _vault(node).destroy(dataset, epoch)}
 
 
-@router.get("/v1/datasets/{dataset}/epoch")
+@router.get("/v1/datasets/{dataset}/epoch", response_model=EpochReply)
 def get_epoch(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
     """The dataset's current key epoch: digests, custody, holders, threshold."""
     ds = queries.resolve(node.store, "dataset", dataset)
@@ -407,7 +482,7 @@ def get_epoch(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
     return {"epoch": jsonable(key_epoch(node.store, ds))}
 
 
-@router.post("/v1/datasets/{dataset}/shred")
+@router.post("/v1/datasets/{dataset}/shred", response_model=Shredded)
 def shred(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
     """Destroy this node's keys, shares and blobs of a dataset the chain records as purged.
 
@@ -427,13 +502,17 @@ def shred(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/peers")
+@router.get("/v1/peers", response_model=PeerList)
 def peers(who: Auth, node: NodeDep) -> dict[str, Any]:
     """This node's organisation and its peers' URLs (where their nodes serve this API)."""
     return {"org": node.org, "peers": dict(node.config.peers)}
 
 
-@router.post("/v1/grants/{grant}/key-release", response_model=None)
+@router.post(
+    "/v1/grants/{grant}/key-release",
+    response_model=KeyRelease,
+    responses=error_responses(403, 409, s403=ReleaseRefused, s409=NoKey),
+)
 def key_release(
     grant: _Id, body: ReleaseBody, who: Auth, node: NodeDep
 ) -> dict[str, Any] | JSONResponse:
@@ -456,35 +535,35 @@ def key_release(
         raise OrderingError(
             f"the key release was not committed within {RELEASE_TIMEOUT:.0f}s; ask again"
         ) from None
-    where = {"tx_id": receipt.tx_id.hex(), "height": receipt.height, "index": receipt.index}
+    tx_id, height, index = receipt.tx_id.hex(), receipt.height, receipt.index
     if not receipt.ok:
-        return JSONResponse(
-            {
-                "error": "forbidden",
-                "code": receipt.code,
-                "reason": receipt.reason,
-                "detail": (
-                    f"{node.org} did not release the key of grant {grant} to {who.org}: the "
-                    f"chain refused ({receipt.code}: {receipt.reason}); the refusal is recorded "
-                    f"in block {receipt.height}"
-                ),
-                **where,
-            },
-            status_code=403,
+        refused = ReleaseRefused(
+            error="forbidden",
+            code=receipt.code,
+            reason=receipt.reason,
+            detail=(
+                f"{node.org} did not release the key of grant {grant} to {who.org}: the "
+                f"chain refused ({receipt.code}: {receipt.reason}); the refusal is recorded "
+                f"in block {receipt.height}"
+            ),
+            tx_id=tx_id,
+            height=height,
+            index=index,
         )
+        return JSONResponse(refused.model_dump(), status_code=403)
     if not wrapped:
-        return JSONResponse(
-            {
-                "error": "no_key",
-                "code": "no_key",
-                "detail": (
-                    f"{node.org} no longer holds the key of dataset {epoch.dataset} at epoch "
-                    f"{epoch.epoch} (destroyed by a purge); nothing was released"
-                ),
-                **where,
-            },
-            status_code=409,
+        none = NoKey(
+            error="no_key",
+            code="no_key",
+            detail=(
+                f"{node.org} no longer holds the key of dataset {epoch.dataset} at epoch "
+                f"{epoch.epoch} (destroyed by a purge); nothing was released"
+            ),
+            tx_id=tx_id,
+            height=height,
+            index=index,
         )
+        return JSONResponse(none.model_dump(), status_code=409)
     return {
         "grant": grant,
         "dataset": epoch.dataset,
@@ -493,5 +572,7 @@ def key_release(
         "to": who.org,
         "session": body.session,
         "wrapped": wrapped.hex(),
-        **where,
+        "tx_id": tx_id,
+        "height": height,
+        "index": index,
     }

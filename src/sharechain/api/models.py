@@ -1,0 +1,441 @@
+"""Every request and response body of a node's REST API, as pydantic models.
+
+The routes in `sharechain.node` declare these as their `response_model` (or,
+where a route answers with a ready-made response, in `responses=`), so the
+OpenAPI document at `/openapi.json` has a schema for every answer, and the
+server checks each answer against its model before sending it. The JSON is
+what `sharechain.api.wire.jsonable` writes: field names as in the records,
+bytes as hex. Records of the chain (`Dataset`, `Grant`, ...) come from
+`sharechain.api.records`; errors from `sharechain.api.problems`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sharechain.api.records import AuditEntry, Hex, Model, TxProof, record_model
+from sharechain.contracts.access import AccessRequest
+from sharechain.contracts.datasets import Dataset
+from sharechain.contracts.epochs import KeyEpoch
+from sharechain.contracts.membership import Proposal
+from sharechain.contracts.notary import NotaryRecord
+from sharechain.contracts.queries import GrantView, Lineage
+from sharechain.contracts.risk import Alert
+from sharechain.ledger.attestations import Attestation
+from sharechain.ledger.identities import Organisation
+
+__all__ = [
+    "MAX_TXS_PER_REQUEST",
+    "MAX_TX_BYTES",
+    "AccessRequestModel",
+    "AlertList",
+    "AlertModel",
+    "AttestationList",
+    "AttestationModel",
+    "AttestationStatus",
+    "AuditTrail",
+    "BlockDetail",
+    "BlockList",
+    "BlockSummary",
+    "ChainInfo",
+    "DataPlane",
+    "DatasetList",
+    "DatasetModel",
+    "DatasetReply",
+    "EpochReply",
+    "FullId",
+    "GrantList",
+    "GrantReply",
+    "GrantViewModel",
+    "Health",
+    "KeyEpochModel",
+    "LineageModel",
+    "LineageReply",
+    "NodeStatus",
+    "NotaryRecordModel",
+    "NotaryReply",
+    "OrganisationList",
+    "OrganisationModel",
+    "ProposalList",
+    "ProposalModel",
+    "Queued",
+    "Readiness",
+    "Receipt",
+    "ReceiptList",
+    "RequestList",
+    "RequestReply",
+    "SubmitBody",
+    "TxInfo",
+    "TxProof",
+]  # fmt: skip
+
+MAX_TXS_PER_REQUEST = 20_000
+MAX_TX_BYTES = 1_000_000
+
+# The record models are built at import time from the dataclasses; mypy sees
+# them as plain models (a call is not a type to it), pydantic sees the real ones.
+if TYPE_CHECKING:
+    AccessRequestModel: TypeAlias = BaseModel
+    AlertModel: TypeAlias = BaseModel
+    AttestationModel: TypeAlias = BaseModel
+    DatasetModel: TypeAlias = BaseModel
+    GrantViewModel: TypeAlias = BaseModel
+    KeyEpochModel: TypeAlias = BaseModel
+    LineageModel: TypeAlias = BaseModel
+    NotaryRecordModel: TypeAlias = BaseModel
+    OrganisationModel: TypeAlias = BaseModel
+    ProposalModel: TypeAlias = BaseModel
+else:
+    AccessRequestModel = record_model(AccessRequest)
+    AlertModel = record_model(Alert)
+    AttestationModel = record_model(Attestation)
+    DatasetModel = record_model(Dataset)
+    GrantViewModel = record_model(GrantView)
+    KeyEpochModel = record_model(KeyEpoch)
+    LineageModel = record_model(Lineage)
+    NotaryRecordModel = record_model(NotaryRecord)
+    OrganisationModel = record_model(Organisation)
+    ProposalModel = record_model(Proposal)
+
+# -- operations ---------------------------------------------------------------
+
+
+class Health(Model):
+    """Liveness: the process answers."""
+
+    status: str
+    """Always `ok`."""
+    org: str
+    """The organisation this node serves."""
+
+
+class Readiness(Model):
+    """Whether the node serves and commits (200), or why not (503)."""
+
+    ready: bool
+    caught_up: bool
+    """True once the node has fetched the blocks it missed while down."""
+    height: int
+    """Height of the last committed block (-1 while quarantined)."""
+    problem: str | None
+    """Why the node refuses to serve (a tampered store, a conflicting peer), if it does."""
+    halted: str | None
+    """Why the node stopped committing, if it did."""
+
+
+class PeerHealth(Model):
+    """One peer as this node last saw it."""
+
+    height: int | None
+    error: str | None
+    """The last error talking to it, if the last attempt failed."""
+
+
+class ShredDone(Model):
+    """One dataset this node shredded by itself."""
+
+    dataset: str
+    height: int
+    """The block (or, after a restart, the chain height) at which it was shredded."""
+    destroyed: int
+    """Vault entries destroyed."""
+    blobs_deleted: int
+    at: float
+    """Wall-clock time (seconds since the Unix epoch)."""
+    recovered: bool
+    """True when finished on start (the process had stopped before shredding)."""
+
+
+class FetchProgress(Model):
+    """Where one background blob fetch stands."""
+
+    digest: Hex
+    dataset: str
+    epoch: int
+    state: str
+    """`queued`, `fetching`, `waiting` (for a retry), `failed` or `done`."""
+    attempts: int
+    received: int
+    """Bytes downloaded by the current or last attempt."""
+    source: str
+    """The peers asked, or the one that served it."""
+    error: str
+    retry_in: float | None
+    """Seconds to the next attempt (while waiting)."""
+
+
+class FetchQueue(Model):
+    """The node's queue of blobs to fetch from its peers."""
+
+    queued: int
+    fetching: int
+    waiting: int
+    failed: int
+    done: int
+    jobs: list[FetchProgress]
+    recent: list[FetchProgress]
+
+
+class DataPlane(Model):
+    """What the node's data-plane upkeep did and is doing."""
+
+    followed_height: int
+    """Height up to which commits have been looked at."""
+    shredded: list[ShredDone]
+    blob_fetch: FetchQueue
+
+
+class NodeStatus(Model):
+    """Height, head, peers, latest attestations and the data plane's upkeep."""
+
+    org: str
+    ordering: str
+    """`solo` or `etcd`."""
+    role: str
+    """`orderer` or `peer`."""
+    leader: str | None
+    height: int
+    head_hash: Hex
+    state_root: Hex
+    ready: bool
+    caught_up: bool
+    problem: str | None
+    halted: str | None
+    queued: int
+    """Transactions waiting to be ordered."""
+    peers: dict[str, PeerHealth]
+    attestations: list[AttestationModel]
+    """This node's latest attestations."""
+    commits: list[tuple[int, float]]
+    """(height, wall-clock time) of the latest commits."""
+    data_plane: DataPlane | None
+
+
+# -- transactions ------------------------------------------------------------
+
+
+class SubmitBody(Model):
+    """Signed transaction envelopes to order (hex), many per request."""
+
+    model_config = ConfigDict(extra="ignore")  # as before: a newer client may send more
+
+    txs: list[Annotated[str, Field(max_length=2 * MAX_TX_BYTES)]] = Field(
+        ..., min_length=1, max_length=MAX_TXS_PER_REQUEST
+    )
+    wait: bool = Field(True, description="Wait until the transactions are committed here.")
+    timeout: float = Field(30.0, ge=0.0, le=300.0, description="Longest wait in seconds.")
+
+
+class Receipt(Model):
+    """Where a transaction was committed and with which validation code."""
+
+    tx_id: Hex
+    height: int
+    index: int
+    code: str
+    reason: str
+
+
+class ReceiptList(Model):
+    """Receipts in submission order."""
+
+    receipts: list[Receipt]
+
+
+class Queued(Model):
+    """Transactions queued without waiting (`wait` false)."""
+
+    tx_ids: list[Hex]
+    receipts: list[Receipt]
+    """Always empty: ask `GET /v1/txs/{id}` later."""
+
+
+class TxInfo(Model):
+    """A committed transaction: where, its code, type and sender."""
+
+    tx_id: Hex
+    height: int
+    index: int
+    code: str
+    reason: str
+    type: str
+    sender: str
+
+
+# -- blocks and attestations -------------------------------------------------------
+
+
+class BlockSummary(Model):
+    """A block header with its hash, the orderer's signature and its size."""
+
+    height: int
+    hash: Hex
+    prev_hash: Hex
+    tx_root: Hex
+    state_delta_hash: Hex
+    timestamp: int
+    orderer: str
+    signature: Hex
+    tx_count: int
+
+
+class TxResult(Model):
+    """A transaction of a block and its validation code."""
+
+    tx_id: Hex
+    code: str
+    reason: str
+
+
+class BlockDetail(BlockSummary):
+    """One block: header, signature, transaction ids and results."""
+
+    txs: list[TxResult]
+
+
+class BlockList(Model):
+    """Block headers from a height on."""
+
+    height: int
+    """The node's height."""
+    blocks: list[BlockSummary]
+
+
+class AttestationList(Model):
+    """This node's recent signed attestations."""
+
+    org: str
+    attestations: list[AttestationModel]
+
+
+class PeerAgreement(Model):
+    """Whether one peer's attestations agree with this node's chain."""
+
+    org: str
+    height: int
+    """Highest height it attested (-1 if none seen)."""
+    checked: int
+    """Highest height compared with this node's chain (-1 if none)."""
+    agrees: bool
+    latest: AttestationModel | None
+
+
+class ConflictSeen(Model):
+    """A peer's attestation that disagrees with this node's chain."""
+
+    peer: str
+    height: int
+    detail: str
+
+
+class AttestationStatus(Model):
+    """Which peers agree with this node's chain."""
+
+    org: str
+    height: int
+    ok: bool
+    """False once any conflict was seen (the node then stops committing)."""
+    halted: str | None
+    peers: list[PeerAgreement]
+    conflicts: list[ConflictSeen]
+
+
+# -- the data-sharing state (`sharechain.node.queries`) ----------------------------
+
+
+class OrganisationList(Model):
+    """The consortium's organisations, their roles and public keys."""
+
+    organisations: list[OrganisationModel]
+
+
+class DatasetList(Model):
+    """Datasets of the catalogue."""
+
+    datasets: list[DatasetModel]
+
+
+class DatasetReply(Model):
+    """One dataset."""
+
+    dataset: DatasetModel
+
+
+class RequestList(Model):
+    """Access requests."""
+
+    requests: list[AccessRequestModel]
+
+
+class RequestReply(Model):
+    """One access request."""
+
+    request: AccessRequestModel
+
+
+class GrantList(Model):
+    """Grants, each with its effective status."""
+
+    grants: list[GrantViewModel]
+
+
+class GrantReply(Model):
+    """One grant with its effective status."""
+
+    grant: GrantViewModel
+
+
+class AuditTrail(Model):
+    """An audit trail, oldest first, with inclusion proofs when asked."""
+
+    entries: list[AuditEntry]
+
+
+class AlertList(Model):
+    """Risk alerts."""
+
+    alerts: list[AlertModel]
+
+
+class LineageReply(Model):
+    """Ancestors and descendants of a dataset."""
+
+    lineage: LineageModel
+
+
+class ChainInfo(Model):
+    """The consortium, its genesis hash, the head and the number of transactions."""
+
+    consortium: str
+    genesis_hash: Hex
+    height: int
+    head_hash: Hex
+    head_timestamp: int
+    state_root: Hex
+    transactions: int
+
+
+class FullId(Model):
+    """The full id of a record named by a unique prefix."""
+
+    id: str
+
+
+class ProposalList(Model):
+    """Membership proposals and their votes."""
+
+    proposals: list[ProposalModel]
+
+
+class NotaryReply(Model):
+    """The notary record of a digest, with its endorsements."""
+
+    record: NotaryRecordModel
+
+
+class EpochReply(Model):
+    """A dataset's current key epoch."""
+
+    epoch: KeyEpochModel
