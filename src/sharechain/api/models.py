@@ -1,12 +1,17 @@
-"""Every request and response body of a node's REST API, as pydantic models.
+"""The request and response bodies of a node's REST API, as pydantic models.
 
 The routes in `sharechain.node` declare these as their `response_model` (or,
 where a route answers with a ready-made response, in `responses=`), so the
 OpenAPI document at `/openapi.json` has a schema for every answer, and the
 server checks each answer against its model before sending it. The JSON is
 what `sharechain.api.wire.jsonable` writes: field names as in the records,
-bytes as hex. Records of the chain (`Dataset`, `Grant`, ...) come from
-`sharechain.api.records`; errors from `sharechain.api.problems`.
+bytes as hex.
+
+This module has the chain's bodies (transactions, blocks, attestations) and
+the data-sharing state's (`sharechain.node.queries`). The others:
+`sharechain.api.records` (each record's model, derived from its dataclass),
+`sharechain.api.status` (health, readiness, status), `sharechain.api.data_plane`
+(blobs, custody, key releases) and `sharechain.api.problems` (error bodies).
 """
 
 from __future__ import annotations
@@ -40,7 +45,6 @@ __all__ = [
     "BlockList",
     "BlockSummary",
     "ChainInfo",
-    "DataPlane",
     "DatasetList",
     "DatasetModel",
     "DatasetReply",
@@ -49,11 +53,9 @@ __all__ = [
     "GrantList",
     "GrantReply",
     "GrantViewModel",
-    "Health",
     "KeyEpochModel",
     "LineageModel",
     "LineageReply",
-    "NodeStatus",
     "NotaryRecordModel",
     "NotaryReply",
     "OrganisationList",
@@ -61,7 +63,6 @@ __all__ = [
     "ProposalList",
     "ProposalModel",
     "Queued",
-    "Readiness",
     "Receipt",
     "ReceiptList",
     "RequestList",
@@ -69,7 +70,7 @@ __all__ = [
     "SubmitBody",
     "TxInfo",
     "TxProof",
-]  # fmt: skip
+]
 
 MAX_TXS_PER_REQUEST = 20_000
 MAX_TX_BYTES = 1_000_000
@@ -98,120 +99,6 @@ else:
     NotaryRecordModel = record_model(NotaryRecord)
     OrganisationModel = record_model(Organisation)
     ProposalModel = record_model(Proposal)
-
-# -- operations ---------------------------------------------------------------
-
-
-class Health(Model):
-    """Liveness: the process answers."""
-
-    status: str
-    """Always `ok`."""
-    org: str
-    """The organisation this node serves."""
-
-
-class Readiness(Model):
-    """Whether the node serves and commits (200), or why not (503)."""
-
-    ready: bool
-    caught_up: bool
-    """True once the node has fetched the blocks it missed while down."""
-    height: int
-    """Height of the last committed block (-1 while quarantined)."""
-    problem: str | None
-    """Why the node refuses to serve (a tampered store, a conflicting peer), if it does."""
-    halted: str | None
-    """Why the node stopped committing, if it did."""
-
-
-class PeerHealth(Model):
-    """One peer as this node last saw it."""
-
-    height: int | None
-    error: str | None
-    """The last error talking to it, if the last attempt failed."""
-
-
-class ShredDone(Model):
-    """One dataset this node shredded by itself."""
-
-    dataset: str
-    height: int
-    """The block (or, after a restart, the chain height) at which it was shredded."""
-    destroyed: int
-    """Vault entries destroyed."""
-    blobs_deleted: int
-    at: float
-    """Wall-clock time (seconds since the Unix epoch)."""
-    recovered: bool
-    """True when finished on start (the process had stopped before shredding)."""
-
-
-class FetchProgress(Model):
-    """Where one background blob fetch stands."""
-
-    digest: Hex
-    dataset: str
-    epoch: int
-    state: str
-    """`queued`, `fetching`, `waiting` (for a retry), `failed` or `done`."""
-    attempts: int
-    received: int
-    """Bytes downloaded by the current or last attempt."""
-    source: str
-    """The peers asked, or the one that served it."""
-    error: str
-    retry_in: float | None
-    """Seconds to the next attempt (while waiting)."""
-
-
-class FetchQueue(Model):
-    """The node's queue of blobs to fetch from its peers."""
-
-    queued: int
-    fetching: int
-    waiting: int
-    failed: int
-    done: int
-    jobs: list[FetchProgress]
-    recent: list[FetchProgress]
-
-
-class DataPlane(Model):
-    """What the node's data-plane upkeep did and is doing."""
-
-    followed_height: int
-    """Height up to which commits have been looked at."""
-    shredded: list[ShredDone]
-    blob_fetch: FetchQueue
-
-
-class NodeStatus(Model):
-    """Height, head, peers, latest attestations and the data plane's upkeep."""
-
-    org: str
-    ordering: str
-    """`solo` or `etcd`."""
-    role: str
-    """`orderer` or `peer`."""
-    leader: str | None
-    height: int
-    head_hash: Hex
-    state_root: Hex
-    ready: bool
-    caught_up: bool
-    problem: str | None
-    halted: str | None
-    queued: int
-    """Transactions waiting to be ordered."""
-    peers: dict[str, PeerHealth]
-    attestations: list[AttestationModel]
-    """This node's latest attestations."""
-    commits: list[tuple[int, float]]
-    """(height, wall-clock time) of the latest commits."""
-    data_plane: DataPlane | None
-
 
 # -- transactions ------------------------------------------------------------
 

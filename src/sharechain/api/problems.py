@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sharechain.api.records import Hex, Model
 
 __all__ = [
+    "OPEN_ERRORS",
     "SIGNED_ERRORS",
     "ErrorBody",
     "FieldError",
@@ -125,3 +126,5 @@ def error_responses(
 
 SIGNED_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 503)
 """What any signed route may answer besides its success."""
+OPEN_ERRORS = error_responses(413, 503, s503="the node is quarantined (the detail says why)")
+"""What the unsigned routes (health, readiness, metrics) may answer besides their success."""

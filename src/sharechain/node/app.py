@@ -23,54 +23,39 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sharechain.api.models import (
     AttestationList,
     AttestationStatus,
     BlockDetail,
     BlockList,
-    Health,
-    NodeStatus,
     Queued,
-    Readiness,
     ReceiptList,
     TxInfo,
     TxProof,
 )
 from sharechain.api.problems import (
+    OPEN_ERRORS,
     SIGNED_ERRORS,
-    ErrorBody,
-    FieldError,
-    InvalidBody,
     error_responses,
 )
+from sharechain.api.status import Health, NodeStatus, Readiness
 from sharechain.codec import encode
 from sharechain.errors import (
-    AccessDeniedError,
-    AuthenticationError,
-    ChainError,
-    ConfigError,
     EncodingError,
-    IntegrityError,
-    InvalidSignatureError,
     NotFoundError,
     OrderingError,
-    SharechainError,
-    TransactionRejectedError,
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
 from sharechain.node import upkeep
 from sharechain.node.deps import Auth
+from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
 from sharechain.node.submissions import (
     CBOR,
@@ -83,69 +68,9 @@ from sharechain.node.submissions import (
 )
 from sharechain.node.uploads import Uploads
 
-__all__ = ["API_VERSION", "MAX_BODY_BYTES", "create_app"]
-
-log = logging.getLogger("sharechain.node.api")
+__all__ = ["API_VERSION", "create_app"]
 
 API_VERSION = "1.0.0"
-MAX_BODY_BYTES = 64 * 1024 * 1024
-ACCEPT_SIGNATURE = 'sig1=("@method" "@authority" "@path" "@query" "content-digest");alg="ed25519"'
-OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/openapi.json", "/docs"})
-_OPEN_ERRORS = error_responses(413, 503, s503="the node is quarantined (the detail says why)")
-
-_STATUS: dict[type[SharechainError], tuple[int, str]] = {
-    AuthenticationError: (401, "unauthenticated"),
-    AccessDeniedError: (403, "forbidden"),
-    NotFoundError: (404, "not_found"),
-    EncodingError: (400, "bad_request"),
-    InvalidSignatureError: (400, "bad_request"),
-    TransactionRejectedError: (409, "rejected"),
-    IntegrityError: (502, "integrity"),
-    OrderingError: (503, "unavailable"),
-    ChainError: (503, "unavailable"),
-    ConfigError: (503, "unavailable"),
-}
-
-
-def _error(
-    status: int, kind: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = ErrorBody(error=kind, detail=detail)
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-
-class _Guard:
-    """Refuse oversized bodies (413) and, on a quarantined node, everything but OPEN_PATHS.
-
-    A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's
-    `BaseHTTPMiddleware` wraps every message of a request body in a task group, which
-    cost a blob upload (hundreds of 64 KiB messages per chunk) a fifth of the node's
-    time on the event loop.
-    """
-
-    def __init__(self, app: ASGIApp, node: Node) -> None:
-        self.app = app
-        self.node = node
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def _refusal(self, scope: Scope) -> JSONResponse | None:
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                length = value.decode("latin-1")
-                if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                    return _error(
-                        413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-                    )
-        if self.node.problem is not None and scope.get("path", "") not in OPEN_PATHS:
-            return _error(503, "quarantined", self.node.problem)
-        return None
 
 
 def create_app(node: Node) -> FastAPI:
@@ -169,45 +94,11 @@ def create_app(node: Node) -> FastAPI:
     app.state.node = node
     app.state.uploads = Uploads()  # blobs being received in chunks (`node.uploads`)
 
-    app.add_middleware(_Guard, node=node)
-
-    @app.exception_handler(SharechainError)
-    async def sharechain_error(request: Request, exc: SharechainError) -> JSONResponse:
-        for cls in type(exc).__mro__:
-            if cls in _STATUS:
-                status, kind = _STATUS[cls]
-                break
-        else:
-            status, kind = 400, "bad_request"
-        headers = None
-        if status == 401:
-            headers = {"Accept-Signature": ACCEPT_SIGNATURE}
-        return _error(status, kind, str(exc), headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        body = InvalidBody(
-            error="bad_request",
-            detail="the request does not match the API",
-            errors=[
-                FieldError(loc=[str(x) for x in e.get("loc", ())], msg=str(e.get("msg", "")))
-                for e in exc.errors()
-            ],
-        )
-        return JSONResponse(body.model_dump(), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http", str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error serving %s %s", request.method, request.url.path)
-        return _error(500, "internal", f"internal error ({type(exc).__name__}); see the node log")
+    refuse_in_json(app, node)  # oversized bodies, a quarantined node, every error
 
     # -- operations ---------------------------------------------------------
 
-    @app.get("/v1/health", tags=["operations"], response_model=Health, responses=_OPEN_ERRORS)
+    @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
     def health() -> dict[str, Any]:
         """Liveness: the process answers."""
         return {"status": "ok", "org": node.org}
@@ -217,7 +108,7 @@ def create_app(node: Node) -> FastAPI:
         tags=["operations"],
         response_model=Readiness,
         responses={
-            **_OPEN_ERRORS,
+            **OPEN_ERRORS,
             503: {"model": Readiness, "description": "not ready: `problem` or `halted` says why"},
         },
     )
@@ -241,7 +132,7 @@ def create_app(node: Node) -> FastAPI:
                 "description": "Prometheus text exposition format 0.0.4",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             },
-            **_OPEN_ERRORS,
+            **OPEN_ERRORS,
         },
     )
     def metrics() -> Response:
@@ -431,9 +322,10 @@ def create_app(node: Node) -> FastAPI:
     from sharechain.node import queries  # the data-sharing read endpoints
 
     queries.register(app, node)
-    from sharechain.node import delivery  # blobs, custody and key releases between nodes
+    from sharechain.node import custody, delivery  # the data plane between nodes
 
     app.include_router(delivery.router)
+    app.include_router(custody.router)
     # Shreds on commit and fetches missing blobs; stops with the node.
     app.state.upkeep = upkeep.start(node)
     return app

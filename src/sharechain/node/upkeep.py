@@ -42,6 +42,7 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
+from sharechain.ledger.validation import VALID
 from sharechain.node.blob_fetch import BlobFetcher, FetchJob
 from sharechain.node.service import Node
 from sharechain.sharing.shredding import is_purged, leftovers, shred_committed
@@ -221,7 +222,7 @@ class Upkeep:
             return  # the common case costs one substring search per block
         block = decode_block(data, check_canonical=False)
         for raw, result in zip(block.txs, block.results, strict=True):
-            if result.code != "valid" or not any(m in raw for m in _MARKS):
+            if result.code != VALID or not any(m in raw for m in _MARKS):
                 continue
             tx = decode_transaction(raw).tx
             dataset = tx.payload.get("dataset") if isinstance(tx.payload, dict) else None
