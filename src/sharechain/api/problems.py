@@ -67,22 +67,32 @@ class OffsetConflict(ErrorBody):
     received: int
 
 
-class ReleaseRefused(ErrorBody):
+# The two key-release refusals keep the field order they always had on the
+# wire (the chain's code before the detail), hence no ErrorBody base here.
+
+
+class ReleaseRefused(Model):
     """The chain refused a key release (403); the refusal is recorded in a block."""
 
+    error: str
+    """Always `forbidden`."""
     code: str
     """The validation code of the `grant.key-release` transaction."""
     reason: str
+    detail: str
     tx_id: Hex
     height: int
     index: int
 
 
-class NoKey(ErrorBody):
+class NoKey(Model):
     """The custodian no longer holds the key (destroyed by a purge); nothing was released."""
 
+    error: str
+    """Always `no_key`."""
     code: str
     """Always `no_key`."""
+    detail: str
     tx_id: Hex
     height: int
     index: int
