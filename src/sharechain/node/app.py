@@ -53,7 +53,7 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.node import upkeep
+from sharechain.node import custody, delivery, queries, upkeep
 from sharechain.node.deps import Auth
 from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
@@ -319,13 +319,9 @@ def create_app(node: Node) -> FastAPI:
             peer["latest"] = None if att is None else att.to_json()
         return body
 
-    from sharechain.node import queries  # the data-sharing read endpoints
-
-    queries.register(app, node)
-    from sharechain.node import custody, delivery  # the data plane between nodes
-
-    app.include_router(delivery.router)
-    app.include_router(custody.router)
+    queries.register(app, node)  # the data-sharing state
+    app.include_router(delivery.router)  # blobs between nodes
+    app.include_router(custody.router)  # keys between nodes
     # Shreds on commit and fetches missing blobs; stops with the node.
     app.state.upkeep = upkeep.start(node)
     return app
