@@ -14,6 +14,8 @@ from sharechain.codec import decode, encode
 from sharechain.crypto.merkle import verify_inclusion
 from sharechain.crypto.signing import SigningKey
 from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.upkeep import Upkeep
+from sharechain.node.uploads import Uploads
 
 
 def _record(running: Running, org: str, n: int) -> list[bytes]:
@@ -220,3 +222,32 @@ def test_client_falls_back_to_json_for_a_node_without_cbor() -> None:
         second = client.submit([b"\x02" * 110])
     assert seen == ["application/cbor", "application/json", "application/json"]
     assert first[0].tx_id == hashlib.sha256(b"\x01" * 110).digest() and second[0].height == 4
+
+
+def test_the_data_plane_state_lives_on_the_app_and_shows_in_the_status(orderer: Running) -> None:
+    state = orderer.server.app.state
+    assert isinstance(state.upkeep, Upkeep) and state.upkeep.node is orderer.node
+    assert isinstance(state.uploads, Uploads)
+    with orderer.client() as client:
+        client.submit(_record(orderer, "hospital-a", 1))
+        status = client.http.get("/v1/status").json()
+    assert status["data_plane"]["followed_height"] == state.upkeep.followed
+    assert status["data_plane"]["blob_fetch"] == {
+        "queued": 0, "fetching": 0, "waiting": 0, "failed": 0, "done": 0, "jobs": [], "recent": [],
+    }  # fmt: skip
+
+
+def test_an_answer_that_strays_from_its_model_is_a_500_not_a_new_wire(
+    orderer: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = orderer.node.tx_info
+
+    def with_a_new_field(tx_id: bytes) -> dict[str, object] | None:
+        info = real(tx_id)
+        return None if info is None else {**info, "surprise": 1}
+
+    monkeypatch.setattr(orderer.node, "tx_info", with_a_new_field)
+    with orderer.client() as client:
+        (receipt,) = client.submit(_record(orderer, "hospital-a", 1))
+        reply = client.http.get(f"/v1/txs/{receipt.tx_id.hex()}")
+    assert reply.status_code == 500 and reply.json()["error"] == "internal"

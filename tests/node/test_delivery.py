@@ -415,7 +415,7 @@ def test_a_blob_fetch_retries_with_backoff_then_gives_up(net: Net) -> None:
 def test_chunked_upload_resumes_and_checks_the_digest(net: Net) -> None:
     import hashlib
 
-    from sharechain.node import uploads
+    from sharechain.node.uploads import Uploads
 
     data = os.urandom(3_000_000)
     digest = hashlib.sha256(data).hexdigest()
@@ -430,9 +430,8 @@ def test_chunked_upload_resumes_and_checks_the_digest(net: Net) -> None:
         assert put(c, 0, data[:1_000_000], False).json()["received"] == 1_000_000
         skipped = put(c, 2_000_000, data[2_000_000:], True)  # a chunk went missing
         assert skipped.status_code == 409 and skipped.json()["received"] == 1_000_000
-        for session in list(uploads._sessions.values()):  # as after a restart: only the
-            session.close(discard=False)  # part file is left
-        uploads._sessions.clear()
+        uploads: Uploads = net.nodes[OWNER].server.app.state.uploads
+        uploads.close()  # as after a restart: only the part file is left
         assert put(c, 1_000_000, data[1_000_000:2_000_000], False).json()["received"] == 2_000_000
         done = put(c, 2_000_000, data[2_000_000:], True).json()
         assert done["stored"] and done["size"] == len(data)

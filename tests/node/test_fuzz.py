@@ -2,7 +2,8 @@
 
 Requests are generated from the schema and signed with a member's key (so the
 fuzzing reaches past authentication), plus unsigned ones; every answer must be
-a deliberate 2xx/4xx, and the node must still be healthy afterwards. Bodies
+a deliberate 2xx/4xx that the document describes (its status, media type and
+body schema), and the node must still be healthy afterwards. Bodies
 documented as `application/cbor` are generated too (see `_cbor`).
 """
 
@@ -18,6 +19,12 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from node_helpers import Running, run_node, shutdown
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from sharechain.api.auth import sign_request
 from sharechain.crypto.signing import SigningKey
@@ -38,6 +45,7 @@ class _Sign(requests.auth.AuthBase):
 
 
 _cbor_bodies: list[bytes] = []
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @schemathesis.serializer("application/cbor")
@@ -90,6 +98,13 @@ def test_fuzz_every_operation_without_server_errors(fuzz_node: Running) -> None:
                         failures.append(
                             f"{case.method} {case.formatted_path}: {reply.status_code} "
                             f"{reply.text[:200]}"
+                        )
+                    try:  # the answer is what the document says (status and body)
+                        case.validate_response(reply, checks=CONFORMANCE)
+                    except FailureGroup as exc:  # one failure per check that found a fault
+                        failures.append(
+                            f"{case.method} {case.formatted_path}: {reply.status_code} "
+                            f"does not match the document: {str(exc)[:300]}"
                         )
 
             run()

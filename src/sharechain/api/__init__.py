@@ -1,1 +1,1 @@
-"""The one wire: RFC 9421 request signing and checking, the codec, the client."""
+"""The one wire: RFC 9421 request signing, the bodies' models, the codec, the client."""

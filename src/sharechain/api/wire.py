@@ -1,9 +1,16 @@
-"""The one codec of the REST API: records to JSON and back.
+"""The one codec of the REST API and the command line: records to JSON and back.
 
-The server renders records with `jsonable` (dataclasses to objects, bytes to
-hex, tuples to lists); clients rebuild them with `from_jsonable`, guided by the
-record's field types. Inclusion proofs and audit entries carry a block header
-as CBOR, rebuilt by `proof_from_json` and `entry_from_json`.
+`jsonable` renders records as the API sends them: dataclasses to objects with
+their fields in order, bytes to lowercase hex, tuples to arrays; an
+inclusion proof and an audit entry as their own `to_json` (the header also
+as CBOR, so a verifier can hash it). The models of `sharechain.api.models`
+describe exactly this JSON, and the node checks each answer against them.
+`to_json` is the same rendering made for people and scripts (the command
+line's `--json`): block times gain an ISO 8601 twin (`created_at_iso`), a
+grant its `effective_status`, a policy its canonical map and a lineage its
+edges as objects. Clients rebuild records with `from_jsonable`, guided by
+the record's field types, and proofs and audit entries with
+`proof_from_json` and `entry_from_json`.
 """
 
 from __future__ import annotations
@@ -12,27 +19,68 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sharechain.codec import decode
-from sharechain.contracts.queries import AuditEntry
+from sharechain.contracts.policies import Policy, policy_to_value
+from sharechain.contracts.queries import AuditEntry, GrantView, Lineage
 from sharechain.errors import SharechainError
 from sharechain.ledger.blocks import decode_header
 from sharechain.ledger.proofs import TxProof
 
-__all__ = ["entry_from_json", "from_jsonable", "jsonable", "proof_from_json"]
+__all__ = ["entry_from_json", "from_jsonable", "iso", "jsonable", "proof_from_json", "to_json"]
+
+_TIMES = ("created_at", "issued_at", "expires_at", "timestamp", "window_start")
+"""Fields in block-time ms that `to_json` renders in ISO 8601 too."""
+
+
+def iso(ms: int) -> str:
+    """Block time in ms as ISO 8601 UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def jsonable(value: Any) -> Any:
-    """Records as JSON: dataclasses to objects, bytes to hex, tuples to lists."""
+    """Records as the API sends them (see the module docstring)."""
+    return _render(value, readable=False)
+
+
+def to_json(value: Any) -> Any:
+    """Records as the command line shows them: `jsonable` with readable extras."""
+    return _render(value, readable=True)
+
+
+def _render(value: Any, *, readable: bool) -> Any:
+    if isinstance(value, AuditEntry | TxProof):
+        out = value.to_json()
+        if readable and isinstance(value, AuditEntry):
+            out["time"] = iso(value.timestamp)
+        return out
+    if readable:
+        if isinstance(value, GrantView):
+            return {**_render(value.grant, readable=True), "effective_status": value.status}
+        if isinstance(value, Lineage):
+            return {
+                "root": value.root,
+                "nodes": [_render(n, readable=True) for n in value.nodes],
+                "edges": [{"from": a, "to": b, "kind": k} for a, b, k in value.edges],
+            }
+        if isinstance(value, Policy):
+            return policy_to_value(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            fields[f.name] = _render(v, readable=readable)
+            if readable and f.name in _TIMES and isinstance(v, int):
+                fields[f"{f.name}_iso"] = iso(v)
+        return fields
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [_render(v, readable=readable) for v in value]
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _render(v, readable=readable) for k, v in value.items()}
     return value
 
 
@@ -83,6 +131,7 @@ def proof_from_json(value: Mapping[str, Any]) -> TxProof:
 
 
 def entry_from_json(value: Mapping[str, Any]) -> AuditEntry:
+    """An audit entry from its JSON (`AuditEntry.to_json`)."""
     proof = value.get("proof")
     return AuditEntry(
         bytes.fromhex(value["tx_id"]),

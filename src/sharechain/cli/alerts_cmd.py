@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from sharechain.api.wire import iso, to_json
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
@@ -21,7 +22,6 @@ from sharechain.cli.common import (
 from sharechain.cli.dataset_cmd import report
 from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts import risk
-from sharechain.contracts.views import iso, to_json
 
 __all__ = ["register"]
 

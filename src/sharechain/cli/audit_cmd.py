@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from sharechain.api.wire import iso, to_json
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -24,7 +25,6 @@ from sharechain.cli.common import (
     print_table,
 )
 from sharechain.cli.remote import Target, open_backend
-from sharechain.contracts.views import iso, to_json
 
 __all__ = ["register"]
 

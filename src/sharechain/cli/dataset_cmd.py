@@ -14,6 +14,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from sharechain.api.wire import to_json
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
@@ -33,7 +34,6 @@ from sharechain.contracts import datasets as ds_contract
 from sharechain.contracts import queries
 from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, policy_from_mapping
-from sharechain.contracts.views import to_json
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing.embedded import Embedded
 

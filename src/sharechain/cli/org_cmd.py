@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from sharechain.api.wire import to_json
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
@@ -43,7 +44,6 @@ from sharechain.cli.dataset_cmd import report
 from sharechain.cli.remote import Target, key_dir, network_data_dir, open_backend
 from sharechain.contracts import membership
 from sharechain.contracts._fields import derive_id
-from sharechain.contracts.views import to_json
 from sharechain.crypto.keyfile import OrgKeys, save_keys
 from sharechain.errors import SharechainError
 from sharechain.sharing.backend import Backend, EmbeddedBackend

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from sharechain.api.wire import to_json
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
@@ -28,7 +29,6 @@ from sharechain.cli.remote import Target, open_backend
 from sharechain.contracts import access
 from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, parse_duration
-from sharechain.contracts.views import to_json
 
 __all__ = ["register"]
 

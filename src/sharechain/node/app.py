@@ -23,109 +23,63 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sharechain.api.models import (
+    AttestationList,
+    AttestationStatus,
+    BlockDetail,
+    BlockList,
+    Queued,
+    ReceiptList,
+    TxInfo,
+    TxProof,
+)
+from sharechain.api.problems import (
+    OPEN_ERRORS,
+    SIGNED_ERRORS,
+    error_responses,
+)
+from sharechain.api.status import Health, NodeStatus, Readiness
 from sharechain.codec import encode
 from sharechain.errors import (
-    AccessDeniedError,
-    AuthenticationError,
-    ChainError,
-    ConfigError,
     EncodingError,
-    IntegrityError,
-    InvalidSignatureError,
     NotFoundError,
     OrderingError,
-    SharechainError,
-    TransactionRejectedError,
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.node import upkeep
+from sharechain.node import custody, delivery, queries, upkeep
 from sharechain.node.deps import Auth
+from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
 from sharechain.node.submissions import (
     CBOR,
+    QUEUED_DOC,
     RECEIPTS_DOC,
     SUBMIT_DOC,
     accepts_cbor,
     admit,
     parse_submission,
 )
+from sharechain.node.uploads import Uploads
 
-__all__ = ["API_VERSION", "MAX_BODY_BYTES", "create_app"]
-
-log = logging.getLogger("sharechain.node.api")
+__all__ = ["API_VERSION", "create_app"]
 
 API_VERSION = "1.0.0"
-MAX_BODY_BYTES = 64 * 1024 * 1024
-ACCEPT_SIGNATURE = 'sig1=("@method" "@authority" "@path" "@query" "content-digest");alg="ed25519"'
-OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/openapi.json", "/docs"})
-
-_STATUS: dict[type[SharechainError], tuple[int, str]] = {
-    AuthenticationError: (401, "unauthenticated"),
-    AccessDeniedError: (403, "forbidden"),
-    NotFoundError: (404, "not_found"),
-    EncodingError: (400, "bad_request"),
-    InvalidSignatureError: (400, "bad_request"),
-    TransactionRejectedError: (409, "rejected"),
-    IntegrityError: (502, "integrity"),
-    OrderingError: (503, "unavailable"),
-    ChainError: (503, "unavailable"),
-    ConfigError: (503, "unavailable"),
-}
-
-
-def _error(
-    status: int, kind: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
-
-
-class _Guard:
-    """Refuse oversized bodies (413) and, on a quarantined node, everything but OPEN_PATHS.
-
-    A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's
-    `BaseHTTPMiddleware` wraps every message of a request body in a task group, which
-    cost a blob upload (hundreds of 64 KiB messages per chunk) a fifth of the node's
-    time on the event loop.
-    """
-
-    def __init__(self, app: ASGIApp, node: Node) -> None:
-        self.app = app
-        self.node = node
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def _refusal(self, scope: Scope) -> JSONResponse | None:
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                length = value.decode("latin-1")
-                if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                    return _error(
-                        413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-                    )
-        if self.node.problem is not None and scope.get("path", "") not in OPEN_PATHS:
-            return _error(503, "quarantined", self.node.problem)
-        return None
 
 
 def create_app(node: Node) -> FastAPI:
-    """The API of `node` (which the caller starts and stops)."""
+    """The API of `node` (which the caller starts and stops); one per node.
+
+    The app also holds the node's data-plane state that lives as long as its
+    API: `app.state.upkeep` (shredding and blob fetching after commits) and
+    `app.state.uploads` (chunked uploads in progress).
+    """
     app = FastAPI(
         title="sharechain node",
         version=API_VERSION,
@@ -138,74 +92,58 @@ def create_app(node: Node) -> FastAPI:
         ),
     )
     app.state.node = node
+    app.state.uploads = Uploads()  # blobs being received in chunks (`node.uploads`)
 
-    app.add_middleware(_Guard, node=node)
-
-    @app.exception_handler(SharechainError)
-    async def sharechain_error(request: Request, exc: SharechainError) -> JSONResponse:
-        for cls in type(exc).__mro__:
-            if cls in _STATUS:
-                status, kind = _STATUS[cls]
-                break
-        else:
-            status, kind = 400, "bad_request"
-        headers = None
-        if status == 401:
-            headers = {"Accept-Signature": ACCEPT_SIGNATURE}
-        return _error(status, kind, str(exc), headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-            for e in exc.errors()
-        ]
-        return JSONResponse(
-            {
-                "error": "bad_request",
-                "detail": "the request does not match the API",
-                "errors": errors,
-            },
-            status_code=422,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http", str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error serving %s %s", request.method, request.url.path)
-        return _error(500, "internal", f"internal error ({type(exc).__name__}); see the node log")
+    refuse_in_json(app, node)  # oversized bodies, a quarantined node, every error
 
     # -- operations ---------------------------------------------------------
 
-    @app.get("/v1/health", tags=["operations"])
+    @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
     def health() -> dict[str, Any]:
         """Liveness: the process answers."""
         return {"status": "ok", "org": node.org}
 
-    @app.get("/v1/ready", tags=["operations"], responses={503: {"description": "not ready"}})
+    @app.get(
+        "/v1/ready",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={
+            **OPEN_ERRORS,
+            503: {"model": Readiness, "description": "not ready: `problem` or `halted` says why"},
+        },
+    )
     def ready() -> JSONResponse:
         """Readiness: 200 when the node serves and commits, 503 with the reason when not."""
-        body = {
-            "ready": node.ready,
-            "caught_up": node.caught_up,
-            "height": node.ledger.height if node.problem is None else -1,
-            "problem": node.problem,
-            "halted": node.halted,
-        }
-        return JSONResponse(body, status_code=200 if node.ready else 503)
+        body = Readiness(
+            ready=node.ready,
+            caught_up=node.caught_up,
+            height=node.ledger.height if node.problem is None else -1,
+            problem=node.problem,
+            halted=node.halted,
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if node.ready else 503)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **OPEN_ERRORS,
+        },
+    )
     def metrics() -> Response:
         """Prometheus metrics (text exposition format)."""
         return Response(node.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/v1/status", tags=["operations"])
+    @app.get("/v1/status", tags=["operations"], response_model=NodeStatus, responses=SIGNED_ERRORS)
     def status(who: Auth) -> dict[str, Any]:
         """Height, head, peers, latest attestations and the data plane's upkeep."""
-        return {**node.status(), "data_plane": upkeep.status(node)}
+        found: upkeep.Upkeep | None = app.state.upkeep
+        return {**node.status(), "data_plane": None if found is None else found.status()}
 
     # -- transactions ---------------------------------------------------------
 
@@ -213,12 +151,19 @@ def create_app(node: Node) -> FastAPI:
         "/v1/txs",
         tags=["transactions"],
         openapi_extra=SUBMIT_DOC,
+        response_model=ReceiptList,
         responses={
+            **SIGNED_ERRORS,
             200: RECEIPTS_DOC,
-            202: {"description": "queued (`wait` false): the transaction ids"},
-            400: {"description": "a malformed CBOR body, or an envelope that is not one"},
-            415: {"description": "a body neither JSON nor CBOR"},
-            422: {"description": "a JSON body that does not match SubmitBody"},
+            202: QUEUED_DOC,
+            **error_responses(
+                400,
+                415,
+                422,
+                s400="a malformed CBOR body, or an envelope that is not one",
+                s415="a body neither JSON nor CBOR",
+                s422="a JSON body that does not match SubmitBody",
+            ),
         },
     )
     async def submit(request: Request, who: Auth) -> Response:
@@ -242,7 +187,8 @@ def create_app(node: Node) -> FastAPI:
             ids = [hashlib.sha256(r).digest() for r in raws]
             if cbor:
                 return Response(encode({"tx_ids": ids, "receipts": []}), 202, media_type=CBOR)
-            return JSONResponse({"tx_ids": [i.hex() for i in ids], "receipts": []}, 202)
+            queued = Queued(tx_ids=[i.hex() for i in ids], receipts=[])
+            return JSONResponse(queued.model_dump(), 202)
         try:
             receipts = await asyncio.wait_for(asyncio.wrap_future(batch), sub.timeout)
         except TimeoutError:
@@ -253,6 +199,8 @@ def create_app(node: Node) -> FastAPI:
         if cbor:
             rows = [[r.tx_id, r.height, r.index, r.code, r.reason] for r in receipts]
             return Response(encode({"receipts": rows}), media_type=CBOR)
+        # Built as plain data, not validated models: this is the submit path's
+        # hot loop (thousands of receipts per answer) and every field is typed here.
         return JSONResponse(
             {
                 "receipts": [
@@ -268,7 +216,9 @@ def create_app(node: Node) -> FastAPI:
             }
         )
 
-    @app.get("/v1/txs/{tx_id}", tags=["transactions"])
+    @app.get(
+        "/v1/txs/{tx_id}", tags=["transactions"], response_model=TxInfo, responses=SIGNED_ERRORS
+    )
     def tx(tx_id: str, who: Auth) -> dict[str, Any]:
         """Where a transaction was committed and its validation code."""
         info = node.tx_info(_hex32(tx_id))
@@ -276,14 +226,19 @@ def create_app(node: Node) -> FastAPI:
             raise NotFoundError(f"transaction {tx_id} is not committed on this node")
         return info
 
-    @app.get("/v1/txs/{tx_id}/proof", tags=["transactions"])
+    @app.get(
+        "/v1/txs/{tx_id}/proof",
+        tags=["transactions"],
+        response_model=TxProof,
+        responses=SIGNED_ERRORS,
+    )
     def proof(tx_id: str, who: Auth) -> dict[str, Any]:
         """RFC 9162 inclusion proof of a transaction in its block, with the block header."""
         return prove_tx(node.store, _hex32(tx_id)).to_json()
 
     # -- blocks --------------------------------------------------------------------
 
-    @app.get("/v1/blocks", tags=["blocks"])
+    @app.get("/v1/blocks", tags=["blocks"], response_model=BlockList, responses=SIGNED_ERRORS)
     def blocks(
         who: Auth,
         start: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -297,7 +252,9 @@ def create_app(node: Node) -> FastAPI:
             out.append(_block_json(data, with_txs=False))
         return {"height": node.ledger.height, "blocks": out}
 
-    @app.get("/v1/blocks/{height}", tags=["blocks"])
+    @app.get(
+        "/v1/blocks/{height}", tags=["blocks"], response_model=BlockDetail, responses=SIGNED_ERRORS
+    )
     def block(height: Annotated[int, Path(ge=0, le=2**62)], who: Auth) -> dict[str, Any]:
         """One block: header, orderer signature, transaction ids and results."""
         data = node.store.block_bytes(height)
@@ -305,7 +262,18 @@ def create_app(node: Node) -> FastAPI:
             raise NotFoundError(f"no block {height} on this node (height {node.ledger.height})")
         return _block_json(data, with_txs=True)
 
-    @app.get("/v1/sync/blocks", tags=["blocks"], response_class=Response)
+    @app.get(
+        "/v1/sync/blocks",
+        tags=["blocks"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "a CBOR array of block encodings (byte strings), oldest first",
+                "content": {CBOR: {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **SIGNED_ERRORS,
+        },
+    )
     def sync_blocks(
         who: Auth,
         start: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -326,12 +294,22 @@ def create_app(node: Node) -> FastAPI:
 
     # -- attestations ------------------------------------------------------------------
 
-    @app.get("/v1/attestations", tags=["attestations"])
+    @app.get(
+        "/v1/attestations",
+        tags=["attestations"],
+        response_model=AttestationList,
+        responses=SIGNED_ERRORS,
+    )
     def attestations(who: Auth, since: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict[str, Any]:
         """This node's recent signed attestations (height, block hash, state root)."""
         return {"org": node.org, "attestations": [a.to_json() for a in node.book.own(since)]}
 
-    @app.get("/v1/attestations/status", tags=["attestations"])
+    @app.get(
+        "/v1/attestations/status",
+        tags=["attestations"],
+        response_model=AttestationStatus,
+        responses=SIGNED_ERRORS,
+    )
     def attestation_status(who: Auth) -> dict[str, Any]:
         """Which peers agree with this node's chain (and each one's latest attestation)."""
         body = node.attestation_status()
@@ -341,13 +319,11 @@ def create_app(node: Node) -> FastAPI:
             peer["latest"] = None if att is None else att.to_json()
         return body
 
-    from sharechain.node import queries  # the data-sharing read endpoints
-
-    queries.register(app, node)
-    from sharechain.node import delivery  # blobs, custody and key releases between nodes
-
-    app.include_router(delivery.router)
-    upkeep.attach(node)  # shreds on commit, fetches missing blobs (stops with the node)
+    queries.register(app, node)  # the data-sharing state
+    app.include_router(delivery.router)  # blobs between nodes
+    app.include_router(custody.router)  # keys between nodes
+    # Shreds on commit and fetches missing blobs; stops with the node.
+    app.state.upkeep = upkeep.start(node)
     return app
 
 

@@ -1,9 +1,10 @@
-"""Blob delivery and key custody between organisations' nodes (REST API).
+"""Blob delivery between organisations' nodes (REST API).
 
 On a network each organisation's node keeps its own blob store (sealed
-payloads, named by their SHA-256) and its own vault (key material wrapped to
-its own X25519 key). This router lets the nodes serve the data plane to each
-other's organisations, with the chain as the gate for every decision:
+payloads, named by their SHA-256). This router lets the nodes serve those
+blobs to each other's organisations, with the chain as the gate for every
+decision (key custody, the other half of the data plane, is in
+`sharechain.node.custody`):
 
 - `GET`/`HEAD /v1/blobs/{digest}` streams a sealed payload, with single
   `Range: bytes=a-b` requests (206 and `Content-Range`; 416 when the range is
@@ -20,115 +21,128 @@ other's organisations, with the chain as the gate for every decision:
   from this node's own organisation, or from the owner of an active dataset
   whose current epoch names the blob (a replica: every node keeps one, so a
   grantee can fetch while the owner is offline).
+- `PUT /v1/uploads/{id}?offset=&final=&digest=`: the same, for the owner's
+  tools that upload while sealing; the final chunk names the digest.
 - `DELETE /v1/blobs/{digest}`: the owner drops a blob no current epoch uses.
-- `PUT /v1/custody/{dataset}/{epoch}/{kind}`: the owner deposits this
-  organisation's key (or share), already wrapped by the owner to this
-  organisation's vault slot (`vault.wrap_for_vault`), so the secret is never
-  in the clear outside its custodian's node. A slot is written once.
-- `GET`/`DELETE /v1/custody/...`: the organisation itself reads its wrapped
-  entry (its tools rotate keys with it); the owner destroys entries of epochs
-  the chain has moved past (or of a purged dataset).
-- `POST /v1/grants/{grant}/key-release`: this node, as a custodian, checks
-  the grant on its own copy of the chain, wraps its key or share to the
-  requester, submits `grant.key-release` (so the outcome is on the chain
-  either way) and returns the wrap only when the chain accepted it, that is
-  only to the grantee. A refusal is 403 with the chain's `code` and reason.
-- `GET /v1/datasets/{dataset}/epoch`: the dataset's current key epoch.
-- `POST /v1/datasets/{dataset}/shred`: once the purge of the dataset is on
-  this node's chain, destroy its vault entries and blobs here
-  (`sharechain.sharing.shredding`); any later request about a purged dataset
-  (its epoch, custody, blobs, a key release) shreds lazily first, so a node
-  that missed the call still shreds.
-- `GET /v1/peers`: this node's organisation and its peers' URLs, so an
-  organisation's tools given one node can reach the custodians' nodes.
+
+Any request about a blob of a purged dataset shreds lazily first
+(`sharechain.sharing.shredding`), so a node that missed the purge still shreds.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
 
-from sharechain.api.wire import jsonable
+from sharechain.api.data_plane import (
+    BlobDeleted,
+    BlobStored,
+    ChunkReceived,
+)
+from sharechain.api.problems import (
+    SIGNED_ERRORS,
+    ErrorBody,
+    OffsetConflict,
+    RangeRefused,
+    error_responses,
+)
 from sharechain.contracts import queries
 from sharechain.contracts.epochs import KeyEpoch, epoch_from_value
-from sharechain.contracts.keys import dataset_key
-from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
+from sharechain.errors import AccessDeniedError, NotFoundError
 from sharechain.ledger.state import StateReader
-from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.deps import Auth, Caller
+from sharechain.node.deps import Auth, Caller, NodeDep, UploadsDep
 from sharechain.node.service import Node
-from sharechain.node.uploads import receive_chunk, receive_streamed
-from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release
 from sharechain.sharing.shredding import (
     purged_naming,
-    shred_here,
     shred_if_purged,
 )
 from sharechain.storage.blobs import BlobStore, parse_digest
-from sharechain.storage.vault import KINDS, Vault
+from sharechain.storage.vault import Vault
 
-__all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "ReleaseBody", "router"]
+__all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "blobs_of", "lazy_shred", "router", "vault_of"]
 
 CHUNK: Final = 1 << 20
 """Bytes read from disk per step while streaming a blob."""
 MAX_UPLOAD_CHUNK: Final = 32 << 20
 """Largest chunk one `PUT /v1/blobs` request may carry (requests are signed whole)."""
-RELEASE_TIMEOUT: Final = 30.0
-"""Seconds a key release waits for its transaction to commit."""
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _Digest = Annotated[str, PathParam(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")]
-_Id = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]
 _Upload = Annotated[str, PathParam(min_length=16, max_length=64, pattern="^[0-9a-f]+$")]
 
-router = APIRouter(tags=["data plane"])
+router = APIRouter(tags=["data plane"], responses=SIGNED_ERRORS)
 
 
-def _node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
+_BLOB = {"schema": {"type": "string", "format": "binary"}}
+_BLOB_HEADERS = {
+    "ETag": {"description": "The digest, quoted", "schema": {"type": "string"}},
+    "Content-Range": {
+        "description": "With 206: `bytes first-last/size`",
+        "schema": {"type": "string"},
+    },
+}
+_BLOB_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The whole sealed payload",
+        "content": {"application/octet-stream": _BLOB},
+        "headers": _BLOB_HEADERS,
+    },
+    206: {
+        "description": "The byte range asked for",
+        "content": {"application/octet-stream": _BLOB},
+        "headers": _BLOB_HEADERS,
+    },
+    **error_responses(416, s416=RangeRefused),
+}
+_UPLOAD_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": BlobStored | ChunkReceived,
+        "description": "The chunk is accepted (`stored` once the blob is complete)",
+    },
+    **error_responses(
+        409,
+        413,
+        422,
+        503,
+        s409=OffsetConflict,
+        s413=f"a chunk over {MAX_UPLOAD_CHUNK} bytes",
+        s422="the bytes do not hash to the digest (`digest_mismatch`: nothing was kept), "
+        "or parameters that do not match the API",
+        s503="writing the chunk failed; upload again from offset 0",
+    ),
+}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
-NodeDep = Annotated[Node, Depends(_node)]
-
-
-class ReleaseBody(BaseModel):
-    """A grantee's request for a custodian's key (or share)."""
-
-    session: str = Field(..., min_length=8, max_length=128, pattern="^[0-9A-Za-z_-]+$")
-    """Fetch session: the shares of one threshold fetch share it and count as one use."""
-
-
-class CustodyBody(BaseModel):
-    """A vault entry wrapped by the owner for this node's organisation (hex)."""
-
-    wrapped: str = Field(..., min_length=2, max_length=8192, pattern="^[0-9a-f]+$")
-
-
-def _blobs(node: Node) -> BlobStore:
+def blobs_of(node: Node) -> BlobStore:
+    """The node's blob store."""
     return BlobStore(node.datadir.blob_dir)
 
 
-def _vault(node: Node) -> Vault:
+def vault_of(node: Node) -> Vault:
+    """The node's vault."""
     return Vault(node.datadir.path, node.keys)
 
 
-def _lazy_shred(node: Node, dataset: str) -> bool:
+def lazy_shred(node: Node, dataset: str) -> bool:
     """Shred what is left here of `dataset` if this chain says it is purged; is it purged?"""
-    return shred_if_purged(node.store, _vault(node), _blobs(node), dataset)
+    return shred_if_purged(node.store, vault_of(node), blobs_of(node), dataset)
 
 
 def _lazy_shred_blob(node: Node, digest: bytes) -> None:
     """The lazy path for a blob request: shred the purged datasets that named the blob."""
     for dataset in purged_naming(node.store, digest):
-        _lazy_shred(node, dataset)
+        lazy_shred(node, dataset)
 
 
 def _current_epochs(node: Node) -> dict[str, KeyEpoch]:
@@ -203,13 +217,15 @@ def _stream(path: Path, start: int, end: int) -> Iterator[bytes]:
             yield data
 
 
-@router.get("/v1/blobs/{digest}", response_model=None)
+@router.get("/v1/blobs/{digest}", response_model=None, response_class=Response, responses=_BLOB_DOC)
 def get_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Response:
     """A sealed payload (whole, or one byte range), to those the chain allows."""
     return _serve_blob(digest, request, who, node)
 
 
-@router.head("/v1/blobs/{digest}", response_model=None)
+@router.head(
+    "/v1/blobs/{digest}", response_model=None, response_class=Response, responses=_BLOB_DOC
+)
 def head_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Response:
     """The headers `GET` would send (size, ETag, Content-Range), without the bytes."""
     return _serve_blob(digest, request, who, node)
@@ -219,7 +235,7 @@ def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Respo
     raw = bytes.fromhex(parse_digest(digest))
     _lazy_shred_blob(node, raw)
     _may_read(node, who, raw)
-    path = _blobs(node).path(raw)
+    path = blobs_of(node).path(raw)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -228,8 +244,9 @@ def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Respo
     try:
         span = _parse_range(request.headers.get("range"), size)
     except ValueError as exc:
+        refusal = RangeRefused(error="range_not_satisfiable", detail=str(exc), size=size)
         return JSONResponse(
-            {"error": "range_not_satisfiable", "detail": str(exc), "size": size},
+            refusal.model_dump(),
             status_code=416,
             headers={**headers, "Content-Range": f"bytes */{size}"},
         )
@@ -262,12 +279,15 @@ def _may_write(node: Node, who: Caller, digest: bytes) -> None:
     )
 
 
-@router.put("/v1/blobs/{digest}", response_model=None)
+@router.put(
+    "/v1/blobs/{digest}", response_model=None, responses=_UPLOAD_DOC, openapi_extra=_UPLOAD_BODY
+)
 async def put_blob(
     digest: _Digest,
     request: Request,
     who: Auth,
     node: NodeDep,
+    uploads: UploadsDep,
     offset: int = 0,
     final: bool = True,
 ) -> JSONResponse:
@@ -277,23 +297,35 @@ async def put_blob(
     _may_write(node, who, raw)
     body = await request.body()  # already read (and digest-checked) by the signature check
     if len(body) > MAX_UPLOAD_CHUNK:
-        return JSONResponse(
-            {"error": "too_large", "detail": f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"},
-            status_code=413,
-        )
-    store = _blobs(node)
+        return _too_large()
+    store = blobs_of(node)
     if store.has(raw):
-        return JSONResponse({"digest": digest, "stored": True, "size": store.size(raw)})
-    reply = await receive_chunk(store, raw, offset, body, final)
-    return JSONResponse(reply.body, status_code=reply.status)
+        return JSONResponse(
+            BlobStored(digest=digest, stored=True, size=store.size(raw)).model_dump()
+        )
+    reply = await uploads.receive_chunk(store, raw, offset, body, final)
+    return JSONResponse(reply.body.model_dump(), status_code=reply.status)
 
 
-@router.put("/v1/uploads/{upload}", response_model=None)
+def _too_large() -> JSONResponse:
+    refusal = ErrorBody(
+        error="too_large", detail=f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"
+    )
+    return JSONResponse(refusal.model_dump(), status_code=413)
+
+
+@router.put(
+    "/v1/uploads/{upload}",
+    response_model=None,
+    responses={**_UPLOAD_DOC, **error_responses(400, s400="the final chunk names no digest")},
+    openapi_extra=_UPLOAD_BODY,
+)
 async def put_streamed(
     upload: _Upload,
     request: Request,
     who: Auth,
     node: NodeDep,
+    uploads: UploadsDep,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     final: bool = False,
     digest: Annotated[str | None, Query(min_length=64, max_length=64)] = None,
@@ -310,15 +342,12 @@ async def put_streamed(
     raw = None if digest is None else bytes.fromhex(parse_digest(digest))
     body = await request.body()  # already read (and digest-checked) by the signature check
     if len(body) > MAX_UPLOAD_CHUNK:
-        return JSONResponse(
-            {"error": "too_large", "detail": f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"},
-            status_code=413,
-        )
-    reply = await receive_streamed(_blobs(node), upload, raw, offset, body, final)
-    return JSONResponse(reply.body, status_code=reply.status)
+        return _too_large()
+    reply = await uploads.receive_streamed(blobs_of(node), upload, raw, offset, body, final)
+    return JSONResponse(reply.body.model_dump(), status_code=reply.status)
 
 
-@router.delete("/v1/blobs/{digest}")
+@router.delete("/v1/blobs/{digest}", response_model=BlobDeleted)
 def delete_blob(digest: _Digest, who: Auth, node: NodeDep) -> dict[str, Any]:
     """Delete a blob no current key epoch uses (after a rotation or a purge)."""
     raw = bytes.fromhex(parse_digest(digest))
@@ -332,166 +361,4 @@ def delete_blob(digest: _Digest, who: Auth, node: NodeDep) -> dict[str, Any]:
         }
         if who.org not in owners:
             raise AccessDeniedError(f"only the owner of blob {digest}'s dataset may delete it")
-    return {"digest": digest, "deleted": _blobs(node).delete(raw)}
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise NotFoundError(f"vault entries are {' or '.join(KINDS)}, not {kind!r}")
-
-
-@router.put("/v1/custody/{dataset}/{epoch}/{kind}")
-def put_custody(
-    dataset: _Id, epoch: int, kind: str, body: CustodyBody, who: Auth, node: NodeDep
-) -> dict[str, Any]:
-    """Keep this organisation's key or share of a dataset's epoch, wrapped by the owner."""
-    _check_kind(kind)
-    if _lazy_shred(node, dataset):
-        raise AccessDeniedError(f"dataset {dataset} is purged; this node keeps no keys of it")
-    on_chain = StateReader(node.store).get(f"epoch/{dataset}/{epoch:012d}")
-    if on_chain is not None:
-        e = epoch_from_value(on_chain)
-        if who.org != e.by or (node.org not in e.holders and node.org != e.by):
-            raise AccessDeniedError(
-                f"only the owner ({e.by}) deposits keys of dataset {dataset}, and only with "
-                f"its custodians ({', '.join(e.holders)})"
-            )
-    vault = _vault(node)
-    if vault.has(dataset, epoch, kind):
-        raise AccessDeniedError(
-            f"{node.org} already holds a {kind} of dataset {dataset} at epoch {epoch}; "
-            "vault slots are written once"
-        )
-    vault.put_wrapped(dataset, epoch, kind, bytes.fromhex(body.wrapped))
-    return {"org": node.org, "dataset": dataset, "epoch": epoch, "kind": kind, "stored": True}
-
-
-@router.get("/v1/custody/{dataset}/{epoch}/{kind}")
-def get_custody(dataset: _Id, epoch: int, kind: str, who: Auth, node: NodeDep) -> dict[str, Any]:
-    """This organisation's own vault entry, still wrapped to its key (for its own tools)."""
-    _check_kind(kind)
-    if who.org != node.org:
-        raise AccessDeniedError(f"only {node.org} reads its own vault")
-    _lazy_shred(node, dataset)
-    return {"wrapped": _vault(node).get_wrapped(dataset, epoch, kind).hex()}
-
-
-@router.delete("/v1/custody/{dataset}")
-def delete_custody(
-    dataset: _Id, who: Auth, node: NodeDep, epoch: int | None = None
-) -> dict[str, Any]:
-    """Destroy this node's entries of a dataset: an epoch the chain moved past, or all.
-
-    Allowed to this organisation, and to the dataset's owner for epochs before the
-    current one or for a purged dataset (crypto-shredding).
-    """
-    _lazy_shred(node, dataset)
-    if who.org != node.org:
-        reader = StateReader(node.store)
-        ds = reader.get(dataset_key(dataset))
-        current = key_epoch(node.store, dataset) if ds is not None else None
-        if ds is None or current is None or who.org != ds["owner"]:
-            raise AccessDeniedError(f"only the owner of dataset {dataset} destroys its keys")
-        if ds["status"] != "purged" and (epoch is None or epoch >= current.epoch):
-            raise AccessDeniedError(
-                f"epoch {epoch} of dataset {dataset} is still current; rotate or purge first"
-            )
-    return {"org": node.org, "destroyed": _vault(node).destroy(dataset, epoch)}
-
-
-@router.get("/v1/datasets/{dataset}/epoch")
-def get_epoch(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
-    """The dataset's current key epoch: digests, custody, holders, threshold."""
-    ds = queries.resolve(node.store, "dataset", dataset)
-    _lazy_shred(node, ds)
-    return {"epoch": jsonable(key_epoch(node.store, ds))}
-
-
-@router.post("/v1/datasets/{dataset}/shred")
-def shred(dataset: _Id, who: Auth, node: NodeDep) -> dict[str, Any]:
-    """Destroy this node's keys, shares and blobs of a dataset the chain records as purged.
-
-    Any member may ask (the dataset's owner does, after its purge committed): the node
-    deletes nothing unless the purge is on its own chain (403 otherwise), and a repeated
-    call destroys nothing more.
-    """
-    ds = queries.resolve(node.store, "dataset", dataset)
-    done = shred_here(node.store, (_vault(node),), _blobs(node), ds)
-    return {
-        "org": node.org,
-        "dataset": ds,
-        "purged": True,
-        "destroyed": done.destroyed,
-        "blobs_deleted": done.blobs_deleted,
-        "height": node.ledger.height,
-    }
-
-
-@router.get("/v1/peers")
-def peers(who: Auth, node: NodeDep) -> dict[str, Any]:
-    """This node's organisation and its peers' URLs (where their nodes serve this API)."""
-    return {"org": node.org, "peers": dict(node.config.peers)}
-
-
-@router.post("/v1/grants/{grant}/key-release", response_model=None)
-def key_release(
-    grant: _Id, body: ReleaseBody, who: Auth, node: NodeDep
-) -> dict[str, Any] | JSONResponse:
-    """Release this custodian's key (or share) of the grant's dataset to the requester.
-
-    The wrap is made for the requester; the chain decides (`grant.key-release`) and the
-    wrap is returned only if it accepted, so only the grantee ever receives one.
-    """
-    view = queries.grant(node.store, grant)
-    _lazy_shred(node, view.grant.dataset)  # a purged dataset's key is gone before we look
-    epoch = key_epoch(node.store, view.grant.dataset)
-    recipient = encryption_key(queries.organisations(node.store), who.org)
-    wrapped = wrap_release(_vault(node), recipient, epoch, grant=grant, session=body.session)
-    payload = release_payload(grant, who.org, epoch.epoch, wrapped, body.session)
-    stx = sign_transaction(node.keys.signing, "grant.key-release", node.org, payload, now=node.now)
-    (future,) = node.submit([stx.raw])
-    try:
-        receipt = future.result(timeout=RELEASE_TIMEOUT)
-    except FutureTimeout:
-        raise OrderingError(
-            f"the key release was not committed within {RELEASE_TIMEOUT:.0f}s; ask again"
-        ) from None
-    where = {"tx_id": receipt.tx_id.hex(), "height": receipt.height, "index": receipt.index}
-    if not receipt.ok:
-        return JSONResponse(
-            {
-                "error": "forbidden",
-                "code": receipt.code,
-                "reason": receipt.reason,
-                "detail": (
-                    f"{node.org} did not release the key of grant {grant} to {who.org}: the "
-                    f"chain refused ({receipt.code}: {receipt.reason}); the refusal is recorded "
-                    f"in block {receipt.height}"
-                ),
-                **where,
-            },
-            status_code=403,
-        )
-    if not wrapped:
-        return JSONResponse(
-            {
-                "error": "no_key",
-                "code": "no_key",
-                "detail": (
-                    f"{node.org} no longer holds the key of dataset {epoch.dataset} at epoch "
-                    f"{epoch.epoch} (destroyed by a purge); nothing was released"
-                ),
-                **where,
-            },
-            status_code=409,
-        )
-    return {
-        "grant": grant,
-        "dataset": epoch.dataset,
-        "epoch": epoch.epoch,
-        "custodian": node.org,
-        "to": who.org,
-        "session": body.session,
-        "wrapped": wrapped.hex(),
-        **where,
-    }
+    return {"digest": digest, "deleted": blobs_of(node).delete(raw)}

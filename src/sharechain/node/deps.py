@@ -1,7 +1,9 @@
-"""The caller of an API request: who signed it, with which roles on the chain.
+"""What a route takes from its request: the caller, the node, the node's uploads.
 
 `Auth` is the FastAPI dependency every signed endpoint takes; it verifies
-the request's RFC 9421 signature against the node's view of the chain.
+the request's RFC 9421 signature against the node's view of the chain and
+names the caller. `NodeDep` and `UploadsDep` are the node and its uploads in
+progress, kept on the app (`create_app`).
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel
 
 from sharechain.api.auth import verify_request
 from sharechain.errors import AccessDeniedError
 from sharechain.node.service import Node
+from sharechain.node.uploads import Uploads
 
-__all__ = ["Auth", "Caller", "authenticate"]
+__all__ = ["Auth", "Caller", "HexId", "NodeDep", "UploadsDep", "authenticate"]
 
 
 class Caller(BaseModel):
@@ -57,3 +61,21 @@ async def authenticate(request: Request) -> Caller:
 
 
 Auth = Annotated[Caller, Depends(authenticate)]
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+def _uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.uploads
+    return uploads
+
+
+NodeDep = Annotated[Node, Depends(_node)]
+"""The node whose API serves the request."""
+UploadsDep = Annotated[Uploads, Depends(_uploads)]
+"""The chunked uploads in progress on that node."""
+HexId = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]
+"""A dataset or grant id in a path (hex)."""

@@ -18,6 +18,23 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
 
+from sharechain.api.models import (
+    AlertList,
+    AuditTrail,
+    ChainInfo,
+    DatasetList,
+    DatasetReply,
+    FullId,
+    GrantList,
+    GrantReply,
+    LineageReply,
+    NotaryReply,
+    OrganisationList,
+    ProposalList,
+    RequestList,
+    RequestReply,
+)
+from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.api.wire import jsonable
 from sharechain.contracts import queries as q
 from sharechain.contracts.notary import notary_record, record_key
@@ -29,6 +46,7 @@ from sharechain.node.service import Node
 __all__ = ["register"]
 
 _Text = Annotated[str | None, Query(max_length=256)]
+_DOC: dict[str, Any] = {"tags": ["queries"], "responses": SIGNED_ERRORS}
 
 
 def register(app: FastAPI, node: Node) -> None:
@@ -44,12 +62,12 @@ def register(app: FastAPI, node: Node) -> None:
             "trails; a supervisor reads every one"
         )
 
-    @app.get("/v1/organisations", tags=["queries"])
+    @app.get("/v1/organisations", response_model=OrganisationList, **_DOC)
     def organisations(who: Auth) -> dict[str, Any]:
         """The consortium's organisations, their roles and public keys."""
         return {"organisations": jsonable(q.organisations(store))}
 
-    @app.get("/v1/catalogue", tags=["queries"])
+    @app.get("/v1/catalogue", response_model=DatasetList, **_DOC)
     def catalogue(
         who: Auth,
         owner: _Text = None,
@@ -69,17 +87,17 @@ def register(app: FastAPI, node: Node) -> None:
         )
         return {"datasets": jsonable(found)}
 
-    @app.get("/v1/datasets/{ds}", tags=["queries"])
+    @app.get("/v1/datasets/{ds}", response_model=DatasetReply, **_DOC)
     def dataset(ds: str, who: Auth) -> dict[str, Any]:
         """One dataset (id or unique hex prefix)."""
         return {"dataset": jsonable(q.dataset(store, q.resolve(store, "dataset", ds)))}
 
-    @app.get("/v1/inbox", tags=["queries"])
+    @app.get("/v1/inbox", response_model=RequestList, **_DOC)
     def inbox(who: Auth) -> dict[str, Any]:
         """Open requests the caller may approve or reject."""
         return {"requests": jsonable(q.inbox(store, who.org))}
 
-    @app.get("/v1/requests", tags=["queries"])
+    @app.get("/v1/requests", response_model=RequestList, **_DOC)
     def requests(
         who: Auth,
         org: _Text = None,
@@ -99,7 +117,7 @@ def register(app: FastAPI, node: Node) -> None:
             found = q.requests(store, org=org)
         return {"requests": jsonable(found)}
 
-    @app.get("/v1/requests/{rid}", tags=["queries"])
+    @app.get("/v1/requests/{rid}", response_model=RequestReply, **_DOC)
     def request(rid: str, who: Auth) -> dict[str, Any]:
         """One access request."""
         req = q.request(store, q.resolve(store, "request", rid))
@@ -107,7 +125,7 @@ def register(app: FastAPI, node: Node) -> None:
             raise deny(who, f"request {req.id}")
         return {"request": jsonable(req)}
 
-    @app.get("/v1/grants", tags=["queries"])
+    @app.get("/v1/grants", response_model=GrantList, **_DOC)
     def grants(
         who: Auth,
         org: _Text = None,
@@ -126,7 +144,7 @@ def register(app: FastAPI, node: Node) -> None:
             found = q.grants(store, org=org)
         return {"grants": jsonable(found)}
 
-    @app.get("/v1/grants/{gid}", tags=["queries"])
+    @app.get("/v1/grants/{gid}", response_model=GrantReply, **_DOC)
     def grant(gid: str, who: Auth) -> dict[str, Any]:
         """One grant with its effective status."""
         view = q.grant(store, q.resolve(store, "grant", gid))
@@ -134,7 +152,7 @@ def register(app: FastAPI, node: Node) -> None:
             raise deny(who, f"grant {view.grant.id}")
         return {"grant": jsonable(view)}
 
-    @app.get("/v1/audit", tags=["queries"])
+    @app.get("/v1/audit", response_model=AuditTrail, **_DOC)
     def audit(
         who: Auth,
         dataset: _Text = None,
@@ -159,23 +177,23 @@ def register(app: FastAPI, node: Node) -> None:
             if org != who.org and not supervisor(who):
                 raise deny(who, f"the audit trail of {org}")
             entries = q.audit(store, org=org, proofs=proofs, limit=limit)
-        return {"entries": [e.to_json() for e in entries]}
+        return {"entries": jsonable(entries)}
 
-    @app.get("/v1/alerts", tags=["queries"])
+    @app.get("/v1/alerts", response_model=AlertList, **_DOC)
     def alerts(who: Auth, open_only: bool = True) -> dict[str, Any]:
         """Risk alerts (supervisors only)."""
         if not supervisor(who):
             raise deny(who, "risk alerts")
         return {"alerts": jsonable(q.alerts(store, open_only=open_only))}
 
-    @app.get("/v1/lineage/{ds}", tags=["queries"])
+    @app.get("/v1/lineage/{ds}", response_model=LineageReply, **_DOC)
     def lineage(ds: str, who: Auth) -> dict[str, Any]:
         """Ancestors and descendants of a dataset."""
         return {"lineage": jsonable(q.lineage(store, q.resolve(store, "dataset", ds)))}
 
     # Read by the command line's node mode (`sharechain ... --node URL`).
 
-    @app.get("/v1/chain", tags=["queries"])
+    @app.get("/v1/chain", response_model=ChainInfo, **_DOC)
     def chain(who: Auth) -> dict[str, Any]:
         """The consortium, its genesis hash, the head and the number of transactions."""
         head = store.head()
@@ -191,19 +209,19 @@ def register(app: FastAPI, node: Node) -> None:
             "transactions": store.tx_count(),
         }
 
-    @app.get("/v1/ids/{kind}/{prefix}", tags=["queries"])
+    @app.get("/v1/ids/{kind}/{prefix}", response_model=FullId, **_DOC)
     def full_id(kind: str, prefix: str, who: Auth) -> dict[str, Any]:
         """The full id of a dataset, request, grant, proposal or alert from a unique prefix."""
         if kind not in q.KINDS:
             raise NotFoundError(f"no kind of record {kind!r}; one of {', '.join(q.KINDS)}")
         return {"id": q.resolve(store, kind, prefix)}
 
-    @app.get("/v1/proposals", tags=["queries"])
+    @app.get("/v1/proposals", response_model=ProposalList, **_DOC)
     def proposals(who: Auth) -> dict[str, Any]:
         """Membership proposals and their votes."""
         return {"proposals": jsonable(q.proposals(store))}
 
-    @app.get("/v1/notary/{digest}", tags=["queries"])
+    @app.get("/v1/notary/{digest}", response_model=NotaryReply, **_DOC)
     def notary(digest: str, who: Auth) -> dict[str, Any]:
         """The notary record of a SHA-256 digest (hex), with its endorsements."""
         try:

@@ -15,6 +15,7 @@ import time
 from types import TracebackType
 
 import uvicorn
+from fastapi import FastAPI
 
 from sharechain.node.app import create_app
 from sharechain.node.service import Node, NodeConfig
@@ -22,9 +23,9 @@ from sharechain.node.service import Node, NodeConfig
 __all__ = ["ServerThread", "run_node"]
 
 
-def _config(node: Node, log_level: str) -> uvicorn.Config:
+def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(node),
+        app,
         log_level=log_level,
         access_log=False,
         lifespan="off",
@@ -43,7 +44,7 @@ def run_node(config: NodeConfig, host: str, port: int, *, log_level: str = "info
     node = Node(config)
     try:
         node.start()
-        cfg = _config(node, log_level)
+        cfg = _config(create_app(node), log_level)
         _tune_collector()
         cfg.host, cfg.port = host, port
         uvicorn.Server(cfg).run()
@@ -77,7 +78,9 @@ class ServerThread:
         self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(_config(node, "warning"))
+        self.app = create_app(node)
+        """The node's API (its `state` holds the upkeep and the uploads in progress)."""
+        self._server = uvicorn.Server(_config(self.app, "warning"))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sharechain.api.models import MAX_TX_BYTES, MAX_TXS_PER_REQUEST, Queued, ReceiptList, SubmitBody
 from sharechain.codec import decode
 from sharechain.errors import EncodingError
 from sharechain.ledger.transactions import decode_transaction, split_envelope
@@ -25,6 +26,7 @@ __all__ = [
     "CBOR",
     "MAX_TXS_PER_REQUEST",
     "MAX_TX_BYTES",
+    "QUEUED_DOC",
     "RECEIPTS_DOC",
     "SUBMIT_DOC",
     "Submission",
@@ -34,19 +36,7 @@ __all__ = [
     "parse_submission",
 ]
 
-MAX_TXS_PER_REQUEST = 20_000
-MAX_TX_BYTES = 1_000_000
 CBOR = "application/cbor"
-
-
-class SubmitBody(BaseModel):
-    """Signed transaction envelopes to order (hex), many per request."""
-
-    txs: list[Annotated[str, Field(max_length=2 * MAX_TX_BYTES)]] = Field(
-        ..., min_length=1, max_length=MAX_TXS_PER_REQUEST
-    )
-    wait: bool = Field(True, description="Wait until the transactions are committed here.")
-    timeout: float = Field(30.0, ge=0.0, le=300.0, description="Longest wait in seconds.")
 
 
 _SUBMIT_CBOR_SCHEMA: dict[str, Any] = {
@@ -76,13 +66,51 @@ SUBMIT_DOC: dict[str, Any] = {
         },
     },
 }
+_ID = {"type": "string", "format": "binary", "minLength": 32, "maxLength": 32}
+_ROW = {
+    "type": "array",
+    "description": "tx_id, height, index, code, reason",
+    "prefixItems": [
+        _ID,
+        {"type": "integer"},
+        {"type": "integer"},
+        {"type": "string"},
+        {"type": "string"},
+    ],
+    "minItems": 5,
+    "maxItems": 5,
+}
 RECEIPTS_DOC: dict[str, Any] = {
+    "model": ReceiptList,
     "description": (
-        "Receipts in submission order. JSON: `{receipts: [{tx_id (hex), height, index, "
-        "code, reason}]}`. CBOR (when the request accepts application/cbor): "
-        "`{receipts: [[tx_id (bytes), height, index, code, reason]]}`."
+        "Receipts in submission order; in CBOR (when the request accepts it) each receipt "
+        "is an array `[tx_id (bytes), height, index, code, reason]`."
     ),
-    "content": {"application/json": {}, CBOR: {}},
+    "content": {
+        CBOR: {
+            "schema": {
+                "type": "object",
+                "required": ["receipts"],
+                "properties": {"receipts": {"type": "array", "items": _ROW}},
+            }
+        }
+    },
+}
+QUEUED_DOC: dict[str, Any] = {
+    "model": Queued,
+    "description": "queued (`wait` false): the transaction ids; ask `GET /v1/txs/{id}` later",
+    "content": {
+        CBOR: {
+            "schema": {
+                "type": "object",
+                "required": ["tx_ids", "receipts"],
+                "properties": {
+                    "tx_ids": {"type": "array", "items": _ID},
+                    "receipts": {"type": "array", "maxItems": 0},
+                },
+            }
+        }
+    },
 }
 
 

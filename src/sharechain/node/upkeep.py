@@ -1,7 +1,7 @@
 """A node's data-plane upkeep: what it does by itself after each commit.
 
 The chain decides; each node then acts on its own disk. A thread per node
-(`Upkeep`, started with the API by `attach`) follows the node's commits and
+(`Upkeep`, started with the API by `start`) follows the node's commits and
 looks at two kinds of valid transactions:
 
 - `dataset.purge`: the node shreds the dataset at once (its vault entries and
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
@@ -43,13 +42,14 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
+from sharechain.ledger.validation import VALID
 from sharechain.node.blob_fetch import BlobFetcher, FetchJob
 from sharechain.node.service import Node
 from sharechain.sharing.shredding import is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import Vault
 
-__all__ = ["ShredRecord", "Upkeep", "attach", "current_blobs", "status", "upkeep_of"]
+__all__ = ["ShredRecord", "Upkeep", "current_blobs", "start"]
 
 log = logging.getLogger("sharechain.node.upkeep")
 
@@ -222,7 +222,7 @@ class Upkeep:
             return  # the common case costs one substring search per block
         block = decode_block(data, check_canonical=False)
         for raw, result in zip(block.txs, block.results, strict=True):
-            if result.code != "valid" or not any(m in raw for m in _MARKS):
+            if result.code != VALID or not any(m in raw for m in _MARKS):
                 continue
             tx = decode_transaction(raw).tx
             dataset = tx.payload.get("dataset") if isinstance(tx.payload, dict) else None
@@ -302,28 +302,13 @@ class Upkeep:
         }
 
 
-_attached: weakref.WeakKeyDictionary[Node, Upkeep] = weakref.WeakKeyDictionary()
-_attach_lock = threading.Lock()
+def start(node: Node) -> Upkeep | None:
+    """Start the upkeep of `node` (None for a quarantined node, which serves nothing).
 
-
-def attach(node: Node) -> Upkeep | None:
-    """Start the upkeep of `node` once (None for a quarantined node, which serves nothing)."""
+    Called once per node, by `create_app`, which keeps it as `app.state.upkeep`.
+    """
     if node.problem is not None:
         return None
-    with _attach_lock:
-        upkeep = _attached.get(node)
-        if upkeep is None:
-            upkeep = _attached[node] = Upkeep(node)
-            upkeep.start()
+    upkeep = Upkeep(node)
+    upkeep.start()
     return upkeep
-
-
-def upkeep_of(node: Node) -> Upkeep | None:
-    """The upkeep `attach` started for `node`, if any."""
-    return _attached.get(node)
-
-
-def status(node: Node) -> dict[str, Any] | None:
-    """The `data_plane` part of `GET /v1/status`."""
-    upkeep = _attached.get(node)
-    return None if upkeep is None else upkeep.status()

@@ -45,21 +45,21 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
+from sharechain.api.data_plane import BlobStored, ChunkReceived
+from sharechain.api.problems import ErrorBody, OffsetConflict
 from sharechain.api.transfer import install
 from sharechain.storage.blobs import BlobStore
 
-__all__ = ["FLUSH_EVERY", "Reply", "part_path", "receive_chunk", "receive_streamed"]
+__all__ = ["FLUSH_EVERY", "Reply", "Uploads", "part_path"]
 
 FLUSH_EVERY: Final = 64 << 20
 """Bytes written between background flushes of a part file."""
 IDLE: Final = 600.0
 """Seconds after which an abandoned session is closed (its part file stays for resuming)."""
 MAX_SESSIONS: Final = 64
-"""Open sessions per process; beyond, the least recently used idle ones are closed."""
-
-_sessions: dict[str, _Session] = {}
-_sessions_guard = threading.Lock()
+"""Open sessions per node; beyond, the least recently used idle ones are closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ class Reply:
 
     status: int
     """HTTP status: 200, 409 (wrong offset), 422 (digest mismatch), 503 (write failed)."""
-    body: dict[str, Any]
+    body: BaseModel
     """The JSON body."""
 
 
@@ -138,110 +138,130 @@ class _Session:
         self.flusher.shutdown(wait=False)
 
 
-def _session(store: BlobStore, name: str) -> tuple[_Session, bool]:
-    key = str(store.root / name)
-    now = time.monotonic()
-    with _sessions_guard:
-        found = _sessions.get(key)
-        if found is not None:
-            found.used = now
-            return found, False
-        by_age = sorted(_sessions.items(), key=lambda kv: kv[1].used)
-        excess = len(by_age) - MAX_SESSIONS + 1
-        for k, old in by_age:
-            if (now - old.used > IDLE or excess > 0) and not old.lock.locked():
-                del _sessions[k]
-                excess -= 1
-                old.close(discard=old.name.startswith("id-"))  # a streamed one cannot resume
-        session = _sessions[key] = _Session(store, name)
-        return session, True
+class Uploads:
+    """The upload sessions of one node's API (kept on its app as `app.state.uploads`)."""
 
+    def __init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._guard = threading.Lock()
 
-def _end(session: _Session, *, discard: bool) -> None:
-    with _sessions_guard:
-        _sessions.pop(str(session.store.root / session.name), None)
-    session.close(discard=discard)
+    async def receive_chunk(
+        self, store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
+    ) -> Reply:
+        """Accept one chunk of the blob `digest` at `offset` (see the module docstring)."""
+        return await self._receive(store, digest.hex(), digest, offset, body, final)
 
+    async def receive_streamed(
+        self,
+        store: BlobStore,
+        upload: str,
+        digest: bytes | None,
+        offset: int,
+        body: bytes,
+        final: bool,
+    ) -> Reply:
+        """Accept one chunk of the streamed upload `upload`; the final one names the digest.
 
-def _write_failed(session: _Session, name: str, exc: OSError) -> Reply:
-    """Drop a session whose bytes could not be written; the uploader starts again."""
-    _end(session, discard=True)
-    return Reply(
-        503,
-        {
-            "error": "unavailable",
-            "detail": f"writing blob {name} failed ({exc}); upload again from offset 0",
-        },
-    )
+        For an owner's tools that upload while they seal (the digest is known only at
+        the end). The bytes are checked against `digest` just the same; a streamed
+        upload cannot be resumed by another process (its id is random): start afresh.
+        """
+        if final and digest is None:
+            return Reply(
+                400, ErrorBody(error="bad_request", detail="the final chunk names the digest")
+            )
+        return await self._receive(store, f"id-{upload}", digest, offset, body, final)
 
+    def close(self) -> None:
+        """Close every session, keeping the part files (as a stopping node does)."""
+        with self._guard:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close(discard=False)
 
-async def receive_chunk(
-    store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
-) -> Reply:
-    """Accept one chunk of the blob `digest` at `offset` (see the module docstring)."""
-    return await _receive(store, digest.hex(), digest, offset, body, final)
+    def _session(self, store: BlobStore, name: str) -> tuple[_Session, bool]:
+        key = str(store.root / name)
+        now = time.monotonic()
+        with self._guard:
+            found = self._sessions.get(key)
+            if found is not None:
+                found.used = now
+                return found, False
+            by_age = sorted(self._sessions.items(), key=lambda kv: kv[1].used)
+            excess = len(by_age) - MAX_SESSIONS + 1
+            for k, old in by_age:
+                if (now - old.used > IDLE or excess > 0) and not old.lock.locked():
+                    del self._sessions[k]
+                    excess -= 1
+                    old.close(discard=old.name.startswith("id-"))  # a streamed one cannot resume
+            session = self._sessions[key] = _Session(store, name)
+            return session, True
 
+    def _end(self, session: _Session, *, discard: bool) -> None:
+        with self._guard:
+            self._sessions.pop(str(session.store.root / session.name), None)
+        session.close(discard=discard)
 
-async def receive_streamed(
-    store: BlobStore, upload: str, digest: bytes | None, offset: int, body: bytes, final: bool
-) -> Reply:
-    """Accept one chunk of the streamed upload `upload`; the final one names the digest.
+    def _write_failed(self, session: _Session, name: str, exc: OSError) -> Reply:
+        """Drop a session whose bytes could not be written; the uploader starts again."""
+        self._end(session, discard=True)
+        detail = f"writing blob {name} failed ({exc}); upload again from offset 0"
+        return Reply(503, ErrorBody(error="unavailable", detail=detail))
 
-    For an owner's tools that upload while they seal (the digest is known only at
-    the end). The bytes are checked against `digest` just the same; a streamed
-    upload cannot be resumed by another process (its id is random): start afresh.
-    """
-    if final and digest is None:
-        return Reply(400, {"error": "bad_request", "detail": "the final chunk names the digest"})
-    return await _receive(store, f"id-{upload}", digest, offset, body, final)
-
-
-async def _receive(
-    store: BlobStore, session_name: str, digest: bytes | None, offset: int, body: bytes, final: bool
-) -> Reply:
-    session, new = _session(store, session_name)
-    name = digest.hex() if digest is not None else session_name
-    async with session.lock:
-        try:
-            if new or session.file is None:
-                await run_in_threadpool(session.open)
-            if session.pending is not None:  # the previous chunk: written, or its error
+    async def _receive(
+        self,
+        store: BlobStore,
+        session_name: str,
+        digest: bytes | None,
+        offset: int,
+        body: bytes,
+        final: bool,
+    ) -> Reply:
+        session, new = self._session(store, session_name)
+        name = digest.hex() if digest is not None else session_name
+        async with session.lock:
+            try:
+                if new or session.file is None:
+                    await run_in_threadpool(session.open)
+                if session.pending is not None:  # the previous chunk: written, or its error
+                    await asyncio.wrap_future(session.pending)
+                    session.pending = None
+            except OSError as exc:
+                return self._write_failed(session, name, exc)
+            if offset != session.received:
+                return Reply(
+                    409,
+                    OffsetConflict(
+                        error="conflict",
+                        detail=f"this node holds {session.received} bytes of blob {name}; "
+                        "send from there",
+                        received=session.received,
+                    ),
+                )
+            session.pending = session.writer.submit(session.write, body)
+            session.received += len(body)
+            if not final:
+                return Reply(
+                    200, ChunkReceived(digest=name, stored=False, received=session.received)
+                )
+            try:
                 await asyncio.wrap_future(session.pending)
                 session.pending = None
-        except OSError as exc:
-            return _write_failed(session, name, exc)
-        if offset != session.received:
-            return Reply(
-                409,
-                {
-                    "error": "conflict",
-                    "detail": f"this node holds {session.received} bytes of blob {name}; "
-                    "send from there",
-                    "received": session.received,
-                },
-            )
-        session.pending = session.writer.submit(session.write, body)
-        session.received += len(body)
-        if not final:
-            return Reply(200, {"digest": name, "stored": False, "received": session.received})
-        try:
-            await asyncio.wrap_future(session.pending)
-            session.pending = None
-            assert digest is not None  # named by the route, or required with final
-            kept = await run_in_threadpool(session.finish, digest)
-        except OSError as exc:
-            return _write_failed(session, name, exc)
-        _end(session, discard=not kept)
-        if not kept:
-            return Reply(
-                422,
-                {
-                    "error": "digest_mismatch",
-                    "detail": f"the bytes received do not hash to {name}; nothing was kept, "
-                    "upload again from offset 0",
-                },
-            )
-        return Reply(200, {"digest": digest.hex(), "stored": True, "size": store.size(digest)})
+                assert digest is not None  # named by the route, or required with final
+                kept = await run_in_threadpool(session.finish, digest)
+            except OSError as exc:
+                return self._write_failed(session, name, exc)
+            self._end(session, discard=not kept)
+            if not kept:
+                return Reply(
+                    422,
+                    ErrorBody(
+                        error="digest_mismatch",
+                        detail=f"the bytes received do not hash to {name}; nothing was kept, "
+                        "upload again from offset 0",
+                    ),
+                )
+            return Reply(200, BlobStored(digest=digest.hex(), stored=True, size=store.size(digest)))
 
 
 def part_path(store: BlobStore, digest: bytes) -> Path:

@@ -1,0 +1,142 @@
+"""Bodies of a node's operational routes: liveness, readiness and status.
+
+`GET /v1/status` tells an operator where the node stands (height, head,
+peers, its latest attestations) and what its data-plane upkeep did and is
+doing (datasets it shredded by itself, blobs it fetches from its peers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+from pydantic import BaseModel
+
+from sharechain.api.records import Hex, Model, record_model
+from sharechain.ledger.attestations import Attestation
+
+__all__ = [
+    "DataPlane",
+    "FetchProgress",
+    "FetchQueue",
+    "Health",
+    "NodeStatus",
+    "PeerHealth",
+    "Readiness",
+    "ShredDone",
+]
+
+if TYPE_CHECKING:  # mypy sees a plain model (a call is not a type to it)
+    AttestationModel: TypeAlias = BaseModel
+else:
+    AttestationModel = record_model(Attestation)
+
+
+class Health(Model):
+    """Liveness: the process answers."""
+
+    status: str
+    """Always `ok`."""
+    org: str
+    """The organisation this node serves."""
+
+
+class Readiness(Model):
+    """Whether the node serves and commits (200), or why not (503)."""
+
+    ready: bool
+    caught_up: bool
+    """True once the node has fetched the blocks it missed while down."""
+    height: int
+    """Height of the last committed block (-1 while quarantined)."""
+    problem: str | None
+    """Why the node refuses to serve (a tampered store, a conflicting peer), if it does."""
+    halted: str | None
+    """Why the node stopped committing, if it did."""
+
+
+class PeerHealth(Model):
+    """One peer as this node last saw it."""
+
+    height: int | None
+    error: str | None
+    """The last error talking to it, if the last attempt failed."""
+
+
+class ShredDone(Model):
+    """One dataset this node shredded by itself."""
+
+    dataset: str
+    height: int
+    """The block (or, after a restart, the chain height) at which it was shredded."""
+    destroyed: int
+    """Vault entries destroyed."""
+    blobs_deleted: int
+    at: float
+    """Wall-clock time (seconds since the Unix epoch)."""
+    recovered: bool
+    """True when finished on start (the process had stopped before shredding)."""
+
+
+class FetchProgress(Model):
+    """Where one background blob fetch stands."""
+
+    digest: Hex
+    dataset: str
+    epoch: int
+    state: str
+    """`queued`, `fetching`, `waiting` (for a retry), `failed` or `done`."""
+    attempts: int
+    received: int
+    """Bytes downloaded by the current or last attempt."""
+    source: str
+    """The peers asked, or the one that served it."""
+    error: str
+    retry_in: float | None
+    """Seconds to the next attempt (while waiting)."""
+
+
+class FetchQueue(Model):
+    """The node's queue of blobs to fetch from its peers."""
+
+    queued: int
+    fetching: int
+    waiting: int
+    failed: int
+    done: int
+    jobs: list[FetchProgress]
+    recent: list[FetchProgress]
+
+
+class DataPlane(Model):
+    """What the node's data-plane upkeep did and is doing."""
+
+    followed_height: int
+    """Height up to which commits have been looked at."""
+    shredded: list[ShredDone]
+    blob_fetch: FetchQueue
+
+
+class NodeStatus(Model):
+    """Height, head, peers, latest attestations and the data plane's upkeep."""
+
+    org: str
+    ordering: str
+    """`solo` or `etcd`."""
+    role: str
+    """`orderer` or `peer`."""
+    leader: str | None
+    height: int
+    head_hash: Hex
+    state_root: Hex
+    ready: bool
+    caught_up: bool
+    problem: str | None
+    halted: str | None
+    queued: int
+    """Transactions waiting to be ordered."""
+    peers: dict[str, PeerHealth]
+    attestations: list[AttestationModel]
+    """This node's latest attestations."""
+    commits: list[tuple[int, float]]
+    """(height, wall-clock time) of the latest commits."""
+    data_plane: DataPlane | None
