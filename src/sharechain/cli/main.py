@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "sharechain.cli.audit_cmd",
     "sharechain.cli.alerts_cmd",
     "sharechain.cli.sharing_cmd",  # after dataset_cmd and grant_cmd: it joins their groups
+    "sharechain.cli.proofs_cmd",
 )
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,313 @@
+"""Proofs anyone can check: bundles, checkpoints and membership credentials.
+
+`verify-bundle` and `checkpoint show` need nothing but the file: no data
+directory, no network. `proof checkpoint | consistency | bundle` read the
+data directory (the embedded store) and cosign with the keys held there;
+`credential issue | present | verify` make and check SD-JWT membership
+credentials (RFC 9901). A failed verification exits with code 1 and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sharechain.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    command_group,
+    console,
+    emit_json,
+    fail,
+    open_embedded,
+)
+from sharechain.cli.notary_cmd import parse_tx_id
+from sharechain.crypto import sdjwt
+from sharechain.crypto.signed_note import parse_note
+from sharechain.errors import SharechainError
+from sharechain.ledger.bundles import build_bundle, load_bundle, verify_bundle
+from sharechain.ledger.checkpoints import (
+    Checkpoint,
+    block_hashes,
+    checkpoint_of,
+    cosign,
+    history_consistency,
+    origin_for,
+    parse_checkpoint,
+    signed_checkpoint,
+    store_roster,
+    verify_checkpoint,
+)
+from sharechain.sharing.embedded import Embedded
+
+__all__ = ["register"]
+
+checkpoint_app = command_group("checkpoint", "Show and verify signed checkpoints (C2SP notes).")
+proof_app = command_group("proof", "Checkpoints, consistency proofs and proof bundles of a chain.")
+credential_app = command_group("credential", "SD-JWT membership credentials (RFC 9901).")
+
+FileArg = Annotated[Path, typer.Argument(help="The file to read.", exists=True, dir_okay=False)]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {exc}")
+
+
+def _refused(what: str, exc: SharechainError) -> None:
+    fail(f"{what} does not verify: {exc}", code=1)
+
+
+def verify_bundle_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
+    """Check a proof bundle offline: exit 0 if it proves its transaction, 1 and why if not."""
+    try:
+        doc = load_bundle(file.read_bytes())
+        verify_bundle(doc)
+    except SharechainError as exc:
+        _refused("the bundle", exc)
+    cp = parse_checkpoint(parse_note(doc["checkpoint"]).text)
+    subject = doc["txs"][0]
+    out = {"verified": True, "height": subject["height"], "checkpoint_size": cp.size}
+    if json_out:
+        emit_json({**out, "origin": cp.origin})
+        return
+    console.print(
+        f"verified: the transaction is in block {subject['height']}, covered by a quorum "
+        f"checkpoint of {cp.size} blocks of {cp.origin}",
+        highlight=False,
+    )
+
+
+def _show(cp: Checkpoint, signers: list[str]) -> dict[str, Any]:
+    return {"origin": cp.origin, "size": cp.size, "root": cp.root.hex(), "signers": signers}
+
+
+@checkpoint_app.command("show")
+def checkpoint_show(file: FileArg, json_out: JsonOpt = False) -> None:
+    """Print a signed checkpoint's origin, size, root and signers (no verification)."""
+    try:
+        note = parse_note(_read(file))
+        cp = parse_checkpoint(note.text)
+    except SharechainError as exc:
+        fail(f"not a signed checkpoint: {exc}", code=1)
+    shown = _show(cp, [s.name for s in note.signatures])
+    if json_out:
+        emit_json(shown)
+        return
+    for k, v in shown.items():
+        console.print(f"{k}: {', '.join(v) if isinstance(v, list) else v}", highlight=False)
+
+
+@checkpoint_app.command("verify")
+def checkpoint_verify(
+    file: FileArg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Check a checkpoint against this chain: a quorum of today's members signed it and
+    its tree is a prefix of (or equal to) this chain's history tree."""
+    text = _read(file)
+    with open_embedded(data_dir) as emb:
+        hashes = block_hashes(emb.store)
+        try:
+            cp = verify_checkpoint(text, store_roster(emb.store), origin=origin_for(hashes[0]))
+            if cp.size > len(hashes):
+                raise SharechainError(f"it covers {cp.size} blocks, this chain has {len(hashes)}")
+            if checkpoint_of(hashes[: cp.size], cp.origin).root != cp.root:
+                raise SharechainError("its root is not this chain's history at that size: a fork")
+        except SharechainError as exc:
+            _refused("the checkpoint", exc)
+    shown = _show(cp, [s.name for s in parse_note(text).signatures])
+    if json_out:
+        emit_json({**shown, "verified": True})
+        return
+    console.print(f"verified: quorum checkpoint of {cp.size} blocks of this chain")
+
+
+def _quorum_note(emb: Embedded, hashes: list[bytes]) -> str:
+    roster = store_roster(emb.store)
+    members = {c.org for c in roster.cosigners}
+    held = [o for o in emb.datadir.held_orgs() if o in members]
+    cp = checkpoint_of(hashes, origin_for(hashes[0]))
+    note = signed_checkpoint(cp, [cosign(cp, o, emb.keys(o).signing) for o in sorted(held)])
+    verify_checkpoint(note, roster)
+    return note
+
+
+def _write_or_print(text: str, out: Path | None, what: str) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, "utf-8")
+    console.print(f"wrote {what} to [bold]{out}[/]", highlight=False)
+
+
+@proof_app.command("checkpoint")
+def proof_checkpoint(
+    data_dir: DataDirOpt = None, out: OutOpt = None, json_out: JsonOpt = False
+) -> None:
+    """The chain's latest checkpoint, cosigned by the member keys held here (a quorum)."""
+    with open_embedded(data_dir) as emb:
+        note = _quorum_note(emb, block_hashes(emb.store))
+    if json_out:
+        parsed = parse_note(note)
+        emit_json(
+            {
+                **_show(parse_checkpoint(parsed.text), [s.name for s in parsed.signatures]),
+                "note": note,
+            }
+        )
+        return
+    _write_or_print(note, out, "the checkpoint")
+
+
+@proof_app.command("consistency")
+def proof_consistency(
+    old: Annotated[int, typer.Argument(help="Older tree size (blocks).")],
+    new: Annotated[int, typer.Argument(help="Newer tree size (blocks).")],
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The RFC 9162 consistency proof between two sizes of the history tree, verified."""
+    from sharechain.crypto.merkle import verify_consistency
+
+    with open_embedded(data_dir) as emb:
+        if not 0 < old <= new:
+            fail(f"sizes must satisfy 0 < OLD <= NEW, got {old} and {new}")
+        hashes = block_hashes(emb.store, new)
+    origin = origin_for(hashes[0])
+    a, b = checkpoint_of(hashes[:old], origin), checkpoint_of(hashes, origin)
+    proof = history_consistency(hashes, old)
+    verify_consistency(old, new, a.root, b.root, proof)
+    out = {
+        "old_size": old,
+        "new_size": new,
+        "old_root": a.root.hex(),
+        "new_root": b.root.hex(),
+        "proof": [p.hex() for p in proof],
+    }
+    if json_out:
+        emit_json(out)
+        return
+    for k, v in out.items():
+        console.print(f"{k}: {' '.join(v) if isinstance(v, list) else v}", highlight=False)
+
+
+@proof_app.command("bundle")
+def proof_bundle(
+    tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A self-contained proof bundle of a transaction, under a fresh quorum checkpoint."""
+    target = parse_tx_id(tx_id)
+    with open_embedded(data_dir) as emb:
+        note = _quorum_note(emb, block_hashes(emb.store))
+        doc = build_bundle(emb.store, target, note)
+    verify_bundle(doc)
+    text = json.dumps(doc, separators=(",", ":"))
+    if json_out and out is None:
+        emit_json(doc)
+        return
+    _write_or_print(text + "\n", out, f"the bundle ({len(text)} bytes)")
+
+
+def _claims(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        name, sep, value = p.partition("=")
+        if not sep or not name:
+            fail(f"--claim {p!r} must be NAME=VALUE")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+@credential_app.command("issue")
+def credential_issue(
+    holder: Annotated[str, typer.Argument(help="The member the credential is about (holder).")],
+    as_org: Annotated[str, typer.Option("--as", help="The issuing supervisor.")],
+    claim: Annotated[list[str], typer.Option("--claim", help="NAME=VALUE (JSON or text).")],
+    disclose: Annotated[list[str], typer.Option("--disclosable", help="Claim to hide.")] = [],  # noqa: B006 -- typer's list options
+    data_dir: DataDirOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Issue an SD-JWT membership credential to a member, bound to its current key."""
+    with open_embedded(data_dir) as emb:
+        org = emb.ledger.organisation(holder)
+        if org is None or not org.active:
+            fail(f"{holder} is not an active member of this consortium")
+        issuer_key = emb.keys(as_org).signing
+        origin = origin_for(block_hashes(emb.store, 1)[0])
+        try:
+            cred = sdjwt.issue(
+                {"sub": holder, **_claims(claim)},
+                disclose,
+                issuer_key,
+                org.sign_key,
+                issuer=f"{origin}/{as_org}",
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    _write_or_print(cred + "\n", out, "the credential")
+
+
+@credential_app.command("present")
+def credential_present(
+    file: FileArg,
+    as_org: Annotated[str, typer.Option("--as", help="The holder (its key binds).")],
+    audience: Annotated[str, typer.Option("--aud", help="Who the presentation is for.")],
+    nonce: Annotated[str, typer.Option("--nonce", help="The verifier's challenge.")],
+    reveal: Annotated[list[str], typer.Option("--reveal", help="Claim to show.")] = [],  # noqa: B006 -- typer's list options
+    data_dir: DataDirOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Present a credential showing only the chosen claims, bound to audience and nonce."""
+    with open_embedded(data_dir) as emb:
+        key = emb.keys(as_org).signing
+    try:
+        p = sdjwt.present(_read(file).strip(), reveal, key, audience=audience, nonce=nonce)
+    except (SharechainError, ValueError) as exc:
+        fail(f"not a credential: {exc}", code=1)
+    _write_or_print(p + "\n", out, "the presentation")
+
+
+@credential_app.command("verify")
+def credential_verify(
+    file: FileArg,
+    issuer_key: Annotated[str, typer.Option("--issuer-key", help="Issuer's Ed25519 key (hex).")],
+    audience: Annotated[str, typer.Option("--aud", help="Expected audience.")],
+    nonce: Annotated[str, typer.Option("--nonce", help="Expected nonce.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify a presentation offline: exit 0 with the shown claims, 1 and why if not."""
+    try:
+        key = bytes.fromhex(issuer_key)
+    except ValueError:
+        fail("--issuer-key must be hex")
+    try:
+        claims = sdjwt.verify_presentation(
+            _read(file).strip(), key, audience=audience, nonce=nonce, now=time.time
+        )
+    except SharechainError as exc:
+        _refused("the presentation", exc)
+    if json_out:
+        emit_json(claims)
+        return
+    for k, v in sorted(claims.items()):
+        console.print(f"{k}: {json.dumps(v)}", highlight=False)
+
+
+def register(root: typer.Typer) -> None:
+    root.command("verify-bundle")(verify_bundle_cmd)
+    root.add_typer(checkpoint_app, name="checkpoint")
+    root.add_typer(proof_app, name="proof")
+    root.add_typer(credential_app, name="credential")
