@@ -141,3 +141,26 @@ def test_credential_issue_present_verify(chain: tuple[Path, str], tmp_path: Path
         "n1",
         code=1,
     )
+
+
+def test_disclosure_commit_notarise_reveal_verify(chain: tuple[Path, str], tmp_path: Path) -> None:
+    d, _ = chain
+    record, holder, shown = tmp_path / "rec.json", tmp_path / "holder.json", tmp_path / "shown"
+    record.write_text(json.dumps({"degree": "MSc", "name": "Ada", "year": 2024}))
+    made = json.loads(
+        run("disclosure", "commit", record, "-o", holder, "--as", "bank-a", "-d", d, "--json")
+    )
+    fp = made["fingerprint"]
+    # The fingerprint is on the chain, and a bundle proves its record.
+    bundle = tmp_path / "b.json"
+    run("proof", "bundle", made["tx_id"], "-o", bundle, "-d", d)
+    assert json.loads(run("verify-bundle", bundle, "--json"))["verified"] is True
+    run("disclosure", "reveal", holder, "--field", "degree", "-o", shown)
+    fields = json.loads(run("disclosure", "verify", shown, "--fingerprint", fp, "--json"))
+    assert fields == {"degree": "MSc"}
+    doc = json.loads(shown.read_text())
+    doc["hidden"] = doc["hidden"][1:]
+    shown.write_text(json.dumps(doc))
+    err = run("disclosure", "verify", shown, "--fingerprint", fp, code=1)
+    assert "the disclosure does not verify" in err and "fingerprint" in err
+    assert "no field" in run("disclosure", "reveal", holder, "--field", "age", code=2)

@@ -2,17 +2,16 @@
 
 `verify-bundle` and `checkpoint show` need nothing but the file: no data
 directory, no network. `proof checkpoint | consistency | bundle` read the
-data directory (the embedded store) and cosign with the keys held there;
-`credential issue | present | verify` make and check SD-JWT membership
-credentials (RFC 9901). A failed verification exits with code 1 and the reason.
+data directory (the embedded store) and cosign with the keys held there.
+Credentials and disclosable records are in `credentials_cmd`, registered from
+here. A failed verification exits with code 1 and the reason.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -26,7 +25,6 @@ from sharechain.cli.common import (
     open_embedded,
 )
 from sharechain.cli.notary_cmd import parse_tx_id
-from sharechain.crypto import sdjwt
 from sharechain.crypto.signed_note import parse_note
 from sharechain.errors import SharechainError
 from sharechain.ledger.bundles import build_bundle, load_bundle, verify_bundle
@@ -44,24 +42,23 @@ from sharechain.ledger.checkpoints import (
 )
 from sharechain.sharing.embedded import Embedded
 
-__all__ = ["register"]
+__all__ = ["FileArg", "OutOpt", "read_text", "refused", "register", "write_or_print"]
 
 checkpoint_app = command_group("checkpoint", "Show and verify signed checkpoints (C2SP notes).")
 proof_app = command_group("proof", "Checkpoints, consistency proofs and proof bundles of a chain.")
-credential_app = command_group("credential", "SD-JWT membership credentials (RFC 9901).")
 
 FileArg = Annotated[Path, typer.Argument(help="The file to read.", exists=True, dir_okay=False)]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")]
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         return path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read {path}: {exc}")
 
 
-def _refused(what: str, exc: SharechainError) -> None:
+def refused(what: str, exc: SharechainError) -> NoReturn:
     fail(f"{what} does not verify: {exc}", code=1)
 
 
@@ -71,7 +68,7 @@ def verify_bundle_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
         doc = load_bundle(file.read_bytes())
         verify_bundle(doc)
     except SharechainError as exc:
-        _refused("the bundle", exc)
+        refused("the bundle", exc)
     cp = parse_checkpoint(parse_note(doc["checkpoint"]).text)
     subject = doc["txs"][0]
     out = {"verified": True, "height": subject["height"], "checkpoint_size": cp.size}
@@ -93,7 +90,7 @@ def _show(cp: Checkpoint, signers: list[str]) -> dict[str, Any]:
 def checkpoint_show(file: FileArg, json_out: JsonOpt = False) -> None:
     """Print a signed checkpoint's origin, size, root and signers (no verification)."""
     try:
-        note = parse_note(_read(file))
+        note = parse_note(read_text(file))
         cp = parse_checkpoint(note.text)
     except SharechainError as exc:
         fail(f"not a signed checkpoint: {exc}", code=1)
@@ -111,7 +108,7 @@ def checkpoint_verify(
 ) -> None:
     """Check a checkpoint against this chain: a quorum of today's members signed it and
     its tree is a prefix of (or equal to) this chain's history tree."""
-    text = _read(file)
+    text = read_text(file)
     with open_embedded(data_dir) as emb:
         hashes = block_hashes(emb.store)
         try:
@@ -121,7 +118,7 @@ def checkpoint_verify(
             if checkpoint_of(hashes[: cp.size], cp.origin).root != cp.root:
                 raise SharechainError("its root is not this chain's history at that size: a fork")
         except SharechainError as exc:
-            _refused("the checkpoint", exc)
+            refused("the checkpoint", exc)
     shown = _show(cp, [s.name for s in parse_note(text).signatures])
     if json_out:
         emit_json({**shown, "verified": True})
@@ -139,7 +136,7 @@ def _quorum_note(emb: Embedded, hashes: list[bytes]) -> str:
     return note
 
 
-def _write_or_print(text: str, out: Path | None, what: str) -> None:
+def write_or_print(text: str, out: Path | None, what: str) -> None:
     if out is None:
         typer.echo(text, nl=False)
         return
@@ -163,7 +160,7 @@ def proof_checkpoint(
             }
         )
         return
-    _write_or_print(note, out, "the checkpoint")
+    write_or_print(note, out, "the checkpoint")
 
 
 @proof_app.command("consistency")
@@ -215,99 +212,14 @@ def proof_bundle(
     if json_out and out is None:
         emit_json(doc)
         return
-    _write_or_print(text + "\n", out, f"the bundle ({len(text)} bytes)")
-
-
-def _claims(pairs: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in pairs:
-        name, sep, value = p.partition("=")
-        if not sep or not name:
-            fail(f"--claim {p!r} must be NAME=VALUE")
-        try:
-            out[name] = json.loads(value)
-        except ValueError:
-            out[name] = value
-    return out
-
-
-@credential_app.command("issue")
-def credential_issue(
-    holder: Annotated[str, typer.Argument(help="The member the credential is about (holder).")],
-    as_org: Annotated[str, typer.Option("--as", help="The issuing supervisor.")],
-    claim: Annotated[list[str], typer.Option("--claim", help="NAME=VALUE (JSON or text).")],
-    disclose: Annotated[list[str], typer.Option("--disclosable", help="Claim to hide.")] = [],  # noqa: B006 -- typer's list options
-    data_dir: DataDirOpt = None,
-    out: OutOpt = None,
-) -> None:
-    """Issue an SD-JWT membership credential to a member, bound to its current key."""
-    with open_embedded(data_dir) as emb:
-        org = emb.ledger.organisation(holder)
-        if org is None or not org.active:
-            fail(f"{holder} is not an active member of this consortium")
-        issuer_key = emb.keys(as_org).signing
-        origin = origin_for(block_hashes(emb.store, 1)[0])
-        try:
-            cred = sdjwt.issue(
-                {"sub": holder, **_claims(claim)},
-                disclose,
-                issuer_key,
-                org.sign_key,
-                issuer=f"{origin}/{as_org}",
-            )
-        except ValueError as exc:
-            fail(str(exc))
-    _write_or_print(cred + "\n", out, "the credential")
-
-
-@credential_app.command("present")
-def credential_present(
-    file: FileArg,
-    as_org: Annotated[str, typer.Option("--as", help="The holder (its key binds).")],
-    audience: Annotated[str, typer.Option("--aud", help="Who the presentation is for.")],
-    nonce: Annotated[str, typer.Option("--nonce", help="The verifier's challenge.")],
-    reveal: Annotated[list[str], typer.Option("--reveal", help="Claim to show.")] = [],  # noqa: B006 -- typer's list options
-    data_dir: DataDirOpt = None,
-    out: OutOpt = None,
-) -> None:
-    """Present a credential showing only the chosen claims, bound to audience and nonce."""
-    with open_embedded(data_dir) as emb:
-        key = emb.keys(as_org).signing
-    try:
-        p = sdjwt.present(_read(file).strip(), reveal, key, audience=audience, nonce=nonce)
-    except (SharechainError, ValueError) as exc:
-        fail(f"not a credential: {exc}", code=1)
-    _write_or_print(p + "\n", out, "the presentation")
-
-
-@credential_app.command("verify")
-def credential_verify(
-    file: FileArg,
-    issuer_key: Annotated[str, typer.Option("--issuer-key", help="Issuer's Ed25519 key (hex).")],
-    audience: Annotated[str, typer.Option("--aud", help="Expected audience.")],
-    nonce: Annotated[str, typer.Option("--nonce", help="Expected nonce.")],
-    json_out: JsonOpt = False,
-) -> None:
-    """Verify a presentation offline: exit 0 with the shown claims, 1 and why if not."""
-    try:
-        key = bytes.fromhex(issuer_key)
-    except ValueError:
-        fail("--issuer-key must be hex")
-    try:
-        claims = sdjwt.verify_presentation(
-            _read(file).strip(), key, audience=audience, nonce=nonce, now=time.time
-        )
-    except SharechainError as exc:
-        _refused("the presentation", exc)
-    if json_out:
-        emit_json(claims)
-        return
-    for k, v in sorted(claims.items()):
-        console.print(f"{k}: {json.dumps(v)}", highlight=False)
+    write_or_print(text + "\n", out, f"the bundle ({len(text)} bytes)")
 
 
 def register(root: typer.Typer) -> None:
     root.command("verify-bundle")(verify_bundle_cmd)
     root.add_typer(checkpoint_app, name="checkpoint")
     root.add_typer(proof_app, name="proof")
-    root.add_typer(credential_app, name="credential")
+    # Imported here: credentials_cmd uses this module's helpers.
+    from sharechain.cli import credentials_cmd
+
+    credentials_cmd.register(root)
