@@ -65,7 +65,18 @@ def test_checkpoint_show_verify_and_consistency(chain: tuple[Path, str], tmp_pat
     proof = json.loads(run("proof", "consistency", "2", "3", "-d", d, "--json"))
     assert proof["old_size"] == 2 and len(proof["proof"]) >= 1
     assert "0 < OLD <= NEW" in run("proof", "consistency", "3", "2", "-d", d, code=2)
+    f = tmp_path / "more"
+    f.write_bytes(b"more\n")
+    run("proof", "checkpoint", "-d", d, "-o", cp)
+    run("notarize", f, "--as", "regulator", "-d", d)
+    linked = json.loads(run("proof", "consistency", cp, "4", "-d", d, "--json"))
+    assert linked["old_size"] == 3 and linked["new_size"] == 4
+    lines = cp.read_text().split("\n")
+    lines[2] = "A" * 43 + "="
+    cp.write_text("\n".join(lines))
+    assert "a fork" in run("proof", "consistency", cp, "4", "-d", d, code=1)
     cp.write_text("not a note\n")
+    assert "neither a tree size" in run("proof", "consistency", cp, "4", "-d", d, code=2)
     assert "not a signed checkpoint" in run("checkpoint", "show", cp, code=1)
 
 

@@ -25,11 +25,13 @@ from sharechain.cli.common import (
     open_embedded,
 )
 from sharechain.cli.notary_cmd import parse_tx_id
+from sharechain.crypto.merkle import verify_consistency
 from sharechain.crypto.signed_note import parse_note
-from sharechain.errors import SharechainError
+from sharechain.errors import IntegrityError, SharechainError
 from sharechain.ledger.bundles import build_bundle, load_bundle, verify_bundle
 from sharechain.ledger.checkpoints import (
     Checkpoint,
+    CheckpointError,
     block_hashes,
     checkpoint_of,
     cosign,
@@ -163,24 +165,43 @@ def proof_checkpoint(
     write_or_print(note, out, "the checkpoint")
 
 
+def _tree(arg: str, what: str) -> tuple[int, Checkpoint | None]:
+    """A tree size, or a checkpoint file (its size, and the checkpoint to compare)."""
+    if arg.isdigit():
+        return int(arg), None
+    try:
+        cp = parse_checkpoint(parse_note(read_text(Path(arg))).text)
+    except SharechainError as exc:
+        fail(f"{what} is neither a tree size nor a signed checkpoint: {exc}")
+    return cp.size, cp
+
+
 @proof_app.command("consistency")
 def proof_consistency(
-    old: Annotated[int, typer.Argument(help="Older tree size (blocks).")],
-    new: Annotated[int, typer.Argument(help="Newer tree size (blocks).")],
+    old_arg: Annotated[str, typer.Argument(metavar="OLD", help="Older size or checkpoint file.")],
+    new_arg: Annotated[str, typer.Argument(metavar="NEW", help="Newer size or checkpoint file.")],
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The RFC 9162 consistency proof between two sizes of the history tree, verified."""
-    from sharechain.crypto.merkle import verify_consistency
-
+    """The RFC 9162 consistency proof between two sizes (or checkpoints) of the history
+    tree, verified; given checkpoint files, their roots must be this chain's (no fork)."""
+    (old, old_cp), (new, new_cp) = _tree(old_arg, "OLD"), _tree(new_arg, "NEW")
+    if not 0 < old <= new:
+        fail(f"sizes must satisfy 0 < OLD <= NEW, got {old} and {new}")
     with open_embedded(data_dir) as emb:
-        if not 0 < old <= new:
-            fail(f"sizes must satisfy 0 < OLD <= NEW, got {old} and {new}")
         hashes = block_hashes(emb.store, new)
     origin = origin_for(hashes[0])
     a, b = checkpoint_of(hashes[:old], origin), checkpoint_of(hashes, origin)
     proof = history_consistency(hashes, old)
-    verify_consistency(old, new, a.root, b.root, proof)
+    try:
+        for given, mine in ((old_cp, a), (new_cp, b)):
+            if given is not None and (given.origin, given.root) != (mine.origin, mine.root):
+                raise CheckpointError(
+                    f"the checkpoint of size {given.size} is not this chain's history: a fork"
+                )
+        verify_consistency(old, new, (old_cp or a).root, (new_cp or b).root, proof)
+    except IntegrityError as exc:
+        refused("the consistency", exc)
     out = {
         "old_size": old,
         "new_size": new,
