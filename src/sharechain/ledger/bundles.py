@@ -20,11 +20,12 @@ the checkpoint's roster (quorum: governance `checkpoint_quorum`, default more
 than half), and the subject must be signed by its sender's key as of its own
 position in the chain: a key rotated out before it is refused.
 
-What a bundle does not prove: the subject's validation code (it is committed in
-the block's `state_delta_hash` together with every state write of the block,
-which a bundle does not carry) — the quorum's cosignatures vouch for the chain
-as a whole; and membership changes by vote (admission, removal), which bundle
-building refuses for now rather than understate the roster.
+What a bundle does not prove: validation codes. A code is committed only in
+its block's `state_delta_hash`, with every state write of the block, which a
+bundle does not carry; so evidence rotations are judged by their signatures
+alone (docs/proofs.md section 4 says what a stolen rotated-out key could do).
+Membership changes by vote (admission, removal) are not evidenced: bundle
+building refuses them rather than present a smaller roster than the chain's.
 """
 
 from __future__ import annotations
