@@ -16,7 +16,7 @@ import pytest
 from ledger_kit import Kit
 
 from sharechain.contracts import default_registry
-from sharechain.contracts.membership import ROTATE, ROTATE_DOMAIN, rotation_message
+from sharechain.contracts.membership import PROPOSE, ROTATE, ROTATE_DOMAIN, rotation_message
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import NotFoundError
 from sharechain.ledger import bundles
@@ -210,3 +210,50 @@ def test_building_needs_a_checkpoint_covering_the_block(chain: _Kit) -> None:
     with pytest.raises(NotFoundError):
         build_bundle(chain.store, bytes(32), note)
     assert bundles.BUNDLE_TYPE in json.dumps(_bundle(chain, chain.rot_tx))
+
+
+def test_building_refuses_membership_changed_by_vote(chain: _Kit) -> None:
+    newcomer = SigningKey.from_seed(bytes([5]) * 32)
+    admit = chain.sign(
+        "hospital-a",
+        PROPOSE,
+        {
+            "action": "admit",
+            "org": "bank-c",
+            "roles": ["member"],
+            "sign_key": newcomer.public_key,
+            "enc_key": bytes(32),
+        },
+    )
+    chain.add([admit.raw])
+    assert chain.store.get("org/bank-c") is not None
+    with pytest.raises(BundleError, match="membership changed by vote"):
+        _bundle(chain, chain.fresh_tx)
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, (*path, i))
+    yield path
+
+
+def test_any_field_replaced_by_junk_is_refused_with_a_reason(chain: _Kit) -> None:
+    doc = _bundle(chain, chain.fresh_tx)
+    tried = 0
+    for path in _leaves(doc):
+        for junk in (None, -1, "x", [], {}, 2**70):
+            bad = copy.deepcopy(doc)
+            target = bad
+            for p in path[:-1]:
+                target = target[p]
+            if not path or target[path[-1]] == junk:
+                continue
+            target[path[-1]] = junk
+            tried += 1
+            with pytest.raises(BundleError):
+                verify_bundle(bad)
+    assert tried > 100
