@@ -83,7 +83,7 @@ def test_checkpoint_show_verify_and_consistency(chain: tuple[Path, str], tmp_pat
 def test_credential_issue_present_verify(chain: tuple[Path, str], tmp_path: Path) -> None:
     d, _ = chain
     cred, pres = tmp_path / "cred", tmp_path / "pres"
-    run(
+    issued = run(
         "credential",
         "issue",
         "bank-a",
@@ -102,6 +102,11 @@ def test_credential_issue_present_verify(chain: tuple[Path, str], tmp_path: Path
         "--disclosable",
         "member_since",
     )
+    assert "recorded as transaction" in issued
+    refused = run(
+        "credential", "issue", "bank-a", "--as", "bank-b", "--claim", "a=b", "-d", d, code=2
+    )
+    assert "not an active supervisor" in refused
     run(
         "credential",
         "present",

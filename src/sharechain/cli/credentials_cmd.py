@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -69,23 +70,32 @@ def credential_issue(
     data_dir: DataDirOpt = None,
     out: OutOpt = None,
 ) -> None:
-    """Issue an SD-JWT membership credential to a member, bound to its current key."""
+    """Issue an SD-JWT membership credential to a member, bound to its current key.
+
+    The issuer JWT's SHA-256 is notarised on the chain by the supervisor, so the
+    credential is referenced there (a proof bundle of that record shows it)."""
     with open_embedded(data_dir) as emb:
         org = emb.ledger.organisation(holder)
         if org is None or not org.active:
             fail(f"{holder} is not an active member of this consortium")
-        issuer_key = emb.keys(as_org).signing
+        issuer = emb.ledger.organisation(as_org)
+        if issuer is None or not issuer.active or not issuer.has_role("supervisor"):
+            fail(f"{as_org} is not an active supervisor: only supervisors issue credentials")
         origin = origin_for(block_hashes(emb.store, 1)[0])
         try:
             cred = sdjwt.issue(
                 {"sub": holder, **_claims(claim)},
                 disclose,
-                issuer_key,
+                emb.keys(as_org).signing,
                 org.sign_key,
                 issuer=f"{origin}/{as_org}",
             )
         except ValueError as exc:
             fail(str(exc))
+        digest = hashlib.sha256(cred.split("~")[0].encode("ascii")).digest()
+        note = f"membership credential of {holder}"
+        receipt = emb.submit(as_org, notary.RECORD, {"digest": digest, "note": note})
+    typer.echo(f"recorded as transaction {receipt.tx_id.hex()}", err=True)
     write_or_print(cred + "\n", out, "the credential")
 
 
