@@ -43,10 +43,11 @@ class _Kit(Kit):
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Iterator[_Kit]:
-    """Genesis; a record by hospital-a; hospital-b rotates its key; a record signed
+    """Genesis; records by hospital-a and hospital-b; hospital-b rotates its key; a record signed
     with hospital-b's new key; one with its old key (refused as stale_key); one more."""
     kit = Kit(tmp_path / "ledger.db", default_registry())
-    kit.add([kit.record("hospital-a", b"first").raw])
+    before = kit.record("hospital-b", b"before rotation")
+    kit.add([kit.record("hospital-a", b"first").raw, before.raw])
     enc = bytes(32)
     proof = NEW_B.sign(ROTATE_DOMAIN, rotation_message("hospital-b", NEW_B.public_key, enc))
     rot = kit.sign(
@@ -113,6 +114,14 @@ def test_founder_transaction_and_genesis_itself(chain: _Kit) -> None:
     verify_bundle(_bundle(chain, first[0].tx_id))
     verify_bundle(_bundle(chain, chain.genesis.tx_ids[0]))
     verify_bundle(_bundle(chain, chain.rot_tx))
+
+
+def test_old_key_is_good_for_transactions_before_the_rotation(chain: _Kit) -> None:
+    digest = hashlib.sha256(b"before rotation").hexdigest()
+    (entry,) = chain.store.history(f"notary/{digest}")
+    doc = _bundle(chain, entry.tx_id)
+    verify_bundle(doc)
+    assert [t["height"] for t in doc["txs"]] == [1, 0, 2]
 
 
 def test_key_rotated_out_before_the_height_is_refused(chain: _Kit) -> None:

@@ -172,9 +172,10 @@ def _founders(genesis: _Tx, genesis_hash: Hash, headers: Mapping[int, BlockHeade
 
 def _replay_rotations(
     keys: dict[str, bytes], evidence: Sequence[_Tx], until: int
-) -> dict[str, tuple[int, int, bytes]]:
-    """Apply the rotations below height `until`; return when each old key left."""
-    retired: dict[str, tuple[int, int, bytes]] = {}
+) -> dict[bytes, tuple[int, int]]:
+    """Apply the rotations below height `until`; return where each old key (by key
+    id) was rotated out."""
+    retired: dict[bytes, tuple[int, int]] = {}
     last = (0, 0)
     for t in evidence:
         stx = t.stx
@@ -197,7 +198,7 @@ def _replay_rotations(
             verify(new_key, pop if isinstance(pop, bytes) else b"", ROTATE_DOMAIN, pop_msg)
         except InvalidSignatureError as exc:
             raise BundleError(f"{where}: {org}'s rotation does not verify: {exc}") from None
-        retired[current.hex()] = (t.height, t.index, new_key)
+        retired[key_id(current)] = (t.height, t.index)
         keys[org] = new_key
     return retired
 
@@ -256,11 +257,11 @@ def _check_subject(
     subject: _Tx,
     founders: Mapping[str, bytes],
     evidence: Sequence[_Tx],
-    retired: Mapping[str, tuple[int, int, bytes]],
+    retired: Mapping[bytes, tuple[int, int]],
 ) -> None:
     """The subject's sender signed it with its key as of the subject's position."""
     stx = subject.stx
-    if stx.tx.type == GENESIS_TYPE:
+    if stx.tx.type == GENESIS_TYPE and (subject.height, subject.index) == (0, 0):
         return  # genesis is unsigned: it is the block whose hash is the origin
     org = stx.tx.sender
     key = founders.get(org)
@@ -270,12 +271,12 @@ def _check_subject(
         if t.stx.tx.sender == org and (t.height, t.index) < (subject.height, subject.index):
             key = t.stx.tx.payload["sign_key"]
     if stx.key_id != key_id(key):
-        for old, (h, _, _) in retired.items():
-            if key_id(bytes.fromhex(old)) == stx.key_id:
-                raise BundleError(
-                    f"the transaction is signed with a key of {org} rotated out at height "
-                    f"{h}, before the transaction at height {subject.height}"
-                )
+        left = retired.get(stx.key_id)
+        if left is not None and left <= (subject.height, subject.index):
+            raise BundleError(
+                f"the transaction is signed with a key of {org} rotated out at height "
+                f"{left[0]}, before the transaction at height {subject.height}"
+            )
         raise BundleError(f"the transaction is not signed by {org}'s key of the time")
     try:
         verify(key, stx.signature, TX_DOMAIN, stx.body)
