@@ -60,6 +60,11 @@ def test_checkpoint_show_verify_and_consistency(chain: tuple[Path, str], tmp_pat
     assert shown["size"] == 3 and len(shown["signers"]) == 3
     assert shown["origin"].startswith("sharechain/")
     assert json.loads(run("checkpoint", "verify", cp, "-d", d, "--json"))["verified"] is True
+    vkeys = json.loads(run("proof", "vkeys", "-d", d, "--json"))["vkeys"]
+    offline = [a for k in vkeys for a in ("--vkey", k)]
+    assert json.loads(run("checkpoint", "verify", cp, *offline, "--json"))["verified"] is True
+    err = run("checkpoint", "verify", cp, *offline[:2], "--quorum", "1", code=1)
+    assert "unknown key" in err
     cp.write_text(cp.read_text().replace("\n3\n", "\n2\n", 1))
     assert "does not verify" in run("checkpoint", "verify", cp, "-d", d, code=1)
     proof = json.loads(run("proof", "consistency", "2", "3", "-d", d, "--json"))

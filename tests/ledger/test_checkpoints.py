@@ -9,7 +9,7 @@ import pytest
 from ledger_kit import Kit
 
 from sharechain.crypto.merkle import merkle_root
-from sharechain.crypto.signed_note import parse_note
+from sharechain.crypto.signed_note import parse_note, verifier_key
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import NotFoundError
 from sharechain.ledger.checkpoints import (
@@ -25,9 +25,11 @@ from sharechain.ledger.checkpoints import (
     key_name,
     origin_for,
     parse_checkpoint,
+    roster_from_verifier_keys,
     roster_of,
     signed_checkpoint,
     store_roster,
+    verifier_keys,
     verify_checkpoint,
     verify_history_inclusion,
 )
@@ -164,3 +166,22 @@ def test_malformed_checkpoints_are_refused(text: str, reason: str) -> None:
 def test_extension_lines_are_kept() -> None:
     cp = Checkpoint("o", 1, bytes(32), ("ext one",))
     assert parse_checkpoint(cp.text()) == cp
+
+
+def test_outsiders_verify_with_verifier_keys(kit: Kit) -> None:
+    hashes = _grow(kit, 1)
+    roster = store_roster(kit.store)
+    vkeys = verifier_keys(roster)
+    assert vkeys[0].startswith("hospital-a/") and vkeys[0].count("+") >= 2
+    cp = checkpoint_of(hashes, origin_for(hashes[0]))
+    note = _note(kit, cp, "hospital-a", "regulator")
+    assert verify_checkpoint(note, roster_from_verifier_keys(vkeys)) == cp
+    with pytest.raises(CheckpointError, match="quorum is 3"):
+        verify_checkpoint(note, roster_from_verifier_keys(vkeys, 3))
+    with pytest.raises(CheckpointError, match="one verifier key per member"):
+        roster_from_verifier_keys([vkeys[0], vkeys[0]])
+    with pytest.raises(CheckpointError, match="between 1 and 3"):
+        roster_from_verifier_keys(vkeys, 4)
+    renamed = verifier_key("bank/0000000000000000", kit.keys["hospital-a"].signing.public_key)
+    with pytest.raises(CheckpointError, match="<org>/<key hash>"):
+        roster_from_verifier_keys([renamed])

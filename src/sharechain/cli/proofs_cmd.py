@@ -38,8 +38,10 @@ from sharechain.ledger.checkpoints import (
     history_consistency,
     origin_for,
     parse_checkpoint,
+    roster_from_verifier_keys,
     signed_checkpoint,
     store_roster,
+    verifier_keys,
     verify_checkpoint,
 )
 from sharechain.sharing.embedded import Embedded
@@ -106,26 +108,55 @@ def checkpoint_show(file: FileArg, json_out: JsonOpt = False) -> None:
 
 @checkpoint_app.command("verify")
 def checkpoint_verify(
-    file: FileArg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+    file: FileArg,
+    vkey: Annotated[
+        list[str] | None,
+        typer.Option("--vkey", help="A member's verifier key (offline: no data dir)."),
+    ] = None,
+    quorum: Annotated[int, typer.Option(help="With --vkey: signatures needed (0: majority).")] = 0,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Check a checkpoint against this chain: a quorum of today's members signed it and
-    its tree is a prefix of (or equal to) this chain's history tree."""
+    """Check a checkpoint. With --vkey (one per member, from `proof vkeys`): offline, a
+    quorum of those keys signed it. Without: against this chain, a quorum of today's
+    members signed it and its tree is a prefix of (or equal to) this chain's."""
     text = read_text(file)
-    with open_embedded(data_dir) as emb:
-        hashes = block_hashes(emb.store)
-        try:
-            cp = verify_checkpoint(text, store_roster(emb.store), origin=origin_for(hashes[0]))
-            if cp.size > len(hashes):
-                raise SharechainError(f"it covers {cp.size} blocks, this chain has {len(hashes)}")
-            if checkpoint_of(hashes[: cp.size], cp.origin).root != cp.root:
-                raise SharechainError("its root is not this chain's history at that size: a fork")
-        except SharechainError as exc:
-            refused("the checkpoint", exc)
+    try:
+        if vkey:
+            cp = verify_checkpoint(text, roster_from_verifier_keys(vkey, quorum))
+        else:
+            cp = _against_chain(text, data_dir)
+    except SharechainError as exc:
+        refused("the checkpoint", exc)
     shown = _show(cp, [s.name for s in parse_note(text).signatures])
     if json_out:
         emit_json({**shown, "verified": True})
         return
-    console.print(f"verified: quorum checkpoint of {cp.size} blocks of this chain")
+    console.print(f"verified: quorum checkpoint of {cp.size} blocks of {cp.origin}")
+
+
+def _against_chain(text: str, data_dir: Path | None) -> Checkpoint:
+    with open_embedded(data_dir) as emb:
+        hashes, roster = block_hashes(emb.store), store_roster(emb.store)
+    cp = verify_checkpoint(text, roster, origin=origin_for(hashes[0]))
+    if cp.size > len(hashes):
+        raise CheckpointError(f"it covers {cp.size} blocks, this chain has {len(hashes)}")
+    if checkpoint_of(hashes[: cp.size], cp.origin).root != cp.root:
+        raise CheckpointError("its root is not this chain's history at that size: a fork")
+    return cp
+
+
+@proof_app.command("vkeys")
+def proof_vkeys(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """The C2SP verifier keys of today's members, for `checkpoint verify --vkey`."""
+    with open_embedded(data_dir) as emb:
+        roster = store_roster(emb.store)
+    keys = verifier_keys(roster)
+    if json_out:
+        emit_json({"vkeys": keys, "quorum": roster.quorum})
+        return
+    for k in keys:
+        typer.echo(k)
 
 
 def _quorum_note(emb: Embedded, hashes: list[bytes]) -> str:

@@ -46,7 +46,9 @@ from sharechain.crypto.signed_note import (
     SignedNote,
     format_note,
     parse_note,
+    parse_verifier_key,
     sign_note,
+    verifier_key,
     verify_note_signature,
 )
 from sharechain.crypto.signing import SigningKey, key_id
@@ -70,9 +72,11 @@ __all__ = [
     "key_name",
     "origin_for",
     "parse_checkpoint",
+    "roster_from_verifier_keys",
     "roster_of",
     "signed_checkpoint",
     "store_roster",
+    "verifier_keys",
     "verify_checkpoint",
     "verify_history_inclusion",
 ]
@@ -181,6 +185,28 @@ def roster_of(orgs: Iterable[Organisation], governance: Mapping[str, Any]) -> Ro
     if quorum > len(cosigners):
         raise CheckpointError(f"quorum {quorum} exceeds the {len(cosigners)} active members")
     return Roster(cosigners, quorum or default_quorum(len(cosigners)))
+
+
+def verifier_keys(roster: Roster) -> list[str]:
+    """The members' C2SP verifier keys (`name+keyid+base64(0x01 || key)`)."""
+    return [verifier_key(c.name, c.sign_key) for c in roster.cosigners]
+
+
+def roster_from_verifier_keys(vkeys: Sequence[str], quorum: int = 0) -> Roster:
+    """A roster given as verifier keys (an outsider's way to say who the members are);
+    quorum 0 means more than half."""
+    cosigners = []
+    for vkey in vkeys:
+        name, public = parse_verifier_key(vkey)
+        org = name.split("/", 1)[0]
+        if name != key_name(org, public):
+            raise CheckpointError(f"verifier key {name} is not named <org>/<key hash>")
+        cosigners.append(Cosigner(org, public))
+    if not cosigners or len({c.org for c in cosigners}) != len(cosigners):
+        raise CheckpointError("give one verifier key per member, at least one")
+    if not 0 <= quorum <= len(cosigners):
+        raise CheckpointError(f"quorum {quorum} is not between 1 and {len(cosigners)}")
+    return Roster(tuple(cosigners), quorum or default_quorum(len(cosigners)))
 
 
 def store_roster(store: Store) -> Roster:
