@@ -16,7 +16,14 @@ from sharechain.ledger.checkpoints import (
     signed_checkpoint,
     store_roster,
 )
-from sharechain.ledger.export_seal import SEAL_TYPE, genesis_note, seal_line, verify_seal
+from sharechain.ledger.export_seal import (
+    SEAL_TYPE,
+    founders_roster,
+    genesis_note,
+    seal_line,
+    verify_seal,
+)
+from sharechain.ledger.transactions import decode_transaction
 
 
 def _sealed(kit: Kit) -> tuple[dict[str, object], list[bytes]]:
@@ -32,7 +39,12 @@ def test_complete_export_verifies(kit: Kit) -> None:
     seal, hashes = _sealed(kit)
     roster = store_roster(kit.store)
     assert seal["type"] == SEAL_TYPE
-    verify_seal(seal, hashes, roster, roster)
+    genesis = decode_transaction(kit.genesis.txs[0]).tx.payload
+    founders = founders_roster(genesis)
+    assert founders == roster
+    verify_seal(seal, hashes, founders, roster)
+    with pytest.raises(CheckpointError, match="lacks its organisations"):
+        founders_roster({"organisations": []})
 
 
 def test_cut_short_or_extended_exports_fail(kit: Kit) -> None:

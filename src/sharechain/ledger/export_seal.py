@@ -19,7 +19,9 @@ minority), fails. The founders sign the genesis note once, when they create
 the consortium (`genesis_note`), since their keys may later rotate.
 
 `sharechain.ledger.export` seals with one call after its last block line:
-`out.write(json.dumps(seal_line(store, signers, genesis_note)) + "\\n")`.
+`out.write(json.dumps(seal_line(store, signers, genesis_note)) + "\\n")`; an
+export's verifier calls `verify_seal(seal, hashes, founders_roster(genesis
+payload), roster after the last block)`.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from sharechain.ledger.checkpoints import (
     checkpoint_of,
     cosign,
     origin_for,
+    roster_of,
     signed_checkpoint,
     store_roster,
     verify_checkpoint,
 )
+from sharechain.ledger.identities import Organisation
 from sharechain.ledger.store import Store
 
-__all__ = ["SEAL_TYPE", "genesis_note", "seal_line", "verify_seal"]
+__all__ = ["SEAL_TYPE", "founders_roster", "genesis_note", "seal_line", "verify_seal"]
 
 SEAL_TYPE = "sharechain/export-seal/v1"
 
@@ -55,6 +59,20 @@ def _sign(cp: Checkpoint, signers: Mapping[str, SigningKey]) -> str:
 def genesis_note(genesis_hash: Hash, founders: Mapping[str, SigningKey]) -> str:
     """The founders' signed note over the genesis: a checkpoint of size 1."""
     return _sign(Checkpoint(origin_for(genesis_hash), 1, merkle_root([genesis_hash])), founders)
+
+
+def founders_roster(genesis_payload: Mapping[str, Any]) -> Roster:
+    """The roster that signs the genesis note: the genesis payload's organisations,
+    with the quorum of its governance (what an export's verifier reads on line 0)."""
+    try:
+        orgs = [
+            Organisation(o["id"], tuple(o["roles"]), o["sign_key"], b"")
+            for o in genesis_payload["organisations"]
+        ]
+        governance = genesis_payload["governance"]
+    except (KeyError, TypeError):
+        raise CheckpointError("the genesis payload lacks its organisations or governance") from None
+    return roster_of(orgs, governance)
 
 
 def seal_line(store: Store, signers: Mapping[str, SigningKey], genesis: str) -> dict[str, Any]:
