@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "sharechain.cli.alerts_cmd",
     "sharechain.cli.sharing_cmd",  # after dataset_cmd and grant_cmd: it joins their groups
     "sharechain.cli.prove_cmd",
+    "sharechain.cli.proofs_cmd",
 )
 
 for _name in COMMAND_MODULES:

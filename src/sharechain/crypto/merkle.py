@@ -4,9 +4,13 @@ The Merkle Tree Hash (RFC 9162 section 2.1.1) of a list of leaves: a leaf is
 `SHA-256(0x00 || data)` and an interior node `SHA-256(0x01 || left || right)`,
 the left subtree always holding the largest power of two smaller than the number
 of leaves. An inclusion proof is the audit path of section 2.1.3, so any standard
-verifier can check it. Two trees use it: a block's `tx_root` over its transaction
-ids (`sharechain.ledger.blocks`, proved by `sharechain.ledger.proofs`) and a sealed
-stream's segment root over its segments' digests (`sharechain.crypto.segment_tree`).
+verifier can check it; a consistency proof (section 2.1.4) shows that a tree of
+`m` leaves is a prefix of a tree of `n` leaves, so a verifier holding an old root
+learns that the new one only appended. Three trees use them: a block's `tx_root`
+over its transaction ids (`sharechain.ledger.blocks`, proved by
+`sharechain.ledger.proofs`), a sealed stream's segment root over its segments'
+digests (`sharechain.crypto.segment_tree`), and the history tree over block
+hashes (`sharechain.ledger.checkpoints`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from sharechain.errors import IntegrityError
 __all__ = [
     "EMPTY_ROOT",
     "Hash",
+    "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
     "merkle_root",
     "node_hash",
     "root_from_proof",
+    "verify_consistency",
     "verify_inclusion",
 ]
 
@@ -113,3 +119,91 @@ def verify_inclusion(
     """Raise `IntegrityError` unless `path` proves `leaf` at `index` under `root`."""
     if root_from_proof(leaf, index, tree_size, path) != root:
         raise IntegrityError("inclusion proof does not lead to the expected root")
+
+
+def _subtree_root(hashes: Sequence[Hash], lo: int, hi: int) -> Hash:
+    """MTH of the leaves whose hashes are `hashes[lo:hi]` (hi > lo)."""
+    return _root_of_hashes(list(hashes[lo:hi]))
+
+
+def _largest_split(n: int) -> int:
+    """The largest power of two smaller than `n` (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[Hash]:
+    """The proof that the first `old_size` leaves form a prefix of `leaves`.
+
+    RFC 9162 section 2.1.4.1: `PROOF(m, D[n]) = SUBPROOF(m, D[n], true)`; empty
+    when `old_size` is 0 or equals `len(leaves)` (nothing to prove).
+    """
+    n = len(leaves)
+    if not 0 <= old_size <= n:
+        raise IndexError(f"old tree size {old_size} outside 0..{n}")
+    if old_size in (0, n):
+        return []
+    hashes = [leaf_hash(x) for x in leaves]
+    proof: list[Hash] = []
+    # SUBPROOF unrolled: walk down from the whole tree; the nodes are collected
+    # top first and the RFC lists them bottom first, hence the reversal.
+    lo, hi, m, complete = 0, n, old_size, True
+    while m != hi - lo:
+        k = _largest_split(hi - lo)
+        if m <= k:
+            proof.append(_subtree_root(hashes, lo + k, hi))
+            hi = lo + k
+        else:
+            proof.append(_subtree_root(hashes, lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        proof.append(_subtree_root(hashes, lo, hi))
+    proof.reverse()
+    return proof
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: Hash, new_root: Hash, proof: Sequence[Hash]
+) -> None:
+    """Raise `IntegrityError` unless `proof` links `old_root` (of `old_size` leaves)
+    to `new_root` (of `new_size` leaves): RFC 9162 section 2.1.4.2."""
+    if not 0 <= old_size <= new_size:
+        raise IntegrityError(f"tree size went from {old_size} to {new_size}: a log never shrinks")
+    if any(len(p) != 32 for p in proof):
+        raise IntegrityError("consistency proof element is not 32 bytes")
+    if old_size == 0 or old_size == new_size:
+        if proof:
+            raise IntegrityError("consistency proof must be empty for these sizes")
+        if old_size == 0 and old_root != EMPTY_ROOT:
+            raise IntegrityError("the root of an empty tree is SHA-256 of the empty string")
+        if old_size == new_size and old_root != new_root:
+            raise IntegrityError("two trees of the same size have different roots")
+        return
+    path = list(proof)
+    if not path:
+        raise IntegrityError("consistency proof is empty")
+    if old_size & (old_size - 1) == 0:  # an exact power of two: its root is a node of both
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise IntegrityError("consistency proof is longer than the trees allow")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise IntegrityError("consistency proof is shorter than the trees require")
+    if fr != old_root:
+        raise IntegrityError("consistency proof does not lead to the old root")
+    if sr != new_root:
+        raise IntegrityError("consistency proof does not lead to the new root")

@@ -1,0 +1,277 @@
+"""Proofs anyone can check: bundles, checkpoints and membership credentials.
+
+`verify-bundle` and `checkpoint show` need nothing but the file: no data
+directory, no network. `proof checkpoint | consistency | bundle` read the
+data directory (the embedded store) and cosign with the keys held there.
+Credentials and disclosable records are in `credentials_cmd`, registered from
+here. A failed verification exits with code 1 and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from sharechain.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    command_group,
+    console,
+    emit_json,
+    fail,
+    open_embedded,
+)
+from sharechain.cli.notary_cmd import parse_tx_id
+from sharechain.crypto.merkle import verify_consistency
+from sharechain.crypto.signed_note import parse_note
+from sharechain.errors import IntegrityError, SharechainError
+from sharechain.ledger.bundles import build_bundle, load_bundle, verify_bundle
+from sharechain.ledger.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    block_hashes,
+    checkpoint_of,
+    cosign,
+    history_consistency,
+    origin_for,
+    parse_checkpoint,
+    roster_from_verifier_keys,
+    signed_checkpoint,
+    store_roster,
+    verifier_keys,
+    verify_checkpoint,
+)
+from sharechain.sharing.embedded import Embedded
+
+__all__ = ["FileArg", "OutOpt", "read_text", "refused", "register", "write_or_print"]
+
+checkpoint_app = command_group("checkpoint", "Show and verify signed checkpoints (C2SP notes).")
+proof_app = command_group("proof", "Checkpoints, consistency proofs and proof bundles of a chain.")
+
+FileArg = Annotated[Path, typer.Argument(help="The file to read.", exists=True, dir_okay=False)]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")]
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {exc}")
+
+
+def refused(what: str, exc: SharechainError) -> NoReturn:
+    fail(f"{what} does not verify: {exc}", code=1)
+
+
+def verify_bundle_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
+    """Check a proof bundle offline: exit 0 if it proves its transaction, 1 and why if not."""
+    try:
+        doc = load_bundle(file.read_bytes())
+        verify_bundle(doc)
+    except SharechainError as exc:
+        refused("the bundle", exc)
+    cp = parse_checkpoint(parse_note(doc["checkpoint"]).text)
+    subject = doc["txs"][0]
+    out = {"verified": True, "height": subject["height"], "checkpoint_size": cp.size}
+    if json_out:
+        emit_json({**out, "origin": cp.origin})
+        return
+    console.print(
+        f"verified: the transaction is in block {subject['height']}, covered by a quorum "
+        f"checkpoint of {cp.size} blocks of {cp.origin}",
+        highlight=False,
+    )
+
+
+def _show(cp: Checkpoint, signers: list[str]) -> dict[str, Any]:
+    return {"origin": cp.origin, "size": cp.size, "root": cp.root.hex(), "signers": signers}
+
+
+@checkpoint_app.command("show")
+def checkpoint_show(file: FileArg, json_out: JsonOpt = False) -> None:
+    """Print a signed checkpoint's origin, size, root and signers (no verification)."""
+    try:
+        note = parse_note(read_text(file))
+        cp = parse_checkpoint(note.text)
+    except SharechainError as exc:
+        fail(f"not a signed checkpoint: {exc}", code=1)
+    shown = _show(cp, [s.name for s in note.signatures])
+    if json_out:
+        emit_json(shown)
+        return
+    for k, v in shown.items():
+        console.print(f"{k}: {', '.join(v) if isinstance(v, list) else v}", highlight=False)
+
+
+@checkpoint_app.command("verify")
+def checkpoint_verify(
+    file: FileArg,
+    vkey: Annotated[
+        list[str] | None,
+        typer.Option("--vkey", help="A member's verifier key (offline: no data dir)."),
+    ] = None,
+    quorum: Annotated[int, typer.Option(help="With --vkey: signatures needed (0: majority).")] = 0,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check a checkpoint. With --vkey (one per member, from `proof vkeys`): offline, a
+    quorum of those keys signed it. Without: against this chain, a quorum of today's
+    members signed it and its tree is a prefix of (or equal to) this chain's."""
+    text = read_text(file)
+    try:
+        if vkey:
+            cp = verify_checkpoint(text, roster_from_verifier_keys(vkey, quorum))
+        else:
+            cp = _against_chain(text, data_dir)
+    except SharechainError as exc:
+        refused("the checkpoint", exc)
+    shown = _show(cp, [s.name for s in parse_note(text).signatures])
+    if json_out:
+        emit_json({**shown, "verified": True})
+        return
+    console.print(f"verified: quorum checkpoint of {cp.size} blocks of {cp.origin}")
+
+
+def _against_chain(text: str, data_dir: Path | None) -> Checkpoint:
+    with open_embedded(data_dir) as emb:
+        hashes, roster = block_hashes(emb.store), store_roster(emb.store)
+    cp = verify_checkpoint(text, roster, origin=origin_for(hashes[0]))
+    if cp.size > len(hashes):
+        raise CheckpointError(f"it covers {cp.size} blocks, this chain has {len(hashes)}")
+    if checkpoint_of(hashes[: cp.size], cp.origin).root != cp.root:
+        raise CheckpointError("its root is not this chain's history at that size: a fork")
+    return cp
+
+
+@proof_app.command("vkeys")
+def proof_vkeys(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """The C2SP verifier keys of today's members, for `checkpoint verify --vkey`."""
+    with open_embedded(data_dir) as emb:
+        roster = store_roster(emb.store)
+    keys = verifier_keys(roster)
+    if json_out:
+        emit_json({"vkeys": keys, "quorum": roster.quorum})
+        return
+    for k in keys:
+        typer.echo(k)
+
+
+def _quorum_note(emb: Embedded, hashes: list[bytes]) -> str:
+    roster = store_roster(emb.store)
+    members = {c.org for c in roster.cosigners}
+    held = [o for o in emb.datadir.held_orgs() if o in members]
+    cp = checkpoint_of(hashes, origin_for(hashes[0]))
+    note = signed_checkpoint(cp, [cosign(cp, o, emb.keys(o).signing) for o in sorted(held)])
+    verify_checkpoint(note, roster)
+    return note
+
+
+def write_or_print(text: str, out: Path | None, what: str) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, "utf-8")
+    console.print(f"wrote {what} to [bold]{out}[/]", highlight=False)
+
+
+@proof_app.command("checkpoint")
+def proof_checkpoint(
+    data_dir: DataDirOpt = None, out: OutOpt = None, json_out: JsonOpt = False
+) -> None:
+    """The chain's latest checkpoint, cosigned by the member keys held here (a quorum)."""
+    with open_embedded(data_dir) as emb:
+        note = _quorum_note(emb, block_hashes(emb.store))
+    if json_out:
+        parsed = parse_note(note)
+        emit_json(
+            {
+                **_show(parse_checkpoint(parsed.text), [s.name for s in parsed.signatures]),
+                "note": note,
+            }
+        )
+        return
+    write_or_print(note, out, "the checkpoint")
+
+
+def _tree(arg: str, what: str) -> tuple[int, Checkpoint | None]:
+    """A tree size, or a checkpoint file (its size, and the checkpoint to compare)."""
+    if arg.isdigit():
+        return int(arg), None
+    try:
+        cp = parse_checkpoint(parse_note(read_text(Path(arg))).text)
+    except SharechainError as exc:
+        fail(f"{what} is neither a tree size nor a signed checkpoint: {exc}")
+    return cp.size, cp
+
+
+@proof_app.command("consistency")
+def proof_consistency(
+    old_arg: Annotated[str, typer.Argument(metavar="OLD", help="Older size or checkpoint file.")],
+    new_arg: Annotated[str, typer.Argument(metavar="NEW", help="Newer size or checkpoint file.")],
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The RFC 9162 consistency proof between two sizes (or checkpoints) of the history
+    tree, verified; given checkpoint files, their roots must be this chain's (no fork)."""
+    (old, old_cp), (new, new_cp) = _tree(old_arg, "OLD"), _tree(new_arg, "NEW")
+    if not 0 < old <= new:
+        fail(f"sizes must satisfy 0 < OLD <= NEW, got {old} and {new}")
+    with open_embedded(data_dir) as emb:
+        hashes = block_hashes(emb.store, new)
+    origin = origin_for(hashes[0])
+    a, b = checkpoint_of(hashes[:old], origin), checkpoint_of(hashes, origin)
+    proof = history_consistency(hashes, old)
+    try:
+        for given, mine in ((old_cp, a), (new_cp, b)):
+            if given is not None and (given.origin, given.root) != (mine.origin, mine.root):
+                raise CheckpointError(
+                    f"the checkpoint of size {given.size} is not this chain's history: a fork"
+                )
+        verify_consistency(old, new, (old_cp or a).root, (new_cp or b).root, proof)
+    except IntegrityError as exc:
+        refused("the consistency", exc)
+    out = {
+        "old_size": old,
+        "new_size": new,
+        "old_root": a.root.hex(),
+        "new_root": b.root.hex(),
+        "proof": [p.hex() for p in proof],
+    }
+    if json_out:
+        emit_json(out)
+        return
+    for k, v in out.items():
+        console.print(f"{k}: {' '.join(v) if isinstance(v, list) else v}", highlight=False)
+
+
+@proof_app.command("bundle")
+def proof_bundle(
+    tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A self-contained proof bundle of a transaction, under a fresh quorum checkpoint."""
+    target = parse_tx_id(tx_id)
+    with open_embedded(data_dir) as emb:
+        note = _quorum_note(emb, block_hashes(emb.store))
+        doc = build_bundle(emb.store, target, note)
+    verify_bundle(doc)
+    text = json.dumps(doc, separators=(",", ":"))
+    if json_out and out is None:
+        emit_json(doc)
+        return
+    write_or_print(text + "\n", out, f"the bundle ({len(text)} bytes)")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("verify-bundle")(verify_bundle_cmd)
+    root.add_typer(checkpoint_app, name="checkpoint")
+    root.add_typer(proof_app, name="proof")
+    # Imported here: credentials_cmd uses this module's helpers.
+    from sharechain.cli import credentials_cmd
+
+    credentials_cmd.register(root)
