@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
+from sharechain.contracts import digests
 from sharechain.contracts.codes import BAD_EXPRESSION, BAD_PAYLOAD, BAD_STATE, DENIED, NOT_FOUND
 from sharechain.contracts.governance import governance
 from sharechain.contracts.keys import cancel_requests, dataset_key, idx, revoke_grants
@@ -218,6 +219,9 @@ def _create(
         "tx_id": stx.id,
         **links,
     }
+    digests.claim(
+        state, record["ciphertext_digest"], ds, record["owner"], previous=record["previous"]
+    )
     state.put(dataset_key(ds), record)
     state.touch(dataset_key(ds))
     f.add_index(state, idx("ds-owner", stx.tx.sender, ds))

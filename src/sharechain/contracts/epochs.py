@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sharechain.contracts import _fields as f
+from sharechain.contracts import digests
 from sharechain.contracts.codes import BAD_PAYLOAD, BAD_STATE, DENIED, DIGEST_MISMATCH
 from sharechain.contracts.keys import dataset_key
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
@@ -149,6 +150,8 @@ def _epoch(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         raise Reject(DIGEST_MISMATCH, "epoch 1 must carry the registered digests")
     if current is not None and cipher == current.ciphertext_digest:
         raise Reject(BAD_STATE, "a new epoch needs a new sealed payload (a fresh key and salt)")
+    if not inline:  # a payload on the chain is in no blob store: nothing to delete
+        digests.claim(state, cipher, ds_id, me.id)
     state.put(
         epoch_key(ds_id, epoch),
         {
