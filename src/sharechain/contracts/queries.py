@@ -19,6 +19,7 @@ from sharechain.contracts import keys as k
 from sharechain.contracts.access import AccessRequest, request_from_value
 from sharechain.contracts.datasets import Dataset, dataset_from_value
 from sharechain.contracts.grants import Grant, grant_from_value, grant_status
+from sharechain.contracts.ids import KINDS as KINDS  # node/queries.py reads q.KINDS
 from sharechain.contracts.membership import Proposal, proposal_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
 from sharechain.crypto.merkle import inclusion_proof
@@ -55,7 +56,6 @@ __all__ = [
     "resolve",
 ]
 
-KINDS = ("dataset", "request", "grant", "proposal", "alert")
 UNATTRIBUTED = (BAD_ENCODING, BAD_SIGNATURE, SENDER_REMOVED, STALE_KEY, UNKNOWN_SENDER)
 """Refusals that do not show the named sender signed: anyone can forge them in its name.
 
