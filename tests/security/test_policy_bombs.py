@@ -56,6 +56,14 @@ BOMBS = {
         "request.fields.all(f, request.fields.all(g, f + g != request.justification))",
         "evaluation cost",
     ),
+    "iterating the request's keys": (
+        "request.map(k, request.fields.all(f, f + request.justification != k)).size() > 0",
+        "evaluation cost",
+    ),
+    "a pattern the requester writes": (
+        "request.purpose.matches(request.justification)",
+        "pattern",
+    ),
     "huge text literal": ('"' + "x" * 600 + '" == request.purpose', "literal size"),
     "huge list literal": ("request.purpose in [" + ",".join(['"a"'] * 65) + "]", "literal size"),
     "a clock": ("now > 0", "names"),
