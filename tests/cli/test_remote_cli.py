@@ -9,6 +9,7 @@ JSON of both modes can be compared key for key.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -123,10 +124,14 @@ def sha(label: str) -> str:
     return hashlib.sha256(label.encode()).hexdigest()
 
 
+_registered = itertools.count()
+
+
 def register(net: Net, *where: str | Path, org: str = "hospital-a") -> Any:
+    cipher = sha(f"c{next(_registered)}")  # a ciphertext digest names one dataset only
     return js(
         "dataset", "register", "--as", org, "--title", "ward stays",
-        "--plaintext-digest", sha("p"), "--ciphertext-digest", sha("c"), "--size", "10",
+        "--plaintext-digest", sha("p"), "--ciphertext-digest", cipher, "--size", "10",
         "--tag", "clinical", *where,
     )  # fmt: skip
 

@@ -70,6 +70,7 @@ class Net:
             init_consortium(path, ORGS, governance=governance, now=clock)
         self.emb = Embedded(path, now=clock)
         self.store = self.emb.store
+        self.registered = 0
 
     def send(self, org: str, type: str, payload: Mapping[str, Any]) -> Receipt:
         """Submit and return the receipt, valid or not."""
@@ -81,6 +82,8 @@ class Net:
         return r
 
     def register(self, owner: str = "hospital-a", **extra: Any) -> str:
+        # Each dataset seals its own payload: a ciphertext digest names one dataset.
+        self.registered += 1
         payload = {
             "title": "Blood tests 2025",
             "description": "Lab results of hospital A",
@@ -88,7 +91,7 @@ class Net:
             "schema": [["patient_id", "string"], ["glucose", "float"]],
             "classification": "confidential",
             "plaintext_digest": digest("plain"),
-            "ciphertext_digest": digest("cipher"),
+            "ciphertext_digest": digest(f"cipher-{self.registered}"),
             "size": 1024,
             "segment_root": digest("segments"),
             "custody": "owner",

@@ -7,22 +7,19 @@ to fix.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sharechain.contracts.codes import BAD_PAYLOAD, DENIED, NOT_FOUND
+from sharechain.contracts.ids import derive_id as derive_id  # re-exported for older imports
 from sharechain.ledger.contract import Reject, State
 from sharechain.ledger.identities import Organisation, org_from_value, org_key
 from sharechain.ledger.state import derived
 
+# `derive_id` is imported from here by older code; its public home is `sharechain.contracts.ids`.
+
 MAX_TEXT = 4096
 MAX_ITEMS = 256
-
-
-def derive_id(kind: str, tx_id: bytes, n: int = 0) -> str:
-    """A deterministic object id: hex of SHA-256(kind, creating tx id, n)."""
-    return hashlib.sha256(f"{kind}\x00{n}\x00".encode() + tx_id).hexdigest()
 
 
 def text(p: Mapping[str, Any], name: str, *, required: bool = True, limit: int = MAX_TEXT) -> str:

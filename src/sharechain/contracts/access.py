@@ -20,7 +20,7 @@ from typing import Any
 
 from sharechain.contracts import _fields as f
 from sharechain.contracts import grants, risk
-from sharechain.contracts.codes import BAD_PAYLOAD, BAD_STATE, DENIED, DUPLICATE
+from sharechain.contracts.codes import BAD_EXPRESSION, BAD_PAYLOAD, BAD_STATE, DENIED, DUPLICATE
 from sharechain.contracts.keys import (
     SUPERVISOR_INBOX,
     UNINDEXED,
@@ -29,7 +29,12 @@ from sharechain.contracts.keys import (
     idx,
     request_key,
 )
-from sharechain.contracts.policies import JOINT, auto_approved, policy_from_mapping
+from sharechain.contracts.policies import (
+    JOINT,
+    RuleCrashError,
+    auto_approved,
+    policy_from_mapping,
+)
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.transactions import SignedTransaction
@@ -154,8 +159,8 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     f.add_index(state, idx("req-by-org", me.id, rid))
     f.add_index(state, idx("req-by-ds", ds_id, rid))
     risk.count(state, me.id, risk.REQUESTS, stx, ctx)
-    rule = pol["auto_approve"] and auto_approved(
-        policy_from_mapping(pol),
+    rule = pol["auto_approve"] and _auto_rule(
+        pol,
         {
             "request": {
                 "purpose": purpose,
@@ -180,6 +185,13 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     for org in inbox:
         f.add_index(state, idx("inbox", org, rid))
     state.put(request_key(rid), req)
+
+
+def _auto_rule(pol: dict[str, Any], variables: dict[str, Any]) -> str | None:
+    try:
+        return auto_approved(policy_from_mapping(pol), variables)
+    except RuleCrashError as exc:
+        raise Reject(BAD_EXPRESSION, str(exc)) from None
 
 
 def _capacity(req: dict[str, Any], me: Organisation) -> str:

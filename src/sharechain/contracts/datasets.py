@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
-from sharechain.contracts.codes import BAD_PAYLOAD, BAD_STATE, DENIED, NOT_FOUND
+from sharechain.contracts import digests
+from sharechain.contracts.codes import BAD_EXPRESSION, BAD_PAYLOAD, BAD_STATE, DENIED, NOT_FOUND
 from sharechain.contracts.governance import governance
 from sharechain.contracts.keys import cancel_requests, dataset_key, idx, revoke_grants
 from sharechain.contracts.policies import (
     CLASSIFICATIONS,
     Policy,
     PolicyError,
+    RuleError,
     policy_from_mapping,
     policy_to_value,
 )
@@ -152,7 +154,7 @@ def policy_value(state: State, raw: Any) -> dict[str, Any]:
     try:
         return policy_to_value(policy_from_mapping(raw))
     except PolicyError as exc:
-        code = "bad_expression" if "auto_approve rule" in str(exc) else BAD_PAYLOAD
+        code = BAD_EXPRESSION if isinstance(exc, RuleError) else BAD_PAYLOAD
         raise Reject(code, f"policy: {exc}") from None
 
 
@@ -217,6 +219,9 @@ def _create(
         "tx_id": stx.id,
         **links,
     }
+    digests.claim(
+        state, record["ciphertext_digest"], ds, record["owner"], previous=record["previous"]
+    )
     state.put(dataset_key(ds), record)
     state.touch(dataset_key(ds))
     f.add_index(state, idx("ds-owner", stx.tx.sender, ds))

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sharechain.contracts import _fields as f
+from sharechain.contracts import digests
 from sharechain.contracts.codes import BAD_PAYLOAD, BAD_STATE, DENIED, DIGEST_MISMATCH
 from sharechain.contracts.keys import dataset_key
+from sharechain.errors import AccessDeniedError
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.transactions import SignedTransaction
 
@@ -40,6 +42,7 @@ __all__ = [
     "EPOCH",
     "MAX_INLINE",
     "KeyEpoch",
+    "check_deposit",
     "current_epoch",
     "epoch_from_value",
     "epoch_key",
@@ -115,6 +118,50 @@ def current_epoch(state: Any, ds: str) -> KeyEpoch | None:
     return None if last is None else epoch_from_value(last)
 
 
+def check_deposit(state: Any, ds: str, epoch: int, depositor: str, custodian: str) -> None:
+    """Raise `AccessDeniedError` unless `depositor` may fill `custodian`'s key slot of `ds`/`epoch`.
+
+    A node keeps a key (or share) only when the dataset's owner deposits it,
+    only if the node's organisation is the owner or a custodian the epoch names,
+    and only for an epoch on the chain or the very next one (a rotation deposits
+    before it records the epoch; its custodians are then the dataset's holders,
+    which the next epoch must name). Slots are written once, so a deposit by
+    anyone else would squat the slot and make the owner's rotation fail. A
+    dataset not on the chain yet takes deposits for epoch 1 only: publishing
+    deposits before it registers, and nobody knows the id before the owner
+    signs. `state` is anything with `get` and `scan` (a `StateReader`).
+    """
+    record = state.get(dataset_key(ds))
+    if record is None:
+        if epoch != 1:
+            raise AccessDeniedError(
+                f"dataset {ds} is not on this node's chain; only keys of its first epoch "
+                "may be deposited before it is registered"
+            )
+        return
+    if record["status"] == "purged":
+        raise AccessDeniedError(f"dataset {ds} is purged; no node keeps keys of it")
+    recorded = state.get(epoch_key(ds, epoch))
+    if recorded is not None:
+        owner, holders = recorded["by"], recorded["holders"]
+    else:
+        current = current_epoch(state, ds)
+        expected = 1 if current is None else current.epoch + 1
+        if epoch != expected or record["status"] == "retired":
+            raise AccessDeniedError(
+                f"epoch {epoch} of dataset {ds} is neither on the chain nor its next key epoch "
+                f"({expected}, and only while the dataset is not retired)"
+            )
+        owner, holders = record["owner"], record["holders"]
+    if depositor != owner:
+        raise AccessDeniedError(f"only the owner ({owner}) deposits keys of dataset {ds}")
+    if custodian != owner and custodian not in holders:
+        names = ", ".join(holders) or "none but the owner"
+        raise AccessDeniedError(
+            f"{custodian} is not a custodian of dataset {ds} at epoch {epoch} (custodians: {names})"
+        )
+
+
 def _epoch(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     me = f.sender(state, stx.tx.sender)
     p = stx.tx.payload
@@ -149,6 +196,8 @@ def _epoch(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         raise Reject(DIGEST_MISMATCH, "epoch 1 must carry the registered digests")
     if current is not None and cipher == current.ciphertext_digest:
         raise Reject(BAD_STATE, "a new epoch needs a new sealed payload (a fresh key and salt)")
+    if not inline:  # a payload on the chain is in no blob store: nothing to delete
+        digests.claim(state, cipher, ds_id, me.id)
     state.put(
         epoch_key(ds_id, epoch),
         {

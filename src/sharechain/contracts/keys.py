@@ -13,6 +13,8 @@ every query is a point read or a prefix scan:
 | `risk/count/<org>/<kind>/<window>` | counter |
 | `risk/suspended/<org>` | ids of the open alerts suspending the organisation |
 | `keyrel/<grant>/<session>` | a key-release session (shares count once) |
+| `digest/<hex>` | the dataset (and owner) that owns a sealed payload (`digests.py`) |
+| `idx/digest/<hex>/<dataset>` | datasets naming a sealed payload (the shredder's check) |
 | `idx/ds-owner/<org>/<dataset>` | datasets by owner |
 | `idx/ds-tag/<tag>/<dataset>` | datasets by tag |
 | `idx/ds-class/<classification>/<dataset>` | datasets by classification |
@@ -24,7 +26,7 @@ every query is a point read or a prefix scan:
 | `idx/grants-by-ds/<dataset>/<grant>` | grants by dataset |
 | `idx/alerts-open/<alert>` | open alerts |
 
-Index keys, counters and key-release session markers are derived data: they
+Index keys, counters, key-release session markers and digest owners are derived data: they
 are left out of the ledger's history index (`UNINDEXED`). The history index
 of the ledger gives audit trails: every transaction
 that concerns a dataset touches `dataset/<id>`, every one that concerns a
@@ -39,7 +41,7 @@ from typing import Any
 from sharechain.ledger.contract import BlockContext, State
 
 SUPERVISOR_INBOX = "@supervisor"
-UNINDEXED = ("idx/", "risk/count/", "keyrel/")
+UNINDEXED = ("idx/", "risk/count/", "keyrel/", "digest/")
 """Derived keys kept out of the ledger's history index (see `ContractRegistry.unindexed`)."""
 
 

@@ -13,9 +13,11 @@ with `dataset.policy`). It says:
 
 Policies are plain maps on the chain and in YAML files; `policy_from_mapping`
 is the one parser and gives a clear error for anything wrong. CEL rules are
-compiled when the policy is parsed, so a bad rule is refused at registration
-with the parser's message. Evaluation sees only the variables passed in (no
-clock, no I/O), so every peer gets the same answer.
+measured against static limits (`sharechain.contracts.rules`: length, syntax
+size and depth, literal sizes, comprehension nesting, estimated evaluation
+cost) and compiled when the policy is parsed, so a bad or unbounded rule is
+refused at registration with a message naming the limit. Evaluation sees only
+the variables passed in (no clock, no I/O), so every peer gets the same answer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 
 import cel
 
+from sharechain.contracts.rules import MAX_COST, MAX_RULES, RuleLimitError, check_rule
+
 __all__ = [
     "CLASSIFICATIONS",
     "JOINT",
@@ -35,11 +39,14 @@ __all__ = [
     "Approval",
     "Policy",
     "PolicyError",
+    "RuleCrashError",
+    "RuleError",
     "auto_approved",
     "compile_rule",
     "parse_duration",
     "policy_from_mapping",
     "policy_to_value",
+    "rule_cost",
 ]
 
 CLASSIFICATIONS = ("public", "internal", "confidential", "secret")
@@ -79,6 +86,41 @@ _STD_FUNCS = frozenset(
 
 class PolicyError(ValueError):
     """A policy map is malformed; the message says which field and why."""
+
+
+class RuleError(PolicyError):
+    """An `auto_approve` rule does not parse, calls what it may not, or exceeds a limit."""
+
+    def __init__(self, message: str, limit: str = "") -> None:
+        super().__init__(message)
+        self.limit = limit
+        """The limit exceeded (`depth`, `cost`, ...; see `sharechain.contracts.rules`), or empty."""
+
+
+class RuleCrashError(RuleError):
+    """The CEL evaluator itself failed (a Rust panic): the rule's outcome is undefined."""
+
+
+def _guarded(rule: str, action: str, call: Any, *args: Any) -> Any:
+    """`call(*args)`, turning a crash of the native evaluator into `RuleCrashError`.
+
+    A Rust panic surfaces as `pyo3_runtime.PanicException`, a `BaseException`:
+    left alone it would unwind through the block builder. It is deterministic
+    (same rule, same input, same evaluator everywhere), so refusing is too.
+    Interrupts and exits still propagate.
+    """
+    try:
+        return call(*args)
+    except Exception:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        raise RuleCrashError(
+            f"auto_approve rule {rule[:80]!r} crashed the CEL evaluator while {action} "
+            f"({type(exc).__name__}: {str(exc)[:200]})",
+            "crash",
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +168,48 @@ def parse_duration(value: Any, field: str = "duration") -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def compile_rule(source: str) -> Any:
-    """Compile a CEL rule; raises `PolicyError` with the parser's message."""
+def _compiled(source: str) -> tuple[Any, int]:
+    # The limits come first: the evaluator's own parser is recursive and a
+    # deeply nested rule overflows its stack (a crash no handler can catch).
     try:
-        program = cel.compile(source)
-    except (ValueError, RuntimeError, TypeError) as exc:
-        raise PolicyError(f"auto_approve rule {source!r} does not parse: {exc}") from None
+        cost = check_rule(source)
+    except RuleLimitError as exc:
+        if exc.limit != "syntax":
+            raise RuleError(f"auto_approve rule {source[:80]!r} {exc}", exc.limit) from None
+        # Within the length limit the evaluator's parser is safe, and its
+        # message (line, column, caret) says best what is wrong.
+        _parsed(source)
+        raise RuleError(
+            f"auto_approve rule {source!r} uses syntax rules may not use: {exc}", exc.limit
+        ) from None
+    program = _parsed(source)
     bad = [f for f in program.functions() if not (f.startswith(("_", "@", "!")) or f in _STD_FUNCS)]
     if bad:
-        raise PolicyError(
+        raise RuleError(
             f"auto_approve rule {source!r} calls {', '.join(sorted(bad))}; only CEL's "
-            "standard functions are allowed"
+            "standard functions are allowed",
+            "functions",
         )
-    return program
+    return program, cost
+
+
+def _parsed(source: str) -> Any:
+    try:
+        return _guarded(source, "compiling", cel.compile, source)
+    except RuleError:
+        raise
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise RuleError(f"auto_approve rule {source!r} does not parse: {exc}") from None
+
+
+def compile_rule(source: str) -> Any:
+    """Check a CEL rule against the limits and compile it; raises `RuleError`."""
+    return _compiled(source)[0]
+
+
+def rule_cost(source: str) -> int:
+    """The estimated evaluation cost (steps) of a rule; raises `RuleError`."""
+    return _compiled(source)[1]
 
 
 def _names(value: Any, field: str) -> tuple[str, ...]:
@@ -183,8 +254,17 @@ def policy_from_mapping(m: Mapping[str, Any] | None) -> Policy:
             f"expected some of {', '.join(sorted(_FIELDS))}"
         )
     rules = _names(m.get("auto_approve", []), "auto_approve")
-    for rule in rules:
-        compile_rule(rule)
+    if len(rules) > MAX_RULES:
+        raise RuleError(
+            f"auto_approve has {len(rules)} rules; at most {MAX_RULES} (limit on rules)", "rules"
+        )
+    cost = sum(rule_cost(rule) for rule in rules)
+    if cost > MAX_COST:
+        raise RuleError(
+            f"auto_approve rules may take about {cost:,} evaluation steps together; at most "
+            f"{MAX_COST:,} (limit on evaluation cost)",
+            "evaluation cost",
+        )
     max_uses = m.get("max_uses", 0)
     if not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 0:
         raise PolicyError("max_uses must be a non-negative integer (0: unlimited)")
@@ -225,12 +305,15 @@ def auto_approved(p: Policy, variables: Mapping[str, Any]) -> str | None:
     """The first rule that holds for `variables`, or None.
 
     A rule that fails to evaluate (missing field, type error) does not hold:
-    auto-approval must be earned, never granted by accident.
+    auto-approval must be earned, never granted by accident. A crash of the
+    evaluator itself raises `RuleCrashError` (the contract refuses the request).
     """
     for rule in p.auto_approve:
         try:
-            if compile_rule(rule).execute(dict(variables)) is True:
+            if _guarded(rule, "evaluating", compile_rule(rule).execute, dict(variables)) is True:
                 return rule
+        except RuleCrashError:
+            raise
         except Exception:  # any evaluation error means "no" (see docstring)
             continue
     return None

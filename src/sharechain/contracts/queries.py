@@ -19,6 +19,7 @@ from sharechain.contracts import keys as k
 from sharechain.contracts.access import AccessRequest, request_from_value
 from sharechain.contracts.datasets import Dataset, dataset_from_value
 from sharechain.contracts.grants import Grant, grant_from_value, grant_status
+from sharechain.contracts.ids import KINDS as KINDS  # node/queries.py reads q.KINDS
 from sharechain.contracts.membership import Proposal, proposal_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
 from sharechain.crypto.merkle import inclusion_proof
@@ -28,6 +29,13 @@ from sharechain.ledger.identities import Organisation, org_from_value
 from sharechain.ledger.proofs import TxProof
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import HistoryEntry, Store
+from sharechain.ledger.validation import (
+    BAD_ENCODING,
+    BAD_SIGNATURE,
+    SENDER_REMOVED,
+    STALE_KEY,
+    UNKNOWN_SENDER,
+)
 
 __all__ = [
     "AuditEntry",
@@ -48,7 +56,11 @@ __all__ = [
     "resolve",
 ]
 
-KINDS = ("dataset", "request", "grant", "proposal", "alert")
+UNATTRIBUTED = (BAD_ENCODING, BAD_SIGNATURE, SENDER_REMOVED, STALE_KEY, UNKNOWN_SENDER)
+"""Refusals that do not show the named sender signed: anyone can forge them in its name.
+
+The ledger files them under the sender they name; an organisation's audit trail
+leaves them out, so nobody can write into another member's trail."""
 
 
 def resolve(store: Store, kind: str, prefix: str) -> str:
@@ -281,7 +293,11 @@ def audit(
     proofs: bool = True,
     limit: int = 10_000,
 ) -> list[AuditEntry]:
-    """The audit trail of a dataset, a grant (with its request) or an organisation."""
+    """The audit trail of a dataset, a grant (with its request) or an organisation.
+
+    An organisation's trail holds what it signed and what changed its standing;
+    refusals that prove no signature of it (`UNATTRIBUTED`) are not its own.
+    """
     if ds is not None:
         dataset(store, ds)
         rows = store.history(k.dataset_key(ds), limit)
@@ -292,7 +308,8 @@ def audit(
         )
     elif org is not None:
         _get(store, f"org/{org}")
-        rows = store.history(f"org/{org}", limit)
+        entries = _entries(store, store.history(f"org/{org}", limit), proofs)
+        return [e for e in entries if e.code not in UNATTRIBUTED]
     else:
         raise ValueError("audit needs a dataset, a grant or an organisation")
     return _entries(store, rows, proofs)

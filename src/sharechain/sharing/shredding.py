@@ -15,6 +15,11 @@ also shreds when asked (`POST /v1/datasets/{id}/shred`) and, lazily, on any
 later request that concerns the dataset. Every path checks the purge on *its
 own* copy of the chain first: nothing is deleted because a caller says so.
 
+A blob is deleted only when no dataset that is still live names it
+(`shreddable_digests`; the contracts give every sealed payload one owning
+dataset, `sharechain.contracts.digests`): purging one dataset never deletes
+bytes another dataset, of any member, still serves.
+
 Counts: what the commit hook destroyed is remembered in memory until the next
 explicit shred of the dataset here reports it (`shred_here`), so the owner's
 `dataset purge` still says how many keys and blobs each node destroyed even
@@ -27,6 +32,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sharechain.contracts.digests import live_users
 from sharechain.contracts.epochs import epoch_from_value, epoch_prefix
 from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError
@@ -45,6 +51,7 @@ __all__ = [
     "shred_committed",
     "shred_here",
     "shred_if_purged",
+    "shreddable_digests",
 ]
 
 
@@ -81,6 +88,17 @@ def payload_digests(store: Store, dataset: str) -> tuple[bytes, ...]:
     return tuple(dict.fromkeys(e.ciphertext_digest for e in epochs if not e.inline))
 
 
+def shreddable_digests(store: Store, dataset: str) -> tuple[bytes, ...]:
+    """The blob digests of `dataset` that no dataset still live (not purged) names.
+
+    Only these may be deleted: a payload another dataset still uses (a later
+    version that kept it, or, on a chain recorded before digests had owners,
+    another member's dataset naming the same bytes) stays.
+    """
+    reader = StateReader(store)
+    return tuple(d for d in payload_digests(store, dataset) if not live_users(reader, d))
+
+
 def purged_naming(store: Store, digest: bytes) -> tuple[str, ...]:
     """Purged datasets one of whose key epochs named the blob `digest`."""
     found = []
@@ -99,7 +117,7 @@ _unreported_lock = threading.Lock()
 def _destroy(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str) -> Shredded:
     require_purged(store, dataset)
     destroyed = sum(v.destroy(dataset) for v in vaults)
-    deleted = sum(blobs.delete(d) for d in payload_digests(store, dataset))
+    deleted = sum(blobs.delete(d) for d in shreddable_digests(store, dataset))
     return Shredded(dataset, destroyed, deleted)
 
 
@@ -149,7 +167,7 @@ def leftovers(store: Store, vaults: Sequence[Vault], blobs: BlobStore) -> tuple[
             continue
         ds = str(value["id"])
         if any((v.root / ds).exists() for v in vaults) or any(
-            blobs.has(d) for d in payload_digests(store, ds)
+            blobs.has(d) for d in shreddable_digests(store, ds)
         ):
             found.append(ds)
     return tuple(found)
@@ -164,7 +182,7 @@ def shred_if_purged(store: Store, vault: Vault, blobs: BlobStore, dataset: str) 
     if not is_purged(store, dataset):
         return False
     left = (vault.root / dataset).exists() or any(
-        blobs.has(d) for d in payload_digests(store, dataset)
+        blobs.has(d) for d in shreddable_digests(store, dataset)
     )
     if left:
         shred_here(store, (vault,), blobs, dataset)
