@@ -23,7 +23,7 @@ from typing import Any
 from sharechain.codec import encode
 from sharechain.crypto.merkle import merkle_root
 from sharechain.crypto.signing import SigningKey, key_id, verify, verify_many
-from sharechain.errors import ChainError, EncodingError, InvalidSignatureError
+from sharechain.errors import ChainError, ConfigError, EncodingError, InvalidSignatureError
 from sharechain.ledger import validation as v
 from sharechain.ledger.blocks import (
     BLOCK_DOMAIN,
@@ -356,6 +356,7 @@ class Ledger:
         head = self.store.head()
         if head is None:
             raise ChainError("the chain has no genesis block; run `sharechain init` first")
+        self.check_orderer_key(orderer, key)
         ts = max(timestamp, head.timestamp)
         ex = execute_block(
             self.store,
@@ -369,6 +370,27 @@ class Ledger:
             head.height + 1, head.hash, merkle_root(ids), ex.delta_hash, ts, orderer
         )
         return make_block(header, sign_header(header, key), raw_txs, ex.results), ex
+
+    def check_orderer_key(self, orderer: str, key: SigningKey) -> None:
+        """Refuse to build with a key that is not `orderer`'s current one on the chain.
+
+        Peers check a block's signature against the orderer's key as of the
+        block's parent; a block signed otherwise would be committed here and
+        then fail `chain verify` everywhere. Checked before anything is written.
+        """
+        org = self.organisation(orderer)
+        if org is None or not org.active:
+            raise ConfigError(
+                f"no block was built: there is no active organisation {orderer!r} on the "
+                "chain to order it; order with an active organisation's key"
+            )
+        if key.public_key != org.sign_key:
+            raise ConfigError(
+                f"no block was built: the key given for {orderer} (key id "
+                f"{key.key_id.hex()[:16]}) is not {orderer}'s current key on the chain "
+                f"({org.sign_key_id.hex()[:16]}), perhaps a key file restored from before "
+                f"`org rotate-key`; use {orderer}'s current key file. Nothing was written"
+            )
 
     def validate_block(
         self,
