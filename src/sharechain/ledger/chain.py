@@ -300,6 +300,14 @@ def _check_and_apply(
         except (KeyError, TypeError, ValueError, EncodingError) as exc:
             keys = (org_key(stx.tx.sender),)
             refused = TxResult(v.BAD_PAYLOAD, f"{type(exc).__name__}: {exc}")
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            # Anything else a contract raises, including BaseException subclasses
+            # of native extensions (a CEL evaluator's panic), refuses this
+            # transaction only: the block, the builder and the node go on.
+            keys = (org_key(stx.tx.sender),)
+            refused = TxResult(v.CONTRACT_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
         else:
             keys = tx_state.commit()
     index, tx_id = ctx.index, stx.id

@@ -93,7 +93,7 @@ def start_roles(node: Node) -> None:
         node.on_close(election.log.close)
         node.spawn("etcd-watch", lambda: _etcd_watcher(node, etcd))
         node.spawn("elector", lambda: _elector(node, election))
-        node.spawn("builder", lambda: _etcd_builder(node, etcd))
+        node.spawn("builder", lambda: _etcd_builder(node, etcd, election))
     elif cfg.orderer_url is None:
         catch_up_from_peers(node)
         node.caught_up = True
@@ -285,10 +285,38 @@ def _build(node: Node, etcd: EtcdLog | None, batch: list[bytes]) -> None:
     except SharechainError as exc:
         log.exception("block building failed")
         node.fail(batch, OrderingError(f"block building failed: {exc}"))
+    except (KeyboardInterrupt, SystemExit):
+        node.fail(batch, OrderingError("the block builder stopped"))
+        raise
+    except BaseException as exc:
+        # A bug or a native extension's panic outside any one transaction: the
+        # batch's submitters get an error and the builder takes the next batch.
+        log.exception("ALERT block building failed unexpectedly")
+        node.fail(batch, OrderingError(f"block building failed ({type(exc).__name__}: {exc})"))
 
 
-def _etcd_builder(node: Node, etcd: EtcdLog) -> None:
-    """etcd mode: build blocks while leading, otherwise forward batches to the leader."""
+def _etcd_builder(node: Node, etcd: EtcdLog, election: Election) -> None:
+    """etcd mode: build blocks while leading, otherwise forward batches to the leader.
+
+    Should this loop ever end before the node stops (it survives any exception
+    but KeyboardInterrupt and SystemExit), the node gives up the leader lease
+    at once and stops campaigning: a leader without a builder would hold the
+    consortium's blocks back until its lease expired, and again at each election.
+    """
+    try:
+        _etcd_build_loop(node, etcd)
+    finally:
+        if not node.stop_event.is_set():
+            node.may_lead = False
+            leader = node.leader
+            if leader is not None and leader.org == node.org:
+                node.leader = None
+                with contextlib.suppress(OrderingError):
+                    election.revoke(leader.lease)
+                log.error("ALERT %s: the block builder died; leadership given up", node.org)
+
+
+def _etcd_build_loop(node: Node, etcd: EtcdLog) -> None:
     peers = dict(node.config.peers)
     clients: dict[str, NodeClient] = {}
     # A few batches in flight to the leader at once: each waits for its commit there.
@@ -365,6 +393,8 @@ def _elector(node: Node, election: Election) -> None:
                     else:
                         log.warning("leader lease %x expired; stepping down", lease)
                         node.leader, lease = None, 0
+                elif not node.may_lead:
+                    node.leader = election.current()  # only watch: the builder is gone
                 else:
                     holder = election.current()
                     if holder is None or (holder.org == node.org and holder.lease != lease):

@@ -151,6 +151,9 @@ class Node:
         """etcd: True while the watch rests (see `log_is_mine`)."""
         self.leader: Leader | None = None
         """etcd: who holds the leader lease, as last seen (None: nobody, or not known yet)."""
+        self.may_lead = True
+        """etcd: False once this node's block builder died: it gave up the leader lease
+        and does not campaign again (another node builds the blocks)."""
         self.election_error: str | None = None
         """etcd: why the leader key could not be read or renewed (None when it could)."""
         self._orgs: dict[str, Organisation | None] = {}
@@ -205,7 +208,27 @@ class Node:
         self.metrics.ready.set(1)
 
     def spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=f"{self.org}-{name}", daemon=True)
+        """Run `target` on a thread of its own until the node stops.
+
+        A loop that raises anything but KeyboardInterrupt or SystemExit (a
+        bug, a native extension's panic) is logged and started again after a
+        pause, so no single failure silently ends replication or ordering.
+        """
+
+        def supervised() -> None:
+            failures = 0
+            while not self.stop_event.is_set():
+                try:
+                    target()
+                    return
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException:
+                    failures += 1
+                    log.exception("ALERT %s: the %s loop failed; starting it again", self.org, name)
+                    self.stop_event.wait(min(5.0, 0.05 * 2 ** min(failures, 7)))
+
+        thread = threading.Thread(target=supervised, name=f"{self.org}-{name}", daemon=True)
         self._threads.append(thread)
         thread.start()
 
