@@ -20,7 +20,7 @@ Ordering roles (see `sharechain.node.replication` for the loops):
   only one block in per height; the loser re-queues its transactions that
   the winner's block does not hold.
 
-On start the node re-verifies its whole store (`verify_chain`); a store that
+On start the node re-verifies its whole store (`verify_ledger`); a store that
 fails is quarantined: the API answers 503 with the reason until the store is
 repaired (`sharechain node repair` moves it aside; the next start re-syncs
 from the peers).
@@ -45,10 +45,11 @@ from sharechain.contracts import default_registry
 from sharechain.errors import ChainError, ConfigError, OrderingError, SharechainError
 from sharechain.ledger.attestations import AttestationBook, Conflict
 from sharechain.ledger.blocks import Block, decode_block
-from sharechain.ledger.chain import Execution, Ledger, verify_chain
+from sharechain.ledger.chain import Execution, Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.store import Store
+from sharechain.ledger.verify import verify_ledger
 from sharechain.node.metrics import NodeMetrics
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
@@ -187,7 +188,9 @@ class Node:
         from sharechain.node import replication  # the loops; imported here to keep layers flat
 
         if self.config.verify_on_start:
-            report = verify_chain(self.store, self.registry, genesis_hash=self.datadir.genesis_hash)
+            report = verify_ledger(
+                self.store, self.registry, genesis_hash=self.datadir.genesis_hash
+            )
             if not report.ok:
                 self.problem = (
                     f"the block store failed verification at height {report.bad_height}: "
