@@ -28,6 +28,7 @@ from sharechain.ledger.blocks import (
     make_block,
     sign_header,
 )
+from sharechain.ledger.blocktime import BlockClock
 from sharechain.ledger.contract import BlockContext, ContractRegistry
 from sharechain.ledger.execution import (
     Execution,
@@ -48,9 +49,13 @@ __all__ = ["Execution", "Ledger", "execute_block", "next_state_root"]
 class Ledger:
     """A peer's chain: its store and the contracts it runs."""
 
-    def __init__(self, store: Store, registry: ContractRegistry) -> None:
+    def __init__(
+        self, store: Store, registry: ContractRegistry, *, clock: BlockClock | None = None
+    ) -> None:
         self.store = store
         self.registry = registry
+        self.clock = clock
+        """Bounds the time of blocks received live (None: replaying, no bound)."""
         self._recent = RecentValues()
 
     @property
@@ -133,6 +138,8 @@ class Ledger:
             )
         if h.timestamp < head.timestamp:
             raise ChainError(f"block {h.height}: timestamp goes backwards", h.height)
+        if self.clock is not None:
+            self.clock.check(h)
         orderer = self.organisation(h.orderer)
         if orderer is None or not orderer.active:
             raise ChainError(
@@ -212,7 +219,6 @@ def _validate_genesis(store: Store, registry: ContractRegistry, block: Block) ->
     if ex.delta_hash != h.state_delta_hash or ex.results != block.results:
         raise ChainError("genesis block: re-execution gives a different state_delta_hash", 0)
     return ex
-
 
 
 def __getattr__(name: str) -> Any:

@@ -320,5 +320,3 @@ def _execute_genesis(
         delta_hash(results, writes),
         (stx,),
     )
-
-

@@ -45,6 +45,7 @@ from sharechain.contracts import default_registry
 from sharechain.errors import ChainError, ConfigError, OrderingError, SharechainError
 from sharechain.ledger.attestations import AttestationBook, Conflict
 from sharechain.ledger.blocks import Block, decode_block
+from sharechain.ledger.blocktime import DEFAULT_MAX_SKEW, BlockClock
 from sharechain.ledger.chain import Execution, Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
@@ -88,6 +89,8 @@ class NodeConfig:
     """...or when the oldest queued transaction has waited this long (seconds)."""
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
     """Largest block (bytes) this node builds; must fit one etcd request."""
+    max_clock_skew: float = DEFAULT_MAX_SKEW
+    """Seconds a block received live may be ahead of (or behind) this node's clock."""
     verify_on_start: bool = True
     """Re-verify the whole store on start and quarantine it if it fails."""
     poll_interval: float = 1.0
@@ -117,7 +120,11 @@ class Node:
         self.keys = self.datadir.keys(config.org)
         self.registry = registry or default_registry()
         self.store = Store(self.datadir.db_path)
-        self.ledger = Ledger(self.store, self.registry)
+        self.ledger = Ledger(
+            self.store,
+            self.registry,
+            clock=BlockClock(now, config.max_clock_skew, live=lambda: self.caught_up),
+        )
         self.metrics = NodeMetrics.create()
         self.nonces = NonceCache()
         self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
