@@ -31,6 +31,7 @@ import httpx
 from sharechain.api.client import NodeClient
 from sharechain.errors import OrderingError, SharechainError
 from sharechain.ledger.blocks import encode_block
+from sharechain.node.peer_client import PeerClient
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
@@ -97,6 +98,7 @@ def builder(node: Node, etcd: EtcdLog | None) -> None:
 
 def _build(node: Node, etcd: EtcdLog | None, batch: list[bytes]) -> None:
     try:
+        node.refresh_keys()  # a rotated key is taken before the block is signed
         if etcd is None:
             with node.commit_lock:
                 block, ex = node.ledger.build_block(
@@ -147,7 +149,7 @@ def etcd_builder(node: Node, etcd: EtcdLog, election: Election) -> None:
 
 def _etcd_build_loop(node: Node, etcd: EtcdLog) -> None:
     peers = dict(node.config.peers)
-    clients: dict[str, NodeClient] = {}
+    clients: dict[str, PeerClient] = {}
     # A few batches in flight to the leader at once: each waits for its commit there.
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{node.org}-forward")
     try:
@@ -170,11 +172,9 @@ def _etcd_build_loop(node: Node, etcd: EtcdLog) -> None:
             elif leader is not None:
                 client = clients.get(leader.org)
                 if client is None:
-                    client = NodeClient(
-                        peers[leader.org], node.org, node.keys.signing, timeout=_FORWARD_TIMEOUT
-                    )
+                    client = PeerClient(node, peers[leader.org], timeout=_FORWARD_TIMEOUT)
                     clients[leader.org] = client
-                pool.submit(_forward, node, client, leader.org, batch)
+                pool.submit(_forward, node, client.get(), leader.org, batch)
             elif node.election_error is not None:
                 node.fail(batch, OrderingError(node.election_error))
             else:  # an election is under way

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 
 import httpx
 
-from sharechain.api.client import NodeClient
 from sharechain.errors import EncodingError, OrderingError, SharechainError
 from sharechain.ledger.attestations import Attestation
 from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.builder import builder, elector, etcd_builder
 from sharechain.node.etcd_watch import ensure_genesis_in_log, etcd_watcher
+from sharechain.node.peer_client import PeerClient
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
@@ -65,14 +65,14 @@ def start_roles(node: Node) -> None:
         node.caught_up = True
         node.spawn("builder", lambda: builder(node, None))
     else:
-        upstream = NodeClient(cfg.orderer_url, node.org, node.keys.signing, timeout=30.0)
+        upstream = PeerClient(node, cfg.orderer_url, timeout=30.0)
         node.on_close(upstream.close)
-        forwarder = NodeClient(cfg.orderer_url, node.org, node.keys.signing, timeout=30.0)
+        forwarder = PeerClient(node, cfg.orderer_url, timeout=30.0)
         node.on_close(forwarder.close)
 
         def forward(raws: Sequence[bytes]) -> None:
             try:
-                forwarder.submit(list(raws), wait=False)
+                forwarder.get().submit(list(raws), wait=False)
             except httpx.HTTPError as exc:
                 raise OrderingError(
                     f"the orderer at {cfg.orderer_url} is unreachable ({exc}); retry later"
@@ -84,12 +84,12 @@ def start_roles(node: Node) -> None:
         node.spawn("peer-poller", lambda: _peer_poller(node))
 
 
-def _follower(node: Node, upstream: NodeClient) -> None:
+def _follower(node: Node, upstream: PeerClient) -> None:
     failures = 0
     while not node.stop_event.is_set() and node.halted is None:
         start = node.ledger.height + 1
         try:
-            blocks = upstream.sync_blocks(start, limit=64, wait=2.0)
+            blocks = upstream.get().sync_blocks(start, limit=64, wait=2.0)
         except (httpx.HTTPError, SharechainError) as exc:
             failures += 1
             if failures in (1, 10) or failures % 100 == 0:
@@ -103,17 +103,13 @@ def _follower(node: Node, upstream: NodeClient) -> None:
 
 
 def _peer_poller(node: Node) -> None:
-    clients = {
-        org: NodeClient(
-            url, node.org, node.keys.signing, timeout=max(2.0, node.config.poll_interval)
-        )
-        for org, url in node.config.peers
-    }
+    timeout = max(2.0, node.config.poll_interval)
+    clients = {org: PeerClient(node, url, timeout=timeout) for org, url in node.config.peers}
     try:
         while not node.stop_event.wait(node.config.poll_interval):
             for org, client in clients.items():
                 try:
-                    status = client.status()
+                    status = client.get().status()
                 except (httpx.HTTPError, SharechainError) as exc:
                     node.peer_errors[org] = str(exc)[:300]
                     continue

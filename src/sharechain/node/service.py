@@ -95,6 +95,8 @@ class NodeConfig:
     """Re-verify the whole store on start and quarantine it if it fails."""
     poll_interval: float = 1.0
     """Seconds between asking peers for their heights and attestations."""
+    key_check_interval: float = 1.0
+    """Seconds between checks whether the organisation's key file or on-chain key changed."""
 
     def __post_init__(self) -> None:
         if self.ordering not in ORDERING_MODES:
@@ -118,6 +120,11 @@ class Node:
         self.now = now
         self.datadir = DataDir.open(config.data_dir)
         self.keys = self.datadir.keys(config.org)
+        """The organisation's keys; replaced when it rotates them (`refresh_keys`)."""
+        self.keys_generation = 0
+        """Counts key replacements: loops holding signed clients rebuild them when it moves."""
+        self._key_file = self._key_file_stamp()
+        self._keys_lock = threading.Lock()
         self.registry = registry or default_registry()
         self.store = Store(self.datadir.db_path)
         self.ledger = Ledger(
@@ -215,6 +222,7 @@ class Node:
             if meta is not None:
                 self.book.attest(meta)
         replication.start_roles(self)
+        self.spawn("key-watch", self._watch_key)
         self.metrics.ready.set(1)
 
     def spawn(self, name: str, target: Callable[[], None]) -> None:
@@ -264,6 +272,48 @@ class Node:
                 wait.fail(stopped)
         with self.commit_lock:
             self.store.close()
+
+    # -- keys -----------------------------------------------------------------
+
+    def _key_file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.datadir.key_path(self.org).stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def refresh_keys(self) -> bool:
+        """Pick up a rotated key without a restart; True if the keys were replaced.
+
+        `org rotate-key` commits the new key on the chain, then rewrites the
+        key file. The node re-reads the file when it changed or when its key
+        on the chain is no longer the one it signs with, and takes the file's
+        keys only once the chain names them: until then it keeps signing with
+        the key the chain still accepts.
+        """
+        with self._keys_lock:
+            me = self.organisation(self.org)
+            stamp = self._key_file_stamp()
+            current = me is not None and me.sign_key == self.keys.signing.public_key
+            if current and stamp == self._key_file:
+                return False
+            self._key_file = stamp
+            try:
+                keys = self.datadir.keys(self.org)
+            except ConfigError as exc:
+                log.warning("cannot re-read %s's key file: %s", self.org, exc)
+                return False
+            if me is None or keys.signing.public_key != me.sign_key or current:
+                return False
+            self.keys = keys
+            self.book.rekey(keys.signing)
+            self.keys_generation += 1
+        log.info("%s now signs with its rotated key %s", self.org, keys.sign_key_id.hex()[:16])
+        return True
+
+    def _watch_key(self) -> None:
+        while not self.stop_event.wait(self.config.key_check_interval):
+            self.refresh_keys()
 
     # -- state ----------------------------------------------------------------
 
@@ -463,6 +513,8 @@ class Node:
     def _announce(self, block: Block, ex: Execution, seconds: float) -> None:
         """Tell everyone a durable block is here: metrics, attestation, receipts, waiters."""
         self._forget_organisations(ex.writes)
+        if org_key(self.org) in ex.writes:
+            self.refresh_keys()  # our own record changed: perhaps a rotation
         self.metrics.block_commit_seconds.observe(seconds)
         head = self.store.block_meta(block.height)
         assert head is not None  # committed
