@@ -36,73 +36,34 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sharechain.api.auth import NonceCache
 from sharechain.contracts import default_registry
+from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ChainError, ConfigError, OrderingError, SharechainError
 from sharechain.ledger.attestations import AttestationBook, Conflict
 from sharechain.ledger.blocks import Block, decode_block
-from sharechain.ledger.blocktime import DEFAULT_MAX_SKEW, BlockClock
+from sharechain.ledger.blocktime import BlockClock
 from sharechain.ledger.chain import Execution, Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
+from sharechain.node.config import ORDERING_MODES, NodeConfig
+from sharechain.node.keyring import KeyRing
 from sharechain.node.metrics import NodeMetrics
+from sharechain.node.repair import repair_store
+from sharechain.node.waiting import Waiters
 from sharechain.ordering.etcd_lease import Leader
-from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
 from sharechain.ordering.solo import Receipt
 from sharechain.storage.datadir import DataDir
 
-__all__ = ["ORDERING_MODES", "Node", "NodeConfig"]
+__all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
 
 log = logging.getLogger("sharechain.node")
 
-ORDERING_MODES = ("solo", "etcd")
 _MAX_CACHED_ORGS = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """How a node runs."""
-
-    data_dir: Path
-    """The organisation's data directory (consortium.json, genesis, its key, ledger.db)."""
-    org: str
-    """The organisation this node belongs to; its key signs blocks, attestations, requests."""
-    ordering: str = "solo"
-    """`solo` or `etcd`."""
-    orderer_url: str | None = None
-    """solo only: URL of the ordering node to follow; None means this node orders."""
-    etcd_endpoints: tuple[str, ...] = ()
-    """etcd only: client URLs of the etcd members."""
-    etcd_prefix: str = "sharechain/"
-    """etcd only: key prefix of this consortium's log."""
-    peers: tuple[tuple[str, str], ...] = ()
-    """(organisation, URL) of the other nodes: attestations, heights, catch-up."""
-    max_block_txs: int = 2000
-    """Cut a block at this many transactions..."""
-    max_wait: float = 0.02
-    """...or when the oldest queued transaction has waited this long (seconds)."""
-    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
-    """Largest block (bytes) this node builds; must fit one etcd request."""
-    max_clock_skew: float = DEFAULT_MAX_SKEW
-    """Seconds a block received live may be ahead of (or behind) this node's clock."""
-    verify_on_start: bool = True
-    """Re-verify the whole store on start and quarantine it if it fails."""
-    poll_interval: float = 1.0
-    """Seconds between asking peers for their heights and attestations."""
-    key_check_interval: float = 1.0
-    """Seconds between checks whether the organisation's key file or on-chain key changed."""
-
-    def __post_init__(self) -> None:
-        if self.ordering not in ORDERING_MODES:
-            raise ConfigError(f"--ordering must be one of {ORDERING_MODES}, not {self.ordering!r}")
-        if self.ordering == "etcd" and not self.etcd_endpoints:
-            raise ConfigError("--ordering etcd needs --etcd-endpoints URL[,URL...]")
 
 
 class Node:
@@ -119,12 +80,7 @@ class Node:
         self.org = config.org
         self.now = now
         self.datadir = DataDir.open(config.data_dir)
-        self.keys = self.datadir.keys(config.org)
-        """The organisation's keys; replaced when it rotates them (`refresh_keys`)."""
-        self.keys_generation = 0
-        """Counts key replacements: loops holding signed clients rebuild them when it moves."""
-        self._key_file = self._key_file_stamp()
-        self._keys_lock = threading.Lock()
+        self.keyring = KeyRing(self.datadir, config.org)
         self.registry = registry or default_registry()
         self.store = Store(self.datadir.db_path)
         self.ledger = Ledger(
@@ -150,9 +106,7 @@ class Node:
         self.queue_cond = threading.Condition()
         self.queued_at = 0.0
         """Monotonic time the oldest transaction in `queue` arrived (blocks are cut by its age)."""
-        self._waiters: dict[bytes, list[tuple[_Wait, int]]] = {}
-        self._submitted: dict[bytes, float] = {}
-        self._wlock = threading.Lock()
+        self.waiters = Waiters()
         self._threads: list[threading.Thread] = []
         self._closers: list[Callable[[], None]] = []
         self.forward: Callable[[Sequence[bytes]], None] | None = None
@@ -264,51 +218,27 @@ class Node:
             thread.join(timeout=15)
         for closer in self._closers:
             closer()
-        with self._wlock:
-            waiting, self._waiters = self._waiters, {}
-        stopped = OrderingError("the node stopped before the transaction committed")
-        for entries in waiting.values():
-            for wait, _ in entries:
-                wait.fail(stopped)
+        self.waiters.fail_all(OrderingError("the node stopped before the transaction committed"))
         with self.commit_lock:
             self.store.close()
 
     # -- keys -----------------------------------------------------------------
 
-    def _key_file_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = self.datadir.key_path(self.org).stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
+    @property
+    def keys(self) -> OrgKeys:
+        """The organisation's keys; replaced when it rotates them (`refresh_keys`)."""
+        return self.keyring.keys
+
+    @property
+    def keys_generation(self) -> int:
+        """Counts key replacements: loops holding signed clients rebuild them when it moves."""
+        return self.keyring.generation
 
     def refresh_keys(self) -> bool:
-        """Pick up a rotated key without a restart; True if the keys were replaced.
-
-        `org rotate-key` commits the new key on the chain, then rewrites the
-        key file. The node re-reads the file when it changed or when its key
-        on the chain is no longer the one it signs with, and takes the file's
-        keys only once the chain names them: until then it keeps signing with
-        the key the chain still accepts.
-        """
-        with self._keys_lock:
-            me = self.organisation(self.org)
-            stamp = self._key_file_stamp()
-            current = me is not None and me.sign_key == self.keys.signing.public_key
-            if current and stamp == self._key_file:
-                return False
-            self._key_file = stamp
-            try:
-                keys = self.datadir.keys(self.org)
-            except ConfigError as exc:
-                log.warning("cannot re-read %s's key file: %s", self.org, exc)
-                return False
-            if me is None or keys.signing.public_key != me.sign_key or current:
-                return False
-            self.keys = keys
-            self.book.rekey(keys.signing)
-            self.keys_generation += 1
-        log.info("%s now signs with its rotated key %s", self.org, keys.sign_key_id.hex()[:16])
+        """Pick up a rotated key without a restart (see `KeyRing`); True if it did."""
+        if not self.keyring.refresh(self.organisation(self.org)):
+            return False
+        self.book.rekey(self.keys.signing)
         return True
 
     def _watch_key(self) -> None:
@@ -396,27 +326,14 @@ class Node:
             raise OrderingError(self.problem or self.halted or "the node is stopping")
         ids = [hashlib.sha256(r).digest() for r in raws]
         known = self.store.known_txs(ids)
-        wait = _Wait(len(raws))
-        fresh: list[bytes] = []
         t = time.monotonic()
-        with self._wlock:
-            for i, (raw, tx_id) in enumerate(zip(raws, ids, strict=True)):
-                entries = self._waiters.get(tx_id)
-                if entries is not None:
-                    entries.append((wait, i))
-                elif tx_id in known:
-                    if wait.settle(i, self.receipt(tx_id)):
-                        wait.finish()  # nothing else can reach this new waiter yet
-                else:
-                    self._waiters[tx_id] = [(wait, i)]
-                    self._submitted[tx_id] = t
-                    fresh.append(raw)
+        wait, fresh = self.waiters.add(raws, ids, known, self.receipt, t)
         if fresh:
             if self.forward is not None:
                 try:
                     self.forward(fresh)
                 except SharechainError:
-                    self._drop([hashlib.sha256(r).digest() for r in fresh])
+                    self.waiters.drop([hashlib.sha256(r).digest() for r in fresh])
                     raise
             else:
                 with self.queue_cond:
@@ -426,27 +343,12 @@ class Node:
                     self.queue_cond.notify()
         return wait.future
 
-    def _drop(self, ids: Sequence[bytes]) -> None:
-        with self._wlock:
-            for tx_id in ids:
-                self._waiters.pop(tx_id, None)
-                self._submitted.pop(tx_id, None)
-
     def fail(self, raws: Sequence[bytes], exc: BaseException) -> None:
         """Fail the waiters of `raws` (the ordering service refused them)."""
-        failed: list[_Wait] = []
-        with self._wlock:
-            for raw in raws:
-                tx_id = hashlib.sha256(raw).digest()
-                entries = self._waiters.pop(tx_id, None)
-                self._submitted.pop(tx_id, None)
-                failed.extend(wait for wait, _ in entries or ())
-        for wait in failed:
-            wait.fail(exc)
+        self.waiters.fail(raws, exc)
 
     def still_pending(self, raws: Sequence[bytes]) -> list[bytes]:
-        with self._wlock:
-            return [r for r in raws if hashlib.sha256(r).digest() in self._waiters]
+        return self.waiters.pending(raws)
 
     def receipt(self, tx_id: bytes) -> Receipt:
         """The receipt of a committed transaction (NotFoundError-free: caller checked)."""
@@ -526,20 +428,7 @@ class Node:
         for code, n in counts.items():
             self.metrics.transactions.labels(code).inc(n)
         self.book.attest(head)
-        now = time.monotonic()
-        complete: list[_Wait] = []
-        with self._wlock:
-            if self._waiters:
-                for i, (tx_id, r) in enumerate(zip(block.tx_ids, block.results, strict=True)):
-                    entries = self._waiters.pop(tx_id, None)
-                    if entries is not None:
-                        receipt = Receipt(tx_id, block.height, i, r.code, r.reason)
-                        complete.extend(w for w, index in entries if w.settle(index, receipt))
-                        t0 = self._submitted.pop(tx_id, None)
-                        if t0 is not None:
-                            self.metrics.tx_latency_seconds.observe(now - t0)
-        for wait in complete:
-            wait.finish()
+        self.waiters.settle(block, self.metrics.tx_latency_seconds.observe)
         with self.new_block:
             self.new_block.notify_all()
         conflict = self.book.recheck()
@@ -595,52 +484,3 @@ class Node:
                 for c in self.book.conflicts
             ],
         }
-
-
-class _Wait:
-    """The receipts one submission waits for; its future resolves when the last one arrives."""
-
-    __slots__ = ("future", "left", "receipts")
-
-    def __init__(self, count: int) -> None:
-        self.future: Future[list[Receipt]] = Future()
-        self.receipts: list[Receipt | None] = [None] * count
-        self.left = count
-        if count == 0:
-            self.future.set_result([])
-
-    def settle(self, index: int, receipt: Receipt) -> bool:
-        """Record a receipt (under the node's lock); True when that was the last one."""
-        if self.receipts[index] is not None:
-            return False
-        self.receipts[index] = receipt
-        self.left -= 1
-        return self.left == 0
-
-    def finish(self) -> None:
-        """Resolve the future (outside the node's lock: callbacks may call the node)."""
-        if not self.future.done():
-            self.future.set_result([r for r in self.receipts if r is not None])
-
-    def fail(self, exc: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(exc)
-
-
-def repair_store(data_dir: Path, *, now: Callable[[], float] = time.time) -> Path | None:
-    """Move a node's ledger aside so its next start re-syncs from the peers.
-
-    Returns where the old database went (None if there was none). Nothing is
-    deleted: the tampered copy stays for the investigation.
-    """
-    dd = DataDir.open(data_dir)
-    db = dd.db_path
-    if not db.exists():
-        return None
-    target = db.with_name(f"{db.name}.quarantined-{int(now())}")
-    db.rename(target)
-    for suffix in ("-wal", "-shm"):
-        side = db.with_name(db.name + suffix)
-        if side.exists():
-            side.rename(target.with_name(target.name + suffix))
-    return target
