@@ -184,7 +184,8 @@ class Node:
 
         A loop that raises anything but KeyboardInterrupt or SystemExit (a
         bug, a native extension's panic) is logged and started again after a
-        pause, so no single failure silently ends replication or ordering.
+        pause, so no single failure silently ends replication or ordering;
+        those two end the loop (an etcd builder then gives up its leadership).
         """
 
         def supervised() -> None:
@@ -193,8 +194,11 @@ class Node:
                 try:
                     target()
                     return
-                except (KeyboardInterrupt, SystemExit):
-                    raise
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    # Not restarted: these ask to stop. On a thread there is
+                    # nobody to hand them to, so the loop just ends, loudly.
+                    log.error("ALERT %s: the %s loop stopped (%r)", self.org, name, exc)
+                    return
                 except BaseException:
                     failures += 1
                     log.exception("ALERT %s: the %s loop failed; starting it again", self.org, name)
