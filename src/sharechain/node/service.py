@@ -50,6 +50,7 @@ from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
+from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
 from sharechain.node.keyring import KeyRing
 from sharechain.node.metrics import NodeMetrics
@@ -362,22 +363,7 @@ class Node:
         return Receipt(tx_id, info["height"], info["index"], info["code"], info["reason"])
 
     def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
-        loc = self.store.tx_location(tx_id)
-        if loc is None:
-            return None
-        data = self.store.block_bytes(loc.height)
-        reason = ""
-        if data is not None and loc.code != "valid":
-            reason = decode_block(data, check_canonical=False).results[loc.index].reason
-        return {
-            "tx_id": tx_id.hex(),
-            "height": loc.height,
-            "index": loc.index,
-            "code": loc.code,
-            "reason": reason,
-            "type": loc.type,
-            "sender": loc.sender,
-        }
+        return status.tx_info(self, tx_id)
 
     # -- the one commit path ------------------------------------------------------
 
@@ -451,40 +437,7 @@ class Node:
         return True
 
     def status(self) -> dict[str, Any]:
-        head = self.store.head()
-        return {
-            "org": self.org,
-            "ordering": self.config.ordering,
-            "role": "orderer" if self.is_orderer else "peer",
-            "leader": None if self.leader is None else self.leader.org,
-            "height": -1 if head is None else head.height,
-            "head_hash": "" if head is None else head.hash.hex(),
-            "state_root": "" if head is None else head.state_root.hex(),
-            "ready": self.ready,
-            "caught_up": self.caught_up,
-            "problem": self.problem,
-            "halted": self.halted,
-            "queued": len(self.queue),
-            "peers": {
-                org: {"height": self.peer_heights.get(org), "error": self.peer_errors.get(org)}
-                for org, _ in self.config.peers
-            },
-            "attestations": [a.to_json() for a in self.book.own()[-16:]],
-            "commits": [[h, round(t, 4)] for h, t in list(self.commit_times)],
-        }
+        return status.node_status(self)
 
     def attestation_status(self) -> dict[str, Any]:
-        return {
-            "org": self.org,
-            "height": self.ledger.height,
-            "ok": not self.book.conflicts,
-            "halted": self.halted,
-            "peers": [
-                {"org": p.org, "height": p.height, "checked": p.checked, "agrees": p.agrees}
-                for p in self.book.peers()
-            ],
-            "conflicts": [
-                {"peer": c.peer, "height": c.height, "detail": c.describe()}
-                for c in self.book.conflicts
-            ],
-        }
+        return status.attestation_status(self)
