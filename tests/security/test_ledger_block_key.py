@@ -60,7 +60,7 @@ def test_a_restored_old_key_file_orders_no_block(tmp_path: Path) -> None:
         assert report.ok, report.reason
 
 
-def test_a_removed_orderer_builds_no_block(tmp_path: Path) -> None:
+def test_an_unknown_orderer_builds_no_block(tmp_path: Path) -> None:
     from sharechain.ledger.chain import Ledger
     from sharechain.ledger.store import Store
 
