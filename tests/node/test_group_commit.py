@@ -14,7 +14,8 @@ from test_replication import _records
 
 from sharechain.errors import OrderingError
 from sharechain.ledger.blocks import decode_block, encode_block
-from sharechain.node.replication import _Backlog, _Paused, apply_remote_blocks
+from sharechain.node.arrivals import apply_remote_blocks
+from sharechain.node.etcd_watch import _Backlog, _Paused
 from sharechain.node.service import Node, NodeConfig
 from sharechain.ordering.etcd_log import EtcdLog, StopFlag
 

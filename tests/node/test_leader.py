@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from node_helpers import Consortium, Running, run_node, shutdown
 
+from sharechain.contracts import default_registry
+from sharechain.errors import OrderingError
 from sharechain.ledger.blocks import encode_block
-from sharechain.ledger.transactions import sign_transaction
+from sharechain.ledger.contract import BlockContext, ContractRegistry, State
+from sharechain.ledger.transactions import SignedTransaction, sign_transaction
 from sharechain.node.replication import apply_remote
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
@@ -184,3 +187,41 @@ def test_a_leader_holding_the_log_pauses_its_watch_and_resumes_on_a_foreign_bloc
     finally:
         outsider.store.close()
         shutdown(running)
+
+
+def _exits(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    raise SystemExit("a builder that must die")
+
+
+def test_a_leader_whose_builder_dies_gives_up_the_lease_at_once(
+    consortium: Consortium, cluster: EtcdCluster
+) -> None:
+    registry = default_registry().merged(ContractRegistry({"test.exit": _exits}))
+    node = Node(
+        NodeConfig(
+            data_dir=consortium.node_dir("hospital-a"),
+            org="hospital-a",
+            ordering="etcd",
+            etcd_endpoints=cluster.endpoints,
+            max_wait=0.01,
+        ),
+        registry=registry,
+    )
+    node.start()
+    try:
+        wait_until(lambda: node.leader is not None and node.leader.org == "hospital-a")
+        key = consortium.keys("hospital-a").signing
+        doomed = node.submit_batch([sign_transaction(key, "test.exit", "hospital-a", {}).raw])
+        with pytest.raises(OrderingError, match="builder stopped"):
+            doomed.result(timeout=10)
+        died = time.monotonic()
+        with EtcdLog(cluster.endpoints, prefix=node.config.etcd_prefix) as log:
+            election = Election(log)
+            # Well within the lease's TTL: the key was revoked, not left to expire.
+            wait_until(lambda: election.current() is None, timeout=election.ttl / 2)
+            assert time.monotonic() - died < election.ttl
+            time.sleep(1.0)  # two election rounds: the node does not campaign again
+            assert election.current() is None
+        assert not node.may_lead and node.leader is None
+    finally:
+        node.stop()

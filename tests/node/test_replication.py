@@ -9,8 +9,14 @@ from pathlib import Path
 
 from node_helpers import Consortium, Running, run_node, shutdown
 
+from sharechain.contracts import membership
+from sharechain.crypto.keyfile import OrgKeys
+from sharechain.crypto.signing import verify
+from sharechain.ledger.attestations import verify_attestation
+from sharechain.ledger.blocks import BLOCK_DOMAIN, decode_block
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.ordering.etcd_process import EtcdCluster
+from sharechain.storage.datadir import DataDir
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -125,3 +131,44 @@ def test_etcd_ordering_concurrent_writers_never_fork(
         finally:
             for n in nodes:
                 shutdown(n)
+
+
+def _rotate(running: Running, org: str) -> OrgKeys:
+    """Rotate `org`'s keys on the chain (signed with the old key), then its node's key file."""
+    new = OrgKeys.generate(org)
+    msg = membership.rotation_message(org, new.signing.public_key, new.encryption_public)
+    payload = {
+        "sign_key": new.signing.public_key,
+        "enc_key": new.encryption_public,
+        "proof": new.signing.sign(membership.ROTATE_DOMAIN, msg),
+    }
+    raw = sign_transaction(running.consortium.keys(org).signing, membership.ROTATE, org, payload)
+    with running.client(org) as client:
+        client.submit_checked(raw.raw)
+    DataDir.open(running.consortium.node_dir(org)).save_keys(new)  # what `org rotate-key` does
+    return new
+
+
+def test_nodes_pick_up_rotated_keys_without_a_restart(
+    consortium: Consortium, orderer: Running
+) -> None:
+    follower = run_node(consortium, "bank-b", orderer_url=orderer.url, key_check_interval=0.05)
+    try:
+        new_a = _rotate(orderer, "hospital-a")  # the orderer's organisation: blocks, attestations
+        new_b = _rotate(orderer, "bank-b")  # the follower's: its requests to the orderer
+        with orderer.client("regulator") as client:
+            (receipt,) = client.submit(_records(consortium, "regulator", 1, tag=9))
+        assert receipt.ok
+        # The orderer built that block with its new key...
+        data = orderer.node.store.block_bytes(receipt.height)
+        assert data is not None
+        block = decode_block(data)
+        verify(new_a.signing.public_key, block.signature, BLOCK_DOMAIN, block.header.encoded())
+        wait_until(lambda: orderer.node.book.own()[-1].height >= receipt.height)
+        verify_attestation(orderer.node.book.own()[-1], new_a.signing.public_key)
+        # ...and the follower, whose old key the orderer now refuses, still streams blocks.
+        wait_until(lambda: follower.node.ledger.height >= receipt.height)
+        assert follower.node.keys.signing.public_key == new_b.signing.public_key
+        assert orderer.node.ready and follower.node.ready
+    finally:
+        shutdown(follower)

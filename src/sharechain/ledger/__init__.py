@@ -5,13 +5,14 @@ it is given.
 """
 
 from sharechain.ledger.blocks import Block, BlockHeader, TxResult, decode_block, encode_block
-from sharechain.ledger.chain import Execution, Ledger, VerifyReport, verify_chain
+from sharechain.ledger.chain import Execution, Ledger
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, Transaction, sign_transaction
+from sharechain.ledger.verify import VerifyReport, verify_chain, verify_ledger
 
 __all__ = [
     "Block",
@@ -36,5 +37,6 @@ __all__ = [
     "prove_tx",
     "sign_transaction",
     "verify_chain",
+    "verify_ledger",
     "verify_tx_proof",
 ]

@@ -151,6 +151,10 @@ class AttestationBook:
         self._peers: dict[str, PeerView] = {}
         self.conflicts: list[Conflict] = []
 
+    def rekey(self, key: SigningKey) -> None:
+        """Sign this node's next attestations with `key` (its organisation rotated keys)."""
+        self._key = key
+
     def attest(self, head: Head) -> Attestation:
         att = sign_attestation(self.org, self._key, head)
         with self._lock:

@@ -5,7 +5,7 @@ export is a view of it for other programs. Each line carries the exact bytes
 that were hashed or signed (the header's CBOR, every transaction envelope) in
 hex, the decoded fields for convenience, and the block's state writes, which
 the store does not keep per block: exporting therefore replays the chain into
-a scratch store (checking every block as `verify_chain` does) to recover them.
+a scratch store (the replay of `verify_ledger`, checking every block) to recover them.
 With the writes an independent program can recompute `state_delta_hash`, the
 running state root, and follow key rotations to check every signature.
 
@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sharechain.errors import ChainError, EncodingError
-from sharechain.ledger.blocks import Block, BlockHeader, decode_block
+from sharechain.ledger.blocks import Block, BlockHeader
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
+from sharechain.ledger.verify import BlockSource, replay_chain
 
 __all__ = ["EXPORT_VERSION", "block_record", "export_records", "header_json"]
 
@@ -85,34 +86,28 @@ def block_record(
 
 
 def export_records(
-    store: Store,
+    store: BlockSource,
     registry: ContractRegistry,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one export record per block of `store`, in height order.
 
-    Replays the chain into a scratch in-memory store to recover each block's
-    writes; raises `ChainError` (with the height) at the first block that does
-    not verify, so a broken chain is never exported as if it were sound.
+    Replays the chain into a scratch in-memory store (`replay_chain`, the
+    replay `verify_ledger` makes) to recover each block's writes; raises
+    `ChainError` (with the height) at the first block that does not verify,
+    so a broken chain is never exported as if it were sound.
     """
     head = store.head()
     total = -1 if head is None else head.height
     replay = Ledger(Store(":memory:", durable=False), registry)
     try:
-        for height, data in store.iter_blocks():
-            try:
-                block = decode_block(data)
-            except EncodingError as exc:
-                raise ChainError(f"block {height} does not decode: {exc}", height) from None
-            if block.height != height:
-                raise ChainError(f"block stored at {height} says it is {block.height}", height)
-            ex = replay.validate_block(block)
-            replay.commit(block, ex, data)
-            meta = replay.store.block_meta(height)
-            assert meta is not None  # just committed
-            yield block_record(block, ex.writes, meta.state_root)
+        for done in replay_chain(store, replay):
+            yield block_record(done.block, done.writes, done.state_root)
             if progress is not None:
-                progress(height, total)
+                progress(done.block.height, total)
+    except EncodingError as exc:
+        bad = replay.height + 1
+        raise ChainError(f"block {bad} does not decode: {exc}", bad) from None
     finally:
         replay.store.close()

@@ -26,7 +26,8 @@ import cbor2
 from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED
 from sharechain.ledger.blocks import Block, decode_block
-from sharechain.ledger.chain import Ledger, Presigned
+from sharechain.ledger.chain import Ledger
+from sharechain.ledger.execution import Execution, Presigned
 from sharechain.ledger.identities import org_from_value
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction
@@ -122,7 +123,7 @@ def _parse(raw: bytes) -> SignedTransaction | None:
         return None
 
 
-def _finish(ledger: Ledger, p: _Pending) -> Block:
+def _finish(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
     presigned: list[Presigned] | None = None
     if p.parts:
@@ -132,12 +133,14 @@ def _finish(ledger: Ledger, p: _Pending) -> Block:
             None if s == NOT_CHECKED or stx is None else (p.keys[stx.tx.sender], s != FAILED)
             for s, stx in zip(status, parsed, strict=True)
         ]
-    ledger.commit(p.block, ledger.validate_block(p.block, presigned, parsed), p.data)
-    return p.block
+    ex = ledger.validate_block(p.block, presigned, parsed)
+    ledger.commit(p.block, ex, p.data)
+    return p.block, ex
 
 
-def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[Block]:
-    """Validate and commit each encoded block in order, yielding it once committed.
+def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Block, Execution]]:
+    """Validate and commit each encoded block in order, yielding it (and its execution)
+    once committed.
 
     Raises `ChainError` at the first block that does not validate (or
     `EncodingError` if it does not decode); nothing of that block is written

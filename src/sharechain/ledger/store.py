@@ -28,51 +28,13 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 
 from sharechain.errors import ChainError, ConfigError
+from sharechain.ledger.schema import INDEX_END, INDEX_PREFIX, SCHEMA, check_schema, migrate
 
 __all__ = ["Head", "HistoryEntry", "Store", "TxLocation"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS blocks (
-    height INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL,
-    state_root BLOB NOT NULL,
-    timestamp INTEGER NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS txs (
-    id BLOB PRIMARY KEY,
-    height INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    code TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS state (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    value BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS state_idx (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS history (
-    key TEXT NOT NULL,
-    height INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    tx_id BLOB NOT NULL,
-    PRIMARY KEY (key, height, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,48 +81,9 @@ class HistoryEntry:
 
 _first = itemgetter(0)
 
-INDEX_PREFIX = "idx/"
-"""Keys under this prefix live in the `state_idx` table."""
-_INDEX_END = "idx0"  # the first string after every key under `idx/` ('0' follows '/')
-
 
 def _prefix_end(prefix: str) -> str:
     return prefix + "\U0010ffff"
-
-
-@lru_cache(maxsize=1)
-def _expected_tables() -> dict[str, str]:
-    db = sqlite3.connect(":memory:")
-    db.executescript(_SCHEMA)
-    tables = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
-    db.close()
-    return tables
-
-
-def _check_schema(db: sqlite3.Connection) -> None:
-    # A flipped byte in the schema page can rename a column or change a type;
-    # SQLite would then read NULLs or fail deep inside a query. Refuse up front.
-    found = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type='table'"))
-    damaged = sorted(n for n, sql in _expected_tables().items() if found.get(n) != sql)
-    if damaged:
-        raise sqlite3.DatabaseError(f"the schema of table(s) {', '.join(damaged)} is damaged")
-
-
-def _move_index_keys(db: sqlite3.Connection) -> None:
-    # A store written before `state_idx` existed keeps its index keys in
-    # `state`: move them, in one transaction, the first time it is opened.
-    where = "FROM state WHERE key>=? AND key<?"
-    bounds = (INDEX_PREFIX, _INDEX_END)
-    if db.execute(f"SELECT 1 {where} LIMIT 1", bounds).fetchone() is None:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(f"INSERT INTO state_idx (key, value) SELECT key, value {where}", bounds)
-        db.execute(f"DELETE {where}", bounds)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 class Store:
@@ -180,9 +103,9 @@ class Store:
             # FULL: the WAL is fsynced at every block commit, so a power cut loses nothing.
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.execute("PRAGMA cache_size=-65536")
-            self._db.executescript(_SCHEMA)
-            _check_schema(self._db)
-            _move_index_keys(self._db)
+            self._db.executescript(SCHEMA)
+            check_schema(self._db)
+            migrate(self._db)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             # A damaged schema page can surface as a text decoding error.
             raise ConfigError(
@@ -385,7 +308,7 @@ class Store:
             db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
             keys = sorted(writes)
             # Index keys sort together: one slice of the sorted keys.
-            lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, _INDEX_END)
+            lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, INDEX_END)
             for table, part in (("state", keys[:lo] + keys[hi:]), ("state_idx", keys[lo:hi])):
                 puts = [(k, v) for k in part if (v := writes[k]) is not None]
                 dels = [(k,) for k in part if writes[k] is None]

@@ -11,6 +11,7 @@ __all__ = [
     "BAD_PAYLOAD",
     "BAD_SIGNATURE",
     "CODES",
+    "CONTRACT_ERROR",
     "REPLAY",
     "SENDER_REMOVED",
     "STALE_KEY",
@@ -28,6 +29,7 @@ STALE_KEY = "stale_key"
 REPLAY = "replay"
 UNKNOWN_TYPE = "unknown_type"
 BAD_PAYLOAD = "bad_payload"
+CONTRACT_ERROR = "contract_error"
 
 CODES = {
     VALID: "the transaction was applied",
@@ -39,5 +41,7 @@ CODES = {
     REPLAY: "a transaction with this id is already on the chain",
     UNKNOWN_TYPE: "no contract handles this transaction type",
     BAD_PAYLOAD: "the payload is missing fields or has fields of the wrong type",
+    CONTRACT_ERROR: "the contract failed while evaluating the transaction (a bug or a native "
+    "extension's panic); the transaction changed nothing",
 }
 """Meaning of each ledger-level code; contracts document their own."""

@@ -20,7 +20,7 @@ Ordering roles (see `sharechain.node.replication` for the loops):
   only one block in per height; the loser re-queues its transactions that
   the winner's block does not hold.
 
-On start the node re-verifies its whole store (`verify_chain`); a store that
+On start the node re-verifies its whole store (`verify_ledger`); a store that
 fails is quarantined: the API answers 503 with the reason until the store is
 repaired (`sharechain node repair` moves it aside; the next start re-syncs
 from the peers).
@@ -36,67 +36,35 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sharechain.api.auth import NonceCache
 from sharechain.contracts import default_registry
+from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ChainError, ConfigError, OrderingError, SharechainError
 from sharechain.ledger.attestations import AttestationBook, Conflict
 from sharechain.ledger.blocks import Block, decode_block
-from sharechain.ledger.chain import Execution, Ledger, verify_chain
+from sharechain.ledger.blocktime import BlockClock
+from sharechain.ledger.chain import Execution, Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.store import Store
+from sharechain.ledger.verify import verify_ledger
+from sharechain.node import status
+from sharechain.node.config import ORDERING_MODES, NodeConfig
+from sharechain.node.keyring import KeyRing
 from sharechain.node.metrics import NodeMetrics
+from sharechain.node.repair import repair_store
+from sharechain.node.waiting import Waiters
 from sharechain.ordering.etcd_lease import Leader
-from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
 from sharechain.ordering.solo import Receipt
 from sharechain.storage.datadir import DataDir
 
-__all__ = ["ORDERING_MODES", "Node", "NodeConfig"]
+__all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
 
 log = logging.getLogger("sharechain.node")
 
-ORDERING_MODES = ("solo", "etcd")
 _MAX_CACHED_ORGS = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """How a node runs."""
-
-    data_dir: Path
-    """The organisation's data directory (consortium.json, genesis, its key, ledger.db)."""
-    org: str
-    """The organisation this node belongs to; its key signs blocks, attestations, requests."""
-    ordering: str = "solo"
-    """`solo` or `etcd`."""
-    orderer_url: str | None = None
-    """solo only: URL of the ordering node to follow; None means this node orders."""
-    etcd_endpoints: tuple[str, ...] = ()
-    """etcd only: client URLs of the etcd members."""
-    etcd_prefix: str = "sharechain/"
-    """etcd only: key prefix of this consortium's log."""
-    peers: tuple[tuple[str, str], ...] = ()
-    """(organisation, URL) of the other nodes: attestations, heights, catch-up."""
-    max_block_txs: int = 2000
-    """Cut a block at this many transactions..."""
-    max_wait: float = 0.02
-    """...or when the oldest queued transaction has waited this long (seconds)."""
-    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES
-    """Largest block (bytes) this node builds; must fit one etcd request."""
-    verify_on_start: bool = True
-    """Re-verify the whole store on start and quarantine it if it fails."""
-    poll_interval: float = 1.0
-    """Seconds between asking peers for their heights and attestations."""
-
-    def __post_init__(self) -> None:
-        if self.ordering not in ORDERING_MODES:
-            raise ConfigError(f"--ordering must be one of {ORDERING_MODES}, not {self.ordering!r}")
-        if self.ordering == "etcd" and not self.etcd_endpoints:
-            raise ConfigError("--ordering etcd needs --etcd-endpoints URL[,URL...]")
 
 
 class Node:
@@ -113,10 +81,14 @@ class Node:
         self.org = config.org
         self.now = now
         self.datadir = DataDir.open(config.data_dir)
-        self.keys = self.datadir.keys(config.org)
+        self.keyring = KeyRing(self.datadir, config.org)
         self.registry = registry or default_registry()
         self.store = Store(self.datadir.db_path)
-        self.ledger = Ledger(self.store, self.registry)
+        self.ledger = Ledger(
+            self.store,
+            self.registry,
+            clock=BlockClock(now, config.max_clock_skew, live=lambda: self.caught_up),
+        )
         self.metrics = NodeMetrics.create()
         self.nonces = NonceCache()
         self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
@@ -135,9 +107,7 @@ class Node:
         self.queue_cond = threading.Condition()
         self.queued_at = 0.0
         """Monotonic time the oldest transaction in `queue` arrived (blocks are cut by its age)."""
-        self._waiters: dict[bytes, list[tuple[_Wait, int]]] = {}
-        self._submitted: dict[bytes, float] = {}
-        self._wlock = threading.Lock()
+        self.waiters = Waiters()
         self._threads: list[threading.Thread] = []
         self._closers: list[Callable[[], None]] = []
         self.forward: Callable[[Sequence[bytes]], None] | None = None
@@ -151,6 +121,9 @@ class Node:
         """etcd: True while the watch rests (see `log_is_mine`)."""
         self.leader: Leader | None = None
         """etcd: who holds the leader lease, as last seen (None: nobody, or not known yet)."""
+        self.may_lead = True
+        """etcd: False once this node's block builder died: it gave up the leader lease
+        and does not campaign again (another node builds the blocks)."""
         self.election_error: str | None = None
         """etcd: why the leader key could not be read or renewed (None when it could)."""
         self._orgs: dict[str, Organisation | None] = {}
@@ -184,7 +157,9 @@ class Node:
         from sharechain.node import replication  # the loops; imported here to keep layers flat
 
         if self.config.verify_on_start:
-            report = verify_chain(self.store, self.registry, genesis_hash=self.datadir.genesis_hash)
+            report = verify_ledger(
+                self.store, self.registry, genesis_hash=self.datadir.genesis_hash
+            )
             if not report.ok:
                 self.problem = (
                     f"the block store failed verification at height {report.bad_height}: "
@@ -202,10 +177,35 @@ class Node:
             if meta is not None:
                 self.book.attest(meta)
         replication.start_roles(self)
+        self.spawn("key-watch", self._watch_key)
         self.metrics.ready.set(1)
 
     def spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=f"{self.org}-{name}", daemon=True)
+        """Run `target` on a thread of its own until the node stops.
+
+        A loop that raises anything but KeyboardInterrupt or SystemExit (a
+        bug, a native extension's panic) is logged and started again after a
+        pause, so no single failure silently ends replication or ordering;
+        those two end the loop (an etcd builder then gives up its leadership).
+        """
+
+        def supervised() -> None:
+            failures = 0
+            while not self.stop_event.is_set():
+                try:
+                    target()
+                    return
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    # Not restarted: these ask to stop. On a thread there is
+                    # nobody to hand them to, so the loop just ends, loudly.
+                    log.error("ALERT %s: the %s loop stopped (%r)", self.org, name, exc)
+                    return
+                except BaseException:
+                    failures += 1
+                    log.exception("ALERT %s: the %s loop failed; starting it again", self.org, name)
+                    self.stop_event.wait(min(5.0, 0.05 * 2 ** min(failures, 7)))
+
+        thread = threading.Thread(target=supervised, name=f"{self.org}-{name}", daemon=True)
         self._threads.append(thread)
         thread.start()
 
@@ -223,14 +223,32 @@ class Node:
             thread.join(timeout=15)
         for closer in self._closers:
             closer()
-        with self._wlock:
-            waiting, self._waiters = self._waiters, {}
-        stopped = OrderingError("the node stopped before the transaction committed")
-        for entries in waiting.values():
-            for wait, _ in entries:
-                wait.fail(stopped)
+        self.waiters.fail_all(OrderingError("the node stopped before the transaction committed"))
         with self.commit_lock:
             self.store.close()
+
+    # -- keys -----------------------------------------------------------------
+
+    @property
+    def keys(self) -> OrgKeys:
+        """The organisation's keys; replaced when it rotates them (`refresh_keys`)."""
+        return self.keyring.keys
+
+    @property
+    def keys_generation(self) -> int:
+        """Counts key replacements: loops holding signed clients rebuild them when it moves."""
+        return self.keyring.generation
+
+    def refresh_keys(self) -> bool:
+        """Pick up a rotated key without a restart (see `KeyRing`); True if it did."""
+        if not self.keyring.refresh(self.organisation(self.org)):
+            return False
+        self.book.rekey(self.keys.signing)
+        return True
+
+    def _watch_key(self) -> None:
+        while not self.stop_event.wait(self.config.key_check_interval):
+            self.refresh_keys()
 
     # -- state ----------------------------------------------------------------
 
@@ -313,27 +331,14 @@ class Node:
             raise OrderingError(self.problem or self.halted or "the node is stopping")
         ids = [hashlib.sha256(r).digest() for r in raws]
         known = self.store.known_txs(ids)
-        wait = _Wait(len(raws))
-        fresh: list[bytes] = []
         t = time.monotonic()
-        with self._wlock:
-            for i, (raw, tx_id) in enumerate(zip(raws, ids, strict=True)):
-                entries = self._waiters.get(tx_id)
-                if entries is not None:
-                    entries.append((wait, i))
-                elif tx_id in known:
-                    if wait.settle(i, self.receipt(tx_id)):
-                        wait.finish()  # nothing else can reach this new waiter yet
-                else:
-                    self._waiters[tx_id] = [(wait, i)]
-                    self._submitted[tx_id] = t
-                    fresh.append(raw)
+        wait, fresh = self.waiters.add(raws, ids, known, self.receipt, t)
         if fresh:
             if self.forward is not None:
                 try:
                     self.forward(fresh)
                 except SharechainError:
-                    self._drop([hashlib.sha256(r).digest() for r in fresh])
+                    self.waiters.drop([hashlib.sha256(r).digest() for r in fresh])
                     raise
             else:
                 with self.queue_cond:
@@ -343,27 +348,12 @@ class Node:
                     self.queue_cond.notify()
         return wait.future
 
-    def _drop(self, ids: Sequence[bytes]) -> None:
-        with self._wlock:
-            for tx_id in ids:
-                self._waiters.pop(tx_id, None)
-                self._submitted.pop(tx_id, None)
-
     def fail(self, raws: Sequence[bytes], exc: BaseException) -> None:
         """Fail the waiters of `raws` (the ordering service refused them)."""
-        failed: list[_Wait] = []
-        with self._wlock:
-            for raw in raws:
-                tx_id = hashlib.sha256(raw).digest()
-                entries = self._waiters.pop(tx_id, None)
-                self._submitted.pop(tx_id, None)
-                failed.extend(wait for wait, _ in entries or ())
-        for wait in failed:
-            wait.fail(exc)
+        self.waiters.fail(raws, exc)
 
     def still_pending(self, raws: Sequence[bytes]) -> list[bytes]:
-        with self._wlock:
-            return [r for r in raws if hashlib.sha256(r).digest() in self._waiters]
+        return self.waiters.pending(raws)
 
     def receipt(self, tx_id: bytes) -> Receipt:
         """The receipt of a committed transaction (NotFoundError-free: caller checked)."""
@@ -373,22 +363,7 @@ class Node:
         return Receipt(tx_id, info["height"], info["index"], info["code"], info["reason"])
 
     def tx_info(self, tx_id: bytes) -> dict[str, Any] | None:
-        loc = self.store.tx_location(tx_id)
-        if loc is None:
-            return None
-        data = self.store.block_bytes(loc.height)
-        reason = ""
-        if data is not None and loc.code != "valid":
-            reason = decode_block(data, check_canonical=False).results[loc.index].reason
-        return {
-            "tx_id": tx_id.hex(),
-            "height": loc.height,
-            "index": loc.index,
-            "code": loc.code,
-            "reason": reason,
-            "type": loc.type,
-            "sender": loc.sender,
-        }
+        return status.tx_info(self, tx_id)
 
     # -- the one commit path ------------------------------------------------------
 
@@ -430,6 +405,8 @@ class Node:
     def _announce(self, block: Block, ex: Execution, seconds: float) -> None:
         """Tell everyone a durable block is here: metrics, attestation, receipts, waiters."""
         self._forget_organisations(ex.writes)
+        if org_key(self.org) in ex.writes:
+            self.refresh_keys()  # our own record changed: perhaps a rotation
         self.metrics.block_commit_seconds.observe(seconds)
         head = self.store.block_meta(block.height)
         assert head is not None  # committed
@@ -441,20 +418,7 @@ class Node:
         for code, n in counts.items():
             self.metrics.transactions.labels(code).inc(n)
         self.book.attest(head)
-        now = time.monotonic()
-        complete: list[_Wait] = []
-        with self._wlock:
-            if self._waiters:
-                for i, (tx_id, r) in enumerate(zip(block.tx_ids, block.results, strict=True)):
-                    entries = self._waiters.pop(tx_id, None)
-                    if entries is not None:
-                        receipt = Receipt(tx_id, block.height, i, r.code, r.reason)
-                        complete.extend(w for w, index in entries if w.settle(index, receipt))
-                        t0 = self._submitted.pop(tx_id, None)
-                        if t0 is not None:
-                            self.metrics.tx_latency_seconds.observe(now - t0)
-        for wait in complete:
-            wait.finish()
+        self.waiters.settle(block, self.metrics.tx_latency_seconds.observe)
         with self.new_block:
             self.new_block.notify_all()
         conflict = self.book.recheck()
@@ -473,89 +437,7 @@ class Node:
         return True
 
     def status(self) -> dict[str, Any]:
-        head = self.store.head()
-        return {
-            "org": self.org,
-            "ordering": self.config.ordering,
-            "role": "orderer" if self.is_orderer else "peer",
-            "leader": None if self.leader is None else self.leader.org,
-            "height": -1 if head is None else head.height,
-            "head_hash": "" if head is None else head.hash.hex(),
-            "state_root": "" if head is None else head.state_root.hex(),
-            "ready": self.ready,
-            "caught_up": self.caught_up,
-            "problem": self.problem,
-            "halted": self.halted,
-            "queued": len(self.queue),
-            "peers": {
-                org: {"height": self.peer_heights.get(org), "error": self.peer_errors.get(org)}
-                for org, _ in self.config.peers
-            },
-            "attestations": [a.to_json() for a in self.book.own()[-16:]],
-            "commits": [[h, round(t, 4)] for h, t in list(self.commit_times)],
-        }
+        return status.node_status(self)
 
     def attestation_status(self) -> dict[str, Any]:
-        return {
-            "org": self.org,
-            "height": self.ledger.height,
-            "ok": not self.book.conflicts,
-            "halted": self.halted,
-            "peers": [
-                {"org": p.org, "height": p.height, "checked": p.checked, "agrees": p.agrees}
-                for p in self.book.peers()
-            ],
-            "conflicts": [
-                {"peer": c.peer, "height": c.height, "detail": c.describe()}
-                for c in self.book.conflicts
-            ],
-        }
-
-
-class _Wait:
-    """The receipts one submission waits for; its future resolves when the last one arrives."""
-
-    __slots__ = ("future", "left", "receipts")
-
-    def __init__(self, count: int) -> None:
-        self.future: Future[list[Receipt]] = Future()
-        self.receipts: list[Receipt | None] = [None] * count
-        self.left = count
-        if count == 0:
-            self.future.set_result([])
-
-    def settle(self, index: int, receipt: Receipt) -> bool:
-        """Record a receipt (under the node's lock); True when that was the last one."""
-        if self.receipts[index] is not None:
-            return False
-        self.receipts[index] = receipt
-        self.left -= 1
-        return self.left == 0
-
-    def finish(self) -> None:
-        """Resolve the future (outside the node's lock: callbacks may call the node)."""
-        if not self.future.done():
-            self.future.set_result([r for r in self.receipts if r is not None])
-
-    def fail(self, exc: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(exc)
-
-
-def repair_store(data_dir: Path, *, now: Callable[[], float] = time.time) -> Path | None:
-    """Move a node's ledger aside so its next start re-syncs from the peers.
-
-    Returns where the old database went (None if there was none). Nothing is
-    deleted: the tampered copy stays for the investigation.
-    """
-    dd = DataDir.open(data_dir)
-    db = dd.db_path
-    if not db.exists():
-        return None
-    target = db.with_name(f"{db.name}.quarantined-{int(now())}")
-    db.rename(target)
-    for suffix in ("-wal", "-shm"):
-        side = db.with_name(db.name + suffix)
-        if side.exists():
-            side.rename(target.with_name(target.name + suffix))
-    return target
+        return status.attestation_status(self)

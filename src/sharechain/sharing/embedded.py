@@ -11,6 +11,10 @@ delivery and blob of it held here), whichever command submitted it. A marker
 file (`shred-pending`) is written before such a block is ordered and removed
 after the shredding, so a process that died in between leaves it behind and
 the next `Embedded` opened on the directory finishes the job.
+
+Opening checks the store against its seal (`sharechain.ledger.seal`) before
+anything reads it, and every commit seals it again: a row edited in the
+SQLite file is refused, not believed.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from sharechain.errors import ChainError, ConfigError, TransactionRejectedError
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
+from sharechain.ledger.seal import check_sealed, read_seal, seal_store
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
+from sharechain.ledger.verify import verify_ledger
 from sharechain.ordering.solo import Receipt, order_block
 from sharechain.sharing.shredding import Shredded, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
@@ -39,6 +45,9 @@ from sharechain.storage.datadir import DataDir
 from sharechain.storage.vault import Inbox, Vault
 
 __all__ = ["Embedded"]
+
+SEAL_KEY_FILE = "ledger.seal-key"
+"""The seal key's file in the data directory (see `sharechain.ledger.seal`)."""
 
 _PURGE_MARK = PURGE.encode()
 """How a purge shows in a transaction's raw bytes (a cheap test before decoding)."""
@@ -54,8 +63,13 @@ class Embedded:
         registry: ContractRegistry | None = None,
         now: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
+        check_store: bool = True,
     ) -> None:
+        """Open `path`; with `check_store` (always, except for the tools that verify or
+        repair a store themselves: `chain verify`, `chain export`) the store is
+        checked against its seal first and refused if it does not match."""
         self.datadir = DataDir.open(path)
+        self._checked = check_store
         self.registry = registry or default_registry()
         self.now = now
         self.rng = rng
@@ -67,6 +81,9 @@ class Embedded:
                 if self.store.head() is None:
                     self._commit_genesis()
         self._check_genesis()
+        if check_store:
+            with self.locked():
+                self._check_store()
         if self.datadir.shred_marker.exists():
             with self.locked():
                 self._finish_shredding()
@@ -86,6 +103,52 @@ class Embedded:
         if block.hash() != self.datadir.genesis_hash:
             raise ConfigError("genesis.cbor does not match the genesis hash in consortium.json")
         self.ledger.commit(block, data=data)
+        seal_store(self.store, self._seal_key())
+
+    def _seal_key(self) -> bytes:
+        """The key of the store's seal: outside the SQLite file, created on first use."""
+        path = self.datadir.path / SEAL_KEY_FILE
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            key = path.read_bytes()
+            if len(key) != 32:
+                raise ConfigError(
+                    f"{path} is damaged (not 32 bytes); remove it, and the next command "
+                    "verifies the whole chain and seals the store again"
+                ) from None
+            return key
+        key = self.rng(32)
+        try:
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return key
+
+    def _check_store(self) -> None:
+        """Check the store against its seal before anything reads it (locked; see `ledger.seal`).
+
+        A store never sealed (older than seals, or its writer died between a
+        commit and its seal) is verified in full once, then sealed.
+        """
+        key = self._seal_key()
+        seal = read_seal(self.store, key)
+        head = self.store.head()
+        assert head is not None  # genesis is committed
+        if seal is not None and seal.height >= head.height:
+            check_sealed(self.store, seal)
+            return
+        report = verify_ledger(self.store, self.registry, genesis_hash=self.datadir.genesis_hash)
+        if not report.ok:
+            raise ChainError(
+                f"the ledger database {self.datadir.db_path} failed verification at height "
+                f"{report.bad_height}: {report.reason}. Nothing was read from it; run "
+                f"`sharechain node repair --data-dir {self.datadir.path}` to move it aside "
+                "(or restore it from a backup)",
+                report.bad_height,
+            )
+        seal_store(self.store, key)
 
     def _check_genesis(self) -> None:
         meta = self.store.block_meta(0)
@@ -121,6 +184,12 @@ class Embedded:
 
         A valid purge in the block is shredded before this returns (the hook above).
         """
+        if not self._checked:
+            # Sealing a block onto a store nobody checked would vouch for its rows.
+            raise ConfigError(
+                "this data directory was opened without checking its store (for "
+                "verification only); open it normally to submit transactions"
+            )
         purging = any(_PURGE_MARK in raw for raw in raws)
         with self.locked():
             if purging:
@@ -132,6 +201,7 @@ class Embedded:
                 key=self.keys(orderer).signing,
                 now=self.now,
             )
+            seal_store(self.store, self._seal_key())
             if purging:
                 for raw, receipt in zip(raws, receipts, strict=True):
                     if receipt.ok and _PURGE_MARK in raw:

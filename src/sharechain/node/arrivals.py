@@ -1,0 +1,132 @@
+"""Committing blocks that arrive from elsewhere: the ordering service, peers.
+
+Every block received is decoded, checked to extend this node's chain and
+fully validated before it is committed (`Node.commit_many`). A backlog is
+committed `GROUP_BLOCKS` blocks (or `GROUP_TXS` transactions) at a time, each
+group in one store transaction: one COMMIT and one fsync instead of several.
+A block at a height already held with another hash is a fork, and an
+invalid block is a faulty orderer: either halts the node with an alert.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import httpx
+
+from sharechain.api.client import NodeClient
+from sharechain.errors import ChainError, EncodingError, SharechainError
+from sharechain.ledger.blocks import Block, decode_block
+from sharechain.ledger.execution import Execution
+from sharechain.node.service import Node
+
+__all__ = [
+    "GROUP_BLOCKS",
+    "GROUP_TXS",
+    "apply_remote",
+    "apply_remote_blocks",
+    "catch_up_from_peers",
+]
+
+log = logging.getLogger("sharechain.node")
+
+GROUP_BLOCKS = 4
+"""At most this many blocks of a backlog commit in one store transaction..."""
+GROUP_TXS = 2000
+"""...and a group takes no block once it holds this many transactions (receipts of
+its first block wait for the whole group)."""
+
+
+def apply_remote(node: Node, height: int, data: bytes) -> bool:
+    """Validate and commit a block received from elsewhere; False if already held.
+
+    A block at a height we hold with a different hash is a fork: the node halts.
+    """
+    return apply_remote_blocks(node, [(height, data)]) == 1
+
+
+def apply_remote_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> int:
+    """Validate and commit consecutive blocks received from elsewhere; how many it committed.
+
+    Blocks we hold already are checked for a fork (the node halts on one) and
+    skipped. The rest are committed `GROUP_BLOCKS` (or `GROUP_TXS`
+    transactions) at a time, each group in one store transaction. An invalid
+    block halts the node after the blocks before it are committed.
+    """
+    committed = 0
+    with node.commit_lock:
+        group: list[tuple[Block, bytes, Execution | None]] = []
+        txs = 0
+        for height, data in blocks:
+            if node.halted is not None:
+                break
+            head = node.ledger.height + len(group)
+            if height <= head:
+                if not group:
+                    _check_held(node, height, data)
+                continue
+            if height != head + 1:
+                break
+            try:
+                block = decode_block(data)
+                if block.height != height:
+                    raise ChainError(f"block stored at {height} says it is {block.height}", height)
+            except (EncodingError, ChainError) as exc:
+                committed += _commit_group(node, group)
+                group = []
+                if node.halted is None:
+                    _invalid(node, height, exc)
+                break
+            group.append((block, data, None))
+            txs += len(block.txs)
+            if len(group) >= GROUP_BLOCKS or txs >= GROUP_TXS:
+                committed += _commit_group(node, group)
+                group, txs = [], 0
+        committed += _commit_group(node, group)
+    return committed
+
+
+def _check_held(node: Node, height: int, data: bytes) -> None:
+    meta = node.store.block_meta(height)
+    try:
+        block = decode_block(data)
+    except EncodingError:
+        return
+    if meta is not None and block.hash() != meta.hash:
+        node.halt(
+            f"fork: the ordering service holds a different block at height {height} "
+            "than this node committed"
+        )
+
+
+def _commit_group(node: Node, group: list[tuple[Block, bytes, Execution | None]]) -> int:
+    """Commit a group (caller holds `commit_lock`); halts on an invalid block."""
+    if not group or node.halted is not None:
+        return 0
+    before = node.ledger.height
+    try:
+        node.commit_many(group)
+    except ChainError as exc:
+        _invalid(node, node.ledger.height + 1, exc)  # the blocks before it are committed
+    return node.ledger.height - before
+
+
+def _invalid(node: Node, height: int, exc: Exception) -> None:
+    node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
+
+
+def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
+    """Fetch and commit blocks from peers until none is ahead (used before ordering)."""
+    for org, url in node.config.peers:
+        client = NodeClient(url, node.org, node.keys.signing, timeout=10.0)
+        try:
+            for _ in range(100_000):
+                start = node.ledger.height + 1
+                blocks = client.sync_blocks(start, limit=limit)
+                if not blocks or apply_remote_blocks(node, list(enumerate(blocks, start))) == 0:
+                    break
+        except (httpx.HTTPError, SharechainError) as exc:
+            log.info("catch-up from %s skipped: %s", org, exc)
+        finally:
+            client.close()

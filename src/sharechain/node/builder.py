@@ -1,0 +1,303 @@
+"""Building blocks: the node's queue cut into batches, ordered solo or on etcd.
+
+- `builder` (solo orderer): cuts the queue by size or time and commits each
+  batch as a block, signed with the node's current key.
+- `etcd_builder`: the leader (see `elector`) appends each block to the log at
+  `head + 1` with compare-and-set (`EtcdLog.append`) and commits it if it
+  won; on losing (two nodes believed they led) it waits for the winner's
+  block to arrive through the watch and puts back the transactions the
+  winner did not hold. Other nodes forward each batch to the leader and wait
+  for its answer, so the leader's "no etcd quorum" reaches their submitters;
+  a batch whose leader died is queued again and goes to the next leader.
+- `elector`: holds or watches the leader key (`etcd_lease.Election`): the
+  leader renews its lease every TTL/4; the others read the key every 0.5 s
+  and campaign when it is gone, so a dead leader is replaced within about
+  the TTL (2 s). A node whose builder died gives the lease up and no longer
+  campaigns.
+
+A batch that fails to build fails its submitters with an `OrderingError`;
+the builder goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from sharechain.api.client import NodeClient
+from sharechain.errors import OrderingError, SharechainError
+from sharechain.ledger.blocks import encode_block
+from sharechain.node.peer_client import PeerClient
+from sharechain.node.service import Node
+from sharechain.ordering.etcd_lease import Election
+from sharechain.ordering.etcd_log import EtcdLog
+
+__all__ = ["builder", "elector", "etcd_builder"]
+
+log = logging.getLogger("sharechain.node")
+
+_LOST_RACE_WAIT = 10.0
+_FOLLOW_POLL = 0.5
+"""Seconds between a follower's reads of the leader key."""
+_FORWARD_TIMEOUT = 30.0
+_ELECTION_PATIENCE = 3.0
+"""Seconds the leader key may stay unreadable before batches with no leader fail."""
+
+
+def _take_batch(node: Node, max_wait: float | None = None) -> list[bytes]:
+    """The next batch: once `max_block_txs` are queued or the oldest waited `max_wait` s."""
+    cfg = node.config
+    budget = cfg.max_block_bytes - 4096
+    wait = cfg.max_wait if max_wait is None else max_wait
+    with node.queue_cond:
+        while not node.stop_event.is_set():
+            if node.queue:
+                # Cut by the age of the oldest queued transaction, not by when we
+                # looked: what queued up while the last block was built goes at once.
+                now = time.monotonic()
+                cut_at = node.queued_at + wait
+                if len(node.queue) >= cfg.max_block_txs or now >= cut_at:
+                    break
+                node.queue_cond.wait(cut_at - now)
+            else:
+                node.queue_cond.wait(0.5)
+        batch: list[bytes] = []
+        size = 0
+        while node.queue and len(batch) < cfg.max_block_txs:
+            nxt = len(node.queue[0]) + 8
+            if batch and size + nxt > budget:
+                break
+            batch.append(node.queue.popleft())
+            size += nxt
+        if node.queue:
+            node.queued_at = time.monotonic()  # the rest is younger than the batch
+        return batch
+
+
+def _requeue(node: Node, raws: list[bytes]) -> None:
+    with node.queue_cond:
+        node.queued_at = time.monotonic() - node.config.max_wait  # these waited already
+        node.queue.extendleft(reversed(raws))
+        node.queue_cond.notify()
+
+
+def builder(node: Node, etcd: EtcdLog | None) -> None:
+    while not node.stop_event.is_set():
+        batch = _take_batch(node)
+        if not batch:
+            continue
+        if node.halted is not None:
+            node.fail(batch, OrderingError(f"the node stopped committing: {node.halted}"))
+            continue
+        _build(node, etcd, batch)
+
+
+def _build(node: Node, etcd: EtcdLog | None, batch: list[bytes]) -> None:
+    try:
+        node.refresh_keys()  # a rotated key is taken before the block is signed
+        if etcd is None:
+            with node.commit_lock:
+                block, ex = node.ledger.build_block(
+                    batch,
+                    orderer=node.org,
+                    key=node.keys.signing,
+                    timestamp=int(node.now() * 1000),
+                )
+                node.commit(block, encode_block(block), ex)
+        else:
+            _order_on_etcd(node, etcd, batch)
+    except OrderingError as exc:
+        log.warning("ordering failed: %s", exc)
+        node.fail(batch, exc)
+    except SharechainError as exc:
+        log.exception("block building failed")
+        node.fail(batch, OrderingError(f"block building failed: {exc}"))
+    except (KeyboardInterrupt, SystemExit):
+        node.fail(batch, OrderingError("the block builder stopped"))
+        raise
+    except BaseException as exc:
+        # A bug or a native extension's panic outside any one transaction: the
+        # batch's submitters get an error and the builder takes the next batch.
+        log.exception("ALERT block building failed unexpectedly")
+        node.fail(batch, OrderingError(f"block building failed ({type(exc).__name__}: {exc})"))
+
+
+def etcd_builder(node: Node, etcd: EtcdLog, election: Election) -> None:
+    """etcd mode: build blocks while leading, otherwise forward batches to the leader.
+
+    Should this loop ever end before the node stops (it survives any exception
+    but KeyboardInterrupt and SystemExit), the node gives up the leader lease
+    at once and stops campaigning: a leader without a builder would hold the
+    consortium's blocks back until its lease expired, and again at each election.
+    """
+    try:
+        _etcd_build_loop(node, etcd)
+    finally:
+        if not node.stop_event.is_set():
+            node.may_lead = False
+            leader = node.leader
+            if leader is not None and leader.org == node.org:
+                node.leader = None
+                with contextlib.suppress(OrderingError):
+                    election.revoke(leader.lease)
+                log.error("ALERT %s: the block builder died; leadership given up", node.org)
+
+
+def _etcd_build_loop(node: Node, etcd: EtcdLog) -> None:
+    peers = dict(node.config.peers)
+    clients: dict[str, PeerClient] = {}
+    # A few batches in flight to the leader at once: each waits for its commit there.
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{node.org}-forward")
+    try:
+        while not node.stop_event.is_set():
+            # Batches go to a leader as they come: it cuts blocks itself, and waiting
+            # here too only added `max_wait` to the latency of 3 transactions in 4.
+            leader = node.leader
+            forwarding = leader is not None and leader.org != node.org and leader.org in peers
+            batch = _take_batch(node, 0.0 if forwarding else None)
+            if not batch:
+                continue
+            if node.halted is not None:
+                node.fail(batch, OrderingError(f"the node stopped committing: {node.halted}"))
+                continue
+            leader = node.leader
+            if leader is not None and (leader.org == node.org or leader.org not in peers):
+                # Not knowing where the leader listens, append ourselves: the
+                # compare-and-set keeps that safe, it only risks losing races.
+                _build(node, etcd, batch)
+            elif leader is not None:
+                client = clients.get(leader.org)
+                if client is None:
+                    client = PeerClient(node, peers[leader.org], timeout=_FORWARD_TIMEOUT)
+                    clients[leader.org] = client
+                pool.submit(_forward, node, client.get(), leader.org, batch)
+            elif node.election_error is not None:
+                node.fail(batch, OrderingError(node.election_error))
+            else:  # an election is under way
+                _requeue(node, batch)
+                node.stop_event.wait(0.05)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for client in clients.values():
+            client.close()
+
+
+def _forward(node: Node, client: NodeClient, leader: str, batch: list[bytes]) -> None:
+    """Send a batch to the leader and wait until it is committed there."""
+    try:
+        client.submit(batch, wait=True, timeout=_FORWARD_TIMEOUT)
+        return
+    except OrderingError as exc:
+        if "quorum" in str(exc):
+            # The leader could not reach etcd: what we would have seen ourselves.
+            node.fail(node.still_pending(batch), OrderingError(str(exc)))
+            return
+        problem = str(exc)
+    except (httpx.HTTPError, SharechainError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    # The leader died, stopped or stepped down: try again, with whoever leads next.
+    log.info("forwarding %d transactions to %s failed (%s); retrying", len(batch), leader, problem)
+    if not node.stop_event.wait(0.2):
+        rest = node.still_pending(batch)
+        if rest:
+            _requeue(node, rest)
+
+
+def elector(node: Node, election: Election) -> None:
+    """Hold the leader key while this node leads; otherwise watch it and campaign when free."""
+    lease = 0
+    renewed = 0.0
+    failing_since: float | None = None
+    try:
+        while not node.stop_event.is_set():
+            leading = node.leader is not None and node.leader.org == node.org
+            try:
+                if leading:
+                    if election.keep_alive(lease) > 0:
+                        renewed = time.monotonic()
+                    else:
+                        log.warning("leader lease %x expired; stepping down", lease)
+                        node.leader, lease = None, 0
+                elif not node.may_lead:
+                    node.leader = election.current()  # only watch: the builder is gone
+                else:
+                    holder = election.current()
+                    if holder is None or (holder.org == node.org and holder.lease != lease):
+                        lease = election.grant()
+                        holder = election.campaign(node.org, lease)
+                        renewed = time.monotonic()
+                        if holder is not None and holder.org == node.org:
+                            log.info("%s leads block building (lease %x)", node.org, lease)
+                    if holder is None or holder.org != node.org:
+                        node.log_is_mine = False
+                    node.leader = holder
+                node.election_error, failing_since = None, None
+            except OrderingError as exc:
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since > _ELECTION_PATIENCE:
+                    # Submitters with no leader to go to get this error, not a silent wait.
+                    node.election_error = str(exc)
+                if leading and now - renewed > election.ttl:
+                    log.warning("cannot renew the leader lease (%s); stepping down", exc)
+                    node.leader, lease = None, 0
+                # A follower keeps the leader it knew: forwarding shows whether it lives.
+            node.stop_event.wait(election.ttl / 4 if leading else _FOLLOW_POLL)
+    finally:
+        if lease and node.leader is not None and node.leader.org == node.org:
+            # Hand over at once on a clean stop instead of after the TTL.
+            node.leader = None
+            with contextlib.suppress(OrderingError):
+                election.revoke(lease)
+
+
+def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
+    # Building on a head the log has already passed is wasted work: catch up first.
+    # (Not needed right after appending our own block at our height: a leader
+    # that keeps winning saves a round trip per block.)
+    mine, head = node.last_appended, node.store.head()
+    in_step = mine is not None and head is not None and mine[2].hash() == head.hash
+    log_head = node.ledger.height if in_step else etcd.head()
+    if log_head > node.ledger.height:
+        node.log_is_mine = False
+        _requeue(node, batch)
+        node.wait_height(log_head, _LOST_RACE_WAIT)
+        return
+    with node.commit_lock:
+        started = time.perf_counter()
+        block, ex = node.ledger.build_block(
+            batch, orderer=node.org, key=node.keys.signing, timestamp=int(node.now() * 1000)
+        )
+        build_seconds = time.perf_counter() - started
+    data = encode_block(block)
+    if len(data) > node.config.max_block_bytes and len(batch) > 1:
+        half = len(batch) // 2
+        _requeue(node, batch[half:])
+        _order_on_etcd(node, etcd, batch[:half])
+        return
+    node.last_appended = (block.height, data, block, ex)
+    try:
+        won = etcd.append(block.height, data)
+    except OrderingError:
+        node.log_is_mine = False  # the block may have landed: the watch finds out
+        raise
+    if won:
+        node.metrics.blocks_appended.labels("won").inc()
+        with node.commit_lock:
+            if node.ledger.height == block.height - 1 and node.halted is None:
+                node.commit(block, data, ex)
+            node.log_is_mine = node.ledger.height == block.height
+        log.debug("built block %d (%d txs) in %.3fs", block.height, len(batch), build_seconds)
+        return
+    node.log_is_mine = False
+    node.metrics.blocks_appended.labels("lost").inc()
+    # Another node's block took this height: it reaches us through the watch.
+    if not node.wait_height(block.height, _LOST_RACE_WAIT):
+        log.warning("lost height %d and its block did not arrive in time", block.height)
+    rest = node.still_pending(batch)
+    if rest:
+        _requeue(node, rest)

@@ -1,0 +1,204 @@
+"""Following the etcd log: every block appended by the leader, committed in order.
+
+The watch starts at the local height (catching up first, also after
+compaction) and commits each block after validating it (except the
+leader's own blocks, which it executed when it built them). The log is read
+ahead on a thread of its own (`_Backlog`), so a node that fell behind sees
+its backlog and commits it in groups (`apply_remote_blocks`).
+
+While this node leads and its last append won the head of the log, the
+watch pauses: every block up to the head is one it committed itself, and
+reading them back cost it (and etcd, which serialises each event once per
+watcher) CPU for nothing. A lost race, a failed append, a peer reporting a
+greater height or another leader resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+
+from sharechain.errors import ChainError, OrderingError
+from sharechain.node.arrivals import GROUP_BLOCKS, apply_remote_blocks
+from sharechain.node.service import Node
+from sharechain.ordering.etcd_log import EtcdLog
+
+__all__ = ["ensure_genesis_in_log", "etcd_watcher"]
+
+log = logging.getLogger("sharechain.node")
+
+_PAUSE_POLL = 0.05
+"""Seconds between a paused watch's checks whether it must resume."""
+
+
+def ensure_genesis_in_log(node: Node, etcd: EtcdLog) -> None:
+    genesis = node.datadir.genesis_bytes()
+    for attempt in range(60):
+        try:
+            if not etcd.append(0, genesis):
+                raise ChainError(
+                    f"the etcd log under prefix {node.config.etcd_prefix!r} belongs to another "
+                    "consortium (different genesis block); use another --etcd-prefix",
+                    0,
+                )
+            return
+        except OrderingError:
+            if attempt == 59 or node.stop_event.wait(0.5):
+                raise
+
+
+class _Paused:
+    """The watch's stop flag: the node stops, or the log holds nothing it did not commit."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def is_set(self) -> bool:
+        node = self.node
+        if node.stop_event.is_set():
+            return True
+        leader = node.leader
+        return node.log_is_mine and leader is not None and leader.org == node.org
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.node.stop_event.wait(timeout)
+        return self.is_set()
+
+
+class _Backlog:
+    """The etcd watch, read ahead on a thread of its own.
+
+    The watcher then sees which blocks are already waiting when it is free to
+    commit, and commits them together (`apply_remote_blocks`) instead of one
+    transaction (and one fsync) each. The read-ahead is bounded by a small
+    queue. The watch ends when the node pauses or stops it, or on `close`.
+    """
+
+    def __init__(self, node: Node, etcd: EtcdLog, start: int, paused: _Paused) -> None:
+        self._paused = paused
+        self._closed = threading.Event()
+        self._items: queue.Queue[tuple[int, bytes] | _WatchEnd] = queue.Queue(
+            maxsize=2 * GROUP_BLOCKS
+        )
+        self._end: _WatchEnd | None = None
+        self._reader = threading.Thread(
+            target=self._run, args=(etcd, start), name=f"{node.org}-etcd-read", daemon=True
+        )
+        self._reader.start()
+
+    def is_set(self) -> bool:
+        """The watch's stop flag (see `StopFlag`)."""
+        return self._closed.is_set() or self._paused.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._paused.wait(timeout)
+        return self.is_set()
+
+    def close(self) -> None:
+        """Stop reading; returns once the reader is done with the log (it polls every 0.1 s)."""
+        self._closed.set()
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout=30)
+
+    def take(self, limit: int) -> list[tuple[int, bytes]] | None:
+        """The next block and up to `limit - 1` more already read; None once the watch ended.
+
+        Raises what ended the watch (an OrderingError, or anything unexpected).
+        """
+        items: list[tuple[int, bytes]] = []
+        while self._end is None and len(items) < limit:
+            try:
+                item = self._items.get(timeout=0.1) if not items else self._items.get_nowait()
+            except queue.Empty:
+                if items or self._closed.is_set():
+                    break
+                continue
+            if isinstance(item, _WatchEnd):
+                self._end = item
+            else:
+                items.append(item)
+        if items:
+            return items
+        if self._end is not None and self._end.error is not None:
+            raise self._end.error
+        return None
+
+    def _run(self, etcd: EtcdLog, start: int) -> None:
+        try:
+            for item in etcd.watch(start, stop=self):
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the watcher, which raises it
+            self._put(_WatchEnd(exc))
+            return
+        self._put(_WatchEnd(None))
+
+    def _put(self, item: tuple[int, bytes] | _WatchEnd) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+class _WatchEnd:
+    """Queued by `_Backlog` when the watch ends; `error` is why, if it failed."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
+    failures = 0
+    paused = _Paused(node)
+    while not node.stop_event.is_set() and node.halted is None:
+        if paused.is_set():
+            node.watch_paused = True
+            node.stop_event.wait(_PAUSE_POLL)
+            continue
+        node.watch_paused = False
+        start = node.ledger.height + 1
+        try:
+            if etcd.head() < start:
+                node.caught_up = True
+            backlog = _Backlog(node, etcd, start, paused)
+            try:
+                while (ready := backlog.take(GROUP_BLOCKS)) is not None:
+                    failures = 0
+                    _apply_watched(node, ready)
+                    if node.halted is not None:
+                        return
+                    if not node.caught_up:
+                        with contextlib.suppress(OrderingError):
+                            node.caught_up = etcd.head() <= node.ledger.height
+            finally:
+                backlog.close()
+        except OrderingError as exc:
+            failures += 1
+            log.warning("etcd watch interrupted: %s", exc)
+            node.stop_event.wait(min(2.0, 0.1 * 2**failures))
+
+
+def _apply_watched(node: Node, ready: list[tuple[int, bytes]]) -> None:
+    """Commit blocks read from the log: ours as built, others validated, in groups."""
+    remote: list[tuple[int, bytes]] = []
+    for height, data in ready:
+        mine = node.last_appended
+        if mine is not None and mine[0] == height and mine[1] == data:
+            # Our own block: executed when we built it, no need to re-validate.
+            apply_remote_blocks(node, remote)
+            remote = []
+            with node.commit_lock:
+                if node.ledger.height == height - 1 and node.halted is None:
+                    node.commit(mine[2], data, mine[3])
+            continue
+        if not remote and height <= node.ledger.height and node.store.block_bytes(height) == data:
+            continue  # committed already (the leader's own blocks): nothing to check
+        remote.append((height, data))
+    apply_remote_blocks(node, remote)
