@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sharechain.cli.main import app
-from sharechain.contracts._fields import derive_id
-from sharechain.sharing import local as sharing
-from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.records import derive_id
 from sharechain.storage.datadir import OrgSpec, init_consortium
 
 ORGS = (
@@ -40,11 +39,11 @@ def run(home: Path, *args: str) -> tuple[int, str]:
 
 
 def grant_for(home: Path, ds: str) -> str:
-    with Embedded(home) as emb:
+    with Plane.local(home) as plane:
         body = {"dataset": ds, "purpose": "research", "duration": 86_400_000}
-        rid = derive_id("request", emb.submit("insurer", "access.request", body).tx_id)
-        emb.submit("regulator", "access.approve", {"request": rid})
-        r = emb.submit("hospital-a", "access.approve", {"request": rid})
+        rid = derive_id("request", plane.submit("insurer", "access.request", body).tx_id)
+        plane.submit("regulator", "access.approve", {"request": rid})
+        r = plane.submit("hospital-a", "access.approve", {"request": rid})
     return derive_id("grant", r.tx_id)
 
 
@@ -85,8 +84,10 @@ def test_publish_fetch_revoke_purge(home: Path, tmp_path: Path) -> None:
     assert code == 2 and "wrong_grantee" in out
     code, out = run(home, "grant", "revoke", gid, "--as", "hospital-a", "--reason", "done")
     assert code == 0, out
-    with Embedded(home) as emb:
-        assert sharing.current_key_epoch(emb, pub["dataset"]).epoch == 2
+    with Plane.local(home) as plane:
+        assert plane.dataset(pub["dataset"]).status == "active"
+        trail = [(e.type, e.code) for e in plane.audit(ds=pub["dataset"])]
+    assert trail.count(("dataset.epoch", "valid")) == 2  # published, then rotated on revoke
     code, out = run(home, "fetch", gid, "--as", "insurer", "-o", str(tmp_path / "again"))
     assert code == 2 and "revoked" in out and not (tmp_path / "again").exists()
     code, out = run(home, "dataset", "rotate-key", pub["dataset"], "--as", "hospital-a")

@@ -23,7 +23,7 @@ from sharechain.cli.common import (
     fail,
     print_table,
 )
-from sharechain.cli.remote import Target, open_backend
+from sharechain.cli.target import Target, open_plane
 from sharechain.contracts.views import iso, to_json
 
 __all__ = ["register"]
@@ -45,7 +45,7 @@ def audit(
     """The audit trail of a dataset, a grant or an organisation (every proof verified)."""
     if sum(x is not None for x in (dataset, grant, org)) != 1:
         fail("give exactly one of DATASET, --grant ID or --org ORG")
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         if dataset is not None:
             entries = chain.audit(ds=chain.resolve("dataset", dataset))
         elif grant is not None:

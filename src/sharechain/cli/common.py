@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from sharechain.errors import SharechainError
-from sharechain.sharing.embedded import Embedded
 from sharechain.storage.datadir import default_data_dir
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "console",
     "emit_json",
     "fail",
-    "open_embedded",
     "print_table",
     "resolve_data_dir",
 ]
@@ -100,18 +98,6 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]
     for row in rows:
         table.add_row(*row)
     console.print(table)
-
-
-@contextmanager
-def open_embedded(path: Path | None) -> Iterator[Embedded]:
-    """Open the data directory, turning sharechain errors into clear exits."""
-    with handle_errors():
-        emb = Embedded(resolve_data_dir(path))
-    try:
-        with handle_errors():
-            yield emb
-    finally:
-        emb.close()
 
 
 @contextmanager
