@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ORDERER, Side
+from plane_sides import ORDERER, Side
 
 from sharechain.contracts.access import APPROVE, REQUEST
 from sharechain.crypto.stream import HEADER_SIZE
@@ -36,8 +36,8 @@ def payload(tmp_path: Path, size: int = 150_000) -> Path:
 
 
 def publish(side: Side, src: Path, custody: str = "owner", **kw: Any) -> Published:
-    listing = Listing(title="records", custody=custody, policy=kw.pop("policy", None),
-                      holders=kw.pop("holders", None))  # fmt: skip
+    options = {k: kw.pop(k) for k in ("policy", "holders") if k in kw}
+    listing = Listing(title="records", custody=custody, **options)
     pub = side.plane(OWNER).publish(OWNER, src, listing, **kw)
     side.sync()
     return pub

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sharechain.contracts import queries
@@ -48,9 +47,10 @@ from sharechain.sharing.custody import (
     wrap_release,
 )
 from sharechain.sharing.embedded import Embedded
-from sharechain.sharing.ports import Delivery, Ports, Sealed, verify_entries
+from sharechain.sharing.ports import Delivery, Deposit, Ports, Rng, Seal, Sealed, verify_entries
 from sharechain.sharing.records import (
     DEFAULT_INLINE_LIMIT,
+    CatalogueQuery,
     ChainInfo,
     NodeShred,
     Progress,
@@ -152,22 +152,14 @@ class LocalChain:
     def proposals(self) -> list[Proposal]:
         return queries.proposals(self.store)
 
-    def catalogue(
-        self,
-        *,
-        owner: str | None,
-        tag: str | None,
-        classification: str | None,
-        text: str | None,
-        include_inactive: bool,
-    ) -> list[Dataset]:
+    def catalogue(self, query: CatalogueQuery) -> list[Dataset]:
         return queries.catalogue(
             self.store,
-            owner=owner,
-            tag=tag,
-            classification=classification,
-            text=text,
-            include_inactive=include_inactive,
+            owner=query.owner,
+            tag=query.tag,
+            classification=query.classification,
+            text=query.text,
+            include_inactive=query.include_inactive,
         )
 
     def dataset(self, ds: str) -> Dataset:
@@ -215,19 +207,10 @@ class LocalCustodian:
         for org in self.emb.datadir.held_orgs():
             Inbox(self.emb.datadir.path, org).clear(dataset)
 
-    def deposit(
-        self,
-        dataset: str,
-        epoch: int,
-        owner: str,
-        key: bytes,
-        holders: Sequence[str],
-        threshold: int,
-        rng: Callable[[int], bytes],
-    ) -> None:
-        self._vault(owner).put(dataset, epoch, "key", key)
-        for holder, kind, secret in custody_material(key, owner, holders, threshold, rng):
-            self._vault(holder).put(dataset, epoch, kind, secret)
+    def deposit(self, d: Deposit, rng: Rng) -> None:
+        self._vault(d.owner).put(d.dataset, d.epoch, "key", d.key)
+        for holder, kind, secret in custody_material(d.key, d.owner, d.holders, d.threshold, rng):
+            self._vault(holder).put(d.dataset, d.epoch, kind, secret)
 
     def own_key(self, owner: str, dataset: str, epoch: int) -> bytes:
         return self._vault(owner).get(dataset, epoch, "key")
@@ -300,31 +283,15 @@ class LocalBlobs:
             )
         return sealing.Source(path=path)
 
-    def seal(
-        self,
-        source: Path,
-        key: bytes,
-        *,
-        holders: Sequence[str],
-        segment_size: int,
-        inline_limit: int,
-        rng: Callable[[int], bytes],
-        progress: Progress | None,
-    ) -> Sealed:
+    def seal(self, job: Seal, rng: Rng, progress: Progress | None) -> Sealed:
         return sealing.seal_source(
-            self.store, key, source, 1, segment_size, rng, progress, inline_limit
+            self.store, job.key, job.source, 1, job.segment_size, rng, progress, job.inline_limit
         )
 
     def reseal(
-        self,
-        old: KeyEpoch,
-        old_key: bytes,
-        new_key: bytes,
-        *,
-        rng: Callable[[int], bytes],
-        progress: Progress | None,
+        self, old: KeyEpoch, keys: tuple[bytes, bytes], rng: Rng, progress: Progress | None
     ) -> Sealed:
-        src = self._source(old)
+        src, (old_key, new_key) = self._source(old), keys
         return sealing.reseal(
             src, old_key, old.epoch, new_key, old.epoch + 1, self.store, rng, progress
         )

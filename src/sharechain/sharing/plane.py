@@ -47,6 +47,7 @@ from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.local import LocalChain, local_ports
 from sharechain.sharing.ports import Ports, Queries
 from sharechain.sharing.records import (
+    CatalogueQuery,
     ChainInfo,
     Fetched,
     Listing,
@@ -308,13 +309,8 @@ class Plane:
         text: str | None = None,
         include_inactive: bool = False,
     ) -> list[Dataset]:
-        return self._queries.catalogue(
-            owner=owner,
-            tag=tag,
-            classification=classification,
-            text=text,
-            include_inactive=include_inactive,
-        )
+        query = CatalogueQuery(owner, tag, classification, text, include_inactive)
+        return self._queries.catalogue(query)
 
     def dataset(self, ds: str) -> Dataset:
         return self._queries.dataset(ds)

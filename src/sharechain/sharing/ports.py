@@ -41,7 +41,7 @@ from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof
 from sharechain.ledger.transactions import SignedTransaction
 from sharechain.ordering.solo import Receipt
-from sharechain.sharing.records import ChainInfo, NodeShred, Progress
+from sharechain.sharing.records import CatalogueQuery, ChainInfo, NodeShred, Progress
 from sharechain.storage.sealing import Source
 
 __all__ = [
@@ -49,12 +49,18 @@ __all__ = [
     "Chain",
     "Custodian",
     "Delivery",
+    "Deposit",
     "Ports",
     "Queries",
+    "Rng",
+    "Seal",
     "Sealed",
     "UnreachableError",
     "verify_entries",
 ]
+
+Rng = Callable[[int], bytes]
+"""Randomness: `rng(n)` returns n random bytes."""
 
 Sealed = tuple[bytes, StreamDigests]
 """A sealed payload: (the sealed bytes when small enough for the chain, else b""; digests)."""
@@ -85,6 +91,40 @@ class Delivery:
     """The `grant.key-release` transaction that recorded the release."""
     wrapped: bytes
     """The secret wrapped to the grantee (HPKE, bound to dataset, grant and session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    """The key material of one key epoch, to be kept per its custody."""
+
+    dataset: str
+    """The dataset."""
+    epoch: int
+    """The key epoch."""
+    owner: str
+    """The dataset's owner (it keeps the whole key)."""
+    key: bytes
+    """The data key."""
+    holders: tuple[str, ...]
+    """The custodians (key or share each, `custody.custody_material`)."""
+    threshold: int
+    """Shares needed (threshold custody), else 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """A file to seal as the first key epoch of a new dataset."""
+
+    source: Path
+    """The plaintext file."""
+    key: bytes
+    """The fresh data key."""
+    holders: tuple[str, ...]
+    """Custodians that will need copies (`Blobs.replicate`) once the epoch is committed."""
+    segment_size: int
+    """Plaintext bytes per AEAD segment."""
+    inline_limit: int
+    """Files up to this size are sealed in memory to travel on the chain."""
 
 
 class Chain(Protocol):
@@ -122,17 +162,8 @@ class Chain(Protocol):
 class Custodian(Protocol):
     """Where key material lives: the owner's copy and the custodians' keys or shares."""
 
-    def deposit(
-        self,
-        dataset: str,
-        epoch: int,
-        owner: str,
-        key: bytes,
-        holders: Sequence[str],
-        threshold: int,
-        rng: Callable[[int], bytes],
-    ) -> None:
-        """The owner keeps `key`; each holder gets the key or its share (`custody_material`)."""
+    def deposit(self, d: Deposit, rng: Rng) -> None:
+        """The owner keeps the key; each holder gets the key or its share (`custody_material`)."""
         ...
 
     def own_key(self, owner: str, dataset: str, epoch: int) -> bytes:
@@ -172,33 +203,14 @@ class Blobs(Protocol):
     inline_limit: int
     """Payloads up to this size travel on the chain unless the publisher says otherwise."""
 
-    def seal(
-        self,
-        source: Path,
-        key: bytes,
-        *,
-        holders: Sequence[str],
-        segment_size: int,
-        inline_limit: int,
-        rng: Callable[[int], bytes],
-        progress: Progress | None,
-    ) -> Sealed:
-        """Seal `source` as epoch 1 into the owner's store (or inline when small).
-
-        `holders` will need copies (`replicate`) once the epoch is committed.
-        """
+    def seal(self, job: Seal, rng: Rng, progress: Progress | None) -> Sealed:
+        """Seal `job.source` as epoch 1 into the owner's store (or inline when small)."""
         ...
 
     def reseal(
-        self,
-        old: KeyEpoch,
-        old_key: bytes,
-        new_key: bytes,
-        *,
-        rng: Callable[[int], bytes],
-        progress: Progress | None,
+        self, old: KeyEpoch, keys: tuple[bytes, bytes], rng: Rng, progress: Progress | None
     ) -> Sealed:
-        """The payload of `old` sealed again under `new_key` as the next epoch."""
+        """The payload of `old` (opened with `keys[0]`) sealed under `keys[1]` as the next epoch."""
         ...
 
     def source(
@@ -230,7 +242,7 @@ class Ports:
     """Key custody."""
     blobs: Blobs
     """Sealed payloads."""
-    rng: Callable[[int], bytes]
+    rng: Rng
     """Randomness (data keys, sessions, shares)."""
     warn: Callable[[str], None] = _quiet
     """Notes and warnings for the operator (rich markup allowed)."""
@@ -259,15 +271,7 @@ class Queries(Protocol):
 
     def proposals(self) -> list[Proposal]: ...
 
-    def catalogue(
-        self,
-        *,
-        owner: str | None,
-        tag: str | None,
-        classification: str | None,
-        text: str | None,
-        include_inactive: bool,
-    ) -> list[Dataset]: ...
+    def catalogue(self, query: CatalogueQuery) -> list[Dataset]: ...
 
     def dataset(self, ds: str) -> Dataset: ...
 

@@ -26,7 +26,7 @@ from sharechain.contracts.datasets import REGISTER
 from sharechain.contracts.epochs import EPOCH
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE
 from sharechain.sharing.custody import epoch_payload, plan_custody, register_payload
-from sharechain.sharing.ports import Ports
+from sharechain.sharing.ports import Deposit, Ports, Seal
 from sharechain.sharing.records import Listing, Progress, Published, derive_id
 
 __all__ = ["publish", "undo_epoch"]
@@ -48,14 +48,9 @@ def publish(
         chain.organisations(), owner, listing.custody, listing.holders, listing.threshold
     )
     key = ports.rng(KEY_SIZE)
+    limit = blobs.inline_limit if inline_limit is None else inline_limit
     inline, digests = blobs.seal(
-        source,
-        key,
-        holders=holders,
-        segment_size=segment_size,
-        inline_limit=blobs.inline_limit if inline_limit is None else inline_limit,
-        rng=ports.rng,
-        progress=progress,
+        Seal(source, key, holders, segment_size, limit), ports.rng, progress
     )
     register = register_payload(
         digests,
@@ -75,7 +70,7 @@ def publish(
     )
     ep = chain.sign(owner, EPOCH, body)
     try:
-        ports.custodian.deposit(ds, 1, owner, key, holders, t, ports.rng)
+        ports.custodian.deposit(Deposit(ds, 1, owner, key, holders, t), ports.rng)
         chain.commit([reg, ep])
     except BaseException:
         undo_epoch(ports, ds, 1, (owner, *holders), b"" if inline else digests.ciphertext_sha256)

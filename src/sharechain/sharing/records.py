@@ -27,6 +27,7 @@ from sharechain.sharing.custody import CUSTODY_MODES, KeyRelease
 __all__ = [
     "CUSTODY_MODES",
     "DEFAULT_INLINE_LIMIT",
+    "CatalogueQuery",
     "ChainInfo",
     "Fetched",
     "KeyRelease",
@@ -198,6 +199,22 @@ class PurgeReport:
     def unreached(self) -> tuple[NodeShred, ...]:
         """Places that did not shred now (a node shreds on its next request about it)."""
         return tuple(n for n in self.nodes if n.error)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueQuery:
+    """Which datasets of the catalogue to list (every filter optional)."""
+
+    owner: str | None = None
+    """Only this owner's datasets."""
+    tag: str | None = None
+    """Only datasets with this tag."""
+    classification: str | None = None
+    """Only datasets of this classification."""
+    text: str | None = None
+    """Text in title, description or tags."""
+    include_inactive: bool = False
+    """Retired, superseded and purged datasets too."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -26,7 +26,7 @@ from sharechain.api.client import NodeClient, raise_for_reply
 from sharechain.api.transfer import StreamingUpload, download_blob, upload_blob
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.crypto.stream import StreamDigests, encrypt_stream
-from sharechain.sharing.ports import Sealed
+from sharechain.sharing.ports import Rng, Seal, Sealed
 from sharechain.sharing.records import DEFAULT_INLINE_LIMIT, Progress
 from sharechain.sharing.remote_chain import committed_tx
 from sharechain.sharing.remote_custody import peer
@@ -68,60 +68,41 @@ class RemoteBlobs:
         """Digest -> a local copy of a blob sealed here (for `replicate`)."""
 
     def _streamed(
-        self,
-        key: bytes,
-        source: Path,
-        segment_size: int,
-        rng: Callable[[int], bytes],
-        progress: Progress | None,
-        keep: Path | None,
+        self, job: Seal, rng: Rng, progress: Progress | None, keep: Path | None
     ) -> StreamDigests:
         """Seal `source` (epoch 1) and stream it to the owner's node while sealing."""
         upload = StreamingUpload(self.home)
         try:
             with contextlib.ExitStack() as stack:
-                raw = stack.enter_context(source.open("rb", buffering=0))
+                raw = stack.enter_context(job.source.open("rb", buffering=0))
                 copy = stack.enter_context(keep.open("wb")) if keep is not None else None
                 src = sealing.counting(cast(BinaryIO, raw), progress)
                 dst = cast(BinaryIO, _Tee(upload, copy))
-                digests = encrypt_stream(key, src, dst, epoch=1, segment_size=segment_size, rng=rng)
+                digests = encrypt_stream(
+                    job.key, src, dst, epoch=1, segment_size=job.segment_size, rng=rng
+                )
             upload.finish(digests.ciphertext_sha256)
         except BaseException:
             upload.abort()
             raise
         return digests
 
-    def seal(
-        self,
-        source: Path,
-        key: bytes,
-        *,
-        holders: Sequence[str],
-        segment_size: int,
-        inline_limit: int,
-        rng: Callable[[int], bytes],
-        progress: Progress | None,
-    ) -> Sealed:
-        if source.stat().st_size <= inline_limit:
+    def seal(self, job: Seal, rng: Rng, progress: Progress | None) -> Sealed:
+        if job.source.stat().st_size <= job.inline_limit:
             store = BlobStore(self.work / "blobs")
             return sealing.seal_source(
-                store, key, source, 1, segment_size, rng, progress, inline_limit
+                store, job.key, job.source, 1, job.segment_size, rng, progress, job.inline_limit
             )
         blob = self.work / "sealed"
-        keep = blob if any(h != self.me for h in holders) else None
-        digests = self._streamed(key, source, segment_size, rng, progress, keep)
+        keep = blob if any(h != self.me for h in job.holders) else None
+        digests = self._streamed(job, rng, progress, keep)
         self._copies[digests.ciphertext_sha256] = blob
         return b"", digests
 
     def reseal(
-        self,
-        old: KeyEpoch,
-        old_key: bytes,
-        new_key: bytes,
-        *,
-        rng: Callable[[int], bytes],
-        progress: Progress | None,
+        self, old: KeyEpoch, keys: tuple[bytes, bytes], rng: Rng, progress: Progress | None
     ) -> Sealed:
+        old_key, new_key = keys
         if old.inline:
             src = sealing.Source(data=old.inline)
         else:

@@ -15,6 +15,7 @@ orderer a little behind).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +39,7 @@ from sharechain.ledger.proofs import TxProof, verify_tx_proof
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing.ports import verify_entries
-from sharechain.sharing.records import ChainInfo
+from sharechain.sharing.records import CatalogueQuery, ChainInfo
 
 __all__ = ["CHAIN_WAIT", "RemoteChain", "committed_tx", "organisations"]
 
@@ -173,23 +174,8 @@ class RemoteChain:
     def proposals(self) -> list[Proposal]:
         return [from_jsonable(Proposal, p) for p in self._get("/v1/proposals")["proposals"]]
 
-    def catalogue(
-        self,
-        *,
-        owner: str | None,
-        tag: str | None,
-        classification: str | None,
-        text: str | None,
-        include_inactive: bool,
-    ) -> list[Dataset]:
-        body = self._get(
-            "/v1/catalogue",
-            owner=owner,
-            tag=tag,
-            classification=classification,
-            text=text,
-            include_inactive=include_inactive,
-        )
+    def catalogue(self, query: CatalogueQuery) -> list[Dataset]:
+        body = self._get("/v1/catalogue", **dataclasses.asdict(query))
         return [from_jsonable(Dataset, d) for d in body["datasets"]]
 
     def dataset(self, ds: str) -> Dataset:

@@ -17,7 +17,7 @@ as the acting organisation; `home` is the acting organisation's own node.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import httpx
 
@@ -27,7 +27,7 @@ from sharechain.crypto.hpke import unwrap_key
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, SharechainError
 from sharechain.sharing.custody import custody_material, encryption_key
-from sharechain.sharing.ports import Delivery, UnreachableError
+from sharechain.sharing.ports import Delivery, Deposit, Rng, UnreachableError
 from sharechain.sharing.records import NodeShred, ReleaseRefusedError
 from sharechain.sharing.remote_chain import committed_tx, organisations
 from sharechain.storage.vault import vault_context, wrap_for_vault
@@ -60,22 +60,14 @@ class RemoteCustodian:
             committed_tx(node, after)
         return node
 
-    def deposit(
-        self,
-        dataset: str,
-        epoch: int,
-        owner: str,
-        key: bytes,
-        holders: Sequence[str],
-        threshold: int,
-        rng: Callable[[int], bytes],
-    ) -> None:
+    def deposit(self, d: Deposit, rng: Rng) -> None:
         orgs = organisations(self.home)
-        material = ((owner, "key", key), *custody_material(key, owner, holders, threshold, rng))
-        for org, kind, secret in material:
-            wrapped = wrap_for_vault(secret, org, encryption_key(orgs, org), dataset, epoch, kind)
+        shares = custody_material(d.key, d.owner, d.holders, d.threshold, rng)
+        for org, kind, secret in ((d.owner, "key", d.key), *shares):
+            where = (d.dataset, d.epoch, kind)
+            wrapped = wrap_for_vault(secret, org, encryption_key(orgs, org), *where)
             reply = self._node(org, None).http.put(
-                f"/v1/custody/{dataset}/{epoch}/{kind}", json={"wrapped": wrapped.hex()}
+                f"/v1/custody/{d.dataset}/{d.epoch}/{kind}", json={"wrapped": wrapped.hex()}
             )
             raise_for_reply(reply)
 

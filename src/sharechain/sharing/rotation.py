@@ -19,7 +19,7 @@ from sharechain.contracts.grants import REVOKE
 from sharechain.crypto.stream import KEY_SIZE
 from sharechain.errors import AccessDeniedError, IntegrityError, NotFoundError
 from sharechain.sharing.custody import epoch_payload
-from sharechain.sharing.ports import Ports
+from sharechain.sharing.ports import Deposit, Ports
 from sharechain.sharing.publish import undo_epoch
 from sharechain.sharing.records import Progress, Revoked, Rotated
 
@@ -43,7 +43,7 @@ def rotate(
     old_key = ports.custodian.own_key(owner, dataset, old.epoch)
     new_key = ports.rng(KEY_SIZE)
     new = old.epoch + 1
-    inline, digests = blobs.reseal(old, old_key, new_key, rng=ports.rng, progress=progress)
+    inline, digests = blobs.reseal(old, (old_key, new_key), ports.rng, progress)
     orgs = (owner, *old.holders)
     blob = b"" if inline else digests.ciphertext_sha256
     if digests.plaintext_sha256 != ds.plaintext_digest:
@@ -54,7 +54,8 @@ def rotate(
     )
     ep = chain.sign(owner, EPOCH, body)
     try:
-        ports.custodian.deposit(dataset, new, owner, new_key, old.holders, old.threshold, ports.rng)
+        deposit = Deposit(dataset, new, owner, new_key, old.holders, old.threshold)
+        ports.custodian.deposit(deposit, ports.rng)
         chain.commit([ep])
     except BaseException:
         undo_epoch(ports, dataset, new, orgs, blob)
