@@ -130,3 +130,19 @@ def test_a_bad_policy_file_is_refused_with_the_reason(home: Path, tmp_path: Path
         str(policy),
     )
     assert code == 2 and "unknown policy field" in out
+
+
+def test_where_to_run_may_be_said_before_the_command(home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("a,b\n" + "1,2\n" * 50)
+    code, out = run(home, "dataset", "publish", str(data), "--as", "hospital-a", "--title", "t")
+    assert code == 0, out
+    before = CliRunner().invoke(app, ["--data-dir", str(home), "dataset", "list", "--json"])
+    assert before.exit_code == 0, before.output
+    assert [d["title"] for d in json.loads(before.output)] == ["t"]
+    # The command's own option wins over the one before it.
+    elsewhere = ["--data-dir", str(tmp_path / "none"), "dataset", "list", "--json"]
+    won = CliRunner().invoke(app, [*elsewhere, "--data-dir", str(home)])
+    assert won.exit_code == 0 and json.loads(won.output) == json.loads(before.output)
+    missing = CliRunner().invoke(app, elsewhere)
+    assert missing.exit_code == 2 and "none" in missing.output

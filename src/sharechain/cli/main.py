@@ -15,7 +15,7 @@ import importlib
 import typer
 
 from sharechain.cli.common import DataDirOpt, KeyOpt, NetworkOpt, NodeOpt
-from sharechain.cli.target import Target
+from sharechain.cli.target import Target, said_first
 
 __all__ = ["app", "main"]
 
@@ -30,14 +30,13 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    ctx: typer.Context,
     data_dir: DataDirOpt = None,
     node: NodeOpt = None,
     network: NetworkOpt = None,
     key: KeyOpt = None,
 ) -> None:
     """A consortium blockchain for governed data sharing between organisations."""
-    ctx.obj = Target(node, network, key, data_dir)
+    said_first(Target(node, network, key, data_dir))
 
 
 # Each module defines `register(app)`; keep one line per module.

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import click
 import httpx
 
 from sharechain.cli.common import err_console, fail, handle_errors, resolve_data_dir
 from sharechain.errors import SharechainError
 from sharechain.sharing.plane import Plane, load_network
 
-__all__ = ["Target", "key_dir", "network_data_dir", "node_errors", "open_plane"]
+__all__ = ["Target", "key_dir", "network_data_dir", "node_errors", "open_plane", "said_first"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +67,17 @@ class Target:
         )
 
 
+_said_first: ContextVar[Target | None] = ContextVar("sharechain_said_first", default=None)
+"""What the root callback read before the command (one invocation at a time)."""
+
+
+def said_first(target: Target) -> None:
+    """Record the options given before the command (the root callback calls this)."""
+    _said_first.set(target)
+
+
 def _root() -> Target | None:
-    ctx = click.get_current_context(silent=True)
-    found = None if ctx is None else ctx.find_root().obj
-    return found if isinstance(found, Target) else None
+    return _said_first.get()
 
 
 def _warn(message: str) -> None:
