@@ -47,7 +47,16 @@ from sharechain.sharing.custody import (
     wrap_release,
 )
 from sharechain.sharing.embedded import Embedded
-from sharechain.sharing.ports import Delivery, Deposit, Ports, Rng, Seal, Sealed, verify_entries
+from sharechain.sharing.ports import (
+    Delivery,
+    Deposit,
+    Ports,
+    Rng,
+    Seal,
+    Sealed,
+    quiet,
+    verify_entries,
+)
 from sharechain.sharing.records import (
     DEFAULT_INLINE_LIMIT,
     CatalogueQuery,
@@ -62,10 +71,6 @@ from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import Inbox, Vault
 
 __all__ = ["LocalBlobs", "LocalChain", "LocalCustodian", "local_ports"]
-
-
-def _quiet(message: str) -> None:
-    del message
 
 
 class LocalChain:
@@ -309,6 +314,6 @@ class LocalBlobs:
         self.store.delete(digest)
 
 
-def local_ports(emb: Embedded, warn: Callable[[str], None] = _quiet) -> Ports:
+def local_ports(emb: Embedded, warn: Callable[[str], None] = quiet) -> Ports:
     """The embedded default's adapters, bundled."""
     return Ports(LocalChain(emb), LocalCustodian(emb), LocalBlobs(emb), emb.rng, warn)

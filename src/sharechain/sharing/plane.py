@@ -45,7 +45,7 @@ from sharechain.ordering.solo import Receipt
 from sharechain.sharing import fetch, publish, purge, rotation
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.local import LocalChain, local_ports
-from sharechain.sharing.ports import Ports, Queries
+from sharechain.sharing.ports import Ports, Queries, quiet
 from sharechain.sharing.records import (
     CatalogueQuery,
     ChainInfo,
@@ -65,10 +65,6 @@ __all__ = ["NETWORK_FILE", "Plane", "load_network"]
 
 NETWORK_FILE: Final = "network.json"
 """The file `sharechain network up` writes in its directory: the nodes and their URLs."""
-
-
-def _quiet(message: str) -> None:
-    del message
 
 
 def load_network(path: Path) -> dict[str, Any]:
@@ -140,7 +136,7 @@ class Plane:
         *,
         now: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
-        warn: Callable[[str], None] = _quiet,
+        warn: Callable[[str], None] = quiet,
     ) -> Plane:
         """The embedded default in `data_dir` (default: $SHARECHAIN_HOME or ~/.sharechain)."""
         emb = Embedded(data_dir if data_dir is not None else default_data_dir(), now=now, rng=rng)
@@ -160,7 +156,7 @@ class Plane:
         key: Path | None = None,
         as_org: str | None = None,
         data_dir: Path | None = None,
-        warn: Callable[[str], None] = _quiet,
+        warn: Callable[[str], None] = quiet,
     ) -> Plane:
         """A node's API (`node` URL, or the signer's node in the `network` file).
 

@@ -56,6 +56,7 @@ __all__ = [
     "Seal",
     "Sealed",
     "UnreachableError",
+    "quiet",
     "verify_entries",
 ]
 
@@ -228,7 +229,8 @@ class Blobs(Protocol):
         ...
 
 
-def _quiet(message: str) -> None:
+def quiet(message: str) -> None:
+    """Where operator notes go when nobody reads them."""
     del message
 
 
@@ -244,7 +246,7 @@ class Ports:
     """Sealed payloads."""
     rng: Rng
     """Randomness (data keys, sessions, shares)."""
-    warn: Callable[[str], None] = _quiet
+    warn: Callable[[str], None] = quiet
     """Notes and warnings for the operator (rich markup allowed)."""
 
 

@@ -34,7 +34,7 @@ from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, NotFoundError
 from sharechain.sharing.agreement import read_node_file
 from sharechain.sharing.fetch import fetch
-from sharechain.sharing.ports import Ports
+from sharechain.sharing.ports import Ports, quiet
 from sharechain.sharing.publish import publish
 from sharechain.sharing.records import Fetched, Listing, Published, Revoked
 from sharechain.sharing.remote_blobs import RemoteBlobs
@@ -51,10 +51,6 @@ __all__ = [
     "remote_ports",
     "revoke_remote",
 ]
-
-
-def _quiet(message: str) -> None:
-    del message
 
 
 def known_nodes(
@@ -81,7 +77,7 @@ def remote_ports(
     *,
     rng: Callable[[int], bytes] = os.urandom,
     now: Callable[[], float] = time.time,
-    warn: Callable[[str], None] = _quiet,
+    warn: Callable[[str], None] = quiet,
 ) -> Iterator[Ports]:
     """The node-mode adapters: `home` is the signer's node, `peers` every node known."""
     clients = {**peers, keys.org: home}
