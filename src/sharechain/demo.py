@@ -40,6 +40,7 @@ from sharechain.contracts import default_registry
 from sharechain.contracts.access import APPROVE, REQUEST
 from sharechain.demo_consortium import Consortium, demo_network
 from sharechain.errors import IntegrityError, SharechainError
+from sharechain.ledger.blocks import VALID
 from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.store import Store
 from sharechain.node.launcher import LocalNetwork
@@ -335,7 +336,7 @@ def step_audit(story: Story) -> None:
             raise IntegrityError(f"block {e.height} differs between the copies of the chain")
         verified += 1
         when = datetime.fromtimestamp(e.timestamp / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
-        outcome = "[green]valid[/]" if e.code == "valid" else f"[red]{e.code}[/]"
+        outcome = "[green]valid[/]" if e.code == VALID.code else f"[red]{e.code}[/]"
         table.add_row(str(e.height), when, e.type, e.sender, outcome, "[green]ok[/]")
     story.console.print(table)
     story.outcomes["audit"] = f"{verified} entries, every proof verified"

@@ -25,6 +25,7 @@ from sharechain.cli.common import (
 )
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts.views import iso, to_json
+from sharechain.ledger.blocks import VALID
 
 __all__ = ["register"]
 
@@ -64,7 +65,7 @@ def audit(
                 iso(e.timestamp),
                 e.sender,
                 e.type,
-                e.code if e.code == "valid" else f"[red]{e.code}[/]: {e.reason}",
+                e.code if e.code == VALID.code else f"[red]{e.code}[/]: {e.reason}",
                 e.tx_id.hex()[:16],
             )
             for e in entries

@@ -28,6 +28,7 @@ from sharechain.contracts.grants import KEY_RELEASE, READ
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.stream import StreamDigests
 from sharechain.errors import InsufficientSharesError, IntegrityError
+from sharechain.ledger.blocks import VALID
 from sharechain.sharing.custody import check_digests, combine_secrets, open_release
 from sharechain.sharing.ports import Chain, Delivery, Ports, UnreachableError
 from sharechain.sharing.records import Fetched, KeyRelease, Progress
@@ -46,7 +47,7 @@ def open_delivery(
     if (
         stx.tx.type != KEY_RELEASE
         or stx.tx.sender != got.custodian
-        or code != "valid"
+        or code != VALID.code
         or p["to"] != keys.org
         or p["grant"] != grant
         or p["session"] != session
