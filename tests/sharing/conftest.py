@@ -10,7 +10,7 @@ from plane_sides import LocalSide, RemoteSide, Side
 
 
 @pytest.fixture(scope="session")
-def _remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSide]:
+def remote_side(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSide]:
     side = RemoteSide(tmp_path_factory.mktemp("remote-plane"))
     try:
         yield side
@@ -21,7 +21,7 @@ def _remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSide]:
 @pytest.fixture(params=["local", "remote"])
 def side(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Side]:
     if request.param == "remote":
-        yield request.getfixturevalue("_remote")
+        yield request.getfixturevalue("remote_side")
         return
     local = LocalSide(tmp_path / "consortium")
     try:

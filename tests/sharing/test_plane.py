@@ -41,10 +41,10 @@ def test_the_signer_must_be_said_when_the_directory_holds_several_keys(tmp_path:
         assert plane.where == "http://127.0.0.1:9" and plane.embedded is None
 
 
-def test_a_node_plane_acts_only_as_its_signer(_remote: RemoteSide, tmp_path: Path) -> None:
+def test_a_node_plane_acts_only_as_its_signer(remote_side: RemoteSide, tmp_path: Path) -> None:
     src = tmp_path / "f.csv"
     src.write_bytes(b"a,b\n" * 10)
-    plane = _remote.plane("insurer")
+    plane = remote_side.plane("insurer")
     with pytest.raises(ConfigError, match="signs as insurer, not hospital-a"):
         plane.publish("hospital-a", src, Listing(title="not mine"))
     with pytest.raises(ConfigError, match="signs as insurer, not hospital-a"):
