@@ -1,20 +1,23 @@
 """`make demo`: the whole data-sharing story, narrated, in under a minute.
 
-Four organisations (two hospitals, an insurer, a regulator) on the embedded
-default. hospital-a publishes a CSV of synthetic patient records under
-threshold custody; the insurer asks for access for actuarial research; the
-regulator and hospital-a approve; an organisation without a grant (hospital-b,
-trying the insurer's grant) is refused, and the refusal is on the chain; the
-insurer fetches and verifies (with hospital-a offline); hospital-a revokes,
-which moves the dataset to a new key epoch; a fetch after revocation is
-refused; the audit trail with verified proofs and a full `chain verify` close
-the story.
+Four organisations (two hospitals, an insurer, a regulator). hospital-a
+publishes a CSV of synthetic patient records under threshold custody (the key
+split 2-of-2 between hospital-b and the regulator); the insurer asks for
+access for actuarial research; the regulator and hospital-a approve;
+hospital-b, a share holder without a grant, tries the insurer's grant and is
+refused, the refusal on the chain; hospital-a goes offline and the insurer
+still fetches and verifies; hospital-a revokes, which moves the dataset to a
+new key epoch; a fetch after revocation is refused; the audit trail with
+verified proofs and a re-verification of every ledger from genesis close the
+story.
 
-Each step is a function of a `Story` (the data directory and what happened so
-far) calling the library, so the same story can later run over the REST API.
-Run ``python -m sharechain.demo --network solo [--data-dir DIR] [--rows N]``;
-``--network etcd`` plays the same story over HTTP on a local network of four
-node processes and three etcd members (`sharechain.demo_network`).
+Every step talks to a `Plane` (`sharechain.sharing.plane`), so one story runs
+both ways: ``--network solo`` on the embedded default (one data directory,
+blocks ordered in this process), ``--network etcd`` over HTTP on a local
+network of four node processes and three etcd members, each organisation
+acting through its own node (hospital-a's node is really stopped for the
+fetch). Run ``python -m sharechain.demo --network solo|etcd [--data-dir DIR]
+[--rows N]``.
 """
 
 from __future__ import annotations
@@ -25,26 +28,35 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from sharechain.contracts import queries
-from sharechain.contracts._fields import derive_id
-from sharechain.errors import SharechainError
+from sharechain.contracts import default_registry
+from sharechain.contracts.access import APPROVE, REQUEST
+from sharechain.demo_consortium import Consortium, demo_network
+from sharechain.errors import IntegrityError, SharechainError
+from sharechain.ledger.blocks import VALID
 from sharechain.ledger.chain import verify_chain
-from sharechain.ledger.proofs import verify_tx_proof
-from sharechain.sharing import local as sharing
-from sharechain.sharing.embedded import Embedded
-from sharechain.storage.datadir import OrgSpec, init_consortium
+from sharechain.ledger.store import Store
+from sharechain.node.launcher import LocalNetwork
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.records import Listing, ReleaseRefusedError, derive_id
+from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
-__all__ = ["ORGS", "POLICY", "Story", "main", "run_story", "synthetic_patients"]
+__all__ = [
+    "ORGS",
+    "POLICY",
+    "Story",
+    "main",
+    "run_network_story",
+    "run_story",
+    "synthetic_patients",
+]
 
 ORGS = (
     OrgSpec("hospital-a", ("member", "admin"), "Hospital A"),
@@ -58,38 +70,12 @@ POLICY = {
     "max_duration": "90d",
     "max_uses": 5,
 }
-_FIRST = (
-    "Ada",
-    "Ben",
-    "Chloe",
-    "David",
-    "Emma",
-    "Farid",
-    "Grace",
-    "Hugo",
-    "Ines",
-    "Jonas",
-    "Karim",
-    "Lea",
-    "Marta",
-    "Noah",
-    "Olga",
-    "Paul",
-)
-_LAST = (
-    "Martin",
-    "Bernard",
-    "Dubois",
-    "Thomas",
-    "Robert",
-    "Richard",
-    "Petit",
-    "Durand",
-    "Leroy",
-    "Moreau",
-    "Simon",
-    "Laurent",
-)
+# fmt: off
+_FIRST = ("Ada", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas",
+    "Karim", "Lea", "Marta", "Noah", "Olga", "Paul",)
+_LAST = ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand",
+    "Leroy", "Moreau", "Simon", "Laurent",)
+# fmt: on
 _DIAGNOSES = ("E11.9", "I10", "J45.909", "E78.5", "N18.3", "I25.10", "F32.9", "K21.9", "Z00.00")
 
 
@@ -123,12 +109,15 @@ def synthetic_patients(path: Path, rows: int, seed: int = 2025) -> None:
             )
 
 
+OWNER = "hospital-a"
+
+
 @dataclass
 class Story:
     """What the story has done so far (mutable on purpose: each step adds to it)."""
 
-    emb: Embedded
-    """The consortium's data directory."""
+    consortium: Consortium
+    """The organisations and how each acts."""
     work: Path
     """Where files are written."""
     console: Console
@@ -138,19 +127,22 @@ class Story:
     request: str = ""
     outcomes: dict[str, str] = field(default_factory=dict)
     """Step name to outcome (`ok`, `refused: ...`), for tests and the summary."""
-
-
-class Narrated(Protocol):
-    """Anything narrating to a console (the solo `Story`, the network story)."""
+    released_by: tuple[str, ...] = ()
+    """Custodians that released a share for the fetch."""
+    refusal_codes: dict[str, str] = field(default_factory=dict)
+    """Step name to the chain's code of the refusal."""
+    state_roots: dict[str, str] = field(default_factory=dict)
+    """Each ledger's state root at the end."""
 
     @property
-    def console(self) -> Console: ...
+    def net(self) -> LocalNetwork | None:
+        return self.consortium.net
 
-    @property
-    def outcomes(self) -> dict[str, str]: ...
+    def plane(self, org: str) -> Plane:
+        return self.consortium.plane(org)
 
 
-def _say(story: Narrated, title: str, body: str) -> None:
+def _say(story: Story, title: str, body: str) -> None:
     story.console.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=True))
 
 
@@ -164,11 +156,14 @@ def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
 
 
 def step_consortium(story: Story) -> None:
-    table = Table(title="the consortium", title_justify="left")
-    for col in ("organisation", "name", "roles"):
+    net = story.net
+    where = "one node per organisation, 3 etcd members" if net else "embedded, one data directory"
+    table = Table(title=f"the consortium ({where})", title_justify="left")
+    for col in ("organisation", "name", "roles", "node"):
         table.add_column(col)
-    for o in queries.organisations(story.emb.store):
-        table.add_row(o.id, o.name, ", ".join(o.roles))
+    urls = {n.org: n.url for n in net.nodes} if net else {}
+    for o in story.plane("regulator").organisations():
+        table.add_row(o.id, o.name, ", ".join(o.roles), urls.get(o.id, "-"))
     story.console.print(table)
     story.outcomes["consortium"] = "ok"
 
@@ -183,10 +178,7 @@ def step_publish(story: Story, rows: int) -> None:
         "fresh AES-256-GCM data key. The key is split 2-of-2 between hospital-b and the "
         "regulator (threshold custody): neither can read the data alone.",
     )
-    pub = sharing.publish(
-        story.emb,
-        "hospital-a",
-        src,
+    listing = Listing(
         title="Patient records 2025",
         description="Diagnoses and lab results, synthetic",
         tags=("patients", "lab"),
@@ -196,8 +188,8 @@ def step_publish(story: Story, rows: int) -> None:
         custody="threshold",
         holders=("hospital-b", "regulator"),
         threshold=2,
-        inline_limit=0,
     )
+    pub = story.plane(OWNER).publish(OWNER, src, listing, inline_limit=0)
     story.dataset = pub.dataset
     story.console.print(
         _kv(
@@ -215,43 +207,29 @@ def step_publish(story: Story, rows: int) -> None:
     story.outcomes["publish"] = "ok"
 
 
-def step_request(story: Story) -> None:
+def step_request_and_approve(story: Story) -> None:
     _say(story, "2. the insurer asks for access", "purpose: actuarial-research, for 30 days")
-    r = story.emb.submit(
-        "insurer",
-        "access.request",
-        {
-            "dataset": story.dataset,
-            "purpose": "actuarial-research",
-            "duration": 30 * 86_400_000,
-            "justification": "pricing of chronic-disease cover",
-        },
+    body = {
+        "dataset": story.dataset,
+        "purpose": "actuarial-research",
+        "duration": 30 * 86_400_000,
+        "justification": "pricing of chronic-disease cover",
+    }
+    story.request = derive_id(
+        "request", story.plane("insurer").submit("insurer", REQUEST, body).tx_id
     )
-    story.request = derive_id("request", r.tx_id)
     story.console.print(f"request [bold]{story.request[:16]}[/] is open, awaiting approvals")
     story.outcomes["request"] = "ok"
-
-
-def _attempt(story: Story, name: str, action: Callable[[], object]) -> None:
-    try:
-        action()
-    except SharechainError as exc:
-        story.outcomes[name] = f"refused: {exc}"
-        story.console.print(f"[bold red]refused[/]: {exc}", highlight=False)
-        return
-    story.outcomes[name] = "ok"
-
-
-def step_approve(story: Story) -> None:
     _say(story, "3. the regulator and hospital-a approve", "joint approval, as the policy requires")
-    story.emb.submit("regulator", "access.approve", {"request": story.request})
-    r = story.emb.submit("hospital-a", "access.approve", {"request": story.request})
+    story.plane("regulator").submit("regulator", APPROVE, {"request": story.request})
+    r = story.plane(OWNER).submit(OWNER, APPROVE, {"request": story.request})
     story.grant = derive_id("grant", r.tx_id)
-    g = queries.grant(story.emb.store, story.grant).grant
+    story.consortium.settled()
+    g = story.plane("insurer").grant(story.grant).grant
     expires = datetime.fromtimestamp(g.expires_at / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
     story.console.print(
         _kv(
-            "grant issued",
+            "grant issued (read by the insurer)",
             [
                 ("grant", story.grant),
                 ("grantee", g.grantee),
@@ -265,17 +243,25 @@ def step_approve(story: Story) -> None:
     story.outcomes["approve"] = "ok"
 
 
+def _attempt(story: Story, name: str, org: str, out: Path) -> None:
+    try:
+        story.plane(org).fetch(org, story.grant, out, dataset=story.dataset)
+    except SharechainError as exc:
+        story.outcomes[name] = f"refused: {exc}"
+        if isinstance(exc, ReleaseRefusedError):
+            story.refusal_codes[name] = exc.code
+        story.console.print(f"[bold red]refused[/]: {exc}", highlight=False)
+        return
+    story.outcomes[name] = "ok"
+
+
 def step_intruder(story: Story) -> None:
     _say(
         story,
         "4. hospital-b, which holds no grant, tries to use the insurer's grant",
         "it even holds a key share, yet custodians release only to the grantee the chain names",
     )
-    _attempt(
-        story,
-        "intruder",
-        lambda: sharing.fetch(story.emb, "hospital-b", story.grant, story.work / "stolen.csv"),
-    )
+    _attempt(story, "intruder", "hospital-b", story.work / "stolen.csv")
 
 
 def step_fetch(story: Story) -> None:
@@ -285,97 +271,135 @@ def step_fetch(story: Story) -> None:
         "hospital-b and the regulator each check the grant and release their share; the "
         "insurer rebuilds the key, decrypts and checks every digest, then signs a read receipt",
     )
+    story.consortium.stop(OWNER)
     out = story.work / "insurer-copy.csv"
-    got = sharing.fetch(story.emb, "insurer", story.grant, out, offline=frozenset({"hospital-a"}))
+    started = time.perf_counter()
+    got = story.plane("insurer").fetch("insurer", story.grant, out, offline=frozenset({OWNER}))
+    took = time.perf_counter() - started
     same = out.read_bytes() == (story.work / "patients-2025.csv").read_bytes()
+    story.released_by = tuple(r.custodian for r in got.releases)
     story.console.print(
         _kv(
             "fetched and verified",
             [
-                ("shares released by", ", ".join(r.custodian for r in got.releases)),
+                ("shares released by", ", ".join(story.released_by)),
                 ("plaintext sha256", got.digests.plaintext_sha256.hex() + "  [green]matches[/]"),
                 ("segment root", got.digests.segment_root.hex() + "  [green]matches[/]"),
                 ("identical to the original", str(same)),
                 ("read receipt", got.read_tx.hex()),
+                ("took", f"{took:.2f} s"),
             ],
         )
     )
     story.outcomes["fetch"] = "ok" if same else "corrupt"
+    story.consortium.start(OWNER)
 
 
 def step_revoke(story: Story) -> None:
     _say(
         story,
-        "6. hospital-a revokes the grant",
+        "6. hospital-a is back and revokes the grant",
         "the dataset moves to a new key epoch: re-sealed under a fresh key, new shares, old "
-        "key and blob destroyed, so a key kept from before opens nothing",
+        "key and blob destroyed everywhere, so a key kept from before opens nothing",
     )
-    done = sharing.revoke(story.emb, "hospital-a", story.grant, reason="study finished")
+    done = story.plane(OWNER).revoke(OWNER, story.grant, reason="study finished")
     assert done.rotated is not None  # the dataset was sealed by the data plane
-    story.console.print(f"grant revoked; dataset now at key epoch {done.rotated.epoch}")
+    story.console.print(
+        f"grant revoked; dataset now at key epoch {done.rotated.epoch}; "
+        f"{done.rotated.destroyed} old key entries destroyed",
+        highlight=False,
+    )
     story.outcomes["revoke"] = "ok"
 
 
 def step_fetch_after_revoke(story: Story) -> None:
     _say(story, "7. the insurer tries again", "")
-    _attempt(
-        story,
-        "fetch_after_revoke",
-        lambda: sharing.fetch(story.emb, "insurer", story.grant, story.work / "again.csv"),
-    )
+    story.consortium.settled()
+    _attempt(story, "fetch_after_revoke", "insurer", story.work / "again.csv")
 
 
 def step_audit(story: Story) -> None:
-    _say(story, "8. the audit trail", "every step of the dataset, with its inclusion proof checked")
+    _say(
+        story,
+        "8. the audit trail, read by the regulator",
+        "every step of the dataset; each inclusion proof is checked against the block hash, "
+        "and the block hashes against hospital-b's copy of the chain",
+    )
     table = Table(title=f"dataset {story.dataset[:16]}...", title_justify="left")
     for col in ("block", "time (UTC)", "transaction", "by", "outcome", "proof"):
         table.add_column(col)
+    other = story.plane("hospital-b")
     verified = 0
-    for e in queries.audit(story.emb.store, ds=story.dataset):
+    for e in story.plane("regulator").audit(ds=story.dataset):  # every proof verified
         assert e.proof is not None
-        meta = story.emb.store.block_meta(e.height)
-        verify_tx_proof(e.proof, None if meta is None else meta.hash)
+        if other.proof(e.tx_id).header_hash != e.proof.header_hash:
+            raise IntegrityError(f"block {e.height} differs between the copies of the chain")
         verified += 1
         when = datetime.fromtimestamp(e.timestamp / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
-        outcome = "[green]valid[/]" if e.code == "valid" else f"[red]{e.code}[/]"
+        outcome = "[green]valid[/]" if e.code == VALID.code else f"[red]{e.code}[/]"
         table.add_row(str(e.height), when, e.type, e.sender, outcome, "[green]ok[/]")
     story.console.print(table)
     story.outcomes["audit"] = f"{verified} entries, every proof verified"
 
 
 def step_verify(story: Story) -> None:
-    report = verify_chain(
-        story.emb.store, story.emb.registry, genesis_hash=story.emb.datadir.genesis_hash
-    )
-    if report.ok:
-        story.console.print(
-            f"[bold green]chain verify[/]: {report.height + 1} blocks and "
-            f"{report.transactions} transactions re-verified and replayed from genesis",
-            highlight=False,
+    story.state_roots = story.consortium.settled()
+    story.consortium.close()  # a network is taken down: each ledger is read from its disk
+    table = Table(title="every ledger, re-verified from genesis", title_justify="left")
+    for col in ("ledger", "blocks", "transactions", "state root", "verify"):
+        table.add_column(col)
+    good = len(set(story.state_roots.values())) == 1
+    for org, path in story.consortium.ledgers().items():
+        dd = DataDir.open(path)
+        store = Store(dd.db_path)
+        try:
+            report = verify_chain(store, default_registry(), genesis_hash=dd.genesis_hash)
+        finally:
+            store.close()
+        good = good and report.ok
+        table.add_row(
+            org,
+            str(report.height + 1),
+            str(report.transactions),
+            story.state_roots.get(org, "")[:16] + "...",
+            "[green]ok[/]" if report.ok else f"[red]{report.reason}[/]",
         )
-    else:
-        story.console.print(f"[bold red]chain verify failed[/] at {report.bad_height}")
-    story.outcomes["verify"] = "ok" if report.ok else f"failed: {report.reason}"
+    story.console.print(table)
+    story.outcomes["verify"] = "ok" if good else "failed: ledgers or state roots differ"
 
 
-def run_story(data_dir: Path, console: Console, rows: int = 5000) -> Story:
-    """Create the consortium in `data_dir` and play every step; returns the outcomes."""
-    init_consortium(data_dir / "consortium", ORGS, consortium="health-data-demo")
+def run_story(data_dir: Path, console: Console, rows: int = 5000, network: str = "solo") -> Story:
+    """Lay out the consortium in `data_dir` (`solo` or `etcd`) and play every step."""
     work = data_dir / "files"
     work.mkdir(parents=True, exist_ok=True)
-    with Embedded(data_dir / "consortium") as emb:
-        story = Story(emb, work, console)
+    net = None
+    if network == "etcd":
+        net = demo_network(data_dir / "net", ORGS)
+        console.print("starting 3 etcd members and 4 node processes on 127.0.0.1 ...")
+        net.up(timeout=60)
+        base = net.base / "consortium"
+    else:
+        base = data_dir / "consortium"
+        init_consortium(base, ORGS, consortium="health-data-demo")
+    story = Story(Consortium(base, net), work, console)
+    try:
         step_consortium(story)
         step_publish(story, rows)
-        step_request(story)
-        step_approve(story)
+        step_request_and_approve(story)
         step_intruder(story)
         step_fetch(story)
         step_revoke(story)
         step_fetch_after_revoke(story)
         step_audit(story)
         step_verify(story)
+    finally:
+        story.consortium.close()
     return story
+
+
+def run_network_story(base: Path, console: Console, rows: int = 5000) -> Story:
+    """`run_story` on four node processes and three etcd members (brought up, then down)."""
+    return run_story(base, console, rows, network="etcd")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,18 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     started = time.perf_counter()
-    run: Callable[[Path, Console, int], Narrated]
-    if args.network == "etcd":
-        from sharechain.demo_network import run_network_story  # node processes and etcd
-
-        run = run_network_story
-    else:
-        run = run_story
     if args.data_dir is not None:
-        story = run(args.data_dir, console, args.rows)
+        story = run_story(args.data_dir, console, args.rows, args.network)
     else:
         with tempfile.TemporaryDirectory(prefix="sharechain-demo-") as tmp:
-            story = run(Path(tmp), console, args.rows)
+            story = run_story(Path(tmp), console, args.rows, args.network)
     expected = {
         "intruder": "refused",
         "fetch_after_revoke": "refused",

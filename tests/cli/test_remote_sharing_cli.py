@@ -184,6 +184,8 @@ def test_publish_fetch_revoke_purge_through_nodes(net: Net, tmp_path: Path) -> N
     net.sync()
     epoch = js("dataset", "show", ds, *b, "--as", GRANTEE)
     assert epoch["status"] == "active"
+    # Where to run may also come before the command (the root's options).
+    assert js(*b, "dataset", "show", ds, "--as", GRANTEE) == epoch
     refused = run("fetch", gid, "--as", GRANTEE, "-o", tmp_path / "late.csv", *b, code=2)
     assert "key release refused (revoked)" in refused and f"{SUPERVISOR}'s node" in refused
     assert "the chain refused (revoked:" in refused

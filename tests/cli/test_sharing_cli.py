@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sharechain.cli.main import app
-from sharechain.contracts._fields import derive_id
-from sharechain.sharing import local as sharing
-from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.records import derive_id
 from sharechain.storage.datadir import OrgSpec, init_consortium
 
 ORGS = (
@@ -40,11 +39,11 @@ def run(home: Path, *args: str) -> tuple[int, str]:
 
 
 def grant_for(home: Path, ds: str) -> str:
-    with Embedded(home) as emb:
+    with Plane.local(home) as plane:
         body = {"dataset": ds, "purpose": "research", "duration": 86_400_000}
-        rid = derive_id("request", emb.submit("insurer", "access.request", body).tx_id)
-        emb.submit("regulator", "access.approve", {"request": rid})
-        r = emb.submit("hospital-a", "access.approve", {"request": rid})
+        rid = derive_id("request", plane.submit("insurer", "access.request", body).tx_id)
+        plane.submit("regulator", "access.approve", {"request": rid})
+        r = plane.submit("hospital-a", "access.approve", {"request": rid})
     return derive_id("grant", r.tx_id)
 
 
@@ -85,8 +84,10 @@ def test_publish_fetch_revoke_purge(home: Path, tmp_path: Path) -> None:
     assert code == 2 and "wrong_grantee" in out
     code, out = run(home, "grant", "revoke", gid, "--as", "hospital-a", "--reason", "done")
     assert code == 0, out
-    with Embedded(home) as emb:
-        assert sharing.current_key_epoch(emb, pub["dataset"]).epoch == 2
+    with Plane.local(home) as plane:
+        assert plane.dataset(pub["dataset"]).status == "active"
+        trail = [(e.type, e.code) for e in plane.audit(ds=pub["dataset"])]
+    assert trail.count(("dataset.epoch", "valid")) == 2  # published, then rotated on revoke
     code, out = run(home, "fetch", gid, "--as", "insurer", "-o", str(tmp_path / "again"))
     assert code == 2 and "revoked" in out and not (tmp_path / "again").exists()
     code, out = run(home, "dataset", "rotate-key", pub["dataset"], "--as", "hospital-a")
@@ -129,3 +130,19 @@ def test_a_bad_policy_file_is_refused_with_the_reason(home: Path, tmp_path: Path
         str(policy),
     )
     assert code == 2 and "unknown policy field" in out
+
+
+def test_where_to_run_may_be_said_before_the_command(home: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("a,b\n" + "1,2\n" * 50)
+    code, out = run(home, "dataset", "publish", str(data), "--as", "hospital-a", "--title", "t")
+    assert code == 0, out
+    before = CliRunner().invoke(app, ["--data-dir", str(home), "dataset", "list", "--json"])
+    assert before.exit_code == 0, before.output
+    assert [d["title"] for d in json.loads(before.output)] == ["t"]
+    # The command's own option wins over the one before it.
+    elsewhere = ["--data-dir", str(tmp_path / "none"), "dataset", "list", "--json"]
+    won = CliRunner().invoke(app, [*elsewhere, "--data-dir", str(home)])
+    assert won.exit_code == 0 and json.loads(won.output) == json.loads(before.output)
+    missing = CliRunner().invoke(app, elsewhere)
+    assert missing.exit_code == 2 and "none" in missing.output

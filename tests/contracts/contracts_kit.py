@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 from sharechain.contracts.membership import ROTATE_DOMAIN, rotation_message
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.signing import SigningKey

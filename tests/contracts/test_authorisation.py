@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from contracts_kit import Clock, Net, digest, rotation_payload
 
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.signing import SigningKey
 

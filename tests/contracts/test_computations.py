@@ -11,8 +11,7 @@ import pytest
 from contracts_kit import Clock, Net
 
 from sharechain.contracts import computations as comp
-from sharechain.contracts import default_registry
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import default_registry, derive_id
 from sharechain.crypto import rangeproof
 from sharechain.ledger.state import StateReader
 from sharechain.sharing.embedded import Embedded

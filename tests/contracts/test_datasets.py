@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from contracts_kit import Net, digest
 
-from sharechain.contracts import queries
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id, queries
 
 
 def _derive(net: Net, org: str, parents: list[str], label: str) -> str:

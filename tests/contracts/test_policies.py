@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from contracts_kit import Net
 
-from sharechain.contracts import queries
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id, queries
 from sharechain.contracts.policies import (
     JOINT,
     K_OF_N,

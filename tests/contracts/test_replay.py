@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from contracts_kit import Clock, Net, digest
 
-from sharechain.contracts import default_registry
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import default_registry, derive_id
 from sharechain.ledger.chain import verify_chain
 
 

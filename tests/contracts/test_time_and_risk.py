@@ -7,8 +7,7 @@ from typing import Any
 
 from contracts_kit import Clock, Net
 
-from sharechain.contracts import queries
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id, queries
 
 HOUR = 3_600_000
 

@@ -18,16 +18,11 @@ from test_replication import wait_until
 
 from sharechain.api.client import NodeClient
 from sharechain.api.transfer import download_blob
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 from sharechain.errors import AccessDeniedError, IntegrityError
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.sharing.local import Published
-from sharechain.sharing.remote import (
-    ReleaseRefusedError,
-    fetch_remote,
-    publish_remote,
-    revoke_remote,
-)
+from sharechain.sharing.records import Published, ReleaseRefusedError
+from sharechain.sharing.remote import fetch_remote, publish_remote, revoke_remote
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.datadir import init_consortium
 

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 from sharechain.ordering.solo import order_block
-from sharechain.sharing import local as sharing
 from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.records import Listing, Published
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 from sharechain.storage.vault import Vault
@@ -19,16 +20,16 @@ ORGS = (
 )
 
 
-def _published(tmp_path: Path) -> tuple[Path, sharing.Published]:
+def _published(tmp_path: Path) -> tuple[Path, Published]:
     init_consortium(tmp_path / "c", ORGS)
     src = tmp_path / "records.csv"
     src.write_bytes(os.urandom(150_000))
-    with Embedded(tmp_path / "c") as emb:
-        pub = sharing.publish(emb, "hospital-a", src, title="records", custody="threshold")
+    with Plane.local(tmp_path / "c") as plane:
+        pub = plane.publish("hospital-a", src, Listing(title="records", custody="threshold"))
     return tmp_path / "c", pub
 
 
-def _held(path: Path, pub: sharing.Published) -> tuple[int, bool]:
+def _held(path: Path, pub: Published) -> tuple[int, bool]:
     """(vault entries over every organisation, blob present), without opening `Embedded`."""
     dd = DataDir.open(path)
     entries = sum(len(Vault(path, dd.keys(o.id)).entries()) for o in ORGS)
@@ -43,9 +44,11 @@ def test_a_purge_submitted_any_way_is_shredded_when_it_commits(tmp_path: Path) -
         assert receipt.ok
         assert not emb.datadir.shred_marker.exists()
     assert _held(path, pub) == (0, False)
-    with Embedded(path) as emb:  # the owner's report still counts what the hook destroyed
-        assert sharing.shred(emb, pub.dataset) == (3, 1)
-        assert sharing.shred(emb, pub.dataset) == (0, 0)
+    with Plane.local(path) as plane:  # the owner's report still counts what the hook destroyed
+        first = plane.shred("hospital-a", pub.dataset, receipt.tx_id)
+        assert (first.keys_destroyed, first.blobs_deleted) == (3, 1)
+        again = plane.shred("hospital-a", pub.dataset, receipt.tx_id)
+        assert (again.keys_destroyed, again.blobs_deleted) == (0, 0)
 
 
 def test_a_refused_purge_shreds_nothing(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sharechain.demo_network import run_network_story
+from sharechain.demo import run_network_story
 
 
 def test_sharing_story_over_http_on_four_nodes_and_three_etcd_members(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from sharechain.api.client import NodeClient
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import LocalNetwork
-from sharechain.sharing.local import Published
+from sharechain.sharing.records import Published
 from sharechain.sharing.remote import fetch_remote, publish_remote
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import VAULT_DIR

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import LocalNetwork

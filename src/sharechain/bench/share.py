@@ -47,26 +47,25 @@ _WORKER = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     from sharechain.bench.memory import peak_rss_kib
-    from sharechain.contracts._fields import derive_id
-    from sharechain.sharing import local as sharing
+    from sharechain.sharing.plane import Plane
+    from sharechain.sharing.records import Listing, derive_id
     from sharechain.storage.datadir import OrgSpec, init_consortium
-    from sharechain.sharing.embedded import Embedded
 
     root, src = Path(sys.argv[1]), Path(sys.argv[2])
     orgs = [OrgSpec("hospital-a", ("member", "admin")), OrgSpec("insurer", ("member",)),
             OrgSpec("regulator", ("member", "supervisor", "admin"))]
     init_consortium(root / "c", orgs)
-    emb = Embedded(root / "c")
+    plane = Plane.local(root / "c")
     t0 = time.perf_counter()
-    pub = sharing.publish(emb, "hospital-a", src, title="bench")
+    pub = plane.publish("hospital-a", src, Listing(title="bench"))
     t1 = time.perf_counter()
-    r = emb.submit("insurer", "access.request",
-                   {"dataset": pub.dataset, "purpose": "bench", "duration": 3600000})
+    r = plane.submit("insurer", "access.request",
+                     {"dataset": pub.dataset, "purpose": "bench", "duration": 3600000})
     rid = derive_id("request", r.tx_id)
-    emb.submit("hospital-a", "access.approve", {"request": rid})
-    g = derive_id("grant", emb.submit("regulator", "access.approve", {"request": rid}).tx_id)
+    plane.submit("hospital-a", "access.approve", {"request": rid})
+    g = derive_id("grant", plane.submit("regulator", "access.approve", {"request": rid}).tx_id)
     t2 = time.perf_counter()
-    sharing.fetch(emb, "insurer", g, root / "out")
+    plane.fetch("insurer", g, root / "out")
     t3 = time.perf_counter()
     print(json.dumps({"publish": t1 - t0, "fetch": t3 - t2, "total": (t1 - t0) + (t3 - t2),
                       "rss_kib": peak_rss_kib()}))

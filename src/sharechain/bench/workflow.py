@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from sharechain.contracts import default_registry
-from sharechain.contracts._fields import derive_id
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.ledger.blocks import Block
 from sharechain.ledger.chain import Ledger
@@ -36,6 +35,7 @@ from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
+from sharechain.sharing.records import derive_id
 
 __all__ = ["run"]
 

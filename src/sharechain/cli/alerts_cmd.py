@@ -20,7 +20,7 @@ from sharechain.cli.common import (
     print_table,
 )
 from sharechain.cli.dataset_cmd import report
-from sharechain.cli.remote import Target, open_backend
+from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import risk
 
 __all__ = ["register"]
@@ -36,7 +36,7 @@ def list_cmd(
     as_org: SignerOpt = None,
 ) -> None:
     """Open risk alerts (or all of them; a node shows them to supervisors)."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         found = chain.alerts(open_only=not all_)
     if json_out:
         emit_json(to_json(found))
@@ -70,7 +70,7 @@ def clear_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Clear an alert (a supervisor); lifts its suspension."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         aid = chain.resolve("alert", alert)
         r = chain.submit(as_org, risk.CLEAR, {"alert": aid, "note": note})
     report(r, json_out, f"{as_org} cleared alert {aid[:12]}", alert=aid)

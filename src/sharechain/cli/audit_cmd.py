@@ -24,7 +24,8 @@ from sharechain.cli.common import (
     fail,
     print_table,
 )
-from sharechain.cli.remote import Target, open_backend
+from sharechain.cli.target import Target, open_plane
+from sharechain.ledger.blocks import VALID
 
 __all__ = ["register"]
 
@@ -45,7 +46,7 @@ def audit(
     """The audit trail of a dataset, a grant or an organisation (every proof verified)."""
     if sum(x is not None for x in (dataset, grant, org)) != 1:
         fail("give exactly one of DATASET, --grant ID or --org ORG")
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         if dataset is not None:
             entries = chain.audit(ds=chain.resolve("dataset", dataset))
         elif grant is not None:
@@ -64,7 +65,7 @@ def audit(
                 iso(e.timestamp),
                 e.sender,
                 e.type,
-                e.code if e.code == "valid" else f"[red]{e.code}[/]: {e.reason}",
+                e.code if e.code == VALID.code else f"[red]{e.code}[/]: {e.reason}",
                 e.tx_id.hex()[:16],
             )
             for e in entries

@@ -33,19 +33,19 @@ from sharechain.cli.common import (
     emit_json,
     err_console,
     fail,
-    open_embedded,
 )
 from sharechain.cli.notary_cmd import iso_time, parse_tx_id
-from sharechain.cli.remote import Target, connect, node_errors, open_backend
+from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import default_registry
 from sharechain.errors import ChainError
-from sharechain.ledger.chain import VerifyReport, verify_chain
 from sharechain.ledger.export import export_records
 from sharechain.ledger.store import Head, Store
+from sharechain.ledger.verify import VerifyReport, verify_ledger
 from sharechain.sharing import agreement
 from sharechain.sharing.agreement import AttestationReport
-from sharechain.sharing.backend import Backend, ChainInfo
 from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.records import ChainInfo
 
 __all__ = ["register"]
 
@@ -53,23 +53,16 @@ app = command_group("chain", "Inspect, verify, export and prove the ledger.")
 
 
 @contextmanager
-def _opened(data_dir: Path | None) -> Iterator[Embedded]:
-    """Open the data directory; a damaged database file becomes a clear error, not a traceback."""
-    try:
-        with open_embedded(data_dir) as emb:
-            yield emb
-    except sqlite3.DatabaseError as exc:
-        fail(
-            f"the ledger database is damaged ({exc}); restore ledger.db from a backup "
-            "or re-sync the node from its peers"
-        )
+def _opened(
+    data_dir: Path | None, target: Target, as_org: str | None, *, check_store: bool = True
+) -> Iterator[Plane]:
+    """`open_plane`; a damaged database file becomes a clear error, not a traceback.
 
-
-@contextmanager
-def _opened_backend(data_dir: Path | None, target: Target, as_org: str | None) -> Iterator[Backend]:
-    """`open_backend`, with a damaged database file a clear error as in `_opened`."""
+    The commands that verify the store themselves open it unchecked, so a tampered
+    store is reported with its bad height instead of refused on open.
+    """
     try:
-        with open_backend(data_dir, target, as_org) as chain:
+        with open_plane(data_dir, target, as_org, check_store=check_store) as chain:
             yield chain
     except sqlite3.DatabaseError as exc:
         fail(
@@ -133,7 +126,7 @@ def info(
 ) -> None:
     """Consortium, height, head hash, state root, transaction count and organisations."""
     target = Target(node, network, key)
-    with _opened_backend(data_dir, target, as_org) as chain:
+    with _opened(data_dir, target, as_org, check_store=False) as chain:
         found = chain.chain_info()
     report = info_json(found)
     if json_out:
@@ -165,18 +158,11 @@ def _local_attestations(emb: Embedded, height: int) -> AttestationReport:
     return agreement.compare_with_peers(emb.store, node, emb.datadir.keys(node.org))
 
 
-def _remote_verification(
-    data_dir: Path | None, target: Target, as_org: str | None
-) -> tuple[VerifyReport, AttestationReport]:
+def _remote_verification(client: NodeClient) -> tuple[VerifyReport, AttestationReport]:
     """What the node says of its own store (verified on start) and of its peers."""
-    client, _ = connect(data_dir, target, as_org)
-    try:
-        with node_errors(client.base_url):
-            status = client.status()
-            chain = client.get_json("/v1/chain")
-            attest = client.attestation_status()
-    finally:
-        client.close()
+    status = client.status()
+    chain = client.get_json("/v1/chain")
+    attest = client.attestation_status()
     problem = status.get("problem") or status.get("halted")
     report = VerifyReport(
         ok=problem is None,
@@ -204,14 +190,19 @@ def verify(
     the conflicting peers. With --node/--network, the node reports the
     verification of its store (done on start) and its comparison with its peers.
     """
-    target = Target(node, network, key)
-    if target.remote:
-        report, attest = _remote_verification(data_dir, target, as_org)
-    else:
-        with _opened(data_dir) as emb, _progress("verifying blocks", not json_out) as progress:
-            report = verify_chain(
-                emb.store, emb.registry, genesis_hash=emb.datadir.genesis_hash, progress=progress
-            )
+    with _opened(data_dir, Target(node, network, key), as_org, check_store=False) as plane:
+        if plane.embedded is None:
+            assert plane.client is not None
+            report, attest = _remote_verification(plane.client)
+        else:
+            emb = plane.embedded
+            with _progress("verifying blocks", not json_out) as progress:
+                report = verify_ledger(
+                    emb.store,
+                    emb.registry,
+                    genesis_hash=emb.datadir.genesis_hash,
+                    progress=progress,
+                )
             attest = _local_attestations(emb, report.height)
     if json_out:
         emit_json(
@@ -297,18 +288,15 @@ def _export_source(
     An unreachable or refusing node becomes a clear error; a chain that does not
     verify raises `ChainError` from the records, as on the embedded default.
     """
-    if not target.remote:
-        with _opened(data_dir) as emb:
+    with _opened(data_dir, target, as_org, check_store=False) as plane:
+        emb = plane.embedded
+        if emb is not None:
             yield lambda progress: export_records(emb.store, emb.registry, progress=progress)
-        return
-    client, _ = connect(data_dir, target, as_org)
-    try:
-        with node_errors(client.base_url):
-            # export_records reads only head() and iter_blocks(): the node answers both.
-            chain = cast(Store, _NodeBlocks(client))
-            yield lambda progress: export_records(chain, default_registry(), progress=progress)
-    finally:
-        client.close()
+            return
+        assert plane.client is not None
+        # export_records reads only head() and iter_blocks(): the node answers both.
+        chain = cast(Store, _NodeBlocks(plane.client))
+        yield lambda progress: export_records(chain, default_registry(), progress=progress)
 
 
 @app.command("export")
@@ -368,7 +356,7 @@ def proof(
 ) -> None:
     """The RFC 9162 inclusion proof of a transaction in its block, verified before it is shown."""
     target = parse_tx_id(tx_id)
-    with _opened_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with _opened(data_dir, Target(node, network, key), as_org) as chain:
         p = chain.proof(target)
     if json_out:
         emit_json(p.to_json())

@@ -28,7 +28,6 @@ __all__ = [
     "console",
     "emit_json",
     "fail",
-    "open_embedded",
     "print_table",
     "resolve_data_dir",
 ]
@@ -103,18 +102,6 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]
 
 
 @contextmanager
-def open_embedded(path: Path | None) -> Iterator[Embedded]:
-    """Open the data directory, turning sharechain errors into clear exits."""
-    with handle_errors():
-        emb = Embedded(resolve_data_dir(path))
-    try:
-        with handle_errors():
-            yield emb
-    finally:
-        emb.close()
-
-
-@contextmanager
 def handle_errors() -> Iterator[None]:
     try:
         yield
@@ -127,3 +114,19 @@ def command_group(name: str, help: str) -> typer.Typer:
 
 
 Registrar = Callable[[typer.Typer], None]
+
+
+@contextmanager
+def open_embedded(path: Path | None, *, check_store: bool = True) -> Iterator[Embedded]:
+    """Open the embedded data directory directly (the proof tools read its store).
+
+    Sharechain errors become clear exits; `check_store=False` only for tools that
+    verify the store themselves.
+    """
+    with handle_errors():
+        emb = Embedded(resolve_data_dir(path), check_store=check_store)
+    try:
+        with handle_errors():
+            yield emb
+    finally:
+        emb.close()

@@ -29,15 +29,13 @@ from sharechain.cli.common import (
     fail,
     print_table,
 )
-from sharechain.cli.remote import Target, open_backend
+from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import datasets as ds_contract
-from sharechain.contracts import queries
-from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, policy_from_mapping
 from sharechain.ordering.solo import Receipt
-from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.records import derive_id
 
-__all__ = ["hex_digest", "register", "report", "resolve"]
+__all__ = ["hex_digest", "load_policy", "register", "report"]
 
 IdArg = Annotated[str, typer.Argument(help="Dataset id (or a unique prefix of it).")]
 Title = Annotated[str | None, typer.Option(help="Short name.")]
@@ -76,10 +74,6 @@ def hex_digest(text: str, name: str, *, optional: bool = False) -> bytes:
     if len(value) != 32:
         fail(f"{name} must be a SHA-256 digest: 64 hexadecimal digits")
     return value
-
-
-def resolve(emb: Embedded, kind: str, prefix: str) -> str:
-    return queries.resolve(emb.store, kind, prefix)
 
 
 def report(receipt: Receipt, json_out: bool, message: str, **ids: str) -> None:
@@ -174,7 +168,7 @@ def register_cmd(
     """Register a dataset: its digests, metadata and sharing policy."""
     payload = _describe(title, description, tag, column, classification, custody, holder, policy)
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         r = chain.submit(as_org, ds_contract.REGISTER, payload)
     report(r, json_out, f"{as_org} registered {title!r}", dataset=derive_id("dataset", r.tx_id))
 
@@ -203,7 +197,7 @@ def version_cmd(
     """Register a new version of a dataset (unset metadata is inherited)."""
     payload = _describe(title, description, tag, column, classification, custody, holder, policy)
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         payload["dataset"] = chain.resolve("dataset", dataset)
         r = chain.submit(as_org, ds_contract.VERSION, payload)
     report(r, json_out, "new version registered", dataset=derive_id("dataset", r.tx_id))
@@ -235,7 +229,7 @@ def derive_cmd(
     payload = _describe(title, description, tag, column, classification, custody, holder, policy)
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
     payload["transformation"] = transformation
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         payload["parents"] = [chain.resolve("dataset", p) for p in parent]
         r = chain.submit(as_org, ds_contract.DERIVE, payload)
     report(r, json_out, "derived dataset registered", dataset=derive_id("dataset", r.tx_id))
@@ -251,7 +245,7 @@ def retire_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Retire a dataset: no new requests; existing grants stay."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         ds = chain.resolve("dataset", dataset)
         r = chain.submit(as_org, ds_contract.RETIRE, {"dataset": ds})
     report(r, json_out, f"dataset {ds} retired", dataset=ds)
@@ -268,7 +262,7 @@ def purge_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Purge a dataset: every grant revoked, its keys and blobs destroyed; the record stays."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         ds = chain.resolve("dataset", dataset)
         r = chain.submit(as_org, ds_contract.PURGE, {"dataset": ds, "reason": reason})
         chain.shred(as_org, ds, r.tx_id)  # data plane: every key, share and blob destroyed
@@ -289,7 +283,7 @@ def list_cmd(
     as_org: SignerOpt = None,
 ) -> None:
     """The dataset catalogue, filtered."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         found = chain.catalogue(
             owner=owner,
             tag=tag,
@@ -328,7 +322,7 @@ def show_cmd(
     as_org: SignerOpt = None,
 ) -> None:
     """One dataset's record, policy included."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         d = chain.dataset(chain.resolve("dataset", dataset))
     value = to_json(d)
     if json_out:
@@ -352,7 +346,7 @@ def lineage_cmd(
     as_org: SignerOpt = None,
 ) -> None:
     """The lineage graph: parents, derived datasets and versions."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         graph = chain.lineage(chain.resolve("dataset", dataset))
     if json_out:
         emit_json(to_json(graph))

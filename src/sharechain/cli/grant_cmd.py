@@ -21,7 +21,7 @@ from sharechain.cli.common import (
     print_table,
 )
 from sharechain.cli.dataset_cmd import report
-from sharechain.cli.remote import Target, open_backend
+from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import grants
 
 __all__ = ["register"]
@@ -38,7 +38,7 @@ def list_cmd(
     as_org: SignerOpt = None,
 ) -> None:
     """An organisation's grants, or a dataset's, with their status at the head."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         if org:
             found = chain.grants(org=org)
         elif dataset:
@@ -77,7 +77,7 @@ def revoke_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Revoke a grant (the dataset's owner or a supervisor); the dataset gets a new key epoch."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         gid = chain.resolve("grant", grant)
         r = chain.submit(as_org, grants.REVOKE, {"grant": gid, "reason": reason})
         chain.rotate_after_revoke(as_org, gid)  # data plane: the dataset moves to a new epoch

@@ -15,7 +15,7 @@ from sharechain.cli.common import (
     handle_errors,
     resolve_data_dir,
 )
-from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.plane import Plane
 from sharechain.storage.datadir import OrgSpec, init_consortium
 
 __all__ = ["register"]
@@ -55,7 +55,7 @@ def init(
     path = resolve_data_dir(data_dir)
     with handle_errors():
         dd = init_consortium(path, specs, consortium=consortium)
-        Embedded(path).close()  # commits genesis into the ledger
+        Plane.local(path).close()  # commits genesis into the ledger
     if json_out:
         emit_json(
             {

@@ -1,7 +1,11 @@
 """`sharechain`: the command line.
 
-Every command takes `--data-dir` and `--json`. Command groups live in their
-own modules and register themselves here through `COMMAND_MODULES`.
+Every command takes `--data-dir` and `--json`. Where a command runs (the
+embedded data directory, a node, a network file's node, with which key) may
+also be said once before it: `sharechain --node URL --key FILE dataset list`.
+The root callback records it; each command then opens its `Plane` with
+`cli.target.open_plane`, its own options winning. Command groups live in
+their own modules and register themselves here through `COMMAND_MODULES`.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ from __future__ import annotations
 import importlib
 
 import typer
+
+from sharechain.cli.common import DataDirOpt, KeyOpt, NetworkOpt, NodeOpt
+from sharechain.cli.target import Target, said_first
 
 __all__ = ["app", "main"]
 
@@ -22,8 +29,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    data_dir: DataDirOpt = None,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+) -> None:
     """A consortium blockchain for governed data sharing between organisations."""
+    said_first(Target(node, network, key, data_dir))
 
 
 # Each module defines `register(app)`; keep one line per module.

@@ -28,7 +28,7 @@ from sharechain.cli.common import (
     emit_json,
     fail,
 )
-from sharechain.cli.remote import Target, open_backend
+from sharechain.cli.target import Target, open_plane
 from sharechain.contracts.notary import ENDORSE, RECORD, NotaryRecord
 from sharechain.ledger.proofs import TxProof
 
@@ -85,7 +85,7 @@ def notarize(
 ) -> None:
     """Record a file's SHA-256 on the chain."""
     digest = file_digest(file)
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         receipt = chain.submit(as_org, RECORD, {"digest": digest, "note": note})
     if json_out:
         emit_json({"tx_id": receipt.tx_id.hex(), "height": receipt.height, "digest": digest.hex()})
@@ -108,7 +108,7 @@ def endorse(
 ) -> None:
     """Countersign another organisation's notary record."""
     target = parse_tx_id(tx_id)
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         receipt = chain.submit(as_org, ENDORSE, {"record": target})
     if json_out:
         emit_json({"tx_id": receipt.tx_id.hex(), "height": receipt.height, "record": target.hex()})
@@ -157,7 +157,7 @@ def check(
 ) -> None:
     """Check a file against the chain: exit 0 if recorded (with proof), 1 if not."""
     digest = file_digest(file)
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         rec = chain.notary(digest)
         if rec is None:
             if json_out:

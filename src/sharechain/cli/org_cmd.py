@@ -37,16 +37,15 @@ from sharechain.cli.common import (
     emit_json,
     err_console,
     fail,
-    open_embedded,
     print_table,
 )
 from sharechain.cli.dataset_cmd import report
-from sharechain.cli.remote import Target, key_dir, network_data_dir, open_backend
+from sharechain.cli.target import Target, key_dir, network_data_dir, open_plane
 from sharechain.contracts import membership
-from sharechain.contracts._fields import derive_id
 from sharechain.crypto.keyfile import OrgKeys, save_keys
 from sharechain.errors import SharechainError
-from sharechain.sharing.backend import Backend, EmbeddedBackend
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.records import derive_id
 from sharechain.storage.datadir import DataDir
 
 __all__ = ["register"]
@@ -63,7 +62,7 @@ def _hex_key(text: str, name: str) -> bytes:
 
 
 def _submit_proposal(
-    chain: Backend, as_org: str, payload: dict[str, Any], json_out: bool, message: str
+    chain: Plane, as_org: str, payload: dict[str, Any], json_out: bool, message: str
 ) -> str:
     r = chain.submit(as_org, membership.PROPOSE, payload)
     pid = derive_id("proposal", r.tx_id)
@@ -72,7 +71,7 @@ def _submit_proposal(
     return status
 
 
-def queries_status(chain: Backend, pid: str) -> str:
+def queries_status(chain: Plane, pid: str) -> str:
     return next(p.status for p in chain.proposals() if p.id == pid)
 
 
@@ -96,7 +95,7 @@ def _new_keys(
 
 
 def _propose(
-    chain: Backend,
+    chain: Plane,
     keys_at: DataDir | None,
     org: str,
     as_org: str,
@@ -150,16 +149,14 @@ def propose_cmd(
             "enc_key": enc,
         }
 
-    if not target.remote:
-        with open_embedded(data_dir) as emb:
-            keys, pub, enc = _new_keys(emb.datadir, org, sign_key, enc_key)
-            chain = EmbeddedBackend(emb)
-            _propose(chain, emb.datadir, org, as_org, payload(pub, enc), keys, json_out)
-        return
-    keys_at = _key_store(data_dir, target) if sign_key is None and enc_key is None else None
-    keys, pub, enc = _new_keys(keys_at, org, sign_key, enc_key)
-    with open_backend(data_dir, target, as_org) as remote:
-        _propose(remote, keys_at, org, as_org, payload(pub, enc), keys, json_out)
+    generate = sign_key is None and enc_key is None
+    with open_plane(data_dir, target, as_org) as chain:
+        # The development consortium keeps every key file in its data directory.
+        keys_at = chain.embedded.datadir if chain.embedded is not None else None
+        if keys_at is None and generate:
+            keys_at = _key_store(data_dir, target)
+        keys, pub, enc = _new_keys(keys_at, org, sign_key, enc_key)
+        _propose(chain, keys_at, org, as_org, payload(pub, enc), keys, json_out)
 
 
 def remove_cmd(
@@ -172,7 +169,7 @@ def remove_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Propose to remove an organisation (its requests are cancelled, grants revoked)."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         payload = {"action": "remove", "org": org}
         _submit_proposal(chain, as_org, payload, json_out, f"{as_org} proposed to remove {org}")
 
@@ -188,7 +185,7 @@ def vote_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Vote on a membership proposal (admins)."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         pid = chain.resolve("proposal", proposal)
         r = chain.submit(as_org, membership.VOTE, {"proposal": pid, "approve": not no})
         status = queries_status(chain, pid)
@@ -224,16 +221,13 @@ def rotate_cmd(
     replaced once the chain accepted it. Restart the organisation's node afterwards.
     """
     target = Target(node, network, key)
-    if not target.remote:
-        with open_embedded(data_dir) as emb:
-            new, payload = _rotation(as_org)
-            r = emb.submit(as_org, membership.ROTATE, payload)
-            emb.datadir.save_keys(new)
-        written: list[Path] = []
-    else:
-        with open_backend(data_dir, target, as_org) as chain:
-            new, payload = _rotation(as_org)
-            r = chain.submit(as_org, membership.ROTATE, payload)
+    with open_plane(data_dir, target, as_org) as chain:
+        new, payload = _rotation(as_org)
+        r = chain.submit(as_org, membership.ROTATE, payload)
+        if chain.embedded is not None:  # the development consortium's own key file
+            chain.embedded.datadir.save_keys(new)
+    written: list[Path] = []
+    if chain.embedded is None:
         written = [key or DataDir.open(key_dir(data_dir, target)).key_path(as_org)]
         node_dir = network_data_dir(target, as_org)
         if node_dir is not None and (node_dir / "keys" / f"{as_org}.key").exists():
@@ -264,7 +258,7 @@ def list_cmd(
     as_org: SignerOpt = None,
 ) -> None:
     """Organisations and membership proposals."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         orgs = chain.organisations()
         props = chain.proposals()
     if json_out:

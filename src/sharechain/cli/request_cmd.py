@@ -25,10 +25,10 @@ from sharechain.cli.common import (
     print_table,
 )
 from sharechain.cli.dataset_cmd import report
-from sharechain.cli.remote import Target, open_backend
+from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import access
-from sharechain.contracts._fields import derive_id
 from sharechain.contracts.policies import PolicyError, parse_duration
+from sharechain.sharing.records import derive_id
 
 __all__ = ["register"]
 
@@ -62,7 +62,7 @@ def create_cmd(
         ms = parse_duration(f"{days}d" if days is not None else duration or "1d")
     except PolicyError as exc:
         fail(f"--duration: {exc}")
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         ds = chain.resolve("dataset", dataset)
         payload = {
             "dataset": ds,
@@ -89,7 +89,7 @@ def _decide(
     json_out: bool,
     target: Target,
 ) -> None:
-    with open_backend(data_dir, target, as_org) as chain:
+    with open_plane(data_dir, target, as_org) as chain:
         rid = chain.resolve("request", request)
         r = chain.submit(as_org, kind, {"request": rid, **payload})
         req = chain.request(rid)
@@ -141,7 +141,7 @@ def list_cmd(
     key: KeyOpt = None,
 ) -> None:
     """An approver's inbox, an organisation's requests, or a dataset's."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         if dataset:
             found = chain.requests(ds=chain.resolve("dataset", dataset))
         elif as_org and mine:

@@ -3,11 +3,11 @@
 Publishing seals a file and registers it; fetching obtains the key under a
 grant and opens the payload with every digest checked; rotating moves a dataset
 to a new key epoch. `grant revoke` and `dataset purge` (in grant_cmd and
-dataset_cmd) also rotate and shred. All of them run on the embedded default
-(one data directory holds the whole development consortium, `sharing`) or
-against the nodes with `--node` / `--network` (`remote_sharing`, the
-custodians' nodes found as `sharechain.sharing.remote_plane` says), through the
-`Backend` seam, with the same output. These commands join the `dataset` group
+dataset_cmd) also rotate and shred. All of them run through the `Plane`
+(`sharechain.sharing.plane`): on the embedded default (one data directory
+holds the whole development consortium) or against the nodes with `--node` /
+`--network` (the custodians' nodes found as `sharechain.sharing.remote`
+says), with the same output. These commands join the `dataset` group
 whichever module creates it first (see `_group`).
 """
 
@@ -40,13 +40,11 @@ from sharechain.cli.common import (
     console,
     emit_json,
     err_console,
-    fail,
 )
 from sharechain.cli.dataset_cmd import load_policy
-from sharechain.cli.remote import Target, open_backend
-from sharechain.sharing import local as sharing
-from sharechain.sharing.backend import Listing
-from sharechain.sharing.remote import ReleaseRefusedError
+from sharechain.cli.target import Target, open_plane
+from sharechain.sharing.records import Listing
+from sharechain.sharing.records import Progress as Tick
 
 __all__ = ["register"]
 
@@ -62,7 +60,7 @@ def _csv_schema(path: Path) -> tuple[tuple[str, str], ...]:
 
 
 @contextmanager
-def _bar(label: str, total: int, quiet: bool) -> Iterator[sharing.Progress | None]:
+def _bar(label: str, total: int, quiet: bool) -> Iterator[Tick | None]:
     if quiet:
         yield None
         return
@@ -128,7 +126,7 @@ def publish_cmd(
         threshold=threshold,
     )
     with (
-        open_backend(data_dir, Target(node, network, key), as_org) as chain,
+        open_plane(data_dir, Target(node, network, key), as_org) as chain,
         _bar("sealing", file.stat().st_size, json_out) as tick,
     ):
         pub = chain.publish(as_org, file, listing, tick)
@@ -161,7 +159,7 @@ def rotate_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Move a dataset to a new key epoch: re-seal under a fresh key, destroy the old one."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         ds = chain.resolve("dataset", dataset)
         rot = chain.rotate(as_org, ds, reason="rotation")
     value = {"dataset": ds, "epoch": rot.epoch, "tx_id": rot.tx_id.hex()}
@@ -186,20 +184,17 @@ def fetch_cmd(
     key: KeyOpt = None,
 ) -> None:
     """Obtain the key under GRANT, decrypt, check every digest, sign the read receipt."""
-    with open_backend(data_dir, Target(node, network, key), as_org) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         gid = chain.resolve("grant", grant)
         ds = chain.dataset(chain.grant(gid).grant.dataset)
         with _bar("fetching", ds.size, json_out) as tick:
-            try:
-                got = chain.fetch(
-                    as_org,
-                    gid,
-                    output,
-                    offline=frozenset(offline or ()),
-                    progress=None if tick is None else _plain(tick, ds.size),
-                )
-            except ReleaseRefusedError as exc:  # a custodian's node: the chain's code first
-                fail(f"key release refused ({exc.code}) by {exc.custodian}'s node {exc}")
+            got = chain.fetch(
+                as_org,
+                gid,
+                output,
+                offline=frozenset(offline or ()),
+                progress=None if tick is None else _plain(tick, ds.size),
+            )
     value = {
         "grant": gid,
         "dataset": got.dataset,
@@ -216,7 +211,7 @@ def fetch_cmd(
     console.print(_table("fetched and verified", [(k, str(v)) for k, v in value.items()]))
 
 
-def _plain(tick: sharing.Progress, size: int) -> sharing.Progress:
+def _plain(tick: Tick, size: int) -> Tick:
     """Progress over ciphertext bytes, shown as plaintext bytes (capped at the size)."""
     seen = [0]
 

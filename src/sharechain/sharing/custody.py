@@ -5,11 +5,12 @@ organisation performs with its own keys, its own vault and its copy of the
 chain (a `Store`), written once and used by both ways of running the data
 plane:
 
-- on the embedded default, `sharechain.sharing.local` plays every organisation
-  in one process, calling these for each in turn;
-- on a network, a node (`sharechain.node.delivery`) runs the custodian's
-  steps when a grantee asks through the REST API, and the organisation's own
-  tools (`sharechain.sharing.remote`) run the owner's and the grantee's.
+- the data-plane operations (`sharing.publish`, `fetch`, `rotation`) run the
+  owner's and the grantee's, whichever adapters they are given;
+- the embedded adapters (`sharing.local`) run the custodians' for every
+  organisation of the data directory, and on a network a node
+  (`sharechain.node.delivery`) runs its own custodian's steps when a grantee
+  asks through the REST API.
 
 Nothing here performs I/O beyond the vault it is handed.
 """
@@ -42,7 +43,6 @@ __all__ = [
     "check_opened",
     "combine_secrets",
     "custody_material",
-    "dataset_id",
     "encryption_key",
     "epoch_payload",
     "key_epoch",
@@ -214,11 +214,6 @@ def register_payload(
     if policy is not None:
         register["policy"] = dict(policy)
     return register
-
-
-def dataset_id(register_tx: bytes) -> str:
-    """The id the chain gives the dataset its `dataset.register` transaction creates."""
-    return hashlib.sha256(b"dataset\x000\x00" + register_tx).hexdigest()  # contracts' derive_id
 
 
 def wrap_release(

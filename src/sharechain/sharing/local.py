@@ -1,534 +1,319 @@
-"""The data plane's orchestrator: publish, release keys, fetch, rotate, revoke, purge.
+"""The embedded default's adapters: the data plane's ports over one data directory.
 
-These functions tie the sealed payloads (`crypto.stream`), the key wraps
-(`crypto.hpke`), the key shares (`crypto.shamir`), the blob store and the
-per-organisation vaults to the chain. The chain is the gate in every custody
-mode: a custodian's node wraps a key for a grantee only as part of a
-`grant.key-release` transaction, and delivers the wrapped key only once the
-chain has accepted that transaction (a refused one is recorded with its code,
-and the wrap is thrown away).
+One data directory (`Embedded`) holds the whole development consortium: every
+organisation's keys and vault, one blob store and the ledger, ordered by the
+solo orderer in this process. The adapters play every organisation in turn,
+each touching key material only through its own `Vault` and `Inbox`:
 
-- `publish`: seal a file under a fresh data key (blob store, or on the chain
-  itself when it is small), keep the key per custody mode, and register the
-  dataset with its first key epoch in one block.
-- `release_key`: one custodian's node releases its key (or share) for a grant.
-- `fetch`: the grantee has the custodians release, rebuilds the key, opens the
-  payload into a temporary file, checks every digest against the chain, moves
-  it into place and signs a read receipt.
-- `rotate` / `revoke`: move a dataset to a new key epoch (re-seal under a new
-  key, new custody material, old key and blob destroyed).
-- `purge`: record the purge, then destroy every key, share, delivery and blob.
+- `LocalChain`: the ledger (`contracts.queries` over the `Store`), signing with
+  the key files held here; also the faces' read side (`ports.Queries`);
+- `LocalCustodian`: the vaults; a custodian releases by wrapping its secret to
+  the grantee and committing `grant.key-release` (the chain checks the grant),
+  and the wrap reaches the grantee's inbox only when the chain accepted it;
+- `LocalBlobs`: the one blob store (no copies to make: every "node" shares it).
 
-Each function takes an `Embedded` data directory and the organisation(s) acting;
-each organisation's key material is touched only through its own `Vault` and
-`Inbox`. The per-organisation steps are also public functions over one
-organisation's keys, its vault and a chain view (a `Store`): `plan_custody`,
-`custody_material`, `wrap_release`, `open_release`, `combine_secrets`,
-`check_digests`. A node (`sharechain.node.delivery`) and a remote client
-(`sharechain.sharing.remote`) run the same steps over the REST API.
-Decisions are written down in docs/sharing.md.
+`local_ports(emb)` bundles them for `sharing.publish`, `fetch`, `rotation` and
+`purge`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from sharechain.contracts import queries
-from sharechain.contracts.epochs import EPOCH, KeyEpoch, current_epoch
-from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE, StreamDigests
-from sharechain.errors import (
-    AccessDeniedError,
-    InsufficientSharesError,
-    IntegrityError,
-    NotFoundError,
-    TransactionRejectedError,
-)
+from sharechain.contracts.access import AccessRequest
+from sharechain.contracts.datasets import Dataset
+from sharechain.contracts.epochs import KeyEpoch
+from sharechain.contracts.grants import KEY_RELEASE
+from sharechain.contracts.membership import Proposal
+from sharechain.contracts.notary import NotaryRecord, notary_record, record_key
+from sharechain.contracts.queries import AuditEntry, GrantView, Lineage
+from sharechain.contracts.risk import Alert
+from sharechain.crypto.keyfile import OrgKeys
+from sharechain.errors import IntegrityError, NotFoundError, TransactionRejectedError
 from sharechain.ledger.blocks import decode_block
+from sharechain.ledger.identities import Organisation
+from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
 from sharechain.ledger.state import StateReader
-from sharechain.ledger.transactions import decode_transaction
+from sharechain.ledger.transactions import SignedTransaction, decode_transaction
+from sharechain.ordering.solo import Receipt
 from sharechain.sharing.custody import (
-    CUSTODY_MODES,
-    KeyRelease,
-    check_digests,
-    combine_secrets,
     custody_material,
-    dataset_id,
     encryption_key,
-    epoch_payload,
     key_epoch,
-    open_release,
-    plan_custody,
-    register_payload,
-    release_context,
     release_payload,
     wrap_release,
 )
 from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.ports import (
+    Delivery,
+    Deposit,
+    Ports,
+    Rng,
+    Seal,
+    Sealed,
+    quiet,
+    verify_entries,
+)
+from sharechain.sharing.records import (
+    DEFAULT_INLINE_LIMIT,
+    CatalogueQuery,
+    ChainInfo,
+    NodeShred,
+    Progress,
+    ReleaseRefusedError,
+)
 from sharechain.sharing.shredding import shred_here
 from sharechain.storage import sealing
 from sharechain.storage.blobs import BlobStore
-from sharechain.storage.vault import Access, Inbox, Vault, record
+from sharechain.storage.vault import Inbox, Vault
 
-__all__ = [
-    "CUSTODY_MODES",
-    "DEFAULT_INLINE_LIMIT",
-    "Fetched",
-    "KeyRelease",
-    "Published",
-    "Purged",
-    "Revoked",
-    "Rotated",
-    "current_key_epoch",
-    "fetch",
-    "publish",
-    "purge",
-    "release_key",
-    "revoke",
-    "rotate",
-    "rotate_after_revoke",
-    "shred",
-]
-
-DEFAULT_INLINE_LIMIT: Final = 64 * 1024
-"""Payloads up to this size (plaintext bytes) travel sealed on the chain, not as blobs."""
-
-Progress = Callable[[int], None]
-"""Called with the number of bytes just processed (for progress bars)."""
+__all__ = ["LocalBlobs", "LocalChain", "LocalCustodian", "local_ports"]
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
-    """A dataset registered with its sealed payload and key custody."""
+class LocalChain:
+    """The ledger of the data directory, signing with the key files it holds."""
 
-    dataset: str
-    """The new dataset id."""
-    epoch: int
-    """Its key epoch (1)."""
-    digests: StreamDigests
-    """Fingerprints recorded on the chain."""
-    custody: str
-    """Custody mode."""
-    holders: tuple[str, ...]
-    """Organisations holding the key or its shares."""
-    threshold: int
-    """Shares needed (threshold custody), else 1."""
-    inline: bool
-    """Whether the sealed payload travels on the chain instead of the blob store."""
-    tx_id: bytes
-    """The `dataset.register` transaction."""
+    def __init__(self, emb: Embedded) -> None:
+        self.emb = emb
+        self.store = emb.store
 
+    # -- the data plane's port ------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A payload fetched, decrypted and verified against the chain."""
+    def key_epoch(self, ds: str) -> KeyEpoch:
+        return key_epoch(self.store, ds)
 
-    grant: str
-    """The grant used."""
-    dataset: str
-    """The dataset."""
-    epoch: int
-    """Key epoch of the payload opened."""
-    path: Path
-    """Where the plaintext now is."""
-    digests: StreamDigests
-    """Fingerprints computed while opening (equal to the chain's)."""
-    releases: tuple[KeyRelease, ...]
-    """The key releases it took."""
-    read_tx: bytes
-    """The read receipt (`grant.read`) signed by the grantee."""
+    def committed(self, tx_id: bytes) -> tuple[str, SignedTransaction]:
+        loc = self.store.tx_location(tx_id)
+        data = None if loc is None else self.store.block_bytes(loc.height)
+        if loc is None or data is None:
+            raise NotFoundError(f"transaction {tx_id.hex()} is not on this chain")
+        raw = decode_block(data, check_canonical=False).txs[loc.index]
+        return loc.code, decode_transaction(raw)
 
+    def holds_keys(self, org: str) -> bool:
+        return org in self.emb.datadir.held_orgs()
 
-@dataclass(frozen=True, slots=True)
-class Rotated:
-    """A dataset moved to a new key epoch."""
+    def keys(self, org: str) -> OrgKeys:
+        return self.emb.keys(org)
 
-    dataset: str
-    """The dataset."""
-    epoch: int
-    """The new key epoch."""
-    ciphertext_digest: bytes
-    """Digest of the newly sealed payload."""
-    tx_id: bytes
-    """The `dataset.epoch` transaction."""
-    destroyed: int
-    """Vault entries of the old epoch destroyed."""
+    def sign(self, org: str, type: str, payload: Mapping[str, Any]) -> SignedTransaction:
+        return self.emb.sign(org, type, payload)
 
-
-@dataclass(frozen=True, slots=True)
-class Revoked:
-    """A revoked grant and the key rotation that followed."""
-
-    grant: str
-    """The grant."""
-    tx_id: bytes
-    """The `grant.revoke` transaction."""
-    rotated: Rotated | None
-    """The new key epoch of the dataset (None if the data plane never sealed it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Purged:
-    """A dataset crypto-shredded."""
-
-    dataset: str
-    """The dataset."""
-    tx_id: bytes
-    """The `dataset.purge` transaction (the record that stays)."""
-    keys_destroyed: int
-    """Vault entries destroyed across organisations."""
-    blobs_deleted: int
-    """Blobs deleted."""
-
-
-# --- small helpers ------------------------------------------------------------------------------
-
-
-def _vault(emb: Embedded, org: str) -> Vault:
-    return Vault(emb.datadir.path, emb.keys(org))
-
-
-def _inbox(emb: Embedded, org: str) -> Inbox:
-    return Inbox(emb.datadir.path, org)
-
-
-def _blobs(emb: Embedded) -> BlobStore:
-    return BlobStore(emb.datadir.blob_dir)
-
-
-_release_context = release_context
-
-
-def current_key_epoch(emb: Embedded, ds: str) -> KeyEpoch:
-    """The dataset's current key epoch; `NotFoundError` if the data plane never sealed it."""
-    return key_epoch(emb.store, ds)
-
-
-def _encryption_key(emb: Embedded, org: str) -> bytes:
-    return encryption_key(queries.organisations(emb.store), org)
-
-
-def _rejected(receipt_code: str, reason: str, tx_id: bytes) -> TransactionRejectedError:
-    return TransactionRejectedError(receipt_code, reason, tx_id)
-
-
-def _plan_custody(
-    emb: Embedded,
-    owner: str,
-    custody: str,
-    holders: Sequence[str] | None,
-    threshold: int | None,
-) -> tuple[tuple[str, ...], int]:
-    return plan_custody(queries.organisations(emb.store), owner, custody, holders, threshold)
-
-
-def _store_custody(
-    emb: Embedded, owner: str, ds: str, epoch: int, key: bytes, holders: Sequence[str], t: int
-) -> None:
-    """The owner keeps the key; custodians get the key (or one share each) in their vaults."""
-    _vault(emb, owner).put(ds, epoch, "key", key)
-    for holder, kind, secret in custody_material(key, owner, holders, t, emb.rng):
-        _vault(emb, holder).put(ds, epoch, kind, secret)
-
-
-def _destroy_custody(emb: Embedded, ds: str, epoch: int | None, orgs: Sequence[str]) -> int:
-    return sum(_vault(emb, org).destroy(ds, epoch) for org in dict.fromkeys(orgs))
-
-
-# --- publish ------------------------------------------------------------------------------------
-
-
-def publish(
-    emb: Embedded,
-    owner: str,
-    source: Path,
-    *,
-    title: str,
-    description: str = "",
-    tags: Sequence[str] = (),
-    classification: str = "internal",
-    schema: Sequence[tuple[str, str]] = (),
-    policy: Mapping[str, Any] | None = None,
-    custody: str = "owner",
-    holders: Sequence[str] | None = None,
-    threshold: int | None = None,
-    inline_limit: int | None = None,
-    segment_size: int = DEFAULT_SEGMENT_SIZE,
-    progress: Progress | None = None,
-) -> Published:
-    """Seal `source` and register it as a dataset of `owner`; one block records both."""
-    holders_, t = _plan_custody(emb, owner, custody, holders, threshold)
-    limit = int(emb.datadir.settings.get("inline_limit", DEFAULT_INLINE_LIMIT))
-    limit = limit if inline_limit is None else inline_limit
-    key = emb.rng(KEY_SIZE)
-    epoch = 1
-    store = _blobs(emb)
-    inline, digests = sealing.seal_source(
-        store, key, source, epoch, segment_size, emb.rng, progress, limit
-    )
-    register = register_payload(
-        digests,
-        title=title,
-        description=description,
-        tags=tags,
-        classification=classification,
-        schema=schema,
-        policy=policy,
-        custody=custody,
-        holders=holders_,
-    )
-    reg_tx = emb.sign(owner, "dataset.register", register)
-    ds = dataset_id(reg_tx.id)
-    epoch_body = epoch_payload(
-        ds, epoch, digests, custody, holders_, t, reason="published", inline=inline
-    )
-    epoch_tx = emb.sign(owner, EPOCH, epoch_body)
-    try:
-        _store_custody(emb, owner, ds, epoch, key, holders_, t)
-        receipts = emb.submit_raw([reg_tx.raw, epoch_tx.raw], orderer=owner)
+    def commit(self, stxs: Sequence[SignedTransaction]) -> list[Receipt]:
+        receipts = self.emb.submit_raw([s.raw for s in stxs], orderer=stxs[0].tx.sender)
         for r in receipts:
             if not r.ok:
-                raise _rejected(r.code, r.reason, r.tx_id)
-    except BaseException:
-        _destroy_custody(emb, ds, None, (owner, *holders_))
-        if not inline:
-            store.delete(digests.ciphertext_sha256)
-        raise
-    return Published(ds, epoch, digests, custody, holders_, t, bool(inline), reg_tx.id)
+                raise TransactionRejectedError(r.code, r.reason, r.tx_id)
+        return receipts
 
+    # -- the faces' read side (ports.Queries) -----------------------------------------
 
-# --- key release and fetch ----------------------------------------------------------------------
+    def submit(self, org: str, type: str, payload: Mapping[str, Any]) -> Receipt:
+        return self.emb.submit(org, type, payload)
 
+    def resolve(self, kind: str, prefix: str) -> str:
+        return queries.resolve(self.store, kind, prefix)
 
-def release_key(emb: Embedded, custodian: str, grant: str, *, to: str, session: str) -> KeyRelease:
-    """`custodian`'s node releases its key (or share) of the grant's dataset to `to`.
-
-    The node wraps its secret to `to`'s encryption key with the dataset, epoch, grant,
-    session and custodian bound into the wrap, and submits `grant.key-release` with the
-    wrap's digest. The chain checks the grant on its copy (grantee, revoked, expired,
-    suspended, used up) and records the outcome either way; the wrap reaches `to`'s
-    inbox only when the chain accepted it. A refusal raises `AccessDeniedError` carrying
-    the chain's code and reason.
-    """
-    view = queries.grant(emb.store, grant)
-    ds = view.grant.dataset
-    epoch = current_key_epoch(emb, ds)
-    wrapped = wrap_release(
-        _vault(emb, custodian), _encryption_key(emb, to), epoch, grant=grant, session=session
-    )
-    payload = release_payload(grant, to, epoch.epoch, wrapped, session)
-    digest = payload["wrapped_key_digest"]
-    receipt = emb.submit(custodian, "grant.key-release", payload, check=False)
-    if not receipt.ok:
-        raise AccessDeniedError(
-            f"{custodian} did not release the key of grant {grant} to {to}: the chain refused "
-            f"({receipt.code}: {receipt.reason}); the refusal is recorded in block "
-            f"{receipt.height}"
+    def chain_info(self) -> ChainInfo:
+        head = self.store.head()
+        if head is None:
+            raise IntegrityError("the ledger holds no blocks yet")
+        dd = self.emb.datadir
+        orgs = tuple(queries.organisations(self.store))
+        return ChainInfo(
+            dd.consortium,
+            dd.genesis_hash,
+            head.height,
+            head.hash,
+            head.timestamp,
+            head.state_root,
+            self.store.tx_count(),
+            orgs,
+            str(dd.path),
+            None,
         )
-    if not wrapped:
-        raise AccessDeniedError(
-            f"{custodian} no longer holds the key of dataset {ds} at epoch {epoch.epoch} "
-            "(destroyed by a purge); nothing was released"
+
+    def _verify(self, p: TxProof) -> None:
+        meta = self.store.block_meta(p.height)
+        if meta is None:
+            raise IntegrityError(f"block {p.height} is missing from the store")
+        verify_tx_proof(p, meta.hash)
+
+    def proof(self, tx_id: bytes) -> TxProof:
+        p = prove_tx(self.store, tx_id)
+        self._verify(p)
+        return p
+
+    def notary(self, digest: bytes) -> NotaryRecord | None:
+        value = StateReader(self.store).get(record_key(digest))
+        return None if value is None else notary_record(value)
+
+    def organisations(self) -> list[Organisation]:
+        return queries.organisations(self.store)
+
+    def proposals(self) -> list[Proposal]:
+        return queries.proposals(self.store)
+
+    def catalogue(self, query: CatalogueQuery) -> list[Dataset]:
+        return queries.catalogue(
+            self.store,
+            owner=query.owner,
+            tag=query.tag,
+            classification=query.classification,
+            text=query.text,
+            include_inactive=query.include_inactive,
         )
-    _inbox(emb, to).deliver(ds, epoch.epoch, grant, session, custodian, wrapped)
-    return KeyRelease(grant, custodian, to, epoch.epoch, session, digest, receipt.tx_id)
+
+    def dataset(self, ds: str) -> Dataset:
+        return queries.dataset(self.store, ds)
+
+    def lineage(self, ds: str) -> Lineage:
+        return queries.lineage(self.store, ds)
+
+    def request(self, rid: str) -> AccessRequest:
+        return queries.request(self.store, rid)
+
+    def requests(self, *, org: str | None = None, ds: str | None = None) -> list[AccessRequest]:
+        return queries.requests(self.store, org=org, ds=ds)
+
+    def inbox(self, org: str) -> list[AccessRequest]:
+        return queries.inbox(self.store, org)
+
+    def grants(self, *, org: str | None = None, ds: str | None = None) -> list[GrantView]:
+        return queries.grants(self.store, org=org, ds=ds)
+
+    def alerts(self, *, open_only: bool) -> list[Alert]:
+        return queries.alerts(self.store, open_only=open_only)
+
+    def audit(
+        self, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
+    ) -> list[AuditEntry]:
+        entries = queries.audit(self.store, ds=ds, grant_id=grant_id, org=org)
+        verify_entries(entries, self._verify)
+        return entries
+
+    def grant(self, gid: str) -> GrantView:
+        return queries.grant(self.store, gid)
 
 
-def _chain_wrapped_digest(emb: Embedded, tx_id: bytes) -> bytes:
-    """The wrapped-key digest the committed key-release transaction `tx_id` carries."""
-    loc = emb.store.tx_location(tx_id)
-    data = None if loc is None else emb.store.block_bytes(loc.height)
-    if loc is None or data is None:
-        raise NotFoundError(f"key release {tx_id.hex()} is not on this node's chain")
-    raw = decode_block(data, check_canonical=False).txs[loc.index]
-    digest = decode_transaction(raw).tx.payload["wrapped_key_digest"]
-    assert isinstance(digest, bytes)
-    return digest
+class LocalCustodian:
+    """Every organisation's vault in the data directory."""
 
+    def __init__(self, emb: Embedded) -> None:
+        self.emb = emb
 
-def _collect(emb: Embedded, grantee: str, ds: str, release: KeyRelease) -> bytes:
-    """Take a release from the grantee's inbox, check it against the chain, unwrap it."""
-    wrapped = _inbox(emb, grantee).collect(
-        ds, release.epoch, release.grant, release.session, release.custodian
-    )
-    chain_digest = _chain_wrapped_digest(emb, release.tx_id)
-    return open_release(wrapped, emb.keys(grantee), release, ds, chain_digest)
+    def _vault(self, org: str) -> Vault:
+        return Vault(self.emb.datadir.path, self.emb.keys(org))
 
+    def _clear_inboxes(self, dataset: str) -> None:
+        for org in self.emb.datadir.held_orgs():
+            Inbox(self.emb.datadir.path, org).clear(dataset)
 
-def _obtain_key(
-    emb: Embedded,
-    grantee: str,
-    grant: str,
-    epoch: KeyEpoch,
-    offline: frozenset[str],
-) -> tuple[bytes, tuple[KeyRelease, ...]]:
-    """Have the custodians release; rebuild the data key from what they gave."""
-    session = emb.rng(16).hex()
-    releases: list[KeyRelease] = []
-    secrets: list[bytes] = []
-    for custodian in epoch.holders:
-        if len(secrets) >= epoch.threshold:
-            break
-        if custodian in offline:
-            continue
+    def deposit(self, d: Deposit, rng: Rng) -> None:
+        self._vault(d.owner).put(d.dataset, d.epoch, "key", d.key)
+        for holder, kind, secret in custody_material(d.key, d.owner, d.holders, d.threshold, rng):
+            self._vault(holder).put(d.dataset, d.epoch, kind, secret)
+
+    def own_key(self, owner: str, dataset: str, epoch: int) -> bytes:
+        return self._vault(owner).get(dataset, epoch, "key")
+
+    def release(
+        self, holder: str, grant: str, *, to: str, session: str, epoch: KeyEpoch
+    ) -> Delivery:
+        """`holder` wraps its secret to `to` and records the release; the inbox carries it."""
+        recipient = encryption_key(queries.organisations(self.emb.store), to)
+        wrapped = wrap_release(self._vault(holder), recipient, epoch, grant=grant, session=session)
+        payload = release_payload(grant, to, epoch.epoch, wrapped, session)
+        receipt = self.emb.submit(holder, KEY_RELEASE, payload, check=False)
+        if not receipt.ok:
+            raise ReleaseRefusedError(
+                f"{holder} did not release the key of grant {grant} to {to}: the chain refused "
+                f"({receipt.code}: {receipt.reason}); the refusal is recorded in block "
+                f"{receipt.height}",
+                receipt.code,
+                receipt.reason,
+                holder,
+            )
+        if not wrapped:
+            raise ReleaseRefusedError(
+                f"{holder} no longer holds the key of dataset {epoch.dataset} at epoch "
+                f"{epoch.epoch} (destroyed by a purge); nothing was released",
+                "no_key",
+                custodian=holder,
+            )
+        inbox = Inbox(self.emb.datadir.path, to)
+        inbox.deliver(epoch.dataset, epoch.epoch, grant, session, holder, wrapped)
         try:
-            release = release_key(emb, custodian, grant, to=grantee, session=session)
-        except AccessDeniedError:
-            _inbox(emb, grantee).clear(epoch.dataset, grant, session)
-            raise
-        releases.append(release)
-        secrets.append(_collect(emb, grantee, epoch.dataset, release))
-    _inbox(emb, grantee).clear(epoch.dataset, grant, session)
-    if len(secrets) < epoch.threshold:
-        raise InsufficientSharesError(
-            f"only {len(secrets)} of the {epoch.threshold} key shares needed for dataset "
-            f"{epoch.dataset} could be released (offline: {', '.join(sorted(offline))}); "
-            "retry when more holders are online"
+            got = inbox.collect(epoch.dataset, epoch.epoch, grant, session, holder)
+        finally:
+            inbox.clear(epoch.dataset, grant, session)
+        return Delivery(holder, epoch.epoch, receipt.tx_id, got)
+
+    def destroy(
+        self, dataset: str, epoch: int | None, orgs: Sequence[str], *, after: bytes | None
+    ) -> int:
+        destroyed = sum(self._vault(org).destroy(dataset, epoch) for org in dict.fromkeys(orgs))
+        if after is not None:
+            self._clear_inboxes(dataset)
+        return destroyed
+
+    def shred(self, dataset: str, purge_tx: bytes) -> tuple[NodeShred, ...]:
+        held = self.emb.datadir.held_orgs()
+        vaults = [self._vault(org) for org in held]
+        done = shred_here(self.emb.store, vaults, BlobStore(self.emb.datadir.blob_dir), dataset)
+        self._clear_inboxes(dataset)
+        where = str(self.emb.datadir.path)
+        return (NodeShred(", ".join(held), where, done.destroyed, done.blobs_deleted),)
+
+
+class LocalBlobs:
+    """The data directory's one blob store."""
+
+    def __init__(self, emb: Embedded) -> None:
+        self.emb = emb
+        self.store = BlobStore(emb.datadir.blob_dir)
+        self.inline_limit = int(emb.datadir.settings.get("inline_limit", DEFAULT_INLINE_LIMIT))
+
+    def _source(self, epoch: KeyEpoch) -> sealing.Source:
+        if epoch.inline:
+            return sealing.Source(data=epoch.inline)
+        path = self.store.path(epoch.ciphertext_digest)
+        if not path.is_file():
+            raise NotFoundError(
+                f"the sealed payload of dataset {epoch.dataset} (epoch {epoch.epoch}, blob "
+                f"{epoch.ciphertext_digest.hex()}) is not in {self.emb.datadir.blob_dir}"
+            )
+        return sealing.Source(path=path)
+
+    def seal(self, job: Seal, rng: Rng, progress: Progress | None) -> Sealed:
+        return sealing.seal_source(
+            self.store, job.key, job.source, 1, job.segment_size, rng, progress, job.inline_limit
         )
-    return combine_secrets(secrets, epoch.threshold), tuple(releases)
 
-
-def fetch(
-    emb: Embedded,
-    grantee: str,
-    grant: str,
-    out: Path,
-    *,
-    progress: Progress | None = None,
-    offline: frozenset[str] = frozenset(),
-) -> Fetched:
-    """Obtain the key under `grant`, open the payload into `out`, verify, sign a read receipt.
-
-    `offline` names organisations whose nodes do not answer (a threshold fetch then
-    asks the other holders). Nothing is written at `out` unless every check passes.
-    """
-    view = queries.grant(emb.store, grant)
-    ds = queries.dataset(emb.store, view.grant.dataset)
-    epoch = current_key_epoch(emb, ds.id)
-    key, releases = _obtain_key(emb, grantee, grant, epoch, offline)
-
-    def check(got: StreamDigests) -> None:  # before the plaintext is renamed into place
-        record(Access(grantee, "decrypt", "plaintext", ds.id, epoch.epoch, ds.plaintext_digest))
-        check_digests(ds, epoch, got)
-
-    try:
-        opened = sealing.open_to_file(
-            _source(emb, epoch), key, epoch.epoch, out, progress=progress, check=check
+    def reseal(
+        self, old: KeyEpoch, keys: tuple[bytes, bytes], rng: Rng, progress: Progress | None
+    ) -> Sealed:
+        src, (old_key, new_key) = self._source(old), keys
+        return sealing.reseal(
+            src, old_key, old.epoch, new_key, old.epoch + 1, self.store, rng, progress
         )
-    finally:
-        del key
-    # The root matched, so the stream is the one the chain names by this digest.
-    digests = replace(opened, ciphertext_sha256=epoch.ciphertext_digest)
-    receipt = emb.submit(grantee, "grant.read", {"grant": grant, "digest": ds.plaintext_digest})
-    return Fetched(grant, ds.id, epoch.epoch, out, digests, releases, receipt.tx_id)
+
+    @contextmanager
+    def source(
+        self, epoch: KeyEpoch, *, offline: frozenset[str], progress: Progress | None
+    ) -> Iterator[tuple[sealing.Source, Progress | None]]:
+        yield self._source(epoch), progress
+
+    def replicate(self, digest: bytes, holders: Sequence[str], owner: str, *, after: bytes) -> None:
+        """Nothing to copy: every organisation here reads the one store."""
+
+    def delete(self, digest: bytes, orgs: Sequence[str], *, after: bytes | None) -> None:
+        self.store.delete(digest)
 
 
-def _source(emb: Embedded, epoch: KeyEpoch) -> sealing.Source:
-    if epoch.inline:
-        return sealing.Source(data=epoch.inline)
-    path = _blobs(emb).path(epoch.ciphertext_digest)
-    if not path.is_file():
-        raise NotFoundError(
-            f"the sealed payload of dataset {epoch.dataset} (epoch {epoch.epoch}, blob "
-            f"{epoch.ciphertext_digest.hex()}) is not in {emb.datadir.blob_dir}"
-        )
-    return sealing.Source(path=path)
-
-
-# --- rotation, revocation, purge ----------------------------------------------------------------
-
-
-def rotate(
-    emb: Embedded,
-    owner: str,
-    dataset: str,
-    *,
-    reason: str = "rotation",
-    progress: Progress | None = None,
-) -> Rotated:
-    """Re-seal the dataset under a fresh key as its next key epoch; destroy the old one."""
-    ds = queries.dataset(emb.store, dataset)
-    if ds.owner != owner:
-        raise AccessDeniedError(f"only the owner ({ds.owner}) rotates the keys of {dataset}")
-    old = current_key_epoch(emb, dataset)
-    old_key = _vault(emb, owner).get(dataset, old.epoch, "key")
-    new_key = emb.rng(KEY_SIZE)
-    new_epoch = old.epoch + 1
-    store = _blobs(emb)
-    inline, digests = sealing.reseal(
-        _source(emb, old), old_key, old.epoch, new_key, new_epoch, store, emb.rng, progress
-    )
-    if digests.plaintext_sha256 != ds.plaintext_digest:
-        raise IntegrityError(f"dataset {dataset}'s payload no longer matches its plaintext digest")
-    body = epoch_payload(
-        dataset,
-        new_epoch,
-        digests,
-        ds.custody,
-        old.holders,
-        old.threshold,
-        reason=reason,
-        inline=inline,
-    )
-    orgs = (owner, *old.holders)
-    try:
-        _store_custody(emb, owner, dataset, new_epoch, new_key, old.holders, old.threshold)
-        receipt = emb.submit(owner, EPOCH, body)
-    except BaseException:
-        _destroy_custody(emb, dataset, new_epoch, orgs)
-        if not inline:
-            store.delete(digests.ciphertext_sha256)
-        raise
-    destroyed = _destroy_custody(emb, dataset, old.epoch, orgs)
-    _clear_inboxes(emb, dataset)
-    if not old.inline:
-        store.delete(old.ciphertext_digest)
-    return Rotated(dataset, new_epoch, digests.ciphertext_sha256, receipt.tx_id, destroyed)
-
-
-def revoke(emb: Embedded, by: str, grant: str, *, reason: str = "") -> Revoked:
-    """Revoke `grant` (as its dataset's owner or a supervisor), then rotate the key epoch."""
-    receipt = emb.submit(by, "grant.revoke", {"grant": grant, "reason": reason})
-    return Revoked(grant, receipt.tx_id, rotate_after_revoke(emb, grant))
-
-
-def rotate_after_revoke(emb: Embedded, grant: str) -> Rotated | None:
-    """What the owner's node does once a revocation is on the chain: a new key epoch.
-
-    On the embedded default it runs in the revoking command. Returns None for a dataset
-    the data plane never sealed (registered with digests only) or no longer active.
-    """
-    g = queries.grant(emb.store, grant).grant
-    if g.status != "revoked":
-        raise AccessDeniedError(f"grant {grant} is not revoked; revoke it first")
-    ds = queries.dataset(emb.store, g.dataset)
-    if ds.status != "active" or current_epoch(StateReader(emb.store), ds.id) is None:
-        return None
-    return rotate(emb, g.owner, g.dataset, reason=f"grant {grant} revoked")
-
-
-def _clear_inboxes(emb: Embedded, dataset: str) -> None:
-    for org in emb.datadir.held_orgs():
-        _inbox(emb, org).clear(dataset)
-
-
-def purge(emb: Embedded, by: str, dataset: str, *, reason: str = "") -> Purged:
-    """Record the purge on the chain, then destroy every key, share and blob of the dataset."""
-    receipt = emb.submit(by, "dataset.purge", {"dataset": dataset, "reason": reason})
-    destroyed, deleted = shred(emb, dataset)
-    return Purged(dataset, receipt.tx_id, destroyed, deleted)
-
-
-def shred(emb: Embedded, dataset: str) -> tuple[int, int]:
-    """Destroy every key, share, delivery and blob of a purged dataset (crypto-shredding).
-
-    Each organisation's node does this for its own vault once the purge is on the chain;
-    on the embedded default every organisation held here does it now. Returns (vault
-    entries destroyed, blobs deleted).
-    """
-    vaults = [_vault(emb, org) for org in emb.datadir.held_orgs()]
-    done = shred_here(emb.store, vaults, _blobs(emb), dataset)
-    _clear_inboxes(emb, dataset)
-    return done.destroyed, done.blobs_deleted
+def local_ports(emb: Embedded, warn: Callable[[str], None] = quiet) -> Ports:
+    """The embedded default's adapters, bundled."""
+    return Ports(LocalChain(emb), LocalCustodian(emb), LocalBlobs(emb), emb.rng, warn)

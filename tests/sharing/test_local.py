@@ -1,7 +1,13 @@
-"""The data plane end to end on the embedded default: publish, release, fetch, rotate, purge."""
+"""The data plane on the embedded default: what only one data directory can show.
+
+The operations themselves run in the matrix of `test_data_plane.py` (embedded and
+over nodes); here the embedded adapters (`sharing.local`) are driven directly to
+look at the vaults, inboxes and blobs of every organisation at once.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -14,13 +20,18 @@ from typing import Any
 import pytest
 
 from sharechain.contracts import queries
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts.epochs import KeyEpoch
 from sharechain.crypto.hpke import unwrap_key
 from sharechain.crypto.stream import HEADER_SIZE, TAG_SIZE
-from sharechain.errors import AccessDeniedError, DecryptionError, IntegrityError, NotFoundError
+from sharechain.errors import DecryptionError, IntegrityError, NotFoundError
 from sharechain.ledger.state import StateReader
-from sharechain.sharing import local as sharing
+from sharechain.sharing import fetch as fetching
+from sharechain.sharing import publish as publishing
+from sharechain.sharing import rotation
+from sharechain.sharing.custody import release_context
 from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.local import LocalChain, LocalCustodian, local_ports
+from sharechain.sharing.records import Fetched, Listing, Published, Rotated, derive_id
 from sharechain.storage import sealing, vault
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.datadir import OrgSpec, init_consortium
@@ -69,46 +80,30 @@ def grant_for(emb: Embedded, ds: str, org: str = "insurer") -> str:
     return derive_id("grant", emb.submit("regulator", "access.approve", {"request": rid}).tx_id)
 
 
-def publish(emb: Embedded, src: Path, **kw: Any) -> sharing.Published:
-    return sharing.publish(emb, "hospital-a", src, title="records", **kw)
+def publish(emb: Embedded, src: Path, **kw: Any) -> Published:
+    listing = {k: kw.pop(k) for k in ("custody", "holders", "policy") if k in kw}
+    ports = local_ports(emb)
+    return publishing.publish(ports, "hospital-a", src, Listing("records", **listing), **kw)
+
+
+def fetch(emb: Embedded, org: str, gid: str, out: Path, **kw: Any) -> Fetched:
+    return fetching.fetch(local_ports(emb), org, gid, out, **kw)
+
+
+def rotate(emb: Embedded, ds: str) -> Rotated:
+    return rotation.rotate(local_ports(emb), "hospital-a", ds)
+
+
+def epoch_of(emb: Embedded, ds: str) -> KeyEpoch:
+    return LocalChain(emb).key_epoch(ds)
 
 
 def codes(emb: Embedded, ds: str) -> list[tuple[str, str]]:
     return [(e.type, e.code) for e in queries.audit(emb.store, ds=ds, proofs=False)]
 
 
-def blob_path(emb: Embedded, pub: sharing.Published) -> Path:
+def blob_path(emb: Embedded, pub: Published) -> Path:
     return BlobStore(emb.datadir.blob_dir).path(pub.digests.ciphertext_sha256)
-
-
-@pytest.mark.parametrize("custody", ["owner", "supervisor", "threshold"])
-def test_round_trip_in_every_custody_mode(
-    emb: Embedded, payload: Path, tmp_path: Path, custody: str
-) -> None:
-    pub = publish(emb, payload, custody=custody)
-    gid = grant_for(emb, pub.dataset)
-    got = sharing.fetch(emb, "insurer", gid, tmp_path / "out")
-    assert (tmp_path / "out").read_bytes() == payload.read_bytes()
-    assert got.digests == pub.digests
-    expected = {"owner": ["hospital-a"], "supervisor": ["regulator"]}.get(custody)
-    assert [r.custodian for r in got.releases] == (expected or ["hospital-b", "insurer"])
-    g = queries.grant(emb.store, gid).grant
-    assert (g.uses, g.reads) == (1, 1)  # threshold shares of one session count once
-    assert ("grant.read", "valid") in codes(emb, pub.dataset)
-    assert not any(Path(emb.datadir.path, "inbox").rglob("*.*"))  # deliveries consumed
-
-
-def test_small_payload_travels_on_the_chain(emb: Embedded, tmp_path: Path) -> None:
-    small = tmp_path / "small.txt"
-    small.write_bytes(b"glucose,5.4\n" * 100)
-    pub = publish(emb, small)
-    assert pub.inline
-    assert not BlobStore(emb.datadir.blob_dir).has(pub.digests.ciphertext_sha256)
-    epoch = sharing.current_key_epoch(emb, pub.dataset)
-    assert hashlib.sha256(epoch.inline).digest() == pub.digests.ciphertext_sha256
-    gid = grant_for(emb, pub.dataset)
-    sharing.fetch(emb, "insurer", gid, tmp_path / "out")
-    assert (tmp_path / "out").read_bytes() == small.read_bytes()
 
 
 def test_inline_limit_is_configurable(emb: Embedded, payload: Path) -> None:
@@ -126,51 +121,6 @@ def test_wrong_key_opens_nothing_and_leaves_no_file(
             sealing.Source(path=blob_path(emb, pub)), os.urandom(32), 1, out, progress=None
         )
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
-
-
-def test_non_grantee_is_refused_and_the_refusal_is_recorded(
-    emb: Embedded, payload: Path, tmp_path: Path
-) -> None:
-    pub = publish(emb, payload)
-    gid = grant_for(emb, pub.dataset)
-    with pytest.raises(AccessDeniedError, match="wrong_grantee"):
-        sharing.fetch(emb, "hospital-b", gid, tmp_path / "out")
-    assert ("grant.key-release", "wrong_grantee") in codes(emb, pub.dataset)
-    assert not (tmp_path / "out").exists()
-    assert not any(Path(emb.datadir.path, "inbox").rglob("*.*"))
-
-
-def test_expired_grant_is_refused(
-    emb: Embedded, payload: Path, tmp_path: Path, clock: Clock
-) -> None:
-    pub = publish(emb, payload)
-    gid = grant_for(emb, pub.dataset)
-    clock.t += 2 * DAY / 1000
-    with pytest.raises(AccessDeniedError, match="expired"):
-        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
-    assert ("grant.key-release", "expired") in codes(emb, pub.dataset)
-
-
-def test_revoked_grant_is_refused_and_the_dataset_moves_to_a_new_epoch(
-    emb: Embedded, payload: Path, tmp_path: Path
-) -> None:
-    pub = publish(emb, payload, custody="threshold")
-    gid = grant_for(emb, pub.dataset)
-    done = sharing.revoke(emb, "hospital-a", gid, reason="study over")
-    assert done.rotated.epoch == 2
-    with pytest.raises(AccessDeniedError, match="revoked"):
-        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
-    assert ("grant.key-release", "revoked") in codes(emb, pub.dataset)
-    assert ("dataset.epoch", "valid") in codes(emb, pub.dataset)
-
-
-def test_used_up_grant_is_refused(emb: Embedded, payload: Path, tmp_path: Path) -> None:
-    pub = publish(emb, payload, policy={"max_uses": 1})
-    gid = grant_for(emb, pub.dataset)
-    sharing.fetch(emb, "insurer", gid, tmp_path / "one")
-    with pytest.raises(AccessDeniedError, match="used_up"):
-        sharing.fetch(emb, "insurer", gid, tmp_path / "two")
-    assert ("grant.key-release", "used_up") in codes(emb, pub.dataset)
 
 
 def _segments(data: bytes, size: int) -> list[bytes]:
@@ -200,7 +150,7 @@ def test_damaged_ciphertext_is_refused_without_read_receipt(
     blob.write_bytes(forged)
     out = tmp_path / "out"
     with pytest.raises(DecryptionError):
-        sharing.fetch(emb, "insurer", gid, out)
+        fetch(emb, "insurer", gid, out)
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
     assert queries.grant(emb.store, gid).grant.reads == 0
 
@@ -219,16 +169,17 @@ def test_registered_digest_mismatch_is_an_integrity_error(
 
     monkeypatch.setattr(queries, "dataset", lying)
     with pytest.raises(IntegrityError, match="plaintext digest"):
-        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
+        fetch(emb, "insurer", gid, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_replayed_key_release_is_refused(emb: Embedded, payload: Path) -> None:
     pub = publish(emb, payload)
     gid = grant_for(emb, pub.dataset)
-    first = sharing.release_key(emb, "hospital-a", gid, to="insurer", session="s1")
-    inbox = vault.Inbox(emb.datadir.path, "insurer")
-    old = inbox.collect(pub.dataset, 1, gid, "s1", "hospital-a")
+    custodian, epoch = LocalCustodian(emb), epoch_of(emb, pub.dataset)
+    first = custodian.release("hospital-a", gid, to="insurer", session="s1", epoch=epoch)
+    old = first.wrapped
+    assert not any(Path(emb.datadir.path, "inbox").rglob("*.*"))  # delivered and collected
     # The signed release transaction itself cannot be committed twice.
     loc = emb.store.tx_location(first.tx_id)
     assert loc is not None
@@ -240,11 +191,15 @@ def test_replayed_key_release_is_refused(emb: Embedded, payload: Path) -> None:
     (again,) = emb.submit_raw([raw], orderer="hospital-a")
     assert not again.ok
     # A wrapped key from one session replayed into another is refused.
-    second = sharing.release_key(emb, "hospital-a", gid, to="insurer", session="s2")
-    inbox.deliver(pub.dataset, 1, gid, "s2", "hospital-a", old)
+    second = custodian.release("hospital-a", gid, to="insurer", session="s2", epoch=epoch)
+    replayed = dataclasses.replace(second, wrapped=old)
+    chain, keys = LocalChain(emb), emb.keys("insurer")
     with pytest.raises(IntegrityError, match="not the one its release on the chain names"):
-        sharing._collect(emb, "insurer", pub.dataset, second)
-    context = sharing._release_context(pub.dataset, 1, gid, "s2", "hospital-a")
+        fetching.open_delivery(chain, keys, replayed, grant=gid, session="s2", dataset=pub.dataset)
+    # Nor does a release of one session pass for another.
+    with pytest.raises(IntegrityError, match="does not record"):
+        fetching.open_delivery(chain, keys, second, grant=gid, session="s1", dataset=pub.dataset)
+    context = release_context(pub.dataset, 1, gid, "s2", "hospital-a")
     with pytest.raises(DecryptionError):
         unwrap_key(old, emb.keys("insurer").encryption_private, context=context)
 
@@ -256,8 +211,8 @@ def test_threshold_supervisor_never_holds_the_key_or_plaintext(
         pub = publish(emb, payload, custody="threshold", holders=("hospital-b", "regulator"))
         gid = grant_for(emb, pub.dataset)
         # The owner is offline: the two share holders suffice.
-        sharing.fetch(emb, "insurer", gid, tmp_path / "out", offline=frozenset({"hospital-a"}))
-        sharing.rotate(emb, "hospital-a", pub.dataset)
+        fetch(emb, "insurer", gid, tmp_path / "out", offline=frozenset({"hospital-a"}))
+        rotate(emb, pub.dataset)
     assert (tmp_path / "out").read_bytes() == payload.read_bytes()
     keys = {
         hashlib.sha256(
@@ -291,7 +246,7 @@ def test_an_old_epoch_key_opens_nothing_published_after_it(
     pub = publish(emb, payload)
     owner = vault.Vault(emb.datadir.path, emb.keys("hospital-a"))
     old_key = owner.get(pub.dataset, 1, "key")
-    rot = sharing.rotate(emb, "hospital-a", pub.dataset)
+    rot = rotate(emb, pub.dataset)
     assert rot.epoch == 2 and rot.ciphertext_digest != pub.digests.ciphertext_sha256
     assert not owner.has(pub.dataset, 1, "key") and owner.has(pub.dataset, 2, "key")
     store = BlobStore(emb.datadir.blob_dir)
@@ -305,45 +260,8 @@ def test_an_old_epoch_key_opens_nothing_published_after_it(
             progress=None,
         )
     gid = grant_for(emb, pub.dataset)
-    got = sharing.fetch(emb, "insurer", gid, tmp_path / "new")
+    got = fetch(emb, "insurer", gid, tmp_path / "new")
     assert got.epoch == 2 and (tmp_path / "new").read_bytes() == payload.read_bytes()
-
-
-def test_purge_shreds_keys_and_blobs_and_keeps_the_record(
-    emb: Embedded, payload: Path, tmp_path: Path
-) -> None:
-    pub = publish(emb, payload, custody="threshold")
-    gid = grant_for(emb, pub.dataset)
-    done = sharing.purge(emb, "hospital-a", pub.dataset, reason="consent withdrawn")
-    assert done.keys_destroyed == 4 and done.blobs_deleted == 1  # owner key + 3 shares
-    for org in ("hospital-a", "hospital-b", "insurer", "regulator"):
-        assert not vault.Vault(emb.datadir.path, emb.keys(org)).entries()
-    assert not BlobStore(emb.datadir.blob_dir).has(pub.digests.ciphertext_sha256)
-    assert queries.dataset(emb.store, pub.dataset).status == "purged"
-    assert ("dataset.purge", "valid") in codes(emb, pub.dataset)
-    with pytest.raises(AccessDeniedError, match="revoked"):
-        sharing.fetch(emb, "insurer", gid, tmp_path / "out")
-
-
-def test_purge_by_a_non_owner_destroys_nothing(emb: Embedded, payload: Path) -> None:
-    from sharechain.errors import TransactionRejectedError
-
-    pub = publish(emb, payload)
-    with pytest.raises(TransactionRejectedError, match="denied"):
-        sharing.purge(emb, "insurer", pub.dataset)
-    assert vault.Vault(emb.datadir.path, emb.keys("hospital-a")).has(pub.dataset, 1, "key")
-    assert BlobStore(emb.datadir.blob_dir).has(pub.digests.ciphertext_sha256)
-
-
-def test_threshold_fetch_with_too_few_holders_online_says_so(
-    emb: Embedded, payload: Path, tmp_path: Path
-) -> None:
-    from sharechain.errors import InsufficientSharesError
-
-    pub = publish(emb, payload, custody="threshold", holders=("hospital-b", "regulator"))
-    gid = grant_for(emb, pub.dataset)
-    with pytest.raises(InsufficientSharesError, match="1 of the 2"):
-        sharing.fetch(emb, "insurer", gid, tmp_path / "out", offline=frozenset({"regulator"}))
 
 
 def test_a_dataset_registered_without_the_data_plane_has_no_epoch(emb: Embedded) -> None:
@@ -356,17 +274,16 @@ def test_a_dataset_registered_without_the_data_plane_has_no_epoch(emb: Embedded)
     ds = derive_id("dataset", emb.submit("hospital-a", "dataset.register", body).tx_id)
     assert StateReader(emb.store).get(f"epoch/{ds}/000000000001") is None
     with pytest.raises(NotFoundError, match="no key epoch"):
-        sharing.current_key_epoch(emb, ds)
+        epoch_of(emb, ds)
 
 
 LARGE = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from sharechain.contracts._fields import derive_id
-    from sharechain.sharing import local as sharing
+    from sharechain.sharing.plane import Plane
+    from sharechain.sharing.records import Listing, derive_id
     from sharechain.storage.datadir import OrgSpec, init_consortium
-    from sharechain.sharing.embedded import Embedded
 
     root = Path(sys.argv[1])
     orgs = [OrgSpec("hospital-a", ("member", "admin")), OrgSpec("insurer", ("member",)),
@@ -377,14 +294,14 @@ LARGE = textwrap.dedent(
     with src.open("wb") as f:
         for _ in range(int(sys.argv[2])):
             f.write(block)
-    emb = Embedded(root / "c")
-    pub = sharing.publish(emb, "hospital-a", src, title="big")
-    r = emb.submit("insurer", "access.request",
-                   {"dataset": pub.dataset, "purpose": "x", "duration": 3600000})
+    plane = Plane.local(root / "c")
+    pub = plane.publish("hospital-a", src, Listing(title="big"))
+    r = plane.submit("insurer", "access.request",
+                     {"dataset": pub.dataset, "purpose": "x", "duration": 3600000})
     rid = derive_id("request", r.tx_id)
-    emb.submit("hospital-a", "access.approve", {"request": rid})
-    g = derive_id("grant", emb.submit("regulator", "access.approve", {"request": rid}).tx_id)
-    got = sharing.fetch(emb, "insurer", g, root / "out")
+    plane.submit("hospital-a", "access.approve", {"request": rid})
+    g = derive_id("grant", plane.submit("regulator", "access.approve", {"request": rid}).tx_id)
+    got = plane.fetch("insurer", g, root / "out")
     assert got.digests.plaintext_sha256 == pub.digests.plaintext_sha256
     assert (root / "out").stat().st_size == src.stat().st_size
     from sharechain.bench.memory import peak_rss_kib

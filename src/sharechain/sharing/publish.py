@@ -1,0 +1,87 @@
+"""Publishing: seal a file under a fresh data key, keep the key per custody, register it.
+
+The steps, the same on the embedded default and on the nodes:
+
+1. choose the key holders (`custody.plan_custody`) from the organisations the
+   chain records, and a fresh data key;
+2. seal the file (a streaming AEAD) into the owner's blob store, or keep the
+   sealed bytes for the chain itself when the file is small;
+3. sign `dataset.register` and the first `dataset.epoch` (the dataset's id
+   comes from the registration's transaction id);
+4. deposit the owner's key and the custodians' keys or shares, then submit
+   both transactions: one block records the dataset and its first key epoch;
+5. copy the blob to the custodians' stores, so the grantee can fetch while
+   the owner is offline.
+
+When a step before the commit fails, what was deposited and stored is
+undone where this side can (`Custodian.destroy(after=None)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from sharechain.contracts.datasets import REGISTER
+from sharechain.contracts.epochs import EPOCH
+from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE
+from sharechain.sharing.custody import epoch_payload, plan_custody, register_payload
+from sharechain.sharing.ports import Deposit, Ports, Seal
+from sharechain.sharing.records import Listing, Progress, Published, derive_id
+
+__all__ = ["publish", "undo_epoch"]
+
+
+def publish(
+    ports: Ports,
+    owner: str,
+    source: Path,
+    listing: Listing,
+    *,
+    inline_limit: int | None = None,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    progress: Progress | None = None,
+) -> Published:
+    """Seal `source` and register it as a dataset of `owner`; one block records both."""
+    chain, blobs = ports.chain, ports.blobs
+    holders, t = plan_custody(
+        chain.organisations(), owner, listing.custody, listing.holders, listing.threshold
+    )
+    key = ports.rng(KEY_SIZE)
+    limit = blobs.inline_limit if inline_limit is None else inline_limit
+    inline, digests = blobs.seal(
+        Seal(source, key, holders, segment_size, limit), ports.rng, progress
+    )
+    register = register_payload(
+        digests,
+        title=listing.title,
+        description=listing.description,
+        tags=listing.tags,
+        classification=listing.classification,
+        schema=listing.schema,
+        policy=listing.policy,
+        custody=listing.custody,
+        holders=holders,
+    )
+    reg = chain.sign(owner, REGISTER, register)
+    ds = derive_id("dataset", reg.id)
+    body = epoch_payload(
+        ds, 1, digests, listing.custody, holders, t, reason="published", inline=inline
+    )
+    ep = chain.sign(owner, EPOCH, body)
+    try:
+        ports.custodian.deposit(Deposit(ds, 1, owner, key, holders, t), ports.rng)
+        chain.commit([reg, ep])
+    except BaseException:
+        undo_epoch(ports, ds, 1, (owner, *holders), b"" if inline else digests.ciphertext_sha256)
+        raise
+    if not inline:
+        blobs.replicate(digests.ciphertext_sha256, holders, owner, after=ep.id)
+    return Published(ds, 1, digests, listing.custody, holders, t, bool(inline), reg.id)
+
+
+def undo_epoch(ports: Ports, dataset: str, epoch: int, orgs: Sequence[str], blob: bytes) -> None:
+    """Take back the key material and blob of an epoch whose transaction did not commit."""
+    ports.custodian.destroy(dataset, epoch, orgs, after=None)
+    if blob:
+        ports.blobs.delete(blob, orgs, after=None)

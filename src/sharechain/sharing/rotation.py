@@ -1,0 +1,105 @@
+"""Key rotation: move a dataset to a new key epoch; revocation rotates after it.
+
+A rotation re-seals the payload under a fresh data key as the next key epoch,
+deposits new custody material, commits `dataset.epoch`, copies the new blob
+to the custodians, and only then destroys the old epoch's keys, shares and
+blob everywhere: a key kept from before opens nothing sealed after it.
+
+Revoking a grant (`grant.revoke`, by the dataset's owner or a supervisor)
+is enforced by the chain at once (every later release under it is refused);
+the owner's side then rotates (`rotate_after_revoke`). Only a side holding
+the owner's keys can: on the nodes, a supervisor's revocation leaves a note
+that the owner should rotate.
+"""
+
+from __future__ import annotations
+
+from sharechain.contracts.epochs import EPOCH
+from sharechain.contracts.grants import REVOKE
+from sharechain.crypto.stream import KEY_SIZE
+from sharechain.errors import AccessDeniedError, IntegrityError, NotFoundError
+from sharechain.sharing.custody import epoch_payload
+from sharechain.sharing.ports import Deposit, Ports
+from sharechain.sharing.publish import undo_epoch
+from sharechain.sharing.records import Progress, Revoked, Rotated
+
+__all__ = ["revoke", "rotate", "rotate_after_revoke"]
+
+
+def rotate(
+    ports: Ports,
+    owner: str,
+    dataset: str,
+    *,
+    reason: str = "rotation",
+    progress: Progress | None = None,
+) -> Rotated:
+    """Re-seal the dataset under a fresh key as its next key epoch; destroy the old one."""
+    chain, blobs = ports.chain, ports.blobs
+    ds = chain.dataset(dataset)
+    if ds.owner != owner:
+        raise AccessDeniedError(f"only the owner ({ds.owner}) rotates the keys of {dataset}")
+    old = chain.key_epoch(dataset)
+    old_key = ports.custodian.own_key(owner, dataset, old.epoch)
+    new_key = ports.rng(KEY_SIZE)
+    new = old.epoch + 1
+    inline, digests = blobs.reseal(old, (old_key, new_key), ports.rng, progress)
+    orgs = (owner, *old.holders)
+    blob = b"" if inline else digests.ciphertext_sha256
+    if digests.plaintext_sha256 != ds.plaintext_digest:
+        undo_epoch(ports, dataset, new, (), blob)
+        raise IntegrityError(f"dataset {dataset}'s payload no longer matches its plaintext digest")
+    body = epoch_payload(
+        dataset, new, digests, ds.custody, old.holders, old.threshold, reason=reason, inline=inline
+    )
+    ep = chain.sign(owner, EPOCH, body)
+    try:
+        deposit = Deposit(dataset, new, owner, new_key, old.holders, old.threshold)
+        ports.custodian.deposit(deposit, ports.rng)
+        chain.commit([ep])
+    except BaseException:
+        undo_epoch(ports, dataset, new, orgs, blob)
+        raise
+    if not inline:
+        blobs.replicate(digests.ciphertext_sha256, old.holders, owner, after=ep.id)
+    destroyed = ports.custodian.destroy(dataset, old.epoch, orgs, after=ep.id)
+    if not old.inline:
+        blobs.delete(old.ciphertext_digest, orgs, after=ep.id)
+    return Rotated(dataset, new, digests.ciphertext_sha256, ep.id, destroyed)
+
+
+def rotate_after_revoke(ports: Ports, grant: str) -> Rotated | None:
+    """What the owner's side does once a revocation is on the chain: a new key epoch.
+
+    Returns None for a dataset the data plane never sealed (registered with digests
+    only) or no longer active, and when this side cannot act as the owner (a note
+    then says who should rotate).
+    """
+    chain = ports.chain
+    g = chain.grant(grant).grant
+    if g.status != "revoked":
+        raise AccessDeniedError(f"grant {grant} is not revoked; revoke it first")
+    if chain.dataset(g.dataset).status != "active":
+        return None
+    try:
+        chain.key_epoch(g.dataset)
+    except NotFoundError:
+        return None  # registered with digests only: no payload to re-seal
+    if not chain.holds_keys(g.owner):
+        # Only the owner's side holds the data key; the chain still refuses every
+        # release under the revoked grant.
+        ports.warn(
+            f"[yellow]note:[/] the key epoch of dataset {g.dataset} was not rotated: only "
+            f"its owner ({g.owner}) can; run `sharechain dataset rotate-key {g.dataset} "
+            f"--as {g.owner}` with its node"
+        )
+        return None
+    return rotate(ports, g.owner, g.dataset, reason=f"grant {grant} revoked")
+
+
+def revoke(ports: Ports, by: str, grant: str, *, reason: str = "") -> Revoked:
+    """Revoke `grant` (as its dataset's owner or a supervisor), then rotate the key epoch."""
+    (receipt,) = ports.chain.commit(
+        [ports.chain.sign(by, REVOKE, {"grant": grant, "reason": reason})]
+    )
+    return Revoked(grant, receipt.tx_id, rotate_after_revoke(ports, grant))
