@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from sharechain.api.wire import iso, to_json
 from sharechain.cli.common import (
@@ -26,6 +27,7 @@ from sharechain.cli.common import (
 )
 from sharechain.cli.target import Target, open_plane
 from sharechain.ledger.blocks import VALID
+from sharechain.text import terminal_safe
 
 __all__ = ["register"]
 
@@ -65,12 +67,19 @@ def audit(
                 iso(e.timestamp),
                 e.sender,
                 e.type,
-                e.code if e.code == VALID.code else f"[red]{e.code}[/]: {e.reason}",
+                _code(e.code, e.reason),
                 e.tx_id.hex()[:16],
             )
             for e in entries
         ),
     )
+
+
+def _code(code: str, reason: str) -> str | Text:
+    """A validation code, in red with its reason (another member's words, made safe) if refused."""
+    if code == VALID.code:
+        return code
+    return Text.assemble((code, "red"), ": ", terminal_safe(reason))
 
 
 def register(app: typer.Typer) -> None:

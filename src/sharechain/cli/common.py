@@ -11,11 +11,14 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sharechain.errors import SharechainError
 from sharechain.sharing.embedded import Embedded
 from sharechain.storage.datadir import default_data_dir
+from sharechain.text import terminal_safe
 
 __all__ = [
     "AsOrg",
@@ -30,6 +33,7 @@ __all__ = [
     "fail",
     "print_table",
     "resolve_data_dir",
+    "shown",
 ]
 
 console = Console()
@@ -91,13 +95,27 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Print a listing as a rich table: one column per name, one row per record."""
-    table = Table(title=title)
+def shown(text: str) -> str:
+    """Text another member wrote (titles, reasons, names), safe to print with rich.
+
+    Control, bidi and invisible characters become visible escapes
+    (`sharechain.text.terminal_safe`) and rich markup is escaped, so a title can
+    neither move the cursor, reorder what the operator reads, nor restyle the output.
+    """
+    return escape(terminal_safe(text))
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str | Text]]) -> None:
+    """Print a listing as a rich table: one column per name, one row per record.
+
+    Every plain string cell is passed through `shown`; a cell that needs styling
+    is given as a `rich.text.Text`, whose content rich never parses as markup.
+    """
+    table = Table(title=shown(title))
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(c if isinstance(c, Text) else shown(c) for c in row))
     console.print(table)
 
 

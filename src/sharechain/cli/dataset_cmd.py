@@ -28,6 +28,7 @@ from sharechain.cli.common import (
     emit_json,
     fail,
     print_table,
+    shown,
 )
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import datasets as ds_contract
@@ -328,11 +329,12 @@ def show_cmd(
     if json_out:
         emit_json(value)
         return
-    table = Table(title=d.title, show_header=False)
+    table = Table(title=shown(d.title), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for name, v in value.items():
-        table.add_row(name, v if isinstance(v, str) else yaml.safe_dump(v, sort_keys=True).strip())
+        text = v if isinstance(v, str) else yaml.safe_dump(v, sort_keys=True).strip()
+        table.add_row(name, shown(text))
     console.print(table)
 
 
@@ -351,7 +353,7 @@ def lineage_cmd(
     if json_out:
         emit_json(to_json(graph))
         return
-    names = {n.id: f"{n.title} ({n.id[:12]}, v{n.version}, {n.status})" for n in graph.nodes}
+    names = {n.id: f"{shown(n.title)} ({n.id[:12]}, v{n.version}, {n.status})" for n in graph.nodes}
     console.print(f"lineage of {names[graph.root]}", highlight=False)
     for a, b, kind in graph.edges:
         console.print(f"  {names[a]} --{kind}--> {names[b]}", highlight=False)

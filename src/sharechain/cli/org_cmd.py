@@ -242,9 +242,8 @@ def rotate_cmd(
     )
     if written:
         err_console.print(
-            f"new keys written to {', '.join(str(p) for p in dict.fromkeys(written))}; restart "
-            f"{as_org}'s node so it signs with them (until then its requests to peers are "
-            "refused)",
+            f"new keys written to {', '.join(str(p) for p in dict.fromkeys(written))}; "
+            f"{as_org}'s node picks them up by itself once the rotation is on its chain",
             highlight=False,
         )
 

@@ -40,6 +40,7 @@ from sharechain.cli.common import (
     console,
     emit_json,
     err_console,
+    shown,
 )
 from sharechain.cli.dataset_cmd import load_policy
 from sharechain.cli.target import Target, open_plane
@@ -77,11 +78,11 @@ def _bar(label: str, total: int, quiet: bool) -> Iterator[Tick | None]:
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=shown(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, shown(v))
     return table
 
 
