@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import json
 
 import httpx
@@ -229,9 +230,12 @@ def test_the_data_plane_state_lives_on_the_app_and_shows_in_the_status(orderer: 
     assert isinstance(state.upkeep, Upkeep) and state.upkeep.node is orderer.node
     assert isinstance(state.uploads, Uploads)
     with orderer.client() as client:
-        client.submit(_record(orderer, "hospital-a", 1))
+        (receipt,) = client.submit(_record(orderer, "hospital-a", 1))
+        deadline = time.monotonic() + 10
+        while state.upkeep.followed < receipt.height and time.monotonic() < deadline:
+            time.sleep(0.01)  # the upkeep follows commits on its own thread
         status = client.http.get("/v1/status").json()
-    assert status["data_plane"]["followed_height"] == state.upkeep.followed
+    assert status["data_plane"]["followed_height"] == state.upkeep.followed == receipt.height
     assert status["data_plane"]["blob_fetch"] == {
         "queued": 0, "fetching": 0, "waiting": 0, "failed": 0, "done": 0, "jobs": [], "recent": [],
     }  # fmt: skip
