@@ -347,6 +347,10 @@ def create_app(node: Node) -> FastAPI:
     from sharechain.node import delivery  # blobs, custody and key releases between nodes
 
     app.include_router(delivery.router)
+    # -- console (sharechain.web): the browser console under /ui, its own routes and guard --
+    from sharechain.web import mount as mount_console
+
+    mount_console(app, node)
     upkeep.attach(node)  # shreds on commit, fetches missing blobs (stops with the node)
     return app
 
