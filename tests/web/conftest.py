@@ -10,14 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from web_testclient import TestClient  # noqa: E402
+from web_kit import ORGS, OWNER, PASSWORD, Chain, node_dir
+from web_testclient import TestClient
 
-from web_kit import ORGS, OWNER, PASSWORD, Chain, node_dir  # noqa: E402
-
-from sharechain.node.app import create_app  # noqa: E402
-from sharechain.node.service import Node, NodeConfig  # noqa: E402
-from sharechain.storage.datadir import init_consortium  # noqa: E402
-from sharechain.web import Console  # noqa: E402
+from sharechain.node.app import create_app
+from sharechain.node.service import Node, NodeConfig
+from sharechain.storage.datadir import init_consortium
+from sharechain.web import Console
 
 
 class Clock:

@@ -11,7 +11,6 @@ from typing import Any
 
 from web_testclient import TestClient
 
-
 from sharechain.contracts._fields import derive_id
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import node_data_dir

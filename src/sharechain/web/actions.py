@@ -91,7 +91,12 @@ async def login(request: Request) -> Response:
 
     def again(status: int, error: str, headers: dict[str, str] | None = None) -> Response:
         response = console.render(
-            request, "login.html", http_status=status, login_token=expected, next=target, error=error
+            request,
+            "login.html",
+            http_status=status,
+            login_token=expected,
+            next=target,
+            error=error,
         )
         response.headers.update(headers or {})
         return response
@@ -108,7 +113,12 @@ async def login(request: Request) -> Response:
     session = console.sessions.open(account)
     response = RedirectResponse(target, 303)
     response.set_cookie(
-        COOKIE, session.token, path=PREFIX, httponly=True, samesite="strict", secure=_secure(request)
+        COOKIE,
+        session.token,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
     )
     response.delete_cookie(LOGIN_COOKIE, path=f"{PREFIX}/login")
     return response

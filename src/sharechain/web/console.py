@@ -95,6 +95,7 @@ class Console:
         if session is not None:
             with self._flash_lock:
                 flash = self.flashes.pop(session.token, "")
+        ctx.setdefault("page", "")
         html = self.env.get_template(template).render(
             session=session,
             org=self.node.org,

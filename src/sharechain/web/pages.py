@@ -143,7 +143,6 @@ def catalogue(
     )
     if status not in ("", "any", "active"):
         found = [d for d in found if d.status == status]
-    ctx = {"text": text, "owner": owner, "tag": tag, "status": status}
     # htmx asks for the results alone while the operator types.
     template = "catalogue_rows.html" if request.headers.get("hx-request") else "catalogue.html"
     return console.render(
@@ -154,7 +153,10 @@ def catalogue(
         total=len(found),
         owners=[o.id for o in q.organisations(store)],
         statuses=("active", "superseded", "retired", "purged", "any"),
-        **ctx,
+        text=text,
+        owner=owner,
+        tag=tag,
+        status=status,
     )
 
 

@@ -11,6 +11,7 @@ scan of the chain to draw its chart.
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,13 +56,15 @@ def rates(
     """(time, transactions per second) and (time, mean commit latency in ms) per interval."""
     tps: list[tuple[float, float]] = []
     latency: list[tuple[float, float]] = []
-    for a, b in zip(samples, samples[1:], strict=False):
+    for a, b in pairwise(samples):
         dt = b.at - a.at
         if dt <= 0:
             continue
         tps.append((b.at, max(0.0, b.transactions - a.transactions) / dt))
         blocks = b.commits - a.commits
-        latency.append((b.at, 1000 * (b.commit_seconds - a.commit_seconds) / blocks if blocks else 0))
+        latency.append(
+            (b.at, 1000 * (b.commit_seconds - a.commit_seconds) / blocks if blocks else 0)
+        )
     return tuple(tps), tuple(latency)
 
 
