@@ -11,10 +11,10 @@ scan of the chain to draw its chart.
 from __future__ import annotations
 
 import threading
-from itertools import pairwise
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from prometheus_client import CollectorRegistry
 
