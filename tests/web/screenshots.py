@@ -21,14 +21,14 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from web_kit import GRANTEE, ORGS, OWNER, PASSWORD, SUPERVISOR, Chain, digest, node_dir  # noqa: E402
+from web_kit import GRANTEE, ORGS, OWNER, PASSWORD, SUPERVISOR, Chain, digest, node_dir
 
-from sharechain.contracts._fields import derive_id  # noqa: E402
-from sharechain.node.app import create_app  # noqa: E402
-from sharechain.node.service import Node, NodeConfig  # noqa: E402
-from sharechain.ordering.etcd_process import free_ports  # noqa: E402
-from sharechain.storage.datadir import init_consortium  # noqa: E402
-from sharechain.web import Console  # noqa: E402
+from sharechain.contracts._fields import derive_id
+from sharechain.node.app import create_app
+from sharechain.node.service import Node, NodeConfig
+from sharechain.ordering.etcd_process import free_ports
+from sharechain.storage.datadir import init_consortium
+from sharechain.web import Console
 
 PAGES = (
     ("console-overview.png", "/ui/", True),
@@ -47,15 +47,29 @@ def populate(chain: Chain, console: Console) -> dict[str, str]:
     chain.register("Discharge summaries", tags=["clinical"], classification="secret")
     chain.register("Blacklist Q3", owner=GRANTEE, tags=["fraud", "aml"])
     chain.register("Pharmacy stock", owner=SUPERVISOR, tags=["supply"], classification="internal")
-    version = {"dataset": labs, "title": "Blood tests 2025 (corrected)",
-               "plaintext_digest": digest("v2"), "ciphertext_digest": digest("c2"), "size": 2048,
-               "segment_root": digest("s2")}  # fmt: skip
+    version = {
+        "dataset": labs,
+        "title": "Blood tests 2025 (corrected)",
+        "plaintext_digest": digest("v2"),
+        "ciphertext_digest": digest("c2"),
+        "size": 2048,
+        "segment_root": digest("s2"),
+    }
     labs2 = derive_id("dataset", chain.send(OWNER, "dataset.version", version).tx_id)
-    derive = {"parents": [labs2, ward], "transformation": "join on ward, glucose averaged",
-              "title": "Glucose by ward", "tags": ["lab", "ward"], "schema": [["ward", "string"]],
-              "classification": "internal", "plaintext_digest": digest("d"),
-              "ciphertext_digest": digest("dc"), "size": 512, "segment_root": digest("ds"),
-              "custody": "owner", "holders": []}  # fmt: skip
+    derive = {
+        "parents": [labs2, ward],
+        "transformation": "join on ward, glucose averaged",
+        "title": "Glucose by ward",
+        "tags": ["lab", "ward"],
+        "schema": [["ward", "string"]],
+        "classification": "internal",
+        "plaintext_digest": digest("d"),
+        "ciphertext_digest": digest("dc"),
+        "size": 512,
+        "segment_root": digest("ds"),
+        "custody": "owner",
+        "holders": [],
+    }
     derived = derive_id("dataset", chain.send(OWNER, "dataset.derive", derive).tx_id)
     # A grant on the derived dataset, its key release and a read receipt.
     rid = chain.request(derived)
@@ -89,7 +103,9 @@ def main(out: Path) -> None:
         console: Console = app.state.console
         console.accounts.add("anna", "approver", PASSWORD)
         (port,) = free_ports(1)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         try:

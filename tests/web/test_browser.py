@@ -90,10 +90,23 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             nodes[org].start()
             servers.append(ServerThread(nodes[org], ports[org]).start())
         # Operators, added on each node's data directory with the command line.
-        for org, name, role in ((OWNER, "anna", "approver"), (OWNER, "vera", "viewer"),
-                                (SUPERVISOR, "rita", "approver")):  # fmt: skip
-            out = run("ui", "user", "add", name, "--role", role, "--password-stdin",
-                      "-d", dirs[org], stdin=PASSWORD + "\n")  # fmt: skip
+        for org, name, role in (
+            (OWNER, "anna", "approver"),
+            (OWNER, "vera", "viewer"),
+            (SUPERVISOR, "rita", "approver"),
+        ):
+            out = run(
+                "ui",
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+                "-d",
+                dirs[org],
+                stdin=PASSWORD + "\n",
+            )
             assert f"operator {name} added as {role}" in out
         yield Net(source, urls, nodes, dirs)
     finally:
@@ -202,8 +215,7 @@ def test_the_whole_story_in_the_browser(net: Net, chromium: Any, tmp_path: Path)
     page.get_by_role("status").get_by_text("revoke grant").wait_for()
     assert page.locator("td.status-revoked").inner_text() == "revoked"
     net.sync()
-    late = runner.invoke(cli, ["fetch", grant, "-o", str(tmp_path / "late.csv"),
-                               *net.on(GRANTEE)])  # fmt: skip
+    late = runner.invoke(cli, ["fetch", grant, "-o", str(tmp_path / "late.csv"), *net.on(GRANTEE)])
     assert late.exit_code != 0 and "revoked" in late.stdout + late.stderr
     page.reload()
     assert "grant.revoke" in trail.inner_text()

@@ -80,10 +80,21 @@ def test_unknown_records_are_404_pages(client: TestClient) -> None:
 
 def test_dataset_page_lineage_policy_and_trail(chain: Chain, client: TestClient) -> None:
     ds = chain.register("Labs 2025")
-    v2 = derive_id("dataset", chain.send("hospital-a", "dataset.version", {
-        "dataset": ds, "title": "Labs 2025 v2", "plaintext_digest": b"\x01" * 32,
-        "ciphertext_digest": b"\x02" * 32, "size": 10, "segment_root": b"\x03" * 32,
-    }).tx_id)  # fmt: skip
+    v2 = derive_id(
+        "dataset",
+        chain.send(
+            "hospital-a",
+            "dataset.version",
+            {
+                "dataset": ds,
+                "title": "Labs 2025 v2",
+                "plaintext_digest": b"\x01" * 32,
+                "ciphertext_digest": b"\x02" * 32,
+                "size": 10,
+                "segment_root": b"\x03" * 32,
+            },
+        ).tx_id,
+    )
     chain.request(v2)
     login(client, "vera")
     page = client.get(f"/ui/datasets/{v2}").text
@@ -108,5 +119,5 @@ def test_overview_and_organisation(chain: Chain, client: TestClient) -> None:
     for text in ("Consortium test", "regulator", "supervisor", "Recent blocks", "<svg"):
         assert text in page
     org = client.get("/ui/org").text
-    assert "Key epochs and rotations" in org and "Operators of this node" in org
+    assert "Key epochs" in org and "Key since block" in org and "Operators of this node" in org
     assert "anna" in org and "approver" in org

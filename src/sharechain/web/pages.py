@@ -33,6 +33,7 @@ _Text = Annotated[str, Query(max_length=256)]
 PAGE_ROWS = 100
 BLOCK_ROWS = 25
 TRAIL_LIMIT = 500
+INBOX_ROWS = 50
 
 
 def _found(exc: NotFoundError) -> RefusedError:
@@ -243,7 +244,8 @@ def inbox(request: Request) -> Response:
     node = console.node
     store = node.store
     items = []
-    for req in q.inbox(store, node.org):
+    waiting = q.inbox(store, node.org)
+    for req in waiting[:INBOX_ROWS]:
         ds = q.dataset(store, req.dataset)
         items.append(
             {
@@ -257,7 +259,13 @@ def inbox(request: Request) -> Response:
     supervisor = "supervisor" in node.roles(node.org)
     alerts = q.alerts(store) if supervisor else []
     return console.render(
-        request, "inbox.html", page="inbox", items=items, alerts=alerts, supervisor=supervisor
+        request,
+        "inbox.html",
+        page="inbox",
+        items=items,
+        waiting=len(waiting),
+        alerts=alerts,
+        supervisor=supervisor,
     )
 
 
@@ -269,16 +277,12 @@ def organisation(request: Request) -> Response:
     session = session_of(request)
     members = q.organisations(store)
     me = next((m for m in members if m.id == node.org), None)
-    rotations = [
-        e for e in q.audit(store, org=node.org, proofs=False) if e.type == "org.rotate-key"
-    ]
     return console.render(
         request,
         "org.html",
         page="org",
         me=me,
         members=members,
-        rotations=rotations,
         proposals=q.proposals(store),
         admin_org="admin" in node.roles(node.org),
         operators=console.accounts.all() if session.role == "admin" else (),
