@@ -170,9 +170,12 @@ def test_the_whole_story_in_the_browser(net: Net, chromium: Any, tmp_path: Path)
     # A dataset registered from the command line appears; the catalogue searches as one types.
     ds = _publish(net, tmp_path, "Ward admissions 2025")
     page.goto("/ui/datasets")
-    page.get_by_label("Search").fill("admissions")
     results = page.locator("#results")
+    page.get_by_label("Search").fill("no such data")  # htmx swaps the results as one types
+    results.get_by_text("0 dataset(s)").wait_for()
+    page.get_by_label("Search").fill("admissions")
     results.get_by_text("1 dataset(s)").wait_for()
+    assert "text=admissions" in page.url
     assert results.get_by_role("link", name="Ward admissions 2025").is_visible()
 
     # bank-b asks; hospital-a's approver approves with the keyboard alone.
