@@ -101,9 +101,7 @@ class Accounts:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.path.chmod(0o600)
         self._db.execute(_SCHEMA)
-        # A dummy hash to verify against when the name is unknown, so a wrong name
-        # costs as long as a wrong password and timing does not reveal which names exist.
-        self._dummy = self._hasher.hash("not a password of anyone")
+        self._dummy = ""
 
     def close(self) -> None:
         with self._lock:
@@ -171,6 +169,11 @@ class Accounts:
             row = self._db.execute(
                 "SELECT name, role, created_at, hash FROM accounts WHERE name=?", (name,)
             ).fetchone()
+        if row is None and not self._dummy:
+            # Verified against when the name is unknown, so a wrong name costs as long as
+            # a wrong password and timing does not reveal which names exist. Made on first
+            # need: a node whose console nobody uses pays nothing.
+            self._dummy = self._hasher.hash("not a password of anyone")
         try:
             self._hasher.verify(row[3] if row else self._dummy, password)
         except (VerificationError, InvalidHashError):
