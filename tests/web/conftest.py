@@ -10,23 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from web_kit import ORGS, OWNER, PASSWORD, Chain, node_dir
+from web_kit import ORGS, OWNER, PASSWORD, Chain, Clock, node_dir
 from web_testclient import TestClient
 
 from sharechain.node.app import create_app
 from sharechain.node.service import Node, NodeConfig
 from sharechain.storage.datadir import init_consortium
 from sharechain.web import Console
-
-
-class Clock:
-    """A clock the tests move by hand (sessions, login throttling)."""
-
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import Clock
-from web_kit import PASSWORD, csrf_of, login
+from web_kit import PASSWORD, Clock, csrf_of, login
 from web_testclient import TestClient
 
 from sharechain.web import Console
