@@ -21,7 +21,9 @@ from sharechain.contracts.keys import suspended_key
 from sharechain.contracts.risk import KEY_RELEASES, REQUESTS
 from sharechain.errors import NotFoundError
 from sharechain.ledger.state import StateReader
+from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
+from sharechain.node.service import Node
 from sharechain.web import charts, describe
 from sharechain.web.console import console_of
 from sharechain.web.guard import PREFIX, RefusedError, session_of
@@ -40,7 +42,7 @@ def _found(exc: NotFoundError) -> RefusedError:
     return RefusedError(404, str(exc))
 
 
-def _block_row(node: Any, height: int) -> dict[str, Any]:
+def _block_row(node: Node, height: int) -> dict[str, Any]:
     data = node.store.block_bytes(height)
     if data is None:
         raise RefusedError(404, f"no block {height} on this node (height {node.ledger.height})")
@@ -161,8 +163,8 @@ def catalogue(
     )
 
 
-def _may_read_trail(node: Any, owner: str) -> bool:
-    return bool(node.org == owner or "supervisor" in node.roles(node.org))
+def _may_read_trail(node: Node, owner: str) -> bool:
+    return node.org == owner or "supervisor" in node.roles(node.org)
 
 
 @router.get(f"{PREFIX}/datasets/{{ds}}", response_class=HTMLResponse)
@@ -219,7 +221,7 @@ def _same_line(lineage: q.Lineage, a: str, b: str) -> bool:
     return b in seen
 
 
-def _risk(store: Any, org: str) -> dict[str, Any]:
+def _risk(store: Store, org: str) -> dict[str, Any]:
     reader = StateReader(store)
     settings = governance(reader).risk  # type: ignore[arg-type]  # a reader is a read-only state
     head = store.head()
