@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-packages
 NETWORK ?= solo
 
-.PHONY: demo test check lint types bench soak clean system
+.PHONY: demo test check lint types bench soak clean system screenshots
 
 $(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c
 	$(PY) -m venv $(VENV)
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c
 	touch $(STAMP)
 
 # System packages the tests and the launcher use (etcd for the replicated
-# ordering service, libsodium for the ristretto255 group). Installed only
-# when missing; we run as root here.
+# ordering service, libsodium for the ristretto255 group, chromium for the
+# console's browser tests, driven by Playwright: never `playwright install`).
+# Installed only when missing; we run as root here.
 $(SYSSTAMP): | $(STAMP)
 	@if ! command -v etcd >/dev/null 2>&1; then \
 		echo "installing etcd-server (Debian package)"; \
@@ -26,6 +27,10 @@ $(SYSSTAMP): | $(STAMP)
 	@if ! ldconfig -p | grep -q libsodium.so; then \
 		echo "installing libsodium23 (Debian package, ristretto255 for PSI and range proofs)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsodium23 >/dev/null; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing chromium (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 	touch $(SYSSTAMP)
 
@@ -51,6 +56,10 @@ check: lint types test
 
 bench: $(STAMP) $(SYSSTAMP)
 	$(BIN)/python -m sharechain.bench
+
+# The console's pages, photographed in chromium on a small demo chain, into docs/img/.
+screenshots: $(STAMP) $(SYSSTAMP)
+	$(BIN)/python tests/web/screenshots.py docs/img
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build

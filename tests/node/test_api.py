@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import json
+import time
 
 import httpx
 import pytest

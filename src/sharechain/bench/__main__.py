@@ -27,6 +27,7 @@ BENCHMARKS = (
     "sharechain.bench.share",
     "sharechain.bench.audit_size",
     "sharechain.bench.psi",
+    "sharechain.bench.console",
 )
 
 

@@ -62,6 +62,7 @@ def start(
 ) -> None:
     """Start a node: verify its store, join the ordering service, serve the /v1 API."""
     from sharechain.node.server import run_node
+    from sharechain.web import mount as mount_console
 
     host, port = _listen(listen)
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -92,7 +93,7 @@ def start(
             write_node_file(
                 config.data_dir, NodeFile(org, f"http://{url_host}:{port}", tuple(peers))
             )
-        run_node(config, host, port, log_level=log_level)
+        run_node(config, host, port, log_level=log_level, extensions=(mount_console,))
 
 
 @node_app.command("repair")

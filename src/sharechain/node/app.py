@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
@@ -68,13 +69,23 @@ from sharechain.node.submissions import (
 )
 from sharechain.node.uploads import Uploads
 
-__all__ = ["API_VERSION", "create_app"]
+__all__ = ["API_VERSION", "Extension", "create_app"]
 
 API_VERSION = "1.0.0"
 
 
-def create_app(node: Node) -> FastAPI:
+Extension = Callable[[FastAPI, Node], None]
+"""Adds routes of a layer above the node to its app (the browser console, `sharechain.web`).
+
+The node never imports those layers: whoever starts it (the command line, a test)
+passes their `mount` function in, so `node/` stays below the faces."""
+
+
+def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
     """The API of `node` (which the caller starts and stops); one per node.
+
+    Each of `extensions` is called with the app and the node once the API's own
+    routes are in place.
 
     The app also holds the node's data-plane state that lives as long as its
     API: `app.state.upkeep` (shredding and blob fetching after commits) and
@@ -324,6 +335,8 @@ def create_app(node: Node) -> FastAPI:
     app.include_router(custody.router)  # keys between nodes
     # Shreds on commit and fetches missing blobs; stops with the node.
     app.state.upkeep = upkeep.start(node)
+    for extend in extensions:
+        extend(app, node)
     return app
 
 

@@ -12,12 +12,13 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
 
-from sharechain.node.app import create_app
+from sharechain.node.app import Extension, create_app
 from sharechain.node.service import Node, NodeConfig
 
 __all__ = ["ServerThread", "run_node"]
@@ -35,8 +36,15 @@ def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
     )
 
 
-def run_node(config: NodeConfig, host: str, port: int, *, log_level: str = "info") -> None:
-    """Run a node in the foreground until a signal stops it."""
+def run_node(
+    config: NodeConfig,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    extensions: Sequence[Extension] = (),
+) -> None:
+    """Run a node in the foreground until a signal stops it (`extensions`: see `create_app`)."""
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -44,7 +52,7 @@ def run_node(config: NodeConfig, host: str, port: int, *, log_level: str = "info
     node = Node(config)
     try:
         node.start()
-        cfg = _config(create_app(node), log_level)
+        cfg = _config(create_app(node, extensions), log_level)
         _tune_collector()
         cfg.host, cfg.port = host, port
         uvicorn.Server(cfg).run()
@@ -71,14 +79,14 @@ def _tune_collector() -> None:
 class ServerThread:
     """A node's API served by uvicorn in a background thread on 127.0.0.1 (tests, benches)."""
 
-    def __init__(self, node: Node, port: int = 0) -> None:
+    def __init__(self, node: Node, port: int = 0, extensions: Sequence[Extension] = ()) -> None:
         self.node = node
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(node)
+        self.app = create_app(node, extensions)
         """The node's API (its `state` holds the upkeep and the uploads in progress)."""
         self._server = uvicorn.Server(_config(self.app, "warning"))
         self._thread = threading.Thread(
