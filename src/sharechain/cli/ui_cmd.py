@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from sharechain.api.wire import iso
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -23,7 +24,6 @@ from sharechain.cli.common import (
     print_table,
     resolve_data_dir,
 )
-from sharechain.contracts.views import iso
 from sharechain.web.accounts import ROLES, Account, Accounts
 
 __all__ = ["register"]

@@ -74,7 +74,7 @@ __all__ = ["API_VERSION", "Extension", "create_app"]
 API_VERSION = "1.0.0"
 
 
-Extension = Callable[[FastAPI, Node], None]
+Extension = Callable[[FastAPI, Node], object]
 """Adds routes of a layer above the node to its app (the browser console, `sharechain.web`).
 
 The node never imports those layers: whoever starts it (the command line, a test)

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from sharechain.contracts.views import iso
+from sharechain.api.wire import iso
 from sharechain.node.service import Node
 from sharechain.web.accounts import ACTION_ROLES, VOTE_ROLES, Accounts
 from sharechain.web.guard import CSRF_FIELD, PREFIX, ConsoleGuard, RefusedError, session_of

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sharechain.api.wire import iso
 from sharechain.codec import decode_trusted
 from sharechain.contracts.policies import JOINT, Policy
 from sharechain.contracts.queries import AuditEntry
-from sharechain.contracts.views import iso
 from sharechain.errors import NotFoundError, SharechainError
 from sharechain.ledger.proofs import prove_tx, verify_tx_proof
 from sharechain.ledger.store import Store, TxLocation
