@@ -7,7 +7,7 @@
     contracts/                         the data-sharing state machine
     ledger/                            transactions, blocks, proofs, stores
     crypto/                            keys, signatures, hashing, AEAD
-    codec.py errors.py                 usable by every layer
+    codec.py errors.py text.py         usable by every layer
 
 A module may import its own layer and the layers below it, never one above,
 and that holds for imports inside functions too (an AST walk sees them all,
@@ -26,14 +26,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "sharechain"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("codec", "errors"),
+    ("codec", "errors", "text"),
     ("crypto",),
     ("ledger",),
     ("contracts",),
     ("ordering", "storage", "privacy"),
     ("api", "sharing"),
     ("node",),
-    ("cli", "web", "bench", "demo", "demo_network"),
+    ("cli", "web", "bench", "demo", "demo_consortium", "faults"),
 )
 """Bottom first: a module of layer i may import layers 0..i only."""
 
