@@ -1,0 +1,204 @@
+"""Tables on disk: CSV and Parquet read and written in batches of bounded size.
+
+Masking reads a file twice (group sizes first, then the release) and never
+holds more than one batch of it, so a file of any size fits in a fixed amount
+of memory. The format follows the file name: `.parquet` or `.pq` is Parquet,
+anything else CSV with a header line.
+
+CSV column types are inferred from the first block and then fixed, so both
+passes see the same types; a later value that does not fit (a word in a
+column of numbers) is an error naming its line, as is a line with the wrong
+number of fields. pyarrow reports neither line number, so on such an error the
+file is scanned again with Python's `csv` module to find it (error path only).
+
+Output goes to a temporary file next to the target and is renamed over it only
+when everything succeeded: an error leaves no partial file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from sharechain.errors import SharechainError
+
+__all__ = ["Batch", "TableError", "TableWriter", "atomic_output", "is_parquet", "read_batches"]
+
+_BLOCK: Final = 4 << 20
+"""CSV bytes parsed per batch."""
+_ROWS: Final = 1 << 16
+"""Parquet rows per batch."""
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
+
+
+class TableError(SharechainError):
+    """An input table is unreadable or malformed; says which line or column."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.line = line
+        """The 1-based line of a CSV file at fault (the header is line 1), when known."""
+        self.column = column
+        """The column at fault, when known."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A slice of a table and how far into the file it reaches."""
+
+    data: pa.RecordBatch
+    """The rows."""
+    done: int
+    """Units read so far (bytes for CSV, rows for Parquet)."""
+    total: int
+    """Units in the whole file."""
+
+
+def is_parquet(path: Path) -> bool:
+    """Whether `path` names a Parquet file (by its suffix)."""
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def read_batches(
+    path: Path, *, text: frozenset[str] = frozenset(), types: pa.Schema | None = None
+) -> Iterator[Batch]:
+    """The file's batches. CSV columns in `text` are read as text; `types` fixes all types."""
+    if not path.is_file():
+        raise TableError(f"{path} does not exist or is not a file")
+    if is_parquet(path):
+        yield from _parquet_batches(path)
+    else:
+        yield from _csv_batches(path, text, types)
+
+
+def _check_names(path: Path, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise TableError(
+                f"{path}: column name {name!r} appears twice in the header; rename one",
+                line=1,
+                column=name,
+            )
+        seen.add(name)
+
+
+def _parquet_batches(path: Path) -> Iterator[Batch]:
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise TableError(f"{path} is not a readable Parquet file: {exc}") from None
+    _check_names(path, file.schema_arrow.names)
+    total = file.metadata.num_rows
+    done = 0
+    with file:
+        for batch in file.iter_batches(batch_size=_ROWS):
+            done += batch.num_rows
+            yield Batch(batch, done, total)
+
+
+def _csv_batches(path: Path, text: frozenset[str], types: pa.Schema | None) -> Iterator[Batch]:
+    column_types: Mapping[str, pa.DataType] = (
+        {f.name: f.type for f in types} if types is not None else dict.fromkeys(text, pa.string())
+    )
+    total = path.stat().st_size
+    source = pa.OSFile(str(path))
+    try:
+        try:
+            reader = pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=_BLOCK),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(column_types=column_types),
+            )
+            _check_names(path, reader.schema.names)
+            for batch in reader:
+                yield Batch(batch, min(source.tell(), total), total)
+        except pa.ArrowInvalid as exc:
+            raise _located(path, str(exc)) from None
+    finally:
+        source.close()
+
+
+def _located(path: Path, message: str) -> TableError:
+    """A TableError for pyarrow's CSV `message`, with the line found by a rescan."""
+    if "Empty CSV file" in message:
+        return TableError(f"{path} is empty; a CSV file needs a header line")
+    conversion = _CONVERSION.search(message)
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as f:
+            rows = csv.reader(f)
+            header = next(rows, [])
+            for row in rows:
+                if conversion is None and len(row) != len(header):
+                    return TableError(
+                        f"{path}, line {rows.line_num}: {len(row)} fields where the header "
+                        f"has {len(header)}; fix or remove the line",
+                        line=rows.line_num,
+                    )
+                if conversion is not None:
+                    index, kind, value = int(conversion[1]), conversion[2], conversion[3]
+                    if index < len(row) and row[index] == value and index < len(header):
+                        return TableError(
+                            f"{path}, line {rows.line_num}, column {header[index]!r}: "
+                            f"{value!r} is not {kind} like the rows before it; fix the value "
+                            "or give the column one type throughout",
+                            line=rows.line_num,
+                            column=header[index],
+                        )
+    except OSError:
+        pass
+    return TableError(f"{path} is not a well-formed CSV file: {message}")
+
+
+class TableWriter:
+    """Writes batches to a CSV or Parquet file; the schema is that of the first batch."""
+
+    def __init__(self, path: Path, *, parquet: bool) -> None:
+        self._path = path
+        self._parquet = parquet
+        self._csv: pacsv.CSVWriter | None = None
+        self._pq: pq.ParquetWriter | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._parquet:
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self._path, batch.schema)
+            self._pq.write_batch(batch)
+        else:
+            if self._csv is None:
+                self._csv = pacsv.CSVWriter(self._path, batch.schema)
+            self._csv.write_batch(batch)
+
+    def close(self) -> None:
+        for writer in (self._csv, self._pq):
+            if writer is not None:
+                writer.close()
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[TableWriter]:
+    """A writer to a temporary file beside `target`, renamed onto it only on success."""
+    if not target.parent.is_dir():
+        raise TableError(f"cannot write {target}: directory {target.parent} does not exist")
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    writer = TableWriter(temp, parquet=is_parquet(target))
+    try:
+        yield writer
+        writer.close()
+        os.replace(temp, target)
+    except BaseException:
+        writer.close()
+        temp.unlink(missing_ok=True)
+        raise
