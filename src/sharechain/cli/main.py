@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "sharechain.cli.grant_cmd",
     "sharechain.cli.audit_cmd",
     "sharechain.cli.alerts_cmd",
+    "sharechain.cli.mask_cmd",
     "sharechain.cli.sharing_cmd",  # after dataset_cmd and grant_cmd: it joins their groups
 )
 

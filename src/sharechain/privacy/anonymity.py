@@ -143,7 +143,9 @@ def measure(groups: pa.Table) -> Anonymity:
     return Anonymity(rows, len(groups), k, l_value, int(at_k) / rows)
 
 
-def group_table(table: pa.Table, quasi_identifiers: Sequence[str], sensitive: Sequence[str]) -> pa.Table:
+def group_table(
+    table: pa.Table, quasi_identifiers: Sequence[str], sensitive: Sequence[str]
+) -> pa.Table:
     """The group table of an in-memory table (for checking a release)."""
     counter = GroupCounter(quasi_identifiers, sensitive)
     counter.add(table.select([*quasi_identifiers, *sensitive]))

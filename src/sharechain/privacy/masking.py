@@ -33,8 +33,17 @@ from sharechain.privacy.anonymity import (
     measure,
     passing_groups,
 )
-from sharechain.privacy.profiles import Drop, Generalise, Keep, Noise, Profile, ProfileError, Rule, Tokenize
-from sharechain.privacy.rules import apply_rule, check_rule, generalise, reads_as_text
+from sharechain.privacy.profiles import (
+    Drop,
+    Generalise,
+    Keep,
+    Noise,
+    Profile,
+    ProfileError,
+    Rule,
+    Tokenize,
+)
+from sharechain.privacy.rules import NoiseStream, apply_rule, check_rule, generalise, reads_as_text
 from sharechain.privacy.tables import Batch, TableError, atomic_output, read_batches
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
@@ -86,32 +95,33 @@ class _Plan:
     """Every source column with its rule, in source order."""
     grouped: tuple[str, ...]
     """Quasi-identifiers, then sensitive attributes."""
-    text: frozenset[str]
-    """Columns read as text."""
+    schema: pa.Schema
+    """The source's column types (inferred from the first batch for CSV, then fixed)."""
 
 
-def _plan(profile: Profile, names: list[str]) -> _Plan:
-    known = set(names)
-    for column, _ in profile.columns:
-        if column not in known:
+def _plan(source: Path, profile: Profile) -> _Plan:
+    """Resolve the profile against the source's header and first batch's types."""
+    text = frozenset(name for name, rule in profile.columns if reads_as_text(rule))
+    first = next(read_batches(source, text=text), None)
+    if first is None:
+        raise TableError(f"{source} has no rows to mask")
+    schema = first.data.schema
+    names = schema.names
+    for column in (
+        *(c for c, _ in profile.columns),
+        *profile.quasi_identifiers,
+        *profile.sensitive,
+    ):
+        if column not in names:
             raise ProfileError(
-                f"the profile names column {column!r}, which the table does not have "
+                f"the profile names column {column!r}, which {source.name} does not have "
                 f"(its columns: {', '.join(names)})",
                 column,
             )
-    for column in profile.quasi_identifiers + profile.sensitive:
-        if column not in known:
-            raise ProfileError(f"quasi-identifier or sensitive column {column!r} is not in the table", column)
     rules = tuple((name, profile.rule(name)) for name in names)
-    text = frozenset(name for name, rule in rules if reads_as_text(rule))
-    return _Plan(rules, profile.quasi_identifiers + profile.sensitive, text)
-
-
-def _names(source: Path, profile: Profile) -> _Plan:
-    """Read the header (first batch) to resolve the plan before the real passes."""
-    for batch in read_batches(source):
-        return _plan(profile, batch.data.schema.names)
-    raise TableError(f"{source} has no columns")
+    for name, rule in rules:
+        check_rule(name, rule, schema.field(name).type)
+    return _Plan(rules, profile.quasi_identifiers + profile.sensitive, schema)
 
 
 def _grouped_forms(profile: Profile, plan: _Plan, batch: pa.RecordBatch) -> pa.Table:
@@ -129,25 +139,25 @@ class _Census:
     """The first pass: groups of the whole file, and which survive."""
 
     plan: _Plan
-    schema: pa.Schema
+    """The profile resolved against the source."""
     groups: pa.Table
+    """One row per quasi-identifier group (see `anonymity.GroupCounter`)."""
     keep: pa.Array
+    """Which groups the release keeps."""
     rows_in: int
+    """Rows in the source."""
 
 
 def _census(profile: Profile, source: Path, progress: Progress | None, passes: int) -> _Census:
-    plan = _names(source, profile)
+    plan = _plan(source, profile)
     counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
-    schema: pa.Schema | None = None
     rows = 0
-    for batch in _reporting(read_batches(source, text=plan.text), progress, 0, passes):
-        if schema is None:
-            schema = batch.data.schema
-            for name, rule in plan.rules:
-                check_rule(name, rule, schema.field(name).type)
+    # Only the grouped columns are parsed in this pass.
+    batches = read_batches(source, types=plan.schema, only=plan.grouped or (plan.schema.names[0],))
+    for batch in _reporting(batches, progress, 0, passes):
         rows += batch.data.num_rows
         counter.add(_grouped_forms(profile, plan, batch.data))
-    if schema is None or rows == 0:
+    if rows == 0:
         raise TableError(f"{source} has no rows to mask")
     groups = counter.groups()
     keep = passing_groups(groups, profile.k, profile.l)
@@ -160,7 +170,7 @@ def _census(profile: Profile, source: Path, progress: Progress | None, passes: i
             f"every one of the {rows} rows would be suppressed (the largest group has {largest} "
             "rows); lower k or l, or generalise the quasi-identifiers more"
         )
-    return _Census(plan, schema, groups, keep, rows)
+    return _Census(plan, groups, keep, rows)
 
 
 def _reporting(
@@ -215,8 +225,7 @@ def apply(
     when the profile tokenizes a column; `rng` draws the noise (default: a
     generator seeded from the operating system's randomness).
     """
-    plan = _names(source, profile)
-    tokenized = [name for name, rule in plan.rules if isinstance(rule, Tokenize)]
+    tokenized = [name for name, rule in profile.columns if isinstance(rule, Tokenize)]
     if tokenized and token_key is None:
         raise ProfileError(
             f"the profile tokenizes {', '.join(tokenized)}: give a tokenisation key", tokenized[0]
@@ -229,11 +238,14 @@ def apply(
             "and the profile does not suppress; set `suppress: true` or generalise more"
         )
     generator = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+    noise = {n: NoiseStream(n, r, generator) for n, r in census.plan.rules if isinstance(r, Noise)}
     index = GroupIndex(census.groups, profile.quasi_identifiers)
     everyone = bool(pc.all(census.keep).as_py())
     survivors = pc.filter(index.codes_of_groups, census.keep)
     released = [(n, r) for n, r in census.plan.rules if not isinstance(r, Drop)]
-    batches = read_batches(source, types=census.schema)
+    if not released:
+        raise ProfileError("the profile drops every column: there is nothing to release")
+    batches = read_batches(source, types=census.plan.schema, only=tuple(n for n, _ in released))
     with atomic_output(target) as out:
         for batch in _reporting(batches, progress, 1, 2):
             data = batch.data
@@ -243,7 +255,9 @@ def apply(
             if data.num_rows == 0:
                 continue
             columns = [
-                apply_rule(name, rule, data.column(name), token_key=token_key, rng=generator)
+                apply_rule(
+                    name, rule, data.column(name), token_key=token_key, noise=noise.get(name)
+                )
                 for name, rule in released
             ]
             out.write(pa.RecordBatch.from_arrays(columns, names=[n for n, _ in released]))

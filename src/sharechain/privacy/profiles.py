@@ -170,7 +170,9 @@ def parse_profile(text: str) -> Profile:
         raise ProfileError("a profile is a YAML mapping with at least `k` and `columns`")
     unknown = set(doc) - _TOP_KEYS
     if unknown:
-        raise ProfileError(f"unknown profile keys {sorted(map(str, unknown))}; known: {sorted(_TOP_KEYS)}")
+        raise ProfileError(
+            f"unknown profile keys {sorted(map(str, unknown))}; known: {sorted(_TOP_KEYS)}"
+        )
     k = _count(doc.get("k"), "k")
     l_target = None if doc.get("l") is None else _count(doc["l"], "l")
     suppress = doc.get("suppress", True)
@@ -271,8 +273,10 @@ def _generalise(column: str, params: dict[str, Any]) -> Generalise:
         raise ProfileError(f"column {column!r}: `other` goes with `hierarchy`", column)
     way = ways[0]
     value = params[way]
-    if way in ("width", "truncate"):
-        return Generalise(**{way: _positive(column, way, value)})
+    if way == "width":
+        return Generalise(width=_positive(column, way, value))
+    if way == "truncate":
+        return Generalise(truncate=_positive(column, way, value))
     if way == "date":
         if value not in DATE_LEVELS:
             raise ProfileError(f"column {column!r}: date is month or year, not {value!r}", column)
@@ -298,7 +302,9 @@ def _fraction(column: str, key: str, value: Any) -> Fraction:
             raise ValueError
         return Fraction(repr(value) if isinstance(value, float) else str(value))
     except (ValueError, ZeroDivisionError):
-        raise ProfileError(f"column {column!r}: {key} must be a number, not {value!r}", column) from None
+        raise ProfileError(
+            f"column {column!r}: {key} must be a number, not {value!r}", column
+        ) from None
 
 
 def _noise(column: str, params: dict[str, Any]) -> Noise:

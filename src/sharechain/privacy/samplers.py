@@ -24,6 +24,7 @@ floats; the integer arithmetic stays below 2^63 (checked, `ValueError` if not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from math import isqrt
 
@@ -33,14 +34,18 @@ import numpy.typing as npt
 __all__ = [
     "IntArray",
     "bernoulli_exp",
+    "check_gaussian",
+    "check_laplace",
     "discrete_gaussian",
+    "discrete_gaussian_pmf",
     "discrete_laplace",
     "discrete_laplace_pmf",
-    "discrete_gaussian_pmf",
 ]
 
 IntArray = npt.NDArray[np.int64]
 """A one-dimensional array of 64-bit integers."""
+BoolArray = npt.NDArray[np.bool_]
+"""A one-dimensional array of coins."""
 
 _LIMIT = 1 << 62
 """Bound on every integer a sampler draws below, with room for one doubling."""
@@ -51,7 +56,7 @@ def _uniform_below(rng: np.random.Generator, bound: IntArray | int, n: int) -> I
     return rng.integers(0, bound, size=n, dtype=np.int64)
 
 
-def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> npt.NDArray[np.bool_]:
+def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArray:
     """Algorithm 1: coin i is 1 with probability exp(-num_i / den); num_i >= 0.
 
     gamma = q + r/den with q = floor(gamma): the coin is the AND of q coins
@@ -62,6 +67,8 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> npt.NDAr
     """
     if den <= 0 or den >= _LIMIT:
         raise ValueError(f"denominator {den} out of range (1 .. 2^62)")
+    if len(num) and int(num.max()) < den:
+        return _bernoulli_exp_fraction(rng, num, den)
     q, r = np.divmod(num, den)
     result = np.ones(len(num), dtype=np.bool_)
     # The integer part: q_i independent Bernoulli(exp(-1)) coins, all must be 1.
@@ -72,14 +79,13 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> npt.NDAr
         result[pending[~coins]] = False
         j += 1
         pending = pending[coins & (q[pending] > j)]
-    live = np.flatnonzero(result)
+    # exp(-0) = 1: only the survivors with a fractional part need another coin.
+    live = np.flatnonzero(result & (r > 0))
     result[live] = _bernoulli_exp_fraction(rng, r[live], den)
     return result
 
 
-def _bernoulli_exp_fraction(
-    rng: np.random.Generator, num: IntArray, den: int
-) -> npt.NDArray[np.bool_]:
+def _bernoulli_exp_fraction(rng: np.random.Generator, num: IntArray, den: int) -> BoolArray:
     """Algorithm 1 for gamma_i = num_i/den in [0, 1]."""
     n = len(num)
     stop_k = np.zeros(n, dtype=np.int64)
@@ -92,7 +98,8 @@ def _bernoulli_exp_fraction(
         stop_k[pending[~a]] = k
         pending = pending[a]
         k += 1
-    return (stop_k % 2) == 1
+    odd: BoolArray = (stop_k % 2) == 1
+    return odd
 
 
 def _geometric_exp1(rng: np.random.Generator, n: int) -> IntArray:
@@ -100,33 +107,63 @@ def _geometric_exp1(rng: np.random.Generator, n: int) -> IntArray:
     v = np.zeros(n, dtype=np.int64)
     pending = np.arange(n)
     while pending.size:
-        a = bernoulli_exp(rng, np.ones(pending.size, np.int64), 1)
+        a = _bernoulli_exp_fraction(rng, np.ones(pending.size, np.int64), 1)
         v[pending[a]] += 1
         pending = pending[a]
     return v
 
 
-def discrete_laplace(rng: np.random.Generator, scale: Fraction, n: int) -> IntArray:
-    """Algorithm 2: `n` draws of Lap_Z(scale), P[x] ∝ exp(-|x| / scale); scale > 0."""
+def check_laplace(scale: Fraction) -> None:
+    """Raise `ValueError` unless `discrete_laplace` can sample at this scale exactly."""
     if scale <= 0:
         raise ValueError(f"the scale must be positive, not {scale}")
-    t, s = scale.numerator, scale.denominator
-    if t >= _LIMIT or s >= _LIMIT:
+    if scale.numerator >= _LIMIT or scale.denominator >= _LIMIT:
         raise ValueError(f"scale {scale} has too large a numerator or denominator")
-    out = np.zeros(n, dtype=np.int64)
-    pending = np.arange(n)
-    while pending.size:
-        m = pending.size
+
+
+def check_gaussian(sigma2: Fraction) -> None:
+    """Raise `ValueError` unless `discrete_gaussian` can sample this variance exactly."""
+    if sigma2 <= 0:
+        raise ValueError(f"the variance must be positive, not {sigma2}")
+    p, q = sigma2.numerator, sigma2.denominator
+    t = isqrt(p // q) + 1
+    if 2 * p * q * t * t >= _LIMIT:
+        raise ValueError(f"variance {sigma2} is too large for the exact sampler (limit about 4e9)")
+
+
+def _rejection(propose: Callable[[int], tuple[IntArray, BoolArray]], n: int) -> IntArray:
+    """`n` accepted values from rounds of independent proposals.
+
+    Accepted proposals are independent draws of the target distribution, so
+    keeping the first `n` of them in order is exact. Each round proposes a
+    third more than still needed: one round mostly suffices, where retrying
+    only the rejected ones would cost a dozen ever smaller rounds.
+    """
+    parts: list[IntArray] = []
+    need = n
+    while need > 0:
+        values, accepted = propose(need + need // 3 + 16)
+        got = values[accepted][:need]
+        parts.append(got)
+        need -= len(got)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def discrete_laplace(rng: np.random.Generator, scale: Fraction, n: int) -> IntArray:
+    """Algorithm 2: `n` draws of Lap_Z(scale), P[x] ∝ exp(-|x| / scale); scale > 0."""
+    check_laplace(scale)
+    t, s = scale.numerator, scale.denominator
+
+    def propose(m: int) -> tuple[IntArray, BoolArray]:
         u = _uniform_below(rng, t, m)
         d = bernoulli_exp(rng, u, t)
         v = np.zeros(m, dtype=np.int64)
         v[d] = _geometric_exp1(rng, int(d.sum()))
         y = (u + t * v) // s
         b = _uniform_below(rng, 2, m)
-        accept = d & ~((b == 1) & (y == 0))
-        out[pending[accept]] = ((1 - 2 * b) * y)[accept]
-        pending = pending[~accept]
-    return out
+        return (1 - 2 * b) * y, d & ~((b == 1) & (y == 0))
+
+    return _rejection(propose, n)
 
 
 def discrete_gaussian(rng: np.random.Generator, sigma2: Fraction, n: int) -> IntArray:
@@ -136,31 +173,29 @@ def discrete_gaussian(rng: np.random.Generator, sigma2: Fraction, n: int) -> Int
     with probability exp(-(|Y| - sigma2/t)² / (2 sigma2)), that is
     exp(-(q t |Y| - p)² / (2 p q t²)).
     """
-    if sigma2 <= 0:
-        raise ValueError(f"the variance must be positive, not {sigma2}")
+    check_gaussian(sigma2)
     p, q = sigma2.numerator, sigma2.denominator
     t = isqrt(p // q) + 1
     den = 2 * p * q * t * t
-    if den >= _LIMIT:
-        raise ValueError(f"variance {sigma2} too large for the exact sampler (limit about 4e9)")
-    out = np.zeros(n, dtype=np.int64)
-    pending = np.arange(n)
-    while pending.size:
-        y = discrete_laplace(rng, Fraction(t), pending.size)
+
+    def propose(m: int) -> tuple[IntArray, BoolArray]:
+        y = discrete_laplace(rng, Fraction(t), m)
         # (q t |y| - p)² can pass 2^63 in the far tails: square as Python
-        # integers. exp(-(w + f/den)) is the AND of independent coins
+        # integers then. exp(-(w + f/den)) is the AND of independent coins
         # exp(-w) and exp(-f/den), which keeps every bound below `den`.
-        wide = (q * t) * int(np.abs(y).max()) + p >= 1 << 31
+        wide = (q * t) * int(np.abs(y).max(initial=0)) + p >= 1 << 31
         diff = (q * t) * np.abs(y).astype(object if wide else np.int64) - p
         square = diff * diff
         whole, frac = square // den, square % den
         # A whole part past 2^60 is a probability below exp(-2^60); its loop
         # stops at the first failing coin either way.
+        if int(whole.max(initial=0)) < _LIMIT // den:
+            return y, bernoulli_exp(rng, (whole * den + frac).astype(np.int64), den)
         c = bernoulli_exp(rng, np.minimum(whole, _LIMIT // 4).astype(np.int64), 1)
         c &= bernoulli_exp(rng, frac.astype(np.int64), den)
-        out[pending[c]] = y[c]
-        pending = pending[~c]
-    return out
+        return y, c
+
+    return _rejection(propose, n)
 
 
 def discrete_laplace_pmf(scale: Fraction, x: int) -> float:

@@ -35,11 +35,13 @@ from sharechain.errors import SharechainError
 
 __all__ = ["Batch", "TableError", "TableWriter", "atomic_output", "is_parquet", "read_batches"]
 
-_BLOCK: Final = 4 << 20
+_BLOCK: Final = 8 << 20
 """CSV bytes parsed per batch."""
 _ROWS: Final = 1 << 16
 """Parquet rows per batch."""
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
+_CONVERSION = re.compile(
+    r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'"
+)
 
 
 class TableError(SharechainError):
@@ -71,15 +73,20 @@ def is_parquet(path: Path) -> bool:
 
 
 def read_batches(
-    path: Path, *, text: frozenset[str] = frozenset(), types: pa.Schema | None = None
+    path: Path,
+    *,
+    text: frozenset[str] = frozenset(),
+    types: pa.Schema | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> Iterator[Batch]:
-    """The file's batches. CSV columns in `text` are read as text; `types` fixes all types."""
+    """The file's batches. CSV columns in `text` are read as text; `types` fixes all types;
+    `only` reads just those columns (the others are not even parsed)."""
     if not path.is_file():
         raise TableError(f"{path} does not exist or is not a file")
     if is_parquet(path):
-        yield from _parquet_batches(path)
+        yield from _parquet_batches(path, only)
     else:
-        yield from _csv_batches(path, text, types)
+        yield from _csv_batches(path, text, types, only)
 
 
 def _check_names(path: Path, names: list[str]) -> None:
@@ -94,7 +101,7 @@ def _check_names(path: Path, names: list[str]) -> None:
         seen.add(name)
 
 
-def _parquet_batches(path: Path) -> Iterator[Batch]:
+def _parquet_batches(path: Path, only: tuple[str, ...] | None) -> Iterator[Batch]:
     try:
         file = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -103,12 +110,14 @@ def _parquet_batches(path: Path) -> Iterator[Batch]:
     total = file.metadata.num_rows
     done = 0
     with file:
-        for batch in file.iter_batches(batch_size=_ROWS):
+        for batch in file.iter_batches(batch_size=_ROWS, columns=only):
             done += batch.num_rows
             yield Batch(batch, done, total)
 
 
-def _csv_batches(path: Path, text: frozenset[str], types: pa.Schema | None) -> Iterator[Batch]:
+def _csv_batches(
+    path: Path, text: frozenset[str], types: pa.Schema | None, only: tuple[str, ...] | None
+) -> Iterator[Batch]:
     column_types: Mapping[str, pa.DataType] = (
         {f.name: f.type for f in types} if types is not None else dict.fromkeys(text, pa.string())
     )
@@ -120,7 +129,9 @@ def _csv_batches(path: Path, text: frozenset[str], types: pa.Schema | None) -> I
                 source,
                 read_options=pacsv.ReadOptions(block_size=_BLOCK),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(column_types=column_types),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=column_types, include_columns=only or ()
+                ),
             )
             _check_names(path, reader.schema.names)
             for batch in reader:
