@@ -124,14 +124,17 @@ def _plan(source: Path, profile: Profile) -> _Plan:
     return _Plan(rules, profile.quasi_identifiers + profile.sensitive, schema)
 
 
-def _grouped_forms(profile: Profile, plan: _Plan, batch: pa.RecordBatch) -> pa.Table:
+def _grouped_forms(plan: _Plan, batch: pa.RecordBatch) -> pa.Table:
     """The grouped columns as the release shows them (tokens compared by their source value)."""
     rules = dict(plan.rules)
-    columns = {}
+    # Start from the batch's rows with no columns, so a profile without
+    # quasi-identifiers still counts every row (as one group).
+    forms = pa.Table.from_batches([batch]).select([])
     for name in plan.grouped:
         rule, values = rules[name], batch.column(name)
-        columns[name] = generalise(name, rule, values) if isinstance(rule, Generalise) else values
-    return pa.table(columns)
+        form = generalise(name, rule, values) if isinstance(rule, Generalise) else values
+        forms = forms.append_column(name, form)
+    return forms
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,7 @@ def _census(profile: Profile, source: Path, progress: Progress | None, passes: i
     batches = read_batches(source, types=plan.schema, only=plan.grouped or (plan.schema.names[0],))
     for batch in _reporting(batches, progress, 0, passes):
         rows += batch.data.num_rows
-        counter.add(_grouped_forms(profile, plan, batch.data))
+        counter.add(_grouped_forms(plan, batch.data))
     if rows == 0:
         raise TableError(f"{source} has no rows to mask")
     groups = counter.groups()
@@ -250,7 +253,7 @@ def apply(
         for batch in _reporting(batches, progress, 1, 2):
             data = batch.data
             if not everyone:
-                forms = _grouped_forms(profile, census.plan, data)
+                forms = _grouped_forms(census.plan, data)
                 data = data.filter(index.member(forms, survivors))
             if data.num_rows == 0:
                 continue
