@@ -24,9 +24,10 @@ from sharechain.privacy.anonymity import (
 )
 
 values = st.one_of(st.none(), st.sampled_from(["a", "b", "c"]))
+Row = tuple[str | None, int | None, str]
 
 
-def table_of(rows: list[tuple[str | None, int | None, str]]) -> pa.Table:
+def table_of(rows: list[Row]) -> pa.Table:
     a, b, s = zip(*rows, strict=True) if rows else ((), (), ())
     return pa.table(
         {
@@ -46,7 +47,7 @@ rows_strategy = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(rows=rows_strategy, cut=st.integers(0, 200))
-def test_batches_count_like_the_whole(rows: list[tuple[str | None, int | None, str]], cut: int) -> None:
+def test_batches_count_like_the_whole(rows: list[Row], cut: int) -> None:
     table = table_of(rows)
     counter = GroupCounter(["a", "b"], ["s"])
     counter.add(table.slice(0, cut))
@@ -75,9 +76,7 @@ def test_batches_count_like_the_whole(rows: list[tuple[str | None, int | None, s
 
 @settings(max_examples=40, deadline=None)
 @given(rows=rows_strategy, k=st.integers(1, 6))
-def test_membership_by_code_matches_the_groups(
-    rows: list[tuple[str | None, int | None, str]], k: int
-) -> None:
+def test_membership_by_code_matches_the_groups(rows: list[Row], k: int) -> None:
     table = table_of(rows)
     groups = group_table(table, ["a", "b"], ["s"])
     keep = passing_groups(groups, k, None)
@@ -115,7 +114,5 @@ def test_no_quasi_identifiers_is_one_group_and_l_targets_filter() -> None:
     whole = measure(group_table(table, [], ["s"]))
     assert (whole.k, whole.groups, whole.l) == (3, 1, 2)
     groups = group_table(table, ["a"], ["s"])
-    assert passing_groups(groups, 1, 2).to_pylist() == [
-        n == "a" for n in groups["a"].to_pylist()
-    ]
+    assert passing_groups(groups, 1, 2).to_pylist() == [n == "a" for n in groups["a"].to_pylist()]
     assert measure(groups.slice(0, 0)).k == 0
