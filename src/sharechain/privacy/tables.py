@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import csv
 import os
+import queue
 import re
 import secrets
+import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +87,56 @@ def read_batches(
     if not path.is_file():
         raise TableError(f"{path} does not exist or is not a file")
     if is_parquet(path):
-        yield from _parquet_batches(path, only)
+        yield from _prefetched(_parquet_batches(path, only))
     else:
-        yield from _csv_batches(path, text, types, only)
+        yield from _prefetched(_csv_batches(path, text, types, only))
+
+
+_END: Final = object()
+
+
+def _prefetched(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """`batches`, parsed one ahead on a background thread.
+
+    pyarrow parses without the interpreter lock, so the next batch is parsed
+    while the caller masks this one. Errors are raised in the caller; a caller
+    that stops early stops the thread and closes the file.
+    """
+    ready: queue.Queue[object] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(batch):
+                    return
+            hand_over(_END)
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            hand_over(exc)
+
+    thread = threading.Thread(target=pump, name="table-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, Batch)
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _check_names(path: Path, names: list[str]) -> None:
@@ -174,15 +224,31 @@ def _located(path: Path, message: str) -> TableError:
 
 
 class TableWriter:
-    """Writes batches to a CSV or Parquet file; the schema is that of the first batch."""
+    """Writes batches to a CSV or Parquet file; the schema is that of the first batch.
+
+    Encoding and writing happen on a background thread (pyarrow releases the
+    interpreter lock while it does), so the next batch is masked meanwhile;
+    one batch at most is in flight, and its error surfaces at the next call.
+    """
 
     def __init__(self, path: Path, *, parquet: bool) -> None:
         self._path = path
         self._parquet = parquet
         self._csv: pacsv.CSVWriter | None = None
         self._pq: pq.ParquetWriter | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="table-writer")
+        self._pending: Future[None] | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
+        self._wait()
+        self._pending = self._pool.submit(self._write, batch)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         if self._parquet:
             if self._pq is None:
                 self._pq = pq.ParquetWriter(self._path, batch.schema)
@@ -193,9 +259,15 @@ class TableWriter:
             self._csv.write_batch(batch)
 
     def close(self) -> None:
-        for writer in (self._csv, self._pq):
-            if writer is not None:
-                writer.close()
+        """Finish the last write and close the file; raises what a write raised."""
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+            for writer in (self._csv, self._pq):
+                if writer is not None:
+                    writer.close()
+            self._csv = self._pq = None
 
 
 @contextmanager
@@ -210,6 +282,8 @@ def atomic_output(target: Path) -> Iterator[TableWriter]:
         writer.close()
         os.replace(temp, target)
     except BaseException:
-        writer.close()
-        temp.unlink(missing_ok=True)
+        try:
+            writer.close()
+        finally:
+            temp.unlink(missing_ok=True)
         raise
