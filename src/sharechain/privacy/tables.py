@@ -18,6 +18,7 @@ when everything succeeded: an error leaves no partial file behind.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import queue
 import re
@@ -28,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -40,10 +41,13 @@ __all__ = ["Batch", "TableError", "TableWriter", "atomic_output", "is_parquet", 
 
 _BLOCK: Final = 8 << 20
 """CSV bytes parsed per batch."""
+_AHEAD: Final = 3
+"""Blocks of CSV the reader may read beyond the batches delivered."""
 _ROWS: Final = 1 << 16
 """Parquet rows per batch."""
 _CONVERSION = re.compile(
-    r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'"
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\S+): "
+    r"invalid value '(.*)'"
 )
 
 
@@ -172,12 +176,12 @@ def _csv_batches(
         {f.name: f.type for f in types} if types is not None else dict.fromkeys(text, pa.string())
     )
     total = path.stat().st_size
-    source = pa.OSFile(str(path))
+    source = _Paced(path)
     try:
         try:
             reader = pacsv.open_csv(
                 source,
-                read_options=pacsv.ReadOptions(block_size=_BLOCK),
+                read_options=pacsv.ReadOptions(block_size=_BLOCK, use_threads=False),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types=column_types, include_columns=only or ()
@@ -185,11 +189,62 @@ def _csv_batches(
             )
             _check_names(path, reader.schema.names)
             for batch in reader:
-                yield Batch(batch, min(source.tell(), total), total)
+                source.delivered()
+                yield Batch(batch, min(source.consumed, total), total)
         except pa.ArrowInvalid as exc:
             raise _located(path, str(exc)) from None
     finally:
         source.close()
+
+
+class _Paced(io.RawIOBase):
+    """A file that lets pyarrow's CSV reader read only a few blocks ahead.
+
+    The streaming reader reads its input ahead as fast as the disk allows and
+    holds what it read until the batches are taken: a 300 MiB file masked
+    slower than it is read sat whole in memory. Reads here wait until the
+    consumer has taken enough batches. A batch is made from one block of
+    `_BLOCK` bytes (a row straddling two blocks moves to the next one, and a
+    row longer than a block is an error), so allowing `_AHEAD` blocks beyond
+    those delivered always leaves the reader the bytes its next batch needs.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._file = path.open("rb", buffering=0)
+        self._allowed = _AHEAD * _BLOCK
+        self._position = 0
+        self._batches = 0
+        self._turn = threading.Condition()
+
+    @property
+    def consumed(self) -> int:
+        """Bytes in the batches delivered so far, about."""
+        return self._batches * _BLOCK
+
+    def delivered(self) -> None:
+        with self._turn:
+            self._batches += 1
+            self._allowed = (self._batches + _AHEAD) * _BLOCK
+            self._turn.notify_all()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with self._turn:
+            while self._position >= self._allowed and not self.closed:
+                self._turn.wait(timeout=1.0)
+        view = memoryview(buffer)
+        got = self._file.readinto(view[: max(0, min(len(view), self._allowed - self._position))])
+        self._position += got or 0
+        return got or 0
+
+    def close(self) -> None:
+        with self._turn:
+            self._turn.notify_all()
+        self._file.close()
+        super().close()
 
 
 def _located(path: Path, message: str) -> TableError:
