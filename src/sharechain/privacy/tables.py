@@ -18,18 +18,17 @@ when everything succeeded: an error leaves no partial file behind.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import queue
 import re
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import BinaryIO, Final
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -41,8 +40,6 @@ __all__ = ["Batch", "TableError", "TableWriter", "atomic_output", "is_parquet", 
 
 _BLOCK: Final = 8 << 20
 """CSV bytes parsed per batch."""
-_AHEAD: Final = 3
-"""Blocks of CSV the reader may read beyond the batches delivered."""
 _ROWS: Final = 1 << 16
 """Parquet rows per batch."""
 _CONVERSION = re.compile(
@@ -172,79 +169,75 @@ def _parquet_batches(path: Path, only: tuple[str, ...] | None) -> Iterator[Batch
 def _csv_batches(
     path: Path, text: frozenset[str], types: pa.Schema | None, only: tuple[str, ...] | None
 ) -> Iterator[Batch]:
-    column_types: Mapping[str, pa.DataType] = (
+    """The CSV file cut at row ends into blocks of about `_BLOCK` bytes, each parsed whole.
+
+    pyarrow's streaming reader would read the whole file ahead of a slower
+    consumer (a 300 MiB file sat in memory) and reads on threads of its own
+    that may call back into Python as the interpreter exits. Here the file is
+    read on the caller's thread, one block at a time, and each block is
+    parsed by `read_csv` on all cores.
+    """
+    total = path.stat().st_size
+    if total == 0:
+        raise TableError(f"{path} is empty; a CSV file needs a header line")
+    column_types: dict[str, pa.DataType] = (
         {f.name: f.type for f in types} if types is not None else dict.fromkeys(text, pa.string())
     )
-    total = path.stat().st_size
-    source = _Paced(path)
-    try:
-        try:
-            reader = pacsv.open_csv(
-                source,
-                read_options=pacsv.ReadOptions(block_size=_BLOCK, use_threads=False),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=column_types, include_columns=only or ()
-                ),
-            )
-            _check_names(path, reader.schema.names)
-            for batch in reader:
-                source.delivered()
-                yield Batch(batch, min(source.consumed, total), total)
-        except pa.ArrowInvalid as exc:
-            raise _located(path, str(exc)) from None
-    finally:
-        source.close()
+    names: list[str] | None = None
+    done = 0
+    with path.open("rb") as f:
+        for chunk in _row_blocks(f):
+            done += len(chunk)
+            try:
+                table = pacsv.read_csv(
+                    pa.py_buffer(chunk),
+                    read_options=pacsv.ReadOptions(column_names=names),
+                    parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=column_types, include_columns=only or ()
+                    ),
+                )
+            except pa.ArrowInvalid as exc:
+                raise _located(path, str(exc)) from None
+            if names is None:
+                # The header is in the first block only; its types hold for the rest.
+                names = _header_names(path, chunk)
+                column_types = {**{fd.name: fd.type for fd in table.schema}, **column_types}
+            for batch in table.combine_chunks().to_batches():
+                yield Batch(batch, done, total)
 
 
-class _Paced(io.RawIOBase):
-    """A file that lets pyarrow's CSV reader read only a few blocks ahead.
+def _header_names(path: Path, chunk: bytes) -> list[str]:
+    """The header's column names (checked for duplicates), for the blocks after the first."""
+    reader = pacsv.open_csv(
+        pa.py_buffer(chunk), parse_options=pacsv.ParseOptions(newlines_in_values=True)
+    )
+    names: list[str] = reader.schema.names
+    reader.close()
+    _check_names(path, names)
+    return names
 
-    The streaming reader reads its input ahead as fast as the disk allows and
-    holds what it read until the batches are taken: a 300 MiB file masked
-    slower than it is read sat whole in memory. Reads here wait until the
-    consumer has taken enough batches. A batch is made from one block of
-    `_BLOCK` bytes (a row straddling two blocks moves to the next one, and a
-    row longer than a block is an error), so allowing `_AHEAD` blocks beyond
-    those delivered always leaves the reader the bytes its next batch needs.
+
+def _row_blocks(f: BinaryIO) -> Iterator[bytes]:
+    """The file in blocks that each end at the end of a row.
+
+    A newline ends a row unless it is inside a quoted field, that is unless an
+    odd number of quote characters precede it in the block (RFC 4180 doubles
+    quotes inside quoted fields, so the count's parity tells).
     """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self._file = path.open("rb", buffering=0)
-        self._allowed = _AHEAD * _BLOCK
-        self._position = 0
-        self._batches = 0
-        self._turn = threading.Condition()
-
-    @property
-    def consumed(self) -> int:
-        """Bytes in the batches delivered so far, about."""
-        return self._batches * _BLOCK
-
-    def delivered(self) -> None:
-        with self._turn:
-            self._batches += 1
-            self._allowed = (self._batches + _AHEAD) * _BLOCK
-            self._turn.notify_all()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        with self._turn:
-            while self._position >= self._allowed and not self.closed:
-                self._turn.wait(timeout=1.0)
-        view = memoryview(buffer)
-        got = self._file.readinto(view[: max(0, min(len(view), self._allowed - self._position))])
-        self._position += got or 0
-        return got or 0
-
-    def close(self) -> None:
-        with self._turn:
-            self._turn.notify_all()
-        self._file.close()
-        super().close()
+    carry = b""
+    while block := f.read(_BLOCK):
+        data = carry + block
+        end = data.rfind(b"\n")
+        while end >= 0 and data.count(b'"', 0, end) % 2:
+            end = data.rfind(b"\n", 0, end)
+        if end < 0:
+            carry = data  # a row longer than a block: read on
+            continue
+        carry = data[end + 1 :]
+        yield data[: end + 1]
+    if carry.strip():
+        yield carry
 
 
 def _located(path: Path, message: str) -> TableError:
