@@ -184,6 +184,7 @@ def _csv_batches(
         {f.name: f.type for f in types} if types is not None else dict.fromkeys(text, pa.string())
     )
     names: list[str] | None = None
+    fixed = types is not None
     done = 0
     with path.open("rb") as f:
         for chunk in _row_blocks(f):
@@ -200,9 +201,16 @@ def _csv_batches(
             except pa.ArrowInvalid as exc:
                 raise _located(path, str(exc)) from None
             if names is None:
-                # The header is in the first block only; its types hold for the rest.
-                names = _header_names(path, chunk)
-                column_types = {**{fd.name: fd.type for fd in table.schema}, **column_types}
+                names = _header_names(path, chunk)  # the header is in the first block only
+            if not fixed and table.num_rows:
+                # The first rows' types hold for the rest; a column empty so far is text.
+                inferred = {
+                    fd.name: pa.string() if pa.types.is_null(fd.type) else fd.type
+                    for fd in table.schema
+                }
+                column_types = {**inferred, **column_types}
+                table = table.cast(pa.schema([(n, column_types[n]) for n in table.column_names]))
+                fixed = True
             for batch in table.combine_chunks().to_batches():
                 yield Batch(batch, done, total)
 
