@@ -62,8 +62,7 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
     gamma = q + r/den with q = floor(gamma): the coin is the AND of q coins
     Bernoulli(exp(-1)) and one Bernoulli(exp(-r/den)). For gamma in [0, 1] the
     paper draws A_K ~ Bernoulli(gamma/K) for K = 1, 2, ... until one is 0 and
-    returns 1 iff that K is odd; Bernoulli(gamma/K) is drawn as the AND of
-    Bernoulli(r/den) and Bernoulli(1/K), which keeps every bound below `den`.
+    returns 1 iff that K is odd.
     """
     if den <= 0 or den >= _LIMIT:
         raise ValueError(f"denominator {den} out of range (1 .. 2^62)")
@@ -88,17 +87,22 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
 def _bernoulli_exp_fraction(rng: np.random.Generator, num: IntArray, den: int) -> BoolArray:
     """Algorithm 1 for gamma_i = num_i/den in [0, 1]."""
     n = len(num)
-    stop_k = np.zeros(n, dtype=np.int64)
+    odd = np.zeros(n, dtype=np.bool_)
     pending = np.arange(n)
+    left = num
     k = 1
     while pending.size:
-        a = _uniform_below(rng, den, pending.size) < num[pending]
-        if k > 1:
+        # Bernoulli(gamma/k) = Bernoulli(num/(den k)): one uniform draw below
+        # den k, or the AND of draws below den and below k if that overflows.
+        if den * k < _LIMIT:
+            a = _uniform_below(rng, den * k, pending.size) < left
+        else:
+            a = _uniform_below(rng, den, pending.size) < left
             a &= _uniform_below(rng, k, pending.size) == 0
-        stop_k[pending[~a]] = k
-        pending = pending[a]
+        if k % 2:
+            odd[pending[~a]] = True
+        pending, left = pending[a], left[a]
         k += 1
-    odd: BoolArray = (stop_k % 2) == 1
     return odd
 
 
