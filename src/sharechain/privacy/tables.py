@@ -215,7 +215,7 @@ def _csv_batches(
                 yield Batch(batch, done, total)
 
 
-def _header_names(path: Path, chunk: bytes) -> list[str]:
+def _header_names(path: Path, chunk: bytes | memoryview) -> list[str]:
     """The header's column names (checked for duplicates), for the blocks after the first."""
     reader = pacsv.open_csv(
         pa.py_buffer(chunk), parse_options=pacsv.ParseOptions(newlines_in_values=True)
@@ -226,7 +226,7 @@ def _header_names(path: Path, chunk: bytes) -> list[str]:
     return names
 
 
-def _row_blocks(f: BinaryIO) -> Iterator[bytes]:
+def _row_blocks(f: BinaryIO) -> Iterator[bytes | memoryview]:
     """The file in blocks that each end at the end of a row.
 
     A newline ends a row unless it is inside a quoted field, that is unless an
@@ -243,7 +243,7 @@ def _row_blocks(f: BinaryIO) -> Iterator[bytes]:
             carry = data  # a row longer than a block: read on
             continue
         carry = data[end + 1 :]
-        yield data[: end + 1]
+        yield memoryview(data)[: end + 1]  # no copy of the block
     if carry.strip():
         yield carry
 
