@@ -18,6 +18,8 @@ from sharechain.privacy.profiles import (
     load_profile,
     parse_profile,
     profile_digest,
+    profile_form,
+    profile_from_form,
 )
 
 FULL = """\
@@ -112,6 +114,16 @@ def test_bad_profiles_are_refused_naming_the_column(
         parse_profile(text)
     assert caught.value.column == column
     assert isinstance(caught.value, SharechainError)
+
+
+def test_form_round_trips() -> None:
+    p = parse_profile(FULL)
+    assert profile_from_form(profile_form(p)) == p
+    with pytest.raises(ProfileError, match="not a profile form"):
+        profile_from_form({"k": 5})
+    broken = {**profile_form(p), "k": 0}
+    with pytest.raises(ProfileError, match="`k` must be"):
+        profile_from_form(broken)
 
 
 def test_load_profile_reads_a_file(tmp_path: Path) -> None:

@@ -55,6 +55,8 @@ __all__ = [
     "load_profile",
     "parse_profile",
     "profile_digest",
+    "profile_form",
+    "profile_from_form",
 ]
 
 TOKEN_ALGORITHMS: Final = ("blake2b", "hmac-sha256")
@@ -166,6 +168,23 @@ def parse_profile(text: str) -> Profile:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProfileError(f"the profile is not valid YAML: {exc}") from None
+    return _parse_document(doc)
+
+
+def profile_from_form(form: Mapping[str, Any]) -> Profile:
+    """The profile a chain recorded (`profile_form`), parsed and checked like YAML."""
+    try:
+        columns = {
+            name: {key: dict(value) if key == "hierarchy" else value for key, value in rule.items()}
+            for name, rule in form["columns"]
+        }
+        doc = {**form, "columns": columns, "default": form["default"]["rule"]}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ProfileError("not a profile form (see privacy.profiles.profile_form)") from None
+    return _parse_document({k: v for k, v in doc.items() if v is not None})
+
+
+def _parse_document(doc: Any) -> Profile:
     if not isinstance(doc, Mapping):
         raise ProfileError("a profile is a YAML mapping with at least `k` and `columns`")
     unknown = set(doc) - _TOP_KEYS
@@ -345,9 +364,9 @@ def _rule_form(rule: Rule) -> dict[str, Any]:
     return form
 
 
-def profile_digest(profile: Profile) -> bytes:
-    """SHA-256 of the profile's canonical CBOR form: its identity on a chain."""
-    form = {
+def profile_form(profile: Profile) -> dict[str, Any]:
+    """The profile as plain values (epsilons as fraction text): what a chain records."""
+    return {
         "k": profile.k,
         "l": profile.l,
         "suppress": profile.suppress,
@@ -356,4 +375,8 @@ def profile_digest(profile: Profile) -> bytes:
         "default": _rule_form(profile.default),
         "columns": [[name, _rule_form(rule)] for name, rule in profile.columns],
     }
-    return hashlib.sha256(codec.encode(form)).digest()
+
+
+def profile_digest(profile: Profile) -> bytes:
+    """SHA-256 of the canonical CBOR of `profile_form`: the profile's identity on a chain."""
+    return hashlib.sha256(codec.encode(profile_form(profile))).digest()
