@@ -117,3 +117,26 @@ def test_bad_parameters_are_refused() -> None:
         check_gaussian(Fraction(10**10))
     with pytest.raises(ValueError, match="denominator"):
         bernoulli_exp(np.random.default_rng(1), np.zeros(1, np.int64), 0)
+
+
+def test_the_one_in_20_factorial_continuation_is_exact() -> None:
+    """U = 0 below 20! means K >= 21: the coin continues the paper's loop from there."""
+    from sharechain.privacy import samplers
+
+    class ZeroFirst:
+        """A generator whose first draw is all zeros (the rare case), then a real one."""
+
+        def __init__(self) -> None:
+            self.inner = np.random.default_rng(16)
+            self.first = True
+
+        def integers(self, low: int, high: object, size: int, dtype: object) -> np.ndarray:
+            if self.first:
+                self.first = False
+                return np.zeros(size, np.int64)
+            return self.inner.integers(low, high, size=size, dtype=dtype)
+
+    coins = samplers._bernoulli_exp1(ZeroFirst(), 50_000)  # type: ignore[arg-type]
+    # Given K >= 21 the coin is 1 iff the stopping K is odd: K = 21 has
+    # probability 1 - 1/21, so nearly every coin is 1.
+    assert abs(coins.mean() - (1 - 1 / 21 + 1 / (21 * 22) * (1 - 1 / 23))) < 0.01

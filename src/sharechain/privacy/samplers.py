@@ -24,9 +24,11 @@ floats; the integer arithmetic stays below 2^63 (checked, `ValueError` if not).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 from math import isqrt
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -74,7 +76,7 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
     pending = np.flatnonzero(q > 0)
     j = 0
     while pending.size:
-        coins = _bernoulli_exp_fraction(rng, np.ones(pending.size, np.int64), 1)
+        coins = _bernoulli_exp1(rng, pending.size)
         result[pending[~coins]] = False
         j += 1
         pending = pending[coins & (q[pending] > j)]
@@ -84,13 +86,15 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
     return result
 
 
-def _bernoulli_exp_fraction(rng: np.random.Generator, num: IntArray, den: int) -> BoolArray:
-    """Algorithm 1 for gamma_i = num_i/den in [0, 1]."""
+def _bernoulli_exp_fraction(
+    rng: np.random.Generator, num: IntArray, den: int, first: int = 1
+) -> BoolArray:
+    """Algorithm 1 for gamma_i = num_i/den in [0, 1], its loop started at K = `first`."""
     n = len(num)
     odd = np.zeros(n, dtype=np.bool_)
     pending = np.arange(n)
     left = num
-    k = 1
+    k = first
     while pending.size:
         # Bernoulli(gamma/k) = Bernoulli(num/(den k)): one uniform draw below
         # den k, or the AND of draws below den and below k if that overflows.
@@ -106,12 +110,39 @@ def _bernoulli_exp_fraction(rng: np.random.Generator, num: IntArray, den: int) -
     return odd
 
 
+_TABLE_K: Final = 20
+_FACTORIAL: Final = math.factorial(_TABLE_K)
+_AT_LEAST: Final = np.array(
+    [_FACTORIAL // math.factorial(k - 1) for k in range(_TABLE_K + 1, 0, -1)], dtype=np.int64
+)
+"""20!/(K-1)! for K = 21 down to 1, ascending."""
+
+
+def _bernoulli_exp1(rng: np.random.Generator, n: int) -> BoolArray:
+    """`n` Bernoulli(exp(-1)) coins: Algorithm 1 for gamma = 1, its loop drawn at once.
+
+    With gamma = 1 the loop's A_K ~ Bernoulli(1/K), so the stopping K has
+    P[K >= k] = 1/(k-1)!. One uniform U below 20! decides K up to 21:
+    K >= k exactly when U < 20!/(k-1)!. U = 0 (K >= 21, probability 1/20!)
+    continues the paper's loop from K = 21, so the coin stays exact.
+    """
+    u = rng.integers(0, _FACTORIAL, size=n, dtype=np.int64)
+    k = len(_AT_LEAST) - np.searchsorted(_AT_LEAST, u, side="right")
+    coins: BoolArray = (k % 2) == 1
+    rare = np.flatnonzero(k > _TABLE_K)
+    if rare.size:
+        coins[rare] = _bernoulli_exp_fraction(
+            rng, np.ones(rare.size, np.int64), 1, first=_TABLE_K + 1
+        )
+    return coins
+
+
 def _geometric_exp1(rng: np.random.Generator, n: int) -> IntArray:
     """V_i = number of Bernoulli(exp(-1)) successes before the first failure."""
     v = np.zeros(n, dtype=np.int64)
     pending = np.arange(n)
     while pending.size:
-        a = _bernoulli_exp_fraction(rng, np.ones(pending.size, np.int64), 1)
+        a = _bernoulli_exp1(rng, pending.size)
         v[pending[a]] += 1
         pending = pending[a]
     return v
