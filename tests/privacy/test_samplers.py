@@ -119,8 +119,8 @@ def test_bad_parameters_are_refused() -> None:
         bernoulli_exp(np.random.default_rng(1), np.zeros(1, np.int64), 0)
 
 
-def test_the_one_in_20_factorial_continuation_is_exact() -> None:
-    """U = 0 below 20! means K >= 21: the coin continues the paper's loop from there."""
+def test_coins_the_single_draw_leaves_undecided_continue_the_loop() -> None:
+    """U = 0 means K > m: the coin continues the paper's loop from K = m + 1."""
     from sharechain.privacy import samplers
 
     class ZeroFirst:
@@ -137,6 +137,12 @@ def test_the_one_in_20_factorial_continuation_is_exact() -> None:
             return self.inner.integers(low, high, size=size, dtype=dtype)
 
     coins = samplers._bernoulli_exp1(ZeroFirst(), 50_000)  # type: ignore[arg-type]
-    # Given K >= 21 the coin is 1 iff the stopping K is odd: K = 21 has
-    # probability 1 - 1/21, so nearly every coin is 1.
-    assert abs(coins.mean() - (1 - 1 / 21 + 1 / (21 * 22) * (1 - 1 / 23))) < 0.01
+    # Given K >= s (s = m + 1), the loop stops at k with probability
+    # (1/s)(1/(s+1))...(1/(k-1)) (1 - 1/k); the coin is 1 when k is odd.
+    start = samplers._levels(1) + 1
+    expected, reach = 0.0, 1.0
+    for k in range(start, start + 30):
+        if k % 2:
+            expected += reach * (1 - 1 / k)
+        reach /= k
+    assert abs(coins.mean() - expected) < 0.01

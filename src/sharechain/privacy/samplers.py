@@ -28,7 +28,6 @@ import math
 from collections.abc import Callable
 from fractions import Fraction
 from math import isqrt
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -86,55 +85,65 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
     return result
 
 
+def _levels(den: int) -> int:
+    """The most steps m <= 5 of Algorithm 1's loop one draw below den^m m! can decide.
+
+    Five steps leave at most 1 coin in 5! = 120 undecided; more would cost a
+    pass over every coin for ever rarer ones.
+    """
+    m = 1
+    while m < 5 and den ** (m + 1) * math.factorial(m + 1) < _LIMIT:
+        m += 1
+    return m
+
+
 def _bernoulli_exp_fraction(
     rng: np.random.Generator, num: IntArray, den: int, first: int = 1
 ) -> BoolArray:
-    """Algorithm 1 for gamma_i = num_i/den in [0, 1], its loop started at K = `first`."""
+    """Algorithm 1 for gamma_i = num_i/den in [0, 1], its loop started at K = `first`.
+
+    The loop stops at the first K with A_K ~ Bernoulli(gamma/K) equal to 0,
+    so P[K >= k] = gamma^(k-1)/(k-1)!. From K = 1, one uniform U below
+    den^m m! decides the first m steps at once: K >= k exactly when
+    U < num^(k-1) den^(m-k+1) m!/(k-1)!, an integer below 2^62. Coins still
+    undecided (K > m) continue the loop one step at a time.
+    """
     n = len(num)
+    if first == 1:
+        m = _levels(den)
+        u = _uniform_below(rng, den**m * math.factorial(m), n)
+        k = np.ones(n, dtype=np.int64)
+        power = np.ones(n, dtype=np.int64)
+        for j in range(1, m + 1):
+            power = power * num
+            k += u < power * (den ** (m - j) * (math.factorial(m) // math.factorial(j)))
+        odd: BoolArray = (k % 2) == 1
+        rest = np.flatnonzero(k > m)
+        if rest.size:
+            odd[rest] = _bernoulli_exp_fraction(rng, num[rest], den, first=m + 1)
+        return odd
     odd = np.zeros(n, dtype=np.bool_)
     pending = np.arange(n)
     left = num
-    k = first
+    step = first
     while pending.size:
-        # Bernoulli(gamma/k) = Bernoulli(num/(den k)): one uniform draw below
-        # den k, or the AND of draws below den and below k if that overflows.
-        if den * k < _LIMIT:
-            a = _uniform_below(rng, den * k, pending.size) < left
+        # Bernoulli(gamma/K) = Bernoulli(num/(den K)): one uniform draw below
+        # den K, or the AND of draws below den and below K if that overflows.
+        if den * step < _LIMIT:
+            a = _uniform_below(rng, den * step, pending.size) < left
         else:
             a = _uniform_below(rng, den, pending.size) < left
-            a &= _uniform_below(rng, k, pending.size) == 0
-        if k % 2:
+            a &= _uniform_below(rng, step, pending.size) == 0
+        if step % 2:
             odd[pending[~a]] = True
         pending, left = pending[a], left[a]
-        k += 1
+        step += 1
     return odd
 
 
-_TABLE_K: Final = 20
-_FACTORIAL: Final = math.factorial(_TABLE_K)
-_AT_LEAST: Final = np.array(
-    [_FACTORIAL // math.factorial(k - 1) for k in range(_TABLE_K + 1, 0, -1)], dtype=np.int64
-)
-"""20!/(K-1)! for K = 21 down to 1, ascending."""
-
-
 def _bernoulli_exp1(rng: np.random.Generator, n: int) -> BoolArray:
-    """`n` Bernoulli(exp(-1)) coins: Algorithm 1 for gamma = 1, its loop drawn at once.
-
-    With gamma = 1 the loop's A_K ~ Bernoulli(1/K), so the stopping K has
-    P[K >= k] = 1/(k-1)!. One uniform U below 20! decides K up to 21:
-    K >= k exactly when U < 20!/(k-1)!. U = 0 (K >= 21, probability 1/20!)
-    continues the paper's loop from K = 21, so the coin stays exact.
-    """
-    u = rng.integers(0, _FACTORIAL, size=n, dtype=np.int64)
-    k = len(_AT_LEAST) - np.searchsorted(_AT_LEAST, u, side="right")
-    coins: BoolArray = (k % 2) == 1
-    rare = np.flatnonzero(k > _TABLE_K)
-    if rare.size:
-        coins[rare] = _bernoulli_exp_fraction(
-            rng, np.ones(rare.size, np.int64), 1, first=_TABLE_K + 1
-        )
-    return coins
+    """`n` Bernoulli(exp(-1)) coins (Algorithm 1 for gamma = 1)."""
+    return _bernoulli_exp_fraction(rng, np.ones(n, dtype=np.int64), 1)
 
 
 def _geometric_exp1(rng: np.random.Generator, n: int) -> IntArray:
