@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sharechain.privacy.anonymity import (
+    ROWS,
     GroupCounter,
     GroupIndex,
     measure,
@@ -165,9 +166,9 @@ def _census(profile: Profile, source: Path, progress: Progress | None, passes: i
     groups = counter.groups()
     keep = passing_groups(groups, profile.k, profile.l)
     if not profile.suppress:
-        keep = pc.fill_null(pc.or_(keep, True), True)
+        keep = pa.repeat(pa.scalar(True), len(groups))
     if not pc.any(keep).as_py():
-        largest = pc.max(groups.column("\x00rows")).as_py()
+        largest = pc.max(groups.column(ROWS)).as_py()
         raise ProfileError(
             f"k = {profile.k}{'' if profile.l is None else f', l = {profile.l}'} cannot be met: "
             f"every one of the {rows} rows would be suppressed (the largest group has {largest} "
