@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	# pycanon (the tests' second k/l implementation) pins exact versions of typer and
+	# typing-extensions that conflict with ours; it needs only numpy and pandas.
+	$(BIN)/pip install -q --no-deps 'pycanon>=1.3'
 	touch $(STAMP)
 
 # System packages the tests and the launcher use (etcd for the replicated

@@ -28,6 +28,7 @@ BENCHMARKS = (
     "sharechain.bench.audit_size",
     "sharechain.bench.psi",
     "sharechain.bench.console",
+    "sharechain.bench.mask",
 )
 
 

@@ -1,0 +1,268 @@
+"""Masking a table: the orchestrator that turns a raw file into a release.
+
+`apply(profile, source, target, ...)` reads the source twice. The first pass
+coarsens the quasi-identifier and sensitive columns as the release will show
+them and counts the groups over the whole file; from those counts it decides
+which groups survive (>= k rows and, if asked, >= l distinct sensitive
+values). The second pass applies every column rule to the surviving rows and
+writes the release to a temporary file, renamed onto the target only when
+everything succeeded. `check` is the first pass alone: what `apply` would
+achieve, without writing.
+
+The result is a `MaskReport`: the numbers a transformation record on the
+chain carries (rows in and out, achieved k and l, epsilon spent) and what a
+reviewer asks before sharing (which columns changed, how many people sit in
+the smallest groups, whether the profile's targets are met).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sharechain.privacy.anonymity import (
+    ROWS,
+    GroupCounter,
+    GroupIndex,
+    measure,
+    passing_groups,
+)
+from sharechain.privacy.profiles import (
+    Drop,
+    Generalise,
+    Keep,
+    Noise,
+    Profile,
+    ProfileError,
+    Rule,
+    Tokenize,
+)
+from sharechain.privacy.rules import NoiseStream, apply_rule, check_rule, generalise, reads_as_text
+from sharechain.privacy.tables import Batch, TableError, atomic_output, read_batches
+
+__all__ = ["MaskReport", "Progress", "apply", "check"]
+
+Progress = Callable[[int, int], None]
+"""Called with (units done, units in all) as the file is read; units are bytes or rows."""
+
+
+@dataclass(frozen=True, slots=True)
+class MaskReport:
+    """What masking a table did, and how re-identifiable the result is."""
+
+    rows_in: int
+    """Rows in the source."""
+    rows_out: int
+    """Rows in the release."""
+    suppressed: int
+    """Rows removed because their group missed k (or l)."""
+    k_before: int
+    """Smallest group before suppression."""
+    k: int
+    """Achieved k: the smallest group of the release."""
+    l: int | None  # noqa: E741 - the standard name of distinct l-diversity
+    """Achieved distinct l-diversity (None without sensitive attributes)."""
+    groups: int
+    """Quasi-identifier groups in the release."""
+    smallest_group_share: float
+    """Share of released rows in groups of exactly k rows."""
+    columns_changed: tuple[str, ...]
+    """Source columns released other than as they were (dropped ones included)."""
+    columns_dropped: tuple[str, ...]
+    """Source columns left out of the release."""
+    epsilon: tuple[tuple[str, Fraction], ...]
+    """Epsilon spent per noised column."""
+    targets_met: bool
+    """Whether the release has k and l at least the profile's targets."""
+
+    @property
+    def epsilon_total(self) -> Fraction:
+        """Epsilon of the release as a whole: the columns' sum (sequential composition)."""
+        return sum((e for _, e in self.epsilon), Fraction(0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The profile resolved against the source's columns."""
+
+    rules: tuple[tuple[str, Rule], ...]
+    """Every source column with its rule, in source order."""
+    grouped: tuple[str, ...]
+    """Quasi-identifiers, then sensitive attributes."""
+    schema: pa.Schema
+    """The source's column types (inferred from the first batch for CSV, then fixed)."""
+
+
+def _plan(source: Path, profile: Profile) -> _Plan:
+    """Resolve the profile against the source's header and first batch's types."""
+    text = frozenset(name for name, rule in profile.columns if reads_as_text(rule))
+    first = next(read_batches(source, text=text), None)
+    if first is None:
+        raise TableError(f"{source} has no rows to mask")
+    schema = first.data.schema
+    names = schema.names
+    for column in (
+        *(c for c, _ in profile.columns),
+        *profile.quasi_identifiers,
+        *profile.sensitive,
+    ):
+        if column not in names:
+            raise ProfileError(
+                f"the profile names column {column!r}, which {source.name} does not have "
+                f"(its columns: {', '.join(names)})",
+                column,
+            )
+    rules = tuple((name, profile.rule(name)) for name in names)
+    for name, rule in rules:
+        check_rule(name, rule, schema.field(name).type)
+    return _Plan(rules, profile.quasi_identifiers + profile.sensitive, schema)
+
+
+def _grouped_forms(plan: _Plan, batch: pa.RecordBatch) -> pa.Table:
+    """The grouped columns as the release shows them (tokens compared by their source value)."""
+    rules = dict(plan.rules)
+    # Start from the batch's rows with no columns, so a profile without
+    # quasi-identifiers still counts every row (as one group).
+    forms = pa.Table.from_batches([batch]).select([])
+    for name in plan.grouped:
+        rule, values = rules[name], batch.column(name)
+        form = generalise(name, rule, values) if isinstance(rule, Generalise) else values
+        forms = forms.append_column(name, form)
+    return forms
+
+
+@dataclass(frozen=True, slots=True)
+class _Census:
+    """The first pass: groups of the whole file, and which survive."""
+
+    plan: _Plan
+    """The profile resolved against the source."""
+    groups: pa.Table
+    """One row per quasi-identifier group (see `anonymity.GroupCounter`)."""
+    keep: pa.Array
+    """Which groups the release keeps."""
+    rows_in: int
+    """Rows in the source."""
+
+
+def _census(profile: Profile, source: Path, progress: Progress | None, passes: int) -> _Census:
+    plan = _plan(source, profile)
+    counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
+    rows = 0
+    # Only the grouped columns are parsed in this pass.
+    batches = read_batches(source, types=plan.schema, only=plan.grouped or (plan.schema.names[0],))
+    for batch in _reporting(batches, progress, 0, passes):
+        rows += batch.data.num_rows
+        counter.add(_grouped_forms(plan, batch.data))
+    if rows == 0:
+        raise TableError(f"{source} has no rows to mask")
+    groups = counter.groups()
+    keep = passing_groups(groups, profile.k, profile.l)
+    if not profile.suppress:
+        keep = pa.repeat(pa.scalar(True), len(groups))
+    if not pc.any(keep).as_py():
+        largest = pc.max(groups.column(ROWS)).as_py()
+        raise ProfileError(
+            f"k = {profile.k}{'' if profile.l is None else f', l = {profile.l}'} cannot be met: "
+            f"every one of the {rows} rows would be suppressed (the largest group has {largest} "
+            "rows); lower k or l, or generalise the quasi-identifiers more"
+        )
+    return _Census(plan, groups, keep, rows)
+
+
+def _reporting(
+    batches: Iterator[Batch], progress: Progress | None, index: int, passes: int
+) -> Iterator[Batch]:
+    for batch in batches:
+        if progress is not None:
+            progress(index * batch.total + batch.done, passes * batch.total)
+        yield batch
+
+
+def _report(profile: Profile, census: _Census) -> MaskReport:
+    before = measure(census.groups)
+    after = measure(census.groups.filter(census.keep))
+    changed = tuple(name for name, rule in census.plan.rules if not isinstance(rule, Keep))
+    dropped = tuple(name for name, rule in census.plan.rules if isinstance(rule, Drop))
+    epsilon = tuple((n, r.epsilon) for n, r in census.plan.rules if isinstance(r, Noise))
+    met = after.k >= profile.k and (profile.l is None or (after.l or 0) >= profile.l)
+    return MaskReport(
+        census.rows_in,
+        after.rows,
+        census.rows_in - after.rows,
+        before.k,
+        after.k,
+        after.l,
+        after.groups,
+        after.smallest_group_share,
+        changed,
+        dropped,
+        epsilon,
+        met,
+    )
+
+
+def check(profile: Profile, source: Path, *, progress: Progress | None = None) -> MaskReport:
+    """What `apply` would achieve on `source`, without writing anything."""
+    return _report(profile, _census(profile, source, progress, 1))
+
+
+def apply(
+    profile: Profile,
+    source: Path,
+    target: Path,
+    *,
+    token_key: bytes | None = None,
+    progress: Progress | None = None,
+    rng: np.random.Generator | None = None,
+) -> MaskReport:
+    """Write the release of `source` under `profile` to `target`; all or nothing.
+
+    `token_key` (32 bytes, from `privacy.tokens.derive_token_key`) is needed
+    when the profile tokenizes a column; `rng` draws the noise (default: a
+    generator seeded from the operating system's randomness).
+    """
+    tokenized = [name for name, rule in profile.columns if isinstance(rule, Tokenize)]
+    if tokenized and token_key is None:
+        raise ProfileError(
+            f"the profile tokenizes {', '.join(tokenized)}: give a tokenisation key", tokenized[0]
+        )
+    census = _census(profile, source, progress, 2)
+    report = _report(profile, census)
+    if not report.targets_met:
+        raise ProfileError(
+            f"the table misses the profile's targets (k = {report.k} < {profile.k} or l too low) "
+            "and the profile does not suppress; set `suppress: true` or generalise more"
+        )
+    generator = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
+    noise = {n: NoiseStream(n, r, generator) for n, r in census.plan.rules if isinstance(r, Noise)}
+    index = GroupIndex(census.groups, profile.quasi_identifiers)
+    everyone = bool(pc.all(census.keep).as_py())
+    survivors = pc.filter(index.codes_of_groups, census.keep)
+    released = [(n, r) for n, r in census.plan.rules if not isinstance(r, Drop)]
+    if not released:
+        raise ProfileError("the profile drops every column: there is nothing to release")
+    batches = read_batches(source, types=census.plan.schema, only=tuple(n for n, _ in released))
+    with atomic_output(target) as out:
+        for batch in _reporting(batches, progress, 1, 2):
+            data = batch.data
+            if not everyone:
+                forms = _grouped_forms(census.plan, data)
+                data = data.filter(index.member(forms, survivors))
+            if data.num_rows == 0:
+                continue
+            columns = [
+                apply_rule(
+                    name, rule, data.column(name), token_key=token_key, noise=noise.get(name)
+                )
+                for name, rule in released
+            ]
+            out.write(pa.RecordBatch.from_arrays(columns, names=[n for n, _ in released]))
+    return report
