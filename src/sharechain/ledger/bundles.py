@@ -77,6 +77,7 @@ __all__ = [
     "keys_roster",
     "load_bundle",
     "replay_rotations",
+    "rotation_ids",
     "verify_bundle",
 ]
 
@@ -339,16 +340,25 @@ def build_bundle(store: Store, tx_id: bytes, checkpoint_note: str) -> dict[str, 
             "membership changed by vote since genesis; bundles cover founding members "
             "and their key rotations only (admission and removal evidence is not built yet)"
         )
-    evidence = []
-    for org in founders:
-        for e in store.history(f"org/{org}"):
-            loc = store.tx_location(e.tx_id)
-            if loc and loc.type == ROTATE and loc.code == "valid" and e.height < cp.size:
-                evidence.append((e.height, e.index, e.tx_id))
-    ids = [tx_id, genesis.tx_ids[0], *(t for _, _, t in sorted(evidence))]
+    ids = [tx_id, genesis.tx_ids[0], *rotation_ids(store, founders, cp.size)]
     return {"v": 1, "type": BUNDLE_TYPE, "checkpoint": checkpoint_note} | evidence_doc(
         store, ids, hashes
     )
+
+
+def rotation_ids(
+    store: Store, orgs: Sequence[str], size: int, after: tuple[int, int] = (0, 0)
+) -> list[bytes]:
+    """The valid key rotations of `orgs` past position `after` and below height `size`,
+    in chain order."""
+    found = []
+    for org in orgs:
+        for e in store.history(f"org/{org}"):
+            loc = store.tx_location(e.tx_id)
+            if loc and loc.type == ROTATE and loc.code == "valid" and e.height < size:
+                if (e.height, e.index) > after:
+                    found.append((e.height, e.index, e.tx_id))
+    return [t for _, _, t in sorted(found)]
 
 
 def evidence_doc(store: Store, tx_ids: Sequence[bytes], hashes: Sequence[Hash]) -> dict[str, Any]:
