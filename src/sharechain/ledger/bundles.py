@@ -355,9 +355,9 @@ def rotation_ids(
     for org in orgs:
         for e in store.history(f"org/{org}"):
             loc = store.tx_location(e.tx_id)
-            if loc and loc.type == ROTATE and loc.code == "valid" and e.height < size:
-                if (e.height, e.index) > after:
-                    found.append((e.height, e.index, e.tx_id))
+            past = after < (e.height, e.index) and e.height < size
+            if past and loc and loc.type == ROTATE and loc.code == "valid":
+                found.append((e.height, e.index, e.tx_id))
     return [t for _, _, t in sorted(found)]
 
 
