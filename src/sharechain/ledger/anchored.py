@@ -109,7 +109,9 @@ def verify_anchored(bundle_a: Mapping[str, Any], anchor_b: Mapping[str, Any]) ->
     headers_b = bundle_headers(anchor_b, cp_b)
     record = bundle_txs(anchor_b, headers_b)[0]
     if record.stx.tx.type != ANCHOR_RECORD:
-        raise AnchorError(f"the anchor bundle proves a {record.stx.tx.type}, not {ANCHOR_RECORD}")
+        raise AnchorError(
+            f"the anchor bundle proves a {record.stx.tx.type} transaction, not an {ANCHOR_RECORD}"
+        )
     note = record.stx.tx.payload.get("checkpoint")
     try:
         anchored = parse_checkpoint(parse_note(note if isinstance(note, str) else "").text)
