@@ -109,7 +109,7 @@ def test_the_anchor_bundle_must_prove_an_anchor_record(proofs: Proofs) -> None:
     )
     other = build_bundle(proofs.b.store, follow, _note(proofs.b))
     with pytest.raises(
-        AnchorError, match="proves a anchor.follow transaction, not an anchor.record"
+        AnchorError, match=r"proves a anchor\.follow transaction, not an anchor\.record"
     ):
         verify_anchored(proofs.bundle_a, other)
 
@@ -117,9 +117,9 @@ def test_the_anchor_bundle_must_prove_an_anchor_record(proofs: Proofs) -> None:
 def test_tampered_bundles_are_refused_with_the_side_named(proofs: Proofs) -> None:
     bad_a = copy.deepcopy(proofs.bundle_a)
     bad_a["txs"][0]["index"] = 3
-    with pytest.raises(AnchorError, match="^bundle of A: .*is not in block"):
+    with pytest.raises(AnchorError, match=r"^bundle of A: .*is not in block"):
         verify_anchored(bad_a, proofs.anchor_b)
     bad_b = copy.deepcopy(proofs.anchor_b)
     bad_b["checkpoint"] = proofs.bundle_a["checkpoint"]
-    with pytest.raises(AnchorError, match="^anchor bundle of B: "):
+    with pytest.raises(AnchorError, match=r"^anchor bundle of B: "):
         verify_anchored(proofs.bundle_a, bad_b)
