@@ -16,7 +16,7 @@ from sharechain.sharing.embedded import Embedded
 
 # The local TSA helper lives with the ledger tests (tests/ledger/tsa_kit.py).
 sys.path.insert(0, str(Path(__file__).parents[1] / "ledger"))
-from tsa_kit import make_tsa  # noqa: E402 - importable only after the line above
+from tsa_kit import make_tsa  # importable only after the line above
 
 runner = CliRunner()
 
