@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,12 @@ from sharechain.ledger.anchored import (
 )
 from sharechain.ledger.bundles import build_bundle
 from sharechain.ledger.checkpoints import block_hashes, checkpoint_of, cosign, signed_checkpoint
+from sharechain.ledger.store import Store
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.launcher import LocalNetwork
 from sharechain.sharing import local as sharing
 from sharechain.sharing.embedded import Embedded
-from sharechain.storage.datadir import OrgSpec, init_consortium
+from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 ORGS = (OrgSpec("bank-a", ("member", "admin")), OrgSpec("bank-b", ("member", "admin")))
 
@@ -123,3 +128,66 @@ def test_tampered_bundles_are_refused_with_the_side_named(proofs: Proofs) -> Non
     bad_b["checkpoint"] = proofs.bundle_a["checkpoint"]
     with pytest.raises(AnchorError, match=r"^anchor bundle of B: "):
         verify_anchored(proofs.bundle_a, bad_b)
+
+
+@pytest.mark.slow
+def test_two_etcd_ordered_networks_side_by_side(tmp_path: Path) -> None:
+    """Each consortium on its own etcd cluster and node processes; B's node records A's
+    checkpoint and the pair, read from the nodes' own stores, verifies."""
+    nets = [
+        LocalNetwork(
+            tmp_path / name,
+            orgs=2,
+            ordering="etcd",
+            node_options=("--log-level", "warning", "--max-wait-ms", "10"),
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        for net in nets:
+            net.up(timeout=90)
+        net_a, net_b = nets
+        org_a, org_b = net_a.nodes[0].org, net_b.nodes[0].org
+
+        def submit(net: LocalNetwork, org: str, type: str, payload: dict[str, Any]) -> bytes:
+            stx = sign_transaction(net.keys(org).signing, type, org, payload)
+            with net.client(org) as c:
+                return c.submit_checked(stx.raw).tx_id
+
+        tx = submit(net_a, org_a, "notary.record", {"digest": bytes(range(32)), "note": "v1"})
+        with _store(net_a, org_a, tx) as store_a:
+            hashes = block_hashes(store_a)
+            cp = checkpoint_of(hashes, f"sharechain/{hashes[0].hex()}")
+            cp_a_size = cp.size
+            note_a = signed_checkpoint(
+                cp, [cosign(cp, n.org, net_a.keys(n.org).signing) for n in net_a.nodes]
+            )
+            submit(net_b, org_b, FOLLOW, follow_payload(store_a))
+            record = submit(net_b, org_b, RECORD, record_payload(store_a, note_a, 1, (0, 0)))
+            bundle_a = build_bundle(store_a, tx, note_a)
+        with _store(net_b, org_b, record) as store_b:
+            hashes = block_hashes(store_b)
+            cp = checkpoint_of(hashes, f"sharechain/{hashes[0].hex()}")
+            note_b = signed_checkpoint(
+                cp, [cosign(cp, n.org, net_b.keys(n.org).signing) for n in net_b.nodes]
+            )
+            anchor_b = build_bundle(store_b, record, note_b)
+        got = verify_anchored(bundle_a, anchor_b)
+        assert (got.tx_id, got.anchor_tx_id, got.size) == (tx, record, cp_a_size)
+    finally:
+        for net in nets:
+            net.down()
+
+
+@contextmanager
+def _store(net: LocalNetwork, org: str, tx: bytes) -> Iterator[Store]:
+    """`org`'s node's own store, once it has committed `tx`."""
+    store = Store(DataDir.open(net.spec(org).data_dir).db_path)
+    try:
+        deadline = time.monotonic() + 30
+        while store.tx_location(tx) is None:  # the submitting node answered once committed
+            assert time.monotonic() < deadline, f"{org}'s node never committed the transaction"
+            time.sleep(0.05)
+        yield store
+    finally:
+        store.close()
