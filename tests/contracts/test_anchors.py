@@ -229,3 +229,13 @@ def test_anchor_keys_applies_rotations_under_a_recorded_checkpoint(pair: Pair) -
     old = pair.a.keys("bank-b").signing
     stale = pair.record(pair.note("bank-b", "bank-a", keys={**pair.keys, "bank-b": old}))
     assert stale.code == BAD_ANCHOR and "unknown key" in stale.reason
+
+
+def test_deeply_nested_evidence_is_refused_before_parsing(pair: Pair) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for raw in (deep[:30_000] + deep[-30_000:], b'{"blocks": [[[[[[[["x"]]]]]]]], "txs": []}'):
+        r = pair.b.submit("court", FOLLOW, {"evidence": raw}, check=False)
+        assert r.code == "bad_payload" and "deeper than 8" in r.reason
+    quoted = b'{"blocks": ["[[[[[[[[[[\\"{{{{{{{{{{"], "txs": []}'
+    r = pair.b.submit("court", FOLLOW, {"evidence": quoted}, check=False)
+    assert r.code == BAD_ANCHOR  # brackets inside strings do not count as nesting

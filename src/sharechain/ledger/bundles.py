@@ -86,6 +86,8 @@ ROTATE = "org.rotate-key"
 ROTATE_DOMAIN = b"sharechain/rotate-key/v1\x00"
 """As `sharechain.contracts.membership` signs it (the ledger may not import contracts)."""
 MAX_BUNDLE_BYTES = 1 << 20
+MAX_NESTING = 8
+"""A bundle is four levels deep (object, list, object, audit path); more is refused."""
 
 
 class BundleError(IntegrityError):
@@ -379,6 +381,10 @@ def load_bundle(data: bytes) -> dict[str, Any]:
     """Parse a bundle file, refusing what is not a JSON object of a sane size."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    if _nesting(data) > MAX_NESTING:
+        # Checked before parsing: deep nesting would exhaust the parser's recursion
+        # limit, which depends on the caller's stack (contracts must be deterministic).
+        raise BundleError(f"bundle nests arrays or objects deeper than {MAX_NESTING}")
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -386,3 +392,25 @@ def load_bundle(data: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise BundleError("bundle must be a JSON object")
     return doc
+
+
+def _nesting(data: bytes) -> int:
+    """Deepest nesting of JSON arrays and objects in `data` (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
