@@ -106,3 +106,16 @@ def test_timestamp_request_and_verify(dirs: tuple[Path, Path, str], tmp_path: Pa
     cp2 = tmp_path / "cp2.txt"
     run("proof", "checkpoint", "-d", a, "-o", cp2)
     assert "over another digest" in run("timestamp", "verify", cp2, resp, "--ca", tsa.ca, code=1)
+
+
+def test_a_rotation_in_a_travels_with_the_next_record(
+    dirs: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    a, b, _ = dirs
+    run("anchor", "follow", "--from", a, "--as", "court", "-d", b)
+    run("org", "rotate-key", "--as", "bank-b", "-d", a)
+    cp = tmp_path / "cp.txt"
+    run("proof", "checkpoint", "-d", a, "-o", cp)  # bank-b cosigns with its new key
+    rec = json.loads(run("anchor", "record", cp, "--from", a, "--as", "court", "-d", b, "--json"))
+    assert rec["size"] == 3
+    assert "no key rotation" in run("anchor", "keys", "--from", a, "--as", "court", "-d", b, code=2)
