@@ -52,6 +52,7 @@ from sharechain.ledger.blocks import BlockHeader, decode_block, decode_header
 from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
+    Roster,
     block_hashes,
     history_inclusion,
     parse_checkpoint,
@@ -64,13 +65,29 @@ from sharechain.ledger.identities import Organisation
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import TX_DOMAIN, SignedTransaction, decode_transaction
 
-__all__ = ["BUNDLE_TYPE", "BundleError", "build_bundle", "load_bundle", "verify_bundle"]
+__all__ = [
+    "BUNDLE_TYPE",
+    "BundleError",
+    "BundleTx",
+    "build_bundle",
+    "bundle_headers",
+    "bundle_txs",
+    "evidence_doc",
+    "founders_of",
+    "keys_roster",
+    "load_bundle",
+    "replay_rotations",
+    "rotation_ids",
+    "verify_bundle",
+]
 
 BUNDLE_TYPE = "sharechain/proof-bundle/v1"
 ROTATE = "org.rotate-key"
 ROTATE_DOMAIN = b"sharechain/rotate-key/v1\x00"
 """As `sharechain.contracts.membership` signs it (the ledger may not import contracts)."""
 MAX_BUNDLE_BYTES = 1 << 20
+MAX_NESTING = 8
+"""A bundle is four levels deep (object, list, object, audit path); more is refused."""
 
 
 class BundleError(IntegrityError):
@@ -78,7 +95,7 @@ class BundleError(IntegrityError):
 
 
 @dataclass(frozen=True, slots=True)
-class _Tx:
+class BundleTx:
     """One transaction of a bundle, with where it sits."""
 
     stx: SignedTransaction
@@ -115,7 +132,8 @@ def _path(value: Any, what: str) -> list[Hash]:
     return [_bytes(x, what, 32) for x in value]
 
 
-def _headers(doc: Mapping[str, Any], cp: Checkpoint) -> dict[int, BlockHeader]:
+def bundle_headers(doc: Mapping[str, Any], cp: Checkpoint) -> dict[int, BlockHeader]:
+    """The block headers of `doc["blocks"]`, each proved under `cp` (raise otherwise)."""
     blocks = doc.get("blocks")
     if not isinstance(blocks, list) or not blocks:
         raise BundleError("bundle has no block headers")
@@ -136,7 +154,8 @@ def _headers(doc: Mapping[str, Any], cp: Checkpoint) -> dict[int, BlockHeader]:
     return out
 
 
-def _txs(doc: Mapping[str, Any], headers: Mapping[int, BlockHeader]) -> list[_Tx]:
+def bundle_txs(doc: Mapping[str, Any], headers: Mapping[int, BlockHeader]) -> list[BundleTx]:
+    """The transactions of `doc["txs"]`, each proved in its block of `headers`."""
     txs = doc.get("txs")
     if not isinstance(txs, list) or not txs:
         raise BundleError("bundle has no transactions")
@@ -158,11 +177,11 @@ def _txs(doc: Mapping[str, Any], headers: Mapping[int, BlockHeader]) -> list[_Tx
             raise BundleError(
                 f"txs[{i}] ({tx_id.hex()[:16]}) is not in block {height}: {exc}"
             ) from None
-        out.append(_Tx(stx, height, index))
+        out.append(BundleTx(stx, height, index))
     return out
 
 
-def _founders(genesis: _Tx, genesis_hash: Hash, headers: Mapping[int, BlockHeader]) -> Any:
+def _founders(genesis: BundleTx, genesis_hash: Hash, headers: Mapping[int, BlockHeader]) -> Any:
     if 0 not in headers or headers[0].hash() != genesis_hash:
         raise BundleError("block 0 of the bundle is not the genesis named by the checkpoint")
     if (genesis.height, genesis.index, genesis.stx.tx.type) != (0, 0, GENESIS_TYPE):
@@ -170,13 +189,16 @@ def _founders(genesis: _Tx, genesis_hash: Hash, headers: Mapping[int, BlockHeade
     return genesis.stx.tx.payload
 
 
-def _replay_rotations(
-    keys: dict[str, bytes], evidence: Sequence[_Tx], until: int
+def replay_rotations(
+    keys: dict[str, bytes],
+    evidence: Sequence[BundleTx],
+    until: int,
+    after: tuple[int, int] = (0, 0),
 ) -> dict[bytes, tuple[int, int]]:
-    """Apply the rotations below height `until`; return where each old key (by key
-    id) was rotated out."""
+    """Apply the rotations below height `until` and past position `after` to `keys`;
+    return where each old key (by key id) was rotated out."""
     retired: dict[bytes, tuple[int, int]] = {}
-    last = (0, 0)
+    last = after
     for t in evidence:
         stx = t.stx
         where = f"rotation at height {t.height}"
@@ -229,34 +251,44 @@ def _verify(doc: Mapping[str, Any]) -> None:
         genesis_hash = b""
     if len(genesis_hash) != 32:
         raise BundleError(f"checkpoint origin {cp.origin} does not name a genesis hash")
-    headers = _headers(doc, cp)
-    txs = _txs(doc, headers)
+    headers = bundle_headers(doc, cp)
+    txs = bundle_txs(doc, headers)
     if len(txs) < 2:
         raise BundleError("bundle lacks the genesis transaction (its key evidence)")
     subject, genesis, evidence = txs[0], txs[1], txs[2:]
-    payload = _founders(genesis, genesis_hash, headers)
-    try:
-        founders = {o["id"]: o["sign_key"] for o in payload["organisations"]}
-        governance = payload["governance"]
-    except (KeyError, TypeError):
-        raise BundleError("genesis payload lacks its organisations or governance") from None
+    founders, governance = founders_of(_founders(genesis, genesis_hash, headers))
     keys = dict(founders)
-    retired = _replay_rotations(keys, evidence, cp.size)
-    roster = roster_of(
-        (_member(org, k) for org, k in keys.items()), governance if governance else {}
-    )
+    retired = replay_rotations(keys, evidence, cp.size)
+    roster = keys_roster(keys, governance)
     verify_checkpoint(note, roster, origin=cp.origin)
     _check_subject(subject, founders, evidence, retired)
 
 
-def _member(org: str, sign_key: bytes) -> Organisation:
-    return Organisation(org, ("member",), sign_key, b"")
+def founders_of(payload: Any) -> tuple[dict[str, bytes], Mapping[str, Any]]:
+    """The founders' signing keys and the governance settings of a genesis payload."""
+    try:
+        founders = {o["id"]: o["sign_key"] for o in payload["organisations"]}
+        governance = payload["governance"] or {}
+    except (KeyError, TypeError):
+        raise BundleError("genesis payload lacks its organisations or governance") from None
+    if not all(isinstance(o, str) and isinstance(k, bytes) for o, k in founders.items()):
+        raise BundleError("genesis organisations need a text id and a signing key each")
+    if not isinstance(governance, Mapping):
+        raise BundleError("genesis governance must be a map")
+    return founders, governance
+
+
+def keys_roster(keys: Mapping[str, bytes], governance: Mapping[str, Any]) -> Roster:
+    """The checkpoint roster of members with these keys under these governance settings."""
+    return roster_of(
+        (Organisation(org, ("member",), k, b"") for org, k in keys.items()), governance
+    )
 
 
 def _check_subject(
-    subject: _Tx,
+    subject: BundleTx,
     founders: Mapping[str, bytes],
-    evidence: Sequence[_Tx],
+    evidence: Sequence[BundleTx],
     retired: Mapping[bytes, tuple[int, int]],
 ) -> None:
     """The subject's sender signed it with its key as of the subject's position."""
@@ -310,38 +342,49 @@ def build_bundle(store: Store, tx_id: bytes, checkpoint_note: str) -> dict[str, 
             "membership changed by vote since genesis; bundles cover founding members "
             "and their key rotations only (admission and removal evidence is not built yet)"
         )
-    evidence = []
-    for org in founders:
+    ids = [tx_id, genesis.tx_ids[0], *rotation_ids(store, founders, cp.size)]
+    return {"v": 1, "type": BUNDLE_TYPE, "checkpoint": checkpoint_note} | evidence_doc(
+        store, ids, hashes
+    )
+
+
+def rotation_ids(
+    store: Store, orgs: Sequence[str], size: int, after: tuple[int, int] = (0, 0)
+) -> list[bytes]:
+    """The valid key rotations of `orgs` past position `after` and below height `size`,
+    in chain order."""
+    found = []
+    for org in orgs:
         for e in store.history(f"org/{org}"):
             loc = store.tx_location(e.tx_id)
-            if loc and loc.type == ROTATE and loc.code == "valid" and e.height < cp.size:
-                evidence.append((e.height, e.index, e.tx_id))
-    subject = _tx_entry(store, tx_id)
-    if subject["height"] >= cp.size:
-        raise NotFoundError(
-            f"the checkpoint covers {cp.size} blocks, not block {subject['height']}"
-        )
-    txs = [subject, _tx_entry(store, genesis.tx_ids[0])]
-    txs += [_tx_entry(store, t) for _, _, t in sorted(evidence)]
-    heights = sorted({t["height"] for t in txs})
+            past = after < (e.height, e.index) and e.height < size
+            if past and loc and loc.type == ROTATE and loc.code == "valid":
+                found.append((e.height, e.index, e.tx_id))
+    return [t for _, _, t in sorted(found)]
+
+
+def evidence_doc(store: Store, tx_ids: Sequence[bytes], hashes: Sequence[Hash]) -> dict[str, Any]:
+    """`{"blocks", "txs"}` of a bundle: the transactions `tx_ids` (in this order) with
+    their inclusion proofs, under the history tree over `hashes`."""
+    txs = [_tx_entry(store, t) for t in tx_ids]
     blocks = []
-    for h in heights:
+    for h in sorted({t["height"] for t in txs}):
+        if h >= len(hashes):
+            raise NotFoundError(f"the checkpoint covers {len(hashes)} blocks, not block {h}")
         header = decode_block(store.block_bytes(h) or b"", check_canonical=False).header
         path = history_inclusion(hashes, h)
         blocks.append({"header": _b64(header.encoded()), "path": [_b64(p) for p in path]})
-    return {
-        "v": 1,
-        "type": BUNDLE_TYPE,
-        "checkpoint": checkpoint_note,
-        "blocks": blocks,
-        "txs": txs,
-    }
+    return {"blocks": blocks, "txs": txs}
 
 
 def load_bundle(data: bytes) -> dict[str, Any]:
     """Parse a bundle file, refusing what is not a JSON object of a sane size."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    if _nesting(data) > MAX_NESTING:
+        # Checked before parsing: deep nesting would exhaust the parser's recursion
+        # limit, which depends on the caller's stack (contracts must be deterministic).
+        raise BundleError(f"bundle nests arrays or objects deeper than {MAX_NESTING}")
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -349,3 +392,25 @@ def load_bundle(data: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise BundleError("bundle must be a JSON object")
     return doc
+
+
+def _nesting(data: bytes) -> int:
+    """Deepest nesting of JSON arrays and objects in `data` (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
