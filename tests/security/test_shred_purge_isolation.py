@@ -19,7 +19,9 @@ from security_kit import Net, consortium, digest
 
 from sharechain.contracts import digests
 from sharechain.contracts.ids import derive_id
-from sharechain.sharing import local as sharing
+from sharechain.sharing import fetch, publish, purge
+from sharechain.sharing.local import local_ports
+from sharechain.sharing.records import Listing, Published
 from sharechain.storage.blobs import BlobStore
 
 
@@ -29,10 +31,10 @@ def net(tmp_path: Path) -> Iterator[Net]:
         yield n
 
 
-def _publish(net: Net, owner: str, tmp_path: Path, name: str) -> sharing.Published:
+def _publish(net: Net, owner: str, tmp_path: Path, name: str) -> Published:
     src = tmp_path / name
     src.write_bytes(os.urandom(40_000))
-    return sharing.publish(net.emb, owner, src, title=name, inline_limit=0)
+    return publish.publish(local_ports(net.emb), owner, src, Listing(name), inline_limit=0)
 
 
 def _blobs(net: Net) -> BlobStore:
@@ -79,18 +81,18 @@ def test_purging_bs_dataset_never_deletes_as_bytes(
     assert net.state(f"epoch/{ds_b}/000000000001")["ciphertext_digest"] == cipher
     own_b = _publish(net, "hospital-b", tmp_path, "b.csv")
 
-    sharing.purge(net.emb, "hospital-b", ds_b, reason="mine to purge")
-    sharing.purge(net.emb, "hospital-b", own_b.dataset, reason="mine to purge")
+    purge.purge(local_ports(net.emb), "hospital-b", ds_b, reason="mine to purge")
+    purge.purge(local_ports(net.emb), "hospital-b", own_b.dataset, reason="mine to purge")
 
     assert _blobs(net).has(cipher), "A's payload was deleted by B's purge"
     assert not _blobs(net).has(own_b.digests.ciphertext_sha256)
     out = tmp_path / "fetched.csv"
-    sharing.fetch(net.emb, "clinic-c", gid, out)
+    fetch.fetch(local_ports(net.emb), "clinic-c", gid, out)
     assert out.read_bytes() == (tmp_path / "a.csv").read_bytes()
 
 
 def test_the_owners_own_purge_still_deletes_its_payload(net: Net, tmp_path: Path) -> None:
     pub = _publish(net, "hospital-a", tmp_path, "a.csv")
-    done = sharing.purge(net.emb, "hospital-a", pub.dataset, reason="retention ended")
+    done = purge.purge(local_ports(net.emb), "hospital-a", pub.dataset, reason="retention ended")
     assert done.blobs_deleted == 1
     assert not _blobs(net).has(pub.digests.ciphertext_sha256)
