@@ -117,7 +117,7 @@ def test_bounds_are_enforced() -> None:
     with pytest.raises(ConfigError, match="loopback"):
         LinkProxy(80, target_host="example.org")
     p = LinkProxy(80, max_delay=1.0)
-    with pytest.raises(ConfigError, match="0 to 1.0 s"):
+    with pytest.raises(ConfigError, match=r"0 to 1\.0 s"):
         p.delay(5)
     with pytest.raises(ConfigError):
         p.delay(-1)
