@@ -9,8 +9,8 @@ import sqlite3
 import tarfile
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
 
 import pytest
 from typer.testing import CliRunner
@@ -135,6 +135,27 @@ def test_backup_refuses_to_overwrite(data: Path, archive: Path) -> None:
     with pytest.raises(ConfigError, match="already exists"):
         backup(data, archive)
     assert archive.read_bytes() == before
+
+
+def test_a_file_removed_during_the_backup_is_left_out(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sharechain.storage import backup as module
+
+    listed = module._data_files
+
+    def listing_then_shred(root: Path, *, skip_dir: Path) -> Iterator[PurePosixPath]:
+        names = list(listed(root, skip_dir=skip_dir))
+        vault = [n for n in names if n.parts[0] == "vault"]
+        assert vault
+        (root / vault[0]).unlink()  # a purge shreds it between listing and copying
+        yield from names
+
+    monkeypatch.setattr(module, "_data_files", listing_then_shred)
+    info = backup(data, tmp_path / "b.tar")
+    assert not any(f.path.startswith("vault/") for f in info.files)
+    restore(tmp_path / "b.tar", tmp_path / "restored")
+    assert not (tmp_path / "restored" / "vault" / "hospital-a" / "ds-1").exists()
 
 
 def test_backup_of_a_directory_without_a_ledger(tmp_path: Path) -> None:

@@ -142,7 +142,10 @@ def _write_members(dd: DataDir, tar: tarfile.TarFile, now: Callable[[], float]) 
         for rel in _data_files(dd.path, skip_dir=Path(scratch)):
             if rel.suffix == ".db" and rel.parent == PurePosixPath("."):
                 continue
-            files.append(_add_file(tar, rel.as_posix(), dd.path / rel))
+            try:
+                files.append(_add_file(tar, rel.as_posix(), dd.path / rel))
+            except FileNotFoundError:
+                continue  # shredded or superseded after the snapshot: see the docstring
         with contextlib.closing(Store(dd.db_path)) as live:
             live_head = live.head()
     return BackupInfo(
