@@ -28,6 +28,9 @@ def test_random_schedules_are_reproducible_and_bounded() -> None:
         assert before.at + before.duration <= after.at  # no two faults at once
     assert one[-1].at + one[-1].duration <= 30
     assert all(f.peer not in ("", f.org) for f in one if f.kind in ("delay", "cut"))
+    members = random_schedule(3, (*orgs, "etcd-0"), (*orgs, "etcd-0"), seconds=300, count=200)
+    assert {f.org for f in members if f.kind in ("kill", "pause")} >= {"etcd-0", "a"}
+    assert all(not f.org.startswith("etcd-") for f in members if f.kind in ("delay", "cut"))
 
 
 def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None:
@@ -52,7 +55,7 @@ def test_soak_random_schedule_on_etcd(tmp_path: Path) -> None:
     orgs = ("hospital-a", "hospital-b", "bank-c", "regulator")
     peers = (*orgs, "etcd-0", "etcd-1", "etcd-2")
     seconds = float(os.environ.get("SHARECHAIN_SOAK_SECONDS", "120"))
-    faults = random_schedule(seed, orgs, peers, seconds=seconds, count=1000)
+    faults = random_schedule(seed, peers, peers, seconds=seconds, count=1000)
     result = run_soak(
         tmp_path / "net", seed=seed, faults=faults, seconds=seconds, orgs=4, ordering="etcd"
     )

@@ -4,8 +4,8 @@
 members) through `LinkProxy`s, drives a load through it and injects a
 schedule of faults while the load runs:
 
-- ``kill``: SIGKILL a node, restart it `duration` seconds later;
-- ``pause``: SIGSTOP a node, SIGCONT it `duration` seconds later;
+- ``kill``: SIGKILL a node or an etcd member, restart it `duration` seconds later;
+- ``pause``: SIGSTOP a node or an etcd member, SIGCONT it `duration` seconds later;
 - ``delay``: slow the link from a node to a peer by 0.2 s each way;
 - ``cut``: cut that link (connections reset, new ones refused), then restore it.
 
@@ -87,19 +87,23 @@ class SoakResult:
 
 
 def random_schedule(
-    seed: int, orgs: Sequence[str], peers: Sequence[str], *, seconds: float, count: int
+    seed: int, targets: Sequence[str], peers: Sequence[str], *, seconds: float, count: int
 ) -> tuple[Fault, ...]:
     """Up to `count` faults drawn from `seed`, one after another within `seconds`.
 
-    Faults do not overlap (a paused node is not also killed), so each one's
-    effect stays attributable; `peers` are the link ends to choose from.
+    `targets` are what may be killed or paused (organisations' nodes and
+    `etcd-<i>` members); a link runs from a node to one of `peers`. Faults do
+    not overlap (a paused node is not also killed, two etcd members are never
+    down at once), so each one's effect stays attributable.
     """
     rng = random.Random(seed)
+    nodes = [t for t in targets if not t.startswith("etcd-")]
     faults, cursor = [], 0.0
     for _ in range(count):
         kind = rng.choice(KINDS)
-        org = rng.choice(list(orgs))
-        peer = rng.choice([p for p in peers if p != org]) if kind in ("delay", "cut") else ""
+        link = kind in ("delay", "cut")
+        org = rng.choice(nodes if link else list(targets))
+        peer = rng.choice([p for p in peers if p != org]) if link else ""
         at = cursor + rng.uniform(0.3, 1.5)
         duration = rng.uniform(0.5, 3.0)
         if at + duration > seconds:
@@ -141,10 +145,28 @@ class ProxiedNetwork(LocalNetwork):
         return out
 
     def pid(self, org: str) -> int:
-        proc = self._procs.get(org)  # the launcher's own process table (a subclass's view)
+        """The process id of a node or of an etcd member (`etcd-<i>`)."""
+        if org.startswith("etcd-") and self.etcd is not None:
+            # Read-only look at the member processes, as bench/network.py does.
+            proc = self.etcd._procs[int(org.removeprefix("etcd-"))]
+        else:
+            proc = self._procs.get(org)  # the launcher's own process table (a subclass's)
         if proc is None or proc.poll() is not None:
-            raise ConfigError(f"node {org} is not running")
+            raise ConfigError(f"{org} is not running")
         return proc.pid
+
+    def kill(self, org: str) -> None:
+        """SIGKILL a node or an etcd member."""
+        if org.startswith("etcd-") and self.etcd is not None:
+            self.etcd.kill_member(int(org.removeprefix("etcd-")))
+        else:
+            self.kill_node(org)
+
+    def restart(self, org: str) -> None:
+        if org.startswith("etcd-") and self.etcd is not None:
+            self.etcd.start_member(int(org.removeprefix("etcd-")))
+        else:
+            self.start_node(org)
 
     def close_links(self) -> None:
         for proxy in self.links.values():
@@ -153,7 +175,7 @@ class ProxiedNetwork(LocalNetwork):
 
 def _inject(net: ProxiedNetwork, fault: Fault) -> None:
     if fault.kind == "kill":
-        net.kill_node(fault.org)
+        net.kill(fault.org)
     elif fault.kind == "pause":
         os.kill(net.pid(fault.org), signal.SIGSTOP)
     elif fault.kind == "delay":
@@ -166,7 +188,7 @@ def _inject(net: ProxiedNetwork, fault: Fault) -> None:
 
 def _heal(net: ProxiedNetwork, fault: Fault) -> None:
     if fault.kind == "kill":
-        net.start_node(fault.org)
+        net.restart(fault.org)
     elif fault.kind == "pause":
         os.kill(net.pid(fault.org), signal.SIGCONT)
     else:
