@@ -191,6 +191,10 @@ class LinkProxy:
             _reset(writer)  # the target is down: the caller sees its connection fail
             return
         self._links.discard(link)
+        if self._cut:  # cut while connecting: the reset above missed the upstream side
+            _reset(writer)
+            _reset(up_writer)
+            return
         link = (writer, up_writer)
         self._links.add(link)
         pumps = {
