@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sharechain.faults.schedule import KINDS, Fault, random_schedule, run_soak
+from sharechain.faults.schedule import FLOW_CODES, KINDS, Fault, random_schedule, run_soak
 
 
 def test_random_schedules_are_reproducible_and_bounded() -> None:
@@ -42,6 +42,7 @@ def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None
     )
     result = run_soak(tmp_path / "net", seed=1, faults=faults, seconds=10.0)
     report = result.report
+    assert result.flow == FLOW_CODES
     assert report.nodes == 3 and report.revoked_grants == 1
     assert report.acknowledged > 100
     # The faults were felt: some submissions went unanswered and were retried.
@@ -59,6 +60,7 @@ def test_soak_random_schedule_on_etcd(tmp_path: Path) -> None:
     result = run_soak(
         tmp_path / "net", seed=seed, faults=faults, seconds=seconds, orgs=4, ordering="etcd"
     )
+    assert result.flow == FLOW_CODES
     print(
         f"soak seed {seed}: {len(faults)} faults, {result.report.operations} operations, "
         f"{result.report.acknowledged} acknowledged, height {result.report.height}, "
