@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from web_kit import GRANTEE, ORGS, OWNER, PASSWORD, SUPERVISOR, Chain, digest, node_dir
 
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 from sharechain.node.app import create_app
 from sharechain.node.service import Node, NodeConfig
 from sharechain.ordering.etcd_process import free_ports

@@ -7,8 +7,8 @@ import pytest
 from web_kit import GRANTEE, OWNER, Chain, csrf_of, login
 from web_testclient import TestClient
 
+from sharechain.contracts import derive_id
 from sharechain.contracts import queries as q
-from sharechain.contracts._fields import derive_id
 from sharechain.ledger.transactions import decode_transaction
 
 

@@ -7,7 +7,7 @@ import html
 from web_kit import XSS, Chain, login
 from web_testclient import TestClient
 
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 
 
 def test_a_hostile_title_renders_as_text_everywhere(chain: Chain, client: TestClient) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from web_testclient import TestClient
 
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import derive_id
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.service import Node

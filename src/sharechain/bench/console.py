@@ -24,8 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from sharechain.contracts import default_registry
-from sharechain.contracts._fields import derive_id
+from sharechain.contracts import default_registry, derive_id
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.store import Store

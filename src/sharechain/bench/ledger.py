@@ -7,12 +7,19 @@ hash links, orderer signature, Merkle root; re-execution reproducing the
 `state_delta_hash`; one atomic SQLite commit per block). Finally the peer's
 whole chain is verified from genesis. Signing the transactions is not timed:
 clients sign, peers validate.
+
+The ceiling: each transaction costs a peer one Ed25519 verification, so a
+peer can never commit faster than the machine verifies signatures. The same
+run measures libsodium's rate on one core through the ledger's own path
+(`sharechain.crypto.signing.verify`, a transaction-sized message) and reports
+`commit_share_of_ceiling` = `commit_tx_per_s` / (that rate x cores).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +27,7 @@ from typing import Any
 
 from sharechain.contracts import default_registry
 from sharechain.crypto.keyfile import OrgKeys
+from sharechain.crypto.signing import SigningKey, verify
 from sharechain.ledger.blocks import encode_block
 from sharechain.ledger.chain import Ledger, verify_chain
 from sharechain.ledger.genesis import Genesis, genesis_block
@@ -28,11 +36,43 @@ from sharechain.ledger.pipeline import commit_stream, start_workers
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 
-__all__ = ["run"]
+__all__ = ["ceiling_figures", "cores", "ed25519_verify_per_s_per_core", "run"]
+
+_TX_DOMAIN = b"sharechain/bench/v1\x00"
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the host's count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def ed25519_verify_per_s_per_core(seconds: float = 1.0, message_bytes: int = 200) -> float:
+    """Ed25519 verifications per second on one core, through the ledger's verify path.
+
+    One thread verifies the same valid signature over a transaction-sized message
+    for `seconds` of its own CPU time, so other load on the machine lowers the
+    figure less than it would a wall-clock rate.
+    """
+    key = SigningKey.from_seed(bytes(range(32)))
+    message = bytes(message_bytes)
+    signature = key.sign(_TX_DOMAIN, message)
+    done, start = 0, time.thread_time()
+    while (spent := time.thread_time() - start) < seconds:
+        for _ in range(200):
+            verify(key.public_key, signature, _TX_DOMAIN, message)
+        done += 200
+    return done / spent
+
+
+def ceiling_figures(tx_per_s: float, rate: float, *, sharing: int = 1) -> dict[str, float]:
+    """The verification ceiling of `sharing` peers on this machine and `tx_per_s` as a share."""
+    ceiling = rate * cores() / sharing
+    return {"ed25519_verify_per_s_per_core": round(rate), "share": round(tx_per_s / ceiling, 3)}
 
 
 def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> dict[str, Any]:
-    """Measure and return `commit_tx_per_s` and `verify_tx_per_s`."""
+    """Measure and return `commit_tx_per_s`, `verify_tx_per_s` and the ceiling share."""
+    rate = ed25519_verify_per_s_per_core()
     keys = [OrgKeys.generate(f"org-{i}") for i in range(orgs)]
     genesis = Genesis(
         "bench",
@@ -84,14 +124,19 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
             raise RuntimeError(f"benchmark chain does not verify: {report.reason}")
         orderer.store.close()
         peer.store.close()
+    commit_rate = transactions / commit_s
+    ceiling = ceiling_figures(commit_rate, rate)
     return {
         "ledger_transactions": transactions,
         "ledger_block_size": block_size,
         "order_tx_per_s": round(transactions / order_s),
-        "commit_tx_per_s": round(transactions / commit_s),
+        "commit_tx_per_s": round(commit_rate),
         # CPU of this process per transaction (the signature workers' is not in it).
         "commit_cpu_us_per_tx": round(cpu / transactions * 1e6, 1),
         "verify_tx_per_s": round(transactions / verify_s),
+        "ed25519_verify_per_s_per_core": ceiling["ed25519_verify_per_s_per_core"],
+        "cores": cores(),
+        "commit_share_of_ceiling": ceiling["share"],
     }
 
 

@@ -29,6 +29,12 @@ Figures:
   (the clients) during the run, to see where the two cores went.
 - `api_cpu_seconds`: of each node's CPU time, its main thread's: the event
   loop that serves the REST API (receiving, checking and answering batches).
+- `network_share_of_ceiling`: every peer verifies every transaction once, so
+  four peers sharing this machine can commit at most (Ed25519 verifications
+  per second per core x cores / 4) transactions per second;
+  `network_tx_per_s` as a share of that, with the rate measured in the same
+  run before the network starts (`network_ed25519_verify_per_s_per_core`,
+  see `bench/ledger.py`).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sharechain.bench.ledger import ceiling_figures, cores, ed25519_verify_per_s_per_core
 from sharechain.contracts import derive_id
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.ledger.transactions import sign_transaction
@@ -136,6 +143,7 @@ def run(
     base: Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns `network_tx_per_s`, `network_p99_ms` and details."""
+    rate = ed25519_verify_per_s_per_core()  # before the network loads the machine
     with tempfile.TemporaryDirectory(prefix="sharechain-bench-") as tmp:
         net = LocalNetwork(
             (base or Path(tmp)) / "net",
@@ -158,7 +166,14 @@ def run(
         finally:
             gc.unfreeze()  # `_measure` froze the workflows
             net.down()
-    result |= {"max_wait_ms": max_wait_ms, "max_block_txs": max_block_txs}
+    ceiling = ceiling_figures(result["network_tx_per_s"], rate, sharing=result["peers"])
+    result |= {
+        "max_wait_ms": max_wait_ms,
+        "max_block_txs": max_block_txs,
+        "network_ed25519_verify_per_s_per_core": ceiling["ed25519_verify_per_s_per_core"],
+        "cores": cores(),
+        "network_share_of_ceiling": ceiling["share"],
+    }
     return result
 
 

@@ -1,0 +1,377 @@
+"""A fault schedule run against a local network under load, for the history checker.
+
+`run_soak` starts a `LocalNetwork` whose nodes reach each other (and the etcd
+members) through `LinkProxy`s, drives a load through it and injects a
+schedule of faults while the load runs:
+
+- ``kill``: SIGKILL a node or an etcd member, restart it `duration` seconds later;
+- ``pause``: SIGSTOP a node or an etcd member, SIGCONT it `duration` seconds later;
+- ``delay``: slow the link from a node to a peer by 0.2 s each way;
+- ``cut``: cut that link (connections reset, new ones refused), then restore it.
+
+The load: each organisation's client submits batches of notary records
+through its own node; a submission that fails (its node is down, paused, cut
+off) is logged as unacknowledged and retried, with the same signed bytes,
+through another node, so a retry that lands twice would show. Beside it, one
+regulated flow runs to the end: a dataset registered, requested, approved by
+its owner and the supervisor, its key released and read, the grant revoked,
+and a read tried after the revocation (which the chain must refuse).
+
+When the load is over and every fault healed, the nodes must catch up to one
+head; they are stopped and their stores read, and `check_history` judges the
+logged operations against the chains. `random_schedule` draws a schedule from
+a seed, so a failing run is reproduced by its seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from sharechain.api.client import NodeClient
+from sharechain.contracts import derive_id
+from sharechain.errors import ConfigError, SharechainError
+from sharechain.faults.history import HistoryReport, Operation, chain_from_store, check_history
+from sharechain.faults.proxy import LinkProxy
+from sharechain.ledger.store import Store
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.launcher import LocalNetwork, NodeSpec
+
+__all__ = [
+    "FLOW_CODES",
+    "KINDS",
+    "Fault",
+    "ProxiedNetwork",
+    "SoakResult",
+    "random_schedule",
+    "run_soak",
+]
+
+KINDS: Final = ("kill", "pause", "delay", "cut")
+FLOW_CODES: Final = ("valid",) * 7 + ("revoked",)
+"""The regulated flow's codes: register, request, two approvals, key release, read,
+revoke all valid; the read after the revocation refused."""
+_LINK_DELAY: Final = 0.2
+_SUPERVISOR: Final = "regulator"
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of a schedule."""
+
+    at: float
+    """Seconds after the load started."""
+    kind: str
+    """One of `KINDS`."""
+    org: str
+    """The node faulted (for a link: the caller's side)."""
+    duration: float
+    """Seconds until it is healed (restart, SIGCONT, link restored)."""
+    peer: str = ""
+    """For a link fault: the peer called (an organisation, or `etcd-<i>`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SoakResult:
+    """What a run did and what the checker proved."""
+
+    seed: int
+    """The schedule's seed."""
+    faults: tuple[Fault, ...]
+    """The faults injected."""
+    operations: tuple[Operation, ...]
+    """Every submission logged."""
+    report: HistoryReport
+    """The checker's counts."""
+    flow: tuple[str, ...]
+    """The regulated flow's codes, step by step (`FLOW_CODES` when it went through)."""
+
+
+def random_schedule(
+    seed: int, targets: Sequence[str], peers: Sequence[str], *, seconds: float, count: int
+) -> tuple[Fault, ...]:
+    """Up to `count` faults drawn from `seed`, one after another within `seconds`.
+
+    `targets` are what may be killed or paused (organisations' nodes and
+    `etcd-<i>` members); a link runs from a node to one of `peers`. Faults do
+    not overlap (a paused node is not also killed, two etcd members are never
+    down at once), so each one's effect stays attributable.
+    """
+    rng = random.Random(seed)
+    nodes = [t for t in targets if not t.startswith("etcd-")]
+    faults, cursor = [], 0.0
+    for _ in range(count):
+        kind = rng.choice(KINDS)
+        link = kind in ("delay", "cut")
+        org = rng.choice(nodes if link else list(targets))
+        peer = rng.choice([p for p in peers if p != org]) if link else ""
+        at = cursor + rng.uniform(0.3, 1.5)
+        duration = rng.uniform(0.5, 3.0)
+        if at + duration > seconds:
+            break
+        faults.append(Fault(round(at, 2), kind, org, round(duration, 2), peer))
+        cursor = at + duration
+    return tuple(faults)
+
+
+class ProxiedNetwork(LocalNetwork):
+    """A `LocalNetwork` whose every node-to-node and node-to-etcd link has its own proxy."""
+
+    def __init__(self, base: Path, **options: Any) -> None:
+        self.links: dict[tuple[str, str], LinkProxy] = {}
+        super().__init__(base, **options)
+
+    def link(self, org: str, peer: str) -> LinkProxy:
+        """The proxy on `org`'s calls to `peer` (an organisation or `etcd-<i>`)."""
+        key = (org, peer)
+        if key not in self.links:
+            if peer.startswith("etcd-"):
+                if self.etcd is None:
+                    raise ConfigError("this network has no etcd members")
+                url = self.etcd.endpoints[int(peer.removeprefix("etcd-"))]
+            else:
+                url = self.spec(peer).url
+            self.links[key] = LinkProxy(int(url.rsplit(":", 1)[1])).start()
+        return self.links[key]
+
+    def node_command(self, node: NodeSpec) -> list[str]:
+        targets = {p.url: p.org for p in self.nodes if p.org != node.org}
+        if self.etcd is not None:
+            targets |= {url: f"etcd-{i}" for i, url in enumerate(self.etcd.endpoints)}
+        out = []
+        for arg in super().node_command(node):
+            for url, peer in targets.items():
+                arg = arg.replace(url, self.link(node.org, peer).url)
+            out.append(arg)
+        return out
+
+    def pid(self, org: str) -> int:
+        """The process id of a node or of an etcd member (`etcd-<i>`)."""
+        if org.startswith("etcd-") and self.etcd is not None:
+            # Read-only look at the member processes, as bench/network.py does.
+            proc = self.etcd._procs[int(org.removeprefix("etcd-"))]
+        else:
+            proc = self._procs.get(org)  # the launcher's own process table (a subclass's)
+        if proc is None or proc.poll() is not None:
+            raise ConfigError(f"{org} is not running")
+        return proc.pid
+
+    def kill(self, org: str) -> None:
+        """SIGKILL a node or an etcd member."""
+        if org.startswith("etcd-") and self.etcd is not None:
+            self.etcd.kill_member(int(org.removeprefix("etcd-")))
+        else:
+            self.kill_node(org)
+
+    def restart(self, org: str) -> None:
+        if org.startswith("etcd-") and self.etcd is not None:
+            self.etcd.start_member(int(org.removeprefix("etcd-")))
+        else:
+            self.start_node(org)
+
+    def close_links(self) -> None:
+        for proxy in self.links.values():
+            proxy.close()
+
+
+def _inject(net: ProxiedNetwork, fault: Fault) -> None:
+    if fault.kind == "kill":
+        net.kill(fault.org)
+    elif fault.kind == "pause":
+        os.kill(net.pid(fault.org), signal.SIGSTOP)
+    elif fault.kind == "delay":
+        net.link(fault.org, fault.peer).delay(_LINK_DELAY)
+    elif fault.kind == "cut":
+        net.link(fault.org, fault.peer).cut()
+    else:
+        raise ConfigError(f"unknown fault {fault.kind!r}; one of {KINDS}")
+
+
+def _heal(net: ProxiedNetwork, fault: Fault) -> None:
+    if fault.kind == "kill":
+        net.restart(fault.org)
+    elif fault.kind == "pause":
+        os.kill(net.pid(fault.org), signal.SIGCONT)
+    else:
+        net.link(fault.org, fault.peer).restore()
+
+
+class _Log:
+    """The operations logged by every client thread."""
+
+    def __init__(self, net: LocalNetwork) -> None:
+        self.net = net
+        self.lock = threading.Lock()
+        self.ops: list[Operation] = []
+
+    def submit(self, org: str, via: str, raws: Sequence[bytes]) -> list[str]:
+        """Submit through `via`'s node, signed in as `org`; log the outcome; the codes or []."""
+        url = self.net.spec(via).url
+        try:
+            with NodeClient(url, org, self.net.keys(org).signing, timeout=15.0) as client:
+                receipts = client.submit(raws, timeout=10.0)
+        except (SharechainError, httpx.HTTPError):  # down, paused, cut off, timed out
+            with self.lock:
+                self.ops.extend(Operation(hashlib.sha256(r).digest(), via, False) for r in raws)
+            return []
+        with self.lock:
+            self.ops.extend(Operation(r.tx_id, via, True, r.code, r.height) for r in receipts)
+        return [r.code for r in receipts]
+
+    def until_acknowledged(
+        self, org: str, orgs: Sequence[str], raws: Sequence[bytes], deadline: float
+    ) -> list[str]:
+        """Submit, then retry the same bytes through each node in turn until one answers."""
+        for via in itertools.chain([org], itertools.cycle(orgs)):
+            codes = self.submit(org, via, raws)
+            if codes or time.monotonic() > deadline:
+                return codes
+            time.sleep(0.2)
+        return []  # unreachable: the cycle only ends at the deadline
+
+
+def _records(net: LocalNetwork, org: str, seed: int, start: int, n: int) -> list[bytes]:
+    key = net.keys(org).signing
+    return [
+        sign_transaction(
+            key,
+            "notary.record",
+            org,
+            {"digest": hashlib.sha256(f"{seed}/{org}/{i}".encode()).digest()},
+        ).raw
+        for i in range(start, start + n)
+    ]
+
+
+def _load(
+    log: _Log, org: str, orgs: Sequence[str], seed: int, batch: int, stop: threading.Event
+) -> None:
+    """Batches through `org`'s own node; a failed batch is retried once through another."""
+    others = [o for o in orgs if o != org]
+    for n in itertools.count():
+        if stop.is_set():
+            return
+        raws = _records(log.net, org, seed, n * batch, batch)
+        if not log.submit(org, org, raws):
+            time.sleep(0.2)
+            log.submit(org, others[n % len(others)], raws)
+
+
+def _flow(log: _Log, orgs: Sequence[str], deadline: float) -> list[str]:
+    """The regulated flow to a revocation and a read after it; the codes, step by step."""
+    owner, member = orgs[0], orgs[1]
+    keys = {o: log.net.keys(o).signing for o in (owner, member, _SUPERVISOR)}
+
+    def step(org: str, kind: str, payload: dict[str, Any]) -> tuple[bytes, str]:
+        raw = sign_transaction(keys[org], kind, org, payload).raw
+        codes = log.until_acknowledged(org, orgs, [raw], deadline)
+        return raw, codes[0] if codes else "unacknowledged"
+
+    digest = hashlib.sha256(b"soak dataset").digest()
+    register, c0 = step(
+        owner,
+        "dataset.register",
+        {"title": "soak", "plaintext_digest": digest, "ciphertext_digest": digest, "size": 1},
+    )
+    dataset = derive_id("dataset", hashlib.sha256(register).digest())
+    ask = {"dataset": dataset, "purpose": "treatment", "duration": 86_400_000}
+    request, c1 = step(member, "access.request", ask)
+    rid = derive_id("request", hashlib.sha256(request).digest())
+    _, c2 = step(owner, "access.approve", {"request": rid})
+    approval, c3 = step(_SUPERVISOR, "access.approve", {"request": rid})
+    gid = derive_id("grant", hashlib.sha256(approval).digest())
+    release = {"grant": gid, "to": member, "epoch": 1, "wrapped_key_digest": digest}
+    _, c4 = step(owner, "grant.key-release", release)
+    _, c5 = step(member, "grant.read", {"grant": gid, "digest": digest})
+    _, c6 = step(owner, "grant.revoke", {"grant": gid, "reason": "soak"})
+    _, c7 = step(member, "grant.read", {"grant": gid, "digest": digest})
+    return [c0, c1, c2, c3, c4, c5, c6, c7]
+
+
+def run_soak(
+    base: Path,
+    *,
+    seed: int,
+    faults: Sequence[Fault],
+    seconds: float = 10.0,
+    orgs: int = 3,
+    ordering: str = "solo",
+    batch: int = 20,
+    settle_timeout: float = 60.0,
+) -> SoakResult:
+    """Run the load for `seconds` with `faults`; check the history (raises on a violation)."""
+    net = ProxiedNetwork(
+        base, orgs=orgs, ordering=ordering, node_options=("--log-level", "warning")
+    )
+    log = _Log(net)
+    names = [n.org for n in net.nodes]
+    flow: list[str] = []
+    active: list[Fault] = []
+    try:
+        net.up(timeout=90)
+        stop = threading.Event()
+        workers = [
+            threading.Thread(target=_load, args=(log, org, names, seed, batch, stop))
+            for org in names
+        ]
+        started = time.monotonic()
+        flow_thread = threading.Thread(
+            target=lambda: flow.extend(_flow(log, names, started + seconds + settle_timeout))
+        )
+        for t in (*workers, flow_thread):
+            t.start()
+        pending = sorted(
+            [(f.at, 0, f) for f in faults] + [(f.at + f.duration, 1, f) for f in faults],
+            key=lambda e: (e[0], e[1]),
+        )
+        for at, heal, fault in pending:
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            if heal:
+                active.remove(fault)
+                _heal(net, fault)
+            else:
+                _inject(net, fault)
+                active.append(fault)
+        time.sleep(max(0.0, started + seconds - time.monotonic()))
+        stop.set()
+        for t in (*workers, flow_thread):
+            t.join(settle_timeout)
+        net.wait_ready(timeout=settle_timeout)
+        _wait_same_head(net, settle_timeout)
+    finally:
+        for fault in active:  # a run that failed half-way: let the nodes stop cleanly
+            with contextlib.suppress(SharechainError, OSError):
+                _heal(net, fault)
+        net.down()
+        net.close_links()
+    chains = []
+    for node in net.nodes:
+        with contextlib.closing(Store(node.data_dir / "ledger.db")) as store:
+            chains.append(chain_from_store(node.org, store))
+    report = check_history(log.ops, chains)
+    return SoakResult(seed, tuple(faults), tuple(log.ops), report, tuple(flow))
+
+
+def _wait_same_head(net: LocalNetwork, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        heads = set()
+        for n in net.nodes:
+            with net.client(n.org) as c:
+                status = c.status()
+            heads.add((status["height"], status["head_hash"]))
+        if len(heads) == 1 or time.monotonic() > deadline:
+            return  # a node left behind is the checker's to report
+        time.sleep(0.2)
