@@ -39,12 +39,15 @@ from sharechain.errors import AuthenticationError, InvalidSignatureError
 __all__ = [
     "MAX_SKEW",
     "MAX_VALIDITY",
+    "NODE_COMPONENT",
     "REQUIRED_COMPONENTS",
     "NonceCache",
     "SignedRequest",
+    "check_body_digest",
     "content_digest",
     "sign_request",
     "signature_base",
+    "verify_headers",
     "verify_request",
 ]
 
@@ -54,6 +57,9 @@ MAX_VALIDITY = 300
 """Longest accepted lifetime of a signature (`expires - created`), in seconds."""
 MAX_SKEW = 30
 """How far in the future `created` may be (clock skew between organisations), in seconds."""
+NODE_COMPONENT = "sharechain-node"
+"""The header naming the node a request is meant for (its organisation id), always covered:
+a request signed for node A is refused by node B, even with A's `@authority`."""
 DEFAULT_VALIDITY = 60
 LABEL = "sig1"
 
@@ -70,6 +76,8 @@ class SignedRequest:
     """When the signature stops being valid (Unix seconds)."""
     nonce: str
     """The signer's random nonce, remembered until `expires`."""
+    digest: str | None = None
+    """The covered `Content-Digest` value the body must hash to (None: no body allowed)."""
 
 
 def content_digest(body: bytes) -> str:
@@ -106,10 +114,15 @@ def sign_request(
     body: bytes = b"",
     *,
     validity: int = DEFAULT_VALIDITY,
+    node: str | None = None,
     now: Callable[[], float] = time.time,
     rng: Callable[[int], bytes] = os.urandom,
 ) -> dict[str, str]:
-    """The headers that sign a request to `target` (path and query) on `authority`."""
+    """The headers that sign a request to `target` (path and query) on `authority`.
+
+    `node` is the organisation whose node the request is meant for: it travels in
+    the covered `Sharechain-Node` header, so no other node accepts the request.
+    """
     path, query = _path_and_query(target)
     components = {
         "@method": method.upper(),
@@ -119,6 +132,9 @@ def sign_request(
     }
     headers: dict[str, str] = {}
     covered: tuple[str, ...] = REQUIRED_COMPONENTS
+    if node is not None:
+        headers["Sharechain-Node"] = components[NODE_COMPONENT] = node
+        covered = (*covered, NODE_COMPONENT)
     if body:
         headers["Content-Digest"] = components["content-digest"] = content_digest(body)
         covered = (*covered, "content-digest")
@@ -301,22 +317,30 @@ def _one(
     return _Parser(header).dictionary(inner)
 
 
-def verify_request(
+def verify_headers(
     *,
     method: str,
     authority: str,
     target: str,
     headers: Mapping[str, str],
-    body: bytes,
+    has_body: bool,
     public_key: Callable[[str], bytes | None],
     nonces: NonceCache,
+    node: str | None = None,
     now: Callable[[], float] = time.time,
 ) -> SignedRequest:
-    """Check a request's signature; raise `AuthenticationError` saying why it is refused.
+    """Check a request's signature from its headers alone, before any byte of its body.
 
-    `headers` must be case-insensitive (lower-case names are looked up);
-    `public_key(org)` returns the organisation's current signing key from
-    the chain, or None when it is unknown or not active.
+    The signature covers the body through `Content-Digest`, so the signer and
+    its signature are checked first and the body afterwards, as it streams
+    (`check_body_digest` on its SHA-256): a request that is not signed never
+    gets its body read. `has_body` says the request announces a body
+    (`Content-Length` above 0 or chunked); such a signature must cover
+    `content-digest`. With `node`, the signature must cover `sharechain-node`
+    naming it (a request meant for another node is refused). Raises
+    `AuthenticationError` saying why a request is refused. `headers` must be
+    case-insensitive (lower-case names are looked up); `public_key(org)` returns
+    the organisation's current signing key, or None when it is not active.
     """
     inputs = _one(headers.get("signature-input"), "Signature-Input", inner=True)
     signatures = _one(headers.get("signature"), "Signature", inner=False)
@@ -329,8 +353,10 @@ def verify_request(
     if not isinstance(signature, bytes):
         raise AuthenticationError("Signature must be a byte sequence (:base64:)")
     missing = [c for c in REQUIRED_COMPONENTS if c not in covered]
-    if body and "content-digest" not in covered:
+    if has_body and "content-digest" not in covered:
         missing.append("content-digest")
+    if node is not None and NODE_COMPONENT not in covered:
+        missing.append(f"{NODE_COMPONENT} (the id of the node the request is meant for)")
     if missing:
         raise AuthenticationError(f"the signature must cover {', '.join(missing)}")
     created, expires, nonce, org = (
@@ -363,11 +389,17 @@ def verify_request(
         "@path": path,
         "@query": query,
     }
+    digest: str | None = None
     if "content-digest" in covered:
-        digest = headers.get("content-digest", "")
-        if digest != content_digest(body):
-            raise AuthenticationError("Content-Digest does not match the request body")
-        components["content-digest"] = digest
+        digest = components["content-digest"] = headers.get("content-digest", "")
+    if NODE_COMPONENT in covered:
+        meant = headers.get(NODE_COMPONENT, "")
+        if node is not None and meant != node:
+            raise AuthenticationError(
+                f"the request was signed for node {meant!r}, and this is {node}'s node; "
+                "sign it for the node it is sent to"
+            )
+        components[NODE_COMPONENT] = meant
     unknown = [c for c in covered if c not in components]
     if unknown:
         raise AuthenticationError(f"cannot cover components {unknown}")
@@ -384,4 +416,46 @@ def verify_request(
             f"the request signature does not verify under {org}'s current key"
         ) from None
     nonces.check_and_add(org, nonce, expires, t, created)
-    return SignedRequest(org, created, expires, nonce)
+    return SignedRequest(org, created, expires, nonce, digest)
+
+
+def check_body_digest(signed: SignedRequest, sha256: bytes) -> None:
+    """Raise `AuthenticationError` unless the body's SHA-256 is what the signature covered."""
+    if signed.digest is None:
+        if sha256 != _EMPTY_SHA256:
+            raise AuthenticationError("the signature must cover content-digest of the body")
+        return
+    expected = f"sha-256=:{base64.b64encode(sha256).decode()}:"
+    if signed.digest != expected:
+        raise AuthenticationError("Content-Digest does not match the request body")
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").digest()
+
+
+def verify_request(
+    *,
+    method: str,
+    authority: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    public_key: Callable[[str], bytes | None],
+    nonces: NonceCache,
+    node: str | None = None,
+    now: Callable[[], float] = time.time,
+) -> SignedRequest:
+    """Check a whole request (headers, then the body against its `Content-Digest`)."""
+    signed = verify_headers(
+        method=method,
+        authority=authority,
+        target=target,
+        headers=headers,
+        has_body=bool(body),
+        public_key=public_key,
+        nonces=nonces,
+        node=node,
+        now=now,
+    )
+    check_body_digest(signed, hashlib.sha256(body).digest())
+    return signed

@@ -55,8 +55,10 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
 from sharechain.node import custody, delivery, queries, upkeep
 from sharechain.node.deps import Auth
+from sharechain.node.quotas import Limits, SubmissionQuota, WaitSlots
 from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
+from sharechain.node.sessions import KeySessions
 from sharechain.node.submissions import (
     CBOR,
     QUEUED_DOC,
@@ -73,8 +75,10 @@ __all__ = ["API_VERSION", "create_app"]
 API_VERSION = "1.0.0"
 
 
-def create_app(node: Node) -> FastAPI:
+def create_app(node: Node, limits: Limits | None = None) -> FastAPI:
     """The API of `node` (which the caller starts and stops); one per node.
+
+    `limits` bound what each caller may cost the node (`sharechain.node.quotas`).
 
     The app also holds the node's data-plane state that lives as long as its
     API: `app.state.upkeep` (shredding and blob fetching after commits) and
@@ -91,16 +95,22 @@ def create_app(node: Node) -> FastAPI:
             'alg="ed25519".'
         ),
     )
+    limits = limits or Limits()
     app.state.node = node
-    app.state.uploads = Uploads()  # blobs being received in chunks (`node.uploads`)
+    app.state.limits = limits
+    app.state.uploads = Uploads(per_member=limits.upload_sessions_per_member)
+    app.state.key_sessions = KeySessions(limits.key_sessions_per_caller)
+    quota = SubmissionQuota(limits.submissions_per_block)
+    long_polls = WaitSlots(limits.long_polls_per_caller)
 
-    refuse_in_json(app, node)  # oversized bodies, a quarantined node, every error
+    # signatures before bodies, oversized bodies, a quarantined node, every error
+    refuse_in_json(app, node, limits)
 
     # -- operations ---------------------------------------------------------
 
     @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
-    def health() -> dict[str, Any]:
-        """Liveness: the process answers."""
+    async def health() -> dict[str, Any]:
+        """Liveness: the process answers (on the event loop: no worker thread needed)."""
         return {"status": "ok", "org": node.org}
 
     @app.get(
@@ -160,7 +170,9 @@ def create_app(node: Node) -> FastAPI:
                 400,
                 415,
                 422,
+                429,
                 s400="a malformed CBOR body, or an envelope that is not one",
+                s429="the caller passed its submission quota for this block (`Retry-After`)",
                 s415="a body neither JSON nor CBOR",
                 s422="a JSON body that does not match SubmitBody",
             ),
@@ -177,6 +189,7 @@ def create_app(node: Node) -> FastAPI:
         """
         sub = parse_submission(request.headers.get("content-type", ""), await request.body())
         raws = sub.raws
+        quota.charge(who.org, len(raws), node.ledger.height)
         admit(raws)
         cbor = accepts_cbor(request.headers.get("accept", ""))
         if node.forward is not None:
@@ -281,8 +294,11 @@ def create_app(node: Node) -> FastAPI:
         wait: Annotated[float, Query(ge=0.0, le=10.0)] = 0.0,
     ) -> Response:
         """Raw blocks from `start` (a CBOR array of block encodings), long-polled up to `wait` s."""
-        if wait > 0 and node.ledger.height < start:
-            node.wait_height(start, wait)
+        if wait > 0 and node.ledger.height < start and long_polls.take(who.org):
+            try:  # a caller holding its share of long-polls is answered at once
+                node.wait_height(start, wait)
+            finally:
+                long_polls.give_back(who.org)
         out: list[bytes] = []
         size = 0
         for _, data in node.store.iter_blocks(start):

@@ -50,6 +50,7 @@ from pydantic import BaseModel
 from sharechain.api.data_plane import BlobStored, ChunkReceived
 from sharechain.api.problems import ErrorBody, OffsetConflict
 from sharechain.api.transfer import install
+from sharechain.node.quotas import TooLargeError
 from sharechain.storage.blobs import BlobStore
 
 __all__ = ["FLUSH_EVERY", "Reply", "Uploads", "part_path"]
@@ -141,9 +142,26 @@ class _Session:
 class Uploads:
     """The upload sessions of one node's API (kept on its app as `app.state.uploads`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_member: int = MAX_SESSIONS) -> None:
+        self.per_member = per_member
+        """Open sessions one organisation may have (`Limits.upload_sessions_per_member`)."""
         self._sessions: dict[str, _Session] = {}
+        self._owner: dict[str, str] = {}
         self._guard = threading.Lock()
+
+    def admit(self, store: BlobStore, name: str, org: str) -> None:
+        """Refuse (413) a new upload of `org` past its share of open sessions."""
+        key = str(store.root / name)
+        with self._guard:
+            if key in self._sessions:
+                return
+            held = [k for k, o in self._owner.items() if o == org and k in self._sessions]
+            if len(held) >= self.per_member:
+                raise TooLargeError(
+                    f"{org} has {len(held)} uploads open on this node (at most "
+                    f"{self.per_member}); finish them, or wait {IDLE:.0f} s for idle ones to close"
+                )
+            self._owner[key] = org
 
     async def receive_chunk(
         self, store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
@@ -200,6 +218,7 @@ class Uploads:
     def _end(self, session: _Session, *, discard: bool) -> None:
         with self._guard:
             self._sessions.pop(str(session.store.root / session.name), None)
+            self._owner.pop(str(session.store.root / session.name), None)
         session.close(discard=discard)
 
     def _write_failed(self, session: _Session, name: str, exc: OSError) -> Reply:

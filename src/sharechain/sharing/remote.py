@@ -369,7 +369,15 @@ def _release(
     dataset: str,
     session: str,
 ) -> tuple[KeyRelease, bytes]:
-    """Ask `holder`'s node to release; check the wrap on our own node's chain; open it."""
+    """Ask `holder`'s node to release; check the wrap on our own node's chain; open it.
+
+    Without a `session`, the custodian's node issues one first (single-use, bound to
+    the grant and us); the release carries it and the further shares name it too.
+    """
+    if not session:
+        issued = custodian.http.post(f"/v1/grants/{grant}/key-session")
+        raise_for_reply(issued)
+        session = str(issued.json()["session"])
     reply = custodian.http.post(f"/v1/grants/{grant}/key-release", json={"session": session})
     if reply.status_code in (403, 409):
         body = reply.json()
@@ -431,7 +439,7 @@ def fetch_remote(
         dataset = str(own.get_json(f"/v1/grants/{grant}")["grant"]["grant"]["dataset"])
     record = own.get_json(f"/v1/datasets/{dataset}")["dataset"]
     epoch = key_epoch_of(own, dataset)
-    session = rng(16).hex()
+    session = ""  # issued by the first custodian's node, shared by the further shares
     releases: list[KeyRelease] = []
     secrets: list[bytes] = []
     unreachable: list[str] = []
@@ -449,6 +457,7 @@ def fetch_remote(
         except httpx.TransportError as exc:
             unreachable.append(f"{org}'s node at {clients[org].base_url} ({type(exc).__name__})")
             continue
+        session = release.session
         releases.append(release)
         secrets.append(secret)
     if len(secrets) < epoch.threshold:
