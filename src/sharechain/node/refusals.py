@@ -55,6 +55,9 @@ log = logging.getLogger("sharechain.node.api")
 MAX_BODY_BYTES = Limits().max_body
 MAX_CHUNK_BYTES = 32 << 20
 """Largest chunk one `PUT /v1/blobs` or `/v1/uploads` request may carry."""
+_CLOSE = {"Connection": "close"}
+"""Sent with a refusal whose body is left unread, so the server drops the connection
+rather than reading (and discarding) the rest of the body."""
 SIGNED_SCOPE = "sharechain.signed"
 """Where the guard leaves the verified signature (`SignedRequest`) in the ASGI scope."""
 ACCEPT_SIGNATURE = (
@@ -162,9 +165,8 @@ class _Guard:
         limit = body_limit(self.limits, method, path)
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _error(413, "too_large", f"request bodies here are limited to {limit} bytes")(
-                scope, receive, send
-            )
+            why = f"request bodies here are limited to {limit} bytes"
+            await _error(413, "too_large", why, dict(_CLOSE))(scope, receive, send)
             return
         if self.node.problem is not None and path not in OPEN_PATHS:
             await _error(503, "quarantined", self.node.problem)(scope, receive, send)
@@ -175,15 +177,16 @@ class _Guard:
             if self.unsigned.exhausted(source):  # refused too often: not even a check
                 await self._too_many(scope, receive, send, source)
                 return
+            has_body = length not in (None, "0") or _header(scope, b"transfer-encoding") is not None
             try:
-                signed = self._verify(scope, method, length)
+                signed = self._verify(scope, method, has_body)
             except AuthenticationError as exc:
-                await self._refuse_unsigned(scope, receive, send, source, str(exc))
+                await self._refuse_unsigned(scope, receive, send, source, str(exc), has_body)
                 return
             scope[SIGNED_SCOPE] = signed
         await self.app(scope, _Metered(receive, limit, signed), send)
 
-    def _verify(self, scope: Scope, method: str, length: str | None) -> SignedRequest:
+    def _verify(self, scope: Scope, method: str, has_body: bool) -> SignedRequest:
         headers = Headers(scope=scope)
         raw_path = scope.get("raw_path") or scope.get("path", "").encode()
         query = scope.get("query_string", b"")
@@ -192,7 +195,7 @@ class _Guard:
             authority=headers.get("host", ""),
             target=f"{raw_path.decode('latin-1')}?{query.decode('latin-1')}",
             headers=headers,
-            has_body=length not in (None, "0") or "transfer-encoding" in headers,
+            has_body=has_body,
             public_key=self.node.public_key,
             nonces=self.node.nonces,
             node=self.node.org,
@@ -200,15 +203,17 @@ class _Guard:
         )
 
     async def _refuse_unsigned(
-        self, scope: Scope, receive: Receive, send: Send, source: str, why: str
+        self, scope: Scope, receive: Receive, send: Send, source: str, why: str, has_body: bool
     ) -> None:
         if self.logs.allow(source):
             log.info("refused a request from %s to %s: %s", source, scope.get("path"), why)
         if not self.unsigned.allow(source):
             await self._too_many(scope, receive, send, source)
             return
-        reply = _error(401, "unauthenticated", why, {"Accept-Signature": ACCEPT_SIGNATURE})
-        await reply(scope, receive, send)
+        headers = {"Accept-Signature": ACCEPT_SIGNATURE}
+        if has_body:  # its body is never read: the connection cannot carry another request
+            headers.update(_CLOSE)
+        await _error(401, "unauthenticated", why, headers)(scope, receive, send)
 
     async def _too_many(self, scope: Scope, receive: Receive, send: Send, source: str) -> None:
         reply = _error(
@@ -234,6 +239,8 @@ def _refusal(exc: SharechainError) -> JSONResponse:
         headers = {"Accept-Signature": ACCEPT_SIGNATURE}
     elif isinstance(exc, QuotaError):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, TooLargeError):
+        headers = dict(_CLOSE)
     return _error(status, kind, str(exc), headers)
 
 
