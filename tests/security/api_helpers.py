@@ -18,11 +18,14 @@ from pathlib import Path
 import httpx
 
 from sharechain.api.client import NodeClient
+from sharechain.contracts._fields import derive_id
 from sharechain.crypto.keyfile import OrgKeys
+from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.quotas import Limits
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
+from sharechain.sharing.remote import publish_remote
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 ORGS = (
@@ -79,6 +82,26 @@ def serve(
     return InProcess(node, thread, consortium)
 
 
+def publish_and_grant(running: InProcess, work: Path) -> tuple[str, str]:
+    """hospital-a publishes a small dataset (owner custody); bank-b gets a grant: ids."""
+    src = work / "data.bin"
+    src.write_bytes(os.urandom(2000))
+    with running.client("hospital-a") as owner:
+        keys = running.consortium.keys("hospital-a")
+        pub = publish_remote(owner, keys, src, peers={"hospital-a": owner}, title="t")
+
+    def submit(org: str, type: str, payload: dict[str, object]) -> bytes:
+        stx = sign_transaction(running.consortium.keys(org).signing, type, org, payload)
+        with running.client(org) as c:
+            return c.submit_checked(stx.raw).tx_id
+
+    body = {"dataset": pub.dataset, "purpose": "research", "duration": 86_400_000}
+    rid = derive_id("request", submit("bank-b", "access.request", body))
+    submit("regulator", "access.approve", {"request": rid})
+    gid = derive_id("grant", submit("hospital-a", "access.approve", {"request": rid}))
+    return pub.dataset, gid
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,7 +142,8 @@ def spawn(consortium: Consortium, org: str) -> Iterator[Process]:
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the node did not start: {(consortium.base / f'{org}.log').read_text()[-2000:]}")
+                tail = (consortium.base / f"{org}.log").read_text()[-2000:]
+                raise AssertionError(f"the node did not start: {tail}")
             time.sleep(0.1)
         yield Process(proc, url, org)
     finally:

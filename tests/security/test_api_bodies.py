@@ -93,7 +93,12 @@ def test_a_json_body_over_the_limit_is_413_not_a_parse_error(in_process: InProce
     path = "/v1/custody/" + "ab" * 32 + "/1/key"
     key = consortium.keys("bank-b").signing
     headers = sign_request(
-        key, "bank-b", "PUT", in_process.url.removeprefix("http://"), path, b"{}",
+        key,
+        "bank-b",
+        "PUT",
+        in_process.url.removeprefix("http://"),
+        path,
+        b"{}",
         node="hospital-a",
     )
     body = Counted(MAX_BODY_BYTES + (4 << 20))

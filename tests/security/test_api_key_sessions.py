@@ -11,11 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import Consortium, InProcess, serve
-
-from sharechain.contracts._fields import derive_id
-from sharechain.ledger.transactions import sign_transaction
-from sharechain.sharing.remote import publish_remote
+from api_helpers import Consortium, InProcess, publish_and_grant, serve
 
 OWNER, GRANTEE, SUPERVISOR = "hospital-a", "bank-b", "regulator"
 
@@ -25,21 +21,7 @@ def granted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProces
     base = tmp_path_factory.mktemp("sessions")
     running = serve(Consortium.make(base), OWNER)
     try:
-        src = base / "data.bin"
-        src.write_bytes(os.urandom(2000))
-        with running.client(OWNER) as owner:
-            keys = running.consortium.keys(OWNER)
-            pub = publish_remote(owner, keys, src, peers={OWNER: owner}, title="t")
-
-        def submit(org: str, type: str, payload: dict[str, object]) -> bytes:
-            stx = sign_transaction(running.consortium.keys(org).signing, type, org, payload)
-            with running.client(org) as c:
-                return c.submit_checked(stx.raw).tx_id
-
-        body = {"dataset": pub.dataset, "purpose": "research", "duration": 86_400_000}
-        rid = derive_id("request", submit(GRANTEE, "access.request", body))
-        submit(SUPERVISOR, "access.approve", {"request": rid})
-        gid = derive_id("grant", submit(OWNER, "access.approve", {"request": rid}))
+        _, gid = publish_and_grant(running, base)
         yield running, gid
     finally:
         running.stop()

@@ -41,12 +41,17 @@ def _notes(running: InProcess, org: str, n: int) -> list[bytes]:
 
 def test_a_member_past_its_submission_quota_gets_429_with_retry_after(limited: InProcess) -> None:
     with limited.client("bank-b") as client:
-        reply = client.http.post("/v1/txs", json={"txs": [r.hex() for r in _notes(limited, "bank-b", 6)], "wait": False})
+        reply = client.http.post(
+            "/v1/txs", json={"txs": [r.hex() for r in _notes(limited, "bank-b", 6)], "wait": False}
+        )
         assert reply.status_code == 429
         assert reply.headers["Retry-After"] == "1"
         assert "quota is 5 per block" in reply.json()["detail"]
     with limited.client("regulator") as other:  # charged to bank-b only
-        ok = other.http.post("/v1/txs", json={"txs": [r.hex() for r in _notes(limited, "regulator", 5)], "wait": False})
+        ok = other.http.post(
+            "/v1/txs",
+            json={"txs": [r.hex() for r in _notes(limited, "regulator", 5)], "wait": False},
+        )
         assert ok.status_code == 202
 
 
@@ -102,7 +107,9 @@ def test_health_answers_within_100_ms_under_a_flood_of_long_polls_and_junk(node:
     def junk() -> None:
         with node.client("bank-b") as c:
             while not stop.is_set():
-                c.http.post("/v1/txs", content=b"\xff" * 4096, headers={"Content-Type": "application/cbor"})
+                c.http.post(
+                    "/v1/txs", content=b"\xff" * 4096, headers={"Content-Type": "application/cbor"}
+                )
 
     workers = [threading.Thread(target=long_poll) for _ in range(48)]
     workers += [threading.Thread(target=junk) for _ in range(4)]

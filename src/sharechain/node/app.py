@@ -100,6 +100,7 @@ def create_app(node: Node, limits: Limits | None = None) -> FastAPI:
     app.state.limits = limits
     app.state.uploads = Uploads(per_member=limits.upload_sessions_per_member)
     app.state.key_sessions = KeySessions(limits.key_sessions_per_caller)
+    app.state.pending_deposits = custody.PendingDeposits(limits.pending_deposits_per_member)
     quota = SubmissionQuota(limits.submissions_per_block)
     long_polls = WaitSlots(limits.long_polls_per_caller)
 

@@ -31,6 +31,7 @@ chain names and lets the grantees collect them, with the chain as the gate:
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
@@ -53,7 +54,7 @@ from sharechain.api.models import EpochReply
 from sharechain.api.problems import SIGNED_ERRORS, NoKey, ReleaseRefused, error_responses
 from sharechain.api.wire import jsonable
 from sharechain.contracts import queries
-from sharechain.contracts.epochs import epoch_from_value
+from sharechain.contracts.epochs import current_epoch, epoch_key
 from sharechain.contracts.grants import KEY_RELEASE
 from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
@@ -61,13 +62,14 @@ from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.delivery import blobs_of, lazy_shred, vault_of
 from sharechain.node.deps import Auth, HexId, NodeDep
+from sharechain.node.quotas import TooLargeError
 from sharechain.node.service import Node
 from sharechain.node.sessions import KeySessions
 from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release
 from sharechain.sharing.shredding import shred_here
 from sharechain.storage.vault import KINDS
 
-__all__ = ["RELEASE_TIMEOUT", "router"]
+__all__ = ["RELEASE_TIMEOUT", "PendingDeposits", "check_deposit", "router"]
 
 RELEASE_TIMEOUT: Final = 30.0
 """Seconds a key release waits for its transaction to commit."""
@@ -84,20 +86,24 @@ def _check_kind(kind: str) -> None:
 
 @router.put("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyStored)
 def put_custody(
-    dataset: HexId, epoch: int, kind: str, body: CustodyBody, who: Auth, node: NodeDep
+    dataset: HexId,
+    epoch: int,
+    kind: str,
+    body: CustodyBody,
+    who: Auth,
+    node: NodeDep,
+    request: Request,
 ) -> dict[str, Any]:
     """Keep this organisation's key or share of a dataset's epoch, wrapped by the owner."""
     _check_kind(kind)
     if lazy_shred(node, dataset):
         raise AccessDeniedError(f"dataset {dataset} is purged; this node keeps no keys of it")
-    on_chain = StateReader(node.store).get(f"epoch/{dataset}/{epoch:012d}")
-    if on_chain is not None:
-        e = epoch_from_value(on_chain)
-        if who.org != e.by or (node.org not in e.holders and node.org != e.by):
-            raise AccessDeniedError(
-                f"only the owner ({e.by}) deposits keys of dataset {dataset}, and only with "
-                f"its custodians ({', '.join(e.holders)})"
-            )
+    reader = StateReader(node.store)
+    check_deposit(reader, dataset, epoch, who.org, node.org)
+    pending: PendingDeposits | None = None
+    if reader.get(dataset_key(dataset)) is None:  # before registration: bounded per member
+        pending = request.app.state.pending_deposits
+        pending.admit(who.org, dataset)
     vault = vault_of(node)
     if vault.has(dataset, epoch, kind):
         raise AccessDeniedError(
@@ -105,7 +111,81 @@ def put_custody(
             "vault slots are written once"
         )
     vault.put_wrapped(dataset, epoch, kind, bytes.fromhex(body.wrapped))
+    if pending is not None:
+        pending.add(who.org, dataset)
     return {"org": node.org, "dataset": dataset, "epoch": epoch, "kind": kind, "stored": True}
+
+
+def check_deposit(state: Any, ds: str, epoch: int, depositor: str, custodian: str) -> None:
+    """Raise `AccessDeniedError` unless `depositor` may fill `custodian`'s key slot of `ds`/`epoch`.
+
+    The rule of `sharechain.contracts.epochs.check_deposit` (kept here until that
+    lands; the same text): a node keeps a key (or share) only when the dataset's
+    owner deposits it, only if the node's organisation is the owner or a custodian
+    the epoch names, and only for an epoch on the chain or the very next one (a
+    rotation deposits before it records the epoch; its custodians are then the
+    dataset's holders). Slots are written once, so a deposit by anyone else would
+    squat the slot and make the owner's rotation fail. A dataset not on the chain
+    yet takes deposits for epoch 1 only (publishing deposits before it registers).
+    """
+    record = state.get(dataset_key(ds))
+    if record is None:
+        if epoch != 1:
+            raise AccessDeniedError(
+                f"dataset {ds} is not on this node's chain; only keys of its first epoch "
+                "may be deposited before it is registered"
+            )
+        return
+    if record["status"] == "purged":
+        raise AccessDeniedError(f"dataset {ds} is purged; no node keeps keys of it")
+    recorded = state.get(epoch_key(ds, epoch))
+    if recorded is not None:
+        owner, holders = recorded["by"], recorded["holders"]
+    else:
+        current = current_epoch(state, ds)
+        expected = 1 if current is None else current.epoch + 1
+        if epoch != expected or record["status"] == "retired":
+            raise AccessDeniedError(
+                f"epoch {epoch} of dataset {ds} is neither on the chain nor its next key epoch "
+                f"({expected}, and only while the dataset is not retired)"
+            )
+        owner, holders = record["owner"], record["holders"]
+    if depositor != owner:
+        raise AccessDeniedError(f"only the owner ({owner}) deposits keys of dataset {ds}")
+    if custodian != owner and custodian not in holders:
+        names = ", ".join(holders) or "none but the owner"
+        raise AccessDeniedError(
+            f"{custodian} is not a custodian of dataset {ds} at epoch {epoch} (custodians: {names})"
+        )
+
+
+class PendingDeposits:
+    """Datasets not on the chain yet that each member deposited keys of; bounded per member.
+
+    Before a dataset is registered nobody but its owner knows its id, so such
+    deposits cannot be checked against the chain: each member may hold at most
+    `per_member` of them on this node (413 beyond) until its datasets register.
+    """
+
+    def __init__(self, per_member: int) -> None:
+        self.per_member = per_member
+        self._by: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, org: str, dataset: str) -> None:
+        """Raise `TooLargeError` (413) if `org` may not deposit keys of one more such dataset."""
+        with self._lock:
+            held = self._by.get(org, set())
+            if dataset not in held and len(held) >= self.per_member:
+                raise TooLargeError(
+                    f"{org} deposited keys of {len(held)} datasets not on the chain yet (at "
+                    f"most {self.per_member}); register them before depositing more"
+                )
+
+    def add(self, org: str, dataset: str) -> None:
+        """Count a deposit `org` made of `dataset` (not on the chain yet)."""
+        with self._lock:
+            self._by.setdefault(org, set()).add(dataset)
 
 
 @router.get("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyEntry)

@@ -14,6 +14,8 @@ limit the node refuses at once with a clear error, before doing the work:
   organisation holds open at once; beyond, the wait is cut to 0 so the worker
   threads stay free for everyone else (`/v1/health` answers within 100 ms);
 - `Limits.key_sessions_per_caller`: unused key-release sessions per caller;
+- `Limits.pending_deposits_per_member`: datasets not yet on the chain a
+  member may deposit keys of (413 beyond);
 - `Limits.upload_sessions_per_member`: chunked uploads one organisation has
   open at once (413 beyond: finish or abandon one);
 - `Limits.logs_per_minute`: log lines about refused requests per source.
@@ -64,6 +66,8 @@ class Limits:
     """Long-polls one organisation may hold open at once (more are answered at once)."""
     key_sessions_per_caller: int = 64
     """Unused key-release sessions one organisation may hold."""
+    pending_deposits_per_member: int = 256
+    """Datasets not on the chain yet one organisation may deposit keys of on this node."""
     upload_sessions_per_member: int = 8
     """Chunked uploads one organisation may have open at once."""
     logs_per_minute: int = 5
