@@ -99,6 +99,7 @@ def create_app(node: Node, limits: Limits | None = None) -> FastAPI:
     app.state.node = node
     app.state.limits = limits
     app.state.uploads = Uploads(per_member=limits.upload_sessions_per_member)
+    app.state.uploads.sweep(delivery.blobs_of(node), at_start=True)  # leftovers of a crash
     app.state.key_sessions = KeySessions(limits.key_sessions_per_caller)
     app.state.pending_deposits = custody.PendingDeposits(limits.pending_deposits_per_member)
     quota = SubmissionQuota(limits.submissions_per_block)
