@@ -174,7 +174,9 @@ class _Guard:
         signed = None
         if path.startswith("/v1/") and path not in OPEN_PATHS:
             source = str((scope.get("client") or ("unknown",))[0])
-            if self.unsigned.exhausted(source):  # refused too often: not even a check
+            if _header(scope, b"signature") is None and self.unsigned.exhausted(source):
+                # Refused too often: unsigned requests are not even looked at. A signed one
+                # is still checked, since an address may be shared (NAT, nodes on one host).
                 await self._too_many(scope, receive, send, source)
                 return
             has_body = length not in (None, "0") or _header(scope, b"transfer-encoding") is not None
