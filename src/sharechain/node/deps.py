@@ -43,11 +43,12 @@ class Caller(BaseModel):
         return "supervisor" in self.roles
 
 
-def authenticate(request: Request) -> Caller:
+async def authenticate(request: Request) -> Caller:
     """The caller whose signature the guard checked (`sharechain.node.refusals`).
 
     The guard verifies every signed path's signature from the headers, before
-    the body is read, and checks the body against it as it streams.
+    the body is read, and checks the body against it as it streams. Async so
+    FastAPI runs it on the event loop, not in a worker thread (it never blocks).
     """
     node: Node = request.app.state.node
     signed: SignedRequest | None = request.scope.get(SIGNED_SCOPE)
