@@ -56,6 +56,23 @@ def test_a_member_past_its_submission_quota_gets_429_with_retry_after(limited: I
         assert ok.status_code == 202
 
 
+def test_a_member_sending_malformed_submissions_is_rate_limited(tmp_path: Path) -> None:
+    limits = Limits(bad_submissions_per_minute=2)
+    running = serve(Consortium.make(tmp_path), "hospital-a", limits=limits)
+    cbor = {"Content-Type": "application/cbor"}
+    try:
+        with running.client("bank-b") as client:
+            codes = [
+                client.http.post("/v1/txs", content=b"\xff", headers=cbor).status_code
+                for _ in range(3)
+            ]
+            assert codes == [400, 400, 429]
+            with running.client("regulator") as other:  # counted per member
+                assert other.http.post("/v1/txs", content=b"\xff", headers=cbor).status_code == 400
+    finally:
+        running.stop()
+
+
 def test_a_client_address_sending_unsigned_requests_is_rate_limited(limited: InProcess) -> None:
     codes = [httpx.get(f"{limited.url}/v1/status").status_code for _ in range(5)]
     assert codes == [401, 401, 401, 429, 429]

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sharechain.api.models import (
@@ -55,7 +56,7 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
 from sharechain.node import custody, delivery, queries, upkeep
 from sharechain.node.deps import Auth
-from sharechain.node.quotas import Limits, SubmissionQuota, WaitSlots
+from sharechain.node.quotas import Limits, PerSource, QuotaError, SubmissionQuota, WaitSlots
 from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
 from sharechain.node.sessions import KeySessions
@@ -103,6 +104,7 @@ def create_app(node: Node, limits: Limits | None = None) -> FastAPI:
     app.state.key_sessions = KeySessions(limits.key_sessions_per_caller)
     app.state.pending_deposits = custody.PendingDeposits(limits.pending_deposits_per_member)
     quota = SubmissionQuota(limits.submissions_per_block)
+    junk = PerSource(limits.bad_submissions_per_minute)
     long_polls = WaitSlots(limits.long_polls_per_caller)
 
     # signatures before bodies, oversized bodies, a quarantined node, every error
@@ -189,10 +191,20 @@ def create_app(node: Node, limits: Limits | None = None) -> FastAPI:
         naming the first that is not); a body that is no transaction is
         committed with the code `bad_encoding`, like any invalid transaction.
         """
-        sub = parse_submission(request.headers.get("content-type", ""), await request.body())
+        if junk.exhausted(who.org):
+            raise QuotaError(
+                f"{who.org} sent too many malformed submissions; fix the client and retry "
+                "in a minute",
+                retry_after=60,
+            )
+        try:
+            sub = parse_submission(request.headers.get("content-type", ""), await request.body())
+            quota.charge(who.org, len(sub.raws), node.ledger.height)
+            admit(sub.raws)
+        except (EncodingError, RequestValidationError):
+            junk.allow(who.org)  # counted against the sender; refused as before
+            raise
         raws = sub.raws
-        quota.charge(who.org, len(raws), node.ledger.height)
-        admit(raws)
         cbor = accepts_cbor(request.headers.get("accept", ""))
         if node.forward is not None:
             batch = await run_in_threadpool(node.submit_batch, raws)

@@ -10,6 +10,8 @@ limit the node refuses at once with a clear error, before doing the work:
   beyond, 429 without even checking the signature;
 - `Limits.submissions_per_block`: transactions one organisation submits
   while the chain stays at one height; beyond, 429 with `Retry-After`;
+- `Limits.bad_submissions_per_minute`: malformed submissions one
+  organisation may send; beyond, 429 before its body is even read;
 - `Limits.long_polls_per_caller`: long-polls (`/v1/sync/blocks?wait=`) one
   organisation holds open at once; beyond, the wait is cut to 0 so the worker
   threads stay free for everyone else (`/v1/health` answers within 100 ms);
@@ -60,6 +62,8 @@ class Limits:
     """Largest request body in bytes (a blob chunk has its own, smaller limit)."""
     unsigned_per_minute: int = 120
     """Refused (unauthenticated) requests one client address may make per minute."""
+    bad_submissions_per_minute: int = 60
+    """Malformed submissions (400/422) one organisation may send per minute (429 beyond)."""
     submissions_per_block: int = 50_000
     """Transactions one organisation may submit while the chain stays at one height."""
     long_polls_per_caller: int = 4
