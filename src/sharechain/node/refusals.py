@@ -58,6 +58,8 @@ MAX_CHUNK_BYTES = 32 << 20
 _CLOSE = {"Connection": "close"}
 """Sent with a refusal whose body is left unread, so the server drops the connection
 rather than reading (and discarding) the rest of the body."""
+DRAIN_BYTES = 1 << 20
+"""Largest unread body of a refused request the server may discard to keep its connection."""
 SIGNED_SCOPE = "sharechain.signed"
 """Where the guard leaves the verified signature (`SignedRequest`) in the ASGI scope."""
 ACCEPT_SIGNATURE = (
@@ -183,7 +185,10 @@ class _Guard:
             try:
                 signed = self._verify(scope, method, has_body)
             except AuthenticationError as exc:
-                await self._refuse_unsigned(scope, receive, send, source, str(exc), has_body)
+                # A large or unbounded body is left unread and the connection dropped; a
+                # small one the server discards, keeping the connection for the next request.
+                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
+                await self._refuse_unsigned(scope, receive, send, source, str(exc), drop)
                 return
             scope[SIGNED_SCOPE] = signed
         await self.app(scope, _Metered(receive, limit, signed), send)
@@ -205,7 +210,7 @@ class _Guard:
         )
 
     async def _refuse_unsigned(
-        self, scope: Scope, receive: Receive, send: Send, source: str, why: str, has_body: bool
+        self, scope: Scope, receive: Receive, send: Send, source: str, why: str, drop: bool
     ) -> None:
         if self.logs.allow(source):
             log.info("refused a request from %s to %s: %s", source, scope.get("path"), why)
@@ -213,7 +218,7 @@ class _Guard:
             await self._too_many(scope, receive, send, source)
             return
         headers = {"Accept-Signature": ACCEPT_SIGNATURE}
-        if has_body:  # its body is never read: the connection cannot carry another request
+        if drop:
             headers.update(_CLOSE)
         await _error(401, "unauthenticated", why, headers)(scope, receive, send)
 
