@@ -103,3 +103,19 @@ def test_a_client_without_the_ca_refuses_the_node(
     plain = running.url.replace("https://", "http://")
     with pytest.raises(httpx.TransportError):  # no plain HTTP on a TLS node
         httpx.get(f"{plain}/v1/health", timeout=5)
+
+
+def test_a_node_asking_for_client_certificates_refuses_clients_without_one(
+    tmp_path: Path,
+) -> None:
+    ca = create_ca(tmp_path / "pki")
+    files = issue_node_cert(ca, tmp_path / "pki", "hospital-a")
+    member = issue_node_cert(ca, tmp_path / "pki", "bank-b")
+    running = serve(Consortium.make(tmp_path), "hospital-a", tls=files, client_certs=True)
+    try:
+        with running.client("bank-b", ca=ca.cert, cert=(member.cert, member.key)) as client:
+            assert client.status()["org"] == "hospital-a"
+        with running.client("bank-b", ca=ca.cert) as client, pytest.raises(httpx.TransportError):
+            client.status()
+    finally:
+        running.stop()

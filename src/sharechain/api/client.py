@@ -119,21 +119,27 @@ def trust_ca(path: str | os.PathLike[str] | None) -> None:
     _TRUSTED[:] = [] if path is None else [str(path)]
 
 
-def _tls(ca: str | None) -> ssl.SSLContext:
-    return _context(ca or (_TRUSTED[0] if _TRUSTED else None))
+def _tls(
+    ca: str | None, cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None
+) -> ssl.SSLContext:
+    trusted = ca or (_TRUSTED[0] if _TRUSTED else None)
+    if cert is None:
+        return _context(trusted)
+    return _context(trusted, str(cert[0]), str(cert[1]))
 
 
 @functools.cache
-def _context(ca: str | None) -> ssl.SSLContext:
+def _context(ca: str | None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
     """A TLS context per CA bundle, made once per process and shared by every client.
 
     Making one loads the CA bundle: ~20 ms of CPU, which each new client paid,
     even for plain-HTTP nodes (a benchmark opening 17 clients lost 8 us per
     transaction to it). An SSLContext may serve many connections and threads.
     """
-    if ca is None:
-        return httpx.create_ssl_context()
-    return ssl.create_default_context(cafile=ca)
+    context = httpx.create_ssl_context() if ca is None else ssl.create_default_context(cafile=ca)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
 
 
 def _receipt(value: dict[str, Any]) -> Receipt:
@@ -170,6 +176,7 @@ class NodeClient:
         transport: httpx.BaseTransport | None = None,
         node: str | None = None,
         ca: str | os.PathLike[str] | None = None,
+        cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
         """A client of the node at `base_url`, signing as `org` with `key`.
@@ -177,7 +184,9 @@ class NodeClient:
         `node` is the organisation whose node this is: every signature names it,
         so the request is refused by any other node. Left out, it is read once
         from the node's `/v1/health`. `ca` is a CA bundle (PEM) to trust for an
-        `https` node instead of the process's default (`trust_ca`).
+        `https` node instead of the process's default (`trust_ca`); `cert` is
+        this organisation's (certificate, key) PEM files, for a node that asks
+        clients for one (mutual TLS).
         """
         self.base_url = base_url.rstrip("/")
         self.org = org
@@ -190,7 +199,7 @@ class NodeClient:
             auth=self._auth,
             timeout=timeout,
             transport=transport,
-            verify=_tls(None if ca is None else str(ca)),
+            verify=_tls(None if ca is None else str(ca), cert),
         )
 
     def node_id(self) -> str:

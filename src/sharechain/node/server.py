@@ -113,6 +113,7 @@ class ServerThread:
         port: int = 0,
         *,
         tls: TlsFiles | None = None,
+        client_certs: bool = False,
         limits: Limits | None = None,
     ) -> None:
         self.node = node
@@ -123,7 +124,7 @@ class ServerThread:
         self.url = f"{'http' if tls is None else 'https'}://127.0.0.1:{self.port}"
         self.app = create_app(node, limits)
         """The node's API (its `state` holds the upkeep and the uploads in progress)."""
-        self._server = uvicorn.Server(_config(self.app, "warning", tls))
+        self._server = uvicorn.Server(_config(self.app, "warning", tls, client_certs=client_certs))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
