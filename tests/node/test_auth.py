@@ -169,7 +169,8 @@ def test_api_answers_401_with_a_clear_body(orderer: Running) -> None:
 def test_replayed_request_is_refused_by_the_node(orderer: Running) -> None:
     key = orderer.consortium.keys("bank-b").signing
     authority = orderer.url.removeprefix("http://")
-    headers = sign_request(key, "bank-b", "GET", authority, "/v1/status")
+    node = orderer.node.org
+    headers = sign_request(key, "bank-b", "GET", authority, "/v1/status", node=node)
     with httpx.Client(base_url=orderer.url) as http:
         assert http.get("/v1/status", headers=headers).status_code == 200
         again = http.get("/v1/status", headers=headers)

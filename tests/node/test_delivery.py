@@ -269,7 +269,11 @@ def test_tampered_blob_is_detected_and_nothing_is_written(net: Net) -> None:
 def _release(net: Net, custodian: str, as_org: str, gid: str) -> httpx.Response:
     key = net.consortium.keys(as_org).signing
     with NodeClient(net.nodes[custodian].url, as_org, key) as c:
-        return c.http.post(f"/v1/grants/{gid}/key-release", json={"session": os.urandom(8).hex()})
+        issued = c.http.post(f"/v1/grants/{gid}/key-session")
+        if issued.status_code != 200:
+            return issued
+        session = issued.json()["session"]
+        return c.http.post(f"/v1/grants/{gid}/key-release", json={"session": session})
 
 
 def test_key_release_refusals_carry_the_chain_code(net: Net) -> None:

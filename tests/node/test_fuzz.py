@@ -31,15 +31,17 @@ from sharechain.crypto.signing import SigningKey
 
 
 class _Sign(requests.auth.AuthBase):
-    def __init__(self, org: str, key: SigningKey) -> None:
-        self.org, self.key = org, key
+    def __init__(self, org: str, key: SigningKey, node: str) -> None:
+        self.org, self.key, self.node = org, key, node
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = urlsplit(r.url or "")
         body = r.body.encode() if isinstance(r.body, str) else (r.body or b"")
         target = url.path + ("?" + url.query if url.query else "")
         r.headers.update(
-            sign_request(self.key, self.org, r.method or "GET", url.netloc, target, body)
+            sign_request(
+                self.key, self.org, r.method or "GET", url.netloc, target, body, node=self.node
+            )
         )
         return r
 
@@ -75,7 +77,7 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 def test_fuzz_every_operation_without_server_errors(fuzz_node: Running) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzz_node.url}/openapi.json")
-    auth = _Sign("bank-b", fuzz_node.consortium.keys("bank-b").signing)
+    auth = _Sign("bank-b", fuzz_node.consortium.keys("bank-b").signing, fuzz_node.node.org)
     failures: list[str] = []
     checked = 0
     with requests.Session() as session:

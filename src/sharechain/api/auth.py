@@ -26,25 +26,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from sharechain.api._structured import parse_dictionary
 from sharechain.crypto.signing import SigningKey, verify
 from sharechain.errors import AuthenticationError, InvalidSignatureError
 
 __all__ = [
     "MAX_SKEW",
     "MAX_VALIDITY",
+    "NODE_COMPONENT",
     "REQUIRED_COMPONENTS",
     "NonceCache",
     "SignedRequest",
+    "check_body_digest",
     "content_digest",
     "sign_request",
     "signature_base",
+    "verify_headers",
     "verify_request",
 ]
 
@@ -54,6 +57,9 @@ MAX_VALIDITY = 300
 """Longest accepted lifetime of a signature (`expires - created`), in seconds."""
 MAX_SKEW = 30
 """How far in the future `created` may be (clock skew between organisations), in seconds."""
+NODE_COMPONENT = "sharechain-node"
+"""The header naming the node a request is meant for (its organisation id), always covered:
+a request signed for node A is refused by node B, even with A's `@authority`."""
 DEFAULT_VALIDITY = 60
 LABEL = "sig1"
 
@@ -70,6 +76,8 @@ class SignedRequest:
     """When the signature stops being valid (Unix seconds)."""
     nonce: str
     """The signer's random nonce, remembered until `expires`."""
+    digest: str | None = None
+    """The covered `Content-Digest` value the body must hash to (None: no body allowed)."""
 
 
 def content_digest(body: bytes) -> str:
@@ -106,10 +114,15 @@ def sign_request(
     body: bytes = b"",
     *,
     validity: int = DEFAULT_VALIDITY,
+    node: str | None = None,
     now: Callable[[], float] = time.time,
     rng: Callable[[int], bytes] = os.urandom,
 ) -> dict[str, str]:
-    """The headers that sign a request to `target` (path and query) on `authority`."""
+    """The headers that sign a request to `target` (path and query) on `authority`.
+
+    `node` is the organisation whose node the request is meant for: it travels in
+    the covered `Sharechain-Node` header, so no other node accepts the request.
+    """
     path, query = _path_and_query(target)
     components = {
         "@method": method.upper(),
@@ -119,6 +132,9 @@ def sign_request(
     }
     headers: dict[str, str] = {}
     covered: tuple[str, ...] = REQUIRED_COMPONENTS
+    if node is not None:
+        headers["Sharechain-Node"] = components[NODE_COMPONENT] = node
+        covered = (*covered, NODE_COMPONENT)
     if body:
         headers["Content-Digest"] = components["content-digest"] = content_digest(body)
         covered = (*covered, "content-digest")
@@ -172,154 +188,33 @@ class NonceCache:
             self._seen[(org, nonce)] = expires
 
 
-# -- a strict parser for the few RFC 8941 structured-field shapes used here --
-
-# Keys and strings without escapes (all that signers send) are matched whole:
-# reading them a character at a time was a third of the cost of a verification.
-_KEY = re.compile(r"[a-z0-9_\-.*]+")
-_PLAIN_STRING = re.compile(r'"([ !#-\[\]-~]*)"')
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def fail(self, what: str) -> AuthenticationError:
-        return AuthenticationError(f"malformed signature header: {what} at offset {self.i}")
-
-    def peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def expect(self, ch: str) -> None:
-        if self.peek() != ch:
-            raise self.fail(f"expected {ch!r}")
-        self.i += 1
-
-    def key(self) -> str:
-        m = _KEY.match(self.s, self.i)
-        if m is None:
-            raise self.fail("expected a key")
-        self.i = m.end()
-        return m.group()
-
-    def string(self) -> str:
-        m = _PLAIN_STRING.match(self.s, self.i)
-        if m is not None:
-            self.i = m.end()
-            return m.group(1)
-        self.expect('"')
-        out: list[str] = []
-        while True:
-            ch = self.peek()
-            if not ch:
-                raise self.fail("unterminated string")
-            self.i += 1
-            if ch == '"':
-                return "".join(out)
-            if ch == "\\":
-                ch = self.peek()
-                if ch not in ('"', "\\"):
-                    raise self.fail("bad escape")
-                self.i += 1
-            elif not (" " <= ch <= "~"):
-                raise self.fail("non-ASCII character in string")
-            out.append(ch)
-
-    def bare(self) -> str | int | bytes:
-        ch = self.peek()
-        if ch == '"':
-            return self.string()
-        if ch == ":":
-            self.i += 1
-            end = self.s.find(":", self.i)
-            if end < 0:
-                raise self.fail("unterminated byte sequence")
-            raw, self.i = self.s[self.i : end], end + 1
-            try:
-                return base64.b64decode(raw, validate=True)
-            except ValueError:
-                raise self.fail("bad base64") from None
-        if ch == "-" or ch.isdigit():
-            start = self.i
-            self.i += 1
-            while self.peek().isdigit():
-                self.i += 1
-            if self.i - start > 16:
-                raise self.fail("integer too long")
-            return int(self.s[start : self.i])
-        raise self.fail("expected a string, integer or byte sequence")
-
-    def params(self) -> dict[str, str | int | bytes]:
-        out: dict[str, str | int | bytes] = {}
-        while self.peek() == ";":
-            self.i += 1
-            name = self.key()
-            self.expect("=")
-            out[name] = self.bare()
-        return out
-
-    def dictionary(self, inner: bool) -> dict[str, tuple[object, dict[str, str | int | bytes]]]:
-        out: dict[str, tuple[object, dict[str, str | int | bytes]]] = {}
-        while True:
-            while self.peek() == " ":
-                self.i += 1
-            name = self.key()
-            self.expect("=")
-            value: object
-            if inner:
-                self.expect("(")
-                items: list[str] = []
-                while self.peek() != ")":
-                    if not self.peek():
-                        raise self.fail("unterminated inner list")
-                    items.append(self.string())
-                    if self.peek() == " ":
-                        self.i += 1
-                self.i += 1
-                value = tuple(items)
-            else:
-                value = self.bare()
-            out[name] = (value, self.params())
-            while self.peek() == " ":
-                self.i += 1
-            if not self.peek():
-                return out
-            self.expect(",")
-
-
-def _one(
-    header: str | None, what: str, inner: bool
-) -> dict[str, tuple[object, dict[str, str | int | bytes]]]:
-    if not header:
-        raise AuthenticationError(
-            f"the request is not signed (no {what} header); sign it with the organisation's "
-            "key as RFC 9421 describes (the sharechain client does this)"
-        )
-    if len(header) > 4096:
-        raise AuthenticationError(f"{what} header too long")
-    return _Parser(header).dictionary(inner)
-
-
-def verify_request(
+def verify_headers(
     *,
     method: str,
     authority: str,
     target: str,
     headers: Mapping[str, str],
-    body: bytes,
+    has_body: bool,
     public_key: Callable[[str], bytes | None],
     nonces: NonceCache,
+    node: str | None = None,
     now: Callable[[], float] = time.time,
 ) -> SignedRequest:
-    """Check a request's signature; raise `AuthenticationError` saying why it is refused.
+    """Check a request's signature from its headers alone, before any byte of its body.
 
-    `headers` must be case-insensitive (lower-case names are looked up);
-    `public_key(org)` returns the organisation's current signing key from
-    the chain, or None when it is unknown or not active.
+    The signature covers the body through `Content-Digest`, so the signer and
+    its signature are checked first and the body afterwards, as it streams
+    (`check_body_digest` on its SHA-256): a request that is not signed never
+    gets its body read. `has_body` says the request announces a body
+    (`Content-Length` above 0 or chunked); such a signature must cover
+    `content-digest`. With `node`, the signature must cover `sharechain-node`
+    naming it (a request meant for another node is refused). Raises
+    `AuthenticationError` saying why a request is refused. `headers` must be
+    case-insensitive (lower-case names are looked up); `public_key(org)` returns
+    the organisation's current signing key, or None when it is not active.
     """
-    inputs = _one(headers.get("signature-input"), "Signature-Input", inner=True)
-    signatures = _one(headers.get("signature"), "Signature", inner=False)
+    inputs = parse_dictionary(headers.get("signature-input"), "Signature-Input", inner=True)
+    signatures = parse_dictionary(headers.get("signature"), "Signature", inner=False)
     label = next(iter(inputs))
     if label not in signatures:
         raise AuthenticationError(f"no Signature for the label {label!r} of Signature-Input")
@@ -329,8 +224,10 @@ def verify_request(
     if not isinstance(signature, bytes):
         raise AuthenticationError("Signature must be a byte sequence (:base64:)")
     missing = [c for c in REQUIRED_COMPONENTS if c not in covered]
-    if body and "content-digest" not in covered:
+    if has_body and "content-digest" not in covered:
         missing.append("content-digest")
+    if node is not None and NODE_COMPONENT not in covered:
+        missing.append(f"{NODE_COMPONENT} (the id of the node the request is meant for)")
     if missing:
         raise AuthenticationError(f"the signature must cover {', '.join(missing)}")
     created, expires, nonce, org = (
@@ -363,11 +260,17 @@ def verify_request(
         "@path": path,
         "@query": query,
     }
+    digest: str | None = None
     if "content-digest" in covered:
-        digest = headers.get("content-digest", "")
-        if digest != content_digest(body):
-            raise AuthenticationError("Content-Digest does not match the request body")
-        components["content-digest"] = digest
+        digest = components["content-digest"] = headers.get("content-digest", "")
+    if NODE_COMPONENT in covered:
+        meant = headers.get(NODE_COMPONENT, "")
+        if node is not None and meant != node:
+            raise AuthenticationError(
+                f"the request was signed for node {meant!r}, and this is {node}'s node; "
+                "sign it for the node it is sent to"
+            )
+        components[NODE_COMPONENT] = meant
     unknown = [c for c in covered if c not in components]
     if unknown:
         raise AuthenticationError(f"cannot cover components {unknown}")
@@ -384,4 +287,46 @@ def verify_request(
             f"the request signature does not verify under {org}'s current key"
         ) from None
     nonces.check_and_add(org, nonce, expires, t, created)
-    return SignedRequest(org, created, expires, nonce)
+    return SignedRequest(org, created, expires, nonce, digest)
+
+
+def check_body_digest(signed: SignedRequest, sha256: bytes) -> None:
+    """Raise `AuthenticationError` unless the body's SHA-256 is what the signature covered."""
+    if signed.digest is None:
+        if sha256 != _EMPTY_SHA256:
+            raise AuthenticationError("the signature must cover content-digest of the body")
+        return
+    expected = f"sha-256=:{base64.b64encode(sha256).decode()}:"
+    if signed.digest != expected:
+        raise AuthenticationError("Content-Digest does not match the request body")
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").digest()
+
+
+def verify_request(
+    *,
+    method: str,
+    authority: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    public_key: Callable[[str], bytes | None],
+    nonces: NonceCache,
+    node: str | None = None,
+    now: Callable[[], float] = time.time,
+) -> SignedRequest:
+    """Check a whole request (headers, then the body against its `Content-Digest`)."""
+    signed = verify_headers(
+        method=method,
+        authority=authority,
+        target=target,
+        headers=headers,
+        has_body=bool(body),
+        public_key=public_key,
+        nonces=nonces,
+        node=node,
+        now=now,
+    )
+    check_body_digest(signed, hashlib.sha256(body).digest())
+    return signed

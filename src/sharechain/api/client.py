@@ -36,7 +36,7 @@ from sharechain.errors import (
 from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
-__all__ = ["NodeClient", "SignatureAuth", "raise_for_reply"]
+__all__ = ["NodeClient", "SignatureAuth", "raise_for_reply", "trust_ca"]
 
 
 class SignatureAuth(httpx.Auth):
@@ -49,11 +49,13 @@ class SignatureAuth(httpx.Auth):
         org: str,
         key: SigningKey,
         *,
+        node: Callable[[], str | None] = lambda: None,
         now: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.org = org
         self._key = key
+        self._node = node
         self._now = now
         self._rng = rng
 
@@ -65,6 +67,7 @@ class SignatureAuth(httpx.Auth):
             request.url.netloc.decode("ascii"),
             request.url.raw_path.decode("ascii"),
             request.content,
+            node=self._node(),
             now=self._now,
             rng=self._rng,
         )
@@ -102,15 +105,41 @@ raise_for_reply = _raise_for
 _CBOR = "application/cbor"
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """httpx's default TLS context, made once per process and shared by every client.
+_TRUSTED: list[str] = []
 
-    Making it loads the CA bundle: ~20 ms of CPU, which each new client paid,
+
+def trust_ca(path: str | os.PathLike[str] | None) -> None:
+    """Trust the CA bundle at `path` (PEM) for every `NodeClient` of this process.
+
+    A node started with `--tls-ca` and the command line given one call this
+    once, so every client (replication, blob fetching, the data plane) checks
+    the nodes' certificates against the consortium's CA; None restores the
+    system's CAs.
+    """
+    _TRUSTED[:] = [] if path is None else [str(path)]
+
+
+def _tls(
+    ca: str | None, cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None
+) -> ssl.SSLContext:
+    trusted = ca or (_TRUSTED[0] if _TRUSTED else None)
+    if cert is None:
+        return _context(trusted)
+    return _context(trusted, str(cert[0]), str(cert[1]))
+
+
+@functools.cache
+def _context(ca: str | None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A TLS context per CA bundle, made once per process and shared by every client.
+
+    Making one loads the CA bundle: ~20 ms of CPU, which each new client paid,
     even for plain-HTTP nodes (a benchmark opening 17 clients lost 8 us per
     transaction to it). An SSLContext may serve many connections and threads.
     """
-    return httpx.create_ssl_context()
+    context = httpx.create_ssl_context() if ca is None else ssl.create_default_context(cafile=ca)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
 
 
 def _receipt(value: dict[str, Any]) -> Receipt:
@@ -145,20 +174,41 @@ class NodeClient:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        node: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
+        cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
+        """A client of the node at `base_url`, signing as `org` with `key`.
+
+        `node` is the organisation whose node this is: every signature names it,
+        so the request is refused by any other node. Left out, it is read once
+        from the node's `/v1/health`. `ca` is a CA bundle (PEM) to trust for an
+        `https` node instead of the process's default (`trust_ca`); `cert` is
+        this organisation's (certificate, key) PEM files, for a node that asks
+        clients for one (mutual TLS).
+        """
         self.base_url = base_url.rstrip("/")
         self.org = org
         self._cbor_submit = True
         """Submit batches as CBOR; cleared when the node predates CBOR submissions."""
-        self._auth = SignatureAuth(org, key, now=now)
+        self._node_id = node
+        self._auth = SignatureAuth(org, key, node=self.node_id, now=now)
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=self._auth,
             timeout=timeout,
             transport=transport,
-            verify=_tls(),
+            verify=_tls(None if ca is None else str(ca), cert),
         )
+
+    def node_id(self) -> str:
+        """The organisation whose node this client talks to (asked once, unsigned)."""
+        if self._node_id is None:
+            reply = self._http.get("/v1/health", auth=None)
+            _raise_for(reply)
+            self._node_id = str(reply.json()["org"])
+        return self._node_id
 
     def close(self) -> None:
         self._http.close()

@@ -20,6 +20,7 @@ __all__ = [
     "CustodyEntry",
     "CustodyStored",
     "KeyRelease",
+    "KeySession",
     "PeerList",
     "ReleaseBody",
     "Shredded",
@@ -113,7 +114,19 @@ class ReleaseBody(Model):
     """A grantee's request for a custodian's key (or share)."""
 
     session: str = Field(..., min_length=8, max_length=128, pattern="^[0-9A-Za-z_-]+$")
-    """Fetch session: the shares of one threshold fetch share it and count as one use."""
+    """Fetch session, issued by a custodian's node (`key-session`): the shares of one
+    threshold fetch share it and count as one use."""
+
+
+class KeySession(Model):
+    """A key-release session a custodian's node issued to the caller (single-use)."""
+
+    grant: str
+    """The grant it is bound to (full id)."""
+    session: str
+    """The session id to name in `POST /v1/grants/{grant}/key-release`."""
+    expires: int
+    """When it stops being usable (Unix seconds)."""
 
 
 class KeyRelease(Model):

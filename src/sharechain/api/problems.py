@@ -108,6 +108,7 @@ _MEANING: dict[int, str] = {
     415: "a body in a media type the endpoint does not take",
     416: "the range is outside the blob",
     422: "the parameters or body do not match the API",
+    429: "the caller passed one of its limits (rate, quota); `Retry-After` says when to retry",
     502: "a peer answered with data that failed its checks",
     503: "the node or its ordering service cannot serve now (or the node is quarantined)",
 }
@@ -134,7 +135,7 @@ def error_responses(
     return out
 
 
-SIGNED_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 503)
+SIGNED_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 429, 503)
 """What any signed route may answer besides its success."""
 OPEN_ERRORS = error_responses(413, 503, s503="the node is quarantined (the detail says why)")
 """What the unsigned routes (health, readiness, metrics) may answer besides their success."""

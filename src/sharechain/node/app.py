@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sharechain.api.models import (
@@ -56,8 +57,10 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
 from sharechain.node import custody, delivery, queries, upkeep
 from sharechain.node.deps import Auth
+from sharechain.node.quotas import Limits, PerSource, QuotaError, SubmissionQuota, WaitSlots
 from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
+from sharechain.node.sessions import KeySessions
 from sharechain.node.submissions import (
     CBOR,
     QUEUED_DOC,
@@ -81,11 +84,14 @@ The node never imports those layers: whoever starts it (the command line, a test
 passes their `mount` function in, so `node/` stays below the faces."""
 
 
-def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
+def create_app(
+    node: Node, extensions: Sequence[Extension] = (), limits: Limits | None = None
+) -> FastAPI:
     """The API of `node` (which the caller starts and stops); one per node.
 
     Each of `extensions` is called with the app and the node once the API's own
-    routes are in place.
+    routes are in place. `limits` bound what each caller may cost the node
+    (`sharechain.node.quotas`).
 
     The app also holds the node's data-plane state that lives as long as its
     API: `app.state.upkeep` (shredding and blob fetching after commits) and
@@ -102,16 +108,25 @@ def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
             'alg="ed25519".'
         ),
     )
+    limits = limits or Limits()
     app.state.node = node
-    app.state.uploads = Uploads()  # blobs being received in chunks (`node.uploads`)
+    app.state.limits = limits
+    app.state.uploads = Uploads(per_member=limits.upload_sessions_per_member)
+    app.state.uploads.sweep(delivery.blobs_of(node), at_start=True)  # leftovers of a crash
+    app.state.key_sessions = KeySessions(limits.key_sessions_per_caller)
+    app.state.pending_deposits = custody.PendingDeposits(limits.pending_deposits_per_member)
+    quota = SubmissionQuota(limits.submissions_per_block)
+    junk = PerSource(limits.bad_submissions_per_minute)
+    long_polls = WaitSlots(limits.long_polls_per_caller)
 
-    refuse_in_json(app, node)  # oversized bodies, a quarantined node, every error
+    # signatures before bodies, oversized bodies, a quarantined node, every error
+    refuse_in_json(app, node, limits)
 
     # -- operations ---------------------------------------------------------
 
     @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
-    def health() -> dict[str, Any]:
-        """Liveness: the process answers."""
+    async def health() -> dict[str, Any]:
+        """Liveness: the process answers (on the event loop: no worker thread needed)."""
         return {"status": "ok", "org": node.org}
 
     @app.get(
@@ -171,7 +186,9 @@ def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
                 400,
                 415,
                 422,
+                429,
                 s400="a malformed CBOR body, or an envelope that is not one",
+                s429="the caller passed its submission quota for this block (`Retry-After`)",
                 s415="a body neither JSON nor CBOR",
                 s422="a JSON body that does not match SubmitBody",
             ),
@@ -186,9 +203,20 @@ def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
         naming the first that is not); a body that is no transaction is
         committed with the code `bad_encoding`, like any invalid transaction.
         """
-        sub = parse_submission(request.headers.get("content-type", ""), await request.body())
+        if junk.exhausted(who.org):
+            raise QuotaError(
+                f"{who.org} sent too many malformed submissions; fix the client and retry "
+                "in a minute",
+                retry_after=60,
+            )
+        try:
+            sub = parse_submission(request.headers.get("content-type", ""), await request.body())
+            quota.charge(who.org, len(sub.raws), node.ledger.height)
+            admit(sub.raws)
+        except (EncodingError, RequestValidationError):
+            junk.allow(who.org)  # counted against the sender; refused as before
+            raise
         raws = sub.raws
-        admit(raws)
         cbor = accepts_cbor(request.headers.get("accept", ""))
         if node.forward is not None:
             batch = await run_in_threadpool(node.submit_batch, raws)
@@ -292,8 +320,11 @@ def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
         wait: Annotated[float, Query(ge=0.0, le=10.0)] = 0.0,
     ) -> Response:
         """Raw blocks from `start` (a CBOR array of block encodings), long-polled up to `wait` s."""
-        if wait > 0 and node.ledger.height < start:
-            node.wait_height(start, wait)
+        if wait > 0 and node.ledger.height < start and long_polls.take(who.org):
+            try:  # a caller holding its share of long-polls is answered at once
+                node.wait_height(start, wait)
+            finally:
+                long_polls.give_back(who.org)
         out: list[bytes] = []
         size = 0
         for _, data in node.store.iter_blocks(start):

@@ -11,6 +11,9 @@ chain names and lets the grantees collect them, with the chain as the gate:
 - `GET`/`DELETE /v1/custody/...`: the organisation itself reads its wrapped
   entry (its tools rotate keys with it); the owner destroys entries of epochs
   the chain has moved past (or of a purged dataset).
+- `POST /v1/grants/{grant}/key-session`: a fresh key-release session, issued
+  by this node to the caller for the grant, single-use, expiring
+  (`sharechain.node.sessions`); a release names one, so every release counts.
 - `POST /v1/grants/{grant}/key-release`: this node, as a custodian, checks
   the grant on its own copy of the chain, wraps its key or share to the
   requester, submits `grant.key-release` (so the outcome is on the chain
@@ -28,10 +31,12 @@ chain names and lets the grantees collect them, with the chain as the gate:
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from sharechain.api.data_plane import (
@@ -40,6 +45,7 @@ from sharechain.api.data_plane import (
     CustodyEntry,
     CustodyStored,
     KeyRelease,
+    KeySession,
     PeerList,
     ReleaseBody,
     Shredded,
@@ -48,7 +54,7 @@ from sharechain.api.models import EpochReply
 from sharechain.api.problems import SIGNED_ERRORS, NoKey, ReleaseRefused, error_responses
 from sharechain.api.wire import jsonable
 from sharechain.contracts import queries
-from sharechain.contracts.epochs import epoch_from_value
+from sharechain.contracts.epochs import check_deposit
 from sharechain.contracts.grants import KEY_RELEASE
 from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
@@ -56,14 +62,19 @@ from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.delivery import blobs_of, lazy_shred, vault_of
 from sharechain.node.deps import Auth, HexId, NodeDep
+from sharechain.node.quotas import TooLargeError
+from sharechain.node.service import Node
+from sharechain.node.sessions import KeySessions
 from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release
 from sharechain.sharing.shredding import shred_here
 from sharechain.storage.vault import KINDS
 
-__all__ = ["RELEASE_TIMEOUT", "router"]
+__all__ = ["RELEASE_TIMEOUT", "PendingDeposits", "router"]
 
 RELEASE_TIMEOUT: Final = 30.0
 """Seconds a key release waits for its transaction to commit."""
+SESSION_CATCH_UP: Final = 5.0
+"""Seconds a release waits for this chain to show another custodian's release in its session."""
 
 router = APIRouter(tags=["data plane"], responses=SIGNED_ERRORS)
 
@@ -75,20 +86,24 @@ def _check_kind(kind: str) -> None:
 
 @router.put("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyStored)
 def put_custody(
-    dataset: HexId, epoch: int, kind: str, body: CustodyBody, who: Auth, node: NodeDep
+    dataset: HexId,
+    epoch: int,
+    kind: str,
+    body: CustodyBody,
+    who: Auth,
+    node: NodeDep,
+    request: Request,
 ) -> dict[str, Any]:
     """Keep this organisation's key or share of a dataset's epoch, wrapped by the owner."""
     _check_kind(kind)
     if lazy_shred(node, dataset):
         raise AccessDeniedError(f"dataset {dataset} is purged; this node keeps no keys of it")
-    on_chain = StateReader(node.store).get(f"epoch/{dataset}/{epoch:012d}")
-    if on_chain is not None:
-        e = epoch_from_value(on_chain)
-        if who.org != e.by or (node.org not in e.holders and node.org != e.by):
-            raise AccessDeniedError(
-                f"only the owner ({e.by}) deposits keys of dataset {dataset}, and only with "
-                f"its custodians ({', '.join(e.holders)})"
-            )
+    reader = StateReader(node.store)
+    check_deposit(reader, dataset, epoch, who.org, node.org)
+    pending: PendingDeposits | None = None
+    if reader.get(dataset_key(dataset)) is None:  # before registration: bounded per member
+        pending = request.app.state.pending_deposits
+        pending.admit(who.org, dataset)
     vault = vault_of(node)
     if vault.has(dataset, epoch, kind):
         raise AccessDeniedError(
@@ -96,7 +111,38 @@ def put_custody(
             "vault slots are written once"
         )
     vault.put_wrapped(dataset, epoch, kind, bytes.fromhex(body.wrapped))
+    if pending is not None:
+        pending.add(who.org, dataset)
     return {"org": node.org, "dataset": dataset, "epoch": epoch, "kind": kind, "stored": True}
+
+
+class PendingDeposits:
+    """Datasets not on the chain yet that each member deposited keys of; bounded per member.
+
+    Before a dataset is registered nobody but its owner knows its id, so such
+    deposits cannot be checked against the chain: each member may hold at most
+    `per_member` of them on this node (413 beyond) until its datasets register.
+    """
+
+    def __init__(self, per_member: int) -> None:
+        self.per_member = per_member
+        self._by: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, org: str, dataset: str) -> None:
+        """Raise `TooLargeError` (413) if `org` may not deposit keys of one more such dataset."""
+        with self._lock:
+            held = self._by.get(org, set())
+            if dataset not in held and len(held) >= self.per_member:
+                raise TooLargeError(
+                    f"{org} deposited keys of {len(held)} datasets not on the chain yet (at "
+                    f"most {self.per_member}); register them before depositing more"
+                )
+
+    def add(self, org: str, dataset: str) -> None:
+        """Count a deposit `org` made of `dataset` (not on the chain yet)."""
+        with self._lock:
+            self._by.setdefault(org, set()).add(dataset)
 
 
 @router.get("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyEntry)
@@ -166,20 +212,58 @@ def peers(who: Auth, node: NodeDep) -> dict[str, Any]:
     return {"org": node.org, "peers": dict(node.config.peers)}
 
 
+@router.post("/v1/grants/{grant}/key-session", response_model=KeySession)
+def key_session(grant: HexId, who: Auth, node: NodeDep, request: Request) -> dict[str, Any]:
+    """A key-release session for the caller under `grant`: random, single-use, expiring.
+
+    `POST /v1/grants/{grant}/key-release` names it; a threshold fetch names the
+    session of its first release at the other custodians too (one use on the chain).
+    """
+    # Issued to any member: a release by another than the grantee is then refused by
+    # the chain, and its refusal recorded there (`wrong_grantee`), as before.
+    view = queries.grant(node.store, grant)
+    sessions: KeySessions = request.app.state.key_sessions
+    issued = sessions.issue(view.grant.id, who.org)
+    return {"grant": view.grant.id, "session": issued.session, "expires": int(issued.expires)}
+
+
+def _released_in(node: Node, grant: str, session: str) -> bool:
+    """Does this node's chain record a release of `grant` in `session` (by any custodian)?
+
+    The further shares of a threshold fetch come right after the first release
+    committed on the first custodian's node: wait briefly for this chain to catch up.
+    """
+    deadline = time.monotonic() + SESSION_CATCH_UP
+    while True:
+        if StateReader(node.store).get(f"keyrel/{grant}/{session}") is not None:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0 or not node.wait_height(node.ledger.height + 1, left):
+            return False
+
+
 @router.post(
     "/v1/grants/{grant}/key-release",
     response_model=KeyRelease,
     responses=error_responses(403, 409, s403=ReleaseRefused, s409=NoKey),
 )
 def key_release(
-    grant: HexId, body: ReleaseBody, who: Auth, node: NodeDep
+    grant: HexId, body: ReleaseBody, who: Auth, node: NodeDep, request: Request
 ) -> dict[str, Any] | JSONResponse:
     """Release this custodian's key (or share) of the grant's dataset to the requester.
 
-    The wrap is made for the requester; the chain decides (`grant.key-release`) and the
-    wrap is returned only if it accepted, so only the grantee ever receives one.
+    The session must be one this node issued to the caller for this grant, or one
+    the chain already records a release of this grant in (another custodian's
+    share of the same fetch); either way this node releases under it once (403
+    otherwise). The wrap is made for the requester; the chain decides
+    (`grant.key-release`) and the wrap is returned only if it accepted, so only the
+    grantee ever receives one.
     """
     view = queries.grant(node.store, grant)
+    sessions: KeySessions = request.app.state.key_sessions
+    grant = view.grant.id
+    on_chain = _released_in(node, grant, body.session)
+    sessions.consume(body.session, grant, who.org, on_chain=on_chain)
     lazy_shred(node, view.grant.dataset)  # a purged dataset's key is gone before we look
     epoch = key_epoch(node.store, view.grant.dataset)
     recipient = encryption_key(queries.organisations(node.store), who.org)

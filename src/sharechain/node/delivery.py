@@ -47,7 +47,6 @@ from sharechain.api.data_plane import (
 )
 from sharechain.api.problems import (
     SIGNED_ERRORS,
-    ErrorBody,
     OffsetConflict,
     RangeRefused,
     error_responses,
@@ -57,6 +56,7 @@ from sharechain.contracts.epochs import KeyEpoch, epoch_from_value
 from sharechain.errors import AccessDeniedError, NotFoundError
 from sharechain.ledger.state import StateReader
 from sharechain.node.deps import Auth, Caller, NodeDep, UploadsDep
+from sharechain.node.refusals import MAX_CHUNK_BYTES
 from sharechain.node.service import Node
 from sharechain.sharing.shredding import (
     purged_naming,
@@ -69,7 +69,7 @@ __all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "blobs_of", "lazy_shred", "router", "vau
 
 CHUNK: Final = 1 << 20
 """Bytes read from disk per step while streaming a blob."""
-MAX_UPLOAD_CHUNK: Final = 32 << 20
+MAX_UPLOAD_CHUNK: Final = MAX_CHUNK_BYTES
 """Largest chunk one `PUT /v1/blobs` request may carry (requests are signed whole)."""
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _Digest = Annotated[str, PathParam(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")]
@@ -295,23 +295,17 @@ async def put_blob(
     raw = bytes.fromhex(parse_digest(digest))
     _lazy_shred_blob(node, raw)
     _may_write(node, who, raw)
-    body = await request.body()  # already read (and digest-checked) by the signature check
-    if len(body) > MAX_UPLOAD_CHUNK:
-        return _too_large()
     store = blobs_of(node)
     if store.has(raw):
         return JSONResponse(
             BlobStored(digest=digest, stored=True, size=store.size(raw)).model_dump()
         )
+    uploads.admit(store, digest, who.org)
+    # Read only now, signer and caller known: the guard stops it at MAX_UPLOAD_CHUNK
+    # and checks it against the signed Content-Digest as it arrives.
+    body = await request.body()
     reply = await uploads.receive_chunk(store, raw, offset, body, final)
     return JSONResponse(reply.body.model_dump(), status_code=reply.status)
-
-
-def _too_large() -> JSONResponse:
-    refusal = ErrorBody(
-        error="too_large", detail=f"send chunks of at most {MAX_UPLOAD_CHUNK} bytes"
-    )
-    return JSONResponse(refusal.model_dump(), status_code=413)
 
 
 @router.put(
@@ -340,10 +334,10 @@ async def put_streamed(
             "with PUT /v1/blobs/{digest}"
         )
     raw = None if digest is None else bytes.fromhex(parse_digest(digest))
-    body = await request.body()  # already read (and digest-checked) by the signature check
-    if len(body) > MAX_UPLOAD_CHUNK:
-        return _too_large()
-    reply = await uploads.receive_streamed(blobs_of(node), upload, raw, offset, body, final)
+    store = blobs_of(node)
+    uploads.admit(store, f"id-{upload}", who.org)
+    body = await request.body()  # checked by the guard as it streams (size, digest)
+    reply = await uploads.receive_streamed(store, upload, raw, offset, body, final)
     return JSONResponse(reply.body.model_dump(), status_code=reply.status)
 
 

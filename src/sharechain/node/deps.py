@@ -14,12 +14,14 @@ from fastapi import Depends, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel
 
-from sharechain.api.auth import verify_request
-from sharechain.errors import AccessDeniedError
+from sharechain.api.auth import SignedRequest
+from sharechain.errors import AccessDeniedError, AuthenticationError
+from sharechain.node.quotas import Limits
+from sharechain.node.refusals import SIGNED_SCOPE
 from sharechain.node.service import Node
 from sharechain.node.uploads import Uploads
 
-__all__ = ["Auth", "Caller", "HexId", "NodeDep", "UploadsDep", "authenticate"]
+__all__ = ["Auth", "Caller", "HexId", "LimitsDep", "NodeDep", "UploadsDep", "authenticate"]
 
 
 class Caller(BaseModel):
@@ -42,21 +44,16 @@ class Caller(BaseModel):
 
 
 async def authenticate(request: Request) -> Caller:
-    """Verify the request's signature; raises `AuthenticationError` (401) saying why not."""
+    """The caller whose signature the guard checked (`sharechain.node.refusals`).
+
+    The guard verifies every signed path's signature from the headers, before
+    the body is read, and checks the body against it as it streams. Async so
+    FastAPI runs it on the event loop, not in a worker thread (it never blocks).
+    """
     node: Node = request.app.state.node
-    body = await request.body()
-    path = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string", b"")
-    signed = verify_request(
-        method=request.method,
-        authority=request.headers.get("host", ""),
-        target=f"{path.decode('latin-1')}?{query.decode('latin-1')}",
-        headers=request.headers,
-        body=body,
-        public_key=node.public_key,
-        nonces=node.nonces,
-        now=node.now,
-    )
+    signed: SignedRequest | None = request.scope.get(SIGNED_SCOPE)
+    if signed is None:
+        raise AuthenticationError("the request is not signed; sign it as RFC 9421 describes")
     return Caller(org=signed.org, roles=node.roles(signed.org))
 
 
@@ -68,6 +65,11 @@ def _node(request: Request) -> Node:
     return node
 
 
+def _limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
 def _uploads(request: Request) -> Uploads:
     uploads: Uploads = request.app.state.uploads
     return uploads
@@ -75,6 +77,8 @@ def _uploads(request: Request) -> Uploads:
 
 NodeDep = Annotated[Node, Depends(_node)]
 """The node whose API serves the request."""
+LimitsDep = Annotated[Limits, Depends(_limits)]
+"""The node's per-caller limits (`sharechain.node.quotas`)."""
 UploadsDep = Annotated[Uploads, Depends(_uploads)]
 """The chunked uploads in progress on that node."""
 HexId = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]

@@ -12,14 +12,17 @@ The bodies are the models of `sharechain.api.problems`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sharechain.api.auth import SignedRequest, check_body_digest, verify_headers
 from sharechain.api.problems import ErrorBody, FieldError, InvalidBody
 from sharechain.errors import (
     AccessDeniedError,
@@ -34,18 +37,41 @@ from sharechain.errors import (
     SharechainError,
     TransactionRejectedError,
 )
+from sharechain.node.quotas import Limits, PerSource, QuotaError, TooLargeError
 from sharechain.node.service import Node
 
-__all__ = ["ACCEPT_SIGNATURE", "MAX_BODY_BYTES", "OPEN_PATHS", "refuse_in_json"]
+__all__ = [
+    "ACCEPT_SIGNATURE",
+    "MAX_BODY_BYTES",
+    "MAX_CHUNK_BYTES",
+    "OPEN_PATHS",
+    "SIGNED_SCOPE",
+    "body_limit",
+    "refuse_in_json",
+]
 
 log = logging.getLogger("sharechain.node.api")
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
-ACCEPT_SIGNATURE = 'sig1=("@method" "@authority" "@path" "@query" "content-digest");alg="ed25519"'
+MAX_BODY_BYTES = Limits().max_body
+MAX_CHUNK_BYTES = 32 << 20
+"""Largest chunk one `PUT /v1/blobs` or `/v1/uploads` request may carry."""
+_CLOSE = {"Connection": "close"}
+"""Sent with a refusal whose body is left unread, so the server drops the connection
+rather than reading (and discarding) the rest of the body."""
+DRAIN_BYTES = 1 << 20
+"""Largest unread body of a refused request the server may discard to keep its connection."""
+SIGNED_SCOPE = "sharechain.signed"
+"""Where the guard leaves the verified signature (`SignedRequest`) in the ASGI scope."""
+ACCEPT_SIGNATURE = (
+    'sig1=("@method" "@authority" "@path" "@query" "sharechain-node" "content-digest");'
+    'alg="ed25519"'
+)
 OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/openapi.json", "/docs"})
 
 _STATUS: dict[type[SharechainError], tuple[int, str]] = {
     AuthenticationError: (401, "unauthenticated"),
+    TooLargeError: (413, "too_large"),
+    QuotaError: (429, "too_many_requests"),
     AccessDeniedError: (403, "forbidden"),
     NotFoundError: (404, "not_found"),
     EncodingError: (400, "bad_request"),
@@ -65,8 +91,60 @@ def _error(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def body_limit(limits: Limits, method: str, path: str) -> int:
+    """The largest body a request may carry: a blob chunk, or any other body."""
+    if method == "PUT" and path.startswith(("/v1/blobs/", "/v1/uploads/")):
+        return min(MAX_CHUNK_BYTES, limits.max_body)
+    return limits.max_body
+
+
+class _Metered:
+    """The request's body messages, counted against its limit and hashed for its signature.
+
+    Raises `TooLargeError` (413) at the first message past the limit, so a body
+    is never read further than that, chunked or not; raises
+    `AuthenticationError` (401) at the end of a body whose SHA-256 is not the
+    `Content-Digest` the signature covered (the handler has only buffered it).
+    """
+
+    def __init__(self, receive: Receive, limit: int, signed: SignedRequest | None) -> None:
+        self.receive = receive
+        self.limit = limit
+        self.signed = signed
+        self.seen = 0
+        self.hash = hashlib.sha256()
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        if message["type"] != "http.request":
+            return message
+        chunk = message.get("body", b"")
+        self.seen += len(chunk)
+        if self.seen > self.limit:
+            raise TooLargeError(f"request bodies here are limited to {self.limit} bytes")
+        if self.signed is not None:
+            self.hash.update(chunk)
+            if not message.get("more_body", False):
+                check_body_digest(self.signed, self.hash.digest())
+        return message
+
+
 class _Guard:
-    """Refuse oversized bodies (413) and, on a quarantined node, everything but OPEN_PATHS.
+    """Check every request before its body is read: size, quarantine, signature, rate.
+
+    A signed path (`/v1/...` but OPEN_PATHS) gets its RFC 9421 signature checked
+    from the headers alone; the caller (`SIGNED_SCOPE` in the ASGI scope) is what
+    `sharechain.node.deps.Auth` hands the routes, and the body is then checked
+    against the signed `Content-Digest` while it streams. An unsigned or forged
+    request is refused before one byte of its body is read, and a client address
+    that keeps sending them is refused (429) without even a signature check.
 
     A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's
     `BaseHTTPMiddleware` wraps every message of a request body in a task group, which
@@ -74,47 +152,112 @@ class _Guard:
     time on the event loop.
     """
 
-    def __init__(self, app: ASGIApp, node: Node) -> None:
+    def __init__(self, app: ASGIApp, node: Node, limits: Limits) -> None:
         self.app = app
         self.node = node
+        self.limits = limits
+        self.unsigned = PerSource(limits.unsigned_per_minute)
+        self.logs = PerSource(limits.logs_per_minute)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method, path = scope.get("method", "GET"), scope.get("path", "")
+        limit = body_limit(self.limits, method, path)
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            why = f"request bodies here are limited to {limit} bytes"
+            await _error(413, "too_large", why, dict(_CLOSE))(scope, receive, send)
+            return
+        if self.node.problem is not None and path not in OPEN_PATHS:
+            await _error(503, "quarantined", self.node.problem)(scope, receive, send)
+            return
+        signed = None
+        if path.startswith("/v1/") and path not in OPEN_PATHS:
+            source = str((scope.get("client") or ("unknown",))[0])
+            if _header(scope, b"signature") is None and self.unsigned.exhausted(source):
+                # Refused too often: unsigned requests are not even looked at. A signed one
+                # is still checked, since an address may be shared (NAT, nodes on one host).
+                await self._too_many(scope, receive, send, source)
                 return
-        await self.app(scope, receive, send)
+            has_body = length not in (None, "0") or _header(scope, b"transfer-encoding") is not None
+            try:
+                signed = self._verify(scope, method, has_body)
+            except AuthenticationError as exc:
+                # A large or unbounded body is left unread and the connection dropped; a
+                # small one the server discards, keeping the connection for the next request.
+                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
+                await self._refuse_unsigned(scope, receive, send, source, str(exc), drop)
+                return
+            scope[SIGNED_SCOPE] = signed
+        await self.app(scope, _Metered(receive, limit, signed), send)
 
-    def _refusal(self, scope: Scope) -> JSONResponse | None:
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                length = value.decode("latin-1")
-                if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                    return _error(
-                        413, "too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-                    )
-        if self.node.problem is not None and scope.get("path", "") not in OPEN_PATHS:
-            return _error(503, "quarantined", self.node.problem)
-        return None
+    def _verify(self, scope: Scope, method: str, has_body: bool) -> SignedRequest:
+        headers = Headers(scope=scope)
+        raw_path = scope.get("raw_path") or scope.get("path", "").encode()
+        query = scope.get("query_string", b"")
+        return verify_headers(
+            method=method,
+            authority=headers.get("host", ""),
+            target=f"{raw_path.decode('latin-1')}?{query.decode('latin-1')}",
+            headers=headers,
+            has_body=has_body,
+            public_key=self.node.public_key,
+            nonces=self.node.nonces,
+            node=self.node.org,
+            now=self.node.now,
+        )
+
+    async def _refuse_unsigned(
+        self, scope: Scope, receive: Receive, send: Send, source: str, why: str, drop: bool
+    ) -> None:
+        if self.logs.allow(source):
+            log.info("refused a request from %s to %s: %s", source, scope.get("path"), why)
+        if not self.unsigned.allow(source):
+            await self._too_many(scope, receive, send, source)
+            return
+        headers = {"Accept-Signature": ACCEPT_SIGNATURE}
+        if drop:
+            headers.update(_CLOSE)
+        await _error(401, "unauthenticated", why, headers)(scope, receive, send)
+
+    async def _too_many(self, scope: Scope, receive: Receive, send: Send, source: str) -> None:
+        reply = _error(
+            429,
+            "too_many_requests",
+            f"too many refused requests from {source}; sign requests with the "
+            "organisation's key, and retry in a minute",
+            {"Retry-After": "60"},
+        )
+        await reply(scope, receive, send)
 
 
-def refuse_in_json(app: FastAPI, node: Node) -> None:
+def _refusal(exc: SharechainError) -> JSONResponse:
+    """The JSON refusal of a sharechain error: its status by kind (`_STATUS`)."""
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            status, kind = _STATUS[cls]
+            break
+    else:
+        status, kind = 400, "bad_request"
+    headers = None
+    if status == 401:
+        headers = {"Accept-Signature": ACCEPT_SIGNATURE}
+    elif isinstance(exc, QuotaError):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, TooLargeError):
+        headers = dict(_CLOSE)
+    return _error(status, kind, str(exc), headers)
+
+
+def refuse_in_json(app: FastAPI, node: Node, limits: Limits) -> None:
     """Make every refusal of `app` a JSON error body, and guard it (see `_Guard`)."""
-    app.add_middleware(_Guard, node=node)
+    app.add_middleware(_Guard, node=node, limits=limits)
 
     @app.exception_handler(SharechainError)
     async def sharechain_error(request: Request, exc: SharechainError) -> JSONResponse:
-        for cls in type(exc).__mro__:
-            if cls in _STATUS:
-                status, kind = _STATUS[cls]
-                break
-        else:
-            status, kind = 400, "bad_request"
-        headers = None
-        if status == 401:
-            headers = {"Accept-Signature": ACCEPT_SIGNATURE}
-        return _error(status, kind, str(exc), headers)
+        return _refusal(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,6 +273,10 @@ def refuse_in_json(app: FastAPI, node: Node) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, SharechainError):
+            # FastAPI reports any failure while reading a JSON body as "error parsing the
+            # body"; a body refused by the guard (too large, digest) keeps its own status.
+            return _refusal(exc.__cause__)
         return _error(exc.status_code, "http", str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

@@ -1,5 +1,8 @@
 """Serving a node: uvicorn in the foreground (`sharechain node start`) or in a thread (tests).
 
+HTTPS when given a certificate and key (`TlsFiles`, e.g. from the development
+CA of `sharechain.api.tls`); plain HTTP only when none is given.
+
 `run_node` starts the node's loops, then serves its API until SIGTERM or
 SIGINT, then stops the node cleanly: the loops end, waiting submitters get
 an error, and the store is closed after the last commit.
@@ -10,21 +13,37 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from sharechain.api.client import trust_ca
+from sharechain.api.tls import TlsFiles
 from sharechain.node.app import Extension, create_app
+from sharechain.node.quotas import Limits
 from sharechain.node.service import Node, NodeConfig
 
 __all__ = ["ServerThread", "run_node"]
 
 
-def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
+def _config(
+    app: FastAPI, log_level: str, tls: TlsFiles | None = None, *, client_certs: bool = False
+) -> uvicorn.Config:
+    """uvicorn's settings; with `tls`, HTTPS (and, with `client_certs`, mutual TLS)."""
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        extra = {
+            "ssl_certfile": str(tls.cert),
+            "ssl_keyfile": str(tls.key),
+            "ssl_ca_certs": str(tls.ca),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED if client_certs else ssl.CERT_NONE,
+        }
     return uvicorn.Config(
         app,
         log_level=log_level,
@@ -33,6 +52,7 @@ def _config(app: FastAPI, log_level: str) -> uvicorn.Config:
         timeout_graceful_shutdown=5,
         limit_concurrency=2048,
         backlog=2048,
+        **extra,
     )
 
 
@@ -43,16 +63,26 @@ def run_node(
     *,
     log_level: str = "info",
     extensions: Sequence[Extension] = (),
+    tls: TlsFiles | None = None,
+    client_certs: bool = False,
 ) -> None:
-    """Run a node in the foreground until a signal stops it (`extensions`: see `create_app`)."""
+    """Run a node in the foreground until a signal stops it (`extensions`: see `create_app`).
+
+    With `tls` it serves HTTPS with that certificate and key, and every client the
+    node makes (replication, blob fetching, custody) trusts `tls.ca`; plain HTTP
+    only without it. `client_certs` also requires clients to present a
+    certificate from that CA (mutual TLS).
+    """
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if tls is not None:
+        trust_ca(tls.ca)
     node = Node(config)
     try:
         node.start()
-        cfg = _config(create_app(node, extensions), log_level)
+        cfg = _config(create_app(node, extensions), log_level, tls, client_certs=client_certs)
         _tune_collector()
         cfg.host, cfg.port = host, port
         uvicorn.Server(cfg).run()
@@ -79,16 +109,25 @@ def _tune_collector() -> None:
 class ServerThread:
     """A node's API served by uvicorn in a background thread on 127.0.0.1 (tests, benches)."""
 
-    def __init__(self, node: Node, port: int = 0, extensions: Sequence[Extension] = ()) -> None:
+    def __init__(
+        self,
+        node: Node,
+        port: int = 0,
+        extensions: Sequence[Extension] = (),
+        *,
+        tls: TlsFiles | None = None,
+        client_certs: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
         self.node = node
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(node, extensions)
+        self.url = f"{'http' if tls is None else 'https'}://127.0.0.1:{self.port}"
+        self.app = create_app(node, extensions, limits)
         """The node's API (its `state` holds the upkeep and the uploads in progress)."""
-        self._server = uvicorn.Server(_config(self.app, "warning"))
+        self._server = uvicorn.Server(_config(self.app, "warning", tls, client_certs=client_certs))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )

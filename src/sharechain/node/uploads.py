@@ -23,7 +23,9 @@ hashed its next chunk while the server sat idle. Now:
   mismatch discards everything (422, upload again from 0);
 - a node restarted in the middle of an upload has no session: the next chunk
   rebuilds it from the part file (hashing what is there once), so an upload
-  still resumes where it stopped (409 says where).
+  still resumes where it stopped (409 says where);
+- leftovers are swept (`Uploads.sweep`): streamed parts at start (they cannot
+  resume), any part untouched for a day at start and every minute after.
 
 Streamed uploads (`PUT /v1/uploads/{id}?offset=&final=&digest=`) use the same
 sessions for an owner's tools that send the sealed payload while sealing it,
@@ -39,6 +41,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,14 +53,19 @@ from pydantic import BaseModel
 from sharechain.api.data_plane import BlobStored, ChunkReceived
 from sharechain.api.problems import ErrorBody, OffsetConflict
 from sharechain.api.transfer import install
+from sharechain.node.quotas import TooLargeError
 from sharechain.storage.blobs import BlobStore
 
-__all__ = ["FLUSH_EVERY", "Reply", "Uploads", "part_path"]
+__all__ = ["FLUSH_EVERY", "STALE", "Reply", "Uploads", "part_path"]
 
 FLUSH_EVERY: Final = 64 << 20
 """Bytes written between background flushes of a part file."""
 IDLE: Final = 600.0
 """Seconds after which an abandoned session is closed (its part file stays for resuming)."""
+STALE: Final = 86_400.0
+"""Seconds after which a part file nobody writes is deleted (an upload abandoned for good)."""
+SWEEP_EVERY: Final = 60.0
+"""Seconds between sweeps of abandoned part files."""
 MAX_SESSIONS: Final = 64
 """Open sessions per node; beyond, the least recently used idle ones are closed."""
 
@@ -141,9 +149,55 @@ class _Session:
 class Uploads:
     """The upload sessions of one node's API (kept on its app as `app.state.uploads`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_member: int = MAX_SESSIONS) -> None:
+        self.per_member = per_member
+        """Open sessions one organisation may have (`Limits.upload_sessions_per_member`)."""
         self._sessions: dict[str, _Session] = {}
+        self._owner: dict[str, str] = {}
         self._guard = threading.Lock()
+        self._swept = -SWEEP_EVERY
+
+    def sweep(
+        self, store: BlobStore, *, at_start: bool = False, now: Callable[[], float] = time.time
+    ) -> int:
+        """Delete leftover part files of uploads; how many.
+
+        At start every streamed upload's part goes (its id was random: nobody can
+        resume it); any upload part untouched for `STALE` seconds goes at start and
+        at most every `SWEEP_EVERY` seconds afterwards. Parts of open sessions stay.
+        """
+        t = now()
+        with self._guard:
+            if not at_start and t - self._swept < SWEEP_EVERY:
+                return 0
+            self._swept = t
+            open_parts = {s.part for s in self._sessions.values()}
+        removed = 0
+        for part in (store.root / ".incoming").glob("upload-*.part"):
+            if part in open_parts:
+                continue
+            try:
+                idle = t - part.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if idle > STALE or (at_start and part.name.startswith("upload-id-")):
+                part.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def admit(self, store: BlobStore, name: str, org: str) -> None:
+        """Refuse (413) a new upload of `org` past its share of open sessions."""
+        key = str(store.root / name)
+        with self._guard:
+            if key in self._sessions:
+                return
+            held = [k for k, o in self._owner.items() if o == org and k in self._sessions]
+            if len(held) >= self.per_member:
+                raise TooLargeError(
+                    f"{org} has {len(held)} uploads open on this node (at most "
+                    f"{self.per_member}); finish them, or wait {IDLE:.0f} s for idle ones to close"
+                )
+            self._owner[key] = org
 
     async def receive_chunk(
         self, store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
@@ -180,6 +234,7 @@ class Uploads:
             session.close(discard=False)
 
     def _session(self, store: BlobStore, name: str) -> tuple[_Session, bool]:
+        self.sweep(store)
         key = str(store.root / name)
         now = time.monotonic()
         with self._guard:
@@ -200,6 +255,7 @@ class Uploads:
     def _end(self, session: _Session, *, discard: bool) -> None:
         with self._guard:
             self._sessions.pop(str(session.store.root / session.name), None)
+            self._owner.pop(str(session.store.root / session.name), None)
         session.close(discard=discard)
 
     def _write_failed(self, session: _Session, name: str, exc: OSError) -> Reply:

@@ -68,7 +68,7 @@ def obtain_key(
 ) -> tuple[bytes, tuple[KeyRelease, ...]]:
     """Have the holders release until `epoch.threshold` secrets are in; rebuild the key."""
     keys = ports.chain.keys(grantee)
-    session = ports.rng(16).hex()
+    session = ""  # issued with the first release, named by the further shares
     releases: list[KeyRelease] = []
     secrets: list[bytes] = []
     unreachable: list[str] = []
@@ -83,6 +83,7 @@ def obtain_key(
         except UnreachableError as exc:
             unreachable.append(exc.where)
             continue
+        session = got.session
         release, secret = open_delivery(
             ports.chain, keys, got, grant=grant, session=session, dataset=epoch.dataset
         )

@@ -224,6 +224,7 @@ class LocalCustodian:
         self, holder: str, grant: str, *, to: str, session: str, epoch: KeyEpoch
     ) -> Delivery:
         """`holder` wraps its secret to `to` and records the release; the inbox carries it."""
+        session = session or self.emb.rng(16).hex()  # the embedded store issues it
         recipient = encryption_key(queries.organisations(self.emb.store), to)
         wrapped = wrap_release(self._vault(holder), recipient, epoch, grant=grant, session=session)
         payload = release_payload(grant, to, epoch.epoch, wrapped, session)
@@ -250,7 +251,7 @@ class LocalCustodian:
             got = inbox.collect(epoch.dataset, epoch.epoch, grant, session, holder)
         finally:
             inbox.clear(epoch.dataset, grant, session)
-        return Delivery(holder, epoch.epoch, receipt.tx_id, got)
+        return Delivery(holder, epoch.epoch, receipt.tx_id, got, session)
 
     def destroy(
         self, dataset: str, epoch: int | None, orgs: Sequence[str], *, after: bytes | None

@@ -92,6 +92,8 @@ class Delivery:
     """The `grant.key-release` transaction that recorded the release."""
     wrapped: bytes
     """The secret wrapped to the grantee (HPKE, bound to dataset, grant and session)."""
+    session: str
+    """The key session the release was made in (issued by the first custodian asked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,11 @@ class Custodian(Protocol):
         self, holder: str, grant: str, *, to: str, session: str, epoch: KeyEpoch
     ) -> Delivery:
         """`holder` releases its key or share to `to` (the chain checks the grant).
+
+        An empty `session` asks for a new one: a node issues it, single-use and bound
+        to the grant and the caller (`POST /v1/grants/{g}/key-session`), so a caller
+        cannot choose or replay one; the further shares of one fetch name the session
+        of the first release (`Delivery.session`).
 
         Raises `ReleaseRefusedError` when the chain (or the custodian) refused,
         `UnreachableError` when the holder cannot be asked.

@@ -84,6 +84,10 @@ class RemoteCustodian:
         if node is None:
             raise UnreachableError(f"{holder} (no address of its node is known)")
         try:
+            if not session:  # the custodian's node issues it, bound to the grant and to us
+                issued = node.http.post(f"/v1/grants/{grant}/key-session")
+                raise_for_reply(issued)
+                session = str(issued.json()["session"])
             reply = node.http.post(f"/v1/grants/{grant}/key-release", json={"session": session})
         except httpx.TransportError as exc:
             raise UnreachableError(
@@ -106,6 +110,7 @@ class RemoteCustodian:
             int(got["epoch"]),
             bytes.fromhex(got["tx_id"]),
             bytes.fromhex(got["wrapped"]),
+            session,
         )
 
     def destroy(

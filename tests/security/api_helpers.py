@@ -1,0 +1,156 @@
+"""Helpers for the attack tests on a node's API: consortiums, nodes in-process and as processes.
+
+Kept out of a `conftest.py` (other attack suites share this directory): test
+modules import what they use.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from sharechain.api.client import NodeClient
+from sharechain.contracts._fields import derive_id
+from sharechain.crypto.keyfile import OrgKeys
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.launcher import node_data_dir
+from sharechain.node.quotas import Limits
+from sharechain.node.server import ServerThread
+from sharechain.node.service import Node, NodeConfig
+from sharechain.sharing.remote import publish_remote
+from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
+
+ORGS = (
+    OrgSpec("hospital-a", ("member", "admin")),
+    OrgSpec("bank-b", ("member", "admin")),
+    OrgSpec("regulator", ("member", "supervisor", "admin")),
+)
+
+
+@dataclass
+class Consortium:
+    source: Path
+    base: Path
+
+    @classmethod
+    def make(cls, base: Path) -> Consortium:
+        init_consortium(base / "consortium", ORGS, consortium="attacks")
+        return cls(base / "consortium", base)
+
+    def keys(self, org: str) -> OrgKeys:
+        return DataDir.open(self.source).keys(org)
+
+    def node_dir(self, org: str) -> Path:
+        return node_data_dir(self.source, self.base / "nodes" / org, org)
+
+
+@dataclass
+class InProcess:
+    """A node serving its API from a thread of the test process."""
+
+    node: Node
+    server: ServerThread
+    consortium: Consortium
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self, org: str, **options: object) -> NodeClient:
+        key = self.consortium.keys(org).signing
+        return NodeClient(self.url, org, key, timeout=20.0, **options)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.node.stop()
+
+
+def serve(
+    consortium: Consortium, org: str, *, limits: Limits | None = None, **server: object
+) -> InProcess:
+    node = Node(NodeConfig(data_dir=consortium.node_dir(org), org=org, max_wait=0.005))
+    node.start()
+    thread = ServerThread(node, limits=limits, **server).start()  # type: ignore[arg-type]
+    return InProcess(node, thread, consortium)
+
+
+def publish_and_grant(running: InProcess, work: Path) -> tuple[str, str]:
+    """hospital-a publishes a small dataset (owner custody); bank-b gets a grant: ids."""
+    src = work / "data.bin"
+    src.write_bytes(os.urandom(2000))
+    with running.client("hospital-a") as owner:
+        keys = running.consortium.keys("hospital-a")
+        pub = publish_remote(owner, keys, src, peers={"hospital-a": owner}, title="t")
+
+    def submit(org: str, type: str, payload: dict[str, object]) -> bytes:
+        stx = sign_transaction(running.consortium.keys(org).signing, type, org, payload)
+        with running.client(org) as c:
+            return c.submit_checked(stx.raw).tx_id
+
+    body = {"dataset": pub.dataset, "purpose": "research", "duration": 86_400_000}
+    rid = derive_id("request", submit("bank-b", "access.request", body))
+    submit("regulator", "access.approve", {"request": rid})
+    gid = derive_id("grant", submit("hospital-a", "access.approve", {"request": rid}))
+    return pub.dataset, gid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A node running as its own process (`sharechain.cli.node_cmd start`)."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    org: str
+
+    def peak_rss(self) -> int:
+        """The process's peak resident set size in bytes (VmHWM)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM in /proc status")
+
+
+def spawn(consortium: Consortium, org: str) -> Iterator[Process]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "sharechain.cli.node_cmd", "start", "--data-dir"]
+    cmd += [str(consortium.node_dir(org)), "--org", org, "--listen", f"127.0.0.1:{port}"]
+    cmd += ["--ordering", "solo"]
+    log = (consortium.base / f"{org}.log").open("wb")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (consortium.base / f"{org}.log").read_text()[-2000:]
+                raise AssertionError(f"the node did not start: {tail}")
+            time.sleep(0.1)
+        yield Process(proc, url, org)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
