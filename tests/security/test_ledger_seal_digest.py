@@ -185,3 +185,10 @@ def test_a_process_killed_between_a_blocks_writes_and_its_seal_leaves_a_sealed_s
         assert seal is not None and seal.state_digest == state_digest(emb.store, key)
         receipt = emb.submit("hospital-a", notary.RECORD, {"digest": bytes(32)})
         assert receipt.height == before.height + 1  # type: ignore[union-attr]
+
+
+def test_chain_verify_reports_a_damaged_seal_key_instead_of_raising(consortium: Path) -> None:
+    (consortium / "ledger.seal-key").write_bytes(b"short")
+    with Embedded(consortium, check_store=False) as emb:
+        report = verify_ledger(emb.store, emb.registry)
+    assert not report.ok and "is damaged (not 32 bytes)" in report.reason

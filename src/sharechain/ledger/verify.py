@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sharechain.codec import encode
-from sharechain.errors import ChainError, EncodingError
+from sharechain.errors import ChainError, ConfigError, EncodingError
 from sharechain.ledger.blocks import Block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
@@ -217,7 +217,10 @@ def _compare_indexes(store: Store, replay: Store) -> None:
 
 def _check_seal(store: Store) -> None:
     """The seal's state digest against one recomputed from the (verified) rows."""
-    key = seal_key(store)
+    try:
+        key = seal_key(store)
+    except ConfigError as exc:  # a damaged key file: report it, do not raise
+        raise ChainError(str(exc), None) from None
     if key is None:
         return  # a node's store: never sealed
     seal = read_seal(store, key)  # raises if forged

@@ -111,8 +111,9 @@ class Embedded:
     def _check_store(self) -> None:
         """Check the store against its seal before anything reads it (locked; see `ledger.seal`).
 
-        A store never sealed (older than seals, or its writer died between a
-        commit and its seal) is verified in full once, then sealed.
+        A store never sealed (older than seals), sealed by the first version
+        or behind its head (a node committed blocks here) is verified in full
+        once, then sealed. Then the store's sealer moves the seal with each block.
         """
         key = self._seal_key()
         seal = read_seal(self.store, key)
