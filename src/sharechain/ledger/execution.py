@@ -2,7 +2,7 @@
 
 `execute_block` takes each transaction through the validation pipeline
 (encoding, known and active sender, current key, signature, replay,
-contract) and returns the validation results and the state writes, with
+validity window, contract) and returns the validation results and the state writes, with
 `state_delta_hash` over both. The orderer runs it to build a block, every
 peer runs it again to check one (`sharechain.ledger.chain.Ledger`). Signatures
 made with the sender's key as of block start are checked ahead, in parallel
@@ -23,7 +23,7 @@ from sharechain.errors import ChainError, EncodingError, InvalidSignatureError
 from sharechain.ledger import validation as v
 from sharechain.ledger.blocks import VALID, TxResult, delta_hash
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject
-from sharechain.ledger.genesis import GENESIS_TYPE, apply_genesis
+from sharechain.ledger.genesis import GENESIS_TYPE, GOVERNANCE_KEY, apply_genesis
 from sharechain.ledger.identities import Organisation, org_from_value, org_key
 from sharechain.ledger.state import BlockState, TxState
 from sharechain.ledger.store import Store
@@ -171,6 +171,7 @@ def _execute(
     handlers = registry.handlers
     unindexed = registry.unindexed
     orgs: _Senders = {}
+    window = _Window(ctx.timestamp, _validity_ms(state.get(GOVERNANCE_KEY)))
     for i, stx in enumerate(txs):
         if stx is None:
             result = TxResult(v.BAD_ENCODING, v.CODES[v.BAD_ENCODING])
@@ -185,6 +186,7 @@ def _execute(
             BlockContext(ctx.height, ctx.timestamp, ctx.orderer, i),
             sigs[i],
             stx.id in known or stx.id in seen,
+            window,
             history,
             unindexed,
         )
@@ -202,6 +204,39 @@ def _execute(
         tuple(txs),
         state.after(),
     )
+
+
+def _validity_ms(governance: Any) -> int:
+    """The consortium's transaction validity window (ms) from its governance settings."""
+    value = governance.get(v.TX_VALIDITY_SETTING) if isinstance(governance, dict) else None
+    # Genesis refuses a malformed setting (`apply_genesis`); one that is absent is the default.
+    return value if type(value) is int and value > 0 else v.DEFAULT_TX_VALIDITY_MS
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """When a transaction of this block may have been signed (block time only)."""
+
+    block_time: int
+    """The block's timestamp (ms)."""
+    validity: int
+    """`tx_validity_ms` as of the block's start."""
+
+    def refusal(self, created_at: int) -> TxResult | None:
+        age = self.block_time - created_at
+        if age > self.validity:
+            return TxResult(
+                v.TX_EXPIRED,
+                f"signed {age} ms before the block's time, more than the consortium's "
+                f"{v.TX_VALIDITY_SETTING} of {self.validity} ms; sign it again",
+            )
+        if -age > v.TX_FUTURE_SKEW_MS:
+            return TxResult(
+                v.TX_FROM_FUTURE,
+                f"dated {-age} ms after the block's time (at most {v.TX_FUTURE_SKEW_MS} ms); "
+                "check the sender's clock",
+            )
+        return None
 
 
 _Sender = tuple[Organisation, bytes]
@@ -230,6 +265,7 @@ def _admit(
     stx: SignedTransaction,
     presig: Presigned,
     replayed: bool,
+    window: _Window,
 ) -> TxResult | None:
     """The ledger's own checks, before any contract runs; None when all pass."""
     found = _sender(state, orgs, stx.tx.sender)
@@ -254,7 +290,7 @@ def _admit(
         return TxResult(v.BAD_SIGNATURE, v.CODES[v.BAD_SIGNATURE])
     if replayed:
         return TxResult(v.REPLAY, f"transaction {stx.id.hex()} is already on the chain")
-    return None
+    return window.refusal(stx.tx.created_at)
 
 
 def _check_and_apply(
@@ -265,11 +301,12 @@ def _check_and_apply(
     ctx: BlockContext,
     presig: Presigned,
     replayed: bool,
+    window: _Window,
     history: list[tuple[str, int, bytes]],
     unindexed: tuple[str, ...],
 ) -> TxResult:
     """Admit and run one transaction; appends its history rows, less the `unindexed` keys."""
-    refused = _admit(state, orgs, stx, presig, replayed)
+    refused = _admit(state, orgs, stx, presig, replayed, window)
     handler = handlers.get(stx.tx.type)
     if refused is None and (handler is None or stx.tx.type == GENESIS_TYPE):
         refused = TxResult(v.UNKNOWN_TYPE, f"no contract handles transaction type {stx.tx.type!r}")

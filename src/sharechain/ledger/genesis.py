@@ -25,6 +25,7 @@ from sharechain.ledger.identities import (
     org_to_value,
 )
 from sharechain.ledger.transactions import ENVELOPE_VERSION, NONCE_SIZE, Transaction
+from sharechain.ledger.validation import TX_VALIDITY_SETTING
 
 __all__ = [
     "CONSORTIUM_KEY",
@@ -121,5 +122,12 @@ def apply_genesis(state: State, payload: Mapping[str, Any]) -> None:
         if state.get(org_key(org.id)) is not None:
             raise ValueError(f"organisation {org.id} is listed twice")
         state.put(org_key(org.id), org_to_value(org))
-    state.put(GOVERNANCE_KEY, dict(payload["governance"]))
+    governance = dict(payload["governance"])
+    validity = governance.get(TX_VALIDITY_SETTING, 1)
+    if type(validity) is not int or validity <= 0:
+        raise ValueError(
+            f"governance setting {TX_VALIDITY_SETTING} must be a positive number of "
+            f"milliseconds, got {validity!r}"
+        )
+    state.put(GOVERNANCE_KEY, governance)
     state.put(CONSORTIUM_KEY, payload["consortium"])

@@ -25,7 +25,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
@@ -34,7 +34,7 @@ from pathlib import Path
 from sharechain.errors import ChainError, ConfigError
 from sharechain.ledger.schema import INDEX_END, INDEX_PREFIX, SCHEMA, check_schema, migrate
 
-__all__ = ["Head", "HistoryEntry", "Store", "TxLocation"]
+__all__ = ["BlockChange", "Head", "HistoryEntry", "RowChange", "Store", "TxLocation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,24 @@ class HistoryEntry:
     """Position in the block."""
     tx_id: bytes
     """The transaction id."""
+
+
+RowChange = tuple[str, str, bytes | None, bytes | None]
+"""One state row a block changed: (table, key, value before, value after); None: absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChange:
+    """What one block changed, as the store's sealer sees it (inside the block's transaction)."""
+
+    head: Head
+    """The block just written: the new head."""
+    rows: tuple[RowChange, ...]
+    """Every state row it wrote or deleted, with the value it replaced."""
+    tx_rows: int
+    """Rows it added to the transaction index."""
+    history_rows: int
+    """Rows it added to the history index."""
 
 
 _first = itemgetter(0)
@@ -122,6 +140,9 @@ class Store:
         self._side: sqlite3.Connection | None = None
         """Other threads' reads while a group is open (opened the first time one is)."""
         self._side_lock = threading.RLock()
+        self.sealer: Callable[[Store, BlockChange], None] | None = None
+        """Called inside each block's transaction, after its writes (`sharechain.ledger.seal`):
+        what it writes commits with the block, and what it raises rolls the block back."""
 
     def close(self) -> None:
         with self._lock, self._side_lock:
@@ -305,11 +326,17 @@ class Store:
             # one already indexed; the index keeps pointing at the original.
             tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
             tx_rows.sort(key=_first)  # ids are unique: no need to compare further
-            db.executemany("INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows)
+            new_txs = db.executemany(
+                "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows
+            ).rowcount
             keys = sorted(writes)
             # Index keys sort together: one slice of the sorted keys.
             lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, INDEX_END)
+            changed: list[RowChange] = []
             for table, part in (("state", keys[:lo] + keys[hi:]), ("state_idx", keys[lo:hi])):
+                if self.sealer is not None:
+                    before = self._rows(table, part)
+                    changed += [(table, k, before.get(k), writes[k]) for k in part]
                 puts = [(k, v) for k in part if (v := writes[k]) is not None]
                 dels = [(k,) for k in part if writes[k] is None]
                 if puts:
@@ -325,7 +352,19 @@ class Store:
                     db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
             rows = [(k, height, i, t) for k, i, t in history]
             rows.sort(key=_first)  # stable: a key's rows keep their block order
-            db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
+            added = db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
+            if self.sealer is not None:
+                head = Head(height, block_hash, state_root, timestamp)
+                self.sealer(self, BlockChange(head, tuple(changed), new_txs, added.rowcount))
+
+    def _rows(self, table: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored values of `keys` in `table` (absent keys left out)."""
+        found: dict[str, bytes] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = f"SELECT key, value FROM {table} WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update((k, bytes(v)) for k, v in self._db.execute(q, chunk))
+        return found
 
     @contextmanager
     def group(self) -> Iterator[None]:

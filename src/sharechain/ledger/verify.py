@@ -6,7 +6,10 @@ store (`replay_chain`), checking hash links, orderer signatures, Merkle
 roots, every transaction signature, validation code and `state_delta_hash`
 and each stored block hash and state root, and then that the stored world
 state, transaction index and history index equal the replayed ones, so a
-row edited in the SQLite file is caught. `chain export` walks the same
+row edited in the SQLite file is caught. A store sealed for the embedded
+mode (its seal key beside it) must also carry a seal whose state digest,
+recomputed here from every row, is the one it claims (`sharechain.ledger.seal`):
+a digest that drifted from its rows is reported. `chain export` walks the same
 replay (`replay_chain`) to recover each block's writes, so an export never
 passes a block that `verify_ledger` would refuse.
 
@@ -23,10 +26,11 @@ from pathlib import Path
 from typing import Protocol
 
 from sharechain.codec import encode
-from sharechain.errors import ChainError, EncodingError
+from sharechain.errors import ChainError, ConfigError, EncodingError
 from sharechain.ledger.blocks import Block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
+from sharechain.ledger.seal import read_seal, seal_key, state_digest
 from sharechain.ledger.store import Head, Store
 
 __all__ = ["BlockSource", "Replayed", "VerifyReport", "replay_chain", "verify_ledger"]
@@ -151,6 +155,7 @@ def verify_ledger(
             if progress is not None:
                 progress(done.block.height, total)
         _compare_indexes(store, replay.store)
+        _check_seal(store)
     except sqlite3.DatabaseError as exc:
         return _damaged(exc, replay.height, count)
     except EncodingError as exc:
@@ -208,3 +213,23 @@ def _compare_indexes(store: Store, replay: Store) -> None:
     ):
         if _digest_rows(store, query) != _digest_rows(replay, query):
             raise ChainError(f"the stored {name} differs from the replayed chain", None)
+
+
+def _check_seal(store: Store) -> None:
+    """The seal's state digest against one recomputed from the (verified) rows."""
+    try:
+        key = seal_key(store)
+    except ConfigError as exc:  # a damaged key file: report it, do not raise
+        raise ChainError(str(exc), None) from None
+    if key is None:
+        return  # a node's store: never sealed
+    seal = read_seal(store, key)  # raises if forged
+    head = store.head()
+    if seal is None or head is None or seal.height != head.height:
+        return  # unsealed, or sealed before a node committed: the next open reseals it
+    if state_digest(store, key) != seal.state_digest:
+        raise ChainError(
+            "the state digest in the store's seal differs from its rows (the seal drifted); "
+            "the next open refuses the store: run `sharechain node repair`",
+            None,
+        )

@@ -13,8 +13,8 @@ after the shredding, so a process that died in between leaves it behind and
 the next `Embedded` opened on the directory finishes the job.
 
 Opening checks the store against its seal (`sharechain.ledger.seal`) before
-anything reads it, and every commit seals it again: a row edited in the
-SQLite file is refused, not believed.
+anything reads it, and every commit moves the seal along in the block's own
+SQLite transaction: a row edited in the SQLite file is refused, not believed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sharechain.errors import ChainError, ConfigError, TransactionRejectedError
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
-from sharechain.ledger.seal import check_sealed, read_seal, seal_store
+from sharechain.ledger.seal import StateSealer, check_sealed, read_seal, reseal, seal_key
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.ledger.verify import verify_ledger
@@ -45,9 +45,6 @@ from sharechain.storage.datadir import DataDir
 from sharechain.storage.vault import Inbox, Vault
 
 __all__ = ["Embedded"]
-
-SEAL_KEY_FILE = "ledger.seal-key"
-"""The seal key's file in the data directory (see `sharechain.ledger.seal`)."""
 
 _PURGE_MARK = PURGE.encode()
 """How a purge shows in a transaction's raw bytes (a cheap test before decoding)."""
@@ -102,42 +99,29 @@ class Embedded:
         block = decode_block(data)
         if block.hash() != self.datadir.genesis_hash:
             raise ConfigError("genesis.cbor does not match the genesis hash in consortium.json")
+        self.store.sealer = StateSealer(self._seal_key())
         self.ledger.commit(block, data=data)
-        seal_store(self.store, self._seal_key())
 
     def _seal_key(self) -> bytes:
-        """The key of the store's seal: outside the SQLite file, created on first use."""
-        path = self.datadir.path / SEAL_KEY_FILE
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            key = path.read_bytes()
-            if len(key) != 32:
-                raise ConfigError(
-                    f"{path} is damaged (not 32 bytes); remove it, and the next command "
-                    "verifies the whole chain and seals the store again"
-                ) from None
-            return key
-        key = self.rng(32)
-        try:
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """The key of the store's seal: beside `ledger.db`, created on first use."""
+        key = seal_key(self.store, rng=self.rng)
+        assert key is not None  # created when missing
         return key
 
     def _check_store(self) -> None:
         """Check the store against its seal before anything reads it (locked; see `ledger.seal`).
 
-        A store never sealed (older than seals, or its writer died between a
-        commit and its seal) is verified in full once, then sealed.
+        A store never sealed (older than seals), sealed by the first version
+        or behind its head (a node committed blocks here) is verified in full
+        once, then sealed. Then the store's sealer moves the seal with each block.
         """
         key = self._seal_key()
         seal = read_seal(self.store, key)
         head = self.store.head()
         assert head is not None  # genesis is committed
         if seal is not None and seal.height >= head.height:
-            check_sealed(self.store, seal)
+            check_sealed(self.store, seal, key)
+            self.store.sealer = StateSealer(key)
             return
         report = verify_ledger(self.store, self.registry, genesis_hash=self.datadir.genesis_hash)
         if not report.ok:
@@ -148,7 +132,8 @@ class Embedded:
                 "(or restore it from a backup)",
                 report.bad_height,
             )
-        seal_store(self.store, key)
+        reseal(self.store, key)
+        self.store.sealer = StateSealer(key)
 
     def _check_genesis(self) -> None:
         meta = self.store.block_meta(0)
@@ -201,7 +186,6 @@ class Embedded:
                 key=self.keys(orderer).signing,
                 now=self.now,
             )
-            seal_store(self.store, self._seal_key())
             if purging:
                 for raw, receipt in zip(raws, receipts, strict=True):
                     if receipt.ok and _PURGE_MARK in raw:
