@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO, cast
 
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.contracts.grants import KEY_RELEASE, READ
@@ -136,7 +135,7 @@ def fetch(
                 opened = decrypt_stream(
                     key,
                     sealing.counting(sealed, rest),
-                    cast(BinaryIO, staged.file),
+                    staged.file,
                     expected_epoch=epoch.epoch,
                     ciphertext_sha256=False,
                 )
