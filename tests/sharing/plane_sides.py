@@ -67,6 +67,9 @@ class Side:
         """`org rotate-key` as the command line does it; every copy follows."""
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Wait until every node's upkeep has acted on every committed block."""
+
     def held(self, ds: str) -> dict[str, tuple[int, int]]:
         """Per organisation: (vault entries, blobs of the dataset's epochs) it holds."""
         out = {}
@@ -167,6 +170,11 @@ class RemoteSide(Side):
         # The node takes the new file by itself (and re-wraps its vault then).
         wait_until(lambda: self.nodes[org].keys.signing.public_key == new.signing.public_key)
         return new
+
+    def settle(self) -> None:
+        self.sync()
+        head = self.nodes[ORDERER].ledger.height
+        wait_until(lambda: all(s.app.state.upkeep.followed >= head for s in self.servers.values()))
 
     def sync(self) -> None:
         head = self.nodes[ORDERER].ledger.height

@@ -149,6 +149,10 @@ class Chain(Protocol):
         """Whether this side may act (sign, open, rotate) as `org`."""
         ...
 
+    def live_users(self, digest: bytes) -> tuple[str, ...]:
+        """The datasets, not purged, that name the sealed payload `digest` (its bytes stay)."""
+        ...
+
     def keys(self, org: str) -> OrgKeys:
         """`org`'s keys; `ConfigError` unless `holds_keys(org)`."""
         ...

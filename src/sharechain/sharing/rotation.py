@@ -3,7 +3,9 @@
 A rotation re-seals the payload under a fresh data key as the next key epoch,
 deposits new custody material, commits `dataset.epoch`, copies the new blob
 to the custodians, and only then destroys the old epoch's keys, shares and
-blob everywhere: a key kept from before opens nothing sealed after it.
+blob everywhere: a key kept from before opens nothing sealed after it. The
+old blob stays when another live dataset names it (a new version that kept
+its predecessor's payload: `contracts.digests.live_users`).
 
 Revoking a grant (`grant.revoke`, by the dataset's owner or a supervisor)
 is enforced by the chain at once (every later release under it is refused);
@@ -63,7 +65,8 @@ def rotate(
     if not inline:
         blobs.replicate(digests.ciphertext_sha256, old.holders, owner, after=ep.id)
     destroyed = ports.custodian.destroy(dataset, old.epoch, orgs, after=ep.id)
-    if not old.inline:
+    if not old.inline and not set(chain.live_users(old.ciphertext_digest)) - {dataset}:
+        # Only when no other live dataset (a later version that kept the payload) names it.
         blobs.delete(old.ciphertext_digest, orgs, after=ep.id)
     return Rotated(dataset, new, digests.ciphertext_sha256, ep.id, destroyed)
 
