@@ -263,6 +263,10 @@ class LocalCustodian:
             self._clear_inboxes(dataset)
         return destroyed
 
+    def undo(self, dataset: str, epoch: int, orgs: Sequence[str]) -> tuple[str, ...]:
+        self.destroy(dataset, epoch, orgs, after=None)
+        return ()
+
     def shred(self, dataset: str, purge_tx: bytes) -> tuple[NodeShred, ...]:
         held = self.emb.datadir.held_orgs()
         vaults = [self._vault(org) for org in held]

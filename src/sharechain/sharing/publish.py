@@ -14,7 +14,8 @@ The steps, the same on the embedded default and on the nodes:
    the owner is offline.
 
 When a step before the commit fails, what was deposited and stored is
-undone where this side can (`Custodian.destroy(after=None)`).
+taken back on every node reached (`Custodian.undo`, `undo_epoch`); a node
+that refuses or does not answer is named to the operator as pending cleanup.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from sharechain.contracts.datasets import REGISTER
 from sharechain.contracts.epochs import EPOCH
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE
+from sharechain.errors import SharechainError
 from sharechain.sharing.custody import epoch_payload, plan_custody, register_payload
 from sharechain.sharing.ports import Deposit, Ports, Seal
 from sharechain.sharing.records import Listing, Progress, Published, derive_id
@@ -80,8 +82,24 @@ def publish(
     return Published(ds, 1, digests, listing.custody, holders, t, bool(inline), reg.id)
 
 
-def undo_epoch(ports: Ports, dataset: str, epoch: int, orgs: Sequence[str], blob: bytes) -> None:
-    """Take back the key material and blob of an epoch whose transaction did not commit."""
-    ports.custodian.destroy(dataset, epoch, orgs, after=None)
+def undo_epoch(
+    ports: Ports, dataset: str, epoch: int, orgs: Sequence[str], blob: bytes
+) -> tuple[str, ...]:
+    """Take back the key material and blob of an epoch whose transaction did not commit.
+
+    Every place reached is cleaned; what could not be (a node that refused or did not
+    answer) is returned, one line each, and told to the operator as pending cleanup.
+    """
+    pending = list(ports.custodian.undo(dataset, epoch, orgs))
     if blob:
-        ports.blobs.delete(blob, orgs, after=None)
+        try:
+            ports.blobs.delete(blob, orgs, after=None)
+        except SharechainError as exc:
+            pending.append(str(exc))
+    for line in pending:
+        ports.warn(
+            f"[yellow]pending cleanup:[/] key epoch {epoch} of dataset {dataset} never "
+            f"committed, so nothing is released for it, but {line}; its slot there stays "
+            "taken until that node's operator removes it"
+        )
+    return tuple(pending)

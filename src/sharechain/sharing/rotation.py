@@ -11,19 +11,24 @@ Revoking a grant (`grant.revoke`, by the dataset's owner or a supervisor)
 is enforced by the chain at once (every later release under it is refused);
 the owner's side then rotates (`rotate_after_revoke`). Only a side holding
 the owner's keys can: on the nodes, a supervisor's revocation leaves a note
-that the owner should rotate.
+that the owner should rotate. A revocation ends with the dataset on a new
+key epoch or with `RotationBlockedError` naming who blocked it; a rotation
+that fails before its epoch commits takes its deposits back (`undo_epoch`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sharechain.contracts.epochs import EPOCH
 from sharechain.contracts.grants import REVOKE
 from sharechain.crypto.stream import KEY_SIZE
-from sharechain.errors import AccessDeniedError, IntegrityError, NotFoundError
+from sharechain.errors import AccessDeniedError, IntegrityError, NotFoundError, SharechainError
 from sharechain.sharing.custody import epoch_payload
 from sharechain.sharing.ports import Deposit, Ports
 from sharechain.sharing.publish import undo_epoch
-from sharechain.sharing.records import Progress, Revoked, Rotated
+from sharechain.sharing.records import Progress, Revoked, Rotated, RotationBlockedError
 
 __all__ = ["revoke", "rotate", "rotate_after_revoke"]
 
@@ -62,13 +67,31 @@ def rotate(
     except BaseException:
         undo_epoch(ports, dataset, new, orgs, blob)
         raise
+    # The new epoch is on the chain: what follows is tidying, and a node that fails at it
+    # is named, not allowed to undo the rotation (each node also acts by itself).
     if not inline:
-        blobs.replicate(digests.ciphertext_sha256, old.holders, owner, after=ep.id)
-    destroyed = ports.custodian.destroy(dataset, old.epoch, orgs, after=ep.id)
+        with _tidying(ports, "copy the new blob to"):
+            blobs.replicate(digests.ciphertext_sha256, old.holders, owner, after=ep.id)
+    destroyed = 0
+    with _tidying(ports, "destroy the old keys at"):
+        destroyed = ports.custodian.destroy(dataset, old.epoch, orgs, after=ep.id)
     if not old.inline and not set(chain.live_users(old.ciphertext_digest)) - {dataset}:
         # Only when no other live dataset (a later version that kept the payload) names it.
-        blobs.delete(old.ciphertext_digest, orgs, after=ep.id)
+        with _tidying(ports, "delete the old blob at"):
+            blobs.delete(old.ciphertext_digest, orgs, after=ep.id)
     return Rotated(dataset, new, digests.ciphertext_sha256, ep.id, destroyed)
+
+
+@contextmanager
+def _tidying(ports: Ports, what: str) -> Iterator[None]:
+    """A step after the new epoch committed: a failure is a warning naming the place."""
+    try:
+        yield
+    except SharechainError as exc:
+        ports.warn(
+            f"[yellow]warning:[/] the new key epoch is on the chain, but could not {what} "
+            f"every node: {exc}; nothing is released for an old epoch, so only leftovers remain"
+        )
 
 
 def rotate_after_revoke(ports: Ports, grant: str) -> Rotated | None:
@@ -101,8 +124,24 @@ def rotate_after_revoke(ports: Ports, grant: str) -> Rotated | None:
 
 
 def revoke(ports: Ports, by: str, grant: str, *, reason: str = "") -> Revoked:
-    """Revoke `grant` (as its dataset's owner or a supervisor), then rotate the key epoch."""
+    """Revoke `grant` (as its dataset's owner or a supervisor), then rotate the key epoch.
+
+    Ends with the dataset on a new key epoch, or raises `RotationBlockedError` naming
+    who blocked the rotation (the revocation itself stays on the chain).
+    """
     (receipt,) = ports.chain.commit(
         [ports.chain.sign(by, REVOKE, {"grant": grant, "reason": reason})]
     )
-    return Revoked(grant, receipt.tx_id, rotate_after_revoke(ports, grant))
+    try:
+        rotated = rotate_after_revoke(ports, grant)
+    except SharechainError as exc:
+        g = ports.chain.grant(grant).grant
+        raise RotationBlockedError(
+            f"grant {grant} is revoked on the chain (no custodian releases under it any "
+            f"more), but dataset {g.dataset} stays at its key epoch: the rotation was "
+            f"blocked: {exc}. Run `sharechain dataset rotate-key {g.dataset} --as {g.owner}` "
+            "once that is resolved",
+            grant,
+            g.dataset,
+        ) from exc
+    return Revoked(grant, receipt.tx_id, rotated)
