@@ -20,18 +20,19 @@ that refuses or does not answer is named to the operator as pending cleanup.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from sharechain.contracts.datasets import REGISTER
 from sharechain.contracts.epochs import EPOCH
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE
-from sharechain.errors import SharechainError
+from sharechain.errors import ConfigError, SharechainError
 from sharechain.sharing.custody import epoch_payload, plan_custody, register_payload
 from sharechain.sharing.ports import Deposit, Ports, Seal
 from sharechain.sharing.records import Listing, Progress, Published, derive_id
 
-__all__ = ["publish", "undo_epoch"]
+__all__ = ["check_source", "publish", "undo_epoch"]
 
 
 def publish(
@@ -45,6 +46,7 @@ def publish(
     progress: Progress | None = None,
 ) -> Published:
     """Seal `source` and register it as a dataset of `owner`; one block records both."""
+    check_source(source)
     chain, blobs = ports.chain, ports.blobs
     holders, t = plan_custody(
         chain.organisations(), owner, listing.custody, listing.holders, listing.threshold
@@ -80,6 +82,24 @@ def publish(
     if not inline:
         blobs.replicate(digests.ciphertext_sha256, holders, owner, after=ep.id)
     return Published(ds, 1, digests, listing.custody, holders, t, bool(inline), reg.id)
+
+
+def check_source(source: Path) -> None:
+    """Refuse, before any work, a file that cannot be published: missing, unreadable, or
+    not a regular file (a device such as `/dev/zero`, a pipe or a directory has no fixed
+    size to seal and register, and could be endless)."""
+    try:
+        mode = source.stat().st_mode
+        if stat.S_ISREG(mode):
+            with source.open("rb"):
+                return
+    except OSError as exc:
+        raise ConfigError(f"cannot publish {source}: {exc.strerror or exc}") from None
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    raise ConfigError(
+        f"cannot publish {source}: it is {kind}; publish a regular file (copy a device's or "
+        "a pipe's data into a file first)"
+    )
 
 
 def undo_epoch(

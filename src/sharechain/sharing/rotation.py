@@ -99,7 +99,8 @@ def rotate_after_revoke(ports: Ports, grant: str) -> Rotated | None:
 
     Returns None for a dataset the data plane never sealed (registered with digests
     only) or no longer active, and when this side cannot act as the owner (a note
-    then says who should rotate).
+    then says who should rotate). Raises `RotationBlockedError` naming who blocked
+    the rotation.
     """
     chain = ports.chain
     g = chain.grant(grant).grant
@@ -120,7 +121,17 @@ def rotate_after_revoke(ports: Ports, grant: str) -> Rotated | None:
             f"--as {g.owner}` with its node"
         )
         return None
-    return rotate(ports, g.owner, g.dataset, reason=f"grant {grant} revoked")
+    try:
+        return rotate(ports, g.owner, g.dataset, reason=f"grant {grant} revoked")
+    except SharechainError as exc:
+        raise RotationBlockedError(
+            f"grant {grant} is revoked on the chain (no custodian releases under it any "
+            f"more), but dataset {g.dataset} stays at its key epoch: the rotation was "
+            f"blocked: {exc}. Run `sharechain dataset rotate-key {g.dataset} --as {g.owner}` "
+            "once that is resolved",
+            grant,
+            g.dataset,
+        ) from exc
 
 
 def revoke(ports: Ports, by: str, grant: str, *, reason: str = "") -> Revoked:
@@ -132,16 +143,4 @@ def revoke(ports: Ports, by: str, grant: str, *, reason: str = "") -> Revoked:
     (receipt,) = ports.chain.commit(
         [ports.chain.sign(by, REVOKE, {"grant": grant, "reason": reason})]
     )
-    try:
-        rotated = rotate_after_revoke(ports, grant)
-    except SharechainError as exc:
-        g = ports.chain.grant(grant).grant
-        raise RotationBlockedError(
-            f"grant {grant} is revoked on the chain (no custodian releases under it any "
-            f"more), but dataset {g.dataset} stays at its key epoch: the rotation was "
-            f"blocked: {exc}. Run `sharechain dataset rotate-key {g.dataset} --as {g.owner}` "
-            "once that is resolved",
-            grant,
-            g.dataset,
-        ) from exc
-    return Revoked(grant, receipt.tx_id, rotated)
+    return Revoked(grant, receipt.tx_id, rotate_after_revoke(ports, grant))
