@@ -248,4 +248,5 @@ def test_unreachable_custodian_is_named(net: Net, tmp_path: Path) -> None:
     # The owner's tools cannot deposit with a custodian whose node is down either.
     text = run("dataset", "publish", src, "--as", OWNER, "--title", "n2",
                "--custody", "supervisor", "--network", dead, code=2)  # fmt: skip
-    assert f"cannot reach the node at {DEAD}" in text
+    assert f"could not reach custodian {SUPERVISOR}'s node at {DEAD}" in text
+    assert "pending cleanup" not in text  # nothing reached that node, nothing to clean

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from sharechain.crypto.keyfile import OrgKeys, load_keys, save_keys
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
 from sharechain.node.launcher import node_data_dir
@@ -60,6 +63,13 @@ class Side:
     def sync(self) -> None:
         """Wait until every copy of the chain has the orderer's head."""
 
+    def rotate_keys(self, org: str) -> OrgKeys:
+        """`org rotate-key` as the command line does it; every copy follows."""
+        raise NotImplementedError
+
+    def settle(self) -> None:
+        """Wait until every node's upkeep has acted on every committed block."""
+
     def held(self, ds: str) -> dict[str, tuple[int, int]]:
         """Per organisation: (vault entries, blobs of the dataset's epochs) it holds."""
         out = {}
@@ -98,6 +108,10 @@ class LocalSide(Side):
 
     def submit(self, org: str, type: str, payload: dict[str, Any]) -> Receipt:
         return self._plane.submit(org, type, payload)
+
+    def rotate_keys(self, org: str) -> OrgKeys:
+        assert self._plane.embedded is not None
+        return self._plane.rotate_keys(org, self._plane.embedded.keys(org))[1]
 
     def close(self) -> None:
         self._plane.close()
@@ -145,6 +159,23 @@ class RemoteSide(Side):
         self.sync()
         return receipt
 
+    def rotate_keys(self, org: str) -> OrgKeys:
+        """Sign with the old key file, write the new one (consortium and node copies)."""
+        key_file = DataDir.open(self.network.parent / "consortium").key_path(org)
+        _, new = self.plane(org).rotate_keys(org, load_keys(key_file))
+        for path in (key_file, self.dirs[org] / "keys" / f"{org}.key"):
+            save_keys(new, path)
+        self._planes.pop(org).close()
+        self.sync()
+        # The node takes the new file by itself (and re-wraps its vault then).
+        wait_until(lambda: self.nodes[org].keys.signing.public_key == new.signing.public_key)
+        return new
+
+    def settle(self) -> None:
+        self.sync()
+        head = self.nodes[ORDERER].ledger.height
+        wait_until(lambda: all(s.app.state.upkeep.followed >= head for s in self.servers.values()))
+
     def sync(self) -> None:
         head = self.nodes[ORDERER].ledger.height
         wait_until(lambda: all(n.ledger.height >= head for n in self.nodes.values()))
@@ -155,3 +186,26 @@ class RemoteSide(Side):
         for org in reversed(list(self.servers)):
             self.servers[org].stop()
             self.nodes[org].stop()
+
+
+@pytest.fixture(scope="session")
+def remote_side(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteSide]:
+    """Four nodes in this process, for the whole session."""
+    side = RemoteSide(tmp_path_factory.mktemp("remote-plane"))
+    try:
+        yield side
+    finally:
+        side.close()
+
+
+@pytest.fixture(params=["local", "remote"])
+def side(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Side]:
+    """Each test once embedded (a fresh data directory) and once over the nodes."""
+    if request.param == "remote":
+        yield request.getfixturevalue("remote_side")
+        return
+    local = LocalSide(tmp_path / "consortium")
+    try:
+        yield local
+    finally:
+        local.close()

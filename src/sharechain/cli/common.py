@@ -87,7 +87,8 @@ def resolve_data_dir(path: Path | None) -> Path:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print `message` as one line (never wrapped) and exit with `code`."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

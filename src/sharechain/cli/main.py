@@ -11,16 +11,68 @@ their own modules and register themselves here through `COMMAND_MODULES`.
 from __future__ import annotations
 
 import importlib
+import os
+from typing import Any
 
+import httpx
 import typer
 
-from sharechain.cli.common import DataDirOpt, KeyOpt, NetworkOpt, NodeOpt
-from sharechain.cli.target import Target, said_first
+# typer 0.29 vendors click; its exceptions and context live in these private modules.
+from typer._click.core import Context
+from typer._click.exceptions import ClickException
+from typer.core import TyperGroup
 
-__all__ = ["app", "main"]
+from sharechain.cli.common import DataDirOpt, KeyOpt, NetworkOpt, NodeOpt, fail
+from sharechain.cli.target import Target, said_first
+from sharechain.errors import SharechainError
+
+__all__ = ["TRACEBACK_ENV", "app", "main"]
+
+TRACEBACK_ENV = "SHARECHAIN_TRACEBACK"
+"""Set to 1 to see the traceback of an unexpected error instead of its one-line summary."""
+
+
+def _where(exc: httpx.TransportError) -> str:
+    try:
+        return f" {exc.request.url}"
+    except RuntimeError:  # an error raised before any request was made
+        return ""
+
+
+class _Guarded(TyperGroup):
+    """The root command: whatever a command lets escape ends as one line, never a traceback.
+
+    Sharechain errors already say what was wrong and what to do; a peer that does
+    not answer, a file that cannot be read and a value the command did not check
+    first are named as such (exit 2); anything else is an unexpected error (exit 1).
+    """
+
+    def invoke(self, ctx: Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ClickException, typer.Exit, typer.Abort):
+            raise
+        except SharechainError as exc:
+            fail(str(exc))
+        except httpx.TransportError as exc:
+            fail(f"cannot reach{_where(exc)} ({type(exc).__name__}: {exc}); is the node running?")
+        except OSError as exc:
+            what = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{what}{exc.strerror or exc}")
+        except (ValueError, OverflowError) as exc:
+            fail(str(exc))
+        except Exception as exc:
+            if os.environ.get(TRACEBACK_ENV) == "1":
+                raise
+            fail(
+                f"unexpected {type(exc).__name__}: {exc} (set {TRACEBACK_ENV}=1 to see where)",
+                code=1,
+            )
+
 
 app = typer.Typer(
     name="sharechain",
+    cls=_Guarded,
     help="A consortium blockchain for governed data sharing between organisations.",
     no_args_is_help=True,
     add_completion=False,

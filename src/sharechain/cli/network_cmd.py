@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.table import Table
 
@@ -161,8 +162,8 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
                 problem=st["problem"],
                 data_plane=_data_plane(st.get("data_plane")),
             )
-        except (SharechainError, OSError) as exc:
-            row.update(height=None, ready=False, error=str(exc)[:200])
+        except (SharechainError, OSError, httpx.TransportError) as exc:
+            row.update(height=None, ready=False, error=f"{type(exc).__name__}: {exc}"[:200])
         finally:
             client.close()
         rows.append(row)
@@ -184,7 +185,9 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json({"state": net["state"], "nodes": rows, "etcd": etcd_rows})
         return
-    table = Table(title=f"network {net['dir']} ({net['ordering']}, {net['state']})")
+    table = Table(
+        title=f"network {net.get('dir', dir)} ({net.get('ordering', '?')}, {net['state']})"
+    )
     columns = ("organisation", "height", "ready", "head", "state root", "attestations", "blobs")
     for col in columns:
         table.add_column(col)
@@ -208,6 +211,9 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
     for e in etcd_rows:
         health = "leader" if e["leader"] else ("up" if e["reachable"] else f"DOWN {e['error']}")
         console.print(f"etcd {e['endpoint']}: {health}")
+    down = [f"{r['org']} ({r['url']})" for r in rows if "error" in r]
+    if down:  # the table says how; the exit code lets a script notice
+        fail(f"{len(down)} of {len(rows)} nodes did not answer: {', '.join(down)}", code=1)
 
 
 def _data_plane(body: Any) -> dict[str, int] | None:

@@ -42,11 +42,12 @@ from sharechain.cli.common import (
 from sharechain.cli.dataset_cmd import report
 from sharechain.cli.target import Target, key_dir, network_data_dir, open_plane
 from sharechain.contracts import membership
-from sharechain.crypto.keyfile import OrgKeys, save_keys
+from sharechain.crypto.keyfile import OrgKeys, load_keys, save_keys
 from sharechain.errors import SharechainError
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.records import derive_id
 from sharechain.storage.datadir import DataDir
+from sharechain.storage.vault import rewrap
 
 __all__ = ["register"]
 
@@ -193,18 +194,6 @@ def vote_cmd(
     report(r, json_out, f"{as_org} voted {side} proposal {pid[:12]}", proposal=pid, status=status)
 
 
-def _rotation(org: str) -> tuple[OrgKeys, dict[str, Any]]:
-    """Fresh keys for `org` and the `org.rotate` payload proving the new key (signed by it)."""
-    new = OrgKeys.generate(org)
-    msg = membership.rotation_message(org, new.signing.public_key, new.encryption_public)
-    payload = {
-        "sign_key": new.signing.public_key,
-        "enc_key": new.encryption_public,
-        "proof": new.signing.sign(membership.ROTATE_DOMAIN, msg),
-    }
-    return new, payload
-
-
 def rotate_cmd(
     as_org: AsOrg,
     data_dir: DataDirOpt = None,
@@ -218,19 +207,26 @@ def rotate_cmd(
     With --node/--network the rotation is signed with the current key file and
     submitted to the node; the key file (`--key FILE`, or the organisation's file in
     the data or consortium directory, and with --network its node's copy too) is
-    replaced once the chain accepted it. Restart the organisation's node afterwards.
+    replaced once the chain accepted it. The organisation's vault entries are
+    re-wrapped to the new key (embedded: here; on a node: by the node when it takes
+    the new key file, and here too when the network file names its directory).
     """
     target = Target(node, network, key)
     with open_plane(data_dir, target, as_org) as chain:
-        new, payload = _rotation(as_org)
-        r = chain.submit(as_org, membership.ROTATE, payload)
-        if chain.embedded is not None:  # the development consortium's own key file
-            chain.embedded.datadir.save_keys(new)
+        old = (
+            chain.embedded.keys(as_org)
+            if chain.embedded is not None
+            else load_keys(key or DataDir.open(key_dir(data_dir, target)).key_path(as_org))
+        )
+        r, new = chain.rotate_keys(as_org, old)
     written: list[Path] = []
     if chain.embedded is None:
         written = [key or DataDir.open(key_dir(data_dir, target)).key_path(as_org)]
         node_dir = network_data_dir(target, as_org)
         if node_dir is not None and (node_dir / "keys" / f"{as_org}.key").exists():
+            # The node's vault holds entries wrapped to the old key: re-wrap them now
+            # (the node does it too when it takes the new file; it may be down).
+            rewrap(node_dir, old, new)
             written.append(node_dir / "keys" / f"{as_org}.key")
         for path in dict.fromkeys(written):
             save_keys(new, path)

@@ -87,7 +87,7 @@ def _table(title: str, rows: list[tuple[str, str]]) -> Table:
 
 
 def publish_cmd(
-    file: Annotated[Path, typer.Argument(help="The file to share.", exists=True, dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="The file to share (a regular file).")],
     as_org: AsOrg,
     title: Annotated[str, typer.Option("--title", help="Short name in the catalogue.")],
     description: Annotated[str, typer.Option("--description", help="Free text.")] = "",

@@ -17,6 +17,7 @@ from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError
 from sharechain.ledger.identities import Organisation
 from sharechain.storage.datadir import DataDir
+from sharechain.storage.vault import rewrap
 
 __all__ = ["KeyRing"]
 
@@ -59,6 +60,7 @@ class KeyRing:
                 return False
             if me is None or keys.signing.public_key != me.sign_key or current:
                 return False
+            rewrap(self._datadir.path, self.keys, keys)  # the vault follows the new key
             self.keys = keys
             self.generation += 1
         log.info("%s now signs with its rotated key %s", self.org, keys.sign_key_id.hex()[:16])

@@ -36,6 +36,7 @@ from typing import Any, Final
 from prometheus_client import Counter, Gauge
 
 from sharechain.contracts.datasets import PURGE
+from sharechain.contracts.digests import live_users
 from sharechain.contracts.epochs import EPOCH, KeyEpoch, epoch_from_value, epoch_prefix
 from sharechain.errors import SharechainError
 from sharechain.ledger.blocks import decode_block
@@ -270,7 +271,13 @@ class Upkeep:
         with self.lock:
             for old in epochs[:-1]:
                 digest = old.ciphertext_digest
-                if not old.inline and digest not in keep and self.blobs.delete(digest):
+                shared = set(live_users(StateReader(store), digest)) - {dataset}
+                if (
+                    not old.inline
+                    and digest not in keep
+                    and not shared
+                    and self.blobs.delete(digest)
+                ):
                     log.info(
                         "%s: dropped blob %s of %s epoch %d (superseded at height %d)",
                         self.node.org,

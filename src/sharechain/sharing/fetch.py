@@ -12,10 +12,16 @@ The steps, the same on the embedded default and on the nodes:
 3. believe a release only once the grantee's own chain records it, as valid,
    from that custodian, to the grantee, for this grant and session, with the
    digest of exactly the wrap received (`open_delivery`);
-4. rebuild the key, open the sealed payload into a temporary file, check the
-   plaintext digest, segment root and size against the chain, and only then
-   move it into place;
-5. sign the read receipt (`grant.read`).
+4. rebuild the key, open the sealed payload into a file without a name
+   (`staging.Staged`: killed at any point, the process leaves no plaintext
+   behind), check the plaintext digest, segment root and size against the
+   chain;
+5. sign the read receipt (`grant.read`) and have it committed;
+6. only then give the plaintext its name at the destination.
+
+The receipt says the grantee obtained the plaintext, so it comes first: a
+plaintext on disk always has its receipt on the chain. A refused receipt
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from pathlib import Path
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.contracts.grants import KEY_RELEASE, READ
 from sharechain.crypto.keyfile import OrgKeys
-from sharechain.crypto.stream import StreamDigests
+from sharechain.crypto.stream import decrypt_stream
 from sharechain.errors import InsufficientSharesError, IntegrityError
 from sharechain.ledger.blocks import VALID
 from sharechain.sharing.custody import check_digests, combine_secrets, open_release
 from sharechain.sharing.ports import Chain, Delivery, Ports, UnreachableError
 from sharechain.sharing.records import Fetched, KeyRelease, Progress
+from sharechain.sharing.staging import Staged
 from sharechain.storage import sealing
 from sharechain.storage.vault import Access, record
 
@@ -114,24 +121,33 @@ def fetch(
     asks the other holders, a download the other nodes). `dataset` is needed only
     when the grant cannot be read (an organisation that is not its grantee trying it
     anyway; the custodians refuse and the chain records the refusal). Nothing is
-    written at `out` unless every check passes.
+    written at `out` unless every check passes and the read receipt is committed.
     """
     chain = ports.chain
     ds = chain.dataset(dataset if dataset is not None else chain.grant(grant).grant.dataset)
     epoch = chain.key_epoch(ds.id)
     key, releases = obtain_key(ports, grantee, grant, epoch, offline)
-
-    def check(got: StreamDigests) -> None:  # before the plaintext is renamed into place
+    with Staged(out) as staged:
+        try:
+            with (
+                ports.blobs.source(epoch, offline=offline, progress=progress) as (src, rest),
+                src.open() as sealed,
+            ):
+                opened = decrypt_stream(
+                    key,
+                    sealing.counting(sealed, rest),
+                    staged.file,
+                    expected_epoch=epoch.epoch,
+                    ciphertext_sha256=False,
+                )
+        finally:
+            del key
         record(Access(grantee, "decrypt", "plaintext", ds.id, epoch.epoch, ds.plaintext_digest))
-        check_digests(ds, epoch, got)
-
-    try:
-        with ports.blobs.source(epoch, offline=offline, progress=progress) as (src, rest):
-            opened = sealing.open_to_file(src, key, epoch.epoch, out, progress=rest, check=check)
-    finally:
-        del key
+        check_digests(ds, epoch, opened)
+        staged.sync()
+        read = chain.sign(grantee, READ, {"grant": grant, "digest": ds.plaintext_digest})
+        (receipt,) = chain.commit([read])
+        staged.install()
     # The root matched, so the stream is the one the chain names by this digest.
     digests = replace(opened, ciphertext_sha256=epoch.ciphertext_digest)
-    read = chain.sign(grantee, READ, {"grant": grant, "digest": ds.plaintext_digest})
-    (receipt,) = chain.commit([read])
     return Fetched(grant, ds.id, epoch.epoch, out, digests, releases, receipt.tx_id)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sharechain.contracts import queries
+from sharechain.contracts import digests, queries
 from sharechain.contracts.access import AccessRequest
 from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.epochs import KeyEpoch
@@ -98,6 +98,9 @@ class LocalChain:
 
     def keys(self, org: str) -> OrgKeys:
         return self.emb.keys(org)
+
+    def live_users(self, digest: bytes) -> tuple[str, ...]:
+        return digests.live_users(StateReader(self.store), digest)
 
     def sign(self, org: str, type: str, payload: Mapping[str, Any]) -> SignedTransaction:
         return self.emb.sign(org, type, payload)
@@ -260,6 +263,10 @@ class LocalCustodian:
         if after is not None:
             self._clear_inboxes(dataset)
         return destroyed
+
+    def undo(self, dataset: str, epoch: int, orgs: Sequence[str]) -> tuple[str, ...]:
+        self.destroy(dataset, epoch, orgs, after=None)
+        return ()
 
     def shred(self, dataset: str, purge_tx: bytes) -> tuple[NodeShred, ...]:
         held = self.emb.datadir.held_orgs()

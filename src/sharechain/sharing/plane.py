@@ -12,7 +12,8 @@ directory). Either way the same methods answer:
   `grant`, and `submit` for one signed transaction;
 - the data plane, each operation written once over the ports
   (`sharing.publish`, `fetch`, `rotation`, `purge`): `publish`, `fetch`,
-  `rotate`, `revoke`, `rotate_after_revoke`, `purge`, `shred`.
+  `rotate`, `revoke`, `rotate_after_revoke`, `purge`, `shred`; and an
+  organisation's own key rotation, `rotate_keys`.
 
 The command line, the demo and the console build a Plane and never touch
 SQLite or HTTP themselves. Notes for the operator (a rotation only the owner
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sharechain.api.client import NodeClient
+from sharechain.contracts import membership
 from sharechain.contracts.access import AccessRequest
 from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.membership import Proposal
@@ -60,6 +62,7 @@ from sharechain.sharing.records import (
 from sharechain.sharing.remote import NodeSet
 from sharechain.sharing.remote_chain import RemoteChain
 from sharechain.storage.datadir import DataDir, default_data_dir
+from sharechain.storage.vault import rewrap
 
 __all__ = ["NETWORK_FILE", "Plane", "load_network"]
 
@@ -274,6 +277,31 @@ class Plane:
         """Record the purge of `ds` as `org`, then shred it wherever it is held."""
         with self._ports(org, False) as ports:
             return purge.purge(ports, org, ds, reason=reason)
+
+    def rotate_keys(self, org: str, old: OrgKeys) -> tuple[Receipt, OrgKeys]:
+        """Rotate `org`'s keys (`old` are its current ones) to fresh ones; the chain first.
+
+        Embedded, the organisation's vault is then re-wrapped to the new key and its
+        key file replaced. Over the nodes the caller writes the new key file; the
+        organisation's node re-wraps its vault when it takes the file
+        (`node.keyring`), and `storage.vault.rewrap` does it for a node directory
+        at hand.
+        """
+        new = OrgKeys.generate(org)
+        msg = membership.rotation_message(org, new.signing.public_key, new.encryption_public)
+        payload = {
+            "sign_key": new.signing.public_key,
+            "enc_key": new.encryption_public,
+            "proof": new.signing.sign(membership.ROTATE_DOMAIN, msg),
+        }
+        receipt = self.submit(org, membership.ROTATE, payload)
+        if self.embedded is not None:
+            # The vault first: a key file replaced before would leave entries that only
+            # the lost old key opens.
+            rewrap(self.embedded.datadir.path, old, new)
+            self.embedded.datadir.save_keys(new)
+            self.embedded._keys.pop(org, None)  # Embedded caches keys; it has no public reset
+        return receipt, new
 
     def shred(self, org: str, ds: str, purge_tx: bytes) -> PurgeReport:
         """After the purge `purge_tx` committed: destroy the keys and blobs of `ds`."""

@@ -50,6 +50,7 @@ __all__ = [
     "Custodian",
     "Delivery",
     "Deposit",
+    "NodeRefusedError",
     "Ports",
     "Queries",
     "Rng",
@@ -70,10 +71,21 @@ Sealed = tuple[bytes, StreamDigests]
 class UnreachableError(SharechainError):
     """A custodian's node did not answer (or no address of it is known); `where` names it."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, *, connected: bool = True) -> None:
         super().__init__(f"could not reach custodian {where}")
         self.where = where
         """The custodian and its node, as the operator should read it."""
+        self.connected = connected
+        """False when no connection was made (so the request surely did nothing there)."""
+
+
+class NodeRefusedError(SharechainError):
+    """An organisation's node refused a custody or blob request; `where` names it."""
+
+    def __init__(self, where: str, what: str, why: str) -> None:
+        super().__init__(f"{where} refused to {what}: {why}")
+        self.where = where
+        """The organisation and its node, as the operator should read it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +163,10 @@ class Chain(Protocol):
         """Whether this side may act (sign, open, rotate) as `org`."""
         ...
 
+    def live_users(self, digest: bytes) -> tuple[str, ...]:
+        """The datasets, not purged, that name the sealed payload `digest` (its bytes stay)."""
+        ...
+
     def keys(self, org: str) -> OrgKeys:
         """`org`'s keys; `ConfigError` unless `holds_keys(org)`."""
         ...
@@ -197,6 +213,14 @@ class Custodian(Protocol):
         checks it first); None undoes a deposit whose epoch never committed, which
         only a side holding the entries itself can do (nodes release nothing for an
         epoch that is not on their chain anyway).
+        """
+        ...
+
+    def undo(self, dataset: str, epoch: int, orgs: Sequence[str]) -> tuple[str, ...]:
+        """Take back the deposits of an `epoch` that never committed, wherever they went.
+
+        Returns, one line each, the places that still hold them (a node that refused
+        or did not answer): pending cleanup, for the operator to read.
         """
         ...
 

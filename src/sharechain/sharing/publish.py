@@ -14,22 +14,25 @@ The steps, the same on the embedded default and on the nodes:
    the owner is offline.
 
 When a step before the commit fails, what was deposited and stored is
-undone where this side can (`Custodian.destroy(after=None)`).
+taken back on every node reached (`Custodian.undo`, `undo_epoch`); a node
+that refuses or does not answer is named to the operator as pending cleanup.
 """
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from sharechain.contracts.datasets import REGISTER
 from sharechain.contracts.epochs import EPOCH
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, KEY_SIZE
+from sharechain.errors import ConfigError, SharechainError
 from sharechain.sharing.custody import epoch_payload, plan_custody, register_payload
 from sharechain.sharing.ports import Deposit, Ports, Seal
 from sharechain.sharing.records import Listing, Progress, Published, derive_id
 
-__all__ = ["publish", "undo_epoch"]
+__all__ = ["check_source", "publish", "undo_epoch"]
 
 
 def publish(
@@ -43,6 +46,7 @@ def publish(
     progress: Progress | None = None,
 ) -> Published:
     """Seal `source` and register it as a dataset of `owner`; one block records both."""
+    check_source(source)
     chain, blobs = ports.chain, ports.blobs
     holders, t = plan_custody(
         chain.organisations(), owner, listing.custody, listing.holders, listing.threshold
@@ -80,8 +84,42 @@ def publish(
     return Published(ds, 1, digests, listing.custody, holders, t, bool(inline), reg.id)
 
 
-def undo_epoch(ports: Ports, dataset: str, epoch: int, orgs: Sequence[str], blob: bytes) -> None:
-    """Take back the key material and blob of an epoch whose transaction did not commit."""
-    ports.custodian.destroy(dataset, epoch, orgs, after=None)
+def check_source(source: Path) -> None:
+    """Refuse, before any work, a file that cannot be published: missing, unreadable, or
+    not a regular file (a device such as `/dev/zero`, a pipe or a directory has no fixed
+    size to seal and register, and could be endless)."""
+    try:
+        mode = source.stat().st_mode
+        if stat.S_ISREG(mode):
+            with source.open("rb"):
+                return
+    except OSError as exc:
+        raise ConfigError(f"cannot publish {source}: {exc.strerror or exc}") from None
+    kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    raise ConfigError(
+        f"cannot publish {source}: it is {kind}; publish a regular file (copy a device's or "
+        "a pipe's data into a file first)"
+    )
+
+
+def undo_epoch(
+    ports: Ports, dataset: str, epoch: int, orgs: Sequence[str], blob: bytes
+) -> tuple[str, ...]:
+    """Take back the key material and blob of an epoch whose transaction did not commit.
+
+    Every place reached is cleaned; what could not be (a node that refused or did not
+    answer) is returned, one line each, and told to the operator as pending cleanup.
+    """
+    pending = list(ports.custodian.undo(dataset, epoch, orgs))
     if blob:
-        ports.blobs.delete(blob, orgs, after=None)
+        try:
+            ports.blobs.delete(blob, orgs, after=None)
+        except SharechainError as exc:
+            pending.append(str(exc))
+    for line in pending:
+        ports.warn(
+            f"[yellow]pending cleanup:[/] key epoch {epoch} of dataset {dataset} never "
+            f"committed, so nothing is released for it, but {line}; its slot there stays "
+            "taken until that node's operator removes it"
+        )
+    return tuple(pending)

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from sharechain.contracts import derive_id
 from sharechain.crypto.stream import StreamDigests
-from sharechain.errors import AccessDeniedError
+from sharechain.errors import AccessDeniedError, SharechainError
 from sharechain.ledger.identities import Organisation
 from sharechain.sharing.custody import CUSTODY_MODES, KeyRelease
 
@@ -39,6 +39,7 @@ __all__ = [
     "ReleaseRefusedError",
     "Revoked",
     "Rotated",
+    "RotationBlockedError",
     "derive_id",
 ]
 
@@ -64,6 +65,22 @@ class ReleaseRefusedError(AccessDeniedError):
         """The chain's reason, when the chain refused."""
         self.custodian = custodian
         """The custodian that refused."""
+
+
+class RotationBlockedError(SharechainError):
+    """A grant was revoked on the chain, but its dataset could not move to a new key epoch.
+
+    The message names who blocked the rotation (a custodian's node that refused
+    or did not answer, the chain's refusal) and what to run once it is resolved.
+    The revocation itself holds: every custodian refuses releases under the grant.
+    """
+
+    def __init__(self, message: str, grant: str, dataset: str) -> None:
+        super().__init__(message)
+        self.grant = grant
+        """The revoked grant."""
+        self.dataset = dataset
+        """The dataset still on its old key epoch."""
 
 
 @dataclass(frozen=True, slots=True)

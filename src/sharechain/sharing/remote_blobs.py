@@ -22,14 +22,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from sharechain.api.client import NodeClient, raise_for_reply
+from sharechain.api.client import NodeClient
 from sharechain.api.transfer import StreamingUpload, download_blob, upload_blob
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.crypto.stream import StreamDigests, encrypt_stream
 from sharechain.sharing.ports import Rng, Seal, Sealed
 from sharechain.sharing.records import DEFAULT_INLINE_LIMIT, Progress
 from sharechain.sharing.remote_chain import committed_tx
-from sharechain.sharing.remote_custody import peer
+from sharechain.sharing.remote_custody import ask, peer
 from sharechain.storage import sealing
 from sharechain.storage.blobs import BlobStore
 
@@ -145,10 +145,25 @@ class RemoteBlobs:
             upload_blob(client, digest, self._copies[digest])
 
     def delete(self, digest: bytes, orgs: Sequence[str], *, after: bytes | None) -> None:
+        path = f"/v1/blobs/{digest.hex()}"
         if after is None:
-            return  # never committed: the node names the blob by no epoch
+            # Never committed: only our own node received it (sealing streams it there).
+            ask(
+                self.me,
+                self.home,
+                "delete an uncommitted blob",
+                "DELETE",
+                path,
+            )
+            return
         for org in dict.fromkeys(orgs):
             node = self.home if org == self.me else peer(self.peers, org)
             if node is not self.home:
                 committed_tx(node, after)
-            raise_for_reply(node.http.delete(f"/v1/blobs/{digest.hex()}"))
+            ask(
+                org,
+                node,
+                f"delete the superseded blob {digest.hex()[:16]}",
+                "DELETE",
+                path,
+            )

@@ -112,6 +112,16 @@ class RemoteChain:
     def holds_keys(self, org: str) -> bool:
         return org == self.me.org
 
+    def live_users(self, digest: bytes) -> tuple[str, ...]:
+        # The node offers no digest index; every dataset record names its payload (a new
+        # version that keeps one repeats its digest), which the catalogue lists.
+        everything = CatalogueQuery(None, None, None, None, True)
+        return tuple(
+            d.id
+            for d in self.catalogue(everything)
+            if d.ciphertext_digest == digest and d.status != "purged"
+        )
+
     def keys(self, org: str) -> OrgKeys:
         if org != self.me.org:
             raise ConfigError(f"this command signs as {self.me.org}, not {org}")

@@ -18,6 +18,7 @@ as the acting organisation; `home` is the acting organisation's own node.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -27,12 +28,18 @@ from sharechain.crypto.hpke import unwrap_key
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, SharechainError
 from sharechain.sharing.custody import custody_material, encryption_key
-from sharechain.sharing.ports import Delivery, Deposit, Rng, UnreachableError
+from sharechain.sharing.ports import (
+    Delivery,
+    Deposit,
+    NodeRefusedError,
+    Rng,
+    UnreachableError,
+)
 from sharechain.sharing.records import NodeShred, ReleaseRefusedError
 from sharechain.sharing.remote_chain import committed_tx, organisations
 from sharechain.storage.vault import vault_context, wrap_for_vault
 
-__all__ = ["RemoteCustodian", "peer"]
+__all__ = ["RemoteCustodian", "ask", "peer"]
 
 
 def peer(peers: Mapping[str, NodeClient], org: str) -> NodeClient:
@@ -43,6 +50,21 @@ def peer(peers: Mapping[str, NodeClient], org: str) -> NodeClient:
         raise ConfigError(f"no client of {org}'s node was given (needed for its custody)") from None
 
 
+def ask(org: str, node: NodeClient, what: str, method: str, path: str, **kw: Any) -> httpx.Response:
+    """Ask `org`'s node to `what`; a silence or a refusal becomes an error naming the node."""
+    where = f"{org}'s node at {node.base_url}"
+    try:
+        reply = node.http.request(method, path, **kw)
+    except httpx.TransportError as exc:
+        connected = not isinstance(exc, httpx.ConnectError)
+        raise UnreachableError(f"{where} ({type(exc).__name__})", connected=connected) from None
+    try:
+        raise_for_reply(reply)
+    except SharechainError as exc:
+        raise NodeRefusedError(where, what, str(exc)) from None
+    return reply
+
+
 class RemoteCustodian:
     """The vaults of the organisations' nodes, reached as one organisation."""
 
@@ -50,12 +72,16 @@ class RemoteCustodian:
         self.home = home
         self.peers = dict(peers)
         self.keys = keys
+        self._asked: dict[tuple[str, int], list[str]] = {}
+        """(dataset, epoch) -> organisations whose node may have kept a deposit of it."""
 
     def _node(self, org: str, after: bytes | None) -> NodeClient:
         """`org`'s node; when `after` is given, once it has committed that transaction."""
         if org == self.keys.org:
             return self.home
-        node = peer(self.peers, org)
+        node = self.peers.get(org)
+        if node is None:
+            raise UnreachableError(f"{org} (no address of its node is known)")
         if after is not None:
             committed_tx(node, after)
         return node
@@ -66,10 +92,16 @@ class RemoteCustodian:
         for org, kind, secret in ((d.owner, "key", d.key), *shares):
             where = (d.dataset, d.epoch, kind)
             wrapped = wrap_for_vault(secret, org, encryption_key(orgs, org), *where)
-            reply = self._node(org, None).http.put(
-                f"/v1/custody/{d.dataset}/{d.epoch}/{kind}", json={"wrapped": wrapped.hex()}
-            )
-            raise_for_reply(reply)
+            asked = self._asked.setdefault((d.dataset, d.epoch), [])
+            node = self._node(org, None)
+            asked.append(org)
+            path, body = f"/v1/custody/{d.dataset}/{d.epoch}/{kind}", {"wrapped": wrapped.hex()}
+            try:
+                ask(org, node, f"keep its {kind} of key epoch {d.epoch}", "PUT", path, json=body)
+            except UnreachableError as exc:
+                if not exc.connected:
+                    asked.remove(org)  # no connection: nothing can have been kept there
+                raise
 
     def own_key(self, owner: str, dataset: str, epoch: int) -> bytes:
         wrapped = self.home.get_json(f"/v1/custody/{dataset}/{epoch}/key")["wrapped"]
@@ -121,10 +153,25 @@ class RemoteCustodian:
         destroyed = 0
         params = {} if epoch is None else {"epoch": epoch}
         for org in dict.fromkeys(orgs):
-            reply = self._node(org, after).http.delete(f"/v1/custody/{dataset}", params=params)
-            raise_for_reply(reply)
+            node = self._node(org, after)
+            what = f"destroy its keys of dataset {dataset} it no longer needs"
+            reply = ask(org, node, what, "DELETE", f"/v1/custody/{dataset}", params=params)
             destroyed += int(reply.json()["destroyed"])
         return destroyed
+
+    def undo(self, dataset: str, epoch: int, orgs: Sequence[str]) -> tuple[str, ...]:
+        """Ask each node that may hold a deposit of the uncommitted `epoch` to destroy it."""
+        pending = []
+        asked = self._asked.pop((dataset, epoch), list(orgs))
+        for org in dict.fromkeys(o for o in orgs if o in asked):
+            try:
+                node = self._node(org, None)
+                what = f"destroy its deposit for the uncommitted key epoch {epoch}"
+                path = f"/v1/custody/{dataset}"
+                ask(org, node, what, "DELETE", path, params={"epoch": epoch})
+            except SharechainError as exc:
+                pending.append(str(exc))
+        return tuple(pending)
 
     def shred(self, dataset: str, purge_tx: bytes) -> tuple[NodeShred, ...]:
         """Ask each node, once it has committed `purge_tx`, to shred `dataset` there.

@@ -20,6 +20,11 @@ access to key material goes through `Vault` or `Inbox`, which report it to the
 observers installed with `watch()`: a test can then show what material each
 organisation's node touched (the `threshold` isolation test does).
 
+When an organisation rotates its keys (`org rotate-key`), its entries are
+re-wrapped to the new encryption key (`rewrap`) by whoever holds both: the
+command in the embedded default, the organisation's node when it takes the
+new key file. Until then the old key opens them; afterwards only the new one.
+
 Destroying an entry unlinks it; purging a dataset removes every vault entry and
 inbox delivery for it (crypto-shredding). Vault files are not meant to be backed
 up: a copy plus the organisation's private key would rebuild a destroyed key.
@@ -39,7 +44,7 @@ from typing import Final
 from sharechain.codec import encode
 from sharechain.crypto.hpke import unwrap_key, wrap_key
 from sharechain.crypto.keyfile import OrgKeys
-from sharechain.errors import NotFoundError
+from sharechain.errors import DecryptionError, NotFoundError
 
 __all__ = [
     "INBOX_DIR",
@@ -49,6 +54,7 @@ __all__ = [
     "Inbox",
     "Vault",
     "record",
+    "rewrap",
     "vault_context",
     "watch",
     "wrap_for_vault",
@@ -269,3 +275,33 @@ class Inbox:
 
     def datasets(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else []
+
+
+def rewrap(data_dir: Path, old: OrgKeys, new: OrgKeys) -> int:
+    """Re-wrap `old.org`'s vault entries from its old encryption key to its new one.
+
+    Idempotent (an entry the new key opens already is left alone), so a run cut
+    short is finished by the next. An entry neither key opens is left as it is
+    (it was never this organisation's to open). Returns how many were re-wrapped.
+    """
+    if old.org != new.org:
+        raise ValueError(f"keys of {old.org} and {new.org} are not one organisation's")
+    vault = Vault(data_dir, new)
+    done = 0
+    for dataset, epoch, kind in vault.entries():
+        path = vault._path(dataset, epoch, kind)
+        context = vault._context(dataset, epoch, kind)
+        wrapped = path.read_bytes()
+        try:
+            unwrap_key(wrapped, new.encryption_private, context=context)
+            continue
+        except DecryptionError:
+            pass
+        try:
+            secret = unwrap_key(wrapped, old.encryption_private, context=context)
+        except DecryptionError:
+            continue
+        _write_private(path, wrap_key(secret, new.encryption_public, context=context))
+        record(Access(new.org, "put", kind, dataset, epoch, hashlib.sha256(secret).digest()))
+        done += 1
+    return done
