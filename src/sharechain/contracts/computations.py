@@ -10,13 +10,17 @@ with whom, under which limits, with which result size, and who received it::
     proposed | open --a party or a supervisor rejects--> rejected
     proposed | open --anyone involved, after the deadline--> expired
 
-A PSI session has two parties: the proposer is the client (it learns the
-intersection) and the other the holder. The client's set size is capped by the
-session (`max_set_size`): the OPRF lets a client test any element it holds, so
-the cap, the supervisor's approval and the risk counters (every proposal counts
-like an access request, and a suspended organisation cannot propose) are the
-defence against probing. An aggregation session has three or more parties; the
-proposer aggregates. Each party commits the SHA-256 of its Pedersen commitments;
+A PSI session has two parties: the *client* (it learns the intersection; the
+proposer unless the payload names the other party as ``client``) and the
+*holder* (it may name the ``dataset`` and ``column`` whose values it offers).
+The client's set size is capped by the session (`max_set_size`): the OPRF lets
+a client test any element it holds, so the cap, the supervisor's approval, a
+hard cap of `MAX_SESSIONS_PER_WINDOW` PSI sessions per client per risk window
+and the risk counters (every session counts like an access request against
+the client, and a suspended organisation can neither propose nor be the
+client) are the defence against probing. The client records the PSI result.
+
+An aggregation session has three or more parties; the proposer aggregates. Each party commits the SHA-256 of its Pedersen commitments;
 for vectors of up to `MAX_CHECKED_VALUES` values it may also put the commitments
 and their range proofs in the transaction, and the contract checks them (the
 proof context is `rangeproof.session_context(session id, party, position)`).
@@ -42,6 +46,7 @@ from sharechain.contracts.codes import (
     EXPIRED,
     SUSPENDED,
 )
+from sharechain.contracts.governance import governance
 from sharechain.crypto import rangeproof
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.transactions import SignedTransaction
@@ -52,11 +57,14 @@ __all__ = [
     "CLOSE",
     "COMMIT",
     "MAX_CHECKED_VALUES",
+    "MAX_SESSIONS_PER_WINDOW",
     "PROPOSE",
     "RECEIPT",
     "REJECT",
     "RESULT",
+    "TX_TYPES",
     "computation_key",
+    "recorder",
     "registry",
 ]
 
@@ -68,15 +76,24 @@ COMMIT = "computation.commit"
 RESULT = "computation.result"
 RECEIPT = "computation.receipt"
 CLOSE = "computation.close"
+TX_TYPES = (PROPOSE, ACCEPT, APPROVE, REJECT, COMMIT, RESULT, RECEIPT, CLOSE)
 
 MAX_PARTIES = 64
 MAX_CHECKED_VALUES = 16
 MAX_DURATION = 7 * 24 * 3_600_000
 MAX_LENGTH = 1_000_000
+MAX_SESSIONS_PER_WINDOW = 32
+"""PSI sessions one client may take part in per risk window (block time), whatever the holder."""
 
 
 def computation_key(session: str) -> str:
     return f"computation/{session}"
+
+
+def recorder(value: Mapping[str, Any]) -> str:
+    """Who records a session's result: the PSI client, or the aggregation's proposer."""
+    who: str = value.get("client") or value["proposer"]
+    return who
 
 
 def _flag(p: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -120,10 +137,18 @@ def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         if org is None or not org.active:
             raise Reject(DENIED, f"{party} is not an active member")
     limits = _limits(p, kind, parties)
+    client = (f.text(p, "client", required=False, limit=64) or me) if kind == "psi" else ""
+    if client and client not in parties:
+        raise Reject(BAD_PAYLOAD, "the PSI client must be one of the two parties")
+    if client and risk.is_suspended(state, client):
+        raise Reject(SUSPENDED, f"{client} is suspended by a risk alert: no new computations")
     duration = f.integer(p, "duration", low=1)
     if duration > MAX_DURATION:
         raise Reject(BAD_PAYLOAD, f"duration must be at most {MAX_DURATION} ms")
     session = f.derive_id("computation", stx.id)
+    counted = client or me
+    if client:
+        _count_psi_session(state, client, ctx)
     state.touch(computation_key(session))
     state.put(
         computation_key(session),
@@ -133,6 +158,11 @@ def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             "proposer": me,
             "parties": list(parties),
             "purpose": f.text(p, "purpose"),
+            "client": client,
+            "input": {
+                "dataset": f.text(p, "dataset", required=False, limit=128),
+                "column": f.text(p, "column", required=False, limit=128),
+            },
             "limits": limits,
             "approval_required": _flag(p, "supervisor_approval", True),
             "approved_by": "",
@@ -147,8 +177,22 @@ def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             "tx_id": stx.id,
         },
     )
-    # A session is a look at other members' data: it counts like an access request.
-    risk.count(state, me, risk.REQUESTS, stx, ctx)
+    # A session is a look at other members' data: it counts like an access request
+    # against whoever learns from it (the PSI client, the aggregator).
+    risk.count(state, counted, risk.REQUESTS, stx, ctx)
+
+
+def _count_psi_session(state: State, client: str, ctx: BlockContext) -> None:
+    window = governance(state).risk.window
+    key = f"computation-count/{client}/{ctx.timestamp - ctx.timestamp % window}"
+    n = (state.get(key) or 0) + 1
+    if n > MAX_SESSIONS_PER_WINDOW:
+        raise Reject(
+            DENIED,
+            f"{client} already took part in {MAX_SESSIONS_PER_WINDOW} PSI sessions in this "
+            "risk window; wait for the next one",
+        )
+    state.put(key, n)
 
 
 def _load(
@@ -238,7 +282,7 @@ def _commit(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     digest = f.digest(p, "digest")
     size = f.integer(p, "size")
     limits = value["limits"]
-    if value["kind"] == "psi" and me == value["proposer"] and size > limits["max_set_size"]:
+    if value["kind"] == "psi" and me == recorder(value) and size > limits["max_set_size"]:
         raise Reject(
             DENIED, f"a set of {size} is over this session's cap of {limits['max_set_size']}"
         )
@@ -254,8 +298,8 @@ def _commit(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 def _result(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     value = _load(state, stx, ctx, "open")
     p, me = stx.tx.payload, stx.tx.sender
-    if me != value["proposer"]:
-        raise Reject(DENIED, "only the proposer (client or aggregator) records the result")
+    if me != recorder(value):
+        raise Reject(DENIED, "only the PSI client or the aggregator (proposer) records the result")
     committed = value["commits"]
     if value["kind"] == "psi":
         if len(committed) != 2:
