@@ -20,7 +20,8 @@ and the risk counters (every session counts like an access request against
 the client, and a suspended organisation can neither propose nor be the
 client) are the defence against probing. The client records the PSI result.
 
-An aggregation session has three or more parties; the proposer aggregates. Each party commits the SHA-256 of its Pedersen commitments;
+An aggregation session has three or more parties; the proposer aggregates.
+Each party commits the SHA-256 of its Pedersen commitments;
 for vectors of up to `MAX_CHECKED_VALUES` values it may also put the commitments
 and their range proofs in the transaction, and the contract checks them (the
 proof context is `rangeproof.session_context(session id, party, position)`).
