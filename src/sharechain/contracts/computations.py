@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
@@ -64,6 +65,8 @@ __all__ = [
     "REJECT",
     "RESULT",
     "TX_TYPES",
+    "Computation",
+    "computation_from_value",
     "computation_key",
     "recorder",
     "registry",
@@ -89,6 +92,68 @@ MAX_SESSIONS_PER_WINDOW = 32
 
 def computation_key(session: str) -> str:
     return f"computation/{session}"
+
+
+@dataclass(frozen=True, slots=True)
+class Computation:
+    """A session as the chain records it (the fields the parties' tools act on)."""
+
+    id: str
+    """Hex id, derived from the proposal."""
+    kind: str
+    """``psi`` or ``aggregate``."""
+    proposer: str
+    """Who proposed (the aggregator of an aggregation)."""
+    parties: tuple[str, ...]
+    """Every party, proposer first."""
+    client: str
+    """The PSI client (learns the intersection); empty for an aggregation."""
+    limits: Mapping[str, int]
+    """``max_set_size``, or ``length``, ``bits`` and ``max_dropouts``."""
+    status: str
+    """``proposed``, ``open``, ``done``, ``rejected`` or ``expired``."""
+    deadline: int
+    """Block time (ms) after which the session can only be closed."""
+    accepted: tuple[str, ...]
+    """Parties that accepted."""
+    committed: Mapping[str, tuple[bytes, int]]
+    """Party -> (digest, size) of its committed input."""
+    result: Mapping[str, Any] | None
+    """What the result transaction recorded, once done."""
+    raw: Mapping[str, Any]
+    """The whole state value (purpose, input, approvals, receipts, heights)."""
+
+    @property
+    def holder(self) -> str:
+        """The PSI party that is not the client."""
+        return next(p for p in self.parties if p != self.client)
+
+    @property
+    def recorder(self) -> str:
+        """Who records the result."""
+        return recorder(self.raw)
+
+    @property
+    def ended(self) -> bool:
+        """Rejected or expired: nothing more happens, its mailboxes are dropped."""
+        return self.status in ("rejected", "expired")
+
+
+def computation_from_value(v: Mapping[str, Any]) -> Computation:
+    return Computation(
+        id=v["id"],
+        kind=v["kind"],
+        proposer=v["proposer"],
+        parties=tuple(v["parties"]),
+        client=v.get("client", ""),
+        limits=dict(v["limits"]),
+        status=v["status"],
+        deadline=v["deadline"],
+        accepted=tuple(v["accepted"]),
+        committed={k: (c["digest"], c["size"]) for k, c in v["commits"].items()},
+        result=v["result"],
+        raw=v,
+    )
 
 
 def recorder(value: Mapping[str, Any]) -> str:
@@ -121,7 +186,10 @@ def _limits(p: Mapping[str, Any], kind: str, parties: tuple[str, ...]) -> dict[s
         raise Reject(BAD_PAYLOAD, "length or bits too large (the sums must fit in 64 bits)")
     if dropouts > n - 3:
         raise Reject(BAD_PAYLOAD, f"max_dropouts must be at most {n - 3}: three must remain")
-    return {"length": length, "bits": bits, "max_dropouts": dropouts}
+    scale = f.integer(p, "scale", default=0)
+    if scale > 18:
+        raise Reject(BAD_PAYLOAD, "scale (decimal places of the values) must be at most 18")
+    return {"length": length, "bits": bits, "max_dropouts": dropouts, "scale": scale}
 
 
 def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
