@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -19,9 +20,21 @@ from sharechain.sharing.sessions import ComputationError
 HOLDER, CLIENT = "hospital-b", "hospital-a"
 
 
+_OPENED: list[Computations] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_computations() -> Iterator[None]:
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def comps(side: Side, org: str) -> Computations:
     """`org`'s computations, polling often (the tests wait for each other)."""
-    return Computations(replace(side.plane(org).computations().cx, poll=0.02))
+    made = side.plane(org).computations()
+    _OPENED.append(made)
+    return Computations(replace(made.cx, poll=0.02))
 
 
 def offer(side: Side, cap: int = 10, approval: bool = True) -> str:

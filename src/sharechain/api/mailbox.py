@@ -16,10 +16,12 @@ __all__ = [
     "CommitView",
     "ComputationInput",
     "ComputationView",
+    "Expiry",
     "MailBody",
     "MailPosted",
     "MailRead",
     "Message",
+    "Rejection",
 ]
 
 
@@ -75,6 +77,22 @@ class CommitView(Model):
     """Its set size, or the number of values."""
 
 
+class Rejection(Model):
+    """How a session was rejected (a timeout says what never came)."""
+
+    by: str
+    reason: str
+
+
+class Expiry(Model):
+    """How a session expired."""
+
+    by: str
+    without_input: list[str]
+    """Parties that had not committed an input."""
+    height: int
+
+
 class ComputationView(Model):
     """A computation session as the chain records it (`contracts.computations`)."""
 
@@ -101,5 +119,9 @@ class ComputationView(Model):
     result: dict[str, int | str | list[str]] | None
     """`intersection_size`, or `contributors` and `sums_digest` (hex); heights and time."""
     receipts: list[str]
+    rejected: Rejection | None = None
+    """Who rejected the session and why (status `rejected`)."""
+    expired: Expiry | None = None
+    """Who closed it after its deadline, and who had not committed (status `expired`)."""
     height: int
     tx_id: str

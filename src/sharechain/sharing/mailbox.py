@@ -206,6 +206,8 @@ class RemoteMailbox:
             k: {"digest": bytes.fromhex(c["digest"]), "size": c["size"]}
             for k, c in body["commits"].items()
         }
+        if body["result"] is not None and "sums_digest" in body["result"]:
+            body["result"]["sums_digest"] = bytes.fromhex(body["result"]["sums_digest"])
         return computation_from_value(body)
 
     def post(self, session: str, sender: str, to: str, kind: str, body: bytes) -> None:
@@ -251,6 +253,8 @@ def view(c: Computation) -> dict[str, object]:
         "commits": {k: {"digest": d.hex(), "size": n} for k, (d, n) in c.committed.items()},
         "result": result,
         "receipts": list(raw["receipts"]),
+        "rejected": raw.get("rejected"),
+        "expired": raw.get("expired"),
         "height": raw["height"],
         "tx_id": raw["tx_id"].hex(),
     }
