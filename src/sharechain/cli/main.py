@@ -57,6 +57,7 @@ COMMAND_MODULES = (
     "sharechain.cli.sharing_cmd",  # after dataset_cmd and grant_cmd: it joins their groups
     "sharechain.cli.prove_cmd",
     "sharechain.cli.proofs_cmd",
+    "sharechain.cli.compute_cmd",
 )
 
 for _name in COMMAND_MODULES:
