@@ -7,7 +7,12 @@ access for actuarial research; the regulator and hospital-a approve;
 hospital-b, a share holder without a grant, tries the insurer's grant and is
 refused, the refusal on the chain; hospital-a goes offline and the insurer
 still fetches and verifies; hospital-a revokes, which moves the dataset to a
-new key epoch; a fetch after revocation is refused; the audit trail with
+new key epoch; a fetch after revocation is refused; the insurer matches its
+fraud blacklist against hospital-b's (private set intersection, approved by the
+regulator: each learns nothing else of the other's list); the two hospitals
+and the insurer compute the average salary of a nurse without anyone seeing
+another's figures (secure aggregation, one of them never answering); the
+audit trail with
 verified proofs and a re-verification of every ledger from genesis close the
 story.
 
@@ -36,7 +41,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from sharechain.contracts import default_registry
+from sharechain.contracts import computations, default_registry
 from sharechain.contracts.access import APPROVE, REQUEST
 from sharechain.demo_consortium import Consortium, demo_network
 from sharechain.errors import IntegrityError, SharechainError
@@ -44,6 +49,7 @@ from sharechain.ledger.blocks import VALID
 from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.store import Store
 from sharechain.node.launcher import LocalNetwork
+from sharechain.sharing.computing import Computations
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.records import Listing, ReleaseRefusedError, derive_id
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
@@ -318,6 +324,91 @@ def step_fetch_after_revoke(story: Story) -> None:
     _attempt(story, "fetch_after_revoke", "insurer", story.work / "again.csv")
 
 
+# Small on purpose: `make demo` stays fast. Spellings differ; normalisation matches them.
+HOLDER_BLACKLIST = ("Marta Leroy", "Hugo Simon", "Ines Petit", "Karim Moreau", "Olga Durand")
+CLIENT_BLACKLIST = ("marta leroy", "Paul Martin", " Hugo SIMON", "Lea Dubois")
+SALARIES = {"hospital-a": "41250.00", "hospital-b": "39800.50", "insurer": "45120.25"}
+
+
+def step_blacklist_match(story: Story) -> None:
+    holder, client = "hospital-b", "insurer"
+    _say(
+        story,
+        "blacklist match (private set intersection)",
+        f"{holder} offers its fraud blacklist ({len(HOLDER_BLACKLIST)} names) to {client} "
+        f"({len(CLIENT_BLACKLIST)} names), at most 100 names per session; the regulator "
+        "approves. The OPRF messages go node to node; the chain records the session, the "
+        "set sizes and the size of the intersection, never a name.",
+    )
+    with story.plane(holder).computations() as h, story.plane(client).computations() as c:
+        sid = h.psi_offer(holder, client, max_set_size=100, purpose="fraud prevention")
+        story.plane("regulator").submit("regulator", computations.APPROVE, {"session": sid})
+        answered, matched = Computations.together(
+            [
+                h.side_psi_answer(holder, sid, HOLDER_BLACKLIST),
+                c.side_psi_match(client, sid, CLIENT_BLACKLIST),
+            ],
+            timeout=60,
+        )
+        record = c.session(sid)
+    story.console.print(
+        _kv(
+            f"session {sid[:12]}",
+            [
+                (f"{client} learns", ", ".join(matched.matches)),
+                (f"{holder} learns", f"{answered.client_set_size} names were asked"),
+                (
+                    "on the chain",
+                    f"{record.status}; intersection size "
+                    f"{record.result['intersection_size'] if record.result else '-'}",
+                ),
+            ],
+        )
+    )
+    story.outcomes["blacklist_match"] = f"{len(matched.matches)} matches"
+
+
+def step_joint_average(story: Story) -> None:
+    orgs = ("hospital-a", "hospital-b", "insurer", "regulator")
+    _say(
+        story,
+        "joint average salary (secure aggregation)",
+        "hospital-a, hospital-b and the insurer each add the salary they pay a nurse, masked "
+        "so the masks cancel only in the sum, committed and range-proved on the chain. The "
+        "regulator joins too but never submits: its masks are removed with the others' key "
+        "shares (one dropout allowed). Nobody sees another's figure.",
+    )
+    comps = {o: story.plane(o).computations() for o in orgs}
+    try:
+        agg = comps["hospital-a"]
+        sid = agg.aggregate_propose(
+            "hospital-a", orgs, length=1, bits=24, scale=2, max_dropouts=1,
+            purpose="nurse salary benchmark", supervisor_approval=False,
+        )  # fmt: skip
+        for o in orgs[1:]:
+            comps[o].join(o, sid)
+        leaving = comps["regulator"].side_aggregate_submit("regulator", sid, ["0"]).steps
+        next(leaving)  # announces its mask key, then drops out
+        leaving.close()
+        sides = [comps[o].side_aggregate_submit(o, sid, [v]) for o, v in SALARIES.items()]
+        sides.append(agg.side_aggregate_result("hospital-a", sid, grace=1.0))
+        *_, outcome = Computations.together(sides, timeout=120)
+    finally:
+        for c in comps.values():
+            c.close()
+    story.console.print(
+        _kv(
+            f"session {sid[:12]}",
+            [
+                ("contributors", ", ".join(outcome.contributors)),
+                ("dropped out", ", ".join(outcome.dropped)),
+                ("average salary", f"{outcome.means[0]:.2f}"),
+            ],
+        )
+    )
+    story.outcomes["joint_average"] = f"{outcome.means[0]:.2f}"
+
+
 def step_audit(story: Story) -> None:
     _say(
         story,
@@ -390,6 +481,8 @@ def run_story(data_dir: Path, console: Console, rows: int = 5000, network: str =
         step_fetch(story)
         step_revoke(story)
         step_fetch_after_revoke(story)
+        step_blacklist_match(story)
+        step_joint_average(story)
         step_audit(story)
         step_verify(story)
     finally:
@@ -419,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         "intruder": "refused",
         "fetch_after_revoke": "refused",
         "fetch": "ok",
+        "blacklist_match": "2 matches",
+        "joint_average": "42056.92",
         "verify": "ok",
     }
     good = all(story.outcomes.get(k, "").startswith(v) for k, v in expected.items())
