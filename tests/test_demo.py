@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sharechain import demo
+from sharechain import demo, demo_computing
 from sharechain.contracts import queries
 from sharechain.ledger.state import StateReader
 from sharechain.privacy import psi
@@ -35,10 +35,10 @@ def test_the_demo_story_holds(tmp_path: Path) -> None:
 def test_the_demo_matches_blacklists_and_averages_salaries(tmp_path: Path) -> None:
     console = Console(record=True, width=120)
     story = demo.run_story(tmp_path, console, rows=500)
-    holder = {psi.normalise(v) for v in demo.HOLDER_BLACKLIST}
-    expected = [v for v in demo.CLIENT_BLACKLIST if psi.normalise(v) in holder]
+    holder = {psi.normalise(v) for v in demo_computing.HOLDER_BLACKLIST}
+    expected = [v for v in demo_computing.CLIENT_BLACKLIST if psi.normalise(v) in holder]
     assert story.outcomes["blacklist_match"] == f"{len(expected)} matches"
-    mean = sum(Decimal(v) for v in demo.SALARIES.values()) / len(demo.SALARIES)
+    mean = sum(Decimal(v) for v in demo_computing.SALARIES.values()) / len(demo_computing.SALARIES)
     assert story.outcomes["joint_average"] == f"{mean:.2f}"
     text = console.export_text()
     assert "dropped out" in text and "regulator" in text
@@ -49,8 +49,10 @@ def test_the_demo_matches_blacklists_and_averages_salaries(tmp_path: Path) -> No
     # The chain holds sizes and digests, never a name or a salary.
     for value in done:
         flat = repr(value)
-        assert not any(n in flat for n in (*demo.HOLDER_BLACKLIST, *demo.CLIENT_BLACKLIST))
-        assert not any(v.split(".")[0] in flat for v in demo.SALARIES.values())
+        assert not any(
+            n in flat for n in (*demo_computing.HOLDER_BLACKLIST, *demo_computing.CLIENT_BLACKLIST)
+        )
+        assert not any(v.split(".")[0] in flat for v in demo_computing.SALARIES.values())
 
 
 def test_main_exits_zero(tmp_path: Path) -> None:

@@ -41,15 +41,15 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from sharechain.contracts import computations, default_registry
+from sharechain.contracts import default_registry
 from sharechain.contracts.access import APPROVE, REQUEST
+from sharechain.demo_computing import step_blacklist_match, step_joint_average
 from sharechain.demo_consortium import Consortium, demo_network
 from sharechain.errors import IntegrityError, SharechainError
 from sharechain.ledger.blocks import VALID
 from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.store import Store
 from sharechain.node.launcher import LocalNetwork
-from sharechain.sharing.computing import Computations
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.records import Listing, ReleaseRefusedError, derive_id
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
@@ -147,18 +147,19 @@ class Story:
     def plane(self, org: str) -> Plane:
         return self.consortium.plane(org)
 
+    def say(self, title: str, body: str) -> None:
+        """Narrate a step."""
+        self.console.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=True))
 
-def _say(story: Story, title: str, body: str) -> None:
-    story.console.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=True))
-
-
-def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold cyan")
-    table.add_column(overflow="fold")
-    for k, v in rows:
-        table.add_row(k, v)
-    return table
+    @staticmethod
+    def kv(title: str, rows: list[tuple[str, str]]) -> Table:
+        """A step's figures as a two-column table."""
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold cyan")
+        table.add_column(overflow="fold")
+        for k, v in rows:
+            table.add_row(k, v)
+        return table
 
 
 def step_consortium(story: Story) -> None:
@@ -177,8 +178,7 @@ def step_consortium(story: Story) -> None:
 def step_publish(story: Story, rows: int) -> None:
     src = story.work / "patients-2025.csv"
     synthetic_patients(src, rows)
-    _say(
-        story,
+    story.say(
         "1. hospital-a publishes patient records",
         f"{rows:,} synthetic patient records ({src.stat().st_size:,} bytes) are sealed under a "
         "fresh AES-256-GCM data key. The key is split 2-of-2 between hospital-b and the "
@@ -198,7 +198,7 @@ def step_publish(story: Story, rows: int) -> None:
     pub = story.plane(OWNER).publish(OWNER, src, listing, inline_limit=0)
     story.dataset = pub.dataset
     story.console.print(
-        _kv(
+        Story.kv(
             "dataset registered",
             [
                 ("dataset", pub.dataset),
@@ -214,7 +214,7 @@ def step_publish(story: Story, rows: int) -> None:
 
 
 def step_request_and_approve(story: Story) -> None:
-    _say(story, "2. the insurer asks for access", "purpose: actuarial-research, for 30 days")
+    story.say("2. the insurer asks for access", "purpose: actuarial-research, for 30 days")
     body = {
         "dataset": story.dataset,
         "purpose": "actuarial-research",
@@ -226,7 +226,7 @@ def step_request_and_approve(story: Story) -> None:
     )
     story.console.print(f"request [bold]{story.request[:16]}[/] is open, awaiting approvals")
     story.outcomes["request"] = "ok"
-    _say(story, "3. the regulator and hospital-a approve", "joint approval, as the policy requires")
+    story.say("3. the regulator and hospital-a approve", "joint approval, as the policy requires")
     story.plane("regulator").submit("regulator", APPROVE, {"request": story.request})
     r = story.plane(OWNER).submit(OWNER, APPROVE, {"request": story.request})
     story.grant = derive_id("grant", r.tx_id)
@@ -234,7 +234,7 @@ def step_request_and_approve(story: Story) -> None:
     g = story.plane("insurer").grant(story.grant).grant
     expires = datetime.fromtimestamp(g.expires_at / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
     story.console.print(
-        _kv(
+        Story.kv(
             "grant issued (read by the insurer)",
             [
                 ("grant", story.grant),
@@ -262,8 +262,7 @@ def _attempt(story: Story, name: str, org: str, out: Path) -> None:
 
 
 def step_intruder(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "4. hospital-b, which holds no grant, tries to use the insurer's grant",
         "it even holds a key share, yet custodians release only to the grantee the chain names",
     )
@@ -271,8 +270,7 @@ def step_intruder(story: Story) -> None:
 
 
 def step_fetch(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "5. the insurer fetches the data (hospital-a is offline)",
         "hospital-b and the regulator each check the grant and release their share; the "
         "insurer rebuilds the key, decrypts and checks every digest, then signs a read receipt",
@@ -285,7 +283,7 @@ def step_fetch(story: Story) -> None:
     same = out.read_bytes() == (story.work / "patients-2025.csv").read_bytes()
     story.released_by = tuple(r.custodian for r in got.releases)
     story.console.print(
-        _kv(
+        Story.kv(
             "fetched and verified",
             [
                 ("shares released by", ", ".join(story.released_by)),
@@ -302,8 +300,7 @@ def step_fetch(story: Story) -> None:
 
 
 def step_revoke(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "6. hospital-a is back and revokes the grant",
         "the dataset moves to a new key epoch: re-sealed under a fresh key, new shares, old "
         "key and blob destroyed everywhere, so a key kept from before opens nothing",
@@ -319,99 +316,13 @@ def step_revoke(story: Story) -> None:
 
 
 def step_fetch_after_revoke(story: Story) -> None:
-    _say(story, "7. the insurer tries again", "")
+    story.say("7. the insurer tries again", "")
     story.consortium.settled()
     _attempt(story, "fetch_after_revoke", "insurer", story.work / "again.csv")
 
 
-# Small on purpose: `make demo` stays fast. Spellings differ; normalisation matches them.
-HOLDER_BLACKLIST = ("Marta Leroy", "Hugo Simon", "Ines Petit", "Karim Moreau", "Olga Durand")
-CLIENT_BLACKLIST = ("marta leroy", "Paul Martin", " Hugo SIMON", "Lea Dubois")
-SALARIES = {"hospital-a": "41250.00", "hospital-b": "39800.50", "insurer": "45120.25"}
-
-
-def step_blacklist_match(story: Story) -> None:
-    holder, client = "hospital-b", "insurer"
-    _say(
-        story,
-        "blacklist match (private set intersection)",
-        f"{holder} offers its fraud blacklist ({len(HOLDER_BLACKLIST)} names) to {client} "
-        f"({len(CLIENT_BLACKLIST)} names), at most 100 names per session; the regulator "
-        "approves. The OPRF messages go node to node; the chain records the session, the "
-        "set sizes and the size of the intersection, never a name.",
-    )
-    with story.plane(holder).computations() as h, story.plane(client).computations() as c:
-        sid = h.psi_offer(holder, client, max_set_size=100, purpose="fraud prevention")
-        story.plane("regulator").submit("regulator", computations.APPROVE, {"session": sid})
-        answered, matched = Computations.together(
-            [
-                h.side_psi_answer(holder, sid, HOLDER_BLACKLIST),
-                c.side_psi_match(client, sid, CLIENT_BLACKLIST),
-            ],
-            timeout=60,
-        )
-        record = c.session(sid)
-    story.console.print(
-        _kv(
-            f"session {sid[:12]}",
-            [
-                (f"{client} learns", ", ".join(matched.matches)),
-                (f"{holder} learns", f"{answered.client_set_size} names were asked"),
-                (
-                    "on the chain",
-                    f"{record.status}; intersection size "
-                    f"{record.result['intersection_size'] if record.result else '-'}",
-                ),
-            ],
-        )
-    )
-    story.outcomes["blacklist_match"] = f"{len(matched.matches)} matches"
-
-
-def step_joint_average(story: Story) -> None:
-    orgs = ("hospital-a", "hospital-b", "insurer", "regulator")
-    _say(
-        story,
-        "joint average salary (secure aggregation)",
-        "hospital-a, hospital-b and the insurer each add the salary they pay a nurse, masked "
-        "so the masks cancel only in the sum, committed and range-proved on the chain. The "
-        "regulator joins too but never submits: its masks are removed with the others' key "
-        "shares (one dropout allowed). Nobody sees another's figure.",
-    )
-    comps = {o: story.plane(o).computations() for o in orgs}
-    try:
-        agg = comps["hospital-a"]
-        sid = agg.aggregate_propose(
-            "hospital-a", orgs, length=1, bits=24, scale=2, max_dropouts=1,
-            purpose="nurse salary benchmark", supervisor_approval=False,
-        )  # fmt: skip
-        for o in orgs[1:]:
-            comps[o].join(o, sid)
-        leaving = comps["regulator"].side_aggregate_submit("regulator", sid, ["0"]).steps
-        next(leaving)  # announces its mask key, then drops out
-        leaving.close()
-        sides = [comps[o].side_aggregate_submit(o, sid, [v]) for o, v in SALARIES.items()]
-        sides.append(agg.side_aggregate_result("hospital-a", sid, grace=1.0))
-        *_, outcome = Computations.together(sides, timeout=120)
-    finally:
-        for c in comps.values():
-            c.close()
-    story.console.print(
-        _kv(
-            f"session {sid[:12]}",
-            [
-                ("contributors", ", ".join(outcome.contributors)),
-                ("dropped out", ", ".join(outcome.dropped)),
-                ("average salary", f"{outcome.means[0]:.2f}"),
-            ],
-        )
-    )
-    story.outcomes["joint_average"] = f"{outcome.means[0]:.2f}"
-
-
 def step_audit(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "8. the audit trail, read by the regulator",
         "every step of the dataset; each inclusion proof is checked against the block hash, "
         "and the block hashes against hospital-b's copy of the chain",
