@@ -332,3 +332,10 @@ def test_the_contract_is_in_the_default_registry() -> None:
     from sharechain.contracts import TX_TYPES, default_registry
 
     assert set(comp.TX_TYPES) <= set(default_registry().handlers) & set(TX_TYPES)
+
+
+def test_proofs_from_another_session_are_refused(chain: Net) -> None:
+    first, second = aggregate_session(chain), aggregate_session(chain)
+    elsewhere = {**proved_input(first, "hospital-a", [5, 7]), "session": second}
+    refused(chain, "hospital-a", comp.COMMIT, elsewhere, "bad_payload", "range proof refused")
+    chain.ok("hospital-a", comp.COMMIT, proved_input(second, "hospital-a", [5, 7]))

@@ -109,6 +109,26 @@ def test_a_request_other_than_the_committed_one_is_refused(side: Side) -> None:
     assert h.session(sid).status == "rejected"
 
 
+@pytest.mark.parametrize(
+    ("point", "why"),
+    [(bytes(32), "identity element"), (b"\xff" * 32, "not a valid ristretto255 encoding")],
+)
+def test_a_request_with_a_bad_point_ends_the_session(side: Side, point: bytes, why: str) -> None:
+    sid = offer(side, approval=False)
+    c, h = comps(side, CLIENT), comps(side, HOLDER)
+    c.join(CLIENT, sid)
+    side.sync()
+    raw = b"\x01" + (1).to_bytes(4, "big") + point  # a request as committed, honestly counted
+    c.cx.submit(CLIENT, COMMIT, {"session": sid, "digest": hashlib.sha256(raw).digest(), "size": 1})
+    c.cx.mailbox.post(sid, CLIENT, HOLDER, "psi.request", raw)
+    side.sync()
+    with pytest.raises(ComputationError, match=why) as err:
+        h.psi_answer(HOLDER, sid, ["secret-customer"], timeout=10)
+    assert "secret-customer" not in str(err.value)
+    assert h.session(sid).status == "rejected"
+    assert HOLDER not in h.session(sid).committed  # the holder sent nothing of its set
+
+
 def test_mailboxes_take_parties_only_and_one_message_per_kind(side: Side) -> None:
     sid = offer(side, approval=False)
     c = comps(side, CLIENT)
