@@ -93,6 +93,22 @@ def test_a_holder_that_never_answers_ends_the_session(side: Side) -> None:
         c.cx.mailbox.read(sid, CLIENT, "psi.response")
 
 
+def test_a_client_that_never_comes_past_the_deadline_leaves_the_session_expired(
+    side: Side,
+) -> None:
+    h = comps(side, HOLDER)
+    sid = h.psi_offer(
+        HOLDER, CLIENT, max_set_size=5, purpose="x", duration_ms=1, supervisor_approval=False
+    )
+    side.sync()
+    with pytest.raises(ComputationError, match="now expired on the chain with no result"):
+        h.psi_answer(HOLDER, sid, ["a"], timeout=0.5)
+    side.sync()
+    record = h.session(sid)
+    assert record.status == "expired"
+    assert record.raw["expired"]["without_input"] == [HOLDER, CLIENT]
+
+
 def test_a_request_other_than_the_committed_one_is_refused(side: Side) -> None:
     sid = offer(side, approval=False)
     c, h = comps(side, CLIENT), comps(side, HOLDER)
