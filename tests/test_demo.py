@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
 
-from sharechain import demo
+from sharechain import demo, demo_computing
 from sharechain.contracts import queries
+from sharechain.ledger.state import StateReader
+from sharechain.privacy import psi
 from sharechain.sharing.embedded import Embedded
 
 
@@ -27,6 +30,29 @@ def test_the_demo_story_holds(tmp_path: Path) -> None:
         kinds = [(e.type, e.code) for e in queries.audit(emb.store, ds=story.dataset, proofs=False)]
     assert ("grant.read", "valid") in kinds and ("grant.key-release", "revoked") in kinds
     assert "the audit trail" in console.export_text()
+
+
+def test_the_demo_matches_blacklists_and_averages_salaries(tmp_path: Path) -> None:
+    console = Console(record=True, width=120)
+    story = demo.run_story(tmp_path, console, rows=500)
+    holder = {psi.normalise(v) for v in demo_computing.HOLDER_BLACKLIST}
+    expected = [v for v in demo_computing.CLIENT_BLACKLIST if psi.normalise(v) in holder]
+    assert story.outcomes["blacklist_match"] == f"{len(expected)} matches"
+    mean = sum(Decimal(v) for v in demo_computing.SALARIES.values()) / len(demo_computing.SALARIES)
+    assert story.outcomes["joint_average"] == f"{mean:.2f}"
+    text = console.export_text()
+    assert "dropped out" in text and "regulator" in text
+    with Embedded(tmp_path / "consortium") as emb:
+        done = [v for _, v in StateReader(emb.store).scan("computation/")]
+    assert sorted(v["kind"] for v in done) == ["aggregate", "psi"]
+    assert all(v["status"] == "done" for v in done)
+    # The chain holds sizes and digests, never a name or a salary.
+    for value in done:
+        flat = repr(value)
+        assert not any(
+            n in flat for n in (*demo_computing.HOLDER_BLACKLIST, *demo_computing.CLIENT_BLACKLIST)
+        )
+        assert not any(v.split(".")[0] in flat for v in demo_computing.SALARIES.values())
 
 
 def test_main_exits_zero(tmp_path: Path) -> None:

@@ -7,7 +7,12 @@ access for actuarial research; the regulator and hospital-a approve;
 hospital-b, a share holder without a grant, tries the insurer's grant and is
 refused, the refusal on the chain; hospital-a goes offline and the insurer
 still fetches and verifies; hospital-a revokes, which moves the dataset to a
-new key epoch; a fetch after revocation is refused; the audit trail with
+new key epoch; a fetch after revocation is refused; the insurer matches its
+fraud blacklist against hospital-b's (private set intersection, approved by the
+regulator: each learns nothing else of the other's list); the two hospitals
+and the insurer compute the average salary of a nurse without anyone seeing
+another's figures (secure aggregation, one of them never answering); the
+audit trail with
 verified proofs and a re-verification of every ledger from genesis close the
 story.
 
@@ -38,6 +43,7 @@ from rich.table import Table
 
 from sharechain.contracts import default_registry
 from sharechain.contracts.access import APPROVE, REQUEST
+from sharechain.demo_computing import step_blacklist_match, step_joint_average
 from sharechain.demo_consortium import Consortium, demo_network
 from sharechain.errors import IntegrityError, SharechainError
 from sharechain.ledger.blocks import VALID
@@ -141,18 +147,19 @@ class Story:
     def plane(self, org: str) -> Plane:
         return self.consortium.plane(org)
 
+    def say(self, title: str, body: str) -> None:
+        """Narrate a step."""
+        self.console.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=True))
 
-def _say(story: Story, title: str, body: str) -> None:
-    story.console.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=True))
-
-
-def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold cyan")
-    table.add_column(overflow="fold")
-    for k, v in rows:
-        table.add_row(k, v)
-    return table
+    @staticmethod
+    def kv(title: str, rows: list[tuple[str, str]]) -> Table:
+        """A step's figures as a two-column table."""
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold cyan")
+        table.add_column(overflow="fold")
+        for k, v in rows:
+            table.add_row(k, v)
+        return table
 
 
 def step_consortium(story: Story) -> None:
@@ -171,8 +178,7 @@ def step_consortium(story: Story) -> None:
 def step_publish(story: Story, rows: int) -> None:
     src = story.work / "patients-2025.csv"
     synthetic_patients(src, rows)
-    _say(
-        story,
+    story.say(
         "1. hospital-a publishes patient records",
         f"{rows:,} synthetic patient records ({src.stat().st_size:,} bytes) are sealed under a "
         "fresh AES-256-GCM data key. The key is split 2-of-2 between hospital-b and the "
@@ -192,7 +198,7 @@ def step_publish(story: Story, rows: int) -> None:
     pub = story.plane(OWNER).publish(OWNER, src, listing, inline_limit=0)
     story.dataset = pub.dataset
     story.console.print(
-        _kv(
+        Story.kv(
             "dataset registered",
             [
                 ("dataset", pub.dataset),
@@ -208,7 +214,7 @@ def step_publish(story: Story, rows: int) -> None:
 
 
 def step_request_and_approve(story: Story) -> None:
-    _say(story, "2. the insurer asks for access", "purpose: actuarial-research, for 30 days")
+    story.say("2. the insurer asks for access", "purpose: actuarial-research, for 30 days")
     body = {
         "dataset": story.dataset,
         "purpose": "actuarial-research",
@@ -220,7 +226,7 @@ def step_request_and_approve(story: Story) -> None:
     )
     story.console.print(f"request [bold]{story.request[:16]}[/] is open, awaiting approvals")
     story.outcomes["request"] = "ok"
-    _say(story, "3. the regulator and hospital-a approve", "joint approval, as the policy requires")
+    story.say("3. the regulator and hospital-a approve", "joint approval, as the policy requires")
     story.plane("regulator").submit("regulator", APPROVE, {"request": story.request})
     r = story.plane(OWNER).submit(OWNER, APPROVE, {"request": story.request})
     story.grant = derive_id("grant", r.tx_id)
@@ -228,7 +234,7 @@ def step_request_and_approve(story: Story) -> None:
     g = story.plane("insurer").grant(story.grant).grant
     expires = datetime.fromtimestamp(g.expires_at / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
     story.console.print(
-        _kv(
+        Story.kv(
             "grant issued (read by the insurer)",
             [
                 ("grant", story.grant),
@@ -256,8 +262,7 @@ def _attempt(story: Story, name: str, org: str, out: Path) -> None:
 
 
 def step_intruder(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "4. hospital-b, which holds no grant, tries to use the insurer's grant",
         "it even holds a key share, yet custodians release only to the grantee the chain names",
     )
@@ -265,8 +270,7 @@ def step_intruder(story: Story) -> None:
 
 
 def step_fetch(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "5. the insurer fetches the data (hospital-a is offline)",
         "hospital-b and the regulator each check the grant and release their share; the "
         "insurer rebuilds the key, decrypts and checks every digest, then signs a read receipt",
@@ -279,7 +283,7 @@ def step_fetch(story: Story) -> None:
     same = out.read_bytes() == (story.work / "patients-2025.csv").read_bytes()
     story.released_by = tuple(r.custodian for r in got.releases)
     story.console.print(
-        _kv(
+        Story.kv(
             "fetched and verified",
             [
                 ("shares released by", ", ".join(story.released_by)),
@@ -296,8 +300,7 @@ def step_fetch(story: Story) -> None:
 
 
 def step_revoke(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "6. hospital-a is back and revokes the grant",
         "the dataset moves to a new key epoch: re-sealed under a fresh key, new shares, old "
         "key and blob destroyed everywhere, so a key kept from before opens nothing",
@@ -313,14 +316,13 @@ def step_revoke(story: Story) -> None:
 
 
 def step_fetch_after_revoke(story: Story) -> None:
-    _say(story, "7. the insurer tries again", "")
+    story.say("7. the insurer tries again", "")
     story.consortium.settled()
     _attempt(story, "fetch_after_revoke", "insurer", story.work / "again.csv")
 
 
 def step_audit(story: Story) -> None:
-    _say(
-        story,
+    story.say(
         "8. the audit trail, read by the regulator",
         "every step of the dataset; each inclusion proof is checked against the block hash, "
         "and the block hashes against hospital-b's copy of the chain",
@@ -390,6 +392,8 @@ def run_story(data_dir: Path, console: Console, rows: int = 5000, network: str =
         step_fetch(story)
         step_revoke(story)
         step_fetch_after_revoke(story)
+        step_blacklist_match(story)
+        step_joint_average(story)
         step_audit(story)
         step_verify(story)
     finally:
@@ -419,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         "intruder": "refused",
         "fetch_after_revoke": "refused",
         "fetch": "ok",
+        "blacklist_match": "2 matches",
+        "joint_average": "42056.92",
         "verify": "ok",
     }
     good = all(story.outcomes.get(k, "").startswith(v) for k, v in expected.items())

@@ -11,22 +11,15 @@ import pytest
 from contracts_kit import Clock, Net
 
 from sharechain.contracts import computations as comp
-from sharechain.contracts import default_registry, derive_id
+from sharechain.contracts import derive_id
 from sharechain.crypto import rangeproof
 from sharechain.ledger.state import StateReader
-from sharechain.sharing.embedded import Embedded
 
 HOUR = 3_600_000
 
 
 def with_contract(path: Path, clock: Clock, governance: dict[str, Any] | None) -> Net:
-    net = Net(path, clock, governance)
-    net.emb.close()
-    # The contract is not in the default registry yet: run it alongside the others.
-    registry = default_registry().merged(comp.registry())
-    net.emb = Embedded(net.path, registry=registry, now=clock)
-    net.store = net.emb.store
-    return net
+    return Net(path, clock, governance)
 
 
 @pytest.fixture
@@ -99,7 +92,7 @@ def test_psi_session_from_proposal_to_receipts(chain: Net) -> None:
         comp.RESULT,
         {"session": sid, "intersection_size": 3},
         "denied",
-        "only the proposer",
+        "only the PSI client",
     )
     refused(
         chain,
@@ -267,3 +260,82 @@ def test_a_suspended_organisation_cannot_propose(tmp_path: Path, clock: Clock) -
         refused(net, "hospital-a", comp.PROPOSE, payload, "suspended", "risk alert")
     finally:
         net.emb.close()
+
+
+def test_the_holder_may_offer_and_the_named_client_is_capped_and_records(chain: Net) -> None:
+    sid = propose(
+        chain,
+        by="hospital-b",
+        parties=["hospital-b", "hospital-a"],
+        client="hospital-a",
+        dataset="ab" * 32,
+        column="name",
+        supervisor_approval=False,
+    )
+    value = get(chain, sid)
+    assert value["client"] == "hospital-a" and value["input"]["column"] == "name"
+    chain.ok("hospital-a", comp.ACCEPT, {"session": sid})
+    digest = hashlib.sha256(b"x").digest()
+    refused(
+        chain,
+        "hospital-a",
+        comp.COMMIT,
+        {"session": sid, "digest": digest, "size": 101},
+        "denied",
+        "cap of 100",
+    )
+    chain.ok("hospital-b", comp.COMMIT, {"session": sid, "digest": digest, "size": 500})
+    chain.ok("hospital-a", comp.COMMIT, {"session": sid, "digest": digest, "size": 10})
+    refused(
+        chain,
+        "hospital-b",
+        comp.RESULT,
+        {"session": sid, "intersection_size": 1},
+        "denied",
+        "only the PSI client",
+    )
+    chain.ok("hospital-a", comp.RESULT, {"session": sid, "intersection_size": 1})
+    # The client is counted, not the holder that proposed.
+    counts = [v for _, v in StateReader(chain.store).scan("risk/count/hospital-a/requests/")]
+    assert sum(counts) == 1
+
+
+def test_a_client_that_is_not_a_party_is_refused(chain: Net) -> None:
+    payload = {
+        "kind": "psi",
+        "parties": ["hospital-b", "hospital-a"],
+        "client": "clinic-c",
+        "purpose": "x",
+        "duration": HOUR,
+        "max_set_size": 5,
+    }
+    refused(chain, "hospital-b", comp.PROPOSE, payload, "bad_payload", "one of the two parties")
+
+
+def test_psi_sessions_per_client_are_capped_per_window(chain: Net) -> None:
+    for _ in range(comp.MAX_SESSIONS_PER_WINDOW):
+        propose(chain, by="hospital-b", parties=["hospital-b", "hospital-a"], client="hospital-a")
+    payload = {
+        "kind": "psi",
+        "parties": ["hospital-b", "hospital-a"],
+        "client": "hospital-a",
+        "purpose": "x",
+        "duration": HOUR,
+        "max_set_size": 5,
+    }
+    refused(
+        chain, "hospital-b", comp.PROPOSE, payload, "denied", "PSI sessions in this risk window"
+    )
+
+
+def test_the_contract_is_in_the_default_registry() -> None:
+    from sharechain.contracts import TX_TYPES, default_registry
+
+    assert set(comp.TX_TYPES) <= set(default_registry().handlers) & set(TX_TYPES)
+
+
+def test_proofs_from_another_session_are_refused(chain: Net) -> None:
+    first, second = aggregate_session(chain), aggregate_session(chain)
+    elsewhere = {**proved_input(first, "hospital-a", [5, 7]), "session": second}
+    refused(chain, "hospital-a", comp.COMMIT, elsewhere, "bad_payload", "range proof refused")
+    chain.ok("hospital-a", comp.COMMIT, proved_input(second, "hospital-a", [5, 7]))

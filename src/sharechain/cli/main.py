@@ -112,6 +112,7 @@ COMMAND_MODULES = (
     "sharechain.cli.prove_cmd",
     "sharechain.cli.proofs_cmd",
     "sharechain.cli.anchor_cmd",
+    "sharechain.cli.compute_cmd",
 )
 
 for _name in COMMAND_MODULES:

@@ -10,7 +10,17 @@ never by string literals of their own.
 
 from __future__ import annotations
 
-from sharechain.contracts import access, anchors, datasets, epochs, grants, membership, notary, risk
+from sharechain.contracts import (
+    access,
+    anchors,
+    computations,
+    datasets,
+    epochs,
+    grants,
+    membership,
+    notary,
+    risk,
+)
 from sharechain.contracts.codes import CODES
 from sharechain.contracts.ids import derive_id
 from sharechain.ledger.contract import ContractRegistry
@@ -84,6 +94,10 @@ TX_TYPES = (
     ALERTS_CLEAR,
     NOTARY_RECORD,
     NOTARY_ENDORSE,
+    anchors.FOLLOW,
+    anchors.KEYS,
+    anchors.RECORD,
+    *computations.TX_TYPES,
 )
 """Every transaction type the contracts handle."""
 
@@ -91,6 +105,6 @@ TX_TYPES = (
 def default_registry() -> ContractRegistry:
     """All contracts, keyed by transaction type."""
     registry = notary.registry()
-    for module in (membership, datasets, epochs, access, grants, risk, anchors):
+    for module in (membership, datasets, epochs, access, grants, risk, anchors, computations):
         registry = registry.merged(module.registry())
     return registry

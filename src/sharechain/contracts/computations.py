@@ -10,13 +10,18 @@ with whom, under which limits, with which result size, and who received it::
     proposed | open --a party or a supervisor rejects--> rejected
     proposed | open --anyone involved, after the deadline--> expired
 
-A PSI session has two parties: the proposer is the client (it learns the
-intersection) and the other the holder. The client's set size is capped by the
-session (`max_set_size`): the OPRF lets a client test any element it holds, so
-the cap, the supervisor's approval and the risk counters (every proposal counts
-like an access request, and a suspended organisation cannot propose) are the
-defence against probing. An aggregation session has three or more parties; the
-proposer aggregates. Each party commits the SHA-256 of its Pedersen commitments;
+A PSI session has two parties: the *client* (it learns the intersection; the
+proposer unless the payload names the other party as ``client``) and the
+*holder* (it may name the ``dataset`` and ``column`` whose values it offers).
+The client's set size is capped by the session (`max_set_size`): the OPRF lets
+a client test any element it holds, so the cap, the supervisor's approval, a
+hard cap of `MAX_SESSIONS_PER_WINDOW` PSI sessions per client per risk window
+and the risk counters (every session counts like an access request against
+the client, and a suspended organisation can neither propose nor be the
+client) are the defence against probing. The client records the PSI result.
+
+An aggregation session has three or more parties; the proposer aggregates.
+Each party commits the SHA-256 of its Pedersen commitments;
 for vectors of up to `MAX_CHECKED_VALUES` values it may also put the commitments
 and their range proofs in the transaction, and the contract checks them (the
 proof context is `rangeproof.session_context(session id, party, position)`).
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
@@ -42,6 +48,7 @@ from sharechain.contracts.codes import (
     EXPIRED,
     SUSPENDED,
 )
+from sharechain.contracts.governance import governance
 from sharechain.crypto import rangeproof
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.transactions import SignedTransaction
@@ -52,11 +59,16 @@ __all__ = [
     "CLOSE",
     "COMMIT",
     "MAX_CHECKED_VALUES",
+    "MAX_SESSIONS_PER_WINDOW",
     "PROPOSE",
     "RECEIPT",
     "REJECT",
     "RESULT",
+    "TX_TYPES",
+    "Computation",
+    "computation_from_value",
     "computation_key",
+    "recorder",
     "registry",
 ]
 
@@ -68,15 +80,86 @@ COMMIT = "computation.commit"
 RESULT = "computation.result"
 RECEIPT = "computation.receipt"
 CLOSE = "computation.close"
+TX_TYPES = (PROPOSE, ACCEPT, APPROVE, REJECT, COMMIT, RESULT, RECEIPT, CLOSE)
 
 MAX_PARTIES = 64
 MAX_CHECKED_VALUES = 16
 MAX_DURATION = 7 * 24 * 3_600_000
 MAX_LENGTH = 1_000_000
+MAX_SESSIONS_PER_WINDOW = 32
+"""PSI sessions one client may take part in per risk window (block time), whatever the holder."""
 
 
 def computation_key(session: str) -> str:
     return f"computation/{session}"
+
+
+@dataclass(frozen=True, slots=True)
+class Computation:
+    """A session as the chain records it (the fields the parties' tools act on)."""
+
+    id: str
+    """Hex id, derived from the proposal."""
+    kind: str
+    """``psi`` or ``aggregate``."""
+    proposer: str
+    """Who proposed (the aggregator of an aggregation)."""
+    parties: tuple[str, ...]
+    """Every party, proposer first."""
+    client: str
+    """The PSI client (learns the intersection); empty for an aggregation."""
+    limits: Mapping[str, int]
+    """``max_set_size``, or ``length``, ``bits`` and ``max_dropouts``."""
+    status: str
+    """``proposed``, ``open``, ``done``, ``rejected`` or ``expired``."""
+    deadline: int
+    """Block time (ms) after which the session can only be closed."""
+    accepted: tuple[str, ...]
+    """Parties that accepted."""
+    committed: Mapping[str, tuple[bytes, int]]
+    """Party -> (digest, size) of its committed input."""
+    result: Mapping[str, Any] | None
+    """What the result transaction recorded, once done."""
+    raw: Mapping[str, Any]
+    """The whole state value (purpose, input, approvals, receipts, heights)."""
+
+    @property
+    def holder(self) -> str:
+        """The PSI party that is not the client."""
+        return next(p for p in self.parties if p != self.client)
+
+    @property
+    def recorder(self) -> str:
+        """Who records the result."""
+        return recorder(self.raw)
+
+    @property
+    def ended(self) -> bool:
+        """Rejected or expired: nothing more happens, its mailboxes are dropped."""
+        return self.status in ("rejected", "expired")
+
+
+def computation_from_value(v: Mapping[str, Any]) -> Computation:
+    return Computation(
+        id=v["id"],
+        kind=v["kind"],
+        proposer=v["proposer"],
+        parties=tuple(v["parties"]),
+        client=v.get("client", ""),
+        limits=dict(v["limits"]),
+        status=v["status"],
+        deadline=v["deadline"],
+        accepted=tuple(v["accepted"]),
+        committed={k: (c["digest"], c["size"]) for k, c in v["commits"].items()},
+        result=v["result"],
+        raw=v,
+    )
+
+
+def recorder(value: Mapping[str, Any]) -> str:
+    """Who records a session's result: the PSI client, or the aggregation's proposer."""
+    who: str = value.get("client") or value["proposer"]
+    return who
 
 
 def _flag(p: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -103,7 +186,10 @@ def _limits(p: Mapping[str, Any], kind: str, parties: tuple[str, ...]) -> dict[s
         raise Reject(BAD_PAYLOAD, "length or bits too large (the sums must fit in 64 bits)")
     if dropouts > n - 3:
         raise Reject(BAD_PAYLOAD, f"max_dropouts must be at most {n - 3}: three must remain")
-    return {"length": length, "bits": bits, "max_dropouts": dropouts}
+    scale = f.integer(p, "scale", default=0)
+    if scale > 18:
+        raise Reject(BAD_PAYLOAD, "scale (decimal places of the values) must be at most 18")
+    return {"length": length, "bits": bits, "max_dropouts": dropouts, "scale": scale}
 
 
 def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
@@ -120,10 +206,18 @@ def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         if org is None or not org.active:
             raise Reject(DENIED, f"{party} is not an active member")
     limits = _limits(p, kind, parties)
+    client = (f.text(p, "client", required=False, limit=64) or me) if kind == "psi" else ""
+    if client and client not in parties:
+        raise Reject(BAD_PAYLOAD, "the PSI client must be one of the two parties")
+    if client and risk.is_suspended(state, client):
+        raise Reject(SUSPENDED, f"{client} is suspended by a risk alert: no new computations")
     duration = f.integer(p, "duration", low=1)
     if duration > MAX_DURATION:
         raise Reject(BAD_PAYLOAD, f"duration must be at most {MAX_DURATION} ms")
     session = f.derive_id("computation", stx.id)
+    counted = client or me
+    if client:
+        _count_psi_session(state, client, ctx)
     state.touch(computation_key(session))
     state.put(
         computation_key(session),
@@ -133,6 +227,11 @@ def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             "proposer": me,
             "parties": list(parties),
             "purpose": f.text(p, "purpose"),
+            "client": client,
+            "input": {
+                "dataset": f.text(p, "dataset", required=False, limit=128),
+                "column": f.text(p, "column", required=False, limit=128),
+            },
             "limits": limits,
             "approval_required": _flag(p, "supervisor_approval", True),
             "approved_by": "",
@@ -147,8 +246,22 @@ def _propose(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             "tx_id": stx.id,
         },
     )
-    # A session is a look at other members' data: it counts like an access request.
-    risk.count(state, me, risk.REQUESTS, stx, ctx)
+    # A session is a look at other members' data: it counts like an access request
+    # against whoever learns from it (the PSI client, the aggregator).
+    risk.count(state, counted, risk.REQUESTS, stx, ctx)
+
+
+def _count_psi_session(state: State, client: str, ctx: BlockContext) -> None:
+    window = governance(state).risk.window
+    key = f"computation-count/{client}/{ctx.timestamp - ctx.timestamp % window}"
+    n = (state.get(key) or 0) + 1
+    if n > MAX_SESSIONS_PER_WINDOW:
+        raise Reject(
+            DENIED,
+            f"{client} already took part in {MAX_SESSIONS_PER_WINDOW} PSI sessions in this "
+            "risk window; wait for the next one",
+        )
+    state.put(key, n)
 
 
 def _load(
@@ -238,7 +351,7 @@ def _commit(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     digest = f.digest(p, "digest")
     size = f.integer(p, "size")
     limits = value["limits"]
-    if value["kind"] == "psi" and me == value["proposer"] and size > limits["max_set_size"]:
+    if value["kind"] == "psi" and me == recorder(value) and size > limits["max_set_size"]:
         raise Reject(
             DENIED, f"a set of {size} is over this session's cap of {limits['max_set_size']}"
         )
@@ -254,8 +367,8 @@ def _commit(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 def _result(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     value = _load(state, stx, ctx, "open")
     p, me = stx.tx.payload, stx.tx.sender
-    if me != value["proposer"]:
-        raise Reject(DENIED, "only the proposer (client or aggregator) records the result")
+    if me != recorder(value):
+        raise Reject(DENIED, "only the PSI client or the aggregator (proposer) records the result")
     committed = value["commits"]
     if value["kind"] == "psi":
         if len(committed) != 2:

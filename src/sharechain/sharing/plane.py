@@ -45,6 +45,7 @@ from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing import fetch, publish, purge, rotation
+from sharechain.sharing.computing import Computations, open_computations
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.local import LocalChain, local_ports
 from sharechain.sharing.ports import Ports, Queries, quiet
@@ -307,6 +308,18 @@ class Plane:
         """After the purge `purge_tx` committed: destroy the keys and blobs of `ds`."""
         with self._ports(org, False) as ports:
             return purge.shred(ports, ds, purge_tx)
+
+    def computations(self, progress: Callable[[str, int, int], None] | None = None) -> Computations:
+        """PSI and secure aggregation sessions over this plane (`sharing.computing`)."""
+        q = self._queries
+        signing = q.me.signing if isinstance(q, RemoteChain) else None
+        return open_computations(
+            self.submit,
+            embedded=self.embedded,
+            client=self.client,
+            signing=signing,
+            progress=progress,
+        )
 
     # -- the read side ----------------------------------------------------------------
 
