@@ -58,7 +58,7 @@ def masked_epoch(net: Net, ds: str, n: int = 0) -> Any:
         "ciphertext_digest": digest(f"masked-cipher-{n}"),
         "segment_root": digest(f"masked-root-{n}"),
         "custody": "owner",
-        "holders": [],
+        "holders": ["hospital-a"],
         "threshold": 1,
     }
     return net.send("hospital-a", "dataset.epoch", body)

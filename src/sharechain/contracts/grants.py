@@ -106,6 +106,8 @@ class Grant:
     """Block height of issue."""
     source: str = ""
     """For a masked grant whose masked version exists: the raw dataset (`dataset` is the masked)."""
+    masking_tx: bytes = b""
+    """For a masked grant: the `profile.register` transaction (the owner reads the rules there)."""
 
 
 def grant_from_value(v: Any) -> Grant:
@@ -128,6 +130,7 @@ def grant_from_value(v: Any) -> Grant:
         auto_rule=v["auto_rule"],
         height=v["height"],
         source=v.get("source", ""),
+        masking_tx=v.get("masking_tx", b""),
     )
 
 
@@ -294,11 +297,13 @@ def issue(
     A masked grant is refused (`over_budget`) when its profile's epsilon no
     longer fits the grantee's privacy budget on the dataset.
     """
+    masking: dict[str, Any] = {}
     if req["masking"]:
         profile = f.load(state, profile_key(bytes.fromhex(req["masking"])), "masking profile")
         ds = f.load(state, dataset_key(req["dataset"]), "dataset")
         epsilon = budgets.form_epsilon(profile["form"])
         budgets.check_budget(state, req["dataset"], req["requester"], ds["policy"], epsilon)
+        masking["masking_tx"] = profile["tx_id"]
     gid = f.derive_id("grant", stx.id)
     state.put(
         grant_key(gid),
@@ -321,6 +326,7 @@ def issue(
             "auto_rule": rule,
             "height": ctx.height,
             "tx_id": stx.id,
+            **masking,
         },
     )
     state.touch(grant_key(gid))

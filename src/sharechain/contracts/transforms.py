@@ -141,7 +141,7 @@ def _transform(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             "segment_root": p.get("segment_root"),
             "size": p.get("size"),
             "custody": "owner",
-            "holders": [],
+            "holders": [g["owner"]],
             "policy": {"approval": {"any": 1, "of": [g["owner"]]}, "purposes": [g["purpose"]]},
         },
         None,

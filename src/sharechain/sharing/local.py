@@ -226,7 +226,7 @@ class LocalCustodian:
         """`holder` wraps its secret to `to` and records the release; the inbox carries it."""
         recipient = encryption_key(queries.organisations(self.emb.store), to)
         wrapped = wrap_release(self._vault(holder), recipient, epoch, grant=grant, session=session)
-        payload = release_payload(grant, to, epoch.epoch, wrapped, session)
+        payload = release_payload(grant, to, epoch, wrapped, session)
         receipt = self.emb.submit(holder, KEY_RELEASE, payload, check=False)
         if not receipt.ok:
             raise ReleaseRefusedError(

@@ -42,7 +42,7 @@ from sharechain.errors import ConfigError
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof
 from sharechain.ordering.solo import Receipt
-from sharechain.sharing import fetch, publish, purge, rotation
+from sharechain.sharing import fetch, masked, publish, purge, rotation
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.local import LocalChain, local_ports
 from sharechain.sharing.ports import Ports, Queries, quiet
@@ -266,6 +266,18 @@ class Plane:
         """Revoke `gid` as `org` (the owner or a supervisor), then rotate the key epoch."""
         with self._ports(org, self._owns(org, gid)) as ports:
             return rotation.revoke(ports, org, gid, reason=reason)
+
+    def produce_masked(self, org: str, gid: str) -> masked.Transformed | None:
+        """After `gid` was issued under a masking profile: the owner's masked version.
+
+        Issue 15 hook (sharing/masked.py): None when nothing is due or this side
+        cannot act as the owner (the owner's node then produces it).
+        """
+        owner = self._queries.grant(gid).grant.owner
+        if org != owner and self.embedded is None:
+            return None
+        with self._ports(org if self.embedded is None else owner, True) as ports:
+            return masked.produce(ports, owner, gid)
 
     def _owns(self, org: str, gid: str) -> bool:
         return self._queries.grant(gid).grant.owner == org
