@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 
 import pytest
-from plane_sides import Side
+from plane_sides import Side, wait_until
 from test_data_plane import GRANTEE, OWNER, grant_for
 
 from sharechain.contracts import GRANT_KEY_RELEASE, PROFILE_REGISTER
@@ -58,39 +58,47 @@ def masked_grant(side: Side, tmp_path: Path) -> tuple[str, str, Path]:
     return pub.dataset, grant_for(side, pub.dataset), src
 
 
+def masked_version(side: Side, gid: str) -> str:
+    """Embedded: the owner's side masks when asked; nodes: the owner's node by itself."""
+    if side.name == "local":
+        made = side.plane(OWNER).produce_masked(OWNER, gid)
+        assert made is not None and made.report.k == 30  # two age bands of 30
+        assert made.report.epsilon_total == 1
+    wait_until(lambda: bool(side.plane(GRANTEE).grant(gid).grant.source))
+    side.sync()
+    return side.plane(GRANTEE).grant(gid).grant.dataset
+
+
 def test_the_grantee_gets_only_the_masked_version(side: Side, tmp_path: Path) -> None:
     raw, gid, _ = masked_grant(side, tmp_path)
-    assert masking_state(side.plane(GRANTEE).grant(gid).grant) == WAITING
-    with pytest.raises(ReleaseRefusedError) as waiting:
-        side.plane(GRANTEE).fetch(GRANTEE, gid, tmp_path / "early")
-    assert waiting.value.code == "masked" and not (tmp_path / "early").exists()
+    if side.name == "local":  # the owner's node does not wait (it masks on commit)
+        assert masking_state(side.plane(GRANTEE).grant(gid).grant) == WAITING
+        with pytest.raises(ReleaseRefusedError) as waiting:
+            side.plane(GRANTEE).fetch(GRANTEE, gid, tmp_path / "early")
+        assert waiting.value.code == "masked" and not (tmp_path / "early").exists()
 
-    made = side.plane(OWNER).produce_masked(OWNER, gid)
-    assert made is not None and made.source == raw
-    assert made.report.k == 30 and made.report.epsilon_total == 1  # two age bands of 30
-    side.sync()
+    dataset = masked_version(side, gid)
     assert side.plane(OWNER).produce_masked(OWNER, gid) is None  # done once
     grant = side.plane(GRANTEE).grant(gid).grant
-    assert (grant.dataset, grant.source) == (made.dataset, raw)
-    assert made.dataset in masking_state(grant)
+    assert (grant.dataset, grant.source) == (dataset, raw) and dataset != raw
+    assert dataset in masking_state(grant)
 
     got = side.plane(GRANTEE).fetch(GRANTEE, gid, tmp_path / "out.csv")
-    assert got.dataset == made.dataset
+    assert got.dataset == dataset
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
     assert rows and set(rows[0]) == {"patient_id", "age", "salary"}
     assert {r["patient_id"] for r in rows}.isdisjoint({r[0] for r in ROWS})
     assert all(r["age"] in ("30-39", "40-49") for r in rows)
 
     lineage = side.plane(GRANTEE).lineage(raw)
-    assert (raw, made.dataset, "derived") in lineage.edges
+    assert (raw, dataset, "derived") in lineage.edges
     trail = [(e.type, e.code) for e in side.plane("regulator").audit(ds=raw)]
     assert ("dataset.transform", "valid") in trail
 
 
 def test_no_path_yields_the_raw_bytes(side: Side, tmp_path: Path) -> None:
     raw, gid, src = masked_grant(side, tmp_path)
-    side.plane(OWNER).produce_masked(OWNER, gid)
-    side.sync()
+    masked_version(side, gid)
     # A fetch aimed at the raw dataset: the custodian's release is refused by the
     # chain (embedded) or is the masked key, which does not open the raw payload.
     with pytest.raises(SharechainError):

@@ -270,13 +270,13 @@ class Plane:
     def produce_masked(self, org: str, gid: str) -> masked.Transformed | None:
         """After `gid` was issued under a masking profile: the owner's masked version.
 
-        Issue 15 hook (sharing/masked.py): None when nothing is due or this side
-        cannot act as the owner (the owner's node then produces it).
+        Issue 15 hook (sharing/masked.py): None when nothing is due, and in node
+        mode, where the owner's node produces it by itself.
         """
+        if self.embedded is None:
+            return None  # node mode: the owner's node does it (node/masking_job.py)
         owner = self._queries.grant(gid).grant.owner
-        if org != owner and self.embedded is None:
-            return None
-        with self._ports(org if self.embedded is None else owner, True) as ports:
+        with self._ports(owner, True) as ports:
             return masked.produce(ports, owner, gid)
 
     def _owns(self, org: str, gid: str) -> bool:
