@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from sharechain.cli.main import app
 from sharechain.privacy.tokens import derive_token_key, tokenize
+from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.records import Listing
-from sharechain.sharing.embedded import Embedded
 from sharechain.storage.datadir import OrgSpec, init_consortium
 
 PROFILE = """\
