@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import time
 from pathlib import Path
 
 import pytest
-from plane_sides import Side, wait_until
+from plane_sides import RemoteSide, Side, wait_until
 from test_data_plane import GRANTEE, OWNER, grant_for
 
 from sharechain.contracts import GRANT_KEY_RELEASE, PROFILE_REGISTER
 from sharechain.errors import SharechainError, TransactionRejectedError
+from sharechain.node.masking_job import MaskingJob
 from sharechain.privacy.profiles import parse_profile, profile_digest, profile_form
 from sharechain.sharing.masked import WAITING, masking_state
 from sharechain.sharing.records import Listing, ReleaseRefusedError
@@ -122,3 +125,46 @@ def test_no_path_yields_the_raw_bytes(side: Side, tmp_path: Path) -> None:
         for blob in side.blobs(raw, org):
             sealed = blob.read_bytes()
             assert plain[:40] not in sealed and ROWS[7][1].encode() not in sealed
+
+
+def test_on_the_nodes_a_masked_grant_waits_for_the_owners_node(
+    remote_side: RemoteSide, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threshold custody: the custodians could release the raw key without the owner,
+    so the grant waits; the owner's node masks when it is back (its start-up pass)."""
+    side = remote_side
+    monkeypatch.setattr(MaskingJob, "produce", lambda self, gid: None)  # the owner's node is down
+    form = profile_form(PROFILE)
+    try:
+        side.submit(OWNER, PROFILE_REGISTER, {"name": "ages", "profile": form})
+    except TransactionRejectedError as exc:
+        assert exc.code == "duplicate"
+    policy = {"masking": {"confidential": profile_digest(PROFILE).hex()}}
+    listing = Listing(
+        title="patients", classification="confidential", policy=policy, custody="threshold"
+    )
+    src = raw_table(tmp_path)
+    pub = side.plane(OWNER).publish(OWNER, src, listing, inline_limit=0)
+    side.sync()
+    gid = grant_for(side, pub.dataset)
+    time.sleep(0.5)  # the jobs have seen the commit
+    assert masking_state(side.plane(GRANTEE).grant(gid).grant) == WAITING
+    with pytest.raises(ReleaseRefusedError) as refused:
+        side.plane(GRANTEE).fetch(GRANTEE, gid, tmp_path / "early")
+    assert refused.value.code == "masked"
+    # The raw blob over HTTP, byte ranges included: ciphertext, whoever asks.
+    client = side.plane(GRANTEE).client
+    assert client is not None
+    path = f"/v1/blobs/{pub.digests.ciphertext_sha256.hex()}"
+    ranged = client.http.send(client.signed("GET", path, headers={"Range": "bytes=0-4095"}))
+    assert ranged.status_code == 206 and ROWS[3][1].encode() not in ranged.content
+
+    monkeypatch.undo()  # the owner's node is back: its start-up pass finds the grant
+    job = MaskingJob(side.nodes[OWNER], os.urandom)
+    assert job.waiting() == [gid]
+    job.produce(gid)
+    side.sync()
+    grant = side.plane(GRANTEE).grant(gid).grant
+    assert grant.source == pub.dataset and job.waiting() == []
+    side.plane(GRANTEE).fetch(GRANTEE, gid, tmp_path / "out.csv")
+    assert "Person" not in (tmp_path / "out.csv").read_text()
