@@ -29,6 +29,7 @@ from sharechain.cli.common import (
     print_table,
 )
 from sharechain.cli.dataset_cmd import report
+from sharechain.cli.profile_cmd import produce_masked
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import access
 from sharechain.contracts.policies import PolicyError, parse_duration
@@ -80,7 +81,7 @@ def create_cmd(
         rid = derive_id("request", r.tx_id)
         req = chain.request(rid)
         if req.grant:  # issue 15: an auto-approved masked grant gets its masked version
-            chain.produce_masked(as_org, req.grant)
+            produce_masked(chain, as_org, req.grant)
     ids = {"request": rid, "status": req.status}
     if req.grant:
         ids["grant"] = req.grant
@@ -101,7 +102,7 @@ def _decide(
         r = chain.submit(as_org, kind, {"request": rid, **payload})
         req = chain.request(rid)
         if req.grant:  # issue 15: the owner's side masks the dataset for a masked grant
-            chain.produce_masked(as_org, req.grant)
+            produce_masked(chain, as_org, req.grant)
     ids = {"request": rid, "status": req.status}
     if req.grant:
         ids["grant"] = req.grant
