@@ -85,6 +85,7 @@ def test_the_grantee_gets_only_the_masked_version(side: Side, tmp_path: Path) ->
     grant = side.plane(GRANTEE).grant(gid).grant
     assert (grant.dataset, grant.source) == (dataset, raw) and dataset != raw
     assert dataset in masking_state(grant)
+    assert side.plane(GRANTEE).dataset(dataset).masked_for == gid
 
     got = side.plane(GRANTEE).fetch(GRANTEE, gid, tmp_path / "out.csv")
     assert got.dataset == dataset

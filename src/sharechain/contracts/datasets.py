@@ -109,6 +109,8 @@ class Dataset:
     """Block height of registration."""
     tx_id: bytes
     """The registering transaction."""
+    masked_for: str = ""
+    """For a masked version (`dataset.transform`): the one grant it was made for."""
 
 
 def dataset_from_value(v: Any) -> Dataset:
@@ -136,6 +138,7 @@ def dataset_from_value(v: Any) -> Dataset:
         created_at=v["created_at"],
         height=v["height"],
         tx_id=v["tx_id"],
+        masked_for=v["masked_for"]["grant"] if "masked_for" in v else "",
     )
 
 
