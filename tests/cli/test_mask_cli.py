@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from sharechain.cli.main import app
 from sharechain.privacy.tokens import derive_token_key, tokenize
-from sharechain.sharing import local as sharing
 from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.records import Listing
 from sharechain.storage.datadir import OrgSpec, init_consortium
 
 PROFILE = """\
@@ -111,8 +112,9 @@ def test_key_from_the_owners_data_directory(files: tuple[Path, Path], tmp_path: 
             OrgSpec("regulator", ("member", "supervisor", "admin")),
         ),
     )
+    with Plane.local(home) as plane:
+        published = plane.publish("hospital-a", data, Listing(title="people"))
     with Embedded(home) as emb:
-        published = sharing.publish(emb, "hospital-a", data, title="people")
         owner_secret = emb.keys("hospital-a").encryption_private
     out = tmp_path / "release.csv"
     args = ["mask", "apply", str(data), "-p", str(profile), "-o", str(out)]

@@ -34,12 +34,14 @@ def test_parse_full_policy_and_round_trip() -> None:
             "purposes": ["treatment", "research"],
             "max_duration": "7d",
             "max_uses": 5,
-            "masking": {"confidential": "pseudonymise", "secret": "aggregate-only"},
+            "masking": {"confidential": "ab" * 32, "secret": "cd" * 32},
+            "privacy_budget": 1.5,
         }
     )
     assert p.approval == Approval(K_OF_N, 2, ("hospital-a", "regulator", "insurer-d"))
     assert p.max_duration == 7 * 86_400_000
-    assert p.masking_for("secret") == "aggregate-only"
+    assert p.masking_for("secret") == "cd" * 32
+    assert p.privacy_budget == "3/2"
     assert p.masking_for("public") == ""
     assert policy_from_mapping(policy_to_value(p)) == p
 
@@ -54,6 +56,9 @@ def test_parse_full_policy_and_round_trip() -> None:
         ({"max_duration": "forever"}, "max_duration"),
         ({"max_uses": -1}, "max_uses"),
         ({"masking": {"top-secret": "x"}}, "top-secret"),
+        ({"masking": {"secret": "pseudonymise"}}, "64 hex digits"),
+        ({"privacy_budget": 0}, "privacy_budget"),
+        ({"privacy_budget": "lots"}, "privacy_budget"),
         ({"purposes": "treatment"}, "purposes"),
         ({"colour": "blue"}, "unknown policy field"),
     ],
@@ -130,7 +135,6 @@ def test_request_terms_purpose_duration_fields_and_masking(net: Net) -> None:
         policy={
             "purposes": ["treatment"],
             "max_duration": "1h",
-            "masking": {"confidential": "pseudonymise"},
         }
     )
     bad_purpose = net.send(
@@ -142,7 +146,7 @@ def test_request_terms_purpose_duration_fields_and_masking(net: Net) -> None:
     no_column = {"dataset": ds, "purpose": "treatment", "duration": 1, "fields": ["name"]}
     assert net.send("hospital-b", "access.request", no_column).code == "bad_payload"
     gid = net.granted(ds)
-    assert queries.grant(net.store, gid).grant.masking == "pseudonymise"
+    assert queries.grant(net.store, gid).grant.masking == ""
 
 
 def test_reject_and_cancel_close_the_request(net: Net) -> None:

@@ -39,8 +39,7 @@ columns:
 def emb(tmp_path: Path) -> Embedded:
     clock = Clock()
     init_consortium(tmp_path / "c", ORGS, now=clock)
-    registry = default_registry().merged(profiles.registry())
-    return Embedded(tmp_path / "c", registry=registry, now=clock)
+    return Embedded(tmp_path / "c", registry=default_registry(), now=clock)
 
 
 def register(emb: Embedded, form: Any, name: str = "research release") -> tuple[str, str]:

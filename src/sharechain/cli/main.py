@@ -108,6 +108,7 @@ COMMAND_MODULES = (
     "sharechain.cli.alerts_cmd",
     "sharechain.cli.ui_cmd",
     "sharechain.cli.mask_cmd",
+    "sharechain.cli.profile_cmd",
     "sharechain.cli.sharing_cmd",  # after dataset_cmd and grant_cmd: it joins their groups
     "sharechain.cli.prove_cmd",
     "sharechain.cli.proofs_cmd",

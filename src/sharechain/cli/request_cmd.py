@@ -1,8 +1,11 @@
-"""`sharechain request create|approve|reject|list`: access requests.
+"""`sharechain request create|approve|reject|list|show`: access requests.
 
 `request list --as ORG` is ORG's inbox (open requests it may decide);
 `--mine` lists the requests ORG sent. A grant is issued by the approval that
-completes the policy, in the same block.
+completes the policy, in the same block. A grant under a masking profile then
+needs its masked version: the approving command produces it when it can act
+as the owner (embedded, or the owner's own tools), and `request show` says
+whether it is still waiting for it.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from sharechain.cli.common import (
     NetworkOpt,
     NodeOpt,
     command_group,
+    console,
     emit_json,
     fail,
     print_table,
 )
 from sharechain.cli.dataset_cmd import report
+from sharechain.cli.profile_cmd import produce_masked
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import access
 from sharechain.contracts.policies import PolicyError, parse_duration
+from sharechain.sharing.masked import masking_state
 from sharechain.sharing.records import derive_id
 
 __all__ = ["register"]
@@ -74,6 +80,8 @@ def create_cmd(
         r = chain.submit(as_org, access.REQUEST, payload)
         rid = derive_id("request", r.tx_id)
         req = chain.request(rid)
+        if req.grant:  # issue 15: an auto-approved masked grant gets its masked version
+            produce_masked(chain, as_org, req.grant)
     ids = {"request": rid, "status": req.status}
     if req.grant:
         ids["grant"] = req.grant
@@ -93,6 +101,8 @@ def _decide(
         rid = chain.resolve("request", request)
         r = chain.submit(as_org, kind, {"request": rid, **payload})
         req = chain.request(rid)
+        if req.grant:  # issue 15: the owner's side masks the dataset for a masked grant
+            produce_masked(chain, as_org, req.grant)
     ids = {"request": rid, "status": req.status}
     if req.grant:
         ids["grant"] = req.grant
@@ -170,10 +180,36 @@ def list_cmd(
     )
 
 
+def show_cmd(
+    request: ReqArg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """One request: its terms, approvals, grant and masking state."""
+    with open_plane(data_dir, Target(node, network, key)) as chain:
+        q = chain.request(chain.resolve("request", request))
+        grant = chain.grant(q.grant).grant if q.grant else None
+    masking = masking_state(grant) if grant is not None else "-"
+    if json_out:
+        emit_json({**to_json(q), "masking": masking})
+        return
+    approvals = ", ".join(f"{o} ({a})" for o, a in q.approvals) or "-"
+    console.print(
+        f"request [bold]{q.id}[/] {q.status}\ndataset {q.dataset} of {q.owner}\n"
+        f"requester {q.requester}, purpose {q.purpose}\napprovals {approvals}\n"
+        f"grant {q.grant or '-'}\nmasking: {masking}",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     group = command_group("request", "Access requests: create, approve, reject, list.")
     group.command("create")(create_cmd)
     group.command("approve")(approve_cmd)
     group.command("reject")(reject_cmd)
     group.command("list")(list_cmd)
+    group.command("show")(show_cmd)
     app.add_typer(group)

@@ -1,7 +1,8 @@
 """The data-sharing state machine: pure, deterministic contracts.
 
 `default_registry()` is every contract a sharechain node runs: the notary,
-membership, datasets, key epochs, access requests, grants and risk control.
+membership, datasets, key epochs, access requests, grants, risk control,
+masking profiles and masked releases (`dataset.transform`).
 See docs/contracts.md for every transaction type, who may send it and its
 codes. Other layers name transaction types and refusal codes through the
 constants here (and `derive_id` for the id of what a transaction creates),
@@ -19,7 +20,9 @@ from sharechain.contracts import (
     grants,
     membership,
     notary,
+    profiles,
     risk,
+    transforms,
 )
 from sharechain.contracts.codes import CODES
 from sharechain.contracts.ids import derive_id
@@ -38,6 +41,7 @@ __all__ = [
     "DATASET_PURGE",
     "DATASET_REGISTER",
     "DATASET_RETIRE",
+    "DATASET_TRANSFORM",
     "DATASET_VERSION",
     "GRANT_KEY_RELEASE",
     "GRANT_READ",
@@ -47,6 +51,7 @@ __all__ = [
     "ORG_PROPOSE",
     "ORG_ROTATE_KEY",
     "ORG_VOTE",
+    "PROFILE_REGISTER",
     "TX_TYPES",
     "default_registry",
     "derive_id",
@@ -62,6 +67,8 @@ DATASET_RETIRE = datasets.RETIRE
 DATASET_PURGE = datasets.PURGE
 DATASET_POLICY = datasets.POLICY
 DATASET_EPOCH = epochs.EPOCH
+DATASET_TRANSFORM = transforms.TRANSFORM
+PROFILE_REGISTER = profiles.REGISTER
 ACCESS_REQUEST = access.REQUEST
 ACCESS_APPROVE = access.APPROVE
 ACCESS_REJECT = access.REJECT
@@ -84,6 +91,8 @@ TX_TYPES = (
     DATASET_PURGE,
     DATASET_POLICY,
     DATASET_EPOCH,
+    DATASET_TRANSFORM,
+    PROFILE_REGISTER,
     ACCESS_REQUEST,
     ACCESS_APPROVE,
     ACCESS_REJECT,
@@ -105,6 +114,17 @@ TX_TYPES = (
 def default_registry() -> ContractRegistry:
     """All contracts, keyed by transaction type."""
     registry = notary.registry()
-    for module in (membership, datasets, epochs, access, grants, risk, anchors, computations):
+    for module in (
+        membership,
+        datasets,
+        epochs,
+        access,
+        grants,
+        risk,
+        profiles,
+        transforms,
+        anchors,
+        computations,
+    ):
         registry = registry.merged(module.registry())
     return registry

@@ -120,6 +120,12 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         raise Reject(BAD_STATE, f"dataset {ds_id} is {ds['status']}{hint}")
     if ds["owner"] == me.id:
         raise Reject(DENIED, "the owner needs no grant on its own dataset")
+    if ds.get("masked_for"):
+        raise Reject(
+            DENIED,
+            f"dataset {ds_id} is the masked release made for grant {ds['masked_for']['grant']}; "
+            f"request its source {ds['parents'][0]} instead",
+        )
     pol = ds["policy"]
     if pol["purposes"] and purpose not in pol["purposes"]:
         raise Reject(DENIED, f"purpose {purpose!r} is not among {', '.join(pol['purposes'])}")

@@ -16,8 +16,10 @@ __all__ = [
     "DIGEST_MISMATCH",
     "DUPLICATE",
     "EXPIRED",
+    "MASKED",
     "NOT_FOUND",
     "NO_KEY",
+    "OVER_BUDGET",
     "REVOKED",
     "SUSPENDED",
     "USED_UP",
@@ -37,6 +39,8 @@ USED_UP = "used_up"
 WRONG_GRANTEE = "wrong_grantee"
 DIGEST_MISMATCH = "digest_mismatch"
 NO_KEY = "no_key"
+MASKED = "masked"
+OVER_BUDGET = "over_budget"
 
 CODES = {
     BAD_PAYLOAD: "the payload is missing a field or a field has the wrong type or value",
@@ -52,5 +56,7 @@ CODES = {
     WRONG_GRANTEE: "a key may only be released to the grant's grantee",
     DIGEST_MISMATCH: "the digest does not match the dataset's recorded digest",
     NO_KEY: "no key was released under this grant yet",
+    MASKED: "the grant releases only the masked version made for it (not the raw data)",
+    OVER_BUDGET: "the masked release would spend more epsilon than the privacy budget left",
 }
 """Meaning of each contract code (see docs/contracts.md)."""

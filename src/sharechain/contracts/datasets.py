@@ -29,6 +29,7 @@ from sharechain.contracts.policies import (
     policy_from_mapping,
     policy_to_value,
 )
+from sharechain.contracts.profiles import profile_key
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.transactions import SignedTransaction
 
@@ -41,7 +42,10 @@ __all__ = [
     "RETIRE",
     "VERSION",
     "Dataset",
+    "create_dataset",
+    "dataset_content",
     "dataset_from_value",
+    "policy_value",
     "registry",
 ]
 
@@ -105,6 +109,8 @@ class Dataset:
     """Block height of registration."""
     tx_id: bytes
     """The registering transaction."""
+    masked_for: str = ""
+    """For a masked version (`dataset.transform`): the one grant it was made for."""
 
 
 def dataset_from_value(v: Any) -> Dataset:
@@ -132,6 +138,7 @@ def dataset_from_value(v: Any) -> Dataset:
         created_at=v["created_at"],
         height=v["height"],
         tx_id=v["tx_id"],
+        masked_for=v["masked_for"]["grant"] if "masked_for" in v else "",
     )
 
 
@@ -152,10 +159,18 @@ def policy_value(state: State, raw: Any) -> dict[str, Any]:
     if raw is None:
         raw = governance(state).default_policy
     try:
-        return policy_to_value(policy_from_mapping(raw))
+        value = policy_to_value(policy_from_mapping(raw))
     except PolicyError as exc:
         code = BAD_EXPRESSION if isinstance(exc, RuleError) else BAD_PAYLOAD
         raise Reject(code, f"policy: {exc}") from None
+    for cls, digest in value["masking"].items():
+        if state.get(profile_key(bytes.fromhex(digest))) is None:
+            raise Reject(
+                NOT_FOUND,
+                f"policy: masking.{cls} names profile {digest}, which is not registered; "
+                "register it first (`sharechain profile register FILE`)",
+            )
+    return value
 
 
 _DESCRIPTIVE = (
@@ -170,7 +185,7 @@ _DESCRIPTIVE = (
 )
 
 
-def _content(state: State, p: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+def dataset_content(state: State, p: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
     """The describable fields of a dataset; a new version inherits unset ones from `base`."""
     q = dict(p)
     if base is not None:
@@ -200,7 +215,7 @@ def _content(state: State, p: dict[str, Any], base: dict[str, Any] | None) -> di
     return out
 
 
-def _create(
+def create_dataset(
     state: State, stx: SignedTransaction, ctx: BlockContext, content: dict[str, Any], **links: Any
 ) -> dict[str, Any]:
     ds = f.derive_id("dataset", stx.id)
@@ -242,7 +257,7 @@ def _owned(state: State, stx: SignedTransaction, doing: str) -> dict[str, Any]:
 def _register(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     me = f.sender(state, stx.tx.sender)
     f.require_role(me, "member", "register datasets")
-    _create(state, stx, ctx, _content(state, dict(stx.tx.payload), None))
+    create_dataset(state, stx, ctx, dataset_content(state, dict(stx.tx.payload), None))
 
 
 def _version(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
@@ -254,8 +269,8 @@ def _version(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             f"dataset {old['id']} is {old['status']}; version the latest "
             "active one" + (f" ({old['next']})" if old["next"] else ""),
         )
-    content = _content(state, dict(stx.tx.payload), old)
-    new = _create(
+    content = dataset_content(state, dict(stx.tx.payload), old)
+    new = create_dataset(
         state,
         stx,
         ctx,
@@ -284,11 +299,11 @@ def _derive(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             raise Reject(BAD_STATE, f"parent {parent} was purged")
         if value["owner"] != me.id and usable_grant_of(state, me.id, parent, ctx) is None:
             raise Reject(DENIED, f"{me.id} neither owns {parent} nor holds a usable grant on it")
-    new = _create(
+    new = create_dataset(
         state,
         stx,
         ctx,
-        _content(state, p, None),
+        dataset_content(state, p, None),
         parents=list(parents),
         transformation=transformation,
     )

@@ -14,6 +14,12 @@ the millisecond). Using it is recorded on the chain:
 - a read receipt (`grant.read`) is signed by the grantee after it has checked
   the data against the dataset's digest.
 
+A grant whose request carries a masking profile (the policy's, by digest)
+never releases the raw dataset's key: until the owner records the masked
+version (`dataset.transform`, `contracts/transforms.py`) every release is
+refused with `masked`; afterwards the grant's `dataset` is the masked version
+(`source` keeps the raw one) and a release must name that dataset.
+
 The owner or a supervisor may revoke a grant (`grant.revoke`).
 """
 
@@ -23,19 +29,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
-from sharechain.contracts import risk
+from sharechain.contracts import budgets, risk
 from sharechain.contracts.codes import (
     BAD_STATE,
     DENIED,
     DIGEST_MISMATCH,
     EXPIRED,
+    MASKED,
     NO_KEY,
+    NOT_FOUND,
     REVOKED,
     SUSPENDED,
     USED_UP,
     WRONG_GRANTEE,
 )
+from sharechain.contracts.epochs import epoch_key
 from sharechain.contracts.keys import dataset_key, grant_key, idx, index_items, revoke
+from sharechain.contracts.profiles import profile_key
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.transactions import SignedTransaction
 
@@ -48,6 +58,7 @@ __all__ = [
     "grant_status",
     "registry",
     "usable_grant_of",
+    "waiting_for_mask",
 ]
 
 KEY_RELEASE = "grant.key-release"
@@ -74,7 +85,7 @@ class Grant:
     fields: tuple[str, ...]
     """Columns requested (empty: all)."""
     masking: str
-    """Masking profile the grantee must apply (empty: none)."""
+    """Digest (hex) of the masking profile of the only release it allows (empty: none)."""
     issued_at: int
     """Block time of issue (ms)."""
     expires_at: int
@@ -93,6 +104,10 @@ class Grant:
     """The auto-approval rule that granted it, or empty."""
     height: int
     """Block height of issue."""
+    source: str = ""
+    """For a masked grant whose masked version exists: the raw dataset (`dataset` is the masked)."""
+    masking_tx: bytes = b""
+    """For a masked grant: the `profile.register` transaction (the owner reads the rules there)."""
 
 
 def grant_from_value(v: Any) -> Grant:
@@ -114,6 +129,8 @@ def grant_from_value(v: Any) -> Grant:
         approvals=tuple(v["approvals"]),
         auto_rule=v["auto_rule"],
         height=v["height"],
+        source=v.get("source", ""),
+        masking_tx=v.get("masking_tx", b""),
     )
 
 
@@ -138,10 +155,35 @@ def usable_grant_of(state: State, org: str, ds: str, ctx: BlockContext) -> str |
         if (
             v is not None
             and v["dataset"] == ds
+            and not waiting_for_mask(v)
             and grant_status(v, ctx.timestamp, suspended) in ("active", USED_UP)
         ):
             return gid
     return None
+
+
+def waiting_for_mask(v: Any) -> bool:
+    """Whether a masked grant still waits for its masked version (nothing may be released)."""
+    return bool(v["masking"]) and not v.get("source")
+
+
+def _check_masked(state: State, v: dict[str, Any], named: str, epoch: int) -> None:
+    """A masked grant releases only the masked version's keys; refuse anything else."""
+    if waiting_for_mask(v):
+        raise Reject(
+            MASKED,
+            f"grant {v['id']} releases only a masked version of dataset {v['dataset']}, which "
+            f"its owner ({v['owner']}) has not produced yet; ask again once the owner's node "
+            "has committed dataset.transform",
+        )
+    if named != v["dataset"]:
+        raise Reject(
+            MASKED,
+            f"grant {v['id']} releases only the masked version {v['dataset']} made for it, "
+            f"not {named or 'an unnamed dataset'} (the raw dataset is {v['source']})",
+        )
+    if state.get(epoch_key(named, epoch)) is None:
+        raise Reject(NOT_FOUND, f"dataset {named} has no key epoch {epoch}")
 
 
 _REFUSALS = {
@@ -177,6 +219,7 @@ def _key_release(state: State, stx: SignedTransaction, ctx: BlockContext) -> Non
     # Shares of one threshold release name a common session and count once;
     # a release without a session is a use of its own and needs no marker.
     session = f.text(p, "session", required=False, limit=128)
+    named = f.text(p, "dataset", required=False, limit=64)
     v = _load(state, stx)
     ds = state.get(dataset_key(v["dataset"]))
     assert ds is not None  # a grant's dataset record is never deleted
@@ -192,6 +235,10 @@ def _key_release(state: State, stx: SignedTransaction, ctx: BlockContext) -> Non
     session_key = f"keyrel/{v['id']}/{session}"
     new_session = not session or state.get(session_key) is None
     _check(state, v, ctx, counting=new_session)
+    if v["masking"]:
+        _check_masked(state, v, named, epoch)
+    elif named and named != v["dataset"]:
+        raise Reject(DENIED, f"grant {v['id']} is for dataset {v['dataset']}, not {named}")
     if new_session:
         v["uses"] += 1
         if session:
@@ -245,7 +292,18 @@ def issue(
     stx: SignedTransaction,
     ctx: BlockContext,
 ) -> str:
-    """Issue the grant a satisfied request earns (called by the access contract)."""
+    """Issue the grant a satisfied request earns (called by the access contract).
+
+    A masked grant is refused (`over_budget`) when its profile's epsilon no
+    longer fits the grantee's privacy budget on the dataset.
+    """
+    masking: dict[str, Any] = {}
+    if req["masking"]:
+        profile = f.load(state, profile_key(bytes.fromhex(req["masking"])), "masking profile")
+        ds = f.load(state, dataset_key(req["dataset"]), "dataset")
+        epsilon = budgets.form_epsilon(profile["form"])
+        budgets.check_budget(state, req["dataset"], req["requester"], ds["policy"], epsilon)
+        masking["masking_tx"] = profile["tx_id"]
     gid = f.derive_id("grant", stx.id)
     state.put(
         grant_key(gid),
@@ -268,6 +326,7 @@ def issue(
             "auto_rule": rule,
             "height": ctx.height,
             "tx_id": stx.id,
+            **masking,
         },
     )
     state.touch(grant_key(gid))

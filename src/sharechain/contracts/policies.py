@@ -9,7 +9,8 @@ with `dataset.policy`). It says:
   `dataset`; when one is true the grant is issued with the request, no vote;
 - allowed purposes, the maximum duration of a grant and its maximum number of
   key releases (uses);
-- the masking profile a grantee must apply, by the dataset's classification.
+- the masking profile (by digest) whose masked release a grantee gets, by the
+  dataset's classification, and the privacy budget (epsilon) per grantee.
 
 Policies are plain maps on the chain and in YAML files; `policy_from_mapping`
 is the one parser and gives a clear error for anything wrong. CEL rules are
@@ -26,6 +27,7 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import cel
@@ -44,6 +46,7 @@ __all__ = [
     "auto_approved",
     "compile_rule",
     "parse_duration",
+    "parse_epsilon",
     "policy_from_mapping",
     "policy_to_value",
     "rule_cost",
@@ -150,7 +153,9 @@ class Policy:
     max_uses: int = 0
     """Most key releases per grant; 0 means unlimited."""
     masking: tuple[tuple[str, str], ...] = ()
-    """(classification, masking profile) pairs: the profile a grantee must apply."""
+    """(classification, profile digest in hex) pairs: the masked release a grantee gets."""
+    privacy_budget: str = ""
+    """Most epsilon (a fraction as text, e.g. `3/2`) one grantee may be released; empty: none."""
 
     def masking_for(self, classification: str) -> str:
         return dict(self.masking).get(classification, "")
@@ -238,7 +243,29 @@ def _approval(value: Any) -> Approval:
     return Approval(K_OF_N, k, of)
 
 
-_FIELDS = {"approval", "auto_approve", "purposes", "max_duration", "max_uses", "masking"}
+_FIELDS = {
+    "approval",
+    "auto_approve",
+    "purposes",
+    "max_duration",
+    "max_uses",
+    "masking",
+    "privacy_budget",
+}
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_epsilon(value: Any, field: str) -> Fraction:
+    """A positive epsilon from an integer, a decimal or fraction text (`0.5`, `1/2`)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        eps = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        raise PolicyError(f"{field} must be a positive number such as 2, 0.5 or 1/2") from None
+    if eps <= 0:
+        raise PolicyError(f"{field} must be a positive number such as 2, 0.5 or 1/2")
+    return eps
 
 
 def policy_from_mapping(m: Mapping[str, Any] | None) -> Policy:
@@ -274,8 +301,13 @@ def policy_from_mapping(m: Mapping[str, Any] | None) -> Policy:
     for cls, profile in masking.items():
         if cls not in CLASSIFICATIONS:
             raise PolicyError(f"masking: {cls!r} is not one of {', '.join(CLASSIFICATIONS)}")
-        if not isinstance(profile, str) or not profile:
-            raise PolicyError(f"masking.{cls} must name a masking profile")
+        if not isinstance(profile, str) or not _HEX_DIGEST.fullmatch(profile):
+            raise PolicyError(
+                f"masking.{cls} must be a registered masking profile's digest (64 hex digits; "
+                "`sharechain profile register FILE` prints it)"
+            )
+    budget = m.get("privacy_budget")
+    budget_text = "" if budget is None else str(parse_epsilon(budget, "privacy_budget"))
     return Policy(
         approval=_approval(m.get("approval")),
         auto_approve=rules,
@@ -283,6 +315,7 @@ def policy_from_mapping(m: Mapping[str, Any] | None) -> Policy:
         max_duration=parse_duration(m.get("max_duration", 30 * DAY_MS), "max_duration"),
         max_uses=max_uses,
         masking=tuple(sorted(masking.items())),
+        privacy_budget=budget_text,
     )
 
 
@@ -298,6 +331,7 @@ def policy_to_value(p: Policy) -> dict[str, Any]:
         "max_duration": p.max_duration,
         "max_uses": p.max_uses,
         "masking": dict(p.masking),
+        **({"privacy_budget": p.privacy_budget} if p.privacy_budget else {}),
     }
 
 

@@ -21,6 +21,7 @@ from sharechain.contracts.datasets import Dataset, dataset_from_value
 from sharechain.contracts.grants import Grant, grant_from_value, grant_status
 from sharechain.contracts.ids import KINDS as KINDS  # node/queries.py reads q.KINDS
 from sharechain.contracts.membership import Proposal, proposal_from_value
+from sharechain.contracts.profiles import RegisteredProfile, profile_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
 from sharechain.crypto.merkle import inclusion_proof
 from sharechain.errors import NotFoundError
@@ -50,6 +51,8 @@ __all__ = [
     "inbox",
     "lineage",
     "organisations",
+    "profile",
+    "profiles",
     "proposals",
     "request",
     "requests",
@@ -182,6 +185,20 @@ def alerts(store: Store, *, open_only: bool = True) -> list[Alert]:
 
 def organisations(store: Store) -> list[Organisation]:
     return [org_from_value(v) for _, v in StateReader(store).scan("org/")]
+
+
+def profiles(store: Store) -> list[RegisteredProfile]:
+    """Every registered masking profile."""
+    return [profile_from_value(v) for _, v in StateReader(store).scan("profile/")]
+
+
+def profile(store: Store, prefix: str) -> RegisteredProfile:
+    """The masking profile whose digest (hex) starts with `prefix`."""
+    found = [p for p in profiles(store) if p.digest.hex().startswith(prefix.lower())]
+    if len(found) != 1:
+        what = "no" if not found else "more than one"
+        raise NotFoundError(f"{what} masking profile has a digest starting with {prefix!r}")
+    return found[0]
 
 
 def proposals(store: Store) -> list[Proposal]:

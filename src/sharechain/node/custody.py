@@ -268,7 +268,7 @@ def key_release(
     epoch = key_epoch(node.store, view.grant.dataset)
     recipient = encryption_key(queries.organisations(node.store), who.org)
     wrapped = wrap_release(vault_of(node), recipient, epoch, grant=grant, session=body.session)
-    payload = release_payload(grant, who.org, epoch.epoch, wrapped, body.session)
+    payload = release_payload(grant, who.org, epoch, wrapped, body.session)
     stx = sign_transaction(node.keys.signing, KEY_RELEASE, node.org, payload, now=node.now)
     (future,) = node.submit([stx.raw])
     try:

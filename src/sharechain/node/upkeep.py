@@ -28,6 +28,7 @@ node's log and in Prometheus metrics (`sharechain_shredded_datasets_total`,
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
 from sharechain.ledger.validation import VALID
+from sharechain.node import masking_job
 from sharechain.node.blob_fetch import BlobFetcher, FetchJob
 from sharechain.node.service import Node
 from sharechain.sharing.shredding import is_purged, leftovers, shred_committed
@@ -318,4 +320,5 @@ def start(node: Node) -> Upkeep | None:
         return None
     upkeep = Upkeep(node)
     upkeep.start()
+    masking_job.start(node, os.urandom)  # issue 15: the owner's node masks for masked grants
     return upkeep

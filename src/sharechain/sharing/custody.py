@@ -238,13 +238,18 @@ def wrap_release(
 
 
 def release_payload(
-    grant: str, to: str, epoch: int, wrapped: bytes, session: str
+    grant: str, to: str, epoch: KeyEpoch, wrapped: bytes, session: str
 ) -> dict[str, Any]:
-    """The body of the `grant.key-release` transaction recording a wrap (or its absence)."""
+    """The body of the `grant.key-release` transaction recording a wrap (or its absence).
+
+    It names the dataset whose epoch is released: a masked grant's releases
+    must name its masked version (issue 15), never the raw dataset.
+    """
     return {
         "grant": grant,
         "to": to,
-        "epoch": epoch,
+        "dataset": epoch.dataset,
+        "epoch": epoch.epoch,
         "wrapped_key_digest": hashlib.sha256(wrapped).digest() if wrapped else NOTHING_WRAPPED,
         "session": session,
     }

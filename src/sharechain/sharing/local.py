@@ -230,7 +230,7 @@ class LocalCustodian:
         session = session or self.emb.rng(16).hex()  # the embedded store issues it
         recipient = encryption_key(queries.organisations(self.emb.store), to)
         wrapped = wrap_release(self._vault(holder), recipient, epoch, grant=grant, session=session)
-        payload = release_payload(grant, to, epoch.epoch, wrapped, session)
+        payload = release_payload(grant, to, epoch, wrapped, session)
         receipt = self.emb.submit(holder, KEY_RELEASE, payload, check=False)
         if not receipt.ok:
             raise ReleaseRefusedError(

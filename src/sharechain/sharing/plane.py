@@ -44,7 +44,7 @@ from sharechain.errors import ConfigError
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof
 from sharechain.ordering.solo import Receipt
-from sharechain.sharing import fetch, publish, purge, rotation
+from sharechain.sharing import fetch, masked, publish, purge, rotation
 from sharechain.sharing.computing import Computations, open_computations
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.local import LocalChain, local_ports
@@ -270,6 +270,18 @@ class Plane:
         """Revoke `gid` as `org` (the owner or a supervisor), then rotate the key epoch."""
         with self._ports(org, self._owns(org, gid)) as ports:
             return rotation.revoke(ports, org, gid, reason=reason)
+
+    def produce_masked(self, org: str, gid: str) -> masked.Transformed | None:
+        """After `gid` was issued under a masking profile: the owner's masked version.
+
+        Issue 15 hook (sharing/masked.py): None when nothing is due, and in node
+        mode, where the owner's node produces it by itself.
+        """
+        if self.embedded is None:
+            return None  # node mode: the owner's node does it (node/masking_job.py)
+        owner = self._queries.grant(gid).grant.owner
+        with self._ports(owner, True) as ports:
+            return masked.produce(ports, owner, gid)
 
     def _owns(self, org: str, gid: str) -> bool:
         return self._queries.grant(gid).grant.owner == org
