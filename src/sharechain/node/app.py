@@ -54,7 +54,7 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.node import custody, delivery, queries, upkeep
+from sharechain.node import checkpoints, custody, delivery, queries, upkeep
 from sharechain.node.deps import Auth
 from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
@@ -333,6 +333,7 @@ def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
     queries.register(app, node)  # the data-sharing state
     app.include_router(delivery.router)  # blobs between nodes
     app.include_router(custody.router)  # keys between nodes
+    checkpoints.register(app, node)  # quorum checkpoints, cosigned with the peers
     # Shreds on commit and fetches missing blobs; stops with the node.
     app.state.upkeep = upkeep.start(node)
     for extend in extensions:
