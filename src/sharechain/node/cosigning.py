@@ -9,8 +9,10 @@ history root at that size from its own blocks (waiting briefly for blocks it
 has not committed yet) and refuses anything else, so a checkpoint counts only
 when a quorum of independent nodes hold exactly that chain.
 
-The history tree's leaves (block hashes) are cached as the chain grows, so a
-checkpoint costs one root computation, one signature and one request per peer.
+The history tree is kept as the chain grows (`HistoryTree`: every complete
+subtree's hash), so a checkpoint's root costs O(log n) hashes, whatever the
+chain's length; a round costs a signature, one request per peer and a few
+signature checks.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sharechain.errors import SharechainError
 from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
-    checkpoint_of,
+    HistoryTree,
     cosign,
     origin_for,
     parse_checkpoint,
@@ -69,30 +71,31 @@ class Cosigner:
         self.every_seconds = every_seconds
         self.clock = clock
         self.origin = origin_for(node.datadir.genesis_hash)
-        self._hashes: list[Hash] = []
+        self._tree = HistoryTree()
         self._lock = threading.Lock()
         self._latest: tuple[Checkpoint, str] | None = None
 
     # -- the history tree -------------------------------------------------------
 
+    def _grow(self, size: int) -> None:
+        """Add blocks to the tree up to `size` (call with the lock held)."""
+        for height in range(len(self._tree), size):
+            meta = self.node.store.block_meta(height)
+            if meta is None:
+                raise CheckpointError(f"this node has {height} blocks; it cannot cover {size}")
+            self._tree.append(meta.hash)
+
     def checkpoint(self, size: int) -> Checkpoint:
         """The (unsigned) checkpoint of this node's first `size` blocks."""
         with self._lock:
-            for height in range(len(self._hashes), size):
-                meta = self.node.store.block_meta(height)
-                if meta is None:
-                    raise CheckpointError(
-                        f"this node has {len(self._hashes)} blocks; it cannot cover {size}"
-                    )
-                self._hashes.append(meta.hash)
-            hashes = self._hashes[:size]
-        return checkpoint_of(hashes, self.origin)
+            self._grow(size)
+            return Checkpoint(self.origin, size, self._tree.root(size))
 
     def history(self, size: int) -> list[Hash]:
         """The block hashes of heights 0 .. size - 1 (the history tree's leaves)."""
-        self.checkpoint(size)
         with self._lock:
-            return self._hashes[:size]
+            self._grow(size)
+            return self._tree.leaves(size)
 
     # -- cosigning ----------------------------------------------------------------
 
