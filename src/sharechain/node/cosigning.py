@@ -142,8 +142,10 @@ class Cosigner:
         """
         size = self.node.ledger.height + 1
         cp = self.checkpoint(size)
-        signatures = [cosign(cp, self.node.org, self.node.keys.signing)]
         members = {c.org for c in store_roster(self.node.store).cosigners}
+        signatures = []
+        if self.node.org in members:  # a removed member's node still gathers the others'
+            signatures.append(cosign(cp, self.node.org, self.node.keys.signing))
         for org, peer in self.peers:
             if org not in members:
                 continue
