@@ -106,8 +106,13 @@ def test_export_matches_the_chain(chain: tuple[Path, list[str]]) -> None:
     d, ids = chain
     out = d.parent / "chain.jsonl"
     assert json.loads(run("chain", "export", "--out", out, "-d", d, "--json"))["blocks"] == 5
-    lines = out.read_text().splitlines()
-    assert len(lines) == 5
+    *lines, seal = out.read_text().splitlines()
+    assert len(lines) == 5 and json.loads(seal)["type"] == "sharechain/export-seal/v1"
+    verified = json.loads(run("verify-export", out, "--json"))
+    assert verified == {"verified": True, "blocks": 5, "head": json.loads(lines[-1])["hash"]}
+    cut = d.parent / "cut.jsonl"
+    cut.write_text("\n".join([*lines[:-1], seal]) + "\n")
+    assert "covers 5 blocks, the export holds 4" in run("verify-export", cut, code=1)
     prev = "00" * 32
     for n, line in enumerate(lines):
         rec = json.loads(line)

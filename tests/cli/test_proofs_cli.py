@@ -185,3 +185,19 @@ def test_disclosure_commit_notarise_reveal_verify(chain: tuple[Path, str], tmp_p
     err = run("disclosure", "verify", shown, "--fingerprint", fp, code=1)
     assert "the disclosure does not verify" in err and "fingerprint" in err
     assert "no field" in run("disclosure", "reveal", holder, "--field", "age", code=2)
+
+
+def test_chain_checkpoint_and_consistency_on_the_embedded_default(
+    chain: tuple[Path, str], tmp_path: Path
+) -> None:
+    d, _ = chain
+    cp = json.loads(run("chain", "checkpoint", "-d", d, "--json"))
+    assert cp["size"] == 3 and len(cp["signers"]) == 3  # every member key is held here
+    proof = json.loads(run("chain", "consistency", "2", "3", "-d", d, "--json"))
+    assert proof["new_root"] == cp["root"] and len(proof["proof"]) >= 1
+    assert "0 < OLD <= NEW" in run("chain", "consistency", "3", "2", "-d", d, code=2)
+    forged = tmp_path / "forged.note"
+    text = cp["note"].replace(cp["note"].split("\n")[2], "A" * 43 + "=")
+    forged.write_text(text)
+    refused = run("chain", "consistency", forged, "3", "-d", d, code=1)
+    assert "not this chain's history: a fork" in refused

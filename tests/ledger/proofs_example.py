@@ -23,13 +23,13 @@ from sharechain.ledger.checkpoints import (
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.store import Store
-from sharechain.ledger.transactions import sign_transaction
+from sharechain.ledger.transactions import SignedTransaction, sign_transaction
 
 SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 
 
-def example() -> dict[str, Any]:
-    """Every value the worked example prints, by name."""
+def example_chain() -> tuple[Store, OrgKeys, SignedTransaction]:
+    """The example chain of docs/format.md section 10: genesis and one notary block."""
     keys = OrgKeys.from_secrets("hospital-a", SEED, bytes(range(32)))
     org = Organisation(
         "hospital-a", ("member", "admin"), keys.signing.public_key, keys.encryption_public
@@ -50,6 +50,12 @@ def example() -> dict[str, Any]:
         [stx.raw], orderer="hospital-a", key=keys.signing, timestamp=1750000001000
     )
     ledger.commit(block, ex)
+    return store, keys, stx
+
+
+def example() -> dict[str, Any]:
+    """Every value the worked example prints, by name."""
+    store, keys, stx = example_chain()
     hashes = block_hashes(store)
     cp = checkpoint_of(hashes, origin_for(hashes[0]))
     note = signed_checkpoint(cp, [cosign(cp, "hospital-a", keys.signing)])

@@ -16,6 +16,7 @@ from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
     Cosigner,
+    HistoryTree,
     block_hashes,
     checkpoint_of,
     cosign,
@@ -185,3 +186,19 @@ def test_outsiders_verify_with_verifier_keys(kit: Kit) -> None:
     renamed = verifier_key("bank/0000000000000000", kit.keys["hospital-a"].signing.public_key)
     with pytest.raises(CheckpointError, match="<org>/<key hash>"):
         roster_from_verifier_keys([renamed])
+
+
+def test_history_tree_roots_are_merkle_roots_of_every_prefix() -> None:
+    leaves = [bytes([i]) * 32 for i in range(70)]
+    tree = HistoryTree()
+    for n, leaf in enumerate(leaves, 1):
+        tree.append(leaf)
+        assert len(tree) == n
+        # Every prefix, not only the whole: peers check checkpoints below their head.
+        assert [tree.root(k) for k in range(1, n + 1)] == [
+            merkle_root(leaves[:k]) for k in range(1, n + 1)
+        ]
+    assert tree.leaves(3) == leaves[:3]
+    for bad in (0, 71):
+        with pytest.raises(CheckpointError, match="the tree has 70 leaves"):
+            tree.root(bad)

@@ -4,11 +4,14 @@ It uses no sharechain code: cbor2 for the canonical encoding, hashlib, and
 `cryptography`'s Ed25519 (not our libsodium path). It recomputes every
 transaction id, Merkle root, header hash, hash link, orderer and transaction
 signature, `state_delta_hash` and running state root, tracking organisation
-records (and so key rotations) from each block's writes.
+records (and so key rotations) from each block's writes; then it checks the
+seal (docs/proofs.md sections 1-3): the founders' signed genesis note and the
+quorum checkpoint over exactly the exported blocks, C2SP notes parsed by hand.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -24,8 +27,19 @@ from ledger_kit import Kit
 
 from sharechain.contracts import notary
 from sharechain.crypto.signing import SigningKey
+from sharechain.errors import SharechainError
+from sharechain.ledger.checkpoints import (
+    CheckpointError,
+    block_hashes,
+    checkpoint_of,
+    cosign,
+    origin_for,
+    signed_checkpoint,
+)
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
 from sharechain.ledger.export import export_records
+from sharechain.ledger.export import verify_export as sharechain_verify_export
+from sharechain.ledger.export_seal import genesis_note, seal_line
 from sharechain.ledger.identities import org_from_value, org_key, org_to_value
 from sharechain.ledger.transactions import SignedTransaction
 
@@ -66,8 +80,48 @@ def _key_for(sender: str, key_id: bytes, records: list[bytes | None]) -> bytes |
     return None
 
 
+def _checkpoint(note: str, roster: dict[str, bytes], quorum: int) -> tuple[str, int, bytes]:
+    """(origin, size, root) of a C2SP signed note a quorum of `roster` (org -> key) signed."""
+    text, _, sigs = note.partition("\n\n")
+    text += "\n"
+    origin, size, root = text[:-1].split("\n")[:3]
+    names = {f"{o}/{_sha(k).hex()[:16]}": (o, k) for o, k in roster.items()}
+    signers = set()
+    for line in sigs.splitlines():
+        assert line.startswith("\u2014 "), "signature line"
+        name, blob = line[2:].split(" ")
+        org, key = names[name]  # KeyError: not a member's key
+        raw = base64.b64decode(blob, validate=True)
+        assert raw[:4] == _sha(name.encode() + b"\n\x01" + key)[:4], "key ID"
+        Ed25519PublicKey.from_public_bytes(key).verify(raw[4:], text.encode())
+        assert org not in signers, "signed twice"
+        signers.add(org)
+    assert len(signers) >= quorum, f"{len(signers)} cosigners, quorum {quorum}"
+    return origin, int(size), base64.b64decode(root)
+
+
+def _roster(orgs: list[dict[str, Any]], governance: dict[str, Any]) -> tuple[dict[str, bytes], int]:
+    members = {o["id"]: bytes(o["sign_key"]) for o in orgs if o.get("status", "active") == "active"}
+    return members, governance.get("checkpoint_quorum") or len(members) // 2 + 1
+
+
+def _check_seal(
+    seal: dict[str, Any], hashes: list[bytes], state: dict[str, bytes], genesis: Any
+) -> None:
+    assert seal["type"] == "sharechain/export-seal/v1" and seal["v"] == 1, "no seal line"
+    origin = "sharechain/" + hashes[0].hex()
+    founders = _roster(genesis["organisations"], genesis["governance"])
+    assert _checkpoint(seal["genesis"], *founders) == (origin, 1, _mth(hashes[:1]))
+    orgs = [cbor2.loads(v) for k, v in state.items() if k.startswith("org/")]
+    final = _roster(orgs, cbor2.loads(state.get("config/governance", b"\xa0")))
+    assert _checkpoint(seal["checkpoint"], *final) == (origin, len(hashes), _mth(hashes)), "seal"
+
+
 def verify_export(lines: list[str]) -> dict[str, Any]:
     """Check every line; raise (AssertionError or InvalidSignature) at the first failure."""
+    *lines, seal_text = lines
+    hashes: list[bytes] = []
+    genesis: Any = None
     state: dict[str, bytes] = {}
     prev_hash, root = bytes(32), bytes(32)
     seen: set[bytes] = set()
@@ -101,6 +155,7 @@ def verify_export(lines: list[str]) -> dict[str, Any]:
             version, body, key_id, sig = _canonical(envelopes[0])
             assert (version, key_id, sig) == (1, b"", b"")
             assert cbor2.loads(body)["type"] == "genesis"
+            genesis = cbor2.loads(body)["payload"]
         else:
             orderer = _key_for(
                 header["orderer"],
@@ -153,6 +208,8 @@ def verify_export(lines: list[str]) -> dict[str, Any]:
             else:
                 state[k] = v
         prev_hash = block_hash
+        hashes.append(block_hash)
+    _check_seal(json.loads(seal_text), hashes, state, genesis)
     return {"height": len(lines) - 1, "head": prev_hash, "state_root": root, "state": state}
 
 
@@ -170,6 +227,7 @@ def _rotate(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 @pytest.fixture
 def exported(tmp_path: Path) -> tuple[Kit, list[str]]:
     kit = Kit(tmp_path / "l.db", notary.registry().merged(ContractRegistry({ROTATE: _rotate})))
+    founders = genesis_note(kit.genesis.hash(), {o: k.signing for o, k in kit.keys.items()})
     first = kit.record("hospital-a", b"first", note="degree certificate")
     kit.add([first.raw])
     forged = cbor2.dumps([1, first.body, first.key_id, bytes(64)], canonical=True)
@@ -189,7 +247,11 @@ def exported(tmp_path: Path) -> tuple[Kit, list[str]]:
     kit.add([kit.sign("hospital-b", ROTATE, {"k": new.public_key}).raw], orderer="hospital-b")
     kit.keys["hospital-b"] = dataclasses.replace(kit.keys["hospital-b"], signing=new)
     kit.add([old_signed.raw, kit.record("hospital-b", b"new key").raw], orderer="hospital-b")
-    lines = [json.dumps(r) for r in export_records(kit.store, kit.registry)]
+    signers = {o: k.signing for o, k in kit.keys.items()}
+    records = export_records(
+        kit.store, kit.registry, seal=lambda s: seal_line(s, signers, founders)
+    )
+    lines = [json.dumps(r) for r in records]
     return kit, lines
 
 
@@ -258,9 +320,56 @@ def _set(path: tuple[Any, ...], fn: Callable[[Any], Any]) -> Callable[[dict[str,
 def test_independent_verifier_rejects_tampering(
     exported: tuple[Kit, list[str]], tamper: Callable[[list[str]], list[str]]
 ) -> None:
-    _, lines = exported
+    kit, lines = exported
     with pytest.raises((AssertionError, InvalidSignature, ValueError)):
         verify_export(tamper(lines))
+    with pytest.raises(SharechainError):
+        sharechain_verify_export(tamper(lines), kit.registry)
+
+
+def test_sharechain_verifier_accepts_the_export(exported: tuple[Kit, list[str]]) -> None:
+    kit, lines = exported
+    summary = sharechain_verify_export(lines, kit.registry)
+    head = kit.store.head()
+    assert head is not None
+    assert (summary.blocks, summary.head, summary.state_root) == (5, head.hash, head.state_root)
+
+
+@pytest.mark.parametrize(
+    ("cut", "reason"),
+    [
+        (lambda lines: [*lines[:-2], lines[-1]], "covers 5 blocks, the export holds 4"),
+        (lambda lines: lines[:-1], "seal line"),
+        (lambda lines: [*lines[:-1], lines[-1], lines[-1]], "not an export block line"),
+    ],
+    ids=["cut-at-a-block-boundary", "no-seal", "seal-twice"],
+)
+def test_exports_cut_short_or_unsealed_fail(
+    exported: tuple[Kit, list[str]], cut: Callable[[list[str]], list[str]], reason: str
+) -> None:
+    kit, lines = exported
+    with pytest.raises((AssertionError, KeyError, ValueError)):
+        verify_export(cut(lines))
+    with pytest.raises(SharechainError, match=reason):
+        sharechain_verify_export(cut(lines), kit.registry)
+
+
+def test_blocks_appended_and_sealed_by_one_member_fail(exported: tuple[Kit, list[str]]) -> None:
+    kit, lines = exported
+    kit.add([kit.record("hospital-a", b"appended").raw])  # a block on hospital-a's copy only
+    hashes = block_hashes(kit.store)
+    cp = checkpoint_of(hashes, origin_for(hashes[0]))
+    alone = signed_checkpoint(cp, [cosign(cp, "hospital-a", kit.keys["hospital-a"].signing)])
+    extended = [json.dumps(r) for r in export_records(kit.store, kit.registry, seal=lambda s: {})]
+    seal = dict(json.loads(lines[-1]), checkpoint=alone)
+    forged = [*extended[:-1], json.dumps(seal)]
+    with pytest.raises(AssertionError, match="1 cosigners, quorum 2"):
+        verify_export(forged)
+    with pytest.raises(CheckpointError, match="quorum is 2"):
+        sharechain_verify_export(forged, kit.registry)
+    # The genuine seal no longer fits the longer file.
+    with pytest.raises(AssertionError, match="seal"):
+        verify_export([*extended[:-1], lines[-1]])
 
 
 def test_consistently_rewritten_header_breaks_the_signature(

@@ -21,6 +21,7 @@ from sharechain.ledger.export_seal import (
     founders_roster,
     genesis_note,
     seal_line,
+    sealed_with,
     verify_seal,
 )
 from sharechain.ledger.transactions import decode_transaction
@@ -88,5 +89,26 @@ def test_genesis_must_be_signed_by_the_founders(kit: Kit) -> None:
 def test_sealing_needs_a_quorum_of_held_keys(kit: Kit) -> None:
     hashes = block_hashes(kit.store)
     one = {"regulator": kit.keys["regulator"].signing}
-    with pytest.raises(CheckpointError, match="quorum is 2"):
+    with pytest.raises(CheckpointError, match=r"held here \(regulator\) are not a quorum \(2 of 3"):
         seal_line(kit.store, one, genesis_note(hashes[0], one))
+    # Keys of non-members are left out rather than spoil the checkpoint.
+    outsider = {
+        **{o: k.signing for o, k in kit.keys.items()},
+        "lab-x": SigningKey.from_seed(bytes(32)),
+    }
+    genesis = genesis_note(hashes[0], {o: k.signing for o, k in kit.keys.items()})
+    seal = seal_line(kit.store, outsider, genesis)
+    assert "lab-x" not in seal["checkpoint"] and seal["checkpoint"].count("\u2014") == 3
+
+
+def test_sealed_with_checks_the_checkpoint_against_the_store(kit: Kit) -> None:
+    kit.add([kit.record("hospital-a", b"x").raw])
+    signers = {o: k.signing for o, k in kit.keys.items()}
+    hashes = block_hashes(kit.store)
+    genesis = genesis_note(hashes[0], signers)
+    short = checkpoint_of(hashes[:1], origin_for(hashes[0]))
+    note = signed_checkpoint(short, [cosign(short, o, k) for o, k in sorted(signers.items())])
+    with pytest.raises(CheckpointError, match="covers 1 blocks, the export holds 2"):
+        sealed_with(kit.store, note, genesis)
+    full = seal_line(kit.store, signers, genesis)
+    assert sealed_with(kit.store, full["checkpoint"], genesis) == full

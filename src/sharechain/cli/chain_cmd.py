@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sharechain.api.client import NodeClient
+from sharechain.cli import proofs_cmd
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -39,6 +40,7 @@ from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import default_registry
 from sharechain.errors import ChainError
 from sharechain.ledger.export import export_records
+from sharechain.ledger.export_seal import SEAL_TYPE
 from sharechain.ledger.store import Head, Store
 from sharechain.ledger.verify import VerifyReport, verify_ledger
 from sharechain.sharing import agreement
@@ -256,9 +258,9 @@ class _NodeBlocks:
     head the node had when the export began, so the file is one consistent prefix.
     """
 
-    def __init__(self, client: NodeClient) -> None:
+    def __init__(self, client: NodeClient, height: int) -> None:
         self.client = client
-        self.height = int(client.status()["height"])
+        self.height = height
 
     def head(self) -> Head | None:
         meta = self.client.block(self.height) if self.height >= 0 else None
@@ -289,14 +291,15 @@ def _export_source(
     verify raises `ChainError` from the records, as on the embedded default.
     """
     with _opened(data_dir, target, as_org, check_store=False) as plane:
+        size, seal = proofs_cmd.export_sealer(plane)  # the quorum checkpoint it ends with
         emb = plane.embedded
         if emb is not None:
-            yield lambda progress: export_records(emb.store, emb.registry, progress=progress)
+            yield lambda p: export_records(emb.store, emb.registry, seal=seal, progress=p)
             return
-        assert plane.client is not None
+        assert plane.client is not None and size is not None
         # export_records reads only head() and iter_blocks(): the node answers both.
-        chain = cast(Store, _NodeBlocks(plane.client))
-        yield lambda progress: export_records(chain, default_registry(), progress=progress)
+        chain = cast(Store, _NodeBlocks(plane.client, size - 1))
+        yield lambda p: export_records(chain, default_registry(), seal=seal, progress=p)
 
 
 @app.command("export")
@@ -327,7 +330,7 @@ def export(
             try:
                 for record in records(progress):
                     f.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
-                    blocks += 1
+                    blocks += record.get("type") != SEAL_TYPE  # the last line seals
             except ChainError as exc:
                 broken = exc
         if broken is None:
@@ -375,4 +378,5 @@ def proof(
 
 
 def register(root: typer.Typer) -> None:
+    proofs_cmd.add_chain_commands(app)
     root.add_typer(app, name="chain")

@@ -1,8 +1,11 @@
 """Proofs anyone can check: bundles, checkpoints and membership credentials.
 
-`verify-bundle` and `checkpoint show` need nothing but the file: no data
-directory, no network. `proof checkpoint | consistency | bundle` read the
-data directory (the embedded store) and cosign with the keys held there.
+`verify-bundle`, `verify-export` and `checkpoint show` need nothing but the
+file: no data directory, no network. `proof checkpoint | consistency | bundle`
+read the data directory (the embedded store) and cosign with the keys held
+there; `chain checkpoint | consistency` do the same on the embedded default and
+ask the node with `--node`/`--network` (its quorum checkpoint, cosigned by the
+nodes). The export's seal comes from here too (`export_sealer`).
 Credentials and disclosable records are in `credentials_cmd`, registered from
 here. A failed verification exits with code 1 and the reason.
 """
@@ -10,6 +13,7 @@ here. A failed verification exits with code 1 and the reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -18,6 +22,10 @@ import typer
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
@@ -25,13 +33,16 @@ from sharechain.cli.common import (
     open_embedded,
 )
 from sharechain.cli.notary_cmd import parse_tx_id
-from sharechain.crypto.merkle import verify_consistency
+from sharechain.cli.target import Target, open_plane
+from sharechain.contracts import default_registry
+from sharechain.crypto.merkle import Hash, verify_consistency
 from sharechain.crypto.signed_note import parse_note
 from sharechain.errors import IntegrityError, SharechainError
 from sharechain.ledger.bundles import build_bundle, load_bundle, verify_bundle
 from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
+    Roster,
     block_hashes,
     checkpoint_of,
     cosign,
@@ -39,14 +50,28 @@ from sharechain.ledger.checkpoints import (
     origin_for,
     parse_checkpoint,
     roster_from_verifier_keys,
+    roster_of,
     signed_checkpoint,
     store_roster,
     verifier_keys,
     verify_checkpoint,
 )
+from sharechain.ledger.export import Sealer, verify_export
+from sharechain.ledger.export_seal import seal_line, sealed_with
 from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.plane import Plane
+from sharechain.sharing.remote_chain import organisations
 
-__all__ = ["FileArg", "OutOpt", "read_text", "refused", "register", "write_or_print"]
+__all__ = [
+    "FileArg",
+    "OutOpt",
+    "add_chain_commands",
+    "export_sealer",
+    "read_text",
+    "refused",
+    "register",
+    "write_or_print",
+]
 
 checkpoint_app = command_group("checkpoint", "Show and verify signed checkpoints (C2SP notes).")
 proof_app = command_group("proof", "Checkpoints, consistency proofs and proof bundles of a chain.")
@@ -185,13 +210,7 @@ def proof_checkpoint(
     with open_embedded(data_dir) as emb:
         note = _quorum_note(emb, block_hashes(emb.store))
     if json_out:
-        parsed = parse_note(note)
-        emit_json(
-            {
-                **_show(parse_checkpoint(parsed.text), [s.name for s in parsed.signatures]),
-                "note": note,
-            }
-        )
+        emit_json(_checkpoint_json(note))
         return
     write_or_print(note, out, "the checkpoint")
 
@@ -207,37 +226,52 @@ def _tree(arg: str, what: str) -> tuple[int, Checkpoint | None]:
     return cp.size, cp
 
 
-@proof_app.command("consistency")
-def proof_consistency(
-    old_arg: Annotated[str, typer.Argument(metavar="OLD", help="Older size or checkpoint file.")],
-    new_arg: Annotated[str, typer.Argument(metavar="NEW", help="Newer size or checkpoint file.")],
-    data_dir: DataDirOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """The RFC 9162 consistency proof between two sizes (or checkpoints) of the history
-    tree, verified; given checkpoint files, their roots must be this chain's (no fork)."""
+Prover = Callable[[int, int], tuple[Hash, Hash, list[Hash]]]
+"""(old, new) -> the chain's roots at both sizes and the consistency proof between them."""
+
+
+def _embedded_prover(emb: Embedded) -> Prover:
+    def prove(old: int, new: int) -> tuple[Hash, Hash, list[Hash]]:
+        hashes = block_hashes(emb.store, new)
+        origin = origin_for(hashes[0])
+        a, b = checkpoint_of(hashes[:old], origin), checkpoint_of(hashes, origin)
+        return a.root, b.root, history_consistency(hashes, old)
+
+    return prove
+
+
+def _node_prover(plane: Plane) -> Prover:
+    client = plane.client
+    assert client is not None
+
+    def prove(old: int, new: int) -> tuple[Hash, Hash, list[Hash]]:
+        body = client.get_json("/v1/checkpoint/consistency", old=old, new=new)
+        roots = bytes.fromhex(body["old_root"]), bytes.fromhex(body["new_root"])
+        return roots[0], roots[1], [bytes.fromhex(p) for p in body["proof"]]
+
+    return prove
+
+
+def _consistency(old_arg: str, new_arg: str, prove: Prover, json_out: bool) -> None:
+    """Print the verified consistency proof between two sizes or checkpoint files."""
     (old, old_cp), (new, new_cp) = _tree(old_arg, "OLD"), _tree(new_arg, "NEW")
     if not 0 < old <= new:
         fail(f"sizes must satisfy 0 < OLD <= NEW, got {old} and {new}")
-    with open_embedded(data_dir) as emb:
-        hashes = block_hashes(emb.store, new)
-    origin = origin_for(hashes[0])
-    a, b = checkpoint_of(hashes[:old], origin), checkpoint_of(hashes, origin)
-    proof = history_consistency(hashes, old)
+    old_root, new_root, proof = prove(old, new)
     try:
-        for given, mine in ((old_cp, a), (new_cp, b)):
-            if given is not None and (given.origin, given.root) != (mine.origin, mine.root):
+        for given, mine in ((old_cp, old_root), (new_cp, new_root)):
+            if given is not None and given.root != mine:
                 raise CheckpointError(
                     f"the checkpoint of size {given.size} is not this chain's history: a fork"
                 )
-        verify_consistency(old, new, (old_cp or a).root, (new_cp or b).root, proof)
+        verify_consistency(old, new, old_root, new_root, proof)
     except IntegrityError as exc:
         refused("the consistency", exc)
     out = {
         "old_size": old,
         "new_size": new,
-        "old_root": a.root.hex(),
-        "new_root": b.root.hex(),
+        "old_root": old_root.hex(),
+        "new_root": new_root.hex(),
         "proof": [p.hex() for p in proof],
     }
     if json_out:
@@ -245,6 +279,20 @@ def proof_consistency(
         return
     for k, v in out.items():
         console.print(f"{k}: {' '.join(v) if isinstance(v, list) else v}", highlight=False)
+
+
+_OldArg = Annotated[str, typer.Argument(metavar="OLD", help="Older size or checkpoint file.")]
+_NewArg = Annotated[str, typer.Argument(metavar="NEW", help="Newer size or checkpoint file.")]
+
+
+@proof_app.command("consistency")
+def proof_consistency(
+    old_arg: _OldArg, new_arg: _NewArg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+) -> None:
+    """The RFC 9162 consistency proof between two sizes (or checkpoints) of the history
+    tree, verified; given checkpoint files, their roots must be this chain's (no fork)."""
+    with open_embedded(data_dir) as emb:
+        _consistency(old_arg, new_arg, _embedded_prover(emb), json_out)
 
 
 @proof_app.command("bundle")
@@ -267,8 +315,112 @@ def proof_bundle(
     write_or_print(text + "\n", out, f"the bundle ({len(text)} bytes)")
 
 
+def export_sealer(plane: Plane) -> tuple[int | None, Sealer]:
+    """How `chain export` seals: the blocks to export (None: all) and the sealer.
+
+    Embedded, the member keys held here cosign the export's last block. From a
+    node, the node makes a quorum checkpoint of its head now (cosigned by the
+    nodes) and the export covers exactly the blocks it covers.
+    """
+    emb = plane.embedded
+    if emb is not None:
+        signers = {o: emb.keys(o).signing for o in emb.datadir.held_orgs()}
+        genesis = emb.datadir.genesis_note()
+        return None, lambda store: seal_line(store, signers, genesis)
+    assert plane.client is not None
+    reply = plane.client.http.post("/v1/checkpoint")
+    if reply.status_code != 200:
+        fail(f"the node made no quorum checkpoint ({reply.status_code}): {reply.text[:500]}", 1)
+    body = reply.json()
+    note, genesis = body["note"], body["genesis"]
+    return int(body["size"]), lambda store: sealed_with(store, note, genesis)
+
+
+def _checkpoint_json(note: str) -> dict[str, Any]:
+    parsed = parse_note(note)
+    shown = _show(parse_checkpoint(parsed.text), [s.name for s in parsed.signatures])
+    return {**shown, "note": note}
+
+
+def chain_checkpoint(
+    data_dir: DataDirOpt = None,
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
+    """The latest quorum checkpoint: cosigned by the member keys held here, or with
+    --node/--network the node's, cosigned by a quorum of the nodes."""
+    with open_plane(data_dir, Target(node, network, key), as_org) as plane:
+        emb = plane.embedded
+        if emb is not None:
+            note = _quorum_note(emb, block_hashes(emb.store))
+        else:
+            assert plane.client is not None
+            body = plane.client.get_json("/v1/checkpoint")
+            note = body["note"]
+            # Checked here too: every signature by a member the node lists, and as many
+            # as the quorum it reports (`checkpoint verify --vkey` checks with no node).
+            members = roster_of(organisations(plane.client), {})
+            roster = Roster(members.cosigners, max(1, int(body["quorum"])))
+            try:
+                verify_checkpoint(note, roster, origin=body["origin"])
+            except SharechainError as exc:
+                refused("the node's checkpoint", exc)
+    if json_out:
+        emit_json(_checkpoint_json(note))
+        return
+    write_or_print(note, out, "the checkpoint")
+
+
+def chain_consistency(
+    old_arg: _OldArg,
+    new_arg: _NewArg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
+    """The RFC 9162 consistency proof between two sizes (or checkpoint files) of the
+    history tree, verified here; with --node/--network the node proves it."""
+    with open_plane(data_dir, Target(node, network, key), as_org) as plane:
+        emb = plane.embedded
+        prove = _embedded_prover(emb) if emb is not None else _node_prover(plane)
+        _consistency(old_arg, new_arg, prove, json_out)
+
+
+def verify_export_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
+    """Check an export file offline: every block replayed, every line as written, the seal."""
+    try:
+        with file.open(encoding="utf-8") as f:
+            summary = verify_export(f, default_registry())
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    except SharechainError as exc:
+        refused("the export", exc)
+    out = {"verified": True, "blocks": summary.blocks, "head": summary.head.hex()}
+    if json_out:
+        emit_json(out)
+        return
+    console.print(
+        f"verified: {summary.blocks} blocks, sealed by a quorum checkpoint; head {out['head']}",
+        highlight=False,
+    )
+
+
+def add_chain_commands(chain: typer.Typer) -> None:
+    """`chain checkpoint` and `chain consistency` (registered by `chain_cmd`)."""
+    chain.command("checkpoint")(chain_checkpoint)
+    chain.command("consistency")(chain_consistency)
+
+
 def register(root: typer.Typer) -> None:
     root.command("verify-bundle")(verify_bundle_cmd)
+    root.command("verify-export")(verify_export_cmd)
     root.add_typer(checkpoint_app, name="checkpoint")
     root.add_typer(proof_app, name="proof")
     # Imported here: credentials_cmd uses this module's helpers.

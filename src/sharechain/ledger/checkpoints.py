@@ -37,7 +37,9 @@ from sharechain.crypto.merkle import (
     Hash,
     consistency_proof,
     inclusion_proof,
+    leaf_hash,
     merkle_root,
+    node_hash,
     verify_consistency,
     verify_inclusion,
 )
@@ -62,6 +64,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Cosigner",
+    "HistoryTree",
     "Roster",
     "block_hashes",
     "checkpoint_of",
@@ -317,3 +320,51 @@ def verify_history_inclusion(
 def history_consistency(hashes: Sequence[Hash], old_size: int) -> list[Hash]:
     """Consistency proof from the first `old_size` blocks to all of `hashes`."""
     return consistency_proof(hashes, old_size)
+
+
+class HistoryTree:
+    """The history tree kept as blocks arrive: the root of any prefix in O(log n).
+
+    Holds the hash of every complete, aligned subtree (level `k`, index `i`:
+    leaves `i * 2^k .. (i + 1) * 2^k - 1`). The RFC 9162 root of the first
+    `size` leaves combines the subtrees of `size`'s binary digits, largest first,
+    folded from the right, which is the shape of `merkle_root`. A node checking
+    checkpoints every minute would otherwise rehash its whole history each time.
+    """
+
+    def __init__(self) -> None:
+        self._levels: list[list[Hash]] = [[]]
+        self._leaves: list[Hash] = []
+
+    def __len__(self) -> int:
+        return len(self._leaves)
+
+    def append(self, block_hash: Hash) -> None:
+        self._leaves.append(block_hash)
+        node, level = leaf_hash(block_hash), 0
+        while True:
+            row = self._levels[level]
+            row.append(node)
+            if len(row) % 2:
+                return
+            node, level = node_hash(row[-2], node), level + 1
+            if level == len(self._levels):
+                self._levels.append([])
+
+    def leaves(self, size: int) -> list[Hash]:
+        """The block hashes of heights 0 .. size - 1."""
+        return self._leaves[:size]
+
+    def root(self, size: int) -> Hash:
+        """The history root over the first `size` block hashes."""
+        if not 0 < size <= len(self._leaves):
+            raise CheckpointError(f"the tree has {len(self._leaves)} leaves, not {size}")
+        parts, offset = [], 0
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                parts.append(self._levels[level][offset >> level])
+                offset += 1 << level
+        root = parts[-1]
+        for part in reversed(parts[:-1]):
+            root = node_hash(part, root)
+        return root

@@ -18,10 +18,10 @@ root, so an export cut short, or with blocks appended (by one member or any
 minority), fails. The founders sign the genesis note once, when they create
 the consortium (`genesis_note`), since their keys may later rotate.
 
-`sharechain.ledger.export` seals with one call after its last block line:
-`out.write(json.dumps(seal_line(store, signers, genesis_note)) + "\\n")`; an
-export's verifier calls `verify_seal(seal, hashes, founders_roster(genesis
-payload), roster after the last block)`.
+`sharechain.ledger.export` ends with the seal (`seal_line` where the member
+keys are held, `sealed_with` a node network's quorum checkpoint); an export's
+verifier calls `verify_seal(seal, hashes, founders_roster(genesis payload),
+roster after the last block)`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 from sharechain.crypto.merkle import Hash, merkle_root
 from sharechain.crypto.signing import SigningKey
+from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -46,8 +47,16 @@ from sharechain.ledger.checkpoints import (
 )
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.store import Store
+from sharechain.ledger.transactions import decode_transaction
 
-__all__ = ["SEAL_TYPE", "founders_roster", "genesis_note", "seal_line", "verify_seal"]
+__all__ = [
+    "SEAL_TYPE",
+    "founders_roster",
+    "genesis_note",
+    "seal_line",
+    "sealed_with",
+    "verify_seal",
+]
 
 SEAL_TYPE = "sharechain/export-seal/v1"
 
@@ -78,13 +87,37 @@ def founders_roster(genesis_payload: Mapping[str, Any]) -> Roster:
 def seal_line(store: Store, signers: Mapping[str, SigningKey], genesis: str) -> dict[str, Any]:
     """The seal of an export of the whole stored chain, checked before it is returned.
 
-    `signers` are the keys of active members held here; they must be a quorum.
+    `signers` are the keys held here; those of the store's active members cosign
+    and must be a quorum (the embedded default holds every member's key).
     """
     hashes = block_hashes(store)
     roster = store_roster(store)
-    note = _sign(checkpoint_of(hashes, origin_for(hashes[0])), signers)
-    verify_checkpoint(note, roster)
-    return {"v": 1, "type": SEAL_TYPE, "genesis": genesis, "checkpoint": note}
+    held = {o: k for o, k in signers.items() if o in {c.org for c in roster.cosigners}}
+    if len(held) < roster.quorum:
+        raise CheckpointError(
+            f"the member keys held here ({', '.join(sorted(held)) or 'none'}) are not a quorum "
+            f"({roster.quorum} of {len(roster.cosigners)} members) to seal the export; export "
+            "from a node (--node), whose checkpoint the members' nodes cosign"
+        )
+    cp = checkpoint_of(hashes, origin_for(hashes[0]))
+    return sealed_with(store, _sign(cp, held), genesis)
+
+
+def sealed_with(store: Store, checkpoint: str, genesis: str) -> dict[str, Any]:
+    """The seal of an export of the whole stored chain with a checkpoint signed elsewhere
+    (a node network's quorum checkpoint), checked against the store before it is returned."""
+    hashes = block_hashes(store)
+    seal = {"v": 1, "type": SEAL_TYPE, "genesis": genesis, "checkpoint": checkpoint}
+    genesis_tx = decode_transaction(_genesis_envelope(store)).tx
+    verify_seal(seal, hashes, founders_roster(genesis_tx.payload), store_roster(store))
+    return seal
+
+
+def _genesis_envelope(store: Store) -> bytes:
+    data = store.block_bytes(0)
+    if data is None:
+        raise CheckpointError("the store holds no genesis block")
+    return decode_block(data).txs[0]
 
 
 def verify_seal(

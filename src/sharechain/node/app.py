@@ -55,7 +55,7 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.node import custody, delivery, mailbox, queries, upkeep
+from sharechain.node import checkpoints, custody, delivery, mailbox, queries, upkeep
 from sharechain.node.deps import Auth
 from sharechain.node.quotas import Limits, PerSource, QuotaError, SubmissionQuota, WaitSlots
 from sharechain.node.refusals import refuse_in_json
@@ -365,6 +365,7 @@ def create_app(
     app.include_router(delivery.router)  # blobs between nodes
     app.include_router(custody.router)  # keys between nodes
     app.include_router(mailbox.router)  # computation messages between parties
+    checkpoints.register(app, node)  # quorum checkpoints, cosigned with the peers
     # Shreds on commit and fetches missing blobs; stops with the node.
     app.state.upkeep = upkeep.start(node)
     for extend in extensions:

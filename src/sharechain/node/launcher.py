@@ -69,7 +69,7 @@ def node_data_dir(source: Path, dest: Path, org: str) -> Path:
     """A node's data directory: the consortium's genesis and config, and only `org`'s key."""
     dd = DataDir.open(source)
     (dest / "keys").mkdir(parents=True, exist_ok=True)
-    for name in ("consortium.json", "genesis.cbor"):
+    for name in ("consortium.json", "genesis.cbor", "genesis.note"):
         if not (dest / name).exists():
             shutil.copyfile(source / name, dest / name)
     key = dest / "keys" / f"{org}.key"

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
-from sharechain.contracts import queries
+from sharechain.contracts import digests, queries
 from sharechain.contracts.access import APPROVE, REQUEST
 from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.epochs import KeyEpoch
@@ -87,6 +87,9 @@ class _NodeChain:
     def holds_keys(self, org: str) -> bool:
         return org == self.node.org
 
+    def live_users(self, digest: bytes) -> tuple[str, ...]:
+        return digests.live_users(StateReader(self.node.store), digest)
+
     def keys(self, org: str) -> OrgKeys:
         if org != self.node.org:
             raise ConfigError(f"the node of {self.node.org} holds no keys of {org}")
@@ -129,6 +132,10 @@ class _NodeCustodian:
         self, dataset: str, epoch: int | None, orgs: Sequence[str], *, after: bytes | None
     ) -> int:
         return vault_of(self.node).destroy(dataset, epoch)
+
+    def undo(self, dataset: str, epoch: int, orgs: Sequence[str]) -> tuple[str, ...]:
+        self.destroy(dataset, epoch, orgs, after=None)
+        return ()
 
     def shred(self, dataset: str, purge_tx: bytes) -> tuple[NodeShred, ...]:
         raise NotImplementedError("the upkeep shreds purged datasets")

@@ -4,6 +4,9 @@ Layout (all under one directory, default `$SHARECHAIN_HOME` or `~/.sharechain`):
 
     consortium.json     name, genesis hash, founding organisations and roles
     genesis.cbor        block 0, the trust anchor
+    genesis.note        the founders' signed note over the genesis hash (a checkpoint
+                        of size 1), signed at creation since their keys may rotate
+                        later; every export carries it (`docs/proofs.md` section 3)
     keys/<org>.key      private keys (mode 0600), one file per organisation held here
     ledger.db           the SQLite block store, world state and indexes (WAL)
     blobs/              content-addressed ciphertext blobs
@@ -26,12 +29,14 @@ from typing import Any
 from sharechain.crypto.keyfile import OrgKeys, load_keys, save_keys
 from sharechain.errors import ConfigError
 from sharechain.ledger.blocks import decode_block, encode_block
+from sharechain.ledger.export_seal import genesis_note
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation, check_org_id
 
-__all__ = ["DataDir", "OrgSpec", "default_data_dir", "init_consortium"]
+__all__ = ["GENESIS_NOTE", "DataDir", "OrgSpec", "default_data_dir", "init_consortium"]
 
 CONFIG = "consortium.json"
+GENESIS_NOTE = "genesis.note"
 
 
 def default_data_dir() -> Path:
@@ -128,6 +133,16 @@ class DataDir:
         except FileNotFoundError:
             raise ConfigError(f"{self.path / 'genesis.cbor'} is missing; restore it") from None
 
+    def genesis_note(self) -> str:
+        """The founders' signed genesis note, which every export carries."""
+        try:
+            return (self.path / GENESIS_NOTE).read_text("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{self.path / GENESIS_NOTE} is missing: copy it from the consortium's "
+                "directory (the founders signed it at `sharechain init`)"
+            ) from None
+
     def save_keys(self, keys: OrgKeys) -> None:
         save_keys(keys, self.key_path(keys.org))
 
@@ -172,6 +187,8 @@ def init_consortium(
     for k in keys.values():
         save_keys(k, path / "keys" / f"{k.org}.key")
     (path / "genesis.cbor").write_bytes(encode_block(block))
+    founders = {k.org: k.signing for k in keys.values()}
+    (path / GENESIS_NOTE).write_text(genesis_note(block.hash(), founders), "utf-8")
     body = {
         "consortium": consortium,
         "genesis_hash": block.hash().hex(),
