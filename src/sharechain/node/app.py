@@ -111,8 +111,9 @@ def create_app(node: Node, extensions: Sequence[Extension] = ()) -> FastAPI:
 
     @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
     def health() -> dict[str, Any]:
-        """Liveness: the process answers."""
-        return {"status": "ok", "org": node.org}
+        """Liveness: the process answers; `alarms` lists what needs an operator (etcd NOSPACE)."""
+        alarms = list(node.etcd_alarms)
+        return {"status": "alarm" if alarms else "ok", "org": node.org, "alarms": alarms}
 
     @app.get(
         "/v1/ready",
