@@ -127,8 +127,9 @@ def test_defragment_every_member_and_report_the_unreachable(etcd_cluster: EtcdCl
 def test_nospace_alarm_is_read_when_the_quota_is_reached(tmp_path: Path) -> None:
     quota = 16 * 1024 * 1024
     with (
-        EtcdCluster(tmp_path / "etcd", members=3, extra_args=(f"--quota-backend-bytes={quota}",))
-        as cluster,
+        EtcdCluster(
+            tmp_path / "etcd", members=3, extra_args=(f"--quota-backend-bytes={quota}",)
+        ) as cluster,
         EtcdLog(cluster.endpoints, max_block_bytes=2 * 1024 * 1024) as log,
     ):
         assert etcd_compact.alarms(log) == ()
