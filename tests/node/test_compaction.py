@@ -10,6 +10,7 @@ import httpx
 import pytest
 from node_helpers import Consortium, Running, shutdown
 
+from sharechain.errors import OrderingError
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
@@ -106,7 +107,7 @@ def test_attested_blocks_leave_etcd_and_a_wiped_node_catches_up_from_peers(
             assert _pruned(nodes[leader.org]) >= height - 2
             assert all(_pruned(r) == 0 for o, r in nodes.items() if o != leader.org)
             # History compacted: the revision of the first block is gone.
-            with pytest.raises(Exception, match="compacted"):
+            with pytest.raises(OrderingError, match="compacted"):
                 log.call("/v3/kv/range", {"key": "AA==", "revision": "2"})
             assert log.append(1, b"a fork at a pruned height") is False
 
@@ -142,10 +143,12 @@ def test_nospace_alarm_shows_in_health_status_and_metrics_without_a_crash(
             with httpx.Client() as http:
                 assert http.get(f"{running.url}/v1/health").json()["status"] == "ok"
             # Somebody else's data fills etcd until it raises the alarm.
-            with EtcdLog(cluster.endpoints, prefix="junk/", max_block_bytes=2**21) as junk:
-                with pytest.raises(Exception, match="out of space"):
-                    for height in range(64):
-                        junk.append(height, bytes(2**20) + height.to_bytes(4, "big"))
+            with (
+                EtcdLog(cluster.endpoints, prefix="junk/", max_block_bytes=2**21) as junk,
+                pytest.raises(OrderingError, match="out of space"),
+            ):
+                for height in range(64):
+                    junk.append(height, bytes(2**20) + height.to_bytes(4, "big"))
             wait_until(lambda: bool(running.node.etcd_alarms), timeout=15)
             with httpx.Client() as http:
                 health = http.get(f"{running.url}/v1/health")
