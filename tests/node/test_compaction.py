@@ -162,3 +162,49 @@ def test_nospace_alarm_shows_in_health_status_and_metrics_without_a_crash(
             assert running.node.halted is None and running.node.ready
         finally:
             shutdown(running)
+
+
+@pytest.mark.parametrize(
+    ("transactions", "quota_mib"),
+    [
+        pytest.param(20_000, 16, id="20k-16MiB", marks=pytest.mark.slow),
+        pytest.param(200_000, 64, id="200k-64MiB", marks=pytest.mark.soak),
+    ],
+)
+def test_a_long_run_never_reaches_a_small_quota(
+    consortium: Consortium, tmp_path: Path, transactions: int, quota_mib: int
+) -> None:
+    quota = quota_mib * 1024 * 1024
+    ports = dict(zip(ORGS, free_ports(len(ORGS)), strict=True))
+    with EtcdCluster(
+        tmp_path / "etcd", members=3, extra_args=(f"--quota-backend-bytes={quota}",)
+    ) as cluster:
+        nodes = {
+            org: _start(consortium, cluster, ports, org, max_block_txs=500, defrag_interval=3.0)
+            for org in ORGS
+        }
+        try:
+            wait_until(lambda: all(r.node.leader is not None for r in nodes.values()))
+            leader = nodes[ORGS[0]].node.leader
+            assert leader is not None
+            _submit(consortium, nodes[leader.org], transactions, tag=0)
+            wait_until(lambda: len({r.node.ledger.height for r in nodes.values()}) == 1)
+            with EtcdLog(cluster.endpoints) as log:
+                height = log.head()
+                wait_until(lambda: etcd_compact.oldest_height(log) >= height - 2)
+                assert etcd_compact.alarms(log) == ()
+                sizes = [s.db_size for s in log.status()]
+            store = nodes[leader.org].node.store
+            written = sum(len(store.block_bytes(h) or b"") for h in range(height + 1))
+            # Less than the blocks written: pruning, compaction and defragmentation freed space.
+            assert max(sizes) < min(quota, written)
+            assert not any(r.node.etcd_alarms or r.node.halted for r in nodes.values())
+            roots = {r.node.store.head().state_root for r in nodes.values()}  # type: ignore[union-attr]
+            assert len(roots) == 1
+            print(
+                f"{transactions} txs, {height} blocks, {written} bytes, "
+                f"etcd db {sizes} (quota {quota})"
+            )
+        finally:
+            for running in nodes.values():
+                shutdown(running)
