@@ -118,8 +118,8 @@ def test_attested_blocks_leave_etcd_and_a_wiped_node_catches_up_from_peers(
             for path in consortium.node_dir(behind).glob("ledger.db*"):
                 path.unlink()
             _submit(consortium, nodes[leader.org], 200, tag=90_000)
+            assert etcd_compact.oldest_height(log) > 1  # blocks 1.. only at the peers
             nodes[behind] = _start(consortium, cluster, ports, behind)
-            assert nodes[behind].node.ledger.height < etcd_compact.oldest_height(log)
             wait_until(lambda: len({r.node.ledger.height for r in nodes.values()}) == 1)
         roots = {r.node.store.head().state_root for r in nodes.values()}  # type: ignore[union-attr]
         assert len(roots) == 1

@@ -6,9 +6,10 @@ reached, writes refused) shows in its `/v1/health`, `/v1/status` and
 metrics instead of only as failed appends. The node holding the leader lease
 also, every `compaction_interval` seconds, removes from etcd the blocks that
 every member node has attested (`etcd_compact.prunable_height`: the lowest
-height each peer attested and that agrees with this node's chain, minus
-`compaction_keep` blocks), compacts etcd's history to the delete's revision,
-and every `defrag_interval` seconds defragments the members one by one.
+height that each active organisation of the chain and each peer attested
+and that agrees with this node's chain, minus `compaction_keep` blocks),
+compacts etcd's history to the delete's revision, and every
+`defrag_interval` seconds defragments the members one by one.
 
 Nothing here is needed for correctness: pruning only deletes what no node
 needs from etcd any more, and a failed round is simply tried again later.
@@ -22,6 +23,7 @@ import time
 import httpx
 from prometheus_client import Gauge
 
+from sharechain.contracts.queries import organisations
 from sharechain.errors import OrderingError
 from sharechain.node.service import Node
 from sharechain.ordering import etcd_compact
@@ -75,10 +77,13 @@ class Compactor:
         """The height up to which blocks may leave etcd now (0: none)."""
         node = self.node
         attested = {p.org: p.checked for p in node.book.peers() if p.agrees and p.checked >= 0}
+        # Every active organisation runs a node (DESIGN.md), listed in --peers or
+        # not: one whose attestations this node never sees blocks pruning.
+        members = {o.id for o in organisations(node.store) if o.active and o.id != node.org}
         return etcd_compact.prunable_height(
             node.ledger.height,
             attested,
-            [org for org, _ in node.config.peers],
+            sorted(members | {org for org, _ in node.config.peers}),
             self.etcd.head(),
             keep=node.config.compaction_keep,
         )
