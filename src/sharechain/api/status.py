@@ -35,9 +35,11 @@ class Health(Model):
     """Liveness: the process answers."""
 
     status: str
-    """Always `ok`."""
+    """`ok`, or `alarm` while `alarms` is not empty (the process answers either way)."""
     org: str
     """The organisation this node serves."""
+    alarms: tuple[str, ...] = ()
+    """Alarms the node needs an operator for, e.g. etcd's NOSPACE (its space quota reached)."""
 
 
 class Readiness(Model):
@@ -132,6 +134,8 @@ class NodeStatus(Model):
     caught_up: bool
     problem: str | None
     halted: str | None
+    alarms: tuple[str, ...] = ()
+    """etcd's alarms, described (NOSPACE: its quota is reached and it refuses writes)."""
     queued: int
     """Transactions waiting to be ordered."""
     peers: dict[str, PeerHealth]

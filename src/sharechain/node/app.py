@@ -126,8 +126,10 @@ def create_app(
 
     @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
     async def health() -> dict[str, Any]:
-        """Liveness: the process answers (on the event loop: no worker thread needed)."""
-        return {"status": "ok", "org": node.org}
+        """Liveness: the process answers (on the event loop: no worker thread needed);
+        `alarms` lists what needs an operator (etcd NOSPACE)."""
+        alarms = list(node.etcd_alarms)
+        return {"status": "alarm" if alarms else "ok", "org": node.org, "alarms": alarms}
 
     @app.get(
         "/v1/ready",

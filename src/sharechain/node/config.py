@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sharechain.errors import ConfigError
 from sharechain.ledger.blocktime import DEFAULT_MAX_SKEW
+from sharechain.ordering import etcd_compact
 from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
 
 __all__ = ["ORDERING_MODES", "NodeConfig"]
@@ -46,6 +47,12 @@ class NodeConfig:
     """Seconds between asking peers for their heights and attestations."""
     key_check_interval: float = 1.0
     """Seconds between checks whether the organisation's key file or on-chain key changed."""
+    compaction_interval: float = etcd_compact.DEFAULT_INTERVAL
+    """etcd only: seconds between the leader's pruning rounds (0 turns pruning off)."""
+    compaction_keep: int = etcd_compact.DEFAULT_KEEP_BLOCKS
+    """etcd only: blocks kept in etcd below the height every member attested."""
+    defrag_interval: float = etcd_compact.DEFAULT_DEFRAG_INTERVAL
+    """etcd only: seconds between the leader's defragmentations of the etcd members."""
 
     def __post_init__(self) -> None:
         if self.ordering not in ORDERING_MODES:

@@ -21,8 +21,9 @@ import queue
 import threading
 
 from sharechain.errors import ChainError, OrderingError
-from sharechain.node.arrivals import GROUP_BLOCKS, apply_remote_blocks
+from sharechain.node.arrivals import GROUP_BLOCKS, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.service import Node
+from sharechain.ordering.etcd_compact import oldest_height
 from sharechain.ordering.etcd_log import EtcdLog
 
 __all__ = ["ensure_genesis_in_log", "etcd_watcher"]
@@ -165,6 +166,14 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
         node.watch_paused = False
         start = node.ledger.height + 1
         try:
+            if start < oldest_height(etcd):
+                # Pruned from etcd (`node.compaction`): every peer has these
+                # blocks; fetch them there, validated like etcd's.
+                catch_up_from_peers(node)
+                if node.ledger.height + 1 < oldest_height(etcd):
+                    node.stop_event.wait(1.0)  # no peer had them yet: try again
+                    continue
+                start = node.ledger.height + 1
             if etcd.head() < start:
                 node.caught_up = True
             backlog = _Backlog(node, etcd, start, paused)

@@ -100,6 +100,8 @@ class Node:
         """True once the node has caught up with its ordering service after start."""
         self.peer_heights: dict[str, int] = {}
         self.peer_errors: dict[str, str] = {}
+        self.etcd_alarms: tuple[str, ...] = ()
+        """Alarms etcd raised (NOSPACE: quota reached), described; see `node.compaction`."""
         self.stop_event = threading.Event()
         self.commit_lock = threading.Lock()
         self.new_block = threading.Condition()
@@ -154,7 +156,7 @@ class Node:
 
     def start(self) -> None:
         """Verify the store, then start the ordering role and the peer poller."""
-        from sharechain.node import replication  # the loops; imported here to keep layers flat
+        from sharechain.node import compaction, replication  # the loops: layers stay flat
 
         if self.config.verify_on_start:
             report = verify_ledger(
@@ -177,6 +179,7 @@ class Node:
             if meta is not None:
                 self.book.attest(meta)
         replication.start_roles(self)
+        compaction.start(self)
         self.spawn("key-watch", self._watch_key)
         self.metrics.ready.set(1)
 

@@ -30,6 +30,7 @@ def node_status(node: Node) -> dict[str, Any]:
         "caught_up": node.caught_up,
         "problem": node.problem,
         "halted": node.halted,
+        "alarms": list(node.etcd_alarms),
         "queued": len(node.queue),
         "peers": {
             org: {"height": node.peer_heights.get(org), "error": node.peer_errors.get(org)}

@@ -217,25 +217,37 @@ class EtcdLog:
         compare: list[Json] = [
             {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
         ]
-        failure: list[Json] = [{"request_range": {"key": key}}]
+        head_key = _b64(self._head_key)
+        failure: list[Json] = [
+            {"request_range": {"key": key}},
+            {"request_range": {"key": head_key}},
+        ]
+        # The compare is on the tip (`head`), not on `blocks/h-1`: compaction
+        # (`etcd_compact`) deletes old block keys, and a deleted key must not
+        # let a second block in at its height.
         if height > 0:
-            previous = _b64(self._block_key(height - 1))
+            tip = _b64(str(height - 1).encode())
+            compare.append({"key": head_key, "target": "VALUE", "result": "EQUAL", "value": tip})
+        else:
             compare.append(
-                {"key": previous, "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+                {"key": head_key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
             )
         success: list[Json] = [
             {"request_put": {"key": key, "value": _b64(data)}},
-            {"request_put": {"key": _b64(self._head_key), "value": _b64(str(height).encode())}},
+            {"request_put": {"key": head_key, "value": _b64(str(height).encode())}},
         ]
         reply = self._post(
             "/v3/kv/txn", {"compare": compare, "success": success, "failure": failure}
         )
         if reply.get("succeeded"):
             return True
-        responses = reply.get("responses") or [{}]
+        responses = list(reply.get("responses") or [{}, {}])
         existing = _kvs(responses[0].get("response_range", {}))
         if existing:
             return _unb64(existing[0].get("value", "")) == data
+        tip_kvs = _kvs(responses[-1].get("response_range", {}))
+        if tip_kvs and int(_unb64(tip_kvs[0].get("value", ""))) >= height:
+            return False  # taken, and compacted away since: never a second block there
         raise OrderingError(
             f"cannot append height {height}: height {height - 1} is not in the log yet "
             f"(head is {self.head()}); append heights in order"

@@ -1,0 +1,136 @@
+"""The node's compaction loop: keeping the etcd log small, and its alarms visible.
+
+In the `etcd` ordering mode every node runs this loop (`start`). Each node
+reads etcd's alarms every few seconds, so a NOSPACE alarm (the space quota
+reached, writes refused) shows in its `/v1/health`, `/v1/status` and
+metrics instead of only as failed appends. The node holding the leader lease
+also, every `compaction_interval` seconds, removes from etcd the blocks that
+every member node has attested (`etcd_compact.prunable_height`: the lowest
+height that each active organisation of the chain and each peer attested
+and that agrees with this node's chain, minus `compaction_keep` blocks),
+compacts etcd's history to the delete's revision, and every
+`defrag_interval` seconds defragments the members one by one.
+
+Nothing here is needed for correctness: pruning only deletes what no node
+needs from etcd any more, and a failed round is simply tried again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+from prometheus_client import Gauge
+
+from sharechain.contracts.queries import organisations
+from sharechain.errors import OrderingError
+from sharechain.node.service import Node
+from sharechain.ordering import etcd_compact
+from sharechain.ordering.etcd_log import EtcdLog
+
+__all__ = ["Compactor", "start"]
+
+log = logging.getLogger("sharechain.node")
+
+_ALARM_POLL = 5.0
+"""Seconds between two reads of etcd's alarms (at most; less if the interval is shorter)."""
+
+
+class Compactor:
+    """One node's compaction state and rounds. `run_round` is what the loop repeats."""
+
+    def __init__(self, node: Node, etcd: EtcdLog, http: httpx.Client) -> None:
+        self.node = node
+        self.etcd = etcd
+        self.http = http
+        self.pruned_to = 0
+        """Blocks 1..pruned_to are known gone from etcd (by this node's rounds)."""
+        self.last_defrag = time.monotonic()
+        self.last_prune = 0.0
+        registry = node.metrics.registry
+        self.alarm_gauge = Gauge(
+            "sharechain_etcd_alarm",
+            "1 while an etcd member has raised the alarm (NOSPACE: quota reached)",
+            ["alarm"],
+            registry=registry,
+        )
+        self.alarm_gauge.labels("NOSPACE").set(0)
+        self.pruned_gauge = Gauge(
+            "sharechain_etcd_pruned_height",
+            "Blocks up to this height were removed from etcd by this node",
+            registry=registry,
+        )
+
+    def check_alarms(self) -> None:
+        """Read etcd's alarms into the node's `etcd_alarms` and the metric."""
+        found = etcd_compact.alarms(self.etcd)
+        kinds = {alarm.kind for alarm in found}
+        for kind in kinds | {"NOSPACE"}:
+            self.alarm_gauge.labels(kind).set(1 if kind in kinds else 0)
+        described = tuple(alarm.describe() for alarm in found)
+        if described and described != self.node.etcd_alarms:
+            log.error("ALERT %s: %s", self.node.org, "; ".join(described))
+        self.node.etcd_alarms = described
+
+    def prunable(self) -> int:
+        """The height up to which blocks may leave etcd now (0: none)."""
+        node = self.node
+        attested = {p.org: p.checked for p in node.book.peers() if p.agrees and p.checked >= 0}
+        # Every active organisation runs a node (DESIGN.md), listed in --peers or
+        # not: one whose attestations this node never sees blocks pruning.
+        members = {o.id for o in organisations(node.store) if o.active and o.id != node.org}
+        return etcd_compact.prunable_height(
+            node.ledger.height,
+            attested,
+            sorted(members | {org for org, _ in node.config.peers}),
+            self.etcd.head(),
+            keep=node.config.compaction_keep,
+        )
+
+    def run_round(self, now: float) -> None:
+        """Prune, compact and (when due) defragment, if this node leads."""
+        node = self.node
+        leader = node.leader
+        if leader is None or leader.org != node.org or node.halted is not None:
+            return
+        upto = self.prunable()
+        if upto > self.pruned_to:
+            pruned = etcd_compact.prune(self.etcd, upto, node.org)
+            etcd_compact.compact(self.etcd, pruned.revision)
+            self.pruned_to = upto
+            self.pruned_gauge.set(upto)
+            log.info("%s pruned %d blocks from etcd up to %d", node.org, pruned.deleted, upto)
+        if now - self.last_defrag >= node.config.defrag_interval:
+            self.last_defrag = now
+            failed = etcd_compact.defragment(self.etcd.endpoints, self.http)
+            if failed:
+                log.warning("defragmenting etcd failed on %s", "; ".join(failed))
+
+    def loop(self) -> None:
+        node = self.node
+        interval = node.config.compaction_interval
+        tick = min(_ALARM_POLL, interval) if interval > 0 else _ALARM_POLL
+        while not node.stop_event.wait(tick):
+            now = time.monotonic()
+            try:
+                self.check_alarms()
+                if interval > 0 and now - self.last_prune >= interval:
+                    self.last_prune = now
+                    self.run_round(now)
+            except OrderingError as exc:
+                log.warning("etcd compaction round skipped: %s", exc)
+
+
+def start(node: Node) -> None:
+    """Start the compaction loop of an etcd-mode node (nothing in solo mode)."""
+    cfg = node.config
+    if cfg.ordering != "etcd":
+        return
+    # A connection of its own: a slow defragmentation must not hold up appends.
+    etcd = EtcdLog(cfg.etcd_endpoints, prefix=cfg.etcd_prefix, timeout=5.0, page_size=1)
+    http = httpx.Client()
+    node.on_close(etcd.close)
+    node.on_close(http.close)
+    compactor = Compactor(node, etcd, http)
+    node.spawn("compaction", compactor.loop)
