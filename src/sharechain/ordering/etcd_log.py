@@ -245,6 +245,26 @@ class EtcdLog:
             f"(head is {self.head()}); append heights in order"
         )
 
+    def void(self, height: int, data: bytes) -> bool:
+        """Remove `data` from `height` if it is still there; True if it was removed.
+
+        Only for a value that every honest node refuses as not a block of this
+        chain (junk, or a block signed by a non-member): the height becomes
+        free again and the leader appends there. The compare on the exact
+        value means a block appended meanwhile is never touched, so nodes may
+        race to void the same value. `head` goes back to `height - 1`.
+        """
+        key = _b64(self._block_key(height))
+        compare: list[Json] = [
+            {"key": key, "target": "VALUE", "result": "EQUAL", "value": _b64(data)}
+        ]
+        success: list[Json] = [
+            {"request_delete_range": {"key": key}},
+            {"request_put": {"key": _b64(self._head_key), "value": _b64(str(height - 1).encode())}},
+        ]
+        reply = self._post("/v3/kv/txn", {"compare": compare, "success": success})
+        return bool(reply.get("succeeded"))
+
     # -- reading ---------------------------------------------------------
 
     def get(self, height: int) -> bytes | None:
