@@ -94,7 +94,7 @@ class Node:
         self.nonces = NonceCache()
         self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
         self.judge = AttestationJudge(
-            self.org, len(config.peers) + 1, self.halt, self._report_suspect
+            self.org, len(config.peers) + 1, self._quarantine, self._report_suspect
         )
         self.problem: str | None = None
         """Why the store is quarantined (None when it verified)."""
@@ -302,6 +302,12 @@ class Node:
         """A peer's attestation disagrees with ours: quarantine ourselves or report it."""
         self.metrics.attestation_conflicts.set(len(self.book.conflicts))
         self.judge.review(self.book.conflicts)
+
+    def _quarantine(self, reason: str) -> None:
+        # Like a store that failed verification: its state is wrong, so it serves
+        # nothing but health, readiness and metrics until repaired.
+        self.halt(reason)
+        self.problem = self.problem or reason
 
     def _report_suspect(self, peer: str, suspect: bool) -> None:
         self.metrics.attestation_suspect.labels(peer).set(1 if suspect else 0)

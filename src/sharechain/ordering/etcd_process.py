@@ -37,17 +37,8 @@ from typing import IO
 
 import httpx
 
-from sharechain.crypto.devca import (
-    Authority,
-    Issued,
-    issue_client,
-    issue_server,
-    load_authority,
-    new_authority,
-    write_pem,
-)
 from sharechain.errors import ConfigError, OrderingError
-from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
+from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
@@ -156,7 +147,11 @@ class EtcdCluster:
         self._token = cluster_token
         self._extra_args = tuple(extra_args)
         self._clock = clock
-        self._tls_dir = self._base_dir / "tls" if tls else None
+        self._certs = (
+            DevCertificates(self._base_dir / "tls", tuple(f"m{i}" for i in range(members)))
+            if tls
+            else None
+        )
         if base_port is None:
             ports = free_ports(2 * members)
         else:
@@ -195,33 +190,16 @@ class EtcdCluster:
     @property
     def tls(self) -> bool:
         """Whether members require mutual TLS from clients and from each other."""
-        return self._tls_dir is not None
+        return self._certs is not None
 
     def client_tls(self, name: str) -> EtcdTLS | None:
         """Files for a client named `name` (e.g. an organisation id); None without TLS.
 
         The certificate is issued by the cluster's CA on first use and reused after.
         """
-        if self._tls_dir is None:
+        if self._certs is None:
             return None
-        ca = self._authority()
-        cert, key = self._tls_dir / f"client-{name}.crt", self._tls_dir / f"client-{name}.key"
-        if not (cert.exists() and key.exists()):
-            cert, key = write_pem(self._tls_dir, f"client-{name}", issue_client(ca, name))
-        return EtcdTLS(self._tls_dir / "ca.crt", cert, key)
-
-    def _authority(self) -> Authority:
-        assert self._tls_dir is not None
-        ca_cert, ca_key = self._tls_dir / "ca.crt", self._tls_dir / "ca.key"
-        if ca_cert.exists() and ca_key.exists():
-            return load_authority(Issued(ca_cert.read_bytes(), ca_key.read_bytes()))
-        ca = new_authority("sharechain etcd development CA")
-        write_pem(self._tls_dir, "ca", ca.issued())
-        for spec in self._specs:
-            # One certificate per member for clients and peers alike: it serves
-            # both and, towards its peers, is a client too.
-            write_pem(self._tls_dir, spec.name, issue_server(ca, spec.name, client_too=True))
-        return ca
+        return self._certs.client(name)
 
     def _http_client(self, timeout: float) -> httpx.Client:
         return etcd_http_client(self.client_tls("cluster"), timeout=timeout)
@@ -241,8 +219,8 @@ class EtcdCluster:
         """
         find_etcd_binary(self._binary)
         self._base_dir.mkdir(parents=True, exist_ok=True)
-        if self._tls_dir is not None:
-            self._authority()  # the CA and member certificates, once
+        if self._certs is not None:
+            self._certs.authority()  # the CA and member certificates, once
         try:
             for index in range(len(self._specs)):
                 self.start_member(index, wait=False)
@@ -392,24 +370,8 @@ class EtcdCluster:
             f"--election-timeout={self._election_ms}",
             "--logger=zap",
             "--log-outputs=stderr",
-            *self._tls_args(spec),
+            *(self._certs.member_args(spec.name) if self._certs is not None else ()),
             *self._extra_args,
-        ]
-
-    def _tls_args(self, spec: MemberSpec) -> list[str]:
-        if self._tls_dir is None:
-            return []
-        ca = self._tls_dir / "ca.crt"
-        cert, key = self._tls_dir / f"{spec.name}.crt", self._tls_dir / f"{spec.name}.key"
-        return [
-            "--client-cert-auth",
-            f"--trusted-ca-file={ca}",
-            f"--cert-file={cert}",
-            f"--key-file={key}",
-            "--peer-client-cert-auth",
-            f"--peer-trusted-ca-file={ca}",
-            f"--peer-cert-file={cert}",
-            f"--peer-key-file={key}",
         ]
 
     def _health_problem(self, client: httpx.Client, running: Sequence[int]) -> str | None:

@@ -20,9 +20,18 @@ from typing import Any
 
 import httpx
 
+from sharechain.crypto.devca import (
+    Authority,
+    Issued,
+    issue_client,
+    issue_server,
+    load_authority,
+    new_authority,
+    write_pem,
+)
 from sharechain.errors import ConfigError
 
-__all__ = ["EtcdTLS", "etcd_http_client"]
+__all__ = ["DevCertificates", "EtcdTLS", "etcd_http_client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +83,57 @@ def etcd_http_client(
     if timeout is not None:
         options["timeout"] = timeout
     return httpx.Client(**options)
+
+
+class DevCertificates:
+    """A local cluster's development CA and certificates, kept in one directory.
+
+    `ca.crt`/`ca.key`, one certificate per member (`<name>.crt`, serving
+    clients and peers on 127.0.0.1/localhost and a client towards its
+    peers), and `client-<name>.crt` per client. Created on first use,
+    reloaded after, so a restarted cluster keeps its certificates.
+    """
+
+    def __init__(self, directory: Path, members: tuple[str, ...]) -> None:
+        self.directory = directory
+        self.members = members
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.crt"
+
+    def authority(self) -> Authority:
+        """The CA, created with every member's certificate the first time."""
+        cert, key = self.ca_file, self.directory / "ca.key"
+        if cert.exists() and key.exists():
+            return load_authority(Issued(cert.read_bytes(), key.read_bytes()))
+        ca = new_authority("sharechain etcd development CA")
+        write_pem(self.directory, "ca", ca.issued())
+        for name in self.members:
+            write_pem(self.directory, name, issue_server(ca, name, client_too=True))
+        return ca
+
+    def client(self, name: str) -> EtcdTLS:
+        """The files of client `name` (its certificate names it), issued on first use."""
+        cert = self.directory / f"client-{name}.crt"
+        key = self.directory / f"client-{name}.key"
+        if not (cert.exists() and key.exists()):
+            cert, key = write_pem(
+                self.directory, f"client-{name}", issue_client(self.authority(), name)
+            )
+        return EtcdTLS(self.ca_file, cert, key)
+
+    def member_args(self, name: str) -> list[str]:
+        """etcd's flags for member `name`: mutual TLS for clients and for peers."""
+        ca = self.ca_file
+        cert, key = self.directory / f"{name}.crt", self.directory / f"{name}.key"
+        return [
+            "--client-cert-auth",
+            f"--trusted-ca-file={ca}",
+            f"--cert-file={cert}",
+            f"--key-file={key}",
+            "--peer-client-cert-auth",
+            f"--peer-trusted-ca-file={ca}",
+            f"--peer-cert-file={cert}",
+            f"--peer-key-file={key}",
+        ]
