@@ -223,8 +223,12 @@ class AttestationStatus(Model):
     org: str
     height: int
     ok: bool
-    """False once any conflict was seen (the node then stops committing)."""
+    """False once any conflict was seen (see `quarantined` and `suspects`)."""
     halted: str | None
+    quarantined: bool = False
+    """True when a quorum of peers attests another state: this node stopped (`halted` says)."""
+    suspects: list[str] = Field(default_factory=list)
+    """Peers whose attestations disagree with ours without a quorum; they are ignored."""
     peers: list[PeerAgreement]
     conflicts: list[ConflictSeen]
 

@@ -170,8 +170,15 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
     etcd_rows: list[dict[str, Any]] = []
     if net.get("etcd_endpoints"):
         from sharechain.ordering.etcd_log import EtcdLog
+        from sharechain.ordering.etcd_tls import EtcdTLS
 
-        with EtcdLog(net["etcd_endpoints"], timeout=2.0) as etcd:
+        files = net.get("etcd_tls")
+        tls = (
+            None
+            if not files
+            else EtcdTLS(Path(files["ca"]), Path(files["cert"]), Path(files["key"]))
+        )
+        with EtcdLog(net["etcd_endpoints"], timeout=2.0, tls=tls) as etcd:
             for s in etcd.status():
                 etcd_rows.append(
                     {

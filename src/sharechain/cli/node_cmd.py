@@ -18,6 +18,7 @@ from sharechain.cli.common import (
     resolve_data_dir,
 )
 from sharechain.node.service import NodeConfig, repair_store
+from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.sharing.agreement import NodeFile, write_node_file
 
 __all__ = ["node_app", "register"]
@@ -46,6 +47,13 @@ def start(
     etcd_prefix: Annotated[str, typer.Option(help="etcd: key prefix of the chain.")] = (
         "sharechain/"
     ),
+    etcd_ca: Annotated[
+        Path | None, typer.Option(help="etcd: CA certificate (PEM) that signed the members'.")
+    ] = None,
+    etcd_cert: Annotated[
+        Path | None, typer.Option(help="etcd: this node's client certificate (PEM).")
+    ] = None,
+    etcd_key: Annotated[Path | None, typer.Option(help="etcd: its private key (PEM).")] = None,
     orderer_url: Annotated[
         str | None, typer.Option(help="solo: URL of the ordering node (omit on the orderer).")
     ] = None,
@@ -73,6 +81,11 @@ def start(
         if not sep or not url:
             fail(f"--peer must be ORG=URL, not {item!r}")
         peers.append((name, url))
+    etcd_tls = None
+    if etcd_ca or etcd_cert or etcd_key:
+        if not (etcd_ca and etcd_cert and etcd_key):
+            fail("--etcd-ca, --etcd-cert and --etcd-key go together: pass all three")
+        etcd_tls = EtcdTLS(etcd_ca, etcd_cert, etcd_key)
     with handle_errors():
         config = NodeConfig(
             data_dir=resolve_data_dir(data_dir),
@@ -81,6 +94,7 @@ def start(
             orderer_url=orderer_url,
             etcd_endpoints=tuple(e for e in etcd_endpoints.split(",") if e),
             etcd_prefix=etcd_prefix,
+            etcd_tls=etcd_tls,
             peers=tuple(peers),
             max_block_txs=max_block_txs,
             max_block_bytes=max_block_bytes,

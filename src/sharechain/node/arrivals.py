@@ -6,6 +6,9 @@ committed `GROUP_BLOCKS` blocks (or `GROUP_TXS` transactions) at a time, each
 group in one store transaction: one COMMIT and one fsync instead of several.
 A block at a height already held with another hash is a fork, and an
 invalid block is a faulty orderer: either halts the node with an alert.
+From the etcd log (`apply_log_blocks`), a value that is not a member's
+signed block at all is a *foreign value* instead (`foreign_values`): it is
+handed back to the caller, which voids it, and the node does not halt.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from sharechain.api.client import NodeClient
 from sharechain.errors import ChainError, EncodingError, SharechainError
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.execution import Execution
+from sharechain.node.foreign_values import Foreign, foreign_reason
 from sharechain.node.service import Node
 
 __all__ = [
     "GROUP_BLOCKS",
     "GROUP_TXS",
+    "apply_log_blocks",
     "apply_remote",
     "apply_remote_blocks",
     "catch_up_from_peers",
@@ -54,6 +59,20 @@ def apply_remote_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> int:
     transactions) at a time, each group in one store transaction. An invalid
     block halts the node after the blocks before it are committed.
     """
+    return _apply(node, blocks, voidable=False)[0]
+
+
+def apply_log_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> tuple[int, Foreign | None]:
+    """Like `apply_remote_blocks`, for the etcd log: stops at a foreign value and returns it.
+
+    The blocks before the foreign value are committed; the node does not halt.
+    """
+    return _apply(node, blocks, voidable=True)
+
+
+def _apply(
+    node: Node, blocks: Sequence[tuple[int, bytes]], *, voidable: bool
+) -> tuple[int, Foreign | None]:
     committed = 0
     with node.commit_lock:
         group: list[tuple[Block, bytes, Execution | None]] = []
@@ -73,18 +92,22 @@ def apply_remote_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> int:
                 if block.height != height:
                     raise ChainError(f"block stored at {height} says it is {block.height}", height)
             except (EncodingError, ChainError) as exc:
-                committed += _commit_group(node, group)
+                done, foreign = _commit_group(node, group, voidable)
+                committed += done
                 group = []
-                if node.halted is None:
-                    _invalid(node, height, exc)
-                break
+                if foreign is None and node.ledger.height == height - 1:
+                    foreign = _refuse(node, height, data, exc, voidable)
+                return committed, foreign
             group.append((block, data, None))
             txs += len(block.txs)
             if len(group) >= GROUP_BLOCKS or txs >= GROUP_TXS:
-                committed += _commit_group(node, group)
+                done, foreign = _commit_group(node, group, voidable)
+                committed += done
                 group, txs = [], 0
-        committed += _commit_group(node, group)
-    return committed
+                if foreign is not None:
+                    return committed, foreign
+        done, foreign = _commit_group(node, group, voidable)
+    return committed + done, foreign
 
 
 def _check_held(node: Node, height: int, data: bytes) -> None:
@@ -100,20 +123,35 @@ def _check_held(node: Node, height: int, data: bytes) -> None:
         )
 
 
-def _commit_group(node: Node, group: list[tuple[Block, bytes, Execution | None]]) -> int:
-    """Commit a group (caller holds `commit_lock`); halts on an invalid block."""
+def _commit_group(
+    node: Node, group: list[tuple[Block, bytes, Execution | None]], voidable: bool
+) -> tuple[int, Foreign | None]:
+    """Commit a group (caller holds `commit_lock`); halts on an invalid block.
+
+    With `voidable`, a foreign value is returned instead of halting.
+    """
     if not group or node.halted is not None:
-        return 0
+        return 0, None
     before = node.ledger.height
+    foreign = None
     try:
         node.commit_many(group)
     except ChainError as exc:
-        _invalid(node, node.ledger.height + 1, exc)  # the blocks before it are committed
-    return node.ledger.height - before
+        height = node.ledger.height + 1  # the blocks before it are committed
+        data = next(d for b, d, _ in group if b.height == height)
+        foreign = _refuse(node, height, data, exc, voidable)
+    return node.ledger.height - before, foreign
 
 
-def _invalid(node: Node, height: int, exc: Exception) -> None:
-    node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
+def _refuse(node: Node, height: int, data: bytes, exc: Exception, voidable: bool) -> Foreign | None:
+    """An invalid value at `height`: a foreign value to void, or a faulty orderer (halt)."""
+    if voidable:
+        reason = foreign_reason(node, height, data)
+        if reason is not None:
+            return Foreign(height, data, reason)
+    if node.halted is None:
+        node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
+    return None
 
 
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:

@@ -28,6 +28,7 @@ from sharechain.errors import OrderingError
 from sharechain.node.service import Node
 from sharechain.ordering import etcd_compact
 from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_tls import etcd_http_client
 
 __all__ = ["Compactor", "start"]
 
@@ -128,8 +129,10 @@ def start(node: Node) -> None:
     if cfg.ordering != "etcd":
         return
     # A connection of its own: a slow defragmentation must not hold up appends.
-    etcd = EtcdLog(cfg.etcd_endpoints, prefix=cfg.etcd_prefix, timeout=5.0, page_size=1)
-    http = httpx.Client()
+    etcd = EtcdLog(
+        cfg.etcd_endpoints, prefix=cfg.etcd_prefix, timeout=5.0, page_size=1, tls=cfg.etcd_tls
+    )
+    http = etcd_http_client(cfg.etcd_tls)  # with the node's client certificate under mTLS
     node.on_close(etcd.close)
     node.on_close(http.close)
     compactor = Compactor(node, etcd, http)

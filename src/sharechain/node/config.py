@@ -9,6 +9,7 @@ from sharechain.errors import ConfigError
 from sharechain.ledger.blocktime import DEFAULT_MAX_SKEW
 from sharechain.ordering import etcd_compact
 from sharechain.ordering.etcd_log import DEFAULT_MAX_BLOCK_BYTES
+from sharechain.ordering.etcd_tls import EtcdTLS
 
 __all__ = ["ORDERING_MODES", "NodeConfig"]
 
@@ -31,6 +32,8 @@ class NodeConfig:
     """etcd only: client URLs of the etcd members."""
     etcd_prefix: str = "sharechain/"
     """etcd only: key prefix of this consortium's log."""
+    etcd_tls: EtcdTLS | None = None
+    """etcd only: CA, client certificate and key for mutual TLS (None: plain HTTP)."""
     peers: tuple[tuple[str, str], ...] = ()
     """(organisation, URL) of the other nodes: attestations, heights, catch-up."""
     max_block_txs: int = 2000

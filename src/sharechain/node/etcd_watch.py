@@ -21,7 +21,12 @@ import queue
 import threading
 
 from sharechain.errors import ChainError, OrderingError
-from sharechain.node.arrivals import GROUP_BLOCKS, apply_remote_blocks, catch_up_from_peers
+from sharechain.node.arrivals import (
+    GROUP_BLOCKS,
+    apply_log_blocks,
+    catch_up_from_peers,
+)
+from sharechain.node.foreign_values import Foreign, ForeignAlarm
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_compact import oldest_height
 from sharechain.ordering.etcd_log import EtcdLog
@@ -158,6 +163,7 @@ class _WatchEnd:
 def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
     failures = 0
     paused = _Paused(node)
+    alarm = ForeignAlarm(node.org)
     while not node.stop_event.is_set() and node.halted is None:
         if paused.is_set():
             node.watch_paused = True
@@ -180,9 +186,12 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
             try:
                 while (ready := backlog.take(GROUP_BLOCKS)) is not None:
                     failures = 0
-                    _apply_watched(node, ready)
+                    foreign = _apply_watched(node, ready)
                     if node.halted is not None:
                         return
+                    if foreign is not None:
+                        alarm.raise_alarm(foreign, etcd.void(foreign.height, foreign.data))
+                        break  # read the height again: the leader appends there
                     if not node.caught_up:
                         with contextlib.suppress(OrderingError):
                             node.caught_up = etcd.head() <= node.ledger.height
@@ -194,14 +203,19 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
             node.stop_event.wait(min(2.0, 0.1 * 2**failures))
 
 
-def _apply_watched(node: Node, ready: list[tuple[int, bytes]]) -> None:
-    """Commit blocks read from the log: ours as built, others validated, in groups."""
+def _apply_watched(node: Node, ready: list[tuple[int, bytes]]) -> Foreign | None:
+    """Commit blocks read from the log: ours as built, others validated, in groups.
+
+    Stops at a foreign value and returns it (the blocks before it are committed).
+    """
     remote: list[tuple[int, bytes]] = []
     for height, data in ready:
         mine = node.last_appended
         if mine is not None and mine[0] == height and mine[1] == data:
             # Our own block: executed when we built it, no need to re-validate.
-            apply_remote_blocks(node, remote)
+            _, foreign = apply_log_blocks(node, remote)
+            if foreign is not None:
+                return foreign
             remote = []
             with node.commit_lock:
                 if node.ledger.height == height - 1 and node.halted is None:
@@ -210,4 +224,4 @@ def _apply_watched(node: Node, ready: list[tuple[int, bytes]]) -> None:
         if not remote and height <= node.ledger.height and node.store.block_bytes(height) == data:
             continue  # committed already (the leader's own blocks): nothing to check
         remote.append((height, data))
-    apply_remote_blocks(node, remote)
+    return apply_log_blocks(node, remote)[1]

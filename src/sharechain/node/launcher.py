@@ -35,6 +35,7 @@ from sharechain.api.client import NodeClient
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
+from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 __all__ = [
@@ -152,6 +153,7 @@ class LocalNetwork:
                 base_port=etcd_ports,
                 heartbeat_ms=NETWORK_HEARTBEAT_MS,
                 election_ms=10 * NETWORK_HEARTBEAT_MS,
+                tls=True,  # etcd is never open: members and nodes show certificates
             )
         self._etcd_base_port = etcd_ports
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -182,6 +184,7 @@ class LocalNetwork:
             ],
             "etcd_base_port": self._etcd_base_port,
             "etcd_endpoints": list(self.etcd.endpoints) if self.etcd else [],
+            "etcd_tls": _tls_json(self.etcd.client_tls("operator")) if self.etcd else None,
         }
         tmp = self.base / (NETWORK_FILE + ".tmp")
         tmp.write_text(json.dumps(body, indent=2) + "\n")
@@ -222,6 +225,10 @@ class LocalNetwork:
                 cmd += ["--peer", f"{peer.org}={peer.url}"]
         if self.ordering == "etcd" and self.etcd is not None:
             cmd += ["--etcd-endpoints", ",".join(self.etcd.endpoints)]
+            tls = self.etcd.client_tls(node.org)
+            if tls is not None:
+                cmd += ["--etcd-ca", str(tls.ca_file), "--etcd-cert", str(tls.cert_file)]
+                cmd += ["--etcd-key", str(tls.key_file)]
             cmd += ["--max-block-bytes", str(self.etcd.max_request_bytes - 64 * 1024)]
         elif node.org != self.nodes[0].org:
             cmd += ["--orderer-url", self.nodes[0].url]
@@ -353,3 +360,10 @@ def _consecutive_free_ports(count: int) -> int:
             for s in socks:
                 s.close()
     raise ConfigError("could not find free consecutive ports for etcd on 127.0.0.1")
+
+
+def _tls_json(tls: EtcdTLS | None) -> dict[str, str] | None:
+    """The operator's etcd client files, for `network status` (None without TLS)."""
+    if tls is None:
+        return None
+    return {"ca": str(tls.ca_file), "cert": str(tls.cert_file), "key": str(tls.key_file)}

@@ -34,7 +34,9 @@ class NodeMetrics:
     peer_height: Gauge
     """Each peer's height as last reported."""
     attestation_conflicts: Gauge
-    """Number of conflicting attestations seen (non-zero: the node has stopped committing)."""
+    """Number of conflicting attestations seen (see `attestation_suspect` and `ready`)."""
+    attestation_suspect: Gauge
+    """1 for a peer whose attestations disagree with ours without a quorum (ignored)."""
     ready: Gauge
     """1 when the node serves its API, 0 when it refuses (tampered store, conflict)."""
 
@@ -71,7 +73,13 @@ class NodeMetrics:
             Gauge("sharechain_peer_height", "Peer heights as last reported", ["peer"], registry=r),
             Gauge(
                 "sharechain_attestation_conflicts",
-                "Conflicting attestations seen (non-zero stops commits)",
+                "Conflicting attestations seen",
+                registry=r,
+            ),
+            Gauge(
+                "sharechain_attestation_suspect",
+                "1 for a peer whose attestations disagree with a quorum (they are ignored)",
+                ["peer"],
                 registry=r,
             ),
             Gauge("sharechain_ready", "1 when the node serves its API", registry=r),

@@ -48,13 +48,20 @@ def start_roles(node: Node) -> None:
             max_block_bytes=cfg.max_block_bytes,
             page_size=16,
             watch_idle_timeout=2.0,
+            tls=cfg.etcd_tls,
         )
         node.on_close(etcd.close)
         ensure_genesis_in_log(node, etcd)
         # Lease renewals must not queue behind slow appends, and must give up
         # well within the TTL: a connection of their own, a short timeout.
         election = Election(
-            EtcdLog(cfg.etcd_endpoints, prefix=cfg.etcd_prefix, timeout=2.0, page_size=1)
+            EtcdLog(
+                cfg.etcd_endpoints,
+                prefix=cfg.etcd_prefix,
+                timeout=2.0,
+                page_size=1,
+                tls=cfg.etcd_tls,
+            )
         )
         node.on_close(election.log.close)
         node.spawn("etcd-watch", lambda: etcd_watcher(node, etcd))

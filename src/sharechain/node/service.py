@@ -54,6 +54,7 @@ from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
 from sharechain.node.keyring import KeyRing
 from sharechain.node.metrics import NodeMetrics
+from sharechain.node.quarantine import AttestationJudge
 from sharechain.node.repair import repair_store
 from sharechain.node.waiting import Waiters
 from sharechain.ordering.etcd_lease import Leader
@@ -92,6 +93,9 @@ class Node:
         self.metrics = NodeMetrics.create()
         self.nonces = NonceCache()
         self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
+        self.judge = AttestationJudge(
+            self.org, len(config.peers) + 1, self._quarantine, self._report_suspect
+        )
         self.problem: str | None = None
         """Why the store is quarantined (None when it verified)."""
         self.halted: str | None = None
@@ -298,12 +302,18 @@ class Node:
             log.error("ALERT node %s stopped committing: %s", self.org, reason)
 
     def on_conflict(self, conflict: Conflict) -> None:
+        """A peer's attestation disagrees with ours: quarantine ourselves or report it."""
         self.metrics.attestation_conflicts.set(len(self.book.conflicts))
-        disagree = sorted({c.peer for c in self.book.conflicts})
-        self.halt(
-            f"conflicting attestation: {conflict.describe()}; peers that disagree with this "
-            f"node: {', '.join(disagree)}"
-        )
+        self.judge.review(self.book.conflicts)
+
+    def _quarantine(self, reason: str) -> None:
+        # Like a store that failed verification: its state is wrong, so it serves
+        # nothing but health, readiness and metrics until repaired.
+        self.halt(reason)
+        self.problem = self.problem or reason
+
+    def _report_suspect(self, peer: str, suspect: bool) -> None:
+        self.metrics.attestation_suspect.labels(peer).set(1 if suspect else 0)
 
     # -- submitting -------------------------------------------------------------
 

@@ -47,6 +47,8 @@ def attestation_status(node: Node) -> dict[str, Any]:
         "height": node.ledger.height,
         "ok": not node.book.conflicts,
         "halted": node.halted,
+        "quarantined": node.judge.verdict.against_us is not None,
+        "suspects": list(node.judge.verdict.suspects),
         "peers": [
             {"org": p.org, "height": p.height, "checked": p.checked, "agrees": p.agrees}
             for p in node.book.peers()

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 import httpx
 
 from sharechain.errors import OrderingError
+from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
 
 __all__ = [
     "DEFAULT_MAX_BLOCK_BYTES",
@@ -130,6 +131,7 @@ class EtcdLog:
         page_size: int = 8,
         watch_idle_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        tls: EtcdTLS | None = None,
     ) -> None:
         if not endpoints:
             raise OrderingError("no etcd endpoints given; pass the members' client URLs")
@@ -148,11 +150,13 @@ class EtcdLog:
         self._page_size = page_size
         self._idle_timeout = watch_idle_timeout
         self._clock = clock
-        self._clients = tuple(httpx.Client() for _ in self._endpoints)
+        self.tls = tls
+        context = None if tls is None else tls.context()
+        self._clients = tuple(etcd_http_client(tls, context) for _ in self._endpoints)
         # One client for the watch streams too: a new httpx.Client loads the CA
         # store for its SSL context, which cost an idle node a third of its CPU
         # when every re-established stream (each `watch_idle_timeout`) made one.
-        self._watch_client = httpx.Client()
+        self._watch_client = etcd_http_client(tls, context)
         self._preferred = 0
 
     # -- lifecycle -------------------------------------------------------
@@ -252,6 +256,26 @@ class EtcdLog:
             f"cannot append height {height}: height {height - 1} is not in the log yet "
             f"(head is {self.head()}); append heights in order"
         )
+
+    def void(self, height: int, data: bytes) -> bool:
+        """Remove `data` from `height` if it is still there; True if it was removed.
+
+        Only for a value that every honest node refuses as not a block of this
+        chain (junk, or a block signed by a non-member): the height becomes
+        free again and the leader appends there. The compare on the exact
+        value means a block appended meanwhile is never touched, so nodes may
+        race to void the same value. `head` goes back to `height - 1`.
+        """
+        key = _b64(self._block_key(height))
+        compare: list[Json] = [
+            {"key": key, "target": "VALUE", "result": "EQUAL", "value": _b64(data)}
+        ]
+        success: list[Json] = [
+            {"request_delete_range": {"key": key}},
+            {"request_put": {"key": _b64(self._head_key), "value": _b64(str(height - 1).encode())}},
+        ]
+        reply = self._post("/v3/kv/txn", {"compare": compare, "success": success})
+        return bool(reply.get("succeeded"))
 
     # -- reading ---------------------------------------------------------
 

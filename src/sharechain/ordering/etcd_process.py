@@ -38,6 +38,7 @@ from typing import IO
 import httpx
 
 from sharechain.errors import ConfigError, OrderingError
+from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
@@ -70,16 +71,18 @@ class MemberSpec:
     """Data directory (write-ahead log and snapshots); kept across restarts."""
     log_path: Path
     """File receiving the member's stdout and stderr."""
+    scheme: str = "http"
+    """`https` when the cluster requires mutual TLS, else `http`."""
 
     @property
     def client_url(self) -> str:
         """The URL clients connect to."""
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
         """The URL other members connect to."""
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
 
 
 def find_etcd_binary(binary: str = "etcd") -> str:
@@ -132,6 +135,7 @@ class EtcdCluster:
         cluster_token: str = "sharechain-local",
         extra_args: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        tls: bool = False,
     ) -> None:
         if members < 1:
             raise ConfigError(f"an etcd cluster needs at least one member, got {members}")
@@ -143,6 +147,11 @@ class EtcdCluster:
         self._token = cluster_token
         self._extra_args = tuple(extra_args)
         self._clock = clock
+        self._certs = (
+            DevCertificates(self._base_dir / "tls", tuple(f"m{i}" for i in range(members)))
+            if tls
+            else None
+        )
         if base_port is None:
             ports = free_ports(2 * members)
         else:
@@ -154,6 +163,7 @@ class EtcdCluster:
                 peer_port=ports[2 * i + 1],
                 data_dir=self._base_dir / f"m{i}",
                 log_path=self._base_dir / f"m{i}.log",
+                scheme="https" if tls else "http",
             )
             for i in range(members)
         )
@@ -177,6 +187,23 @@ class EtcdCluster:
         """The request size limit the members were started with."""
         return self._max_request_bytes
 
+    @property
+    def tls(self) -> bool:
+        """Whether members require mutual TLS from clients and from each other."""
+        return self._certs is not None
+
+    def client_tls(self, name: str) -> EtcdTLS | None:
+        """Files for a client named `name` (e.g. an organisation id); None without TLS.
+
+        The certificate is issued by the cluster's CA on first use and reused after.
+        """
+        if self._certs is None:
+            return None
+        return self._certs.client(name)
+
+    def _http_client(self, timeout: float) -> httpx.Client:
+        return etcd_http_client(self.client_tls("cluster"), timeout=timeout)
+
     def is_running(self, index: int) -> bool:
         """Whether member `index` has a live process."""
         proc = self._procs[index]
@@ -192,6 +219,8 @@ class EtcdCluster:
         """
         find_etcd_binary(self._binary)
         self._base_dir.mkdir(parents=True, exist_ok=True)
+        if self._certs is not None:
+            self._certs.authority()  # the CA and member certificates, once
         try:
             for index in range(len(self._specs)):
                 self.start_member(index, wait=False)
@@ -267,7 +296,7 @@ class EtcdCluster:
         """
         deadline = self._clock() + timeout
         last_problem = "no member answered yet"
-        with httpx.Client(timeout=1.0) as client:
+        with self._http_client(1.0) as client:
             while True:
                 self._raise_if_exited()
                 running = [i for i in range(len(self._specs)) if self.is_running(i)]
@@ -291,7 +320,7 @@ class EtcdCluster:
         revisions are then cancelled by etcd; `EtcdLog.watch` recovers.
         """
         errors: list[str] = []
-        with httpx.Client(timeout=5.0) as client:
+        with self._http_client(5.0) as client:
             for index, spec in enumerate(self._specs):
                 if not self.is_running(index):
                     continue
@@ -341,6 +370,7 @@ class EtcdCluster:
             f"--election-timeout={self._election_ms}",
             "--logger=zap",
             "--log-outputs=stderr",
+            *(self._certs.member_args(spec.name) if self._certs is not None else ()),
             *self._extra_args,
         ]
 
