@@ -187,7 +187,7 @@ def get_epoch(dataset: HexId, who: Auth, node: NodeDep) -> dict[str, Any]:
 
 
 @router.post("/v1/datasets/{dataset}/shred", response_model=Shredded)
-def shred(dataset: HexId, who: Auth, node: NodeDep) -> dict[str, Any]:
+def shred(dataset: HexId, who: Auth, node: NodeDep, request: Request) -> dict[str, Any]:
     """Destroy this node's keys, shares and blobs of a dataset the chain records as purged.
 
     Any member may ask (the dataset's owner does, after its purge committed): the node
@@ -195,7 +195,8 @@ def shred(dataset: HexId, who: Auth, node: NodeDep) -> dict[str, Any]:
     call destroys nothing more.
     """
     ds = queries.resolve(node.store, "dataset", dataset)
-    done = shred_here(node.store, (vault_of(node),), blobs_of(node), ds)
+    counts = request.app.state.upkeep.shred_counts
+    done = shred_here(node.store, (vault_of(node),), blobs_of(node), ds, counts)
     return {
         "org": node.org,
         "dataset": ds,

@@ -48,7 +48,7 @@ from sharechain.ledger.validation import VALID
 from sharechain.node import masking_job
 from sharechain.node.blob_fetch import BlobFetcher, FetchJob
 from sharechain.node.service import Node
-from sharechain.sharing.shredding import is_purged, leftovers, shred_committed
+from sharechain.sharing.shredding import ShredCounts, is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import Vault
 
@@ -158,6 +158,8 @@ class Upkeep:
         self.blobs = BlobStore(node.datadir.blob_dir)
         self.vault = Vault(node.datadir.path, node.keys)
         self.lock = threading.Lock()
+        self.shred_counts = ShredCounts()
+        """What the commit hook shredded that no `POST .../shred` reported yet."""
         """Held while shredding and while installing a fetched blob (no blob of a
         dataset purged meanwhile is installed)."""
         self.metrics = _Metrics(node)
@@ -239,7 +241,9 @@ class Upkeep:
     def shred(self, dataset: str, height: int, *, recovered: bool) -> None:
         """Shred a purged dataset here now; logged, counted, shown in the status."""
         with self.lock:
-            done = shred_committed(self.node.store, (self.vault,), self.blobs, dataset)
+            done = shred_committed(
+                self.node.store, (self.vault,), self.blobs, dataset, self.shred_counts
+            )
         self.fetcher.forget(dataset)
         record = ShredRecord(
             dataset, height, done.destroyed, done.blobs_deleted, self.node.now(), recovered

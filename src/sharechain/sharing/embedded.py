@@ -39,7 +39,7 @@ from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.ledger.verify import verify_ledger
 from sharechain.ordering.solo import Receipt, order_block
-from sharechain.sharing.shredding import Shredded, leftovers, shred_committed
+from sharechain.sharing.shredding import ShredCounts, Shredded, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.datadir import DataDir
 from sharechain.storage.vault import Inbox, Vault
@@ -73,6 +73,8 @@ class Embedded:
         self.store = Store(self.datadir.db_path)
         self.ledger = Ledger(self.store, self.registry)
         self._keys: dict[str, OrgKeys] = {}
+        self.shred_counts = ShredCounts()
+        """What the commit hook shredded and no `shred_here` reported yet."""
         if self.store.head() is None:
             with self.locked():
                 if self.store.head() is None:
@@ -201,7 +203,9 @@ class Embedded:
         The counts are also reported by the next `shredding.shred_here` of it.
         """
         vaults = [Vault(self.datadir.path, self.keys(org)) for org in self.datadir.held_orgs()]
-        done = shred_committed(self.store, vaults, BlobStore(self.datadir.blob_dir), dataset)
+        done = shred_committed(
+            self.store, vaults, BlobStore(self.datadir.blob_dir), dataset, self.shred_counts
+        )
         for org in self.datadir.held_orgs():
             Inbox(self.datadir.path, org).clear(dataset)
         return done

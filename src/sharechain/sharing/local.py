@@ -271,7 +271,8 @@ class LocalCustodian:
     def shred(self, dataset: str, purge_tx: bytes) -> tuple[NodeShred, ...]:
         held = self.emb.datadir.held_orgs()
         vaults = [self._vault(org) for org in held]
-        done = shred_here(self.emb.store, vaults, BlobStore(self.emb.datadir.blob_dir), dataset)
+        blobs = BlobStore(self.emb.datadir.blob_dir)
+        done = shred_here(self.emb.store, vaults, blobs, dataset, self.emb.shred_counts)
         self._clear_inboxes(dataset)
         where = str(self.emb.datadir.path)
         return (NodeShred(", ".join(held), where, done.destroyed, done.blobs_deleted),)

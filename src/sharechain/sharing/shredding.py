@@ -42,6 +42,7 @@ from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import Vault
 
 __all__ = [
+    "ShredCounts",
     "Shredded",
     "is_purged",
     "leftovers",
@@ -109,9 +110,34 @@ def purged_naming(store: Store, digest: bytes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-_unreported: dict[tuple[str, str], Shredded] = {}
-"""(store path, dataset) -> what `shred_committed` destroyed and no `shred_here` reported yet."""
-_unreported_lock = threading.Lock()
+class ShredCounts:
+    """What the commit hook destroyed here that no `shred_here` has reported yet.
+
+    One per store (a node's upkeep, an embedded data directory), handed to both
+    `shred_committed` and `shred_here`: the owner's tools ask each node after a purge
+    and are told what the node shredded, even when its commit hook got there first.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Shredded] = {}
+        self._lock = threading.Lock()
+
+    def add(self, done: Shredded) -> None:
+        """Remember what the commit hook destroyed."""
+        if not (done.destroyed or done.blobs_deleted):
+            return
+        with self._lock:
+            before = self._pending.get(done.dataset, Shredded(done.dataset, 0, 0))
+            self._pending[done.dataset] = Shredded(
+                done.dataset,
+                before.destroyed + done.destroyed,
+                before.blobs_deleted + done.blobs_deleted,
+            )
+
+    def take(self, dataset: str) -> Shredded | None:
+        """What is waiting to be reported for `dataset`, once."""
+        with self._lock:
+            return self._pending.pop(dataset, None)
 
 
 def _destroy(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str) -> Shredded:
@@ -121,16 +147,22 @@ def _destroy(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: s
     return Shredded(dataset, destroyed, deleted)
 
 
-def shred_here(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str) -> Shredded:
+def shred_here(
+    store: Store,
+    vaults: Sequence[Vault],
+    blobs: BlobStore,
+    dataset: str,
+    counts: ShredCounts | None = None,
+) -> Shredded:
     """Destroy the dataset's entries in `vaults` and its blobs in `blobs`, once purged.
 
     `vaults` are the organisations held here: one on a node, every organisation of
     the consortium on the embedded default. Idempotent: a second call destroys 0.
-    The result includes what the commit hook destroyed here and nobody was told yet.
+    The result includes what the commit hook destroyed here and nobody was told yet
+    (`counts`, the store's `ShredCounts`).
     """
     done = _destroy(store, vaults, blobs, dataset)
-    with _unreported_lock:
-        before = _unreported.pop((store.path, dataset), None)
+    before = None if counts is None else counts.take(dataset)
     if before is None:
         return done
     return Shredded(
@@ -139,23 +171,15 @@ def shred_here(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset:
 
 
 def shred_committed(
-    store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str
+    store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str, counts: ShredCounts
 ) -> Shredded:
     """The commit hook: shred `dataset` (purged on this chain) and remember the counts.
 
-    Returns what this call destroyed; the counts also wait for the next `shred_here`
-    of the dataset (the owner's tools ask each node after a purge).
+    Returns what this call destroyed; the counts also wait in `counts` for the next
+    `shred_here` of the dataset (the owner's tools ask each node after a purge).
     """
     done = _destroy(store, vaults, blobs, dataset)
-    if done.destroyed or done.blobs_deleted:
-        with _unreported_lock:
-            key = (store.path, dataset)
-            before = _unreported.get(key, Shredded(dataset, 0, 0))
-            _unreported[key] = Shredded(
-                dataset,
-                before.destroyed + done.destroyed,
-                before.blobs_deleted + done.blobs_deleted,
-            )
+    counts.add(done)
     return done
 
 
