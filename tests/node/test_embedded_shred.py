@@ -39,12 +39,15 @@ def _held(path: Path, pub: Published) -> tuple[int, bool]:
 def test_a_purge_submitted_any_way_is_shredded_when_it_commits(tmp_path: Path) -> None:
     path, pub = _published(tmp_path)
     assert _held(path, pub) == (3, True)  # the owner's key and two shares; the blob
-    with Embedded(path) as emb:  # not `sharing.purge`: just the transaction
+    with Plane.local(path) as plane:
+        emb = plane.embedded
+        assert emb is not None
+        # Not `sharing.purge`: just the transaction; the commit hook shreds.
         receipt = emb.submit("regulator", "dataset.purge", {"dataset": pub.dataset})
         assert receipt.ok
         assert not emb.datadir.shred_marker.exists()
-    assert _held(path, pub) == (0, False)
-    with Plane.local(path) as plane:  # the owner's report still counts what the hook destroyed
+        assert _held(path, pub) == (0, False)
+        # The owner's report (same store) still counts what the hook destroyed.
         first = plane.shred("hospital-a", pub.dataset, receipt.tx_id)
         assert (first.keys_destroyed, first.blobs_deleted) == (3, 1)
         again = plane.shred("hospital-a", pub.dataset, receipt.tx_id)
