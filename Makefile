@@ -43,7 +43,7 @@ demo: $(STAMP) $(SYSSTAMP)
 	$(BIN)/python -m sharechain.demo --network $(NETWORK)
 
 test: $(STAMP) $(SYSSTAMP)
-	$(BIN)/pytest -m "not soak" -p no:cacheprovider
+	$(BIN)/pytest -m "not soak" -p no:cacheprovider --durations=25
 
 soak: $(STAMP) $(SYSSTAMP)
 	$(BIN)/pytest -m soak -p no:cacheprovider

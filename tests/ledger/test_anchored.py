@@ -25,8 +25,10 @@ from sharechain.ledger.checkpoints import block_hashes, checkpoint_of, cosign, s
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import LocalNetwork
-from sharechain.sharing import local as sharing
+from sharechain.sharing import publish
 from sharechain.sharing.embedded import Embedded
+from sharechain.sharing.local import local_ports
+from sharechain.sharing.records import Listing
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 ORGS = (OrgSpec("bank-a", ("member", "admin")), OrgSpec("bank-b", ("member", "admin")))
@@ -61,7 +63,7 @@ def proofs(tmp_path: Path) -> Iterator[Proofs]:
     a, b = _open(tmp_path / "a", "hospitals"), _open(tmp_path / "b", "regulators")
     src = tmp_path / "records.csv"
     src.write_bytes(b"id,value\n1,2\n")
-    pub = sharing.publish(a, "bank-a", src, title="records")
+    pub = publish.publish(local_ports(a), "bank-a", src, Listing("records"))
     b.submit("bank-a", FOLLOW, follow_payload(a.store))
     note_a = _note(a)
     record = b.submit("bank-b", RECORD, record_payload(a.store, note_a, 1, (0, 0)))

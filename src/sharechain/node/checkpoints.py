@@ -53,6 +53,7 @@ _DOC: dict[str, Any] = {
         409,
         413,
         422,
+        429,
         503,
         s409="the checkpoint is not this node's history (or fewer than a quorum cosigned)",
     ),
