@@ -4,10 +4,11 @@ After committing block `h` a node signs `(height, block hash, state root)`
 with its organisation's key and serves its recent attestations to the other
 nodes. Every node compares the attestations it collects with its own store:
 an attestation that names a different block hash or state root at a height
-both have committed means the chain forked or a peer's state diverged. The
-node that sees one stops committing, raises an alert and names the peers
-that disagree with it; etcd tolerates crashes, not lies, and this is how a
-lie (or a bug) is caught.
+both have committed means the chain forked or a peer's state diverged. A
+node outvoted by a quorum of its peers quarantines itself and names the
+repair; a lone peer that disagrees is reported and its attestations ignored
+(`sharechain.node.quarantine`). etcd tolerates crashes, not lies, and this
+is how a lie (or a bug) is caught.
 """
 
 from __future__ import annotations
