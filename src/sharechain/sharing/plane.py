@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sharechain.api.client import NodeClient
 from sharechain.contracts import membership
@@ -44,8 +44,7 @@ from sharechain.errors import ConfigError
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof
 from sharechain.ordering.solo import Receipt
-from sharechain.sharing import fetch, masked, publish, purge, rotation
-from sharechain.sharing.computing import Computations, open_computations
+from sharechain.sharing import fetch, publish, purge, rotation
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.local import LocalChain, local_ports
 from sharechain.sharing.ports import Ports, Queries, quiet
@@ -64,6 +63,11 @@ from sharechain.sharing.remote import NodeSet
 from sharechain.sharing.remote_chain import RemoteChain
 from sharechain.storage.datadir import DataDir, default_data_dir
 from sharechain.storage.vault import rewrap
+
+if TYPE_CHECKING:  # masking and joint computation load pyarrow, numpy and libsodium:
+    # imported where used, so publishing and fetching start without them.
+    from sharechain.sharing import masked
+    from sharechain.sharing.computing import Computations
 
 __all__ = ["NETWORK_FILE", "Plane", "load_network"]
 
@@ -279,6 +283,8 @@ class Plane:
         """
         if self.embedded is None:
             return None  # node mode: the owner's node does it (node/masking_job.py)
+        from sharechain.sharing import masked  # pyarrow and numpy only when masking
+
         owner = self._queries.grant(gid).grant.owner
         with self._ports(owner, True) as ports:
             return masked.produce(ports, owner, gid)
@@ -323,6 +329,8 @@ class Plane:
 
     def computations(self, progress: Callable[[str, int, int], None] | None = None) -> Computations:
         """PSI and secure aggregation sessions over this plane (`sharing.computing`)."""
+        from sharechain.sharing.computing import open_computations  # libsodium when used
+
         q = self._queries
         signing = q.me.signing if isinstance(q, RemoteChain) else None
         return open_computations(
