@@ -15,7 +15,7 @@ for the dataset's current key epoch. Elsewhere, `--token-key-file` gives a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
@@ -34,9 +34,10 @@ from sharechain.cli.common import (
 from sharechain.contracts import queries
 from sharechain.contracts.epochs import current_epoch
 from sharechain.ledger.state import StateReader
-from sharechain.privacy.masking import MaskReport, apply, check
 from sharechain.privacy.profiles import load_profile
-from sharechain.privacy.tokens import KEY_SIZE, derive_token_key
+
+if TYPE_CHECKING:  # pyarrow and numpy load only when a mask command runs
+    from sharechain.privacy.masking import MaskReport
 
 __all__ = ["register", "report_json"]
 
@@ -81,6 +82,8 @@ def _print(report: MaskReport, title: str) -> None:
 def check_cmd(file: FileArg, profile: ProfileOpt, json_out: JsonOpt = False) -> None:
     """Report what masking FILE under the profile would achieve (exit 1 if targets are missed)."""
     with handle_errors():
+        from sharechain.privacy.masking import check
+
         report = check(load_profile(profile), file)
     if json_out:
         emit_json(report_json(report))
@@ -93,6 +96,8 @@ def check_cmd(file: FileArg, profile: ProfileOpt, json_out: JsonOpt = False) -> 
 def _token_key(
     key_from: str | None, grantee: str | None, key_file: Path | None, data_dir: Path | None
 ) -> bytes | None:
+    from sharechain.privacy.tokens import KEY_SIZE, derive_token_key  # pyarrow, numpy
+
     if key_from is not None and key_file is not None:
         fail("give --key-from or --token-key-file, not both")
     if key_file is not None:
@@ -156,6 +161,8 @@ def apply_cmd(
         ) as bar,
     ):
         task = bar.add_task(f"masking {file.name}", total=None)
+        from sharechain.privacy.masking import apply
+
         report = apply(
             parsed,
             file,

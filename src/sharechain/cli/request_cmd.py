@@ -33,7 +33,6 @@ from sharechain.cli.profile_cmd import produce_masked
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import access
 from sharechain.contracts.policies import PolicyError, parse_duration
-from sharechain.sharing.masked import masking_state
 from sharechain.sharing.records import derive_id
 
 __all__ = ["register"]
@@ -192,6 +191,8 @@ def show_cmd(
     with open_plane(data_dir, Target(node, network, key)) as chain:
         q = chain.request(chain.resolve("request", request))
         grant = chain.grant(q.grant).grant if q.grant else None
+    from sharechain.sharing.masked import masking_state  # pyarrow, numpy: only here
+
     masking = masking_state(grant) if grant is not None else "-"
     if json_out:
         emit_json({**to_json(q), "masking": masking})
