@@ -42,6 +42,7 @@ from sharechain.node.service import Node
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing import masked
 from sharechain.sharing.custody import custody_material, key_epoch
+from sharechain.sharing.local import committed_tx
 from sharechain.sharing.ports import Deposit, Ports, Rng, Seal, Sealed
 from sharechain.sharing.records import DEFAULT_INLINE_LIMIT, NodeShred, Progress, derive_id
 from sharechain.storage import sealing
@@ -75,14 +76,7 @@ class _NodeChain:
         return key_epoch(self.node.store, ds)
 
     def committed(self, tx_id: bytes) -> tuple[str, SignedTransaction]:
-        store = self.node.store
-        loc = store.tx_location(tx_id)
-        data = None if loc is None else store.block_bytes(loc.height)
-        if loc is None or data is None:
-            raise NotFoundError(f"transaction {tx_id.hex()} is not on this chain")
-        return loc.code, decode_transaction(
-            decode_block(data, check_canonical=False).txs[loc.index]
-        )
+        return committed_tx(self.node.store, tx_id)
 
     def holds_keys(self, org: str) -> bool:
         return org == self.node.org

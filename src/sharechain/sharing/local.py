@@ -37,6 +37,7 @@ from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.proofs import TxProof, prove_tx, verify_tx_proof
 from sharechain.ledger.state import StateReader
+from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing.custody import (
@@ -70,7 +71,17 @@ from sharechain.storage import sealing
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import Inbox, Vault
 
-__all__ = ["LocalBlobs", "LocalChain", "LocalCustodian", "local_ports"]
+__all__ = ["LocalBlobs", "LocalChain", "LocalCustodian", "committed_tx", "local_ports"]
+
+
+def committed_tx(store: Store, tx_id: bytes) -> tuple[str, SignedTransaction]:
+    """The validation code and the transaction `tx_id` as committed in `store`."""
+    loc = store.tx_location(tx_id)
+    data = None if loc is None else store.block_bytes(loc.height)
+    if loc is None or data is None:
+        raise NotFoundError(f"transaction {tx_id.hex()} is not on this chain")
+    raw = decode_block(data, check_canonical=False).txs[loc.index]
+    return loc.code, decode_transaction(raw)
 
 
 class LocalChain:
@@ -86,12 +97,7 @@ class LocalChain:
         return key_epoch(self.store, ds)
 
     def committed(self, tx_id: bytes) -> tuple[str, SignedTransaction]:
-        loc = self.store.tx_location(tx_id)
-        data = None if loc is None else self.store.block_bytes(loc.height)
-        if loc is None or data is None:
-            raise NotFoundError(f"transaction {tx_id.hex()} is not on this chain")
-        raw = decode_block(data, check_canonical=False).txs[loc.index]
-        return loc.code, decode_transaction(raw)
+        return committed_tx(self.store, tx_id)
 
     def holds_keys(self, org: str) -> bool:
         return org in self.emb.datadir.held_orgs()
