@@ -7,7 +7,6 @@ modules import what they use.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from sharechain.node.launcher import node_data_dir
 from sharechain.node.quotas import Limits
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
+from sharechain.ordering.etcd_process import free_ports
 from sharechain.sharing.remote import publish_remote
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
@@ -103,9 +103,8 @@ def publish_and_grant(running: InProcess, work: Path) -> tuple[str, str]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    (port,) = free_ports(1)
+    return port
 
 
 @dataclass

@@ -24,6 +24,7 @@ clients must then be told the matching limit (`EtcdLog(max_block_bytes=...)`).
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import signal
 import socket
@@ -93,18 +94,47 @@ def find_etcd_binary(binary: str = "etcd") -> str:
     return path
 
 
-def free_ports(count: int) -> tuple[int, ...]:
-    """Ask the kernel for `count` distinct free TCP ports on 127.0.0.1.
+_PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PICKED_PORT = 20000
 
-    All sockets are held open until every port is chosen so none repeats; a
-    port can in principle be taken by someone else before etcd binds it, in
-    which case the member exits and `start` reports it.
+
+def _pickable_ports() -> range | None:
+    """Ports below the kernel's ephemeral range, where nothing binds by itself.
+
+    A port the kernel hands out for port 0 (a server in this process, an
+    outgoing connection) can be handed out again the moment its probe socket
+    closes, before etcd or a node process binds it. Ports below the ephemeral
+    range are only ever taken by whoever names them. None where the range is
+    unknown or leaves no room below it.
     """
+    try:
+        low = int(_PORT_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return range(_LOWEST_PICKED_PORT, low) if low - _LOWEST_PICKED_PORT >= 1000 else None
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """`count` distinct TCP ports on 127.0.0.1 that were free when asked.
+
+    Chosen at random below the kernel's ephemeral range (`_pickable_ports`),
+    else by the kernel. All probe sockets are held open until every port is
+    chosen so none repeats; a port can in principle be taken by someone else
+    before etcd binds it, in which case the member exits and `start` reports it.
+    """
+    pool = _pickable_ports()
     sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        attempts = 0
+        while len(sockets) < count:
+            attempts += 1
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
+            port = 0 if pool is None or attempts > 50 * count else secrets.choice(pool)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
         return tuple(sock.getsockname()[1] for sock in sockets)
     finally:
