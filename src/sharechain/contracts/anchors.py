@@ -62,7 +62,7 @@ from sharechain.ledger.checkpoints import (
 )
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.genesis import GENESIS_TYPE
-from sharechain.ledger.roster_replay import Members, members_from_genesis
+from sharechain.ledger.roster_replay import Members, members_from_genesis, refuse_removed_signers
 from sharechain.ledger.transactions import SignedTransaction
 
 __all__ = [
@@ -310,6 +310,7 @@ def _record(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             raise CheckpointError(f"checkpoint is of {cp.origin}, not of {previous.origin}")
         _advance(value, doc, cp)
         roster = _roster(value)
+        refuse_removed_signers(note, Members.from_value(value["members"]))
         verify_checkpoint(note, roster, origin=previous.origin, previous=previous, proof=proof)
     except (IntegrityError, EncodingError) as exc:
         raise Reject(BAD_ANCHOR, str(exc)) from None

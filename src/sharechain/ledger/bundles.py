@@ -75,6 +75,7 @@ from sharechain.ledger.roster_replay import (
     Members,
     Placed,
     members_from_genesis,
+    refuse_removed_signers,
 )
 from sharechain.ledger.store import Store
 from sharechain.ledger.strict_cbor import NonCanonicalError, strict_decode
@@ -273,6 +274,7 @@ def _verify(doc: Mapping[str, Any]) -> Proved:
         done = upto
         _check_signed(t, members, "the transaction" if t is subject else "a lineage transaction")
     members.replay(evidence[done:], cp.size)
+    refuse_removed_signers(note, members)
     verify_checkpoint(note, keys_roster(members.keys(), governance), origin=cp.origin)
     return Proved(cp, subject, tuple(lineage), headers)
 

@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sharechain.codec import encode
+from sharechain.crypto.signed_note import parse_note
 from sharechain.crypto.signing import key_id, verify
-from sharechain.errors import IntegrityError, InvalidSignatureError
+from sharechain.errors import EncodingError, IntegrityError, InvalidSignatureError
 from sharechain.ledger.identities import ROLES, check_org_id
 from sharechain.ledger.transactions import TX_DOMAIN, SignedTransaction
 
@@ -51,6 +52,7 @@ __all__ = [
     "Placed",
     "members_from_genesis",
     "proposal_id",
+    "refuse_removed_signers",
 ]
 
 PROPOSE = "org.propose"
@@ -260,6 +262,24 @@ class Members:
                 self.removed_at[target] = t.height
         elif len(admins) - no < need:
             del self.open[pid]
+
+
+def refuse_removed_signers(note: str, members: Members) -> None:
+    """Raise `EvidenceError` if a member removed by vote cosigned `note`: the roster
+    would only call its key unknown; this says why it no longer counts."""
+    try:
+        signatures = parse_note(note).signatures
+    except EncodingError:
+        return  # the checkpoint's own check gives the reason
+    for sig in signatures:
+        org = sig.name.split("/", 1)[0]
+        if org in members.orgs and not members.orgs[org]["active"]:
+            at = members.removed_at.get(org)
+            raise EvidenceError(
+                f"the checkpoint is cosigned by {org}, removed from the consortium by vote"
+                + (f" at height {at}" if at is not None else "")
+                + ": its cosignature no longer counts"
+            )
 
 
 def _key(value: Any) -> bool:
