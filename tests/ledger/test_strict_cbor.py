@@ -130,7 +130,7 @@ def test_an_export_with_a_non_canonical_body_is_refused_naming_the_rule(tmp_path
             for r in export_records(source, registry, seal=lambda s: seal_line(s, signers, genesis))
         ]
         assert json.loads(lines[2])["txs"][0]["code"] == "valid"
-        with pytest.raises(ChainError, match="line 3, transaction 0: body: .* duplicate map key"):
+        with pytest.raises(ChainError, match=r"line 3, transaction 0: body: .* duplicate map key"):
             verify_export(lines, registry)
         # The same chain without that block verifies.
         kit2 = Kit(tmp_path / "m.db", registry)
