@@ -76,7 +76,7 @@ def test_dataset_versions_are_proved_with_their_lineage(net: Net) -> None:
     # A claim that does not follow from the transactions is refused.
     claimed = copy.deepcopy(doc)
     claimed["object"]["version"] = 2
-    with pytest.raises(BundleError, match="the transactions make dataset .* version 3"):
+    with pytest.raises(BundleError, match=r"the transactions make dataset .* version 3"):
         check_object(verify_bundle(claimed), claimed["object"])
     cut = copy.deepcopy(doc)
     del cut["lineage"][0]
@@ -101,7 +101,7 @@ def test_grants_read_receipts_and_notarised_files(net: Net) -> None:
     read = net.ok("hospital-b", "grant.read", {"grant": gid, "digest": digest("plain")})
     _, shows = _bundle(net, f"read:{read.tx_id.hex()}")
     assert f"hospital-b signed a read receipt of {digest('plain').hex()} under grant {gid}" in shows
-    with pytest.raises(NotFoundError, match="not a valid read receipt .* it is a dataset"):
+    with pytest.raises(NotFoundError, match=r"not a valid read receipt .* it is a dataset"):
         resolve(net.store, f"read:{resolve(net.store, f'dataset:{ds}').tx_id.hex()}")
 
     filed = digest("certificate")

@@ -60,8 +60,8 @@ ORGS = (
 )
 COSIGN_ON = (100, 1.0)
 COSIGN_OFF = (10**12, 1e9)
-NETWORK_LOAD = {"workflows": 1_500, "datasets_per_owner": 20}
-"""About 7,500 transactions a run: ~10 s of load after ~10 s of start-up."""
+WORKFLOWS = 1_500
+"""Workflows a network run (7,500 transactions): ~10 s of load after ~10 s of start-up."""
 
 
 def run(*, rounds: int = 200, network_runs: int = 1) -> dict[str, Any]:
@@ -154,7 +154,11 @@ def _cosigning(runs: int) -> dict[str, Any]:
     off: list[dict[str, Any]] = []
     for i in range(2 * runs):  # alternate, so drift in the machine's load falls on both
         first_on = i % 2 == 0
-        result = network.run(**NETWORK_LOAD, checkpoints=COSIGN_ON if first_on else COSIGN_OFF)
+        result = network.run(
+            workflows=WORKFLOWS,
+            datasets_per_owner=20,
+            checkpoints=COSIGN_ON if first_on else COSIGN_OFF,
+        )
         (on if first_on else off).append(result)
     rate_on = statistics.median(r["network_tx_per_s"] for r in on)
     rate_off = statistics.median(r["network_tx_per_s"] for r in off)
@@ -169,13 +173,14 @@ def _cosigning(runs: int) -> dict[str, Any]:
         "cosigning_off_node_cpu_ms_per_tx": round(cpu_off * 1000, 3),
         "cosigning_cpu_cost": round(cpu_on / cpu_off - 1, 4),
         "cosigning_interval": {"blocks": COSIGN_ON[0], "seconds": COSIGN_ON[1]},
-        "cosigning_transactions_per_run": NETWORK_LOAD["workflows"] * network.STAGES,
+        "cosigning_transactions_per_run": WORKFLOWS * network.STAGES,
     }
 
 
 def _node_cpu_per_tx(result: dict[str, Any]) -> float:
     orgs = result["appends_won"].keys()
-    return sum(result["cpu_seconds"][o] for o in orgs) / max(1, result["transactions"])
+    cpu = sum(float(result["cpu_seconds"][o]) for o in orgs)
+    return cpu / max(1, int(result["transactions"]))
 
 
 if __name__ == "__main__":
