@@ -96,7 +96,9 @@ def _register(keys: OrgKeys, org: str, n: int) -> bytes:
             "title": f"{org} dataset {n}",
             "tags": ["bench"],
             "plaintext_digest": _digest(n),
-            "ciphertext_digest": _digest(n + 1),
+            # A ciphertext digest names one dataset only (the digest claim rule):
+            # one of each owner's own.
+            "ciphertext_digest": hashlib.sha256(f"{org} {n}".encode()).digest(),
             "size": 1 << 20,
         },
     ).raw
