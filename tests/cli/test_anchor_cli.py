@@ -56,7 +56,9 @@ def test_follow_record_show_and_verify_the_pair(
     assert [(f["origin"], f["size"]) for f in shown] == [(followed["origin"], 2)]
     assert shown[0]["checkpoints"][0]["height"] == rec["height"]
     assert "size 2 recorded in block" in run("anchor", "show", "-d", b)
-    assert "no key rotation" in run("anchor", "keys", "--from", a, "--as", "court", "-d", b, code=2)
+    assert "no membership change" in run(
+        "anchor", "keys", "--from", a, "--as", "court", "-d", b, code=2
+    )
     # A's bundle under the checkpoint B recorded; B's bundle of its anchor.record.
     note = cp.read_text()
     bundle_a, anchor_b = tmp_path / "a.json", tmp_path / "b.json"
@@ -118,4 +120,6 @@ def test_a_rotation_in_a_travels_with_the_next_record(
     run("proof", "checkpoint", "-d", a, "-o", cp)  # bank-b cosigns with its new key
     rec = json.loads(run("anchor", "record", cp, "--from", a, "--as", "court", "-d", b, "--json"))
     assert rec["size"] == 3
-    assert "no key rotation" in run("anchor", "keys", "--from", a, "--as", "court", "-d", b, code=2)
+    assert "no membership change" in run(
+        "anchor", "keys", "--from", a, "--as", "court", "-d", b, code=2
+    )

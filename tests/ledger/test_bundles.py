@@ -221,8 +221,7 @@ def test_building_needs_a_checkpoint_covering_the_block(chain: _Kit) -> None:
     assert bundles.BUNDLE_TYPE in json.dumps(_bundle(chain, chain.rot_tx))
 
 
-def test_building_refuses_membership_changed_by_vote(chain: _Kit) -> None:
-    newcomer = SigningKey.from_seed(bytes([5]) * 32)
+def _admit_bank_c(chain: _Kit, key: SigningKey) -> None:
     admit = chain.sign(
         "hospital-a",
         PROPOSE,
@@ -230,14 +229,44 @@ def test_building_refuses_membership_changed_by_vote(chain: _Kit) -> None:
             "action": "admit",
             "org": "bank-c",
             "roles": ["member"],
-            "sign_key": newcomer.public_key,
+            "sign_key": key.public_key,
             "enc_key": bytes(32),
         },
     )
-    chain.add([admit.raw])
+    chain.add([admit.raw])  # hospital-a is the only admin: its proposal passes at once
     assert chain.store.get("org/bank-c") is not None
-    with pytest.raises(BundleError, match="membership changed by vote"):
-        _bundle(chain, chain.fresh_tx)
+
+
+def test_bundles_follow_admission_and_removal_by_vote(chain: _Kit) -> None:
+    newcomer = SigningKey.from_seed(bytes([5]) * 32)
+    _admit_bank_c(chain, newcomer)
+    by_c = sign_transaction(
+        newcomer, "notary.record", "bank-c", {"digest": bytes(range(32)), "note": ""}
+    )
+    chain.add([by_c.raw])
+    a, reg = chain.keys["hospital-a"].signing, chain.keys["regulator"].signing
+    with_c = _checkpoint(chain, ("hospital-a", a), ("bank-c", newcomer), ("regulator", reg))
+    doc = build_bundle(chain.store, by_c.id, with_c)
+    assert [t["height"] for t in doc["txs"]] == [6, 0, 2, 5]  # subject, genesis, rot, admit
+    verify_bundle(doc)
+    without = copy.deepcopy(doc)
+    del without["txs"][3]
+    _refused(without, "sender bank-c is not a member")
+    remove = chain.sign("hospital-a", PROPOSE, {"action": "remove", "org": "bank-c"})
+    chain.add([remove.raw])
+    late = sign_transaction(
+        newcomer, "notary.record", "bank-c", {"digest": bytes(32), "note": "late"}
+    )
+    chain.add([late.raw])
+    assert chain.store.tx_location(late.id).code == "sender_removed"  # type: ignore[union-attr]
+    after = _checkpoint(chain, ("hospital-a", a), ("regulator", reg))
+    verify_bundle(build_bundle(chain.store, by_c.id, after))  # signed while a member
+    _refused(build_bundle(chain.store, late.id, after), "removed from the consortium at height 7")
+    by_removed = _checkpoint(chain, ("hospital-a", a), ("bank-c", newcomer))
+    _refused(
+        build_bundle(chain.store, by_c.id, by_removed),
+        "cosigned by bank-c, removed from the consortium by vote at height 7",
+    )
 
 
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:

@@ -29,6 +29,7 @@ BENCHMARKS = (
     "sharechain.bench.psi",
     "sharechain.bench.console",
     "sharechain.bench.mask",
+    "sharechain.bench.proofs",
 )
 
 

@@ -59,6 +59,7 @@ from sharechain.contracts import derive_id
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import LocalNetwork
+from sharechain.storage.datadir import CONFIG
 
 __all__ = ["run"]
 
@@ -95,7 +96,9 @@ def _register(keys: OrgKeys, org: str, n: int) -> bytes:
             "title": f"{org} dataset {n}",
             "tags": ["bench"],
             "plaintext_digest": _digest(n),
-            "ciphertext_digest": _digest(n + 1),
+            # A ciphertext digest names one dataset only (the digest claim rule):
+            # one of each owner's own.
+            "ciphertext_digest": hashlib.sha256(f"{org} {n}".encode()).digest(),
             "size": 1 << 20,
         },
     ).raw
@@ -141,8 +144,13 @@ def run(
     max_block_txs: int = 2_000,
     datasets_per_owner: int = 50,
     base: Path | None = None,
+    checkpoints: tuple[int, float] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns `network_tx_per_s`, `network_p99_ms` and details."""
+    """Run the benchmark; returns `network_tx_per_s`, `network_p99_ms` and details.
+
+    `checkpoints`: the nodes' cosigning interval (`checkpoint_blocks`,
+    `checkpoint_seconds`) instead of the data directory's default; a huge one
+    turns cosigning off (`bench/proofs.py` compares the two)."""
     rate = ed25519_verify_per_s_per_core()  # before the network loads the machine
     with tempfile.TemporaryDirectory(prefix="sharechain-bench-") as tmp:
         net = LocalNetwork(
@@ -160,6 +168,8 @@ def run(
                 "--no-verify",
             ),
         )
+        if checkpoints is not None:
+            _set_checkpoints(net, *checkpoints)
         net.up(timeout=90)
         try:
             result = _measure(net, workflows, batch, clients_per_org, datasets_per_owner)
@@ -175,6 +185,18 @@ def run(
         "network_share_of_ceiling": ceiling["share"],
     }
     return result
+
+
+def _set_checkpoints(net: LocalNetwork, blocks: int, seconds: float) -> None:
+    for node in net.nodes:
+        cfg = node.data_dir / CONFIG
+        body = json.loads(cfg.read_text())
+        body["settings"] = {
+            **body.get("settings", {}),
+            "checkpoint_blocks": blocks,
+            "checkpoint_seconds": seconds,
+        }
+        cfg.write_text(json.dumps(body))
 
 
 def _setup(net: LocalNetwork, workflows: int, per_owner: int) -> list[list[_Step]]:

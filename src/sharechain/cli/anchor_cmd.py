@@ -101,14 +101,15 @@ def anchor_follow(
 def anchor_keys(
     source: FromOpt, as_org: AsOrg, data_dir: DataDirOpt = None, json_out: JsonOpt = False
 ) -> None:
-    """Apply A's key rotations under the latest checkpoint of A recorded here."""
+    """Apply A's membership changes (key rotations, admissions and removals by vote) under
+    the latest checkpoint of A recorded here."""
     with open_embedded(source) as a, open_embedded(data_dir) as b:
         t = _tracked(b, _genesis(a))
         payload = keys_payload(a.store, t.size, t.keys_at)
         if payload is None:
-            fail(f"no key rotation of {t.origin} below block {t.size} is left to apply")
+            fail(f"no membership change of {t.origin} below block {t.size} is left to apply")
         receipt = b.submit(as_org, KEYS, payload)
-    _done(receipt, f"applied key rotations of {t.origin}", json_out, {"origin": t.origin})
+    _done(receipt, f"applied membership changes of {t.origin}", json_out, {"origin": t.origin})
 
 
 @anchor_app.command("record")

@@ -34,6 +34,7 @@ from sharechain.cli.common import (
     emit_json,
     err_console,
     fail,
+    open_embedded,
 )
 from sharechain.cli.notary_cmd import iso_time, parse_tx_id
 from sharechain.cli.target import Target, open_plane
@@ -349,15 +350,32 @@ def export(
 
 @app.command("proof")
 def proof(
-    tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
+    tx_id: proofs_cmd.RefArg,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
     node: NodeOpt = None,
     network: NetworkOpt = None,
     key: KeyOpt = None,
     as_org: SignerOpt = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Write a self-contained proof bundle (checked by `verify-bundle`) here.",
+        ),
+    ] = None,
 ) -> None:
-    """The RFC 9162 inclusion proof of a transaction in its block, verified before it is shown."""
+    """The RFC 9162 inclusion proof of a transaction in its block, verified before it is
+    shown; with --bundle, a proof bundle of the transaction or of the object REF names."""
+    if bundle is not None:
+        if node is not None or network is not None:
+            fail("proof bundles are built from a data directory; run with --data-dir")
+        with open_embedded(data_dir) as emb:
+            doc = proofs_cmd.bundle_for(emb, tx_id)
+        proofs_cmd.emit_bundle(doc, bundle, json_out=False)
+        return
+    if ":" in tx_id:
+        fail("a reference other than a transaction id needs --bundle OUT.json")
     target = parse_tx_id(tx_id)
     with _opened(data_dir, Target(node, network, key), as_org) as chain:
         p = chain.proof(target)

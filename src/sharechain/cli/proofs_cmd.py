@@ -12,6 +12,7 @@ here. A failed verification exits with code 1 and the reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +33,12 @@ from sharechain.cli.common import (
     fail,
     open_embedded,
 )
-from sharechain.cli.notary_cmd import parse_tx_id
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import default_registry
+from sharechain.contracts.bundle_objects import Resolved, check_object, resolve
 from sharechain.crypto.merkle import Hash, verify_consistency
 from sharechain.crypto.signed_note import parse_note
-from sharechain.errors import IntegrityError, SharechainError
+from sharechain.errors import IntegrityError, NotFoundError, SharechainError
 from sharechain.ledger.bundles import build_bundle, load_bundle, verify_bundle
 from sharechain.ledger.checkpoints import (
     Checkpoint,
@@ -58,14 +59,19 @@ from sharechain.ledger.checkpoints import (
 )
 from sharechain.ledger.export import Sealer, verify_export
 from sharechain.ledger.export_seal import seal_line, sealed_with
+from sharechain.ledger.store import Store
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.remote_chain import organisations
+from sharechain.text import terminal_safe
 
 __all__ = [
     "FileArg",
     "OutOpt",
+    "RefArg",
     "add_chain_commands",
+    "bundle_for",
+    "emit_bundle",
     "export_sealer",
     "read_text",
     "refused",
@@ -92,21 +98,31 @@ def refused(what: str, exc: SharechainError) -> NoReturn:
 
 
 def verify_bundle_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
-    """Check a proof bundle offline: exit 0 if it proves its transaction, 1 and why if not."""
+    """Check a proof bundle offline: exit 0 if it proves its object, 1 and why if not."""
     try:
         doc = load_bundle(file.read_bytes())
-        verify_bundle(doc)
+        proved = verify_bundle(doc)
+        shows = check_object(proved, doc.get("object"))
     except SharechainError as exc:
         refused("the bundle", exc)
-    cp = parse_checkpoint(parse_note(doc["checkpoint"]).text)
-    subject = doc["txs"][0]
-    out = {"verified": True, "height": subject["height"], "checkpoint_size": cp.size}
+    cp, subject = proved.checkpoint, proved.subject
+    out = {
+        "verified": True,
+        "height": subject.height,
+        "checkpoint_size": cp.size,
+        "tx_id": subject.stx.id.hex(),
+        "type": subject.stx.tx.type,
+        "sender": subject.stx.tx.sender,
+        "object": doc.get("object", {"kind": "transaction"}),
+        "shows": shows,
+        "validation_code_proved": False,
+    }
     if json_out:
         emit_json({**out, "origin": cp.origin})
         return
     console.print(
-        f"verified: the transaction is in block {subject['height']}, covered by a quorum "
-        f"checkpoint of {cp.size} blocks of {cp.origin}",
+        f"verified: {terminal_safe(shows)}; covered by a quorum checkpoint of {cp.size} "
+        f"blocks of {cp.origin} (inclusion and signature proved, not the validation code)",
         highlight=False,
     )
 
@@ -295,24 +311,63 @@ def proof_consistency(
         _consistency(old_arg, new_arg, _embedded_prover(emb), json_out)
 
 
-@proof_app.command("bundle")
-def proof_bundle(
-    tx_id: Annotated[str, typer.Argument(help="Transaction id (64 hex digits).")],
-    out: OutOpt = None,
-    data_dir: DataDirOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """A self-contained proof bundle of a transaction, under a fresh quorum checkpoint."""
-    target = parse_tx_id(tx_id)
-    with open_embedded(data_dir) as emb:
-        note = _quorum_note(emb, block_hashes(emb.store))
-        doc = build_bundle(emb.store, target, note)
-    verify_bundle(doc)
+RefArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="REF",
+        help="A transaction id, dataset:<id>[@<version>], grant:<id>, read:<tx id> (a read "
+        "receipt), notary:<sha-256> or file:<path> (a notarised file).",
+    ),
+]
+
+
+def _resolved(store: Store, ref: str) -> Resolved:
+    """The reference resolved on this chain (a file hashed first); fails with why not."""
+    if ref.startswith("file:"):
+        path = Path(ref.removeprefix("file:"))
+        h = hashlib.sha256()
+        try:
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc}")
+        ref = "notary:" + h.hexdigest()
+    try:
+        return resolve(store, ref)
+    except NotFoundError as exc:
+        fail(f"{ref} resolves to nothing: {exc}")
+
+
+def bundle_for(emb: Embedded, ref: str) -> dict[str, Any]:
+    """A verified bundle of what `ref` names, under a fresh quorum checkpoint of `emb`."""
+    found = _resolved(emb.store, ref)
+    note = _quorum_note(emb, block_hashes(emb.store))
+    doc = build_bundle(emb.store, found.tx_id, note, lineage=found.lineage, about=found.about)
+    check_object(verify_bundle(doc), doc.get("object"))
+    return doc
+
+
+def emit_bundle(doc: dict[str, Any], out: Path | None, json_out: bool) -> None:
     text = json.dumps(doc, separators=(",", ":"))
     if json_out and out is None:
         emit_json(doc)
         return
     write_or_print(text + "\n", out, f"the bundle ({len(text)} bytes)")
+
+
+@proof_app.command("bundle")
+def proof_bundle(
+    ref: RefArg,
+    out: OutOpt = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A self-contained proof bundle of a transaction or of the object a reference names
+    (dataset version, grant, read receipt, notarised file), under a fresh quorum checkpoint."""
+    with open_embedded(data_dir) as emb:
+        doc = bundle_for(emb, ref)
+    emit_bundle(doc, out, json_out)
 
 
 def export_sealer(plane: Plane) -> tuple[int | None, Sealer]:

@@ -5,10 +5,14 @@ A's genesis hash, given when an admin of B starts to follow A; from A's
 genesis transaction it learns A's founders, their signing keys and A's
 checkpoint quorum. Afterwards any member of B may
 
-- advance A's roster with A's key rotations (`org.rotate-key`), each proved
-  in A's chain by an inclusion proof under a checkpoint of A that B already
-  recorded, and each signed by the key it replaces (the rules of a proof
-  bundle, `sharechain.ledger.bundles`, applied by the same code);
+- advance A's roster with A's membership transactions: key rotations
+  (`org.rotate-key`), each signed by the key it replaces, and admissions and
+  removals by vote (`org.propose`, `org.vote`), tallied as A's membership
+  contract tallies them; each proved in A's chain by an inclusion proof under
+  a checkpoint of A that B already recorded (the rules of a proof bundle,
+  `sharechain.ledger.roster_replay`, applied by the same code). A removed
+  member's cosignature no longer counts, an admitted one's does, and the
+  quorum is computed over A's active members;
 - record a checkpoint of A: it must be cosigned by a quorum of A's roster as
   B tracks it, cover at least as many blocks as the last one recorded, and come
   with the RFC 9162 consistency proof from it, so B's records of A only ever
@@ -21,8 +25,10 @@ B's `anchor.record` transaction show a verifier that a transaction was on
 chain A by the time of B's block (`sharechain.ledger.anchored`).
 
 Like bundles, the light client does not see A's validation codes, so it
-follows A's founders and their rotations only (admissions and removals by
-vote are refused as evidence); docs/proofs.md says what that leaves open.
+judges each membership transaction by the rules it can check (signer, key,
+validity window, the contract's conditions) and refuses evidence the chain
+would have refused; evidence nobody submits (a removal of A's) it cannot
+notice until someone does; docs/proofs.md section 4 says what that leaves open.
 
 State:
 - `anchor/<A's genesis hash hex>`: what B knows of A (roster, latest checkpoint);
@@ -44,24 +50,19 @@ from sharechain.crypto.merkle import merkle_root
 from sharechain.crypto.signed_note import parse_note
 from sharechain.errors import EncodingError, IntegrityError
 from sharechain.ledger.blocks import decode_header
-from sharechain.ledger.bundles import (
-    bundle_headers,
-    bundle_txs,
-    founders_of,
-    keys_roster,
-    load_bundle,
-    replay_rotations,
-)
+from sharechain.ledger.bundles import bundle_headers, bundle_txs, keys_roster, load_bundle
 from sharechain.ledger.checkpoints import (
     QUORUM_SETTING,
     Checkpoint,
     CheckpointError,
+    Roster,
     origin_for,
     parse_checkpoint,
     verify_checkpoint,
 )
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.genesis import GENESIS_TYPE
+from sharechain.ledger.roster_replay import Members, members_from_genesis, refuse_removed_signers
 from sharechain.ledger.transactions import SignedTransaction
 
 __all__ = [
@@ -102,7 +103,9 @@ class Followed:
     origin: str
     """`sharechain/<A's genesis hash hex>`."""
     keys: tuple[tuple[str, bytes], ...]
-    """A's members and their signing keys as tracked, by organisation id."""
+    """A's active members and their signing keys as tracked, by organisation id."""
+    removed: tuple[str, ...]
+    """A's members removed by vote, as tracked."""
     quorum: int
     """A's governance `checkpoint_quorum` (0: more than half)."""
     size: int
@@ -110,7 +113,7 @@ class Followed:
     root: bytes
     """Its history root."""
     keys_at: tuple[int, int]
-    """(height, index) in A of the last rotation applied."""
+    """(height, index) in A of the last membership transaction applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +145,15 @@ def checkpoint_key(genesis_hash: bytes, size: int) -> str:
 
 
 def followed(value: Any) -> Followed:
+    members = Members.from_value(value["members"])
     return Followed(
         value["origin"],
-        tuple(sorted(value["keys"].items())),
+        tuple(sorted(members.keys().items())),
+        tuple(sorted(o for o, v in members.orgs.items() if not v["active"])),
         value["quorum"],
         value["size"],
         value["root"],
-        (value["keys_at"][0], value["keys_at"][1]),
+        members.last,
     )
 
 
@@ -202,16 +207,20 @@ def _tracked(state: State, origin: Any) -> tuple[bytes, dict[str, Any]]:
 
 
 def _advance(value: dict[str, Any], doc: Mapping[str, Any] | None, cp: Checkpoint) -> None:
-    """Apply the rotations of `doc`, proved under `cp`, to the tracked keys."""
+    """Apply the membership transactions of `doc`, proved under `cp`, to the tracked roster."""
     if doc is None:
         return
-    keys = dict(value["keys"])
-    after = (value["keys_at"][0], value["keys_at"][1])
-    txs = bundle_txs(doc, bundle_headers(doc, cp))
-    replay_rotations(keys, txs, cp.size, after=after)
-    value["keys"] = keys
-    if txs:
-        value["keys_at"] = [txs[-1].height, txs[-1].index]
+    members = Members.from_value(value["members"])
+    members.replay(bundle_txs(doc, bundle_headers(doc, cp)), cp.size)
+    if len(members.orgs) > MAX_ROSTER:
+        raise CheckpointError(f"a followed consortium may have at most {MAX_ROSTER} members")
+    value["members"] = members.to_value()
+
+
+def _roster(value: Mapping[str, Any]) -> Roster:
+    return keys_roster(
+        Members.from_value(value["members"]).keys(), {QUORUM_SETTING: value["quorum"]}
+    )
 
 
 def _follow(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
@@ -226,15 +235,16 @@ def _follow(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         genesis = txs[0]
         if (genesis.height, genesis.index, genesis.stx.tx.type) != (0, 0, GENESIS_TYPE):
             raise Reject(BAD_ANCHOR, "the evidence must be block 0 and its genesis transaction")
-        founders, governance = founders_of(genesis.stx.tx.payload)
-        keys_roster(founders, governance)
+        members = members_from_genesis(genesis.stx.tx.payload)
+        governance = genesis.stx.tx.payload["governance"] or {}
+        keys_roster(members.keys(), governance)
     except (IndexError, KeyError, TypeError, binascii.Error):
         raise Reject(
             BAD_ANCHOR, "the evidence must be block 0 and its genesis transaction"
         ) from None
     except (IntegrityError, EncodingError) as exc:
         raise Reject(BAD_ANCHOR, str(exc)) from None
-    if len(founders) > MAX_ROSTER:
+    if len(members.orgs) > MAX_ROSTER:
         raise Reject(BAD_ANCHOR, f"a followed consortium may have at most {MAX_ROSTER} members")
     key = followed_key(gh)
     state.touch(key)
@@ -244,11 +254,10 @@ def _follow(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         key,
         {
             "origin": origin,
-            "keys": founders,
+            "members": members.to_value(),
             "quorum": governance.get(QUORUM_SETTING) or 0,
             "size": 1,
             "root": cp.root,
-            "keys_at": [0, 0],
         },
     )
 
@@ -267,7 +276,7 @@ def _keys(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     doc = _evidence(p.get("evidence"))
     try:
         _advance(value, doc, Checkpoint(value["origin"], size, entry["root"]))
-        keys_roster(value["keys"], {QUORUM_SETTING: value["quorum"]})
+        _roster(value)
     except (IntegrityError, EncodingError) as exc:
         raise Reject(BAD_ANCHOR, str(exc)) from None
     state.put(followed_key(gh), value)
@@ -300,7 +309,8 @@ def _record(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         if cp.origin != previous.origin:
             raise CheckpointError(f"checkpoint is of {cp.origin}, not of {previous.origin}")
         _advance(value, doc, cp)
-        roster = keys_roster(value["keys"], {QUORUM_SETTING: value["quorum"]})
+        roster = _roster(value)
+        refuse_removed_signers(note, Members.from_value(value["members"]))
         verify_checkpoint(note, roster, origin=previous.origin, previous=previous, proof=proof)
     except (IntegrityError, EncodingError) as exc:
         raise Reject(BAD_ANCHOR, str(exc)) from None

@@ -36,7 +36,7 @@ from sharechain.ledger.bundles import (
     bundle_headers,
     bundle_txs,
     evidence_doc,
-    rotation_ids,
+    membership_ids,
     verify_bundle,
 )
 from sharechain.ledger.checkpoints import (
@@ -47,7 +47,6 @@ from sharechain.ledger.checkpoints import (
     parse_checkpoint,
 )
 from sharechain.ledger.store import Store
-from sharechain.ledger.transactions import decode_transaction
 
 __all__ = [
     "ANCHOR_RECORD",
@@ -138,10 +137,8 @@ def verify_anchored(bundle_a: Mapping[str, Any], anchor_b: Mapping[str, Any]) ->
     )
 
 
-def _founders(store: Store) -> tuple[bytes, list[str]]:
-    genesis = decode_block(store.block_bytes(0) or b"", check_canonical=False)
-    payload = decode_transaction(genesis.txs[0]).tx.payload
-    return genesis.tx_ids[0], [o["id"] for o in payload["organisations"]]
+def _genesis_tx(store: Store) -> bytes:
+    return decode_block(store.block_bytes(0) or b"", check_canonical=False).tx_ids[0]
 
 
 def _json(doc: Mapping[str, Any]) -> bytes:
@@ -150,16 +147,16 @@ def _json(doc: Mapping[str, Any]) -> bytes:
 
 def follow_payload(store: Store) -> dict[str, Any]:
     """`anchor.follow` payload: block 0 of this store's chain and its genesis transaction."""
-    genesis_tx, _ = _founders(store)
+    genesis_tx = _genesis_tx(store)
     return {"evidence": _json(evidence_doc(store, [genesis_tx], block_hashes(store, 1)))}
 
 
 def keys_payload(store: Store, size: int, after: tuple[int, int]) -> dict[str, Any] | None:
-    """`anchor.keys` payload: the rotations past `after` under the recorded checkpoint
-    of `size`; None when there are none."""
-    _, founders = _founders(store)
+    """`anchor.keys` payload: the membership transactions (rotations, admissions and
+    removals by vote) past `after` under the recorded checkpoint of `size`; None when
+    there are none."""
     hashes = block_hashes(store, size)
-    ids = rotation_ids(store, founders, size, after)
+    ids = membership_ids(store, size, after)
     if not ids:
         return None
     return {
@@ -173,16 +170,16 @@ def record_payload(
     store: Store, note: str, previous_size: int, after: tuple[int, int]
 ) -> dict[str, Any]:
     """`anchor.record` payload for the signed checkpoint `note` of this store's chain:
-    the consistency proof from `previous_size` and the rotations past `after` it covers."""
+    the consistency proof from `previous_size` and the membership transactions past
+    `after` it covers."""
     cp = parse_checkpoint(parse_note(note).text)
-    _, founders = _founders(store)
     hashes = block_hashes(store, cp.size)
     payload: dict[str, Any] = {
         "origin": cp.origin,
         "checkpoint": note,
         "proof": history_consistency(hashes, previous_size),
     }
-    ids = rotation_ids(store, founders, cp.size, after)
+    ids = membership_ids(store, cp.size, after)
     if ids:
         payload["evidence"] = _json(evidence_doc(store, ids, hashes))
     return payload

@@ -9,23 +9,29 @@ trust but the consortium's genesis hash (which is in the checkpoint's origin):
   and its hash must be the genesis hash named by the origin;
 - `txs`: transaction envelopes, each with its audit path in its block's
   `tx_root`. The first is the *subject*; the others are the evidence of the
-  members' keys: the genesis transaction (founders, their keys, governance)
-  and every key rotation (`org.rotate-key`) of a founder before the
-  checkpoint, in chain order.
+  members' keys: the genesis transaction (founders, their roles and keys,
+  governance) and every valid membership transaction before the checkpoint
+  (`org.rotate-key`, `org.propose`, `org.vote`), in chain order;
+- `lineage` (optional): earlier transactions the object needs, proved alike
+  (a dataset version's earlier versions);
+- `object` (optional): what the subject is (a dataset version, a grant, a read
+  receipt, a notarised file); `sharechain.contracts.bundle_objects` checks it
+  against the subject and says what it shows.
 
-The verifier replays the key evidence: it starts from the founders of the
-genesis payload and applies each rotation, which must be signed by the key it
-replaces and carry the new key's proof of possession. The resulting keys are
-the checkpoint's roster (quorum: governance `checkpoint_quorum`, default more
-than half), and the subject must be signed by its sender's key as of its own
-position in the chain: a key rotated out before it is refused.
+The verifier replays the membership evidence (`sharechain.ledger.roster_replay`):
+from the genesis founders it applies each rotation (signed by the key it
+replaces, with the new key's proof of possession) and tallies each proposal's
+votes as the membership contract does, admitting or removing organisations.
+The active members' keys at the end are the checkpoint's roster (quorum:
+governance `checkpoint_quorum`, default more than half), and the subject and
+lineage must each be signed by its sender's key as of its own position in the
+chain: a key rotated out, or an organisation removed, before it is refused.
 
 What a bundle does not prove: validation codes. A code is committed only in
 its block's `state_delta_hash`, with every state write of the block, which a
-bundle does not carry; so evidence rotations are judged by their signatures
-alone (docs/proofs.md section 4 says what a stolen rotated-out key could do).
-Membership changes by vote (admission, removal) are not evidenced: bundle
-building refuses them rather than present a smaller roster than the chain's.
+bundle does not carry; so the subject is proved included and signed, not
+applied, and evidence is judged by the rules a verifier can check
+(docs/proofs.md section 4).
 """
 
 from __future__ import annotations
@@ -36,9 +42,10 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
-from sharechain.codec import decode, encode
+from sharechain.codec import decode
 from sharechain.crypto.merkle import Hash, inclusion_proof, verify_inclusion
 from sharechain.crypto.signed_note import parse_note
 from sharechain.crypto.signing import key_id, verify
@@ -62,29 +69,34 @@ from sharechain.ledger.checkpoints import (
 )
 from sharechain.ledger.genesis import GENESIS_TYPE
 from sharechain.ledger.identities import Organisation
+from sharechain.ledger.roster_replay import (
+    MEMBERSHIP_TYPES,
+    EvidenceError,
+    Members,
+    Placed,
+    members_from_genesis,
+    refuse_removed_signers,
+)
 from sharechain.ledger.store import Store
-from sharechain.ledger.transactions import TX_DOMAIN, SignedTransaction, decode_transaction
+from sharechain.ledger.strict_cbor import NonCanonicalError, strict_decode
+from sharechain.ledger.transactions import TX_DOMAIN, decode_transaction
 
 __all__ = [
     "BUNDLE_TYPE",
     "BundleError",
     "BundleTx",
+    "Proved",
     "build_bundle",
     "bundle_headers",
     "bundle_txs",
     "evidence_doc",
-    "founders_of",
     "keys_roster",
     "load_bundle",
-    "replay_rotations",
-    "rotation_ids",
+    "membership_ids",
     "verify_bundle",
 ]
 
 BUNDLE_TYPE = "sharechain/proof-bundle/v1"
-ROTATE = "org.rotate-key"
-ROTATE_DOMAIN = b"sharechain/rotate-key/v1\x00"
-"""As `sharechain.contracts.membership` signs it (the ledger may not import contracts)."""
 MAX_BUNDLE_BYTES = 1 << 20
 MAX_NESTING = 8
 """A bundle is four levels deep (object, list, object, audit path); more is refused."""
@@ -94,16 +106,23 @@ class BundleError(IntegrityError):
     """A proof bundle is malformed or does not prove what it claims; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class BundleTx:
-    """One transaction of a bundle, with where it sits."""
+BundleTx = Placed
+"""One transaction of a bundle, with where it sits (and its block's time)."""
 
-    stx: SignedTransaction
-    """The decoded envelope."""
-    height: int
-    """Block height."""
-    index: int
-    """Position in the block."""
+
+@dataclass(frozen=True, slots=True)
+class Proved:
+    """What a verified bundle shows."""
+
+    checkpoint: Checkpoint
+    """The quorum checkpoint it is under."""
+    subject: BundleTx
+    """The transaction it proves (signed by its sender's key of the time)."""
+    lineage: tuple[BundleTx, ...]
+    """Earlier transactions the object needs (a dataset's earlier versions), oldest first,
+    each proved and signed like the subject."""
+    headers: Mapping[int, BlockHeader]
+    """The block headers it carries, by height."""
 
 
 def _b64(data: bytes) -> str:
@@ -154,34 +173,48 @@ def bundle_headers(doc: Mapping[str, Any], cp: Checkpoint) -> dict[int, BlockHea
     return out
 
 
-def bundle_txs(doc: Mapping[str, Any], headers: Mapping[int, BlockHeader]) -> list[BundleTx]:
-    """The transactions of `doc["txs"]`, each proved in its block of `headers`."""
-    txs = doc.get("txs")
-    if not isinstance(txs, list) or not txs:
-        raise BundleError("bundle has no transactions")
+def bundle_txs(
+    doc: Mapping[str, Any], headers: Mapping[int, BlockHeader], field: str = "txs"
+) -> list[BundleTx]:
+    """The transactions of `doc[field]`, each proved in its block of `headers`."""
+    txs = doc.get(field, [] if field != "txs" else None)
+    if not isinstance(txs, list) or (field == "txs" and not txs):
+        raise BundleError("bundle has no transactions" if field == "txs" else f"{field} is no list")
     out = []
     for i, t in enumerate(txs):
         if not isinstance(t, dict):
-            raise BundleError(f"txs[{i}] must be an object")
-        raw = _bytes(t.get("envelope"), f"txs[{i}].envelope")
+            raise BundleError(f"{field}[{i}] must be an object")
+        raw = _bytes(t.get("envelope"), f"{field}[{i}].envelope")
         height, index = _int(t.get("height"), "height"), _int(t.get("index"), "index")
-        size = _int(t.get("size"), f"txs[{i}].size")
+        size = _int(t.get("size"), f"{field}[{i}].size")
         header = headers.get(height)
         if header is None:
-            raise BundleError(f"txs[{i}] is in block {height}, whose header is not in the bundle")
+            raise BundleError(
+                f"{field}[{i}] is in block {height}, whose header is not in the bundle"
+            )
         tx_id = hashlib.sha256(raw).digest()
         try:
             verify_inclusion(tx_id, index, size, _path(t.get("path"), "path"), header.tx_root)
             stx = decode_transaction(raw, tx_id=tx_id)
         except (IntegrityError, EncodingError) as exc:
             raise BundleError(
-                f"txs[{i}] ({tx_id.hex()[:16]}) is not in block {height}: {exc}"
+                f"{field}[{i}] ({tx_id.hex()[:16]}) is not in block {height}: {exc}"
             ) from None
-        out.append(BundleTx(stx, height, index))
+        try:
+            # One reading of the signed body, or none: see `strict_cbor`.
+            strict_decode(stx.body)
+        except NonCanonicalError as exc:
+            raise BundleError(f"{field}[{i}] ({tx_id.hex()[:16]}) body: {exc}") from None
+        out.append(BundleTx(stx, height, index, header.timestamp))
     return out
 
 
-def _founders(genesis: BundleTx, genesis_hash: Hash, headers: Mapping[int, BlockHeader]) -> Any:
+def _genesis(
+    txs: Sequence[BundleTx], genesis_hash: Hash, headers: Mapping[int, BlockHeader]
+) -> Any:
+    if len(txs) < 2:
+        raise BundleError("bundle lacks the genesis transaction (its key evidence)")
+    genesis = txs[1]
     if 0 not in headers or headers[0].hash() != genesis_hash:
         raise BundleError("block 0 of the bundle is not the genesis named by the checkpoint")
     if (genesis.height, genesis.index, genesis.stx.tx.type) != (0, 0, GENESIS_TYPE):
@@ -189,51 +222,27 @@ def _founders(genesis: BundleTx, genesis_hash: Hash, headers: Mapping[int, Block
     return genesis.stx.tx.payload
 
 
-def replay_rotations(
-    keys: dict[str, bytes],
-    evidence: Sequence[BundleTx],
-    until: int,
-    after: tuple[int, int] = (0, 0),
-) -> dict[bytes, tuple[int, int]]:
-    """Apply the rotations below height `until` and past position `after` to `keys`;
-    return where each old key (by key id) was rotated out."""
-    retired: dict[bytes, tuple[int, int]] = {}
-    last = after
-    for t in evidence:
-        stx = t.stx
-        where = f"rotation at height {t.height}"
-        if (t.height, t.index) <= last:
-            raise BundleError("key evidence must be in chain order, each once")
-        last = (t.height, t.index)
-        if stx.tx.type != ROTATE or t.height >= until:
-            raise BundleError(f"{where}: evidence must be key rotations the checkpoint covers")
-        org, p = stx.tx.sender, stx.tx.payload
-        current = keys.get(org)
-        if current is None or stx.key_id != key_id(current):
-            raise BundleError(f"{where}: not signed by {org}'s key of the time")
-        new_key, enc_key, pop = p.get("sign_key"), p.get("enc_key"), p.get("proof")
-        try:
-            verify(current, stx.signature, TX_DOMAIN, stx.body)
-            if not isinstance(new_key, bytes) or not isinstance(enc_key, bytes):
-                raise InvalidSignatureError("rotation payload lacks its keys")
-            pop_msg = encode([org, new_key, enc_key])
-            verify(new_key, pop if isinstance(pop, bytes) else b"", ROTATE_DOMAIN, pop_msg)
-        except InvalidSignatureError as exc:
-            raise BundleError(f"{where}: {org}'s rotation does not verify: {exc}") from None
-        retired[key_id(current)] = (t.height, t.index)
-        keys[org] = new_key
-    return retired
-
-
-def verify_bundle(doc: Mapping[str, Any]) -> None:
-    """Raise `BundleError` (with the reason) unless the bundle proves its subject."""
+def verify_bundle(doc: Mapping[str, Any]) -> Proved:
+    """What the bundle proves; raise `BundleError` (with the reason) unless it proves it."""
     try:
-        _verify(doc)
-    except CheckpointError as exc:
+        return _verify(doc)
+    except (CheckpointError, EvidenceError) as exc:
         raise BundleError(str(exc)) from None
 
 
-def _verify(doc: Mapping[str, Any]) -> None:
+def _origin_hash(cp: Checkpoint) -> Hash:
+    if not cp.origin.startswith("sharechain/"):
+        raise BundleError(f"checkpoint origin {cp.origin} is not a sharechain consortium")
+    try:
+        genesis_hash = bytes.fromhex(cp.origin.removeprefix("sharechain/"))
+    except ValueError:
+        genesis_hash = b""
+    if len(genesis_hash) != 32:
+        raise BundleError(f"checkpoint origin {cp.origin} does not name a genesis hash")
+    return genesis_hash
+
+
+def _verify(doc: Mapping[str, Any]) -> Proved:
     if not isinstance(doc, dict) or doc.get("v") != 1 or doc.get("type") != BUNDLE_TYPE:
         raise BundleError(f"not a proof bundle (expected type {BUNDLE_TYPE}, v 1)")
     note = doc.get("checkpoint")
@@ -243,39 +252,35 @@ def _verify(doc: Mapping[str, Any]) -> None:
         cp = parse_checkpoint(parse_note(note).text)
     except EncodingError as exc:
         raise BundleError(f"checkpoint: {exc}") from None
-    if not cp.origin.startswith("sharechain/"):
-        raise BundleError(f"checkpoint origin {cp.origin} is not a sharechain consortium")
-    try:
-        genesis_hash = bytes.fromhex(cp.origin.removeprefix("sharechain/"))
-    except ValueError:
-        genesis_hash = b""
-    if len(genesis_hash) != 32:
-        raise BundleError(f"checkpoint origin {cp.origin} does not name a genesis hash")
+    genesis_hash = _origin_hash(cp)
     headers = bundle_headers(doc, cp)
     txs = bundle_txs(doc, headers)
-    if len(txs) < 2:
-        raise BundleError("bundle lacks the genesis transaction (its key evidence)")
-    subject, genesis, evidence = txs[0], txs[1], txs[2:]
-    founders, governance = founders_of(_founders(genesis, genesis_hash, headers))
-    keys = dict(founders)
-    retired = replay_rotations(keys, evidence, cp.size)
-    roster = keys_roster(keys, governance)
-    verify_checkpoint(note, roster, origin=cp.origin)
-    _check_subject(subject, founders, evidence, retired)
+    lineage = bundle_txs(doc, headers, "lineage")
+    members = members_from_genesis(_genesis(txs, genesis_hash, headers))
+    governance = txs[1].stx.tx.payload["governance"] or {}
+    subject, evidence = txs[0], txs[2:]
+    where = [_at(e) for e in evidence]
+    if any(a >= b for a, b in pairwise(where)):
+        raise BundleError("key evidence must be in chain order, each once")
+    signed = sorted([subject, *lineage], key=_at)
+    if len({_at(t) for t in signed}) != len(signed):
+        raise BundleError("the lineage lists a transaction twice or the subject itself")
+    done = 0
+    for t in signed:  # replay the evidence up to each signed transaction, then check it
+        upto = done
+        while upto < len(evidence) and where[upto] < _at(t):
+            upto += 1
+        members.replay(evidence[done:upto], cp.size)
+        done = upto
+        _check_signed(t, members, "the transaction" if t is subject else "a lineage transaction")
+    members.replay(evidence[done:], cp.size)
+    refuse_removed_signers(note, members)
+    verify_checkpoint(note, keys_roster(members.keys(), governance), origin=cp.origin)
+    return Proved(cp, subject, tuple(lineage), headers)
 
 
-def founders_of(payload: Any) -> tuple[dict[str, bytes], Mapping[str, Any]]:
-    """The founders' signing keys and the governance settings of a genesis payload."""
-    try:
-        founders = {o["id"]: o["sign_key"] for o in payload["organisations"]}
-        governance = payload["governance"] or {}
-    except (KeyError, TypeError):
-        raise BundleError("genesis payload lacks its organisations or governance") from None
-    if not all(isinstance(o, str) and isinstance(k, bytes) for o, k in founders.items()):
-        raise BundleError("genesis organisations need a text id and a signing key each")
-    if not isinstance(governance, Mapping):
-        raise BundleError("genesis governance must be a map")
-    return founders, governance
+def _at(t: BundleTx) -> tuple[int, int]:
+    return (t.height, t.index)
 
 
 def keys_roster(keys: Mapping[str, bytes], governance: Mapping[str, Any]) -> Roster:
@@ -285,35 +290,35 @@ def keys_roster(keys: Mapping[str, bytes], governance: Mapping[str, Any]) -> Ros
     )
 
 
-def _check_subject(
-    subject: BundleTx,
-    founders: Mapping[str, bytes],
-    evidence: Sequence[BundleTx],
-    retired: Mapping[bytes, tuple[int, int]],
-) -> None:
-    """The subject's sender signed it with its key as of the subject's position."""
-    stx = subject.stx
-    if stx.tx.type == GENESIS_TYPE and (subject.height, subject.index) == (0, 0):
+def _check_signed(t: BundleTx, members: Members, what: str) -> None:
+    """`t`'s sender signed it with its key as of `t`'s position (`members` replayed to it)."""
+    stx = t.stx
+    if stx.tx.type == GENESIS_TYPE and _at(t) == (0, 0):
         return  # genesis is unsigned: it is the block whose hash is the origin
     org = stx.tx.sender
-    key = founders.get(org)
-    if key is None:
+    record = members.orgs.get(org)
+    if record is None:
         raise BundleError(f"sender {org} is not a member the bundle gives evidence for")
-    for t in evidence:  # the key of `org` just before the subject
-        if t.stx.tx.sender == org and (t.height, t.index) < (subject.height, subject.index):
-            key = t.stx.tx.payload["sign_key"]
+    if not record["active"]:
+        at = members.removed_at.get(org)
+        raise BundleError(
+            f"{what} is signed by {org}, removed from the consortium"
+            + (f" at height {at}" if at is not None else "")
+            + f", before the transaction at height {t.height}"
+        )
+    key = record["sign_key"]
     if stx.key_id != key_id(key):
-        left = retired.get(stx.key_id)
-        if left is not None and left <= (subject.height, subject.index):
+        left = members.retired.get(stx.key_id)
+        if left is not None and left <= _at(t):
             raise BundleError(
-                f"the transaction is signed with a key of {org} rotated out at height "
-                f"{left[0]}, before the transaction at height {subject.height}"
+                f"{what} is signed with a key of {org} rotated out at height "
+                f"{left[0]}, before the transaction at height {t.height}"
             )
-        raise BundleError(f"the transaction is not signed by {org}'s key of the time")
+        raise BundleError(f"{what} is not signed by {org}'s key of the time")
     try:
         verify(key, stx.signature, TX_DOMAIN, stx.body)
     except InvalidSignatureError:
-        raise BundleError(f"the transaction's signature by {org} does not verify") from None
+        raise BundleError(f"{what}'s signature by {org} does not verify") from None
 
 
 def _tx_entry(store: Store, tx_id: bytes) -> dict[str, Any]:
@@ -331,36 +336,44 @@ def _tx_entry(store: Store, tx_id: bytes) -> dict[str, Any]:
     }
 
 
-def build_bundle(store: Store, tx_id: bytes, checkpoint_note: str) -> dict[str, Any]:
-    """The bundle proving `tx_id` under `checkpoint_note` (a quorum checkpoint of this chain)."""
+def build_bundle(
+    store: Store,
+    tx_id: bytes,
+    checkpoint_note: str,
+    *,
+    lineage: Sequence[bytes] = (),
+    about: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The bundle proving `tx_id` under `checkpoint_note` (a quorum checkpoint of this chain).
+
+    `lineage`: earlier transactions the object needs, oldest first (proved alike);
+    `about`: what the object is (`"object"`, checked by `sharechain.contracts.bundle_objects`).
+    """
     cp = parse_checkpoint(parse_note(checkpoint_note).text)
     hashes = block_hashes(store, cp.size)
     genesis = decode_block(store.block_bytes(0) or b"", check_canonical=False)
-    founders = [o["id"] for o in decode_transaction(genesis.txs[0]).tx.payload["organisations"]]
-    if sorted(k.removeprefix("org/") for k, _ in store.scan("org/")) != sorted(founders):
-        raise BundleError(
-            "membership changed by vote since genesis; bundles cover founding members "
-            "and their key rotations only (admission and removal evidence is not built yet)"
-        )
-    ids = [tx_id, genesis.tx_ids[0], *rotation_ids(store, founders, cp.size)]
-    return {"v": 1, "type": BUNDLE_TYPE, "checkpoint": checkpoint_note} | evidence_doc(
-        store, ids, hashes
-    )
+    ids = [tx_id, genesis.tx_ids[0], *membership_ids(store, cp.size)]
+    doc: dict[str, Any] = {"v": 1, "type": BUNDLE_TYPE, "checkpoint": checkpoint_note}
+    doc |= evidence_doc(store, [*ids, *lineage], hashes)
+    if lineage:
+        doc["lineage"] = doc["txs"][len(ids) :]
+        doc["txs"] = doc["txs"][: len(ids)]
+    if about is not None:
+        doc["object"] = dict(about)
+    return doc
 
 
-def rotation_ids(
-    store: Store, orgs: Sequence[str], size: int, after: tuple[int, int] = (0, 0)
-) -> list[bytes]:
-    """The valid key rotations of `orgs` past position `after` and below height `size`,
-    in chain order."""
+def membership_ids(store: Store, size: int, after: tuple[int, int] = (0, 0)) -> list[bytes]:
+    """The valid membership transactions (rotations, proposals, votes) past position
+    `after` and below height `size`, in chain order: the roster's evidence."""
     found = []
-    for org in orgs:
-        for e in store.history(f"org/{org}"):
-            loc = store.tx_location(e.tx_id)
-            past = after < (e.height, e.index) and e.height < size
-            if past and loc and loc.type == ROTATE and loc.code == "valid":
-                found.append((e.height, e.index, e.tx_id))
-    return [t for _, _, t in sorted(found)]
+    for e in store.history_prefix("org/", limit=1_000_000):
+        if not (after < (e.height, e.index) and e.height < size):
+            continue
+        loc = store.tx_location(e.tx_id)
+        if loc and loc.type in MEMBERSHIP_TYPES and loc.code == "valid":
+            found.append((e.height, e.index, e.tx_id))
+    return [t for _, _, t in sorted(set(found))]
 
 
 def evidence_doc(store: Store, tx_ids: Sequence[bytes], hashes: Sequence[Hash]) -> dict[str, Any]:

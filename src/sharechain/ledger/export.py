@@ -40,6 +40,7 @@ from sharechain.ledger.checkpoints import block_hashes, store_roster
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.export_seal import founders_roster, verify_seal
 from sharechain.ledger.store import Head, Store
+from sharechain.ledger.strict_cbor import strict_decode
 from sharechain.ledger.transactions import decode_transaction
 from sharechain.ledger.verify import BlockSource, replay_chain
 
@@ -178,6 +179,18 @@ class _Lines:
             yield n, encode_block(block)
 
 
+def _check_bodies(block: Block, n: int) -> None:
+    """Every transaction body the export shows decoded must have one reading
+    (`sharechain.ledger.strict_cbor`); a `bad_encoding` one decodes to nothing."""
+    for i, (raw, r) in enumerate(zip(block.txs, block.results, strict=True)):
+        if r.code == "bad_encoding":
+            continue
+        try:
+            strict_decode(decode_transaction(raw).body)
+        except EncodingError as exc:
+            raise ChainError(f"line {n + 1}, transaction {i}: body: {exc}", n) from None
+
+
 def verify_export(lines: Iterable[str], registry: ContractRegistry) -> ExportSummary:
     """Check an export file's lines; raise at the first that is wrong.
 
@@ -199,6 +212,7 @@ def verify_export(lines: Iterable[str], registry: ContractRegistry) -> ExportSum
             n = done.block.height
             if block_record(done.block, done.writes, done.state_root) != blocks[n]:
                 raise ChainError(f"line {n + 1} differs from what block {n} holds", n)
+            _check_bodies(done.block, n)
         head = replay.store.head()
         if head is None or head.height != len(blocks) - 1:
             raise ChainError("the export's blocks do not replay to its last line", replay.height)
