@@ -209,7 +209,7 @@ def test_the_whole_story_in_the_browser(net: Net, chromium: Any, tmp_path: Path)
     net.sync()
     page.goto(f"/ui/datasets/{ds}")
     trail = page.locator("ol.trail")
-    for text in ("grant.key-release", "grant.read", "access.approve", "(operator anna)"):
+    for text in ("grant.key-release", "grant.read", "access.approve", "by hospital-a (anna)"):
         assert text in trail.inner_text()
     assert page.locator("figure.timeline svg circle").count() >= 5
 
