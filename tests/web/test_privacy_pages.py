@@ -18,6 +18,7 @@ from sharechain.node.service import Node, NodeConfig
 from sharechain.privacy.profiles import parse_profile, profile_digest, profile_form
 from sharechain.storage.datadir import init_consortium
 from sharechain.web import mount
+from sharechain.web.guard import CSP
 
 
 def _psi(chain: Chain, proposer: str = OWNER, other: str = GRANTEE) -> str:
@@ -52,7 +53,10 @@ def test_a_psi_session_from_list_to_timeline(chain: Chain, client: TestClient) -
     assert theirs not in page and "1 private set intersection" in page
     refused = client.get(f"/ui/privacy/sessions/{theirs}")
     assert refused.status_code == 403 and "only its parties and supervisors" in refused.text
-    one = client.get(f"/ui/privacy/sessions/{sid[:12]}").text
+    answer = client.get(f"/ui/privacy/sessions/{sid[:12]}")
+    assert answer.headers["content-security-policy"] == CSP
+    one = answer.text
+    assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", one)
     for text in ("Private set intersection", "hospital-a (client)", "20 committed", "acknowledged",
                  "computation.propose", "computation.result", "timeline of 7 event(s)",
                  "computation.approve</strong> by regulator"):  # fmt: skip
