@@ -3,7 +3,9 @@
 Builds a small demo chain on one node (hospital-a orders; bank-b and the
 regulator sign through it): datasets with a version and a derivation, a grant
 with a key release and a read receipt, an open request in the inbox, a burst
-of notary records for the throughput chart. Then chromium (Debian's, through
+of notary records for the throughput chart, a private set intersection
+run to its receipts and one waiting for the supervisor. The consortium's
+checkpoints need one cosigner (the node is alone). Then chromium (Debian's, through
 Playwright) logs in as an approver and saves each page as a PNG.
 
     python tests/web/screenshots.py docs/img
@@ -37,6 +39,9 @@ PAGES = (
     ("console-inbox.png", "/ui/inbox", True),
     ("console-transaction.png", "/ui/txs/{read_tx}", True),
     ("console-organisation.png", "/ui/org", False),
+    ("console-privacy.png", "/ui/privacy", False),
+    ("console-session.png", "/ui/privacy/sessions/{session}", True),
+    ("console-checkpoints.png", "/ui/checkpoints", True),
 )
 
 
@@ -80,13 +85,31 @@ def populate(chain: Chain, console: Console) -> dict[str, str]:
     read = chain.send(GRANTEE, "grant.read", {"grant": gid, "digest": digest("d")})
     # Waiting in the inbox: bank-b asks for the corrected blood tests.
     chain.request(labs2)
+    # A PSI session run to its receipts, and one waiting for the supervisor.
+    psi = {
+        "kind": "psi",
+        "parties": [OWNER, GRANTEE],
+        "purpose": "blacklist match",
+        "max_set_size": 5000,
+        "duration": 3_600_000,
+    }
+    session = derive_id("computation", chain.send(OWNER, "computation.propose", psi).tx_id)
+    chain.send(GRANTEE, "computation.accept", {"session": session})
+    chain.send(SUPERVISOR, "computation.approve", {"session": session})
+    for org, size in ((OWNER, 4210), (GRANTEE, 1873)):
+        body = {"session": session, "digest": digest(f"in {org}"), "size": size}
+        chain.send(org, "computation.commit", body)
+    chain.send(OWNER, "computation.result", {"session": session, "intersection_size": 12})
+    for org in (OWNER, GRANTEE):
+        chain.send(org, "computation.receipt", {"session": session})
+    chain.send(GRANTEE, "computation.propose", {**psi, "parties": [GRANTEE, OWNER]})
     # Some traffic for the throughput chart, sampled as it goes.
     for burst in range(12):
         for i in range(5 + 3 * (burst % 4)):
             chain.send(OWNER, "notary.record", {"digest": digest(f"n{burst}.{i}"), "note": ""})
         time.sleep(0.4)
         console.sampler.sample()
-    return {"derived": derived, "read_tx": read.tx_id.hex()}
+    return {"derived": derived, "read_tx": read.tx_id.hex(), "session": session}
 
 
 def main(out: Path) -> None:
@@ -96,7 +119,7 @@ def main(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         source = base / "consortium"
-        init_consortium(source, ORGS, consortium="demo")
+        init_consortium(source, ORGS, consortium="demo", governance={"checkpoint_quorum": 1})
         node = Node(NodeConfig(data_dir=node_dir(source, base, OWNER), org=OWNER, max_wait=0.005))
         node.start()
         app = create_app(node, (mount,))

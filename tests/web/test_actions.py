@@ -39,7 +39,7 @@ def test_approver_approves_and_the_chain_names_the_operator(
     assert payload == {"request": rid, "operator": "anna"}
     # The request left hospital-a's inbox; the trail shows who approved.
     assert rid not in client.get("/ui/inbox").text
-    assert "(operator anna)" in client.get(f"/ui/datasets/{ds}").text
+    assert "by hospital-a (anna)" in client.get(f"/ui/datasets/{ds}").text
 
 
 def test_deny_records_the_reason(chain: Chain, client: TestClient) -> None:

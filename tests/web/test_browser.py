@@ -202,6 +202,12 @@ def test_the_whole_story_in_the_browser(net: Net, chromium: Any, tmp_path: Path)
     rita.page.get_by_role("status").get_by_text("done").wait_for()
     rita.close()
     net.sync()
+    # The audit trail through the API and the command line names the operators.
+    approvals = [e for e in js("audit", ds[:12], *net.on(OWNER)) if e["type"] == "access.approve"]
+    assert [(e["sender"], e["operator"]) for e in approvals] == [
+        (OWNER, "anna"),
+        (SUPERVISOR, "rita"),
+    ]
 
     # bank-b fetches: the key release and the read receipt arrive on the timeline.
     grant = js("grant", "list", "--org", GRANTEE, *net.on(GRANTEE))[0]["id"]
@@ -209,7 +215,7 @@ def test_the_whole_story_in_the_browser(net: Net, chromium: Any, tmp_path: Path)
     net.sync()
     page.goto(f"/ui/datasets/{ds}")
     trail = page.locator("ol.trail")
-    for text in ("grant.key-release", "grant.read", "access.approve", "(operator anna)"):
+    for text in ("grant.key-release", "grant.read", "access.approve", "by hospital-a (anna)"):
         assert text in trail.inner_text()
     assert page.locator("figure.timeline svg circle").count() >= 5
 
@@ -256,6 +262,68 @@ def test_viewer_forgeries_and_hostile_titles(net: Net, chromium: Any, tmp_path: 
     from sharechain.contracts import queries as q
 
     assert q.request(net.nodes[OWNER].store, rid).approvals == ()
+    anna.close()
+
+
+def tab_to(page: Any, target: Any, presses: int = 60) -> None:
+    """Press Tab until `target` has the focus (fails if it never gets it)."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if target.evaluate("e => e === document.activeElement"):
+            return
+    pytest.fail("the element cannot be reached with Tab")
+
+
+def _signed(net: Net, org: str, type: str, payload: dict[str, Any]) -> bytes:
+    from sharechain.ledger.transactions import sign_transaction
+    from sharechain.storage.datadir import DataDir
+
+    stx = sign_transaction(DataDir.open(net.source).keys(org).signing, type, org, payload)
+    (future,) = net.nodes[OWNER].submit([stx.raw])
+    receipt = future.result(timeout=20)
+    assert receipt.code == "valid", receipt.reason
+    return bytes(receipt.tx_id)
+
+
+def test_privacy_and_checkpoints_with_the_keyboard_alone(net: Net, chromium: Any) -> None:
+    from sharechain.contracts import derive_id
+
+    psi = {
+        "kind": "psi",
+        "parties": [OWNER, GRANTEE],
+        "purpose": "blacklist match",
+        "max_set_size": 100,
+        "duration": 3_600_000,
+    }
+    sid = derive_id("computation", _signed(net, OWNER, "computation.propose", psi))
+    _signed(net, GRANTEE, "computation.accept", {"session": sid})
+    net.sync()
+    anna = Console(chromium, net.urls[OWNER])
+    anna.login("anna")
+    page = anna.page
+    tab_to(page, page.get_by_role("link", name="Privacy"))
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/privacy")
+    row = page.locator(f"#session-{sid}")
+    assert "waiting for a supervisor" in row.inner_text() and "2 of 2" in row.inner_text()
+    tab_to(page, row.get_by_role("link"))
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/ui/privacy/sessions/{sid}")
+    assert "computation.accept" in page.locator("ol.trail").inner_text()
+    assert page.locator("figure.timeline svg circle").count() >= 2
+
+    tab_to(page, page.get_by_role("link", name="Checkpoints"))
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/checkpoints")
+    assert "quorum 2: verified" in page.locator("main").inner_text()
+    assert page.locator("pre.note").inner_text().startswith("sharechain/")
+    older = page.get_by_label("Older size")
+    tab_to(page, older)
+    page.keyboard.press("Control+A")
+    page.keyboard.type("2")
+    page.keyboard.press("Enter")  # submits the form
+    page.wait_for_url("**/ui/checkpoints?old=2*")
+    assert page.locator("#consistency-verdict").inner_text() == "verified"
     anna.close()
 
 

@@ -12,7 +12,17 @@ from web_testclient import TestClient
 from sharechain.web import Console
 from sharechain.web.guard import CSP
 
-PAGES = ("/ui", "/ui/", "/ui/blocks", "/ui/blocks/0", "/ui/datasets", "/ui/inbox", "/ui/org")
+PAGES = (
+    "/ui",
+    "/ui/",
+    "/ui/blocks",
+    "/ui/blocks/0",
+    "/ui/datasets",
+    "/ui/inbox",
+    "/ui/privacy",
+    "/ui/checkpoints",
+    "/ui/org",
+)
 ACTIONS = ("/ui/requests/ab/approve", "/ui/grants/ab/revoke", "/ui/logout", "/ui/alerts/ab/clear")
 
 

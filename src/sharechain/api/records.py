@@ -91,6 +91,8 @@ class AuditEntry(Model):
     """Block time in ms since the Unix epoch."""
     type: str
     sender: str
+    operator: str = ""
+    """The sender's person who took the action (a console's operator), or empty."""
     code: str
     """Validation code (refused attempts are in the trail too)."""
     reason: str

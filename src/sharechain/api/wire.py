@@ -143,4 +143,5 @@ def entry_from_json(value: Mapping[str, Any]) -> AuditEntry:
         str(value["code"]),
         str(value["reason"]),
         None if proof is None else proof_from_json(proof),
+        str(value.get("operator", "")),
     )

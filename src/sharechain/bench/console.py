@@ -2,9 +2,10 @@
 
 Builds a real chain through the ledger (signed transactions, contracts
 executed, blocks committed without fsync): `datasets` datasets registered by
-three organisations, then blocks of one to three transactions each carrying
-a dataset's story (request, the two approvals, a key release, a read
-receipt) until the chain is `blocks` high. A node is opened on it, its API
+three organisations, ten PSI sessions (proposal to result), then blocks of
+one to three transactions each carrying a dataset's story (request, the two
+approvals, a key release, a read receipt) until the chain is `blocks` high.
+Checkpoints need one cosigner here (the node is alone). A node is opened on it, its API
 with the console served in process (Starlette's test client: no sockets, so
 the figure is the server's time), an approver logs in, and each page is
 fetched `repeat` times: the median and the slowest are reported.
@@ -94,6 +95,30 @@ def build(source: Path, node_dir: Path, *, blocks: int, datasets: int) -> dict[s
             }
             txs.append((owners[i % 3], "dataset.register", payload))
         ids += [derive_id("dataset", t) for t in block(txs)]
+    session = ""
+    for n in range(10):  # joint computations for the privacy pages
+        psi = {
+            "kind": "psi",
+            "parties": [OWNER, GRANTEE],
+            "purpose": "blacklist match",
+            "max_set_size": 1000,
+            "duration": 7 * 24 * 3_600_000,
+        }
+        (proposed,) = block([(OWNER, "computation.propose", psi)])
+        session = derive_id("computation", proposed)
+        block(
+            [
+                (GRANTEE, "computation.accept", {"session": session}),
+                (SUPERVISOR, "computation.approve", {"session": session}),
+            ]
+        )
+        block(
+            [
+                (o, "computation.commit", {"session": session, "digest": _digest(o), "size": 50})
+                for o in (OWNER, GRANTEE)
+            ]
+        )
+        block([(OWNER, "computation.result", {"session": session, "intersection_size": n})])
     mine = [d for i, d in enumerate(ids) if i % 3 == 0]
     number = {d: i for i, d in enumerate(ids)}
     step = 0
@@ -119,7 +144,7 @@ def build(source: Path, node_dir: Path, *, blocks: int, datasets: int) -> dict[s
         (read,) = block([(GRANTEE, "grant.read", read_body)])
         read_tx = read.hex()
     store.close()
-    return {"dataset": mine[0], "tx": read_tx, "grant": grant}
+    return {"dataset": mine[0], "tx": read_tx, "grant": grant, "session": session}
 
 
 def _time(client: Any, path: str, repeat: int) -> tuple[float, float]:
@@ -146,9 +171,11 @@ def run(blocks: int = 10_000, datasets: int = 1_000, repeat: int = 5) -> dict[st
         source = base / "consortium"
         # Thresholds high enough that the bench's traffic raises no risk alert.
         risk = {"max_requests": 10**9, "max_key_releases": 10**9}
+        # One node alone cosigns its checkpoints (quorum 1), so the checkpoint page has one.
+        governance = {"risk": risk, "checkpoint_quorum": 1}
         # Genesis before the build's clock: transactions expire a day after signing.
         init_consortium(
-            source, ORGS, consortium="bench", governance={"risk": risk}, now=lambda: START - 1
+            source, ORGS, consortium="bench", governance=governance, now=lambda: START - 1
         )
         node_dir = node_data_dir(source, base / "nodes" / OWNER, OWNER)
         t0 = time.perf_counter()
@@ -169,6 +196,9 @@ def run(blocks: int = 10_000, datasets: int = 1_000, repeat: int = 5) -> dict[st
                 "dataset": f"/ui/datasets/{ids['dataset']}",
                 "inbox": "/ui/inbox",
                 "organisation": "/ui/org",
+                "privacy": "/ui/privacy",
+                "session": f"/ui/privacy/sessions/{ids['session']}",
+                "checkpoints": "/ui/checkpoints",
             }
             with TestClient(app) as client:
                 login = client.get("/ui/login").text

@@ -2,7 +2,8 @@
 
 Every transaction that concerned the dataset, grant (and its request) or
 organisation, refused attempts included, with its height, block time, sender
-and an RFC 9162 inclusion proof (verified here against the stored block hash
+(with the operator who acted for it in a console: `hospital-a (alice)`) and
+an RFC 9162 inclusion proof (verified here against the stored block hash
 before it is shown).
 """
 
@@ -65,7 +66,7 @@ def audit(
             (
                 str(e.height),
                 iso(e.timestamp),
-                e.sender,
+                terminal_safe(e.by),
                 e.type,
                 _code(e.code, e.reason),
                 e.tx_id.hex()[:16],

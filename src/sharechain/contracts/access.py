@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
-from sharechain.contracts import grants, risk
+from sharechain.contracts import grants, operators, risk
 from sharechain.contracts.codes import BAD_EXPRESSION, BAD_PAYLOAD, BAD_STATE, DENIED, DUPLICATE
 from sharechain.contracts.keys import (
     SUPERVISOR_INBOX,
@@ -235,7 +235,8 @@ def _satisfied(req: dict[str, Any]) -> bool:
 
 def _approve(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     me = f.sender(state, stx.tx.sender)
-    req = _open(state, stx)
+    operator = operators.checked(stx.tx.payload)
+    req = operators.recorded(_open(state, stx), me.id, operator)
     capacity = _capacity(req, me)
     if any(a["org"] == me.id for a in req["approvals"]):
         raise Reject(DUPLICATE, f"{me.id} has already approved request {req['id']}")
@@ -255,7 +256,8 @@ def _approve(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 
 def _reject(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     me = f.sender(state, stx.tx.sender)
-    req = _open(state, stx)
+    operator = operators.checked(stx.tx.payload)
+    req = operators.recorded(_open(state, stx), me.id, operator)
     _capacity(req, me)
     reason = f.text(stx.tx.payload, "reason", required=False)
     state.touch(f"org/{req['requester']}")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
-from sharechain.contracts import budgets, risk
+from sharechain.contracts import budgets, operators, risk
 from sharechain.contracts.codes import (
     BAD_STATE,
     DENIED,
@@ -276,7 +276,8 @@ def _read(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 def _revoke(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     me = f.sender(state, stx.tx.sender)
     reason = f.text(stx.tx.payload, "reason", required=False)
-    v = _load(state, stx)
+    operator = operators.checked(stx.tx.payload)
+    v = operators.recorded(_load(state, stx), me.id, operator)
     if me.id != v["owner"] and not me.has_role("supervisor"):
         raise Reject(DENIED, f"only the owner ({v['owner']}) or a supervisor may revoke")
     if v["status"] == "revoked":

@@ -21,6 +21,7 @@ from typing import Any
 
 from sharechain.codec import encode
 from sharechain.contracts import _fields as f
+from sharechain.contracts import operators
 from sharechain.contracts.codes import BAD_PAYLOAD, BAD_STATE, DENIED, DUPLICATE, NOT_FOUND
 from sharechain.contracts.governance import governance
 from sharechain.contracts.keys import cancel_requests, index_items, proposal_key, revoke_grants
@@ -156,7 +157,8 @@ def _vote(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     yes = stx.tx.payload.get("approve", True)
     if not isinstance(yes, bool):
         raise Reject(BAD_PAYLOAD, "approve must be true or false")
-    value = dict(f.load(state, proposal_key(pid), "proposal"))
+    operator = operators.checked(stx.tx.payload)
+    value = operators.recorded(f.load(state, proposal_key(pid), "proposal"), me.id, operator)
     state.touch(org_key(value["org"]))
     if value["status"] != "open":
         raise Reject(BAD_STATE, f"proposal {pid} has already {value['status']}")

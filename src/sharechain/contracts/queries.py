@@ -1,4 +1,4 @@
-"""Queries over a peer's store: catalogue, inbox, grants, audit trails, lineage.
+"""Queries over a peer's store: catalogue, inbox, grants, audit trails, lineage, computations.
 
 Read-only and index-driven: records are point reads (`dataset/<id>`), lists
 are prefix scans of the `idx/` keys, and audit trails come from the ledger's
@@ -17,19 +17,24 @@ from typing import Any
 from sharechain.codec import decode_trusted
 from sharechain.contracts import keys as k
 from sharechain.contracts.access import AccessRequest, request_from_value
+from sharechain.contracts.budgets import budget_key
+from sharechain.contracts.computations import Computation, computation_from_value, computation_key
 from sharechain.contracts.datasets import Dataset, dataset_from_value
 from sharechain.contracts.grants import Grant, grant_from_value, grant_status
 from sharechain.contracts.ids import KINDS as KINDS  # node/queries.py reads q.KINDS
 from sharechain.contracts.membership import Proposal, proposal_from_value
+from sharechain.contracts.operators import OPERATED, operator_of
 from sharechain.contracts.profiles import RegisteredProfile, profile_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
+from sharechain.contracts.transforms import transform_key
 from sharechain.crypto.merkle import inclusion_proof
 from sharechain.errors import NotFoundError
-from sharechain.ledger.blocks import BlockHeader, decode_header
+from sharechain.ledger.blocks import VALID, BlockHeader, decode_header
 from sharechain.ledger.identities import Organisation, org_from_value
 from sharechain.ledger.proofs import TxProof
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import HistoryEntry, Store
+from sharechain.ledger.transactions import decode_transaction
 from sharechain.ledger.validation import (
     BAD_ENCODING,
     BAD_SIGNATURE,
@@ -40,11 +45,16 @@ from sharechain.ledger.validation import (
 
 __all__ = [
     "AuditEntry",
+    "Budget",
     "GrantView",
     "Lineage",
+    "Transformation",
     "alerts",
     "audit",
+    "budgets",
     "catalogue",
+    "computation",
+    "computations",
     "dataset",
     "grant",
     "grants",
@@ -57,6 +67,7 @@ __all__ = [
     "request",
     "requests",
     "resolve",
+    "transformation",
 ]
 
 UNATTRIBUTED = (BAD_ENCODING, BAD_SIGNATURE, SENDER_REMOVED, STALE_KEY, UNKNOWN_SENDER)
@@ -205,6 +216,92 @@ def proposals(store: Store) -> list[Proposal]:
     return [proposal_from_value(v) for _, v in StateReader(store).scan("proposal/")]
 
 
+def computation(store: Store, session: str) -> Computation:
+    """One PSI or aggregation session (`contracts.computations`)."""
+    return computation_from_value(_get(store, computation_key(session)))
+
+
+def computations(store: Store, *, party: str | None = None) -> list[Computation]:
+    """Computation sessions, newest first; with `party`, only those it takes part in."""
+    found = (computation_from_value(v) for _, v in StateReader(store).scan("computation/"))
+    out = [c for c in found if party is None or party in c.parties]
+    return sorted(out, key=lambda c: (-c.raw["height"], c.id))
+
+
+@dataclass(frozen=True, slots=True)
+class Transformation:
+    """The transformation record of a masked release (`contracts.transforms`)."""
+
+    grant: str
+    """The grant the masked version was made for."""
+    source: str
+    """The raw dataset."""
+    dataset: str
+    """The masked dataset registered for the grant."""
+    profile: bytes
+    """Digest of the masking profile applied."""
+    output_digest: bytes
+    """SHA-256 of the masked plaintext."""
+    k: int
+    """k-anonymity achieved."""
+    l: int  # noqa: E741 - the l of l-diversity
+    """l-diversity achieved (0: no target)."""
+    suppressed: int
+    """Rows suppressed below k."""
+    rows: int
+    """Rows released."""
+    epsilon: str
+    """Differential-privacy epsilon spent (an exact fraction as text)."""
+    height: int
+    """Block height of the `dataset.transform` transaction."""
+
+
+def transformation(store: Store, gid: str) -> Transformation | None:
+    """The transformation record of grant `gid`'s masked release, if made yet."""
+    v = StateReader(store).get(transform_key(gid))
+    if v is None:
+        return None
+    return Transformation(
+        v["grant"],
+        v["source"],
+        v["dataset"],
+        v["profile"],
+        v["output_digest"],
+        v["k"],
+        v["l"],
+        v["suppressed"],
+        v["rows"],
+        v["epsilon"],
+        v["height"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one grantee was released of one dataset's privacy budget (`contracts.budgets`)."""
+
+    dataset: str
+    """The raw dataset."""
+    grantee: str
+    """Who received the masked releases."""
+    spent: str
+    """Epsilon released so far (an exact fraction as text)."""
+    limit: str
+    """The policy's `privacy_budget` (empty: unlimited)."""
+    height: int
+    """Block height of the latest spending."""
+
+
+def budgets(store: Store, ds: str) -> list[Budget]:
+    """The privacy budget spent on dataset `ds`, per grantee."""
+    limit = dataset(store, ds).policy.privacy_budget
+    prefix = budget_key(ds, "")
+    return [
+        Budget(ds, key[len(prefix) :], v["spent"], limit, v["height"])
+        for key, v in StateReader(store).scan(prefix)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One transaction in an audit trail."""
@@ -227,6 +324,13 @@ class AuditEntry:
     """Why it was refused; empty when valid."""
     proof: TxProof | None
     """Inclusion proof of the transaction in its block."""
+    operator: str = ""
+    """The sender's person who took the action (console actions; `contracts.operators`)."""
+
+    @property
+    def by(self) -> str:
+        """The sender, with its operator when one is named: `hospital-a (alice)`."""
+        return f"{self.sender} ({self.operator})" if self.operator else self.sender
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -236,6 +340,7 @@ class AuditEntry:
             "timestamp": self.timestamp,
             "type": self.type,
             "sender": self.sender,
+            "operator": self.operator,
             "code": self.code,
             "reason": self.reason,
             "proof": None if self.proof is None else self.proof.to_json(),
@@ -247,6 +352,7 @@ class _BlockView:
     header: BlockHeader
     tx_ids: list[bytes]
     reasons: list[str]
+    txs: list[bytes]
 
 
 def _block_view(store: Store, height: int) -> _BlockView:
@@ -260,7 +366,16 @@ def _block_view(store: Store, height: int) -> _BlockView:
         decode_header(value["header"]),
         [hashlib.sha256(t).digest() for t in value["txs"]],
         [r[1] for r in value["results"]],
+        value["txs"],
     )
+
+
+def _operator(block: _BlockView, index: int, type: str, code: str) -> str:
+    """The operator a console action names (decoded only for the types that record one)."""
+    if code != VALID.code or type not in OPERATED:
+        return ""
+    payload = decode_transaction(block.txs[index], tx_id=block.tx_ids[index]).tx.payload
+    return operator_of(type, payload, valid=True)
 
 
 def _entries(store: Store, rows: Iterable[HistoryEntry], proofs: bool) -> list[AuditEntry]:
@@ -296,6 +411,7 @@ def _entries(store: Store, rows: Iterable[HistoryEntry], proofs: bool) -> list[A
                 loc.code,
                 block.reasons[row.index],
                 proof,
+                _operator(block, row.index, loc.type, loc.code),
             )
         )
     return out
@@ -307,10 +423,11 @@ def audit(
     ds: str | None = None,
     grant_id: str | None = None,
     org: str | None = None,
+    computation_id: str | None = None,
     proofs: bool = True,
     limit: int = 10_000,
 ) -> list[AuditEntry]:
-    """The audit trail of a dataset, a grant (with its request) or an organisation.
+    """The audit trail of a dataset, a grant (with its request), an organisation or a session.
 
     An organisation's trail holds what it signed and what changed its standing;
     refusals that prove no signature of it (`UNATTRIBUTED`) are not its own.
@@ -327,8 +444,11 @@ def audit(
         _get(store, f"org/{org}")
         entries = _entries(store, store.history(f"org/{org}", limit), proofs)
         return [e for e in entries if e.code not in UNATTRIBUTED]
+    elif computation_id is not None:
+        computation(store, computation_id)
+        rows = store.history(computation_key(computation_id), limit)
     else:
-        raise ValueError("audit needs a dataset, a grant or an organisation")
+        raise ValueError("audit needs a dataset, a grant, an organisation or a computation")
     return _entries(store, rows, proofs)
 
 

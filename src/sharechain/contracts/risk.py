@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
+from sharechain.contracts import operators
 from sharechain.contracts.codes import BAD_STATE
 from sharechain.contracts.governance import governance
 from sharechain.contracts.keys import alert_key, idx, suspended_key
@@ -128,7 +129,8 @@ def _clear(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     f.require_role(me, "supervisor", "clear risk alerts")
     aid = f.object_id(stx.tx.payload, "alert")
     note = f.text(stx.tx.payload, "note", required=False)
-    value = dict(f.load(state, alert_key(aid), "alert"))
+    operator = operators.checked(stx.tx.payload)
+    value = operators.recorded(f.load(state, alert_key(aid), "alert"), me.id, operator)
     if value["status"] != "open":
         raise Reject(BAD_STATE, f"alert {aid} was already cleared")
     value["status"] = "cleared"

@@ -3,8 +3,9 @@
 Each action is a transaction signed with the organisation's key by the node
 (as its own key releases are) and submitted to its ordering path; the
 payload names the operator (`operator`), so the transaction on the chain says
-which person acted. The contracts ignore the field, and the chain keeps it in
-the signed envelope. Every action route checks, in this order: a live session
+which person acted: the contracts check the name (`contracts.operators`) and
+record it on what the action changed, and audit trails show
+`hospital-a (alice)`. Every action route checks, in this order: a live session
 (the guard), the operator's role, the form's CSRF token; only then does it
 sign anything. The outcome (the block and the validation code) is shown on
 the next page.

@@ -27,6 +27,8 @@ _KIND_COLOURS = {
     "rejection": "#e67e22",
     "revocation": "#c0392b",
     "purge": "#2c3e50",
+    "input": "#2980b9",
+    "result": "#27ae60",
     "other": "#7f8c8d",
 }
 
@@ -148,7 +150,8 @@ class Mark:
     timestamp: int
     """Block time (ms)."""
     kind: str
-    """`request`, `approval`, `rejection`, `release`, `read`, `revocation`, `purge` or `other`."""
+    """`request`, `approval`, `rejection`, `release`, `read`, `revocation`, `purge`, `input`,
+    `result` or `other`."""
     label: str
     """What happened, in a few words (shown on hover)."""
 

@@ -38,6 +38,8 @@ NAV = (
     ("blocks", f"{PREFIX}/blocks", "Blocks"),
     ("catalogue", f"{PREFIX}/datasets", "Catalogue"),
     ("inbox", f"{PREFIX}/inbox", "Inbox"),
+    ("privacy", f"{PREFIX}/privacy", "Privacy"),
+    ("checkpoints", f"{PREFIX}/checkpoints", "Checkpoints"),
     ("org", f"{PREFIX}/org", "Organisation"),
 )
 
@@ -132,7 +134,7 @@ def _refused(request: Request, exc: Exception) -> HTMLResponse:
 
 def mount(app: FastAPI, node: Node) -> Console:
     """Serve the console of `node` under `/ui` in `app`."""
-    from sharechain.web import actions, pages  # routes import Console from here
+    from sharechain.web import actions, checkpoints, pages, privacy  # they import Console
 
     console = Console(node, now=node.now)
     app.state.console = console
@@ -140,6 +142,8 @@ def mount(app: FastAPI, node: Node) -> Console:
     app.add_exception_handler(RefusedError, _refused)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=_HERE / "static"), name="ui-static")
     app.include_router(pages.router)
+    app.include_router(privacy.router)
+    app.include_router(checkpoints.router)
     app.include_router(actions.router)
     node.spawn("console-sampler", lambda: console.sampler.run(node.stop_event))
     node.on_close(console.accounts.close)

@@ -2,7 +2,7 @@
 
 Pure functions over what `contracts.queries` and the ledger return, plus the
 one read they need that the queries do not give: a committed transaction's
-own envelope (to show its payload, and the console operator it names).
+own envelope (to show its payload).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from sharechain.api.wire import iso
 from sharechain.codec import decode_trusted
+from sharechain.contracts.operators import OPERATOR
 from sharechain.contracts.policies import JOINT, Policy
 from sharechain.contracts.queries import AuditEntry
 from sharechain.errors import NotFoundError, SharechainError
@@ -33,8 +34,8 @@ __all__ = [
     "transaction",
 ]
 
-OPERATOR_FIELD = "operator"
-"""Payload field naming the console operator who took an action (contracts ignore it)."""
+OPERATOR_FIELD = OPERATOR
+"""Payload field naming the console operator who took an action (`contracts.operators`)."""
 
 _KINDS = {
     "access.request": "request",
@@ -44,6 +45,15 @@ _KINDS = {
     "grant.read": "read",
     "grant.revoke": "revocation",
     "dataset.purge": "purge",
+    "dataset.transform": "release",
+    "computation.propose": "request",
+    "computation.accept": "approval",
+    "computation.approve": "approval",
+    "computation.reject": "rejection",
+    "computation.commit": "input",
+    "computation.result": "result",
+    "computation.receipt": "read",
+    "computation.close": "revocation",
 }
 _UNITS = (("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("min", 60_000))
 
@@ -166,7 +176,7 @@ class Event:
     kind: str
     """Timeline category (see `charts.Mark`)."""
     operator: str
-    """The console operator who took the action, or empty."""
+    """The console operator who took the action (checked by its contract), or empty."""
     detail: str
     """A short summary of the payload."""
 
@@ -181,7 +191,8 @@ class Event:
 
 
 def _detail(payload: Mapping[str, Any]) -> str:
-    keep = ("purpose", "reason", "to", "epoch", "approve", "note", "title")
+    keep = ("purpose", "reason", "to", "epoch", "approve", "note", "title", "kind", "size",
+            "intersection_size")  # fmt: skip
     return "; ".join(f"{k} {_cell(payload[k])}" for k in keep if payload.get(k) not in (None, ""))
 
 
@@ -191,15 +202,7 @@ def events(store: Store, entries: Iterable[AuditEntry]) -> tuple[Event, ...]:
     out: list[Event] = []
     for e in entries:
         payload = _envelope(store, e.height, e.index, cache).tx.payload
-        operator = payload.get(OPERATOR_FIELD, "")
-        out.append(
-            Event(
-                e,
-                _KINDS.get(e.type, "other"),
-                operator if isinstance(operator, str) else "",
-                _detail(payload),
-            )
-        )
+        out.append(Event(e, _KINDS.get(e.type, "other"), e.operator, _detail(payload)))
     return tuple(out)
 
 

@@ -1,5 +1,7 @@
 """The console's pages: overview, blocks and transactions, catalogue, datasets, inbox, organisation.
 
+(The privacy and checkpoint pages are in `web/privacy.py` and `web/checkpoints.py`.)
+
 Every page reads through `sharechain.contracts.queries` over the node's own
 store, the functions behind the REST API's read endpoints, and shows what the
 node's organisation may read there: a member sees the audit trails of its own
@@ -27,6 +29,7 @@ from sharechain.node.service import Node
 from sharechain.web import charts, describe
 from sharechain.web.console import console_of
 from sharechain.web.guard import PREFIX, RefusedError, session_of
+from sharechain.web.privacy import dataset_privacy
 
 __all__ = ["router"]
 
@@ -77,9 +80,16 @@ def overview(request: Request) -> Response:
         members=q.organisations(store),
         blocks=[_block_row(node, h) for h in range(head, max(-1, head - 8), -1)],
         transactions=store.tx_count(),
+        checkpoint_size=_checkpoint_size(request),
         tps_chart=charts.line_chart(tps, label="transactions per second", unit="tx/s"),
         latency_chart=charts.line_chart(latency, label="mean block commit time", unit="ms"),
     )
+
+
+def _checkpoint_size(request: Request) -> int:
+    """Blocks the node's latest quorum checkpoint covers (0: none yet; none made here)."""
+    cosigner = getattr(request.app.state, "cosigner", None)
+    return 0 if cosigner is None else int(cosigner.latest_size())
 
 
 @router.get(f"{PREFIX}/blocks", response_class=HTMLResponse)
@@ -204,6 +214,7 @@ def dataset(request: Request, ds: str) -> Response:
         readable=readable,
         trail=trail,
         timeline=charts.timeline(describe.marks(trail)),
+        privacy=dataset_privacy(store, record, grants) if readable else None,
     )
 
 

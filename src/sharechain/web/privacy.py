@@ -1,0 +1,177 @@
+"""The console's privacy pages: joint computations, and a dataset's masked releases and budgets.
+
+- `/ui/privacy`: the PSI and aggregation sessions this organisation takes
+  part in (a supervisor sees every one), with their kind, parties, policy,
+  state, who accepted, the result's size or contributors and the receipts;
+  and the masking profiles registered on the chain.
+- `/ui/privacy/sessions/{id}`: one session, party by party, with its
+  timeline (every transaction that touched it, from the history index).
+
+Read like the other pages through `sharechain.contracts.queries` (the
+functions behind the REST API's reads) and under the API's rule for
+sessions: their parties and supervisors read them. `dataset_privacy` gives
+the dataset page its transformation records and privacy budgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from sharechain.contracts import queries as q
+from sharechain.contracts.computations import Computation
+from sharechain.contracts.datasets import Dataset
+from sharechain.errors import NotFoundError
+from sharechain.ledger.store import Store
+from sharechain.node.service import Node
+from sharechain.web import charts, describe
+from sharechain.web.console import console_of
+from sharechain.web.guard import PREFIX, RefusedError
+
+__all__ = ["DatasetPrivacy", "dataset_privacy", "router"]
+
+router = APIRouter(include_in_schema=False)
+SESSION_ROWS = 100
+TRAIL_LIMIT = 500
+
+
+def _supervisor(node: Node) -> bool:
+    return "supervisor" in node.roles(node.org)
+
+
+def _limits(c: Computation) -> str:
+    if c.kind == "psi":
+        return f"client's set at most {c.limits['max_set_size']}"
+    dropouts = c.limits.get("max_dropouts", 0)
+    return (
+        f"{c.limits['length']} value(s) of {c.limits['bits']} bits per party, "
+        f"at most {dropouts} dropout(s)"
+    )
+
+
+def _result(c: Computation) -> str:
+    if c.result is None:
+        return ""
+    if c.kind == "psi":
+        return f"intersection of {c.result['intersection_size']}"
+    return f"sums of {len(c.result['contributors'])} participant(s)"
+
+
+def _approval(c: Computation) -> str:
+    raw = c.raw
+    if not raw["approval_required"]:
+        return "not required"
+    return f"by {raw['approved_by']}" if raw["approved_by"] else "waiting for a supervisor"
+
+
+def _row(c: Computation) -> dict[str, Any]:
+    return {
+        "c": c,
+        "purpose": c.raw["purpose"],
+        "limits": _limits(c),
+        "result": _result(c),
+        "approval": _approval(c),
+        "receipts": tuple(c.raw["receipts"]),
+        "input": c.raw.get("input") or {"dataset": "", "column": ""},
+        "rejected": c.raw.get("rejected"),
+        "expired": c.raw.get("expired"),
+    }
+
+
+@router.get(f"{PREFIX}/privacy", response_class=HTMLResponse)
+def privacy(request: Request) -> Response:
+    console = console_of(request)
+    node = console.node
+    supervisor = _supervisor(node)
+    found = q.computations(node.store, party=None if supervisor else node.org)
+    return console.render(
+        request,
+        "privacy.html",
+        page="privacy",
+        sessions=[_row(c) for c in found[:SESSION_ROWS]],
+        total=len(found),
+        supervisor=supervisor,
+        profiles=q.profiles(node.store),
+    )
+
+
+def _parties(c: Computation) -> list[dict[str, Any]]:
+    raw = c.raw
+    out = []
+    for party in c.parties:
+        committed = c.committed.get(party)
+        role = "proposer" if party == c.proposer else "party"
+        if c.kind == "psi":
+            role = "client" if party == c.client else "holder"
+        out.append(
+            {
+                "org": party,
+                "role": role,
+                "accepted": party in c.accepted,
+                "size": None if committed is None else committed[1],
+                "digest": "" if committed is None else committed[0].hex(),
+                "receipt": party in raw["receipts"],
+            }
+        )
+    return out
+
+
+@router.get(f"{PREFIX}/privacy/sessions/{{sid}}", response_class=HTMLResponse)
+def session(request: Request, sid: str) -> Response:
+    console = console_of(request)
+    node = console.node
+    store = node.store
+    try:
+        c = q.computation(store, q.resolve(store, "computation", sid))
+    except NotFoundError as exc:
+        raise RefusedError(404, str(exc)) from None
+    if node.org not in c.parties and not _supervisor(node):
+        raise RefusedError(
+            403, f"only its parties and supervisors read computation {c.id}; {node.org} is neither"
+        )
+    trail = describe.events(
+        store, q.audit(store, computation_id=c.id, proofs=False, limit=TRAIL_LIMIT)
+    )
+    return console.render(
+        request,
+        "session.html",
+        page="privacy",
+        row=_row(c),
+        parties=_parties(c),
+        trail=trail,
+        timeline=charts.timeline(describe.marks(trail)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetPrivacy:
+    """What the dataset page shows of masking: the masked releases and the budgets spent."""
+
+    releases: tuple[q.Transformation, ...]
+    """Transformation records of the masked versions made from this dataset."""
+    budgets: tuple[tuple[q.Budget, str], ...]
+    """Epsilon spent per grantee, with what is left of the policy's budget (`unlimited`)."""
+    masked_for: str
+    """When the dataset is itself a masked release: the grant it was made for."""
+
+
+def dataset_privacy(store: Store, ds: Dataset, grants: list[q.GrantView]) -> DatasetPrivacy:
+    """The masked releases made from `ds` (under its `grants`) and its privacy budgets."""
+    releases = []
+    for g in grants:
+        if g.grant.masking and g.grant.source == ds.id:
+            record = q.transformation(store, g.grant.id)
+            if record is not None:
+                releases.append(record)
+    budgets = tuple((b, _left(b)) for b in q.budgets(store, ds.id))
+    return DatasetPrivacy(tuple(releases), budgets, ds.masked_for)
+
+
+def _left(b: q.Budget) -> str:
+    if not b.limit:
+        return "unlimited"
+    return str(max(Fraction(0), Fraction(b.limit) - Fraction(b.spent)))
