@@ -272,19 +272,22 @@ def key_session(grant: HexId, who: Auth, node: NodeDep, request: Request) -> dic
     return {"grant": view.grant.id, "session": issued.session, "expires": int(issued.expires)}
 
 
-def _released_in(node: Node, grant: str, session: str) -> bool:
-    """Does this node's chain record a release of `grant` in `session` (by any custodian)?
+def _released_in(node: Node, grant: str, session: str) -> float | None:
+    """When this node's chain recorded the first release of `grant` in `session` (any custodian).
 
-    The further shares of a threshold fetch come right after the first release
-    committed on the first custodian's node: wait briefly for this chain to catch up.
+    Block time in Unix seconds, None when it records none. The further shares of a
+    threshold fetch come right after the first release committed on the first
+    custodian's node: wait briefly for this chain to catch up.
     """
     deadline = time.monotonic() + SESSION_CATCH_UP
     while True:
-        if StateReader(node.store).get(f"keyrel/{grant}/{session}") is not None:
-            return True
+        found = StateReader(node.store).get(f"keyrel/{grant}/{session}")
+        if found is not None:
+            meta = node.store.block_meta(int(found["height"]))
+            return None if meta is None else meta.timestamp / 1000
         left = deadline - time.monotonic()
         if left <= 0 or not node.wait_height(node.ledger.height + 1, left):
-            return False
+            return None
 
 
 @router.post(
@@ -307,8 +310,10 @@ def key_release(
     view = queries.grant(node.store, grant)
     sessions: KeySessions = request.app.state.key_sessions
     grant = view.grant.id
-    on_chain = _released_in(node, grant, body.session)
-    sessions.consume(body.session, grant, who.org, on_chain=on_chain)
+    # Only a session this node did not issue is looked up on the chain (which may wait).
+    issued = sessions.holds(body.session)
+    released_at = None if issued else _released_in(node, grant, body.session)
+    sessions.consume(body.session, grant, who.org, released_at=released_at)
     lazy_shred(node, view.grant.dataset)  # a purged dataset's key is gone before we look
     epoch = key_epoch(node.store, view.grant.dataset)
     recipient = encryption_key(queries.organisations(node.store), who.org)
