@@ -24,10 +24,13 @@ def _cli(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
 
 def test_network_up_status_down_keeps_the_chain(tmp_path: Path) -> None:
     base = tmp_path / "net"
-    up = _cli("network", "up", "--orgs", "3", "--dir", str(base), "--json")
+    # Plain HTTP, asked for (HTTPS, the default: tests/security/test_network_https.py).
+    up = _cli("network", "up", "--orgs", "3", "--dir", str(base), "--plain-http", "--json")
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         net = json.loads(up.stdout)
+        assert net["tls"] is None and not (base / "tls").exists()
+        assert all(n["url"].startswith("http://127.0.0.1:") for n in net["nodes"])
         assert net["state"] == "up" and [n["org"] for n in net["nodes"]] == [
             "hospital-a",
             "hospital-b",

@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -36,7 +36,14 @@ from sharechain.errors import (
 from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
-__all__ = ["NodeClient", "SignatureAuth", "raise_for_reply", "trust_ca"]
+__all__ = [
+    "TLS_ENV",
+    "NodeClient",
+    "SignatureAuth",
+    "present_cert",
+    "raise_for_reply",
+    "trust_ca",
+]
 
 
 class SignatureAuth(httpx.Auth):
@@ -106,39 +113,71 @@ _CBOR = "application/cbor"
 
 
 _TRUSTED: list[str] = []
+_IDENTITY: list[tuple[str, str]] = []
+
+TLS_ENV: Final = ("SHARECHAIN_TLS_CA", "SHARECHAIN_TLS_CERT", "SHARECHAIN_TLS_KEY")
+"""Environment variables naming the CA to trust and this party's certificate and key (PEM)."""
 
 
 def trust_ca(path: str | os.PathLike[str] | None) -> None:
     """Trust the CA bundle at `path` (PEM) for every `NodeClient` of this process.
 
-    A node started with `--tls-ca` and the command line given one call this
-    once, so every client (replication, blob fetching, the data plane) checks
-    the nodes' certificates against the consortium's CA; None restores the
-    system's CAs.
+    A node started with `--tls-ca`, and a command given a network file that
+    names its CA, call this, so every client (replication, blob fetching, the
+    data plane) checks the nodes' certificates against the consortium's CA.
+    Each call adds a CA (a process may talk to two networks); None forgets
+    them all. `$SHARECHAIN_TLS_CA` is trusted too (a command line given
+    `--node https://...`).
     """
-    _TRUSTED[:] = [] if path is None else [str(path)]
+    if path is None:
+        _TRUSTED.clear()
+    elif str(path) not in _TRUSTED:
+        _TRUSTED.append(str(path))
+
+
+def present_cert(cert: str | os.PathLike[str] | None, key: str | os.PathLike[str] = "") -> None:
+    """Show this certificate and key (PEM) to every node that asks for one (mutual TLS).
+
+    A node serving HTTPS presents its own certificate this way when it calls its
+    peers; `$SHARECHAIN_TLS_CERT` and `$SHARECHAIN_TLS_KEY` do the same for a
+    command line. None forgets it.
+    """
+    _IDENTITY[:] = [] if cert is None else [(str(cert), str(key))]
 
 
 def _tls(
     ca: str | None, cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None
 ) -> ssl.SSLContext:
-    trusted = ca or (_TRUSTED[0] if _TRUSTED else None)
+    env_ca, env_cert, env_key = (os.environ.get(name, "") for name in TLS_ENV)
+    trusted = (ca,) if ca else (*_TRUSTED, *((env_ca,) if env_ca else ()))
+    if cert is None and _IDENTITY:
+        cert = _IDENTITY[0]
+    if cert is None and env_cert:
+        cert = (env_cert, env_key)
     if cert is None:
-        return _context(trusted)
-    return _context(trusted, str(cert[0]), str(cert[1]))
+        return _context(tuple(trusted))
+    return _context(tuple(trusted), str(cert[0]), str(cert[1]))
 
 
 @functools.cache
-def _context(ca: str | None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
-    """A TLS context per CA bundle, made once per process and shared by every client.
+def _context(
+    cas: tuple[str, ...], cert: str | None = None, key: str | None = None
+) -> ssl.SSLContext:
+    """A TLS context per set of CA bundles, made once per process and shared by every client.
 
     Making one loads the CA bundle: ~20 ms of CPU, which each new client paid,
     even for plain-HTTP nodes (a benchmark opening 17 clients lost 8 us per
     transaction to it). An SSLContext may serve many connections and threads.
+    Without a CA of our own, the system's CAs are trusted.
     """
-    context = httpx.create_ssl_context() if ca is None else ssl.create_default_context(cafile=ca)
+    if not cas:
+        context = httpx.create_ssl_context()
+    else:
+        context = ssl.create_default_context(cafile=cas[0])
+        for more in cas[1:]:
+            context.load_verify_locations(cafile=more)
     if cert is not None:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key or None)
     return context
 
 

@@ -1,7 +1,10 @@
 """`sharechain network`: a local consortium, one node process per organisation.
 
 `up` starts a supervisor process in the background (it owns etcd and the
-nodes), waits until every node is ready and prints where things are;
+nodes), waits until every node is ready and prints where things are. Nodes
+serve HTTPS with certificates from a development CA made for the network
+(`<dir>/tls/ca.crt`, named in the network file, which every client built from
+that file trusts); plain HTTP only with `--plain-http`;
 `status` asks every node and etcd member; `down` stops it all cleanly.
 """
 
@@ -51,7 +54,8 @@ def network_client(net: dict[str, Any], org: str | None = None) -> Any:
     if name not in nodes:
         fail(f"no organisation {name!r} in the network ({', '.join(nodes)})")
     keys = DataDir.open(Path(net["consortium_dir"])).keys(name)
-    return NodeClient(nodes[name]["url"], name, keys.signing, timeout=10.0)
+    ca = (net.get("tls") or {}).get("ca")
+    return NodeClient(nodes[name]["url"], name, keys.signing, timeout=10.0, ca=ca)
 
 
 def _alive(pid: int | None) -> bool:
@@ -77,9 +81,19 @@ def up(
     ordering: Annotated[str, typer.Option(help="solo or etcd.")] = "solo",
     dir: DirOpt = _DEFAULT_DIR,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 120.0,
+    plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--plain-http", help="Serve plain HTTP instead of HTTPS (a new network only)."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Generate keys and genesis (first time), start etcd and the nodes, wait until ready."""
+    """Generate keys, genesis and a development CA (first time), start etcd and the nodes.
+
+    Waits until every node is ready. Nodes serve HTTPS with the CA's certificates
+    unless `--plain-http`; a network started before keeps its scheme.
+    """
     base = dir.resolve()
     if (base / NETWORK_FILE).exists():
         net = load_network(base)
@@ -99,6 +113,7 @@ def up(
                 str(orgs),
                 "--ordering",
                 ordering,
+                *(["--plain-http"] if plain_http else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -139,6 +154,10 @@ def _print_nodes(net: dict[str, Any]) -> None:
     console.print(table)
     if net.get("etcd_endpoints"):
         console.print("etcd: " + ", ".join(net["etcd_endpoints"]))
+    if net.get("tls"):
+        console.print(f"HTTPS; the nodes' CA: {net['tls']['ca']}")
+    else:
+        console.print("[yellow]plain HTTP[/] (started with --plain-http)")
 
 
 @network_app.command("status")

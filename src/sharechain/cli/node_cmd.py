@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from sharechain.api.tls import TlsFiles
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -31,6 +32,22 @@ def _listen(value: str) -> tuple[str, int]:
     if not port.isdigit() or not host:
         fail(f"--listen must be HOST:PORT, e.g. 127.0.0.1:8601, not {value!r}")
     return host, int(port)
+
+
+def _tls_files(
+    cert: Path | None, key: Path | None, ca: Path | None, client_certs: bool
+) -> TlsFiles | None:
+    """The node's HTTPS files (None: plain HTTP); all three or none, each readable."""
+    if not (cert or key or ca):
+        if client_certs:
+            fail("--tls-client-certs needs --tls-cert, --tls-key and --tls-ca")
+        return None
+    if not (cert and key and ca):
+        fail("--tls-cert, --tls-key and --tls-ca go together: pass all three")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca)):
+        if not path.is_file():
+            fail(f"{flag} {path}: no such file")
+    return TlsFiles(cert, key, ca)
 
 
 @node_app.command("start")
@@ -67,8 +84,20 @@ def start(
         bool, typer.Option("--no-verify", help="Skip re-verifying the store on start.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    # HTTPS: this node's certificate and key, and the consortium's CA (peers are checked
+    # against it); --tls-client-certs also requires clients to show one of its certificates.
+    tls_cert: Annotated[Path | None, typer.Option(help="HTTPS: certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="HTTPS: its private key (PEM).")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="HTTPS: the consortium's CA (PEM).")] = None,
+    tls_client_certs: Annotated[
+        bool, typer.Option("--tls-client-certs", help="HTTPS: require client certificates.")
+    ] = False,
 ) -> None:
-    """Start a node: verify its store, join the ordering service, serve the /v1 API."""
+    """Start a node: verify its store, join the ordering service, serve the /v1 API.
+
+    With --tls-cert/--tls-key/--tls-ca it serves HTTPS and trusts only that CA's
+    certificates at its peers; without them plain HTTP.
+    """
     from sharechain.node.server import run_node
     from sharechain.web import mount as mount_console
 
@@ -86,6 +115,7 @@ def start(
         if not (etcd_ca and etcd_cert and etcd_key):
             fail("--etcd-ca, --etcd-cert and --etcd-key go together: pass all three")
         etcd_tls = EtcdTLS(etcd_ca, etcd_cert, etcd_key)
+    tls = _tls_files(tls_cert, tls_key, tls_ca, tls_client_certs)
     with handle_errors():
         config = NodeConfig(
             data_dir=resolve_data_dir(data_dir),
@@ -104,10 +134,19 @@ def start(
         if (config.data_dir / "consortium.json").exists():
             # Lets `sharechain chain verify --data-dir` compare this ledger with the peers.
             url_host = f"[{host}]" if ":" in host else host
+            scheme = "http" if tls is None else "https"
             write_node_file(
-                config.data_dir, NodeFile(org, f"http://{url_host}:{port}", tuple(peers))
+                config.data_dir, NodeFile(org, f"{scheme}://{url_host}:{port}", tuple(peers))
             )
-        run_node(config, host, port, log_level=log_level, extensions=(mount_console,))
+        run_node(
+            config,
+            host,
+            port,
+            log_level=log_level,
+            extensions=(mount_console,),
+            tls=tls,
+            client_certs=tls_client_certs,
+        )
 
 
 @node_app.command("repair")

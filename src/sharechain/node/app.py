@@ -60,7 +60,7 @@ from sharechain.node.deps import Auth
 from sharechain.node.quotas import Limits, PerSource, QuotaError, SubmissionQuota, WaitSlots
 from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
-from sharechain.node.sessions import KeySessions
+from sharechain.node.sessions import SESSIONS_FILE, KeySessions
 from sharechain.node.submissions import (
     CBOR,
     QUEUED_DOC,
@@ -113,7 +113,9 @@ def create_app(
     app.state.limits = limits
     app.state.uploads = Uploads(per_member=limits.upload_sessions_per_member)
     app.state.uploads.sweep(delivery.blobs_of(node), at_start=True)  # leftovers of a crash
-    app.state.key_sessions = KeySessions(limits.key_sessions_per_caller)
+    app.state.key_sessions = KeySessions(
+        limits.key_sessions_per_caller, path=node.config.data_dir / SESSIONS_FILE
+    )
     app.state.pending_deposits = custody.PendingDeposits(limits.pending_deposits_per_member)
     quota = SubmissionQuota(limits.submissions_per_block)
     junk = PerSource(limits.bad_submissions_per_minute)

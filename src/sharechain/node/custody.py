@@ -10,7 +10,8 @@ chain names and lets the grantees collect them, with the chain as the gate:
   in the clear outside its custodian's node. A slot is written once.
 - `GET`/`DELETE /v1/custody/...`: the organisation itself reads its wrapped
   entry (its tools rotate keys with it); the owner destroys entries of epochs
-  the chain has moved past (or of a purged dataset).
+  the chain has moved past or never recorded (a failed rotation takes its
+  deposits back), or of a purged dataset.
 - `POST /v1/grants/{grant}/key-session`: a fresh key-release session, issued
   by this node to the caller for the grant, single-use, expiring
   (`sharechain.node.sessions`); a release names one, so every release counts.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
 
@@ -54,7 +56,7 @@ from sharechain.api.models import EpochReply
 from sharechain.api.problems import SIGNED_ERRORS, NoKey, ReleaseRefused, error_responses
 from sharechain.api.wire import jsonable
 from sharechain.contracts import queries
-from sharechain.contracts.epochs import check_deposit
+from sharechain.contracts.epochs import check_deposit, current_epoch, epoch_key
 from sharechain.contracts.grants import KEY_RELEASE
 from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
@@ -103,7 +105,7 @@ def put_custody(
     pending: PendingDeposits | None = None
     if reader.get(dataset_key(dataset)) is None:  # before registration: bounded per member
         pending = request.app.state.pending_deposits
-        pending.admit(who.org, dataset)
+        pending.admit(who.org, dataset, lambda d: reader.get(dataset_key(d)) is not None)
     vault = vault_of(node)
     if vault.has(dataset, epoch, kind):
         raise AccessDeniedError(
@@ -129,10 +131,14 @@ class PendingDeposits:
         self._by: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
-    def admit(self, org: str, dataset: str) -> None:
-        """Raise `TooLargeError` (413) if `org` may not deposit keys of one more such dataset."""
+    def admit(self, org: str, dataset: str, registered: Callable[[str], bool]) -> None:
+        """Raise `TooLargeError` (413) if `org` may not deposit keys of one more such dataset.
+
+        Datasets `registered` since (on the chain now) no longer count.
+        """
         with self._lock:
             held = self._by.get(org, set())
+            held -= {d for d in held if registered(d)}
             if dataset not in held and len(held) >= self.per_member:
                 raise TooLargeError(
                     f"{org} deposited keys of {len(held)} datasets not on the chain yet (at "
@@ -143,6 +149,16 @@ class PendingDeposits:
         """Count a deposit `org` made of `dataset` (not on the chain yet)."""
         with self._lock:
             self._by.setdefault(org, set()).add(dataset)
+
+    def deposited(self, org: str, dataset: str) -> bool:
+        """Did `org` deposit keys of `dataset` (not on the chain yet) here since the start?"""
+        with self._lock:
+            return dataset in self._by.get(org, set())
+
+    def drop(self, org: str, dataset: str) -> None:
+        """`org` took its deposits of `dataset` back: they no longer count against it."""
+        with self._lock:
+            self._by.get(org, set()).discard(dataset)
 
 
 @router.get("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyEntry)
@@ -157,25 +173,53 @@ def get_custody(dataset: HexId, epoch: int, kind: str, who: Auth, node: NodeDep)
 
 @router.delete("/v1/custody/{dataset}", response_model=CustodyDestroyed)
 def delete_custody(
-    dataset: HexId, who: Auth, node: NodeDep, epoch: int | None = None
+    dataset: HexId, who: Auth, node: NodeDep, request: Request, epoch: int | None = None
 ) -> dict[str, Any]:
-    """Destroy this node's entries of a dataset: an epoch the chain moved past, or all.
+    """Destroy this node's entries of a dataset: an epoch never committed or moved past, or all.
 
-    Allowed to this organisation, and to the dataset's owner for epochs before the
-    current one or for a purged dataset (crypto-shredding).
+    Allowed to this organisation; to the dataset's owner for an epoch the chain
+    moved past, for an epoch the chain does not record (a rotation or
+    publication that failed before its epoch committed takes its deposits back),
+    or for a purged dataset (crypto-shredding); and, for a dataset not on the
+    chain yet, to the member that deposited its keys here.
     """
     lazy_shred(node, dataset)
+    pending: PendingDeposits = request.app.state.pending_deposits
     if who.org != node.org:
-        reader = StateReader(node.store)
-        ds = reader.get(dataset_key(dataset))
-        current = key_epoch(node.store, dataset) if ds is not None else None
-        if ds is None or current is None or who.org != ds["owner"]:
-            raise AccessDeniedError(f"only the owner of dataset {dataset} destroys its keys")
-        if ds["status"] != "purged" and (epoch is None or epoch >= current.epoch):
+        _may_destroy(StateReader(node.store), dataset, epoch, who.org, pending)
+    destroyed = vault_of(node).destroy(dataset, epoch)
+    pending.drop(who.org, dataset)
+    return {"org": node.org, "destroyed": destroyed}
+
+
+def _may_destroy(
+    reader: StateReader, dataset: str, epoch: int | None, org: str, pending: PendingDeposits
+) -> None:
+    """Raise `AccessDeniedError` unless `org` (not this node's) may destroy these entries."""
+    ds = reader.get(dataset_key(dataset))
+    if ds is None:
+        if not pending.deposited(org, dataset):
             raise AccessDeniedError(
-                f"epoch {epoch} of dataset {dataset} is still current; rotate or purge first"
+                f"dataset {dataset} is not on this node's chain and {org} deposited no keys "
+                "of it here; only its depositor takes them back"
             )
-    return {"org": node.org, "destroyed": vault_of(node).destroy(dataset, epoch)}
+        return
+    if org != ds["owner"]:
+        raise AccessDeniedError(f"only the owner of dataset {dataset} destroys its keys")
+    if ds["status"] == "purged":
+        return
+    current = current_epoch(reader, dataset)
+    if epoch is None:
+        raise AccessDeniedError(
+            f"dataset {dataset} is not purged: name the epoch to destroy (?epoch=N)"
+        )
+    if reader.get(epoch_key(dataset, epoch)) is None:
+        return  # never committed: nothing was released for it, its slot is only in the way
+    if current is not None and epoch < current.epoch:
+        return
+    raise AccessDeniedError(
+        f"epoch {epoch} of dataset {dataset} is still current; rotate or purge first"
+    )
 
 
 @router.get("/v1/datasets/{dataset}/epoch", response_model=EpochReply)
@@ -228,19 +272,22 @@ def key_session(grant: HexId, who: Auth, node: NodeDep, request: Request) -> dic
     return {"grant": view.grant.id, "session": issued.session, "expires": int(issued.expires)}
 
 
-def _released_in(node: Node, grant: str, session: str) -> bool:
-    """Does this node's chain record a release of `grant` in `session` (by any custodian)?
+def _released_in(node: Node, grant: str, session: str) -> float | None:
+    """When this node's chain recorded the first release of `grant` in `session` (any custodian).
 
-    The further shares of a threshold fetch come right after the first release
-    committed on the first custodian's node: wait briefly for this chain to catch up.
+    Block time in Unix seconds, None when it records none. The further shares of a
+    threshold fetch come right after the first release committed on the first
+    custodian's node: wait briefly for this chain to catch up.
     """
     deadline = time.monotonic() + SESSION_CATCH_UP
     while True:
-        if StateReader(node.store).get(f"keyrel/{grant}/{session}") is not None:
-            return True
+        found = StateReader(node.store).get(f"keyrel/{grant}/{session}")
+        if found is not None:
+            meta = node.store.block_meta(int(found["height"]))
+            return None if meta is None else meta.timestamp / 1000
         left = deadline - time.monotonic()
         if left <= 0 or not node.wait_height(node.ledger.height + 1, left):
-            return False
+            return None
 
 
 @router.post(
@@ -263,8 +310,10 @@ def key_release(
     view = queries.grant(node.store, grant)
     sessions: KeySessions = request.app.state.key_sessions
     grant = view.grant.id
-    on_chain = _released_in(node, grant, body.session)
-    sessions.consume(body.session, grant, who.org, on_chain=on_chain)
+    # Only a session this node did not issue is looked up on the chain (which may wait).
+    issued = sessions.holds(body.session)
+    released_at = None if issued else _released_in(node, grant, body.session)
+    sessions.consume(body.session, grant, who.org, released_at=released_at)
     lazy_shred(node, view.grant.dataset)  # a purged dataset's key is gone before we look
     epoch = key_epoch(node.store, view.grant.dataset)
     recipient = encryption_key(queries.organisations(node.store), who.org)

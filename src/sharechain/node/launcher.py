@@ -5,12 +5,20 @@
     <dir>/network.json          what runs where (the network file); the CLI reads it
     <dir>/consortium/           genesis and every organisation's keys (development only)
     <dir>/nodes/<org>/          each node's own data directory (its key only)
+    <dir>/tls/                  the development CA (ca.crt) and each node's certificate
     <dir>/etcd/                 etcd members' data (ordering=etcd)
     <dir>/logs/<org>.log        each node's log; etcd members log to etcd/m<i>.log
 
-Nodes listen on 127.0.0.1 only. In `solo` mode the first organisation's node
-orders and the others follow it; in `etcd` mode three etcd members form the
-ordering service and every node appends to it. The same class backs
+Nodes listen on 127.0.0.1 only. With `tls=True` (what `sharechain network up`
+asks for unless given `--plain-http`) they serve HTTPS with certificates from
+a development CA made here (`sharechain.api.tls`), trust only that CA at
+their peers, and the network file names the CA (`tls.ca`) so that every
+client built from it trusts it; this process trusts it too (`trust_ca`).
+A network reopened from its file keeps the scheme it was created with.
+
+In `solo` mode the first organisation's node orders and the others follow
+it; in `etcd` mode three etcd members form the ordering service and every
+node appends to it. The same class backs
 `sharechain network up/down/status` (through `sharechain.node.supervisor`)
 and the multi-process tests.
 """
@@ -21,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -31,7 +40,8 @@ from typing import IO, Any
 
 import httpx
 
-from sharechain.api.client import NodeClient
+from sharechain.api.client import NodeClient, trust_ca
+from sharechain.api.tls import DevelopmentCA, TlsFiles, create_ca, issue_node_cert
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
@@ -92,10 +102,12 @@ class NodeSpec:
     """Its data directory."""
     log_path: Path
     """Its log file."""
+    scheme: str = "http"
+    """`https` when it serves TLS."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 class LocalNetwork:
@@ -110,6 +122,7 @@ class LocalNetwork:
         python: str = sys.executable,
         node_options: Sequence[str] = (),
         governance: Mapping[str, Any] | None = None,
+        tls: bool = False,
     ) -> None:
         self.base = base
         self.python = python
@@ -118,8 +131,10 @@ class LocalNetwork:
         if spec_file.exists():
             body = json.loads(spec_file.read_text())
             self.ordering = body["ordering"]
+            tls = bool(body.get("tls"))  # the scheme it was created with
+            scheme = "https" if tls else "http"
             self.nodes = tuple(
-                NodeSpec(n["org"], n["port"], Path(n["data_dir"]), Path(n["log"]))
+                NodeSpec(n["org"], n["port"], Path(n["data_dir"]), Path(n["log"]), scheme)
                 for n in body["nodes"]
             )
             etcd_ports = body.get("etcd_base_port")
@@ -138,6 +153,7 @@ class LocalNetwork:
                     port,
                     node_data_dir(base / "consortium", base / "nodes" / s.id, s.id),
                     base / "logs" / f"{s.id}.log",
+                    "https" if tls else "http",
                 )
                 for s, port in zip(specs, ports, strict=True)
             )
@@ -156,6 +172,10 @@ class LocalNetwork:
                 tls=True,  # etcd is never open: members and nodes show certificates
             )
         self._etcd_base_port = etcd_ports
+        self.tls: dict[str, TlsFiles] = _node_certificates(base / "tls", self.nodes) if tls else {}
+        """Each node's HTTPS files (empty on plain HTTP)."""
+        if self.tls:
+            trust_ca(self.ca)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
         self.write_file(state="created")
@@ -185,10 +205,16 @@ class LocalNetwork:
             "etcd_base_port": self._etcd_base_port,
             "etcd_endpoints": list(self.etcd.endpoints) if self.etcd else [],
             "etcd_tls": _tls_json(self.etcd.client_tls("operator")) if self.etcd else None,
+            "tls": {"ca": str(self.ca)} if self.ca is not None else None,
         }
         tmp = self.base / (NETWORK_FILE + ".tmp")
         tmp.write_text(json.dumps(body, indent=2) + "\n")
         os.replace(tmp, self.base / NETWORK_FILE)
+
+    @property
+    def ca(self) -> Path | None:
+        """The CA certificate the nodes' certificates chain to (None on plain HTTP)."""
+        return next(iter(self.tls.values())).ca if self.tls else None
 
     def spec(self, org: str) -> NodeSpec:
         for n in self.nodes:
@@ -201,7 +227,8 @@ class LocalNetwork:
 
     def client(self, org: str, timeout: float = 30.0) -> NodeClient:
         """A client of `org`'s node, signing as `org`."""
-        return NodeClient(self.spec(org).url, org, self.keys(org).signing, timeout=timeout)
+        url = self.spec(org).url
+        return NodeClient(url, org, self.keys(org).signing, timeout=timeout, ca=self.ca)
 
     # -- processes ----------------------------------------------------------------
 
@@ -223,6 +250,10 @@ class LocalNetwork:
         for peer in self.nodes:
             if peer.org != node.org:
                 cmd += ["--peer", f"{peer.org}={peer.url}"]
+        files = self.tls.get(node.org)
+        if files is not None:
+            cmd += ["--tls-cert", str(files.cert), "--tls-key", str(files.key)]
+            cmd += ["--tls-ca", str(files.ca)]
         if self.ordering == "etcd" and self.etcd is not None:
             cmd += ["--etcd-endpoints", ",".join(self.etcd.endpoints)]
             tls = self.etcd.client_tls(node.org)
@@ -295,7 +326,8 @@ class LocalNetwork:
     def wait_ready(self, orgs: Sequence[str] | None = None, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         pending = list(orgs or [n.org for n in self.nodes])
-        with httpx.Client(timeout=2.0) as http:
+        verify: Any = True if self.ca is None else ssl.create_default_context(cafile=self.ca)
+        with httpx.Client(timeout=2.0, verify=verify) as http:
             while pending:
                 org = pending[0]
                 proc = self._procs.get(org)
@@ -360,6 +392,19 @@ def _consecutive_free_ports(count: int) -> int:
             for s in socks:
                 s.close()
     raise ConfigError("could not find free consecutive ports for etcd on 127.0.0.1")
+
+
+def _node_certificates(directory: Path, nodes: Sequence[NodeSpec]) -> dict[str, TlsFiles]:
+    """Each node's certificate from the network's development CA, made the first time."""
+    ca = DevelopmentCA(directory / "ca.crt", directory / "ca.key")
+    if not (ca.cert.exists() and ca.key.exists()):
+        ca = create_ca(directory, "sharechain network development CA")
+    out = {}
+    for n in nodes:
+        cert, key = directory / f"{n.org}.crt", directory / f"{n.org}.key"
+        made = cert.exists() and key.exists()
+        out[n.org] = TlsFiles(cert, key, ca.cert) if made else issue_node_cert(ca, directory, n.org)
+    return out
 
 
 def _tls_json(tls: EtcdTLS | None) -> dict[str, str] | None:

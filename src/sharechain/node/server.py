@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from sharechain.api.client import trust_ca
+from sharechain.api.client import present_cert, trust_ca
 from sharechain.api.tls import TlsFiles
 from sharechain.node.app import Extension, create_app
 from sharechain.node.quotas import Limits
@@ -79,6 +79,7 @@ def run_node(
     )
     if tls is not None:
         trust_ca(tls.ca)
+        present_cert(tls.cert, tls.key)  # to peers that ask for client certificates
     node = Node(config)
     try:
         node.start()

@@ -1,7 +1,8 @@
 """The process that keeps a local network running (started by `sharechain network up`).
 
-`python -m sharechain.node.supervisor DIR [--orgs N] [--ordering solo|etcd]`
-creates or reopens the network directory, starts etcd and the nodes, writes
+`python -m sharechain.node.supervisor DIR [--orgs N] [--ordering solo|etcd]
+[--plain-http]` creates or reopens the network directory (nodes on HTTPS from a
+development CA unless `--plain-http`), starts etcd and the nodes, writes
 the network file with `state: up`, and waits. SIGTERM or SIGINT (sent by
 `sharechain network down`) stops the nodes first, then etcd, and records
 `state: down`. On a start failure it records `state: failed` with the error.
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", type=Path)
     parser.add_argument("--orgs", type=int, default=4)
     parser.add_argument("--ordering", default="solo")
+    parser.add_argument("--plain-http", action="store_true")
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -35,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        net = LocalNetwork(args.dir, orgs=args.orgs, ordering=args.ordering)
+        net = LocalNetwork(
+            args.dir, orgs=args.orgs, ordering=args.ordering, tls=not args.plain_http
+        )
     except (SharechainError, OSError, ValueError) as exc:
         print(f"cannot create the network: {exc}", flush=True)
         return 2

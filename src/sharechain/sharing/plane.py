@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from sharechain.api.client import NodeClient
+from sharechain.api.client import NodeClient, trust_ca
 from sharechain.contracts import membership
 from sharechain.contracts.access import AccessRequest
 from sharechain.contracts.datasets import Dataset
@@ -185,6 +185,8 @@ class Plane:
         listed: dict[str, str] | None = None
         if network is not None:
             net = load_network(network)
+            if isinstance(net.get("tls"), dict) and net["tls"].get("ca"):
+                trust_ca(str(net["tls"]["ca"]))  # every client of this process: peers too
             listed = {str(n["org"]): str(n["url"]) for n in net["nodes"]}
             first = str(net["nodes"][0]["org"])
             org = as_org if as_org is not None or key is not None else first
