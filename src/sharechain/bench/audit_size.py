@@ -82,7 +82,14 @@ def build(path: Path, *, datasets: int, transactions: int, per_block: int = 1000
             k = made + i
             ds = ids[k % datasets] if k < datasets else ids[rng.randrange(datasets)]
             sender = f"org-{rng.randrange(50)}"
-            raw = encode([1, b"%d" % k, bytes(32), bytes(64)])
+            body = {
+                "type": TYPES[k % len(TYPES)],
+                "sender": sender,
+                "nonce": k.to_bytes(16, "big"),
+                "created_at": k,
+                "payload": {},
+            }
+            raw = encode([1, encode(body), bytes(32), bytes(64)])
             tx_id = hashlib.sha256(raw).digest()
             txs.append(raw)
             rows.append((tx_id, i, TYPES[k % len(TYPES)], sender, "valid"))

@@ -78,7 +78,7 @@ from sharechain.ledger.roster_replay import (
     refuse_removed_signers,
 )
 from sharechain.ledger.store import Store
-from sharechain.ledger.strict_cbor import NonCanonicalError, strict_decode
+from sharechain.ledger.strict_cbor import strict_decode
 from sharechain.ledger.transactions import TX_DOMAIN, decode_transaction
 
 __all__ = [
@@ -195,16 +195,16 @@ def bundle_txs(
         tx_id = hashlib.sha256(raw).digest()
         try:
             verify_inclusion(tx_id, index, size, _path(t.get("path"), "path"), header.tx_root)
-            stx = decode_transaction(raw, tx_id=tx_id)
-        except (IntegrityError, EncodingError) as exc:
+        except IntegrityError as exc:
             raise BundleError(
                 f"{field}[{i}] ({tx_id.hex()[:16]}) is not in block {height}: {exc}"
             ) from None
         try:
+            stx = decode_transaction(raw, tx_id=tx_id)
             # One reading of the signed body, or none: see `strict_cbor`.
             strict_decode(stx.body)
-        except NonCanonicalError as exc:
-            raise BundleError(f"{field}[{i}] ({tx_id.hex()[:16]}) body: {exc}") from None
+        except EncodingError as exc:
+            raise BundleError(f"{field}[{i}] ({tx_id.hex()[:16]}) {exc}") from None
         out.append(BundleTx(stx, height, index, header.timestamp))
     return out
 
