@@ -24,6 +24,10 @@ codec is still changing, so this is a documented stand-in with the same inputs.
 
 Wire form (version 1): ``version (1) | bits (1) | C_1..C_{bits-1} (32 each) |
 challenge (32) | per bit: c_0, s_0, s_1 (32 each)``; 4,098 bytes for 32 bits.
+
+`verify` spreads one proof's multiplications over two threads (the lowest
+latency); `verify_batch` checks many proofs, each whole, over one thread per
+core (the highest throughput, what an aggregator checking thousands needs).
 """
 
 from __future__ import annotations
@@ -65,6 +69,15 @@ class InvalidProofError(SharechainError):
 
     Refuse the value it was meant to support; the prover must send a new proof.
     """
+
+
+class BatchProofError(InvalidProofError):
+    """One proof of a batch does not verify; ``index`` says which (the first in order)."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        """The position, in the batch, of the first proof refused."""
 
 
 def session_context(session_id: bytes, participant: str, index: int) -> bytes:
@@ -277,15 +290,6 @@ def _verify_alone(commitment: bytes, proof: bytes, context: bytes, bits: int) ->
     upper, e, responses = _statement(commitment, proof, bits)
     points = [_lowest_bit_commitment(commitment, upper), *upper]
     _check(commitment, context, bits, upper, e, _recompute(points, responses, e))
-
-
-class BatchProofError(InvalidProofError):
-    """One proof of a batch does not verify; ``index`` says which (the first in order)."""
-
-    def __init__(self, index: int, reason: str) -> None:
-        super().__init__(reason)
-        self.index = index
-        """The position, in the batch, of the first proof refused."""
 
 
 def verify_batch(
