@@ -32,20 +32,31 @@ def test_the_demo_story_holds(tmp_path: Path) -> None:
     assert "the audit trail" in console.export_text()
 
 
-def test_the_demo_matches_blacklists_and_averages_salaries(tmp_path: Path) -> None:
+def test_the_demo_matches_two_banks_blacklists_and_averages_three_employers_salaries(
+    tmp_path: Path,
+) -> None:
     console = Console(record=True, width=120)
     story = demo.run_story(tmp_path, console, rows=500)
+    # bank-b learns exactly the plain set intersection (in its own spelling and order).
     holder = {psi.normalise(v) for v in demo_computing.HOLDER_BLACKLIST}
     expected = [v for v in demo_computing.CLIENT_BLACKLIST if psi.normalise(v) in holder]
+    assert expected and story.outcomes["blacklist_matches"].split("; ") == expected
     assert story.outcomes["blacklist_match"] == f"{len(expected)} matches"
+    # The joint average is exactly the plain average of the three employers' salaries.
+    assert story.outcomes["joint_average_employers"] == "hospital-a, hospital-b, insurer"
     mean = sum(Decimal(v) for v in demo_computing.SALARIES.values()) / len(demo_computing.SALARIES)
     assert story.outcomes["joint_average"] == f"{mean:.2f}"
-    text = console.export_text()
+    text = " ".join(console.export_text().split())
+    assert "blacklist match between two banks" in text
+    assert "2 of its 4 customers are on bank-a's blacklist: marta leroy, Hugo SIMON" in text
+    assert "the average nurse salary across the 3 employers" in text
     assert "dropped out" in text and "regulator" in text
     with Embedded(tmp_path / "consortium") as emb:
         done = [v for _, v in StateReader(emb.store).scan("computation/")]
     assert sorted(v["kind"] for v in done) == ["aggregate", "psi"]
     assert all(v["status"] == "done" for v in done)
+    psi_session = next(v for v in done if v["kind"] == "psi")
+    assert set(psi_session["parties"]) == {demo_computing.HOLDER_BANK, demo_computing.CLIENT_BANK}
     # The chain holds sizes and digests, never a name or a salary.
     for value in done:
         flat = repr(value)

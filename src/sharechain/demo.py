@@ -1,25 +1,25 @@
 """`make demo`: the whole data-sharing story, narrated, in under a minute.
 
-Four organisations (two hospitals, an insurer, a regulator). hospital-a
+Six organisations (two hospitals, an insurer, two banks, a regulator). hospital-a
 publishes a CSV of synthetic patient records under threshold custody (the key
 split 2-of-2 between hospital-b and the regulator); the insurer asks for
 access for actuarial research; the regulator and hospital-a approve;
 hospital-b, a share holder without a grant, tries the insurer's grant and is
 refused, the refusal on the chain; hospital-a goes offline and the insurer
 still fetches and verifies; hospital-a revokes, which moves the dataset to a
-new key epoch; a fetch after revocation is refused; the insurer matches its
-fraud blacklist against hospital-b's (private set intersection, approved by the
-regulator: each learns nothing else of the other's list); the two hospitals
-and the insurer compute the average salary of a nurse without anyone seeing
-another's figures (secure aggregation, one of them never answering); the
-audit trail with
+new key epoch; a fetch after revocation is refused; bank-b checks its
+customers against bank-a's fraud blacklist (private set intersection, approved
+by the regulator: each learns nothing else of the other's list); the two
+hospitals and the insurer, three employers, compute the average salary of a
+nurse without anyone seeing another's figures (secure aggregation, the
+regulator joining but never answering); the audit trail with
 verified proofs and a re-verification of every ledger from genesis close the
 story.
 
 Every step talks to a `Plane` (`sharechain.sharing.plane`), so one story runs
 both ways: ``--network solo`` on the embedded default (one data directory,
 blocks ordered in this process), ``--network etcd`` over HTTP on a local
-network of four node processes and three etcd members, each organisation
+network of six node processes and three etcd members, each organisation
 acting through its own node (hospital-a's node is really stopped for the
 fetch). Run ``python -m sharechain.demo --network solo|etcd [--data-dir DIR]
 [--rows N]``.
@@ -68,6 +68,8 @@ ORGS = (
     OrgSpec("hospital-a", ("member", "admin"), "Hospital A"),
     OrgSpec("hospital-b", ("member", "admin"), "Hospital B"),
     OrgSpec("insurer", ("member",), "Mutual Insurance"),
+    OrgSpec("bank-a", ("member",), "Bank A"),
+    OrgSpec("bank-b", ("member",), "Bank B"),
     OrgSpec("regulator", ("member", "supervisor", "admin"), "Health Data Regulator"),
 )
 POLICY = {
@@ -377,7 +379,7 @@ def run_story(data_dir: Path, console: Console, rows: int = 5000, network: str =
     net = None
     if network == "etcd":
         net = demo_network(data_dir / "net", ORGS)
-        console.print("starting 3 etcd members and 4 node processes on 127.0.0.1 ...")
+        console.print(f"starting 3 etcd members and {len(ORGS)} node processes on 127.0.0.1 ...")
         net.up(timeout=60)
         base = net.base / "consortium"
     else:
@@ -402,7 +404,7 @@ def run_story(data_dir: Path, console: Console, rows: int = 5000, network: str =
 
 
 def run_network_story(base: Path, console: Console, rows: int = 5000) -> Story:
-    """`run_story` on four node processes and three etcd members (brought up, then down)."""
+    """`run_story` on six node processes and three etcd members (brought up, then down)."""
     return run_story(base, console, rows, network="etcd")
 
 

@@ -192,3 +192,28 @@ def test_a_hostile_mask_key_is_refused_clearly() -> None:
     hostile = replace(announcements[1], public_key=bytes(32))  # low order: all-zero secret
     with pytest.raises(ag.AggregationError, match="bank-b's mask public key"):
         ag.submit(states["bank-a"], [announcements[0], hostile, announcements[2]], [1])
+
+
+def test_no_error_reveals_a_participants_values() -> None:
+    session = ag.Session(b"s10", NAMES[:4], length=2, max_dropouts=1, bits=24)
+    states, announcements = setup(session)
+    values = {p: [3_141_592 + i, 2_718_281 + i] for i, p in enumerate(session.participants)}
+    subs = [ag.submit(states[p], announcements, values[p]) for p in session.participants]
+    lying = replace(subs[1], masked=((subs[1].masked[0] + 1) % ag.MODULUS, subs[1].masked[1]))
+    swapped = replace(subs[1], proofs=(subs[1].proofs[1], subs[1].proofs[0]))
+    failures = [
+        [lying, *subs[:1], *subs[2:]],  # a masked input other than the committed one
+        [swapped, *subs[:1], *subs[2:]],  # proofs for the other position
+        subs[:2],  # too many dropouts
+    ]
+    messages = []
+    for attempt in failures:
+        with pytest.raises(ag.AggregationError) as err:
+            ag.aggregate(session, announcements, attempt)
+        messages.append(str(err.value))
+    with pytest.raises(ag.AggregationError) as err:  # shares withheld for a dropout
+        ag.aggregate(session, announcements, subs[:3])
+    messages.append(str(err.value))
+    for message in messages:
+        assert not any(str(v) in message for vs in values.values() for v in vs), message
+        assert not any(str(v) in message for sub in subs for v in sub.masked), message

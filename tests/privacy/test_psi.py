@@ -115,3 +115,18 @@ def test_hostile_or_mismatched_messages_are_refused() -> None:
         psi.PsiRequest.decode(b"\x02" + request.encode()[1:])
     with pytest.raises(EncodingError, match="case rule"):
         psi.normalise("a", "upper")  # type: ignore[arg-type]  # a wrong rule on purpose
+
+
+@pytest.mark.parametrize(
+    ("point", "why"),
+    [(r255.IDENTITY, "identity element"), (b"\xff" * 32, "not a valid ristretto255 encoding")],
+)
+def test_a_response_with_a_bad_point_is_refused_by_the_client(point: bytes, why: str) -> None:
+    client = ["secret-customer-1", "secret-customer-2"]
+    key = oprf.generate_key()
+    state, request = psi.client_request(client)
+    good = psi.holder_respond(key, request, ["secret-customer-1"])
+    bad = psi.PsiResponse((good.evaluated[0], point), good.tags)
+    with pytest.raises(r255.InvalidPointError, match=why) as err:
+        psi.client_finish(state, psi.PsiResponse.decode(bad.encode()))
+    assert "secret-customer" not in str(err.value)  # the error names no element

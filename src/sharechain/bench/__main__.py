@@ -27,6 +27,7 @@ BENCHMARKS = (
     "sharechain.bench.share",
     "sharechain.bench.audit_size",
     "sharechain.bench.psi",
+    "sharechain.bench.aggregation",
     "sharechain.bench.console",
     "sharechain.bench.mask",
     "sharechain.bench.proofs",

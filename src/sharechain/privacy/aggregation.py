@@ -331,13 +331,22 @@ def _check_submission(session: Session, sub: Submission) -> None:
         not 0 <= b < r255.ORDER for b in sub.masked_blindings
     ):
         raise AggregationError(f"{sub.participant} sent masked values out of range")
-    for index, (commitment, proof) in enumerate(zip(sub.commitments, sub.proofs, strict=True)):
-        try:
-            rangeproof.verify(
-                commitment, proof, _context(session, sub.participant, index), session.bits
-            )
-        except rangeproof.InvalidProofError as exc:
-            raise AggregationError(f"{sub.participant}'s value {index}: {exc}") from None
+
+
+def _check_proofs(session: Session, subs: Sequence[Submission]) -> None:
+    """Every range proof of every submission, spread over the cores (`rangeproof.verify_batch`)."""
+    items = [
+        (commitment, proof, _context(session, sub.participant, index))
+        for sub in subs
+        for index, (commitment, proof) in enumerate(zip(sub.commitments, sub.proofs, strict=True))
+    ]
+    try:
+        rangeproof.verify_batch(items, session.bits)
+    except rangeproof.BatchProofError as exc:
+        sub = subs[exc.index // session.length]
+        raise AggregationError(
+            f"{sub.participant}'s value {exc.index % session.length}: {exc}"
+        ) from None
 
 
 def _recover_key(
@@ -381,6 +390,7 @@ def aggregate(
             raise AggregationError(f"{sub.participant!r} submitted twice; the second is refused")
         _check_submission(session, sub)
         subs[sub.participant] = sub
+    _check_proofs(session, list(subs.values()))
     dropped = [p for p in session.participants if p not in subs]
     if len(dropped) > session.max_dropouts:
         raise AggregationError(
