@@ -1,4 +1,4 @@
-"""The whole sharing story over HTTP on 4 node processes and 3 etcd members.
+"""The whole sharing story over HTTP on one node process per organisation and 3 etcd members.
 
 Threshold custody (2 of hospital-b and the regulator); the owner's node is
 stopped before the fetch, so the shares come from the holders' nodes and the
@@ -13,10 +13,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sharechain.demo import run_network_story
+from sharechain.demo import ORGS, run_network_story
 
 
-def test_sharing_story_over_http_on_four_nodes_and_three_etcd_members(tmp_path: Path) -> None:
+def test_sharing_story_over_http_on_a_node_per_member_and_three_etcd_members(tmp_path: Path) -> None:
     console = Console(record=True, width=120, force_terminal=False)
     story = run_network_story(tmp_path, console, rows=20_000)
     outcomes = story.outcomes
@@ -30,7 +30,7 @@ def test_sharing_story_over_http_on_four_nodes_and_three_etcd_members(tmp_path: 
     assert story.refusal_codes["fetch_after_revoke"] == "revoked"
     assert outcomes["audit"].endswith("every proof verified")
     assert outcomes["verify"] == "ok"
-    assert len(story.state_roots) == 4 and len(set(story.state_roots.values())) == 1
+    assert len(story.state_roots) == len(ORGS) == 6 and len(set(story.state_roots.values())) == 1
     # The network is down: no node answers any more.
     assert not any(story.net.is_running(n.org) for n in story.net.nodes)
     text = console.export_text()
