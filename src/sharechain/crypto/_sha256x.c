@@ -387,11 +387,141 @@ static PyObject *shax_sha256_pair(PyObject *Py_UNUSED(module), PyObject *args) {
     return result;
 }
 
+/* --- keyed sums: the store seal's state digest ------------------------------------------ */
+
+/* HMAC-SHA256 (RFC 2104) from its two keyed states: `inner` has absorbed key ^ ipad,
+ * `outer` key ^ opad, one block each, so a row costs its own blocks and one more. */
+static void hmac_finish(const shax_state *outer, shax_state *inner, uint8_t out[32]) {
+    shax_state o = *outer;
+    state_digest(inner, out);
+    state_update1(&o, out, 32);
+    state_digest(&o, out);
+}
+
+/* acc += the 32 bytes of d read as a little-endian integer, mod 2^256. */
+static void add256(uint64_t acc[4], const uint8_t d[32]) {
+    unsigned carry = 0;
+    for (int i = 0; i < 4; i++) {
+        uint64_t limb = 0, sum;
+        for (int j = 7; j >= 0; j--)
+            limb = (limb << 8) | d[8 * i + j];
+        sum = acc[i] + limb;
+        unsigned c1 = sum < limb;
+        acc[i] = sum + carry;
+        carry = c1 | (acc[i] < sum);
+    }
+}
+
+/* The bytes of a row's key: a bytes-like object, or a str as UTF-8. */
+static int key_bytes(PyObject *obj, Py_buffer *view, const char **p, Py_ssize_t *n) {
+    view->obj = NULL;
+    if (PyUnicode_Check(obj)) {
+        *p = PyUnicode_AsUTF8AndSize(obj, n);
+        return *p ? 0 : -1;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    *p = view->buf;
+    *n = view->len;
+    return 0;
+}
+
+/* Add the MAC of one (key, value) row to acc; -1 with an exception set on a bad row. */
+static int hmac_sum_row(const shax_state *inner, const shax_state *outer, const Py_buffer *prefix,
+                        PyObject *row, uint64_t acc[4]) {
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 2) {
+        PyErr_SetString(PyExc_TypeError, "hmac_sum: each row must be a (key, value) tuple");
+        return -1;
+    }
+    Py_buffer kview, vview;
+    const char *key;
+    Py_ssize_t klen;
+    if (key_bytes(PyTuple_GET_ITEM(row, 0), &kview, &key, &klen) < 0)
+        return -1;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(row, 1), &vview, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&kview);
+        return -1;
+    }
+    int rc = -1;
+    if ((uint64_t)klen > 0xFFFFFFFFu) {
+        PyErr_SetString(PyExc_OverflowError, "hmac_sum: a key longer than 2^32 - 1 bytes");
+    } else {
+        uint8_t len4[4] = {(uint8_t)(klen >> 24), (uint8_t)(klen >> 16), (uint8_t)(klen >> 8),
+                           (uint8_t)klen};
+        uint8_t mac[32];
+        shax_state s = *inner;
+        state_update1(&s, prefix->buf, (size_t)prefix->len);
+        state_update1(&s, len4, 4);
+        state_update1(&s, (const uint8_t *)key, (size_t)klen);
+        state_update1(&s, vview.buf, (size_t)vview.len);
+        hmac_finish(outer, &s, mac);
+        add256(acc, mac);
+        rc = 0;
+    }
+    PyBuffer_Release(&vview);
+    PyBuffer_Release(&kview);
+    return rc;
+}
+
+/* The RFC 2104 key schedule: the states after key ^ ipad and after key ^ opad. */
+static void hmac_keyed(const uint8_t *key, size_t n, shax_state *inner, shax_state *outer) {
+    uint8_t block[64] = {0}, pad[64];
+    if (n > 64) {
+        shax_state k;
+        state_init(&k);
+        state_update1(&k, key, n);
+        state_digest(&k, block);
+    } else {
+        memcpy(block, key, n);
+    }
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x36;
+    state_init(inner);
+    state_update1(inner, pad, 64);
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x5c;
+    state_init(outer);
+    state_update1(outer, pad, 64);
+}
+
+static PyObject *shax_hmac_sum(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer key, prefix;
+    PyObject *rows, *result = NULL, *it = NULL, *row;
+    shax_state inner, outer;
+    uint64_t acc[4] = {0, 0, 0, 0};
+    uint8_t out[32];
+    if (!PyArg_ParseTuple(args, "y*y*O:hmac_sum", &key, &prefix, &rows))
+        return NULL;
+    if (require_accelerated() < 0 || !(it = PyObject_GetIter(rows)))
+        goto done;
+    hmac_keyed(key.buf, (size_t)key.len, &inner, &outer);
+    while ((row = PyIter_Next(it))) {
+        int rc = hmac_sum_row(&inner, &outer, &prefix, row, acc);
+        Py_DECREF(row);
+        if (rc < 0)
+            goto done;
+    }
+    if (PyErr_Occurred()) /* the iterator failed (a database error, say) */
+        goto done;
+    for (int i = 0; i < 32; i++)
+        out[i] = (uint8_t)(acc[i / 8] >> (8 * (i % 8)));
+    result = PyBytes_FromStringAndSize((const char *)out, 32);
+done:
+    Py_XDECREF(it);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&prefix);
+    return result;
+}
+
 static PyMethodDef shax_methods[] = {
     {"update2", shax_update2, METH_VARARGS,
      "update2(a, data_a, b, data_b): a.update(data_a) and b.update(data_b), interleaved."},
     {"sha256_pair", shax_sha256_pair, METH_VARARGS,
      "sha256_pair(x, y) -> (SHA-256(x), SHA-256(y)), computed side by side."},
+    {"hmac_sum", shax_hmac_sum, METH_VARARGS,
+     "hmac_sum(key, prefix, rows) -> the sum mod 2^256 (32 bytes, little-endian) of\n"
+     "HMAC-SHA256(key, prefix || u32be(len(k)) || k || v) read little-endian, over the\n"
+     "(k, v) tuples of rows (k bytes-like or str as UTF-8, v bytes-like)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef shax_module = {
