@@ -201,10 +201,20 @@ def state_digest(store: Store, key: bytes) -> bytes:
             # Rowid (storage) order: a sum needs no sorting, and it reads each page
             # once. Keys come as their UTF-8 bytes (what F hashes) and the cursor
             # goes to the sum as it is: no text decoded, no row handled in Python.
+            # A row of other SQLite types is an edit, even with the same bytes
+            # (a key stored as a blob is one no lookup finds: a row deleted in
+            # effect), and the sum refuses it: a key comes as NULL, a value as
+            # the str, int or float that it is.
             cursor = store._db.execute(
-                f"SELECT CAST(key AS BLOB), CAST(value AS BLOB) FROM {table}"
+                "SELECT CASE typeof(key) WHEN 'text' THEN CAST(key AS BLOB) END, value "
+                f"FROM {table}"
             )
-            total += mac.total(table, cursor)
+            try:
+                total += mac.total(table, cursor)
+            except TypeError:
+                raise _refused(
+                    store, f"a row of its {table} table is not a text key with a bytes value"
+                ) from None
     return (total % _MODULUS).to_bytes(32, "little")
 
 
