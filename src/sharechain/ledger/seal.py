@@ -165,9 +165,11 @@ else:
 class _RowMac:
     """F(table || key || value) summed over rows: HMAC-SHA256 under the digest key.
 
-    The sum runs in the C extension where it is built (`hmac_sum`, about 20 times
-    faster: a 1M-row state is otherwise 2 s of Python); `python_sum` is the
-    reference it is tested against and the fallback without it.
+    The sum runs in the C extension where it is built (`hmac_sum`: two rows at a
+    time with the SHA instructions, the cursor read in C); `python_sum` is the
+    reference it is tested against and the fallback without it. Opening a store
+    of 1M state rows costs 2.1 s of CPU in Python, 0.7 s with the extension, most
+    of it SQLite reading the rows (`make bench`: `open_1m_s`).
     """
 
     def __init__(self, key: bytes) -> None:
