@@ -59,6 +59,16 @@ def test_values_across_block_boundaries_and_long_ones(size: int) -> None:
     assert hmac_sum(b"k" * 32, b"state\x00", rows) == reference(b"k" * 32, b"state\x00", rows)
 
 
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+def test_rows_of_very_different_lengths_hashed_two_at_a_time(count: int) -> None:
+    # Rows are hashed in pairs, interleaved over the blocks they share: a long row
+    # beside a short one, either way round, and an odd row left over at the end.
+    sizes = [70_000, 0, 3, 5_000, 64][:count]
+    rows: list[Row] = [(f"k/{i}", bytes([i]) * size) for i, size in enumerate(sizes)]
+    for ordered in (rows, rows[::-1]):
+        assert hmac_sum(b"key", b"state\x00", ordered) == reference(b"key", b"state\x00", ordered)
+
+
 @pytest.mark.parametrize("key_size", [0, 1, 32, 63, 64, 65, 200])
 def test_hmac_keys_of_any_length_follow_rfc_2104(key_size: int) -> None:
     # Over 64 bytes the key is hashed first, as the `hmac` module does.
@@ -112,9 +122,13 @@ def test_distinct_inputs_give_distinct_sums() -> None:
         ((b"k", None), "bytes-like"),
     ],
 )
-def test_a_malformed_row_raises_type_error(row: object, error: str) -> None:
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_a_malformed_row_raises_type_error(row: object, error: str, position: int) -> None:
+    # First or second of a pair, or after a whole pair.
+    rows: list[object] = [(b"fine", b"row"), (b"also", b"fine")]
+    rows.insert(position, row)
     with pytest.raises(TypeError, match=error):
-        hmac_sum(b"key", b"", [(b"fine", b"row"), row])
+        hmac_sum(b"key", b"", rows)
 
 
 def test_an_error_inside_the_iterator_propagates() -> None:

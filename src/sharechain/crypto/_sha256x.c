@@ -14,7 +14,8 @@
  * straight from an iterator (a SQLite cursor), two rows at a time.
  *
  * The results are plain SHA-256 (FIPS 180-4), checked against hashlib by the tests.
- * The GIL is released while hashing. `ACCELERATED` is false where the CPU lacks the
+ * The GIL is released while hashing (not by `hmac_sum`, which reads Python rows
+ * between its hashes). `ACCELERATED` is false where the CPU lacks the
  * extensions (or this is not x86-64); callers then use hashlib instead, and the
  * functions here refuse to run.
  */
