@@ -26,6 +26,7 @@ BENCHMARKS = (
     "sharechain.bench.aead",
     "sharechain.bench.share",
     "sharechain.bench.audit_size",
+    "sharechain.bench.store_open",
     "sharechain.bench.psi",
     "sharechain.bench.aggregation",
     "sharechain.bench.console",

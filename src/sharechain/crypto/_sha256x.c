@@ -9,8 +9,13 @@
  * or two segments' digests), so this module hashes exactly that: `update2` advances
  * two running hashers in one call and `sha256_pair` digests two buffers.
  *
+ * `hmac_sum` uses the same two-stream interleaving for the store seal's state digest
+ * (`sharechain.ledger.seal`): a sum mod 2^256 of HMAC-SHA256 over many short rows, read
+ * straight from an iterator (a SQLite cursor), two rows at a time.
+ *
  * The results are plain SHA-256 (FIPS 180-4), checked against hashlib by the tests.
- * The GIL is released while hashing. `ACCELERATED` is false where the CPU lacks the
+ * The GIL is released while hashing (not by `hmac_sum`, which reads Python rows
+ * between its hashes). `ACCELERATED` is false where the CPU lacks the
  * extensions (or this is not x86-64); callers then use hashlib instead, and the
  * functions here refuse to run.
  */
@@ -387,11 +392,213 @@ static PyObject *shax_sha256_pair(PyObject *Py_UNUSED(module), PyObject *args) {
     return result;
 }
 
+/* --- keyed sums: the store seal's state digest ------------------------------------------ */
+
+/* Each row's MAC is HMAC-SHA256 (RFC 2104) from the two keyed states, `inner` after
+ * key ^ ipad and `outer` after key ^ opad (one block each): a row costs the blocks of
+ * its padded message and one outer block. Rows are hashed two at a time, interleaved
+ * (compress2) over the blocks they have in common: the same gain as `update2`. */
+
+typedef struct {
+    uint8_t *p;
+    size_t cap;
+} row_buf;
+
+/* acc += the 32 bytes of d read as a little-endian integer, mod 2^256. */
+static void add256(uint64_t acc[4], const uint8_t d[32]) {
+    unsigned carry = 0;
+    for (int i = 0; i < 4; i++) {
+        uint64_t limb = 0, sum;
+        for (int j = 7; j >= 0; j--)
+            limb = (limb << 8) | d[8 * i + j];
+        sum = acc[i] + limb;
+        unsigned c1 = sum < limb;
+        acc[i] = sum + carry;
+        carry = c1 | (acc[i] < sum);
+    }
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
+}
+
+/* The bytes of a row's key: a bytes-like object, or a str as UTF-8. */
+static int key_bytes(PyObject *obj, Py_buffer *view, const char **p, Py_ssize_t *n) {
+    view->obj = NULL;
+    if (PyUnicode_Check(obj)) {
+        *p = PyUnicode_AsUTF8AndSize(obj, n);
+        return *p ? 0 : -1;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    *p = view->buf;
+    *n = view->len;
+    return 0;
+}
+
+/* Write a row's inner message, prefix || u32be(len(key)) || key || value, into `b`
+ * with SHA-256's padding (counting the keyed block before it); its number of blocks,
+ * or 0 with an exception set on a bad row. */
+static size_t pad_row(row_buf *b, const Py_buffer *prefix, PyObject *row) {
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 2) {
+        PyErr_SetString(PyExc_TypeError, "hmac_sum: each row must be a (key, value) tuple");
+        return 0;
+    }
+    Py_buffer kview, vview;
+    const char *key;
+    Py_ssize_t klen;
+    size_t blocks = 0;
+    if (key_bytes(PyTuple_GET_ITEM(row, 0), &kview, &key, &klen) < 0)
+        return 0;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(row, 1), &vview, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&kview);
+        return 0;
+    }
+    size_t n = (size_t)prefix->len + 4 + (size_t)klen + (size_t)vview.len;
+    if ((uint64_t)klen > 0xFFFFFFFFu) {
+        PyErr_SetString(PyExc_OverflowError, "hmac_sum: a key longer than 2^32 - 1 bytes");
+        goto done;
+    }
+    blocks = (n + 9 + 63) / 64;
+    if (blocks * 64 > b->cap) {
+        uint8_t *p = PyMem_Realloc(b->p, blocks * 64);
+        if (!p) {
+            PyErr_NoMemory();
+            blocks = 0;
+            goto done;
+        }
+        b->p = p;
+        b->cap = blocks * 64;
+    }
+    uint8_t *p = b->p;
+    memcpy(p, prefix->buf, (size_t)prefix->len);
+    p += prefix->len;
+    put_be32(p, (uint32_t)klen);
+    memcpy(p + 4, key, (size_t)klen);
+    memcpy(p + 4 + klen, vview.buf, (size_t)vview.len);
+    memset(b->p + n, 0, blocks * 64 - n);
+    b->p[n] = 0x80;
+    uint64_t bits = ((uint64_t)n + 64) * 8;
+    put_be32(b->p + blocks * 64 - 8, (uint32_t)(bits >> 32));
+    put_be32(b->p + blocks * 64 - 4, (uint32_t)bits);
+done:
+    PyBuffer_Release(&vview);
+    PyBuffer_Release(&kview);
+    return blocks;
+}
+
+/* The outer block of a MAC whose inner hash is `h`: the digest, then the padding. */
+static void outer_block(const uint32_t h[8], uint8_t block[64]) {
+    memset(block, 0, 64);
+    for (int i = 0; i < 8; i++)
+        put_be32(block + 4 * i, h[i]);
+    block[32] = 0x80;
+    block[62] = 0x03; /* (64 + 32) * 8 = 768 bits */
+}
+
+static void mac_bytes(const uint32_t h[8], uint8_t out[32]) {
+    for (int i = 0; i < 8; i++)
+        put_be32(out + 4 * i, h[i]);
+}
+
+/* Add the MACs of two padded rows (or of one, when nb is 0) to acc. */
+static void hmac_add(const shax_state *inner, const shax_state *outer, const uint8_t *pa,
+                     size_t na, const uint8_t *pb, size_t nb, uint64_t acc[4]) {
+    uint32_t ha[8], hb[8];
+    uint8_t ba[64], bb[64], mac[32];
+    size_t common = na < nb ? na : nb;
+    memcpy(ha, inner->h, sizeof ha);
+    memcpy(hb, inner->h, sizeof hb);
+    compress2(ha, pa, hb, pb, common);
+    compress1(ha, pa + 64 * common, na - common);
+    outer_block(ha, ba);
+    memcpy(ha, outer->h, sizeof ha);
+    if (nb) {
+        compress1(hb, pb + 64 * common, nb - common);
+        outer_block(hb, bb);
+        memcpy(hb, outer->h, sizeof hb);
+        compress2(ha, ba, hb, bb, 1);
+        mac_bytes(hb, mac);
+        add256(acc, mac);
+    } else {
+        compress1(ha, ba, 1);
+    }
+    mac_bytes(ha, mac);
+    add256(acc, mac);
+}
+
+/* The RFC 2104 key schedule: the states after key ^ ipad and after key ^ opad. */
+static void hmac_keyed(const uint8_t *key, size_t n, shax_state *inner, shax_state *outer) {
+    uint8_t block[64] = {0}, pad[64];
+    if (n > 64) {
+        shax_state k;
+        state_init(&k);
+        state_update1(&k, key, n);
+        state_digest(&k, block);
+    } else {
+        memcpy(block, key, n);
+    }
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x36;
+    state_init(inner);
+    state_update1(inner, pad, 64);
+    for (int i = 0; i < 64; i++)
+        pad[i] = block[i] ^ 0x5c;
+    state_init(outer);
+    state_update1(outer, pad, 64);
+}
+
+static PyObject *shax_hmac_sum(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer key, prefix;
+    PyObject *rows, *result = NULL, *it = NULL, *row;
+    shax_state inner, outer;
+    uint64_t acc[4] = {0, 0, 0, 0};
+    uint8_t out[32];
+    row_buf bufs[2] = {{NULL, 0}, {NULL, 0}};
+    size_t pending = 0; /* blocks of the row waiting in bufs[0] for a partner */
+    if (!PyArg_ParseTuple(args, "y*y*O:hmac_sum", &key, &prefix, &rows))
+        return NULL;
+    if (require_accelerated() < 0 || !(it = PyObject_GetIter(rows)))
+        goto done;
+    hmac_keyed(key.buf, (size_t)key.len, &inner, &outer);
+    while ((row = PyIter_Next(it))) {
+        size_t blocks = pad_row(&bufs[pending ? 1 : 0], &prefix, row);
+        Py_DECREF(row);
+        if (!blocks)
+            goto done;
+        if (!pending) {
+            pending = blocks;
+            continue;
+        }
+        hmac_add(&inner, &outer, bufs[0].p, pending, bufs[1].p, blocks, acc);
+        pending = 0;
+    }
+    if (PyErr_Occurred()) /* the iterator failed (a database error, say) */
+        goto done;
+    if (pending)
+        hmac_add(&inner, &outer, bufs[0].p, pending, NULL, 0, acc);
+    for (int i = 0; i < 32; i++)
+        out[i] = (uint8_t)(acc[i / 8] >> (8 * (i % 8)));
+    result = PyBytes_FromStringAndSize((const char *)out, 32);
+done:
+    PyMem_Free(bufs[0].p);
+    PyMem_Free(bufs[1].p);
+    Py_XDECREF(it);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&prefix);
+    return result;
+}
+
 static PyMethodDef shax_methods[] = {
     {"update2", shax_update2, METH_VARARGS,
      "update2(a, data_a, b, data_b): a.update(data_a) and b.update(data_b), interleaved."},
     {"sha256_pair", shax_sha256_pair, METH_VARARGS,
      "sha256_pair(x, y) -> (SHA-256(x), SHA-256(y)), computed side by side."},
+    {"hmac_sum", shax_hmac_sum, METH_VARARGS,
+     "hmac_sum(key, prefix, rows) -> the sum mod 2^256 (32 bytes, little-endian) of\n"
+     "HMAC-SHA256(key, prefix || u32be(len(k)) || k || v) read little-endian, over the\n"
+     "(k, v) tuples of rows (k bytes-like or str as UTF-8, v bytes-like)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef shax_module = {

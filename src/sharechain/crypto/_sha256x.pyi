@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from typing import Final, final
 
 from _typeshed import ReadableBuffer as Buffer
@@ -13,3 +14,6 @@ class Sha256:
 
 def update2(a: Sha256, data_a: Buffer, b: Sha256, data_b: Buffer, /) -> None: ...
 def sha256_pair(x: Buffer, y: Buffer, /) -> tuple[bytes, bytes]: ...
+def hmac_sum(
+    key: Buffer, prefix: Buffer, rows: Iterable[tuple[str | Buffer, Buffer]], /
+) -> bytes: ...

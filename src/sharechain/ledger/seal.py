@@ -146,22 +146,52 @@ def seal_key(store: Store, *, rng: Callable[[int], bytes] | None = None) -> byte
     return key
 
 
+RowKey = str | bytes
+"""A state key: as the store holds it (text), or as its UTF-8 bytes."""
+
+HmacSum = Callable[[bytes, bytes, Iterable[tuple[RowKey, bytes]]], bytes]
+"""``hmac_sum(key, prefix, rows)``: the sum mod 2^256, 32 bytes little-endian, of
+HMAC-SHA256(key, prefix || u32be(len(k)) || k || v) read little-endian over the rows."""
+
+try:
+    from sharechain.crypto import _sha256x
+except ImportError:  # built without a C compiler
+    _FAST: HmacSum | None = None
+else:
+    # An extension built before `hmac_sum` existed (an old build) still loads.
+    _FAST = getattr(_sha256x, "hmac_sum", None) if _sha256x.ACCELERATED else None
+
+
 class _RowMac:
-    """F(table || key || value) as an integer: HMAC-SHA256 under the digest key."""
+    """F(table || key || value) summed over rows: HMAC-SHA256 under the digest key.
+
+    The sum runs in the C extension where it is built (`hmac_sum`: two rows at a
+    time with the SHA instructions, the cursor read in C); `python_sum` is the
+    reference it is tested against and the fallback without it. Opening a store
+    of 1M state rows costs 2.1 s of CPU in Python, 0.7 s with the extension, most
+    of it SQLite reading the rows (`make bench`: `open_1m_s`).
+    """
 
     def __init__(self, key: bytes) -> None:
+        self._key = hmac.digest(key, _DIGEST_DOMAIN, "sha256")
         # Copying a keyed context skips the key schedule per row (20% faster).
-        self._keyed = hmac.new(hmac.digest(key, _DIGEST_DOMAIN, "sha256"), None, hashlib.sha256)
+        self._keyed = hmac.new(self._key, None, hashlib.sha256)
 
-    def __call__(self, table: str, key: str, value: bytes) -> int:
-        k = key.encode()
-        h = self._keyed.copy()
+    def python_sum(self, table: str, rows: Iterable[tuple[RowKey, bytes]]) -> int:
         # The table name (no NUL in it) and the key's length make the encoding injective.
-        h.update(b"".join((table.encode(), b"\x00", len(k).to_bytes(4, "big"), k, value)))
-        return int.from_bytes(h.digest(), "little")
+        prefix, keyed, total = table.encode() + b"\x00", self._keyed, 0
+        for key, value in rows:
+            k = key.encode() if isinstance(key, str) else key
+            h = keyed.copy()
+            h.update(b"".join((prefix, len(k).to_bytes(4, "big"), k, value)))
+            total += int.from_bytes(h.digest(), "little")
+        return total % _MODULUS
 
-    def total(self, rows: Iterable[tuple[str, str, bytes]]) -> int:
-        return sum(self(t, k, v) for t, k, v in rows) % _MODULUS
+    def total(self, table: str, rows: Iterable[tuple[RowKey, bytes]]) -> int:
+        """The sum mod 2^256 of F over `rows`, (key, value) pairs of `table`."""
+        if _FAST is None:
+            return self.python_sum(table, rows)
+        return int.from_bytes(_FAST(self._key, table.encode() + b"\x00", rows), "little")
 
 
 def state_digest(store: Store, key: bytes) -> bytes:
@@ -170,10 +200,23 @@ def state_digest(store: Store, key: bytes) -> bytes:
     total = 0
     with store._lock:  # one consistent read of our own store
         for table in _TABLES:
-            # Rowid (storage) order: a sum needs no sorting, and it reads each page once.
-            cursor = store._db.execute(f"SELECT key, value FROM {table}")
-            while rows := cursor.fetchmany(4096):
-                total += mac.total((table, k, bytes(v)) for k, v in rows)
+            # Rowid (storage) order: a sum needs no sorting, and it reads each page
+            # once. Keys come as their UTF-8 bytes (what F hashes) and the cursor
+            # goes to the sum as it is: no text decoded, no row handled in Python.
+            # A row of other SQLite types is an edit, even with the same bytes
+            # (a key stored as a blob is one no lookup finds: a row deleted in
+            # effect), and the sum refuses it: a key comes as NULL, a value as
+            # the str, int or float that it is.
+            cursor = store._db.execute(
+                "SELECT CASE typeof(key) WHEN 'text' THEN CAST(key AS BLOB) END, value "
+                f"FROM {table}"
+            )
+            try:
+                total += mac.total(table, cursor)
+            except TypeError:
+                raise _refused(
+                    store, f"a row of its {table} table is not a text key with a bytes value"
+                ) from None
     return (total % _MODULUS).to_bytes(32, "little")
 
 
@@ -219,11 +262,10 @@ class StateSealer:
             # is missing or behind was changed by another writer since.
             raise _refused(store, "its seal does not name the block before the one committed")
         mac, total = self._mac, int.from_bytes(prev.state_digest, "little")
-        for table, key, old, new in change.rows:
-            if old is not None:
-                total -= mac(table, key, old)
-            if new is not None:
-                total += mac(table, key, new)
+        for table in {row[0] for row in change.rows}:
+            rows = [row[1:] for row in change.rows if row[0] == table]
+            total -= mac.total(table, [(key, old) for key, old, _ in rows if old is not None])
+            total += mac.total(table, [(key, new) for key, _, new in rows if new is not None])
         seal = Seal(
             head.height,
             head.hash,

@@ -28,33 +28,28 @@ watch because the revision was compacted, an idle stream) simply repeats
 locally, nothing is skipped and nothing is yielded twice.
 
 Transport: etcd's JSON gateway (`/v3/...`, keys and values in base64) over
-HTTP with httpx, so no gRPC dependency. Every call tries the endpoints in
-turn until one answers or `timeout` passes, then raises OrderingError.
+HTTP with httpx, so no gRPC dependency (`etcd_wire`). Every call tries the
+endpoints in turn until one answers or `timeout` passes, then raises
+OrderingError (`etcd_gateway`, which also asks each member for its status).
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-import httpx
-
 from sharechain.errors import OrderingError
-from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
+from sharechain.ordering.etcd_gateway import MAX_BACKOFF, EndpointStatus, EtcdGateway
+from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.ordering.etcd_wire import (
     Json,
     _b64,
-    _describe,
-    _json_or_error,
     _kvs,
     _prefix_end,
-    _refusal,
     _StreamEnd,
     _unb64,
     _watch_events,
@@ -76,10 +71,6 @@ DEFAULT_MAX_BLOCK_BYTES = ETCD_DEFAULT_MAX_REQUEST_BYTES - 4096
 """Largest block `append` sends by default: etcd's limit minus room for keys and framing."""
 
 _BLOCK_DIGITS = 20
-# gRPC status codes that mean "this member cannot serve now, another may":
-# CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE.
-_RETRYABLE_CODES = frozenset({1, 2, 4, 10, 14})
-_MAX_BACKOFF = 0.5
 
 
 class StopFlag(Protocol):
@@ -88,34 +79,6 @@ class StopFlag(Protocol):
     def is_set(self) -> bool: ...
 
     def wait(self, timeout: float | None = None) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointStatus:
-    """Health of one etcd endpoint, as `network status` shows it."""
-
-    endpoint: str
-    """The client URL asked."""
-    reachable: bool
-    """Whether the member answered the status request."""
-    name: str = ""
-    """Member name from the cluster's member list ("" if unknown)."""
-    member_id: int = 0
-    """etcd's id of the member that answered."""
-    leader_id: int = 0
-    """Id of the leader this member follows (0: it knows of no leader)."""
-    is_leader: bool = False
-    """Whether this member is the Raft leader."""
-    raft_index: int = 0
-    """Index of the member's last Raft log entry."""
-    raft_term: int = 0
-    """Raft term the member is in."""
-    db_size: int = 0
-    """Size of the member's database file in bytes."""
-    version: str = ""
-    """etcd server version."""
-    error: str = ""
-    """Why the member did not answer ("" when reachable)."""
 
 
 class EtcdLog:
@@ -142,38 +105,24 @@ class EtcdLog:
         clock: Callable[[], float] = time.monotonic,
         tls: EtcdTLS | None = None,
     ) -> None:
-        if not endpoints:
-            raise OrderingError("no etcd endpoints given; pass the members' client URLs")
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        self._endpoints = tuple(url.rstrip("/") for url in endpoints)
+        self._gateway = EtcdGateway(endpoints, timeout, clock=clock, tls=tls)
         self._prefix = prefix.encode()
         self._blocks = self._prefix + b"blocks/"
         self._blocks_end = _prefix_end(self._blocks)
         self._head_key = self._prefix + b"head"
-        self._timeout = timeout
-        # One member may hang (no quorum) while another could answer; do not
-        # let a single attempt eat the whole budget.
-        self._attempt_timeout = max(1.0, timeout / 2)
         self._max_block_bytes = max_block_bytes
         self._page_size = page_size
         self._idle_timeout = watch_idle_timeout
-        self._clock = clock
         self.tls = tls
-        context = None if tls is None else tls.context()
-        self._clients = tuple(etcd_http_client(tls, context) for _ in self._endpoints)
-        # One client for the watch streams too: a new httpx.Client loads the CA
-        # store for its SSL context, which cost an idle node a third of its CPU
-        # when every re-established stream (each `watch_idle_timeout`) made one.
-        self._watch_client = etcd_http_client(tls, context)
-        self._preferred = 0
 
     # -- lifecycle -------------------------------------------------------
 
     @property
     def endpoints(self) -> tuple[str, ...]:
         """The client URLs this log talks to."""
-        return self._endpoints
+        return self._gateway.endpoints
 
     @property
     def prefix(self) -> bytes:
@@ -186,13 +135,11 @@ class EtcdLog:
         For helpers that keep other keys under the prefix (`etcd_lease`).
         Raises OrderingError when no quorum answers or etcd refuses.
         """
-        return self._post(path, body)
+        return self._gateway.post(path, body)
 
     def close(self) -> None:
         """Close the HTTP connections."""
-        for client in self._clients:
-            client.close()
-        self._watch_client.close()
+        self._gateway.close()
 
     def __enter__(self) -> EtcdLog:
         return self
@@ -249,7 +196,7 @@ class EtcdLog:
             {"request_put": {"key": key, "value": _b64(data)}},
             {"request_put": {"key": head_key, "value": _b64(str(height).encode())}},
         ]
-        reply = self._post(
+        reply = self._gateway.post(
             "/v3/kv/txn", {"compare": compare, "success": success, "failure": failure}
         )
         if reply.get("succeeded"):
@@ -283,7 +230,7 @@ class EtcdLog:
             {"request_delete_range": {"key": key}},
             {"request_put": {"key": _b64(self._head_key), "value": _b64(str(height - 1).encode())}},
         ]
-        reply = self._post("/v3/kv/txn", {"compare": compare, "success": success})
+        reply = self._gateway.post("/v3/kv/txn", {"compare": compare, "success": success})
         return bool(reply.get("succeeded"))
 
     # -- reading ---------------------------------------------------------
@@ -292,12 +239,12 @@ class EtcdLog:
         """The block bytes at `height`, or None if nothing is there yet."""
         if height < 0:
             return None
-        kvs = _kvs(self._post("/v3/kv/range", {"key": _b64(self._block_key(height))}))
+        kvs = _kvs(self._gateway.post("/v3/kv/range", {"key": _b64(self._block_key(height))}))
         return _unb64(kvs[0].get("value", "")) if kvs else None
 
     def head(self) -> int:
         """Height of the newest block, -1 if the log is empty."""
-        kvs = _kvs(self._post("/v3/kv/range", {"key": _b64(self._head_key)}))
+        kvs = _kvs(self._gateway.post("/v3/kv/range", {"key": _b64(self._head_key)}))
         return int(_unb64(kvs[0].get("value", ""))) if kvs else -1
 
     def range(self, start: int, end: int | None = None) -> Iterator[tuple[int, bytes]]:
@@ -345,10 +292,10 @@ class EtcdLog:
                 if gap or not more:
                     break
             if gap:
-                stop.wait(min(self._idle_timeout, _MAX_BACKOFF))
+                stop.wait(min(self._idle_timeout, MAX_BACKOFF))
                 continue
             # Follow: events after that revision.
-            endpoint = self._preferred
+            endpoint = self._gateway.preferred
             stream = self._open_watch(endpoint, next_height, revision + 1)
             outcome = ""
             try:
@@ -377,52 +324,15 @@ class EtcdLog:
             if stop.is_set() or outcome in ("idle", "compacted", "gap"):
                 continue
             # The endpoint failed: prefer the next one and back off a little.
-            self._preferred = (endpoint + 1) % len(self._endpoints)
+            self._gateway.preferred = (endpoint + 1) % len(self._gateway.endpoints)
             failures += 1
-            stop.wait(min(_MAX_BACKOFF, 0.02 * 2**failures))
+            stop.wait(min(MAX_BACKOFF, 0.02 * 2**failures))
 
     # -- status ----------------------------------------------------------
 
     def status(self) -> tuple[EndpointStatus, ...]:
         """Ask every endpoint for its health, leader, Raft index and database size."""
-        replies: list[Json | str] = []
-        attempt = min(self._timeout, 2.0)
-        for client, url in zip(self._clients, self._endpoints, strict=True):
-            try:
-                reply = client.post(f"{url}/v3/maintenance/status", json={}, timeout=attempt)
-            except httpx.HTTPError as exc:
-                replies.append(_describe(exc))
-                continue
-            answer = _json_or_error(reply)
-            if isinstance(answer, dict) and reply.status_code != 200:
-                answer = str(answer.get("message") or answer)
-            replies.append(answer)
-        names: dict[int, str] = {}
-        with contextlib.suppress(OrderingError):
-            members = self._post("/v3/cluster/member/list", {}).get("members", [])
-            names = {int(m.get("ID", 0)): str(m.get("name", "")) for m in members}
-        statuses = []
-        for url, answer in zip(self._endpoints, replies, strict=True):
-            if isinstance(answer, str):
-                statuses.append(EndpointStatus(endpoint=url, reachable=False, error=answer))
-                continue
-            member_id = int(answer.get("header", {}).get("member_id", 0))
-            leader_id = int(answer.get("leader", 0))
-            statuses.append(
-                EndpointStatus(
-                    endpoint=url,
-                    reachable=True,
-                    name=names.get(member_id, ""),
-                    member_id=member_id,
-                    leader_id=leader_id,
-                    is_leader=member_id != 0 and member_id == leader_id,
-                    raft_index=int(answer.get("raftIndex", 0)),
-                    raft_term=int(answer.get("raftTerm", 0)),
-                    db_size=int(answer.get("dbSize", 0)),
-                    version=str(answer.get("version", "")),
-                )
-            )
-        return tuple(statuses)
+        return self._gateway.status()
 
     # -- internals -------------------------------------------------------
 
@@ -435,7 +345,7 @@ class EtcdLog:
     def _range_page(self, start: int, end: int | None) -> tuple[list[tuple[int, bytes]], bool, int]:
         """One range read: (blocks, more follow, revision the read saw)."""
         range_end = self._blocks_end if end is None else self._block_key(end)
-        reply = self._post(
+        reply = self._gateway.post(
             "/v3/kv/range",
             {
                 "key": _b64(self._block_key(start)),
@@ -465,49 +375,8 @@ class EtcdLog:
             }
         }
         return _WatchStream(
-            self._watch_client, f"{self._endpoints[endpoint]}/v3/watch", body, self._idle_timeout
+            self._gateway.watch_client,
+            f"{self._gateway.endpoints[endpoint]}/v3/watch",
+            body,
+            self._idle_timeout,
         )
-
-    def _post(self, path: str, body: Json) -> Json:
-        """POST to the first endpoint that answers, within the timeout."""
-        deadline = self._clock() + self._timeout
-        failures: dict[str, str] = {}
-        backoff = 0.02
-        count = len(self._endpoints)
-        while True:
-            for offset in range(count):
-                index = (self._preferred + offset) % count
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
-                url = self._endpoints[index]
-                try:
-                    reply = self._clients[index].post(
-                        url + path, json=body, timeout=min(remaining, self._attempt_timeout)
-                    )
-                except httpx.HTTPError as exc:
-                    failures[url] = _describe(exc)
-                    continue
-                payload = _json_or_error(reply)
-                if isinstance(payload, str):
-                    failures[url] = payload
-                    continue
-                if reply.status_code == 200:
-                    self._preferred = index
-                    return payload
-                code = int(payload.get("code", 2))
-                message = str(payload.get("message") or payload.get("error") or reply.text[:200])
-                if code in _RETRYABLE_CODES:
-                    failures[url] = message
-                    continue
-                raise _refusal(url, code, message)
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                tried = "; ".join(f"{url}: {why}" for url, why in failures.items())
-                raise OrderingError(
-                    f"no etcd quorum answered {path} within {self._timeout:.1f}s "
-                    f"(tried {tried or 'nothing'}); check that a majority of the etcd members "
-                    "are running and reachable, then retry"
-                )
-            time.sleep(min(backoff, remaining))
-            backoff = min(backoff * 2, _MAX_BACKOFF)
