@@ -16,7 +16,7 @@ from rich.console import Console
 from sharechain.demo import ORGS, run_network_story
 
 
-def test_sharing_story_over_http_on_a_node_per_member_and_three_etcd_members(tmp_path: Path) -> None:
+def test_sharing_story_over_http_on_a_node_per_member_and_three_etcd(tmp_path: Path) -> None:
     console = Console(record=True, width=120, force_terminal=False)
     story = run_network_story(tmp_path, console, rows=20_000)
     outcomes = story.outcomes
