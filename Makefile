@@ -42,8 +42,10 @@ system: $(SYSSTAMP)
 demo: $(STAMP) $(SYSSTAMP)
 	$(BIN)/python -m sharechain.demo --network $(NETWORK)
 
+# Two workers, whole files to each (a file's module fixtures, e.g. a 3-node
+# network, start once): most tests wait on processes, sockets and disks.
 test: $(STAMP) $(SYSSTAMP)
-	$(BIN)/pytest -m "not soak" -p no:cacheprovider --durations=25
+	$(BIN)/pytest -m "not soak" -p no:cacheprovider -n 2 --dist loadfile --durations=25
 
 soak: $(STAMP) $(SYSSTAMP)
 	$(BIN)/pytest -m soak -p no:cacheprovider
