@@ -67,6 +67,11 @@ def start(
         bool, typer.Option("--no-verify", help="Skip re-verifying the store on start.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    # -- snapshots and joining (issue 19) --
+    from_snapshot: Annotated[
+        str | None,
+        typer.Option(help="Start from a snapshot (FILE, or a peer's URL) its peers vouch for."),
+    ] = None,
 ) -> None:
     """Start a node: verify its store, join the ordering service, serve the /v1 API."""
     from sharechain.node.server import run_node
@@ -101,6 +106,8 @@ def start(
             max_wait=max_wait_ms / 1000,
             verify_on_start=not no_verify,
         )
+        if from_snapshot is not None:
+            _from_snapshot(config, from_snapshot)
         if (config.data_dir / "consortium.json").exists():
             # Lets `sharechain chain verify --data-dir` compare this ledger with the peers.
             url_host = f"[{host}]" if ":" in host else host
@@ -108,6 +115,21 @@ def start(
                 config.data_dir, NodeFile(org, f"http://{url_host}:{port}", tuple(peers))
             )
         run_node(config, host, port, log_level=log_level, extensions=(mount_console,))
+
+
+def _from_snapshot(config: NodeConfig, source: str) -> None:
+    from sharechain.node.snapshots import check_source, start_from_snapshot
+    from sharechain.storage.snapshot import SnapshotRefusedError
+
+    check_source(source)
+    try:
+        done = start_from_snapshot(config.data_dir, config.org, source, config.peers)
+    except SnapshotRefusedError as exc:
+        fail(f"snapshot refused ({exc.reason}): {exc}; nothing was changed")
+    console.print(
+        f"started from the snapshot at height {done.info.height}, vouched for by "
+        f"{', '.join(done.vouched_by)}; syncing forward from the peers"
+    )
 
 
 @node_app.command("repair")

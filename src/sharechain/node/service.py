@@ -56,10 +56,12 @@ from sharechain.node.keyring import KeyRing
 from sharechain.node.metrics import NodeMetrics
 from sharechain.node.quarantine import AttestationJudge
 from sharechain.node.repair import repair_store
+from sharechain.node.snapshot_maker import DEFAULT_EVERY, SnapshotMaker
 from sharechain.node.waiting import Waiters
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.solo import Receipt
 from sharechain.storage.datadir import DataDir
+from sharechain.storage.snapshot import SnapshotRefusedError, check_loaded, snapshot_base
 
 __all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
 
@@ -140,6 +142,16 @@ class Node:
         self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
         """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
+        self.snapshot_base = snapshot_base(self.store)
+        """The height this node's store was loaded from a snapshot at (None: it has every block)."""
+        self.snapshots = SnapshotMaker(
+            self.datadir.db_path,
+            self.datadir.path / "snapshots",
+            self.org,
+            lambda: self.keys.signing,
+            self.datadir.genesis_hash,
+            int(self.datadir.settings.get("snapshot_blocks", DEFAULT_EVERY)),
+        )
 
     # -- life cycle -----------------------------------------------------------
 
@@ -162,7 +174,20 @@ class Node:
         """Verify the store, then start the ordering role and the peer poller."""
         from sharechain.node import compaction, replication  # the loops: layers stay flat
 
-        if self.config.verify_on_start:
+        if self.config.verify_on_start and self.snapshot_base is not None:
+            # Blocks below the snapshot are headers only: nothing to replay them with.
+            try:
+                check_loaded(self.store, self.snapshot_base)
+            except SnapshotRefusedError as exc:
+                self.problem = (
+                    f"the block store (started from a snapshot at height {self.snapshot_base}) "
+                    f"failed its check: {exc}. Run `sharechain node repair --data-dir "
+                    f"{self.config.data_dir}` and start again from a snapshot or from genesis"
+                )
+                log.error("ALERT %s", self.problem)
+                self.metrics.ready.set(0)
+                return
+        elif self.config.verify_on_start:
             report = verify_ledger(
                 self.store, self.registry, genesis_hash=self.datadir.genesis_hash
             )
@@ -230,6 +255,7 @@ class Node:
             thread.join(timeout=15)
         for closer in self._closers:
             closer()
+        self.snapshots.close()
         self.waiters.fail_all(OrderingError("the node stopped before the transaction committed"))
         with self.commit_lock:
             self.store.close()
@@ -431,6 +457,7 @@ class Node:
         for code, n in counts.items():
             self.metrics.transactions.labels(code).inc(n)
         self.book.attest(head)
+        self.snapshots.committed(head.height)  # under the commit lock: sees this height alone
         self.waiters.settle(block, self.metrics.tx_latency_seconds.observe)
         with self.new_block:
             self.new_block.notify_all()
