@@ -72,6 +72,13 @@ def start(
         str | None,
         typer.Option(help="Start from a snapshot (FILE, or a peer's URL) its peers vouch for."),
     ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(help="Join a running network through this member node's URL (admitted orgs)."),
+    ] = None,
+    genesis_hash: Annotated[
+        str | None, typer.Option(help="With --join: the consortium's genesis hash (hex) to expect.")
+    ] = None,
 ) -> None:
     """Start a node: verify its store, join the ordering service, serve the /v1 API."""
     from sharechain.node.server import run_node
@@ -86,6 +93,15 @@ def start(
         if not sep or not url:
             fail(f"--peer must be ORG=URL, not {item!r}")
         peers.append((name, url))
+    if join is not None:
+        ordering, orderer_url, etcd_endpoints, etcd_prefix = _join(
+            resolve_data_dir(data_dir),
+            org,
+            join,
+            genesis_hash,
+            peers,
+            (ordering, orderer_url, etcd_endpoints, etcd_prefix),
+        )
     etcd_tls = None
     if etcd_ca or etcd_cert or etcd_key:
         if not (etcd_ca and etcd_cert and etcd_key):
@@ -115,6 +131,40 @@ def start(
                 config.data_dir, NodeFile(org, f"http://{url_host}:{port}", tuple(peers))
             )
         run_node(config, host, port, log_level=log_level, extensions=(mount_console,))
+
+
+def _join(
+    data_dir: Path,
+    org: str,
+    url: str,
+    genesis_hash: str | None,
+    peers: list[tuple[str, str]],
+    given: tuple[str, str | None, str, str],
+) -> tuple[str, str | None, str, str]:
+    """Fetch the consortium's configuration through `url`; the ordering settings to use."""
+    from sharechain.node.joining import join_network
+
+    expected = None
+    if genesis_hash is not None:
+        try:
+            expected = bytes.fromhex(genesis_hash)
+        except ValueError:
+            fail(f"--genesis-hash must be hex, not {genesis_hash!r}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with handle_errors():
+        joined = join_network(data_dir, org, url, genesis_hash=expected)
+    known = {name for name, _ in peers}
+    peers += [(name, u) for name, u in joined.peers if name not in known]
+    ordering, orderer_url, endpoints, prefix = given
+    if ordering == "solo" and joined.ordering == "etcd" and not endpoints:
+        ordering, endpoints, prefix = "etcd", ",".join(joined.etcd_endpoints), joined.etcd_prefix
+    if ordering == "solo" and orderer_url is None:
+        orderer_url = joined.orderer_url
+    console.print(
+        f"joined {joined.consortium} ({joined.genesis_hash.hex()[:16]}...) through {url}; "
+        f"peers: {', '.join(name for name, _ in peers)}"
+    )
+    return ordering, orderer_url, endpoints, prefix
 
 
 def _from_snapshot(config: NodeConfig, source: str) -> None:

@@ -55,7 +55,16 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.node import checkpoints, custody, delivery, mailbox, queries, snapshots, upkeep
+from sharechain.node import (
+    checkpoints,
+    custody,
+    delivery,
+    joining,
+    mailbox,
+    queries,
+    snapshots,
+    upkeep,
+)
 from sharechain.node.deps import Auth
 from sharechain.node.quotas import Limits, PerSource, QuotaError, SubmissionQuota, WaitSlots
 from sharechain.node.refusals import refuse_in_json
@@ -375,6 +384,7 @@ def create_app(
     app.include_router(mailbox.router)  # computation messages between parties
     checkpoints.register(app, node)  # quorum checkpoints, cosigned with the peers
     snapshots.register(app, node)  # state snapshots, each vouched for by this node
+    joining.register(app, node)  # what a newly admitted member's node needs to join
     # Shreds on commit and fetches missing blobs; stops with the node.
     app.state.upkeep = upkeep.start(node)
     for extend in extensions:

@@ -190,6 +190,12 @@ class _Guard:
                 drop = has_body and (length is None or int(length) > DRAIN_BYTES)
                 await self._refuse_unsigned(scope, receive, send, source, str(exc), drop)
                 return
+            removed = self.node.removed_reason(signed.org)
+            if removed is not None:  # the signature verified under a removed member's key
+                await _error(403, "forbidden", removed, dict(_CLOSE) if has_body else None)(
+                    scope, receive, send
+                )
+                return
             scope[SIGNED_SCOPE] = signed
         await self.app(scope, _Metered(receive, limit, signed), send)
 
@@ -203,7 +209,7 @@ class _Guard:
             target=f"{raw_path.decode('latin-1')}?{query.decode('latin-1')}",
             headers=headers,
             has_body=has_body,
-            public_key=self.node.public_key,
+            public_key=self.node.request_key,
             nonces=self.node.nonces,
             node=self.node.org,
             now=self.node.now,

@@ -294,6 +294,28 @@ class Node:
         found = self.organisation(org)
         return found.sign_key if found is not None and found.active else None
 
+    def request_key(self, org: str) -> bytes | None:
+        """The key a request signed as `org` is checked with: active or removed members'.
+
+        A removed organisation's requests must still verify, so that its former
+        peers can answer 403 with the reason (`removed_reason`) to the holder of
+        its key, and 401 to anyone else.
+        """
+        found = self.organisation(org)
+        return (
+            found.sign_key if found is not None and found.status in ("active", "removed") else None
+        )
+
+    def removed_reason(self, org: str) -> str | None:
+        """Why `org`'s requests are refused with 403 (None: it is not a removed member)."""
+        found = self.organisation(org)
+        if found is None or found.status != "removed":
+            return None
+        return (
+            f"{org} was removed from the consortium at block {found.since}: its former peers "
+            "refuse its requests; an admin may propose to admit it again (`sharechain org propose`)"
+        )
+
     def roles(self, org: str) -> tuple[str, ...]:
         found = self.organisation(org)
         return found.roles if found is not None and found.active else ()
