@@ -119,12 +119,17 @@ def test_an_admitted_member_joins_a_running_network_and_a_removed_one_is_refused
         _cli("org", "vote", str(removal["proposal"]), *_as(net, "bank-b"))
         wait_until(lambda: all(r.node.removed_reason(NEW) for r in net.running.values()))
         for org in ORGS:
-            with NodeClient(net.url(org), NEW, keys.signing) as client:
-                with pytest.raises(AccessDeniedError, match="removed from the consortium"):
-                    client.status()
-        # Someone else claiming to be it is not told anything more than 401.
-        with NodeClient(net.url("bank-b"), NEW, OrgKeys.generate(NEW).signing) as client:
-            with pytest.raises(AuthenticationError):
+            with (
+                NodeClient(net.url(org), NEW, keys.signing) as client,
+                pytest.raises(AccessDeniedError, match="removed from the consortium"),
+            ):
                 client.status()
+        # Someone else claiming to be it is not told anything more than 401.
+        impostor = OrgKeys.generate(NEW).signing
+        with (
+            NodeClient(net.url("bank-b"), NEW, impostor) as client,
+            pytest.raises(AuthenticationError),
+        ):
+            client.status()
     finally:
         shutdown(clinic)
