@@ -136,8 +136,8 @@ def create_app(
     @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
     async def health() -> dict[str, Any]:
         """Liveness: the process answers (on the event loop: no worker thread needed);
-        `alarms` lists what needs an operator (etcd NOSPACE)."""
-        alarms = list(node.etcd_alarms)
+        `alarms` lists what needs an operator (etcd NOSPACE, a full disk)."""
+        alarms = list(node.etcd_alarms) + ([node.disk.full] if node.disk.full else [])
         return {"status": "alarm" if alarms else "ok", "org": node.org, "alarms": alarms}
 
     @app.get(

@@ -37,6 +37,7 @@ from sharechain.errors import (
     SharechainError,
     TransactionRejectedError,
 )
+from sharechain.node.diskspace import DiskFullError
 from sharechain.node.quotas import Limits, PerSource, QuotaError, TooLargeError
 from sharechain.node.service import Node
 
@@ -78,6 +79,7 @@ _STATUS: dict[type[SharechainError], tuple[int, str]] = {
     InvalidSignatureError: (400, "bad_request"),
     TransactionRejectedError: (409, "rejected"),
     IntegrityError: (502, "integrity"),
+    DiskFullError: (503, "disk_full"),
     OrderingError: (503, "unavailable"),
     ChainError: (503, "unavailable"),
     ConfigError: (503, "unavailable"),
@@ -172,6 +174,12 @@ class _Guard:
             return
         if self.node.problem is not None and path not in OPEN_PATHS:
             await _error(503, "quarantined", self.node.problem)(scope, receive, send)
+            return
+        full = self.node.disk.full
+        if full is not None and method not in ("GET", "HEAD") and path.startswith("/v1/"):
+            # No work while the disk is full (sharechain.node.diskspace); reads go on.
+            headers = {"Retry-After": "30", **(_CLOSE if length not in (None, "0") else {})}
+            await _error(503, "disk_full", full, headers)(scope, receive, send)
             return
         signed = None
         if path.startswith("/v1/") and path not in OPEN_PATHS:

@@ -26,6 +26,7 @@ from sharechain.errors import EncodingError, OrderingError, SharechainError
 from sharechain.ledger.attestations import Attestation
 from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.builder import builder, elector, etcd_builder
+from sharechain.node.diskspace import DiskFullError
 from sharechain.node.etcd_watch import ensure_genesis_in_log, etcd_watcher
 from sharechain.node.peer_client import PeerClient
 from sharechain.node.service import Node
@@ -106,7 +107,10 @@ def _follower(node: Node, upstream: PeerClient) -> None:
         failures = 0
         if not blocks:
             node.caught_up = True
-        apply_remote_blocks(node, list(enumerate(blocks, start)))
+        try:
+            apply_remote_blocks(node, list(enumerate(blocks, start)))
+        except DiskFullError:
+            node.stop_event.wait(1.0)  # the guard logged it; try again when space returns
 
 
 def _peer_poller(node: Node) -> None:

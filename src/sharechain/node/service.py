@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -52,6 +53,7 @@ from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
 from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
+from sharechain.node.diskspace import CHECK_SECONDS, DEFAULT_RESERVE, DiskFullError, DiskGuard
 from sharechain.node.keyring import KeyRing
 from sharechain.node.metrics import NodeMetrics
 from sharechain.node.quarantine import AttestationJudge
@@ -142,6 +144,12 @@ class Node:
         self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
         """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
+        self.disk = DiskGuard(
+            self.datadir.path,
+            int(self.datadir.settings.get("disk_reserve_bytes", DEFAULT_RESERVE)),
+            self.metrics.registry,
+        )
+        """Whether the data directory's disk is full (the node then takes no work)."""
         self.snapshot_base = snapshot_base(self.store)
         """The height this node's store was loaded from a snapshot at (None: it has every block)."""
         self.snapshots = SnapshotMaker(
@@ -207,8 +215,10 @@ class Node:
             meta = self.store.head()
             if meta is not None:
                 self.book.attest(meta)
+        self.disk.check()
         replication.start_roles(self)
         compaction.start(self)
+        self.spawn("disk-watch", self._watch_disk)
         self.spawn("key-watch", self._watch_key)
         self.metrics.ready.set(1)
 
@@ -278,6 +288,10 @@ class Node:
             return False
         self.book.rekey(self.keys.signing)
         return True
+
+    def _watch_disk(self) -> None:
+        while not self.stop_event.wait(CHECK_SECONDS):
+            self.disk.check()
 
     def _watch_key(self) -> None:
         while not self.stop_event.wait(self.config.key_check_interval):
@@ -390,6 +404,7 @@ class Node:
         """
         if not self.ready:
             raise OrderingError(self.problem or self.halted or "the node is stopping")
+        self.disk.refuse()
         ids = [hashlib.sha256(r).digest() for r in raws]
         known = self.store.known_txs(ids)
         t = time.monotonic()
@@ -448,16 +463,22 @@ class Node:
             )
         done: list[tuple[Block, Execution, float]] = []
         failure: ChainError | None = None
-        # One block alone needs no group: `commit_block` is one transaction already.
-        with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
-            for block, data, execution in blocks:
-                started = time.perf_counter()
-                try:
-                    ex = self.ledger.commit(block, execution, data)
-                except ChainError as exc:
-                    failure = exc
-                    break
-                done.append((block, ex, time.perf_counter() - started))
+        try:
+            # One block alone needs no group: `commit_block` is one transaction already.
+            with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
+                for block, data, execution in blocks:
+                    started = time.perf_counter()
+                    try:
+                        ex = self.ledger.commit(block, execution, data)
+                    except ChainError as exc:
+                        failure = exc
+                        break
+                    done.append((block, ex, time.perf_counter() - started))
+        except (OSError, sqlite3.Error) as exc:
+            # SQLite rolled the transaction back: the store is at its last block.
+            if self.disk.note(exc):
+                raise DiskFullError(self.disk.full or str(exc)) from None
+            raise
         for block, ex, seconds in done:
             self._announce(block, ex, seconds)
         if failure is not None:
