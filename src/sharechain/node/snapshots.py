@@ -71,7 +71,15 @@ def register(app: FastAPI, node: Node) -> None:
         "/v1/snapshots/{height}",
         tags=["snapshots"],
         response_class=FileResponse,
-        responses=SIGNED_ERRORS,
+        responses={
+            200: {
+                "description": "the snapshot file (`sharechain-snapshot/v1`, docs/operations.md)",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+            **SIGNED_ERRORS,
+        },
     )
     def snapshot_file(height: Annotated[int, PathParam(ge=1, le=2**62)], who: Auth) -> Any:
         """One snapshot file (see docs/operations.md for its format)."""
