@@ -178,7 +178,10 @@ class _Guard:
         full = self.node.disk.full
         if full is not None and method not in ("GET", "HEAD") and path.startswith("/v1/"):
             # No work while the disk is full (sharechain.node.diskspace); reads go on.
-            headers = {"Retry-After": "30", **(_CLOSE if length not in (None, "0") else {})}
+            # Like a refused signature: a small body is discarded and the connection kept.
+            unbounded = length is None and _header(scope, b"transfer-encoding") is not None
+            drop = unbounded or (length is not None and int(length) > DRAIN_BYTES)
+            headers = {"Retry-After": "30", **(_CLOSE if drop else {})}
             await _error(503, "disk_full", full, headers)(scope, receive, send)
             return
         signed = None
@@ -200,7 +203,8 @@ class _Guard:
                 return
             removed = self.node.removed_reason(signed.org)
             if removed is not None:  # the signature verified under a removed member's key
-                await _error(403, "forbidden", removed, dict(_CLOSE) if has_body else None)(
+                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
+                await _error(403, "forbidden", removed, dict(_CLOSE) if drop else None)(
                     scope, receive, send
                 )
                 return
