@@ -257,3 +257,23 @@ def test_a_node_behind_starts_from_a_vouched_snapshot_and_a_lying_one_is_refused
     wait_until(lambda: b.node.store.head() == a.node.store.head())
     wait_until(lambda: any(p.checked >= 1 and p.agrees for p in b.node.book.peers()))
     assert b.node.halted is None
+
+    # A node with an empty store following it: what it lacks below the snapshot comes
+    # from the other peers, and then it follows as usual.
+    net.stop("regulator")
+    for path in consortium.node_dir("regulator").glob("ledger.db*"):
+        path.unlink()
+    late = Node(
+        NodeConfig(
+            data_dir=consortium.node_dir("regulator"),
+            org="regulator",
+            orderer_url=b.url,
+            peers=(("hospital-a", a.url),),
+        )
+    )
+    late.start()
+    try:
+        wait_until(lambda: late.store.head() == a.node.store.head())
+        assert late.snapshot_base is None and late.halted is None
+    finally:
+        late.stop()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from sharechain.errors import EncodingError, OrderingError, SharechainError
+from sharechain.errors import EncodingError, NotFoundError, OrderingError, SharechainError
 from sharechain.ledger.attestations import Attestation
 from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.builder import builder, elector, etcd_builder
@@ -98,6 +98,13 @@ def _follower(node: Node, upstream: PeerClient) -> None:
         start = node.ledger.height + 1
         try:
             blocks = upstream.get().sync_blocks(start, limit=64, wait=2.0)
+        except NotFoundError as exc:
+            # The orderer started from a snapshot past our head: the peers have those blocks.
+            log.info("the orderer lacks blocks from %d (%s); asking the peers", start, exc)
+            catch_up_from_peers(node)
+            if node.ledger.height < start:
+                node.stop_event.wait(2.0)
+            continue
         except (httpx.HTTPError, SharechainError) as exc:
             failures += 1
             if failures in (1, 10) or failures % 100 == 0:
