@@ -1,9 +1,11 @@
 """A real network under load and faults, judged by the history checker.
 
-The short run (in `make test`): 3 nodes, solo ordering, a follower killed and
-restarted, another paused and resumed, a follower's link to the orderer slowed
-and then cut. The soak run (`make soak`): 4 nodes on 3 etcd members, a random
-schedule whose seed is printed (set SHARECHAIN_SOAK_SEED to replay one).
+The short run (in `make test`): 3 nodes, solo ordering, a follower restarted
+with its clock 8 s ahead, a follower killed and restarted, another paused and
+resumed, a follower's disk filled and freed (where a tmpfs can be mounted), a
+follower's link to the orderer slowed and then cut. The soak run (`make soak`):
+4 nodes on 3 etcd members, a random schedule whose seed is printed (set
+SHARECHAIN_SOAK_SEED to replay one).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 from pathlib import Path
 
 import pytest
+from test_clock_and_disk_faults import can_mount_tmpfs
 
 from sharechain.faults.schedule import FLOW_CODES, KINDS, Fault, random_schedule, run_soak
 
@@ -34,12 +37,16 @@ def test_random_schedules_are_reproducible_and_bounded() -> None:
 
 
 def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None:
-    faults = (
-        Fault(1.0, "kill", "hospital-b", 2.0),
-        Fault(4.0, "pause", "regulator", 1.5),
-        Fault(6.0, "delay", "hospital-b", 1.0, peer="hospital-a"),
-        Fault(7.5, "cut", "regulator", 1.5, peer="hospital-a"),
-    )
+    faults = [
+        Fault(0.5, "skew", "regulator", 2.5, amount=8.0),  # its wall clock 8 s ahead
+        Fault(2.5, "kill", "hospital-b", 1.5),
+        Fault(4.5, "pause", "regulator", 1.5),
+        Fault(6.5, "delay", "hospital-b", 1.0, peer="hospital-a"),
+        Fault(8.0, "cut", "regulator", 1.5, peer="hospital-a"),
+    ]
+    if can_mount_tmpfs(tmp_path):  # a tmpfs per node (root only): the disk filled up
+        # While the node runs (a node cannot even open its store on a full disk).
+        faults.append(Fault(0.5, "fill", "hospital-b", 1.5))
     result = run_soak(tmp_path / "net", seed=1, faults=faults, seconds=10.0)
     report = result.report
     assert result.flow == FLOW_CODES
@@ -56,13 +63,17 @@ def test_soak_random_schedule_on_etcd(tmp_path: Path) -> None:
     orgs = ("hospital-a", "hospital-b", "bank-c", "regulator")
     peers = (*orgs, "etcd-0", "etcd-1", "etcd-2")
     seconds = float(os.environ.get("SHARECHAIN_SOAK_SECONDS", "120"))
-    faults = random_schedule(seed, peers, peers, seconds=seconds, count=1000)
+    # The fill fault needs a tmpfs per node (root); without one it is left out of the draw.
+    kinds = KINDS if can_mount_tmpfs(tmp_path) else tuple(k for k in KINDS if k != "fill")
+    faults = random_schedule(seed, peers, peers, seconds=seconds, count=1000, kinds=kinds)
     result = run_soak(
         tmp_path / "net", seed=seed, faults=faults, seconds=seconds, orgs=4, ordering="etcd"
     )
     assert result.flow == FLOW_CODES
+    kinds_seen = sorted({f.kind for f in faults})
     print(
-        f"soak seed {seed}: {len(faults)} faults, {result.report.operations} operations, "
+        f"soak seed {seed}: {len(faults)} faults ({', '.join(kinds_seen)}), "
+        f"{result.report.operations} operations, "
         f"{result.report.acknowledged} acknowledged, height {result.report.height}, "
         "lost 0, diverged 0"
     )

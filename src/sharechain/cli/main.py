@@ -99,6 +99,7 @@ COMMAND_MODULES = (
     "sharechain.cli.bench_cmd",
     "sharechain.cli.node_cmd",
     "sharechain.cli.backup_cmd",  # after node_cmd: it joins the `node` group
+    "sharechain.cli.snapshot_cmd",  # after node_cmd: it joins the `node` group
     "sharechain.cli.network_cmd",
     "sharechain.cli.org_cmd",
     "sharechain.cli.dataset_cmd",

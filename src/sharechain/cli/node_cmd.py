@@ -92,6 +92,18 @@ def start(
     tls_client_certs: Annotated[
         bool, typer.Option("--tls-client-certs", help="HTTPS: require client certificates.")
     ] = False,
+    # -- snapshots and joining (issue 19) --
+    from_snapshot: Annotated[
+        str | None,
+        typer.Option(help="Start from a snapshot (FILE, or a peer's URL) its peers vouch for."),
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(help="Join a running network through this member node's URL (admitted orgs)."),
+    ] = None,
+    genesis_hash: Annotated[
+        str | None, typer.Option(help="With --join: the consortium's genesis hash (hex) to expect.")
+    ] = None,
 ) -> None:
     """Start a node: verify its store, join the ordering service, serve the /v1 API.
 
@@ -110,12 +122,25 @@ def start(
         if not sep or not url:
             fail(f"--peer must be ORG=URL, not {item!r}")
         peers.append((name, url))
+    tls = _tls_files(tls_cert, tls_key, tls_ca, tls_client_certs)
+    if tls is not None:
+        from sharechain.api.client import trust_ca
+
+        trust_ca(tls.ca)  # joining and snapshots fetch from HTTPS peers before serving
+    if join is not None:
+        ordering, orderer_url, etcd_endpoints, etcd_prefix = _join(
+            resolve_data_dir(data_dir),
+            org,
+            join,
+            genesis_hash,
+            peers,
+            (ordering, orderer_url, etcd_endpoints, etcd_prefix),
+        )
     etcd_tls = None
     if etcd_ca or etcd_cert or etcd_key:
         if not (etcd_ca and etcd_cert and etcd_key):
             fail("--etcd-ca, --etcd-cert and --etcd-key go together: pass all three")
         etcd_tls = EtcdTLS(etcd_ca, etcd_cert, etcd_key)
-    tls = _tls_files(tls_cert, tls_key, tls_ca, tls_client_certs)
     with handle_errors():
         config = NodeConfig(
             data_dir=resolve_data_dir(data_dir),
@@ -131,6 +156,8 @@ def start(
             max_wait=max_wait_ms / 1000,
             verify_on_start=not no_verify,
         )
+        if from_snapshot is not None:
+            _from_snapshot(config, from_snapshot)
         if (config.data_dir / "consortium.json").exists():
             # Lets `sharechain chain verify --data-dir` compare this ledger with the peers.
             url_host = f"[{host}]" if ":" in host else host
@@ -147,6 +174,55 @@ def start(
             tls=tls,
             client_certs=tls_client_certs,
         )
+
+
+def _join(
+    data_dir: Path,
+    org: str,
+    url: str,
+    genesis_hash: str | None,
+    peers: list[tuple[str, str]],
+    given: tuple[str, str | None, str, str],
+) -> tuple[str, str | None, str, str]:
+    """Fetch the consortium's configuration through `url`; the ordering settings to use."""
+    from sharechain.node.joining import join_network
+
+    expected = None
+    if genesis_hash is not None:
+        try:
+            expected = bytes.fromhex(genesis_hash)
+        except ValueError:
+            fail(f"--genesis-hash must be hex, not {genesis_hash!r}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with handle_errors():
+        joined = join_network(data_dir, org, url, genesis_hash=expected)
+    known = {name for name, _ in peers}
+    peers += [(name, u) for name, u in joined.peers if name not in known]
+    ordering, orderer_url, endpoints, prefix = given
+    if ordering == "solo" and joined.ordering == "etcd" and not endpoints:
+        ordering, endpoints, prefix = "etcd", ",".join(joined.etcd_endpoints), joined.etcd_prefix
+    if ordering == "solo" and orderer_url is None:
+        orderer_url = joined.orderer_url
+    console.print(
+        f"joined {joined.consortium} ({joined.genesis_hash.hex()[:16]}...) through {url}; "
+        f"peers: {', '.join(name for name, _ in peers)}"
+    )
+    return ordering, orderer_url, endpoints, prefix
+
+
+def _from_snapshot(config: NodeConfig, source: str) -> None:
+    from sharechain.node.snapshots import check_source, start_from_snapshot
+    from sharechain.storage.snapshot import SnapshotRefusedError
+
+    check_source(source)
+    try:
+        done = start_from_snapshot(config.data_dir, config.org, source, config.peers)
+    except SnapshotRefusedError as exc:
+        fail(f"snapshot refused ({exc.reason}): {exc}; nothing was changed")
+    console.print(
+        f"started from the snapshot at height {done.info.height}, vouched for by "
+        f"{', '.join(done.vouched_by)}; syncing forward from the peers"
+    )
 
 
 @node_app.command("repair")

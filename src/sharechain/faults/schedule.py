@@ -7,7 +7,12 @@ schedule of faults while the load runs:
 - ``kill``: SIGKILL a node or an etcd member, restart it `duration` seconds later;
 - ``pause``: SIGSTOP a node or an etcd member, SIGCONT it `duration` seconds later;
 - ``delay``: slow the link from a node to a peer by 0.2 s each way;
-- ``cut``: cut that link (connections reset, new ones refused), then restore it.
+- ``cut``: cut that link (connections reset, new ones refused), then restore it;
+- ``skew``: restart a node with its wall clock `amount` seconds off
+  (`sharechain.faults.skewed_node`), and again with the true time after `duration`;
+- ``fill``: fill the disk of a node's data directory to the last byte, then free
+  it (each node's data directory is then a tmpfs of its own, `small_disks`: the
+  real disk is never filled; mounting needs root).
 
 The load: each organisation's client submits batches of notary records
 through its own node; a submission that fails (its node is down, paused, cut
@@ -30,7 +35,9 @@ import hashlib
 import itertools
 import os
 import random
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -52,6 +59,7 @@ from sharechain.node.launcher import LocalNetwork, NodeSpec
 __all__ = [
     "FLOW_CODES",
     "KINDS",
+    "NODE_KINDS",
     "Fault",
     "ProxiedNetwork",
     "SoakResult",
@@ -59,11 +67,17 @@ __all__ = [
     "run_soak",
 ]
 
-KINDS: Final = ("kill", "pause", "delay", "cut")
+KINDS: Final = ("kill", "pause", "delay", "cut", "skew", "fill")
+NODE_KINDS: Final = ("skew", "fill")
+"""Faults of a node only (an etcd member is not restarted skewed nor given a small disk)."""
+_SKEW_RANGE: Final = (2.0, 10.0)
+"""Seconds a skewed clock is off, either way: within what members tolerate (30 s)."""
+_DISK_SIZE: Final = "256m"
 FLOW_CODES: Final = ("valid",) * 7 + ("revoked",)
 """The regulated flow's codes: register, request, two approvals, key release, read,
 revoke all valid; the read after the revocation refused."""
 _LINK_DELAY: Final = 0.2
+_BALLAST: Final = "ballast"
 _SUPERVISOR: Final = "regulator"
 
 
@@ -81,6 +95,8 @@ class Fault:
     """Seconds until it is healed (restart, SIGCONT, link restored)."""
     peer: str = ""
     """For a link fault: the peer called (an organisation, or `etcd-<i>`)."""
+    amount: float = 0.0
+    """For ``skew``: seconds the node's clock is off (negative: behind)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +116,13 @@ class SoakResult:
 
 
 def random_schedule(
-    seed: int, targets: Sequence[str], peers: Sequence[str], *, seconds: float, count: int
+    seed: int,
+    targets: Sequence[str],
+    peers: Sequence[str],
+    *,
+    seconds: float,
+    count: int,
+    kinds: Sequence[str] = KINDS,
 ) -> tuple[Fault, ...]:
     """Up to `count` faults drawn from `seed`, one after another within `seconds`.
 
@@ -113,15 +135,16 @@ def random_schedule(
     nodes = [t for t in targets if not t.startswith("etcd-")]
     faults, cursor = [], 0.0
     for _ in range(count):
-        kind = rng.choice(KINDS)
+        kind = rng.choice(list(kinds))
         link = kind in ("delay", "cut")
-        org = rng.choice(nodes if link else list(targets))
+        org = rng.choice(nodes if link or kind in NODE_KINDS else list(targets))
         peer = rng.choice([p for p in peers if p != org]) if link else ""
         at = cursor + rng.uniform(0.3, 1.5)
         duration = rng.uniform(0.5, 3.0)
+        amount = rng.choice((-1, 1)) * rng.uniform(*_SKEW_RANGE) if kind == "skew" else 0.0
         if at + duration > seconds:
             break
-        faults.append(Fault(round(at, 2), kind, org, round(duration, 2), peer))
+        faults.append(Fault(round(at, 2), kind, org, round(duration, 2), peer, round(amount, 2)))
         cursor = at + duration
     return tuple(faults)
 
@@ -129,9 +152,69 @@ def random_schedule(
 class ProxiedNetwork(LocalNetwork):
     """A `LocalNetwork` whose every node-to-node and node-to-etcd link has its own proxy."""
 
-    def __init__(self, base: Path, **options: Any) -> None:
+    def __init__(self, base: Path, *, small_disks: bool = False, **options: Any) -> None:
         self.links: dict[tuple[str, str], LinkProxy] = {}
+        self.skews: dict[str, float] = {}
+        """Nodes running with a skewed clock, and by how much."""
+        self.disks: list[Path] = []
+        """Data directories mounted as a tmpfs of their own (`small_disks`)."""
         super().__init__(base, **options)
+        if small_disks:
+            for node in self.nodes:
+                self._mount(node.data_dir)
+
+    def _mount(self, data_dir: Path) -> None:
+        aside = data_dir.with_name(data_dir.name + ".aside")
+        data_dir.rename(aside)
+        data_dir.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={_DISK_SIZE}", "tmpfs", str(data_dir)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            data_dir.rmdir()
+            aside.rename(data_dir)
+            self.release_disks()
+            raise ConfigError(
+                "the fill fault needs a small disk per node, a tmpfs: "
+                + done.stderr.decode().strip()
+            )
+        self.disks.append(data_dir)
+        shutil.copytree(aside, data_dir, dirs_exist_ok=True)
+        shutil.rmtree(aside)
+
+    def release_disks(self) -> None:
+        """Unmount the nodes' tmpfs data directories (their stores are read before)."""
+        for disk in self.disks:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True, check=False)
+        self.disks = []
+
+    def fill(self, org: str) -> None:
+        """Fill `org`'s data directory's disk to the last byte."""
+        spec = self.spec(org)
+        if spec.data_dir not in self.disks:
+            raise ConfigError(f"{org}'s data directory is not a small disk: run with small_disks")
+        fd = os.open(spec.data_dir / _BALLAST, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for size in (1 << 20, 4096, 1):
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, bytes(size))
+        finally:
+            os.close(fd)
+
+    def unfill(self, org: str) -> None:
+        (self.spec(org).data_dir / _BALLAST).unlink(missing_ok=True)
+
+    def skew(self, org: str, seconds: float | None) -> None:
+        """Restart `org`'s node with its clock `seconds` off (None: the true time again)."""
+        self.kill_node(org)
+        if seconds is None:
+            self.skews.pop(org, None)
+        else:
+            self.skews[org] = seconds
+        self.start_node(org)
 
     def link(self, org: str, peer: str) -> LinkProxy:
         """The proxy on `org`'s calls to `peer` (an organisation or `etcd-<i>`)."""
@@ -155,6 +238,10 @@ class ProxiedNetwork(LocalNetwork):
             for url, peer in targets.items():
                 arg = arg.replace(url, self.link(node.org, peer).url)
             out.append(arg)
+        skew = self.skews.get(node.org)
+        if skew is not None and "sharechain.cli.node_cmd" in out:
+            at = out.index("sharechain.cli.node_cmd")
+            out[at : at + 1] = ["sharechain.faults.skewed_node", str(skew)]
         return out
 
     def pid(self, org: str) -> int:
@@ -195,6 +282,10 @@ def _inject(net: ProxiedNetwork, fault: Fault) -> None:
         net.link(fault.org, fault.peer).delay(_LINK_DELAY)
     elif fault.kind == "cut":
         net.link(fault.org, fault.peer).cut()
+    elif fault.kind == "skew":
+        net.skew(fault.org, fault.amount)
+    elif fault.kind == "fill":
+        net.fill(fault.org)
     else:
         raise ConfigError(f"unknown fault {fault.kind!r}; one of {KINDS}")
 
@@ -204,6 +295,10 @@ def _heal(net: ProxiedNetwork, fault: Fault) -> None:
         net.restart(fault.org)
     elif fault.kind == "pause":
         os.kill(net.pid(fault.org), signal.SIGCONT)
+    elif fault.kind == "skew":
+        net.skew(fault.org, None)
+    elif fault.kind == "fill":
+        net.unfill(fault.org)
     else:
         net.link(fault.org, fault.peer).restore()
 
@@ -313,12 +408,17 @@ def run_soak(
 ) -> SoakResult:
     """Run the load for `seconds` with `faults`; check the history (raises on a violation)."""
     net = ProxiedNetwork(
-        base, orgs=orgs, ordering=ordering, node_options=("--log-level", "warning")
+        base,
+        orgs=orgs,
+        ordering=ordering,
+        node_options=("--log-level", "warning"),
+        small_disks=any(f.kind == "fill" for f in faults),
     )
     log = _Log(net)
     names = [n.org for n in net.nodes]
     flow: list[str] = []
     active: list[Fault] = []
+    ran = False
     try:
         net.up(timeout=90)
         stop = threading.Event()
@@ -350,16 +450,22 @@ def run_soak(
             t.join(settle_timeout)
         net.wait_ready(timeout=settle_timeout)
         _wait_same_head(net, settle_timeout)
+        ran = True
     finally:
         for fault in active:  # a run that failed half-way: let the nodes stop cleanly
             with contextlib.suppress(SharechainError, OSError):
                 _heal(net, fault)
         net.down()
         net.close_links()
+        if not ran:
+            net.release_disks()
     chains = []
-    for node in net.nodes:
-        with contextlib.closing(Store(node.data_dir / "ledger.db")) as store:
-            chains.append(chain_from_store(node.org, store))
+    try:
+        for node in net.nodes:
+            with contextlib.closing(Store(node.data_dir / "ledger.db")) as store:
+                chains.append(chain_from_store(node.org, store))
+    finally:
+        net.release_disks()
     report = check_history(log.ops, chains)
     return SoakResult(seed, tuple(faults), tuple(log.ops), report, tuple(flow))
 

@@ -431,10 +431,13 @@ class Store:
         try:
             self._check_extends(height)
             yield
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # A COMMIT that failed (a full disk: SQLITE_FULL) may leave the transaction
+            # open or have rolled it back already; either way none of it stays.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -55,7 +55,16 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.node import checkpoints, custody, delivery, mailbox, queries, upkeep
+from sharechain.node import (
+    checkpoints,
+    custody,
+    delivery,
+    joining,
+    mailbox,
+    queries,
+    snapshots,
+    upkeep,
+)
 from sharechain.node.deps import Auth
 from sharechain.node.quotas import Limits, PerSource, QuotaError, SubmissionQuota, WaitSlots
 from sharechain.node.refusals import refuse_in_json
@@ -129,8 +138,8 @@ def create_app(
     @app.get("/v1/health", tags=["operations"], response_model=Health, responses=OPEN_ERRORS)
     async def health() -> dict[str, Any]:
         """Liveness: the process answers (on the event loop: no worker thread needed);
-        `alarms` lists what needs an operator (etcd NOSPACE)."""
-        alarms = list(node.etcd_alarms)
+        `alarms` lists what needs an operator (etcd NOSPACE, a full disk)."""
+        alarms = list(node.etcd_alarms) + ([node.disk.full] if node.disk.full else [])
         return {"status": "alarm" if alarms else "ok", "org": node.org, "alarms": alarms}
 
     @app.get(
@@ -324,6 +333,12 @@ def create_app(
         wait: Annotated[float, Query(ge=0.0, le=10.0)] = 0.0,
     ) -> Response:
         """Raw blocks from `start` (a CBOR array of block encodings), long-polled up to `wait` s."""
+        base = node.snapshot_base
+        if base is not None and start < base:
+            raise NotFoundError(
+                f"this node started from a snapshot at height {base} and holds only block "
+                f"headers below it; fetch blocks {start}..{base - 1} from another peer"
+            )
         if wait > 0 and node.ledger.height < start and long_polls.take(who.org):
             try:  # a caller holding its share of long-polls is answered at once
                 node.wait_height(start, wait)
@@ -370,6 +385,8 @@ def create_app(
     app.include_router(custody.router)  # keys between nodes
     app.include_router(mailbox.router)  # computation messages between parties
     checkpoints.register(app, node)  # quorum checkpoints, cosigned with the peers
+    snapshots.register(app, node)  # state snapshots, each vouched for by this node
+    joining.register(app, node)  # what a newly admitted member's node needs to join
     # Shreds on commit and fetches missing blobs; stops with the node.
     app.state.upkeep = upkeep.start(node)
     for extend in extensions:

@@ -100,7 +100,8 @@ def _apply(
                 return committed, foreign
             group.append((block, data, None))
             txs += len(block.txs)
-            if len(group) >= GROUP_BLOCKS or txs >= GROUP_TXS:
+            # A snapshot height ends its group: the snapshot must see that height alone.
+            if len(group) >= GROUP_BLOCKS or txs >= GROUP_TXS or node.snapshots.due(height):
                 done, foreign = _commit_group(node, group, voidable)
                 committed += done
                 group, txs = [], 0

@@ -37,6 +37,7 @@ from sharechain.errors import (
     SharechainError,
     TransactionRejectedError,
 )
+from sharechain.node.diskspace import DiskFullError
 from sharechain.node.quotas import Limits, PerSource, QuotaError, TooLargeError
 from sharechain.node.service import Node
 
@@ -78,6 +79,7 @@ _STATUS: dict[type[SharechainError], tuple[int, str]] = {
     InvalidSignatureError: (400, "bad_request"),
     TransactionRejectedError: (409, "rejected"),
     IntegrityError: (502, "integrity"),
+    DiskFullError: (503, "disk_full"),
     OrderingError: (503, "unavailable"),
     ChainError: (503, "unavailable"),
     ConfigError: (503, "unavailable"),
@@ -173,6 +175,15 @@ class _Guard:
         if self.node.problem is not None and path not in OPEN_PATHS:
             await _error(503, "quarantined", self.node.problem)(scope, receive, send)
             return
+        full = self.node.disk.full
+        if full is not None and method not in ("GET", "HEAD") and path.startswith("/v1/"):
+            # No work while the disk is full (sharechain.node.diskspace); reads go on.
+            # Like a refused signature: a small body is discarded and the connection kept.
+            unbounded = length is None and _header(scope, b"transfer-encoding") is not None
+            drop = unbounded or (length is not None and int(length) > DRAIN_BYTES)
+            headers = {"Retry-After": "30", **(_CLOSE if drop else {})}
+            await _error(503, "disk_full", full, headers)(scope, receive, send)
+            return
         signed = None
         if path.startswith("/v1/") and path not in OPEN_PATHS:
             source = str((scope.get("client") or ("unknown",))[0])
@@ -190,6 +201,13 @@ class _Guard:
                 drop = has_body and (length is None or int(length) > DRAIN_BYTES)
                 await self._refuse_unsigned(scope, receive, send, source, str(exc), drop)
                 return
+            removed = self.node.removed_reason(signed.org)
+            if removed is not None:  # the signature verified under a removed member's key
+                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
+                await _error(403, "forbidden", removed, dict(_CLOSE) if drop else None)(
+                    scope, receive, send
+                )
+                return
             scope[SIGNED_SCOPE] = signed
         await self.app(scope, _Metered(receive, limit, signed), send)
 
@@ -203,7 +221,7 @@ class _Guard:
             target=f"{raw_path.decode('latin-1')}?{query.decode('latin-1')}",
             headers=headers,
             has_body=has_body,
-            public_key=self.node.public_key,
+            public_key=self.node.request_key,
             nonces=self.node.nonces,
             node=self.node.org,
             now=self.node.now,

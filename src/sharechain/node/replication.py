@@ -22,10 +22,11 @@ from collections.abc import Sequence
 
 import httpx
 
-from sharechain.errors import EncodingError, OrderingError, SharechainError
+from sharechain.errors import EncodingError, NotFoundError, OrderingError, SharechainError
 from sharechain.ledger.attestations import Attestation
 from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.builder import builder, elector, etcd_builder
+from sharechain.node.diskspace import DiskFullError
 from sharechain.node.etcd_watch import ensure_genesis_in_log, etcd_watcher
 from sharechain.node.peer_client import PeerClient
 from sharechain.node.service import Node
@@ -97,6 +98,13 @@ def _follower(node: Node, upstream: PeerClient) -> None:
         start = node.ledger.height + 1
         try:
             blocks = upstream.get().sync_blocks(start, limit=64, wait=2.0)
+        except NotFoundError as exc:
+            # The orderer started from a snapshot past our head: the peers have those blocks.
+            log.info("the orderer lacks blocks from %d (%s); asking the peers", start, exc)
+            catch_up_from_peers(node)
+            if node.ledger.height < start:
+                node.stop_event.wait(2.0)
+            continue
         except (httpx.HTTPError, SharechainError) as exc:
             failures += 1
             if failures in (1, 10) or failures % 100 == 0:
@@ -106,7 +114,10 @@ def _follower(node: Node, upstream: PeerClient) -> None:
         failures = 0
         if not blocks:
             node.caught_up = True
-        apply_remote_blocks(node, list(enumerate(blocks, start)))
+        try:
+            apply_remote_blocks(node, list(enumerate(blocks, start)))
+        except DiskFullError:
+            node.stop_event.wait(1.0)  # the guard logged it; try again when space returns
 
 
 def _peer_poller(node: Node) -> None:

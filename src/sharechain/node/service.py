@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -52,14 +53,17 @@ from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
 from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
+from sharechain.node.diskspace import CHECK_SECONDS, DEFAULT_RESERVE, DiskFullError, DiskGuard
 from sharechain.node.keyring import KeyRing
 from sharechain.node.metrics import NodeMetrics
 from sharechain.node.quarantine import AttestationJudge
 from sharechain.node.repair import repair_store
+from sharechain.node.snapshot_maker import DEFAULT_EVERY, SnapshotMaker
 from sharechain.node.waiting import Waiters
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.solo import Receipt
 from sharechain.storage.datadir import DataDir
+from sharechain.storage.snapshot import SnapshotRefusedError, check_loaded, snapshot_base
 
 __all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
 
@@ -140,6 +144,22 @@ class Node:
         self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
         """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
+        self.disk = DiskGuard(
+            self.datadir.path,
+            int(self.datadir.settings.get("disk_reserve_bytes", DEFAULT_RESERVE)),
+            self.metrics.registry,
+        )
+        """Whether the data directory's disk is full (the node then takes no work)."""
+        self.snapshot_base = snapshot_base(self.store)
+        """The height this node's store was loaded from a snapshot at (None: it has every block)."""
+        self.snapshots = SnapshotMaker(
+            self.datadir.db_path,
+            self.datadir.path / "snapshots",
+            self.org,
+            lambda: self.keys.signing,
+            self.datadir.genesis_hash,
+            int(self.datadir.settings.get("snapshot_blocks", DEFAULT_EVERY)),
+        )
 
     # -- life cycle -----------------------------------------------------------
 
@@ -162,7 +182,20 @@ class Node:
         """Verify the store, then start the ordering role and the peer poller."""
         from sharechain.node import compaction, replication  # the loops: layers stay flat
 
-        if self.config.verify_on_start:
+        if self.config.verify_on_start and self.snapshot_base is not None:
+            # Blocks below the snapshot are headers only: nothing to replay them with.
+            try:
+                check_loaded(self.store, self.snapshot_base)
+            except SnapshotRefusedError as exc:
+                self.problem = (
+                    f"the block store (started from a snapshot at height {self.snapshot_base}) "
+                    f"failed its check: {exc}. Run `sharechain node repair --data-dir "
+                    f"{self.config.data_dir}` and start again from a snapshot or from genesis"
+                )
+                log.error("ALERT %s", self.problem)
+                self.metrics.ready.set(0)
+                return
+        elif self.config.verify_on_start:
             report = verify_ledger(
                 self.store, self.registry, genesis_hash=self.datadir.genesis_hash
             )
@@ -182,8 +215,10 @@ class Node:
             meta = self.store.head()
             if meta is not None:
                 self.book.attest(meta)
+        self.disk.check()
         replication.start_roles(self)
         compaction.start(self)
+        self.spawn("disk-watch", self._watch_disk)
         self.spawn("key-watch", self._watch_key)
         self.metrics.ready.set(1)
 
@@ -230,6 +265,7 @@ class Node:
             thread.join(timeout=15)
         for closer in self._closers:
             closer()
+        self.snapshots.close()
         self.waiters.fail_all(OrderingError("the node stopped before the transaction committed"))
         with self.commit_lock:
             self.store.close()
@@ -253,6 +289,10 @@ class Node:
         self.book.rekey(self.keys.signing)
         return True
 
+    def _watch_disk(self) -> None:
+        while not self.stop_event.wait(CHECK_SECONDS):
+            self.disk.check()
+
     def _watch_key(self) -> None:
         while not self.stop_event.wait(self.config.key_check_interval):
             self.refresh_keys()
@@ -267,6 +307,28 @@ class Node:
         """The current signing key of an active organisation, from the chain."""
         found = self.organisation(org)
         return found.sign_key if found is not None and found.active else None
+
+    def request_key(self, org: str) -> bytes | None:
+        """The key a request signed as `org` is checked with: active or removed members'.
+
+        A removed organisation's requests must still verify, so that its former
+        peers can answer 403 with the reason (`removed_reason`) to the holder of
+        its key, and 401 to anyone else.
+        """
+        found = self.organisation(org)
+        return (
+            found.sign_key if found is not None and found.status in ("active", "removed") else None
+        )
+
+    def removed_reason(self, org: str) -> str | None:
+        """Why `org`'s requests are refused with 403 (None: it is not a removed member)."""
+        found = self.organisation(org)
+        if found is None or found.status != "removed":
+            return None
+        return (
+            f"{org} was removed from the consortium at block {found.since}: its former peers "
+            "refuse its requests; an admin may propose to admit it again (`sharechain org propose`)"
+        )
 
     def roles(self, org: str) -> tuple[str, ...]:
         found = self.organisation(org)
@@ -342,6 +404,7 @@ class Node:
         """
         if not self.ready:
             raise OrderingError(self.problem or self.halted or "the node is stopping")
+        self.disk.refuse()
         ids = [hashlib.sha256(r).digest() for r in raws]
         known = self.store.known_txs(ids)
         t = time.monotonic()
@@ -400,16 +463,22 @@ class Node:
             )
         done: list[tuple[Block, Execution, float]] = []
         failure: ChainError | None = None
-        # One block alone needs no group: `commit_block` is one transaction already.
-        with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
-            for block, data, execution in blocks:
-                started = time.perf_counter()
-                try:
-                    ex = self.ledger.commit(block, execution, data)
-                except ChainError as exc:
-                    failure = exc
-                    break
-                done.append((block, ex, time.perf_counter() - started))
+        try:
+            # One block alone needs no group: `commit_block` is one transaction already.
+            with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
+                for block, data, execution in blocks:
+                    started = time.perf_counter()
+                    try:
+                        ex = self.ledger.commit(block, execution, data)
+                    except ChainError as exc:
+                        failure = exc
+                        break
+                    done.append((block, ex, time.perf_counter() - started))
+        except (OSError, sqlite3.Error) as exc:
+            # SQLite rolled the transaction back: the store is at its last block.
+            if self.disk.note(exc):
+                raise DiskFullError(self.disk.full or str(exc)) from None
+            raise
         for block, ex, seconds in done:
             self._announce(block, ex, seconds)
         if failure is not None:
@@ -431,6 +500,7 @@ class Node:
         for code, n in counts.items():
             self.metrics.transactions.labels(code).inc(n)
         self.book.attest(head)
+        self.snapshots.committed(head.height)  # under the commit lock: sees this height alone
         self.waiters.settle(block, self.metrics.tx_latency_seconds.observe)
         with self.new_block:
             self.new_block.notify_all()

@@ -1,0 +1,147 @@
+"""A full disk (a small tmpfs filled to the last byte, never the real disk): the node refuses
+work with 503 disk_full, says so in health and metrics, keeps its store intact and
+resumes, catching up, when space returns."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from node_helpers import ORGS, Consortium, Running, run_node, shutdown
+from test_replication import _records, wait_until
+from test_snapshot_start import _with_settings
+
+from sharechain.ledger.store import Store
+from sharechain.ledger.verify import verify_ledger
+from sharechain.node.diskspace import is_disk_full
+from sharechain.node.launcher import node_data_dir
+from sharechain.storage.datadir import init_consortium
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 12 MiB tmpfs (needs root to mount; skipped otherwise)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Fill `disk` to the last byte; the ballast file to delete to give the space back."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (64 * 1024, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, bytes(size))
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def test_a_commit_that_finds_the_disk_full_rolls_back_and_the_store_goes_on(
+    small_disk: Path,
+) -> None:
+    store = Store(small_disk / "ledger.db")
+    try:
+        ballast = _fill(small_disk)
+        block = {
+            "height": 0,
+            "block_hash": bytes(32),
+            "state_root": bytes(32),
+            "timestamp": 0,
+            "data": b"block",
+            "txs": [],
+            "writes": {f"k{i}": os.urandom(1024) for i in range(2048)},
+            "history": [],
+        }
+        with pytest.raises(sqlite3.OperationalError) as failed:
+            store.commit_block(**block)  # type: ignore[arg-type]
+        assert is_disk_full(failed.value)
+        assert store.head() is None and store.get("k1") is None
+        ballast.unlink()
+        store.commit_block(**block)  # type: ignore[arg-type]  # not wedged in a transaction
+        assert store.head() is not None and store.integrity_check() == "ok"
+    finally:
+        store.close()
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+def test_a_node_whose_disk_fills_refuses_work_then_resumes_and_catches_up(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
+    _with_settings(tmp_path / "consortium", disk_reserve_bytes=1024 * 1024, snapshot_blocks=0)
+    consortium = Consortium(tmp_path / "consortium", tmp_path)
+    node_data_dir(consortium.source, small_disk / "bank-b", "bank-b")
+    orderer = run_node(consortium, "hospital-a", max_wait=0.005)
+    follower: Running | None = None
+    try:
+        from sharechain.node.server import ServerThread
+        from sharechain.node.service import Node, NodeConfig
+
+        node = Node(
+            NodeConfig(
+                data_dir=small_disk / "bank-b",
+                org="bank-b",
+                orderer_url=orderer.url,
+                peers=(("hospital-a", orderer.url),),
+            )
+        )
+        node.start()
+        follower = Running(node, ServerThread(node).start(), consortium)
+        with follower.client() as client:
+            assert client.submit(_records(consortium, "bank-b", 5))[0].code == "valid"
+        wait_until(lambda: node.store.head() == orderer.node.store.head())
+        assert node.disk.full is None
+
+        ballast = _fill(small_disk)
+        wait_until(lambda: node.disk.full is not None, timeout=5)
+        with follower.client() as client:
+            reply = client.http.post(
+                "/v1/txs", content=b'{"txs": []}', headers={"content-type": "application/json"}
+            )
+            assert reply.status_code == 503
+            assert reply.json()["error"] == "disk_full" and "full" in reply.json()["detail"]
+            assert client.status()["height"] >= 1  # reads go on
+            health = client.health()
+            assert health["status"] == "alarm" and "is full" in health["alarms"][0]
+            assert "sharechain_disk_full 1.0" in client.metrics()
+        # The others go on; this node does not halt, whatever it manages to commit.
+        with orderer.client() as client:
+            for tag in range(1, 4):
+                client.submit(_records(consortium, "hospital-a", 20, tag=tag))
+        assert node.halted is None and node.problem is None
+
+        ballast.unlink()
+        wait_until(lambda: node.disk.full is None, timeout=5)
+        wait_until(lambda: node.store.head() == orderer.node.store.head())
+        with follower.client() as client:
+            assert client.submit(_records(consortium, "bank-b", 5, tag=9))[0].code == "valid"
+            assert "sharechain_disk_full 0.0" in client.metrics()
+            assert client.health()["status"] == "ok"
+        assert node.store.integrity_check() == "ok"
+        report = verify_ledger(node.store, node.registry, genesis_hash=node.datadir.genesis_hash)
+        assert report.ok, report.reason
+    finally:
+        if follower is not None:
+            shutdown(follower)
+        shutdown(orderer)
