@@ -5,7 +5,10 @@
   state, who accepted, the result's size or contributors and the receipts;
   and the masking profiles registered on the chain.
 - `/ui/privacy/sessions/{id}`: one session, party by party, with its
-  timeline (every transaction that touched it, from the history index).
+  timeline (every transaction that touched it, from the history index);
+  an approver or admin of a supervisor's node approves a session waiting
+  for a supervisor there, and one of a party's or a supervisor's node
+  denies a proposed or open session (`web.actions`).
 
 Read like the other pages through `sharechain.contracts.privacy_queries`
 (the functions behind the REST API's reads of the same records) and under the API's rule for
@@ -129,10 +132,13 @@ def session(request: Request, sid: str) -> Response:
         c = pq.computation(store, q.resolve(store, "computation", sid))
     except NotFoundError as exc:
         raise RefusedError(404, str(exc)) from None
-    if node.org not in c.parties and not _supervisor(node):
+    supervisor = _supervisor(node)
+    if node.org not in c.parties and not supervisor:
         raise RefusedError(
             403, f"only its parties and supervisors read computation {c.id}; {node.org} is neither"
         )
+    live = c.status in ("proposed", "open")
+    waiting = c.status == "proposed" and c.raw["approval_required"] and not c.raw["approved_by"]
     trail = describe.events(
         store, q.audit(store, computation_id=c.id, proofs=False, limit=TRAIL_LIMIT)
     )
@@ -142,6 +148,8 @@ def session(request: Request, sid: str) -> Response:
         page="privacy",
         row=_row(c),
         parties=_parties(c),
+        may_approve=supervisor and waiting,
+        may_deny=live,
         trail=trail,
         timeline=charts.timeline(describe.marks(trail)),
     )
