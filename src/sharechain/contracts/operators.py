@@ -3,8 +3,8 @@
 A node signs the transactions its console's people take (approve, deny,
 revoke, vote, clear an alert, approve or reject a computation session) with
 the organisation's key; the organisation is the party that decided, and
-`operator` says which of its people pressed the button, so the audit trail reads "approved by hospital-a (alice)". The
-command line leaves the field out.
+`operator` says which of its people pressed the button, so the audit trail
+reads "approved by hospital-a (alice)". The command line leaves the field out.
 
 The name is another member's text that every peer's audit trail shows, so
 the contract refuses (`bad_payload`) anything that could lie on a screen:
