@@ -334,9 +334,7 @@ def _open_request(net: Net) -> str:
     return req.id
 
 
-def test_the_regulator_decides_computation_sessions_in_the_browser(
-    net: Net, chromium: Any
-) -> None:
+def test_the_regulator_decides_computation_sessions_in_the_browser(net: Net, chromium: Any) -> None:
     from sharechain.contracts import derive_id
     from sharechain.contracts import privacy_queries as pq
 
