@@ -17,6 +17,8 @@ from security_kit import Net, consortium
 
 from sharechain.contracts import derive_id, queries
 from sharechain.contracts.access import APPROVE, REJECT
+from sharechain.contracts.computations import APPROVE as SESSION_APPROVE
+from sharechain.contracts.computations import REJECT as SESSION_REJECT
 from sharechain.contracts.grants import REVOKE
 from sharechain.contracts.membership import VOTE
 from sharechain.contracts.operators import MAX_OPERATOR, OPERATED, refusal
@@ -63,7 +65,7 @@ def test_a_plain_name_of_any_script_is_accepted(name: str) -> None:
 
 
 def test_the_console_actions_all_check_the_name() -> None:
-    assert {APPROVE, REJECT, REVOKE, VOTE, CLEAR} == OPERATED
+    assert {APPROVE, REJECT, REVOKE, VOTE, CLEAR, SESSION_APPROVE, SESSION_REJECT} == OPERATED
 
 
 def test_a_bidi_operator_is_refused_by_every_action_and_changes_nothing(net: Net) -> None:

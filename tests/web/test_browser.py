@@ -332,3 +332,39 @@ def _open_request(net: Net) -> str:
 
     (req,) = [r for r in q.inbox(net.nodes[OWNER].store, OWNER) if not r.approvals]
     return req.id
+
+
+def test_the_regulator_decides_computation_sessions_in_the_browser(net: Net, chromium: Any) -> None:
+    from sharechain.contracts import derive_id
+    from sharechain.contracts import privacy_queries as pq
+
+    psi = {
+        "kind": "psi",
+        "parties": [OWNER, GRANTEE],
+        "purpose": "sanctions screening",
+        "max_set_size": 50,
+        "duration": 3_600_000,
+    }
+    sid = derive_id("computation", _signed(net, OWNER, "computation.propose", psi))
+    other = derive_id("computation", _signed(net, OWNER, "computation.propose", psi))
+    net.sync()
+    rita = Console(chromium, net.urls[SUPERVISOR])
+    rita.login("rita")
+    page = rita.page
+    page.goto(f"/ui/privacy/sessions/{sid}")
+    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("status").get_by_text("approve computation").wait_for()
+    assert "done" in page.get_by_role("status").inner_text()
+    assert "by regulator (rita)" in page.locator("ol.trail").inner_text()
+    assert page.get_by_role("button", name="Approve").count() == 0
+
+    page.goto(f"/ui/privacy/sessions/{other}")
+    page.get_by_label(f"reason for denying computation {other[:12]}").fill("purpose too broad")
+    page.get_by_role("button", name="Deny").click()
+    page.get_by_role("status").get_by_text("deny computation").wait_for()
+    assert page.locator("td.status-rejected").inner_text() == "rejected"
+    rita.close()
+    net.sync()
+    store = net.nodes[OWNER].store
+    assert pq.computation(store, sid).raw["operators"] == {SUPERVISOR: "rita"}
+    assert pq.computation(store, other).raw["rejected"]["reason"] == "purpose too broad"

@@ -18,11 +18,16 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 
 from sharechain.api.auth import sign_request
+from sharechain.api.privacy_records import computation_from_view
+from sharechain.api.wire import from_jsonable
 from sharechain.codec import decode, encode
+from sharechain.contracts.computations import Computation
+from sharechain.contracts.privacy_queries import Budget, Transformation
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import (
     AccessDeniedError,
@@ -200,6 +205,11 @@ def _cbor_receipts(reply: httpx.Response) -> list[Receipt]:
         raise SharechainError(
             f"{reply.request.url.host} sent malformed receipts: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _segment(text: str) -> str:
+    """`text` as one path segment (an id or prefix; never a way to another path)."""
+    return quote(text, safe="")
 
 
 class NodeClient:
@@ -385,6 +395,32 @@ class NodeClient:
         reply = self._http.get("/metrics", auth=None)
         _raise_for(reply)
         return reply.text
+
+    # -- privacy records (`contracts.privacy_queries`) ----------------------------
+
+    def computations(self, *, party: str | None = None, limit: int = 1000) -> list[Computation]:
+        """Sessions, newest first: this organisation's (a supervisor's: all, or `party`'s)."""
+        body = self._get("/v1/computations", party=party, limit=limit)
+        return [computation_from_view(c) for c in body["computations"]]
+
+    def computation(self, session: str) -> Computation:
+        """One session (its full id), for its parties and supervisors."""
+        return computation_from_view(self._get(f"/v1/computations/{_segment(session)}"))
+
+    def transformation(self, gid: str) -> Transformation | None:
+        """The transformation record of grant `gid`'s masked release (None until made)."""
+        body = self._get(f"/v1/grants/{_segment(gid)}/transformation")["transformation"]
+        return None if body is None else from_jsonable(Transformation, body)
+
+    def transformations(self, ds: str) -> list[Transformation]:
+        """The transformation records of the masked versions made from dataset `ds`."""
+        body = self._get(f"/v1/datasets/{_segment(ds)}/transformations")
+        return [from_jsonable(Transformation, t) for t in body["transformations"]]
+
+    def budgets(self, ds: str) -> list[Budget]:
+        """The privacy budget spent on dataset `ds`, per grantee (owner and supervisors)."""
+        body = self._get(f"/v1/datasets/{_segment(ds)}/budgets")
+        return [from_jsonable(Budget, b) for b in body["budgets"]]
 
     def get_json(self, path: str, **params: Any) -> Any:
         """GET any API path (e.g. query endpoints) and return the decoded JSON."""

@@ -1,4 +1,5 @@
-"""`sharechain psi offer|match` and `sharechain aggregate propose|join|submit|result`.
+"""`sharechain psi offer|match`, `sharechain aggregate propose|join|submit|result`, and
+`sharechain compute list|show`.
 
 Joint computations, each organisation running its own side (`sharing.computing`):
 
@@ -11,7 +12,9 @@ Joint computations, each organisation running its own side (`sharing.computing`)
   (the aggregator).
 
 A side that waits longer than ``--timeout`` ends the session on the chain and
-says so; errors never show the other party's inputs.
+says so; errors never show the other party's inputs. ``compute list`` and
+``compute show S`` read the sessions as the chain records them (a node shows
+its caller the sessions it is a party to, a supervisor every one).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn
 
+from sharechain.api.wire import to_json
 from sharechain.cli.common import (
     AsOrg,
     DataDirOpt,
@@ -34,15 +38,20 @@ from sharechain.cli.common import (
     KeyOpt,
     NetworkOpt,
     NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
     err_console,
     fail,
     handle_errors,
+    print_table,
     shown,
 )
 from sharechain.cli.target import Target, open_plane
+from sharechain.contracts import privacy_queries as pq
+from sharechain.contracts.computations import Computation
+from sharechain.errors import NotFoundError
 from sharechain.sharing.computing import Computations
 from sharechain.sharing.plane import Plane
 
@@ -295,6 +304,99 @@ def _show(json_out: bool, got: Any) -> None:
     )
 
 
+def _sessions(plane: Plane, party: str | None) -> list[Computation]:
+    if plane.embedded is not None:
+        return pq.computations(plane.embedded.store, party=party)
+    assert plane.client is not None
+    return plane.client.computations(party=party, limit=10_000)
+
+
+def _session(plane: Plane, prefix: str) -> Computation:
+    if plane.embedded is not None:
+        return pq.computation(plane.embedded.store, plane.resolve("computation", prefix))
+    assert plane.client is not None
+    if len(prefix) == 64:
+        return plane.client.computation(prefix.lower())
+    found = [c for c in _sessions(plane, None) if c.id.startswith(prefix.lower())]
+    if len(found) != 1:
+        what = "no" if not found else "more than one"
+        raise NotFoundError(f"{what} computation you may read has an id starting with {prefix!r}")
+    return found[0]
+
+
+def _record(c: Computation) -> dict[str, Any]:
+    raw = c.raw
+    fields = ("purpose", "approval_required", "approved_by", "receipts", "height")
+    return {
+        "id": c.id,
+        "kind": c.kind,
+        "proposer": c.proposer,
+        "parties": list(c.parties),
+        "client": c.client,
+        "limits": dict(c.limits),
+        "status": c.status,
+        "deadline": c.deadline,
+        "accepted": list(c.accepted),
+        "committed": {p: size for p, (_, size) in c.committed.items()},
+        "result": to_json(dict(c.result)) if c.result is not None else None,
+        **{name: to_json(raw[name]) for name in fields},
+        "rejected": raw.get("rejected"),
+    }
+
+
+def _approval(c: Computation) -> str:
+    if not c.raw["approval_required"]:
+        return "not required"
+    return f"by {c.raw['approved_by']}" if c.raw["approved_by"] else "waiting"
+
+
+def list_cmd(
+    party: Annotated[
+        str | None, typer.Option(help="Only sessions this organisation takes part in.")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
+    """Computation sessions, newest first (a node lists its caller's; a supervisor's, all)."""
+    with open_plane(data_dir, Target(node, network, key), as_org) as plane:
+        found = _sessions(plane, party)
+    if json_out:
+        emit_json([_record(c) for c in found])
+        return
+    print_table(
+        f"{len(found)} computation(s)",
+        ("id", "kind", "parties", "status", "approval", "purpose"),
+        (
+            (c.id[:12], c.kind, ", ".join(c.parties), c.status, _approval(c), c.raw["purpose"])
+            for c in found
+        ),
+    )
+
+
+def show_cmd(
+    session: Annotated[str, typer.Argument(help="Session id (or a unique prefix of it).")],
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
+    """One computation session as the chain records it."""
+    with open_plane(data_dir, Target(node, network, key), as_org) as plane:
+        record = _record(_session(plane, session))
+    if json_out:
+        emit_json(record)
+        return
+    for name, value in record.items():
+        text = ", ".join(value) if isinstance(value, list) else str(value)
+        console.print(f"{name}: {shown(text)}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     psi = command_group("psi", "Private set intersection: offer (holder), match (client).")
     psi.command("offer")(offer_cmd)
@@ -306,3 +408,7 @@ def register(app: typer.Typer) -> None:
     agg.command("submit")(submit_cmd)
     agg.command("result")(result_cmd)
     app.add_typer(agg)
+    compute = command_group("compute", "Computation sessions (PSI, aggregation): list, show.")
+    compute.command("list")(list_cmd)
+    compute.command("show")(show_cmd)
+    app.add_typer(compute)

@@ -32,6 +32,7 @@ from sharechain.cli.common import (
 )
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import datasets as ds_contract
+from sharechain.contracts import privacy_queries as pq
 from sharechain.contracts.policies import PolicyError, policy_from_mapping
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing.records import derive_id
@@ -361,6 +362,47 @@ def lineage_cmd(
         console.print("  no parents, derived datasets or other versions", highlight=False)
 
 
+def _masking_reads(
+    dataset: str, target: Target, data_dir: Path | None, as_org: str | None
+) -> tuple[list[pq.Transformation], list[pq.Budget]]:
+    with open_plane(data_dir, target, as_org) as plane:
+        if plane.client is not None:  # the node applies its rule: owner and supervisors
+            return plane.client.transformations(dataset), plane.client.budgets(dataset)
+        assert plane.embedded is not None
+        ds, store = plane.resolve("dataset", dataset), plane.embedded.store
+        return pq.transformations(store, ds), pq.budgets(store, ds)
+
+
+def budgets_cmd(
+    dataset: IdArg,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
+    """Masked releases made from a dataset and the privacy budget (epsilon) spent per grantee."""
+    releases, found = _masking_reads(dataset, Target(node, network, key), data_dir, as_org)
+    if json_out:
+        emit_json({"releases": to_json(releases), "budgets": to_json(found)})
+        return
+    print_table(
+        f"{len(releases)} masked release(s)",
+        ("grant", "masked dataset", "profile", "k", "l", "rows", "suppressed", "epsilon"),
+        (
+            (t.grant[:12], t.dataset[:12], t.profile.hex()[:16], *map(str, figures), t.epsilon)
+            for t in releases
+            for figures in [(t.k, t.l, t.rows, t.suppressed)]
+        ),
+    )
+    print_table(
+        f"privacy budget of {len(found)} grantee(s)",
+        ("grantee", "spent", "limit", "left"),
+        ((b.grantee, b.spent, b.limit or "unlimited", b.left or "unlimited") for b in found),
+    )
+
+
 def register(app: typer.Typer) -> None:
     group = command_group("dataset", "Datasets: register, version, derive, retire, list, show.")
     group.command("register")(register_cmd)
@@ -371,4 +413,5 @@ def register(app: typer.Typer) -> None:
     group.command("list")(list_cmd)
     group.command("show")(show_cmd)
     group.command("lineage")(lineage_cmd)
+    group.command("budgets")(budgets_cmd)
     app.add_typer(group)

@@ -28,6 +28,10 @@ proof context is `rangeproof.session_context(session id, party, position)`).
 A result records the intersection size, or the contributors and a digest of
 the sums; it is refused if more parties dropped out than the session allows.
 
+A supervisor's approval and a rejection may name the operator who decided
+(``operator``, checked and recorded as `contracts.operators` says): the
+console's buttons do.
+
 State: ``computation/<id>``, the session and everything recorded about it.
 """
 
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sharechain.contracts import _fields as f
-from sharechain.contracts import risk
+from sharechain.contracts import operators, risk
 from sharechain.contracts.codes import (
     BAD_PAYLOAD,
     BAD_STATE,
@@ -299,8 +303,10 @@ def _accept(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 
 
 def _approve(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
-    f.require_role(f.sender(state, stx.tx.sender), "supervisor", "approve computations")
-    value = _load(state, stx, ctx, "proposed")
+    me = f.sender(state, stx.tx.sender)
+    f.require_role(me, "supervisor", "approve computations")
+    operator = operators.checked(stx.tx.payload)
+    value = operators.recorded(_load(state, stx, ctx, "proposed"), me.id, operator)
     if not value["approval_required"] or value["approved_by"]:
         raise Reject(DUPLICATE, f"computation {value['id']} needs no (further) approval")
     value["approved_by"] = stx.tx.sender
@@ -309,8 +315,9 @@ def _approve(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 
 
 def _reject(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
-    value = _load(state, stx, ctx, "proposed", "open")
     me = f.sender(state, stx.tx.sender)
+    operator = operators.checked(stx.tx.payload)
+    value = operators.recorded(_load(state, stx, ctx, "proposed", "open"), me.id, operator)
     if me.id not in value["parties"]:
         f.require_role(me, "supervisor", "reject another members' computation")
     value["status"] = "rejected"

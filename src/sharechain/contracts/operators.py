@@ -1,10 +1,10 @@
 """The person behind an organisation's decision: the optional `operator` field.
 
 A node signs the transactions its console's people take (approve, deny,
-revoke, vote, clear an alert) with the organisation's key; the organisation
-is the party that decided, and `operator` says which of its people pressed
-the button, so the audit trail reads "approved by hospital-a (alice)". The
-command line leaves the field out.
+revoke, vote, clear an alert, approve or reject a computation session) with
+the organisation's key; the organisation is the party that decided, and
+`operator` says which of its people pressed the button, so the audit trail
+reads "approved by hospital-a (alice)". The command line leaves the field out.
 
 The name is another member's text that every peer's audit trail shows, so
 the contract refuses (`bad_payload`) anything that could lie on a screen:
@@ -35,7 +35,15 @@ OPERATOR: Final = "operator"
 MAX_OPERATOR: Final = 64
 """Longest operator name, in characters."""
 OPERATED: Final = frozenset(
-    {"access.approve", "access.reject", "grant.revoke", "org.vote", "alerts.clear"}
+    {
+        "access.approve",
+        "access.reject",
+        "grant.revoke",
+        "org.vote",
+        "alerts.clear",
+        "computation.approve",
+        "computation.reject",
+    }
 )
 """Transaction types whose contract checks and records an operator (the console's actions)."""
 

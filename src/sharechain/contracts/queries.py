@@ -1,10 +1,12 @@
-"""Queries over a peer's store: catalogue, inbox, grants, audit trails, lineage, computations.
+"""Queries over a peer's store: catalogue, inbox, grants, audit trails, lineage.
 
 Read-only and index-driven: records are point reads (`dataset/<id>`), lists
 are prefix scans of the `idx/` keys, and audit trails come from the ledger's
 history index (every transaction that touched a key), so none of them scans
 the chain. Each audit entry carries an RFC 9162 inclusion proof of its
-transaction in its block.
+transaction in its block. The privacy records (computation sessions,
+transformation records, privacy budgets) are read by
+`contracts.privacy_queries`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from typing import Any
 from sharechain.codec import decode_trusted
 from sharechain.contracts import keys as k
 from sharechain.contracts.access import AccessRequest, request_from_value
-from sharechain.contracts.budgets import budget_key
-from sharechain.contracts.computations import Computation, computation_from_value, computation_key
+from sharechain.contracts.computations import computation_key
 from sharechain.contracts.datasets import Dataset, dataset_from_value
 from sharechain.contracts.grants import Grant, grant_from_value, grant_status
 from sharechain.contracts.ids import KINDS as KINDS  # node/queries.py reads q.KINDS
@@ -26,7 +27,6 @@ from sharechain.contracts.membership import Proposal, proposal_from_value
 from sharechain.contracts.operators import OPERATED, operator_of
 from sharechain.contracts.profiles import RegisteredProfile, profile_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
-from sharechain.contracts.transforms import transform_key
 from sharechain.crypto.merkle import inclusion_proof
 from sharechain.errors import NotFoundError
 from sharechain.ledger.blocks import VALID, BlockHeader, decode_header
@@ -45,16 +45,11 @@ from sharechain.ledger.validation import (
 
 __all__ = [
     "AuditEntry",
-    "Budget",
     "GrantView",
     "Lineage",
-    "Transformation",
     "alerts",
     "audit",
-    "budgets",
     "catalogue",
-    "computation",
-    "computations",
     "dataset",
     "grant",
     "grants",
@@ -67,7 +62,6 @@ __all__ = [
     "request",
     "requests",
     "resolve",
-    "transformation",
 ]
 
 UNATTRIBUTED = (BAD_ENCODING, BAD_SIGNATURE, SENDER_REMOVED, STALE_KEY, UNKNOWN_SENDER)
@@ -216,92 +210,6 @@ def proposals(store: Store) -> list[Proposal]:
     return [proposal_from_value(v) for _, v in StateReader(store).scan("proposal/")]
 
 
-def computation(store: Store, session: str) -> Computation:
-    """One PSI or aggregation session (`contracts.computations`)."""
-    return computation_from_value(_get(store, computation_key(session)))
-
-
-def computations(store: Store, *, party: str | None = None) -> list[Computation]:
-    """Computation sessions, newest first; with `party`, only those it takes part in."""
-    found = (computation_from_value(v) for _, v in StateReader(store).scan("computation/"))
-    out = [c for c in found if party is None or party in c.parties]
-    return sorted(out, key=lambda c: (-c.raw["height"], c.id))
-
-
-@dataclass(frozen=True, slots=True)
-class Transformation:
-    """The transformation record of a masked release (`contracts.transforms`)."""
-
-    grant: str
-    """The grant the masked version was made for."""
-    source: str
-    """The raw dataset."""
-    dataset: str
-    """The masked dataset registered for the grant."""
-    profile: bytes
-    """Digest of the masking profile applied."""
-    output_digest: bytes
-    """SHA-256 of the masked plaintext."""
-    k: int
-    """k-anonymity achieved."""
-    l: int  # noqa: E741 - the l of l-diversity
-    """l-diversity achieved (0: no target)."""
-    suppressed: int
-    """Rows suppressed below k."""
-    rows: int
-    """Rows released."""
-    epsilon: str
-    """Differential-privacy epsilon spent (an exact fraction as text)."""
-    height: int
-    """Block height of the `dataset.transform` transaction."""
-
-
-def transformation(store: Store, gid: str) -> Transformation | None:
-    """The transformation record of grant `gid`'s masked release, if made yet."""
-    v = StateReader(store).get(transform_key(gid))
-    if v is None:
-        return None
-    return Transformation(
-        v["grant"],
-        v["source"],
-        v["dataset"],
-        v["profile"],
-        v["output_digest"],
-        v["k"],
-        v["l"],
-        v["suppressed"],
-        v["rows"],
-        v["epsilon"],
-        v["height"],
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """What one grantee was released of one dataset's privacy budget (`contracts.budgets`)."""
-
-    dataset: str
-    """The raw dataset."""
-    grantee: str
-    """Who received the masked releases."""
-    spent: str
-    """Epsilon released so far (an exact fraction as text)."""
-    limit: str
-    """The policy's `privacy_budget` (empty: unlimited)."""
-    height: int
-    """Block height of the latest spending."""
-
-
-def budgets(store: Store, ds: str) -> list[Budget]:
-    """The privacy budget spent on dataset `ds`, per grantee."""
-    limit = dataset(store, ds).policy.privacy_budget
-    prefix = budget_key(ds, "")
-    return [
-        Budget(ds, key[len(prefix) :], v["spent"], limit, v["height"])
-        for key, v in StateReader(store).scan(prefix)
-    ]
-
-
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One transaction in an audit trail."""
@@ -445,7 +353,7 @@ def audit(
         entries = _entries(store, store.history(f"org/{org}", limit), proofs)
         return [e for e in entries if e.code not in UNATTRIBUTED]
     elif computation_id is not None:
-        computation(store, computation_id)
+        _get(store, computation_key(computation_id))
         rows = store.history(computation_key(computation_id), limit)
     else:
         raise ValueError("audit needs a dataset, a grant, an organisation or a computation")

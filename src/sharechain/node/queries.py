@@ -7,7 +7,10 @@ Authorisation by role, decided from the caller's record on the chain:
 - a member reads the requests it sent or that concern its datasets, the
   grants it holds or gave, and the audit trails of its own datasets, of its
   grants and of itself;
-- a supervisor reads every request, grant, audit trail and risk alert.
+- a supervisor reads every request, grant, audit trail and risk alert;
+- computation sessions are read by their parties and supervisors; the
+  transformation records and privacy budgets of a dataset by its owner and
+  supervisors (a grant's own transformation record by its grantee too).
 
 Anything else is a 403 that says which role is needed.
 """
@@ -34,19 +37,28 @@ from sharechain.api.models import (
     RequestList,
     RequestReply,
 )
+from sharechain.api.privacy_records import (
+    BudgetList,
+    ComputationList,
+    TransformationList,
+    TransformationReply,
+)
 from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.api.wire import jsonable
+from sharechain.contracts import privacy_queries as pq
 from sharechain.contracts import queries as q
 from sharechain.contracts.notary import notary_record, record_key
 from sharechain.errors import AccessDeniedError, EncodingError, NotFoundError
 from sharechain.ledger.state import StateReader
 from sharechain.node.deps import Auth, Caller
 from sharechain.node.service import Node
+from sharechain.sharing.mailbox import view
 
 __all__ = ["register"]
 
 _Text = Annotated[str | None, Query(max_length=256)]
 _DOC: dict[str, Any] = {"tags": ["queries"], "responses": SIGNED_ERRORS}
+_Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
 def register(app: FastAPI, node: Node) -> None:
@@ -159,7 +171,7 @@ def register(app: FastAPI, node: Node) -> None:
         grant: _Text = None,
         org: _Text = None,
         proofs: bool = True,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        limit: _Limit = 1000,
     ) -> dict[str, Any]:
         """The audit trail of a dataset, a grant or an organisation, with inclusion proofs."""
         if dataset is not None:
@@ -190,6 +202,47 @@ def register(app: FastAPI, node: Node) -> None:
     def lineage(ds: str, who: Auth) -> dict[str, Any]:
         """Ancestors and descendants of a dataset."""
         return {"lineage": jsonable(q.lineage(store, q.resolve(store, "dataset", ds)))}
+
+    # The privacy records (`contracts.privacy_queries`), as the console's privacy pages read them.
+
+    def owned(ds: str, who: Caller, what: str) -> str:
+        d = q.dataset(store, q.resolve(store, "dataset", ds))
+        if not supervisor(who) and d.owner != who.org:
+            raise AccessDeniedError(
+                f"{who.org} may not read the {what} of dataset {d.id}: its owner ({d.owner}) "
+                "and supervisors read them"
+            )
+        return d.id
+
+    @app.get("/v1/computations", response_model=ComputationList, **_DOC)
+    def computations(who: Auth, party: _Text = None, limit: _Limit = 1000) -> dict[str, Any]:
+        """Computation sessions, newest first: the caller's (a supervisor: all, or `party`'s)."""
+        if party is not None and party != who.org and not supervisor(who):
+            raise AccessDeniedError(
+                f"{who.org} may not list the computations of {party}: members list their "
+                "own; a supervisor lists every one"
+            )
+        found = pq.computations(store, party=party if supervisor(who) else who.org)
+        return {"computations": [view(c) for c in found[:limit]], "total": len(found)}
+
+    @app.get("/v1/grants/{gid}/transformation", response_model=TransformationReply, **_DOC)
+    def transformation(gid: str, who: Auth) -> dict[str, Any]:
+        """The transformation record of a grant's masked release (null until it is made)."""
+        g = q.grant(store, q.resolve(store, "grant", gid)).grant
+        if not supervisor(who) and who.org not in (g.grantee, g.owner):
+            raise deny(who, f"the transformation record of grant {g.id}")
+        return {"transformation": jsonable(pq.transformation(store, g.id))}
+
+    @app.get("/v1/datasets/{ds}/transformations", response_model=TransformationList, **_DOC)
+    def transformations(ds: str, who: Auth) -> dict[str, Any]:
+        """The transformation records of the masked versions made from a dataset."""
+        found = pq.transformations(store, owned(ds, who, "transformation records"))
+        return {"transformations": jsonable(found)}
+
+    @app.get("/v1/datasets/{ds}/budgets", response_model=BudgetList, **_DOC)
+    def budgets(ds: str, who: Auth) -> dict[str, Any]:
+        """The privacy budget (epsilon) spent on a dataset, per grantee, and what is left."""
+        return {"budgets": jsonable(pq.budgets(store, owned(ds, who, "privacy budgets")))}
 
     # Read by the command line's node mode (`sharechain ... --node URL`).
 

@@ -1,5 +1,10 @@
 """What an operator can do in the console: log in and out, approve, deny, revoke, vote, clear.
 
+Approve and deny act on access requests and on computation sessions (PSI,
+aggregation); a session's buttons are refused before anything is signed
+unless this node's organisation may take the decision on the chain (a
+supervisor approves; a supervisor or a party denies).
+
 Each action is a transaction signed with the organisation's key by the node
 (as its own key releases are) and submitted to its ordering path; the
 payload names the operator (`operator`), so the transaction on the chain says
@@ -13,6 +18,7 @@ the next page.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -20,11 +26,14 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from sharechain.contracts import privacy_queries as pq
 from sharechain.contracts.access import APPROVE, REJECT
+from sharechain.contracts.computations import APPROVE as SESSION_APPROVE
+from sharechain.contracts.computations import REJECT as SESSION_REJECT
 from sharechain.contracts.grants import REVOKE
 from sharechain.contracts.membership import VOTE
 from sharechain.contracts.risk import CLEAR
-from sharechain.errors import AuthenticationError, SharechainError
+from sharechain.errors import AuthenticationError, NotFoundError, SharechainError
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.ordering.solo import Receipt
 from sharechain.web.accounts import ACTION_ROLES, VOTE_ROLES
@@ -161,12 +170,14 @@ async def _act(
     type: str,
     payload: dict[str, Any],
     back: str,
+    may: Callable[[Console], None] = lambda console: None,
 ) -> Response:
     console = console_of(request)
     session = session_of(request)
     require(session, roles, what)
     form = await request.form()
     check_csrf(session, form, request.headers)
+    may(console)
     for name in ("reason", "note"):
         if name in payload:
             payload[name] = str(form.get(name, ""))[:MAX_TEXT]
@@ -241,4 +252,52 @@ async def vote(request: Request, pid: str, side: str) -> Response:
         type=VOTE,
         payload={"proposal": pid, "approve": side == "yes"},
         back=f"{PREFIX}/org",
+    )
+
+
+def _decides(approve: bool, sid: str) -> Callable[[Console], None]:
+    """Refuse (403, 404) a session decision this node's organisation cannot take on the chain."""
+
+    def check(console: Console) -> None:
+        node = console.node
+        try:
+            c = pq.computation(node.store, sid)
+        except NotFoundError as exc:
+            raise RefusedError(404, str(exc)) from None
+        supervisor = "supervisor" in node.roles(node.org)
+        if approve and not supervisor:
+            raise RefusedError(403, f"only a supervisor approves computations; {node.org} is not")
+        if not approve and not supervisor and node.org not in c.parties:
+            raise RefusedError(
+                403,
+                f"only its parties and supervisors reject computation {c.id}; "
+                f"{node.org} is neither",
+            )
+
+    return check
+
+
+@router.post(f"{PREFIX}/privacy/sessions/{{sid}}/approve")
+async def approve_session(request: Request, sid: str) -> Response:
+    return await _act(
+        request,
+        roles=ACTION_ROLES,
+        what=f"approve computation {sid[:12]}",
+        type=SESSION_APPROVE,
+        payload={"session": sid},
+        back=f"{PREFIX}/privacy/sessions/{sid}",
+        may=_decides(True, sid),
+    )
+
+
+@router.post(f"{PREFIX}/privacy/sessions/{{sid}}/deny")
+async def deny_session(request: Request, sid: str) -> Response:
+    return await _act(
+        request,
+        roles=ACTION_ROLES,
+        what=f"deny computation {sid[:12]}",
+        type=SESSION_REJECT,
+        payload={"session": sid, "reason": ""},
+        back=f"{PREFIX}/privacy/sessions/{sid}",
+        may=_decides(False, sid),
     )

@@ -214,7 +214,7 @@ def dataset(request: Request, ds: str) -> Response:
         readable=readable,
         trail=trail,
         timeline=charts.timeline(describe.marks(trail)),
-        privacy=dataset_privacy(store, record, grants) if readable else None,
+        privacy=dataset_privacy(store, record) if readable else None,
     )
 
 

@@ -5,10 +5,13 @@
   state, who accepted, the result's size or contributors and the receipts;
   and the masking profiles registered on the chain.
 - `/ui/privacy/sessions/{id}`: one session, party by party, with its
-  timeline (every transaction that touched it, from the history index).
+  timeline (every transaction that touched it, from the history index);
+  an approver or admin of a supervisor's node approves a session waiting
+  for a supervisor there, and one of a party's or a supervisor's node
+  denies a proposed or open session (`web.actions`).
 
-Read like the other pages through `sharechain.contracts.queries` (the
-functions behind the REST API's reads) and under the API's rule for
+Read like the other pages through `sharechain.contracts.privacy_queries`
+(the functions behind the REST API's reads of the same records) and under the API's rule for
 sessions: their parties and supervisors read them. `dataset_privacy` gives
 the dataset page its transformation records and privacy budgets.
 """
@@ -16,12 +19,12 @@ the dataset page its transformation records and privacy budgets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from sharechain.contracts import privacy_queries as pq
 from sharechain.contracts import queries as q
 from sharechain.contracts.computations import Computation
 from sharechain.contracts.datasets import Dataset
@@ -87,7 +90,7 @@ def privacy(request: Request) -> Response:
     console = console_of(request)
     node = console.node
     supervisor = _supervisor(node)
-    found = q.computations(node.store, party=None if supervisor else node.org)
+    found = pq.computations(node.store, party=None if supervisor else node.org)
     return console.render(
         request,
         "privacy.html",
@@ -126,13 +129,16 @@ def session(request: Request, sid: str) -> Response:
     node = console.node
     store = node.store
     try:
-        c = q.computation(store, q.resolve(store, "computation", sid))
+        c = pq.computation(store, q.resolve(store, "computation", sid))
     except NotFoundError as exc:
         raise RefusedError(404, str(exc)) from None
-    if node.org not in c.parties and not _supervisor(node):
+    supervisor = _supervisor(node)
+    if node.org not in c.parties and not supervisor:
         raise RefusedError(
             403, f"only its parties and supervisors read computation {c.id}; {node.org} is neither"
         )
+    live = c.status in ("proposed", "open")
+    waiting = c.status == "proposed" and c.raw["approval_required"] and not c.raw["approved_by"]
     trail = describe.events(
         store, q.audit(store, computation_id=c.id, proofs=False, limit=TRAIL_LIMIT)
     )
@@ -142,6 +148,8 @@ def session(request: Request, sid: str) -> Response:
         page="privacy",
         row=_row(c),
         parties=_parties(c),
+        may_approve=supervisor and waiting,
+        may_deny=live,
         trail=trail,
         timeline=charts.timeline(describe.marks(trail)),
     )
@@ -151,27 +159,15 @@ def session(request: Request, sid: str) -> Response:
 class DatasetPrivacy:
     """What the dataset page shows of masking: the masked releases and the budgets spent."""
 
-    releases: tuple[q.Transformation, ...]
+    releases: tuple[pq.Transformation, ...]
     """Transformation records of the masked versions made from this dataset."""
-    budgets: tuple[tuple[q.Budget, str], ...]
+    budgets: tuple[tuple[pq.Budget, str], ...]
     """Epsilon spent per grantee, with what is left of the policy's budget (`unlimited`)."""
     masked_for: str
     """When the dataset is itself a masked release: the grant it was made for."""
 
 
-def dataset_privacy(store: Store, ds: Dataset, grants: list[q.GrantView]) -> DatasetPrivacy:
-    """The masked releases made from `ds` (under its `grants`) and its privacy budgets."""
-    releases = []
-    for g in grants:
-        if g.grant.masking and g.grant.source == ds.id:
-            record = q.transformation(store, g.grant.id)
-            if record is not None:
-                releases.append(record)
-    budgets = tuple((b, _left(b)) for b in q.budgets(store, ds.id))
-    return DatasetPrivacy(tuple(releases), budgets, ds.masked_for)
-
-
-def _left(b: q.Budget) -> str:
-    if not b.limit:
-        return "unlimited"
-    return str(max(Fraction(0), Fraction(b.limit) - Fraction(b.spent)))
+def dataset_privacy(store: Store, ds: Dataset) -> DatasetPrivacy:
+    """The masked releases made from `ds` and its privacy budgets."""
+    budgets = tuple((b, b.left or "unlimited") for b in pq.budgets(store, ds.id))
+    return DatasetPrivacy(tuple(pq.transformations(store, ds.id)), budgets, ds.masked_for)
