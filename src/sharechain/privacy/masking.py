@@ -18,10 +18,13 @@ the smallest groups, whether the profile's targets are met).
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +39,6 @@ from sharechain.privacy.anonymity import (
 )
 from sharechain.privacy.profiles import (
     Drop,
-    Generalise,
     Keep,
     Noise,
     Profile,
@@ -44,10 +46,17 @@ from sharechain.privacy.profiles import (
     Rule,
     Tokenize,
 )
-from sharechain.privacy.rules import NoiseStream, apply_rule, check_rule, generalise, reads_as_text
-from sharechain.privacy.tables import Batch, TableError, atomic_output, read_batches
+from sharechain.privacy.rules import NoiseStream, apply_rule, check_rule, group_key, reads_as_text
+from sharechain.privacy.samplers import IntArray
+from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, read_batches
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
+
+_WORKERS: Final = 2
+"""Batches masked at once (the machines this runs on have two cores or more)."""
+
+_KEY: Final = "\x00key:"
+"""Prefix of the group-key columns parked beside a masked batch."""
 
 Progress = Callable[[int, int], None]
 """Called with (units done, units in all) as the file is read; units are bytes or rows."""
@@ -126,15 +135,16 @@ def _plan(source: Path, profile: Profile) -> _Plan:
 
 
 def _grouped_forms(plan: _Plan, batch: pa.RecordBatch) -> pa.Table:
-    """The grouped columns as the release shows them (tokens compared by their source value)."""
+    """The grouped columns, equal where the release shows them equal (`rules.group_key`).
+
+    Tokens are compared by their source value, which they map one to one.
+    """
     rules = dict(plan.rules)
     # Start from the batch's rows with no columns, so a profile without
     # quasi-identifiers still counts every row (as one group).
     forms = pa.Table.from_batches([batch]).select([])
     for name in plan.grouped:
-        rule, values = rules[name], batch.column(name)
-        form = generalise(name, rule, values) if isinstance(rule, Generalise) else values
-        forms = forms.append_column(name, form)
+        forms = forms.append_column(name, group_key(name, rules[name], batch.column(name)))
     return forms
 
 
@@ -150,17 +160,35 @@ class _Census:
     """Which groups the release keeps."""
     rows_in: int
     """Rows in the source."""
+    units: int
+    """Progress units of one pass over the source (bytes of CSV, rows of Parquet)."""
 
 
-def _census(profile: Profile, source: Path, progress: Progress | None, passes: int) -> _Census:
-    plan = _plan(source, profile)
+def _census(
+    profile: Profile,
+    source: Path,
+    progress: Progress | None,
+    passes: int,
+    *,
+    plan: _Plan | None = None,
+    each: Callable[[pa.RecordBatch, pa.Table], None] | None = None,
+) -> _Census:
+    """Count the groups of `source`; `each` is shown every batch with its grouped columns.
+
+    Without `each` only the grouped columns are parsed; with it, every column.
+    """
+    plan = plan if plan is not None else _plan(source, profile)
     counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
-    rows = 0
-    # Only the grouped columns are parsed in this pass.
-    batches = read_batches(source, types=plan.schema, only=plan.grouped or (plan.schema.names[0],))
+    rows = units = 0
+    only = None if each is not None else plan.grouped or (plan.schema.names[0],)
+    batches = read_batches(source, types=plan.schema, only=only)
     for batch in _reporting(batches, progress, 0, passes):
         rows += batch.data.num_rows
-        counter.add(_grouped_forms(plan, batch.data))
+        units = batch.total
+        forms = _grouped_forms(plan, batch.data)
+        counter.add(forms)
+        if each is not None:
+            each(batch.data, forms)
     if rows == 0:
         raise TableError(f"{source} has no rows to mask")
     groups = counter.groups()
@@ -174,7 +202,7 @@ def _census(profile: Profile, source: Path, progress: Progress | None, passes: i
             f"every one of the {rows} rows would be suppressed (the largest group has {largest} "
             "rows); lower k or l, or generalise the quasi-identifiers more"
         )
-    return _Census(plan, groups, keep, rows)
+    return _Census(plan, groups, keep, rows, units)
 
 
 def _reporting(
@@ -209,6 +237,23 @@ def _report(profile: Profile, census: _Census) -> MaskReport:
     )
 
 
+def _masked(
+    released: tuple[tuple[str, Rule], ...],
+    data: pa.RecordBatch,
+    forms: pa.Table,
+    token_key: bytes | None,
+    draws: dict[str, IntArray],
+) -> pa.RecordBatch:
+    """The released columns of one batch, then its group keys (`_KEY` + column name)."""
+    columns = [
+        apply_rule(name, rule, data.column(name), token_key=token_key, noise=draws.get(name))
+        for name, rule in released
+    ]
+    columns += [forms.column(name).combine_chunks() for name in forms.column_names]
+    names = [n for n, _ in released] + [_KEY + n for n in forms.column_names]
+    return pa.RecordBatch.from_arrays(columns, names=names)
+
+
 def check(profile: Profile, source: Path, *, progress: Progress | None = None) -> MaskReport:
     """What `apply` would achieve on `source`, without writing anything."""
     return _report(profile, _census(profile, source, progress, 1))
@@ -234,35 +279,52 @@ def apply(
         raise ProfileError(
             f"the profile tokenizes {', '.join(tokenized)}: give a tokenisation key", tokenized[0]
         )
-    census = _census(profile, source, progress, 2)
-    report = _report(profile, census)
-    if not report.targets_met:
-        raise ProfileError(
-            f"the table misses the profile's targets (k = {report.k} < {profile.k} or l too low) "
-            "and the profile does not suppress; set `suppress: true` or generalise more"
-        )
+    plan = _plan(source, profile)
     generator = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
-    noise = {n: NoiseStream(n, r, generator) for n, r in census.plan.rules if isinstance(r, Noise)}
-    index = GroupIndex(census.groups, profile.quasi_identifiers)
-    everyone = bool(pc.all(census.keep).as_py())
-    survivors = pc.filter(index.codes_of_groups, census.keep)
-    released = [(n, r) for n, r in census.plan.rules if not isinstance(r, Drop)]
+    noise = {n: NoiseStream(n, r, generator) for n, r in plan.rules if isinstance(r, Noise)}
+    released = tuple((n, r) for n, r in plan.rules if not isinstance(r, Drop))
     if not released:
         raise ProfileError("the profile drops every column: there is nothing to release")
-    batches = read_batches(source, types=census.plan.schema, only=tuple(n for n, _ in released))
-    with atomic_output(target) as out:
-        for batch in _reporting(batches, progress, 1, 2):
-            data = batch.data
-            if not everyone:
-                forms = _grouped_forms(census.plan, data)
-                data = data.filter(index.member(forms, survivors))
-            if data.num_rows == 0:
-                continue
-            columns = [
-                apply_rule(
-                    name, rule, data.column(name), token_key=token_key, noise=noise.get(name)
-                )
-                for name, rule in released
-            ]
-            out.write(pa.RecordBatch.from_arrays(columns, names=[n for n, _ in released]))
+    with (
+        Spill(target) as spill,
+        ThreadPoolExecutor(_WORKERS, thread_name_prefix="mask") as pool,
+    ):
+        # Pass 1 masks every row while it counts the groups, and parks the
+        # result with each row's group key; batches are masked on `_WORKERS`
+        # threads (pyarrow's kernels run without the interpreter lock) and
+        # parked in file order. The noise is drawn here, in order, so a
+        # seeded generator gives one release.
+        running: deque[Future[pa.RecordBatch]] = deque()
+
+        def mask(data: pa.RecordBatch, forms: pa.Table) -> None:
+            draws = {name: stream.take(data.num_rows) for name, stream in noise.items()}
+            running.append(pool.submit(_masked, released, data, forms, token_key, draws))
+            if len(running) >= _WORKERS:
+                spill.write(running.popleft().result())
+
+        census = _census(profile, source, progress, 2, plan=plan, each=mask)
+        while running:
+            spill.write(running.popleft().result())
+        report = _report(profile, census)
+        if not report.targets_met:
+            raise ProfileError(
+                f"the table misses the profile's targets (k = {report.k} < {profile.k} or l too "
+                "low) and the profile does not suppress; set `suppress: true` or generalise more"
+            )
+        # Pass 2 drops the rows of the groups that missed k (or l) from the parked release.
+        keeper = None
+        if not pc.all(census.keep).as_py():
+            keeper = GroupIndex(census.groups, profile.quasi_identifiers).keeper(census.keep)
+        names = [n for n, _ in released]
+        with atomic_output(target) as out:
+            for batch in spill.batches():
+                if progress is not None:  # in the source's units, as pass 1 reported
+                    units = census.units
+                    progress(units + units * batch.done // batch.total, 2 * units)
+                data = batch.data
+                if keeper is not None:
+                    keys = pa.table([data.column(_KEY + n) for n in plan.grouped], plan.grouped)
+                    data = data.filter(keeper(keys))
+                if data.num_rows:
+                    out.write(data.select(names))
     return report

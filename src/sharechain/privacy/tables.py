@@ -11,6 +11,12 @@ column of numbers) is an error naming its line, as is a line with the wrong
 number of fields. pyarrow reports neither line number, so on such an error the
 file is scanned again with Python's `csv` module to find it (error path only).
 
+Batches that must wait for the end of a pass (masking knows which rows to
+suppress only once it has seen them all) are parked in a `Spill`: an
+uncompressed Arrow IPC file next to the target, written and read back at
+memory speed (the operating system's page cache) without holding it in the
+process, and deleted whatever happens.
+
 Output goes to a temporary file next to the target and is renamed over it only
 when everything succeeded: an error leaves no partial file behind.
 """
@@ -32,11 +38,20 @@ from typing import BinaryIO, Final
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from sharechain.errors import SharechainError
 
-__all__ = ["Batch", "TableError", "TableWriter", "atomic_output", "is_parquet", "read_batches"]
+__all__ = [
+    "Batch",
+    "Spill",
+    "TableError",
+    "TableWriter",
+    "atomic_output",
+    "is_parquet",
+    "read_batches",
+]
 
 _BLOCK: Final = 8 << 20
 """CSV bytes parsed per batch."""
@@ -343,3 +358,56 @@ def atomic_output(target: Path) -> Iterator[TableWriter]:
         finally:
             temp.unlink(missing_ok=True)
         raise
+
+
+class Spill:
+    """Batches parked on disk beside `target` until a pass ends; deleted on exit.
+
+    Use as a context manager: `write` batches of one schema, then read them
+    back in order with `batches` (as many times as needed).
+    """
+
+    def __init__(self, target: Path) -> None:
+        if not target.parent.is_dir():
+            raise TableError(f"cannot write {target}: directory {target.parent} does not exist")
+        self.path = target.with_name(f".{target.name}.{secrets.token_hex(4)}.spill")
+        """The parking file (hidden, next to the target)."""
+        self.rows = 0
+        """Rows parked so far."""
+        self._sink: pa.OSFile | None = None
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+        self.path.unlink(missing_ok=True)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_file(self._sink, batch.schema)
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def _finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def batches(self) -> Iterator[Batch]:
+        """The parked batches in order (read into memory one at a time, not mapped)."""
+        self._finish()
+        if not self.path.exists():
+            return
+        done = 0
+        with pa.OSFile(str(self.path), "rb") as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                done += batch.num_rows
+                yield Batch(batch, done, self.rows)
