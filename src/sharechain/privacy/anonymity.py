@@ -48,7 +48,7 @@ ROWS: Final = "\x00rows"
 """Column of a group table holding the group's row count."""
 _ALL: Final = "\x00all"
 """A constant key, so a profile without quasi-identifiers has one group: the table."""
-_CONSOLIDATE: Final = 1 << 20
+_CONSOLIDATE: Final = 1 << 18
 """Partial group rows held before they are merged."""
 
 

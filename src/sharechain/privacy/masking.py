@@ -18,9 +18,11 @@ the smallest groups, whether the profile's targets are met).
 from __future__ import annotations
 
 import secrets
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -47,11 +49,12 @@ from sharechain.privacy.profiles import (
     Tokenize,
 )
 from sharechain.privacy.rules import NoiseStream, apply_rule, check_rule, group_key, reads_as_text
-from sharechain.privacy.samplers import IntArray
 from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, read_batches
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
 
+_SWITCH: Final = 0.0005
+"""Thread switch interval while masking, in seconds (see `_switching`)."""
 _WORKERS: Final = 2
 """Batches masked at once (the machines this runs on have two cores or more)."""
 
@@ -237,16 +240,38 @@ def _report(profile: Profile, census: _Census) -> MaskReport:
     )
 
 
+@contextmanager
+def _switching(seconds: float) -> Iterator[None]:
+    """The interpreter's thread switch interval set to `seconds` for a while.
+
+    Tokenising holds the interpreter lock for long stretches; the threads
+    parsing, counting and drawing noise need it back for a moment between
+    their (lock-free) array operations and would otherwise wait up to 5 ms
+    for it each time. The setting is process-wide; it is put back after.
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, seconds))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
 def _masked(
     released: tuple[tuple[str, Rule], ...],
     data: pa.RecordBatch,
     forms: pa.Table,
     token_key: bytes | None,
-    draws: dict[str, IntArray],
 ) -> pa.RecordBatch:
-    """The released columns of one batch, then its group keys (`_KEY` + column name)."""
+    """The released columns of one batch, then its group keys (`_KEY` + column name).
+
+    Noised columns stay raw here: their noise is added in pass 2, to the
+    surviving rows only.
+    """
     columns = [
-        apply_rule(name, rule, data.column(name), token_key=token_key, noise=draws.get(name))
+        data.column(name)
+        if isinstance(rule, Noise)
+        else apply_rule(name, rule, data.column(name), token_key=token_key)
         for name, rule in released
     ]
     columns += [forms.column(name).combine_chunks() for name in forms.column_names]
@@ -288,17 +313,16 @@ def apply(
     with (
         Spill(target) as spill,
         ThreadPoolExecutor(_WORKERS, thread_name_prefix="mask") as pool,
+        _switching(_SWITCH),
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
         # result with each row's group key; batches are masked on `_WORKERS`
         # threads (pyarrow's kernels run without the interpreter lock) and
-        # parked in file order. The noise is drawn here, in order, so a
-        # seeded generator gives one release.
+        # parked in file order.
         running: deque[Future[pa.RecordBatch]] = deque()
 
         def mask(data: pa.RecordBatch, forms: pa.Table) -> None:
-            draws = {name: stream.take(data.num_rows) for name, stream in noise.items()}
-            running.append(pool.submit(_masked, released, data, forms, token_key, draws))
+            running.append(pool.submit(_masked, released, data, forms, token_key))
             if len(running) >= _WORKERS:
                 spill.write(running.popleft().result())
 
@@ -311,7 +335,9 @@ def apply(
                 f"the table misses the profile's targets (k = {report.k} < {profile.k} or l too "
                 "low) and the profile does not suppress; set `suppress: true` or generalise more"
             )
-        # Pass 2 drops the rows of the groups that missed k (or l) from the parked release.
+        # Pass 2 drops the rows of the groups that missed k (or l) from the
+        # parked release and adds the noise, drawn in order (a seeded
+        # generator gives one release) while earlier batches are encoded.
         keeper = None
         if not pc.all(census.keep).as_py():
             keeper = GroupIndex(census.groups, profile.quasi_identifiers).keeper(census.keep)
@@ -326,5 +352,9 @@ def apply(
                     keys = pa.table([data.column(_KEY + n) for n in plan.grouped], plan.grouped)
                     data = data.filter(keeper(keys))
                 if data.num_rows:
-                    out.write(data.select(names))
+                    columns = [
+                        noise[n].add_to(data.column(n)) if n in noise else data.column(n)
+                        for n in names
+                    ]
+                    out.write(pa.RecordBatch.from_arrays(columns, names=names))
     return report

@@ -29,6 +29,7 @@ import queue
 import re
 import secrets
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,6 +58,8 @@ _BLOCK: Final = 8 << 20
 """CSV bytes parsed per batch."""
 _ROWS: Final = 1 << 16
 """Parquet rows per batch."""
+_ENCODERS: Final = 2
+"""CSV batches encoded at once."""
 _CONVERSION = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\S+): "
     r"invalid value '(.*)'"
@@ -297,48 +300,64 @@ def _located(path: Path, message: str) -> TableError:
 class TableWriter:
     """Writes batches to a CSV or Parquet file; the schema is that of the first batch.
 
-    Encoding and writing happen on a background thread (pyarrow releases the
-    interpreter lock while it does), so the next batch is masked meanwhile;
-    one batch at most is in flight, and its error surfaces at the next call.
+    Encoding happens on background threads (pyarrow releases the interpreter
+    lock while it does), so the next batch is masked meanwhile: CSV batches
+    are encoded two at a time, each to its own buffer (the header with the
+    first), and the buffers appended in order; Parquet batches are written
+    one at a time. An error surfaces at a later call or at `close`.
     """
 
     def __init__(self, path: Path, *, parquet: bool) -> None:
         self._path = path
         self._parquet = parquet
-        self._csv: pacsv.CSVWriter | None = None
+        self._file: BinaryIO | None = None
         self._pq: pq.ParquetWriter | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="table-writer")
-        self._pending: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=_ENCODERS, thread_name_prefix="table-writer")
+        self._pending: deque[Future[pa.Buffer | None]] = deque()
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._wait()
-        self._pending = self._pool.submit(self._write, batch)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def _write(self, batch: pa.RecordBatch) -> None:
         if self._parquet:
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self._path, batch.schema)
-            self._pq.write_batch(batch)
-        else:
-            if self._csv is None:
-                self._csv = pacsv.CSVWriter(self._path, batch.schema)
-            self._csv.write_batch(batch)
+            self._drain(0)  # one Parquet writer: one batch at a time, in order
+            self._pending.append(self._pool.submit(self._write_parquet, batch))
+            return
+        header = self._file is None
+        if header:
+            self._file = self._path.open("wb")
+        self._pending.append(self._pool.submit(_csv_bytes, batch, header))
+        self._drain(_ENCODERS)
+
+    def _drain(self, keep: int) -> None:
+        """Finish pending work, oldest first, until at most `keep` remain."""
+        while len(self._pending) > keep:
+            data = self._pending.popleft().result()
+            if data is not None:
+                assert self._file is not None
+                self._file.write(data)
+
+    def _write_parquet(self, batch: pa.RecordBatch) -> None:
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self._path, batch.schema)
+        self._pq.write_batch(batch)
 
     def close(self) -> None:
-        """Finish the last write and close the file; raises what a write raised."""
+        """Finish the last writes and close the file; raises what a write raised."""
         try:
-            self._wait()
+            self._drain(0)
         finally:
+            for future in self._pending:
+                future.cancel()
             self._pool.shutdown(wait=True)
-            for writer in (self._csv, self._pq):
-                if writer is not None:
-                    writer.close()
-            self._csv = self._pq = None
+            if self._pq is not None:
+                self._pq.close()
+            if self._file is not None:
+                self._file.close()
+            self._pq = self._file = None
+
+
+def _csv_bytes(batch: pa.RecordBatch, header: bool) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(batch, sink, write_options=pacsv.WriteOptions(include_header=header))
+    return sink.getvalue()
 
 
 @contextmanager
