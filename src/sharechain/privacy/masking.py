@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,8 +54,6 @@ from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, r
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
 
-_SWITCH: Final = 0.0005
-"""Thread switch interval while masking, in seconds (see `_switching`)."""
 _WORKERS: Final = 2
 """Batches masked at once (the machines this runs on have two cores or more)."""
 
@@ -240,21 +239,39 @@ def _report(profile: Profile, census: _Census) -> MaskReport:
     )
 
 
-@contextmanager
-def _switching(seconds: float) -> Iterator[None]:
-    """The interpreter's thread switch interval set to `seconds` for a while.
+class _Switching:
+    """The interpreter's thread switch interval, lowered while any masking runs.
 
     Tokenising holds the interpreter lock for long stretches; the threads
-    parsing, counting and drawing noise need it back for a moment between
-    their (lock-free) array operations and would otherwise wait up to 5 ms
-    for it each time. The setting is process-wide; it is put back after.
+    parsing, counting and encoding need it back for a moment between their
+    (lock-free) array operations and would otherwise wait up to 5 ms for it
+    each time. The interval is process state, so this guard is too: the
+    first masking to start lowers it, the last to finish puts it back.
     """
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, seconds))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._running = 0
+        self._before = 0.0
+
+    @contextmanager
+    def lowered(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._before, self._seconds))
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    sys.setswitchinterval(self._before)
+
+
+_SWITCHING: Final = _Switching(0.0005)
 
 
 def _masked(
@@ -313,7 +330,7 @@ def apply(
     with (
         Spill(target) as spill,
         ThreadPoolExecutor(_WORKERS, thread_name_prefix="mask") as pool,
-        _switching(_SWITCH),
+        _SWITCHING.lowered(),
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
         # result with each row's group key; batches are masked on `_WORKERS`

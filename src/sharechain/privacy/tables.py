@@ -54,7 +54,7 @@ __all__ = [
     "read_batches",
 ]
 
-_BLOCK: Final = 8 << 20
+_BLOCK: Final = 4 << 20
 """CSV bytes parsed per batch."""
 _ROWS: Final = 1 << 16
 """Parquet rows per batch."""
@@ -344,8 +344,9 @@ class TableWriter:
         try:
             self._drain(0)
         finally:
-            for future in self._pending:
+            for future in self._pending:  # after an error: what is left is not written
                 future.cancel()
+            self._pending.clear()
             self._pool.shutdown(wait=True)
             if self._pq is not None:
                 self._pq.close()
