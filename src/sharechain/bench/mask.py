@@ -129,28 +129,6 @@ _WORKER = textwrap.dedent(
     from sharechain.privacy.profiles import parse_profile
 
     src, out = Path(sys.argv[1]), Path(sys.argv[2])
-    children = {}
-
-    def watch():
-        # Peak memory of this process's children (the token hashing worker),
-        # read while they live: getrusage would report this process's own
-        # peak for them (Linux carries it across fork).
-        import os, threading
-        me = str(os.getpid())
-        while True:
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text()
-                except OSError:
-                    continue
-                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-                if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
-                    kib = int(fields["VmHWM"].split()[0])
-                    children[pid] = max(children.get(pid, 0), kib)
-            threading.Event().wait(0.1)
-
-    import threading
-    threading.Thread(target=watch, daemon=True).start()
     if sys.argv[3] == "warm":
         # Warm up on the first rows: lazy imports and compute kernels are not
         # the per-row cost being measured (the pyarrow baseline runs warm too).
@@ -161,8 +139,7 @@ _WORKER = textwrap.dedent(
     report = apply(parse_profile(PROFILE), src, out, token_key=bytes(32),
                    rng=np.random.default_rng(7))
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "rss_kib": peak_rss_kib(),
-                      "children_rss_kib": max(children.values(), default=0), "k": report.k,
+    print(json.dumps({"seconds": seconds, "rss_kib": peak_rss_kib(), "k": report.k,
                       "l": report.l, "suppressed": report.suppressed,
                       "rows_out": report.rows_out}))
     """
@@ -232,7 +209,6 @@ def run(rows: int = ROWS, big: int = BIG) -> dict[str, Any]:
         "mask_1gib_generate_s": round(generate, 1),
         "mask_1gib_s": round(large["seconds"], 1),
         "mask_1gib_peak_rss_mib": round(large["rss_kib"] / 1024, 1),
-        "mask_1gib_hash_worker_peak_rss_mib": round(large["children_rss_kib"] / 1024, 1),
         "mask_1gib_rss_bound_mib": RSS_BOUND_MIB,
     }
 
