@@ -1,6 +1,5 @@
 """The masking pipeline's housekeeping: the spill goes, the switch interval comes back,
-noise is drawn for the released rows only, and the release matches a single-threaded one
-(and one whose tokens were hashed in a worker process)."""
+noise is drawn for the released rows only, and the release matches a single-threaded one."""
 
 from __future__ import annotations
 
@@ -12,12 +11,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from sharechain.privacy import masking, tables
+from sharechain.privacy import tables
 from sharechain.privacy.masking import apply
 from sharechain.privacy.profiles import Noise, ProfileError, parse_profile
 from sharechain.privacy.rules import NoiseStream
 from sharechain.privacy.tables import Spill
-from sharechain.privacy.tokens import HashWorker, tokenize_array
 
 PROFILE = parse_profile(
     """\
@@ -95,19 +93,3 @@ def test_a_spill_reads_back_what_was_parked_and_removes_itself(tmp_path: Path) -
     assert not spill.path.exists() and list(tmp_path.iterdir()) == []
     with Spill(target) as empty:
         assert list(empty.batches()) == []
-
-
-def test_tokens_hashed_in_a_worker_process_are_the_same(
-    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    apply(PROFILE, source, tmp_path / "here.csv", token_key=KEY, rng=np.random.default_rng(3))
-    monkeypatch.setattr(masking, "_HASH_APART", 0)  # every source is large enough
-    apply(PROFILE, source, tmp_path / "apart.csv", token_key=KEY, rng=np.random.default_rng(3))
-    assert (tmp_path / "here.csv").read_bytes() == (tmp_path / "apart.csv").read_bytes()
-    values = pa.array(["P1", None, "", "Zoë"] * 50).slice(3, 120)
-    with HashWorker() as worker:
-        for algorithm in ("blake2b", "hmac-sha256"):
-            apart = tokenize_array(KEY, values, algorithm, worker=worker)
-            assert apart.equals(tokenize_array(KEY, values, algorithm))
-    with pytest.raises(OSError, match="stopped"):
-        worker.digests(KEY, "blake2b", pa.array([b"x"]))

@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -60,7 +60,6 @@ from sharechain.privacy.rules import (
 )
 from sharechain.privacy.samplers import IntArray
 from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, read_batches
-from sharechain.privacy.tokens import HashWorker
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
 
@@ -68,8 +67,6 @@ _NOISE_CHUNK: Final = 1 << 15
 """Draws made at a time for a noised column."""
 _NOISE_AHEAD: Final = 1 << 18
 """Draws per noised column made ahead of need, at most."""
-_HASH_APART: Final = 32 << 20
-"""Sources of this many bytes or more have their tokens hashed in a `HashWorker` process."""
 _WORKERS: Final = 2
 """Batches masked at once (the machines this runs on have two cores or more)."""
 
@@ -360,7 +357,6 @@ def _masked(
     data: pa.RecordBatch,
     forms: pa.Table,
     token_key: bytes | None,
-    worker: HashWorker | None,
 ) -> pa.RecordBatch:
     """The released columns of one batch, then its group keys (`_KEY` + column name).
 
@@ -370,7 +366,7 @@ def _masked(
     columns = [
         data.column(name)
         if isinstance(rule, Noise)
-        else apply_rule(name, rule, data.column(name), token_key=token_key, worker=worker)
+        else apply_rule(name, rule, data.column(name), token_key=token_key)
         for name, rule in released
     ]
     columns += [forms.column(name).combine_chunks() for name in forms.column_names]
@@ -409,13 +405,10 @@ def apply(
     released = tuple((n, r) for n, r in plan.rules if not isinstance(r, Drop))
     if not released:
         raise ProfileError("the profile drops every column: there is nothing to release")
-    # A large table's tokens are hashed in a process of their own, on another core.
-    apart = tokenized and source.is_file() and source.stat().st_size >= _HASH_APART
     with (
         Spill(target) as spill,
         ThreadPoolExecutor(_WORKERS, thread_name_prefix="mask") as pool,
         _SWITCHING.lowered(),
-        HashWorker() if apart else nullcontext() as worker,
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
         # result with each row's group key; batches are masked on `_WORKERS`
@@ -424,7 +417,7 @@ def apply(
         running: deque[Future[pa.RecordBatch]] = deque()
 
         def mask(data: pa.RecordBatch, forms: pa.Table) -> None:
-            running.append(pool.submit(_masked, released, data, forms, token_key, worker))
+            running.append(pool.submit(_masked, released, data, forms, token_key))
             if len(running) >= _WORKERS:
                 spill.write(running.popleft().result())
 

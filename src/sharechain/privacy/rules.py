@@ -44,7 +44,7 @@ from sharechain.privacy.samplers import (
     discrete_gaussian,
     discrete_laplace,
 )
-from sharechain.privacy.tokens import HashWorker, tokenize_array
+from sharechain.privacy.tokens import tokenize_array
 
 __all__ = [
     "NoiseStream",
@@ -277,20 +277,18 @@ def apply_rule(
     *,
     token_key: bytes | None,
     noise: NoiseStream | npt.NDArray[np.int64] | None = None,
-    worker: HashWorker | None = None,
 ) -> pa.Array:
     """The released form of `values` under `rule` (not for `drop`, which has none).
 
     A `noise` rule needs the column's `NoiseStream` (or its draws for these
-    values, taken from the stream in order); `tokenize` needs the key, and
-    hashes in `worker`'s process when given (`tokens.HashWorker`).
+    values, taken from the stream in order); `tokenize` needs the key.
     """
     if isinstance(rule, Keep):
         return values
     if isinstance(rule, Tokenize):
         if token_key is None:
             raise ProfileError(f"column {column!r} is tokenized: give a tokenisation key", column)
-        return tokenize_array(token_key, values, rule.algorithm, worker=worker)
+        return tokenize_array(token_key, values, rule.algorithm)
     if isinstance(rule, Generalise):
         return generalise(column, rule, values)
     if isinstance(rule, Noise):
