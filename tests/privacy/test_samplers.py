@@ -139,7 +139,9 @@ def test_coins_the_single_draw_leaves_undecided_continue_the_loop() -> None:
     coins = samplers._bernoulli_exp1(ZeroFirst(), 50_000)  # type: ignore[arg-type]
     # Given K >= s (s = m + 1), the loop stops at k with probability
     # (1/s)(1/(s+1))...(1/(k-1)) (1 - 1/k); the coin is 1 when k is odd.
-    start = samplers._levels(1) + 1
+    table = samplers._table(1)
+    assert table is not None
+    start = table[0] + 1
     expected, reach = 0.0, 1.0
     for k in range(start, start + 30):
         if k % 2:

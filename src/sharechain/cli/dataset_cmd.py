@@ -30,10 +30,11 @@ from sharechain.cli.common import (
     print_table,
     shown,
 )
+from sharechain.cli.masking_opts import MaskingOpt, masked_policy
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import datasets as ds_contract
 from sharechain.contracts import privacy_queries as pq
-from sharechain.contracts.policies import PolicyError, policy_from_mapping
+from sharechain.contracts.policies import PolicyError, policy_from_mapping, policy_to_value
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing.records import derive_id
 
@@ -161,6 +162,7 @@ def register_cmd(
     custody: Custody = None,
     holder: Holders = None,
     policy: PolicyFile = None,
+    masking: MaskingOpt = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
     node: NodeOpt = None,
@@ -171,6 +173,9 @@ def register_cmd(
     payload = _describe(title, description, tag, column, classification, custody, holder, policy)
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
     with open_plane(data_dir, Target(node, network, key), as_org) as chain:
+        if masking is not None:
+            cls = classification or "internal"
+            payload["policy"] = masked_policy(chain, payload.get("policy"), cls, masking)
         r = chain.submit(as_org, ds_contract.REGISTER, payload)
     report(r, json_out, f"{as_org} registered {title!r}", dataset=derive_id("dataset", r.tx_id))
 
@@ -190,6 +195,7 @@ def version_cmd(
     custody: Custody = None,
     holder: Holders = None,
     policy: PolicyFile = None,
+    masking: MaskingOpt = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
     node: NodeOpt = None,
@@ -201,6 +207,15 @@ def version_cmd(
     payload |= _content(plaintext_digest, ciphertext_digest, size, segment_root)
     with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         payload["dataset"] = chain.resolve("dataset", dataset)
+        if masking is not None:
+            current = chain.dataset(payload["dataset"])
+            payload["policy"] = masked_policy(
+                chain,
+                payload.get("policy"),
+                classification or current.classification,
+                masking,
+                inherited=policy_to_value(current.policy),
+            )
         r = chain.submit(as_org, ds_contract.VERSION, payload)
     report(r, json_out, "new version registered", dataset=derive_id("dataset", r.tx_id))
 
@@ -221,6 +236,7 @@ def derive_cmd(
     custody: Custody = None,
     holder: Holders = None,
     policy: PolicyFile = None,
+    masking: MaskingOpt = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
     node: NodeOpt = None,
@@ -233,6 +249,9 @@ def derive_cmd(
     payload["transformation"] = transformation
     with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         payload["parents"] = [chain.resolve("dataset", p) for p in parent]
+        if masking is not None:
+            cls = classification or "internal"
+            payload["policy"] = masked_policy(chain, payload.get("policy"), cls, masking)
         r = chain.submit(as_org, ds_contract.DERIVE, payload)
     report(r, json_out, "derived dataset registered", dataset=derive_id("dataset", r.tx_id))
 

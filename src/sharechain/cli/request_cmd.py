@@ -29,6 +29,7 @@ from sharechain.cli.common import (
     print_table,
 )
 from sharechain.cli.dataset_cmd import report
+from sharechain.cli.masking_opts import MaskingOpt, resolve_profile
 from sharechain.cli.profile_cmd import produce_masked
 from sharechain.cli.target import Target, open_plane
 from sharechain.contracts import access
@@ -54,13 +55,14 @@ def create_cmd(
         list[str] | None, typer.Option("--field", help="Only this column (repeatable).")
     ] = None,
     justification: Annotated[str, typer.Option(help="Free text for the approvers.")] = "",
+    masking: MaskingOpt = None,
     data_dir: DataDirOpt = None,
     json_out: JsonOpt = False,
     node: NodeOpt = None,
     network: NetworkOpt = None,
     key: KeyOpt = None,
 ) -> None:
-    """Ask for access to a dataset."""
+    """Ask for access to a dataset (with --masking: only a masked version of it)."""
     if duration is not None and days is not None:
         fail("give either --duration or --days, not both")
     try:
@@ -76,6 +78,8 @@ def create_cmd(
             "fields": field or [],
             "justification": justification,
         }
+        if masking is not None:
+            payload["masking"] = resolve_profile(chain, masking)
         r = chain.submit(as_org, access.REQUEST, payload)
         rid = derive_id("request", r.tx_id)
         req = chain.request(rid)
@@ -195,13 +199,13 @@ def show_cmd(
 
     masking = masking_state(grant) if grant is not None else "-"
     if json_out:
-        emit_json({**to_json(q), "masking": masking})
+        emit_json({**to_json(q), "masking_profile": q.masking, "masking": masking})
         return
     approvals = ", ".join(f"{o} ({a})" for o, a in q.approvals) or "-"
     console.print(
         f"request [bold]{q.id}[/] {q.status}\ndataset {q.dataset} of {q.owner}\n"
         f"requester {q.requester}, purpose {q.purpose}\napprovals {approvals}\n"
-        f"grant {q.grant or '-'}\nmasking: {masking}",
+        f"masking profile {q.masking or '-'}\ngrant {q.grant or '-'}\nmasking: {masking}",
         highlight=False,
     )
 

@@ -13,6 +13,7 @@ whichever module creates it first (see `_group`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,7 @@ from sharechain.cli.common import (
     shown,
 )
 from sharechain.cli.dataset_cmd import load_policy
+from sharechain.cli.masking_opts import MaskingOpt, masked_policy
 from sharechain.cli.target import Target, open_plane
 from sharechain.sharing.records import Listing
 from sharechain.sharing.records import Progress as Tick
@@ -98,6 +100,7 @@ def publish_cmd(
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Policy YAML file (docs/policies.md).")
     ] = None,
+    masking: MaskingOpt = None,
     custody: Annotated[
         str, typer.Option("--custody", help="Who holds the key: owner, supervisor or threshold.")
     ] = "owner",
@@ -130,6 +133,9 @@ def publish_cmd(
         open_plane(data_dir, Target(node, network, key), as_org) as chain,
         _bar("sealing", file.stat().st_size, json_out) as tick,
     ):
+        if masking is not None:
+            mapped = masked_policy(chain, listing.policy, classification, masking)
+            listing = dataclasses.replace(listing, policy=mapped)
         pub = chain.publish(as_org, file, listing, tick)
     value = {
         "dataset": pub.dataset,

@@ -7,6 +7,12 @@ copied into the request, so a later policy change does not move the goalposts):
 - `owner+supervisor`: the owner and one supervisor other than the owner;
 - `k-of-n`: any `k` of the named organisations.
 
+A request may name a registered masking profile (`masking`, its digest): the
+grant then releases only the masked version made under that profile, exactly
+as when the policy names one for the dataset's classification. Where the
+policy already names a profile, a request may only name that same one (a
+requester cannot trade the owner's masking for a weaker one).
+
 The requester never approves its own request. The approval that satisfies the
 policy issues the grant in the same transaction (so in the same block); an
 auto-approval rule that holds issues it with the request. Any approver may
@@ -20,7 +26,14 @@ from typing import Any
 
 from sharechain.contracts import _fields as f
 from sharechain.contracts import grants, operators, risk
-from sharechain.contracts.codes import BAD_EXPRESSION, BAD_PAYLOAD, BAD_STATE, DENIED, DUPLICATE
+from sharechain.contracts.codes import (
+    BAD_EXPRESSION,
+    BAD_PAYLOAD,
+    BAD_STATE,
+    DENIED,
+    DUPLICATE,
+    NOT_FOUND,
+)
 from sharechain.contracts.keys import (
     SUPERVISOR_INBOX,
     UNINDEXED,
@@ -35,6 +48,7 @@ from sharechain.contracts.policies import (
     auto_approved,
     policy_from_mapping,
 )
+from sharechain.contracts.profiles import profile_key
 from sharechain.ledger.contract import BlockContext, ContractRegistry, Reject, State
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.transactions import SignedTransaction
@@ -85,6 +99,8 @@ class AccessRequest:
     """Block time of the request (ms)."""
     height: int
     """Its block height."""
+    masking: str = ""
+    """Digest (hex) of the masking profile the grant will release under (empty: none)."""
 
 
 def request_from_value(v: Any) -> AccessRequest:
@@ -102,6 +118,7 @@ def request_from_value(v: Any) -> AccessRequest:
         grant=v["grant"],
         created_at=v["created_at"],
         height=v["height"],
+        masking=v.get("masking", ""),
     )
 
 
@@ -127,6 +144,7 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
             f"request its source {ds['parents'][0]} instead",
         )
     pol = ds["policy"]
+    masking = _masking(state, p, pol, ds)
     if pol["purposes"] and purpose not in pol["purposes"]:
         raise Reject(DENIED, f"purpose {purpose!r} is not among {', '.join(pol['purposes'])}")
     if duration > pol["max_duration"]:
@@ -154,7 +172,7 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         "approvals": [],
         "grant": "",
         "approval": pol["approval"],
-        "masking": dict(pol["masking"]).get(ds["classification"], ""),
+        "masking": masking,
         "max_uses": pol["max_uses"],
         "inbox": inbox,
         "created_at": ctx.timestamp,
@@ -173,6 +191,7 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
                 "duration": duration,
                 "fields": list(fields),
                 "justification": justification,
+                "masking": masking,
             },
             "requester": {"org": me.id, "roles": list(me.roles), "name": me.name},
             "dataset": {
@@ -191,6 +210,27 @@ def _request(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     for org in inbox:
         f.add_index(state, idx("inbox", org, rid))
     state.put(request_key(rid), req)
+
+
+def _masking(state: State, p: Any, pol: dict[str, Any], ds: dict[str, Any]) -> str:
+    """The profile (hex) the grant will release under: the one asked for, or the policy's."""
+    required = dict(pol["masking"]).get(ds["classification"], "")
+    asked = f.digest(p, "masking", required=False)
+    if not asked:
+        return str(required)
+    if state.get(profile_key(asked)) is None:
+        raise Reject(
+            NOT_FOUND,
+            f"masking profile {asked.hex()} is not registered; register it first "
+            "(`sharechain profile register FILE`)",
+        )
+    if required and asked.hex() != required:
+        raise Reject(
+            DENIED,
+            f"the policy of dataset {ds['id']} requires masking profile {required} for "
+            f"{ds['classification']} data; ask for that one or name none",
+        )
+    return asked.hex()
 
 
 def _auto_rule(pol: dict[str, Any], variables: dict[str, Any]) -> str | None:

@@ -26,7 +26,7 @@ each column so the code never outgrows 64 bits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,7 +48,7 @@ ROWS: Final = "\x00rows"
 """Column of a group table holding the group's row count."""
 _ALL: Final = "\x00all"
 """A constant key, so a profile without quasi-identifiers has one group: the table."""
-_CONSOLIDATE: Final = 1 << 20
+_CONSOLIDATE: Final = 1 << 18
 """Partial group rows held before they are merged."""
 
 
@@ -182,3 +182,23 @@ class GroupIndex:
     def member(self, table: pa.Table, codes: pa.Array) -> pa.Array:
         """Boolean mask: whether each row of `table` belongs to a group whose code is in `codes`."""
         return pc.is_in(self._codes(table), value_set=codes)
+
+    def keeper(self, keep: pa.Array) -> Callable[[pa.Table], pa.Array]:
+        """A function giving, for a table of grouped columns, whether each row's group is kept.
+
+        `keep` marks the groups (rows of the group table) that survive. The
+        lookup goes through the smaller of the kept and the removed groups (a
+        hash set is built per call); a row of no known group is never kept.
+        """
+        removed = pc.invert(keep)
+        if pc.sum(pc.cast(removed, pa.int64())).as_py() * 2 > len(keep):
+            kept_codes = pc.filter(self.codes_of_groups, keep)
+            return lambda table: pc.is_in(self._codes(table), value_set=kept_codes)
+        removed_codes = pc.filter(self.codes_of_groups, removed)
+
+        def kept(table: pa.Table) -> pa.Array:
+            codes = self._codes(table)
+            outside = pc.is_in(codes, value_set=removed_codes)
+            return pc.and_(pc.is_valid(codes), pc.invert(outside))
+
+        return kept

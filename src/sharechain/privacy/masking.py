@@ -17,11 +17,18 @@ the smallest groups, whether the profile's targets are met).
 
 from __future__ import annotations
 
+import queue
 import secrets
+import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +43,6 @@ from sharechain.privacy.anonymity import (
 )
 from sharechain.privacy.profiles import (
     Drop,
-    Generalise,
     Keep,
     Noise,
     Profile,
@@ -44,10 +50,28 @@ from sharechain.privacy.profiles import (
     Rule,
     Tokenize,
 )
-from sharechain.privacy.rules import NoiseStream, apply_rule, check_rule, generalise, reads_as_text
-from sharechain.privacy.tables import Batch, TableError, atomic_output, read_batches
+from sharechain.privacy.rules import (
+    NoiseStream,
+    add_noise,
+    apply_rule,
+    check_rule,
+    group_key,
+    reads_as_text,
+)
+from sharechain.privacy.samplers import IntArray
+from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, read_batches
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
+
+_NOISE_CHUNK: Final = 1 << 15
+"""Draws made at a time for a noised column."""
+_NOISE_AHEAD: Final = 1 << 18
+"""Draws per noised column made ahead of need, at most."""
+_WORKERS: Final = 2
+"""Batches masked at once (the machines this runs on have two cores or more)."""
+
+_KEY: Final = "\x00key:"
+"""Prefix of the group-key columns parked beside a masked batch."""
 
 Progress = Callable[[int, int], None]
 """Called with (units done, units in all) as the file is read; units are bytes or rows."""
@@ -126,15 +150,16 @@ def _plan(source: Path, profile: Profile) -> _Plan:
 
 
 def _grouped_forms(plan: _Plan, batch: pa.RecordBatch) -> pa.Table:
-    """The grouped columns as the release shows them (tokens compared by their source value)."""
+    """The grouped columns, equal where the release shows them equal (`rules.group_key`).
+
+    Tokens are compared by their source value, which they map one to one.
+    """
     rules = dict(plan.rules)
     # Start from the batch's rows with no columns, so a profile without
     # quasi-identifiers still counts every row (as one group).
     forms = pa.Table.from_batches([batch]).select([])
     for name in plan.grouped:
-        rule, values = rules[name], batch.column(name)
-        form = generalise(name, rule, values) if isinstance(rule, Generalise) else values
-        forms = forms.append_column(name, form)
+        forms = forms.append_column(name, group_key(name, rules[name], batch.column(name)))
     return forms
 
 
@@ -150,17 +175,35 @@ class _Census:
     """Which groups the release keeps."""
     rows_in: int
     """Rows in the source."""
+    units: int
+    """Progress units of one pass over the source (bytes of CSV, rows of Parquet)."""
 
 
-def _census(profile: Profile, source: Path, progress: Progress | None, passes: int) -> _Census:
-    plan = _plan(source, profile)
+def _census(
+    profile: Profile,
+    source: Path,
+    progress: Progress | None,
+    passes: int,
+    *,
+    plan: _Plan | None = None,
+    each: Callable[[pa.RecordBatch, pa.Table], None] | None = None,
+) -> _Census:
+    """Count the groups of `source`; `each` is shown every batch with its grouped columns.
+
+    Without `each` only the grouped columns are parsed; with it, every column.
+    """
+    plan = plan if plan is not None else _plan(source, profile)
     counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
-    rows = 0
-    # Only the grouped columns are parsed in this pass.
-    batches = read_batches(source, types=plan.schema, only=plan.grouped or (plan.schema.names[0],))
+    rows = units = 0
+    only = None if each is not None else plan.grouped or (plan.schema.names[0],)
+    batches = read_batches(source, types=plan.schema, only=only)
     for batch in _reporting(batches, progress, 0, passes):
         rows += batch.data.num_rows
-        counter.add(_grouped_forms(plan, batch.data))
+        units = batch.total
+        forms = _grouped_forms(plan, batch.data)
+        counter.add(forms)
+        if each is not None:
+            each(batch.data, forms)
     if rows == 0:
         raise TableError(f"{source} has no rows to mask")
     groups = counter.groups()
@@ -174,7 +217,7 @@ def _census(profile: Profile, source: Path, progress: Progress | None, passes: i
             f"every one of the {rows} rows would be suppressed (the largest group has {largest} "
             "rows); lower k or l, or generalise the quasi-identifiers more"
         )
-    return _Census(plan, groups, keep, rows)
+    return _Census(plan, groups, keep, rows, units)
 
 
 def _reporting(
@@ -209,6 +252,128 @@ def _report(profile: Profile, census: _Census) -> MaskReport:
     )
 
 
+class _Switching:
+    """The interpreter's thread switch interval, lowered while any masking runs.
+
+    Tokenising holds the interpreter lock for long stretches; the threads
+    parsing, counting and encoding need it back for a moment between their
+    (lock-free) array operations and would otherwise wait up to 5 ms for it
+    each time. The interval is process state, so this guard is too: the
+    first masking to start lowers it, the last to finish puts it back.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._running = 0
+        self._before = 0.0
+
+    @contextmanager
+    def lowered(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._before, self._seconds))
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    sys.setswitchinterval(self._before)
+
+
+_SWITCHING: Final = _Switching(0.0005)
+
+
+class _NoiseAhead:
+    """The noised columns' draws, made ahead of need on a thread of their own.
+
+    Drawing is mostly Python between array operations; pass 2's other work
+    (filtering, encoding) runs without the interpreter lock, so the draws
+    overlap it. One thread draws `_NOISE_CHUNK` per column in a fixed
+    round, so a seeded generator gives the same draws to the same column
+    whatever the timing; at most `ahead` draws per column wait.
+    """
+
+    def __init__(self, streams: dict[str, NoiseStream], ahead: int) -> None:
+        self._streams = streams
+        depth = max(1, ahead // _NOISE_CHUNK)
+        self._ready: dict[str, queue.Queue[IntArray | BaseException]] = {
+            name: queue.Queue(maxsize=depth) for name in streams
+        }
+        self._held = {name: np.zeros(0, np.int64) for name in streams}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, name="mask-noise", daemon=True)
+
+    def __enter__(self) -> _NoiseAhead:
+        if self._streams:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _put(self, name: str, item: IntArray | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ready[name].put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self) -> None:
+        try:
+            while True:
+                for name, stream in self._streams.items():
+                    if not self._put(name, stream.take(_NOISE_CHUNK)):
+                        return
+        except BaseException as exc:  # handed to the taker, which re-raises it
+            for name in self._streams:
+                self._put(name, exc)
+
+    def add_to(self, name: str, values: pa.Array) -> pa.Array:
+        """`values` plus the column's next draws (nulls stay null)."""
+        held = self._held[name]
+        parts = [held]
+        have = len(held)
+        while have < len(values):
+            item = self._ready[name].get()
+            if isinstance(item, BaseException):
+                raise item
+            parts.append(item)
+            have += len(item)
+        held = np.concatenate(parts) if len(parts) > 1 else held
+        self._held[name] = held[len(values) :]
+        return add_noise(name, values, held[: len(values)])
+
+
+def _masked(
+    released: tuple[tuple[str, Rule], ...],
+    data: pa.RecordBatch,
+    forms: pa.Table,
+    token_key: bytes | None,
+) -> pa.RecordBatch:
+    """The released columns of one batch, then its group keys (`_KEY` + column name).
+
+    Noised columns stay raw here: their noise is added in pass 2, to the
+    surviving rows only.
+    """
+    columns = [
+        data.column(name)
+        if isinstance(rule, Noise)
+        else apply_rule(name, rule, data.column(name), token_key=token_key)
+        for name, rule in released
+    ]
+    columns += [forms.column(name).combine_chunks() for name in forms.column_names]
+    names = [n for n, _ in released] + [_KEY + n for n in forms.column_names]
+    return pa.RecordBatch.from_arrays(columns, names=names)
+
+
 def check(profile: Profile, source: Path, *, progress: Progress | None = None) -> MaskReport:
     """What `apply` would achieve on `source`, without writing anything."""
     return _report(profile, _census(profile, source, progress, 1))
@@ -234,35 +399,57 @@ def apply(
         raise ProfileError(
             f"the profile tokenizes {', '.join(tokenized)}: give a tokenisation key", tokenized[0]
         )
-    census = _census(profile, source, progress, 2)
-    report = _report(profile, census)
-    if not report.targets_met:
-        raise ProfileError(
-            f"the table misses the profile's targets (k = {report.k} < {profile.k} or l too low) "
-            "and the profile does not suppress; set `suppress: true` or generalise more"
-        )
+    plan = _plan(source, profile)
     generator = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
-    noise = {n: NoiseStream(n, r, generator) for n, r in census.plan.rules if isinstance(r, Noise)}
-    index = GroupIndex(census.groups, profile.quasi_identifiers)
-    everyone = bool(pc.all(census.keep).as_py())
-    survivors = pc.filter(index.codes_of_groups, census.keep)
-    released = [(n, r) for n, r in census.plan.rules if not isinstance(r, Drop)]
+    noise = {n: NoiseStream(n, r, generator) for n, r in plan.rules if isinstance(r, Noise)}
+    released = tuple((n, r) for n, r in plan.rules if not isinstance(r, Drop))
     if not released:
         raise ProfileError("the profile drops every column: there is nothing to release")
-    batches = read_batches(source, types=census.plan.schema, only=tuple(n for n, _ in released))
-    with atomic_output(target) as out:
-        for batch in _reporting(batches, progress, 1, 2):
-            data = batch.data
-            if not everyone:
-                forms = _grouped_forms(census.plan, data)
-                data = data.filter(index.member(forms, survivors))
-            if data.num_rows == 0:
-                continue
-            columns = [
-                apply_rule(
-                    name, rule, data.column(name), token_key=token_key, noise=noise.get(name)
-                )
-                for name, rule in released
-            ]
-            out.write(pa.RecordBatch.from_arrays(columns, names=[n for n, _ in released]))
+    with (
+        Spill(target) as spill,
+        ThreadPoolExecutor(_WORKERS, thread_name_prefix="mask") as pool,
+        _SWITCHING.lowered(),
+    ):
+        # Pass 1 masks every row while it counts the groups, and parks the
+        # result with each row's group key; batches are masked on `_WORKERS`
+        # threads (pyarrow's kernels run without the interpreter lock) and
+        # parked in file order.
+        running: deque[Future[pa.RecordBatch]] = deque()
+
+        def mask(data: pa.RecordBatch, forms: pa.Table) -> None:
+            running.append(pool.submit(_masked, released, data, forms, token_key))
+            if len(running) >= _WORKERS:
+                spill.write(running.popleft().result())
+
+        census = _census(profile, source, progress, 2, plan=plan, each=mask)
+        while running:
+            spill.write(running.popleft().result())
+        report = _report(profile, census)
+        if not report.targets_met:
+            raise ProfileError(
+                f"the table misses the profile's targets (k = {report.k} < {profile.k} or l too "
+                "low) and the profile does not suppress; set `suppress: true` or generalise more"
+            )
+        # Pass 2 drops the rows of the groups that missed k (or l) from the
+        # parked release and adds the noise, drawn in order (a seeded
+        # generator gives one release) while earlier batches are encoded.
+        keeper = None
+        if not pc.all(census.keep).as_py():
+            keeper = GroupIndex(census.groups, profile.quasi_identifiers).keeper(census.keep)
+        names = [n for n, _ in released]
+        with atomic_output(target) as out, _NoiseAhead(noise, _NOISE_AHEAD) as draws:
+            for batch in spill.batches():
+                if progress is not None:  # in the source's units, as pass 1 reported
+                    units = census.units
+                    progress(units + units * batch.done // batch.total, 2 * units)
+                data = batch.data
+                if keeper is not None:
+                    keys = pa.table([data.column(_KEY + n) for n in plan.grouped], plan.grouped)
+                    data = data.filter(keeper(keys))
+                if data.num_rows:
+                    columns = [
+                        draws.add_to(n, data.column(n)) if n in noise else data.column(n)
+                        for n in names
+                    ]
+                    out.write(pa.RecordBatch.from_arrays(columns, names=names))
     return report

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from fractions import Fraction
+from functools import lru_cache
 from math import isqrt
 
 import numpy as np
@@ -50,6 +51,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 _LIMIT = 1 << 62
 """Bound on every integer a sampler draws below, with room for one doubling."""
+_TABLE = 1 << 18
+"""Most entries of a lookup table of Algorithm 1's first steps (one byte each)."""
 
 
 def _uniform_below(rng: np.random.Generator, bound: IntArray | int, n: int) -> IntArray:
@@ -85,59 +88,92 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
     return result
 
 
-def _levels(den: int) -> int:
-    """The most steps m <= 5 of Algorithm 1's loop one draw below den^m m! can decide.
+def _block(den: int, first: int) -> tuple[int, int, tuple[int, ...]]:
+    """How many steps one uniform draw decides from step `first`, and its bound and thresholds.
 
-    Five steps leave at most 1 coin in 5! = 120 undecided; more would cost a
-    pass over every coin for ever rarer ones.
+    Given that the loop reached step `first` (A_1 .. A_{first-1} were all 1),
+    it reaches step first + i with probability
+    gamma^i (first-1)!/(first+i-1)!. With D = den^m (first+m-1)!/(first-1)!,
+    one uniform U below D decides the next m steps at once: the loop reaches
+    step first + i exactly when U < num^i c_i, c_i = den^(m-i) (first+m-1)!/(first+i-1)!,
+    integers below D < 2^62. From step 1 the block is a single step (U < num
+    is A_1): the loop stops there for most coins, and only those that go on pay
+    for the longer block after it.
     """
     m = 1
-    while m < 5 and den ** (m + 1) * math.factorial(m + 1) < _LIMIT:
+    while (
+        m < 5 and den ** (m + 1) * (math.factorial(first + m) // math.factorial(first - 1)) < _LIMIT
+    ):
         m += 1
-    return m
+    last = math.factorial(first + m - 1)
+    bound = den**m * (last // math.factorial(first - 1))
+    steps = range(1, m + 1)
+    return m, bound, tuple(den ** (m - i) * (last // math.factorial(first + i - 1)) for i in steps)
+
+
+@lru_cache(maxsize=64)
+def _table(den: int) -> tuple[int, int, npt.NDArray[np.uint8]] | None:
+    """For a small `den`: Algorithm 1's first m steps for every num in [0, den], tabulated.
+
+    Entry num * D + U (U uniform below D = den^m m!) is the coin the
+    comparisons of `_block` would give: 1 if the loop stops at an odd step,
+    0 at an even one, 2 if it goes past step m (undecided). A lookup replaces
+    2m array passes; the table is the same integers compared, so it is exact.
+    None when even two steps need more than `_TABLE` entries.
+    """
+    m = 1
+    while m < 12 and (den + 1) * den ** (m + 1) * math.factorial(m + 1) <= _TABLE:
+        m += 1
+    size = den**m * math.factorial(m)
+    if m < 2 or (den + 1) * size > _TABLE:
+        return None
+    u = np.arange(size, dtype=np.int64)
+    rows = []
+    for num in range(den + 1):
+        reached = np.zeros(size, dtype=np.int64)
+        for i in range(1, m + 1):
+            reached += u < num**i * den ** (m - i) * (math.factorial(m) // math.factorial(i))
+        rows.append(np.where(reached == m, 2, (reached + 1) % 2).astype(np.uint8))
+    return m, size, np.concatenate(rows)
 
 
 def _bernoulli_exp_fraction(
     rng: np.random.Generator, num: IntArray, den: int, first: int = 1
 ) -> BoolArray:
-    """Algorithm 1 for gamma_i = num_i/den in [0, 1], its loop started at K = `first`.
+    """Algorithm 1 for gamma_i = num_i/den in [0, 1], its loop started at step `first`.
 
-    The loop stops at the first K with A_K ~ Bernoulli(gamma/K) equal to 0,
-    so P[K >= k] = gamma^(k-1)/(k-1)!. From K = 1, one uniform U below
-    den^m m! decides the first m steps at once: K >= k exactly when
-    U < num^(k-1) den^(m-k+1) m!/(k-1)!, an integer below 2^62. Coins still
-    undecided (K > m) continue the loop one step at a time.
+    The loop stops at the first K with A_K ~ Bernoulli(gamma/K) equal to 0 and
+    the coin is 1 iff K is odd. Steps are decided a block at a time
+    (`_block`), or by table lookup for the first steps when `den` is small
+    (`_table`); coins a block leaves undecided go on to the next block.
     """
     n = len(num)
-    if first == 1:
-        m = _levels(den)
-        u = _uniform_below(rng, den**m * math.factorial(m), n)
-        k = np.ones(n, dtype=np.int64)
-        power = np.ones(n, dtype=np.int64)
-        for j in range(1, m + 1):
+    if n == 0:
+        return np.zeros(0, dtype=np.bool_)
+    if first == 1 and (table := _table(den)) is not None:
+        m, size, lut = table
+        code = lut[num * size + _uniform_below(rng, size, n)]
+        odd: BoolArray = code == 1
+        going = np.flatnonzero(code == 2)
+    elif den * first >= _LIMIT:
+        # One step, Bernoulli(num/(den K)), as the AND of draws below den and below K.
+        m = 1
+        a = _uniform_below(rng, den, n) < num
+        a &= _uniform_below(rng, first, n) == 0
+        odd = ~a if first % 2 else np.zeros(n, dtype=np.bool_)
+        going = np.flatnonzero(a)
+    else:
+        m, bound, thresholds = _block(den, first)
+        u = _uniform_below(rng, bound, n)
+        reached = (u < num * thresholds[0]).astype(np.int8)
+        power = num
+        for c in thresholds[1:]:
             power = power * num
-            k += u < power * (den ** (m - j) * (math.factorial(m) // math.factorial(j)))
-        odd: BoolArray = (k % 2) == 1
-        rest = np.flatnonzero(k > m)
-        if rest.size:
-            odd[rest] = _bernoulli_exp_fraction(rng, num[rest], den, first=m + 1)
-        return odd
-    odd = np.zeros(n, dtype=np.bool_)
-    pending = np.arange(n)
-    left = num
-    step = first
-    while pending.size:
-        # Bernoulli(gamma/K) = Bernoulli(num/(den K)): one uniform draw below
-        # den K, or the AND of draws below den and below K if that overflows.
-        if den * step < _LIMIT:
-            a = _uniform_below(rng, den * step, pending.size) < left
-        else:
-            a = _uniform_below(rng, den, pending.size) < left
-            a &= _uniform_below(rng, step, pending.size) == 0
-        if step % 2:
-            odd[pending[~a]] = True
-        pending, left = pending[a], left[a]
-        step += 1
+            reached += u < power * c
+        odd = (reached % 2) == (first + 1) % 2  # the loop stops at K = first + reached
+        going = np.flatnonzero(reached == m)
+    if going.size:
+        odd[going] = _bernoulli_exp_fraction(rng, num[going], den, first + m)
     return odd
 
 

@@ -11,6 +11,12 @@ column of numbers) is an error naming its line, as is a line with the wrong
 number of fields. pyarrow reports neither line number, so on such an error the
 file is scanned again with Python's `csv` module to find it (error path only).
 
+Batches that must wait for the end of a pass (masking knows which rows to
+suppress only once it has seen them all) are parked in a `Spill`: an
+uncompressed Arrow IPC file next to the target, written and read back at
+memory speed (the operating system's page cache) without holding it in the
+process, and deleted whatever happens.
+
 Output goes to a temporary file next to the target and is renamed over it only
 when everything succeeded: an error leaves no partial file behind.
 """
@@ -23,6 +29,7 @@ import queue
 import re
 import secrets
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,16 +39,27 @@ from typing import BinaryIO, Final
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from sharechain.errors import SharechainError
 
-__all__ = ["Batch", "TableError", "TableWriter", "atomic_output", "is_parquet", "read_batches"]
+__all__ = [
+    "Batch",
+    "Spill",
+    "TableError",
+    "TableWriter",
+    "atomic_output",
+    "is_parquet",
+    "read_batches",
+]
 
-_BLOCK: Final = 8 << 20
+_BLOCK: Final = 4 << 20
 """CSV bytes parsed per batch."""
 _ROWS: Final = 1 << 16
 """Parquet rows per batch."""
+_ENCODERS: Final = 2
+"""CSV batches encoded at once."""
 _CONVERSION = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\S+): "
     r"invalid value '(.*)'"
@@ -282,48 +300,65 @@ def _located(path: Path, message: str) -> TableError:
 class TableWriter:
     """Writes batches to a CSV or Parquet file; the schema is that of the first batch.
 
-    Encoding and writing happen on a background thread (pyarrow releases the
-    interpreter lock while it does), so the next batch is masked meanwhile;
-    one batch at most is in flight, and its error surfaces at the next call.
+    Encoding happens on background threads (pyarrow releases the interpreter
+    lock while it does), so the next batch is masked meanwhile: CSV batches
+    are encoded two at a time, each to its own buffer (the header with the
+    first), and the buffers appended in order; Parquet batches are written
+    one at a time. An error surfaces at a later call or at `close`.
     """
 
     def __init__(self, path: Path, *, parquet: bool) -> None:
         self._path = path
         self._parquet = parquet
-        self._csv: pacsv.CSVWriter | None = None
+        self._file: BinaryIO | None = None
         self._pq: pq.ParquetWriter | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="table-writer")
-        self._pending: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=_ENCODERS, thread_name_prefix="table-writer")
+        self._pending: deque[Future[pa.Buffer | None]] = deque()
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._wait()
-        self._pending = self._pool.submit(self._write, batch)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-
-    def _write(self, batch: pa.RecordBatch) -> None:
         if self._parquet:
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self._path, batch.schema)
-            self._pq.write_batch(batch)
-        else:
-            if self._csv is None:
-                self._csv = pacsv.CSVWriter(self._path, batch.schema)
-            self._csv.write_batch(batch)
+            self._drain(0)  # one Parquet writer: one batch at a time, in order
+            self._pending.append(self._pool.submit(self._write_parquet, batch))
+            return
+        header = self._file is None
+        if header:
+            self._file = self._path.open("wb")
+        self._pending.append(self._pool.submit(_csv_bytes, batch, header))
+        self._drain(_ENCODERS)
+
+    def _drain(self, keep: int) -> None:
+        """Finish pending work, oldest first, until at most `keep` remain."""
+        while len(self._pending) > keep:
+            data = self._pending.popleft().result()
+            if data is not None:
+                assert self._file is not None
+                self._file.write(data)
+
+    def _write_parquet(self, batch: pa.RecordBatch) -> None:
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self._path, batch.schema)
+        self._pq.write_batch(batch)
 
     def close(self) -> None:
-        """Finish the last write and close the file; raises what a write raised."""
+        """Finish the last writes and close the file; raises what a write raised."""
         try:
-            self._wait()
+            self._drain(0)
         finally:
+            for future in self._pending:  # after an error: what is left is not written
+                future.cancel()
+            self._pending.clear()
             self._pool.shutdown(wait=True)
-            for writer in (self._csv, self._pq):
-                if writer is not None:
-                    writer.close()
-            self._csv = self._pq = None
+            if self._pq is not None:
+                self._pq.close()
+            if self._file is not None:
+                self._file.close()
+            self._pq = self._file = None
+
+
+def _csv_bytes(batch: pa.RecordBatch, header: bool) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(batch, sink, write_options=pacsv.WriteOptions(include_header=header))
+    return sink.getvalue()
 
 
 @contextmanager
@@ -343,3 +378,56 @@ def atomic_output(target: Path) -> Iterator[TableWriter]:
         finally:
             temp.unlink(missing_ok=True)
         raise
+
+
+class Spill:
+    """Batches parked on disk beside `target` until a pass ends; deleted on exit.
+
+    Use as a context manager: `write` batches of one schema, then read them
+    back in order with `batches` (as many times as needed).
+    """
+
+    def __init__(self, target: Path) -> None:
+        if not target.parent.is_dir():
+            raise TableError(f"cannot write {target}: directory {target.parent} does not exist")
+        self.path = target.with_name(f".{target.name}.{secrets.token_hex(4)}.spill")
+        """The parking file (hidden, next to the target)."""
+        self.rows = 0
+        """Rows parked so far."""
+        self._sink: pa.OSFile | None = None
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+        self.path.unlink(missing_ok=True)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_file(self._sink, batch.schema)
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def _finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def batches(self) -> Iterator[Batch]:
+        """The parked batches in order (read into memory one at a time, not mapped)."""
+        self._finish()
+        if not self.path.exists():
+            return
+        done = 0
+        with pa.OSFile(str(self.path), "rb") as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                done += batch.num_rows
+                yield Batch(batch, done, self.rows)

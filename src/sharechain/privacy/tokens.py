@@ -22,6 +22,7 @@ secret, re-derives the key and re-identifies by tokenising its own values.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,23 +111,35 @@ def tokenize(key: bytes, value: str, algorithm: str = "blake2b") -> str:
     return _hasher(key, algorithm)(value.encode()).hex()
 
 
-_HEX: Final = np.frombuffer(b"0123456789abcdef", np.uint8)
-
-
 def _hex_strings(digests: bytes, n: int) -> pa.Array:
     """`n` concatenated digests as a string array of hex tokens, without a Python loop."""
-    raw = np.frombuffer(digests, np.uint8)
-    text = np.empty(2 * len(raw), np.uint8)
-    text[0::2] = _HEX[raw >> 4]
-    text[1::2] = _HEX[raw & 15]
+    text = binascii.hexlify(digests)
     offsets = np.arange(0, 2 * TOKEN_SIZE * (n + 1), 2 * TOKEN_SIZE, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
 
 
-def _tokens(digest: Callable[[bytes], bytes], text: pa.Array) -> pa.Array:
+def _digests(key: bytes, algorithm: str, values: list[bytes]) -> bytes:
+    """The raw tokens of `values`, concatenated.
+
+    The loop is written out rather than mapped over `_hasher`: at a million
+    values a Python call per value is a fifth of the time.
+    """
+    if algorithm != "blake2b":
+        return b"".join(map(_hasher(key, algorithm), values))
+    keyed = hashlib.blake2b(key=key, digest_size=TOKEN_SIZE).copy
+    out: list[bytes] = []
+    append = out.append
+    for data in values:
+        h = keyed()
+        h.update(data)
+        append(h.digest())
+    return b"".join(out)
+
+
+def _tokens(key: bytes, algorithm: str, text: pa.Array) -> pa.Array:
     """Tokens of every value of a string array (nulls hashed as empty, then put back)."""
     values = pc.cast(pc.fill_null(text, ""), pa.binary()).to_pylist()
-    tokens = _hex_strings(b"".join(map(digest, values)), len(values))
+    tokens = _hex_strings(_digests(key, algorithm, values), len(values))
     if text.null_count:
         tokens = pc.if_else(pc.is_valid(text), tokens, pa.scalar(None, pa.string()))
     return tokens
@@ -140,9 +153,8 @@ def tokenize_array(key: bytes, values: pa.Array, algorithm: str = "blake2b") -> 
     sparing the cost of building a dictionary that saves nothing.
     """
     text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
-    digest = _hasher(key, algorithm)
     sample = text.slice(0, _SAMPLE)
     if len(sample) and pc.count_distinct(sample).as_py() > len(sample) // 2:
-        return _tokens(digest, text)
+        return _tokens(key, algorithm, text)
     encoded = pc.dictionary_encode(text)
-    return pc.take(_tokens(digest, encoded.dictionary), encoded.indices)
+    return pc.take(_tokens(key, algorithm, encoded.dictionary), encoded.indices)
