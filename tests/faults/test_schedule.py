@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 from test_clock_and_disk_faults import can_mount_tmpfs
 
-from sharechain.faults.schedule import FLOW_CODES, KINDS, Fault, random_schedule, run_soak
+from sharechain.faults.schedule import (
+    FLOW_CODES,
+    KINDS,
+    Fault,
+    ProxiedNetwork,
+    random_schedule,
+    run_soak,
+)
 
 
 def test_random_schedules_are_reproducible_and_bounded() -> None:
@@ -54,6 +61,24 @@ def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None
     assert report.acknowledged > 100
     # The faults were felt: some submissions went unanswered and were retried.
     assert report.acknowledged < report.operations
+
+
+def test_proxied_links_keep_the_targets_scheme(tmp_path: Path) -> None:
+    # etcd members speak mutual TLS; the proxy relays bytes, so a node must still be
+    # told https:// (told http://, every node of the soak failed to start).
+    net = ProxiedNetwork(tmp_path / "net", orgs=2, ordering="etcd")
+    try:
+        command = net.node_command(net.nodes[0])
+        endpoints = command[command.index("--etcd-endpoints") + 1].split(",")
+        proxies = {net.link(net.nodes[0].org, f"etcd-{i}").url for i in range(3)}
+        assert len(endpoints) == 3
+        for url in endpoints:
+            assert url.startswith("https://127.0.0.1:")
+            assert url.replace("https://", "http://") in proxies
+        (peer,) = [a for a in command if a.startswith(f"{net.nodes[1].org}=")]
+        assert peer.split("=", 1)[1] == net.link(net.nodes[0].org, net.nodes[1].org).url
+    finally:
+        net.close_links()
 
 
 @pytest.mark.soak

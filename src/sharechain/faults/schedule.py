@@ -236,7 +236,11 @@ class ProxiedNetwork(LocalNetwork):
         out = []
         for arg in super().node_command(node):
             for url, peer in targets.items():
-                arg = arg.replace(url, self.link(node.org, peer).url)
+                # The proxy relays bytes: TLS (etcd's mutual TLS, HTTPS nodes) passes
+                # through it, so the caller keeps the target's scheme.
+                scheme = url.split("://", 1)[0]
+                proxied = self.link(node.org, peer).url.split("://", 1)[1]
+                arg = arg.replace(url, f"{scheme}://{proxied}")
             out.append(arg)
         skew = self.skews.get(node.org)
         if skew is not None and "sharechain.cli.node_cmd" in out:
