@@ -2,9 +2,10 @@
 
 It uses no sharechain code: cbor2 for the canonical encoding, hashlib, and
 `cryptography`'s Ed25519 (not our libsodium path). It recomputes every
-transaction id, Merkle root (of the ids and of the results), header hash, hash
-link, orderer and transaction signature, `state_delta_hash` and running state root, tracking organisation
-records (and so key rotations) from each block's writes; then it checks the
+transaction id, Merkle root (of the ids and of the results), header hash,
+hash link, orderer and transaction signature, `state_delta_hash` and running
+state root, tracking organisation records (and so key rotations) from each
+block's writes; then it checks the
 seal (docs/proofs.md sections 1-3): the founders' signed genesis note and the
 quorum checkpoint over exactly the exported blocks, C2SP notes parsed by hand.
 """
