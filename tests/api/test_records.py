@@ -58,8 +58,10 @@ RECORDS: tuple[tuple[type, type[BaseModel]], ...] = (
 
 
 def _proof() -> TxProof:
-    header = BlockHeader(3, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1_700_000_000_000, "org")
-    return TxProof(b"\x04" * 32, 3, 0, 1, (b"\x05" * 32,), header, "valid")
+    header = BlockHeader(
+        3, b"\x01" * 32, b"\x02" * 32, b"\x06" * 32, b"\x03" * 32, 1_700_000_000_000, "org"
+    )
+    return TxProof(b"\x04" * 32, 3, 0, 1, (b"\x05" * 32,), header, "denied", "no", (b"\x07" * 32,))
 
 
 def _roundtrip(model: type[BaseModel], value: Any) -> str:

@@ -27,7 +27,9 @@ from sharechain.ledger.blocks import (
 )
 
 KEY = SigningKey.from_seed(b"\x05" * 32)
-HEADER = BlockHeader(3, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 1_700_000_000_000, "hospital-a")
+HEADER = BlockHeader(
+    3, b"\x01" * 32, b"\x02" * 32, b"\x04" * 32, b"\x03" * 32, 1_700_000_000_000, "hospital-a"
+)
 
 
 def test_header_hash_is_sha256_of_canonical_map() -> None:
@@ -36,6 +38,7 @@ def test_header_hash_is_sha256_of_canonical_map() -> None:
             "height": 3,
             "prev_hash": b"\x01" * 32,
             "tx_root": b"\x02" * 32,
+            "results_root": b"\x04" * 32,
             "state_delta_hash": b"\x03" * 32,
             "timestamp": 1_700_000_000_000,
             "orderer": "hospital-a",

@@ -24,7 +24,7 @@ from sharechain.crypto.merkle import merkle_root
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import ChainError, ConfigError, EncodingError
 from sharechain.ledger import validation as v
-from sharechain.ledger.blocks import Block, BlockHeader, make_block, sign_header
+from sharechain.ledger.blocks import Block, BlockHeader, make_block, results_root, sign_header
 from sharechain.ledger.chain import Ledger, next_state_root, verify_chain
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
 from sharechain.ledger.identities import org_from_value, org_key, org_to_value
@@ -92,6 +92,7 @@ def _lie_about_results(b: Block) -> Block:
         (_header_change(orderer="nobody"), "not an active organisation"),
         (_header_change(state_delta_hash=b"\x00" * 32), "state_delta_hash"),
         (_header_change(tx_root=merkle_root([b"other"])), "tx_root"),
+        (_header_change(results_root=merkle_root([b"other"])), "results_root"),
         (_flip_sig, "orderer signature does not verify"),
         (lambda b: _resign(b, b.header, signer="hospital-b"), "orderer signature does not verify"),
         (_extra_tx, "tx_root"),
@@ -104,6 +105,7 @@ def _lie_about_results(b: Block) -> Block:
         "unknown-orderer",
         "delta-hash",
         "tx-root",
+        "results-root",
         "forged-orderer-sig",
         "wrong-orderer-key",
         "extra-tx",
@@ -126,8 +128,20 @@ def test_peer_rejects_lying_validation_codes(kit: Kit, peer: Ledger) -> None:
     bad = kit.record("hospital-a", b"doc", note="x" * (notary.MAX_NOTE + 1))
     block = kit.build([bad.raw])
     assert _codes(block) == ["bad_payload"]
-    with pytest.raises(ChainError, match="re-executes to 'bad_payload', the block says 'valid'"):
+    # A code changed after signing no longer matches the header's results_root.
+    with pytest.raises(ChainError, match="block 1: results_root does not match its results"):
         peer.validate_block(_lie_about_results(block))
+    # An orderer lying consistently (results, results_root, signature) is caught by
+    # re-execution.
+    lying = _lie_about_results(block)
+    header = dataclasses.replace(
+        block.header, results_root=results_root(lying.tx_ids, lying.results)
+    )
+    with pytest.raises(ChainError, match="re-executes to 'bad_payload', the block says 'valid'"):
+        peer.validate_block(_resign(lying, header))
+    assert peer.height == 0
+    peer.commit(block)
+    assert peer.height == 1
 
 
 def test_reordered_and_missing_blocks(kit: Kit, peer: Ledger) -> None:
@@ -154,9 +168,13 @@ def test_forged_genesis_is_refused(kit: Kit, tmp_path: Path) -> None:
         dataclasses.replace(g.header, state_delta_hash=bytes(32)), b"", g.txs, g.results
     )
     other_tx = make_block(g.header, b"", [g.txs[0] + b"\x00"], g.results)
+    lying_root = make_block(
+        dataclasses.replace(g.header, results_root=bytes(32)), b"", g.txs, g.results
+    )
     for forged, message in (
         (signed, "no signature"),
         (lying, "state_delta_hash"),
+        (lying_root, "results_root"),
         (other_tx, "tx_root"),
     ):
         with pytest.raises(ChainError, match=message):

@@ -2,9 +2,10 @@
 
 It uses no sharechain code: cbor2 for the canonical encoding, hashlib, and
 `cryptography`'s Ed25519 (not our libsodium path). It recomputes every
-transaction id, Merkle root, header hash, hash link, orderer and transaction
-signature, `state_delta_hash` and running state root, tracking organisation
-records (and so key rotations) from each block's writes; then it checks the
+transaction id, Merkle root (of the ids and of the results), header hash,
+hash link, orderer and transaction signature, `state_delta_hash` and running
+state root, tracking organisation records (and so key rotations) from each
+block's writes; then it checks the
 seal (docs/proofs.md sections 1-3): the founders' signed genesis note and the
 quorum checkpoint over exactly the exported blocks, C2SP notes parsed by hand.
 """
@@ -133,6 +134,7 @@ def verify_export(lines: list[str]) -> dict[str, Any]:
             "height": h["height"],
             "prev_hash": bytes.fromhex(h["prev_hash"]),
             "tx_root": bytes.fromhex(h["tx_root"]),
+            "results_root": bytes.fromhex(h["results_root"]),
             "state_delta_hash": bytes.fromhex(h["state_delta_hash"]),
             "timestamp": h["timestamp"],
             "orderer": h["orderer"],
@@ -146,6 +148,11 @@ def verify_export(lines: list[str]) -> dict[str, Any]:
         ids = [_sha(e) for e in envelopes]
         assert [i.hex() for i in ids] == [t["id"] for t in rec["txs"]], f"block {n}: tx ids"
         assert _mth(ids) == header["tx_root"], f"block {n}: tx_root"
+        results = [
+            cbor2.dumps([i, t["code"], t["reason"]], canonical=True)
+            for i, t in zip(ids, rec["txs"], strict=True)
+        ]
+        assert _mth(results) == header["results_root"], f"block {n}: results_root"
         writes = {k: None if v is None else bytes.fromhex(v) for k, v in rec["writes"]}
         assert list(writes) == sorted(writes), f"block {n}: writes not sorted"
 
@@ -301,6 +308,8 @@ def _set(path: tuple[Any, ...], fn: Callable[[Any], Any]) -> Callable[[dict[str,
         _edit(3, _set(("writes", 0, 1), _flip_hex)),
         _edit(2, _set(("txs", 1, "code"), lambda c: "denied")),
         _edit(2, _set(("txs", 3, "code"), lambda c: "valid")),
+        _edit(2, _set(("txs", 1, "reason"), lambda r: r + "!")),
+        _edit(2, _set(("header", "results_root"), _flip_hex)),
         _edit(1, _set(("state_root",), _flip_hex)),
         lambda lines: [lines[0], lines[2], lines[1], *lines[3:]],
         lambda lines: [lines[0], *lines[2:]],
@@ -312,6 +321,8 @@ def _set(path: tuple[Any, ...], fn: Callable[[Any], Any]) -> Callable[[dict[str,
         "write-value",
         "result-code",
         "forged-marked-valid",
+        "result-reason",
+        "results-root",
         "state-root",
         "reordered",
         "missing",
@@ -379,7 +390,9 @@ def test_consistently_rewritten_header_breaks_the_signature(
     rec = json.loads(lines[3])
     rec["header"]["timestamp"] += 1
     header = {
-        k: bytes.fromhex(v) if k in ("prev_hash", "tx_root", "state_delta_hash") else v
+        k: bytes.fromhex(v)
+        if k in ("prev_hash", "tx_root", "results_root", "state_delta_hash")
+        else v
         for k, v in rec["header"].items()
     }
     rec["header_cbor"] = cbor2.dumps(header, canonical=True).hex()

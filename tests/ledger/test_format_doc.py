@@ -8,6 +8,7 @@ from pathlib import Path
 from sharechain.contracts import notary
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.merkle import inclusion_proof, merkle_root
+from sharechain.ledger.blocks import result_leaf
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
@@ -50,6 +51,9 @@ def test_worked_example_values_appear_in_the_doc() -> None:
         stx.signature,
         stx.id,
         block.header.tx_root,
+        genesis.header.results_root,
+        result_leaf(block.tx_ids[0], block.results[0]),
+        block.header.results_root,
         block.header.state_delta_hash,
         head.state_root,
         block.header.encoded(),

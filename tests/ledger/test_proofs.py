@@ -15,12 +15,12 @@ from sharechain.errors import IntegrityError, NotFoundError
 from sharechain.ledger.proofs import prove_tx, verify_tx_proof
 
 
-def rfc9162_verify(proof: dict[str, Any]) -> None:
+def _root(leaf: bytes, index: int, size: int, path_hex: list[str]) -> bytes:
     """RFC 9162 section 2.1.3.2, written from the text; raises AssertionError on failure."""
-    fn, sn = proof["leaf_index"], proof["tree_size"] - 1
+    fn, sn = index, size - 1
     assert 0 <= fn <= sn
-    r = hashlib.sha256(b"\x00" + bytes.fromhex(proof["tx_id"])).digest()
-    for p_hex in proof["audit_path"]:
+    r = hashlib.sha256(b"\x00" + leaf).digest()
+    for p_hex in path_hex:
         p = bytes.fromhex(p_hex)
         assert sn != 0
         if fn % 2 == 1 or fn == sn:
@@ -33,12 +33,24 @@ def rfc9162_verify(proof: dict[str, Any]) -> None:
         fn >>= 1
         sn >>= 1
     assert sn == 0
+    return r
+
+
+def rfc9162_verify(proof: dict[str, Any]) -> None:
+    """The inclusion of the tx id under `tx_root` and of `CBOR([tx_id, code, reason])`
+    under `results_root`, and the header hash, from docs/format.md alone."""
+    index, size = proof["leaf_index"], proof["tree_size"]
+    tx_id = bytes.fromhex(proof["tx_id"])
+    r = _root(tx_id, index, size, proof["audit_path"])
     assert r.hex() == proof["tx_root"] == proof["header"]["tx_root"]
+    leaf = cbor2.dumps([tx_id, proof["code"], proof["reason"]], canonical=True)
+    assert _root(leaf, index, size, proof["result_path"]).hex() == proof["header"]["results_root"]
     h = proof["header"]
     header = {
         "height": h["height"],
         "prev_hash": bytes.fromhex(h["prev_hash"]),
         "tx_root": bytes.fromhex(h["tx_root"]),
+        "results_root": bytes.fromhex(h["results_root"]),
         "state_delta_hash": bytes.fromhex(h["state_delta_hash"]),
         "timestamp": h["timestamp"],
         "orderer": h["orderer"],
@@ -69,6 +81,9 @@ def test_every_transaction_proves(seven: tuple[Kit, list[bytes]]) -> None:
             "tree_size",
             "audit_path",
             "tx_root",
+            "code",
+            "reason",
+            "result_path",
             "header",
             "header_hash",
         } <= set(as_json)
@@ -97,6 +112,12 @@ def test_altered_proofs_fail(seven: tuple[Kit, list[bytes]]) -> None:
         dataclasses.replace(proof, audit_path=tuple(path)),
         dataclasses.replace(proof, audit_path=proof.audit_path[:-1]),
         dataclasses.replace(proof, header=dataclasses.replace(proof.header, tx_root=bytes(32))),
+        dataclasses.replace(proof, code="denied"),
+        dataclasses.replace(proof, reason="forged"),
+        dataclasses.replace(proof, result_path=proof.audit_path),
+        dataclasses.replace(
+            proof, header=dataclasses.replace(proof.header, results_root=bytes(32))
+        ),
     ]
     for bad in altered:
         with pytest.raises(IntegrityError):
@@ -108,6 +129,18 @@ def test_altered_proofs_fail(seven: tuple[Kit, list[bytes]]) -> None:
     verify_tx_proof(other)  # self-consistent...
     with pytest.raises(IntegrityError, match="trusted"):
         verify_tx_proof(other, meta.hash)  # ...but not this chain's block
+
+
+def test_a_refused_transaction_proves_its_code(kit: Kit) -> None:
+    bad = kit.record("hospital-a", b"doc", note="x" * 5000)
+    good = kit.record("hospital-a", b"doc2")
+    kit.add([good.raw, bad.raw])
+    proof = prove_tx(kit.store, bad.id)
+    assert proof.code == "bad_payload" and proof.reason
+    verify_tx_proof(proof)
+    rfc9162_verify(proof.to_json())
+    with pytest.raises(IntegrityError, match="validation code 'valid' is not the block's result"):
+        verify_tx_proof(dataclasses.replace(proof, code="valid", reason=""))
 
 
 def test_unknown_transaction(kit: Kit) -> None:

@@ -18,8 +18,8 @@ from sharechain.ledger.timestamps import (
 )
 
 TEXT = (
-    "sharechain/052912b0dde58f7f1ae081cb249d08b39fe7292e1a1f43ec93ddb6fc0f763a0b\n"
-    "2\n9D+yn/lBvn0HGK01/urK8m61x5U6qDt14WKugAtuJBs=\n"
+    "sharechain/b92062c9c52d658082f488798aed8855a01e0331398695200c90ccb934fefc3c\n"
+    "2\nYDbhzFKBeuq15cEgOWw/5r35bmbqMFSJRrD91Lhf3vI=\n"
 )
 
 

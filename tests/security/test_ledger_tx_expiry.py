@@ -12,6 +12,7 @@ every peer alike, since only block time counts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,7 @@ from sharechain.contracts import notary
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ChainError
 from sharechain.ledger import validation as v
-from sharechain.ledger.blocks import make_block, sign_header
+from sharechain.ledger.blocks import make_block, results_root, sign_header
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
@@ -117,8 +118,10 @@ def test_peers_refuse_a_block_that_calls_an_expired_transaction_valid(tmp_path: 
         [stale], orderer="hospital-a", key=KEYS.signing, timestamp=now - DAY
     )[1]
     header = fresh_block.header
-    forged_header = type(header)(
-        header.height, header.prev_hash, header.tx_root, forged_ex.delta_hash, now, header.orderer
+    forged_header = dataclasses.replace(
+        header,
+        results_root=results_root(fresh_block.tx_ids, forged_ex.results),
+        state_delta_hash=forged_ex.delta_hash,
     )
     forged = make_block(
         forged_header, sign_header(forged_header, KEYS.signing), [stale], forged_ex.results

@@ -161,6 +161,7 @@ class BlockSummary(Model):
     hash: Hex
     prev_hash: Hex
     tx_root: Hex
+    results_root: Hex
     state_delta_hash: Hex
     timestamp: int
     orderer: str

@@ -53,6 +53,8 @@ class BlockHeader(Model):
     height: int
     prev_hash: Hex
     tx_root: Hex
+    results_root: Hex
+    """RFC 6962 root over `CBOR([tx_id, code, reason])` per transaction."""
     state_delta_hash: Hex
     timestamp: int
     """Block time in ms since the Unix epoch."""
@@ -75,6 +77,11 @@ class TxProof(Model):
     """The Merkle root the path leads to (the header's `tx_root`)."""
     code: str
     """The transaction's validation code."""
+    reason: str = ""
+    """Why it was refused; empty when valid."""
+    result_path: list[Hex] | None = None
+    """RFC 9162 audit path of `CBOR([tx_id, code, reason])` to the header's
+    `results_root` (the code proved); null when the proof does not carry one."""
     header: BlockHeader
     header_cbor: Hex
     """The header as canonical CBOR: hash it to get `header_hash`."""

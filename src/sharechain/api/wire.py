@@ -127,6 +127,10 @@ def proof_from_json(value: Mapping[str, Any]) -> TxProof:
         tuple(bytes.fromhex(p) for p in value["audit_path"]),
         decode_header(decode(bytes.fromhex(value["header_cbor"]))),
         str(value["code"]),
+        str(value.get("reason", "")),
+        None
+        if value.get("result_path") is None
+        else tuple(bytes.fromhex(p) for p in value["result_path"]),
     )
 
 

@@ -98,6 +98,7 @@ def build(path: Path, *, datasets: int, transactions: int, per_block: int = 1000
             height,
             prev,
             merkle_root([r[0] for r in rows]),
+            bytes(32),  # results_root: not checked here, as the delta hash
             bytes(32),
             T0 + height * 1000,
             "org-0",

@@ -13,6 +13,11 @@ peer can never commit faster than the machine verifies signatures. The same
 run measures libsodium's rate on one core through the ledger's own path
 (`sharechain.crypto.signing.verify`, a transaction-sized message) and reports
 `commit_share_of_ceiling` = `commit_tx_per_s` / (that rate x cores).
+
+`results_root_us_per_tx` is what the header's `results_root` costs a peer:
+the CPU time of recomputing it over the same blocks (the leaf encoding and
+two SHA-256 per transaction), beside `commit_cpu_us_per_tx`, which includes
+it; `results_root_share_of_commit_cpu` is their ratio.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 from sharechain.contracts import default_registry
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.signing import SigningKey, verify
-from sharechain.ledger.blocks import encode_block
+from sharechain.ledger.blocks import decode_block, encode_block, results_root
 from sharechain.ledger.chain import Ledger, verify_chain
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
@@ -117,6 +122,7 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
             pass
         commit_s = time.perf_counter() - t0
         cpu = time.process_time() - cpu
+        roots_cpu = _results_root_cpu(blocks)
 
         t0 = time.perf_counter()
         report = verify_chain(peer.store, registry)
@@ -134,11 +140,26 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         "commit_tx_per_s": round(commit_rate),
         # CPU of this process per transaction (the signature workers' is not in it).
         "commit_cpu_us_per_tx": round(cpu / transactions * 1e6, 1),
+        "results_root_us_per_tx": round(roots_cpu / transactions * 1e6, 2),
+        "results_root_share_of_commit_cpu": round(roots_cpu / cpu, 4),
         "verify_tx_per_s": round(transactions / verify_s),
         "ed25519_verify_per_s_per_core": ceiling["ed25519_verify_per_s_per_core"],
         "cores": cores(),
         "commit_share_of_ceiling": ceiling["share"],
     }
+
+
+def _results_root_cpu(blocks: list[bytes], rounds: int = 3) -> float:
+    """CPU seconds to recompute every block's `results_root` once (best of `rounds`)."""
+    decoded = [decode_block(b, check_canonical=False) for b in blocks]
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for b in decoded:
+            if results_root(b.tx_ids, b.results) != b.header.results_root:
+                raise RuntimeError(f"block {b.height}: results_root does not recompute")
+        best = min(best, time.process_time() - t0)
+    return best
 
 
 if __name__ == "__main__":

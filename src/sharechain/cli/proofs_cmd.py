@@ -115,14 +115,19 @@ def verify_bundle_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
         "sender": subject.stx.tx.sender,
         "object": doc.get("object", {"kind": "transaction"}),
         "shows": shows,
-        "validation_code_proved": False,
+        "validation_code_proved": True,
+        "code": subject.code,
+        "reason": subject.reason,
     }
     if json_out:
         emit_json({**out, "origin": cp.origin})
         return
     console.print(
         f"verified: {terminal_safe(shows)}; covered by a quorum checkpoint of {cp.size} "
-        f"blocks of {cp.origin} (inclusion and signature proved, not the validation code)",
+        f"blocks of {cp.origin} (inclusion, signature and validation code "
+        f"{terminal_safe(subject.code)!r} proved"
+        + (f": {terminal_safe(subject.reason)}" if subject.reason else "")
+        + ")",
         highlight=False,
     )
 

@@ -22,9 +22,10 @@ transaction's id, a version number from the chain of `dataset.version`
 payloads back to version 1, a grant id from its issuing transaction, a digest
 from the payload) and refuses a claim that does not follow.
 
-A bundle proves a transaction is on the chain and signed by its sender, not
-its validation code (docs/proofs.md section 4): a bundle built here is only
-ever built for an object the chain's state holds.
+A bundle proves a transaction is on the chain, signed by its sender, and its
+validation code (docs/proofs.md section 4): an object (anything but a bare
+transaction) needs its subject and lineage valid, since a refused
+transaction made nothing.
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ def check_object(proved: Proved, about: Any) -> str:
     if kind != "dataset-version" and proved.lineage:
         raise BundleError(f"a bundle of a {kind} carries no lineage")
     if kind == "transaction":
-        return f"the transaction is {where} ({tx.type} by {tx.sender}, {subject.stx.id.hex()})"
+        return (
+            f"the transaction is {where} ({tx.type} by {tx.sender}, {subject.stx.id.hex()}), "
+            f"code {subject.code}"
+        )
     if kind == "dataset-version":
         return _check_dataset(proved, about)
     if kind == "grant":
@@ -181,6 +185,11 @@ def check_object(proved: Proved, about: Any) -> str:
 def _is(t: BundleTx, types: frozenset[str] | set[str], what: str) -> None:
     if t.stx.tx.type not in types:
         raise BundleError(f"a {t.stx.tx.type} transaction does not record {what}")
+    if t.code != "valid":
+        raise BundleError(
+            f"the {t.stx.tx.type} in block {t.height} was refused by the chain "
+            f"({t.code}): it does not record {what}"
+        )
 
 
 def _check_dataset(proved: Proved, about: Mapping[str, Any]) -> str:

@@ -14,8 +14,8 @@ root: the signed text, not the signature lines) must be the checkpoint B
 recorded, and then B's block time bounds when the transaction was in A's
 history: the root fixes every block it covers, and nobody could write it
 before those blocks existed. That argument needs the recorded text only, not
-B's validation code of the record (which a bundle does not carry): A's quorum
-signatures come from `bundle_a`.
+B's acceptance of the record (its code, which `anchor_b` proves too): A's
+quorum signatures come from `bundle_a`.
 
 This module also builds the payloads of the `anchor.*` transactions from A's
 store (the contract refuses anything they get wrong).

@@ -2,13 +2,16 @@
 
 A block header is the canonical CBOR map
 
-    {height, prev_hash, tx_root, state_delta_hash, timestamp, orderer}
+    {height, prev_hash, tx_root, results_root, state_delta_hash, timestamp, orderer}
 
 and the block hash is `SHA-256(header bytes)`. The orderer signs
 `b"sharechain/block/v1\\0" || header bytes`. `tx_root` is the RFC 6962 Merkle
-root of the transaction ids; `state_delta_hash` commits to every transaction's
-validation result and to every state write of the block (see `delta_hash`), so
-a peer that re-executes the block and gets a different outcome notices.
+root of the transaction ids; `results_root` the RFC 6962 Merkle root over one
+leaf per transaction, `CBOR([tx_id, code, reason])` (see `result_leaf`), so one
+audit path proves one transaction's validation code; `state_delta_hash` commits
+to every transaction's validation result and to every state write of the block
+(see `delta_hash`), so a peer that re-executes the block and gets a different
+outcome notices.
 
 Invalid transactions stay in the block with their code and change nothing.
 """
@@ -30,16 +33,20 @@ from sharechain.errors import EncodingError
 __all__ = [
     "BLOCK_DOMAIN",
     "GENESIS_PREV_HASH",
+    "HEADER_FIELDS",
     "VALID",
     "Block",
     "BlockHeader",
     "TxResult",
+    "computed_results_root",
     "computed_tx_root",
     "decode_block",
     "decode_header",
     "delta_hash",
     "encode_block",
     "make_block",
+    "result_leaf",
+    "results_root",
     "sign_header",
 ]
 
@@ -67,6 +74,8 @@ class BlockHeader:
     """Hash of the previous block's header (32 zero bytes for genesis)."""
     tx_root: Hash
     """RFC 6962 Merkle root of the transaction ids in block order."""
+    results_root: Hash
+    """RFC 6962 Merkle root of the validation results in block order (`result_leaf`)."""
     state_delta_hash: Hash
     """Commitment to the block's validation results and state writes."""
     timestamp: int
@@ -79,6 +88,7 @@ class BlockHeader:
             "height": self.height,
             "prev_hash": self.prev_hash,
             "tx_root": self.tx_root,
+            "results_root": self.results_root,
             "state_delta_hash": self.state_delta_hash,
             "timestamp": self.timestamp,
             "orderer": self.orderer,
@@ -208,22 +218,26 @@ def _int_field(h: Mapping[str, Any], name: str) -> int:
     return v
 
 
+HEADER_FIELDS = frozenset(
+    ("height", "prev_hash", "tx_root", "results_root", "state_delta_hash", "timestamp", "orderer")
+)
+"""The keys of a header map, exactly (`docs/format.md` section 6)."""
+
+
 def decode_header(h: Any) -> BlockHeader:
-    if not isinstance(h, dict) or set(h) != {
-        "height",
-        "prev_hash",
-        "tx_root",
-        "state_delta_hash",
-        "timestamp",
-        "orderer",
-    }:
-        raise EncodingError("block header has missing or unknown fields")
+    if not isinstance(h, dict) or h.keys() != HEADER_FIELDS:
+        missing = sorted(HEADER_FIELDS - h.keys()) if isinstance(h, dict) else []
+        raise EncodingError(
+            "block header has missing or unknown fields"
+            + (f" (missing {', '.join(missing)})" if missing else "")
+        )
     if not isinstance(h["orderer"], str):
         raise EncodingError("block header field 'orderer' must be text")
     return BlockHeader(
         _int_field(h, "height"),
         _hash_field(h, "prev_hash"),
         _hash_field(h, "tx_root"),
+        _hash_field(h, "results_root"),
         _hash_field(h, "state_delta_hash"),
         _int_field(h, "timestamp"),
         h["orderer"],
@@ -264,3 +278,25 @@ def decode_block(data: bytes, *, check_canonical: bool = True) -> Block:
 
 def computed_tx_root(block: Block) -> Hash:
     return merkle_root(block.tx_ids)
+
+
+_VALID_LEAF_HEAD = b"\x83\x58\x20"  # an array of 3, then a byte string of 32
+_VALID_LEAF_TAIL = encode("valid") + encode("")
+
+
+def result_leaf(tx_id: bytes, result: TxResult) -> bytes:
+    """The results tree's leaf data of one transaction: `CBOR([tx_id, code, reason])`."""
+    if (result is VALID or result == VALID) and len(tx_id) == 32:
+        return _VALID_LEAF_HEAD + tx_id + _VALID_LEAF_TAIL
+    return encode([tx_id, result.code, result.reason])
+
+
+def results_root(tx_ids: Sequence[bytes], results: Sequence[TxResult]) -> Hash:
+    """`MTH([CBOR([tx_id, code, reason]) per transaction])`: the header's `results_root`."""
+    if len(tx_ids) != len(results):
+        raise EncodingError("block results must be one [code, reason] per transaction")
+    return merkle_root([result_leaf(t, r) for t, r in zip(tx_ids, results, strict=True)])
+
+
+def computed_results_root(block: Block) -> Hash:
+    return results_root(block.tx_ids, block.results)

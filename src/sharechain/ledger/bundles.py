@@ -8,7 +8,9 @@ trust but the consortium's genesis hash (which is in the checkpoint's origin):
   in the history tree, so the checkpoint covers them; block 0 is always there
   and its hash must be the genesis hash named by the origin;
 - `txs`: transaction envelopes, each with its audit path in its block's
-  `tx_root`. The first is the *subject*; the others are the evidence of the
+  `tx_root`, and its validation result (code and reason) with the audit path
+  of `CBOR([tx_id, code, reason])` in its block's `results_root`, at the same
+  index. The first is the *subject*; the others are the evidence of the
   members' keys: the genesis transaction (founders, their roles and keys,
   governance) and every valid membership transaction before the checkpoint
   (`org.rotate-key`, `org.propose`, `org.vote`), in chain order;
@@ -27,11 +29,10 @@ governance `checkpoint_quorum`, default more than half), and the subject and
 lineage must each be signed by its sender's key as of its own position in the
 chain: a key rotated out, or an organisation removed, before it is refused.
 
-What a bundle does not prove: validation codes. A code is committed only in
-its block's `state_delta_hash`, with every state write of the block, which a
-bundle does not carry; so the subject is proved included and signed, not
-applied, and evidence is judged by the rules a verifier can check
-(docs/proofs.md section 4).
+Each transaction's validation code is proved (`results_root`): the subject
+may be a refused transaction (the bundle then proves it was refused, and
+why); membership evidence must be valid, and is also judged by the rules a
+verifier can recompute (docs/proofs.md section 4).
 """
 
 from __future__ import annotations
@@ -55,7 +56,13 @@ from sharechain.errors import (
     InvalidSignatureError,
     NotFoundError,
 )
-from sharechain.ledger.blocks import BlockHeader, decode_block, decode_header
+from sharechain.ledger.blocks import (
+    BlockHeader,
+    TxResult,
+    decode_block,
+    decode_header,
+    result_leaf,
+)
 from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -117,7 +124,8 @@ class Proved:
     checkpoint: Checkpoint
     """The quorum checkpoint it is under."""
     subject: BundleTx
-    """The transaction it proves (signed by its sender's key of the time)."""
+    """The transaction it proves (signed by its sender's key of the time), with its
+    validation code (`subject.code`, proved under its block's `results_root`)."""
     lineage: tuple[BundleTx, ...]
     """Earlier transactions the object needs (a dataset's earlier versions), oldest first,
     each proved and signed like the subject."""
@@ -199,14 +207,39 @@ def bundle_txs(
             raise BundleError(
                 f"{field}[{i}] ({tx_id.hex()[:16]}) is not in block {height}: {exc}"
             ) from None
+        result = _result(t, f"{field}[{i}]", tx_id, index, size, header)
         try:
             stx = decode_transaction(raw, tx_id=tx_id)
             # One reading of the signed body, or none: see `strict_cbor`.
             strict_decode(stx.body)
         except EncodingError as exc:
             raise BundleError(f"{field}[{i}] ({tx_id.hex()[:16]}) {exc}") from None
-        out.append(BundleTx(stx, height, index, header.timestamp))
+        out.append(BundleTx(stx, height, index, header.timestamp, result.code, result.reason))
     return out
+
+
+def _result(
+    t: Mapping[str, Any], what: str, tx_id: bytes, index: int, size: int, header: BlockHeader
+) -> TxResult:
+    """The entry's validation result, proved at `index` of its block's `results_root`."""
+    code, reason = t.get("code"), t.get("reason")
+    if not isinstance(code, str) or not code or not isinstance(reason, str):
+        raise BundleError(f"{what} has no validation result (text `code` and `reason`)")
+    result = TxResult(code, reason)
+    try:
+        verify_inclusion(
+            result_leaf(tx_id, result),
+            index,
+            size,
+            _path(t.get("result_path"), f"{what}.result_path"),
+            header.results_root,
+        )
+    except IntegrityError as exc:
+        raise BundleError(
+            f"{what} ({tx_id.hex()[:16]}): code {code!r} is not its result in block "
+            f"{header.height}: {exc}"
+        ) from None
+    return result
 
 
 def _genesis(
@@ -327,12 +360,17 @@ def _tx_entry(store: Store, tx_id: bytes) -> dict[str, Any]:
     if loc is None or data is None:
         raise NotFoundError(f"transaction {tx_id.hex()} is not on this chain")
     block = decode_block(data, check_canonical=False)
+    result = block.results[loc.index]
+    leaves = [result_leaf(t, r) for t, r in zip(block.tx_ids, block.results, strict=True)]
     return {
         "envelope": _b64(block.txs[loc.index]),
         "height": loc.height,
         "index": loc.index,
         "size": len(block.tx_ids),
         "path": [_b64(p) for p in inclusion_proof(block.tx_ids, loc.index)],
+        "code": result.code,
+        "reason": result.reason,
+        "result_path": [_b64(p) for p in inclusion_proof(leaves, loc.index)],
     }
 
 

@@ -4,8 +4,9 @@ A `Ledger` is a peer's chain: its store and the contracts it runs. The
 orderer builds the next block with `build_block` (executing it, since the
 header commits to the outcome, and signing it with its current key); every
 peer checks a block it receives with `validate_block` (links, time, orderer
-signature, Merkle root, then re-execution, which must reproduce the block's
-results and `state_delta_hash` exactly) and commits it with `commit`. The
+signature, the Merkle roots of its transactions and of their results, then
+re-execution, which must reproduce the block's results and `state_delta_hash`
+exactly) and commits it with `commit`. The
 state transition itself is `sharechain.ledger.execution`; verifying a whole
 chain is `sharechain.ledger.verify`.
 """
@@ -26,6 +27,7 @@ from sharechain.ledger.blocks import (
     BlockHeader,
     encode_block,
     make_block,
+    results_root,
     sign_header,
 )
 from sharechain.ledger.blocktime import BlockClock
@@ -89,7 +91,13 @@ class Ledger:
         )
         ids = [hashlib.sha256(r).digest() for r in raw_txs]
         header = BlockHeader(
-            head.height + 1, head.hash, merkle_root(ids), ex.delta_hash, ts, orderer
+            head.height + 1,
+            head.hash,
+            merkle_root(ids),
+            results_root(ids, ex.results),
+            ex.delta_hash,
+            ts,
+            orderer,
         )
         return make_block(header, sign_header(header, key), raw_txs, ex.results), ex
 
@@ -153,6 +161,8 @@ class Ledger:
             ) from None
         if merkle_root(block.tx_ids) != h.tx_root:
             raise ChainError(f"block {h.height}: tx_root does not match its transactions", h.height)
+        if results_root(block.tx_ids, block.results) != h.results_root:
+            raise ChainError(f"block {h.height}: results_root does not match its results", h.height)
         if parsed is None:  # with the ids the block has computed already
             parsed = [parse_tx(raw, i) for raw, i in zip(block.txs, block.tx_ids, strict=True)]
         ex = execute_block(
@@ -215,6 +225,8 @@ def _validate_genesis(store: Store, registry: ContractRegistry, block: Block) ->
         raise ChainError("genesis block: prev_hash must be zero and it carries no signature", 0)
     if merkle_root(block.tx_ids) != h.tx_root:
         raise ChainError("genesis block: tx_root does not match its transaction", 0)
+    if results_root(block.tx_ids, block.results) != h.results_root:
+        raise ChainError("genesis block: results_root does not match its result", 0)
     ex = execute_block(store, registry, block.txs, BlockContext(0, h.timestamp, ""))
     if ex.delta_hash != h.state_delta_hash or ex.results != block.results:
         raise ChainError("genesis block: re-execution gives a different state_delta_hash", 0)

@@ -67,6 +67,7 @@ def header_json(header: BlockHeader) -> dict[str, Any]:
         "height": header.height,
         "prev_hash": header.prev_hash.hex(),
         "tx_root": header.tx_root.hex(),
+        "results_root": header.results_root.hex(),
         "state_delta_hash": header.state_delta_hash.hex(),
         "timestamp": header.timestamp,
         "orderer": header.orderer,

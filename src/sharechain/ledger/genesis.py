@@ -15,7 +15,14 @@ from typing import Any
 
 from sharechain.codec import encode
 from sharechain.crypto.merkle import merkle_root
-from sharechain.ledger.blocks import GENESIS_PREV_HASH, Block, BlockHeader, TxResult, make_block
+from sharechain.ledger.blocks import (
+    GENESIS_PREV_HASH,
+    Block,
+    BlockHeader,
+    TxResult,
+    make_block,
+    results_root,
+)
 from sharechain.ledger.contract import State
 from sharechain.ledger.identities import (
     ROLES,
@@ -82,10 +89,12 @@ def genesis_block(genesis: Genesis) -> Block:
     apply_genesis(tx_state, _payload(genesis))
     tx_state.commit()
     results = (TxResult("valid", ""),)
+    tx_ids = [hashlib.sha256(raw).digest()]
     header = BlockHeader(
         0,
         GENESIS_PREV_HASH,
-        merkle_root([hashlib.sha256(raw).digest()]),
+        merkle_root(tx_ids),
+        results_root(tx_ids, results),
         delta_hash(results, state.encoded_writes()),
         genesis.timestamp,
         "",

@@ -5,6 +5,9 @@ A `TxProof` says: transaction `tx_id` is leaf `leaf_index` of a tree of
 given in full, whose hash is `header_hash`. A verifier recomputes the root
 from the audit path and compares it with the header's `tx_root`, then checks
 the header hash (and, against a trusted chain of headers, the block itself).
+With its `result_path` the proof also shows the transaction's validation
+code: leaf `CBOR([tx_id, code, reason])` at the same index of the header's
+`results_root`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from sharechain.codec import encode
 from sharechain.crypto.merkle import inclusion_proof, verify_inclusion
 from sharechain.errors import IntegrityError, NotFoundError
-from sharechain.ledger.blocks import BlockHeader, decode_block
+from sharechain.ledger.blocks import BlockHeader, TxResult, decode_block, result_leaf
 from sharechain.ledger.store import Store
 
 __all__ = ["TxProof", "prove_tx", "verify_tx_proof"]
@@ -40,6 +43,11 @@ class TxProof:
     """The block header whose `tx_root` the path leads to."""
     code: str
     """The transaction's validation code."""
+    reason: str = ""
+    """Why it was refused; empty when valid."""
+    result_path: tuple[bytes, ...] | None = None
+    """RFC 9162 audit path of `CBOR([tx_id, code, reason])` to the header's
+    `results_root`, bottom first; None when the proof does not prove the code."""
 
     @property
     def header_hash(self) -> bytes:
@@ -55,10 +63,15 @@ class TxProof:
             "audit_path": [p.hex() for p in self.audit_path],
             "tx_root": h.tx_root.hex(),
             "code": self.code,
+            "reason": self.reason,
+            "result_path": None
+            if self.result_path is None
+            else [p.hex() for p in self.result_path],
             "header": {
                 "height": h.height,
                 "prev_hash": h.prev_hash.hex(),
                 "tx_root": h.tx_root.hex(),
+                "results_root": h.results_root.hex(),
                 "state_delta_hash": h.state_delta_hash.hex(),
                 "timestamp": h.timestamp,
                 "orderer": h.orderer,
@@ -78,16 +91,43 @@ def prove_tx(store: Store, tx_id: bytes) -> TxProof:
         raise NotFoundError(f"block {loc.height} is missing from the store")
     block = decode_block(data, check_canonical=False)
     path = inclusion_proof(block.tx_ids, loc.index)
+    leaves = [result_leaf(t, r) for t, r in zip(block.tx_ids, block.results, strict=True)]
+    result = block.results[loc.index]
     return TxProof(
-        tx_id, loc.height, loc.index, len(block.tx_ids), tuple(path), block.header, loc.code
+        tx_id,
+        loc.height,
+        loc.index,
+        len(block.tx_ids),
+        tuple(path),
+        block.header,
+        result.code,
+        result.reason,
+        tuple(inclusion_proof(leaves, loc.index)),
     )
 
 
 def verify_tx_proof(proof: TxProof, trusted_header_hash: bytes | None = None) -> None:
-    """Raise `IntegrityError` unless the proof holds (and matches a trusted header)."""
+    """Raise `IntegrityError` unless the proof holds (and matches a trusted header).
+
+    With a `result_path`, the code and reason are proved too.
+    """
     verify_inclusion(
         proof.tx_id, proof.leaf_index, proof.tree_size, proof.audit_path, proof.header.tx_root
     )
+    if proof.result_path is not None:
+        leaf = result_leaf(proof.tx_id, TxResult(proof.code, proof.reason))
+        try:
+            verify_inclusion(
+                leaf,
+                proof.leaf_index,
+                proof.tree_size,
+                proof.result_path,
+                proof.header.results_root,
+            )
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"the validation code {proof.code!r} is not the block's result: {exc}"
+            ) from None
     if trusted_header_hash is not None and proof.header_hash != trusted_header_hash:
         raise IntegrityError("the proof's block header is not the trusted one")
     if hashlib.sha256(proof.header.encoded()).digest() != proof.header_hash:

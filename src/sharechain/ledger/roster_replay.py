@@ -14,15 +14,18 @@ after it, each proved in its block under a quorum checkpoint:
   `admission_votes`, default more than half); when a proposal passes, its
   organisation is admitted with the roles and key of the proposal, or removed.
 
-Bundles carry no validation codes (docs/proofs.md section 4), so each
-transaction is judged here by the rules the chain applied to it that a
-verifier can check: the sender is an active member signing with its current
-key (`unknown_sender`, `sender_removed`, `stale_key`, `bad_signature`), the
+Each piece of evidence carries its validation code, proved under its
+block's `results_root`: one the chain refused is no evidence. Each is also
+judged here by the rules the chain applied to it that a verifier can check:
+the sender is an active member signing with its current key
+(`unknown_sender`, `sender_removed`, `stale_key`, `bad_signature`), the
 transaction's `created_at` lies in its block's validity window (`tx_expired`,
-`tx_from_future`), and the membership contract's own conditions. Evidence the
-chain would have refused is refused as evidence, with the reason; evidence
-that is left out (a vote, a whole admission) cannot be noticed: the roster is
-then the one before it, which a checkpoint cosigned by the real members fails.
+`tx_from_future`), and the membership contract's own conditions, so a
+verifier does not take the chain's word for what it can recompute. Evidence
+the chain would have refused is refused as evidence, with the reason;
+evidence that is left out (a vote, a whole admission) cannot be noticed: the
+roster is then the one before it, which a checkpoint cosigned by the real
+members fails.
 
 The replay's state is a plain map (`to_value` / `from_value`) so a contract
 can keep it in world state between transactions.
@@ -82,6 +85,10 @@ class Placed:
     """Position in the block."""
     timestamp: int
     """Its block's time (ms)."""
+    code: str
+    """Its validation code, proved under its block's `results_root`."""
+    reason: str
+    """Why it was refused; empty when valid."""
 
 
 def proposal_id(tx_id: bytes) -> str:
@@ -146,6 +153,10 @@ class Members:
                 )
             if t.stx.tx.type not in MEMBERSHIP_TYPES:
                 raise EvidenceError(f"{where}: not a membership transaction")
+            if t.code != "valid":
+                raise EvidenceError(
+                    f"{where}: the chain refused it ({t.code}), so it changed no membership"
+                )
             self._admitted_tx(t, where)
             {ROTATE: self._rotate, PROPOSE: self._propose, VOTE: self._vote}[t.stx.tx.type](
                 t, where

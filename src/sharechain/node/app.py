@@ -412,6 +412,7 @@ def _block_json(data: bytes, *, with_txs: bool) -> dict[str, Any]:
         "hash": block.hash().hex(),
         "prev_hash": h.prev_hash.hex(),
         "tx_root": h.tx_root.hex(),
+        "results_root": h.results_root.hex(),
         "state_delta_hash": h.state_delta_hash.hex(),
         "timestamp": h.timestamp,
         "orderer": h.orderer,
