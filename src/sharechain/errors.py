@@ -14,7 +14,9 @@ Every error a user can meet derives from one root and says what to do::
     ├── NotFoundError               an id (transaction, dataset, grant, block) does not exist
     ├── AccessDeniedError           the chain does not allow this organisation to do this
     ├── AuthenticationError         an API request's signature is missing, expired or forged
-    └── OrderingError               the ordering service could not append a block
+    ├── OrderingError               the ordering service could not append a block
+    ├── QuotaError                  a caller passed one of its rate limits: retry after a while
+    └── TooLargeError               a request body or a caller's storage is over its limit
 
 Transaction rejections inside blocks are validation *codes*, not exceptions;
 `TransactionRejectedError` surfaces such a code to the sender who asked.
@@ -86,3 +88,22 @@ class AuthenticationError(SharechainError):
 
 class OrderingError(SharechainError):
     """The ordering service could not order or append a block."""
+
+
+class QuotaError(SharechainError):
+    """A caller passed one of its limits (429); `retry_after` says when to try again."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooLargeError(SharechainError):
+    """A request body or a caller's storage is over its limit (413); send less."""
+
+
+class DiskFullError(OrderingError):
+    """The node's disk is full: it takes no work until space returns (503 `disk_full`).
+
+    Retry later; the node's operator must free space on the data directory's disk.
+    """

@@ -16,7 +16,7 @@ from sharechain.crypto.merkle import verify_inclusion
 from sharechain.crypto.signing import SigningKey
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.upkeep import Upkeep
-from sharechain.node.uploads import Uploads
+from sharechain.storage.uploads import Uploads
 
 
 def _record(running: Running, org: str, n: int) -> list[bytes]:

@@ -414,7 +414,7 @@ def test_a_blob_fetch_retries_with_backoff_then_gives_up(net: Net) -> None:
 def test_chunked_upload_resumes_and_checks_the_digest(net: Net) -> None:
     import hashlib
 
-    from sharechain.node.uploads import Uploads
+    from sharechain.storage.uploads import Uploads
 
     data = os.urandom(3_000_000)
     digest = hashlib.sha256(data).hexdigest()

@@ -15,8 +15,9 @@ from test_replication import _records
 from sharechain.errors import OrderingError
 from sharechain.ledger.blocks import decode_block, encode_block
 from sharechain.node.arrivals import apply_remote_blocks
-from sharechain.node.etcd_watch import _Backlog, _Paused
+from sharechain.node.etcd_watch import _Paused
 from sharechain.node.service import Node, NodeConfig
+from sharechain.ordering.etcd_backlog import Backlog
 from sharechain.ordering.etcd_log import EtcdLog, StopFlag
 
 
@@ -142,7 +143,7 @@ class _FakeLog:
 
 def test_the_watch_backlog_hands_over_what_is_ready_up_to_a_limit(peer: Node) -> None:
     log = _FakeLog(ready=6, late=1)
-    backlog = _Backlog(peer, cast(EtcdLog, log), 10, _Paused(peer))
+    backlog = Backlog(cast(EtcdLog, log), 10, _Paused(peer), name="read", depth=8)
     try:
         time.sleep(0.3)  # the reader thread fetches ahead meanwhile
         assert [h for h, _ in backlog.take(4) or []] == [10, 11, 12, 13]
@@ -157,7 +158,7 @@ def test_the_watch_backlog_hands_over_what_is_ready_up_to_a_limit(peer: Node) ->
 
 def test_the_watch_backlog_ends_when_closed(peer: Node) -> None:
     log = _FakeLog(ready=0, late=1)
-    backlog = _Backlog(peer, cast(EtcdLog, log), 0, _Paused(peer))
+    backlog = Backlog(cast(EtcdLog, log), 0, _Paused(peer), name="read", depth=8)
     started = time.monotonic()
     backlog.close()  # returns once the reader let go of the log
     assert time.monotonic() - started < 2

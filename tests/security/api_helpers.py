@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 
 from sharechain.api.client import NodeClient
+from sharechain.api.quotas import Limits
 from sharechain.contracts._fields import derive_id
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import node_data_dir
-from sharechain.node.quotas import Limits
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
 from sharechain.ordering.etcd_process import free_ports

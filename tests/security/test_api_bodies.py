@@ -16,7 +16,7 @@ import pytest
 from api_helpers import Consortium, InProcess, Process, serve, spawn
 
 from sharechain.api.auth import sign_request
-from sharechain.node.refusals import MAX_BODY_BYTES
+from sharechain.api.refusals import MAX_BODY_BYTES
 
 GIB = 1 << 30
 PIECE = b"\x00" * (1 << 20)

@@ -1,6 +1,6 @@
 """Attack: one member floods a node (submissions, long-polls, refused requests).
 
-Defence: limits charged to whoever can be named (`sharechain.node.quotas`):
+Defence: limits charged to whoever can be named (`sharechain.api.quotas`):
 unsigned requests per client address, submissions per member per block,
 long-polls per member; `/v1/health` runs on the event loop and always answers.
 """
@@ -18,8 +18,8 @@ import pytest
 from api_helpers import Consortium, InProcess, Process, serve, spawn
 
 from sharechain.api.client import NodeClient
+from sharechain.api.quotas import Limits, PerSource, SubmissionQuota, WaitSlots
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.quotas import Limits, PerSource, SubmissionQuota, WaitSlots
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from api_helpers import Consortium, InProcess, serve
 from hypothesis import HealthCheck, given, settings
 
 from sharechain.api.auth import sign_request
+from sharechain.api.quotas import Limits
 from sharechain.crypto.signing import SigningKey
-from sharechain.node.quotas import Limits
 
 
 class _Sign(requests.auth.AuthBase):

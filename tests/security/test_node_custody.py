@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from api_helpers import Consortium, InProcess, publish_and_grant, serve
 
-from sharechain.node.quotas import Limits
+from sharechain.api.quotas import Limits
 from sharechain.storage.vault import wrap_for_vault
 
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from api_helpers import Consortium, serve
 
-from sharechain.node.quotas import Limits
-from sharechain.node.uploads import STALE, Uploads
+from sharechain.api.quotas import Limits
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.uploads import STALE, Uploads
 
 
 def test_refused_requests_are_logged_at_most_n_times_per_source(

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from api_helpers import Consortium, InProcess, publish_and_grant, serve
 
-from sharechain.errors import AccessDeniedError
-from sharechain.node.quotas import QuotaError
-from sharechain.node.sessions import ON_CHAIN_WINDOW, USED_MEMORY, KeySessions
+from sharechain.errors import AccessDeniedError, QuotaError
+from sharechain.sharing.key_sessions import ON_CHAIN_WINDOW, USED_MEMORY, KeySessions
 
 OWNER, GRANTEE = "hospital-a", "bank-b"
 
@@ -92,7 +91,7 @@ def test_used_sessions_are_forgotten_only_after_they_can_no_longer_be_accepted(
 def test_a_full_memory_refuses_releases_instead_of_forgetting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sharechain.node.sessions.MAX_USED", 2)
+    monkeypatch.setattr("sharechain.sharing.key_sessions.MAX_USED", 2)
     clock = Clock()
     sessions = KeySessions(4, path=tmp_path / "s.sqlite", now=clock)
     sessions.consume("s1", "g", "b", released_at=clock.t)

@@ -1,7 +1,7 @@
 """Bodies of the data-plane routes between nodes: blobs, custody, key releases, shredding.
 
 The routes are in `sharechain.node.delivery` (and the chunked uploads they
-take in `sharechain.node.uploads`); the refusals they answer with are in
+take in `sharechain.storage.uploads`); the refusals they answer with are in
 `sharechain.api.problems`.
 """
 

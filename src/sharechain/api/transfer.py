@@ -5,7 +5,7 @@ node that holds a different amount answers 409 with what it has, and the
 upload continues from there. Every chunk is a signed request with its
 Content-Digest; the next one is prepared while the current one travels, and
 the node writes and hashes a chunk while it receives the next
-(`sharechain.node.uploads`). Downloads stream `GET /v1/blobs/{digest}` and,
+(`sharechain.storage.uploads`). Downloads stream `GET /v1/blobs/{digest}` and,
 after a dropped connection, resume with a `Range` request from the byte
 reached; the whole blob must hash to the digest the chain records, or it is
 discarded. `download_blob` tries each node that may hold a copy in turn.

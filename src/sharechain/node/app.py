@@ -46,12 +46,15 @@ from sharechain.api.problems import (
     SIGNED_ERRORS,
     error_responses,
 )
+from sharechain.api.quotas import Limits, PerSource, SubmissionQuota, WaitSlots
+from sharechain.api.refusals import refuse_in_json
 from sharechain.api.status import Health, NodeStatus, Readiness
 from sharechain.codec import encode
 from sharechain.errors import (
     EncodingError,
     NotFoundError,
     OrderingError,
+    QuotaError,
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
@@ -66,10 +69,7 @@ from sharechain.node import (
     upkeep,
 )
 from sharechain.node.deps import Auth
-from sharechain.node.quotas import Limits, PerSource, QuotaError, SubmissionQuota, WaitSlots
-from sharechain.node.refusals import refuse_in_json
 from sharechain.node.service import Node
-from sharechain.node.sessions import SESSIONS_FILE, KeySessions
 from sharechain.node.submissions import (
     CBOR,
     QUEUED_DOC,
@@ -79,7 +79,9 @@ from sharechain.node.submissions import (
     admit,
     parse_submission,
 )
-from sharechain.node.uploads import Uploads
+from sharechain.sharing.deposits import PendingDeposits
+from sharechain.sharing.key_sessions import SESSIONS_FILE, KeySessions
+from sharechain.storage.uploads import Uploads
 
 __all__ = ["API_VERSION", "Extension", "create_app"]
 
@@ -100,7 +102,7 @@ def create_app(
 
     Each of `extensions` is called with the app and the node once the API's own
     routes are in place. `limits` bound what each caller may cost the node
-    (`sharechain.node.quotas`).
+    (`sharechain.api.quotas`).
 
     The app also holds the node's data-plane state that lives as long as its
     API: `app.state.upkeep` (shredding and blob fetching after commits) and
@@ -125,7 +127,7 @@ def create_app(
     app.state.key_sessions = KeySessions(
         limits.key_sessions_per_caller, path=node.config.data_dir / SESSIONS_FILE
     )
-    app.state.pending_deposits = custody.PendingDeposits(limits.pending_deposits_per_member)
+    app.state.pending_deposits = PendingDeposits(limits.pending_deposits_per_member)
     quota = SubmissionQuota(limits.submissions_per_block)
     junk = PerSource(limits.bad_submissions_per_minute)
     long_polls = WaitSlots(limits.long_polls_per_caller)

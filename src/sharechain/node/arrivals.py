@@ -22,8 +22,8 @@ from sharechain.api.client import NodeClient
 from sharechain.errors import ChainError, EncodingError, SharechainError
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.execution import Execution
-from sharechain.node.foreign_values import Foreign, foreign_reason
 from sharechain.node.service import Node
+from sharechain.ordering.foreign_values import Foreign, foreign_reason
 
 __all__ = [
     "GROUP_BLOCKS",

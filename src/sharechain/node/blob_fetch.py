@@ -40,8 +40,8 @@ from sharechain.api.transfer import download_blob, install
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.errors import SharechainError
 from sharechain.node.service import Node
-from sharechain.node.uploads import part_path
 from sharechain.storage.blobs import BlobStore
+from sharechain.storage.uploads import part_path
 
 __all__ = ["ATTEMPTS", "GRACE", "BlobFetcher", "FetchJob"]
 

@@ -14,7 +14,7 @@ chain names and lets the grantees collect them, with the chain as the gate:
   deposits back), or of a purged dataset.
 - `POST /v1/grants/{grant}/key-session`: a fresh key-release session, issued
   by this node to the caller for the grant, single-use, expiring
-  (`sharechain.node.sessions`); a release names one, so every release counts.
+  (`sharechain.sharing.key_sessions`); a release names one, so every release counts.
 - `POST /v1/grants/{grant}/key-release`: this node, as a custodian, checks
   the grant on its own copy of the chain, wraps its key or share to the
   requester, submits `grant.key-release` (so the outcome is on the chain
@@ -28,13 +28,14 @@ chain names and lets the grantees collect them, with the chain as the gate:
   that missed the call still shreds.
 - `GET /v1/peers`: this node's organisation and its peers' URLs, so an
   organisation's tools given one node can reach the custodians' nodes.
+
+Who may deposit before a dataset is on the chain, and who may destroy which
+entries, is `sharechain.sharing.deposits`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
 
@@ -56,7 +57,7 @@ from sharechain.api.models import EpochReply
 from sharechain.api.problems import SIGNED_ERRORS, NoKey, ReleaseRefused, error_responses
 from sharechain.api.wire import jsonable
 from sharechain.contracts import queries
-from sharechain.contracts.epochs import check_deposit, current_epoch, epoch_key
+from sharechain.contracts.epochs import check_deposit
 from sharechain.contracts.grants import KEY_RELEASE
 from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
@@ -64,14 +65,14 @@ from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.delivery import blobs_of, lazy_shred, vault_of
 from sharechain.node.deps import Auth, HexId, NodeDep
-from sharechain.node.quotas import TooLargeError
 from sharechain.node.service import Node
-from sharechain.node.sessions import KeySessions
 from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release
+from sharechain.sharing.deposits import PendingDeposits, may_destroy
+from sharechain.sharing.key_sessions import KeySessions
 from sharechain.sharing.shredding import shred_here
 from sharechain.storage.vault import KINDS
 
-__all__ = ["RELEASE_TIMEOUT", "PendingDeposits", "router"]
+__all__ = ["RELEASE_TIMEOUT", "router"]
 
 RELEASE_TIMEOUT: Final = 30.0
 """Seconds a key release waits for its transaction to commit."""
@@ -118,49 +119,6 @@ def put_custody(
     return {"org": node.org, "dataset": dataset, "epoch": epoch, "kind": kind, "stored": True}
 
 
-class PendingDeposits:
-    """Datasets not on the chain yet that each member deposited keys of; bounded per member.
-
-    Before a dataset is registered nobody but its owner knows its id, so such
-    deposits cannot be checked against the chain: each member may hold at most
-    `per_member` of them on this node (413 beyond) until its datasets register.
-    """
-
-    def __init__(self, per_member: int) -> None:
-        self.per_member = per_member
-        self._by: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
-
-    def admit(self, org: str, dataset: str, registered: Callable[[str], bool]) -> None:
-        """Raise `TooLargeError` (413) if `org` may not deposit keys of one more such dataset.
-
-        Datasets `registered` since (on the chain now) no longer count.
-        """
-        with self._lock:
-            held = self._by.get(org, set())
-            held -= {d for d in held if registered(d)}
-            if dataset not in held and len(held) >= self.per_member:
-                raise TooLargeError(
-                    f"{org} deposited keys of {len(held)} datasets not on the chain yet (at "
-                    f"most {self.per_member}); register them before depositing more"
-                )
-
-    def add(self, org: str, dataset: str) -> None:
-        """Count a deposit `org` made of `dataset` (not on the chain yet)."""
-        with self._lock:
-            self._by.setdefault(org, set()).add(dataset)
-
-    def deposited(self, org: str, dataset: str) -> bool:
-        """Did `org` deposit keys of `dataset` (not on the chain yet) here since the start?"""
-        with self._lock:
-            return dataset in self._by.get(org, set())
-
-    def drop(self, org: str, dataset: str) -> None:
-        """`org` took its deposits of `dataset` back: they no longer count against it."""
-        with self._lock:
-            self._by.get(org, set()).discard(dataset)
-
-
 @router.get("/v1/custody/{dataset}/{epoch}/{kind}", response_model=CustodyEntry)
 def get_custody(dataset: HexId, epoch: int, kind: str, who: Auth, node: NodeDep) -> dict[str, Any]:
     """This organisation's own vault entry, still wrapped to its key (for its own tools)."""
@@ -186,40 +144,10 @@ def delete_custody(
     lazy_shred(node, dataset)
     pending: PendingDeposits = request.app.state.pending_deposits
     if who.org != node.org:
-        _may_destroy(StateReader(node.store), dataset, epoch, who.org, pending)
+        may_destroy(StateReader(node.store), dataset, epoch, who.org, pending)
     destroyed = vault_of(node).destroy(dataset, epoch)
     pending.drop(who.org, dataset)
     return {"org": node.org, "destroyed": destroyed}
-
-
-def _may_destroy(
-    reader: StateReader, dataset: str, epoch: int | None, org: str, pending: PendingDeposits
-) -> None:
-    """Raise `AccessDeniedError` unless `org` (not this node's) may destroy these entries."""
-    ds = reader.get(dataset_key(dataset))
-    if ds is None:
-        if not pending.deposited(org, dataset):
-            raise AccessDeniedError(
-                f"dataset {dataset} is not on this node's chain and {org} deposited no keys "
-                "of it here; only its depositor takes them back"
-            )
-        return
-    if org != ds["owner"]:
-        raise AccessDeniedError(f"only the owner of dataset {dataset} destroys its keys")
-    if ds["status"] == "purged":
-        return
-    current = current_epoch(reader, dataset)
-    if epoch is None:
-        raise AccessDeniedError(
-            f"dataset {dataset} is not purged: name the epoch to destroy (?epoch=N)"
-        )
-    if reader.get(epoch_key(dataset, epoch)) is None:
-        return  # never committed: nothing was released for it, its slot is only in the way
-    if current is not None and epoch < current.epoch:
-        return
-    raise AccessDeniedError(
-        f"epoch {epoch} of dataset {dataset} is still current; rotate or purge first"
-    )
 
 
 @router.get("/v1/datasets/{dataset}/epoch", response_model=EpochReply)

@@ -16,7 +16,7 @@ decision (key custody, the other half of the data plane, is in
 - `PUT /v1/blobs/{digest}?offset=&final=` receives a blob in chunks (each
   request is signed, so each is at most 32 MiB); a chunk at the wrong offset
   is answered 409 with the bytes received so far, so an upload resumes too.
-  The chunks are written and hashed as they arrive (`sharechain.node.uploads`)
+  The chunks are written and hashed as they arrive (`sharechain.storage.uploads`)
   and a blob whose bytes do not match its name is discarded (422). Accepted
   from this node's own organisation, or from the owner of an active dataset
   whose current epoch names the blob (a replica: every node keeps one, so a
@@ -27,11 +27,11 @@ decision (key custody, the other half of the data plane, is in
 
 Any request about a blob of a purged dataset shreds lazily first
 (`sharechain.sharing.shredding`), so a node that missed the purge still shreds.
+Who may read, store or delete which blob is `sharechain.sharing.replicas`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -40,6 +40,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from sharechain.api.chunk_replies import NO_DIGEST, chunk_reply
 from sharechain.api.data_plane import (
     BlobDeleted,
     BlobStored,
@@ -51,18 +52,18 @@ from sharechain.api.problems import (
     RangeRefused,
     error_responses,
 )
-from sharechain.contracts import queries
-from sharechain.contracts.epochs import KeyEpoch, epoch_from_value
+from sharechain.api.ranges import parse_range
+from sharechain.api.refusals import MAX_CHUNK_BYTES
 from sharechain.errors import AccessDeniedError, NotFoundError
-from sharechain.ledger.state import StateReader
 from sharechain.node.deps import Auth, Caller, NodeDep, UploadsDep
-from sharechain.node.refusals import MAX_CHUNK_BYTES
 from sharechain.node.service import Node
+from sharechain.sharing.replicas import may_delete, may_read, may_write
 from sharechain.sharing.shredding import (
     purged_naming,
     shred_if_purged,
 )
 from sharechain.storage.blobs import BlobStore, parse_digest
+from sharechain.storage.uploads import Outcome
 from sharechain.storage.vault import Vault
 
 __all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "blobs_of", "lazy_shred", "router", "vault_of"]
@@ -71,7 +72,6 @@ CHUNK: Final = 1 << 20
 """Bytes read from disk per step while streaming a blob."""
 MAX_UPLOAD_CHUNK: Final = MAX_CHUNK_BYTES
 """Largest chunk one `PUT /v1/blobs` request may carry (requests are signed whole)."""
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _Digest = Annotated[str, PathParam(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")]
 _Upload = Annotated[str, PathParam(min_length=16, max_length=64, pattern="^[0-9a-f]+$")]
 
@@ -145,66 +145,6 @@ def _lazy_shred_blob(node: Node, digest: bytes) -> None:
         lazy_shred(node, dataset)
 
 
-def _current_epochs(node: Node) -> dict[str, KeyEpoch]:
-    """Every dataset's current key epoch on this node's chain (dataset -> epoch)."""
-    current: dict[str, KeyEpoch] = {}
-    for _, value in StateReader(node.store).scan("epoch/"):
-        e = epoch_from_value(value)  # keys sort by epoch: the last one seen is current
-        current[e.dataset] = e
-    return current
-
-
-def _naming(node: Node, digest: bytes) -> list[KeyEpoch]:
-    """Current epochs of active datasets whose sealed payload is the blob `digest`."""
-    found = []
-    for e in _current_epochs(node).values():
-        named = e.ciphertext_digest == digest and not e.inline
-        if named and queries.dataset(node.store, e.dataset).status == "active":
-            found.append(e)
-    return found
-
-
-def _may_read(node: Node, who: Caller, digest: bytes) -> None:
-    """Raise `AccessDeniedError` unless `who` may download the blob `digest`.
-
-    Every node keeps a replica of the current blob of every active dataset
-    (`sharechain.node.upkeep`), so every active organisation may read those; the
-    bytes are ciphertext and the chain gates the key. Other blobs (old epochs,
-    purged or retired datasets) only the node's own organisation reads.
-    """
-    if who.org == node.org or _naming(node, digest):
-        return
-    raise AccessDeniedError(
-        f"{who.org} may not read blob {digest.hex()}: no current key epoch of an active "
-        "dataset on this node's chain names it"
-    )
-
-
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(start, end exclusive) of a single `bytes=` range, None for the whole blob.
-
-    Raises `ValueError` when the range cannot be satisfied (answered 416).
-    """
-    if header is None:
-        return None
-    m = _RANGE.fullmatch(header.strip())
-    if m is None:
-        raise ValueError(f"only one `bytes=first-last` range is served, not {header[:80]!r}")
-    first, last = m.group(1), m.group(2)
-    if first == "" and last == "":
-        raise ValueError("empty range")
-    if first == "":
-        suffix = int(last)
-        if suffix == 0:
-            raise ValueError("a zero-length suffix range selects nothing")
-        return max(0, size - suffix), size
-    start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
-    if start >= size or end <= start:
-        raise ValueError(f"range {header} is outside the blob of {size} bytes")
-    return start, end
-
-
 def _stream(path: Path, start: int, end: int) -> Iterator[bytes]:
     with path.open("rb", buffering=0) as f:
         f.seek(start)
@@ -234,7 +174,7 @@ def head_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Re
 def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Response:
     raw = bytes.fromhex(parse_digest(digest))
     _lazy_shred_blob(node, raw)
-    _may_read(node, who, raw)
+    may_read(node.store, node.org, who.org, raw)
     path = blobs_of(node).path(raw)
     try:
         size = path.stat().st_size
@@ -242,7 +182,7 @@ def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Respo
         raise NotFoundError(f"blob {digest} is not stored on {node.org}'s node") from None
     headers = {"ETag": f'"{digest}"', "Accept-Ranges": "bytes"}
     try:
-        span = _parse_range(request.headers.get("range"), size)
+        span = parse_range(request.headers.get("range"), size)
     except ValueError as exc:
         refusal = RangeRefused(error="range_not_satisfiable", detail=str(exc), size=size)
         return JSONResponse(
@@ -266,19 +206,6 @@ def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Respo
     )
 
 
-def _may_write(node: Node, who: Caller, digest: bytes) -> None:
-    if who.org == node.org:
-        return
-    for e in _naming(node, digest):
-        if who.org == e.by:
-            return
-    raise AccessDeniedError(
-        f"{who.org} may not store blob {digest.hex()} on {node.org}'s node: a node takes "
-        "blobs from its own organisation, and replicas from the owner of an active dataset "
-        "whose current key epoch names the blob"
-    )
-
-
 @router.put(
     "/v1/blobs/{digest}", response_model=None, responses=_UPLOAD_DOC, openapi_extra=_UPLOAD_BODY
 )
@@ -294,7 +221,7 @@ async def put_blob(
     """Receive a blob, or one chunk of it at `offset`; `final` marks the last chunk."""
     raw = bytes.fromhex(parse_digest(digest))
     _lazy_shred_blob(node, raw)
-    _may_write(node, who, raw)
+    may_write(node.store, node.org, who.org, raw)
     store = blobs_of(node)
     if store.has(raw):
         return JSONResponse(
@@ -304,8 +231,7 @@ async def put_blob(
     # Read only now, signer and caller known: the guard stops it at MAX_UPLOAD_CHUNK
     # and checks it against the signed Content-Digest as it arrives.
     body = await request.body()
-    reply = await uploads.receive_chunk(store, raw, offset, body, final)
-    return JSONResponse(reply.body.model_dump(), status_code=reply.status)
+    return _reply(await uploads.receive_chunk(store, raw, offset, body, final))
 
 
 @router.put(
@@ -337,22 +263,19 @@ async def put_streamed(
     store = blobs_of(node)
     uploads.admit(store, f"id-{upload}", who.org)
     body = await request.body()  # checked by the guard as it streams (size, digest)
-    reply = await uploads.receive_streamed(store, upload, raw, offset, body, final)
-    return JSONResponse(reply.body.model_dump(), status_code=reply.status)
+    if final and raw is None:
+        return JSONResponse(NO_DIGEST.model_dump(), status_code=400)
+    return _reply(await uploads.receive_streamed(store, upload, raw, offset, body, final))
+
+
+def _reply(outcome: Outcome) -> JSONResponse:
+    status, body = chunk_reply(outcome)
+    return JSONResponse(body.model_dump(), status_code=status)
 
 
 @router.delete("/v1/blobs/{digest}", response_model=BlobDeleted)
 def delete_blob(digest: _Digest, who: Auth, node: NodeDep) -> dict[str, Any]:
     """Delete a blob no current key epoch uses (after a rotation or a purge)."""
     raw = bytes.fromhex(parse_digest(digest))
-    if _naming(node, raw):
-        raise AccessDeniedError(f"blob {digest} is the current payload of a dataset; rotate first")
-    if who.org != node.org:
-        owners = {
-            v["by"]
-            for _, v in StateReader(node.store).scan("epoch/")
-            if v["ciphertext_digest"] == raw
-        }
-        if who.org not in owners:
-            raise AccessDeniedError(f"only the owner of blob {digest}'s dataset may delete it")
+    may_delete(node.store, node.org, who.org, raw)
     return {"digest": digest, "deleted": blobs_of(node).delete(raw)}

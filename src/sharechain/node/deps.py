@@ -15,11 +15,11 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel
 
 from sharechain.api.auth import SignedRequest
+from sharechain.api.quotas import Limits
+from sharechain.api.refusals import SIGNED_SCOPE
 from sharechain.errors import AccessDeniedError, AuthenticationError
-from sharechain.node.quotas import Limits
-from sharechain.node.refusals import SIGNED_SCOPE
 from sharechain.node.service import Node
-from sharechain.node.uploads import Uploads
+from sharechain.storage.uploads import Uploads
 
 __all__ = ["Auth", "Caller", "HexId", "LimitsDep", "NodeDep", "UploadsDep", "authenticate"]
 
@@ -44,7 +44,7 @@ class Caller(BaseModel):
 
 
 async def authenticate(request: Request) -> Caller:
-    """The caller whose signature the guard checked (`sharechain.node.refusals`).
+    """The caller whose signature the guard checked (`sharechain.api.refusals`).
 
     The guard verifies every signed path's signature from the headers, before
     the body is read, and checks the body against it as it streams. Async so
@@ -78,7 +78,7 @@ def _uploads(request: Request) -> Uploads:
 NodeDep = Annotated[Node, Depends(_node)]
 """The node whose API serves the request."""
 LimitsDep = Annotated[Limits, Depends(_limits)]
-"""The node's per-caller limits (`sharechain.node.quotas`)."""
+"""The node's per-caller limits (`sharechain.api.quotas`)."""
 UploadsDep = Annotated[Uploads, Depends(_uploads)]
 """The chunked uploads in progress on that node."""
 HexId = Annotated[str, PathParam(min_length=1, max_length=128, pattern="^[0-9a-f]+$")]

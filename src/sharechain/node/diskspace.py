@@ -8,7 +8,7 @@ is full:
 
 - every signed request that would make the node write (anything but GET and
   HEAD under `/v1`) is answered **503** `{"error": "disk_full", ...}` with
-  `Retry-After` (`sharechain.node.refusals`), and in-process submissions
+  `Retry-After` (`sharechain.api.refusals`), and in-process submissions
   raise `DiskFullError`;
 - `/v1/health` lists the alarm and `sharechain_disk_full` is 1
   (`sharechain_disk_free_bytes` shows the space left);
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from sharechain.errors import OrderingError
+from sharechain.errors import DiskFullError
 
 __all__ = ["CHECK_SECONDS", "DEFAULT_RESERVE", "DiskFullError", "DiskGuard", "is_disk_full"]
 
@@ -44,13 +44,6 @@ DEFAULT_RESERVE = 64 * 1024 * 1024
 checkpoints need room; a snapshot or blob written into the last bytes would fail)."""
 CHECK_SECONDS = 1.0
 _PROBE = ".disk-probe"
-
-
-class DiskFullError(OrderingError):
-    """The node's disk is full: it takes no work until space returns (503 `disk_full`).
-
-    Retry later; the node's operator must free space on the data directory's disk.
-    """
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -3,7 +3,7 @@
 The watch starts at the local height (catching up first, also after
 compaction) and commits each block after validating it (except the
 leader's own blocks, which it executed when it built them). The log is read
-ahead on a thread of its own (`_Backlog`), so a node that fell behind sees
+ahead on a thread of its own (`sharechain.ordering.etcd_backlog`), so a node that fell behind sees
 its backlog and commits it in groups (`apply_remote_blocks`).
 
 While this node leads and its last append won the head of the log, the
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
-import threading
 
 from sharechain.errors import ChainError, OrderingError
 from sharechain.node.arrivals import (
@@ -26,10 +24,11 @@ from sharechain.node.arrivals import (
     apply_log_blocks,
     catch_up_from_peers,
 )
-from sharechain.node.foreign_values import Foreign, ForeignAlarm
 from sharechain.node.service import Node
+from sharechain.ordering.etcd_backlog import Backlog
 from sharechain.ordering.etcd_compact import oldest_height
 from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.foreign_values import Foreign, ForeignAlarm
 
 __all__ = ["ensure_genesis_in_log", "etcd_watcher"]
 
@@ -73,93 +72,6 @@ class _Paused:
         return self.is_set()
 
 
-class _Backlog:
-    """The etcd watch, read ahead on a thread of its own.
-
-    The watcher then sees which blocks are already waiting when it is free to
-    commit, and commits them together (`apply_remote_blocks`) instead of one
-    transaction (and one fsync) each. The read-ahead is bounded by a small
-    queue. The watch ends when the node pauses or stops it, or on `close`.
-    """
-
-    def __init__(self, node: Node, etcd: EtcdLog, start: int, paused: _Paused) -> None:
-        self._paused = paused
-        self._closed = threading.Event()
-        self._items: queue.Queue[tuple[int, bytes] | _WatchEnd] = queue.Queue(
-            maxsize=2 * GROUP_BLOCKS
-        )
-        self._end: _WatchEnd | None = None
-        self._reader = threading.Thread(
-            target=self._run, args=(etcd, start), name=f"{node.org}-etcd-read", daemon=True
-        )
-        self._reader.start()
-
-    def is_set(self) -> bool:
-        """The watch's stop flag (see `StopFlag`)."""
-        return self._closed.is_set() or self._paused.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self._paused.wait(timeout)
-        return self.is_set()
-
-    def close(self) -> None:
-        """Stop reading; returns once the reader is done with the log (it polls every 0.1 s)."""
-        self._closed.set()
-        if self._reader is not threading.current_thread():
-            self._reader.join(timeout=30)
-
-    def take(self, limit: int) -> list[tuple[int, bytes]] | None:
-        """The next block and up to `limit - 1` more already read; None once the watch ended.
-
-        Raises what ended the watch (an OrderingError, or anything unexpected).
-        """
-        items: list[tuple[int, bytes]] = []
-        while self._end is None and len(items) < limit:
-            try:
-                item = self._items.get(timeout=0.1) if not items else self._items.get_nowait()
-            except queue.Empty:
-                if items or self._closed.is_set():
-                    break
-                continue
-            if isinstance(item, _WatchEnd):
-                self._end = item
-            else:
-                items.append(item)
-        if items:
-            return items
-        if self._end is not None and self._end.error is not None:
-            raise self._end.error
-        return None
-
-    def _run(self, etcd: EtcdLog, start: int) -> None:
-        try:
-            for item in etcd.watch(start, stop=self):
-                if not self._put(item):
-                    return
-        except BaseException as exc:  # handed to the watcher, which raises it
-            self._put(_WatchEnd(exc))
-            return
-        self._put(_WatchEnd(None))
-
-    def _put(self, item: tuple[int, bytes] | _WatchEnd) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-
-class _WatchEnd:
-    """Queued by `_Backlog` when the watch ends; `error` is why, if it failed."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException | None) -> None:
-        self.error = error
-
-
 def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
     failures = 0
     paused = _Paused(node)
@@ -182,7 +94,9 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
                 start = node.ledger.height + 1
             if etcd.head() < start:
                 node.caught_up = True
-            backlog = _Backlog(node, etcd, start, paused)
+            backlog = Backlog(
+                etcd, start, paused, name=f"{node.org}-etcd-read", depth=2 * GROUP_BLOCKS
+            )
             try:
                 while (ready := backlog.take(GROUP_BLOCKS)) is not None:
                     failures = 0

@@ -25,16 +25,17 @@ from fastapi import Path as PathParam
 
 from sharechain.api.mailbox import ComputationView, MailBody, MailPosted, MailRead
 from sharechain.api.problems import SIGNED_ERRORS
-from sharechain.contracts.computations import (
-    Computation,
-    computation_from_value,
-    computation_key,
-)
-from sharechain.errors import AccessDeniedError, NotFoundError
-from sharechain.ledger.state import StateReader
+from sharechain.contracts.computations import Computation
+from sharechain.errors import AccessDeniedError
 from sharechain.node.deps import Auth, HexId, NodeDep
 from sharechain.node.service import Node
-from sharechain.sharing.mailbox import MailboxStore, guarded_post, guarded_read, view
+from sharechain.sharing.mailbox import (
+    MailboxStore,
+    guarded_post,
+    guarded_read,
+    recorded_computation,
+    view,
+)
 
 __all__ = ["router"]
 
@@ -49,10 +50,7 @@ def _store(node: Node) -> MailboxStore:
 
 
 def _computation(node: Node, session: str) -> Computation:
-    value = StateReader(node.store).get(computation_key(session))
-    if value is None:
-        raise NotFoundError(f"no computation {session} on {node.org}'s chain")
-    return computation_from_value(value)
+    return recorded_computation(node.store, session, f"{node.org}'s chain")
 
 
 @router.get("/v1/computations/{session}", response_model=ComputationView)

@@ -24,9 +24,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from sharechain.api.client import present_cert, trust_ca
+from sharechain.api.quotas import Limits
 from sharechain.api.tls import TlsFiles
 from sharechain.node.app import Extension, create_app
-from sharechain.node.quotas import Limits
 from sharechain.node.service import Node, NodeConfig
 
 __all__ = ["ServerThread", "run_node"]

@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from sharechain.api.client import NodeClient, raise_for_reply
-from sharechain.contracts.computations import Computation, computation_from_value
+from sharechain.contracts.computations import Computation, computation_from_value, computation_key
 from sharechain.errors import AccessDeniedError, ConfigError, EncodingError, NotFoundError
+from sharechain.ledger.state import StateReader
+from sharechain.ledger.store import Store
 
 __all__ = [
     "MAX_MESSAGE",
@@ -50,6 +52,7 @@ __all__ = [
     "check_party",
     "guarded_post",
     "guarded_read",
+    "recorded_computation",
     "view",
 ]
 
@@ -58,6 +61,17 @@ MAX_MESSAGE: Final = 16 * 1024 * 1024
 MAX_MESSAGES: Final = 1024
 """Messages per session, all mailboxes together (an aggregation of 64 sends about 64 * 8)."""
 _KIND = re.compile(r"^[a-z][a-z0-9.-]{0,31}$")
+
+
+def recorded_computation(store: Store, session: str, where: str) -> Computation:
+    """The session as the chain in `store` records it; `NotFoundError` naming `where` if none.
+
+    Who may post and read is decided on this record at every message.
+    """
+    value = StateReader(store).get(computation_key(session))
+    if value is None:
+        raise NotFoundError(f"no computation {session} on {where}")
+    return computation_from_value(value)
 
 
 class Mailbox(Protocol):

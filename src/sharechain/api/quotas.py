@@ -21,6 +21,11 @@ limit the node refuses at once with a clear error, before doing the work:
 - `Limits.upload_sessions_per_member`: chunked uploads one organisation has
   open at once (413 beyond: finish or abandon one);
 - `Limits.logs_per_minute`: log lines about refused requests per source.
+
+The limits are the API's (the guard in `sharechain.api.refusals` applies the
+body, signature and log ones); the errors they raise, `QuotaError` (429) and
+`TooLargeError` (413), are in `sharechain.errors`, since the stores that keep
+a caller's uploads and deposits refuse with them too.
 """
 
 from __future__ import annotations
@@ -30,28 +35,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sharechain.errors import SharechainError
+from sharechain.errors import QuotaError
 
-__all__ = [
-    "Limits",
-    "PerSource",
-    "QuotaError",
-    "SubmissionQuota",
-    "TooLargeError",
-    "WaitSlots",
-]
-
-
-class QuotaError(SharechainError):
-    """A caller passed one of its limits (429); `retry_after` says when to try again."""
-
-    def __init__(self, message: str, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class TooLargeError(SharechainError):
-    """A request body or a caller's storage is over its limit (413); send less."""
+__all__ = ["Limits", "PerSource", "SubmissionQuota", "WaitSlots"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,11 @@ sessions for an owner's tools that send the sealed payload while sealing it,
 before its digest is known: the final chunk names the digest, checked the
 same way. Only the node's own organisation may stream (replicas name their
 digest).
+
+What a chunk comes to is an `Outcome` (received, stored, wrong offset, digest
+mismatch, write failed); the node's route answers each with its HTTP status
+and body (`sharechain.api.chunk_replies`). The sessions run on the server's
+event loop and hand their blocking steps to its worker threads.
 """
 
 from __future__ import annotations
@@ -47,16 +52,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+# The worker threads the routes use too (anyio's limiter), not asyncio's default pool.
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 
-from sharechain.api.data_plane import BlobStored, ChunkReceived
-from sharechain.api.problems import ErrorBody, OffsetConflict
-from sharechain.api.transfer import install
-from sharechain.node.quotas import TooLargeError
+from sharechain.errors import TooLargeError
 from sharechain.storage.blobs import BlobStore
 
-__all__ = ["FLUSH_EVERY", "STALE", "Reply", "Uploads", "part_path"]
+__all__ = [
+    "FLUSH_EVERY",
+    "STALE",
+    "DigestMismatch",
+    "Outcome",
+    "Received",
+    "Stored",
+    "Uploads",
+    "WriteFailed",
+    "WrongOffset",
+    "part_path",
+]
 
 FLUSH_EVERY: Final = 64 << 20
 """Bytes written between background flushes of a part file."""
@@ -71,13 +84,54 @@ MAX_SESSIONS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    """What the node answers to one chunk."""
+class Received:
+    """A chunk accepted; the blob is not complete yet (200)."""
 
-    status: int
-    """HTTP status: 200, 409 (wrong offset), 422 (digest mismatch), 503 (write failed)."""
-    body: BaseModel
-    """The JSON body."""
+    name: str
+    """The blob's digest in hex, or `id-<upload id>` for a streamed upload."""
+    received: int
+    """Bytes received so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The final chunk accepted: the bytes hash to the digest, the blob is kept (200)."""
+
+    digest: bytes
+    size: int
+    """The blob's size in bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrongOffset:
+    """A chunk that does not start where the bytes received end (409): send from `received`."""
+
+    name: str
+    """The blob's digest in hex, or the streamed upload's session name."""
+    received: int
+    """Bytes this node holds of the blob."""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestMismatch:
+    """The bytes received do not hash to the digest (422): nothing was kept."""
+
+    name: str
+    """The digest they were sent under, in hex."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFailed:
+    """Writing the bytes failed (503): the session is dropped, upload again from 0."""
+
+    name: str
+    """The blob's digest in hex, or the streamed upload's session name."""
+    error: OSError
+    """What the file system said."""
+
+
+Outcome = Received | Stored | WrongOffset | DigestMismatch | WriteFailed
+"""What one chunk comes to."""
 
 
 class _Session:
@@ -134,7 +188,7 @@ class _Session:
         if self.store.has(digest):  # arrived by another road meanwhile: same bytes
             self.part.unlink(missing_ok=True)
         else:
-            install(self.store, self.part, digest)
+            self.store.adopt(self.part, digest)  # durable already: fsynced above
         return True
 
     def close(self, *, discard: bool) -> None:
@@ -201,7 +255,7 @@ class Uploads:
 
     async def receive_chunk(
         self, store: BlobStore, digest: bytes, offset: int, body: bytes, final: bool
-    ) -> Reply:
+    ) -> Outcome:
         """Accept one chunk of the blob `digest` at `offset` (see the module docstring)."""
         return await self._receive(store, digest.hex(), digest, offset, body, final)
 
@@ -213,17 +267,16 @@ class Uploads:
         offset: int,
         body: bytes,
         final: bool,
-    ) -> Reply:
+    ) -> Outcome:
         """Accept one chunk of the streamed upload `upload`; the final one names the digest.
 
         For an owner's tools that upload while they seal (the digest is known only at
         the end). The bytes are checked against `digest` just the same; a streamed
         upload cannot be resumed by another process (its id is random): start afresh.
+        The caller refuses a final chunk without a digest (`ValueError` here).
         """
         if final and digest is None:
-            return Reply(
-                400, ErrorBody(error="bad_request", detail="the final chunk names the digest")
-            )
+            raise ValueError("the final chunk names the digest")
         return await self._receive(store, f"id-{upload}", digest, offset, body, final)
 
     def close(self) -> None:
@@ -258,11 +311,10 @@ class Uploads:
             self._owner.pop(str(session.store.root / session.name), None)
         session.close(discard=discard)
 
-    def _write_failed(self, session: _Session, name: str, exc: OSError) -> Reply:
+    def _write_failed(self, session: _Session, name: str, exc: OSError) -> WriteFailed:
         """Drop a session whose bytes could not be written; the uploader starts again."""
         self._end(session, discard=True)
-        detail = f"writing blob {name} failed ({exc}); upload again from offset 0"
-        return Reply(503, ErrorBody(error="unavailable", detail=detail))
+        return WriteFailed(name, exc)
 
     async def _receive(
         self,
@@ -272,7 +324,7 @@ class Uploads:
         offset: int,
         body: bytes,
         final: bool,
-    ) -> Reply:
+    ) -> Outcome:
         session, new = self._session(store, session_name)
         name = digest.hex() if digest is not None else session_name
         async with session.lock:
@@ -285,21 +337,11 @@ class Uploads:
             except OSError as exc:
                 return self._write_failed(session, name, exc)
             if offset != session.received:
-                return Reply(
-                    409,
-                    OffsetConflict(
-                        error="conflict",
-                        detail=f"this node holds {session.received} bytes of blob {name}; "
-                        "send from there",
-                        received=session.received,
-                    ),
-                )
+                return WrongOffset(name, session.received)
             session.pending = session.writer.submit(session.write, body)
             session.received += len(body)
             if not final:
-                return Reply(
-                    200, ChunkReceived(digest=name, stored=False, received=session.received)
-                )
+                return Received(name, session.received)
             try:
                 await asyncio.wrap_future(session.pending)
                 session.pending = None
@@ -309,15 +351,8 @@ class Uploads:
                 return self._write_failed(session, name, exc)
             self._end(session, discard=not kept)
             if not kept:
-                return Reply(
-                    422,
-                    ErrorBody(
-                        error="digest_mismatch",
-                        detail=f"the bytes received do not hash to {name}; nothing was kept, "
-                        "upload again from offset 0",
-                    ),
-                )
-            return Reply(200, BlobStored(digest=digest.hex(), stored=True, size=store.size(digest)))
+                return DigestMismatch(name)
+            return Stored(digest, store.size(digest))
 
 
 def part_path(store: BlobStore, digest: bytes) -> Path:

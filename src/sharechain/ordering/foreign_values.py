@@ -17,6 +17,10 @@ fails later checks (re-execution, block time) the node halts as before,
 since a member that signs a bad block is a faulty orderer to be dealt with
 by the consortium, and a clock-dependent refusal must never delete a block
 that other nodes may have committed.
+
+The checks read the node's copy of the chain through `ChainCopy` (its store
+and ledger); the node that follows the log passes itself. The alarms are
+logged under `sharechain.node`, with the node's other alerts.
 """
 
 from __future__ import annotations
@@ -25,18 +29,32 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sharechain.crypto.signing import verify
 from sharechain.errors import EncodingError, InvalidSignatureError
 from sharechain.ledger.blocks import BLOCK_DOMAIN, decode_block
-from sharechain.node.service import Node
+from sharechain.ledger.chain import Ledger
+from sharechain.ledger.store import Store
 
-__all__ = ["Foreign", "ForeignAlarm", "foreign_reason"]
+__all__ = ["ChainCopy", "Foreign", "ForeignAlarm", "foreign_reason"]
 
 log = logging.getLogger("sharechain.node")
 
 LOG_EVERY = 10.0
 """Seconds between two ALERT lines about foreign values (each one is counted)."""
+
+
+class ChainCopy(Protocol):
+    """The node's copy of the chain, as far as the checks read it."""
+
+    @property
+    def store(self) -> Store:
+        """Its block store (the previous block's hash)."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """Its ledger (the orderer's key and membership at the head)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +69,7 @@ class Foreign:
     """Why it was refused."""
 
 
-def foreign_reason(node: Node, height: int, data: bytes) -> str | None:
+def foreign_reason(node: ChainCopy, height: int, data: bytes) -> str | None:
     """Why `data` at `height` cannot be a block of this chain; None if it may be one.
 
     The caller holds the node's commit lock and has committed `height - 1`.

@@ -8,12 +8,18 @@ request validation is 422 with the fields at fault; anything unexpected is a
 front of the routes refuses oversized bodies (413) and, while the node is
 quarantined, everything but its health, readiness and metrics (503).
 The bodies are the models of `sharechain.api.problems`.
+
+The guard reads the node it stands in front of through `Gated` (its
+organisation, quarantine, chain keys, nonces and clock), so this wire layer
+needs nothing of `sharechain.node` and the node passes itself in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,24 +28,25 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sharechain.api.auth import SignedRequest, check_body_digest, verify_headers
+from sharechain.api.auth import NonceCache, SignedRequest, check_body_digest, verify_headers
 from sharechain.api.problems import ErrorBody, FieldError, InvalidBody
+from sharechain.api.quotas import Limits, PerSource
 from sharechain.errors import (
     AccessDeniedError,
     AuthenticationError,
     ChainError,
     ConfigError,
+    DiskFullError,
     EncodingError,
     IntegrityError,
     InvalidSignatureError,
     NotFoundError,
     OrderingError,
+    QuotaError,
     SharechainError,
+    TooLargeError,
     TransactionRejectedError,
 )
-from sharechain.node.diskspace import DiskFullError
-from sharechain.node.quotas import Limits, PerSource, QuotaError, TooLargeError
-from sharechain.node.service import Node
 
 __all__ = [
     "ACCEPT_SIGNATURE",
@@ -47,6 +54,7 @@ __all__ = [
     "MAX_CHUNK_BYTES",
     "OPEN_PATHS",
     "SIGNED_SCOPE",
+    "Gated",
     "body_limit",
     "refuse_in_json",
 ]
@@ -68,6 +76,45 @@ ACCEPT_SIGNATURE = (
     'alg="ed25519"'
 )
 OPEN_PATHS = frozenset({"/v1/health", "/v1/ready", "/metrics", "/openapi.json", "/docs"})
+
+
+class DiskState(Protocol):
+    """The node's disk alarm, as the guard reads it."""
+
+    @property
+    def full(self) -> str | None:
+        """Why the disk counts as full (no work is taken), or None."""
+
+
+class Gated(Protocol):
+    """What the guard reads of the node it stands in front of (`sharechain.node.service.Node`)."""
+
+    @property
+    def org(self) -> str:
+        """The node's organisation: a signature must name it as the node it is for."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why the node is quarantined (everything but `OPEN_PATHS` refused), or None."""
+
+    @property
+    def nonces(self) -> NonceCache:
+        """The signature nonces seen recently (a replayed one is refused)."""
+
+    @property
+    def now(self) -> Callable[[], float]:
+        """The node's clock (Unix seconds)."""
+
+    @property
+    def disk(self) -> DiskState:
+        """The node's disk alarm (`sharechain.node.diskspace.DiskGuard`)."""
+
+    def request_key(self, org: str) -> bytes | None:
+        """The key a request signed as `org` is checked with (active or removed members')."""
+
+    def removed_reason(self, org: str) -> str | None:
+        """Why `org`'s requests are refused with 403 (None: it is not a removed member)."""
+
 
 _STATUS: dict[type[SharechainError], tuple[int, str]] = {
     AuthenticationError: (401, "unauthenticated"),
@@ -143,7 +190,7 @@ class _Guard:
 
     A signed path (`/v1/...` but OPEN_PATHS) gets its RFC 9421 signature checked
     from the headers alone; the caller (`SIGNED_SCOPE` in the ASGI scope) is what
-    `sharechain.node.deps.Auth` hands the routes, and the body is then checked
+    the node's `Auth` dependency hands the routes, and the body is then checked
     against the signed `Content-Digest` while it streams. An unsigned or forged
     request is refused before one byte of its body is read, and a client address
     that keeps sending them is refused (429) without even a signature check.
@@ -154,7 +201,7 @@ class _Guard:
     time on the event loop.
     """
 
-    def __init__(self, app: ASGIApp, node: Node, limits: Limits) -> None:
+    def __init__(self, app: ASGIApp, node: Gated, limits: Limits) -> None:
         self.app = app
         self.node = node
         self.limits = limits
@@ -269,7 +316,7 @@ def _refusal(exc: SharechainError) -> JSONResponse:
     return _error(status, kind, str(exc), headers)
 
 
-def refuse_in_json(app: FastAPI, node: Node, limits: Limits) -> None:
+def refuse_in_json(app: FastAPI, node: Gated, limits: Limits) -> None:
     """Make every refusal of `app` a JSON error body, and guard it (see `_Guard`)."""
     app.add_middleware(_Guard, node=node, limits=limits)
 

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sharechain.errors import AccessDeniedError
-from sharechain.node.quotas import QuotaError
+from sharechain.errors import AccessDeniedError, QuotaError
 
 __all__ = [
     "MAX_USED",
