@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from contracts_kit import Net, digest
 
 from sharechain.contracts import derive_id, queries
+from sharechain.errors import IntegrityError
+from sharechain.ledger.proofs import verify_tx_proof
 
 
 def _derive(net: Net, org: str, parents: list[str], label: str) -> str:
@@ -119,3 +124,19 @@ def test_catalogue_filters(net: Net) -> None:
 def test_resolve_prefix(net: Net) -> None:
     ds = net.register()
     assert queries.resolve(net.store, "dataset", ds[:8]) == ds
+
+
+def test_audit_entries_prove_their_validation_codes(net: Net) -> None:
+    ds = net.register()
+    refused = net.send("clinic-c", "dataset.retire", {"dataset": ds})
+    assert refused.code == "denied"
+    trail = queries.audit(net.store, org="clinic-c")
+    assert [e.code for e in trail if e.tx_id == refused.tx_id] == ["denied"]
+    for entry in trail:
+        assert entry.proof is not None and entry.proof.result_path is not None
+        verify_tx_proof(entry.proof, net.store.block_meta(entry.height).hash)  # type: ignore[union-attr]
+    (entry,) = [e for e in trail if e.tx_id == refused.tx_id]
+    assert entry.proof is not None
+    forged = dataclasses.replace(entry.proof, code="valid", reason="")
+    with pytest.raises(IntegrityError):
+        verify_tx_proof(forged, net.store.block_meta(entry.height).hash)  # type: ignore[union-attr]

@@ -27,7 +27,7 @@ from sharechain.codec import encode
 from sharechain.contracts import queries
 from sharechain.contracts.policies import Policy, policy_to_value
 from sharechain.crypto.merkle import merkle_root
-from sharechain.ledger.blocks import BlockHeader, TxResult, encode_block, make_block
+from sharechain.ledger.blocks import BlockHeader, TxResult, encode_block, make_block, results_root
 from sharechain.ledger.store import Store
 
 __all__ = ["build", "run"]
@@ -98,7 +98,7 @@ def build(path: Path, *, datasets: int, transactions: int, per_block: int = 1000
             height,
             prev,
             merkle_root([r[0] for r in rows]),
-            bytes(32),  # results_root: not checked here, as the delta hash
+            results_root([r[0] for r in rows], [TxResult("valid", "")] * n),
             bytes(32),
             T0 + height * 1000,
             "org-0",

@@ -11,6 +11,7 @@ transformation records, privacy budgets) are read by
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from sharechain.contracts.profiles import RegisteredProfile, profile_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
 from sharechain.crypto.merkle import inclusion_proof
 from sharechain.errors import NotFoundError
-from sharechain.ledger.blocks import VALID, BlockHeader, decode_header
+from sharechain.ledger.blocks import VALID, BlockHeader, TxResult, decode_header, result_leaf
 from sharechain.ledger.identities import Organisation, org_from_value
 from sharechain.ledger.proofs import TxProof
 from sharechain.ledger.state import StateReader
@@ -255,12 +256,21 @@ class AuditEntry:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: `result_leaves` is cached in the instance dict
 class _BlockView:
     header: BlockHeader
     tx_ids: list[bytes]
     reasons: list[str]
     txs: list[bytes]
+    codes: list[str]
+
+    @functools.cached_property
+    def result_leaves(self) -> list[bytes]:
+        """The leaves of the block's results tree (built once per block an audit reads)."""
+        return [
+            result_leaf(t, TxResult(c, r))
+            for t, c, r in zip(self.tx_ids, self.codes, self.reasons, strict=True)
+        ]
 
 
 def _block_view(store: Store, height: int) -> _BlockView:
@@ -275,6 +285,7 @@ def _block_view(store: Store, height: int) -> _BlockView:
         [hashlib.sha256(t).digest() for t in value["txs"]],
         [r[1] for r in value["results"]],
         value["txs"],
+        [r[0] for r in value["results"]],
     )
 
 
@@ -307,6 +318,9 @@ def _entries(store: Store, rows: Iterable[HistoryEntry], proofs: bool) -> list[A
                 tuple(path),
                 block.header,
                 loc.code,
+                block.reasons[row.index],
+                # The code is proved too: its path to the header's results root.
+                tuple(inclusion_proof(block.result_leaves, row.index)),
             )
         out.append(
             AuditEntry(
