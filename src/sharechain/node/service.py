@@ -55,6 +55,8 @@ from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
 from sharechain.node.diskspace import CHECK_SECONDS, DEFAULT_RESERVE, DiskFullError, DiskGuard
 from sharechain.node.keyring import KeyRing
+from sharechain.node.loops import supervise
+from sharechain.node.members import Members
 from sharechain.node.metrics import NodeMetrics
 from sharechain.node.quarantine import AttestationJudge
 from sharechain.node.repair import repair_store
@@ -68,8 +70,6 @@ from sharechain.storage.snapshot import SnapshotRefusedError, check_loaded, snap
 __all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
 
 log = logging.getLogger("sharechain.node")
-
-_MAX_CACHED_ORGS = 4096
 
 
 class Node:
@@ -136,11 +136,8 @@ class Node:
         and does not campaign again (another node builds the blocks)."""
         self.election_error: str | None = None
         """etcd: why the leader key could not be read or renewed (None when it could)."""
-        self._orgs: dict[str, Organisation | None] = {}
-        """Organisation records read since the last block that wrote one (every signed
-        request looks its signer up; reading the store would wait for a commit's fsync)."""
-        self._orgs_generation = 0
-        self._orgs_lock = threading.Lock()
+        self.members = Members(self.ledger.organisation)
+        """Organisation records as of the last commit, cached (`sharechain.node.members`)."""
         self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
         """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
@@ -223,33 +220,9 @@ class Node:
         self.metrics.ready.set(1)
 
     def spawn(self, name: str, target: Callable[[], None]) -> None:
-        """Run `target` on a thread of its own until the node stops.
-
-        A loop that raises anything but KeyboardInterrupt or SystemExit (a
-        bug, a native extension's panic) is logged and started again after a
-        pause, so no single failure silently ends replication or ordering;
-        those two end the loop (an etcd builder then gives up its leadership).
-        """
-
-        def supervised() -> None:
-            failures = 0
-            while not self.stop_event.is_set():
-                try:
-                    target()
-                    return
-                except (KeyboardInterrupt, SystemExit) as exc:
-                    # Not restarted: these ask to stop. On a thread there is
-                    # nobody to hand them to, so the loop just ends, loudly.
-                    log.error("ALERT %s: the %s loop stopped (%r)", self.org, name, exc)
-                    return
-                except BaseException:
-                    failures += 1
-                    log.exception("ALERT %s: the %s loop failed; starting it again", self.org, name)
-                    self.stop_event.wait(min(5.0, 0.05 * 2 ** min(failures, 7)))
-
-        thread = threading.Thread(target=supervised, name=f"{self.org}-{name}", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        """Run `target` on a thread of its own until the node stops, restarted if it
+        fails (`sharechain.node.loops.supervise`)."""
+        self._threads.append(supervise(self.org, name, target, self.stop_event))
 
     def on_close(self, closer: Callable[[], None]) -> None:
         self._closers.append(closer)
@@ -303,58 +276,22 @@ class Node:
     def ready(self) -> bool:
         return self.problem is None and self.halted is None and not self.stop_event.is_set()
 
+    # Who is who: thin doors onto `self.members` (the API's guard and routes use them).
+
     def public_key(self, org: str) -> bytes | None:
-        """The current signing key of an active organisation, from the chain."""
-        found = self.organisation(org)
-        return found.sign_key if found is not None and found.active else None
+        return self.members.public_key(org)
 
     def request_key(self, org: str) -> bytes | None:
-        """The key a request signed as `org` is checked with: active or removed members'.
-
-        A removed organisation's requests must still verify, so that its former
-        peers can answer 403 with the reason (`removed_reason`) to the holder of
-        its key, and 401 to anyone else.
-        """
-        found = self.organisation(org)
-        return (
-            found.sign_key if found is not None and found.status in ("active", "removed") else None
-        )
+        return self.members.request_key(org)
 
     def removed_reason(self, org: str) -> str | None:
-        """Why `org`'s requests are refused with 403 (None: it is not a removed member)."""
-        found = self.organisation(org)
-        if found is None or found.status != "removed":
-            return None
-        return (
-            f"{org} was removed from the consortium at block {found.since}: its former peers "
-            "refuse its requests; an admin may propose to admit it again (`sharechain org propose`)"
-        )
+        return self.members.removed_reason(org)
 
     def roles(self, org: str) -> tuple[str, ...]:
-        found = self.organisation(org)
-        return found.roles if found is not None and found.active else ()
+        return self.members.roles(org)
 
     def organisation(self, org: str) -> Organisation | None:
-        """An organisation's record as of the last commit (None if unknown)."""
-        with self._orgs_lock:
-            if org in self._orgs:
-                return self._orgs[org]
-            generation = self._orgs_generation
-        found = self.ledger.organisation(org)
-        with self._orgs_lock:
-            # A block that wrote organisations while we read may have made `found` stale.
-            if generation == self._orgs_generation:
-                if len(self._orgs) >= _MAX_CACHED_ORGS:  # unknown ids must not grow it forever
-                    self._orgs.clear()
-                self._orgs[org] = found
-        return found
-
-    def _forget_organisations(self, writes: dict[str, bytes | None]) -> None:
-        prefix = org_key("")
-        if any(key.startswith(prefix) for key in writes):
-            with self._orgs_lock:
-                self._orgs_generation += 1
-                self._orgs.clear()
+        return self.members.organisation(org)
 
     def halt(self, reason: str) -> None:
         """Stop committing for good (until an operator intervenes) and raise an alert."""
@@ -486,7 +423,7 @@ class Node:
 
     def _announce(self, block: Block, ex: Execution, seconds: float) -> None:
         """Tell everyone a durable block is here: metrics, attestation, receipts, waiters."""
-        self._forget_organisations(ex.writes)
+        self.members.forget(ex.writes)
         if org_key(self.org) in ex.writes:
             self.refresh_keys()  # our own record changed: perhaps a rotation
         self.metrics.block_commit_seconds.observe(seconds)
