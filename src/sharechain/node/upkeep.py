@@ -48,6 +48,7 @@ from sharechain.ledger.validation import VALID
 from sharechain.node import masking_job
 from sharechain.node.blob_fetch import BlobFetcher, FetchJob
 from sharechain.node.service import Node
+from sharechain.sharing.replicas import current_epochs
 from sharechain.sharing.shredding import ShredCounts, is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import Vault
@@ -98,12 +99,8 @@ def current_blobs(store: Store) -> dict[bytes, KeyEpoch]:
     The blobs every node keeps a replica of (inline payloads have none).
     """
     reader = StateReader(store)
-    current: dict[str, KeyEpoch] = {}
-    for _, value in reader.scan("epoch/"):
-        e = epoch_from_value(value)  # keys sort by epoch: the last one seen is current
-        current[e.dataset] = e
     out: dict[bytes, KeyEpoch] = {}
-    for ds, e in current.items():
+    for ds, e in current_epochs(store).items():
         if e.inline:
             continue
         record = reader.get(f"dataset/{ds}")

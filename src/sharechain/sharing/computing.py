@@ -24,18 +24,16 @@ from decimal import Decimal
 from typing import Any
 
 from sharechain.api.client import NodeClient
-from sharechain.contracts.computations import ACCEPT, Computation, computation_from_value
-from sharechain.contracts.computations import computation_key as key_of
+from sharechain.contracts.computations import ACCEPT, Computation
 from sharechain.crypto.signing import SigningKey
-from sharechain.errors import ConfigError, NotFoundError
-from sharechain.ledger.state import StateReader
+from sharechain.errors import ConfigError
 from sharechain.ordering.solo import Receipt
 from sharechain.privacy.psi import CaseRule
 from sharechain.sharing import aggregates, computations
 from sharechain.sharing.aggregates import AggregateOutcome
 from sharechain.sharing.computations import PsiAnswered, PsiMatched
 from sharechain.sharing.embedded import Embedded
-from sharechain.sharing.mailbox import LocalMailbox, Mailbox, RemoteMailbox
+from sharechain.sharing.mailbox import LocalMailbox, Mailbox, RemoteMailbox, recorded_computation
 from sharechain.sharing.remote import known_nodes
 from sharechain.sharing.sessions import DEFAULT_TIMEOUT, Computing, Side, drive_all
 
@@ -46,10 +44,7 @@ Progress = Callable[[str, int, int], None]
 
 def _local_mailbox(emb: Embedded) -> LocalMailbox:
     def computation(session: str) -> Computation:
-        value = StateReader(emb.store).get(key_of(session))
-        if value is None:
-            raise NotFoundError(f"no computation {session} on this chain")
-        return computation_from_value(value)
+        return recorded_computation(emb.store, session, "this chain")
 
     return LocalMailbox(emb.datadir.path / "mailbox", computation)
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from sharechain.api.client import NodeClient, raise_for_reply
+from sharechain.api.privacy_records import computation_from_view
 from sharechain.contracts.computations import Computation, computation_from_value, computation_key
 from sharechain.errors import AccessDeniedError, ConfigError, EncodingError, NotFoundError
 from sharechain.ledger.state import StateReader
@@ -215,14 +216,7 @@ class RemoteMailbox:
         self.nodes = nodes
 
     def computation(self, session: str) -> Computation:
-        body = dict(self.home.get_json(f"/v1/computations/{session}"))
-        body["commits"] = {
-            k: {"digest": bytes.fromhex(c["digest"]), "size": c["size"]}
-            for k, c in body["commits"].items()
-        }
-        if body["result"] is not None and "sums_digest" in body["result"]:
-            body["result"]["sums_digest"] = bytes.fromhex(body["result"]["sums_digest"])
-        return computation_from_value(body)
+        return computation_from_view(self.home.get_json(f"/v1/computations/{session}"))
 
     def post(self, session: str, sender: str, to: str, kind: str, body: bytes) -> None:
         if sender != self.home.org:
