@@ -381,7 +381,7 @@ def test_a_blob_fetch_retries_with_backoff_then_gives_up(net: Net) -> None:
     import itertools
     import threading
 
-    from sharechain.node.blob_fetch import ATTEMPTS, BlobFetcher, FetchJob
+    from sharechain.sharing.blob_fetch import ATTEMPTS, BlobFetcher, FetchJob
 
     node = net.nodes[OWNER].node  # the orderer: it has no peers to fetch from
     pub, _ = net.publish("lonely.bin", 100_000, custody="owner")

@@ -19,9 +19,9 @@ from test_snapshot_start import _with_settings
 
 from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
-from sharechain.node.diskspace import is_disk_full
 from sharechain.node.launcher import node_data_dir
 from sharechain.storage.datadir import init_consortium
+from sharechain.storage.diskspace import is_disk_full
 
 
 @pytest.fixture

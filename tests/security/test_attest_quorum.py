@@ -22,8 +22,8 @@ from test_replication import _records, wait_until
 
 from sharechain.errors import OrderingError
 from sharechain.ledger.attestations import sign_attestation
+from sharechain.ledger.quarantine import judge
 from sharechain.ledger.store import Head
-from sharechain.node.quarantine import judge
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
 from sharechain.ordering.etcd_process import free_ports

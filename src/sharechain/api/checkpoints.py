@@ -1,4 +1,4 @@
-"""The bodies of a node's checkpoint routes (`sharechain.node.checkpoints`).
+"""The bodies of a node's checkpoint routes (`sharechain.api.checkpoint_routes`).
 
 A checkpoint travels as its C2SP signed-note text (`docs/proofs.md` section
 2), the form every verifier reads; the other fields repeat what the note says

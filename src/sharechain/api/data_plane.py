@@ -1,6 +1,6 @@
 """Bodies of the data-plane routes between nodes: blobs, custody, key releases, shredding.
 
-The routes are in `sharechain.node.delivery` (and the chunked uploads they
+The routes are in `sharechain.sharing.delivery` (and the chunked uploads they
 take in `sharechain.storage.uploads`); the refusals they answer with are in
 `sharechain.api.problems`.
 """

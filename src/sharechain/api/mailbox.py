@@ -1,6 +1,6 @@
 """Bodies of the computation routes: a session's record and its parties' mailboxes.
 
-The routes are in `sharechain.node.mailbox`. A message is opaque bytes (hex on
+The routes are in `sharechain.sharing.mailbox_routes`. A message is opaque bytes (hex on
 the wire) of one protocol step (`sharechain.privacy.psi`,
 `sharechain.privacy.aggregation`); the node stores it for its own organisation
 and checks only who may post and read it, and how much.

@@ -8,7 +8,7 @@ what `sharechain.api.wire.jsonable` writes: field names as in the records,
 bytes as hex.
 
 This module has the chain's bodies (transactions, blocks, attestations) and
-the data-sharing state's (`sharechain.node.queries`). The others:
+the data-sharing state's (`sharechain.api.state_routes`). The others:
 `sharechain.api.records` (each record's model, derived from its dataclass),
 `sharechain.api.status` (health, readiness, status), `sharechain.api.data_plane`
 (blobs, custody, key releases) and `sharechain.api.problems` (error bodies).
@@ -234,7 +234,7 @@ class AttestationStatus(Model):
     conflicts: list[ConflictSeen]
 
 
-# -- the data-sharing state (`sharechain.node.queries`) ----------------------------
+# -- the data-sharing state (`sharechain.api.state_routes`) ----------------------------
 
 
 class OrganisationList(Model):

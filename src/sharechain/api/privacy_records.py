@@ -1,9 +1,9 @@
 """Bodies of the privacy reads: computation sessions, transformation records, privacy budgets.
 
-The routes are in `sharechain.node.queries` (`GET /v1/computations`,
+The routes are in `sharechain.api.state_routes` (`GET /v1/computations`,
 `/v1/grants/{gid}/transformation`, `/v1/datasets/{ds}/transformations`,
 `/v1/datasets/{ds}/budgets`); one session is `GET /v1/computations/{session}`
-of `sharechain.node.mailbox`, whose body (`api.mailbox.ComputationView`) the
+of `sharechain.sharing.mailbox_routes`, whose body (`api.mailbox.ComputationView`) the
 list repeats. The records behind them are `contracts.privacy_queries`'s.
 `computation_from_view` turns a session's body back into the chain's record.
 """

@@ -107,7 +107,7 @@ class Gated(Protocol):
 
     @property
     def disk(self) -> DiskState:
-        """The node's disk alarm (`sharechain.node.diskspace.DiskGuard`)."""
+        """The node's disk alarm (`sharechain.storage.diskspace.DiskGuard`)."""
 
     def request_key(self, org: str) -> bytes | None:
         """The key a request signed as `org` is checked with (active or removed members')."""
@@ -224,7 +224,7 @@ class _Guard:
             return
         full = self.node.disk.full
         if full is not None and method not in ("GET", "HEAD") and path.startswith("/v1/"):
-            # No work while the disk is full (sharechain.node.diskspace); reads go on.
+            # No work while the disk is full (sharechain.storage.diskspace); reads go on.
             # Like a refused signature: a small body is discarded and the connection kept.
             unbounded = length is None and _header(scope, b"transfer-encoding") is not None
             drop = unbounded or (length is not None and int(length) > DRAIN_BYTES)

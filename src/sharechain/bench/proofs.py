@@ -64,7 +64,7 @@ ORGS = (
 COSIGN_ON = (100, 1.0)
 COSIGN_OFF = (10**12, 1e9)
 DEFAULT_SECONDS = 60.0
-"""The nodes' default cosigning interval (`node/checkpoints.py`)."""
+"""The nodes' default cosigning interval (`api/checkpoint_routes.py`)."""
 WORKFLOWS = 1_500
 """Workflows a network run (7,500 transactions): ~10 s of load after ~10 s of start-up."""
 

@@ -23,7 +23,7 @@ from sharechain.contracts.access import AccessRequest, request_from_value
 from sharechain.contracts.computations import computation_key
 from sharechain.contracts.datasets import Dataset, dataset_from_value
 from sharechain.contracts.grants import Grant, grant_from_value, grant_status
-from sharechain.contracts.ids import KINDS as KINDS  # node/queries.py reads q.KINDS
+from sharechain.contracts.ids import KINDS as KINDS  # api/state_routes.py reads q.KINDS
 from sharechain.contracts.membership import Proposal, proposal_from_value
 from sharechain.contracts.operators import OPERATED, operator_of
 from sharechain.contracts.profiles import RegisteredProfile, profile_from_value

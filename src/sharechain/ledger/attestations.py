@@ -7,7 +7,7 @@ an attestation that names a different block hash or state root at a height
 both have committed means the chain forked or a peer's state diverged. A
 node outvoted by a quorum of its peers quarantines itself and names the
 repair; a lone peer that disagrees is reported and its attestations ignored
-(`sharechain.node.quarantine`). etcd tolerates crashes, not lies, and this
+(`sharechain.ledger.quarantine`). etcd tolerates crashes, not lies, and this
 is how a lie (or a bug) is caught.
 """
 

@@ -4,7 +4,7 @@ Unauthenticated: `GET /v1/health` (liveness), `GET /v1/ready` (readiness,
 503 with the reason when the node refuses to serve) and `GET /metrics`
 (Prometheus). Everything else under `/v1` must be signed by an
 organisation's key (RFC 9421, see `sharechain.api.auth`); the signer's
-roles on the chain decide what it may read (see `sharechain.node.queries`).
+roles on the chain decide what it may read (see `sharechain.api.state_routes`).
 
 Errors are JSON `{"error": kind, "detail": text}`: 400 malformed input, 401
 unauthenticated (missing, expired, replayed or forged signature), 403 not
@@ -31,6 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from sharechain.api import checkpoint_routes, state_routes
 from sharechain.api.models import (
     AttestationList,
     AttestationStatus,
@@ -48,6 +49,7 @@ from sharechain.api.problems import (
 )
 from sharechain.api.quotas import Limits, PerSource, SubmissionQuota, WaitSlots
 from sharechain.api.refusals import refuse_in_json
+from sharechain.api.serving import Auth
 from sharechain.api.status import Health, NodeStatus, Readiness
 from sharechain.codec import encode
 from sharechain.errors import (
@@ -58,17 +60,7 @@ from sharechain.errors import (
 )
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.proofs import prove_tx
-from sharechain.node import (
-    checkpoints,
-    custody,
-    delivery,
-    joining,
-    mailbox,
-    queries,
-    snapshots,
-    upkeep,
-)
-from sharechain.node.deps import Auth
+from sharechain.node import joining, snapshots, upkeep
 from sharechain.node.service import Node
 from sharechain.node.submissions import (
     CBOR,
@@ -79,6 +71,7 @@ from sharechain.node.submissions import (
     admit,
     parse_submission,
 )
+from sharechain.sharing import custody_routes, delivery, mailbox_routes
 from sharechain.sharing.deposits import PendingDeposits
 from sharechain.sharing.key_sessions import SESSIONS_FILE, KeySessions
 from sharechain.storage.uploads import Uploads
@@ -382,11 +375,11 @@ def create_app(
             peer["latest"] = None if att is None else att.to_json()
         return body
 
-    queries.register(app, node)  # the data-sharing state
+    state_routes.register(app, node)  # the data-sharing state
     app.include_router(delivery.router)  # blobs between nodes
-    app.include_router(custody.router)  # keys between nodes
-    app.include_router(mailbox.router)  # computation messages between parties
-    checkpoints.register(app, node)  # quorum checkpoints, cosigned with the peers
+    app.include_router(custody_routes.router)  # keys between nodes
+    app.include_router(mailbox_routes.router)  # computation messages between parties
+    checkpoint_routes.register(app, node)  # quorum checkpoints, cosigned with the peers
     snapshots.register(app, node)  # state snapshots, each vouched for by this node
     joining.register(app, node)  # what a newly admitted member's node needs to join
     # Shreds on commit and fetches missing blobs; stops with the node.

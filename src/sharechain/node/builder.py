@@ -29,9 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from sharechain.api.client import NodeClient
+from sharechain.api.peer_client import PeerClient
 from sharechain.errors import OrderingError, SharechainError
 from sharechain.ledger.blocks import encode_block
-from sharechain.node.peer_client import PeerClient
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog

@@ -27,10 +27,10 @@ from fastapi import FastAPI
 
 from sharechain.api.client import NodeClient
 from sharechain.api.problems import SIGNED_ERRORS
+from sharechain.api.serving import Auth
 from sharechain.crypto.keyfile import load_keys
 from sharechain.errors import ConfigError, EncodingError, SharechainError
 from sharechain.ledger.blocks import decode_block
-from sharechain.node.deps import Auth
 from sharechain.node.service import Node
 from sharechain.storage.datadir import CONFIG, GENESIS_NOTE, DataDir
 

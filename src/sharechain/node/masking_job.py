@@ -37,11 +37,11 @@ from sharechain.ledger.identities import Organisation
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.ledger.validation import VALID
-from sharechain.node.delivery import blobs_of, vault_of
 from sharechain.node.service import Node
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing import masked
 from sharechain.sharing.custody import custody_material, key_epoch
+from sharechain.sharing.delivery import blobs_of, vault_of
 from sharechain.sharing.local import committed_tx
 from sharechain.sharing.ports import Deposit, Ports, Rng, Seal, Sealed
 from sharechain.sharing.records import DEFAULT_INLINE_LIMIT, NodeShred, Progress, derive_id

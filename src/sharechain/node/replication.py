@@ -22,16 +22,16 @@ from collections.abc import Sequence
 
 import httpx
 
+from sharechain.api.peer_client import PeerClient
 from sharechain.errors import EncodingError, NotFoundError, OrderingError, SharechainError
 from sharechain.ledger.attestations import Attestation
 from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.builder import builder, elector, etcd_builder
-from sharechain.node.diskspace import DiskFullError
 from sharechain.node.etcd_watch import ensure_genesis_in_log, etcd_watcher
-from sharechain.node.peer_client import PeerClient
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.storage.diskspace import DiskFullError
 
 __all__ = ["apply_remote", "apply_remote_blocks", "catch_up_from_peers", "start_roles"]
 

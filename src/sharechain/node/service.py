@@ -49,22 +49,22 @@ from sharechain.ledger.blocktime import BlockClock
 from sharechain.ledger.chain import Execution, Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
+from sharechain.ledger.quarantine import AttestationJudge
 from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
 from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
-from sharechain.node.diskspace import CHECK_SECONDS, DEFAULT_RESERVE, DiskFullError, DiskGuard
-from sharechain.node.keyring import KeyRing
 from sharechain.node.loops import supervise
 from sharechain.node.members import Members
 from sharechain.node.metrics import NodeMetrics
-from sharechain.node.quarantine import AttestationJudge
 from sharechain.node.repair import repair_store
 from sharechain.node.snapshot_maker import DEFAULT_EVERY, SnapshotMaker
-from sharechain.node.waiting import Waiters
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.solo import Receipt
+from sharechain.ordering.waiting import Waiters
 from sharechain.storage.datadir import DataDir
+from sharechain.storage.diskspace import CHECK_SECONDS, DEFAULT_RESERVE, DiskFullError, DiskGuard
+from sharechain.storage.keyring import KeyRing
 from sharechain.storage.snapshot import SnapshotRefusedError, check_loaded, snapshot_base
 
 __all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
@@ -177,7 +177,8 @@ class Node:
 
     def start(self) -> None:
         """Verify the store, then start the ordering role and the peer poller."""
-        from sharechain.node import compaction, replication  # the loops: layers stay flat
+        from sharechain.node import replication  # the loops: layers stay flat
+        from sharechain.ordering import compaction
 
         if self.config.verify_on_start and self.snapshot_base is not None:
             # Blocks below the snapshot are headers only: nothing to replay them with.

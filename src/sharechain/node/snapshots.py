@@ -29,10 +29,10 @@ from fastapi.responses import FileResponse
 
 from sharechain.api.client import NodeClient
 from sharechain.api.problems import SIGNED_ERRORS
+from sharechain.api.serving import Auth
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import EncodingError, NotFoundError, SharechainError
 from sharechain.ledger.store import Store
-from sharechain.node.deps import Auth
 from sharechain.node.service import Node
 from sharechain.storage.datadir import DataDir
 from sharechain.storage.snapshot import (

@@ -11,7 +11,7 @@ looks at two kinds of valid transactions:
   dataset (nothing in the design ties blobs to particular nodes, and a
   replica everywhere lets a grantee fetch while the owner's node is
   offline), so a node that lacks it queues a fetch from its peers
-  (`sharechain.node.blob_fetch`). The blobs of the epochs it superseded are
+  (`sharechain.sharing.blob_fetch`). The blobs of the epochs it superseded are
   deleted here, as the owner's tools do on the custodians' nodes.
 
 Crash safety: nothing needs a journal, because the chain is the journal. On
@@ -46,8 +46,8 @@ from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
 from sharechain.ledger.validation import VALID
 from sharechain.node import masking_job
-from sharechain.node.blob_fetch import BlobFetcher, FetchJob
 from sharechain.node.service import Node
+from sharechain.sharing.blob_fetch import BlobFetcher, FetchJob
 from sharechain.sharing.replicas import current_epochs
 from sharechain.sharing.shredding import ShredCounts, is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore

@@ -9,7 +9,7 @@ plane:
   owner's and the grantee's, whichever adapters they are given;
 - the embedded adapters (`sharing.local`) run the custodians' for every
   organisation of the data directory, and on a network a node
-  (`sharechain.node.delivery`) runs its own custodian's steps when a grantee
+  (`sharechain.sharing.delivery`) runs its own custodian's steps when a grantee
   asks through the REST API.
 
 Nothing here performs I/O beyond the vault it is handed.

@@ -2,7 +2,7 @@
 
 An owner deposits each custodian's key (or share) on that custodian's node
 before the dataset's key epoch commits (`PUT /v1/custody/...`, in
-`sharechain.node.custody`); the node checks a deposit against its own copy of
+`sharechain.sharing.custody_routes`); the node checks a deposit against its own copy of
 the chain (`sharechain.contracts.epochs.check_deposit`). Two cases need more:
 
 - before a dataset is registered nobody but its owner knows its id, so such

@@ -14,7 +14,7 @@ offline. On a node, then:
 
 Each check reads the node's own copy of the chain (a `Store`) and raises
 `AccessDeniedError` saying why; the routes that apply them are in
-`sharechain.node.delivery`.
+`sharechain.sharing.delivery`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ size), as `GET /v1/checkpoint/consistency` gives it; the page verifies the
 proof against both roots and, when `new` is the checkpoint's size, that its
 root is the cosigned one.
 
-Both read the node's `Cosigner` (`sharechain.node.cosigning`), the object
+Both read the node's `Cosigner` (`sharechain.api.cosigning`), the object
 behind the checkpoint routes: no second way to build a checkpoint.
 """
 
@@ -25,6 +25,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
+from sharechain.api.cosigning import Cosigner
 from sharechain.crypto.merkle import verify_consistency
 from sharechain.crypto.signed_note import parse_note
 from sharechain.errors import SharechainError
@@ -36,7 +37,6 @@ from sharechain.ledger.checkpoints import (
     store_roster,
     verify_checkpoint,
 )
-from sharechain.node.cosigning import Cosigner
 from sharechain.web.console import console_of
 from sharechain.web.guard import PREFIX, RefusedError
 

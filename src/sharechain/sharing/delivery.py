@@ -4,7 +4,7 @@ On a network each organisation's node keeps its own blob store (sealed
 payloads, named by their SHA-256). This router lets the nodes serve those
 blobs to each other's organisations, with the chain as the gate for every
 decision (key custody, the other half of the data plane, is in
-`sharechain.node.custody`):
+`sharechain.sharing.custody_routes`):
 
 - `GET`/`HEAD /v1/blobs/{digest}` streams a sealed payload, with single
   `Range: bytes=a-b` requests (206 and `Content-Range`; 416 when the range is
@@ -54,9 +54,8 @@ from sharechain.api.problems import (
 )
 from sharechain.api.ranges import parse_range
 from sharechain.api.refusals import MAX_CHUNK_BYTES
+from sharechain.api.serving import Auth, Caller, NodeDep, ServingNode, UploadsDep
 from sharechain.errors import AccessDeniedError, NotFoundError
-from sharechain.node.deps import Auth, Caller, NodeDep, UploadsDep
-from sharechain.node.service import Node
 from sharechain.sharing.replicas import may_delete, may_read, may_write
 from sharechain.sharing.shredding import (
     purged_naming,
@@ -124,22 +123,22 @@ _UPLOAD_BODY = {
 }
 
 
-def blobs_of(node: Node) -> BlobStore:
+def blobs_of(node: ServingNode) -> BlobStore:
     """The node's blob store."""
     return BlobStore(node.datadir.blob_dir)
 
 
-def vault_of(node: Node) -> Vault:
+def vault_of(node: ServingNode) -> Vault:
     """The node's vault."""
     return Vault(node.datadir.path, node.keys)
 
 
-def lazy_shred(node: Node, dataset: str) -> bool:
+def lazy_shred(node: ServingNode, dataset: str) -> bool:
     """Shred what is left here of `dataset` if this chain says it is purged; is it purged?"""
     return shred_if_purged(node.store, vault_of(node), blobs_of(node), dataset)
 
 
-def _lazy_shred_blob(node: Node, digest: bytes) -> None:
+def _lazy_shred_blob(node: ServingNode, digest: bytes) -> None:
     """The lazy path for a blob request: shred the purged datasets that named the blob."""
     for dataset in purged_naming(node.store, digest):
         lazy_shred(node, dataset)
@@ -171,7 +170,7 @@ def head_blob(digest: _Digest, request: Request, who: Auth, node: NodeDep) -> Re
     return _serve_blob(digest, request, who, node)
 
 
-def _serve_blob(digest: str, request: Request, who: Caller, node: Node) -> Response:
+def _serve_blob(digest: str, request: Request, who: Caller, node: ServingNode) -> Response:
     raw = bytes.fromhex(parse_digest(digest))
     _lazy_shred_blob(node, raw)
     may_read(node.store, node.org, who.org, raw)

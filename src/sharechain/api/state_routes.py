@@ -44,14 +44,13 @@ from sharechain.api.privacy_records import (
     TransformationReply,
 )
 from sharechain.api.problems import SIGNED_ERRORS
+from sharechain.api.serving import Auth, Caller, ServingNode
 from sharechain.api.wire import jsonable
 from sharechain.contracts import privacy_queries as pq
 from sharechain.contracts import queries as q
 from sharechain.contracts.notary import notary_record, record_key
 from sharechain.errors import AccessDeniedError, EncodingError, NotFoundError
 from sharechain.ledger.state import StateReader
-from sharechain.node.deps import Auth, Caller
-from sharechain.node.service import Node
 from sharechain.sharing.mailbox import view
 
 __all__ = ["register"]
@@ -61,7 +60,7 @@ _DOC: dict[str, Any] = {"tags": ["queries"], "responses": SIGNED_ERRORS}
 _Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
-def register(app: FastAPI, node: Node) -> None:
+def register(app: FastAPI, node: ServingNode) -> None:
     """Add the query endpoints to `app`."""
     store = node.store
 

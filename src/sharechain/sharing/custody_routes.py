@@ -55,6 +55,7 @@ from sharechain.api.data_plane import (
 )
 from sharechain.api.models import EpochReply
 from sharechain.api.problems import SIGNED_ERRORS, NoKey, ReleaseRefused, error_responses
+from sharechain.api.serving import Auth, HexId, NodeDep, ServingNode
 from sharechain.api.wire import jsonable
 from sharechain.contracts import queries
 from sharechain.contracts.epochs import check_deposit
@@ -63,10 +64,8 @@ from sharechain.contracts.keys import dataset_key
 from sharechain.errors import AccessDeniedError, NotFoundError, OrderingError
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.delivery import blobs_of, lazy_shred, vault_of
-from sharechain.node.deps import Auth, HexId, NodeDep
-from sharechain.node.service import Node
 from sharechain.sharing.custody import encryption_key, key_epoch, release_payload, wrap_release
+from sharechain.sharing.delivery import blobs_of, lazy_shred, vault_of
 from sharechain.sharing.deposits import PendingDeposits, may_destroy
 from sharechain.sharing.key_sessions import KeySessions
 from sharechain.sharing.shredding import shred_here
@@ -200,7 +199,7 @@ def key_session(grant: HexId, who: Auth, node: NodeDep, request: Request) -> dic
     return {"grant": view.grant.id, "session": issued.session, "expires": int(issued.expires)}
 
 
-def _released_in(node: Node, grant: str, session: str) -> float | None:
+def _released_in(node: ServingNode, grant: str, session: str) -> float | None:
     """When this node's chain recorded the first release of `grant` in `session` (any custodian).
 
     Block time in Unix seconds, None when it records none. The further shares of a

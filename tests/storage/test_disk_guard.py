@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sharechain.errors import DiskFullError
-from sharechain.node.diskspace import DiskGuard
+from sharechain.storage.diskspace import DiskGuard
 
 
 def _gauge(registry: CollectorRegistry, name: str) -> float | None:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
+from sharechain.api.peer_client import PeerClient
+from sharechain.api.serving import ServingNode
 from sharechain.crypto.merkle import Hash
 from sharechain.crypto.signed_note import NoteSignature, parse_note, verify_note_signature
 from sharechain.errors import SharechainError
@@ -38,12 +40,10 @@ from sharechain.ledger.checkpoints import (
     store_roster,
     verify_checkpoint,
 )
-from sharechain.node.peer_client import PeerClient
-from sharechain.node.service import Node
 
 __all__ = ["DEFAULT_EVERY_BLOCKS", "DEFAULT_EVERY_SECONDS", "Cosigner"]
 
-log = logging.getLogger("sharechain.node.cosigning")
+log = logging.getLogger("sharechain.api.cosigning")
 
 DEFAULT_EVERY_BLOCKS = 1000
 DEFAULT_EVERY_SECONDS = 60.0
@@ -56,7 +56,7 @@ class Cosigner:
 
     def __init__(
         self,
-        node: Node,
+        node: ServingNode,
         peers: Sequence[tuple[str, PeerClient]],
         *,
         every_blocks: int = DEFAULT_EVERY_BLOCKS,

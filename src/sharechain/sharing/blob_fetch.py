@@ -36,16 +36,16 @@ from typing import Any, Final
 import httpx
 
 from sharechain.api.client import NodeClient
+from sharechain.api.serving import ServingNode
 from sharechain.api.transfer import download_blob, install
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.errors import SharechainError
-from sharechain.node.service import Node
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.uploads import part_path
 
 __all__ = ["ATTEMPTS", "GRACE", "BlobFetcher", "FetchJob"]
 
-log = logging.getLogger("sharechain.node.blob_fetch")
+log = logging.getLogger("sharechain.sharing.blob_fetch")
 
 ATTEMPTS: Final = 8
 """Attempts per blob before the job is marked failed."""
@@ -120,7 +120,7 @@ class BlobFetcher:
 
     def __init__(
         self,
-        node: Node,
+        node: ServingNode,
         blobs: BlobStore,
         lock: threading.Lock,
         *,

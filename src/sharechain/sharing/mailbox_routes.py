@@ -25,10 +25,9 @@ from fastapi import Path as PathParam
 
 from sharechain.api.mailbox import ComputationView, MailBody, MailPosted, MailRead
 from sharechain.api.problems import SIGNED_ERRORS
+from sharechain.api.serving import Auth, HexId, NodeDep, ServingNode
 from sharechain.contracts.computations import Computation
 from sharechain.errors import AccessDeniedError
-from sharechain.node.deps import Auth, HexId, NodeDep
-from sharechain.node.service import Node
 from sharechain.sharing.mailbox import (
     MailboxStore,
     guarded_post,
@@ -45,11 +44,11 @@ Kind = Annotated[str, PathParam(min_length=1, max_length=32, pattern="^[a-z][a-z
 """A message kind in a path (`psi.request`, `agg.submission`, ...)."""
 
 
-def _store(node: Node) -> MailboxStore:
+def _store(node: ServingNode) -> MailboxStore:
     return MailboxStore(node.datadir.path / "mailbox")
 
 
-def _computation(node: Node, session: str) -> Computation:
+def _computation(node: ServingNode, session: str) -> Computation:
     return recorded_computation(node.store, session, f"{node.org}'s chain")
 
 

@@ -1,6 +1,7 @@
 """The node's compaction loop: keeping the etcd log small, and its alarms visible.
 
-In the `etcd` ordering mode every node runs this loop (`start`). Each node
+In the `etcd` ordering mode every node runs this loop (`start`), over the
+part of the node it needs (`CompactingNode`). Each node
 reads etcd's alarms every few seconds, so a NOSPACE alarm (the space quota
 reached, writes refused) shows in its `/v1/health`, `/v1/status` and
 metrics instead of only as failed appends. The node holding the leader lease
@@ -18,19 +19,25 @@ needs from etcd any more, and a failed round is simply tried again later.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import httpx
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from sharechain.contracts.queries import organisations
 from sharechain.errors import OrderingError
-from sharechain.node.service import Node
+from sharechain.ledger.attestations import AttestationBook
+from sharechain.ledger.chain import Ledger
+from sharechain.ledger.store import Store
 from sharechain.ordering import etcd_compact
+from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.etcd_log import EtcdLog
-from sharechain.ordering.etcd_tls import etcd_http_client
+from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
 
-__all__ = ["Compactor", "start"]
+__all__ = ["CompactingNode", "Compactor", "start"]
 
 log = logging.getLogger("sharechain.node")
 
@@ -38,10 +45,64 @@ _ALARM_POLL = 5.0
 """Seconds between two reads of etcd's alarms (at most; less if the interval is shorter)."""
 
 
+class Settings(Protocol):
+    """The node's configuration, as far as compaction reads it."""
+
+    @property
+    def ordering(self) -> str: ...
+    @property
+    def etcd_endpoints(self) -> tuple[str, ...]: ...
+    @property
+    def etcd_prefix(self) -> str: ...
+    @property
+    def etcd_tls(self) -> EtcdTLS | None: ...
+    @property
+    def peers(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def compaction_interval(self) -> float: ...
+    @property
+    def compaction_keep(self) -> int: ...
+    @property
+    def defrag_interval(self) -> float: ...
+
+
+class Metrics(Protocol):
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+
+class CompactingNode(Protocol):
+    """The part of a running node (`sharechain.node.service.Node`) compaction uses."""
+
+    etcd_alarms: tuple[str, ...]
+    """Alarms etcd raised, described (written by `Compactor.check_alarms`)."""
+
+    @property
+    def org(self) -> str: ...
+    @property
+    def config(self) -> Settings: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def book(self) -> AttestationBook: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def leader(self) -> Leader | None: ...
+    @property
+    def halted(self) -> str | None: ...
+    @property
+    def stop_event(self) -> threading.Event: ...
+    def spawn(self, name: str, target: Callable[[], None]) -> None: ...
+    def on_close(self, closer: Callable[[], None]) -> None: ...
+
+
 class Compactor:
     """One node's compaction state and rounds. `run_round` is what the loop repeats."""
 
-    def __init__(self, node: Node, etcd: EtcdLog, http: httpx.Client) -> None:
+    def __init__(self, node: CompactingNode, etcd: EtcdLog, http: httpx.Client) -> None:
         self.node = node
         self.etcd = etcd
         self.http = http
@@ -123,7 +184,7 @@ class Compactor:
                 log.warning("etcd compaction round skipped: %s", exc)
 
 
-def start(node: Node) -> None:
+def start(node: CompactingNode) -> None:
     """Start the compaction loop of an etcd-mode node (nothing in solo mode)."""
     cfg = node.config
     if cfg.ordering != "etcd":

@@ -9,7 +9,7 @@
   between two sizes of the history tree.
 
 All are signed like every `/v1` route. `register` also starts the node's
-cosigning loop (`sharechain.node.cosigning`), which stops with the node.
+cosigning loop (`sharechain.api.cosigning`), which stops with the node.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from sharechain.api.checkpoints import (
     CosignReply,
     CosignRequest,
 )
+from sharechain.api.cosigning import DEFAULT_EVERY_BLOCKS, DEFAULT_EVERY_SECONDS, Cosigner
+from sharechain.api.peer_client import PeerClient
 from sharechain.api.problems import ErrorBody, error_responses
+from sharechain.api.serving import Auth, ServingNode
 from sharechain.crypto.signed_note import parse_note
 from sharechain.errors import EncodingError, NotFoundError
 from sharechain.ledger.checkpoints import (
@@ -36,10 +39,6 @@ from sharechain.ledger.checkpoints import (
     parse_checkpoint,
     store_roster,
 )
-from sharechain.node.cosigning import DEFAULT_EVERY_BLOCKS, DEFAULT_EVERY_SECONDS, Cosigner
-from sharechain.node.deps import Auth
-from sharechain.node.peer_client import PeerClient
-from sharechain.node.service import Node
 
 __all__ = ["register"]
 
@@ -80,7 +79,7 @@ def _refused(exc: CheckpointError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=409)
 
 
-def start(node: Node) -> Cosigner:
+def start(node: ServingNode) -> Cosigner:
     """The node's cosigner, its loop started (it stops with the node)."""
     settings = node.datadir.settings
     peers = [(org, PeerClient(node, url, timeout=10.0)) for org, url in node.config.peers]
@@ -97,7 +96,7 @@ def start(node: Node) -> Cosigner:
     return cosigner
 
 
-def register(app: FastAPI, node: Node) -> None:
+def register(app: FastAPI, node: ServingNode) -> None:
     """Add the checkpoint routes to `app` and start the node's cosigning loop."""
     cosigner = start(node)
     app.state.cosigner = cosigner

@@ -2,7 +2,7 @@
 
 Every request a node makes to another (forwarding submissions, streaming
 blocks, polling status) is signed with its organisation's key. After the
-organisation rotates its key (`Node.refresh_keys`), requests signed with
+organisation rotates its key (`sharechain.node.service.Node.refresh_keys`), requests signed with
 the old one are refused; a `PeerClient` therefore rebuilds its client with
 the current key the first time it is used after a rotation.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 
 from sharechain.api.client import NodeClient
-from sharechain.node.service import Node
+from sharechain.api.serving import Signer
 
 __all__ = ["PeerClient"]
 
@@ -20,7 +20,7 @@ __all__ = ["PeerClient"]
 class PeerClient:
     """A `NodeClient` to `url`, signed with the node's current key. Thread-safe."""
 
-    def __init__(self, node: Node, url: str, *, timeout: float) -> None:
+    def __init__(self, node: Signer, url: str, *, timeout: float) -> None:
         self._node = node
         self._url = url
         self._timeout = timeout
