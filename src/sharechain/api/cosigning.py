@@ -43,7 +43,7 @@ from sharechain.ledger.checkpoints import (
 
 __all__ = ["DEFAULT_EVERY_BLOCKS", "DEFAULT_EVERY_SECONDS", "Cosigner"]
 
-log = logging.getLogger("sharechain.api.cosigning")
+log = logging.getLogger("sharechain.node.cosigning")  # the node's log, its name kept
 
 DEFAULT_EVERY_BLOCKS = 1000
 DEFAULT_EVERY_SECONDS = 60.0

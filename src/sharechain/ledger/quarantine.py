@@ -29,7 +29,7 @@ from sharechain.ledger.attestations import Conflict
 
 __all__ = ["AttestationJudge", "Verdict", "judge"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sharechain.node.quarantine")  # the node's log, its name kept
 
 LOG_EVERY = 60.0
 """Seconds between two log lines about the same suspect peer."""

@@ -45,7 +45,7 @@ from sharechain.storage.uploads import part_path
 
 __all__ = ["ATTEMPTS", "GRACE", "BlobFetcher", "FetchJob"]
 
-log = logging.getLogger("sharechain.sharing.blob_fetch")
+log = logging.getLogger("sharechain.node.blob_fetch")  # the node's log, its name kept
 
 ATTEMPTS: Final = 8
 """Attempts per blob before the job is marked failed."""
