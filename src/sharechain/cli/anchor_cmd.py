@@ -27,7 +27,7 @@ from sharechain.cli.common import (
     open_embedded,
 )
 from sharechain.cli.notary_cmd import iso_time
-from sharechain.cli.proofs_cmd import FileArg, read_text, refused
+from sharechain.cli.verify_cmd import FileArg, read_text, refused
 from sharechain.codec import decode
 from sharechain.contracts.anchors import (
     FOLLOW,

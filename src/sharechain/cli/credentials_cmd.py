@@ -29,7 +29,7 @@ from sharechain.cli.common import (
     fail,
     open_embedded,
 )
-from sharechain.cli.proofs_cmd import FileArg, OutOpt, read_text, refused, write_or_print
+from sharechain.cli.verify_cmd import FileArg, OutOpt, read_text, refused, write_or_print
 from sharechain.contracts import notary
 from sharechain.crypto import sdjwt
 from sharechain.crypto.disclosure import (

@@ -1,13 +1,14 @@
-"""Proofs anyone can check: bundles, checkpoints and membership credentials.
+"""Making proofs anyone can check: checkpoints, consistency proofs, bundles.
 
-`verify-bundle`, `verify-export` and `checkpoint show` need nothing but the
-file: no data directory, no network. `proof checkpoint | consistency | bundle`
+`proof checkpoint | consistency | bundle`
 read the data directory (the embedded store) and cosign with the keys held
 there; `chain checkpoint | consistency` do the same on the embedded default and
 ask the node with `--node`/`--network` (its quorum checkpoint, cosigned by the
 nodes). The export's seal comes from here too (`export_sealer`).
-Credentials and disclosable records are in `credentials_cmd`, registered from
-here. A failed verification exits with code 1 and the reason.
+Checking them with nothing but the file (`verify-bundle`, `verify-export`,
+`checkpoint show | verify`) is `verify_cmd`; credentials and disclosable
+records are `credentials_cmd`; both are registered from here. A failed
+verification exits with code 1 and the reason.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from sharechain.cli import credentials_cmd
 from sharechain.cli.common import (
     DataDirOpt,
     JsonOpt,
@@ -34,12 +36,22 @@ from sharechain.cli.common import (
     open_embedded,
 )
 from sharechain.cli.target import Target, open_plane
-from sharechain.contracts import default_registry
+from sharechain.cli.verify_cmd import (
+    FileArg,
+    OutOpt,
+    checkpoint_app,
+    checkpoint_fields,
+    read_text,
+    refused,
+    verify_bundle_cmd,
+    verify_export_cmd,
+    write_or_print,
+)
 from sharechain.contracts.bundle_objects import Resolved, check_object, resolve
 from sharechain.crypto.merkle import Hash, verify_consistency
 from sharechain.crypto.signed_note import parse_note
 from sharechain.errors import IntegrityError, NotFoundError, SharechainError
-from sharechain.ledger.bundles import build_bundle, load_bundle, verify_bundle
+from sharechain.ledger.bundles import build_bundle, verify_bundle
 from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -50,20 +62,18 @@ from sharechain.ledger.checkpoints import (
     history_consistency,
     origin_for,
     parse_checkpoint,
-    roster_from_verifier_keys,
     roster_of,
     signed_checkpoint,
     store_roster,
     verifier_keys,
     verify_checkpoint,
 )
-from sharechain.ledger.export import Sealer, verify_export
+from sharechain.ledger.export import Sealer
 from sharechain.ledger.export_seal import seal_line, sealed_with
 from sharechain.ledger.store import Store
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.remote_chain import organisations
-from sharechain.text import terminal_safe
 
 __all__ = [
     "FileArg",
@@ -78,118 +88,9 @@ __all__ = [
     "register",
     "write_or_print",
 ]
+"""`FileArg`, `OutOpt`, `read_text`, `refused` and `write_or_print` are `verify_cmd`'s."""
 
-checkpoint_app = command_group("checkpoint", "Show and verify signed checkpoints (C2SP notes).")
 proof_app = command_group("proof", "Checkpoints, consistency proofs and proof bundles of a chain.")
-
-FileArg = Annotated[Path, typer.Argument(help="The file to read.", exists=True, dir_okay=False)]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")]
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read {path}: {exc}")
-
-
-def refused(what: str, exc: SharechainError) -> NoReturn:
-    fail(f"{what} does not verify: {exc}", code=1)
-
-
-def verify_bundle_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
-    """Check a proof bundle offline: exit 0 if it proves its object, 1 and why if not."""
-    try:
-        doc = load_bundle(file.read_bytes())
-        proved = verify_bundle(doc)
-        shows = check_object(proved, doc.get("object"))
-    except SharechainError as exc:
-        refused("the bundle", exc)
-    cp, subject = proved.checkpoint, proved.subject
-    out = {
-        "verified": True,
-        "height": subject.height,
-        "checkpoint_size": cp.size,
-        "tx_id": subject.stx.id.hex(),
-        "type": subject.stx.tx.type,
-        "sender": subject.stx.tx.sender,
-        "object": doc.get("object", {"kind": "transaction"}),
-        "shows": shows,
-        "validation_code_proved": True,
-        "code": subject.code,
-        "reason": subject.reason,
-    }
-    if json_out:
-        emit_json({**out, "origin": cp.origin})
-        return
-    console.print(
-        f"verified: {terminal_safe(shows)}; covered by a quorum checkpoint of {cp.size} "
-        f"blocks of {cp.origin} (inclusion, signature and validation code "
-        f"{terminal_safe(subject.code)!r} proved"
-        + (f": {terminal_safe(subject.reason)}" if subject.reason else "")
-        + ")",
-        highlight=False,
-    )
-
-
-def _show(cp: Checkpoint, signers: list[str]) -> dict[str, Any]:
-    return {"origin": cp.origin, "size": cp.size, "root": cp.root.hex(), "signers": signers}
-
-
-@checkpoint_app.command("show")
-def checkpoint_show(file: FileArg, json_out: JsonOpt = False) -> None:
-    """Print a signed checkpoint's origin, size, root and signers (no verification)."""
-    try:
-        note = parse_note(read_text(file))
-        cp = parse_checkpoint(note.text)
-    except SharechainError as exc:
-        fail(f"not a signed checkpoint: {exc}", code=1)
-    shown = _show(cp, [s.name for s in note.signatures])
-    if json_out:
-        emit_json(shown)
-        return
-    for k, v in shown.items():
-        console.print(f"{k}: {', '.join(v) if isinstance(v, list) else v}", highlight=False)
-
-
-@checkpoint_app.command("verify")
-def checkpoint_verify(
-    file: FileArg,
-    vkey: Annotated[
-        list[str] | None,
-        typer.Option("--vkey", help="A member's verifier key (offline: no data dir)."),
-    ] = None,
-    quorum: Annotated[int, typer.Option(help="With --vkey: signatures needed (0: majority).")] = 0,
-    data_dir: DataDirOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Check a checkpoint. With --vkey (one per member, from `proof vkeys`): offline, a
-    quorum of those keys signed it. Without: against this chain, a quorum of today's
-    members signed it and its tree is a prefix of (or equal to) this chain's."""
-    text = read_text(file)
-    try:
-        if vkey:
-            cp = verify_checkpoint(text, roster_from_verifier_keys(vkey, quorum))
-        else:
-            cp = _against_chain(text, data_dir)
-    except SharechainError as exc:
-        refused("the checkpoint", exc)
-    shown = _show(cp, [s.name for s in parse_note(text).signatures])
-    if json_out:
-        emit_json({**shown, "verified": True})
-        return
-    console.print(f"verified: quorum checkpoint of {cp.size} blocks of {cp.origin}")
-
-
-def _against_chain(text: str, data_dir: Path | None) -> Checkpoint:
-    with open_embedded(data_dir) as emb:
-        hashes, roster = block_hashes(emb.store), store_roster(emb.store)
-    cp = verify_checkpoint(text, roster, origin=origin_for(hashes[0]))
-    if cp.size > len(hashes):
-        raise CheckpointError(f"it covers {cp.size} blocks, this chain has {len(hashes)}")
-    if checkpoint_of(hashes[: cp.size], cp.origin).root != cp.root:
-        raise CheckpointError("its root is not this chain's history at that size: a fork")
-    return cp
 
 
 @proof_app.command("vkeys")
@@ -213,14 +114,6 @@ def _quorum_note(emb: Embedded, hashes: list[bytes]) -> str:
     note = signed_checkpoint(cp, [cosign(cp, o, emb.keys(o).signing) for o in sorted(held)])
     verify_checkpoint(note, roster)
     return note
-
-
-def write_or_print(text: str, out: Path | None, what: str) -> None:
-    if out is None:
-        typer.echo(text, nl=False)
-        return
-    out.write_text(text, "utf-8")
-    console.print(f"wrote {what} to [bold]{out}[/]", highlight=False)
 
 
 @proof_app.command("checkpoint")
@@ -398,7 +291,7 @@ def export_sealer(plane: Plane) -> tuple[int | None, Sealer]:
 
 def _checkpoint_json(note: str) -> dict[str, Any]:
     parsed = parse_note(note)
-    shown = _show(parse_checkpoint(parsed.text), [s.name for s in parsed.signatures])
+    shown = checkpoint_fields(parse_checkpoint(parsed.text), [s.name for s in parsed.signatures])
     return {**shown, "note": note}
 
 
@@ -453,25 +346,6 @@ def chain_consistency(
         _consistency(old_arg, new_arg, prove, json_out)
 
 
-def verify_export_cmd(file: FileArg, json_out: JsonOpt = False) -> None:
-    """Check an export file offline: every block replayed, every line as written, the seal."""
-    try:
-        with file.open(encoding="utf-8") as f:
-            summary = verify_export(f, default_registry())
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read {file}: {exc}")
-    except SharechainError as exc:
-        refused("the export", exc)
-    out = {"verified": True, "blocks": summary.blocks, "head": summary.head.hex()}
-    if json_out:
-        emit_json(out)
-        return
-    console.print(
-        f"verified: {summary.blocks} blocks, sealed by a quorum checkpoint; head {out['head']}",
-        highlight=False,
-    )
-
-
 def add_chain_commands(chain: typer.Typer) -> None:
     """`chain checkpoint` and `chain consistency` (registered by `chain_cmd`)."""
     chain.command("checkpoint")(chain_checkpoint)
@@ -483,7 +357,4 @@ def register(root: typer.Typer) -> None:
     root.command("verify-export")(verify_export_cmd)
     root.add_typer(checkpoint_app, name="checkpoint")
     root.add_typer(proof_app, name="proof")
-    # Imported here: credentials_cmd uses this module's helpers.
-    from sharechain.cli import credentials_cmd
-
     credentials_cmd.register(root)
