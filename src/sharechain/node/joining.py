@@ -26,6 +26,7 @@ import httpx
 from fastapi import FastAPI
 
 from sharechain.api.client import NodeClient
+from sharechain.api.node_start import JoinDocument
 from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.crypto.keyfile import load_keys
 from sharechain.errors import ConfigError, EncodingError, SharechainError
@@ -67,7 +68,7 @@ class Joined:
 def register(app: FastAPI, node: Node) -> None:
     """Add `GET /v1/join` to `app`."""
 
-    @app.get("/v1/join", tags=["membership"], responses=SIGNED_ERRORS)
+    @app.get("/v1/join", tags=["membership"], response_model=JoinDocument, responses=SIGNED_ERRORS)
     def join(who: Auth) -> dict[str, Any]:
         """What a member's new node needs to join: configuration, genesis, ordering, peers."""
         cfg = node.config
