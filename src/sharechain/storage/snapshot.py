@@ -37,6 +37,7 @@ from sharechain.codec import decode, encode
 from sharechain.errors import EncodingError
 from sharechain.ledger.blocks import (
     GENESIS_PREV_HASH,
+    HEADER_FIELDS,
     BlockHeader,
     computed_tx_root,
     decode_block,
@@ -130,6 +131,7 @@ def write_snapshot(db: sqlite3.Connection, out: Path, genesis_hash: bytes) -> Sn
 
 
 _TXS_KEY, _HEADER_KEY = encode("txs"), encode("header")
+_HEADER_FIELDS = len(HEADER_FIELDS)
 _SIGNATURE_TAIL = encode("signature") + b"\x58\x40"  # a 64-byte Ed25519 signature ends the block
 
 
@@ -154,10 +156,11 @@ def _header_parts(data: bytes) -> list[bytes]:
         n, i = _argument(data, start, 5)
         for _ in range(2 * n):  # the header's fields: text keys, ints, hashes, a text
             i = _skip_scalar(data, i)
+        if n != _HEADER_FIELDS or data[-64 - len(_SIGNATURE_TAIL) : -64] != _SIGNATURE_TAIL:
+            raise EncodingError("not a stored block's header and signature")
+        # The header is not decoded: a loading node checks every header's fields and
+        # canonical form (`_Loader._header`), and the chain of their hashes.
         raw, signature = data[start:i], data[-64:]
-        if data[-64 - len(_SIGNATURE_TAIL) : -64] != _SIGNATURE_TAIL:
-            raise EncodingError("no signature at the block's end")
-        decode_header(decode(raw))  # a header of the right fields, canonical
     except (EncodingError, IndexError):
         block = decode_block(data, check_canonical=False)
         return [block.header.encoded(), block.signature]
