@@ -102,6 +102,11 @@ def _fetch(url: str, data_dir: Path, org: str) -> dict[str, Any]:
             f"the node at {url} did not let {org} join: {exc}; has the consortium admitted "
             f"{org} yet (`sharechain org propose` ... `org vote`)?"
         ) from None
+    except (KeyError, TypeError, ValueError) as exc:  # not JSON, or not a node's answer
+        raise JoinRefusedError(
+            f"{url} does not answer as a sharechain node ({type(exc).__name__}: {exc}): "
+            "check the URL given to --join"
+        ) from None
     if not isinstance(body, dict):
         raise JoinRefusedError(f"the node at {url} sent a malformed join document")
     return body
