@@ -69,9 +69,8 @@ def status_lines(st: dict[str, Any]) -> tuple[list[str], list[str]]:
         lines.append(f"etcd quota: {'NOSPACE (writes refused)' if etcd['nospace'] else 'ok'}")
         alarms += [f"etcd: {a}" for a in etcd["alarms"]]
     for org, peer in sorted((st.get("peers") or {}).items()):
-        lines.append(
-            f"peer {org}: height {peer['height']}" + (f" ({peer['error']})" * bool(peer["error"]))
-        )
+        error = f" ({peer['error']})" if peer["error"] else ""
+        lines.append(f"peer {org}: height {peer['height']}{error}")
     return lines, alarms
 
 
@@ -159,11 +158,8 @@ def issue_certs(
         console.print(f"etcd client certificate for {org}: {certs.etcd.cert_file}", highlight=False)
     if certs.https is not None:
         console.print(f"HTTPS certificate for {org}'s node: {certs.https.cert}", highlight=False)
-    console.print(
-        "copy them (keys mode 0600) to the new member's host and start its node:\n  "
-        + " ".join(command),
-        highlight=False,
-    )
+    console.print("copy them (keys mode 0600) to the new member's host and start its node:")
+    console.print("  " + " ".join(command), highlight=False, soft_wrap=True)  # copyable
 
 
 def register(app: typer.Typer) -> None:
