@@ -17,9 +17,10 @@ from node_helpers import Consortium, run_node, shutdown
 from test_snapshot_start import _with_settings
 from typer.testing import CliRunner
 
+from sharechain.api.member_certs import issue_member_certs
 from sharechain.cli.main import app
 from sharechain.errors import ConfigError
-from sharechain.node.launcher import LocalNetwork, issue_member_certs
+from sharechain.node.launcher import LocalNetwork
 
 
 def _status(consortium: Consortium, url: str, *extra: str) -> tuple[int, str]:
@@ -91,13 +92,13 @@ def test_issue_certs_gives_a_new_member_an_etcd_client_and_an_https_certificate(
     assert start[:3] == ["sharechain", "node", "start"] and "--join" in start
     assert start[start.index("--etcd-cert") + 1] == body["etcd"]["cert"]
     # Asked again: the same files, not a second certificate.
-    again = issue_member_certs(base, "clinic-c")
+    again = issue_member_certs(base, "clinic-c", etcd=True, https=True)
     assert again.etcd is not None and _cert(again.etcd.cert_file) == client
 
 
 def test_issue_certs_refuses_a_bad_name_and_a_missing_network(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="lowercase slug"):
-        issue_member_certs(tmp_path, "Clinic C")
+        issue_member_certs(tmp_path, "Clinic C", etcd=True, https=False)
     result = CliRunner().invoke(app, ["network", "issue-certs", "clinic-c", "--dir", str(tmp_path)])
     assert result.exit_code == 2 and "no network in" in result.output
     assert not list(tmp_path.iterdir())  # nothing written

@@ -111,13 +111,15 @@ def issue_certs(
     From the development CAs of the network in --dir; prints the
     `node start --join` command that uses them.
     """
+    from sharechain.api.member_certs import issue_member_certs
     from sharechain.cli.network_cmd import load_network
-    from sharechain.node.launcher import issue_member_certs
 
     base = dir.resolve()
+    net = load_network(base)
     with handle_errors():
-        certs = issue_member_certs(base, org)
-        net = load_network(base)
+        certs = issue_member_certs(
+            base, org, etcd=net.get("ordering") == "etcd", https=bool(net.get("tls"))
+        )
     through = net["nodes"][0]["url"]
     command = [
         "sharechain",

@@ -41,22 +41,20 @@ from typing import IO, Any
 import httpx
 
 from sharechain.api.client import NodeClient, trust_ca
+from sharechain.api.member_certs import issue_member_certs
 from sharechain.api.tls import DevelopmentCA, TlsFiles, create_ca, issue_node_cert
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError
-from sharechain.ledger.identities import check_org_id
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
-from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS
+from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 __all__ = [
     "NETWORK_FILE",
     "NETWORK_HEARTBEAT_MS",
     "LocalNetwork",
-    "MemberCerts",
     "NodeSpec",
     "default_orgs",
-    "issue_member_certs",
     "node_data_dir",
 ]
 
@@ -276,8 +274,8 @@ class LocalNetwork:
         """Start the node of `org`, admitted on the chain since the network started.
 
         `data_dir` holds `org`'s key file (`keys/<org>.key`) and nothing else yet.
-        Its certificates are issued here (`issue_member_certs`, what an operator
-        runs as `sharechain network issue-certs`) and it starts with
+        Its certificates are issued here (`sharechain.api.member_certs`, what an
+        operator runs as `sharechain network issue-certs`) and it starts with
         `node start --join <through's URL>`: it fetches the consortium's
         configuration from that node, then syncs from its peers while nobody
         stops. It is then part of this network (the network file lists it).
@@ -285,7 +283,9 @@ class LocalNetwork:
         check = self.spec(through)
         if any(n.org == org for n in self.nodes):
             raise ConfigError(f"{org} already has a node in this network")
-        certs = issue_member_certs(self.base, org)
+        certs = issue_member_certs(
+            self.base, org, etcd=self.ordering == "etcd", https=self.ca is not None
+        )
         if certs.https is not None:
             self.tls[org] = certs.https
         (port,) = free_ports(1)
@@ -400,70 +400,6 @@ class LocalNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
-
-
-@dataclass(frozen=True, slots=True)
-class MemberCerts:
-    """A newly admitted organisation's certificates from a local network's development CAs."""
-
-    org: str
-    """The organisation (its id is the certificates' common name)."""
-    etcd: EtcdTLS | None
-    """Its etcd client files: etcd requires mutual TLS (None: the network has no etcd)."""
-    https: TlsFiles | None
-    """Its node's HTTPS files (None: the network serves plain HTTP)."""
-
-    def start_options(self) -> list[str]:
-        """The `sharechain node start` options that use them."""
-        out: list[str] = []
-        if self.etcd is not None:
-            out += ["--etcd-ca", str(self.etcd.ca_file), "--etcd-cert", str(self.etcd.cert_file)]
-            out += ["--etcd-key", str(self.etcd.key_file)]
-        if self.https is not None:
-            out += ["--tls-cert", str(self.https.cert), "--tls-key", str(self.https.key)]
-            out += ["--tls-ca", str(self.https.ca)]
-        return out
-
-
-def issue_member_certs(base: Path, org: str) -> MemberCerts:
-    """Issue `org`'s certificates from the development CAs of the network in `base`.
-
-    The network's etcd members require a client certificate signed by their CA
-    (`<base>/etcd/tls/ca.crt`) from every node, so a newly admitted
-    organisation's node cannot reach the ordering service without one; on an
-    HTTPS network its node also needs a server certificate from the nodes' CA
-    (`<base>/tls/ca.crt`), which its peers check. Issued once: asked again,
-    the files already there are returned. The CAs' keys never leave `base`.
-    """
-    try:
-        check_org_id(org)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    spec_file = base / NETWORK_FILE
-    if not spec_file.exists():
-        raise ConfigError(f"no network in {base} (no {NETWORK_FILE}): `sharechain network up`")
-    body = json.loads(spec_file.read_text())
-    etcd = None
-    if body.get("ordering") == "etcd":
-        certs = DevCertificates(base / "etcd" / "tls", ("m0", "m1", "m2"))
-        if not (certs.ca_file.exists() and (certs.directory / "ca.key").exists()):
-            raise ConfigError(
-                f"the network in {base} has no etcd CA yet ({certs.ca_file}): start it once "
-                "with `sharechain network up`"
-            )
-        etcd = certs.client(org)
-    https = None
-    if body.get("tls"):
-        directory = base / "tls"
-        ca = DevelopmentCA(directory / "ca.crt", directory / "ca.key")
-        cert, key = directory / f"{org}.crt", directory / f"{org}.key"
-        if cert.exists() and key.exists():
-            https = TlsFiles(cert, key, ca.cert)
-        elif ca.cert.exists() and ca.key.exists():
-            https = issue_node_cert(ca, directory, org)
-        else:
-            raise ConfigError(f"the network in {base} has no CA for its nodes ({ca.cert})")
-    return MemberCerts(org, etcd, https)
 
 
 def _consecutive_free_ports(count: int) -> int:
