@@ -94,8 +94,7 @@ def step_new_member(story: Story) -> None:
         url, took = _join(story, keys)
         rows.append(("its node", f"{url}, joined through {_THROUGH} in {took:.1f} s"))
     roots = story.consortium.settled()
-    same = len(set(roots.values())) == 1 and (net is None or NEW_MEMBER in roots)
-    story.outcomes["join"] = "ok" if same else "its head or state root differs"
+    caught_up = len(set(roots.values())) == 1 and (net is None or NEW_MEMBER in roots)
     body = {
         "dataset": story.dataset,
         "purpose": "public-health",
@@ -106,15 +105,15 @@ def step_new_member(story: Story) -> None:
     story.outcomes["new_member_request"] = r.code
     roots = story.consortium.settled()
     info = story.plane(NEW_MEMBER).chain_info()
+    request = f"{derive_id('request', r.tx_id)[:16]} ({r.code})"
+    rows.append(("its request", request + (", through its own node" if net else "")))
     rows += [
-        ("its request", f"{derive_id('request', r.tx_id)[:16]} ({r.code}), through its own node"),
         ("its head", f"block {info.height}, {info.head_hash.hex()[:16]}..."),
         ("its state root", info.state_root.hex()[:16] + "..."),
-        (
-            "every node",
-            "the same head and state root"
-            if len(set(roots.values())) == 1
-            else "[red]state roots differ[/]",
-        ),
     ]
+    same = caught_up and len(set(roots.values())) == 1
+    story.outcomes["join"] = "ok" if same else "its head or state root differs"
+    if net is not None:
+        agree = f"all {len(roots)}: the same head and state root" if same else "[red]differ[/]"
+        rows.append(("every node", agree))
     story.console.print(story.kv(f"{NEW_MEMBER} is a member", rows))
