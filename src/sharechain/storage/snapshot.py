@@ -105,9 +105,17 @@ def write_snapshot(db: sqlite3.Connection, out: Path, genesis_hash: bytes) -> Sn
             digest.update(framed)
             f.write(framed)
 
-        blocks = db.execute("SELECT data FROM blocks WHERE height<? ORDER BY height", (height,))
-        while batch := blocks.fetchmany(CHUNK):
-            put(["headers", [_header_parts(data) for (data,) in batch]])
+        # One block in memory at a time (a block may be megabytes), CHUNK headers a frame.
+        headers: list[list[bytes]] = []
+        for (data,) in db.execute(
+            "SELECT data FROM blocks WHERE height<? ORDER BY height", (height,)
+        ):
+            headers.append(_header_parts(data))
+            if len(headers) == CHUNK:
+                put(["headers", headers])
+                headers = []
+        if headers:
+            put(["headers", headers])
         put(["block", base])
         for table, columns in TABLES.items():
             n = 0
