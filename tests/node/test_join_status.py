@@ -18,6 +18,7 @@ from test_snapshot_start import _with_settings
 from typer.testing import CliRunner
 
 from sharechain.api.member_certs import issue_member_certs
+from sharechain.api.tls import create_ca
 from sharechain.cli.main import app
 from sharechain.errors import ConfigError
 from sharechain.node.launcher import LocalNetwork
@@ -72,7 +73,13 @@ def test_issue_certs_gives_a_new_member_an_etcd_client_and_an_https_certificate(
     tmp_path: Path,
 ) -> None:
     base = tmp_path / "net"
-    LocalNetwork(base, orgs=2, ordering="etcd", tls=True)  # laid out, CAs made, not started
+    # Laid out, etcd's CA made, not started. Plain HTTP: an HTTPS network would make this
+    # process trust its CA for good (`trust_ca`), and the file goes with tmp_path; the
+    # nodes' CA is then made as `network up` makes it, and the network file names it.
+    LocalNetwork(base, orgs=2, ordering="etcd", tls=False)
+    ca = create_ca(base / "tls", "sharechain network development CA")
+    spec = json.loads((base / "network.json").read_text())
+    (base / "network.json").write_text(json.dumps({**spec, "tls": {"ca": str(ca.cert)}}))
     result = CliRunner().invoke(
         app, ["network", "issue-certs", "clinic-c", "--dir", str(base), "--json"]
     )
