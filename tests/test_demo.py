@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sharechain import demo, demo_computing
+from sharechain import demo, demo_computing, demo_join
 from sharechain.contracts import queries
 from sharechain.ledger.state import StateReader
 from sharechain.privacy import psi
@@ -30,6 +30,11 @@ def test_the_demo_story_holds(tmp_path: Path) -> None:
         kinds = [(e.type, e.code) for e in queries.audit(emb.store, ds=story.dataset, proofs=False)]
     assert ("grant.read", "valid") in kinds and ("grant.key-release", "revoked") in kinds
     assert "the audit trail" in console.export_text()
+    # A clinic admitted by the admins' votes mid-story asks for the data like any member.
+    assert story.outcomes["join"] == "ok" and story.outcomes["new_member_request"] == "valid"
+    with Embedded(tmp_path / "consortium") as emb:
+        asked = {e.sender for e in queries.audit(emb.store, ds=story.dataset, proofs=False)}
+    assert demo_join.NEW_MEMBER in asked
 
 
 def test_the_demo_matches_two_banks_blacklists_and_averages_three_employers_salaries(

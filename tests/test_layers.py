@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ordering", "storage", "privacy"),
     ("api", "sharing"),
     ("node",),
-    ("cli", "web", "bench", "demo", "demo_consortium", "demo_computing", "faults"),
+    ("cli", "web", "bench", "demo", "demo_consortium", "demo_computing", "demo_join", "faults"),
 )
 """Bottom first: a module of layer i may import layers 0..i only."""
 

@@ -12,7 +12,9 @@ customers against bank-a's fraud blacklist (private set intersection, approved
 by the regulator: each learns nothing else of the other's list); the two
 hospitals and the insurer, three employers, compute the average salary of a
 nurse without anyone seeing another's figures (secure aggregation, the
-regulator joining but never answering); the audit trail with
+regulator joining but never answering); a community clinic is admitted by
+the admins' votes and its node joins the running network (`node start
+--join`), catches up and asks for the data like any member; the audit trail with
 verified proofs and a re-verification of every ledger from genesis close the
 story.
 
@@ -45,6 +47,7 @@ from sharechain.contracts import default_registry
 from sharechain.contracts.access import APPROVE, REQUEST
 from sharechain.demo_computing import step_blacklist_match, step_joint_average
 from sharechain.demo_consortium import Consortium, demo_network
+from sharechain.demo_join import step_new_member
 from sharechain.errors import IntegrityError, SharechainError
 from sharechain.ledger.blocks import VALID
 from sharechain.ledger.chain import verify_chain
@@ -396,6 +399,7 @@ def run_story(data_dir: Path, console: Console, rows: int = 5000, network: str =
         step_fetch_after_revoke(story)
         step_blacklist_match(story)
         step_joint_average(story)
+        step_new_member(story)
         step_audit(story)
         step_verify(story)
     finally:

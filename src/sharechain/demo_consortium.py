@@ -34,6 +34,8 @@ class Consortium:
         self.base = base
         self.net = net
         self._planes: dict[str, Plane] = {}
+        self.key_files: dict[str, Path] = {}
+        """Key files of organisations admitted later, kept by their own node (not in `base`)."""
 
     def plane(self, org: str) -> Plane:
         key = org if self.net is not None else ""
@@ -41,7 +43,9 @@ class Consortium:
             if self.net is None:
                 self._planes[key] = Plane.local(self.base)
             else:
-                self._planes[key] = Plane.connect(network=self.net.base, as_org=org)
+                self._planes[key] = Plane.connect(
+                    network=self.net.base, as_org=org, key=self.key_files.get(org)
+                )
         return self._planes[key]
 
     def stop(self, org: str) -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 from node_helpers import Consortium, Running, shutdown
+from typer.testing import CliRunner
 
+from sharechain.cli.main import app
 from sharechain.errors import OrderingError
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.server import ServerThread
@@ -163,7 +165,13 @@ def test_nospace_alarm_shows_in_health_status_and_metrics_without_a_crash(
             assert health.json()["status"] == "alarm"
             assert "NOSPACE" in health.json()["alarms"][0]
             with running.client() as client:
-                assert "NOSPACE" in client.status()["alarms"][0]
+                status = client.status()
+            assert "NOSPACE" in status["alarms"][0]
+            assert status["etcd"]["nospace"] is True and "NOSPACE" in status["etcd"]["alarms"][0]
+            # `sharechain node status` says so too, and exits 1 while the alarm stands.
+            key = str(consortium.source / "keys" / "hospital-a.key")
+            shown = CliRunner().invoke(app, ["node", "status", "--node", running.url, "--key", key])
+            assert shown.exit_code == 1 and "etcd quota: NOSPACE" in shown.output
             registry = running.node.metrics.registry
             assert registry.get_sample_value("sharechain_etcd_alarm", {"alarm": "NOSPACE"}) == 1
             assert running.node.halted is None and running.node.ready

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sharechain.demo import ORGS, run_network_story
+from sharechain.demo_join import NEW_MEMBER
 
 
 def test_sharing_story_over_http_on_a_node_per_member_and_three_etcd(tmp_path: Path) -> None:
@@ -30,7 +31,12 @@ def test_sharing_story_over_http_on_a_node_per_member_and_three_etcd(tmp_path: P
     assert story.refusal_codes["fetch_after_revoke"] == "revoked"
     assert outcomes["audit"].endswith("every proof verified")
     assert outcomes["verify"] == "ok"
-    assert len(story.state_roots) == len(ORGS) == 6 and len(set(story.state_roots.values())) == 1
+    # The clinic admitted mid-story joined with `node start --join`, caught up (same head
+    # and state root as every node) and asked for the data through its own node.
+    assert outcomes["join"] == "ok" and outcomes["new_member_request"] == "valid"
+    assert NEW_MEMBER in story.state_roots and NEW_MEMBER not in {o.id for o in ORGS}
+    assert len(story.state_roots) == len(ORGS) + 1 == 7
+    assert len(set(story.state_roots.values())) == 1
     # The network is down: no node answers any more.
     assert not any(story.net.is_running(n.org) for n in story.net.nodes)
     text = console.export_text()

@@ -25,6 +25,7 @@ from sharechain.node.service import Node, NodeConfig
 from sharechain.node.snapshots import start_from_snapshot
 from sharechain.ordering.etcd_process import free_ports
 from sharechain.storage import snapshot as snap
+from sharechain.storage import snapshot_format
 from sharechain.storage.datadir import init_consortium
 from sharechain.storage.snapshot import SnapshotRefusedError, load_snapshot, read_manifest
 from sharechain.storage.snapshot_evidence import check_quorum, sign_voucher
@@ -126,7 +127,7 @@ def _rewrite(path: Path, out: Path, change: object) -> None:
     forged = snap.SnapshotInfo(
         info.genesis_hash, info.height, info.block_hash, info.state_root, content, info.rows
     )
-    out.write_bytes(snap.MAGIC + snap._manifest_frame(forged) + b"".join(new))
+    out.write_bytes(snap.MAGIC + snapshot_format.manifest_frame(forged) + b"".join(new))
 
 
 def _state(store: Store) -> list[tuple[str, bytes]]:

@@ -16,6 +16,8 @@ from sharechain.ledger.attestations import Attestation
 
 __all__ = [
     "DataPlane",
+    "DiskAlarm",
+    "EtcdAlarm",
     "FetchProgress",
     "FetchQueue",
     "Health",
@@ -118,6 +120,30 @@ class DataPlane(Model):
     blob_fetch: FetchQueue
 
 
+class DiskAlarm(Model):
+    """The full-disk guard of the node's data directory (`sharechain.node.diskspace`)."""
+
+    full: bool
+    """True while the node refuses work (503 `disk_full`) for lack of space."""
+    reason: str | None
+    """Why, while it is full."""
+    free_bytes: int | None
+    """Bytes free on the data directory's file system now (None: unreadable)."""
+    reserve_bytes: int
+    """The threshold: below this many free bytes the disk counts as full."""
+    path: str
+    """The data directory watched."""
+
+
+class EtcdAlarm(Model):
+    """etcd's alarms as this node last read them (etcd ordering only)."""
+
+    nospace: bool
+    """True while etcd's space quota is reached (NOSPACE): it refuses every write."""
+    alarms: tuple[str, ...]
+    """Every alarm raised, described with what to do."""
+
+
 class NodeStatus(Model):
     """Height, head, peers, latest attestations and the data plane's upkeep."""
 
@@ -136,6 +162,10 @@ class NodeStatus(Model):
     halted: str | None
     alarms: tuple[str, ...] = ()
     """etcd's alarms, described (NOSPACE: its quota is reached and it refuses writes)."""
+    disk: DiskAlarm | None = None
+    """The full-disk guard: state, free bytes, threshold."""
+    etcd: EtcdAlarm | None = None
+    """etcd's quota alarm (None in solo ordering)."""
     queued: int
     """Transactions waiting to be ordered."""
     peers: dict[str, PeerHealth]

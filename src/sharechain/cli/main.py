@@ -101,6 +101,7 @@ COMMAND_MODULES = (
     "sharechain.cli.backup_cmd",  # after node_cmd: it joins the `node` group
     "sharechain.cli.snapshot_cmd",  # after node_cmd: it joins the `node` group
     "sharechain.cli.network_cmd",
+    "sharechain.cli.operate_cmd",  # after node_cmd and network_cmd: it joins their groups
     "sharechain.cli.org_cmd",
     "sharechain.cli.dataset_cmd",
     "sharechain.cli.request_cmd",

@@ -26,6 +26,7 @@ import httpx
 from fastapi import FastAPI
 
 from sharechain.api.client import NodeClient
+from sharechain.api.node_start import JoinDocument
 from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.api.serving import Auth
 from sharechain.crypto.keyfile import load_keys
@@ -67,7 +68,7 @@ class Joined:
 def register(app: FastAPI, node: Node) -> None:
     """Add `GET /v1/join` to `app`."""
 
-    @app.get("/v1/join", tags=["membership"], responses=SIGNED_ERRORS)
+    @app.get("/v1/join", tags=["membership"], response_model=JoinDocument, responses=SIGNED_ERRORS)
     def join(who: Auth) -> dict[str, Any]:
         """What a member's new node needs to join: configuration, genesis, ordering, peers."""
         cfg = node.config
@@ -100,6 +101,11 @@ def _fetch(url: str, data_dir: Path, org: str) -> dict[str, Any]:
         raise JoinRefusedError(
             f"the node at {url} did not let {org} join: {exc}; has the consortium admitted "
             f"{org} yet (`sharechain org propose` ... `org vote`)?"
+        ) from None
+    except (KeyError, TypeError, ValueError) as exc:  # not JSON, or not a node's answer
+        raise JoinRefusedError(
+            f"{url} does not answer as a sharechain node ({type(exc).__name__}: {exc}): "
+            "check the URL given to --join"
         ) from None
     if not isinstance(body, dict):
         raise JoinRefusedError(f"the node at {url} sent a malformed join document")

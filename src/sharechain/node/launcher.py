@@ -41,6 +41,7 @@ from typing import IO, Any
 import httpx
 
 from sharechain.api.client import NodeClient, trust_ca
+from sharechain.api.member_certs import issue_member_certs
 from sharechain.api.tls import DevelopmentCA, TlsFiles, create_ca, issue_node_cert
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError
@@ -178,6 +179,8 @@ class LocalNetwork:
             trust_ca(self.ca)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
+        self._joining: dict[str, str] = {}
+        """Organisations added at runtime, with the member node they join through."""
         self.write_file(state="created")
 
     # -- the network file -----------------------------------------------------
@@ -263,7 +266,35 @@ class LocalNetwork:
             cmd += ["--max-block-bytes", str(self.etcd.max_request_bytes - 64 * 1024)]
         elif node.org != self.nodes[0].org:
             cmd += ["--orderer-url", self.nodes[0].url]
+        if node.org in self._joining:
+            cmd += ["--join", self._joining[node.org]]
         return cmd + list(self.node_options)
+
+    def add_member(self, org: str, data_dir: Path, *, through: str) -> NodeSpec:
+        """Start the node of `org`, admitted on the chain since the network started.
+
+        `data_dir` holds `org`'s key file (`keys/<org>.key`) and nothing else yet.
+        Its certificates are issued here (`sharechain.api.member_certs`, what an
+        operator runs as `sharechain network issue-certs`) and it starts with
+        `node start --join <through's URL>`: it fetches the consortium's
+        configuration from that node, then syncs from its peers while nobody
+        stops. It is then part of this network (the network file lists it).
+        """
+        check = self.spec(through)
+        if any(n.org == org for n in self.nodes):
+            raise ConfigError(f"{org} already has a node in this network")
+        certs = issue_member_certs(
+            self.base, org, etcd=self.ordering == "etcd", https=self.ca is not None
+        )
+        if certs.https is not None:
+            self.tls[org] = certs.https
+        (port,) = free_ports(1)
+        spec = NodeSpec(org, port, data_dir, self.base / "logs" / f"{org}.log", check.scheme)
+        self.nodes = (*self.nodes, spec)
+        self._joining[org] = check.url
+        self.start_node(org)
+        self.write_file(state="up" if self._procs else "created")
+        return spec
 
     def start_node(self, org: str) -> None:
         node = self.spec(org)

@@ -28,6 +28,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from sharechain.api.client import NodeClient
+from sharechain.api.node_start import SnapshotList
 from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.api.serving import Auth
 from sharechain.crypto.keyfile import OrgKeys
@@ -54,7 +55,9 @@ _DOWNLOAD = "snapshot-download.part"
 def register(app: FastAPI, node: Node) -> None:
     """Add the snapshot routes to `app`."""
 
-    @app.get("/v1/snapshots", tags=["snapshots"], responses=SIGNED_ERRORS)
+    @app.get(
+        "/v1/snapshots", tags=["snapshots"], response_model=SnapshotList, responses=SIGNED_ERRORS
+    )
     def snapshots(who: Auth) -> dict[str, Any]:
         """The snapshots this node holds, newest first, each with its signed voucher."""
         held = node.snapshots.held()

@@ -6,6 +6,7 @@ The API serves these (`GET /v1/status`, `/v1/attestations/status`,
 
 from __future__ import annotations
 
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from sharechain.ledger.blocks import decode_block
@@ -13,7 +14,7 @@ from sharechain.ledger.blocks import decode_block
 if TYPE_CHECKING:  # the node imports this module
     from sharechain.node.service import Node
 
-__all__ = ["attestation_status", "node_status", "tx_info"]
+__all__ = ["attestation_status", "disk_alarm", "node_status", "tx_info"]
 
 
 def node_status(node: Node) -> dict[str, Any]:
@@ -31,6 +32,13 @@ def node_status(node: Node) -> dict[str, Any]:
         "problem": node.problem,
         "halted": node.halted,
         "alarms": list(node.etcd_alarms),
+        "disk": disk_alarm(node),
+        "etcd": None
+        if node.config.ordering != "etcd"
+        else {
+            "nospace": any("NOSPACE" in alarm for alarm in node.etcd_alarms),
+            "alarms": list(node.etcd_alarms),
+        },
         "queued": len(node.queue),
         "peers": {
             org: {"height": node.peer_heights.get(org), "error": node.peer_errors.get(org)}
@@ -38,6 +46,22 @@ def node_status(node: Node) -> dict[str, Any]:
         },
         "attestations": [a.to_json() for a in node.book.own()[-16:]],
         "commits": [[h, round(t, 4)] for h, t in list(node.commit_times)],
+    }
+
+
+def disk_alarm(node: Node) -> dict[str, Any]:
+    """The full-disk guard's state, the free bytes now and its threshold."""
+    guard = node.disk
+    try:
+        free: int | None = shutil.disk_usage(guard.path).free
+    except OSError:
+        free = None
+    return {
+        "full": guard.full is not None,
+        "reason": guard.full,
+        "free_bytes": free,
+        "reserve_bytes": guard.reserve,
+        "path": str(guard.path),
     }
 
 

@@ -5,20 +5,16 @@ loads the state, the transaction index and the history index as they were
 after block `h`, the headers of blocks `0 .. h - 1` and block `h` itself, then
 syncs forward from its peers like any node. Nodes make a snapshot every
 `snapshot_blocks` blocks (`sharechain.node.snapshot_maker`), so that every
-honest node's snapshot at a height is the same bytes.
+honest node's snapshot at a height is the same bytes. The file's layout is
+`sharechain.storage.snapshot_format`'s.
 
-The file is `MAGIC` followed by frames, each a 4-byte big-endian length and
-a canonical CBOR value:
+Writing (`write_snapshot`) reads what a snapshot carries and nothing more:
+the rows of the four tables, block `h`, and of every block below it the
+header and the orderer's signature, cut out of the stored block without
+decoding or hashing its transactions (`_header_parts`).
 
-    manifest   {"genesis", "height", "block_hash", "state_root", "content_hash", "rows"}
-    items      ["headers", [[header CBOR, orderer signature], ...]]   heights 0 .. h - 1
-               ["block", block bytes]                                 block h, whole
-               ["rows", table, [[column, ...], ...]]                   in primary-key order
-               ["end"]
-
-`content_hash` is SHA-256 over every frame after the manifest, lengths
-included. Loading (`load_snapshot`) checks, before anything is installed:
-that the snapshot is of this consortium, the header chain (block 0 is this
+Loading (`load_snapshot`) checks, before anything is installed: that the
+snapshot is of this consortium, the header chain (block 0 is this
 consortium's genesis, every header names the hash of the one before, block
 `h` names header `h - 1`, the running state root recomputed from the
 headers' delta hashes is the manifest's), block `h`'s hash and Merkle root,
@@ -34,16 +30,14 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from sharechain.codec import decode, encode
-from sharechain.errors import EncodingError, IntegrityError
+from sharechain.errors import EncodingError
 from sharechain.ledger.blocks import (
     GENESIS_PREV_HASH,
+    HEADER_FIELDS,
     BlockHeader,
     computed_tx_root,
     decode_block,
@@ -53,6 +47,23 @@ from sharechain.ledger.blocks import (
 )
 from sharechain.ledger.execution import next_state_root
 from sharechain.ledger.store import Store
+from sharechain.storage.snapshot_format import (
+    BASE_META,
+    CHUNK,
+    MAGIC,
+    MANIFEST_BYTES,
+    ROW_ORDER,
+    ROW_TYPES,
+    TABLES,
+    SnapshotInfo,
+    SnapshotRefusedError,
+    frame,
+    frame_value,
+    manifest_frame,
+    open_snapshot,
+    read_frame,
+    read_manifest,
+)
 
 __all__ = [
     "BASE_META",
@@ -60,102 +71,12 @@ __all__ = [
     "TABLES",
     "SnapshotInfo",
     "SnapshotRefusedError",
+    "check_loaded",
     "load_snapshot",
     "read_manifest",
     "snapshot_base",
     "write_snapshot",
 ]
-
-MAGIC = b"sharechain-snapshot/v1\n"
-BASE_META = "snapshot_base"
-"""`meta` row of a store loaded from a snapshot: the height it started at (8 bytes, big-endian).
-Blocks below it (genesis aside) are held as headers only."""
-
-TABLES: dict[str, tuple[str, ...]] = {
-    "state": ("key", "value"),
-    "state_idx": ("key", "value"),
-    "txs": ("id", "height", "idx", "type", "sender", "code"),
-    "history": ("key", "height", "idx", "tx_id"),
-}
-"""The tables a snapshot carries, in file order, with their columns."""
-_ORDER = {"state": "key", "state_idx": "key", "txs": "id", "history": "key, height, idx"}
-_TYPES: dict[str, tuple[type, ...]] = {
-    "state": (str, bytes),
-    "state_idx": (str, bytes),
-    "txs": (bytes, int, int, str, str, str),
-    "history": (str, int, int, bytes),
-}
-_CHUNK = 1024
-_MAX_FRAME = 64 * 1024 * 1024
-_LEN = struct.Struct(">I")
-_MANIFEST_BYTES = 512
-
-
-class SnapshotRefusedError(IntegrityError):
-    """A snapshot was refused: it is of another chain, damaged, or not vouched for.
-
-    `reason` is a short code (`consortium`, `format`, `headers`, `block`,
-    `content`, `evidence`, `store`); the message says what failed and what to do.
-    Nothing was installed.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotInfo:
-    """What a snapshot's manifest says."""
-
-    genesis_hash: bytes
-    """The consortium it is of."""
-    height: int
-    """The height of its state (block `height` is its last block)."""
-    block_hash: bytes
-    """The hash of block `height`."""
-    state_root: bytes
-    """The running state root after it."""
-    content_hash: bytes
-    """SHA-256 over every frame after the manifest."""
-    rows: tuple[tuple[str, int], ...]
-    """(table, rows) for each table carried."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "genesis_hash": self.genesis_hash.hex(),
-            "height": self.height,
-            "block_hash": self.block_hash.hex(),
-            "state_root": self.state_root.hex(),
-            "content_hash": self.content_hash.hex(),
-            "rows": dict(self.rows),
-        }
-
-
-def _manifest(info: SnapshotInfo) -> dict[str, Any]:
-    return {
-        "genesis": info.genesis_hash,
-        "height": info.height,
-        "block_hash": info.block_hash,
-        "state_root": info.state_root,
-        "content_hash": info.content_hash,
-        "rows": dict(info.rows),
-    }
-
-
-def _manifest_frame(info: SnapshotInfo) -> bytes:
-    """The manifest's frame, padded to `_MANIFEST_BYTES` (it is written after the items)."""
-    value = _manifest(info)
-    for pad in range(_MANIFEST_BYTES):
-        frame = _frame({**value, "pad": bytes(pad)})
-        if len(frame) == _MANIFEST_BYTES:
-            return frame
-    raise EncodingError("the snapshot manifest does not fit its frame")
-
-
-def _frame(value: Any) -> bytes:
-    body = encode(value)
-    return _LEN.pack(len(body)) + body
 
 
 # -- writing --------------------------------------------------------------------
@@ -177,35 +98,32 @@ def write_snapshot(db: sqlite3.Connection, out: Path, genesis_hash: bytes) -> Sn
     counts: list[tuple[str, int]] = []
     with tmp.open("wb") as f:
         f.write(MAGIC)
-        f.write(bytes(_MANIFEST_BYTES))  # written at the end, once the counts are known
+        f.write(bytes(MANIFEST_BYTES))  # written at the end, once the counts are known
 
         def put(value: Any) -> None:
-            frame = _frame(value)
-            digest.update(frame)
-            f.write(frame)
+            framed = frame(value)
+            digest.update(framed)
+            f.write(framed)
 
-        chunk: list[list[bytes]] = []
-        for _, data in _rows(
-            db, "SELECT height, data FROM blocks WHERE height<? ORDER BY height", (height,)
+        # One block in memory at a time (a block may be megabytes), CHUNK headers a frame.
+        headers: list[list[bytes]] = []
+        for (data,) in db.execute(
+            "SELECT data FROM blocks WHERE height<? ORDER BY height", (height,)
         ):
-            block = decode_block(bytes(data), check_canonical=False)
-            chunk.append([block.header.encoded(), block.signature])
-            if len(chunk) == _CHUNK:
-                put(["headers", chunk])
-                chunk = []
-        if chunk:
-            put(["headers", chunk])
+            headers.append(_header_parts(data))
+            if len(headers) == CHUNK:
+                put(["headers", headers])
+                headers = []
+        if headers:
+            put(["headers", headers])
         put(["block", base])
         for table, columns in TABLES.items():
             n = 0
-            rows: list[list[Any]] = []
-            query = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {_ORDER[table]}"
-            for r in _rows(db, query, ()):
-                rows.append([bytes(v) if isinstance(v, memoryview | bytearray) else v for v in r])
-                if len(rows) == _CHUNK:
-                    put(["rows", table, rows])
-                    n, rows = n + len(rows), []
-            if rows:
+            query = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {ROW_ORDER[table]}"
+            cursor = db.execute(query)
+            # SQLite gives BLOBs as bytes and TEXT as str: the rows are encoded as read
+            # (a tuple encodes as the array a list would).
+            while rows := cursor.fetchmany(CHUNK):
                 put(["rows", table, rows])
                 n += len(rows)
             counts.append((table, n))
@@ -213,90 +131,74 @@ def write_snapshot(db: sqlite3.Connection, out: Path, genesis_hash: bytes) -> Sn
         info = SnapshotInfo(
             genesis_hash, height, block_hash, state_root, digest.digest(), tuple(counts)
         )
-        manifest = _manifest_frame(info)
         f.seek(len(MAGIC))
-        f.write(manifest)
+        f.write(manifest_frame(info))
         f.flush()
     tmp.replace(out)
     return info
 
 
-def _rows(db: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
-    cursor = db.execute(query, args)
-    while batch := cursor.fetchmany(_CHUNK):
-        yield from batch
+_TXS_KEY, _HEADER_KEY = encode("txs"), encode("header")
+_HEADER_FIELDS = len(HEADER_FIELDS)
+_SIGNATURE_TAIL = encode("signature") + b"\x58\x40"  # a 64-byte Ed25519 signature ends the block
+
+
+def _header_parts(data: bytes) -> list[bytes]:
+    """`[header CBOR, signature]` of a stored block, its transactions skipped, not decoded.
+
+    A stored block is canonical (`encode_block`): a map whose keys come in the
+    order `txs`, `header`, `results`, `signature`, so the header follows the
+    transaction list and the signature closes the block. Only the lengths of
+    the transactions are read. A block of another shape is decoded whole.
+    """
+    try:
+        if data[0] != 0xA4 or data[1:5] != _TXS_KEY:
+            raise EncodingError("not a stored block's layout")
+        count, i = _argument(data, 5, 4)
+        for _ in range(count):
+            size, i = _argument(data, i, 2)
+            i += size
+        if data[i : i + len(_HEADER_KEY)] != _HEADER_KEY:
+            raise EncodingError("no header after the transactions")
+        start = i + len(_HEADER_KEY)
+        n, i = _argument(data, start, 5)
+        for _ in range(2 * n):  # the header's fields: text keys, ints, hashes, a text
+            i = _skip_scalar(data, i)
+        if n != _HEADER_FIELDS or data[-64 - len(_SIGNATURE_TAIL) : -64] != _SIGNATURE_TAIL:
+            raise EncodingError("not a stored block's header and signature")
+        # The header is not decoded: a loading node checks every header's fields and
+        # canonical form (`_Loader._header`), and the chain of their hashes.
+        raw, signature = data[start:i], data[-64:]
+    except (EncodingError, IndexError):
+        block = decode_block(data, check_canonical=False)
+        return [block.header.encoded(), block.signature]
+    return [raw, signature]
+
+
+def _argument(data: bytes, i: int, major: int) -> tuple[int, int]:
+    """The argument of the CBOR head at `i` (of major type `major`), and where it ends."""
+    first = data[i]
+    if first >> 5 != major:
+        raise EncodingError(f"CBOR major type {first >> 5} where {major} was expected")
+    info = first & 0x1F
+    if info < 24:
+        return info, i + 1
+    if info > 27:
+        raise EncodingError("an indefinite or reserved CBOR length")
+    width = 1 << (info - 24)
+    return int.from_bytes(data[i + 1 : i + 1 + width], "big"), i + 1 + width
+
+
+def _skip_scalar(data: bytes, i: int) -> int:
+    """Where the integer, byte string or text at `i` ends."""
+    major = data[i] >> 5
+    if major not in (0, 1, 2, 3):
+        raise EncodingError("a header field that is not a scalar")
+    n, end = _argument(data, i, major)
+    return end + n if major >= 2 else end
 
 
 # -- reading --------------------------------------------------------------------
-
-
-def _read_frame(f: IO[bytes]) -> bytes | None:
-    head = f.read(_LEN.size)
-    if not head:
-        return None
-    if len(head) != _LEN.size:
-        raise SnapshotRefusedError("format", "the snapshot file is truncated (a frame length)")
-    (n,) = _LEN.unpack(head)
-    if n > _MAX_FRAME:
-        raise SnapshotRefusedError("format", f"a snapshot frame of {n} bytes is too large")
-    body = f.read(n)
-    if len(body) != n:
-        raise SnapshotRefusedError("format", "the snapshot file is truncated")
-    return head + body
-
-
-def _value(frame: bytes) -> Any:
-    try:
-        return decode(frame[_LEN.size :])
-    except EncodingError as exc:
-        raise SnapshotRefusedError(
-            "format", f"a snapshot frame is not canonical CBOR: {exc}"
-        ) from None
-
-
-def _parse_manifest(value: Any) -> SnapshotInfo:
-    try:
-        rows = value["rows"]
-        info = SnapshotInfo(
-            value["genesis"],
-            value["height"],
-            value["block_hash"],
-            value["state_root"],
-            value["content_hash"],
-            tuple((t, rows[t]) for t in TABLES),
-        )
-    except (KeyError, TypeError):
-        raise SnapshotRefusedError("format", "the snapshot manifest is malformed") from None
-    hashes = (info.genesis_hash, info.block_hash, info.state_root, info.content_hash)
-    if not all(isinstance(h, bytes) and len(h) == 32 for h in hashes):
-        raise SnapshotRefusedError("format", "the snapshot manifest's hashes are malformed")
-    if not isinstance(info.height, int) or not 0 <= info.height < 2**62:
-        raise SnapshotRefusedError("format", "the snapshot manifest's height is malformed")
-    return info
-
-
-def _open(path: Path) -> tuple[IO[bytes], SnapshotInfo]:
-    try:
-        f = path.open("rb")
-    except OSError as exc:
-        raise SnapshotRefusedError("format", f"cannot read the snapshot {path}: {exc}") from None
-    try:
-        if f.read(len(MAGIC)) != MAGIC:
-            raise SnapshotRefusedError("format", f"{path} is not a sharechain snapshot")
-        frame = _read_frame(f)
-        if frame is None:
-            raise SnapshotRefusedError("format", "the snapshot file has no manifest")
-        return f, _parse_manifest(_value(frame))
-    except BaseException:
-        f.close()
-        raise
-
-
-def read_manifest(path: Path) -> SnapshotInfo:
-    """The manifest of the snapshot at `path` (nothing else is checked)."""
-    f, info = _open(path)
-    f.close()
-    return info
 
 
 def snapshot_base(store: Store) -> int | None:
@@ -408,7 +310,7 @@ class _Loader:
         if not self.have_block or table not in TABLES or names.index(table) < self.table_at:
             raise SnapshotRefusedError("format", f"snapshot rows of {table!r} are out of order")
         self.table_at = names.index(table)
-        types = _TYPES[table]
+        types = ROW_TYPES[table]
         if not isinstance(value, list) or not all(
             isinstance(r, list)
             and len(r) == len(types)
@@ -438,7 +340,7 @@ def load_snapshot(path: Path, dest: Path, genesis: bytes) -> SnapshotInfo:
     store written here, before it is installed.
     """
     genesis_hash = decode_block(genesis).hash()
-    f, info = _open(path)
+    f, info = open_snapshot(path)
     try:
         if info.genesis_hash != genesis_hash:
             raise SnapshotRefusedError(
@@ -470,11 +372,11 @@ def _load_items(f: IO[bytes], info: SnapshotInfo, genesis: bytes, db: sqlite3.Co
     loader = _Loader(info, genesis, db)
     digest = hashlib.sha256()
     ended = False
-    while (frame := _read_frame(f)) is not None:
+    while (raw := read_frame(f)) is not None:
         if ended:
             raise SnapshotRefusedError("format", "the snapshot has data after its end")
-        digest.update(frame)
-        item = _value(frame)
+        digest.update(raw)
+        item = frame_value(raw)
         kind = item[0] if isinstance(item, list) and item else None
         if kind == "headers" and len(item) == 2:
             loader.headers(item[1])

@@ -1,0 +1,89 @@
+"""A newly admitted member's certificates, issued from a local network's development CAs.
+
+A network made by `sharechain network up` (`sharechain.node.launcher`) keeps
+two development CAs in its directory: the etcd members' (`etcd/tls/`: every
+etcd client shows a certificate it signed, mutual TLS) and, on HTTPS, the
+nodes' (`tls/`: every node's server certificate, checked by its peers). An
+organisation admitted while the network runs (`org propose` ... `org vote`)
+needs both before its node can start with `node start --join URL`: the join
+hands out the etcd endpoints, never key material. `issue_member_certs` is
+that step (`sharechain network issue-certs`, `LocalNetwork.add_member`). A
+consortium with its own PKI issues the same two certificates from its CA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sharechain.api.tls import DevelopmentCA, TlsFiles, issue_node_cert
+from sharechain.errors import ConfigError
+from sharechain.ledger.identities import check_org_id
+from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS
+
+__all__ = ["MemberCerts", "issue_member_certs"]
+
+_ETCD_MEMBERS = ("m0", "m1", "m2")
+"""The local network's etcd members (their certificates exist once the CA does)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCerts:
+    """A newly admitted organisation's certificates from a local network's development CAs."""
+
+    org: str
+    """The organisation (its id is the certificates' common name)."""
+    etcd: EtcdTLS | None
+    """Its etcd client files: etcd requires mutual TLS (None: the network has no etcd)."""
+    https: TlsFiles | None
+    """Its node's HTTPS files (None: the network serves plain HTTP)."""
+
+    def start_options(self) -> list[str]:
+        """The `sharechain node start` options that use them."""
+        out: list[str] = []
+        if self.etcd is not None:
+            out += ["--etcd-ca", str(self.etcd.ca_file), "--etcd-cert", str(self.etcd.cert_file)]
+            out += ["--etcd-key", str(self.etcd.key_file)]
+        if self.https is not None:
+            out += ["--tls-cert", str(self.https.cert), "--tls-key", str(self.https.key)]
+            out += ["--tls-ca", str(self.https.ca)]
+        return out
+
+
+def issue_member_certs(base: Path, org: str, *, etcd: bool, https: bool) -> MemberCerts:
+    """Issue `org`'s certificates from the development CAs of the network in `base`.
+
+    `etcd`: the network orders through etcd; `https`: its nodes serve HTTPS.
+
+    The network's etcd members require a client certificate signed by their CA
+    (`<base>/etcd/tls/ca.crt`) from every node, so a newly admitted
+    organisation's node cannot reach the ordering service without one; on an
+    HTTPS network its node also needs a server certificate from the nodes' CA
+    (`<base>/tls/ca.crt`), which its peers check. Issued once: asked again,
+    the files already there are returned. The CAs' keys never leave `base`.
+    """
+    try:
+        check_org_id(org)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    etcd_files = None
+    if etcd:
+        certs = DevCertificates(base / "etcd" / "tls", _ETCD_MEMBERS)
+        if not (certs.ca_file.exists() and (certs.directory / "ca.key").exists()):
+            raise ConfigError(
+                f"the network in {base} has no etcd CA yet ({certs.ca_file}): start it once "
+                "with `sharechain network up`"
+            )
+        etcd_files = certs.client(org)
+    https_files = None
+    if https:
+        directory = base / "tls"
+        ca = DevelopmentCA(directory / "ca.crt", directory / "ca.key")
+        cert, key = directory / f"{org}.crt", directory / f"{org}.key"
+        if cert.exists() and key.exists():
+            https_files = TlsFiles(cert, key, ca.cert)
+        elif ca.cert.exists() and ca.key.exists():
+            https_files = issue_node_cert(ca, directory, org)
+        else:
+            raise ConfigError(f"the network in {base} has no CA for its nodes ({ca.cert})")
+    return MemberCerts(org, etcd_files, https_files)

@@ -1,0 +1,174 @@
+"""`sharechain node status` and `sharechain network issue-certs`: an operator's two views.
+
+`node status` asks a node (`--node URL` or `--network FILE`, signed as
+`--as ORG`) where it stands: height, head, state root, peers, and the alarms
+an operator must act on: a full disk (the node then refuses work; the free
+bytes and the threshold are shown) and etcd's space quota (NOSPACE: etcd
+refuses every write). It exits 1 while an alarm is raised, so a script or a
+monitor can notice.
+
+`network issue-certs ORG` is the step between the consortium admitting an
+organisation (`org propose` ... `org vote`) and its node joining
+(`node start --join URL`) on a network made by `sharechain network up`: the
+network's etcd members require a client certificate from every node (mutual
+TLS), and on an HTTPS network its peers check the node's server certificate,
+so the new member's certificates are issued from the network's development
+CAs. It prints the `node start` command that uses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sharechain.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
+    console,
+    emit_json,
+    fail,
+    handle_errors,
+)
+from sharechain.cli.target import Target, open_plane
+
+__all__ = ["register", "status_lines"]
+
+
+def _bytes(n: int | None) -> str:
+    return "unknown" if n is None else f"{n / 2**20:,.1f} MiB ({n:,} bytes)"
+
+
+def status_lines(st: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """A status document as lines to print, and the alarms among them."""
+    lines = [
+        f"node {st['org']} ({st['ordering']} ordering, {st['role']})",
+        f"height {st['height']}, head {st['head_hash'][:16]}, state root {st['state_root'][:16]}",
+        f"ready: {'yes' if st['ready'] else 'NO'}; caught up: {'yes' if st['caught_up'] else 'no'}",
+    ]
+    alarms: list[str] = []
+    for why in ("problem", "halted"):
+        if st.get(why):
+            alarms.append(f"{why}: {st[why]}")
+    disk = st.get("disk")
+    if isinstance(disk, dict):
+        state = "FULL" if disk["full"] else "ok"
+        lines.append(
+            f"disk: {state}; free {_bytes(disk['free_bytes'])}, threshold "
+            f"{_bytes(disk['reserve_bytes'])} ({disk['path']})"
+        )
+        if disk["full"]:
+            alarms.append(f"disk full: {disk['reason']}")
+    etcd = st.get("etcd")
+    if isinstance(etcd, dict):
+        lines.append(f"etcd quota: {'NOSPACE (writes refused)' if etcd['nospace'] else 'ok'}")
+        alarms += [f"etcd: {a}" for a in etcd["alarms"]]
+    for org, peer in sorted((st.get("peers") or {}).items()):
+        error = f" ({peer['error']})" if peer["error"] else ""
+        lines.append(f"peer {org}: height {peer['height']}{error}")
+    return lines, alarms
+
+
+def node_status(
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+) -> None:
+    """Where a running node stands, and its alarms (full disk, etcd quota). Exit 1 on an alarm."""
+    with open_plane(data_dir, Target(node, network, key), as_org) as plane:
+        if plane.client is None:
+            fail("`node status` asks a running node: give --node URL or --network FILE")
+        st = plane.client.status()
+    lines, alarms = status_lines(st)
+    if json_out:
+        emit_json(st)
+    else:
+        for line in lines:
+            console.print(line, highlight=False)
+        for alarm in alarms:
+            console.print(f"[bold red]ALARM[/] {alarm}", highlight=False)
+    if alarms:
+        raise typer.Exit(1)
+
+
+def issue_certs(
+    org: Annotated[str, typer.Argument(help="The newly admitted organisation.")],
+    dir: Annotated[
+        Path, typer.Option("--dir", help="Network directory.", show_default=True)
+    ] = Path(".sharechain-network"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Issue a newly admitted organisation's etcd client (and HTTPS) certificates.
+
+    From the development CAs of the network in --dir; prints the
+    `node start --join` command that uses them.
+    """
+    from sharechain.api.member_certs import issue_member_certs
+    from sharechain.cli.network_cmd import load_network
+
+    base = dir.resolve()
+    net = load_network(base)
+    with handle_errors():
+        certs = issue_member_certs(
+            base, org, etcd=net.get("ordering") == "etcd", https=bool(net.get("tls"))
+        )
+    through = net["nodes"][0]["url"]
+    command = [
+        "sharechain",
+        "node",
+        "start",
+        "--org",
+        org,
+        "--data-dir",
+        f"<{org}'s data dir, holding keys/{org}.key>",
+        "--listen",
+        "127.0.0.1:<port>",
+        "--join",
+        through,
+        *certs.start_options(),
+    ]
+    value = {
+        "org": org,
+        "etcd": None
+        if certs.etcd is None
+        else {
+            "ca": str(certs.etcd.ca_file),
+            "cert": str(certs.etcd.cert_file),
+            "key": str(certs.etcd.key_file),
+        },
+        "https": None
+        if certs.https is None
+        else {
+            "ca": str(certs.https.ca),
+            "cert": str(certs.https.cert),
+            "key": str(certs.https.key),
+        },
+        "start": command,
+    }
+    if json_out:
+        emit_json(value)
+        return
+    if certs.etcd is not None:
+        console.print(f"etcd client certificate for {org}: {certs.etcd.cert_file}", highlight=False)
+    if certs.https is not None:
+        console.print(f"HTTPS certificate for {org}'s node: {certs.https.cert}", highlight=False)
+    console.print("copy them (keys mode 0600) to the new member's host and start its node:")
+    console.print("  " + " ".join(command), highlight=False, soft_wrap=True)  # copyable
+
+
+def register(app: typer.Typer) -> None:
+    # The `node` and `network` groups are attached by node_cmd and network_cmd.
+    del app
+    from sharechain.cli.network_cmd import network_app
+    from sharechain.cli.node_cmd import node_app
+
+    node_app.command("status")(node_status)
+    network_app.command("issue-certs")(issue_certs)
