@@ -6,9 +6,9 @@ the GIL, so threads verifying signatures at the same time would starve. This
 pipeline therefore checks the signatures of block k+1 in worker *processes*
 (`_sigworker`) while this process executes and commits block k. Workers check
 each signature against the sender's key as of when the block was handed to
-them; anything that changed meanwhile (a key rotated in block k) is checked
-again inline during execution, so the outcome is exactly that of
-`Ledger.commit`.
+them (looked up by the key id the envelope names); anything that changed
+meanwhile (a key rotated in block k) is checked again inline during
+execution, so the outcome is exactly that of `Ledger.commit`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.chain import Ledger
-from sharechain.ledger.execution import Execution, Presigned
+from sharechain.ledger.execution import Execution, Presigned, parse_tx
 from sharechain.ledger.identities import org_from_value
 from sharechain.ledger.state import StateReader
-from sharechain.ledger.transactions import SignedTransaction, decode_transaction
+from sharechain.ledger.transactions import SignedTransaction
 
 __all__ = ["MIN_PIPELINED_TXS", "commit_stream", "start_workers"]
 
@@ -45,10 +45,13 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        self.keys: dict[bytes, bytes] | None = None
+        """The keys sent last: the worker keeps them until others are sent."""
 
-    def send(self, keys: dict[str, bytes], raws: list[bytes]) -> None:
+    def send(self, keys: dict[bytes, bytes], raws: list[bytes]) -> None:
         assert self.proc.stdin is not None
-        body = cbor2.dumps([keys, raws])
+        body = cbor2.dumps([None if keys == self.keys else keys, raws])
+        self.keys = keys
         self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
         self.proc.stdin.flush()
 
@@ -93,22 +96,21 @@ def _stop_workers() -> None:
 class _Pending:
     block: Block
     data: bytes
-    keys: dict[str, bytes]
+    keys: dict[bytes, bytes]
+    """Key id -> public key, of every organisation's current key as of dispatch."""
     parts: list[tuple[_Worker, int, int]]
 
 
-def _sender_keys(ledger: Ledger) -> dict[str, bytes]:
-    return {
-        value["id"]: org_from_value(value).sign_key
-        for _, value in StateReader(ledger.store).scan("org/")
-    }
+def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
+    orgs = [org_from_value(value) for _, value in StateReader(ledger.store).scan("org/")]
+    return {org.sign_key_id: org.sign_key for org in orgs}
 
 
 def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool) -> _Pending:
     pending = _Pending(block, data, {}, [])
     n = len(block.txs)
     if pooled and n >= MIN_PIPELINED_TXS and block.height > 0:
-        pending.keys = _sender_keys(ledger)
+        pending.keys = _current_keys(ledger)
         size = -(-n // len(_pool))
         for worker, lo in zip(_pool, range(0, n, size), strict=False):
             worker.send(pending.keys, list(block.txs[lo : lo + size]))
@@ -116,21 +118,17 @@ def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool) -> _Pendi
     return pending
 
 
-def _parse(raw: bytes) -> SignedTransaction | None:
-    try:
-        return decode_transaction(raw)
-    except EncodingError:
-        return None
-
-
 def _finish(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
-    presigned: list[Presigned] | None = None
+    presigned: list[Presigned] | None = None  # None: verified during execution
     if p.parts:
         status = b"".join(worker.receive() for worker, _, _ in p.parts)
-        parsed = [_parse(r) for r in p.block.txs]
+        parsed = [parse_tx(r, i) for r, i in zip(p.block.txs, p.block.tx_ids, strict=True)]
+        keys = p.keys
+        # A status says whether the signature verifies under the key its envelope
+        # names; execution uses it only if that key is the sender's current one.
         presigned = [
-            None if s == NOT_CHECKED or stx is None else (p.keys[stx.tx.sender], s != FAILED)
+            None if s == NOT_CHECKED or stx is None else (keys[stx.key_id], s != FAILED)
             for s, stx in zip(status, parsed, strict=True)
         ]
     ex = ledger.validate_block(p.block, presigned, parsed)

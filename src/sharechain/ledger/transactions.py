@@ -34,6 +34,7 @@ __all__ = [
     "Transaction",
     "TxId",
     "decode_transaction",
+    "envelope_parts",
     "sign_transaction",
     "split_envelope",
 ]
@@ -151,6 +152,13 @@ def split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     return raw[start:end], raw[end + 2 : end + 34], raw[end + 36 :]
 
 
+def envelope_parts(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    """(body, key id, signature) of an envelope, without decoding the body;
+    raises `EncodingError` unless `raw` is a canonical `[1, body, key_id, signature]`."""
+    parts = split_envelope(raw)
+    return parts if parts is not None else _decode_envelope(raw)
+
+
 def _decode_envelope(raw: bytes) -> tuple[bytes, bytes, bytes]:
     envelope = decode(raw)
     if (
@@ -180,8 +188,7 @@ def decode_transaction(raw: bytes, *, tx_id: TxId | None = None) -> SignedTransa
     `tx_id` is the envelope's id when the caller has hashed it already (a
     block's `tx_ids`); it must be `SHA-256(raw)`.
     """
-    parts = split_envelope(raw)
-    body_bytes, key_id, signature = parts if parts is not None else _decode_envelope(raw)
+    body_bytes, key_id, signature = envelope_parts(raw)
     try:
         body = decode_trusted(body_bytes)
     except Exception as exc:

@@ -1,0 +1,133 @@
+"""The block pipeline (`ledger/pipeline.py`) decides exactly as `Ledger.commit` does.
+
+Its worker processes check each signature against the key the envelope's key
+id names, without decoding the body; the main process decides encoding,
+sender, current key and replay. Blocks large enough to go to the workers,
+mixing every case those checks split (bad signatures, non-canonical bodies,
+another organisation's key, an unknown sender, a key rotated in the block
+before or in the same block), must commit through the pipeline with the
+results and state the orderer computed inline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import cbor2
+from ledger_kit import Kit
+
+from sharechain.codec import encode
+from sharechain.contracts import notary
+from sharechain.crypto.signing import SigningKey
+from sharechain.ledger import validation as v
+from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, VERIFIED, check
+from sharechain.ledger.blocks import Block, encode_block
+from sharechain.ledger.contract import BlockContext, ContractRegistry, State
+from sharechain.ledger.identities import org_from_value, org_key, org_to_value
+from sharechain.ledger.pipeline import MIN_PIPELINED_TXS, commit_stream, start_workers
+from sharechain.ledger.transactions import TX_DOMAIN, SignedTransaction
+
+ROTATE = "test.rotate_key"
+NEW_B = SigningKey.from_seed(b"\x44" * 32)
+
+
+def _rotate(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    org = org_from_value(state.get(org_key(stx.tx.sender)))
+    new = dataclasses.replace(org, sign_key=stx.tx.payload["sign_key"], since=ctx.height)
+    state.put(org_key(org.id), org_to_value(new))
+
+
+def _forged(stx: SignedTransaction) -> bytes:
+    """`stx` with one bit of its signature flipped."""
+    sig = bytearray(stx.signature)
+    sig[5] ^= 1
+    return encode([1, stx.body, stx.key_id, bytes(sig)])
+
+
+def _non_canonical(kit: Kit, org: str) -> bytes:
+    """A correctly signed envelope whose body lists its keys out of canonical order."""
+    body = cbor2.dumps(
+        {
+            "payload": {"digest": bytes(32), "note": "unordered"},
+            "type": notary.RECORD,
+            "sender": org,
+            "nonce": bytes(16),
+            "created_at": 1_750_000_000_000,
+        }
+    )
+    key = kit.keys[org].signing
+    return encode([1, body, key.key_id, key.sign(TX_DOMAIN, body)])
+
+
+def _filler(kit: Kit, tag: str, n: int) -> list[bytes]:
+    orgs = ("hospital-a", "hospital-b", "regulator")
+    return [kit.record(orgs[i % 3], f"{tag} {i}".encode(), note=f"{tag} {i}").raw for i in range(n)]
+
+
+def test_pipeline_matches_the_inline_outcome(tmp_path: Path) -> None:
+    registry = notary.registry().merged(ContractRegistry({ROTATE: _rotate}))
+    kit = Kit(tmp_path / "orderer.db", registry)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    old_b = kit.keys["hospital-b"]
+    before = kit.record("hospital-b", b"signed before the rotation")
+    as_b = kit.sign(
+        "hospital-a", notary.RECORD, {"digest": bytes(range(32)), "note": ""}, key="hospital-b"
+    )
+    stranger = kit.sign("hospital-a", notary.RECORD, {"digest": bytes(32), "note": "x"})
+    stranger_raw = stranger.raw.replace(b"hospital-a", b"hospital-z")  # no such sender
+    first = [
+        kit.record("hospital-a", b"a").raw,
+        _forged(kit.record("regulator", b"forged")),
+        _non_canonical(kit, "hospital-a"),
+        as_b.raw,  # hospital-b's key, sent as hospital-a: stale_key
+        stranger_raw,
+        b"\x00not an envelope",
+        kit.sign("hospital-b", ROTATE, {"sign_key": NEW_B.public_key}).raw,
+    ]
+    kit.keys["hospital-b"] = dataclasses.replace(old_b, signing=NEW_B)
+    first += [
+        kit.record("hospital-b", b"new key, same block").raw,  # not in the workers' map
+        before.raw,  # the old key, rotated out earlier in this block
+        *_filler(kit, "one", MIN_PIPELINED_TXS),
+    ]
+    second = [
+        kit.record("hospital-b", b"new key, next block").raw,
+        _forged(kit.record("hospital-b", b"new key, forged")),
+        kit.sign("hospital-b", notary.RECORD, {"digest": bytes(31) + b"\x01", "note": ""}).raw,
+        *_filler(kit, "two", MIN_PIPELINED_TXS),
+    ]
+    blocks: list[Block] = [kit.add(first), kit.add(second, orderer="regulator")]
+    codes = [[r.code for r in b.results] for b in blocks]
+    assert codes[0][:9] == [
+        v.VALID,
+        v.BAD_SIGNATURE,
+        v.BAD_ENCODING,
+        v.STALE_KEY,
+        v.UNKNOWN_SENDER,
+        v.BAD_ENCODING,
+        v.VALID,
+        v.VALID,
+        v.STALE_KEY,
+    ]
+    assert codes[1][:3] == [v.VALID, v.BAD_SIGNATURE, v.VALID]
+
+    start_workers()
+    committed = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    assert [ex.results for _, ex in committed] == [b.results for b in blocks]
+    assert peer.head == kit.ledger.head
+    assert peer.store.get(org_key("hospital-b")) == kit.store.get(org_key("hospital-b"))
+    peer.store.close()
+    kit.store.close()
+
+
+def test_worker_checks_by_the_envelopes_key_id() -> None:
+    a, b = SigningKey.from_seed(b"\x01" * 32), SigningKey.from_seed(b"\x02" * 32)
+    body = b"\xa0"
+    good = encode([1, body, a.key_id, a.sign(TX_DOMAIN, body)])
+    bad = encode([1, body, a.key_id, b.sign(TX_DOMAIN, body)])
+    unknown = encode([1, body, b.key_id, b.sign(TX_DOMAIN, body)])
+    digest = hashlib.sha256(b"").digest()
+    status = check({a.key_id: a.public_key}, [good, bad, unknown, b"\x83\x01", digest])
+    assert list(status) == [VERIFIED, FAILED, NOT_CHECKED, NOT_CHECKED, NOT_CHECKED]
