@@ -13,21 +13,32 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import cbor2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledger_kit import Kit
 
 from sharechain.codec import encode
 from sharechain.contracts import notary
 from sharechain.crypto.signing import SigningKey
+from sharechain.errors import EncodingError
 from sharechain.ledger import validation as v
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, VERIFIED, check
 from sharechain.ledger.blocks import Block, encode_block
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
 from sharechain.ledger.identities import org_from_value, org_key, org_to_value
 from sharechain.ledger.pipeline import MIN_PIPELINED_TXS, commit_stream, start_workers
-from sharechain.ledger.transactions import TX_DOMAIN, SignedTransaction
+from sharechain.ledger.transactions import (
+    TX_DOMAIN,
+    SignedTransaction,
+    _checked_fields,
+    decode_transaction,
+    envelope_parts,
+    sign_transaction,
+)
 
 ROTATE = "test.rotate_key"
 NEW_B = SigningKey.from_seed(b"\x44" * 32)
@@ -131,3 +142,90 @@ def test_worker_checks_by_the_envelopes_key_id() -> None:
     digest = hashlib.sha256(b"").digest()
     status = check({a.key_id: a.public_key}, [good, bad, unknown, b"\x83\x01", digest])
     assert list(status) == [VERIFIED, FAILED, NOT_CHECKED, NOT_CHECKED, NOT_CHECKED]
+
+
+# -- decode_transaction's fast path, held to the general one ------------------------
+
+
+def _reference_decode(raw: bytes) -> tuple[object, ...]:
+    """`decode_transaction` as it was before its fast path: decode, re-encode and
+    compare, then check each field (the `_checked_fields` path)."""
+    body_bytes, key_id, signature = envelope_parts(raw)
+    try:
+        body = cbor2.loads(body_bytes)
+    except Exception as exc:
+        raise EncodingError(f"transaction body is not valid CBOR: {exc}") from None
+    fields = _checked_fields(body, body_bytes)
+    return (*fields, body_bytes, key_id, signature, raw, hashlib.sha256(raw).digest())
+
+
+def _outcome(decode: Callable[[bytes], tuple[object, ...]], raw: bytes) -> tuple[object, ...]:
+    try:
+        return ("ok", *decode(raw))
+    except EncodingError as exc:
+        return ("error", str(exc))
+
+
+def _fast_decode(raw: bytes) -> tuple[object, ...]:
+    s = decode_transaction(raw)
+    t = s.tx
+    return (t.type, t.sender, t.nonce, t.created_at, t.payload, s.body, s.key_id, s.signature)
+
+
+_scalars = (
+    st.text(max_size=30)
+    | st.binary(max_size=40)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=False)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_field = {  # name: (well-formed, anything)
+    "type": (st.sampled_from(["notary.record", "t" * 300, "é"]), _values),
+    "sender": (st.text(min_size=1, max_size=40), _values),
+    "nonce": (st.binary(min_size=16, max_size=16), _values),
+    "created_at": (
+        st.sampled_from([0, 23, 24, 255, 256, 2**32, 2**64 - 1]),
+        st.sampled_from([2**64, -1, True, 1.0]) | _values,
+    ),
+    "payload": (st.dictionaries(st.text(max_size=8), _values, max_size=4), _values),
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_fast_decode_agrees_with_the_general_path(data: st.DataObject) -> None:
+    names = data.draw(st.permutations(list(_field)))
+    keep = 5 if data.draw(st.integers(0, 3)) else data.draw(st.integers(3, 4))
+    odd = st.integers(0, 3).map(lambda n: n == 0)  # one in four
+    body = {name: data.draw(_field[name][data.draw(odd)]) for name in names[:keep]}
+    if data.draw(odd):
+        body["extra"] = 1
+    try:
+        body_bytes = cbor2.dumps(body, canonical=not data.draw(odd))
+    except (cbor2.CBOREncodeError, ValueError, TypeError):
+        return
+    if data.draw(odd):
+        body_bytes += b"\x00"  # trailing bytes
+    raw = encode([1, body_bytes, bytes(32), bytes(64)])
+    fast, reference = _outcome(_fast_decode, raw), _outcome(_reference_decode, raw)
+    assert fast[0] == reference[0] and fast[1:] == reference[1 : len(fast)]
+
+
+def test_fast_decode_of_real_transactions() -> None:
+    key = SigningKey.from_seed(b"\x05" * 32)
+    for payload in (
+        {"digest": bytes(32), "note": "x" * 300},
+        {},
+        {"a": [1, {"b": None}], "c": 2.5},
+    ):
+        stx = sign_transaction(key, "notary.record", "org", payload, now=lambda: 1e9)
+        assert _outcome(_fast_decode, stx.raw)[1:] == _outcome(_reference_decode, stx.raw)[1:9]
+        assert decode_transaction(stx.raw) == stx

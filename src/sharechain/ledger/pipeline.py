@@ -27,7 +27,7 @@ from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.chain import Ledger
-from sharechain.ledger.execution import Execution, Presigned, parse_tx
+from sharechain.ledger.execution import Execution, Presigned, collector_paused, parse_tx
 from sharechain.ledger.identities import org_from_value
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import SignedTransaction
@@ -119,6 +119,11 @@ def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool) -> _Pendi
 
 
 def _finish(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
+    with collector_paused():  # parsing allocates as much as executing (see there)
+        return _settle(ledger, p)
+
+
+def _settle(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
     presigned: list[Presigned] | None = None  # None: verified during execution
     if p.parts:
@@ -152,7 +157,8 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
         while True:
             try:
                 data = next(source)
-                block = decode_block(data)
+                with collector_paused():
+                    block = decode_block(data)
             except StopIteration:
                 break
             except (ChainError, EncodingError):
