@@ -133,6 +133,28 @@ def test_pipeline_matches_the_inline_outcome(tmp_path: Path) -> None:
     kit.store.close()
 
 
+def test_a_stream_stopped_early_leaves_the_workers_in_step(tmp_path: Path) -> None:
+    # A caller that stops iterating (or a bad block) leaves the next block dispatched;
+    # its replies must be read then, or the next stream would take them for its own
+    # block's (here: "verified" for a forged signature, refused against the block).
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [
+        kit.add([_forged(kit.record("hospital-a", b"forged")), *_filler(kit, "b1", 300)]),
+        kit.add(_filler(kit, "b2", 300)),
+    ]
+    start_workers()
+    first = kit.fresh_ledger(tmp_path / "first.db")
+    stream = commit_stream(first, [encode_block(b) for b in blocks])
+    assert next(stream)[0] == blocks[0]
+    stream.close()
+    assert first.height == 1
+    second = kit.fresh_ledger(tmp_path / "second.db")
+    done = list(commit_stream(second, [encode_block(b) for b in blocks]))
+    assert [ex.results[0].code for _, ex in done] == [v.BAD_SIGNATURE, v.VALID]
+    for store in (first.store, second.store, kit.store):
+        store.close()
+
+
 def test_worker_checks_by_the_envelopes_key_id() -> None:
     a, b = SigningKey.from_seed(b"\x01" * 32), SigningKey.from_seed(b"\x02" * 32)
     body = b"\xa0"

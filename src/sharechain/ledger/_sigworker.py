@@ -12,16 +12,11 @@ The worker reads only the envelope: the key id it names picks the public key
 (its SHA-256 is that id), and the signature is checked over the body's bytes
 as they stand. Whether that key is the sender's current one, and whether the
 body is canonical and well formed, the main process decides as it always
-does (`ledger/execution.py`), so a body is decoded once, there. The worker
-runs at a lower priority (nice 10): when the cores are short, the process
-executing and committing blocks, which the whole pipeline waits for, goes
-first.
+does (`ledger/execution.py`), so a body is decoded once, there.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from typing import BinaryIO
 
@@ -32,10 +27,6 @@ from sharechain.errors import EncodingError
 from sharechain.ledger.transactions import TX_DOMAIN, envelope_parts
 
 NOT_CHECKED, VERIFIED, FAILED = 0, 1, 2
-
-NICENESS = 10
-"""How much the worker lowers its own scheduling priority."""
-
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
     buf = bytearray()
@@ -68,8 +59,6 @@ def check(keys: dict[bytes, bytes], raws: list[bytes]) -> bytes:
 
 
 def main() -> None:
-    with contextlib.suppress(OSError):  # not permitted here: the usual priority
-        os.nice(NICENESS)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     keys: dict[bytes, bytes] = {}
     while True:

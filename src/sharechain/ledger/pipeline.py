@@ -1,30 +1,39 @@
-"""Committing a stream of blocks with both cores busy.
+"""Committing a stream of blocks with every core busy.
 
 A peer catching up, or verifying its chain from genesis, validates blocks one
 after another. Executing a block (contracts, SQLite) is Python work that holds
 the GIL, so threads verifying signatures at the same time would starve. This
-pipeline therefore checks the signatures of block k+1 in worker *processes*
-(`_sigworker`) while this process executes and commits block k. Workers check
-each signature against the sender's key as of when the block was handed to
-them (looked up by the key id the envelope names); anything that changed
-meanwhile (a key rotated in block k) is checked again inline during
+pipeline therefore checks signatures in worker *processes* (`_sigworker`),
+one per core but one: while this process executes and commits block k, the
+workers verify block k+1, and block k+2 waits in their pipes, so a worker
+never waits for this process to hand it work. This process verifies a share
+of each block itself, just before it needs the block's results: as much as
+keeps it from waiting for the workers (`_Balance`), on a core that would
+otherwise idle.
+
+Workers check each signature against the key the envelope names, among the
+organisations' keys as of when the block was handed to them; anything that
+changed meanwhile (a key rotated in block k) is checked again inline during
 execution, so the outcome is exactly that of `Ledger.commit`.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cbor2
 
 from sharechain.errors import ChainError, EncodingError
-from sharechain.ledger._sigworker import FAILED, NOT_CHECKED
+from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, check
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.execution import Execution, Presigned, collector_paused, parse_tx
@@ -37,6 +46,10 @@ __all__ = ["MIN_PIPELINED_TXS", "commit_stream", "start_workers"]
 MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
 
+_PIPE_BYTES = 1 << 20
+"""Asked-for pipe size (Linux's default limit for unprivileged processes): a block's
+share for a worker fits, so handing it over never waits for the worker to read."""
+
 
 class _Worker:
     def __init__(self) -> None:
@@ -45,6 +58,9 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError, AttributeError):  # elsewhere: writes may wait
+            fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         self.keys: dict[bytes, bytes] | None = None
         """The keys sent last: the worker keeps them until others are sent."""
 
@@ -79,11 +95,16 @@ _lock = threading.Lock()
 _pool: list[_Worker] = []
 
 
+def worker_count() -> int:
+    """Worker processes to start: one per core but one (the core this process uses)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def start_workers() -> None:
     """Start the worker processes now (a node does this at start-up)."""
     with _lock:
         if not _pool:
-            _pool.extend(_Worker() for _ in range(os.cpu_count() or 1))
+            _pool.extend(_Worker() for _ in range(worker_count()))
             atexit.register(_stop_workers)
 
 
@@ -92,13 +113,56 @@ def _stop_workers() -> None:
         _pool.pop().close()
 
 
+class _Balance:
+    """How much of each block this process verifies itself.
+
+    It verifies its share just before it needs the block's statuses, and then
+    waits for the workers' replies. Having waited, it takes on more next time
+    (half the wait's worth: the rest is the workers' share going down); not
+    having waited, it gives back a little, in case the workers now idle.
+    Only the stream holding the workers (under `_lock`) uses it.
+    """
+
+    def __init__(self) -> None:
+        self.share = 0.0
+        """The fraction of a block verified here, 0 to `MAX_SHARE`."""
+        self.seconds_per_check = 50e-6
+        """This process's recent time per verification."""
+
+    MAX_SHARE = 0.5
+    STEP = 0.01
+
+    def observe(self, n: int, own: int, own_seconds: float, waited: float) -> None:
+        if own:
+            self.seconds_per_check = own_seconds / own
+        if waited > 0.0005:
+            more = waited / (2 * self.seconds_per_check) / n
+            self.share = min(self.MAX_SHARE, self.share + more)
+        else:
+            self.share = max(0.0, self.share - self.STEP)
+
+
+_balance = _Balance()
+
+
 @dataclass(slots=True)
 class _Pending:
     block: Block
     data: bytes
-    keys: dict[bytes, bytes]
+    keys: dict[bytes, bytes] = field(default_factory=dict)
     """Key id -> public key, of every organisation's current key as of dispatch."""
-    parts: list[tuple[_Worker, int, int]]
+    parts: list[tuple[_Worker, int, int]] = field(default_factory=list)
+    """(worker, first, end) of the transactions each worker verifies."""
+    own: int = 0
+    """Where the transactions this process verifies start (up to the end)."""
+    replies: int = 0
+    """Worker replies read so far."""
+
+    def drain(self) -> None:
+        """Read the replies not read yet, so the workers stay in step."""
+        while self.replies < len(self.parts):
+            self.parts[self.replies][0].receive()
+            self.replies += 1
 
 
 def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
@@ -107,14 +171,18 @@ def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
 
 
 def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool) -> _Pending:
-    pending = _Pending(block, data, {}, [])
+    pending = _Pending(block, data)
     n = len(block.txs)
+    pending.own = n
     if pooled and n >= MIN_PIPELINED_TXS and block.height > 0:
         pending.keys = _current_keys(ledger)
-        size = -(-n // len(_pool))
-        for worker, lo in zip(_pool, range(0, n, size), strict=False):
-            worker.send(pending.keys, list(block.txs[lo : lo + size]))
-            pending.parts.append((worker, lo, min(n, lo + size)))
+        sent = n - int(n * _balance.share)
+        size = -(-sent // len(_pool))
+        for worker, lo in zip(_pool, range(0, sent, size), strict=False):
+            hi = min(sent, lo + size)
+            worker.send(pending.keys, list(block.txs[lo:hi]))
+            pending.parts.append((worker, lo, hi))
+        pending.own = sent
     return pending
 
 
@@ -123,11 +191,26 @@ def _finish(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
         return _settle(ledger, p)
 
 
+def _statuses(p: _Pending) -> bytes:
+    """One status byte per transaction: this process's share verified here, then
+    the workers' replies."""
+    n = len(p.block.txs)
+    t0 = time.perf_counter()
+    own = check(p.keys, list(p.block.txs[p.own :]))
+    t1 = time.perf_counter()
+    replies = []
+    while p.replies < len(p.parts):
+        replies.append(p.parts[p.replies][0].receive())
+        p.replies += 1
+    _balance.observe(n, n - p.own, t1 - t0, time.perf_counter() - t1)
+    return b"".join(replies) + own
+
+
 def _settle(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
     presigned: list[Presigned] | None = None  # None: verified during execution
     if p.parts:
-        status = b"".join(worker.receive() for worker, _, _ in p.parts)
+        status = _statuses(p)
         parsed = [parse_tx(r, i) for r, i in zip(p.block.txs, p.block.tx_ids, strict=True)]
         keys = p.keys
         # A status says whether the signature verifies under the key its envelope
@@ -151,7 +234,10 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     they are free; another stream running at the same time verifies inline.
     """
     pooled = bool(_pool) and _lock.acquire(blocking=False)
-    pending: _Pending | None = None
+    # Dispatched and not yet settled: at most the block being settled and the next.
+    # Whatever happens (a bad block, the caller stopping early), their replies are
+    # read before the workers serve another stream, or it would read them as its own.
+    flight: list[_Pending] = []
     try:
         source = iter(blocks)
         while True:
@@ -164,21 +250,20 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
             except (ChainError, EncodingError):
                 # The block read ahead is bad (or missing): settle the pending one
                 # first, so the error names the first bad height, not the one before.
-                if pending is not None:
-                    done, pending = pending, None
-                    yield _finish(ledger, done)
+                if flight:
+                    yield _finish(ledger, flight[0])
+                    flight.pop(0)
                 raise
-            nxt = _dispatch(ledger, block, data, pooled)
-            if pending is not None:
-                done, pending = pending, None
-                yield _finish(ledger, done)
-            pending = nxt
-        if pending is not None:
-            done, pending = pending, None
-            yield _finish(ledger, done)
+            flight.append(_dispatch(ledger, block, data, pooled))
+            if len(flight) == 2:
+                yield _finish(ledger, flight[0])
+                flight.pop(0)
+        if flight:
+            yield _finish(ledger, flight[0])
+            flight.pop(0)
     finally:
-        if pending is not None:  # drain replies so the workers stay in step
-            for worker, _, _ in pending.parts:
-                worker.receive()
+        for pending in flight:
+            with contextlib.suppress(RuntimeError):  # a dead worker: its error came first
+                pending.drain()
         if pooled:
             _lock.release()
