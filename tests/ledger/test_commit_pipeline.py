@@ -19,7 +19,7 @@ from pathlib import Path
 import cbor2
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_kit import Kit
+from ledger_kit import T0, Kit
 
 from sharechain.codec import encode
 from sharechain.contracts import notary
@@ -28,6 +28,7 @@ from sharechain.errors import EncodingError
 from sharechain.ledger import validation as v
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, VERIFIED, check
 from sharechain.ledger.blocks import Block, encode_block
+from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
 from sharechain.ledger.identities import org_from_value, org_key, org_to_value
 from sharechain.ledger.pipeline import MIN_PIPELINED_TXS, commit_stream, start_workers
@@ -251,3 +252,81 @@ def test_fast_decode_of_real_transactions() -> None:
         stx = sign_transaction(key, "notary.record", "org", payload, now=lambda: 1e9)
         assert _outcome(_fast_decode, stx.raw)[1:] == _outcome(_reference_decode, stx.raw)[1:9]
         assert decode_transaction(stx.raw) == stx
+
+
+# -- reading ahead and writing many rows a statement change no outcome -----------
+
+
+def test_get_many_is_get_for_many_keys(tmp_path: Path) -> None:
+    kit = Kit(tmp_path / "l.db")
+    stx = kit.record("hospital-a", b"present")
+    kit.add([stx.raw])
+    keys = [
+        notary.record_key(hashlib.sha256(b"present").digest()),
+        notary.record_key(hashlib.sha256(b"absent").digest()),
+        org_key("hospital-b"),
+        "idx/none",
+        *[f"k{i}" for i in range(1100)],  # several queries
+    ]
+    many = kit.store.get_many(keys)
+    assert many == {k: v for k in keys if (v := kit.store.get(k)) is not None}
+    assert len(many) == 2
+    kit.store.close()
+
+
+class _Misleading:
+    """`notary.record` naming keys it does not read, and not the one it does."""
+
+    def __call__(self, state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+        notary.registry().handlers[notary.RECORD](state, stx, ctx)
+
+    def reads(self, stx: SignedTransaction) -> tuple[str, ...]:
+        return (org_key("hospital-a"), "notary/unrelated", "idx/x")
+
+
+def test_read_hints_change_no_outcome(tmp_path: Path) -> None:
+    def plain(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+        notary.registry().handlers[notary.RECORD](state, stx, ctx)
+
+    kits = [
+        Kit(tmp_path / f"{name}.db", ContractRegistry({notary.RECORD: handler}))
+        for name, handler in (
+            ("hinted", notary.registry().handlers[notary.RECORD]),
+            ("plain", plain),
+            ("misleading", _Misleading()),
+        )
+    ]
+    for round_ in range(3):  # duplicates of earlier blocks' records, and within a block
+        contents = [f"r{round_}-{i}".encode() for i in range(5)] + [b"r0-1", b"r0-1"]
+        blocks = [k.add([k.record("hospital-b", c).raw for c in contents]) for k in kits]
+        assert blocks[0].results == blocks[1].results == blocks[2].results
+        assert blocks[0].header.state_delta_hash == blocks[1].header.state_delta_hash
+        assert blocks[0].header.state_delta_hash == blocks[2].header.state_delta_hash
+    assert [r.code for r in blocks[0].results][-2:] == ["duplicate", "duplicate"]
+    for k in kits:
+        k.store.close()
+
+
+def test_many_rows_a_statement_store_what_one_row_a_statement_did(tmp_path: Path) -> None:
+    # More rows than two full INSERT statements of 128 and a rest; replays among
+    # them (OR IGNORE keeps the original's index rows), rewritten keys (ON CONFLICT).
+    kit = Kit(tmp_path / "l.db")
+    first = [kit.record("regulator", f"x{i}".encode()) for i in range(300)]
+    kit.add([s.raw for s in first])
+    db = kit.store._db
+    before = set(db.execute("SELECT id, height, idx, type, sender, code FROM txs"))
+    endorse = kit.sign("hospital-a", notary.ENDORSE, {"record": first[7].id})
+    raws = [*[s.raw for s in first[:130]], kit.record("regulator", b"new").raw, endorse.raw]
+    block, ex = kit.ledger.build_block(
+        raws, orderer="hospital-a", key=kit.keys["hospital-a"].signing, timestamp=T0 + 10**6
+    )
+    kit.ledger.commit(block, ex)
+    assert [r.code for r in block.results].count(v.REPLAY) == 130
+    txs = set(db.execute("SELECT id, height, idx, type, sender, code FROM txs"))
+    known = {row[0] for row in before}
+    assert txs - before == {(i, 2, x, t, s, c) for i, x, t, s, c in ex.tx_rows if i not in known}
+    history = set(db.execute("SELECT key, idx, tx_id FROM history WHERE height=2"))
+    assert history == set(ex.history) and len(ex.history) == 130 + 2 + 1
+    assert all(kit.store.get(k) == value for k, value in ex.writes.items())
+    assert verify_chain(kit.store, kit.registry).ok
+    kit.store.close()

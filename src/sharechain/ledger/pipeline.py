@@ -41,7 +41,13 @@ from sharechain.ledger.identities import org_from_value
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import SignedTransaction
 
-__all__ = ["MIN_PIPELINED_TXS", "commit_stream", "start_workers"]
+__all__ = [
+    "MIN_PIPELINED_TXS",
+    "commit_stream",
+    "start_workers",
+    "worker_count",
+    "workers_cpu_seconds",
+]
 
 MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
@@ -106,6 +112,19 @@ def start_workers() -> None:
         if not _pool:
             _pool.extend(_Worker() for _ in range(worker_count()))
             atexit.register(_stop_workers)
+
+
+def workers_cpu_seconds() -> float | None:
+    """CPU time the running workers have used (None where /proc does not tell)."""
+    total = 0.0
+    try:
+        for worker in list(_pool):
+            with open(f"/proc/{worker.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def _stop_workers() -> None:
