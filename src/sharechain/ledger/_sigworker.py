@@ -3,9 +3,10 @@
 Reads requests from stdin and writes replies to stdout, each framed as a
 4-byte big-endian length and a body. A request is the CBOR array
 `[{key id: public key} or null, [raw envelope, ...]]` (null: the keys of the
-previous request still hold); the reply holds one status byte per envelope:
-0 not checked (no well-formed envelope, or a key id not in the map), 1
-verified, 2 failed. A reply is never larger than the pipe buffer for any
+previous request still hold); the reply holds the seconds the checks took
+(a big-endian double, for the pipeline's balance), then one status byte per
+envelope: 0 not checked (no well-formed envelope, or a key id not in the
+map), 1 verified, 2 failed. A reply is never larger than the pipe buffer for any
 block the pipeline sends, so neither side can block the other.
 
 The worker reads only the envelope: the key id it names picks the public key
@@ -17,7 +18,9 @@ does (`ledger/execution.py`), so a body is decoded once, there.
 
 from __future__ import annotations
 
+import struct
 import sys
+import time
 from typing import BinaryIO
 
 import cbor2
@@ -27,6 +30,7 @@ from sharechain.errors import EncodingError
 from sharechain.ledger.transactions import TX_DOMAIN, envelope_parts
 
 NOT_CHECKED, VERIFIED, FAILED = 0, 1, 2
+
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
     buf = bytearray()
@@ -71,7 +75,9 @@ def main() -> None:
         new_keys, raws = cbor2.loads(body)
         if new_keys is not None:
             keys = new_keys
-        reply = check(keys, raws)
+        t0 = time.perf_counter()
+        status = check(keys, raws)
+        reply = struct.pack(">d", time.perf_counter() - t0) + status
         out.write(len(reply).to_bytes(4, "big") + reply)
         out.flush()
 

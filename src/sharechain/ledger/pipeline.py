@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import fcntl
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -77,13 +78,14 @@ class _Worker:
         self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
         self.proc.stdin.flush()
 
-    def receive(self) -> bytes:
+    def receive(self) -> tuple[float, bytes]:
+        """The seconds the worker's checks took and their statuses."""
         assert self.proc.stdout is not None
         head = self.proc.stdout.read(4)
         body = self.proc.stdout.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
-        if len(head) != 4:
+        if len(head) != 4 or len(body) < 8:
             raise RuntimeError("signature worker died")
-        return body
+        return struct.unpack(">d", body[:8])[0], body[8:]
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -135,30 +137,25 @@ def _stop_workers() -> None:
 class _Balance:
     """How much of each block this process verifies itself.
 
-    It verifies its share just before it needs the block's statuses, and then
-    waits for the workers' replies. Having waited, it takes on more next time
-    (half the wait's worth: the rest is the workers' share going down); not
-    having waited, it gives back a little, in case the workers now idle.
+    Per transaction of a block, this process spends `e` executing and
+    committing it and `v` verifying one signature; the workers, together, `w`
+    per signature they verify. Taking the last fraction `s` of the block, it
+    finishes with the workers when `e + s*v = (1 - s)*w`. The times are
+    measured on each block (wall time: another process on the machine slows
+    either side), and the share moves halfway to that balance each time.
     Only the stream holding the workers (under `_lock`) uses it.
     """
+
+    MAX_SHARE = 0.5
 
     def __init__(self) -> None:
         self.share = 0.0
         """The fraction of a block verified here, 0 to `MAX_SHARE`."""
-        self.seconds_per_check = 50e-6
-        """This process's recent time per verification."""
 
-    MAX_SHARE = 0.5
-    STEP = 0.01
-
-    def observe(self, n: int, own: int, own_seconds: float, waited: float) -> None:
-        if own:
-            self.seconds_per_check = own_seconds / own
-        if waited > 0.0005:
-            more = waited / (2 * self.seconds_per_check) / n
-            self.share = min(self.MAX_SHARE, self.share + more)
-        else:
-            self.share = max(0.0, self.share - self.STEP)
+    def observe(self, e: float, v: float, w: float) -> None:
+        if v > 0 and w > 0:
+            target = min(self.MAX_SHARE, max(0.0, (w - e) / (v + w)))
+            self.share = (self.share + target) / 2
 
 
 _balance = _Balance()
@@ -210,26 +207,35 @@ def _finish(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
         return _settle(ledger, p)
 
 
-def _statuses(p: _Pending) -> bytes:
-    """One status byte per transaction: this process's share verified here, then
-    the workers' replies."""
-    n = len(p.block.txs)
+def _statuses(p: _Pending) -> tuple[bytes, float, float]:
+    """One status byte per transaction (this process's share verified here, then the
+    workers' replies), this process's seconds per verification (0: none done
+    here), and the workers' seconds per transaction of theirs."""
     t0 = time.perf_counter()
     own = check(p.keys, list(p.block.txs[p.own :]))
-    t1 = time.perf_counter()
-    replies = []
+    own_seconds = time.perf_counter() - t0
+    replies, slowest = [], 0.0
     while p.replies < len(p.parts):
-        replies.append(p.parts[p.replies][0].receive())
+        seconds, status = p.parts[p.replies][0].receive()
+        replies.append(status)
+        slowest = max(slowest, seconds)
         p.replies += 1
-    _balance.observe(n, n - p.own, t1 - t0, time.perf_counter() - t1)
-    return b"".join(replies) + own
+    n, done_here = len(p.block.txs), len(p.block.txs) - p.own
+    v = own_seconds / done_here if done_here else 0.0
+    w = slowest / (n - done_here) if n > done_here else 0.0
+    return b"".join(replies) + own, v, w
 
 
 def _settle(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
     presigned: list[Presigned] | None = None  # None: verified during execution
+    v = w = 0.0
+    t0 = time.perf_counter()
     if p.parts:
-        status = _statuses(p)
+        status, v, w = _statuses(p)
+        t0 = time.perf_counter()
+        if not v:  # none verified here yet: as fast as a worker is alone
+            v = w * len(p.parts)
         parsed = [parse_tx(r, i) for r, i in zip(p.block.txs, p.block.tx_ids, strict=True)]
         keys = p.keys
         # A status says whether the signature verifies under the key its envelope
@@ -240,6 +246,8 @@ def _settle(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
         ]
     ex = ledger.validate_block(p.block, presigned, parsed)
     ledger.commit(p.block, ex, p.data)
+    if p.parts:
+        _balance.observe((time.perf_counter() - t0) / len(p.block.txs), v, w)
     return p.block, ex
 
 
