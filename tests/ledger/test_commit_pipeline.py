@@ -222,7 +222,7 @@ _field = {  # name: (well-formed, anything)
 }
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_fast_decode_agrees_with_the_general_path(data: st.DataObject) -> None:
     names = data.draw(st.permutations(list(_field)))
