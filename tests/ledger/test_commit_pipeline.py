@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import cbor2
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_kit import T0, Kit
@@ -25,6 +27,7 @@ from sharechain.codec import encode
 from sharechain.contracts import notary
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import EncodingError
+from sharechain.ledger import pipeline
 from sharechain.ledger import validation as v
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, VERIFIED, check
 from sharechain.ledger.blocks import Block, encode_block
@@ -330,3 +333,27 @@ def test_many_rows_a_statement_store_what_one_row_a_statement_did(tmp_path: Path
     assert all(kit.store.get(k) == value for k, value in ex.writes.items())
     assert verify_chain(kit.store, kit.registry).ok
     kit.store.close()
+
+
+def test_the_next_block_is_parsed_while_a_commit_waits_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"p{i}", MIN_PIPELINED_TXS)) for i in range(3)]
+    parsed_by: list[str] = []
+    parse = pipeline._parse
+
+    def recording(block: Block) -> list[SignedTransaction | None]:
+        parsed_by.append(threading.current_thread().name)
+        return parse(block)
+
+    monkeypatch.setattr(pipeline, "_parse", recording)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    start_workers()
+    done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    assert [b.height for b, _ in done] == [1, 2, 3] and peer.head == kit.ledger.head
+    # The first block is parsed in turn, the next two while the one before committed.
+    assert parsed_by == ["MainThread", "parse-ahead", "parse-ahead"]
+    assert peer.store.on_commit is None
+    for store in (peer.store, kit.store):
+        store.close()

@@ -171,6 +171,10 @@ class Store:
         self.sealer: Callable[[Store, BlockChange], None] | None = None
         """Called inside each block's transaction, after its writes (`sharechain.ledger.seal`):
         what it writes commits with the block, and what it raises rolls the block back."""
+        self.on_commit: Callable[[], None] | None = None
+        """Called by the committing thread just before a block's own COMMIT (not a
+        group's), which then waits for the disk with the GIL released: the block
+        pipeline parses the next block meanwhile. It must not raise or touch the store."""
 
     def close(self) -> None:
         with self._lock, self._side_lock:
@@ -475,6 +479,8 @@ class Store:
         try:
             self._check_extends(height)
             yield
+            if self.on_commit is not None:
+                self.on_commit()
             db.execute("COMMIT")
         except BaseException:
             # A COMMIT that failed (a full disk: SQLITE_FULL) may leave the transaction
