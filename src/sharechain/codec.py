@@ -122,8 +122,13 @@ def _write(value: Any, out: list[bytes]) -> None:
         for key_bytes, key in plan:
             append(key_bytes)
             item = value[key]
-            if type(item) is str:  # the most common item, inline
+            kind = type(item)
+            if kind is str:  # the most common items, inline
                 append(_texts.get(item) or _new_text(item))
+            elif kind is bytes:
+                n = len(item)
+                append(_BYTES[n] if n < 0x100 else _head(0x40, n))
+                append(item)
             else:
                 _item(item, out)
     elif kind is list or kind is tuple:
@@ -171,6 +176,9 @@ def _item(value: Any, out: list[bytes]) -> None:
 
 def encode(value: Any) -> bytes:
     """Encode `value` as deterministic CBOR."""
+    if type(value) is bytes:  # a value written by the thousand (digests, ids)
+        n = len(value)
+        return (_BYTES[n] if n < 0x100 else _head(0x40, n)) + value
     out: list[bytes] = []
     try:
         try:

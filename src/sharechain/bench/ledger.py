@@ -14,6 +14,15 @@ run measures libsodium's rate on one core through the ledger's own path
 (`sharechain.crypto.signing.verify`, a transaction-sized message) and reports
 `commit_share_of_ceiling` = `commit_tx_per_s` / (that rate x cores).
 
+The share depends on what else the machine runs meanwhile; the CPU figures
+do much less. `commit_cpu_us_per_tx` is this process's CPU per transaction
+(execution, SQLite, and its own share of the verifications),
+`commit_worker_cpu_us_per_tx` the signature workers', and
+`commit_cpu_share_of_ceiling` the share the commit would reach if that CPU
+packed the cores with nothing else running: one verification's time over the
+total CPU per transaction, an upper bound of `commit_share_of_ceiling` that
+other load hardly moves.
+
 `results_root_us_per_tx` is what the header's `results_root` costs a peer:
 the CPU time of recomputing it over the same blocks (the leaf encoding and
 two SHA-256 per transaction), beside `commit_cpu_us_per_tx`, which includes
@@ -37,7 +46,7 @@ from sharechain.ledger.blocks import decode_block, encode_block, results_root
 from sharechain.ledger.chain import Ledger, verify_chain
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
-from sharechain.ledger.pipeline import commit_stream, start_workers
+from sharechain.ledger.pipeline import commit_stream, start_workers, workers_cpu_seconds
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 
@@ -117,11 +126,15 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         order_s = time.perf_counter() - t0
 
         start_workers()  # a running peer has its workers up already
+        workers_cpu = workers_cpu_seconds()
         t0, cpu = time.perf_counter(), time.process_time()
         for _ in commit_stream(peer, blocks):
             pass
         commit_s = time.perf_counter() - t0
         cpu = time.process_time() - cpu
+        after = workers_cpu_seconds()
+        if after is not None and workers_cpu is not None:
+            workers_cpu = after - workers_cpu
         roots_cpu = _results_root_cpu(blocks)
 
         t0 = time.perf_counter()
@@ -140,6 +153,13 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         "commit_tx_per_s": round(commit_rate),
         # CPU of this process per transaction (the signature workers' is not in it).
         "commit_cpu_us_per_tx": round(cpu / transactions * 1e6, 1),
+        # None where /proc cannot tell the workers' CPU time.
+        "commit_worker_cpu_us_per_tx": None
+        if workers_cpu is None
+        else round(workers_cpu / transactions * 1e6, 1),
+        "commit_cpu_share_of_ceiling": None
+        if workers_cpu is None
+        else round(transactions / ((cpu + workers_cpu) * rate), 3),
         "results_root_us_per_tx": round(roots_cpu / transactions * 1e6, 2),
         "results_root_share_of_commit_cpu": round(roots_cpu / cpu, 4),
         "verify_tx_per_s": round(transactions / verify_s),

@@ -121,6 +121,18 @@ def _record(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     state.put(_tx_key(stx.id), digest)
 
 
+class _Record:
+    """The `notary.record` handler; it names the record's key, which it reads first
+    (`sharechain.ledger.execution.Reads`), so a block loads them all at once."""
+
+    def __call__(self, state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+        _record(state, stx, ctx)
+
+    def reads(self, stx: SignedTransaction) -> tuple[str, ...]:
+        digest = stx.tx.payload.get("digest")
+        return (record_key(digest),) if type(digest) is bytes and len(digest) == 32 else ()
+
+
 def _endorse(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
     target = stx.tx.payload.get("record")
     if not isinstance(target, bytes) or len(target) != 32:
@@ -143,4 +155,4 @@ def _endorse(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
 
 
 def registry() -> ContractRegistry:
-    return ContractRegistry({RECORD: _record, ENDORSE: _endorse})
+    return ContractRegistry({RECORD: _Record(), ENDORSE: _endorse})

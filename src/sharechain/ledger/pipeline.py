@@ -1,41 +1,63 @@
-"""Committing a stream of blocks with both cores busy.
+"""Committing a stream of blocks with every core busy.
 
 A peer catching up, or verifying its chain from genesis, validates blocks one
 after another. Executing a block (contracts, SQLite) is Python work that holds
 the GIL, so threads verifying signatures at the same time would starve. This
-pipeline therefore checks the signatures of block k+1 in worker *processes*
-(`_sigworker`) while this process executes and commits block k. Workers check
-each signature against the sender's key as of when the block was handed to
-them; anything that changed meanwhile (a key rotated in block k) is checked
-again inline during execution, so the outcome is exactly that of
-`Ledger.commit`.
+pipeline therefore checks signatures in worker *processes* (`_sigworker`),
+one per core but one: while this process executes and commits block k, the
+workers verify block k+1, and block k+2 waits in their pipes, so a worker
+never waits for this process to hand it work. This process verifies a share
+of each block itself, just before it needs the block's results: as much as
+keeps it from waiting for the workers (`_Balance`), on a core that would
+otherwise idle.
+
+Workers check each signature against the key the envelope names, among the
+organisations' keys as of when the block was handed to them; anything that
+changed meanwhile (a key rotated in block k) is checked again inline during
+execution, so the outcome is exactly that of `Ledger.commit`.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import os
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import cbor2
 
 from sharechain.errors import ChainError, EncodingError
-from sharechain.ledger._sigworker import FAILED, NOT_CHECKED
+from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, check
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.chain import Ledger
-from sharechain.ledger.execution import Execution, Presigned
+from sharechain.ledger.execution import Execution, Presigned, collector_paused, parse_tx
 from sharechain.ledger.identities import org_from_value
 from sharechain.ledger.state import StateReader
-from sharechain.ledger.transactions import SignedTransaction, decode_transaction
+from sharechain.ledger.store import Store
+from sharechain.ledger.transactions import SignedTransaction
 
-__all__ = ["MIN_PIPELINED_TXS", "commit_stream", "start_workers"]
+__all__ = [
+    "MIN_PIPELINED_TXS",
+    "commit_stream",
+    "start_workers",
+    "worker_count",
+    "workers_cpu_seconds",
+]
 
 MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
+
+_PIPE_BYTES = 1 << 20
+"""Asked-for pipe size (Linux's default limit for unprivileged processes): a block's
+share for a worker fits, so handing it over never waits for the worker to read."""
 
 
 class _Worker:
@@ -45,20 +67,27 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-
-    def send(self, keys: dict[str, bytes], raws: list[bytes]) -> None:
         assert self.proc.stdin is not None
-        body = cbor2.dumps([keys, raws])
+        with contextlib.suppress(OSError, AttributeError):  # elsewhere: writes may wait
+            fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        self.keys: dict[bytes, bytes] | None = None
+        """The keys sent last: the worker keeps them until others are sent."""
+
+    def send(self, keys: dict[bytes, bytes], raws: list[bytes]) -> None:
+        assert self.proc.stdin is not None
+        body = cbor2.dumps([None if keys == self.keys else keys, raws])
+        self.keys = keys
         self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
         self.proc.stdin.flush()
 
-    def receive(self) -> bytes:
+    def receive(self) -> tuple[float, bytes]:
+        """The seconds the worker's checks took and their statuses."""
         assert self.proc.stdout is not None
         head = self.proc.stdout.read(4)
         body = self.proc.stdout.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
-        if len(head) != 4:
+        if len(head) != 4 or len(body) < 8:
             raise RuntimeError("signature worker died")
-        return body
+        return struct.unpack(">d", body[:8])[0], body[8:]
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -76,12 +105,30 @@ _lock = threading.Lock()
 _pool: list[_Worker] = []
 
 
+def worker_count() -> int:
+    """Worker processes to start: one per core but one (the core this process uses)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def start_workers() -> None:
     """Start the worker processes now (a node does this at start-up)."""
     with _lock:
         if not _pool:
-            _pool.extend(_Worker() for _ in range(os.cpu_count() or 1))
+            _pool.extend(_Worker() for _ in range(worker_count()))
             atexit.register(_stop_workers)
+
+
+def workers_cpu_seconds() -> float | None:
+    """CPU time the running workers have used (None where /proc does not tell)."""
+    total = 0.0
+    try:
+        for worker in list(_pool):
+            with open(f"/proc/{worker.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def _stop_workers() -> None:
@@ -89,52 +136,161 @@ def _stop_workers() -> None:
         _pool.pop().close()
 
 
+class _Balance:
+    """How much of each block this process verifies itself.
+
+    Per transaction of a block, this process spends `e` executing and
+    committing it and `v` verifying one signature; the workers, together, `w`
+    per signature they verify. Taking the last fraction `s` of the block, it
+    finishes with the workers when `e + s*v = (1 - s)*w`. The times are
+    measured on each block (wall time: another process on the machine slows
+    either side), and the share moves halfway to that balance each time.
+    Only the stream holding the workers (under `_lock`) uses it.
+    """
+
+    MAX_SHARE = 0.5
+
+    def __init__(self) -> None:
+        self.share = 0.0
+        """The fraction of a block verified here, 0 to `MAX_SHARE`."""
+
+    def observe(self, e: float, v: float, w: float) -> None:
+        if v > 0 and w > 0:
+            target = min(self.MAX_SHARE, max(0.0, (w - e) / (v + w)))
+            self.share = (self.share + target) / 2
+
+
+_balance = _Balance()
+
+
 @dataclass(slots=True)
 class _Pending:
     block: Block
     data: bytes
-    keys: dict[str, bytes]
-    parts: list[tuple[_Worker, int, int]]
+    keys: dict[bytes, bytes] = field(default_factory=dict)
+    """Key id -> public key, of every organisation's current key as of dispatch."""
+    parts: list[tuple[_Worker, int, int]] = field(default_factory=list)
+    """(worker, first, end) of the transactions each worker verifies."""
+    own: int = 0
+    """Where the transactions this process verifies start (up to the end)."""
+    replies: int = 0
+    """Worker replies read so far."""
+    parsed: list[SignedTransaction | None] | None = None
+    """Its transactions, parsed while the block before it committed (None: not yet)."""
+
+    def drain(self) -> None:
+        """Read the replies not read yet, so the workers stay in step."""
+        while self.replies < len(self.parts):
+            self.parts[self.replies][0].receive()
+            self.replies += 1
 
 
-def _sender_keys(ledger: Ledger) -> dict[str, bytes]:
-    return {
-        value["id"]: org_from_value(value).sign_key
-        for _, value in StateReader(ledger.store).scan("org/")
-    }
+def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
+    orgs = [org_from_value(value) for _, value in StateReader(ledger.store).scan("org/")]
+    return {org.sign_key_id: org.sign_key for org in orgs}
 
 
 def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool) -> _Pending:
-    pending = _Pending(block, data, {}, [])
+    pending = _Pending(block, data)
     n = len(block.txs)
+    pending.own = n
     if pooled and n >= MIN_PIPELINED_TXS and block.height > 0:
-        pending.keys = _sender_keys(ledger)
-        size = -(-n // len(_pool))
-        for worker, lo in zip(_pool, range(0, n, size), strict=False):
-            worker.send(pending.keys, list(block.txs[lo : lo + size]))
-            pending.parts.append((worker, lo, min(n, lo + size)))
+        pending.keys = _current_keys(ledger)
+        sent = n - int(n * _balance.share)
+        size = -(-sent // len(_pool))
+        for worker, lo in zip(_pool, range(0, sent, size), strict=False):
+            hi = min(sent, lo + size)
+            worker.send(pending.keys, list(block.txs[lo:hi]))
+            pending.parts.append((worker, lo, hi))
+        pending.own = sent
     return pending
 
 
-def _parse(raw: bytes) -> SignedTransaction | None:
+def _finish(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block, Execution]:
+    with collector_paused():  # parsing allocates as much as executing (see there)
+        return _settle(ledger, p, ahead)
+
+
+def _parse(block: Block) -> list[SignedTransaction | None]:
+    return [parse_tx(r, i) for r, i in zip(block.txs, block.tx_ids, strict=True)]
+
+
+@contextmanager
+def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
+    """Parse `ahead` while the store's COMMIT waits for the disk.
+
+    A block's COMMIT waits for its fsync with the GIL released, about a third
+    of the time the block takes here; a thread parses the next block then (it
+    starts when `Store.on_commit` says the COMMIT begins, so it does not
+    compete with the commit's own Python work). Parsing is pure: the block
+    commits, fails or crashes exactly as it would without it. If the commit
+    fails, the parse is dropped."""
+    start, failed = threading.Event(), False
+
+    def parse() -> None:
+        start.wait()
+        if not failed:
+            ahead.parsed = _parse(ahead.block)
+
+    thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
+    thread.start()
+    store.on_commit = start.set
     try:
-        return decode_transaction(raw)
-    except EncodingError:
-        return None
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        store.on_commit = None
+        start.set()
+        thread.join()
 
 
-def _finish(ledger: Ledger, p: _Pending) -> tuple[Block, Execution]:
+def _statuses(p: _Pending) -> tuple[bytes, float, float]:
+    """One status byte per transaction (this process's share verified here, then the
+    workers' replies), this process's seconds per verification (0: none done
+    here), and the workers' seconds per transaction of theirs."""
+    t0 = time.perf_counter()
+    own = check(p.keys, list(p.block.txs[p.own :]))
+    own_seconds = time.perf_counter() - t0
+    replies, slowest = [], 0.0
+    while p.replies < len(p.parts):
+        seconds, status = p.parts[p.replies][0].receive()
+        replies.append(status)
+        slowest = max(slowest, seconds)
+        p.replies += 1
+    n, done_here = len(p.block.txs), len(p.block.txs) - p.own
+    v = own_seconds / done_here if done_here else 0.0
+    w = slowest / (n - done_here) if n > done_here else 0.0
+    return b"".join(replies) + own, v, w
+
+
+def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
-    presigned: list[Presigned] | None = None
+    presigned: list[Presigned] | None = None  # None: verified during execution
+    v = w = 0.0
+    t0 = time.perf_counter()
     if p.parts:
-        status = b"".join(worker.receive() for worker, _, _ in p.parts)
-        parsed = [_parse(r) for r in p.block.txs]
+        status, v, w = _statuses(p)
+        t0 = time.perf_counter()
+        if not v:  # none verified here yet: as fast as a worker is alone
+            v = w * len(p.parts)
+        parsed = p.parsed if p.parsed is not None else _parse(p.block)
+        keys = p.keys
+        # A status says whether the signature verifies under the key its envelope
+        # names; execution uses it only if that key is the sender's current one.
         presigned = [
-            None if s == NOT_CHECKED or stx is None else (p.keys[stx.tx.sender], s != FAILED)
+            None if s == NOT_CHECKED or stx is None else (keys[stx.key_id], s != FAILED)
             for s, stx in zip(status, parsed, strict=True)
         ]
     ex = ledger.validate_block(p.block, presigned, parsed)
-    ledger.commit(p.block, ex, p.data)
+    if ahead is not None and ahead.parts:
+        with _parsing_ahead(ledger.store, ahead):
+            ledger.commit(p.block, ex, p.data)
+    else:
+        ledger.commit(p.block, ex, p.data)
+    if p.parts:
+        _balance.observe((time.perf_counter() - t0) / len(p.block.txs), v, w)
     return p.block, ex
 
 
@@ -148,33 +304,36 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     they are free; another stream running at the same time verifies inline.
     """
     pooled = bool(_pool) and _lock.acquire(blocking=False)
-    pending: _Pending | None = None
+    # Dispatched and not yet settled: at most the block being settled and the next.
+    # Whatever happens (a bad block, the caller stopping early), their replies are
+    # read before the workers serve another stream, or it would read them as its own.
+    flight: list[_Pending] = []
     try:
         source = iter(blocks)
         while True:
             try:
                 data = next(source)
-                block = decode_block(data)
+                with collector_paused():
+                    block = decode_block(data)
             except StopIteration:
                 break
             except (ChainError, EncodingError):
                 # The block read ahead is bad (or missing): settle the pending one
                 # first, so the error names the first bad height, not the one before.
-                if pending is not None:
-                    done, pending = pending, None
-                    yield _finish(ledger, done)
+                if flight:
+                    yield _finish(ledger, flight[0], None)
+                    flight.pop(0)
                 raise
-            nxt = _dispatch(ledger, block, data, pooled)
-            if pending is not None:
-                done, pending = pending, None
-                yield _finish(ledger, done)
-            pending = nxt
-        if pending is not None:
-            done, pending = pending, None
-            yield _finish(ledger, done)
+            flight.append(_dispatch(ledger, block, data, pooled))
+            if len(flight) == 2:
+                yield _finish(ledger, flight[0], flight[1])
+                flight.pop(0)
+        if flight:
+            yield _finish(ledger, flight[0], None)
+            flight.pop(0)
     finally:
-        if pending is not None:  # drain replies so the workers stay in step
-            for worker, _, _ in pending.parts:
-                worker.receive()
+        for pending in flight:
+            with contextlib.suppress(RuntimeError):  # a dead worker: its error came first
+                pending.drain()
         if pooled:
             _lock.release()

@@ -28,8 +28,10 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 from sharechain.errors import ChainError, ConfigError
 from sharechain.ledger.schema import INDEX_END, INDEX_PREFIX, SCHEMA, check_schema, migrate
@@ -99,6 +101,32 @@ class BlockChange:
 
 _first = itemgetter(0)
 
+_ROWS_PER_INSERT = 128
+"""Rows one INSERT statement writes (`_insert`)."""
+
+
+def _insert(
+    db: sqlite3.Connection, head: str, width: int, rows: Sequence[Any], tail: str = ""
+) -> int:
+    """`INSERT ... VALUES` of `rows` (each `width` values) in their order, 128 rows a
+    statement, and the number of rows the inserts changed.
+
+    The same rows, in the same order, as `executemany` of a one-row statement
+    (an OR IGNORE or ON CONFLICT clause acts on each row in turn either way),
+    at a fifth less CPU: one statement step per 128 rows instead of one per row.
+    """
+    one = "(" + ",".join("?" * width) + ")"
+    full = len(rows) - len(rows) % _ROWS_PER_INSERT
+    changed = 0
+    if full:
+        q = f"{head} VALUES {','.join([one] * _ROWS_PER_INSERT)} {tail}"
+        for i in range(0, full, _ROWS_PER_INSERT):
+            values = list(chain.from_iterable(rows[i : i + _ROWS_PER_INSERT]))
+            changed += db.execute(q, values).rowcount
+    if full < len(rows):
+        changed += db.executemany(f"{head} VALUES {one} {tail}", rows[full:]).rowcount
+    return changed
+
 
 def _prefix_end(prefix: str) -> str:
     return prefix + "\U0010ffff"
@@ -143,6 +171,10 @@ class Store:
         self.sealer: Callable[[Store, BlockChange], None] | None = None
         """Called inside each block's transaction, after its writes (`sharechain.ledger.seal`):
         what it writes commits with the block, and what it raises rolls the block back."""
+        self.on_commit: Callable[[], None] | None = None
+        """Called by the committing thread just before a block's own COMMIT (not a
+        group's), which then waits for the disk with the GIL released: the block
+        pipeline parses the next block meanwhile. It must not raise or touch the store."""
 
     def close(self) -> None:
         with self._lock, self._side_lock:
@@ -219,6 +251,22 @@ class Store:
         with lock:
             row = db.execute(query, (key,)).fetchone()
         return bytes(row[0]) if row else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The values of `keys` (absent keys left out): `get` for many keys at a
+        fraction of the cost, a query per 500 keys instead of one per key."""
+        found: dict[str, bytes] = {}
+        idx = [k for k in keys if k.startswith(INDEX_PREFIX)]
+        plain = [k for k in keys if not k.startswith(INDEX_PREFIX)] if idx else list(keys)
+        db, lock = self._reader()
+        with lock:
+            for table, part in (("state", plain), ("state_idx", idx)):
+                for i in range(0, len(part), 500):
+                    chunk = part[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    q = f"SELECT key, value FROM {table} WHERE key IN ({marks})"
+                    found.update((k, bytes(v)) for k, v in db.execute(q, chunk))
+        return found
 
     def scan(self, prefix: str) -> list[tuple[str, bytes]]:
         """Every (key, value) whose key starts with `prefix`, in key order."""
@@ -326,9 +374,7 @@ class Store:
             # one already indexed; the index keeps pointing at the original.
             tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
             tx_rows.sort(key=_first)  # ids are unique: no need to compare further
-            new_txs = db.executemany(
-                "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?, ?, ?)", tx_rows
-            ).rowcount
+            new_txs = _insert(db, "INSERT OR IGNORE INTO txs", 6, tx_rows)
             keys = sorted(writes)
             # Index keys sort together: one slice of the sorted keys.
             lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, INDEX_END)
@@ -343,19 +389,21 @@ class Store:
                     # An upsert rewrites the value in place; REPLACE would delete
                     # the row and insert it again under a new rowid, touching
                     # the key index twice.
-                    db.executemany(
-                        f"INSERT INTO {table} (key, value) VALUES (?, ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    _insert(
+                        db,
+                        f"INSERT INTO {table} (key, value)",
+                        2,
                         puts,
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     )
                 if dels:
                     db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
             rows = [(k, height, i, t) for k, i, t in history]
             rows.sort(key=_first)  # stable: a key's rows keep their block order
-            added = db.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?)", rows)
+            added = _insert(db, "INSERT OR IGNORE INTO history", 4, rows)
             if self.sealer is not None:
                 head = Head(height, block_hash, state_root, timestamp)
-                self.sealer(self, BlockChange(head, tuple(changed), new_txs, added.rowcount))
+                self.sealer(self, BlockChange(head, tuple(changed), new_txs, added))
 
     def _rows(self, table: str, keys: Sequence[str]) -> dict[str, bytes]:
         """The stored values of `keys` in `table` (absent keys left out)."""
@@ -431,6 +479,8 @@ class Store:
         try:
             self._check_extends(height)
             yield
+            if self.on_commit is not None:
+                self.on_commit()
             db.execute("COMMIT")
         except BaseException:
             # A COMMIT that failed (a full disk: SQLITE_FULL) may leave the transaction

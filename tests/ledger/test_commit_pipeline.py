@@ -1,0 +1,359 @@
+"""The block pipeline (`ledger/pipeline.py`) decides exactly as `Ledger.commit` does.
+
+Its worker processes check each signature against the key the envelope's key
+id names, without decoding the body; the main process decides encoding,
+sender, current key and replay. Blocks large enough to go to the workers,
+mixing every case those checks split (bad signatures, non-canonical bodies,
+another organisation's key, an unknown sender, a key rotated in the block
+before or in the same block), must commit through the pipeline with the
+results and state the orderer computed inline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ledger_kit import T0, Kit
+
+from sharechain.codec import encode
+from sharechain.contracts import notary
+from sharechain.crypto.signing import SigningKey
+from sharechain.errors import EncodingError
+from sharechain.ledger import pipeline
+from sharechain.ledger import validation as v
+from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, VERIFIED, check
+from sharechain.ledger.blocks import Block, encode_block
+from sharechain.ledger.chain import verify_chain
+from sharechain.ledger.contract import BlockContext, ContractRegistry, State
+from sharechain.ledger.identities import org_from_value, org_key, org_to_value
+from sharechain.ledger.pipeline import MIN_PIPELINED_TXS, commit_stream, start_workers
+from sharechain.ledger.transactions import (
+    TX_DOMAIN,
+    SignedTransaction,
+    _checked_fields,
+    decode_transaction,
+    envelope_parts,
+    sign_transaction,
+)
+
+ROTATE = "test.rotate_key"
+NEW_B = SigningKey.from_seed(b"\x44" * 32)
+
+
+def _rotate(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+    org = org_from_value(state.get(org_key(stx.tx.sender)))
+    new = dataclasses.replace(org, sign_key=stx.tx.payload["sign_key"], since=ctx.height)
+    state.put(org_key(org.id), org_to_value(new))
+
+
+def _forged(stx: SignedTransaction) -> bytes:
+    """`stx` with one bit of its signature flipped."""
+    sig = bytearray(stx.signature)
+    sig[5] ^= 1
+    return encode([1, stx.body, stx.key_id, bytes(sig)])
+
+
+def _non_canonical(kit: Kit, org: str) -> bytes:
+    """A correctly signed envelope whose body lists its keys out of canonical order."""
+    body = cbor2.dumps(
+        {
+            "payload": {"digest": bytes(32), "note": "unordered"},
+            "type": notary.RECORD,
+            "sender": org,
+            "nonce": bytes(16),
+            "created_at": 1_750_000_000_000,
+        }
+    )
+    key = kit.keys[org].signing
+    return encode([1, body, key.key_id, key.sign(TX_DOMAIN, body)])
+
+
+def _filler(kit: Kit, tag: str, n: int) -> list[bytes]:
+    orgs = ("hospital-a", "hospital-b", "regulator")
+    return [kit.record(orgs[i % 3], f"{tag} {i}".encode(), note=f"{tag} {i}").raw for i in range(n)]
+
+
+def test_pipeline_matches_the_inline_outcome(tmp_path: Path) -> None:
+    registry = notary.registry().merged(ContractRegistry({ROTATE: _rotate}))
+    kit = Kit(tmp_path / "orderer.db", registry)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    old_b = kit.keys["hospital-b"]
+    before = kit.record("hospital-b", b"signed before the rotation")
+    as_b = kit.sign(
+        "hospital-a", notary.RECORD, {"digest": bytes(range(32)), "note": ""}, key="hospital-b"
+    )
+    stranger = kit.sign("hospital-a", notary.RECORD, {"digest": bytes(32), "note": "x"})
+    stranger_raw = stranger.raw.replace(b"hospital-a", b"hospital-z")  # no such sender
+    first = [
+        kit.record("hospital-a", b"a").raw,
+        _forged(kit.record("regulator", b"forged")),
+        _non_canonical(kit, "hospital-a"),
+        as_b.raw,  # hospital-b's key, sent as hospital-a: stale_key
+        stranger_raw,
+        b"\x00not an envelope",
+        kit.sign("hospital-b", ROTATE, {"sign_key": NEW_B.public_key}).raw,
+    ]
+    kit.keys["hospital-b"] = dataclasses.replace(old_b, signing=NEW_B)
+    first += [
+        kit.record("hospital-b", b"new key, same block").raw,  # not in the workers' map
+        before.raw,  # the old key, rotated out earlier in this block
+        *_filler(kit, "one", MIN_PIPELINED_TXS),
+    ]
+    second = [
+        kit.record("hospital-b", b"new key, next block").raw,
+        _forged(kit.record("hospital-b", b"new key, forged")),
+        kit.sign("hospital-b", notary.RECORD, {"digest": bytes(31) + b"\x01", "note": ""}).raw,
+        *_filler(kit, "two", MIN_PIPELINED_TXS),
+    ]
+    blocks: list[Block] = [kit.add(first), kit.add(second, orderer="regulator")]
+    codes = [[r.code for r in b.results] for b in blocks]
+    assert codes[0][:9] == [
+        v.VALID,
+        v.BAD_SIGNATURE,
+        v.BAD_ENCODING,
+        v.STALE_KEY,
+        v.UNKNOWN_SENDER,
+        v.BAD_ENCODING,
+        v.VALID,
+        v.VALID,
+        v.STALE_KEY,
+    ]
+    assert codes[1][:3] == [v.VALID, v.BAD_SIGNATURE, v.VALID]
+
+    start_workers()
+    committed = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    assert [ex.results for _, ex in committed] == [b.results for b in blocks]
+    assert peer.head == kit.ledger.head
+    assert peer.store.get(org_key("hospital-b")) == kit.store.get(org_key("hospital-b"))
+    peer.store.close()
+    kit.store.close()
+
+
+def test_a_stream_stopped_early_leaves_the_workers_in_step(tmp_path: Path) -> None:
+    # A caller that stops iterating (or a bad block) leaves the next block dispatched;
+    # its replies must be read then, or the next stream would take them for its own
+    # block's (here: "verified" for a forged signature, refused against the block).
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [
+        kit.add([_forged(kit.record("hospital-a", b"forged")), *_filler(kit, "b1", 300)]),
+        kit.add(_filler(kit, "b2", 300)),
+    ]
+    start_workers()
+    first = kit.fresh_ledger(tmp_path / "first.db")
+    stream = commit_stream(first, [encode_block(b) for b in blocks])
+    assert next(stream)[0] == blocks[0]
+    stream.close()
+    assert first.height == 1
+    second = kit.fresh_ledger(tmp_path / "second.db")
+    done = list(commit_stream(second, [encode_block(b) for b in blocks]))
+    assert [ex.results[0].code for _, ex in done] == [v.BAD_SIGNATURE, v.VALID]
+    for store in (first.store, second.store, kit.store):
+        store.close()
+
+
+def test_worker_checks_by_the_envelopes_key_id() -> None:
+    a, b = SigningKey.from_seed(b"\x01" * 32), SigningKey.from_seed(b"\x02" * 32)
+    body = b"\xa0"
+    good = encode([1, body, a.key_id, a.sign(TX_DOMAIN, body)])
+    bad = encode([1, body, a.key_id, b.sign(TX_DOMAIN, body)])
+    unknown = encode([1, body, b.key_id, b.sign(TX_DOMAIN, body)])
+    digest = hashlib.sha256(b"").digest()
+    status = check({a.key_id: a.public_key}, [good, bad, unknown, b"\x83\x01", digest])
+    assert list(status) == [VERIFIED, FAILED, NOT_CHECKED, NOT_CHECKED, NOT_CHECKED]
+
+
+# -- decode_transaction's fast path, held to the general one ------------------------
+
+
+def _reference_decode(raw: bytes) -> tuple[object, ...]:
+    """`decode_transaction` as it was before its fast path: decode, re-encode and
+    compare, then check each field (the `_checked_fields` path)."""
+    body_bytes, key_id, signature = envelope_parts(raw)
+    try:
+        body = cbor2.loads(body_bytes)
+    except Exception as exc:
+        raise EncodingError(f"transaction body is not valid CBOR: {exc}") from None
+    fields = _checked_fields(body, body_bytes)
+    return (*fields, body_bytes, key_id, signature, raw, hashlib.sha256(raw).digest())
+
+
+def _outcome(decode: Callable[[bytes], tuple[object, ...]], raw: bytes) -> tuple[object, ...]:
+    try:
+        return ("ok", *decode(raw))
+    except EncodingError as exc:
+        return ("error", str(exc))
+
+
+def _fast_decode(raw: bytes) -> tuple[object, ...]:
+    s = decode_transaction(raw)
+    t = s.tx
+    return (t.type, t.sender, t.nonce, t.created_at, t.payload, s.body, s.key_id, s.signature)
+
+
+_scalars = (
+    st.text(max_size=30)
+    | st.binary(max_size=40)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=False)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_field = {  # name: (well-formed, anything)
+    "type": (st.sampled_from(["notary.record", "t" * 300, "é"]), _values),
+    "sender": (st.text(min_size=1, max_size=40), _values),
+    "nonce": (st.binary(min_size=16, max_size=16), _values),
+    "created_at": (
+        st.sampled_from([0, 23, 24, 255, 256, 2**32, 2**64 - 1]),
+        st.sampled_from([2**64, -1, True, 1.0]) | _values,
+    ),
+    "payload": (st.dictionaries(st.text(max_size=8), _values, max_size=4), _values),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_fast_decode_agrees_with_the_general_path(data: st.DataObject) -> None:
+    names = data.draw(st.permutations(list(_field)))
+    keep = 5 if data.draw(st.integers(0, 3)) else data.draw(st.integers(3, 4))
+    odd = st.integers(0, 3).map(lambda n: n == 0)  # one in four
+    body = {name: data.draw(_field[name][data.draw(odd)]) for name in names[:keep]}
+    if data.draw(odd):
+        body["extra"] = 1
+    try:
+        body_bytes = cbor2.dumps(body, canonical=not data.draw(odd))
+    except (cbor2.CBOREncodeError, ValueError, TypeError):
+        return
+    if data.draw(odd):
+        body_bytes += b"\x00"  # trailing bytes
+    raw = encode([1, body_bytes, bytes(32), bytes(64)])
+    fast, reference = _outcome(_fast_decode, raw), _outcome(_reference_decode, raw)
+    assert fast[0] == reference[0] and fast[1:] == reference[1 : len(fast)]
+
+
+def test_fast_decode_of_real_transactions() -> None:
+    key = SigningKey.from_seed(b"\x05" * 32)
+    for payload in (
+        {"digest": bytes(32), "note": "x" * 300},
+        {},
+        {"a": [1, {"b": None}], "c": 2.5},
+    ):
+        stx = sign_transaction(key, "notary.record", "org", payload, now=lambda: 1e9)
+        assert _outcome(_fast_decode, stx.raw)[1:] == _outcome(_reference_decode, stx.raw)[1:9]
+        assert decode_transaction(stx.raw) == stx
+
+
+# -- reading ahead and writing many rows a statement change no outcome -----------
+
+
+def test_get_many_is_get_for_many_keys(tmp_path: Path) -> None:
+    kit = Kit(tmp_path / "l.db")
+    stx = kit.record("hospital-a", b"present")
+    kit.add([stx.raw])
+    keys = [
+        notary.record_key(hashlib.sha256(b"present").digest()),
+        notary.record_key(hashlib.sha256(b"absent").digest()),
+        org_key("hospital-b"),
+        "idx/none",
+        *[f"k{i}" for i in range(1100)],  # several queries
+    ]
+    many = kit.store.get_many(keys)
+    assert many == {k: v for k in keys if (v := kit.store.get(k)) is not None}
+    assert len(many) == 2
+    kit.store.close()
+
+
+class _Misleading:
+    """`notary.record` naming keys it does not read, and not the one it does."""
+
+    def __call__(self, state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+        notary.registry().handlers[notary.RECORD](state, stx, ctx)
+
+    def reads(self, stx: SignedTransaction) -> tuple[str, ...]:
+        return (org_key("hospital-a"), "notary/unrelated", "idx/x")
+
+
+def test_read_hints_change_no_outcome(tmp_path: Path) -> None:
+    def plain(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
+        notary.registry().handlers[notary.RECORD](state, stx, ctx)
+
+    kits = [
+        Kit(tmp_path / f"{name}.db", ContractRegistry({notary.RECORD: handler}))
+        for name, handler in (
+            ("hinted", notary.registry().handlers[notary.RECORD]),
+            ("plain", plain),
+            ("misleading", _Misleading()),
+        )
+    ]
+    for round_ in range(3):  # duplicates of earlier blocks' records, and within a block
+        contents = [f"r{round_}-{i}".encode() for i in range(5)] + [b"r0-1", b"r0-1"]
+        blocks = [k.add([k.record("hospital-b", c).raw for c in contents]) for k in kits]
+        assert blocks[0].results == blocks[1].results == blocks[2].results
+        assert blocks[0].header.state_delta_hash == blocks[1].header.state_delta_hash
+        assert blocks[0].header.state_delta_hash == blocks[2].header.state_delta_hash
+    assert [r.code for r in blocks[0].results][-2:] == ["duplicate", "duplicate"]
+    for k in kits:
+        k.store.close()
+
+
+def test_many_rows_a_statement_store_what_one_row_a_statement_did(tmp_path: Path) -> None:
+    # More rows than two full INSERT statements of 128 and a rest; replays among
+    # them (OR IGNORE keeps the original's index rows), rewritten keys (ON CONFLICT).
+    kit = Kit(tmp_path / "l.db")
+    first = [kit.record("regulator", f"x{i}".encode()) for i in range(300)]
+    kit.add([s.raw for s in first])
+    db = kit.store._db
+    before = set(db.execute("SELECT id, height, idx, type, sender, code FROM txs"))
+    endorse = kit.sign("hospital-a", notary.ENDORSE, {"record": first[7].id})
+    raws = [*[s.raw for s in first[:130]], kit.record("regulator", b"new").raw, endorse.raw]
+    block, ex = kit.ledger.build_block(
+        raws, orderer="hospital-a", key=kit.keys["hospital-a"].signing, timestamp=T0 + 10**6
+    )
+    kit.ledger.commit(block, ex)
+    assert [r.code for r in block.results].count(v.REPLAY) == 130
+    txs = set(db.execute("SELECT id, height, idx, type, sender, code FROM txs"))
+    known = {row[0] for row in before}
+    assert txs - before == {(i, 2, x, t, s, c) for i, x, t, s, c in ex.tx_rows if i not in known}
+    history = set(db.execute("SELECT key, idx, tx_id FROM history WHERE height=2"))
+    assert history == set(ex.history) and len(ex.history) == 130 + 2 + 1
+    assert all(kit.store.get(k) == value for k, value in ex.writes.items())
+    assert verify_chain(kit.store, kit.registry).ok
+    kit.store.close()
+
+
+def test_the_next_block_is_parsed_while_a_commit_waits_for_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"p{i}", MIN_PIPELINED_TXS)) for i in range(3)]
+    parsed_by: list[str] = []
+    parse = pipeline._parse
+
+    def recording(block: Block) -> list[SignedTransaction | None]:
+        parsed_by.append(threading.current_thread().name)
+        return parse(block)
+
+    monkeypatch.setattr(pipeline, "_parse", recording)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    start_workers()
+    done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    assert [b.height for b, _ in done] == [1, 2, 3] and peer.head == kit.ledger.head
+    # The first block is parsed in turn, the next two while the one before committed.
+    assert parsed_by == ["MainThread", "parse-ahead", "parse-ahead"]
+    assert peer.store.on_commit is None
+    for store in (peer.store, kit.store):
+        store.close()
