@@ -17,14 +17,10 @@ the smallest groups, whether the profile's targets are met).
 
 from __future__ import annotations
 
-import queue
 import secrets
-import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -50,23 +46,22 @@ from sharechain.privacy.profiles import (
     Rule,
     Tokenize,
 )
+from sharechain.privacy.overlap import SWITCHING, NoiseAhead
 from sharechain.privacy.rules import (
     NoiseStream,
-    add_noise,
     apply_rule,
     check_rule,
     group_key,
     reads_as_text,
 )
-from sharechain.privacy.samplers import IntArray
 from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, read_batches
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
 
-_NOISE_CHUNK: Final = 1 << 15
-"""Draws made at a time for a noised column."""
-_NOISE_AHEAD: Final = 1 << 18
-"""Draws per noised column made ahead of need, at most."""
+_NOISE_AHEAD: Final = 1 << 20
+"""Draws per noised column made ahead of need, at most (8 MiB each): the draws
+start with pass 1, so for a table of up to this many rows they are all ready
+when pass 2 needs them."""
 _WORKERS: Final = 2
 """Batches masked at once (the machines this runs on have two cores or more)."""
 
@@ -252,106 +247,6 @@ def _report(profile: Profile, census: _Census) -> MaskReport:
     )
 
 
-class _Switching:
-    """The interpreter's thread switch interval, lowered while any masking runs.
-
-    Tokenising holds the interpreter lock for long stretches; the threads
-    parsing, counting and encoding need it back for a moment between their
-    (lock-free) array operations and would otherwise wait up to 5 ms for it
-    each time. The interval is process state, so this guard is too: the
-    first masking to start lowers it, the last to finish puts it back.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._lock = threading.Lock()
-        self._running = 0
-        self._before = 0.0
-
-    @contextmanager
-    def lowered(self) -> Iterator[None]:
-        with self._lock:
-            if self._running == 0:
-                self._before = sys.getswitchinterval()
-                sys.setswitchinterval(min(self._before, self._seconds))
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0:
-                    sys.setswitchinterval(self._before)
-
-
-_SWITCHING: Final = _Switching(0.0005)
-
-
-class _NoiseAhead:
-    """The noised columns' draws, made ahead of need on a thread of their own.
-
-    Drawing is mostly Python between array operations; pass 2's other work
-    (filtering, encoding) runs without the interpreter lock, so the draws
-    overlap it. One thread draws `_NOISE_CHUNK` per column in a fixed
-    round, so a seeded generator gives the same draws to the same column
-    whatever the timing; at most `ahead` draws per column wait.
-    """
-
-    def __init__(self, streams: dict[str, NoiseStream], ahead: int) -> None:
-        self._streams = streams
-        depth = max(1, ahead // _NOISE_CHUNK)
-        self._ready: dict[str, queue.Queue[IntArray | BaseException]] = {
-            name: queue.Queue(maxsize=depth) for name in streams
-        }
-        self._held = {name: np.zeros(0, np.int64) for name in streams}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, name="mask-noise", daemon=True)
-
-    def __enter__(self) -> _NoiseAhead:
-        if self._streams:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _put(self, name: str, item: IntArray | BaseException) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._ready[name].put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _fill(self) -> None:
-        try:
-            while True:
-                for name, stream in self._streams.items():
-                    if not self._put(name, stream.take(_NOISE_CHUNK)):
-                        return
-        except BaseException as exc:  # handed to the taker, which re-raises it
-            for name in self._streams:
-                self._put(name, exc)
-
-    def add_to(self, name: str, values: pa.Array) -> pa.Array:
-        """`values` plus the column's next draws (nulls stay null)."""
-        held = self._held[name]
-        parts = [held]
-        have = len(held)
-        while have < len(values):
-            item = self._ready[name].get()
-            if isinstance(item, BaseException):
-                raise item
-            parts.append(item)
-            have += len(item)
-        held = np.concatenate(parts) if len(parts) > 1 else held
-        self._held[name] = held[len(values) :]
-        return add_noise(name, values, held[: len(values)])
-
-
 def _masked(
     released: tuple[tuple[str, Rule], ...],
     data: pa.RecordBatch,
@@ -408,7 +303,8 @@ def apply(
     with (
         Spill(target) as spill,
         ThreadPoolExecutor(_WORKERS, thread_name_prefix="mask") as pool,
-        _SWITCHING.lowered(),
+        SWITCHING.lowered(),
+        NoiseAhead(noise, _NOISE_AHEAD) as draws,
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
         # result with each row's group key; batches are masked on `_WORKERS`
@@ -432,12 +328,12 @@ def apply(
             )
         # Pass 2 drops the rows of the groups that missed k (or l) from the
         # parked release and adds the noise, drawn in order (a seeded
-        # generator gives one release) while earlier batches are encoded.
+        # generator gives one release) on a thread since pass 1 began.
         keeper = None
         if not pc.all(census.keep).as_py():
             keeper = GroupIndex(census.groups, profile.quasi_identifiers).keeper(census.keep)
         names = [n for n, _ in released]
-        with atomic_output(target) as out, _NoiseAhead(noise, _NOISE_AHEAD) as draws:
+        with atomic_output(target) as out:
             for batch in spill.batches():
                 if progress is not None:  # in the source's units, as pass 1 reported
                     units = census.units
