@@ -56,7 +56,10 @@ def test_block_edges_and_multibyte_text() -> None:
     key = rng.randbytes(32)
     items: list[str | None] = ["", None, "é", "日本語", "🙂" * 40]
     items += ["x" * n for n in (55, 56, 63, 64, 65, 119, 120, 127, 128, 129, 255, 256, 257, 1000)]
-    items += ["".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(80))) for _ in range(300)]
+    items += [
+        "".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(80)))
+        for _ in range(300)
+    ]
     for algorithm in ALGORITHMS:
         expected = [reference(key, v, algorithm) for v in items]
         assert tokenize_array(key, pa.array(items), algorithm, native=True).to_pylist() == expected
@@ -69,7 +72,10 @@ def test_all_null_and_empty_columns() -> None:
     key = bytes(range(32))
     assert tokenize_array(key, pa.array([None, None], pa.string())).to_pylist() == [None, None]
     assert tokenize_array(key, pa.array([], pa.string())).to_pylist() == []
-    assert _tokens.hex_tokens(key, "blake2b", pa.array([0], pa.int32()).buffers()[1], b"", False) == b""
+    assert (
+        _tokens.hex_tokens(key, "blake2b", pa.array([0], pa.int32()).buffers()[1], b"", False)
+        == b""
+    )
 
 
 def test_damaged_buffers_and_bad_arguments_are_refused() -> None:

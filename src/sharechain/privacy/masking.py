@@ -37,6 +37,7 @@ from sharechain.privacy.anonymity import (
     measure,
     passing_groups,
 )
+from sharechain.privacy.overlap import SWITCHING, NoiseAhead
 from sharechain.privacy.profiles import (
     Drop,
     Keep,
@@ -46,7 +47,6 @@ from sharechain.privacy.profiles import (
     Rule,
     Tokenize,
 )
-from sharechain.privacy.overlap import SWITCHING, NoiseAhead
 from sharechain.privacy.rules import (
     NoiseStream,
     apply_rule,
