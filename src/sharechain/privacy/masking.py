@@ -338,10 +338,12 @@ def apply(
                 if progress is not None:  # in the source's units, as pass 1 reported
                     units = census.units
                     progress(units + units * batch.done // batch.total, 2 * units)
-                data = batch.data
+                data = batch.data.select(names)
                 if keeper is not None:
-                    keys = pa.table([data.column(_KEY + n) for n in plan.grouped], plan.grouped)
-                    data = data.filter(keeper(keys))
+                    parked = batch.data
+                    keys = pa.table([parked.column(_KEY + n) for n in plan.grouped], plan.grouped)
+                    kept = keeper(keys)
+                    data = data if kept is None else data.filter(kept)
                 if data.num_rows:
                     columns = [
                         draws.add_to(n, data.column(n)) if n in noise else data.column(n)
