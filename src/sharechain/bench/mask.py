@@ -33,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from sharechain.privacy import tokens
+
 __all__ = ["PROFILE", "make_table", "run"]
 
 ROWS = 1_000_000
@@ -199,6 +201,7 @@ def run(rows: int = ROWS, big: int = BIG) -> dict[str, Any]:
         "mask_pyarrow_rows_per_s": round(rows / baseline),
         "mask_ratio_to_pyarrow": round(baseline / full["seconds"], 3),
         "mask_ratio_target": 0.25,
+        "mask_tokens_native": tokens.NATIVE,
         "mask_peak_rss_mib": round(full["rss_kib"] / 1024, 1),
         "mask_k": full["k"],
         "mask_l": full["l"],
