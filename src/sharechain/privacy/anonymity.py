@@ -85,10 +85,18 @@ class GroupCounter:
 
     def add(self, table: pa.Table) -> None:
         """Count a batch: `table` holds the quasi-identifier and sensitive columns as released."""
+        self.add_partial(self.partial(table))
+
+    def partial(self, table: pa.Table) -> pa.Table:
+        """The counts of one batch, for `add_partial`; safe to call from any thread."""
         table = table.append_column(_ALL, _constant(len(table)))
         columns = [*self._keys, *self._sensitive]
         part = table.group_by(columns, use_threads=False).aggregate([([], "count_all")])
-        self._parts.append(_named(part, columns, "count_all", ROWS))
+        return _named(part, columns, "count_all", ROWS)
+
+    def add_partial(self, part: pa.Table) -> None:
+        """Add the counts `partial` made of a batch (from one thread at a time)."""
+        self._parts.append(part)
         self._held += len(part)
         if self._held > _CONSOLIDATE and len(self._parts) > 1:
             self._parts = [self._merged()]

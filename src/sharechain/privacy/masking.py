@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -174,6 +174,16 @@ class _Census:
     """Progress units of one pass over the source (bytes of CSV, rows of Parquet)."""
 
 
+class _Masker(Protocol):
+    """What pass 1 hands every batch to when it masks as it counts (`apply`)."""
+
+    def take(self, data: pa.RecordBatch, forms: pa.Table, counter: GroupCounter) -> None:
+        """Mask `data` and count `forms` into `counter` (now or by `finish`)."""
+
+    def finish(self, counter: GroupCounter) -> None:
+        """Complete every batch taken, its counts included."""
+
+
 def _census(
     profile: Profile,
     source: Path,
@@ -181,24 +191,27 @@ def _census(
     passes: int,
     *,
     plan: _Plan | None = None,
-    each: Callable[[pa.RecordBatch, pa.Table], None] | None = None,
+    masker: _Masker | None = None,
 ) -> _Census:
-    """Count the groups of `source`; `each` is shown every batch with its grouped columns.
+    """Count the groups of `source`; `masker` takes every batch with its grouped columns.
 
-    Without `each` only the grouped columns are parsed; with it, every column.
+    Without `masker` only the grouped columns are parsed; with it, every column.
     """
     plan = plan if plan is not None else _plan(source, profile)
     counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
     rows = units = 0
-    only = None if each is not None else plan.grouped or (plan.schema.names[0],)
+    only = None if masker is not None else plan.grouped or (plan.schema.names[0],)
     batches = read_batches(source, types=plan.schema, only=only)
     for batch in _reporting(batches, progress, 0, passes):
         rows += batch.data.num_rows
         units = batch.total
         forms = _grouped_forms(plan, batch.data)
-        counter.add(forms)
-        if each is not None:
-            each(batch.data, forms)
+        if masker is None:
+            counter.add(forms)
+        else:
+            masker.take(batch.data, forms, counter)
+    if masker is not None:
+        masker.finish(counter)
     if rows == 0:
         raise TableError(f"{source} has no rows to mask")
     groups = counter.groups()
@@ -252,8 +265,10 @@ def _masked(
     data: pa.RecordBatch,
     forms: pa.Table,
     token_key: bytes | None,
-) -> pa.RecordBatch:
-    """The released columns of one batch, then its group keys (`_KEY` + column name).
+    counter: GroupCounter,
+) -> tuple[pa.RecordBatch, pa.Table]:
+    """The released columns of one batch, then its group keys (`_KEY` + column name);
+    and the batch's group counts (`GroupCounter.partial`).
 
     Noised columns stay raw here: their noise is added in pass 2, to the
     surviving rows only.
@@ -266,7 +281,40 @@ def _masked(
     ]
     columns += [forms.column(name).combine_chunks() for name in forms.column_names]
     names = [n for n, _ in released] + [_KEY + n for n in forms.column_names]
-    return pa.RecordBatch.from_arrays(columns, names=names)
+    return pa.RecordBatch.from_arrays(columns, names=names), counter.partial(forms)
+
+
+class _Parking:
+    """Pass 1's masker: batches masked and counted on `_WORKERS` threads (pyarrow's
+    kernels and the C tokeniser run without the interpreter lock), parked in file order."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        spill: Spill,
+        released: tuple[tuple[str, Rule], ...],
+        token_key: bytes | None,
+    ) -> None:
+        self._pool = pool
+        self._spill = spill
+        self._released = released
+        self._token_key = token_key
+        self._running: deque[Future[tuple[pa.RecordBatch, pa.Table]]] = deque()
+
+    def take(self, data: pa.RecordBatch, forms: pa.Table, counter: GroupCounter) -> None:
+        key = self._token_key
+        self._running.append(self._pool.submit(_masked, self._released, data, forms, key, counter))
+        if len(self._running) >= _WORKERS:
+            self._park(counter)
+
+    def finish(self, counter: GroupCounter) -> None:
+        while self._running:
+            self._park(counter)
+
+    def _park(self, counter: GroupCounter) -> None:
+        batch, part = self._running.popleft().result()
+        counter.add_partial(part)
+        self._spill.write(batch)
 
 
 def check(profile: Profile, source: Path, *, progress: Progress | None = None) -> MaskReport:
@@ -307,19 +355,9 @@ def apply(
         NoiseAhead(noise, _NOISE_AHEAD) as draws,
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
-        # result with each row's group key; batches are masked on `_WORKERS`
-        # threads (pyarrow's kernels run without the interpreter lock) and
-        # parked in file order.
-        running: deque[Future[pa.RecordBatch]] = deque()
-
-        def mask(data: pa.RecordBatch, forms: pa.Table) -> None:
-            running.append(pool.submit(_masked, released, data, forms, token_key))
-            if len(running) >= _WORKERS:
-                spill.write(running.popleft().result())
-
-        census = _census(profile, source, progress, 2, plan=plan, each=mask)
-        while running:
-            spill.write(running.popleft().result())
+        # result with each row's group key.
+        parking = _Parking(pool, spill, released, token_key)
+        census = _census(profile, source, progress, 2, plan=plan, masker=parking)
         report = _report(profile, census)
         if not report.targets_met:
             raise ProfileError(
