@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -317,6 +318,37 @@ class _Parking:
         self._spill.write(batch)
 
 
+def _surviving(
+    names: list[str],
+    grouped: tuple[str, ...],
+    keeper: Callable[[pa.Table], pa.Array | None] | None,
+    parked: pa.RecordBatch,
+) -> pa.RecordBatch:
+    """The released columns of a parked batch, without the rows of suppressed groups."""
+    data = parked.select(names)
+    if keeper is None:
+        return data
+    kept = keeper(pa.table([parked.column(_KEY + n) for n in grouped], grouped))
+    return data if kept is None else data.filter(kept)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor,
+    work: Callable[[pa.RecordBatch], pa.RecordBatch],
+    batches: Iterator[Batch],
+) -> Iterator[tuple[Batch, pa.RecordBatch]]:
+    """`work` on each batch's rows on the pool, `_WORKERS` at a time, results in order."""
+    running: deque[tuple[Batch, Future[pa.RecordBatch]]] = deque()
+    for batch in batches:
+        running.append((batch, pool.submit(work, batch.data)))
+        if len(running) >= _WORKERS:
+            done, future = running.popleft()
+            yield done, future.result()
+    while running:
+        done, future = running.popleft()
+        yield done, future.result()
+
+
 def check(profile: Profile, source: Path, *, progress: Progress | None = None) -> MaskReport:
     """What `apply` would achieve on `source`, without writing anything."""
     return _report(profile, _census(profile, source, progress, 1))
@@ -365,23 +397,19 @@ def apply(
                 "low) and the profile does not suppress; set `suppress: true` or generalise more"
             )
         # Pass 2 drops the rows of the groups that missed k (or l) from the
-        # parked release and adds the noise, drawn in order (a seeded
-        # generator gives one release) on a thread since pass 1 began.
+        # parked release (on the workers, `_WORKERS` batches at a time) and
+        # adds the noise, drawn in order (a seeded generator gives one
+        # release) on a thread since pass 1 began.
         keeper = None
         if not pc.all(census.keep).as_py():
             keeper = GroupIndex(census.groups, profile.quasi_identifiers).keeper(census.keep)
         names = [n for n, _ in released]
+        surviving = partial(_surviving, names, plan.grouped, keeper)
         with atomic_output(target) as out:
-            for batch in spill.batches():
+            for batch, data in _in_order(pool, surviving, spill.batches()):
                 if progress is not None:  # in the source's units, as pass 1 reported
                     units = census.units
                     progress(units + units * batch.done // batch.total, 2 * units)
-                data = batch.data.select(names)
-                if keeper is not None:
-                    parked = batch.data
-                    keys = pa.table([parked.column(_KEY + n) for n in plan.grouped], plan.grouped)
-                    kept = keeper(keys)
-                    data = data if kept is None else data.filter(kept)
                 if data.num_rows:
                     columns = [
                         draws.add_to(n, data.column(n)) if n in noise else data.column(n)

@@ -88,6 +88,7 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
     return result
 
 
+@lru_cache(maxsize=256)
 def _block(den: int, first: int) -> tuple[int, int, tuple[int, ...]]:
     """How many steps one uniform draw decides from step `first`, and its bound and thresholds.
 
