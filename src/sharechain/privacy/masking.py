@@ -178,6 +178,9 @@ class _Census:
 class _Masker(Protocol):
     """What pass 1 hands every batch to when it masks as it counts (`apply`)."""
 
+    columns: tuple[str, ...]
+    """The source columns it needs (the others are not parsed)."""
+
     def take(self, data: pa.RecordBatch, forms: pa.Table, counter: GroupCounter) -> None:
         """Mask `data` and count `forms` into `counter` (now or by `finish`)."""
 
@@ -196,12 +199,14 @@ def _census(
 ) -> _Census:
     """Count the groups of `source`; `masker` takes every batch with its grouped columns.
 
-    Without `masker` only the grouped columns are parsed; with it, every column.
+    Without `masker` only the grouped columns are parsed; with it, those it needs too.
     """
     plan = plan if plan is not None else _plan(source, profile)
     counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
     rows = units = 0
-    only = None if masker is not None else plan.grouped or (plan.schema.names[0],)
+    only = plan.grouped or (plan.schema.names[0],)
+    if masker is not None:
+        only = tuple(n for n in plan.schema.names if n in {*only, *masker.columns})
     batches = read_batches(source, types=plan.schema, only=only)
     for batch in _reporting(batches, progress, 0, passes):
         rows += batch.data.num_rows
@@ -300,6 +305,7 @@ class _Parking:
         self._spill = spill
         self._released = released
         self._token_key = token_key
+        self.columns = tuple(name for name, _ in released)
         self._running: deque[Future[tuple[pa.RecordBatch, pa.Table]]] = deque()
 
     def take(self, data: pa.RecordBatch, forms: pa.Table, counter: GroupCounter) -> None:
