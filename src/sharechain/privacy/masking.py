@@ -38,6 +38,7 @@ from sharechain.privacy.anonymity import (
     measure,
     passing_groups,
 )
+from sharechain.privacy.blocks import read_units
 from sharechain.privacy.overlap import SWITCHING, NoiseAhead
 from sharechain.privacy.profiles import (
     Drop,
@@ -176,16 +177,16 @@ class _Census:
 
 
 class _Masker(Protocol):
-    """What pass 1 hands every batch to when it masks as it counts (`apply`)."""
+    """What pass 1 hands every unit of the source to when it masks as it counts (`apply`)."""
 
     columns: tuple[str, ...]
     """The source columns it needs (the others are not parsed)."""
 
-    def take(self, data: pa.RecordBatch, forms: pa.Table, counter: GroupCounter) -> None:
-        """Mask `data` and count `forms` into `counter` (now or by `finish`)."""
+    def take(self, load: Callable[[], pa.RecordBatch | None], counter: GroupCounter) -> None:
+        """Parse (`load`), mask and count a unit into `counter` (now or by `finish`)."""
 
-    def finish(self, counter: GroupCounter) -> None:
-        """Complete every batch taken, its counts included."""
+    def finish(self, counter: GroupCounter) -> int:
+        """Complete every unit taken, its counts included; the rows taken in all."""
 
 
 def _census(
@@ -197,7 +198,7 @@ def _census(
     plan: _Plan | None = None,
     masker: _Masker | None = None,
 ) -> _Census:
-    """Count the groups of `source`; `masker` takes every batch with its grouped columns.
+    """Count the groups of `source`; `masker` takes every unit of it to parse and mask.
 
     Without `masker` only the grouped columns are parsed; with it, those it needs too.
     """
@@ -205,19 +206,20 @@ def _census(
     counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
     rows = units = 0
     only = plan.grouped or (plan.schema.names[0],)
-    if masker is not None:
+    if masker is None:
+        batches = read_batches(source, types=plan.schema, only=only)
+        for batch in _reporting(batches, progress, 0, passes):
+            rows += batch.data.num_rows
+            units = batch.total
+            counter.add(_grouped_forms(plan, batch.data))
+    else:
         only = tuple(n for n in plan.schema.names if n in {*only, *masker.columns})
-    batches = read_batches(source, types=plan.schema, only=only)
-    for batch in _reporting(batches, progress, 0, passes):
-        rows += batch.data.num_rows
-        units = batch.total
-        forms = _grouped_forms(plan, batch.data)
-        if masker is None:
-            counter.add(forms)
-        else:
-            masker.take(batch.data, forms, counter)
-    if masker is not None:
-        masker.finish(counter)
+        for unit in read_units(source, plan.schema, only):
+            if progress is not None:
+                progress(unit.done, passes * unit.total)
+            units = unit.total
+            masker.take(unit.load, counter)
+        rows = masker.finish(counter)
     if rows == 0:
         raise TableError(f"{source} has no rows to mask")
     groups = counter.groups()
@@ -266,19 +268,27 @@ def _report(profile: Profile, census: _Census) -> MaskReport:
     )
 
 
+_Parked = tuple[pa.RecordBatch, pa.Table] | None
+"""A unit masked (released columns and group keys) with its group counts; None: no rows."""
+
+
 def _masked(
     released: tuple[tuple[str, Rule], ...],
-    data: pa.RecordBatch,
-    forms: pa.Table,
+    plan: _Plan,
+    load: Callable[[], pa.RecordBatch | None],
     token_key: bytes | None,
     counter: GroupCounter,
-) -> tuple[pa.RecordBatch, pa.Table]:
-    """The released columns of one batch, then its group keys (`_KEY` + column name);
-    and the batch's group counts (`GroupCounter.partial`).
+) -> _Parked:
+    """One unit parsed, its released columns then its group keys (`_KEY` + column name),
+    and its group counts (`GroupCounter.partial`).
 
     Noised columns stay raw here: their noise is added in pass 2, to the
     surviving rows only.
     """
+    data = load()
+    if data is None:
+        return None
+    forms = _grouped_forms(plan, data)
     columns = [
         data.column(name)
         if isinstance(rule, Noise)
@@ -291,37 +301,43 @@ def _masked(
 
 
 class _Parking:
-    """Pass 1's masker: batches masked and counted on `_WORKERS` threads (pyarrow's
-    kernels and the C tokeniser run without the interpreter lock), parked in file order."""
+    """Pass 1's masker: units parsed, masked and counted on `_WORKERS` threads (pyarrow's
+    parser and kernels and the C tokeniser run without the interpreter lock), parked in
+    file order."""
 
     def __init__(
         self,
         pool: ThreadPoolExecutor,
         spill: Spill,
+        plan: _Plan,
         released: tuple[tuple[str, Rule], ...],
         token_key: bytes | None,
     ) -> None:
         self._pool = pool
         self._spill = spill
-        self._released = released
+        self._job = partial(_masked, released, plan)
         self._token_key = token_key
         self.columns = tuple(name for name, _ in released)
-        self._running: deque[Future[tuple[pa.RecordBatch, pa.Table]]] = deque()
+        self._running: deque[Future[_Parked]] = deque()
+        self._rows = 0
 
-    def take(self, data: pa.RecordBatch, forms: pa.Table, counter: GroupCounter) -> None:
-        key = self._token_key
-        self._running.append(self._pool.submit(_masked, self._released, data, forms, key, counter))
+    def take(self, load: Callable[[], pa.RecordBatch | None], counter: GroupCounter) -> None:
+        self._running.append(self._pool.submit(self._job, load, self._token_key, counter))
         if len(self._running) >= _WORKERS:
             self._park(counter)
 
-    def finish(self, counter: GroupCounter) -> None:
+    def finish(self, counter: GroupCounter) -> int:
         while self._running:
             self._park(counter)
+        return self._rows
 
     def _park(self, counter: GroupCounter) -> None:
-        batch, part = self._running.popleft().result()
-        counter.add_partial(part)
-        self._spill.write(batch)
+        parked = self._running.popleft().result()
+        if parked is not None:
+            batch, part = parked
+            counter.add_partial(part)
+            self._spill.write(batch)
+            self._rows += batch.num_rows
 
 
 def _surviving(
@@ -394,7 +410,7 @@ def apply(
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
         # result with each row's group key.
-        parking = _Parking(pool, spill, released, token_key)
+        parking = _Parking(pool, spill, plan, released, token_key)
         census = _census(profile, source, progress, 2, plan=plan, masker=parking)
         report = _report(profile, census)
         if not report.targets_met:
