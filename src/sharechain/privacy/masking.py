@@ -124,7 +124,7 @@ class _Plan:
 def _plan(source: Path, profile: Profile) -> _Plan:
     """Resolve the profile against the source's header and first batch's types."""
     text = frozenset(name for name, rule in profile.columns if reads_as_text(rule))
-    first = next(read_batches(source, text=text), None)
+    first = next(read_batches(source, text=text, ahead=False), None)
     if first is None:
         raise TableError(f"{source} has no rows to mask")
     schema = first.data.schema
