@@ -303,7 +303,8 @@ def _masked(
 class _Parking:
     """Pass 1's masker: units parsed, masked and counted on `_WORKERS` threads (pyarrow's
     parser and kernels and the C tokeniser run without the interpreter lock), parked in
-    file order."""
+    file order. One unit more than the workers waits in the pool, so neither idles while
+    this thread parks a result and reads the next block."""
 
     def __init__(
         self,
@@ -323,7 +324,7 @@ class _Parking:
 
     def take(self, load: Callable[[], pa.RecordBatch | None], counter: GroupCounter) -> None:
         self._running.append(self._pool.submit(self._job, load, self._token_key, counter))
-        if len(self._running) >= _WORKERS:
+        if len(self._running) > _WORKERS:
             self._park(counter)
 
     def finish(self, counter: GroupCounter) -> int:
@@ -359,11 +360,12 @@ def _in_order(
     work: Callable[[pa.RecordBatch], pa.RecordBatch],
     batches: Iterator[Batch],
 ) -> Iterator[tuple[Batch, pa.RecordBatch]]:
-    """`work` on each batch's rows on the pool, `_WORKERS` at a time, results in order."""
+    """`work` on each batch's rows on the pool (one more queued than it has workers),
+    results in order."""
     running: deque[tuple[Batch, Future[pa.RecordBatch]]] = deque()
     for batch in batches:
         running.append((batch, pool.submit(work, batch.data)))
-        if len(running) >= _WORKERS:
+        if len(running) > _WORKERS:
             done, future = running.popleft()
             yield done, future.result()
     while running:
