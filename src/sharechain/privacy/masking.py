@@ -304,7 +304,8 @@ class _Parking:
     """Pass 1's masker: units parsed, masked and counted on `_WORKERS` threads (pyarrow's
     parser and kernels and the C tokeniser run without the interpreter lock), parked in
     file order. One unit more than the workers waits in the pool, so neither idles while
-    this thread parks a result and reads the next block."""
+    this thread parks a result and reads the next block. `parked` hears the rows parked
+    so far (the noise is drawn for no more rows than that)."""
 
     def __init__(
         self,
@@ -313,9 +314,11 @@ class _Parking:
         plan: _Plan,
         released: tuple[tuple[str, Rule], ...],
         token_key: bytes | None,
+        parked: Callable[[int], None],
     ) -> None:
         self._pool = pool
         self._spill = spill
+        self._parked = parked
         self._job = partial(_masked, released, plan)
         self._token_key = token_key
         self.columns = tuple(name for name, _ in released)
@@ -339,6 +342,7 @@ class _Parking:
             counter.add_partial(part)
             self._spill.write(batch)
             self._rows += batch.num_rows
+            self._parked(self._rows)
 
 
 def _surviving(
@@ -412,7 +416,7 @@ def apply(
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
         # result with each row's group key.
-        parking = _Parking(pool, spill, plan, released, token_key)
+        parking = _Parking(pool, spill, plan, released, token_key, draws.allow)
         census = _census(profile, source, progress, 2, plan=plan, masker=parking)
         report = _report(profile, census)
         if not report.targets_met:

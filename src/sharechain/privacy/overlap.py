@@ -75,7 +75,10 @@ class NoiseAhead:
     (filtering, encoding) runs without the interpreter lock, so the draws
     overlap it. One thread draws `NOISE_CHUNK` per column in a fixed
     round, so a seeded generator gives the same draws to the same column
-    whatever the timing; at most `ahead` draws per column wait.
+    whatever the timing; at most `ahead` draws per column wait, and no round
+    starts once a column has as many draws as `allow` said rows may need
+    (the rows read so far: no more than a chunk per column is drawn for
+    nothing).
     """
 
     def __init__(self, streams: dict[str, NoiseStream], ahead: int) -> None:
@@ -86,7 +89,26 @@ class NoiseAhead:
         }
         self._held = {name: np.zeros(0, np.int64) for name in streams}
         self._stop = threading.Event()
+        self._allowed = 0
+        self._drawn = 0
+        self._more = threading.Condition()
         self._thread = threading.Thread(target=self._fill, name="mask-noise", daemon=True)
+
+    def allow(self, rows: int) -> None:
+        """Let draws go on up to `rows` per column (it only grows)."""
+        with self._more:
+            if rows > self._allowed:
+                self._allowed = rows
+                self._more.notify_all()
+
+    def _may_draw(self) -> bool:
+        """Wait until another round is allowed; False once stopped."""
+        with self._more:
+            while self._drawn >= self._allowed:
+                if self._stop.is_set():
+                    return False
+                self._more.wait(0.05)
+        return not self._stop.is_set()
 
     def __enter__(self) -> NoiseAhead:
         if self._streams:
@@ -109,10 +131,11 @@ class NoiseAhead:
 
     def _fill(self) -> None:
         try:
-            while True:
+            while self._may_draw():
                 for name, stream in self._streams.items():
                     if not self._put(name, stream.take(NOISE_CHUNK)):
                         return
+                self._drawn += NOISE_CHUNK
         except BaseException as exc:  # handed to the taker, which re-raises it
             for name in self._streams:
                 self._put(name, exc)
