@@ -60,10 +60,9 @@ from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, r
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
 
-_NOISE_AHEAD: Final = 1 << 20
-"""Draws per noised column made ahead of need, at most (8 MiB each): the draws
-start with pass 1, so for a table of up to this many rows they are all ready
-when pass 2 needs them."""
+_NOISE_AHEAD: Final = 1 << 18
+"""Draws per noised column made ahead of need, at most (2 MiB each); drawing
+starts with pass 1 (`NoiseAhead.allow` keeps it to the rows parked so far)."""
 _WORKERS: Final = 2
 """Batches masked at once (the machines this runs on have two cores or more)."""
 
