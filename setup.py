@@ -1,8 +1,10 @@
-"""The one C extension; everything else is declared in pyproject.toml.
+"""The C extensions; everything else is declared in pyproject.toml.
 
 `sharechain.crypto._sha256x` hashes two SHA-256 streams at once with the x86 SHA
-instructions (see `sharechain.crypto.digests`). It is optional: without a C compiler
-or the Python headers the install goes on and hashing uses hashlib. (Declared here
+instructions (see `sharechain.crypto.digests`). `sharechain.crypto._tokens` computes
+the masking tokens of a whole string column without the interpreter lock (see
+`sharechain.privacy.tokens`). Both are optional: without a C compiler or the Python
+headers the install goes on and hashing uses hashlib, with the same results. (Declared here
 rather than under ``[tool.setuptools.ext-modules]``, which setuptools still calls
 experimental and warns about at every install.)
 """
@@ -16,6 +18,12 @@ setup(
             sources=["src/sharechain/crypto/_sha256x.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(
+            "sharechain.crypto._tokens",
+            sources=["src/sharechain/crypto/_tokens.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

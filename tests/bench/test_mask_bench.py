@@ -11,11 +11,13 @@ from sharechain.bench import mask
 
 
 def test_small_run_reports_every_figure() -> None:
-    figures = mask.run(rows=8000, big=2 << 20)
+    figures = mask.run(rows=8000, big=2 << 20, rounds=2)
     assert figures["mask_rows"] == 8000
     assert figures["mask_k"] >= 5 and figures["mask_l"] >= 2
     assert figures["mask_rows_out"] + figures["mask_suppressed"] == 8000
     assert figures["mask_rows_per_s"] > 0 and figures["mask_ratio_to_pyarrow"] > 0
+    low, mid, high = (figures[f"mask_ratio_rounds_{x}"] for x in ("min", "median", "max"))
+    assert 0 < low <= mid <= high and figures["mask_tokens_native"] in (True, False)
     assert figures["mask_peak_rss_mib"] > 0 and figures["mask_1gib_peak_rss_mib"] > 0
     assert figures["mask_1gib_input_mib"] >= 2 and figures["mask_1gib_rows"] % 8000 == 0
     assert figures["mask_1gib_rss_bound_mib"] == 500

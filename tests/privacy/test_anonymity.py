@@ -116,3 +116,18 @@ def test_no_quasi_identifiers_is_one_group_and_l_targets_filter() -> None:
     groups = group_table(table, ["a"], ["s"])
     assert passing_groups(groups, 1, 2).to_pylist() == [n == "a" for n in groups["a"].to_pylist()]
     assert measure(groups.slice(0, 0)).k == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=rows_strategy, k=st.integers(1, 6))
+def test_keeper_keeps_exactly_the_rows_of_passing_groups(rows: list[Row], k: int) -> None:
+    """Both ways of `GroupIndex.keeper` (few groups removed: candidates first; many: codes)."""
+    table = table_of(rows)
+    groups = group_table(table, ["a", "b"], ["s"])
+    keep = passing_groups(groups, k, None)
+    kept = GroupIndex(groups, ["a", "b"]).keeper(keep)(table)
+    sizes: dict[tuple[str | None, int | None], int] = {}
+    for a, b, _ in rows:
+        sizes[(a, b)] = sizes.get((a, b), 0) + 1
+    expected = [sizes[(a, b)] >= k for a, b, _ in rows]
+    assert (kept.to_pylist() if kept is not None else [True] * len(rows)) == expected

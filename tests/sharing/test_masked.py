@@ -20,9 +20,10 @@ from test_data_plane import GRANTEE, OWNER, grant_for
 
 from sharechain.contracts import GRANT_KEY_RELEASE, PROFILE_REGISTER
 from sharechain.errors import SharechainError, TransactionRejectedError
-from sharechain.node.masking_job import MaskingJob
 from sharechain.privacy.profiles import parse_profile, profile_digest, profile_form
+from sharechain.sharing.delivery import blobs_of, vault_of
 from sharechain.sharing.masked import WAITING, masking_state
+from sharechain.sharing.masking_job import MaskingJob
 from sharechain.sharing.records import Listing, ReleaseRefusedError
 
 PROFILE = parse_profile(
@@ -161,7 +162,8 @@ def test_on_the_nodes_a_masked_grant_waits_for_the_owners_node(
     assert ranged.status_code == 206 and ROWS[3][1].encode() not in ranged.content
 
     monkeypatch.undo()  # the owner's node is back: its start-up pass finds the grant
-    job = MaskingJob(side.nodes[OWNER], os.urandom)
+    node = side.nodes[OWNER]
+    job = MaskingJob(node, lambda: vault_of(node), blobs_of(node), os.urandom)
     assert job.waiting() == [gid]
     job.produce(gid)
     side.sync()

@@ -121,7 +121,7 @@ class DataPlane(Model):
 
 
 class DiskAlarm(Model):
-    """The full-disk guard of the node's data directory (`sharechain.node.diskspace`)."""
+    """The full-disk guard of the node's data directory (`sharechain.storage.diskspace`)."""
 
     full: bool
     """True while the node refuses work (503 `disk_full`) for lack of space."""

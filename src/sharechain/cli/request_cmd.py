@@ -22,6 +22,7 @@ from sharechain.cli.common import (
     KeyOpt,
     NetworkOpt,
     NodeOpt,
+    SignerOpt,
     command_group,
     console,
     emit_json,
@@ -190,9 +191,10 @@ def show_cmd(
     node: NodeOpt = None,
     network: NetworkOpt = None,
     key: KeyOpt = None,
+    as_org: SignerOpt = None,
 ) -> None:
     """One request: its terms, approvals, grant and masking state."""
-    with open_plane(data_dir, Target(node, network, key)) as chain:
+    with open_plane(data_dir, Target(node, network, key), as_org) as chain:
         q = chain.request(chain.resolve("request", request))
         grant = chain.grant(q.grant).grant if q.grant else None
     from sharechain.sharing.masked import masking_state  # pyarrow, numpy: only here

@@ -32,6 +32,7 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 from prometheus_client import Counter, Gauge
@@ -45,9 +46,10 @@ from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import decode_transaction
 from sharechain.ledger.validation import VALID
-from sharechain.node import masking_job
 from sharechain.node.service import Node
+from sharechain.sharing import masking_job
 from sharechain.sharing.blob_fetch import BlobFetcher, FetchJob
+from sharechain.sharing.delivery import vault_of
 from sharechain.sharing.replicas import current_epochs
 from sharechain.sharing.shredding import ShredCounts, is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
@@ -321,5 +323,6 @@ def start(node: Node) -> Upkeep | None:
         return None
     upkeep = Upkeep(node)
     upkeep.start()
-    masking_job.start(node, os.urandom)  # issue 15: the owner's node masks for masked grants
+    # issue 15: the owner's node masks for masked grants (the vault under the current keys)
+    masking_job.start(node, partial(vault_of, node), upkeep.blobs, os.urandom)
     return upkeep

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -84,10 +85,18 @@ class GroupCounter:
 
     def add(self, table: pa.Table) -> None:
         """Count a batch: `table` holds the quasi-identifier and sensitive columns as released."""
+        self.add_partial(self.partial(table))
+
+    def partial(self, table: pa.Table) -> pa.Table:
+        """The counts of one batch, for `add_partial`; safe to call from any thread."""
         table = table.append_column(_ALL, _constant(len(table)))
         columns = [*self._keys, *self._sensitive]
         part = table.group_by(columns, use_threads=False).aggregate([([], "count_all")])
-        self._parts.append(_named(part, columns, "count_all", ROWS))
+        return _named(part, columns, "count_all", ROWS)
+
+    def add_partial(self, part: pa.Table) -> None:
+        """Add the counts `partial` made of a batch (from one thread at a time)."""
+        self._parts.append(part)
         self._held += len(part)
         if self._held > _CONSOLIDATE and len(self._parts) > 1:
             self._parts = [self._merged()]
@@ -157,6 +166,7 @@ class GroupIndex:
 
     def __init__(self, groups: pa.Table, quasi_identifiers: Sequence[str]) -> None:
         self._keys = (*quasi_identifiers, _ALL)
+        self._groups = groups
         self._values: list[pa.Array] = []
         self._steps: list[pa.Array] = []
         for key in self._keys:
@@ -183,22 +193,41 @@ class GroupIndex:
         """Boolean mask: whether each row of `table` belongs to a group whose code is in `codes`."""
         return pc.is_in(self._codes(table), value_set=codes)
 
-    def keeper(self, keep: pa.Array) -> Callable[[pa.Table], pa.Array]:
+    def keeper(self, keep: pa.Array) -> Callable[[pa.Table], pa.Array | None]:
         """A function giving, for a table of grouped columns, whether each row's group is kept.
 
-        `keep` marks the groups (rows of the group table) that survive. The
-        lookup goes through the smaller of the kept and the removed groups (a
-        hash set is built per call); a row of no known group is never kept.
+        `keep` marks the groups (rows of the group table) that survive; the
+        tables asked about hold rows of the table the groups were counted on.
+        None means every row is kept. When most groups survive, a row can
+        only be removed if each of its quasi-identifiers is among the removed
+        groups' values of that column: those few rows alone get their group
+        code looked up. Otherwise the lookup goes through the kept groups
+        (a hash set is built per call), and a row of no known group is not kept.
         """
         removed = pc.invert(keep)
         if pc.sum(pc.cast(removed, pa.int64())).as_py() * 2 > len(keep):
             kept_codes = pc.filter(self.codes_of_groups, keep)
             return lambda table: pc.is_in(self._codes(table), value_set=kept_codes)
         removed_codes = pc.filter(self.codes_of_groups, removed)
+        if not len(removed_codes):
+            return lambda table: None
+        keys = [key for key in self._keys if key != _ALL]
+        candidates = [pc.unique(pc.filter(self._groups[key], removed)) for key in keys]
 
-        def kept(table: pa.Table) -> pa.Array:
-            codes = self._codes(table)
-            outside = pc.is_in(codes, value_set=removed_codes)
-            return pc.and_(pc.is_valid(codes), pc.invert(outside))
+        def kept(table: pa.Table) -> pa.Array | None:
+            if not keys:  # one group, the whole table, and it is removed
+                return pa.repeat(pa.scalar(False), len(table))
+            maybe = None
+            for key, values in zip(keys, candidates, strict=True):
+                hit = pc.is_in(table[key], value_set=values, skip_nulls=False)
+                maybe = hit if maybe is None else pc.and_(maybe, hit)
+            rows = pc.indices_nonzero(maybe).to_numpy()
+            if not len(rows):
+                return None
+            codes = self._codes(table.take(rows))
+            out = pc.is_in(codes, value_set=removed_codes).to_numpy(zero_copy_only=False)
+            mask = np.ones(len(table), dtype=np.bool_)
+            mask[rows[out]] = False
+            return pa.array(mask)
 
         return kept

@@ -17,18 +17,15 @@ the smallest groups, whether the profile's targets are met).
 
 from __future__ import annotations
 
-import queue
 import secrets
-import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +38,8 @@ from sharechain.privacy.anonymity import (
     measure,
     passing_groups,
 )
+from sharechain.privacy.blocks import read_units
+from sharechain.privacy.overlap import SWITCHING, NoiseAhead
 from sharechain.privacy.profiles import (
     Drop,
     Keep,
@@ -52,21 +51,18 @@ from sharechain.privacy.profiles import (
 )
 from sharechain.privacy.rules import (
     NoiseStream,
-    add_noise,
     apply_rule,
     check_rule,
     group_key,
     reads_as_text,
 )
-from sharechain.privacy.samplers import IntArray
 from sharechain.privacy.tables import Batch, Spill, TableError, atomic_output, read_batches
 
 __all__ = ["MaskReport", "Progress", "apply", "check"]
 
-_NOISE_CHUNK: Final = 1 << 15
-"""Draws made at a time for a noised column."""
 _NOISE_AHEAD: Final = 1 << 18
-"""Draws per noised column made ahead of need, at most."""
+"""Draws per noised column made ahead of need, at most (2 MiB each); drawing
+starts with pass 1 (`NoiseAhead.allow` keeps it to the rows parked so far)."""
 _WORKERS: Final = 2
 """Batches masked at once (the machines this runs on have two cores or more)."""
 
@@ -127,7 +123,7 @@ class _Plan:
 def _plan(source: Path, profile: Profile) -> _Plan:
     """Resolve the profile against the source's header and first batch's types."""
     text = frozenset(name for name, rule in profile.columns if reads_as_text(rule))
-    first = next(read_batches(source, text=text), None)
+    first = next(read_batches(source, text=text, ahead=False), None)
     if first is None:
         raise TableError(f"{source} has no rows to mask")
     schema = first.data.schema
@@ -179,6 +175,19 @@ class _Census:
     """Progress units of one pass over the source (bytes of CSV, rows of Parquet)."""
 
 
+class _Masker(Protocol):
+    """What pass 1 hands every unit of the source to when it masks as it counts (`apply`)."""
+
+    columns: tuple[str, ...]
+    """The source columns it needs (the others are not parsed)."""
+
+    def take(self, load: Callable[[], pa.RecordBatch | None], counter: GroupCounter) -> None:
+        """Parse (`load`), mask and count a unit into `counter` (now or by `finish`)."""
+
+    def finish(self, counter: GroupCounter) -> int:
+        """Complete every unit taken, its counts included; the rows taken in all."""
+
+
 def _census(
     profile: Profile,
     source: Path,
@@ -186,24 +195,30 @@ def _census(
     passes: int,
     *,
     plan: _Plan | None = None,
-    each: Callable[[pa.RecordBatch, pa.Table], None] | None = None,
+    masker: _Masker | None = None,
 ) -> _Census:
-    """Count the groups of `source`; `each` is shown every batch with its grouped columns.
+    """Count the groups of `source`; `masker` takes every unit of it to parse and mask.
 
-    Without `each` only the grouped columns are parsed; with it, every column.
+    Without `masker` only the grouped columns are parsed; with it, those it needs too.
     """
     plan = plan if plan is not None else _plan(source, profile)
     counter = GroupCounter(profile.quasi_identifiers, profile.sensitive)
     rows = units = 0
-    only = None if each is not None else plan.grouped or (plan.schema.names[0],)
-    batches = read_batches(source, types=plan.schema, only=only)
-    for batch in _reporting(batches, progress, 0, passes):
-        rows += batch.data.num_rows
-        units = batch.total
-        forms = _grouped_forms(plan, batch.data)
-        counter.add(forms)
-        if each is not None:
-            each(batch.data, forms)
+    only = plan.grouped or (plan.schema.names[0],)
+    if masker is None:
+        batches = read_batches(source, types=plan.schema, only=only)
+        for batch in _reporting(batches, progress, 0, passes):
+            rows += batch.data.num_rows
+            units = batch.total
+            counter.add(_grouped_forms(plan, batch.data))
+    else:
+        only = tuple(n for n in plan.schema.names if n in {*only, *masker.columns})
+        for unit in read_units(source, plan.schema, only):
+            if progress is not None:
+                progress(unit.done, passes * unit.total)
+            units = unit.total
+            masker.take(unit.load, counter)
+        rows = masker.finish(counter)
     if rows == 0:
         raise TableError(f"{source} has no rows to mask")
     groups = counter.groups()
@@ -252,117 +267,27 @@ def _report(profile: Profile, census: _Census) -> MaskReport:
     )
 
 
-class _Switching:
-    """The interpreter's thread switch interval, lowered while any masking runs.
-
-    Tokenising holds the interpreter lock for long stretches; the threads
-    parsing, counting and encoding need it back for a moment between their
-    (lock-free) array operations and would otherwise wait up to 5 ms for it
-    each time. The interval is process state, so this guard is too: the
-    first masking to start lowers it, the last to finish puts it back.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._lock = threading.Lock()
-        self._running = 0
-        self._before = 0.0
-
-    @contextmanager
-    def lowered(self) -> Iterator[None]:
-        with self._lock:
-            if self._running == 0:
-                self._before = sys.getswitchinterval()
-                sys.setswitchinterval(min(self._before, self._seconds))
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if self._running == 0:
-                    sys.setswitchinterval(self._before)
-
-
-_SWITCHING: Final = _Switching(0.0005)
-
-
-class _NoiseAhead:
-    """The noised columns' draws, made ahead of need on a thread of their own.
-
-    Drawing is mostly Python between array operations; pass 2's other work
-    (filtering, encoding) runs without the interpreter lock, so the draws
-    overlap it. One thread draws `_NOISE_CHUNK` per column in a fixed
-    round, so a seeded generator gives the same draws to the same column
-    whatever the timing; at most `ahead` draws per column wait.
-    """
-
-    def __init__(self, streams: dict[str, NoiseStream], ahead: int) -> None:
-        self._streams = streams
-        depth = max(1, ahead // _NOISE_CHUNK)
-        self._ready: dict[str, queue.Queue[IntArray | BaseException]] = {
-            name: queue.Queue(maxsize=depth) for name in streams
-        }
-        self._held = {name: np.zeros(0, np.int64) for name in streams}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, name="mask-noise", daemon=True)
-
-    def __enter__(self) -> _NoiseAhead:
-        if self._streams:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _put(self, name: str, item: IntArray | BaseException) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._ready[name].put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _fill(self) -> None:
-        try:
-            while True:
-                for name, stream in self._streams.items():
-                    if not self._put(name, stream.take(_NOISE_CHUNK)):
-                        return
-        except BaseException as exc:  # handed to the taker, which re-raises it
-            for name in self._streams:
-                self._put(name, exc)
-
-    def add_to(self, name: str, values: pa.Array) -> pa.Array:
-        """`values` plus the column's next draws (nulls stay null)."""
-        held = self._held[name]
-        parts = [held]
-        have = len(held)
-        while have < len(values):
-            item = self._ready[name].get()
-            if isinstance(item, BaseException):
-                raise item
-            parts.append(item)
-            have += len(item)
-        held = np.concatenate(parts) if len(parts) > 1 else held
-        self._held[name] = held[len(values) :]
-        return add_noise(name, values, held[: len(values)])
+_Parked = tuple[pa.RecordBatch, pa.Table] | None
+"""A unit masked (released columns and group keys) with its group counts; None: no rows."""
 
 
 def _masked(
     released: tuple[tuple[str, Rule], ...],
-    data: pa.RecordBatch,
-    forms: pa.Table,
+    plan: _Plan,
+    load: Callable[[], pa.RecordBatch | None],
     token_key: bytes | None,
-) -> pa.RecordBatch:
-    """The released columns of one batch, then its group keys (`_KEY` + column name).
+    counter: GroupCounter,
+) -> _Parked:
+    """One unit parsed, its released columns then its group keys (`_KEY` + column name),
+    and its group counts (`GroupCounter.partial`).
 
     Noised columns stay raw here: their noise is added in pass 2, to the
     surviving rows only.
     """
+    data = load()
+    if data is None:
+        return None
+    forms = _grouped_forms(plan, data)
     columns = [
         data.column(name)
         if isinstance(rule, Noise)
@@ -371,7 +296,84 @@ def _masked(
     ]
     columns += [forms.column(name).combine_chunks() for name in forms.column_names]
     names = [n for n, _ in released] + [_KEY + n for n in forms.column_names]
-    return pa.RecordBatch.from_arrays(columns, names=names)
+    return pa.RecordBatch.from_arrays(columns, names=names), counter.partial(forms)
+
+
+class _Parking:
+    """Pass 1's masker: units parsed, masked and counted on `_WORKERS` threads (pyarrow's
+    parser and kernels and the C tokeniser run without the interpreter lock), parked in
+    file order. One unit more than the workers waits in the pool, so neither idles while
+    this thread parks a result and reads the next block. `parked` hears the rows parked
+    so far (the noise is drawn for no more rows than that)."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        spill: Spill,
+        plan: _Plan,
+        released: tuple[tuple[str, Rule], ...],
+        token_key: bytes | None,
+        parked: Callable[[int], None],
+    ) -> None:
+        self._pool = pool
+        self._spill = spill
+        self._parked = parked
+        self._job = partial(_masked, released, plan)
+        self._token_key = token_key
+        self.columns = tuple(name for name, _ in released)
+        self._running: deque[Future[_Parked]] = deque()
+        self._rows = 0
+
+    def take(self, load: Callable[[], pa.RecordBatch | None], counter: GroupCounter) -> None:
+        self._running.append(self._pool.submit(self._job, load, self._token_key, counter))
+        if len(self._running) > _WORKERS:
+            self._park(counter)
+
+    def finish(self, counter: GroupCounter) -> int:
+        while self._running:
+            self._park(counter)
+        return self._rows
+
+    def _park(self, counter: GroupCounter) -> None:
+        parked = self._running.popleft().result()
+        if parked is not None:
+            batch, part = parked
+            counter.add_partial(part)
+            self._spill.write(batch)
+            self._rows += batch.num_rows
+            self._parked(self._rows)
+
+
+def _surviving(
+    names: list[str],
+    grouped: tuple[str, ...],
+    keeper: Callable[[pa.Table], pa.Array | None] | None,
+    parked: pa.RecordBatch,
+) -> pa.RecordBatch:
+    """The released columns of a parked batch, without the rows of suppressed groups."""
+    data = parked.select(names)
+    if keeper is None:
+        return data
+    kept = keeper(pa.table([parked.column(_KEY + n) for n in grouped], grouped))
+    return data if kept is None else data.filter(kept)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor,
+    work: Callable[[pa.RecordBatch], pa.RecordBatch],
+    batches: Iterator[Batch],
+) -> Iterator[tuple[Batch, pa.RecordBatch]]:
+    """`work` on each batch's rows on the pool (one more queued than it has workers),
+    results in order."""
+    running: deque[tuple[Batch, Future[pa.RecordBatch]]] = deque()
+    for batch in batches:
+        running.append((batch, pool.submit(work, batch.data)))
+        if len(running) > _WORKERS:
+            done, future = running.popleft()
+            yield done, future.result()
+    while running:
+        done, future = running.popleft()
+        yield done, future.result()
 
 
 def check(profile: Profile, source: Path, *, progress: Progress | None = None) -> MaskReport:
@@ -408,22 +410,13 @@ def apply(
     with (
         Spill(target) as spill,
         ThreadPoolExecutor(_WORKERS, thread_name_prefix="mask") as pool,
-        _SWITCHING.lowered(),
+        SWITCHING.lowered(),
+        NoiseAhead(noise, _NOISE_AHEAD) as draws,
     ):
         # Pass 1 masks every row while it counts the groups, and parks the
-        # result with each row's group key; batches are masked on `_WORKERS`
-        # threads (pyarrow's kernels run without the interpreter lock) and
-        # parked in file order.
-        running: deque[Future[pa.RecordBatch]] = deque()
-
-        def mask(data: pa.RecordBatch, forms: pa.Table) -> None:
-            running.append(pool.submit(_masked, released, data, forms, token_key))
-            if len(running) >= _WORKERS:
-                spill.write(running.popleft().result())
-
-        census = _census(profile, source, progress, 2, plan=plan, each=mask)
-        while running:
-            spill.write(running.popleft().result())
+        # result with each row's group key.
+        parking = _Parking(pool, spill, plan, released, token_key, draws.allow)
+        census = _census(profile, source, progress, 2, plan=plan, masker=parking)
         report = _report(profile, census)
         if not report.targets_met:
             raise ProfileError(
@@ -431,21 +424,19 @@ def apply(
                 "low) and the profile does not suppress; set `suppress: true` or generalise more"
             )
         # Pass 2 drops the rows of the groups that missed k (or l) from the
-        # parked release and adds the noise, drawn in order (a seeded
-        # generator gives one release) while earlier batches are encoded.
+        # parked release (on the workers, `_WORKERS` batches at a time) and
+        # adds the noise, drawn in order (a seeded generator gives one
+        # release) on a thread since pass 1 began.
         keeper = None
         if not pc.all(census.keep).as_py():
             keeper = GroupIndex(census.groups, profile.quasi_identifiers).keeper(census.keep)
         names = [n for n, _ in released]
-        with atomic_output(target) as out, _NoiseAhead(noise, _NOISE_AHEAD) as draws:
-            for batch in spill.batches():
+        surviving = partial(_surviving, names, plan.grouped, keeper)
+        with atomic_output(target) as out:
+            for batch, data in _in_order(pool, surviving, spill.batches()):
                 if progress is not None:  # in the source's units, as pass 1 reported
                     units = census.units
                     progress(units + units * batch.done // batch.total, 2 * units)
-                data = batch.data
-                if keeper is not None:
-                    keys = pa.table([data.column(_KEY + n) for n in plan.grouped], plan.grouped)
-                    data = data.filter(keeper(keys))
                 if data.num_rows:
                     columns = [
                         draws.add_to(n, data.column(n)) if n in noise else data.column(n)

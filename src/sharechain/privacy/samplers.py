@@ -88,6 +88,7 @@ def bernoulli_exp(rng: np.random.Generator, num: IntArray, den: int) -> BoolArra
     return result
 
 
+@lru_cache(maxsize=256)
 def _block(den: int, first: int) -> tuple[int, int, tuple[int, ...]]:
     """How many steps one uniform draw decides from step `first`, and its bound and thresholds.
 
@@ -215,15 +216,26 @@ def _rejection(propose: Callable[[int], tuple[IntArray, BoolArray]], n: int) -> 
     """`n` accepted values from rounds of independent proposals.
 
     Accepted proposals are independent draws of the target distribution, so
-    keeping the first `n` of them in order is exact. Each round proposes a
-    third more than still needed: one round mostly suffices, where retrying
-    only the rejected ones would cost a dozen ever smaller rounds.
+    keeping the first `n` of them in order is exact, however many are
+    proposed per round. The first round proposes a third more than needed;
+    later rounds size themselves by the acceptance rate seen so far (with a
+    tenth to spare), so a sampler that accepts two proposals in three needs
+    two rounds, not five ever smaller ones (each round costs a few dozen
+    array passes whatever its size).
     """
     parts: list[IntArray] = []
     need = n
+    proposed = accepted = 0
     while need > 0:
-        values, accepted = propose(need + need // 3 + 16)
-        got = values[accepted][:need]
+        if accepted:
+            m = need * proposed * 11 // (accepted * 10) + 16
+        else:
+            m = need + need // 3 + 16 if not proposed else 2 * proposed
+        values, ok = propose(m)
+        kept = values[ok]
+        proposed += m
+        accepted += len(kept)
+        got = kept[:need]
         parts.append(got)
         need -= len(got)
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)

@@ -100,15 +100,18 @@ def read_batches(
     text: frozenset[str] = frozenset(),
     types: pa.Schema | None = None,
     only: tuple[str, ...] | None = None,
+    ahead: bool = True,
 ) -> Iterator[Batch]:
     """The file's batches. CSV columns in `text` are read as text; `types` fixes all types;
-    `only` reads just those columns (the others are not even parsed)."""
+    `only` reads just those columns (the others are not even parsed). `ahead` parses the
+    next batch on a thread while this one is used (not worth it for the first batch alone)."""
     if not path.is_file():
         raise TableError(f"{path} does not exist or is not a file")
     if is_parquet(path):
-        yield from _prefetched(_parquet_batches(path, only))
+        batches = _parquet_batches(path, only)
     else:
-        yield from _prefetched(_csv_batches(path, text, types, only))
+        batches = _csv_batches(path, text, types, only)
+    yield from _prefetched(batches) if ahead else batches
 
 
 _END: Final = object()

@@ -18,6 +18,11 @@ so two grantees of the same dataset cannot join their copies on tokens, and a
 grantee whose access was revoked (the dataset moved to a new key epoch) finds
 that the next release's tokens match nothing it kept. The owner, who holds the
 secret, re-derives the key and re-identifies by tokenising its own values.
+
+A column is tokenised by the C extension `sharechain.crypto._tokens` when it
+was built (it reads the Arrow array's buffers and hashes without the
+interpreter lock); otherwise by hashlib here. Both give the same tokens, byte
+for byte (tested against `hashlib.blake2b` and `hmac`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,25 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sharechain import codec
 
-__all__ = ["KEY_SIZE", "TOKEN_SIZE", "TokenKey", "derive_token_key", "tokenize", "tokenize_array"]
+try:
+    from sharechain.crypto import _tokens as _native
+
+    _NATIVE = True
+except ImportError:  # built without a C compiler: hashlib, same tokens
+    _NATIVE = False
+
+__all__ = [
+    "KEY_SIZE",
+    "NATIVE",
+    "TOKEN_SIZE",
+    "TokenKey",
+    "derive_token_key",
+    "tokenize",
+    "tokenize_array",
+]
+
+NATIVE: Final[bool] = _NATIVE
+"""Whether columns are tokenised by the C extension (same tokens either way)."""
 
 KEY_SIZE: Final = 32
 """Bytes of a tokenisation key."""
@@ -92,7 +115,7 @@ def _hasher(key: bytes, algorithm: str) -> Callable[[bytes], bytes]:
 
     # HMAC as RFC 2104 defines it, H((K ^ opad) || H((K ^ ipad) || m)), with the
     # two padded-key blocks hashed once; `hmac.digest` agrees (tested).
-    block = key.ljust(64, b"\0")
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in block)).copy
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in block)).copy
 
@@ -136,25 +159,49 @@ def _digests(key: bytes, algorithm: str, values: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-def _tokens(key: bytes, algorithm: str, text: pa.Array) -> pa.Array:
+def _native_hex(key: bytes, algorithm: str, text: pa.Array) -> bytes:
+    """The hex tokens of every value of a string array, concatenated, from its buffers.
+
+    A null's slot is hashed as whatever bytes it spans (usually none); its token
+    is put back to null by the caller.
+    """
+    wide = pa.types.is_large_string(text.type)
+    size = 8 if wide else 4
+    offsets, data = text.buffers()[1:3]
+    assert offsets is not None
+    offsets = offsets.slice(text.offset * size, (len(text) + 1) * size)
+    return _native.hex_tokens(key, algorithm, offsets, data if data is not None else b"", wide)
+
+
+def _tokens(key: bytes, algorithm: str, text: pa.Array, *, native: bool = NATIVE) -> pa.Array:
     """Tokens of every value of a string array (nulls hashed as empty, then put back)."""
-    values = pc.cast(pc.fill_null(text, ""), pa.binary()).to_pylist()
-    tokens = _hex_strings(_digests(key, algorithm, values), len(values))
+    if native and len(key) <= 64:
+        hexed = _native_hex(key, algorithm, text)
+        offsets = np.arange(0, 2 * TOKEN_SIZE * (len(text) + 1), 2 * TOKEN_SIZE, dtype=np.int32)
+        tokens = pa.StringArray.from_buffers(len(text), pa.py_buffer(offsets), pa.py_buffer(hexed))
+    else:
+        values = pc.cast(pc.fill_null(text, ""), pa.binary()).to_pylist()
+        tokens = _hex_strings(_digests(key, algorithm, values), len(values))
     if text.null_count:
         tokens = pc.if_else(pc.is_valid(text), tokens, pa.scalar(None, pa.string()))
     return tokens
 
 
-def tokenize_array(key: bytes, values: pa.Array, algorithm: str = "blake2b") -> pa.Array:
+def tokenize_array(
+    key: bytes, values: pa.Array, algorithm: str = "blake2b", *, native: bool = NATIVE
+) -> pa.Array:
     """Tokens of a column (values in their text form); nulls stay null.
 
     A column that repeats (names, cities) has each distinct value hashed once;
     one of mostly distinct values (identifiers) is hashed value by value,
-    sparing the cost of building a dictionary that saves nothing.
+    sparing the cost of building a dictionary that saves nothing. `native`
+    False forces the hashlib path (the tests compare the two).
     """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
     sample = text.slice(0, _SAMPLE)
     if len(sample) and pc.count_distinct(sample).as_py() > len(sample) // 2:
-        return _tokens(key, algorithm, text)
+        return _tokens(key, algorithm, text, native=native)
     encoded = pc.dictionary_encode(text)
-    return pc.take(_tokens(key, algorithm, encoded.dictionary), encoded.indices)
+    return pc.take(_tokens(key, algorithm, encoded.dictionary, native=native), encoded.indices)

@@ -284,7 +284,7 @@ class Plane:
         mode, where the owner's node produces it by itself.
         """
         if self.embedded is None:
-            return None  # node mode: the owner's node does it (node/masking_job.py)
+            return None  # node mode: the owner's node does it (sharing/masking_job.py)
         from sharechain.sharing import masked  # pyarrow and numpy only when masking
 
         owner = self._queries.grant(gid).grant.owner

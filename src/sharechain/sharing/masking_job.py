@@ -15,14 +15,20 @@ when they were issued: in threshold custody the grant waits for the owner's
 node, and `request show` says so) and produces them. A failure is logged and
 retried on the next start or the next grant; a second attempt for a grant
 that has its masked version is a no-op.
+
+The job lives in the data plane, beside `sharing.masked`: what it needs of a
+node is the `Host` protocol (its organisation, store, keys, submit and wait),
+and the node hands in its vault and blob store (`start`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sharechain.contracts import digests, queries
 from sharechain.contracts.access import APPROVE, REQUEST
@@ -33,23 +39,25 @@ from sharechain.contracts.queries import GrantView
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, NotFoundError, SharechainError, TransactionRejectedError
 from sharechain.ledger.blocks import decode_block
+from sharechain.ledger.chain import Ledger
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.state import StateReader
+from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.ledger.validation import VALID
-from sharechain.node.service import Node
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing import masked
 from sharechain.sharing.custody import custody_material, key_epoch
-from sharechain.sharing.delivery import blobs_of, vault_of
 from sharechain.sharing.local import committed_tx
 from sharechain.sharing.ports import Deposit, Ports, Rng, Seal, Sealed
 from sharechain.sharing.records import DEFAULT_INLINE_LIMIT, NodeShred, Progress, derive_id
 from sharechain.storage import sealing
+from sharechain.storage.blobs import BlobStore
+from sharechain.storage.vault import Vault
 
-__all__ = ["MaskingJob", "node_ports", "start"]
+__all__ = ["Host", "MaskingJob", "node_ports", "start"]
 
-log = logging.getLogger("sharechain.node.masking_job")
+log = logging.getLogger("sharechain.sharing.masking_job")
 
 _MARKS: Final = (APPROVE.encode(), REQUEST.encode())
 WAKE: Final = 0.5
@@ -57,10 +65,32 @@ WAKE: Final = 0.5
 COMMIT_TIMEOUT: Final = 60.0
 
 
+class Host(Protocol):
+    """What the job needs of the node it runs on (`node.service.Node` has it)."""
+
+    org: str
+    store: Store
+    now: Callable[[], float]
+    stop_event: threading.Event
+    problem: str | None
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def keys(self) -> OrgKeys: ...
+
+    def submit(self, raws: Sequence[bytes]) -> list[Future[Receipt]]: ...
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None: ...
+
+    def wait_height(self, height: int, timeout: float) -> bool: ...
+
+
 class _NodeChain:
     """The node's own chain, signing as its organisation."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
 
     def organisations(self) -> list[Organisation]:
@@ -103,13 +133,17 @@ class _NodeChain:
 
 
 class _NodeCustodian:
-    """The node's own vault (a masked version is in `owner` custody: nothing leaves it)."""
+    """The node's own vault (a masked version is in `owner` custody: nothing leaves it).
 
-    def __init__(self, node: Node) -> None:
+    `vault` gives the vault under the node's current keys (they change when it rotates them).
+    """
+
+    def __init__(self, node: Host, vault: Callable[[], Vault]) -> None:
         self.node = node
+        self.vault = vault
 
     def deposit(self, d: Deposit, rng: Rng) -> None:
-        vault = vault_of(self.node)
+        vault = self.vault()
         vault.put(d.dataset, d.epoch, "key", d.key)
         for holder, kind, secret in custody_material(d.key, d.owner, d.holders, d.threshold, rng):
             if holder != self.node.org:
@@ -117,7 +151,7 @@ class _NodeCustodian:
             vault.put(d.dataset, d.epoch, kind, secret)
 
     def own_key(self, owner: str, dataset: str, epoch: int) -> bytes:
-        return vault_of(self.node).get(dataset, epoch, "key")
+        return self.vault().get(dataset, epoch, "key")
 
     def release(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("the masking job releases nothing; grantees ask the API")
@@ -125,7 +159,7 @@ class _NodeCustodian:
     def destroy(
         self, dataset: str, epoch: int | None, orgs: Sequence[str], *, after: bytes | None
     ) -> int:
-        return vault_of(self.node).destroy(dataset, epoch)
+        return self.vault().destroy(dataset, epoch)
 
     def undo(self, dataset: str, epoch: int, orgs: Sequence[str]) -> tuple[str, ...]:
         self.destroy(dataset, epoch, orgs, after=None)
@@ -138,8 +172,8 @@ class _NodeCustodian:
 class _NodeBlobs:
     """The node's own blob store."""
 
-    def __init__(self, node: Node) -> None:
-        self.store = blobs_of(node)
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
         self.inline_limit = DEFAULT_INLINE_LIMIT
 
     def seal(self, job: Seal, rng: Rng, progress: Progress | None) -> Sealed:
@@ -169,17 +203,17 @@ class _NodeBlobs:
         self.store.delete(digest)
 
 
-def node_ports(node: Node, rng: Rng) -> Ports:
+def node_ports(node: Host, vault: Callable[[], Vault], blobs: BlobStore, rng: Rng) -> Ports:
     """Adapters over the node itself, acting as its own organisation."""
-    return Ports(_NodeChain(node), _NodeCustodian(node), _NodeBlobs(node), rng)
+    return Ports(_NodeChain(node), _NodeCustodian(node, vault), _NodeBlobs(blobs), rng)
 
 
 class MaskingJob:
     """The masking job of one node (see the module docstring)."""
 
-    def __init__(self, node: Node, rng: Rng) -> None:
+    def __init__(self, node: Host, vault: Callable[[], Vault], blobs: BlobStore, rng: Rng) -> None:
         self.node = node
-        self.ports = node_ports(node, rng)
+        self.ports = node_ports(node, vault, blobs, rng)
         self.followed = -1
 
     def start(self) -> None:
@@ -258,10 +292,10 @@ class MaskingJob:
             )
 
 
-def start(node: Node, rng: Rng) -> MaskingJob | None:
+def start(node: Host, vault: Callable[[], Vault], blobs: BlobStore, rng: Rng) -> MaskingJob | None:
     """Start the masking job of `node` (None for a quarantined node)."""
     if node.problem is not None:
         return None
-    job = MaskingJob(node, rng)
+    job = MaskingJob(node, vault, blobs, rng)
     job.start()
     return job
