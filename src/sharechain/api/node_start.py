@@ -11,7 +11,7 @@ Hashes and signatures are lowercase hex.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -65,6 +65,8 @@ class JoinDocument(Model):
     orderer_url: str | None = Field(description="solo: the ordering node's URL.")
     etcd_endpoints: list[str] = Field(description="etcd: the members' client URLs.")
     etcd_prefix: str = Field(description="etcd: the chain's key prefix.")
-    peers: list[tuple[str, str]] = Field(
-        description="(organisation, URL) of the answering node's peers, the asker left out."
+    # Pairs as two-item lists, not tuples: a tuple's schema (`prefixItems`) is
+    # read by some OpenAPI tools as 3.0's `items` array, which they reject.
+    peers: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        description="[organisation, URL] of the answering node's peers, the asker left out."
     )
