@@ -19,12 +19,15 @@ import pytest
 from test_remote_cli import ORGS, js, run, sha, wait_until
 
 from sharechain.api.client import NodeClient
+from sharechain.api.policy_routes import default_policy
 from sharechain.contracts import queries
 from sharechain.contracts.policies import policy_from_mapping, policy_to_value
 from sharechain.crypto.keyfile import load_keys
+from sharechain.errors import ConfigError
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
+from sharechain.sharing.embedded import Embedded
 from sharechain.storage.datadir import init_consortium
 
 OWNER = "hospital-a"
@@ -161,3 +164,16 @@ def test_the_route_is_in_the_openapi_document(one: One) -> None:
     assert reply["properties"]["policy"] == {"$ref": "#/components/schemas/Policy"}
     assert "masking" in doc["components"]["schemas"]["Policy"]["properties"]
     assert {"401", "403", "503"} <= set(op["responses"])
+
+
+def test_a_default_that_does_not_parse_is_a_clear_error(tmp_path: Path) -> None:
+    source = tmp_path / "consortium"
+    init_consortium(
+        source, ORGS, consortium="test", governance={"default_policy": {"max_uses": -1}}
+    )
+    emb = Embedded(source)
+    try:
+        with pytest.raises(ConfigError, match="default_policy does not parse: max_uses must be"):
+            default_policy(emb.store)
+    finally:
+        emb.close()
