@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_remote_cli import ORGS, js, run, sha, wait_until
+from test_remote_cli import ORGS, js, run, sha
 
 from sharechain.api.client import NodeClient
 from sharechain.api.policy_routes import default_policy
@@ -111,7 +111,6 @@ def test_publish_with_masking_and_no_policy_matches_embedded(
             "--masking", digest)  # fmt: skip
     on_node = js("dataset", "publish", table, *opts, *one.at())["dataset"]
     embedded = js("dataset", "publish", table, *opts, *one.embedded())["dataset"]
-    wait_until(lambda: one.node.ledger.height > 0)
     node_policy = _policy(one.at(), on_node)
     assert node_policy == _policy(one.embedded(), embedded)
     assert node_policy == _expected({"confidential": digest})
