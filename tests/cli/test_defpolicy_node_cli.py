@@ -19,7 +19,7 @@ import pytest
 from test_remote_cli import ORGS, js, run, sha
 
 from sharechain.api.client import NodeClient
-from sharechain.api.policy_routes import default_policy
+from sharechain.api.policy_routes import DEFAULT_POLICY_PATH, default_policy
 from sharechain.contracts import queries
 from sharechain.contracts.policies import policy_from_mapping, policy_to_value
 from sharechain.crypto.keyfile import load_keys
@@ -51,6 +51,7 @@ class One:
     """The consortium directory: every key, and an embedded chain of its own."""
     url: str
     node: Node
+    server: ServerThread
     base: Path
 
     def at(self) -> tuple[str | Path, ...]:
@@ -70,7 +71,7 @@ def one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[One]:
     node.start()
     server = ServerThread(node).start()
     try:
-        yield One(source, server.url, node, base)
+        yield One(source, server.url, node, server, base)
     finally:
         server.stop()
         node.stop()
@@ -176,3 +177,16 @@ def test_a_default_that_does_not_parse_is_a_clear_error(tmp_path: Path) -> None:
             default_policy(emb.store)
     finally:
         emb.close()
+
+
+def test_a_node_without_the_route_is_a_clear_error(one: One, digest: str, tmp_path: Path) -> None:
+    routes = one.server.app.router.routes
+    at = next(i for i, r in enumerate(routes) if getattr(r, "path", "") == DEFAULT_POLICY_PATH)
+    route = routes.pop(at)  # the node as it was before the route
+    try:
+        older = run("dataset", "publish", _table(tmp_path), "--as", OWNER, "--title", "t",
+                    "--masking", digest, *one.at(), code=2)  # fmt: skip
+    finally:
+        routes.insert(at, route)
+    assert f"the node at {one.url} does not serve the consortium's default policy" in older
+    assert "--policy FILE" in older
