@@ -4,9 +4,9 @@ Two nodes serve their API on 127.0.0.1 in this process: hospital-a orders
 (solo) and owns the data, bank-b is the grantee. On the nodes a profile is
 named by its full digest (names and prefixes are looked up on an embedded
 chain only, and the error says so); `--policy FILE` carries the policy that
-`--masking` adds the profile to (the consortium's default policy is read from
-an embedded chain only, and the error says so); `dataset version --masking`
-keeps the dataset's current policy. The owner's node masks by itself, so the
+`--masking` adds the profile to (without it, the consortium's default policy:
+`tests/cli/test_defpolicy_node_cli.py`); `dataset version --masking` keeps the
+dataset's current policy. The owner's node masks by itself, so the
 grantee fetches the masked bytes only.
 """
 
@@ -189,9 +189,6 @@ def test_masking_errors_on_the_nodes_are_clear(net: Net, digest: str, tmp_path: 
     by_prefix = run("request", "create", ds, "--as", GRANTEE, "--purpose", "x",
                     "--masking", digest[:12], *net.at(GRANTEE), code=2)  # fmt: skip
     assert f"--masking {digest[:12]!r}: on the nodes give the profile's full digest" in by_prefix
-    no_policy = run("dataset", "publish", table, "--as", OWNER, "--title", "t",
-                    "--masking", digest, *a, code=2)  # fmt: skip
-    assert "--masking without --policy on the nodes: give the policy file too" in no_policy
     unknown = run("dataset", "publish", table, "--as", OWNER, "--title", "t",
                   "--policy", policy, "--masking", "cd" * 32, *a, code=2)  # fmt: skip
     assert "not registered" in unknown

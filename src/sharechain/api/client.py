@@ -27,6 +27,7 @@ from sharechain.api.privacy_records import computation_from_view
 from sharechain.api.wire import from_jsonable
 from sharechain.codec import decode, encode
 from sharechain.contracts.computations import Computation
+from sharechain.contracts.policies import Policy
 from sharechain.contracts.privacy_queries import Budget, Transformation
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import (
@@ -421,6 +422,11 @@ class NodeClient:
         """The privacy budget spent on dataset `ds`, per grantee (owner and supervisors)."""
         body = self._get(f"/v1/datasets/{_segment(ds)}/budgets")
         return [from_jsonable(Budget, b) for b in body["budgets"]]
+
+    def default_policy(self) -> Policy:
+        """The consortium's default policy: what a dataset registered without one gets."""
+        policy: Policy = from_jsonable(Policy, self._get("/v1/policies/default")["policy"])
+        return policy
 
     def get_json(self, path: str, **params: Any) -> Any:
         """GET any API path (e.g. query endpoints) and return the decoded JSON."""

@@ -10,6 +10,7 @@ chain; on the nodes give the full digest).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -17,11 +18,13 @@ import typer
 from sharechain.cli.common import fail
 from sharechain.contracts import queries
 from sharechain.contracts.governance import governance_from_mapping
+from sharechain.contracts.policies import policy_to_value
+from sharechain.errors import NotFoundError
 from sharechain.ledger.genesis import GOVERNANCE_KEY
 from sharechain.ledger.state import StateReader
 from sharechain.sharing.plane import Plane
 
-__all__ = ["MaskingOpt", "masked_policy", "resolve_profile"]
+__all__ = ["MaskingOpt", "default_policy", "masked_policy", "resolve_profile"]
 
 MaskingOpt = Annotated[
     str | None,
@@ -71,13 +74,30 @@ def masked_policy(
     digest = resolve_profile(plane, masking)
     base = policy if policy is not None else inherited
     if base is None:
-        if plane.embedded is None:
-            fail(
-                "--masking without --policy on the nodes: give the policy file too (the "
-                "consortium's default policy is read from an embedded chain only)"
-            )
-        settings = StateReader(plane.embedded.store).get(GOVERNANCE_KEY)
-        base = governance_from_mapping(settings or {}).default_policy or {}
+        base = default_policy(plane)
     value = dict(base)
     value["masking"] = {**dict(value.get("masking") or {}), classification: digest.hex()}
     return value
+
+
+def default_policy(plane: Plane) -> Mapping[str, Any]:
+    """The consortium's default policy map: a dataset registered without a policy gets it.
+
+    On an embedded chain, the genesis governance setting as written (an empty
+    map when unset: the built-in default); on the nodes, the canonical map of
+    what the node answers (`GET /v1/policies/default`). The contract reads
+    either into the same policy.
+    """
+    if plane.embedded is not None:
+        settings = StateReader(plane.embedded.store).get(GOVERNANCE_KEY)
+        return governance_from_mapping(settings or {}).default_policy or {}
+    if plane.client is None:  # a Plane is embedded or has a node client
+        fail("--masking without --policy: no embedded chain and no node to read the default from")
+    try:
+        return policy_to_value(plane.client.default_policy())
+    except NotFoundError:
+        fail(
+            f"--masking without --policy: the node at {plane.client.base_url} does not serve "
+            "the consortium's default policy (GET /v1/policies/default; an older node): "
+            "give the policy file too (--policy FILE)"
+        )

@@ -31,7 +31,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sharechain.api import checkpoint_routes, state_routes
+from sharechain.api import checkpoint_routes, policy_routes, state_routes
 from sharechain.api.models import (
     AttestationList,
     AttestationStatus,
@@ -376,6 +376,7 @@ def create_app(
         return body
 
     state_routes.register(app, node)  # the data-sharing state
+    policy_routes.register(app, node)  # the consortium's default policy
     app.include_router(delivery.router)  # blobs between nodes
     app.include_router(custody_routes.router)  # keys between nodes
     app.include_router(mailbox_routes.router)  # computation messages between parties
