@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 
 import cbor2
 
+from sharechain.crypto.merkle import merkle_root
 from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, check
-from sharechain.ledger.blocks import Block, decode_block
+from sharechain.ledger.blocks import Block, decode_block, results_root
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.execution import Execution, Presigned, collector_paused, parse_tx
 from sharechain.ledger.identities import org_from_value
@@ -177,6 +178,9 @@ class _Pending:
     """Worker replies read so far."""
     parsed: list[SignedTransaction | None] | None = None
     """Its transactions, parsed while the block before it committed (None: not yet)."""
+    roots: tuple[bytes, bytes] | None = None
+    """Its (tx_root, results_root) as computed from its ids and results, at the same
+    moment (None: not yet; `Ledger.validate_block` computes them then)."""
 
     def drain(self) -> None:
         """Read the replies not read yet, so the workers stay in step."""
@@ -190,13 +194,18 @@ def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
     return {org.sign_key_id: org.sign_key for org in orgs}
 
 
-def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool) -> _Pending:
+def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool, first: bool) -> _Pending:
+    """Hand `block` to the workers (if pooled and large enough).
+
+    The `first` block of a stream has no block before it for this process to
+    execute meanwhile, so it verifies as large a share as each worker."""
     pending = _Pending(block, data)
     n = len(block.txs)
     pending.own = n
     if pooled and n >= MIN_PIPELINED_TXS and block.height > 0:
         pending.keys = _current_keys(ledger)
-        sent = n - int(n * _balance.share)
+        share = 1 / (len(_pool) + 1) if first else _balance.share
+        sent = n - int(n * share)
         size = -(-sent // len(_pool))
         for worker, lo in zip(_pool, range(0, sent, size), strict=False):
             hi = min(sent, lo + size)
@@ -215,22 +224,32 @@ def _parse(block: Block) -> list[SignedTransaction | None]:
     return [parse_tx(r, i) for r, i in zip(block.txs, block.tx_ids, strict=True)]
 
 
+def _roots(block: Block) -> tuple[bytes, bytes] | None:
+    """The block's (tx_root, results_root) as `Ledger.validate_block` computes them;
+    None where that raises (it then raises the same error itself)."""
+    try:
+        return merkle_root(block.tx_ids), results_root(block.tx_ids, block.results)
+    except EncodingError:
+        return None
+
+
 @contextmanager
 def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
     """Parse `ahead` while the store's COMMIT waits for the disk.
 
     A block's COMMIT waits for its fsync with the GIL released, about a third
-    of the time the block takes here; a thread parses the next block then (it
-    starts when `Store.on_commit` says the COMMIT begins, so it does not
-    compete with the commit's own Python work). Parsing is pure: the block
-    commits, fails or crashes exactly as it would without it. If the commit
-    fails, the parse is dropped."""
+    of the time the block takes here; a thread parses the next block then,
+    and computes its two Merkle roots (it starts when `Store.on_commit` says
+    the COMMIT begins, so it does not compete with the commit's own Python
+    work). Both are pure: the block commits, fails or crashes exactly as it
+    would without them. If the commit fails, they are dropped."""
     start, failed = threading.Event(), False
 
     def parse() -> None:
         start.wait()
         if not failed:
             ahead.parsed = _parse(ahead.block)
+            ahead.roots = _roots(ahead.block)
 
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
     thread.start()
@@ -283,7 +302,7 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
             None if s == NOT_CHECKED or stx is None else (keys[stx.key_id], s != FAILED)
             for s, stx in zip(status, parsed, strict=True)
         ]
-    ex = ledger.validate_block(p.block, presigned, parsed)
+    ex = ledger.validate_block(p.block, presigned, parsed, p.roots)
     if ahead is not None and ahead.parts:
         with _parsing_ahead(ledger.store, ahead):
             ledger.commit(p.block, ex, p.data)
@@ -324,7 +343,7 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
                     yield _finish(ledger, flight[0], None)
                     flight.pop(0)
                 raise
-            flight.append(_dispatch(ledger, block, data, pooled))
+            flight.append(_dispatch(ledger, block, data, pooled, not flight))
             if len(flight) == 2:
                 yield _finish(ledger, flight[0], flight[1])
                 flight.pop(0)
