@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cbor2
 
@@ -47,8 +47,10 @@ from sharechain.ledger.transactions import SignedTransaction
 
 __all__ = [
     "MIN_PIPELINED_TXS",
+    "Waits",
     "commit_stream",
     "start_workers",
+    "waits",
     "worker_count",
     "workers_cpu_seconds",
 ]
@@ -165,6 +167,29 @@ _balance = _Balance()
 
 
 @dataclass(slots=True)
+class Waits:
+    """Where the streams' wall time went, summed since the process started (for
+    finding idle cores: `sharechain.bench.ledger` reports them per transaction)."""
+
+    for_workers: float = 0.0
+    """Seconds this process waited for a worker's reply after its own share."""
+    in_commit: float = 0.0
+    """Seconds spent in blocks' commits (SQLite writes and the COMMIT's fsync)."""
+    commit_cpu: float = 0.0
+    """Of which this thread's CPU seconds (the rest: waiting for the disk)."""
+    worker_checks: float = 0.0
+    """Seconds the workers spent checking signatures, all workers together."""
+
+
+_waits = Waits()
+
+
+def waits() -> Waits:
+    """A copy of the wait counters (subtract two copies for one stream's)."""
+    return replace(_waits)
+
+
+@dataclass(slots=True)
 class _Pending:
     block: Block
     data: bytes
@@ -273,11 +298,14 @@ def _statuses(p: _Pending) -> tuple[bytes, float, float]:
     own = check(p.keys, list(p.block.txs[p.own :]))
     own_seconds = time.perf_counter() - t0
     replies, slowest = [], 0.0
+    t1 = time.perf_counter()
     while p.replies < len(p.parts):
         seconds, status = p.parts[p.replies][0].receive()
         replies.append(status)
         slowest = max(slowest, seconds)
+        _waits.worker_checks += seconds
         p.replies += 1
+    _waits.for_workers += time.perf_counter() - t1
     n, done_here = len(p.block.txs), len(p.block.txs) - p.own
     v = own_seconds / done_here if done_here else 0.0
     w = slowest / (n - done_here) if n > done_here else 0.0
@@ -303,11 +331,14 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
             for s, stx in zip(status, parsed, strict=True)
         ]
     ex = ledger.validate_block(p.block, presigned, parsed, p.roots)
+    t1, cpu = time.perf_counter(), time.thread_time()
     if ahead is not None and ahead.parts:
         with _parsing_ahead(ledger.store, ahead):
             ledger.commit(p.block, ex, p.data)
     else:
         ledger.commit(p.block, ex, p.data)
+    _waits.in_commit += time.perf_counter() - t1
+    _waits.commit_cpu += time.thread_time() - cpu
     if p.parts:
         _balance.observe((time.perf_counter() - t0) / len(p.block.txs), v, w)
     return p.block, ex
