@@ -347,13 +347,24 @@ def test_the_next_block_is_parsed_while_a_commit_waits_for_the_disk(
         parsed_by.append(threading.current_thread().name)
         return parse(block)
 
+    checked_by: list[str] = []
+    checking = pipeline.check
+
+    def recording_checks(keys: dict[bytes, bytes], raws: list[bytes]) -> bytes:
+        checked_by.append(threading.current_thread().name)
+        return checking(keys, raws)
+
     monkeypatch.setattr(pipeline, "_parse", recording)
+    monkeypatch.setattr(pipeline, "check", recording_checks)
     peer = kit.fresh_ledger(tmp_path / "peer.db")
     start_workers()
     done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
     assert [b.height for b, _ in done] == [1, 2, 3] and peer.head == kit.ledger.head
-    # The first block is parsed in turn, the next two while the one before committed.
+    assert [ex.results for _, ex in done] == [b.results for b in blocks]
+    # The first block is parsed and checked in turn, the next two while the one
+    # before committed (this process's share of the signatures, the workers' replies).
     assert parsed_by == ["MainThread", "parse-ahead", "parse-ahead"]
+    assert checked_by == ["MainThread", "parse-ahead", "parse-ahead"]
     assert peer.store.on_commit is None
     for store in (peer.store, kit.store):
         store.close()

@@ -172,11 +172,14 @@ class Waits:
     finding idle cores: `sharechain.bench.ledger` reports them per transaction)."""
 
     for_workers: float = 0.0
-    """Seconds this process waited for a worker's reply after its own share."""
+    """Seconds this process waited for a worker's reply after its own share (for
+    all blocks but a stream's first, in the parse-ahead thread, during a commit)."""
     in_commit: float = 0.0
-    """Seconds spent in blocks' commits (SQLite writes and the COMMIT's fsync)."""
+    """Seconds spent in blocks' commits (SQLite writes, the COMMIT's fsync, and
+    whatever of the next block's early work outlasts the fsync)."""
     commit_cpu: float = 0.0
-    """Of which this thread's CPU seconds (the rest: waiting for the disk)."""
+    """Of which the committing thread's CPU seconds (the rest: the disk, or the
+    parse-ahead thread)."""
     worker_checks: float = 0.0
     """Seconds the workers spent checking signatures, all workers together."""
 
@@ -206,6 +209,8 @@ class _Pending:
     roots: tuple[bytes, bytes] | None = None
     """Its (tx_root, results_root) as computed from its ids and results, at the same
     moment (None: not yet; `Ledger.validate_block` computes them then)."""
+    checked: tuple[bytes, float, float] | None = None
+    """`_statuses` of it, gathered at the same moment (None: not yet)."""
 
     def drain(self) -> None:
         """Read the replies not read yet, so the workers stay in step."""
@@ -263,11 +268,14 @@ def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
     """Parse `ahead` while the store's COMMIT waits for the disk.
 
     A block's COMMIT waits for its fsync with the GIL released, about a third
-    of the time the block takes here; a thread parses the next block then,
-    and computes its two Merkle roots (it starts when `Store.on_commit` says
-    the COMMIT begins, so it does not compete with the commit's own Python
-    work). Both are pure: the block commits, fails or crashes exactly as it
-    would without them. If the commit fails, they are dropped."""
+    of the time the block takes here on an idle disk (several times more on a
+    busy one); a thread parses the next block then, computes its two Merkle
+    roots, verifies this process's share of its signatures and reads the
+    workers' replies for it (it starts when `Store.on_commit` says the COMMIT
+    begins, so it does not compete with the commit's own Python work). All of
+    it is pure: the block commits, fails or crashes exactly as it would
+    without it. If the commit fails, the results are dropped (replies read
+    are counted, so the stream's end reads only the others)."""
     start, failed = threading.Event(), False
 
     def parse() -> None:
@@ -275,6 +283,8 @@ def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
         if not failed:
             ahead.parsed = _parse(ahead.block)
             ahead.roots = _roots(ahead.block)
+            with contextlib.suppress(RuntimeError):  # a dead worker: settling says so
+                ahead.checked = _statuses(ahead)
 
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
     thread.start()
@@ -318,7 +328,7 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
     v = w = 0.0
     t0 = time.perf_counter()
     if p.parts:
-        status, v, w = _statuses(p)
+        status, v, w = p.checked if p.checked is not None else _statuses(p)
         t0 = time.perf_counter()
         if not v:  # none verified here yet: as fast as a worker is alone
             v = w * len(p.parts)
