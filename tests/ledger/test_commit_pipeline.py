@@ -362,7 +362,7 @@ def test_the_next_block_is_parsed_while_a_commit_waits_for_the_disk(
     assert [b.height for b, _ in done] == [1, 2, 3] and peer.head == kit.ledger.head
     assert [ex.results for _, ex in done] == [b.results for b in blocks]
     # The first block is parsed and checked in turn, the next two while the one
-    # before committed (this process's share of the signatures, the workers' replies).
+    # before committed (this process's share of the signatures).
     assert parsed_by == ["MainThread", "parse-ahead", "parse-ahead"]
     assert checked_by == ["MainThread", "parse-ahead", "parse-ahead"]
     assert peer.store.on_commit is None

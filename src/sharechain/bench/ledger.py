@@ -26,9 +26,10 @@ other load hardly moves.
 Where the cores idle: `commit_wait_workers_us_per_tx` is the wall time this
 process waited for the workers' replies, `commit_wait_disk_us_per_tx` the
 wall time its commits spent off the committing thread's CPU (the COMMIT's
-fsync, during which the next block's parsing, roots and checks run, and what
-of them outlasts it), per transaction; `commit_workers_idle_share` the share
-of the run the workers were not checking signatures.
+fsync, during which the next block's parsing, roots and this process's share
+of its signatures run, and what of them outlasts it), per transaction;
+`commit_workers_idle_share` the share of the run the workers were not
+checking signatures.
 
 `results_root_us_per_tx` is what the header's `results_root` costs a peer:
 the CPU time of recomputing it over the same blocks (the leaf encoding and

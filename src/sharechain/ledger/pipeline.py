@@ -7,9 +7,10 @@ pipeline therefore checks signatures in worker *processes* (`_sigworker`),
 one per core but one: while this process executes and commits block k, the
 workers verify block k+1, and block k+2 waits in their pipes, so a worker
 never waits for this process to hand it work. This process verifies a share
-of each block itself, just before it needs the block's results: as much as
-keeps it from waiting for the workers (`_Balance`), on a core that would
-otherwise idle.
+of each block itself, while the block before waits for its fsync (or, for a
+stream's first block, while the workers verify the rest: half of it with one
+worker): as much as keeps it from waiting for the workers (`_Balance`), on a
+core that would otherwise idle.
 
 Workers check each signature against the key the envelope names, among the
 organisations' keys as of when the block was handed to them; anything that
@@ -172,8 +173,7 @@ class Waits:
     finding idle cores: `sharechain.bench.ledger` reports them per transaction)."""
 
     for_workers: float = 0.0
-    """Seconds this process waited for a worker's reply after its own share (for
-    all blocks but a stream's first, in the parse-ahead thread, during a commit)."""
+    """Seconds this process waited for a worker's reply after its own share."""
     in_commit: float = 0.0
     """Seconds spent in blocks' commits (SQLite writes, the COMMIT's fsync, and
     whatever of the next block's early work outlasts the fsync)."""
@@ -209,8 +209,9 @@ class _Pending:
     roots: tuple[bytes, bytes] | None = None
     """Its (tx_root, results_root) as computed from its ids and results, at the same
     moment (None: not yet; `Ledger.validate_block` computes them then)."""
-    checked: tuple[bytes, float, float] | None = None
-    """`_statuses` of it, gathered at the same moment (None: not yet)."""
+    own_checked: tuple[bytes, float] | None = None
+    """The statuses of the share this process verifies and the seconds that took,
+    at the same moment (None: not yet)."""
 
     def drain(self) -> None:
         """Read the replies not read yet, so the workers stay in step."""
@@ -270,12 +271,12 @@ def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
     A block's COMMIT waits for its fsync with the GIL released, about a third
     of the time the block takes here on an idle disk (several times more on a
     busy one); a thread parses the next block then, computes its two Merkle
-    roots, verifies this process's share of its signatures and reads the
-    workers' replies for it (it starts when `Store.on_commit` says the COMMIT
-    begins, so it does not compete with the commit's own Python work). All of
-    it is pure: the block commits, fails or crashes exactly as it would
-    without it. If the commit fails, the results are dropped (replies read
-    are counted, so the stream's end reads only the others)."""
+    roots and verifies this process's share of its signatures (it starts when
+    `Store.on_commit` says the COMMIT begins, so it does not compete with the
+    commit's own Python work). All of it is pure: the block commits, fails
+    or crashes exactly as it would without it. If the commit fails, the
+    results are dropped. The workers' replies are read afterwards, in turn:
+    waiting for them here would hold the next block back from the workers."""
     start, failed = threading.Event(), False
 
     def parse() -> None:
@@ -283,8 +284,7 @@ def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
         if not failed:
             ahead.parsed = _parse(ahead.block)
             ahead.roots = _roots(ahead.block)
-            with contextlib.suppress(RuntimeError):  # a dead worker: settling says so
-                ahead.checked = _statuses(ahead)
+            ahead.own_checked = _own(ahead)
 
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
     thread.start()
@@ -300,13 +300,17 @@ def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
         thread.join()
 
 
+def _own(p: _Pending) -> tuple[bytes, float]:
+    """The statuses of the share of `p` this process verifies, and the seconds it took."""
+    t0 = time.perf_counter()
+    return check(p.keys, list(p.block.txs[p.own :])), time.perf_counter() - t0
+
+
 def _statuses(p: _Pending) -> tuple[bytes, float, float]:
     """One status byte per transaction (this process's share verified here, then the
     workers' replies), this process's seconds per verification (0: none done
     here), and the workers' seconds per transaction of theirs."""
-    t0 = time.perf_counter()
-    own = check(p.keys, list(p.block.txs[p.own :]))
-    own_seconds = time.perf_counter() - t0
+    own, own_seconds = p.own_checked if p.own_checked is not None else _own(p)
     replies, slowest = [], 0.0
     t1 = time.perf_counter()
     while p.replies < len(p.parts):
@@ -328,7 +332,7 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
     v = w = 0.0
     t0 = time.perf_counter()
     if p.parts:
-        status, v, w = p.checked if p.checked is not None else _statuses(p)
+        status, v, w = _statuses(p)
         t0 = time.perf_counter()
         if not v:  # none verified here yet: as fast as a worker is alone
             v = w * len(p.parts)
