@@ -113,7 +113,18 @@ def test_pipeline_matches_the_inline_outcome(tmp_path: Path) -> None:
         kit.sign("hospital-b", notary.RECORD, {"digest": bytes(31) + b"\x01", "note": ""}).raw,
         *_filler(kit, "two", MIN_PIPELINED_TXS),
     ]
+    kit.keys["hospital-b"] = old_b
+    stale = kit.record("hospital-b", b"old key, two blocks on").raw
+    kit.keys["hospital-b"] = dataclasses.replace(old_b, signing=NEW_B)
+    # Dispatched, with the second, before the rotation committed: the workers'
+    # map still holds the old key, under which `stale` verifies.
+    third = [
+        kit.record("hospital-b", b"new key, two blocks on").raw,
+        stale,
+        *_filler(kit, "three", MIN_PIPELINED_TXS),
+    ]
     blocks: list[Block] = [kit.add(first), kit.add(second, orderer="regulator")]
+    blocks.append(kit.add(third))
     codes = [[r.code for r in b.results] for b in blocks]
     assert codes[0][:9] == [
         v.VALID,
@@ -127,6 +138,7 @@ def test_pipeline_matches_the_inline_outcome(tmp_path: Path) -> None:
         v.STALE_KEY,
     ]
     assert codes[1][:3] == [v.VALID, v.BAD_SIGNATURE, v.VALID]
+    assert codes[2][:2] == [v.VALID, v.STALE_KEY]
 
     start_workers()
     committed = list(commit_stream(peer, [encode_block(b) for b in blocks]))
@@ -438,5 +450,21 @@ def test_the_first_block_is_verified_half_here(
     assert done[2][1].results[0].code == v.BAD_SIGNATURE
     n = len(blocks[0].txs)
     assert here[0] == int(n / (pipeline.worker_count() + 1)) > 0
+    for store in (peer.store, kit.store):
+        store.close()
+
+
+def test_a_block_that_does_not_decode_comes_after_those_in_flight(tmp_path: Path) -> None:
+    # Two blocks are in flight when the third turns out not to decode: both commit
+    # first, so the error is the first bad block's.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"d{i}", MIN_PIPELINED_TXS)) for i in range(2)]
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    start_workers()
+    done: list[int] = []
+    with pytest.raises(EncodingError):
+        for block, _ in commit_stream(peer, [*(encode_block(b) for b in blocks), b"\x00junk"]):
+            done.append(block.height)
+    assert done == [1, 2] and peer.head == kit.ledger.head
     for store in (peer.store, kit.store):
         store.close()

@@ -56,6 +56,11 @@ __all__ = [
     "workers_cpu_seconds",
 ]
 
+_IN_FLIGHT = 3
+"""Blocks dispatched and not yet settled: the one settling and two more, so a block
+that takes this process longer than usual (a WAL checkpoint, a slow fsync) leaves
+the workers a block to verify rather than none."""
+
 MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
 
@@ -368,7 +373,7 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     they are free; another stream running at the same time verifies inline.
     """
     pooled = bool(_pool) and _lock.acquire(blocking=False)
-    # Dispatched and not yet settled: at most the block being settled and the next.
+    # Dispatched and not yet settled: the block being settled and up to two more.
     # Whatever happens (a bad block, the caller stopping early), their replies are
     # read before the workers serve another stream, or it would read them as its own.
     flight: list[_Pending] = []
@@ -384,16 +389,16 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
             except (ChainError, EncodingError):
                 # The block read ahead is bad (or missing): settle the pending one
                 # first, so the error names the first bad height, not the one before.
-                if flight:
-                    yield _finish(ledger, flight[0], None)
+                while flight:
+                    yield _finish(ledger, flight[0], flight[1] if len(flight) > 1 else None)
                     flight.pop(0)
                 raise
             flight.append(_dispatch(ledger, block, data, pooled, not flight))
-            if len(flight) == 2:
+            if len(flight) == _IN_FLIGHT:
                 yield _finish(ledger, flight[0], flight[1])
                 flight.pop(0)
-        if flight:
-            yield _finish(ledger, flight[0], None)
+        while flight:
+            yield _finish(ledger, flight[0], flight[1] if len(flight) > 1 else None)
             flight.pop(0)
     finally:
         for pending in flight:
