@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cbor2
@@ -466,5 +466,26 @@ def test_a_block_that_does_not_decode_comes_after_those_in_flight(tmp_path: Path
         for block, _ in commit_stream(peer, [*(encode_block(b) for b in blocks), b"\x00junk"]):
             done.append(block.height)
     assert done == [1, 2] and peer.head == kit.ledger.head
+    for store in (peer.store, kit.store):
+        store.close()
+
+
+def test_a_source_that_waits_is_read_one_block_ahead(tmp_path: Path) -> None:
+    # A live source (an iterator) may block on its next block: the block before
+    # commits as soon as that one arrives, not after two more.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"w{i}", MIN_PIPELINED_TXS)) for i in range(3)]
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    handed: list[int] = []
+
+    def source() -> Iterator[bytes]:
+        for b in blocks:
+            handed.append(b.height)
+            yield encode_block(b)
+
+    start_workers()
+    stream = commit_stream(peer, source())
+    assert next(stream)[0].height == 1 and handed == [1, 2]
+    assert [b.height for b, _ in stream] == [2, 3] and peer.head == kit.ledger.head
     for store in (peer.store, kit.store):
         store.close()

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -57,9 +57,11 @@ __all__ = [
 ]
 
 _IN_FLIGHT = 3
-"""Blocks dispatched and not yet settled: the one settling and two more, so a block
-that takes this process longer than usual (a WAL checkpoint, a slow fsync) leaves
-the workers a block to verify rather than none."""
+"""Blocks dispatched and not yet settled when every block is at hand (a sequence):
+the one settling and two more, so a block that takes this process longer than
+usual (a WAL checkpoint, a slow fsync) leaves the workers a block to verify
+rather than none. A source that may wait for its next block (an iterator) is
+read one block ahead only, so no block waits to commit for two more to arrive."""
 
 MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
@@ -371,9 +373,12 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     `EncodingError` if it does not decode); nothing of that block is written
     and the blocks before it stay committed. Uses the worker processes when
     they are free; another stream running at the same time verifies inline.
+    `blocks` is read two blocks ahead of the one committing if it is a
+    sequence (all at hand), one block ahead otherwise.
     """
+    depth = _IN_FLIGHT if isinstance(blocks, Sequence) else 2
     pooled = bool(_pool) and _lock.acquire(blocking=False)
-    # Dispatched and not yet settled: the block being settled and up to two more.
+    # Dispatched and not yet settled: the block being settled and up to `depth - 1` more.
     # Whatever happens (a bad block, the caller stopping early), their replies are
     # read before the workers serve another stream, or it would read them as its own.
     flight: list[_Pending] = []
@@ -394,7 +399,7 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
                     flight.pop(0)
                 raise
             flight.append(_dispatch(ledger, block, data, pooled, not flight))
-            if len(flight) == _IN_FLIGHT:
+            if len(flight) == depth:
                 yield _finish(ledger, flight[0], flight[1])
                 flight.pop(0)
         while flight:
