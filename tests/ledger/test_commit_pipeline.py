@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cbor2
@@ -26,11 +26,11 @@ from ledger_kit import T0, Kit
 from sharechain.codec import encode
 from sharechain.contracts import notary
 from sharechain.crypto.signing import SigningKey
-from sharechain.errors import EncodingError
+from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger import pipeline
 from sharechain.ledger import validation as v
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, VERIFIED, check
-from sharechain.ledger.blocks import Block, encode_block
+from sharechain.ledger.blocks import Block, encode_block, make_block, sign_header
 from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
 from sharechain.ledger.identities import org_from_value, org_key, org_to_value
@@ -113,7 +113,18 @@ def test_pipeline_matches_the_inline_outcome(tmp_path: Path) -> None:
         kit.sign("hospital-b", notary.RECORD, {"digest": bytes(31) + b"\x01", "note": ""}).raw,
         *_filler(kit, "two", MIN_PIPELINED_TXS),
     ]
+    kit.keys["hospital-b"] = old_b
+    stale = kit.record("hospital-b", b"old key, two blocks on").raw
+    kit.keys["hospital-b"] = dataclasses.replace(old_b, signing=NEW_B)
+    # Dispatched, with the second, before the rotation committed: the workers'
+    # map still holds the old key, under which `stale` verifies.
+    third = [
+        kit.record("hospital-b", b"new key, two blocks on").raw,
+        stale,
+        *_filler(kit, "three", MIN_PIPELINED_TXS),
+    ]
     blocks: list[Block] = [kit.add(first), kit.add(second, orderer="regulator")]
+    blocks.append(kit.add(third))
     codes = [[r.code for r in b.results] for b in blocks]
     assert codes[0][:9] == [
         v.VALID,
@@ -127,6 +138,7 @@ def test_pipeline_matches_the_inline_outcome(tmp_path: Path) -> None:
         v.STALE_KEY,
     ]
     assert codes[1][:3] == [v.VALID, v.BAD_SIGNATURE, v.VALID]
+    assert codes[2][:2] == [v.VALID, v.STALE_KEY]
 
     start_workers()
     committed = list(commit_stream(peer, [encode_block(b) for b in blocks]))
@@ -347,13 +359,133 @@ def test_the_next_block_is_parsed_while_a_commit_waits_for_the_disk(
         parsed_by.append(threading.current_thread().name)
         return parse(block)
 
+    checked_by: list[str] = []
+    checking = pipeline.check
+
+    def recording_checks(keys: dict[bytes, bytes], raws: list[bytes]) -> bytes:
+        checked_by.append(threading.current_thread().name)
+        return checking(keys, raws)
+
     monkeypatch.setattr(pipeline, "_parse", recording)
+    monkeypatch.setattr(pipeline, "check", recording_checks)
     peer = kit.fresh_ledger(tmp_path / "peer.db")
     start_workers()
     done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
     assert [b.height for b, _ in done] == [1, 2, 3] and peer.head == kit.ledger.head
-    # The first block is parsed in turn, the next two while the one before committed.
+    assert [ex.results for _, ex in done] == [b.results for b in blocks]
+    # The first block is parsed and checked in turn, the next two while the one
+    # before committed (this process's share of the signatures).
     assert parsed_by == ["MainThread", "parse-ahead", "parse-ahead"]
+    assert checked_by == ["MainThread", "parse-ahead", "parse-ahead"]
     assert peer.store.on_commit is None
+    for store in (peer.store, kit.store):
+        store.close()
+
+
+def _resigned(kit: Kit, block: Block, **header: bytes) -> Block:
+    """`block` with header fields replaced, signed again by its orderer: only the
+    roots checks can refuse it."""
+    h = dataclasses.replace(block.header, **header)
+    key = kit.keys[h.orderer].signing
+    return make_block(h, sign_header(h, key), block.txs, block.results)
+
+
+@pytest.mark.parametrize(
+    ("field", "refusal"),
+    [
+        ("tx_root", "block 2: tx_root does not match its transactions"),
+        ("results_root", "block 2: results_root does not match its results"),
+    ],
+)
+def test_roots_computed_ahead_refuse_as_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, refusal: str
+) -> None:
+    # The second block's roots are computed while the first commits (parse-ahead);
+    # a wrong one is refused with the inline path's error, and nothing of it is written.
+    kit = Kit(tmp_path / "orderer.db")
+    good = kit.add(_filler(kit, "r1", MIN_PIPELINED_TXS))
+    second = kit.build(_filler(kit, "r2", MIN_PIPELINED_TXS))
+    bad = _resigned(kit, second, **{field: hashlib.sha256(b"not the root").digest()})
+    ahead: list[tuple[bytes, bytes] | None] = []
+    roots = pipeline._roots
+    monkeypatch.setattr(pipeline, "_roots", lambda b: ahead.append(roots(b)) or ahead[-1])
+    start_workers()
+    for pooled in (True, False):
+        peer = kit.fresh_ledger(tmp_path / f"peer-{pooled}.db")
+        stream = [encode_block(good), encode_block(bad)]
+        if pooled:
+            with pytest.raises(ChainError, match=refusal):
+                list(commit_stream(peer, stream))
+        else:
+            peer.commit(good)
+            with pytest.raises(ChainError, match=refusal):
+                peer.commit(bad)
+        assert peer.height == 1
+        peer.store.close()
+    assert len(ahead) == 1 and ahead[0] is not None  # the bad block's, while the first committed
+    kit.store.close()
+
+
+def test_the_first_block_is_verified_half_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing executes while the first block of a stream is verified: this process
+    # takes as large a share as each worker, then the balance decides.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"h{i}", MIN_PIPELINED_TXS)) for i in range(2)]
+    blocks.append(kit.add([_forged(kit.record("regulator", b"f")), *_filler(kit, "h", 300)]))
+    here: list[int] = []
+    checking = pipeline.check
+
+    def recording(keys: dict[bytes, bytes], raws: list[bytes]) -> bytes:
+        here.append(len(raws))
+        return checking(keys, raws)
+
+    monkeypatch.setattr(pipeline, "check", recording)
+    monkeypatch.setattr(pipeline._balance, "share", 0.0)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    start_workers()
+    done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    assert [ex.results for _, ex in done] == [b.results for b in blocks]
+    assert done[2][1].results[0].code == v.BAD_SIGNATURE
+    n = len(blocks[0].txs)
+    assert here[0] == int(n / (pipeline.worker_count() + 1)) > 0
+    for store in (peer.store, kit.store):
+        store.close()
+
+
+def test_a_block_that_does_not_decode_comes_after_those_in_flight(tmp_path: Path) -> None:
+    # Two blocks are in flight when the third turns out not to decode: both commit
+    # first, so the error is the first bad block's.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"d{i}", MIN_PIPELINED_TXS)) for i in range(2)]
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    start_workers()
+    done: list[int] = []
+    with pytest.raises(EncodingError):
+        for block, _ in commit_stream(peer, [*(encode_block(b) for b in blocks), b"\x00junk"]):
+            done.append(block.height)
+    assert done == [1, 2] and peer.head == kit.ledger.head
+    for store in (peer.store, kit.store):
+        store.close()
+
+
+def test_a_source_that_waits_is_read_one_block_ahead(tmp_path: Path) -> None:
+    # A live source (an iterator) may block on its next block: the block before
+    # commits as soon as that one arrives, not after two more.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"w{i}", MIN_PIPELINED_TXS)) for i in range(3)]
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    handed: list[int] = []
+
+    def source() -> Iterator[bytes]:
+        for b in blocks:
+            handed.append(b.height)
+            yield encode_block(b)
+
+    start_workers()
+    stream = commit_stream(peer, source())
+    assert next(stream)[0].height == 1 and handed == [1, 2]
+    assert [b.height for b, _ in stream] == [2, 3] and peer.head == kit.ledger.head
     for store in (peer.store, kit.store):
         store.close()

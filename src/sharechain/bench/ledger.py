@@ -23,6 +23,14 @@ packed the cores with nothing else running: one verification's time over the
 total CPU per transaction, an upper bound of `commit_share_of_ceiling` that
 other load hardly moves.
 
+Where the cores idle: `commit_wait_workers_us_per_tx` is the wall time this
+process waited for the workers' replies, `commit_wait_disk_us_per_tx` the
+wall time its commits spent off the committing thread's CPU (the COMMIT's
+fsync, during which the next block's parsing, roots and this process's share
+of its signatures run, and what of them outlasts it), per transaction;
+`commit_workers_idle_share` the share of the run the workers were not
+checking signatures.
+
 `results_root_us_per_tx` is what the header's `results_root` costs a peer:
 the CPU time of recomputing it over the same blocks (the leaf encoding and
 two SHA-256 per transaction), beside `commit_cpu_us_per_tx`, which includes
@@ -46,7 +54,13 @@ from sharechain.ledger.blocks import decode_block, encode_block, results_root
 from sharechain.ledger.chain import Ledger, verify_chain
 from sharechain.ledger.genesis import Genesis, genesis_block
 from sharechain.ledger.identities import Organisation
-from sharechain.ledger.pipeline import commit_stream, start_workers, workers_cpu_seconds
+from sharechain.ledger.pipeline import (
+    commit_stream,
+    start_workers,
+    waits,
+    worker_count,
+    workers_cpu_seconds,
+)
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 
@@ -127,11 +141,13 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
 
         start_workers()  # a running peer has its workers up already
         workers_cpu = workers_cpu_seconds()
+        waited = waits()
         t0, cpu = time.perf_counter(), time.process_time()
         for _ in commit_stream(peer, blocks):
             pass
         commit_s = time.perf_counter() - t0
         cpu = time.process_time() - cpu
+        w1 = waits()
         after = workers_cpu_seconds()
         if after is not None and workers_cpu is not None:
             workers_cpu = after - workers_cpu
@@ -160,6 +176,20 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         "commit_cpu_share_of_ceiling": None
         if workers_cpu is None
         else round(transactions / ((cpu + workers_cpu) * rate), 3),
+        # Where the cores idle: this process waiting for the workers' replies, and
+        # for the disk in its commits; the share of the time the workers were not checking.
+        "commit_wait_workers_us_per_tx": round(
+            (w1.for_workers - waited.for_workers) / transactions * 1e6, 1
+        ),
+        "commit_wait_disk_us_per_tx": round(
+            ((w1.in_commit - waited.in_commit) - (w1.commit_cpu - waited.commit_cpu))
+            / transactions
+            * 1e6,
+            1,
+        ),
+        "commit_workers_idle_share": round(
+            1 - (w1.worker_checks - waited.worker_checks) / (commit_s * worker_count()), 3
+        ),
         "results_root_us_per_tx": round(roots_cpu / transactions * 1e6, 2),
         "results_root_share_of_commit_cpu": round(roots_cpu / cpu, 4),
         "verify_tx_per_s": round(transactions / verify_s),

@@ -127,8 +127,14 @@ class Ledger:
         block: Block,
         presigned: Sequence[Presigned] | None = None,
         parsed: Sequence[SignedTransaction | None] | None = None,
+        roots: tuple[bytes, bytes] | None = None,
     ) -> Execution:
-        """Check `block` extends this chain and re-execute it; raises `ChainError`."""
+        """Check `block` extends this chain and re-execute it; raises `ChainError`.
+
+        `presigned`, `parsed` and `roots` (the Merkle roots of `block.tx_ids`
+        and of its ids and results, `merkle_root` and `results_root`) are work
+        a caller did ahead on this very block (`ledger/pipeline.py`); None:
+        done here."""
         h = block.header
         head = self.store.head()
         if head is None:
@@ -159,9 +165,11 @@ class Ledger:
             raise ChainError(
                 f"block {h.height}: orderer signature does not verify", h.height
             ) from None
-        if merkle_root(block.tx_ids) != h.tx_root:
+        if roots is None:
+            roots = merkle_root(block.tx_ids), results_root(block.tx_ids, block.results)
+        if roots[0] != h.tx_root:
             raise ChainError(f"block {h.height}: tx_root does not match its transactions", h.height)
-        if results_root(block.tx_ids, block.results) != h.results_root:
+        if roots[1] != h.results_root:
             raise ChainError(f"block {h.height}: results_root does not match its results", h.height)
         if parsed is None:  # with the ids the block has computed already
             parsed = [parse_tx(raw, i) for raw, i in zip(block.txs, block.tx_ids, strict=True)]

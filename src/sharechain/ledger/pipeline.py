@@ -7,9 +7,10 @@ pipeline therefore checks signatures in worker *processes* (`_sigworker`),
 one per core but one: while this process executes and commits block k, the
 workers verify block k+1, and block k+2 waits in their pipes, so a worker
 never waits for this process to hand it work. This process verifies a share
-of each block itself, just before it needs the block's results: as much as
-keeps it from waiting for the workers (`_Balance`), on a core that would
-otherwise idle.
+of each block itself, while the block before waits for its fsync (or, for a
+stream's first block, while the workers verify the rest: half of it with one
+worker): as much as keeps it from waiting for the workers (`_Balance`), on a
+core that would otherwise idle.
 
 Workers check each signature against the key the envelope names, among the
 organisations' keys as of when the block was handed to them; anything that
@@ -28,15 +29,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cbor2
 
+from sharechain.crypto.merkle import merkle_root
 from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, check
-from sharechain.ledger.blocks import Block, decode_block
+from sharechain.ledger.blocks import Block, decode_block, results_root
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.execution import Execution, Presigned, collector_paused, parse_tx
 from sharechain.ledger.identities import org_from_value
@@ -46,11 +48,20 @@ from sharechain.ledger.transactions import SignedTransaction
 
 __all__ = [
     "MIN_PIPELINED_TXS",
+    "Waits",
     "commit_stream",
     "start_workers",
+    "waits",
     "worker_count",
     "workers_cpu_seconds",
 ]
+
+_IN_FLIGHT = 3
+"""Blocks dispatched and not yet settled when every block is at hand (a sequence):
+the one settling and two more, so a block that takes this process longer than
+usual (a WAL checkpoint, a slow fsync) leaves the workers a block to verify
+rather than none. A source that may wait for its next block (an iterator) is
+read one block ahead only, so no block waits to commit for two more to arrive."""
 
 MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
@@ -164,6 +175,31 @@ _balance = _Balance()
 
 
 @dataclass(slots=True)
+class Waits:
+    """Where the streams' wall time went, summed since the process started (for
+    finding idle cores: `sharechain.bench.ledger` reports them per transaction)."""
+
+    for_workers: float = 0.0
+    """Seconds this process waited for a worker's reply after its own share."""
+    in_commit: float = 0.0
+    """Seconds spent in blocks' commits (SQLite writes, the COMMIT's fsync, and
+    whatever of the next block's early work outlasts the fsync)."""
+    commit_cpu: float = 0.0
+    """Of which the committing thread's CPU seconds (the rest: the disk, or the
+    parse-ahead thread)."""
+    worker_checks: float = 0.0
+    """Seconds the workers spent checking signatures, all workers together."""
+
+
+_waits = Waits()
+
+
+def waits() -> Waits:
+    """A copy of the wait counters (subtract two copies for one stream's)."""
+    return replace(_waits)
+
+
+@dataclass(slots=True)
 class _Pending:
     block: Block
     data: bytes
@@ -177,6 +213,12 @@ class _Pending:
     """Worker replies read so far."""
     parsed: list[SignedTransaction | None] | None = None
     """Its transactions, parsed while the block before it committed (None: not yet)."""
+    roots: tuple[bytes, bytes] | None = None
+    """Its (tx_root, results_root) as computed from its ids and results, at the same
+    moment (None: not yet; `Ledger.validate_block` computes them then)."""
+    own_checked: tuple[bytes, float] | None = None
+    """The statuses of the share this process verifies and the seconds that took,
+    at the same moment (None: not yet)."""
 
     def drain(self) -> None:
         """Read the replies not read yet, so the workers stay in step."""
@@ -190,13 +232,18 @@ def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
     return {org.sign_key_id: org.sign_key for org in orgs}
 
 
-def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool) -> _Pending:
+def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool, first: bool) -> _Pending:
+    """Hand `block` to the workers (if pooled and large enough).
+
+    The `first` block of a stream has no block before it for this process to
+    execute meanwhile, so it verifies as large a share as each worker."""
     pending = _Pending(block, data)
     n = len(block.txs)
     pending.own = n
     if pooled and n >= MIN_PIPELINED_TXS and block.height > 0:
         pending.keys = _current_keys(ledger)
-        sent = n - int(n * _balance.share)
+        share = 1 / (len(_pool) + 1) if first else _balance.share
+        sent = n - int(n * share)
         size = -(-sent // len(_pool))
         for worker, lo in zip(_pool, range(0, sent, size), strict=False):
             hi = min(sent, lo + size)
@@ -215,22 +262,36 @@ def _parse(block: Block) -> list[SignedTransaction | None]:
     return [parse_tx(r, i) for r, i in zip(block.txs, block.tx_ids, strict=True)]
 
 
+def _roots(block: Block) -> tuple[bytes, bytes] | None:
+    """The block's (tx_root, results_root) as `Ledger.validate_block` computes them;
+    None where that raises (it then raises the same error itself)."""
+    try:
+        return merkle_root(block.tx_ids), results_root(block.tx_ids, block.results)
+    except EncodingError:
+        return None
+
+
 @contextmanager
 def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
     """Parse `ahead` while the store's COMMIT waits for the disk.
 
     A block's COMMIT waits for its fsync with the GIL released, about a third
-    of the time the block takes here; a thread parses the next block then (it
-    starts when `Store.on_commit` says the COMMIT begins, so it does not
-    compete with the commit's own Python work). Parsing is pure: the block
-    commits, fails or crashes exactly as it would without it. If the commit
-    fails, the parse is dropped."""
+    of the time the block takes here on an idle disk (several times more on a
+    busy one); a thread parses the next block then, computes its two Merkle
+    roots and verifies this process's share of its signatures (it starts when
+    `Store.on_commit` says the COMMIT begins, so it does not compete with the
+    commit's own Python work). All of it is pure: the block commits, fails
+    or crashes exactly as it would without it. If the commit fails, the
+    results are dropped. The workers' replies are read afterwards, in turn:
+    waiting for them here would hold the next block back from the workers."""
     start, failed = threading.Event(), False
 
     def parse() -> None:
         start.wait()
         if not failed:
             ahead.parsed = _parse(ahead.block)
+            ahead.roots = _roots(ahead.block)
+            ahead.own_checked = _own(ahead)
 
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
     thread.start()
@@ -246,19 +307,26 @@ def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
         thread.join()
 
 
+def _own(p: _Pending) -> tuple[bytes, float]:
+    """The statuses of the share of `p` this process verifies, and the seconds it took."""
+    t0 = time.perf_counter()
+    return check(p.keys, list(p.block.txs[p.own :])), time.perf_counter() - t0
+
+
 def _statuses(p: _Pending) -> tuple[bytes, float, float]:
     """One status byte per transaction (this process's share verified here, then the
     workers' replies), this process's seconds per verification (0: none done
     here), and the workers' seconds per transaction of theirs."""
-    t0 = time.perf_counter()
-    own = check(p.keys, list(p.block.txs[p.own :]))
-    own_seconds = time.perf_counter() - t0
+    own, own_seconds = p.own_checked if p.own_checked is not None else _own(p)
     replies, slowest = [], 0.0
+    t1 = time.perf_counter()
     while p.replies < len(p.parts):
         seconds, status = p.parts[p.replies][0].receive()
         replies.append(status)
         slowest = max(slowest, seconds)
+        _waits.worker_checks += seconds
         p.replies += 1
+    _waits.for_workers += time.perf_counter() - t1
     n, done_here = len(p.block.txs), len(p.block.txs) - p.own
     v = own_seconds / done_here if done_here else 0.0
     w = slowest / (n - done_here) if n > done_here else 0.0
@@ -283,12 +351,15 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
             None if s == NOT_CHECKED or stx is None else (keys[stx.key_id], s != FAILED)
             for s, stx in zip(status, parsed, strict=True)
         ]
-    ex = ledger.validate_block(p.block, presigned, parsed)
+    ex = ledger.validate_block(p.block, presigned, parsed, p.roots)
+    t1, cpu = time.perf_counter(), time.thread_time()
     if ahead is not None and ahead.parts:
         with _parsing_ahead(ledger.store, ahead):
             ledger.commit(p.block, ex, p.data)
     else:
         ledger.commit(p.block, ex, p.data)
+    _waits.in_commit += time.perf_counter() - t1
+    _waits.commit_cpu += time.thread_time() - cpu
     if p.parts:
         _balance.observe((time.perf_counter() - t0) / len(p.block.txs), v, w)
     return p.block, ex
@@ -302,9 +373,12 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     `EncodingError` if it does not decode); nothing of that block is written
     and the blocks before it stay committed. Uses the worker processes when
     they are free; another stream running at the same time verifies inline.
+    `blocks` is read two blocks ahead of the one committing if it is a
+    sequence (all at hand), one block ahead otherwise.
     """
+    depth = _IN_FLIGHT if isinstance(blocks, Sequence) else 2
     pooled = bool(_pool) and _lock.acquire(blocking=False)
-    # Dispatched and not yet settled: at most the block being settled and the next.
+    # Dispatched and not yet settled: the block being settled and up to `depth - 1` more.
     # Whatever happens (a bad block, the caller stopping early), their replies are
     # read before the workers serve another stream, or it would read them as its own.
     flight: list[_Pending] = []
@@ -320,16 +394,16 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
             except (ChainError, EncodingError):
                 # The block read ahead is bad (or missing): settle the pending one
                 # first, so the error names the first bad height, not the one before.
-                if flight:
-                    yield _finish(ledger, flight[0], None)
+                while flight:
+                    yield _finish(ledger, flight[0], flight[1] if len(flight) > 1 else None)
                     flight.pop(0)
                 raise
-            flight.append(_dispatch(ledger, block, data, pooled))
-            if len(flight) == 2:
+            flight.append(_dispatch(ledger, block, data, pooled, not flight))
+            if len(flight) == depth:
                 yield _finish(ledger, flight[0], flight[1])
                 flight.pop(0)
-        if flight:
-            yield _finish(ledger, flight[0], None)
+        while flight:
+            yield _finish(ledger, flight[0], flight[1] if len(flight) > 1 else None)
             flight.pop(0)
     finally:
         for pending in flight:

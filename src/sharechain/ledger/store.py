@@ -27,105 +27,21 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from itertools import chain
-from operator import itemgetter
 from pathlib import Path
-from typing import Any
 
 from sharechain.errors import ChainError, ConfigError
 from sharechain.ledger.schema import INDEX_END, INDEX_PREFIX, SCHEMA, check_schema, migrate
+from sharechain.ledger.store_rows import (
+    BlockChange,
+    Head,
+    HistoryEntry,
+    RowChange,
+    TxLocation,
+    first,
+    insert_rows,
+)
 
 __all__ = ["BlockChange", "Head", "HistoryEntry", "RowChange", "Store", "TxLocation"]
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """The tip of the stored chain."""
-
-    height: int
-    """Height of the last committed block."""
-    hash: bytes
-    """Its header hash."""
-    state_root: bytes
-    """Running hash over every block's state delta hash up to this block."""
-    timestamp: int
-    """Its block time (ms)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TxLocation:
-    """Where a transaction was committed."""
-
-    height: int
-    """Block height."""
-    index: int
-    """Position in the block."""
-    code: str
-    """Its validation code."""
-    type: str
-    """Transaction type."""
-    sender: str
-    """Sending organisation."""
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One transaction that concerned a state key."""
-
-    height: int
-    """Block height."""
-    index: int
-    """Position in the block."""
-    tx_id: bytes
-    """The transaction id."""
-
-
-RowChange = tuple[str, str, bytes | None, bytes | None]
-"""One state row a block changed: (table, key, value before, value after); None: absent."""
-
-
-@dataclass(frozen=True, slots=True)
-class BlockChange:
-    """What one block changed, as the store's sealer sees it (inside the block's transaction)."""
-
-    head: Head
-    """The block just written: the new head."""
-    rows: tuple[RowChange, ...]
-    """Every state row it wrote or deleted, with the value it replaced."""
-    tx_rows: int
-    """Rows it added to the transaction index."""
-    history_rows: int
-    """Rows it added to the history index."""
-
-
-_first = itemgetter(0)
-
-_ROWS_PER_INSERT = 128
-"""Rows one INSERT statement writes (`_insert`)."""
-
-
-def _insert(
-    db: sqlite3.Connection, head: str, width: int, rows: Sequence[Any], tail: str = ""
-) -> int:
-    """`INSERT ... VALUES` of `rows` (each `width` values) in their order, 128 rows a
-    statement, and the number of rows the inserts changed.
-
-    The same rows, in the same order, as `executemany` of a one-row statement
-    (an OR IGNORE or ON CONFLICT clause acts on each row in turn either way),
-    at a fifth less CPU: one statement step per 128 rows instead of one per row.
-    """
-    one = "(" + ",".join("?" * width) + ")"
-    full = len(rows) - len(rows) % _ROWS_PER_INSERT
-    changed = 0
-    if full:
-        q = f"{head} VALUES {','.join([one] * _ROWS_PER_INSERT)} {tail}"
-        for i in range(0, full, _ROWS_PER_INSERT):
-            values = list(chain.from_iterable(rows[i : i + _ROWS_PER_INSERT]))
-            changed += db.execute(q, values).rowcount
-    if full < len(rows):
-        changed += db.executemany(f"{head} VALUES {one} {tail}", rows[full:]).rowcount
-    return changed
 
 
 def _prefix_end(prefix: str) -> str:
@@ -373,8 +289,8 @@ class Store:
             # OR IGNORE: a replayed transaction (code `replay`) has the id of
             # one already indexed; the index keeps pointing at the original.
             tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
-            tx_rows.sort(key=_first)  # ids are unique: no need to compare further
-            new_txs = _insert(db, "INSERT OR IGNORE INTO txs", 6, tx_rows)
+            tx_rows.sort(key=first)  # ids are unique: no need to compare further
+            new_txs = insert_rows(db, "INSERT OR IGNORE INTO txs", 6, tx_rows)
             keys = sorted(writes)
             # Index keys sort together: one slice of the sorted keys.
             lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, INDEX_END)
@@ -389,7 +305,7 @@ class Store:
                     # An upsert rewrites the value in place; REPLACE would delete
                     # the row and insert it again under a new rowid, touching
                     # the key index twice.
-                    _insert(
+                    insert_rows(
                         db,
                         f"INSERT INTO {table} (key, value)",
                         2,
@@ -399,8 +315,8 @@ class Store:
                 if dels:
                     db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
             rows = [(k, height, i, t) for k, i, t in history]
-            rows.sort(key=_first)  # stable: a key's rows keep their block order
-            added = _insert(db, "INSERT OR IGNORE INTO history", 4, rows)
+            rows.sort(key=first)  # stable: a key's rows keep their block order
+            added = insert_rows(db, "INSERT OR IGNORE INTO history", 4, rows)
             if self.sealer is not None:
                 head = Head(height, block_hash, state_root, timestamp)
                 self.sealer(self, BlockChange(head, tuple(changed), new_txs, added))
