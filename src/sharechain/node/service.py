@@ -386,7 +386,7 @@ class Node:
             # One block alone needs no group: `commit_block` is one transaction already.
             with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
                 first = 0
-                if self.pipeline.on and all(ex is None for _, _, ex in blocks):
+                if self.pipeline.wanted(blocks):
                     plain = [(b, d) for b, d, _ in blocks]
                     first, failure = self.pipeline.commit_blocks(self.ledger, plain, done)
                 for block, data, execution in blocks[first:] if failure is None else ():
