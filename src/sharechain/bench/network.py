@@ -25,8 +25,9 @@ Figures:
   (each node reports the wall-clock commit time of its recent heights in
   `/v1/status`; all processes share the machine's clock).
 - `receipt_p99_ms`: submission to the receipt from the node it went to.
-- `cpu_seconds`: CPU time of each node, the etcd members and this process
-  (the clients) during the run, to see where the two cores went.
+- `cpu_seconds`: CPU time of each node (with its signature worker processes),
+  the etcd members and this process (the clients) during the run, to see
+  where the two cores went; `cpu_us_per_tx`, their sum per transaction.
 - `api_cpu_seconds`: of each node's CPU time, its main thread's: the event
   loop that serves the REST API (receiving, checking and answering batches).
 - `network_share_of_ceiling`: every peer verifies every transaction once, so
@@ -266,13 +267,27 @@ class _Board:
 
 
 def _cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """CPU time of process `pid`, or of its thread `thread` (the main thread is `pid`)."""
+    """CPU time of process `pid` and of the processes it started (a node's signature
+    workers), or of its thread `thread` alone (the main thread is `pid`)."""
     path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
         fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if thread is not None or pid == os.getpid():  # the clients: etcd is theirs
+        return own
+    return own + sum(_cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.extend(int(c) for c in task.read_text().split())
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _pids(net: LocalNetwork) -> dict[str, int]:
@@ -403,6 +418,7 @@ def _measure(
         "errors": errors[:5],
         "appends_won": races,
         "cpu_seconds": cpu,
+        "cpu_us_per_tx": round(sum(cpu.values()) * 1e6 / len(latencies)) if latencies else None,
         "api_cpu_seconds": api_cpu,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "peers": len(orgs),

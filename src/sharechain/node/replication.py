@@ -41,6 +41,8 @@ log = logging.getLogger("sharechain.node")
 def start_roles(node: Node) -> None:
     """Start the loops the node's configuration asks for."""
     cfg = node.config
+    if cfg.ordering == "etcd" or cfg.orderer_url is not None:
+        node.pipeline.start()  # it validates blocks others built (`node.follow_pipeline`)
     if cfg.ordering == "etcd":
         etcd = EtcdLog(
             cfg.etcd_endpoints,

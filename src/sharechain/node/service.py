@@ -20,7 +20,7 @@ Ordering roles (see `sharechain.node.replication` for the loops):
   only one block in per height; the loser re-queues its transactions that
   the winner's block does not hold.
 
-On start the node re-verifies its whole store (`verify_ledger`); a store that
+On start the node checks its store (`sharechain.node.store_check`); a store that
 fails is quarantined: the API answers 503 with the reason until the store is
 repaired (`sharechain node repair` moves it aside; the next start re-syncs
 from the peers).
@@ -51,21 +51,22 @@ from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.quarantine import AttestationJudge
 from sharechain.ledger.store import Store
-from sharechain.ledger.verify import verify_ledger
 from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
+from sharechain.node.follow_pipeline import FollowPipeline
 from sharechain.node.loops import supervise
 from sharechain.node.members import Members
 from sharechain.node.metrics import NodeMetrics
 from sharechain.node.repair import repair_store
 from sharechain.node.snapshot_maker import DEFAULT_EVERY, SnapshotMaker
+from sharechain.node.store_check import store_problem
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.solo import Receipt
 from sharechain.ordering.waiting import Waiters
 from sharechain.storage.datadir import DataDir
 from sharechain.storage.diskspace import CHECK_SECONDS, DEFAULT_RESERVE, DiskFullError, DiskGuard
 from sharechain.storage.keyring import KeyRing
-from sharechain.storage.snapshot import SnapshotRefusedError, check_loaded, snapshot_base
+from sharechain.storage.snapshot import snapshot_base
 
 __all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
 
@@ -138,6 +139,8 @@ class Node:
         """etcd: why the leader key could not be read or renewed (None when it could)."""
         self.members = Members(self.ledger.organisation)
         """Organisation records as of the last commit, cached (`sharechain.node.members`)."""
+        self.pipeline = FollowPipeline()
+        """Validates arriving blocks through the ledger's pipeline once started."""
         self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
         """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
@@ -180,33 +183,11 @@ class Node:
         from sharechain.node import replication  # the loops: layers stay flat
         from sharechain.ordering import compaction
 
-        if self.config.verify_on_start and self.snapshot_base is not None:
-            # Blocks below the snapshot are headers only: nothing to replay them with.
-            try:
-                check_loaded(self.store, self.snapshot_base)
-            except SnapshotRefusedError as exc:
-                self.problem = (
-                    f"the block store (started from a snapshot at height {self.snapshot_base}) "
-                    f"failed its check: {exc}. Run `sharechain node repair --data-dir "
-                    f"{self.config.data_dir}` and start again from a snapshot or from genesis"
-                )
-                log.error("ALERT %s", self.problem)
-                self.metrics.ready.set(0)
-                return
-        elif self.config.verify_on_start:
-            report = verify_ledger(
-                self.store, self.registry, genesis_hash=self.datadir.genesis_hash
-            )
-            if not report.ok:
-                self.problem = (
-                    f"the block store failed verification at height {report.bad_height}: "
-                    f"{report.reason}. This node refuses to serve until it is repaired: stop it, "
-                    f"run `sharechain node repair --data-dir {self.config.data_dir}` and start "
-                    "it again to re-sync from its peers"
-                )
-                log.error("ALERT %s", self.problem)
-                self.metrics.ready.set(0)
-                return
+        self.problem = store_problem(self)
+        if self.problem is not None:
+            log.error("ALERT %s", self.problem)
+            self.metrics.ready.set(0)
+            return
         head = self.ledger.height
         self.metrics.height.set(head)
         if head >= 0:
@@ -404,7 +385,11 @@ class Node:
         try:
             # One block alone needs no group: `commit_block` is one transaction already.
             with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
-                for block, data, execution in blocks:
+                first = 0
+                if self.pipeline.wanted(blocks):
+                    plain = [(b, d) for b, d, _ in blocks]
+                    first, failure = self.pipeline.commit_blocks(self.ledger, plain, done)
+                for block, data, execution in blocks[first:] if failure is None else ():
                     started = time.perf_counter()
                     try:
                         ex = self.ledger.commit(block, execution, data)
