@@ -9,7 +9,7 @@ NETWORK ?= solo
 
 .PHONY: demo test check lint types bench soak clean system screenshots
 
-$(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c src/sharechain/crypto/_tokens.c
+$(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c src/sharechain/crypto/_tokens.c src/sharechain/crypto/_sha256_tables.h
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

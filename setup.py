@@ -16,12 +16,14 @@ setup(
         Extension(
             "sharechain.crypto._sha256x",
             sources=["src/sharechain/crypto/_sha256x.c"],
+            depends=["src/sharechain/crypto/_sha256_tables.h"],
             extra_compile_args=["-O2"],
             optional=True,
         ),
         Extension(
             "sharechain.crypto._tokens",
             sources=["src/sharechain/crypto/_tokens.c"],
+            depends=["src/sharechain/crypto/_sha256_tables.h"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

@@ -156,20 +156,8 @@ static void b2_token(const b2_key *k, const uint8_t *data, size_t len, uint8_t o
 
 /* ---- SHA-256 (FIPS 180-4) and HMAC (RFC 2104) ------------------------------------- */
 
-static const uint32_t S_K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2};
 
-static const uint32_t S_IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+#include "_sha256_tables.h"
 
 static inline uint32_t rotr32(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
@@ -186,7 +174,7 @@ static void s_compress(uint32_t h[8], const uint8_t block[64]) {
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
     for (int i = 0; i < 64; i++) {
         uint32_t t1 = hh + (rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25)) + ((e & f) ^ (~e & g)) +
-                      S_K[i] + w[i];
+                      SHA256_K[i] + w[i];
         uint32_t t2 = (rotr32(a, 2) ^ rotr32(a, 13) ^ rotr32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         hh = g;
         g = f;
@@ -241,8 +229,8 @@ static void hmac_setup(hmac_key *k, const uint8_t *key, size_t keylen) {
         ipad[i] = b ^ 0x36;
         opad[i] = b ^ 0x5c;
     }
-    memcpy(k->inner, S_IV, sizeof k->inner);
-    memcpy(k->outer, S_IV, sizeof k->outer);
+    memcpy(k->inner, SHA256_IV, sizeof k->inner);
+    memcpy(k->outer, SHA256_IV, sizeof k->outer);
     s_compress(k->inner, ipad);
     s_compress(k->outer, opad);
 }
