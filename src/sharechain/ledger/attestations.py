@@ -20,7 +20,8 @@ from typing import Any
 
 from sharechain.codec import encode
 from sharechain.crypto.signing import SigningKey, verify
-from sharechain.errors import EncodingError, InvalidSignatureError
+from sharechain.errors import InvalidSignatureError
+from sharechain.ledger.hex_records import from_hex_json, to_hex_json
 from sharechain.ledger.store import Head
 
 __all__ = [
@@ -56,29 +57,11 @@ class Attestation:
         return _statement(self.org, self.height, self.block_hash, self.state_root)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "org": self.org,
-            "height": self.height,
-            "block_hash": self.block_hash.hex(),
-            "state_root": self.state_root.hex(),
-            "signature": self.signature.hex(),
-        }
+        return to_hex_json(self)
 
     @classmethod
     def from_json(cls, value: Any) -> Attestation:
-        try:
-            att = cls(
-                str(value["org"]),
-                int(value["height"]),
-                bytes.fromhex(value["block_hash"]),
-                bytes.fromhex(value["state_root"]),
-                bytes.fromhex(value["signature"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EncodingError(f"malformed attestation: {exc}") from None
-        if att.height < 0 or len(att.block_hash) != 32 or len(att.state_root) != 32:
-            raise EncodingError("malformed attestation: bad height or hash length")
-        return att
+        return from_hex_json(cls, value, "attestation", ("block_hash", "state_root"))
 
 
 def _statement(org: str, height: int, block_hash: bytes, state_root: bytes) -> bytes:

@@ -19,13 +19,14 @@ in its manifest is alone in vouching for what it sends: refused.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sharechain.codec import encode
 from sharechain.crypto.signing import SigningKey, verify
-from sharechain.errors import EncodingError, InvalidSignatureError
+from sharechain.errors import InvalidSignatureError
 from sharechain.ledger.checkpoints import CheckpointError, store_roster
+from sharechain.ledger.hex_records import from_hex_json, to_hex_json
 from sharechain.ledger.store import Store
 from sharechain.storage.snapshot import SnapshotInfo, SnapshotRefusedError
 
@@ -64,50 +65,17 @@ class Voucher:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "org": self.org,
-            "height": self.height,
-            "block_hash": self.block_hash.hex(),
-            "state_root": self.state_root.hex(),
-            "content_hash": self.content_hash.hex(),
-            "signature": self.signature.hex(),
-        }
+        return to_hex_json(self)
 
     @classmethod
     def from_json(cls, value: Any) -> Voucher:
-        try:
-            voucher = cls(
-                str(value["org"]),
-                int(value["height"]),
-                bytes.fromhex(value["block_hash"]),
-                bytes.fromhex(value["state_root"]),
-                bytes.fromhex(value["content_hash"]),
-                bytes.fromhex(value["signature"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EncodingError(f"malformed snapshot voucher: {exc}") from None
-        hashes = (voucher.block_hash, voucher.state_root, voucher.content_hash)
-        if voucher.height < 0 or any(len(h) != 32 for h in hashes):
-            raise EncodingError("malformed snapshot voucher: bad height or hash length")
-        return voucher
+        hashes = ("block_hash", "state_root", "content_hash")
+        return from_hex_json(cls, value, "snapshot voucher", hashes)
 
 
 def sign_voucher(org: str, key: SigningKey, info: SnapshotInfo) -> Voucher:
     unsigned = Voucher(org, info.height, info.block_hash, info.state_root, info.content_hash, b"")
-    return Voucher(
-        **{**_fields(unsigned), "signature": key.sign(SNAPSHOT_DOMAIN, unsigned.statement())}
-    )
-
-
-def _fields(v: Voucher) -> dict[str, Any]:
-    return {
-        "org": v.org,
-        "height": v.height,
-        "block_hash": v.block_hash,
-        "state_root": v.state_root,
-        "content_hash": v.content_hash,
-        "signature": v.signature,
-    }
+    return replace(unsigned, signature=key.sign(SNAPSHOT_DOMAIN, unsigned.statement()))
 
 
 def check_quorum(store: Store, info: SnapshotInfo, vouchers: Iterable[Voucher]) -> list[str]:
