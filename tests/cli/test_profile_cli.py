@@ -6,34 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from sharechain.cli.main import app
-from sharechain.storage.datadir import OrgSpec, init_consortium
-
-ORGS = (
-    OrgSpec("hospital-a", ("member", "admin")),
-    OrgSpec("insurer", ("member",)),
-    OrgSpec("regulator", ("member", "supervisor", "admin")),
-)
-PROFILE = """\
-k: 2
-quasi_identifiers: [age]
-columns:
-  patient_id: tokenize
-  age: {rule: generalise, width: 10}
-"""
+from masking_home import PROFILE, init_home, run
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    init_consortium(tmp_path / "c", ORGS)
-    return tmp_path / "c"
-
-
-def run(home: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [*args, "--data-dir", str(home)])
-    return result.exit_code, result.output
+    return init_home(tmp_path)
 
 
 def test_register_show_list_and_a_masked_grant(home: Path, tmp_path: Path) -> None:
