@@ -35,6 +35,7 @@ from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
 from sharechain.ledger.identities import org_from_value, org_key, org_to_value
 from sharechain.ledger.pipeline import MIN_PIPELINED_TXS, commit_stream, start_workers
+from sharechain.ledger.schema import union_query
 from sharechain.ledger.transactions import (
     TX_DOMAIN,
     SignedTransaction,
@@ -329,7 +330,7 @@ def test_many_rows_a_statement_store_what_one_row_a_statement_did(tmp_path: Path
     first = [kit.record("regulator", f"x{i}".encode()) for i in range(300)]
     kit.add([s.raw for s in first])
     db = kit.store._db
-    before = set(db.execute("SELECT id, height, idx, type, sender, code FROM txs"))
+    before = set(db.execute(union_query("txs", "id, height, idx, type, sender, code")))
     endorse = kit.sign("hospital-a", notary.ENDORSE, {"record": first[7].id})
     raws = [*[s.raw for s in first[:130]], kit.record("regulator", b"new").raw, endorse.raw]
     block, ex = kit.ledger.build_block(
@@ -337,10 +338,10 @@ def test_many_rows_a_statement_store_what_one_row_a_statement_did(tmp_path: Path
     )
     kit.ledger.commit(block, ex)
     assert [r.code for r in block.results].count(v.REPLAY) == 130
-    txs = set(db.execute("SELECT id, height, idx, type, sender, code FROM txs"))
+    txs = set(db.execute(union_query("txs", "id, height, idx, type, sender, code")))
     known = {row[0] for row in before}
     assert txs - before == {(i, 2, x, t, s, c) for i, x, t, s, c in ex.tx_rows if i not in known}
-    history = set(db.execute("SELECT key, idx, tx_id FROM history WHERE height=2"))
+    history = set(db.execute(union_query("history", "key, idx, tx_id", "height=2")))
     assert history == set(ex.history) and len(ex.history) == 130 + 2 + 1
     assert all(kit.store.get(k) == value for k, value in ex.writes.items())
     assert verify_chain(kit.store, kit.registry).ok

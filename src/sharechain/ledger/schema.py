@@ -11,7 +11,16 @@ from __future__ import annotations
 import sqlite3
 from functools import lru_cache
 
-__all__ = ["INDEX_END", "INDEX_PREFIX", "SCHEMA", "check_schema", "migrate"]
+__all__ = [
+    "INDEX_END",
+    "INDEX_PREFIX",
+    "MERGE_ROWS",
+    "RECENT",
+    "SCHEMA",
+    "check_schema",
+    "migrate",
+    "union_query",
+]
 
 INDEX_PREFIX = "idx/"
 """Keys under this prefix live in the `state_idx` table."""
@@ -50,11 +59,58 @@ CREATE TABLE IF NOT EXISTS history (
     tx_id BLOB NOT NULL,
     PRIMARY KEY (key, height, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS txs_recent (
+    id BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    code TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_recent (
+    key TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    tx_id BLOB NOT NULL,
+    PRIMARY KEY (key, height, idx)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
 """
+
+
+RECENT = {"txs": "txs_recent", "history": "history_recent"}
+"""The transaction and history indexes are each two tables: new rows go to the small
+`*_recent` one, which is merged into the main one once it holds `MERGE_ROWS`.
+
+Their keys (transaction ids, state keys) are random, so a block's rows land
+all over a B-tree: inserting them into the main table dirtied nearly every
+page of it at each block, and the COMMIT wrote (and fsynced, and checkpointed)
+the whole index again. The recent table stays small, so a block dirties few
+pages; a merge writes the main table's pages once for many blocks' rows, in
+key order. A row lives in exactly one of the two; readers read both
+(`union_query`)."""
+
+MERGE_ROWS = 1 << 14
+"""Rows a `*_recent` table collects before they are merged into the main table."""
+
+
+def union_query(
+    table: str, columns: str, where: str = "", tail: str = "", distinct: bool = False
+) -> str:
+    """A SELECT of `columns` over both tables of the index `table` (`RECENT`), or
+    `table` alone for any other; `tail`: ORDER BY / LIMIT of the whole result,
+    which SQLite computes by merging the two tables' ordered rows."""
+    cond = f" WHERE {where}" if where else ""
+    if table not in RECENT:
+        return f"SELECT {'DISTINCT ' if distinct else ''}{columns} FROM {table}{cond} {tail}"
+    op = "UNION" if distinct else "UNION ALL"
+    return (
+        f"SELECT {columns} FROM {table}{cond} {op} "
+        f"SELECT {columns} FROM {RECENT[table]}{cond} {tail}"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -55,6 +55,7 @@ from sharechain.errors import ChainError, ConfigError, EncodingError, InvalidSig
 from sharechain.ledger.blocks import BLOCK_DOMAIN, decode_block
 from sharechain.ledger.execution import next_state_root
 from sharechain.ledger.identities import org_from_value, org_key
+from sharechain.ledger.schema import union_query
 from sharechain.ledger.store import BlockChange, Store
 
 __all__ = [
@@ -222,9 +223,11 @@ def state_digest(store: Store, key: bytes) -> bytes:
 
 def _counts(store: Store) -> tuple[int, int]:
     with store._lock:
-        txs = int(store._db.execute("SELECT COUNT(*) FROM txs").fetchone()[0])
-        history = int(store._db.execute("SELECT COUNT(*) FROM history").fetchone()[0])
-    return txs, history
+        txs, history = store._db.execute(
+            "SELECT (SELECT COUNT(*) FROM txs) + (SELECT COUNT(*) FROM txs_recent), "
+            "(SELECT COUNT(*) FROM history) + (SELECT COUNT(*) FROM history_recent)"
+        ).fetchone()
+    return int(txs), int(history)
 
 
 def _tag(seal: Seal, key: bytes) -> bytes:
@@ -364,9 +367,8 @@ def _check_recent(store: Store, height: int) -> None:
 
 def _touched_at(store: Store, key: str, height: int) -> bool:
     with store._lock:
-        row = store._db.execute(
-            "SELECT 1 FROM history WHERE key=? AND height=? LIMIT 1", (key, height)
-        ).fetchone()
+        query = union_query("history", "1", "key=?1 AND height=?2", "LIMIT 1")
+        row = store._db.execute(query, (key, height)).fetchone()
     return row is not None
 
 

@@ -30,7 +30,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sharechain.errors import ChainError, ConfigError
-from sharechain.ledger.schema import INDEX_END, INDEX_PREFIX, SCHEMA, check_schema, migrate
+from sharechain.ledger.schema import (
+    INDEX_END,
+    INDEX_PREFIX,
+    MERGE_ROWS,
+    SCHEMA,
+    check_schema,
+    migrate,
+    union_query,
+)
+from sharechain.ledger.store_reads import WAL_LIMIT, Checkpointer, ReadPool
 from sharechain.ledger.store_rows import (
     BlockChange,
     Head,
@@ -38,7 +47,9 @@ from sharechain.ledger.store_rows import (
     RowChange,
     TxLocation,
     first,
+    insert_index_rows,
     insert_rows,
+    not_merged,
 )
 
 __all__ = ["BlockChange", "Head", "HistoryEntry", "RowChange", "Store", "TxLocation"]
@@ -65,6 +76,9 @@ class Store:
             # FULL: the WAL is fsynced at every block commit, so a power cut loses nothing.
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.execute("PRAGMA cache_size=-65536")
+            # Checkpoints run on a thread of their own (`store_reads.Checkpointer`).
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             self._db.executescript(SCHEMA)
             check_schema(self._db)
             migrate(self._db)
@@ -79,11 +93,13 @@ class Store:
         """True while `group` holds a transaction open (its thread holds `_lock`)."""
         self._spoiled: BaseException | None = None
         """Why a block of the open group failed half-written (the group must roll back)."""
-        self._group_thread: int | None = None
-        """The thread that holds a group open (None: no group)."""
-        self._side: sqlite3.Connection | None = None
-        """Other threads' reads while a group is open (opened the first time one is)."""
-        self._side_lock = threading.RLock()
+        self._writer: int | None = None
+        """The thread with a write transaction open (a group's or a block's): its
+        reads go through the write connection, to see its own uncommitted writes."""
+        self._reads = ReadPool(self.path)
+        self._checkpoints = Checkpointer(self.path) if self.path != ":memory:" else None
+        self.merge_rows = MERGE_ROWS
+        """Rows a `*_recent` index table collects before its merge (tests lower it)."""
         self.sealer: Callable[[Store, BlockChange], None] | None = None
         """Called inside each block's transaction, after its writes (`sharechain.ledger.seal`):
         what it writes commits with the block, and what it raises rolls the block back."""
@@ -93,34 +109,37 @@ class Store:
         pipeline parses the next block meanwhile. It must not raise or touch the store."""
 
     def close(self) -> None:
-        with self._lock, self._side_lock:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+        with self._lock:
             self._db.close()
-            if self._side is not None:
-                self._side.close()
+            self._reads.close()
 
-    def _reader(self) -> tuple[sqlite3.Connection, threading.RLock]:
-        """The connection a read made on this thread goes through, and its lock.
+    def _committed(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.committed(self._db)
 
-        While a group is open, other threads read through a second connection:
-        they see the store as last committed, and do not wait for the group.
+    @contextmanager
+    def _read(self, snapshot: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection a read made on this thread goes through.
+
+        The writing thread reads through the write connection (its own writes,
+        not yet committed, included). Every other thread reads through a
+        connection of the read pool: it sees the store as last committed and
+        never waits for a commit in progress. `snapshot`: the read's several
+        statements all see one committed state.
         """
-        owner = self._group_thread
-        if owner is None or owner == threading.get_ident() or self.path == ":memory:":
-            return self._db, self._lock
-        with self._side_lock:
-            if self._side is None:
-                side = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-                )
-                side.execute("PRAGMA query_only=1")
-                self._side = side
-            return self._side, self._side_lock
+        if self._writer == threading.get_ident() or self.path == ":memory:":
+            with self._lock:
+                yield self._db
+        else:
+            with self._reads.connection(snapshot) as db:
+                yield db
 
     # -- reads -------------------------------------------------------------
 
     def head(self) -> Head | None:
-        db, lock = self._reader()
-        with lock:
+        with self._read() as db:
             row = db.execute(
                 "SELECT height, hash, state_root, timestamp FROM blocks "
                 "ORDER BY height DESC LIMIT 1"
@@ -128,14 +147,12 @@ class Store:
         return Head(*row) if row else None
 
     def block_bytes(self, height: int) -> bytes | None:
-        db, lock = self._reader()
-        with lock:
+        with self._read() as db:
             row = db.execute("SELECT data FROM blocks WHERE height=?", (height,)).fetchone()
         return bytes(row[0]) if row else None
 
     def block_meta(self, height: int) -> Head | None:
-        db, lock = self._reader()
-        with lock:
+        with self._read() as db:
             row = db.execute(
                 "SELECT height, hash, state_root, timestamp FROM blocks WHERE height=?",
                 (height,),
@@ -146,8 +163,7 @@ class Store:
         """Blocks from `start` in order, fetched in pages so memory stays bounded."""
         h = start
         while True:
-            db, lock = self._reader()
-            with lock:
+            with self._read() as db:
                 rows = db.execute(
                     "SELECT height, data FROM blocks WHERE height>=? ORDER BY height LIMIT 256",
                     (h,),
@@ -163,8 +179,7 @@ class Store:
             query = "SELECT value FROM state_idx WHERE key=?"
         else:
             query = "SELECT value FROM state WHERE key=?"
-        db, lock = self._reader()
-        with lock:
+        with self._read() as db:
             row = db.execute(query, (key,)).fetchone()
         return bytes(row[0]) if row else None
 
@@ -174,8 +189,7 @@ class Store:
         found: dict[str, bytes] = {}
         idx = [k for k in keys if k.startswith(INDEX_PREFIX)]
         plain = [k for k in keys if not k.startswith(INDEX_PREFIX)] if idx else list(keys)
-        db, lock = self._reader()
-        with lock:
+        with self._read(snapshot=True) as db:
             for table, part in (("state", plain), ("state_idx", idx)):
                 for i in range(0, len(part), 500):
                     chunk = part[i : i + 500]
@@ -195,62 +209,57 @@ class Store:
             )
         else:
             query = "SELECT key, value FROM state WHERE key>=?1 AND key<?2 ORDER BY key"
-        db, lock = self._reader()
-        with lock:
+        with self._read() as db:
             rows = db.execute(query, (prefix, _prefix_end(prefix))).fetchall()
         return [(k, bytes(v)) for k, v in rows]
 
     def known_txs(self, ids: Sequence[bytes]) -> set[bytes]:
         """Which of `ids` are already committed (replay detection)."""
         found: set[bytes] = set()
-        db, lock = self._reader()
-        with lock:
+        with self._read(snapshot=True) as db:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                q = f"SELECT id FROM txs WHERE id IN ({marks})"
+                marks = ",".join(f"?{j}" for j in range(1, len(chunk) + 1))
+                q = union_query("txs", "id", f"id IN ({marks})")
                 found.update(bytes(r[0]) for r in db.execute(q, chunk))
         return found
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
-        db, lock = self._reader()
-        with lock:
-            row = db.execute(
-                "SELECT height, idx, code, type, sender FROM txs WHERE id=?", (tx_id,)
-            ).fetchone()
+        with self._read() as db:
+            q = union_query("txs", "height, idx, code, type, sender", "id=?1", "LIMIT 1")
+            row = db.execute(q, (tx_id,)).fetchone()
         return TxLocation(*row) if row else None
 
     def tx_count(self) -> int:
         """Number of committed transactions (valid or not), genesis included."""
-        db, lock = self._reader()
-        with lock:
-            row = db.execute("SELECT COUNT(*) FROM txs").fetchone()
+        with self._read() as db:
+            row = db.execute(
+                "SELECT (SELECT COUNT(*) FROM txs) + (SELECT COUNT(*) FROM txs_recent)"
+            ).fetchone()
         return int(row[0])
 
     def history(self, key: str, limit: int = 10_000) -> list[HistoryEntry]:
         """Every transaction that wrote or touched `key`, oldest first."""
-        db, lock = self._reader()
-        with lock:
-            rows = db.execute(
-                "SELECT height, idx, tx_id FROM history WHERE key=? ORDER BY height, idx LIMIT ?",
-                (key, limit),
-            ).fetchall()
+        with self._read() as db:
+            q = union_query("history", "height, idx, tx_id", "key=?1", "ORDER BY 1, 2 LIMIT ?2")
+            rows = db.execute(q, (key, limit)).fetchall()
         return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
 
     def history_prefix(self, prefix: str, limit: int = 10_000) -> list[HistoryEntry]:
         """Distinct transactions that touched any key under `prefix`, oldest first."""
-        db, lock = self._reader()
-        with lock:
-            rows = db.execute(
-                "SELECT DISTINCT height, idx, tx_id FROM history WHERE key>=? AND key<? "
-                "ORDER BY height, idx LIMIT ?",
-                (prefix, _prefix_end(prefix), limit),
-            ).fetchall()
+        with self._read() as db:
+            q = union_query(
+                "history",
+                "height, idx, tx_id",
+                "key>=?1 AND key<?2",
+                "ORDER BY 1, 2 LIMIT ?3",
+                distinct=True,
+            )
+            rows = db.execute(q, (prefix, _prefix_end(prefix), limit)).fetchall()
         return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
 
     def meta(self, name: str) -> bytes | None:
-        db, lock = self._reader()
-        with lock:
+        with self._read() as db:
             row = db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
         return bytes(row[0]) if row else None
 
@@ -290,7 +299,7 @@ class Store:
             # one already indexed; the index keeps pointing at the original.
             tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
             tx_rows.sort(key=first)  # ids are unique: no need to compare further
-            new_txs = insert_rows(db, "INSERT OR IGNORE INTO txs", 6, tx_rows)
+            new_txs = insert_index_rows(db, "txs", 6, not_merged(db, tx_rows), self.merge_rows)
             keys = sorted(writes)
             # Index keys sort together: one slice of the sorted keys.
             lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, INDEX_END)
@@ -316,7 +325,7 @@ class Store:
                     db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
             rows = [(k, height, i, t) for k, i, t in history]
             rows.sort(key=first)  # stable: a key's rows keep their block order
-            added = insert_rows(db, "INSERT OR IGNORE INTO history", 4, rows)
+            added = insert_index_rows(db, "history", 4, rows, self.merge_rows)
             if self.sealer is not None:
                 head = Head(height, block_hash, state_root, timestamp)
                 self.sealer(self, BlockChange(head, tuple(changed), new_txs, added))
@@ -351,18 +360,19 @@ class Store:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             self._grouped = True
-            self._group_thread = threading.get_ident()
+            self._writer = threading.get_ident()
             try:
                 yield
                 if self._spoiled is not None:
                     raise self._spoiled
                 db.execute("COMMIT")
+                self._committed()
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
             finally:
-                self._grouped, self._spoiled, self._group_thread = False, None, None
+                self._grouped, self._spoiled, self._writer = False, None, None
 
     def _check_extends(self, height: int) -> None:
         row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
@@ -392,18 +402,22 @@ class Store:
                 raise
             return
         db.execute("BEGIN IMMEDIATE")
+        self._writer = threading.get_ident()
         try:
             self._check_extends(height)
             yield
             if self.on_commit is not None:
                 self.on_commit()
             db.execute("COMMIT")
+            self._committed()
         except BaseException:
             # A COMMIT that failed (a full disk: SQLITE_FULL) may leave the transaction
             # open or have rolled it back already; either way none of it stays.
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        finally:
+            self._writer = None
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -15,7 +15,20 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["BlockChange", "Head", "HistoryEntry", "RowChange", "TxLocation", "first", "insert_rows"]
+from sharechain.ledger.schema import RECENT
+from sharechain.ledger.validation import REPLAY
+
+__all__ = [
+    "BlockChange",
+    "Head",
+    "HistoryEntry",
+    "RowChange",
+    "TxLocation",
+    "first",
+    "insert_index_rows",
+    "insert_rows",
+    "not_merged",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +119,33 @@ def insert_rows(
     if full < len(rows):
         changed += db.executemany(f"{head} VALUES {one} {tail}", rows[full:]).rowcount
     return changed
+
+
+def not_merged(db: sqlite3.Connection, tx_rows: list[Any]) -> list[Any]:
+    """`tx_rows` less the replays whose original the main `txs` table holds (the
+    index keeps pointing at the original; one in the recent table is kept by
+    OR IGNORE). Only a replay can repeat an id: execution found every other
+    id in neither table, against this head (`Store._check_extends`)."""
+    replays = [r[0] for r in tx_rows if r[5] == REPLAY]
+    found: set[bytes] = set()
+    for i in range(0, len(replays), 500):
+        chunk = replays[i : i + 500]
+        q = f"SELECT id FROM txs WHERE id IN ({','.join('?' * len(chunk))})"
+        found.update(bytes(r[0]) for r in db.execute(q, chunk))
+    return [r for r in tx_rows if r[0] not in found] if found else tx_rows
+
+
+def insert_index_rows(
+    db: sqlite3.Connection, table: str, width: int, rows: Sequence[Any], merge_rows: int
+) -> int:
+    """Insert a block's rows of the index `table` into its recent table (OR IGNORE:
+    a row already there stays); merge that into the main table once it is full.
+    Returns the rows added."""
+    recent = RECENT[table]
+    added = insert_rows(db, f"INSERT OR IGNORE INTO {recent}", width, rows)
+    if db.execute(f"SELECT COUNT(*) FROM {recent}").fetchone()[0] >= merge_rows:
+        # Key order (the recent table's): each page of the main table is written
+        # once. Plain INSERT: a row in both tables is a damaged store, refused.
+        db.execute(f"INSERT INTO {table} SELECT * FROM {recent}")
+        db.execute(f"DELETE FROM {recent}")
+    return added

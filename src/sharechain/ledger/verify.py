@@ -30,6 +30,7 @@ from sharechain.errors import ChainError, ConfigError, EncodingError
 from sharechain.ledger.blocks import Block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.contract import ContractRegistry
+from sharechain.ledger.schema import union_query
 from sharechain.ledger.seal import read_seal, seal_key, state_digest
 from sharechain.ledger.store import Head, Store
 
@@ -208,8 +209,14 @@ def _compare_indexes(store: Store, replay: Store) -> None:
     for name, query in (
         ("world state", "SELECT key, value FROM state ORDER BY key"),
         ("index keys", "SELECT key, value FROM state_idx ORDER BY key"),
-        ("transaction index", "SELECT id, height, idx, type, sender, code FROM txs ORDER BY id"),
-        ("history index", "SELECT key, height, idx, tx_id FROM history ORDER BY key, height, idx"),
+        (
+            "transaction index",
+            union_query("txs", "id, height, idx, type, sender, code", tail="ORDER BY 1"),
+        ),
+        (
+            "history index",
+            union_query("history", "key, height, idx, tx_id", tail="ORDER BY 1, 2, 3"),
+        ),
     ):
         if _digest_rows(store, query) != _digest_rows(replay, query):
             raise ChainError(f"the stored {name} differs from the replayed chain", None)

@@ -46,6 +46,7 @@ from sharechain.ledger.blocks import (
     make_block,
 )
 from sharechain.ledger.execution import next_state_root
+from sharechain.ledger.schema import union_query
 from sharechain.ledger.store import Store
 from sharechain.storage.snapshot_format import (
     BASE_META,
@@ -119,7 +120,7 @@ def write_snapshot(db: sqlite3.Connection, out: Path, genesis_hash: bytes) -> Sn
         put(["block", base])
         for table, columns in TABLES.items():
             n = 0
-            query = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {ROW_ORDER[table]}"
+            query = union_query(table, ", ".join(columns), tail=f"ORDER BY {ROW_ORDER[table]}")
             cursor = db.execute(query)
             # SQLite gives BLOBs as bytes and TEXT as str: the rows are encoded as read
             # (a tuple encodes as the array a list would).

@@ -1,0 +1,138 @@
+"""The transaction and history indexes in two tables: a small recent one, merged into
+the main one when full. Every read sees one index, wherever its rows are."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+from ledger_kit import Kit
+
+from sharechain.contracts import notary
+from sharechain.ledger import validation as v
+from sharechain.ledger.chain import verify_chain
+from sharechain.ledger.schema import union_query
+from sharechain.ledger.store import Store
+from sharechain.storage.snapshot import write_snapshot
+
+
+def _rows(store: Store, table: str, columns: str, order: str) -> list[tuple[object, ...]]:
+    return list(store._db.execute(union_query(table, columns, tail=f"ORDER BY {order}")))
+
+
+def _count(store: Store, table: str) -> int:
+    return int(store._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def _grow(kits: list[Kit], blocks: int) -> list[bytes]:
+    """The same blocks of records (and an endorsement each) on every kit; their ids."""
+    ids = []
+    for b in range(blocks):
+        first = kits[0].record("hospital-a", f"r{b}".encode())
+        raws = [
+            first.raw,
+            kits[0].record("hospital-b", f"s{b}".encode()).raw,
+            kits[0].sign("regulator", notary.ENDORSE, {"record": first.id}).raw,
+        ]
+        block = kits[0].build(raws)
+        for k in kits:
+            k.ledger.commit(block)
+        ids += [hashlib.sha256(r).digest() for r in raws]
+    return ids
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> list[Kit]:
+    """Two peers of one chain: the first merges every few rows, the second never does."""
+    merging, plain = Kit(tmp_path / "merging.db"), Kit(tmp_path / "plain.db")
+    merging.store.merge_rows = 7
+    plain.store.merge_rows = 10**9
+    plain.keys, plain._nonce = merging.keys, merging._nonce
+    yield [merging, plain]
+    for k in (merging, plain):
+        k.store.close()
+
+
+def test_merging_changes_no_read(pair: list[Kit], tmp_path: Path) -> None:
+    merging, plain = pair
+    ids = _grow(pair, 6)
+    # The merging store did merge, and keeps under the threshold in its recent tables.
+    assert _count(merging.store, "txs") > 0 and _count(merging.store, "history") > 0
+    assert _count(merging.store, "txs_recent") < 7 and _count(merging.store, "history_recent") < 7
+    assert _count(plain.store, "txs") == 0
+    for a, b in ((merging.store, plain.store),):
+        assert a.tx_count() == b.tx_count() == len(ids) + 1  # genesis too
+        assert a.known_txs(ids) == b.known_txs(ids) == set(ids)
+        assert [a.tx_location(i) for i in ids] == [b.tx_location(i) for i in ids]
+        assert all(a.tx_location(i) is not None for i in ids)
+        for key in ("org/hospital-a", "config/consortium"):
+            assert a.history(key) == b.history(key)
+        assert a.history_prefix("notary/") == b.history_prefix("notary/")
+        assert len(a.history_prefix("notary/")) == len(ids)  # every one touched a record
+        for table, cols, order in (
+            ("txs", "id, height, idx, type, sender, code", "1"),
+            ("history", "key, height, idx, tx_id", "1, 2, 3"),
+        ):
+            assert _rows(a, table, cols, order) == _rows(b, table, cols, order)
+    # A snapshot of either is the same file.
+    infos = [
+        write_snapshot(k.store._db, tmp_path / f"{n}.snap", k.genesis.hash())
+        for n, k in enumerate(pair)
+    ]
+    assert infos[0] == infos[1]
+    assert (tmp_path / "0.snap").read_bytes() == (tmp_path / "1.snap").read_bytes()
+    assert verify_chain(merging.store, merging.registry).ok
+
+
+def test_a_replay_of_a_merged_transaction_adds_no_row(pair: list[Kit]) -> None:
+    merging, _ = pair
+    first = merging.record("hospital-a", b"original")
+    merging.add([first.raw])
+    _grow([merging], 4)  # merges the original's row into the main table
+    held = merging.store._db.execute("SELECT height FROM txs WHERE id=?", (first.id,))
+    assert held.fetchone() == (1,)
+    block = merging.add([first.raw, merging.record("hospital-b", b"fresh").raw])
+    assert [r.code for r in block.results] == [v.REPLAY, v.VALID]
+    assert merging.store.tx_location(first.id).height == 1  # type: ignore[union-attr]
+    n = merging.store._db.execute(union_query("txs", "COUNT(*)", "id=?1"), (first.id,)).fetchall()
+    assert sum(r[0] for r in n) == 1
+    assert verify_chain(merging.store, merging.registry).ok
+
+
+@pytest.mark.parametrize(
+    ("query", "what"),
+    [
+        ("UPDATE txs SET code='invalid' WHERE height=1", "transaction index"),
+        ("DELETE FROM history WHERE height=2", "history index"),
+        ("INSERT INTO txs_recent SELECT * FROM txs WHERE height=1", "transaction index"),
+    ],
+    ids=["merged-tx-code", "merged-history", "row-in-both"],
+)
+def test_an_edit_of_the_merged_rows_is_found(pair: list[Kit], query: str, what: str) -> None:
+    merging, _ = pair
+    _grow([merging], 5)
+    db = sqlite3.connect(merging.path, isolation_level=None)
+    assert db.execute(query).rowcount > 0
+    db.close()
+    report = verify_chain(merging.store, merging.registry)
+    assert not report.ok and what in report.reason
+
+
+def test_a_row_in_both_tables_stops_the_merge_and_its_block(pair: list[Kit]) -> None:
+    merging, _ = pair
+    _grow([merging], 2)
+    head = merging.store.head()
+    assert head is not None
+    # A damaged store: a merged row copied back into the recent table. The next
+    # merge refuses it and nothing of that block is written.
+    merging.store._db.execute("INSERT INTO txs_recent SELECT * FROM txs LIMIT 1")
+    recent = _count(merging.store, "txs_recent")
+    with pytest.raises(sqlite3.IntegrityError):
+        for _ in range(8):
+            _grow([merging], 1)
+    last = merging.store.head()
+    assert last is not None and last.height >= head.height
+    assert merging.store.block_bytes(last.height + 1) is None
+    assert _count(merging.store, "txs_recent") >= recent  # the failed merge rolled back
