@@ -124,14 +124,21 @@ class Store:
         """The connection a read made on this thread goes through.
 
         The writing thread reads through the write connection (its own writes,
-        not yet committed, included). Every other thread reads through a
-        connection of the read pool: it sees the store as last committed and
-        never waits for a commit in progress. `snapshot`: the read's several
-        statements all see one committed state.
+        not yet committed, included), and so does any thread while no one
+        writes: that connection's page cache is the warm one (another
+        connection's starts empty after every commit). While another thread
+        writes, a read goes through a connection of the read pool: it sees the
+        store as last committed and does not wait for the commit in progress.
+        `snapshot`: the read's several statements all see one committed state.
         """
         if self._writer == threading.get_ident() or self.path == ":memory:":
             with self._lock:
                 yield self._db
+        elif self._lock.acquire(blocking=False):
+            try:
+                yield self._db
+            finally:
+                self._lock.release()
         else:
             with self._reads.connection(snapshot) as db:
                 yield db
