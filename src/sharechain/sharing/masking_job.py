@@ -30,11 +30,13 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
+from sharechain.codec import decode_trusted
 from sharechain.contracts import digests, queries
 from sharechain.contracts.access import APPROVE, REQUEST
 from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.contracts.grants import waiting_for_mask
+from sharechain.contracts.keys import grant_key
 from sharechain.contracts.queries import GrantView
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, NotFoundError, SharechainError, TransactionRejectedError
@@ -43,7 +45,7 @@ from sharechain.ledger.chain import Ledger
 from sharechain.ledger.identities import Organisation
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.store import Store
-from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
+from sharechain.ledger.transactions import SignedTransaction, sign_transaction
 from sharechain.ledger.validation import VALID
 from sharechain.ordering.solo import Receipt
 from sharechain.sharing import masked
@@ -246,29 +248,37 @@ class MaskingJob:
         return found
 
     def _issued(self, height: int) -> list[str]:
-        """Masked grants on our datasets issued by the valid transactions of block `height`."""
+        """Masked grants on our datasets issued by the valid transactions of block `height`.
+
+        A grant's id derives from the transaction that issued it (an
+        `access.request` a rule approved, or the `access.approve` that
+        completed the approvals), so the block's transaction ids name every
+        grant it can have issued: one state read for the whole block, no
+        transaction decoded, no request read. (It ran at every block of a busy
+        network: a decode and two reads per access transaction cost the nodes
+        5-13% of their CPU.)
+        """
         data = self.node.store.block_bytes(height)
         if data is None or not any(m in data for m in _MARKS):
             return []
         block = decode_block(data, check_canonical=False)
-        reader = StateReader(self.node.store)
+        keys = [
+            grant_key(derive_id("grant", tx_id))
+            for raw, tx_id, result in zip(block.txs, block.tx_ids, block.results, strict=True)
+            if result.code == VALID and any(m in raw for m in _MARKS)
+        ]
+        if not keys:
+            return []
+        org = self.node.org.encode()
         found = []
-        for raw, result in zip(block.txs, block.results, strict=True):
-            if result.code != VALID or not any(m in raw for m in _MARKS):
+        stored = self.node.store.get_many(keys)
+        for key in keys:
+            raw_grant = stored.get(key)
+            # Most grants are of other organisations' datasets: told without decoding them.
+            if raw_grant is None or org not in raw_grant:
                 continue
-            stx = decode_transaction(raw)
-            payload = stx.tx.payload if isinstance(stx.tx.payload, dict) else {}
-            if stx.tx.type == REQUEST:
-                rid = derive_id("request", stx.id)
-            elif isinstance(payload.get("request"), str):
-                rid = payload["request"]
-            else:
-                continue
-            req = reader.get(f"request/{rid}")
-            if req is None or not req["grant"] or req["owner"] != self.node.org:
-                continue
-            grant = reader.get(f"grant/{req['grant']}")
-            if grant is not None and waiting_for_mask(grant):
+            grant = decode_trusted(raw_grant)
+            if grant["owner"] == self.node.org and waiting_for_mask(grant):
                 found.append(grant["id"])
         return found
 
