@@ -37,6 +37,7 @@ from sharechain.contracts.datasets import Dataset
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.contracts.grants import waiting_for_mask
 from sharechain.contracts.keys import grant_key
+from sharechain.contracts.profiles import profile_key
 from sharechain.contracts.queries import GrantView
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, NotFoundError, SharechainError, TransactionRejectedError
@@ -62,6 +63,7 @@ __all__ = ["Host", "MaskingJob", "node_ports", "start"]
 log = logging.getLogger("sharechain.sharing.masking_job")
 
 _MARKS: Final = (APPROVE.encode(), REQUEST.encode())
+PROFILE_PREFIX: Final = profile_key(b"")
 WAKE: Final = 0.5
 """Seconds between checks of the stop flag while no block arrives."""
 COMMIT_TIMEOUT: Final = 60.0
@@ -217,6 +219,8 @@ class MaskingJob:
         self.node = node
         self.ports = node_ports(node, vault, blobs, rng)
         self.followed = -1
+        self.profiles = False
+        """Whether the chain holds a masking profile (once it does, for good)."""
 
     def start(self) -> None:
         self.node.spawn("masking-job", self._run)
@@ -231,6 +235,9 @@ class MaskingJob:
                 if not node.wait_height(self.followed + 1, WAKE):
                     continue
                 head = node.ledger.height
+                if not self._any_profile():
+                    self.followed = head  # so no block up to `head` issued a masked grant
+                    continue
                 for height in range(self.followed + 1, head + 1):
                     for gid in self._issued(height):
                         self.produce(gid)
@@ -238,6 +245,18 @@ class MaskingJob:
         except Exception:  # the loop must not die silently; a restart catches up
             if not node.stop_event.is_set():
                 log.exception("%s: the masking job stopped", node.org)
+
+    def _any_profile(self) -> bool:
+        """Whether a masking profile is registered (read after the blocks it vouches for).
+
+        A grant is masked only under a registered profile (`grants.issue` loads
+        it) and profiles are never removed: while the chain holds none, no
+        block committed before this read can have issued a masked grant, and
+        the job need not look at them (most consortia mask nothing).
+        """
+        if not self.profiles:
+            self.profiles = bool(self.node.store.scan(PROFILE_PREFIX))
+        return self.profiles
 
     def waiting(self) -> list[str]:
         """Grants on this organisation's datasets still waiting for their masked version."""
