@@ -63,7 +63,7 @@ __all__ = ["Host", "MaskingJob", "node_ports", "start"]
 log = logging.getLogger("sharechain.sharing.masking_job")
 
 _MARKS: Final = (APPROVE.encode(), REQUEST.encode())
-PROFILE_PREFIX: Final = profile_key(b"")
+_PROFILE_PREFIX: Final = profile_key(b"")
 WAKE: Final = 0.5
 """Seconds between checks of the stop flag while no block arrives."""
 COMMIT_TIMEOUT: Final = 60.0
@@ -255,7 +255,7 @@ class MaskingJob:
         the job need not look at them (most consortia mask nothing).
         """
         if not self.profiles:
-            self.profiles = bool(self.node.store.scan(PROFILE_PREFIX))
+            self.profiles = bool(self.node.store.scan(_PROFILE_PREFIX))
         return self.profiles
 
     def waiting(self) -> list[str]:
