@@ -19,9 +19,10 @@ Checkpoints. In WAL mode a commit appends pages to the WAL, and a checkpoint
 copies them back into the database file. SQLite runs one itself inside the
 COMMIT that passes 1,000 WAL pages, on the committing thread, which then
 waits for the copy and a second fsync. The store turns that off and leaves
-checkpoints to a thread of its own (`Checkpointer`): the committing thread
-only appends, a page rewritten by several blocks is copied back once, and
-the copy overlaps the next block's work. The WAL stays bounded: past
+checkpoints to a thread of its own (`Checkpointer`), every 8 commits or
+each second: the committing thread only appends, a page rewritten by
+several blocks is copied back once, and the copy overlaps the next blocks'
+work. The WAL stays bounded: past
 `WAL_LIMIT` bytes the writer checkpoints itself (as SQLite would have), and
 the file is trimmed back to that size when the WAL starts over.
 """
@@ -35,10 +36,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["KEEP", "WAL_LIMIT", "Checkpointer", "ReadPool"]
+__all__ = ["EVERY", "KEEP", "PERIOD", "WAL_LIMIT", "Checkpointer", "ReadPool"]
 
 KEEP = 8
 """Idle read connections a store keeps open (more are opened when busy, then closed)."""
+
+EVERY = 8
+"""Commits after which the checkpoint thread runs (`Checkpointer.every`)."""
+
+PERIOD = 1.0
+"""Seconds after which the thread checkpoints whatever commits are pending."""
 
 WAL_LIMIT = 256 << 20
 """WAL bytes past which the committing thread checkpoints itself (the WAL is trimmed back
@@ -101,21 +108,28 @@ class Checkpointer:
         self._due = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self.every = EVERY
+        """Commits between two checkpoints of the thread (a page several of them
+        rewrote is copied back once)."""
+        self._pending = 0
         self.limit = WAL_LIMIT
         """WAL bytes past which `committed` checkpoints on the writer's thread."""
         self.runs = 0
         """Checkpoints run by the thread (for tests and metrics)."""
 
     def committed(self, writer: sqlite3.Connection) -> None:
-        """Called by the writer after each COMMIT: wake the thread. Past `limit` (the
-        thread lagging, or stopped), checkpoint here as SQLite's own automatic
-        checkpoint would: PASSIVE, so never waiting for a reader; the next
-        transaction then starts the WAL over and trims it to `limit`
+        """Called by the writer after each COMMIT: every `every` commits, wake the
+        thread (which also checkpoints what is pending each `PERIOD` seconds). Past
+        `limit` (the thread lagging, or stopped), checkpoint here as SQLite's own
+        automatic checkpoint would: PASSIVE, so never waiting for a reader; the
+        next transaction then starts the WAL over and trims it to `limit`
         (`journal_size_limit`)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="checkpoint", daemon=True)
             self._thread.start()
-        self._due.set()
+        self._pending += 1
+        if self._pending >= self.every:
+            self._due.set()
         with contextlib.suppress(OSError):
             if os.stat(self.wal).st_size > self.limit:
                 writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -124,10 +138,13 @@ class Checkpointer:
         db: sqlite3.Connection | None = None
         try:
             while True:
-                self._due.wait()
+                self._due.wait(PERIOD)
                 self._due.clear()
                 if self._stop:
                     return
+                if not self._pending:
+                    continue
+                self._pending = 0  # commits from here on wait for the next run
                 try:  # opened here, on first use: the writer made the file
                     if db is None:
                         db = sqlite3.connect(self.path, isolation_level=None)
