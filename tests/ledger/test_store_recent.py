@@ -136,3 +136,22 @@ def test_a_row_in_both_tables_stops_the_merge_and_its_block(pair: list[Kit]) -> 
     assert last is not None and last.height >= head.height
     assert merging.store.block_bytes(last.height + 1) is None
     assert _count(merging.store, "txs_recent") >= recent  # the failed merge rolled back
+
+
+def test_a_store_of_the_older_layout_gets_the_recent_tables(tmp_path: Path) -> None:
+    kit = Kit(tmp_path / "old.db")
+    ids = _grow([kit], 2)
+    kit.store.close()
+    # The layout before the recent tables: every index row in the main tables.
+    db = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    for table in ("txs", "history"):
+        db.execute(f"INSERT INTO {table} SELECT * FROM {table}_recent")
+        db.execute(f"DROP TABLE {table}_recent")
+    db.close()
+    store = Store(tmp_path / "old.db")
+    try:
+        assert _count(store, "txs_recent") == 0 and _count(store, "history_recent") == 0
+        assert store.tx_count() == len(ids) + 1 and store.known_txs(ids) == set(ids)
+        assert verify_chain(store, notary.registry()).ok
+    finally:
+        store.close()

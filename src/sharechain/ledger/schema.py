@@ -27,7 +27,26 @@ INDEX_PREFIX = "idx/"
 INDEX_END = "idx0"
 """The first string after every key under `idx/` ('0' follows '/')."""
 
-SCHEMA = """
+_TXS = """(
+    id BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    code TEXT NOT NULL
+) WITHOUT ROWID"""
+"""The columns of `txs` and `txs_recent` (one layout, see `RECENT`)."""
+
+_HISTORY = """(
+    key TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    tx_id BLOB NOT NULL,
+    PRIMARY KEY (key, height, idx)
+) WITHOUT ROWID"""
+"""The columns of `history` and `history_recent`."""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -35,14 +54,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     timestamp INTEGER NOT NULL,
     data BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS txs (
-    id BLOB PRIMARY KEY,
-    height INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    code TEXT NOT NULL
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS txs {_TXS};
 CREATE TABLE IF NOT EXISTS state (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
@@ -52,28 +64,9 @@ CREATE TABLE IF NOT EXISTS state_idx (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS history (
-    key TEXT NOT NULL,
-    height INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    tx_id BLOB NOT NULL,
-    PRIMARY KEY (key, height, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS txs_recent (
-    id BLOB PRIMARY KEY,
-    height INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    code TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS history_recent (
-    key TEXT NOT NULL,
-    height INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    tx_id BLOB NOT NULL,
-    PRIMARY KEY (key, height, idx)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history {_HISTORY};
+CREATE TABLE IF NOT EXISTS txs_recent {_TXS};
+CREATE TABLE IF NOT EXISTS history_recent {_HISTORY};
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
