@@ -140,6 +140,7 @@ class LinkProxy:
         if loop is None or thread is None or loop.is_closed():
             return
         self._call(self._cut_now())
+        self._call(self._cancel_links())
         loop.call_soon_threadsafe(loop.stop)
         thread.join(_CALL_TIMEOUT)
         loop.close()
@@ -176,6 +177,13 @@ class LinkProxy:
             if upstream is not None:
                 _reset(upstream)
         self._links.clear()
+
+    async def _cancel_links(self) -> None:
+        """End every link's tasks (the loop stops next: none may be left pending)."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._cut or len(self._links) >= self.max_connections:
