@@ -13,6 +13,12 @@ One database file (WAL mode) holds:
 - `history`: for each state key, every transaction that wrote or touched it,
   so provenance and audit trails are index lookups, not scans.
 
+`txs` and `history` each have a small `*_recent` twin that takes new rows
+until it is merged in (`schema.RECENT`); reads see both as one index. Only
+the writing thread reads through the write connection while it writes;
+other threads then read through pooled connections (`store_reads`), and WAL
+checkpoints run on a thread of their own.
+
 A block and all its writes commit in one SQLite transaction, so a crash leaves
 the store at height h or h+1, never in between. A node with a backlog of
 blocks may commit several in one transaction (`Store.group`): a crash then
