@@ -129,6 +129,8 @@ def _write(value: Any, out: list[bytes]) -> None:
                 n = len(item)
                 append(_BYTES[n] if n < 0x100 else _head(0x40, n))
                 append(item)
+            elif kind is int and 0 <= item < _U64:  # heights, times, counts
+                append(_UINT[item] if item < 0x100 else _head(0x00, item))
             else:
                 _item(item, out)
     elif kind is list or kind is tuple:

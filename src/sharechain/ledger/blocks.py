@@ -153,17 +153,24 @@ def _put_results(results: Sequence[TxResult], append: Callable[[bytes], None]) -
         append(_VALID_CBOR if r is VALID or r == VALID else encode([r.code, r.reason]))
 
 
-def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) -> Hash:
+def delta_hash(
+    results: Sequence[TxResult],
+    writes: Mapping[str, bytes | None],
+    *,
+    in_key_order: bool = False,
+) -> Hash:
     """`SHA-256(CBOR({"results": [[code, reason], ...], "writes": [[key, value|null], ...]}))`.
 
     Writes are sorted by key; a value is the stored CBOR bytes, `null` a deletion.
     The map is written in pieces (thousands of small pairs per block), in
-    canonical key order: `writes` (6 bytes) before `results` (7).
+    canonical key order: `writes` (6 bytes) before `results` (7). `in_key_order`:
+    the caller's `writes` iterate in key order already (`BlockState.encoded_writes`).
     """
     out = [b"\xa2", encode("writes"), head(4, len(writes))]
     append = out.append
-    for key in sorted(writes):  # str order is code point order, that is UTF-8 byte order
-        value = writes[key]
+    # str order is code point order, that is UTF-8 byte order
+    items = writes.items() if in_key_order else sorted(writes.items())
+    for key, value in items:
         k = key.encode()
         n = len(k)
         append(_PAIR_KEY_HEADS[n] if n < 0x100 else b"\x82" + head(3, n))

@@ -239,6 +239,25 @@ def _text(value: str) -> bytes:
     return head(3, len(b)) + b
 
 
+# The body's fixed bytes around its type and its sender, and those fields' values
+# with them: a block repeats a few types and senders thousands of times.
+_TYPE, _NONCE, _SENDER, _PAYLOAD = b"\xa5\x64type", b"\x65nonce\x50", b"\x66sender", b"\x67payload"
+_CREATED_AT = b"\x6acreated_at"
+_type_pieces: dict[str, bytes] = {}
+"""type -> `_TYPE`, the type's encoding, `_NONCE`."""
+_sender_pieces: dict[str, bytes] = {}
+"""sender -> `_SENDER`, the sender's encoding, `_PAYLOAD`."""
+_MAX_PIECES = 4096
+
+
+def _remembered(pieces: dict[str, bytes], value: str, before: bytes, after: bytes) -> bytes:
+    piece = before + _text(value) + after
+    if len(pieces) >= _MAX_PIECES:  # forgotten all at once when full
+        pieces.clear()
+    pieces[value] = piece
+    return piece
+
+
 def _canonical_body(kind: str, sender: str, nonce: bytes, created_at: int, payload: Any) -> bytes:
     """`encode` of the body map of these fields, its keys in canonical order (`type`,
     `nonce`, `sender`, `payload`, `created_at`: shorter first), written directly.
@@ -249,15 +268,11 @@ def _canonical_body(kind: str, sender: str, nonce: bytes, created_at: int, paylo
     """
     return b"".join(
         (
-            b"\xa5\x64type",
-            _text(kind),
-            b"\x65nonce\x50",
+            _type_pieces.get(kind) or _remembered(_type_pieces, kind, _TYPE, _NONCE),
             nonce,
-            b"\x66sender",
-            _text(sender),
-            b"\x67payload",
+            _sender_pieces.get(sender) or _remembered(_sender_pieces, sender, _SENDER, _PAYLOAD),
             encode(payload),
-            b"\x6acreated_at",
+            _CREATED_AT,
             head(0, created_at),
         )
     )
