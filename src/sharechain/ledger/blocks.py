@@ -302,7 +302,13 @@ def results_root(tx_ids: Sequence[bytes], results: Sequence[TxResult]) -> Hash:
     """`MTH([CBOR([tx_id, code, reason]) per transaction])`: the header's `results_root`."""
     if len(tx_ids) != len(results):
         raise EncodingError("block results must be one [code, reason] per transaction")
-    return merkle_root([result_leaf(t, r) for t, r in zip(tx_ids, results, strict=True)])
+    head, tail = _VALID_LEAF_HEAD, _VALID_LEAF_TAIL  # `result_leaf` of VALID, inline
+    return merkle_root(
+        [
+            head + t + tail if r is VALID and len(t) == 32 else result_leaf(t, r)
+            for t, r in zip(tx_ids, results, strict=True)
+        ]
+    )
 
 
 def computed_results_root(block: Block) -> Hash:

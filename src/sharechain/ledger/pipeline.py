@@ -68,10 +68,10 @@ MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
 
 _PAUSE_BLOCKS = 8
-"""Blocks a stream commits under one pause of the garbage collector (see `_Pause`)."""
+"""Blocks a stream commits between two young collections (see `_Pause`)."""
 
 _PAUSE_SECONDS = 2.0
-"""...and for at most about this long: the pause is process-wide."""
+"""...or seconds, whichever comes first: the pause is process-wide."""
 
 _PIPE_BYTES = 1 << 20
 """Asked-for pipe size (Linux's default limit for unprivileged processes): a block's
@@ -201,20 +201,27 @@ class Waits:
 _waits = Waits()
 
 
+def waits() -> Waits:
+    """A copy of the wait counters (subtract two copies for one stream's)."""
+    return replace(_waits)
+
+
 class _Pause:
     """One pause of the garbage collector over several blocks of a stream.
 
     Each block pauses the collector while it runs (`collector_paused`); when
-    it resumes, the first allocation starts a collection, which walks every
+    it resumes, its next allocation starts a collection, which walks every
     object still alive since the pause began: the blocks in flight, their
     transactions and executions, a few milliseconds per block of 2,000 (about
-    2.5 us per transaction, measured). Nothing of a block is garbage yet at
-    that point. A stream therefore resumes the collector after every
-    `_PAUSE_BLOCKS` blocks (or `_PAUSE_SECONDS`) only, and that one collection
-    walks about what one block's would. Reference counting still frees
-    everything the blocks drop; only cycles wait, as they do within a block.
-    The pause also spans the caller's work between the blocks the stream
-    yields, and the source's `next()`: every source here has its blocks at hand.
+    2.5 us per transaction, measured), and nothing of them is garbage yet. A
+    stream therefore keeps the collector paused from block to block and runs
+    that young collection itself once every `_PAUSE_BLOCKS` blocks (or
+    `_PAUSE_SECONDS`), when it walks about what one block's would; the
+    collector resumes when the stream ends, however it ends. Reference
+    counting still frees everything the blocks drop; only cycles wait, as
+    they do within a block. The pause spans the caller's work between the
+    blocks the stream yields, and the source's `next()`: every source here
+    has its blocks at hand.
     """
 
     def __init__(self) -> None:
@@ -229,22 +236,19 @@ class _Pause:
             self.held, self.blocks, self.since = True, 0, time.perf_counter()
 
     def tick(self) -> None:
-        """One more block committed: resume the collector if the pause has lasted."""
+        """One more block committed: collect the young objects if the pause has lasted."""
+        if not self.held:
+            return
         self.blocks += 1
-        if self.held and (
-            self.blocks >= _PAUSE_BLOCKS or time.perf_counter() - self.since > _PAUSE_SECONDS
-        ):
-            self.release()
+        now = time.perf_counter()
+        if self.blocks >= _PAUSE_BLOCKS or now - self.since > _PAUSE_SECONDS:
+            gc.collect(0)
+            self.blocks, self.since = 0, now
 
     def release(self) -> None:
         if self.held:
             self.held = False
             gc.enable()
-
-
-def waits() -> Waits:
-    """A copy of the wait counters (subtract two copies for one stream's)."""
-    return replace(_waits)
 
 
 @dataclass(slots=True)

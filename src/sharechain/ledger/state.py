@@ -134,8 +134,13 @@ class BlockState(StateReader):
         return v
 
     def after(self) -> dict[str, Any]:
-        """Every key this block read or wrote, with its value at the block's end (None: absent)."""
-        return {**self._read, **self.writes}
+        """Every key this block read or wrote, with its value at the block's end (None: absent).
+
+        Called once, when the block has run: the dict returned is the block's read
+        cache, its writes laid over it in place (no copy of either)."""
+        after = self._read
+        after.update(self.writes)
+        return after
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         return _overlay(super().scan(prefix), self.writes, prefix)
