@@ -129,14 +129,23 @@ def _write(value: Any, out: list[bytes]) -> None:
                 n = len(item)
                 append(_BYTES[n] if n < 0x100 else _head(0x40, n))
                 append(item)
+            elif kind is int and 0 <= item < _U64:  # heights, times, counts
+                append(_UINT[item] if item < 0x100 else _head(0x00, item))
+            elif kind is list and not item:
+                append(b"\x80")
+            elif kind is dict or kind is list:
+                _write(item, out)
             else:
                 _item(item, out)
     elif kind is list or kind is tuple:
         n = len(value)
         append(_ARRAY[n] if n < 0x100 else _head(0x80, n))
         for item in value:
-            if type(item) is str:
+            kind = type(item)
+            if kind is str:
                 append(_texts.get(item) or _new_text(item))
+            elif kind is dict:
+                _write(item, out)
             else:
                 _item(item, out)
     else:
@@ -179,6 +188,8 @@ def encode(value: Any) -> bytes:
     if type(value) is bytes:  # a value written by the thousand (digests, ids)
         n = len(value)
         return (_BYTES[n] if n < 0x100 else _head(0x40, n)) + value
+    if type(value) is int and 0 <= value < 0x100:  # and counters
+        return _UINT[value]
     out: list[bytes] = []
     try:
         try:

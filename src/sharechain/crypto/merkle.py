@@ -52,10 +52,15 @@ def node_hash(left: Hash, right: Hash) -> Hash:
 
 def _root_of_hashes(level: list[Hash]) -> Hash:
     # Pairing left to right and promoting an odd last node unchanged yields
-    # exactly the RFC 6962 shape (largest power of two on the left).
+    # exactly the RFC 6962 shape (largest power of two on the left). The
+    # hashes are `node_hash` and `leaf_hash` written inline: a block's two
+    # trees take four of them per transaction.
+    sha256 = _sha256
     while len(level) > 1:
-        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
+        even = len(level) & ~1
+        pairs = zip(level[0:even:2], level[1:even:2], strict=True)
+        nxt = [sha256(b"\x01" + a + b).digest() for a, b in pairs]
+        if even < len(level):
             nxt.append(level[-1])
         level = nxt
     return level[0]
@@ -65,7 +70,8 @@ def merkle_root(leaves: Sequence[bytes]) -> Hash:
     """The Merkle Tree Hash of `leaves` (each is leaf data, e.g. a tx id)."""
     if not leaves:
         return EMPTY_ROOT
-    return _root_of_hashes([leaf_hash(x) for x in leaves])
+    sha256 = _sha256
+    return _root_of_hashes([sha256(b"\x00" + x).digest() for x in leaves])
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[Hash]:

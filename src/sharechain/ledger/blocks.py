@@ -153,17 +153,24 @@ def _put_results(results: Sequence[TxResult], append: Callable[[bytes], None]) -
         append(_VALID_CBOR if r is VALID or r == VALID else encode([r.code, r.reason]))
 
 
-def delta_hash(results: Sequence[TxResult], writes: Mapping[str, bytes | None]) -> Hash:
+def delta_hash(
+    results: Sequence[TxResult],
+    writes: Mapping[str, bytes | None],
+    *,
+    in_key_order: bool = False,
+) -> Hash:
     """`SHA-256(CBOR({"results": [[code, reason], ...], "writes": [[key, value|null], ...]}))`.
 
     Writes are sorted by key; a value is the stored CBOR bytes, `null` a deletion.
     The map is written in pieces (thousands of small pairs per block), in
-    canonical key order: `writes` (6 bytes) before `results` (7).
+    canonical key order: `writes` (6 bytes) before `results` (7). `in_key_order`:
+    the caller's `writes` iterate in key order already (`BlockState.encoded_writes`).
     """
     out = [b"\xa2", encode("writes"), head(4, len(writes))]
     append = out.append
-    for key in sorted(writes):  # str order is code point order, that is UTF-8 byte order
-        value = writes[key]
+    # str order is code point order, that is UTF-8 byte order
+    items = writes.items() if in_key_order else sorted(writes.items())
+    for key, value in items:
         k = key.encode()
         n = len(k)
         append(_PAIR_KEY_HEADS[n] if n < 0x100 else b"\x82" + head(3, n))
@@ -244,6 +251,10 @@ def decode_header(h: Any) -> BlockHeader:
     )
 
 
+_VALID_PAIR = ["valid", ""]
+"""A valid result as it decodes (`_decode_result` of it is VALID)."""
+
+
 def _decode_result(r: Any) -> TxResult:
     if not isinstance(r, list) or len(r) != 2:
         raise EncodingError("block results must be one [code, reason] per transaction")
@@ -270,7 +281,10 @@ def decode_block(data: bytes, *, check_canonical: bool = True) -> Block:
         raise EncodingError("block txs must be a list of byte strings")
     if not isinstance(results, list) or len(results) != len(txs):
         raise EncodingError("block results must be one [code, reason] per transaction")
-    block = make_block(header, sig, txs, [_decode_result(r) for r in results])
+    valid = _VALID_PAIR  # most results: VALID without a call each
+    block = make_block(
+        header, sig, txs, [VALID if r == valid else _decode_result(r) for r in results]
+    )
     if check_canonical and encode_block(block) != data:
         raise EncodingError("CBOR is not in canonical (deterministic) form")
     return block
@@ -295,7 +309,13 @@ def results_root(tx_ids: Sequence[bytes], results: Sequence[TxResult]) -> Hash:
     """`MTH([CBOR([tx_id, code, reason]) per transaction])`: the header's `results_root`."""
     if len(tx_ids) != len(results):
         raise EncodingError("block results must be one [code, reason] per transaction")
-    return merkle_root([result_leaf(t, r) for t, r in zip(tx_ids, results, strict=True)])
+    head, tail = _VALID_LEAF_HEAD, _VALID_LEAF_TAIL  # `result_leaf` of VALID, inline
+    return merkle_root(
+        [
+            head + t + tail if r is VALID and len(t) == 32 else result_leaf(t, r)
+            for t, r in zip(tx_ids, results, strict=True)
+        ]
+    )
 
 
 def computed_results_root(block: Block) -> Hash:

@@ -126,25 +126,28 @@ def _preloaded(
     handlers: Any,
     txs: Sequence[SignedTransaction | None],
     recent: dict[str, Any] | None,
-) -> dict[str, Any] | None:
-    """`recent` plus the committed values (decoded; None: absent) of the keys the
-    block's handlers name (`Reads`), which `BlockState` then reads from there."""
+) -> dict[str, Any]:
+    """The committed values (decoded; None: absent) of the keys the block's handlers
+    name (`Reads`) and `recent` does not hold, which `BlockState` then reads from there."""
     wanted: dict[str, None] = {}
+    readers: dict[str, Any] = {}  # type -> its handler's `reads`, or None
     for stx in txs:
         if stx is not None:
-            reads = getattr(handlers.get(stx.tx.type), "reads", None)
+            kind = stx.tx.type
+            reads = readers.get(kind, _NO_READS)
+            if reads is _NO_READS:
+                reads = readers[kind] = getattr(handlers.get(kind), "reads", None)
             if reads is not None:
-                wanted.update(dict.fromkeys(reads(stx)))
-    if recent:
-        wanted = {k: None for k in wanted if k not in recent}
-    if not wanted:
-        return recent
-    found = store.get_many(list(wanted))
-    loaded: dict[str, Any] = dict(recent) if recent else {}
-    for key in wanted:
-        raw = found.get(key)
-        loaded[key] = None if raw is None else decode_trusted(raw)
-    return loaded
+                for key in reads(stx):
+                    wanted[key] = None
+    keys = [k for k in wanted if k not in recent] if recent else list(wanted)
+    if not keys:
+        return {}
+    found = store.get_many(keys)
+    return {key: None if (raw := found.get(key)) is None else decode_trusted(raw) for key in keys}
+
+
+_NO_READS = object()
 
 
 @contextmanager
@@ -201,7 +204,7 @@ def _execute(
     handlers = registry.handlers
     # The store does not change while the block runs: values loaded now are
     # what each read would find, as `recent`'s are.
-    state = BlockState(store, _preloaded(store, handlers, txs, recent))
+    state = BlockState(store, recent, _preloaded(store, handlers, txs, recent))
 
     sigs = list(presigned) if presigned is not None else presign(state, txs)
     known = store.known_txs([s.id for s in txs if s is not None])
@@ -241,7 +244,7 @@ def _execute(
         writes,
         history,
         tx_rows,
-        delta_hash(results, writes),
+        delta_hash(results, writes, in_key_order=True),
         tuple(txs),
         state.after(),
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import gc
 import os
 import struct
 import subprocess
@@ -65,6 +66,12 @@ read one block ahead only, so no block waits to commit for two more to arrive.""
 
 MIN_PIPELINED_TXS = 256
 """Blocks smaller than this are verified inline: shipping them costs more than it saves."""
+
+_PAUSE_BLOCKS = 8
+"""Blocks a stream commits between two young collections (see `_Pause`)."""
+
+_PAUSE_SECONDS = 2.0
+"""...or seconds, whichever comes first: the pause is process-wide."""
 
 _PIPE_BYTES = 1 << 20
 """Asked-for pipe size (Linux's default limit for unprivileged processes): a block's
@@ -197,6 +204,54 @@ _waits = Waits()
 def waits() -> Waits:
     """A copy of the wait counters (subtract two copies for one stream's)."""
     return replace(_waits)
+
+
+class _Pause:
+    """One pause of the garbage collector over several blocks of a stream.
+
+    Each block pauses the collector while it runs (`collector_paused`); when
+    it resumes, its next allocation starts a collection, which walks every
+    object still alive since the pause began: the blocks in flight, their
+    transactions and executions, a few milliseconds per block of 2,000 (about
+    2.5 us per transaction, measured), and nothing of them is garbage yet. A
+    stream therefore keeps the collector paused from block to block and runs
+    that young collection itself once every `_PAUSE_BLOCKS` blocks (or
+    `_PAUSE_SECONDS`), when it walks about what one block's would (every
+    tenth time the middle generation too, as the collector would); the
+    collector resumes when the stream ends, however it ends. Reference
+    counting still frees everything the blocks drop; only cycles wait, as
+    they do within a block. The pause spans the caller's work between the
+    blocks the stream yields, and the source's `next()`: every source here
+    has its blocks at hand.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+        self.blocks = 0
+        self.since = 0.0
+        self.collections = 0
+
+    def hold(self) -> None:
+        """Pause the collector, unless it is paused (here or by the caller) already."""
+        if not self.held and gc.isenabled():
+            gc.disable()
+            self.held, self.blocks, self.since = True, 0, time.perf_counter()
+
+    def tick(self) -> None:
+        """One more block committed: collect the young objects if the pause has lasted."""
+        if not self.held:
+            return
+        self.blocks += 1
+        now = time.perf_counter()
+        if self.blocks >= _PAUSE_BLOCKS or now - self.since > _PAUSE_SECONDS:
+            self.collections += 1
+            gc.collect(0 if self.collections % 10 else 1)
+            self.blocks, self.since = 0, now
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            gc.enable()
 
 
 @dataclass(slots=True)
@@ -344,11 +399,12 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
         if not v:  # none verified here yet: as fast as a worker is alone
             v = w * len(p.parts)
         parsed = p.parsed if p.parsed is not None else _parse(p.block)
-        keys = p.keys
         # A status says whether the signature verifies under the key its envelope
         # names; execution uses it only if that key is the sender's current one.
+        # One (key, verified?) pair per key and outcome, shared by the block.
+        verdicts = {kid: ((key, True), (key, False)) for kid, key in p.keys.items()}
         presigned = [
-            None if s == NOT_CHECKED or stx is None else (keys[stx.key_id], s != FAILED)
+            None if s == NOT_CHECKED or stx is None else verdicts[stx.key_id][s == FAILED]
             for s, stx in zip(status, parsed, strict=True)
         ]
     ex = ledger.validate_block(p.block, presigned, parsed, p.roots)
@@ -382,13 +438,14 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     # Whatever happens (a bad block, the caller stopping early), their replies are
     # read before the workers serve another stream, or it would read them as its own.
     flight: list[_Pending] = []
+    pause = _Pause()
     try:
         source = iter(blocks)
         while True:
             try:
                 data = next(source)
-                with collector_paused():
-                    block = decode_block(data)
+                pause.hold()
+                block = decode_block(data)
             except StopIteration:
                 break
             except (ChainError, EncodingError):
@@ -402,10 +459,14 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
             if len(flight) == depth:
                 yield _finish(ledger, flight[0], flight[1])
                 flight.pop(0)
+                pause.tick()
         while flight:
+            pause.hold()
             yield _finish(ledger, flight[0], flight[1] if len(flight) > 1 else None)
             flight.pop(0)
+            pause.tick()
     finally:
+        pause.release()
         for pending in flight:
             with contextlib.suppress(RuntimeError):  # a dead worker: its error came first
                 pending.drain()

@@ -104,15 +104,21 @@ class RecentValues:
 class BlockState(StateReader):
     """The store plus the writes of the transactions committed so far in a block."""
 
-    def __init__(self, store: Any, recent: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        recent: dict[str, Any] | None = None,
+        preloaded: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(store)
         self.writes: dict[str, Any] = {}
         """Values written by the block's transactions so far; None deletes the key."""
         # Committed values read during this block, decoded (None: no such
-        # key). The store does not change while a block executes, and contracts
-        # re-read the same few keys (the sender, the dataset, settings) many
-        # times per block.
-        self._read: dict[str, Any] = {}
+        # key), starting with those loaded ahead for it (`preloaded`, which it
+        # takes over). The store does not change while a block executes, and
+        # contracts re-read the same few keys (the sender, the dataset,
+        # settings) many times per block.
+        self._read: dict[str, Any] = preloaded if preloaded is not None else {}
         self._recent = recent if recent is not None else {}
 
     def get(self, key: str) -> Any | None:
@@ -128,8 +134,13 @@ class BlockState(StateReader):
         return v
 
     def after(self) -> dict[str, Any]:
-        """Every key this block read or wrote, with its value at the block's end (None: absent)."""
-        return {**self._read, **self.writes}
+        """Every key this block read or wrote, with its value at the block's end (None: absent).
+
+        Called once, when the block has run: the dict returned is the block's read
+        cache, its writes laid over it in place (no copy of either)."""
+        after = self._read
+        after.update(self.writes)
+        return after
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         return _overlay(super().scan(prefix), self.writes, prefix)

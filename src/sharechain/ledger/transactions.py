@@ -190,7 +190,8 @@ def decode_transaction(raw: bytes, *, tx_id: TxId | None = None) -> SignedTransa
     `tx_id` is the envelope's id when the caller has hashed it already (a
     block's `tx_ids`); it must be `SHA-256(raw)`.
     """
-    body_bytes, key_id, signature = envelope_parts(raw)
+    parts = split_envelope(raw)
+    body_bytes, key_id, signature = parts if parts is not None else _decode_envelope(raw)
     try:
         body = cbor2.loads(body_bytes)
     except Exception as exc:
@@ -200,7 +201,22 @@ def decode_transaction(raw: bytes, *, tx_id: TxId | None = None) -> SignedTransa
         fields = _checked_fields(body, body_bytes)  # raises: says what is wrong
     if tx_id is None:
         tx_id = hashlib.sha256(raw).digest()
-    return _signed(_transaction(*fields), body_bytes, key_id, signature, raw, tx_id)
+    # `_signed(_transaction(*fields), ...)`, inline: blocks are parsed by the thousand.
+    kind, sender, nonce, created_at, payload = fields
+    tx: Transaction = _new(Transaction)
+    _TX_TYPE(tx, kind)
+    _TX_SENDER(tx, sender)
+    _TX_NONCE(tx, nonce)
+    _TX_CREATED(tx, created_at)
+    _TX_PAYLOAD(tx, payload)
+    stx: SignedTransaction = _new(SignedTransaction)
+    _S_TX(stx, tx)
+    _S_BODY(stx, body_bytes)
+    _S_KEY_ID(stx, key_id)
+    _S_SIGNATURE(stx, signature)
+    _S_RAW(stx, raw)
+    _S_ID(stx, tx_id)
+    return stx
 
 
 _Fields = tuple[str, str, bytes, int, dict[str, Any]]
@@ -239,6 +255,25 @@ def _text(value: str) -> bytes:
     return head(3, len(b)) + b
 
 
+# The body's fixed bytes around its type and its sender, and those fields' values
+# with them: a block repeats a few types and senders thousands of times.
+_TYPE, _NONCE, _SENDER, _PAYLOAD = b"\xa5\x64type", b"\x65nonce\x50", b"\x66sender", b"\x67payload"
+_CREATED_AT = b"\x6acreated_at"
+_type_pieces: dict[str, bytes] = {}
+"""type -> `_TYPE`, the type's encoding, `_NONCE`."""
+_sender_pieces: dict[str, bytes] = {}
+"""sender -> `_SENDER`, the sender's encoding, `_PAYLOAD`."""
+_MAX_PIECES = 4096
+
+
+def _remembered(pieces: dict[str, bytes], value: str, before: bytes, after: bytes) -> bytes:
+    piece = before + _text(value) + after
+    if len(pieces) >= _MAX_PIECES:  # forgotten all at once when full
+        pieces.clear()
+    pieces[value] = piece
+    return piece
+
+
 def _canonical_body(kind: str, sender: str, nonce: bytes, created_at: int, payload: Any) -> bytes:
     """`encode` of the body map of these fields, its keys in canonical order (`type`,
     `nonce`, `sender`, `payload`, `created_at`: shorter first), written directly.
@@ -249,15 +284,11 @@ def _canonical_body(kind: str, sender: str, nonce: bytes, created_at: int, paylo
     """
     return b"".join(
         (
-            b"\xa5\x64type",
-            _text(kind),
-            b"\x65nonce\x50",
+            _type_pieces.get(kind) or _remembered(_type_pieces, kind, _TYPE, _NONCE),
             nonce,
-            b"\x66sender",
-            _text(sender),
-            b"\x67payload",
+            _sender_pieces.get(sender) or _remembered(_sender_pieces, sender, _SENDER, _PAYLOAD),
             encode(payload),
-            b"\x6acreated_at",
+            _CREATED_AT,
             head(0, created_at),
         )
     )
@@ -314,28 +345,3 @@ _S_TX, _S_BODY, _S_KEY_ID, _S_SIGNATURE, _S_RAW, _S_ID = (
     getattr(SignedTransaction, name).__set__
     for name in ("tx", "body", "key_id", "signature", "raw", "id")
 )
-
-
-def _transaction(
-    kind: str, sender: str, nonce: bytes, created_at: int, payload: Mapping[str, Any]
-) -> Transaction:
-    tx: Transaction = _new(Transaction)
-    _TX_TYPE(tx, kind)
-    _TX_SENDER(tx, sender)
-    _TX_NONCE(tx, nonce)
-    _TX_CREATED(tx, created_at)
-    _TX_PAYLOAD(tx, payload)
-    return tx
-
-
-def _signed(
-    tx: Transaction, body: bytes, key_id: bytes, signature: bytes, raw: bytes, tx_id: TxId
-) -> SignedTransaction:
-    stx: SignedTransaction = _new(SignedTransaction)
-    _S_TX(stx, tx)
-    _S_BODY(stx, body)
-    _S_KEY_ID(stx, key_id)
-    _S_SIGNATURE(stx, signature)
-    _S_RAW(stx, raw)
-    _S_ID(stx, tx_id)
-    return stx
