@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from masking_home import PROFILE
 from test_remote_cli import ORGS, js, run, sha
 
 from sharechain.api.client import NodeClient
@@ -36,13 +37,6 @@ DEFAULT = {
     "purposes": ["research", "audit"],
     "max_uses": 3,
 }
-PROFILE = """\
-k: 2
-quasi_identifiers: [age]
-columns:
-  patient_id: tokenize
-  age: {rule: generalise, width: 10}
-"""
 
 
 @dataclass

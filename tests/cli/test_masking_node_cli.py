@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from masking_home import PROFILE
 from test_remote_cli import ORGS, js, run, sha, wait_until
 
 from sharechain.node.launcher import node_data_dir
@@ -26,13 +27,6 @@ from sharechain.ordering.etcd_process import free_ports
 from sharechain.storage.datadir import init_consortium
 
 OWNER, GRANTEE = "hospital-a", "bank-b"
-PROFILE = """\
-k: 2
-quasi_identifiers: [age]
-columns:
-  patient_id: tokenize
-  age: {rule: generalise, width: 10}
-"""
 POLICY = "approval: {any: 1, of: [hospital-a]}\n"
 
 
