@@ -136,18 +136,19 @@ def test_tampered_bundles_are_refused_with_the_side_named(proofs: Proofs) -> Non
 def test_two_etcd_ordered_networks_side_by_side(tmp_path: Path) -> None:
     """Each consortium on its own etcd cluster and node processes; B's node records A's
     checkpoint and the pair, read from the nodes' own stores, verifies."""
-    nets = [
-        LocalNetwork(
-            tmp_path / name,
-            orgs=2,
-            ordering="etcd",
-            node_options=("--log-level", "warning", "--max-wait-ms", "10"),
-        )
-        for name in ("a", "b")
-    ]
+    nets: list[LocalNetwork] = []
     try:
-        for net in nets:
-            net.up(timeout=90)
+        # One after the other: B picks its ports while A's processes hold theirs.
+        for name in ("a", "b"):
+            nets.append(
+                LocalNetwork(
+                    tmp_path / name,
+                    orgs=2,
+                    ordering="etcd",
+                    node_options=("--log-level", "warning", "--max-wait-ms", "10"),
+                )
+            )
+            nets[-1].up(timeout=90)
         net_a, net_b = nets
         org_a, org_b = net_a.nodes[0].org, net_b.nodes[0].org
 

@@ -47,6 +47,11 @@ class Health(Model):
 class Readiness(Model):
     """Whether the node serves and commits (200), or why not (503)."""
 
+    org: str
+    """The organisation this node serves."""
+    genesis_hash: Hex
+    """The consortium it is of (its genesis block's hash): a launcher or load balancer
+    checks it to know that the node answering on a port is the one it started."""
     ready: bool
     caught_up: bool
     """True once the node has fetched the blocks it missed while down."""

@@ -149,6 +149,8 @@ def create_app(
     def ready() -> JSONResponse:
         """Readiness: 200 when the node serves and commits, 503 with the reason when not."""
         body = Readiness(
+            org=node.org,
+            genesis_hash=node.datadir.genesis_hash.hex(),
             ready=node.ready,
             caught_up=node.caught_up,
             height=node.ledger.height if node.problem is None else -1,

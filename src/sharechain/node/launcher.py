@@ -358,6 +358,7 @@ class LocalNetwork:
         deadline = time.monotonic() + timeout
         pending = list(orgs or [n.org for n in self.nodes])
         verify: Any = True if self.ca is None else ssl.create_default_context(cafile=self.ca)
+        genesis = DataDir.open(self.base / "consortium").genesis_hash.hex()
         with httpx.Client(timeout=2.0, verify=verify) as http:
             while pending:
                 org = pending[0]
@@ -369,11 +370,18 @@ class LocalNetwork:
                     )
                 try:
                     reply = http.get(self.spec(org).url + "/v1/ready")
-                    if reply.status_code == 200 and reply.json().get("caught_up"):
+                    answer: Any = reply.json() if reply.status_code in (200, 503) else None
+                    stranger = _stranger(answer, org, genesis)
+                    if stranger:
+                        # Another process holds the port (ours cannot bind it and is
+                        # about to exit): never take its answer for our node's.
+                        why = f"port {self.spec(org).port} is answered by {stranger}"
+                    elif reply.status_code == 200 and answer["caught_up"]:
                         pending.pop(0)
                         continue
-                    why = reply.text[:300]
-                except httpx.HTTPError as exc:
+                    else:
+                        why = reply.text[:300]
+                except (httpx.HTTPError, ValueError) as exc:
                     why = str(exc)
                 if time.monotonic() > deadline:
                     raise ConfigError(
@@ -400,6 +408,18 @@ class LocalNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
+
+
+def _stranger(ready: Any, org: str, genesis: str) -> str:
+    """Who answered `/v1/ready` instead of `org`'s node of this consortium ('' if it did)."""
+    if not isinstance(ready, dict):
+        return "something that is not a sharechain node"
+    if ready.get("org") == org and ready.get("genesis_hash") == genesis:
+        return ""
+    return (
+        f"the node of {ready.get('org')!r} in consortium "
+        f"{str(ready.get('genesis_hash'))[:16]}..., not {org!r} of {genesis[:16]}..."
+    )
 
 
 def _consecutive_free_ports(count: int) -> int:
