@@ -210,32 +210,28 @@ static int put_int(Writer *w, PyObject *x) {
     return put_head(w, overflow > 0 ? 0x00 : 0x20, u);
 }
 
-static inline int key_less(const Key *a, const Key *b) {
-    if (a->size != b->size)
-        return a->size < b->size;
-    return memcmp(a->utf8, b->utf8, (size_t)a->size) < 0;
-}
-
-static int key_cmp(const void *a, const void *b) {
-    const Key *x = a, *y = b;
+/* Bytewise order of the keys' encodings: shorter first, then bytewise (the keys of a
+ * dict are distinct, so never equal). */
+static inline int key_cmp_keys(const Key *x, const Key *y) {
     if (x->size != y->size)
         return x->size < y->size ? -1 : 1;
-    return memcmp(x->utf8, y->utf8, (size_t)x->size); /* keys of a dict are distinct */
+    return memcmp(x->utf8, y->utf8, (size_t)x->size);
 }
 
-static void sort_keys(Key *keys, Py_ssize_t n) {
-    if (n > 16) {
-        qsort(keys, (size_t)n, sizeof(Key), key_cmp);
-        return;
-    }
-    for (Py_ssize_t i = 1; i < n; i++) {
-        Key k = keys[i];
+static int key_cmp(const void *a, const void *b) { return key_cmp_keys(a, b); }
+
+/* Small maps (all of the ledger's) are sorted by insertion into `order`, indices into
+ * `keys`, which moves a byte where qsort would move a Key. */
+#define SMALL_MAP 64
+
+static void sort_small(const Key *keys, unsigned char *order, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t j = i;
-        while (j > 0 && key_less(&k, &keys[j - 1])) {
-            keys[j] = keys[j - 1];
+        while (j > 0 && key_cmp_keys(&keys[i], &keys[order[j - 1]]) < 0) {
+            order[j] = order[j - 1];
             j--;
         }
-        keys[j] = k;
+        order[j] = (unsigned char)i;
     }
 }
 
@@ -265,10 +261,14 @@ static int put_map(Writer *w, PyObject *d, int depth) {
         w->nkeys++;
     }
     if (rc == 0) {
-        sort_keys(w->keys + base, n);
+        unsigned char order[SMALL_MAP];
+        if (n <= SMALL_MAP)
+            sort_small(w->keys + base, order, n);
+        else
+            qsort(w->keys + base, (size_t)n, sizeof(Key), key_cmp);
         for (i = 0; i < n && rc == 0; i++) {
             /* Re-read: a nested map may have moved the array. */
-            Key key = w->keys[base + i];
+            Key key = w->keys[base + (n <= SMALL_MAP ? order[i] : i)];
             rc = put_bytes(w, 0x60, key.utf8, key.size);
             if (rc == 0)
                 rc = put_value(w, key.value, depth + 1);
