@@ -250,7 +250,7 @@ static int put_map(Writer *w, PyObject *d, int depth) {
     Py_ssize_t base = w->nkeys, i = 0;
     int rc = 0;
     pos = 0;
-    while (PyDict_Next(d, &pos, &k, &v)) {
+    while (i < n && PyDict_Next(d, &pos, &k, &v)) {
         Key *key = &w->keys[base + i];
         if (utf8_of(k, &key->utf8, &key->size, &key->owned) < 0) {
             rc = -1;
