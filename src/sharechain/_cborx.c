@@ -16,7 +16,10 @@
  * cbor2 and its cycle error). A str that is not encodable as UTF-8 (a lone surrogate)
  * raises the same UnicodeEncodeError as `str.encode()`, and errors are met in the same
  * order as the Python writer meets them: a map's keys all checked for type, then
- * encoded in insertion order, then its values in key order.
+ * encoded in insertion order, then its values in key order. (One difference, in what
+ * is plain only: the Python writer remembers each key tuple's order, so a map whose keys
+ * are str subclasses equal to a remembered tuple passes there as plain; here it goes to
+ * cbor2, which writes the same bytes.)
  *
  * No Python code runs while a value is written (no comparisons of Python objects, no
  * allocation of objects the garbage collector tracks), so the containers cannot
