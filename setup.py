@@ -5,10 +5,10 @@ instructions (see `sharechain.crypto.digests`). `sharechain.crypto._tokens` comp
 the masking tokens of a whole string column without the interpreter lock (see
 `sharechain.privacy.tokens`). `sharechain._cborx` writes the deterministic CBOR of the
 ledger's plain values (see `sharechain.codec`). All are optional: without a C compiler or
-the Python headers the install goes on and hashing uses hashlib and encoding codec's
-Python writer, with the same results. (Declared here
-rather than under ``[tool.setuptools.ext-modules]``, which setuptools still calls
-experimental and warns about at every install.)
+the Python headers the install goes on, hashing uses hashlib and encoding codec's Python
+writer, with the same results. (Declared here rather than under
+``[tool.setuptools.ext-modules]``, which setuptools still calls experimental and warns
+about at every install.)
 """
 
 from setuptools import Extension, setup

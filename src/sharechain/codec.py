@@ -21,8 +21,8 @@ types, tags, sets, big integers, subclasses) goes through cbor2's canonical
 mode. `tests/test_codec.py` checks the two agree on random values.
 
 The same writer exists in C, `sharechain._cborx`, built at install time when a
-compiler is there (`ACCELERATED` says whether it is in use): it takes exactly
-the values the Python writer takes and writes the same bytes, four to five
+compiler is there (`ACCELERATED` says whether it is in use): it takes the
+values the Python writer takes and writes the same bytes, four to five
 times faster on the ledger's records, and says "not plain" (None) for the
 rest, which then go to cbor2 as before. Containers nested more than
 `_cborx.MAX_DEPTH` (1000) deep go to cbor2 too, as they do from the Python
