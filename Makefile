@@ -9,7 +9,7 @@ NETWORK ?= solo
 
 .PHONY: demo test check lint types bench soak clean system screenshots
 
-$(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c src/sharechain/crypto/_tokens.c src/sharechain/crypto/_sha256_tables.h
+$(STAMP): pyproject.toml setup.py src/sharechain/crypto/_sha256x.c src/sharechain/crypto/_tokens.c src/sharechain/crypto/_sha256_tables.h src/sharechain/_cborx.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -68,4 +68,4 @@ screenshots: $(STAMP) $(SYSSTAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build
-	rm -f src/sharechain/crypto/_sha256x*.so src/sharechain/crypto/_tokens*.so
+	rm -f src/sharechain/crypto/_sha256x*.so src/sharechain/crypto/_tokens*.so src/sharechain/_cborx*.so

@@ -1,0 +1,5 @@
+from typing import Any, Final
+
+MAX_DEPTH: Final[int]
+
+def encode(value: Any, /) -> bytes | None: ...
