@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "sharechain"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("codec", "errors", "text"),
+    ("codec", "_cborx", "errors", "text"),
     ("crypto",),
     ("ledger",),
     ("contracts",),

@@ -32,6 +32,7 @@ BENCHMARKS = (
     "sharechain.bench.console",
     "sharechain.bench.mask",
     "sharechain.bench.proofs",
+    "sharechain.bench.codec",
 )
 
 
