@@ -40,7 +40,7 @@ import cbor2
 
 from sharechain.errors import EncodingError
 
-__all__ = ["ACCELERATED", "decode", "decode_trusted", "encode", "head"]
+__all__ = ["ACCELERATED", "decode", "decode_trusted", "encode", "head", "loads"]
 
 
 class _NotPlain(Exception):
@@ -233,9 +233,26 @@ def encode(value: Any) -> bytes:
         raise EncodingError(f"value cannot be encoded canonically: {exc}") from exc
 
 
+def _refuse_sharing(decoder: Any, *args: Any) -> Any:
+    raise cbor2.CBORDecodeError("value sharing and string references (tags 25, 28, 29, 256)")
+
+
+_NO_SHARING = {tag: _refuse_sharing for tag in (25, 28, 29, 256)}
+"""cbor2 decodes shared values (tags 28/29) and string references (25/256) by
+default: a few hundred bytes then stand for a structure exponentially larger,
+which every later walk (the canonical check's re-encoding first) pays for.
+Nothing sharechain writes uses them, so every decode refuses them."""
+
+
+def loads(data: bytes) -> Any:
+    """`cbor2.loads`, refusing value sharing and string references (`_NO_SHARING`);
+    raises cbor2's errors. For callers that word their own error."""
+    return cbor2.loads(data, semantic_decoders=_NO_SHARING)
+
+
 def decode_trusted(data: bytes) -> Any:
     """Decode bytes this node wrote itself (its own store); skips the canonical check."""
-    return cbor2.loads(data)
+    return cbor2.loads(data, semantic_decoders=_NO_SHARING)
 
 
 def decode(data: bytes, *, canonical: bool = True) -> Any:
@@ -245,7 +262,7 @@ def decode(data: bytes, *, canonical: bool = True) -> Any:
     canonical form themselves, more cheaply than re-encoding the whole value.
     """
     try:
-        value = cbor2.loads(data)
+        value = cbor2.loads(data, semantic_decoders=_NO_SHARING)
     except (cbor2.CBORDecodeError, ValueError, TypeError, EOFError) as exc:
         raise EncodingError(f"not valid CBOR: {exc}") from exc
     if canonical and encode(value) != data:

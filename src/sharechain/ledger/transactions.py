@@ -22,9 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import cbor2
-
-from sharechain.codec import decode, encode, head
+from sharechain.codec import decode, encode, head, loads
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import EncodingError
 
@@ -193,7 +191,7 @@ def decode_transaction(raw: bytes, *, tx_id: TxId | None = None) -> SignedTransa
     parts = split_envelope(raw)
     body_bytes, key_id, signature = parts if parts is not None else _decode_envelope(raw)
     try:
-        body = cbor2.loads(body_bytes)
+        body = loads(body_bytes)
     except Exception as exc:
         raise EncodingError(f"transaction body is not valid CBOR: {exc}") from None
     fields = _body_fields(body)
