@@ -9,6 +9,7 @@ block just before and of older blocks, and keys the block just before wrote.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -96,5 +97,27 @@ def test_inside_a_group_execution_reads_for_itself(
     assert [ex.results for _, ex in done] == [b.results for b in blocks]
     assert peer.head == kit.ledger.head
     assert calls == []
+    for store in (peer.store, kit.store):
+        store.close()
+
+
+def test_a_read_that_fails_ahead_is_done_again_by_execution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = _blocks(kit)
+    failed: list[str] = []
+
+    def failing(*args: Any) -> Prepared:
+        failed.append(threading.current_thread().name)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(pipeline, "prepare_after", failing)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    start_workers()
+    done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    assert failed == ["parse-ahead", "parse-ahead"]
+    assert [ex.results for _, ex in done] == [b.results for b in blocks]
+    assert peer.head == kit.ledger.head
     for store in (peer.store, kit.store):
         store.close()

@@ -364,9 +364,12 @@ def _parsing_ahead(
             parsed = ahead.parsed = _parse(ahead.block)
             ahead.roots = _roots(ahead.block)
             if prepare:
-                ahead.prepared = prepare_after(
-                    store, ledger.registry, parsed, committing.tx_ids, ex.writes
-                )
+                # A read that fails here (a disk error) is left to execution, which
+                # reads again and fails, or not, on the committing thread.
+                with contextlib.suppress(Exception):
+                    ahead.prepared = prepare_after(
+                        store, ledger.registry, parsed, committing.tx_ids, ex.writes
+                    )
             ahead.own_checked = _own(ahead)
 
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
