@@ -34,6 +34,7 @@ from sharechain.ledger.blocktime import BlockClock
 from sharechain.ledger.contract import BlockContext, ContractRegistry
 from sharechain.ledger.execution import (
     Execution,
+    Prepared,
     Presigned,
     collector_paused,
     execute_block,
@@ -128,12 +129,14 @@ class Ledger:
         presigned: Sequence[Presigned] | None = None,
         parsed: Sequence[SignedTransaction | None] | None = None,
         roots: tuple[bytes, bytes] | None = None,
+        prepared: Prepared | None = None,
     ) -> Execution:
         """Check `block` extends this chain and re-execute it; raises `ChainError`.
 
-        `presigned`, `parsed` and `roots` (the Merkle roots of `block.tx_ids`
-        and of its ids and results, `merkle_root` and `results_root`) are work
-        a caller did ahead on this very block (`ledger/pipeline.py`); None:
+        `presigned`, `parsed`, `roots` (the Merkle roots of `block.tx_ids`
+        and of its ids and results, `merkle_root` and `results_root`) and
+        `prepared` (its first reads of the store, `prepare_after`) are work a
+        caller did ahead on this very block (`ledger/pipeline.py`); None:
         done here."""
         h = block.header
         head = self.store.head()
@@ -181,6 +184,7 @@ class Ledger:
             parsed=parsed,
             presigned=presigned,
             recent=self._recent.at(head.height),
+            prepared=prepared,
         )
         if ex.results != block.results:
             first = next(

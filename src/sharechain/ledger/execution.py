@@ -32,6 +32,7 @@ from sharechain.ledger.transactions import SignedTransaction, decode_transaction
 
 __all__ = [
     "Execution",
+    "Prepared",
     "Presigned",
     "Reads",
     "collector_paused",
@@ -61,6 +62,17 @@ class Execution:
     after: dict[str, Any] = field(default_factory=dict)
     """Every key the block read or wrote, decoded, as of its end (None: absent);
     the ledger keeps them for the next block (`RecentValues`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A block's reads of the store, done ahead (`prepare_after`): what `execute_block`
+    would otherwise read first thing, as of the store with the block before it committed."""
+
+    known: set[bytes]
+    """Which of its transaction ids are committed already (replays)."""
+    values: dict[str, Any]
+    """Decoded committed values (None: absent) of keys its handlers name (`Reads`)."""
 
 
 def next_state_root(prev_root: bytes, state_delta_hash: bytes) -> bytes:
@@ -129,6 +141,43 @@ def _preloaded(
 ) -> dict[str, Any]:
     """The committed values (decoded; None: absent) of the keys the block's handlers
     name (`Reads`) and `recent` does not hold, which `BlockState` then reads from there."""
+    wanted = _named_reads(handlers, txs)
+    keys = [k for k in wanted if k not in recent] if recent else list(wanted)
+    return _load(store, keys)
+
+
+def _load(store: Store, keys: list[str]) -> dict[str, Any]:
+    if not keys:
+        return {}
+    found = store.get_many(keys)
+    return {key: None if (raw := found.get(key)) is None else decode_trusted(raw) for key in keys}
+
+
+def prepare_after(
+    store: Store,
+    registry: ContractRegistry,
+    txs: Sequence[SignedTransaction | None],
+    before_ids: Sequence[bytes],
+    before_writes: Iterable[str],
+) -> Prepared:
+    """The reads `execute_block` starts with for a block of `txs`, done while the block
+    before it (`before_ids`, writing `before_writes`) commits.
+
+    The store may be read before or after that commit: a transaction of the block
+    before counts as known either way, and no key it writes is loaded (the
+    ledger's recent values hold it). Every other committed value is the same
+    before and after. The block pipeline calls this from its parse-ahead thread
+    while the COMMIT waits for the disk."""
+    ids = [s.id for s in txs if s is not None]
+    known = store.known_txs(ids)
+    known.update(set(ids).intersection(before_ids))
+    written = set(before_writes)
+    keys = [k for k in _named_reads(registry.handlers, txs) if k not in written]
+    return Prepared(known, _load(store, keys))
+
+
+def _named_reads(handlers: Any, txs: Sequence[SignedTransaction | None]) -> dict[str, None]:
+    """The keys the handlers of `txs` name ahead of running (`Reads`), in order, once each."""
     wanted: dict[str, None] = {}
     readers: dict[str, Any] = {}  # type -> its handler's `reads`, or None
     for stx in txs:
@@ -140,11 +189,7 @@ def _preloaded(
             if reads is not None:
                 for key in reads(stx):
                     wanted[key] = None
-    keys = [k for k in wanted if k not in recent] if recent else list(wanted)
-    if not keys:
-        return {}
-    found = store.get_many(keys)
-    return {key: None if (raw := found.get(key)) is None else decode_trusted(raw) for key in keys}
+    return wanted
 
 
 _NO_READS = object()
@@ -178,15 +223,18 @@ def execute_block(
     parsed: Sequence[SignedTransaction | None] | None = None,
     presigned: Sequence[Presigned] | None = None,
     recent: dict[str, Any] | None = None,
+    prepared: Prepared | None = None,
 ) -> Execution:
     """Run the validation pipeline and the contracts over `raw_txs`.
 
     `presigned` carries signature checks already done (see `presign`); a
     check made with a key that is no longer the sender's is done again.
-    `recent` holds decoded values of the store as it is now (`RecentValues`).
+    `recent` holds decoded values of the store as it is now (`RecentValues`);
+    `prepared`, the block's first reads done ahead (`prepare_after`), which it
+    takes over.
     """
     with collector_paused():
-        return _execute(store, registry, raw_txs, ctx, parsed, presigned, recent)
+        return _execute(store, registry, raw_txs, ctx, parsed, presigned, recent, prepared)
 
 
 def _execute(
@@ -197,6 +245,7 @@ def _execute(
     parsed: Sequence[SignedTransaction | None] | None,
     presigned: Sequence[Presigned] | None,
     recent: dict[str, Any] | None,
+    prepared: Prepared | None,
 ) -> Execution:
     txs = list(parsed) if parsed is not None else [parse_tx(r) for r in raw_txs]
     if ctx.height == 0:
@@ -204,10 +253,15 @@ def _execute(
     handlers = registry.handlers
     # The store does not change while the block runs: values loaded now are
     # what each read would find, as `recent`'s are.
-    state = BlockState(store, recent, _preloaded(store, handlers, txs, recent))
+    if prepared is None:
+        prepared = Prepared(
+            store.known_txs([s.id for s in txs if s is not None]),
+            _preloaded(store, handlers, txs, recent),
+        )
+    state = BlockState(store, recent, prepared.values)
 
     sigs = list(presigned) if presigned is not None else presign(state, txs)
-    known = store.known_txs([s.id for s in txs if s is not None])
+    known = prepared.known
 
     results: list[TxResult] = []
     history: list[tuple[str, int, bytes]] = []

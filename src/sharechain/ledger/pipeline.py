@@ -41,10 +41,16 @@ from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, check
 from sharechain.ledger.blocks import Block, decode_block, results_root
 from sharechain.ledger.chain import Ledger
-from sharechain.ledger.execution import Execution, Presigned, collector_paused, parse_tx
+from sharechain.ledger.execution import (
+    Execution,
+    Prepared,
+    Presigned,
+    collector_paused,
+    parse_tx,
+    prepare_after,
+)
 from sharechain.ledger.identities import org_from_value
 from sharechain.ledger.state import StateReader
-from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction
 
 __all__ = [
@@ -274,6 +280,9 @@ class _Pending:
     own_checked: tuple[bytes, float] | None = None
     """The statuses of the share this process verifies and the seconds that took,
     at the same moment (None: not yet)."""
+    prepared: Prepared | None = None
+    """Its first reads of the store (replays, the keys its contracts name), at the
+    same moment (None: not yet; execution does them then)."""
 
     def drain(self) -> None:
         """Read the replies not read yet, so the workers stay in step."""
@@ -327,25 +336,40 @@ def _roots(block: Block) -> tuple[bytes, bytes] | None:
 
 
 @contextmanager
-def _parsing_ahead(store: Store, ahead: _Pending) -> Iterator[None]:
-    """Parse `ahead` while the store's COMMIT waits for the disk.
+def _parsing_ahead(
+    ledger: Ledger, ahead: _Pending, committing: Block, ex: Execution
+) -> Iterator[None]:
+    """Parse `ahead` while the store's COMMIT of `committing` waits for the disk.
 
     A block's COMMIT waits for its fsync with the GIL released, about a third
     of the time the block takes here on an idle disk (several times more on a
     busy one); a thread parses the next block then, computes its two Merkle
-    roots and verifies this process's share of its signatures (it starts when
-    `Store.on_commit` says the COMMIT begins, so it does not compete with the
-    commit's own Python work). All of it is pure: the block commits, fails
-    or crashes exactly as it would without it. If the commit fails, the
-    results are dropped. The workers' replies are read afterwards, in turn:
-    waiting for them here would hold the next block back from the workers."""
+    roots, does its first reads of the store (`prepare_after`: through a read
+    connection while the COMMIT holds the store) and verifies this process's
+    share of its signatures (it starts when `Store.on_commit` says the COMMIT
+    begins, so it does not compete with the commit's own Python work). None
+    of it writes: the block commits, fails or crashes exactly as it would
+    without it. If the commit fails, the results are dropped. The workers'
+    replies are read afterwards, in turn: waiting for them here would hold
+    the next block back from the workers."""
     start, failed = threading.Event(), False
+    store = ledger.store
+    # Inside a group the blocks before this one are not committed yet, and another
+    # thread would read the store as it was before them: execution reads then.
+    prepare = not store.grouped
 
     def parse() -> None:
         start.wait()
         if not failed:
-            ahead.parsed = _parse(ahead.block)
+            parsed = ahead.parsed = _parse(ahead.block)
             ahead.roots = _roots(ahead.block)
+            if prepare:
+                # A read that fails here (a disk error) is left to execution, which
+                # reads again and fails, or not, on the committing thread.
+                with contextlib.suppress(Exception):
+                    ahead.prepared = prepare_after(
+                        store, ledger.registry, parsed, committing.tx_ids, ex.writes
+                    )
             ahead.own_checked = _own(ahead)
 
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
@@ -407,10 +431,10 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
             None if s == NOT_CHECKED or stx is None else verdicts[stx.key_id][s == FAILED]
             for s, stx in zip(status, parsed, strict=True)
         ]
-    ex = ledger.validate_block(p.block, presigned, parsed, p.roots)
+    ex = ledger.validate_block(p.block, presigned, parsed, p.roots, p.prepared)
     t1, cpu = time.perf_counter(), time.thread_time()
     if ahead is not None and ahead.parts:
-        with _parsing_ahead(ledger.store, ahead):
+        with _parsing_ahead(ledger, ahead, p.block, ex):
             ledger.commit(p.block, ex, p.data)
     else:
         ledger.commit(p.block, ex, p.data)

@@ -114,6 +114,11 @@ class Store:
         group's), which then waits for the disk with the GIL released: the block
         pipeline parses the next block meanwhile. It must not raise or touch the store."""
 
+    @property
+    def grouped(self) -> bool:
+        """True while a `group` is open: its blocks are written and not yet committed."""
+        return self._grouped
+
     def close(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.close()
