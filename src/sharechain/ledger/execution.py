@@ -207,12 +207,12 @@ def _execute(
     state = BlockState(store, recent, _preloaded(store, handlers, txs, recent))
 
     sigs = list(presigned) if presigned is not None else presign(state, txs)
-    known = store.known_txs([s.id for s in txs if s is not None])
+    # Ids already committed, then those of this block's transactions as they run.
+    seen = store.known_txs([s.id for s in txs if s is not None])
 
     results: list[TxResult] = []
     history: list[tuple[str, int, bytes]] = []
     tx_rows: list[tuple[bytes, int, str, str, str]] = []
-    seen: set[bytes] = set()
     unindexed = registry.unindexed
     orgs: _Senders = {}
     window = _Window(ctx.timestamp, _validity_ms(state.get(GOVERNANCE_KEY)))
@@ -222,6 +222,7 @@ def _execute(
             tx_rows.append((hashlib.sha256(raw_txs[i]).digest(), i, "", "", result.code))
             results.append(result)
             continue
+        tx_id, tx = stx.id, stx.tx
         result = _check_and_apply(
             state,
             handlers,
@@ -229,14 +230,14 @@ def _execute(
             stx,
             _tx_context(ctx, i),
             sigs[i],
-            stx.id in known or stx.id in seen,
+            tx_id in seen,
             window,
             history,
             unindexed,
         )
-        seen.add(stx.id)
+        seen.add(tx_id)
         results.append(result)
-        tx_rows.append((stx.id, i, stx.tx.type, stx.tx.sender, result.code))
+        tx_rows.append((tx_id, i, tx.type, tx.sender, result.code))
 
     writes = state.encoded_writes()
     return Execution(
