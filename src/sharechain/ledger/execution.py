@@ -129,14 +129,17 @@ def _preloaded(
 ) -> dict[str, Any]:
     """The committed values (decoded; None: absent) of the keys the block's handlers
     name (`Reads`) and `recent` does not hold, which `BlockState` then reads from there."""
+    readers: dict[str, Any] = {}  # type -> its handler's `reads`, for the types that name keys
+    for kind in {stx.tx.type for stx in txs if stx is not None}:
+        reads = getattr(handlers.get(kind), "reads", None)
+        if reads is not None:
+            readers[kind] = reads
+    if not readers:  # a block of types that name no keys (the data-sharing workflow)
+        return {}
     wanted: dict[str, None] = {}
-    readers: dict[str, Any] = {}  # type -> its handler's `reads`, or None
     for stx in txs:
         if stx is not None:
-            kind = stx.tx.type
-            reads = readers.get(kind, _NO_READS)
-            if reads is _NO_READS:
-                reads = readers[kind] = getattr(handlers.get(kind), "reads", None)
+            reads = readers.get(stx.tx.type)
             if reads is not None:
                 for key in reads(stx):
                     wanted[key] = None
@@ -145,9 +148,6 @@ def _preloaded(
         return {}
     found = store.get_many(keys)
     return {key: None if (raw := found.get(key)) is None else decode_trusted(raw) for key in keys}
-
-
-_NO_READS = object()
 
 
 @contextmanager
@@ -395,10 +395,21 @@ def _check_and_apply(
             keys = (org_key(stx.tx.sender),)
             refused = TxResult(v.CONTRACT_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
         else:
-            keys = tx_state.commit()
+            # `tx_state.commit()`'s keys, made rows directly (no list of them to build
+            # and walk again): those written, then the others touched
+            tx_state.fold()
+            writes = tx_state.writes
+            index, tx_id = ctx.index, stx.id
+            history += [(k, index, tx_id) for k in writes if not k.startswith(unindexed)]
+            history += [
+                (k, index, tx_id)
+                for k in tx_state.touched
+                if k not in writes and not k.startswith(unindexed)
+            ]
+            return VALID
     index, tx_id = ctx.index, stx.id
     history.extend([(k, index, tx_id) for k in keys if not k.startswith(unindexed)])
-    return VALID if refused is None else refused
+    return refused
 
 
 def _execute_genesis(
