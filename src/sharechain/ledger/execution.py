@@ -207,8 +207,9 @@ def _execute(
     state = BlockState(store, recent, _preloaded(store, handlers, txs, recent))
 
     sigs = list(presigned) if presigned is not None else presign(state, txs)
-    # Ids already committed, then those of this block's transactions as they run.
-    seen = store.known_txs([s.id for s in txs if s is not None])
+    # Ids already committed, then those of this block's transactions as they run
+    # (one set to ask, a copy of the store's answer).
+    seen = set(store.known_txs([s.id for s in txs if s is not None]))
 
     results: list[TxResult] = []
     history: list[tuple[str, int, bytes]] = []
