@@ -22,7 +22,7 @@ from sharechain.contracts import access, datasets, default_registry, grants
 from sharechain.contracts.ids import KINDS, derive_id
 from sharechain.ledger.blocks import Block, TxResult, delta_hash
 from sharechain.ledger.contract import Reject
-from sharechain.ledger.state import BlockState, TxState
+from sharechain.ledger.state import BlockState, TxState, derived
 from sharechain.ledger.store import Store
 
 PLAIN, CIPHER = hashlib.sha256(b"plain").digest(), hashlib.sha256(b"cipher").digest()
@@ -186,3 +186,32 @@ def test_tx_state_reads_through_every_layer(tmp_path: Path) -> None:
         assert block.get("new/k") == {"v": 2}
     finally:
         store.close()
+
+
+def test_derived_keeps_each_parse_apart() -> None:
+    value = {"roles": ["member"]}
+
+    def first(v: object) -> str:
+        return "first"
+
+    def second(v: object) -> str:
+        return "second"
+
+    assert derived(value, first) == "first"
+    assert derived(value, second) == "second"
+    assert derived(value, first) == "first"
+    twin = {"roles": ["member"]}  # equal, another object: parsed on its own
+    assert derived(twin, len) == 1
+    assert derived(value, len) == 1
+
+
+def test_a_transaction_twice_in_a_block_or_again_later_is_a_replay(wf: Kit) -> None:
+    ds, _ = _dataset(wf)
+    req = wf.sign("hospital-b", access.REQUEST, _asking(ds))
+    block = wf.add([req.raw, req.raw])
+    assert [r.code for r in block.results] == ["valid", "replay"]
+    again = wf.add([req.raw])
+    assert (again.results[0].code, again.results[0].reason) == (
+        "replay",
+        f"transaction {req.id.hex()} is already on the chain",
+    )
