@@ -45,7 +45,9 @@ def digest(p: Mapping[str, Any], name: str, *, required: bool = True) -> bytes:
 
 
 def texts(p: Mapping[str, Any], name: str, *, limit: int = MAX_ITEMS) -> tuple[str, ...]:
-    value = p.get(name, [])
+    value = p.get(name, ())
+    if value == () or value == []:  # absent or empty: no generator to run over it
+        return ()
     if (
         not isinstance(value, list | tuple)
         or len(value) > limit

@@ -267,7 +267,7 @@ def _read(state: State, stx: SignedTransaction, ctx: BlockContext) -> None:
         raise Reject(NO_KEY, f"no key was released under grant {v['id']} yet")
     ds = state.get(dataset_key(v["dataset"]))
     assert ds is not None
-    if digest not in (ds["plaintext_digest"], ds["ciphertext_digest"]):
+    if digest != ds["plaintext_digest"] and digest != ds["ciphertext_digest"]:
         raise Reject(DIGEST_MISMATCH, f"digest {digest.hex()} is not the data of {ds['id']}")
     v["reads"] += 1
     state.put(grant_key(v["id"]), v)

@@ -17,4 +17,12 @@ KINDS = ("dataset", "request", "grant", "proposal", "alert")
 
 def derive_id(kind: str, tx_id: bytes, n: int = 0) -> str:
     """A deterministic object id: hex of SHA-256(kind, 0, n, 0, creating tx id)."""
-    return hashlib.sha256(f"{kind}\x00{n}\x00".encode() + tx_id).hexdigest()
+    prefix = _PREFIXES.get(kind) if n == 0 and type(n) is int else None
+    if prefix is None:
+        prefix = f"{kind}\x00{n}\x00".encode()
+    return hashlib.sha256(prefix + tx_id).hexdigest()
+
+
+# The prefix of the first (n = 0) object of each kind, written once: every
+# request and grant derives its id, thousands per block.
+_PREFIXES = {kind: f"{kind}\x000\x00".encode() for kind in KINDS}

@@ -168,17 +168,26 @@ def delta_hash(
     """
     out = [b"\xa2", encode("writes"), head(4, len(writes))]
     append = out.append
+    pair_heads, bytes_heads, bytes_head16 = _PAIR_KEY_HEADS, _BYTES_HEADS, _BYTES_HEAD16
     # str order is code point order, that is UTF-8 byte order
     items = writes.items() if in_key_order else sorted(writes.items())
     for key, value in items:
         k = key.encode()
         n = len(k)
-        append(_PAIR_KEY_HEADS[n] if n < 0x100 else b"\x82" + head(3, n))
+        append(pair_heads[n] if n < 0x100 else b"\x82" + head(3, n))
         append(k)
         if value is None:
             append(b"\xf6")
         else:
-            append(_bytes_head(len(value)))
+            # `_bytes_head(len(value))`, inline: a block writes thousands of values
+            n = len(value)
+            append(
+                bytes_heads[n]
+                if n < 0x100
+                else bytes_head16(0x59, n)
+                if n < 0x10000
+                else head(2, n)
+            )
             append(value)
     append(encode("results"))
     _put_results(results, append)

@@ -178,21 +178,21 @@ def prepare_after(
 
 def _named_reads(handlers: Any, txs: Sequence[SignedTransaction | None]) -> dict[str, None]:
     """The keys the handlers of `txs` name ahead of running (`Reads`), in order, once each."""
+    readers: dict[str, Any] = {}  # type -> its handler's `reads`, for the types that name keys
+    for kind in {stx.tx.type for stx in txs if stx is not None}:
+        reads = getattr(handlers.get(kind), "reads", None)
+        if reads is not None:
+            readers[kind] = reads
+    if not readers:  # a block of types that name no keys (the data-sharing workflow)
+        return {}
     wanted: dict[str, None] = {}
-    readers: dict[str, Any] = {}  # type -> its handler's `reads`, or None
     for stx in txs:
         if stx is not None:
-            kind = stx.tx.type
-            reads = readers.get(kind, _NO_READS)
-            if reads is _NO_READS:
-                reads = readers[kind] = getattr(handlers.get(kind), "reads", None)
+            reads = readers.get(stx.tx.type)
             if reads is not None:
                 for key in reads(stx):
                     wanted[key] = None
     return wanted
-
-
-_NO_READS = object()
 
 
 @contextmanager
@@ -261,12 +261,13 @@ def _execute(
     state = BlockState(store, recent, prepared.values)
 
     sigs = list(presigned) if presigned is not None else presign(state, txs)
-    known = prepared.known
+    # Ids already committed, then those of this block's transactions as they run
+    # (one set to ask, a copy of the answer read for it).
+    seen = set(prepared.known)
 
     results: list[TxResult] = []
     history: list[tuple[str, int, bytes]] = []
     tx_rows: list[tuple[bytes, int, str, str, str]] = []
-    seen: set[bytes] = set()
     unindexed = registry.unindexed
     orgs: _Senders = {}
     window = _Window(ctx.timestamp, _validity_ms(state.get(GOVERNANCE_KEY)))
@@ -276,6 +277,7 @@ def _execute(
             tx_rows.append((hashlib.sha256(raw_txs[i]).digest(), i, "", "", result.code))
             results.append(result)
             continue
+        tx_id, tx = stx.id, stx.tx
         result = _check_and_apply(
             state,
             handlers,
@@ -283,14 +285,14 @@ def _execute(
             stx,
             _tx_context(ctx, i),
             sigs[i],
-            stx.id in known or stx.id in seen,
+            tx_id in seen,
             window,
             history,
             unindexed,
         )
-        seen.add(stx.id)
+        seen.add(tx_id)
         results.append(result)
-        tx_rows.append((stx.id, i, stx.tx.type, stx.tx.sender, result.code))
+        tx_rows.append((tx_id, i, tx.type, tx.sender, result.code))
 
     writes = state.encoded_writes()
     return Execution(
@@ -448,10 +450,21 @@ def _check_and_apply(
             keys = (org_key(stx.tx.sender),)
             refused = TxResult(v.CONTRACT_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
         else:
-            keys = tx_state.commit()
+            # `tx_state.commit()`'s keys, made rows directly (no list of them to build
+            # and walk again): those written, then the others touched
+            tx_state.fold()
+            writes = tx_state.writes
+            index, tx_id = ctx.index, stx.id
+            history += [(k, index, tx_id) for k in writes if not k.startswith(unindexed)]
+            history += [
+                (k, index, tx_id)
+                for k in tx_state.touched
+                if k not in writes and not k.startswith(unindexed)
+            ]
+            return VALID
     index, tx_id = ctx.index, stx.id
     history.extend([(k, index, tx_id) for k in keys if not k.startswith(unindexed)])
-    return VALID if refused is None else refused
+    return refused
 
 
 def _execute_genesis(

@@ -126,11 +126,16 @@ class BlockState(StateReader):
         if v is _ABSENT:
             v = self._read.get(key, _ABSENT)
             if v is _ABSENT:
-                v = self._recent.get(key, _ABSENT)
-                if v is _ABSENT:
-                    raw = self._store.get(key)
-                    v = None if raw is None else decode_trusted(raw)
-                self._read[key] = v
+                v = self._first_read(key)
+        return v
+
+    def _first_read(self, key: str) -> Any | None:
+        """The committed value of `key`, read for the first time in this block."""
+        v = self._recent.get(key, _ABSENT)
+        if v is _ABSENT:
+            raw = self._store.get(key)
+            v = None if raw is None else decode_trusted(raw)
+        self._read[key] = v
         return v
 
     def after(self) -> dict[str, Any]:
@@ -172,8 +177,16 @@ class TxState:
         self.touched: list[str] = []
 
     def get(self, key: str) -> Any | None:
+        # `BlockState.get`, inline (a call less on each of the many reads a block makes)
         v = self.writes.get(key, _ABSENT)
-        return self._block.get(key) if v is _ABSENT else v
+        if v is _ABSENT:
+            block = self._block
+            v = block.writes.get(key, _ABSENT)
+            if v is _ABSENT:
+                v = block._read.get(key, _ABSENT)
+                if v is _ABSENT:
+                    v = block._first_read(key)
+        return v
 
     def put(self, key: str, value: Any) -> None:
         if value is None:
@@ -189,16 +202,22 @@ class TxState:
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
         return _overlay(self._block.scan(prefix), self.writes, prefix)
 
+    def fold(self) -> None:
+        """Fold the writes into the block (`commit` without the list of keys)."""
+        self._block.writes.update(self.writes)
+
     def commit(self) -> list[str]:
-        """Fold the writes into the block; returns the keys this transaction concerned."""
+        """Fold the writes into the block; returns the keys this transaction concerned:
+        those it wrote, then the others it touched."""
+        self.fold()
         writes = self.writes
-        self._block.writes.update(writes)
         keys = list(writes)
         keys += [k for k in self.touched if k not in writes]
         return keys
 
 
-_derived: dict[tuple[int, Callable[[Any], Any]], tuple[Any, Any]] = {}
+_derived: dict[int, tuple[Any, Callable[[Any], Any], Any]] = {}
+"""id(value) -> (value, parse, parse(value))."""
 _MAX_DERIVED = 256
 
 
@@ -211,13 +230,15 @@ def derived(value: Any, parse: Callable[[Any], T]) -> T:
     reused by another object while the entry stands; values read are never
     changed in place (see the module docstring), so the result stays right.
     """
-    key = (id(value), parse)
+    # Keyed by the value's id alone (a tuple key costs more to build and hash than
+    # the lookup): a value parsed two ways keeps the last, the other is parsed again.
+    key = id(value)
     hit = _derived.get(key)
-    if hit is not None and hit[0] is value:
-        result: T = hit[1]
+    if hit is not None and hit[0] is value and hit[1] is parse:
+        result: T = hit[2]
         return result
     result = parse(value)
     if len(_derived) >= _MAX_DERIVED:
         _derived.clear()
-    _derived[key] = (value, result)
+    _derived[key] = (value, parse, result)
     return result
