@@ -9,6 +9,7 @@ block just before and of older blocks, and keys the block just before wrote.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from ledger_kit import Kit
 
-from sharechain.ledger import pipeline
+from sharechain.ledger import execution, pipeline
 from sharechain.ledger import validation as v
 from sharechain.ledger.blocks import Block, encode_block
 from sharechain.ledger.execution import Prepared
@@ -52,7 +53,7 @@ def _blocks(kit: Kit) -> list[Block]:
 
 def _recording(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Prepared]]:
     calls: list[tuple[str, Prepared]] = []
-    prepare = pipeline.prepare_after
+    prepare = execution.prepare_after
 
     def recording(*args: Any) -> Prepared:
         out = prepare(*args)
@@ -63,23 +64,32 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Prepared]]:
     return calls
 
 
-def test_reads_done_ahead_decide_as_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kit = Kit(tmp_path / "orderer.db")
+def _commit_as_the_orderer_did(tmp_path: Path, kit: Kit, *, grouped: bool = False) -> list[Block]:
+    """Stream `_blocks(kit)` into a fresh peer (in one `Store.group` if `grouped`),
+    check it reached the orderer's results and head, and return the blocks."""
     blocks = _blocks(kit)
-    calls = _recording(monkeypatch)
     peer = kit.fresh_ledger(tmp_path / "peer.db")
     start_workers()
-    done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
-    assert [ex.results for _, ex in done] == [b.results for b in blocks]
-    assert peer.head == kit.ledger.head
+    with peer.store.group() if grouped else contextlib.nullcontext():
+        done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    try:
+        assert [ex.results for _, ex in done] == [b.results for b in blocks]
+        assert peer.head == kit.ledger.head
+    finally:
+        for store in (peer.store, kit.store):
+            store.close()
+    return blocks
+
+
+def test_reads_done_ahead_decide_as_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _recording(monkeypatch)
+    blocks = _commit_as_the_orderer_did(tmp_path, Kit(tmp_path / "orderer.db"))
     # Blocks 2 and 3 were prepared while the one before committed; block 3's
     # replays were found in the store (r1) or in block 2 itself (r2).
     assert [name for name, _ in calls] == ["parse-ahead", "parse-ahead"]
     r1, r2 = blocks[0].tx_ids[0], blocks[1].tx_ids[2]
     assert calls[0][1].known == {r1}
     assert calls[1][1].known == {r1, r2}
-    for store in (peer.store, kit.store):
-        store.close()
 
 
 def test_inside_a_group_execution_reads_for_itself(
@@ -87,25 +97,14 @@ def test_inside_a_group_execution_reads_for_itself(
 ) -> None:
     # In a group the blocks before are written and not committed: a read connection
     # would see the store without them, so nothing is prepared ahead.
-    kit = Kit(tmp_path / "orderer.db")
-    blocks = _blocks(kit)
     calls = _recording(monkeypatch)
-    peer = kit.fresh_ledger(tmp_path / "peer.db")
-    start_workers()
-    with peer.store.group():
-        done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
-    assert [ex.results for _, ex in done] == [b.results for b in blocks]
-    assert peer.head == kit.ledger.head
+    _commit_as_the_orderer_did(tmp_path, Kit(tmp_path / "orderer.db"), grouped=True)
     assert calls == []
-    for store in (peer.store, kit.store):
-        store.close()
 
 
 def test_a_read_that_fails_ahead_is_done_again_by_execution(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kit = Kit(tmp_path / "orderer.db")
-    blocks = _blocks(kit)
     failed: list[str] = []
 
     def failing(*args: Any) -> Prepared:
@@ -113,11 +112,5 @@ def test_a_read_that_fails_ahead_is_done_again_by_execution(
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(pipeline, "prepare_after", failing)
-    peer = kit.fresh_ledger(tmp_path / "peer.db")
-    start_workers()
-    done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    _commit_as_the_orderer_did(tmp_path, Kit(tmp_path / "orderer.db"))
     assert failed == ["parse-ahead", "parse-ahead"]
-    assert [ex.results for _, ex in done] == [b.results for b in blocks]
-    assert peer.head == kit.ledger.head
-    for store in (peer.store, kit.store):
-        store.close()
