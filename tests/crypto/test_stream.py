@@ -440,8 +440,8 @@ def test_two_gib_round_trip_in_bounded_memory(tmp_path: Path) -> None:
     assert report["expected"] == report["sealed"] == report["opened"]
     assert report["same"] is True
     assert report["size"] == report["opened_size"] == total_mib << 20
+    # Memory, not speed: `make bench` (`aead`, `share`) reports the stream's rates.
     assert report["maxrss_kib"] < 200 * 1024, report
-    assert report["encrypt_s"] + report["decrypt_s"] < 40, report
 
 
 def test_without_digests_the_stream_is_identical_and_still_authenticated() -> None:
