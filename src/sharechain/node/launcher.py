@@ -376,7 +376,7 @@ class LocalNetwork:
                         # Another process holds the port (ours cannot bind it and is
                         # about to exit): never take its answer for our node's.
                         why = f"port {self.spec(org).port} is answered by {stranger}"
-                    elif reply.status_code == 200 and answer["caught_up"]:
+                    elif reply.status_code == 200 and answer.get("caught_up"):
                         pending.pop(0)
                         continue
                     else:
