@@ -7,6 +7,9 @@ from pathlib import Path
 
 from sharechain.api.client import NodeClient
 from sharechain.crypto.keyfile import OrgKeys
+from sharechain.crypto.signing import SigningKey
+from sharechain.ledger.store import Head
+from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
@@ -58,3 +61,19 @@ def run_node(consortium: Consortium, org: str, **options: object) -> Running:
 def shutdown(running: Running) -> None:
     running.server.stop()
     running.node.stop()
+
+
+def committed_and_a_lie(running: Running, liar: str = "bank-b") -> tuple[Head, SigningKey, Head]:
+    """Commit three notary records on `running`; its head, `liar`'s signing key, and the
+    head with another state root (what a lying attestation states)."""
+    key = running.consortium.keys("hospital-a").signing
+    records = [
+        sign_transaction(key, "notary.record", "hospital-a", {"digest": bytes([0, i]) * 16}).raw
+        for i in range(3)
+    ]
+    with running.client() as client:
+        client.submit(records)
+    head = running.node.store.head()
+    assert head is not None
+    lie = Head(head.height, head.hash, b"\x02" * 32, head.timestamp)
+    return head, running.consortium.keys(liar).signing, lie

@@ -9,7 +9,7 @@ import sqlite3
 
 import httpx
 import pytest
-from node_helpers import Consortium, Running, run_node, shutdown
+from node_helpers import Consortium, Running, committed_and_a_lie, run_node, shutdown
 from test_replication import _records, _same_head, wait_until
 
 from sharechain.errors import OrderingError
@@ -53,13 +53,8 @@ def test_tampered_store_is_quarantined_then_resynced(
 
 
 def test_an_attestation_served_poll_after_poll_is_filed_once(orderer: Running) -> None:
-    with orderer.client() as client:
-        client.submit(_records(orderer.consortium, "hospital-a", 3))
+    head, bank, lie = committed_and_a_lie(orderer)
     node = orderer.node
-    head = node.store.head()
-    assert head is not None
-    bank = orderer.consortium.keys("bank-b").signing
-    lie = Head(head.height, head.hash, b"\x02" * 32, head.timestamp)
     att = sign_attestation("bank-b", bank, lie)
     first = node.book.receive(att, node.public_key("bank-b"))
     assert first is not None and first.peer == "bank-b"

@@ -10,22 +10,16 @@ organisation's attestation is not taken from this peer.
 
 from __future__ import annotations
 
-from node_helpers import Running
-from test_replication import _records
+from node_helpers import Running, committed_and_a_lie
 
 from sharechain.ledger.attestations import sign_attestation
-from sharechain.ledger.store import Head
 from sharechain.node.replication import _receive_attestations
 
 
 def test_a_served_attestation_is_handed_once_and_the_verdicts_stay(orderer: Running) -> None:
-    with orderer.client() as client:
-        client.submit(_records(orderer.consortium, "hospital-a", 3))
+    head, bank, lie_head = committed_and_a_lie(orderer)
     node = orderer.node
-    head = node.store.head()
-    assert head is not None
-    bank = orderer.consortium.keys("bank-b").signing
-    lie = sign_attestation("bank-b", bank, Head(head.height, head.hash, b"\x02" * 32, 0))
+    lie = sign_attestation("bank-b", bank, lie_head)
     served = [lie.to_json()]
 
     known = _receive_attestations(node, "bank-b", served, set())

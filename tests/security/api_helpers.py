@@ -72,6 +72,12 @@ class InProcess:
         self.server.stop()
         self.node.stop()
 
+    def __enter__(self) -> InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def serve(
     consortium: Consortium, org: str, *, limits: Limits | None = None, **server: object

@@ -42,11 +42,8 @@ def process(tmp_path: Path) -> Iterator[Process]:
 
 @pytest.fixture
 def in_process(tmp_path: Path) -> Iterator[InProcess]:
-    running = serve(Consortium.make(tmp_path), "hospital-a")
-    try:
+    with serve(Consortium.make(tmp_path), "hospital-a") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _signed_for_junk(consortium: Consortium, url: str, path: str) -> dict[str, str]:

@@ -25,11 +25,8 @@ from sharechain.ledger.transactions import sign_transaction
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[InProcess]:
     limits = Limits(submissions_per_block=5, unsigned_per_minute=3)
-    running = serve(Consortium.make(tmp_path), "hospital-a", limits=limits)
-    try:
+    with serve(Consortium.make(tmp_path), "hospital-a", limits=limits) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _notes(running: InProcess, org: str, n: int) -> list[bytes]:

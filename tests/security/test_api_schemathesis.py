@@ -48,11 +48,8 @@ class _Sign(requests.auth.AuthBase):
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     base: Path = tmp_path_factory.mktemp("schemathesis")
     limits = Limits(submissions_per_block=10**9)  # fuzz the routes, not the quota
-    running = serve(Consortium.make(base), "hospital-a", limits=limits)
-    try:
+    with serve(Consortium.make(base), "hospital-a", limits=limits) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _json(content: bytes) -> dict[str, object]:

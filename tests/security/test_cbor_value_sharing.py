@@ -75,11 +75,8 @@ def test_a_transaction_body_with_shared_values_is_refused_at_once() -> None:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[InProcess]:
-    running = serve(Consortium.make(tmp_path), "hospital-a")
-    try:
+    with serve(Consortium.make(tmp_path), "hospital-a") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_a_node_commits_it_as_badly_encoded_and_goes_on(node: InProcess) -> None:
