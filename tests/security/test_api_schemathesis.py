@@ -108,6 +108,7 @@ def test_signed_fuzzing_finds_no_5xx_and_only_json_errors(target: InProcess) -> 
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(2400)  # its budget is 1,800 s; the suite's default timeout is 300
 def test_signed_fuzzing_at_length(target: InProcess) -> None:
     faults, answered = _fuzz(target, examples=200, budget=1800.0)
     assert faults == [] and answered > 1000
