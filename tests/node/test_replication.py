@@ -133,6 +133,36 @@ def test_etcd_ordering_concurrent_writers_never_fork(
                 shutdown(n)
 
 
+def test_a_paused_leader_sees_blocks_of_a_node_that_does_not_forward_to_it(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    # The leader that appended the log's head pauses its watch; a node with no peer
+    # URL for the leader builds and appends its own blocks. The leader must still
+    # read them: the paused watch rereads the log's head.
+    with EtcdCluster(tmp_path / "etcd", members=1) as cluster:
+        options = {"ordering": "etcd", "etcd_endpoints": cluster.endpoints, "max_wait": 0.01}
+        leader = run_node(consortium, "hospital-a", **options)
+        other: Running | None = None
+        try:
+            wait_until(lambda: leader.node.leader is not None)
+            assert leader.node.leader is not None and leader.node.leader.org == "hospital-a"
+            with leader.client() as client:
+                assert {r.code for r in client.submit(_records(consortium, "hospital-a", 3))} == {
+                    "valid"
+                }
+            wait_until(lambda: leader.node.watch_paused)
+            other = run_node(consortium, "bank-b", **options)
+            with other.client() as client:
+                (receipt,) = client.submit(_records(consortium, "bank-b", 1, tag=7))
+            assert receipt.code == "valid"
+            wait_until(lambda: leader.node.ledger.height >= receipt.height, timeout=10.0)
+            assert _same_head([leader, other])
+        finally:
+            for n in (other, leader):
+                if n is not None:
+                    shutdown(n)
+
+
 def _rotate(running: Running, org: str) -> OrgKeys:
     """Rotate `org`'s keys on the chain (signed with the old key), then its node's key file."""
     new = OrgKeys.generate(org)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from sharechain.errors import ChainError, OrderingError
 from sharechain.node.arrivals import (
@@ -36,6 +37,11 @@ log = logging.getLogger("sharechain.node")
 
 _PAUSE_POLL = 0.05
 """Seconds between a paused watch's checks whether it must resume."""
+
+_PAUSE_CHECK = 0.5
+"""Seconds between a paused watch's reads of the log's head: a node that does not
+forward to this leader (no peer URL for it) appends its own blocks, and nothing
+else would tell this node about them."""
 
 
 def ensure_genesis_in_log(node: Node, etcd: EtcdLog) -> None:
@@ -76,10 +82,16 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
     failures = 0
     paused = _Paused(node)
     alarm = ForeignAlarm(node.org)
+    recheck = 0.0
     while not node.stop_event.is_set() and node.halted is None:
         if paused.is_set():
             node.watch_paused = True
             node.stop_event.wait(_PAUSE_POLL)
+            if time.monotonic() >= recheck:
+                recheck = time.monotonic() + _PAUSE_CHECK
+                with contextlib.suppress(OrderingError):
+                    if etcd.head() > node.ledger.height:
+                        node.log_is_mine = False  # someone appended past us: watch again
             continue
         node.watch_paused = False
         start = node.ledger.height + 1
