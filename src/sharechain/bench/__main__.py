@@ -23,6 +23,7 @@ BENCHMARKS = (
     "sharechain.bench.network",
     "sharechain.bench.ledger",
     "sharechain.bench.workflow",
+    "sharechain.bench.commit_scale",
     "sharechain.bench.aead",
     "sharechain.bench.share",
     "sharechain.bench.audit_size",

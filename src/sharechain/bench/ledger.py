@@ -31,6 +31,11 @@ of its signatures run, and what of them outlasts it), per transaction;
 `commit_workers_idle_share` the share of the run the workers were not
 checking signatures.
 
+`commit_write_kib_per_tx` is what this process wrote per transaction (the
+WAL, the checkpoints copying it back, the blocks handed to the workers); on
+this fresh store it is small, `sharechain.bench.commit_scale` measures it
+where a store has a million keys.
+
 `results_root_us_per_tx` is what the header's `results_root` costs a peer:
 the CPU time of recomputing it over the same blocks (the leaf encoding and
 two SHA-256 per transaction), beside `commit_cpu_us_per_tx`, which includes
@@ -47,6 +52,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sharechain.bench.commit_scale import io_written
 from sharechain.contracts import default_registry
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.signing import SigningKey, verify
@@ -142,11 +148,13 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         start_workers()  # a running peer has its workers up already
         workers_cpu = workers_cpu_seconds()
         waited = waits()
+        written = io_written()
         t0, cpu = time.perf_counter(), time.process_time()
         for _ in commit_stream(peer, blocks):
             pass
         commit_s = time.perf_counter() - t0
         cpu = time.process_time() - cpu
+        written = io_written() - written
         w1 = waits()
         after = workers_cpu_seconds()
         if after is not None and workers_cpu is not None:
@@ -190,6 +198,8 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         "commit_workers_idle_share": round(
             1 - (w1.worker_checks - waited.worker_checks) / (commit_s * worker_count()), 3
         ),
+        # What this process wrote per transaction: the WAL, checkpoints, the workers' blocks.
+        "commit_write_kib_per_tx": round(written / transactions / 1024, 1),
         "results_root_us_per_tx": round(roots_cpu / transactions * 1e6, 2),
         "results_root_share_of_commit_cpu": round(roots_cpu / cpu, 4),
         "verify_tx_per_s": round(transactions / verify_s),

@@ -18,9 +18,11 @@ from sharechain.cli.common import (
     handle_errors,
     resolve_data_dir,
 )
+from sharechain.ledger.store_repack import repack
 from sharechain.node.service import NodeConfig, repair_store
 from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.sharing.agreement import NodeFile, write_node_file
+from sharechain.storage.datadir import DataDir
 
 __all__ = ["node_app", "register"]
 
@@ -237,6 +239,34 @@ def repair(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
         console.print(f"no ledger in {path}; nothing to repair")
     else:
         console.print(f"ledger moved to {moved}; start the node again to re-sync it from its peers")
+
+
+@node_app.command("repack")
+def repack_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Rewrite a stopped node's ledger with 4 KiB pages (older stores have 16 KiB ones)."""
+    path: Path = resolve_data_dir(data_dir)
+    with handle_errors():
+        db = DataDir.open(path).db_path
+        if not json_out:
+            console.print(f"repacking {db} (the node must be stopped) ...")
+        done = repack(db)
+    if json_out:
+        emit_json(
+            {
+                "database": str(db),
+                "page_size_before": done.page_size_before,
+                "page_size": done.page_size,
+                "bytes_before": done.bytes_before,
+                "bytes_after": done.bytes_after,
+            }
+        )
+    elif not done.changed:
+        console.print(f"{db} already has {done.page_size}-byte pages; nothing to do")
+    else:
+        console.print(
+            f"{db}: {done.page_size_before}-byte pages -> {done.page_size}; "
+            f"{done.bytes_before >> 20} MiB -> {done.bytes_after >> 20} MiB"
+        )
 
 
 def register(app: typer.Typer) -> None:
