@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sharechain.bench import commit_scale
+from sharechain.bench.ledger import io_written
 from sharechain.ledger.store import PAGE_SIZE
 
 
@@ -21,6 +22,6 @@ def test_small_run_reports_both_stores_side_by_side() -> None:
 
 
 def test_io_written_counts_what_this_process_writes(tmp_path: Path) -> None:
-    before = commit_scale.io_written()
+    before = io_written()
     (tmp_path / "f").write_bytes(b"x" * 100_000)
-    assert commit_scale.io_written() - before >= 100_000
+    assert io_written() - before >= 100_000

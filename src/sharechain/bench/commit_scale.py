@@ -32,7 +32,6 @@ sharechain.bench.commit_scale`; it prints JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sqlite3
@@ -41,17 +40,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sharechain.bench.ledger import io_written, notary_transactions, order_blocks
 from sharechain.contracts import default_registry
-from sharechain.crypto.keyfile import OrgKeys
-from sharechain.ledger.blocks import encode_block
 from sharechain.ledger.chain import Ledger
-from sharechain.ledger.genesis import Genesis, genesis_block
-from sharechain.ledger.identities import Organisation
+from sharechain.ledger.genesis import genesis_block
 from sharechain.ledger.pipeline import commit_stream, start_workers, workers_cpu_seconds
 from sharechain.ledger.store import PAGE_SIZE, Store
-from sharechain.ledger.transactions import sign_transaction
 
-__all__ = ["OLD_PAGE_SIZE", "io_written", "run"]
+__all__ = ["OLD_PAGE_SIZE", "empty_database", "run"]
 
 OLD_PAGE_SIZE = 16384
 """The page size of stores made before `PAGE_SIZE` (they keep it)."""
@@ -59,41 +55,12 @@ OLD_PAGE_SIZE = 16384
 _BATCH = 50_000
 
 
-def io_written() -> int:
-    """Bytes this process has written so far (files and pipes: /proc/self/io `wchar`)."""
-    with open("/proc/self/io") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name == "wchar":
-                return int(value)
-    raise RuntimeError("/proc/self/io has no wchar line")
-
-
 def run(
     state_keys: int = 1_000_000, block_size: int = 400, blocks: int = 30, orgs: int = 8
 ) -> dict[str, Any]:
     """Commit the same blocks on a grafted 4 KiB store and a 16 KiB one; return the figures."""
-    keys = [OrgKeys.generate(f"org-{i}") for i in range(orgs)]
-    genesis = Genesis(
-        "bench",
-        tuple(
-            Organisation(k.org, ("member",), k.signing.public_key, k.encryption_public)
-            for k in keys
-        ),
-        {},
-        1,
-    )
     n = block_size * blocks
-    raws = [
-        sign_transaction(
-            keys[i % orgs].signing,
-            "notary.record",
-            keys[i % orgs].org,
-            {"digest": hashlib.sha256(b"scale" + i.to_bytes(8, "big")).digest(), "note": f"f{i}"},
-            now=lambda: 0.0,
-        ).raw
-        for i in range(n)
-    ]
+    keys, genesis, raws = notary_transactions(n, orgs, salt=b"scale")
     registry = default_registry()
     g = genesis_block(genesis)
     out: dict[str, Any] = {
@@ -105,20 +72,13 @@ def run(
     with tempfile.TemporaryDirectory(prefix="sharechain-bench-") as tmp:
         orderer = Ledger(Store(Path(tmp) / "orderer.db", durable=False), registry)
         orderer.commit(g)
-        data = []
-        for i in range(0, n, block_size):
-            block, ex = orderer.build_block(
-                raws[i : i + block_size], orderer="org-0", key=keys[0].signing, timestamp=10 + i
-            )
-            encoded = encode_block(block)
-            orderer.commit(block, ex, encoded)
-            data.append(encoded)
+        data = order_blocks(orderer, raws, block_size, keys[0].signing)
         head = orderer.head
         orderer.store.close()
         start_workers()  # a running peer has its workers up already
         for page, suffix in ((OLD_PAGE_SIZE, "_16k"), (PAGE_SIZE, "")):
             path = Path(tmp) / f"peer-{page}.db"
-            _make_file(path, page)
+            empty_database(path, page)
             peer = Ledger(Store(path), registry)
             peer.commit(g)
             _graft(path, state_keys)
@@ -136,7 +96,7 @@ def run(
     return out
 
 
-def _make_file(path: Path, page_size: int) -> None:
+def empty_database(path: Path, page_size: int) -> None:
     """An empty database whose page size is fixed at `page_size` (as an older version made it)."""
     db = sqlite3.connect(path)
     try:

@@ -52,7 +52,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sharechain.bench.commit_scale import io_written
 from sharechain.contracts import default_registry
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.signing import SigningKey, verify
@@ -70,7 +69,15 @@ from sharechain.ledger.pipeline import (
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 
-__all__ = ["ceiling_figures", "cores", "ed25519_verify_per_s_per_core", "run"]
+__all__ = [
+    "ceiling_figures",
+    "cores",
+    "ed25519_verify_per_s_per_core",
+    "io_written",
+    "notary_transactions",
+    "order_blocks",
+    "run",
+]
 
 _TX_DOMAIN = b"sharechain/bench/v1\x00"
 
@@ -104,9 +111,20 @@ def ceiling_figures(tx_per_s: float, rate: float, *, sharing: int = 1) -> dict[s
     return {"ed25519_verify_per_s_per_core": round(rate), "share": round(tx_per_s / ceiling, 3)}
 
 
-def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> dict[str, Any]:
-    """Measure and return `commit_tx_per_s`, `verify_tx_per_s` and the ceiling share."""
-    rate = ed25519_verify_per_s_per_core()
+def io_written() -> int:
+    """Bytes this process has written so far (files and pipes: /proc/self/io `wchar`)."""
+    with open("/proc/self/io") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name == "wchar":
+                return int(value)
+    raise RuntimeError("/proc/self/io has no wchar line")
+
+
+def notary_transactions(
+    transactions: int, orgs: int, salt: bytes = b""
+) -> tuple[list[OrgKeys], Genesis, list[bytes]]:
+    """`orgs` members' keys, their genesis, and `transactions` signed notary records."""
     keys = [OrgKeys.generate(f"org-{i}") for i in range(orgs)]
     genesis = Genesis(
         "bench",
@@ -122,11 +140,33 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
             keys[i % orgs].signing,
             "notary.record",
             keys[i % orgs].org,
-            {"digest": hashlib.sha256(i.to_bytes(8, "big")).digest(), "note": f"file {i}"},
+            {"digest": hashlib.sha256(salt + i.to_bytes(8, "big")).digest(), "note": f"file {i}"},
             now=lambda: 0.0,  # signed at the chain's start: the blocks' times are 10 ms on
         ).raw
         for i in range(transactions)
     ]
+    return keys, genesis, raws
+
+
+def order_blocks(
+    orderer: Ledger, raws: list[bytes], block_size: int, key: SigningKey
+) -> list[bytes]:
+    """Build and commit blocks of `block_size` of `raws` on `orderer` (as org-0); their bytes."""
+    blocks = []
+    for i in range(0, len(raws), block_size):
+        block, ex = orderer.build_block(
+            raws[i : i + block_size], orderer="org-0", key=key, timestamp=10 + i
+        )
+        data = encode_block(block)
+        orderer.commit(block, ex, data)
+        blocks.append(data)
+    return blocks
+
+
+def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> dict[str, Any]:
+    """Measure and return `commit_tx_per_s`, `verify_tx_per_s` and the ceiling share."""
+    rate = ed25519_verify_per_s_per_core()
+    keys, genesis, raws = notary_transactions(transactions, orgs)
     registry = default_registry()
     with tempfile.TemporaryDirectory(prefix="sharechain-bench-") as tmp:
         orderer = Ledger(Store(Path(tmp) / "orderer.db"), registry)
@@ -134,15 +174,8 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         g = genesis_block(genesis)
         orderer.commit(g)
         peer.commit(g)
-        blocks = []
         t0 = time.perf_counter()
-        for i in range(0, transactions, block_size):
-            block, ex = orderer.build_block(
-                raws[i : i + block_size], orderer="org-0", key=keys[0].signing, timestamp=10 + i
-            )
-            data = encode_block(block)
-            orderer.commit(block, ex, data)
-            blocks.append(data)
+        blocks = order_blocks(orderer, raws, block_size, keys[0].signing)
         order_s = time.perf_counter() - t0
 
         start_workers()  # a running peer has its workers up already
