@@ -104,9 +104,9 @@ def empty_database(path: Path, page_size: int) -> None:
         db.execute("CREATE TABLE fix_page_size (a)")  # the first write fixes it
         db.execute("DROP TABLE fix_page_size")
         db.commit()
+        found = db.execute("PRAGMA page_size").fetchone()[0]
     finally:
         db.close()
-    found = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
     if found != page_size:
         raise RuntimeError(f"SQLite made {found}-byte pages, not {page_size}")
 

@@ -70,7 +70,8 @@ history and transaction indexes, so a COMMIT writes (and a checkpoint copies
 back) one page per key once an index is larger than a block's keys, whatever
 the page's size. With a million state keys, 4 KiB pages write 16 KiB per
 transaction where 16 KiB pages wrote 65 and commit 1.5x faster
-(`make bench` `commit_scale`); on a new, small store they cost 0-5%."""
+(`make bench` `commit_scale`); on a new, small store they cost up to 7%
+(docs/node.md, "Stores that grew")."""
 
 
 def _prefix_end(prefix: str) -> str:
