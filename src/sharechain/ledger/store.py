@@ -68,10 +68,10 @@ SQLite fixes the size when the file is made; docs/node.md says how to repack one
 Every block inserts keys at random places in the state's key index and in the
 history and transaction indexes, so a COMMIT writes (and a checkpoint copies
 back) one page per key once an index is larger than a block's keys, whatever
-the page's size. With a million state keys, 4 KiB pages write 16 KiB per
-transaction where 16 KiB pages wrote 65 and commit 1.5x faster
-(`make bench` `commit_scale`); on a new, small store they cost up to 7%
-(docs/node.md, "Stores that grew")."""
+the page's size. With a million state keys and blocks of 400, 4 KiB pages write
+35 KiB per transaction where 16 KiB pages wrote 78, and commit 1.3x faster
+(`make bench` `commit_scale`; blocks of 2,000: 16 against 65 KiB, 1.5x); on a
+new, small store they cost up to 7% (docs/node.md, "Stores that grew")."""
 
 
 def _prefix_end(prefix: str) -> str:
