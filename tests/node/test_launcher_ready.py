@@ -1,9 +1,11 @@
 """The launcher waits for *its* node: another process answering on the node's port is
-never taken for it (two networks, or two test workers, can draw the same free port)."""
+never taken for it (two networks, or two test workers, can draw the same free port),
+and `up` moves a node whose port was taken to a new one."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,8 @@ from typing import Any
 import pytest
 
 from sharechain.errors import ConfigError
-from sharechain.node.launcher import LocalNetwork
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.launcher import BIND_ATTEMPTS, NETWORK_FILE, LocalNetwork, PortTakenError
 from sharechain.storage.datadir import DataDir
 
 
@@ -79,3 +82,84 @@ def test_the_answer_of_our_own_node_is_taken(tmp_path: Path) -> None:
     ours = DataDir.open(tmp_path / "net" / "consortium").genesis_hash.hex()
     with _answering(node.port, _ready(node.org, ours)):
         net.wait_ready([node.org], timeout=5)  # returns: the answer is its node's
+
+
+@contextmanager
+def _holding(*ports: int) -> Iterator[None]:
+    """Another process's listening sockets on `ports` (here: this one's)."""
+    socks = []
+    try:
+        for port in ports:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        yield
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_up_moves_a_node_whose_port_was_taken(tmp_path: Path) -> None:
+    # The orderer's port: the other node forwards to it, so the network only works
+    # if every node was restarted with the new URL.
+    net = LocalNetwork(tmp_path / "net", orgs=2, ordering="solo")
+    orderer, member = net.nodes
+    with _holding(orderer.port):
+        net.up(timeout=60)
+        try:
+            moved = net.spec(orderer.org)
+            assert moved.port != orderer.port
+            listed = json.loads((tmp_path / "net" / NETWORK_FILE).read_text())
+            assert listed["state"] == "up"
+            assert {n["org"]: n["port"] for n in listed["nodes"]} == {
+                orderer.org: moved.port,
+                member.org: member.port,
+            }
+            raw = sign_transaction(
+                net.keys(member.org).signing,
+                "notary.record",
+                member.org,
+                {"digest": bytes(range(32))},
+            ).raw
+            with net.client(member.org) as c:
+                assert c.submit_checked(raw).code == "valid"
+            with net.client(orderer.org) as c:
+                assert c.status()["height"] >= 1
+            assert b"address already in use" in orderer.log_path.read_bytes().lower()
+        finally:
+            net.down()
+
+
+def test_up_gives_up_after_its_attempts_and_says_why(tmp_path: Path, monkeypatch: Any) -> None:
+    net = LocalNetwork(tmp_path / "net", orgs=2, ordering="solo")
+    node = net.nodes[1]
+    tried = [node.port]
+    socks: list[socket.socket] = []
+
+    def take(port: int) -> None:  # another process takes the port before the node binds it
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        socks.append(sock)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+
+    move = net._move
+
+    def move_and_take(org: str) -> None:
+        move(org)
+        tried.append(net.spec(org).port)
+        take(tried[-1])
+
+    monkeypatch.setattr(net, "_move", move_and_take)
+    take(node.port)
+    try:
+        with pytest.raises(PortTakenError) as err:
+            net.up(timeout=60)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert err.value.org == node.org and err.value.port == tried[-1]
+    assert f"could not listen on port {tried[-1]}: another process holds it" in str(err.value)
+    assert len(set(tried)) == BIND_ATTEMPTS
+    assert json.loads((tmp_path / "net" / NETWORK_FILE).read_text())["state"] == "down"
+    assert not any(net.is_running(n.org) for n in net.nodes)

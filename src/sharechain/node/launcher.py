@@ -26,6 +26,7 @@ and the multi-process tests.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,13 +51,34 @@ from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 __all__ = [
+    "BIND_ATTEMPTS",
     "NETWORK_FILE",
     "NETWORK_HEARTBEAT_MS",
     "LocalNetwork",
     "NodeSpec",
+    "PortTakenError",
     "default_orgs",
     "node_data_dir",
 ]
+
+_log = logging.getLogger(__name__)
+
+BIND_ATTEMPTS = 3
+"""How many ports `LocalNetwork.up` tries for a node whose drawn port another process
+took before the node could bind it (the node's first port included)."""
+
+_BIND_FAILURE = b"address already in use"
+"""What the node's log says (uvicorn's bind error) when its port is taken."""
+
+
+class PortTakenError(ConfigError):
+    """A node exited because another process holds the port it was to listen on."""
+
+    def __init__(self, org: str, port: int, message: str) -> None:
+        super().__init__(message)
+        self.org = org
+        self.port = port
+
 
 NETWORK_FILE = "network.json"
 NETWORK_HEARTBEAT_MS = 100
@@ -179,6 +201,7 @@ class LocalNetwork:
             trust_ca(self.ca)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
+        self._log_starts: dict[str, int] = {}
         self._joining: dict[str, str] = {}
         """Organisations added at runtime, with the member node they join through."""
         self.write_file(state="created")
@@ -304,6 +327,7 @@ class LocalNetwork:
         node.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = node.log_path.open("ab")
         self._logs[org] = log
+        self._log_starts[org] = log.tell()  # where this run's lines start
         self._procs[org] = subprocess.Popen(
             self.node_command(node),
             stdin=subprocess.DEVNULL,
@@ -342,17 +366,69 @@ class LocalNetwork:
             log.close()
 
     def up(self, timeout: float = 90.0) -> None:
-        """Start etcd (if used) and every node; wait until all are ready and caught up."""
+        """Start etcd (if used) and every node; wait until all are ready and caught up.
+
+        A port is drawn free and bound by the node a moment later; another process
+        can take it in between (a second network, a test worker). The node then
+        exits ("address already in use") and the network moves it to a new port,
+        restarting the nodes already up (their `--peer` URLs name the old one)
+        and rewriting the network file: at most `BIND_ATTEMPTS` ports per node.
+        """
         try:
             if self.etcd is not None:
                 self.etcd.start(timeout=30.0)
-            for node in self.nodes:
-                self.start_node(node.org)
-            self.wait_ready(timeout=timeout)
+            moves = 0
+            while True:
+                for node in self.nodes:
+                    self.start_node(node.org)
+                try:
+                    self.wait_ready(timeout=timeout)
+                    break
+                except PortTakenError as exc:
+                    moves += 1
+                    if moves >= BIND_ATTEMPTS:
+                        raise
+                    self._move(exc.org)
         except BaseException:
             self.down()
             raise
         self.write_file(state="up")
+
+    def _move(self, org: str) -> None:
+        """Give `org`'s node a newly drawn port; stop every node, whose peer lists
+        name the old one (`up` starts them again)."""
+        old = self.spec(org)
+        for node in self.nodes:
+            self.stop_node(node.org)
+        (port,) = free_ports(1)
+        self.nodes = tuple(replace(n, port=port) if n.org == org else n for n in self.nodes)
+        self.write_file(state="created")
+        _log.warning("port %d of %s was taken by another process; moved to %d", old.port, org, port)
+
+    def _check_running(self, org: str) -> None:
+        """Raise if `org`'s node was started and has exited (`PortTakenError` when
+        another process holds its port)."""
+        proc = self._procs.get(org)
+        if proc is None or proc.poll() is None:
+            return
+        node = self.spec(org)
+        if self._port_taken(org):
+            raise PortTakenError(
+                org,
+                node.port,
+                f"node {org} could not listen on port {node.port}: another process "
+                f"holds it; see {node.log_path}",
+            )
+        raise ConfigError(f"node {org} exited with code {proc.returncode}; see {node.log_path}")
+
+    def _port_taken(self, org: str) -> bool:
+        """Whether the log of `org`'s node's last run says its port was taken."""
+        try:
+            with self.spec(org).log_path.open("rb") as log:
+                log.seek(self._log_starts.get(org, 0))
+                return _BIND_FAILURE in log.read(1 << 20).lower()
+        except OSError:
+            return False
 
     def wait_ready(self, orgs: Sequence[str] | None = None, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -361,13 +437,9 @@ class LocalNetwork:
         genesis = DataDir.open(self.base / "consortium").genesis_hash.hex()
         with httpx.Client(timeout=2.0, verify=verify) as http:
             while pending:
+                for org in pending:  # any of them: the others may wait for it
+                    self._check_running(org)
                 org = pending[0]
-                proc = self._procs.get(org)
-                if proc is not None and proc.poll() is not None:
-                    raise ConfigError(
-                        f"node {org} exited with code {proc.returncode}; "
-                        f"see {self.spec(org).log_path}"
-                    )
                 try:
                     reply = http.get(self.spec(org).url + "/v1/ready")
                     answer: Any = reply.json() if reply.status_code in (200, 503) else None
