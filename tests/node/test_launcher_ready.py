@@ -17,7 +17,7 @@ import pytest
 
 from sharechain.errors import ConfigError
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.launcher import BIND_ATTEMPTS, NETWORK_FILE, LocalNetwork, PortTakenError
+from sharechain.node.launcher import NETWORK_FILE, LocalNetwork, PortTakenError
 from sharechain.storage.datadir import DataDir
 
 
@@ -131,35 +131,12 @@ def test_up_moves_a_node_whose_port_was_taken(tmp_path: Path) -> None:
             net.down()
 
 
-def test_up_gives_up_after_its_attempts_and_says_why(tmp_path: Path, monkeypatch: Any) -> None:
+def test_up_gives_up_after_its_attempts_and_says_why(tmp_path: Path) -> None:
     net = LocalNetwork(tmp_path / "net", orgs=2, ordering="solo")
     node = net.nodes[1]
-    tried = [node.port]
-    socks: list[socket.socket] = []
-
-    def take(port: int) -> None:  # another process takes the port before the node binds it
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        socks.append(sock)
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-
-    move = net._move
-
-    def move_and_take(org: str) -> None:
-        move(org)
-        tried.append(net.spec(org).port)
-        take(tried[-1])
-
-    monkeypatch.setattr(net, "_move", move_and_take)
-    take(node.port)
-    try:
-        with pytest.raises(PortTakenError) as err:
-            net.up(timeout=60)
-    finally:
-        for sock in socks:
-            sock.close()
-    assert err.value.org == node.org and err.value.port == tried[-1]
-    assert f"could not listen on port {tried[-1]}: another process holds it" in str(err.value)
-    assert len(set(tried)) == BIND_ATTEMPTS
+    with _holding(node.port), pytest.raises(PortTakenError) as err:
+        net.up(timeout=60, bind_attempts=1)
+    assert err.value.org == node.org and err.value.port == node.port
+    assert f"could not listen on port {node.port}: another process holds it" in str(err.value)
     assert json.loads((tmp_path / "net" / NETWORK_FILE).read_text())["state"] == "down"
     assert not any(net.is_running(n.org) for n in net.nodes)

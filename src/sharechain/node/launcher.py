@@ -365,14 +365,14 @@ class LocalNetwork:
         if log is not None:
             log.close()
 
-    def up(self, timeout: float = 90.0) -> None:
+    def up(self, timeout: float = 90.0, bind_attempts: int = BIND_ATTEMPTS) -> None:
         """Start etcd (if used) and every node; wait until all are ready and caught up.
 
         A port is drawn free and bound by the node a moment later; another process
         can take it in between (a second network, a test worker). The node then
         exits ("address already in use") and the network moves it to a new port,
         restarting the nodes already up (their `--peer` URLs name the old one)
-        and rewriting the network file: at most `BIND_ATTEMPTS` ports per node.
+        and rewriting the network file: at most `bind_attempts` ports in all.
         """
         try:
             if self.etcd is not None:
@@ -386,7 +386,7 @@ class LocalNetwork:
                     break
                 except PortTakenError as exc:
                     moves += 1
-                    if moves >= BIND_ATTEMPTS:
+                    if moves >= bind_attempts:
                         raise
                     self._move(exc.org)
         except BaseException:
