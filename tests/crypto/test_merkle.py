@@ -186,3 +186,37 @@ def test_the_ledger_and_the_data_plane_share_one_tree() -> None:
     for d in digests:
         builder.push(d)
     assert builder.root() == merkle_root(digests)
+
+
+# -- the C path (`_sha256x.merkle_root`) against the reference -------------------
+
+_C = pytest.importorskip("sharechain.crypto._sha256x")
+needs_sha = pytest.mark.skipif(not _C.ACCELERATED, reason="the CPU has no SHA instructions")
+
+
+@needs_sha
+@given(st.lists(st.binary(min_size=0, max_size=200), min_size=1, max_size=300))
+@settings(max_examples=150)
+def test_c_root_equals_the_reference(leaves: list[bytes]) -> None:
+    assert _C.merkle_root(leaves) == ref_mth(leaves) == merkle_root(tuple(leaves))
+
+
+@needs_sha
+def test_c_root_at_block_boundaries_and_large_trees() -> None:
+    # Leaf data lengths around SHA-256's 55/56/64-byte padding edges, odd and even
+    # levels all the way up, and a block-sized tree.
+    edges = [b"\xab" * n for n in (0, 1, 54, 55, 56, 57, 63, 64, 65, 119, 120, 128)]
+    for size in (1, 2, 3, 5, 12, 13, 31, 33, 2_000, 2_001):
+        leaves = [edges[i % len(edges)] + i.to_bytes(4, "big") for i in range(size)]
+        assert _C.merkle_root(leaves) == ref_mth(leaves), size
+
+
+@needs_sha
+def test_bytes_like_leaves_take_the_python_path_with_the_same_root() -> None:
+    leaves = [bytes([i]) * 40 for i in range(9)]
+    mixed: list[bytes] = [*leaves[:4], bytearray(leaves[4]), *leaves[5:]]  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="leaf 4 is bytearray, not bytes"):
+        _C.merkle_root(mixed)
+    assert merkle_root(mixed) == merkle_root(leaves) == ref_mth(leaves)
+    with pytest.raises(ValueError, match="no leaves"):
+        _C.merkle_root([])

@@ -9,6 +9,9 @@
  * or two segments' digests), so this module hashes exactly that: `update2` advances
  * two running hashers in one call and `sha256_pair` digests two buffers.
  *
+ * `merkle_root` hashes a Merkle tree's leaves, then its nodes, two at a time
+ * (`sharechain.crypto.merkle`: a block's transaction and results roots).
+ *
  * `hmac_sum` uses the same two-stream interleaving for the store seal's state digest
  * (`sharechain.ledger.seal`): a sum mod 2^256 of HMAC-SHA256 over many short rows, read
  * straight from an iterator (a SQLite cursor), two rows at a time.
@@ -578,6 +581,113 @@ done:
     return result;
 }
 
+/* --- Merkle Tree Hash (RFC 9162 section 2.1.1) ----------------------------------------- */
+
+/* A leaf is SHA-256(0x00 || data), an interior node SHA-256(0x01 || left || right); pairing
+ * left to right and promoting an odd last node unchanged gives the RFC's shape (the left
+ * subtree holds the largest power of two). Two leaves, then two nodes, are hashed at a
+ * time, interleaved. The same function in Python is `sharechain.crypto.merkle`'s
+ * reference path; the tests hold the two to each other and to the RFC 6962 vectors. */
+
+static void leaf_pair(const uint8_t *pa, size_t na, uint8_t oa[32], const uint8_t *pb, size_t nb,
+                      uint8_t ob[32]) {
+    static const uint8_t zero = 0;
+    shax_state a, b;
+    state_init(&a);
+    state_init(&b);
+    state_update1(&a, &zero, 1);
+    state_update1(&b, &zero, 1);
+    state_update2(&a, pa, na, &b, pb, nb);
+    state_digest(&a, oa);
+    state_digest(&b, ob);
+}
+
+static void leaf_one(const uint8_t *p, size_t n, uint8_t out[32]) {
+    static const uint8_t zero = 0;
+    shax_state s;
+    state_init(&s);
+    state_update1(&s, &zero, 1);
+    state_update1(&s, p, n);
+    state_digest(&s, out);
+}
+
+/* Replace the `n` hashes at `level` by the next level up, in place; returns its size. */
+static size_t merkle_level(uint8_t *level, size_t n) {
+    uint8_t na[65], nb[65];
+    size_t pairs = n / 2, i = 0;
+    na[0] = nb[0] = 1;
+    for (; i + 1 < pairs; i += 2) { /* nodes i and i+1 read hashes 2i..2i+3 before writing */
+        memcpy(na + 1, level + 64 * i, 64);
+        memcpy(nb + 1, level + 64 * (i + 1), 64);
+        shax_state a, b;
+        state_init(&a);
+        state_init(&b);
+        state_update2(&a, na, 65, &b, nb, 65);
+        state_digest(&a, level + 32 * i);
+        state_digest(&b, level + 32 * (i + 1));
+    }
+    for (; i < pairs; i++) {
+        memcpy(na + 1, level + 64 * i, 64);
+        shax_state a;
+        state_init(&a);
+        state_update1(&a, na, 65);
+        state_digest(&a, level + 32 * i);
+    }
+    if (n % 2) {
+        memmove(level + 32 * pairs, level + 32 * (n - 1), 32);
+        return pairs + 1;
+    }
+    return pairs;
+}
+
+static PyObject *shax_merkle_root(PyObject *Py_UNUSED(module), PyObject *arg) {
+    if (require_accelerated() < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(arg, "merkle_root() takes a list or tuple of bytes");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *result = NULL;
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "merkle_root() of no leaves: the empty root is SHA-256('')");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_CheckExact(items[i])) { /* immutable, so safe to read without the GIL */
+            PyErr_Format(PyExc_TypeError, "merkle_root() leaf %zd is %.100s, not bytes", i,
+                         Py_TYPE(items[i])->tp_name);
+            goto done;
+        }
+    }
+    uint8_t *level = PyMem_RawMalloc(32 * (size_t)n);
+    if (!level) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint8_t root[32];
+    /* The GIL stays released while hashing; `seq` holds a reference to every leaf. */
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i = 0;
+    for (; i + 1 < n; i += 2)
+        leaf_pair((const uint8_t *)PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]),
+                  level + 32 * i, (const uint8_t *)PyBytes_AS_STRING(items[i + 1]),
+                  (size_t)PyBytes_GET_SIZE(items[i + 1]), level + 32 * (i + 1));
+    if (i < n)
+        leaf_one((const uint8_t *)PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]),
+                 level + 32 * i);
+    size_t m = (size_t)n;
+    while (m > 1)
+        m = merkle_level(level, m);
+    memcpy(root, level, 32);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(level);
+    result = PyBytes_FromStringAndSize((const char *)root, 32);
+done:
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef shax_methods[] = {
     {"update2", shax_update2, METH_VARARGS,
      "update2(a, data_a, b, data_b): a.update(data_a) and b.update(data_b), interleaved."},
@@ -587,6 +697,9 @@ static PyMethodDef shax_methods[] = {
      "hmac_sum(key, prefix, rows) -> the sum mod 2^256 (32 bytes, little-endian) of\n"
      "HMAC-SHA256(key, prefix || u32be(len(k)) || k || v) read little-endian, over the\n"
      "(k, v) tuples of rows (k bytes-like or str as UTF-8, v bytes-like)."},
+    {"merkle_root", shax_merkle_root, METH_O,
+     "merkle_root(leaves) -> the RFC 9162 Merkle Tree Hash of a non-empty list or tuple of\n"
+     "bytes (each leaf's data), two hashes at a time."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef shax_module = {

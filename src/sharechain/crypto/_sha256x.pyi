@@ -1,4 +1,4 @@
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, final
 
 from _typeshed import ReadableBuffer as Buffer
@@ -17,3 +17,4 @@ def sha256_pair(x: Buffer, y: Buffer, /) -> tuple[bytes, bytes]: ...
 def hmac_sum(
     key: Buffer, prefix: Buffer, rows: Iterable[tuple[str | Buffer, Buffer]], /
 ) -> bytes: ...
+def merkle_root(leaves: Sequence[bytes], /) -> bytes: ...
