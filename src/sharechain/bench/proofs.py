@@ -163,6 +163,7 @@ def _cosigning(runs: int) -> dict[str, Any]:
             workflows=WORKFLOWS,
             datasets_per_owner=20,
             checkpoints=COSIGN_ON if first_on else COSIGN_OFF,
+            bounded=None,
         )
         (on if first_on else off).append(result)
     rate_on = statistics.median(r["network_tx_per_s"] for r in on)
