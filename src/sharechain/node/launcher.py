@@ -64,8 +64,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 BIND_ATTEMPTS = 3
-"""How many ports `LocalNetwork.up` tries for a node whose drawn port another process
-took before the node could bind it (the node's first port included)."""
+"""How many times `LocalNetwork.up` starts the nodes when another process took a port
+drawn for one of them before it could bind it (each time on a newly drawn port)."""
 
 _BIND_FAILURE = b"address already in use"
 """What the node's log says (uvicorn's bind error) when its port is taken."""
@@ -422,11 +422,12 @@ class LocalNetwork:
         raise ConfigError(f"node {org} exited with code {proc.returncode}; see {node.log_path}")
 
     def _port_taken(self, org: str) -> bool:
-        """Whether the log of `org`'s node's last run says its port was taken."""
+        """Whether the end of the log of `org`'s node's last run says its port was taken."""
         try:
             with self.spec(org).log_path.open("rb") as log:
-                log.seek(self._log_starts.get(org, 0))
-                return _BIND_FAILURE in log.read(1 << 20).lower()
+                end = log.seek(0, os.SEEK_END)
+                log.seek(max(self._log_starts.get(org, 0), end - (64 << 10)))
+                return _BIND_FAILURE in log.read().lower()
         except OSError:
             return False
 
