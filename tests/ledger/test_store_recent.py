@@ -86,6 +86,41 @@ def test_merging_changes_no_read(pair: list[Kit], tmp_path: Path) -> None:
     assert verify_chain(merging.store, merging.registry).ok
 
 
+def test_the_merge_comes_when_a_recent_table_fills_even_after_a_rollback(
+    pair: list[Kit],
+) -> None:
+    """The store counts the recent tables' rows itself (no COUNT(*) per block); a block
+    that rolls back after its inserts must not leave its rows in that count."""
+    merging, plain = pair
+    store = merging.store
+    model = {t: _count(store, f"{t}_recent") for t in ("txs", "history")}
+    merged = {t: 0 for t in model}
+
+    def grow_and_check() -> None:
+        before = {t: _count(plain.store, f"{t}_recent") for t in model}
+        _grow(pair, 1)
+        for t in model:  # the plain store never merges: its growth is the block's rows
+            model[t] += _count(plain.store, f"{t}_recent") - before[t]
+            if model[t] >= store.merge_rows:
+                model[t], merged[t] = 0, merged[t] + 1
+            assert _count(store, f"{t}_recent") == model[t], t
+
+    grow_and_check()
+
+    def failing_seal(*_: object) -> None:
+        raise RuntimeError("the seal failed after the block's inserts")
+
+    store.sealer = failing_seal  # called inside the block's transaction, after its rows
+    with pytest.raises(RuntimeError, match="after the block's inserts"):
+        _grow(pair, 1)  # the merging store fails first: neither commits the block
+    store.sealer = None
+    assert {t: _count(store, f"{t}_recent") for t in model} == model  # rolled back
+    for _ in range(6):
+        grow_and_check()
+    assert merged["txs"] >= 2 and merged["history"] >= 2
+    assert verify_chain(store, merging.registry).ok
+
+
 def test_a_replay_of_a_merged_transaction_adds_no_row(pair: list[Kit]) -> None:
     merging, _ = pair
     first = merging.record("hospital-a", b"original")

@@ -40,6 +40,7 @@ from sharechain.ledger.schema import (
     INDEX_END,
     INDEX_PREFIX,
     MERGE_ROWS,
+    RECENT,
     SCHEMA,
     check_schema,
     migrate,
@@ -118,6 +119,9 @@ class Store:
         self._checkpoints = Checkpointer(self.path) if self.path != ":memory:" else None
         self.merge_rows = MERGE_ROWS
         """Rows a `*_recent` index table collects before its merge (tests lower it)."""
+        self._held: dict[str, int | None] = dict.fromkeys(RECENT)
+        """Rows each recent table holds as of the last commit (None: not counted yet,
+        or a transaction rolled back since), so a block need not count them."""
         self.sealer: Callable[[Store, BlockChange], None] | None = None
         """Called inside each block's transaction, after its writes (`sharechain.ledger.seal`):
         what it writes commits with the block, and what it raises rolls the block back."""
@@ -329,7 +333,10 @@ class Store:
             # one already indexed; the index keeps pointing at the original.
             tx_rows = [(i, height, x, t, s, c) for i, x, t, s, c in txs]
             tx_rows.sort(key=first)  # ids are unique: no need to compare further
-            new_txs = insert_index_rows(db, "txs", 6, not_merged(db, tx_rows), self.merge_rows)
+            held = self._held
+            new_txs, held["txs"] = insert_index_rows(
+                db, "txs", 6, not_merged(db, tx_rows), self.merge_rows, held["txs"]
+            )
             keys = sorted(writes)
             # Index keys sort together: one slice of the sorted keys.
             lo, hi = bisect_left(keys, INDEX_PREFIX), bisect_left(keys, INDEX_END)
@@ -355,7 +362,9 @@ class Store:
                     db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
             rows = [(k, height, i, t) for k, i, t in history]
             rows.sort(key=first)  # stable: a key's rows keep their block order
-            added = insert_index_rows(db, "history", 4, rows, self.merge_rows)
+            added, held["history"] = insert_index_rows(
+                db, "history", 4, rows, self.merge_rows, held["history"]
+            )
             if self.sealer is not None:
                 head = Head(height, block_hash, state_root, timestamp)
                 self.sealer(self, BlockChange(head, tuple(changed), new_txs, added))
@@ -398,6 +407,7 @@ class Store:
                 db.execute("COMMIT")
                 self._committed()
             except BaseException:
+                self._held = dict.fromkeys(RECENT)  # the counts included what rolled back
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
@@ -443,6 +453,7 @@ class Store:
         except BaseException:
             # A COMMIT that failed (a full disk: SQLITE_FULL) may leave the transaction
             # open or have rolled it back already; either way none of it stays.
+            self._held = dict.fromkeys(RECENT)
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
