@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -360,24 +362,14 @@ def test_the_next_block_is_parsed_while_a_commit_waits_for_the_disk(
         parsed_by.append(threading.current_thread().name)
         return parse(block)
 
-    checked_by: list[str] = []
-    checking = pipeline.check
-
-    def recording_checks(keys: dict[bytes, bytes], raws: list[bytes]) -> bytes:
-        checked_by.append(threading.current_thread().name)
-        return checking(keys, raws)
-
     monkeypatch.setattr(pipeline, "_parse", recording)
-    monkeypatch.setattr(pipeline, "check", recording_checks)
     peer = kit.fresh_ledger(tmp_path / "peer.db")
     start_workers()
     done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
     assert [b.height for b, _ in done] == [1, 2, 3] and peer.head == kit.ledger.head
     assert [ex.results for _, ex in done] == [b.results for b in blocks]
-    # The first block is parsed and checked in turn, the next two while the one
-    # before committed (this process's share of the signatures).
+    # The first block is parsed in turn, the next two while the one before committed.
     assert parsed_by == ["MainThread", "parse-ahead", "parse-ahead"]
-    assert checked_by == ["MainThread", "parse-ahead", "parse-ahead"]
     assert peer.store.on_commit is None
     for store in (peer.store, kit.store):
         store.close()
@@ -427,30 +419,87 @@ def test_roots_computed_ahead_refuse_as_inline(
     kit.store.close()
 
 
-def test_the_first_block_is_verified_half_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Nothing executes while the first block of a stream is verified: this process
-    # takes as large a share as each worker, then the balance decides.
-    kit = Kit(tmp_path / "orderer.db")
-    blocks = [kit.add(_filler(kit, f"h{i}", MIN_PIPELINED_TXS)) for i in range(2)]
-    blocks.append(kit.add([_forged(kit.record("regulator", b"f")), *_filler(kit, "h", 300)]))
-    here: list[int] = []
+def _recording_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[tuple[str, int]]:
+    """Record (thread, transactions) of every chunk this process checks itself."""
+    here: list[tuple[str, int]] = []
     checking = pipeline.check
 
     def recording(keys: dict[bytes, bytes], raws: list[bytes]) -> bytes:
-        here.append(len(raws))
+        here.append((threading.current_thread().name, len(raws)))
         return checking(keys, raws)
 
     monkeypatch.setattr(pipeline, "check", recording)
-    monkeypatch.setattr(pipeline._balance, "share", 0.0)
+    return here
+
+
+def test_a_stream_checks_queued_chunks_rather_than_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With every worker stopped (SIGSTOP: busy elsewhere, or descheduled), nothing
+    # takes the queued chunks but this process: it checks them all, on the settling
+    # thread or during a COMMIT, with the outcome of the inline path, and never
+    # waits for a worker that took nothing.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"s{i}", MIN_PIPELINED_TXS)) for i in range(2)]
+    blocks.append(kit.add([_forged(kit.record("regulator", b"f")), *_filler(kit, "s", 300)]))
+    here = _recording_checks(monkeypatch)
     peer = kit.fresh_ledger(tmp_path / "peer.db")
     start_workers()
-    done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    workers = [w.proc.pid for pool in pipeline._pools for w in pool.workers]
+    before = pipeline.waits()
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
     assert [ex.results for _, ex in done] == [b.results for b in blocks]
     assert done[2][1].results[0].code == v.BAD_SIGNATURE
-    n = len(blocks[0].txs)
-    assert here[0] == int(n / (pipeline.worker_count() + 1)) > 0
+    assert sum(n for _, n in here) == sum(len(b.txs) for b in blocks)
+    assert {name for name, _ in here} <= {"MainThread", "parse-ahead"}
+    assert pipeline.waits().for_workers == before.for_workers
+    # The workers, running again, serve the next stream in step.
+    here.clear()
+    again = kit.fresh_ledger(tmp_path / "again.db")
+    assert [ex.results for _, ex in commit_stream(again, [encode_block(b) for b in blocks])] == [
+        b.results for b in blocks
+    ]
+    for store in (peer.store, again.store, kit.store):
+        store.close()
+
+
+def test_a_reply_for_no_block_in_flight_is_refused() -> None:
+    # Replies name the block (its number in the pool) and the chunk they answer: one
+    # that answers nothing dispatched stops the stream instead of counting for a block.
+    start_workers()
+    pool = pipeline._pools[0]
+    assert not pool.flight
+    with pytest.raises(RuntimeError, match="out of step"):
+        pool._answer(10**9, 0, bytes([VERIFIED]))
+
+
+def test_a_dead_worker_stops_a_stream_that_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream waiting for a reply (here: it takes no chunk itself) from a worker
+    # that died raises (the node then validates without the pipeline) instead of
+    # waiting for ever.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"k{i}", MIN_PIPELINED_TXS)) for i in range(2)]
+    monkeypatch.setattr(pipeline._Pool, "steal", lambda self, check_here=True: False)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    pipeline._stop_workers()
+    start_workers()
+    for worker in pipeline._pools[0].workers:
+        worker.proc.kill()
+        worker.proc.wait()
+    with pytest.raises(RuntimeError, match="signature worker died"):
+        list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    assert peer.height == 0
+    pipeline._stop_workers()
     for store in (peer.store, kit.store):
         store.close()
 

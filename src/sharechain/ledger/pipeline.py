@@ -5,12 +5,14 @@ after another. Executing a block (contracts, SQLite) is Python work that holds
 the GIL, so threads verifying signatures at the same time would starve. This
 pipeline therefore checks signatures in worker *processes* (`_sigworker`),
 one per core but one: while this process executes and commits block k, the
-workers verify block k+1, and block k+2 waits in their pipes, so a worker
-never waits for this process to hand it work. This process verifies a share
-of each block itself, while the block before waits for its fsync (or, for a
-stream's first block, while the workers verify the rest: half of it with one
-worker): as much as keeps it from waiting for the workers (`_Balance`), on a
-core that would otherwise idle.
+workers verify block k+1, and block k+2 is queued behind it, so a worker
+never waits for this process to hand it work. Each block's signatures are
+cut into chunks, one ticket each on a socket the workers and this process
+share (`_Pool`): whoever is free takes the next. This process takes one
+whenever it would otherwise wait for a worker's reply (a stream's first
+block; a block the workers have not finished), so neither its core nor a
+worker's idles while any chunk is queued, without an estimate of how fast
+either side is.
 
 Workers check each signature against the key the envelope names, among the
 organisations' keys as of when the block was handed to them; anything that
@@ -25,7 +27,8 @@ import contextlib
 import fcntl
 import gc
 import os
-import struct
+import selectors
+import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +41,7 @@ import cbor2
 
 from sharechain.crypto.merkle import merkle_root
 from sharechain.errors import ChainError, EncodingError
-from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, check
+from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, REPLY, TICKET, check
 from sharechain.ledger.blocks import Block, decode_block, results_root
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.execution import (
@@ -80,16 +83,25 @@ _PAUSE_SECONDS = 2.0
 """...or seconds, whichever comes first: the pause is process-wide."""
 
 _PIPE_BYTES = 1 << 20
-"""Asked-for pipe size (Linux's default limit for unprivileged processes): a block's
-share for a worker fits, so handing it over never waits for the worker to read."""
+"""Asked-for pipe size (Linux's default limit for unprivileged processes): a block
+for the workers fits, so handing it over hardly ever waits for a worker's reader."""
+
+_CHUNKS = 32
+"""Chunks a block's signatures are cut into at most (tickets, see `_sigworker`)..."""
+
+_MIN_CHUNK = 32
+"""...of at least this many transactions: few tickets stay queued (the ticket socket
+never fills), and each costs a few microseconds against a chunk's milliseconds."""
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, tickets: socket.socket) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sharechain.ledger._sigworker"],
+            [sys.executable, "-m", "sharechain.ledger._sigworker", str(tickets.fileno())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            bufsize=0,  # unbuffered: `select` on stdout then tells whether a reply waits
+            pass_fds=(tickets.fileno(),),
         )
         assert self.proc.stdin is not None
         with contextlib.suppress(OSError, AttributeError):  # elsewhere: writes may wait
@@ -97,21 +109,35 @@ class _Worker:
         self.keys: dict[bytes, bytes] | None = None
         """The keys sent last: the worker keeps them until others are sent."""
 
-    def send(self, keys: dict[bytes, bytes], raws: list[bytes]) -> None:
-        assert self.proc.stdin is not None
-        body = cbor2.dumps([None if keys == self.keys else keys, raws])
+    def send(self, seq: int, keys: dict[bytes, bytes], raws: list[bytes], oldest: int) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        body = cbor2.dumps([seq, None if keys == self.keys else keys, raws, oldest])
         self.keys = keys
-        self.proc.stdin.write(len(body).to_bytes(4, "big") + body)
-        self.proc.stdin.flush()
+        frame = memoryview(len(body).to_bytes(4, "big") + body)
+        try:
+            while frame:  # an unbuffered pipe may take part of a large write
+                frame = frame[stdin.write(frame) or 0 :]
+        except BrokenPipeError as exc:
+            raise RuntimeError("signature worker died") from exc
 
-    def receive(self) -> tuple[float, bytes]:
-        """The seconds the worker's checks took and their statuses."""
-        assert self.proc.stdout is not None
-        head = self.proc.stdout.read(4)
-        body = self.proc.stdout.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
-        if len(head) != 4 or len(body) < 8:
+    def receive(self) -> tuple[int, int, float, bytes]:
+        """One reply: the block's seq, the chunk's first transaction, the seconds its
+        checks took and its statuses."""
+        head = self._read(4)
+        body = self._read(int.from_bytes(head, "big")) if len(head) == 4 else b""
+        if len(head) != 4 or len(body) < REPLY.size:
             raise RuntimeError("signature worker died")
-        return struct.unpack(">d", body[:8])[0], body[8:]
+        seq, lo, seconds = REPLY.unpack_from(body)
+        return seq, lo, seconds, body[REPLY.size :]
+
+    def _read(self, n: int) -> bytes:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        buf = b""
+        while len(buf) < n and (part := stdout.read(n - len(buf))):
+            buf += part
+        return buf
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -125,66 +151,141 @@ class _Worker:
             self.proc.stdout.close()
 
 
+class _Pool:
+    """The worker processes and the ticket socket they share with this process.
+
+    Every block dispatched goes to every worker; its signatures are cut into
+    chunks, one ticket each, queued in block order on one SOCK_SEQPACKET
+    socket. A worker takes the next ticket whenever it is free; this process
+    takes one whenever it would wait for a reply (`wait`). So no core idles
+    while a chunk is queued, whatever the machine's load, and no estimate of
+    the two sides' speeds is needed. Replies name the block (a sequence
+    number) and the chunk they answer: one that answers nothing in flight
+    cannot be taken for another block's."""
+
+    def __init__(self, workers: int) -> None:
+        self._queue, self._take = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._queue.setblocking(False)
+        self.workers = [_Worker(self._take) for _ in range(workers)]
+        self._replies = selectors.DefaultSelector()
+        for worker in self.workers:
+            assert worker.proc.stdout is not None
+            self._replies.register(worker.proc.stdout, selectors.EVENT_READ, worker)
+        self._seq = 0
+        self.flight: dict[int, _Pending] = {}
+        """Blocks dispatched whose chunks are not all answered, by seq."""
+
+    def dispatch(self, p: _Pending) -> None:
+        """Hand `p`'s block to every worker and queue the tickets of its chunks."""
+        self._seq += 1
+        seq, n = self._seq, len(p.block.txs)
+        raws, oldest = list(p.block.txs), min([seq, *self.flight])
+        for worker in self.workers:
+            worker.send(seq, p.keys, raws, oldest)
+        size = max(_MIN_CHUNK, -(-n // _CHUNKS))
+        p.seq, p.status, p.left = seq, bytearray(n), -(-n // size)
+        self.flight[seq] = p
+        for lo in range(0, n, size):
+            ticket = TICKET.pack(seq, lo, min(n, lo + size))
+            while True:  # a full queue (a small socket buffer, every worker busy):
+                try:  # check its first chunk here, making room
+                    self._queue.send(ticket)
+                    break
+                except BlockingIOError:
+                    self.steal()
+
+    def wait(self, p: _Pending, check_here: bool = True) -> None:
+        """Until every chunk of `p` is answered: read the replies that arrive, and
+        rather than wait for one, check the next queued chunk here (of `p` or of a
+        block after it). `check_here` False: take queued chunks unchecked (a stream
+        ending early drops them)."""
+        while p.left:
+            if self._answers(0.0) or self.steal(check_here):
+                continue
+            t0 = time.perf_counter()
+            self._answers(None)
+            _waits.for_workers += time.perf_counter() - t0
+        del self.flight[p.seq]
+
+    def steal(self, check_here: bool = True) -> bool:
+        """Take the next queued chunk, if any, and check it here (with `check_here`
+        False: answer it unchecked); whether there was one. Any thread may steal
+        while the thread settling blocks does not touch the pool (the pipeline's
+        parse-ahead thread, during a COMMIT)."""
+        try:
+            ticket = self._take.recv(TICKET.size, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        seq, lo, hi = TICKET.unpack(ticket)
+        q = self.flight[seq]
+        t0 = time.perf_counter()
+        status = check(q.keys, list(q.block.txs[lo:hi])) if check_here else bytes(hi - lo)
+        q.here += time.perf_counter() - t0
+        self._answer(seq, lo, status)
+        return True
+
+    def _answers(self, timeout: float | None) -> bool:
+        """Read the replies waiting (with None: wait for one); whether there were any."""
+        ready = self._replies.select(timeout)
+        for key, _ in ready:
+            seq, lo, seconds, status = key.data.receive()
+            _waits.worker_checks += seconds
+            self._answer(seq, lo, status)
+        return bool(ready)
+
+    def _answer(self, seq: int, lo: int, status: bytes) -> None:
+        p = self.flight.get(seq)
+        if p is None or len(status) > len(p.status) - lo:
+            raise RuntimeError(f"signature worker replied out of step (block seq {seq})")
+        p.status[lo : lo + len(status)] = status
+        p.left -= 1
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for worker in self.workers:
+            with open(f"/proc/{worker.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def close(self) -> None:
+        self._queue.close()
+        for worker in self.workers:
+            worker.close()
+        self._replies.close()
+        self._take.close()
+
+
 _lock = threading.Lock()
-_pool: list[_Worker] = []
+_pools: list[_Pool] = []
+"""The running pool (at most one), started by `start_workers`."""
 
 
 def worker_count() -> int:
-    """Worker processes to start: one per core but one (the core this process uses)."""
+    """Worker processes to start: one per core but one (the core this process uses,
+    which checks queued chunks itself whenever it would wait)."""
     return max(1, (os.cpu_count() or 1) - 1)
 
 
 def start_workers() -> None:
     """Start the worker processes now (a node does this at start-up)."""
     with _lock:
-        if not _pool:
-            _pool.extend(_Worker() for _ in range(worker_count()))
+        if not _pools:
+            _pools.append(_Pool(worker_count()))
             atexit.register(_stop_workers)
 
 
 def workers_cpu_seconds() -> float | None:
     """CPU time the running workers have used (None where /proc does not tell)."""
-    total = 0.0
     try:
-        for worker in list(_pool):
-            with open(f"/proc/{worker.proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(pool.cpu_seconds() for pool in list(_pools))
     except (OSError, ValueError, IndexError):
         return None
-    return total
 
 
 def _stop_workers() -> None:
-    while _pool:
-        _pool.pop().close()
-
-
-class _Balance:
-    """How much of each block this process verifies itself.
-
-    Per transaction of a block, this process spends `e` executing and
-    committing it and `v` verifying one signature; the workers, together, `w`
-    per signature they verify. Taking the last fraction `s` of the block, it
-    finishes with the workers when `e + s*v = (1 - s)*w`. The times are
-    measured on each block (wall time: another process on the machine slows
-    either side), and the share moves halfway to that balance each time.
-    Only the stream holding the workers (under `_lock`) uses it.
-    """
-
-    MAX_SHARE = 0.5
-
-    def __init__(self) -> None:
-        self.share = 0.0
-        """The fraction of a block verified here, 0 to `MAX_SHARE`."""
-
-    def observe(self, e: float, v: float, w: float) -> None:
-        if v > 0 and w > 0:
-            target = min(self.MAX_SHARE, max(0.0, (w - e) / (v + w)))
-            self.share = (self.share + target) / 2
-
-
-_balance = _Balance()
+    while _pools:
+        _pools.pop().close()
 
 
 @dataclass(slots=True)
@@ -193,7 +294,7 @@ class Waits:
     finding idle cores: `sharechain.bench.ledger` reports them per transaction)."""
 
     for_workers: float = 0.0
-    """Seconds this process waited for a worker's reply after its own share."""
+    """Seconds this process waited for a worker's reply with no chunk left to check."""
     in_commit: float = 0.0
     """Seconds spent in blocks' commits (SQLite writes, the COMMIT's fsync, and
     whatever of the next block's early work outlasts the fsync)."""
@@ -266,29 +367,22 @@ class _Pending:
     data: bytes
     keys: dict[bytes, bytes] = field(default_factory=dict)
     """Key id -> public key, of every organisation's current key as of dispatch."""
-    parts: list[tuple[_Worker, int, int]] = field(default_factory=list)
-    """(worker, first, end) of the transactions each worker verifies."""
-    own: int = 0
-    """Where the transactions this process verifies start (up to the end)."""
-    replies: int = 0
-    """Worker replies read so far."""
+    seq: int = 0
+    """Its number in the pool (0: not handed to the workers, verified during execution)."""
+    status: bytearray = field(default_factory=bytearray)
+    """One status byte per transaction, filled in as the chunks are answered."""
+    left: int = 0
+    """Chunks not answered yet."""
+    here: float = 0.0
+    """Seconds this process spent checking chunks of it."""
     parsed: list[SignedTransaction | None] | None = None
     """Its transactions, parsed while the block before it committed (None: not yet)."""
     roots: tuple[bytes, bytes] | None = None
     """Its (tx_root, results_root) as computed from its ids and results, at the same
     moment (None: not yet; `Ledger.validate_block` computes them then)."""
-    own_checked: tuple[bytes, float] | None = None
-    """The statuses of the share this process verifies and the seconds that took,
-    at the same moment (None: not yet)."""
     prepared: Prepared | None = None
     """Its first reads of the store (replays, the keys its contracts name), at the
     same moment (None: not yet; execution does them then)."""
-
-    def drain(self) -> None:
-        """Read the replies not read yet, so the workers stay in step."""
-        while self.replies < len(self.parts):
-            self.parts[self.replies][0].receive()
-            self.replies += 1
 
 
 def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
@@ -296,30 +390,20 @@ def _current_keys(ledger: Ledger) -> dict[bytes, bytes]:
     return {org.sign_key_id: org.sign_key for org in orgs}
 
 
-def _dispatch(ledger: Ledger, block: Block, data: bytes, pooled: bool, first: bool) -> _Pending:
-    """Hand `block` to the workers (if pooled and large enough).
-
-    The `first` block of a stream has no block before it for this process to
-    execute meanwhile, so it verifies as large a share as each worker."""
+def _dispatch(ledger: Ledger, block: Block, data: bytes, pool: _Pool | None) -> _Pending:
+    """Hand `block` to the workers (if there is a pool and it is large enough)."""
     pending = _Pending(block, data)
-    n = len(block.txs)
-    pending.own = n
-    if pooled and n >= MIN_PIPELINED_TXS and block.height > 0:
+    if pool is not None and len(block.txs) >= MIN_PIPELINED_TXS and block.height > 0:
         pending.keys = _current_keys(ledger)
-        share = 1 / (len(_pool) + 1) if first else _balance.share
-        sent = n - int(n * share)
-        size = -(-sent // len(_pool))
-        for worker, lo in zip(_pool, range(0, sent, size), strict=False):
-            hi = min(sent, lo + size)
-            worker.send(pending.keys, list(block.txs[lo:hi]))
-            pending.parts.append((worker, lo, hi))
-        pending.own = sent
+        pool.dispatch(pending)
     return pending
 
 
-def _finish(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block, Execution]:
+def _finish(
+    ledger: Ledger, pool: _Pool | None, p: _Pending, ahead: _Pending | None
+) -> tuple[Block, Execution]:
     with collector_paused():  # parsing allocates as much as executing (see there)
-        return _settle(ledger, p, ahead)
+        return _settle(ledger, pool, p, ahead)
 
 
 def _parse(block: Block) -> list[SignedTransaction | None]:
@@ -337,7 +421,7 @@ def _roots(block: Block) -> tuple[bytes, bytes] | None:
 
 @contextmanager
 def _parsing_ahead(
-    ledger: Ledger, ahead: _Pending, committing: Block, ex: Execution
+    ledger: Ledger, pool: _Pool, ahead: _Pending, committing: Block, ex: Execution
 ) -> Iterator[None]:
     """Parse `ahead` while the store's COMMIT of `committing` waits for the disk.
 
@@ -345,14 +429,15 @@ def _parsing_ahead(
     of the time the block takes here on an idle disk (several times more on a
     busy one); a thread parses the next block then, computes its two Merkle
     roots, does its first reads of the store (`prepare_after`: through a read
-    connection while the COMMIT holds the store) and verifies this process's
-    share of its signatures (it starts when `Store.on_commit` says the COMMIT
-    begins, so it does not compete with the commit's own Python work). None
-    of it writes: the block commits, fails or crashes exactly as it would
-    without it. If the commit fails, the results are dropped. The workers'
-    replies are read afterwards, in turn: waiting for them here would hold
-    the next block back from the workers."""
-    start, failed = threading.Event(), False
+    connection while the COMMIT holds the store); it starts when
+    `Store.on_commit` says the COMMIT begins, so it does not compete with the
+    commit's own Python work. Then, until the COMMIT ends, it checks queued
+    chunks of signatures (`_Pool.steal`), on a core that would otherwise
+    wait for the disk. None of it writes: the block commits, fails or
+    crashes exactly as it would without it. If the commit fails, the results
+    are dropped. The workers' replies are read afterwards, when the block
+    settles."""
+    start, done, failed = threading.Event(), threading.Event(), False
     store = ledger.store
     # Inside a group the blocks before this one are not committed yet, and another
     # thread would read the store as it was before them: execution reads then.
@@ -370,7 +455,8 @@ def _parsing_ahead(
                     ahead.prepared = prepare_after(
                         store, ledger.registry, parsed, committing.tx_ids, ex.writes
                     )
-            ahead.own_checked = _own(ahead)
+            while not done.is_set() and pool.steal():
+                pass
 
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
     thread.start()
@@ -382,46 +468,19 @@ def _parsing_ahead(
         raise
     finally:
         store.on_commit = None
+        done.set()
         start.set()
         thread.join()
 
 
-def _own(p: _Pending) -> tuple[bytes, float]:
-    """The statuses of the share of `p` this process verifies, and the seconds it took."""
-    t0 = time.perf_counter()
-    return check(p.keys, list(p.block.txs[p.own :])), time.perf_counter() - t0
-
-
-def _statuses(p: _Pending) -> tuple[bytes, float, float]:
-    """One status byte per transaction (this process's share verified here, then the
-    workers' replies), this process's seconds per verification (0: none done
-    here), and the workers' seconds per transaction of theirs."""
-    own, own_seconds = p.own_checked if p.own_checked is not None else _own(p)
-    replies, slowest = [], 0.0
-    t1 = time.perf_counter()
-    while p.replies < len(p.parts):
-        seconds, status = p.parts[p.replies][0].receive()
-        replies.append(status)
-        slowest = max(slowest, seconds)
-        _waits.worker_checks += seconds
-        p.replies += 1
-    _waits.for_workers += time.perf_counter() - t1
-    n, done_here = len(p.block.txs), len(p.block.txs) - p.own
-    v = own_seconds / done_here if done_here else 0.0
-    w = slowest / (n - done_here) if n > done_here else 0.0
-    return b"".join(replies) + own, v, w
-
-
-def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block, Execution]:
+def _settle(
+    ledger: Ledger, pool: _Pool | None, p: _Pending, ahead: _Pending | None
+) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
     presigned: list[Presigned] | None = None  # None: verified during execution
-    v = w = 0.0
-    t0 = time.perf_counter()
-    if p.parts:
-        status, v, w = _statuses(p)
-        t0 = time.perf_counter()
-        if not v:  # none verified here yet: as fast as a worker is alone
-            v = w * len(p.parts)
+    if p.seq:
+        assert pool is not None
+        pool.wait(p)
         parsed = p.parsed if p.parsed is not None else _parse(p.block)
         # A status says whether the signature verifies under the key its envelope
         # names; execution uses it only if that key is the sender's current one.
@@ -429,19 +488,18 @@ def _settle(ledger: Ledger, p: _Pending, ahead: _Pending | None) -> tuple[Block,
         verdicts = {kid: ((key, True), (key, False)) for kid, key in p.keys.items()}
         presigned = [
             None if s == NOT_CHECKED or stx is None else verdicts[stx.key_id][s == FAILED]
-            for s, stx in zip(status, parsed, strict=True)
+            for s, stx in zip(p.status, parsed, strict=True)
         ]
     ex = ledger.validate_block(p.block, presigned, parsed, p.roots, p.prepared)
     t1, cpu = time.perf_counter(), time.thread_time()
-    if ahead is not None and ahead.parts:
-        with _parsing_ahead(ledger, ahead, p.block, ex):
+    if ahead is not None and ahead.seq:
+        assert pool is not None
+        with _parsing_ahead(ledger, pool, ahead, p.block, ex):
             ledger.commit(p.block, ex, p.data)
     else:
         ledger.commit(p.block, ex, p.data)
     _waits.in_commit += time.perf_counter() - t1
     _waits.commit_cpu += time.thread_time() - cpu
-    if p.parts:
-        _balance.observe((time.perf_counter() - t0) / len(p.block.txs), v, w)
     return p.block, ex
 
 
@@ -457,7 +515,7 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     sequence (all at hand), one block ahead otherwise.
     """
     depth = _IN_FLIGHT if isinstance(blocks, Sequence) else 2
-    pooled = bool(_pool) and _lock.acquire(blocking=False)
+    pool = _pools[0] if _pools and _lock.acquire(blocking=False) else None
     # Dispatched and not yet settled: the block being settled and up to `depth - 1` more.
     # Whatever happens (a bad block, the caller stopping early), their replies are
     # read before the workers serve another stream, or it would read them as its own.
@@ -476,23 +534,24 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
                 # The block read ahead is bad (or missing): settle the pending one
                 # first, so the error names the first bad height, not the one before.
                 while flight:
-                    yield _finish(ledger, flight[0], flight[1] if len(flight) > 1 else None)
+                    yield _finish(ledger, pool, flight[0], flight[1] if len(flight) > 1 else None)
                     flight.pop(0)
                 raise
-            flight.append(_dispatch(ledger, block, data, pooled, not flight))
+            flight.append(_dispatch(ledger, block, data, pool))
             if len(flight) == depth:
-                yield _finish(ledger, flight[0], flight[1])
+                yield _finish(ledger, pool, flight[0], flight[1])
                 flight.pop(0)
                 pause.tick()
         while flight:
             pause.hold()
-            yield _finish(ledger, flight[0], flight[1] if len(flight) > 1 else None)
+            yield _finish(ledger, pool, flight[0], flight[1] if len(flight) > 1 else None)
             flight.pop(0)
             pause.tick()
     finally:
         pause.release()
-        for pending in flight:
-            with contextlib.suppress(RuntimeError):  # a dead worker: its error came first
-                pending.drain()
-        if pooled:
+        if pool is not None:
+            for pending in flight:
+                if pending.seq in pool.flight:
+                    with contextlib.suppress(RuntimeError):  # a dead worker: its error came first
+                        pool.wait(pending, check_here=False)
             _lock.release()
