@@ -471,6 +471,61 @@ def test_a_stream_checks_queued_chunks_rather_than_wait(
         store.close()
 
 
+def test_handing_blocks_over_never_waits_for_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three blocks in flight hold more than a worker's pipe (1 MiB): with every
+    # worker stopped, writing them would block the stream before it checked a
+    # single chunk. A thread per worker writes them, so the stream checks them all.
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"big{i}", 1_700)) for i in range(3)]
+    assert sum(len(encode_block(b)) for b in blocks) > 1 << 20
+    here = _recording_checks(monkeypatch)
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    start_workers()
+    workers = [w.proc.pid for pool in pipeline._pools for w in pool.workers]
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    assert [ex.results for _, ex in done] == [b.results for b in blocks]
+    assert sum(n for _, n in here) == sum(len(b.txs) for b in blocks)
+    for store in (peer.store, kit.store):
+        store.close()
+
+
+def test_the_last_blocks_leave_later_chunks_to_the_workers(tmp_path: Path) -> None:
+    # Settling a block when the stream has nothing more to hand out, this process
+    # takes only that block's queued chunks: those of the blocks after it are the
+    # workers' work while it executes (it would otherwise lengthen the stream's end).
+    kit = Kit(tmp_path / "orderer.db")
+    blocks = [kit.add(_filler(kit, f"t{i}", MIN_PIPELINED_TXS)) for i in range(2)]
+    start_workers()
+    pool = pipeline._pools[0]
+    workers = [w.proc.pid for w in pool.workers]
+    keys = pipeline._current_keys(kit.ledger)
+    pending = [pipeline._Pending(b, encode_block(b), keys=keys) for b in blocks]
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for p in pending:
+            pool.dispatch(p)
+        first, second = pending
+        pool.wait(first, later=False)
+        assert first.here > 0 and second.left == -(-len(blocks[1].txs) // 32)
+        assert not pool.steal(only=first.seq) and second.seq in pool.flight
+        pool.wait(second, later=False)
+        assert not pool.flight
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    assert bytes(second.status) == check(second.keys, list(blocks[1].txs))
+    kit.store.close()
+
+
 def test_a_reply_for_no_block_in_flight_is_refused() -> None:
     # Replies name the block (its number in the pool) and the chunk they answer: one
     # that answers nothing dispatched stops the stream instead of counting for a block.

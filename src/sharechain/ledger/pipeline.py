@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import gc
 import os
+import queue
 import selectors
 import socket
 import subprocess
@@ -106,20 +107,30 @@ class _Worker:
         assert self.proc.stdin is not None
         with contextlib.suppress(OSError, AttributeError):  # elsewhere: writes may wait
             fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        self.keys: dict[bytes, bytes] | None = None
-        """The keys sent last: the worker keeps them until others are sent."""
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._failed: OSError | None = None
+        self._feeder = threading.Thread(target=self._feed, name="worker-feed", daemon=True)
+        self._feeder.start()
 
-    def send(self, seq: int, keys: dict[bytes, bytes], raws: list[bytes], oldest: int) -> None:
+    def send(self, frame: bytes) -> None:
+        """Queue a framed block for the worker: a thread writes it, so the pipeline
+        never waits for a worker that is still reading the block before (it would
+        not check queued chunks meanwhile)."""
+        if self._failed is not None:
+            raise RuntimeError("signature worker died") from self._failed
+        self._outbox.put(frame)
+
+    def _feed(self) -> None:
         stdin = self.proc.stdin
         assert stdin is not None
-        body = cbor2.dumps([seq, None if keys == self.keys else keys, raws, oldest])
-        self.keys = keys
-        frame = memoryview(len(body).to_bytes(4, "big") + body)
-        try:
-            while frame:  # an unbuffered pipe may take part of a large write
-                frame = frame[stdin.write(frame) or 0 :]
-        except BrokenPipeError as exc:
-            raise RuntimeError("signature worker died") from exc
+        while (frame := self._outbox.get()) is not None:
+            view = memoryview(frame)
+            try:
+                while view:  # an unbuffered pipe may take part of a large write
+                    view = view[stdin.write(view) or 0 :]
+            except OSError as exc:  # the worker died: its stdout says so to the pool
+                self._failed = exc
+                return
 
     def receive(self) -> tuple[int, int, float, bytes]:
         """One reply: the block's seq, the chunk's first transaction, the seconds its
@@ -140,6 +151,11 @@ class _Worker:
         return buf
 
     def close(self) -> None:
+        self._outbox.put(None)
+        self._feeder.join(timeout=5)
+        if self._feeder.is_alive():  # stuck writing to a worker that reads nothing
+            self.proc.kill()
+            self._feeder.join()
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:
@@ -172,6 +188,8 @@ class _Pool:
             assert worker.proc.stdout is not None
             self._replies.register(worker.proc.stdout, selectors.EVENT_READ, worker)
         self._seq = 0
+        self._keys: dict[bytes, bytes] | None = None
+        """The keys sent with a block last: every worker keeps them until others come."""
         self.flight: dict[int, _Pending] = {}
         """Blocks dispatched whose chunks are not all answered, by seq."""
 
@@ -179,9 +197,13 @@ class _Pool:
         """Hand `p`'s block to every worker and queue the tickets of its chunks."""
         self._seq += 1
         seq, n = self._seq, len(p.block.txs)
-        raws, oldest = list(p.block.txs), min([seq, *self.flight])
+        oldest = min([seq, *self.flight])
+        keys = None if p.keys == self._keys else p.keys  # the workers keep the last sent
+        body = cbor2.dumps([seq, keys, list(p.block.txs), oldest])
+        self._keys = p.keys
+        frame = len(body).to_bytes(4, "big") + body
         for worker in self.workers:
-            worker.send(seq, p.keys, raws, oldest)
+            worker.send(frame)
         size = max(_MIN_CHUNK, -(-n // _CHUNKS))
         p.seq, p.status, p.left = seq, bytearray(n), -(-n // size)
         self.flight[seq] = p
@@ -194,25 +216,35 @@ class _Pool:
                 except BlockingIOError:
                     self.steal()
 
-    def wait(self, p: _Pending, check_here: bool = True) -> None:
+    def wait(self, p: _Pending, check_here: bool = True, later: bool = True) -> None:
         """Until every chunk of `p` is answered: read the replies that arrive, and
-        rather than wait for one, check the next queued chunk here (of `p` or of a
-        block after it). `check_here` False: take queued chunks unchecked (a stream
-        ending early drops them)."""
+        rather than wait for one, check the next queued chunk here: of `p`, or
+        with `later` of a block after it. Without `later` (the stream has no more
+        blocks to hand out), chunks of later blocks are left to the workers, which
+        would otherwise idle while this process executes the last blocks.
+        `check_here` False: take queued chunks unchecked (a stream ending early
+        drops them)."""
+        only = None if later else p.seq
         while p.left:
-            if self._answers(0.0) or self.steal(check_here):
+            if self._answers(0.0) or self.steal(check_here, only):
                 continue
             t0 = time.perf_counter()
             self._answers(None)
             _waits.for_workers += time.perf_counter() - t0
         del self.flight[p.seq]
 
-    def steal(self, check_here: bool = True) -> bool:
-        """Take the next queued chunk, if any, and check it here (with `check_here`
-        False: answer it unchecked); whether there was one. Any thread may steal
-        while the thread settling blocks does not touch the pool (the pipeline's
-        parse-ahead thread, during a COMMIT)."""
+    def steal(self, check_here: bool = True, only: int | None = None) -> bool:
+        """Take the next queued chunk, if any (and, with `only`, if it is of that
+        block), and check it here (with `check_here` False: answer it unchecked);
+        whether there was one. Any thread may steal while the thread settling
+        blocks does not touch the pool (the pipeline's parse-ahead thread, during
+        a COMMIT)."""
         try:
+            if only is not None:
+                head = self._take.recv(TICKET.size, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+                if TICKET.unpack(head)[0] != only:
+                    return False
+            # (A worker may take the peeked ticket first: then this takes the next.)
             ticket = self._take.recv(TICKET.size, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
@@ -400,10 +432,12 @@ def _dispatch(ledger: Ledger, block: Block, data: bytes, pool: _Pool | None) -> 
 
 
 def _finish(
-    ledger: Ledger, pool: _Pool | None, p: _Pending, ahead: _Pending | None
+    ledger: Ledger, pool: _Pool | None, p: _Pending, ahead: _Pending | None, more: bool = True
 ) -> tuple[Block, Execution]:
+    """Settle and commit `p`; `more`: the stream may hand out more blocks after those
+    in flight (False: its source is exhausted)."""
     with collector_paused():  # parsing allocates as much as executing (see there)
-        return _settle(ledger, pool, p, ahead)
+        return _settle(ledger, pool, p, ahead, more)
 
 
 def _parse(block: Block) -> list[SignedTransaction | None]:
@@ -474,13 +508,13 @@ def _parsing_ahead(
 
 
 def _settle(
-    ledger: Ledger, pool: _Pool | None, p: _Pending, ahead: _Pending | None
+    ledger: Ledger, pool: _Pool | None, p: _Pending, ahead: _Pending | None, more: bool
 ) -> tuple[Block, Execution]:
     parsed: list[SignedTransaction | None] | None = None
     presigned: list[Presigned] | None = None  # None: verified during execution
     if p.seq:
         assert pool is not None
-        pool.wait(p)
+        pool.wait(p, later=more)
         parsed = p.parsed if p.parsed is not None else _parse(p.block)
         # A status says whether the signature verifies under the key its envelope
         # names; execution uses it only if that key is the sender's current one.
@@ -544,7 +578,7 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
                 pause.tick()
         while flight:
             pause.hold()
-            yield _finish(ledger, pool, flight[0], flight[1] if len(flight) > 1 else None)
+            yield _finish(ledger, pool, flight[0], flight[1] if len(flight) > 1 else None, False)
             flight.pop(0)
             pause.tick()
     finally:
