@@ -11,6 +11,7 @@ results and state the orderer computed inline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -434,6 +435,22 @@ def _recording_checks(
     return here
 
 
+@contextlib.contextmanager
+def _workers_stopped() -> Iterator[pipeline._Pool]:
+    """The running pool, its workers stopped (SIGSTOP) until the block ends: they
+    take no ticket meanwhile, as if busy elsewhere or descheduled."""
+    start_workers()
+    pool = pipeline._pools[0]
+    pids = [w.proc.pid for w in pool.workers]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pool
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_a_stream_checks_queued_chunks_rather_than_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -446,16 +463,9 @@ def test_a_stream_checks_queued_chunks_rather_than_wait(
     blocks.append(kit.add([_forged(kit.record("regulator", b"f")), *_filler(kit, "s", 300)]))
     here = _recording_checks(monkeypatch)
     peer = kit.fresh_ledger(tmp_path / "peer.db")
-    start_workers()
-    workers = [w.proc.pid for pool in pipeline._pools for w in pool.workers]
     before = pipeline.waits()
-    for pid in workers:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    with _workers_stopped():
         done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
-    finally:
-        for pid in workers:
-            os.kill(pid, signal.SIGCONT)
     assert [ex.results for _, ex in done] == [b.results for b in blocks]
     assert done[2][1].results[0].code == v.BAD_SIGNATURE
     assert sum(n for _, n in here) == sum(len(b.txs) for b in blocks)
@@ -482,15 +492,8 @@ def test_handing_blocks_over_never_waits_for_a_worker(
     assert sum(len(encode_block(b)) for b in blocks) > 1 << 20
     here = _recording_checks(monkeypatch)
     peer = kit.fresh_ledger(tmp_path / "peer.db")
-    start_workers()
-    workers = [w.proc.pid for pool in pipeline._pools for w in pool.workers]
-    for pid in workers:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    with _workers_stopped():
         done = list(commit_stream(peer, [encode_block(b) for b in blocks]))
-    finally:
-        for pid in workers:
-            os.kill(pid, signal.SIGCONT)
     assert [ex.results for _, ex in done] == [b.results for b in blocks]
     assert sum(n for _, n in here) == sum(len(b.txs) for b in blocks)
     for store in (peer.store, kit.store):
@@ -503,14 +506,9 @@ def test_the_last_blocks_leave_later_chunks_to_the_workers(tmp_path: Path) -> No
     # workers' work while it executes (it would otherwise lengthen the stream's end).
     kit = Kit(tmp_path / "orderer.db")
     blocks = [kit.add(_filler(kit, f"t{i}", MIN_PIPELINED_TXS)) for i in range(2)]
-    start_workers()
-    pool = pipeline._pools[0]
-    workers = [w.proc.pid for w in pool.workers]
     keys = pipeline._current_keys(kit.ledger)
     pending = [pipeline._Pending(b, encode_block(b), keys=keys) for b in blocks]
-    for pid in workers:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    with _workers_stopped() as pool:
         for p in pending:
             pool.dispatch(p)
         first, second = pending
@@ -519,9 +517,6 @@ def test_the_last_blocks_leave_later_chunks_to_the_workers(tmp_path: Path) -> No
         assert not pool.steal(only=first.seq) and second.seq in pool.flight
         pool.wait(second, later=False)
         assert not pool.flight
-    finally:
-        for pid in workers:
-            os.kill(pid, signal.SIGCONT)
     assert bytes(second.status) == check(second.keys, list(blocks[1].txs))
     kit.store.close()
 
