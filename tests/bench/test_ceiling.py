@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from sharechain.bench.ledger import ceiling_figures, cores, ed25519_verify_per_s_per_core
+from sharechain.bench.ledger import (
+    ceiling_figures,
+    cores,
+    cpu_ticks,
+    ed25519_verify_per_s_per_core,
+    idle_share,
+)
 from sharechain.crypto import signing
 
 
@@ -33,3 +40,19 @@ def test_shares_of_the_ceiling() -> None:
     }
     four_peers = ceiling_figures(10_000, 25_000, sharing=4)
     assert four_peers["share"] == pytest.approx(4 * one_peer["share"], abs=0.002)
+
+
+def test_the_machines_idle_share() -> None:
+    # Read from /proc/stat: ticks only grow, idle within the total.
+    before = cpu_ticks()
+    assert before is not None and before[1] >= before[0] >= 0
+    until = time.perf_counter() + 0.1
+    while time.perf_counter() < until:  # let the clock tick
+        pass
+    after = cpu_ticks()
+    assert after is not None and after[0] >= before[0] and after[1] > before[1]
+    share = idle_share(before, after)
+    assert share is not None and 0.0 <= share <= 1.0
+    # Two cores over 100 ticks, one of them idle for 60: 0.3 of the machine idled.
+    assert idle_share((1_000, 5_000), (1_060, 5_200)) == 0.3
+    assert idle_share(before, before) is None and idle_share(None, after) is None

@@ -29,7 +29,10 @@ wall time its commits spent off the committing thread's CPU (the COMMIT's
 fsync, during which the next block's parsing, roots and this process's share
 of its signatures run, and what of them outlasts it), per transaction;
 `commit_workers_idle_share` the share of the run the workers were not
-checking signatures.
+checking signatures (reading blocks and replying count as not checking);
+`commit_machine_idle_share` the share of the machine's CPU time (all its
+cores, `/proc/stat`) that went idle during the run: 0 for a perfectly packed
+run (other work on the machine also lowers it).
 
 `commit_write_kib_per_tx` is what this process wrote per transaction (the
 WAL, the checkpoints copying it back, the blocks handed to the workers); on
@@ -111,6 +114,24 @@ def ceiling_figures(tx_per_s: float, rate: float, *, sharing: int = 1) -> dict[s
     return {"ed25519_verify_per_s_per_core": round(rate), "share": round(tx_per_s / ceiling, 3)}
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """The machine's (idle, total) CPU ticks so far, all cores (None where /proc
+    does not tell): idle counts waiting for I/O too."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[3] + fields[4], sum(fields)) if len(fields) > 4 else None
+
+
+def idle_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time idle between two `cpu_ticks` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
 def io_written() -> int:
     """Bytes this process has written so far (files and pipes: /proc/self/io `wchar`)."""
     with open("/proc/self/io") as f:
@@ -182,10 +203,12 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         workers_cpu = workers_cpu_seconds()
         waited = waits()
         written = io_written()
+        ticks = cpu_ticks()
         t0, cpu = time.perf_counter(), time.process_time()
         for _ in commit_stream(peer, blocks):
             pass
         commit_s = time.perf_counter() - t0
+        idle = idle_share(ticks, cpu_ticks())
         cpu = time.process_time() - cpu
         written = io_written() - written
         w1 = waits()
@@ -231,6 +254,7 @@ def run(transactions: int = 40_000, block_size: int = 2_000, orgs: int = 8) -> d
         "commit_workers_idle_share": round(
             1 - (w1.worker_checks - waited.worker_checks) / (commit_s * worker_count()), 3
         ),
+        "commit_machine_idle_share": idle,
         # What this process wrote per transaction: the WAL, checkpoints, the workers' blocks.
         "commit_write_kib_per_tx": round(written / transactions / 1024, 1),
         "results_root_us_per_tx": round(roots_cpu / transactions * 1e6, 2),
