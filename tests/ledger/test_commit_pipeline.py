@@ -531,26 +531,39 @@ def test_a_reply_for_no_block_in_flight_is_refused() -> None:
         pool._answer(10**9, 0, bytes([VERIFIED]))
 
 
-def test_a_dead_worker_stops_a_stream_that_waits_for_it(
+def test_a_dead_worker_stops_a_stream_and_its_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A stream waiting for a reply (here: it takes no chunk itself) from a worker
     # that died raises (the node then validates without the pipeline) instead of
-    # waiting for ever.
+    # waiting for ever, and shuts the pool down: the next stream verifies inline,
+    # and `start_workers` starts new workers, which serve streams again.
     kit = Kit(tmp_path / "orderer.db")
     blocks = [kit.add(_filler(kit, f"k{i}", MIN_PIPELINED_TXS)) for i in range(2)]
+    stream = [encode_block(b) for b in blocks]
+    steal = pipeline._Pool.steal
     monkeypatch.setattr(pipeline._Pool, "steal", lambda self, check_here=True: False)
-    peer = kit.fresh_ledger(tmp_path / "peer.db")
     pipeline._stop_workers()
     start_workers()
-    for worker in pipeline._pools[0].workers:
+    dead = pipeline._pools[0]
+    for worker in dead.workers:
         worker.proc.kill()
         worker.proc.wait()
-    with pytest.raises(RuntimeError, match="signature worker died"):
-        list(commit_stream(peer, [encode_block(b) for b in blocks]))
-    assert peer.height == 0
-    pipeline._stop_workers()
-    for store in (peer.store, kit.store):
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    with pytest.raises(pipeline.WorkerError, match="signature worker died"):
+        list(commit_stream(peer, stream))
+    assert peer.height == 0 and not pipeline._pools
+    inline = kit.fresh_ledger(tmp_path / "inline.db")
+    assert [ex.results for _, ex in commit_stream(inline, stream)] == [b.results for b in blocks]
+    monkeypatch.setattr(pipeline._Pool, "steal", steal)
+    start_workers()
+    assert pipeline._pools and pipeline._pools[0] is not dead
+    here = _recording_checks(monkeypatch)
+    with _workers_stopped():  # every chunk goes through the new pool, here
+        again = kit.fresh_ledger(tmp_path / "again.db")
+        assert [ex.results for _, ex in commit_stream(again, stream)] == [b.results for b in blocks]
+    assert sum(n for _, n in here) == sum(len(b.txs) for b in blocks)
+    for store in (peer.store, inline.store, again.store, kit.store):
         store.close()
 
 

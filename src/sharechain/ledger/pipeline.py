@@ -60,6 +60,7 @@ from sharechain.ledger.transactions import SignedTransaction
 __all__ = [
     "MIN_PIPELINED_TXS",
     "Waits",
+    "WorkerError",
     "commit_stream",
     "start_workers",
     "waits",
@@ -95,6 +96,12 @@ _MIN_CHUNK = 32
 never fills), and each costs a few microseconds against a chunk's milliseconds."""
 
 
+class WorkerError(RuntimeError):
+    """A signature worker died or answered out of step. The stream that meets it
+    raises it, and the pool is shut down: later streams verify inline until
+    `start_workers` starts a new one."""
+
+
 class _Worker:
     def __init__(self, tickets: socket.socket) -> None:
         self.proc = subprocess.Popen(
@@ -117,7 +124,7 @@ class _Worker:
         never waits for a worker that is still reading the block before (it would
         not check queued chunks meanwhile)."""
         if self._failed is not None:
-            raise RuntimeError("signature worker died") from self._failed
+            raise WorkerError("signature worker died") from self._failed
         self._outbox.put(frame)
 
     def _feed(self) -> None:
@@ -138,7 +145,7 @@ class _Worker:
         head = self._read(4)
         body = self._read(int.from_bytes(head, "big")) if len(head) == 4 else b""
         if len(head) != 4 or len(body) < REPLY.size:
-            raise RuntimeError("signature worker died")
+            raise WorkerError("signature worker died")
         seq, lo, seconds = REPLY.unpack_from(body)
         return seq, lo, seconds, body[REPLY.size :]
 
@@ -268,7 +275,7 @@ class _Pool:
     def _answer(self, seq: int, lo: int, status: bytes) -> None:
         p = self.flight.get(seq)
         if p is None or len(status) > len(p.status) - lo:
-            raise RuntimeError(f"signature worker replied out of step (block seq {seq})")
+            raise WorkerError(f"signature worker replied out of step (block seq {seq})")
         p.status[lo : lo + len(status)] = status
         p.left -= 1
 
@@ -550,6 +557,7 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     """
     depth = _IN_FLIGHT if isinstance(blocks, Sequence) else 2
     pool = _pools[0] if _pools and _lock.acquire(blocking=False) else None
+    broken = False
     # Dispatched and not yet settled: the block being settled and up to `depth - 1` more.
     # Whatever happens (a bad block, the caller stopping early), their replies are
     # read before the workers serve another stream, or it would read them as its own.
@@ -581,11 +589,18 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
             yield _finish(ledger, pool, flight[0], flight[1] if len(flight) > 1 else None, False)
             flight.pop(0)
             pause.tick()
+    except WorkerError:
+        broken = True
+        raise
     finally:
         pause.release()
         if pool is not None:
-            for pending in flight:
-                if pending.seq in pool.flight:
-                    with contextlib.suppress(RuntimeError):  # a dead worker: its error came first
-                        pool.wait(pending, check_here=False)
+            if broken:  # its replies cannot be trusted to come: a new pool, or none
+                _pools.remove(pool)
+                pool.close()
+            else:
+                for pending in flight:
+                    if pending.seq in pool.flight:
+                        with contextlib.suppress(WorkerError):  # it dies now: next stream
+                            pool.wait(pending, check_here=False)
             _lock.release()
