@@ -3,7 +3,10 @@
 The short run (in `make test`): 3 nodes, solo ordering, a follower restarted
 with its clock 8 s ahead, a follower killed and restarted, another paused and
 resumed, a follower's disk filled and freed (where a tmpfs can be mounted), a
-follower's link to the orderer slowed and then cut. The soak run (`make soak`):
+follower's link to the orderer slowed and then cut; beside the load, a
+regulated flow on the ledger and one through the data plane (a real dataset
+sealed, fetched by its grantee, refused to an outsider and after its
+revocation), and the plaintext searched for in every file. The soak run (`make soak`):
 4 nodes on 3 etcd members, a random schedule whose seed is printed (set
 SHARECHAIN_SOAK_SEED to replay one).
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 from test_clock_and_disk_faults import can_mount_tmpfs
 
+from sharechain.faults.dataflow import DATA_FLOW
 from sharechain.faults.schedule import (
     FLOW_CODES,
     KINDS,
@@ -57,7 +61,11 @@ def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None
     result = run_soak(tmp_path / "net", seed=1, faults=faults, seconds=10.0)
     report = result.report
     assert result.flow == FLOW_CODES
-    assert report.nodes == 3 and report.revoked_grants == 1
+    assert result.data_flow == DATA_FLOW
+    # The scan found the plaintext where it belongs (the owner's source, the
+    # grantee's copy), so finding it nowhere else means something.
+    assert result.plaintext_copies >= 2
+    assert report.nodes == 3 and report.revoked_grants == 2
     assert report.acknowledged > 100
     # The faults were felt: some submissions went unanswered and were retried.
     assert report.acknowledged < report.operations
@@ -95,10 +103,11 @@ def test_soak_random_schedule_on_etcd(tmp_path: Path) -> None:
         tmp_path / "net", seed=seed, faults=faults, seconds=seconds, orgs=4, ordering="etcd"
     )
     assert result.flow == FLOW_CODES
+    assert result.data_flow == DATA_FLOW and result.plaintext_copies >= 2
     kinds_seen = sorted({f.kind for f in faults})
     print(
         f"soak seed {seed}: {len(faults)} faults ({', '.join(kinds_seen)}), "
         f"{result.report.operations} operations, "
         f"{result.report.acknowledged} acknowledged, height {result.report.height}, "
-        "lost 0, diverged 0"
+        "lost 0, diverged 0, plaintext only at the owner and the grantee"
     )

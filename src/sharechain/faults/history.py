@@ -16,6 +16,11 @@ out. Afterwards each node's chain is read (`chain_from_store`) and
 - ``no_use_after_revoke``: no key release or read under a grant is valid
   after the grant's revocation was committed.
 
+A fifth, ``no_plaintext_at_non_grantee``, is judged from files, not chains:
+`sharechain.faults.dataflow.plaintext_found` searches every file of the run
+for the plaintexts the soak published, and `schedule.run_soak` reports each
+file outside the owner's source and the grantee's copy as a violation.
+
 A violation raises `HistoryViolationError` listing every one found, so a
 failing run says everything that went wrong at once; a clean run returns a
 `HistoryReport` with the counts.
@@ -48,7 +53,13 @@ __all__ = [
     "check_history",
 ]
 
-PROPERTIES: Final = ("acknowledged_once", "at_most_once", "nodes_agree", "no_use_after_revoke")
+PROPERTIES: Final = (
+    "acknowledged_once",
+    "at_most_once",
+    "nodes_agree",
+    "no_use_after_revoke",
+    "no_plaintext_at_non_grantee",
+)
 GRANT_USES: Final = frozenset({KEY_RELEASE, READ})
 """Transaction types that use a grant (a revoked grant must refuse them)."""
 

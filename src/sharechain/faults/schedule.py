@@ -20,12 +20,18 @@ off) is logged as unacknowledged and retried, with the same signed bytes,
 through another node, so a retry that lands twice would show. Beside it, one
 regulated flow runs to the end: a dataset registered, requested, approved by
 its owner and the supervisor, its key released and read, the grant revoked,
-and a read tried after the revocation (which the chain must refuse).
+and a read tried after the revocation (which the chain must refuse). A second
+one goes through the data plane (`sharechain.faults.dataflow`): a random
+plaintext sealed and published, fetched by the grantee, refused to an
+outsider and again after the revocation.
 
 When the load is over and every fault healed, the nodes must catch up to one
 head; they are stopped and their stores read, and `check_history` judges the
-logged operations against the chains. `random_schedule` draws a schedule from
-a seed, so a failing run is reproduced by its seed.
+logged operations against the chains; every file under the network's
+directory is searched for the plaintexts, which only the owner's source and
+the grantee's copy may hold (``no_plaintext_at_non_grantee``).
+`random_schedule` draws a schedule from a seed, so a failing run is
+reproduced by its seed.
 """
 
 from __future__ import annotations
@@ -48,7 +54,15 @@ import httpx
 from sharechain.api.client import NodeClient
 from sharechain.contracts import derive_id
 from sharechain.errors import ConfigError, SharechainError
-from sharechain.faults.history import HistoryReport, Operation, chain_from_store, check_history
+from sharechain.faults.dataflow import DataFlow, Submit, data_flow, plaintext_found
+from sharechain.faults.history import (
+    HistoryReport,
+    HistoryViolationError,
+    Operation,
+    Violation,
+    chain_from_store,
+    check_history,
+)
 from sharechain.faults.network import LINK_DELAY, ProxiedNetwork
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
@@ -108,6 +122,11 @@ class SoakResult:
     """The checker's counts."""
     flow: tuple[str, ...]
     """The regulated flow's codes, step by step (`FLOW_CODES` when it went through)."""
+    data_flow: tuple[str, ...]
+    """The data-plane flow's outcomes (`dataflow.DATA_FLOW` when it went through)."""
+    plaintext_copies: int
+    """Files found holding a plaintext: the owner's sources and the grantee's copy only
+    (anything else is a violation), so at least two when the flow went through."""
 
 
 def random_schedule(
@@ -235,15 +254,21 @@ def _load(
             log.submit(org, others[n % len(others)], raws)
 
 
+def _submitter(log: _Log, orgs: Sequence[str], deadline: float) -> Submit:
+    """Sign as an organisation and submit until acknowledged: (raw, code)."""
+
+    def submit(org: str, kind: str, payload: dict[str, Any]) -> tuple[bytes, str]:
+        raw = sign_transaction(log.net.keys(org).signing, kind, org, payload).raw
+        codes = log.until_acknowledged(org, orgs, [raw], deadline)
+        return raw, codes[0] if codes else "unacknowledged"
+
+    return submit
+
+
 def _flow(log: _Log, orgs: Sequence[str], deadline: float) -> list[str]:
     """The regulated flow to a revocation and a read after it; the codes, step by step."""
     owner, member = orgs[0], orgs[1]
-    keys = {o: log.net.keys(o).signing for o in (owner, member, _SUPERVISOR)}
-
-    def step(org: str, kind: str, payload: dict[str, Any]) -> tuple[bytes, str]:
-        raw = sign_transaction(keys[org], kind, org, payload).raw
-        codes = log.until_acknowledged(org, orgs, [raw], deadline)
-        return raw, codes[0] if codes else "unacknowledged"
+    step = _submitter(log, orgs, deadline)
 
     digest = hashlib.sha256(b"soak dataset").digest()
     register, c0 = step(
@@ -288,6 +313,7 @@ def run_soak(
     log = _Log(net)
     names = [n.org for n in net.nodes]
     flow: list[str] = []
+    shared = DataFlow()
     active: list[Fault] = []
     ran = False
     try:
@@ -301,7 +327,14 @@ def run_soak(
         flow_thread = threading.Thread(
             target=lambda: flow.extend(_flow(log, names, started + seconds + settle_timeout))
         )
-        for t in (*workers, flow_thread):
+        until = started + seconds + settle_timeout
+
+        data_thread = threading.Thread(
+            target=data_flow,
+            args=(base, base / "clients", names, _SUPERVISOR, _submitter(log, names, until)),
+            kwargs={"deadline": until, "flow": shared},
+        )
+        for t in (*workers, flow_thread, data_thread):
             t.start()
         pending = sorted(
             [(f.at, 0, f) for f in faults] + [(f.at + f.duration, 1, f) for f in faults],
@@ -317,7 +350,7 @@ def run_soak(
                 active.append(fault)
         time.sleep(max(0.0, started + seconds - time.monotonic()))
         stop.set()
-        for t in (*workers, flow_thread):
+        for t in (*workers, flow_thread, data_thread):
             t.join(settle_timeout)
         net.wait_ready(timeout=settle_timeout)
         _wait_same_head(net, settle_timeout)
@@ -335,10 +368,30 @@ def run_soak(
         for node in net.nodes:
             with contextlib.closing(Store(node.data_dir / "ledger.db")) as store:
                 chains.append(chain_from_store(node.org, store))
+        holding = plaintext_found(base, shared.plaintexts, ())
     finally:
         net.release_disks()
-    report = check_history(log.ops, chains)
-    return SoakResult(seed, tuple(faults), tuple(log.ops), report, tuple(flow))
+    allowed = {p.resolve() for p in shared.allowed}
+    leaks = [
+        Violation("no_plaintext_at_non_grantee", f"{p} holds the published plaintext")
+        for p in holding
+        if p.resolve() not in allowed
+    ]
+    try:
+        report = check_history(log.ops, chains)
+    except HistoryViolationError as exc:
+        raise HistoryViolationError([*exc.violations, *leaks]) from None
+    if leaks:
+        raise HistoryViolationError(leaks)
+    return SoakResult(
+        seed,
+        tuple(faults),
+        tuple(log.ops),
+        report,
+        tuple(flow),
+        tuple(shared.outcomes),
+        len(holding),
+    )
 
 
 def _wait_same_head(net: LocalNetwork, timeout: float) -> None:

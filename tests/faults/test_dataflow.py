@@ -1,0 +1,38 @@
+"""The plaintext scan behind ``no_plaintext_at_non_grantee``: it finds a copy of a
+plaintext, or a piece of 1,100 bytes of one, wherever it lies (a longer file, a
+SQLite page), skips the files allowed to hold it, and finds nothing in the
+sealed form."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from sharechain.crypto.stream import encrypt_stream
+from sharechain.faults.dataflow import PLAINTEXT_BYTES, plaintext_found
+
+
+def test_the_scan_finds_copies_and_only_copies(tmp_path: Path) -> None:
+    plaintext = os.urandom(PLAINTEXT_BYTES)
+    source = tmp_path / "owner" / "source"
+    source.parent.mkdir()
+    source.write_bytes(plaintext)
+    # A copy in the middle of a longer file, a piece of one inside a SQLite page.
+    (tmp_path / "node-a").mkdir()
+    (tmp_path / "node-a" / "log").write_bytes(os.urandom(1000) + plaintext + os.urandom(1000))
+    with sqlite3.connect(tmp_path / "node-a" / "ledger.db") as db:
+        db.execute("CREATE TABLE t (v BLOB)")
+        db.execute("INSERT INTO t VALUES (?)", (plaintext[20_000:21_100],))
+    db.close()
+    # What may lie anywhere: unrelated bytes, an empty file, the sealed payload.
+    (tmp_path / "node-b").mkdir()
+    (tmp_path / "node-b" / "other").write_bytes(os.urandom(PLAINTEXT_BYTES))
+    (tmp_path / "node-b" / "empty").write_bytes(b"")
+    sealed = tmp_path / "node-b" / "blob"
+    with source.open("rb") as src, sealed.open("wb") as dst:
+        encrypt_stream(os.urandom(32), src, dst, epoch=1)
+
+    found = plaintext_found(tmp_path, [os.urandom(64), plaintext], [source])
+    assert found == [tmp_path / "node-a" / "ledger.db", tmp_path / "node-a" / "log"]
+    assert source in plaintext_found(tmp_path, [plaintext], [])  # skipped only when allowed
