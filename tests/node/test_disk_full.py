@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
+from prometheus_client import CollectorRegistry
 from test_replication import _records, wait_until
 from test_snapshot_start import _with_settings
 
@@ -21,7 +22,7 @@ from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
 from sharechain.node.launcher import node_data_dir
 from sharechain.storage.datadir import init_consortium
-from sharechain.storage.diskspace import is_disk_full
+from sharechain.storage.diskspace import SPARE_FILE, DiskGuard, is_disk_full
 
 
 @pytest.fixture
@@ -148,3 +149,35 @@ def test_a_node_whose_disk_fills_refuses_work_then_resumes_and_catches_up(
         if follower is not None:
             shutdown(follower)
         shutdown(orderer)
+
+
+def test_a_write_ahead_log_that_filled_the_disk_is_given_back_with_the_spare(
+    small_disk: Path,
+) -> None:
+    # Committed pages the checkpoint has not copied yet, then a transaction that
+    # runs out of space: the WAL now holds the whole disk, and copying it back
+    # needs the database to grow by what was committed. The guard's spare is
+    # that room (found by `make soak`: nodes stuck behind their own WAL).
+    store = Store(small_disk / "ledger.db")
+    guard = DiskGuard(small_disk, 0, CollectorRegistry(), spare=4 << 20)
+    try:
+        for i in range(12):  # 3 MiB committed, still only in the WAL
+            store.set_meta(f"kept-{i}", os.urandom(256 * 1024))
+        assert guard.check() is None
+        assert (small_disk / SPARE_FILE).stat().st_size == 4 << 20
+        with pytest.raises(sqlite3.Error) as failed, store.group():
+            for i in range(100):
+                store.set_meta(f"lost-{i}", os.urandom(256 * 1024))
+        assert is_disk_full(failed.value)
+        with pytest.raises(sqlite3.Error) as copy:  # no room to copy the WAL back
+            store.shrink_wal()
+        assert is_disk_full(copy.value)
+        assert guard.release_spare() == 4 << 20
+        assert store.shrink_wal() > 4 << 20
+        assert store.wal_bytes() == 0
+        assert guard.check() is None  # room again: the spare is set aside anew
+        assert (small_disk / SPARE_FILE).exists()
+        assert store.meta("kept-11") is not None and store.meta("lost-0") is None
+        assert store.integrity_check() == "ok"
+    finally:
+        store.close()

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sharechain.errors import DiskFullError
-from sharechain.storage.diskspace import DiskGuard
+from sharechain.storage.diskspace import SPARE_BYTES, SPARE_FILE, DiskGuard, wal_crowds
 
 
 def _gauge(registry: CollectorRegistry, name: str) -> float | None:
@@ -52,3 +52,43 @@ def test_a_write_that_fails_for_space_raises_the_alarm_and_others_do_not(tmp_pat
     assert guard.check() is None  # space there and the probe writes: cleared
     assert guard.note(OSError(errno.ENOSPC, "No space left on device"))
     assert guard.full is not None
+
+
+@pytest.mark.parametrize(
+    ("wal", "free", "full", "crowds"),
+    [
+        (1 << 20, 0, True, False),  # a small log is never worth it
+        (200 << 20, 10 << 30, False, False),  # a big log on a roomy disk
+        (200 << 20, 10 << 30, True, True),  # the disk is full (filled by something else)
+        (100 << 20, 150 << 20, False, True),  # more than half of what is left
+        (70 << 20, 150 << 20, False, False),
+        (100 << 20, None, False, True),  # free space unknown: give it back
+    ],
+)
+def test_the_write_ahead_log_is_given_back_when_it_crowds_the_disk(
+    wal: int, free: int | None, full: bool, crowds: bool
+) -> None:
+    assert wal_crowds(wal, free, full) is crowds
+
+
+def test_the_guard_keeps_the_free_space_it_read(tmp_path: Path) -> None:
+    free = [10 << 20]
+    guard = DiskGuard(tmp_path, 64 << 20, CollectorRegistry(), free_bytes=lambda _: free[0])
+    assert guard.free is None
+    guard.check()
+    assert guard.free == 10 << 20
+
+
+def test_a_spare_is_set_aside_only_with_room_to_spare_and_given_up_on_demand(
+    tmp_path: Path,
+) -> None:
+    free = [(64 << 20) + (1 << 20)]  # the reserve and less than the spare
+    guard = DiskGuard(tmp_path, 64 << 20, CollectorRegistry(), free_bytes=lambda _: free[0])
+    guard.check()
+    assert not (tmp_path / SPARE_FILE).exists()
+    assert guard.release_spare() == 0
+    free[0] = 1 << 30
+    guard.check()
+    assert (tmp_path / SPARE_FILE).stat().st_size == SPARE_BYTES
+    assert guard.release_spare() == SPARE_BYTES
+    assert not (tmp_path / SPARE_FILE).exists()

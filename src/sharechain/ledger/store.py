@@ -28,6 +28,7 @@ WAL writes and fsync, the largest part of a commit's cost) is paid once.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from bisect import bisect_left
@@ -459,6 +460,38 @@ class Store:
             raise
         finally:
             self._writer = None
+
+    def wal_bytes(self) -> int:
+        """The size of the write-ahead log file now (0 in memory or without one)."""
+        try:
+            return os.stat(self.path + "-wal").st_size
+        except OSError:
+            return 0
+
+    def shrink_wal(self, wait: float = 1.0) -> int:
+        """Copy every committed WAL frame back into the database and truncate the WAL to
+        nothing (a TRUNCATE checkpoint); returns the bytes given back to the disk.
+
+        A writer that is never idle never lets SQLite start the WAL over, so it grows
+        to `WAL_LIMIT`: on a small disk that is the space a full node waits for.
+        Blocks commits meanwhile (it takes the write lock) and waits at most `wait`
+        seconds for readers; gives back nothing when they stay. Raises the
+        `sqlite3.Error` of a copy that failed (for lack of space: the database
+        had to grow); the WAL is then intact.
+        """
+        if self.path == ":memory:":
+            return 0
+        before = self.wal_bytes()
+        with self._lock:
+            if self._grouped or self._writer is not None:
+                return 0  # this thread's own open transaction: nothing to copy yet
+            db = self._db
+            try:
+                db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            finally:
+                db.execute("PRAGMA busy_timeout=30000")  # `sqlite3.connect(timeout=30.0)`
+        return 0 if busy else max(0, before - self.wal_bytes())
 
     def integrity_check(self) -> str:
         with self._lock:

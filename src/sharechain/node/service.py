@@ -64,13 +64,23 @@ from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.solo import Receipt
 from sharechain.ordering.waiting import Waiters
 from sharechain.storage.datadir import DataDir
-from sharechain.storage.diskspace import CHECK_SECONDS, DEFAULT_RESERVE, DiskFullError, DiskGuard
+from sharechain.storage.diskspace import (
+    CHECK_SECONDS,
+    DEFAULT_RESERVE,
+    DiskFullError,
+    DiskGuard,
+    is_disk_full,
+    wal_crowds,
+)
 from sharechain.storage.keyring import KeyRing
 from sharechain.storage.snapshot import snapshot_base
 
 __all__ = ["ORDERING_MODES", "Node", "NodeConfig", "repair_store"]
 
 log = logging.getLogger("sharechain.node")
+
+_TRIM_PAUSE = 5.0
+"""Seconds between two truncations of the write-ahead log by the disk watch."""
 
 
 class Node:
@@ -245,8 +255,33 @@ class Node:
         return True
 
     def _watch_disk(self) -> None:
+        trimmed = 0.0
         while not self.stop_event.wait(CHECK_SECONDS):
-            self.disk.check()
+            full = self.disk.check() is not None
+            wal = self.store.wal_bytes()
+            if time.monotonic() - trimmed > _TRIM_PAUSE and wal_crowds(wal, self.disk.free, full):
+                trimmed = time.monotonic()
+                freed = self._shrink_wal()
+                if freed:
+                    log.warning(
+                        "gave back the write-ahead log's %d MiB to a disk running short "
+                        "(%s bytes free)",
+                        freed >> 20,
+                        self.disk.free,
+                    )
+                    self.disk.check()
+
+    def _shrink_wal(self) -> int:
+        """`Store.shrink_wal`, with the disk's spare given up when the copy needs room."""
+        for attempt in range(2):
+            try:
+                return self.store.shrink_wal()
+            except sqlite3.Error as exc:
+                if attempt == 0 and is_disk_full(exc) and self.disk.release_spare():
+                    log.warning("gave up the disk's spare to copy the write-ahead log back")
+                    continue
+                log.warning("could not give back the write-ahead log: %s", exc)
+        return 0
 
     def _watch_key(self) -> None:
         while not self.stop_event.wait(self.config.key_check_interval):

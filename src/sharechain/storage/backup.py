@@ -63,6 +63,7 @@ from sharechain.storage.backup_manifest import (
     parse_manifest,
 )
 from sharechain.storage.datadir import DataDir
+from sharechain.storage.diskspace import PROBE_FILE, SPARE_FILE
 
 __all__ = [
     "FORMAT",
@@ -76,7 +77,7 @@ __all__ = [
 ]
 
 _CHUNK: Final = 1 << 20
-_SKIPPED_NAMES: Final = frozenset({"lock", "shred-pending", MANIFEST})
+_SKIPPED_NAMES: Final = frozenset({"lock", "shred-pending", MANIFEST, PROBE_FILE, SPARE_FILE})
 """Files that describe a running process, not the data (and the manifest's own name)."""
 _SKIPPED_SUFFIXES: Final = ("-wal", "-shm", "-journal", ".tmp", ".part")
 

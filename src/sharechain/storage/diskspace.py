@@ -18,7 +18,13 @@ is full:
 
 Once `check` (every `CHECK_SECONDS`) sees the reserve free again and a
 probe file can be written and synced, the alarm clears and the node catches
-up from its peers like after any pause.
+up from its peers like after any pause. The node's own write-ahead log is
+given back meanwhile when it crowds the disk (`wal_crowds`,
+`Store.shrink_wal`): a busy node's WAL can hold hundreds of MiB, and on a
+small disk that is the very space the guard would otherwise wait for. Giving
+it back copies its newest pages into the database, which may grow: while
+space is plentiful the guard sets `SPARE_BYTES` aside in `SPARE_FILE`, and
+deletes it when that copy fails for lack of space.
 """
 
 from __future__ import annotations
@@ -35,7 +41,18 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from sharechain.errors import DiskFullError
 
-__all__ = ["CHECK_SECONDS", "DEFAULT_RESERVE", "DiskFullError", "DiskGuard", "is_disk_full"]
+__all__ = [
+    "CHECK_SECONDS",
+    "DEFAULT_RESERVE",
+    "PROBE_FILE",
+    "SPARE_BYTES",
+    "SPARE_FILE",
+    "WAL_FLOOR",
+    "DiskFullError",
+    "DiskGuard",
+    "is_disk_full",
+    "wal_crowds",
+]
 
 log = logging.getLogger("sharechain.node")
 
@@ -43,7 +60,28 @@ DEFAULT_RESERVE = 64 * 1024 * 1024
 """Bytes that must stay free on the data directory's file system (SQLite's WAL and
 checkpoints need room; a snapshot or blob written into the last bytes would fail)."""
 CHECK_SECONDS = 1.0
-_PROBE = ".disk-probe"
+PROBE_FILE = ".disk-probe"
+"""Written and removed to see whether space is back."""
+SPARE_FILE = ".disk-spare"
+"""Space the node sets aside while there is plenty (`DiskGuard.release_spare`)."""
+SPARE_BYTES = 16 * 1024 * 1024
+"""Size of the spare file: room for a checkpoint to copy the WAL's newest pages back."""
+WAL_FLOOR = 4 * 1024 * 1024
+"""A write-ahead log smaller than this is never worth truncating (`wal_crowds`)."""
+
+
+def wal_crowds(wal: int, free: int | None, full: bool) -> bool:
+    """Whether a store's write-ahead log of `wal` bytes should be copied back and
+    truncated: it holds more than `WAL_FLOOR` and the disk is full, or the log
+    is more than half of what is still free.
+
+    A busy writer's WAL grows to the store's `WAL_LIMIT` (256 MiB) and keeps
+    that size: on a small disk it takes the space the guard waits for, and the
+    node, refusing work for a full disk, would never see it come back.
+    """
+    if wal <= WAL_FLOOR:
+        return False
+    return full or free is None or wal > free // 2
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -67,11 +105,16 @@ class DiskGuard:
         registry: CollectorRegistry,
         *,
         free_bytes: Callable[[Path], int] | None = None,
+        spare: int = SPARE_BYTES,
     ) -> None:
         self.path = path
         self.reserve = max(0, reserve)
+        self.spare = max(0, spare)
+        """Bytes of `SPARE_FILE` kept while at least `reserve + spare` are free besides."""
         self.full: str | None = None
         """Why the node takes no work (None: there is space)."""
+        self.free: int | None = None
+        """Bytes free at the last `check` (None: not read yet, or unreadable)."""
         self._free_bytes = free_bytes or _statvfs_free
         self._lock = threading.Lock()
         self._full_gauge = Gauge(
@@ -108,16 +151,53 @@ class DiskGuard:
             free = self._free_bytes(self.path)
         except OSError as exc:
             log.warning("cannot read the free space of %s: %s", self.path, exc)
+            self.free = None
             return self.full
+        self.free = free
         self._free_gauge.set(free)
         if free < self.reserve:
             self._set(self._reason(free))
         elif self.full is not None and self._probe():
             self._set(None)
+        if self.full is None and free >= self.reserve + self.spare:
+            self._keep_spare()
         return self.full
 
+    def _keep_spare(self) -> None:
+        spare = self.path / SPARE_FILE
+        try:
+            if self.spare == 0 or spare.stat().st_size == self.spare:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        try:
+            with spare.open("wb") as f:
+                for _ in range(0, self.spare, 1 << 20):
+                    f.write(bytes(min(1 << 20, self.spare)))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:  # the space went meanwhile: try again at a later check
+            spare.unlink(missing_ok=True)
+
+    def release_spare(self) -> int:
+        """Delete the spare file; the bytes it gave back (0: there was none).
+
+        A node whose disk filled up during a write may need a little room to give
+        space back: copying its WAL's newest pages into the database can grow the
+        file. The spare is that room; `check` sets it aside again once the reserve
+        and the spare are free besides."""
+        spare = self.path / SPARE_FILE
+        try:
+            size = spare.stat().st_size
+            spare.unlink()
+        except OSError:
+            return 0
+        return size
+
     def _probe(self) -> bool:
-        probe = self.path / _PROBE
+        probe = self.path / PROBE_FILE
         try:
             with probe.open("wb") as f:
                 f.write(bytes(4096))
