@@ -324,11 +324,8 @@ def run_soak(
             for org in names
         ]
         started = time.monotonic()
-        flow_thread = threading.Thread(
-            target=lambda: flow.extend(_flow(log, names, started + seconds + settle_timeout))
-        )
         until = started + seconds + settle_timeout
-
+        flow_thread = threading.Thread(target=lambda: flow.extend(_flow(log, names, until)))
         data_thread = threading.Thread(
             target=data_flow,
             args=(base, base / "clients", names, _SUPERVISOR, _submitter(log, names, until)),
