@@ -44,8 +44,12 @@ demo: $(STAMP) $(SYSSTAMP)
 
 # Two workers, whole files to each (a file's module fixtures, e.g. a 3-node
 # network, start once): most tests wait on processes, sockets and disks.
+# A run takes 10-15 minutes; one still running after 45 is interrupted, so that
+# pytest prints what failed instead of being cut off by CI's limit without a word
+# (a stuck test is ended sooner, by pytest-timeout: pyproject.toml).
 test: $(STAMP) $(SYSSTAMP)
-	$(BIN)/pytest -m "not soak" -p no:cacheprovider -n 2 --dist loadfile --durations=25
+	timeout --signal=INT --kill-after=60 2700 \
+		$(BIN)/pytest -m "not soak" -p no:cacheprovider -n 2 --dist loadfile --durations=25
 
 soak: $(STAMP) $(SYSSTAMP)
 	$(BIN)/pytest -m soak -p no:cacheprovider

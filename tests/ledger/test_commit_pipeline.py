@@ -17,6 +17,7 @@ import hashlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -435,6 +436,21 @@ def _recording_checks(
     return here
 
 
+def _until_stopped(pid: int, timeout: float = 30.0) -> None:
+    """Until the kernel has stopped `pid` (state T). A SIGSTOP is only queued: a
+    worker the machine has not scheduled yet, woken in its `recv` on the ticket
+    socket, takes a ticket queued meanwhile before it stops, and the stream then
+    waits for its answer until SIGCONT (a suite on a loaded CI machine hung so)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        assert time.monotonic() < deadline, f"signature worker {pid} not stopped: {state}"
+        time.sleep(0.005)
+
+
 @contextlib.contextmanager
 def _workers_stopped() -> Iterator[pipeline._Pool]:
     """The running pool, its workers stopped (SIGSTOP) until the block ends: they
@@ -445,6 +461,8 @@ def _workers_stopped() -> Iterator[pipeline._Pool]:
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
+        for pid in pids:
+            _until_stopped(pid)
         yield pool
     finally:
         for pid in pids:

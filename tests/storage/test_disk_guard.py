@@ -14,7 +14,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sharechain.errors import DiskFullError
-from sharechain.storage.diskspace import SPARE_BYTES, SPARE_FILE, DiskGuard, wal_crowds
+from sharechain.storage.diskspace import (
+    SPARE_BYTES,
+    SPARE_FILE,
+    SPARE_FLOOR,
+    DiskGuard,
+    spare_for,
+    wal_crowds,
+)
 
 
 def _gauge(registry: CollectorRegistry, name: str) -> float | None:
@@ -82,13 +89,43 @@ def test_the_guard_keeps_the_free_space_it_read(tmp_path: Path) -> None:
 def test_a_spare_is_set_aside_only_with_room_to_spare_and_given_up_on_demand(
     tmp_path: Path,
 ) -> None:
-    free = [(64 << 20) + (1 << 20)]  # the reserve and less than the spare
+    free = [(64 << 20) + (512 << 10)]  # the reserve and less than the smallest spare
     guard = DiskGuard(tmp_path, 64 << 20, CollectorRegistry(), free_bytes=lambda _: free[0])
     guard.check()
     assert not (tmp_path / SPARE_FILE).exists()
     assert guard.release_spare() == 0
     free[0] = 1 << 30
     guard.check()
-    assert (tmp_path / SPARE_FILE).stat().st_size == SPARE_BYTES
-    assert guard.release_spare() == SPARE_BYTES
+    assert (tmp_path / SPARE_FILE).stat().st_size == SPARE_FLOOR
+    assert guard.release_spare() == SPARE_FLOOR
     assert not (tmp_path / SPARE_FILE).exists()
+
+
+def test_the_spare_grows_with_the_write_ahead_log_up_to_its_cap_and_never_shrinks(
+    tmp_path: Path,
+) -> None:
+    free = [1 << 30]
+    guard = DiskGuard(tmp_path, 64 << 20, CollectorRegistry(), free_bytes=lambda _: free[0])
+    spare = tmp_path / SPARE_FILE
+    guard.check(wal=3 << 20)  # room to copy it back, and for it to double
+    assert spare.stat().st_size == 8 << 20
+    guard.check(wal=100 << 20)
+    assert spare.stat().st_size == SPARE_BYTES
+    guard.check(wal=0)  # the WAL was truncated: what was set aside stays
+    assert spare.stat().st_size == SPARE_BYTES
+    guard.release_spare()
+    free[0] = (64 << 20) + (4 << 20)  # room for 4 MiB besides the reserve, not 16
+    guard.check(wal=100 << 20)
+    assert not spare.exists()
+    guard.check(wal=1 << 20)
+    assert spare.stat().st_size == 2 << 20
+
+
+def test_spare_for_is_twice_the_wal_in_powers_of_two_within_floor_and_cap() -> None:
+    assert spare_for(0) == SPARE_FLOOR
+    assert spare_for(SPARE_FLOOR // 2) == SPARE_FLOOR
+    assert spare_for(SPARE_FLOOR // 2 + 1) == 2 * SPARE_FLOOR
+    assert spare_for(3 << 20) == 8 << 20
+    assert spare_for(1 << 30) == SPARE_BYTES
+    assert spare_for(3 << 20, cap=4 << 20) == 4 << 20
+    assert spare_for(3 << 20, cap=0) == 0

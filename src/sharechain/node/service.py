@@ -204,7 +204,7 @@ class Node:
             meta = self.store.head()
             if meta is not None:
                 self.book.attest(meta)
-        self.disk.check()
+        self.disk.check(self.store.wal_bytes())
         replication.start_roles(self)
         compaction.start(self)
         self.spawn("disk-watch", self._watch_disk)
@@ -257,8 +257,8 @@ class Node:
     def _watch_disk(self) -> None:
         trimmed = 0.0
         while not self.stop_event.wait(CHECK_SECONDS):
-            full = self.disk.check() is not None
             wal = self.store.wal_bytes()
+            full = self.disk.check(wal) is not None
             if time.monotonic() - trimmed > _TRIM_PAUSE and wal_crowds(wal, self.disk.free, full):
                 trimmed = time.monotonic()
                 freed = self._shrink_wal()

@@ -22,9 +22,10 @@ up from its peers like after any pause. The node's own write-ahead log is
 given back meanwhile when it crowds the disk (`wal_crowds`,
 `Store.shrink_wal`): a busy node's WAL can hold hundreds of MiB, and on a
 small disk that is the very space the guard would otherwise wait for. Giving
-it back copies its newest pages into the database, which may grow: while
-space is plentiful the guard sets `SPARE_BYTES` aside in `SPARE_FILE`, and
-deletes it when that copy fails for lack of space.
+it back copies its newest pages into the database, which may grow by at most
+the WAL's size: while space is plentiful the guard sets room for that aside
+in `SPARE_FILE` (`spare_for`: twice the WAL, in powers of two from 1 MiB up
+to `SPARE_BYTES`), and deletes it when that copy fails for lack of space.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ __all__ = [
     "PROBE_FILE",
     "SPARE_BYTES",
     "SPARE_FILE",
+    "SPARE_FLOOR",
     "WAL_FLOOR",
     "DiskFullError",
     "DiskGuard",
     "is_disk_full",
+    "spare_for",
     "wal_crowds",
 ]
 
@@ -65,7 +68,9 @@ PROBE_FILE = ".disk-probe"
 SPARE_FILE = ".disk-spare"
 """Space the node sets aside while there is plenty (`DiskGuard.release_spare`)."""
 SPARE_BYTES = 16 * 1024 * 1024
-"""Size of the spare file: room for a checkpoint to copy the WAL's newest pages back."""
+"""Largest spare file: room for a checkpoint to copy the WAL's newest pages back."""
+SPARE_FLOOR = 1024 * 1024
+"""Smallest spare file (a node whose WAL is still small: a new or quiet one)."""
 WAL_FLOOR = 4 * 1024 * 1024
 """A write-ahead log smaller than this is never worth truncating (`wal_crowds`)."""
 
@@ -82,6 +87,23 @@ def wal_crowds(wal: int, free: int | None, full: bool) -> bool:
     if wal <= WAL_FLOOR:
         return False
     return full or free is None or wal > free // 2
+
+
+def spare_for(wal: int, cap: int = SPARE_BYTES) -> int:
+    """Bytes to set aside for copying a WAL of `wal` bytes back into the database.
+
+    The copy grows the database by at most the WAL's size; twice that leaves room
+    for the WAL to double before the next check. Powers of two from `SPARE_FLOOR`,
+    so that a WAL that grows a little does not rewrite the spare, and never more
+    than `cap` (0: no spare). A fixed 16 MiB for every node cost a test suite that
+    starts a few hundred of them gigabytes of disk.
+    """
+    if cap <= 0:
+        return 0
+    size = SPARE_FLOOR
+    while size < 2 * wal and size < cap:
+        size <<= 1
+    return min(size, cap)
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -110,7 +132,7 @@ class DiskGuard:
         self.path = path
         self.reserve = max(0, reserve)
         self.spare = max(0, spare)
-        """Bytes of `SPARE_FILE` kept while at least `reserve + spare` are free besides."""
+        """Most bytes `SPARE_FILE` holds (`spare_for`); 0: none is kept."""
         self.full: str | None = None
         """Why the node takes no work (None: there is space)."""
         self.free: int | None = None
@@ -145,8 +167,11 @@ class DiskGuard:
             "is freed there; its store is intact and it catches up when space returns"
         )
 
-    def check(self) -> str | None:
-        """Look at the free space now (and probe a write when it seems back); the reason."""
+    def check(self, wal: int = 0) -> str | None:
+        """Look at the free space now (and probe a write when it seems back); the reason.
+
+        With space to spare, sets aside (or grows) the spare file for copying back
+        a write-ahead log of `wal` bytes (`spare_for`)."""
         try:
             free = self._free_bytes(self.path)
         except OSError as exc:
@@ -159,22 +184,24 @@ class DiskGuard:
             self._set(self._reason(free))
         elif self.full is not None and self._probe():
             self._set(None)
-        if self.full is None and free >= self.reserve + self.spare:
-            self._keep_spare()
+        if self.full is None:
+            self._keep_spare(spare_for(wal, self.spare), free)
         return self.full
 
-    def _keep_spare(self) -> None:
+    def _keep_spare(self, size: int, free: int) -> None:
+        """Grow `SPARE_FILE` to `size` bytes when the reserve stays free besides."""
         spare = self.path / SPARE_FILE
         try:
-            if self.spare == 0 or spare.stat().st_size == self.spare:
-                return
+            held = spare.stat().st_size
         except FileNotFoundError:
-            pass
+            held = 0
         except OSError:
             return
+        if held >= size or free < self.reserve + size - held:
+            return
         try:
-            with spare.open("wb") as f:
-                os.posix_fallocate(f.fileno(), 0, self.spare)  # blocks taken, not a hole
+            with spare.open("ab") as f:
+                os.posix_fallocate(f.fileno(), 0, size)  # blocks taken, not a hole
                 os.fsync(f.fileno())
         except OSError:  # the space went meanwhile: try again at a later check
             spare.unlink(missing_ok=True)
