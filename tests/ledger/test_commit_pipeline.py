@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from sharechain.crypto.signing import SigningKey
 from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger import pipeline
 from sharechain.ledger import validation as v
-from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, VERIFIED, check
+from sharechain.ledger._sigworker import FAILED, NOT_CHECKED, TICKET, VERIFIED, check
 from sharechain.ledger.blocks import Block, encode_block, make_block, sign_header
 from sharechain.ledger.chain import verify_chain
 from sharechain.ledger.contract import BlockContext, ContractRegistry, State
@@ -466,7 +467,8 @@ def _workers_stopped() -> Iterator[pipeline._Pool]:
         yield pool
     finally:
         for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # a pool shut down meanwhile
+                os.kill(pid, signal.SIGCONT)
 
 
 def test_a_stream_checks_queued_chunks_rather_than_wait(
@@ -582,6 +584,49 @@ def test_a_dead_worker_stops_a_stream_and_its_pool(
         assert [ex.results for _, ex in commit_stream(again, stream)] == [b.results for b in blocks]
     assert sum(n for _, n in here) == sum(len(b.txs) for b in blocks)
     for store in (peer.store, inline.store, again.store, kit.store):
+        store.close()
+
+
+def test_a_stream_ending_early_gives_up_on_chunks_no_worker_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream that ends early reads the replies to its blocks in flight before the
+    # workers serve another stream. Chunks a worker took and never answers (it was
+    # stopped, or hangs) must not hold it for ever: past `_DRAIN_SECONDS` the pool
+    # is shut down and the stream ends with its own error. Later streams verify
+    # inline, and `start_workers` starts workers that serve them again.
+    monkeypatch.setattr(pipeline, "_DRAIN_SECONDS", 1.0)
+    kit = Kit(tmp_path / "orderer.db")
+    block = kit.add(_filler(kit, "e", MIN_PIPELINED_TXS))
+    peer = kit.fresh_ledger(tmp_path / "peer.db")
+    taken: list[bytes] = []
+
+    def source(pool: pipeline._Pool) -> Iterator[bytes]:
+        yield encode_block(block)
+        # Asked for the next block, the block before is in flight: its chunks are
+        # taken here as a worker takes them, and never answered.
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                taken.append(pool._take.recv(TICKET.size, socket.MSG_DONTWAIT))
+        raise OSError("the block source failed")
+
+    start_workers()
+    with _workers_stopped() as stuck:
+        t0 = time.monotonic()
+        with pytest.raises(OSError, match="block source failed"):
+            list(commit_stream(peer, source(stuck)))
+        ended = time.monotonic() - t0
+    n = len(block.txs)
+    chunk = max(pipeline._MIN_CHUNK, -(-n // pipeline._CHUNKS))
+    assert len(taken) == -(-n // chunk)  # every chunk was held unanswered
+    assert ended < 20  # the 1 s drain, then the stopped workers killed after 5 s
+    assert stuck not in pipeline._pools and peer.height == 0
+    assert [ex.results for _, ex in commit_stream(peer, [encode_block(block)])] == [block.results]
+    start_workers()
+    again = kit.fresh_ledger(tmp_path / "again.db")
+    assert [ex.results for _, ex in commit_stream(again, [encode_block(block)])] == [block.results]
+    assert pipeline._pools and pipeline._pools[0] is not stuck
+    for store in (peer.store, again.store, kit.store):
         store.close()
 
 

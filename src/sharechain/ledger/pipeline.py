@@ -26,6 +26,7 @@ import atexit
 import contextlib
 import fcntl
 import gc
+import logging
 import os
 import queue
 import selectors
@@ -56,6 +57,8 @@ from sharechain.ledger.execution import (
 from sharechain.ledger.identities import org_from_value
 from sharechain.ledger.state import StateReader
 from sharechain.ledger.transactions import SignedTransaction
+
+log = logging.getLogger("sharechain.ledger.pipeline")
 
 __all__ = [
     "MIN_PIPELINED_TXS",
@@ -88,6 +91,12 @@ _PIPE_BYTES = 1 << 20
 """Asked-for pipe size (Linux's default limit for unprivileged processes): a block
 for the workers fits, so handing it over hardly ever waits for a worker's reader."""
 
+_DRAIN_SECONDS = 30.0
+"""How long a stream that ends early (an error, a caller that stops reading) waits
+for the workers' replies to its blocks in flight, so that they cannot be read as
+another stream's. A worker holding a chunk that long is stuck (stopped, hung): the
+pool is shut down rather than have the stream wait for it for ever."""
+
 _CHUNKS = 32
 """Chunks a block's signatures are cut into at most (tickets, see `_sigworker`)..."""
 
@@ -97,9 +106,10 @@ never fills), and each costs a few microseconds against a chunk's milliseconds."
 
 
 class WorkerError(RuntimeError):
-    """A signature worker died or answered out of step. The stream that meets it
-    raises it, and the pool is shut down: later streams verify inline until
-    `start_workers` starts a new one."""
+    """A signature worker died, answered out of step, or did not answer a stream
+    that ended early within `_DRAIN_SECONDS`. The stream that meets it raises it
+    (the last: ends with its own error), and the pool is shut down: later streams
+    verify inline until `start_workers` starts a new one."""
 
 
 class _Worker:
@@ -223,20 +233,36 @@ class _Pool:
                 except BlockingIOError:
                     self.steal()
 
-    def wait(self, p: _Pending, check_here: bool = True, later: bool = True) -> None:
+    def wait(
+        self,
+        p: _Pending,
+        check_here: bool = True,
+        later: bool = True,
+        deadline: float | None = None,
+    ) -> None:
         """Until every chunk of `p` is answered: read the replies that arrive, and
         rather than wait for one, check the next queued chunk here: of `p`, or
         with `later` of a block after it. Without `later` (the stream has no more
         blocks to hand out), chunks of later blocks are left to the workers, which
         would otherwise idle while this process executes the last blocks.
         `check_here` False: take queued chunks unchecked (a stream ending early
-        drops them)."""
+        drops them). With a `deadline` (`time.monotonic`), raises `WorkerError`
+        when it passes before the workers answered."""
         only = None if later else p.seq
         while p.left:
             if self._answers(0.0) or self.steal(check_here, only):
                 continue
             t0 = time.perf_counter()
-            self._answers(None)
+            if deadline is None:
+                self._answers(None)
+            elif (
+                not self._answers(max(0.0, deadline - time.monotonic()))
+                and time.monotonic() >= deadline
+            ):
+                raise WorkerError(
+                    f"signature workers left {p.left} chunks unanswered for "
+                    f"{_DRAIN_SECONDS:.0f} s (stopped or stuck)"
+                )
             _waits.for_workers += time.perf_counter() - t0
         del self.flight[p.seq]
 
@@ -544,6 +570,20 @@ def _settle(
     return p.block, ex
 
 
+def _drain(pool: _Pool, flight: list[_Pending]) -> bool:
+    """Read the replies to a stream's blocks still in flight (its queued chunks taken
+    unchecked); whether they all came within `_DRAIN_SECONDS`."""
+    deadline = time.monotonic() + _DRAIN_SECONDS
+    try:
+        for pending in flight:
+            if pending.seq in pool.flight:
+                pool.wait(pending, check_here=False, deadline=deadline)
+    except WorkerError as exc:  # died or stuck: the next stream starts without it
+        log.warning("shutting the signature workers down: %s", exc)
+        return False
+    return True
+
+
 def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Block, Execution]]:
     """Validate and commit each encoded block in order, yielding it (and its execution)
     once committed.
@@ -595,12 +635,9 @@ def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Blo
     finally:
         pause.release()
         if pool is not None:
+            if not broken:
+                broken = not _drain(pool, flight)
             if broken:  # its replies cannot be trusted to come: a new pool, or none
                 _pools.remove(pool)
                 pool.close()
-            else:
-                for pending in flight:
-                    if pending.seq in pool.flight:
-                        with contextlib.suppress(WorkerError):  # it dies now: next stream
-                            pool.wait(pending, check_here=False)
             _lock.release()
