@@ -9,8 +9,10 @@ import os
 import sqlite3
 from pathlib import Path
 
+from sharechain.crypto.keyfile import OrgKeys
 from sharechain.crypto.stream import encrypt_stream
-from sharechain.faults.dataflow import PLAINTEXT_BYTES, plaintext_found
+from sharechain.faults.dataflow import PLAINTEXT_BYTES, key_found, plaintext_found
+from sharechain.storage.vault import Vault
 
 
 def test_the_scan_finds_copies_and_only_copies(tmp_path: Path) -> None:
@@ -36,3 +38,15 @@ def test_the_scan_finds_copies_and_only_copies(tmp_path: Path) -> None:
     found = plaintext_found(tmp_path, [os.urandom(64), plaintext], [source])
     assert found == [tmp_path / "node-a" / "ledger.db", tmp_path / "node-a" / "log"]
     assert source in plaintext_found(tmp_path, [plaintext], [])  # skipped only when allowed
+
+
+def test_the_key_scan_finds_a_data_key_in_the_clear_and_not_in_a_vault(tmp_path: Path) -> None:
+    key, other = os.urandom(32), os.urandom(32)
+    owner = OrgKeys.generate("hospital-a")
+    Vault(tmp_path / "node", owner).put("ds-1", 1, "key", key)  # kept wrapped
+    (tmp_path / "client").mkdir()
+    (tmp_path / "client" / "cache").write_bytes(os.urandom(100) + key + os.urandom(100))
+    (tmp_path / "client" / "elsewhere").write_bytes(other[:16])  # half a key: no
+    assert key_found(tmp_path, [key, other]) == [tmp_path / "client" / "cache"]
+    assert Vault(tmp_path / "node", owner).get("ds-1", 1, "key") == key
+    assert key_found(tmp_path, []) == []

@@ -64,7 +64,7 @@ def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None
     assert result.data_flow == DATA_FLOW
     # The scan found the plaintext where it belongs (the owner's source, the
     # grantee's copy), so finding it nowhere else means something.
-    assert result.plaintext_copies >= 2
+    assert result.plaintext_copies >= 2 and result.data_keys >= 1
     assert report.nodes == 3 and report.revoked_grants == 2
     assert report.acknowledged > 100
     # The faults were felt: some submissions went unanswered and were retried.
@@ -104,6 +104,7 @@ def test_soak_random_schedule_on_etcd(tmp_path: Path) -> None:
     )
     assert result.flow == FLOW_CODES
     assert result.data_flow == DATA_FLOW and result.plaintext_copies >= 2
+    assert result.data_keys >= 1
     kinds_seen = sorted({f.kind for f in faults})
     print(
         f"soak seed {seed}: {len(faults)} faults ({', '.join(kinds_seen)}), "

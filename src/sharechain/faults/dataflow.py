@@ -14,7 +14,9 @@ every plaintext ever sealed is kept for the scan.
 `plaintext_found` then reads every file under the network's directory (each
 node's store, WAL, blobs, vault and log; each etcd member's data) and names
 those holding any of the plaintexts: only the owner's source file and the
-grantee's fetched copy may. The plaintexts are random, so a 32-byte window of
+grantee's fetched copy may. `key_found` searches the same files for each
+publication's data key (read back from the owner's vault, where it is kept
+wrapped): no file may hold it in the clear. The plaintexts are random, so a 32-byte window of
 one found anywhere else is a copy of it, not chance; a window every KiB is
 searched for, so any copied piece of 1,056 bytes or more is found.
 """
@@ -36,9 +38,19 @@ import httpx
 from sharechain.contracts import derive_id
 from sharechain.errors import SharechainError
 from sharechain.sharing.plane import Plane
-from sharechain.sharing.records import Listing, ReleaseRefusedError
+from sharechain.sharing.records import Listing, Published, ReleaseRefusedError
+from sharechain.storage.datadir import DataDir
+from sharechain.storage.vault import Vault
 
-__all__ = ["DATA_FLOW", "PLAINTEXT_BYTES", "DataFlow", "Submit", "data_flow", "plaintext_found"]
+__all__ = [
+    "DATA_FLOW",
+    "PLAINTEXT_BYTES",
+    "DataFlow",
+    "Submit",
+    "data_flow",
+    "key_found",
+    "plaintext_found",
+]
 
 PLAINTEXT_BYTES: Final = 48 * 1024
 """Size of each random plaintext the owner publishes (several segments' worth of windows)."""
@@ -73,6 +85,9 @@ class DataFlow:
     """Each step's outcome, in `DATA_FLOW` order (shorter if it stopped early)."""
     plaintexts: list[bytes] = field(default_factory=list)
     """Every plaintext sealed (a retried publication adds one)."""
+    keys: list[bytes] = field(default_factory=list)
+    """The data key of each publication that went through, read back from the owner's
+    vault (where it is kept wrapped): no file of the run may hold it in the clear."""
     allowed: list[Path] = field(default_factory=list)
     """Files that may hold them: the owner's sources and the grantee's copy."""
     dataset: str = ""
@@ -112,11 +127,14 @@ def data_flow(
         return planes[org]
 
     try:
-        dataset = _retry(lambda: _publish(plane(owner), owner, work, flow), deadline)
-        if dataset is None:
+        published = _retry(lambda: _publish(plane(owner), owner, work, flow), deadline)
+        if published is None:
             flow.outcomes.append("unpublished")
             return flow
         flow.outcomes.append("published")
+        dataset = published.dataset
+        with contextlib.suppress(SharechainError, OSError):  # counted: `SoakResult.data_keys`
+            flow.keys.append(_data_key(network, owner, published))
         flow.dataset = dataset
         ask = {"dataset": dataset, "purpose": "treatment", "duration": 86_400_000}
         request, code = submit(member, "access.request", ask)
@@ -153,7 +171,15 @@ def _retry(step: Callable[[], T], deadline: float) -> T | None:
             time.sleep(0.5)
 
 
-def _publish(plane: Plane, owner: str, work: Path, flow: DataFlow) -> str:
+def _data_key(network: Path, owner: str, published: Published) -> bytes:
+    """The data key the owner's node keeps for `published`, unwrapped with the owner's
+    private key (the harness holds every organisation's key file)."""
+    keys = DataDir.open(network / "consortium").keys(owner)
+    vault = Vault(network / "nodes" / owner, keys)
+    return vault.get(published.dataset, published.epoch, "key")
+
+
+def _publish(plane: Plane, owner: str, work: Path, flow: DataFlow) -> Published:
     plaintext = os.urandom(PLAINTEXT_BYTES)
     source = work / owner / f"source-{len(flow.plaintexts)}"
     source.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +187,7 @@ def _publish(plane: Plane, owner: str, work: Path, flow: DataFlow) -> str:
     flow.plaintexts.append(plaintext)
     flow.allowed.append(source)
     listing = Listing(title=f"soak {len(flow.plaintexts)}", classification="confidential")
-    return plane.publish(owner, source, listing, inline_limit=0).dataset
+    return plane.publish(owner, source, listing, inline_limit=0)
 
 
 def _fetch(plane: Plane, org: str, out: Path, deadline: float, flow: DataFlow) -> str:
@@ -185,9 +211,21 @@ def plaintext_found(root: Path, plaintexts: Iterable[bytes], allowed: Iterable[P
     """Files under `root` (but `allowed`) holding a copy of any plaintext, or of a piece
     of one of 1,056 bytes or more (a 32-byte window of it every KiB is searched for)."""
     windows = [p[i : i + _WINDOW] for p in plaintexts for i in range(0, len(p), _STRIDE)]
-    windows = [w for w in windows if len(w) == _WINDOW]
+    return _holding(root, [w for w in windows if len(w) == _WINDOW], allowed)
+
+
+def key_found(root: Path, keys: Iterable[bytes]) -> list[Path]:
+    """Files under `root` holding any of `keys` in the clear (vaults keep them wrapped,
+    releases travel wrapped to the grantee, who opens them in memory only)."""
+    return _holding(root, list(keys), ())
+
+
+def _holding(root: Path, needles: Sequence[bytes], allowed: Iterable[Path]) -> list[Path]:
+    """Files under `root` (but `allowed`) that contain any of `needles`."""
     skip = {a.resolve() for a in allowed}
-    found = []
+    found: list[Path] = []
+    if not needles:
+        return found
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file() or path.resolve() in skip:
             continue
@@ -195,7 +233,7 @@ def plaintext_found(root: Path, plaintexts: Iterable[bytes], allowed: Iterable[P
             if path.stat().st_size == 0:  # nothing to map
                 continue
             with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                hit = any(m.find(w) >= 0 for w in windows)
+                hit = any(m.find(w) >= 0 for w in needles)
         except FileNotFoundError:  # removed while the scan ran
             continue
         if hit:

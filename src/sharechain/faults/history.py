@@ -19,7 +19,8 @@ out. Afterwards each node's chain is read (`chain_from_store`) and
 A fifth, ``no_plaintext_at_non_grantee``, is judged from files, not chains:
 `sharechain.faults.dataflow.plaintext_found` searches every file of the run
 for the plaintexts the soak published, and `schedule.run_soak` reports each
-file outside the owner's source and the grantee's copy as a violation.
+file outside the owner's source and the grantee's copy as a violation, and
+each file holding a published data key in the clear (`dataflow.key_found`).
 
 A violation raises `HistoryViolationError` listing every one found, so a
 failing run says everything that went wrong at once; a clean run returns a

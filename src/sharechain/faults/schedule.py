@@ -29,7 +29,8 @@ When the load is over and every fault healed, the nodes must catch up to one
 head; they are stopped and their stores read, and `check_history` judges the
 logged operations against the chains; every file under the network's
 directory is searched for the plaintexts, which only the owner's source and
-the grantee's copy may hold (``no_plaintext_at_non_grantee``).
+the grantee's copy may hold, and for the data keys, which none may hold in
+the clear (``no_plaintext_at_non_grantee``).
 `random_schedule` draws a schedule from a seed, so a failing run is
 reproduced by its seed.
 """
@@ -54,7 +55,7 @@ import httpx
 from sharechain.api.client import NodeClient
 from sharechain.contracts import derive_id
 from sharechain.errors import ConfigError, SharechainError
-from sharechain.faults.dataflow import DataFlow, Submit, data_flow, plaintext_found
+from sharechain.faults.dataflow import DataFlow, Submit, data_flow, key_found, plaintext_found
 from sharechain.faults.history import (
     HistoryReport,
     HistoryViolationError,
@@ -127,6 +128,9 @@ class SoakResult:
     plaintext_copies: int
     """Files found holding a plaintext: the owner's sources and the grantee's copy only
     (anything else is a violation), so at least two when the flow went through."""
+    data_keys: int
+    """Data keys searched for in the clear in every file (none may hold one): one per
+    publication that went through."""
 
 
 def random_schedule(
@@ -366,6 +370,7 @@ def run_soak(
             with contextlib.closing(Store(node.data_dir / "ledger.db")) as store:
                 chains.append(chain_from_store(node.org, store))
         holding = plaintext_found(base, shared.plaintexts, ())
+        keyed = key_found(base, shared.keys)
     finally:
         net.release_disks()
     allowed = {p.resolve() for p in shared.allowed}
@@ -373,6 +378,10 @@ def run_soak(
         Violation("no_plaintext_at_non_grantee", f"{p} holds the published plaintext")
         for p in holding
         if p.resolve() not in allowed
+    ]
+    leaks += [
+        Violation("no_plaintext_at_non_grantee", f"{p} holds a data key in the clear")
+        for p in keyed
     ]
     try:
         report = check_history(log.ops, chains)
@@ -388,6 +397,7 @@ def run_soak(
         tuple(flow),
         tuple(shared.outcomes),
         len(holding),
+        len(shared.keys),
     )
 
 
