@@ -110,5 +110,6 @@ def test_soak_random_schedule_on_etcd(tmp_path: Path) -> None:
         f"soak seed {seed}: {len(faults)} faults ({', '.join(kinds_seen)}), "
         f"{result.report.operations} operations, "
         f"{result.report.acknowledged} acknowledged, height {result.report.height}, "
-        "lost 0, diverged 0, plaintext only at the owner and the grantee"
+        "lost 0, diverged 0, plaintext only at the owner and the grantee, "
+        f"no data key in the clear ({result.data_keys} searched)"
     )
