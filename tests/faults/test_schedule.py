@@ -2,7 +2,9 @@
 
 The short run (in `make test`): 3 nodes, solo ordering, a follower restarted
 with its clock 8 s ahead, a follower killed and restarted, another paused and
-resumed, a follower's disk filled and freed (where a tmpfs can be mounted), a
+resumed, a follower's disk filled and freed (where a tmpfs can be mounted: once
+while it runs, once while it is down, so that it exits on restart and the run's
+supervisor starts it again), a
 follower's link to the orderer slowed and then cut; beside the load, a
 regulated flow on the ledger and one through the data plane (a real dataset
 sealed, fetched by its grantee, refused to an outsider and after its
@@ -16,6 +18,8 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +29,10 @@ from sharechain.faults.dataflow import DATA_FLOW
 from sharechain.faults.schedule import (
     FLOW_CODES,
     KINDS,
+    RESTART_SECONDS,
     Fault,
     ProxiedNetwork,
+    _Supervisor,
     random_schedule,
     run_soak,
 )
@@ -55,9 +61,14 @@ def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None
         Fault(6.5, "delay", "hospital-b", 1.0, peer="hospital-a"),
         Fault(8.0, "cut", "regulator", 1.5, peer="hospital-a"),
     ]
-    if can_mount_tmpfs(tmp_path):  # a tmpfs per node (root only): the disk filled up
-        # While the node runs (a node cannot even open its store on a full disk).
-        faults.append(Fault(0.5, "fill", "hospital-b", 1.5))
+    small_disks = can_mount_tmpfs(tmp_path)
+    if small_disks:  # a tmpfs per node (root only): the disk filled up
+        faults.append(Fault(0.5, "fill", "hospital-b", 1.5))  # while the node runs
+        # While it is down: restarted at 4.0 on a full disk, it either starts
+        # refusing work or, when it cannot create a database file, exits and the
+        # run's supervisor starts it again 5 s later (as systemd would); either
+        # way it catches up.
+        faults.append(Fault(3.0, "fill", "hospital-b", 2.0))
     result = run_soak(tmp_path / "net", seed=1, faults=faults, seconds=10.0)
     report = result.report
     assert result.flow == FLOW_CODES
@@ -69,6 +80,32 @@ def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None
     assert report.acknowledged > 100
     # The faults were felt: some submissions went unanswered and were retried.
     assert report.acknowledged < report.operations
+
+
+def test_a_node_that_exits_on_its_own_is_started_again_like_systemd_would(
+    tmp_path: Path,
+) -> None:
+    # A node that cannot start (a disk full at that moment: `make soak` seed
+    # 565058250) exits with an error; deployed, systemd starts it again 5 s later
+    # (`Restart=on-failure`). The soak's supervisor does the same, and leaves alone
+    # a node the schedule killed (its restart is the schedule's).
+    net = ProxiedNetwork(tmp_path / "net", orgs=3)
+    try:
+        net.up(timeout=90)
+        supervisor = _Supervisor(net)
+        os.kill(net.pid("hospital-b"), signal.SIGTERM)  # exits on its own
+        net.kill("regulator")
+        t0 = time.monotonic()
+        supervisor.sleep_until(t0 + 2.0)
+        assert net.exited("hospital-b") is not None and supervisor.restarts == 0
+        supervisor.sleep_until(t0 + RESTART_SECONDS + 2.0)
+        assert supervisor.restarts == 1 and net.is_running("hospital-b")
+        assert not net.is_running("regulator") and net.exited("regulator") is None
+        net.restart("regulator")
+        net.wait_ready(timeout=60)
+    finally:
+        net.down()
+        net.close_links()
 
 
 def test_proxied_links_keep_the_targets_scheme(tmp_path: Path) -> None:

@@ -26,12 +26,14 @@ from sharechain.storage.diskspace import SPARE_FILE, DiskGuard, is_disk_full
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 12 MiB tmpfs (needs root to mount; skipped otherwise)."""
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A 12 MiB tmpfs, or of the size the test asks for with `indirect` parametrisation
+    (needs root to mount; skipped otherwise)."""
+    size = getattr(request, "param", "12m")
     mount = tmp_path / "small-disk"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
         capture_output=True,
         check=False,
     )
@@ -181,3 +183,50 @@ def test_a_write_ahead_log_that_filled_the_disk_is_given_back_with_the_spare(
         assert store.integrity_check() == "ok"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("small_disk", ["64m"], indirect=True)
+def test_a_node_stopped_behind_its_own_write_ahead_log_gives_it_back_when_it_starts(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    # A node killed while its WAL crowded a full disk: started again, it gives the
+    # WAL back (with its spare) before it opens anything else, so it starts, takes
+    # work and catches up instead of failing to create its other databases.
+    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
+    _with_settings(tmp_path / "consortium", disk_reserve_bytes=1024 * 1024, snapshot_blocks=0)
+    consortium = Consortium(tmp_path / "consortium", tmp_path)
+    data_dir = node_data_dir(consortium.source, small_disk / "bank-b", "bank-b")
+    orderer = run_node(consortium, "hospital-a", max_wait=0.005)
+    follower: Running | None = None
+    from sharechain.node.server import ServerThread
+    from sharechain.node.service import Node, NodeConfig
+
+    config = NodeConfig(
+        data_dir=data_dir,
+        org="bank-b",
+        orderer_url=orderer.url,
+        peers=(("hospital-a", orderer.url),),
+    )
+    Node(config).stop()  # its store, with the genesis block
+    held = Store(data_dir / "ledger.db")  # open: the WAL stays, as after a SIGKILL
+    try:
+        for i in range(24):  # 6 MiB committed, only in the WAL
+            held.set_meta(f"kept-{i}", os.urandom(256 * 1024))
+        guard = DiskGuard(data_dir, 1024 * 1024, CollectorRegistry())
+        assert guard.check(wal=held.wal_bytes()) is None  # the spare the node had kept
+        assert (data_dir / SPARE_FILE).exists()
+        _fill(small_disk)
+        node = Node(config)
+        node.start()
+        assert node.store.wal_bytes() == 0 and node.disk.full is None
+        follower = Running(node, ServerThread(node).start(), consortium)
+        with orderer.client() as client:
+            client.submit(_records(consortium, "hospital-a", 5))
+        wait_until(lambda: node.store.head() == orderer.node.store.head())
+        assert node.store.meta("kept-23") is not None
+        assert node.store.integrity_check() == "ok"
+    finally:
+        held.close()
+        if follower is not None:
+            shutdown(follower)
+        shutdown(orderer)

@@ -88,6 +88,10 @@ _SKEW_RANGE: Final = (2.0, 10.0)
 FLOW_CODES: Final = ("valid",) * 7 + ("revoked",)
 """The regulated flow's codes: register, request, two approvals, key release, read,
 revoke all valid; the read after the revocation refused."""
+RESTART_SECONDS: Final = 5.0
+"""A node that exits on its own during a run (one cannot start on a disk that is full
+at that moment) is started again after this long, as systemd does with
+`deploy/systemd/sharechain-node.service` (`Restart=on-failure`, `RestartSec=5`)."""
 _SUPERVISOR: Final = "regulator"
 
 
@@ -131,6 +135,8 @@ class SoakResult:
     data_keys: int
     """Data keys searched for in the clear in every file (none may hold one): one per
     publication that went through."""
+    restarts: int
+    """Nodes started again after they exited on their own (`RESTART_SECONDS`)."""
 
 
 def random_schedule(
@@ -167,11 +173,43 @@ def random_schedule(
     return tuple(faults)
 
 
+class _Supervisor:
+    """Restarts nodes that exited on their own, `RESTART_SECONDS` after it saw them gone."""
+
+    def __init__(self, net: ProxiedNetwork) -> None:
+        self.net = net
+        self.gone: dict[str, float] = {}
+        self.restarts = 0
+        """Nodes it started again."""
+
+    def sleep_until(self, when: float) -> None:
+        while (left := when - time.monotonic()) > 0:
+            time.sleep(min(0.25, left))
+            self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        for node in self.net.nodes:
+            if self.net.exited(node.org) is None:
+                self.gone.pop(node.org, None)
+            elif now - self.gone.setdefault(node.org, now) >= RESTART_SECONDS:
+                self.net.start_node(node.org)
+                del self.gone[node.org]
+                self.restarts += 1
+
+
+def _signal(net: ProxiedNetwork, org: str, signum: int) -> None:
+    """Send `signum` to `org`'s process; nothing if it is down (exited, waiting for
+    its restart): there is nothing to pause or resume."""
+    with contextlib.suppress(ConfigError):
+        os.kill(net.pid(org), signum)
+
+
 def _inject(net: ProxiedNetwork, fault: Fault) -> None:
     if fault.kind == "kill":
         net.kill(fault.org)
     elif fault.kind == "pause":
-        os.kill(net.pid(fault.org), signal.SIGSTOP)
+        _signal(net, fault.org, signal.SIGSTOP)
     elif fault.kind == "delay":
         net.link(fault.org, fault.peer).delay(LINK_DELAY)
     elif fault.kind == "cut":
@@ -188,7 +226,7 @@ def _heal(net: ProxiedNetwork, fault: Fault) -> None:
     if fault.kind == "kill":
         net.restart(fault.org)
     elif fault.kind == "pause":
-        os.kill(net.pid(fault.org), signal.SIGCONT)
+        _signal(net, fault.org, signal.SIGCONT)
     elif fault.kind == "skew":
         net.skew(fault.org, None)
     elif fault.kind == "fill":
@@ -319,6 +357,7 @@ def run_soak(
     flow: list[str] = []
     shared = DataFlow()
     active: list[Fault] = []
+    supervisor = _Supervisor(net)
     ran = False
     try:
         net.up(timeout=90)
@@ -342,17 +381,21 @@ def run_soak(
             key=lambda e: (e[0], e[1]),
         )
         for at, heal, fault in pending:
-            time.sleep(max(0.0, started + at - time.monotonic()))
+            supervisor.sleep_until(started + at)
             if heal:
                 active.remove(fault)
                 _heal(net, fault)
             else:
                 _inject(net, fault)
                 active.append(fault)
-        time.sleep(max(0.0, started + seconds - time.monotonic()))
+        supervisor.sleep_until(started + seconds)
         stop.set()
         for t in (*workers, flow_thread, data_thread):
-            t.join(settle_timeout)
+            end = time.monotonic() + settle_timeout
+            while t.is_alive() and time.monotonic() < end:
+                t.join(0.25)
+                supervisor.tick()
+        supervisor.sleep_until(time.monotonic() + RESTART_SECONDS)  # one that just exited
         net.wait_ready(timeout=settle_timeout)
         _wait_same_head(net, settle_timeout)
         ran = True
@@ -398,6 +441,7 @@ def run_soak(
         tuple(shared.outcomes),
         len(holding),
         len(shared.keys),
+        supervisor.restarts,
     )
 
 

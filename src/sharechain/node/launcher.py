@@ -360,6 +360,12 @@ class LocalNetwork:
         proc = self._procs.get(org)
         return proc is not None and proc.poll() is None
 
+    def exited(self, org: str) -> int | None:
+        """The exit code of `org`'s node if it was started and has exited on its own
+        (None while it runs, and after `stop_node` or `kill_node`)."""
+        proc = self._procs.get(org)
+        return None if proc is None else proc.poll()
+
     def _close_log(self, org: str) -> None:
         log = self._logs.pop(org, None)
         if log is not None:

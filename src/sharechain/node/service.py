@@ -204,7 +204,10 @@ class Node:
             meta = self.store.head()
             if meta is not None:
                 self.book.attest(meta)
-        self.disk.check(self.store.wal_bytes())
+        # Before anything else opens a database here: a node stopped while its WAL
+        # filled the disk could not create the others' (`sharechain node start`
+        # exited, and a supervisor restarting it met the same full disk for ever).
+        self._check_disk()
         replication.start_roles(self)
         compaction.start(self)
         self.spawn("disk-watch", self._watch_disk)
@@ -257,19 +260,28 @@ class Node:
     def _watch_disk(self) -> None:
         trimmed = 0.0
         while not self.stop_event.wait(CHECK_SECONDS):
-            wal = self.store.wal_bytes()
-            full = self.disk.check(wal) is not None
-            if time.monotonic() - trimmed > _TRIM_PAUSE and wal_crowds(wal, self.disk.free, full):
-                trimmed = time.monotonic()
-                freed = self._shrink_wal()
-                if freed:
-                    log.warning(
-                        "gave back the write-ahead log's %d MiB to a disk running short "
-                        "(%s bytes free)",
-                        freed >> 20,
-                        self.disk.free,
-                    )
-                    self.disk.check()
+            if time.monotonic() - trimmed > _TRIM_PAUSE:
+                if self._check_disk():
+                    trimmed = time.monotonic()
+            else:
+                self.disk.check(self.store.wal_bytes())
+
+    def _check_disk(self) -> bool:
+        """`DiskGuard.check`, and the write-ahead log given back when it crowds the
+        disk (`wal_crowds`); whether it tried to give it back."""
+        wal = self.store.wal_bytes()
+        full = self.disk.check(wal) is not None
+        if not wal_crowds(wal, self.disk.free, full):
+            return False
+        freed = self._shrink_wal()
+        if freed:
+            log.warning(
+                "gave back the write-ahead log's %d MiB to a disk running short (%s bytes free)",
+                freed >> 20,
+                self.disk.free,
+            )
+            self.disk.check()
+        return True
 
     def _shrink_wal(self) -> int:
         """`Store.shrink_wal`, with the disk's spare given up when the copy needs room."""
