@@ -148,5 +148,6 @@ def test_soak_random_schedule_on_etcd(tmp_path: Path) -> None:
         f"{result.report.operations} operations, "
         f"{result.report.acknowledged} acknowledged, height {result.report.height}, "
         "lost 0, diverged 0, plaintext only at the owner and the grantee, "
-        f"no data key in the clear ({result.data_keys} searched)"
+        f"no data key in the clear ({result.data_keys} searched), "
+        f"{result.restarts} nodes restarted after exiting on their own"
     )
