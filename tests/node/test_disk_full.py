@@ -91,13 +91,18 @@ def test_a_commit_that_finds_the_disk_full_rolls_back_and_the_store_goes_on(
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
 
 
-def test_a_node_whose_disk_fills_refuses_work_then_resumes_and_catches_up(
-    tmp_path: Path, small_disk: Path
-) -> None:
+def _follower_on(tmp_path: Path, disk: Path) -> tuple[Consortium, Path]:
+    """A consortium with a 1 MiB disk reserve, and bank-b's data directory on `disk`."""
     init_consortium(tmp_path / "consortium", ORGS, consortium="test")
     _with_settings(tmp_path / "consortium", disk_reserve_bytes=1024 * 1024, snapshot_blocks=0)
     consortium = Consortium(tmp_path / "consortium", tmp_path)
-    node_data_dir(consortium.source, small_disk / "bank-b", "bank-b")
+    return consortium, node_data_dir(consortium.source, disk / "bank-b", "bank-b")
+
+
+def test_a_node_whose_disk_fills_refuses_work_then_resumes_and_catches_up(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    consortium, _ = _follower_on(tmp_path, small_disk)
     orderer = run_node(consortium, "hospital-a", max_wait=0.005)
     follower: Running | None = None
     try:
@@ -192,10 +197,7 @@ def test_a_node_stopped_behind_its_own_write_ahead_log_gives_it_back_when_it_sta
     # A node killed while its WAL crowded a full disk: started again, it gives the
     # WAL back (with its spare) before it opens anything else, so it starts, takes
     # work and catches up instead of failing to create its other databases.
-    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
-    _with_settings(tmp_path / "consortium", disk_reserve_bytes=1024 * 1024, snapshot_blocks=0)
-    consortium = Consortium(tmp_path / "consortium", tmp_path)
-    data_dir = node_data_dir(consortium.source, small_disk / "bank-b", "bank-b")
+    consortium, data_dir = _follower_on(tmp_path, small_disk)
     orderer = run_node(consortium, "hospital-a", max_wait=0.005)
     follower: Running | None = None
     from sharechain.node.server import ServerThread
