@@ -51,8 +51,10 @@ test: $(STAMP) $(SYSSTAMP)
 	timeout --signal=INT --kill-after=60 2700 \
 		$(BIN)/pytest -m "not soak" -p no:cacheprovider -n 2 --dist loadfile --durations=25
 
+# Soak tests run for minutes by design (the longest sets its own pytest-timeout): no
+# faulthandler dump at 240 s; without xdist, pytest-timeout's dump is shown.
 soak: $(STAMP) $(SYSSTAMP)
-	$(BIN)/pytest -m soak -p no:cacheprovider
+	$(BIN)/pytest -m soak -p no:cacheprovider -o faulthandler_timeout=0
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
