@@ -21,6 +21,8 @@ from test_snapshot_start import _with_settings
 from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
 from sharechain.node.launcher import node_data_dir
+from sharechain.node.server import ServerThread
+from sharechain.node.service import Node, NodeConfig
 from sharechain.storage.datadir import init_consortium
 from sharechain.storage.diskspace import SPARE_FILE, DiskGuard, is_disk_full
 
@@ -91,32 +93,30 @@ def test_a_commit_that_finds_the_disk_full_rolls_back_and_the_store_goes_on(
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
 
 
-def _follower_on(tmp_path: Path, disk: Path) -> tuple[Consortium, Path]:
-    """A consortium with a 1 MiB disk reserve, and bank-b's data directory on `disk`."""
+def _follower_on(tmp_path: Path, disk: Path) -> tuple[Consortium, Running, NodeConfig]:
+    """A consortium with a 1 MiB disk reserve, its orderer (hospital-a) running, and the
+    configuration of bank-b's node, whose data directory is on `disk`."""
     init_consortium(tmp_path / "consortium", ORGS, consortium="test")
     _with_settings(tmp_path / "consortium", disk_reserve_bytes=1024 * 1024, snapshot_blocks=0)
     consortium = Consortium(tmp_path / "consortium", tmp_path)
-    return consortium, node_data_dir(consortium.source, disk / "bank-b", "bank-b")
+    data_dir = node_data_dir(consortium.source, disk / "bank-b", "bank-b")
+    orderer = run_node(consortium, "hospital-a", max_wait=0.005)
+    config = NodeConfig(
+        data_dir=data_dir,
+        org="bank-b",
+        orderer_url=orderer.url,
+        peers=(("hospital-a", orderer.url),),
+    )
+    return consortium, orderer, config
 
 
 def test_a_node_whose_disk_fills_refuses_work_then_resumes_and_catches_up(
     tmp_path: Path, small_disk: Path
 ) -> None:
-    consortium, _ = _follower_on(tmp_path, small_disk)
-    orderer = run_node(consortium, "hospital-a", max_wait=0.005)
+    consortium, orderer, config = _follower_on(tmp_path, small_disk)
     follower: Running | None = None
     try:
-        from sharechain.node.server import ServerThread
-        from sharechain.node.service import Node, NodeConfig
-
-        node = Node(
-            NodeConfig(
-                data_dir=small_disk / "bank-b",
-                org="bank-b",
-                orderer_url=orderer.url,
-                peers=(("hospital-a", orderer.url),),
-            )
-        )
+        node = Node(config)
         node.start()
         follower = Running(node, ServerThread(node).start(), consortium)
         with follower.client() as client:
@@ -197,18 +197,9 @@ def test_a_node_stopped_behind_its_own_write_ahead_log_gives_it_back_when_it_sta
     # A node killed while its WAL crowded a full disk: started again, it gives the
     # WAL back (with its spare) before it opens anything else, so it starts, takes
     # work and catches up instead of failing to create its other databases.
-    consortium, data_dir = _follower_on(tmp_path, small_disk)
-    orderer = run_node(consortium, "hospital-a", max_wait=0.005)
+    consortium, orderer, config = _follower_on(tmp_path, small_disk)
+    data_dir = config.data_dir
     follower: Running | None = None
-    from sharechain.node.server import ServerThread
-    from sharechain.node.service import Node, NodeConfig
-
-    config = NodeConfig(
-        data_dir=data_dir,
-        org="bank-b",
-        orderer_url=orderer.url,
-        peers=(("hospital-a", orderer.url),),
-    )
     Node(config).stop()  # its store, with the genesis block
     held = Store(data_dir / "ledger.db")  # open: the WAL stays, as after a SIGKILL
     try:
