@@ -14,11 +14,12 @@ every plaintext ever sealed is kept for the scan.
 `plaintext_found` then reads every file under the network's directory (each
 node's store, WAL, blobs, vault and log; each etcd member's data) and names
 those holding any of the plaintexts: only the owner's source file and the
-grantee's fetched copy may. `key_found` searches the same files for each
-publication's data key (read back from the owner's vault, where it is kept
-wrapped): no file may hold it in the clear. The plaintexts are random, so a 32-byte window of
+grantee's fetched copy may. The plaintexts are random, so a 32-byte window of
 one found anywhere else is a copy of it, not chance; a window every KiB is
 searched for, so any copied piece of 1,056 bytes or more is found.
+`key_found` searches the same files for each publication's data key (read
+back from the owner's vault, where it is kept wrapped): no file may hold it
+in the clear.
 """
 
 from __future__ import annotations

@@ -395,7 +395,8 @@ def run_soak(
             while t.is_alive() and time.monotonic() < end:
                 t.join(0.25)
                 supervisor.tick()
-        supervisor.sleep_until(time.monotonic() + RESTART_SECONDS)  # one that just exited
+        # Time for a node the last heal restarted to fail at start, and be restarted.
+        supervisor.sleep_until(time.monotonic() + RESTART_SECONDS)
         net.wait_ready(timeout=settle_timeout)
         _wait_same_head(net, settle_timeout)
         ran = True

@@ -259,10 +259,7 @@ class _Pool:
                 not self._answers(max(0.0, deadline - time.monotonic()))
                 and time.monotonic() >= deadline
             ):
-                raise WorkerError(
-                    f"signature workers left {p.left} chunks unanswered for "
-                    f"{_DRAIN_SECONDS:.0f} s (stopped or stuck)"
-                )
+                raise WorkerError(f"signature workers left {p.left} chunks unanswered")
             _waits.for_workers += time.perf_counter() - t0
         del self.flight[p.seq]
 
@@ -579,7 +576,11 @@ def _drain(pool: _Pool, flight: list[_Pending]) -> bool:
             if pending.seq in pool.flight:
                 pool.wait(pending, check_here=False, deadline=deadline)
     except WorkerError as exc:  # died or stuck: the next stream starts without it
-        log.warning("shutting the signature workers down: %s", exc)
+        log.warning(
+            "shutting the signature workers down: %s for %.0f s (stopped or stuck)",
+            exc,
+            _DRAIN_SECONDS,
+        )
         return False
     return True
 

@@ -260,18 +260,15 @@ class Node:
     def _watch_disk(self) -> None:
         trimmed = 0.0
         while not self.stop_event.wait(CHECK_SECONDS):
-            if time.monotonic() - trimmed > _TRIM_PAUSE:
-                if self._check_disk():
-                    trimmed = time.monotonic()
-            else:
-                self.disk.check(self.store.wal_bytes())
+            if self._check_disk(trim=time.monotonic() - trimmed > _TRIM_PAUSE):
+                trimmed = time.monotonic()
 
-    def _check_disk(self) -> bool:
-        """`DiskGuard.check`, and the write-ahead log given back when it crowds the
-        disk (`wal_crowds`); whether it tried to give it back."""
+    def _check_disk(self, trim: bool = True) -> bool:
+        """`DiskGuard.check`, and with `trim` the write-ahead log given back when it
+        crowds the disk (`wal_crowds`); whether it tried to give it back."""
         wal = self.store.wal_bytes()
         full = self.disk.check(wal) is not None
-        if not wal_crowds(wal, self.disk.free, full):
+        if not trim or not wal_crowds(wal, self.disk.free, full):
             return False
         freed = self._shrink_wal()
         if freed:
