@@ -24,7 +24,7 @@ from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
 from sharechain.storage.datadir import init_consortium
-from sharechain.storage.diskspace import SPARE_FILE, DiskGuard, is_disk_full
+from sharechain.storage.diskspace import SPARE_FILE, DiskFullError, DiskGuard, is_disk_full
 
 
 @pytest.fixture
@@ -222,4 +222,61 @@ def test_a_node_stopped_behind_its_own_write_ahead_log_gives_it_back_when_it_sta
         held.close()
         if follower is not None:
             shutdown(follower)
+        shutdown(orderer)
+
+
+def test_a_node_started_on_a_disk_something_else_filled_starts_and_refuses_work(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    consortium, orderer, config = _follower_on(tmp_path, small_disk)
+    follower: Running | None = None
+    try:
+        first = Node(config)
+        first.start()
+        first.stop()
+        assert (config.data_dir / SPARE_FILE).exists()  # set aside while there was room
+        ballast = _fill(small_disk)  # another program's files, while the node was down
+        node = Node(config)  # the spare makes room to open the store
+        node.start()
+        assert not (config.data_dir / SPARE_FILE).exists()
+        assert node.disk.full is not None and "is full" in node.disk.full
+        follower = Running(node, ServerThread(node).start(), consortium)
+        with follower.client() as client:
+            reply = client.http.post(
+                "/v1/txs", content=b'{"txs": []}', headers={"content-type": "application/json"}
+            )
+            assert reply.status_code == 503 and reply.json()["error"] == "disk_full"
+        ballast.unlink()
+        wait_until(lambda: node.disk.full is None, timeout=5)
+        with orderer.client() as client:
+            client.submit(_records(consortium, "hospital-a", 5))
+        wait_until(lambda: node.store.head() == orderer.node.store.head())
+        assert node.store.integrity_check() == "ok"
+        assert (config.data_dir / SPARE_FILE).exists()  # set aside again
+    finally:
+        if follower is not None:
+            shutdown(follower)
+        shutdown(orderer)
+
+
+def test_a_node_without_a_spare_on_a_full_disk_says_the_disk_is_full(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    _, orderer, config = _follower_on(tmp_path, small_disk)
+    try:
+        Node(config).stop()  # never started: no spare set aside
+        assert not (config.data_dir / SPARE_FILE).exists()
+        store_bytes = (config.data_dir / "ledger.db").read_bytes()
+        ballast = _fill(small_disk)
+        with pytest.raises(DiskFullError) as refused:
+            Node(config)
+        message = str(refused.value)
+        assert "is full" in message and "free space there and start it again" in message
+        assert "restore" not in message  # the store is not damaged: nothing to restore
+        assert (config.data_dir / "ledger.db").read_bytes() == store_bytes
+        ballast.unlink()
+        node = Node(config)
+        assert node.store.integrity_check() == "ok" and node.ledger.height == 0
+        node.stop()
+    finally:
         shutdown(orderer)

@@ -99,13 +99,19 @@ class Node:
         self.datadir = DataDir.open(config.data_dir)
         self.keyring = KeyRing(self.datadir, config.org)
         self.registry = registry or default_registry()
-        self.store = Store(self.datadir.db_path)
+        self.metrics = NodeMetrics.create()
+        self.disk = DiskGuard(
+            self.datadir.path,
+            int(self.datadir.settings.get("disk_reserve_bytes", DEFAULT_RESERVE)),
+            self.metrics.registry,
+        )
+        """Whether the data directory's disk is full (the node then takes no work)."""
+        self.store = self._open_store()
         self.ledger = Ledger(
             self.store,
             self.registry,
             clock=BlockClock(now, config.max_clock_skew, live=lambda: self.caught_up),
         )
-        self.metrics = NodeMetrics.create()
         self.nonces = NonceCache()
         self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
         self.judge = AttestationJudge(
@@ -154,12 +160,6 @@ class Node:
         self.commit_times: deque[tuple[int, float]] = deque(maxlen=64)
         """(height, wall-clock time) of the latest commits, for end-to-end latency figures."""
         self._ensure_genesis()
-        self.disk = DiskGuard(
-            self.datadir.path,
-            int(self.datadir.settings.get("disk_reserve_bytes", DEFAULT_RESERVE)),
-            self.metrics.registry,
-        )
-        """Whether the data directory's disk is full (the node then takes no work)."""
         self.snapshot_base = snapshot_base(self.store)
         """The height this node's store was loaded from a snapshot at (None: it has every block)."""
         self.snapshots = SnapshotMaker(
@@ -172,6 +172,26 @@ class Node:
         )
 
     # -- life cycle -----------------------------------------------------------
+
+    def _open_store(self) -> Store:
+        """The ledger store, opened with the disk's spare given up if it is too full
+        for SQLite to create the `-shm` and `-wal` files (another program filled it
+        while the node was down): the node then starts, takes no work, and resumes
+        when space returns. Without a spare to give, a `DiskFullError` that says so,
+        not the store's own advice to restore a damaged file."""
+        try:
+            return Store(self.datadir.db_path)
+        except ConfigError as exc:
+            if self.disk.check() is None:
+                raise
+            if self.disk.make_room():
+                with contextlib.suppress(ConfigError):
+                    return Store(self.datadir.db_path)
+            raise DiskFullError(
+                f"cannot open the ledger database {self.datadir.db_path}: "
+                f"{self.disk.check()}. The node could not start ({exc.__cause__ or exc}); "
+                "free space there and start it again"
+            ) from exc
 
     def _ensure_genesis(self) -> None:
         if self.store.head() is None:

@@ -25,7 +25,10 @@ small disk that is the very space the guard would otherwise wait for. Giving
 it back copies its newest pages into the database, which may grow by at most
 the WAL's size: while space is plentiful the guard sets room for that aside
 in `SPARE_FILE` (`spare_for`: twice the WAL, in powers of two from 1 MiB up
-to `SPARE_BYTES`), and deletes it when that copy fails for lack of space.
+to `SPARE_BYTES`), and deletes it when that copy fails for lack of space,
+or when the node starts on a disk below its reserve (`make_room`: SQLite
+needs room to open a database; another program may have filled the disk
+while the node was down).
 """
 
 from __future__ import annotations
@@ -220,6 +223,28 @@ class DiskGuard:
         except OSError:
             return 0
         return size
+
+    def make_room(self) -> int:
+        """Before the node opens its databases: if less than the reserve is free, give
+        the spare back (SQLite needs room to create a database's `-shm` and `-wal`
+        files); the bytes given back. The node then starts with the disk full and
+        takes no work until space returns (`check` sets the spare aside again)."""
+        try:
+            free = self._free_bytes(self.path)
+        except OSError:
+            return 0
+        if free >= self.reserve:
+            return 0
+        given = self.release_spare()
+        if given:
+            log.warning(
+                "gave up the disk's %d-byte spare so the node can open its databases on a "
+                "disk with %d bytes free (%d kept in reserve)",
+                given,
+                free,
+                self.reserve,
+            )
+        return given
 
     def _probe(self) -> bool:
         probe = self.path / PROBE_FILE
