@@ -90,7 +90,8 @@ class EtcdLog:
     minus a few KiB. `page_size` is how many blocks one range read returns,
     which bounds memory while reading. `watch_idle_timeout` is how long a
     quiet watch stream is trusted before it is re-established. `clock`
-    (monotonic seconds) is injectable for tests.
+    (monotonic seconds) is injectable for tests. `first`: the index of the
+    endpoint tried first (`etcd_gateway.member_for`).
     """
 
     def __init__(
@@ -104,10 +105,11 @@ class EtcdLog:
         watch_idle_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         tls: EtcdTLS | None = None,
+        first: int = 0,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        self._gateway = EtcdGateway(endpoints, timeout, clock=clock, tls=tls)
+        self._gateway = EtcdGateway(endpoints, timeout, clock=clock, tls=tls, first=first)
         self._prefix = prefix.encode()
         self._blocks = self._prefix + b"blocks/"
         self._blocks_end = _prefix_end(self._blocks)
