@@ -1,7 +1,7 @@
 """The plaintext scan behind ``no_plaintext_at_non_grantee``: it finds a copy of a
-plaintext, or a piece of 1,100 bytes of one, wherever it lies (a longer file, a
-SQLite page), skips the files allowed to hold it, and finds nothing in the
-sealed form."""
+plaintext, or a piece of 63 bytes of one, wherever it lies (a longer file, a
+SQLite page, at any offset), skips the files allowed to hold it, and finds nothing
+in the sealed form."""
 
 from __future__ import annotations
 
@@ -35,8 +35,19 @@ def test_the_scan_finds_copies_and_only_copies(tmp_path: Path) -> None:
     with source.open("rb") as src, sealed.open("wb") as dst:
         encrypt_stream(os.urandom(32), src, dst, epoch=1)
 
+    # The shortest piece found wherever it starts: 63 bytes at each offset of a window.
+    pieces = tmp_path / "node-c"
+    pieces.mkdir()
+    for shift in range(32):
+        (pieces / f"piece-{shift:02}").write_bytes(
+            os.urandom(100 + shift) + plaintext[777 : 777 + 63] + os.urandom(50)
+        )
     found = plaintext_found(tmp_path, [os.urandom(64), plaintext], [source])
-    assert found == [tmp_path / "node-a" / "ledger.db", tmp_path / "node-a" / "log"]
+    assert found == [
+        tmp_path / "node-a" / "ledger.db",
+        tmp_path / "node-a" / "log",
+        *sorted(pieces.iterdir()),
+    ]
     assert source in plaintext_found(tmp_path, [plaintext], [])  # skipped only when allowed
 
 

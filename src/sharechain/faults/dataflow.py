@@ -15,8 +15,11 @@ every plaintext ever sealed is kept for the scan.
 node's store, WAL, blobs, vault and log; each etcd member's data) and names
 those holding any of the plaintexts: only the owner's source file and the
 grantee's fetched copy may. The plaintexts are random, so a 32-byte window of
-one found anywhere else is a copy of it, not chance; a window every KiB is
-searched for, so any copied piece of 1,056 bytes or more is found.
+one found anywhere else is a copy of it, not chance. Every window of every
+plaintext (at each of its offsets) is indexed by its first 8 bytes, and each
+file is read once, looking up its window at every 32nd byte (numpy, a sorted
+index): any copied piece of 63 bytes or more covers one of those windows,
+wherever it starts. A hit is confirmed on all 32 bytes.
 `key_found` searches the same files for each publication's data key (read
 back from the owner's vault, where it is kept wrapped): no file may hold it
 in the clear.
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import httpx
+import numpy as np
 
 from sharechain.contracts import derive_id
 from sharechain.errors import SharechainError
@@ -55,10 +59,10 @@ __all__ = [
 
 PLAINTEXT_BYTES: Final = 48 * 1024
 """Size of each random plaintext the owner publishes (several segments' worth of windows)."""
-_STRIDE: Final = 1024
-"""A 32-byte window of each plaintext is searched for every `_STRIDE` bytes of it, so any
-copy of 1,056 contiguous bytes or more is found (one search of every file per window)."""
 _WINDOW: Final = 32
+"""Bytes of a plaintext that, found anywhere, show a copy (random bytes: not chance).
+Files are looked at every `_WINDOW` bytes, so any copy of 2 x 32 - 1 = 63 bytes or more
+is found."""
 DATA_FLOW: Final = (
     "published",
     "valid",
@@ -210,23 +214,63 @@ def _fetch(plane: Plane, org: str, out: Path, deadline: float, flow: DataFlow) -
 
 def plaintext_found(root: Path, plaintexts: Iterable[bytes], allowed: Iterable[Path]) -> list[Path]:
     """Files under `root` (but `allowed`) holding a copy of any plaintext, or of a piece
-    of one of 1,056 bytes or more (a 32-byte window of it every KiB is searched for)."""
-    windows = [p[i : i + _WINDOW] for p in plaintexts for i in range(0, len(p), _STRIDE)]
-    return _holding(root, [w for w in windows if len(w) == _WINDOW], allowed)
+    of one of 63 bytes or more (see the module's docstring)."""
+    index = _Windows([p for p in plaintexts if len(p) >= _WINDOW])
+    return _holding(root, index.in_view, allowed)
 
 
 def key_found(root: Path, keys: Iterable[bytes]) -> list[Path]:
     """Files under `root` holding any of `keys` in the clear (vaults keep them wrapped,
     releases travel wrapped to the grantee, who opens them in memory only)."""
-    return _holding(root, list(keys), ())
+    needles = list(keys)
+    return _holding(root, lambda m: any(m.find(k) >= 0 for k in needles), ()) if needles else []
 
 
-def _holding(root: Path, needles: Sequence[bytes], allowed: Iterable[Path]) -> list[Path]:
-    """Files under `root` (but `allowed`) that contain any of `needles`."""
+class _Windows:
+    """Every `_WINDOW`-byte window of some texts, indexed by its first 8 bytes."""
+
+    def __init__(self, texts: Sequence[bytes]) -> None:
+        self._texts = texts
+        heads, where = [], []
+        for n, text in enumerate(texts):
+            count = len(text) - _WINDOW + 1
+            # The 8 bytes at each offset, as one little-endian integer each.
+            raw = np.frombuffer(text, dtype=np.uint8)
+            eights = np.lib.stride_tricks.sliding_window_view(raw, 8)[:count]
+            heads.append(eights.copy().view("<u8").ravel())
+            where.append(np.stack([np.full(count, n), np.arange(count)], axis=1))
+        keys = np.concatenate(heads) if heads else np.empty(0, dtype="<u8")
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._where = np.concatenate(where)[order] if where else np.empty((0, 2), dtype=int)
+
+    def in_view(self, view: mmap.mmap) -> bool:
+        """Whether the bytes in `view` hold a window, looked at every `_WINDOW` bytes."""
+        if not len(self._keys):
+            return False
+        usable = len(view) - len(view) % _WINDOW
+        if not usable:
+            return False
+        # A copy: no view of the mapping outlives this call (it could not be closed).
+        starts = np.frombuffer(view, dtype="<u8", count=usable // 8)[:: _WINDOW // 8].copy()
+        at = np.searchsorted(self._keys, starts)
+        hit = np.nonzero(self._keys[np.minimum(at, len(self._keys) - 1)] == starts)[0]
+        for block in hit.tolist():  # random texts: hits are copies, confirmed whole
+            offset = block * _WINDOW
+            found = view[offset : offset + _WINDOW]
+            i = int(at[block])
+            while i < len(self._keys) and self._keys[i] == starts[block]:
+                n, start = (int(x) for x in self._where[i])
+                if self._texts[n][start : start + _WINDOW] == found:
+                    return True
+                i += 1
+        return False
+
+
+def _holding(root: Path, holds: Callable[[mmap.mmap], bool], allowed: Iterable[Path]) -> list[Path]:
+    """Files under `root` (but `allowed`) whose bytes `holds` something."""
     skip = {a.resolve() for a in allowed}
     found: list[Path] = []
-    if not needles:
-        return found
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file() or path.resolve() in skip:
             continue
@@ -234,7 +278,7 @@ def _holding(root: Path, needles: Sequence[bytes], allowed: Iterable[Path]) -> l
             if path.stat().st_size == 0:  # nothing to map
                 continue
             with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                hit = any(m.find(w) >= 0 for w in needles)
+                hit = holds(m)
         except FileNotFoundError:  # removed while the scan ran
             continue
         if hit:
