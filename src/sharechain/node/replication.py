@@ -29,7 +29,6 @@ from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up
 from sharechain.node.builder import builder, elector, etcd_builder
 from sharechain.node.etcd_watch import ensure_genesis_in_log, etcd_watcher
 from sharechain.node.service import Node
-from sharechain.ordering.etcd_gateway import member_for
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.storage.diskspace import DiskFullError
@@ -53,7 +52,6 @@ def start_roles(node: Node) -> None:
             page_size=16,
             watch_idle_timeout=2.0,
             tls=cfg.etcd_tls,
-            first=member_for(node.org, (org for org, _ in cfg.peers), len(cfg.etcd_endpoints)),
         )
         node.on_close(etcd.close)
         ensure_genesis_in_log(node, etcd)

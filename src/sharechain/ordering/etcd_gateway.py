@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -25,7 +25,7 @@ from sharechain.errors import OrderingError
 from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
 from sharechain.ordering.etcd_wire import Json, _describe, _json_or_error, _refusal
 
-__all__ = ["MAX_BACKOFF", "EndpointStatus", "EtcdGateway", "member_for"]
+__all__ = ["MAX_BACKOFF", "EndpointStatus", "EtcdGateway"]
 
 # gRPC status codes that mean "this member cannot serve now, another may":
 # CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE.
@@ -63,23 +63,13 @@ class EndpointStatus:
     """Why the member did not answer ("" when reachable)."""
 
 
-def member_for(org: str, orgs: Iterable[str], members: int) -> int:
-    """The etcd member `org`'s node talks to first: its place among `orgs` (sorted),
-    modulo `members`. Given the endpoints in the same order, every node would
-    otherwise send its appends and read its watch through the first member, which
-    then did about four times the work of each other one (etcd serves a watch
-    from the member it is opened on, and forwards a write to its leader)."""
-    return sorted({org, *orgs}).index(org) % max(1, members)
-
-
 class EtcdGateway:
     """The members' client URLs and one HTTP client each; thread-safe.
 
     `timeout` bounds each `post` (all members and retries included); `clock`
     (monotonic seconds) is injectable for tests. `preferred` is the index of
-    the member tried first: `first` at the start (`member_for`: each node of a
-    consortium starts on a different member), then the last one that
-    answered, or the one a watch moved on to.
+    the member tried first: the last one that answered, or the one a watch
+    moved on to.
     """
 
     def __init__(
@@ -89,7 +79,6 @@ class EtcdGateway:
         *,
         clock: Callable[[], float] = time.monotonic,
         tls: EtcdTLS | None = None,
-        first: int = 0,
     ) -> None:
         if not endpoints:
             raise OrderingError("no etcd endpoints given; pass the members' client URLs")
@@ -107,7 +96,7 @@ class EtcdGateway:
         # when every re-established stream (each `watch_idle_timeout`) made one.
         self.watch_client = etcd_http_client(tls, context)
         """The client every watch stream is read through."""
-        self.preferred = first % len(self.endpoints)
+        self.preferred = 0
 
     def close(self) -> None:
         """Close the HTTP connections."""

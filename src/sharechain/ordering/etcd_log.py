@@ -90,8 +90,7 @@ class EtcdLog:
     minus a few KiB. `page_size` is how many blocks one range read returns,
     which bounds memory while reading. `watch_idle_timeout` is how long a
     quiet watch stream is trusted before it is re-established. `clock`
-    (monotonic seconds) is injectable for tests. `first`: the index of the
-    endpoint tried first (`etcd_gateway.member_for`).
+    (monotonic seconds) is injectable for tests.
     """
 
     def __init__(
@@ -105,11 +104,10 @@ class EtcdLog:
         watch_idle_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         tls: EtcdTLS | None = None,
-        first: int = 0,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
-        self._gateway = EtcdGateway(endpoints, timeout, clock=clock, tls=tls, first=first)
+        self._gateway = EtcdGateway(endpoints, timeout, clock=clock, tls=tls)
         self._prefix = prefix.encode()
         self._blocks = self._prefix + b"blocks/"
         self._blocks_end = _prefix_end(self._blocks)
