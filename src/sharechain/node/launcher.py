@@ -258,22 +258,6 @@ class LocalNetwork:
 
     # -- processes ----------------------------------------------------------------
 
-    def _endpoints_for(self, node: NodeSpec) -> list[str]:
-        """The etcd endpoints for `node`, turned by its place among the nodes.
-
-        A node tries the first endpoint first. On one machine every member is as
-        near as any other, so the nodes start on different members (node i on
-        member i mod the members): given the same order, every node read its
-        watch and sent its appends through the first member, which then used
-        about four times the CPU of each other member. On separate hosts an
-        operator lists the member on the node's own host first instead
-        (`docs/deploy.md`)."""
-        assert self.etcd is not None
-        endpoints = list(self.etcd.endpoints)
-        names = [n.org for n in self.nodes]
-        turn = (names.index(node.org) if node.org in names else len(names)) % len(endpoints)
-        return endpoints[turn:] + endpoints[:turn]
-
     def node_command(self, node: NodeSpec) -> list[str]:
         cmd = [
             self.python,
@@ -297,7 +281,7 @@ class LocalNetwork:
             cmd += ["--tls-cert", str(files.cert), "--tls-key", str(files.key)]
             cmd += ["--tls-ca", str(files.ca)]
         if self.ordering == "etcd" and self.etcd is not None:
-            cmd += ["--etcd-endpoints", ",".join(self._endpoints_for(node))]
+            cmd += ["--etcd-endpoints", ",".join(self.etcd.endpoints)]
             tls = self.etcd.client_tls(node.org)
             if tls is not None:
                 cmd += ["--etcd-ca", str(tls.ca_file), "--etcd-cert", str(tls.cert_file)]
