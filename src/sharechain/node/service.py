@@ -182,15 +182,16 @@ class Node:
         try:
             return Store(self.datadir.db_path)
         except ConfigError as exc:
-            if self.disk.check() is None:
+            short = self.disk.check()
+            if short is None:
                 raise
             if self.disk.make_room():
                 with contextlib.suppress(ConfigError):
                     return Store(self.datadir.db_path)
             raise DiskFullError(
-                f"cannot open the ledger database {self.datadir.db_path}: "
-                f"{self.disk.check()}. The node could not start ({exc.__cause__ or exc}); "
-                "free space there and start it again"
+                f"cannot open the ledger database {self.datadir.db_path}: {short}. The "
+                f"node could not start ({exc.__cause__ or exc}); free space there and start "
+                "it again"
             ) from exc
 
     def _ensure_genesis(self) -> None:

@@ -225,8 +225,8 @@ class DiskGuard:
         return size
 
     def make_room(self) -> int:
-        """Before the node opens its databases: if less than the reserve is free, give
-        the spare back (SQLite needs room to create a database's `-shm` and `-wal`
+        """When a database would not open: if less than the reserve is free, give the
+        spare back (SQLite needs room to create a database's `-shm` and `-wal`
         files); the bytes given back. The node then starts with the disk full and
         takes no work until space returns (`check` sets the spare aside again)."""
         try:
