@@ -12,12 +12,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
 from prometheus_client import CollectorRegistry
 from test_replication import _records, wait_until
 from test_snapshot_start import _with_settings
 
+from sharechain.api.client import NodeClient
 from sharechain.ledger.store import Store
 from sharechain.ledger.verify import verify_ledger
 from sharechain.node.launcher import node_data_dir
@@ -110,6 +112,13 @@ def _follower_on(tmp_path: Path, disk: Path) -> tuple[Consortium, Running, NodeC
     return consortium, orderer, config
 
 
+def _submit_nothing(client: NodeClient) -> httpx.Response:
+    """A signed submission of no transactions: a write the node refuses while its disk is full."""
+    return client.http.post(
+        "/v1/txs", content=b'{"txs": []}', headers={"content-type": "application/json"}
+    )
+
+
 def test_a_node_whose_disk_fills_refuses_work_then_resumes_and_catches_up(
     tmp_path: Path, small_disk: Path
 ) -> None:
@@ -127,9 +136,7 @@ def test_a_node_whose_disk_fills_refuses_work_then_resumes_and_catches_up(
         ballast = _fill(small_disk)
         wait_until(lambda: node.disk.full is not None, timeout=5)
         with follower.client() as client:
-            reply = client.http.post(
-                "/v1/txs", content=b'{"txs": []}', headers={"content-type": "application/json"}
-            )
+            reply = _submit_nothing(client)
             assert reply.status_code == 503
             assert reply.json()["error"] == "disk_full" and "full" in reply.json()["detail"]
             assert client.status()["height"] >= 1  # reads go on
@@ -242,9 +249,7 @@ def test_a_node_started_on_a_disk_something_else_filled_starts_and_refuses_work(
         assert node.disk.full is not None and "is full" in node.disk.full
         follower = Running(node, ServerThread(node).start(), consortium)
         with follower.client() as client:
-            reply = client.http.post(
-                "/v1/txs", content=b'{"txs": []}', headers={"content-type": "application/json"}
-            )
+            reply = _submit_nothing(client)
             assert reply.status_code == 503 and reply.json()["error"] == "disk_full"
         ballast.unlink()
         wait_until(lambda: node.disk.full is None, timeout=5)
