@@ -1,7 +1,7 @@
 """`Store.shrink_wal`: a busy store's write-ahead log given back to the disk.
 
 A writer that is never idle never lets SQLite start the WAL over, so it keeps
-the size it grew to (up to `WAL_LIMIT`); a node on a disk running short hands
+the size it grew to (up to its limit, `wal_limit_for`); a node on a disk running short hands
 it back (`node/service.py`, the disk watch). The store must stay whole, and a
 reader that holds an old snapshot must keep it.
 """

@@ -21,6 +21,7 @@ from test_snapshot_start import _with_settings
 
 from sharechain.api.client import NodeClient
 from sharechain.ledger.store import Store
+from sharechain.ledger.store_reads import wal_limit_for
 from sharechain.ledger.verify import verify_ledger
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
@@ -285,3 +286,23 @@ def test_a_node_without_a_spare_on_a_full_disk_says_the_disk_is_full(
         node.stop()
     finally:
         shutdown(orderer)
+
+
+@pytest.mark.parametrize("small_disk", ["512m"], indirect=True)
+def test_a_store_keeps_its_write_ahead_log_to_a_sixteenth_of_its_disk(small_disk: Path) -> None:
+    path = small_disk / "ledger.db"
+    assert wal_limit_for(str(path)) == 32 << 20  # 512 MiB / 16, between 16 and 256 MiB
+    store = Store(path)
+    try:
+        with store.group():  # one transaction of 48 MiB: the WAL grows past the limit
+            for i in range(192):
+                store.set_meta(f"big-{i}", os.urandom(256 * 1024))
+        assert store.wal_bytes() > 40 << 20
+        # The writer checkpoints past the limit; the next transaction starts the WAL
+        # over and SQLite trims the file to the limit (with 256 MiB it kept 48).
+        for i in range(3):
+            store.set_meta(f"small-{i}", b"x")
+        assert store.wal_bytes() <= 32 << 20
+        assert store.meta("big-191") is not None and store.integrity_check() == "ok"
+    finally:
+        store.close()

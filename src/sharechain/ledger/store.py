@@ -47,7 +47,7 @@ from sharechain.ledger.schema import (
     migrate,
     union_query,
 )
-from sharechain.ledger.store_reads import WAL_LIMIT, Checkpointer, ReadPool
+from sharechain.ledger.store_reads import WAL_LIMIT, Checkpointer, ReadPool, wal_limit_for
 from sharechain.ledger.store_rows import (
     BlockChange,
     Head,
@@ -98,7 +98,8 @@ class Store:
             self._db.execute("PRAGMA cache_size=-65536")
             # Checkpoints run on a thread of their own (`store_reads.Checkpointer`).
             self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+            limit = WAL_LIMIT if self.path == ":memory:" else wal_limit_for(self.path)
+            self._db.execute(f"PRAGMA journal_size_limit={limit}")
             self._db.executescript(SCHEMA)
             check_schema(self._db)
             migrate(self._db)
@@ -473,7 +474,7 @@ class Store:
         nothing (a TRUNCATE checkpoint); returns the bytes given back to the disk.
 
         A writer that is never idle never lets SQLite start the WAL over, so it grows
-        to `WAL_LIMIT`: on a small disk that is the space a full node waits for.
+        to its limit (`wal_limit_for`): on a small disk that is the space a full node waits for.
         Blocks commits meanwhile (it takes the write lock) and waits at most `wait`
         seconds for readers; gives back nothing when they stay. Raises the
         `sqlite3.Error` of a copy that failed (for lack of space: the database

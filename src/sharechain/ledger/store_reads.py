@@ -22,9 +22,10 @@ waits for the copy and a second fsync. The store turns that off and leaves
 checkpoints to a thread of its own (`Checkpointer`), every 8 commits or
 each second: the committing thread only appends, a page rewritten by
 several blocks is copied back once, and the copy overlaps the next blocks'
-work. The WAL stays bounded: past
-`WAL_LIMIT` bytes the writer checkpoints itself (as SQLite would have), and
-the file is trimmed back to that size when the WAL starts over.
+work. The WAL stays bounded: past its limit (`wal_limit_for`: a sixteenth of
+the disk, from 16 MiB up to `WAL_LIMIT`, 256 MiB) the writer checkpoints
+itself (as SQLite would have), and the file is trimmed back to that size
+when the WAL starts over.
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["EVERY", "KEEP", "PERIOD", "WAL_LIMIT", "Checkpointer", "ReadPool"]
+__all__ = [
+    "EVERY",
+    "KEEP",
+    "PERIOD",
+    "WAL_LIMIT",
+    "WAL_LIMIT_FLOOR",
+    "Checkpointer",
+    "ReadPool",
+    "wal_limit_for",
+]
 
 KEEP = 8
 """Idle read connections a store keeps open (more are opened when busy, then closed)."""
@@ -49,7 +59,24 @@ PERIOD = 1.0
 
 WAL_LIMIT = 256 << 20
 """WAL bytes past which the committing thread checkpoints itself (the WAL is trimmed back
-to this size when it starts over)."""
+to this size when it starts over), on a disk of 4 GiB or more (`wal_limit_for`)."""
+
+WAL_LIMIT_FLOOR = 16 << 20
+"""The smallest WAL limit, whatever the disk (`wal_limit_for`)."""
+
+
+def wal_limit_for(path: str) -> int:
+    """The WAL limit for a database at `path`: a sixteenth of its file system's size,
+    from `WAL_LIMIT_FLOOR` up to `WAL_LIMIT`.
+
+    A fixed 256 MiB let a busy store's WAL hold a quarter of a 1 GiB disk, and
+    all of a 256 MiB one (the node's disk watch then had to give it back). An
+    unreadable file system gets `WAL_LIMIT`."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)) or ".")
+    except OSError:
+        return WAL_LIMIT
+    return max(WAL_LIMIT_FLOOR, min(WAL_LIMIT, st.f_blocks * st.f_frsize // 16))
 
 
 class ReadPool:
@@ -112,7 +139,7 @@ class Checkpointer:
         """Commits between two checkpoints of the thread (a page several of them
         rewrote is copied back once)."""
         self._pending = 0
-        self.limit = WAL_LIMIT
+        self.limit = wal_limit_for(path)
         """WAL bytes past which `committed` checkpoints on the writer's thread."""
         self.runs = 0
         """Checkpoints run by the thread (for tests and metrics)."""

@@ -83,9 +83,10 @@ def wal_crowds(wal: int, free: int | None, full: bool) -> bool:
     truncated: it holds more than `WAL_FLOOR` and the disk is full, or the log
     is more than half of what is still free.
 
-    A busy writer's WAL grows to the store's `WAL_LIMIT` (256 MiB) and keeps
-    that size: on a small disk it takes the space the guard waits for, and the
-    node, refusing work for a full disk, would never see it come back.
+    A busy writer's WAL grows to the store's limit (`wal_limit_for`: a sixteenth
+    of the disk, from 16 to 256 MiB) and keeps that size: on a small disk it
+    takes the space the guard waits for, and the node, refusing work for a full
+    disk, would never see it come back.
     """
     if wal <= WAL_FLOOR:
         return False
