@@ -93,8 +93,20 @@ def test_iter_blocks_pages(tmp_path: Path) -> None:
 def test_not_a_database_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match=str(path)):
+    with pytest.raises(ConfigError, match=str(path)) as refused:
         Store(path)
+    assert "restore it or re-sync" in str(refused.value)  # a damaged file: restore it
+
+
+def test_a_store_that_cannot_be_created_says_where_to_look_not_to_restore(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "no-such-dir" / "ledger.db"
+    with pytest.raises(ConfigError, match="unable to open database file") as refused:
+        Store(path)
+    message = str(refused.value)
+    assert "check that its directory exists" in message and "restore" not in message
+    assert not path.parent.exists()  # nothing made on the way
 
 
 _KEYS = {

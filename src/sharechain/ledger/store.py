@@ -80,6 +80,30 @@ def _prefix_end(prefix: str) -> str:
     return prefix + "\U0010ffff"
 
 
+_NOT_THE_FILE = {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY}
+"""Primary SQLite codes of a database that could not be opened or written for reasons
+outside the file (a missing directory, permissions, a read-only mount)."""
+_THE_DISK = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR}
+
+
+def _open_advice(exc: BaseException) -> str:
+    """What to do about a store that would not open: restoring is the advice only
+    for a damaged file, never for a good one behind a full disk or a wrong path."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in _NOT_THE_FILE:
+        return (
+            "check that its directory exists and that this user may read and write "
+            "there (and create files next to it: SQLite adds -wal and -shm files)"
+        )
+    if primary in _THE_DISK:
+        return (
+            "the disk may be full or failing: check its free space and its health; "
+            "the file itself is not known to be damaged"
+        )
+    return "if the file is damaged, restore it or re-sync the node from its peers"
+
+
 class Store:
     """A peer's SQLite database. Thread-safe for one writer and many readers."""
 
@@ -106,8 +130,7 @@ class Store:
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             # A damaged schema page can surface as a text decoding error.
             raise ConfigError(
-                f"cannot open the ledger database {self.path}: {exc}; if the file is "
-                "damaged, restore it or re-sync the node from its peers"
+                f"cannot open the ledger database {self.path}: {exc}; {_open_advice(exc)}"
             ) from exc
         self._lock = threading.RLock()
         self._grouped = False
