@@ -109,6 +109,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, durable: bool = True) -> None:
         self.path = str(path)
+        wal_limit = WAL_LIMIT if self.path == ":memory:" else wal_limit_for(self.path)
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -122,8 +123,7 @@ class Store:
             self._db.execute("PRAGMA cache_size=-65536")
             # Checkpoints run on a thread of their own (`store_reads.Checkpointer`).
             self._db.execute("PRAGMA wal_autocheckpoint=0")
-            limit = WAL_LIMIT if self.path == ":memory:" else wal_limit_for(self.path)
-            self._db.execute(f"PRAGMA journal_size_limit={limit}")
+            self._db.execute(f"PRAGMA journal_size_limit={wal_limit}")
             self._db.executescript(SCHEMA)
             check_schema(self._db)
             migrate(self._db)
@@ -141,7 +141,7 @@ class Store:
         """The thread with a write transaction open (a group's or a block's): its
         reads go through the write connection, to see its own uncommitted writes."""
         self._reads = ReadPool(self.path)
-        self._checkpoints = Checkpointer(self.path) if self.path != ":memory:" else None
+        self._checkpoints = Checkpointer(self.path, wal_limit) if self.path != ":memory:" else None
         self.merge_rows = MERGE_ROWS
         """Rows a `*_recent` index table collects before its merge (tests lower it)."""
         self._held: dict[str, int | None] = dict.fromkeys(RECENT)

@@ -127,9 +127,12 @@ class ReadPool:
 
 
 class Checkpointer:
-    """Copies committed WAL pages back into the database file, on a thread of its own."""
+    """Copies committed WAL pages back into the database file, on a thread of its own.
 
-    def __init__(self, path: str) -> None:
+    `limit`: the WAL bytes past which the writer checkpoints itself (the store's
+    `journal_size_limit`, `wal_limit_for`)."""
+
+    def __init__(self, path: str, limit: int = WAL_LIMIT) -> None:
         self.path = path
         self.wal = path + "-wal"
         self._due = threading.Event()
@@ -139,7 +142,7 @@ class Checkpointer:
         """Commits between two checkpoints of the thread (a page several of them
         rewrote is copied back once)."""
         self._pending = 0
-        self.limit = wal_limit_for(path)
+        self.limit = limit
         """WAL bytes past which `committed` checkpoints on the writer's thread."""
         self.runs = 0
         """Checkpoints run by the thread (for tests and metrics)."""

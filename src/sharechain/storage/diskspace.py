@@ -226,23 +226,17 @@ class DiskGuard:
         return size
 
     def make_room(self) -> int:
-        """When a database would not open: if less than the reserve is free, give the
-        spare back (SQLite needs room to create a database's `-shm` and `-wal`
-        files); the bytes given back. The node then starts with the disk full and
-        takes no work until space returns (`check` sets the spare aside again)."""
-        try:
-            free = self._free_bytes(self.path)
-        except OSError:
-            return 0
-        if free >= self.reserve:
-            return 0
+        """When a database would not open on a disk `check` found full: give the spare
+        back (SQLite needs room to create a database's `-shm` and `-wal` files); the
+        bytes given back. The node then starts with the disk full and takes no work
+        until space returns (`check` sets the spare aside again)."""
         given = self.release_spare()
         if given:
             log.warning(
                 "gave up the disk's %d-byte spare so the node can open its databases on a "
-                "disk with %d bytes free (%d kept in reserve)",
+                "disk with %s bytes free (%d kept in reserve)",
                 given,
-                free,
+                self.free,
                 self.reserve,
             )
         return given
