@@ -47,6 +47,31 @@ def test_commit_and_read(tmp_path: Path) -> None:
     store.close()
 
 
+def test_values_and_ids_are_stored_as_blobs_whatever_type_binds_them(tmp_path: Path) -> None:
+    # The store binds bytes as bytearrays (`store_rows.blobs`, a faster path in
+    # sqlite3): SQLite must still hold BLOBs, which the seal and readers expect.
+    store = Store(tmp_path / "l.db")
+    many = {f"k/{i:03}": b"v%d" % i for i in range(300)}  # past one 128-row INSERT
+    hist = [(k, 0, b"\x07" * 32) for k in many]
+    _commit(store, 0, writes=many, history=hist)
+    db = sqlite3.connect(tmp_path / "l.db")
+    types = {
+        q: {t for (t,) in db.execute(q)}
+        for q in (
+            "SELECT typeof(value) FROM state",
+            "SELECT typeof(id) FROM txs UNION ALL SELECT typeof(id) FROM txs_recent",
+            "SELECT typeof(tx_id) FROM history UNION ALL SELECT typeof(tx_id) FROM history_recent",
+        )
+    }
+    db.close()
+    assert all(found == {"blob"} for found in types.values()), types
+    assert store.get_many(list(many)) == many
+    tx0 = bytes([0, 0]) * 16
+    assert store.known_txs([tx0]) == {tx0}
+    assert type(store.get("k/000")) is bytes
+    store.close()
+
+
 @pytest.mark.parametrize("height", [0, 2, 5])
 def test_height_must_extend_the_head(tmp_path: Path, height: int) -> None:
     store = Store(tmp_path / "l.db")

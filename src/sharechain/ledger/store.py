@@ -54,6 +54,7 @@ from sharechain.ledger.store_rows import (
     HistoryEntry,
     RowChange,
     TxLocation,
+    blobs,
     first,
     insert_index_rows,
     insert_rows,
@@ -280,7 +281,7 @@ class Store:
                 chunk = ids[i : i + 500]
                 marks = ",".join(f"?{j}" for j in range(1, len(chunk) + 1))
                 q = union_query("txs", "id", f"id IN ({marks})")
-                found.update(bytes(r[0]) for r in db.execute(q, chunk))
+                found.update(bytes(r[0]) for r in db.execute(q, blobs(chunk)))
         return found
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
