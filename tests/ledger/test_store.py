@@ -86,10 +86,13 @@ def test_height_must_extend_the_head(tmp_path: Path, height: int) -> None:
 def test_failed_commit_rolls_back_everything(tmp_path: Path) -> None:
     store = Store(tmp_path / "l.db")
     _commit(store, 0)
-    # The second value cannot be stored: the commit fails after the block row,
-    # the tx rows and the first write went in, and all of them are undone.
+    # The second value cannot be stored (past the connection's length limit): the
+    # commit fails after the block row, the tx rows and the first write went in,
+    # and all of them are undone.
+    store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100)
     with pytest.raises(sqlite3.Error):
-        _commit(store, 1, writes={"a-first": b"1", "z-late": object()})
+        _commit(store, 1, writes={"a-first": b"1", "z-late": b"x" * 500})
+    store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000_000)
     assert store.head().height == 0  # type: ignore[union-attr]
     assert store.block_bytes(1) is None and store.get("a-first") is None
     assert store.tx_location(bytes([1, 0]) * 16) is None

@@ -113,9 +113,13 @@ def test_a_block_failing_half_written_rolls_the_group_back(tmp_path: Path) -> No
     _commit(store, 0)
     with pytest.raises(sqlite3.Error), store.group():
         _commit(store, 1)
-        # Fails after its block row went in; caught here, the group still refuses to commit.
+        # Fails after its block row and first state row went in (SQLite refuses a
+        # value past the connection's length limit); caught here, the group still
+        # refuses to commit.
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100)
         with pytest.raises(sqlite3.Error):
-            _commit(store, 2, writes={"a-first": b"1", "z-late": object()})
+            _commit(store, 2, writes={"a-first": b"1", "z-late": b"x" * 500})
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000_000)
     assert store.head().height == 0  # type: ignore[union-attr]
     assert store.block_bytes(1) is None and store.get("a-first") is None
     _commit(store, 1)  # and the store is usable again, outside a group
