@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from sharechain.bench import ledger
 from sharechain.bench.ledger import (
+    bracketing_rate,
     ceiling_figures,
     cores,
     cpu_ticks,
@@ -56,3 +58,22 @@ def test_the_machines_idle_share() -> None:
     # Two cores over 100 ticks, one of them idle for 60: 0.3 of the machine idled.
     assert idle_share((1_000, 5_000), (1_060, 5_200)) == 0.3
     assert idle_share(before, before) is None and idle_share(None, after) is None
+
+
+def test_a_run_is_judged_against_the_faster_of_two_samples_around_it() -> None:
+    # A sample taken in a slow moment of the host must not flatter the share.
+    assert bracketing_rate(15_000.0, 18_000.0) == bracketing_rate(18_000.0, 15_000.0) == 18_000.0
+    slow = ceiling_figures(9_000, 15_000.0)["share"]
+    judged = ceiling_figures(9_000, bracketing_rate(15_000.0, 18_000.0))["share"]
+    assert judged < slow
+
+
+def test_the_ledger_benchmark_reports_both_samples_and_its_share_of_the_faster() -> None:
+    figures = ledger.run(transactions=600, block_size=300, orgs=2)
+    before = figures["ed25519_verify_per_s_per_core_before"]
+    after = figures["ed25519_verify_per_s_per_core_after"]
+    assert before > 0 and after > 0
+    assert figures["ed25519_verify_per_s_per_core"] == max(before, after)
+    assert figures["commit_share_of_ceiling"] == pytest.approx(
+        figures["commit_tx_per_s"] / (max(before, after) * cores()), abs=0.002
+    )
