@@ -14,6 +14,7 @@ from test_replication import _records
 
 from sharechain.errors import OrderingError
 from sharechain.ledger.blocks import decode_block, encode_block
+from sharechain.node import arrivals
 from sharechain.node.arrivals import apply_remote_blocks
 from sharechain.node.etcd_watch import _Paused
 from sharechain.node.service import Node, NodeConfig
@@ -84,6 +85,27 @@ def test_a_backlog_commits_as_one_group_and_announces_afterwards(
     assert [r.height for r in waiting.result(5)] == [1, 1, 1]
     assert [a.height for a in peer.book.own()] == [1, 2, 3]
     assert [h for h, _ in peer.commit_times] == [1, 2, 3]
+    assert peer.store.head() == orderer.node.store.head()
+
+
+def test_blocks_as_large_as_a_group_still_commit_in_pairs(
+    orderer: Running, peer: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each block holds GROUP_TXS transactions: alone, each would be a group of one,
+    # committed without the block pipeline's overlap.
+    monkeypatch.setattr(arrivals, "GROUP_TXS", 3)
+    blocks = _blocks(orderer, 5)
+    assert all(len(decode_block(d).txs) == 3 for _, d in blocks)
+    sizes: list[int] = []
+    commit_many = peer.commit_many
+
+    def spy(group):  # type: ignore[no-untyped-def]
+        sizes.append(len(group))
+        commit_many(group)
+
+    peer.commit_many = spy  # type: ignore[method-assign]
+    assert apply_remote_blocks(peer, blocks) == 5
+    assert sizes == [2, 2, 1]  # the last block has no partner left in the backlog
     assert peer.store.head() == orderer.node.store.head()
 
 

@@ -40,7 +40,10 @@ GROUP_BLOCKS = 4
 """At most this many blocks of a backlog commit in one store transaction..."""
 GROUP_TXS = 2000
 """...and a group takes no block once it holds this many transactions (receipts of
-its first block wait for the whole group)."""
+its first block wait for the whole group) and two blocks at least: a group of one
+is committed without the block pipeline, which overlaps a block's signature checks
+with the execution of the block before it (a backlog of blocks of 2,000 caught up
+11% faster in pairs than alone: docs/node.md)."""
 
 
 def apply_remote(node: Node, height: int, data: bytes) -> bool:
@@ -101,7 +104,8 @@ def _apply(
             group.append((block, data, None))
             txs += len(block.txs)
             # A snapshot height ends its group: the snapshot must see that height alone.
-            if len(group) >= GROUP_BLOCKS or txs >= GROUP_TXS or node.snapshots.due(height):
+            full = len(group) >= GROUP_BLOCKS or (txs >= GROUP_TXS and len(group) > 1)
+            if full or node.snapshots.due(height):
                 done, foreign = _commit_group(node, group, voidable)
                 committed += done
                 group, txs = [], 0
