@@ -99,9 +99,9 @@ def test_blocks_as_large_as_a_group_still_commit_in_pairs(
     sizes: list[int] = []
     commit_many = peer.commit_many
 
-    def spy(group):  # type: ignore[no-untyped-def]
+    def spy(group, stream=None):  # type: ignore[no-untyped-def]
         sizes.append(len(group))
-        commit_many(group)
+        commit_many(group, stream)
 
     peer.commit_many = spy  # type: ignore[method-assign]
     assert apply_remote_blocks(peer, blocks) == 5

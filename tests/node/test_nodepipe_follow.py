@@ -11,9 +11,11 @@ from node_helpers import Consortium, Running
 from test_replication import _records
 
 from sharechain.crypto.merkle import merkle_root
+from sharechain.ledger import pipeline
 from sharechain.ledger.blocks import decode_block, encode_block, make_block, sign_header
 from sharechain.ledger.blocks import results_root as block_results_root
 from sharechain.ledger.pipeline import MIN_PIPELINED_TXS, workers_cpu_seconds
+from sharechain.node import arrivals
 from sharechain.node.arrivals import apply_remote_blocks
 from sharechain.node.service import Node, NodeConfig
 
@@ -98,3 +100,72 @@ def test_a_pipelined_follower_refuses_a_bad_block_as_a_plain_one_does(
     assert pipelined.halted == plain.halted
     assert pipelined.store.head() == plain.store.head()
     assert pipelined.pipeline.on
+
+
+def test_a_backlog_of_several_groups_goes_through_one_pipeline(
+    orderer: Running, peers: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(arrivals, "GROUP_BLOCKS", 2)
+    blocks = _blocks(orderer, 5)
+    pipelined, plain = peers
+    streams: list[int] = []
+    groups: list[tuple[int, list[int]]] = []
+    stream, commit_many = pipelined.pipeline.stream, pipelined.commit_many
+
+    def spy_stream(ledger, run):  # type: ignore[no-untyped-def]
+        streams.append(len(run))
+        return stream(ledger, run)
+
+    def spy_commit_many(group, s=None):  # type: ignore[no-untyped-def]
+        # What was announced before this group: every group before it, whole.
+        groups.append((len(group), [a.height for a in pipelined.book.own()]))
+        commit_many(group, s)
+
+    pipelined.pipeline.stream = spy_stream  # type: ignore[method-assign]
+    pipelined.commit_many = spy_commit_many  # type: ignore[method-assign]
+    assert apply_remote_blocks(pipelined, blocks) == 5
+    assert apply_remote_blocks(plain, blocks) == 5
+    # One stream over the five blocks, committed and announced two at a time.
+    assert streams == [5]
+    assert groups == [(2, []), (2, [1, 2]), (1, [1, 2, 3, 4])]
+    assert [a.height for a in pipelined.book.own()] == [1, 2, 3, 4, 5]
+    assert pipelined.store.head() == plain.store.head() == orderer.node.store.head()
+    assert pipelined.pipeline.on and pipelined.halted is None
+
+
+def test_a_bad_block_in_a_later_group_of_the_stream_is_refused_as_a_plain_one_is(
+    orderer: Running, peers: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(arrivals, "GROUP_BLOCKS", 2)
+    blocks = _blocks(orderer, 5)
+    bad = [*blocks[:4], (5, _forged(orderer, blocks[4][1], 3))]
+    for node in peers:
+        assert apply_remote_blocks(node, bad) == 4
+        assert node.ledger.height == 4
+        assert [a.height for a in node.book.own()] == [1, 2, 3, 4]
+    pipelined, plain = peers
+    assert pipelined.halted is not None and pipelined.halted == plain.halted
+    assert "transaction 3 re-executes to 'bad_signature'" in pipelined.halted
+    assert pipelined.store.head() == plain.store.head()
+
+
+def test_a_worker_dying_in_a_stream_leaves_the_rest_to_the_plain_way(
+    orderer: Running, peers: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(arrivals, "GROUP_BLOCKS", 2)
+    blocks = _blocks(orderer, 4)
+    pipelined, _ = peers
+    # This process would check every chunk itself when no worker answers: it must not.
+    monkeypatch.setattr(pipeline._Pool, "steal", lambda self, check_here=True: False)
+    for worker in pipeline._pools[0].workers:
+        worker.proc.kill()
+        worker.proc.wait()
+    try:
+        assert apply_remote_blocks(pipelined, blocks) == 4
+    finally:
+        monkeypatch.undo()
+        pipeline.start_workers()  # a new pool for the tests after this one
+    assert not pipelined.pipeline.on  # the rest of its life without the pipeline
+    assert pipelined.halted is None
+    assert [a.height for a in pipelined.book.own()] == [1, 2, 3, 4]
+    assert pipelined.store.head() == orderer.node.store.head()

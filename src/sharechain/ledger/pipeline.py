@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -585,7 +585,9 @@ def _drain(pool: _Pool, flight: list[_Pending]) -> bool:
     return True
 
 
-def commit_stream(ledger: Ledger, blocks: Iterable[bytes]) -> Iterator[tuple[Block, Execution]]:
+def commit_stream(
+    ledger: Ledger, blocks: Iterable[bytes]
+) -> Generator[tuple[Block, Execution], None, None]:
     """Validate and commit each encoded block in order, yielding it (and its execution)
     once committed.
 

@@ -3,7 +3,9 @@
 Every block received is decoded, checked to extend this node's chain and
 fully validated before it is committed (`Node.commit_many`). A backlog is
 committed `GROUP_BLOCKS` blocks (or `GROUP_TXS` transactions) at a time, each
-group in one store transaction: one COMMIT and one fsync instead of several.
+group in one store transaction: one COMMIT and one fsync instead of several;
+the groups of one backlog share one block pipeline (`FollowPipeline.stream`),
+which then does not start over at each group.
 A block at a height already held with another hash is a fork, and an
 invalid block is a faulty orderer: either halts the node with an alert.
 From the etcd log (`apply_log_blocks`), a value that is not a member's
@@ -13,6 +15,7 @@ handed back to the caller, which voids it, and the node does not halt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -22,6 +25,7 @@ from sharechain.api.client import NodeClient
 from sharechain.errors import ChainError, EncodingError, SharechainError
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.execution import Execution
+from sharechain.node.follow_pipeline import Stream
 from sharechain.node.service import Node
 from sharechain.ordering.foreign_values import Foreign, foreign_reason
 
@@ -76,43 +80,71 @@ def apply_log_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> tuple[i
 def _apply(
     node: Node, blocks: Sequence[tuple[int, bytes]], *, voidable: bool
 ) -> tuple[int, Foreign | None]:
-    committed = 0
     with node.commit_lock:
-        group: list[tuple[Block, bytes, Execution | None]] = []
-        txs = 0
-        for height, data in blocks:
-            if node.halted is not None:
-                break
-            head = node.ledger.height + len(group)
-            if height <= head:
-                if not group:
-                    _check_held(node, height, data)
-                continue
-            if height != head + 1:
-                break
-            try:
-                block = decode_block(data)
-                if block.height != height:
-                    raise ChainError(f"block stored at {height} says it is {block.height}", height)
-            except (EncodingError, ChainError) as exc:
-                done, foreign = _commit_group(node, group, voidable)
+        run, bad = _new_blocks(node, blocks)
+        groups = _groups(node, run)
+        committed, foreign = 0, None
+        # One block pipeline across the groups: it starts over at none of them.
+        stream = (
+            node.pipeline.stream(node.ledger, run)
+            if node.pipeline.wanted([(b, d, None) for b, d in run])
+            else contextlib.nullcontext()
+        )
+        with stream as s:
+            for group in groups:
+                done, foreign = _commit_group(node, group, voidable, s)
                 committed += done
-                group = []
-                if foreign is None and node.ledger.height == height - 1:
-                    foreign = _refuse(node, height, data, exc, voidable)
-                return committed, foreign
-            group.append((block, data, None))
-            txs += len(block.txs)
-            # A snapshot height ends its group: the snapshot must see that height alone.
-            full = len(group) >= GROUP_BLOCKS or (txs >= GROUP_TXS and len(group) > 1)
-            if full or node.snapshots.due(height):
-                done, foreign = _commit_group(node, group, voidable)
-                committed += done
-                group, txs = [], 0
-                if foreign is not None:
+                if foreign is not None or done < len(group) or node.halted is not None:
                     return committed, foreign
-        done, foreign = _commit_group(node, group, voidable)
-    return committed + done, foreign
+        if bad is not None and node.halted is None and node.ledger.height == bad[0] - 1:
+            foreign = _refuse(node, *bad, voidable)
+    return committed, foreign
+
+
+def _new_blocks(
+    node: Node, blocks: Sequence[tuple[int, bytes]]
+) -> tuple[list[tuple[Block, bytes]], tuple[int, bytes, Exception] | None]:
+    """The blocks of `blocks` that extend this node's chain, decoded, up to the
+    first gap or the first that does not decode (returned with its error)."""
+    run: list[tuple[Block, bytes]] = []
+    for height, data in blocks:
+        if node.halted is not None:
+            break
+        head = node.ledger.height + len(run)
+        if height <= head:
+            if not run:
+                _check_held(node, height, data)  # a fork halts the node
+            continue
+        if height != head + 1:
+            break
+        try:
+            block = decode_block(data)
+            if block.height != height:
+                raise ChainError(f"block stored at {height} says it is {block.height}", height)
+        except (EncodingError, ChainError) as exc:
+            return run, (height, data, exc)
+        run.append((block, data))
+    return run, None
+
+
+def _groups(
+    node: Node, run: list[tuple[Block, bytes]]
+) -> list[list[tuple[Block, bytes, Execution | None]]]:
+    """`run` cut into the groups committed one store transaction each."""
+    groups: list[list[tuple[Block, bytes, Execution | None]]] = []
+    group: list[tuple[Block, bytes, Execution | None]] = []
+    txs = 0
+    for block, data in run:
+        group.append((block, data, None))
+        txs += len(block.txs)
+        # A snapshot height ends its group: the snapshot must see that height alone.
+        full = len(group) >= GROUP_BLOCKS or (txs >= GROUP_TXS and len(group) > 1)
+        if full or node.snapshots.due(block.height):
+            groups.append(group)
+            group, txs = [], 0
+    if group:
+        groups.append(group)
+    return groups
 
 
 def _check_held(node: Node, height: int, data: bytes) -> None:
@@ -129,9 +161,13 @@ def _check_held(node: Node, height: int, data: bytes) -> None:
 
 
 def _commit_group(
-    node: Node, group: list[tuple[Block, bytes, Execution | None]], voidable: bool
+    node: Node,
+    group: list[tuple[Block, bytes, Execution | None]],
+    voidable: bool,
+    stream: Stream | None = None,
 ) -> tuple[int, Foreign | None]:
-    """Commit a group (caller holds `commit_lock`); halts on an invalid block.
+    """Commit a group (caller holds `commit_lock`), through `stream` if given; halts
+    on an invalid block.
 
     With `voidable`, a foreign value is returned instead of halting.
     """
@@ -140,7 +176,7 @@ def _commit_group(
     before = node.ledger.height
     foreign = None
     try:
-        node.commit_many(group)
+        node.commit_many(group, stream)
     except ChainError as exc:
         height = node.ledger.height + 1  # the blocks before it are committed
         data = next(d for b, d, _ in group if b.height == height)

@@ -53,7 +53,7 @@ from sharechain.ledger.quarantine import AttestationJudge
 from sharechain.ledger.store import Store
 from sharechain.node import status
 from sharechain.node.config import ORDERING_MODES, NodeConfig
-from sharechain.node.follow_pipeline import FollowPipeline
+from sharechain.node.follow_pipeline import FollowPipeline, Stream
 from sharechain.node.loops import supervise
 from sharechain.node.members import Members
 from sharechain.node.metrics import NodeMetrics
@@ -431,8 +431,14 @@ class Node:
         """Validate (unless built here) and commit `block`; caller holds `commit_lock`."""
         self.commit_many([(block, data, execution)])
 
-    def commit_many(self, blocks: Sequence[tuple[Block, bytes, Execution | None]]) -> None:
+    def commit_many(
+        self, blocks: Sequence[tuple[Block, bytes, Execution | None]], stream: Stream | None = None
+    ) -> None:
         """Validate (each block unless built here) and commit `blocks` in one store transaction.
+
+        `stream`: the block pipeline over a backlog these blocks are the next
+        of (`FollowPipeline.stream`), which validates them instead of one
+        started for these blocks alone.
 
         Caller holds `commit_lock`. Each block is validated against the ones
         before it, inside the transaction. Nothing is announced (receipts,
@@ -451,7 +457,9 @@ class Node:
             # One block alone needs no group: `commit_block` is one transaction already.
             with self.store.group() if len(blocks) > 1 else contextlib.nullcontext():
                 first = 0
-                if self.pipeline.wanted(blocks):
+                if stream is not None:
+                    first, failure = stream.take(len(blocks), done)
+                elif self.pipeline.wanted(blocks):
                     plain = [(b, d) for b, d, _ in blocks]
                     first, failure = self.pipeline.commit_blocks(self.ledger, plain, done)
                 for block, data, execution in blocks[first:] if failure is None else ():
