@@ -42,6 +42,13 @@ def peers(consortium: Consortium) -> Iterator[tuple[Node, Node]]:
         plain.stop()
 
 
+@pytest.fixture
+def in_pairs(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Backlogs committed in groups of two blocks (so five blocks make three groups)."""
+    monkeypatch.setattr(arrivals, "GROUP_BLOCKS", 2)
+    return monkeypatch
+
+
 def _blocks(orderer: Running, count: int) -> list[tuple[int, bytes]]:
     for tag in range(count):
         raws = _records(orderer.consortium, "hospital-a", TXS, tag=tag)
@@ -103,9 +110,8 @@ def test_a_pipelined_follower_refuses_a_bad_block_as_a_plain_one_does(
 
 
 def test_a_backlog_of_several_groups_goes_through_one_pipeline(
-    orderer: Running, peers: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+    orderer: Running, peers: tuple[Node, Node], in_pairs: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(arrivals, "GROUP_BLOCKS", 2)
     blocks = _blocks(orderer, 5)
     pipelined, plain = peers
     streams: list[int] = []
@@ -134,9 +140,8 @@ def test_a_backlog_of_several_groups_goes_through_one_pipeline(
 
 
 def test_a_bad_block_in_a_later_group_of_the_stream_is_refused_as_a_plain_one_is(
-    orderer: Running, peers: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+    orderer: Running, peers: tuple[Node, Node], in_pairs: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(arrivals, "GROUP_BLOCKS", 2)
     blocks = _blocks(orderer, 5)
     bad = [*blocks[:4], (5, _forged(orderer, blocks[4][1], 3))]
     for node in peers:
@@ -150,20 +155,19 @@ def test_a_bad_block_in_a_later_group_of_the_stream_is_refused_as_a_plain_one_is
 
 
 def test_a_worker_dying_in_a_stream_leaves_the_rest_to_the_plain_way(
-    orderer: Running, peers: tuple[Node, Node], monkeypatch: pytest.MonkeyPatch
+    orderer: Running, peers: tuple[Node, Node], in_pairs: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(arrivals, "GROUP_BLOCKS", 2)
     blocks = _blocks(orderer, 4)
     pipelined, _ = peers
     # This process would check every chunk itself when no worker answers: it must not.
-    monkeypatch.setattr(pipeline._Pool, "steal", lambda self, check_here=True: False)
+    in_pairs.setattr(pipeline._Pool, "steal", lambda self, check_here=True: False)
     for worker in pipeline._pools[0].workers:
         worker.proc.kill()
         worker.proc.wait()
     try:
         assert apply_remote_blocks(pipelined, blocks) == 4
     finally:
-        monkeypatch.undo()
+        in_pairs.undo()
         pipeline.start_workers()  # a new pool for the tests after this one
     assert not pipelined.pipeline.on  # the rest of its life without the pipeline
     assert pipelined.halted is None
