@@ -22,6 +22,7 @@ BENCHMARKS = (
     # audit store's database when the share started, and a fetch is disk-bound.
     "sharechain.bench.network",
     "sharechain.bench.ledger",
+    "sharechain.bench.catchup",
     "sharechain.bench.workflow",
     "sharechain.bench.commit_scale",
     "sharechain.bench.aead",

@@ -186,13 +186,20 @@ def notary_transactions(
 
 
 def order_blocks(
-    orderer: Ledger, raws: list[bytes], block_size: int, key: SigningKey
+    orderer: Ledger,
+    raws: list[bytes],
+    block_size: int,
+    key: SigningKey,
+    *,
+    org: str = "org-0",
+    start: int = 0,
 ) -> list[bytes]:
-    """Build and commit blocks of `block_size` of `raws` on `orderer` (as org-0); their bytes."""
+    """Build and commit blocks of `block_size` of `raws` on `orderer` (as `org`, signing
+    with `key`, block times from `start` ms on); their bytes."""
     blocks = []
     for i in range(0, len(raws), block_size):
         block, ex = orderer.build_block(
-            raws[i : i + block_size], orderer="org-0", key=key, timestamp=10 + i
+            raws[i : i + block_size], orderer=org, key=key, timestamp=start + 10 + i
         )
         data = encode_block(block)
         orderer.commit(block, ex, data)

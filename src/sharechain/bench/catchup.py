@@ -1,0 +1,113 @@
+"""Benchmark: a node catching up on a backlog of blocks from its peers.
+
+A node that was down, restored from a backup or newly admitted receives the
+blocks it lacks from its peers and commits them as they arrive
+(`sharechain.node.arrivals.apply_remote_blocks`, the path of `node start
+--join` and of a follower behind the etcd log): each block fully validated,
+the backlog committed a group of blocks per store transaction, every group
+through one block pipeline (`FollowPipeline.stream`), each group's receipts,
+attestation and metrics announced before the next commits.
+
+A consortium of three organisations is made in a temporary directory; an
+orderer's store builds `transactions` signed notary records into blocks of
+`block_size` (not timed); a fresh node of another organisation, its signature
+workers started as a running node's are, then applies the whole backlog.
+
+`catchup_tx_per_s` is judged by the ceiling that judges one peer's commit
+(`sharechain.bench.ledger`): the machine's Ed25519 verifications a second
+(sampled before and after, the faster taken) times its cores, as
+`catchup_share_of_ceiling`; `catchup_cpu_us_per_tx` is the node's process and
+its workers' CPU per transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sharechain.bench.ledger import (
+    bracketing_rate,
+    ceiling_figures,
+    ed25519_verify_per_s_per_core,
+    order_blocks,
+)
+from sharechain.contracts import default_registry
+from sharechain.ledger.blocks import decode_block
+from sharechain.ledger.chain import Ledger
+from sharechain.ledger.pipeline import workers_cpu_seconds
+from sharechain.ledger.store import Store
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.node.arrivals import apply_remote_blocks
+from sharechain.node.launcher import node_data_dir
+from sharechain.node.service import Node, NodeConfig
+from sharechain.storage.datadir import OrgSpec, init_consortium
+
+__all__ = ["run"]
+
+_ORGS = (
+    OrgSpec("hospital-a", ("member", "admin")),
+    OrgSpec("bank-b", ("member", "admin")),
+    OrgSpec("regulator", ("member", "supervisor", "admin")),
+)
+
+
+def run(transactions: int = 32_000, block_size: int = 400) -> dict[str, Any]:
+    """Measure a fresh node applying a backlog of `transactions` in blocks of `block_size`."""
+    before = ed25519_verify_per_s_per_core()
+    with tempfile.TemporaryDirectory(prefix="sharechain-bench-") as tmp:
+        source = Path(tmp) / "consortium"
+        dd = init_consortium(source, _ORGS, consortium="bench")
+        genesis = dd.genesis_bytes()
+        start = decode_block(genesis).header.timestamp
+        key = dd.keys("hospital-a").signing
+        raws = [
+            sign_transaction(
+                key,
+                "notary.record",
+                "hospital-a",
+                {"digest": hashlib.sha256(i.to_bytes(8, "big")).digest(), "note": f"file {i}"},
+                now=lambda: start / 1000,  # signed as the chain starts: blocks follow
+            ).raw
+            for i in range(transactions)
+        ]
+        orderer = Ledger(Store(Path(tmp) / "orderer.db"), default_registry())
+        orderer.commit(decode_block(genesis))
+        blocks = order_blocks(orderer, raws, block_size, key, org="hospital-a", start=start)
+        want = orderer.store.head()
+        orderer.store.close()
+
+        home = node_data_dir(source, Path(tmp) / "node", "bank-b")
+        node = Node(NodeConfig(data_dir=home, org="bank-b", verify_on_start=False))
+        try:
+            node.pipeline.start()  # a running node has its workers up already
+            workers = workers_cpu_seconds()
+            t0, cpu = time.perf_counter(), time.process_time()
+            committed = apply_remote_blocks(node, list(enumerate(blocks, 1)))
+            seconds = time.perf_counter() - t0
+            cpu = time.process_time() - cpu
+            after_workers = workers_cpu_seconds()
+            if committed != len(blocks) or node.halted is not None:
+                raise RuntimeError(f"the node committed {committed} of {len(blocks)} blocks")
+            if node.store.head() != want:
+                raise RuntimeError("the node's head differs from the orderer's")
+        finally:
+            node.stop()
+    rate = bracketing_rate(before, ed25519_verify_per_s_per_core())
+    tx_per_s = transactions / seconds
+    if workers is not None and after_workers is not None:
+        cpu += after_workers - workers
+    return {
+        "catchup_transactions": transactions,
+        "catchup_block_size": block_size,
+        "catchup_tx_per_s": round(tx_per_s),
+        "catchup_cpu_us_per_tx": round(cpu / transactions * 1e6, 1),
+        "catchup_share_of_ceiling": ceiling_figures(tx_per_s, rate)["share"],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
