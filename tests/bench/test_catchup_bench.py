@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sharechain.bench import catchup
+from sharechain.bench.ledger import cores
 
 
 def test_a_small_backlog_is_committed_whole_and_judged_by_the_ceiling() -> None:
@@ -15,3 +16,6 @@ def test_a_small_backlog_is_committed_whole_and_judged_by_the_ceiling() -> None:
     # that verifies every signature cannot pass 1, and it did commit (run raises
     # where the node's head differs from the orderer's).
     assert 0 < figures["catchup_share_of_ceiling"] < 1
+    rate = figures["catchup_ed25519_verify_per_s_per_core"]
+    share = figures["catchup_tx_per_s"] / (rate * cores())
+    assert abs(figures["catchup_share_of_ceiling"] - share) < 0.002
