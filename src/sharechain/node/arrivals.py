@@ -87,7 +87,7 @@ def _apply(
         # One block pipeline across the groups: it starts over at none of them.
         stream = (
             node.pipeline.stream(node.ledger, run)
-            if node.pipeline.wanted([(b, d, None) for b, d in run])
+            if node.pipeline.wanted(run)
             else contextlib.nullcontext()
         )
         with stream as s:

@@ -18,7 +18,7 @@ last of the group before executes (a node catching up 1.24x faster).
 A node starts its worker process (one on two cores: four nodes share the
 machine in the benchmark) when it starts following (`start`). Should a
 worker die, this node stops using the pipeline and validates the remaining
-blocks the plain way (`commit_blocks` returns them uncommitted).
+blocks the plain way (`Stream.take` leaves them to its caller).
 """
 
 from __future__ import annotations
@@ -51,28 +51,12 @@ class FollowPipeline:
         start_workers()
         self.on = True
 
-    def wanted(self, blocks: Sequence[tuple[Block, bytes, Execution | None]]) -> bool:
-        """Whether `blocks` (a group for `Node.commit_many`) go through the pipeline:
-        two or more, none built here. A block alone has no next block to verify
-        meanwhile: handing its checks to the worker cost more than the thread
-        pool (measured: 22% fewer blocks per second, 8% more CPU)."""
-        return self.on and len(blocks) > 1 and all(ex is None for _, _, ex in blocks)
-
-    def commit_blocks(
-        self,
-        ledger: Ledger,
-        blocks: Sequence[tuple[Block, bytes]],
-        done: list[tuple[Block, Execution, float]],
-    ) -> tuple[int, ChainError | None]:
-        """Validate and commit `blocks` in order, appending each committed one to `done`.
-
-        Returns how many of `blocks` it committed and the `ChainError` of the
-        first that did not validate (None: all did, or the pipeline failed,
-        and the caller commits the rest itself). Commits through `ledger`, so
-        inside the caller's `Store.group` the blocks share one transaction.
-        """
-        with self.stream(ledger, blocks) as stream:
-            return stream.take(len(blocks), done)
+    def wanted(self, blocks: Sequence[tuple[Block, bytes]]) -> bool:
+        """Whether a backlog of `blocks` arriving from elsewhere goes through the
+        pipeline (`stream`): two or more. A block alone has no next block to
+        verify meanwhile: handing its checks to the worker cost more than the
+        thread pool (measured: 22% fewer blocks per second, 8% more CPU)."""
+        return self.on and len(blocks) > 1
 
     @contextmanager
     def stream(self, ledger: Ledger, blocks: Sequence[tuple[Block, bytes]]) -> Iterator[Stream]:

@@ -437,8 +437,8 @@ class Node:
         """Validate (each block unless built here) and commit `blocks` in one store transaction.
 
         `stream`: the block pipeline over a backlog these blocks are the next
-        of (`FollowPipeline.stream`), which validates them instead of one
-        started for these blocks alone.
+        of (`FollowPipeline.stream`), which validates them; without one, each
+        block is validated the plain way (`Ledger.commit`).
 
         Caller holds `commit_lock`. Each block is validated against the ones
         before it, inside the transaction. Nothing is announced (receipts,
@@ -459,9 +459,6 @@ class Node:
                 first = 0
                 if stream is not None:
                     first, failure = stream.take(len(blocks), done)
-                elif self.pipeline.wanted(blocks):
-                    plain = [(b, d) for b, d, _ in blocks]
-                    first, failure = self.pipeline.commit_blocks(self.ledger, plain, done)
                 for block, data, execution in blocks[first:] if failure is None else ():
                     started = time.perf_counter()
                     try:
