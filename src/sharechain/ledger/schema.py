@@ -16,6 +16,7 @@ __all__ = [
     "INDEX_PREFIX",
     "MERGE_ROWS",
     "RECENT",
+    "RECENT_KEY",
     "SCHEMA",
     "check_schema",
     "migrate",
@@ -76,18 +77,23 @@ CREATE TABLE IF NOT EXISTS meta (
 
 RECENT = {"txs": "txs_recent", "history": "history_recent"}
 """The transaction and history indexes are each two tables: new rows go to the small
-`*_recent` one, which is merged into the main one once it holds `MERGE_ROWS`.
+`*_recent` one, which holds at most `MERGE_ROWS`; past that, each block moves as
+many rows as it added into the main table, the next ones in key order after
+where the last move stopped (`store_rows.insert_index_rows`).
 
 Their keys (transaction ids, state keys) are random, so a block's rows land
 all over a B-tree: inserting them into the main table dirtied nearly every
 page of it at each block, and the COMMIT wrote (and fsynced, and checkpointed)
 the whole index again. The recent table stays small, so a block dirties few
-pages; a merge writes the main table's pages once for many blocks' rows, in
-key order. A row lives in exactly one of the two; readers read both
-(`union_query`)."""
+pages; the moves sweep the key space, so each page of the main table is
+written about once a sweep, for many blocks' rows. A row lives in exactly one
+of the two; readers read both (`union_query`)."""
+
+RECENT_KEY = {"txs": ("id",), "history": ("key", "height", "idx")}
+"""The primary key of each index's two tables: the order its rows move in."""
 
 MERGE_ROWS = 1 << 14
-"""Rows a `*_recent` table collects before they are merged into the main table."""
+"""Rows a `*_recent` table holds before blocks start moving rows into the main table."""
 
 
 def union_query(

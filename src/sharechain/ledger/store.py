@@ -13,8 +13,9 @@ One database file (WAL mode) holds:
 - `history`: for each state key, every transaction that wrote or touched it,
   so provenance and audit trails are index lookups, not scans.
 
-`txs` and `history` each have a small `*_recent` twin that takes new rows
-until it is merged in (`schema.RECENT`); reads see both as one index. Only
+`txs` and `history` each have a small `*_recent` twin that takes new rows,
+which move into the main table a few each block once it is full
+(`schema.RECENT`); reads see both as one index. Only
 the writing thread reads through the write connection while it writes;
 other threads then read through pooled connections (`store_reads`), and WAL
 checkpoints run on a thread of their own.
@@ -50,6 +51,7 @@ from sharechain.ledger.schema import (
 from sharechain.ledger.store_reads import WAL_LIMIT, Checkpointer, ReadPool, wal_limit_for
 from sharechain.ledger.store_rows import (
     BlockChange,
+    Cursor,
     Head,
     HistoryEntry,
     RowChange,
@@ -144,10 +146,13 @@ class Store:
         self._reads = ReadPool(self.path)
         self._checkpoints = Checkpointer(self.path, wal_limit) if self.path != ":memory:" else None
         self.merge_rows = MERGE_ROWS
-        """Rows a `*_recent` index table collects before its merge (tests lower it)."""
+        """Rows a `*_recent` index table holds before blocks move rows out (tests lower it)."""
         self._held: dict[str, int | None] = dict.fromkeys(RECENT)
         """Rows each recent table holds as of the last commit (None: not counted yet,
         or a transaction rolled back since), so a block need not count them."""
+        self._sweep: dict[str, Cursor] = dict.fromkeys(RECENT)
+        """Where each recent table's last move of rows into its main table stopped
+        (`insert_index_rows`); only which rows move next depends on it."""
         self.sealer: Callable[[Store, BlockChange], None] | None = None
         """Called inside each block's transaction, after its writes (`sharechain.ledger.seal`):
         what it writes commits with the block, and what it raises rolls the block back."""
@@ -360,9 +365,9 @@ class Store:
             # Bytes columns as bytearrays: sqlite3 binds them faster (`blobs`).
             tx_rows = [(bytearray(i), height, x, t, s, c) for i, x, t, s, c in txs]
             tx_rows.sort(key=first)  # ids are unique: no need to compare further
-            held = self._held
-            new_txs, held["txs"] = insert_index_rows(
-                db, "txs", 6, not_merged(db, tx_rows), self.merge_rows, held["txs"]
+            held, sweep = self._held, self._sweep
+            new_txs, held["txs"], sweep["txs"] = insert_index_rows(
+                db, "txs", 6, not_merged(db, tx_rows), self.merge_rows, held["txs"], sweep["txs"]
             )
             keys = sorted(writes)
             # Index keys sort together: one slice of the sorted keys.
@@ -389,8 +394,8 @@ class Store:
                     db.executemany(f"DELETE FROM {table} WHERE key=?", dels)
             rows = [(k, height, i, bytearray(t)) for k, i, t in history]
             rows.sort(key=first)  # stable: a key's rows keep their block order
-            added, held["history"] = insert_index_rows(
-                db, "history", 4, rows, self.merge_rows, held["history"]
+            added, held["history"], sweep["history"] = insert_index_rows(
+                db, "history", 4, rows, self.merge_rows, held["history"], sweep["history"]
             )
             if self.sealer is not None:
                 head = Head(height, block_hash, state_root, timestamp)
