@@ -33,7 +33,7 @@ Figures:
 - `network_bounded_*`: the same figures at the heaviest load whose p99 stays
   under 500 ms, which the default load (300 in flight per organisation, for
   throughput) overshoots: after the main run, the same network runs 2,000
-  workflows at each of 50, 100, 150 and 200 steps in flight per organisation
+  workflows at each of 50, 100, 150, 200 and 250 steps in flight per organisation
   (one client each), lightest first, until a load's p99 reaches 500 ms
   (`network_bounded_curve` lists every load tried; the figures come from
   the one with the highest throughput under the target, or from the
@@ -80,7 +80,7 @@ __all__ = ["run"]
 
 SUPERVISOR = "regulator"
 STAGES = 5
-BOUNDED = (50, 100, 150, 200)
+BOUNDED = (50, 100, 150, 200, 250)
 """Steps in flight per organisation of the lighter runs after the main one, lightest
 first (`network_bounded_*`): one client per organisation with one batch of that size."""
 BOUNDED_WORKFLOWS = 2_000
@@ -205,6 +205,12 @@ def run(
                 first = datasets_per_owner * (step + 1)  # datasets of their own
                 curve.append(
                     _measure(net, bounded_workflows, in_flight, 1, datasets_per_owner, first=first)
+                )
+                print(  # progress: the curve adds a run per load
+                    f"  bounded: {in_flight * len(net.nodes)} in flight,"
+                    f" {curve[-1]['network_tx_per_s']} tx/s, p99 {curve[-1]['network_p99_ms']} ms",
+                    file=sys.stderr,
+                    flush=True,
                 )
                 if not _within_target(curve[-1]):
                     break  # heavier loads only queue longer
