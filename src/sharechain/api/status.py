@@ -15,6 +15,7 @@ from sharechain.api.records import Hex, Model, record_model
 from sharechain.ledger.attestations import Attestation
 
 __all__ = [
+    "CatchUpProgress",
     "DataPlane",
     "DiskAlarm",
     "EtcdAlarm",
@@ -140,6 +141,27 @@ class DiskAlarm(Model):
     """The data directory watched."""
 
 
+class CatchUpProgress(Model):
+    """How far a node catching up has come (`sharechain.node.catching_up`)."""
+
+    source: str
+    """Where the blocks come from: a peer's organisation, or the ordering log."""
+    start: int
+    """Its height when it began."""
+    height: int
+    """Its height now."""
+    target: int
+    """The height it catches up to (raised as the source grows)."""
+    done: float
+    """The share of the blocks from `start` to `target` committed, 0 to 1."""
+    blocks_per_s: float
+    tx_per_s: float
+    seconds: float
+    """Since it began."""
+    eta_seconds: float | None
+    """Seconds left at the rate so far (None before the first block)."""
+
+
 class EtcdAlarm(Model):
     """etcd's alarms as this node last read them (etcd ordering only)."""
 
@@ -163,6 +185,8 @@ class NodeStatus(Model):
     state_root: Hex
     ready: bool
     caught_up: bool
+    catch_up: CatchUpProgress | None = None
+    """While the node commits blocks it missed: where it is, how fast, how long left."""
     problem: str | None
     halted: str | None
     alarms: tuple[str, ...] = ()

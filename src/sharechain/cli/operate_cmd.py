@@ -51,6 +51,15 @@ def status_lines(st: dict[str, Any]) -> tuple[list[str], list[str]]:
         f"height {st['height']}, head {st['head_hash'][:16]}, state root {st['state_root'][:16]}",
         f"ready: {'yes' if st['ready'] else 'NO'}; caught up: {'yes' if st['caught_up'] else 'no'}",
     ]
+    progress = st.get("catch_up")
+    if isinstance(progress, dict):
+        eta = progress["eta_seconds"]
+        lines.append(
+            f"catching up from {progress['source']}: block {progress['height']:,} of"
+            f" {progress['target']:,} ({100 * progress['done']:.1f}%),"
+            f" {progress['blocks_per_s']:,.0f} blocks/s ({progress['tx_per_s']:,.0f} tx/s),"
+            f" {'time left unknown' if eta is None else f'about {eta:,.0f} s left'}"
+        )
     alarms: list[str] = []
     for why in ("problem", "halted"):
         if st.get(why):

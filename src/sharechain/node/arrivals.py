@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -25,6 +26,7 @@ from sharechain.api.client import NodeClient
 from sharechain.errors import ChainError, EncodingError, SharechainError
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.execution import Execution
+from sharechain.node.catching_up import catching_up
 from sharechain.node.follow_pipeline import Stream
 from sharechain.node.service import Node
 from sharechain.ordering.foreign_values import Foreign, foreign_reason
@@ -196,16 +198,29 @@ def _refuse(node: Node, height: int, data: bytes, exc: Exception, voidable: bool
 
 
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
-    """Fetch and commit blocks from peers until none is ahead (used before ordering)."""
+    """Fetch and commit blocks from peers until none is ahead (used before ordering).
+
+    Progress is logged and shown in the node's status (`node.catching_up`),
+    against the height each peer reports when the node turns to it."""
     for org, url in node.config.peers:
         client = NodeClient(url, node.org, node.keys.signing, timeout=10.0)
         try:
-            for _ in range(100_000):
-                start = node.ledger.height + 1
-                blocks = client.sync_blocks(start, limit=limit)
-                if not blocks or apply_remote_blocks(node, list(enumerate(blocks, start))) == 0:
-                    break
+            with catching_up(node, org, _height(client.status())) as progress:
+                for _ in range(100_000):
+                    start = node.ledger.height + 1
+                    blocks = client.sync_blocks(start, limit=limit)
+                    if progress is not None and blocks:
+                        progress.raise_target(start + len(blocks) - 1)
+                    if not blocks or apply_remote_blocks(node, list(enumerate(blocks, start))) == 0:
+                        break
         except (httpx.HTTPError, SharechainError) as exc:
             log.info("catch-up from %s skipped: %s", org, exc)
         finally:
             client.close()
+
+
+def _height(status: dict[str, Any]) -> int:
+    """A peer's height as its status reports it (-1 if it reports none that makes sense:
+    the blocks it sends are checked anyway; only the progress shown needs it)."""
+    height = status.get("height")
+    return height if isinstance(height, int) and not isinstance(height, bool) else -1

@@ -25,6 +25,7 @@ from sharechain.node.arrivals import (
     apply_log_blocks,
     catch_up_from_peers,
 )
+from sharechain.node.catching_up import begin, end
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_backlog import Backlog
 from sharechain.ordering.etcd_compact import oldest_height
@@ -104,8 +105,11 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
                     node.stop_event.wait(1.0)  # no peer had them yet: try again
                     continue
                 start = node.ledger.height + 1
-            if etcd.head() < start:
+            head = etcd.head()
+            if head < start:
                 node.caught_up = True
+            # Behind the log after start: progress in the log and the status.
+            progress = None if node.caught_up else begin(node, "the ordering log", head)
             backlog = Backlog(
                 etcd, start, paused, name=f"{node.org}-etcd-read", depth=2 * GROUP_BLOCKS
             )
@@ -120,9 +124,17 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
                         break  # read the height again: the leader appends there
                     if not node.caught_up:
                         with contextlib.suppress(OrderingError):
-                            node.caught_up = etcd.head() <= node.ledger.height
+                            head = etcd.head()
+                            node.caught_up = head <= node.ledger.height
+                            if progress is not None:
+                                progress.raise_target(head)
+                    if progress is not None and node.caught_up:
+                        end(node, progress)
+                        progress = None
             finally:
                 backlog.close()
+                if progress is not None:
+                    end(node, progress)
         except OrderingError as exc:
             failures += 1
             log.warning("etcd watch interrupted: %s", exc)

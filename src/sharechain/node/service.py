@@ -52,6 +52,7 @@ from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.quarantine import AttestationJudge
 from sharechain.ledger.store import Store
 from sharechain.node import status
+from sharechain.node.catching_up import CatchUp
 from sharechain.node.config import ORDERING_MODES, NodeConfig
 from sharechain.node.follow_pipeline import FollowPipeline, Stream
 from sharechain.node.loops import supervise
@@ -123,6 +124,8 @@ class Node:
         """Why the node stopped committing (a conflicting attestation or a bad block)."""
         self.caught_up = False
         """True once the node has caught up with its ordering service after start."""
+        self.catching_up: CatchUp | None = None
+        """How far it has come while it catches up (`node.catching_up`), else None."""
         self.peer_heights: dict[str, int] = {}
         self.peer_errors: dict[str, str] = {}
         self.etcd_alarms: tuple[str, ...] = ()
@@ -495,6 +498,8 @@ class Node:
         self.book.attest(head)
         self.snapshots.committed(head.height)  # under the commit lock: sees this height alone
         self.waiters.settle(block, self.metrics.tx_latency_seconds.observe)
+        if (progress := self.catching_up) is not None:
+            progress.advance(block.height, len(block.txs))
         with self.new_block:
             self.new_block.notify_all()
         conflict = self.book.recheck()

@@ -29,6 +29,7 @@ def node_status(node: Node) -> dict[str, Any]:
         "state_root": "" if head is None else head.state_root.hex(),
         "ready": node.ready,
         "caught_up": node.caught_up,
+        "catch_up": None if (progress := node.catching_up) is None else progress.figures(),
         "problem": node.problem,
         "halted": node.halted,
         "alarms": list(node.etcd_alarms),
