@@ -203,3 +203,11 @@ def test_a_node_behind_the_ordering_log_reports_its_catching_up(
     assert any(f" of {target} " in m for m in shown)  # progress lines against the log's head
     (done,) = [m for m in messages if m.startswith("caught up from the ordering log")]
     assert done.startswith(f"caught up from the ordering log at block {target}: {target} blocks,")
+
+
+def test_a_peer_height_that_makes_no_sense_counts_as_none() -> None:
+    from sharechain.node.arrivals import _height
+
+    assert _height({"height": 41}) == 41
+    for junk in ({}, {"height": "41"}, {"height": True}, {"height": 4.5}, {"height": None}):
+        assert _height(junk) == -1  # then nothing is shown: the node is "there already"
