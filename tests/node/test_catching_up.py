@@ -130,6 +130,7 @@ def test_a_node_catching_up_from_its_peer_logs_its_progress_and_the_end(
         assert late.node.catching_up is None  # done: nothing shown any more
         with late.client() as client:
             assert client.status()["catch_up"] is None
+            assert "sharechain_catch_up_blocks_left 0.0" in client.metrics()
     finally:
         shutdown(late)
     lines = [r.getMessage() for r in caplog.records if "catching up" in r.getMessage()]
@@ -161,13 +162,19 @@ def test_the_status_shows_the_progress_while_it_lasts(orderer: Running) -> None:
     try:
         with orderer.client() as client:
             shown = client.status()["catch_up"]
+            metrics = client.metrics()
         assert shown["source"] == "bank-b" and shown["target"] == node.ledger.height + 500
         assert shown["height"] == node.ledger.height and shown["done"] == 0.0
+        assert "sharechain_catch_up_blocks_left 500.0" in metrics
+        assert "sharechain_catch_up_eta_seconds NaN" in metrics  # no block yet: no rate
     finally:
         end(node, progress)
     assert node.catching_up is None
     with orderer.client() as client:
         assert client.status()["catch_up"] is None
+        metrics = client.metrics()
+    assert "sharechain_catch_up_blocks_left 0.0" in metrics
+    assert "sharechain_catch_up_eta_seconds 0.0" in metrics
 
 
 def test_a_node_behind_the_ordering_log_reports_its_catching_up(

@@ -6,8 +6,9 @@ as a current peer, which on a network that has run for years takes minutes
 or hours. While it does, `Node.catching_up` holds a `CatchUp`: the node
 logs where it is every `EVERY` seconds (height and target, blocks and
 transactions a second, the time left at that rate), shows the same in
-`GET /v1/status` (`catch_up`) and `sharechain node status`, and logs one
-line when it is done.
+`GET /v1/status` (`catch_up`) and `sharechain node status`, sets the metrics
+`sharechain_catch_up_blocks_left` and `sharechain_catch_up_eta_seconds`
+(0 once current), and logs one line when it is done.
 
 Each committed block advances it (`Node._announce`); the loops that catch
 up set the target: the peer's height (`arrivals.catch_up_from_peers`) or
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the node imports this module
     from sharechain.node.service import Node
 
-__all__ = ["EVERY", "CatchUp", "begin", "catching_up", "end"]
+__all__ = ["EVERY", "CatchUp", "begin", "catching_up", "end", "show"]
 
 log = logging.getLogger("sharechain.node")
 
@@ -129,6 +130,7 @@ def begin(node: Node, source: str, target: int) -> CatchUp | None:
         return None
     progress = CatchUp(source, node.ledger.height, target, every=EVERY)
     node.catching_up = progress
+    show(node, progress)
     log.info(
         "catching up from %s: block %s to %s",
         source,
@@ -142,7 +144,17 @@ def end(node: Node, progress: CatchUp) -> None:
     """Clear `node.catching_up` and log where `progress` ended."""
     if node.catching_up is progress:
         node.catching_up = None
+        node.metrics.catch_up_blocks_left.set(0)
+        node.metrics.catch_up_eta_seconds.set(0)
     progress.finish()
+
+
+def show(node: Node, progress: CatchUp) -> None:
+    """`progress` in the node's metrics (`sharechain_catch_up_*`)."""
+    figures = progress.figures()
+    node.metrics.catch_up_blocks_left.set(figures["target"] - figures["height"])
+    eta = figures["eta_seconds"]
+    node.metrics.catch_up_eta_seconds.set(float("nan") if eta is None else eta)
 
 
 @contextmanager

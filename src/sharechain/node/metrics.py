@@ -39,6 +39,10 @@ class NodeMetrics:
     """1 for a peer whose attestations disagree with ours without a quorum (ignored)."""
     ready: Gauge
     """1 when the node serves its API, 0 when it refuses (tampered store, conflict)."""
+    catch_up_blocks_left: Gauge
+    """Blocks left to commit while the node catches up (0 once it is current)."""
+    catch_up_eta_seconds: Gauge
+    """Seconds left at the rate so far while it catches up (0 once it is current)."""
 
     @classmethod
     def create(cls) -> NodeMetrics:
@@ -83,6 +87,16 @@ class NodeMetrics:
                 registry=r,
             ),
             Gauge("sharechain_ready", "1 when the node serves its API", registry=r),
+            Gauge(
+                "sharechain_catch_up_blocks_left",
+                "Blocks left to commit while the node catches up (0 once current)",
+                registry=r,
+            ),
+            Gauge(
+                "sharechain_catch_up_eta_seconds",
+                "Seconds left at the rate so far while the node catches up (0 once current)",
+                registry=r,
+            ),
         )
 
     def render(self) -> bytes:

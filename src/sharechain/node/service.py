@@ -51,7 +51,7 @@ from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.quarantine import AttestationJudge
 from sharechain.ledger.store import Store
-from sharechain.node import status
+from sharechain.node import catching_up, status
 from sharechain.node.catching_up import CatchUp
 from sharechain.node.config import ORDERING_MODES, NodeConfig
 from sharechain.node.follow_pipeline import FollowPipeline, Stream
@@ -500,6 +500,7 @@ class Node:
         self.waiters.settle(block, self.metrics.tx_latency_seconds.observe)
         if (progress := self.catching_up) is not None:
             progress.advance(block.height, len(block.txs))
+            catching_up.show(self, progress)
         with self.new_block:
             self.new_block.notify_all()
         conflict = self.book.recheck()
