@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import closing
 
 from sharechain.errors import ChainError, EncodingError
 from sharechain.ledger.blocks import Block
@@ -58,17 +58,12 @@ class FollowPipeline:
         thread pool (measured: 22% fewer blocks per second, 8% more CPU)."""
         return self.on and len(blocks) > 1
 
-    @contextmanager
-    def stream(self, ledger: Ledger, blocks: Sequence[tuple[Block, bytes]]) -> Iterator[Stream]:
+    def stream(self, ledger: Ledger, blocks: Sequence[tuple[Block, bytes]]) -> closing[Stream]:
         """One `commit_stream` over all of `blocks`, committed a group at a time
         (`Stream.take`): the workers check the next group's first block while
         this group's last one executes, instead of the pipeline starting over
         at each group. Closed (its blocks in flight drained) on leaving."""
-        stream = Stream(self, ledger, blocks)
-        try:
-            yield stream
-        finally:
-            stream.close()
+        return closing(Stream(self, ledger, blocks))
 
 
 class Stream:
