@@ -19,17 +19,31 @@ workers started as a running node's are, then applies the whole backlog.
 `catchup_share_of_ceiling` (the rate in
 `catchup_ed25519_verify_per_s_per_core`); `catchup_cpu_us_per_tx` is the
 node's process and its workers' CPU per transaction.
+
+The same backlog is then caught up over HTTP, as `node start --join` and a
+node restored from a backup do (`arrivals.catch_up_from_peers`): a peer node
+holding the blocks runs in a process of its own, and a fresh node fetches them
+through a link that delivers every chunk `LINK_DELAY_MS` late each way (a
+`faults.proxy.LinkProxy`: 25 ms, a round trip of 50 ms, as between two
+regions). `catchup_link_tx_per_s` is its rate; `catchup_link_ratio` that rate
+over `catchup_tx_per_s`, the share of the local rate the link leaves (the next
+page is fetched while the last commits, `node.fetch_ahead`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from sharechain.api.client import NodeClient
 from sharechain.bench.ledger import (
     bracketing_rate,
     ceiling_figures,
@@ -37,17 +51,23 @@ from sharechain.bench.ledger import (
     order_blocks,
 )
 from sharechain.contracts import default_registry
+from sharechain.errors import SharechainError
+from sharechain.faults.proxy import LinkProxy
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.pipeline import workers_cpu_seconds
-from sharechain.ledger.store import Store
+from sharechain.ledger.store import Head, Store
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.node.arrivals import apply_remote_blocks
+from sharechain.node.arrivals import apply_remote_blocks, catch_up_from_peers
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.service import Node, NodeConfig
+from sharechain.ordering.etcd_process import free_ports
 from sharechain.storage.datadir import OrgSpec, init_consortium
 
-__all__ = ["run"]
+__all__ = ["LINK_DELAY_MS", "run"]
+
+LINK_DELAY_MS = 25
+"""How late the link to the peer delivers every chunk, each way (ms)."""
 
 _ORGS = (
     OrgSpec("hospital-a", ("member", "admin")),
@@ -97,6 +117,7 @@ def run(transactions: int = 32_000, block_size: int = 400) -> dict[str, Any]:
                 raise RuntimeError("the node's head differs from the orderer's")
         finally:
             node.stop()
+        link_seconds = _over_a_link(source, Path(tmp), blocks, want)
     rate = bracketing_rate(before, ed25519_verify_per_s_per_core())
     tx_per_s = transactions / seconds
     if workers is not None and after_workers is not None:
@@ -107,9 +128,73 @@ def run(transactions: int = 32_000, block_size: int = 400) -> dict[str, Any]:
         "catchup_tx_per_s": round(tx_per_s),
         "catchup_cpu_us_per_tx": round(cpu / transactions * 1e6, 1),
         "catchup_share_of_ceiling": ceiling_figures(tx_per_s, rate)["share"],
+        "catchup_link_delay_ms": LINK_DELAY_MS,
+        "catchup_link_tx_per_s": round(transactions / link_seconds),
+        "catchup_link_ratio": round(seconds / link_seconds, 3),
         # The verification rate it is judged against (the faster of its two samples).
         "catchup_ed25519_verify_per_s_per_core": round(rate),
     }
+
+
+def _over_a_link(source: Path, tmp: Path, blocks: list[bytes], head: Head | None) -> float:
+    """Seconds a fresh bank-b node takes to catch up `blocks` from a hospital-a node
+    running in its own process, through a link `LINK_DELAY_MS` late each way."""
+    peer_home = node_data_dir(source, tmp / "peer", "hospital-a")
+    peer = Node(NodeConfig(data_dir=peer_home, org="hospital-a", verify_on_start=False))
+    try:
+        if apply_remote_blocks(peer, list(enumerate(blocks, 1))) != len(blocks):
+            raise RuntimeError("the peer did not commit the backlog")
+    finally:
+        peer.stop()
+    (port,) = free_ports(1)
+    command = "from sharechain.cli.main import main; main()"
+    args = ("node", "start", "--org", "hospital-a", "-d", str(peer_home))
+    with (tmp / "peer.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", command, *args, "--listen", f"127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    proxy = LinkProxy(port).start()
+    try:
+        proxy.delay(LINK_DELAY_MS / 1000)
+        home = node_data_dir(source, tmp / "linked", "bank-b")
+        peers = (("hospital-a", proxy.url),)
+        node = Node(NodeConfig(data_dir=home, org="bank-b", verify_on_start=False, peers=peers))
+        try:
+            node.pipeline.start()
+            _wait_serving(node, proc, tmp / "peer.log")
+            t0 = time.perf_counter()
+            catch_up_from_peers(node)
+            link_seconds = time.perf_counter() - t0
+            if node.ledger.height != len(blocks) or node.store.head() != head:
+                raise RuntimeError(f"over the link the node reached {node.ledger.height} only")
+        finally:
+            node.stop()
+    finally:
+        proxy.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+    return link_seconds
+
+
+def _wait_serving(node: Node, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the peer answers through the link (at most 60 s)."""
+    ((_, url),) = node.config.peers
+    client = NodeClient(url, node.org, node.keys.signing, timeout=5.0)
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the peer node exited: {log.read_text()[-2000:]}")
+            try:
+                client.status()
+                return
+            except (httpx.HTTPError, SharechainError):
+                time.sleep(0.1)
+        raise RuntimeError("the peer node did not answer within 60 s")
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from sharechain.api.client import NodeClient
 from sharechain.errors import ChainError, EncodingError, SharechainError
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.execution import Execution
-from sharechain.node.catching_up import catching_up
+from sharechain.node.catching_up import CatchUp, catching_up
+from sharechain.node.fetch_ahead import FetchAhead
 from sharechain.node.follow_pipeline import Stream
 from sharechain.node.service import Node
 from sharechain.ordering.foreign_values import Foreign, foreign_reason
@@ -200,23 +201,46 @@ def _refuse(node: Node, height: int, data: bytes, exc: Exception, voidable: bool
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
     """Fetch and commit blocks from peers until none is ahead (used before ordering).
 
-    Progress is logged and shown in the node's status (`node.catching_up`),
-    against the height each peer reports when the node turns to it."""
+    Each peer's next page of `limit` blocks is fetched while the page before it
+    commits (`FetchAhead`). Progress is logged and shown in the node's status
+    (`node.catching_up`), against the height each peer reports when the node
+    turns to it."""
     for org, url in node.config.peers:
         client = NodeClient(url, node.org, node.keys.signing, timeout=10.0)
         try:
             with catching_up(node, org, _height(client.status())) as progress:
-                for _ in range(100_000):
-                    start = node.ledger.height + 1
-                    blocks = client.sync_blocks(start, limit=limit)
-                    if progress is not None and blocks:
-                        progress.raise_target(start + len(blocks) - 1)
-                    if not blocks or apply_remote_blocks(node, list(enumerate(blocks, start))) == 0:
-                        break
+                _catch_up_from(node, client, limit, progress)
         except (httpx.HTTPError, SharechainError) as exc:
             log.info("catch-up from %s skipped: %s", org, exc)
         finally:
             client.close()
+
+
+def _catch_up_from(node: Node, client: NodeClient, limit: int, progress: CatchUp | None) -> None:
+    """Commit `client`'s pages until it has no more, one commits nothing, or the node halts.
+
+    A page that commits only in part (a block held already, an invalid one)
+    leaves what was fetched after it unused: fetching starts again from where
+    the chain now ends."""
+    for _ in range(100_000):
+        start = node.ledger.height + 1
+        with FetchAhead(
+            lambda height: client.sync_blocks(height, limit=limit),
+            start,
+            name=f"{node.org}-fetch-ahead",
+        ) as pages:
+            for first, blocks in pages:
+                if not blocks:
+                    return
+                if progress is not None:
+                    progress.raise_target(first + len(blocks) - 1)
+                committed = apply_remote_blocks(node, list(enumerate(blocks, first)))
+                if committed == 0 or node.halted is not None:
+                    return
+                if committed < len(blocks):
+                    break
+            else:
+                return
 
 
 def _height(status: dict[str, Any]) -> int:
