@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import closing
 
 import pytest
 
@@ -28,7 +29,7 @@ class Peer:
 
 def test_pages_follow_each_other_and_end_at_an_empty_one() -> None:
     peer = Peer(height=10)
-    with FetchAhead(peer, 1, name="t") as pages:
+    with closing(FetchAhead(peer, 1, name="t")) as pages:
         got = list(pages)
     assert [first for first, _ in got] == [1, 4, 7, 10, 11]
     assert got[-1] == (11, [])
@@ -38,7 +39,7 @@ def test_pages_follow_each_other_and_end_at_an_empty_one() -> None:
 
 def test_the_next_page_is_asked_while_the_caller_still_holds_the_last() -> None:
     peer = Peer(height=9)
-    with FetchAhead(peer, 1, name="t") as pages:
+    with closing(FetchAhead(peer, 1, name="t")) as pages:
         first, _ = next(iter(pages))
         # The caller has not asked for more; the fetcher asks the peer all the same.
         assert peer.second_asked.wait(5.0), "the second page was not fetched ahead"
@@ -47,7 +48,7 @@ def test_the_next_page_is_asked_while_the_caller_still_holds_the_last() -> None:
 
 def test_at_most_depth_pages_wait_beyond_the_one_being_fetched() -> None:
     peer = Peer(height=1_000, size=1)
-    with FetchAhead(peer, 1, depth=2, name="t") as pages:
+    with closing(FetchAhead(peer, 1, depth=2, name="t")) as pages:
         it = iter(pages)
         next(it)
         time.sleep(0.5)  # the fetcher runs as far ahead as it may
@@ -64,7 +65,7 @@ def test_a_fetch_error_reaches_the_caller_after_the_pages_before_it() -> None:
             raise ConnectionError("peer went away")
         return [b"block 1"]
 
-    with FetchAhead(fetch, 1, name="t") as pages:
+    with closing(FetchAhead(fetch, 1, name="t")) as pages:
         it = iter(pages)
         assert next(it) == (1, [b"block 1"])
         with pytest.raises(ConnectionError, match="peer went away"):
@@ -73,7 +74,7 @@ def test_a_fetch_error_reaches_the_caller_after_the_pages_before_it() -> None:
 
 def test_close_stops_fetching() -> None:
     peer = Peer(height=10**9, size=1)
-    with FetchAhead(peer, 1, name="t") as pages:
+    with closing(FetchAhead(peer, 1, name="t")) as pages:
         next(iter(pages))
     asked = len(peer.asked)
     time.sleep(0.3)

@@ -224,11 +224,12 @@ def _catch_up_from(node: Node, client: NodeClient, limit: int, progress: CatchUp
     the chain now ends."""
     for _ in range(100_000):
         start = node.ledger.height + 1
-        with FetchAhead(
+        fetch = FetchAhead(
             lambda height: client.sync_blocks(height, limit=limit),
             start,
             name=f"{node.org}-fetch-ahead",
-        ) as pages:
+        )
+        with contextlib.closing(fetch) as pages:
             for first, blocks in pages:
                 if not blocks:
                     return

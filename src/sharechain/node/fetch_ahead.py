@@ -20,7 +20,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from types import TracebackType
 
 __all__ = ["FetchAhead", "Page"]
 
@@ -36,8 +35,8 @@ class FetchAhead:
 
     Iterating yields pages until one is empty (the peer has no more), then stops;
     an exception `fetch` raised is raised to the iterating caller at the point its
-    page would have come. `close` (or leaving the `with`) stops the fetching: a
-    page being fetched is dropped when it arrives.
+    page would have come. `close` stops the fetching (use it with
+    `contextlib.closing`): a page being fetched is dropped when it arrives.
     """
 
     def __init__(
@@ -69,17 +68,6 @@ class FetchAhead:
         """Stop fetching. Does not wait for a page being fetched: it is dropped on arrival."""
         self._closed.set()
         self._thread.join(timeout=_POLL * 2)
-
-    def __enter__(self) -> FetchAhead:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _run(self, start: int) -> None:
         while not self._closed.is_set():
