@@ -2,7 +2,8 @@
 
 Defence: limits charged to whoever can be named (`sharechain.api.quotas`):
 unsigned requests per client address, submissions per member per block,
-long-polls per member; `/v1/health` runs on the event loop and always answers.
+long-polls per member, signed requests in flight per member; `/v1/health`
+runs on the event loop and always answers.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import httpx
 import pytest
 from api_helpers import Consortium, InProcess, Process, serve, spawn
 
+from sharechain.api.auth import NonceCache
 from sharechain.api.client import NodeClient
 from sharechain.api.quotas import Limits, PerSource, SubmissionQuota, WaitSlots
+from sharechain.errors import AuthenticationError, QuotaError
 from sharechain.ledger.transactions import sign_transaction
 
 
@@ -159,3 +162,32 @@ def test_health_is_not_starved_by_a_flood_of_long_polls_and_junk(
     assert median < 0.25 and worst < 2.5, shown
     for w in workers:
         w.join(timeout=15)
+
+
+def test_one_member_cannot_fill_the_nonce_cache_for_everyone() -> None:
+    t = 1_700_000_000
+    cache = NonceCache(max_entries=100, per_member=3, now=lambda: t - 1)
+    for i in range(3):
+        cache.check_and_add("bank-b", f"n{i}", t + 60, t)
+    with pytest.raises(QuotaError, match="bank-b has 3 signed requests in flight") as refused:
+        cache.check_and_add("bank-b", "n3", t + 60, t)
+    assert refused.value.retry_after > 0
+    cache.check_and_add("regulator", "r0", t + 60, t)  # the others go on
+    # A refused nonce was not remembered, and replays are still caught first.
+    with pytest.raises(AuthenticationError, match="replayed"):
+        cache.check_and_add("bank-b", "n0", t + 60, t)
+    # Once bank-b's signatures expired (and the cache swept them), it may send again.
+    cache.check_and_add("bank-b", "n3", t + 120, t + 61)
+
+
+def test_a_member_past_its_signed_requests_in_flight_gets_429(tmp_path: Path) -> None:
+    limits = Limits(signed_in_flight_per_member=3)
+    with serve(Consortium.make(tmp_path), "hospital-a", limits=limits) as running:
+        with running.client("bank-b") as client:
+            codes = [client.http.get("/v1/attestations").status_code for _ in range(4)]
+            assert codes == [200, 200, 200, 429]
+            refused = client.http.get("/v1/attestations")
+            assert refused.status_code == 429 and refused.headers["Retry-After"] == "10"
+            assert "signed requests in flight" in refused.json()["detail"]
+        with running.client("regulator") as other:  # charged to bank-b only
+            assert other.http.get("/v1/attestations").status_code == 200

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from sharechain.api._structured import parse_dictionary
 from sharechain.crypto.signing import SigningKey, verify
-from sharechain.errors import AuthenticationError, InvalidSignatureError
+from sharechain.errors import AuthenticationError, InvalidSignatureError, QuotaError
 
 __all__ = [
     "MAX_SKEW",
@@ -57,6 +57,12 @@ MAX_VALIDITY = 300
 """Longest accepted lifetime of a signature (`expires - created`), in seconds."""
 MAX_SKEW = 30
 """How far in the future `created` may be (clock skew between organisations), in seconds."""
+PER_MEMBER_IN_FLIGHT = 100_000
+"""Nonces one organisation may hold in a node's `NonceCache` at once: 333 signed
+requests a second at the longest lifetime, 1,666 at a minute's. A tenth of the
+cache, so that one member filling its share cannot refuse the others' requests."""
+_PRUNE_EVERY = 10
+"""Seconds between two sweeps of expired nonces (at most; sooner when the cache is full)."""
 NODE_COMPONENT = "sharechain-node"
 """The header naming the node a request is meant for (its organisation id), always covered:
 a request signed for node A is refused by node B, even with A's `@authority`."""
@@ -152,16 +158,27 @@ class NonceCache:
 
     The cache lives in memory, so it also refuses signatures created before it
     was: a request captured before a node restarted cannot be replayed to the
-    new process, whose cache never saw its nonce.
+    new process, whose cache never saw its nonce. It holds at most `max_entries`
+    nonces, and at most `per_member` of one organisation (`QuotaError`, 429,
+    beyond): a member sending more signed requests than that within their
+    lifetime is refused, not everyone.
     """
 
     def __init__(
-        self, max_entries: int = 1_000_000, *, now: Callable[[], float] = time.time
+        self,
+        max_entries: int = 1_000_000,
+        *,
+        per_member: int = PER_MEMBER_IN_FLIGHT,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.not_before = int(now())
         self._seen: dict[tuple[str, str], int] = {}
+        self._held: dict[str, int] = {}
+        """How many of `_seen`'s nonces each organisation holds (recounted at each prune)."""
         self._lock = threading.Lock()
         self._max = max_entries
+        self.per_member = per_member
+        """Nonces one organisation may hold at once; beyond, its requests get 429."""
         self._next_prune = 0
 
     def check_and_add(
@@ -175,7 +192,11 @@ class NonceCache:
         with self._lock:
             if now >= self._next_prune or len(self._seen) >= self._max:
                 self._seen = {k: e for k, e in self._seen.items() if e > now}
-                self._next_prune = now + 10
+                held: dict[str, int] = {}
+                for member, _ in self._seen:
+                    held[member] = held.get(member, 0) + 1
+                self._held = held
+                self._next_prune = now + _PRUNE_EVERY
                 if len(self._seen) >= self._max:
                     raise AuthenticationError(
                         "too many signed requests in flight; retry in a few seconds"
@@ -185,7 +206,17 @@ class NonceCache:
                     f"replayed request: nonce {nonce!r} of {org} was already used; "
                     "sign every request afresh"
                 )
+            count = self._held.get(org, 0)
+            if count >= self.per_member:
+                # Charged to the member that sent them: the others' requests go on.
+                raise QuotaError(
+                    f"{org} has {count:,} signed requests in flight on this node, at most "
+                    f"{self.per_member:,} (each is remembered until its signature expires); "
+                    "send fewer, or sign with a shorter lifetime, and retry shortly",
+                    retry_after=_PRUNE_EVERY,
+                )
             self._seen[(org, nonce)] = expires
+            self._held[org] = count + 1
 
 
 def verify_headers(

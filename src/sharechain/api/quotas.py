@@ -12,6 +12,10 @@ limit the node refuses at once with a clear error, before doing the work:
   while the chain stays at one height; beyond, 429 with `Retry-After`;
 - `Limits.bad_submissions_per_minute`: malformed submissions one
   organisation may send; beyond, 429 before its body is even read;
+- `Limits.signed_in_flight_per_member`: signed requests of one organisation
+  whose signatures have not expired yet (their nonces are remembered until
+  then, `api.auth.NonceCache`); beyond, 429 with `Retry-After`, so one member
+  cannot fill the node's replay cache and have everyone's requests refused;
 - `Limits.long_polls_per_caller`: long-polls (`/v1/sync/blocks?wait=`) one
   organisation holds open at once; beyond, the wait is cut to 0 so the worker
   threads stay free for everyone else (`/v1/health` answers within 100 ms);
@@ -35,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sharechain.api.auth import PER_MEMBER_IN_FLIGHT
 from sharechain.errors import QuotaError
 
 __all__ = ["Limits", "PerSource", "SubmissionQuota", "WaitSlots"]
@@ -52,6 +57,8 @@ class Limits:
     """Malformed submissions (400/422) one organisation may send per minute (429 beyond)."""
     submissions_per_block: int = 50_000
     """Transactions one organisation may submit while the chain stays at one height."""
+    signed_in_flight_per_member: int = PER_MEMBER_IN_FLIGHT
+    """Signed requests of one organisation whose signatures have not expired (429 beyond)."""
     long_polls_per_caller: int = 4
     """Long-polls one organisation may hold open at once (more are answered at once)."""
     key_sessions_per_caller: int = 64

@@ -248,6 +248,11 @@ class _Guard:
                 drop = has_body and (length is None or int(length) > DRAIN_BYTES)
                 await self._refuse_unsigned(scope, receive, send, source, str(exc), drop)
                 return
+            except QuotaError as exc:  # a member with too many signed requests in flight
+                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
+                headers = {"Retry-After": str(exc.retry_after), **(_CLOSE if drop else {})}
+                await _error(429, "too_many_requests", str(exc), headers)(scope, receive, send)
+                return
             removed = self.node.removed_reason(signed.org)
             if removed is not None:  # the signature verified under a removed member's key
                 drop = has_body and (length is None or int(length) > DRAIN_BYTES)

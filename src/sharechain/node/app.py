@@ -115,6 +115,7 @@ def create_app(
     limits = limits or Limits()
     app.state.node = node
     app.state.limits = limits
+    node.nonces.per_member = limits.signed_in_flight_per_member
     app.state.uploads = Uploads(per_member=limits.upload_sessions_per_member)
     app.state.uploads.sweep(delivery.blobs_of(node), at_start=True)  # leftovers of a crash
     app.state.key_sessions = KeySessions(
