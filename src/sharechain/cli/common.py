@@ -7,18 +7,31 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from sharechain.cli.options import (
+    AsOrg,
+    DataDirOpt,
+    JsonOpt,
+    KeyOpt,
+    NetworkOpt,
+    NodeOpt,
+    SignerOpt,
+    console,
+    err_console,
+    fail,
+)
 from sharechain.errors import SharechainError
-from sharechain.sharing.embedded import Embedded
 from sharechain.storage.datadir import default_data_dir
 from sharechain.text import terminal_safe
+
+if TYPE_CHECKING:
+    from sharechain.sharing.embedded import Embedded
 
 __all__ = [
     "AsOrg",
@@ -30,66 +43,16 @@ __all__ = [
     "SignerOpt",
     "console",
     "emit_json",
+    "err_console",
     "fail",
     "print_table",
     "resolve_data_dir",
     "shown",
 ]
 
-console = Console()
-err_console = Console(stderr=True)
-
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        "-d",
-        help="Data directory (default: $SHARECHAIN_HOME or ~/.sharechain).",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-AsOrg = Annotated[str, typer.Option("--as", help="Act as this organisation (its key signs).")]
-SignerOpt = Annotated[
-    str | None,
-    typer.Option("--as", help="With --node/--network: the organisation signing the requests."),
-]
-NodeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--node",
-        envvar="SHARECHAIN_NODE",
-        help="Run against this node's API (URL) instead of the embedded data directory.",
-        show_default=False,
-    ),
-]
-NetworkOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--network",
-        envvar="SHARECHAIN_NETWORK",
-        help="Run against a node of this network file (from `sharechain network up`).",
-        show_default=False,
-    ),
-]
-KeyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--key",
-        help="With --node/--network: the signing organisation's key file.",
-        show_default=False,
-    ),
-]
-
 
 def resolve_data_dir(path: Path | None) -> Path:
     return path if path is not None else default_data_dir()
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print `message` as one line (never wrapped) and exit with `code`."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def emit_json(value: Any) -> None:
@@ -143,6 +106,8 @@ def open_embedded(path: Path | None, *, check_store: bool = True) -> Iterator[Em
     verify the store themselves.
     """
     with handle_errors():
+        from sharechain.sharing.embedded import Embedded
+
         emb = Embedded(resolve_data_dir(path), check_store=check_store)
     try:
         with handle_errors():
