@@ -27,6 +27,7 @@ from sharechain.api.client import present_cert, trust_ca
 from sharechain.api.quotas import Limits
 from sharechain.api.tls import TlsFiles
 from sharechain.node.app import Extension, create_app
+from sharechain.node.lingering import LingeringH11Protocol
 from sharechain.node.service import Node, NodeConfig
 
 __all__ = ["ServerThread", "run_node"]
@@ -52,6 +53,7 @@ def _config(
         timeout_graceful_shutdown=5,
         limit_concurrency=2048,
         backlog=2048,
+        http=LingeringH11Protocol,  # refused bodies: the client reads the answer
         **extra,
     )
 
