@@ -45,6 +45,7 @@ from sharechain.ordering.solo import Receipt
 __all__ = [
     "TLS_ENV",
     "NodeClient",
+    "NotANodeError",
     "SignatureAuth",
     "present_cert",
     "raise_for_reply",
@@ -109,6 +110,22 @@ def _raise_for(reply: httpx.Response) -> None:
     raise cls(
         f"{reply.request.method} {reply.request.url.path}: HTTP {reply.status_code}: {message}"
     )
+
+
+class NotANodeError(SharechainError):
+    """An answer no sharechain node gives (not JSON, no organisation named): the URL is
+    not a node's, or the peer lies."""
+
+
+def _json(reply: httpx.Response) -> Any:
+    """A successful reply's JSON body; NotANodeError if it is not JSON."""
+    try:
+        return reply.json()
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise NotANodeError(
+            f"{reply.request.method} {reply.request.url}: the answer is not JSON"
+            f" ({reply.headers.get('content-type', 'no content type')}); is this a sharechain node?"
+        ) from None
 
 
 raise_for_reply = _raise_for
@@ -257,7 +274,13 @@ class NodeClient:
         if self._node_id is None:
             reply = self._http.get("/v1/health", auth=None)
             _raise_for(reply)
-            self._node_id = str(reply.json()["org"])
+            body = _json(reply)
+            if not isinstance(body, dict) or not isinstance(body.get("org"), str):
+                raise NotANodeError(
+                    f"{self.base_url}/v1/health does not name the node's organisation; "
+                    "is this a sharechain node?"
+                )
+            self._node_id = body["org"]
         return self._node_id
 
     def close(self) -> None:
@@ -292,21 +315,21 @@ class NodeClient:
     def _get(self, path: str, **params: Any) -> Any:
         reply = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
         _raise_for(reply)
-        return reply.json()
+        return _json(reply)
 
     # -- operations ---------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         reply = self._http.get("/v1/health", auth=None)
         _raise_for(reply)
-        body: dict[str, Any] = reply.json()
+        body: dict[str, Any] = _json(reply)
         return body
 
     def ready(self) -> dict[str, Any]:
         """The readiness document; raises `OrderingError` (503) when the node is not ready."""
         reply = self._http.get("/v1/ready", auth=None)
         _raise_for(reply)
-        body: dict[str, Any] = reply.json()
+        body: dict[str, Any] = _json(reply)
         return body
 
     def status(self) -> dict[str, Any]:

@@ -209,19 +209,24 @@ def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
         client = NodeClient(url, node.org, node.keys.signing, timeout=10.0)
         try:
             with catching_up(node, org, _height(client.status())) as progress:
-                _catch_up_from(node, client, limit, progress)
+                _catch_up_from(node, org, client, limit, progress)
         except (httpx.HTTPError, SharechainError) as exc:
             log.info("catch-up from %s skipped: %s", org, exc)
         finally:
             client.close()
 
 
-def _catch_up_from(node: Node, client: NodeClient, limit: int, progress: CatchUp | None) -> None:
+def _catch_up_from(
+    node: Node, org: str, client: NodeClient, limit: int, progress: CatchUp | None
+) -> None:
     """Commit `client`'s pages until it has no more, one commits nothing, or the node halts.
 
     A page that commits only in part (a block held already, an invalid one)
     leaves what was fetched after it unused: fetching starts again from where
-    the chain now ends."""
+    the chain now ends. A value that is not a member's signed block at all (junk,
+    a forged signature, a block that does not link) is the peer's lie, not a
+    faulty orderer: the node refuses it with an ALERT, leaves that peer and goes
+    on with the next, where an invalid block a member did sign halts it."""
     for _ in range(100_000):
         start = node.ledger.height + 1
         fetch = FetchAhead(
@@ -235,7 +240,17 @@ def _catch_up_from(node: Node, client: NodeClient, limit: int, progress: CatchUp
                     return
                 if progress is not None:
                     progress.raise_target(first + len(blocks) - 1)
-                committed = apply_remote_blocks(node, list(enumerate(blocks, first)))
+                committed, lie = _apply(node, list(enumerate(blocks, first)), voidable=True)
+                if lie is not None:
+                    log.error(
+                        "ALERT %s: peer %s sent, as block %d, %s; refused, catching up from "
+                        "the other peers",
+                        node.org,
+                        org,
+                        lie.height,
+                        lie.reason,
+                    )
+                    return
                 if committed == 0 or node.halted is not None:
                     return
                 if committed < len(blocks):
@@ -247,5 +262,5 @@ def _catch_up_from(node: Node, client: NodeClient, limit: int, progress: CatchUp
 def _height(status: dict[str, Any]) -> int:
     """A peer's height as its status reports it (-1 if it reports none that makes sense:
     the blocks it sends are checked anyway; only the progress shown needs it)."""
-    height = status.get("height")
+    height = status.get("height") if isinstance(status, dict) else None
     return height if isinstance(height, int) and not isinstance(height, bool) else -1

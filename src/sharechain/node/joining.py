@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from sharechain.api.client import NodeClient
+from sharechain.api.client import NodeClient, NotANodeError
 from sharechain.api.node_start import JoinDocument
 from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.api.serving import Auth
@@ -97,6 +97,10 @@ def _fetch(url: str, data_dir: Path, org: str) -> dict[str, Any]:
     try:
         with NodeClient(url, org, keys.signing, timeout=30.0) as client:
             body = client.get_json("/v1/join")
+    except NotANodeError as exc:
+        raise JoinRefusedError(
+            f"{url} does not answer as a sharechain node ({exc}): check the URL given to --join"
+        ) from None
     except (httpx.HTTPError, SharechainError) as exc:
         raise JoinRefusedError(
             f"the node at {url} did not let {org} join: {exc}; has the consortium admitted "

@@ -1,0 +1,126 @@
+"""A peer lying to a node catching up is refused and left; it cannot halt the node.
+
+A node behind (newly admitted, restored, or whose blocks etcd pruned) fetches
+blocks from its peers (`arrivals.catch_up_from_peers`). A peer serving a value
+that is not a member's signed block (junk, a forged signature, a block that
+does not link) lies: the node refuses it with an ALERT and catches up from its
+other peers. Halting there would let one member stop any node catching up from
+it. A block a member did sign but that is invalid still halts the node (a
+faulty orderer), as it would from the ordering service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+
+from node_helpers import ORGS, Consortium, Running, run_node, shutdown
+
+from sharechain.codec import encode
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.storage.datadir import init_consortium
+
+
+@pytest.fixture
+def consortium(tmp_path: Path) -> Consortium:
+    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
+    return Consortium(tmp_path / "consortium", tmp_path)
+
+
+@pytest.fixture
+def honest(consortium: Consortium) -> Iterator[Running]:
+    running = run_node(consortium, "hospital-a", max_wait=0.005)
+    try:
+        key = consortium.keys("hospital-a").signing
+        with running.client() as client:
+            for tag in range(6):  # a block each
+                client.submit(
+                    [
+                        sign_transaction(
+                            key, "notary.record", "hospital-a", {"digest": bytes([tag, i]) * 16}
+                        ).raw
+                        for i in range(3)
+                    ]
+                )
+        yield running
+    finally:
+        shutdown(running)
+
+
+def _liar(blocks: list[bytes], *, junk_json: bool = False) -> Iterator[str]:
+    """A real HTTP server posing as regulator's node: a height far ahead, and `blocks`
+    from any start; with `junk_json`, bytes that are not JSON where JSON is expected."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith(("/v1/health", "/v1/status")):
+                kind = "application/json"
+                answer = {"status": "ok", "org": "regulator", "height": 1_000}
+                data = b"\x81\xff not json" if junk_json else json.dumps(answer).encode()
+            else:
+                data, kind = encode(blocks), "application/cbor"
+            self.send_response(200)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            del args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _forged(honest: Running) -> bytes:
+    """The honest chain's block 1 with a byte of its orderer's signature changed."""
+    data = bytearray(honest.node.store.block_bytes(1) or b"")
+    assert data
+    data[-5] ^= 0x01  # the signature is encoded last
+    return bytes(data)
+
+
+@pytest.mark.parametrize("lie", ["junk", "forged", "not-json"])
+def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
+    consortium: Consortium, honest: Running, lie: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = [_forged(honest)] if lie == "forged" else [b"\x00not a block"]
+    target = honest.node.ledger.height
+    assert target >= 6
+    caplog.set_level(logging.INFO, logger="sharechain.node")
+    for liar_url in _liar(served, junk_json=lie == "not-json"):
+        # The liar is asked first; then the honest node.
+        late = run_node(
+            consortium,
+            "bank-b",
+            peers=(("regulator", liar_url), ("hospital-a", honest.url)),
+        )
+        try:
+            assert late.node.halted is None
+            assert late.node.ledger.height == target
+            assert late.node.store.head() == honest.node.store.head()
+        finally:
+            shutdown(late)
+    messages = [r.getMessage() for r in caplog.records]
+    if lie == "not-json":  # no block was even asked for: the peer is skipped, and said so
+        assert any(
+            m.startswith("catch-up from regulator skipped:") and "is not JSON" in m
+            for m in messages
+        ), messages
+        return
+    alerts = [m for m in messages if m.startswith("ALERT")]
+    assert any("peer regulator sent, as block 1," in a and "refused" in a for a in alerts), alerts
