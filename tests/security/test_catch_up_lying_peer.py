@@ -11,6 +11,7 @@ faulty orderer), as it would from the ordering service.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
 
+from sharechain.api.client import MAX_SYNC_BYTES
 from sharechain.codec import encode
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.storage.datadir import init_consortium
@@ -56,9 +58,14 @@ def honest(consortium: Consortium) -> Iterator[Running]:
         shutdown(running)
 
 
-def _liar(blocks: list[bytes], *, junk_json: bool = False) -> Iterator[str]:
+FLOOD = 200 << 20
+"""Bytes the flooding liar offers as one answer of blocks."""
+
+
+def _liar(blocks: list[bytes], *, junk_json: bool = False, flood: bool = False) -> Iterator[str]:
     """A real HTTP server posing as regulator's node: a height far ahead, and `blocks`
-    from any start; with `junk_json`, bytes that are not JSON where JSON is expected."""
+    from any start; with `junk_json`, bytes that are not JSON where JSON is expected;
+    with `flood`, an endless answer of blocks (`FLOOD` bytes of zeros)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -66,6 +73,16 @@ def _liar(blocks: list[bytes], *, junk_json: bool = False) -> Iterator[str]:
                 kind = "application/json"
                 answer = {"status": "ok", "org": "regulator", "height": 1_000}
                 data = b"\x81\xff not json" if junk_json else json.dumps(answer).encode()
+            elif flood:
+                self.send_response(200)
+                self.send_header("content-type", "application/cbor")
+                self.send_header("content-length", str(FLOOD))
+                self.end_headers()
+                chunk = bytes(1 << 20)
+                with contextlib.suppress(OSError):  # the client hangs up
+                    for _ in range(FLOOD >> 20):
+                        self.wfile.write(chunk)
+                return
             else:
                 data, kind = encode(blocks), "application/cbor"
             self.send_response(200)
@@ -94,7 +111,7 @@ def _forged(honest: Running) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("lie", ["junk", "forged", "not-json"])
+@pytest.mark.parametrize("lie", ["junk", "forged", "not-json", "flood"])
 def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
     consortium: Consortium, honest: Running, lie: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -102,7 +119,7 @@ def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
     target = honest.node.ledger.height
     assert target >= 6
     caplog.set_level(logging.INFO, logger="sharechain.node")
-    for liar_url in _liar(served, junk_json=lie == "not-json"):
+    for liar_url in _liar(served, junk_json=lie == "not-json", flood=lie == "flood"):
         # The liar is asked first; then the honest node.
         late = run_node(
             consortium,
@@ -116,11 +133,10 @@ def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
         finally:
             shutdown(late)
     messages = [r.getMessage() for r in caplog.records]
-    if lie == "not-json":  # no block was even asked for: the peer is skipped, and said so
-        assert any(
-            m.startswith("catch-up from regulator skipped:") and "is not JSON" in m
-            for m in messages
-        ), messages
+    if lie in ("not-json", "flood"):  # the peer is skipped, and the log says why
+        why = "is not JSON" if lie == "not-json" else f"more than {MAX_SYNC_BYTES} bytes"
+        skipped = [m for m in messages if m.startswith("catch-up from regulator skipped:")]
+        assert any(why in m for m in skipped), messages
         return
     alerts = [m for m in messages if m.startswith("ALERT")]
     assert any("peer regulator sent, as block 1," in a and "refused" in a for a in alerts), alerts

@@ -43,6 +43,7 @@ from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
 __all__ = [
+    "MAX_SYNC_BYTES",
     "TLS_ENV",
     "NodeClient",
     "NotANodeError",
@@ -115,6 +116,10 @@ def _raise_for(reply: httpx.Response) -> None:
 class NotANodeError(SharechainError):
     """An answer no sharechain node gives (not JSON, no organisation named): the URL is
     not a node's, or the peer lies."""
+
+
+MAX_SYNC_BYTES = 48 << 20
+"""The most `sync_blocks` reads of one answer (a node sends at most 32 MiB of blocks)."""
 
 
 def _json(reply: httpx.Response) -> Any:
@@ -392,15 +397,27 @@ class NodeClient:
         return body
 
     def sync_blocks(self, start: int, *, limit: int = 64, wait: float = 0.0) -> list[bytes]:
-        """Raw block bytes from `start` on (long-polls up to `wait` s when there are none)."""
-        reply = self._http.get(
-            "/v1/sync/blocks",
-            params={"start": start, "limit": limit, "wait": wait},
-            timeout=wait + 30.0,
-        )
-        _raise_for(reply)
+        """Raw block bytes from `start` on (long-polls up to `wait` s when there are none).
+
+        A node answers at most 32 MiB of blocks; an answer over `MAX_SYNC_BYTES` is
+        refused (SharechainError) as it streams in, never held whole."""
+        params = {"start": start, "limit": limit, "wait": wait}
+        with self._http.stream(
+            "GET", "/v1/sync/blocks", params=params, timeout=wait + 30.0
+        ) as reply:
+            if not reply.is_success:
+                reply.read()
+                _raise_for(reply)
+            content = bytearray()
+            for chunk in reply.iter_bytes():
+                content += chunk
+                if len(content) > MAX_SYNC_BYTES:
+                    raise SharechainError(
+                        f"{self.base_url} sent more than {MAX_SYNC_BYTES} bytes of blocks"
+                        " (a node sends at most 32 MiB at a time); refused"
+                    )
         try:
-            value = decode(reply.content)
+            value = decode(bytes(content))
         except EncodingError as exc:
             raise SharechainError(f"{self.base_url} sent malformed blocks: {exc}") from None
         if not isinstance(value, list) or not all(isinstance(b, bytes) for b in value):
