@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
 
-from sharechain.api.client import MAX_SYNC_BYTES
+from sharechain.api.client import MAX_PEER_JSON_BYTES, MAX_SYNC_BYTES
 from sharechain.codec import encode
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.storage.datadir import init_consortium
@@ -62,27 +62,20 @@ FLOOD = 200 << 20
 """Bytes the flooding liar offers as one answer of blocks."""
 
 
-def _liar(blocks: list[bytes], *, junk_json: bool = False, flood: bool = False) -> Iterator[str]:
+def _liar(blocks: list[bytes], *, junk_json: bool = False, flood: str = "") -> Iterator[str]:
     """A real HTTP server posing as regulator's node: a height far ahead, and `blocks`
     from any start; with `junk_json`, bytes that are not JSON where JSON is expected;
-    with `flood`, an endless answer of blocks (`FLOOD` bytes of zeros)."""
+    with `flood`, an endless answer (`FLOOD` bytes) to requests under that path."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if flood and self.path.startswith(flood):
+                self._flood()
+                return
             if self.path.startswith(("/v1/health", "/v1/status")):
                 kind = "application/json"
                 answer = {"status": "ok", "org": "regulator", "height": 1_000}
                 data = b"\x81\xff not json" if junk_json else json.dumps(answer).encode()
-            elif flood:
-                self.send_response(200)
-                self.send_header("content-type", "application/cbor")
-                self.send_header("content-length", str(FLOOD))
-                self.end_headers()
-                chunk = bytes(1 << 20)
-                with contextlib.suppress(OSError):  # the client hangs up
-                    for _ in range(FLOOD >> 20):
-                        self.wfile.write(chunk)
-                return
             else:
                 data, kind = encode(blocks), "application/cbor"
             self.send_response(200)
@@ -90,6 +83,16 @@ def _liar(blocks: list[bytes], *, junk_json: bool = False, flood: bool = False) 
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _flood(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(FLOOD))
+            self.end_headers()
+            chunk = b" " * (1 << 20)
+            with contextlib.suppress(OSError):  # the client hangs up
+                for _ in range(FLOOD >> 20):
+                    self.wfile.write(chunk)
 
         def log_message(self, *args: object) -> None:
             del args
@@ -111,7 +114,7 @@ def _forged(honest: Running) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("lie", ["junk", "forged", "not-json", "flood"])
+@pytest.mark.parametrize("lie", ["junk", "forged", "not-json", "flood-blocks", "flood-status"])
 def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
     consortium: Consortium, honest: Running, lie: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -119,7 +122,8 @@ def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
     target = honest.node.ledger.height
     assert target >= 6
     caplog.set_level(logging.INFO, logger="sharechain.node")
-    for liar_url in _liar(served, junk_json=lie == "not-json", flood=lie == "flood"):
+    flood = {"flood-blocks": "/v1/sync/blocks", "flood-status": "/v1/status"}.get(lie, "")
+    for liar_url in _liar(served, junk_json=lie == "not-json", flood=flood):
         # The liar is asked first; then the honest node.
         late = run_node(
             consortium,
@@ -133,8 +137,12 @@ def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
         finally:
             shutdown(late)
     messages = [r.getMessage() for r in caplog.records]
-    if lie in ("not-json", "flood"):  # the peer is skipped, and the log says why
-        why = "is not JSON" if lie == "not-json" else f"more than {MAX_SYNC_BYTES} bytes"
+    if lie != "junk" and lie != "forged":  # the peer is skipped, and the log says why
+        why = {
+            "not-json": "is not JSON",
+            "flood-blocks": f"larger than {MAX_SYNC_BYTES} bytes",
+            "flood-status": f"larger than {MAX_PEER_JSON_BYTES} bytes",
+        }[lie]
         skipped = [m for m in messages if m.startswith("catch-up from regulator skipped:")]
         assert any(why in m for m in skipped), messages
         return

@@ -12,6 +12,7 @@ without sockets.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import ssl
 import time
@@ -43,6 +44,7 @@ from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
 __all__ = [
+    "MAX_PEER_JSON_BYTES",
     "MAX_SYNC_BYTES",
     "TLS_ENV",
     "NodeClient",
@@ -120,6 +122,8 @@ class NotANodeError(SharechainError):
 
 MAX_SYNC_BYTES = 48 << 20
 """The most `sync_blocks` reads of one answer (a node sends at most 32 MiB of blocks)."""
+MAX_PEER_JSON_BYTES = 4 << 20
+"""The most `status` and `attestations`, which nodes ask their peers for, read of one answer."""
 
 
 def _json(reply: httpx.Response) -> Any:
@@ -317,6 +321,47 @@ class NodeClient:
     ) -> None:
         self.close()
 
+    def _capped(
+        self,
+        path: str,
+        params: dict[str, Any],
+        cap: int,
+        why: str,
+        *,
+        timeout: float | None = None,
+    ) -> bytes:
+        """GET `path`'s body, refused (SharechainError) as soon as it passes `cap` bytes:
+        what peers send is read in bounded memory, whatever they send."""
+        wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        with self._http.stream("GET", path, params=params, timeout=wait) as reply:
+            content = bytearray()
+            for chunk in reply.iter_bytes():
+                content += chunk
+                if len(content) > cap:
+                    raise SharechainError(
+                        f"{self.base_url}{path}: the answer is larger than {cap} bytes ({why});"
+                        " refused"
+                    )
+            if not reply.is_success:
+                _raise_for(
+                    httpx.Response(
+                        reply.status_code,
+                        headers=reply.headers,
+                        content=bytes(content),
+                        request=reply.request,
+                    )
+                )
+        return bytes(content)
+
+    def _capped_json(self, path: str, params: dict[str, Any]) -> Any:
+        content = self._capped(
+            path, params, MAX_PEER_JSON_BYTES, "a node's status or attestations are small"
+        )
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise NotANodeError(f"{self.base_url}{path}: the answer is not JSON") from None
+
     def _get(self, path: str, **params: Any) -> Any:
         reply = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
         _raise_for(reply)
@@ -338,7 +383,8 @@ class NodeClient:
         return body
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = self._get("/v1/status")
+        """The node's status (at most `MAX_PEER_JSON_BYTES`: nodes ask their peers for it)."""
+        body: dict[str, Any] = self._capped_json("/v1/status", {})
         return body
 
     def submit(
@@ -402,22 +448,15 @@ class NodeClient:
         A node answers at most 32 MiB of blocks; an answer over `MAX_SYNC_BYTES` is
         refused (SharechainError) as it streams in, never held whole."""
         params = {"start": start, "limit": limit, "wait": wait}
-        with self._http.stream(
-            "GET", "/v1/sync/blocks", params=params, timeout=wait + 30.0
-        ) as reply:
-            if not reply.is_success:
-                reply.read()
-                _raise_for(reply)
-            content = bytearray()
-            for chunk in reply.iter_bytes():
-                content += chunk
-                if len(content) > MAX_SYNC_BYTES:
-                    raise SharechainError(
-                        f"{self.base_url} sent more than {MAX_SYNC_BYTES} bytes of blocks"
-                        " (a node sends at most 32 MiB at a time); refused"
-                    )
+        content = self._capped(
+            "/v1/sync/blocks",
+            params,
+            MAX_SYNC_BYTES,
+            "a node sends at most 32 MiB of blocks at a time",
+            timeout=wait + 30.0,
+        )
         try:
-            value = decode(bytes(content))
+            value = decode(content)
         except EncodingError as exc:
             raise SharechainError(f"{self.base_url} sent malformed blocks: {exc}") from None
         if not isinstance(value, list) or not all(isinstance(b, bytes) for b in value):
@@ -425,7 +464,8 @@ class NodeClient:
         return value
 
     def attestations(self, since: int = 0) -> list[Attestation]:
-        body = self._get("/v1/attestations", since=since)
+        """The node's recent attestations (at most `MAX_PEER_JSON_BYTES` of them)."""
+        body = self._capped_json("/v1/attestations", {"since": since})
         return [Attestation.from_json(a) for a in body["attestations"]]
 
     def attestation_status(self) -> dict[str, Any]:
