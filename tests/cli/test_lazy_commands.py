@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from sharechain.cli.main import COMMANDS, app
@@ -51,18 +51,24 @@ def _load(*names: str) -> dict[str, Any]:
     return result
 
 
-def test_each_command_alone_is_what_it_is_with_every_module_loaded() -> None:
-    everything = _load()["found"]
+@pytest.fixture(scope="module")
+def everything() -> dict[str, Any]:
+    """Every command, loaded in `COMMANDS` order in one fresh process."""
+    found: dict[str, Any] = _load()["found"]
+    return found
+
+
+def test_each_command_alone_is_what_it_is_with_every_module_loaded(
+    everything: dict[str, Any],
+) -> None:
     assert set(everything) == set(COMMANDS)
     # Loaded in the other order, a module that adds to another's group comes first.
     assert _load(*reversed(COMMANDS))["found"] == everything
     groups: dict[tuple[str, ...], list[str]] = {}
     for name, (_, modules) in COMMANDS.items():
         groups.setdefault(modules, []).append(name)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        alone = dict(
-            zip(groups, pool.map(lambda names: _load(*names), groups.values()), strict=True)
-        )
+    # One process at a time: the other test worker's nodes keep a core.
+    alone = {modules: _load(*names) for modules, names in groups.items()}
     for modules, names in groups.items():
         loaded = {m.rsplit(".", 1)[1] for m in alone[modules]["loaded"]}
         assert set(modules) <= loaded, (names, loaded)
@@ -70,8 +76,9 @@ def test_each_command_alone_is_what_it_is_with_every_module_loaded() -> None:
             assert alone[modules]["found"][name] == everything[name], name
 
 
-def test_the_help_shown_without_loading_is_each_command_s_own() -> None:
-    everything = _load()["found"]
+def test_the_help_shown_without_loading_is_each_command_s_own(
+    everything: dict[str, Any],
+) -> None:
     for name, (help_text, _) in COMMANDS.items():
         assert help_text == everything[name]["help"], name
 
