@@ -32,6 +32,7 @@ from sharechain.crypto.stream import (
     inclusion_proof,
     merkle_root,
     parse_header,
+    sealed_size,
     segment_digests,
     segment_offset,
     verify_inclusion,
@@ -174,6 +175,7 @@ def test_round_trip_property(data: bytes, segment_size: int, epoch: int) -> None
     assert decrypt_stream(KEY, io.BytesIO(sealed), out, expected_epoch=epoch) == digests
     assert out.getvalue() == data
     assert parse_header(sealed[:HEADER_SIZE]).epoch == epoch
+    assert sealed_size(len(data), segment_size) == len(sealed)  # what a fetch may receive
 
 
 @settings(max_examples=60, deadline=None)

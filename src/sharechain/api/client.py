@@ -44,6 +44,8 @@ from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
+    "MAX_ERROR_BYTES",
     "MAX_PEER_JSON_BYTES",
     "MAX_SYNC_BYTES",
     "TLS_ENV",
@@ -123,7 +125,15 @@ class NotANodeError(SharechainError):
 MAX_SYNC_BYTES = 48 << 20
 """The most `sync_blocks` reads of one answer (a node sends at most 32 MiB of blocks)."""
 MAX_PEER_JSON_BYTES = 4 << 20
-"""The most `status` and `attestations`, which nodes ask their peers for, read of one answer."""
+"""The most read of the small documents nodes ask their peers for: status, attestations,
+health, readiness, the join document, the snapshot list."""
+MAX_ANSWER_BYTES = 256 << 20
+"""The most read of any other answer (queries, metrics): a client's memory stays bounded
+whatever a node sends."""
+MAX_ERROR_BYTES = 64 << 10
+"""The most read of an error answer: its explanation is a sentence."""
+RECEIPT_BYTES = 16 << 10
+"""What a submission's answer may take per transaction, beyond `MAX_PEER_JSON_BYTES`."""
 
 
 def _json(reply: httpx.Response) -> Any:
@@ -234,6 +244,20 @@ def _cbor_receipts(reply: httpx.Response) -> list[Receipt]:
         ) from None
 
 
+def _json_receipts(reply: httpx.Response) -> list[Receipt]:
+    """The receipts of a JSON answer: `{receipts: [{tx_id, height, index, code, reason}]}`."""
+    body = _json(reply)
+    try:
+        return [_receipt(r) for r in body.get("receipts", [])]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise SharechainError(
+            f"{reply.request.url.host} sent malformed receipts: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+_SMALL = "a node's status, attestations, health, join document or snapshot list are small"
+
+
 def _segment(text: str) -> str:
     """`text` as one path segment (an id or prefix; never a way to another path)."""
     return quote(text, safe="")
@@ -281,7 +305,7 @@ class NodeClient:
     def node_id(self) -> str:
         """The organisation whose node this client talks to (asked once, unsigned)."""
         if self._node_id is None:
-            reply = self._http.get("/v1/health", auth=None)
+            reply = self._unsigned("/v1/health")
             _raise_for(reply)
             body = _json(reply)
             if not isinstance(body, dict) or not isinstance(body.get("org"), str):
@@ -321,6 +345,46 @@ class NodeClient:
     ) -> None:
         self.close()
 
+    def _read(
+        self,
+        method: str,
+        path: str,
+        cap: int,
+        why: str,
+        *,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request and read its answer, refused (SharechainError) as soon as the
+        body passes `cap` bytes (an error answer: `MAX_ERROR_BYTES`): what a node
+        sends is read in bounded memory, whatever it sends. The answer comes back
+        read, its body decoded (`content`, `text` and `json()` work as usual)."""
+        wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        with self._http.stream(method, path, timeout=wait, **kwargs) as reply:
+            limit = cap if reply.is_success else MAX_ERROR_BYTES
+            content = bytearray()
+            for chunk in reply.iter_bytes():
+                content += chunk
+                if len(content) > limit:
+                    if not reply.is_success:  # an endless explanation: keep its start
+                        break
+                    raise SharechainError(
+                        f"{self.base_url}{path}: the answer is larger than {cap} bytes ({why});"
+                        " refused"
+                    )
+        # Decoded already: the copy must not claim an encoding or a length.
+        headers = [
+            (k, v)
+            for k, v in reply.headers.multi_items()
+            if k not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            reply.status_code,
+            headers=headers,
+            content=bytes(content[:limit]),
+            request=reply.request,
+        )
+
     def _capped(
         self,
         path: str,
@@ -330,54 +394,41 @@ class NodeClient:
         *,
         timeout: float | None = None,
     ) -> bytes:
-        """GET `path`'s body, refused (SharechainError) as soon as it passes `cap` bytes:
-        what peers send is read in bounded memory, whatever they send."""
-        wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
-        with self._http.stream("GET", path, params=params, timeout=wait) as reply:
-            content = bytearray()
-            for chunk in reply.iter_bytes():
-                content += chunk
-                if len(content) > cap:
-                    raise SharechainError(
-                        f"{self.base_url}{path}: the answer is larger than {cap} bytes ({why});"
-                        " refused"
-                    )
-            if not reply.is_success:
-                _raise_for(
-                    httpx.Response(
-                        reply.status_code,
-                        headers=reply.headers,
-                        content=bytes(content),
-                        request=reply.request,
-                    )
-                )
-        return bytes(content)
+        """GET `path`'s body in at most `cap` bytes (`_read`); an error answer raises."""
+        reply = self._read("GET", path, cap, why, params=params, timeout=timeout)
+        _raise_for(reply)
+        return reply.content
 
     def _capped_json(self, path: str, params: dict[str, Any]) -> Any:
-        content = self._capped(
-            path, params, MAX_PEER_JSON_BYTES, "a node's status or attestations are small"
-        )
+        content = self._capped(path, params, MAX_PEER_JSON_BYTES, _SMALL)
         try:
             return json.loads(content)
         except ValueError:
             raise NotANodeError(f"{self.base_url}{path}: the answer is not JSON") from None
 
-    def _get(self, path: str, **params: Any) -> Any:
-        reply = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+    def _get(self, path: str, *, cap: int = MAX_ANSWER_BYTES, **params: Any) -> Any:
+        why = _SMALL if cap <= MAX_PEER_JSON_BYTES else "the most this client reads of an answer"
+        reply = self._read(
+            "GET", path, cap, why, params={k: v for k, v in params.items() if v is not None}
+        )
         _raise_for(reply)
         return _json(reply)
+
+    def _unsigned(self, path: str) -> httpx.Response:
+        """GET a small document every node serves unsigned (health, readiness)."""
+        return self._read("GET", path, MAX_PEER_JSON_BYTES, _SMALL, auth=None)
 
     # -- operations ---------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        reply = self._http.get("/v1/health", auth=None)
+        reply = self._unsigned("/v1/health")
         _raise_for(reply)
         body: dict[str, Any] = _json(reply)
         return body
 
     def ready(self) -> dict[str, Any]:
         """The readiness document; raises `OrderingError` (503) when the node is not ready."""
-        reply = self._http.get("/v1/ready", auth=None)
+        reply = self._unsigned("/v1/ready")
         _raise_for(reply)
         body: dict[str, Any] = _json(reply)
         return body
@@ -397,9 +448,14 @@ class NodeClient:
         A node that predates CBOR submissions refuses the body (415 or 422)
         before it queues anything; this client then speaks JSON to it.
         """
+        cap = MAX_PEER_JSON_BYTES + RECEIPT_BYTES * len(raws)
+        why = "a receipt a transaction"
         if self._cbor_submit:
-            reply = self._http.post(
+            reply = self._read(
+                "POST",
                 "/v1/txs",
+                cap,
+                why,
                 content=encode({"txs": list(raws), "wait": wait, "timeout": timeout}),
                 headers={"Content-Type": _CBOR, "Accept": _CBOR},
                 timeout=timeout + 10.0,
@@ -408,16 +464,18 @@ class NodeClient:
                 _raise_for(reply)
                 if reply.headers.get("content-type", "").startswith(_CBOR):
                     return _cbor_receipts(reply)
-                return [_receipt(r) for r in reply.json().get("receipts", [])]
+                return _json_receipts(reply)
             self._cbor_submit = False
-        reply = self._http.post(
+        reply = self._read(
+            "POST",
             "/v1/txs",
+            cap,
+            why,
             json={"txs": [r.hex() for r in raws], "wait": wait, "timeout": timeout},
             timeout=timeout + 10.0,
         )
         _raise_for(reply)
-        body = reply.json()
-        return [_receipt(r) for r in body.get("receipts", [])]
+        return _json_receipts(reply)
 
     def submit_checked(self, raw: bytes, *, timeout: float = 30.0) -> Receipt:
         """Submit one transaction and raise `TransactionRejectedError` unless it is valid."""
@@ -473,7 +531,7 @@ class NodeClient:
         return body
 
     def metrics(self) -> str:
-        reply = self._http.get("/metrics", auth=None)
+        reply = self._read("GET", "/metrics", MAX_ANSWER_BYTES, "metrics", auth=None)
         _raise_for(reply)
         return reply.text
 
@@ -508,6 +566,9 @@ class NodeClient:
         policy: Policy = from_jsonable(Policy, self._get("/v1/policies/default")["policy"])
         return policy
 
-    def get_json(self, path: str, **params: Any) -> Any:
-        """GET any API path (e.g. query endpoints) and return the decoded JSON."""
-        return self._get(path, **params)
+    def get_json(self, path: str, *, cap: int = MAX_ANSWER_BYTES, **params: Any) -> Any:
+        """GET any API path (e.g. query endpoints) and return the decoded JSON.
+
+        An answer over `cap` bytes is refused as it streams in (SharechainError):
+        pass `MAX_PEER_JSON_BYTES` for the small documents a node asks its peers for."""
+        return self._get(path, cap=cap, **params)

@@ -25,7 +25,14 @@ from typing import Any, BinaryIO, Final
 import httpx
 
 from sharechain.api.client import NodeClient, raise_for_reply
-from sharechain.errors import IntegrityError, NotFoundError, OrderingError, SharechainError
+from sharechain.crypto.stream import HEADER_SIZE, parse_header, sealed_size
+from sharechain.errors import (
+    DecryptionError,
+    IntegrityError,
+    NotFoundError,
+    OrderingError,
+    SharechainError,
+)
 from sharechain.storage.blobs import BlobStore
 
 __all__ = [
@@ -194,21 +201,63 @@ def _hash_existing(f: BinaryIO) -> tuple[Any, int]:
     return h, f.tell()
 
 
+class _Bound:
+    """The most a sealed blob of a `plain_size`-byte payload can be (`sealed_size`),
+    known once its header (which gives the segment size) is in the file."""
+
+    def __init__(self, client: NodeClient, digest: bytes, plain_size: int | None) -> None:
+        self.client, self.digest, self.plain_size = client, digest, plain_size
+        self.limit: int | None = None
+
+    def check(self, f: BinaryIO, reached: int, claimed: int | None = None) -> None:
+        """Raise IntegrityError once `reached` (or the size the node `claimed`) passes it."""
+        if self.plain_size is None or reached < HEADER_SIZE:
+            return
+        if self.limit is None:
+            f.seek(0)
+            try:
+                header = parse_header(f.read(HEADER_SIZE))
+            except DecryptionError:
+                raise self._refused("does not begin as a sealed stream") from None
+            finally:
+                f.seek(0, os.SEEK_END)
+            self.limit = sealed_size(self.plain_size, header.segment_size)
+        if max(reached, claimed or 0) > self.limit:
+            raise self._refused(
+                f"is longer than the {self.limit} bytes a sealed payload of the dataset's "
+                f"{self.plain_size} bytes can be"
+            )
+
+    def _refused(self, what: str) -> IntegrityError:
+        return IntegrityError(
+            f"the blob {self.client.base_url} sends as {self.digest.hex()} {what}; it was discarded"
+        )
+
+
 def _download_from(
-    client: NodeClient, digest: bytes, dest: Path, progress: Progress | None, resume: bool
+    client: NodeClient,
+    digest: bytes,
+    dest: Path,
+    progress: Progress | None,
+    resume: bool,
+    plain_size: int | None = None,
 ) -> None:
     """Download into `dest`, resuming with `Range` after a dropped connection; check SHA-256.
 
     With `resume`, bytes already in `dest` (an earlier, interrupted download of the
-    same blob) are kept and the download continues after them.
+    same blob) are kept and the download continues after them. With `plain_size`
+    (the dataset's size as the chain records it), a download longer than its sealed
+    payload can be is refused as soon as it is (IntegrityError), not at its end.
     """
     h = hashlib.sha256()
     reached = 0
     size: int | None = None
     drops = 0
+    bound = _Bound(client, digest, plain_size)
     with dest.open("r+b" if resume and dest.exists() else "w+b") as f:
         if resume:
             h, reached = _hash_existing(f)
+            bound.check(f, reached)
         while size is None or reached < size:
             headers = {"Range": f"bytes={reached}-"} if reached else {}
             try:
@@ -234,10 +283,12 @@ def _download_from(
                         h, reached = hashlib.sha256(), 0
                     total = reply.headers.get("content-range", "").rpartition("/")[2]
                     size = int(total) if total.isdigit() else int(reply.headers["content-length"])
+                    bound.check(f, reached, size)
                     for data in reply.iter_bytes():
                         f.write(data)
                         h.update(data)
                         reached += len(data)
+                        bound.check(f, reached)
                         if progress is not None:
                             progress(len(data))
             except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
@@ -264,8 +315,13 @@ def download_blob(
     *,
     progress: Progress | None = None,
     resume: bool = False,
+    plain_size: int | None = None,
 ) -> NodeClient:
     """Download the blob `digest` from the first source that has it intact; returns it.
+
+    `plain_size`: the size of the payload sealed in it, as the chain records it
+    (`Dataset.size`); a source sending more than its sealed stream can be is
+    cut off and treated as altered bytes.
 
     A source that is offline, refuses, lacks the blob or sends bytes that do not hash
     to `digest` is skipped; when none succeeds, the first `IntegrityError` (altered
@@ -277,7 +333,7 @@ def download_blob(
     errors: list[SharechainError] = []
     for client in sources:
         try:
-            _download_from(client, digest, dest, progress, resume)
+            _download_from(client, digest, dest, progress, resume, plain_size)
             return client
         except httpx.TransportError as exc:
             errors.append(OrderingError(f"{client.base_url} does not answer ({exc})"))

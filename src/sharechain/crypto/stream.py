@@ -78,6 +78,7 @@ __all__ = [
     "inclusion_proof",
     "merkle_root",
     "parse_header",
+    "sealed_size",
     "segment_digests",
     "segment_offset",
     "verify_inclusion",
@@ -149,6 +150,13 @@ def parse_header(data: bytes) -> StreamHeader:
     if version != FORMAT_VERSION or not 1 <= segment_size <= MAX_SEGMENT_SIZE:
         raise DecryptionError()
     return StreamHeader(version, epoch, segment_size, salt)
+
+
+def sealed_size(plain_size: int, segment_size: int) -> int:
+    """Bytes of the sealed stream of a `plain_size`-byte payload in `segment_size` segments:
+    the header, the payload, and a tag per segment (an empty payload is one empty segment)."""
+    segments = max(1, -(-plain_size // segment_size))
+    return HEADER_SIZE + plain_size + segments * TAG_SIZE
 
 
 def segment_offset(segment_size: int, index: int) -> int:

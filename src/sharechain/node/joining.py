@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from sharechain.api.client import NodeClient, NotANodeError
+from sharechain.api.client import MAX_PEER_JSON_BYTES, NodeClient, NotANodeError
 from sharechain.api.node_start import JoinDocument
 from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.api.serving import Auth
@@ -96,7 +96,7 @@ def _fetch(url: str, data_dir: Path, org: str) -> dict[str, Any]:
     keys = load_keys(key_path)
     try:
         with NodeClient(url, org, keys.signing, timeout=30.0) as client:
-            body = client.get_json("/v1/join")
+            body = client.get_json("/v1/join", cap=MAX_PEER_JSON_BYTES)
     except NotANodeError as exc:
         raise JoinRefusedError(
             f"{url} does not answer as a sharechain node ({exc}): check the URL given to --join"

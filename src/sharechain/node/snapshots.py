@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from fastapi import FastAPI
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from sharechain.api.client import NodeClient
+from sharechain.api.client import MAX_PEER_JSON_BYTES, NodeClient
 from sharechain.api.node_start import SnapshotList
 from sharechain.api.problems import SIGNED_ERRORS
 from sharechain.api.serving import Auth
@@ -36,6 +37,7 @@ from sharechain.errors import EncodingError, NotFoundError, SharechainError
 from sharechain.ledger.store import Store
 from sharechain.node.service import Node
 from sharechain.storage.datadir import DataDir
+from sharechain.storage.diskspace import DEFAULT_RESERVE
 from sharechain.storage.snapshot import (
     SnapshotInfo,
     SnapshotRefusedError,
@@ -113,7 +115,7 @@ def _client(url: str, keys: OrgKeys) -> NodeClient:
 
 def _listing(url: str, keys: OrgKeys) -> list[dict[str, Any]]:
     with _client(url, keys) as client:
-        body = client.get_json("/v1/snapshots")
+        body = client.get_json("/v1/snapshots", cap=MAX_PEER_JSON_BYTES)
     snaps = body.get("snapshots") if isinstance(body, dict) else None
     if not isinstance(snaps, list):
         raise SharechainError(f"{url} sent a malformed snapshot list")
@@ -121,28 +123,58 @@ def _listing(url: str, keys: OrgKeys) -> list[dict[str, Any]]:
 
 
 def fetch_snapshot(url: str, keys: OrgKeys, out: Path, height: int | None = None) -> SnapshotInfo:
-    """Download a peer's newest snapshot (or the one at `height`) to `out`."""
+    """Download a peer's newest snapshot (or the one at `height`) to `out`.
+
+    The download is refused, and what came of it deleted, once it passes the
+    size the peer listed for it, and refused before it starts when the disk
+    under `out` has not that much free beside `DEFAULT_RESERVE` (what a node
+    keeps free on its data directory): a lying peer cannot fill the disk."""
     snaps = _listing(url, keys)
-    heights = sorted((s["height"] for s in snaps if isinstance(s.get("height"), int)), reverse=True)
-    if height is not None:
-        heights = [h for h in heights if h == height]
-    if not heights:
+    sizes = {
+        s["height"]: s.get("size")
+        for s in snaps
+        if isinstance(s.get("height"), int) and (height is None or s["height"] == height)
+    }
+    if not sizes:
         raise NotFoundError(
             f"{url} holds no snapshot{'' if height is None else f' at height {height}'}; nodes "
             "make one every `snapshot_blocks` blocks (a data directory setting)"
         )
+    chosen = max(sizes)
+    size = sizes[chosen]
+    if not isinstance(size, int) or size < 0:
+        raise SharechainError(f"{url} lists its snapshot at height {chosen} without a size")
+    free = shutil.disk_usage(out.parent).free
+    if size + DEFAULT_RESERVE > free:
+        raise SharechainError(
+            f"the snapshot at height {chosen} on {url} is {size} bytes and {out.parent} has "
+            f"{free} free ({DEFAULT_RESERVE} kept spare): free some space, or download it "
+            "elsewhere first (`sharechain node snapshot --from URL --out FILE`)"
+        )
     part = out.with_name(out.name + ".part")
-    with (
-        _client(url, keys) as client,
-        client.http.stream("GET", f"/v1/snapshots/{heights[0]}", timeout=300.0) as reply,
-    ):
-        if reply.status_code != 200:
-            reply.read()
-            raise SharechainError(f"{url} refused its snapshot: {reply.status_code} {reply.text}")
-        with part.open("wb") as f:
-            for chunk in reply.iter_bytes(1 << 20):
-                f.write(chunk)
-    part.replace(out)
+    try:
+        with (
+            _client(url, keys) as client,
+            client.http.stream("GET", f"/v1/snapshots/{chosen}", timeout=300.0) as reply,
+        ):
+            if reply.status_code != 200:
+                reply.read()
+                raise SharechainError(
+                    f"{url} refused its snapshot: {reply.status_code} {reply.text[:500]}"
+                )
+            written = 0
+            with part.open("wb") as f:
+                for chunk in reply.iter_bytes(1 << 20):
+                    written += len(chunk)
+                    if written > size:
+                        raise SharechainError(
+                            f"{url} sent more than the {size} bytes it listed for its snapshot "
+                            f"at height {chosen}; refused and deleted"
+                        )
+                    f.write(chunk)
+        part.replace(out)
+    finally:
+        part.unlink(missing_ok=True)
     return read_manifest(out)
 
 

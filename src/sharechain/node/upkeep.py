@@ -172,6 +172,7 @@ class Upkeep:
             wanted=self.wanted,
             on_bytes=self.metrics.fetched_bytes.inc,
             on_outcome=self._fetch_outcome,
+            reserve=node.disk.reserve,
         )
 
     # -- life cycle -----------------------------------------------------------

@@ -20,12 +20,19 @@ node works through the queue:
   node (`PUT /v1/blobs`), and is dropped when the blob arrives by that road,
   when the dataset is purged or when its epoch is superseded. A blob is
   installed only while it is still wanted, under the upkeep's lock, so a
-  purge that commits during a download leaves nothing behind.
+  purge that commits during a download leaves nothing behind;
+- what one peer sends cannot fill the node's disk: a download longer than
+  the sealed payload of the dataset's recorded size can be is cut off as
+  altered bytes (`transfer.download_blob(plain_size=)`), and a fetch does
+  not start, or stops and deletes its part, while the disk has less than
+  twice the node's reserve free (`disk_reserve_bytes`) beside what it still
+  needs: the node's own full-disk guard never trips because of a fetch.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections import deque
@@ -38,8 +45,10 @@ import httpx
 from sharechain.api.client import NodeClient
 from sharechain.api.serving import ServingNode
 from sharechain.api.transfer import download_blob, install
+from sharechain.contracts import queries
 from sharechain.contracts.epochs import KeyEpoch
-from sharechain.errors import SharechainError
+from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, sealed_size
+from sharechain.errors import NotFoundError, SharechainError
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.uploads import part_path
 
@@ -59,6 +68,8 @@ UPLOAD_IDLE: Final = 5.0
 """An upload of the same blob to this node that wrote within this many seconds is live."""
 TIMEOUT: Final = 30.0
 """HTTP timeout of one request to a peer."""
+DISK_CHECK_BYTES: Final = 4 << 20
+"""A running fetch looks at the free disk after every this many bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +122,10 @@ class _Progress:
         }
 
 
+class _DiskLow(Exception):
+    """The disk has too little free for the fetch to go on: the part is deleted."""
+
+
 class _Stopped(Exception):
     """The node is stopping: abandon the download (its bytes stay for the next start)."""
 
@@ -128,7 +143,12 @@ class BlobFetcher:
         on_bytes: Callable[[int], None],
         on_outcome: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        reserve: int = 0,
+        free_bytes: Callable[[], int] | None = None,
     ) -> None:
+        """`reserve`: the bytes the node keeps free (its full-disk guard's); a fetch
+        leaves twice that free. `free_bytes`: the bytes free under `blobs` (a seam
+        for tests; statvfs by default)."""
         self.node = node
         self.blobs = blobs
         self.install_lock = lock
@@ -136,6 +156,8 @@ class BlobFetcher:
         self.on_bytes = on_bytes
         self.on_outcome = on_outcome
         self.clock = clock
+        self.keep_free = 2 * max(0, reserve)
+        self.free_bytes = free_bytes or (lambda: shutil.disk_usage(blobs.root).free)
         self._jobs: dict[bytes, _Progress] = {}
         self._done: deque[_Progress] = deque(maxlen=16)
         self._done_count = 0
@@ -244,6 +266,17 @@ class BlobFetcher:
             p.state, p.error, p.due = "waiting", error, self.clock() + delay
         self.on_outcome("retry")
 
+    def _disk_low(self, needed: int) -> str | None:
+        """Why the disk cannot take `needed` more bytes of a fetch (None: it can)."""
+        free = self.free_bytes()
+        if free - max(0, needed) >= self.keep_free:
+            return None
+        return (
+            f"the disk under {self.blobs.root} has {free} bytes free, and a fetch leaves "
+            f"{self.keep_free} (twice the node's disk_reserve_bytes) beside the "
+            f"{max(0, needed)} it still needs; the part was deleted, the fetch waits for space"
+        )
+
     def _upload_live(self, digest: bytes) -> bool:
         try:
             return time.time() - part_path(self.blobs, digest).stat().st_mtime < UPLOAD_IDLE
@@ -270,22 +303,45 @@ class BlobFetcher:
             self._retry(p, "this node knows no peers to fetch from (start it with --peer)")
             return
         part = self.blobs.root / ".incoming" / f"fetch-{job.digest.hex()}.part"
+        p.received = part.stat().st_size if part.exists() else 0
+        try:
+            plain = queries.dataset(self.node.store, job.dataset).size
+        except NotFoundError:
+            plain = None  # not on this chain copy: the digest check alone decides
+        # What is still to come, as sealed by the tools (a running check covers the rest).
+        needed = 0 if plain is None else sealed_size(plain, DEFAULT_SEGMENT_SIZE) - p.received
+        if (low := self._disk_low(needed)) is not None:
+            part.unlink(missing_ok=True)
+            self._retry(p, low)
+            return
         clients = [
             NodeClient(url, self.node.org, self.node.keys.signing, timeout=TIMEOUT)
             for _, url in sources
         ]
-        p.received = part.stat().st_size if part.exists() else 0
+        checked = 0
 
         def progress(n: int) -> None:
+            nonlocal checked
             if self.node.stop_event.is_set():
                 raise _Stopped
             p.received += n
             self.on_bytes(n)
+            checked += n
+            if checked >= DISK_CHECK_BYTES:
+                checked = 0
+                if (low := self._disk_low(0)) is not None:
+                    raise _DiskLow(low)
 
         try:
             with self._cond:
                 p.source = ", ".join(org for org, _ in sources)
-            served = download_blob(clients, job.digest, part, progress=progress, resume=True)
+            served = download_blob(
+                clients, job.digest, part, progress=progress, resume=True, plain_size=plain
+            )
+        except _DiskLow as exc:
+            part.unlink(missing_ok=True)
+            self._retry(p, str(exc))
+            return
         except (SharechainError, httpx.HTTPError, OSError) as exc:
             self._retry(p, f"{type(exc).__name__}: {exc}")
             return

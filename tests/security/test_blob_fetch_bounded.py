@@ -1,0 +1,190 @@
+"""A peer serving a replica endlessly cannot fill a node's disk.
+
+Every node fetches by itself the current blob of every active dataset from
+its peers (`sharing.blob_fetch`). The blob is named by its digest, so bytes
+that do not hash to it are discarded, but only at the end: a peer streaming
+without end would fill the disk first, and a node whose disk is full stops
+taking work (`storage.diskspace`). So the fetch is cut off once it passes what
+the sealed payload of the dataset's recorded size can be, and it does not
+start (or stops and deletes its part) while the disk has less than twice the
+node's reserve free. Real node, real HTTP server as the liar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+
+from node_helpers import ORGS, Consortium, Running, run_node
+from test_snapshot_start import _with_settings
+
+from sharechain.contracts import derive_id
+from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, StreamHeader, sealed_size
+from sharechain.ledger.transactions import sign_transaction
+from sharechain.storage.datadir import init_consortium
+
+OWNER, NODE = "hospital-a", "bank-b"
+SIZE = 100_000
+"""The plaintext size the owner records for its dataset."""
+FLOOD = 1 << 30
+"""What the liar offers as the blob."""
+SLACK = 32 << 20
+"""What may pass beyond the bound before the node hangs up (socket buffers)."""
+
+
+@dataclass
+class Liar:
+    url: str
+    sent: list[int]
+    """Bytes written per blob request."""
+
+
+@pytest.fixture
+def liar() -> Iterator[Liar]:
+    header = StreamHeader(1, 1, DEFAULT_SEGMENT_SIZE, bytes(32)).encode()
+    state = Liar("", [])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/v1/health"):  # a client asks whose node it is
+                data = json.dumps({"status": "ok", "org": OWNER}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            if not self.path.startswith("/v1/blobs/"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(FLOOD))
+            self.end_headers()
+            state.sent.append(0)
+            chunk = bytes(1 << 20)
+            with contextlib.suppress(OSError):  # the node hangs up
+                self.wfile.write(header)
+                for _ in range(FLOOD >> 20):
+                    self.wfile.write(chunk)
+                    state.sent[-1] += len(chunk)
+
+        def log_message(self, *args: object) -> None:
+            del args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def consortium(tmp_path: Path) -> Consortium:
+    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
+    return Consortium(tmp_path / "consortium", tmp_path)
+
+
+def _node(consortium: Consortium, liar: Liar) -> Running:
+    # The owner's node is the liar: the fetch asks it first.
+    return run_node(consortium, NODE, max_wait=0.005, peers=((OWNER, liar.url),))
+
+
+def _register(consortium: Consortium, running: Running) -> bytes:
+    """The owner registers a dataset and records its first key epoch, whose blob this
+    node lacks; returns the blob's digest."""
+    digest, root = hashlib.sha256(os.urandom(16)).digest(), os.urandom(32)
+    payload = {
+        "title": "ward",
+        "description": "",
+        "tags": [],
+        "schema": [],
+        "classification": "confidential",
+        "plaintext_digest": os.urandom(32),
+        "ciphertext_digest": digest,
+        "size": SIZE,
+        "segment_root": root,
+        "custody": "owner",
+        "holders": [],
+    }
+    key = consortium.keys(OWNER).signing
+    with running.client(OWNER) as client:
+        stx = sign_transaction(key, "dataset.register", OWNER, payload)
+        ds = derive_id("dataset", client.submit_checked(stx.raw).tx_id)
+        epoch = {"dataset": ds, "epoch": 1, "ciphertext_digest": digest, "segment_root": root}
+        stx = sign_transaction(key, "dataset.epoch", OWNER, epoch | {"holders": []})
+        client.submit_checked(stx.raw)
+    return digest
+
+
+def _job(running: Running, digest: bytes, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        with running.client() as client:
+            fetch = client.status()["data_plane"]["blob_fetch"]
+        jobs = [j for j in fetch["jobs"] if j["digest"] == digest.hex()]
+        if jobs and done(jobs[0]):
+            return jobs[0]
+        assert time.monotonic() < deadline, fetch
+        time.sleep(0.1)
+
+
+def _incoming(running: Running) -> list[str]:
+    incoming = running.node.datadir.blob_dir / ".incoming"
+    return sorted(p.name for p in incoming.iterdir()) if incoming.exists() else []
+
+
+def test_a_replica_longer_than_its_sealed_payload_can_be_is_cut_off(
+    consortium: Consortium, liar: Liar
+) -> None:
+    running = _node(consortium, liar)
+    try:
+        digest = _register(consortium, running)
+        job = _job(running, digest, lambda j: bool(j["error"]))
+        assert "is longer than the" in job["error"], job
+        assert "discarded" in job["error"]
+        bound = sealed_size(SIZE, DEFAULT_SEGMENT_SIZE)
+        assert liar.sent and max(liar.sent) < bound + SLACK
+        assert not [n for n in _incoming(running) if n.startswith("fetch-")]  # nothing kept
+        assert running.node.disk.full is None and running.node.halted is None
+    finally:
+        running.server.stop()
+        running.node.stop()
+
+
+def test_a_fetch_leaves_twice_the_reserve_free(
+    consortium: Consortium, liar: Liar, tmp_path: Path
+) -> None:
+    # A reserve the node itself has free, but not twice over: the node takes
+    # work, and its fetches wait for space instead of eating into the reserve.
+    reserve = int(shutil.disk_usage(tmp_path).free * 0.6)
+    _with_settings(consortium.node_dir(NODE), disk_reserve_bytes=reserve)
+    running = _node(consortium, liar)
+    try:
+        assert running.node.disk.check() is None
+        digest = _register(consortium, running)
+        job = _job(running, digest, lambda j: bool(j["error"]))
+        assert "the fetch waits for space" in job["error"], job
+        assert liar.sent == []  # refused before asking anyone
+        assert running.node.disk.full is None
+    finally:
+        running.server.stop()
+        running.node.stop()
