@@ -104,3 +104,22 @@ def test_a_mistyped_command_is_refused_with_a_suggestion() -> None:
     assert result.exit_code == 2
     assert "No such command 'nod'" in result.output
     assert "'node'" in result.output
+
+
+def test_a_command_that_reads_no_rule_does_not_load_the_rule_language(tmp_path: Any) -> None:
+    """The CEL package also loads its interactive shell (about 0.15 s): it is imported at
+    the first auto-approval rule compiled, not by every command that imports the contracts."""
+    code = (
+        "import sys\n"
+        "from sharechain.cli.main import main\n"
+        f"sys.argv = ['sharechain', 'dataset', 'list', '--data-dir', {str(tmp_path)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('CEL', 'cel' in sys.modules, 'prompt_toolkit' in sys.modules)\n"
+        "from sharechain.contracts.policies import compile_rule\n"
+        "compile_rule('request.purpose == \"research\"')\n"
+        "print('CEL', 'cel' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[-2:] == ["CEL False False", "CEL True"], out

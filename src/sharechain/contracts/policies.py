@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-import cel
-
 from sharechain.contracts.rules import MAX_COST, MAX_RULES, RuleLimitError, check_rule
 
 __all__ = [
@@ -198,9 +196,19 @@ def _compiled(source: str) -> tuple[Any, int]:
     return program, cost
 
 
+@functools.cache
+def _cel() -> Any:
+    """The CEL library, imported at the first rule compiled: its package also loads its
+    interactive shell (prompt_toolkit), about 0.1 s that commands reading no rule skip."""
+    import cel
+
+    return cel
+
+
 def _parsed(source: str) -> Any:
+    compile = _cel().compile  # imported here, not on the guard's thread
     try:
-        return _guarded(source, "compiling", cel.compile, source)
+        return _guarded(source, "compiling", compile, source)
     except RuleError:
         raise
     except (ValueError, RuntimeError, TypeError) as exc:
