@@ -7,7 +7,7 @@
     contracts/                         the data-sharing state machine
     ledger/                            transactions, blocks, proofs, stores
     crypto/                            keys, signatures, hashing, AEAD
-    codec.py errors.py text.py         usable by every layer
+    codec.py errors.py handoff.py text.py  usable by every layer
 
 A module may import its own layer and the layers below it, never one above,
 and that holds for imports inside functions too (an AST walk sees them all,
@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "sharechain"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("codec", "_cborx", "errors", "text"),
+    ("codec", "_cborx", "errors", "handoff", "text"),
     ("crypto",),
     ("ledger",),
     ("contracts",),

@@ -33,6 +33,7 @@ from sharechain.errors import (
     OrderingError,
     SharechainError,
 )
+from sharechain.handoff import put_until
 from sharechain.storage.blobs import BlobStore
 
 __all__ = [
@@ -136,13 +137,9 @@ class StreamingUpload:
         return len(data)
 
     def _put(self, item: tuple[bytes, bytes | None] | None) -> None:
-        while self._error is None:
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-        raise self._error
+        if not put_until(self._queue, item, lambda: self._error is not None, 0.5):
+            assert self._error is not None
+            raise self._error
 
     def finish(self, digest: bytes) -> None:
         """Send what is left, name the blob `digest`; raise unless the node stored it."""

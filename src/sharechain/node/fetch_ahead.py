@@ -21,6 +21,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
+from sharechain.handoff import put_until
+
 __all__ = ["FetchAhead", "Page"]
 
 Page = tuple[int, list[bytes]]
@@ -81,10 +83,4 @@ class FetchAhead:
             start += len(blocks)
 
     def _put(self, item: Page | BaseException) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._pages.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until(self._pages, item, self._closed.is_set, _POLL)

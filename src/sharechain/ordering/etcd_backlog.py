@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 
+from sharechain.handoff import put_until
 from sharechain.ordering.etcd_log import EtcdLog, StopFlag
 
 __all__ = ["Backlog"]
@@ -89,13 +90,7 @@ class Backlog:
         self._put(_WatchEnd(None))
 
     def _put(self, item: tuple[int, bytes] | _WatchEnd) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until(self._items, item, self._closed.is_set)
 
 
 class _WatchEnd:

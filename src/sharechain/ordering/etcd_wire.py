@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from sharechain.errors import OrderingError
+from sharechain.handoff import put_until
 
 Json = dict[str, Any]
 """A JSON object as the gateway sends or takes it."""
@@ -55,13 +56,7 @@ class _WatchStream:
         self._closed.set()
 
     def _put(self, item: Json | _StreamEnd) -> bool:
-        while not self._closed.is_set():
-            try:
-                self.messages.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until(self.messages, item, self._closed.is_set)
 
     def _run(self, client: httpx.Client, url: str, body: Json, idle_timeout: float) -> None:
         timeout = httpx.Timeout(idle_timeout, connect=min(idle_timeout, 2.0))

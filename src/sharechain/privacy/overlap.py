@@ -24,6 +24,7 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
+from sharechain.handoff import put_until
 from sharechain.privacy.rules import NoiseStream, add_noise
 from sharechain.privacy.samplers import IntArray
 
@@ -121,13 +122,7 @@ class NoiseAhead:
             self._thread.join()
 
     def _put(self, name: str, item: IntArray | BaseException) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._ready[name].put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until(self._ready[name], item, self._stop.is_set, 0.05)
 
     def _fill(self) -> None:
         try:

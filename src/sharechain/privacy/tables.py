@@ -43,6 +43,7 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from sharechain.errors import SharechainError
+from sharechain.handoff import put_until
 
 __all__ = [
     "Batch",
@@ -128,13 +129,7 @@ def _prefetched(batches: Iterator[Batch]) -> Iterator[Batch]:
     stop = threading.Event()
 
     def hand_over(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until(ready, item, stop.is_set, 0.05)
 
     def pump() -> None:
         try:
