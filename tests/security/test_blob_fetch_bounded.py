@@ -33,8 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 from node_helpers import ORGS, Consortium, Running, run_node
 from test_snapshot_start import _with_settings
 
+from sharechain.api.client import NodeClient
+from sharechain.api.transfer import download_blob
 from sharechain.contracts import derive_id
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, StreamHeader, sealed_size
+from sharechain.errors import IntegrityError
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.storage.datadir import init_consortium
 
@@ -188,3 +191,16 @@ def test_a_fetch_leaves_twice_the_reserve_free(
     finally:
         running.server.stop()
         running.node.stop()
+
+
+def test_a_grantee_s_download_is_cut_off_at_the_same_bound(
+    consortium: Consortium, liar: Liar, tmp_path: Path
+) -> None:
+    """The grantee's own fetch (`sharing.fetch` through `RemoteBlobs.source`) passes the
+    dataset's recorded size too: a node it asks cannot fill the grantee's disk."""
+    client = NodeClient(liar.url, NODE, consortium.keys(NODE).signing, timeout=30)
+    dest = tmp_path / "payload.sealed"
+    with client, pytest.raises(IntegrityError, match="is longer than the"):
+        download_blob([client], os.urandom(32), dest, plain_size=SIZE)
+    assert max(liar.sent) < sealed_size(SIZE, DEFAULT_SEGMENT_SIZE) + SLACK
+    assert not dest.exists()

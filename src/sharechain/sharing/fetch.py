@@ -130,7 +130,9 @@ def fetch(
     with Staged(out) as staged:
         try:
             with (
-                ports.blobs.source(epoch, offline=offline, progress=progress) as (src, rest),
+                ports.blobs.source(
+                    epoch, offline=offline, progress=progress, plain_size=ds.size
+                ) as (src, rest),
                 src.open() as sealed,
             ):
                 opened = decrypt_stream(

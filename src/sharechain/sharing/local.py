@@ -318,8 +318,14 @@ class LocalBlobs:
 
     @contextmanager
     def source(
-        self, epoch: KeyEpoch, *, offline: frozenset[str], progress: Progress | None
+        self,
+        epoch: KeyEpoch,
+        *,
+        offline: frozenset[str],
+        progress: Progress | None,
+        plain_size: int | None = None,
     ) -> Iterator[tuple[sealing.Source, Progress | None]]:
+        del plain_size  # the blob is read from this directory's own store
         yield self._source(epoch), progress
 
     def replicate(self, digest: bytes, holders: Sequence[str], owner: str, *, after: bytes) -> None:

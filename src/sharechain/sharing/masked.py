@@ -118,7 +118,9 @@ def _raw_copy(ports: Ports, owner: str, ds: str, workdir: Path) -> Iterator[tupl
 
     out = workdir / "raw"
     try:
-        with ports.blobs.source(epoch, offline=frozenset(), progress=None) as (src, rest):
+        with ports.blobs.source(
+            epoch, offline=frozenset(), progress=None, plain_size=dataset.size
+        ) as (src, rest):
             sealing.open_to_file(src, key, epoch.epoch, out, progress=rest, check=check)
     finally:
         del key

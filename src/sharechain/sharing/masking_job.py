@@ -190,8 +190,14 @@ class _NodeBlobs:
 
     @contextmanager
     def source(
-        self, epoch: KeyEpoch, *, offline: frozenset[str], progress: Progress | None
+        self,
+        epoch: KeyEpoch,
+        *,
+        offline: frozenset[str],
+        progress: Progress | None,
+        plain_size: int | None = None,
     ) -> Iterator[tuple[sealing.Source, Progress | None]]:
+        del plain_size  # read from this node's own store
         if epoch.inline:
             yield sealing.Source(data=epoch.inline), progress
             return

@@ -246,9 +246,17 @@ class Blobs(Protocol):
         ...
 
     def source(
-        self, epoch: KeyEpoch, *, offline: frozenset[str], progress: Progress | None
+        self,
+        epoch: KeyEpoch,
+        *,
+        offline: frozenset[str],
+        progress: Progress | None,
+        plain_size: int | None = None,
     ) -> AbstractContextManager[tuple[Source, Progress | None]]:
-        """The sealed payload of `epoch` to open, and the progress the opening should report."""
+        """The sealed payload of `epoch` to open, and the progress the opening should report.
+
+        `plain_size`: the dataset's recorded size; a download longer than its sealed
+        payload can be is refused as it arrives (`api.transfer.download_blob`)."""
         ...
 
     def replicate(self, digest: bytes, holders: Sequence[str], owner: str, *, after: bytes) -> None:

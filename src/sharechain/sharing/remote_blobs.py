@@ -120,7 +120,12 @@ class RemoteBlobs:
 
     @contextlib.contextmanager
     def source(
-        self, epoch: KeyEpoch, *, offline: frozenset[str], progress: Progress | None
+        self,
+        epoch: KeyEpoch,
+        *,
+        offline: frozenset[str],
+        progress: Progress | None,
+        plain_size: int | None = None,
     ) -> Iterator[tuple[sealing.Source, Progress | None]]:
         if epoch.inline:
             yield sealing.Source(data=epoch.inline), None
@@ -130,7 +135,9 @@ class RemoteBlobs:
         usable = (o for o in dict.fromkeys(order) if o in self.peers and o not in offline)
         nodes = [self.peers[o] for o in usable]
         sealed = self.work / "payload.sealed"
-        download_blob(nodes, epoch.ciphertext_digest, sealed, progress=progress)
+        download_blob(
+            nodes, epoch.ciphertext_digest, sealed, progress=progress, plain_size=plain_size
+        )
         try:
             yield sealing.Source(path=sealed), None
         finally:
