@@ -13,7 +13,7 @@ from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
-from sharechain.storage.datadir import DataDir, OrgSpec
+from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 ORGS = (
     OrgSpec("hospital-a", ("member", "admin")),
@@ -34,6 +34,12 @@ class Consortium:
 
     def node_dir(self, org: str) -> Path:
         return node_data_dir(self.source, self.base / "nodes" / org, org)
+
+    @classmethod
+    def make(cls, base: Path) -> Consortium:
+        """A fresh consortium of `ORGS` under `base`."""
+        init_consortium(base / "consortium", ORGS, consortium="test")
+        return cls(base / "consortium", base)
 
 
 @dataclass

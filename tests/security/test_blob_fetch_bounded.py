@@ -18,11 +18,9 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import ORGS, Consortium, Running, run_node
+from liar_server import Quiet, serving
+from node_helpers import Consortium, Running, run_node
 from test_snapshot_start import _with_settings
 
 from sharechain.api.client import NodeClient
@@ -39,7 +38,6 @@ from sharechain.contracts import derive_id
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, StreamHeader, sealed_size
 from sharechain.errors import IntegrityError
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.storage.datadir import init_consortium
 
 OWNER, NODE = "hospital-a", "bank-b"
 SIZE = 100_000
@@ -62,7 +60,7 @@ def liar() -> Iterator[Liar]:
     header = StreamHeader(1, 1, DEFAULT_SEGMENT_SIZE, bytes(32)).encode()
     state = Liar("", [])
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Quiet):
         def do_GET(self) -> None:
             if self.path.startswith("/v1/health"):  # a client asks whose node it is
                 data = json.dumps({"status": "ok", "org": OWNER}).encode()
@@ -87,23 +85,13 @@ def liar() -> Iterator[Liar]:
                     self.wfile.write(chunk)
                     state.sent[-1] += len(chunk)
 
-        def log_message(self, *args: object) -> None:
-            del args
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Handler) as state.url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
 def consortium(tmp_path: Path) -> Consortium:
-    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
-    return Consortium(tmp_path / "consortium", tmp_path)
+    return Consortium.make(tmp_path)
 
 
 def _node(consortium: Consortium, liar: Liar) -> Running:

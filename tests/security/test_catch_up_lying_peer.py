@@ -15,15 +15,14 @@ import contextlib
 import json
 import logging
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
+from liar_server import Quiet, serving
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
 
 from sharechain.api.client import MAX_PEER_JSON_BYTES, MAX_SYNC_BYTES
@@ -67,7 +66,7 @@ def _liar(blocks: list[bytes], *, junk_json: bool = False, flood: str = "") -> I
     from any start; with `junk_json`, bytes that are not JSON where JSON is expected;
     with `flood`, an endless answer (`FLOOD` bytes) to requests under that path."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Quiet):
         def do_GET(self) -> None:
             if flood and self.path.startswith(flood):
                 self._flood()
@@ -94,16 +93,8 @@ def _liar(blocks: list[bytes], *, junk_json: bool = False, flood: str = "") -> I
                 for _ in range(FLOOD >> 20):
                     self.wfile.write(chunk)
 
-        def log_message(self, *args: object) -> None:
-            del args
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 def _forged(honest: Running) -> bytes:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
+from liar_server import Quiet, serving
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
 
 from sharechain.api.client import NodeClient
@@ -66,7 +65,7 @@ def liar() -> Iterator[tuple[str, dict[str, Any]]]:
     """A real HTTP server answering every GET with the document in `served["body"]`."""
     served: dict[str, Any] = {"body": {}, "health": {"status": "ok", "org": "hospital-a"}}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Quiet):
         def do_GET(self) -> None:
             which = "health" if self.path.startswith("/v1/health") else "body"
             data = json.dumps(served[which]).encode()
@@ -76,17 +75,8 @@ def liar() -> Iterator[tuple[str, dict[str, Any]]]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, *args: object) -> None:
-            del args
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", served
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, served
 
 
 def test_a_peer_serving_another_genesis_or_junk_is_refused_and_nothing_is_written(

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import ORGS, Consortium
+from liar_server import Quiet, serving
+from node_helpers import Consortium
 
 from sharechain.api.client import (
     MAX_ERROR_BYTES,
@@ -39,7 +38,6 @@ from sharechain.errors import SharechainError
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.joining import JoinRefusedError, join_network
 from sharechain.node.snapshots import fetch_snapshot
-from sharechain.storage.datadir import init_consortium
 
 FLOOD = 512 << 20
 """Bytes the liar offers as one answer: far more than any cap."""
@@ -62,7 +60,7 @@ class Liar:
 def liar() -> Iterator[Liar]:
     state = Liar(answers={"/v1/health": (200, {"status": "ok", "org": "hospital-a"})})
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Quiet):
         protocol_version = "HTTP/1.1"
 
         def _answer(self) -> None:
@@ -91,23 +89,13 @@ def liar() -> Iterator[Liar]:
 
         do_GET = do_POST = _answer
 
-        def log_message(self, *args: object) -> None:
-            del args
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Handler) as state.url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
 def consortium(tmp_path: Path) -> Consortium:
-    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
-    return Consortium(tmp_path / "consortium", tmp_path)
+    return Consortium.make(tmp_path)
 
 
 def _client(liar: Liar, consortium: Consortium) -> NodeClient:

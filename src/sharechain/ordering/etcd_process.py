@@ -16,9 +16,12 @@ member restarted with its old data directory rejoins the cluster and catches
 up from the leader. A cluster of three keeps working with one member down and
 stops accepting writes (without losing any) with two down.
 
-The launcher raises etcd's request size limit to `max_request_bytes` (8 MiB by
-default instead of etcd's 1.5 MiB) so blocks of a few MiB fit in one write;
+The launcher raises etcd's request size limit to `max_request_bytes` (2 MiB by
+default instead of etcd's 1.5 MiB) so a block of about 2 MiB, room for a
+transaction of the largest size (1 MB) beside others, fits in one write;
 clients must then be told the matching limit (`EtcdLog(max_block_bytes=...)`).
+It was 8 MiB; but every entry a member keeps in memory (about 6,000, see below)
+can be as large as this limit, whoever writes it, so it is kept small.
 
 It also has each member snapshot its Raft log every `snapshot_count` entries
 (`SNAPSHOT_COUNT`, 1,000, instead of etcd 3.4's 100,000). Between snapshots a
@@ -58,7 +61,7 @@ __all__ = [
     "free_ports",
 ]
 
-DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 2 * 1024 * 1024
 """Request size limit the launcher gives etcd (etcd's own default is 1.5 MiB)."""
 
 SNAPSHOT_COUNT = 1000
