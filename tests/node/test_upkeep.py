@@ -144,6 +144,9 @@ def test_every_node_shreds_on_commit_without_being_asked(
     pub, _ = published
     digest, ds = pub.digests.ciphertext_sha256, pub.dataset
     orgs = (ORDERER, OWNER, GRANTEE, SUPERVISOR)
+    if not net.is_running(GRANTEE):  # `published` stopped it; run alone, nothing restarted it
+        net.start_node(GRANTEE)
+        net.wait_ready([GRANTEE], timeout=60)
     wait_until(lambda: all(blob_here(net, o, digest) for o in orgs), what="replicas everywhere")
     assert vault_here(net, OWNER, ds).exists() and vault_here(net, SUPERVISOR, ds).exists()
     # Only the transaction: no `POST /v1/datasets/{id}/shred`, no later request.

@@ -449,7 +449,7 @@ class NodeClient:
         before it queues anything; this client then speaks JSON to it.
         """
         cap = MAX_PEER_JSON_BYTES + RECEIPT_BYTES * len(raws)
-        why = "a receipt a transaction"
+        why = f"receipts take at most {RECEIPT_BYTES} bytes a transaction"
         if self._cbor_submit:
             reply = self._read(
                 "POST",

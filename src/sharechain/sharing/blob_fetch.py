@@ -144,11 +144,9 @@ class BlobFetcher:
         on_outcome: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
         reserve: int = 0,
-        free_bytes: Callable[[], int] | None = None,
     ) -> None:
         """`reserve`: the bytes the node keeps free (its full-disk guard's); a fetch
-        leaves twice that free. `free_bytes`: the bytes free under `blobs` (a seam
-        for tests; statvfs by default)."""
+        leaves twice that free."""
         self.node = node
         self.blobs = blobs
         self.install_lock = lock
@@ -157,7 +155,6 @@ class BlobFetcher:
         self.on_outcome = on_outcome
         self.clock = clock
         self.keep_free = 2 * max(0, reserve)
-        self.free_bytes = free_bytes or (lambda: shutil.disk_usage(blobs.root).free)
         self._jobs: dict[bytes, _Progress] = {}
         self._done: deque[_Progress] = deque(maxlen=16)
         self._done_count = 0
@@ -268,7 +265,7 @@ class BlobFetcher:
 
     def _disk_low(self, needed: int) -> str | None:
         """Why the disk cannot take `needed` more bytes of a fetch (None: it can)."""
-        free = self.free_bytes()
+        free = shutil.disk_usage(self.blobs.root).free
         if free - max(0, needed) >= self.keep_free:
             return None
         return (
