@@ -99,10 +99,14 @@ def _node(consortium: Consortium, liar: Liar) -> Running:
     return run_node(consortium, NODE, max_wait=0.005, peers=((OWNER, liar.url),))
 
 
-def _register(consortium: Consortium, running: Running) -> bytes:
-    """The owner registers a dataset and records its first key epoch, whose blob this
-    node lacks; returns the blob's digest."""
-    digest, root = hashlib.sha256(os.urandom(16)).digest(), os.urandom(32)
+def _register(
+    consortium: Consortium, running: Running, digest: bytes | None = None, size: int = SIZE
+) -> tuple[bytes, str, bytes]:
+    """The owner registers a dataset of `size` bytes and records its first key epoch,
+    whose blob (`digest`, random by default) this node lacks; returns the blob's
+    digest, the dataset and the epoch's transaction id."""
+    digest = digest or hashlib.sha256(os.urandom(16)).digest()
+    root = os.urandom(32)
     payload = {
         "title": "ward",
         "description": "",
@@ -111,7 +115,7 @@ def _register(consortium: Consortium, running: Running) -> bytes:
         "classification": "confidential",
         "plaintext_digest": os.urandom(32),
         "ciphertext_digest": digest,
-        "size": SIZE,
+        "size": size,
         "segment_root": root,
         "custody": "owner",
         "holders": [],
@@ -122,8 +126,7 @@ def _register(consortium: Consortium, running: Running) -> bytes:
         ds = derive_id("dataset", client.submit_checked(stx.raw).tx_id)
         epoch = {"dataset": ds, "epoch": 1, "ciphertext_digest": digest, "segment_root": root}
         stx = sign_transaction(key, "dataset.epoch", OWNER, epoch | {"holders": []})
-        client.submit_checked(stx.raw)
-    return digest
+        return digest, ds, client.submit_checked(stx.raw).tx_id
 
 
 def _job(running: Running, digest: bytes, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -148,7 +151,7 @@ def test_a_replica_longer_than_its_sealed_payload_can_be_is_cut_off(
 ) -> None:
     running = _node(consortium, liar)
     try:
-        digest = _register(consortium, running)
+        digest, _, _ = _register(consortium, running)
         job = _job(running, digest, lambda j: bool(j["error"]))
         assert "is longer than the" in job["error"], job
         assert "discarded" in job["error"]
@@ -171,7 +174,7 @@ def test_a_fetch_leaves_twice_the_reserve_free(
     running = _node(consortium, liar)
     try:
         assert running.node.disk.check() is None
-        digest = _register(consortium, running)
+        digest, _, _ = _register(consortium, running)
         job = _job(running, digest, lambda j: bool(j["error"]))
         assert "the fetch waits for space" in job["error"], job
         assert liar.sent == []  # refused before asking anyone

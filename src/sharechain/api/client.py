@@ -38,6 +38,7 @@ from sharechain.errors import (
     NotFoundError,
     OrderingError,
     SharechainError,
+    TooLargeError,
     TransactionRejectedError,
 )
 from sharechain.ledger.attestations import Attestation
@@ -98,6 +99,7 @@ _ERRORS: dict[int, type[SharechainError]] = {
     401: AuthenticationError,
     403: AccessDeniedError,
     404: NotFoundError,
+    413: TooLargeError,
     503: OrderingError,
 }
 

@@ -94,7 +94,8 @@ class FetchProgress(Model):
     dataset: str
     epoch: int
     state: str
-    """`queued`, `fetching`, `waiting` (for a retry), `failed` or `done`."""
+    """`queued`, `fetching`, `waiting` (for a retry), `over_quota` (waiting for room in
+    the owner's replica quota), `failed` or `done`."""
     attempts: int
     received: int
     """Bytes downloaded by the current or last attempt."""
@@ -111,6 +112,8 @@ class FetchQueue(Model):
     queued: int
     fetching: int
     waiting: int
+    """Waiting for a retry, or (`over_quota` of them) for room in an owner's quota."""
+    over_quota: int
     failed: int
     done: int
     jobs: list[FetchProgress]

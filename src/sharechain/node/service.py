@@ -103,10 +103,11 @@ class Node:
         self.metrics = NodeMetrics.create()
         self.disk = DiskGuard(
             self.datadir.path,
-            int(self.datadir.settings.get("disk_reserve_bytes", DEFAULT_RESERVE)),
+            self.datadir.int_setting("disk_reserve_bytes", DEFAULT_RESERVE),
             self.metrics.registry,
         )
         """Whether the data directory's disk is full (the node then takes no work)."""
+        self.datadir.int_setting("replica_quota_bytes", 0)  # checked now; read by the upkeep
         self.store = self._open_store()
         self.ledger = Ledger(
             self.store,
@@ -171,7 +172,7 @@ class Node:
             self.org,
             lambda: self.keys.signing,
             self.datadir.genesis_hash,
-            int(self.datadir.settings.get("snapshot_blocks", DEFAULT_EVERY)),
+            self.datadir.int_setting("snapshot_blocks", DEFAULT_EVERY),
         )
 
     # -- life cycle -----------------------------------------------------------

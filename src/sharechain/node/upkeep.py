@@ -50,6 +50,7 @@ from sharechain.node.service import Node
 from sharechain.sharing import masking_job
 from sharechain.sharing.blob_fetch import BlobFetcher, FetchJob
 from sharechain.sharing.delivery import vault_of
+from sharechain.sharing.replica_quota import ReplicaQuota
 from sharechain.sharing.replicas import current_epochs
 from sharechain.sharing.shredding import ShredCounts, is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
@@ -138,12 +139,17 @@ class _Metrics:
             "Blobs whose fetch gave up after its retries (retried on restart)",
             registry=r,
         )
+        self.fetch_over_quota = Gauge(
+            "sharechain_blob_fetch_over_quota",
+            "Blobs not fetched because their owner's replicas here are at its quota",
+            registry=r,
+        )
         self.fetched_bytes = Counter(
             "sharechain_blob_fetch_bytes", "Bytes of blobs fetched from peers", registry=r
         )
         self.fetches = Counter(
             "sharechain_blob_fetches",
-            "Blob fetch attempts by outcome (done, retry, failed)",
+            "Blob fetch attempts by outcome (done, retry, failed, over_quota)",
             ["outcome"],
             registry=r,
         )
@@ -173,6 +179,7 @@ class Upkeep:
             on_bytes=self.metrics.fetched_bytes.inc,
             on_outcome=self._fetch_outcome,
             reserve=node.disk.reserve,
+            quota=ReplicaQuota.of(node.store, node.datadir, node.org),
         )
 
     # -- life cycle -----------------------------------------------------------
@@ -306,6 +313,7 @@ class Upkeep:
         counts = self.fetcher.counts()
         self.metrics.fetch_queue.set(counts["queued"] + counts["fetching"])
         self.metrics.fetch_failed.set(counts["failed"])
+        self.metrics.fetch_over_quota.set(counts["over_quota"])
 
     def status(self) -> dict[str, Any]:
         return {

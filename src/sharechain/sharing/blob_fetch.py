@@ -26,7 +26,12 @@ node works through the queue:
   altered bytes (`transfer.download_blob(plain_size=)`), and a fetch does
   not start, or stops and deletes its part, while the disk has less than
   twice the node's reserve free (`disk_reserve_bytes`) beside what it still
-  needs: the node's own full-disk guard never trips because of a fetch.
+  needs: the node's own full-disk guard never trips because of a fetch;
+- nor can one member's blobs take more than its replica quota
+  (`sharechain.sharing.replica_quota`): a fetch that would pass it does not
+  start, or stops and deletes its part, and waits (`over_quota` in the
+  status), looking again every `replica_quota.RECHECK` seconds without
+  spending its attempts.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from sharechain.contracts import queries
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.crypto.stream import DEFAULT_SEGMENT_SIZE, sealed_size
 from sharechain.errors import NotFoundError, SharechainError
+from sharechain.sharing.replica_quota import RECHECK, ReplicaQuota
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.uploads import part_path
 
@@ -107,13 +113,15 @@ class _Progress:
     error: str = ""
     source: str = ""
     """The peer that served it (done) or was being asked."""
+    over_quota: bool = False
+    """Waiting because the owner's replicas here are at their quota."""
 
     def to_json(self, now: float) -> dict[str, Any]:
         return {
             "digest": self.job.digest.hex(),
             "dataset": self.job.dataset,
             "epoch": self.job.epoch,
-            "state": self.state,
+            "state": "over_quota" if self.over_quota and self.state == "waiting" else self.state,
             "attempts": self.attempts,
             "received": self.received,
             "source": self.source,
@@ -124,6 +132,10 @@ class _Progress:
 
 class _DiskLow(Exception):
     """The disk has too little free for the fetch to go on: the part is deleted."""
+
+
+class _OverQuota(Exception):
+    """The owner's replicas here would pass their quota: the part is deleted."""
 
 
 class _Stopped(Exception):
@@ -144,9 +156,10 @@ class BlobFetcher:
         on_outcome: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
         reserve: int = 0,
+        quota: ReplicaQuota | None = None,
     ) -> None:
         """`reserve`: the bytes the node keeps free (its full-disk guard's); a fetch
-        leaves twice that free."""
+        leaves twice that free. `quota`: the replica quota (None: none)."""
         self.node = node
         self.blobs = blobs
         self.install_lock = lock
@@ -155,6 +168,7 @@ class BlobFetcher:
         self.on_outcome = on_outcome
         self.clock = clock
         self.keep_free = 2 * max(0, reserve)
+        self.quota = quota
         self._jobs: dict[bytes, _Progress] = {}
         self._done: deque[_Progress] = deque(maxlen=16)
         self._done_count = 0
@@ -188,8 +202,10 @@ class BlobFetcher:
     def counts(self) -> dict[str, int]:
         with self._cond:
             states = [p.state for p in self._jobs.values()]
+            over = sum(p.over_quota and p.state == "waiting" for p in self._jobs.values())
         return {s: states.count(s) for s in ("queued", "fetching", "waiting", "failed")} | {
             "queued": states.count("queued") + states.count("waiting"),
+            "over_quota": over,
             "done": self._done_count,
         }
 
@@ -261,7 +277,16 @@ class BlobFetcher:
         )
         with self._cond:
             p.state, p.error, p.due = "waiting", error, self.clock() + delay
+            p.over_quota = False
         self.on_outcome("retry")
+
+    def _wait_quota(self, p: _Progress, why: str) -> None:
+        """Park `p` until its owner's quota may have room (no attempt spent)."""
+        if not p.over_quota:
+            log.warning("%s: not fetching blob %s: %s", self.node.org, p.job.digest.hex()[:16], why)
+        with self._cond:
+            p.state, p.error, p.due, p.over_quota = "waiting", why, self.clock() + RECHECK, True
+        self.on_outcome("over_quota")
 
     def _disk_low(self, needed: int) -> str | None:
         """Why the disk cannot take `needed` more bytes of a fetch (None: it can)."""
@@ -294,19 +319,27 @@ class BlobFetcher:
             with self._cond:  # the owner's tools are pushing it: look again later
                 p.state, p.due = "queued", self.clock() + UPLOAD_IDLE
             return
-        sources = self._sources(job)
-        p.attempts += 1
-        if not sources:
-            self._retry(p, "this node knows no peers to fetch from (start it with --peer)")
-            return
         part = self.blobs.root / ".incoming" / f"fetch-{job.digest.hex()}.part"
         p.received = part.stat().st_size if part.exists() else 0
         try:
             plain = queries.dataset(self.node.store, job.dataset).size
         except NotFoundError:
             plain = None  # not on this chain copy: the digest check alone decides
-        # What is still to come, as sealed by the tools (a running check covers the rest).
-        needed = 0 if plain is None else sealed_size(plain, DEFAULT_SEGMENT_SIZE) - p.received
+        # As sealed by the tools (a running check covers the rest).
+        whole = 0 if plain is None else sealed_size(plain, DEFAULT_SEGMENT_SIZE)
+        left = None if self.quota is None else self.quota.left(job.owner, job.digest)
+        if left is not None and max(whole, p.received) > left:
+            assert self.quota is not None
+            part.unlink(missing_ok=True)
+            self._wait_quota(p, self.quota.refusal(job.owner, job.digest, whole))
+            return
+        p.over_quota = False
+        sources = self._sources(job)
+        p.attempts += 1
+        if not sources:
+            self._retry(p, "this node knows no peers to fetch from (start it with --peer)")
+            return
+        needed = whole - p.received
         if (low := self._disk_low(needed)) is not None:
             part.unlink(missing_ok=True)
             self._retry(p, low)
@@ -323,6 +356,8 @@ class BlobFetcher:
                 raise _Stopped
             p.received += n
             self.on_bytes(n)
+            if left is not None and p.received > left:
+                raise _OverQuota
             checked += n
             if checked >= DISK_CHECK_BYTES:
                 checked = 0
@@ -338,6 +373,12 @@ class BlobFetcher:
         except _DiskLow as exc:
             part.unlink(missing_ok=True)
             self._retry(p, str(exc))
+            return
+        except _OverQuota:
+            assert self.quota is not None
+            part.unlink(missing_ok=True)
+            p.attempts -= 1
+            self._wait_quota(p, self.quota.refusal(job.owner, job.digest, p.received))
             return
         except (SharechainError, httpx.HTTPError, OSError) as exc:
             self._retry(p, f"{type(exc).__name__}: {exc}")

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from sharechain.api.chunk_replies import NO_DIGEST, chunk_reply
@@ -56,13 +57,14 @@ from sharechain.api.ranges import parse_range
 from sharechain.api.refusals import MAX_CHUNK_BYTES
 from sharechain.api.serving import Auth, Caller, NodeDep, ServingNode, UploadsDep
 from sharechain.errors import AccessDeniedError, NotFoundError
+from sharechain.sharing.replica_quota import ReplicaQuota, check_push
 from sharechain.sharing.replicas import may_delete, may_read, may_write
 from sharechain.sharing.shredding import (
     purged_naming,
     shred_if_purged,
 )
 from sharechain.storage.blobs import BlobStore, parse_digest
-from sharechain.storage.uploads import Outcome
+from sharechain.storage.uploads import Outcome, part_path
 from sharechain.storage.vault import Vault
 
 __all__ = ["CHUNK", "MAX_UPLOAD_CHUNK", "blobs_of", "lazy_shred", "router", "vault_of"]
@@ -230,6 +232,11 @@ async def put_blob(
     # Read only now, signer and caller known: the guard stops it at MAX_UPLOAD_CHUNK
     # and checks it against the signed Content-Digest as it arrives.
     body = await request.body()
+    if who.org != node.org:  # a replica its owner pushes: bounded, and within its quota
+        quota = ReplicaQuota.of(node.store, node.datadir, node.org)
+        await run_in_threadpool(
+            check_push, quota, who.org, raw, offset, body, part_path(store, raw)
+        )
     return _reply(await uploads.receive_chunk(store, raw, offset, body, final))
 
 

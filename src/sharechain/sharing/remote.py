@@ -85,7 +85,7 @@ def remote_ports(
         yield Ports(
             RemoteChain(home, keys, rng=rng, now=now),
             RemoteCustodian(home, clients, keys),
-            RemoteBlobs(home, clients, keys.org, Path(tmp)),
+            RemoteBlobs(home, clients, keys.org, Path(tmp), warn),
             rng,
             warn,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -26,7 +26,8 @@ from sharechain.api.client import NodeClient
 from sharechain.api.transfer import StreamingUpload, download_blob, upload_blob
 from sharechain.contracts.epochs import KeyEpoch
 from sharechain.crypto.stream import StreamDigests, encrypt_stream
-from sharechain.sharing.ports import Rng, Seal, Sealed
+from sharechain.errors import TooLargeError
+from sharechain.sharing.ports import Rng, Seal, Sealed, quiet
 from sharechain.sharing.records import DEFAULT_INLINE_LIMIT, Progress
 from sharechain.sharing.remote_chain import committed_tx
 from sharechain.sharing.remote_custody import ask, peer
@@ -58,12 +59,18 @@ class RemoteBlobs:
     inline_limit = DEFAULT_INLINE_LIMIT
 
     def __init__(
-        self, home: NodeClient, peers: Mapping[str, NodeClient], me: str, work: Path
+        self,
+        home: NodeClient,
+        peers: Mapping[str, NodeClient],
+        me: str,
+        work: Path,
+        warn: Callable[[str], None] = quiet,
     ) -> None:
         self.home = home
         self.peers = dict(peers)
         self.me = me
         self.work = work
+        self.warn = warn
         self._copies: dict[bytes, Path] = {}
         """Digest -> a local copy of a blob sealed here (for `replicate`)."""
 
@@ -149,7 +156,14 @@ class RemoteBlobs:
                 continue
             client = peer(self.peers, org)
             committed_tx(client, after)
-            upload_blob(client, digest, self._copies[digest])
+            try:
+                upload_blob(client, digest, self._copies[digest])
+            except TooLargeError as exc:  # its quota or its disk: it fetches it later itself
+                self.warn(
+                    f"{org}'s node did not take the replica of blob {digest.hex()[:16]} "
+                    f"({exc}); it fetches the blob itself once it has room, and grantees "
+                    "fetch from the other nodes meanwhile"
+                )
 
     def delete(self, digest: bytes, orgs: Sequence[str], *, after: bytes | None) -> None:
         path = f"/v1/blobs/{digest.hex()}"

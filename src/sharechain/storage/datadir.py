@@ -91,6 +91,16 @@ class DataDir:
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{cfg} is corrupt ({exc}); restore it from a backup") from None
 
+    def int_setting(self, name: str, default: int) -> int:
+        """The `settings` entry `name` (a whole number of at least 0), else `default`."""
+        value = self.settings.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"{self.path / CONFIG}: settings.{name} is {value!r}; give a whole number "
+                "of at least 0, or remove it for the default"
+            )
+        return value
+
     @property
     def db_path(self) -> Path:
         return self.path / "ledger.db"
