@@ -83,6 +83,10 @@ def test_network_up_runs_etcd_with_certificates_for_every_node(tmp_path: Path) -
         cmd = net.node_command(node)
         cert = Path(cmd[cmd.index("--etcd-cert") + 1])
         assert cert.exists() and cmd[cmd.index("--etcd-endpoints") + 1].startswith("https://")
-        # Each organisation's certificate names it, so etcd's log says who wrote what.
+        # Each organisation's certificate names it (in O: etcd's gateway refuses a
+        # common name while its authentication is on), and its node logs in as its user.
         subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
-        assert subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == node.org
+        assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == node.org
+        assert not subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        password = Path(cmd[cmd.index("--etcd-password-file") + 1])
+        assert password.name == f"client-{node.org}.password" and password.read_text().strip()

@@ -13,16 +13,22 @@ consortium with its own PKI issues the same two certificates from its CA.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from sharechain.api.tls import DevelopmentCA, TlsFiles, issue_node_cert
-from sharechain.errors import ConfigError
+from sharechain.errors import ConfigError, OrderingError
 from sharechain.ledger.identities import check_org_id
-from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS
+from sharechain.ordering.etcd_auth import add_users
+from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
 __all__ = ["MemberCerts", "issue_member_certs"]
 
+_NETWORK_FILE = "network.json"
+"""The local network's description (`sharechain.node.launcher._NETWORK_FILE`)."""
 _ETCD_MEMBERS = ("m0", "m1", "m2")
 """The local network's etcd members (their certificates exist once the CA does)."""
 
@@ -44,6 +50,8 @@ class MemberCerts:
         if self.etcd is not None:
             out += ["--etcd-ca", str(self.etcd.ca_file), "--etcd-cert", str(self.etcd.cert_file)]
             out += ["--etcd-key", str(self.etcd.key_file)]
+            if self.etcd.password_file is not None:
+                out += ["--etcd-password-file", str(self.etcd.password_file)]
         if self.https is not None:
             out += ["--tls-cert", str(self.https.cert), "--tls-key", str(self.https.key)]
             out += ["--tls-ca", str(self.https.ca)]
@@ -75,6 +83,7 @@ def issue_member_certs(base: Path, org: str, *, etcd: bool, https: bool) -> Memb
                 "with `sharechain network up`"
             )
         etcd_files = certs.client(org)
+        _add_etcd_user(base, certs, org)
     https_files = None
     if https:
         directory = base / "tls"
@@ -87,3 +96,25 @@ def issue_member_certs(base: Path, org: str, *, etcd: bool, https: bool) -> Memb
         else:
             raise ConfigError(f"the network in {base} has no CA for its nodes ({ca.cert})")
     return MemberCerts(org, etcd_files, https_files)
+
+
+def _add_etcd_user(base: Path, certs: DevCertificates, org: str) -> None:
+    """Create `org`'s etcd user (its node may order, not administer) in the running
+    network's etcd, as its root; nothing to do before etcd's authentication is on
+    (the cluster creates every client's user when it starts)."""
+    if not (certs.directory / "auth-enabled").exists():
+        return
+    try:
+        endpoints = json.loads((base / _NETWORK_FILE).read_text())["etcd_endpoints"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"cannot read the etcd endpoints from {base / _NETWORK_FILE}: {exc}"
+        ) from None
+    with etcd_http_client(certs.root(), timeout=10.0) as root:
+        try:
+            add_users(root, endpoints, {org: certs.users()[org]})
+        except (OrderingError, httpx.HTTPError) as exc:
+            raise ConfigError(
+                f"could not create {org}'s etcd user: {exc}; is the network up "
+                f"(`sharechain network status --dir {base}`)?"
+            ) from None

@@ -195,7 +195,13 @@ def status(dir: DirOpt = _DEFAULT_DIR, json_out: JsonOpt = False) -> None:
         tls = (
             None
             if not files
-            else EtcdTLS(Path(files["ca"]), Path(files["cert"]), Path(files["key"]))
+            else EtcdTLS(
+                Path(files["ca"]),
+                Path(files["cert"]),
+                Path(files["key"]),
+                files.get("user", ""),
+                Path(files["password_file"]) if files.get("password_file") else None,
+            )
         )
         with EtcdLog(net["etcd_endpoints"], timeout=2.0, tls=tls) as etcd:
             for s in etcd.status():

@@ -73,6 +73,13 @@ def start(
         Path | None, typer.Option(help="etcd: this node's client certificate (PEM).")
     ] = None,
     etcd_key: Annotated[Path | None, typer.Option(help="etcd: its private key (PEM).")] = None,
+    etcd_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="etcd: file with the password of this node's etcd user (named as its "
+            "organisation), when etcd's authentication is on (docs/deploy.md)."
+        ),
+    ] = None,
     orderer_url: Annotated[
         str | None, typer.Option(help="solo: URL of the ordering node (omit on the orderer).")
     ] = None,
@@ -142,7 +149,9 @@ def start(
     if etcd_ca or etcd_cert or etcd_key:
         if not (etcd_ca and etcd_cert and etcd_key):
             fail("--etcd-ca, --etcd-cert and --etcd-key go together: pass all three")
-        etcd_tls = EtcdTLS(etcd_ca, etcd_cert, etcd_key)
+        etcd_tls = EtcdTLS(etcd_ca, etcd_cert, etcd_key, org, etcd_password_file)
+    elif etcd_password_file:
+        fail("--etcd-password-file goes with --etcd-ca, --etcd-cert and --etcd-key")
     with handle_errors():
         config = NodeConfig(
             data_dir=resolve_data_dir(data_dir),

@@ -33,6 +33,7 @@ __all__ = [
     "Authority",
     "Issued",
     "issue_client",
+    "issue_gateway_client",
     "issue_server",
     "load_authority",
     "new_authority",
@@ -142,12 +143,13 @@ def _issue(
     names: Sequence[x509.GeneralName],
     now: datetime.datetime | None,
     valid_days: int,
+    subject: x509.Name | None = None,
 ) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     start = _now(now) - _BACKDATE
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .subject_name(subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -201,6 +203,23 @@ def issue_client(
     if not common_name:
         raise ValueError("a client certificate needs a common name (who connects)")
     return _issue(ca, common_name, [ExtendedKeyUsageOID.CLIENT_AUTH], (), now, valid_days)
+
+
+def issue_gateway_client(
+    ca: Authority,
+    organisation: str,
+    *,
+    now: datetime.datetime | None = None,
+    valid_days: int = DEFAULT_VALID_DAYS,
+) -> Issued:
+    """A client certificate for etcd's JSON gateway: it names `organisation` in the
+    subject's O and has no common name, which the gateway refuses while etcd's
+    authentication is on (the user is the token's, `ordering.etcd_auth`)."""
+    if not organisation:
+        raise ValueError("a client certificate needs an organisation (who connects)")
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation)])
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    return _issue(ca, organisation, usages, (), now, valid_days, subject)
 
 
 def write_pem(directory: Path, name: str, issued: Issued) -> tuple[Path, Path]:

@@ -286,6 +286,8 @@ class LocalNetwork:
             if tls is not None:
                 cmd += ["--etcd-ca", str(tls.ca_file), "--etcd-cert", str(tls.cert_file)]
                 cmd += ["--etcd-key", str(tls.key_file)]
+                if tls.password_file is not None:
+                    cmd += ["--etcd-password-file", str(tls.password_file)]
             cmd += ["--max-block-bytes", str(self.etcd.max_request_bytes - 64 * 1024)]
         elif node.org != self.nodes[0].org:
             cmd += ["--orderer-url", self.nodes[0].url]
@@ -541,4 +543,7 @@ def _tls_json(tls: EtcdTLS | None) -> dict[str, str] | None:
     """The operator's etcd client files, for `network status` (None without TLS)."""
     if tls is None:
         return None
-    return {"ca": str(tls.ca_file), "cert": str(tls.cert_file), "key": str(tls.key_file)}
+    files = {"ca": str(tls.ca_file), "cert": str(tls.cert_file), "key": str(tls.key_file)}
+    if tls.password_file is not None:
+        files |= {"user": tls.user, "password_file": str(tls.password_file)}
+    return files

@@ -109,6 +109,8 @@ class Compactor:
         self.pruned_to = 0
         """Blocks 1..pruned_to are known gone from etcd (by this node's rounds)."""
         self.last_defrag = time.monotonic()
+        self.defrag = True
+        """False once etcd refused this node's defragmentation (not its root)."""
         self.last_prune = 0.0
         registry = node.metrics.registry
         self.alarm_gauge = Gauge(
@@ -163,10 +165,18 @@ class Compactor:
             self.pruned_to = upto
             self.pruned_gauge.set(upto)
             log.info("%s pruned %d blocks from etcd up to %d", node.org, pruned.deleted, upto)
-        if now - self.last_defrag >= node.config.defrag_interval:
+        if self.defrag and now - self.last_defrag >= node.config.defrag_interval:
             self.last_defrag = now
             failed = etcd_compact.defragment(self.etcd.endpoints, self.http)
-            if failed:
+            if any("permission denied" in f for f in failed):
+                # etcd's authentication is on: only its root defragments (ordering.etcd_auth).
+                self.defrag = False
+                log.info(
+                    "%s does not defragment etcd: only etcd's root user may "
+                    "(docs/etcd-ordering.md, 'Users and roles'); pruning and compaction go on",
+                    node.org,
+                )
+            elif failed:
                 log.warning("defragmenting etcd failed on %s", "; ".join(failed))
 
     def loop(self) -> None:

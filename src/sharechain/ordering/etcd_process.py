@@ -50,6 +50,7 @@ from typing import IO
 import httpx
 
 from sharechain.errors import ConfigError, OrderingError
+from sharechain.ordering.etcd_auth import add_users, enable_auth
 from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
 __all__ = [
@@ -249,14 +250,58 @@ class EtcdCluster:
     def client_tls(self, name: str) -> EtcdTLS | None:
         """Files for a client named `name` (e.g. an organisation id); None without TLS.
 
-        The certificate is issued by the cluster's CA on first use and reused after.
+        The certificate and the etcd user's password are made on first use and
+        reused after; the user is created in etcd when the cluster starts, or at
+        once if it runs (`ordering.etcd_auth`: it may order, not administer).
         """
         if self._certs is None:
             return None
-        return self._certs.client(name)
+        files = self._certs.client(name)
+        if self._auth_marker is not None and self._auth_marker.exists() and self._running():
+            with self._http_client(5.0) as root:
+                add_users(root, self._running_endpoints(), {name: self._certs.users()[name]})
+        return files
+
+    def root_tls(self) -> EtcdTLS | None:
+        """The administrator's files (etcd's root user); None without TLS."""
+        return None if self._certs is None else self._certs.root()
+
+    @property
+    def _auth_marker(self) -> Path | None:
+        """Present once etcd's authentication is on (TLS clusters only)."""
+        return None if self._certs is None else self._certs.directory / "auth-enabled"
+
+    def _running(self) -> bool:
+        return any(self.is_running(i) for i in range(len(self._specs)))
+
+    def _running_endpoints(self) -> tuple[str, ...]:
+        return tuple(s.client_url for i, s in enumerate(self._specs) if self.is_running(i))
 
     def _http_client(self, timeout: float) -> httpx.Client:
-        return etcd_http_client(self.client_tls("cluster"), timeout=timeout)
+        """The launcher's own client: root once authentication is on."""
+        if self._certs is None:
+            return etcd_http_client(None, timeout=timeout)
+        marker = self._auth_marker
+        if marker is not None and marker.exists():
+            return etcd_http_client(self._certs.root(), timeout=timeout)
+        root = self._certs.root()  # its certificate, without logging in yet
+        return etcd_http_client(
+            EtcdTLS(root.ca_file, root.cert_file, root.key_file), timeout=timeout
+        )
+
+    def _enable_auth(self) -> None:
+        """Turn etcd's authentication on, with root and every client's user (once)."""
+        certs, marker = self._certs, self._auth_marker
+        if certs is None or marker is None:
+            return
+        if marker.exists():
+            with self._http_client(5.0) as root:
+                add_users(root, self._running_endpoints(), certs.users())
+            return
+        certs.root()  # root's password, written on first use
+        with self._http_client(5.0) as plain:
+            enable_auth(plain, self._running_endpoints(), certs.root_password(), certs.users())
+        marker.write_text("etcd authentication is on; root's password is in root.password\n")
 
     def is_running(self, index: int) -> bool:
         """Whether member `index` has a live process."""
@@ -279,6 +324,7 @@ class EtcdCluster:
             for index in range(len(self._specs)):
                 self.start_member(index, wait=False)
             self.wait_healthy(timeout)
+            self._enable_auth()
         except BaseException:
             self.stop()
             raise
@@ -437,7 +483,7 @@ class EtcdCluster:
                 reply = client.post(f"{url}/v3/maintenance/status", json={})
                 reply.raise_for_status()
                 leader = str(reply.json().get("leader", "0"))
-            except (httpx.HTTPError, ValueError) as exc:
+            except (httpx.HTTPError, ValueError, OrderingError) as exc:
                 return f"{url} does not answer ({exc})"
             if leader == "0":
                 return f"{url} has no leader"

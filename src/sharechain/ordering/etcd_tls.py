@@ -9,10 +9,16 @@ server certificate against the same CA. `EtcdTLS` names the three files;
 `etcd_http_client` builds the one kind of HTTP client every etcd caller
 uses (the log, the leader lease, compaction, the launcher's health checks),
 so none of them can forget a setting.
+
+With a password file the client also logs in to etcd as `user`
+(`sharechain.ordering.etcd_auth`): a cluster with authentication on lets a
+node order and nothing more.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +29,14 @@ import httpx
 from sharechain.crypto.devca import (
     Authority,
     Issued,
-    issue_client,
+    issue_gateway_client,
     issue_server,
     load_authority,
     new_authority,
     write_pem,
 )
 from sharechain.errors import ConfigError
+from sharechain.ordering.etcd_auth import ROOT, EtcdAuth
 
 __all__ = ["DevCertificates", "EtcdTLS", "etcd_http_client"]
 
@@ -44,6 +51,27 @@ class EtcdTLS:
     """This client's certificate (PEM), signed by the CA etcd trusts (`--trusted-ca-file`)."""
     key_file: Path
     """Its private key (PEM)."""
+    user: str = ""
+    """The etcd user it logs in as (a node's: its organisation id); "" with no password."""
+    password_file: Path | None = None
+    """A file holding that user's password (etcd's authentication on); None: no login."""
+
+    def auth(self) -> EtcdAuth | None:
+        """The login of `user` with the password in `password_file` (None without one)."""
+        if self.password_file is None:
+            return None
+        try:
+            password = self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the etcd password file {self.password_file}: {exc.strerror or exc}"
+            ) from None
+        if not self.user or not password:
+            raise ConfigError(
+                f"the etcd password file {self.password_file} is empty, or no etcd user is "
+                "named for it; write the password the etcd operator set for this node's user"
+            )
+        return EtcdAuth.for_credentials(self.user, password)
 
     def context(self) -> ssl.SSLContext:
         """An SSL context that checks the members against `ca_file` and presents our certificate.
@@ -80,6 +108,8 @@ def etcd_http_client(
     options: dict[str, Any] = {}
     if context is not None:
         options["verify"] = context
+    if tls is not None and (auth := tls.auth()) is not None:
+        options["auth"] = auth
     if timeout is not None:
         options["timeout"] = timeout
     return httpx.Client(**options)
@@ -90,8 +120,10 @@ class DevCertificates:
 
     `ca.crt`/`ca.key`, one certificate per member (`<name>.crt`, serving
     clients and peers on 127.0.0.1/localhost and a client towards its
-    peers), and `client-<name>.crt` per client. Created on first use,
-    reloaded after, so a restarted cluster keeps its certificates.
+    peers), and `client-<name>.crt` per client, with its etcd password
+    (`client-<name>.password`, the user `<name>`); `root.password` is the
+    administrator's. Created on first use, reloaded after, so a restarted
+    cluster keeps its certificates and users.
     """
 
     def __init__(self, directory: Path, members: tuple[str, ...]) -> None:
@@ -114,14 +146,50 @@ class DevCertificates:
         return ca
 
     def client(self, name: str) -> EtcdTLS:
-        """The files of client `name` (its certificate names it), issued on first use."""
+        """The files of client `name` (its certificate names it), issued on first use;
+        it logs in as the etcd user `name`."""
+        if name == ROOT:
+            raise ConfigError("root is etcd's administrator, not a client; use root()")
+        return self._files(name, name)
+
+    def root(self) -> EtcdTLS:
+        """The administrator's files: a client certificate and root's password."""
+        return self._files("cluster", ROOT)
+
+    def users(self) -> dict[str, str]:
+        """Every client's etcd user and password (root's not among them)."""
+        out = {}
+        for path in sorted(self.directory.glob("client-*.password")):
+            name = path.name.removeprefix("client-").removesuffix(".password")
+            if name != "cluster":
+                out[name] = path.read_text().strip()
+        return out
+
+    def root_password(self) -> str:
+        return self._password(self.directory / "root.password")
+
+    def _files(self, name: str, user: str) -> EtcdTLS:
         cert = self.directory / f"client-{name}.crt"
         key = self.directory / f"client-{name}.key"
-        if not (cert.exists() and key.exists()):
+        if not (cert.exists() and key.exists()) or _has_common_name(cert):
+            # (Certificates issued before etcd's authentication named the client in
+            # their common name, which the gateway then refuses: issued again.)
             cert, key = write_pem(
-                self.directory, f"client-{name}", issue_client(self.authority(), name)
+                self.directory, f"client-{name}", issue_gateway_client(self.authority(), name)
             )
-        return EtcdTLS(self.ca_file, cert, key)
+        secret = self.directory / ("root.password" if user == ROOT else f"client-{name}.password")
+        self._password(secret)
+        return EtcdTLS(self.ca_file, cert, key, user, secret)
+
+    @staticmethod
+    def _password(path: Path) -> str:
+        """The password in `path`, written (random, owner-readable only) on first use."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(24) + "\n")
+        return path.read_text().strip()
 
     def member_args(self, name: str) -> list[str]:
         """etcd's flags for member `name`: mutual TLS for clients and for peers."""
@@ -137,3 +205,11 @@ class DevCertificates:
             f"--peer-cert-file={cert}",
             f"--peer-key-file={key}",
         ]
+
+
+def _has_common_name(cert: Path) -> bool:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+    return bool(subject.get_attributes_for_oid(NameOID.COMMON_NAME))
