@@ -11,6 +11,7 @@ nothing more (`ordering.etcd_auth`). Real 3-member etcd (Debian's etcd).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -150,3 +151,20 @@ def test_a_node_logs_in_again_after_its_etcd_member_restarts(cluster: EtcdCluste
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert log.get(1) == b"after"
+        # A watch through the restarted member (its stream carries the token too).
+        stop = threading.Event()
+        seen: list[tuple[int, bytes]] = []
+
+        def follow() -> None:
+            for item in log.watch(1, stop):
+                seen.append(item)
+                if len(seen) == 2:
+                    stop.set()
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        with EtcdLog(cluster.endpoints, prefix="rbac-restart/", timeout=10.0, tls=tls) as other:
+            assert other.append(2, b"watched")
+        watcher.join(20)
+        stop.set()
+        assert seen == [(1, b"after"), (2, b"watched")]

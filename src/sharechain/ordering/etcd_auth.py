@@ -104,6 +104,14 @@ class EtcdAuth(httpx.Auth):
         raise RuntimeError("EtcdAuth serves synchronous clients only")
         yield request  # unreachable: makes this an async generator
 
+    def forget(self, member: str) -> None:
+        """Drop the token of `member` (scheme://host:port): the next request logs in.
+
+        For a watch, whose refusal of a token comes inside its stream ("permission
+        denied" as the cancel reason) where this flow does not look."""
+        with self._lock:
+            self._tokens.pop(member.rstrip("/"), None)
+
     def _token(self, member: str) -> str | None:
         now = time.monotonic()
         with self._lock:

@@ -43,6 +43,7 @@ from types import TracebackType
 from typing import Protocol
 
 from sharechain.errors import OrderingError
+from sharechain.ordering.etcd_auth import EtcdAuth
 from sharechain.ordering.etcd_gateway import MAX_BACKOFF, EndpointStatus, EtcdGateway
 from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.ordering.etcd_wire import (
@@ -323,6 +324,10 @@ class EtcdLog:
                 stream.close()
             if stop.is_set() or outcome in ("idle", "compacted", "gap"):
                 continue
+            if "permission denied" in outcome:  # a token the member no longer knows
+                auth = self._gateway.watch_client.auth
+                if isinstance(auth, EtcdAuth):
+                    auth.forget(self._gateway.endpoints[endpoint])
             # The endpoint failed: prefer the next one and back off a little.
             self._gateway.preferred = (endpoint + 1) % len(self._gateway.endpoints)
             failures += 1
