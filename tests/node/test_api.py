@@ -242,7 +242,8 @@ def test_the_data_plane_state_lives_on_the_app_and_shows_in_the_status(orderer: 
         status = client.http.get("/v1/status").json()
     assert status["data_plane"]["followed_height"] == state.upkeep.followed == receipt.height
     assert status["data_plane"]["blob_fetch"] == {
-        "queued": 0, "fetching": 0, "waiting": 0, "failed": 0, "done": 0, "jobs": [], "recent": [],
+        "queued": 0, "fetching": 0, "waiting": 0, "over_quota": 0, "failed": 0, "done": 0,
+        "jobs": [], "recent": [],
     }  # fmt: skip
 
 

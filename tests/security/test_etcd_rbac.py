@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -168,3 +169,19 @@ def test_a_node_logs_in_again_after_its_etcd_member_restarts(cluster: EtcdCluste
         watcher.join(20)
         stop.set()
         assert seen == [(1, b"after"), (2, b"watched")]
+
+
+def test_a_restarted_cluster_keeps_its_users_even_if_it_stopped_mid_provisioning(
+    tmp_path: Path,
+) -> None:
+    base = tmp_path / "etcd"
+    with EtcdCluster(base, members=1, tls=True) as cluster:
+        assert _appends(cluster, "hospital-a", "rbac-again/")
+    # Stopped after authentication went on but before its marker was written.
+    (base / "tls" / "auth-enabled").unlink()
+    with EtcdCluster(base, members=1, tls=True) as cluster:
+        assert _appends(cluster, "hospital-a", "rbac-again/")
+        assert _appends(cluster, "bank-b", "rbac-again/")  # a user made after the restart
+        with _member(cluster, "bank-b") as client:
+            reply = client.post(cluster.endpoints[0] + "/v3/auth/disable", json={})
+        assert reply.status_code == 403 and "permission denied" in reply.text

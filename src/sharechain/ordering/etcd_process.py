@@ -50,7 +50,7 @@ from typing import IO
 import httpx
 
 from sharechain.errors import ConfigError, OrderingError
-from sharechain.ordering.etcd_auth import add_users, enable_auth
+from sharechain.ordering.etcd_auth import add_users, auth_enabled, enable_auth
 from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
 __all__ = [
@@ -300,8 +300,12 @@ class EtcdCluster:
             return
         certs.root()  # root's password, written on first use
         with self._http_client(5.0) as plain:
-            enable_auth(plain, self._running_endpoints(), certs.root_password(), certs.users())
+            # On already (stopped before the marker was written): root adds the users.
+            if not auth_enabled(plain, self._running_endpoints()):
+                enable_auth(plain, self._running_endpoints(), certs.root_password(), certs.users())
         marker.write_text("etcd authentication is on; root's password is in root.password\n")
+        with self._http_client(5.0) as root:
+            add_users(root, self._running_endpoints(), certs.users())
 
     def is_running(self, index: int) -> bool:
         """Whether member `index` has a live process."""
