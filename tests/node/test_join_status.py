@@ -20,8 +20,10 @@ from typer.testing import CliRunner
 from sharechain.api.member_certs import issue_member_certs
 from sharechain.api.tls import create_ca
 from sharechain.cli.main import app
-from sharechain.errors import ConfigError
+from sharechain.errors import ConfigError, OrderingError
 from sharechain.node.launcher import LocalNetwork
+from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_tls import EtcdTLS
 
 
 def _status(consortium: Consortium, url: str, *extra: str) -> tuple[int, str]:
@@ -114,3 +116,33 @@ def test_issue_certs_refuses_a_bad_name_and_a_missing_network(tmp_path: Path) ->
     result = CliRunner().invoke(app, ["network", "issue-certs", "clinic-c", "--dir", str(tmp_path)])
     assert result.exit_code == 2 and "no network in" in result.output
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_revoke_etcd_cuts_a_removed_member_off_for_good(tmp_path: Path) -> None:
+    base = tmp_path / "net"
+    net = LocalNetwork(base, orgs=2, ordering="etcd", tls=False)
+    assert net.etcd is not None
+    net.etcd.start()  # etcd alone: its authentication goes on, as `network up` has it
+    try:
+        issued = CliRunner().invoke(
+            app, ["network", "issue-certs", "clinic-c", "--dir", str(base), "--json"]
+        )
+        assert issued.exit_code == 0, issued.output
+        start = json.loads(issued.output)["start"]
+        kept = tmp_path / "clinic-c.password"  # the copy its node was given
+        kept.write_text(Path(start[start.index("--etcd-password-file") + 1]).read_text())
+        files = json.loads(issued.output)["etcd"]
+        tls = EtcdTLS(Path(files["ca"]), Path(files["cert"]), Path(files["key"]), "clinic-c", kept)
+        with EtcdLog(net.etcd.endpoints, prefix="revoke/", timeout=3.0, tls=tls) as log:
+            assert log.append(0, b"genesis")  # the user issue-certs made works
+            result = CliRunner().invoke(
+                app, ["network", "revoke-etcd", "clinic-c", "--dir", str(base), "--json"]
+            )
+            assert result.exit_code == 0, result.output
+            assert json.loads(result.output) == {"org": "clinic-c", "user_deleted": True}
+            with pytest.raises(OrderingError, match="refused the login of user 'clinic-c'"):
+                log.append(1, b"after its removal")
+        again = CliRunner().invoke(app, ["network", "issue-certs", "clinic-c", "--dir", str(base)])
+        assert again.exit_code == 2 and "access to etcd was revoked" in again.output
+    finally:
+        net.etcd.stop()

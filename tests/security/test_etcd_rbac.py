@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sharechain.errors import OrderingError
+from sharechain.errors import ConfigError, OrderingError
 from sharechain.ordering import etcd_compact
 from sharechain.ordering.etcd_auth import ROOT, delete_user
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.etcd_process import EtcdCluster
-from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
+from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +185,29 @@ def test_a_restarted_cluster_keeps_its_users_even_if_it_stopped_mid_provisioning
         with _member(cluster, "bank-b") as client:
             reply = client.post(cluster.endpoints[0] + "/v3/auth/disable", json={})
         assert reply.status_code == 403 and "permission denied" in reply.text
+
+
+def test_a_revoked_member_stays_revoked_across_restarts(tmp_path: Path) -> None:
+    """`network revoke-etcd` (here its parts): the user is deleted and never made again."""
+    base = tmp_path / "etcd"
+    with EtcdCluster(base, members=1, tls=True) as cluster:
+        handed = cluster.client_tls("clinic-c")
+        assert handed is not None and handed.password_file is not None
+        kept = tmp_path / "clinic-c.password"  # the copy its node was given
+        kept.write_text(handed.password_file.read_text())
+        tls = EtcdTLS(handed.ca_file, handed.cert_file, handed.key_file, "clinic-c", kept)
+        assert _appends(cluster, "clinic-c", "rbac-revoked/")
+        root = cluster.root_tls()
+        assert root is not None
+        with etcd_http_client(root, timeout=5.0) as client:
+            assert delete_user(client, cluster.endpoints, "clinic-c")
+        DevCertificates(base / "tls", ("m0",)).revoke("clinic-c")
+        with pytest.raises(ConfigError, match="access to etcd was revoked"):
+            cluster.client_tls("clinic-c")
+    with EtcdCluster(base, members=1, tls=True) as cluster:  # restarted: users made again
+        assert _appends(cluster, "hospital-a", "rbac-revoked/")
+        with (
+            EtcdLog(cluster.endpoints, prefix="rbac-revoked/", timeout=2.0, tls=tls) as log,
+            pytest.raises(OrderingError, match="refused the login of user 'clinic-c'"),
+        ):
+            log.append(9, b"after its revocation")

@@ -22,10 +22,10 @@ import httpx
 from sharechain.api.tls import DevelopmentCA, TlsFiles, issue_node_cert
 from sharechain.errors import ConfigError, OrderingError
 from sharechain.ledger.identities import check_org_id
-from sharechain.ordering.etcd_auth import add_users
+from sharechain.ordering.etcd_auth import add_users, delete_user
 from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
-__all__ = ["MemberCerts", "issue_member_certs"]
+__all__ = ["MemberCerts", "issue_member_certs", "revoke_member_etcd"]
 
 _NETWORK_FILE = "network.json"
 """The local network's description (`sharechain.node.launcher._NETWORK_FILE`)."""
@@ -98,18 +98,49 @@ def issue_member_certs(base: Path, org: str, *, etcd: bool, https: bool) -> Memb
     return MemberCerts(org, etcd_files, https_files)
 
 
+def revoke_member_etcd(base: Path, org: str) -> bool:
+    """Cut `org`'s node off from the etcd of the network in `base` (its organisation was
+    removed on the chain): its etcd user is deleted, so its token stops working at once,
+    and its password with it, so no restart makes the user again. True if a user was
+    deleted (False: it had none in the running etcd)."""
+    try:
+        check_org_id(org)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    certs = DevCertificates(base / "etcd" / "tls", _ETCD_MEMBERS)
+    if not (certs.directory / "auth-enabled").exists():
+        raise ConfigError(
+            f"the network in {base} has no etcd with its authentication on; start it with "
+            "`sharechain network up` (etcd ordering)"
+        )
+    with etcd_http_client(certs.root(), timeout=10.0) as root:
+        try:
+            deleted = delete_user(root, _endpoints(base), org)
+        except (OrderingError, httpx.HTTPError) as exc:
+            raise ConfigError(
+                f"could not delete {org}'s etcd user: {exc}; is the network up "
+                f"(`sharechain network status --dir {base}`)?"
+            ) from None
+    certs.revoke(org)
+    return deleted
+
+
+def _endpoints(base: Path) -> list[str]:
+    try:
+        return list(json.loads((base / _NETWORK_FILE).read_text())["etcd_endpoints"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"cannot read the etcd endpoints from {base / _NETWORK_FILE}: {exc}"
+        ) from None
+
+
 def _add_etcd_user(base: Path, certs: DevCertificates, org: str) -> None:
     """Create `org`'s etcd user (its node may order, not administer) in the running
     network's etcd, as its root; nothing to do before etcd's authentication is on
     (the cluster creates every client's user when it starts)."""
     if not (certs.directory / "auth-enabled").exists():
         return
-    try:
-        endpoints = json.loads((base / _NETWORK_FILE).read_text())["etcd_endpoints"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(
-            f"cannot read the etcd endpoints from {base / _NETWORK_FILE}: {exc}"
-        ) from None
+    endpoints = _endpoints(base)
     with etcd_http_client(certs.root(), timeout=10.0) as root:
         try:
             add_users(root, endpoints, {org: certs.users()[org]})

@@ -173,6 +173,33 @@ def issue_certs(
     console.print("  " + " ".join(command), highlight=False, soft_wrap=True)  # copyable
 
 
+def revoke_etcd(
+    org: Annotated[str, typer.Argument(help="The organisation the consortium removed.")],
+    dir: Annotated[
+        Path, typer.Option("--dir", help="Network directory.", show_default=True)
+    ] = Path(".sharechain-network"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Cut a removed organisation's node off from the network's etcd.
+
+    Deletes its etcd user (as etcd's root, from the network in --dir) and its
+    password: its node's token stops working at once. The chain's own removal
+    (`org remove` ... `org vote`) is what makes its peers refuse it.
+    """
+    from sharechain.api.member_certs import revoke_member_etcd
+    from sharechain.cli.network_cmd import load_network
+
+    base = dir.resolve()
+    load_network(base)
+    with handle_errors():
+        deleted = revoke_member_etcd(base, org)
+    if json_out:
+        emit_json({"org": org, "user_deleted": deleted})
+        return
+    said = "deleted its etcd user" if deleted else "it had no etcd user"
+    console.print(f"{org}: {said}; its etcd access is revoked for good", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     # The `node` and `network` groups are attached by node_cmd and network_cmd.
     del app
@@ -181,3 +208,4 @@ def register(app: typer.Typer) -> None:
 
     node_app.command("status")(node_status)
     network_app.command("issue-certs")(issue_certs)
+    network_app.command("revoke-etcd")(revoke_etcd)

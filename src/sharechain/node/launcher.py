@@ -282,7 +282,10 @@ class LocalNetwork:
             cmd += ["--tls-ca", str(files.ca)]
         if self.ordering == "etcd" and self.etcd is not None:
             cmd += ["--etcd-endpoints", ",".join(self.etcd.endpoints)]
-            tls = self.etcd.client_tls(node.org)
+            try:
+                tls = self.etcd.client_tls(node.org)
+            except ConfigError:  # revoked (`network revoke-etcd`): it starts without access
+                tls = None
             if tls is not None:
                 cmd += ["--etcd-ca", str(tls.ca_file), "--etcd-cert", str(tls.cert_file)]
                 cmd += ["--etcd-key", str(tls.key_file)]

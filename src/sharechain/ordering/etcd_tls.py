@@ -150,7 +150,22 @@ class DevCertificates:
         it logs in as the etcd user `name`."""
         if name == ROOT:
             raise ConfigError("root is etcd's administrator, not a client; use root()")
+        if self.revoked(name):
+            raise ConfigError(
+                f"{name}'s access to etcd was revoked (`sharechain network revoke-etcd`: its "
+                "organisation left the consortium); its node cannot order here"
+            )
         return self._files(name, name)
+
+    def revoked(self, name: str) -> bool:
+        """Whether client `name`'s etcd access was revoked (`revoke`)."""
+        return (self.directory / f"client-{name}.revoked").exists()
+
+    def revoke(self, name: str) -> None:
+        """Mark client `name` revoked: its password is gone, and no restart makes its
+        user again. (Deleting the user in a running etcd is the caller's.)"""
+        (self.directory / f"client-{name}.revoked").write_text("revoked\n")
+        (self.directory / f"client-{name}.password").unlink(missing_ok=True)
 
     def root(self) -> EtcdTLS:
         """The administrator's files: a client certificate and root's password."""
