@@ -143,7 +143,7 @@ def _add_etcd_user(base: Path, certs: DevCertificates, org: str) -> None:
     endpoints = _endpoints(base)
     with etcd_http_client(certs.root(), timeout=10.0) as root:
         try:
-            add_users(root, endpoints, {org: certs.users()[org]})
+            add_users(root, endpoints, {org: certs.password(org)})
         except (OrderingError, httpx.HTTPError) as exc:
             raise ConfigError(
                 f"could not create {org}'s etcd user: {exc}; is the network up "

@@ -259,7 +259,7 @@ class EtcdCluster:
         files = self._certs.client(name)
         if self._auth_marker is not None and self._auth_marker.exists() and self._running():
             with self._http_client(5.0) as root:
-                add_users(root, self._running_endpoints(), {name: self._certs.users()[name]})
+                add_users(root, self._running_endpoints(), {name: self._certs.password(name)})
         return files
 
     def root_tls(self) -> EtcdTLS | None:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from sharechain.crypto.devca import (
     Authority,
@@ -173,12 +175,15 @@ class DevCertificates:
 
     def users(self) -> dict[str, str]:
         """Every client's etcd user and password (root's not among them)."""
-        out = {}
-        for path in sorted(self.directory.glob("client-*.password")):
-            name = path.name.removeprefix("client-").removesuffix(".password")
-            if name != "cluster":
-                out[name] = path.read_text().strip()
-        return out
+        names = (
+            p.name.removeprefix("client-").removesuffix(".password")
+            for p in sorted(self.directory.glob("client-*.password"))
+        )
+        return {name: self.password(name) for name in names if name != "cluster"}
+
+    def password(self, name: str) -> str:
+        """Client `name`'s etcd password (made on first use)."""
+        return self._password(self.directory / f"client-{name}.password")
 
     def root_password(self) -> str:
         return self._password(self.directory / "root.password")
@@ -223,8 +228,5 @@ class DevCertificates:
 
 
 def _has_common_name(cert: Path) -> bool:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
     subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
     return bool(subject.get_attributes_for_oid(NameOID.COMMON_NAME))
