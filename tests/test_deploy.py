@@ -40,12 +40,26 @@ def _exposed(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def node_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
-    """What a running node exports at /metrics (its registry and its upkeep's)."""
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    with EtcdCluster(tmp_path_factory.mktemp("etcd"), members=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def node_metrics(
+    tmp_path_factory: pytest.TempPathFactory, etcd_cluster: EtcdCluster
+) -> Iterator[set[str]]:
+    """What a running etcd-mode node exports at /metrics (its registry, its upkeep's,
+    its compaction loop's)."""
     base = tmp_path_factory.mktemp("deploy")
     init_consortium(base / "c", (OrgSpec("hospital-a", ("member", "admin")),))
     node = Node(
-        NodeConfig(data_dir=node_data_dir(base / "c", base / "n", "hospital-a"), org="hospital-a")
+        NodeConfig(
+            data_dir=node_data_dir(base / "c", base / "n", "hospital-a"),
+            org="hospital-a",
+            ordering="etcd",
+            etcd_endpoints=etcd_cluster.endpoints,
+        )
     )
     node.start()
     server = ServerThread(node).start()
@@ -57,9 +71,8 @@ def node_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]
 
 
 @pytest.fixture(scope="module")
-def etcd_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
-    with EtcdCluster(tmp_path_factory.mktemp("etcd"), members=1) as cluster:
-        yield _exposed(httpx.get(cluster.endpoints[0] + "/metrics", timeout=10).text)
+def etcd_metrics(etcd_cluster: EtcdCluster) -> set[str]:
+    return _exposed(httpx.get(etcd_cluster.endpoints[0] + "/metrics", timeout=10).text)
 
 
 def _referenced(text: str) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,7 +142,10 @@ def test_nospace_alarm_shows_in_health_status_and_metrics_without_a_crash(
     with EtcdCluster(
         tmp_path / "quota", members=3, extra_args=(f"--quota-backend-bytes={quota}",)
     ) as cluster:
-        running = _start(consortium, cluster, {"hospital-a": port}, "hospital-a")
+        # No defragmentation by the node: it would shrink the files below the quota.
+        running = _start(
+            consortium, cluster, {"hospital-a": port}, "hospital-a", defrag_interval=3600.0
+        )
         try:
             wait_until(lambda: running.node.leader is not None)
             with httpx.Client() as http:
@@ -177,6 +181,28 @@ def test_nospace_alarm_shows_in_health_status_and_metrics_without_a_crash(
             registry = running.node.metrics.registry
             assert registry.get_sample_value("sharechain_etcd_alarm", {"alarm": "NOSPACE"}) == 1
             assert running.node.halted is None and running.node.ready
+            # A real NOSPACE stays raised: every member's database is at its quota.
+            time.sleep(3.0)  # three polls while the alarm stands
+            assert running.node.etcd_alarms
+            assert registry.get_sample_value("sharechain_etcd_alarm_disarmed_total") == 0
+            # The operator frees the space (deletes, compacts, defragments); the node
+            # then finds the alarm unfounded and lifts it, and ordering resumes.
+            with EtcdLog(cluster.endpoints) as operator:
+                gone = operator.call(
+                    "/v3/kv/deleterange",
+                    {
+                        "key": base64.b64encode(b"junk/").decode(),
+                        "range_end": base64.b64encode(b"junk0").decode(),
+                    },
+                )
+                etcd_compact.compact(operator, int(gone["header"]["revision"]))
+            with httpx.Client() as http:
+                assert etcd_compact.defragment(cluster.endpoints, http) == ()
+            wait_until(lambda: not running.node.etcd_alarms, timeout=15)
+            assert registry.get_sample_value("sharechain_etcd_alarm_disarmed_total") >= 1
+            with httpx.Client() as http:
+                assert http.get(f"{running.url}/v1/health").json()["status"] == "ok"
+            _submit(consortium, running, 20, tag=50_000)
         finally:
             shutdown(running)
 

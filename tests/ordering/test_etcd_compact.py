@@ -11,7 +11,7 @@ import pytest
 
 from sharechain.errors import OrderingError
 from sharechain.ordering import etcd_compact
-from sharechain.ordering.etcd_compact import Alarm, prunable_height
+from sharechain.ordering.etcd_compact import Alarm, Space, prunable_height
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
 
@@ -147,3 +147,29 @@ def test_nospace_alarm_is_read_when_the_quota_is_reached(tmp_path: Path) -> None
 def test_alarm_descriptions_name_the_member() -> None:
     assert "NOSPACE" in Alarm(0xABC, "NOSPACE").describe()
     assert Alarm(0xABC, "CORRUPT").describe() == "etcd member abc raised alarm CORRUPT"
+
+
+def test_a_nospace_alarm_is_unfounded_only_if_a_majority_has_room() -> None:
+    roomy = Space("a", 10, 100)
+    at_the_edge = Space("b", 91, 100)  # within HEADROOM of its quota
+    assert etcd_compact.unfounded((roomy, roomy), members=3)
+    assert not etcd_compact.unfounded((roomy, at_the_edge), members=3)
+    assert not etcd_compact.unfounded((roomy,), members=3)  # two did not answer
+    assert not etcd_compact.unfounded((), members=0)
+
+
+def test_spaces_reads_each_member_s_size_and_quota(tmp_path: Path) -> None:
+    quota = 16 * 1024 * 1024
+    (dead_port,) = free_ports(1)
+    with (
+        EtcdCluster(
+            tmp_path / "etcd", members=1, extra_args=(f"--quota-backend-bytes={quota}",)
+        ) as cluster,
+        httpx.Client() as client,
+    ):
+        found, failed = etcd_compact.spaces(
+            (*cluster.endpoints, f"http://127.0.0.1:{dead_port}"), client, timeout=2.0
+        )
+    assert [(s.endpoint, s.quota) for s in found] == [(cluster.endpoints[0], quota)]
+    assert 0 < found[0].db_size < quota
+    assert len(failed) == 1 and failed[0].startswith(f"http://127.0.0.1:{dead_port}")

@@ -46,10 +46,17 @@ else would tell this node about them."""
 
 
 def ensure_genesis_in_log(node: Node, etcd: EtcdLog) -> None:
+    """Write the genesis block at height 0, or check the one there is ours.
+
+    Read first: a log that has it needs no write, so a node restarts while
+    etcd refuses writes (a NOSPACE alarm the compaction loop may lift).
+    """
     genesis = node.datadir.genesis_bytes()
     for attempt in range(60):
         try:
-            if not etcd.append(0, genesis):
+            found = etcd.get(0)
+            ours = found == genesis if found is not None else etcd.append(0, genesis)
+            if not ours:
                 raise ChainError(
                     f"the etcd log under prefix {node.config.etcd_prefix!r} belongs to another "
                     "consortium (different genesis block); use another --etcd-prefix",

@@ -4,7 +4,10 @@ In the `etcd` ordering mode every node runs this loop (`start`), over the
 part of the node it needs (`CompactingNode`). Each node
 reads etcd's alarms every few seconds, so a NOSPACE alarm (the space quota
 reached, writes refused) shows in its `/v1/health`, `/v1/status` and
-metrics instead of only as failed appends. The node holding the leader lease
+metrics instead of only as failed appends, and lifts a NOSPACE alarm that
+no member's database supports (one any etcd user can raise by hand in etcd
+3.4, or one left after the operator's defragmentation; `etcd_compact.unfounded`).
+The node holding the leader lease
 also, every `compaction_interval` seconds, removes from etcd the blocks that
 every member node has attested (`etcd_compact.prunable_height`: the lowest
 height that each active organisation of the chain and each peer attested
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import httpx
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sharechain.contracts.queries import organisations
 from sharechain.errors import OrderingError
@@ -33,6 +36,7 @@ from sharechain.ledger.attestations import AttestationBook
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.store import Store
 from sharechain.ordering import etcd_compact
+from sharechain.ordering.etcd_compact import Alarm
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
@@ -43,6 +47,8 @@ log = logging.getLogger("sharechain.node")
 
 _ALARM_POLL = 5.0
 """Seconds between two reads of etcd's alarms (at most; less if the interval is shorter)."""
+_ALARM_POLL_RAISED = 1.0
+"""Seconds between two reads while an alarm stands (a NOSPACE one stops every write)."""
 
 
 class Settings(Protocol):
@@ -120,6 +126,13 @@ class Compactor:
             registry=registry,
         )
         self.alarm_gauge.labels("NOSPACE").set(0)
+        self.unread = ""
+        """The members whose space could not be read, as last logged."""
+        self.disarmed = Counter(
+            "sharechain_etcd_alarm_disarmed",
+            "NOSPACE alarms this node lifted because no member's database was near its quota",
+            registry=registry,
+        )
         self.pruned_gauge = Gauge(
             "sharechain_etcd_pruned_height",
             "Blocks up to this height were removed from etcd by this node",
@@ -127,8 +140,15 @@ class Compactor:
         )
 
     def check_alarms(self) -> None:
-        """Read etcd's alarms into the node's `etcd_alarms` and the metric."""
+        """Read etcd's alarms into the node's `etcd_alarms` and the metric.
+
+        A NOSPACE alarm that every member's database size contradicts is lifted
+        (and counted) rather than reported: it stops every write, and any etcd
+        user can raise one by hand.
+        """
         found = etcd_compact.alarms(self.etcd)
+        if any(alarm.kind == "NOSPACE" for alarm in found):
+            found = self.lift_unfounded(found)
         kinds = {alarm.kind for alarm in found}
         for kind in kinds | {"NOSPACE"}:
             self.alarm_gauge.labels(kind).set(1 if kind in kinds else 0)
@@ -136,6 +156,33 @@ class Compactor:
         if described and described != self.node.etcd_alarms:
             log.error("ALERT %s: %s", self.node.org, "; ".join(described))
         self.node.etcd_alarms = described
+
+    def lift_unfounded(self, found: tuple[Alarm, ...]) -> tuple[Alarm, ...]:
+        """Disarm the NOSPACE alarms if no member is near its quota; the alarms left."""
+        endpoints = self.etcd.endpoints
+        spaces, failed = etcd_compact.spaces(endpoints, self.http)
+        if not etcd_compact.unfounded(spaces, len(endpoints)):
+            why = "; ".join(failed)
+            if why and why != self.unread:
+                log.warning("%s keeps etcd's NOSPACE alarm: %s", self.node.org, why)
+            self.unread = why
+            return found
+        left = []
+        for alarm in found:
+            if alarm.kind != "NOSPACE":
+                left.append(alarm)
+                continue
+            if not etcd_compact.disarm(self.etcd, alarm):
+                continue  # another node lifted it first
+            self.disarmed.inc()
+            log.warning(
+                "%s disarmed etcd's NOSPACE alarm for member %x: no member's database is "
+                "near its quota (%s); raised by hand, or left after a defragmentation",
+                self.node.org,
+                alarm.member_id,
+                "; ".join(space.describe() for space in spaces),
+            )
+        return tuple(left)
 
     def prunable(self) -> int:
         """The height up to which blocks may leave etcd now (0: none)."""
@@ -183,7 +230,7 @@ class Compactor:
         node = self.node
         interval = node.config.compaction_interval
         tick = min(_ALARM_POLL, interval) if interval > 0 else _ALARM_POLL
-        while not node.stop_event.wait(tick):
+        while not node.stop_event.wait(min(tick, _ALARM_POLL_RAISED) if node.etcd_alarms else tick):
             now = time.monotonic()
             try:
                 self.check_alarms()

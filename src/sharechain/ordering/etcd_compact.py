@@ -23,6 +23,17 @@ Three steps, each safe to repeat:
 
 `alarms` reads `/v3/maintenance/alarm`, so a node reports a NOSPACE alarm in
 its health instead of failing its appends silently.
+
+etcd 3.4 lets any authenticated user raise an alarm, naming any member id
+(real or not), and one NOSPACE alarm stops every write in the cluster. So a
+NOSPACE alarm is judged against the members' databases: `spaces` reads each
+member's database size (`/v3/maintenance/status`) and space quota (its
+`/metrics` gauge `etcd_server_quota_backend_bytes`), and `unfounded` says
+whether every one of them is at least `HEADROOM` below its quota: then the
+alarm is bogus, or stale after an operator's compaction and defragmentation,
+and `disarm` may lift it. A NOSPACE that is real is never disarmed by this
+rule, and if it were, etcd raises it again at the first write that does not
+fit.
 """
 
 from __future__ import annotations
@@ -40,14 +51,19 @@ __all__ = [
     "DEFAULT_DEFRAG_INTERVAL",
     "DEFAULT_INTERVAL",
     "DEFAULT_KEEP_BLOCKS",
+    "HEADROOM",
     "Alarm",
     "Pruned",
+    "Space",
     "alarms",
     "compact",
     "defragment",
+    "disarm",
     "oldest_height",
     "prunable_height",
     "prune",
+    "spaces",
+    "unfounded",
 ]
 
 DEFAULT_INTERVAL = 30.0
@@ -56,6 +72,13 @@ DEFAULT_DEFRAG_INTERVAL = 600.0
 """Seconds between two defragmentations (each blocks a member's writes briefly)."""
 DEFAULT_KEEP_BLOCKS = 16
 """Blocks kept in etcd below the all-attested height, so a node a little behind reads etcd."""
+
+HEADROOM = 0.1
+"""A NOSPACE alarm is unfounded while every member's database is this share below its quota."""
+
+_QUOTA_METRIC = b"etcd_server_quota_backend_bytes "
+_METRICS_LIMIT = 4 * 1024 * 1024
+"""Bytes of a member's `/metrics` read at most (about 100 KiB in etcd 3.4)."""
 
 _BLOCK_DIGITS = 20  # as in etcd_log: zero-padded heights sort in height order
 
@@ -85,10 +108,25 @@ class Alarm:
         if self.kind == "NOSPACE":
             return (
                 f"etcd member {self.member_id:x} reached its space quota (NOSPACE): writes are "
-                "refused; compact and defragment, raise --quota-backend-bytes, then disarm "
-                "the alarm (etcdctl alarm disarm)"
+                "refused; compact and defragment (as etcd's root) or raise "
+                "--quota-backend-bytes: the nodes disarm the alarm once every member's "
+                "database is 10% below its quota"
             )
         return f"etcd member {self.member_id:x} raised alarm {self.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """One member's database against its space quota."""
+
+    endpoint: str
+    db_size: int
+    """Bytes of the member's database file (what etcd 3.4 holds against the quota)."""
+    quota: int
+    """The member's `--quota-backend-bytes`."""
+
+    def describe(self) -> str:
+        return f"{self.endpoint}: {self.db_size:,} of {self.quota:,} bytes"
 
 
 def prunable_height(
@@ -228,6 +266,61 @@ def alarms(log: EtcdLog) -> tuple[Alarm, ...]:
         if kind != "NONE":
             found.append(Alarm(int(entry.get("memberID", 0)), kind))
     return tuple(found)
+
+
+def disarm(log: EtcdLog, alarm: Alarm) -> bool:
+    """Lift one alarm; False if it was no longer raised."""
+    reply = log.call(
+        "/v3/maintenance/alarm",
+        {"action": "DEACTIVATE", "memberID": str(alarm.member_id), "alarm": alarm.kind},
+    )
+    return bool(reply.get("alarms"))
+
+
+def spaces(
+    endpoints: Iterable[str], client: httpx.Client, timeout: float = 5.0
+) -> tuple[tuple[Space, ...], tuple[str, ...]]:
+    """Each member's database size and quota; and the members that could not say, with why."""
+    found: list[Space] = []
+    failed: list[str] = []
+    for url in endpoints:
+        base = url.rstrip("/")
+        try:
+            reply = client.post(f"{base}/v3/maintenance/status", json={}, timeout=timeout)
+            reply.raise_for_status()
+            db_size = int(reply.json()["dbSize"])
+            quota = _quota(client, f"{base}/metrics", timeout)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            failed.append(f"{url}: {type(exc).__name__}: {exc}")
+            continue
+        found.append(Space(url, db_size, quota))
+    return tuple(found), tuple(failed)
+
+
+def unfounded(found: Iterable[Space], members: int) -> bool:
+    """True if more than half the `members` answered and each is `HEADROOM` below its quota.
+
+    A member that did not answer applies no writes meanwhile; if it is full
+    when it returns, it raises the alarm again at the first write it applies.
+    """
+    found = tuple(found)
+    answered = len(found) * 2 > members
+    return answered and all(s.db_size <= s.quota * (1 - HEADROOM) for s in found)
+
+
+def _quota(client: httpx.Client, url: str, timeout: float) -> int:
+    """The member's `etcd_server_quota_backend_bytes`, read from a bounded `/metrics`."""
+    text = bytearray()
+    with client.stream("GET", url, timeout=timeout) as reply:
+        reply.raise_for_status()
+        for chunk in reply.iter_bytes():
+            text += chunk
+            if len(text) > _METRICS_LIMIT:
+                break
+    for line in bytes(text[:_METRICS_LIMIT]).splitlines():
+        if line.startswith(_QUOTA_METRIC):
+            return int(float(line[len(_QUOTA_METRIC) :]))
+    raise ValueError("no etcd_server_quota_backend_bytes in its first 4 MiB of metrics")
 
 
 def _block_key(blocks: bytes, height: int) -> bytes:
