@@ -130,7 +130,10 @@ def _sharechain_options(argv: list[str]) -> tuple[Any, list[str]]:
     return command, [w for w in words if w.startswith("--")]
 
 
-@pytest.mark.parametrize("unit", ["sharechain-node.service", "sharechain-backup.service"])
+@pytest.mark.parametrize(
+    "unit",
+    ["sharechain-node.service", "sharechain-backup.service", "sharechain-etcd-revoke.service"],
+)
 def test_node_units_use_existing_commands_and_options(unit: str) -> None:
     argv = _exec_start(SYSTEMD / unit)
     assert argv[0].endswith("/sharechain")

@@ -8,6 +8,7 @@ real etcd and node processes) runs in tests/node/test_network_story.py (the demo
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,49 @@ def test_revoke_etcd_cuts_a_removed_member_off_for_good(tmp_path: Path) -> None:
         assert again.exit_code == 2 and "access to etcd was revoked" in again.output
     finally:
         net.etcd.stop()
+
+
+def test_a_local_network_revokes_a_removed_member_s_etcd_access_by_itself(
+    tmp_path: Path,
+) -> None:
+    base = tmp_path / "net"
+    net = LocalNetwork(base, orgs=3, ordering="etcd", node_options=("--log-level", "warning"))
+    assert net.etcd is not None
+    net.up(timeout=60)
+    try:
+        gone = "hospital-b"
+        files = net.etcd.client_tls(gone)  # its node's, password file included
+        assert files is not None and files.password_file is not None
+        kept = tmp_path / "hospital-b.password"
+        kept.write_text(files.password_file.read_text())
+        tls = EtcdTLS(files.ca_file, files.cert_file, files.key_file, gone, kept)
+        with EtcdLog(net.etcd.endpoints, timeout=3.0, tls=tls) as log:
+            assert log.head() >= 0
+        assert net.revoke_removed() == []  # nobody removed: nothing revoked
+
+        def admin(org: str) -> list[str]:
+            return ["--network", str(base / "network.json"), "--as", org, "--json"]
+
+        proposed = CliRunner().invoke(app, ["org", "remove", gone, *admin("hospital-a")])
+        assert proposed.exit_code == 0, proposed.output
+        pid = str(json.loads(proposed.output)["proposal"])
+        voted = CliRunner().invoke(app, ["org", "vote", pid, *admin("regulator")])
+        assert voted.exit_code == 0, voted.output
+        # What the supervisor of `network up` runs every few seconds.
+        revoked: list[str] = []
+        deadline = time.monotonic() + 30
+        while not revoked and time.monotonic() < deadline:
+            revoked = net.revoke_removed()
+            time.sleep(0.2)
+        assert revoked == [gone]
+        with (
+            EtcdLog(net.etcd.endpoints, timeout=3.0, tls=tls) as log,
+            pytest.raises(OrderingError, match=f"refused the login of user '{gone}'"),
+        ):
+            log.head()
+        again = CliRunner().invoke(app, ["network", "revoke-removed", "--dir", str(base)])
+        assert again.exit_code == 0 and "no removed organisation has etcd access" in again.output
+        issued = CliRunner().invoke(app, ["network", "issue-certs", gone, "--dir", str(base)])
+        assert issued.exit_code == 2 and "access to etcd was revoked" in issued.output
+    finally:
+        net.down()

@@ -9,23 +9,41 @@ needs both before its node can start with `node start --join URL`: the join
 hands out the etcd endpoints, never key material. `issue_member_certs` is
 that step (`sharechain network issue-certs`, `LocalNetwork.add_member`). A
 consortium with its own PKI issues the same two certificates from its CA.
+
+The other way round, an organisation the chain removes must lose its etcd
+user, or its node goes on reading the ordering log. `revoke_member_etcd` does
+it for one organisation of a local network (`sharechain network
+revoke-etcd`); `revoke_removed_etcd` (a local network) and
+`revoke_removed_users` (any cluster, as etcd's root) do it for every
+organisation a node's chain records as removed: the local network's
+supervisor runs the first every few seconds, and `sharechain network
+revoke-removed --every N` runs either beside a network.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from sharechain.api.client import NodeClient
 from sharechain.api.tls import DevelopmentCA, TlsFiles, issue_node_cert
 from sharechain.errors import ConfigError, OrderingError
 from sharechain.ledger.identities import check_org_id
-from sharechain.ordering.etcd_auth import add_users, delete_user
+from sharechain.ordering.etcd_auth import add_users, delete_user, list_users
 from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
-__all__ = ["MemberCerts", "issue_member_certs", "revoke_member_etcd"]
+__all__ = [
+    "MemberCerts",
+    "issue_member_certs",
+    "removed_organisations",
+    "revoke_member_etcd",
+    "revoke_removed_etcd",
+    "revoke_removed_users",
+]
 
 _NETWORK_FILE = "network.json"
 """The local network's description (`sharechain.node.launcher._NETWORK_FILE`)."""
@@ -123,6 +141,41 @@ def revoke_member_etcd(base: Path, org: str) -> bool:
             ) from None
     certs.revoke(org)
     return deleted
+
+
+def removed_organisations(client: NodeClient) -> set[str]:
+    """The organisations `client`'s node records as removed from the consortium."""
+    from sharechain.sharing.remote_chain import organisations  # the same layer, loaded late
+
+    return {o.id for o in organisations(client) if o.status == "removed"}
+
+
+def revoke_removed_etcd(base: Path, client: NodeClient) -> list[str]:
+    """Revoke the etcd access of every removed organisation of the network in `base`
+    that still has it (`revoke_member_etcd`), as `client`'s node reports the chain;
+    the organisations revoked now (none on a network without etcd authentication)."""
+    certs = DevCertificates(base / "etcd" / "tls", _ETCD_MEMBERS)
+    if not (certs.directory / "auth-enabled").exists():
+        return []
+    due = sorted(org for org in removed_organisations(client) if not certs.revoked(org))
+    for org in due:
+        revoke_member_etcd(base, org)
+    return due
+
+
+def revoke_removed_users(
+    client: NodeClient, root: httpx.Client, endpoints: Sequence[str]
+) -> list[str]:
+    """Delete the etcd user of every organisation `client`'s node records as removed;
+    `root` is logged in as etcd's root. The users deleted now."""
+    removed = removed_organisations(client)
+    try:
+        due = sorted(removed & list_users(root, endpoints))
+        for org in due:
+            delete_user(root, endpoints, org)
+    except OrderingError as exc:
+        raise ConfigError(f"could not revoke removed members' etcd users: {exc}") from None
+    return due
 
 
 def _endpoints(base: Path) -> list[str]:

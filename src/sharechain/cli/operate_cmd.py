@@ -18,9 +18,12 @@ CAs. It prints the `node start` command that uses them.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from sharechain.cli.common import (
@@ -36,6 +39,8 @@ from sharechain.cli.common import (
     handle_errors,
 )
 from sharechain.cli.target import Target, open_plane
+from sharechain.errors import ConfigError, SharechainError
+from sharechain.ordering.etcd_auth import ROOT
 
 __all__ = ["register", "status_lines"]
 
@@ -200,6 +205,110 @@ def revoke_etcd(
     console.print(f"{org}: {said}; its etcd access is revoked for good", highlight=False)
 
 
+def revoke_removed(
+    dir: Annotated[
+        Path,
+        typer.Option("--dir", help="Network directory (a local network), unless --etcd-endpoints."),
+    ] = Path(".sharechain-network"),
+    etcd_endpoints: Annotated[
+        str,
+        typer.Option(help="A deployment: comma-separated client URLs of the etcd members."),
+    ] = "",
+    etcd_ca: Annotated[Path | None, typer.Option(help="etcd's CA certificate (PEM).")] = None,
+    etcd_cert: Annotated[
+        Path | None, typer.Option(help="etcd root's client certificate (PEM).")
+    ] = None,
+    etcd_key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
+    etcd_password_file: Annotated[
+        Path | None, typer.Option(help="File with etcd root's password.")
+    ] = None,
+    every: Annotated[
+        float,
+        typer.Option(help="Check again every this many seconds until stopped (0: once)."),
+    ] = 0.0,
+    node: NodeOpt = None,
+    network: NetworkOpt = None,
+    key: KeyOpt = None,
+    as_org: SignerOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Cut every organisation the chain removed off etcd (its etcd user deleted).
+
+    The chain is read from a node: a local network's own (--dir), or --node URL
+    --key FILE beside a deployment, where etcd's root logs in with
+    --etcd-ca/--etcd-cert/--etcd-key/--etcd-password-file. With --every N it
+    keeps watching (a local network's supervisor does this by itself).
+    """
+    if every < 0:
+        fail("--every takes seconds (0: check once)")
+    check = _revoker(dir, etcd_endpoints, (etcd_ca, etcd_cert, etcd_key, etcd_password_file))
+    while True:
+        try:
+            if etcd_endpoints:
+                with open_plane(None, Target(node, network, key), as_org) as plane:
+                    if plane.client is None:
+                        fail("give the node that reads the chain: --node URL --key FILE")
+                    revoked = check(plane.client)
+            else:
+                revoked = check(None)
+        except SharechainError as exc:
+            if every == 0:
+                fail(str(exc))
+            console.print(f"[red]not checked[/] ({exc}); again in {every:g} s", highlight=False)
+            revoked = []
+        if json_out:
+            emit_json({"revoked": revoked})
+        else:
+            for org in revoked:
+                console.print(f"{org} was removed: its etcd user is deleted", highlight=False)
+            if every == 0 and not revoked:
+                console.print("no removed organisation has etcd access", highlight=False)
+        if every == 0:
+            return
+        time.sleep(every)
+
+
+def _revoker(
+    base: Path, endpoints: str, files: tuple[Path | None, ...]
+) -> Callable[[Any], list[str]]:
+    """What one check does: on a local network (`endpoints` empty) or as etcd's root."""
+    from sharechain.api.member_certs import revoke_removed_etcd, revoke_removed_users
+    from sharechain.cli.network_cmd import load_network, network_client
+    from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
+
+    if not endpoints:
+        if any(files):
+            fail(
+                "--etcd-ca, --etcd-cert, --etcd-key and --etcd-password-file "
+                "go with --etcd-endpoints"
+            )
+        base = base.resolve()
+        net = load_network(base)
+
+        def local(_: Any) -> list[str]:
+            failures = []
+            for spec in net["nodes"]:  # the first node that answers (a removed one does not)
+                try:
+                    with network_client(net, spec["org"]) as client:
+                        return revoke_removed_etcd(base, client)
+                except (SharechainError, OSError, httpx.HTTPError) as exc:
+                    failures.append(f"{spec['org']}: {exc}")
+            raise ConfigError(f"no node of the network in {base} answered: {'; '.join(failures)}")
+
+        return local
+    ca, cert, key, password = files
+    if ca is None or cert is None or key is None or password is None:
+        fail("--etcd-endpoints needs --etcd-ca, --etcd-cert, --etcd-key and --etcd-password-file")
+    root = EtcdTLS(ca, cert, key, ROOT, password)
+    urls = [e for e in endpoints.split(",") if e]
+
+    def deployed(client: Any) -> list[str]:
+        with etcd_http_client(root, timeout=10.0) as etcd:
+            return revoke_removed_users(client, etcd, urls)
+
+    return deployed
+
+
 def register(app: typer.Typer) -> None:
     # The `node` and `network` groups are attached by node_cmd and network_cmd.
     del app
@@ -209,3 +318,4 @@ def register(app: typer.Typer) -> None:
     node_app.command("status")(node_status)
     network_app.command("issue-certs")(issue_certs)
     network_app.command("revoke-etcd")(revoke_etcd)
+    network_app.command("revoke-removed")(revoke_removed)

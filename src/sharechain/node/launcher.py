@@ -42,10 +42,10 @@ from typing import IO, Any
 import httpx
 
 from sharechain.api.client import NodeClient, trust_ca
-from sharechain.api.member_certs import issue_member_certs
+from sharechain.api.member_certs import issue_member_certs, revoke_removed_etcd
 from sharechain.api.tls import DevelopmentCA, TlsFiles, create_ca, issue_node_cert
 from sharechain.crypto.keyfile import OrgKeys
-from sharechain.errors import ConfigError
+from sharechain.errors import ConfigError, SharechainError
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
 from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
@@ -204,6 +204,8 @@ class LocalNetwork:
         self._log_starts: dict[str, int] = {}
         self._joining: dict[str, str] = {}
         """Organisations added at runtime, with the member node they join through."""
+        self._unchecked = ""
+        """Why `revoke_removed` last found no node to ask (logged once)."""
         self.write_file(state="created")
 
     # -- the network file -----------------------------------------------------
@@ -360,6 +362,27 @@ class LocalNetwork:
             proc.kill()
             proc.wait(5)
         self._close_log(org)
+
+    def revoke_removed(self) -> list[str]:
+        """Cut the organisations the chain removed off etcd (`revoke_removed_etcd`), as the
+        first running node that answers reports the chain; those revoked now. The
+        supervisor calls it every few seconds, so a removal needs no operator step."""
+        if self.etcd is None:
+            return []
+        failures = []
+        for node in self.nodes:
+            if not self.is_running(node.org):
+                continue
+            try:
+                with self.client(node.org, timeout=5.0) as client:
+                    return revoke_removed_etcd(self.base, client)
+            except (SharechainError, OSError, httpx.HTTPError) as exc:
+                failures.append(f"{node.org}: {exc}")  # its node is down, or itself removed
+        why = "; ".join(failures)
+        if why and why != self._unchecked:
+            _log.warning("removed members' etcd access not checked: %s", why)
+        self._unchecked = why
+        return []
 
     def is_running(self, org: str) -> bool:
         proc = self._procs.get(org)

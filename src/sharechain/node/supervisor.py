@@ -6,6 +6,8 @@ development CA unless `--plain-http`), starts etcd and the nodes, writes
 the network file with `state: up`, and waits. SIGTERM or SIGINT (sent by
 `sharechain network down`) stops the nodes first, then etcd, and records
 `state: down`. On a start failure it records `state: failed` with the error.
+While it waits it revokes the etcd access of every organisation the chain
+removes, within `REVOKE_EVERY` seconds of the removal.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from types import FrameType
 from sharechain.errors import SharechainError
 from sharechain.node.launcher import LocalNetwork
 
-__all__ = ["main"]
+__all__ = ["REVOKE_EVERY", "main"]
+
+REVOKE_EVERY = 5.0
+"""Seconds between two checks for organisations the chain removed (their etcd
+access is then revoked: `LocalNetwork.revoke_removed`)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"network failed to start: {exc}", flush=True)
         return 1
     print(f"network up in {args.dir}", flush=True)
-    while not stop.wait(1.0):
-        pass
+    while not stop.wait(REVOKE_EVERY):
+        for org in net.revoke_removed():
+            print(f"{org} was removed from the consortium: its etcd access is revoked", flush=True)
     net.down()
     print("network down", flush=True)
     return 0

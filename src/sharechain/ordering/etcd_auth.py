@@ -46,6 +46,7 @@ __all__ = [
     "auth_enabled",
     "delete_user",
     "enable_auth",
+    "list_users",
 ]
 
 ROOT: Final = "root"
@@ -220,8 +221,12 @@ def enable_auth(
 def add_users(root: httpx.Client, endpoints: Iterable[str], users: dict[str, str]) -> None:
     """Create node users (name -> password) that do not exist yet; `root` is logged in as root."""
     endpoints = tuple(endpoints)
-    existing = set(_call(root, endpoints, "/v3/auth/user/list", {}).get("users") or [])
-    _add(root, endpoints, users, existing)
+    _add(root, endpoints, users, list_users(root, endpoints))
+
+
+def list_users(root: httpx.Client, endpoints: Iterable[str]) -> set[str]:
+    """The cluster's users, `root` among them; `root` is logged in as root."""
+    return set(_call(root, tuple(endpoints), "/v3/auth/user/list", {}).get("users") or [])
 
 
 def delete_user(root: httpx.Client, endpoints: Iterable[str], name: str) -> bool:
@@ -229,8 +234,7 @@ def delete_user(root: httpx.Client, endpoints: Iterable[str], name: str) -> bool
     if name == ROOT:
         raise ConfigError("the root user is not a node's; it cannot be deleted here")
     endpoints = tuple(endpoints)
-    existing = set(_call(root, endpoints, "/v3/auth/user/list", {}).get("users") or [])
-    if name not in existing:
+    if name not in list_users(root, endpoints):
         return False
     _call(root, endpoints, "/v3/auth/user/delete", {"name": name})
     return True
