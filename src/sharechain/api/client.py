@@ -355,6 +355,7 @@ class NodeClient:
         why: str,
         *,
         timeout: float | None = None,
+        total: float | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send a request and read its answer, refused (SharechainError) as soon as the
@@ -362,10 +363,17 @@ class NodeClient:
         sends is read in bounded memory, whatever it sends. The answer comes back
         read, its body decoded (`content`, `text` and `json()` work as usual)."""
         wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+        # httpx times each read, not the whole answer: with `total`, an answer dripped
+        # a byte at a time is cut off once it has taken that long.
+        deadline = None if total is None else time.monotonic() + total
         with self._http.stream(method, path, timeout=wait, **kwargs) as reply:
             limit = cap if reply.is_success else MAX_ERROR_BYTES
             content = bytearray()
             for chunk in reply.iter_bytes():
+                if deadline is not None and time.monotonic() > deadline:
+                    raise SharechainError(
+                        f"{self.base_url}{path}: the answer took longer than {total:.0f} s; refused"
+                    )
                 content += chunk
                 if len(content) > limit:
                     if not reply.is_success:  # an endless explanation: keep its start
@@ -461,6 +469,7 @@ class NodeClient:
                 content=encode({"txs": list(raws), "wait": wait, "timeout": timeout}),
                 headers={"Content-Type": _CBOR, "Accept": _CBOR},
                 timeout=timeout + 10.0,
+                total=timeout + 10.0,
             )
             if reply.status_code not in (415, 422):
                 _raise_for(reply)
@@ -475,6 +484,7 @@ class NodeClient:
             why,
             json={"txs": [r.hex() for r in raws], "wait": wait, "timeout": timeout},
             timeout=timeout + 10.0,
+            total=timeout + 10.0,
         )
         _raise_for(reply)
         return _json_receipts(reply)

@@ -32,8 +32,9 @@ from sharechain.api.client import NodeClient
 from sharechain.api.peer_client import PeerClient
 from sharechain.errors import OrderingError, SharechainError
 from sharechain.ledger.blocks import encode_block
+from sharechain.node.doubts import Doubts, Forward
 from sharechain.node.service import Node
-from sharechain.ordering.etcd_lease import Election
+from sharechain.ordering.etcd_lease import Election, Leader
 from sharechain.ordering.etcd_log import EtcdLog
 
 __all__ = ["builder", "elector", "etcd_builder"]
@@ -43,7 +44,6 @@ log = logging.getLogger("sharechain.node")
 _LOST_RACE_WAIT = 10.0
 _FOLLOW_POLL = 0.5
 """Seconds between a follower's reads of the leader key."""
-_FORWARD_TIMEOUT = 30.0
 _ELECTION_PATIENCE = 3.0
 """Seconds the leader key may stay unreadable before batches with no leader fail."""
 
@@ -65,6 +65,8 @@ def _take_batch(node: Node, max_wait: float | None = None) -> list[bytes]:
                 node.queue_cond.wait(cut_at - now)
             else:
                 node.queue_cond.wait(0.5)
+                if not node.queue:
+                    return []  # idle: the caller's loop looks around (`node.doubts`)
         batch: list[bytes] = []
         size = 0
         while node.queue and len(batch) < cfg.max_block_txs:
@@ -150,14 +152,19 @@ def etcd_builder(node: Node, etcd: EtcdLog, election: Election) -> None:
 def _etcd_build_loop(node: Node, etcd: EtcdLog) -> None:
     peers = dict(node.config.peers)
     clients: dict[str, PeerClient] = {}
+    timeout = node.config.forward_timeout
+    doubts = Doubts(timeout, lambda leader: node.metrics.leader_doubts.labels(leader.org).inc())
     # A few batches in flight to the leader at once: each waits for its commit there.
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{node.org}-forward")
     try:
         while not node.stop_event.is_set():
+            left_out = doubts.due(node.ledger.height, node.store.known_txs, etcd.head)
+            if left_out:
+                _requeue(node, left_out)
             # Batches go to a leader as they come: it cuts blocks itself, and waiting
             # here too only added `max_wait` to the latency of 3 transactions in 4.
             leader = node.leader
-            forwarding = leader is not None and leader.org != node.org and leader.org in peers
+            forwarding = _forwards_to(node, leader, peers, doubts)
             batch = _take_batch(node, 0.0 if forwarding else None)
             if not batch:
                 continue
@@ -165,16 +172,18 @@ def _etcd_build_loop(node: Node, etcd: EtcdLog) -> None:
                 node.fail(batch, OrderingError(f"the node stopped committing: {node.halted}"))
                 continue
             leader = node.leader
-            if leader is not None and (leader.org == node.org or leader.org not in peers):
-                # Not knowing where the leader listens, append ourselves: the
-                # compare-and-set keeps that safe, it only risks losing races.
+            if leader is not None and not _forwards_to(node, leader, peers, doubts):
+                # Leading, not knowing where the leader listens, or doubting it
+                # (`node.doubts`): append ourselves. The compare-and-set keeps that
+                # safe; it only risks losing races.
                 _build(node, etcd, batch)
             elif leader is not None:
                 client = clients.get(leader.org)
                 if client is None:
-                    client = PeerClient(node, peers[leader.org], timeout=_FORWARD_TIMEOUT)
+                    client = PeerClient(node, peers[leader.org], timeout=timeout)
                     clients[leader.org] = client
-                pool.submit(_forward, node, client.get(), leader.org, batch)
+                forward = doubts.sent(leader, batch)
+                pool.submit(_forward, node, client.get(), forward, doubts)
             elif node.election_error is not None:
                 node.fail(batch, OrderingError(node.election_error))
             else:  # an election is under way
@@ -186,22 +195,36 @@ def _etcd_build_loop(node: Node, etcd: EtcdLog) -> None:
             client.close()
 
 
-def _forward(node: Node, client: NodeClient, leader: str, batch: list[bytes]) -> None:
-    """Send a batch to the leader and wait until it is committed there."""
+def _forwards_to(node: Node, leader: Leader | None, peers: dict[str, str], doubts: Doubts) -> bool:
+    """Whether this node's batches go to `leader` rather than into its own blocks."""
+    return (
+        leader is not None
+        and leader.org != node.org
+        and leader.org in peers
+        and not doubts.doubts(leader)
+    )
+
+
+def _forward(node: Node, client: NodeClient, forward: Forward, doubts: Doubts) -> None:
+    """Send a batch to the leader and wait until it is committed there; a leader that
+    fails it is doubted (`node.doubts`), and the batch goes into this node's blocks."""
+    batch = forward.batch
     try:
-        client.submit(batch, wait=True, timeout=_FORWARD_TIMEOUT)
+        receipts = client.submit(batch, wait=True, timeout=node.config.forward_timeout)
+        doubts.answered(forward, [r.height for r in receipts])
         return
     except OrderingError as exc:
         if "quorum" in str(exc):
             # The leader could not reach etcd: what we would have seen ourselves.
+            doubts.drop(forward)
             node.fail(node.still_pending(batch), OrderingError(str(exc)))
             return
         problem = str(exc)
     except (httpx.HTTPError, SharechainError) as exc:
         problem = f"{type(exc).__name__}: {exc}"
-    # The leader died, stopped or stepped down: try again, with whoever leads next.
-    log.info("forwarding %d transactions to %s failed (%s); retrying", len(batch), leader, problem)
-    if not node.stop_event.wait(0.2):
+    # The leader died, stopped, stepped down, or does not order: this node appends the
+    # batch itself while it doubts this term (a new leader's is trusted again).
+    if doubts.failed(forward, problem) and not node.stop_event.wait(0.2):
         rest = node.still_pending(batch)
         if rest:
             _requeue(node, rest)

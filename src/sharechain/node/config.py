@@ -56,6 +56,9 @@ class NodeConfig:
     """etcd only: blocks kept in etcd below the height every member attested."""
     defrag_interval: float = etcd_compact.DEFAULT_DEFRAG_INTERVAL
     """etcd only: seconds between the leader's defragmentations of the etcd members."""
+    forward_timeout: float = 30.0
+    """etcd only: seconds a follower waits for the leader to commit a forwarded batch
+    before it appends the batch itself (`node.doubts`)."""
 
     def __post_init__(self) -> None:
         if self.ordering not in ORDERING_MODES:

@@ -43,6 +43,8 @@ class NodeMetrics:
     """Blocks left to commit while the node catches up (0 once it is current)."""
     catch_up_eta_seconds: Gauge
     """Seconds left at the rate so far while it catches up (0 once it is current)."""
+    leader_doubts: Counter
+    """Times this node stopped forwarding to a leader's term that failed its batches."""
 
     @classmethod
     def create(cls) -> NodeMetrics:
@@ -95,6 +97,13 @@ class NodeMetrics:
             Gauge(
                 "sharechain_catch_up_eta_seconds",
                 "Seconds left at the rate so far while the node catches up (0 once current)",
+                registry=r,
+            ),
+            Counter(
+                "sharechain_leader_doubts",
+                "Times this node appended around a leader that failed or falsely answered "
+                "a forwarded batch, by leader",
+                ["leader"],
                 registry=r,
             ),
         )
