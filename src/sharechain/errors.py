@@ -64,6 +64,11 @@ class ChainError(SharechainError):
         self.height = height
 
 
+class ClockSkewError(ChainError):
+    """A block's time is too far from this node's clock: a refusal another node, with
+    another clock, may not share (so the block is never voided for it)."""
+
+
 class TransactionRejectedError(SharechainError):
     """A transaction was committed with a validation code other than valid."""
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sharechain.errors import ChainError
+from sharechain.errors import ClockSkewError
 from sharechain.ledger.blocks import BlockHeader
 
 __all__ = ["DEFAULT_MAX_SKEW", "BlockClock"]
@@ -46,19 +46,19 @@ class BlockClock:
     then is a block too far in the past refused."""
 
     def check(self, header: BlockHeader) -> None:
-        """Raise `ChainError` if `header`'s time is too far from this clock."""
+        """Raise `ClockSkewError` (a `ChainError`) if `header`'s time is too far from this clock."""
         now_ms = int(self.now() * 1000)
         skew_ms = int(self.max_skew * 1000)
         ahead = header.timestamp - now_ms
         if ahead > skew_ms:
-            raise ChainError(
+            raise ClockSkewError(
                 f"block {header.height}: its time is {ahead / 1000:.1f} s ahead of this "
                 f"node's clock (at most {self.max_skew:g} s allowed); the orderer "
                 f"{header.orderer!r} or this node's clock is wrong: check both clocks (NTP)",
                 header.height,
             )
         if -ahead > skew_ms and self.live():
-            raise ChainError(
+            raise ClockSkewError(
                 f"block {header.height}: its time is {-ahead / 1000:.1f} s behind this "
                 f"node's clock (at most {self.max_skew:g} s allowed); the orderer "
                 f"{header.orderer!r} or this node's clock is wrong: check both clocks (NTP)",

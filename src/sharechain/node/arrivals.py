@@ -11,19 +11,33 @@ invalid block is a faulty orderer: either halts the node with an alert.
 From the etcd log (`apply_log_blocks`), a value that is not a member's
 signed block at all is a *foreign value* instead (`foreign_values`): it is
 handed back to the caller, which voids it, and the node does not halt.
+
+So is a member's signed block that fails validation for a reason every node
+shares (re-execution, roots, the orderer's standing: anything but its time
+against this node's clock), unless most peers have committed that height: one
+member must not halt the consortium by signing a bad block. The node waits a
+few polls of its peers' attestations first (`_faulty_block`); if more than
+half of the peers besides the block's orderer are past that height, the
+fault is this node's, and it halts as before. The
+block is kept as evidence (`<data dir>/evidence/`): it carries its orderer's
+signature.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from sharechain.api.client import NodeClient
-from sharechain.errors import ChainError, EncodingError, SharechainError
+from sharechain.errors import ChainError, ClockSkewError, EncodingError, SharechainError
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.execution import Execution
 from sharechain.node.catching_up import CatchUp, catching_up
@@ -77,11 +91,15 @@ def apply_log_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> tuple[i
 
     The blocks before the foreign value are committed; the node does not halt.
     """
-    return _apply(node, blocks, voidable=True)
+    return _apply(node, blocks, voidable=True, member_faults=True)
 
 
 def _apply(
-    node: Node, blocks: Sequence[tuple[int, bytes]], *, voidable: bool
+    node: Node,
+    blocks: Sequence[tuple[int, bytes]],
+    *,
+    voidable: bool,
+    member_faults: bool = False,
 ) -> tuple[int, Foreign | None]:
     with node.commit_lock:
         run, bad = _new_blocks(node, blocks)
@@ -95,12 +113,12 @@ def _apply(
         )
         with stream as s:
             for group in groups:
-                done, foreign = _commit_group(node, group, voidable, s)
+                done, foreign = _commit_group(node, group, voidable, s, member_faults)
                 committed += done
                 if foreign is not None or done < len(group) or node.halted is not None:
                     return committed, foreign
         if bad is not None and node.halted is None and node.ledger.height == bad[0] - 1:
-            foreign = _refuse(node, *bad, voidable)
+            foreign = _refuse(node, *bad, voidable, member_faults)
     return committed, foreign
 
 
@@ -168,6 +186,7 @@ def _commit_group(
     group: list[tuple[Block, bytes, Execution | None]],
     voidable: bool,
     stream: Stream | None = None,
+    member_faults: bool = False,
 ) -> tuple[int, Foreign | None]:
     """Commit a group (caller holds `commit_lock`), through `stream` if given; halts
     on an invalid block.
@@ -183,19 +202,84 @@ def _commit_group(
     except ChainError as exc:
         height = node.ledger.height + 1  # the blocks before it are committed
         data = next(d for b, d, _ in group if b.height == height)
-        foreign = _refuse(node, height, data, exc, voidable)
+        foreign = _refuse(node, height, data, exc, voidable, member_faults)
     return node.ledger.height - before, foreign
 
 
-def _refuse(node: Node, height: int, data: bytes, exc: Exception, voidable: bool) -> Foreign | None:
-    """An invalid value at `height`: a foreign value to void, or a faulty orderer (halt)."""
+def _refuse(
+    node: Node,
+    height: int,
+    data: bytes,
+    exc: Exception,
+    voidable: bool,
+    member_faults: bool = False,
+) -> Foreign | None:
+    """An invalid value at `height`: a foreign value to void, or a faulty orderer (halt).
+
+    With `member_faults` (the etcd log), a member's signed block refused for a reason
+    every node shares is voided too, unless a peer committed that height."""
     if voidable:
         reason = foreign_reason(node, height, data)
+        if reason is None and member_faults and not isinstance(exc, ClockSkewError):
+            reason = _faulty_block(node, height, data, exc)
         if reason is not None:
             return Foreign(height, data, reason)
     if node.halted is None:
         node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
     return None
+
+
+def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str | None:
+    """Why the member-signed block `data` may be voided; None if most peers committed
+    `height`.
+
+    Every honest node refuses it alike (its refusal does not hang on a clock), so
+    no honest node commits it. If more than half of the peers other than its
+    orderer have attested `height` or beyond, they committed a block there: this
+    node's own validation is then the odd one, and it halts rather than delete a
+    block others hold. Peers' attestations arrive with their polls: a few polls
+    are waited for first. The caller holds the commit lock.
+    """
+    deadline = time.monotonic() + 2 * node.config.poll_interval + 1.0
+    while not node.stop_event.wait(0.1) and time.monotonic() < deadline:
+        pass
+    orderer = decode_block(data).header.orderer
+    others = [p for p in node.book.peers() if p.org != orderer]  # its own word proves nothing
+    ahead = sorted(p.org for p in others if p.height >= height)
+    if len(ahead) * 2 > len(others):
+        log.error(
+            "ALERT %s refuses block %d signed by %s (%s), which %s committed: halting",
+            node.org,
+            height,
+            orderer,
+            exc,
+            ", ".join(ahead),
+        )
+        return None
+    evidence = _keep_evidence(node, height, orderer, data)
+    log.error(
+        "ALERT %s: member %s signed block %d, which fails validation (%s); voided so the "
+        "chain goes on, the signed block kept as evidence in %s",
+        node.org,
+        orderer,
+        height,
+        exc,
+        evidence,
+    )
+    return f"a block signed by member {orderer} that fails validation ({exc})"
+
+
+def _keep_evidence(node: Node, height: int, orderer: str, data: bytes) -> Path:
+    """Write the signed block `data` under `<data dir>/evidence/` (once per content)."""
+    folder = Path(node.config.data_dir) / "evidence"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = folder / f"invalid-block-{height}-{orderer}-{digest}.block"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
 
 
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:

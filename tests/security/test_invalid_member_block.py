@@ -1,0 +1,107 @@
+"""Attack 41: a member signs an invalid block, and every node that follows the log halts.
+
+A member's node may append to the ordering log (any member may lead). A
+block it signs that fails validation (here: transactions already committed,
+marked valid) used to halt every node as a faulty orderer, so one member
+stopped the consortium. Now every node refuses it alike, waits a few polls
+for its peers' attestations, finds no majority past that height, keeps the
+signed block as evidence and voids it; the leader appends there and the
+chain goes on. Real nodes on a real 3-member etcd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+
+from node_helpers import Consortium, Running, shutdown
+from test_replication import _records, wait_until
+
+from sharechain.ledger.blocks import decode_block, encode_block, make_block, sign_header
+from sharechain.node.server import ServerThread
+from sharechain.node.service import Node, NodeConfig
+from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_process import EtcdCluster, free_ports
+
+HOSTILE = "bank-b"
+HONEST = ("hospital-a", "regulator")
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
+    consortium = Consortium.make(tmp_path)
+    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
+        ports = dict(zip(HONEST, free_ports(len(HONEST)), strict=True))
+        running: dict[str, Running] = {}
+        try:
+            for org in HONEST:
+                node = Node(
+                    NodeConfig(
+                        data_dir=consortium.node_dir(org),
+                        org=org,
+                        ordering="etcd",
+                        etcd_endpoints=cluster.endpoints,
+                        peers=tuple(
+                            (o, f"http://127.0.0.1:{p}") for o, p in ports.items() if o != org
+                        ),
+                        max_wait=0.01,
+                        poll_interval=0.5,
+                    )
+                )
+                node.start()
+                running[org] = Running(
+                    node, ServerThread(node, port=ports[org]).start(), consortium
+                )
+            yield cluster, consortium, running
+        finally:
+            for r in running.values():
+                shutdown(r)
+
+
+def _replayed_block(consortium: Consortium, running: Running) -> tuple[int, bytes]:
+    """The next height's block, signed by the hostile member with its real key, holding
+    the last block's transactions again (each already committed) marked valid."""
+    last = running.node.store.block_bytes(running.node.ledger.height)
+    assert last is not None
+    template = decode_block(last)
+    header = dataclasses.replace(
+        template.header,
+        height=template.header.height + 1,
+        prev_hash=template.hash(),
+        orderer=HOSTILE,
+    )
+    key = consortium.keys(HOSTILE).signing
+    block = make_block(header, sign_header(header, key), template.txs, template.results)
+    return header.height, encode_block(block)
+
+
+def test_a_member_s_invalid_block_is_voided_and_nobody_halts(
+    network: tuple[EtcdCluster, Consortium, dict[str, Running]],
+) -> None:
+    cluster, consortium, running = network
+    a = running["hospital-a"]
+    wait_until(lambda: all(r.node.leader is not None for r in running.values()))
+    with a.client() as client:
+        assert {r.code for r in client.submit(_records(consortium, "hospital-a", 3))} == {"valid"}
+    wait_until(lambda: len({r.node.ledger.height for r in running.values()}) == 1)
+    height, bad = _replayed_block(consortium, a)
+    with EtcdLog(cluster.endpoints) as log:
+        assert log.append(height, bad)  # the hostile member's node appends it
+    with a.client() as client:
+        receipts = client.submit(_records(consortium, "hospital-a", 4, tag=5), timeout=30)
+    assert {r.code for r in receipts} == {"valid"} and {r.height for r in receipts} == {height}
+    wait_until(lambda: all(r.node.ledger.height >= height for r in running.values()))
+    heads = {r.node.store.head() for r in running.values()}
+    assert len(heads) == 1 and not any(r.node.halted for r in running.values())
+    with EtcdLog(cluster.endpoints) as log:
+        assert log.get(height) != bad
+    # The hostile member's signed block is kept as evidence, and it verifies as its.
+    for org in HONEST:
+        (kept,) = (consortium.node_dir(org) / "evidence").glob(f"invalid-block-{height}-*")
+        assert kept.read_bytes() == bad and HOSTILE in kept.name
