@@ -278,6 +278,48 @@ def elector(node: Node, election: Election) -> None:
                 election.revoke(lease)
 
 
+def _mend_log(node: Node, etcd: EtcdLog, log_head: int) -> int:
+    """Put the ordering log back in step with this node's committed chain; its head after.
+
+    Only `append` moves `head`, together with its block, so a log that lacks
+    blocks this node committed (an etcd client deleted them, as `void` does), or
+    whose `head` is not the last block (written by hand), would refuse every
+    append: its next height "not in the log yet", or "taken" by a block that
+    never comes. The leader puts its own signed blocks back and `head` on its
+    height (`EtcdLog.move_head`, which checks the block there is this node's and
+    none is above it); a different block at a height stops it.
+    """
+    height = node.ledger.height
+    if log_head > height and etcd.get(height + 1) is not None:
+        return log_head  # blocks this node has not got yet: the usual case
+    mended = []
+    for k in range(max(log_head + 1, 1), height + 1):
+        ours, there = node.store.block_bytes(k), etcd.get(k)
+        if ours is None or (there is not None and there != ours):
+            break
+        if there is None:
+            below = node.store.block_bytes(k - 1) or b""
+            current = etcd.head()
+            if current != k - 1 and not etcd.move_head(current, k - 1, below):
+                break
+            if not etcd.append(k, ours):
+                break
+            mended.append(k)
+    current, tip = etcd.head(), node.store.block_bytes(height)
+    moved = current != height and tip is not None and etcd.move_head(current, height, tip)
+    if mended or moved:
+        log.warning(
+            "the ordering log was not in step with this node's chain (head %d, this node "
+            "%d): an etcd client changed it; %d blocks put back from this node's store, "
+            "head set to %d",
+            log_head,
+            height,
+            len(mended),
+            etcd.head(),
+        )
+    return etcd.head()
+
+
 def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
     # Building on a head the log has already passed is wasted work: catch up first.
     # (Not needed right after appending our own block at our height: a leader
@@ -285,6 +327,8 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
     mine, head = node.last_appended, node.store.head()
     in_step = mine is not None and head is not None and mine[2].hash() == head.hash
     log_head = node.ledger.height if in_step else etcd.head()
+    if log_head != node.ledger.height and not in_step:
+        log_head = _mend_log(node, etcd, log_head)
     if log_head > node.ledger.height:
         node.log_is_mine = False
         _requeue(node, batch)
@@ -305,8 +349,11 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
     node.last_appended = (block.height, data, block, ex)
     try:
         won = etcd.append(block.height, data)
-    except OrderingError:
+    except OrderingError as exc:
         node.log_is_mine = False  # the block may have landed: the watch finds out
+        if "is not in the log yet" in str(exc):
+            _requeue(node, batch)  # the log lost blocks this node holds: mended next
+            return
         raise
     if won:
         node.metrics.blocks_appended.labels("won").inc()

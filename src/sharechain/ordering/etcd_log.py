@@ -214,6 +214,28 @@ class EtcdLog:
             f"(head is {self.head()}); append heights in order"
         )
 
+    def move_head(self, claimed: int, height: int, data: bytes) -> bool:
+        """Set `head` from `claimed` to `height`, if it still says `claimed`, `data` sits at
+        `height` and no block above it. `append` moves `head` with its block, so a
+        `head` elsewhere was written by hand, and it would refuse every append. True
+        if it was set."""
+        at, above = _b64(self._block_key(height)), _b64(self._block_key(height + 1))
+        compare: list[Json] = [
+            {
+                "key": _b64(self._head_key),
+                "target": "VALUE",
+                "result": "EQUAL",
+                "value": _b64(str(claimed).encode()),
+            },
+            {"key": at, "target": "VALUE", "result": "EQUAL", "value": _b64(data)},
+            {"key": above, "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
+        ]
+        success: list[Json] = [
+            {"request_put": {"key": _b64(self._head_key), "value": _b64(str(height).encode())}}
+        ]
+        reply = self._gateway.post("/v3/kv/txn", {"compare": compare, "success": success})
+        return bool(reply.get("succeeded"))
+
     def void(self, height: int, data: bytes) -> bool:
         """Remove `data` from `height` if it is still there; True if it was removed.
 
