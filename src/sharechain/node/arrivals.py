@@ -237,8 +237,9 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
     no honest node commits it. If more than half of the peers other than its
     orderer have attested `height` or beyond, they committed a block there: this
     node's own validation is then the odd one, and it halts rather than delete a
-    block others hold. Peers' attestations arrive with their polls: a few polls
-    are waited for first. The caller holds the commit lock.
+    block others hold. With no peer but the orderer to judge by, it halts too.
+    Peers' attestations arrive with their polls: a few polls are waited for first.
+    The caller holds the commit lock.
     """
     deadline = time.monotonic() + 2 * node.config.poll_interval + 1.0
     while not node.stop_event.wait(0.1) and time.monotonic() < deadline:
@@ -246,14 +247,16 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
     orderer = decode_block(data).header.orderer
     others = [p for p in node.book.peers() if p.org != orderer]  # its own word proves nothing
     ahead = sorted(p.org for p in others if p.height >= height)
-    if len(ahead) * 2 > len(others):
+    if not others or len(ahead) * 2 > len(others):
         log.error(
-            "ALERT %s refuses block %d signed by %s (%s), which %s committed: halting",
+            "ALERT %s refuses block %d signed by %s (%s), which %s: halting",
             node.org,
             height,
             orderer,
             exc,
-            ", ".join(ahead),
+            f"{', '.join(ahead)} committed"
+            if ahead
+            else "no peer but its orderer could confirm as invalid",
         )
         return None
     evidence = _keep_evidence(node, height, orderer, data)
