@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import node_data_dir
 from sharechain.node.server import ServerThread
 from sharechain.node.service import Node, NodeConfig
+from sharechain.ordering.etcd_process import EtcdCluster, free_ports
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 
 ORGS = (
@@ -58,10 +60,46 @@ class Running:
 
 
 def run_node(consortium: Consortium, org: str, **options: object) -> Running:
+    """A node of `org` serving on 127.0.0.1 (`port=` a given port, else a free one)."""
+    port = options.pop("port", 0)
+    assert isinstance(port, int)
     node = Node(NodeConfig(data_dir=consortium.node_dir(org), org=org, **options))  # type: ignore[arg-type]
     node.start()
-    server = ServerThread(node).start()
+    server = ServerThread(node, port=port).start()
     return Running(node, server, consortium)
+
+
+def etcd_nodes(
+    consortium: Consortium,
+    cluster: EtcdCluster,
+    orgs: Sequence[str],
+    *,
+    tls: bool = False,
+    **options: object,
+) -> dict[str, Running]:
+    """A node of each of `orgs` ordering on `cluster`, each with the others as peers
+    (with its organisation's etcd files when `tls`); stop them with `shutdown`."""
+    ports = dict(zip(orgs, free_ports(len(orgs)), strict=True))
+    running: dict[str, Running] = {}
+    try:
+        for org in orgs:
+            peers = tuple((o, f"http://127.0.0.1:{p}") for o, p in ports.items() if o != org)
+            settings: dict[str, object] = {"max_wait": 0.01, "poll_interval": 0.5, **options}
+            running[org] = run_node(
+                consortium,
+                org,
+                port=ports[org],
+                ordering="etcd",
+                etcd_endpoints=cluster.endpoints,
+                etcd_tls=cluster.client_tls(org) if tls else None,
+                peers=peers,
+                **settings,
+            )
+    except BaseException:
+        for started in running.values():
+            shutdown(started)
+        raise
+    return running
 
 
 def shutdown(running: Running) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import Consortium, Running, run_node, shutdown
+from node_helpers import Consortium, Running, etcd_nodes, shutdown
 from test_replication import _records, wait_until
 
 from sharechain.ordering.etcd_log import EtcdLog
@@ -34,17 +34,8 @@ NODES = ("hospital-a", "regulator")
 def network(tmp_path: Path) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
     consortium = Consortium.make(tmp_path)
     with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
-        running: dict[str, Running] = {}
+        running = etcd_nodes(consortium, cluster, NODES)
         try:
-            for org in NODES:
-                running[org] = run_node(
-                    consortium,
-                    org,
-                    ordering="etcd",
-                    etcd_endpoints=cluster.endpoints,
-                    max_wait=0.01,
-                    poll_interval=0.5,
-                )
             yield cluster, consortium, running
         finally:
             for r in running.values():

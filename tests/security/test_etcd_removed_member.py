@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import ORGS, Consortium, Running, run_node, shutdown
+from node_helpers import ORGS, Consortium, Running, etcd_nodes, shutdown
 from test_replication import _records, wait_until
 
 from sharechain.cli.main import app
@@ -38,18 +38,8 @@ REMOVED = "bank-b"
 def network(tmp_path: Path) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
     consortium = Consortium.make(tmp_path)
     with EtcdCluster(tmp_path / "etcd", members=3, tls=True) as cluster:
-        running: dict[str, Running] = {}
+        running = etcd_nodes(consortium, cluster, [spec.id for spec in ORGS], tls=True)
         try:
-            for spec in ORGS:
-                running[spec.id] = run_node(
-                    consortium,
-                    spec.id,
-                    ordering="etcd",
-                    etcd_endpoints=cluster.endpoints,
-                    etcd_tls=cluster.client_tls(spec.id),
-                    max_wait=0.01,
-                    poll_interval=0.5,
-                )
             yield cluster, consortium, running
         finally:
             for r in running.values():

@@ -20,14 +20,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import Consortium, Running, shutdown
+from node_helpers import Consortium, Running, etcd_nodes, shutdown
 from test_replication import _records, wait_until
 
 from sharechain.ledger.blocks import decode_block, encode_block, make_block, sign_header
-from sharechain.node.server import ServerThread
-from sharechain.node.service import Node, NodeConfig
 from sharechain.ordering.etcd_log import EtcdLog
-from sharechain.ordering.etcd_process import EtcdCluster, free_ports
+from sharechain.ordering.etcd_process import EtcdCluster
 
 HOSTILE = "bank-b"
 HONEST = ("hospital-a", "regulator")
@@ -37,27 +35,8 @@ HONEST = ("hospital-a", "regulator")
 def network(tmp_path: Path) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
     consortium = Consortium.make(tmp_path)
     with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
-        ports = dict(zip(HONEST, free_ports(len(HONEST)), strict=True))
-        running: dict[str, Running] = {}
+        running = etcd_nodes(consortium, cluster, HONEST)
         try:
-            for org in HONEST:
-                node = Node(
-                    NodeConfig(
-                        data_dir=consortium.node_dir(org),
-                        org=org,
-                        ordering="etcd",
-                        etcd_endpoints=cluster.endpoints,
-                        peers=tuple(
-                            (o, f"http://127.0.0.1:{p}") for o, p in ports.items() if o != org
-                        ),
-                        max_wait=0.01,
-                        poll_interval=0.5,
-                    )
-                )
-                node.start()
-                running[org] = Running(
-                    node, ServerThread(node, port=ports[org]).start(), consortium
-                )
             yield cluster, consortium, running
         finally:
             for r in running.values():
