@@ -118,6 +118,7 @@ def create_app(
     node.nonces.per_member = limits.signed_in_flight_per_member
     app.state.uploads = Uploads(per_member=limits.upload_sessions_per_member)
     app.state.uploads.sweep(delivery.blobs_of(node), at_start=True)  # leftovers of a crash
+    node.on_close(app.state.uploads.close)  # part files kept, open files closed
     app.state.key_sessions = KeySessions(
         limits.key_sessions_per_caller, path=node.config.data_dir / SESSIONS_FILE
     )

@@ -56,7 +56,7 @@ from sharechain.api.problems import (
 from sharechain.api.ranges import parse_range
 from sharechain.api.refusals import MAX_CHUNK_BYTES
 from sharechain.api.serving import Auth, Caller, NodeDep, ServingNode, UploadsDep
-from sharechain.errors import AccessDeniedError, NotFoundError
+from sharechain.errors import AccessDeniedError, NotFoundError, TooLargeError
 from sharechain.sharing.replica_quota import ReplicaQuota, check_push
 from sharechain.sharing.replicas import may_delete, may_read, may_write
 from sharechain.sharing.shredding import (
@@ -234,9 +234,13 @@ async def put_blob(
     body = await request.body()
     if who.org != node.org:  # a replica its owner pushes: bounded, and within its quota
         quota = ReplicaQuota.of(node.store, node.datadir, node.org)
-        await run_in_threadpool(
-            check_push, quota, who.org, raw, offset, body, part_path(store, raw)
-        )
+        try:
+            await run_in_threadpool(
+                check_push, quota, who.org, raw, offset, body, part_path(store, raw)
+            )
+        except TooLargeError:
+            uploads.abandon(store, raw.hex())  # refused for good: its part and session go
+            raise
     return _reply(await uploads.receive_chunk(store, raw, offset, body, final))
 
 

@@ -279,6 +279,13 @@ class Uploads:
             raise ValueError("the final chunk names the digest")
         return await self._receive(store, f"id-{upload}", digest, offset, body, final)
 
+    def abandon(self, store: BlobStore, name: str) -> None:
+        """End the session of `name` (if open) and delete its part: the upload was refused."""
+        with self._guard:
+            session = self._sessions.get(str(store.root / name))
+        if session is not None:
+            self._end(session, discard=True)
+
     def close(self) -> None:
         """Close every session, keeping the part files (as a stopping node does)."""
         with self._guard:
