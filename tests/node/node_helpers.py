@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +122,19 @@ def committed_and_a_lie(running: Running, liar: str = "bank-b") -> tuple[Head, S
     assert head is not None
     lie = Head(head.height, head.hash, b"\x02" * 32, head.timestamp)
     return head, running.consortium.keys(liar).signing, lie
+
+
+@contextmanager
+def etcd_network(
+    base: Path, orgs: Sequence[str], *, tls: bool = False
+) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
+    """A fresh consortium under `base`, a 3-member etcd cluster and a node of each of
+    `orgs` ordering on it (`etcd_nodes`); everything stops on exit."""
+    consortium = Consortium.make(base)
+    with EtcdCluster(base / "etcd", members=3, tls=tls) as cluster:
+        running = etcd_nodes(consortium, cluster, orgs, tls=tls)
+        try:
+            yield cluster, consortium, running
+        finally:
+            for started in running.values():
+                shutdown(started)

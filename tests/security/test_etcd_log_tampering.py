@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import Consortium, Running, etcd_nodes, shutdown
+from node_helpers import Consortium, Running, etcd_network
 from test_replication import _records, wait_until
 
 from sharechain.ordering.etcd_log import EtcdLog
@@ -32,14 +32,8 @@ NODES = ("hospital-a", "regulator")
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
-    consortium = Consortium.make(tmp_path)
-    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
-        running = etcd_nodes(consortium, cluster, NODES)
-        try:
-            yield cluster, consortium, running
-        finally:
-            for r in running.values():
-                shutdown(r)
+    with etcd_network(tmp_path, NODES) as started:
+        yield started
 
 
 def _set_head(log: EtcdLog, height: int) -> None:

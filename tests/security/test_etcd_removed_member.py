@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import ORGS, Consortium, Running, etcd_nodes, shutdown
+from node_helpers import ORGS, Consortium, Running, etcd_network
 from test_replication import _records, wait_until
 
 from sharechain.cli.main import app
@@ -36,14 +36,8 @@ REMOVED = "bank-b"
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
-    consortium = Consortium.make(tmp_path)
-    with EtcdCluster(tmp_path / "etcd", members=3, tls=True) as cluster:
-        running = etcd_nodes(consortium, cluster, [spec.id for spec in ORGS], tls=True)
-        try:
-            yield cluster, consortium, running
-        finally:
-            for r in running.values():
-                shutdown(r)
+    with etcd_network(tmp_path, [spec.id for spec in ORGS], tls=True) as started:
+        yield started
 
 
 def _cli(*args: str) -> tuple[int, str]:

@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import Consortium, Running, etcd_nodes, shutdown
+from node_helpers import Consortium, Running, etcd_network
 from test_replication import _records, wait_until
 
 from sharechain.ledger.blocks import decode_block, encode_block, make_block, sign_header
@@ -33,14 +33,8 @@ HONEST = ("hospital-a", "regulator")
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
-    consortium = Consortium.make(tmp_path)
-    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
-        running = etcd_nodes(consortium, cluster, HONEST)
-        try:
-            yield cluster, consortium, running
-        finally:
-            for r in running.values():
-                shutdown(r)
+    with etcd_network(tmp_path, HONEST) as started:
+        yield started
 
 
 def _replayed_block(consortium: Consortium, running: Running) -> tuple[int, bytes]:

@@ -23,7 +23,7 @@ revoke-removed --every N` runs either beside a network.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import httpx
 
 from sharechain.api.client import NodeClient
 from sharechain.api.tls import DevelopmentCA, TlsFiles, issue_node_cert
-from sharechain.errors import ConfigError, OrderingError
+from sharechain.errors import ConfigError, OrderingError, SharechainError
 from sharechain.ledger.identities import check_org_id
 from sharechain.ordering.etcd_auth import add_users, delete_user, list_users
 from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
@@ -42,6 +42,7 @@ __all__ = [
     "removed_organisations",
     "revoke_member_etcd",
     "revoke_removed_etcd",
+    "revoke_removed_etcd_asking",
     "revoke_removed_users",
 ]
 
@@ -161,6 +162,22 @@ def revoke_removed_etcd(base: Path, client: NodeClient) -> list[str]:
     for org in due:
         revoke_member_etcd(base, org)
     return due
+
+
+def revoke_removed_etcd_asking(
+    base: Path, clients: Iterable[tuple[str, Callable[[], NodeClient]]]
+) -> list[str]:
+    """`revoke_removed_etcd`, reading the chain from the first of `clients` (organisation,
+    client maker) whose node answers: a node that is down, or whose organisation was
+    itself removed, does not. `ConfigError` with each one's reason if none answered."""
+    failures = []
+    for org, make in clients:
+        try:
+            with make() as client:
+                return revoke_removed_etcd(base, client)
+        except (SharechainError, OSError, httpx.HTTPError) as exc:
+            failures.append(f"{org}: {exc}")
+    raise ConfigError(f"no node of the network in {base} answered: {'; '.join(failures)}")
 
 
 def revoke_removed_users(

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from sharechain.cli.common import (
@@ -39,10 +39,13 @@ from sharechain.cli.common import (
     handle_errors,
 )
 from sharechain.cli.target import Target, open_plane
-from sharechain.errors import ConfigError, SharechainError
+from sharechain.errors import SharechainError
 from sharechain.ordering.etcd_auth import ROOT
 
 __all__ = ["register", "status_lines"]
+
+NetworkDirOpt = Annotated[Path, typer.Option("--dir", help="Network directory.", show_default=True)]
+_NETWORK_DIR = Path(".sharechain-network")
 
 
 def _bytes(n: int | None) -> str:
@@ -115,9 +118,7 @@ def node_status(
 
 def issue_certs(
     org: Annotated[str, typer.Argument(help="The newly admitted organisation.")],
-    dir: Annotated[
-        Path, typer.Option("--dir", help="Network directory.", show_default=True)
-    ] = Path(".sharechain-network"),
+    dir: NetworkDirOpt = _NETWORK_DIR,
     json_out: JsonOpt = False,
 ) -> None:
     """Issue a newly admitted organisation's etcd client (and HTTPS) certificates.
@@ -180,9 +181,7 @@ def issue_certs(
 
 def revoke_etcd(
     org: Annotated[str, typer.Argument(help="The organisation the consortium removed.")],
-    dir: Annotated[
-        Path, typer.Option("--dir", help="Network directory.", show_default=True)
-    ] = Path(".sharechain-network"),
+    dir: NetworkDirOpt = _NETWORK_DIR,
     json_out: JsonOpt = False,
 ) -> None:
     """Cut a removed organisation's node off from the network's etcd.
@@ -272,7 +271,7 @@ def _revoker(
     base: Path, endpoints: str, files: tuple[Path | None, ...]
 ) -> Callable[[Any], list[str]]:
     """What one check does: on a local network (`endpoints` empty) or as etcd's root."""
-    from sharechain.api.member_certs import revoke_removed_etcd, revoke_removed_users
+    from sharechain.api.member_certs import revoke_removed_etcd_asking, revoke_removed_users
     from sharechain.cli.network_cmd import load_network, network_client
     from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
 
@@ -286,14 +285,8 @@ def _revoker(
         net = load_network(base)
 
         def local(_: Any) -> list[str]:
-            failures = []
-            for spec in net["nodes"]:  # the first node that answers (a removed one does not)
-                try:
-                    with network_client(net, spec["org"]) as client:
-                        return revoke_removed_etcd(base, client)
-                except (SharechainError, OSError, httpx.HTTPError) as exc:
-                    failures.append(f"{spec['org']}: {exc}")
-            raise ConfigError(f"no node of the network in {base} answered: {'; '.join(failures)}")
+            clients = ((n["org"], partial(network_client, net, n["org"])) for n in net["nodes"])
+            return revoke_removed_etcd_asking(base, clients)
 
         return local
     ca, cert, key, password = files

@@ -36,16 +36,17 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
 from sharechain.api.client import NodeClient, trust_ca
-from sharechain.api.member_certs import issue_member_certs, revoke_removed_etcd
+from sharechain.api.member_certs import issue_member_certs, revoke_removed_etcd_asking
 from sharechain.api.tls import DevelopmentCA, TlsFiles, create_ca, issue_node_cert
 from sharechain.crypto.keyfile import OrgKeys
-from sharechain.errors import ConfigError, SharechainError
+from sharechain.errors import ConfigError
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
 from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
@@ -369,20 +370,18 @@ class LocalNetwork:
         supervisor calls it every few seconds, so a removal needs no operator step."""
         if self.etcd is None:
             return []
-        failures = []
-        for node in self.nodes:
-            if not self.is_running(node.org):
-                continue
-            try:
-                with self.client(node.org, timeout=5.0) as client:
-                    return revoke_removed_etcd(self.base, client)
-            except (SharechainError, OSError, httpx.HTTPError) as exc:
-                failures.append(f"{node.org}: {exc}")  # its node is down, or itself removed
-        why = "; ".join(failures)
-        if why and why != self._unchecked:
-            _log.warning("removed members' etcd access not checked: %s", why)
-        self._unchecked = why
-        return []
+        running = [n.org for n in self.nodes if self.is_running(n.org)]
+        try:
+            revoked = revoke_removed_etcd_asking(
+                self.base, ((org, partial(self.client, org, timeout=5.0)) for org in running)
+            )
+        except ConfigError as exc:
+            if str(exc) != self._unchecked:  # logged once while it lasts
+                _log.warning("removed members' etcd access not checked: %s", exc)
+            self._unchecked = str(exc)
+            return []
+        self._unchecked = ""
+        return revoked
 
     def is_running(self, org: str) -> bool:
         proc = self._procs.get(org)
