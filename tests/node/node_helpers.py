@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,10 +62,13 @@ class Running:
 
 
 def run_node(consortium: Consortium, org: str, **options: object) -> Running:
-    """A node of `org` serving on 127.0.0.1 (`port=` a given port, else a free one)."""
+    """A node of `org` serving on 127.0.0.1 (`port=` a given port, else a free one;
+    `now=` the wall clock it reads, else the true one)."""
     port = options.pop("port", 0)
-    assert isinstance(port, int)
-    node = Node(NodeConfig(data_dir=consortium.node_dir(org), org=org, **options))  # type: ignore[arg-type]
+    now = options.pop("now", time.time)
+    assert isinstance(port, int) and callable(now)
+    config = NodeConfig(data_dir=consortium.node_dir(org), org=org, **options)  # type: ignore[arg-type]
+    node = Node(config, now=now)
     node.start()
     server = ServerThread(node, port=port).start()
     return Running(node, server, consortium)

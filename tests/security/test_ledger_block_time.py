@@ -75,6 +75,36 @@ def test_a_block_from_the_past_is_refused_while_live(tmp_path: Path) -> None:
     assert follower.height == 1
 
 
+def test_a_block_between_half_the_bound_and_the_bound_is_uncertain(tmp_path: Path) -> None:
+    emb, _ = _chain(tmp_path)
+    live = [True]
+    clock = BlockClock(lambda: NOW, 30.0, live=lambda: live[0])
+    at = {s: _block_at(emb, int((NOW + s) * 1000)).header for s in (-31, -16, -14, 14, 16, 30, 31)}
+    assert [s for s, h in at.items() if clock.uncertain(h)] == [-16, 16, 30]
+    live[0] = False  # catching up: an old block is expected, neither uncertain nor refused
+    assert not clock.uncertain(at[-16])
+    clock.check(at[-31])
+
+
+def test_a_settled_block_is_not_held_to_the_bound_again(tmp_path: Path) -> None:
+    """A node that waited for its peers on an uncertain block commits it even if the
+    wait took it past the bound; nothing else passes."""
+    emb, follower = _chain(tmp_path)
+    settled: set[int] = set()
+    follower.clock = BlockClock(
+        lambda: NOW, 30.0, settled=lambda h: (h.height, h.timestamp) in settled
+    )
+    late = _block_at(emb, int((NOW - 31) * 1000))
+    ahead = _block_at(emb, int((NOW + 31) * 1000))
+    assert not follower.clock.uncertain(late.header)  # past the bound: refused, not uncertain
+    with pytest.raises(ChainError, match="ahead of this node's clock"):
+        follower.commit(ahead)
+    settled.add((ahead.header.height, ahead.header.timestamp))
+    assert not follower.clock.uncertain(ahead.header)
+    follower.commit(ahead)
+    assert follower.height == 1
+
+
 def test_a_block_earlier_than_its_parent_is_refused(tmp_path: Path) -> None:
     emb, follower = _chain(tmp_path)
     genesis_time = follower.head.timestamp if follower.head else 0

@@ -12,15 +12,23 @@ From the etcd log (`apply_log_blocks`), a value that is not a member's
 signed block at all is a *foreign value* instead (`foreign_values`): it is
 handed back to the caller, which voids it, and the node does not halt.
 
-So is a member's signed block that fails validation for a reason every node
-shares (re-execution, roots, the orderer's standing: anything but its time
-against this node's clock), unless most peers have committed that height: one
-member must not halt the consortium by signing a bad block. The node waits a
-few polls of its peers' attestations first (`_faulty_block`); if more than
-half of the peers besides the block's orderer are past that height, the
-fault is this node's, and it halts as before. The
-block is kept as evidence (`<data dir>/evidence/`): it carries its orderer's
-signature.
+So is a member's signed block that fails validation, unless most peers have
+committed that height: one member must not halt the consortium by signing a
+bad block. The node waits a few polls of its peers' attestations first
+(`_faulty_block`); if more than half of the peers besides the block's orderer
+are past that height, the fault is this node's (its clock, say), and it halts
+as before. The block is kept as evidence (`<data dir>/evidence/`): it carries
+its orderer's signature.
+
+A block's time is judged against each node's own clock (`BlockClock`), and
+clocks differ a little: stamped near the bound, one node could commit a block
+that another refuses and voids. So a block from the log whose time is
+*uncertain* (more than half the bound from this node's clock, within it) is
+committed only once most peers besides its orderer have committed it, or
+after twice the wait of a refusing node if it is still in the log then
+(`_settle`): a peer that refused it has voided it by then. Honest clocks
+differ by less than half the bound, so no honest node commits at once a
+block another honest node refuses.
 """
 
 from __future__ import annotations
@@ -30,14 +38,14 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from sharechain.api.client import NodeClient
-from sharechain.errors import ChainError, ClockSkewError, EncodingError, SharechainError
+from sharechain.errors import ChainError, EncodingError, SharechainError
 from sharechain.ledger.blocks import Block, decode_block
 from sharechain.ledger.execution import Execution
 from sharechain.node.catching_up import CatchUp, catching_up
@@ -86,12 +94,19 @@ def apply_remote_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> int:
     return _apply(node, blocks, voidable=False)[0]
 
 
-def apply_log_blocks(node: Node, blocks: Sequence[tuple[int, bytes]]) -> tuple[int, Foreign | None]:
+def apply_log_blocks(
+    node: Node,
+    blocks: Sequence[tuple[int, bytes]],
+    still_logged: Callable[[int, bytes], bool] | None = None,
+) -> tuple[int, Foreign | None]:
     """Like `apply_remote_blocks`, for the etcd log: stops at a foreign value and returns it.
 
     The blocks before the foreign value are committed; the node does not halt.
+    With `still_logged` (whether the log still holds a value at a height), a block
+    whose time is uncertain waits for the peers first (`_settle`); one its peers
+    voided meanwhile comes back as a foreign value.
     """
-    return _apply(node, blocks, voidable=True, member_faults=True)
+    return _apply(node, blocks, voidable=True, member_faults=True, still_logged=still_logged)
 
 
 def _apply(
@@ -100,26 +115,124 @@ def _apply(
     *,
     voidable: bool,
     member_faults: bool = False,
+    still_logged: Callable[[int, bytes], bool] | None = None,
 ) -> tuple[int, Foreign | None]:
-    with node.commit_lock:
-        run, bad = _new_blocks(node, blocks)
-        groups = _groups(node, run)
-        committed, foreign = 0, None
-        # One block pipeline across the groups: it starts over at none of them.
-        stream = (
-            node.pipeline.stream(node.ledger, run)
-            if node.pipeline.wanted(run)
-            else contextlib.nullcontext()
-        )
-        with stream as s:
-            for group in groups:
-                done, foreign = _commit_group(node, group, voidable, s, member_faults)
+    committed = 0
+    while True:
+        with node.commit_lock:
+            run, bad = _new_blocks(node, blocks)
+            cut = _uncertain_at(node, run) if still_logged is not None else None
+            if cut != 0:
+                done, foreign = _commit_run(node, run[:cut], voidable, member_faults)
                 committed += done
-                if foreign is not None or done < len(group) or node.halted is not None:
-                    return committed, foreign
-        if bad is not None and node.halted is None and node.ledger.height == bad[0] - 1:
-            foreign = _refuse(node, *bad, voidable, member_faults)
+                if cut is not None and foreign is None and done == cut and node.halted is None:
+                    continue  # the uncertain block is first now: wait for it outside the lock
+                if cut is None and foreign is None:
+                    foreign = _refuse_next(node, bad, voidable, member_faults)
+                return committed, foreign
+        assert still_logged is not None
+        block, data = run[0]
+        settled = _settle(node, block, data, still_logged)
+        if settled is None:
+            return committed, None  # stopping
+        if not settled:
+            why = "its time was near the clock bound and its peers voided it"
+            return committed, Foreign(block.height, data, why)
+
+
+def _refuse_next(
+    node: Node, bad: tuple[int, bytes, Exception] | None, voidable: bool, member_faults: bool
+) -> Foreign | None:
+    """Refuse `bad`, the value that did not decode after a run, once the run committed."""
+    if bad is None or node.halted is not None or node.ledger.height != bad[0] - 1:
+        return None
+    return _refuse(node, *bad, voidable, member_faults)
+
+
+def _commit_run(
+    node: Node, run: list[tuple[Block, bytes]], voidable: bool, member_faults: bool
+) -> tuple[int, Foreign | None]:
+    """Commit `run` in groups through one block pipeline (caller holds `commit_lock`)."""
+    committed, foreign = 0, None
+    # One block pipeline across the groups: it starts over at none of them.
+    stream = (
+        node.pipeline.stream(node.ledger, run)
+        if node.pipeline.wanted(run)
+        else contextlib.nullcontext()
+    )
+    with stream as s:
+        for group in _groups(node, run):
+            done, foreign = _commit_group(node, group, voidable, s, member_faults)
+            committed += done
+            if foreign is not None or done < len(group) or node.halted is not None:
+                break
     return committed, foreign
+
+
+def _uncertain_at(node: Node, run: list[tuple[Block, bytes]]) -> int | None:
+    """The index in `run` of the first block whose time is uncertain (`BlockClock`)."""
+    clock = node.ledger.clock
+    if clock is None:
+        return None
+    for i, (block, _) in enumerate(run):
+        if clock.uncertain(block.header):
+            return i
+    return None
+
+
+def _settle(
+    node: Node, block: Block, data: bytes, still_logged: Callable[[int, bytes], bool]
+) -> bool | None:
+    """Whether to commit `block`, whose time is uncertain, after waiting for the peers.
+
+    True at once if more than half of the peers besides its orderer committed it
+    (or this node did meanwhile); else, after twice the wait of a node that
+    refuses it (`_faulty_block`), True if the log still holds it. A True block is
+    settled: its time is not held to the bound again. None when the node stops.
+    """
+    h = block.header
+    clock = node.ledger.clock
+    assert clock is not None
+    wait = 2 * _refusal_wait(node)
+    log.warning(
+        "%s: block %d signed by %s is stamped %.1f s %s this node's clock, near the "
+        "%g s bound: committing it once its peers had time to refuse it (up to %.0f s)",
+        node.org,
+        h.height,
+        h.orderer,
+        abs(clock.ahead_ms(h)) / 1000,
+        "ahead of" if clock.ahead_ms(h) > 0 else "behind",
+        clock.max_skew,
+        wait,
+    )
+    deadline = time.monotonic() + wait
+    while True:
+        if node.ledger.height >= h.height:
+            return True  # committed meanwhile (from a peer): the caller skips it
+        others = [p for p in node.book.peers() if p.org != h.orderer]
+        if others and 2 * sum(p.height >= h.height for p in others) > len(others):
+            break
+        if node.stop_event.wait(0.1):
+            return None
+        if time.monotonic() >= deadline:
+            if not still_logged(h.height, data):
+                log.warning(
+                    "%s: block %d signed by %s left the log while it waited: its peers "
+                    "refused its time and voided it",
+                    node.org,
+                    h.height,
+                    h.orderer,
+                )
+                return False
+            break
+    node.settled_times = {s for s in node.settled_times if s[0] > h.height - 64}
+    node.settled_times.add((h.height, h.timestamp))
+    return True
+
+
+def _refusal_wait(node: Node) -> float:
+    """Seconds a node that refuses a member's block waits for its peers (`_faulty_block`)."""
+    return 2 * node.config.poll_interval + 1.0
 
 
 def _new_blocks(
@@ -216,11 +329,11 @@ def _refuse(
 ) -> Foreign | None:
     """An invalid value at `height`: a foreign value to void, or a faulty orderer (halt).
 
-    With `member_faults` (the etcd log), a member's signed block refused for a reason
-    every node shares is voided too, unless a peer committed that height."""
+    With `member_faults` (the etcd log), a member's signed block refused is voided
+    too (one refused for its time as well), unless most peers committed that height."""
     if voidable:
         reason = foreign_reason(node, height, data)
-        if reason is None and member_faults and not isinstance(exc, ClockSkewError):
+        if reason is None and member_faults:
             reason = _faulty_block(node, height, data, exc)
         if reason is not None:
             return Foreign(height, data, reason)
@@ -233,15 +346,16 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
     """Why the member-signed block `data` may be voided; None if most peers committed
     `height`.
 
-    Every honest node refuses it alike (its refusal does not hang on a clock), so
-    no honest node commits it. If more than half of the peers other than its
+    Every honest node refuses it alike (a refusal for its time too: near the
+    bound, no honest node commits it at once, `_settle`), so no honest node
+    commits it. If more than half of the peers other than its
     orderer have attested `height` or beyond, they committed a block there: this
     node's own validation is then the odd one, and it halts rather than delete a
     block others hold. With no peer but the orderer to judge by, it halts too.
     Peers' attestations arrive with their polls: a few polls are waited for first.
     The caller holds the commit lock.
     """
-    deadline = time.monotonic() + 2 * node.config.poll_interval + 1.0
+    deadline = time.monotonic() + _refusal_wait(node)
     while not node.stop_event.wait(0.1) and time.monotonic() < deadline:
         pass
     orderer = decode_block(data).header.orderer

@@ -123,7 +123,7 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
             try:
                 while (ready := backlog.take(GROUP_BLOCKS)) is not None:
                     failures = 0
-                    foreign = _apply_watched(node, ready)
+                    foreign = _apply_watched(node, ready, etcd)
                     if node.halted is not None:
                         return
                     if foreign is not None:
@@ -148,17 +148,23 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
             node.stop_event.wait(min(2.0, 0.1 * 2**failures))
 
 
-def _apply_watched(node: Node, ready: list[tuple[int, bytes]]) -> Foreign | None:
+def _apply_watched(node: Node, ready: list[tuple[int, bytes]], etcd: EtcdLog) -> Foreign | None:
     """Commit blocks read from the log: ours as built, others validated, in groups.
 
     Stops at a foreign value and returns it (the blocks before it are committed).
+    A block whose time is uncertain is committed once the peers had time to
+    refuse it, if `etcd` still holds it then (`arrivals._settle`).
     """
+
+    def still_logged(height: int, data: bytes) -> bool:
+        return etcd.get(height) == data
+
     remote: list[tuple[int, bytes]] = []
     for height, data in ready:
         mine = node.last_appended
         if mine is not None and mine[0] == height and mine[1] == data:
             # Our own block: executed when we built it, no need to re-validate.
-            _, foreign = apply_log_blocks(node, remote)
+            _, foreign = apply_log_blocks(node, remote, still_logged)
             if foreign is not None:
                 return foreign
             remote = []
@@ -169,4 +175,4 @@ def _apply_watched(node: Node, ready: list[tuple[int, bytes]]) -> Foreign | None
         if not remote and height <= node.ledger.height and node.store.block_bytes(height) == data:
             continue  # committed already (the leader's own blocks): nothing to check
         remote.append((height, data))
-    return apply_log_blocks(node, remote)[1]
+    return apply_log_blocks(node, remote, still_logged)[1]

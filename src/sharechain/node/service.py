@@ -112,8 +112,16 @@ class Node:
         self.ledger = Ledger(
             self.store,
             self.registry,
-            clock=BlockClock(now, config.max_clock_skew, live=lambda: self.caught_up),
+            clock=BlockClock(
+                now,
+                config.max_clock_skew,
+                live=lambda: self.caught_up,
+                settled=lambda h: (h.height, h.timestamp) in self.settled_times,
+            ),
         )
+        self.settled_times: set[tuple[int, int]] = set()
+        """(height, time) of uncertain blocks this node waited for and then committed
+        (`node.arrivals`): their distance from its clock is not held to the bound again."""
         self.nonces = NonceCache()
         self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
         self.judge = AttestationJudge(

@@ -13,10 +13,10 @@ leader then appends its block there.
 Only checks that every honest node answers alike are used here: decoding,
 the height, the link to the previous block, and the orderer's signature by
 an active member. A value that passes them is a member's signed block; if it
-fails later checks (re-execution, block time) the node halts as before,
-since a member that signs a bad block is a faulty orderer to be dealt with
-by the consortium, and a clock-dependent refusal must never delete a block
-that other nodes may have committed.
+fails later checks (re-execution, roots, its time against the node's clock),
+`node.arrivals` voids it too unless most peers committed that height, and
+keeps it as evidence of its orderer's fault (threats 41 and 43 in
+docs/security.md).
 
 The checks read the node's copy of the chain through `ChainCopy` (its store
 and ledger); the node that follows the log passes itself. The alarms are
