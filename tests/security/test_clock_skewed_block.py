@@ -30,7 +30,7 @@ from test_replication import _records, wait_until
 
 from sharechain.ledger.blocks import decode_block, encode_block
 from sharechain.ordering.etcd_log import EtcdLog
-from sharechain.ordering.etcd_process import EtcdCluster
+from sharechain.ordering.etcd_process import EtcdCluster, free_ports
 
 HOSTILE = "bank-b"
 HONEST = ("hospital-a", "regulator")
@@ -174,3 +174,45 @@ def test_a_node_whose_own_clock_is_wrong_halts_rather_than_void_honest_blocks(
         finally:
             for started in [*running.values(), *([wrong] if wrong else [])]:
                 shutdown(started)
+
+
+def test_a_leader_whose_own_clock_is_wrong_is_left_behind_and_halts(tmp_path: Path) -> None:
+    """Its followers' signed forwards look an hour old to it and are refused, so they
+    doubt it at once (threat 40) and append their own blocks, on which it halts."""
+    consortium = Consortium.make(tmp_path)
+    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
+        orgs = ("regulator", "hospital-a", "bank-b")
+        ports = dict(zip(orgs, free_ports(len(orgs)), strict=True))
+
+        def start(org: str, **options: object) -> Running:
+            return run_node(
+                consortium,
+                org,
+                port=ports[org],
+                ordering="etcd",
+                etcd_endpoints=cluster.endpoints,
+                peers=tuple((o, f"http://127.0.0.1:{p}") for o, p in ports.items() if o != org),
+                max_wait=0.01,
+                poll_interval=0.5,
+                max_clock_skew=SKEW,
+                **options,
+            )
+
+        started = [start("regulator", now=lambda: time.time() + 3600)]
+        try:
+            wrong = started[0]
+            wait_until(lambda: wrong.node.leader is not None)
+            assert wrong.node.leader is not None and wrong.node.leader.org == "regulator"
+            started += [start("hospital-a"), start("bank-b")]
+            a = started[1]
+            with a.client() as client:
+                receipts = client.submit(_records(consortium, "hospital-a", 2), timeout=30)
+            assert {r.code for r in receipts} == {"valid"}
+            wait_until(lambda: wrong.node.halted is not None)
+            assert "behind this node's clock" in str(wrong.node.halted)
+            wait_until(lambda: started[2].node.ledger.height == a.node.ledger.height)
+            assert a.node.store.head() == started[2].node.store.head()
+            assert a.node.halted is None and started[2].node.halted is None
+        finally:
+            for node in started:
+                shutdown(node)
