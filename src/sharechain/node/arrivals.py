@@ -34,12 +34,9 @@ block another honest node refuses.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -373,30 +370,17 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
             else "no peer but its orderer could confirm as invalid",
         )
         return None
-    evidence = _keep_evidence(node, height, orderer, data)
+    evidence = node.evidence.keep(height, orderer, data)
     log.error(
         "ALERT %s: member %s signed block %d, which fails validation (%s); voided so the "
-        "chain goes on, the signed block kept as evidence in %s",
+        "chain goes on, the signed block %s",
         node.org,
         orderer,
         height,
         exc,
-        evidence,
+        evidence.describe(),
     )
     return f"a block signed by member {orderer} that fails validation ({exc})"
-
-
-def _keep_evidence(node: Node, height: int, orderer: str, data: bytes) -> Path:
-    """Write the signed block `data` under `<data dir>/evidence/` (once per content)."""
-    folder = Path(node.config.data_dir) / "evidence"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    path = folder / f"invalid-block-{height}-{orderer}-{digest}.block"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return path
 
 
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:

@@ -54,6 +54,7 @@ from sharechain.ledger.store import Store
 from sharechain.node import catching_up, status
 from sharechain.node.catching_up import CatchUp
 from sharechain.node.config import ORDERING_MODES, NodeConfig
+from sharechain.node.evidence import DEFAULT_EVIDENCE_BYTES, Evidence
 from sharechain.node.follow_pipeline import FollowPipeline, Stream
 from sharechain.node.loops import supervise
 from sharechain.node.members import Members
@@ -108,6 +109,12 @@ class Node:
         )
         """Whether the data directory's disk is full (the node then takes no work)."""
         self.datadir.int_setting("replica_quota_bytes", 0)  # checked now; read by the upkeep
+        self.evidence = Evidence(
+            self.datadir.path / "evidence",
+            self.datadir.int_setting("evidence_bytes", DEFAULT_EVIDENCE_BYTES),
+            self.disk.reserve,
+        )
+        """Where the node keeps the members' signed blocks it voided (`node.evidence`)."""
         self.store = self._open_store()
         self.ledger = Ledger(
             self.store,
