@@ -130,13 +130,13 @@ def committed_and_a_lie(running: Running, liar: str = "bank-b") -> tuple[Head, S
 
 @contextmanager
 def etcd_network(
-    base: Path, orgs: Sequence[str], *, tls: bool = False
+    base: Path, orgs: Sequence[str], *, tls: bool = False, **options: object
 ) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
     """A fresh consortium under `base`, a 3-member etcd cluster and a node of each of
-    `orgs` ordering on it (`etcd_nodes`); everything stops on exit."""
+    `orgs` ordering on it (`etcd_nodes`, with `options`); everything stops on exit."""
     consortium = Consortium.make(base)
     with EtcdCluster(base / "etcd", members=3, tls=tls) as cluster:
-        running = etcd_nodes(consortium, cluster, orgs, tls=tls)
+        running = etcd_nodes(consortium, cluster, orgs, tls=tls, **options)
         try:
             yield cluster, consortium, running
         finally:

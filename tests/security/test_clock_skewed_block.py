@@ -25,7 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import Consortium, Running, etcd_nodes, run_node, shutdown
+from node_helpers import Consortium, Running, etcd_network, etcd_nodes, run_node, shutdown
 from test_replication import _records, wait_until
 
 from sharechain.ledger.blocks import decode_block, encode_block
@@ -42,14 +42,8 @@ Network = tuple[EtcdCluster, Consortium, dict[str, Running]]
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[Network]:
-    consortium = Consortium.make(tmp_path)
-    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
-        running = etcd_nodes(consortium, cluster, HONEST, max_clock_skew=SKEW)
-        try:
-            yield cluster, consortium, running
-        finally:
-            for started in running.values():
-                shutdown(started)
+    with etcd_network(tmp_path, HONEST, max_clock_skew=SKEW) as started:
+        yield started
 
 
 def _settle(consortium: Consortium, running: dict[str, Running]) -> Running:
