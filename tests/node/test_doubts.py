@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 from sharechain.errors import OrderingError
-from sharechain.node.doubts import CLAIM_GRACE, DOUBT, DOUBT_MAX, HANG_SLACK, Doubts
+from sharechain.node.doubts import CLAIM_GRACE, DOUBT, DOUBT_MAX, HANG_SLACK, PROBATION, Doubts
 from sharechain.ordering.etcd_lease import Leader
 
 HOSTILE = Leader("bank-b", 7)
@@ -103,3 +103,37 @@ def test_an_unanswered_forward_is_taken_back_once() -> None:
     other = doubts.sent(Leader("regulator", 3), [b"tx-5"])
     assert doubts.failed(other, "connection refused") is True
     assert doubts.doubts(Leader("regulator", 3))
+
+
+def test_a_term_trusted_again_after_a_doubt_is_on_probation() -> None:
+    """A hostile leader that hangs on batches holds them for `PROBATION` seconds once per
+    doubt, not for the timeout and its slack; a term never doubted keeps the full time."""
+    clock = Clock()
+    doubts = Doubts(30.0, clock=clock)
+    first = doubts.sent(HOSTILE, [b"tx-1"])
+    clock.now += 30 + HANG_SLACK + 1
+    assert doubts.due(0, _store(), lambda: 0) == [b"tx-1"] and doubts.doubts(HOSTILE)
+    assert doubts.failed(first, "read timeout") is False
+    clock.now += DOUBT + 1  # the doubt runs out: the term is trusted again, on probation
+    assert not doubts.doubts(HOSTILE)
+    honest = Leader("hospital-a", 4)
+    doubts.sent(HOSTILE, [b"tx-2"])
+    doubts.sent(honest, [b"tx-3"])
+    clock.now += PROBATION - 1
+    assert doubts.due(0, _store(), lambda: 0) == []
+    clock.now += 2
+    assert doubts.due(0, _store(), lambda: 0) == [b"tx-2"]  # the fresh term still waits
+    assert doubts.doubts(HOSTILE) and not doubts.doubts(honest)
+    clock.now += 30 + HANG_SLACK - PROBATION
+    assert doubts.due(0, _store(), lambda: 0) == [b"tx-3"]
+    assert doubts.doubt(HOSTILE, "failed once more") == 4 * DOUBT  # its doubts still double
+
+
+def test_doubted_terms_are_remembered_within_a_bound() -> None:
+    clock = Clock()
+    doubts = Doubts(30.0, clock=clock)
+    for lease in range(200):
+        doubts.doubt(Leader("bank-b", lease), "failed")
+        clock.now += DOUBT_MAX + 1
+    assert len(doubts._length) <= 64 and len(doubts._until) <= 64
+    assert doubts.doubt(Leader("bank-b", 199), "failed") == 2 * DOUBT  # the newest is kept

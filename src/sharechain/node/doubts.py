@@ -21,7 +21,10 @@ The transactions of a failed or false forward go back into this node's queue
 
 The doubt lasts `DOUBT` seconds, doubled for each further failure of the
 same term up to `DOUBT_MAX`; a new term (another leader, or the same one
-with a new lease after a restart) starts trusted. An honest leader that
+with a new lease after a restart) starts trusted. A term trusted again after
+a doubt is on probation: a batch it leaves unanswered for `PROBATION`
+seconds is a failure, so a hostile leader that hangs on batches holds them
+that long once per doubt, not the full timeout and its slack. An honest leader that
 failed once (a restart, a moment of overload) costs only some lost append
 races meanwhile: the compare-and-set keeps the chain single either way.
 """
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 from sharechain.errors import OrderingError
 from sharechain.ordering.etcd_lease import Leader
 
-__all__ = ["CLAIM_GRACE", "DOUBT", "DOUBT_MAX", "HANG_SLACK", "Doubts", "Forward"]
+__all__ = ["CLAIM_GRACE", "DOUBT", "DOUBT_MAX", "HANG_SLACK", "PROBATION", "Doubts", "Forward"]
 
 log = logging.getLogger("sharechain.node")
 
@@ -50,6 +53,11 @@ CLAIM_GRACE = 60.0
 """Seconds after a leader's answer within which its claimed block must reach this node."""
 HANG_SLACK = 15.0
 """Seconds past its timeout after which an unanswered forward counts as failed."""
+PROBATION = 10.0
+"""Seconds after which a forward to a term doubted before, still unanswered, counts as
+failed (an honest leader answers a batch within about a second: `docs/node.md`)."""
+_TERMS_KEPT = 64
+"""Doubted terms remembered (their doubt's length, their probation); the oldest go first."""
 _SETTLE = 1.0
 """Seconds after an answer before a reached height is checked (the commit's own bookkeeping)."""
 
@@ -98,12 +106,15 @@ class Doubts:
         answer was false (not merely failed, as a leader that died fails)."""
         with self._lock:
             now = self._clock()
-            length = min(DOUBT_MAX, self._length.get(leader, DOUBT / 2) * 2)
-            self._length[leader] = length
+            length = min(DOUBT_MAX, self._length.pop(leader, DOUBT / 2) * 2)
+            self._length[leader] = length  # last in the order: the newest doubted term
             self._until[leader] = now + length
             for old in [t for t, until in self._until.items() if until <= now]:
-                del self._until[old]  # a past doubt: that term is trusted again
-                self._length.pop(old, None)
+                del self._until[old]  # a past doubt: that term is trusted again, on probation
+            while len(self._length) > _TERMS_KEPT:
+                oldest = next(iter(self._length))
+                del self._length[oldest]
+                self._until.pop(oldest, None)
         self._on_doubt(leader)
         log.warning(
             "%sleader %s (lease %x) %s: this node appends its own batches for %.0f s",
@@ -163,7 +174,7 @@ class Doubts:
             hung = [
                 f
                 for f in self._open
-                if f.answered is None and now - f.sent > self.timeout + HANG_SLACK
+                if f.answered is None and now - f.sent > self._hang_limit(f.leader)
             ]
             answered = [(f, now - f.answered) for f in self._open if f.answered is not None]
         settled = [(f, age) for f, age in answered if age >= _SETTLE]
@@ -193,6 +204,12 @@ class Doubts:
                 )
                 left_out += missing
         return left_out
+
+    def _hang_limit(self, leader: Leader) -> float:
+        """Seconds a forward to `leader` may stay unanswered (caller holds the lock)."""
+        if leader in self._length:  # doubted before: on probation
+            return min(PROBATION, self.timeout + HANG_SLACK)
+        return self.timeout + HANG_SLACK
 
     def _log_head(self, read: Callable[[], int], now: float) -> int:
         """The log's head, read at most once in `_SETTLE` seconds: a claim is judged only
