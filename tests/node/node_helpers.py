@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -130,11 +131,23 @@ def committed_and_a_lie(running: Running, liar: str = "bank-b") -> tuple[Head, S
 
 @contextmanager
 def etcd_network(
-    base: Path, orgs: Sequence[str], *, tls: bool = False, **options: object
+    base: Path,
+    orgs: Sequence[str],
+    *,
+    tls: bool = False,
+    settings: dict[str, object] | None = None,
+    **options: object,
 ) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running]]]:
     """A fresh consortium under `base`, a 3-member etcd cluster and a node of each of
-    `orgs` ordering on it (`etcd_nodes`, with `options`); everything stops on exit."""
+    `orgs` ordering on it (`etcd_nodes`, with `options`, and `settings` in each node's
+    data directory); everything stops on exit."""
     consortium = Consortium.make(base)
+    for org in orgs if settings else ():
+        config = consortium.node_dir(org) / "consortium.json"
+        body = json.loads(config.read_text())
+        config.write_text(
+            json.dumps({**body, "settings": {**body.get("settings", {}), **settings}})
+        )
     with EtcdCluster(base / "etcd", members=3, tls=tls) as cluster:
         running = etcd_nodes(consortium, cluster, orgs, tls=tls, **options)
         try:

@@ -128,6 +128,7 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
                         return
                     if foreign is not None:
                         alarm.raise_alarm(foreign, etcd.void(foreign.height, foreign.data))
+                        node.note_voided(foreign.height)
                         break  # read the height again: the leader appends there
                     if not node.caught_up:
                         with contextlib.suppress(OrderingError):

@@ -126,6 +126,8 @@ class Node:
                 settled=lambda h: (h.height, h.timestamp) in self.settled_times,
             ),
         )
+        self.voided = -1
+        """The last height whose value in the etcd log this node refused and voided."""
         self.settled_times: set[tuple[int, int]] = set()
         """(height, time) of uncertain blocks this node waited for and then committed
         (`node.arrivals`): their distance from its clock is not held to the bound again."""
@@ -524,15 +526,23 @@ class Node:
             self.on_conflict(conflict)
 
     def wait_height(self, height: int, timeout: float) -> bool:
-        """Wait until the local head reaches `height`; False on timeout or stop."""
+        """Wait until the local head reaches `height`; False on timeout, on stop, or
+        once the value the log held at `height` was voided (`voided`)."""
         deadline = time.monotonic() + timeout
         with self.new_block:
             while self.ledger.height < height:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.stop_event.is_set():
+                if remaining <= 0 or self.stop_event.is_set() or self.voided == height:
                     return False
                 self.new_block.wait(min(remaining, 0.5))
         return True
+
+    def note_voided(self, height: int) -> None:
+        """The value the etcd log held at `height` was refused and voided: the height is
+        free again, and a builder waiting for it appends there at once."""
+        with self.new_block:
+            self.voided = height
+            self.new_block.notify_all()
 
     def status(self) -> dict[str, Any]:
         return status.node_status(self)
