@@ -66,7 +66,8 @@ class ChainError(SharechainError):
 
 class ClockSkewError(ChainError):
     """A block's time is too far from this node's clock: a refusal another node, with
-    another clock, may not share (so the block is never voided for it)."""
+    another clock, may not share (near the bound a node waits for its peers first:
+    `node.arrivals`)."""
 
 
 class TransactionRejectedError(SharechainError):

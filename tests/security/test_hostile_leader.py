@@ -41,11 +41,7 @@ class _Hostile(Quiet):
 
     def do_GET(self) -> None:
         body = json.dumps({"status": "ok", "org": HOSTILE, "alarms": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(200, body)
 
 
 class _Refuses(_Hostile):
@@ -53,12 +49,7 @@ class _Refuses(_Hostile):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        body = b'{"detail": "not now"}'
-        self.send_response(503)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(503, b'{"detail": "not now"}')
 
 
 class _Lies(_Hostile):
@@ -77,11 +68,7 @@ class _Lies(_Hostile):
             for i, t in enumerate(txs)
         ]
         body = json.dumps({"receipts": receipts}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(200, body)
 
 
 _DONE = threading.Event()

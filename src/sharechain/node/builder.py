@@ -366,11 +366,10 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
     node.log_is_mine = False
     node.metrics.blocks_appended.labels("lost").inc()
     # Another node's block took this height: it reaches us through the watch.
-    if node.wait_height(block.height, _LOST_RACE_WAIT):
-        pass
-    elif node.voided == block.height:
+    arrived = node.wait_height(block.height, _LOST_RACE_WAIT)
+    if not arrived and node.voided == block.height:
         log.info("height %d was voided: this node appends there again", block.height)
-    else:
+    elif not arrived:
         log.warning("lost height %d and its block did not arrive in time", block.height)
     rest = node.still_pending(batch)
     if rest:
