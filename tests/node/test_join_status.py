@@ -134,7 +134,7 @@ def test_revoke_etcd_cuts_a_removed_member_off_for_good(tmp_path: Path) -> None:
         kept.write_text(Path(start[start.index("--etcd-password-file") + 1]).read_text())
         files = json.loads(issued.output)["etcd"]
         tls = EtcdTLS(Path(files["ca"]), Path(files["cert"]), Path(files["key"]), "clinic-c", kept)
-        with EtcdLog(net.etcd.endpoints, prefix="revoke/", timeout=3.0, tls=tls) as log:
+        with EtcdLog(net.etcd.endpoints, prefix="sharechain/revoke/", timeout=3.0, tls=tls) as log:
             assert log.append(0, b"genesis")  # the user issue-certs made works
             result = CliRunner().invoke(
                 app, ["network", "revoke-etcd", "clinic-c", "--dir", str(base), "--json"]

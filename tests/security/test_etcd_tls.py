@@ -39,7 +39,7 @@ def test_members_listen_on_https_only_and_require_peer_certificates(cluster: Etc
 def test_a_node_with_its_certificate_appends_and_reads(cluster: EtcdCluster) -> None:
     tls = cluster.client_tls("hospital-a")
     assert tls is not None
-    with EtcdLog(cluster.endpoints, prefix="tls-ok/", timeout=5.0, tls=tls) as log:
+    with EtcdLog(cluster.endpoints, prefix="sharechain/tls-ok/", timeout=5.0, tls=tls) as log:
         assert log.append(0, b"genesis")
         assert log.get(0) == b"genesis" and log.head() == 0
 
@@ -68,11 +68,11 @@ def test_a_certificate_from_another_ca_is_refused(cluster: EtcdCluster, tmp_path
     cert, key = write_pem(tmp_path, "intruder", issue_client(stranger, "hospital-a"))
     foreign = EtcdTLS(tls.ca_file, cert, key)
     with (
-        EtcdLog(cluster.endpoints, prefix="tls-no/", timeout=2.0, tls=foreign) as log,
+        EtcdLog(cluster.endpoints, prefix="sharechain/tls-no/", timeout=2.0, tls=foreign) as log,
         pytest.raises(OrderingError),
     ):
         log.append(0, b"junk")
-    with EtcdLog(cluster.endpoints, prefix="tls-no/", timeout=5.0, tls=tls) as log:
+    with EtcdLog(cluster.endpoints, prefix="sharechain/tls-no/", timeout=5.0, tls=tls) as log:
         assert log.head() == -1  # nothing was written
 
 

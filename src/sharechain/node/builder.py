@@ -35,7 +35,7 @@ from sharechain.ledger.blocks import encode_block
 from sharechain.node.doubts import Doubts, Forward
 from sharechain.node.service import Node
 from sharechain.ordering.etcd_lease import Election, Leader
-from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_log import HEAD_UNREADABLE, EtcdLog, LogOutOfStep
 
 __all__ = ["builder", "elector", "etcd_builder"]
 
@@ -43,6 +43,9 @@ log = logging.getLogger("sharechain.node")
 
 _LOST_RACE_WAIT = 10.0
 _FOLLOW_POLL = 0.5
+_MEND_DEPTH = 64
+"""How far below its height the leader looks for its own block to put a `head` back on
+that holds no height at all (`_mend_unreadable_head`)."""
 """Seconds between a follower's reads of the leader key."""
 _ELECTION_PATIENCE = 3.0
 """Seconds the leader key may stay unreadable before batches with no leader fail."""
@@ -292,6 +295,11 @@ def _mend_log(node: Node, etcd: EtcdLog, log_head: int) -> int:
     height = node.ledger.height
     if log_head > height and etcd.get(height + 1) is not None:
         return log_head  # blocks this node has not got yet: the usual case
+    found = log_head
+    if log_head == HEAD_UNREADABLE:  # a value that is no height: back on our block first
+        log_head = _mend_unreadable_head(node, etcd)
+        if log_head == HEAD_UNREADABLE:
+            return log_head
     mended = []
     for k in range(max(log_head + 1, 1), height + 1):
         ours, there = node.store.block_bytes(k), etcd.get(k)
@@ -307,17 +315,35 @@ def _mend_log(node: Node, etcd: EtcdLog, log_head: int) -> int:
             mended.append(k)
     current, tip = etcd.head(), node.store.block_bytes(height)
     moved = current != height and tip is not None and etcd.move_head(current, height, tip)
-    if mended or moved:
+    if mended or moved or found != log_head:
         log.warning(
-            "the ordering log was not in step with this node's chain (head %d, this node "
+            "the ordering log was not in step with this node's chain (head %s, this node "
             "%d): an etcd client changed it; %d blocks put back from this node's store, "
             "head set to %d",
-            log_head,
+            "holding no height" if found == HEAD_UNREADABLE else found,
             height,
             len(mended),
             etcd.head(),
         )
     return etcd.head()
+
+
+def _mend_unreadable_head(node: Node, etcd: EtcdLog) -> int:
+    """Put a `head` that holds no height on this node's newest block that etcd still
+    has (within `_MEND_DEPTH`); the head after (`HEAD_UNREADABLE` if none was found)."""
+    height = node.ledger.height
+    for k in range(height, max(height - _MEND_DEPTH, 0) - 1, -1):
+        ours = node.store.block_bytes(k)
+        if ours is not None and etcd.get(k) == ours:
+            etcd.move_head(HEAD_UNREADABLE, k, ours)
+            return etcd.head()
+    log.error(
+        "ALERT %s: the ordering log's head holds no height and none of this node's last "
+        "%d blocks is in etcd: an etcd client rewrote the log; restore it (docs/operations.md)",
+        node.org,
+        _MEND_DEPTH,
+    )
+    return HEAD_UNREADABLE
 
 
 def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
@@ -349,11 +375,12 @@ def _order_on_etcd(node: Node, etcd: EtcdLog, batch: list[bytes]) -> None:
     node.last_appended = (block.height, data, block, ex)
     try:
         won = etcd.append(block.height, data)
-    except OrderingError as exc:
+    except LogOutOfStep:
+        node.log_is_mine = False
+        _requeue(node, batch)  # the log lost blocks this node holds, or its head: mended next
+        return
+    except OrderingError:
         node.log_is_mine = False  # the block may have landed: the watch finds out
-        if "is not in the log yet" in str(exc):
-            _requeue(node, batch)  # the log lost blocks this node holds: mended next
-            return
         raise
     if won:
         node.metrics.blocks_appended.labels("won").inc()

@@ -37,7 +37,7 @@ from sharechain.ledger.chain import Ledger
 from sharechain.ledger.store import Store
 from sharechain.ordering import etcd_compact
 from sharechain.ordering.etcd_compact import Alarm
-from sharechain.ordering.etcd_lease import Leader
+from sharechain.ordering.etcd_lease import Election, Leader
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.etcd_tls import EtcdTLS, etcd_http_client
 
@@ -118,6 +118,8 @@ class Compactor:
         self.defrag = True
         """False once etcd refused this node's defragmentation (not its root)."""
         self.last_prune = 0.0
+        self.scrub_cursor: bytes | None = None
+        """Where the next `etcd_compact.scrub` reads on (None: from the first block)."""
         registry = node.metrics.registry
         self.alarm_gauge = Gauge(
             "sharechain_etcd_alarm",
@@ -131,6 +133,11 @@ class Compactor:
         self.disarmed = Counter(
             "sharechain_etcd_alarm_disarmed",
             "NOSPACE alarms this node lifted because no member's database was near its quota",
+            registry=registry,
+        )
+        self.swept = Counter(
+            "sharechain_etcd_swept_keys",
+            "Keys under the chain's etcd prefix that no node writes, deleted by this node",
             registry=registry,
         )
         self.pruned_gauge = Gauge(
@@ -199,9 +206,23 @@ class Compactor:
             keep=node.config.compaction_keep,
         )
 
+    def clear_leader_key(self) -> None:
+        """Delete a leader key no node wrote (no lease, or no member's name): any node may."""
+        members = {o.id for o in organisations(self.node.store) if o.active}
+        removed = Election(self.etcd).clear_foreign(members)
+        if removed is not None:
+            self.swept.inc()
+            log.warning(
+                "ALERT %s: deleted etcd's leader key, %s: no node writes such a key (an etcd "
+                "client put it by hand); the nodes elect a leader again",
+                self.node.org,
+                removed,
+            )
+
     def run_round(self, now: float) -> None:
-        """Prune, compact and (when due) defragment, if this node leads."""
+        """Prune, sweep, compact and (when due) defragment, if this node leads."""
         node = self.node
+        self.clear_leader_key()
         leader = node.leader
         if leader is None or leader.org != node.org or node.halted is not None:
             return
@@ -212,6 +233,21 @@ class Compactor:
             self.pruned_to = upto
             self.pruned_gauge.set(upto)
             log.info("%s pruned %d blocks from etcd up to %d", node.org, pruned.deleted, upto)
+        head = self.etcd.head()
+        swept = etcd_compact.sweep(self.etcd, node.org, head)
+        scrubbed = etcd_compact.scrub(self.etcd, head, self.scrub_cursor)
+        self.scrub_cursor = scrubbed.cursor
+        deleted = swept.deleted + scrubbed.deleted
+        if deleted:
+            etcd_compact.compact(self.etcd, max(swept.revision, scrubbed.revision))
+            self.swept.inc(deleted)
+            log.warning(
+                "ALERT %s: deleted %d keys under the chain's etcd prefix that no node writes "
+                "(above the head %d, or no block's): an etcd client put them by hand",
+                node.org,
+                deleted,
+                head,
+            )
         if self.defrag and now - self.last_defrag >= node.config.defrag_interval:
             self.last_defrag = now
             failed = etcd_compact.defragment(self.etcd.endpoints, self.http)

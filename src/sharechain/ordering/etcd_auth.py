@@ -12,9 +12,12 @@ deployment, `docs/deploy.md`) runs with etcd's authentication on:
   defragmentation, snapshots. Its password is the operator's
   (`etcd/tls/root.password` in a local network), never a node's;
 - every organisation's node is the user named by its organisation id, with
-  the role `sharechain-node`: read and write on the keys, watches, leases,
+  the role `sharechain-node`: read and write on the keys under the chain's
+  prefix (`sharechain/` unless the nodes say otherwise), watches, leases,
   compaction, alarms, status; none of the operations above (etcd 3.4 refuses
-  them with "permission denied" to any user but root).
+  them with "permission denied" to any user but root), and no key outside
+  the prefix, where a member's client could otherwise fill etcd's quota with
+  keys no node would ever delete (`restrict_node_role`).
 
 etcd's JSON gateway authenticates by token only (it ignores a certificate's
 common name, and refuses a certificate that has one while authentication is
@@ -36,8 +39,10 @@ from typing import Any, ClassVar, Final
 import httpx
 
 from sharechain.errors import ConfigError, OrderingError
+from sharechain.ordering.etcd_wire import _b64, _prefix_end
 
 __all__ = [
+    "NODE_PREFIX",
     "NODE_ROLE",
     "ROOT",
     "EtcdAuth",
@@ -47,18 +52,19 @@ __all__ = [
     "delete_user",
     "enable_auth",
     "list_users",
+    "restrict_node_role",
 ]
 
 ROOT: Final = "root"
 """etcd's administrator user (and role)."""
 NODE_ROLE: Final = "sharechain-node"
-"""The role of every organisation's node user: read and write on every key."""
+"""The role of every organisation's node user: read and write on the chain's keys."""
+NODE_PREFIX: Final = "sharechain/"
+"""The key prefix the node role may read and write by default (the nodes' `etcd_prefix`)."""
 IDLE_RELOGIN: Final = 240.0
 """Seconds after which an unused token is replaced before use (etcd's TTL is 300)."""
 _STALE_TOKEN: Final = ("invalid auth token", "auth store is old", "user name is empty")
 """What a member answers to a token it no longer knows, or to none."""
-_ALL_KEYS: Final = {"key": "AA==", "range_end": "AA=="}
-"""The key range `\\0`..`\\0`: every key (etcd's "from key" convention), base64."""
 
 
 class LoginRefused(httpx.HTTPStatusError):
@@ -193,29 +199,58 @@ def auth_enabled(client: httpx.Client, endpoints: Iterable[str]) -> bool:
 
 
 def enable_auth(
-    client: httpx.Client, endpoints: Iterable[str], root_password: str, users: dict[str, str]
+    client: httpx.Client,
+    endpoints: Iterable[str],
+    root_password: str,
+    users: dict[str, str],
+    *,
+    prefix: str = NODE_PREFIX,
 ) -> None:
     """Create `root`, the node role and `users` (name -> password), then turn auth on.
 
     `client` must not be logged in (authentication is still off). Each step is
-    idempotent, so a provisioning cut short is simply run again.
+    idempotent, so a provisioning cut short is simply run again. The node role
+    reads and writes the keys under `prefix` only.
     """
     endpoints = tuple(endpoints)
     roles = _call(client, endpoints, "/v3/auth/role/list", {}).get("roles") or []
     if NODE_ROLE not in roles:
         _call(client, endpoints, "/v3/auth/role/add", {"name": NODE_ROLE})
-    _call(
-        client,
-        endpoints,
-        "/v3/auth/role/grant",
-        {"name": NODE_ROLE, "perm": {"permType": "READWRITE", **_ALL_KEYS}},
-    )
+    restrict_node_role(client, endpoints, prefix)
     existing = set(_call(client, endpoints, "/v3/auth/user/list", {}).get("users") or [])
     if ROOT not in existing:
         _call(client, endpoints, "/v3/auth/user/add", {"name": ROOT, "password": root_password})
     _call(client, endpoints, "/v3/auth/user/grant", {"user": ROOT, "role": ROOT})
     _add(client, endpoints, users, existing)
     _call(client, endpoints, "/v3/auth/enable", {})
+
+
+def restrict_node_role(client: httpx.Client, endpoints: Iterable[str], prefix: str) -> bool:
+    """Let the node role read and write the keys under `prefix`, and no others; True if
+    its permissions changed. Idempotent: a cluster whose role was granted every key
+    (before this rule) is narrowed, as root once authentication is on."""
+    endpoints = tuple(endpoints)
+    if not prefix:
+        raise ConfigError("the node role needs a key prefix (the nodes' etcd_prefix), not ''")
+    wanted = {"key": _b64(prefix.encode()), "range_end": _b64(_prefix_end(prefix.encode()))}
+    perms = _call(client, endpoints, "/v3/auth/role/get", {"role": NODE_ROLE}).get("perm") or []
+    changed, present = False, False
+    for perm in perms:
+        span = {"key": perm.get("key", ""), "range_end": perm.get("range_end", "")}
+        if span == wanted and perm.get("permType", "READ") == "READWRITE":
+            present = True
+            continue
+        _call(client, endpoints, "/v3/auth/role/revoke", {"role": NODE_ROLE, **span})
+        changed = True
+    if not present:
+        _call(
+            client,
+            endpoints,
+            "/v3/auth/role/grant",
+            {"name": NODE_ROLE, "perm": {"permType": "READWRITE", **wanted}},
+        )
+        changed = True
+    return changed
 
 
 def add_users(root: httpx.Client, endpoints: Iterable[str], users: dict[str, str]) -> None:

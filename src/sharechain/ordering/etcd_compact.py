@@ -45,7 +45,8 @@ from dataclasses import dataclass
 import httpx
 
 from sharechain.errors import OrderingError
-from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_log import EtcdLog, parse_height
+from sharechain.ordering.etcd_wire import _prefix_end
 
 __all__ = [
     "DEFAULT_DEFRAG_INTERVAL",
@@ -54,6 +55,7 @@ __all__ = [
     "HEADROOM",
     "Alarm",
     "Pruned",
+    "Scrubbed",
     "Space",
     "alarms",
     "compact",
@@ -62,7 +64,9 @@ __all__ = [
     "oldest_height",
     "prunable_height",
     "prune",
+    "scrub",
     "spaces",
+    "sweep",
     "unfounded",
 ]
 
@@ -159,21 +163,10 @@ def oldest_height(log: EtcdLog) -> int:
     """The lowest height above genesis still in etcd (head + 1 if none, 1 if nothing pruned).
 
     A node whose next height is below it must fetch the blocks from its peers.
+    Keys under `blocks/` that are not block keys (an etcd client's) do not count.
     """
-    blocks = log.prefix + b"blocks/"
-    reply = log.call(
-        "/v3/kv/range",
-        {
-            "key": _b64(_block_key(blocks, 1)),
-            "range_end": _b64(_block_key(blocks, 10**_BLOCK_DIGITS - 1)),
-            "limit": "1",
-            "keys_only": True,
-        },
-    )
-    kvs = reply.get("kvs") or []
-    if not kvs:
-        return log.head() + 1
-    return int(_unb64(kvs[0]["key"])[len(blocks) :])
+    lowest = log.lowest_height(1)
+    return log.head() + 1 if lowest is None else lowest
 
 
 def prune(log: EtcdLog, upto: int, leader: str) -> Pruned:
@@ -222,6 +215,125 @@ def prune(log: EtcdLog, upto: int, leader: str) -> Pruned:
     deleted = int(responses[0].get("response_delete_range", {}).get("deleted", 0))
     revision = int(reply.get("header", {}).get("revision", 0))
     return Pruned(upto, deleted, revision)
+
+
+def sweep(log: EtcdLog, leader: str, head: int) -> Pruned:
+    """Delete the keys under the log's prefix that no node writes; what went, and when.
+
+    Nodes write `blocks/<20 digits>` up to the head, `head` and `leader`, so
+    anything else under the prefix was put there by hand by an etcd client
+    (a member's node holds client credentials): other names, block keys
+    above the head, keys between genesis and block 1. Nodes pass over such
+    keys (`EtcdLog` reads only block keys), but they would hold etcd's space
+    until its quota stops every write. One transaction, only while `leader`
+    holds the leader key and `head` still says `head` (so a block appended
+    meanwhile is never touched); a key written between block keys below the
+    head goes when pruning passes it. `Pruned.upto` is the head swept above.
+    """
+    if head < 0:
+        return Pruned(-1, 0, 0)
+    prefix = log.prefix
+    blocks, head_key, leader_key = prefix + b"blocks/", prefix + b"head", prefix + b"leader"
+    genesis = _block_key(blocks, 0)
+    spans = (
+        (prefix, genesis),
+        (genesis + b"\0", _block_key(blocks, 1)),
+        (_block_key(blocks, head + 1), head_key),
+        (head_key + b"\0", leader_key),
+        (leader_key + b"\0", _prefix_end(prefix)),
+    )
+    reply = log.call(
+        "/v3/kv/txn",
+        {
+            "compare": [
+                {
+                    "key": _b64(leader_key),
+                    "target": "VALUE",
+                    "result": "EQUAL",
+                    "value": _b64(leader.encode()),
+                },
+                {
+                    "key": _b64(head_key),
+                    "target": "VALUE",
+                    "result": "EQUAL",
+                    "value": _b64(str(head).encode()),
+                },
+            ],
+            "success": [
+                {"request_delete_range": {"key": _b64(start), "range_end": _b64(end)}}
+                for start, end in spans
+            ],
+        },
+    )
+    if not reply.get("succeeded"):
+        return Pruned(-1, 0, 0)  # the head moved, or the lease did: the next round
+    deleted = sum(
+        int(r.get("response_delete_range", {}).get("deleted", 0))
+        for r in reply.get("responses") or []
+    )
+    return Pruned(head, deleted, int(reply.get("header", {}).get("revision", 0)))
+
+
+SCRUB_PAGE = 1_000
+"""Keys one `scrub` round reads (names only) between block keys."""
+_TXN_OPS = 128
+"""etcd's default `--max-txn-ops`: deletes sent in one transaction at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scrubbed:
+    """What one `scrub` round did."""
+
+    deleted: int
+    """Keys deleted: under `blocks/` below the head, but no block's."""
+    cursor: bytes | None
+    """Where the next round reads on (None: this pass reached the head)."""
+    revision: int
+    """etcd's revision after the last delete (0: nothing deleted)."""
+
+
+def scrub(log: EtcdLog, head: int, cursor: bytes | None = None, page: int = SCRUB_PAGE) -> Scrubbed:
+    """Delete keys between the block keys 1..`head` that name no block, a page at a time.
+
+    `sweep` takes whole spans where no block key can be; a key written between
+    two block keys (`blocks/<height>x`) needs the names read. One round reads
+    `page` names from `cursor` (the start of `blocks/1` when None) and deletes
+    the ones that are not block keys by their exact names: no node ever writes
+    such a key, so no block is touched whatever happens meanwhile.
+    """
+    if head < 1:
+        return Scrubbed(0, None, 0)
+    blocks = log.prefix + b"blocks/"
+    start = cursor if cursor is not None else _block_key(blocks, 1)
+    reply = log.call(
+        "/v3/kv/range",
+        {
+            "key": _b64(start),
+            "range_end": _b64(_block_key(blocks, head + 1)),
+            "limit": str(page),
+            "keys_only": True,
+        },
+    )
+    names = [_unb64(kv["key"]) for kv in reply.get("kvs") or []]
+    junk = [k for k in names if parse_height(k[len(blocks) :], width=_BLOCK_DIGITS) is None]
+    deleted, revision = 0, 0
+    for first in range(0, len(junk), _TXN_OPS):
+        done = log.call(
+            "/v3/kv/txn",
+            {
+                "success": [
+                    {"request_delete_range": {"key": _b64(k)}}
+                    for k in junk[first : first + _TXN_OPS]
+                ]
+            },
+        )
+        deleted += sum(
+            int(r.get("response_delete_range", {}).get("deleted", 0))
+            for r in done.get("responses") or []
+        )
+        revision = int(done.get("header", {}).get("revision", 0))
+    more = bool(reply.get("more")) and bool(names)
+    return Scrubbed(deleted, names[-1] + b"\0" if more else None, revision)
 
 
 def compact(log: EtcdLog, revision: int) -> None:

@@ -22,6 +22,7 @@ with a fresh lease, and the followers see the change).
 from __future__ import annotations
 
 import base64
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sharechain.ordering.etcd_log import EtcdLog
@@ -109,12 +110,47 @@ class Election:
         )
         return Leader(org, lease) if taken.get("succeeded") else self.current()
 
+    def clear_foreign(self, members: Collection[str]) -> str | None:
+        """Delete the leader key if no node wrote it: held by no lease, or naming no
+        organisation of `members`. What was removed, described; None if nothing.
+
+        Nodes always campaign with a lease, so such a key was put by hand by an
+        etcd client. It would never expire: nobody could campaign again once
+        its holder stopped, and pruning, which only the holder does, would
+        stop for good. The delete compares on the key's revision, so a key
+        taken meanwhile is never touched.
+        """
+        kvs = self.log.call("/v3/kv/range", {"key": self._key}).get("kvs", [])
+        if not kvs:
+            return None
+        kv = kvs[0]
+        raw, lease = base64.b64decode(kv.get("value", "")), int(kv.get("lease", 0))
+        org = raw.decode("utf-8", "replace")
+        if lease != 0 and org in members:
+            return None
+        unchanged = {
+            "key": self._key,
+            "target": "MOD",
+            "result": "EQUAL",
+            "mod_revision": str(kv.get("mod_revision", "0")),
+        }
+        reply = self.log.call(
+            "/v3/kv/txn",
+            {"compare": [unchanged], "success": [{"request_delete_range": {"key": self._key}}]},
+        )
+        if not reply.get("succeeded"):
+            return None
+        named = f"naming {raw[:40]!r}" + ("" if org in members else ", no member of the chain")
+        return f"{named}, {'held by no lease' if lease == 0 else f'lease {lease:x}'}"
+
 
 def _holder(kvs: list[dict[str, str]]) -> Leader | None:
     if not kvs:
         return None
     kv = kvs[0]
-    return Leader(base64.b64decode(kv.get("value", "")).decode(), int(kv.get("lease", 0)))
+    # Not UTF-8: written by hand (`clear_foreign` removes it); never a node's name.
+    org = base64.b64decode(kv.get("value", "")).decode("utf-8", "replace")
+    return Leader(org, int(kv.get("lease", 0)))
 
 
 def _b64(data: bytes) -> str:

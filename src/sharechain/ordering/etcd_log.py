@@ -60,9 +60,12 @@ from sharechain.ordering.etcd_wire import (
 __all__ = [
     "DEFAULT_MAX_BLOCK_BYTES",
     "ETCD_DEFAULT_MAX_REQUEST_BYTES",
+    "HEAD_UNREADABLE",
     "EndpointStatus",
     "EtcdLog",
+    "LogOutOfStep",
     "StopFlag",
+    "parse_height",
 ]
 
 ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864
@@ -72,6 +75,35 @@ DEFAULT_MAX_BLOCK_BYTES = ETCD_DEFAULT_MAX_REQUEST_BYTES - 4096
 """Largest block `append` sends by default: etcd's limit minus room for keys and framing."""
 
 _BLOCK_DIGITS = 20
+
+HEAD_UNREADABLE = -2
+"""What `EtcdLog.head` answers when `head` holds something that is not a height.
+
+Only `append` and `void` write `head`, always a height in decimal, so such a
+value was written by hand by an etcd client; the leader mends it
+(`EtcdLog.move_head` takes this value as its `claimed`)."""
+
+
+class LogOutOfStep(OrderingError):
+    """`append` found `head` not on the height below: the log must be mended or read again."""
+
+
+def parse_height(raw: bytes, *, width: int | None = None) -> int | None:
+    """The height `raw` spells in ASCII decimal, or None if it spells none.
+
+    `width`: exactly that many digits, zero-padded (a block key's tail);
+    otherwise the canonical form `append` writes to `head` (no sign, no
+    spaces or underscores, no leading zero, at most 20 digits). Python's
+    `int` accepts far more (" 5", "5_0", "+5"), so keys and values that an
+    etcd client wrote by hand must pass here before they are believed.
+    """
+    if not raw.isdigit():  # bytes.isdigit: ASCII digits only, and not empty
+        return None
+    if width is not None:
+        return int(raw) if len(raw) == width else None
+    if len(raw) > _BLOCK_DIGITS or (len(raw) > 1 and raw[:1] == b"0"):
+        return None
+    return int(raw)
 
 
 class StopFlag(Protocol):
@@ -207,9 +239,16 @@ class EtcdLog:
         if existing:
             return _unb64(existing[0].get("value", "")) == data
         tip_kvs = _kvs(responses[-1].get("response_range", {}))
-        if tip_kvs and int(_unb64(tip_kvs[0].get("value", ""))) >= height:
+        raw_tip = _unb64(tip_kvs[0].get("value", "")) if tip_kvs else None
+        at = parse_height(raw_tip) if raw_tip is not None else None
+        if at is not None and at >= height:
             return False  # taken, and compacted away since: never a second block there
-        raise OrderingError(
+        if raw_tip is not None and at is None:
+            raise LogOutOfStep(
+                f"cannot append height {height}: head holds {raw_tip[:40]!r}, not a height "
+                "(an etcd client wrote it by hand); the leader mends it (EtcdLog.move_head)"
+            )
+        raise LogOutOfStep(
             f"cannot append height {height}: height {height - 1} is not in the log yet "
             f"(head is {self.head()}); append heights in order"
         )
@@ -218,15 +257,19 @@ class EtcdLog:
         """Set `head` from `claimed` to `height`, if it still says `claimed`, `data` sits at
         `height` and no block above it. `append` moves `head` with its block, so a
         `head` elsewhere was written by hand, and it would refuse every append. True
-        if it was set."""
+        if it was set. `claimed` may be `HEAD_UNREADABLE` (what `head` answered for
+        a value that is not a height): the value is then read again and must still
+        be one that is not a height."""
+        if claimed == HEAD_UNREADABLE:
+            raw = self._head_raw()
+            if raw is None or parse_height(raw) is not None:
+                return False  # mended or rewritten meanwhile: read the head again
+            was = raw
+        else:
+            was = str(claimed).encode()
         at, above = _b64(self._block_key(height)), _b64(self._block_key(height + 1))
         compare: list[Json] = [
-            {
-                "key": _b64(self._head_key),
-                "target": "VALUE",
-                "result": "EQUAL",
-                "value": _b64(str(claimed).encode()),
-            },
+            {"key": _b64(self._head_key), "target": "VALUE", "result": "EQUAL", "value": _b64(was)},
             {"key": at, "target": "VALUE", "result": "EQUAL", "value": _b64(data)},
             {"key": above, "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
         ]
@@ -266,23 +309,40 @@ class EtcdLog:
         return _unb64(kvs[0].get("value", "")) if kvs else None
 
     def head(self) -> int:
-        """Height of the newest block, -1 if the log is empty."""
-        kvs = _kvs(self._gateway.post("/v3/kv/range", {"key": _b64(self._head_key)}))
-        return int(_unb64(kvs[0].get("value", ""))) if kvs else -1
+        """Height of the newest block, -1 if the log is empty, `HEAD_UNREADABLE` if `head`
+        holds something that is not a height (written by hand)."""
+        raw = self._head_raw()
+        if raw is None:
+            return -1
+        height = parse_height(raw)
+        return HEAD_UNREADABLE if height is None else height
+
+    def lowest_height(self, start: int = 0) -> int | None:
+        """The lowest height at or above `start` with a block in etcd, None if none.
+
+        Keys under `blocks/` that are not block keys (written by hand) are
+        passed over, a page of keys at a time."""
+        after = self._block_key(max(start, 0))
+        while True:
+            keys, more, _, last = self._range_page(after, None, keys_only=True)
+            if keys:
+                return keys[0][0]
+            if not more or last is None:
+                return None
+            after = last + b"\0"
 
     def range(self, start: int, end: int | None = None) -> Iterator[tuple[int, bytes]]:
         """Yield (height, bytes) for heights start <= h < end (to the head if end is None).
 
         Reads `page_size` blocks per request, so memory stays bounded.
         """
-        next_height = max(start, 0)
-        while end is None or next_height < end:
-            page, more, _ = self._range_page(next_height, end)
-            for height, data in page:
-                yield height, data
-                next_height = height + 1
-            if not more or not page:
+        after = self._block_key(max(start, 0))
+        while True:
+            page, more, _, last = self._range_page(after, end)
+            yield from page
+            if not more or last is None:
                 return
+            after = last + b"\0"
 
     def watch(self, from_height: int, stop: StopFlag | None = None) -> Iterator[tuple[int, bytes]]:
         """Yield (height, bytes) from `from_height` on, in order, forever or until `stop` is set.
@@ -304,16 +364,18 @@ class EtcdLog:
             # Catch up: everything up to the revision of the last page read.
             revision = 0
             gap = False
+            after = self._block_key(next_height)
             while not stop.is_set():
-                page, more, revision = self._range_page(next_height, None)
+                page, more, revision, last = self._range_page(after, None)
                 for height, data in page:
                     if height != next_height:
                         gap = True  # cannot happen with `append`; wait for the hole to fill
                         break
                     yield height, data
                     next_height += 1
-                if gap or not more:
+                if gap or not more or last is None:
                     break
+                after = last + b"\0"  # past keys that are no block's too
             if gap:
                 stop.wait(min(self._idle_timeout, MAX_BACKOFF))
                 continue
@@ -366,32 +428,45 @@ class EtcdLog:
     def _block_key(self, height: int) -> bytes:
         return self._blocks + str(height).zfill(_BLOCK_DIGITS).encode()
 
-    def _height_of(self, key: bytes) -> int:
-        return int(key[len(self._blocks) :])
+    def _head_raw(self) -> bytes | None:
+        kvs = _kvs(self._gateway.post("/v3/kv/range", {"key": _b64(self._head_key)}))
+        return _unb64(kvs[0].get("value", "")) if kvs else None
 
-    def _range_page(self, start: int, end: int | None) -> tuple[list[tuple[int, bytes]], bool, int]:
-        """One range read: (blocks, more follow, revision the read saw)."""
+    def _height_of(self, key: bytes) -> int | None:
+        """The height a block key names; None for any other key under `blocks/`."""
+        if not key.startswith(self._blocks):
+            return None
+        return parse_height(key[len(self._blocks) :], width=_BLOCK_DIGITS)
+
+    def _range_page(
+        self, after: bytes, end: int | None, *, keys_only: bool = False
+    ) -> tuple[list[tuple[int, bytes]], bool, int, bytes | None]:
+        """One range read from key `after` on: (blocks, more follow, revision the read
+        saw, the last key read). Keys that are not block keys are left out of the
+        blocks (an etcd client can write any key), so page on from the last key."""
         range_end = self._blocks_end if end is None else self._block_key(end)
-        reply = self._gateway.post(
-            "/v3/kv/range",
-            {
-                "key": _b64(self._block_key(start)),
-                "range_end": _b64(range_end),
-                "limit": str(self._page_size),
-            },
-        )
-        page = [
-            (self._height_of(_unb64(kv["key"])), _unb64(kv.get("value", ""))) for kv in _kvs(reply)
-        ]
+        body: Json = {"key": _b64(after), "range_end": _b64(range_end)}
+        body["limit"] = str(self._page_size)
+        if keys_only:
+            body["keys_only"] = True
+        reply = self._gateway.post("/v3/kv/range", body)
+        page, last = [], None
+        for kv in _kvs(reply):
+            last = _unb64(kv["key"])
+            height = self._height_of(last)
+            if height is not None:
+                page.append((height, _unb64(kv.get("value", ""))))
         revision = int(reply.get("header", {}).get("revision", 0))
-        return page, bool(reply.get("more")), revision
+        return page, bool(reply.get("more")), revision, last
 
     def _decode_events(self, events: list[Json]) -> Iterator[tuple[int, bytes]]:
         for event in events:
             if event.get("type", "PUT") != "PUT":
                 continue  # `append` never deletes; a manual delete must not look like a block
             kv = event.get("kv", {})
-            yield self._height_of(_unb64(kv["key"])), _unb64(kv.get("value", ""))
+            height = self._height_of(_unb64(kv["key"]))
+            if height is not None:  # not a block key: written by hand, no block
+                yield height, _unb64(kv.get("value", ""))
 
     def _open_watch(self, endpoint: int, height: int, revision: int) -> _WatchStream:
         body = {

@@ -50,7 +50,13 @@ from typing import IO
 import httpx
 
 from sharechain.errors import ConfigError, OrderingError
-from sharechain.ordering.etcd_auth import add_users, auth_enabled, enable_auth
+from sharechain.ordering.etcd_auth import (
+    NODE_PREFIX,
+    add_users,
+    auth_enabled,
+    enable_auth,
+    restrict_node_role,
+)
 from sharechain.ordering.etcd_tls import DevCertificates, EtcdTLS, etcd_http_client
 
 __all__ = [
@@ -170,7 +176,9 @@ class EtcdCluster:
     fixes the ports (member i gets client port base_port + 2i and peer port
     base_port + 2i + 1); without it free ports are picked. Heartbeat and
     election timeouts are shorter than etcd's defaults because loopback is
-    fast, so a lost leader is replaced in well under a second.
+    fast, so a lost leader is replaced in well under a second. With `tls`,
+    etcd's authentication goes on and each client's user may read and write
+    only the keys under `node_prefix` (the nodes' `etcd_prefix`).
     """
 
     def __init__(
@@ -188,10 +196,12 @@ class EtcdCluster:
         extra_args: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
         tls: bool = False,
+        node_prefix: str = NODE_PREFIX,
     ) -> None:
         if members < 1:
             raise ConfigError(f"an etcd cluster needs at least one member, got {members}")
         self._binary = binary
+        self._node_prefix = node_prefix
         self._base_dir = Path(base_dir)
         self._max_request_bytes = max_request_bytes
         self._heartbeat_ms = heartbeat_ms
@@ -296,15 +306,24 @@ class EtcdCluster:
             return
         if marker.exists():
             with self._http_client(5.0) as root:
+                # (A cluster made before the role was held to the prefix is narrowed.)
+                restrict_node_role(root, self._running_endpoints(), self._node_prefix)
                 add_users(root, self._running_endpoints(), certs.users())
             return
         certs.root()  # root's password, written on first use
         with self._http_client(5.0) as plain:
             # On already (stopped before the marker was written): root adds the users.
             if not auth_enabled(plain, self._running_endpoints()):
-                enable_auth(plain, self._running_endpoints(), certs.root_password(), certs.users())
+                enable_auth(
+                    plain,
+                    self._running_endpoints(),
+                    certs.root_password(),
+                    certs.users(),
+                    prefix=self._node_prefix,
+                )
         marker.write_text("etcd authentication is on; root's password is in root.password\n")
         with self._http_client(5.0) as root:
+            restrict_node_role(root, self._running_endpoints(), self._node_prefix)
             add_users(root, self._running_endpoints(), certs.users())
 
     def is_running(self, index: int) -> bool:
