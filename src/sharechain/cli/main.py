@@ -62,6 +62,7 @@ COMMAND_MODULES = (
     "sharechain.cli.node_cmd",
     "sharechain.cli.backup_cmd",  # after node_cmd: it joins the `node` group
     "sharechain.cli.snapshot_cmd",  # after node_cmd: it joins the `node` group
+    "sharechain.cli.evidence_cmd",  # after node_cmd: it joins the `node` group
     "sharechain.cli.network_cmd",
     "sharechain.cli.operate_cmd",  # after node_cmd and network_cmd: it joins their groups
     "sharechain.cli.org_cmd",
@@ -80,7 +81,7 @@ COMMAND_MODULES = (
     "sharechain.cli.compute_cmd",
 )
 
-_NODE = ("node_cmd", "backup_cmd", "snapshot_cmd", "operate_cmd")
+_NODE = ("node_cmd", "backup_cmd", "snapshot_cmd", "evidence_cmd", "operate_cmd")
 _PROOFS = ("proofs_cmd",)
 _COMPUTE = ("compute_cmd",)
 _SHARING = ("dataset_cmd", "grant_cmd", "sharing_cmd")

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-__all__ = ["DEFAULT_EVIDENCE_BYTES", "Evidence", "Kept"]
+from sharechain.crypto.signing import verify
+from sharechain.errors import EncodingError, InvalidSignatureError
+from sharechain.ledger.blocks import BLOCK_DOMAIN, decode_block
+from sharechain.ledger.identities import Organisation
+from sharechain.ledger.store import Head
+
+__all__ = ["DEFAULT_EVIDENCE_BYTES", "Evidence", "Exhibit", "Kept", "examine"]
 
 DEFAULT_EVIDENCE_BYTES: Final = 64 * 1024 * 1024
 """What a node keeps of voided blocks at most, all together (`evidence_bytes`)."""
@@ -95,3 +101,89 @@ class Evidence:
             tmp.unlink(missing_ok=True)
             return Kept(None, digest, f"writing it failed: {exc}")
         return Kept(path, digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Exhibit:
+    """One evidence file, read back: what the block says and whether its signature holds."""
+
+    path: Path
+    size: int
+    digest: str
+    """SHA-256 of the file, hex: the name the ALERT gave it."""
+    height: int | None = None
+    orderer: str | None = None
+    timestamp_ms: int | None = None
+    transactions: int | None = None
+    signed: bool | None = None
+    """True: the orderer's key as the chain now records it verifies the block; False: it
+    does not; None: the file is no block, or the orderer is no organisation of the chain."""
+    signature: str = ""
+    """The signature check, in words."""
+    chain_hash: str | None = None
+    """The hash of the block the chain holds at that height (hex), None if none yet."""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "file": str(self.path),
+            "bytes": self.size,
+            "sha256": self.digest,
+            "height": self.height,
+            "orderer": self.orderer,
+            "timestamp_ms": self.timestamp_ms,
+            "transactions": self.transactions,
+            "signed": self.signed,
+            "signature": self.signature,
+            "chain_hash": self.chain_hash,
+        }
+
+
+def examine(
+    folder: Path,
+    organisation: Callable[[str], Organisation | None],
+    block_at: Callable[[int], Head | None],
+) -> list[Exhibit]:
+    """Read every evidence file in `folder`, lowest height first.
+
+    `organisation` and `block_at` read the node's chain (`Ledger.organisation`,
+    `Store.block_meta`). A block signed with a key the orderer has rotated
+    since no longer verifies here: the check names the current key's failure,
+    and the file keeps the signature for whoever holds the older key.
+    """
+    found = []
+    for path in sorted(folder.glob("*.block")) if folder.is_dir() else ():
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            block = decode_block(data)
+        except EncodingError as exc:
+            found.append(Exhibit(path, len(data), digest, signature=f"not a block ({exc})"))
+            continue
+        h = block.header
+        org = organisation(h.orderer)
+        signed: bool | None
+        if org is None:
+            signed, words = None, f"{h.orderer!r} is no organisation of this chain"
+        else:
+            try:
+                verify(org.sign_key, block.signature, BLOCK_DOMAIN, h.encoded())
+                signed, words = True, f"signed with {h.orderer}'s key as the chain records it"
+            except InvalidSignatureError:
+                signed = False
+                words = f"not {h.orderer}'s current key (rotated since, or not theirs)"
+        held = block_at(h.height)
+        found.append(
+            Exhibit(
+                path,
+                len(data),
+                digest,
+                h.height,
+                h.orderer,
+                h.timestamp,
+                len(block.txs),
+                signed,
+                words,
+                None if held is None else held.hash.hex(),
+            )
+        )
+    return sorted(found, key=lambda e: (e.height is None, e.height or 0, e.path.name))
