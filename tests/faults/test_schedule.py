@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from test_clock_and_disk_faults import can_mount_tmpfs
 
+from sharechain.errors import ConfigError
 from sharechain.faults.dataflow import DATA_FLOW
 from sharechain.faults.schedule import (
     FLOW_CODES,
@@ -80,6 +81,19 @@ def test_short_run_with_a_kill_a_pause_a_delay_and_a_cut(tmp_path: Path) -> None
     assert report.acknowledged > 100
     # The faults were felt: some submissions went unanswered and were retried.
     assert report.acknowledged < report.operations
+
+
+def test_keys_no_node_writes_are_swept_under_load_on_etcd(tmp_path: Path) -> None:
+    # Threat 45 under load: twice a member's etcd credentials write junk under
+    # `blocks/`, outside it, into `head` and a lease-less `leader`; the nodes
+    # mend and sweep by themselves (the run checks `foreign_keys_swept`), and no
+    # acknowledged transaction is lost.
+    faults = [Fault(1.0, "junk", "bank-c", 0.5), Fault(4.0, "junk", "hospital-b", 0.5)]
+    result = run_soak(tmp_path / "net", seed=2, faults=faults, seconds=8.0, ordering="etcd")
+    assert result.flow == FLOW_CODES and result.data_flow == DATA_FLOW
+    assert result.report.nodes == 3 and result.report.acknowledged > 50
+    with pytest.raises(ConfigError, match="need etcd ordering"):
+        run_soak(tmp_path / "solo", seed=2, faults=faults, seconds=1.0)
 
 
 def test_a_node_that_exits_on_its_own_is_started_again_like_systemd_would(

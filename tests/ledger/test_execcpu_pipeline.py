@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,13 @@ def _blocks(kit: Kit, n: int) -> list[bytes]:
 
 
 def _young_collections() -> tuple[list[int], Any]:
+    """The collections this thread runs from now on (the collector is the process's, and a
+    thread another test left behind may collect meanwhile: not the stream's doing)."""
     seen: list[int] = []
+    here = threading.get_ident()
 
     def callback(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
+        if phase == "start" and threading.get_ident() == here:
             seen.append(info["generation"])
 
     gc.callbacks.append(callback)

@@ -1,7 +1,8 @@
 """Attack 40: a member's node leads and orders nothing of the others'.
 
-Any member may hold the leader key (here written by hand without a lease, so
-it never expires, as a member's etcd client may), and followers forward their
+Any member may hold the leader key (here written by hand on a lease of a
+minute that nobody renews: a member's etcd client may keep one alive for
+ever; a key on no lease the nodes delete, threat 45), and followers forward their
 batches to it. The hostile leader answers each forwarded batch with an error,
 with receipts for a block that never comes, or not at all (a byte a second,
 of its body or of its headers: no read of the HTTP client ever times out).
@@ -110,10 +111,12 @@ def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
 
 
 def _seize_the_lead(cluster: EtcdCluster) -> None:
-    """The hostile member writes the leader key for itself, with no lease to expire."""
+    """The hostile member writes the leader key for itself, on a lease that outlives the test."""
     with EtcdLog(cluster.endpoints) as log:
         key = base64.b64encode(log.prefix + b"leader").decode()
-        log.call("/v3/kv/put", {"key": key, "value": base64.b64encode(HOSTILE.encode()).decode()})
+        lease = log.call("/v3/lease/grant", {"TTL": "120"})["ID"]
+        value = base64.b64encode(HOSTILE.encode()).decode()
+        log.call("/v3/kv/put", {"key": key, "value": value, "lease": str(lease)})
 
 
 def _doubts(running: Running) -> float:

@@ -60,6 +60,7 @@ PROPERTIES: Final = (
     "nodes_agree",
     "no_use_after_revoke",
     "no_plaintext_at_non_grantee",
+    "foreign_keys_swept",
 )
 GRANT_USES: Final = frozenset({KEY_RELEASE, READ})
 """Transaction types that use a grant (a revoked grant must refuse them)."""

@@ -12,7 +12,14 @@ schedule of faults while the load runs:
   (`sharechain.faults.skewed_node`), and again with the true time after `duration`;
 - ``fill``: fill the disk of a node's data directory to the last byte, then free
   it (each node's data directory is then a tmpfs of its own, `small_disks`: the
-  real disk is never filled; mounting needs root).
+  real disk is never filled; mounting needs root);
+- ``junk`` (etcd ordering): the organisation's own etcd credentials write keys no
+  node writes: under `blocks/` above the head and between two block keys
+  below it, outside `blocks/`, `head` holding no height and a `leader` key with
+  no lease naming a non-member (threat 45 in docs/security.md). Nothing heals
+  it: the nodes mend and sweep by themselves, and after the run every such key
+  must be gone, `head` a height again and the leader key a member's on a lease
+  (``foreign_keys_swept``).
 
 The load: each organisation's client submits batches of notary records
 through its own node; a submission that fails (its node is down, paused, cut
@@ -37,6 +44,7 @@ reproduced by its seed.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import itertools
@@ -68,8 +76,11 @@ from sharechain.faults.network import LINK_DELAY, ProxiedNetwork
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import LocalNetwork
+from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_wire import _b64
 
 __all__ = [
+    "ETCD_KINDS",
     "FLOW_CODES",
     "KINDS",
     "NODE_KINDS",
@@ -80,9 +91,12 @@ __all__ = [
     "run_soak",
 ]
 
-KINDS: Final = ("kill", "pause", "delay", "cut", "skew", "fill")
-NODE_KINDS: Final = ("skew", "fill")
-"""Faults of a node only (an etcd member is not restarted skewed nor given a small disk)."""
+KINDS: Final = ("kill", "pause", "delay", "cut", "skew", "fill", "junk")
+NODE_KINDS: Final = ("skew", "fill", "junk")
+"""Faults of a node only (an etcd member is not restarted skewed nor given a small disk;
+``junk`` is written with a node's etcd credentials)."""
+ETCD_KINDS: Final = ("junk",)
+"""Faults that need etcd ordering."""
 _SKEW_RANGE: Final = (2.0, 10.0)
 """Seconds a skewed clock is off, either way: within what members tolerate (30 s)."""
 FLOW_CODES: Final = ("valid",) * 7 + ("revoked",)
@@ -205,8 +219,55 @@ def _signal(net: ProxiedNetwork, org: str, signum: int) -> None:
         os.kill(net.pid(org), signum)
 
 
-def _inject(net: ProxiedNetwork, fault: Fault) -> None:
-    if fault.kind == "kill":
+def _scribble(net: ProxiedNetwork, fault: Fault) -> list[bytes]:
+    """Write keys no node writes with `fault.org`'s etcd credentials; the keys that must go."""
+    assert net.etcd is not None  # `run_soak` refuses the fault without etcd
+    tag = f"{fault.at:.2f}".encode()
+    with EtcdLog(net.etcd.endpoints, timeout=5.0, tls=net.etcd.client_tls(fault.org)) as etcd:
+        head = max(etcd.head(), 1)
+        blocks = etcd.prefix + b"blocks/"
+        junk = [
+            blocks + b"x" + tag,
+            blocks + str(head + 2).zfill(20).encode() + b"x" + tag,  # above the head
+            blocks + str(head - 1).zfill(20).encode() + b"_" + tag,  # between two blocks
+            etcd.prefix + b"zzz/" + tag,
+        ]
+        for key in junk:
+            etcd.call("/v3/kv/put", {"key": _b64(key), "value": _b64(b"junk " + tag)})
+        for key, value in ((b"head", b"junk"), (b"leader", b"mallory")):  # no lease
+            etcd.call("/v3/kv/put", {"key": _b64(etcd.prefix + key), "value": _b64(value)})
+    return junk
+
+
+def _foreign_left(net: ProxiedNetwork, junk: Sequence[bytes], timeout: float) -> list[Violation]:
+    """Wait for the nodes to sweep `junk`, mend `head` and clear the leader key; what is left."""
+    assert net.etcd is not None
+    members = {n.org for n in net.nodes}
+    deadline = time.monotonic() + timeout
+    with EtcdLog(net.etcd.endpoints, timeout=5.0, tls=net.etcd.root_tls()) as etcd:
+        while True:
+            left = [k for k in junk if etcd.call("/v3/kv/range", {"key": _b64(k)}).get("kvs")]
+            leader = (
+                etcd.call("/v3/kv/range", {"key": _b64(etcd.prefix + b"leader")}).get("kvs") or [{}]
+            )[0]
+            holder = base64.b64decode(leader.get("value", "")).decode("utf-8", "replace")
+            led = holder in members and int(leader.get("lease", 0)) != 0
+            mended = etcd.head() >= 0
+            if (not left and led and mended) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    found = [Violation("foreign_keys_swept", f"{k!r} is still in etcd") for k in left]
+    if not led:
+        found.append(Violation("foreign_keys_swept", f"the leader key holds {holder!r}"))
+    if not mended:
+        found.append(Violation("foreign_keys_swept", "etcd's head holds no height"))
+    return found
+
+
+def _inject(net: ProxiedNetwork, fault: Fault, junk: list[bytes]) -> None:
+    if fault.kind == "junk":
+        junk.extend(_scribble(net, fault))
+    elif fault.kind == "kill":
         net.kill(fault.org)
     elif fault.kind == "pause":
         _signal(net, fault.org, signal.SIGSTOP)
@@ -223,6 +284,8 @@ def _inject(net: ProxiedNetwork, fault: Fault) -> None:
 
 
 def _heal(net: ProxiedNetwork, fault: Fault) -> None:
+    if fault.kind == "junk":
+        return  # the nodes clean up by themselves; `_foreign_left` checks they did
     if fault.kind == "kill":
         net.restart(fault.org)
     elif fault.kind == "pause":
@@ -345,6 +408,8 @@ def run_soak(
     settle_timeout: float = 60.0,
 ) -> SoakResult:
     """Run the load for `seconds` with `faults`; check the history (raises on a violation)."""
+    if ordering != "etcd" and any(f.kind in ETCD_KINDS for f in faults):
+        raise ConfigError(f"faults {ETCD_KINDS} need etcd ordering (ordering='etcd')")
     net = ProxiedNetwork(
         base,
         orgs=orgs,
@@ -358,6 +423,8 @@ def run_soak(
     shared = DataFlow()
     active: list[Fault] = []
     supervisor = _Supervisor(net)
+    junk: list[bytes] = []
+    foreign: list[Violation] = []
     ran = False
     try:
         net.up(timeout=90)
@@ -386,7 +453,7 @@ def run_soak(
                 active.remove(fault)
                 _heal(net, fault)
             else:
-                _inject(net, fault)
+                _inject(net, fault, junk)
                 active.append(fault)
         supervisor.sleep_until(started + seconds)
         stop.set()
@@ -399,6 +466,8 @@ def run_soak(
         supervisor.sleep_until(time.monotonic() + RESTART_SECONDS)
         net.wait_ready(timeout=settle_timeout)
         _wait_same_head(net, settle_timeout)
+        if any(f.kind == "junk" for f in faults):
+            foreign = _foreign_left(net, junk, settle_timeout)
         ran = True
     finally:
         for fault in active:  # a run that failed half-way: let the nodes stop cleanly
@@ -427,6 +496,7 @@ def run_soak(
         Violation("no_plaintext_at_non_grantee", f"{p} holds a data key in the clear")
         for p in keyed
     ]
+    leaks += foreign
     try:
         report = check_history(log.ops, chains)
     except HistoryViolationError as exc:

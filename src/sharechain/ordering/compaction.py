@@ -6,9 +6,11 @@ reads etcd's alarms every few seconds, so a NOSPACE alarm (the space quota
 reached, writes refused) shows in its `/v1/health`, `/v1/status` and
 metrics instead of only as failed appends, and lifts a NOSPACE alarm that
 no member's database supports (one any etcd user can raise by hand in etcd
-3.4, or one left after the operator's defragmentation; `etcd_compact.unfounded`).
-The node holding the leader lease
-also, every `compaction_interval` seconds, removes from etcd the blocks that
+3.4, or one left after the operator's defragmentation; `etcd_compact.unfounded`),
+and deletes a leader key that no node wrote (held by no lease, or naming no
+member: `Election.clear_foreign`). The node holding the leader lease
+also, every `compaction_interval` seconds, deletes the other keys under the
+prefix that no node writes (`etcd_compact.sweep`, `scrub`), removes from etcd the blocks that
 every member node has attested (`etcd_compact.prunable_height`: the lowest
 height that each active organisation of the chain and each peer attested
 and that agrees with this node's chain, minus `compaction_keep` blocks),
@@ -207,7 +209,8 @@ class Compactor:
         )
 
     def clear_leader_key(self) -> None:
-        """Delete a leader key no node wrote (no lease, or no member's name): any node may."""
+        """Delete a leader key no node wrote (no lease, or no member's name): any node may,
+        at each read of the alarms (every few seconds)."""
         members = {o.id for o in organisations(self.node.store) if o.active}
         removed = Election(self.etcd).clear_foreign(members)
         if removed is not None:
@@ -222,7 +225,6 @@ class Compactor:
     def run_round(self, now: float) -> None:
         """Prune, sweep, compact and (when due) defragment, if this node leads."""
         node = self.node
-        self.clear_leader_key()
         leader = node.leader
         if leader is None or leader.org != node.org or node.halted is not None:
             return
@@ -270,6 +272,7 @@ class Compactor:
             now = time.monotonic()
             try:
                 self.check_alarms()
+                self.clear_leader_key()
                 if interval > 0 and now - self.last_prune >= interval:
                     self.last_prune = now
                     self.run_round(now)
