@@ -20,6 +20,7 @@ from sharechain.cli.common import (
 )
 from sharechain.ledger.store_repack import repack
 from sharechain.node.service import NodeConfig, repair_store
+from sharechain.ordering import etcd_compact
 from sharechain.ordering.etcd_tls import EtcdTLS
 from sharechain.sharing.agreement import NodeFile, write_node_file
 from sharechain.storage.datadir import DataDir
@@ -89,6 +90,13 @@ def start(
     max_block_txs: Annotated[int, typer.Option(help="Most transactions per block.")] = 2000,
     max_block_bytes: Annotated[int, typer.Option(help="Largest block in bytes.")] = 1_500_000,
     max_wait_ms: Annotated[int, typer.Option(help="Longest wait before cutting a block.")] = 20,
+    compaction_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="etcd: seconds between the leader's pruning and sweeping rounds (0: none).",
+        ),
+    ] = etcd_compact.DEFAULT_INTERVAL,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip re-verifying the store on start.")
     ] = False,
@@ -165,6 +173,7 @@ def start(
             max_block_txs=max_block_txs,
             max_block_bytes=max_block_bytes,
             max_wait=max_wait_ms / 1000,
+            compaction_interval=compaction_interval,
             verify_on_start=not no_verify,
         )
         if from_snapshot is not None:

@@ -75,6 +75,8 @@ DEFAULT_MAX_BLOCK_BYTES = ETCD_DEFAULT_MAX_REQUEST_BYTES - 4096
 """Largest block `append` sends by default: etcd's limit minus room for keys and framing."""
 
 _BLOCK_DIGITS = 20
+_KEYS_PAGE = 1_000
+"""Keys one read of names only returns (`lowest_height`)."""
 
 HEAD_UNREADABLE = -2
 """What `EtcdLog.head` answers when `head` holds something that is not a height.
@@ -446,7 +448,8 @@ class EtcdLog:
         blocks (an etcd client can write any key), so page on from the last key."""
         range_end = self._blocks_end if end is None else self._block_key(end)
         body: Json = {"key": _b64(after), "range_end": _b64(range_end)}
-        body["limit"] = str(self._page_size)
+        # Names alone are small: read many at once, past however many junk keys.
+        body["limit"] = str(_KEYS_PAGE if keys_only else self._page_size)
         if keys_only:
             body["keys_only"] = True
         reply = self._gateway.post("/v3/kv/range", body)
