@@ -14,6 +14,7 @@ import pytest
 from test_etcd_log import Watcher
 
 from sharechain.ordering import etcd_compact
+from sharechain.ordering.etcd_lease import Election, Leader
 from sharechain.ordering.etcd_log import HEAD_UNREADABLE, EtcdLog, LogOutOfStep, parse_height
 from sharechain.ordering.etcd_process import EtcdCluster
 
@@ -131,3 +132,31 @@ def test_sweep_and_scrub_delete_what_no_node_writes_and_nothing_else(
         assert scrubbed == len(JUNK_BETWEEN) + 1 and rounds > 1
         assert set(_keys(log)) == nodes
         assert list(log.range(0)) == [(h, f"block {h}".encode()) for h in range(6)]
+
+
+def test_a_leader_key_no_node_wrote_is_cleared_and_a_node_s_is_kept(
+    etcd_cluster: EtcdCluster, prefix: str
+) -> None:
+    with EtcdLog(etcd_cluster.endpoints, prefix=prefix) as log:
+        election = Election(log)
+        lease = election.grant()
+
+        def put(value: bytes, held: bool) -> None:
+            body = {"key": _b64(log.prefix + b"leader"), "value": _b64(value)}
+            log.call("/v3/kv/put", body | ({"lease": str(lease)} if held else {}))
+
+        members = {"hospital-a", "bank-b"}
+        assert election.clear_foreign(members) is None  # no key: nothing to do
+        assert election.campaign("hospital-a", lease) == Leader("hospital-a", lease)
+        assert election.clear_foreign(members) is None and election.clear_foreign(None) is None
+        put(b"mallory", held=True)  # a live lease, a name no member has
+        assert election.clear_foreign(None) is None  # a node behind the chain does not judge
+        removed = election.clear_foreign(members)
+        assert removed is not None and "no member of the chain" in removed
+        assert election.current() is None
+        for value, held in ((b"hospital-a", False), (b"\xff\xfe", True)):
+            put(value, held)
+            assert election.clear_foreign(None) is not None and election.current() is None
+        put(b"bank-b", held=False)
+        assert "held by no lease" in (election.clear_foreign(members) or "")
+        election.revoke(lease)

@@ -43,10 +43,10 @@ log = logging.getLogger("sharechain.node")
 
 _LOST_RACE_WAIT = 10.0
 _FOLLOW_POLL = 0.5
+"""Seconds between a follower's reads of the leader key."""
 _MEND_DEPTH = 64
 """How far below its height the leader looks for its own block to put a `head` back on
 that holds no height at all (`_mend_unreadable_head`)."""
-"""Seconds between a follower's reads of the leader key."""
 _ELECTION_PATIENCE = 3.0
 """Seconds the leader key may stay unreadable before batches with no leader fail."""
 

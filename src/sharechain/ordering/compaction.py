@@ -10,8 +10,8 @@ no member's database supports (one any etcd user can raise by hand in etcd
 and deletes a leader key that no node wrote (held by no lease, or naming no
 member: `Election.clear_foreign`). The node holding the leader lease
 also, every `compaction_interval` seconds, deletes the other keys under the
-prefix that no node writes (`etcd_compact.sweep`, `scrub`), removes from etcd the blocks that
-every member node has attested (`etcd_compact.prunable_height`: the lowest
+prefix that no node writes (`etcd_compact.sweep`, `scrub`), removes from
+etcd the blocks that every member node has attested (`etcd_compact.prunable_height`: the lowest
 height that each active organisation of the chain and each peer attested
 and that agrees with this node's chain, minus `compaction_keep` blocks),
 compacts etcd's history to the delete's revision, and every
@@ -84,6 +84,8 @@ class CompactingNode(Protocol):
 
     etcd_alarms: tuple[str, ...]
     """Alarms etcd raised, described (written by `Compactor.check_alarms`)."""
+    caught_up: bool
+    """Whether the node has followed the ordering log to its head."""
 
     @property
     def org(self) -> str: ...
@@ -211,14 +213,16 @@ class Compactor:
     def clear_leader_key(self) -> None:
         """Delete a leader key no node wrote (no lease, or no member's name): any node may,
         at each read of the alarms (every few seconds)."""
-        members = {o.id for o in organisations(self.node.store) if o.active}
+        node = self.node
+        # Behind the chain, a newly admitted member may be unknown here: names not judged.
+        members = {o.id for o in organisations(node.store) if o.active} if node.caught_up else None
         removed = Election(self.etcd).clear_foreign(members)
         if removed is not None:
             self.swept.inc()
             log.warning(
                 "ALERT %s: deleted etcd's leader key, %s: no node writes such a key (an etcd "
                 "client put it by hand); the nodes elect a leader again",
-                self.node.org,
+                node.org,
                 removed,
             )
 

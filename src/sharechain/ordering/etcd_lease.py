@@ -110,9 +110,11 @@ class Election:
         )
         return Leader(org, lease) if taken.get("succeeded") else self.current()
 
-    def clear_foreign(self, members: Collection[str]) -> str | None:
-        """Delete the leader key if no node wrote it: held by no lease, or naming no
-        organisation of `members`. What was removed, described; None if nothing.
+    def clear_foreign(self, members: Collection[str] | None) -> str | None:
+        """Delete the leader key if no node wrote it: held by no lease, not UTF-8, or
+        naming no organisation of `members` (None: names are not judged, as by a node
+        behind the chain, which may not know a newly admitted member yet). What was
+        removed, described; None if nothing.
 
         Nodes always campaign with a lease, so such a key was put by hand by an
         etcd client. It would never expire: nobody could campaign again once
@@ -126,7 +128,8 @@ class Election:
         kv = kvs[0]
         raw, lease = base64.b64decode(kv.get("value", "")), int(kv.get("lease", 0))
         org = raw.decode("utf-8", "replace")
-        if lease != 0 and org in members:
+        named = org.encode() == raw and (members is None or org in members)
+        if lease != 0 and named:
             return None
         unchanged = {
             "key": self._key,
@@ -140,8 +143,8 @@ class Election:
         )
         if not reply.get("succeeded"):
             return None
-        named = f"naming {raw[:40]!r}" + ("" if org in members else ", no member of the chain")
-        return f"{named}, {'held by no lease' if lease == 0 else f'lease {lease:x}'}"
+        what = f"naming {raw[:40]!r}" + ("" if named else ", no member of the chain")
+        return f"{what}, {'held by no lease' if lease == 0 else f'lease {lease:x}'}"
 
 
 def _holder(kvs: list[dict[str, str]]) -> Leader | None:
