@@ -35,6 +35,11 @@ def _keys(log: EtcdLog) -> list[bytes]:
     return [base64.b64decode(kv["key"])[len(log.prefix) :] for kv in reply.get("kvs", [])]
 
 
+def _append_blocks(log: EtcdLog, count: int) -> None:
+    for height in range(count):
+        assert log.append(height, f"block {height}".encode())
+
+
 def _key(height: int) -> bytes:
     return b"blocks/" + str(height).zfill(20).encode()
 
@@ -69,8 +74,7 @@ def test_parse_height_takes_only_what_the_log_writes(
 
 def test_reads_pass_over_keys_that_name_no_block(etcd_cluster: EtcdCluster, prefix: str) -> None:
     with EtcdLog(etcd_cluster.endpoints, prefix=prefix, page_size=1) as log:
-        for height in range(6):
-            assert log.append(height, f"block {height}".encode())
+        _append_blocks(log, 6)
         for key in [*JUNK_BETWEEN, b"blocks/x", b"blocks/ 1"]:
             _put(log, key)
         want = [(h, f"block {h}".encode()) for h in range(6)]
@@ -92,8 +96,7 @@ def test_a_head_that_holds_no_height_is_reported_and_mended(
     etcd_cluster: EtcdCluster, prefix: str
 ) -> None:
     with EtcdLog(etcd_cluster.endpoints, prefix=prefix) as log:
-        for height in range(3):
-            assert log.append(height, f"block {height}".encode())
+        _append_blocks(log, 3)
         _put(log, b"head", b"two")
         assert log.head() == HEAD_UNREADABLE
         with pytest.raises(LogOutOfStep, match="head holds b'two', not a height"):
@@ -108,8 +111,7 @@ def test_sweep_and_scrub_delete_what_no_node_writes_and_nothing_else(
     etcd_cluster: EtcdCluster, prefix: str
 ) -> None:
     with EtcdLog(etcd_cluster.endpoints, prefix=prefix) as log:
-        for height in range(6):
-            assert log.append(height, f"block {height}".encode())
+        _append_blocks(log, 6)
         _put(log, b"leader", b"hospital-a")
         nodes = {_key(h) for h in range(6)} | {b"head", b"leader"}
         outside = [b"a", b"blocks", b"blocks/ 1", _key(0) + b"x", b"blocks0", b"heads"]
