@@ -50,7 +50,6 @@ from sharechain.ordering.etcd_wire import (
     Json,
     _b64,
     _kvs,
-    _prefix_end,
     _StreamEnd,
     _unb64,
     _watch_events,
@@ -145,7 +144,9 @@ class EtcdLog:
         self._gateway = EtcdGateway(endpoints, timeout, clock=clock, tls=tls)
         self._prefix = prefix.encode()
         self._blocks = self._prefix + b"blocks/"
-        self._blocks_end = _prefix_end(self._blocks)
+        # Past the last block key ("blocks/" then 20 digits; ':' follows '9'), so a key
+        # such as `blocks/x` that an etcd client put by hand is not even read.
+        self._blocks_end = self._blocks + b":"
         self._head_key = self._prefix + b"head"
         self._max_block_bytes = max_block_bytes
         self._page_size = page_size
