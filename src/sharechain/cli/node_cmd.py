@@ -97,6 +97,18 @@ def start(
             help="etcd: seconds between the leader's pruning and sweeping rounds (0: none).",
         ),
     ] = etcd_compact.DEFAULT_INTERVAL,
+    compaction_keep: Annotated[
+        int,
+        typer.Option(
+            min=0, help="etcd: blocks kept in etcd below the height every member attested."
+        ),
+    ] = etcd_compact.DEFAULT_KEEP_BLOCKS,
+    defrag_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="etcd: seconds between the leader's defragmentations of the members."
+        ),
+    ] = etcd_compact.DEFAULT_DEFRAG_INTERVAL,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip re-verifying the store on start.")
     ] = False,
@@ -174,6 +186,8 @@ def start(
             max_block_bytes=max_block_bytes,
             max_wait=max_wait_ms / 1000,
             compaction_interval=compaction_interval,
+            compaction_keep=compaction_keep,
+            defrag_interval=defrag_interval,
             verify_on_start=not no_verify,
         )
         if from_snapshot is not None:
