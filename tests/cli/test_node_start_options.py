@@ -1,4 +1,4 @@
-"""`node start`'s etcd upkeep options: shown in its help, bad values refused before anything starts."""
+"""`node start`'s etcd upkeep options: in its help; bad values refused before anything starts."""
 
 from __future__ import annotations
 
