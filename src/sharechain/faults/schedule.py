@@ -44,7 +44,6 @@ reproduced by its seed.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import itertools
@@ -76,6 +75,7 @@ from sharechain.faults.network import LINK_DELAY, ProxiedNetwork
 from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node.launcher import LocalNetwork
+from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.etcd_wire import _b64
 
@@ -225,11 +225,10 @@ def _scribble(net: ProxiedNetwork, fault: Fault) -> list[bytes]:
     tag = f"{fault.at:.2f}".encode()
     with EtcdLog(net.etcd.endpoints, timeout=5.0, tls=net.etcd.client_tls(fault.org)) as etcd:
         head = max(etcd.head(), 1)
-        blocks = etcd.prefix + b"blocks/"
         junk = [
-            blocks + b"x" + tag,
-            blocks + str(head + 2).zfill(20).encode() + b"x" + tag,  # above the head
-            blocks + str(head - 1).zfill(20).encode() + b"_" + tag,  # between two blocks
+            etcd.prefix + b"blocks/x" + tag,
+            etcd.block_key(head + 2) + b"x" + tag,  # above the head
+            etcd.block_key(head - 1) + b"_" + tag,  # between two blocks
             etcd.prefix + b"zzz/" + tag,
         ]
         for key in junk:
@@ -247,18 +246,16 @@ def _foreign_left(net: ProxiedNetwork, junk: Sequence[bytes], timeout: float) ->
     with EtcdLog(net.etcd.endpoints, timeout=5.0, tls=net.etcd.root_tls()) as etcd:
         while True:
             left = [k for k in junk if etcd.call("/v3/kv/range", {"key": _b64(k)}).get("kvs")]
-            leader = (
-                etcd.call("/v3/kv/range", {"key": _b64(etcd.prefix + b"leader")}).get("kvs") or [{}]
-            )[0]
-            holder = base64.b64decode(leader.get("value", "")).decode("utf-8", "replace")
-            led = holder in members and int(leader.get("lease", 0)) != 0
+            holder = Election(etcd).current()
+            led = holder is not None and holder.org in members and holder.lease != 0
             mended = etcd.head() >= 0
             if (not left and led and mended) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
     found = [Violation("foreign_keys_swept", f"{k!r} is still in etcd") for k in left]
     if not led:
-        found.append(Violation("foreign_keys_swept", f"the leader key holds {holder!r}"))
+        held = "nothing" if holder is None else f"{holder.org!r} on lease {holder.lease:x}"
+        found.append(Violation("foreign_keys_swept", f"the leader key holds {held}"))
     if not mended:
         found.append(Violation("foreign_keys_swept", "etcd's head holds no height"))
     return found

@@ -206,8 +206,8 @@ def _settle(
     while True:
         if node.ledger.height >= h.height:
             return True  # committed meanwhile (from a peer): the caller skips it
-        others = [p for p in node.book.peers() if p.org != h.orderer]
-        if others and 2 * sum(p.height >= h.height for p in others) > len(others):
+        judges, past = _peers_past(node, h.height, h.orderer)
+        if judges and 2 * len(past) > judges:
             break
         if node.stop_event.wait(0.1):
             return None
@@ -225,6 +225,13 @@ def _settle(
     node.settled_times = {s for s in node.settled_times if s[0] > h.height - 64}
     node.settled_times.add((h.height, h.timestamp))
     return True
+
+
+def _peers_past(node: Node, height: int, orderer: str) -> tuple[int, list[str]]:
+    """How many peers judge a block of `orderer` at `height` (all but the orderer: its
+    own word proves nothing), and which of them attested `height` or beyond."""
+    others = [p for p in node.book.peers() if p.org != orderer]
+    return len(others), sorted(p.org for p in others if p.height >= height)
 
 
 def _refusal_wait(node: Node) -> float:
@@ -356,9 +363,8 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
     while not node.stop_event.wait(0.1) and time.monotonic() < deadline:
         pass
     orderer = decode_block(data).header.orderer
-    others = [p for p in node.book.peers() if p.org != orderer]  # its own word proves nothing
-    ahead = sorted(p.org for p in others if p.height >= height)
-    if not others or len(ahead) * 2 > len(others):
+    judges, ahead = _peers_past(node, height, orderer)
+    if not judges or len(ahead) * 2 > judges:
         log.error(
             "ALERT %s refuses block %d signed by %s (%s), which %s: halting",
             node.org,

@@ -38,15 +38,14 @@ fit.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import httpx
 
 from sharechain.errors import OrderingError
-from sharechain.ordering.etcd_log import EtcdLog, parse_height
-from sharechain.ordering.etcd_wire import _prefix_end
+from sharechain.ordering.etcd_log import EtcdLog
+from sharechain.ordering.etcd_wire import _b64, _prefix_end, _unb64
 
 __all__ = [
     "DEFAULT_DEFRAG_INTERVAL",
@@ -83,8 +82,6 @@ HEADROOM = 0.1
 _QUOTA_METRIC = b"etcd_server_quota_backend_bytes "
 _METRICS_LIMIT = 4 * 1024 * 1024
 """Bytes of a member's `/metrics` read at most (about 100 KiB in etcd 3.4)."""
-
-_BLOCK_DIGITS = 20  # as in etcd_log: zero-padded heights sort in height order
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +177,7 @@ def prune(log: EtcdLog, upto: int, leader: str) -> Pruned:
     """
     if upto < 1:
         return Pruned(-1, 0, 0)
-    blocks = log.prefix + b"blocks/"
-    above = _b64(_block_key(blocks, upto + 1))
+    above = _b64(log.block_key(upto + 1))
     holder = _b64(leader.encode())
     reply = log.call(
         "/v3/kv/txn",
@@ -198,7 +194,7 @@ def prune(log: EtcdLog, upto: int, leader: str) -> Pruned:
             "success": [
                 {
                     "request_delete_range": {
-                        "key": _b64(_block_key(blocks, 1)),
+                        "key": _b64(log.block_key(1)),
                         "range_end": above,
                     }
                 }
@@ -233,12 +229,12 @@ def sweep(log: EtcdLog, leader: str, head: int) -> Pruned:
     if head < 0:
         return Pruned(-1, 0, 0)
     prefix = log.prefix
-    blocks, head_key, leader_key = prefix + b"blocks/", prefix + b"head", prefix + b"leader"
-    genesis = _block_key(blocks, 0)
+    head_key, leader_key = prefix + b"head", prefix + b"leader"
+    genesis = log.block_key(0)
     spans = (
         (prefix, genesis),
-        (genesis + b"\0", _block_key(blocks, 1)),
-        (_block_key(blocks, head + 1), head_key),
+        (genesis + b"\0", log.block_key(1)),
+        (log.block_key(head + 1), head_key),
         (head_key + b"\0", leader_key),
         (leader_key + b"\0", _prefix_end(prefix)),
     )
@@ -303,19 +299,18 @@ def scrub(log: EtcdLog, head: int, cursor: bytes | None = None, page: int = SCRU
     """
     if head < 1:
         return Scrubbed(0, None, 0)
-    blocks = log.prefix + b"blocks/"
-    start = cursor if cursor is not None else _block_key(blocks, 1)
+    start = cursor if cursor is not None else log.block_key(1)
     reply = log.call(
         "/v3/kv/range",
         {
             "key": _b64(start),
-            "range_end": _b64(_block_key(blocks, head + 1)),
+            "range_end": _b64(log.block_key(head + 1)),
             "limit": str(page),
             "keys_only": True,
         },
     )
     names = [_unb64(kv["key"]) for kv in reply.get("kvs") or []]
-    junk = [k for k in names if parse_height(k[len(blocks) :], width=_BLOCK_DIGITS) is None]
+    junk = [k for k in names if log.height_of(k) is None]
     deleted, revision = 0, 0
     for first in range(0, len(junk), _TXN_OPS):
         done = log.call(
@@ -433,15 +428,3 @@ def _quota(client: httpx.Client, url: str, timeout: float) -> int:
         if line.startswith(_QUOTA_METRIC):
             return int(float(line[len(_QUOTA_METRIC) :]))
     raise ValueError("no etcd_server_quota_backend_bytes in its first 4 MiB of metrics")
-
-
-def _block_key(blocks: bytes, height: int) -> bytes:
-    return blocks + str(height).zfill(_BLOCK_DIGITS).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text)

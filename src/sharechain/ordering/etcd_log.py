@@ -209,7 +209,7 @@ class EtcdLog:
                 f"{self._max_block_bytes} bytes; cut smaller blocks, or raise etcd's "
                 "--max-request-bytes on every member and pass max_block_bytes accordingly"
             )
-        key = _b64(self._block_key(height))
+        key = _b64(self.block_key(height))
         compare: list[Json] = [
             {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
         ]
@@ -270,7 +270,7 @@ class EtcdLog:
             was = raw
         else:
             was = str(claimed).encode()
-        at, above = _b64(self._block_key(height)), _b64(self._block_key(height + 1))
+        at, above = _b64(self.block_key(height)), _b64(self.block_key(height + 1))
         compare: list[Json] = [
             {"key": _b64(self._head_key), "target": "VALUE", "result": "EQUAL", "value": _b64(was)},
             {"key": at, "target": "VALUE", "result": "EQUAL", "value": _b64(data)},
@@ -291,7 +291,7 @@ class EtcdLog:
         value means a block appended meanwhile is never touched, so nodes may
         race to void the same value. `head` goes back to `height - 1`.
         """
-        key = _b64(self._block_key(height))
+        key = _b64(self.block_key(height))
         compare: list[Json] = [
             {"key": key, "target": "VALUE", "result": "EQUAL", "value": _b64(data)}
         ]
@@ -308,7 +308,7 @@ class EtcdLog:
         """The block bytes at `height`, or None if nothing is there yet."""
         if height < 0:
             return None
-        kvs = _kvs(self._gateway.post("/v3/kv/range", {"key": _b64(self._block_key(height))}))
+        kvs = _kvs(self._gateway.post("/v3/kv/range", {"key": _b64(self.block_key(height))}))
         return _unb64(kvs[0].get("value", "")) if kvs else None
 
     def head(self) -> int:
@@ -325,7 +325,7 @@ class EtcdLog:
 
         Keys under `blocks/` that are not block keys (written by hand) are
         passed over, a page of keys at a time."""
-        after = self._block_key(max(start, 0))
+        after = self.block_key(max(start, 0))
         while True:
             keys, more, _, last = self._range_page(after, None, keys_only=True)
             if keys:
@@ -339,7 +339,7 @@ class EtcdLog:
 
         Reads `page_size` blocks per request, so memory stays bounded.
         """
-        after = self._block_key(max(start, 0))
+        after = self.block_key(max(start, 0))
         while True:
             page, more, _, last = self._range_page(after, end)
             yield from page
@@ -367,7 +367,7 @@ class EtcdLog:
             # Catch up: everything up to the revision of the last page read.
             revision = 0
             gap = False
-            after = self._block_key(next_height)
+            after = self.block_key(next_height)
             while not stop.is_set():
                 page, more, revision, last = self._range_page(after, None)
                 for height, data in page:
@@ -428,14 +428,15 @@ class EtcdLog:
 
     # -- internals -------------------------------------------------------
 
-    def _block_key(self, height: int) -> bytes:
+    def block_key(self, height: int) -> bytes:
+        """The etcd key of the block at `height`."""
         return self._blocks + str(height).zfill(_BLOCK_DIGITS).encode()
 
     def _head_raw(self) -> bytes | None:
         kvs = _kvs(self._gateway.post("/v3/kv/range", {"key": _b64(self._head_key)}))
         return _unb64(kvs[0].get("value", "")) if kvs else None
 
-    def _height_of(self, key: bytes) -> int | None:
+    def height_of(self, key: bytes) -> int | None:
         """The height a block key names; None for any other key under `blocks/`."""
         if not key.startswith(self._blocks):
             return None
@@ -447,7 +448,7 @@ class EtcdLog:
         """One range read from key `after` on: (blocks, more follow, revision the read
         saw, the last key read). Keys that are not block keys are left out of the
         blocks (an etcd client can write any key), so page on from the last key."""
-        range_end = self._blocks_end if end is None else self._block_key(end)
+        range_end = self._blocks_end if end is None else self.block_key(end)
         body: Json = {"key": _b64(after), "range_end": _b64(range_end)}
         # Names alone are small: read many at once, past however many junk keys.
         body["limit"] = str(_KEYS_PAGE if keys_only else self._page_size)
@@ -457,7 +458,7 @@ class EtcdLog:
         page, last = [], None
         for kv in _kvs(reply):
             last = _unb64(kv["key"])
-            height = self._height_of(last)
+            height = self.height_of(last)
             if height is not None:
                 page.append((height, _unb64(kv.get("value", ""))))
         revision = int(reply.get("header", {}).get("revision", 0))
@@ -468,14 +469,14 @@ class EtcdLog:
             if event.get("type", "PUT") != "PUT":
                 continue  # `append` never deletes; a manual delete must not look like a block
             kv = event.get("kv", {})
-            height = self._height_of(_unb64(kv["key"]))
+            height = self.height_of(_unb64(kv["key"]))
             if height is not None:  # not a block key: written by hand, no block
                 yield height, _unb64(kv.get("value", ""))
 
     def _open_watch(self, endpoint: int, height: int, revision: int) -> _WatchStream:
         body = {
             "create_request": {
-                "key": _b64(self._block_key(height)),
+                "key": _b64(self.block_key(height)),
                 "range_end": _b64(self._blocks_end),
                 "start_revision": str(revision),
             }
