@@ -152,14 +152,16 @@ class _FakeLog:
         self.ready, self.late = ready, late
         self.go = threading.Event()
 
-    def watch(self, start: int, stop: StopFlag | None = None) -> Iterator[tuple[int, bytes]]:
+    def watch_marked(
+        self, start: int, stop: StopFlag | None = None
+    ) -> Iterator[tuple[int, bytes, bool]]:
         for h in range(start, start + self.ready):
-            yield h, b"%d" % h
+            yield h, b"%d" % h, False
         for h in range(start + self.ready, start + self.ready + self.late):
             while not self.go.wait(0.02):
                 if stop is not None and stop.is_set():
                     return  # as EtcdLog.watch: ends when told to
-            yield h, b"%d" % h
+            yield h, b"%d" % h, True
         raise OrderingError("etcd went away")
 
 
@@ -168,10 +170,10 @@ def test_the_watch_backlog_hands_over_what_is_ready_up_to_a_limit(peer: Node) ->
     backlog = Backlog(cast(EtcdLog, log), 10, _Paused(peer), name="read", depth=8)
     try:
         time.sleep(0.3)  # the reader thread fetches ahead meanwhile
-        assert [h for h, _ in backlog.take(4) or []] == [10, 11, 12, 13]
-        assert [h for h, _ in backlog.take(4) or []] == [14, 15]  # not waiting for 16
+        assert [h for h, _, _ in backlog.take(4) or []] == [10, 11, 12, 13]
+        assert [h for h, _, _ in backlog.take(4) or []] == [14, 15]  # not waiting for 16
         log.go.set()
-        assert [h for h, _ in backlog.take(4) or []] == [16]
+        assert [h for h, _, _ in backlog.take(4) or []] == [16]
         with pytest.raises(OrderingError, match="went away"):
             backlog.take(4)
     finally:

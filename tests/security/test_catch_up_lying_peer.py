@@ -3,10 +3,11 @@
 A node behind (newly admitted, restored, or whose blocks etcd pruned) fetches
 blocks from its peers (`arrivals.catch_up_from_peers`). A peer serving a value
 that is not a member's signed block (junk, a forged signature, a block that
-does not link) lies: the node refuses it with an ALERT and catches up from its
-other peers. Halting there would let one member stop any node catching up from
-it. A block a member did sign but that is invalid still halts the node (a
-faulty orderer), as it would from the ordering service.
+does not link), or not the block more than half of the peers vouch for, lies:
+the node refuses it with an ALERT and catches up from its other peers.
+Halting there would let one member stop any node catching up from it. Here
+the late node has three peers: the liar and two honest nodes, which vouch for
+the chain (`node.vouching`).
 """
 
 from __future__ import annotations
@@ -24,16 +25,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
 from liar_server import Quiet, serving
 from node_helpers import ORGS, Consortium, Running, run_node, shutdown
+from test_replication import wait_until
 
 from sharechain.api.client import MAX_PEER_JSON_BYTES, MAX_SYNC_BYTES
 from sharechain.codec import encode
 from sharechain.ledger.transactions import sign_transaction
-from sharechain.storage.datadir import init_consortium
+from sharechain.storage.datadir import OrgSpec, init_consortium
+
+WITNESS = "insurer-d"
+"""A second honest node, following the first: with it, two of the late node's three
+peers vouch for the chain."""
 
 
 @pytest.fixture
 def consortium(tmp_path: Path) -> Consortium:
-    init_consortium(tmp_path / "consortium", ORGS, consortium="test")
+    orgs = (*ORGS, OrgSpec(WITNESS, ("member",)))
+    init_consortium(tmp_path / "consortium", orgs, consortium="test")
     return Consortium(tmp_path / "consortium", tmp_path)
 
 
@@ -52,6 +59,16 @@ def honest(consortium: Consortium) -> Iterator[Running]:
                         for i in range(3)
                     ]
                 )
+        yield running
+    finally:
+        shutdown(running)
+
+
+@pytest.fixture
+def witness(consortium: Consortium, honest: Running) -> Iterator[Running]:
+    running = run_node(consortium, WITNESS, orderer_url=honest.url)
+    try:
+        wait_until(lambda: running.node.ledger.height == honest.node.ledger.height)
         yield running
     finally:
         shutdown(running)
@@ -107,7 +124,11 @@ def _forged(honest: Running) -> bytes:
 
 @pytest.mark.parametrize("lie", ["junk", "forged", "not-json", "flood-blocks", "flood-status"])
 def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
-    consortium: Consortium, honest: Running, lie: str, caplog: pytest.LogCaptureFixture
+    consortium: Consortium,
+    honest: Running,
+    witness: Running,
+    lie: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     served = [_forged(honest)] if lie == "forged" else [b"\x00not a block"]
     target = honest.node.ledger.height
@@ -115,11 +136,15 @@ def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
     caplog.set_level(logging.INFO, logger="sharechain.node")
     flood = {"flood-blocks": "/v1/sync/blocks", "flood-status": "/v1/status"}.get(lie, "")
     for liar_url in _liar(served, junk_json=lie == "not-json", flood=flood):
-        # The liar is asked first; then the honest node.
+        # The liar is asked first; then the honest nodes.
         late = run_node(
             consortium,
             "bank-b",
-            peers=(("regulator", liar_url), ("hospital-a", honest.url)),
+            peers=(
+                ("regulator", liar_url),
+                ("hospital-a", honest.url),
+                (WITNESS, witness.url),
+            ),
         )
         try:
             assert late.node.halted is None
@@ -138,4 +163,5 @@ def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
         assert any(why in m for m in skipped), messages
         return
     alerts = [m for m in messages if m.startswith("ALERT")]
-    assert any("peer regulator sent, as block 1," in a and "refused" in a for a in alerts), alerts
+    refused = "catching up from regulator stopped: peer regulator offers no block"
+    assert any(refused in a and "refused" in a for a in alerts), alerts

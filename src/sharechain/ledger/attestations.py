@@ -14,7 +14,7 @@ is how a lie (or a bug) is caught.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,3 +207,12 @@ class AttestationBook:
     def peers(self) -> list[PeerView]:
         with self._lock:
             return sorted(self._peers.values(), key=lambda p: p.org)
+
+    def attested(self, orgs: Collection[str]) -> dict[str, dict[int, bytes]]:
+        """The block hashes each of `orgs` signed at the heights of its recent attestations
+        (signatures checked)."""
+        with self._lock:
+            return {
+                org: {h: a.block_hash for h, a in self._received.get(org, {}).items()}
+                for org in orgs
+            }

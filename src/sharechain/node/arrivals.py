@@ -49,6 +49,7 @@ from sharechain.node.catching_up import CatchUp, catching_up
 from sharechain.node.fetch_ahead import FetchAhead
 from sharechain.node.follow_pipeline import Stream
 from sharechain.node.service import Node
+from sharechain.node.vouching import VouchedChain, peer_wait, quorum, receive_attestations
 from sharechain.ordering.foreign_values import Foreign, foreign_reason
 
 __all__ = [
@@ -236,7 +237,7 @@ def _peers_past(node: Node, height: int, orderer: str) -> tuple[int, list[str]]:
 
 def _refusal_wait(node: Node) -> float:
     """Seconds a node that refuses a member's block waits for its peers (`_faulty_block`)."""
-    return 2 * node.config.poll_interval + 1.0
+    return peer_wait(node)
 
 
 def _new_blocks(
@@ -337,13 +338,23 @@ def _refuse(
     too (one refused for its time as well), unless most peers committed that height."""
     if voidable:
         reason = foreign_reason(node, height, data)
-        if reason is None and member_faults:
+        if member_faults and (reason is None or _unlinked(node, height, data)):
             reason = _faulty_block(node, height, data, exc)
         if reason is not None:
             return Foreign(height, data, reason)
     if node.halted is None:
         node.halt(f"the block at height {height} from the ordering service is invalid: {exc}")
     return None
+
+
+def _unlinked(node: Node, height: int, data: bytes) -> bool:
+    """Whether `data` is a member's signed block for `height` that does not link to this
+    node's chain, with peers to judge it: this node may be the one off the chain (it
+    committed a block its peers do not hold, `node.vouching`), so it is judged like a
+    block that fails validation, not voided at once."""
+    if foreign_reason(node, height, data, links=False) is not None:
+        return False
+    return _peers_past(node, height, decode_block(data).header.orderer)[0] > 0
 
 
 def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str | None:
@@ -392,18 +403,37 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
     """Fetch and commit blocks from peers until none is ahead (used before ordering).
 
-    Each peer's next page of `limit` blocks is fetched while the page before it
-    commits (`FetchAhead`). Progress is logged and shown in the node's status
-    (`node.catching_up`), against the height each peer reports when the node
-    turns to it."""
-    for org, url in node.config.peers:
-        client = NodeClient(url, node.org, node.keys.signing, timeout=10.0)
-        try:
-            with catching_up(node, org, _height(client.status())) as progress:
-                _catch_up_from(node, org, client, limit, progress)
-        except (httpx.HTTPError, SharechainError) as exc:
-            log.info("catch-up from %s skipped: %s", org, exc)
-        finally:
+    The peers' statuses come first: their heights, and their attestations, of
+    which the blocks to commit are the ones more than half of them vouch for
+    (`node.vouching`; a node with no peers asks none). Each peer's next page of
+    `limit` blocks is fetched while the page before it commits (`FetchAhead`).
+    Progress is logged and shown in the node's status (`node.catching_up`),
+    against the height each peer reports."""
+    clients = [
+        (org, NodeClient(url, node.org, node.keys.signing, timeout=10.0))
+        for org, url in node.config.peers
+    ]
+    try:
+        heights: dict[str, int] = {}
+        for org, client in clients:
+            try:
+                status = client.status()
+            except (httpx.HTTPError, SharechainError) as exc:
+                log.info("catch-up from %s skipped: %s", org, exc)
+                continue
+            heights[org] = _height(status)
+            if isinstance(status, dict):
+                receive_attestations(node, org, status.get("attestations", []))
+        for org, client in clients:
+            if org not in heights or node.halted is not None:
+                continue
+            try:
+                with catching_up(node, org, heights[org]) as progress:
+                    _catch_up_from(node, org, client, limit, progress)
+            except (httpx.HTTPError, SharechainError) as exc:
+                log.info("catch-up from %s skipped: %s", org, exc)
+    finally:
+        for _, client in clients:
             client.close()
 
 
@@ -412,14 +442,39 @@ def _catch_up_from(
 ) -> None:
     """Commit `client`'s pages until it has no more, one commits nothing, or the node halts.
 
-    A page that commits only in part (a block held already, an invalid one)
-    leaves what was fetched after it unused: fetching starts again from where
-    the chain now ends. A value that is not a member's signed block at all (junk,
-    a forged signature, a block that does not link) is the peer's lie, not a
-    faulty orderer: the node refuses it with an ALERT, leaves that peer and goes
-    on with the next, where an invalid block a member did sign halts it."""
+    With peers to vouch, only blocks up to the one they vouch for are taken, each
+    the one they vouch for: this peer's blocks are walked back from it first
+    (`VouchedChain`). A page that commits only in part (a block held already,
+    an invalid one) leaves what was fetched after it unused: fetching starts
+    again from where the chain now ends. A value that is not a member's signed
+    block at all (junk, a forged signature, a block that does not link), or not
+    the vouched one, is the peer's lie, not a faulty orderer: the node refuses
+    it with an ALERT, leaves that peer and goes on with the next, where an
+    invalid block a member did sign halts it."""
+    source = f"peer {org}"
+    chain = VouchedChain() if quorum(node) is not None else None
+
+    def read(lo: int, hi: int) -> list[tuple[int, bytes]]:
+        return list(enumerate(client.sync_blocks(lo, limit=min(hi - lo + 1, limit)), lo))
+
     for _ in range(100_000):
         start = node.ledger.height + 1
+        if chain is not None:
+            why = chain.extend(node, read, source)
+            if why is not None:
+                alert = why.startswith(source)  # the peer's blocks do not lead there
+                log.log(
+                    logging.ERROR if alert else logging.INFO,
+                    "%s%s: catching up from %s stopped: %s%s",
+                    "ALERT " if alert else "",
+                    node.org,
+                    org,
+                    why,
+                    "; refused, catching up from the other peers" if alert else "",
+                )
+                return
+            if chain.top < start:
+                return  # nothing vouched above this node's head
         fetch = FetchAhead(
             lambda height: client.sync_blocks(height, limit=limit),
             start,
@@ -427,8 +482,15 @@ def _catch_up_from(
         )
         with contextlib.closing(fetch) as pages:
             for first, blocks in pages:
+                if chain is not None:
+                    blocks = blocks[: max(0, chain.top - first + 1)]
+                    if (wrong := chain.unvouched(first, blocks)) is not None:
+                        chain.refused(node, wrong, blocks[wrong - first], source)
+                        return
                 if not blocks:
-                    return
+                    if chain is None:
+                        return
+                    break  # up to the vouched block: perhaps the peers vouch for more now
                 if progress is not None:
                     progress.raise_target(first + len(blocks) - 1)
                 committed, lie = _apply(node, list(enumerate(blocks, first)), voidable=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 from sharechain.errors import ChainError, OrderingError
 from sharechain.node.arrivals import (
@@ -27,7 +28,8 @@ from sharechain.node.arrivals import (
 )
 from sharechain.node.catching_up import begin, end
 from sharechain.node.service import Node
-from sharechain.ordering.etcd_backlog import Backlog
+from sharechain.node.vouching import VouchedChain, block_hash, fetch_vouched, quorum
+from sharechain.ordering.etcd_backlog import Backlog, Read
 from sharechain.ordering.etcd_compact import oldest_height
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.foreign_values import Foreign, ForeignAlarm
@@ -90,6 +92,7 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
     failures = 0
     paused = _Paused(node)
     alarm = ForeignAlarm(node.org)
+    chain = VouchedChain()
     recheck = 0.0
     while not node.stop_event.is_set() and node.halted is None:
         if paused.is_set():
@@ -123,7 +126,7 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
             try:
                 while (ready := backlog.take(GROUP_BLOCKS)) is not None:
                     failures = 0
-                    foreign = _apply_watched(node, ready, etcd)
+                    foreign = _apply_watched(node, ready, etcd, chain)
                     if node.halted is not None:
                         return
                     if foreign is not None:
@@ -149,19 +152,23 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
             node.stop_event.wait(min(2.0, 0.1 * 2**failures))
 
 
-def _apply_watched(node: Node, ready: list[tuple[int, bytes]], etcd: EtcdLog) -> Foreign | None:
+def _apply_watched(
+    node: Node, ready: list[Read], etcd: EtcdLog, chain: VouchedChain
+) -> Foreign | None:
     """Commit blocks read from the log: ours as built, others validated, in groups.
 
     Stops at a foreign value and returns it (the blocks before it are committed).
     A block whose time is uncertain is committed once the peers had time to
-    refuse it, if `etcd` still holds it then (`arrivals._settle`).
+    refuse it, if `etcd` still holds it then (`arrivals._settle`). A block its
+    peers vouch for, or one a range read returned, must be the one they vouch for
+    (`node.vouching`).
     """
 
     def still_logged(height: int, data: bytes) -> bool:
         return etcd.get(height) == data
 
     remote: list[tuple[int, bytes]] = []
-    for height, data in ready:
+    for height, data, live in ready:
         mine = node.last_appended
         if mine is not None and mine[0] == height and mine[1] == data:
             # Our own block: executed when we built it, no need to re-validate.
@@ -175,5 +182,53 @@ def _apply_watched(node: Node, ready: list[tuple[int, bytes]], etcd: EtcdLog) ->
             continue
         if not remote and height <= node.ledger.height and node.store.block_bytes(height) == data:
             continue  # committed already (the leader's own blocks): nothing to check
+        if height > node.ledger.height + len(remote):
+            vouched = _vouched_bytes(node, chain, etcd, height, data, live)
+            if vouched is None:
+                break  # stopping, or halted
+            data = vouched
         remote.append((height, data))
     return apply_log_blocks(node, remote, still_logged)[1]
+
+
+_SOURCE = "the etcd log"
+
+
+def _vouched_bytes(
+    node: Node, chain: VouchedChain, etcd: EtcdLog, height: int, data: bytes, live: bool
+) -> bytes | None:
+    """The block to commit at `height`, where the log offers `data`: `data` unless the
+    peers vouch for another there (then theirs); None if the node stopped meanwhile.
+
+    A block a range read returned above the vouched height waits for the peers first;
+    one a watch event delivered is followed at once (`node.vouching`)."""
+    if quorum(node) is None:
+        return data  # no peers: nobody to vouch
+
+    def read(lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
+        return etcd.range(lo, hi + 1)
+
+    if height > chain.top:
+        if live:
+            return data
+        vouched = chain.wait(node, height, read, _SOURCE)
+        if vouched is None:
+            return None
+        if not vouched:
+            return data  # the log's newest: nobody committed that height yet
+    want = chain.expected(height)
+    if want is None or block_hash(data) == want:
+        return data
+    if (found := chain.found.get(height)) is not None and block_hash(found) == want:
+        return found
+    # The log changed since the walk: refuse `data`, take the vouched block from the log
+    # if it holds it now (a value voided and appended again), else from the peers.
+    chain.refused(node, height, data, _SOURCE)
+    now = etcd.get(height)
+    if now is not None and block_hash(now) == want:
+        return now
+    while (found := fetch_vouched(node, height, want)) is None:
+        if node.stop_event.wait(1.0):
+            return None
+    chain.found[height] = found
+    return found

@@ -45,6 +45,8 @@ class NodeMetrics:
     """Seconds left at the rate so far while it catches up (0 once it is current)."""
     leader_doubts: Counter
     """Times this node stopped forwarding to a leader's term that failed its batches."""
+    unvouched_blocks: Counter
+    """Blocks refused because they are not the ones its peers vouch for (`node.vouching`)."""
 
     @classmethod
     def create(cls) -> NodeMetrics:
@@ -104,6 +106,13 @@ class NodeMetrics:
                 "Times this node appended around a leader that failed or falsely answered "
                 "a forwarded batch, by leader",
                 ["leader"],
+                registry=r,
+            ),
+            Counter(
+                "sharechain_unvouched_blocks",
+                "Blocks refused while catching up because they are not the ones more than "
+                "half of the peers signed for, by source (etcd, peer)",
+                ["source"],
                 registry=r,
             ),
         )

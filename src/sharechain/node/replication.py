@@ -23,12 +23,12 @@ from collections.abc import Sequence
 import httpx
 
 from sharechain.api.peer_client import PeerClient
-from sharechain.errors import EncodingError, NotFoundError, OrderingError, SharechainError
-from sharechain.ledger.attestations import Attestation
+from sharechain.errors import NotFoundError, OrderingError, SharechainError
 from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.builder import builder, elector, etcd_builder
 from sharechain.node.etcd_watch import ensure_genesis_in_log, etcd_watcher
 from sharechain.node.service import Node
+from sharechain.node.vouching import Seen, receive_attestations
 from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.storage.diskspace import DiskFullError
@@ -122,25 +122,12 @@ def _follower(node: Node, upstream: PeerClient) -> None:
             node.stop_event.wait(1.0)  # the guard logged it; try again when space returns
 
 
-_Seen = tuple[tuple[tuple[str, object], ...] | None, bytes | None]
-"""An attestation as a peer sent it (its JSON fields) and the key it was checked against."""
-
-
-def _frozen(value: object) -> tuple[tuple[str, object], ...] | None:
-    """The fields of an attestation's JSON, hashable (None if it is not a flat map)."""
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str | int) and not isinstance(v, bool) for v in value.values()
-    ):
-        return None
-    return tuple(sorted(value.items()))
-
-
 def _peer_poller(node: Node) -> None:
     timeout = max(2.0, node.config.poll_interval)
     clients = {org: PeerClient(node, url, timeout=timeout) for org, url in node.config.peers}
     # Each peer's status repeats its last 16 attestations: the ones handed to the
     # book in the last poll under the same key are not parsed and checked again.
-    known: dict[str, set[_Seen]] = {}
+    known: dict[str, set[Seen]] = {}
     try:
         while not node.stop_event.wait(node.config.poll_interval):
             for org, client in clients.items():
@@ -155,36 +142,10 @@ def _peer_poller(node: Node) -> None:
                     node.log_is_mine = False  # somebody appended past us: watch again
                 node.peer_heights[org] = height
                 node.metrics.peer_height.labels(org).set(height)
-                known[org] = _receive_attestations(
+                known[org] = receive_attestations(
                     node, org, status.get("attestations", []), known.get(org, set())
                 )
+            node.poll_rounds += 1
     finally:
         for client in clients.values():
             client.close()
-
-
-def _receive_attestations(node: Node, org: str, values: object, known: set[_Seen]) -> set[_Seen]:
-    """Hand `org`'s attestations to the book; returns those handed (with the key they
-    were checked against). The same attestation under the same key is skipped: the
-    book would find it filed already, or refuse it again."""
-    handed: set[_Seen] = set()
-    if not isinstance(values, list):
-        return handed
-    public_key = node.public_key(org)
-    for value in values:
-        seen = (_frozen(value), public_key)
-        if seen in known:
-            handed.add(seen)
-            continue
-        try:
-            att = Attestation.from_json(value)
-        except EncodingError:
-            continue
-        if att.org != org:
-            continue  # a node speaks for its own organisation only
-        if seen[0] is not None:
-            handed.add(seen)
-        conflict = node.book.receive(att, public_key)
-        if conflict is not None:
-            node.on_conflict(conflict)
-    return handed

@@ -146,6 +146,8 @@ class Node:
         """How far it has come while it catches up (`node.catching_up`), else None."""
         self.peer_heights: dict[str, int] = {}
         self.peer_errors: dict[str, str] = {}
+        self.poll_rounds = 0
+        """Rounds of polls of every peer completed since start (`node.vouching` waits for one)."""
         self.etcd_alarms: tuple[str, ...] = ()
         """Alarms etcd raised (NOSPACE: quota reached), described; see `node.compaction`."""
         self.stop_event = threading.Event()

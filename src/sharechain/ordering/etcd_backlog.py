@@ -17,7 +17,10 @@ import threading
 from sharechain.handoff import put_until
 from sharechain.ordering.etcd_log import EtcdLog, StopFlag
 
-__all__ = ["Backlog"]
+__all__ = ["Backlog", "Read"]
+
+Read = tuple[int, bytes, bool]
+"""A block read from the log: height, bytes, and whether a watch event delivered it."""
 
 
 class Backlog:
@@ -35,7 +38,7 @@ class Backlog:
         """Watch `etcd` from height `start` on the thread `name`, up to `depth` blocks ahead."""
         self._paused = paused
         self._closed = threading.Event()
-        self._items: queue.Queue[tuple[int, bytes] | _WatchEnd] = queue.Queue(maxsize=depth)
+        self._items: queue.Queue[Read | _WatchEnd] = queue.Queue(maxsize=depth)
         self._end: _WatchEnd | None = None
         self._reader = threading.Thread(
             target=self._run, args=(etcd, start), name=name, daemon=True
@@ -56,12 +59,14 @@ class Backlog:
         if self._reader is not threading.current_thread():
             self._reader.join(timeout=30)
 
-    def take(self, limit: int) -> list[tuple[int, bytes]] | None:
-        """The next block and up to `limit - 1` more already read; None once the watch ended.
+    def take(self, limit: int) -> list[Read] | None:
+        """The next block and up to `limit - 1` more already read, each (height, bytes,
+        whether a watch event delivered it: `EtcdLog.watch_marked`); None once the watch
+        ended.
 
         Raises what ended the watch (an OrderingError, or anything unexpected).
         """
-        items: list[tuple[int, bytes]] = []
+        items: list[Read] = []
         while self._end is None and len(items) < limit:
             try:
                 item = self._items.get(timeout=0.1) if not items else self._items.get_nowait()
@@ -81,7 +86,7 @@ class Backlog:
 
     def _run(self, etcd: EtcdLog, start: int) -> None:
         try:
-            for item in etcd.watch(start, stop=self):
+            for item in etcd.watch_marked(start, stop=self):
                 if not self._put(item):
                     return
         except BaseException as exc:  # handed to the watcher, which raises it
@@ -89,7 +94,7 @@ class Backlog:
             return
         self._put(_WatchEnd(None))
 
-    def _put(self, item: tuple[int, bytes] | _WatchEnd) -> bool:
+    def _put(self, item: Read | _WatchEnd) -> bool:
         return put_until(self._items, item, self._closed.is_set)
 
 

@@ -356,6 +356,15 @@ class EtcdLog:
         catch-up read within the timeout (call it again with the next height
         to resume). Never yields a gap or the same height twice.
         """
+        for height, data, _ in self.watch_marked(from_height, stop):
+            yield height, data
+
+    def watch_marked(
+        self, from_height: int, stop: StopFlag | None = None
+    ) -> Iterator[tuple[int, bytes, bool]]:
+        """`watch`, each block marked with how it was read: True for a watch event (the
+        first write of that height after the watch's last range read), False for a range
+        read (what the key holds now, whoever wrote it last; `node.vouching`)."""
         if from_height < 0:
             raise ValueError(f"from_height must be >= 0, got {from_height}")
         stop = stop if stop is not None else threading.Event()
@@ -374,7 +383,7 @@ class EtcdLog:
                     if height != next_height:
                         gap = True  # cannot happen with `append`; wait for the hole to fill
                         break
-                    yield height, data
+                    yield height, data, False
                     next_height += 1
                 if gap or not more or last is None:
                     break
@@ -403,7 +412,7 @@ class EtcdLog:
                             outcome = "gap"
                             break
                         failures = 0
-                        yield height, data
+                        yield height, data, True
                         next_height += 1
                     if outcome:
                         break

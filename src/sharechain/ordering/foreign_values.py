@@ -69,10 +69,11 @@ class Foreign:
     """Why it was refused."""
 
 
-def foreign_reason(node: ChainCopy, height: int, data: bytes) -> str | None:
+def foreign_reason(node: ChainCopy, height: int, data: bytes, *, links: bool = True) -> str | None:
     """Why `data` at `height` cannot be a block of this chain; None if it may be one.
 
-    The caller holds the node's commit lock and has committed `height - 1`.
+    The caller holds the node's commit lock and has committed `height - 1`. Without
+    `links`, only whether it is a block for `height` that an active member signed.
     """
     try:
         block = decode_block(data)
@@ -81,7 +82,7 @@ def foreign_reason(node: ChainCopy, height: int, data: bytes) -> str | None:
     h = block.header
     if h.height != height:
         return f"a block for height {h.height}, not {height}"
-    previous = node.store.block_meta(height - 1)
+    previous = node.store.block_meta(height - 1) if links else None
     if previous is not None and h.prev_hash != previous.hash:
         return f"a block that does not link to block {height - 1}"
     orderer = node.ledger.organisation(h.orderer)
