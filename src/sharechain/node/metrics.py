@@ -110,8 +110,8 @@ class NodeMetrics:
             ),
             Counter(
                 "sharechain_unvouched_blocks",
-                "Blocks refused while catching up because they are not the ones more than "
-                "half of the peers signed for, by source (etcd, peer)",
+                "Blocks refused while catching up because they are not the chain the peers' "
+                "attestations vouch for, by source (etcd, peer)",
                 ["source"],
                 registry=r,
             ),

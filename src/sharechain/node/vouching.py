@@ -355,8 +355,8 @@ class VouchedChain:
             if now - started >= WAIT_LOG_EVERY and now - self._logged >= WAIT_LOG_EVERY:
                 self._logged = now
                 log.warning(
-                    "%s: block %d from %s waits %.0f s for more than half of its %d peers to "
-                    "vouch for it (%s); are the peers up?",
+                    "%s: block %d from %s waits %.0f s for its %d peers to vouch for it "
+                    "(%s); are they up, and do they agree?",
                     node.org,
                     height,
                     source,
