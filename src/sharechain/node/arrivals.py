@@ -460,7 +460,7 @@ def _catch_up_from(
     for _ in range(100_000):
         start = node.ledger.height + 1
         if chain is not None:
-            why = chain.extend(node, read, source)
+            why = chain.extend(node, read, source, window=limit)
             if why is not None:
                 alert = why.startswith(source)  # the peer's blocks do not lead there
                 log.log(

@@ -71,7 +71,8 @@ __all__ = [
 log = logging.getLogger("sharechain.node")
 
 WINDOW = 16
-"""Blocks read at a time while walking back from a vouched block."""
+"""Blocks read at a time while walking back from a vouched block (the etcd log's page;
+a peer is asked for a page of its own, `arrivals.catch_up_from_peers`' `limit`)."""
 
 WAIT_LOG_EVERY = 10.0
 """Seconds between two log lines while a block waits for its peers to vouch for it."""
@@ -162,9 +163,11 @@ class VouchedChain:
         read: Reader,
         source: str,
         elsewhere: Callable[[int, bytes], bytes | None] | None = None,
+        *,
+        window: int = WINDOW,
     ) -> str | None:
         """Learn the hashes up to the highest block the peers vouch for now; why not, if
-        none could be learnt.
+        none could be learnt. `read` is asked for `window` blocks at a time.
 
         Each block a peer attests is tried, highest first (`candidates`): walking
         back from it through the blocks `read` offers (a block there that is not
@@ -187,7 +190,7 @@ class VouchedChain:
             base = node.ledger.height
             if anchor.height <= max(self.top, base):
                 continue  # nothing new above what this node knows
-            walk = self._walk(node, anchor, read, source, elsewhere)
+            walk = self._walk(node, anchor, read, source, elsewhere, window)
             if isinstance(walk, str):
                 if len(anchor.signers) >= needed and self._offered:
                     # More than half of the peers signed it, and the source offers another.
@@ -222,6 +225,7 @@ class VouchedChain:
         read: Reader,
         source: str,
         elsewhere: Callable[[int, bytes], bytes | None] | None,
+        window: int,
     ) -> tuple[dict[int, bytes], dict[int, bytes], list[tuple[int, bytes]]] | str:
         """The hashes from `anchor` down to just above what this node knows, the blocks
         taken from `elsewhere`, and those the source offered in their place; or why not."""
@@ -234,10 +238,10 @@ class VouchedChain:
         while hi >= low:
             if node.stop_event.is_set():
                 return "the node is stopping"
-            lo = max(low, hi - WINDOW + 1)
-            window = dict(read(lo, hi))
+            lo = max(low, hi - window + 1)
+            offer = dict(read(lo, hi))
             for height in range(hi, lo - 1, -1):
-                data = window.get(height)
+                data = offer.get(height)
                 header = _header(data)
                 if header is None or header.hash() != want:
                     if data is not None:
