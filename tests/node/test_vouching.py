@@ -44,13 +44,11 @@ def _chain(orderer: Running, blocks: int) -> dict[int, bytes]:
 
 def _attest(node: Node, consortium: Consortium, org: str, height: int, block: bytes) -> None:
     """`org` signs that it committed `block` at `height` (with an arbitrary state root)."""
-    meta = dataclasses.replace(node.store.head() or _never(), height=height, hash=block)
+    head = node.store.head()
+    assert head is not None
+    meta = dataclasses.replace(head, height=height, hash=block)
     att = sign_attestation(org, consortium.keys(org).signing, meta)
     node.book.receive(att, node.public_key(org))
-
-
-def _never():  # type: ignore[no-untyped-def]
-    raise AssertionError("the store has no head")
 
 
 def _reader(blocks: dict[int, bytes]):  # type: ignore[no-untyped-def]

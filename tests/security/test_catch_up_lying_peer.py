@@ -122,6 +122,15 @@ def _forged(honest: Running) -> bytes:
     return bytes(data)
 
 
+def behind_a_liar(
+    consortium: Consortium, liar_url: str, honest: Running, witness: Running
+) -> Running:
+    """bank-b's node, new, catching up from the liar (asked first, as regulator) and
+    from the two honest nodes (hospital-a and the witness)."""
+    peers = (("regulator", liar_url), ("hospital-a", honest.url), (WITNESS, witness.url))
+    return run_node(consortium, "bank-b", peers=peers)
+
+
 @pytest.mark.parametrize("lie", ["junk", "forged", "not-json", "flood-blocks", "flood-status"])
 def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
     consortium: Consortium,
@@ -136,16 +145,7 @@ def test_a_lying_peer_is_refused_and_the_node_catches_up_from_the_others(
     caplog.set_level(logging.INFO, logger="sharechain.node")
     flood = {"flood-blocks": "/v1/sync/blocks", "flood-status": "/v1/status"}.get(lie, "")
     for liar_url in _liar(served, junk_json=lie == "not-json", flood=flood):
-        # The liar is asked first; then the honest nodes.
-        late = run_node(
-            consortium,
-            "bank-b",
-            peers=(
-                ("regulator", liar_url),
-                ("hospital-a", honest.url),
-                (WITNESS, witness.url),
-            ),
-        )
+        late = behind_a_liar(consortium, liar_url, honest, witness)
         try:
             assert late.node.halted is None
             assert late.node.ledger.height == target

@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
 from liar_server import Quiet, serving
 from node_helpers import ORGS, Consortium, Running, etcd_network, run_node, shutdown
+from test_catch_up_lying_peer import WITNESS, behind_a_liar
+from test_etcd_junk_keys import _commit_rounds
 from test_replication import _records, wait_until
 
 from sharechain.codec import encode
@@ -60,15 +62,6 @@ def _forge(chain: list[bytes], key: SigningKey, org: str, *, linked: bool) -> li
         out.append(encode_block(forged))
         prev = header.hash()
     return out
-
-
-def _commit_rounds(running: dict[str, Running], rounds: int, tag: int) -> None:
-    for i in range(rounds):
-        for r in running.values():
-            with r.client() as client:
-                receipts = client.submit(_records(r.consortium, r.node.org, 2, tag=tag + i))
-            assert {x.code for x in receipts} <= {"valid", "duplicate"}
-    wait_until(lambda: len({r.node.ledger.height for r in running.values()}) == 1)
 
 
 def _same_chain(a: Running, b: Running) -> None:
@@ -139,9 +132,6 @@ def test_blocks_rewritten_in_etcd_are_refused_by_a_node_catching_up(
         _same_chain(back, ahead)
 
 
-WITNESS = "insurer-d"
-
-
 @pytest.fixture
 def consortium(tmp_path: Path) -> Consortium:
     orgs = (*ORGS, OrgSpec(WITNESS, ("member",)))
@@ -196,15 +186,7 @@ def test_a_peer_serving_a_chain_it_re_signed_is_refused(
         caplog.set_level(logging.INFO, logger="sharechain.node")
         for liar_url in _liar(forged, liar_key, heads):
             # The liar is asked first, and vouches for its own chain: one voice of three.
-            late = run_node(
-                consortium,
-                "bank-b",
-                peers=(
-                    ("regulator", liar_url),
-                    ("hospital-a", honest.url),
-                    (WITNESS, witness.url),
-                ),
-            )
+            late = behind_a_liar(consortium, liar_url, honest, witness)
             try:
                 assert late.node.halted is None
                 _same_chain(late, honest)
