@@ -403,9 +403,8 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
 def catch_up_from_peers(node: Node, *, limit: int = 64) -> None:
     """Fetch and commit blocks from peers until none is ahead (used before ordering).
 
-    The peers' statuses come first: their heights, and their attestations, of
-    which the blocks to commit are the ones more than half of them vouch for
-    (`node.vouching`; a node with no peers asks none). Each peer's next page of
+    The peers' statuses come first: their heights, and their attestations, which
+    name the chain to commit (`node.vouching`). Each peer's next page of
     `limit` blocks is fetched while the page before it commits (`FetchAhead`).
     Progress is logged and shown in the node's status (`node.catching_up`),
     against the height each peer reports."""

@@ -44,6 +44,7 @@ is the one it built. Then:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -151,6 +152,9 @@ class VouchedChain:
         """The vouched block the hashes were walked back from."""
         self._offered: list[tuple[int, bytes]] = []
         """The blocks the source offered in place of the last walk's."""
+        self._reported: set[tuple[int, str, bytes]] = set()
+        """(height, source, digest) of the blocks refused so far: each is counted and
+        logged once, however often a walk meets it again."""
         self._logged = 0.0
 
     def expected(self, height: int) -> bytes | None:
@@ -186,6 +190,7 @@ class VouchedChain:
             return f"none of its {len(node.config.peers)} peers has attested a block yet"
         needed = quorum(node) or 1
         why: str | None = None
+        learnt = False
         for anchor in found:
             base = node.ledger.height
             if anchor.height <= max(self.top, base):
@@ -215,8 +220,8 @@ class VouchedChain:
             self._hashes = {h: v for h, v in self._hashes.items() if h > base} | hashes
             self.found = {h: v for h, v in self.found.items() if h > base} | taken
             self.top = anchor.height
-            why = None
-        return why
+            learnt = True
+        return None if learnt else why
 
     def _walk(
         self,
@@ -320,6 +325,12 @@ class VouchedChain:
         anchor = self.anchor
         if data is None or anchor is None:
             return  # nothing there (a gap): nothing to refuse
+        seen = (height, source, hashlib.sha256(data).digest())
+        if seen in self._reported:
+            return
+        if len(self._reported) >= 4096:
+            self._reported.clear()
+        self._reported.add(seen)
         node.metrics.unvouched_blocks.labels("peer" if source.startswith("peer ") else "etcd").inc()
         header = _header(data)
         signed = header is not None and foreign_reason(node, height, data, links=False) is None
