@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -374,3 +375,42 @@ def test_missing_etcd_binary_is_a_config_error(tmp_path: Path) -> None:
     cluster = EtcdCluster(tmp_path, binary="etcd-not-installed-here")
     with pytest.raises(ConfigError, match="apt-get install etcd-server"):
         cluster.start()
+
+
+def test_the_watch_marks_what_a_range_read_returned_and_what_an_event_delivered(
+    log: EtcdLog,
+) -> None:
+    """A range read returns what a key holds now (rewritten or not): `node.vouching`
+    checks those; an event is the first write of its height after the read."""
+    for height in range(3):
+        assert log.append(height, block(height))
+    log.call(  # rewritten by hand after it was appended: a range read sees the rewrite
+        "/v3/kv/put",
+        {"key": _b64(log.block_key(1)), "value": _b64(b"rewritten")},
+    )
+    stop = threading.Event()
+    seen: list[tuple[int, bytes, bool]] = []
+
+    def run() -> None:
+        for item in log.watch_marked(0, stop):
+            seen.append(item)
+
+    reader = threading.Thread(target=run, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: len(seen) == 3)
+        assert log.append(3, block(3))
+        wait_until(lambda: len(seen) == 4)
+    finally:
+        stop.set()
+        reader.join(2.0)
+    assert seen == [
+        (0, block(0), False),
+        (1, b"rewritten", False),
+        (2, block(2), False),
+        (3, block(3), True),
+    ]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
