@@ -61,8 +61,8 @@ def test_one_peer_ahead_vouches_where_no_other_contradicts(
     blocks = _chain(orderer, 4)
     # hospital-a committed all four; regulator lags at genesis (it attests nothing above).
     _attest(catching_up, consortium, "hospital-a", 4, decode_block(blocks[4]).hash())
-    chain = VouchedChain()
-    assert chain.extend(catching_up, _reader(blocks), "the etcd log") is None
+    chain = VouchedChain("the etcd log", "etcd")
+    assert chain.extend(catching_up, _reader(blocks)) is None
     assert chain.top == 4
     for h, data in blocks.items():
         assert chain.expected(h) == decode_block(data).hash()
@@ -75,8 +75,8 @@ def test_a_contrary_attestation_holds_a_lone_voucher_back(
     blocks = _chain(orderer, 4)
     _attest(catching_up, consortium, "hospital-a", 4, decode_block(blocks[4]).hash())
     _attest(catching_up, consortium, "regulator", 2, bytes(32))  # another block 2
-    chain = VouchedChain()
-    why = chain.extend(catching_up, _reader(blocks), "the etcd log")
+    chain = VouchedChain("the etcd log", "etcd")
+    why = chain.extend(catching_up, _reader(blocks))
     assert why is not None and "regulator attests another block 2" in why
     assert chain.top == -1 and catching_up.halted is None
 
@@ -95,8 +95,8 @@ def test_a_block_in_place_of_the_vouched_one_is_found_and_taken_from_elsewhere(
         taken.append(height)
         return blocks[height]
 
-    chain = VouchedChain()
-    assert chain.extend(catching_up, _reader(offered), "the etcd log", elsewhere) is None
+    chain = VouchedChain("the etcd log", "etcd")
+    assert chain.extend(catching_up, _reader(offered), elsewhere) is None
     assert chain.top == 4 and taken == [2] and chain.found == {2: blocks[2]}
     assert chain.unvouched(1, [offered[h] for h in range(1, 5)]) == 2
     refused = catching_up.metrics.registry.get_sample_value(
@@ -104,7 +104,7 @@ def test_a_block_in_place_of_the_vouched_one_is_found_and_taken_from_elsewhere(
     )
     assert refused == 1
     # Without anywhere else to take it from, the walk fails and names the source.
-    why = VouchedChain().extend(catching_up, _reader(offered), "peer x")
+    why = VouchedChain("peer x", "peer").extend(catching_up, _reader(offered))
     assert why is not None and why.startswith("peer x offers no block 2")
 
 

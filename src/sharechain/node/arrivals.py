@@ -451,7 +451,7 @@ def _catch_up_from(
     it with an ALERT, leaves that peer and goes on with the next, where an
     invalid block a member did sign halts it."""
     source = f"peer {org}"
-    chain = VouchedChain() if quorum(node) is not None else None
+    chain = VouchedChain(source, "peer") if quorum(node) is not None else None
 
     def read(lo: int, hi: int) -> list[tuple[int, bytes]]:
         return list(enumerate(client.sync_blocks(lo, limit=min(hi - lo + 1, limit)), lo))
@@ -459,7 +459,7 @@ def _catch_up_from(
     for _ in range(100_000):
         start = node.ledger.height + 1
         if chain is not None:
-            why = chain.extend(node, read, source, window=limit)
+            why = chain.extend(node, read, window=limit)
             if why is not None:
                 alert = why.startswith(source)  # the peer's blocks do not lead there
                 log.log(
@@ -484,7 +484,7 @@ def _catch_up_from(
                 if chain is not None:
                     blocks = blocks[: max(0, chain.top - first + 1)]
                     if (wrong := chain.unvouched(first, blocks)) is not None:
-                        chain.refused(node, wrong, blocks[wrong - first], source)
+                        chain.refused(node, wrong, blocks[wrong - first])
                         return
                 if not blocks:
                     if chain is None:

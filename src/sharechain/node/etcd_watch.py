@@ -38,6 +38,9 @@ __all__ = ["ensure_genesis_in_log", "etcd_watcher"]
 
 log = logging.getLogger("sharechain.node")
 
+_SOURCE = "the etcd log"
+"""The etcd log, as a node's log lines name it."""
+
 _PAUSE_POLL = 0.05
 """Seconds between a paused watch's checks whether it must resume."""
 
@@ -92,7 +95,7 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
     failures = 0
     paused = _Paused(node)
     alarm = ForeignAlarm(node.org)
-    chain = VouchedChain()
+    chain = VouchedChain(_SOURCE, "etcd")
     recheck = 0.0
     while not node.stop_event.is_set() and node.halted is None:
         if paused.is_set():
@@ -191,9 +194,6 @@ def _apply_watched(
     return apply_log_blocks(node, remote, still_logged)[1]
 
 
-_SOURCE = "the etcd log"
-
-
 def _vouched_bytes(
     node: Node, chain: VouchedChain, etcd: EtcdLog, height: int, data: bytes, live: bool
 ) -> bytes | None:
@@ -204,14 +204,14 @@ def _vouched_bytes(
     one a watch event delivered is followed at once (`node.vouching`)."""
     if quorum(node) is None:
         return data  # no peers: nobody to vouch
-
-    def read(lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
-        return etcd.range(lo, hi + 1)
-
     if height > chain.top:
         if live:
             return data
-        vouched = chain.wait(node, height, read, _SOURCE)
+
+        def read(lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
+            return etcd.range(lo, hi + 1)
+
+        vouched = chain.wait(node, height, read)
         if vouched is None:
             return None
         if not vouched:
@@ -223,7 +223,7 @@ def _vouched_bytes(
         return found
     # The log changed since the walk: refuse `data`, take the vouched block from the log
     # if it holds it now (a value voided and appended again), else from the peers.
-    chain.refused(node, height, data, _SOURCE)
+    chain.refused(node, height, data)
     now = etcd.get(height)
     if now is not None and block_hash(now) == want:
         return now

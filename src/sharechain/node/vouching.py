@@ -48,7 +48,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -122,6 +122,7 @@ def candidates(node: Node) -> tuple[list[Vouched], dict[str, dict[int, bytes]]]:
 
 
 def _header(data: bytes | None) -> BlockHeader | None:
+    """The header of the block `data` encodes (None if it is no well-formed block)."""
     if data is None:
         return None
     try:
@@ -136,13 +137,32 @@ def block_hash(data: bytes) -> bytes | None:
     return None if header is None else header.hash()
 
 
+@dataclass(slots=True)
+class _Walk:
+    """A walk back from a block a peer attests (`VouchedChain._walk`)."""
+
+    hashes: dict[int, bytes] = field(default_factory=dict)
+    """The hash of each block from the attested one down, and what lies below (the
+    hash the lowest block links to)."""
+    taken: dict[int, bytes] = field(default_factory=dict)
+    """Blocks taken from elsewhere where the source offered another."""
+    offered: list[tuple[int, bytes]] = field(default_factory=list)
+    """The blocks the source offered in their place."""
+    why: str = ""
+    """Why the walk stopped short ("" if it reached this node's head)."""
+
+
 class VouchedChain:
     """The hashes of the blocks between a node's head and the block its peers vouch for.
 
-    Only a node's etcd watcher or its catch-up from one peer uses one, on its own thread.
+    One serves one source of blocks (`source`, as the log names it; `kind` labels the
+    metric), on the thread that reads it: a node's etcd watcher, or its catch-up from
+    one peer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, source: str, kind: str) -> None:
+        self.source = source
+        self.kind = kind
         self._hashes: dict[int, bytes] = {}
         self.top = -1
         """The highest height whose hash is known (-1: none)."""
@@ -150,10 +170,8 @@ class VouchedChain:
         """Blocks fetched from the peers where the source offered another."""
         self.anchor: Vouched | None = None
         """The vouched block the hashes were walked back from."""
-        self._offered: list[tuple[int, bytes]] = []
-        """The blocks the source offered in place of the last walk's."""
-        self._reported: set[tuple[int, str, bytes]] = set()
-        """(height, source, digest) of the blocks refused so far: each is counted and
+        self._reported: set[tuple[int, bytes]] = set()
+        """(height, digest) of the blocks refused so far: each is counted and
         logged once, however often a walk meets it again."""
         self._logged = 0.0
 
@@ -165,7 +183,6 @@ class VouchedChain:
         self,
         node: Node,
         read: Reader,
-        source: str,
         elsewhere: Callable[[int, bytes], bytes | None] | None = None,
         *,
         window: int = WINDOW,
@@ -195,19 +212,18 @@ class VouchedChain:
             base = node.ledger.height
             if anchor.height <= max(self.top, base):
                 continue  # nothing new above what this node knows
-            walk = self._walk(node, anchor, read, source, elsewhere, window)
-            if isinstance(walk, str):
-                if len(anchor.signers) >= needed and self._offered:
+            walk = self._walk(node, anchor, read, elsewhere, window)
+            if walk.why:
+                if len(anchor.signers) >= needed and walk.offered:
                     # More than half of the peers signed it, and the source offers another.
-                    for height, data in self._offered:
-                        self.anchor = anchor
-                        self.refused(node, height, data, source)
-                    walk = f"{walk}, and another block at {self._offered[-1][0]}"
-                why = why or walk
+                    self.anchor = anchor
+                    for height, data in walk.offered:
+                        self.refused(node, height, data)
+                    walk.why += f", and another block at {walk.offered[-1][0]}"
+                why = why or walk.why
                 continue
-            hashes, taken, offered = walk
-            contested = self._contested(node, anchor, hashes, attested) or self._reaches(
-                node, anchor, hashes
+            contested = self._contested(node, anchor, walk.hashes, attested) or self._reaches(
+                node, anchor, walk.hashes
             )
             if contested:
                 why = why or contested
@@ -215,10 +231,10 @@ class VouchedChain:
                     return contested
                 continue
             self.anchor = anchor
-            for height, data in offered:
-                self.refused(node, height, data, source)
-            self._hashes = {h: v for h, v in self._hashes.items() if h > base} | hashes
-            self.found = {h: v for h, v in self.found.items() if h > base} | taken
+            for height, data in walk.offered:
+                self.refused(node, height, data)
+            self._hashes = {h: v for h, v in self._hashes.items() if h > base} | walk.hashes
+            self.found = {h: v for h, v in self.found.items() if h > base} | walk.taken
             self.top = anchor.height
             learnt = True
         return None if learnt else why
@@ -228,21 +244,18 @@ class VouchedChain:
         node: Node,
         anchor: Vouched,
         read: Reader,
-        source: str,
         elsewhere: Callable[[int, bytes], bytes | None] | None,
         window: int,
-    ) -> tuple[dict[int, bytes], dict[int, bytes], list[tuple[int, bytes]]] | str:
-        """The hashes from `anchor` down to just above what this node knows, the blocks
-        taken from `elsewhere`, and those the source offered in their place; or why not."""
+    ) -> _Walk:
+        """Walk back from `anchor` down to just above what this node knows."""
         low = max(self.top, node.ledger.height) + 1
         want = anchor.block_hash
-        hashes: dict[int, bytes] = {}
-        taken: dict[int, bytes] = {}
-        offered = self._offered = []
+        walk = _Walk()
         hi = anchor.height
         while hi >= low:
             if node.stop_event.is_set():
-                return "the node is stopping"
+                walk.why = "the node is stopping"
+                return walk
             lo = max(low, hi - window + 1)
             offer = dict(read(lo, hi))
             for height in range(hi, lo - 1, -1):
@@ -250,20 +263,21 @@ class VouchedChain:
                 header = _header(data)
                 if header is None or header.hash() != want:
                     if data is not None:
-                        offered.append((height, data))
+                        walk.offered.append((height, data))
                     data = elsewhere(height, want) if elsewhere is not None else None
                     header = _header(data)
                     if data is None or header is None or header.hash() != want:
-                        return (
-                            f"{source} offers no block {height} of the chain of block "
+                        walk.why = (
+                            f"{self.source} offers no block {height} of the chain of block "
                             f"{anchor.height}, which {', '.join(anchor.signers)} attest"
                         )
-                    taken[height] = data
-                hashes[height] = want
+                        return walk
+                    walk.taken[height] = data
+                walk.hashes[height] = want
                 want = header.prev_hash
             hi = lo - 1
-        hashes[low - 1] = want  # what the walk says lies below: checked by `_reaches`
-        return hashes, taken, offered
+        walk.hashes[low - 1] = want  # what the walk says lies below: checked by `_reaches`
+        return walk
 
     def _contested(
         self,
@@ -319,39 +333,39 @@ class VouchedChain:
                 return height
         return None
 
-    def refused(self, node: Node, height: int, data: bytes | None, source: str) -> None:
-        """Count, log and keep (if a member signed it) the block `data` that `source`
+    def refused(self, node: Node, height: int, data: bytes | None) -> None:
+        """Count, log and keep (if a member signed it) the block `data` that the source
         offers at `height` in place of the one the peers vouch for."""
         anchor = self.anchor
         if data is None or anchor is None:
             return  # nothing there (a gap): nothing to refuse
-        seen = (height, source, hashlib.sha256(data).digest())
+        seen = (height, hashlib.sha256(data).digest())
         if seen in self._reported:
             return
         if len(self._reported) >= 4096:
             self._reported.clear()
         self._reported.add(seen)
-        node.metrics.unvouched_blocks.labels("peer" if source.startswith("peer ") else "etcd").inc()
+        node.metrics.unvouched_blocks.labels(self.kind).inc()
         header = _header(data)
-        signed = header is not None and foreign_reason(node, height, data, links=False) is None
+        signer = None
+        if header is not None and foreign_reason(node, height, data, links=False) is None:
+            signer = header.orderer
         kept = ""
-        if signed and header is not None:
-            kept = (
-                "; the signed block " + node.evidence.keep(height, header.orderer, data).describe()
-            )
+        if signer is not None:
+            kept = "; the signed block " + node.evidence.keep(height, signer, data).describe()
         log.error(
             "ALERT %s: %s offers at height %d a block %s that is not the one %s vouch for "
             "(their block %d links down to another): refused%s",
             node.org,
-            source,
+            self.source,
             height,
-            f"signed by {header.orderer}" if signed and header is not None else "nobody signed",
+            f"signed by {signer}" if signer is not None else "nobody signed",
             ", ".join(anchor.signers),
             anchor.height,
             kept,
         )
 
-    def wait(self, node: Node, height: int, read: Reader, source: str) -> bool | None:
+    def wait(self, node: Node, height: int, read: Reader) -> bool | None:
         """Wait until the peers vouch for `height` (True), or until a whole round of polls
         after the read shows more than half of them below it (False: nobody committed
         it, it is the log's newest, judged as a watched block is); None if the node
@@ -359,7 +373,7 @@ class VouchedChain:
         started = time.monotonic()
         fresh = node.poll_rounds + 2  # the round under way may have begun before the read
         while True:
-            why = self.extend(node, read, source, lambda h, want: fetch_vouched(node, h, want))
+            why = self.extend(node, read, lambda h, want: fetch_vouched(node, h, want))
             if node.halted is not None or node.stop_event.is_set():
                 return None
             if self.top >= height:
@@ -374,7 +388,7 @@ class VouchedChain:
                     "(%s); are they up, and do they agree?",
                     node.org,
                     height,
-                    source,
+                    self.source,
                     now - started,
                     len(node.config.peers),
                     why or f"they vouch up to block {self.top}",
