@@ -163,8 +163,9 @@ def test_a_paused_leader_sees_blocks_of_a_node_that_does_not_forward_to_it(
                     shutdown(n)
 
 
-def _rotate(running: Running, org: str) -> OrgKeys:
-    """Rotate `org`'s keys on the chain (signed with the old key), then its node's key file."""
+def _rotate(running: Running, org: str, *, save: bool = True) -> OrgKeys:
+    """Rotate `org`'s keys on the chain (signed with the old key), then (with `save`) its
+    node's key file."""
     new = OrgKeys.generate(org)
     msg = membership.rotation_message(org, new.signing.public_key, new.encryption_public)
     payload = {
@@ -175,8 +176,27 @@ def _rotate(running: Running, org: str) -> OrgKeys:
     raw = sign_transaction(running.consortium.keys(org).signing, membership.ROTATE, org, payload)
     with running.client(org) as client:
         client.submit_checked(raw.raw)
-    DataDir.open(running.consortium.node_dir(org)).save_keys(new)  # what `org rotate-key` does
+    if save:
+        DataDir.open(running.consortium.node_dir(org)).save_keys(new)  # as `org rotate-key`
     return new
+
+
+def test_a_follower_behind_its_own_rotation_fetches_it_with_the_key_file_s_key(
+    consortium: Consortium, orderer: Running
+) -> None:
+    """The orderer's chain names bank-b's new key before the follower has the block that
+    says so: every request signed with the old key is refused, so only the key file's
+    key can fetch that block (before, the follower stayed behind for good)."""
+    new = _rotate(orderer, "bank-b", save=False)
+    follower = run_node(consortium, "bank-b", orderer_url=orderer.url)
+    try:
+        time.sleep(1.0)  # refused: it holds the old key, and the file holds it too
+        assert follower.node.ledger.height == 0
+        DataDir.open(consortium.node_dir("bank-b")).save_keys(new)  # `org rotate-key`
+        wait_until(lambda: follower.node.ledger.height == orderer.node.ledger.height)
+        assert follower.node.keys.signing.public_key == new.signing.public_key
+    finally:
+        shutdown(follower)
 
 
 def test_nodes_pick_up_rotated_keys_without_a_restart(

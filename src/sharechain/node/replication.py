@@ -23,7 +23,12 @@ from collections.abc import Sequence
 import httpx
 
 from sharechain.api.peer_client import PeerClient
-from sharechain.errors import NotFoundError, OrderingError, SharechainError
+from sharechain.errors import (
+    AuthenticationError,
+    NotFoundError,
+    OrderingError,
+    SharechainError,
+)
 from sharechain.node.arrivals import apply_remote, apply_remote_blocks, catch_up_from_peers
 from sharechain.node.builder import builder, elector, etcd_builder
 from sharechain.node.etcd_watch import ensure_genesis_in_log, etcd_watcher
@@ -108,6 +113,8 @@ def _follower(node: Node, upstream: PeerClient) -> None:
                 node.stop_event.wait(2.0)
             continue
         except (httpx.HTTPError, SharechainError) as exc:
+            if isinstance(exc, AuthenticationError) and node.adopt_file_keys():
+                continue  # behind its own rotation: the orderer names the key file's key
             failures += 1
             if failures in (1, 10) or failures % 100 == 0:
                 log.warning("cannot reach the orderer: %s", exc)

@@ -301,6 +301,14 @@ class Node:
         self.book.rekey(self.keys.signing)
         return True
 
+    def adopt_file_keys(self) -> bool:
+        """The orderer refused this node's key: take the key file's if they differ
+        (`KeyRing.adopt_file_keys`); True if it did."""
+        if not self.keyring.adopt_file_keys():
+            return False
+        self.book.rekey(self.keys.signing)
+        return True
+
     def _watch_disk(self) -> None:
         trimmed = 0.0
         while not self.stop_event.wait(CHECK_SECONDS):

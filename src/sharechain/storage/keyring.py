@@ -65,3 +65,31 @@ class KeyRing:
             self.generation += 1
         log.info("%s now signs with its rotated key %s", self.org, keys.sign_key_id.hex()[:16])
         return True
+
+    def adopt_file_keys(self) -> bool:
+        """Take the key file's keys although this node's chain does not name them yet;
+        True if the keys were replaced.
+
+        Only for a refusal by the node's orderer, whose chain already names the rotated
+        key: a follower that had not yet fetched the block of its own organisation's
+        rotation could otherwise never fetch it (every request signed with the old key
+        is refused). `org rotate-key` writes the key file once the rotation committed.
+        """
+        with self._lock:
+            try:
+                keys = self._datadir.keys(self.org)
+            except ConfigError as exc:
+                log.warning("cannot re-read %s's key file: %s", self.org, exc)
+                return False
+            if keys.signing.public_key == self.keys.signing.public_key:
+                return False
+            self._stamp = self._file_stamp()
+            rewrap(self._datadir.path, self.keys, keys)
+            self.keys = keys
+            self.generation += 1
+        log.info(
+            "%s signs with its key file's key %s, which its orderer's chain names already",
+            self.org,
+            keys.sign_key_id.hex()[:16],
+        )
+        return True
