@@ -1,4 +1,5 @@
-"""Attack 9: junk or a non-member's block in the ordering keyspace halts nobody.
+"""Attack 9: junk, a non-member's block, or a member's signed header over a body
+that is not its own, in the ordering keyspace, halts nobody.
 
 Real nodes in this process on a real etcd cluster with mutual TLS. Someone
 holding an etcd client certificate writes at the next height before the
@@ -94,7 +95,20 @@ def _foreign_block(leader: Running, height: int) -> bytes:
     )
 
 
-@pytest.mark.parametrize("kind", ["junk", "non-member block"])
+def _swapped_body(leader: Running, height: int) -> bytes:
+    """A header for `height` signed with a member's real key, over a body that is not the
+    one its `tx_root` names: the signature covers the header alone."""
+    last = leader.node.store.block_bytes(height - 1)
+    assert last is not None
+    template = decode_block(last)
+    header = dataclasses.replace(template.header, height=height, prev_hash=template.hash())
+    key = leader.consortium.keys(leader.node.org).signing
+    return encode_block(
+        make_block(header, sign_header(header, key), template.txs[:1], template.results[:1])
+    )
+
+
+@pytest.mark.parametrize("kind", ["junk", "non-member block", "swapped body"])
 def test_a_foreign_value_is_refused_voided_and_the_chain_goes_on(
     nodes: tuple[EtcdCluster, dict[str, Running]], kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -106,7 +120,8 @@ def test_a_foreign_value_is_refused_voided_and_the_chain_goes_on(
         }
     wait_until(lambda: len({r.node.ledger.height for r in running.values()}) == 1)
     height = leader.node.ledger.height + 1
-    value = b"\x00not a block" if kind == "junk" else _foreign_block(leader, height)
+    forge = {"non-member block": _foreign_block, "swapped body": _swapped_body}.get(kind)
+    value = b"\x00not a block" if forge is None else forge(leader, height)
     intruder = cluster.client_tls("intruder")
     with EtcdLog(cluster.endpoints, tls=intruder) as log:
         assert log.append(height, value)
@@ -121,7 +136,11 @@ def test_a_foreign_value_is_refused_voided_and_the_chain_goes_on(
         assert r.node.halted is None and r.node.ready
     alerts = [rec.getMessage() for rec in caplog.records if "foreign value" in rec.getMessage()]
     assert alerts and all(f"at height {height}" in a for a in alerts)
-    assert ("not a block" if kind == "junk" else "'mallory', not an active member") in alerts[0]
+    assert {
+        "junk": "not a block",
+        "non-member block": "'mallory', not an active member",
+        "swapped body": f"transactions or results are not those {leader.node.org} signed",
+    }[kind] in alerts[0]
     with EtcdLog(cluster.endpoints, tls=intruder) as log:
         stored = log.get(height)
     # The chain's block replaced it: the one every node committed there. Its orderer is

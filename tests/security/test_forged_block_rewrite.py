@@ -4,6 +4,8 @@ A member's etcd client overwrites blocks still in the log, or its node serves
 them to a peer that asks, with blocks it signed itself: the same transactions
 and results, its own name as orderer, linked to the block before (and, for a
 whole tail, to each other). Each is valid in every way a node can check alone.
+Or it keeps a committed block's genuine header and signature over another
+block's transactions: that block hashes like the genuine one.
 Before this defence a node catching up from etcd committed them and forked
 for good: the next block the leader appended did not link to its chain.
 
@@ -38,7 +40,7 @@ from test_replication import _records, wait_until
 from sharechain.codec import encode
 from sharechain.crypto.signing import SigningKey
 from sharechain.ledger.attestations import sign_attestation
-from sharechain.ledger.blocks import decode_block, encode_block, sign_header
+from sharechain.ledger.blocks import decode_block, encode_block, make_block, sign_header
 from sharechain.ledger.store_rows import Head
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.storage.datadir import OrgSpec, init_consortium
@@ -71,9 +73,16 @@ def _same_chain(a: Running, b: Running) -> None:
     assert a.node.store.head() == b.node.store.head()
 
 
-@pytest.mark.parametrize("linked", [False, True], ids=["one-block", "whole-tail"])
+def _swap_body(data: bytes, other: bytes) -> bytes:
+    """`data`'s genuine header and signature over `other`'s transactions and results: it
+    hashes like `data` (a block's hash covers its header alone)."""
+    block, body = decode_block(data), decode_block(other)
+    return encode_block(make_block(block.header, block.signature, body.txs, body.results))
+
+
+@pytest.mark.parametrize("how", ["one-block", "whole-tail", "swapped-body"])
 def test_blocks_rewritten_in_etcd_are_refused_by_a_node_catching_up(
-    tmp_path: Path, linked: bool, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # No pruning: the rewritten blocks stay in etcd for the node catching up to read.
     options: dict[str, object] = {"compaction_interval": 3600.0}
@@ -88,9 +97,15 @@ def test_blocks_rewritten_in_etcd_are_refused_by_a_node_catching_up(
         head = ahead.node.ledger.height
         assert head >= start + 2
         genuine = [ahead.node.store.block_bytes(h) or b"" for h in range(start, head + 1)]
-        if not linked:
-            genuine = genuine[:1]  # one block: the blocks above it still link to the real one
-        forged = _forge(genuine, consortium.keys(HOSTILE).signing, HOSTILE, linked=linked)
+        if how == "swapped-body":
+            # The genuine header over the next block's transactions: a replay in disguise.
+            forged = [_swap_body(genuine[0], genuine[1])]
+            assert decode_block(forged[0]).hash() == decode_block(genuine[0]).hash()
+        else:
+            if how == "one-block":
+                genuine = genuine[:1]  # the blocks above it still link to the real one
+            linked = how == "whole-tail"
+            forged = _forge(genuine, consortium.keys(HOSTILE).signing, HOSTILE, linked=linked)
         with EtcdLog(cluster.endpoints, tls=cluster.client_tls(HOSTILE)) as hostile:
             for height, data in enumerate(forged, start):
                 hostile.call(
@@ -123,10 +138,15 @@ def test_blocks_rewritten_in_etcd_are_refused_by_a_node_catching_up(
         )
         assert refused is not None and refused >= len(forged)
         alerts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT")]
-        wrong = f"the etcd log offers at height {start} a block signed by {HOSTILE}"
+        signer = "nobody signed" if how == "swapped-body" else f"signed by {HOSTILE}"
+        wrong = f"the etcd log offers at height {start} a block {signer}"
         assert any(wrong in a and "hospital-a vouch for" in a for a in alerts), alerts
-        kept = list((back.node.datadir.path / "evidence").glob(f"*-{start}-{HOSTILE}-*"))
-        assert len(kept) == 1 and kept[0].read_bytes() == forged[0]
+        kept = list((back.node.datadir.path / "evidence").glob(f"*-{start}-*"))
+        if how == "swapped-body":
+            assert kept == []  # nobody signed that body: it proves nothing of anyone
+        else:
+            assert len(kept) == 1 and kept[0].read_bytes() == forged[0]
+            assert HOSTILE in kept[0].name
         # It follows the log as a current node from here on.
         _commit_rounds(running, 2, tag=30)
         _same_chain(back, ahead)

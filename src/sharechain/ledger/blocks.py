@@ -38,6 +38,7 @@ __all__ = [
     "Block",
     "BlockHeader",
     "TxResult",
+    "body_matches",
     "computed_results_root",
     "computed_tx_root",
     "decode_block",
@@ -329,3 +330,11 @@ def results_root(tx_ids: Sequence[bytes], results: Sequence[TxResult]) -> Hash:
 
 def computed_results_root(block: Block) -> Hash:
     return results_root(block.tx_ids, block.results)
+
+
+def body_matches(block: Block) -> bool:
+    """Whether `block`'s transactions and results are those its header's `tx_root` and
+    `results_root` commit to. The orderer signs the header alone: a body that does not
+    match it is nobody's, whoever signed the header."""
+    h = block.header
+    return computed_tx_root(block) == h.tx_root and computed_results_root(block) == h.results_root

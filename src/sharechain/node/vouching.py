@@ -27,7 +27,10 @@ is the one it built. Then:
   one the walk named. From the etcd log, another block there is refused with
   an ALERT (kept as evidence when a member signed it) and the height is
   fetched from the peers instead, checked against the same hash. From a peer,
-  it is that peer's lie: refused, and the next peer is asked.
+  it is that peer's lie: refused, and the next peer is asked. A block is the
+  vouched one only if its body is also the one its header commits to
+  (`tx_root`, `results_root`): a block's hash covers its header alone, so a
+  member could put the genuine header over transactions of its own.
 - A block the etcd log returned to a range read (what a key holds *now*,
   rewritten or not) above the vouched height waits until the peers vouch for
   it, one poll of theirs usually, or until a whole round of polls after the
@@ -55,7 +58,7 @@ import httpx
 from sharechain.api.client import NodeClient
 from sharechain.errors import EncodingError, SharechainError
 from sharechain.ledger.attestations import Attestation
-from sharechain.ledger.blocks import BlockHeader, decode_block
+from sharechain.ledger.blocks import BlockHeader, body_matches, decode_block
 from sharechain.node.service import Node
 from sharechain.ordering.foreign_values import foreign_reason
 
@@ -122,17 +125,21 @@ def candidates(node: Node) -> tuple[list[Vouched], dict[str, dict[int, bytes]]]:
 
 
 def _header(data: bytes | None) -> BlockHeader | None:
-    """The header of the block `data` encodes (None if it is no well-formed block)."""
+    """The header of the block `data` encodes; None if it is no well-formed block, or its
+    body is not the one its header commits to (a genuine header over swapped
+    transactions hashes like the genuine block, but is not it)."""
     if data is None:
         return None
     try:
-        return decode_block(data, check_canonical=False).header
+        block = decode_block(data, check_canonical=False)
     except EncodingError:
         return None
+    return block.header if body_matches(block) else None
 
 
 def block_hash(data: bytes) -> bytes | None:
-    """The hash of the block `data` encodes (None if it is not a block)."""
+    """The hash of the block `data` encodes (None if it is not a block, or its body is
+    not its header's)."""
     header = _header(data)
     return None if header is None else header.hash()
 

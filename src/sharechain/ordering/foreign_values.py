@@ -11,9 +11,12 @@ block appended meanwhile is never touched) and reads the height again; the
 leader then appends its block there.
 
 Only checks that every honest node answers alike are used here: decoding,
-the height, the link to the previous block, and the orderer's signature by
-an active member. A value that passes them is a member's signed block; if it
-fails later checks (re-execution, roots, its time against the node's clock),
+the height, the link to the previous block, the orderer's signature by an
+active member, and the body against the signed header (its `tx_root` and
+`results_root`: the signature covers the header alone, so a body swapped
+under a genuine header is nobody's block). A value that passes them is a
+member's signed block; if it
+fails later checks (re-execution, its time against the node's clock),
 `node.arrivals` voids it too unless most peers committed that height, and
 keeps it as evidence of its orderer's fault (threats 41 and 43 in
 docs/security.md).
@@ -33,7 +36,7 @@ from typing import Protocol
 
 from sharechain.crypto.signing import verify
 from sharechain.errors import EncodingError, InvalidSignatureError
-from sharechain.ledger.blocks import BLOCK_DOMAIN, decode_block
+from sharechain.ledger.blocks import BLOCK_DOMAIN, body_matches, decode_block
 from sharechain.ledger.chain import Ledger
 from sharechain.ledger.store import Store
 
@@ -92,6 +95,8 @@ def foreign_reason(node: ChainCopy, height: int, data: bytes, *, links: bool = T
         verify(orderer.sign_key, block.signature, BLOCK_DOMAIN, h.encoded())
     except InvalidSignatureError:
         return f"a block whose signature is not {h.orderer}'s"
+    if not body_matches(block):
+        return f"a block whose transactions or results are not those {h.orderer} signed"
     return None
 
 
