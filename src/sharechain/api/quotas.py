@@ -19,6 +19,10 @@ limit the node refuses at once with a clear error, before doing the work:
 - `Limits.long_polls_per_caller`: long-polls (`/v1/sync/blocks?wait=`) one
   organisation holds open at once; beyond, the wait is cut to 0 so the worker
   threads stay free for everyone else (`/v1/health` answers within 100 ms);
+- `Limits.block_reads_per_caller`: block reads (`/v1/blocks`, one block,
+  `/v1/sync/blocks`) one organisation has under way at once; beyond, 429
+  with `Retry-After`: each holds up to 32 MiB of blocks in memory while it is
+  read and answered, and takes its worker thread meanwhile;
 - `Limits.key_sessions_per_caller`: unused key-release sessions per caller;
 - `Limits.pending_deposits_per_member`: datasets not yet on the chain a
   member may deposit keys of (413 beyond);
@@ -61,6 +65,8 @@ class Limits:
     """Signed requests of one organisation whose signatures have not expired (429 beyond)."""
     long_polls_per_caller: int = 4
     """Long-polls one organisation may hold open at once (more are answered at once)."""
+    block_reads_per_caller: int = 4
+    """Block reads one organisation may have under way at once (429 beyond)."""
     key_sessions_per_caller: int = 64
     """Unused key-release sessions one organisation may hold."""
     pending_deposits_per_member: int = 256
@@ -135,7 +141,8 @@ class SubmissionQuota:
 
 
 class WaitSlots:
-    """How many long-polls each caller holds open; a caller past its share waits 0 s."""
+    """How many requests of one kind each caller holds open: its long-polls (a caller
+    past its share waits 0 s), its block reads (a caller past its share gets 429)."""
 
     def __init__(self, per_caller: int) -> None:
         self.per_caller = per_caller

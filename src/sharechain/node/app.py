@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
@@ -58,7 +59,7 @@ from sharechain.errors import (
     OrderingError,
     QuotaError,
 )
-from sharechain.ledger.blocks import decode_block
+from sharechain.ledger.blocks import BlockHeader, block_summary, decode_block
 from sharechain.ledger.proofs import prove_tx
 from sharechain.node import joining, snapshots, upkeep
 from sharechain.node.service import Node
@@ -79,6 +80,9 @@ from sharechain.storage.uploads import Uploads
 __all__ = ["API_VERSION", "Extension", "create_app"]
 
 API_VERSION = "1.0.0"
+MAX_BLOCKS_READ = 32 << 20
+"""Bytes of blocks one answer of `/v1/blocks` or `/v1/sync/blocks` reads at most (a
+single larger block is still answered, alone)."""
 
 
 Extension = Callable[[FastAPI, Node], object]
@@ -126,6 +130,20 @@ def create_app(
     quota = SubmissionQuota(limits.submissions_per_block)
     junk = PerSource(limits.bad_submissions_per_minute)
     long_polls = WaitSlots(limits.long_polls_per_caller)
+    block_reads = WaitSlots(limits.block_reads_per_caller)
+
+    @contextmanager
+    def reading_blocks(org: str) -> Iterator[None]:
+        """One of `org`'s block reads under way (429 past its share)."""
+        if not block_reads.take(org):
+            raise QuotaError(
+                f"{org} has {block_reads.per_caller} block reads under way on this node "
+                "already; wait for them to end before asking for more blocks"
+            )
+        try:
+            yield
+        finally:
+            block_reads.give_back(org)
 
     # signatures before bodies, oversized bodies, a quarantined node, every error
     refuse_in_json(app, node, limits)
@@ -295,12 +313,16 @@ def create_app(
         start: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        """Block headers from `start` on."""
+        """Block headers from `start` on: `limit` of them, fewer where the blocks are large
+        (past 32 MiB of blocks read); ask again from the height after the last."""
         out: list[dict[str, Any]] = []
-        for _, data in node.store.iter_blocks(start):
-            if len(out) >= limit:
-                break
-            out.append(_block_json(data, with_txs=False))
+        size = 0
+        with reading_blocks(who.org):
+            for _, data in node.store.iter_blocks(start):
+                if len(out) >= limit or (out and size + len(data) > MAX_BLOCKS_READ):
+                    break
+                out.append(_header_json(data))
+                size += len(data)
         return {"height": node.ledger.height, "blocks": out}
 
     @app.get(
@@ -308,10 +330,11 @@ def create_app(
     )
     def block(height: Annotated[int, Path(ge=0, le=2**62)], who: Auth) -> dict[str, Any]:
         """One block: header, orderer signature, transaction ids and results."""
-        data = node.store.block_bytes(height)
-        if data is None:
-            raise NotFoundError(f"no block {height} on this node (height {node.ledger.height})")
-        return _block_json(data, with_txs=True)
+        with reading_blocks(who.org):
+            data = node.store.block_bytes(height)
+            if data is None:
+                raise NotFoundError(f"no block {height} on this node (height {node.ledger.height})")
+            return _block_json(data)
 
     @app.get(
         "/v1/sync/blocks",
@@ -345,12 +368,13 @@ def create_app(
                 long_polls.give_back(who.org)
         out: list[bytes] = []
         size = 0
-        for _, data in node.store.iter_blocks(start):
-            if len(out) >= limit or (out and size + len(data) > 32 * 1024 * 1024):
-                break
-            out.append(data)
-            size += len(data)
-        return Response(encode(out), media_type="application/cbor")
+        with reading_blocks(who.org):  # after the wait: a long-poll holds no blocks
+            for _, data in node.store.iter_blocks(start):
+                if len(out) >= limit or (out and size + len(data) > MAX_BLOCKS_READ):
+                    break
+                out.append(data)
+                size += len(data)
+            return Response(encode(out), media_type="application/cbor")
 
     # -- attestations ------------------------------------------------------------------
 
@@ -404,24 +428,32 @@ def _hex32(text: str) -> bytes:
     return value
 
 
-def _block_json(data: bytes, *, with_txs: bool) -> dict[str, Any]:
-    block = decode_block(data, check_canonical=False)
-    h = block.header
-    out: dict[str, Any] = {
+def _header_json(data: bytes) -> dict[str, Any]:
+    """A stored block's header, signature and transaction count, as `/v1/blocks` lists it."""
+    return _header_fields(*block_summary(data))
+
+
+def _header_fields(h: BlockHeader, signature: bytes, count: int) -> dict[str, Any]:
+    return {
         "height": h.height,
-        "hash": block.hash().hex(),
+        "hash": h.hash().hex(),
         "prev_hash": h.prev_hash.hex(),
         "tx_root": h.tx_root.hex(),
         "results_root": h.results_root.hex(),
         "state_delta_hash": h.state_delta_hash.hex(),
         "timestamp": h.timestamp,
         "orderer": h.orderer,
-        "signature": block.signature.hex(),
-        "tx_count": len(block.txs),
+        "signature": signature.hex(),
+        "tx_count": count,
     }
-    if with_txs:
-        out["txs"] = [
+
+
+def _block_json(data: bytes) -> dict[str, Any]:
+    """A stored block: its header as listed, and each transaction's id and result."""
+    block = decode_block(data, check_canonical=False)
+    return _header_fields(block.header, block.signature, len(block.txs)) | {
+        "txs": [
             {"tx_id": t.hex(), "code": r.code, "reason": r.reason}
             for t, r in zip(block.tx_ids, block.results, strict=True)
         ]
-    return out
+    }
