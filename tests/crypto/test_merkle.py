@@ -16,7 +16,9 @@ from sharechain.crypto.merkle import (
     leaf_hash,
     merkle_root,
     node_hash,
+    path_from_levels,
     root_from_proof,
+    tree_levels,
     verify_inclusion,
 )
 from sharechain.errors import IntegrityError
@@ -102,6 +104,19 @@ def test_matches_reference_for_every_index_up_to_40_leaves() -> None:
             path = inclusion_proof(leaves, m)
             assert path == ref_path(m, leaves)
             assert root_from_proof(leaves[m], m, n, path) == root
+
+
+def test_paths_drawn_from_a_tree_built_once_match_the_reference() -> None:
+    for n in (*range(1, 41), 1000, 2001):
+        leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
+        levels = tree_levels(leaves)
+        assert levels[-1] == [ref_mth(leaves)]
+        for m in range(n) if n <= 40 else (0, 1, n // 2, n - 2, n - 1):
+            assert path_from_levels(levels, m) == ref_path(m, leaves)
+        with pytest.raises(IndexError):
+            path_from_levels(levels, n)
+    with pytest.raises(IndexError):
+        path_from_levels(tree_levels([]), 0)
 
 
 @settings(max_examples=150, deadline=None)

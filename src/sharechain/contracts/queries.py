@@ -28,7 +28,7 @@ from sharechain.contracts.membership import Proposal, proposal_from_value
 from sharechain.contracts.operators import OPERATED, operator_of
 from sharechain.contracts.profiles import RegisteredProfile, profile_from_value
 from sharechain.contracts.risk import Alert, alert_from_value
-from sharechain.crypto.merkle import inclusion_proof
+from sharechain.crypto.merkle import path_from_levels, tree_levels
 from sharechain.errors import NotFoundError
 from sharechain.ledger.blocks import VALID, BlockHeader, TxResult, decode_header, result_leaf
 from sharechain.ledger.identities import Organisation, org_from_value
@@ -265,12 +265,20 @@ class _BlockView:
     codes: list[str]
 
     @functools.cached_property
-    def result_leaves(self) -> list[bytes]:
-        """The leaves of the block's results tree (built once per block an audit reads)."""
-        return [
-            result_leaf(t, TxResult(c, r))
-            for t, c, r in zip(self.tx_ids, self.codes, self.reasons, strict=True)
-        ]
+    def tx_tree(self) -> list[list[bytes]]:
+        """The levels of the block's transactions tree (built once per block an audit
+        reads: each entry's path is then a lookup)."""
+        return tree_levels(self.tx_ids)
+
+    @functools.cached_property
+    def results_tree(self) -> list[list[bytes]]:
+        """The levels of the block's results tree (built once per block an audit reads)."""
+        return tree_levels(
+            [
+                result_leaf(t, TxResult(c, r))
+                for t, c, r in zip(self.tx_ids, self.codes, self.reasons, strict=True)
+            ]
+        )
 
 
 def _block_view(store: Store, height: int) -> _BlockView:
@@ -298,29 +306,27 @@ def _operator(block: _BlockView, index: int, type: str, code: str) -> str:
 
 
 def _entries(store: Store, rows: Iterable[HistoryEntry], proofs: bool) -> list[AuditEntry]:
-    blocks: dict[int, _BlockView] = {}
+    block: _BlockView | None = None  # one block at a time: the rows go in height order
     out = []
     for row in sorted(set(rows), key=lambda r: (r.height, r.index)):
         loc = store.tx_location(row.tx_id)
         if loc is None:  # pragma: no cover - history rows always have a tx row
             continue
-        if row.height not in blocks:
-            blocks[row.height] = _block_view(store, row.height)
-        block = blocks[row.height]
+        if block is None or block.header.height != row.height:
+            block = _block_view(store, row.height)
         proof = None
         if proofs:
-            path = inclusion_proof(block.tx_ids, row.index)
             proof = TxProof(
                 row.tx_id,
                 row.height,
                 row.index,
                 len(block.tx_ids),
-                tuple(path),
+                tuple(path_from_levels(block.tx_tree, row.index)),
                 block.header,
                 loc.code,
                 block.reasons[row.index],
                 # The code is proved too: its path to the header's results root.
-                tuple(inclusion_proof(block.result_leaves, row.index)),
+                tuple(path_from_levels(block.results_tree, row.index)),
             )
         out.append(
             AuditEntry(
