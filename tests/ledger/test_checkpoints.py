@@ -202,3 +202,22 @@ def test_history_tree_roots_are_merkle_roots_of_every_prefix() -> None:
     for bad in (0, 71):
         with pytest.raises(CheckpointError, match="the tree has 70 leaves"):
             tree.root(bad)
+
+
+def test_history_tree_proofs_are_the_rfc_proofs_over_every_prefix() -> None:
+    leaves = [bytes([i]) * 32 for i in range(70)]
+    tree = HistoryTree()
+    for leaf in leaves:
+        tree.append(leaf)
+    for new in range(1, 71):
+        prefix = leaves[:new]
+        for old in range(0, new + 1):
+            assert tree.consistency(old, new) == history_consistency(prefix, old), (old, new)
+        for height in range(new):
+            assert tree.inclusion(height, new) == history_inclusion(prefix, height)
+    for old, new in ((3, 2), (1, 71), (-1, 5)):
+        with pytest.raises(CheckpointError, match="no proof from"):
+            tree.consistency(old, new)
+    for height, size in ((5, 5), (0, 71), (-1, 3)):
+        with pytest.raises(CheckpointError, match="is not in the first"):
+            tree.inclusion(height, size)

@@ -34,8 +34,6 @@ from sharechain.crypto.signed_note import parse_note
 from sharechain.errors import EncodingError, NotFoundError
 from sharechain.ledger.checkpoints import (
     CheckpointError,
-    checkpoint_of,
-    history_consistency,
     parse_checkpoint,
     store_roster,
 )
@@ -139,13 +137,13 @@ def register(app: FastAPI, node: ServingNode) -> None:
             raise NotFoundError(f"this node has {node.ledger.height + 1} blocks, not {new}")
 
         def prove() -> dict[str, Any]:
-            hashes = cosigner.history(new)
+            old_root, new_root, proof = cosigner.consistency(old, new)
             return {
                 "old_size": old,
                 "new_size": new,
-                "old_root": checkpoint_of(hashes[:old], cosigner.origin).root.hex(),
-                "new_root": checkpoint_of(hashes, cosigner.origin).root.hex(),
-                "proof": [p.hex() for p in history_consistency(hashes, old)],
+                "old_root": old_root.hex(),
+                "new_root": new_root.hex(),
+                "proof": [p.hex() for p in proof],
             }
 
         return await run_in_threadpool(prove)

@@ -91,6 +91,13 @@ class Cosigner:
             self._grow(size)
             return Checkpoint(self.origin, size, self._tree.root(size))
 
+    def consistency(self, old: int, new: int) -> tuple[Hash, Hash, list[Hash]]:
+        """The roots of this node's first `old` and `new` blocks (0 < old <= new) and the
+        consistency proof between them, from the history tree's nodes (`HistoryTree`)."""
+        with self._lock:
+            self._grow(new)
+            return self._tree.root(old), self._tree.root(new), self._tree.consistency(old, new)
+
     def history(self, size: int) -> list[Hash]:
         """The block hashes of heights 0 .. size - 1 (the history tree's leaves)."""
         with self._lock:

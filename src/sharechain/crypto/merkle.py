@@ -16,14 +16,17 @@ hashes (`sharechain.ledger.checkpoints`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sharechain.errors import IntegrityError
 
 __all__ = [
     "EMPTY_ROOT",
     "Hash",
+    "Subtree",
+    "consistency_path",
     "consistency_proof",
+    "inclusion_path",
     "inclusion_proof",
     "leaf_hash",
     "merkle_root",
@@ -190,6 +193,18 @@ def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[Hash]:
     if old_size in (0, n):
         return []
     hashes = [leaf_hash(x) for x in leaves]
+    return consistency_path(n, old_size, lambda lo, hi: _subtree_root(hashes, lo, hi))
+
+
+Subtree = Callable[[int, int], Hash]
+"""The root of the subtree over leaves `lo .. hi - 1` (`subtree(lo, hi)`), for the proof
+walks below: from the leaves (`consistency_proof`), or from a tree's stored nodes
+(`ledger.checkpoints.HistoryTree`), which answers in O(log n) instead of O(n)."""
+
+
+def consistency_path(n: int, old_size: int, subtree: Subtree) -> list[Hash]:
+    """RFC 9162's consistency proof from `old_size` to `n` leaves (0 < old_size < n),
+    each node taken from `subtree`."""
     proof: list[Hash] = []
     # SUBPROOF unrolled: walk down from the whole tree; the nodes are collected
     # top first and the RFC lists them bottom first, hence the reversal.
@@ -197,15 +212,32 @@ def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[Hash]:
     while m != hi - lo:
         k = _largest_split(hi - lo)
         if m <= k:
-            proof.append(_subtree_root(hashes, lo + k, hi))
+            proof.append(subtree(lo + k, hi))
             hi = lo + k
         else:
-            proof.append(_subtree_root(hashes, lo, lo + k))
+            proof.append(subtree(lo, lo + k))
             lo, m, complete = lo + k, m - k, False
     if not complete:
-        proof.append(_subtree_root(hashes, lo, hi))
+        proof.append(subtree(lo, hi))
     proof.reverse()
     return proof
+
+
+def inclusion_path(n: int, index: int, subtree: Subtree) -> list[Hash]:
+    """RFC 9162's audit path of leaf `index` in a tree of `n` leaves (0 <= index < n),
+    bottom first, each node taken from `subtree` (section 2.1.3.1, unrolled)."""
+    path: list[Hash] = []
+    lo, hi = 0, n
+    while hi - lo > 1:
+        k = _largest_split(hi - lo)
+        if index < lo + k:
+            path.append(subtree(lo + k, hi))
+            hi = lo + k
+        else:
+            path.append(subtree(lo, lo + k))
+            lo += k
+    path.reverse()
+    return path
 
 
 def verify_consistency(

@@ -35,7 +35,9 @@ from typing import Any
 from sharechain.codec import decode
 from sharechain.crypto.merkle import (
     Hash,
+    consistency_path,
     consistency_proof,
+    inclusion_path,
     inclusion_proof,
     leaf_hash,
     merkle_root,
@@ -354,6 +356,37 @@ class HistoryTree:
     def leaves(self, size: int) -> list[Hash]:
         """The block hashes of heights 0 .. size - 1."""
         return self._leaves[:size]
+
+    def consistency(self, old: int, new: int) -> list[Hash]:
+        """The RFC 9162 consistency proof from the first `old` blocks to the first `new`,
+        from the stored nodes: O(log^2 n) hashes where `history_consistency` rehashes
+        every block (1.3 s at a million blocks, per request)."""
+        if not 0 <= old <= new <= len(self._leaves):
+            raise CheckpointError(
+                f"the tree has {len(self._leaves)} leaves: no proof from {old} to {new}"
+            )
+        return [] if old in (0, new) else consistency_path(new, old, self._subtree)
+
+    def inclusion(self, height: int, size: int) -> list[Hash]:
+        """The audit path of block `height` in the tree of the first `size` blocks, from
+        the stored nodes (as `history_inclusion` computes it from every block)."""
+        if not 0 <= height < size <= len(self._leaves):
+            raise CheckpointError(
+                f"the tree has {len(self._leaves)} leaves: block {height} is not in the "
+                f"first {size}"
+            )
+        return inclusion_path(size, height, self._subtree)
+
+    def _subtree(self, lo: int, hi: int) -> Hash:
+        """The root over leaves `lo .. hi - 1` (complete below the tree's size): a stored
+        node where the range is one aligned subtree, else its two halves' as the RFC
+        splits it (the ranges the proofs ask for are aligned, so O(log n))."""
+        n = hi - lo
+        if n & (n - 1) == 0 and lo % n == 0:
+            level = n.bit_length() - 1
+            return self._levels[level][lo >> level]
+        k = 1 << ((n - 1).bit_length() - 1)
+        return node_hash(self._subtree(lo, lo + k), self._subtree(lo + k, hi))
 
     def root(self, size: int) -> Hash:
         """The history root over the first `size` block hashes."""

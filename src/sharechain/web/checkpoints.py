@@ -33,7 +33,6 @@ from sharechain.ledger.checkpoints import (
     Checkpoint,
     CheckpointError,
     Roster,
-    history_consistency,
     store_roster,
     verify_checkpoint,
 )
@@ -74,9 +73,7 @@ def _cosigner(request: Request) -> Cosigner:
 
 
 def _consistency(cosigner: Cosigner, old: int, new: int, cp: Checkpoint | None) -> Consistency:
-    old_root = cosigner.checkpoint(old).root
-    new_root = cosigner.checkpoint(new).root
-    proof = history_consistency(cosigner.history(new), old)
+    old_root, new_root, proof = cosigner.consistency(old, new)
     try:
         verify_consistency(old, new, old_root, new_root, proof)
         verified = "verified"
