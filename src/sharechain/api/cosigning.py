@@ -74,6 +74,8 @@ class Cosigner:
         self._tree = HistoryTree()
         self._lock = threading.Lock()
         self._latest: tuple[Checkpoint, str] | None = None
+        self._gathering = threading.Lock()
+        """Held while one refresh gathers the peers' cosignatures: the others wait for it."""
 
     # -- the history tree -------------------------------------------------------
 
@@ -144,10 +146,22 @@ class Cosigner:
     def refresh(self) -> str:
         """Sign the head now, collect the peers' cosignatures; return the quorum note.
 
-        Raises `CheckpointError` when fewer than a quorum cosigned (the latest
-        quorum checkpoint stays the one before).
+        A quorum checkpoint of the head already made is returned as it is, and one
+        refresh gathers at a time (those that wait meanwhile take its note if it
+        reached their head): any member may ask (`POST /v1/checkpoint`), and each
+        gathering asks every peer to cosign, so a member asking without pause
+        made the node ask its peers without pause (threat 50). Raises
+        `CheckpointError` when fewer than a quorum cosigned (the latest quorum
+        checkpoint stays the one before).
         """
         size = self.node.ledger.height + 1
+        with self._gathering:
+            with self._lock:
+                if self._latest is not None and self._latest[0].size >= size:
+                    return self._latest[1]
+            return self._gather(size)
+
+    def _gather(self, size: int) -> str:
         cp = self.checkpoint(size)
         members = {c.org for c in store_roster(self.node.store).cosigners}
         signatures = []
