@@ -221,3 +221,12 @@ def test_history_tree_proofs_are_the_rfc_proofs_over_every_prefix() -> None:
     for height, size in ((5, 5), (0, 71), (-1, 3)):
         with pytest.raises(CheckpointError, match="is not in the first"):
             tree.inclusion(height, size)
+
+
+def test_block_hashes_name_the_first_block_the_store_lacks(kit: Kit) -> None:
+    hashes = _grow(kit, 4)
+    assert block_hashes(kit.store, 3) == hashes[:3]
+    kit.store._db.execute("DELETE FROM blocks WHERE height=2")  # a damaged store
+    with pytest.raises(NotFoundError, match="block 2 is missing"):
+        block_hashes(kit.store)
+    assert block_hashes(kit.store, 2) == hashes[:2]

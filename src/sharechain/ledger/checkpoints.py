@@ -289,11 +289,12 @@ def block_hashes(store: Store, size: int | None = None) -> list[Hash]:
     if not 0 < size <= have:
         raise NotFoundError(f"the chain has {have} blocks; cannot cover {size}")
     out = []
-    for h in range(size):
-        meta = store.block_meta(h)
-        if meta is None:
-            raise NotFoundError(f"block {h} is missing from the store")
-        out.append(meta.hash)
+    for h, (height, block_hash) in enumerate(store.block_hashes(size)):
+        if height != h:
+            break
+        out.append(block_hash)
+    if len(out) != size:
+        raise NotFoundError(f"block {len(out)} is missing from the store")
     return out
 
 

@@ -228,6 +228,15 @@ class Store:
             ).fetchone()
         return Head(*row) if row else None
 
+    def block_hashes(self, size: int) -> list[tuple[int, bytes]]:
+        """(height, hash) of the blocks below height `size`, in order, in one read (a
+        row per block the store holds: a gap shows as a height skipped)."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT height, hash FROM blocks WHERE height < ? ORDER BY height", (size,)
+            ).fetchall()
+        return [(height, bytes(h)) for height, h in rows]
+
     def iter_blocks(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         """Blocks from `start` in order, fetched in pages so memory stays bounded: up to
         256 blocks a page, and no more than `PAGE_BYTES` of them (one larger block is a
