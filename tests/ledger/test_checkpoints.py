@@ -230,3 +230,34 @@ def test_block_hashes_name_the_first_block_the_store_lacks(kit: Kit) -> None:
     with pytest.raises(NotFoundError, match="block 2 is missing"):
         block_hashes(kit.store)
     assert block_hashes(kit.store, 2) == hashes[:2]
+
+
+def test_a_tree_reading_blocks_back_holds_a_hash_per_32_blocks_and_answers_alike() -> None:
+    leaves = [bytes([i % 256, i // 256]) * 16 for i in range(300)]
+
+    def source(lo: int, hi: int) -> list[bytes]:
+        return leaves[lo:hi]
+
+    lean, full = HistoryTree(source), HistoryTree()
+    for n, leaf in enumerate(leaves, 1):
+        lean.append(leaf)
+        full.append(leaf)
+        if n in (1, 63, 64, 65, 127, 128, 129, 200, 256, 300):
+            assert [lean.root(k) for k in range(1, n + 1)] == [
+                full.root(k) for k in range(1, n + 1)
+            ]
+    for new in (1, 64, 65, 100, 128, 255, 256, 257, 300):
+        for old in (0, 1, 5, 63, 64, 65, 99, 128, new):
+            if old <= new:
+                assert lean.consistency(old, new) == full.consistency(old, new), (old, new)
+        for height in {h for h in (0, 1, 63, 64, new // 2, new - 1) if h < new}:
+            assert lean.inclusion(height, new) == full.inclusion(height, new), (height, new)
+    assert lean.leaves(300) == full.leaves(300) == leaves
+    # Four complete subtrees of 64 (and their parents), the 44 hashes of the tail.
+    assert lean.stored() == 4 + 2 + 1 + 44 and full.stored() > 2 * 300
+    broken = HistoryTree(lambda lo, hi: [])  # a store that lost its blocks
+    for leaf in leaves[:130]:
+        broken.append(leaf)
+    assert broken.root(128) == full.root(128)  # stored nodes only
+    with pytest.raises(CheckpointError, match="not all in the store"):
+        broken.root(100)

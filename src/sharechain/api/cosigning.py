@@ -10,9 +10,10 @@ has not committed yet) and refuses anything else, so a checkpoint counts only
 when a quorum of independent nodes hold exactly that chain.
 
 The history tree is kept as the chain grows (`HistoryTree`: every complete
-subtree's hash), so a checkpoint's root costs O(log n) hashes, whatever the
-chain's length; a round costs a signature, one request per peer and a few
-signature checks.
+subtree's hash of 64 blocks and more, the blocks below read back from the
+store), so a checkpoint's root costs O(log n) hashes, whatever the chain's
+length, in about 2.3 bytes of memory per block; a round costs a signature,
+one request per peer and a few signature checks.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ log = logging.getLogger("sharechain.node.cosigning")  # the node's log, its name
 DEFAULT_EVERY_BLOCKS = 1000
 DEFAULT_EVERY_SECONDS = 60.0
 _PEER_WAIT = 2.0
+_GROW_PAGE = 65_536
+"""Block hashes the history tree reads from the store at once as it grows (2 MiB)."""
 """Seconds a peer waits for blocks it has not committed yet before refusing to cosign."""
 
 
@@ -71,7 +74,7 @@ class Cosigner:
         self.every_seconds = every_seconds
         self.clock = clock
         self.origin = origin_for(node.datadir.genesis_hash)
-        self._tree = HistoryTree()
+        self._tree = HistoryTree(self._stored_hashes)
         self._lock = threading.Lock()
         self._latest: tuple[Checkpoint, str] | None = None
         self._gathering = threading.Lock()
@@ -80,12 +83,20 @@ class Cosigner:
     # -- the history tree -------------------------------------------------------
 
     def _grow(self, size: int) -> None:
-        """Add blocks to the tree up to `size` (call with the lock held)."""
-        for height in range(len(self._tree), size):
-            meta = self.node.store.block_meta(height)
-            if meta is None:
+        """Add blocks to the tree up to `size` (call with the lock held), read from the
+        store a page at a time (a node restarted on a long chain reads it all once)."""
+        while (height := len(self._tree)) < size:
+            page = self.node.store.block_hashes(min(size, height + _GROW_PAGE), height)
+            for block_height, block_hash in page:
+                if block_height != len(self._tree):
+                    break
+                self._tree.append(block_hash)
+            if len(self._tree) == height:
                 raise CheckpointError(f"this node has {height} blocks; it cannot cover {size}")
-            self._tree.append(meta.hash)
+
+    def _stored_hashes(self, lo: int, hi: int) -> list[Hash]:
+        """The block hashes of heights `lo .. hi - 1` the tree reads back from the store."""
+        return [h for _, h in self.node.store.block_hashes(hi, lo)]
 
     def checkpoint(self, size: int) -> Checkpoint:
         """The (unsigned) checkpoint of this node's first `size` blocks."""
@@ -99,12 +110,6 @@ class Cosigner:
         with self._lock:
             self._grow(new)
             return self._tree.root(old), self._tree.root(new), self._tree.consistency(old, new)
-
-    def history(self, size: int) -> list[Hash]:
-        """The block hashes of heights 0 .. size - 1 (the history tree's leaves)."""
-        with self._lock:
-            self._grow(size)
-            return self._tree.leaves(size)
 
     # -- cosigning ----------------------------------------------------------------
 

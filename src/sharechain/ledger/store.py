@@ -228,12 +228,13 @@ class Store:
             ).fetchone()
         return Head(*row) if row else None
 
-    def block_hashes(self, size: int) -> list[tuple[int, bytes]]:
-        """(height, hash) of the blocks below height `size`, in order, in one read (a
-        row per block the store holds: a gap shows as a height skipped)."""
+    def block_hashes(self, size: int, start: int = 0) -> list[tuple[int, bytes]]:
+        """(height, hash) of the blocks from height `start` below height `size`, in order,
+        in one read (a row per block the store holds: a gap shows as a height skipped)."""
         with self._read() as db:
             rows = db.execute(
-                "SELECT height, hash FROM blocks WHERE height < ? ORDER BY height", (size,)
+                "SELECT height, hash FROM blocks WHERE height >= ? AND height < ? ORDER BY height",
+                (start, size),
             ).fetchall()
         return [(height, bytes(h)) for height, h in rows]
 
