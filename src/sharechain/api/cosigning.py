@@ -49,9 +49,9 @@ log = logging.getLogger("sharechain.node.cosigning")  # the node's log, its name
 DEFAULT_EVERY_BLOCKS = 1000
 DEFAULT_EVERY_SECONDS = 60.0
 _PEER_WAIT = 2.0
+"""Seconds a peer waits for blocks it has not committed yet before refusing to cosign."""
 _GROW_PAGE = 65_536
 """Block hashes the history tree reads from the store at once as it grows (2 MiB)."""
-"""Seconds a peer waits for blocks it has not committed yet before refusing to cosign."""
 
 
 class Cosigner:
