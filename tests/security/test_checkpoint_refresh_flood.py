@@ -20,6 +20,7 @@ import pytest
 from api_helpers import ORGS, Consortium
 
 from sharechain.api.client import NodeClient
+from sharechain.api.quotas import Limits
 from sharechain.crypto.signed_note import parse_note
 from sharechain.node.launcher import free_ports
 from sharechain.node.server import ServerThread
@@ -52,7 +53,10 @@ def nodes(tmp_path: Path) -> Iterator[tuple[dict[str, ServerThread], Consortium]
                 )
             )
             node.start()
-            servers[spec.id] = ServerThread(node, port).start()
+            # Threat 51's limit (2 checkpoint requests per member) raised: all 16 reach
+            # the cosigner at once, as they would from 8 members.
+            limits = Limits(checkpoint_waits_per_caller=ASKS)
+            servers[spec.id] = ServerThread(node, port, limits=limits).start()
         yield servers, consortium
     finally:
         for server in reversed(servers.values()):

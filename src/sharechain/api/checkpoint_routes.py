@@ -10,10 +10,18 @@
 
 All are signed like every `/v1` route. `register` also starts the node's
 cosigning loop (`sharechain.api.cosigning`), which stops with the node.
+
+The first three may hold a worker thread for seconds: cosigning waits up to
+2 s for blocks the node has not committed yet, and a gathering asks every
+peer (those arriving meanwhile wait for it). Each organisation has at most
+`Limits.checkpoint_waits_per_caller` of them under way at once, 429 beyond:
+one member asking from dozens of threads held every worker thread of the
+node, and every other member's requests waited (threat 51).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
@@ -29,9 +37,10 @@ from sharechain.api.checkpoints import (
 from sharechain.api.cosigning import DEFAULT_EVERY_BLOCKS, DEFAULT_EVERY_SECONDS, Cosigner
 from sharechain.api.peer_client import PeerClient
 from sharechain.api.problems import ErrorBody, error_responses
+from sharechain.api.quotas import Limits, WaitSlots
 from sharechain.api.serving import Auth, ServingNode
 from sharechain.crypto.signed_note import parse_note
-from sharechain.errors import EncodingError, NotFoundError
+from sharechain.errors import EncodingError, NotFoundError, QuotaError
 from sharechain.ledger.checkpoints import (
     CheckpointError,
     parse_checkpoint,
@@ -94,10 +103,25 @@ def start(node: ServingNode) -> Cosigner:
     return cosigner
 
 
-def register(app: FastAPI, node: ServingNode) -> None:
+def register(app: FastAPI, node: ServingNode, limits: Limits | None = None) -> None:
     """Add the checkpoint routes to `app` and start the node's cosigning loop."""
     cosigner = start(node)
     app.state.cosigner = cosigner
+    waits = WaitSlots((limits or Limits()).checkpoint_waits_per_caller)
+
+    async def waiting(org: str, work: Callable[[], str]) -> str:
+        """`work` on a worker thread, as one of `org`'s checkpoint waits (429 past its share)."""
+        if not waits.take(org):
+            raise QuotaError(
+                f"{org} has {waits.per_caller} checkpoint requests under way on this node "
+                "already (each may wait seconds for blocks or for the peers); wait for "
+                "them to end before asking again",
+                retry_after=2,
+            )
+        try:
+            return await run_in_threadpool(work)
+        finally:
+            waits.give_back(org)
 
     def genesis() -> str:
         return node.datadir.genesis_note()
@@ -106,7 +130,7 @@ def register(app: FastAPI, node: ServingNode) -> None:
     async def latest(who: Auth) -> Any:
         """The latest checkpoint a quorum of the members cosigned (made now if none yet)."""
         try:
-            note = await run_in_threadpool(cosigner.latest)
+            note = await waiting(who.org, cosigner.latest)
         except CheckpointError as exc:
             return _refused(exc)
         return _reply(note, genesis(), store_roster(node.store).quorum)
@@ -115,7 +139,7 @@ def register(app: FastAPI, node: ServingNode) -> None:
     async def fresh(who: Auth) -> Any:
         """Make a quorum checkpoint of the node's head now, cosigned by its peers."""
         try:
-            note = await run_in_threadpool(cosigner.refresh)
+            note = await waiting(who.org, cosigner.refresh)
         except CheckpointError as exc:
             return _refused(exc)
         return _reply(note, genesis(), store_roster(node.store).quorum)
@@ -124,7 +148,8 @@ def register(app: FastAPI, node: ServingNode) -> None:
     async def cosign(body: CosignRequest, who: Auth) -> Any:
         """Cosign a checkpoint of this chain, if it is this node's history at its size."""
         try:
-            return {"note": await run_in_threadpool(cosigner.cosign, body.checkpoint)}
+            text = body.checkpoint
+            return {"note": await waiting(who.org, lambda: cosigner.cosign(text))}
         except CheckpointError as exc:
             return _refused(exc)
 

@@ -23,6 +23,10 @@ limit the node refuses at once with a clear error, before doing the work:
   `/v1/sync/blocks`) one organisation has under way at once; beyond, 429
   with `Retry-After`: each holds up to 32 MiB of blocks in memory while it is
   read and answered, and takes its worker thread meanwhile;
+- `Limits.checkpoint_waits_per_caller`: checkpoint requests (`GET` and
+  `POST /v1/checkpoint`, `POST /v1/checkpoint/cosign`) one organisation has
+  under way at once; beyond, 429 with `Retry-After`: each may hold a worker
+  thread for seconds, waiting for blocks or for the peers' cosignatures;
 - `Limits.key_sessions_per_caller`: unused key-release sessions per caller;
 - `Limits.pending_deposits_per_member`: datasets not yet on the chain a
   member may deposit keys of (413 beyond);
@@ -67,6 +71,8 @@ class Limits:
     """Long-polls one organisation may hold open at once (more are answered at once)."""
     block_reads_per_caller: int = 4
     """Block reads one organisation may have under way at once (429 beyond)."""
+    checkpoint_waits_per_caller: int = 2
+    """Checkpoint requests one organisation may have under way at once (429 beyond)."""
     key_sessions_per_caller: int = 64
     """Unused key-release sessions one organisation may hold."""
     pending_deposits_per_member: int = 256

@@ -408,7 +408,7 @@ def create_app(
     app.include_router(delivery.router)  # blobs between nodes
     app.include_router(custody_routes.router)  # keys between nodes
     app.include_router(mailbox_routes.router)  # computation messages between parties
-    checkpoint_routes.register(app, node)  # quorum checkpoints, cosigned with the peers
+    checkpoint_routes.register(app, node, limits)  # quorum checkpoints, cosigned with the peers
     snapshots.register(app, node)  # state snapshots, each vouched for by this node
     joining.register(app, node)  # what a newly admitted member's node needs to join
     # Shreds on commit and fetches missing blobs; stops with the node.
