@@ -279,10 +279,19 @@ class GrantReply(Model):
     grant: GrantViewModel
 
 
+class TrailPosition(Model):
+    """Where an audit trail goes on: ask again with `from_height` and `from_index`."""
+
+    height: int
+    index: int
+
+
 class AuditTrail(Model):
-    """An audit trail, oldest first, with inclusion proofs when asked."""
+    """A page of an audit trail, oldest first, with inclusion proofs when asked."""
 
     entries: list[AuditEntry]
+    next: TrailPosition | None = None
+    """Where the trail goes on (null: this page ends it)."""
 
 
 class AlertList(Model):

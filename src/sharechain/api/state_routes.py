@@ -58,6 +58,7 @@ __all__ = ["register"]
 _Text = Annotated[str | None, Query(max_length=256)]
 _DOC: dict[str, Any] = {"tags": ["queries"], "responses": SIGNED_ERRORS}
 _Limit = Annotated[int, Query(ge=1, le=10_000)]
+_Position = Annotated[int, Query(ge=0, le=2**62)]
 
 
 def register(app: FastAPI, node: ServingNode) -> None:
@@ -171,24 +172,39 @@ def register(app: FastAPI, node: ServingNode) -> None:
         org: _Text = None,
         proofs: bool = True,
         limit: _Limit = 1000,
+        from_height: _Position = 0,
+        from_index: _Position = 0,
     ) -> dict[str, Any]:
-        """The audit trail of a dataset, a grant or an organisation, with inclusion proofs."""
+        """The audit trail of a dataset, a grant or an organisation, with inclusion proofs,
+        a page at a time: at most `limit` entries from position (`from_height`,
+        `from_index`) on, and at most 32 MiB of blocks read; `next` is where the
+        trail goes on (null at its end)."""
+        ds_id = grant_id = None
         if dataset is not None:
             ds = q.dataset(store, q.resolve(store, "dataset", dataset))
             if not supervisor(who) and ds.owner != who.org:
                 raise deny(who, f"the audit trail of dataset {ds.id}")
-            entries = q.audit(store, ds=ds.id, proofs=proofs, limit=limit)
+            ds_id = ds.id
         elif grant is not None:
             view = q.grant(store, q.resolve(store, "grant", grant))
             if not supervisor(who) and who.org not in (view.grant.grantee, view.grant.owner):
                 raise deny(who, f"the audit trail of grant {view.grant.id}")
-            entries = q.audit(store, grant_id=view.grant.id, proofs=proofs, limit=limit)
+            grant_id = view.grant.id
         else:
             org = org or who.org
             if org != who.org and not supervisor(who):
                 raise deny(who, f"the audit trail of {org}")
-            entries = q.audit(store, org=org, proofs=proofs, limit=limit)
-        return {"entries": jsonable(entries)}
+        page = q.audit_page(
+            store,
+            ds=ds_id,
+            grant_id=grant_id,
+            org=org if ds_id is None and grant_id is None else None,
+            proofs=proofs,
+            limit=limit,
+            start=(from_height, from_index),
+        )
+        more = None if page.next is None else {"height": page.next[0], "index": page.next[1]}
+        return {"entries": jsonable(page.entries), "next": more}
 
     @app.get("/v1/alerts", response_model=AlertList, **_DOC)
     def alerts(who: Auth, open_only: bool = True) -> dict[str, Any]:

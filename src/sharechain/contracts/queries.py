@@ -45,11 +45,15 @@ from sharechain.ledger.validation import (
 )
 
 __all__ = [
+    "AUDIT_BLOCK_BYTES",
     "AuditEntry",
+    "AuditPage",
     "GrantView",
     "Lineage",
     "alerts",
     "audit",
+    "audit_all",
+    "audit_page",
     "catalogue",
     "dataset",
     "grant",
@@ -263,6 +267,8 @@ class _BlockView:
     reasons: list[str]
     txs: list[bytes]
     codes: list[str]
+    size: int
+    """Bytes of the stored block."""
 
     @functools.cached_property
     def tx_tree(self) -> list[list[bytes]]:
@@ -294,6 +300,7 @@ def _block_view(store: Store, height: int) -> _BlockView:
         [r[1] for r in value["results"]],
         value["txs"],
         [r[0] for r in value["results"]],
+        len(data),
     )
 
 
@@ -305,15 +312,41 @@ def _operator(block: _BlockView, index: int, type: str, code: str) -> str:
     return operator_of(type, payload, valid=True)
 
 
-def _entries(store: Store, rows: Iterable[HistoryEntry], proofs: bool) -> list[AuditEntry]:
+AUDIT_BLOCK_BYTES = 32 << 20
+"""Bytes of blocks one page of an audit trail reads at most (`audit_page`): each
+entry's block is decoded and its transactions hashed, about 9 ms for a block of
+1.5 MiB, so a trail of 10,000 entries in as many large blocks cost a minute and
+a half of CPU per request (threat 48). Past it the page ends and says where the
+trail goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """Entries of an audit trail, oldest first, and where the trail goes on."""
+
+    entries: list[AuditEntry]
+    next: tuple[int, int] | None
+    """(height, index) of the trail's next transaction: ask again from there
+    (`start`); None when the page ends the trail."""
+
+
+def _entries(
+    store: Store, rows: Iterable[HistoryEntry], proofs: bool, block_bytes: int | None
+) -> tuple[list[AuditEntry], tuple[int, int] | None]:
+    """The entries of `rows`, and the position of the first left out for `block_bytes`
+    (None: all in). At least one block is read, so a page always makes progress."""
     block: _BlockView | None = None  # one block at a time: the rows go in height order
-    out = []
+    read = 0
+    out: list[AuditEntry] = []
     for row in sorted(set(rows), key=lambda r: (r.height, r.index)):
         loc = store.tx_location(row.tx_id)
         if loc is None:  # pragma: no cover - history rows always have a tx row
             continue
         if block is None or block.header.height != row.height:
+            if block_bytes is not None and block is not None and read >= block_bytes:
+                return out, (row.height, row.index)
             block = _block_view(store, row.height)
+            read += block.size
         proof = None
         if proofs:
             proof = TxProof(
@@ -342,7 +375,76 @@ def _entries(store: Store, rows: Iterable[HistoryEntry], proofs: bool) -> list[A
                 _operator(block, row.index, loc.type, loc.code),
             )
         )
-    return out
+    return out, None
+
+
+def _trail_keys(
+    store: Store,
+    ds: str | None,
+    grant_id: str | None,
+    org: str | None,
+    computation_id: str | None,
+) -> list[str]:
+    """The history keys of the trail asked for (NotFoundError if its record is not)."""
+    if ds is not None:
+        dataset(store, ds)
+        return [k.dataset_key(ds)]
+    if grant_id is not None:
+        g = grant(store, grant_id).grant
+        return [k.request_key(g.request), k.grant_key(grant_id)]
+    if org is not None:
+        _get(store, f"org/{org}")
+        return [f"org/{org}"]
+    if computation_id is not None:
+        _get(store, computation_key(computation_id))
+        return [computation_key(computation_id)]
+    raise ValueError("audit needs a dataset, a grant, an organisation or a computation")
+
+
+def _rows(
+    store: Store, keys: list[str], limit: int, start: tuple[int, int]
+) -> tuple[list[HistoryEntry], tuple[int, int] | None]:
+    """The first `limit` rows of the keys' merged history from `start`, and the position
+    after the last one if the history may go on (None: it ends there)."""
+    lists = [store.history(key, limit, start) for key in keys]
+    rows = sorted({r for rows in lists for r in rows}, key=lambda r: (r.height, r.index))
+    cut = [(rows[-1].height, rows[-1].index) for rows in lists if len(rows) >= limit]
+    if cut:  # a key's rows past its limit are unknown: the merge stops at its last
+        last = min(cut)
+        rows = [r for r in rows if (r.height, r.index) <= last]
+    if len(rows) > limit:
+        rows = rows[:limit]
+    elif not cut:
+        return rows, None
+    return rows, (rows[-1].height, rows[-1].index + 1)
+
+
+def audit_page(
+    store: Store,
+    *,
+    ds: str | None = None,
+    grant_id: str | None = None,
+    org: str | None = None,
+    computation_id: str | None = None,
+    proofs: bool = True,
+    limit: int = 10_000,
+    start: tuple[int, int] = (0, 0),
+    block_bytes: int | None = AUDIT_BLOCK_BYTES,
+) -> AuditPage:
+    """A page of the audit trail of a dataset, a grant (with its request), an
+    organisation or a session: at most `limit` entries from position `start`
+    (height, index) on, reading at most about `block_bytes` of blocks (None: no
+    bound); `next` says where the trail goes on.
+
+    An organisation's trail holds what it signed and what changed its standing;
+    refusals that prove no signature of it (`UNATTRIBUTED`) are not its own.
+    """
+    keys = _trail_keys(store, ds, grant_id, org, computation_id)
+    rows, more = _rows(store, keys, limit, start)
+    entries, stopped = _entries(store, rows, proofs, block_bytes)
+    if org is not None:
+        entries = [e for e in entries if e.code not in UNATTRIBUTED]
+    return AuditPage(entries, stopped or more)
 
 
 def audit(
@@ -355,29 +457,44 @@ def audit(
     proofs: bool = True,
     limit: int = 10_000,
 ) -> list[AuditEntry]:
-    """The audit trail of a dataset, a grant (with its request), an organisation or a session.
+    """The first `limit` entries of an audit trail (`audit_page`, without a bound on the
+    blocks read: for a node's own console and the embedded store)."""
+    return audit_page(
+        store,
+        ds=ds,
+        grant_id=grant_id,
+        org=org,
+        computation_id=computation_id,
+        proofs=proofs,
+        limit=limit,
+        block_bytes=None,
+    ).entries
 
-    An organisation's trail holds what it signed and what changed its standing;
-    refusals that prove no signature of it (`UNATTRIBUTED`) are not its own.
-    """
-    if ds is not None:
-        dataset(store, ds)
-        rows = store.history(k.dataset_key(ds), limit)
-    elif grant_id is not None:
-        g = grant(store, grant_id).grant
-        rows = store.history(k.request_key(g.request), limit) + store.history(
-            k.grant_key(grant_id), limit
+
+def audit_all(
+    store: Store,
+    *,
+    ds: str | None = None,
+    grant_id: str | None = None,
+    org: str | None = None,
+    computation_id: str | None = None,
+) -> list[AuditEntry]:
+    """A whole audit trail, with proofs, page after page (the embedded store)."""
+    out: list[AuditEntry] = []
+    start: tuple[int, int] | None = (0, 0)
+    while start is not None:
+        page = audit_page(
+            store,
+            ds=ds,
+            grant_id=grant_id,
+            org=org,
+            computation_id=computation_id,
+            start=start,
+            block_bytes=None,
         )
-    elif org is not None:
-        _get(store, f"org/{org}")
-        entries = _entries(store, store.history(f"org/{org}", limit), proofs)
-        return [e for e in entries if e.code not in UNATTRIBUTED]
-    elif computation_id is not None:
-        _get(store, computation_key(computation_id))
-        rows = store.history(computation_key(computation_id), limit)
-    else:
-        raise ValueError("audit needs a dataset, a grant, an organisation or a computation")
-    return _entries(store, rows, proofs)
+        out += page.entries
+        start = page.next
+    return out
 
 
 @dataclass(frozen=True, slots=True)

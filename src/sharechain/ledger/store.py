@@ -330,11 +330,19 @@ class Store:
             ).fetchone()
         return int(row[0])
 
-    def history(self, key: str, limit: int = 10_000) -> list[HistoryEntry]:
-        """Every transaction that wrote or touched `key`, oldest first."""
+    def history(
+        self, key: str, limit: int = 10_000, start: tuple[int, int] = (0, 0)
+    ) -> list[HistoryEntry]:
+        """The first `limit` transactions that wrote or touched `key`, oldest first, from
+        position `start` (height, index in its block) on."""
         with self._read() as db:
-            q = union_query("history", "height, idx, tx_id", "key=?1", "ORDER BY 1, 2 LIMIT ?2")
-            rows = db.execute(q, (key, limit)).fetchall()
+            q = union_query(
+                "history",
+                "height, idx, tx_id",
+                "key=?1 AND (height, idx) >= (?3, ?4)",
+                "ORDER BY 1, 2 LIMIT ?2",
+            )
+            rows = db.execute(q, (key, limit, *start)).fetchall()
         return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
 
     def history_prefix(self, prefix: str, limit: int = 10_000) -> list[HistoryEntry]:

@@ -200,7 +200,7 @@ class LocalChain:
     def audit(
         self, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
     ) -> list[AuditEntry]:
-        entries = queries.audit(self.store, ds=ds, grant_id=grant_id, org=org)
+        entries = queries.audit_all(self.store, ds=ds, grant_id=grant_id, org=org)
         verify_entries(entries, self._verify)
         return entries
 

@@ -45,6 +45,9 @@ __all__ = ["CHAIN_WAIT", "RemoteChain", "committed_tx", "organisations"]
 
 CHAIN_WAIT: Final = 30.0
 """Seconds to wait for a node to commit a transaction another node committed."""
+_AUDIT_PAGE: Final = 10_000
+"""Entries asked for per page of an audit trail (the API's largest page; the node
+ends a page sooner after 32 MiB of blocks)."""
 
 
 def committed_tx(client: NodeClient, tx_id: bytes) -> tuple[dict[str, Any], SignedTransaction]:
@@ -220,9 +223,23 @@ class RemoteChain:
     def audit(
         self, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
     ) -> list[AuditEntry]:
-        body = self._get("/v1/audit", dataset=ds, grant=grant_id, org=org, proofs=True)
-        entries = [entry_from_json(e) for e in body["entries"]]
-        verify_entries(entries, self._verify)
+        entries: list[AuditEntry] = []
+        more: dict[str, int] | None = {"height": 0, "index": 0}
+        while more is not None:  # the node answers a page at a time
+            body = self._get(
+                "/v1/audit",
+                dataset=ds,
+                grant=grant_id,
+                org=org,
+                proofs=True,
+                limit=_AUDIT_PAGE,
+                from_height=more["height"],
+                from_index=more["index"],
+            )
+            page = [entry_from_json(e) for e in body["entries"]]
+            verify_entries(page, self._verify)
+            entries += page
+            more = body.get("next")
         return entries
 
     def grant(self, gid: str) -> GrantView:
