@@ -419,6 +419,22 @@ def _rows(
     return rows, (rows[-1].height, rows[-1].index + 1)
 
 
+def _page(
+    store: Store,
+    keys: list[str],
+    own: bool,
+    proofs: bool,
+    limit: int,
+    start: tuple[int, int],
+    block_bytes: int | None,
+) -> AuditPage:
+    rows, more = _rows(store, keys, limit, start)
+    entries, stopped = _entries(store, rows, proofs, block_bytes)
+    if own:  # an organisation's trail
+        entries = [e for e in entries if e.code not in UNATTRIBUTED]
+    return AuditPage(entries, stopped or more)
+
+
 def audit_page(
     store: Store,
     *,
@@ -440,11 +456,7 @@ def audit_page(
     refusals that prove no signature of it (`UNATTRIBUTED`) are not its own.
     """
     keys = _trail_keys(store, ds, grant_id, org, computation_id)
-    rows, more = _rows(store, keys, limit, start)
-    entries, stopped = _entries(store, rows, proofs, block_bytes)
-    if org is not None:
-        entries = [e for e in entries if e.code not in UNATTRIBUTED]
-    return AuditPage(entries, stopped or more)
+    return _page(store, keys, org is not None, proofs, limit, start, block_bytes)
 
 
 def audit(
@@ -459,39 +471,19 @@ def audit(
 ) -> list[AuditEntry]:
     """The first `limit` entries of an audit trail (`audit_page`, without a bound on the
     blocks read: for a node's own console and the embedded store)."""
-    return audit_page(
-        store,
-        ds=ds,
-        grant_id=grant_id,
-        org=org,
-        computation_id=computation_id,
-        proofs=proofs,
-        limit=limit,
-        block_bytes=None,
-    ).entries
+    keys = _trail_keys(store, ds, grant_id, org, computation_id)
+    return _page(store, keys, org is not None, proofs, limit, (0, 0), None).entries
 
 
 def audit_all(
-    store: Store,
-    *,
-    ds: str | None = None,
-    grant_id: str | None = None,
-    org: str | None = None,
-    computation_id: str | None = None,
+    store: Store, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
 ) -> list[AuditEntry]:
     """A whole audit trail, with proofs, page after page (the embedded store)."""
+    keys = _trail_keys(store, ds, grant_id, org, None)
     out: list[AuditEntry] = []
     start: tuple[int, int] | None = (0, 0)
     while start is not None:
-        page = audit_page(
-            store,
-            ds=ds,
-            grant_id=grant_id,
-            org=org,
-            computation_id=computation_id,
-            start=start,
-            block_bytes=None,
-        )
+        page = _page(store, keys, org is not None, True, 10_000, start, None)
         out += page.entries
         start = page.next
     return out
