@@ -67,7 +67,9 @@ def test_org_propose_and_vote_through_the_nodes(net: LocalNetwork, embedded: Pat
     bad = run("org", "propose", "lab-y", "--as", A, "--sign-key", "zz", "--enc-key", "00",
               "--network", netfile(net), code=2)  # fmt: skip
     assert "--sign-key must be a 32-byte public key in hex" in bad
-    # A second admin's vote through its own node admits it.
+    # A second admin's vote through its own node admits it (once that node has the
+    # proposal: it follows hospital-a's, a few milliseconds behind).
+    wait_until(lambda: heights_equal(net))
     voted = js("org", "vote", remote["proposal"], "--as", B, "--network", netfile(net))
     assert voted["status"] == "passed"
     listed = js("org", "list", "--network", netfile(net))

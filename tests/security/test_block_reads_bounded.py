@@ -116,8 +116,10 @@ def test_one_member_reading_blocks_at_full_tilt_is_held_to_its_share(filled: Fil
         assert all(h["tx_count"] == 1 for h in headers[1:])
         growth = filled.proc.peak_rss() - before
         per = Limits().block_reads_per_caller
-        # Each read under way holds at most 32 MiB of blocks and their encoding.
-        assert growth < per * 80 << 20, f"the node grew by {growth >> 20} MiB"
+        # Each read under way holds at most 32 MiB of blocks and their encoding, and
+        # the allocator keeps some slack: 236 MiB measured alone, 320 MiB beside the
+        # rest of the suite on two cores; without the defence, 791 MiB from 12 readers.
+        assert growth < per * 110 << 20, f"the node grew by {growth >> 20} MiB"
         assert 200 in codes and 429 in codes, sorted(set(codes))
         # Large blocks come in pages of at most 32 MiB of them, not all 1,000 asked for.
         assert len(client.blocks(start=1, limit=1000)) < BLOCKS

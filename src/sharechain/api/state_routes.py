@@ -198,7 +198,7 @@ def register(app: FastAPI, node: ServingNode) -> None:
             store,
             ds=ds_id,
             grant_id=grant_id,
-            org=org if ds_id is None and grant_id is None else None,
+            org=org,  # the trail is the first of the three given
             proofs=proofs,
             limit=limit,
             start=(from_height, from_index),

@@ -384,20 +384,21 @@ def _trail_keys(
     grant_id: str | None,
     org: str | None,
     computation_id: str | None,
-) -> list[str]:
-    """The history keys of the trail asked for (NotFoundError if its record is not)."""
+) -> tuple[list[str], bool]:
+    """The history keys of the trail asked for (NotFoundError if its record is not), and
+    whether it is an organisation's (the first of the four given is the one)."""
     if ds is not None:
         dataset(store, ds)
-        return [k.dataset_key(ds)]
+        return [k.dataset_key(ds)], False
     if grant_id is not None:
         g = grant(store, grant_id).grant
-        return [k.request_key(g.request), k.grant_key(grant_id)]
+        return [k.request_key(g.request), k.grant_key(grant_id)], False
     if org is not None:
         _get(store, f"org/{org}")
-        return [f"org/{org}"]
+        return [f"org/{org}"], True
     if computation_id is not None:
         _get(store, computation_key(computation_id))
-        return [computation_key(computation_id)]
+        return [computation_key(computation_id)], False
     raise ValueError("audit needs a dataset, a grant, an organisation or a computation")
 
 
@@ -408,7 +409,7 @@ def _rows(
     after the last one if the history may go on (None: it ends there)."""
     lists = [store.history(key, limit, start) for key in keys]
     rows = sorted({r for rows in lists for r in rows}, key=lambda r: (r.height, r.index))
-    cut = [(rows[-1].height, rows[-1].index) for rows in lists if len(rows) >= limit]
+    cut = [(part[-1].height, part[-1].index) for part in lists if len(part) >= limit]
     if cut:  # a key's rows past its limit are unknown: the merge stops at its last
         last = min(cut)
         rows = [r for r in rows if (r.height, r.index) <= last]
@@ -455,8 +456,8 @@ def audit_page(
     An organisation's trail holds what it signed and what changed its standing;
     refusals that prove no signature of it (`UNATTRIBUTED`) are not its own.
     """
-    keys = _trail_keys(store, ds, grant_id, org, computation_id)
-    return _page(store, keys, org is not None, proofs, limit, start, block_bytes)
+    keys, own = _trail_keys(store, ds, grant_id, org, computation_id)
+    return _page(store, keys, own, proofs, limit, start, block_bytes)
 
 
 def audit(
@@ -471,19 +472,19 @@ def audit(
 ) -> list[AuditEntry]:
     """The first `limit` entries of an audit trail (`audit_page`, without a bound on the
     blocks read: for a node's own console and the embedded store)."""
-    keys = _trail_keys(store, ds, grant_id, org, computation_id)
-    return _page(store, keys, org is not None, proofs, limit, (0, 0), None).entries
+    keys, own = _trail_keys(store, ds, grant_id, org, computation_id)
+    return _page(store, keys, own, proofs, limit, (0, 0), None).entries
 
 
 def audit_all(
     store: Store, *, ds: str | None = None, grant_id: str | None = None, org: str | None = None
 ) -> list[AuditEntry]:
     """A whole audit trail, with proofs, page after page (the embedded store)."""
-    keys = _trail_keys(store, ds, grant_id, org, None)
+    keys, own = _trail_keys(store, ds, grant_id, org, None)
     out: list[AuditEntry] = []
     start: tuple[int, int] | None = (0, 0)
     while start is not None:
-        page = _page(store, keys, org is not None, True, 10_000, start, None)
+        page = _page(store, keys, own, True, 10_000, start, None)
         out += page.entries
         start = page.next
     return out
