@@ -40,7 +40,7 @@ from sharechain.api.problems import ErrorBody, error_responses
 from sharechain.api.quotas import Limits, WaitSlots
 from sharechain.api.serving import Auth, ServingNode
 from sharechain.crypto.signed_note import parse_note
-from sharechain.errors import EncodingError, NotFoundError, QuotaError
+from sharechain.errors import EncodingError, NotFoundError
 from sharechain.ledger.checkpoints import (
     CheckpointError,
     parse_checkpoint,
@@ -111,17 +111,12 @@ def register(app: FastAPI, node: ServingNode, limits: Limits | None = None) -> N
 
     async def waiting(org: str, work: Callable[[], str]) -> str:
         """`work` on a worker thread, as one of `org`'s checkpoint waits (429 past its share)."""
-        if not waits.take(org):
-            raise QuotaError(
-                f"{org} has {waits.per_caller} checkpoint requests under way on this node "
-                "already (each may wait seconds for blocks or for the peers); wait for "
-                "them to end before asking again",
-                retry_after=2,
-            )
-        try:
+        what = (
+            "checkpoint requests under way on this node already (each may wait seconds "
+            "for blocks or for the peers); wait for them to end before asking again"
+        )
+        with waits.holding(org, what, retry_after=2):
             return await run_in_threadpool(work)
-        finally:
-            waits.give_back(org)
 
     def genesis() -> str:
         return node.datadir.genesis_note()

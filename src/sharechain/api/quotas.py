@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sharechain.api.auth import PER_MEMBER_IN_FLIGHT
@@ -171,3 +172,14 @@ class WaitSlots:
                 self._open[org] = held
             else:
                 self._open.pop(org, None)
+
+    @contextmanager
+    def holding(self, org: str, what: str, retry_after: int = 1) -> Iterator[None]:
+        """One of `org`'s slots for the `with` block; `QuotaError` (429) past its share,
+        saying "`org` has N `what`"."""
+        if not self.take(org):
+            raise QuotaError(f"{org} has {self.per_caller} {what}", retry_after=retry_after)
+        try:
+            yield
+        finally:
+            self.give_back(org)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request, Response
@@ -132,18 +132,13 @@ def create_app(
     long_polls = WaitSlots(limits.long_polls_per_caller)
     block_reads = WaitSlots(limits.block_reads_per_caller)
 
-    @contextmanager
-    def reading_blocks(org: str) -> Iterator[None]:
+    def reading_blocks(org: str) -> AbstractContextManager[None]:
         """One of `org`'s block reads under way (429 past its share)."""
-        if not block_reads.take(org):
-            raise QuotaError(
-                f"{org} has {block_reads.per_caller} block reads under way on this node "
-                "already; wait for them to end before asking for more blocks"
-            )
-        try:
-            yield
-        finally:
-            block_reads.give_back(org)
+        return block_reads.holding(
+            org,
+            "block reads under way on this node already; wait for them to end before "
+            "asking for more blocks",
+        )
 
     # signatures before bodies, oversized bodies, a quarantined node, every error
     refuse_in_json(app, node, limits)

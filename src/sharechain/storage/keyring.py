@@ -60,11 +60,15 @@ class KeyRing:
                 return False
             if me is None or keys.signing.public_key != me.sign_key or current:
                 return False
-            rewrap(self._datadir.path, self.keys, keys)  # the vault follows the new key
-            self.keys = keys
-            self.generation += 1
+            self._take(keys)
         log.info("%s now signs with its rotated key %s", self.org, keys.sign_key_id.hex()[:16])
         return True
+
+    def _take(self, keys: OrgKeys) -> None:
+        """Sign and decrypt with `keys` from now on (call with the lock held)."""
+        rewrap(self._datadir.path, self.keys, keys)  # the vault follows the new key
+        self.keys = keys
+        self.generation += 1
 
     def adopt_file_keys(self) -> bool:
         """Take the key file's keys although this node's chain does not name them yet;
@@ -84,9 +88,7 @@ class KeyRing:
             if keys.signing.public_key == self.keys.signing.public_key:
                 return False
             self._stamp = self._file_stamp()
-            rewrap(self._datadir.path, self.keys, keys)
-            self.keys = keys
-            self.generation += 1
+            self._take(keys)
         log.info(
             "%s signs with its key file's key %s, which its orderer's chain names already",
             self.org,
