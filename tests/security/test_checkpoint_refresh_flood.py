@@ -53,9 +53,10 @@ def nodes(tmp_path: Path) -> Iterator[tuple[dict[str, ServerThread], Consortium]
                 )
             )
             node.start()
-            # Threat 51's limit (2 checkpoint requests per member) raised: all 16 reach
-            # the cosigner at once, as they would from 8 members.
-            limits = Limits(checkpoint_waits_per_caller=ASKS)
+            # Threat 51's limit (2 checkpoint requests per member) raised, and threat 52's
+            # (requests under way per member; bank-b's node polls meanwhile, as bank-b):
+            # all 16 reach the cosigner at once, as they would from 8 members.
+            limits = Limits(checkpoint_waits_per_caller=ASKS, requests_per_member=2 * ASKS)
             servers[spec.id] = ServerThread(node, port, limits=limits).start()
         yield servers, consortium
     finally:

@@ -27,6 +27,12 @@ limit the node refuses at once with a clear error, before doing the work:
   `POST /v1/checkpoint`, `POST /v1/checkpoint/cosign`) one organisation has
   under way at once; beyond, 429 with `Retry-After`: each may hold a worker
   thread for seconds, waiting for blocks or for the peers' cosignatures;
+- `Limits.requests_per_member`: signed requests one organisation other than
+  the node's own has under way on the node at once, whatever they ask;
+  beyond, 429 with `Retry-After` before the body is read: the node answers on
+  a pool of `WORKER_THREADS` threads, and many routes may keep one waiting (a
+  key release for the chain, a long-poll for blocks), so one member holds at
+  most this share of them and the rest stay free for everyone else;
 - `Limits.key_sessions_per_caller`: unused key-release sessions per caller;
 - `Limits.pending_deposits_per_member`: datasets not yet on the chain a
   member may deposit keys of (413 beyond);
@@ -51,7 +57,11 @@ from dataclasses import dataclass
 from sharechain.api.auth import PER_MEMBER_IN_FLIGHT
 from sharechain.errors import QuotaError
 
-__all__ = ["Limits", "PerSource", "SubmissionQuota", "WaitSlots"]
+__all__ = ["WORKER_THREADS", "Limits", "PerSource", "SubmissionQuota", "WaitSlots"]
+
+WORKER_THREADS = 40
+"""Worker threads a node answers its routes on (anyio's default pool, which FastAPI
+runs every route and dependency that is not a coroutine on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,9 @@ class Limits:
     """Transactions one organisation may submit while the chain stays at one height."""
     signed_in_flight_per_member: int = PER_MEMBER_IN_FLIGHT
     """Signed requests of one organisation whose signatures have not expired (429 beyond)."""
+    requests_per_member: int = 16
+    """Signed requests one organisation other than the node's own may have under way
+    at once (429 beyond); at most half the `WORKER_THREADS`."""
     long_polls_per_caller: int = 4
     """Long-polls one organisation may hold open at once (more are answered at once)."""
     block_reads_per_caller: int = 4

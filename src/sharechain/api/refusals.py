@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sharechain.api.auth import NonceCache, SignedRequest, check_body_digest, verify_headers
 from sharechain.api.problems import ErrorBody, FieldError, InvalidBody
-from sharechain.api.quotas import Limits, PerSource
+from sharechain.api.quotas import Limits, PerSource, WaitSlots
 from sharechain.errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -207,6 +207,7 @@ class _Guard:
         self.limits = limits
         self.unsigned = PerSource(limits.unsigned_per_minute)
         self.logs = PerSource(limits.logs_per_minute)
+        self.under_way = WaitSlots(limits.requests_per_member)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -240,28 +241,57 @@ class _Guard:
                 await self._too_many(scope, receive, send, source)
                 return
             has_body = length not in (None, "0") or _header(scope, b"transfer-encoding") is not None
+            # A refusal leaves a large or unbounded body unread and drops the connection;
+            # a small one the server discards, keeping the connection for the next request.
+            drop = has_body and (length is None or int(length) > DRAIN_BYTES)
             try:
                 signed = self._verify(scope, method, has_body)
             except AuthenticationError as exc:
-                # A large or unbounded body is left unread and the connection dropped; a
-                # small one the server discards, keeping the connection for the next request.
-                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
                 await self._refuse_unsigned(scope, receive, send, source, str(exc), drop)
                 return
             except QuotaError as exc:  # a member with too many signed requests in flight
-                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
                 headers = {"Retry-After": str(exc.retry_after), **(_CLOSE if drop else {})}
                 await _error(429, "too_many_requests", str(exc), headers)(scope, receive, send)
                 return
             removed = self.node.removed_reason(signed.org)
             if removed is not None:  # the signature verified under a removed member's key
-                drop = has_body and (length is None or int(length) > DRAIN_BYTES)
                 await _error(403, "forbidden", removed, dict(_CLOSE) if drop else None)(
                     scope, receive, send
                 )
                 return
             scope[SIGNED_SCOPE] = signed
+            if signed.org != self.node.org:  # the node's own organisation is not counted
+                await self._member_share(scope, receive, send, signed, limit, drop)
+                return
         await self.app(scope, _Metered(receive, limit, signed), send)
+
+    async def _member_share(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        signed: SignedRequest,
+        limit: int,
+        drop: bool,
+    ) -> None:
+        """Serve a member's request within its share of the requests under way
+        (`Limits.requests_per_member`), or refuse it with 429 before its body is read."""
+        org = signed.org
+        if not self.under_way.take(org):
+            if self.logs.allow(org):
+                path = scope.get("path")
+                log.info("refused a request of %s to %s: its share is under way", org, path)
+            why = (
+                f"{org} has {self.under_way.per_caller} requests under way on this node "
+                "already; wait for one to end before sending more"
+            )
+            headers = {"Retry-After": "1", **(_CLOSE if drop else {})}
+            await _error(429, "too_many_requests", why, headers)(scope, receive, send)
+            return
+        try:
+            await self.app(scope, _Metered(receive, limit, signed), send)
+        finally:
+            self.under_way.give_back(org)
 
     def _verify(self, scope: Scope, method: str, has_body: bool) -> SignedRequest:
         headers = Headers(scope=scope)
