@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
+import re
 
+import pytest
 from web_kit import XSS, Chain, login
 from web_testclient import TestClient
 
 from sharechain.contracts import derive_id
+from sharechain.web import describe
 
 
 def test_a_hostile_title_renders_as_text_everywhere(chain: Chain, client: TestClient) -> None:
@@ -121,3 +124,37 @@ def test_overview_and_organisation(chain: Chain, client: TestClient) -> None:
     org = client.get("/ui/org").text
     assert "Key epochs" in org and "Key since block" in org and "Operators of this node" in org
     assert "anna" in org and "approver" in org
+
+
+def test_a_long_trail_shows_its_newest_entries_and_pages_back_to_its_start(
+    chain: Chain, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(describe, "TRAIL_LIMIT", 3)  # a page of 3 entries
+    ds = chain.register("Labs")
+    requests = [chain.request(ds) for _ in range(7)]
+    login(client, "vera")
+    shown: list[list[str]] = []
+    url = f"/ui/datasets/{ds}"
+    for _ in range(4):
+        page = client.get(url).text
+        items = re.findall(
+            r'<li class="kind-[a-z]+">.*?<strong>([a-z.]+)</strong>.*?/txs/([0-9a-f]{64})', page
+        )
+        shown.append([f"{kind} {tx}" for kind, tx in items])
+        older = re.search(r'class="older" href="\?trail_before=(\d+\.\d+)"', page)
+        if older is None:
+            break
+        url = f"/ui/datasets/{ds}?trail_before={older.group(1)}"
+    # Newest first, 3 a page: the 7 requests, then the registration, and nothing twice.
+    assert [len(p) for p in shown] == [3, 3, 2]
+    kinds = [e.split()[0] for p in shown for e in p]
+    assert kinds == ["access.request"] * 7 + ["dataset.register"]
+    ids = [e.split()[1] for p in shown for e in p]
+    assert len(set(ids)) == 8
+    expected = [derive_id("request", bytes.fromhex(t)) for t in ids[:7]]
+    assert expected == requests[::-1]
+    # An older page links back to the newest; the newest links to none.
+    assert "Newest entries" in client.get(url).text
+    assert "Newest entries" not in client.get(f"/ui/datasets/{ds}").text
+    bad = client.get(f"/ui/datasets/{ds}?trail_before=12;drop")
+    assert bad.status_code == 400 and "give height.index" in bad.text

@@ -53,6 +53,7 @@ __all__ = [
     "alerts",
     "audit",
     "audit_all",
+    "audit_newest",
     "audit_page",
     "catalogue",
     "dataset",
@@ -418,6 +419,28 @@ def _rows(
     elif not cut:
         return rows, None
     return rows, (rows[-1].height, rows[-1].index + 1)
+
+
+def audit_newest(
+    store: Store,
+    *,
+    ds: str | None = None,
+    computation_id: str | None = None,
+    limit: int = 500,
+    before: tuple[int, int] | None = None,
+) -> AuditPage:
+    """The newest `limit` entries of a dataset's or a session's audit trail before
+    position `before` (None: up to the newest), oldest first, without proofs and
+    without a bound on the blocks read (a node's own console); `next` is the
+    position to ask for entries before (None: the page starts the trail)."""
+    (key,), _ = _trail_keys(store, ds, None, None, computation_id)
+    rows = store.history_before(key, limit + 1, before)  # one more: are there older ones?
+    older = None
+    if len(rows) > limit:
+        rows = rows[1:]
+        older = (rows[0].height, rows[0].index)
+    entries, _ = _entries(store, rows, False, None)
+    return AuditPage(entries, older)
 
 
 def _page(

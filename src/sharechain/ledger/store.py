@@ -345,6 +345,22 @@ class Store:
             rows = db.execute(q, (key, limit, *start)).fetchall()
         return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
 
+    def history_before(
+        self, key: str, limit: int = 10_000, before: tuple[int, int] | None = None
+    ) -> list[HistoryEntry]:
+        """The last `limit` transactions that wrote or touched `key` before position
+        `before` (height, index in its block; None: up to the newest), oldest first."""
+        end = before if before is not None else (2**63 - 1, 0)
+        with self._read() as db:
+            q = union_query(
+                "history",
+                "height, idx, tx_id",
+                "key=?1 AND (height, idx) < (?3, ?4)",
+                "ORDER BY 1 DESC, 2 DESC LIMIT ?2",
+            )
+            rows = db.execute(q, (key, limit, *end)).fetchall()
+        return [HistoryEntry(h, i, bytes(t)) for h, i, t in reversed(rows)]
+
     def history_prefix(self, prefix: str, limit: int = 10_000) -> list[HistoryEntry]:
         """Distinct transactions that touched any key under `prefix`, oldest first."""
         with self._read() as db:

@@ -15,15 +15,17 @@ from sharechain.api.wire import iso
 from sharechain.codec import decode_trusted
 from sharechain.contracts.operators import OPERATOR
 from sharechain.contracts.policies import JOINT, Policy
-from sharechain.contracts.queries import AuditEntry
+from sharechain.contracts.queries import AuditEntry, audit_newest
 from sharechain.errors import NotFoundError, SharechainError
 from sharechain.ledger.proofs import prove_tx, verify_tx_proof
 from sharechain.ledger.store import Store, TxLocation
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction
-from sharechain.web.charts import Mark
+from sharechain.web.charts import Mark, timeline
+from sharechain.web.guard import RefusedError
 
 __all__ = [
     "OPERATOR_FIELD",
+    "TRAIL_LIMIT",
     "Event",
     "TxView",
     "duration_words",
@@ -31,11 +33,15 @@ __all__ = [
     "marks",
     "payload_rows",
     "policy_words",
+    "trail_view",
     "transaction",
 ]
 
 OPERATOR_FIELD = OPERATOR
 """Payload field naming the console operator who took an action (`contracts.operators`)."""
+
+TRAIL_LIMIT = 500
+"""Entries of an audit trail one page of the console shows (the newest first)."""
 
 _KINDS = {
     "access.request": "request",
@@ -208,3 +214,31 @@ def events(store: Store, entries: Iterable[AuditEntry]) -> tuple[Event, ...]:
 
 def marks(found: Sequence[Event]) -> tuple[Mark, ...]:
     return tuple(e.mark() for e in found)
+
+
+def trail_view(
+    store: Store, before: str | None, *, ds: str | None = None, computation_id: str | None = None
+) -> dict[str, Any]:
+    """What a page shows of a dataset's or a session's audit trail: its newest
+    `TRAIL_LIMIT` entries before `before` ("height.index", from the page's "Older
+    entries" link; None: up to the newest) as `trail`, their `timeline`, and
+    `trail_older` (the link to the entries before them, None at the trail's start)
+    and `trail_paged` (whether this page is an older one)."""
+    position = None
+    if before is not None:
+        height, dot, index = before.partition(".")
+        if not (dot and height.isdigit() and index.isdigit() and len(before) <= 40):
+            raise RefusedError(
+                400, f"trail_before={before[:40]!r} is not a position: give height.index"
+            )
+        position = (int(height), int(index))
+    page = audit_newest(
+        store, ds=ds, computation_id=computation_id, limit=TRAIL_LIMIT, before=position
+    )
+    trail = events(store, page.entries)
+    return {
+        "trail": trail,
+        "timeline": timeline(marks(trail)),
+        "trail_older": None if page.next is None else f"{page.next[0]}.{page.next[1]}",
+        "trail_paged": position is not None,
+    }

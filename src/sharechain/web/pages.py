@@ -37,7 +37,6 @@ router = APIRouter(include_in_schema=False)
 _Text = Annotated[str, Query(max_length=256)]
 PAGE_ROWS = 100
 BLOCK_ROWS = 25
-TRAIL_LIMIT = 500
 INBOX_ROWS = 50
 
 
@@ -178,7 +177,9 @@ def _may_read_trail(node: Node, owner: str) -> bool:
 
 
 @router.get(f"{PREFIX}/datasets/{{ds}}", response_class=HTMLResponse)
-def dataset(request: Request, ds: str) -> Response:
+def dataset(
+    request: Request, ds: str, trail_before: Annotated[str | None, Query(max_length=256)] = None
+) -> Response:
     console = console_of(request)
     node = console.node
     store = node.store
@@ -193,11 +194,10 @@ def dataset(request: Request, ds: str) -> Response:
     )
     epochs = [epoch_from_value(v) for _, v in StateReader(store).scan(epoch_prefix(record.id))]
     grants = q.grants(store, ds=record.id)
-    trail: tuple[describe.Event, ...] = ()
+    trail: dict[str, Any] = {"trail": (), "timeline": charts.timeline(())}
     readable = _may_read_trail(node, record.owner)
     if readable:
-        entries = q.audit(store, ds=record.id, proofs=False, limit=TRAIL_LIMIT)
-        trail = describe.events(store, entries)
+        trail = describe.trail_view(store, trail_before, ds=record.id)
     else:
         grants = [g for g in grants if g.grant.grantee == node.org]
     return console.render(
@@ -212,8 +212,7 @@ def dataset(request: Request, ds: str) -> Response:
         grants=grants,
         may_revoke=readable,
         readable=readable,
-        trail=trail,
-        timeline=charts.timeline(describe.marks(trail)),
+        **trail,
         privacy=dataset_privacy(store, record) if readable else None,
     )
 

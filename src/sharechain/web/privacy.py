@@ -19,9 +19,9 @@ the dataset page its transformation records and privacy budgets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from sharechain.contracts import privacy_queries as pq
@@ -31,7 +31,7 @@ from sharechain.contracts.datasets import Dataset
 from sharechain.errors import NotFoundError
 from sharechain.ledger.store import Store
 from sharechain.node.service import Node
-from sharechain.web import charts, describe
+from sharechain.web import describe
 from sharechain.web.console import console_of
 from sharechain.web.guard import PREFIX, RefusedError
 
@@ -39,7 +39,6 @@ __all__ = ["DatasetPrivacy", "dataset_privacy", "router"]
 
 router = APIRouter(include_in_schema=False)
 SESSION_ROWS = 100
-TRAIL_LIMIT = 500
 
 
 def _supervisor(node: Node) -> bool:
@@ -124,7 +123,9 @@ def _parties(c: Computation) -> list[dict[str, Any]]:
 
 
 @router.get(f"{PREFIX}/privacy/sessions/{{sid}}", response_class=HTMLResponse)
-def session(request: Request, sid: str) -> Response:
+def session(
+    request: Request, sid: str, trail_before: Annotated[str | None, Query(max_length=256)] = None
+) -> Response:
     console = console_of(request)
     node = console.node
     store = node.store
@@ -139,9 +140,7 @@ def session(request: Request, sid: str) -> Response:
         )
     live = c.status in ("proposed", "open")
     waiting = c.status == "proposed" and c.raw["approval_required"] and not c.raw["approved_by"]
-    trail = describe.events(
-        store, q.audit(store, computation_id=c.id, proofs=False, limit=TRAIL_LIMIT)
-    )
+    trail = describe.trail_view(store, trail_before, computation_id=c.id)
     return console.render(
         request,
         "session.html",
@@ -150,8 +149,7 @@ def session(request: Request, sid: str) -> Response:
         parties=_parties(c),
         may_approve=supervisor and waiting,
         may_deny=live,
-        trail=trail,
-        timeline=charts.timeline(describe.marks(trail)),
+        **trail,
     )
 
 
