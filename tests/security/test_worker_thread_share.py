@@ -123,6 +123,10 @@ def test_past_its_share_a_member_is_refused_at_once_and_nobody_else_is(tmp_path:
         assert reply.status_code == 429 and reply.headers["Retry-After"] == "1"
         assert "bank-b has 2 requests under way on this node" in reply.json()["detail"]
         assert refused_in < 1.0  # refused at once, not after the waits
+        refusals = running.node.metrics.registry.get_sample_value(
+            "sharechain_member_refusals_total", {"org": "bank-b"}
+        )
+        assert refusals == 1.0  # counted against bank-b, for the operator's alert
         for org in ("regulator", "hospital-a"):  # another member, the node's own organisation
             with running.client(org) as c:
                 assert c.http.get("/v1/status").status_code == 200

@@ -115,6 +115,9 @@ class Gated(Protocol):
     def removed_reason(self, org: str) -> str | None:
         """Why `org`'s requests are refused with 403 (None: it is not a removed member)."""
 
+    def refused_share(self, org: str) -> None:
+        """Count a request of `org` refused because its share was under way (a metric)."""
+
 
 _STATUS: dict[type[SharechainError], tuple[int, str]] = {
     AuthenticationError: (401, "unauthenticated"),
@@ -278,6 +281,7 @@ class _Guard:
         (`Limits.requests_per_member`), or refuse it with 429 before its body is read."""
         org = signed.org
         if not self.under_way.take(org):
+            self.node.refused_share(org)
             if self.logs.allow(org):
                 path = scope.get("path")
                 log.info("refused a request of %s to %s: its share is under way", org, path)

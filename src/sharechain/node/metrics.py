@@ -47,6 +47,8 @@ class NodeMetrics:
     """Times this node stopped forwarding to a leader's term that failed its batches."""
     unvouched_blocks: Counter
     """Blocks refused because they are not the ones its peers vouch for (`node.vouching`)."""
+    member_refusals: Counter
+    """Signed requests refused (429) because their organisation had its share under way."""
 
     @classmethod
     def create(cls) -> NodeMetrics:
@@ -113,6 +115,13 @@ class NodeMetrics:
                 "Blocks refused while catching up because they are not the chain the peers' "
                 "attestations vouch for, by source (etcd, peer)",
                 ["source"],
+                registry=r,
+            ),
+            Counter(
+                "sharechain_member_refusals",
+                "Signed requests refused (429) because their organisation had its share of "
+                "requests under way on this node (Limits.requests_per_member), by organisation",
+                ["org"],
                 registry=r,
             ),
         )

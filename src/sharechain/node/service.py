@@ -365,6 +365,9 @@ class Node:
     def removed_reason(self, org: str) -> str | None:
         return self.members.removed_reason(org)
 
+    def refused_share(self, org: str) -> None:
+        self.metrics.member_refusals.labels(org).inc()
+
     def roles(self, org: str) -> tuple[str, ...]:
         return self.members.roles(org)
 
