@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -88,7 +91,16 @@ def serve(
     return InProcess(node, thread, consortium)
 
 
-def publish_and_grant(running: InProcess, work: Path) -> tuple[str, str]:
+class Serving(Protocol):
+    """A running node as `publish_and_grant` uses it (in-process or its own process)."""
+
+    @property
+    def consortium(self) -> Consortium: ...
+
+    def client(self, org: str) -> NodeClient: ...
+
+
+def publish_and_grant(running: Serving, work: Path) -> tuple[str, str]:
     """hospital-a publishes a small dataset (owner custody); bank-b gets a grant: ids."""
     src = work / "data.bin"
     src.write_bytes(os.urandom(2000))
@@ -120,6 +132,11 @@ class Process:
     proc: subprocess.Popen[bytes]
     url: str
     org: str
+    consortium: Consortium
+
+    def client(self, org: str, timeout: float = 30.0) -> NodeClient:
+        """A client signing as `org` (a member of the node's consortium)."""
+        return NodeClient(self.url, org, self.consortium.keys(org).signing, timeout=timeout)
 
     def peak_rss(self) -> int:
         """The process's peak resident set size in bytes (VmHWM)."""
@@ -150,7 +167,7 @@ def spawn(consortium: Consortium, org: str) -> Iterator[Process]:
                 tail = (consortium.base / f"{org}.log").read_text()[-2000:]
                 raise AssertionError(f"the node did not start: {tail}")
             time.sleep(0.1)
-        yield Process(proc, url, org)
+        yield Process(proc, url, org, consortium)
     finally:
         proc.terminate()
         try:
@@ -159,3 +176,45 @@ def spawn(consortium: Consortium, org: str) -> Iterator[Process]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+def timed_during_flood(
+    flood: Callable[[NodeClient], int],
+    honest: Callable[[NodeClient], float],
+    process: Process,
+    *,
+    attacker: str = "bank-b",
+    victim: str = "regulator",
+    flooders: int = 96,
+    rounds: int = 30,
+) -> tuple[list[float], Counter[int]]:
+    """`attacker` runs `flood` (one request, its status code) without pause from
+    `flooders` threads while `victim` runs `honest` (one request, its seconds)
+    `rounds` times, once the flood has had a second to take what it can: the
+    victim's timings and the flood's status codes."""
+    stop = threading.Event()
+    codes: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def run() -> None:
+        with process.client(attacker) as c:
+            while not stop.is_set():
+                code = flood(c)
+                with lock:
+                    codes[code] += 1
+
+    workers = [threading.Thread(target=run) for _ in range(flooders)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.5)
+        with process.client(victim) as c:
+            timings = []
+            for _ in range(rounds):
+                timings.append(honest(c))
+                time.sleep(0.02)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=15)
+    return timings, codes

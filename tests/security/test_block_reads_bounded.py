@@ -53,7 +53,7 @@ class Filled:
     consortium: Consortium
 
     def client(self, org: str) -> NodeClient:
-        return NodeClient(self.proc.url, org, self.consortium.keys(org).signing, timeout=60.0)
+        return self.proc.client(org, timeout=60.0)
 
 
 @pytest.fixture

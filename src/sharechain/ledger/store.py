@@ -335,15 +335,7 @@ class Store:
     ) -> list[HistoryEntry]:
         """The first `limit` transactions that wrote or touched `key`, oldest first, from
         position `start` (height, index in its block) on."""
-        with self._read() as db:
-            q = union_query(
-                "history",
-                "height, idx, tx_id",
-                "key=?1 AND (height, idx) >= (?3, ?4)",
-                "ORDER BY 1, 2 LIMIT ?2",
-            )
-            rows = db.execute(q, (key, limit, *start)).fetchall()
-        return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
+        return self._history(key, limit, ">=", start)
 
     def history_before(
         self, key: str, limit: int = 10_000, before: tuple[int, int] | None = None
@@ -351,15 +343,23 @@ class Store:
         """The last `limit` transactions that wrote or touched `key` before position
         `before` (height, index in its block; None: up to the newest), oldest first."""
         end = before if before is not None else (2**63 - 1, 0)
+        return self._history(key, limit, "<", end)[::-1]
+
+    def _history(
+        self, key: str, limit: int, op: str, position: tuple[int, int]
+    ) -> list[HistoryEntry]:
+        """`key`'s history rows on the side `op` (">=": from, oldest first; "<": before,
+        newest first) of `position`, at most `limit`."""
+        order = "1, 2" if op == ">=" else "1 DESC, 2 DESC"
         with self._read() as db:
             q = union_query(
                 "history",
                 "height, idx, tx_id",
-                "key=?1 AND (height, idx) < (?3, ?4)",
-                "ORDER BY 1 DESC, 2 DESC LIMIT ?2",
+                f"key=?1 AND (height, idx) {op} (?3, ?4)",
+                f"ORDER BY {order} LIMIT ?2",
             )
-            rows = db.execute(q, (key, limit, *end)).fetchall()
-        return [HistoryEntry(h, i, bytes(t)) for h, i, t in reversed(rows)]
+            rows = db.execute(q, (key, limit, *position)).fetchall()
+        return [HistoryEntry(h, i, bytes(t)) for h, i, t in rows]
 
     def history_prefix(self, prefix: str, limit: int = 10_000) -> list[HistoryEntry]:
         """Distinct transactions that touched any key under `prefix`, oldest first."""
