@@ -3,7 +3,7 @@
 A node cosigns a checkpoint only of blocks it has, and waits up to 2 s for
 blocks it has not committed yet (a peer gathering cosignatures asks right
 after its own commit). Each wait holds one of the node's worker threads, so
-a member asking to cosign checkpoints of blocks nobody has, from 48 threads,
+a member asking to cosign checkpoints of blocks nobody has, from 64 threads,
 held all of them: every other member's requests that need one waited
 behind its two-second waits. Now each organisation has at most
 `Limits.checkpoint_waits_per_caller` checkpoint requests under way (429

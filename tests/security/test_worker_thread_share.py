@@ -5,8 +5,9 @@ may wait: a key release under a session this node did not issue waits up to
 5 s for the chain to show it (the further shares of a threshold fetch come
 right after the first custodian's release commits), a release waits for its
 transaction to commit, a long-poll for blocks. A member asking for releases
-under sessions nobody issued, from 96 threads, held every worker thread, and
-every other member's requests waited behind those waits (2 to 5 s each).
+under sessions nobody issued, from 64 threads, held every worker thread, and
+every other member's requests waited behind those waits (about 5 s each; 10 s
+from 96 threads).
 Caps route by route (threats 47 and 51) cannot name every route that may
 wait; now each organisation other than the node's own has at most
 `Limits.requests_per_member` requests under way on a node at once (429
@@ -58,7 +59,7 @@ def test_one_member_waiting_on_many_threads_leaves_worker_threads_for_the_others
     median, worst = statistics.median(timings), max(timings)
     shown = f"median {median * 1000:.0f} ms, slowest {worst * 1000:.0f} ms; flood {dict(codes)}"
     # Without the share every status request waited seconds for a worker thread (about
-    # 10 s each). With it, milliseconds alone; a few hundred beside the rest of the suite.
+    # 5 s each). With it, milliseconds alone; a few hundred beside the rest of the suite.
     assert median < 1.0, shown
     # The flood was refused past its share (429), and what it was let wait for was
     # refused in the end (403: a session nobody issued).
