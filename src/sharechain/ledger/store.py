@@ -335,7 +335,7 @@ class Store:
     ) -> list[HistoryEntry]:
         """The first `limit` transactions that wrote or touched `key`, oldest first, from
         position `start` (height, index in its block) on."""
-        return self._history(key, limit, ">=", start)
+        return self._history(key, limit, start, newest_first=False)
 
     def history_before(
         self, key: str, limit: int = 10_000, before: tuple[int, int] | None = None
@@ -343,14 +343,14 @@ class Store:
         """The last `limit` transactions that wrote or touched `key` before position
         `before` (height, index in its block; None: up to the newest), oldest first."""
         end = before if before is not None else (2**63 - 1, 0)
-        return self._history(key, limit, "<", end)[::-1]
+        return self._history(key, limit, end, newest_first=True)[::-1]
 
     def _history(
-        self, key: str, limit: int, op: str, position: tuple[int, int]
+        self, key: str, limit: int, position: tuple[int, int], *, newest_first: bool
     ) -> list[HistoryEntry]:
-        """`key`'s history rows on the side `op` (">=": from, oldest first; "<": before,
-        newest first) of `position`, at most `limit`."""
-        order = "1, 2" if op == ">=" else "1 DESC, 2 DESC"
+        """At most `limit` of `key`'s history rows: from `position` on, oldest first, or
+        (`newest_first`) before it, newest first."""
+        op, order = ("<", "1 DESC, 2 DESC") if newest_first else (">=", "1, 2")
         with self._read() as db:
             q = union_query(
                 "history",

@@ -194,11 +194,9 @@ def dataset(
     )
     epochs = [epoch_from_value(v) for _, v in StateReader(store).scan(epoch_prefix(record.id))]
     grants = q.grants(store, ds=record.id)
-    trail: dict[str, Any] = {"trail": (), "timeline": charts.timeline(())}
     readable = _may_read_trail(node, record.owner)
-    if readable:
-        trail = describe.trail_view(store, trail_before, ds=record.id)
-    else:
+    trail = describe.trail_view(store, trail_before, ds=record.id) if readable else {}
+    if not readable:
         grants = [g for g in grants if g.grant.grantee == node.org]
     return console.render(
         request,
