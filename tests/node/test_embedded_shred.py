@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
+from sharechain.crypto.keyfile import OrgKeys
 from sharechain.ordering.solo import order_block
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.records import Listing, Published
+from sharechain.sharing.shredding import ShredCounts, shred_committed, shred_here
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 from sharechain.storage.vault import Vault
@@ -73,4 +77,41 @@ def test_a_crash_between_commit_and_shredding_is_finished_on_open(tmp_path: Path
     assert _held(path, pub) == (3, True)
     with Embedded(path) as emb:  # the next command on the directory finishes the job
         assert not emb.datadir.shred_marker.exists()
+    assert _held(path, pub) == (0, False)
+
+
+class _SlowVault(Vault):
+    """A vault whose shred takes a while, so that a second shred starts in the middle."""
+
+    def __init__(self, data_dir: Path, keys: OrgKeys, started: threading.Event) -> None:
+        super().__init__(data_dir, keys)
+        self._started = started
+
+    def destroy(self, dataset: str, epoch: int | None = None) -> int:
+        self._started.set()
+        time.sleep(0.3)
+        return super().destroy(dataset, epoch)
+
+
+def test_a_request_beside_the_commit_hook_reports_every_key_once(tmp_path: Path) -> None:
+    path, pub = _published(tmp_path)
+    with Embedded(path) as emb:
+        # The purge on the chain, its keys still here (as if the hook had not run yet).
+        stx = emb.sign("hospital-a", "dataset.purge", {"dataset": pub.dataset})
+        order_block(emb.ledger, [stx.raw], orderer="hospital-a", key=emb.keys("hospital-a").signing)
+        started = threading.Event()
+        vaults = [_SlowVault(path, emb.keys(o.id), started) for o in ORGS]
+        blobs = BlobStore(path / "blobs")
+        counts = ShredCounts()
+        hook = threading.Thread(
+            target=shred_committed, args=(emb.store, vaults, blobs, pub.dataset, counts)
+        )
+        hook.start()
+        started.wait(5)
+        # The owner's request arrives while the hook is shredding: it waits for the hook
+        # and reports what the hook destroyed (it reported 0 of the 3 keys before).
+        asked = shred_here(emb.store, vaults, blobs, pub.dataset, counts)
+        hook.join()
+        assert (asked.destroyed, asked.blobs_deleted) == (3, 1)
+        assert shred_here(emb.store, vaults, blobs, pub.dataset, counts).destroyed == 0
     assert _held(path, pub) == (0, False)

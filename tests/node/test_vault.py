@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,36 @@ def test_inbox_collects_what_was_delivered_and_clears(tmp_path: Path) -> None:
     inbox.clear(DS)
     with pytest.raises(NotFoundError, match="no key release from hospital-a"):
         inbox.collect(DS, 1, "g" * 64, "s1", "hospital-a")
+
+
+def test_entries_read_while_datasets_are_destroyed_never_fail(
+    tmp_path: Path, keys: tuple[OrgKeys, OrgKeys]
+) -> None:
+    # A node's commit hook and an owner's request shred at once: a directory scan that
+    # met a dataset directory the other had just removed raised FileNotFoundError (500).
+    v = Vault(tmp_path, keys[0])
+    datasets = [f"{i:064x}" for i in range(150)]
+    for ds in datasets:
+        for epoch in (1, 2):
+            v.put(ds, epoch, "key", bytes(32))
+    failures: list[BaseException] = []
+    destroyed: list[int] = []
+
+    def read() -> None:
+        try:
+            while len(destroyed) < 2 * len(datasets) and v.entries():
+                pass
+        except OSError as exc:
+            failures.append(exc)
+
+    def destroy() -> None:
+        destroyed.extend(v.destroy(ds) for ds in datasets)
+
+    threads = [threading.Thread(target=read), *(threading.Thread(target=destroy) for _ in "ab")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert sum(destroyed) == 2 * len(datasets)  # each entry counted by one of the two
+    assert v.entries() == []

@@ -31,7 +31,7 @@ from node_helpers import Consortium, Running, run_node, shutdown
 from test_replication import _records, wait_until
 
 from sharechain.ordering.etcd_log import EtcdLog
-from sharechain.ordering.etcd_process import EtcdCluster
+from sharechain.ordering.etcd_process import EtcdCluster, free_ports
 
 HOSTILE = "bank-b"
 HONEST = ("hospital-a", "regulator")
@@ -135,15 +135,20 @@ def test_a_leader_that_orders_nothing_is_appended_around(
     consortium = Consortium.make(tmp_path)
     _seize_the_lead(cluster)
     _DONE.clear()
+    # The honest nodes know each other: a block one of them reads from the log (rather
+    # than being told of by its watch) waits for a peer to vouch for it (threat 46).
+    ports = dict(zip(HONEST, free_ports(len(HONEST)), strict=True))
     with serving(liar) as hostile_url:
         peers = ((HOSTILE, hostile_url),)
         running = {
             org: run_node(
                 consortium,
                 org,
+                port=ports[org],
                 ordering="etcd",
                 etcd_endpoints=cluster.endpoints,
-                peers=peers + tuple((o, "http://127.0.0.1:9") for o in HONEST if o != org),
+                peers=peers
+                + tuple((o, f"http://127.0.0.1:{p}") for o, p in ports.items() if o != org),
                 max_wait=0.01,
                 poll_interval=0.5,
                 forward_timeout=1.0,

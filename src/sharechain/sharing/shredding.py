@@ -121,6 +121,10 @@ class ShredCounts:
     def __init__(self) -> None:
         self._pending: dict[str, Shredded] = {}
         self._lock = threading.Lock()
+        self.shredding = threading.Lock()
+        """Held by each shred of the store and its reckoning: the commit hook and an
+        owner's request run one after the other, so what one destroyed is reported once,
+        to the request, whichever came first."""
 
     def add(self, done: Shredded) -> None:
         """Remember what the commit hook destroyed."""
@@ -161,8 +165,11 @@ def shred_here(
     The result includes what the commit hook destroyed here and nobody was told yet
     (`counts`, the store's `ShredCounts`).
     """
-    done = _destroy(store, vaults, blobs, dataset)
-    before = None if counts is None else counts.take(dataset)
+    if counts is None:
+        return _destroy(store, vaults, blobs, dataset)
+    with counts.shredding:
+        done = _destroy(store, vaults, blobs, dataset)
+        before = counts.take(dataset)
     if before is None:
         return done
     return Shredded(
@@ -178,8 +185,9 @@ def shred_committed(
     Returns what this call destroyed; the counts also wait in `counts` for the next
     `shred_here` of the dataset (the owner's tools ask each node after a purge).
     """
-    done = _destroy(store, vaults, blobs, dataset)
-    counts.add(done)
+    with counts.shredding:
+        done = _destroy(store, vaults, blobs, dataset)
+        counts.add(done)
     return done
 
 

@@ -210,19 +210,36 @@ class Vault:
 
     def entries(self) -> list[tuple[str, int, str]]:
         """Every (dataset, epoch, kind) held, sorted."""
+        try:
+            datasets = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        return [(ds, ep, kind) for ds in datasets for ep, kind in self._held(ds)]
+
+    def _held(self, dataset: str) -> list[tuple[int, str]]:
+        """The (epoch, kind) entries of one dataset; none if its directory is gone (a
+        shred running beside this read removes it)."""
+        try:
+            names = os.listdir(self.root / dataset)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
         out = []
-        for path in self.root.glob("*/*.*"):
-            stem, _, kind = path.name.partition(".")
+        for name in names:
+            stem, _, kind = name.partition(".")
             if kind in KINDS and stem.isdigit():
-                out.append((path.parent.name, int(stem), kind))
+                out.append((int(stem), kind))
         return sorted(out)
 
     def destroy(self, dataset: str, epoch: int | None = None) -> int:
-        """Destroy the dataset's entries (of one epoch, or all); returns how many."""
+        """Destroy the dataset's entries (of one epoch, or all); returns how many this call
+        removed (an entry another shred removed first is not counted twice)."""
         removed = 0
-        for ds, ep, kind in self.entries():
-            if ds == dataset and (epoch is None or ep == epoch):
-                self._path(ds, ep, kind).unlink(missing_ok=True)
+        for ep, kind in self._held(dataset):
+            if epoch is None or ep == epoch:
+                try:
+                    self._path(dataset, ep, kind).unlink()
+                except FileNotFoundError:
+                    continue
                 removed += 1
         if epoch is None:
             shutil.rmtree(self.root / dataset, ignore_errors=True)
