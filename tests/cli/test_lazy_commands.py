@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from sharechain.cli.main import COMMANDS, app
 
 _TREE = """
-import json, sys
+import json, os, sys
 from sharechain.cli.main import COMMANDS, _COMMANDS
 
 def tree(cmd, path):
@@ -33,47 +33,89 @@ def first_paragraph(cmd):
     text = cmd.short_help or cmd.help or ""
     return " ".join(text.split("\\n\\n")[0].split())
 
-names = sys.argv[1:] or list(COMMANDS)
-found = {}
-for name in names:
-    cmd = _COMMANDS[name]
-    found[name] = {"help": first_paragraph(cmd), "tree": tree(cmd, name)}
-loaded = sorted(m for m in sys.modules if m.startswith("sharechain.cli.") and m.endswith("_cmd"))
-print(json.dumps({"found": found, "loaded": loaded}))
+def load(names):
+    found = {}
+    for name in names:
+        cmd = _COMMANDS[name]
+        found[name] = {"help": first_paragraph(cmd), "tree": tree(cmd, name)}
+    loaded = sorted(
+        m for m in sys.modules if m.startswith("sharechain.cli.") and m.endswith("_cmd")
+    )
+    return {"found": found, "loaded": loaded}
+
+# Each list of commands is loaded in a child forked from this process, which has
+# loaded the command line's root and no command: what `sharechain NAME` starts from.
+results = []
+for names in json.loads(sys.argv[1]):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "w") as out:
+                json.dump(load(names), out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        text = answer.read()
+    if os.waitpid(pid, 0)[1] != 0:
+        sys.exit(f"loading {names} failed")
+    results.append(json.loads(text))
+print(json.dumps(results))
 """
 
 
-def _load(*names: str) -> dict[str, Any]:
+def _load(*loads: tuple[str, ...]) -> list[dict[str, Any]]:
+    """What each tuple of commands registers and imports, loaded in `COMMANDS` order
+    with only the command line's root loaded before (each in a process of its own)."""
     out = subprocess.run(
-        [sys.executable, "-c", _TREE, *names], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _TREE, json.dumps(loads)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    result: dict[str, Any] = json.loads(out)
+    result: list[dict[str, Any]] = json.loads(out)
     return result
 
 
+def _groups() -> dict[tuple[str, ...], list[str]]:
+    """The commands by the modules `COMMANDS` says they need."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, (_, modules) in COMMANDS.items():
+        groups.setdefault(modules, []).append(name)
+    return groups
+
+
 @pytest.fixture(scope="module")
-def everything() -> dict[str, Any]:
+def loads() -> list[dict[str, Any]]:
+    """Every command in `COMMANDS` order, every one in the other order, then each group
+    of commands alone."""
+    return _load(
+        tuple(COMMANDS), tuple(reversed(COMMANDS)), *(tuple(n) for n in _groups().values())
+    )
+
+
+@pytest.fixture(scope="module")
+def everything(loads: list[dict[str, Any]]) -> dict[str, Any]:
     """Every command, loaded in `COMMANDS` order in one fresh process."""
-    found: dict[str, Any] = _load()["found"]
+    found: dict[str, Any] = loads[0]["found"]
     return found
 
 
 def test_each_command_alone_is_what_it_is_with_every_module_loaded(
-    everything: dict[str, Any],
+    loads: list[dict[str, Any]], everything: dict[str, Any]
 ) -> None:
     assert set(everything) == set(COMMANDS)
     # Loaded in the other order, a module that adds to another's group comes first.
-    assert _load(*reversed(COMMANDS))["found"] == everything
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, (_, modules) in COMMANDS.items():
-        groups.setdefault(modules, []).append(name)
-    # One process at a time: the other test worker's nodes keep a core.
-    alone = {modules: _load(*names) for modules, names in groups.items()}
-    for modules, names in groups.items():
-        loaded = {m.rsplit(".", 1)[1] for m in alone[modules]["loaded"]}
+    assert loads[1]["found"] == everything
+    for (modules, names), alone in zip(_groups().items(), loads[2:], strict=True):
+        loaded = {m.rsplit(".", 1)[1] for m in alone["loaded"]}
         assert set(modules) <= loaded, (names, loaded)
         for name in names:
-            assert alone[modules]["found"][name] == everything[name], name
+            assert alone["found"][name] == everything[name], name
 
 
 def test_the_help_shown_without_loading_is_each_command_s_own(
