@@ -31,6 +31,7 @@ from api_helpers import Consortium, Process, publish_and_grant, serve, spawn, ti
 
 from sharechain.api.client import NodeClient
 from sharechain.api.quotas import WORKER_THREADS, Limits
+from sharechain.errors import SharechainError
 
 
 @pytest.fixture
@@ -103,6 +104,42 @@ def test_past_its_share_a_member_is_refused_at_once_and_nobody_else_is(tmp_path:
         # The share is given back when a request ends, refused or not.
         with running.client("bank-b") as c:
             assert c.http.get("/v1/status").status_code == 200
+
+
+def test_a_user_s_client_waits_out_a_refusal_over_the_share(tmp_path: Path) -> None:
+    # The member's own tools share its share with its node: a user's client (the data
+    # plane, the command line) sends a request refused as busy again after Retry-After,
+    # signed afresh, instead of failing the user's command.
+    consortium = Consortium.make(tmp_path)
+    with serve(consortium, "hospital-a", limits=Limits(requests_per_member=2)) as running:
+        _, gid = publish_and_grant(running, tmp_path)
+
+        def wait_for_the_chain() -> None:  # each holds one of bank-b's two for 5 s
+            with running.client("bank-b") as c:
+                c.http.post(f"/v1/grants/{gid}/key-release", json={"session": os.urandom(16).hex()})
+
+        held = [threading.Thread(target=wait_for_the_chain) for _ in range(2)]
+        for t in held:
+            t.start()
+        time.sleep(1.0)
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            time.sleep(seconds)
+
+        impatient = running.client("bank-b")  # as a node's client of its peers is
+        with impatient, pytest.raises(SharechainError, match="HTTP 429"):
+            impatient.status()
+        with running.client("bank-b", busy_retries=8, sleep=sleep) as patient:
+            assert patient.status()["height"] >= 1  # answered once the holds ended
+        for t in held:
+            t.join(15)
+        assert 2 <= len(waits) <= 8 and set(waits) == {1.0}
+        refusals = running.node.metrics.registry.get_sample_value(
+            "sharechain_member_refusals_total", {"org": "bank-b"}
+        )
+        assert refusals == len(waits) + 1
 
 
 def test_the_share_is_at_most_half_the_worker_threads() -> None:

@@ -45,7 +45,9 @@ from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
 __all__ = [
+    "BUSY_RETRIES",
     "MAX_ANSWER_BYTES",
+    "MAX_BUSY_WAIT",
     "MAX_ERROR_BYTES",
     "MAX_PEER_JSON_BYTES",
     "MAX_SYNC_BYTES",
@@ -53,14 +55,45 @@ __all__ = [
     "NodeClient",
     "NotANodeError",
     "SignatureAuth",
+    "busy_wait",
     "present_cert",
     "raise_for_reply",
     "trust_ca",
 ]
 
 
+BUSY_RETRIES: Final = 3
+"""How often a user's client (`NodeClient(busy_retries=...)`: the data plane, the command
+line) sends a request again that a node refused as busy (429 with `Retry-After`)."""
+MAX_BUSY_WAIT: Final = 5.0
+"""The longest `Retry-After` such a client waits out; a longer one is the caller's error."""
+
+
+def busy_wait(reply: httpx.Response) -> float | None:
+    """The seconds to wait before sending a request again that `reply` refused as busy:
+    a 429 whose `Retry-After` is a number of seconds up to `MAX_BUSY_WAIT` and whose
+    explanation is small (`MAX_ERROR_BYTES`, declared); None for any other answer."""
+    if reply.status_code != 429:
+        return None
+    try:
+        wait = float(reply.headers.get("retry-after", ""))
+        size = int(reply.headers.get("content-length", ""))
+    except ValueError:
+        return None
+    if not 0 <= wait <= MAX_BUSY_WAIT or not 0 <= size <= MAX_ERROR_BYTES:
+        return None
+    return wait
+
+
 class SignatureAuth(httpx.Auth):
-    """httpx authentication that signs each request as `org` (RFC 9421, Ed25519)."""
+    """httpx authentication that signs each request as `org` (RFC 9421, Ed25519).
+
+    With `busy_retries`, a request a node refuses as busy (429 with a short
+    `Retry-After`: one of the caller's limits, checked before the node does any of
+    the work) is signed again and sent again after that wait, at most that many
+    times; the last refusal is the answer. A node's own clients of its peers keep
+    0: their loops have their own pace and their own judgement of a peer.
+    """
 
     requires_request_body = True
 
@@ -72,27 +105,36 @@ class SignatureAuth(httpx.Auth):
         node: Callable[[], str | None] = lambda: None,
         now: Callable[[], float] = time.time,
         rng: Callable[[int], bytes] = os.urandom,
+        busy_retries: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.org = org
         self._key = key
         self._node = node
         self._now = now
         self._rng = rng
+        self._busy_retries = busy_retries
+        self._sleep = sleep
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        headers = sign_request(
-            self._key,
-            self.org,
-            request.method,
-            request.url.netloc.decode("ascii"),
-            request.url.raw_path.decode("ascii"),
-            request.content,
-            node=self._node(),
-            now=self._now,
-            rng=self._rng,
-        )
-        request.headers.update(headers)
-        yield request
+        for attempt in range(self._busy_retries + 1):
+            headers = sign_request(
+                self._key,
+                self.org,
+                request.method,
+                request.url.netloc.decode("ascii"),
+                request.url.raw_path.decode("ascii"),
+                request.content,
+                node=self._node(),
+                now=self._now,
+                rng=self._rng,
+            )
+            request.headers.update(headers)  # a fresh signature, nonce and time each send
+            reply = yield request
+            wait = busy_wait(reply)
+            if wait is None or attempt == self._busy_retries:
+                return
+            self._sleep(wait)
 
 
 _ERRORS: dict[int, type[SharechainError]] = {
@@ -280,6 +322,8 @@ class NodeClient:
         ca: str | os.PathLike[str] | None = None,
         cert: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
         now: Callable[[], float] = time.time,
+        busy_retries: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """A client of the node at `base_url`, signing as `org` with `key`.
 
@@ -288,14 +332,19 @@ class NodeClient:
         from the node's `/v1/health`. `ca` is a CA bundle (PEM) to trust for an
         `https` node instead of the process's default (`trust_ca`); `cert` is
         this organisation's (certificate, key) PEM files, for a node that asks
-        clients for one (mutual TLS).
+        clients for one (mutual TLS). `busy_retries`: how often a signed request the
+        node refuses as busy (429 with a `Retry-After` of at most `MAX_BUSY_WAIT`
+        seconds) is sent again after that wait (`SignatureAuth`); `BUSY_RETRIES` for
+        a user's tools, 0 (the default) for a node's clients of its peers.
         """
         self.base_url = base_url.rstrip("/")
         self.org = org
         self._cbor_submit = True
         """Submit batches as CBOR; cleared when the node predates CBOR submissions."""
         self._node_id = node
-        self._auth = SignatureAuth(org, key, node=self.node_id, now=now)
+        self._auth = SignatureAuth(
+            org, key, node=self.node_id, now=now, busy_retries=busy_retries, sleep=sleep
+        )
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=self._auth,

@@ -47,7 +47,7 @@ def load_network(base: Path) -> dict[str, Any]:
 
 def network_client(net: dict[str, Any], org: str | None = None) -> Any:
     """A signed client of `org`'s node (default: the first node) from a network file."""
-    from sharechain.api.client import NodeClient
+    from sharechain.api.client import BUSY_RETRIES, NodeClient
 
     nodes = {n["org"]: n for n in net["nodes"]}
     name = org or net["nodes"][0]["org"]
@@ -55,7 +55,9 @@ def network_client(net: dict[str, Any], org: str | None = None) -> Any:
         fail(f"no organisation {name!r} in the network ({', '.join(nodes)})")
     keys = DataDir.open(Path(net["consortium_dir"])).keys(name)
     ca = (net.get("tls") or {}).get("ca")
-    return NodeClient(nodes[name]["url"], name, keys.signing, timeout=10.0, ca=ca)
+    return NodeClient(
+        nodes[name]["url"], name, keys.signing, timeout=10.0, ca=ca, busy_retries=BUSY_RETRIES
+    )
 
 
 def _alive(pid: int | None) -> bool:

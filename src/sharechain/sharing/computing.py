@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sharechain.api.client import NodeClient
+from sharechain.api.client import BUSY_RETRIES, NodeClient
 from sharechain.contracts.computations import ACCEPT, Computation
 from sharechain.crypto.signing import SigningKey
 from sharechain.errors import ConfigError
@@ -53,7 +53,9 @@ def _remote_mailbox(client: NodeClient, signing: SigningKey) -> RemoteMailbox:
     nodes: dict[str, NodeClient] = {}
     for org, url in known_nodes(client, None, None).items():
         same = url.rstrip("/") == client.base_url
-        nodes[org] = client if same else NodeClient(url, client.org, signing)
+        nodes[org] = (
+            client if same else NodeClient(url, client.org, signing, busy_retries=BUSY_RETRIES)
+        )
     return RemoteMailbox(client, nodes)
 
 

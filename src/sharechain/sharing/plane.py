@@ -30,7 +30,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from sharechain.api.client import NodeClient, trust_ca
+from sharechain.api.client import BUSY_RETRIES, NodeClient, trust_ca
 from sharechain.contracts import membership
 from sharechain.contracts.access import AccessRequest
 from sharechain.contracts.datasets import Dataset
@@ -197,7 +197,7 @@ class Plane:
             url = node
         else:
             raise ConfigError("give a node's URL or a network file to connect to")
-        client = NodeClient(url, keys.org, keys.signing, timeout=30.0)
+        client = NodeClient(url, keys.org, keys.signing, timeout=30.0, busy_retries=BUSY_RETRIES)
         nodes = NodeSet(client, keys, listed, data_dir)
 
         @contextmanager

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sharechain.api.client import NodeClient
+from sharechain.api.client import BUSY_RETRIES, NodeClient
 from sharechain.crypto.keyfile import OrgKeys
 from sharechain.errors import ConfigError, NotFoundError
 from sharechain.sharing.agreement import read_node_file
@@ -129,7 +129,7 @@ class NodeSet:
         if url is None or url.rstrip("/") == self.client.base_url:
             yield self.client
             return
-        with NodeClient(url, me, self.keys.signing, timeout=30.0) as own:
+        with NodeClient(url, me, self.keys.signing, timeout=30.0, busy_retries=BUSY_RETRIES) as own:
             yield own
 
     @contextlib.contextmanager
@@ -142,7 +142,13 @@ class NodeSet:
                 if url.rstrip("/") == home.base_url:
                     peers[org] = home
                 else:
-                    made = NodeClient(url, self.keys.org, self.keys.signing, timeout=30.0)
+                    made = NodeClient(
+                        url,
+                        self.keys.org,
+                        self.keys.signing,
+                        timeout=30.0,
+                        busy_retries=BUSY_RETRIES,
+                    )
                     peers[org] = stack.enter_context(made)
             yield stack.enter_context(remote_ports(home, peers, self.keys, warn=warn))
 
