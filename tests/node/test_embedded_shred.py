@@ -12,7 +12,13 @@ from sharechain.ordering.solo import order_block
 from sharechain.sharing.embedded import Embedded
 from sharechain.sharing.plane import Plane
 from sharechain.sharing.records import Listing, Published
-from sharechain.sharing.shredding import ShredCounts, shred_committed, shred_here
+from sharechain.sharing.shredding import (
+    ShredCounts,
+    counts_of,
+    shred_committed,
+    shred_here,
+    shred_if_purged,
+)
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.datadir import DataDir, OrgSpec, init_consortium
 from sharechain.storage.vault import Vault
@@ -114,4 +120,19 @@ def test_a_request_beside_the_commit_hook_reports_every_key_once(tmp_path: Path)
         hook.join()
         assert (asked.destroyed, asked.blobs_deleted) == (3, 1)
         assert shred_here(emb.store, vaults, blobs, pub.dataset, counts).destroyed == 0
+    assert _held(path, pub) == (0, False)
+
+
+def test_what_a_lazy_shred_destroyed_is_reported_to_the_owner_s_request(tmp_path: Path) -> None:
+    path, pub = _published(tmp_path)
+    with Embedded(path) as emb:
+        stx = emb.sign("hospital-a", "dataset.purge", {"dataset": pub.dataset})
+        order_block(emb.ledger, [stx.raw], orderer="hospital-a", key=emb.keys("hospital-a").signing)
+        blobs = BlobStore(path / "blobs")
+        vaults = [Vault(path, emb.keys(o.id)) for o in ORGS]
+        # A route meets the purged dataset before anyone asked (the lazy path), one
+        # organisation's vault at a time, as a node holds one.
+        assert all(shred_if_purged(emb.store, v, blobs, pub.dataset) for v in vaults)
+        asked = shred_here(emb.store, vaults, blobs, pub.dataset, counts_of(emb.store))
+        assert (asked.destroyed, asked.blobs_deleted) == (3, 1)
     assert _held(path, pub) == (0, False)

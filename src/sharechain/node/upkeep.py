@@ -52,7 +52,7 @@ from sharechain.sharing.blob_fetch import BlobFetcher, FetchJob
 from sharechain.sharing.delivery import vault_of
 from sharechain.sharing.replica_quota import ReplicaQuota
 from sharechain.sharing.replicas import current_epochs
-from sharechain.sharing.shredding import ShredCounts, is_purged, leftovers, shred_committed
+from sharechain.sharing.shredding import counts_of, is_purged, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.vault import Vault
 
@@ -163,7 +163,7 @@ class Upkeep:
         self.blobs = BlobStore(node.datadir.blob_dir)
         self.vault = Vault(node.datadir.path, node.keys)
         self.lock = threading.Lock()
-        self.shred_counts = ShredCounts()
+        self.shred_counts = counts_of(node.store)
         """What the commit hook shredded that no `POST .../shred` reported yet."""
         """Held while shredding and while installing a fetched blob (no blob of a
         dataset purged meanwhile is installed)."""

@@ -39,7 +39,7 @@ from sharechain.ledger.store import Store
 from sharechain.ledger.transactions import SignedTransaction, decode_transaction, sign_transaction
 from sharechain.ledger.verify import verify_ledger
 from sharechain.ordering.solo import Receipt, order_block
-from sharechain.sharing.shredding import ShredCounts, Shredded, leftovers, shred_committed
+from sharechain.sharing.shredding import Shredded, counts_of, leftovers, shred_committed
 from sharechain.storage.blobs import BlobStore
 from sharechain.storage.datadir import DataDir
 from sharechain.storage.vault import Inbox, Vault
@@ -73,7 +73,7 @@ class Embedded:
         self.store = Store(self.datadir.db_path)
         self.ledger = Ledger(self.store, self.registry)
         self._keys: dict[str, OrgKeys] = {}
-        self.shred_counts = ShredCounts()
+        self.shred_counts = counts_of(self.store)
         """What the commit hook shredded and no `shred_here` reported yet."""
         if self.store.head() is None:
             with self.locked():

@@ -29,6 +29,7 @@ when the node had already done it by itself; a later call reports 0.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ from sharechain.storage.vault import Vault
 __all__ = [
     "ShredCounts",
     "Shredded",
+    "counts_of",
     "is_purged",
     "leftovers",
     "payload_digests",
@@ -144,6 +146,20 @@ class ShredCounts:
             return self._pending.pop(dataset, None)
 
 
+_COUNTS: weakref.WeakKeyDictionary[Store, ShredCounts] = weakref.WeakKeyDictionary()
+_COUNTS_LOCK = threading.Lock()
+
+
+def counts_of(store: Store) -> ShredCounts:
+    """The one `ShredCounts` of `store`, for every path that shreds in it: the commit
+    hook, an owner's request, and the lazy shred of a route that meets a purged dataset."""
+    with _COUNTS_LOCK:
+        counts = _COUNTS.get(store)
+        if counts is None:
+            counts = _COUNTS[store] = ShredCounts()
+        return counts
+
+
 def _destroy(store: Store, vaults: Sequence[Vault], blobs: BlobStore, dataset: str) -> Shredded:
     require_purged(store, dataset)
     destroyed = sum(v.destroy(dataset) for v in vaults)
@@ -216,6 +232,6 @@ def shred_if_purged(store: Store, vault: Vault, blobs: BlobStore, dataset: str) 
     left = (vault.root / dataset).exists() or any(
         blobs.has(d) for d in shreddable_digests(store, dataset)
     )
-    if left:
-        shred_here(store, (vault,), blobs, dataset)
+    if left:  # what it destroys is reported to the owner's next request, as the hook's is
+        shred_committed(store, (vault,), blobs, dataset, counts_of(store))
     return True
