@@ -163,10 +163,10 @@ class Upkeep:
         self.blobs = BlobStore(node.datadir.blob_dir)
         self.vault = Vault(node.datadir.path, node.keys)
         self.lock = threading.Lock()
-        self.shred_counts = counts_of(node.store)
-        """What the commit hook shredded that no `POST .../shred` reported yet."""
         """Held while shredding and while installing a fetched blob (no blob of a
         dataset purged meanwhile is installed)."""
+        self.shred_counts = counts_of(node.store)
+        """What the commit hook shredded that no `POST .../shred` reported yet."""
         self.metrics = _Metrics(node)
         self.recent: deque[ShredRecord] = deque(maxlen=RECENT)
         self.followed = -1

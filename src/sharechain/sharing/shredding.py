@@ -179,10 +179,9 @@ def shred_here(
     `vaults` are the organisations held here: one on a node, every organisation of
     the consortium on the embedded default. Idempotent: a second call destroys 0.
     The result includes what the commit hook destroyed here and nobody was told yet
-    (`counts`, the store's `ShredCounts`).
+    (`counts`, the store's `ShredCounts`: `counts_of(store)` unless given).
     """
-    if counts is None:
-        return _destroy(store, vaults, blobs, dataset)
+    counts = counts_of(store) if counts is None else counts
     with counts.shredding:
         done = _destroy(store, vaults, blobs, dataset)
         before = counts.take(dataset)
