@@ -115,7 +115,7 @@ def test_a_request_beside_the_commit_hook_reports_every_key_once(tmp_path: Path)
         hook.start()
         started.wait(5)
         # The owner's request arrives while the hook is shredding: it waits for the hook
-        # and reports what the hook destroyed (it reported 0 of the 3 keys before).
+        # and reports what the hook destroyed (before, it missed what the hook took).
         asked = shred_here(emb.store, vaults, blobs, pub.dataset, counts)
         hook.join()
         assert (asked.destroyed, asked.blobs_deleted) == (3, 1)
