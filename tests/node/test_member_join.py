@@ -49,6 +49,13 @@ def _cli(*args: str) -> dict[str, object]:
     return value
 
 
+def _seen_by(net: Net, org: str) -> None:
+    """Wait until `org`'s node has every block hospital-a's has: a proposal made through
+    hospital-a's node is voted on through another, which resolves its id from its chain."""
+    proposer, voter = net.running["hospital-a"].node, net.running[org].node
+    wait_until(lambda: voter.ledger.height >= proposer.ledger.height)
+
+
 def _as(net: Net, org: str) -> list[str]:
     key = net.consortium.source / "keys" / f"{org}.key"
     return ["--as", org, "--node", net.url(org), "--key", str(key)]
@@ -80,6 +87,7 @@ def test_an_admitted_member_joins_a_running_network_and_a_removed_one_is_refused
     assert refused.exit_code == 2 and "admitted" in refused.output
     assert not (new_dir / "consortium.json").exists()
 
+    _seen_by(net, "bank-b")
     _cli("org", "vote", pid, *_as(net, "bank-b"))
     a = net.running["hospital-a"]
     wait_until(lambda: a.node.public_key(NEW) == keys.signing.public_key)
@@ -116,6 +124,7 @@ def test_an_admitted_member_joins_a_running_network_and_a_removed_one_is_refused
 
         # Removed: its former peers answer its signed requests with 403 and the reason.
         removal = _cli("org", "remove", NEW, *_as(net, "hospital-a"))
+        _seen_by(net, "bank-b")
         _cli("org", "vote", str(removal["proposal"]), *_as(net, "bank-b"))
         wait_until(lambda: all(r.node.removed_reason(NEW) for r in net.running.values()))
         for org in ORGS:

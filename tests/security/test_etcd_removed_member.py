@@ -84,6 +84,9 @@ def test_a_removed_member_s_etcd_user_is_deleted_and_the_others_order_on(
 
     code, out = _cli("org", "remove", REMOVED, "--json", *_as(consortium, running, "hospital-a"))
     assert code == 0, out
+    # The regulator votes through its own node, which resolves the proposal from its chain.
+    proposer, voter = running["hospital-a"].node, running["regulator"].node
+    wait_until(lambda: voter.ledger.height >= proposer.ledger.height)
     code, out = _cli(
         "org", "vote", str(json.loads(out)["proposal"]), *_as(consortium, running, "regulator")
     )
