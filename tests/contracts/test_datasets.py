@@ -8,7 +8,7 @@ import pytest
 from contracts_kit import Net, digest
 
 from sharechain.contracts import derive_id, queries
-from sharechain.errors import IntegrityError
+from sharechain.errors import IntegrityError, NotFoundError
 from sharechain.ledger.proofs import verify_tx_proof
 
 
@@ -124,6 +124,16 @@ def test_catalogue_filters(net: Net) -> None:
 def test_resolve_prefix(net: Net) -> None:
     ds = net.register()
     assert queries.resolve(net.store, "dataset", ds[:8]) == ds
+    # An id this chain does not have yet names the chain's height, and why it may lag.
+    head = net.store.head()
+    assert head is not None
+    absent = "0" * 64 if ds[0] != "0" else "f" * 64
+    with pytest.raises(NotFoundError) as refused:
+        queries.resolve(net.store, "dataset", absent)
+    assert f"no dataset id starts with {absent} on this chain (at height {head.height})" in str(
+        refused.value
+    )
+    assert "through another node a moment ago" in str(refused.value)
 
 
 def test_audit_entries_prove_their_validation_codes(net: Net) -> None:

@@ -84,7 +84,12 @@ def resolve(store: Store, kind: str, prefix: str) -> str:
         raise NotFoundError(f"{prefix!r} is not a hex {kind} id or id prefix")
     found = [key.split("/", 1)[1] for key, _ in store.scan(f"{kind}/{prefix}")[:2]]
     if not found:
-        raise NotFoundError(f"no {kind} id starts with {prefix}")
+        head = store.head()
+        at = "" if head is None else f" on this chain (at height {head.height})"
+        raise NotFoundError(
+            f"no {kind} id starts with {prefix}{at}; one committed through another node "
+            "a moment ago may not have reached this one yet"
+        )
     if len(found) > 1:
         raise NotFoundError(f"{prefix} is the prefix of several {kind} ids; give more digits")
     return found[0]
