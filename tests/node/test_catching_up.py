@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from sharechain.cli.operate_cmd import status_lines
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.transactions import sign_transaction
 from sharechain.node import catching_up
+from sharechain.node.arrivals import GROUP_BLOCKS
 from sharechain.node.catching_up import CatchUp, begin, end
+from sharechain.node.etcd_watch import caught_up_with
 from sharechain.ordering.etcd_process import EtcdCluster
 
 
@@ -218,3 +221,64 @@ def test_a_peer_height_that_makes_no_sense_counts_as_none() -> None:
     assert _height({"height": 41}) == 41
     for junk in ({}, {"height": "41"}, {"height": True}, {"height": 4.5}, {"height": None}):
         assert _height(junk) == -1  # then nothing is shown: the node is "there already"
+
+
+def test_a_node_counts_as_caught_up_at_the_head_or_a_group_behind_it_on_watched_blocks() -> None:
+    assert caught_up_with(head=50, height=50, watched=False)
+    assert caught_up_with(head=49, height=50, watched=False)  # compacted or voided above
+    assert caught_up_with(head=50 + GROUP_BLOCKS, height=50, watched=True)
+    assert not caught_up_with(head=51 + GROUP_BLOCKS, height=50, watched=True)
+    # A backlog read by range may be hours old: its next block would be judged as live.
+    assert not caught_up_with(head=51, height=50, watched=False)
+
+
+def test_a_node_started_while_the_log_keeps_growing_reports_it_caught_up(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    # Under steady load a block is appended while each group commits, so the log's
+    # head is rarely the node's height itself: the node must still count as caught up
+    # (`GET /v1/ready` waits for it), and only within a group's reach of the head.
+    key = consortium.keys("hospital-a").signing
+    with EtcdCluster(tmp_path / "etcd", members=1) as cluster:
+        options = {"ordering": "etcd", "etcd_endpoints": cluster.endpoints, "max_wait": 0.005}
+        first = run_node(consortium, "hospital-a", **options)
+        late: Running | None = None
+        stop = threading.Event()
+
+        def load(loader: int) -> None:
+            with first.client() as client:
+                for batch in range(100_000):
+                    if stop.is_set():
+                        return
+                    digests = [bytes([loader, i]) + batch.to_bytes(6, "big") * 5 for i in range(20)]
+                    client.submit(
+                        [
+                            sign_transaction(key, "notary.record", "hospital-a", {"digest": d}).raw
+                            for d in digests
+                        ]
+                    )
+
+        loaders = [threading.Thread(target=load, args=(i,), daemon=True) for i in range(4)]
+        try:
+            with first.client() as client:
+                for tag in range(40):
+                    client.submit(_records(consortium, 5, tag))
+            for loader in loaders:
+                loader.start()
+            late = run_node(consortium, "bank-b", **options)
+            deadline = time.monotonic() + 30
+            while not late.node.caught_up:
+                assert time.monotonic() < deadline, (
+                    f"not caught up at {late.node.ledger.height} of {first.node.ledger.height}"
+                )
+                time.sleep(0.02)
+            lag = first.node.ledger.height - late.node.ledger.height
+            assert all(loader.is_alive() for loader in loaders)  # the log was still growing
+            assert lag <= 4 * GROUP_BLOCKS  # near the head (the leader went on meanwhile)
+        finally:
+            stop.set()
+            for loader in loaders:
+                loader.join(timeout=30)
+            for running in (late, first):
+                if running is not None:
+                    shutdown(running)

@@ -34,7 +34,7 @@ from sharechain.ordering.etcd_compact import oldest_height
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.foreign_values import Foreign, ForeignAlarm
 
-__all__ = ["ensure_genesis_in_log", "etcd_watcher"]
+__all__ = ["caught_up_with", "ensure_genesis_in_log", "etcd_watcher"]
 
 log = logging.getLogger("sharechain.node")
 
@@ -48,6 +48,22 @@ _PAUSE_CHECK = 0.5
 """Seconds between a paused watch's reads of the log's head: a node that does not
 forward to this leader (no peer URL for it) appends its own blocks, and nothing
 else would tell this node about them."""
+
+
+def caught_up_with(head: int, height: int, watched: bool) -> bool:
+    """Whether a node at `height` that just committed a group counts as caught up
+    with a log whose head is `head`.
+
+    At the head, always. Under steady load a block is appended while each group
+    commits, so the head is then rarely the height itself: a node also counts
+    once a watch event delivered the group's last block (`watched`: it has read
+    everything the log held when its range reads ended, so what remains was
+    appended since, and is recent) and it is within a group of the head. Blocks
+    read by range (an old backlog, perhaps from a network idle for hours) never
+    count: the blocks after them are checked as live (`ledger.blocktime`), and an
+    old one would be refused as being in the past.
+    """
+    return head <= height or (watched and head - height <= GROUP_BLOCKS)
 
 
 def ensure_genesis_in_log(node: Node, etcd: EtcdLog) -> None:
@@ -139,7 +155,9 @@ def etcd_watcher(node: Node, etcd: EtcdLog) -> None:
                     if not node.caught_up:
                         with contextlib.suppress(OrderingError):
                             head = etcd.head()
-                            node.caught_up = head <= node.ledger.height
+                            last, _, watched = ready[-1]
+                            at = node.ledger.height
+                            node.caught_up = caught_up_with(head, at, watched and last <= at)
                             if progress is not None:
                                 progress.raise_target(head)
                     if progress is not None and node.caught_up:
