@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from node_helpers import Consortium, Running, run_node, shutdown
 
+from sharechain.api.client import BLOCKS_ANSWER_BYTES
 from sharechain.cli.operate_cmd import status_lines
 from sharechain.ledger.blocks import decode_block
 from sharechain.ledger.transactions import sign_transaction
@@ -17,6 +20,7 @@ from sharechain.node import catching_up
 from sharechain.node.arrivals import GROUP_BLOCKS
 from sharechain.node.catching_up import CatchUp, begin, end
 from sharechain.node.etcd_watch import caught_up_with
+from sharechain.node.replication import SYNC_LIMIT, reached_the_head
 from sharechain.ordering.etcd_process import EtcdCluster
 
 
@@ -232,53 +236,97 @@ def test_a_node_counts_as_caught_up_at_the_head_or_a_group_behind_it_on_watched_
     assert not caught_up_with(head=51, height=50, watched=False)
 
 
+@contextmanager
+def _steady_load(consortium: Consortium, running: Running, loaders: int = 4) -> Iterator[None]:
+    """`loaders` clients submit batches of 20 notary records to `running` back to back."""
+    key = consortium.keys("hospital-a").signing
+    stop = threading.Event()
+
+    def load(loader: int) -> None:
+        with running.client() as client:
+            for batch in range(100_000):
+                if stop.is_set():
+                    return
+                digests = [bytes([loader, i]) + batch.to_bytes(6, "big") * 5 for i in range(20)]
+                client.submit(
+                    [
+                        sign_transaction(key, "notary.record", "hospital-a", {"digest": d}).raw
+                        for d in digests
+                    ]
+                )
+
+    threads = [threading.Thread(target=load, args=(i,), daemon=True) for i in range(loaders)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+        assert all(thread.is_alive() for thread in threads)  # the chain was still growing
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def _wait_caught_up(late: Running, source: Running, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not late.node.caught_up:
+        assert time.monotonic() < deadline, (
+            f"not caught up at {late.node.ledger.height} of {source.node.ledger.height}"
+        )
+        time.sleep(0.02)
+
+
 def test_a_node_started_while_the_log_keeps_growing_reports_it_caught_up(
     consortium: Consortium, tmp_path: Path
 ) -> None:
     # Under steady load a block is appended while each group commits, so the log's
     # head is rarely the node's height itself: the node must still count as caught up
     # (`GET /v1/ready` waits for it), and only within a group's reach of the head.
-    key = consortium.keys("hospital-a").signing
     with EtcdCluster(tmp_path / "etcd", members=1) as cluster:
         options = {"ordering": "etcd", "etcd_endpoints": cluster.endpoints, "max_wait": 0.005}
         first = run_node(consortium, "hospital-a", **options)
         late: Running | None = None
-        stop = threading.Event()
-
-        def load(loader: int) -> None:
-            with first.client() as client:
-                for batch in range(100_000):
-                    if stop.is_set():
-                        return
-                    digests = [bytes([loader, i]) + batch.to_bytes(6, "big") * 5 for i in range(20)]
-                    client.submit(
-                        [
-                            sign_transaction(key, "notary.record", "hospital-a", {"digest": d}).raw
-                            for d in digests
-                        ]
-                    )
-
-        loaders = [threading.Thread(target=load, args=(i,), daemon=True) for i in range(4)]
         try:
             with first.client() as client:
                 for tag in range(40):
                     client.submit(_records(consortium, 5, tag))
-            for loader in loaders:
-                loader.start()
-            late = run_node(consortium, "bank-b", **options)
-            deadline = time.monotonic() + 30
-            while not late.node.caught_up:
-                assert time.monotonic() < deadline, (
-                    f"not caught up at {late.node.ledger.height} of {first.node.ledger.height}"
-                )
-                time.sleep(0.02)
-            lag = first.node.ledger.height - late.node.ledger.height
-            assert all(loader.is_alive() for loader in loaders)  # the log was still growing
-            assert lag <= 4 * GROUP_BLOCKS  # near the head (the leader went on meanwhile)
+            with _steady_load(consortium, first):
+                late = run_node(consortium, "bank-b", **options)
+                _wait_caught_up(late, first)
+                lag = first.node.ledger.height - late.node.ledger.height
+                assert lag <= 4 * GROUP_BLOCKS  # near the head (the leader went on meanwhile)
         finally:
-            stop.set()
-            for loader in loaders:
-                loader.join(timeout=30)
             for running in (late, first):
                 if running is not None:
                     shutdown(running)
+
+
+def test_a_solo_follower_started_under_steady_load_reports_it_caught_up(
+    consortium: Consortium,
+) -> None:
+    # Its orderer answers each long-poll as soon as a block is built, so under steady
+    # load no answer is ever empty: a whole answer short of the limit tells instead.
+    orderer = run_node(consortium, "hospital-a", max_wait=0.005)
+    late: Running | None = None
+    try:
+        with orderer.client() as client:
+            for tag in range(40):
+                client.submit(_records(consortium, 5, tag))
+        with _steady_load(consortium, orderer):
+            late = run_node(consortium, "bank-b", orderer_url=orderer.url)
+            _wait_caught_up(late, orderer)
+            assert orderer.node.ledger.height - late.node.ledger.height <= SYNC_LIMIT
+    finally:
+        for running in (late, orderer):
+            if running is not None:
+                shutdown(running)
+
+
+def test_an_answer_reached_the_head_when_short_of_the_limit_with_room_for_a_block() -> None:
+    block = b"b" * 1000
+    assert reached_the_head([], 64, 1 << 20)
+    assert reached_the_head([block] * 63, 64, 1 << 20)
+    assert not reached_the_head([block] * 64, 64, 1 << 20)  # the limit cut it
+    big = [b"b" * (BLOCKS_ANSWER_BYTES // 4)] * 3
+    assert not reached_the_head(big, 64, BLOCKS_ANSWER_BYTES // 2)  # the byte bound may have
+    assert reached_the_head(big, 64, BLOCKS_ANSWER_BYTES // 4)

@@ -45,6 +45,7 @@ from sharechain.ledger.attestations import Attestation
 from sharechain.ordering.solo import Receipt
 
 __all__ = [
+    "BLOCKS_ANSWER_BYTES",
     "BUSY_RETRIES",
     "MAX_ANSWER_BYTES",
     "MAX_BUSY_WAIT",
@@ -166,8 +167,12 @@ class NotANodeError(SharechainError):
     not a node's, or the peer lies."""
 
 
+BLOCKS_ANSWER_BYTES = 32 << 20
+"""Bytes of blocks a node's answer of `/v1/blocks` or `/v1/sync/blocks` holds at most (a
+single larger block is still answered, alone). A follower reads it to tell an answer cut
+by it from one that reached the node's head."""
 MAX_SYNC_BYTES = 48 << 20
-"""The most `sync_blocks` reads of one answer (a node sends at most 32 MiB of blocks)."""
+"""The most `sync_blocks` reads of one answer (a node sends at most `BLOCKS_ANSWER_BYTES`)."""
 MAX_PEER_JSON_BYTES = 4 << 20
 """The most read of the small documents nodes ask their peers for: status, attestations,
 health, readiness, the join document, the snapshot list."""

@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sharechain.api import checkpoint_routes, policy_routes, state_routes
+from sharechain.api.client import BLOCKS_ANSWER_BYTES
 from sharechain.api.models import (
     AttestationList,
     AttestationStatus,
@@ -80,9 +81,6 @@ from sharechain.storage.uploads import Uploads
 __all__ = ["API_VERSION", "Extension", "create_app"]
 
 API_VERSION = "1.0.0"
-MAX_BLOCKS_READ = 32 << 20
-"""Bytes of blocks one answer of `/v1/blocks` or `/v1/sync/blocks` reads at most (a
-single larger block is still answered, alone)."""
 
 
 Extension = Callable[[FastAPI, Node], object]
@@ -314,7 +312,7 @@ def create_app(
         size = 0
         with reading_blocks(who.org):
             for _, data in node.store.iter_blocks(start):
-                if len(out) >= limit or (out and size + len(data) > MAX_BLOCKS_READ):
+                if len(out) >= limit or (out and size + len(data) > BLOCKS_ANSWER_BYTES):
                     break
                 out.append(_header_json(data))
                 size += len(data)
@@ -365,7 +363,7 @@ def create_app(
         size = 0
         with reading_blocks(who.org):  # after the wait: a long-poll holds no blocks
             for _, data in node.store.iter_blocks(start):
-                if len(out) >= limit or (out and size + len(data) > MAX_BLOCKS_READ):
+                if len(out) >= limit or (out and size + len(data) > BLOCKS_ANSWER_BYTES):
                     break
                 out.append(data)
                 size += len(data)

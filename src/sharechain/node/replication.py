@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from sharechain.api.client import BLOCKS_ANSWER_BYTES
 from sharechain.api.peer_client import PeerClient
 from sharechain.errors import (
     AuthenticationError,
@@ -38,9 +39,31 @@ from sharechain.ordering.etcd_lease import Election
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.storage.diskspace import DiskFullError
 
-__all__ = ["apply_remote", "apply_remote_blocks", "catch_up_from_peers", "start_roles"]
+__all__ = [
+    "apply_remote",
+    "apply_remote_blocks",
+    "catch_up_from_peers",
+    "reached_the_head",
+    "start_roles",
+]
 
 log = logging.getLogger("sharechain.node")
+
+SYNC_LIMIT = 64
+"""Blocks a follower asks its orderer for at once."""
+
+
+def reached_the_head(blocks: Sequence[bytes], limit: int, max_block_bytes: int) -> bool:
+    """Whether an answer of `/v1/sync/blocks` (at most `limit` blocks) held every block
+    its node had when it answered: fewer than asked for, with room under
+    `BLOCKS_ANSWER_BYTES` for any further block (none is over `max_block_bytes`).
+
+    A follower that committed such an answer counts as caught up: the blocks after
+    it were built since, so they are recent (the clock bound for live blocks,
+    `ledger.blocktime`, then holds them), and under steady load an empty answer,
+    the only sign before, never came.
+    """
+    return len(blocks) < limit and sum(map(len, blocks)) + max_block_bytes <= BLOCKS_ANSWER_BYTES
 
 
 def start_roles(node: Node) -> None:
@@ -104,7 +127,7 @@ def _follower(node: Node, upstream: PeerClient) -> None:
     while not node.stop_event.is_set() and node.halted is None:
         start = node.ledger.height + 1
         try:
-            blocks = upstream.get().sync_blocks(start, limit=64, wait=2.0)
+            blocks = upstream.get().sync_blocks(start, limit=SYNC_LIMIT, wait=2.0)
         except NotFoundError as exc:
             # The orderer started from a snapshot past our head: the peers have those blocks.
             log.info("the orderer lacks blocks from %d (%s); asking the peers", start, exc)
@@ -127,6 +150,13 @@ def _follower(node: Node, upstream: PeerClient) -> None:
             apply_remote_blocks(node, list(enumerate(blocks, start)))
         except DiskFullError:
             node.stop_event.wait(1.0)  # the guard logged it; try again when space returns
+            continue
+        if (
+            not node.caught_up
+            and node.ledger.height >= start + len(blocks) - 1
+            and reached_the_head(blocks, SYNC_LIMIT, node.config.max_block_bytes)
+        ):
+            node.caught_up = True
 
 
 def _peer_poller(node: Node) -> None:
