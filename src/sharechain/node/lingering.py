@@ -13,16 +13,25 @@ sends, until it closes its side, `LINGER_BYTES` have been discarded or
 MiB over the limit reads its 413; one sending gigabytes is cut off after
 `LINGER_BYTES` as before. Nothing discarded is kept, and a server shutting
 down closes at once.
+
+A connection accepted as the server began to stop is not among those
+uvicorn's shutdown asks to close, so the shutdown waited out its 5-s grace for
+it and then left it open (the collector reported its transport later, in
+whatever ran by then). `StoppingServer` marks its state when its shutdown
+begins, and a connection made after that closes at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
-__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "LingeringH11Protocol"]
+__all__ = ["LINGER_BYTES", "LINGER_SECONDS", "LingeringH11Protocol", "StoppingServer"]
 
 LINGER_BYTES = 64 << 20
 """At most this much of a refused body is read (and discarded) after the answer."""
@@ -78,12 +87,42 @@ class _Lingering:
         self._transport.close()
 
 
+class _State(ServerState):
+    """uvicorn's state shared by a server's connections, and whether it is stopping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping = False
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, whose connections know when its shutdown has begun (`_State`)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._state = _State()
+        self.server_state = self._state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # The event loop's thread: a connection is made before this (and is asked to
+        # close below) or after it (and sees `stopping`).
+        self._state.stopping = True
+        await super().shutdown(sockets)
+
+
 class LingeringH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing its connections with a linger (`_Lingering`)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._lingering = _Lingering(transport, self.loop)
         super().connection_made(self._lingering)  # type: ignore[arg-type]
+        state = self.server_state
+        if isinstance(state, _State) and state.stopping:
+            self.shutdown()  # accepted as the server began to stop: nobody else asks
+
+    def close_now(self) -> None:
+        """Close the connection at once, lingering or not (the server has stopped)."""
+        self._lingering.end()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering.lingering:

@@ -29,7 +29,7 @@ from sharechain.api.client import present_cert, trust_ca
 from sharechain.api.quotas import Limits
 from sharechain.api.tls import TlsFiles
 from sharechain.node.app import Extension, create_app
-from sharechain.node.lingering import LingeringH11Protocol
+from sharechain.node.lingering import LingeringH11Protocol, StoppingServer
 from sharechain.node.service import Node, NodeConfig
 
 __all__ = ["ServerThread", "run_node"]
@@ -91,7 +91,7 @@ def run_node(
         _tune_collector()
         _keep_large_allocations_mapped()
         cfg.host, cfg.port = host, port
-        uvicorn.Server(cfg).run()
+        StoppingServer(cfg).run()
     finally:
         node.stop()
 
@@ -166,15 +166,15 @@ class ServerThread:
         self.url = f"{'http' if tls is None else 'https'}://127.0.0.1:{self.port}"
         self.app = create_app(node, extensions, limits)
         """The node's API (its `state` holds the upkeep and the uploads in progress)."""
-        self._server = uvicorn.Server(_config(self.app, "warning", tls, client_certs=client_certs))
+        self._server = StoppingServer(_config(self.app, "warning", tls, client_certs=client_certs))
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         """uvicorn's `Server.run`, closing afterwards any connection its shutdown left
-        open (one accepted as the shutdown began is not asked to close; peers poll a
-        node every half second in tests). Left open, the collector reports its
-        transport later, in whatever test runs by then, as an unclosed socket: a
-        clean-clone run failed once on that in `test_mailbox`'s setup."""
+        open (one whose request outlasted the grace). Left open, the collector
+        reports its transport later, in whatever test runs by then, as an unclosed
+        socket: clean-clone runs failed on that in `test_mailbox`'s and
+        `test_clock_skewed_block`'s setup."""
         server = self._server
 
         async def serve() -> None:
@@ -182,9 +182,8 @@ class ServerThread:
                 await server.serve(sockets=[self._sock])
             finally:
                 for connection in list(server.server_state.connections):
-                    transport = getattr(connection, "transport", None)
-                    if isinstance(transport, asyncio.BaseTransport):
-                        transport.close()
+                    if isinstance(connection, LingeringH11Protocol):
+                        connection.close_now()
                 await asyncio.sleep(0)  # the transports' close callbacks run
 
         with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
