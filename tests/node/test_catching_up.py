@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -184,6 +184,27 @@ def test_the_status_shows_the_progress_while_it_lasts(orderer: Running) -> None:
     assert "sharechain_catch_up_eta_seconds 0.0" in metrics
 
 
+@contextmanager
+def _etcd_leader(
+    consortium: Consortium, tmp_path: Path
+) -> Iterator[tuple[Running, Callable[[], Running]]]:
+    """hospital-a's node ordering on a one-member etcd log, and a way to start bank-b's
+    node against it later; both stopped at the end."""
+    with EtcdCluster(tmp_path / "etcd", members=1) as cluster:
+        options = {"ordering": "etcd", "etcd_endpoints": cluster.endpoints, "max_wait": 0.005}
+        started = [run_node(consortium, "hospital-a", **options)]
+
+        def start_late() -> Running:
+            started.append(run_node(consortium, "bank-b", **options))
+            return started[-1]
+
+        try:
+            yield started[0], start_late
+        finally:
+            for running in reversed(started):
+                shutdown(running)
+
+
 def test_a_node_behind_the_ordering_log_reports_its_catching_up(
     consortium: Consortium,
     tmp_path: Path,
@@ -191,26 +212,18 @@ def test_a_node_behind_the_ordering_log_reports_its_catching_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(catching_up, "EVERY", 0.0)
-    with EtcdCluster(tmp_path / "etcd", members=1) as cluster:
-        options = {"ordering": "etcd", "etcd_endpoints": cluster.endpoints, "max_wait": 0.005}
-        first = run_node(consortium, "hospital-a", **options)
-        late: Running | None = None
-        try:
-            with first.client() as client:
-                for tag in range(10):
-                    client.submit(_records(consortium, 5, tag))
-            target = first.node.ledger.height
-            caplog.set_level(logging.INFO, logger="sharechain.node")
-            late = run_node(consortium, "bank-b", **options)
-            deadline = time.monotonic() + 30
-            while late.node.ledger.height < target or late.node.catching_up is not None:
-                assert time.monotonic() < deadline, "the late node did not catch up"
-                time.sleep(0.05)
-            assert late.node.caught_up
-        finally:
-            for running in (late, first):
-                if running is not None:
-                    shutdown(running)
+    with _etcd_leader(consortium, tmp_path) as (first, start_late):
+        with first.client() as client:
+            for tag in range(10):
+                client.submit(_records(consortium, 5, tag))
+        target = first.node.ledger.height
+        caplog.set_level(logging.INFO, logger="sharechain.node")
+        late = start_late()
+        deadline = time.monotonic() + 30
+        while late.node.ledger.height < target or late.node.catching_up is not None:
+            assert time.monotonic() < deadline, "the late node did not catch up"
+            time.sleep(0.05)
+        assert late.node.caught_up
     messages = [r.getMessage() for r in caplog.records]
     assert f"catching up from the ordering log: block 1 to {target}" in messages
     shown = [m for m in messages if m.startswith("catching up from the ordering log: block ")]
@@ -282,25 +295,17 @@ def test_a_node_started_while_the_log_keeps_growing_reports_it_caught_up(
     # Under steady load a block is appended while each group commits, so the log's
     # head is rarely the node's height itself: the node must still count as caught up
     # (`GET /v1/ready` waits for it), and only within a group's reach of the head.
-    with EtcdCluster(tmp_path / "etcd", members=1) as cluster:
-        options = {"ordering": "etcd", "etcd_endpoints": cluster.endpoints, "max_wait": 0.005}
-        first = run_node(consortium, "hospital-a", **options)
-        late: Running | None = None
-        try:
-            with first.client() as client:
-                for tag in range(40):
-                    client.submit(_records(consortium, 5, tag))
-            # Two clients: the follower, in the same process as the leader, keeps up
-            # with them even on a loaded machine.
-            with _steady_load(consortium, first, loaders=2):
-                late = run_node(consortium, "bank-b", **options)
-                _wait_caught_up(late, first)
-                lag = first.node.ledger.height - late.node.ledger.height
-                assert lag <= 4 * GROUP_BLOCKS  # near the head (the leader went on meanwhile)
-        finally:
-            for running in (late, first):
-                if running is not None:
-                    shutdown(running)
+    with _etcd_leader(consortium, tmp_path) as (first, start_late):
+        with first.client() as client:
+            for tag in range(40):
+                client.submit(_records(consortium, 5, tag))
+        # Two clients: the follower, in the same process as the leader, keeps up with
+        # them even on a loaded machine.
+        with _steady_load(consortium, first, loaders=2):
+            late = start_late()
+            _wait_caught_up(late, first)
+            lag = first.node.ledger.height - late.node.ledger.height
+            assert lag <= 4 * GROUP_BLOCKS  # near the head (the leader went on meanwhile)
 
 
 def test_a_solo_follower_started_under_steady_load_reports_it_caught_up(
