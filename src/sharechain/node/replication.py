@@ -60,8 +60,8 @@ def reached_the_head(blocks: Sequence[bytes], limit: int, max_block_bytes: int) 
 
     A follower that committed such an answer counts as caught up: the blocks after
     it were built since, so they are recent (the clock bound for live blocks,
-    `ledger.blocktime`, then holds them), and under steady load an empty answer,
-    the only sign before, never came.
+    `ledger.blocktime`, then holds them). An empty answer is one; under steady load
+    it never comes, so it cannot be the only sign.
     """
     return len(blocks) < limit and sum(map(len, blocks)) + max_block_bytes <= BLOCKS_ANSWER_BYTES
 
@@ -144,8 +144,6 @@ def _follower(node: Node, upstream: PeerClient) -> None:
             node.stop_event.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))
             continue
         failures = 0
-        if not blocks:
-            node.caught_up = True
         try:
             apply_remote_blocks(node, list(enumerate(blocks, start)))
         except DiskFullError:

@@ -129,8 +129,15 @@ class NodeSet:
         if url is None or url.rstrip("/") == self.client.base_url:
             yield self.client
             return
-        with NodeClient(url, me, self.keys.signing, timeout=30.0, busy_retries=BUSY_RETRIES) as own:
+        with self._client(url) as own:
             yield own
+
+    def _client(self, url: str) -> NodeClient:
+        """A client of the node at `url`, signing as this organisation (a user's: it
+        waits out a node's busy refusals)."""
+        return NodeClient(
+            url, self.keys.org, self.keys.signing, timeout=30.0, busy_retries=BUSY_RETRIES
+        )
 
     @contextlib.contextmanager
     def ports(self, *, owner: bool, warn: Callable[[str], None]) -> Iterator[Ports]:
@@ -142,14 +149,7 @@ class NodeSet:
                 if url.rstrip("/") == home.base_url:
                     peers[org] = home
                 else:
-                    made = NodeClient(
-                        url,
-                        self.keys.org,
-                        self.keys.signing,
-                        timeout=30.0,
-                        busy_retries=BUSY_RETRIES,
-                    )
-                    peers[org] = stack.enter_context(made)
+                    peers[org] = stack.enter_context(self._client(url))
             yield stack.enter_context(remote_ports(home, peers, self.keys, warn=warn))
 
 
