@@ -35,6 +35,7 @@ __all__ = ["LinkProxy", "LinkState"]
 _CHUNK: Final = 64 * 1024
 _QUEUED_CHUNKS: Final = 64
 _CALL_TIMEOUT: Final = 10.0
+_BACKLOG: Final = 128
 _T = TypeVar("_T")
 
 
@@ -93,7 +94,9 @@ class LinkProxy:
         self._cut = False
         self._accepted = 0
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
+        self._serving: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak refs
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -161,17 +164,29 @@ class LinkProxy:
 
     async def _listen(self) -> None:
         self._cut = False
-        if self._server is None:
-            self._server = await asyncio.start_server(
-                self._accept, "127.0.0.1", self._port, reuse_address=True
-            )
-            self._port = self._server.sockets[0].getsockname()[1]
+        if self._listener is None:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                listener.bind(("127.0.0.1", self._port))
+                listener.listen(_BACKLOG)
+                listener.setblocking(False)
+            except OSError:
+                listener.close()
+                raise
+            self._listener = listener
+            self._port = listener.getsockname()[1]
+            self._acceptor = asyncio.create_task(self._accept_loop(listener))
 
     async def _cut_now(self) -> None:
         self._cut = True
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            await asyncio.gather(self._acceptor, return_exceptions=True)
+            self._acceptor = None
+        if self._listener is not None:
+            self._listener.close()  # connections still in its backlog are reset by the kernel
+            self._listener = None
         for client, upstream in list(self._links):
             _reset(client)
             if upstream is not None:
@@ -185,13 +200,39 @@ class LinkProxy:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._cut or len(self._links) >= self.max_connections:
-            _reset(writer)
-            return
-        self._accepted += 1
-        link: tuple[asyncio.StreamWriter, asyncio.StreamWriter | None] = (writer, None)
-        self._links.add(link)
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept one connection at a time, each owned by a link from the moment it exists.
+
+        Not `asyncio.start_server`: its server accepts a burst of up to the backlog
+        at once and wraps each later, and a wrap that comes after the server closed
+        fails and leaves the accepted socket open (an "unclosed transport" once it
+        is collected). Here a connection is a tracked link before anything else can
+        run, so a cut resets it and `close` leaves nothing open.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            try:
+                reader, writer = await asyncio.open_connection(sock=conn)
+            except BaseException:
+                conn.close()
+                raise
+            if self._cut or len(self._links) >= self.max_connections:
+                _reset(writer)
+                continue
+            self._accepted += 1
+            link: tuple[asyncio.StreamWriter, asyncio.StreamWriter | None] = (writer, None)
+            self._links.add(link)
+            task = asyncio.create_task(self._serve(reader, writer, link))
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: tuple[asyncio.StreamWriter, asyncio.StreamWriter | None],
+    ) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -199,7 +240,7 @@ class LinkProxy:
             _reset(writer)  # the target is down: the caller sees its connection fail
             return
         self._links.discard(link)
-        if self._cut:  # cut while connecting: the reset above missed the upstream side
+        if self._cut:  # cut while connecting: the reset missed the upstream side
             _reset(writer)
             _reset(up_writer)
             return
