@@ -61,6 +61,17 @@ def _replayed_block(consortium: Consortium, running: Running) -> tuple[int, byte
     return header.height, encode_block(block)
 
 
+def _appends_lost(running: dict[str, Running]) -> float:
+    """Appends the nodes lost to a block already at their height, all of them together."""
+    return sum(
+        r.node.metrics.registry.get_sample_value(
+            "sharechain_blocks_appended_total", {"outcome": "lost"}
+        )
+        or 0.0
+        for r in running.values()
+    )
+
+
 def test_a_member_s_invalid_block_is_voided_and_nobody_halts(
     network: tuple[EtcdCluster, Consortium, dict[str, Running]],
     caplog: pytest.LogCaptureFixture,
@@ -73,6 +84,7 @@ def test_a_member_s_invalid_block_is_voided_and_nobody_halts(
         assert {r.code for r in client.submit(_records(consortium, "hospital-a", 3))} == {"valid"}
     wait_until(lambda: len({r.node.ledger.height for r in running.values()}) == 1)
     height, bad = _replayed_block(consortium, a)
+    lost_before = _appends_lost(running)
     with EtcdLog(cluster.endpoints) as log:
         assert log.append(height, bad)  # the hostile member's node appends it
     with a.client() as client:
@@ -83,9 +95,11 @@ def test_a_member_s_invalid_block_is_voided_and_nobody_halts(
     assert len(heads) == 1 and not any(r.node.halted for r in running.values())
     with EtcdLog(cluster.endpoints) as log:
         assert log.get(height) != bad
-    # The leader, which lost that height to the block, appended there as soon as it
-    # was voided (it used to wait 10 s for a block that never came).
-    assert any(f"height {height} was voided: this node appends" in m for m in caplog.messages)
+    # A leader whose append lost that height to the block appended there as soon as
+    # it was voided (it used to wait 10 s for a block that never came). Usually the
+    # batch comes first; on a loaded machine the void may, and then nothing is lost.
+    if _appends_lost(running) > lost_before:
+        assert any(f"height {height} was voided: this node appends" in m for m in caplog.messages)
     assert not any("did not arrive in time" in m for m in caplog.messages)
     # The hostile member's signed block is kept as evidence, and it verifies as its.
     for org in HONEST:
