@@ -9,8 +9,10 @@ import time
 from node_helpers import Consortium, run_node
 
 
-def _connect_until(port: int, until: float, made: list[socket.socket]) -> None:
-    while time.monotonic() < until:
+def _connect_until(port: int, done: threading.Event, made: list[socket.socket]) -> None:
+    """Connect again and again until the server refuses, or `done` (at most 15 s)."""
+    until = time.monotonic() + 15
+    while not done.is_set() and time.monotonic() < until:
         try:
             made.append(socket.create_connection(("127.0.0.1", port), timeout=1))
         except OSError:
@@ -40,17 +42,19 @@ def test_connections_made_as_the_server_stops_are_closed_at_once(consortium: Con
     for _ in range(3):
         running = run_node(consortium, "hospital-a")
         made: list[socket.socket] = []
-        opener = threading.Thread(
-            target=_connect_until, args=(running.server.port, time.monotonic() + 0.5, made)
-        )
+        done = threading.Event()
+        opener = threading.Thread(target=_connect_until, args=(running.server.port, done, made))
         try:
             opener.start()
-            time.sleep(0.1)
+            deadline = time.monotonic() + 10  # connecting already when the stop begins
+            while len(made) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
             started = time.monotonic()
             running.server.stop()
             took = time.monotonic() - started
-            opener.join()
         finally:
+            done.set()
+            opener.join()
             running.node.stop()
         assert _left_open(made) == 0 and len(made) > 1
         assert took < 3.0, f"the stop took {took:.1f} s"
