@@ -211,7 +211,11 @@ class LinkProxy:
         """
         loop = asyncio.get_running_loop()
         while True:
-            conn, _ = await loop.sock_accept(listener)
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError:  # out of descriptors, or a handshake aborted: again shortly
+                await asyncio.sleep(0.1)
+                continue
             try:
                 reader, writer = await asyncio.open_connection(sock=conn)
             except BaseException:
