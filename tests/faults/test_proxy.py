@@ -129,7 +129,8 @@ def _established_at(port: int) -> int:
     with open("/proc/net/tcp") as table:
         next(table)
         for row in table:
-            local, state = row.split()[1], row.split()[3]
+            fields = row.split()
+            local, state = fields[1], fields[3]
             count += int(local.rsplit(":", 1)[1], 16) == port and state == "01"
     return count
 

@@ -165,15 +165,9 @@ class LinkProxy:
     async def _listen(self) -> None:
         self._cut = False
         if self._listener is None:
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind(("127.0.0.1", self._port))
-                listener.listen(_BACKLOG)
-                listener.setblocking(False)
-            except OSError:
-                listener.close()
-                raise
+            # SO_REUSEADDR (create_server's default here): `restore` binds the same port.
+            listener = socket.create_server(("127.0.0.1", self._port), backlog=_BACKLOG)
+            listener.setblocking(False)
             self._listener = listener
             self._port = listener.getsockname()[1]
             self._acceptor = asyncio.create_task(self._accept_loop(listener))
