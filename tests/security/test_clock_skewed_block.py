@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 from node_helpers import Consortium, Running, etcd_network, etcd_nodes, run_node, shutdown
 from test_replication import _records, wait_until
 
+from sharechain.faults.proxy import LinkProxy
+from sharechain.ledger.attestations import PeerView
 from sharechain.ledger.blocks import decode_block, encode_block
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
@@ -36,6 +39,8 @@ HOSTILE = "bank-b"
 HONEST = ("hospital-a", "regulator")
 SKEW = 6.0
 """The nodes' bound in seconds; a block between 3 and 6 s away is uncertain."""
+POLL = 0.5
+"""Seconds between a node's polls of its peers (`etcd_nodes` polls as often)."""
 
 Network = tuple[EtcdCluster, Consortium, dict[str, Running]]
 
@@ -130,6 +135,34 @@ def test_a_block_near_the_bound_is_committed_after_the_peers_had_time_to_refuse_
     _goes_on(consortium, running, height + 1)
 
 
+def _wrong_clock_node(
+    consortium: Consortium,
+    cluster: EtcdCluster,
+    running: dict[str, Running],
+    urls: dict[str, str] | None = None,
+) -> Running:
+    """The regulator's node, its clock an hour ahead (every live block looks an hour
+    old to it), caught up with `running` (reached at `urls` where given)."""
+    urls = urls or {}
+    wrong = run_node(
+        consortium,
+        "regulator",
+        ordering="etcd",
+        etcd_endpoints=cluster.endpoints,
+        peers=tuple((org, urls.get(org, r.url)) for org, r in running.items()),
+        max_wait=0.01,
+        poll_interval=POLL,
+        max_clock_skew=SKEW,
+        now=lambda: time.time() + 3600,
+    )
+    try:
+        wait_until(lambda: wrong.node.caught_up)
+    except BaseException:
+        shutdown(wrong)
+        raise
+    return wrong
+
+
 def test_a_node_whose_own_clock_is_wrong_halts_rather_than_void_honest_blocks(
     tmp_path: Path,
 ) -> None:
@@ -139,19 +172,7 @@ def test_a_node_whose_own_clock_is_wrong_halts_rather_than_void_honest_blocks(
         wrong: Running | None = None
         try:
             a = _settle(consortium, running)
-            peers = tuple((org, r.url) for org, r in running.items())
-            wrong = run_node(  # its clock an hour ahead: every live block looks an hour old
-                consortium,
-                "regulator",
-                ordering="etcd",
-                etcd_endpoints=cluster.endpoints,
-                peers=peers,
-                max_wait=0.01,
-                poll_interval=0.5,
-                max_clock_skew=SKEW,
-                now=lambda: time.time() + 3600,
-            )
-            wait_until(lambda: wrong is not None and wrong.node.caught_up)
+            wrong = _wrong_clock_node(consortium, cluster, running)
             height = a.node.ledger.height + 1
             with a.client() as client:
                 receipts = client.submit(_records(consortium, "hospital-a", 2, tag=7), timeout=30)
@@ -165,6 +186,52 @@ def test_a_node_whose_own_clock_is_wrong_halts_rather_than_void_honest_blocks(
             with a.client() as client:  # and the others go on
                 more = client.submit(_records(consortium, "hospital-a", 2, tag=8), timeout=30)
             assert {r.code for r in more} == {"valid"}
+        finally:
+            for started in [*running.values(), *([wrong] if wrong else [])]:
+                shutdown(started)
+
+
+def wrong_book(wrong: Running | None) -> list[PeerView]:
+    """The peers whose attestations `wrong` holds."""
+    return [] if wrong is None else wrong.node.book.peers()
+
+
+def test_a_node_whose_own_clock_is_wrong_waits_for_a_late_peer_and_halts(tmp_path: Path) -> None:
+    """Its one judge (the peer that did not order the block) says nothing for three
+    times as long as the node used to wait: the node waits for that peer's word
+    instead of voiding the honest block, and halts once the peer shows it committed it."""
+    consortium = Consortium.make(tmp_path)
+    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
+        running = etcd_nodes(consortium, cluster, ("hospital-a", "bank-b"), max_clock_skew=SKEW)
+        wrong: Running | None = None
+        try:
+            a = _settle(consortium, running)
+            assert a.node.leader is not None
+            orderer = running[a.node.leader.org]
+            judge = next(r for org, r in running.items() if org != orderer.node.org)
+            port = urlsplit(judge.url).port
+            assert port is not None
+            # The wrong node reaches the judge through a link that can be cut.
+            with LinkProxy(port) as link:
+                wrong = _wrong_clock_node(consortium, cluster, running, {judge.node.org: link.url})
+                judged = judge.node.org
+                wait_until(lambda: any(p.org == judged for p in wrong_book(wrong)))
+                link.cut()  # the judge is loaded, or its answers are lost, for a while
+                height = orderer.node.ledger.height + 1
+                with orderer.client() as client:
+                    records = _records(consortium, orderer.node.org, 2, tag=7)
+                    assert {r.height for r in client.submit(records, timeout=30)} == {height}
+                honest = orderer.node.store.block_bytes(height)
+                time.sleep(3 * (2 * POLL + 1.0))  # the old wait was two polls and a second
+                assert wrong.node.halted is None and wrong.node.ledger.height == height - 1
+                with EtcdLog(cluster.endpoints) as log:
+                    assert log.get(height) == honest  # not voided: the wrong node still waits
+                link.restore()
+                wait_until(lambda: wrong is not None and wrong.node.halted is not None, timeout=30)
+            assert "behind this node's clock" in str(wrong.node.halted)
+            with EtcdLog(cluster.endpoints) as log:
+                assert log.get(height) == honest
+            assert not (consortium.node_dir("regulator") / "evidence").exists()
         finally:
             for started in [*running.values(), *([wrong] if wrong else [])]:
                 shutdown(started)

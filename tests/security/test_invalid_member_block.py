@@ -119,6 +119,9 @@ def test_a_member_s_invalid_block_is_voided_and_nobody_halts(
     with a.client() as client:
         receipts = client.submit(_records(consortium, "hospital-a", 2, tag=7), timeout=30)
     assert {r.height for r in receipts} == {second}
+    # The leader's node voids it once the other has refused it too, and may commit
+    # the leader's block there before the other has read that refusal: wait for both.
+    wait_until(lambda: all(r.node.ledger.height >= second for r in running.values()))
     assert not any(r.node.halted for r in running.values())
     for org in HONEST:
         folder = consortium.node_dir(org) / "evidence"

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from sharechain.api.records import Hex, Model, record_model
 from sharechain.ledger.attestations import Attestation
+from sharechain.ledger.refusals import Refusal
 
 __all__ = [
     "CatchUpProgress",
@@ -30,8 +31,10 @@ __all__ = [
 
 if TYPE_CHECKING:  # mypy sees a plain model (a call is not a type to it)
     AttestationModel: TypeAlias = BaseModel
+    RefusalModel: TypeAlias = BaseModel
 else:
     AttestationModel = record_model(Attestation)
+    RefusalModel = record_model(Refusal)
 
 
 class Health(Model):
@@ -203,6 +206,9 @@ class NodeStatus(Model):
     peers: dict[str, PeerHealth]
     attestations: list[AttestationModel]
     """This node's latest attestations."""
+    refusals: tuple[RefusalModel, ...] = ()
+    """Members' blocks this node refused, signed (its latest 16): a peer judging such a
+    block counts it as refused here (`ledger.refusals`)."""
     commits: list[tuple[int, float]]
     """(height, wall-clock time) of the latest commits."""
     data_plane: DataPlane | None

@@ -37,6 +37,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -55,6 +56,7 @@ from sharechain.ordering.foreign_values import Foreign, foreign_reason
 __all__ = [
     "GROUP_BLOCKS",
     "GROUP_TXS",
+    "JUDGE_PATIENCE",
     "apply_log_blocks",
     "apply_remote",
     "apply_remote_blocks",
@@ -62,6 +64,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("sharechain.node")
+
+JUDGE_PATIENCE = 10
+"""A node refusing a member's block waits at most this many times `peer_wait` for a
+peer that has neither committed nor refused it (`judge_patience`)."""
 
 GROUP_BLOCKS = 4
 """At most this many blocks of a backlog commit in one store transaction..."""
@@ -185,16 +191,20 @@ def _settle(
 
     True at once if more than half of the peers besides its orderer committed it
     (or this node did meanwhile); else, after twice the wait of a node that
-    refuses it (`_faulty_block`), True if the log still holds it. A True block is
-    settled: its time is not held to the bound again. None when the node stops.
+    refuses it (a refusing peer has signed its refusal by then, `_faulty_block`),
+    True if the log still holds it and no peer refused it. A peer that refused
+    it is waited for until the block leaves the log (that peer voided it: False)
+    or more than half committed it, for at most twice `judge_patience`. A True
+    block is settled: its time is not held to the bound again. None when the
+    node stops.
     """
     h = block.header
     clock = node.ledger.clock
     assert clock is not None
-    wait = 2 * _refusal_wait(node)
+    wait = 2 * peer_wait(node)
     log.warning(
         "%s: block %d signed by %s is stamped %.1f s %s this node's clock, near the "
-        "%g s bound: committing it once its peers had time to refuse it (up to %.0f s)",
+        "%g s bound: committing it once its peers had time to refuse it (%.0f s or more)",
         node.org,
         h.height,
         h.orderer,
@@ -203,41 +213,70 @@ def _settle(
         clock.max_skew,
         wait,
     )
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    block_hash = block.hash()
     while True:
         if node.ledger.height >= h.height:
             return True  # committed meanwhile (from a peer): the caller skips it
-        judges, past = _peers_past(node, h.height, h.orderer)
-        if judges and 2 * len(past) > judges:
+        said = _judgement(node, h.height, h.orderer, block_hash)
+        if 2 * len(said.committed) > len(said.judges):
             break
         if node.stop_event.wait(0.1):
             return None
-        if time.monotonic() >= deadline:
-            if not still_logged(h.height, data):
-                log.warning(
-                    "%s: block %d signed by %s left the log while it waited: its peers "
-                    "refused its time and voided it",
-                    node.org,
-                    h.height,
-                    h.orderer,
-                )
-                return False
+        waited = time.monotonic() - started
+        if waited < wait:
+            continue
+        if not still_logged(h.height, data):
+            log.warning(
+                "%s: block %d signed by %s left the log while it waited: its peers "
+                "refused its time and voided it",
+                node.org,
+                h.height,
+                h.orderer,
+            )
+            return False
+        if waited >= 2 * judge_patience(node) or not said.refused:
             break
     node.settled_times = {s for s in node.settled_times if s[0] > h.height - 64}
     node.settled_times.add((h.height, h.timestamp))
     return True
 
 
-def _peers_past(node: Node, height: int, orderer: str) -> tuple[int, list[str]]:
-    """How many peers judge a block of `orderer` at `height` (all but the orderer: its
-    own word proves nothing), and which of them attested `height` or beyond."""
-    others = [p for p in node.book.peers() if p.org != orderer]
-    return len(others), sorted(p.org for p in others if p.height >= height)
+@dataclass(frozen=True, slots=True)
+class _Judgement:
+    """What the peers besides a member's block's orderer said of it (its orderer's own
+    word proves nothing)."""
+
+    judges: list[str]
+    """The peers that judge it: those this node has attestations of, but the orderer."""
+    committed: list[str]
+    """Those that attested the block itself, or its height or beyond with that height's
+    hash unknown here."""
+    refused: list[str]
+    """Those that signed a refusal of it, or attested another block at its height (they
+    voided it and went on)."""
 
 
-def _refusal_wait(node: Node) -> float:
-    """Seconds a node that refuses a member's block waits for its peers (`_faulty_block`)."""
-    return peer_wait(node)
+def _judgement(node: Node, height: int, orderer: str, block_hash: bytes) -> _Judgement:
+    """What the peers other than `orderer` said of the block `block_hash` at `height`."""
+    views = [p for p in node.book.peers() if p.org != orderer]
+    judges = sorted(p.org for p in views)
+    attested = node.book.attested(judges)
+    signed = set(node.refusals.refusing(judges, height, block_hash))
+    committed, refused = [], []
+    for view in views:
+        there = attested.get(view.org, {}).get(height)
+        if there == block_hash or (there is None and view.height >= height):
+            committed.append(view.org)
+        elif there is not None or view.org in signed:
+            refused.append(view.org)
+    return _Judgement(judges, sorted(committed), sorted(refused))
+
+
+def judge_patience(node: Node) -> float:
+    """Seconds a node that refuses a member's block waits at most for a peer that has
+    neither committed nor refused it (`_faulty_block`): ten times `peer_wait`."""
+    return JUDGE_PATIENCE * peer_wait(node)
 
 
 def _new_blocks(
@@ -340,6 +379,8 @@ def _refuse(
         reason = foreign_reason(node, height, data)
         if member_faults and (reason is None or _unlinked(node, height, data)):
             reason = _faulty_block(node, height, data, exc)
+            if reason is None and node.stop_event.is_set():
+                return None  # stopped while judging it: judged again at the next start
         if reason is not None:
             return Foreign(height, data, reason)
     if node.halted is None:
@@ -354,7 +395,8 @@ def _unlinked(node: Node, height: int, data: bytes) -> bool:
     block that fails validation, not voided at once."""
     if foreign_reason(node, height, data, links=False) is not None:
         return False
-    return _peers_past(node, height, decode_block(data).header.orderer)[0] > 0
+    orderer = decode_block(data).header.orderer
+    return any(p.org != orderer for p in node.book.peers())
 
 
 def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str | None:
@@ -363,19 +405,49 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
 
     Every honest node refuses it alike (a refusal for its time too: near the
     bound, no honest node commits it at once, `_settle`), so no honest node
-    commits it. If more than half of the peers other than its
-    orderer have attested `height` or beyond, they committed a block there: this
-    node's own validation is then the odd one, and it halts rather than delete a
-    block others hold. With no peer but the orderer to judge by, it halts too.
-    Peers' attestations arrive with their polls: a few polls are waited for first.
-    The caller holds the commit lock.
+    commits it. The node signs and serves its refusal (`ledger.refusals`), then
+    waits for its judges, the peers other than the block's orderer (its own
+    word proves nothing). If more than half of them have attested `height` or
+    beyond, they committed a block there: this node's own validation is then
+    the odd one, and it halts rather than delete a block others hold. Once so
+    many of them refused this very block that the rest could not be more than
+    half, it is voided. A judge that has done neither (down, or loaded and
+    late) is waited for, up to `judge_patience`; then the block is voided
+    unless more than half committed it. With no peer but the orderer to judge
+    by, the node halts, after `peer_wait` (a judge's first attestation may
+    be on its way). None as well when the node stops meanwhile (then it neither
+    halts nor voids). The caller holds the commit lock.
     """
-    deadline = time.monotonic() + _refusal_wait(node)
-    while not node.stop_event.wait(0.1) and time.monotonic() < deadline:
-        pass
-    orderer = decode_block(data).header.orderer
-    judges, ahead = _peers_past(node, height, orderer)
-    if not judges or len(ahead) * 2 > judges:
+    block = decode_block(data)
+    orderer = block.header.orderer
+    block_hash = block.hash()
+    node.refusals.refuse(height, block_hash)
+    started = time.monotonic()
+    while True:
+        said = _judgement(node, height, orderer, block_hash)
+        judges, ahead, refused = said.judges, said.committed, said.refused
+        waited = time.monotonic() - started
+        if judges and 2 * len(ahead) > len(judges):
+            break  # most judges committed it: this node is the odd one
+        if judges and 2 * (len(judges) - len(refused)) <= len(judges):
+            break  # too many refused it for the rest to be most of them
+        if not judges and waited >= peer_wait(node):
+            break
+        if waited >= judge_patience(node):
+            silent = [j for j in judges if j not in ahead and j not in refused]
+            log.warning(
+                "%s: block %d signed by %s: %s neither committed nor refused it in "
+                "%.0f s; judging by the others",
+                node.org,
+                height,
+                orderer,
+                ", ".join(silent),
+                waited,
+            )
+            break
+        if node.stop_event.wait(0.1):
+            return None  # stopping: neither voided nor halted on (`_refuse`)
+    if not judges or len(ahead) * 2 > len(judges):
         log.error(
             "ALERT %s refuses block %d signed by %s (%s), which %s: halting",
             node.org,
@@ -390,11 +462,12 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
     evidence = node.evidence.keep(height, orderer, data)
     log.error(
         "ALERT %s: member %s signed block %d, which fails validation (%s); voided so the "
-        "chain goes on, the signed block %s",
+        "chain goes on (%s), the signed block %s",
         node.org,
         orderer,
         height,
         exc,
+        f"{', '.join(refused)} refused it too" if refused else "no peer had refused it yet",
         evidence.describe(),
     )
     return f"a block signed by member {orderer} that fails validation ({exc})"

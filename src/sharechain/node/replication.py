@@ -180,6 +180,7 @@ def _peer_poller(node: Node) -> None:
                 known[org] = receive_attestations(
                     node, org, status.get("attestations", []), known.get(org, set())
                 )
+                node.refusals.receive(org, status.get("refusals", []), node.public_key(org))
             node.poll_rounds += 1
     finally:
         for client in clients.values():

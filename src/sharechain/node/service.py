@@ -50,6 +50,7 @@ from sharechain.ledger.chain import Execution, Ledger
 from sharechain.ledger.contract import ContractRegistry
 from sharechain.ledger.identities import Organisation, org_key
 from sharechain.ledger.quarantine import AttestationJudge
+from sharechain.ledger.refusals import RefusalBook
 from sharechain.ledger.store import Store
 from sharechain.node import catching_up, status
 from sharechain.node.catching_up import CatchUp
@@ -133,6 +134,8 @@ class Node:
         (`node.arrivals`): their distance from its clock is not held to the bound again."""
         self.nonces = NonceCache()
         self.book = AttestationBook(self.org, self.keys.signing, self.store.block_meta)
+        self.refusals = RefusalBook(self.org, lambda: self.keys.signing)
+        """Members' blocks this node refused, signed, and its peers' (`node.arrivals`)."""
         self.judge = AttestationJudge(
             self.org, len(config.peers) + 1, self._quarantine, self._report_suspect
         )

@@ -46,6 +46,7 @@ def node_status(node: Node) -> dict[str, Any]:
             for org, _ in node.config.peers
         },
         "attestations": [a.to_json() for a in node.book.own()[-16:]],
+        "refusals": [r.to_json() for r in node.refusals.own()],
         "commits": [[h, round(t, 4)] for h, t in list(node.commit_times)],
     }
 
