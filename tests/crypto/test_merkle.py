@@ -235,3 +235,37 @@ def test_bytes_like_leaves_take_the_python_path_with_the_same_root() -> None:
     assert merkle_root(mixed) == merkle_root(leaves) == ref_mth(leaves)
     with pytest.raises(ValueError, match="no leaves"):
         _C.merkle_root([])
+
+
+def test_a_list_another_thread_empties_meanwhile_is_hashed_as_it_was() -> None:
+    """The C root hashes without the interpreter lock; it used to read the leaves through
+    the list it was given, which another thread could empty meanwhile (the leaves freed
+    under it: a wrong root, or a crash). It hashes a tuple of its own now."""
+    import os
+    import threading
+
+    from sharechain.crypto import merkle
+
+    if merkle._C_ROOT is None:
+        pytest.skip("no SHA instructions here: the Python root reads the list under the lock")
+    leaves = [os.urandom(2048) for _ in range(4096)]
+    expected = merkle._python_root(leaves)
+    for _ in range(20):
+        shared = list(leaves)
+        start = threading.Event()
+
+        def empty(target: list[bytes] = shared, start: threading.Event = start) -> None:
+            start.wait()
+            target.clear()
+            target.extend(os.urandom(2048) for _ in range(64))  # reuse the freed memory
+
+        thread = threading.Thread(target=empty)
+        thread.start()
+        start.set()
+        try:
+            got = merkle._C_ROOT(shared)
+        except ValueError:  # emptied before the call began: no leaves
+            got = None
+        finally:
+            thread.join()
+        assert got in (expected, merkle._python_root(shared), None)

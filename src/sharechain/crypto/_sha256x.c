@@ -643,7 +643,13 @@ static size_t merkle_level(uint8_t *level, size_t n) {
 static PyObject *shax_merkle_root(PyObject *Py_UNUSED(module), PyObject *arg) {
     if (require_accelerated() < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(arg, "merkle_root() takes a list or tuple of bytes");
+    /* A tuple of its own, holding a reference to every leaf: the list given (PySequence_Fast
+     * would hand back the list itself) may be emptied by another thread once the GIL is out. */
+    if (!PyList_Check(arg) && !PyTuple_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "merkle_root() takes a list or tuple of bytes");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Tuple(arg);
     if (!seq)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -666,7 +672,7 @@ static PyObject *shax_merkle_root(PyObject *Py_UNUSED(module), PyObject *arg) {
         goto done;
     }
     uint8_t root[32];
-    /* The GIL stays released while hashing; `seq` holds a reference to every leaf. */
+    /* The GIL stays released while hashing; the tuple `seq` holds a reference to every leaf. */
     Py_BEGIN_ALLOW_THREADS
     Py_ssize_t i = 0;
     for (; i + 1 < n; i += 2)

@@ -301,6 +301,9 @@ static PyObject *tokens_hex_tokens(PyObject *Py_UNUSED(self), PyObject *args) {
     char *text = PyBytes_AS_STRING(result);
     b2_key bk;
     hmac_key hk;
+    /* The checks above held the GIL; a writable `offsets` (a bytearray) may change once it
+     * is released, so each pair is checked again as it is read, and hashed only if it holds. */
+    Py_ssize_t changed = -1;
     Py_BEGIN_ALLOW_THREADS;
     if (blake)
         b2_setup(&bk, key.buf, (size_t)key.len);
@@ -318,6 +321,10 @@ static PyObject *tokens_hex_tokens(PyObject *Py_UNUSED(self), PyObject *args) {
             start = s32;
             end = e32;
         }
+        if (start < 0 || end < start || end > (int64_t)data.len) {
+            changed = i;
+            break;
+        }
         uint8_t token[TOKEN];
         if (blake)
             b2_token(&bk, base + start, (size_t)(end - start), token);
@@ -330,6 +337,13 @@ static PyObject *tokens_hex_tokens(PyObject *Py_UNUSED(self), PyObject *args) {
         }
     }
     Py_END_ALLOW_THREADS;
+    if (changed >= 0) {
+        Py_CLEAR(result);
+        PyErr_Format(PyExc_ValueError,
+                     "offset %zd changed while the tokens were computed (another thread wrote "
+                     "to the offsets buffer): pass a buffer nothing writes to meanwhile",
+                     changed);
+    }
 done:
     PyBuffer_Release(&key);
     PyBuffer_Release(&offsets);
