@@ -107,6 +107,44 @@ def test_extension_refuses_misuse() -> None:
     assert h.copy().digest() == hashlib.sha256().digest()
 
 
+def test_a_copy_taken_while_another_thread_updates_is_refused_not_torn() -> None:
+    """`update` hashes without the interpreter lock; `copy` on another thread meanwhile
+    copied a state half-way through it (the digest of neither the bytes before nor
+    after). It is refused like any other use by two threads at once."""
+    import threading
+
+    _sha256x = pytest.importorskip("sharechain.crypto._sha256x", reason="built without a compiler")
+    if not _sha256x.ACCELERATED:
+        pytest.skip("no SHA instructions: no object exists to share")
+    chunk = os.urandom(8 << 20)
+    h = _sha256x.Sha256()
+    done = threading.Event()
+    reference = hashlib.sha256()
+    states = {reference.digest()}  # the digest at every update's end
+    for _ in range(40):
+        reference.update(chunk)
+        states.add(reference.digest())
+    copies: list[bytes] = []
+    refused = 0
+
+    def update() -> None:
+        for _ in range(40):
+            h.update(chunk)
+        done.set()
+
+    thread = threading.Thread(target=update)
+    thread.start()
+    while not done.is_set():
+        try:
+            copies.append(h.copy().digest())
+        except RuntimeError as exc:
+            assert "two threads at once" in str(exc)
+            refused += 1
+    thread.join()
+    assert set(copies) <= states
+    assert refused > 0  # the copies did meet updates under way
+
+
 def test_mixed_hashers_fall_back_to_sequential_updates() -> None:
     a, b = digests.new(), hashlib.sha256()
     digests.update2(a, b"left", b, b"right")

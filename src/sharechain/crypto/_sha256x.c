@@ -305,11 +305,16 @@ static PyObject *Sha256_digest(Sha256Object *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *Sha256_copy(Sha256Object *self, PyObject *Py_UNUSED(ignored)) {
-    Sha256Object *copy = PyObject_New(Sha256Object, &Sha256Type);
-    if (!copy)
+    /* Claimed like the other methods: a state copied while another thread's update runs
+     * without the GIL would be half of each. */
+    if (claim(self) < 0)
         return NULL;
-    copy->state = self->state;
-    copy->busy = 0;
+    Sha256Object *copy = PyObject_New(Sha256Object, &Sha256Type);
+    if (copy) {
+        copy->state = self->state;
+        copy->busy = 0;
+    }
+    self->busy = 0;
     return (PyObject *)copy;
 }
 
