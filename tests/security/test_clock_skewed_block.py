@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +31,6 @@ from node_helpers import Consortium, Running, etcd_network, etcd_nodes, run_node
 from test_replication import _records, wait_until
 
 from sharechain.faults.proxy import LinkProxy
-from sharechain.ledger.attestations import PeerView
 from sharechain.ledger.blocks import decode_block, encode_block
 from sharechain.ordering.etcd_log import EtcdLog
 from sharechain.ordering.etcd_process import EtcdCluster, free_ports
@@ -139,10 +139,12 @@ def _wrong_clock_node(
     consortium: Consortium,
     cluster: EtcdCluster,
     running: dict[str, Running],
+    beside: list[Running],
     urls: dict[str, str] | None = None,
 ) -> Running:
     """The regulator's node, its clock an hour ahead (every live block looks an hour
-    old to it), caught up with `running` (reached at `urls` where given)."""
+    old to it), caught up with `running` (reached at `urls` where given); added to
+    `beside`, to be stopped with them."""
     urls = urls or {}
     wrong = run_node(
         consortium,
@@ -155,86 +157,83 @@ def _wrong_clock_node(
         max_clock_skew=SKEW,
         now=lambda: time.time() + 3600,
     )
-    try:
-        wait_until(lambda: wrong.node.caught_up)
-    except BaseException:
-        shutdown(wrong)
-        raise
+    beside.append(wrong)
+    wait_until(lambda: wrong.node.caught_up)
     return wrong
+
+
+@contextmanager
+def _honest_pair(
+    tmp_path: Path,
+) -> Iterator[tuple[EtcdCluster, Consortium, dict[str, Running], list[Running]]]:
+    """hospital-a's and bank-b's nodes on a 3-member etcd, settled, and a list for the
+    nodes a test starts beside them: all are stopped at the end."""
+    consortium = Consortium.make(tmp_path)
+    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
+        running = etcd_nodes(consortium, cluster, ("hospital-a", "bank-b"), max_clock_skew=SKEW)
+        beside: list[Running] = []
+        try:
+            _settle(consortium, running)
+            yield cluster, consortium, running, beside
+        finally:
+            for started in [*running.values(), *beside]:
+                shutdown(started)
 
 
 def test_a_node_whose_own_clock_is_wrong_halts_rather_than_void_honest_blocks(
     tmp_path: Path,
 ) -> None:
-    consortium = Consortium.make(tmp_path)
-    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
-        running = etcd_nodes(consortium, cluster, ("hospital-a", "bank-b"), max_clock_skew=SKEW)
-        wrong: Running | None = None
-        try:
-            a = _settle(consortium, running)
-            wrong = _wrong_clock_node(consortium, cluster, running)
-            height = a.node.ledger.height + 1
-            with a.client() as client:
-                receipts = client.submit(_records(consortium, "hospital-a", 2, tag=7), timeout=30)
-            assert {r.height for r in receipts} == {height}
-            wait_until(lambda: wrong is not None and wrong.node.halted is not None, timeout=30)
-            assert "behind this node's clock" in str(wrong.node.halted)
-            assert wrong.node.ledger.height == height - 1
-            with EtcdLog(cluster.endpoints) as log:  # the honest block stays in the log
-                assert decode_block(log.get(height) or b"").header.orderer in running
-            assert not (consortium.node_dir("regulator") / "evidence").exists()
-            with a.client() as client:  # and the others go on
-                more = client.submit(_records(consortium, "hospital-a", 2, tag=8), timeout=30)
-            assert {r.code for r in more} == {"valid"}
-        finally:
-            for started in [*running.values(), *([wrong] if wrong else [])]:
-                shutdown(started)
-
-
-def wrong_book(wrong: Running | None) -> list[PeerView]:
-    """The peers whose attestations `wrong` holds."""
-    return [] if wrong is None else wrong.node.book.peers()
+    with _honest_pair(tmp_path) as (cluster, consortium, running, beside):
+        a = running["hospital-a"]
+        wrong = _wrong_clock_node(consortium, cluster, running, beside)
+        height = a.node.ledger.height + 1
+        with a.client() as client:
+            receipts = client.submit(_records(consortium, "hospital-a", 2, tag=7), timeout=30)
+        assert {r.height for r in receipts} == {height}
+        wait_until(lambda: wrong.node.halted is not None, timeout=30)
+        assert "behind this node's clock" in str(wrong.node.halted)
+        assert wrong.node.ledger.height == height - 1
+        with EtcdLog(cluster.endpoints) as log:  # the honest block stays in the log
+            assert decode_block(log.get(height) or b"").header.orderer in running
+        assert not (consortium.node_dir("regulator") / "evidence").exists()
+        with a.client() as client:  # and the others go on
+            more = client.submit(_records(consortium, "hospital-a", 2, tag=8), timeout=30)
+        assert {r.code for r in more} == {"valid"}
 
 
 def test_a_node_whose_own_clock_is_wrong_waits_for_a_late_peer_and_halts(tmp_path: Path) -> None:
     """Its one judge (the peer that did not order the block) says nothing for three
     times as long as the node used to wait: the node waits for that peer's word
     instead of voiding the honest block, and halts once the peer shows it committed it."""
-    consortium = Consortium.make(tmp_path)
-    with EtcdCluster(tmp_path / "etcd", members=3) as cluster:
-        running = etcd_nodes(consortium, cluster, ("hospital-a", "bank-b"), max_clock_skew=SKEW)
-        wrong: Running | None = None
-        try:
-            a = _settle(consortium, running)
-            assert a.node.leader is not None
-            orderer = running[a.node.leader.org]
-            judge = next(r for org, r in running.items() if org != orderer.node.org)
-            port = urlsplit(judge.url).port
-            assert port is not None
-            # The wrong node reaches the judge through a link that can be cut.
-            with LinkProxy(port) as link:
-                wrong = _wrong_clock_node(consortium, cluster, running, {judge.node.org: link.url})
-                judged = judge.node.org
-                wait_until(lambda: any(p.org == judged for p in wrong_book(wrong)))
-                link.cut()  # the judge is loaded, or its answers are lost, for a while
-                height = orderer.node.ledger.height + 1
-                with orderer.client() as client:
-                    records = _records(consortium, orderer.node.org, 2, tag=7)
-                    assert {r.height for r in client.submit(records, timeout=30)} == {height}
-                honest = orderer.node.store.block_bytes(height)
-                time.sleep(3 * (2 * POLL + 1.0))  # the old wait was two polls and a second
-                assert wrong.node.halted is None and wrong.node.ledger.height == height - 1
-                with EtcdLog(cluster.endpoints) as log:
-                    assert log.get(height) == honest  # not voided: the wrong node still waits
-                link.restore()
-                wait_until(lambda: wrong is not None and wrong.node.halted is not None, timeout=30)
-            assert "behind this node's clock" in str(wrong.node.halted)
+    with _honest_pair(tmp_path) as (cluster, consortium, running, beside):
+        leader = running["hospital-a"].node.leader
+        assert leader is not None
+        orderer = running[leader.org]
+        judge = next(r for org, r in running.items() if org != leader.org)
+        port = urlsplit(judge.url).port
+        assert port is not None
+        # The wrong node reaches the judge through a link that can be cut.
+        with LinkProxy(port) as link:
+            wrong = _wrong_clock_node(
+                consortium, cluster, running, beside, {judge.node.org: link.url}
+            )
+            wait_until(lambda: judge.node.org in {p.org for p in wrong.node.book.peers()})
+            link.cut()  # the judge is loaded, or its answers are lost, for a while
+            height = orderer.node.ledger.height + 1
+            with orderer.client() as client:
+                records = _records(consortium, leader.org, 2, tag=7)
+                assert {r.height for r in client.submit(records, timeout=30)} == {height}
+            honest = orderer.node.store.block_bytes(height)
+            time.sleep(3 * (2 * POLL + 1.0))  # the old wait was two polls and a second
+            assert wrong.node.halted is None and wrong.node.ledger.height == height - 1
             with EtcdLog(cluster.endpoints) as log:
-                assert log.get(height) == honest
-            assert not (consortium.node_dir("regulator") / "evidence").exists()
-        finally:
-            for started in [*running.values(), *([wrong] if wrong else [])]:
-                shutdown(started)
+                assert log.get(height) == honest  # not voided: the wrong node still waits
+            link.restore()
+            wait_until(lambda: wrong.node.halted is not None, timeout=30)
+        assert "behind this node's clock" in str(wrong.node.halted)
+        with EtcdLog(cluster.endpoints) as log:
+            assert log.get(height) == honest
+        assert not (consortium.node_dir("regulator") / "evidence").exists()
 
 
 def test_a_leader_whose_own_clock_is_wrong_is_left_behind_and_halts(tmp_path: Path) -> None:
