@@ -216,8 +216,15 @@ def start_from_snapshot(
             fetch_snapshot(source, keys, path)
         except (httpx.HTTPError, SharechainError) as exc:
             path.unlink(missing_ok=True)
+            lagging = ""
+            if "not an active organisation" in str(exc):
+                lagging = (
+                    f"; that node has not committed {org}'s admission yet (it follows the "
+                    "chain a little behind), or the consortium removed it: try again in a "
+                    "moment, or fetch from another member's node"
+                )
             raise SnapshotRefusedError(
-                "fetch", f"cannot fetch a snapshot from {source}: {exc}"
+                "fetch", f"cannot fetch a snapshot from {source}: {exc}{lagging}"
             ) from None
     else:
         path = Path(source)
