@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,8 +95,11 @@ def cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
 
 
 def test_attested_blocks_leave_etcd_and_a_wiped_node_catches_up_from_peers(
-    consortium: Consortium, cluster: EtcdCluster
+    consortium: Consortium, cluster: EtcdCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Elections and leads are logged at INFO: a failure shows who led when (a clean-
+    # clone run once failed here after a lease expired under load, and said no more).
+    caplog.set_level(logging.INFO, logger="sharechain.node")
     ports = dict(zip(ORGS, free_ports(len(ORGS)), strict=True))
     nodes = {org: _start(consortium, cluster, ports, org) for org in ORGS}
     try:
