@@ -129,6 +129,7 @@ def _build(node: Node, etcd: EtcdLog | None, batch: list[bytes]) -> None:
         # batch's submitters get an error and the builder takes the next batch.
         log.exception("ALERT block building failed unexpectedly")
         node.fail(batch, OrderingError(f"block building failed ({type(exc).__name__}: {exc})"))
+        node.loop_failed(exc)  # a damaged store quarantines the node
 
 
 def etcd_builder(node: Node, etcd: EtcdLog, election: Election) -> None:

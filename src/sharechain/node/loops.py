@@ -19,9 +19,14 @@ log = logging.getLogger("sharechain.node")
 
 
 def supervise(
-    org: str, name: str, target: Callable[[], None], stop: threading.Event
+    org: str,
+    name: str,
+    target: Callable[[], None],
+    stop: threading.Event,
+    on_failure: Callable[[BaseException], None] | None = None,
 ) -> threading.Thread:
-    """Start `target` on a daemon thread named `<org>-<name>`; restart it until `stop`."""
+    """Start `target` on a daemon thread named `<org>-<name>`; restart it until `stop`.
+    `on_failure` is told of each failure first (it must not raise)."""
 
     def supervised() -> None:
         failures = 0
@@ -34,9 +39,11 @@ def supervise(
                 # nobody to hand them to, so the loop just ends, loudly.
                 log.error("ALERT %s: the %s loop stopped (%r)", org, name, exc)
                 return
-            except BaseException:
+            except BaseException as exc:
                 failures += 1
                 log.exception("ALERT %s: the %s loop failed; starting it again", org, name)
+                if on_failure is not None:
+                    on_failure(exc)
                 stop.wait(min(5.0, 0.05 * 2 ** min(failures, 7)))
 
     thread = threading.Thread(target=supervised, name=f"{org}-{name}", daemon=True)

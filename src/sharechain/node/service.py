@@ -62,7 +62,7 @@ from sharechain.node.members import Members
 from sharechain.node.metrics import NodeMetrics
 from sharechain.node.repair import repair_store
 from sharechain.node.snapshot_maker import DEFAULT_EVERY, SnapshotMaker
-from sharechain.node.store_check import store_problem
+from sharechain.node.store_check import damaged_store, store_problem
 from sharechain.ordering.etcd_lease import Leader
 from sharechain.ordering.solo import Receipt
 from sharechain.ordering.waiting import Waiters
@@ -264,7 +264,19 @@ class Node:
     def spawn(self, name: str, target: Callable[[], None]) -> None:
         """Run `target` on a thread of its own until the node stops, restarted if it
         fails (`sharechain.node.loops.supervise`)."""
-        self._threads.append(supervise(self.org, name, target, self.stop_event))
+        self._threads.append(supervise(self.org, name, target, self.stop_event, self.loop_failed))
+
+    def loop_failed(self, exc: BaseException) -> None:
+        """A loop failed: a store SQLite finds damaged quarantines the node (`damaged_store`)."""
+        if self.problem is not None:
+            return
+        try:
+            reason = damaged_store(self, exc)
+        except Exception:  # describing the files must never take the loop down with it
+            log.exception("could not describe the ledger database's files")
+            return
+        if reason is not None:
+            self._quarantine(reason)
 
     def on_close(self, closer: Callable[[], None]) -> None:
         self._closers.append(closer)

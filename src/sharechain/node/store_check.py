@@ -5,10 +5,20 @@ A store that started from every block is re-verified from genesis
 snapshot, so what the snapshot loaded is checked instead (`check_loaded`).
 Either failure quarantines the node: its API answers 503 with the reason
 returned here until an operator repairs the store.
+
+A store SQLite finds damaged while the node runs (a disk failing, another
+program writing the file) quarantines it the same way, the first time one of
+its loops meets the damage (`damaged_store`): before, every loop failed and
+started again every few seconds for ever, and the API answered 500s. The
+reason names what the files looked like then (sizes, first bytes, which of
+the process's descriptors held them), so the damage can be investigated.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sharechain.ledger.verify import verify_ledger
@@ -17,7 +27,7 @@ from sharechain.storage.snapshot import SnapshotRefusedError, check_loaded
 if TYPE_CHECKING:
     from sharechain.node.service import Node
 
-__all__ = ["store_problem"]
+__all__ = ["damaged_store", "store_files", "store_problem"]
 
 
 def store_problem(node: Node) -> str | None:
@@ -43,3 +53,62 @@ def store_problem(node: Node) -> str | None:
         f"{report.reason}. This node refuses to serve until it is repaired: stop it, "
         f"run `{repair}` and start it again to re-sync from its peers"
     )
+
+
+_DAMAGE = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+"""SQLite's primary result codes for a file that is not, or no longer, a sound database."""
+
+
+def damaged_store(node: Node, exc: BaseException) -> str | None:
+    """Why `node` must stop serving if `exc`, raised by one of its loops, is SQLite
+    finding its store damaged (None if it is anything else)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.DatabaseError) or code is None or code & 0xFF not in _DAMAGE:
+        return None
+    repair = f"sharechain node repair --data-dir {node.config.data_dir}"
+    return (
+        f"the ledger database became unreadable while the node ran ({exc}; "
+        f"{store_files(node.datadir.db_path)}). This node refuses to serve until it is "
+        f"repaired: stop it, keep a copy of those files for the investigation, run "
+        f"`{repair}` and start it again to re-sync from its peers"
+    )
+
+
+def store_files(db: Path) -> str:
+    """What the database `db` and its `-wal` and `-shm` files look like now: size,
+    inode and first bytes of each, and which of this process's descriptors hold them."""
+    parts = []
+    inodes: dict[tuple[int, int], str] = {}
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{db}{suffix}")
+        try:
+            st = path.stat()
+            with path.open("rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            parts.append(f"{path.name}: {exc.strerror or exc}")
+            continue
+        inodes[(st.st_dev, st.st_ino)] = path.name
+        parts.append(f"{path.name}: {st.st_size} bytes, inode {st.st_ino}, starts {head.hex()}")
+    held: dict[str, list[str]] = {}
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        fds = []
+    for fd in fds:
+        try:
+            st = os.stat(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        name = inodes.get((st.st_dev, st.st_ino))
+        if name is not None:
+            held.setdefault(name, []).append(fd)
+        elif target.startswith(str(db)):
+            held.setdefault(f"{Path(target).name} (another inode)", []).append(fd)
+    if fds:
+        parts.append(
+            "descriptors: "
+            + (", ".join(f"{n} {sorted(map(int, f))}" for n, f in sorted(held.items())) or "none")
+        )
+    return "; ".join(parts)

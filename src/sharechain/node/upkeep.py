@@ -203,9 +203,10 @@ class Upkeep:
                     except (SharechainError, OSError):  # one bad block must not stop the rest
                         log.exception("%s: the upkeep could not act on block %d", node.org, height)
                     self.followed = height
-        except Exception:  # the loop must not die silently; a restart reconciles
-            if not node.stop_event.is_set():
-                log.exception("%s: the data-plane upkeep stopped", node.org)
+        except Exception:
+            if node.stop_event.is_set():
+                return  # stopping: the store may be closed under it
+            raise  # `Node.spawn` logs it and starts the loop again, which reconciles first
 
     # -- what happens on start ------------------------------------------------
 

@@ -248,9 +248,10 @@ class MaskingJob:
                     for gid in self._issued(height):
                         self.produce(gid)
                     self.followed = height
-        except Exception:  # the loop must not die silently; a restart catches up
-            if not node.stop_event.is_set():
-                log.exception("%s: the masking job stopped", node.org)
+        except Exception:
+            if node.stop_event.is_set():
+                return  # stopping: the store may be closed under it
+            raise  # `Node.spawn` logs it and starts the loop again, which catches up first
 
     def _any_profile(self) -> bool:
         """Whether a masking profile is registered (read after the blocks it vouches for).
