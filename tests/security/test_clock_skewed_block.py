@@ -233,6 +233,11 @@ def test_a_node_whose_own_clock_is_wrong_waits_for_a_late_peer_and_halts(tmp_pat
         assert "behind this node's clock" in str(wrong.node.halted)
         with EtcdLog(cluster.endpoints) as log:
             assert log.get(height) == honest
+        sample = wrong.node.metrics.registry.get_sample_value
+        labels = {"orderer": leader.org, "outcome": "halted"}
+        assert sample("sharechain_member_blocks_judged_total", labels) == 1
+        waited = sample("sharechain_member_block_judging_seconds_sum") or 0.0
+        assert waited >= 3 * (2 * POLL + 1.0)  # it waited for the silent judge
         assert not (consortium.node_dir("regulator") / "evidence").exists()
 
 

@@ -101,6 +101,12 @@ def test_a_member_s_invalid_block_is_voided_and_nobody_halts(
     if _appends_lost(running) > lost_before:
         assert any(f"height {height} was voided: this node appends" in m for m in caplog.messages)
     assert not any("did not arrive in time" in m for m in caplog.messages)
+    # Each node counts it, by orderer and outcome (an alert watches the count).
+    for r in running.values():
+        voided = r.node.metrics.registry.get_sample_value(
+            "sharechain_member_blocks_judged_total", {"orderer": HOSTILE, "outcome": "voided"}
+        )
+        assert voided == 1
     # The hostile member's signed block is kept as evidence, and it verifies as its.
     for org in HONEST:
         (kept,) = (consortium.node_dir(org) / "evidence").glob(f"invalid-block-{height}-*")

@@ -447,7 +447,10 @@ def _faulty_block(node: Node, height: int, data: bytes, exc: Exception) -> str |
             break
         if node.stop_event.wait(0.1):
             return None  # stopping: neither voided nor halted on (`_refuse`)
-    if not judges or len(ahead) * 2 > len(judges):
+    halting = not judges or len(ahead) * 2 > len(judges)
+    node.metrics.member_blocks_judged.labels(orderer, "halted" if halting else "voided").inc()
+    node.metrics.judging_seconds.observe(time.monotonic() - started)
+    if halting:
         log.error(
             "ALERT %s refuses block %d signed by %s (%s), which %s: halting",
             node.org,

@@ -49,6 +49,11 @@ class NodeMetrics:
     """Blocks refused because they are not the ones its peers vouch for (`node.vouching`)."""
     member_refusals: Counter
     """Signed requests refused (429) because their organisation had its share under way."""
+    member_blocks_judged: Counter
+    """Members' blocks from the log this node refused, by orderer and outcome (voided,
+    halted): `node.arrivals`."""
+    judging_seconds: Histogram
+    """Seconds from refusing a member's block to voiding it or halting on it."""
 
     @classmethod
     def create(cls) -> NodeMetrics:
@@ -122,6 +127,20 @@ class NodeMetrics:
                 "Signed requests refused (429) because their organisation had its share of "
                 "requests under way on this node (Limits.requests_per_member), by organisation",
                 ["org"],
+                registry=r,
+            ),
+            Counter(
+                "sharechain_member_blocks_judged",
+                "Members' blocks from the ordering log this node refused (content or time), "
+                "by orderer and outcome: voided, or halted (most peers committed it)",
+                ["orderer", "outcome"],
+                registry=r,
+            ),
+            Histogram(
+                "sharechain_member_block_judging_seconds",
+                "Seconds from refusing a member's block to voiding it or halting on it "
+                "(waiting for the peers' word)",
+                buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120),
                 registry=r,
             ),
         )
