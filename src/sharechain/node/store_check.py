@@ -76,7 +76,11 @@ def damaged_store(node: Node, exc: BaseException) -> str | None:
 
 def store_files(db: Path) -> str:
     """What the database `db` and its `-wal` and `-shm` files look like now: size,
-    inode and first bytes of each, and which of this process's descriptors hold them."""
+    inode and first bytes of each, and which of this process's descriptors hold them.
+
+    Only for a store already found damaged: closing a descriptor of the file drops
+    every POSIX lock this process holds on it (SQLite's locks included), which
+    matters to another process using the file, and the node writes no more to it."""
     parts = []
     inodes: dict[tuple[int, int], str] = {}
     for suffix in ("", "-wal", "-shm"):
