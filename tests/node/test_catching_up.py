@@ -106,6 +106,31 @@ def test_status_lines_show_the_progress() -> None:
     lines, alarms = status_lines(status)
     assert "catching up from hospital-a: block 0 of 400 (0.0%), 0 blocks/s (0 tx/s)," in lines[3]
     assert lines[3].endswith("time left unknown") and not alarms
+    assert not any("refused" in line for line in lines)
+
+
+def test_status_lines_name_the_members_blocks_the_node_refused() -> None:
+    refusals = [
+        {"org": "bank-b", "height": h, "block_hash": f"{h:02x}" * 32, "signature": "00" * 64}
+        for h in range(3, 9)
+    ]
+    status = {
+        "org": "bank-b",
+        "ordering": "etcd",
+        "role": "peer",
+        "height": 9,
+        "head_hash": "00" * 32,
+        "state_root": "00" * 32,
+        "ready": True,
+        "caught_up": True,
+        "refusals": refusals,
+    }
+    lines, alarms = status_lines(status)
+    (line,) = [line for line in lines if line.startswith("refused members' blocks")]
+    assert "5 (0505050505050505), 6 (" in line and line.endswith(
+        "8 (0808080808080808) and 2 earlier"
+    )
+    assert "3 (" not in line and not alarms
 
 
 def _records(consortium: Consortium, n: int, tag: int) -> list[bytes]:

@@ -88,6 +88,13 @@ def status_lines(st: dict[str, Any]) -> tuple[list[str], list[str]]:
     for org, peer in sorted((st.get("peers") or {}).items()):
         error = f" ({peer['error']})" if peer["error"] else ""
         lines.append(f"peer {org}: height {peer['height']}{error}")
+    refused = st.get("refusals") or []
+    if refused:  # voided, or halted on (then `halted` is an alarm above)
+        lines.append(
+            "refused members' blocks (`sharechain node evidence` shows those kept): "
+            + ", ".join(f"{r['height']} ({r['block_hash'][:16]})" for r in refused[-4:])
+            + (f" and {len(refused) - 4} earlier" if len(refused) > 4 else "")
+        )
     return lines, alarms
 
 
