@@ -6,6 +6,7 @@ import hashlib
 import os
 import platform
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,6 @@ def test_a_copy_taken_while_another_thread_updates_is_refused_not_torn() -> None
     """`update` hashes without the interpreter lock; `copy` on another thread meanwhile
     copied a state half-way through it (the digest of neither the bytes before nor
     after). It is refused like any other use by two threads at once."""
-    import threading
-
     _sha256x = pytest.importorskip("sharechain.crypto._sha256x", reason="built without a compiler")
     if not _sha256x.ACCELERATED:
         pytest.skip("no SHA instructions: no object exists to share")

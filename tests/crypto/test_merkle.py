@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sharechain.crypto import merkle
 from sharechain.crypto.merkle import (
     EMPTY_ROOT,
     inclusion_proof,
@@ -241,11 +244,6 @@ def test_a_list_another_thread_empties_meanwhile_is_hashed_as_it_was() -> None:
     """The C root hashes without the interpreter lock; it used to read the leaves through
     the list it was given, which another thread could empty meanwhile (the leaves freed
     under it: a wrong root, or a crash). It hashes a tuple of its own now."""
-    import os
-    import threading
-
-    from sharechain.crypto import merkle
-
     if merkle._C_ROOT is None:
         pytest.skip("no SHA instructions here: the Python root reads the list under the lock")
     leaves = [os.urandom(2048) for _ in range(4096)]

@@ -9,6 +9,8 @@ column's. docs/security.md has the line.
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 import pytest
 
@@ -40,8 +42,6 @@ def test_offsets_another_thread_rewrites_meanwhile_are_never_read_outside_the_da
     checked again pair by pair, so each call gives the tokens of the offsets as they
     were, or refuses; it never hashes bytes outside `data` (it read up to 2 GiB past
     it, and crashed or returned garbage tokens, before)."""
-    import threading
-
     key = bytes(32)
     n = 50_000
     data = (bytes(range(256)) * (8 * n // 256 + 1))[: 8 * n]

@@ -63,7 +63,16 @@ from sharechain.ledger.store_rows import (
     not_merged,
 )
 
-__all__ = ["PAGE_SIZE", "BlockChange", "Head", "HistoryEntry", "RowChange", "Store", "TxLocation"]
+__all__ = [
+    "PAGE_SIZE",
+    "BlockChange",
+    "Head",
+    "HistoryEntry",
+    "RowChange",
+    "Store",
+    "TxLocation",
+    "is_damage",
+]
 
 
 PAGE_BYTES = 8 << 20
@@ -91,13 +100,26 @@ _NOT_THE_FILE = {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_RE
 """Primary SQLite codes of a database that could not be opened or written for reasons
 outside the file (a missing directory, permissions, a read-only mount)."""
 _THE_DISK = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR}
+_DAMAGE = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+"""Primary SQLite codes of a file that is not, or no longer, a sound database."""
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    """The primary SQLite result code of `exc` (None if it carries none)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if not isinstance(code, int) else code & 0xFF
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite finding a database file damaged (corrupt, or not a
+    database at all) rather than busy, full or out of reach."""
+    return isinstance(exc, sqlite3.DatabaseError) and _primary_code(exc) in _DAMAGE
 
 
 def _open_advice(exc: BaseException) -> str:
     """What to do about a store that would not open: restoring is the advice only
     for a damaged file, never for a good one behind a full disk or a wrong path."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = None if code is None else code & 0xFF
+    primary = _primary_code(exc)
     if primary in _NOT_THE_FILE:
         return (
             "check that its directory exists and that this user may read and write "

@@ -17,10 +17,10 @@ the process's descriptors held them), so the damage can be investigated.
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sharechain.ledger.store import is_damage
 from sharechain.ledger.verify import verify_ledger
 from sharechain.storage.snapshot import SnapshotRefusedError, check_loaded
 
@@ -55,15 +55,10 @@ def store_problem(node: Node) -> str | None:
     )
 
 
-_DAMAGE = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
-"""SQLite's primary result codes for a file that is not, or no longer, a sound database."""
-
-
 def damaged_store(node: Node, exc: BaseException) -> str | None:
     """Why `node` must stop serving if `exc`, raised by one of its loops, is SQLite
     finding its store damaged (None if it is anything else)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if not isinstance(exc, sqlite3.DatabaseError) or code is None or code & 0xFF not in _DAMAGE:
+    if not is_damage(exc):
         return None
     repair = f"sharechain node repair --data-dir {node.config.data_dir}"
     return (
