@@ -71,6 +71,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             servers[org] = ServerThread(nodes[org], ports[org]).start()
         yield Net(source, urls, nodes, base)
     finally:
+        for node in nodes.values():  # told at once: their last waits overlap
+            node.stop_event.set()
         for org in reversed(list(servers)):
             servers[org].stop()
             nodes[org].stop()

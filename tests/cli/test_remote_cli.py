@@ -115,6 +115,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     try:
         yield Net(source, embedded, a_url, servers["bank-b"].url, dirs, nodes, base)
     finally:
+        for node in nodes.values():  # told at once: their last waits overlap
+            node.stop_event.set()
         for o in ("bank-b", "hospital-a"):
             servers[o].stop()
             nodes[o].stop()

@@ -109,6 +109,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             servers[org] = ServerThread(nodes[org], ports[org]).start()
         yield Net(source, embedded, urls, nodes, base)
     finally:
+        for node in nodes.values():  # told at once: their last waits overlap
+            node.stop_event.set()
         for o in reversed(list(servers)):
             servers[o].stop()
             nodes[o].stop()

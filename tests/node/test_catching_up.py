@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from node_helpers import Consortium, Running, run_node, shutdown
+from node_helpers import Consortium, Running, run_node, shutdown, shutdown_all
 
 from sharechain.api.client import BLOCKS_ANSWER_BYTES
 from sharechain.cli.operate_cmd import status_lines
@@ -226,8 +226,7 @@ def _etcd_leader(
         try:
             yield started[0], start_late
         finally:
-            for running in reversed(started):
-                shutdown(running)
+            shutdown_all(started)
 
 
 def test_a_node_behind_the_ordering_log_reports_its_catching_up(

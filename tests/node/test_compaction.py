@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_helpers import Consortium, Running, shutdown
+from node_helpers import Consortium, Running, shutdown, shutdown_all
 from typer.testing import CliRunner
 
 from sharechain.cli.main import app
@@ -138,8 +138,7 @@ def test_attested_blocks_leave_etcd_and_a_wiped_node_catches_up_from_peers(
         assert len(roots) == 1
         assert not any(r.node.halted for r in nodes.values())
     finally:
-        for running in nodes.values():
-            shutdown(running)
+        shutdown_all(nodes.values())
 
 
 def test_nospace_alarm_shows_in_health_status_and_metrics_without_a_crash(
@@ -263,5 +262,4 @@ def test_a_long_run_never_reaches_a_small_quota(
                 f"etcd db {sizes} (quota {quota})"
             )
         finally:
-            for running in nodes.values():
-                shutdown(running)
+            shutdown_all(nodes.values())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_helpers import ORGS, Consortium, Running, run_node, shutdown
+from node_helpers import ORGS, Consortium, Running, run_node, shutdown_all
 from test_replication import wait_until
 
 from sharechain.api.client import NodeClient
@@ -128,8 +128,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         work.mkdir()
         yield Net(consortium, nodes, work)
     finally:
-        for running in reversed(nodes.values()):
-            shutdown(running)
+        shutdown_all(nodes.values())
 
 
 class _Cut(httpx.SyncByteStream):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from node_helpers import Consortium, Running, run_node, shutdown
+from node_helpers import Consortium, Running, run_node, shutdown, shutdown_all
 
 from sharechain.contracts import default_registry
 from sharechain.errors import OrderingError
@@ -136,8 +136,7 @@ def test_only_the_leader_builds_and_a_new_one_takes_over(
         assert new_leader is not None
         assert _won(nodes[new_leader.org]) > 0
     finally:
-        for running in nodes.values():
-            shutdown(running)
+        shutdown_all(nodes.values())
 
 
 def test_a_leader_holding_the_log_pauses_its_watch_and_resumes_on_a_foreign_block(

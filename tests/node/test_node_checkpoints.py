@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_helpers import ORGS, Consortium, Running
+from node_helpers import ORGS, Consortium, Running, shutdown_all
 from typer.testing import CliRunner
 
 from sharechain.cli.main import app
@@ -68,9 +68,7 @@ def nodes(consortium: Consortium) -> Iterator[list[Running]]:
     try:
         yield running
     finally:
-        for r in reversed(running):
-            r.server.stop()
-            r.node.stop()
+        shutdown_all(running)
 
 
 def _roster(consortium: Consortium) -> list[Organisation]:

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import ORGS, Consortium, Running, shutdown
+from node_helpers import ORGS, Consortium, Running, shutdown_all
 from test_replication import _records, wait_until
 
 from sharechain.errors import OrderingError
@@ -61,8 +61,7 @@ def nodes(consortium: Consortium) -> Iterator[dict[str, Running]]:
             running[org] = Running(node, ServerThread(node, port=ports[org]).start(), consortium)
         yield running
     finally:
-        for r in running.values():
-            shutdown(r)
+        shutdown_all(running.values())
 
 
 def test_a_lying_attester_is_reported_and_ignored(nodes: dict[str, Running]) -> None:

@@ -60,6 +60,8 @@ def nodes(tmp_path: Path) -> Iterator[tuple[dict[str, ServerThread], Consortium]
             servers[spec.id] = ServerThread(node, port, limits=limits).start()
         yield servers, consortium
     finally:
+        for server in servers.values():  # told at once: their last waits overlap
+            server.node.stop_event.set()
         for server in reversed(servers.values()):
             server.stop()
             server.node.stop()

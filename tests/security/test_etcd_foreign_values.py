@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from node_helpers import ORGS, Consortium, Running, shutdown
+from node_helpers import ORGS, Consortium, Running, shutdown_all
 from test_replication import _records, wait_until
 
 from sharechain.crypto.signing import SigningKey
@@ -70,8 +70,7 @@ def nodes(
                 )
             yield cluster, running
         finally:
-            for r in running.values():
-                shutdown(r)
+            shutdown_all(running.values())
 
 
 def _leader(running: dict[str, Running]) -> Running:

@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
 from liar_server import Quiet, serving
-from node_helpers import Consortium, Running, run_node, shutdown
+from node_helpers import Consortium, Running, run_node, shutdown_all
 from test_replication import _records, wait_until
 
 from sharechain.ordering.etcd_log import EtcdLog
@@ -176,5 +176,4 @@ def test_a_leader_that_orders_nothing_is_appended_around(
             assert time.monotonic() - started < 5.0
         finally:
             _DONE.set()
-            for r in running.values():
-                shutdown(r)
+            shutdown_all(running.values())

@@ -111,6 +111,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             assert f"operator {name} added as {role}" in out
         yield Net(source, urls, nodes, dirs)
     finally:
+        for node in nodes.values():  # told at once: their last waits overlap
+            node.stop_event.set()
         for server, node in zip(reversed(servers), reversed(list(nodes.values())), strict=True):
             server.stop()
             node.stop()
