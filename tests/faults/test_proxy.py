@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -185,3 +187,55 @@ def test_close_while_connections_arrive_leaves_none_of_them_open(echo: int) -> N
     """
     for _ in range(3):
         assert _close_while_connections_arrive(echo) == 0
+
+
+def test_cuts_while_connections_arrive_leave_no_accepted_socket_unclosed(
+    echo: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cut cancels the proxy's accept: a connection accepted at that moment is
+    closed with the rest, never dropped for the collector to find still open.
+
+    (Through `loop.sock_accept`, a cancel between its accept and the accepting
+    task's next step dropped the socket, and an accept already queued went ahead
+    into the cancelled future: 3 s of cuts beside 8 connecting threads left tens
+    of sockets unclosed, each a ResourceWarning where the collector found it.)
+    """
+    unclosed: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda hook: unclosed.append(hook.object))
+    p = LinkProxy(echo).start()
+    opened: list[socket.socket] = []
+    connected = [0]
+    stop = threading.Event()
+
+    def open_many() -> None:
+        while not stop.is_set():
+            s = socket.socket()
+            try:
+                s.connect(("127.0.0.1", p.port))
+                opened.append(s)
+                connected[0] += 1
+            except OSError:
+                s.close()
+
+    threads = [threading.Thread(target=open_many) for _ in range(8)]
+    for t in threads:
+        t.start()
+    cuts = 0
+    deadline = time.monotonic() + 3.0
+    try:
+        while time.monotonic() < deadline:
+            p.cut()
+            p.restore()
+            cuts += 1
+            while len(opened) > 200:  # the callers' ends, reset by the cuts anyway
+                opened.pop(0).close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        p.close()
+        for s in opened:
+            s.close()
+    gc.collect()
+    assert cuts > 100 and connected[0] > 100  # cuts came while connections did
+    assert unclosed == []
