@@ -414,3 +414,32 @@ def test_the_watch_marks_what_a_range_read_returned_and_what_an_event_delivered(
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def _watch_readers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "etcd-watch" and t.is_alive()}
+
+
+def test_a_closed_log_leaves_no_watch_reader_inside_its_connection(
+    etcd_cluster: EtcdCluster, prefix: str
+) -> None:
+    """`close` returns once every watch stream's reader has left its connection.
+
+    A reader still waiting in a connection that `close` then closed kept waiting
+    on a descriptor whose number the next file opened could take. When its wait
+    ended, OpenSSL read that file and wrote a TLS alert into it: a node restarted
+    in the same process found "SQLit" followed by a TLS record as its ledger
+    database's header ("file is not a database"). Before, the reader stayed
+    until its idle timeout (5 s), after `close`.
+    """
+    before = _watch_readers()
+    log = EtcdLog(etcd_cluster.endpoints, prefix=prefix, timeout=10.0)
+    try:
+        assert log.append(0, block(0))
+        watcher = Watcher(log, from_height=0)
+        watcher.wait_for(0)
+        wait_until(lambda: bool(_watch_readers() - before))  # its stream waits for events
+        watcher.close()
+    finally:
+        log.close()
+    assert _watch_readers() - before == set()

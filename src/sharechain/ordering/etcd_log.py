@@ -73,6 +73,9 @@ ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864
 DEFAULT_MAX_BLOCK_BYTES = ETCD_DEFAULT_MAX_REQUEST_BYTES - 4096
 """Largest block `append` sends by default: etcd's limit minus room for keys and framing."""
 
+_STREAM_JOIN = 5.0
+"""Seconds a closed watch stream's reader is waited for (woken, it leaves at once)."""
+
 _BLOCK_DIGITS = 20
 _KEYS_PAGE = 1_000
 """Keys one read of names only returns (`lowest_height`)."""
@@ -151,6 +154,9 @@ class EtcdLog:
         self._max_block_bytes = max_block_bytes
         self._page_size = page_size
         self._idle_timeout = watch_idle_timeout
+        self._streams: set[_WatchStream] = set()
+        """Watch streams whose reader may still be in its connection (`close` waits)."""
+        self._streams_lock = threading.Lock()
         self.tls = tls
 
     # -- lifecycle -------------------------------------------------------
@@ -174,7 +180,15 @@ class EtcdLog:
         return self._gateway.post(path, body)
 
     def close(self) -> None:
-        """Close the HTTP connections."""
+        """Close the HTTP connections, once every watch stream's reader has left its own
+        (closing a connection a thread still reads would free its descriptor's number
+        under that thread: `_WatchStream`)."""
+        with self._streams_lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.close()
+        for stream in streams:
+            stream.join(_STREAM_JOIN)
         self._gateway.close()
 
     def __enter__(self) -> EtcdLog:
@@ -418,6 +432,9 @@ class EtcdLog:
                         break
             finally:
                 stream.close()
+                if stream.join(_STREAM_JOIN):
+                    with self._streams_lock:
+                        self._streams.discard(stream)
             if stop.is_set() or outcome in ("idle", "compacted", "gap"):
                 continue
             if "permission denied" in outcome:  # a token the member no longer knows
@@ -490,9 +507,12 @@ class EtcdLog:
                 "start_revision": str(revision),
             }
         }
-        return _WatchStream(
+        stream = _WatchStream(
             self._gateway.watch_client,
             f"{self._gateway.endpoints[endpoint]}/v3/watch",
             body,
             self._idle_timeout,
         )
+        with self._streams_lock:
+            self._streams.add(stream)
+        return stream

@@ -10,8 +10,10 @@ beyond its idle timeout.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import queue
+import socket
 import threading
 from typing import Any
 
@@ -38,11 +40,21 @@ class _WatchStream:
 
     A thread, so that `watch` can notice `stop` while the stream is silent;
     a bounded queue, so a slow consumer holds back the socket, not memory.
+
+    `close` wakes the reader by shutting its connection down, and the reader
+    alone then closes it. The connection must never be closed under a reader
+    still waiting in it: the descriptor's number is free again at once, and
+    when the wait ends, OpenSSL reads and writes whatever file took the number
+    (a ledger database the node opened meanwhile got a TLS alert written over
+    its header: "file is not a database").
     """
 
     def __init__(self, client: httpx.Client, url: str, body: Json, idle_timeout: float) -> None:
         self.messages: queue.Queue[Json | _StreamEnd] = queue.Queue(maxsize=4)
         self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        """The stream's connection while the reader is inside it (None before and after)."""
         self._thread = threading.Thread(
             target=self._run,
             args=(client, url, body, idle_timeout),
@@ -52,8 +64,22 @@ class _WatchStream:
         self._thread.start()
 
     def close(self) -> None:
-        """Ask the reader to stop; it exits at its next message or idle timeout."""
+        """Ask the reader to stop, waking it if it waits for the server (it then closes
+        the connection itself); `join` waits until it has."""
         self._closed.set()
+        with self._lock:
+            if self._sock is not None:
+                # Shut down, not closed: the descriptor stays the reader's until it
+                # leaves the stream. The socket class's own shutdown: an SSL socket's
+                # would drop its TLS state under the reader.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the reader to be done with its connection (after
+        `close`); whether it is."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _put(self, item: Json | _StreamEnd) -> bool:
         return put_until(self.messages, item, self._closed.is_set)
@@ -66,19 +92,34 @@ class _WatchStream:
         reason = "stream closed by the server"
         try:
             with client.stream("POST", url, json=body, headers=headers, timeout=timeout) as reply:
-                if reply.status_code != 200:
-                    reason = f"watch refused with HTTP {reply.status_code}"
-                else:
-                    for line in reply.iter_lines():
-                        if self._closed.is_set():
-                            return
-                        if line.strip() and not self._put(json.loads(line)):
-                            return
+                try:
+                    with self._lock:
+                        self._sock = _socket_of(reply)
+                    if self._closed.is_set():  # closed before `close` could see the socket
+                        return
+                    if reply.status_code != 200:
+                        reason = f"watch refused with HTTP {reply.status_code}"
+                    else:
+                        for line in reply.iter_lines():
+                            if self._closed.is_set():
+                                return
+                            if line.strip() and not self._put(json.loads(line)):
+                                return
+                finally:
+                    with self._lock:  # before the response closes the connection
+                        self._sock = None
         except httpx.ReadTimeout:
             reason = "idle"
         except (httpx.HTTPError, ValueError, RuntimeError) as exc:  # RuntimeError: log closed
             reason = _describe(exc)
         self._put(_StreamEnd(reason))
+
+
+def _socket_of(reply: httpx.Response) -> socket.socket | None:
+    """The socket under a streamed response (httpcore's network stream), if it says."""
+    stream = reply.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _watch_events(message: Json) -> tuple[list[Json], str]:
